@@ -1,0 +1,22 @@
+/** sqljobs public API. */
+export { Jobs } from './jobs.ts';
+export type {
+  DefineOptions, EnqueueManyItem, Handler, JobMap, JobName, JobsEvents, JobsOptions, PayloadOf, SupportedDb,
+} from './jobs.ts';
+export { DiscardJob, JobAbortError, SnoozeJob } from './worker/context.ts';
+export type { AbortReason, JobContext } from './worker/context.ts';
+export { JobValidationError, JOB_STATES } from './model.ts';
+export type {
+  AttemptRecord, BackoffOptions, EnqueueOptions, EnqueueResult, JobError, JobRecord, JobState, JsonValue,
+  ListFilter, ListPage, LogRecord,
+} from './model.ts';
+
+import { Jobs, type JobMap, type JobsOptions } from './jobs.ts';
+
+/**
+ * Create a Jobs instance on the app's own database handle (better-sqlite3 Database or pg Pool).
+ * Type parameter: a map from job name to payload type, e.g. createJobs<{ sendReceipt: { orderId: number } }>({ db }).
+ */
+export function createJobs<M extends JobMap = {}>(options: JobsOptions): Jobs<M> {
+  return new Jobs<M>(options);
+}

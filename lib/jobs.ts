@@ -1,0 +1,399 @@
+/**
+ * The Jobs facade: the public verbs (define, enqueue, start, stop, get, list, cancel, retry, ...)
+ * over one store and one in-process worker. No SQL here, no HTTP.
+ */
+import { EventEmitter } from 'node:events';
+import type BetterSqlite3 from 'better-sqlite3';
+import type { Pool as PgPool } from 'pg';
+import {
+  JobValidationError, buildJobRow, describe, isValidId, validateBackoff, validateId, validateName,
+  type AttemptRecord, type BackoffOptions, type EnqueueOptions, type EnqueueResult, type JobError,
+  type JobRecord, type JobState, type ListFilter, type ListPage, type LogRecord, type NewJobRow, type Payload,
+} from './model.ts';
+import type { JobContext } from './worker/context.ts';
+import type { JobDefinition } from './worker/executor.ts';
+import { Worker, type JobEventPayload, type WorkerOptions } from './worker/worker.ts';
+import { detectDriver } from './store/detect.ts';
+import { SqliteStore } from './store/sqlite.ts';
+import { PostgresStore } from './store/postgres.ts';
+import { validatePrefix, type Store } from './store/store.ts';
+import { uuidv7 } from './uuid.ts';
+
+/** A map from job name to payload type, e.g. `{ sendReceipt: { orderId: number } }`. */
+export type JobMap = Record<string, unknown>;
+/** Job names a Jobs instance accepts: the map's keys, or any string when no map was given. */
+export type JobName<M extends JobMap> = [keyof M] extends [never] ? string : Extract<keyof M, string>;
+/** The payload type of job K. */
+export type PayloadOf<M extends JobMap, K extends string> = K extends keyof M ? M[K] : Payload;
+
+export type Handler<P, R> = (payload: P, ctx: JobContext) => R | Promise<R>;
+
+export interface DefineOptions {
+  /** Default queue for jobs of this name. */
+  queue?: string;
+  /** Default priority (higher first). */
+  priority?: number;
+  /** Runs per job including the first. Default 25. */
+  maxAttempts?: number;
+  /** Per-attempt timeout in ms. */
+  timeout?: number;
+  backoff?: BackoffOptions;
+}
+
+export type SupportedDb = BetterSqlite3.Database | PgPool;
+
+export interface JobsOptions {
+  /** The app's own handle: a better-sqlite3 Database or a pg Pool. */
+  db: SupportedDb;
+  /** Table name prefix; lowercase identifier. Default 'sqljobs_'. */
+  tablePrefix?: string;
+  /** Queue of jobs enqueued without one. Default 'default'. */
+  defaultQueue?: string;
+  /** Largest payload accepted, in UTF-8 bytes of JSON (or bytes of a Buffer). Default 1 MiB. */
+  maxPayloadBytes?: number;
+  /** Default runs per job including the first. Default 25. */
+  maxAttempts?: number;
+  /** Delete finished jobs older than this many days. Default: keep forever. */
+  retentionDays?: number;
+  /** Worker settings. `false`: this instance never runs jobs (producer only). */
+  worker?: Partial<Omit<WorkerOptions, 'retentionMs'>> | false;
+  /** SQLite: put the database file in WAL mode (recommended; a property of the file). Default true. */
+  sqliteWal?: boolean;
+  /** PostgreSQL: size of the private pool the worker uses for claims, outcomes and heartbeats. Default 4. */
+  workerPoolSize?: number;
+}
+
+const OPTION_KEYS = ['db', 'tablePrefix', 'defaultQueue', 'maxPayloadBytes', 'maxAttempts', 'retentionDays', 'worker', 'sqliteWal', 'workerPoolSize'];
+const WORKER_KEYS = ['concurrency', 'queues', 'queueConcurrency', 'pollInterval', 'heartbeatInterval', 'stallTimeout', 'shutdownTimeout', 'logFlushInterval'];
+
+export interface JobsEvents {
+  enqueued: [{ id: string; name: string; queue: string; existed: boolean }];
+  started: [JobEventPayload];
+  completed: [JobEventPayload & { result: unknown }];
+  retrying: [JobEventPayload & { error: JobError; delayMs: number }];
+  failed: [JobEventPayload & { error: JobError }];
+  snoozed: [JobEventPayload & { delayMs: number }];
+  cancelled: [{ id: string; previous: 'pending' | 'running' }];
+  aborted: [JobEventPayload & { reason: string }];
+  rescued: [{ id: string; name: string; queue: string; outcome: 'retry' | 'failed' }];
+  error: [unknown];
+}
+
+export type EnqueueManyItem<M extends JobMap> = {
+  [K in JobName<M>]: { name: K; payload: PayloadOf<M, K> } & Omit<EnqueueOptions, 'tx'>;
+}[JobName<M>];
+
+export class Jobs<M extends JobMap = {}> {
+  readonly store: Store;
+  private readonly emitter = new EventEmitter();
+  private readonly definitions = new Map<string, JobDefinition>();
+  private readonly options: Required<Pick<JobsOptions, 'defaultQueue' | 'maxPayloadBytes' | 'maxAttempts'>>;
+  private readonly workerOptions: WorkerOptions | null;
+  private worker: Worker | null = null;
+  private ready: Promise<void> | null = null;
+
+  constructor(opts: JobsOptions) {
+    if (opts === null || typeof opts !== 'object') throw new TypeError(`createJobs: options must be an object with a db; got ${describe(opts)}`);
+    for (const k of Object.keys(opts)) {
+      if (!OPTION_KEYS.includes(k)) throw new TypeError(`createJobs: unknown option "${k}"; allowed: ${OPTION_KEYS.join(', ')}`);
+    }
+    const prefix = validatePrefix(opts.tablePrefix ?? 'sqljobs_');
+    this.options = {
+      defaultQueue: opts.defaultQueue === undefined ? 'default' : validateName(opts.defaultQueue, 'defaultQueue'),
+      maxPayloadBytes: positiveInt('maxPayloadBytes', opts.maxPayloadBytes, 1024 * 1024),
+      maxAttempts: positiveInt('maxAttempts', opts.maxAttempts, 25),
+    };
+    this.workerOptions = opts.worker === false ? null : buildWorkerOptions(opts.worker ?? {}, opts.retentionDays);
+    this.store = createStore(opts, prefix);
+    this.emitter.on('error', () => undefined); // an 'error' with no listener must not crash the app
+  }
+
+  /** Register a handler. Returns this instance, typed with the new job, for chaining. */
+  define<K extends string, P = K extends keyof M ? M[K] : unknown, R = unknown>(
+    name: K,
+    handler: Handler<P, R>,
+    options: DefineOptions = {},
+  ): Jobs<M & { [N in K]: P }> {
+    validateName(name, 'name');
+    if (typeof handler !== 'function') throw new JobValidationError(`job "${name}": handler must be a function; got ${describe(handler)}`, 'handler', name);
+    for (const k of Object.keys(options)) {
+      if (!['queue', 'priority', 'maxAttempts', 'timeout', 'backoff'].includes(k)) {
+        throw new JobValidationError(`job "${name}": ${k} is not a define option; allowed: queue, priority, maxAttempts, timeout, backoff`, k, name);
+      }
+    }
+    if (options.backoff !== undefined) validateBackoff(options.backoff, 'backoff', name);
+    // Validates queue, priority, maxAttempts and timeout with the enqueue rules.
+    buildJobRow(uuidv7(), name, undefined, { queue: options.queue, priority: options.priority, maxAttempts: options.maxAttempts, timeout: options.timeout }, {
+      queue: this.options.defaultQueue,
+      maxPayloadBytes: this.options.maxPayloadBytes,
+    });
+    this.definitions.set(name, { name, handler: handler as JobDefinition['handler'], ...options });
+    return this as unknown as Jobs<M & { [N in K]: P }>;
+  }
+
+  /** Apply the schema (idempotent; also done lazily on first use). */
+  migrate(): Promise<void> {
+    if (!this.ready) {
+      this.ready = this.store.migrate().catch((err) => {
+        this.ready = null;
+        throw err;
+      });
+    }
+    return this.ready;
+  }
+
+  private row(name: string, payload: unknown, opts: EnqueueOptions): NewJobRow {
+    const def = this.definitions.get(name);
+    const merged: EnqueueOptions = { ...opts };
+    if (merged.queue === undefined && def?.queue) merged.queue = def.queue;
+    if (merged.priority === undefined && def?.priority !== undefined) merged.priority = def.priority;
+    delete merged.tx;
+    const row = buildJobRow(uuidv7(), name, payload, merged, { queue: this.options.defaultQueue, maxPayloadBytes: this.options.maxPayloadBytes });
+    row.maxAttempts ??= def?.maxAttempts ?? this.options.maxAttempts;
+    return row;
+  }
+
+  /** Enqueue one job. Resolves to its id, and existed = true when a live job with the same refId was returned. */
+  async enqueue<K extends JobName<M>>(name: K, payload: PayloadOf<M, K>, opts: EnqueueOptions = {}): Promise<EnqueueResult> {
+    const row = this.row(name, payload, opts ?? {});
+    if (this.store.capabilities.syncEnqueue) return this.afterEnqueue([row], this.store.enqueueSync!([row]), opts?.tx !== undefined)[0];
+    await this.migrate();
+    const res = await this.store.enqueue([row], opts?.tx);
+    return this.afterEnqueue([row], res, opts?.tx !== undefined)[0];
+  }
+
+  /**
+   * SQLite only: enqueue synchronously, so it can run inside the app's own
+   * `db.transaction(() => ...)` and commit or roll back with it.
+   */
+  enqueueSync<K extends JobName<M>>(name: K, payload: PayloadOf<M, K>, opts: Omit<EnqueueOptions, 'tx'> = {}): EnqueueResult {
+    if (!this.store.enqueueSync) throw new Error(`enqueueSync needs a better-sqlite3 database; this instance uses ${this.store.dialect}: use await jobs.enqueue(..., { tx })`);
+    const row = this.row(name, payload, opts);
+    return this.afterEnqueue([row], this.store.enqueueSync([row]), true)[0];
+  }
+
+  /** Enqueue many jobs in one round trip per chunk. */
+  async enqueueMany(items: EnqueueManyItem<M>[], opts: { tx?: unknown } = {}): Promise<EnqueueResult[]> {
+    if (!Array.isArray(items)) throw new TypeError(`enqueueMany: items must be an array of { name, payload, ...options }; got ${describe(items)}`);
+    const rows = items.map((it, i) => {
+      if (it === null || typeof it !== 'object') throw new TypeError(`enqueueMany: items[${i}] must be an object { name, payload, ...options }; got ${describe(it)}`);
+      const { name, payload, ...rest } = it as { name: string; payload: unknown } & EnqueueOptions;
+      return this.row(name, payload, rest);
+    });
+    if (!rows.length) return [];
+    if (this.store.capabilities.syncEnqueue) return this.afterEnqueue(rows, this.store.enqueueSync!(rows), opts.tx !== undefined);
+    await this.migrate();
+    return this.afterEnqueue(rows, await this.store.enqueue(rows, opts.tx), opts.tx !== undefined);
+  }
+
+  /** Wake this process's worker and emit 'enqueued'; inside a caller's transaction, only after the current tick (it may still roll back). */
+  private afterEnqueue(rows: NewJobRow[], results: EnqueueResult[], inTx: boolean): EnqueueResult[] {
+    const worker = this.worker;
+    if (worker) {
+      const wake = () => {
+        let soonest = Infinity;
+        for (const r of rows) soonest = Math.min(soonest, r.runAt ? r.runAt.getTime() - Date.now() : r.delayMs);
+        if (soonest <= 0) worker.wake();
+        else if (Number.isFinite(soonest)) worker.wakeIn(soonest);
+      };
+      if (inTx) setImmediate(wake);
+      else wake();
+    }
+    if (this.emitter.listenerCount('enqueued')) {
+      rows.forEach((r, i) => this.emitter.emit('enqueued', { id: results[i].id, name: r.name, queue: r.queue, existed: results[i].existed }));
+    }
+    return results;
+  }
+
+  /** Start this process's worker (claims only the job names defined here). */
+  async start(): Promise<void> {
+    await this.migrate();
+    if (!this.workerOptions) throw new Error('start: this instance was created with worker: false (producer only)');
+    if (this.worker?.isRunning) return;
+    this.worker = new Worker(this.store, this.definitions, this.workerOptions, this.workerEvents());
+    await this.worker.start();
+  }
+
+  private workerEvents() {
+    const emit = (event: keyof JobsEvents) => (e: unknown) => {
+      this.emitter.emit(event, e);
+    };
+    return {
+      started: emit('started'),
+      completed: emit('completed'),
+      retrying: emit('retrying'),
+      failed: emit('failed'),
+      snoozed: emit('snoozed'),
+      aborted: emit('aborted'),
+      rescued: emit('rescued'),
+      error: emit('error'),
+    };
+  }
+
+  /** Graceful shutdown: stop claiming, wait for running jobs up to `timeout` ms, then abort and return them to pending. */
+  async stop(opts: { timeout?: number } = {}): Promise<void> {
+    await this.worker?.stop(opts.timeout);
+  }
+
+  /** Stop the worker and release the library's own connections (not the app's db). */
+  async close(opts: { timeout?: number } = {}): Promise<void> {
+    await this.stop(opts);
+    await this.store.close();
+  }
+
+  /** Run jobs until nothing is due, then resolve. Handy in tests. */
+  async drain(): Promise<void> {
+    await this.migrate();
+    if (!this.workerOptions) throw new Error('drain: this instance was created with worker: false (producer only)');
+    if (this.worker?.isRunning) return this.worker.drain();
+    const temp = new Worker(this.store, this.definitions, { ...this.workerOptions, pollInterval: 3_600_000 }, this.workerEvents());
+    this.worker = temp;
+    await temp.start();
+    try {
+      await temp.drain();
+    } finally {
+      await temp.stop();
+      if (this.worker === temp) this.worker = null;
+    }
+  }
+
+  async get<K extends JobName<M>>(id: string): Promise<JobRecord<PayloadOf<M, K>> | null> {
+    validateId(id);
+    await this.migrate();
+    return (await this.store.get(id)) as JobRecord<PayloadOf<M, K>> | null;
+  }
+
+  async list(filter: ListFilter = {}): Promise<ListPage> {
+    validateListFilter(filter);
+    await this.migrate();
+    return this.store.list(filter);
+  }
+
+  async attempts(id: string): Promise<AttemptRecord[]> {
+    validateId(id);
+    await this.migrate();
+    return this.store.attempts(id);
+  }
+
+  async logs(id: string, opts: { afterSeq?: number; limit?: number } = {}): Promise<LogRecord[]> {
+    validateId(id);
+    const limit = opts.limit ?? 200;
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new TypeError(`logs: limit must be an integer from 1 to 1000; got ${limit}`);
+    await this.migrate();
+    return this.store.logs(id, { afterSeq: opts.afterSeq, limit });
+  }
+
+  /** Cancel a pending or running job. A running handler's signal fires (at once in this process; within a heartbeat elsewhere). */
+  async cancel(id: string): Promise<boolean> {
+    validateId(id);
+    await this.migrate();
+    const res = await this.store.cancel(id);
+    if (!res) return false;
+    this.worker?.abortJob(id, 'cancelled');
+    this.emitter.emit('cancelled', { id, previous: res.previous });
+    return true;
+  }
+
+  /** Run a failed or cancelled job again (attempts kept; the limit is raised by one if exhausted), or a pending one now. */
+  async retry(id: string): Promise<boolean> {
+    validateId(id);
+    await this.migrate();
+    const state = await this.store.retry(id);
+    if (state) this.worker?.wake();
+    return state !== null;
+  }
+
+  on<E extends keyof JobsEvents>(event: E, listener: (...args: JobsEvents[E]) => void): this {
+    this.emitter.on(event, listener as (...args: unknown[]) => void);
+    return this;
+  }
+
+  off<E extends keyof JobsEvents>(event: E, listener: (...args: JobsEvents[E]) => void): this {
+    this.emitter.off(event, listener as (...args: unknown[]) => void);
+    return this;
+  }
+
+  once<E extends keyof JobsEvents>(event: E, listener: (...args: JobsEvents[E]) => void): this {
+    this.emitter.once(event, listener as (...args: unknown[]) => void);
+    return this;
+  }
+
+  /** Names this instance has handlers for. */
+  get names(): string[] {
+    return [...this.definitions.keys()];
+  }
+
+  get workerId(): string | null {
+    return this.worker?.id ?? null;
+  }
+}
+
+function positiveInt(field: string, v: unknown, dflt: number): number {
+  if (v === undefined) return dflt;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new TypeError(`createJobs: ${field} must be a positive integer; got ${describe(v)}`);
+  return v;
+}
+
+function buildWorkerOptions(w: Partial<WorkerOptions>, retentionDays: number | undefined): WorkerOptions {
+  if (w === null || typeof w !== 'object') throw new TypeError(`createJobs: worker must be an object or false; got ${describe(w)}`);
+  for (const k of Object.keys(w)) {
+    if (!WORKER_KEYS.includes(k)) throw new TypeError(`createJobs: unknown worker option "${k}"; allowed: ${WORKER_KEYS.join(', ')}`);
+  }
+  const heartbeatInterval = positiveInt('worker.heartbeatInterval', w.heartbeatInterval, 5000);
+  const stallTimeout = positiveInt('worker.stallTimeout', w.stallTimeout, Math.max(30_000, heartbeatInterval * 3));
+  if (stallTimeout < heartbeatInterval * 3) {
+    throw new TypeError(`createJobs: worker.stallTimeout must be at least 3 × heartbeatInterval (${heartbeatInterval * 3} ms); got ${stallTimeout}`);
+  }
+  if (w.queues !== undefined) {
+    if (!Array.isArray(w.queues) || !w.queues.length) throw new TypeError(`createJobs: worker.queues must be a non-empty array of queue names; got ${describe(w.queues)}`);
+    w.queues.forEach((q, i) => validateName(q, `worker.queues[${i}]`));
+  }
+  for (const [q, n] of Object.entries(w.queueConcurrency ?? {})) {
+    validateName(q, 'worker.queueConcurrency key');
+    positiveInt(`worker.queueConcurrency.${q}`, n, 1);
+  }
+  if (retentionDays !== undefined && (typeof retentionDays !== 'number' || !(retentionDays > 0))) {
+    throw new TypeError(`createJobs: retentionDays must be a positive number of days; got ${describe(retentionDays)}`);
+  }
+  return {
+    concurrency: positiveInt('worker.concurrency', w.concurrency, 10),
+    queues: w.queues,
+    queueConcurrency: w.queueConcurrency,
+    pollInterval: positiveInt('worker.pollInterval', w.pollInterval, 1000),
+    heartbeatInterval,
+    stallTimeout,
+    shutdownTimeout: w.shutdownTimeout === undefined ? 10_000 : positiveInt('worker.shutdownTimeout', w.shutdownTimeout, 10_000),
+    logFlushInterval: positiveInt('worker.logFlushInterval', w.logFlushInterval, 200),
+    retentionMs: retentionDays === undefined ? null : Math.round(retentionDays * 86_400_000),
+  };
+}
+
+function validateListFilter(f: ListFilter): void {
+  if (f === null || typeof f !== 'object') throw new TypeError(`list: filter must be an object; got ${describe(f)}`);
+  const states = f.states ?? (f.state ? [f.state] : []);
+  for (const s of states) {
+    if (!['pending', 'running', 'completed', 'failed', 'cancelled', 'skipped'].includes(s)) {
+      throw new TypeError(`list: state must be one of pending, running, completed, failed, cancelled, skipped; got ${describe(s)}`);
+    }
+  }
+  if (f.cursor !== undefined && !isValidId(f.cursor)) throw new TypeError(`list: cursor must be a nextCursor from a previous page; got ${describe(f.cursor)}`);
+  for (const k of ['queue', 'name', 'tag', 'batchId', 'refId', 'createdBy'] as const) {
+    if (f[k] !== undefined && typeof f[k] !== 'string') throw new TypeError(`list: ${k} must be a string; got ${describe(f[k])}`);
+  }
+}
+
+function createStore(opts: JobsOptions, prefix: string): Store {
+  const kind = detectDriver(opts.db);
+  switch (kind) {
+    case 'better-sqlite3':
+      return new SqliteStore(opts.db as BetterSqlite3.Database, { prefix, wal: opts.sqliteWal ?? true });
+    case 'pg-pool':
+      return new PostgresStore(opts.db as PgPool, { prefix, workerPoolSize: opts.workerPoolSize ?? 4 });
+    case 'pg-client':
+      throw new TypeError('createJobs: db must be a pg Pool, not a single Client (the worker needs its own connections); pass the client as opts.tx to enqueue inside its transaction');
+    default:
+      throw new TypeError(`createJobs: the ${kind} driver is not supported by this version of sqljobs yet; supported: better-sqlite3 Database, pg Pool`);
+  }
+}
+
+export type JobStateName = JobState;

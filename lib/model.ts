@@ -1,0 +1,393 @@
+/**
+ * The job model: records, states, options and the validation of everything a caller hands us.
+ *
+ * State transitions (every one is a compare-and-set on the expected state, in one statement or
+ * one transaction; see the store for the SQL):
+ *
+ *   (enqueue)            -> pending
+ *   pending  --claim-->     running     (attempts + 1, new claim token)
+ *   running  --complete-->  completed   (moved to history, fenced by token)
+ *   running  --fail-->      pending     (retry: run_at = now + backoff, attempt recorded)
+ *   running  --fail-->      failed      (attempts exhausted or discarded; moved to history)
+ *   running  --snooze-->    pending     (attempt refunded, run_at = now + delay)
+ *   running  --shutdown-->  pending     (attempt refunded)
+ *   running  --rescue-->    pending     (worker heartbeat stale; attempt recorded "worker lost")
+ *   running  --rescue-->    failed      (same, at the attempt limit)
+ *   pending|running --cancel--> cancelled (moved to history)
+ *   failed|cancelled --retry--> pending  (moved back to the hot table)
+ */
+
+export const JOB_STATES = ['pending', 'running', 'completed', 'failed', 'cancelled', 'skipped'] as const;
+export type JobState = (typeof JOB_STATES)[number];
+export const TERMINAL_STATES: readonly JobState[] = ['completed', 'failed', 'cancelled', 'skipped'];
+
+export type JsonPrimitive = string | number | boolean | null;
+export type JsonValue = JsonPrimitive | JsonValue[] | { [key: string]: JsonValue };
+/** What a payload may be: JSON-serialisable data, or binary. */
+export type Payload = JsonValue | Buffer | undefined | object;
+
+export type BackoffOptions =
+  | {
+      type?: 'exponential' | 'linear' | 'fixed';
+      /** First delay in milliseconds. Default 1000. */
+      baseMs?: number;
+      /** Upper bound in milliseconds. Default 1 hour. */
+      maxMs?: number;
+      /** Fraction of the delay applied as random jitter (0..1). Default 0.2. */
+      jitter?: number;
+    }
+  | ((attempt: number, error: unknown) => number);
+
+export interface JobError {
+  message: string;
+  name?: string;
+  stack?: string;
+}
+
+export interface JobRecord<P = unknown, R = unknown> {
+  id: string;
+  name: string;
+  queue: string;
+  state: JobState;
+  payload?: P;
+  priority: number;
+  attempts: number;
+  maxAttempts: number;
+  runAt: Date;
+  createdAt: Date;
+  startedAt: Date | null;
+  finishedAt: Date | null;
+  progress: number | null;
+  progressMessage: string | null;
+  result?: R | null;
+  error: JobError | null;
+  refId: string | null;
+  tag: string | null;
+  batchId: string | null;
+  createdBy: string | null;
+  meta: JsonValue | null;
+  timeoutMs: number | null;
+  checkpoint: JsonValue | null;
+  workerId: string | null;
+}
+
+export interface AttemptRecord {
+  attempt: number;
+  startedAt: Date | null;
+  finishedAt: Date | null;
+  workerId: string | null;
+  outcome: 'completed' | 'failed' | 'running';
+  error: JobError | null;
+}
+
+export interface LogRecord {
+  seq: number;
+  attempt: number;
+  at: Date;
+  message: string;
+}
+
+export interface EnqueueOptions<Tx = unknown> {
+  /** Run after this many milliseconds (measured by the database clock). */
+  delay?: number;
+  /** Run at or after this instant. */
+  runAt?: Date;
+  /** Higher runs first. Integer, default 0. */
+  priority?: number;
+  queue?: string;
+  maxAttempts?: number;
+  /** Per-attempt timeout in milliseconds. */
+  timeout?: number;
+  backoff?: Exclude<BackoffOptions, Function>;
+  /** Idempotency key: unique among live (pending or running) jobs. */
+  refId?: string;
+  tag?: string;
+  batchId?: string;
+  createdBy?: string;
+  meta?: JsonValue;
+  /** Enqueue inside the caller's open transaction (pg client in BEGIN; better-sqlite3 inside db.transaction()). */
+  tx?: Tx;
+}
+
+export interface EnqueueResult {
+  id: string;
+  /** True when a live job with the same refId already existed and was returned instead. */
+  existed: boolean;
+  /** True when the write waits for a request's commit gate. */
+  deferred?: boolean;
+}
+
+export interface ListFilter {
+  states?: JobState[];
+  state?: JobState;
+  queue?: string;
+  name?: string;
+  tag?: string;
+  batchId?: string;
+  refId?: string;
+  createdBy?: string;
+  createdAfter?: Date;
+  createdBefore?: Date;
+  /** Keyset cursor from a previous page's nextCursor. */
+  cursor?: string;
+  /** Default 50, at most 500. */
+  limit?: number;
+  includePayload?: boolean;
+}
+
+export interface ListPage<P = unknown> {
+  items: JobRecord<P>[];
+  nextCursor: string | null;
+}
+
+/** An error whose message names the job and the field at fault. */
+export class JobValidationError extends TypeError {
+  constructor(
+    message: string,
+    readonly field: string,
+    readonly job?: string,
+  ) {
+    super(message);
+    this.name = 'JobValidationError';
+  }
+}
+
+function fail(job: string | undefined, field: string, what: string): never {
+  const where = job ? `job "${job}": ` : '';
+  throw new JobValidationError(`${where}${field} ${what}`, field, job);
+}
+
+const NAME_RE = /^[A-Za-z0-9_.:\-/]{1,200}$/;
+
+export function validateName(name: unknown, field = 'name', job?: string): string {
+  if (typeof name !== 'string' || !NAME_RE.test(name)) {
+    fail(job, field, `must be 1-200 characters of letters, digits, _ . : - /; got ${describe(name)}`);
+  }
+  return name;
+}
+
+function optionalText(job: string, field: string, v: unknown, max = 500): string | null {
+  if (v === undefined || v === null) return null;
+  if (typeof v !== 'string' || v.length === 0 || v.length > max) {
+    fail(job, field, `must be a non-empty string of at most ${max} characters; got ${describe(v)}`);
+  }
+  return v;
+}
+
+function optionalInt(job: string, field: string, v: unknown, min: number, max: number): number | null {
+  if (v === undefined || v === null) return null;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    fail(job, field, `must be an integer from ${min} to ${max}; got ${describe(v)}`);
+  }
+  return v;
+}
+
+export function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (typeof v === 'string') return JSON.stringify(v.length > 60 ? v.slice(0, 60) + '…' : v);
+  if (typeof v === 'bigint') return `${v}n (a BigInt)`;
+  if (typeof v === 'function') return 'a function';
+  if (typeof v === 'object') return `an object (${(v as object).constructor?.name ?? 'Object'})`;
+  return `${String(v)} (${typeof v})`;
+}
+
+/**
+ * Serialise a JSON value, refusing whatever JSON.stringify would silently change or drop:
+ * BigInt, functions, symbols, undefined inside arrays, NaN/Infinity, Date, Map, Set, class
+ * instances other than plain objects and arrays, and cycles. The error names the path.
+ */
+export function toJson(job: string | undefined, field: string, value: unknown): string {
+  checkJson(job, value, field, new Set());
+  return JSON.stringify(value);
+}
+
+function checkJson(job: string | undefined, v: unknown, path: string, seen: Set<object>): void {
+  switch (typeof v) {
+    case 'string':
+    case 'boolean':
+      return;
+    case 'number':
+      if (!Number.isFinite(v)) fail(job, path, `must be a finite number (JSON has no ${v}); got ${v}`);
+      return;
+    case 'bigint':
+      fail(job, path, `is a BigInt, which JSON cannot hold; convert it to a string or number`);
+    case 'function':
+      fail(job, path, `is a function, which JSON cannot hold`);
+    case 'symbol':
+      fail(job, path, `is a symbol, which JSON cannot hold`);
+    case 'undefined':
+      fail(job, path, `is undefined, which JSON cannot hold here`);
+  }
+  if (v === null) return;
+  const obj = v as object;
+  if (seen.has(obj)) fail(job, path, `is a circular reference`);
+  if (Array.isArray(obj)) {
+    seen.add(obj);
+    obj.forEach((item, i) => checkJson(job, item, `${path}[${i}]`, seen));
+    seen.delete(obj);
+    return;
+  }
+  const proto = Object.getPrototypeOf(obj);
+  if (proto !== Object.prototype && proto !== null) {
+    const kind = obj.constructor?.name ?? 'object';
+    fail(job, path, `is a ${kind}, which JSON would silently change; pass plain objects, arrays, strings, numbers, booleans or null (for a Date, pass toISOString())`);
+  }
+  seen.add(obj);
+  for (const [k, item] of Object.entries(obj)) {
+    // An undefined property is dropped by JSON; that is the documented, expected behaviour.
+    if (item === undefined) continue;
+    checkJson(job, item, `${path}.${k}`, seen);
+  }
+  seen.delete(obj);
+}
+
+export interface PayloadEncoding {
+  json: string | null;
+  binary: Buffer | null;
+  bytes: number;
+}
+
+export function encodePayload(job: string, payload: unknown, maxBytes: number): PayloadEncoding {
+  if (Buffer.isBuffer(payload) || payload instanceof Uint8Array) {
+    const binary = Buffer.isBuffer(payload) ? payload : Buffer.from(payload);
+    if (binary.length > maxBytes) fail(job, 'payload', `is ${binary.length} bytes, over the limit of ${maxBytes} bytes (option maxPayloadBytes)`);
+    return { json: null, binary, bytes: binary.length };
+  }
+  if (payload === undefined) return { json: null, binary: null, bytes: 0 };
+  const json = toJson(job, 'payload', payload);
+  const bytes = Buffer.byteLength(json, 'utf8');
+  if (bytes > maxBytes) fail(job, 'payload', `is ${bytes} bytes of JSON, over the limit of ${maxBytes} bytes (option maxPayloadBytes)`);
+  return { json, binary: null, bytes };
+}
+
+/** A job as the store writes it: validated, encoded, with its id already chosen. */
+export interface NewJobRow {
+  id: string;
+  name: string;
+  queue: string;
+  payloadJson: string | null;
+  payloadBin: Buffer | null;
+  priority: number;
+  maxAttempts: number | null;
+  timeoutMs: number | null;
+  backoffJson: string | null;
+  /** Delay from the database's now, in ms (0 for immediate). */
+  delayMs: number;
+  /** Absolute run time, when the caller gave one. */
+  runAt: Date | null;
+  refId: string | null;
+  tag: string | null;
+  batchId: string | null;
+  createdBy: string | null;
+  metaJson: string | null;
+  bytes: number;
+}
+
+const ENQUEUE_KEYS = new Set([
+  'delay', 'runAt', 'priority', 'queue', 'maxAttempts', 'timeout', 'backoff', 'refId', 'tag',
+  'batchId', 'createdBy', 'meta', 'tx', 'name', 'payload',
+]);
+
+export function buildJobRow(
+  id: string,
+  name: string,
+  payload: unknown,
+  opts: EnqueueOptions,
+  defaults: { queue: string; maxPayloadBytes: number },
+): NewJobRow {
+  validateName(name, 'name');
+  if (opts === null || typeof opts !== 'object') fail(name, 'options', `must be an object; got ${describe(opts)}`);
+  for (const key of Object.keys(opts)) {
+    if (!ENQUEUE_KEYS.has(key)) fail(name, key, `is not an enqueue option; allowed: ${[...ENQUEUE_KEYS].filter((k) => k !== 'name' && k !== 'payload').join(', ')}`);
+  }
+  if (opts.delay !== undefined && opts.runAt !== undefined) fail(name, 'delay', 'and runAt cannot both be given');
+  const delayMs = optionalInt(name, 'delay', opts.delay, 0, 10 * 365 * 86_400_000) ?? 0;
+  let runAt: Date | null = null;
+  if (opts.runAt !== undefined) {
+    if (!(opts.runAt instanceof Date) || Number.isNaN(opts.runAt.getTime())) fail(name, 'runAt', `must be a valid Date; got ${describe(opts.runAt)}`);
+    runAt = opts.runAt;
+  }
+  const queue = opts.queue === undefined ? defaults.queue : validateName(opts.queue, 'queue', name);
+  const enc = encodePayload(name, payload, defaults.maxPayloadBytes);
+  return {
+    id,
+    name,
+    queue,
+    payloadJson: enc.json,
+    payloadBin: enc.binary,
+    priority: optionalInt(name, 'priority', opts.priority, -1_000_000, 1_000_000) ?? 0,
+    maxAttempts: optionalInt(name, 'maxAttempts', opts.maxAttempts, 1, 1_000_000),
+    timeoutMs: optionalInt(name, 'timeout', opts.timeout, 1, 2_147_483_647),
+    backoffJson: opts.backoff === undefined ? null : JSON.stringify(validateBackoff(opts.backoff, 'backoff', name)),
+    delayMs,
+    runAt,
+    refId: optionalText(name, 'refId', opts.refId, 255),
+    tag: optionalText(name, 'tag', opts.tag, 255),
+    batchId: optionalText(name, 'batchId', opts.batchId, 255),
+    createdBy: optionalText(name, 'createdBy', opts.createdBy, 255),
+    metaJson: opts.meta === undefined ? null : toJson(name, 'meta', opts.meta),
+    bytes: enc.bytes + 256,
+  };
+}
+
+export function validateBackoff(b: unknown, field: string, job?: string): BackoffOptions {
+  if (typeof b === 'function') return b as BackoffOptions;
+  if (b === null || typeof b !== 'object') fail(job, field, `must be { type, baseMs, maxMs, jitter } or a function (attempt, error) => ms; got ${describe(b)}`);
+  const o = b as Record<string, unknown>;
+  for (const k of Object.keys(o)) {
+    if (!['type', 'baseMs', 'maxMs', 'jitter'].includes(k)) fail(job, `${field}.${k}`, 'is not a backoff option; allowed: type, baseMs, maxMs, jitter');
+  }
+  if (o.type !== undefined && !['exponential', 'linear', 'fixed'].includes(o.type as string)) {
+    fail(job, `${field}.type`, `must be 'exponential', 'linear' or 'fixed'; got ${describe(o.type)}`);
+  }
+  optionalInt(job ?? '', `${field}.baseMs`, o.baseMs, 0, 2_147_483_647);
+  optionalInt(job ?? '', `${field}.maxMs`, o.maxMs, 0, 2_147_483_647);
+  if (o.jitter !== undefined && (typeof o.jitter !== 'number' || o.jitter < 0 || o.jitter > 1)) {
+    fail(job, `${field}.jitter`, `must be a number from 0 to 1; got ${describe(o.jitter)}`);
+  }
+  return o as BackoffOptions;
+}
+
+export const DEFAULT_BACKOFF = { type: 'exponential', baseMs: 1000, maxMs: 3_600_000, jitter: 0.2 } as const;
+
+/** Delay before the next attempt, after `attempt` (1-based) failed. */
+export function backoffDelay(backoff: BackoffOptions | null | undefined, attempt: number, error: unknown, random = Math.random): number {
+  if (typeof backoff === 'function') {
+    const ms = backoff(attempt, error);
+    return Number.isFinite(ms) && ms > 0 ? Math.round(ms) : 0;
+  }
+  const b = { ...DEFAULT_BACKOFF, ...(backoff ?? {}) };
+  let delay: number;
+  if (b.type === 'fixed') delay = b.baseMs;
+  else if (b.type === 'linear') delay = b.baseMs * attempt;
+  else delay = b.baseMs * 2 ** Math.min(attempt - 1, 40);
+  delay = Math.min(delay, b.maxMs);
+  const spread = delay * b.jitter;
+  return Math.max(0, Math.round(delay - spread + random() * 2 * spread));
+}
+
+export function errorToRecord(err: unknown): JobError {
+  if (err instanceof Error) {
+    return { message: String(err.message).slice(0, 10_000), name: err.name, stack: err.stack?.slice(0, 20_000) };
+  }
+  let message: string;
+  try {
+    message = typeof err === 'string' ? err : JSON.stringify(err) ?? String(err);
+  } catch {
+    message = String(err);
+  }
+  return { message: message.slice(0, 10_000) };
+}
+
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+export function validateId(id: unknown): string {
+  if (typeof id !== 'string' || !UUID_RE.test(id)) {
+    throw new JobValidationError(`id must be a job id (lowercase UUID text); got ${describe(id)}`, 'id');
+  }
+  return id;
+}
+
+export function isValidId(id: unknown): id is string {
+  return typeof id === 'string' && UUID_RE.test(id);
+}

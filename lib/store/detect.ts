@@ -1,0 +1,32 @@
+/** Which driver is this object? Decided by shape, never instanceof (the app's copy of a driver may not be ours). */
+
+export type DriverKind = 'better-sqlite3' | 'pg-pool' | 'pg-client' | 'slonik' | 'mysql2' | 'mssql';
+
+const fn = (o: unknown, k: string): boolean => o != null && typeof (o as Record<string, unknown>)[k] === 'function';
+
+export function detectDriver(db: unknown): DriverKind {
+  const o = db as Record<string, unknown>;
+  if (fn(o, 'prepare') && fn(o, 'transaction') && fn(o, 'pragma') && typeof o?.inTransaction === 'boolean') return 'better-sqlite3';
+  if (fn(o, 'oneFirst') && fn(o, 'maybeOne') && fn(o, 'any') && fn(o, 'transaction')) return 'slonik';
+  if (fn(o, 'request') && fn(o, 'transaction') && o && 'connected' in o && fn(o, 'connect') && fn(o, 'close')) return 'mssql';
+  if (fn(o, 'getConnection') && fn(o, 'execute')) return 'mysql2';
+  if (fn(o, 'connect') && fn(o, 'query') && typeof o?.totalCount === 'number') return 'pg-pool';
+  if (fn(o, 'query') && o && 'connectionParameters' in o && 'processID' in o) return 'pg-client';
+  throw new TypeError(
+    `createJobs: db must be a better-sqlite3 Database, pg Pool, slonik pool, mysql2 pool or mssql ConnectionPool; got ${shape(db)}`,
+  );
+}
+
+function shape(v: unknown): string {
+  if (v === null || v === undefined) return String(v);
+  if (typeof v !== 'object' && typeof v !== 'function') return `${typeof v} ${JSON.stringify(v)}`;
+  const name = (v as object).constructor?.name ?? 'Object';
+  const keys = Object.keys(v as object).slice(0, 6);
+  return `${name}${keys.length ? ` with keys ${keys.join(', ')}` : ''}`;
+}
+
+/** A pg client handed as opts.tx: a PoolClient or Client, which must be inside BEGIN. */
+export function isPgClient(tx: unknown): boolean {
+  const o = tx as Record<string, unknown>;
+  return fn(o, 'query') && o != null && 'connectionParameters' in o;
+}

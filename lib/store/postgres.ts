@@ -1,0 +1,525 @@
+/**
+ * PostgreSQL (pg): all of this dialect's SQL.
+ *
+ * Enqueue runs on the app's pool (or the caller's transaction client), so the job commits with
+ * the caller's writes; the wake-up NOTIFY is part of the same statement, delivered at commit.
+ * Everything the worker does (claim, outcomes, heartbeat, sweeper, migrations) runs on a small
+ * private pool built from the app pool's settings, so liveness never waits for a free app
+ * connection. LISTEN uses one dedicated client that reconnects and then asks for a catch-up poll.
+ */
+import type { Pool, PoolClient, PoolConfig, Client, QueryResultRow } from 'pg';
+import type { AttemptRecord, EnqueueResult, JobRecord, JobState, ListFilter, ListPage, LogRecord, NewJobRow } from '../model.ts';
+import { checkNotNewer, loadMigrations, splitStatements } from './migrations.ts';
+import { nativeCodec, toAttemptRecord, toClaimedJob, toJobRecord, toLogRecord, withCurrentAttempt } from './rows.ts';
+import { Params, chunkBy, listLimit, listWhere, statesByTable } from './sql.ts';
+import { claimOrder } from './sqlite.ts';
+import type {
+  CancelResult, ClaimRequest, ClaimedJob, CompleteItem, FailItem, Fenced, ListenCallbacks, ListenHandle, LogItem,
+  ProgressItem, ReleaseItem, RescuedJob, Store, StoreCapabilities, WorkerInfo,
+} from './store.ts';
+import { isPgClient } from './detect.ts';
+
+const COMMON = `id, name, queue, payload, payload_bin, priority, attempts, max_attempts, timeout_ms, backoff,
+  run_at, created_at, started_at, ref_id, tag, batch_id, created_by, meta, progress, progress_message,
+  checkpoint, error, worker_id`;
+const SUMMARY = `id::text AS id, name, queue, state, priority, attempts, max_attempts, timeout_ms, run_at, created_at,
+  started_at, ref_id, tag, batch_id, created_by, meta, progress, progress_message, checkpoint, error, worker_id`;
+/** The enqueue input record: one JSON array parameter for any number of jobs. */
+const INPUT = `id uuid, name text, queue text, payload json, payload_b64 text, priority int, max_attempts int,
+  timeout_ms int, backoff json, run_at timestamptz, delay_ms bigint, ref_id text, tag text, batch_id text,
+  created_by text, meta json`;
+/** Keep each enqueue chunk under a few MB of JSON. */
+const CHUNK_BYTES = 4 * 1024 * 1024;
+
+type Queryable = Pick<Pool | PoolClient | Client, 'query'>;
+
+export interface PostgresStoreOptions {
+  prefix: string;
+  workerPoolSize: number;
+}
+
+export class PostgresStore implements Store {
+  readonly dialect = 'postgres' as const;
+  readonly capabilities: StoreCapabilities = { notify: true, syncEnqueue: false };
+  readonly prefix: string;
+  private readonly own: Pool;
+  private readonly jobsChannel: string;
+  private readonly cancelChannel: string;
+  private readonly sql: ReturnType<PostgresStore['buildSql']>;
+
+  constructor(private readonly app: Pool, opts: PostgresStoreOptions) {
+    this.prefix = opts.prefix;
+    this.jobsChannel = `${opts.prefix}jobs`;
+    this.cancelChannel = `${opts.prefix}cancel`;
+    const Ctor = app.constructor as new (cfg: PoolConfig) => Pool;
+    const base = (app as unknown as { options: PoolConfig }).options;
+    this.own = new Ctor({ ...base, max: opts.workerPoolSize, idleTimeoutMillis: 30_000, allowExitOnIdle: true });
+    this.own.on('error', () => undefined); // an idle private connection dropped by the server is replaced on next use
+    this.sql = this.buildSql();
+  }
+
+  private t(name: string): string {
+    return this.prefix + name;
+  }
+
+  /** The hot statements, built once per prefix. */
+  private buildSql() {
+    const jobs = this.t('jobs');
+    const history = this.t('history');
+    return {
+      enqueue: `WITH input AS (SELECT * FROM json_to_recordset($1::json) AS x(${INPUT})),
+        ins AS (
+          INSERT INTO ${jobs} (id, name, queue, state, payload, payload_bin, priority, max_attempts, timeout_ms, backoff, run_at, ref_id, tag, batch_id, created_by, meta)
+          SELECT id, name, queue, 'pending', payload, decode(payload_b64, 'base64'), priority, max_attempts, timeout_ms, backoff,
+            COALESCE(run_at, now() + delay_ms * interval '1 millisecond'), ref_id, tag, batch_id, created_by, meta
+          FROM input
+          ON CONFLICT (ref_id) DO NOTHING
+          RETURNING id, queue, run_at <= now() AS due),
+        wake AS (SELECT pg_notify($2, queue) FROM (SELECT DISTINCT queue FROM ins WHERE due) q)
+        SELECT id::text AS id, NULL AS ref_id, (SELECT count(*) FROM wake) AS woke FROM ins
+        UNION ALL
+        SELECT j.id::text, j.ref_id, 0 FROM ${jobs} j JOIN input i ON j.ref_id = i.ref_id
+        WHERE i.ref_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ins WHERE ins.id = i.id)`,
+      claim: (queues: boolean, exclude: boolean) => `WITH next AS (
+          SELECT id FROM ${jobs}
+          WHERE state = 'pending' AND run_at <= now() AND name = ANY($1::text[])
+            ${queues ? 'AND queue = ANY($5::text[])' : ''} ${exclude ? 'AND NOT (queue = ANY($6::text[]))' : ''}
+          ORDER BY priority DESC, run_at, id
+          LIMIT $2 FOR UPDATE SKIP LOCKED)
+        UPDATE ${jobs} j SET state = 'running', token = $3, worker_id = $4, attempts = j.attempts + 1,
+          started_at = now(), progress = NULL, progress_message = NULL
+        FROM next WHERE j.id = next.id
+        RETURNING j.*, j.id::text AS id, j.token::text AS token`,
+      complete: `WITH done AS (
+          DELETE FROM ${jobs} j USING unnest($1::uuid[], $2::uuid[], $3::json[]) AS x(id, token, result)
+          WHERE j.id = x.id AND j.token = x.token AND j.state = 'running'
+          RETURNING j.*, x.result AS new_result)
+        INSERT INTO ${history} (${COMMON}, state, finished_at, result)
+        SELECT ${COMMON}, 'completed', now(), new_result FROM done
+        RETURNING id::text AS id`,
+      fail: `WITH x AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::json[], $5::bigint[]) AS x(id, token, attempt, err, delay_ms)),
+        retry AS (
+          UPDATE ${jobs} j SET state = 'pending', run_at = now() + x.delay_ms * interval '1 millisecond', error = x.err, token = NULL
+          FROM x WHERE x.delay_ms IS NOT NULL AND j.id = x.id AND j.token = x.token AND j.state = 'running'
+          RETURNING j.id, j.worker_id, j.started_at, x.attempt, x.err),
+        dead AS (
+          DELETE FROM ${jobs} j USING x
+          WHERE x.delay_ms IS NULL AND j.id = x.id AND j.token = x.token AND j.state = 'running'
+          RETURNING j.*, x.err AS new_error, x.attempt AS failed_attempt),
+        moved AS (
+          INSERT INTO ${history} (${COMMON}, state, finished_at, result)
+          SELECT ${COMMON.replace(/\berror\b/, 'new_error')}, 'failed', now(), NULL FROM dead
+          RETURNING id),
+        recorded AS (
+          INSERT INTO ${this.t('attempts')} (job_id, attempt, worker_id, started_at, finished_at, error)
+          SELECT id, attempt, worker_id, started_at, now(), err FROM retry
+          UNION ALL SELECT id, failed_attempt, worker_id, started_at, now(), new_error FROM dead
+          ON CONFLICT (job_id, attempt) DO UPDATE SET error = excluded.error, finished_at = excluded.finished_at)
+        SELECT id::text AS id FROM retry UNION ALL SELECT id::text FROM moved`,
+      release: `WITH back AS (
+          UPDATE ${jobs} j SET state = 'pending', run_at = now() + x.delay_ms * interval '1 millisecond',
+            attempts = j.attempts - x.refund, token = NULL
+          FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::int[]) AS x(id, token, delay_ms, refund)
+          WHERE j.id = x.id AND j.token = x.token AND j.state = 'running'
+          RETURNING j.id, j.queue, x.delay_ms),
+        wake AS (SELECT pg_notify($5, queue) FROM (SELECT DISTINCT queue FROM back WHERE delay_ms = 0) q)
+        SELECT id::text AS id, (SELECT count(*) FROM wake) AS woke FROM back`,
+    };
+  }
+
+  // ---------------------------------------------------------------- migrations
+
+  /** One transaction under a transaction-scoped advisory lock: concurrent migrators wait, then see the work done. */
+  async migrate(): Promise<void> {
+    const known = loadMigrations('postgres', this.prefix);
+    const c = await this.own.connect();
+    try {
+      await c.query('BEGIN');
+      await c.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`${this.prefix}migrate`]);
+      await c.query(`CREATE TABLE IF NOT EXISTS ${this.t('migrations')} (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);
+      const applied = (await c.query(`SELECT version FROM ${this.t('migrations')}`)).rows.map((r) => Number(r.version));
+      checkNotNewer('postgres', applied, known);
+      for (const m of known) {
+        if (applied.includes(m.version)) continue;
+        for (const stmt of splitStatements(m.sql)) await c.query(stmt);
+        await c.query(`INSERT INTO ${this.t('migrations')} (version, name) VALUES ($1, $2)`, [m.version, m.name]);
+      }
+      await c.query('COMMIT');
+    } catch (err) {
+      await c.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    } finally {
+      c.release();
+    }
+  }
+
+  // ---------------------------------------------------------------- enqueue
+
+  async enqueue(rows: NewJobRow[], tx?: unknown): Promise<EnqueueResult[]> {
+    let target: Queryable = this.app;
+    if (tx !== undefined) {
+      if (!isPgClient(tx)) throw new TypeError('opts.tx on PostgreSQL must be a pg client (from pool.connect()) inside BEGIN');
+      const status = (tx as { getTransactionStatus?: () => string }).getTransactionStatus?.();
+      if (status === 'I') throw new TypeError('opts.tx: the pg client is not inside a transaction (run BEGIN first), so the job would not be part of it');
+      target = tx as PoolClient;
+    }
+    const results = new Map<string, EnqueueResult>();
+    let todo = rows;
+    for (let round = 0; todo.length && round < 5; round++) {
+      // Statements on a caller's client run one at a time (pg deprecates concurrent queries on one client).
+      for (const chunk of chunkBy(todo, (r) => r.bytes, CHUNK_BYTES, 5000)) {
+        const res = await target.query(this.sql.enqueue, [inputJson(chunk), this.jobsChannel]);
+        const byRef = new Map<string, string>();
+        const inserted = new Set<string>();
+        for (const r of res.rows) {
+          if (r.ref_id === null) inserted.add(r.id);
+          else byRef.set(r.ref_id, r.id);
+        }
+        for (const row of chunk) {
+          if (inserted.has(row.id)) results.set(row.id, { id: row.id, existed: false });
+          else if (row.refId && byRef.has(row.refId)) results.set(row.id, { id: byRef.get(row.refId)!, existed: true });
+        }
+      }
+      // A refId whose live job committed or finished while we ran is looked up again.
+      todo = todo.filter((r) => !results.has(r.id));
+    }
+    if (todo.length) throw new Error(`enqueue: could not settle refId "${todo[0].refId}" after 5 tries (a live job with it kept appearing and finishing)`);
+    return rows.map((r) => results.get(r.id)!);
+  }
+
+  // ---------------------------------------------------------------- claim and outcomes
+
+  async claim(req: ClaimRequest): Promise<ClaimedJob[]> {
+    const args: unknown[] = [req.names, req.limit, crypto.randomUUID(), req.workerId];
+    if (req.queues || req.excludeQueues) args.push(req.queues ?? null, req.excludeQueues ?? null);
+    const res = await this.own.query(this.sql.claim(!!req.queues, !!req.excludeQueues), args);
+    return res.rows.map((r) => toClaimedJob(r, nativeCodec)).sort(claimOrder);
+  }
+
+  private async ids(text: string, values: unknown[]): Promise<Set<string>> {
+    const res = await this.own.query(text, values);
+    return new Set(res.rows.map((r) => r.id as string));
+  }
+
+  async complete(items: CompleteItem[]): Promise<Set<string>> {
+    return this.ids(this.sql.complete, [items.map((i) => i.id), items.map((i) => i.token), items.map((i) => i.resultJson)]);
+  }
+
+  async fail(items: FailItem[]): Promise<Set<string>> {
+    return this.ids(this.sql.fail, [
+      items.map((i) => i.id),
+      items.map((i) => i.token),
+      items.map((i) => i.attempt),
+      items.map((i) => JSON.stringify(i.error)),
+      items.map((i) => i.retryDelayMs),
+    ]);
+  }
+
+  async release(items: ReleaseItem[]): Promise<Set<string>> {
+    return this.ids(this.sql.release, [
+      items.map((i) => i.id),
+      items.map((i) => i.token),
+      items.map((i) => i.delayMs),
+      items.map((i) => (i.refund ? 1 : 0)),
+      this.jobsChannel,
+    ]);
+  }
+
+  async saveProgress(items: ProgressItem[]): Promise<Set<string>> {
+    return this.ids(
+      `UPDATE ${this.t('jobs')} j SET progress = x.progress, progress_message = x.message
+       FROM unnest($1::uuid[], $2::uuid[], $3::real[], $4::text[]) AS x(id, token, progress, message)
+       WHERE j.id = x.id AND j.token = x.token AND j.state = 'running' RETURNING j.id::text AS id`,
+      [items.map((i) => i.id), items.map((i) => i.token), items.map((i) => i.progress), items.map((i) => i.message)],
+    );
+  }
+
+  async appendLogs(items: LogItem[]): Promise<Set<string>> {
+    const lines = items.flatMap((it) => it.lines.map((l) => ({ ...l, id: it.id, token: it.token, attempt: it.attempt })));
+    return this.ids(
+      `INSERT INTO ${this.t('logs')} (job_id, attempt, at, message)
+       SELECT x.id, x.attempt, to_timestamp(x.at / 1000.0), x.message
+       FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::float8[], $5::text[]) WITH ORDINALITY AS x(id, token, attempt, at, message, n)
+       WHERE EXISTS (SELECT 1 FROM ${this.t('jobs')} j WHERE j.id = x.id AND j.token = x.token AND j.state = 'running')
+       ORDER BY x.n
+       RETURNING job_id::text AS id`,
+      [lines.map((l) => l.id), lines.map((l) => l.token), lines.map((l) => l.attempt), lines.map((l) => l.at), lines.map((l) => l.message)],
+    );
+  }
+
+  async saveCheckpoint(item: Fenced, stateJson: string): Promise<boolean> {
+    const res = await this.own.query(
+      `UPDATE ${this.t('jobs')} SET checkpoint = $3::json WHERE id = $1 AND token = $2 AND state = 'running'`,
+      [item.id, item.token, stateJson],
+    );
+    return res.rowCount === 1;
+  }
+
+  // ---------------------------------------------------------------- liveness
+
+  async heartbeat(w: WorkerInfo): Promise<Fenced[]> {
+    const res = await this.own.query(
+      `WITH beat AS (
+         INSERT INTO ${this.t('workers')} (id, host, pid, queues, names, concurrency) VALUES ($1, $2, $3, $4::json, $5::json, $6)
+         ON CONFLICT (id) DO UPDATE SET heartbeat_at = now() RETURNING id)
+       SELECT id::text AS id, token::text AS token FROM ${this.t('jobs')} WHERE worker_id = $1 AND state = 'running'
+         AND EXISTS (SELECT 1 FROM beat)`,
+      [w.id, w.host, w.pid, w.queues ? JSON.stringify(w.queues) : null, JSON.stringify(w.names), w.concurrency],
+    );
+    return res.rows as Fenced[];
+  }
+
+  async removeWorker(workerId: string): Promise<void> {
+    await this.own.query(`DELETE FROM ${this.t('workers')} WHERE id = $1`, [workerId]);
+  }
+
+  async rescueStalled(stallMs: number): Promise<RescuedJob[]> {
+    return this.transaction(async (c) => {
+      const stalled = await c.query(
+        `SELECT j.id::text AS id, j.name, j.queue, j.attempts, j.max_attempts, j.worker_id, j.token::text AS token FROM ${this.t('jobs')} j
+         WHERE j.state = 'running' AND NOT EXISTS (
+           SELECT 1 FROM ${this.t('workers')} w WHERE w.id = j.worker_id AND w.heartbeat_at > now() - $1 * interval '1 millisecond')
+         FOR UPDATE OF j SKIP LOCKED`,
+        [stallMs],
+      );
+      const rescued: RescuedJob[] = [];
+      for (const j of stalled.rows) {
+        const err = JSON.stringify({ message: `worker lost: worker ${j.worker_id} stopped sending heartbeats for over ${stallMs} ms`, name: 'WorkerLost' });
+        const dead = j.attempts >= j.max_attempts;
+        await c.query(this.sql.fail, [[j.id], [j.token], [j.attempts], [err], [dead ? null : 0]]);
+        rescued.push({ id: j.id, name: j.name, queue: j.queue, outcome: dead ? 'failed' : 'retry' });
+      }
+      for (const q of new Set(rescued.filter((r) => r.outcome === 'retry').map((r) => r.queue))) {
+        await c.query('SELECT pg_notify($1, $2)', [this.jobsChannel, q]);
+      }
+      await c.query(`DELETE FROM ${this.t('workers')} WHERE heartbeat_at <= now() - $1 * interval '1 millisecond'`, [stallMs]);
+      return rescued;
+    });
+  }
+
+  private async transaction<T>(fn: (c: PoolClient) => Promise<T>): Promise<T> {
+    const c = await this.own.connect();
+    try {
+      await c.query('BEGIN');
+      const out = await fn(c);
+      await c.query('COMMIT');
+      return out;
+    } catch (err) {
+      await c.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    } finally {
+      c.release();
+    }
+  }
+
+  // ---------------------------------------------------------------- reads and admin verbs
+
+  private async rows(text: string, values: unknown[] = []): Promise<QueryResultRow[]> {
+    return (await this.own.query(text, values)).rows;
+  }
+
+  async get(id: string): Promise<JobRecord | null> {
+    const cols = COMMON.replace('id,', 'id::text AS id,');
+    const rows = await this.rows(
+      `SELECT ${cols}, state, NULL::timestamptz AS finished_at, NULL::json AS result FROM ${this.t('jobs')} WHERE id = $1
+       UNION ALL
+       SELECT ${cols}, state, finished_at, result FROM ${this.t('history')} WHERE id = $1`,
+      [id],
+    );
+    return rows.length ? toJobRecord(rows[0], nativeCodec) : null;
+  }
+
+  async list(filter: ListFilter): Promise<ListPage> {
+    const limit = listLimit(filter);
+    const { live, history } = statesByTable(filter);
+    const p = new Params('dollar');
+    const cols = filter.includePayload ? `${SUMMARY}, payload, payload_bin` : SUMMARY;
+    const parts: string[] = [];
+    if (live) {
+      parts.push(`(SELECT ${cols}, NULL::timestamptz AS finished_at${filter.includePayload ? ', NULL::json AS result' : ''} FROM ${this.t('jobs')}
+        ${listWhere(filter, live, 2, p, (d) => d)} ORDER BY id DESC LIMIT ${p.add(limit)})`);
+    }
+    if (history) {
+      parts.push(`(SELECT ${cols}, finished_at${filter.includePayload ? ', result' : ''} FROM ${this.t('history')}
+        ${listWhere(filter, history, 4, p, (d) => d)} ORDER BY id DESC LIMIT ${p.add(limit)})`);
+    }
+    const rows = await this.rows(`${parts.join(' UNION ALL ')} ORDER BY id DESC LIMIT ${p.add(limit)}`, p.values);
+    const items = rows.map((r) => toJobRecord(r, nativeCodec));
+    return { items, nextCursor: items.length === limit ? items[items.length - 1].id : null };
+  }
+
+  async attempts(id: string): Promise<AttemptRecord[]> {
+    const rows = await this.rows(`SELECT * FROM ${this.t('attempts')} WHERE job_id = $1 ORDER BY attempt`, [id]);
+    return withCurrentAttempt(rows.map((r) => toAttemptRecord(r, nativeCodec)), await this.get(id));
+  }
+
+  async logs(id: string, opts: { afterSeq?: number; limit: number }): Promise<LogRecord[]> {
+    const rows = await this.rows(
+      `SELECT seq, attempt, at, message FROM ${this.t('logs')} WHERE job_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`,
+      [id, opts.afterSeq ?? 0, opts.limit],
+    );
+    return rows.map((r) => toLogRecord(r, nativeCodec));
+  }
+
+  async cancel(id: string): Promise<CancelResult | null> {
+    const rows = await this.rows(
+      `WITH gone AS (DELETE FROM ${this.t('jobs')} WHERE id = $1 RETURNING *),
+        moved AS (INSERT INTO ${this.t('history')} (${COMMON}, state, finished_at, result) SELECT ${COMMON}, 'cancelled', now(), NULL FROM gone),
+        told AS (SELECT pg_notify($2, id::text) FROM gone WHERE state = 'running')
+       SELECT state, worker_id, (SELECT count(*) FROM told) AS told FROM gone`,
+      [id, this.cancelChannel],
+    );
+    return rows.length ? { previous: rows[0].state, workerId: rows[0].worker_id } : null;
+  }
+
+  async retry(id: string): Promise<JobState | null> {
+    const now = await this.rows(`UPDATE ${this.t('jobs')} SET run_at = now() WHERE id = $1 AND state = 'pending' RETURNING queue`, [id]);
+    if (now.length) {
+      await this.own.query('SELECT pg_notify($1, $2)', [this.jobsChannel, now[0].queue]);
+      return 'pending';
+    }
+    try {
+      const rows = await this.rows(
+        `WITH gone AS (DELETE FROM ${this.t('history')} WHERE id = $1 RETURNING *),
+          back AS (
+            INSERT INTO ${this.t('jobs')} (${COMMON}, state)
+            SELECT id, name, queue, payload, payload_bin, priority, attempts, GREATEST(max_attempts, attempts + 1), timeout_ms, backoff,
+              now(), created_at, NULL, ref_id, tag, batch_id, created_by, meta, NULL, NULL, checkpoint, error, NULL, 'pending' FROM gone
+            RETURNING queue),
+          told AS (SELECT pg_notify($2, queue) FROM back)
+         SELECT queue, (SELECT count(*) FROM told) FROM back`,
+        [id, this.jobsChannel],
+      );
+      return rows.length ? 'pending' : null;
+    } catch (err) {
+      if ((err as { code?: string }).code === '23505') throw new Error(`cannot retry job ${id}: a live job with the same refId exists`);
+      throw err;
+    }
+  }
+
+  async pruneHistory(olderThanMs: number, limit: number): Promise<number> {
+    const rows = await this.rows(
+      `WITH gone AS (
+         DELETE FROM ${this.t('history')} WHERE id IN (
+           SELECT id FROM ${this.t('history')} WHERE finished_at < now() - $1 * interval '1 millisecond' LIMIT $2)
+         RETURNING id),
+       logs AS (DELETE FROM ${this.t('logs')} WHERE job_id IN (SELECT id FROM gone)),
+       att AS (DELETE FROM ${this.t('attempts')} WHERE job_id IN (SELECT id FROM gone))
+       SELECT count(*)::int AS n FROM gone`,
+      [olderThanMs, limit],
+    );
+    return rows[0].n;
+  }
+
+  async nextDueIn(names: string[], queues?: string[]): Promise<number | null> {
+    const rows = await this.rows(
+      `SELECT EXTRACT(EPOCH FROM (MIN(run_at) - now())) * 1000 AS due FROM ${this.t('jobs')}
+       WHERE state = 'pending' AND name = ANY($1::text[]) AND ($2::text[] IS NULL OR queue = ANY($2::text[]))`,
+      [names, queues ?? null],
+    );
+    return rows[0].due === null ? null : Math.max(0, Math.ceil(Number(rows[0].due)));
+  }
+
+  async countLive(): Promise<{ pending: number; running: number }> {
+    const rows = await this.rows(`SELECT state, count(*)::int AS n FROM ${this.t('jobs')} GROUP BY state`);
+    const out = { pending: 0, running: 0 };
+    for (const r of rows) out[r.state as 'pending' | 'running'] = r.n;
+    return out;
+  }
+
+  // ---------------------------------------------------------------- LISTEN
+
+  async listen(cb: ListenCallbacks): Promise<ListenHandle> {
+    const listener = new Listener(this.app, [this.jobsChannel, this.cancelChannel], (channel, payload) => {
+      if (channel === this.jobsChannel) cb.onJob(payload);
+      else cb.onCancel(payload);
+    }, cb);
+    await listener.connect();
+    return listener;
+  }
+
+  async close(): Promise<void> {
+    await this.own.end();
+  }
+}
+
+/**
+ * One dedicated client for LISTEN. A pg Client never reconnects by itself: on error or end we
+ * make a new one with backoff, LISTEN again, and ask for a catch-up poll (notifications sent
+ * while we were away are lost).
+ */
+class Listener implements ListenHandle {
+  private client: Client | null = null;
+  private closed = false;
+  private retry = 0;
+
+  constructor(
+    private readonly pool: Pool,
+    private readonly channels: string[],
+    private readonly onNotify: (channel: string, payload: string) => void,
+    private readonly cb: ListenCallbacks,
+  ) {}
+
+  async connect(): Promise<void> {
+    const ClientCtor = (this.pool as unknown as { Client: new (cfg: PoolConfig) => Client }).Client;
+    const client = new ClientCtor({ ...(this.pool as unknown as { options: PoolConfig }).options, keepAlive: true });
+    let dropped = false;
+    const drop = (err?: unknown) => {
+      if (dropped) return;
+      dropped = true;
+      if (err) this.cb.onError(err);
+      client.removeAllListeners('notification');
+      void client.end().catch(() => undefined);
+      if (this.client === client) this.client = null;
+      if (!this.closed) this.scheduleReconnect();
+    };
+    client.on('error', drop);
+    client.on('end', () => drop());
+    client.on('notification', (m) => this.onNotify(m.channel, m.payload ?? ''));
+    await client.connect();
+    for (const ch of this.channels) await client.query(`LISTEN "${ch}"`);
+    this.client = client;
+    this.retry = 0;
+  }
+
+  private scheduleReconnect(): void {
+    const delay = Math.min(50 * 2 ** this.retry++, 5000);
+    setTimeout(() => {
+      if (this.closed) return;
+      this.connect().then(
+        () => this.cb.onReconnect(),
+        (err) => {
+          this.cb.onError(err);
+          this.scheduleReconnect();
+        },
+      );
+    }, delay).unref();
+  }
+
+  /** The backend pid of the LISTEN connection (tests terminate it to prove the reconnect). */
+  get pid(): number | null {
+    return (this.client as unknown as { processID?: number } | null)?.processID ?? null;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const c = this.client;
+    this.client = null;
+    if (c) await c.end().catch(() => undefined);
+  }
+}
+
+/** The enqueue input as JSON text; payloads are spliced in as the validated JSON they already are. */
+function inputJson(rows: NewJobRow[]): string {
+  const q = JSON.stringify;
+  return `[${rows
+    .map(
+      (r) =>
+        `{"id":"${r.id}","name":${q(r.name)},"queue":${q(r.queue)},"payload":${r.payloadJson ?? 'null'},` +
+        `"payload_b64":${r.payloadBin ? q(r.payloadBin.toString('base64')) : 'null'},"priority":${r.priority},` +
+        `"max_attempts":${r.maxAttempts},"timeout_ms":${r.timeoutMs},"backoff":${r.backoffJson ?? 'null'},` +
+        `"run_at":${r.runAt ? q(r.runAt.toISOString()) : 'null'},"delay_ms":${r.delayMs},"ref_id":${q(r.refId)},` +
+        `"tag":${q(r.tag)},"batch_id":${q(r.batchId)},"created_by":${q(r.createdBy)},"meta":${r.metaJson ?? 'null'}}`,
+    )
+    .join(',')}]`;
+}

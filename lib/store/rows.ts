@@ -1,0 +1,102 @@
+/** Turning database rows (snake_case, dialect types) into the public records. No SQL here. */
+import type { AttemptRecord, BackoffOptions, JobError, JobRecord, JobState, LogRecord } from '../model.ts';
+import type { ClaimedJob } from './store.ts';
+
+/** How a dialect hands back times and JSON: SQLite gives numbers and text, pg gives Dates and objects. */
+export interface RowCodec {
+  date(v: unknown): Date | null;
+  json(v: unknown): unknown;
+}
+
+export const textCodec: RowCodec = {
+  date: (v) => (v === null || v === undefined ? null : new Date(Number(v))),
+  json: (v) => (v === null || v === undefined ? null : typeof v === 'string' ? JSON.parse(v) : v),
+};
+
+export const nativeCodec: RowCodec = {
+  date: (v) => (v === null || v === undefined ? null : v instanceof Date ? v : new Date(v as string)),
+  json: (v) => (v === undefined ? null : v),
+};
+
+type Row = Record<string, unknown>;
+
+export function toJobRecord(row: Row, codec: RowCodec): JobRecord {
+  const rec: JobRecord = {
+    id: String(row.id),
+    name: row.name as string,
+    queue: row.queue as string,
+    state: row.state as JobState,
+    priority: Number(row.priority),
+    attempts: Number(row.attempts),
+    maxAttempts: Number(row.max_attempts),
+    runAt: codec.date(row.run_at)!,
+    createdAt: codec.date(row.created_at)!,
+    startedAt: codec.date(row.started_at),
+    finishedAt: codec.date(row.finished_at),
+    progress: row.progress === null || row.progress === undefined ? null : Number(row.progress),
+    progressMessage: (row.progress_message as string | null) ?? null,
+    error: (codec.json(row.error) as JobError | null) ?? null,
+    refId: (row.ref_id as string | null) ?? null,
+    tag: (row.tag as string | null) ?? null,
+    batchId: (row.batch_id as string | null) ?? null,
+    createdBy: (row.created_by as string | null) ?? null,
+    meta: (codec.json(row.meta) as JobRecord['meta']) ?? null,
+    timeoutMs: row.timeout_ms === null || row.timeout_ms === undefined ? null : Number(row.timeout_ms),
+    checkpoint: (codec.json(row.checkpoint) as JobRecord['checkpoint']) ?? null,
+    workerId: (row.worker_id as string | null) ?? null,
+  };
+  if ('payload' in row || 'payload_bin' in row) {
+    rec.payload = row.payload_bin != null ? toBuffer(row.payload_bin) : (codec.json(row.payload) ?? undefined);
+  }
+  if ('result' in row) rec.result = codec.json(row.result) ?? null;
+  return rec;
+}
+
+function toBuffer(v: unknown): Buffer {
+  return Buffer.isBuffer(v) ? v : Buffer.from(v as Uint8Array);
+}
+
+export function toClaimedJob(row: Row, codec: RowCodec): ClaimedJob {
+  const rec = toJobRecord(row, codec) as ClaimedJob;
+  rec.token = String(row.token);
+  rec.backoff = (codec.json(row.backoff) as BackoffOptions | null) ?? null;
+  return rec;
+}
+
+export function toAttemptRecord(row: Row, codec: RowCodec): AttemptRecord {
+  return {
+    attempt: Number(row.attempt),
+    startedAt: codec.date(row.started_at),
+    finishedAt: codec.date(row.finished_at),
+    workerId: (row.worker_id as string | null) ?? null,
+    outcome: 'failed',
+    error: (codec.json(row.error) as JobError | null) ?? null,
+  };
+}
+
+/**
+ * Failed attempts are rows of their own; the latest attempt of a job that is running or
+ * completed is described by the job record itself.
+ */
+export function withCurrentAttempt(failed: AttemptRecord[], job: JobRecord | null): AttemptRecord[] {
+  if (!job || job.attempts === 0) return failed;
+  if (failed.some((a) => a.attempt === job.attempts)) return failed;
+  if (job.state === 'running' || job.state === 'completed') {
+    return [
+      ...failed,
+      {
+        attempt: job.attempts,
+        startedAt: job.startedAt,
+        finishedAt: job.state === 'completed' ? job.finishedAt : null,
+        workerId: job.workerId,
+        outcome: job.state === 'completed' ? 'completed' : 'running',
+        error: null,
+      },
+    ];
+  }
+  return failed;
+}
+
+export function toLogRecord(row: Row, codec: RowCodec): LogRecord {
+  return { seq: Number(row.seq), attempt: Number(row.attempt), at: codec.date(row.at)!, message: row.message as string };
+}

@@ -1,0 +1,434 @@
+/**
+ * SQLite (better-sqlite3): all of this dialect's SQL.
+ *
+ * Two handles: the app's own `Database`, used only for enqueue so that an enqueue inside the
+ * app's synchronous `db.transaction()` joins it; and our own handle on the same file for
+ * everything the worker does, so its statements never join an app transaction. A `:memory:`
+ * database cannot be opened twice, so there the app's handle does both (single-handle mode).
+ *
+ * better-sqlite3 is synchronous and its busy handler blocks the event loop, so our handle has a
+ * short busy_timeout and SQLITE_BUSY is retried asynchronously.
+ */
+import type BetterSqlite3 from 'better-sqlite3';
+import type { EnqueueResult, JobRecord, JobState, ListFilter, ListPage, NewJobRow, AttemptRecord, LogRecord } from '../model.ts';
+import { checkNotNewer, loadMigrations } from './migrations.ts';
+import { textCodec, toAttemptRecord, toClaimedJob, toJobRecord, toLogRecord, withCurrentAttempt } from './rows.ts';
+import { Params, listLimit, listWhere, statesByTable } from './sql.ts';
+import type {
+  CancelResult, ClaimRequest, ClaimedJob, CompleteItem, FailItem, Fenced, LogItem, ProgressItem,
+  ReleaseItem, RescuedJob, Store, StoreCapabilities, WorkerInfo,
+} from './store.ts';
+
+type DB = BetterSqlite3.Database;
+type Stmt = BetterSqlite3.Statement;
+
+const NOW = "CAST(unixepoch('subsec') * 1000 AS INTEGER)";
+
+/** Columns both tables share, in one order, so a move between them is INSERT ... SELECT. */
+const COMMON = `id, name, queue, payload, payload_bin, priority, attempts, max_attempts, timeout_ms, backoff,
+  run_at, created_at, started_at, ref_id, tag, batch_id, created_by, meta, progress, progress_message,
+  checkpoint, error, worker_id`;
+const SUMMARY = `id, name, queue, state, priority, attempts, max_attempts, timeout_ms, run_at, created_at,
+  started_at, ref_id, tag, batch_id, created_by, meta, progress, progress_message, checkpoint, error, worker_id`;
+
+export interface SqliteStoreOptions {
+  prefix: string;
+  /** Put the database file in WAL mode (a property of the file). Default true. */
+  wal: boolean;
+}
+
+export class SqliteStore implements Store {
+  readonly dialect = 'sqlite' as const;
+  readonly capabilities: StoreCapabilities = { notify: false, syncEnqueue: true };
+  readonly prefix: string;
+  private readonly own: DB;
+  private readonly singleHandle: boolean;
+  private readonly stmts = new Map<string, Stmt>();
+  private readonly appStmts = new Map<string, Stmt>();
+  private closed = false;
+
+  constructor(private readonly app: DB, opts: SqliteStoreOptions) {
+    this.prefix = opts.prefix;
+    this.singleHandle = app.memory || !app.name || app.name === ':memory:';
+    if (this.singleHandle) {
+      this.own = app;
+    } else {
+      const Ctor = app.constructor as new (file: string, o?: object) => DB;
+      this.own = new Ctor(app.name, { timeout: 20 });
+      if (opts.wal && String(this.own.pragma('journal_mode', { simple: true })) !== 'wal') {
+        this.own.pragma('journal_mode = WAL');
+      }
+      // Per connection: durable at checkpoints, fast commits (the WAL keeps committed data across a crash of the process).
+      this.own.pragma('synchronous = NORMAL');
+    }
+    this.migrateSync();
+  }
+
+  private t(name: string): string {
+    return this.prefix + name;
+  }
+
+  /** A cached statement on our handle. */
+  private q(sql: string): Stmt {
+    let s = this.stmts.get(sql);
+    if (!s) {
+      s = this.own.prepare(sql);
+      this.stmts.set(sql, s);
+    }
+    return s;
+  }
+
+  private qa(sql: string): Stmt {
+    let s = this.appStmts.get(sql);
+    if (!s) {
+      s = this.app.prepare(sql);
+      this.appStmts.set(sql, s);
+    }
+    return s;
+  }
+
+  /** Run fn in an IMMEDIATE transaction on our handle, retrying SQLITE_BUSY without blocking the loop. */
+  private async write<T>(fn: () => T): Promise<T> {
+    const tx = this.own.transaction(fn);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return this.own.inTransaction ? fn() : tx.immediate();
+      } catch (err) {
+        if (!isBusy(err) || attempt > 2000 || this.closed) throw err;
+        await sleep(Math.min(2 + attempt * 2, 50) * (0.5 + Math.random()));
+      }
+    }
+  }
+
+  private async read<T>(fn: () => T): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return fn();
+      } catch (err) {
+        if (!isBusy(err) || attempt > 2000 || this.closed) throw err;
+        await sleep(Math.min(2 + attempt * 2, 50) * (0.5 + Math.random()));
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- migrations
+
+  /** BEGIN IMMEDIATE serialises concurrent migrators on the file; the loser sees the versions applied. */
+  private migrateSync(): void {
+    const known = loadMigrations('sqlite', this.prefix);
+    const db = this.own;
+    db.exec(`CREATE TABLE IF NOT EXISTS ${this.t('migrations')} (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)`);
+    const appliedNow = () => (db.prepare(`SELECT version FROM ${this.t('migrations')}`).all() as { version: number }[]).map((r) => r.version);
+    if (known.every((m) => appliedNow().includes(m.version))) return checkNotNewer('sqlite', appliedNow(), known);
+    const run = db.transaction(() => {
+      const applied = appliedNow();
+      checkNotNewer('sqlite', applied, known);
+      for (const m of known) {
+        if (applied.includes(m.version)) continue;
+        db.exec(m.sql);
+        db.prepare(`INSERT INTO ${this.t('migrations')} (version, name, applied_at) VALUES (?, ?, ${NOW})`).run(m.version, m.name);
+      }
+    });
+    for (let attempt = 0; ; attempt++) {
+      try {
+        run.immediate();
+        return;
+      } catch (err) {
+        if (!isBusy(err) || attempt > 500) throw err;
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10); // start-up only: a short synchronous wait
+      }
+    }
+  }
+
+  async migrate(): Promise<void> {
+    this.migrateSync();
+  }
+
+  // ---------------------------------------------------------------- enqueue
+
+  enqueueSync(rows: NewJobRow[]): EnqueueResult[] {
+    const insert = this.qa(`INSERT INTO ${this.t('jobs')}
+      (id, name, queue, state, payload, payload_bin, priority, max_attempts, timeout_ms, backoff, run_at, created_at, ref_id, tag, batch_id, created_by, meta)
+      VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, COALESCE(?, ${NOW} + ?), ${NOW}, ?, ?, ?, ?, ?)
+      ON CONFLICT (ref_id) DO NOTHING`);
+    const existing = this.qa(`SELECT id FROM ${this.t('jobs')} WHERE ref_id = ?`);
+    const one = (r: NewJobRow): EnqueueResult => {
+      const info = insert.run(
+        r.id, r.name, r.queue, r.payloadJson, r.payloadBin, r.priority, r.maxAttempts, r.timeoutMs, r.backoffJson,
+        r.runAt ? r.runAt.getTime() : null, r.delayMs, r.refId, r.tag, r.batchId, r.createdBy, r.metaJson,
+      );
+      if (info.changes === 1) return { id: r.id, existed: false };
+      const row = existing.get(r.refId) as { id: string };
+      return { id: row.id, existed: true };
+    };
+    if (rows.length === 1 && !rows[0].refId) return [one(rows[0])];
+    // Joins the app's open transaction (as a savepoint) or opens its own.
+    return this.app.transaction(() => rows.map(one))();
+  }
+
+  async enqueue(rows: NewJobRow[], tx?: unknown): Promise<EnqueueResult[]> {
+    if (tx !== undefined && tx !== this.app) {
+      throw new TypeError('opts.tx on SQLite must be the better-sqlite3 Database given to createJobs, used inside its db.transaction() callback');
+    }
+    return this.enqueueSync(rows);
+  }
+
+  // ---------------------------------------------------------------- claim and outcomes
+
+  async claim(req: ClaimRequest): Promise<ClaimedJob[]> {
+    const token = crypto.randomUUID();
+    let queueFilter = req.queues ? `AND queue IN (SELECT value FROM json_each(?))` : '';
+    if (req.excludeQueues) queueFilter += ` AND queue NOT IN (SELECT value FROM json_each(?))`;
+    const sql = `UPDATE ${this.t('jobs')} SET state = 'running', token = ?, worker_id = ?, attempts = attempts + 1,
+        started_at = ${NOW}, progress = NULL, progress_message = NULL
+      WHERE id IN (SELECT id FROM ${this.t('jobs')} INDEXED BY ${this.t('jobs_claim')}
+        WHERE state = 'pending' AND run_at <= ${NOW} AND name IN (SELECT value FROM json_each(?)) ${queueFilter}
+        ORDER BY priority DESC, run_at, id LIMIT ?)
+      RETURNING *`;
+    const args: unknown[] = [token, req.workerId, JSON.stringify(req.names)];
+    if (req.queues) args.push(JSON.stringify(req.queues));
+    if (req.excludeQueues) args.push(JSON.stringify(req.excludeQueues));
+    args.push(req.limit);
+    const rows = await this.write(() => this.q(sql).all(...args) as Record<string, unknown>[]);
+    return rows.map((r) => toClaimedJob(r, textCodec)).sort(claimOrder);
+  }
+
+  /** INSERT ... SELECT of one owned running job into history, then DELETE: the move is one transaction. */
+  private moveToHistory(item: Fenced, state: JobState, error: string | null, result: string | null): boolean {
+    const info = this.q(`INSERT INTO ${this.t('history')} (${COMMON}, state, finished_at, result)
+        SELECT ${COMMON.replace(/\berror\b/, 'COALESCE(?, error)')}, ?, ${NOW}, ? FROM ${this.t('jobs')}
+        WHERE id = ? AND token = ? AND state = 'running'`).run(error, state, result, item.id, item.token);
+    if (info.changes !== 1) return false;
+    this.q(`DELETE FROM ${this.t('jobs')} WHERE id = ?`).run(item.id);
+    return true;
+  }
+
+  async complete(items: CompleteItem[]): Promise<Set<string>> {
+    return this.write(() => {
+      const done = new Set<string>();
+      for (const it of items) if (this.moveToHistory(it, 'completed', null, it.resultJson)) done.add(it.id);
+      return done;
+    });
+  }
+
+  async fail(items: FailItem[]): Promise<Set<string>> {
+    return this.write(() => {
+      const done = new Set<string>();
+      for (const it of items) {
+        const err = JSON.stringify(it.error);
+        let ok: boolean;
+        if (it.retryDelayMs === null) {
+          ok = this.moveToHistory(it, 'failed', err, null);
+        } else {
+          ok = this.q(`UPDATE ${this.t('jobs')} SET state = 'pending', run_at = ${NOW} + ?, error = ?, token = NULL
+              WHERE id = ? AND token = ? AND state = 'running'`).run(it.retryDelayMs, err, it.id, it.token).changes === 1;
+        }
+        if (!ok) continue;
+        this.recordAttempt(it.id, it.attempt, null, it.startedAt?.getTime() ?? null, err);
+        done.add(it.id);
+      }
+      return done;
+    });
+  }
+
+  private recordAttempt(jobId: string, attempt: number, workerId: string | null, startedAt: number | null, errorJson: string): void {
+    this.q(`INSERT INTO ${this.t('attempts')} (job_id, attempt, worker_id, started_at, finished_at, error)
+        VALUES (?, ?, COALESCE(?, (SELECT worker_id FROM ${this.t('history')} WHERE id = ?), (SELECT worker_id FROM ${this.t('jobs')} WHERE id = ?)), ?, ${NOW}, ?)
+        ON CONFLICT (job_id, attempt) DO UPDATE SET error = excluded.error, finished_at = excluded.finished_at`)
+      .run(jobId, attempt, workerId, jobId, jobId, startedAt, errorJson);
+  }
+
+  async release(items: ReleaseItem[]): Promise<Set<string>> {
+    return this.write(() => {
+      const done = new Set<string>();
+      const stmt = this.q(`UPDATE ${this.t('jobs')} SET state = 'pending', run_at = ${NOW} + ?, attempts = attempts - ?, token = NULL
+          WHERE id = ? AND token = ? AND state = 'running'`);
+      for (const it of items) if (stmt.run(it.delayMs, it.refund ? 1 : 0, it.id, it.token).changes === 1) done.add(it.id);
+      return done;
+    });
+  }
+
+  async saveProgress(items: ProgressItem[]): Promise<Set<string>> {
+    return this.write(() => {
+      const done = new Set<string>();
+      const stmt = this.q(`UPDATE ${this.t('jobs')} SET progress = ?, progress_message = ? WHERE id = ? AND token = ? AND state = 'running'`);
+      for (const it of items) if (stmt.run(it.progress, it.message, it.id, it.token).changes === 1) done.add(it.id);
+      return done;
+    });
+  }
+
+  async appendLogs(items: LogItem[]): Promise<Set<string>> {
+    return this.write(() => {
+      const done = new Set<string>();
+      const owned = this.q(`SELECT 1 FROM ${this.t('jobs')} WHERE id = ? AND token = ? AND state = 'running'`);
+      const insert = this.q(`INSERT INTO ${this.t('logs')} (job_id, attempt, at, message) VALUES (?, ?, ?, ?)`);
+      for (const it of items) {
+        if (!owned.get(it.id, it.token)) continue;
+        for (const line of it.lines) insert.run(it.id, it.attempt, line.at, line.message);
+        done.add(it.id);
+      }
+      return done;
+    });
+  }
+
+  async saveCheckpoint(item: Fenced, stateJson: string): Promise<boolean> {
+    return this.write(
+      () => this.q(`UPDATE ${this.t('jobs')} SET checkpoint = ? WHERE id = ? AND token = ? AND state = 'running'`).run(stateJson, item.id, item.token).changes === 1,
+    );
+  }
+
+  // ---------------------------------------------------------------- liveness
+
+  async heartbeat(w: WorkerInfo): Promise<Fenced[]> {
+    return this.write(() => {
+      this.q(`INSERT INTO ${this.t('workers')} (id, host, pid, queues, names, concurrency, started_at, heartbeat_at)
+          VALUES (?, ?, ?, ?, ?, ?, ${NOW}, ${NOW})
+          ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at`)
+        .run(w.id, w.host, w.pid, w.queues ? JSON.stringify(w.queues) : null, JSON.stringify(w.names), w.concurrency);
+      return this.q(`SELECT id, token FROM ${this.t('jobs')} WHERE worker_id = ? AND state = 'running'`).all(w.id) as Fenced[];
+    });
+  }
+
+  async removeWorker(workerId: string): Promise<void> {
+    await this.write(() => this.q(`DELETE FROM ${this.t('workers')} WHERE id = ?`).run(workerId));
+  }
+
+  async rescueStalled(stallMs: number): Promise<RescuedJob[]> {
+    return this.write(() => {
+      const stalled = this.q(`SELECT id, name, queue, attempts, max_attempts, started_at, worker_id, token FROM ${this.t('jobs')} j
+          WHERE state = 'running' AND NOT EXISTS (SELECT 1 FROM ${this.t('workers')} w WHERE w.id = j.worker_id AND w.heartbeat_at > ${NOW} - ?)`)
+        .all(stallMs) as { id: string; name: string; queue: string; attempts: number; max_attempts: number; started_at: number | null; worker_id: string; token: string }[];
+      const rescued: RescuedJob[] = [];
+      for (const j of stalled) {
+        const err = JSON.stringify({ message: `worker lost: worker ${j.worker_id} stopped sending heartbeats for over ${stallMs} ms`, name: 'WorkerLost' });
+        this.recordAttempt(j.id, j.attempts, j.worker_id, j.started_at, err);
+        if (j.attempts >= j.max_attempts) {
+          this.moveToHistory(j, 'failed', err, null);
+          rescued.push({ id: j.id, name: j.name, queue: j.queue, outcome: 'failed' });
+        } else {
+          this.q(`UPDATE ${this.t('jobs')} SET state = 'pending', run_at = ${NOW}, error = ?, token = NULL
+              WHERE id = ? AND token = ? AND state = 'running'`).run(err, j.id, j.token);
+          rescued.push({ id: j.id, name: j.name, queue: j.queue, outcome: 'retry' });
+        }
+      }
+      this.q(`DELETE FROM ${this.t('workers')} WHERE heartbeat_at <= ${NOW} - ?`).run(stallMs);
+      return rescued;
+    });
+  }
+
+  // ---------------------------------------------------------------- reads and admin verbs
+
+  async get(id: string): Promise<JobRecord | null> {
+    return this.read(() => {
+      const live = this.q(`SELECT *, NULL AS finished_at FROM ${this.t('jobs')} WHERE id = ?`).get(id) as Record<string, unknown> | undefined;
+      const row = live ?? (this.q(`SELECT * FROM ${this.t('history')} WHERE id = ?`).get(id) as Record<string, unknown> | undefined);
+      return row ? toJobRecord(row, textCodec) : null;
+    });
+  }
+
+  async list(filter: ListFilter): Promise<ListPage> {
+    const limit = listLimit(filter);
+    const { live, history } = statesByTable(filter);
+    const p = new Params('qmark');
+    const cols = filter.includePayload ? `${SUMMARY}, payload, payload_bin` : SUMMARY;
+    const parts: string[] = [];
+    if (live) {
+      parts.push(`SELECT * FROM (SELECT ${cols}, NULL AS finished_at${filter.includePayload ? ', NULL AS result' : ''} FROM ${this.t('jobs')}
+        ${listWhere(filter, live, 2, p, (d) => d.getTime())} ORDER BY id DESC LIMIT ${p.add(limit)})`);
+    }
+    if (history) {
+      parts.push(`SELECT * FROM (SELECT ${cols}, finished_at${filter.includePayload ? ', result' : ''} FROM ${this.t('history')}
+        ${listWhere(filter, history, 4, p, (d) => d.getTime())} ORDER BY id DESC LIMIT ${p.add(limit)})`);
+    }
+    const sql = `${parts.join(' UNION ALL ')} ORDER BY id DESC LIMIT ${p.add(limit)}`;
+    const rows = await this.read(() => this.q(sql).all(...p.values) as Record<string, unknown>[]);
+    const items = rows.map((r) => toJobRecord(r, textCodec));
+    return { items, nextCursor: items.length === limit ? items[items.length - 1].id : null };
+  }
+
+  async attempts(id: string): Promise<AttemptRecord[]> {
+    const rows = await this.read(() => this.q(`SELECT * FROM ${this.t('attempts')} WHERE job_id = ? ORDER BY attempt`).all(id) as Record<string, unknown>[]);
+    return withCurrentAttempt(rows.map((r) => toAttemptRecord(r, textCodec)), await this.get(id));
+  }
+
+  async logs(id: string, opts: { afterSeq?: number; limit: number }): Promise<LogRecord[]> {
+    const rows = await this.read(
+      () => this.q(`SELECT * FROM ${this.t('logs')} WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?`).all(id, opts.afterSeq ?? 0, opts.limit) as Record<string, unknown>[],
+    );
+    return rows.map((r) => toLogRecord(r, textCodec));
+  }
+
+  async cancel(id: string): Promise<CancelResult | null> {
+    return this.write(() => {
+      const row = this.q(`SELECT state, worker_id FROM ${this.t('jobs')} WHERE id = ?`).get(id) as { state: 'pending' | 'running'; worker_id: string | null } | undefined;
+      if (!row) return null;
+      this.q(`INSERT INTO ${this.t('history')} (${COMMON}, state, finished_at, result)
+          SELECT ${COMMON}, 'cancelled', ${NOW}, NULL FROM ${this.t('jobs')} WHERE id = ?`).run(id);
+      this.q(`DELETE FROM ${this.t('jobs')} WHERE id = ?`).run(id);
+      return { previous: row.state, workerId: row.worker_id };
+    });
+  }
+
+  async retry(id: string): Promise<JobState | null> {
+    return this.write(() => {
+      const live = this.q(`UPDATE ${this.t('jobs')} SET run_at = ${NOW} WHERE id = ? AND state = 'pending'`).run(id);
+      if (live.changes === 1) return 'pending' as const;
+      const hist = this.q(`SELECT ref_id FROM ${this.t('history')} WHERE id = ?`).get(id) as { ref_id: string | null } | undefined;
+      if (!hist) return null;
+      if (hist.ref_id && this.q(`SELECT 1 FROM ${this.t('jobs')} WHERE ref_id = ?`).get(hist.ref_id)) {
+        throw new Error(`cannot retry job ${id}: a live job with refId "${hist.ref_id}" exists`);
+      }
+      this.q(`INSERT INTO ${this.t('jobs')} (${COMMON}, state)
+          SELECT id, name, queue, payload, payload_bin, priority, attempts, MAX(max_attempts, attempts + 1), timeout_ms, backoff,
+            ${NOW}, created_at, NULL, ref_id, tag, batch_id, created_by, meta, NULL, NULL, checkpoint, error, NULL, 'pending'
+          FROM ${this.t('history')} WHERE id = ?`).run(id);
+      this.q(`DELETE FROM ${this.t('history')} WHERE id = ?`).run(id);
+      return 'pending' as const;
+    });
+  }
+
+  async pruneHistory(olderThanMs: number, limit: number): Promise<number> {
+    return this.write(() => {
+      const ids = (this.q(`SELECT id FROM ${this.t('history')} WHERE finished_at < ${NOW} - ? LIMIT ?`).all(olderThanMs, limit) as { id: string }[]).map((r) => r.id);
+      if (!ids.length) return 0;
+      const list = JSON.stringify(ids);
+      for (const table of ['logs', 'attempts']) this.q(`DELETE FROM ${this.t(table)} WHERE job_id IN (SELECT value FROM json_each(?))`).run(list);
+      return this.q(`DELETE FROM ${this.t('history')} WHERE id IN (SELECT value FROM json_each(?))`).run(list).changes;
+    });
+  }
+
+  async nextDueIn(names: string[], queues?: string[]): Promise<number | null> {
+    const queueFilter = queues ? `AND queue IN (SELECT value FROM json_each(?))` : '';
+    const args: unknown[] = [JSON.stringify(names)];
+    if (queues) args.push(JSON.stringify(queues));
+    const row = await this.read(
+      () => this.q(`SELECT MIN(run_at) - ${NOW} AS due FROM ${this.t('jobs')} WHERE state = 'pending' AND name IN (SELECT value FROM json_each(?)) ${queueFilter}`).get(...args) as { due: number | null },
+    );
+    return row.due === null ? null : Math.max(0, row.due);
+  }
+
+  async countLive(): Promise<{ pending: number; running: number }> {
+    const rows = await this.read(() => this.q(`SELECT state, COUNT(*) AS n FROM ${this.t('jobs')} GROUP BY state`).all() as { state: string; n: number }[]);
+    const out = { pending: 0, running: 0 };
+    for (const r of rows) out[r.state as 'pending' | 'running'] = r.n;
+    return out;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (!this.singleHandle && this.own.open) this.own.close();
+  }
+}
+
+function isBusy(err: unknown): boolean {
+  const code = (err as { code?: string })?.code;
+  return code === 'SQLITE_BUSY' || code === 'SQLITE_BUSY_SNAPSHOT' || code === 'SQLITE_LOCKED';
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+export function claimOrder(a: ClaimedJob, b: ClaimedJob): number {
+  return b.priority - a.priority || a.runAt.getTime() - b.runAt.getTime() || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+}

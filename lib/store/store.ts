@@ -1,0 +1,180 @@
+/**
+ * The one interface behind which every database difference lives. Each dialect implements it in
+ * its own file, and that file is the only place its SQL is written. The worker, the facade, the
+ * HTTP adapters and the admin reach the database only through these verbs.
+ *
+ * Every write on behalf of a running attempt (progress, logs, checkpoint, complete, fail,
+ * release) is fenced by (id, token, state = 'running') and reports which items it applied to:
+ * an item missing from the answer lost its claim, and its outcome must be discarded.
+ */
+import type {
+  AttemptRecord,
+  BackoffOptions,
+  EnqueueResult,
+  JobError,
+  JobRecord,
+  JobState,
+  ListFilter,
+  ListPage,
+  LogRecord,
+  NewJobRow,
+} from '../model.ts';
+
+export type Dialect = 'sqlite' | 'postgres';
+
+export interface StoreCapabilities {
+  /** Cross-process wake-ups (LISTEN/NOTIFY). Without it, other processes learn by polling. */
+  notify: boolean;
+  /** enqueue can run synchronously (better-sqlite3). */
+  syncEnqueue: boolean;
+}
+
+export interface ClaimRequest {
+  workerId: string;
+  /** Only jobs with these names are claimed: a worker never claims what it cannot run. */
+  names: string[];
+  /** Restrict to these queues (all queues when absent). */
+  queues?: string[];
+  /** Skip these queues (they are claimed separately under their own limits). */
+  excludeQueues?: string[];
+  limit: number;
+}
+
+/** A claimed job: its record plus the claim token that fences every write of this attempt. */
+export interface ClaimedJob extends JobRecord {
+  token: string;
+  backoff: BackoffOptions | null;
+}
+
+export interface Fenced {
+  id: string;
+  token: string;
+}
+
+export interface CompleteItem extends Fenced {
+  resultJson: string | null;
+}
+
+export interface FailItem extends Fenced {
+  attempt: number;
+  startedAt: Date | null;
+  error: JobError;
+  /** Delay before the retry, or null when the job fails for good. */
+  retryDelayMs: number | null;
+}
+
+export interface ReleaseItem extends Fenced {
+  delayMs: number;
+  /** Give the attempt back (graceful shutdown, snooze). */
+  refund: boolean;
+}
+
+export interface ProgressItem extends Fenced {
+  progress: number;
+  message: string | null;
+}
+
+export interface LogItem extends Fenced {
+  attempt: number;
+  lines: { at: number; message: string }[];
+}
+
+export interface WorkerInfo {
+  id: string;
+  host: string;
+  pid: number;
+  queues: string[] | null;
+  names: string[];
+  concurrency: number;
+}
+
+export interface RescuedJob {
+  id: string;
+  name: string;
+  queue: string;
+  outcome: 'retry' | 'failed';
+}
+
+export interface CancelResult {
+  /** The state the job was in when it was cancelled. */
+  previous: 'pending' | 'running';
+  workerId: string | null;
+}
+
+export interface ListenHandle {
+  close(): Promise<void>;
+}
+
+export interface ListenCallbacks {
+  /** A job became due in this queue somewhere. */
+  onJob(queue: string): void;
+  /** A job was cancelled somewhere; a worker running it should abort it now. */
+  onCancel(id: string): void;
+  /** The listener (re)connected: notifications may have been missed; poll once. */
+  onReconnect(): void;
+  onError(err: unknown): void;
+}
+
+export interface Store {
+  readonly dialect: Dialect;
+  readonly capabilities: StoreCapabilities;
+  readonly prefix: string;
+
+  /** Apply pending migrations under the dialect's lock. Idempotent. */
+  migrate(): Promise<void>;
+
+  /**
+   * Insert jobs (one round trip per chunk). Rows with a refId that matches a live job return that
+   * job with existed = true. `tx` is the caller's open transaction (dialect specific).
+   */
+  enqueue(rows: NewJobRow[], tx?: unknown): Promise<EnqueueResult[]>;
+  /** Synchronous enqueue, only when capabilities.syncEnqueue. */
+  enqueueSync?(rows: NewJobRow[]): EnqueueResult[];
+
+  claim(req: ClaimRequest): Promise<ClaimedJob[]>;
+  /** Move completed attempts to history. Returns the ids that were still owned. */
+  complete(items: CompleteItem[]): Promise<Set<string>>;
+  /** Record failed attempts: retry later or move to history as failed. */
+  fail(items: FailItem[]): Promise<Set<string>>;
+  /** Return running attempts to pending (snooze, graceful shutdown). */
+  release(items: ReleaseItem[]): Promise<Set<string>>;
+  saveProgress(items: ProgressItem[]): Promise<Set<string>>;
+  appendLogs(items: LogItem[]): Promise<Set<string>>;
+  saveCheckpoint(item: Fenced, stateJson: string): Promise<boolean>;
+
+  /**
+   * One write per worker process per interval: refresh the worker's heartbeat (re-registering it
+   * when a sweeper removed it) and answer which of its running attempts it still owns.
+   */
+  heartbeat(worker: WorkerInfo): Promise<Fenced[]>;
+  removeWorker(workerId: string): Promise<void>;
+  /** Return to pending (or fail at the attempt limit) the jobs of workers whose heartbeat is older than stallMs. */
+  rescueStalled(stallMs: number): Promise<RescuedJob[]>;
+
+  get(id: string): Promise<JobRecord | null>;
+  list(filter: ListFilter): Promise<ListPage>;
+  attempts(id: string): Promise<AttemptRecord[]>;
+  logs(id: string, opts: { afterSeq?: number; limit: number }): Promise<LogRecord[]>;
+  cancel(id: string): Promise<CancelResult | null>;
+  /** Run a failed/cancelled job again, or a pending one now. Returns the new state or null. */
+  retry(id: string): Promise<JobState | null>;
+  /** Delete history rows finished more than olderThanMs ago, at most `limit`. */
+  pruneHistory(olderThanMs: number, limit: number): Promise<number>;
+  /** Milliseconds until the next pending job for these names becomes due (null: none). */
+  nextDueIn(names: string[], queues?: string[]): Promise<number | null>;
+  /** Counts of live jobs per state (cheap: hot table only). */
+  countLive(): Promise<{ pending: number; running: number }>;
+
+  listen?(cb: ListenCallbacks): Promise<ListenHandle>;
+  close(): Promise<void>;
+}
+
+/** Table prefix: an identifier, validated once, so it can be spliced into SQL text safely. */
+export function validatePrefix(prefix: unknown): string {
+  if (typeof prefix !== 'string' || !/^[a-z_][a-z0-9_]{0,30}$/.test(prefix)) {
+    throw new TypeError(
+      `tablePrefix must be 1-31 characters of lowercase letters, digits and _, not starting with a digit; got ${JSON.stringify(prefix)}`,
+    );
+  }
+  return prefix;
+}

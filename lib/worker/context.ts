@@ -1,0 +1,51 @@
+/** What a handler receives besides its payload, and the outcomes it can choose besides return/throw. */
+import type { JsonValue } from '../model.ts';
+
+export interface JobContext {
+  readonly id: string;
+  readonly name: string;
+  readonly queue: string;
+  /** 1 on the first run. */
+  readonly attempt: number;
+  readonly maxAttempts: number;
+  /** State saved by checkpoint() in an earlier attempt, or null. */
+  readonly checkpoint: JsonValue | null;
+  /** Fires on timeout, on cancel of this job, on shutdown, and when this worker lost the job. */
+  readonly signal: AbortSignal;
+  /** Report progress (0-100). Buffered; written in batches. */
+  progress(percent: number, message?: string): void;
+  /** Append a log line to the job. Buffered; written in batches. */
+  log(message: string): void;
+  /** Persist state now, so that the next attempt resumes from it. Resolves false if this attempt lost the job. */
+  saveCheckpoint(state: JsonValue): Promise<boolean>;
+  /** Fail for good: no further attempts. */
+  discard(reason: string): never;
+  /** Run again after `ms` milliseconds without spending an attempt. */
+  snooze(ms: number): never;
+}
+
+/** Why an attempt's signal fired. */
+export type AbortReason = 'timeout' | 'cancelled' | 'shutdown' | 'lost';
+
+export class JobAbortError extends Error {
+  constructor(readonly reason: AbortReason, message: string) {
+    super(message);
+    this.name = 'JobAbortError';
+  }
+}
+
+/** Thrown by ctx.discard(); also usable directly: `throw new DiscardJob('bad input')`. */
+export class DiscardJob extends Error {
+  constructor(reason: string) {
+    super(reason);
+    this.name = 'DiscardJob';
+  }
+}
+
+/** Thrown by ctx.snooze(). */
+export class SnoozeJob extends Error {
+  constructor(readonly delayMs: number) {
+    super(`snoozed for ${delayMs} ms`);
+    this.name = 'SnoozeJob';
+  }
+}

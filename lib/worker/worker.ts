@@ -1,0 +1,330 @@
+/**
+ * The in-process worker: claims jobs in batches up to its free slots, runs them, writes their
+ * outcomes, sends one heartbeat per process per interval, sweeps stalled jobs and prunes
+ * history. Woken at once by an enqueue in this process, by LISTEN/NOTIFY where the database has
+ * it, by a timer for the next delayed job, and by polling as the safety net.
+ */
+import os from 'node:os';
+import type { JobError } from '../model.ts';
+import type { ClaimedJob, ListenHandle, Store, WorkerInfo } from '../store/store.ts';
+import { uuidv7 } from '../uuid.ts';
+import { RunningAttempt, type AttemptOutcome, type JobDefinition } from './executor.ts';
+import { OutcomeWriter } from './writer.ts';
+
+export interface WorkerOptions {
+  /** Jobs run at once by this process. Default 10. */
+  concurrency: number;
+  /** Only these queues (default: every queue). */
+  queues?: string[];
+  /** Per-queue limits within this process, e.g. { email: 2 }. */
+  queueConcurrency?: Record<string, number>;
+  /** Safety-net poll, ms. Default 1000. */
+  pollInterval: number;
+  /** Heartbeat period, ms. Default 5000. */
+  heartbeatInterval: number;
+  /** A running job whose worker sent no heartbeat for this long is rescued, ms. Default 30000. */
+  stallTimeout: number;
+  /** How long stop() waits for running jobs before aborting them, ms. Default 10000. */
+  shutdownTimeout: number;
+  /** Log/progress flush period, ms. Default 200. */
+  logFlushInterval: number;
+  /** Delete history older than this many ms (leader duty; any worker may run it safely). */
+  retentionMs: number | null;
+}
+
+export interface JobEventPayload {
+  id: string;
+  name: string;
+  queue: string;
+  attempt: number;
+}
+
+export interface WorkerEvents {
+  started(e: JobEventPayload): void;
+  completed(e: JobEventPayload & { result: unknown }): void;
+  retrying(e: JobEventPayload & { error: JobError; delayMs: number }): void;
+  failed(e: JobEventPayload & { error: JobError }): void;
+  snoozed(e: JobEventPayload & { delayMs: number }): void;
+  aborted(e: JobEventPayload & { reason: string }): void;
+  rescued(e: { id: string; name: string; queue: string; outcome: 'retry' | 'failed' }): void;
+  error(err: unknown): void;
+}
+
+export class Worker {
+  readonly id = `${os.hostname()}:${process.pid}:${uuidv7().slice(-12)}`;
+  private readonly running = new Map<string, RunningAttempt>();
+  private readonly writer: OutcomeWriter;
+  private timers: NodeJS.Timeout[] = [];
+  private dueTimer: { at: number; timer: NodeJS.Timeout } | null = null;
+  private filling = false;
+  private refill = false;
+  private state: 'idle' | 'running' | 'stopping' | 'stopped' = 'idle';
+  private seq = 0;
+  private listener: ListenHandle | null = null;
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(
+    private readonly store: Store,
+    private readonly definitions: Map<string, JobDefinition>,
+    private readonly opts: WorkerOptions,
+    private readonly events: WorkerEvents,
+  ) {
+    this.writer = new OutcomeWriter(
+      store,
+      { onLost: (id) => this.running.get(id)?.abort('lost'), onError: (err) => this.events.error(err) },
+      { logFlushMs: opts.logFlushInterval, logBatchLines: 200 },
+    );
+  }
+
+  get isRunning(): boolean {
+    return this.state === 'running';
+  }
+
+  get runningCount(): number {
+    return this.running.size;
+  }
+
+  private info(): WorkerInfo {
+    return {
+      id: this.id,
+      host: os.hostname(),
+      pid: process.pid,
+      queues: this.opts.queues ?? null,
+      names: [...this.definitions.keys()],
+      concurrency: this.opts.concurrency,
+    };
+  }
+
+  async start(): Promise<void> {
+    if (this.state !== 'idle') return;
+    this.state = 'running';
+    await this.store.heartbeat(this.info());
+    if (this.store.listen) {
+      this.listener = await this.store.listen({
+        onJob: (queue) => this.wake(queue),
+        onCancel: (id) => this.running.get(id)?.abort('cancelled'),
+        onReconnect: () => this.wake(),
+        onError: (err) => this.events.error(err),
+      });
+    }
+    this.every(this.opts.pollInterval, () => this.fill());
+    this.every(this.opts.heartbeatInterval, () => this.heartbeat());
+    this.every(Math.max(1000, Math.floor(this.opts.stallTimeout / 2)), () => this.sweep());
+    if (this.opts.retentionMs !== null) this.every(60_000, () => this.prune());
+    this.wake();
+  }
+
+  private every(ms: number, fn: () => Promise<void> | void): void {
+    const t = setInterval(() => {
+      if (this.state === 'running') void Promise.resolve(fn()).catch((err) => this.events.error(err));
+    }, ms);
+    t.unref();
+    this.timers.push(t);
+  }
+
+  /** Claim now (an enqueue in this process, a NOTIFY, a timer). */
+  wake(_queue?: string): void {
+    if (this.state !== 'running') return;
+    void this.fill().catch((err) => this.events.error(err));
+  }
+
+  /** A delayed job becomes due in `ms`: look again then. */
+  wakeIn(ms: number): void {
+    if (this.state !== 'running') return;
+    const at = Date.now() + ms;
+    if (this.dueTimer && this.dueTimer.at <= at) return;
+    if (this.dueTimer) clearTimeout(this.dueTimer.timer);
+    const timer = setTimeout(() => {
+      this.dueTimer = null;
+      this.wake();
+    }, ms + 1);
+    timer.unref();
+    this.dueTimer = { at, timer };
+  }
+
+  /** Claim until the free slots are full or nothing is due. One claim loop at a time. */
+  private async fill(): Promise<void> {
+    if (this.filling) {
+      this.refill = true;
+      return;
+    }
+    this.filling = true;
+    let short = false;
+    try {
+      do {
+        this.refill = false;
+        if (this.state !== 'running') break;
+        const claimed = await this.claimFree();
+        if (claimed === null) break;
+        for (const job of claimed.jobs) this.launch(job);
+        short = claimed.jobs.length < claimed.requested;
+        if (!short) this.refill = true;
+      } while (this.refill);
+    } finally {
+      this.filling = false;
+    }
+    if (short && this.state === 'running') await this.armDueTimer();
+    this.notifyIdle();
+  }
+
+  /** One claim per queue-limited queue with free slots, plus one for the rest. */
+  private async claimFree(): Promise<{ jobs: ClaimedJob[]; requested: number } | null> {
+    const free = this.opts.concurrency - this.running.size;
+    if (free <= 0) return null;
+    const names = [...this.definitions.keys()];
+    if (!names.length) return null;
+    const limits = this.opts.queueConcurrency ?? {};
+    const limited = Object.keys(limits).filter((q) => !this.opts.queues || this.opts.queues.includes(q));
+    if (!limited.length) {
+      const jobs = await this.store.claim({ workerId: this.id, names, queues: this.opts.queues, limit: free });
+      return { jobs, requested: free };
+    }
+    const jobs: ClaimedJob[] = [];
+    let requested = 0;
+    let left = free;
+    for (const q of limited) {
+      const inQueue = [...this.running.values()].filter((r) => r.job.queue === q).length;
+      const n = Math.min(left, limits[q] - inQueue);
+      if (n <= 0) continue;
+      const got = await this.store.claim({ workerId: this.id, names, queues: [q], limit: n });
+      jobs.push(...got);
+      requested += n;
+      left -= got.length;
+    }
+    if (left > 0) {
+      const others = this.opts.queues?.filter((q) => !limited.includes(q));
+      if (!others || others.length) {
+        const got = await this.store.claim({ workerId: this.id, names, queues: others, excludeQueues: others ? undefined : limited, limit: left });
+        jobs.push(...got);
+        requested += left;
+      }
+    }
+    return { jobs, requested };
+  }
+
+  private async armDueTimer(): Promise<void> {
+    const due = await this.store.nextDueIn([...this.definitions.keys()], this.opts.queues);
+    if (due !== null && due < this.opts.pollInterval) this.wakeIn(due);
+  }
+
+  private launch(job: ClaimedJob): void {
+    const def = this.definitions.get(job.name)!;
+    const attempt = new RunningAttempt(job, def, { store: this.store, writer: this.writer, seq: ++this.seq });
+    this.running.set(job.id, attempt);
+    const base = { id: job.id, name: job.name, queue: job.queue, attempt: job.attempts };
+    this.events.started(base);
+    void attempt.done
+      .then((outcome) => this.report(base, outcome))
+      .catch((err) => this.events.error(err))
+      .finally(() => {
+        if (this.running.get(job.id) === attempt) this.running.delete(job.id);
+        if (this.state === 'running') void this.fill().catch((err) => this.events.error(err));
+        else this.notifyIdle();
+      });
+  }
+
+  private report(base: { id: string; name: string; queue: string; attempt: number }, o: AttemptOutcome): void {
+    switch (o.kind) {
+      case 'completed':
+        return this.events.completed({ ...base, result: o.result });
+      case 'retrying':
+        return this.events.retrying({ ...base, error: o.error, delayMs: o.delayMs });
+      case 'failed':
+        return this.events.failed({ ...base, error: o.error });
+      case 'snoozed':
+        return this.events.snoozed({ ...base, delayMs: o.delayMs });
+      case 'aborted':
+        return this.events.aborted({ ...base, reason: o.reason });
+      case 'lost':
+        return this.events.aborted({ ...base, reason: 'lost' });
+    }
+  }
+
+  /** A cancel in this process reaches the running attempt at once. */
+  abortJob(id: string, reason: 'cancelled'): void {
+    this.running.get(id)?.abort(reason);
+  }
+
+  private async heartbeat(): Promise<void> {
+    const seqAtStart = this.seq;
+    const owned = await this.store.heartbeat(this.info());
+    const ownedKeys = new Set(owned.map((f) => `${f.id}:${f.token}`));
+    for (const attempt of this.running.values()) {
+      // Only attempts claimed before this heartbeat was sent can be judged by its answer.
+      if (attempt.claimSeq <= seqAtStart && !ownedKeys.has(`${attempt.id}:${attempt.job.token}`)) attempt.abort('lost');
+    }
+  }
+
+  private async sweep(): Promise<void> {
+    const rescued = await this.store.rescueStalled(this.opts.stallTimeout);
+    for (const r of rescued) this.events.rescued(r);
+    if (rescued.some((r) => r.outcome === 'retry')) this.wake();
+  }
+
+  private async prune(): Promise<void> {
+    while ((await this.store.pruneHistory(this.opts.retentionMs!, 1000)) === 1000) {
+      if (this.state !== 'running') return;
+    }
+  }
+
+  private notifyIdle(): void {
+    if (this.running.size || this.filling) return;
+    for (const w of this.idleWaiters.splice(0)) w();
+  }
+
+  /** Resolve when no job is running and the claim loop is quiet. */
+  async idle(): Promise<void> {
+    if (!this.running.size && !this.filling) return this.writer.drain();
+    await new Promise<void>((r) => this.idleWaiters.push(r));
+    return this.writer.drain();
+  }
+
+  /** Run until nothing is due, then resolve (for users' tests). */
+  async drain(): Promise<void> {
+    for (;;) {
+      await this.fill();
+      await this.idle();
+      const due = await this.store.nextDueIn([...this.definitions.keys()], this.opts.queues);
+      if (due === null || due > 0) return;
+    }
+  }
+
+  /**
+   * Graceful shutdown: stop claiming, let running jobs finish up to `timeout`, then abort the rest
+   * and return them to pending with their attempt refunded.
+   */
+  async stop(timeout = this.opts.shutdownTimeout): Promise<void> {
+    if (this.state === 'idle' || this.state === 'stopped') {
+      this.state = 'stopped';
+      return;
+    }
+    if (this.state === 'stopping') return this.stopped;
+    this.state = 'stopping';
+    this.stopped = this.shutdown(timeout);
+    return this.stopped;
+  }
+
+  private stopped: Promise<void> = Promise.resolve();
+
+  private async shutdown(timeout: number): Promise<void> {
+    for (const t of this.timers) clearInterval(t);
+    this.timers = [];
+    if (this.dueTimer) clearTimeout(this.dueTimer.timer);
+    const all = Promise.all([...this.running.values()].map((r) => r.done.catch(() => undefined)));
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([all, new Promise((r) => (timer = setTimeout(r, timeout)))]);
+    clearTimeout(timer);
+    const left = [...this.running.values()];
+    for (const attempt of left) attempt.abort('shutdown');
+    if (left.length) {
+      await this.writer.flushLogs();
+      await this.store.release(left.map((a) => ({ ...a.fenced, delayMs: 0, refund: true }))).catch((err) => this.events.error(err));
+    }
+    await this.writer.drain();
+    this.writer.dispose();
+    await this.listener?.close().catch(() => undefined);
+    await this.store.removeWorker(this.id).catch((err) => this.events.error(err));
+    this.state = 'stopped';
+    this.notifyIdle();
+  }
+}

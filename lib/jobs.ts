@@ -199,7 +199,8 @@ export class Jobs<M extends JobMap = {}> {
       if (inTx) setImmediate(wake);
       else wake();
     }
-    if (this.emitter.listenerCount('enqueued')) {
+    // Inside a caller's transaction the job may still roll back, so 'enqueued' is only told for enqueues we committed.
+    if (!inTx && this.emitter.listenerCount('enqueued')) {
       rows.forEach((r, i) => this.emitter.emit('enqueued', { id: results[i].id, name: r.name, queue: r.queue, existed: results[i].existed }));
     }
     return results;

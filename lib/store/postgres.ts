@@ -80,10 +80,10 @@ export class PostgresStore implements Store {
         UNION ALL
         SELECT j.id::text, j.ref_id, 0 FROM ${jobs} j JOIN input i ON j.ref_id = i.ref_id
         WHERE i.ref_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ins WHERE ins.id = i.id)`,
-      claim: (queues: boolean, exclude: boolean) => `WITH next AS (
+      claim: `WITH next AS (
           SELECT id FROM ${jobs}
           WHERE state = 'pending' AND run_at <= now() AND name = ANY($1::text[])
-            ${queues ? 'AND queue = ANY($5::text[])' : ''} ${exclude ? 'AND NOT (queue = ANY($6::text[]))' : ''}
+            AND ($5::text[] IS NULL OR queue = ANY($5::text[])) AND ($6::text[] IS NULL OR NOT (queue = ANY($6::text[])))
           ORDER BY priority DESC, run_at, id
           LIMIT $2 FOR UPDATE SKIP LOCKED)
         UPDATE ${jobs} j SET state = 'running', token = $3, worker_id = $4, attempts = j.attempts + 1,
@@ -95,7 +95,7 @@ export class PostgresStore implements Store {
           WHERE j.id = x.id AND j.token = x.token AND j.state = 'running'
           RETURNING j.*, x.result AS new_result)
         INSERT INTO ${history} (${COMMON}, state, finished_at, result)
-        SELECT ${COMMON}, 'completed', now(), new_result FROM done
+        SELECT ${COMMON.replace(/\berror\b/, 'NULL')}, 'completed', now(), new_result FROM done
         RETURNING id::text AS id`,
       fail: `WITH x AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::json[], $5::bigint[]) AS x(id, token, attempt, err, delay_ms)),
         retry AS (
@@ -190,9 +190,8 @@ export class PostgresStore implements Store {
   // ---------------------------------------------------------------- claim and outcomes
 
   async claim(req: ClaimRequest): Promise<ClaimedJob[]> {
-    const args: unknown[] = [req.names, req.limit, crypto.randomUUID(), req.workerId];
-    if (req.queues || req.excludeQueues) args.push(req.queues ?? null, req.excludeQueues ?? null);
-    const res = await this.own.query(this.sql.claim(!!req.queues, !!req.excludeQueues), args);
+    const args = [req.names, req.limit, crypto.randomUUID(), req.workerId, req.queues ?? null, req.excludeQueues ?? null];
+    const res = await this.own.query(this.sql.claim, args);
     return res.rows.map((r) => toClaimedJob(r, nativeCodec)).sort(claimOrder);
   }
 
@@ -343,7 +342,7 @@ export class PostgresStore implements Store {
       parts.push(`(SELECT ${cols}, finished_at${filter.includePayload ? ', result' : ''} FROM ${this.t('history')}
         ${listWhere(filter, history, 4, p, (d) => d)} ORDER BY id DESC LIMIT ${p.add(limit)})`);
     }
-    const rows = await this.rows(`${parts.join(' UNION ALL ')} ORDER BY id DESC LIMIT ${p.add(limit)}`, p.values);
+    const rows = await this.rows(`SELECT * FROM (${parts.join(' UNION ALL ')}) page ORDER BY id DESC LIMIT ${p.add(limit)}`, p.values);
     const items = rows.map((r) => toJobRecord(r, nativeCodec));
     return { items, nextCursor: items.length === limit ? items[items.length - 1].id : null };
   }

@@ -193,10 +193,10 @@ export class SqliteStore implements Store {
     return rows.map((r) => toClaimedJob(r, textCodec)).sort(claimOrder);
   }
 
-  /** INSERT ... SELECT of one owned running job into history, then DELETE: the move is one transaction. */
+  /** INSERT ... SELECT of one owned running job into history, then DELETE: the move is one transaction. `error` replaces the last error (null on success). */
   private moveToHistory(item: Fenced, state: JobState, error: string | null, result: string | null): boolean {
     const info = this.q(`INSERT INTO ${this.t('history')} (${COMMON}, state, finished_at, result)
-        SELECT ${COMMON.replace(/\berror\b/, 'COALESCE(?, error)')}, ?, ${NOW}, ? FROM ${this.t('jobs')}
+        SELECT ${COMMON.replace(/\berror\b/, '?')}, ?, ${NOW}, ? FROM ${this.t('jobs')}
         WHERE id = ? AND token = ? AND state = 'running'`).run(error, state, result, item.id, item.token);
     if (info.changes !== 1) return false;
     this.q(`DELETE FROM ${this.t('jobs')} WHERE id = ?`).run(item.id);

@@ -1,0 +1,54 @@
+/** PostgreSQL helpers: pools, durability read-out, dropping what a run created. */
+import pg from 'pg';
+import { NAME_PREFIX, PG_URL } from './config.ts';
+
+export function newPool(max = 10): pg.Pool {
+  const pool = new pg.Pool({ connectionString: PG_URL, max });
+  pool.on('error', () => undefined);
+  return pool;
+}
+
+export async function newClient(): Promise<pg.Client> {
+  const c = new pg.Client({ connectionString: PG_URL });
+  c.on('error', () => undefined);
+  await c.connect();
+  return c;
+}
+
+export async function describePg(q: Pick<pg.Pool, 'query'>): Promise<string> {
+  const get = async (name: string) => (await q.query(`SHOW ${name}`)).rows[0][name] as string;
+  return `synchronous_commit=${await get('synchronous_commit')}, fsync=${await get('fsync')}, wal_level=${await get('wal_level')}`;
+}
+
+/** Drop every table whose name starts with `prefix` in public, and the schemas named in `schemas`. */
+export async function dropByPrefix(prefix: string, schemas: string[] = []): Promise<void> {
+  if (!prefix.startsWith(NAME_PREFIX)) throw new Error(`refusing to drop objects outside ${NAME_PREFIX}*: ${prefix}`);
+  const c = await newClient();
+  try {
+    const { rows } = await c.query(
+      `SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND starts_with(tablename, $1)`,
+      [prefix],
+    );
+    for (const r of rows) await c.query(`DROP TABLE IF EXISTS public."${r.tablename}" CASCADE`);
+    for (const s of schemas) {
+      if (!s.startsWith(NAME_PREFIX)) throw new Error(`refusing to drop schema ${s}`);
+      await c.query(`DROP SCHEMA IF EXISTS "${s}" CASCADE`);
+    }
+  } finally {
+    await c.end();
+  }
+}
+
+/** Leftovers of interrupted runs: every bx_* table in public and every bx_* schema. */
+export async function sweepLeftovers(): Promise<number> {
+  const c = await newClient();
+  try {
+    const tables = await c.query(`SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND starts_with(tablename, $1)`, [NAME_PREFIX]);
+    for (const r of tables.rows) await c.query(`DROP TABLE IF EXISTS public."${r.tablename}" CASCADE`);
+    const schemas = await c.query(`SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1)`, [NAME_PREFIX]);
+    for (const r of schemas.rows) await c.query(`DROP SCHEMA IF EXISTS "${r.nspname}" CASCADE`);
+    return tables.rowCount! + schemas.rowCount!;
+  } finally {
+    await c.end();
+  }
+}

@@ -1,0 +1,117 @@
+/**
+ * sqljobs with its defaults: createJobs({ db, tablePrefix, worker: { concurrency } }) and nothing else.
+ * A fresh tablePrefix per measurement. Done = the hot table `<prefix>jobs` is empty and
+ * `<prefix>history` holds every job.
+ */
+import type Database from 'better-sqlite3';
+import type pg from 'pg';
+import { createJobs, type Jobs } from '../../lib/index.ts';
+import type { SystemOptions } from '../lib/config.ts';
+import { dropByPrefix, describePg, newClient, newPool } from '../lib/pg.ts';
+import { describeSqlite, openAppDb, openChecker, removeSqliteFile, sqliteFile } from '../lib/sqlite.ts';
+import type { BenchSystem, Payload, Progress } from './types.ts';
+
+type NoopJobs = Jobs<{ noop: Payload }>;
+
+abstract class SqljobsBase {
+  protected jobs!: NoopJobs;
+  protected readonly prefix: string;
+
+  constructor(protected readonly opts: SystemOptions) {
+    this.prefix = `${opts.runId}_`;
+  }
+
+  protected make(db: Database.Database | pg.Pool): void {
+    this.jobs = createJobs<{ noop: Payload }>({ db, tablePrefix: this.prefix, worker: { concurrency: this.opts.concurrency } })
+      .define('noop', (p) => {
+        this.opts.onJob(p);
+      }) as NoopJobs;
+    this.jobs.on('error', (err) => console.error('sqljobs error:', err));
+  }
+
+  async enqueueOne(p: Payload): Promise<void> {
+    await this.jobs.enqueue('noop', p);
+  }
+
+  async enqueueBatch(ps: Payload[]): Promise<void> {
+    await this.jobs.enqueueMany(ps.map((payload) => ({ name: 'noop' as const, payload })));
+  }
+
+  async startWorker(): Promise<void> {
+    await this.jobs.start();
+  }
+}
+
+export class SqljobsSqlite extends SqljobsBase implements BenchSystem {
+  readonly backend = 'sqlite' as const;
+  private file = sqliteFile(this.opts.runId);
+  private app!: Database.Database;
+  private checker: Database.Database | null = null;
+
+  async setup(): Promise<void> {
+    this.app = openAppDb(this.file);
+    this.make(this.app);
+    await this.jobs.migrate();
+  }
+
+  async progress(): Promise<Progress> {
+    this.checker ??= openChecker(this.file);
+    const count = (t: string) => (this.checker!.prepare(`SELECT COUNT(*) AS n FROM ${this.prefix}${t}`).get() as { n: number }).n;
+    return { unfinished: count('jobs'), finished: count('history') };
+  }
+
+  async durability(): Promise<Record<string, string>> {
+    // The worker's own handle is private to the store; read its pragmas, not what we assume it set.
+    const own = (this.jobs.store as unknown as { own?: Database.Database }).own;
+    return {
+      'app handle (enqueue)': describeSqlite(this.app),
+      'sqljobs worker handle': own ? describeSqlite(own) : 'unknown',
+    };
+  }
+
+  async close(): Promise<void> {
+    await this.jobs.close();
+    this.checker?.close();
+    this.checker = null;
+    if (this.app.open) this.app.close();
+  }
+
+  async cleanup(): Promise<void> {
+    removeSqliteFile(this.file);
+  }
+}
+
+export class SqljobsPg extends SqljobsBase implements BenchSystem {
+  readonly backend = 'postgres' as const;
+  private pool!: pg.Pool;
+  private checker: pg.Client | null = null;
+
+  async setup(): Promise<void> {
+    this.pool = newPool();
+    this.make(this.pool);
+    await this.jobs.migrate();
+  }
+
+  async progress(): Promise<Progress> {
+    this.checker ??= await newClient();
+    const { rows } = await this.checker.query(
+      `SELECT (SELECT count(*) FROM ${this.prefix}jobs)::int AS hot, (SELECT count(*) FROM ${this.prefix}history)::int AS hist`,
+    );
+    return { unfinished: rows[0].hot, finished: rows[0].hist };
+  }
+
+  async durability(): Promise<Record<string, string>> {
+    return { 'app pool and worker pool': await describePg(this.pool) };
+  }
+
+  async close(): Promise<void> {
+    await this.jobs.close();
+    await this.checker?.end();
+    this.checker = null;
+    await this.pool.end();
+  }
+
+  async cleanup(): Promise<void> {
+    await dropByPrefix(this.prefix);
+  }
+}

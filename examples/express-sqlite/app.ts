@@ -1,0 +1,251 @@
+/**
+ * sqljobs demo: a small shop on Express 5 + better-sqlite3.
+ *
+ *   npm run demo                      # http://localhost:3000
+ *   PORT=4000 SQLJOBS_DEMO_DB=/tmp/shop.db npm run demo
+ *
+ * Placing an order inserts the order row and enqueues its jobs in ONE synchronous
+ * db.transaction(), so the order and its jobs commit or roll back together.
+ */
+import Database from 'better-sqlite3';
+import express, { type NextFunction, type Request, type Response } from 'express';
+import { fileURLToPath } from 'node:url';
+import { setupJobs } from './jobs.ts';
+import {
+  adminPlaceholderPage, errorPage, homePage, html, orderPage,
+  type CatalogItem, type JobDetail, type Notice, type Order, type OrderForm,
+} from './views.ts';
+
+// ------------------------------------------------------------------ database and jobs
+
+const dbPath = process.env.SQLJOBS_DEMO_DB || fileURLToPath(new URL('./shop.db', import.meta.url));
+const db = new Database(dbPath);
+db.pragma('journal_mode = WAL');
+db.pragma('synchronous = NORMAL');
+db.pragma('busy_timeout = 5000');
+db.exec(`CREATE TABLE IF NOT EXISTS orders (
+  id          INTEGER PRIMARY KEY,
+  email       TEXT    NOT NULL,
+  item        TEXT    NOT NULL,
+  quantity    INTEGER NOT NULL,
+  total_cents INTEGER NOT NULL,
+  flaky       INTEGER NOT NULL DEFAULT 0,
+  created_at  INTEGER NOT NULL
+)`);
+
+const jobs = setupJobs(db);
+
+const CATALOG: CatalogItem[] = [
+  { sku: 'beans', name: 'Espresso beans, 1 kg', priceCents: 2400 },
+  { sku: 'pourover', name: 'Ceramic pour-over dripper', priceCents: 3200 },
+  { sku: 'kettle', name: 'Gooseneck kettle', priceCents: 5900 },
+  { sku: 'filters', name: 'Paper filters, 100 pack', priceCents: 650 },
+];
+
+interface OrderRow { id: number; email: string; item: string; quantity: number; total_cents: number; flaky: number; created_at: number }
+const toOrder = (r: OrderRow): Order => ({
+  id: r.id, email: r.email, item: r.item, quantity: r.quantity, totalCents: r.total_cents, flakyExport: r.flaky === 1, createdAt: new Date(r.created_at),
+});
+const insertOrder = db.prepare('INSERT INTO orders (email, item, quantity, total_cents, flaky, created_at) VALUES (?, ?, ?, ?, ?, ?)');
+const selectOrder = db.prepare('SELECT * FROM orders WHERE id = ?');
+const recentOrders = db.prepare('SELECT * FROM orders ORDER BY id DESC LIMIT 20');
+
+// ------------------------------------------------------------------ placing an order
+
+interface ValidOrder { email: string; item: CatalogItem; quantity: number; flaky: boolean }
+
+class InvalidField extends Error {
+  constructor(readonly field: string, message: string) {
+    super(`${field}: ${message}`);
+  }
+}
+
+/** Thrown inside the transaction by POST /orders-failing; carries what was written before the rollback. */
+class SimulatedCrash extends Error {
+  constructor(readonly orderId: number, readonly jobIds: string[]) {
+    super('simulated crash after enqueueSync, inside the transaction');
+  }
+}
+
+function formOf(body: unknown): OrderForm {
+  const b = (body ?? {}) as Record<string, unknown>;
+  const text = (v: unknown) => (typeof v === 'string' ? v : '');
+  return { email: text(b.email).trim(), sku: text(b.item), quantity: text(b.quantity).trim(), flaky: b.flaky === 'on' };
+}
+
+function validate(form: OrderForm): ValidOrder {
+  if (form.email.length > 254 || !/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(form.email)) {
+    throw new InvalidField('email', 'enter a valid email address, like ada@example.com');
+  }
+  const item = CATALOG.find((c) => c.sku === form.sku);
+  if (!item) throw new InvalidField('item', `choose one of: ${CATALOG.map((c) => c.name).join(', ')}`);
+  const quantity = Number(form.quantity);
+  if (!/^\d+$/.test(form.quantity) || quantity < 1 || quantity > 99) {
+    throw new InvalidField('quantity', 'must be a whole number from 1 to 99');
+  }
+  return { email: form.email, item, quantity, flaky: form.flaky };
+}
+
+/** The heart of the demo: the order row and its jobs are written in one transaction. */
+function placeOrder(o: ValidOrder, opts: { crashAfterEnqueue?: boolean } = {}): number {
+  return db.transaction(() => {
+    const totalCents = o.item.priceCents * o.quantity;
+    const orderId = Number(insertOrder.run(o.email, o.item.name, o.quantity, totalCents, o.flaky ? 1 : 0, Date.now()).lastInsertRowid);
+    const tagged = { batchId: `order-${orderId}`, tag: 'shop-order' };
+    const payload = { orderId, email: o.email, item: o.item.name, quantity: o.quantity, totalCents };
+    const jobIds = [
+      jobs.enqueueSync('send-receipt', payload, tagged).id,
+      jobs.enqueueSync('generate-invoice', payload, tagged).id,
+    ];
+    if (o.flaky) jobIds.push(jobs.enqueueSync('flaky-export', { orderId }, tagged).id);
+    if (opts.crashAfterEnqueue) throw new SimulatedCrash(orderId, jobIds);
+    return orderId;
+  })();
+}
+
+// ------------------------------------------------------------------ HTTP
+
+const app = express();
+app.disable('x-powered-by');
+app.use(express.urlencoded({ extended: false, limit: '10kb' }));
+app.use((_req, res, next) => {
+  res.set('Content-Security-Policy', "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'");
+  res.set('X-Content-Type-Options', 'nosniff');
+  next();
+});
+
+const emptyForm: OrderForm = { email: '', sku: CATALOG[0].sku, quantity: '1', flaky: false };
+
+async function renderHome(res: Response, opts: { status?: number; form?: OrderForm; notice?: Notice; invalidField?: string } = {}) {
+  const orders = (recentOrders.all() as OrderRow[]).map(toOrder);
+  const { items } = await jobs.list({ limit: 20 });
+  res.status(opts.status ?? 200).type('html').send(homePage({ catalog: CATALOG, orders, jobs: items, form: opts.form ?? emptyForm, notice: opts.notice, invalidField: opts.invalidField }));
+}
+
+app.get('/', async (_req, res) => {
+  await renderHome(res);
+});
+
+/** Validate the form, or answer 400 with the form again and a message naming the field. */
+async function validOrElse400(req: Request, res: Response): Promise<ValidOrder | null> {
+  const form = formOf(req.body);
+  try {
+    return validate(form);
+  } catch (err) {
+    if (!(err instanceof InvalidField)) throw err;
+    await renderHome(res, { status: 400, form, invalidField: err.field, notice: { kind: 'error', title: 'Please check the order', body: err.message } });
+    return null;
+  }
+}
+
+app.post('/orders', async (req, res) => {
+  const order = await validOrElse400(req, res);
+  if (!order) return;
+  const orderId = placeOrder(order);
+  res.redirect(303, `/orders/${orderId}`);
+});
+
+/** Place the order with a throw inside its transaction; returns what had been written before the throw. */
+function placeOrderAndCrash(o: ValidOrder): SimulatedCrash {
+  try {
+    placeOrder(o, { crashAfterEnqueue: true });
+  } catch (err) {
+    if (err instanceof SimulatedCrash) return err;
+    throw err;
+  }
+  throw new Error('placeOrder was asked to crash but returned');
+}
+
+app.post('/orders-failing', async (req, res) => {
+  const order = await validOrElse400(req, res);
+  if (!order) return;
+  const crash = placeOrderAndCrash(order);
+  // Look for what was written before the throw: the rollback took all of it.
+  const orderExists = selectOrder.get(crash.orderId) !== undefined;
+  const jobsFound = (await Promise.all(crash.jobIds.map((id) => jobs.get(id)))).filter(Boolean).length;
+  const rolledBack = !orderExists && jobsFound === 0;
+  const body = html`Inside the transaction, order #${crash.orderId} was inserted and ${crash.jobIds.length} jobs were enqueued
+    (<code>${crash.jobIds.map((id) => `…${id.slice(-8)}`).join(', ')}</code>); then the handler threw.
+    <ul>
+      <li>Order #${crash.orderId} in <code>orders</code>: <strong>${orderExists ? 'found' : 'not found'}</strong></li>
+      <li>Its jobs via <code>jobs.get(id)</code>: <strong>${jobsFound} of ${crash.jobIds.length} found</strong></li>
+    </ul>`;
+  await renderHome(res, {
+    form: formOf(req.body),
+    notice: {
+      kind: rolledBack ? 'info' : 'error',
+      title: rolledBack ? 'Rolled back: neither the order nor its jobs exist.' : 'Unexpected: something survived the rollback!',
+      body,
+    },
+  });
+});
+
+app.get('/orders/:id', async (req, res) => {
+  const row = /^\d{1,15}$/.test(req.params.id) ? (selectOrder.get(Number(req.params.id)) as OrderRow | undefined) : undefined;
+  if (!row) {
+    res.status(404).type('html').send(errorPage(404, `There is no order ${req.params.id}.`));
+    return;
+  }
+  const { items } = await jobs.list({ batchId: `order-${row.id}`, limit: 20 });
+  items.sort((a, b) => (a.id < b.id ? -1 : 1)); // in enqueue order (ids are time-ordered UUIDv7)
+  const details: JobDetail[] = await Promise.all(
+    items.map(async (job) => ({ job, attempts: await jobs.attempts(job.id), logs: await jobs.logs(job.id) })),
+  );
+  res.type('html').send(orderPage(toOrder(row), details));
+});
+
+// Placeholder: the real admin router will be mounted at this path.
+const admin = express.Router();
+admin.get('/', async (_req, res) => {
+  const { items } = await jobs.list({ limit: 50 });
+  res.type('html').send(adminPlaceholderPage(items));
+});
+app.use('/admin/jobs', admin);
+
+app.use((req, res) => {
+  res.status(404).type('html').send(errorPage(404, `Nothing at ${req.method} ${req.path}.`));
+});
+
+app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
+  const status = (err as { status?: number }).status ?? 500; // e.g. 400/413 from the body parser
+  if (status >= 500) console.error(err);
+  res.status(status).type('html').send(errorPage(status, status === 500 ? 'Something went wrong; see the server log.' : String((err as Error).message)));
+});
+
+// ------------------------------------------------------------------ start and stop
+
+await jobs.start();
+
+const port = Number(process.env.PORT || 3000);
+if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`PORT must be a port number; got ${JSON.stringify(process.env.PORT)}`);
+const server = app.listen(port, () => {
+  const address = server.address();
+  const actual = typeof address === 'object' && address ? address.port : port;
+  console.log(`sqljobs demo shop (database: ${dbPath})`);
+  console.log(`  Shop:        http://localhost:${actual}/`);
+  console.log(`  Jobs admin:  http://localhost:${actual}/admin/jobs   (placeholder for the admin UI)`);
+});
+server.on('error', (err) => {
+  console.error(`Cannot listen on port ${port}:`, err.message);
+  process.exit(1);
+});
+
+let stopping = false;
+async function shutdown(signal: string) {
+  if (stopping) {
+    console.log('Second signal: exiting now.');
+    process.exit(1);
+  }
+  stopping = true;
+  console.log(`${signal}: stopping the worker (running jobs get up to 5 s to finish)...`);
+  await jobs.stop({ timeout: 5000 });
+  await new Promise<void>((resolve) => {
+    server.close(() => resolve());
+    server.closeIdleConnections();
+  });
+  await jobs.close(); // releases the library's own SQLite handle (the worker is already stopped)
+  db.close();
+  console.log('Bye.');
+}
+process.on('SIGINT', () => void shutdown('SIGINT'));
+process.on('SIGTERM', () => void shutdown('SIGTERM'));

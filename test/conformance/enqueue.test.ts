@@ -1,0 +1,216 @@
+import { expect } from 'chai';
+import type pg from 'pg';
+import type Database from 'better-sqlite3';
+import { JobValidationError } from '../../lib/index.ts';
+import { forEachDialect } from '../helpers/dialects.ts';
+
+forEachDialect('enqueue and read', ({ fresh }) => {
+  it('enqueues immediate, delayed and scheduled jobs with string ids and reads them back', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: false });
+    const a = await jobs.enqueue('email', { to: 'a@example.com', n: 1 }, { tag: 't1', batchId: 'b1', createdBy: 'test', meta: { k: 'v' }, priority: 5, queue: 'mail' });
+    const b = await jobs.enqueue('email', { to: 'b' }, { delay: 60_000 });
+    const at = new Date(Date.now() + 3_600_000);
+    const c = await jobs.enqueue('email', { to: 'c' }, { runAt: at });
+    for (const r of [a, b, c]) {
+      expect(r.id).to.be.a('string').and.match(/^[0-9a-f-]{36}$/);
+      expect(r.existed).to.equal(false);
+    }
+    const ja = await jobs.get(a.id);
+    expect(ja).to.include({ id: a.id, name: 'email', queue: 'mail', state: 'pending', priority: 5, attempts: 0, maxAttempts: 25, tag: 't1', batchId: 'b1', createdBy: 'test' });
+    expect(ja!.payload).to.deep.equal({ to: 'a@example.com', n: 1 });
+    expect(ja!.meta).to.deep.equal({ k: 'v' });
+    expect(ja!.createdAt).to.be.instanceOf(Date);
+    const jb = await jobs.get(b.id);
+    expect(jb!.runAt.getTime() - jb!.createdAt.getTime()).to.be.within(59_000, 61_000);
+    expect((await jobs.get(c.id))!.runAt.getTime()).to.equal(at.getTime());
+    expect(await jobs.get('01a20000-0000-7000-8000-000000000000')).to.equal(null);
+  });
+
+  it('returns the live job for a repeated refId and says it existed', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: false });
+    const first = await jobs.enqueue('sync', { v: 1 }, { refId: 'user-42' });
+    const again = await jobs.enqueue('sync', { v: 2 }, { refId: 'user-42' });
+    expect(again).to.deep.equal({ id: first.id, existed: true });
+    expect((await jobs.get(first.id))!.payload).to.deep.equal({ v: 1 });
+    const many = await jobs.enqueueMany([
+      { name: 'sync', payload: 3, refId: 'user-42' },
+      { name: 'sync', payload: 4, refId: 'user-43' },
+    ]);
+    expect(many[0]).to.deep.equal({ id: first.id, existed: true });
+    expect(many[1].existed).to.equal(false);
+    // Once the job is finished the refId is free again.
+    expect(await jobs.cancel(first.id)).to.equal(true);
+    const fresh2 = await jobs.enqueue('sync', { v: 5 }, { refId: 'user-42' });
+    expect(fresh2.existed).to.equal(false);
+    expect(fresh2.id).to.not.equal(first.id);
+  });
+
+  it('enqueueMany writes a batch with per-item options', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: false });
+    const items = Array.from({ length: 1500 }, (_, i) => ({ name: 'bulk', payload: { i }, priority: i % 3, tag: `t${i % 5}` }));
+    const res = await jobs.enqueueMany(items);
+    expect(res).to.have.length(1500);
+    expect(new Set(res.map((r) => r.id)).size).to.equal(1500);
+    const rows = await t.query<{ n: number | string }>(`SELECT COUNT(*) AS n FROM ${t.prefix}jobs`);
+    expect(Number(rows[0].n)).to.equal(1500);
+    const j = await jobs.get(res[7].id);
+    expect(j).to.include({ priority: 1, tag: 't2' });
+    expect(j!.payload).to.deep.equal({ i: 7 });
+  });
+
+  it('stores Buffer payloads as binary', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: false });
+    const bytes = Buffer.from([0, 1, 2, 255, 254, 0x7b]);
+    const { id } = await jobs.enqueue('bin', bytes);
+    const got = await jobs.get(id);
+    expect(Buffer.isBuffer(got!.payload)).to.equal(true);
+    expect((got!.payload as Buffer).equals(bytes)).to.equal(true);
+    const col = t.dialect === 'sqlite' ? 'typeof(payload_bin)' : 'pg_typeof(payload_bin)::text';
+    const rows = await t.query<{ k: string }>(`SELECT ${col} AS k FROM ${t.prefix}jobs WHERE id = ${t.dialect === 'sqlite' ? '?' : '$1'}`, [id]);
+    expect(rows[0].k).to.equal(t.dialect === 'sqlite' ? 'blob' : 'bytea');
+  });
+
+  it('refuses payloads JSON cannot hold, naming the job and the field', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: false, maxPayloadBytes: 1000 });
+    await jobs.migrate();
+    const circular: Record<string, unknown> = { a: 1 };
+    circular.self = circular;
+    const cases: [unknown, RegExp][] = [
+      [{ n: 10n }, /job "report": payload\.n is a BigInt/],
+      [circular, /job "report": payload\.self is a circular reference/],
+      [{ f: () => 1 }, /job "report": payload\.f is a function/],
+      [{ s: 'x'.repeat(2000) }, /job "report": payload is \d+ bytes of JSON, over the limit of 1000 bytes/],
+      [{ when: new Date() }, /job "report": payload\.when is a Date/],
+      [{ list: [1, undefined] }, /job "report": payload\.list\[1\] is undefined/],
+      [{ x: NaN }, /job "report": payload\.x must be a finite number/],
+      [new Map(), /job "report": payload is a Map/],
+      [Buffer.alloc(1001), /job "report": payload is 1001 bytes, over the limit/],
+    ];
+    for (const [payload, re] of cases) {
+      let caught: unknown;
+      try {
+        await jobs.enqueue('report', payload as never);
+      } catch (err) {
+        caught = err;
+      }
+      expect(caught, String(re)).to.be.instanceOf(JobValidationError);
+      expect((caught as Error).message).to.match(re);
+    }
+    const rows = await t.query<{ n: number | string }>(`SELECT COUNT(*) AS n FROM ${t.prefix}jobs`);
+    expect(Number(rows[0].n)).to.equal(0);
+  });
+
+  it('refuses invalid options, naming the field and what is allowed', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: false });
+    const cases: [string, object, RegExp][] = [
+      ['bad name!', {}, /name must be 1-200 characters/],
+      ['ok', { priority: 1.5 }, /priority must be an integer/],
+      ['ok', { delay: -1 }, /delay must be an integer from 0/],
+      ['ok', { maxAttempts: 0 }, /maxAttempts must be an integer from 1/],
+      ['ok', { runAt: 'tomorrow' }, /runAt must be a valid Date/],
+      ['ok', { queue: '' }, /queue must be 1-200 characters/],
+      ['ok', { colour: 'red' }, /colour is not an enqueue option; allowed: delay, runAt/],
+      ['ok', { backoff: { type: 'random' } }, /backoff.type must be 'exponential', 'linear' or 'fixed'/],
+      ['ok', { delay: 5, runAt: new Date() }, /delay and runAt cannot both be given/],
+    ];
+    for (const [name, opts, re] of cases) {
+      let caught: unknown;
+      try {
+        await jobs.enqueue(name, {}, opts);
+      } catch (err) {
+        caught = err;
+      }
+      expect((caught as Error)?.message, String(re)).to.match(re);
+    }
+    expect(() => t.jobs({ worker: { concurrency: 0 } })).to.throw(/worker.concurrency must be a positive integer/);
+    expect(() => t.jobs({ tablePrefix: 'x; DROP TABLE' })).to.throw(/tablePrefix must be/);
+    expect(() => t.jobs({ worker: { speed: 1 } as never })).to.throw(/unknown worker option "speed"; allowed: concurrency/);
+    await Promise.resolve()
+      .then(() => jobs.get('42'))
+      .then(
+        () => expect.fail('get accepted a malformed id'),
+        (err) => expect(err.message).to.match(/id must be a job id/),
+      );
+  });
+
+  it('lists newest first with keyset pagination and filters, across live and finished jobs', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: false });
+    const ids: string[] = [];
+    for (let i = 0; i < 12; i++) ids.push((await jobs.enqueue(i % 2 ? 'odd' : 'even', { i }, { tag: i < 6 ? 'early' : 'late' })).id);
+    await jobs.cancel(ids[3]);
+    const page1 = await jobs.list({ limit: 5 });
+    expect(page1.items.map((j) => j.id)).to.deep.equal(ids.slice(7).reverse());
+    expect(page1.items[0]).to.not.have.property('payload');
+    const page2 = await jobs.list({ limit: 5, cursor: page1.nextCursor! });
+    expect(page2.items.map((j) => j.id)).to.deep.equal(ids.slice(2, 7).reverse());
+    const page3 = await jobs.list({ limit: 5, cursor: page2.nextCursor! });
+    expect(page3.items.map((j) => j.id)).to.deep.equal(ids.slice(0, 2).reverse());
+    expect(page3.nextCursor).to.equal(null);
+    const odd = await jobs.list({ name: 'odd', tag: 'early' });
+    expect(odd.items.map((j) => j.id)).to.deep.equal([ids[5], ids[3], ids[1]]);
+    const cancelled = await jobs.list({ state: 'cancelled', includePayload: true });
+    expect(cancelled.items.map((j) => [j.id, j.state])).to.deep.equal([[ids[3], 'cancelled']]);
+    expect(cancelled.items[0].payload).to.deep.equal({ i: 3 });
+    const pending = await jobs.list({ states: ['pending'], limit: 500 });
+    expect(pending.items).to.have.length(11);
+    // Hostile filter text is data, never SQL.
+    expect((await jobs.list({ name: "x' OR 1=1 --" })).items).to.have.length(0);
+  });
+
+  it('enqueues inside the caller\'s transaction: committed jobs exist, rolled-back ones never do', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: false });
+    await jobs.migrate();
+    if (t.dialect === 'sqlite') {
+      const db = t.db as Database.Database;
+      db.exec('CREATE TABLE orders (id INTEGER PRIMARY KEY, item TEXT)');
+      let kept = '';
+      db.transaction(() => {
+        db.prepare('INSERT INTO orders (item) VALUES (?)').run('book');
+        kept = jobs.enqueueSync('receipt', { item: 'book' }).id;
+      })();
+      let lost = '';
+      expect(() =>
+        db.transaction(() => {
+          db.prepare('INSERT INTO orders (item) VALUES (?)').run('pen');
+          lost = jobs.enqueueSync('receipt', { item: 'pen' }).id;
+          throw new Error('payment declined');
+        })(),
+      ).to.throw('payment declined');
+      expect(await jobs.get(kept)).to.not.equal(null);
+      expect(await jobs.get(lost)).to.equal(null);
+      expect(db.prepare('SELECT item FROM orders').all()).to.deep.equal([{ item: 'book' }]);
+    } else {
+      const pool = t.db as pg.Pool;
+      await pool.query('CREATE TABLE IF NOT EXISTS ' + t.prefix + 'orders (id serial PRIMARY KEY, item text)');
+      const c = await pool.connect();
+      let kept: string;
+      let lost: string;
+      try {
+        await c.query('BEGIN');
+        await c.query(`INSERT INTO ${t.prefix}orders (item) VALUES ('book')`);
+        kept = (await jobs.enqueue('receipt', { item: 'book' }, { tx: c })).id;
+        const seenOutside = await jobs.get(kept);
+        expect(seenOutside, 'invisible before commit').to.equal(null);
+        await c.query('COMMIT');
+        await c.query('BEGIN');
+        lost = (await jobs.enqueue('receipt', { item: 'pen' }, { tx: c })).id;
+        await c.query('ROLLBACK');
+        let notInTx: unknown;
+        await jobs.enqueue('receipt', {}, { tx: c }).catch((e) => (notInTx = e));
+        expect((notInTx as Error).message).to.match(/not inside a transaction/);
+      } finally {
+        c.release();
+      }
+      expect(await jobs.get(kept)).to.not.equal(null);
+      expect(await jobs.get(lost)).to.equal(null);
+    }
+  });
+});

@@ -1,0 +1,390 @@
+import { expect } from 'chai';
+import { forEachDialect, sleep, until, type TestDb } from '../helpers/dialects.ts';
+import type { JobContext } from '../../lib/index.ts';
+
+/** Database now in ms (the clock every stored time comes from). */
+async function dbNow(t: TestDb): Promise<number> {
+  const sql = t.dialect === 'sqlite' ? "SELECT CAST(unixepoch('subsec') * 1000 AS INTEGER) AS now" : 'SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::float8 AS now';
+  return Number((await t.query<{ now: number }>(sql))[0].now);
+}
+
+async function count(t: TestDb, table: string): Promise<number> {
+  return Number((await t.query<{ n: number }>(`SELECT COUNT(*) AS n FROM ${t.prefix}${table}`))[0].n);
+}
+
+forEachDialect('processing', ({ fresh }) => {
+  it('runs a job and moves it to history with its result; the hot table ends empty', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { pollInterval: 60_000 } });
+    jobs.define('double', async (p: { n: number }) => ({ n: p.n * 2 }));
+    await jobs.start();
+    const N = 2000;
+    const ids = (await jobs.enqueueMany(Array.from({ length: N }, (_, i) => ({ name: 'double', payload: { n: i } })))).map((r) => r.id);
+    // get() never returns null while a job moves between tables.
+    let nulls = 0;
+    const probe = ids[N - 1];
+    while ((await count(t, 'jobs')) > 0) {
+      if ((await jobs.get(probe)) === null) nulls++;
+      await new Promise((r) => setImmediate(r)); // better-sqlite3 is synchronous: let the worker run
+    }
+    await jobs.stop();
+    expect(nulls).to.equal(0);
+    expect(await count(t, 'jobs')).to.equal(0);
+    expect(await count(t, 'history')).to.equal(N);
+    const j = await jobs.get(ids[21]);
+    expect(j).to.include({ state: 'completed', attempts: 1 });
+    expect(j!.result).to.deep.equal({ n: 42 });
+    expect(j!.finishedAt).to.be.instanceOf(Date);
+  });
+
+  it('wakes a same-process worker at once on enqueue (poll interval 60 s)', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { pollInterval: 60_000 } });
+    const started: number[] = [];
+    jobs.define('ping', async () => {
+      started.push(performance.now());
+    });
+    await jobs.start();
+    await sleep(100);
+    const lat: number[] = [];
+    for (let i = 0; i < 20; i++) {
+      const t0 = performance.now();
+      await jobs.enqueue('ping', {});
+      await until(() => started.length === i + 1, 'the job to start', 2000, 1);
+      lat.push(started[i] - t0);
+    }
+    lat.sort((a, b) => a - b);
+    expect(lat[lat.length - 1], `latencies ${lat.map((x) => x.toFixed(1))}`).to.be.below(50);
+  });
+
+  it('starts a delayed job never before its run_at and within 100 ms after it', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { pollInterval: 60_000 } });
+    let startedAt = 0;
+    jobs.define('later', async () => {
+      startedAt = await dbNow(t);
+    });
+    await jobs.start();
+    const { id } = await jobs.enqueue('later', {}, { delay: 400 });
+    const runAt = (await jobs.get(id))!.runAt.getTime();
+    await until(() => startedAt, 'the delayed job', 3000);
+    expect(startedAt).to.be.at.least(runAt);
+    expect(startedAt - runAt).to.be.below(100);
+  });
+
+  it('runs higher priority first, FIFO within a priority', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { pollInterval: 60_000, concurrency: 2 } });
+    const order: string[] = [];
+    jobs.define('p', async (p: { label: string }) => {
+      order.push(p.label);
+      await sleep(1);
+    });
+    await jobs.enqueueMany(Array.from({ length: 100 }, (_, i) => ({ name: 'p', payload: { label: `low-${i}` } })));
+    await jobs.start();
+    await until(() => order.length >= 10, 'some low jobs to run');
+    await jobs.enqueue('p', { label: 'high' }, { priority: 10 });
+    await until(() => order.length === 101, 'all jobs', 20_000);
+    await jobs.stop();
+    const highAt = order.indexOf('high');
+    // Everything after the high job was still pending when it was enqueued.
+    const startedBefore = order.slice(0, highAt);
+    expect(startedBefore.length, 'high job ran before the rest of the backlog').to.be.below(30);
+    const lows = order.filter((l) => l !== 'high').map((l) => Number(l.slice(4)));
+    const inversions = lows.filter((v, i) => i > 0 && v < lows[i - 1]).length;
+    // Two slots may finish out of order, but claims are FIFO: starts never go back more than one slot.
+    expect(inversions, `order ${lows.join(',')}`).to.be.at.most(lows.length / 4);
+    for (let i = 2; i < lows.length; i++) expect(lows[i]).to.be.greaterThan(lows[i - 2] - 2);
+  });
+
+  it('retries with backoff, records message and stack per attempt, then fails for good', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { pollInterval: 60_000 } });
+    const starts: number[] = [];
+    jobs.define(
+      'flaky',
+      async (_p, ctx) => {
+        starts.push(await dbNow(t));
+        throw new Error(`boom on attempt ${ctx.attempt}`);
+      },
+      { maxAttempts: 4, backoff: { type: 'exponential', baseMs: 100, jitter: 0.2 } },
+    );
+    const events: string[] = [];
+    jobs.on('retrying', (e) => events.push(`retrying:${e.attempt}`));
+    jobs.on('failed', (e) => events.push(`failed:${e.attempt}`));
+    await jobs.start();
+    const { id } = await jobs.enqueue('flaky', {});
+    await until(async () => (await jobs.get(id))?.state === 'failed', 'the job to fail for good', 10_000);
+    const attempts = await jobs.attempts(id);
+    expect(attempts.map((a) => a.attempt)).to.deep.equal([1, 2, 3, 4]);
+    for (const a of attempts) {
+      expect(a.outcome).to.equal('failed');
+      expect(a.error!.message).to.equal(`boom on attempt ${a.attempt}`);
+      expect(a.error!.stack).to.include('processing.test.ts');
+    }
+    // Gaps between attempt starts (database time) follow 100, 200, 400 ms ± 20% jitter.
+    const gaps = starts.slice(1).map((s, i) => s - starts[i]);
+    [100, 200, 400].forEach((base, i) => expect(gaps[i], `gap ${i} of ${gaps}`).to.be.within(base * 0.8 - 5, base * 1.2 + 60));
+    const job = await jobs.get(id);
+    expect(job).to.include({ state: 'failed', attempts: 4 });
+    expect(job!.error!.message).to.equal('boom on attempt 4');
+    expect(events).to.deep.equal(['retrying:1', 'retrying:2', 'retrying:3', 'failed:4']);
+    expect(await count(t, 'jobs')).to.equal(0);
+    // A failed job can be retried after a fix: it runs once more.
+    jobs.define('flaky', async () => 'fixed');
+    await jobs.retry(id);
+    await until(async () => (await jobs.get(id))?.state === 'completed', 'the retried job');
+    expect((await jobs.get(id))!.attempts).to.equal(5);
+  });
+
+  it('discard fails at once; snooze runs again later without spending an attempt', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { pollInterval: 60_000 } });
+    let snoozes = 0;
+    jobs.define('discarded', async (_p, ctx) => ctx.discard('bad input: no such customer'));
+    jobs.define('snoozer', async (_p, ctx) => {
+      if (snoozes++ < 2) ctx.snooze(50);
+      return ctx.attempt;
+    });
+    await jobs.start();
+    const d = await jobs.enqueue('discarded', {});
+    const s = await jobs.enqueue('snoozer', {});
+    await until(async () => (await jobs.get(d.id))?.state === 'failed', 'discard');
+    expect((await jobs.get(d.id))!.attempts).to.equal(1);
+    expect((await jobs.get(d.id))!.error!.message).to.equal('bad input: no such customer');
+    await until(async () => (await jobs.get(s.id))?.state === 'completed', 'snoozed job');
+    expect(snoozes).to.equal(3);
+    expect((await jobs.get(s.id))!.result).to.equal(1);
+  });
+
+  it('times out an attempt: the signal fires and the attempt fails with the timeout', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { pollInterval: 60_000 } });
+    let sawAbort = false;
+    jobs.define(
+      'slow',
+      (_p, ctx) =>
+        new Promise((resolve) => {
+          ctx.signal.addEventListener('abort', () => {
+            sawAbort = true;
+            resolve('too late');
+          });
+        }),
+      { timeout: 100, maxAttempts: 1 },
+    );
+    await jobs.start();
+    const { id } = await jobs.enqueue('slow', {});
+    await until(async () => (await jobs.get(id))?.state === 'failed', 'the timeout');
+    expect(sawAbort).to.equal(true);
+    expect((await jobs.get(id))!.error!.message).to.match(/timed out after 100 ms/);
+  });
+
+  it('refuses an unserialisable result clearly', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { pollInterval: 60_000 } });
+    jobs.define('weird', async () => ({ big: 1n }), { maxAttempts: 1 });
+    await jobs.start();
+    const { id } = await jobs.enqueue('weird', {});
+    await until(async () => (await jobs.get(id))?.state === 'failed', 'the failure');
+    expect((await jobs.get(id))!.error!.message).to.match(/job "weird": result\.big is a BigInt/);
+  });
+
+  it('cancels a pending job and a running one; the handler\'s late result does not overwrite cancelled', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { pollInterval: 60_000 } });
+    let signalled = false;
+    jobs.define('long', async (_p, ctx) => {
+      ctx.signal.addEventListener('abort', () => (signalled = true));
+      await sleep(300); // ignores the signal on purpose
+      return 'finished anyway';
+    });
+    const pending = await jobs.enqueue('long', {}, { delay: 60_000 });
+    expect(await jobs.cancel(pending.id)).to.equal(true);
+    expect((await jobs.get(pending.id))!.state).to.equal('cancelled');
+    await jobs.start();
+    const running = await jobs.enqueue('long', {});
+    await until(async () => (await jobs.get(running.id))?.state === 'running', 'the job to run');
+    expect(await jobs.cancel(running.id)).to.equal(true);
+    expect(signalled).to.equal(true);
+    await sleep(500);
+    const j = await jobs.get(running.id);
+    expect(j).to.include({ state: 'cancelled' });
+    expect(j!.result ?? null).to.equal(null);
+    expect(await jobs.cancel(running.id)).to.equal(false);
+  });
+
+  it('cancel from another instance reaches the running handler (NOTIFY or heartbeat)', async () => {
+    const t = await fresh();
+    // SQLite has no cross-process wake-up: another process's enqueue is found by polling.
+    const worker = t.jobs({ worker: { pollInterval: t.dialect === 'sqlite' ? 50 : 60_000, heartbeatInterval: 200, stallTimeout: 5000 } });
+    let abortedAt = 0;
+    worker.define('long', async (_p, ctx) => {
+      await new Promise((r) => ctx.signal.addEventListener('abort', r));
+      abortedAt = Date.now();
+      return 'ignored';
+    });
+    await worker.start();
+    const other = (await t.another()).jobs({ worker: false });
+    const { id } = await other.enqueue('long', {});
+    await until(async () => (await other.get(id))?.state === 'running', 'the job to run', 5000);
+    const cancelledAt = Date.now();
+    expect(await other.cancel(id)).to.equal(true);
+    await until(() => abortedAt, 'the signal in the worker', 2000);
+    expect(abortedAt - cancelledAt).to.be.below(t.dialect === 'postgres' ? 100 : 450);
+    await sleep(100);
+    expect((await other.get(id))!.state).to.equal('cancelled');
+  });
+
+  it('saves checkpoints so the next attempt resumes from them', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { pollInterval: 60_000 } });
+    const seen: unknown[] = [];
+    jobs.define(
+      'resumable',
+      async (_p, ctx) => {
+        seen.push(ctx.checkpoint);
+        const done = ((ctx.checkpoint as { done?: number } | null)?.done ?? 0) + 5;
+        await ctx.saveCheckpoint({ done });
+        if (ctx.attempt < 3) throw new Error('interrupted');
+        return done;
+      },
+      { backoff: { type: 'fixed', baseMs: 10, jitter: 0 } },
+    );
+    await jobs.start();
+    const { id } = await jobs.enqueue('resumable', {});
+    await until(async () => (await jobs.get(id))?.state === 'completed', 'completion');
+    expect(seen).to.deep.equal([null, { done: 5 }, { done: 10 }]);
+    expect((await jobs.get(id))!.result).to.equal(15);
+  });
+
+  it('records progress and logs, written in batches', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { pollInterval: 60_000, logFlushInterval: 50 } });
+    let statements = 0;
+    const store = jobs.store;
+    const appendLogs = store.appendLogs.bind(store);
+    store.appendLogs = (items) => {
+      statements++;
+      return appendLogs(items);
+    };
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    jobs.define('chatty', async (_p, ctx: JobContext) => {
+      for (let i = 0; i < 1000; i++) ctx.log(`line ${i}`);
+      ctx.progress(40, 'two fifths');
+      await gate;
+      ctx.progress(100, 'done');
+    });
+    await jobs.start();
+    const { id } = await jobs.enqueue('chatty', {});
+    await until(async () => (await jobs.get(id))?.progress === 40, 'progress 40 while running');
+    expect((await jobs.get(id))!.progressMessage).to.equal('two fifths');
+    release();
+    await until(async () => (await jobs.get(id))?.state === 'completed', 'completion');
+    const logs = await jobs.logs(id, { limit: 1000 });
+    expect(logs).to.have.length(1000);
+    expect(logs.map((l) => l.message)).to.deep.equal(Array.from({ length: 1000 }, (_, i) => `line ${i}`));
+    expect(statements, 'statements for 1000 log lines').to.be.at.most(Math.ceil(1000 / 200) + 2);
+    expect((await jobs.get(id))!.progress).to.equal(100);
+  });
+
+  it('keeps per-worker and per-queue concurrency limits', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { pollInterval: 60_000, concurrency: 6, queueConcurrency: { slow: 2 } } });
+    const inFlight = { slow: 0, fast: 0, total: 0 };
+    const peak = { slow: 0, fast: 0, total: 0 };
+    const handler = (q: 'slow' | 'fast') => async () => {
+      inFlight[q]++;
+      inFlight.total++;
+      peak[q] = Math.max(peak[q], inFlight[q]);
+      peak.total = Math.max(peak.total, inFlight.total);
+      await sleep(5 + Math.random() * 10);
+      inFlight[q]--;
+      inFlight.total--;
+    };
+    jobs.define('s', handler('slow'), { queue: 'slow' });
+    jobs.define('f', handler('fast'), { queue: 'fast' });
+    await jobs.enqueueMany([
+      ...Array.from({ length: 40 }, () => ({ name: 's' as const, payload: {} })),
+      ...Array.from({ length: 80 }, () => ({ name: 'f' as const, payload: {} })),
+    ]);
+    await jobs.drain();
+    expect(peak.slow).to.equal(2);
+    expect(peak.total).to.equal(6);
+    expect(peak.fast).to.be.at.most(6);
+    expect(await count(t, 'history')).to.equal(120);
+  });
+
+  it('leaves jobs it has no handler for pending (a producer or a rolling deploy burns no attempts)', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { pollInterval: 50 } });
+    jobs.define('known', async () => 1);
+    await jobs.start();
+    const unknown = await jobs.enqueue('unknown', {});
+    const known = await jobs.enqueue('known', {});
+    await until(async () => (await jobs.get(known.id))?.state === 'completed', 'the known job');
+    await sleep(200);
+    expect(await jobs.get(unknown.id)).to.include({ state: 'pending', attempts: 0 });
+  });
+
+  it('graceful stop: waits up to the timeout, then aborts and returns the job to pending with its attempt refunded', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { pollInterval: 50, concurrency: 2 } });
+    let aborted = false;
+    const startedNames: string[] = [];
+    jobs.define('long', async (_p, ctx) => {
+      startedNames.push('long');
+      await new Promise((r) => ctx.signal.addEventListener('abort', r));
+      aborted = true;
+    });
+    jobs.define('short', async () => {
+      startedNames.push('short');
+      await sleep(50);
+    });
+    await jobs.start();
+    const long = await jobs.enqueue('long', {});
+    const short = await jobs.enqueue('short', {});
+    await until(() => startedNames.length === 2, 'both jobs to start');
+    const t0 = Date.now();
+    const stopping = jobs.stop({ timeout: 300 });
+    const late = await jobs.enqueue('short', {});
+    await stopping;
+    const took = Date.now() - t0;
+    expect(took).to.be.within(290, 800);
+    expect(aborted).to.equal(true);
+    expect((await jobs.get(short.id))!.state).to.equal('completed');
+    expect(await jobs.get(long.id)).to.include({ state: 'pending', attempts: 0 });
+    expect(await jobs.get(late.id)).to.include({ state: 'pending', attempts: 0 });
+    expect(startedNames).to.deep.equal(['long', 'short']);
+    expect(await count(t, 'workers')).to.equal(0);
+  });
+
+  it('drain() runs everything due, then resolves', async () => {
+    const t = await fresh();
+    const jobs = t.jobs();
+    let n = 0;
+    jobs.define('inc', async () => {
+      n++;
+    });
+    await jobs.enqueueMany(Array.from({ length: 50 }, () => ({ name: 'inc', payload: null })));
+    await jobs.enqueue('inc', null, { delay: 60_000 });
+    await jobs.drain();
+    expect(n).to.equal(50);
+    expect(await count(t, 'jobs')).to.equal(1);
+  });
+
+  it('prunes history older than the retention', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: false });
+    await jobs.migrate();
+    const a = await jobs.enqueue('x', {});
+    const b = await jobs.enqueue('x', {});
+    await jobs.cancel(a.id);
+    await jobs.cancel(b.id);
+    const past = t.dialect === 'sqlite' ? [Date.now() - 3 * 86_400_000, a.id] : [new Date(Date.now() - 3 * 86_400_000), a.id];
+    await t.query(`UPDATE ${t.prefix}history SET finished_at = ${t.dialect === 'sqlite' ? '?' : '$1'} WHERE id = ${t.dialect === 'sqlite' ? '?' : '$2'}`, past);
+    expect(await jobs.store.pruneHistory(2 * 86_400_000, 100)).to.equal(1);
+    expect(await jobs.get(a.id)).to.equal(null);
+    expect(await jobs.get(b.id)).to.not.equal(null);
+  });
+});

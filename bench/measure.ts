@@ -36,7 +36,9 @@ const measure = args.measure ?? '';
 
 let onJob: (p: Payload) => void = () => undefined;
 const runId = newRunId();
-const sys: BenchSystem = info.create({ runId, concurrency, onJob: (p) => onJob(p) });
+const rssAtImport = process.memoryUsage().rss / 1048576;
+const sys: BenchSystem = await info.create({ runId, concurrency, onJob: (p) => onJob(p) });
+const rssLoaded = process.memoryUsage().rss / 1048576;
 
 /** Monotonic µs, the clock V8's CPU profiles use (so a profile can be cut to the measured window). */
 const hrUs = () => Number(process.hrtime.bigint() / 1000n);
@@ -214,5 +216,5 @@ try {
   }
 }
 const peakRssMB = process.resourceUsage().maxRSS / 1024;
-process.stdout.write(`BENCH_RESULT ${JSON.stringify({ system: info.name, measure, jobs, ...out!, peakRssMB })}\n`);
+process.stdout.write(`BENCH_RESULT ${JSON.stringify({ system: info.name, measure, jobs, ...out!, peakRssMB, rssAtImport, rssLoaded })}\n`);
 process.exit(failed ? 1 : 0);

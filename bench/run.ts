@@ -6,6 +6,7 @@
  *   npm run bench -- --rounds 1 --jobs 5000         quick run
  *   flags: --latency-jobs 200 --memory-jobs 200000 --warmup-jobs 2000 --systems a,b --no-memory
  *          --no-profile (skip CPU profiles of missed targets) --profile-all (profile every sqljobs measurement)
+ *          --quiet-wait 300 (seconds to wait for other processes to go quiet before each measurement)
  *
  * Writes bench/results/latest.md (and latest.json, profiles/); prints the same Markdown.
  */
@@ -17,6 +18,7 @@ import { parseArgs } from 'node:util';
 import Database from 'better-sqlite3';
 import { PG_URL, REPO_DIR, RESULTS_DIR, SQLITE_DIR } from './lib/config.ts';
 import { runChild, type ChildResult } from './lib/child.ts';
+import { waitQuiet } from './lib/machine.ts';
 import { newClient, sweepLeftovers } from './lib/pg.ts';
 import { profileMarkdown, summarizeProfile } from './lib/profile.ts';
 import {
@@ -37,6 +39,8 @@ const { values: flags } = parseArgs({
     'no-memory': { type: 'boolean', default: false },
     'no-profile': { type: 'boolean', default: false },
     'profile-all': { type: 'boolean', default: false },
+    /** Before each measurement, wait up to this many seconds for other processes to go quiet. */
+    'quiet-wait': { type: 'string', default: '300' },
   },
 });
 
@@ -58,9 +62,13 @@ async function checkpoint(): Promise<void> {
   }
 }
 
-async function measure(system: string, m: string, n: number, nodeFlags: string[] = []): Promise<ChildResult> {
+/** Other processes' CPU use (in cores) seen just before a measurement above which the run is flagged. */
+const BUSY_THRESHOLD = 0.25;
+
+async function measure(system: string, m: string, n: number, nodeFlags: string[] = []): Promise<ChildResult & { busyBefore: number }> {
   if (systemByName(system).backend === 'postgres') await checkpoint();
-  return runChild(childArgs(system, m, n), nodeFlags);
+  const busyBefore = await waitQuiet(os.cpus().length, BUSY_THRESHOLD, Number(flags['quiet-wait']) * 1000, log);
+  return { ...(await runChild(childArgs(system, m, n), nodeFlags)), busyBefore };
 }
 
 function describe(r: ChildResult): string {
@@ -163,6 +171,12 @@ async function main(): Promise<void> {
       : `failed: ${memory.error}`, '');
   }
   md.push('## Per-run figures', '', perRunTable(res, systems, rounds), '');
+  const noisy = runs.filter((r) => (r.busyBefore as number) > BUSY_THRESHOLD);
+  if (noisy.length) {
+    md.push(`## Runs started while other processes kept the machine busy (> ${BUSY_THRESHOLD} cores)`, '');
+    for (const r of noisy) md.push(`- round ${r.round} ${r.system} ${r.measure}: ${fmt(r.busyBefore as number)} cores busy just before`);
+    md.push('');
+  }
   const failures = runs.filter((r) => !r.ok);
   if (failures.length) {
     md.push('## Failed measurements', '');

@@ -2,7 +2,8 @@
  * Raw-SQL floor on SQLite: one connection (WAL, synchronous = NORMAL), autocommit INSERT per job,
  * one multi-row INSERT per batch, claim 100 with UPDATE ... RETURNING, run the batch's handlers,
  * then finish the batch with one statement (DELETE), or, archiving, INSERT ... SELECT into a history
- * table plus the DELETE in one transaction (what sqljobs does). An enqueue wakes the loop in-process.
+ * table plus the DELETE in one transaction (what sqljobs does). An enqueue wakes the loop in-process;
+ * the loop yields to the event loop once per batch.
  */
 import type Database from 'better-sqlite3';
 import type { SystemOptions } from '../lib/config.ts';
@@ -93,6 +94,8 @@ export class FloorSqlite implements BenchSystem {
       }
       await Promise.all(rows.map(async (r) => this.opts.onJob(JSON.parse(r.payload) as Payload)));
       finish(JSON.stringify(rows.map((r) => r.id)));
+      // Let timers and I/O run once per batch: a floor that starves the app's event loop would not be a fair floor.
+      await new Promise<void>((r) => setImmediate(r));
     }
   }
 

@@ -107,18 +107,19 @@ export class Worker {
         onError: (err) => this.events.error(err),
       });
     }
-    this.every(this.opts.pollInterval, () => this.fill());
+    // The poll timer keeps the process alive while the worker runs (a worker process on SQLite has no socket that would).
+    this.every(this.opts.pollInterval, () => this.fill(), true);
     this.every(this.opts.heartbeatInterval, () => this.heartbeat());
     this.every(Math.max(1000, Math.floor(this.opts.stallTimeout / 2)), () => this.sweep());
     if (this.opts.retentionMs !== null) this.every(60_000, () => this.prune());
     this.wake();
   }
 
-  private every(ms: number, fn: () => Promise<void> | void): void {
+  private every(ms: number, fn: () => Promise<void> | void, keepAlive = false): void {
     const t = setInterval(() => {
       if (this.state === 'running') void Promise.resolve(fn()).catch((err) => this.events.error(err));
     }, ms);
-    t.unref();
+    if (!keepAlive) t.unref();
     this.timers.push(t);
   }
 

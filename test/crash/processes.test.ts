@@ -1,0 +1,144 @@
+/**
+ * Claims that only separate processes can prove: exactly-once execution across workers, rescue
+ * after SIGKILL, fenced completion after SIGSTOP/SIGCONT, checkpoint resume in another process,
+ * concurrent migrations.
+ */
+import { expect } from 'chai';
+import { forEachDialect, sleep, until, type TestDb } from '../helpers/dialects.ts';
+import { spawnWorker } from '../helpers/processes.ts';
+
+function workerEnv(t: TestDb, extra: Record<string, string | number> = {}): Record<string, string | number> {
+  return { DIALECT: t.dialect, LOCATION: t.location, PREFIX: t.prefix, ...extra };
+}
+
+forEachDialect('separate processes', ({ fresh }) => {
+  it('executes 2,000 jobs across 3 worker processes exactly once', async function () {
+    this.timeout(120_000);
+    const t = await fresh();
+    const jobs = t.jobs({ worker: false });
+    await jobs.migrate();
+    await t.query(`CREATE TABLE ${t.prefix}exec_log (job_id TEXT NOT NULL, attempt INTEGER NOT NULL, pid INTEGER NOT NULL, started_at BIGINT NOT NULL, ended_at BIGINT NOT NULL)`);
+    const workers = [1, 2, 3].map(() => spawnWorker(workerEnv(t, { POLL: 20, CONCURRENCY: 10 })));
+    await Promise.all(workers.map((w) => w.waitFor(/^ready$/)));
+    const N = 2000;
+    const ids = (await jobs.enqueueMany(Array.from({ length: N }, () => ({ name: 'exec', payload: {} })))).map((r) => r.id);
+    await until(async () => Number((await t.query<{ n: number }>(`SELECT COUNT(*) AS n FROM ${t.prefix}history`))[0].n) === N, 'all jobs to finish', 90_000, 100);
+    for (const w of workers) w.kill('SIGTERM');
+    await Promise.all(workers.map((w) => w.exited));
+
+    const rows = await t.query<{ job_id: string; pid: number; started_at: number | string; ended_at: number | string }>(`SELECT * FROM ${t.prefix}exec_log`);
+    expect(rows).to.have.length(N);
+    expect(new Set(rows.map((r) => r.job_id)).size).to.equal(N);
+    expect(new Set(rows.map((r) => r.job_id))).to.deep.equal(new Set(ids));
+    const perPid = new Map<number, number>();
+    for (const r of rows) perPid.set(r.pid, (perPid.get(r.pid) ?? 0) + 1);
+    expect([...perPid.keys()].sort()).to.deep.equal(workers.map((w) => w.pid).sort());
+    for (const [pid, n] of perPid) expect(n, `jobs run by ${pid}: ${[...perPid.values()]}`).to.be.at.least(N * 0.15);
+    // Jobs really ran at the same time in different processes.
+    const events = rows.flatMap((r) => [
+      { at: Number(r.started_at), d: 1, pid: r.pid },
+      { at: Number(r.ended_at), d: -1, pid: r.pid },
+    ]).sort((a, b) => a.at - b.at || a.d - b.d);
+    let inFlight = 0;
+    let peak = 0;
+    const running = new Map<number, number>();
+    let peakPids = 0;
+    for (const e of events) {
+      inFlight += e.d;
+      running.set(e.pid, (running.get(e.pid) ?? 0) + e.d);
+      if (inFlight > peak) peak = inFlight;
+      peakPids = Math.max(peakPids, [...running.values()].filter((n) => n > 0).length);
+    }
+    expect(peak).to.be.at.least(3);
+    expect(peakPids).to.be.at.least(2);
+    expect(Number((await t.query<{ n: number }>(`SELECT COUNT(*) AS n FROM ${t.prefix}jobs`))[0].n)).to.equal(0);
+  });
+
+  it('rescues the job of a SIGKILLed worker after the stall threshold, never a live one, and resumes its checkpoint', async function () {
+    this.timeout(60_000);
+    const t = await fresh();
+    const jobs = t.jobs({ worker: false });
+    await jobs.migrate();
+    const timing = { HEARTBEAT: 200, STALL: 1500, POLL: 100 };
+    const a = spawnWorker(workerEnv(t, { ...timing, QUEUES: 'a' }));
+    await a.waitFor(/^ready$/);
+    const x = await jobs.enqueue('work', { ms: 60_000, checkpoint: true }, { queue: 'a' });
+    await a.waitFor(new RegExp(`^checkpointed ${x.id}$`));
+    const b = spawnWorker(workerEnv(t, { ...timing, QUEUES: 'a,b' }));
+    await b.waitFor(/^ready$/);
+    const y = await jobs.enqueue('work', { ms: 4000 }, { queue: 'b' });
+    await b.waitFor(new RegExp(`^started ${y.id} 1$`));
+
+    a.kill('SIGKILL');
+    const killedAt = Date.now();
+    await a.exited;
+    // Not rescued before the stall threshold.
+    await sleep(700);
+    expect(await jobs.get(x.id)).to.include({ state: 'running', attempts: 1 });
+    const line = await b.waitFor(new RegExp(`^started ${x.id} 2$`), 10_000);
+    expect(line).to.be.a('string');
+    expect(Date.now() - killedAt).to.be.at.least(1500);
+    await until(async () => (await jobs.get(x.id))?.state === 'completed', 'x to complete on B', 10_000);
+    const done = await jobs.get(x.id);
+    expect(done!.attempts).to.equal(2);
+    expect(done!.result).to.deep.equal({ pid: b.pid, resumedFrom: { step: 1, by: a.pid } });
+    const attempts = await jobs.attempts(x.id);
+    expect(attempts[0].outcome).to.equal('failed');
+    expect(attempts[0].error!.message).to.match(/^worker lost/);
+    expect(attempts[1].outcome).to.equal('completed');
+
+    // B's own long job kept heartbeating: never rescued, one attempt.
+    await until(async () => (await jobs.get(y.id))?.state === 'completed', 'y to complete', 10_000);
+    expect((await jobs.get(y.id))!.attempts).to.equal(1);
+    expect(await jobs.attempts(y.id)).to.have.length(1);
+    b.kill('SIGTERM');
+    await b.exited;
+  });
+
+  it('fences completion: a worker stopped past the threshold cannot overwrite the new outcome', async function () {
+    this.timeout(60_000);
+    const t = await fresh();
+    const jobs = t.jobs({ worker: false });
+    await jobs.migrate();
+    const timing = { HEARTBEAT: 200, STALL: 1000, POLL: 100 };
+    const a = spawnWorker(workerEnv(t, { ...timing, QUEUES: 'a' }));
+    await a.waitFor(/^ready$/);
+    const x = await jobs.enqueue('work', { ms: 2500 }, { queue: 'a' });
+    await a.waitFor(new RegExp(`^started ${x.id} 1$`));
+    a.kill('SIGSTOP');
+    const b = spawnWorker(workerEnv(t, { ...timing, QUEUES: 'a' }));
+    await b.waitFor(/^ready$/);
+    await until(async () => (await jobs.get(x.id))?.state === 'completed', 'B to complete the job', 15_000);
+    const before = await jobs.get(x.id);
+    expect(before!.result).to.deep.equal({ pid: b.pid, resumedFrom: null });
+    const logsBefore = await jobs.logs(x.id);
+
+    a.kill('SIGCONT');
+    await a.waitFor(new RegExp(`^aborted ${x.id} lost$`), 10_000);
+    await sleep(3000); // A's handler wakes, logs, reports progress and returns: all refused
+    const after = await jobs.get(x.id);
+    expect(after!.state).to.equal('completed');
+    expect(after!.result).to.deep.equal({ pid: b.pid, resumedFrom: null });
+    expect(after!.progress).to.equal(before!.progress);
+    expect(after!.progressMessage).to.equal(`pid ${b.pid} finishing`);
+    const logs = await jobs.logs(x.id);
+    expect(logs).to.deep.equal(logsBefore);
+    expect(logs.some((l) => l.message.includes(String(a.pid)))).to.equal(false);
+    expect(a.lines).to.not.include(`completed ${x.id}`);
+    for (const w of [a, b]) w.kill('SIGTERM');
+    await Promise.all([a.exited, b.exited]);
+  });
+
+  it('applies migrations once when 8 processes start at the same moment on an empty database', async function () {
+    this.timeout(60_000);
+    const t = await fresh();
+    const barrier = Date.now() + 2500;
+    const procs = Array.from({ length: 8 }, () => spawnWorker(workerEnv(t, { MODE: 'migrate', BARRIER: barrier })));
+    const codes = await Promise.all(procs.map((p) => p.exited));
+    expect(codes).to.deep.equal(Array(8).fill(0));
+    for (const p of procs) expect(p.lines).to.include('migrated');
+    const rows = await t.query<{ version: number; n: number }>(`SELECT version, COUNT(*) AS n FROM ${t.prefix}migrations GROUP BY version`);
+    expect(rows.length).to.be.at.least(1);
+    for (const r of rows) expect(Number(r.n)).to.equal(1);
+  });
+});

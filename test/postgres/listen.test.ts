@@ -1,0 +1,86 @@
+/** PostgreSQL only: wake-ups from other processes through LISTEN/NOTIFY, and the listener's reconnect. */
+import { expect } from 'chai';
+import { DIALECTS, sleep, until } from '../helpers/dialects.ts';
+
+describe('LISTEN/NOTIFY wake-ups [postgres]', function () {
+  const factory = DIALECTS.find((d) => d.name === 'postgres')!;
+  let cleanups: (() => Promise<void>)[] = [];
+  before(async function () {
+    const why = await factory.available();
+    if (why) {
+      if (process.env.CI === 'true') throw new Error(`CI: ${why}`);
+      console.warn(`\n  !!! SKIPPING postgres tests: ${why}\n`);
+      this.skip();
+    }
+  });
+  afterEach(async () => {
+    for (const c of cleanups.reverse()) await c().catch(() => undefined);
+    cleanups = [];
+  });
+
+  it('starts a job enqueued by another process in milliseconds, and again after its listener is killed', async () => {
+    const t = await factory.create();
+    cleanups.push(() => t.cleanup());
+    const worker = t.jobs({ worker: { pollInterval: 60_000 } });
+    const started = new Map<string, number>();
+    worker.define('ping', async (_p, ctx) => {
+      started.set(ctx.id, performance.now());
+    });
+    await worker.start();
+    const other = await t.another();
+    const producer = other.jobs({ worker: false });
+    await producer.migrate();
+
+    const latency = async () => {
+      const t0 = performance.now();
+      const { id } = await producer.enqueue('ping', {});
+      await until(() => started.has(id), 'the job to start', 5000, 1);
+      return started.get(id)! - t0;
+    };
+    const before = [];
+    for (let i = 0; i < 10; i++) before.push(await latency());
+    expect(Math.max(...before), `latencies ${before}`).to.be.below(50);
+
+    // Kill the LISTEN connection: the worker reconnects and polls once to catch up.
+    const listeners = await t.query<{ pid: number }>(
+      `SELECT pid FROM pg_stat_activity WHERE query = $1 AND pid <> pg_backend_pid()`,
+      [`LISTEN "${t.prefix}cancel"`],
+    );
+    expect(listeners).to.have.length(1);
+    await t.query('SELECT pg_terminate_backend($1)', [listeners[0].pid]);
+    const { id: missed } = await producer.enqueue('ping', {});
+    await until(() => started.has(missed), 'the job enqueued while the listener was down', 2000, 5);
+    await until(
+      async () => (await t.query(`SELECT 1 FROM pg_stat_activity WHERE query = $1`, [`LISTEN "${t.prefix}cancel"`])).length === 1,
+      'the listener to reconnect',
+      5000,
+    );
+    await sleep(50);
+    const after = [];
+    for (let i = 0; i < 10; i++) after.push(await latency());
+    expect(Math.max(...after), `latencies ${after}`).to.be.below(50);
+  });
+
+  it('sends one NOTIFY per statement and queue, none for jobs not yet due, and none for a rolled-back enqueue', async () => {
+    const t = await factory.create();
+    cleanups.push(() => t.cleanup());
+    const jobs = t.jobs({ worker: false });
+    await jobs.migrate();
+    const pg = (await import('pg')).default;
+    const listener = new pg.Client({ connectionString: t.location });
+    await listener.connect();
+    cleanups.push(() => listener.end());
+    const heard: string[] = [];
+    listener.on('notification', (m) => heard.push(m.payload ?? ''));
+    await listener.query(`LISTEN "${t.prefix}jobs"`);
+    await jobs.enqueueMany(Array.from({ length: 50 }, (_, i) => ({ name: 'x', payload: i, queue: i % 2 ? 'a' : 'b' })));
+    await jobs.enqueue('x', {}, { delay: 60_000, queue: 'c' });
+    const client = await (t.db as import('pg').Pool).connect();
+    await client.query('BEGIN');
+    await jobs.enqueue('x', {}, { tx: client, queue: 'd' });
+    await client.query('ROLLBACK');
+    client.release();
+    await sleep(200);
+    expect(heard.sort()).to.deep.equal(['a', 'b']);
+  });
+});

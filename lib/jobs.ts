@@ -64,7 +64,7 @@ export interface JobsOptions {
 }
 
 const OPTION_KEYS = ['db', 'tablePrefix', 'defaultQueue', 'maxPayloadBytes', 'maxAttempts', 'retentionDays', 'worker', 'sqliteWal', 'workerPoolSize'];
-const WORKER_KEYS = ['concurrency', 'queues', 'queueConcurrency', 'pollInterval', 'heartbeatInterval', 'stallTimeout', 'shutdownTimeout', 'logFlushInterval'];
+const WORKER_KEYS = ['concurrency', 'queues', 'queueConcurrency', 'pollInterval', 'heartbeatInterval', 'stallTimeout', 'shutdownTimeout', 'logFlushInterval', 'prefetch'];
 
 export interface JobsEvents {
   enqueued: [{ id: string; name: string; queue: string; existed: boolean }];
@@ -365,6 +365,7 @@ function buildWorkerOptions(w: Partial<WorkerOptions>, retentionDays: number | u
     stallTimeout,
     shutdownTimeout: w.shutdownTimeout === undefined ? 10_000 : positiveInt('worker.shutdownTimeout', w.shutdownTimeout, 10_000),
     logFlushInterval: positiveInt('worker.logFlushInterval', w.logFlushInterval, 200),
+    prefetch: w.prefetch === 0 ? 0 : positiveInt('worker.prefetch', w.prefetch, 100),
     retentionMs: retentionDays === undefined ? null : Math.round(retentionDays * 86_400_000),
   };
 }

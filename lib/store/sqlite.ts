@@ -78,24 +78,48 @@ export class SqliteStore implements Store {
     return s;
   }
 
-  private qa(sql: string): Stmt {
-    let s = this.appStmts.get(sql);
+  /** A cached statement on the app's handle (enqueue joins the app's transaction). */
+  private qa(key: string, build: () => string): Stmt {
+    let s = this.appStmts.get(key);
     if (!s) {
-      s = this.app.prepare(sql);
-      this.appStmts.set(sql, s);
+      s = this.app.prepare(build());
+      this.appStmts.set(key, s);
     }
     return s;
   }
 
+  /** A cached statement whose SQL is built only once (hot paths: no string building per call). */
+  private k(key: string, build: () => string): Stmt {
+    let s = this.stmts.get(key);
+    if (!s) {
+      s = this.own.prepare(build());
+      this.stmts.set(key, s);
+    }
+    return s;
+  }
+
+  /** fn inside BEGIN IMMEDIATE ... COMMIT on our handle (prepared once; no wrapper built per call). */
+  private immediate<T>(fn: () => T): T {
+    if (this.own.inTransaction) return fn();
+    this.k('begin', () => 'BEGIN IMMEDIATE').run();
+    try {
+      const out = fn();
+      this.k('commit', () => 'COMMIT').run();
+      return out;
+    } catch (err) {
+      if (this.own.inTransaction) this.k('rollback', () => 'ROLLBACK').run();
+      throw err;
+    }
+  }
+
   /** Run fn in an IMMEDIATE transaction on our handle, retrying SQLITE_BUSY without blocking the loop. */
   private async write<T>(fn: () => T): Promise<T> {
-    const tx = this.own.transaction(fn);
     for (let attempt = 0; ; attempt++) {
       try {
-        return this.own.inTransaction ? fn() : tx.immediate();
+        return this.immediate(fn);
       } catch (err) {
         if (!isBusy(err) || attempt > 2000 || this.closed) throw err;
-        await sleep(Math.min(2 + attempt * 2, 50) * (0.5 + Math.random()));
+        await busyPause(attempt);
       }
     }
   }
@@ -106,7 +130,7 @@ export class SqliteStore implements Store {
         return fn();
       } catch (err) {
         if (!isBusy(err) || attempt > 2000 || this.closed) throw err;
-        await sleep(Math.min(2 + attempt * 2, 50) * (0.5 + Math.random()));
+        await busyPause(attempt);
       }
     }
   }
@@ -147,11 +171,11 @@ export class SqliteStore implements Store {
   // ---------------------------------------------------------------- enqueue
 
   enqueueSync(rows: NewJobRow[]): EnqueueResult[] {
-    const insert = this.qa(`INSERT INTO ${this.t('jobs')}
+    const insert = this.qa('insert', () => `INSERT INTO ${this.t('jobs')}
       (id, name, queue, state, payload, payload_bin, priority, max_attempts, timeout_ms, backoff, run_at, created_at, ref_id, tag, batch_id, created_by, meta)
       VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, COALESCE(?, ${NOW} + ?), ${NOW}, ?, ?, ?, ?, ?)
       ON CONFLICT (ref_id) DO NOTHING`);
-    const existing = this.qa(`SELECT id FROM ${this.t('jobs')} WHERE ref_id = ?`);
+    const existing = this.qa('existing', () => `SELECT id FROM ${this.t('jobs')} WHERE ref_id = ?`);
     const one = (r: NewJobRow): EnqueueResult => {
       const info = insert.run(
         r.id, r.name, r.queue, r.payloadJson, r.payloadBin, r.priority, r.maxAttempts, r.timeoutMs, r.backoffJson,
@@ -177,29 +201,32 @@ export class SqliteStore implements Store {
 
   async claim(req: ClaimRequest): Promise<ClaimedJob[]> {
     const token = crypto.randomUUID();
+    const key = `claim:${!!req.queues}:${!!req.excludeQueues}`;
+    const build = () => {
     let queueFilter = req.queues ? `AND queue IN (SELECT value FROM json_each(?))` : '';
     if (req.excludeQueues) queueFilter += ` AND queue NOT IN (SELECT value FROM json_each(?))`;
-    const sql = `UPDATE ${this.t('jobs')} SET state = 'running', token = ?, worker_id = ?, attempts = attempts + 1,
+    return `UPDATE ${this.t('jobs')} SET state = 'running', token = ?, worker_id = ?, attempts = attempts + 1,
         started_at = ${NOW}, progress = NULL, progress_message = NULL
       WHERE id IN (SELECT id FROM ${this.t('jobs')} INDEXED BY ${this.t('jobs_claim')}
         WHERE state = 'pending' AND run_at <= ${NOW} AND name IN (SELECT value FROM json_each(?)) ${queueFilter}
         ORDER BY priority DESC, run_at, id LIMIT ?)
       RETURNING *`;
+    };
     const args: unknown[] = [token, req.workerId, JSON.stringify(req.names)];
     if (req.queues) args.push(JSON.stringify(req.queues));
     if (req.excludeQueues) args.push(JSON.stringify(req.excludeQueues));
     args.push(req.limit);
-    const rows = await this.write(() => this.q(sql).all(...args) as Record<string, unknown>[]);
+    const rows = await this.write(() => this.k(key, build).all(...args) as Record<string, unknown>[]);
     return rows.map((r) => toClaimedJob(r, textCodec)).sort(claimOrder);
   }
 
   /** INSERT ... SELECT of one owned running job into history, then DELETE: the move is one transaction. `error` replaces the last error (null on success). */
   private moveToHistory(item: Fenced, state: JobState, error: string | null, result: string | null): boolean {
-    const info = this.q(`INSERT INTO ${this.t('history')} (${COMMON}, state, finished_at, result)
+    const info = this.k('move', () => `INSERT INTO ${this.t('history')} (${COMMON}, state, finished_at, result)
         SELECT ${COMMON.replace(/\berror\b/, '?')}, ?, ${NOW}, ? FROM ${this.t('jobs')}
         WHERE id = ? AND token = ? AND state = 'running'`).run(error, state, result, item.id, item.token);
     if (info.changes !== 1) return false;
-    this.q(`DELETE FROM ${this.t('jobs')} WHERE id = ?`).run(item.id);
+    this.k('delete', () => `DELETE FROM ${this.t('jobs')} WHERE id = ?`).run(item.id);
     return true;
   }
 
@@ -427,6 +454,15 @@ function isBusy(err: unknown): boolean {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/**
+ * Wait before retrying SQLITE_BUSY. Short and flat at first so that processes sharing a file
+ * take turns fairly (a growing backoff lets the process that holds the lock keep winning it);
+ * longer only when the lock stays busy for a long time.
+ */
+function busyPause(attempt: number): Promise<void> {
+  return sleep(attempt < 200 ? 1 + Math.random() * 4 : 20 + Math.random() * 30);
 }
 
 export function claimOrder(a: ClaimedJob, b: ClaimedJob): number {

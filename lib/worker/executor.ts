@@ -33,7 +33,11 @@ export class RunningAttempt {
   readonly controller = new AbortController();
   readonly claimSeq: number;
   private timer: NodeJS.Timeout | null = null;
+  /** Settles with the attempt's outcome once it is written (or refused). */
   readonly done: Promise<AttemptOutcome>;
+  /** Settles when the handler has returned, thrown or been abandoned: its slot is free from then on. */
+  readonly handlerDone: Promise<void>;
+  private markHandlerDone!: () => void;
   private settleAbort!: (reason: AbortReason) => void;
 
   constructor(
@@ -42,6 +46,7 @@ export class RunningAttempt {
     private readonly deps: { store: Store; writer: OutcomeWriter; seq: number },
   ) {
     this.claimSeq = deps.seq;
+    this.handlerDone = new Promise((r) => (this.markHandlerDone = r));
     this.done = this.run();
   }
 
@@ -118,6 +123,7 @@ export class RunningAttempt {
       outcome = await Promise.race([result, aborted]);
     } finally {
       if (this.timer) clearTimeout(this.timer);
+      this.markHandlerDone();
     }
     if (outcome.kind === 'aborted' && outcome.reason === 'timeout') {
       outcome = this.retryOrFail(new JobAbortError('timeout', `job ${this.job.name} (${this.job.id}) timed out after ${timeout} ms`));

@@ -26,6 +26,12 @@ export interface WorkerOptions {
   stallTimeout: number;
   /** How long stop() waits for running jobs before aborting them, ms. Default 10000. */
   shutdownTimeout: number;
+  /**
+   * Jobs claimed ahead of free slots while jobs are short (< 50 ms on average over the last
+   * ones), so that one claim serves many runs. Long jobs are never claimed ahead, so they spread
+   * over all workers. 0 turns it off. Default 100.
+   */
+  prefetch: number;
   /** Log/progress flush period, ms. Default 200. */
   logFlushInterval: number;
   /** Delete history older than this many ms (leader duty; any worker may run it safely). */
@@ -53,6 +59,12 @@ export interface WorkerEvents {
 export class Worker {
   readonly id = `${os.hostname()}:${process.pid}:${uuidv7().slice(-12)}`;
   private readonly running = new Map<string, RunningAttempt>();
+  /** Claimed (ours, under our heartbeat) but not started yet: waiting for a free slot. */
+  private readonly backlog: { job: ClaimedJob; seq: number }[] = [];
+  /** Attempts whose handler is done and whose outcome is being written. */
+  private persisting = 0;
+  private avgRunMs = Infinity;
+  private finishedRuns = 0;
   private readonly writer: OutcomeWriter;
   private timers: NodeJS.Timeout[] = [];
   private dueTimer: { at: number; timer: NodeJS.Timeout } | null = null;
@@ -102,7 +114,7 @@ export class Worker {
     if (this.store.listen) {
       this.listener = await this.store.listen({
         onJob: (queue) => this.wake(queue),
-        onCancel: (id) => this.running.get(id)?.abort('cancelled'),
+        onCancel: (id) => this.abortJob(id, 'cancelled'),
         onReconnect: () => this.wake(),
         onError: (err) => this.events.error(err),
       });
@@ -143,6 +155,18 @@ export class Worker {
     this.dueTimer = { at, timer };
   }
 
+  private refillScheduled = false;
+
+  /** Refill once per tick: outcomes written in one batch free their slots together, and one claim fills them. */
+  private refillSoon(): void {
+    if (this.refillScheduled) return;
+    this.refillScheduled = true;
+    setImmediate(() => {
+      this.refillScheduled = false;
+      void this.fill().catch((err) => this.events.error(err));
+    });
+  }
+
   /** Claim until the free slots are full or nothing is due. One claim loop at a time. */
   private async fill(): Promise<void> {
     if (this.filling) {
@@ -155,9 +179,12 @@ export class Worker {
       do {
         this.refill = false;
         if (this.state !== 'running') break;
+        this.startFromBacklog();
         const claimed = await this.claimFree();
         if (claimed === null) break;
-        for (const job of claimed.jobs) this.launch(job);
+        const seq = ++this.seq;
+        for (const job of claimed.jobs) this.backlog.push({ job, seq });
+        this.startFromBacklog();
         short = claimed.jobs.length < claimed.requested;
         if (!short) this.refill = true;
       } while (this.refill);
@@ -170,7 +197,10 @@ export class Worker {
 
   /** One claim per queue-limited queue with free slots, plus one for the rest. */
   private async claimFree(): Promise<{ jobs: ClaimedJob[]; requested: number } | null> {
-    const free = this.opts.concurrency - this.running.size;
+    const ahead = this.prefetchRoom();
+    // With jobs claimed ahead, top the backlog up in large batches rather than one slot at a time.
+    if (ahead && this.backlog.length > ahead / 2) return null;
+    const free = this.opts.concurrency - this.running.size - this.backlog.length + ahead;
     if (free <= 0) return null;
     const names = [...this.definitions.keys()];
     if (!names.length) return null;
@@ -203,24 +233,50 @@ export class Worker {
     return { jobs, requested };
   }
 
+  /** How many jobs may be claimed ahead: only while recent jobs were short, and not under per-queue limits. */
+  private prefetchRoom(): number {
+    if (this.opts.queueConcurrency || this.finishedRuns < 20 || this.avgRunMs > 50) return 0;
+    return this.opts.prefetch;
+  }
+
+  private startFromBacklog(): void {
+    while (this.running.size < this.opts.concurrency && this.backlog.length && this.state === 'running') {
+      const { job, seq } = this.backlog.shift()!;
+      this.launch(job, seq);
+    }
+  }
+
   private async armDueTimer(): Promise<void> {
     const due = await this.store.nextDueIn([...this.definitions.keys()], this.opts.queues);
     if (due !== null && due < this.opts.pollInterval) this.wakeIn(due);
   }
 
-  private launch(job: ClaimedJob): void {
+  private launch(job: ClaimedJob, seq: number): void {
     const def = this.definitions.get(job.name)!;
-    const attempt = new RunningAttempt(job, def, { store: this.store, writer: this.writer, seq: ++this.seq });
+    const t0 = performance.now();
+    const attempt = new RunningAttempt(job, def, { store: this.store, writer: this.writer, seq });
     this.running.set(job.id, attempt);
     const base = { id: job.id, name: job.name, queue: job.queue, attempt: job.attempts };
     this.events.started(base);
+    this.persisting++;
+    // The slot frees when the handler is done; the outcome is written in the next batch meanwhile.
+    void attempt.handlerDone.then(() => {
+      if (this.running.get(job.id) === attempt) this.running.delete(job.id);
+      if (this.state === 'running') this.refillSoon();
+    });
     void attempt.done
-      .then((outcome) => this.report(base, outcome))
+      .then((outcome) => {
+        const ms = performance.now() - t0;
+        this.avgRunMs = this.finishedRuns++ ? this.avgRunMs * 0.9 + ms * 0.1 : ms;
+        this.report(base, outcome);
+        // A job back in pending runs again here when due (the refill that freed its slot ran before this write).
+        if (outcome.kind === 'retrying' || outcome.kind === 'snoozed') this.wakeIn(outcome.delayMs);
+      })
       .catch((err) => this.events.error(err))
       .finally(() => {
+        this.persisting--;
         if (this.running.get(job.id) === attempt) this.running.delete(job.id);
-        if (this.state === 'running') void this.fill().catch((err) => this.events.error(err));
-        else this.notifyIdle();
+        this.notifyIdle();
       });
   }
 
@@ -244,6 +300,11 @@ export class Worker {
   /** A cancel in this process reaches the running attempt at once. */
   abortJob(id: string, reason: 'cancelled'): void {
     this.running.get(id)?.abort(reason);
+    this.dropFromBacklog((j) => j.id === id);
+  }
+
+  private dropFromBacklog(lost: (job: ClaimedJob) => boolean): void {
+    for (let i = this.backlog.length - 1; i >= 0; i--) if (lost(this.backlog[i].job)) this.backlog.splice(i, 1);
   }
 
   private async heartbeat(): Promise<void> {
@@ -254,6 +315,8 @@ export class Worker {
       // Only attempts claimed before this heartbeat was sent can be judged by its answer.
       if (attempt.claimSeq <= seqAtStart && !ownedKeys.has(`${attempt.id}:${attempt.job.token}`)) attempt.abort('lost');
     }
+    const lost = new Set(this.backlog.filter((b) => b.seq <= seqAtStart && !ownedKeys.has(`${b.job.id}:${b.job.token}`)).map((b) => b.job));
+    if (lost.size) this.dropFromBacklog((j) => lost.has(j));
   }
 
   private async sweep(): Promise<void> {
@@ -269,13 +332,13 @@ export class Worker {
   }
 
   private notifyIdle(): void {
-    if (this.running.size || this.filling) return;
+    if (this.running.size || this.backlog.length || this.persisting || this.filling) return;
     for (const w of this.idleWaiters.splice(0)) w();
   }
 
   /** Resolve when no job is running and the claim loop is quiet. */
   async idle(): Promise<void> {
-    if (!this.running.size && !this.filling) return this.writer.drain();
+    if (!this.running.size && !this.backlog.length && !this.persisting && !this.filling) return this.writer.drain();
     await new Promise<void>((r) => this.idleWaiters.push(r));
     return this.writer.drain();
   }
@@ -311,6 +374,11 @@ export class Worker {
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
     if (this.dueTimer) clearTimeout(this.dueTimer.timer);
+    // Jobs claimed ahead never started: give them back at once, attempt refunded.
+    const unstarted = this.backlog.splice(0).map((b) => b.job);
+    if (unstarted.length) {
+      await this.store.release(unstarted.map((j) => ({ id: j.id, token: j.token, delayMs: 0, refund: true }))).catch((err) => this.events.error(err));
+    }
     const all = Promise.all([...this.running.values()].map((r) => r.done.catch(() => undefined)));
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([all, new Promise((r) => (timer = setTimeout(r, timeout)))]);

@@ -52,7 +52,7 @@ export function spawnWorker(env: Record<string, string | number>): WorkerProc {
     child,
     pid: child.pid!,
     lines,
-    waitFor: (re, timeoutMs = 20_000) => until(() => lines.find((l) => re.test(l)), `worker ${child.pid} to print ${re} (printed: ${lines.slice(-5).join(' | ')}; stderr: ${stderr.slice(-500)})`, timeoutMs, 5),
+    waitFor: (re, timeoutMs = 20_000) => until<string | undefined>(() => lines.find((l) => re.test(l)), `worker ${child.pid} to print ${re} (printed: ${lines.slice(-5).join(' | ')}; stderr: ${stderr.slice(-500)})`, timeoutMs, 5) as Promise<string>,
     kill: (signal) => child.kill(signal),
     exited,
   };

@@ -30,15 +30,18 @@ export type AttemptOutcome =
   | { kind: 'lost' };
 
 export class RunningAttempt {
-  readonly controller = new AbortController();
   readonly claimSeq: number;
   private timer: NodeJS.Timeout | null = null;
+  /** Created on first use: most handlers never look at their signal. */
+  private abortController: AbortController | null = null;
+  private abortReason: AbortReason | null = null;
   /** Settles with the attempt's outcome once it is written (or refused). */
   readonly done: Promise<AttemptOutcome>;
   /** Settles when the handler has returned, thrown or been abandoned: its slot is free from then on. */
   readonly handlerDone: Promise<void>;
   private markHandlerDone!: () => void;
-  private settleAbort!: (reason: AbortReason) => void;
+  /** Decides the attempt: the handler's outcome or an abort, whichever comes first. */
+  private decide!: (o: AttemptOutcome) => void;
 
   constructor(
     readonly job: ClaimedJob,
@@ -58,17 +61,30 @@ export class RunningAttempt {
     return { id: this.job.id, token: this.job.token };
   }
 
-  /** Fire the attempt's AbortSignal; the attempt stops waiting for its handler at once. */
-  abort(reason: AbortReason): void {
-    if (this.controller.signal.aborted) return;
+  private get controller(): AbortController {
+    if (!this.abortController) {
+      this.abortController = new AbortController();
+      if (this.abortReason) this.abortController.abort(this.abortError(this.abortReason));
+    }
+    return this.abortController;
+  }
+
+  private abortError(reason: AbortReason): JobAbortError {
     const messages: Record<AbortReason, string> = {
       timeout: `job ${this.job.name} (${this.job.id}) timed out after ${this.timeoutMs} ms`,
       cancelled: `job ${this.job.name} (${this.job.id}) was cancelled`,
       shutdown: `worker shutting down: job ${this.job.name} (${this.job.id}) returned to pending`,
       lost: `job ${this.job.name} (${this.job.id}) is no longer owned by this worker (rescued or cancelled elsewhere)`,
     };
-    this.controller.abort(new JobAbortError(reason, messages[reason]));
-    this.settleAbort?.(reason);
+    return new JobAbortError(reason, messages[reason]);
+  }
+
+  /** Fire the attempt's AbortSignal; the attempt stops waiting for its handler at once. */
+  abort(reason: AbortReason): void {
+    if (this.abortReason) return;
+    this.abortReason = reason;
+    this.abortController?.abort(this.abortError(reason));
+    this.decide?.({ kind: 'aborted', reason });
   }
 
   private get timeoutMs(): number | null {
@@ -78,6 +94,7 @@ export class RunningAttempt {
   private context(): JobContext {
     const { job, deps } = this;
     const fenced = this.fenced;
+    const self = this;
     return {
       id: job.id,
       name: job.name,
@@ -85,7 +102,9 @@ export class RunningAttempt {
       attempt: job.attempts,
       maxAttempts: job.maxAttempts,
       checkpoint: job.checkpoint,
-      signal: this.controller.signal,
+      get signal() {
+        return self.controller.signal;
+      },
       progress: (percent: number, message?: string) => {
         if (typeof percent !== 'number' || !Number.isFinite(percent)) throw new TypeError(`progress percent must be a number from 0 to 100; got ${percent}`);
         deps.writer.progress(fenced, job.attempts, Math.max(0, Math.min(100, percent)), message ?? null);
@@ -107,26 +126,29 @@ export class RunningAttempt {
   }
 
   private async run(): Promise<AttemptOutcome> {
-    const aborted = new Promise<AttemptOutcome>((resolve) => {
-      this.settleAbort = (reason) => resolve({ kind: 'aborted', reason });
-    });
     const timeout = this.timeoutMs;
-    if (timeout) this.timer = setTimeout(() => this.abort('timeout'), timeout);
-    let outcome: AttemptOutcome;
-    try {
-      const result = Promise.resolve()
-        .then(() => this.def.handler(this.job.payload as never, this.context()))
-        .then(
-          (value): AttemptOutcome => ({ kind: 'completed', result: value }),
-          (err): AttemptOutcome => this.classify(err),
+    let outcome = await new Promise<AttemptOutcome>((resolve) => {
+      this.decide = resolve;
+      if (timeout) this.timer = setTimeout(() => this.abort('timeout'), timeout);
+      let result: unknown;
+      try {
+        result = this.def.handler(this.job.payload as never, this.context());
+      } catch (err) {
+        return resolve(this.classify(err));
+      }
+      if (result !== null && typeof (result as PromiseLike<unknown>)?.then === 'function') {
+        (result as PromiseLike<unknown>).then(
+          (value) => resolve({ kind: 'completed', result: value }),
+          (err) => resolve(this.classify(err)),
         );
-      outcome = await Promise.race([result, aborted]);
-    } finally {
-      if (this.timer) clearTimeout(this.timer);
-      this.markHandlerDone();
-    }
+      } else {
+        resolve({ kind: 'completed', result });
+      }
+    });
+    if (this.timer) clearTimeout(this.timer);
+    this.markHandlerDone();
     if (outcome.kind === 'aborted' && outcome.reason === 'timeout') {
-      outcome = this.retryOrFail(new JobAbortError('timeout', `job ${this.job.name} (${this.job.id}) timed out after ${timeout} ms`));
+      outcome = this.retryOrFail(this.abortError('timeout'));
     }
     return this.persist(outcome);
   }
@@ -134,10 +156,7 @@ export class RunningAttempt {
   private classify(err: unknown): AttemptOutcome {
     if (err instanceof SnoozeJob) return { kind: 'snoozed', delayMs: err.delayMs };
     if (err instanceof DiscardJob) return { kind: 'failed', error: errorToRecord(err) };
-    if (this.controller.signal.aborted) {
-      const reason = (this.controller.signal.reason as JobAbortError).reason;
-      if (reason !== 'timeout') return { kind: 'aborted', reason };
-    }
+    if (this.abortReason && this.abortReason !== 'timeout') return { kind: 'aborted', reason: this.abortReason };
     return this.retryOrFail(err);
   }
 
@@ -153,7 +172,7 @@ export class RunningAttempt {
     const { writer } = this.deps;
     const base = { ...this.fenced, attempt: this.job.attempts, startedAt: this.job.startedAt };
     if (outcome.kind === 'aborted') return outcome;
-    await writer.flushJob(this.job.id);
+    if (writer.hasBuffered(this.job.id)) await writer.flushJob(this.job.id);
     let applied: boolean;
     switch (outcome.kind) {
       case 'completed': {

@@ -164,6 +164,10 @@ export class OutcomeWriter {
     }
   }
 
+  hasBuffered(id: string): boolean {
+    return this.logs.has(id) || this.logFlush !== null;
+  }
+
   /** Flush the logs of one job before its outcome is written (after the move to history its fence is gone). */
   async flushJob(id: string): Promise<void> {
     if (this.logs.has(id) || this.logFlush) await this.flushLogs();

@@ -18,6 +18,7 @@ import type {
   ProgressItem, ReleaseItem, RescuedJob, Store, StoreCapabilities, WorkerInfo,
 } from './store.ts';
 import { isPgClient } from './detect.ts';
+import { CLAIM_COLUMNS } from './store.ts';
 
 const COMMON = `id, name, queue, payload, payload_bin, priority, attempts, max_attempts, timeout_ms, backoff,
   run_at, created_at, started_at, ref_id, tag, batch_id, created_by, meta, progress, progress_message,
@@ -89,7 +90,7 @@ export class PostgresStore implements Store {
         UPDATE ${jobs} j SET state = 'running', token = $3, worker_id = $4, attempts = j.attempts + 1,
           started_at = now(), progress = NULL, progress_message = NULL
         FROM next WHERE j.id = next.id
-        RETURNING j.*, j.id::text AS id, j.token::text AS token`,
+        RETURNING ${CLAIM_COLUMNS.split(', ').map((c) => (c === 'id' || c === 'token' ? `j.${c}::text AS ${c}` : `j.${c}`)).join(', ')}`,
       complete: `WITH done AS (
           DELETE FROM ${jobs} j USING unnest($1::uuid[], $2::uuid[], $3::json[]) AS x(id, token, result)
           WHERE j.id = x.id AND j.token = x.token AND j.state = 'running'

@@ -57,10 +57,21 @@ function toBuffer(v: unknown): Buffer {
 }
 
 export function toClaimedJob(row: Row, codec: RowCodec): ClaimedJob {
-  const rec = toJobRecord(row, codec) as ClaimedJob;
-  rec.token = String(row.token);
-  rec.backoff = (codec.json(row.backoff) as BackoffOptions | null) ?? null;
-  return rec;
+  return {
+    id: String(row.id),
+    token: String(row.token),
+    name: row.name as string,
+    queue: row.queue as string,
+    payload: row.payload_bin != null ? toBuffer(row.payload_bin) : (codec.json(row.payload) ?? undefined),
+    priority: Number(row.priority),
+    attempts: Number(row.attempts),
+    maxAttempts: Number(row.max_attempts),
+    timeoutMs: row.timeout_ms == null ? null : Number(row.timeout_ms),
+    backoff: (codec.json(row.backoff) as BackoffOptions | null) ?? null,
+    runAt: codec.date(row.run_at)!,
+    startedAt: codec.date(row.started_at),
+    checkpoint: (codec.json(row.checkpoint) as JobRecord['checkpoint']) ?? null,
+  };
 }
 
 export function toAttemptRecord(row: Row, codec: RowCodec): AttemptRecord {

@@ -13,6 +13,7 @@ import type {
   EnqueueResult,
   JobError,
   JobRecord,
+  JsonValue,
   JobState,
   ListFilter,
   ListPage,
@@ -40,10 +41,24 @@ export interface ClaimRequest {
   limit: number;
 }
 
-/** A claimed job: its record plus the claim token that fences every write of this attempt. */
-export interface ClaimedJob extends JobRecord {
+/** Columns a claim returns: what running an attempt needs, nothing more (each column costs per row). */
+export const CLAIM_COLUMNS = 'id, token, name, queue, payload, payload_bin, priority, attempts, max_attempts, timeout_ms, backoff, run_at, started_at, checkpoint';
+
+/** A claimed job: what its attempt needs, plus the claim token that fences every write of it. */
+export interface ClaimedJob {
+  id: string;
   token: string;
+  name: string;
+  queue: string;
+  payload: unknown;
+  priority: number;
+  attempts: number;
+  maxAttempts: number;
+  timeoutMs: number | null;
   backoff: BackoffOptions | null;
+  runAt: Date;
+  startedAt: Date | null;
+  checkpoint: JsonValue | null;
 }
 
 export interface Fenced {

@@ -84,7 +84,7 @@ export class Worker {
     this.writer = new OutcomeWriter(
       store,
       { onLost: (id) => this.running.get(id)?.abort('lost'), onError: (err) => this.events.error(err) },
-      { logFlushMs: opts.logFlushInterval, logBatchLines: 200 },
+      { logFlushMs: opts.logFlushInterval, logBatchLines: 200, batchWindowMs: 1, batchMax: 100 },
     );
   }
 

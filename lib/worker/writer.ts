@@ -45,7 +45,7 @@ export class OutcomeWriter {
   constructor(
     private readonly store: Store,
     private readonly hooks: WriterHooks,
-    private readonly opts: { logFlushMs: number; logBatchLines: number },
+    private readonly opts: { logFlushMs: number; logBatchLines: number; batchWindowMs: number; batchMax: number },
   ) {}
 
   complete(item: CompleteItem): Promise<boolean> {
@@ -65,11 +65,21 @@ export class OutcomeWriter {
     });
   }
 
+  private firstQueuedAt = 0;
+
+  /**
+   * Outcomes wait a few ticks (at most `batchWindowMs`, or until `batchMax` are queued) so that
+   * one statement or transaction writes many: each commit costs far more than a row.
+   */
   private schedule(): void {
     if (this.scheduled) return;
     this.scheduled = true;
+    if (!this.firstQueuedAt) this.firstQueuedAt = performance.now();
     setImmediate(() => {
       this.scheduled = false;
+      const queued = this.queues.complete.length + this.queues.fail.length + this.queues.release.length;
+      if (queued < this.opts.batchMax && performance.now() - this.firstQueuedAt < this.opts.batchWindowMs) return this.schedule();
+      this.firstQueuedAt = 0;
       if (!this.flushing) this.flushing = this.flushOutcomes().finally(() => (this.flushing = null));
       else void this.flushing.then(() => this.schedule());
     });

@@ -65,10 +65,10 @@ CREATE TABLE {{prefix}}history (
   worker_id text
 );
 
+-- Every history index is paid on every completion: retention, the state filter and the
+-- selective filters (refId, tag, batch) only; name and queue filters walk (state, id).
 CREATE INDEX {{prefix}}history_finished ON {{prefix}}history (finished_at);
 CREATE INDEX {{prefix}}history_state ON {{prefix}}history (state, id);
-CREATE INDEX {{prefix}}history_name ON {{prefix}}history (name, id);
-CREATE INDEX {{prefix}}history_queue ON {{prefix}}history (queue, id);
 CREATE INDEX {{prefix}}history_ref ON {{prefix}}history (ref_id) WHERE ref_id IS NOT NULL;
 CREATE INDEX {{prefix}}history_tag ON {{prefix}}history (tag, id) WHERE tag IS NOT NULL;
 CREATE INDEX {{prefix}}history_batch ON {{prefix}}history (batch_id, id) WHERE batch_id IS NOT NULL;

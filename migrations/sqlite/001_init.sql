@@ -1,6 +1,7 @@
 -- sqljobs schema for SQLite. Times are integer milliseconds since the Unix epoch (UTC).
 -- {{prefix}} is the validated table prefix (default sqljobs_).
 
+-- Rowid tables: rows carry payloads, and SQLite keeps large rows better outside the key b-tree.
 -- Live jobs only (pending, running): finished jobs move to {{prefix}}history, so the claim
 -- index stays small however much history accumulates.
 CREATE TABLE {{prefix}}jobs (
@@ -29,7 +30,7 @@ CREATE TABLE {{prefix}}jobs (
   error TEXT,
   worker_id TEXT,
   token TEXT
-) WITHOUT ROWID;
+);
 
 -- Claim order: priority DESC, run_at, id.
 CREATE INDEX {{prefix}}jobs_claim ON {{prefix}}jobs (priority DESC, run_at, id) WHERE state = 'pending';
@@ -64,12 +65,12 @@ CREATE TABLE {{prefix}}history (
   error TEXT,
   result TEXT,
   worker_id TEXT
-) WITHOUT ROWID;
+);
 
+-- Every history index is paid on every completion: retention, the state filter and the
+-- selective filters (refId, tag, batch) only; name and queue filters walk (state, id).
 CREATE INDEX {{prefix}}history_finished ON {{prefix}}history (finished_at);
 CREATE INDEX {{prefix}}history_state ON {{prefix}}history (state, id);
-CREATE INDEX {{prefix}}history_name ON {{prefix}}history (name, id);
-CREATE INDEX {{prefix}}history_queue ON {{prefix}}history (queue, id);
 CREATE INDEX {{prefix}}history_ref ON {{prefix}}history (ref_id) WHERE ref_id IS NOT NULL;
 CREATE INDEX {{prefix}}history_tag ON {{prefix}}history (tag, id) WHERE tag IS NOT NULL;
 CREATE INDEX {{prefix}}history_batch ON {{prefix}}history (batch_id, id) WHERE batch_id IS NOT NULL;
@@ -83,7 +84,7 @@ CREATE TABLE {{prefix}}attempts (
   finished_at INTEGER NOT NULL,
   error TEXT,
   PRIMARY KEY (job_id, attempt)
-) WITHOUT ROWID;
+);
 
 CREATE TABLE {{prefix}}logs (
   seq INTEGER PRIMARY KEY AUTOINCREMENT,

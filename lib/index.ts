@@ -1,5 +1,10 @@
 /** sqljobs public API. */
 export { Jobs } from './jobs.ts';
+export { jobsMiddleware } from './http/express.ts';
+export type { JobsMiddlewareOptions } from './http/express.ts';
+export { koaJobs } from './http/koa.ts';
+export type { KoaJobsOptions, KoaLikeContext } from './http/koa.ts';
+export { RequestJobs } from './http/unit-of-work.ts';
 export type {
   DefineOptions, EnqueueManyItem, Handler, JobMap, JobName, JobsEvents, JobsOptions, PayloadOf, SupportedDb,
 } from './jobs.ts';

@@ -16,7 +16,7 @@ import { Worker, type JobEventPayload, type WorkerOptions } from './worker/worke
 import { detectDriver } from './store/detect.ts';
 import { SqliteStore } from './store/sqlite.ts';
 import { PostgresStore } from './store/postgres.ts';
-import { validatePrefix, type Store } from './store/store.ts';
+import { validatePrefix, type OpenTransaction, type Store } from './store/store.ts';
 import { uuidv7 } from './uuid.ts';
 
 /** A map from job name to payload type, e.g. `{ sendReceipt: { orderId: number } }`. */
@@ -140,6 +140,36 @@ export class Jobs<M extends JobMap = {}> {
       });
     }
     return this.ready;
+  }
+
+  /** Validate and encode one job without writing it (the request unit of work buffers rows on SQLite). @internal */
+  prepareRow(name: string, payload: unknown, opts: Omit<EnqueueOptions, 'tx'>): NewJobRow {
+    return this.row(name, payload, opts);
+  }
+
+  /** Write prepared rows in one transaction. @internal */
+  async writeRows(rows: NewJobRow[]): Promise<EnqueueResult[]> {
+    if (!rows.length) return [];
+    if (this.store.capabilities.syncEnqueue) return this.afterEnqueue(rows, this.store.enqueueSync!(rows), false);
+    await this.migrate();
+    return this.afterEnqueue(rows, await this.store.enqueue(rows), false);
+  }
+
+  /** Open a transaction on the app's database for a request's unit of work. @internal */
+  async beginTransaction(): Promise<OpenTransaction> {
+    if (!this.store.beginTransaction) throw new Error(`${this.store.dialect}: a request transaction cannot be held open here`);
+    await this.migrate();
+    return this.store.beginTransaction();
+  }
+
+  /** A transaction that enqueued jobs committed: wake this process's worker. @internal */
+  notifyCommitted(): void {
+    this.worker?.wake();
+  }
+
+  /** The database dialect behind this instance. */
+  get dialect(): string {
+    return this.store.dialect;
   }
 
   private row(name: string, payload: unknown, opts: EnqueueOptions): NewJobRow {

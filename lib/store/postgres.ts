@@ -14,7 +14,7 @@ import { nativeCodec, toAttemptRecord, toClaimedJob, toJobRecord, toLogRecord, w
 import { Params, chunkBy, listLimit, listWhere, statesByTable } from './sql.ts';
 import { claimOrder } from './sqlite.ts';
 import type {
-  CancelResult, ClaimRequest, ClaimedJob, CompleteItem, FailItem, Fenced, ListenCallbacks, ListenHandle, LogItem,
+  CancelResult, ClaimRequest, ClaimedJob, CompleteItem, FailItem, Fenced, ListenCallbacks, ListenHandle, LogItem, OpenTransaction,
   ProgressItem, ReleaseItem, RescuedJob, Store, StoreCapabilities, WorkerInfo,
 } from './store.ts';
 import { isPgClient } from './detect.ts';
@@ -436,6 +436,31 @@ export class PostgresStore implements Store {
     }, cb);
     await listener.connect();
     return listener;
+  }
+
+  /** A client from the app's pool, after BEGIN; released once, on commit or rollback. */
+  async beginTransaction(): Promise<OpenTransaction> {
+    const client = await this.app.connect();
+    try {
+      await client.query('BEGIN');
+    } catch (err) {
+      client.release(err as Error);
+      throw err;
+    }
+    let released = false;
+    const finish = async (sql: 'COMMIT' | 'ROLLBACK') => {
+      if (released) return;
+      try {
+        await client.query(sql);
+        released = true;
+        client.release();
+      } catch (err) {
+        released = true;
+        client.release(err as Error); // a broken connection is destroyed, not returned
+        throw err;
+      }
+    };
+    return { native: client, commit: () => finish('COMMIT'), rollback: () => finish('ROLLBACK') };
   }
 
   async close(): Promise<void> {

@@ -116,6 +116,14 @@ export interface CancelResult {
   workerId: string | null;
 }
 
+/** A transaction the library opened on the app's database. */
+export interface OpenTransaction {
+  /** The driver's own handle inside the transaction (pg: a PoolClient after BEGIN). */
+  readonly native: unknown;
+  commit(): Promise<void>;
+  rollback(): Promise<void>;
+}
+
 export interface ListenHandle {
   close(): Promise<void>;
 }
@@ -181,6 +189,11 @@ export interface Store {
   countLive(): Promise<{ pending: number; running: number }>;
 
   listen?(cb: ListenCallbacks): Promise<ListenHandle>;
+  /**
+   * Open a transaction on the app's own database for a request's unit of work (absent on
+   * SQLite, whose transactions cannot span an await: there the request's jobs are buffered).
+   */
+  beginTransaction?(): Promise<OpenTransaction>;
   close(): Promise<void>;
 }
 

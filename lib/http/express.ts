@@ -1,0 +1,107 @@
+/**
+ * Express 4/5 adapter: `app.use(jobsMiddleware(jobsOrDb))` puts `req.jobs` on every request,
+ * bound to the request's unit of work.
+ *
+ * The commit gate: the first time the response is about to go out (writeHead, write, end,
+ * flushHeaders — res.send, res.json, res.redirect and streams all end up there) the gate holds
+ * that call, commits when the handler succeeded (status < 400 by default) or rolls back
+ * otherwise, and then lets the response through. A failed commit turns it into a 500: the client
+ * never sees a 2xx for work that did not commit. A client that disconnects first rolls back.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Jobs, JobMap, SupportedDb } from '../jobs.ts';
+import { RequestJobs, resolveJobs } from './unit-of-work.ts';
+
+export interface JobsMiddlewareOptions<Req = IncomingMessage, Res = ServerResponse> {
+  /** Commit when this returns true at the commit point. Default: status < 400. */
+  commitWhen?: (req: Req, res: Res) => boolean;
+  /** Use the app's own per-request transaction (e.g. `(req) => req.trx`); the app commits it. */
+  transaction?: (req: Req) => unknown;
+  /** Called when a commit failed and the response became a 500 (for logging). */
+  onCommitError?: (err: unknown, req: Req) => void;
+}
+
+declare global {
+  // eslint-disable-next-line @typescript-eslint/no-namespace
+  namespace Express {
+    interface Request {
+      /** sqljobs: enqueue within this request's unit of work. */
+      jobs: RequestJobs;
+    }
+  }
+}
+
+type Gated = 'writeHead' | 'write' | 'end' | 'flushHeaders';
+const GATED: Gated[] = ['writeHead', 'write', 'end', 'flushHeaders'];
+
+export function jobsMiddleware<M extends JobMap = {}>(jobsOrDb: Jobs<M> | SupportedDb, options: JobsMiddlewareOptions = {}) {
+  const jobs = resolveJobs(jobsOrDb as unknown as Jobs) as unknown as Jobs<M>;
+  const commitWhen = options.commitWhen ?? ((_req: IncomingMessage, res: ServerResponse) => res.statusCode < 400);
+  return function sqljobs(req: IncomingMessage & { jobs?: RequestJobs<M> }, res: ServerResponse, next: (err?: unknown) => void): void {
+    const uow: RequestJobs<M> = new RequestJobs(
+      jobs,
+      { transaction: options.transaction && (() => options.transaction!(req)) },
+      () => installGate(req, res, uow, () => commitWhen(req, res), options.onCommitError),
+      () => res.headersSent || res.writableEnded,
+    );
+    req.jobs = uow;
+    next();
+  };
+}
+
+function installGate(
+  req: IncomingMessage,
+  res: ServerResponse,
+  uow: { commit(): Promise<void>; rollback(): Promise<void> },
+  shouldCommit: () => boolean,
+  onCommitError?: (err: unknown, req: IncomingMessage) => void,
+): void {
+  const original = new Map<Gated, (...args: unknown[]) => unknown>();
+  for (const name of GATED) original.set(name, (res as unknown as Record<Gated, (...a: unknown[]) => unknown>)[name]);
+  const held: [Gated, unknown[]][] = [];
+  let state: 'open' | 'settling' | 'done' = 'open';
+
+  const restore = () => {
+    for (const [name, fn] of original) (res as unknown as Record<string, unknown>)[name] = fn;
+  };
+  const settle = async () => {
+    let failed: unknown = null;
+    try {
+      if (shouldCommit()) await uow.commit();
+      else await uow.rollback();
+    } catch (err) {
+      failed = err;
+    }
+    restore();
+    state = 'done';
+    if (res.destroyed) return;
+    if (failed) {
+      onCommitError?.(failed, req);
+      if (res.headersSent) return void res.destroy(failed as Error);
+      for (const h of res.getHeaderNames()) res.removeHeader(h);
+      res.statusCode = 500;
+      res.setHeader('content-type', 'application/json; charset=utf-8');
+      return void res.end(JSON.stringify({ error: 'the request could not be committed' }));
+    }
+    for (const [name, args] of held) original.get(name)!.apply(res, args);
+  };
+
+  for (const name of GATED) {
+    (res as unknown as Record<string, unknown>)[name] = function gated(...args: unknown[]) {
+      held.push([name, args]);
+      if (state === 'open') {
+        state = 'settling';
+        void settle();
+      }
+      return name === 'write' ? true : res;
+    };
+  }
+  // A client that went away before the response: roll back and release the connection.
+  res.once('close', () => {
+    if (state === 'open') {
+      state = 'done';
+      restore();
+      void uow.rollback();
+    }
+  });
+}

@@ -1,0 +1,57 @@
+/**
+ * Koa 2/3 adapter: `app.use(koaJobs(jobsOrDb))` puts `ctx.jobs` (and `ctx.state.jobs`) on every
+ * request, bound to the request's unit of work. Koa sends the response after the middleware
+ * chain returns, so the commit point is right after `await next()`: commit when the downstream
+ * succeeded (status < 400 by default), roll back when it threw or answered an error. A failed
+ * commit throws, and Koa answers 500 instead of the handler's body.
+ */
+import type { Jobs, JobMap, SupportedDb } from '../jobs.ts';
+import { RequestJobs, resolveJobs } from './unit-of-work.ts';
+
+/** The parts of a Koa context this middleware uses (Koa 2 and 3). */
+export interface KoaLikeContext {
+  status: number;
+  state: Record<string, unknown>;
+  req: import('node:http').IncomingMessage;
+  res: import('node:http').ServerResponse;
+  jobs?: RequestJobs<JobMap>;
+}
+
+export interface KoaJobsOptions<Ctx extends KoaLikeContext = KoaLikeContext> {
+  /** Commit when this returns true after the downstream middleware. Default: status < 400. */
+  commitWhen?: (ctx: Ctx) => boolean;
+  /** Use the app's own per-request transaction; the app commits it. */
+  transaction?: (ctx: Ctx) => unknown;
+}
+
+export function koaJobs<M extends JobMap = {}, Ctx extends KoaLikeContext = KoaLikeContext>(
+  jobsOrDb: Jobs<M> | SupportedDb,
+  options: KoaJobsOptions<Ctx> = {},
+) {
+  const jobs = resolveJobs(jobsOrDb as unknown as Jobs) as unknown as Jobs<M>;
+  const commitWhen = options.commitWhen ?? ((ctx: Ctx) => ctx.status < 400);
+  return async function sqljobs(ctx: Ctx, next: () => Promise<unknown>): Promise<void> {
+    let aborted = false;
+    const onClose = () => {
+      if (!ctx.res.writableFinished) {
+        aborted = true;
+        void uow.rollback();
+      }
+    };
+    const uow = new RequestJobs<M>(jobs, { transaction: options.transaction && (() => options.transaction!(ctx)) }, () => ctx.req.once('close', onClose));
+    ctx.jobs = uow as unknown as RequestJobs<JobMap>;
+    ctx.state.jobs = uow;
+    try {
+      await next();
+    } catch (err) {
+      await uow.rollback();
+      throw err;
+    } finally {
+      ctx.req.off('close', onClose);
+    }
+    if (!uow.touched) return uow.seal();
+    if (aborted) return uow.rollback();
+    if (commitWhen(ctx)) await uow.commit();
+    else await uow.rollback();
+  };
+}

@@ -1,0 +1,217 @@
+/**
+ * A request's unit of work, shared by the Express and Koa adapters: `req.jobs` / `ctx.jobs`.
+ *
+ * The transaction opens lazily, on the first enqueue or tx() call, so a request that never
+ * touches it costs no query and holds no connection. The adapters decide at their commit point
+ * (before the response is sent) whether to commit or roll back; every path ends in exactly one
+ * of the two, which also returns the connection to the pool.
+ *
+ * On SQLite (better-sqlite3 cannot hold a transaction across an await) the request's jobs are
+ * buffered and written in one synchronous transaction at the commit point; `enqueueSync` joins
+ * the app's own `db.transaction()` at once.
+ */
+import { Jobs, type EnqueueManyItem, type JobMap, type JobName, type PayloadOf, type SupportedDb } from '../jobs.ts';
+import type { EnqueueOptions, EnqueueResult, JobRecord, ListFilter, ListPage, NewJobRow } from '../model.ts';
+import type { OpenTransaction } from '../store/store.ts';
+
+type State = 'idle' | 'open' | 'committed' | 'rolled back';
+
+export interface UnitOfWorkOptions {
+  /** The app's own per-request transaction (bring your own): enqueue joins it; the app commits it. */
+  transaction?: () => unknown;
+}
+
+const producers = new WeakMap<object, Jobs>();
+
+/** A Jobs instance, or a producer-only one for a bare database handle (one per handle). */
+export function resolveJobs(jobsOrDb: Jobs | SupportedDb): Jobs {
+  if (jobsOrDb instanceof Jobs) return jobsOrDb;
+  let jobs = producers.get(jobsOrDb as object);
+  if (!jobs) {
+    jobs = new Jobs({ db: jobsOrDb, worker: false });
+    producers.set(jobsOrDb as object, jobs);
+  }
+  return jobs;
+}
+
+export class RequestJobs<M extends JobMap = {}> {
+  private state: State = 'idle';
+  private tx: OpenTransaction | null = null;
+  private opening: Promise<OpenTransaction> | null = null;
+  private readonly buffered: NewJobRow[] = [];
+  /** Statements on one connection run one at a time (drivers reject or deprecate overlap). */
+  private chain: Promise<unknown> = Promise.resolve();
+  private proxy: unknown = null;
+
+  constructor(
+    readonly jobs: Jobs<M>,
+    private readonly opts: UnitOfWorkOptions,
+    /** Called once, on first use: the adapter installs its commit gate. */
+    private readonly onFirstUse: () => void,
+    /** True once the response has started: too late to join its unit of work. */
+    private readonly tooLate: () => boolean = () => false,
+  ) {}
+
+  /** Whether anything was enqueued or the transaction was opened. */
+  get touched(): boolean {
+    return this.state !== 'idle' || this.buffered.length > 0;
+  }
+
+  get finished(): boolean {
+    return this.state === 'committed' || this.state === 'rolled back';
+  }
+
+  /** The response went out without this unit of work being used: later use is refused. */
+  seal(): void {
+    if (this.state === 'idle' && !this.buffered.length) this.state = 'committed';
+  }
+
+  private use(): void {
+    if (this.tooLate()) this.seal();
+    if (this.finished) {
+      throw new Error(`the request's unit of work is already ${this.state}; use jobs.enqueue outside the request's transaction`);
+    }
+    if (!this.touched && !this.opts.transaction) this.onFirstUse();
+  }
+
+  private get buffering(): boolean {
+    return this.jobs.store.capabilities.syncEnqueue && !this.opts.transaction;
+  }
+
+  /** Enqueue as part of the request's unit of work: the job exists only if the request commits. */
+  async enqueue<K extends JobName<M>>(name: K, payload: PayloadOf<M, K>, opts: Omit<EnqueueOptions, 'tx'> = {}): Promise<EnqueueResult> {
+    this.use();
+    if (this.buffering) return this.buffer(name, payload, opts);
+    const tx = await this.native();
+    return this.serial(() => this.jobs.enqueue(name, payload, { ...opts, tx }));
+  }
+
+  async enqueueMany(items: EnqueueManyItem<M>[]): Promise<EnqueueResult[]> {
+    this.use();
+    if (this.buffering) {
+      return items.map((it) => {
+        const { name, payload, ...rest } = it as { name: string; payload: unknown } & EnqueueOptions;
+        return this.buffer(name, payload, rest);
+      });
+    }
+    const tx = await this.native();
+    return this.serial(() => this.jobs.enqueueMany(items, { tx }));
+  }
+
+  /** SQLite: enqueue now, synchronously, joining the app's open db.transaction() if any. */
+  enqueueSync<K extends JobName<M>>(name: K, payload: PayloadOf<M, K>, opts: Omit<EnqueueOptions, 'tx'> = {}): EnqueueResult {
+    if (this.finished) this.use();
+    return this.jobs.enqueueSync(name, payload, opts);
+  }
+
+  private buffer(name: string, payload: unknown, opts: Omit<EnqueueOptions, 'tx'>): EnqueueResult {
+    // Validated now, so bad input fails the request rather than its commit; the id is final.
+    const row = this.jobs.prepareRow(name, payload, opts);
+    this.buffered.push(row);
+    return { id: row.id, existed: false, deferred: true };
+  }
+
+  /**
+   * The driver's own handle inside the request's transaction, for the app's SQL in the same
+   * transaction (pg: a PoolClient after BEGIN). Do not commit, roll back or release it: the
+   * middleware does, at the response.
+   */
+  async transaction<T = unknown>(): Promise<T> {
+    this.use();
+    if (this.buffering) {
+      throw new Error(
+        "req.jobs.transaction(): better-sqlite3 cannot hold a transaction across an await; run your SQL in db.transaction(() => { ...; req.jobs.enqueueSync(...) })()",
+      );
+    }
+    if (this.opts.transaction) return this.opts.transaction() as T;
+    const native = await this.native();
+    return (this.proxy ??= this.guard(native as Record<string | symbol, unknown>)) as T;
+  }
+
+  /** The transaction's own handle (ours to use; the app gets the guarded one). */
+  private async native(): Promise<unknown> {
+    if (this.opts.transaction) return this.opts.transaction();
+    if (!this.opening) {
+      this.state = 'open';
+      this.opening = this.jobs.beginTransaction().then((tx) => {
+        this.tx = tx;
+        return tx;
+      });
+    }
+    const tx = await this.opening;
+    if (this.finished) throw new Error(`the request's unit of work is already ${this.state}`);
+    return tx.native;
+  }
+
+  /**
+   * The handle the app sees: its queries are serialised with ours and refused once the unit of
+   * work has ended (the connection may belong to another request by then), and it cannot be
+   * released or committed by hand.
+   */
+  private guard(native: Record<string | symbol, unknown>): unknown {
+    return new Proxy(native, {
+      get: (target, key) => {
+        if (key === 'release') {
+          return () => {
+            throw new Error("do not release the request's connection: the middleware commits or rolls back and releases it");
+          };
+        }
+        const value = target[key];
+        if (key === 'query' && typeof value === 'function') {
+          return (...args: unknown[]) => {
+            if (this.finished) return Promise.reject(new Error(`the request's unit of work is already ${this.state}`));
+            return this.serial(() => (value as (...a: unknown[]) => Promise<unknown>).apply(target, args));
+          };
+        }
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.chain.then(fn, fn);
+    this.chain = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Commit point: write buffered jobs (SQLite) or COMMIT the transaction. Throws if the commit fails. */
+  async commit(): Promise<void> {
+    if (this.finished) return;
+    try {
+      if (this.buffered.length) {
+        await this.jobs.writeRows(this.buffered.splice(0));
+      }
+      if (this.opening) {
+        await this.chain;
+        const tx = await this.opening;
+        await tx.commit();
+        this.jobs.notifyCommitted();
+      }
+      this.state = 'committed';
+    } catch (err) {
+      this.state = 'rolled back';
+      await this.tx?.rollback().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** Roll back and release. Never throws. */
+  async rollback(): Promise<void> {
+    if (this.finished) return;
+    this.state = 'rolled back';
+    this.buffered.length = 0;
+    if (this.opening) {
+      await this.chain.catch(() => undefined);
+      const tx = await this.opening.catch(() => null);
+      await tx?.rollback().catch(() => undefined);
+    }
+  }
+
+  // Read calls, for convenience: they do not join the transaction.
+  get(id: string): Promise<JobRecord | null> {
+    return this.jobs.get(id);
+  }
+  list(filter?: ListFilter): Promise<ListPage> {
+    return this.jobs.list(filter);
+  }
+}

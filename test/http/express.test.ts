@@ -1,0 +1,256 @@
+import { expect } from 'chai';
+import express from 'express';
+import request from 'supertest';
+import http from 'node:http';
+import type pg from 'pg';
+import type Database from 'better-sqlite3';
+import { jobsMiddleware, type Jobs } from '../../lib/index.ts';
+import { forEachDialect, sleep, until, type TestDb } from '../helpers/dialects.ts';
+
+/** The app's own table, written in the request's transaction (PostgreSQL) or not at all (SQLite buffers jobs only). */
+async function setup(t: TestDb, jobs: Jobs) {
+  await jobs.migrate();
+  if (t.dialect === 'postgres') {
+    await t.query(`CREATE TABLE ${t.prefix}orders (id serial PRIMARY KEY, item text NOT NULL,
+      code text, CONSTRAINT ${t.prefix}code_unique UNIQUE (code) DEFERRABLE INITIALLY DEFERRED)`);
+  }
+}
+
+function shop(t: TestDb, jobs: Jobs) {
+  const app = express();
+  app.use(express.json());
+  app.use(jobsMiddleware(jobs));
+  const order = async (req: express.Request, item: string, code?: string) => {
+    if (t.dialect === 'postgres') {
+      const c = await req.jobs.transaction<pg.PoolClient>();
+      await c.query(`INSERT INTO ${t.prefix}orders (item, code) VALUES ($1, $2)`, [item, code ?? null]);
+    }
+    return req.jobs.enqueue('receipt', { item }, { tag: item });
+  };
+  app.post('/ok', async (req, res) => {
+    const { id, deferred } = await order(req, req.body.item);
+    res.status(201).json({ id, deferred: !!deferred });
+  });
+  app.post('/throw', async (req) => {
+    await order(req, req.body.item);
+    throw new Error('payment declined');
+  });
+  app.post('/next-err', async (req, _res, next) => {
+    await order(req, req.body.item);
+    next(new Error('stock check failed'));
+  });
+  app.post('/4xx', async (req, res) => {
+    await order(req, req.body.item);
+    res.status(422).json({ error: 'bad address' });
+  });
+  app.post('/redirect', async (req, res) => {
+    await order(req, req.body.item);
+    res.redirect('/done');
+  });
+  app.post('/stream', async (req, res) => {
+    await order(req, req.body.item);
+    res.write('part 1;');
+    await sleep(5);
+    res.write('part 2;');
+    res.end('end');
+  });
+  app.post('/dup', async (req, res) => {
+    // Two rows with the same code: the deferred constraint fails only at COMMIT.
+    await order(req, `${req.body.item}-a`, req.body.item);
+    await order(req, `${req.body.item}-b`, req.body.item);
+    res.json({ ok: true });
+  });
+  app.post('/late', (req, res) => {
+    res.json({ ok: true });
+    setImmediate(() =>
+      req.jobs.enqueue('receipt', {}).then(
+        () => (late = 'accepted'),
+        (err: Error) => (late = err.message),
+      ),
+    );
+  });
+  app.get('/plain', (_req, res) => {
+    res.json({ ok: true });
+  });
+  app.use((err: Error, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
+    res.status(500).json({ error: err.message });
+  });
+  return app;
+}
+let late = '';
+
+async function visible(t: TestDb, jobs: Jobs, item: string): Promise<{ job: boolean; row: boolean }> {
+  const job = (await jobs.list({ tag: item })).items.length > 0;
+  if (t.dialect !== 'postgres') return { job, row: job };
+  const rows = await t.query(`SELECT 1 FROM ${t.prefix}orders WHERE item LIKE $1`, [`${item}%`]);
+  return { job, row: rows.length > 0 };
+}
+
+async function poolSettled(t: TestDb): Promise<void> {
+  if (t.dialect !== 'postgres') return;
+  const pool = t.db as pg.Pool;
+  await until(() => pool.totalCount === pool.idleCount && pool.waitingCount === 0, 'every connection back in the pool', 5000);
+  const idleInTx = await t.query(`SELECT pid FROM pg_stat_activity WHERE state = 'idle in transaction' AND datname = current_database() AND pid <> pg_backend_pid()`);
+  expect(idleInTx).to.have.length(0);
+}
+
+forEachDialect('Express middleware', ({ fresh }) => {
+  it('commits the job and the row on 2xx, and neither on throw, next(err), 4xx or 5xx', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: false });
+    await setup(t, jobs);
+    const app = shop(t, jobs);
+    const ok = await request(app).post('/ok').send({ item: 'book' }).expect(201);
+    expect(ok.body.deferred).to.equal(t.dialect === 'sqlite');
+    expect(await visible(t, jobs, 'book')).to.deep.equal({ job: true, row: true });
+    expect((await jobs.get(ok.body.id))!.payload).to.deep.equal({ item: 'book' });
+    await request(app).post('/throw').send({ item: 'pen' }).expect(500, { error: 'payment declined' });
+    await request(app).post('/next-err').send({ item: 'ink' }).expect(500, { error: 'stock check failed' });
+    await request(app).post('/4xx').send({ item: 'cup' }).expect(422);
+    for (const item of ['pen', 'ink', 'cup']) expect(await visible(t, jobs, item), item).to.deep.equal({ job: false, row: false });
+    await request(app).post('/redirect').send({ item: 'mug' }).expect(302);
+    expect(await visible(t, jobs, 'mug')).to.deep.equal({ job: true, row: true });
+    const streamed = await request(app).post('/stream').send({ item: 'hat' }).expect(200);
+    expect(streamed.text).to.equal('part 1;part 2;end');
+    expect(await visible(t, jobs, 'hat')).to.deep.equal({ job: true, row: true });
+    await poolSettled(t);
+  });
+
+  it('answers 500, never the 2xx, when the commit fails; nothing is visible', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: false });
+    await setup(t, jobs);
+    if (t.dialect === 'sqlite') {
+      // The buffered write is the commit on SQLite: make it fail.
+      (t.db as Database.Database).exec(`CREATE TRIGGER ${t.prefix}boom BEFORE INSERT ON ${t.prefix}jobs WHEN NEW.tag = 'zip' BEGIN SELECT RAISE(ABORT, 'refused'); END`);
+    }
+    const app = shop(t, jobs);
+    const res = await request(app).post(t.dialect === 'postgres' ? '/dup' : '/ok').send({ item: 'zip' });
+    expect(res.status).to.equal(500);
+    expect(res.body).to.deep.equal({ error: 'the request could not be committed' });
+    expect(await visible(t, jobs, 'zip')).to.deep.equal({ job: false, row: false });
+    await poolSettled(t);
+  });
+
+  it('200 concurrent requests, half failing at random points: exactly the successful ones commit, every connection returns', async function () {
+    this.timeout(60_000);
+    const t = await fresh();
+    const jobs = t.jobs({ worker: false });
+    await setup(t, jobs);
+    const app = shop(t, jobs);
+    const server = http.createServer(app).listen(0);
+    try {
+      const agent = request(server);
+      const failing = ['/throw', '/next-err', '/4xx'];
+      const results = await Promise.all(
+        Array.from({ length: 200 }, (_, i) => {
+          const route = i % 2 ? failing[i % 3] : i % 4 ? '/ok' : '/redirect';
+          return agent.post(route).send({ item: `item${i}` }).then((r) => ({ i, route, status: r.status }));
+        }),
+      );
+      const committed = new Set(results.filter((r) => r.status < 400).map((r) => `item${r.i}`));
+      expect(committed.size).to.equal(100);
+      const jobTags = new Set((await jobs.list({ limit: 500 })).items.map((j) => j.tag));
+      expect(jobTags).to.deep.equal(committed);
+      if (t.dialect === 'postgres') {
+        const rows = await t.query<{ item: string }>(`SELECT item FROM ${t.prefix}orders`);
+        expect(new Set(rows.map((r) => r.item))).to.deep.equal(committed);
+      }
+      await poolSettled(t);
+    } finally {
+      server.close();
+    }
+  });
+
+  it('rolls back and releases the connection when the client disconnects mid-request', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: false });
+    await setup(t, jobs);
+    const app = express();
+    let reached = false;
+    app.use(jobsMiddleware(jobs));
+    app.post('/slow', async (req, res) => {
+      await req.jobs.enqueue('receipt', {}, { tag: 'gone' });
+      reached = true;
+      await sleep(300);
+      res.json({ ok: true });
+    });
+    const server = http.createServer(app).listen(0);
+    try {
+      const port = (server.address() as { port: number }).port;
+      const r = http.request({ port, method: 'POST', path: '/slow' });
+      r.on('error', () => undefined);
+      r.end();
+      await until(() => reached, 'the handler to enqueue');
+      r.destroy();
+      await sleep(500);
+      expect((await jobs.list({ tag: 'gone' })).items).to.have.length(0);
+      await poolSettled(t);
+    } finally {
+      server.close();
+    }
+  });
+
+  it('costs nothing for a request that never touches req.jobs, and refuses an enqueue after the commit point', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: false });
+    await setup(t, jobs);
+    const app = shop(t, jobs);
+    let checkouts = 0;
+    if (t.dialect === 'postgres') (t.db as pg.Pool).on('acquire', () => checkouts++);
+    await request(app).get('/plain').expect(200);
+    expect(checkouts).to.equal(0);
+    await request(app).post('/late').send({}).expect(200);
+    await until(() => late, 'the late enqueue to settle');
+    expect(late).to.match(/unit of work is already|use jobs.enqueue/);
+  });
+
+  it('joins the app\'s own per-request transaction when given one (bring your own)', async function () {
+    const t = await fresh();
+    if (t.dialect !== 'postgres') this.skip();
+    const jobs = t.jobs({ worker: false });
+    await setup(t, jobs);
+    const pool = t.db as pg.Pool;
+    const app = express();
+    app.use(async (req: express.Request & { trx?: pg.PoolClient }, res, next) => {
+      const c = await pool.connect();
+      await c.query('BEGIN');
+      req.trx = c;
+      res.on('finish', async () => {
+        await c.query(res.statusCode < 400 ? 'COMMIT' : 'ROLLBACK');
+        c.release();
+      });
+      next();
+    });
+    app.use(jobsMiddleware(jobs, { transaction: (req) => (req as { trx?: pg.PoolClient }).trx }));
+    app.post('/byo/:status', async (req, res) => {
+      await req.jobs.enqueue('receipt', {}, { tag: `byo-${req.params.status}` });
+      res.sendStatus(Number(req.params.status));
+    });
+    await request(app).post('/byo/200').expect(200);
+    await request(app).post('/byo/409').expect(409);
+    await sleep(50);
+    expect((await jobs.list({ tag: 'byo-200' })).items).to.have.length(1);
+    expect((await jobs.list({ tag: 'byo-409' })).items).to.have.length(0);
+  });
+
+  it('works as a producer-only web tier given a bare database handle', async () => {
+    const t = await fresh();
+    const worker = t.jobs({ worker: { pollInterval: 50 } });
+    let ran = '';
+    worker.define('hello', async (p: { who: string }) => {
+      ran = p.who;
+    });
+    await worker.start();
+    const app = express();
+    // The default table prefix is used by a bare handle; this test uses its own, so it passes a producer.
+    app.use(jobsMiddleware(t.jobs({ worker: false })));
+    app.post('/hello', async (req, res) => {
+      await req.jobs.enqueue('hello', { who: 'web' });
+      res.sendStatus(204);
+    });
+    await request(app).post('/hello').expect(204);
+    await until(() => ran, 'the worker to run the job');
+    expect(ran).to.equal('web');
+  });
+});

@@ -1,0 +1,134 @@
+import { expect } from 'chai';
+import Koa from 'koa';
+import request from 'supertest';
+import http from 'node:http';
+import type pg from 'pg';
+import type Database from 'better-sqlite3';
+import { koaJobs, type Jobs, type RequestJobs } from '../../lib/index.ts';
+import { forEachDialect, sleep, until, type TestDb } from '../helpers/dialects.ts';
+
+type Ctx = Koa.ParameterizedContext & { jobs: RequestJobs };
+
+async function setup(t: TestDb, jobs: Jobs) {
+  await jobs.migrate();
+  if (t.dialect === 'postgres') {
+    await t.query(`CREATE TABLE ${t.prefix}orders (id serial PRIMARY KEY, item text NOT NULL,
+      code text, CONSTRAINT ${t.prefix}code_unique UNIQUE (code) DEFERRABLE INITIALLY DEFERRED)`);
+  } else {
+    (t.db as Database.Database).exec(`CREATE TRIGGER ${t.prefix}boom BEFORE INSERT ON ${t.prefix}jobs WHEN NEW.tag = 'zip' BEGIN SELECT RAISE(ABORT, 'refused'); END`);
+  }
+}
+
+function shop(t: TestDb, jobs: Jobs) {
+  const app = new Koa();
+  app.silent = true;
+  app.use(koaJobs(jobs));
+  app.use(async (ctx: Ctx) => {
+    const [, route, item] = ctx.path.split('/');
+    const order = async (name: string, code?: string) => {
+      if (t.dialect === 'postgres') {
+        const c = await ctx.jobs.transaction<pg.PoolClient>();
+        await c.query(`INSERT INTO ${t.prefix}orders (item, code) VALUES ($1, $2)`, [name, code ?? null]);
+      }
+      return ctx.jobs.enqueue('receipt', { item: name }, { tag: name });
+    };
+    if (route === 'plain') return void (ctx.body = 'plain');
+    if (route === 'dup') {
+      await order(item, 'same');
+      await order(`${item}-b`, 'same');
+      return void (ctx.body = { ok: true });
+    }
+    if (route === 'slow') {
+      await order(item);
+      await sleep(300);
+      return void (ctx.body = { ok: true });
+    }
+    const { id } = await order(item);
+    if (route === 'throw') throw new Error('payment declined');
+    if (route === '4xx') {
+      ctx.status = 422;
+      ctx.body = { error: 'bad address' };
+      return;
+    }
+    ctx.status = 201;
+    ctx.body = { id, sameOnState: ctx.state.jobs === ctx.jobs };
+  });
+  return app;
+}
+
+async function visible(t: TestDb, jobs: Jobs, item: string): Promise<{ job: boolean; row: boolean }> {
+  const job = (await jobs.list({ tag: item })).items.length > 0;
+  if (t.dialect !== 'postgres') return { job, row: job };
+  const rows = await t.query(`SELECT 1 FROM ${t.prefix}orders WHERE item = $1`, [item]);
+  return { job, row: rows.length > 0 };
+}
+
+async function poolSettled(t: TestDb): Promise<void> {
+  if (t.dialect !== 'postgres') return;
+  const pool = t.db as pg.Pool;
+  await until(() => pool.totalCount === pool.idleCount && pool.waitingCount === 0, 'every connection back in the pool', 5000);
+  const idleInTx = await t.query(`SELECT pid FROM pg_stat_activity WHERE state = 'idle in transaction' AND datname = current_database() AND pid <> pg_backend_pid()`);
+  expect(idleInTx).to.have.length(0);
+}
+
+forEachDialect('Koa middleware', ({ fresh }) => {
+  it('commits on 2xx, rolls back on throw and 4xx, answers 500 when the commit fails', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: false });
+    await setup(t, jobs);
+    const server = http.createServer(shop(t, jobs).callback());
+    const ok = await request(server).post('/ok/book').expect(201);
+    expect(ok.body.sameOnState).to.equal(true);
+    expect(await visible(t, jobs, 'book')).to.deep.equal({ job: true, row: true });
+    await request(server).post('/throw/pen').expect(500);
+    await request(server).post('/4xx/cup').expect(422);
+    for (const item of ['pen', 'cup']) expect(await visible(t, jobs, item)).to.deep.equal({ job: false, row: false });
+    const failed = await request(server).post(t.dialect === 'postgres' ? '/dup/zip' : '/ok/zip');
+    expect(failed.status).to.equal(500);
+    expect(await visible(t, jobs, 'zip')).to.deep.equal({ job: false, row: false });
+    await request(server).get('/plain').expect(200, 'plain');
+    await poolSettled(t);
+  });
+
+  it('200 concurrent requests, half failing: exactly the successful ones commit, every connection returns', async function () {
+    this.timeout(60_000);
+    const t = await fresh();
+    const jobs = t.jobs({ worker: false });
+    await setup(t, jobs);
+    const server = http.createServer(shop(t, jobs).callback()).listen(0);
+    try {
+      const results = await Promise.all(
+        Array.from({ length: 200 }, (_, i) => {
+          const route = i % 2 ? (i % 3 ? '/throw' : '/4xx') : '/ok';
+          return request(server).post(`${route}/item${i}`).then((r) => ({ i, status: r.status }));
+        }),
+      );
+      const committed = new Set(results.filter((r) => r.status < 400).map((r) => `item${r.i}`));
+      expect(committed.size).to.equal(100);
+      expect(new Set((await jobs.list({ limit: 500 })).items.map((j) => j.tag))).to.deep.equal(committed);
+      await poolSettled(t);
+    } finally {
+      server.close();
+    }
+  });
+
+  it('rolls back and releases the connection when the client disconnects', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: false });
+    await setup(t, jobs);
+    const server = http.createServer(shop(t, jobs).callback()).listen(0);
+    try {
+      const port = (server.address() as { port: number }).port;
+      const r = http.request({ port, method: 'POST', path: '/slow/gone' });
+      r.on('error', () => undefined);
+      r.end();
+      await sleep(100);
+      r.destroy();
+      await sleep(600);
+      expect(await visible(t, jobs, 'gone')).to.deep.equal({ job: false, row: false });
+      await poolSettled(t);
+    } finally {
+      server.close();
+    }
+  });
+});

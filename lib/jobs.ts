@@ -38,6 +38,11 @@ export interface DefineOptions {
   /** Per-attempt timeout in ms. */
   timeout?: number;
   backoff?: BackoffOptions;
+  /**
+   * Run the handler inside the transaction that marks the job completed: `ctx.tx` is that
+   * transaction's handle, and the handler's writes there commit exactly once with its completion.
+   */
+  transactional?: boolean;
 }
 
 export type SupportedDb = BetterSqlite3.Database | PgPool;
@@ -117,12 +122,15 @@ export class Jobs<M extends JobMap = {}> {
     validateName(name, 'name');
     if (typeof handler !== 'function') throw new JobValidationError(`job "${name}": handler must be a function; got ${describe(handler)}`, 'handler', name);
     for (const k of Object.keys(options)) {
-      if (!['queue', 'priority', 'maxAttempts', 'timeout', 'backoff'].includes(k)) {
-        throw new JobValidationError(`job "${name}": ${k} is not a define option; allowed: queue, priority, maxAttempts, timeout, backoff`, k, name);
+      if (!['queue', 'priority', 'maxAttempts', 'timeout', 'backoff', 'transactional'].includes(k)) {
+        throw new JobValidationError(`job "${name}": ${k} is not a define option; allowed: queue, priority, maxAttempts, timeout, backoff, transactional`, k, name);
       }
     }
     if (options.backoff !== undefined) validateBackoff(options.backoff, 'backoff', name);
     // Validates queue, priority, maxAttempts and timeout with the enqueue rules.
+    if (options.transactional !== undefined && typeof options.transactional !== 'boolean') {
+      throw new JobValidationError(`job "${name}": transactional must be true or false; got ${describe(options.transactional)}`, 'transactional', name);
+    }
     buildJobRow(uuidv7(), name, undefined, { queue: options.queue, priority: options.priority, maxAttempts: options.maxAttempts, timeout: options.timeout }, {
       queue: this.options.defaultQueue,
       maxPayloadBytes: this.options.maxPayloadBytes,

@@ -255,6 +255,31 @@ export class PostgresStore implements Store {
     return res.rowCount === 1;
   }
 
+  async runTransactional(
+    item: Fenced,
+    work: (tx: unknown) => unknown,
+    encode: (result: unknown) => string | null,
+    beforeComplete: () => Promise<void> | void,
+  ): Promise<{ applied: boolean; result: unknown }> {
+    const client = await this.own.connect();
+    let broken: Error | undefined;
+    try {
+      await client.query('BEGIN');
+      const result = await work(client);
+      const resultJson = encode(result);
+      await beforeComplete();
+      const done = await client.query(this.sql.complete, [[item.id], [item.token], [resultJson]]);
+      const applied = done.rowCount === 1;
+      await client.query(applied ? 'COMMIT' : 'ROLLBACK');
+      return { applied, result };
+    } catch (err) {
+      await client.query('ROLLBACK').catch((e: Error) => (broken = e));
+      throw err;
+    } finally {
+      client.release(broken);
+    }
+  }
+
   // ---------------------------------------------------------------- liveness
 
   async heartbeat(w: WorkerInfo): Promise<Fenced[]> {

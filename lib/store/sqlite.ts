@@ -308,6 +308,32 @@ export class SqliteStore implements Store {
     );
   }
 
+  /**
+   * better-sqlite3 cannot hold a transaction across an await, so a transactional handler runs
+   * synchronously inside BEGIN IMMEDIATE on our handle, and the completion joins it.
+   */
+  async runTransactional(
+    item: Fenced,
+    work: (tx: unknown) => unknown,
+    encode: (result: unknown) => string | null,
+    beforeComplete: () => Promise<void> | void,
+  ): Promise<{ applied: boolean; result: unknown }> {
+    await beforeComplete();
+    try {
+      return await this.write(() => {
+        const result = work(this.own);
+        if (result !== null && typeof (result as PromiseLike<unknown>)?.then === 'function') {
+          throw new TypeError('a transactional handler on SQLite must be synchronous: better-sqlite3 cannot hold a transaction across an await');
+        }
+        if (!this.moveToHistory(item, 'completed', null, encode(result))) throw new NotOwned();
+        return { applied: true, result };
+      });
+    } catch (err) {
+      if (err instanceof NotOwned) return { applied: false, result: undefined };
+      throw err;
+    }
+  }
+
   // ---------------------------------------------------------------- liveness
 
   async heartbeat(w: WorkerInfo): Promise<Fenced[]> {
@@ -450,6 +476,9 @@ export class SqliteStore implements Store {
     if (!this.singleHandle && this.own.open) this.own.close();
   }
 }
+
+/** Rolls back a transactional completion whose attempt is no longer owned. */
+class NotOwned extends Error {}
 
 function isBusy(err: unknown): boolean {
   const code = (err as { code?: string })?.code;

@@ -164,6 +164,17 @@ export interface Store {
   saveProgress(items: ProgressItem[]): Promise<Set<string>>;
   appendLogs(items: LogItem[]): Promise<Set<string>>;
   saveCheckpoint(item: Fenced, stateJson: string): Promise<boolean>;
+  /**
+   * Run `work` inside a transaction and complete the attempt in that same transaction, fenced:
+   * commit when the attempt is still owned, roll back (applied = false) when it is not, roll back
+   * and rethrow when `work` or `encode` throws.
+   */
+  runTransactional(
+    item: Fenced,
+    work: (tx: unknown) => unknown,
+    encode: (result: unknown) => string | null,
+    beforeComplete: () => Promise<void> | void,
+  ): Promise<{ applied: boolean; result: unknown }>;
 
   /**
    * One write per worker process per interval: refresh the worker's heartbeat (re-registering it

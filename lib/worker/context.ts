@@ -10,6 +10,12 @@ export interface JobContext {
   readonly maxAttempts: number;
   /** State saved by checkpoint() in an earlier attempt, or null. */
   readonly checkpoint: JsonValue | null;
+  /**
+   * Only for jobs defined with `transactional: true`: the driver's handle inside the transaction
+   * that will mark this job completed (pg: a PoolClient; better-sqlite3: the Database, and the
+   * handler must then be synchronous). Its writes commit with the completion, exactly once.
+   */
+  readonly tx?: unknown;
   /** Fires on timeout, on cancel of this job, on shutdown, and when this worker lost the job. */
   readonly signal: AbortSignal;
   /** Report progress (0-100). Buffered; written in batches. */

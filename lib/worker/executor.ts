@@ -15,13 +15,15 @@ export interface JobDefinition {
   handler: (payload: never, ctx: JobContext) => unknown;
   timeout?: number;
   backoff?: BackoffOptions;
+  /** The handler runs inside the transaction that marks the job completed (ctx.tx). */
+  transactional?: boolean;
   maxAttempts?: number;
   queue?: string;
   priority?: number;
 }
 
 export type AttemptOutcome =
-  | { kind: 'completed'; result: unknown }
+  | { kind: 'completed'; result: unknown; written?: boolean }
   | { kind: 'retrying'; error: JobError; delayMs: number }
   | { kind: 'failed'; error: JobError }
   | { kind: 'snoozed'; delayMs: number }
@@ -130,6 +132,10 @@ export class RunningAttempt {
     let outcome = await new Promise<AttemptOutcome>((resolve) => {
       this.decide = resolve;
       if (timeout) this.timer = setTimeout(() => this.abort('timeout'), timeout);
+      if (this.def.transactional) {
+        this.runTransactional().then(resolve, (err) => resolve(this.classify(err)));
+        return;
+      }
       let result: unknown;
       try {
         result = this.def.handler(this.job.payload as never, this.context());
@@ -151,6 +157,21 @@ export class RunningAttempt {
       outcome = this.retryOrFail(this.abortError('timeout'));
     }
     return this.persist(outcome);
+  }
+
+  /**
+   * Transactional completion: the handler's database work and the fenced completion commit
+   * together, or not at all (a rescued job's old worker rolls its work back).
+   */
+  private async runTransactional(): Promise<AttemptOutcome> {
+    const ctx = this.context();
+    const { applied, result } = await this.deps.store.runTransactional(
+      this.fenced,
+      (tx) => this.def.handler(this.job.payload as never, Object.assign(ctx, { tx })),
+      (value) => (value === undefined ? null : toJson(this.job.name, 'result', value)),
+      () => (this.deps.writer.hasBuffered(this.job.id) ? this.deps.writer.flushJob(this.job.id) : undefined),
+    );
+    return applied ? { kind: 'completed', result, written: true } : { kind: 'lost' };
   }
 
   private classify(err: unknown): AttemptOutcome {
@@ -176,6 +197,7 @@ export class RunningAttempt {
     let applied: boolean;
     switch (outcome.kind) {
       case 'completed': {
+        if (outcome.written) return outcome;
         let resultJson: string | null;
         try {
           resultJson = outcome.result === undefined ? null : toJson(this.job.name, 'result', outcome.result);

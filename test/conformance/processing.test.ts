@@ -359,6 +359,35 @@ forEachDialect('processing', ({ fresh }) => {
     expect(await count(t, 'workers')).to.equal(0);
   });
 
+  it('transactional completion: the handler\'s writes commit with the completion, exactly once across retries', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { pollInterval: 60_000 } });
+    await jobs.migrate();
+    await t.query(`CREATE TABLE ${t.prefix}ledger (job_id TEXT NOT NULL, attempt INTEGER NOT NULL)`);
+    const insert = `INSERT INTO ${t.prefix}ledger (job_id, attempt) VALUES (${t.dialect === 'sqlite' ? '?, ?' : '$1, $2'})`;
+    jobs.define(
+      'charge',
+      (_p, ctx) => {
+        const fail = () => {
+          if (ctx.attempt === 1) throw new Error('card network timeout after the write');
+          return { charged: true };
+        };
+        if (t.dialect === 'sqlite') {
+          (ctx.tx as import('better-sqlite3').Database).prepare(insert).run(ctx.id, ctx.attempt);
+          return fail();
+        }
+        return (ctx.tx as import('pg').PoolClient).query(insert, [ctx.id, ctx.attempt]).then(fail);
+      },
+      { transactional: true, backoff: { type: 'fixed', baseMs: 10, jitter: 0 } },
+    );
+    await jobs.start();
+    const { id } = await jobs.enqueue('charge', {});
+    await until(async () => (await jobs.get(id))?.state === 'completed', 'the retried job');
+    const rows = await t.query<{ attempt: number }>(`SELECT attempt FROM ${t.prefix}ledger`);
+    expect(rows.map((r) => Number(r.attempt))).to.deep.equal([2]);
+    expect((await jobs.get(id))!.result).to.deep.equal({ charged: true });
+  });
+
   it('drain() runs everything due, then resolves', async () => {
     const t = await fresh();
     const jobs = t.jobs();

@@ -129,6 +129,36 @@ forEachDialect('separate processes', ({ fresh }) => {
     await Promise.all([a.exited, b.exited]);
   });
 
+  it('transactional completion: a worker stopped after its write rolls back when it resumes; exactly one row', async function () {
+    this.timeout(60_000);
+    const t = await fresh();
+    // better-sqlite3 runs a transactional handler synchronously under the write lock: a stopped
+    // process would hold that lock, so this case is for databases with row locks.
+    if (t.dialect === 'sqlite') this.skip();
+    const jobs = t.jobs({ worker: false });
+    await jobs.migrate();
+    await t.query(`CREATE TABLE ${t.prefix}ledger (job_id text NOT NULL, pid integer NOT NULL)`);
+    const timing = { HEARTBEAT: 200, STALL: 1000, POLL: 100 };
+    const a = spawnWorker(workerEnv(t, { ...timing, QUEUES: 'a' }));
+    await a.waitFor(/^ready$/);
+    const x = await jobs.enqueue('tx-work', { ms: 2000 }, { queue: 'a' });
+    await a.waitFor(new RegExp(`^wrote ${x.id} 1$`));
+    a.kill('SIGSTOP');
+    const b = spawnWorker(workerEnv(t, { ...timing, QUEUES: 'a' }));
+    await b.waitFor(/^ready$/);
+    await until(async () => (await jobs.get(x.id))?.state === 'completed', 'B to complete the job', 15_000);
+    a.kill('SIGCONT');
+    await a.waitFor(new RegExp(`^outcome-discarded ${x.id} lost$`), 10_000);
+    await sleep(2500); // A's handler wakes and tries to complete in its transaction: refused, rolled back
+    const idle = await t.query(`SELECT 1 FROM pg_stat_activity WHERE state LIKE 'idle in transaction%' AND datname = current_database()`);
+    expect(idle, 'A left no transaction open').to.have.length(0);
+    const rows = await t.query<{ pid: number }>(`SELECT pid FROM ${t.prefix}ledger`);
+    expect(rows.map((r) => r.pid)).to.deep.equal([b.pid]);
+    expect((await jobs.get(x.id))!.result).to.deep.equal({ pid: b.pid });
+    for (const w of [a, b]) w.kill('SIGTERM');
+    await Promise.all([a.exited, b.exited]);
+  });
+
   it('applies migrations once when 8 processes start at the same moment on an empty database', async function () {
     this.timeout(60_000);
     const t = await fresh();

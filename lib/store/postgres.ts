@@ -74,7 +74,7 @@ export class PostgresStore implements Store {
           SELECT id, name, queue, 'pending', payload, decode(payload_b64, 'base64'), priority, max_attempts, timeout_ms, backoff,
             COALESCE(run_at, now() + delay_ms * interval '1 millisecond'), ref_id, tag, batch_id, created_by, meta
           FROM input
-          ON CONFLICT (ref_id) DO NOTHING
+          ON CONFLICT (ref_id) WHERE ref_id IS NOT NULL DO NOTHING
           RETURNING id, queue, run_at <= now() AS due),
         wake AS (SELECT pg_notify($2, queue) FROM (SELECT DISTINCT queue FROM ins WHERE due) q)
         SELECT id::text AS id, NULL AS ref_id, (SELECT count(*) FROM wake) AS woke FROM ins

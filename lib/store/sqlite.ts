@@ -56,8 +56,10 @@ export class SqliteStore implements Store {
     } else {
       const Ctor = app.constructor as new (file: string, o?: object) => DB;
       this.own = new Ctor(app.name, { timeout: 20 });
-      if (opts.wal && String(this.own.pragma('journal_mode', { simple: true })) !== 'wal') {
-        this.own.pragma('journal_mode = WAL');
+      if (opts.wal) {
+        retryBusySync(() => {
+          if (String(this.own.pragma('journal_mode', { simple: true })) !== 'wal') this.own.pragma('journal_mode = WAL');
+        });
       }
       // Per connection: durable at checkpoints, fast commits (the WAL keeps committed data across a crash of the process).
       this.own.pragma('synchronous = NORMAL');
@@ -143,6 +145,10 @@ export class SqliteStore implements Store {
 
   /** BEGIN IMMEDIATE serialises concurrent migrators on the file; the loser sees the versions applied. */
   private migrateSync(): void {
+    retryBusySync(() => this.migrateOnce());
+  }
+
+  private migrateOnce(): void {
     const known = loadMigrations('sqlite', this.prefix);
     const db = this.own;
     db.exec(`CREATE TABLE IF NOT EXISTS ${this.t('migrations')} (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)`);
@@ -157,15 +163,7 @@ export class SqliteStore implements Store {
         db.prepare(`INSERT INTO ${this.t('migrations')} (version, name, applied_at) VALUES (?, ?, ${NOW})`).run(m.version, m.name);
       }
     });
-    for (let attempt = 0; ; attempt++) {
-      try {
-        run.immediate();
-        return;
-      } catch (err) {
-        if (!isBusy(err) || attempt > 500) throw err;
-        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10); // start-up only: a short synchronous wait
-      }
-    }
+    run.immediate();
   }
 
   async migrate(): Promise<void> {
@@ -178,7 +176,7 @@ export class SqliteStore implements Store {
     const insert = this.qa('insert', () => `INSERT INTO ${this.t('jobs')}
       (id, name, queue, state, payload, payload_bin, priority, max_attempts, timeout_ms, backoff, run_at, created_at, ref_id, tag, batch_id, created_by, meta)
       VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, COALESCE(?, ${NOW} + ?), ${NOW}, ?, ?, ?, ?, ?)
-      ON CONFLICT (ref_id) DO NOTHING`);
+      ON CONFLICT (ref_id) WHERE ref_id IS NOT NULL DO NOTHING`);
     const existing = this.qa('existing', () => `SELECT id FROM ${this.t('jobs')} WHERE ref_id = ?`);
     const one = (r: NewJobRow): EnqueueResult => {
       const info = insert.run(
@@ -213,7 +211,7 @@ export class SqliteStore implements Store {
         started_at = ${NOW}, progress = NULL, progress_message = NULL
       WHERE rowid IN (SELECT rowid FROM ${this.t('jobs')} INDEXED BY ${this.t('jobs_claim')}
         WHERE state = 'pending' AND run_at <= ${NOW} AND name IN (SELECT value FROM json_each(?)) ${queueFilter}
-        ORDER BY priority DESC, run_at, id LIMIT ?)
+        ORDER BY priority DESC, run_at, rowid LIMIT ?)
       RETURNING ${CLAIM_COLUMNS}`;
     };
     const args: unknown[] = [token, req.workerId, JSON.stringify(req.names)];
@@ -474,6 +472,22 @@ export class SqliteStore implements Store {
   async close(): Promise<void> {
     this.closed = true;
     if (!this.singleHandle && this.own.open) this.own.close();
+  }
+}
+
+/**
+ * Start-up only (createJobs is synchronous on SQLite): retry SQLITE_BUSY with short synchronous
+ * waits, for up to 30 s, while other processes open or migrate the same file.
+ */
+function retryBusySync<T>(fn: () => T): T {
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return fn();
+    } catch (err) {
+      if (!isBusy(err) || attempt > 3000) throw err;
+      Atomics.wait(pause, 0, 0, 5 + Math.random() * 10);
+    }
   }
 }
 

@@ -32,8 +32,8 @@ CREATE TABLE {{prefix}}jobs (
 
 -- Claim order: priority DESC, run_at, id.
 CREATE INDEX {{prefix}}jobs_claim ON {{prefix}}jobs (priority DESC, run_at, id) WHERE state = 'pending';
--- refId is unique among live jobs (NULLs are distinct).
-CREATE UNIQUE INDEX {{prefix}}jobs_ref ON {{prefix}}jobs (ref_id);
+-- refId is unique among live jobs; jobs without one cost no entry here.
+CREATE UNIQUE INDEX {{prefix}}jobs_ref ON {{prefix}}jobs (ref_id) WHERE ref_id IS NOT NULL;
 CREATE INDEX {{prefix}}jobs_worker ON {{prefix}}jobs (worker_id) WHERE state = 'running';
 
 CREATE TABLE {{prefix}}history (

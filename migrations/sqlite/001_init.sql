@@ -32,10 +32,10 @@ CREATE TABLE {{prefix}}jobs (
   token TEXT
 );
 
--- Claim order: priority DESC, run_at, id.
-CREATE INDEX {{prefix}}jobs_claim ON {{prefix}}jobs (priority DESC, run_at, id) WHERE state = 'pending';
--- refId is unique among live jobs (NULLs are distinct).
-CREATE UNIQUE INDEX {{prefix}}jobs_ref ON {{prefix}}jobs (ref_id);
+-- Claim order: priority DESC, run_at, then rowid (insertion order; every SQLite index ends with it).
+CREATE INDEX {{prefix}}jobs_claim ON {{prefix}}jobs (priority DESC, run_at) WHERE state = 'pending';
+-- refId is unique among live jobs; jobs without one cost no entry here.
+CREATE UNIQUE INDEX {{prefix}}jobs_ref ON {{prefix}}jobs (ref_id) WHERE ref_id IS NOT NULL;
 CREATE INDEX {{prefix}}jobs_worker ON {{prefix}}jobs (worker_id) WHERE state = 'running';
 
 CREATE TABLE {{prefix}}history (

@@ -107,6 +107,7 @@ const postgres: DialectFactory = {
   async create(prefix = uniquePrefix()) {
     const open = (): TestDb => {
       const pool = new pg.Pool({ connectionString: PG_URL, max: 10 });
+      pool.on('error', () => undefined); // idle connections dropped by a server restart are replaced on next use
       return {
         dialect: 'postgres',
         db: pool,

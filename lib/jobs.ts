@@ -403,7 +403,7 @@ function buildWorkerOptions(w: Partial<WorkerOptions>, retentionDays: number | u
     stallTimeout,
     shutdownTimeout: w.shutdownTimeout === undefined ? 10_000 : positiveInt('worker.shutdownTimeout', w.shutdownTimeout, 10_000),
     logFlushInterval: positiveInt('worker.logFlushInterval', w.logFlushInterval, 200),
-    prefetch: w.prefetch === 0 ? 0 : positiveInt('worker.prefetch', w.prefetch, 100),
+    prefetch: w.prefetch === 0 ? 0 : positiveInt('worker.prefetch', w.prefetch, 500),
     retentionMs: retentionDays === undefined ? null : Math.round(retentionDays * 86_400_000),
   };
 }

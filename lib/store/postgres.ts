@@ -44,6 +44,12 @@ export class PostgresStore implements Store {
   readonly capabilities: StoreCapabilities = { notify: true, syncEnqueue: false };
   readonly prefix: string;
   private readonly own: Pool;
+  /**
+   * One connection for claims, planned to walk the claim index in order. A queue table's
+   * statistics are always stale (it fills and drains between ANALYZE runs); with too few rows
+   * estimated, the planner would read every pending row into a bitmap and sort it on each claim.
+   */
+  private readonly claimer: Pool;
   private readonly jobsChannel: string;
   private readonly cancelChannel: string;
   private readonly sql: ReturnType<PostgresStore['buildSql']>;
@@ -56,6 +62,9 @@ export class PostgresStore implements Store {
     const base = (app as unknown as { options: PoolConfig }).options;
     this.own = new Ctor({ ...base, max: opts.workerPoolSize, idleTimeoutMillis: 30_000, allowExitOnIdle: true });
     this.own.on('error', () => undefined); // an idle private connection dropped by the server is replaced on next use
+    const planner = '-c enable_bitmapscan=off -c enable_seqscan=off -c enable_sort=off';
+    this.claimer = new Ctor({ ...base, max: 1, idleTimeoutMillis: 30_000, allowExitOnIdle: true, options: [base.options, planner].filter(Boolean).join(' ') });
+    this.claimer.on('error', () => undefined);
     this.sql = this.buildSql();
   }
 
@@ -192,7 +201,7 @@ export class PostgresStore implements Store {
 
   async claim(req: ClaimRequest): Promise<ClaimedJob[]> {
     const args = [req.names, req.limit, crypto.randomUUID(), req.workerId, req.queues ?? null, req.excludeQueues ?? null];
-    const res = await this.own.query(this.sql.claim, args);
+    const res = await this.claimer.query(this.sql.claim, args);
     return res.rows.map((r) => toClaimedJob(r, nativeCodec)).sort(claimOrder);
   }
 
@@ -489,7 +498,7 @@ export class PostgresStore implements Store {
   }
 
   async close(): Promise<void> {
-    await this.own.end();
+    await Promise.all([this.own.end(), this.claimer.end()]);
   }
 }
 

@@ -27,9 +27,9 @@ export interface WorkerOptions {
   /** How long stop() waits for running jobs before aborting them, ms. Default 10000. */
   shutdownTimeout: number;
   /**
-   * Jobs claimed ahead of free slots while jobs are short (< 50 ms on average over the last
-   * ones), so that one claim serves many runs. Long jobs are never claimed ahead, so they spread
-   * over all workers. 0 turns it off. Default 100.
+   * Most jobs claimed ahead of free slots while jobs are short (< 50 ms on average over the last
+   * ones; about 100 ms of work at their rate), so that one claim serves many runs. Long jobs are
+   * never claimed ahead, so they spread over all workers. 0 turns it off. Default 500.
    */
   prefetch: number;
   /** Log/progress flush period, ms. Default 200. */
@@ -233,10 +233,14 @@ export class Worker {
     return { jobs, requested };
   }
 
-  /** How many jobs may be claimed ahead: only while recent jobs were short, and not under per-queue limits. */
+  /**
+   * How many jobs may be claimed ahead: about 100 ms of work at the rate recent jobs ran, up to
+   * the `prefetch` cap; none while jobs are long (> 50 ms on average) or under per-queue limits.
+   */
   private prefetchRoom(): number {
     if (this.opts.queueConcurrency || this.finishedRuns < 20 || this.avgRunMs > 50) return 0;
-    return this.opts.prefetch;
+    const perSecond = (this.opts.concurrency * 1000) / Math.max(this.avgRunMs, 0.01);
+    return Math.min(this.opts.prefetch, Math.floor(perSecond / 10));
   }
 
   private startFromBacklog(): void {

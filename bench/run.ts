@@ -6,10 +6,12 @@
  *   npm run bench -- --rounds 1 --jobs 5000         quick run
  *   flags: --latency-jobs 200 --memory-jobs 200000 --warmup-jobs 2000 --systems a,b --no-memory
  *          --no-profile (skip CPU profiles of missed targets) --profile-all (profile every sqljobs measurement)
- *          --quiet-wait 300 (seconds to wait for other processes to go quiet before each measurement)
+ *          --quiet-wait 90 (seconds to wait for other processes to go quiet before each measurement)
  *
  * Writes bench/results/latest.md (and latest.json, profiles/); prints the same Markdown.
  */
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -17,7 +19,7 @@ import { createRequire } from 'node:module';
 import { parseArgs } from 'node:util';
 import Database from 'better-sqlite3';
 import { PG_URL, REPO_DIR, RESULTS_DIR, SQLITE_DIR } from './lib/config.ts';
-import { runChild, type ChildResult } from './lib/child.ts';
+import { runChild, runScript, type ChildResult } from './lib/child.ts';
 import { waitQuiet } from './lib/machine.ts';
 import { newClient, sweepLeftovers } from './lib/pg.ts';
 import { profileMarkdown, summarizeProfile } from './lib/profile.ts';
@@ -40,7 +42,7 @@ const { values: flags } = parseArgs({
     'no-profile': { type: 'boolean', default: false },
     'profile-all': { type: 'boolean', default: false },
     /** Before each measurement, wait up to this many seconds for other processes to go quiet. */
-    'quiet-wait': { type: 'string', default: '300' },
+    'quiet-wait': { type: 'string', default: '90' },
   },
 });
 
@@ -91,7 +93,39 @@ function pkgVersion(name: string): string {
   }
 }
 
-async function environment(): Promise<string> {
+/**
+ * Copy lib/ and migrations/ aside and point the children at the copy: lib/ may be edited while the
+ * benchmark runs, and one run must measure one version of the code. Returns a description.
+ */
+function snapshotLib(): { dir: string; describe: string } {
+  // Inside the repo so the copy resolves node_modules; in .tmp/ so git and tsc (which checks bench/) ignore it.
+  const dir = path.join(REPO_DIR, '.tmp', 'bench-sqljobs-snapshot');
+  fs.rmSync(dir, { recursive: true, force: true });
+  const hash = createHash('sha256');
+  for (const sub of ['lib', 'migrations']) {
+    fs.cpSync(path.join(REPO_DIR, sub), path.join(dir, sub), { recursive: true });
+    const files = (fs.readdirSync(path.join(dir, sub), { recursive: true }) as string[]).sort();
+    for (const f of files) {
+      const full = path.join(dir, sub, f);
+      if (fs.statSync(full).isFile()) hash.update(`${sub}/${f}\0`).update(fs.readFileSync(full));
+    }
+  }
+  process.env.BENCH_SQLJOBS_LIB = path.join(dir, 'lib', 'index.ts');
+  const git = (...a: string[]) => {
+    try {
+      return execFileSync('git', a, { cwd: REPO_DIR, encoding: 'utf8' }).trim();
+    } catch {
+      return '?';
+    }
+  };
+  const dirty = git('status', '--porcelain', '--', 'lib', 'migrations');
+  return {
+    dir,
+    describe: `sqljobs code: git ${git('rev-parse', '--short', 'HEAD')}${dirty ? ` + uncommitted changes in ${dirty.split('\n').length} file(s) of lib/ or migrations/` : ''}; snapshot sha256 ${hash.digest('hex').slice(0, 12)} (lib/ and migrations/ copied when the run started)`,
+  };
+}
+
+async function environment(codeLine: string): Promise<string> {
   const c = await newClient();
   const pgVersion = (await c.query('SHOW server_version')).rows[0].server_version as string;
   const settings = await c.query(`SELECT name, setting FROM pg_settings WHERE name IN
@@ -103,6 +137,7 @@ async function environment(): Promise<string> {
   const own = JSON.parse(fs.readFileSync(path.join(REPO_DIR, 'package.json'), 'utf8')) as { version: string };
   return [
     `- date: ${new Date().toISOString()}; machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB; load average at start ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`,
+    `- ${codeLine}`,
     `- Node ${process.version}; sqljobs ${own.version} (this tree); better-sqlite3 ${pkgVersion('better-sqlite3')} (SQLite ${sqliteVersion}); pg ${pkgVersion('pg')}`,
     `- peers: graphile-worker ${pkgVersion('graphile-worker')}, pg-boss ${pkgVersion('pg-boss')}, plainjob ${pkgVersion('plainjob')}`,
     `- PostgreSQL ${pgVersion} at ${PG_URL.replace(/\/\/[^@]*@/, '//')} (TCP), sharing the cores with Node; server settings: ${settings.rows.map((r) => `${r.name}=${r.setting}`).join(', ')}`,
@@ -115,7 +150,8 @@ async function main(): Promise<void> {
   fs.mkdirSync(RESULTS_DIR, { recursive: true });
   const swept = await sweepLeftovers();
   if (swept) log(`dropped ${swept} leftover bx_* tables/schemas from an interrupted run`);
-  const env = await environment();
+  const snapshot = snapshotLib();
+  const env = await environment(snapshot.describe);
   log(env);
 
   // Warm-up: PostgreSQL's first run on a cold server is much slower; the numbers are thrown away.
@@ -208,6 +244,21 @@ async function main(): Promise<void> {
     md.push(profileMarkdown(`${system} ${m} (profiled run: ${describe(r)}; ${path.relative(REPO_DIR, file)})`, summary));
   }
 
+  // Round trips behind a missed processing target: store calls, rows per call, time per call.
+  const diagnose = new Set<string>();
+  for (const t of targets) if (!passes(t) && t.profile?.measure === 'process') diagnose.add(t.profile.system === 'sqljobs-pg' ? 'postgres' : 'sqlite');
+  if (diagnose.size && !flags['no-profile']) {
+    md.push('## sqljobs database round trips while processing (bench/diagnose.ts)', '');
+    for (const backend of diagnose) {
+      log(`diagnosing sqljobs ${backend} round trips`);
+      const extra = backend === 'postgres' ? [['--explain'], ['--analyze', '--explain']] : [[]];
+      for (const e of extra) {
+        await waitQuiet(os.cpus().length, BUSY_THRESHOLD, Number(flags['quiet-wait']) * 1000, log);
+        md.push('```', await runScript('bench/diagnose.ts', ['--backend', backend, '--jobs', String(jobs), ...e]), '```', '');
+      }
+    }
+  }
+
   const text = md.join('\n');
   fs.writeFileSync(path.join(RESULTS_DIR, 'latest.md'), text);
   fs.writeFileSync(path.join(RESULTS_DIR, 'latest.json'), JSON.stringify({ flags, runs, memory }, null, 1));
@@ -216,6 +267,7 @@ async function main(): Promise<void> {
   const swept2 = await sweepLeftovers();
   if (swept2) log(`dropped ${swept2} bx_* tables/schemas left behind by failed measurements`);
   fs.rmSync(SQLITE_DIR, { recursive: true, force: true });
+  fs.rmSync(snapshot.dir, { recursive: true, force: true });
 }
 
 await main();

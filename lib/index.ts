@@ -5,6 +5,7 @@ export type { JobsMiddlewareOptions } from './http/express.ts';
 export { koaJobs } from './http/koa.ts';
 export type { KoaJobsOptions, KoaLikeContext } from './http/koa.ts';
 export { RequestJobs } from './http/unit-of-work.ts';
+export type { RequestJobMap } from './http/unit-of-work.ts';
 export type {
   DefineOptions, EnqueueManyItem, Handler, JobMap, JobName, JobsEvents, JobsOptions, PayloadOf, SupportedDb,
 } from './jobs.ts';

@@ -19,8 +19,8 @@ import { PostgresStore } from './store/postgres.ts';
 import { validatePrefix, type OpenTransaction, type Store } from './store/store.ts';
 import { uuidv7 } from './uuid.ts';
 
-/** A map from job name to payload type, e.g. `{ sendReceipt: { orderId: number } }`. */
-export type JobMap = Record<string, unknown>;
+/** A map from job name to payload type, e.g. `{ sendReceipt: { orderId: number } }` (a type or an interface). */
+export type JobMap = object;
 /** Job names a Jobs instance accepts: the map's keys, or any string when no map was given. */
 export type JobName<M extends JobMap> = [keyof M] extends [never] ? string : Extract<keyof M, string>;
 /** The payload type of job K. */

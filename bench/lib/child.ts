@@ -48,3 +48,18 @@ export function runChild(args: string[], nodeFlags: string[] = [], timeoutMs = 2
     });
   });
 }
+
+/** Run another bench script and return what it printed (used for the round-trip diagnosis). */
+export function runScript(script: string, args: string[], timeoutMs = 10 * 60_000): Promise<string> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], { cwd: REPO_DIR, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (out += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('close', () => {
+      clearTimeout(timer);
+      resolve(out.trim());
+    });
+  });
+}

@@ -11,6 +11,12 @@ export const NAME_PREFIX = 'bx_';
 export const BENCH_DIR = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
 export const REPO_DIR = path.dirname(BENCH_DIR);
 export const RESULTS_DIR = path.join(BENCH_DIR, 'results');
+/**
+ * The sqljobs entry the children load. The orchestrator points this at a snapshot of lib/ and
+ * migrations/ taken when the run starts, so every measurement of one run runs the same code even
+ * while lib/ is being edited.
+ */
+export const SQLJOBS_ENTRY = process.env.BENCH_SQLJOBS_LIB ?? path.join(REPO_DIR, 'lib', 'index.ts');
 /** SQLite files live here (same disk as the repo on this machine), one file per measurement. */
 export const SQLITE_DIR = path.join(os.tmpdir(), 'sqljobs-bench');
 

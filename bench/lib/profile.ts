@@ -31,9 +31,15 @@ export interface ProfileSummary {
   inclusiveTop: { fn: string; ms: number; pct: number }[];
 }
 
+/** Repo-relative path; the run's snapshot of lib/ (see run.ts) reads as lib/. */
+function relPath(url: string): string {
+  if (!url.startsWith('file://')) return url;
+  return path.relative(REPO_DIR, new URL(url).pathname).replace(/^\.tmp\/bench-sqljobs-snapshot\//, '');
+}
+
 function area(url: string, fn: string): string {
   if (!url) return fn.startsWith('(') ? fn : '(native / V8 builtins)';
-  const rel = url.startsWith('file://') ? path.relative(REPO_DIR, new URL(url).pathname) : url;
+  const rel = relPath(url);
   if (rel.startsWith('lib/')) return `sqljobs ${rel}`;
   if (rel.startsWith('bench/')) return 'bench harness';
   const m = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(rel);
@@ -43,7 +49,7 @@ function area(url: string, fn: string): string {
 }
 
 function label(cf: CallFrame): string {
-  const url = cf.url.startsWith('file://') ? path.relative(REPO_DIR, new URL(cf.url).pathname) : cf.url;
+  const url = relPath(cf.url);
   // tsx compiles .ts files on the fly, so their line numbers are of the generated code: omit them.
   const where = !url ? '' : url.endsWith('.ts') ? url : `${url}:${cf.lineNumber + 1}`;
   return `${cf.functionName || '(anonymous)'} ${where}`.trim();

@@ -3,15 +3,19 @@
  * A fresh tablePrefix per measurement. Done = the hot table `<prefix>jobs` is empty and
  * `<prefix>history` holds every job.
  */
+import { pathToFileURL } from 'node:url';
 import type Database from 'better-sqlite3';
 import type pg from 'pg';
-import { createJobs, type Jobs } from '../../lib/index.ts';
-import type { SystemOptions } from '../lib/config.ts';
+import type { Jobs } from '../../lib/index.ts';
+import { SQLJOBS_ENTRY, type SystemOptions } from '../lib/config.ts';
 import { dropByPrefix, describePg, newClient, newPool } from '../lib/pg.ts';
 import { describeSqlite, openAppDb, openChecker, removeSqliteFile, sqliteFile } from '../lib/sqlite.ts';
 import type { BenchSystem, Payload, Progress } from './types.ts';
 
 type NoopJobs = Jobs<{ noop: Payload }>;
+
+/** lib/index.ts, or the run's snapshot of it (see SQLJOBS_ENTRY). */
+const { createJobs } = (await import(pathToFileURL(SQLJOBS_ENTRY).href)) as typeof import('../../lib/index.ts');
 
 abstract class SqljobsBase {
   protected jobs!: NoopJobs;

@@ -10,7 +10,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Jobs, JobMap, SupportedDb } from '../jobs.ts';
-import { RequestJobs, resolveJobs } from './unit-of-work.ts';
+import { RequestJobs, resolveJobs, type RequestJobMap } from './unit-of-work.ts';
 
 export interface JobsMiddlewareOptions<Req = IncomingMessage, Res = ServerResponse> {
   /** Commit when this returns true at the commit point. Default: status < 400. */
@@ -25,8 +25,8 @@ declare global {
   // eslint-disable-next-line @typescript-eslint/no-namespace
   namespace Express {
     interface Request {
-      /** sqljobs: enqueue within this request's unit of work. */
-      jobs: RequestJobs;
+      /** sqljobs: enqueue within this request's unit of work (typed by the augmentable RequestJobMap). */
+      jobs: RequestJobs<RequestJobMap>;
     }
   }
 }
@@ -37,14 +37,14 @@ const GATED: Gated[] = ['writeHead', 'write', 'end', 'flushHeaders'];
 export function jobsMiddleware<M extends JobMap = {}>(jobsOrDb: Jobs<M> | SupportedDb, options: JobsMiddlewareOptions = {}) {
   const jobs = resolveJobs(jobsOrDb as unknown as Jobs) as unknown as Jobs<M>;
   const commitWhen = options.commitWhen ?? ((_req: IncomingMessage, res: ServerResponse) => res.statusCode < 400);
-  return function sqljobs(req: IncomingMessage & { jobs?: RequestJobs<M> }, res: ServerResponse, next: (err?: unknown) => void): void {
+  return function sqljobs(req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void): void {
     const uow: RequestJobs<M> = new RequestJobs(
       jobs,
       { transaction: options.transaction && (() => options.transaction!(req)) },
       () => installGate(req, res, uow, () => commitWhen(req, res), options.onCommitError),
       () => res.headersSent || res.writableEnded,
     );
-    req.jobs = uow;
+    (req as IncomingMessage & { jobs: unknown }).jobs = uow;
     next();
   };
 }

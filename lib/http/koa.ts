@@ -6,7 +6,7 @@
  * commit throws, and Koa answers 500 instead of the handler's body.
  */
 import type { Jobs, JobMap, SupportedDb } from '../jobs.ts';
-import { RequestJobs, resolveJobs } from './unit-of-work.ts';
+import { RequestJobs, resolveJobs, type RequestJobMap } from './unit-of-work.ts';
 
 /** The parts of a Koa context this middleware uses (Koa 2 and 3). */
 export interface KoaLikeContext {
@@ -14,7 +14,7 @@ export interface KoaLikeContext {
   state: Record<string, unknown>;
   req: import('node:http').IncomingMessage;
   res: import('node:http').ServerResponse;
-  jobs?: RequestJobs<JobMap>;
+  jobs?: RequestJobs<RequestJobMap>;
 }
 
 export interface KoaJobsOptions<Ctx extends KoaLikeContext = KoaLikeContext> {
@@ -39,7 +39,7 @@ export function koaJobs<M extends JobMap = {}, Ctx extends KoaLikeContext = KoaL
       }
     };
     const uow = new RequestJobs<M>(jobs, { transaction: options.transaction && (() => options.transaction!(ctx)) }, () => ctx.req.once('close', onClose));
-    ctx.jobs = uow as unknown as RequestJobs<JobMap>;
+    ctx.jobs = uow as unknown as RequestJobs<RequestJobMap>;
     ctx.state.jobs = uow;
     try {
       await next();

@@ -34,6 +34,15 @@ export function resolveJobs(jobsOrDb: Jobs | SupportedDb): Jobs {
   return jobs;
 }
 
+/**
+ * The job map `req.jobs` / `ctx.jobs` is typed with. Empty (any name, any payload) unless the app
+ * augments it:
+ *
+ *   declare module 'sqljobs' { interface RequestJobMap { 'send-receipt': { orderId: number } } }
+ */
+// eslint-disable-next-line @typescript-eslint/no-empty-interface
+export interface RequestJobMap {}
+
 export class RequestJobs<M extends JobMap = {}> {
   private state: State = 'idle';
   private tx: OpenTransaction | null = null;

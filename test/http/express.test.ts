@@ -5,7 +5,11 @@ import http from 'node:http';
 import type pg from 'pg';
 import type Database from 'better-sqlite3';
 import { jobsMiddleware, type Jobs } from '../../lib/index.ts';
+import { createRequire } from 'node:module';
 import { forEachDialect, sleep, until, type TestDb } from '../helpers/dialects.ts';
+
+/** Express 4, installed beside 5 as the npm alias express4: the same gate must hold on both. */
+const express4 = createRequire(import.meta.url)('express4') as typeof express;
 
 /** The app's own table, written in the request's transaction (PostgreSQL) or not at all (SQLite buffers jobs only). */
 async function setup(t: TestDb, jobs: Jobs) {
@@ -16,9 +20,9 @@ async function setup(t: TestDb, jobs: Jobs) {
   }
 }
 
-function shop(t: TestDb, jobs: Jobs) {
-  const app = express();
-  app.use(express.json());
+function shop(t: TestDb, jobs: Jobs, framework: typeof express = express) {
+  const app = framework();
+  app.use(framework.json());
   app.use(jobsMiddleware(jobs));
   const order = async (req: express.Request, item: string, code?: string) => {
     if (t.dialect === 'postgres') {
@@ -113,6 +117,56 @@ forEachDialect('Express middleware', ({ fresh }) => {
     const streamed = await request(app).post('/stream').send({ item: 'hat' }).expect(200);
     expect(streamed.text).to.equal('part 1;part 2;end');
     expect(await visible(t, jobs, 'hat')).to.deep.equal({ job: true, row: true });
+    await poolSettled(t);
+  });
+
+  it('behaves the same on Express 4', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: false });
+    await setup(t, jobs);
+    const app = shop(t, jobs, express4);
+    await request(app).post('/ok').send({ item: 'book4' }).expect(201);
+    // (Express 4 does not catch a rejected async handler: the app must call next(err) itself.)
+    await request(app).post('/next-err').send({ item: 'ink4' }).expect(500);
+    await request(app).post('/4xx').send({ item: 'cup4' }).expect(422);
+    await request(app).post('/redirect').send({ item: 'mug4' }).expect(302);
+    expect((await request(app).post('/stream').send({ item: 'hat4' }).expect(200)).text).to.equal('part 1;part 2;end');
+    for (const item of ['book4', 'mug4', 'hat4']) expect(await visible(t, jobs, item), item).to.deep.equal({ job: true, row: true });
+    for (const item of ['ink4', 'cup4']) expect(await visible(t, jobs, item), item).to.deep.equal({ job: false, row: false });
+    await poolSettled(t);
+  });
+
+  it('a handler that outlives a timeout response is rolled back and cannot use the connection afterwards', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: false });
+    await setup(t, jobs);
+    const app = express();
+    app.use(jobsMiddleware(jobs));
+    app.use((_req, res, next) => {
+      // A request timeout middleware: answers 503 while the handler still runs.
+      const timer = setTimeout(() => res.status(503).json({ error: 'timeout' }), 100);
+      res.on('finish', () => clearTimeout(timer));
+      next();
+    });
+    let afterwards = '';
+    app.post('/hang', async (req, res) => {
+      await req.jobs.enqueue('receipt', {}, { tag: 'hung' });
+      const db = t.dialect === 'postgres' ? await req.jobs.transaction<pg.PoolClient>() : null;
+      await sleep(300);
+      try {
+        if (db) await db.query('SELECT 1');
+        await req.jobs.enqueue('receipt', {}, { tag: 'hung-late' });
+        afterwards = 'used';
+      } catch (err) {
+        afterwards = (err as Error).message;
+      }
+      if (!res.headersSent) res.json({ ok: true });
+    });
+    await request(app).post('/hang').expect(503);
+    await until(() => afterwards, 'the handler to finish');
+    expect(afterwards).to.match(/unit of work is already rolled back/);
+    expect((await jobs.list({ tag: 'hung' })).items).to.have.length(0);
+    expect((await jobs.list({ tag: 'hung-late' })).items).to.have.length(0);
     await poolSettled(t);
   });
 

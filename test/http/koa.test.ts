@@ -5,7 +5,11 @@ import http from 'node:http';
 import type pg from 'pg';
 import type Database from 'better-sqlite3';
 import { koaJobs, type Jobs, type RequestJobs } from '../../lib/index.ts';
+import { createRequire } from 'node:module';
 import { forEachDialect, sleep, until, type TestDb } from '../helpers/dialects.ts';
+
+/** Koa 2, installed beside 3 as the npm alias koa2. */
+const Koa2 = createRequire(import.meta.url)('koa2') as typeof Koa;
 
 type Ctx = Koa.ParameterizedContext & { jobs: RequestJobs };
 
@@ -19,8 +23,8 @@ async function setup(t: TestDb, jobs: Jobs) {
   }
 }
 
-function shop(t: TestDb, jobs: Jobs) {
-  const app = new Koa();
+function shop(t: TestDb, jobs: Jobs, Framework: typeof Koa = Koa) {
+  const app = new Framework();
   app.silent = true;
   app.use(koaJobs(jobs));
   app.use(async (ctx: Ctx) => {
@@ -87,6 +91,19 @@ forEachDialect('Koa middleware', ({ fresh }) => {
     expect(failed.status).to.equal(500);
     expect(await visible(t, jobs, 'zip')).to.deep.equal({ job: false, row: false });
     await request(server).get('/plain').expect(200, 'plain');
+    await poolSettled(t);
+  });
+
+  it('behaves the same on Koa 2', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: false });
+    await setup(t, jobs);
+    const server = http.createServer(shop(t, jobs, Koa2).callback());
+    await request(server).post('/ok/book2').expect(201);
+    await request(server).post('/throw/pen2').expect(500);
+    await request(server).post('/4xx/cup2').expect(422);
+    expect(await visible(t, jobs, 'book2')).to.deep.equal({ job: true, row: true });
+    for (const item of ['pen2', 'cup2']) expect(await visible(t, jobs, item)).to.deep.equal({ job: false, row: false });
     await poolSettled(t);
   });
 

@@ -11,9 +11,10 @@ import Database from 'better-sqlite3';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { fileURLToPath } from 'node:url';
 import { setupJobs } from './jobs.ts';
+import { CATALOG, InvalidField, SimulatedCrash, emptyForm, formOf, portFromEnv, serveShop, validate, type ValidOrder } from '../shared/shop.ts';
 import {
   adminPlaceholderPage, errorPage, homePage, html, orderPage,
-  type CatalogItem, type JobDetail, type Notice, type Order, type OrderForm,
+  type JobDetail, type Notice, type Order, type OrderForm,
 } from './views.ts';
 
 // ------------------------------------------------------------------ database and jobs
@@ -35,13 +36,6 @@ db.exec(`CREATE TABLE IF NOT EXISTS orders (
 
 const jobs = setupJobs(db);
 
-const CATALOG: CatalogItem[] = [
-  { sku: 'beans', name: 'Espresso beans, 1 kg', priceCents: 2400 },
-  { sku: 'pourover', name: 'Ceramic pour-over dripper', priceCents: 3200 },
-  { sku: 'kettle', name: 'Gooseneck kettle', priceCents: 5900 },
-  { sku: 'filters', name: 'Paper filters, 100 pack', priceCents: 650 },
-];
-
 interface OrderRow { id: number; email: string; item: string; quantity: number; total_cents: number; flaky: number; created_at: number }
 const toOrder = (r: OrderRow): Order => ({
   id: r.id, email: r.email, item: r.item, quantity: r.quantity, totalCents: r.total_cents, flakyExport: r.flaky === 1, createdAt: new Date(r.created_at),
@@ -51,40 +45,6 @@ const selectOrder = db.prepare('SELECT * FROM orders WHERE id = ?');
 const recentOrders = db.prepare('SELECT * FROM orders ORDER BY id DESC LIMIT 20');
 
 // ------------------------------------------------------------------ placing an order
-
-interface ValidOrder { email: string; item: CatalogItem; quantity: number; flaky: boolean }
-
-class InvalidField extends Error {
-  constructor(readonly field: string, message: string) {
-    super(`${field}: ${message}`);
-  }
-}
-
-/** Thrown inside the transaction by POST /orders-failing; carries what was written before the rollback. */
-class SimulatedCrash extends Error {
-  constructor(readonly orderId: number, readonly jobIds: string[]) {
-    super('simulated crash after enqueueSync, inside the transaction');
-  }
-}
-
-function formOf(body: unknown): OrderForm {
-  const b = (body ?? {}) as Record<string, unknown>;
-  const text = (v: unknown) => (typeof v === 'string' ? v : '');
-  return { email: text(b.email).trim(), sku: text(b.item), quantity: text(b.quantity).trim(), flaky: b.flaky === 'on' };
-}
-
-function validate(form: OrderForm): ValidOrder {
-  if (form.email.length > 254 || !/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(form.email)) {
-    throw new InvalidField('email', 'enter a valid email address, like ada@example.com');
-  }
-  const item = CATALOG.find((c) => c.sku === form.sku);
-  if (!item) throw new InvalidField('item', `choose one of: ${CATALOG.map((c) => c.name).join(', ')}`);
-  const quantity = Number(form.quantity);
-  if (!/^\d+$/.test(form.quantity) || quantity < 1 || quantity > 99) {
-    throw new InvalidField('quantity', 'must be a whole number from 1 to 99');
-  }
-  return { email: form.email, item, quantity, flaky: form.flaky };
-}
 
 /** The heart of the demo: the order row and its jobs are written in one transaction. */
 function placeOrder(o: ValidOrder, opts: { crashAfterEnqueue?: boolean } = {}): number {
@@ -114,7 +74,6 @@ app.use((_req, res, next) => {
   next();
 });
 
-const emptyForm: OrderForm = { email: '', sku: CATALOG[0].sku, quantity: '1', flaky: false };
 
 async function renderHome(res: Response, opts: { status?: number; form?: OrderForm; notice?: Notice; invalidField?: string } = {}) {
   const orders = (recentOrders.all() as OrderRow[]).map(toOrder);
@@ -215,37 +174,10 @@ app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
 // ------------------------------------------------------------------ start and stop
 
 await jobs.start();
-
-const port = Number(process.env.PORT || 3000);
-if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`PORT must be a port number; got ${JSON.stringify(process.env.PORT)}`);
-const server = app.listen(port, () => {
-  const address = server.address();
-  const actual = typeof address === 'object' && address ? address.port : port;
-  console.log(`sqljobs demo shop (database: ${dbPath})`);
-  console.log(`  Shop:        http://localhost:${actual}/`);
-  console.log(`  Jobs admin:  http://localhost:${actual}/admin/jobs   (placeholder for the admin UI)`);
+serveShop({
+  listen: (port, ready) => app.listen(port, ready),
+  port: portFromEnv(3000),
+  title: `sqljobs demo shop (database: ${dbPath})`,
+  jobs,
+  closeDatabase: () => void db.close(),
 });
-server.on('error', (err) => {
-  console.error(`Cannot listen on port ${port}:`, err.message);
-  process.exit(1);
-});
-
-let stopping = false;
-async function shutdown(signal: string) {
-  if (stopping) {
-    console.log('Second signal: exiting now.');
-    process.exit(1);
-  }
-  stopping = true;
-  console.log(`${signal}: stopping the worker (running jobs get up to 5 s to finish)...`);
-  await jobs.stop({ timeout: 5000 });
-  await new Promise<void>((resolve) => {
-    server.close(() => resolve());
-    server.closeIdleConnections();
-  });
-  await jobs.close(); // releases the library's own SQLite handle (the worker is already stopped)
-  db.close();
-  console.log('Bye.');
-}
-process.on('SIGINT', () => void shutdown('SIGINT'));
-process.on('SIGTERM', () => void shutdown('SIGTERM'));

@@ -1,92 +1,11 @@
-/**
- * The shop's background jobs. Each handler reports progress and log lines, and stops promptly
- * when ctx.signal fires (timeout, cancel, shutdown): every wait below is given that signal.
- */
+/** The demo's jobs: the shop jobs every example shares, on the demo's SQLite database. */
 import type Database from 'better-sqlite3';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { createJobs, type JobContext } from '../../lib/index.ts';
+import { setupShopJobs } from '../shared/shop-jobs.ts';
 
-export interface OrderPayload {
-  orderId: number;
-  email: string;
-  item: string;
-  quantity: number;
-  totalCents: number;
-}
-
-/** Job name -> payload type, so enqueue and the handlers are type-checked against each other. */
-export type ShopJobs = {
-  'send-receipt': OrderPayload;
-  'generate-invoice': OrderPayload;
-  'flaky-export': { orderId: number };
-};
-
-/** Report a step (progress bar + log line), then do its "work": an abortable wait. */
-async function step(ctx: JobContext, percent: number, message: string, ms: number): Promise<void> {
-  ctx.progress(percent, message);
-  ctx.log(message);
-  await sleep(ms, undefined, { signal: ctx.signal });
-}
-
-const money = (cents: number) => `$${(cents / 100).toFixed(2)}`;
+export type { OrderPayload, ShopJobs } from '../shared/shop-jobs.ts';
 
 export function setupJobs(db: Database.Database) {
-  const jobs = createJobs<ShopJobs>({ db });
-
-  jobs.define(
-    'send-receipt',
-    async (order, ctx) => {
-      await step(ctx, 10, `Rendering receipt for order #${order.orderId}`, 700);
-      await step(ctx, 40, 'Connecting to smtp.shop.example', 900);
-      await step(ctx, 75, `Sending receipt to ${order.email}`, 1200);
-      ctx.progress(100, 'Receipt delivered');
-      ctx.log('250 OK: message queued');
-      return { messageId: `<receipt-${order.orderId}@shop.example>` };
-    },
-    { maxAttempts: 3, timeout: 30_000 },
-  );
-
-  jobs.define(
-    'generate-invoice',
-    async (order, ctx) => {
-      const invoice = `INV-${String(order.orderId).padStart(5, '0')}`;
-      await step(ctx, 5, `Loading order #${order.orderId}`, 500);
-      await step(ctx, 25, `Totals: ${order.quantity} × ${order.item} = ${money(order.totalCents)}`, 900);
-      await step(ctx, 50, 'Rendering PDF page 1 of 2', 1100);
-      await step(ctx, 75, 'Rendering PDF page 2 of 2', 1100);
-      await step(ctx, 90, `Uploading invoices/${invoice}.pdf`, 800);
-      ctx.progress(100, `Invoice ${invoice} ready`);
-      ctx.log(`Stored invoices/${invoice}.pdf`);
-      return { invoice, totalCents: order.totalCents };
-    },
-    { maxAttempts: 3, timeout: 30_000 },
-  );
-
-  // Fails on attempts 1 and 2 and succeeds on 3, to show retries with backoff (about 2 s, then 4 s).
-  jobs.define(
-    'flaky-export',
-    async ({ orderId }, ctx) => {
-      await step(ctx, 20, `Attempt ${ctx.attempt} of ${ctx.maxAttempts}: connecting to the warehouse API`, 800);
-      if (ctx.attempt < 3) {
-        ctx.log('Warehouse API answered 503 Service Unavailable');
-        throw new Error(`warehouse API unavailable (simulated failure on attempt ${ctx.attempt})`);
-      }
-      await step(ctx, 60, `Uploading order #${orderId}`, 700);
-      ctx.progress(100, 'Exported to the warehouse');
-      ctx.log('Warehouse accepted the order');
-      return { exported: true };
-    },
-    { maxAttempts: 5, backoff: { baseMs: 2000 }, timeout: 30_000 },
-  );
-
-  // A line in the terminal for each outcome, so the demo is easy to follow there too.
-  const short = (id: string) => id.slice(-8);
-  jobs.on('completed', (e) => console.log(`[jobs] ${e.name} …${short(e.id)} completed (attempt ${e.attempt})`));
-  jobs.on('retrying', (e) => console.log(`[jobs] ${e.name} …${short(e.id)} attempt ${e.attempt} failed: ${e.error.message}; retrying in ${(e.delayMs / 1000).toFixed(1)} s`));
-  jobs.on('failed', (e) => console.log(`[jobs] ${e.name} …${short(e.id)} failed for good: ${e.error.message}`));
-  jobs.on('error', (err) => console.error('[jobs] error:', err));
-
-  return jobs;
+  return setupShopJobs(db);
 }
 
 export type ShopJobsInstance = ReturnType<typeof setupJobs>;

@@ -19,7 +19,7 @@ import { koaJobs, type RequestJobs } from '../../lib/index.ts';
 import { setupShopJobs, type OrderPayload, type ShopJobs } from '../shared/shop-jobs.ts';
 import {
   CATALOG, DEFAULT_DATABASE_URL, InvalidField, ORDER_COLUMNS, SimulatedCrash, crashNotice, emptyForm, formOf, invalidNotice,
-  orderIdParam, ordersTable, portFromEnv, safeUrl, validate, type ValidOrder,
+  orderIdParam, ordersTable, portFromEnv, safeUrl, serveShop, validate, type ValidOrder,
 } from '../shared/shop.ts';
 import { createViews, html, type JobDetail, type Notice, type OrderForm } from '../shared/views.ts';
 
@@ -231,37 +231,10 @@ app.use(router);
 
 await orders.create();
 await jobs.start(); // applies the jobs schema (demo_koa_jobs_*) first
-
-const port = portFromEnv(3002);
-const server = app.listen(port, () => {
-  const address = server.address();
-  const actual = typeof address === 'object' && address ? address.port : port;
-  console.log(`sqljobs demo shop on Koa + PostgreSQL (database: ${safeUrl(databaseUrl)})`);
-  console.log(`  Shop:        http://localhost:${actual}/`);
-  console.log(`  Jobs admin:  http://localhost:${actual}/admin/jobs   (placeholder for the admin UI)`);
+serveShop({
+  listen: (port, ready) => app.listen(port, ready),
+  port: portFromEnv(3002),
+  title: `sqljobs demo shop on Koa + PostgreSQL (database: ${safeUrl(databaseUrl)})`,
+  jobs,
+  closeDatabase: () => pool.end(),
 });
-server.on('error', (err) => {
-  console.error(`Cannot listen on port ${port}:`, err.message);
-  process.exit(1);
-});
-
-let stopping = false;
-async function shutdown(signal: string) {
-  if (stopping) {
-    console.log('Second signal: exiting now.');
-    process.exit(1);
-  }
-  stopping = true;
-  console.log(`${signal}: stopping the worker (running jobs get up to 5 s to finish)...`);
-  await jobs.stop({ timeout: 5000 });
-  await new Promise<void>((resolve) => {
-    server.close(() => resolve());
-    server.closeIdleConnections(); // keep-alive sockets from the self-refreshing order page
-    setTimeout(() => server.closeAllConnections(), 3000).unref();
-  });
-  await jobs.close(); // the library's own connections (worker pool, LISTEN client)
-  await pool.end(); // the app's pool, after the last request returned its connection
-  console.log('Bye.');
-}
-process.on('SIGINT', () => void shutdown('SIGINT'));
-process.on('SIGTERM', () => void shutdown('SIGTERM'));

@@ -1,14 +1,25 @@
 /**
  * The shop's background jobs, on any database sqljobs supports (a better-sqlite3 Database or a
- * pg Pool): the same three jobs as examples/express-sqlite/jobs.ts, with the job map type shared
- * from there. Each handler reports progress and log lines, and stops promptly when ctx.signal
- * fires (timeout, cancel, shutdown): every wait below is given that signal.
+ * pg Pool), used by every example. Each handler reports progress and log lines, and stops
+ * promptly when ctx.signal fires (timeout, cancel, shutdown): every wait below is given that signal.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createJobs, type JobContext, type Jobs, type SupportedDb } from '../../lib/index.ts';
-import type { ShopJobs } from '../express-sqlite/jobs.ts';
 
-export type { OrderPayload, ShopJobs } from '../express-sqlite/jobs.ts';
+export interface OrderPayload {
+  orderId: number;
+  email: string;
+  item: string;
+  quantity: number;
+  totalCents: number;
+}
+
+/** Job name -> payload type, so enqueue and the handlers are type-checked against each other. */
+export type ShopJobs = {
+  'send-receipt': OrderPayload;
+  'generate-invoice': OrderPayload;
+  'flaky-export': { orderId: number };
+};
 
 export interface ShopJobsOptions {
   /** Table name prefix for the jobs tables (default 'sqljobs_'). */

@@ -1,12 +1,13 @@
 /**
- * What the PostgreSQL shop examples (express-postgres, koa-postgres) have in common apart from
- * the HTTP framework: the catalog, the order form and its validation, the orders table, and the
- * report shown after "Place order, then crash".
+ * What the shop examples have in common apart from the database and the HTTP framework: the
+ * catalog, the order form and its validation, the PostgreSQL orders table, the report shown after
+ * "Place order, then crash", and starting and stopping the server.
  *
  * The part each example is about (the order row and its jobs in the request's transaction) stays
  * in its app.ts.
  */
 import type pg from 'pg';
+import type { Server } from 'node:http';
 import type { Jobs } from '../../lib/index.ts';
 import type { ShopJobs } from './shop-jobs.ts';
 import { html, type CatalogItem, type Html, type Notice, type Order, type OrderForm } from './views.ts';
@@ -163,4 +164,49 @@ export function safeUrl(url: string): string {
   } catch {
     return '(unparsable DATABASE_URL)';
   }
+}
+
+/**
+ * Listen, print the URLs, and on SIGINT/SIGTERM stop gracefully: the worker gets 5 s to finish
+ * running jobs, the server stops taking requests, then the library's connections and the app's
+ * database close (a second signal exits at once).
+ */
+export function serveShop(opts: {
+  listen: (port: number, ready: () => void) => Server;
+  port: number;
+  title: string;
+  jobs: { stop(o: { timeout: number }): Promise<void>; close(): Promise<void> };
+  closeDatabase: () => Promise<void> | void;
+}): void {
+  const server = opts.listen(opts.port, () => {
+    const address = server.address();
+    const actual = typeof address === 'object' && address ? address.port : opts.port;
+    console.log(opts.title);
+    console.log(`  Shop:        http://localhost:${actual}/`);
+    console.log(`  Jobs admin:  http://localhost:${actual}/admin/jobs   (placeholder for the admin UI)`);
+  });
+  server.on('error', (err) => {
+    console.error(`Cannot listen on port ${opts.port}:`, err.message);
+    process.exit(1);
+  });
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) {
+      console.log('Second signal: exiting now.');
+      process.exit(1);
+    }
+    stopping = true;
+    console.log(`${signal}: stopping the worker (running jobs get up to 5 s to finish)...`);
+    await opts.jobs.stop({ timeout: 5000 });
+    await new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeIdleConnections(); // keep-alive sockets from the self-refreshing order page
+      setTimeout(() => server.closeAllConnections(), 3000).unref();
+    });
+    await opts.jobs.close(); // the library's own connections
+    await opts.closeDatabase(); // the app's database, after the last request is done with it
+    console.log('Bye.');
+  };
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
 }

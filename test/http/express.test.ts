@@ -3,22 +3,14 @@ import express from 'express';
 import request from 'supertest';
 import http from 'node:http';
 import type pg from 'pg';
-import type Database from 'better-sqlite3';
 import { jobsMiddleware, type Jobs } from '../../lib/index.ts';
 import { createRequire } from 'node:module';
 import { forEachDialect, sleep, until, type TestDb } from '../helpers/dialects.ts';
+import { poolSettled, setupShop as setup, visible } from '../helpers/http.ts';
 
 /** Express 4, installed beside 5 as the npm alias express4: the same gate must hold on both. */
 const express4 = createRequire(import.meta.url)('express4') as typeof express;
 
-/** The app's own table, written in the request's transaction (PostgreSQL) or not at all (SQLite buffers jobs only). */
-async function setup(t: TestDb, jobs: Jobs) {
-  await jobs.migrate();
-  if (t.dialect === 'postgres') {
-    await t.query(`CREATE TABLE ${t.prefix}orders (id serial PRIMARY KEY, item text NOT NULL,
-      code text, CONSTRAINT ${t.prefix}code_unique UNIQUE (code) DEFERRABLE INITIALLY DEFERRED)`);
-  }
-}
 
 function shop(t: TestDb, jobs: Jobs, framework: typeof express = express) {
   const app = framework();
@@ -83,20 +75,7 @@ function shop(t: TestDb, jobs: Jobs, framework: typeof express = express) {
 }
 let late = '';
 
-async function visible(t: TestDb, jobs: Jobs, item: string): Promise<{ job: boolean; row: boolean }> {
-  const job = (await jobs.list({ tag: item })).items.length > 0;
-  if (t.dialect !== 'postgres') return { job, row: job };
-  const rows = await t.query(`SELECT 1 FROM ${t.prefix}orders WHERE item LIKE $1`, [`${item}%`]);
-  return { job, row: rows.length > 0 };
-}
 
-async function poolSettled(t: TestDb): Promise<void> {
-  if (t.dialect !== 'postgres') return;
-  const pool = t.db as pg.Pool;
-  await until(() => pool.totalCount === pool.idleCount && pool.waitingCount === 0, 'every connection back in the pool', 5000);
-  const idleInTx = await t.query(`SELECT pid FROM pg_stat_activity WHERE state = 'idle in transaction' AND datname = current_database() AND pid <> pg_backend_pid()`);
-  expect(idleInTx).to.have.length(0);
-}
 
 forEachDialect('Express middleware', ({ fresh }) => {
   it('commits the job and the row on 2xx, and neither on throw, next(err), 4xx or 5xx', async () => {
@@ -173,11 +152,7 @@ forEachDialect('Express middleware', ({ fresh }) => {
   it('answers 500, never the 2xx, when the commit fails; nothing is visible', async () => {
     const t = await fresh();
     const jobs = t.jobs({ worker: false });
-    await setup(t, jobs);
-    if (t.dialect === 'sqlite') {
-      // The buffered write is the commit on SQLite: make it fail.
-      (t.db as Database.Database).exec(`CREATE TRIGGER ${t.prefix}boom BEFORE INSERT ON ${t.prefix}jobs WHEN NEW.tag = 'zip' BEGIN SELECT RAISE(ABORT, 'refused'); END`);
-    }
+    await setup(t, jobs); // on SQLite the buffered write is the commit: a trigger makes it fail for 'zip'
     const app = shop(t, jobs);
     const res = await request(app).post(t.dialect === 'postgres' ? '/dup' : '/ok').send({ item: 'zip' });
     expect(res.status).to.equal(500);

@@ -3,25 +3,16 @@ import Koa from 'koa';
 import request from 'supertest';
 import http from 'node:http';
 import type pg from 'pg';
-import type Database from 'better-sqlite3';
 import { koaJobs, type Jobs, type RequestJobs } from '../../lib/index.ts';
 import { createRequire } from 'node:module';
 import { forEachDialect, sleep, until, type TestDb } from '../helpers/dialects.ts';
+import { poolSettled, setupShop as setup, visible } from '../helpers/http.ts';
 
 /** Koa 2, installed beside 3 as the npm alias koa2. */
 const Koa2 = createRequire(import.meta.url)('koa2') as typeof Koa;
 
 type Ctx = Koa.ParameterizedContext & { jobs: RequestJobs };
 
-async function setup(t: TestDb, jobs: Jobs) {
-  await jobs.migrate();
-  if (t.dialect === 'postgres') {
-    await t.query(`CREATE TABLE ${t.prefix}orders (id serial PRIMARY KEY, item text NOT NULL,
-      code text, CONSTRAINT ${t.prefix}code_unique UNIQUE (code) DEFERRABLE INITIALLY DEFERRED)`);
-  } else {
-    (t.db as Database.Database).exec(`CREATE TRIGGER ${t.prefix}boom BEFORE INSERT ON ${t.prefix}jobs WHEN NEW.tag = 'zip' BEGIN SELECT RAISE(ABORT, 'refused'); END`);
-  }
-}
 
 function shop(t: TestDb, jobs: Jobs, Framework: typeof Koa = Koa) {
   const app = new Framework();
@@ -60,20 +51,7 @@ function shop(t: TestDb, jobs: Jobs, Framework: typeof Koa = Koa) {
   return app;
 }
 
-async function visible(t: TestDb, jobs: Jobs, item: string): Promise<{ job: boolean; row: boolean }> {
-  const job = (await jobs.list({ tag: item })).items.length > 0;
-  if (t.dialect !== 'postgres') return { job, row: job };
-  const rows = await t.query(`SELECT 1 FROM ${t.prefix}orders WHERE item = $1`, [item]);
-  return { job, row: rows.length > 0 };
-}
 
-async function poolSettled(t: TestDb): Promise<void> {
-  if (t.dialect !== 'postgres') return;
-  const pool = t.db as pg.Pool;
-  await until(() => pool.totalCount === pool.idleCount && pool.waitingCount === 0, 'every connection back in the pool', 5000);
-  const idleInTx = await t.query(`SELECT pid FROM pg_stat_activity WHERE state = 'idle in transaction' AND datname = current_database() AND pid <> pg_backend_pid()`);
-  expect(idleInTx).to.have.length(0);
-}
 
 forEachDialect('Koa middleware', ({ fresh }) => {
   it('commits on 2xx, rolls back on throw and 4xx, answers 500 when the commit fails', async () => {

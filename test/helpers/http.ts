@@ -1,0 +1,40 @@
+/** What the Express and Koa tests share: the app's own table, and what they look at afterwards. */
+import { expect } from 'chai';
+import type pg from 'pg';
+import type Database from 'better-sqlite3';
+import type { Jobs } from '../../lib/index.ts';
+import { until, type TestDb } from './dialects.ts';
+
+/**
+ * The app's own orders table (PostgreSQL: written in the request's transaction, with a deferred
+ * unique constraint that fails only at COMMIT), and on SQLite a trigger that refuses the jobs
+ * tagged 'zip' (a failing write at the commit point).
+ */
+export async function setupShop(t: TestDb, jobs: Jobs): Promise<void> {
+  await jobs.migrate();
+  if (t.dialect === 'postgres') {
+    await t.query(`CREATE TABLE ${t.prefix}orders (id serial PRIMARY KEY, item text NOT NULL,
+      code text, CONSTRAINT ${t.prefix}code_unique UNIQUE (code) DEFERRABLE INITIALLY DEFERRED)`);
+  } else {
+    (t.db as Database.Database).exec(`CREATE TRIGGER ${t.prefix}boom BEFORE INSERT ON ${t.prefix}jobs WHEN NEW.tag = 'zip' BEGIN SELECT RAISE(ABORT, 'refused'); END`);
+  }
+}
+
+/** Whether the request's job (tagged with the item) and its order row (PostgreSQL) exist. */
+export async function visible(t: TestDb, jobs: Jobs, item: string): Promise<{ job: boolean; row: boolean }> {
+  const job = (await jobs.list({ tag: item })).items.length > 0;
+  if (t.dialect !== 'postgres') return { job, row: job };
+  const rows = await t.query(`SELECT 1 FROM ${t.prefix}orders WHERE item = $1 OR item LIKE $2`, [item, `${item}-%`]);
+  return { job, row: rows.length > 0 };
+}
+
+/** Every pooled connection is back and no session is left inside a transaction. */
+export async function poolSettled(t: TestDb): Promise<void> {
+  if (t.dialect !== 'postgres') return;
+  const pool = t.db as pg.Pool;
+  await until(() => pool.totalCount === pool.idleCount && pool.waitingCount === 0, 'every connection back in the pool', 5000);
+  const idleInTx = await t.query(
+    `SELECT pid FROM pg_stat_activity WHERE state = 'idle in transaction' AND datname = current_database() AND pid <> pg_backend_pid()`,
+  );
+  expect(idleInTx).to.have.length(0);
+}

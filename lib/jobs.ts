@@ -194,7 +194,7 @@ export class Jobs<M extends JobMap = {}> {
   /** Enqueue one job. Resolves to its id, and existed = true when a live job with the same refId was returned. */
   async enqueue<K extends JobName<M>>(name: K, payload: PayloadOf<M, K>, opts: EnqueueOptions = {}): Promise<EnqueueResult> {
     const row = this.row(name, payload, opts ?? {});
-    if (this.store.capabilities.syncEnqueue) return this.afterEnqueue([row], this.store.enqueueSync!([row]), opts?.tx !== undefined)[0];
+    if (this.store.capabilities.syncEnqueue) return this.afterEnqueue([row], this.store.enqueueSync!([row], opts?.tx), opts?.tx !== undefined)[0];
     await this.migrate();
     const res = await this.store.enqueue([row], opts?.tx);
     return this.afterEnqueue([row], res, opts?.tx !== undefined)[0];
@@ -219,7 +219,7 @@ export class Jobs<M extends JobMap = {}> {
       return this.row(name, payload, rest);
     });
     if (!rows.length) return [];
-    if (this.store.capabilities.syncEnqueue) return this.afterEnqueue(rows, this.store.enqueueSync!(rows), opts.tx !== undefined);
+    if (this.store.capabilities.syncEnqueue) return this.afterEnqueue(rows, this.store.enqueueSync!(rows, opts.tx), opts.tx !== undefined);
     await this.migrate();
     return this.afterEnqueue(rows, await this.store.enqueue(rows, opts.tx), opts.tx !== undefined);
   }

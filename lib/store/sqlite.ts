@@ -63,9 +63,6 @@ export class SqliteStore implements Store {
       }
       // Per connection: durable at checkpoints, fast commits (the WAL keeps committed data across a crash of the process).
       this.own.pragma('synchronous = NORMAL');
-      // Our connection only: a larger page cache and memory-mapped reads keep claims and moves off the read() path.
-      this.own.pragma('cache_size = -32000');
-      this.own.pragma('mmap_size = 268435456');
     }
     this.migrateSync();
   }
@@ -172,7 +169,10 @@ export class SqliteStore implements Store {
 
   // ---------------------------------------------------------------- enqueue
 
-  enqueueSync(rows: NewJobRow[]): EnqueueResult[] {
+  enqueueSync(rows: NewJobRow[], tx?: unknown): EnqueueResult[] {
+    if (tx !== undefined && tx !== this.app) {
+      throw new TypeError('opts.tx on SQLite must be the better-sqlite3 Database given to createJobs, used inside its db.transaction() callback');
+    }
     const insert = this.qa('insert', () => `INSERT INTO ${this.t('jobs')}
       (id, name, queue, state, payload, payload_bin, priority, max_attempts, timeout_ms, backoff, run_at, created_at, ref_id, tag, batch_id, created_by, meta)
       VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, COALESCE(?, ${NOW} + ?), ${NOW}, ?, ?, ?, ?, ?)
@@ -193,10 +193,7 @@ export class SqliteStore implements Store {
   }
 
   async enqueue(rows: NewJobRow[], tx?: unknown): Promise<EnqueueResult[]> {
-    if (tx !== undefined && tx !== this.app) {
-      throw new TypeError('opts.tx on SQLite must be the better-sqlite3 Database given to createJobs, used inside its db.transaction() callback');
-    }
-    return this.enqueueSync(rows);
+    return this.enqueueSync(rows, tx);
   }
 
   // ---------------------------------------------------------------- claim and outcomes

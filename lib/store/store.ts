@@ -151,8 +151,8 @@ export interface Store {
    * job with existed = true. `tx` is the caller's open transaction (dialect specific).
    */
   enqueue(rows: NewJobRow[], tx?: unknown): Promise<EnqueueResult[]>;
-  /** Synchronous enqueue, only when capabilities.syncEnqueue. */
-  enqueueSync?(rows: NewJobRow[]): EnqueueResult[];
+  /** Synchronous enqueue, only when capabilities.syncEnqueue (`tx`, when given, must be the app's own handle). */
+  enqueueSync?(rows: NewJobRow[], tx?: unknown): EnqueueResult[];
 
   claim(req: ClaimRequest): Promise<ClaimedJob[]>;
   /** Move completed attempts to history. Returns the ids that were still owned. */

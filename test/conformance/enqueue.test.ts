@@ -187,6 +187,9 @@ forEachDialect('enqueue and read', ({ fresh }) => {
       expect(await jobs.get(kept)).to.not.equal(null);
       expect(await jobs.get(lost)).to.equal(null);
       expect(db.prepare('SELECT item FROM orders').all()).to.deep.equal([{ item: 'book' }]);
+      let wrongTx: unknown;
+      await jobs.enqueue('receipt', {}, { tx: {} }).catch((e) => (wrongTx = e));
+      expect((wrongTx as Error).message).to.match(/opts.tx on SQLite must be the better-sqlite3 Database/);
     } else {
       const pool = t.db as pg.Pool;
       await pool.query('CREATE TABLE IF NOT EXISTS ' + t.prefix + 'orders (id serial PRIMARY KEY, item text)');

@@ -71,6 +71,7 @@ export function toClaimedJob(row: Row, codec: RowCodec): ClaimedJob {
     runAt: codec.date(row.run_at)!,
     startedAt: codec.date(row.started_at),
     checkpoint: (codec.json(row.checkpoint) as JobRecord['checkpoint']) ?? null,
+    rowid: row.rowid_ == null ? undefined : Number(row.rowid_),
   };
 }
 

@@ -209,7 +209,7 @@ export class SqliteStore implements Store {
       WHERE rowid IN (SELECT rowid FROM ${this.t('jobs')} INDEXED BY ${this.t('jobs_claim')}
         WHERE state = 'pending' AND run_at <= ${NOW} AND name IN (SELECT value FROM json_each(?)) ${queueFilter}
         ORDER BY priority DESC, run_at, rowid LIMIT ?)
-      RETURNING ${CLAIM_COLUMNS}`;
+      RETURNING ${CLAIM_COLUMNS}, rowid AS rowid_`;
     };
     const args: unknown[] = [token, req.workerId, JSON.stringify(req.names)];
     if (req.queues) args.push(JSON.stringify(req.queues));
@@ -221,11 +221,14 @@ export class SqliteStore implements Store {
 
   /** INSERT ... SELECT of one owned running job into history, then DELETE: the move is one transaction. `error` replaces the last error (null on success). */
   private moveToHistory(item: Fenced, state: JobState, error: string | null, result: string | null): boolean {
-    const info = this.k('move', () => `INSERT INTO ${this.t('history')} (${COMMON}, state, finished_at, result)
+    // By rowid when the claim told us it (an integer key instead of the text id index), still fenced by id and token.
+    const by = item.rowid === undefined ? 'id' : 'rowid';
+    const key = item.rowid ?? item.id;
+    const info = this.k(`move:${by}`, () => `INSERT INTO ${this.t('history')} (${COMMON}, state, finished_at, result)
         SELECT ${COMMON.replace(/\berror\b/, '?')}, ?, ${NOW}, ? FROM ${this.t('jobs')}
-        WHERE id = ? AND token = ? AND state = 'running'`).run(error, state, result, item.id, item.token);
+        WHERE ${by} = ? AND id = ? AND token = ? AND state = 'running'`).run(error, state, result, key, item.id, item.token);
     if (info.changes !== 1) return false;
-    this.k('delete', () => `DELETE FROM ${this.t('jobs')} WHERE id = ?`).run(item.id);
+    this.k(`delete:${by}`, () => `DELETE FROM ${this.t('jobs')} WHERE ${by} = ?`).run(key);
     return true;
   }
 

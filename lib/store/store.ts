@@ -59,11 +59,14 @@ export interface ClaimedJob {
   runAt: Date;
   startedAt: Date | null;
   checkpoint: JsonValue | null;
+  rowid?: number;
 }
 
 export interface Fenced {
   id: string;
   token: string;
+  /** Where the dialect can find the row fastest, when it said so at claim (SQLite: the rowid). */
+  rowid?: number;
 }
 
 export interface CompleteItem extends Fenced {

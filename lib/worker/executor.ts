@@ -59,8 +59,8 @@ export class RunningAttempt {
     return this.job.id;
   }
 
-  get fenced(): { id: string; token: string } {
-    return { id: this.job.id, token: this.job.token };
+  get fenced(): { id: string; token: string; rowid?: number } {
+    return { id: this.job.id, token: this.job.token, rowid: this.job.rowid };
   }
 
   private get controller(): AbortController {

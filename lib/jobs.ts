@@ -436,4 +436,3 @@ function createStore(opts: JobsOptions, prefix: string): Store {
   }
 }
 
-export type JobStateName = JobState;

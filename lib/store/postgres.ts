@@ -454,13 +454,6 @@ export class PostgresStore implements Store {
     return rows[0].due === null ? null : Math.max(0, Math.ceil(Number(rows[0].due)));
   }
 
-  async countLive(): Promise<{ pending: number; running: number }> {
-    const rows = await this.rows(`SELECT state, count(*)::int AS n FROM ${this.t('jobs')} GROUP BY state`);
-    const out = { pending: 0, running: 0 };
-    for (const r of rows) out[r.state as 'pending' | 'running'] = r.n;
-    return out;
-  }
-
   // ---------------------------------------------------------------- LISTEN
 
   async listen(cb: ListenCallbacks): Promise<ListenHandle> {

@@ -462,13 +462,6 @@ export class SqliteStore implements Store {
     return row.due === null ? null : Math.max(0, row.due);
   }
 
-  async countLive(): Promise<{ pending: number; running: number }> {
-    const rows = await this.read(() => this.q(`SELECT state, COUNT(*) AS n FROM ${this.t('jobs')} GROUP BY state`).all() as { state: string; n: number }[]);
-    const out = { pending: 0, running: 0 };
-    for (const r of rows) out[r.state as 'pending' | 'running'] = r.n;
-    return out;
-  }
-
   async close(): Promise<void> {
     this.closed = true;
     if (!this.singleHandle && this.own.open) this.own.close();

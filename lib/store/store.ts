@@ -199,8 +199,6 @@ export interface Store {
   pruneHistory(olderThanMs: number, limit: number): Promise<number>;
   /** Milliseconds until the next pending job for these names becomes due (null: none). */
   nextDueIn(names: string[], queues?: string[]): Promise<number | null>;
-  /** Counts of live jobs per state (cheap: hot table only). */
-  countLive(): Promise<{ pending: number; running: number }>;
 
   listen?(cb: ListenCallbacks): Promise<ListenHandle>;
   /**

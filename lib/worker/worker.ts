@@ -378,6 +378,8 @@ export class Worker {
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
     if (this.dueTimer) clearTimeout(this.dueTimer.timer);
+    // A claim already sent finishes first, so that what it brings back is given back too.
+    while (this.filling) await new Promise((r) => setTimeout(r, 1));
     // Jobs claimed ahead never started: give them back at once, attempt refunded.
     const unstarted = this.backlog.splice(0).map((b) => b.job);
     if (unstarted.length) {

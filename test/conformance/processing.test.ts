@@ -388,6 +388,28 @@ forEachDialect('processing', ({ fresh }) => {
     expect((await jobs.get(id))!.result).to.deep.equal({ charged: true });
   });
 
+  it('graceful stop gives back what a claim in flight brings back (attempt refunded)', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { pollInterval: 60_000 } });
+    jobs.define('x', async () => undefined);
+    const store = jobs.store;
+    const claim = store.claim.bind(store);
+    let inFlight!: () => void;
+    const claimSent = new Promise<void>((r) => (inFlight = r));
+    store.claim = async (req) => {
+      const got = await claim(req);
+      inFlight();
+      await sleep(200); // the claim has committed; its answer is still on the way when stop begins
+      return got;
+    };
+    await jobs.migrate();
+    const { id } = await jobs.enqueue('x', {});
+    await jobs.start();
+    await claimSent;
+    await jobs.stop({ timeout: 1000 });
+    expect(await jobs.get(id)).to.include({ state: 'pending', attempts: 0 });
+  });
+
   it('drain() runs everything due, then resolves', async () => {
     const t = await fresh();
     const jobs = t.jobs();

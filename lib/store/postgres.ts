@@ -10,9 +10,8 @@
 import type { Pool, PoolClient, PoolConfig, Client, QueryResultRow } from 'pg';
 import type { AttemptRecord, EnqueueResult, JobRecord, JobState, ListFilter, ListPage, LogRecord, NewJobRow } from '../model.ts';
 import { checkNotNewer, loadMigrations, splitStatements } from './migrations.ts';
-import { nativeCodec, toAttemptRecord, toClaimedJob, toJobRecord, toLogRecord, withCurrentAttempt } from './rows.ts';
+import { claimOrder, nativeCodec, toAttemptRecord, toClaimedJob, toJobRecord, toLogRecord, withCurrentAttempt } from './rows.ts';
 import { Params, chunkBy, listLimit, listWhere, statesByTable } from './sql.ts';
-import { claimOrder } from './sqlite.ts';
 import type {
   CancelResult, ClaimRequest, ClaimedJob, CompleteItem, FailItem, Fenced, ListenCallbacks, ListenHandle, LogItem, OpenTransaction,
   ProgressItem, ReleaseItem, RescuedJob, Store, StoreCapabilities, WorkerInfo,

@@ -112,3 +112,8 @@ export function withCurrentAttempt(failed: AttemptRecord[], job: JobRecord | nul
 export function toLogRecord(row: Row, codec: RowCodec): LogRecord {
   return { seq: Number(row.seq), attempt: Number(row.attempt), at: codec.date(row.at)!, message: row.message as string };
 }
+
+/** Claim order: priority DESC, run_at, id (the order every dialect's claim query uses). */
+export function claimOrder(a: ClaimedJob, b: ClaimedJob): number {
+  return b.priority - a.priority || a.runAt.getTime() - b.runAt.getTime() || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+}

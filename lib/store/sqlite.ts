@@ -12,7 +12,7 @@
 import type BetterSqlite3 from 'better-sqlite3';
 import type { EnqueueResult, JobRecord, JobState, ListFilter, ListPage, NewJobRow, AttemptRecord, LogRecord } from '../model.ts';
 import { checkNotNewer, loadMigrations } from './migrations.ts';
-import { textCodec, toAttemptRecord, toClaimedJob, toJobRecord, toLogRecord, withCurrentAttempt } from './rows.ts';
+import { claimOrder, textCodec, toAttemptRecord, toClaimedJob, toJobRecord, toLogRecord, withCurrentAttempt } from './rows.ts';
 import { Params, listLimit, listWhere, statesByTable } from './sql.ts';
 import { CLAIM_COLUMNS } from './store.ts';
 import type {
@@ -505,6 +505,3 @@ function busyPause(attempt: number): Promise<void> {
   return sleep(attempt < 200 ? 1 + Math.random() * 4 : 20 + Math.random() * 30);
 }
 
-export function claimOrder(a: ClaimedJob, b: ClaimedJob): number {
-  return b.priority - a.priority || a.runAt.getTime() - b.runAt.getTime() || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
-}

@@ -9,6 +9,7 @@ import type { JobError } from '../model.ts';
 import type { ClaimedJob, ListenHandle, Store, WorkerInfo } from '../store/store.ts';
 import { uuidv7 } from '../uuid.ts';
 import { RunningAttempt, type AttemptOutcome, type JobDefinition } from './executor.ts';
+import { claimOrder } from '../store/rows.ts';
 import { OutcomeWriter } from './writer.ts';
 
 export interface WorkerOptions {
@@ -138,8 +139,13 @@ export class Worker {
   /** Claim now (an enqueue in this process, a NOTIFY, a timer). */
   wake(_queue?: string): void {
     if (this.state !== 'running') return;
+    // A new job may outrank what was claimed ahead: look even when the backlog is full.
+    this.newJobs = true;
     void this.fill().catch((err) => this.events.error(err));
   }
+
+  /** Set by a wake-up for new jobs; the next claim runs even with a full backlog. */
+  private newJobs = false;
 
   /** A delayed job becomes due in `ms`: look again then. */
   wakeIn(ms: number): void {
@@ -179,18 +185,22 @@ export class Worker {
       do {
         this.refill = false;
         if (this.state !== 'running') break;
-        this.startFromBacklog();
+        // After a wake-up for new jobs, claim before starting what was claimed earlier: a new job may outrank it.
+        if (!this.newJobs) this.startFromBacklog();
         const claimed = await this.claimFree();
         if (claimed === null) break;
         const seq = ++this.seq;
         for (const job of claimed.jobs) this.backlog.push({ job, seq });
-        this.startFromBacklog();
+        // Claim order across batches: a later, higher-priority job runs before earlier low ones.
+        if (claimed.jobs.length && this.backlog.length > claimed.jobs.length) this.backlog.sort((a, b) => claimOrder(a.job, b.job));
+        if (!this.newJobs) this.startFromBacklog();
         short = claimed.jobs.length < claimed.requested;
         if (!short) this.refill = true;
-      } while (this.refill);
+      } while (this.refill || this.newJobs);
     } finally {
       this.filling = false;
     }
+    this.startFromBacklog();
     if (short && this.state === 'running') await this.armDueTimer();
     this.notifyIdle();
   }
@@ -198,9 +208,13 @@ export class Worker {
   /** One claim per queue-limited queue with free slots, plus one for the rest. */
   private async claimFree(): Promise<{ jobs: ClaimedJob[]; requested: number } | null> {
     const ahead = this.prefetchRoom();
-    // With jobs claimed ahead, top the backlog up in large batches rather than one slot at a time.
-    if (ahead && this.backlog.length > ahead / 2) return null;
-    const free = this.opts.concurrency - this.running.size - this.backlog.length + ahead;
+    const newJobs = this.newJobs;
+    this.newJobs = false;
+    // With jobs claimed ahead, top the backlog up in large batches rather than one slot at a time,
+    // except after a wake-up for new jobs: one of them may outrank the whole backlog.
+    let free = this.opts.concurrency - this.running.size - this.backlog.length + ahead;
+    if (newJobs && this.backlog.length) free = Math.max(free, this.opts.concurrency);
+    else if (ahead && this.backlog.length > ahead / 2) return null;
     if (free <= 0) return null;
     const names = [...this.definitions.keys()];
     if (!names.length) return null;

@@ -10,6 +10,8 @@ export type {
   DefineOptions, EnqueueManyItem, Handler, JobMap, JobName, JobsEvents, JobsOptions, PayloadOf, SupportedDb,
 } from './jobs.ts';
 export { DiscardJob, JobAbortError, SnoozeJob } from './worker/context.ts';
+export { LockBusyError, Locks } from './locks.ts';
+export type { HeldLock, LockOptions } from './locks.ts';
 export type { AbortReason, JobContext } from './worker/context.ts';
 export { JobValidationError, JOB_STATES } from './model.ts';
 export type {

@@ -18,6 +18,7 @@ import { SqliteStore } from './store/sqlite.ts';
 import { PostgresStore } from './store/postgres.ts';
 import { validatePrefix, type OpenTransaction, type Store } from './store/store.ts';
 import { uuidv7 } from './uuid.ts';
+import { Locks } from './locks.ts';
 
 /** A map from job name to payload type, e.g. `{ sendReceipt: { orderId: number } }` (a type or an interface). */
 export type JobMap = object;
@@ -90,6 +91,8 @@ export type EnqueueManyItem<M extends JobMap> = {
 
 export class Jobs<M extends JobMap = {}> {
   readonly store: Store;
+  /** Named, expiring cross-process locks in the jobs database (tryAcquire, release, withLock). */
+  readonly locks: Locks;
   private readonly emitter = new EventEmitter();
   private readonly definitions = new Map<string, JobDefinition>();
   private readonly options: Required<Pick<JobsOptions, 'defaultQueue' | 'maxPayloadBytes' | 'maxAttempts'>>;
@@ -110,6 +113,7 @@ export class Jobs<M extends JobMap = {}> {
     };
     this.workerOptions = opts.worker === false ? null : buildWorkerOptions(opts.worker ?? {}, opts.retentionDays);
     this.store = createStore(opts, prefix);
+    this.locks = new Locks(this.store, () => this.migrate());
     this.emitter.on('error', () => undefined); // an 'error' with no listener must not crash the app
   }
 

@@ -345,6 +345,40 @@ export class PostgresStore implements Store {
     }
   }
 
+  // ---------------------------------------------------------------- leases
+
+  async acquireLease(name: string, owner: string, ttlMs: number): Promise<number | null> {
+    const rows = await this.rows(
+      `INSERT INTO ${this.t('leases')} AS l (name, owner, token, expires_at) VALUES ($1, $2, 1, now() + $3 * interval '1 millisecond')
+       ON CONFLICT (name) DO UPDATE SET
+         token = CASE WHEN l.owner = excluded.owner AND l.expires_at > now() THEN l.token ELSE l.token + 1 END,
+         owner = excluded.owner, expires_at = excluded.expires_at
+       WHERE l.owner = excluded.owner OR l.expires_at <= now()
+       RETURNING token`,
+      [name, owner, ttlMs],
+    );
+    return rows.length ? Number(rows[0].token) : null;
+  }
+
+  async renewLease(name: string, owner: string, token: number, ttlMs: number): Promise<boolean> {
+    const res = await this.own.query(
+      `UPDATE ${this.t('leases')} SET expires_at = now() + $1 * interval '1 millisecond'
+       WHERE name = $2 AND owner = $3 AND token = $4 AND expires_at > now()`,
+      [ttlMs, name, owner, token],
+    );
+    return res.rowCount === 1;
+  }
+
+  async releaseLease(name: string, owner: string, token: number): Promise<boolean> {
+    // Expire rather than delete: the row keeps the token, so the next owner's is greater.
+    const res = await this.own.query(
+      `UPDATE ${this.t('leases')} SET expires_at = now() - interval '1 millisecond'
+       WHERE name = $1 AND owner = $2 AND token = $3 AND expires_at > now()`,
+      [name, owner, token],
+    );
+    return res.rowCount === 1;
+  }
+
   // ---------------------------------------------------------------- reads and admin verbs
 
   private async rows(text: string, values: unknown[] = []): Promise<QueryResultRow[]> {

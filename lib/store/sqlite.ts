@@ -371,6 +371,38 @@ export class SqliteStore implements Store {
     });
   }
 
+  // ---------------------------------------------------------------- leases
+
+  async acquireLease(name: string, owner: string, ttlMs: number): Promise<number | null> {
+    const row = await this.write(
+      () =>
+        this.q(`INSERT INTO ${this.t('leases')} (name, owner, token, expires_at) VALUES (?, ?, 1, ${NOW} + ?)
+          ON CONFLICT (name) DO UPDATE SET
+            token = CASE WHEN owner = excluded.owner AND expires_at > ${NOW} THEN token ELSE token + 1 END,
+            owner = excluded.owner, expires_at = excluded.expires_at
+          WHERE owner = excluded.owner OR expires_at <= ${NOW}
+          RETURNING token`).get(name, owner, ttlMs) as { token: number } | undefined,
+    );
+    return row ? Number(row.token) : null;
+  }
+
+  async renewLease(name: string, owner: string, token: number, ttlMs: number): Promise<boolean> {
+    return this.write(
+      () =>
+        this.q(`UPDATE ${this.t('leases')} SET expires_at = ${NOW} + ? WHERE name = ? AND owner = ? AND token = ? AND expires_at > ${NOW}`)
+          .run(ttlMs, name, owner, token).changes === 1,
+    );
+  }
+
+  async releaseLease(name: string, owner: string, token: number): Promise<boolean> {
+    // Expire rather than delete: the row keeps the token, so the next owner's is greater.
+    return this.write(
+      () =>
+        this.q(`UPDATE ${this.t('leases')} SET expires_at = ${NOW} - 1 WHERE name = ? AND owner = ? AND token = ? AND expires_at > ${NOW}`)
+          .run(name, owner, token).changes === 1,
+    );
+  }
+
   // ---------------------------------------------------------------- reads and admin verbs
 
   async get(id: string): Promise<JobRecord | null> {

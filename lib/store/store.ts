@@ -200,6 +200,16 @@ export interface Store {
   /** Milliseconds until the next pending job for these names becomes due (null: none). */
   nextDueIn(names: string[], queues?: string[]): Promise<number | null>;
 
+  /**
+   * Take the lease `name` for `ttlMs` (database clock) unless another owner holds it unexpired.
+   * Returns its fencing token (unchanged when the same owner renews an unexpired lease, greater
+   * whenever ownership changes), or null.
+   */
+  acquireLease(name: string, owner: string, ttlMs: number): Promise<number | null>;
+  /** Extend a lease still held (same owner and token, not expired). */
+  renewLease(name: string, owner: string, token: number, ttlMs: number): Promise<boolean>;
+  releaseLease(name: string, owner: string, token: number): Promise<boolean>;
+
   listen?(cb: ListenCallbacks): Promise<ListenHandle>;
   /**
    * Open a transaction on the app's own database for a request's unit of work (absent on

@@ -1,0 +1,111 @@
+/**
+ * `jobs.locks`: the app's own cross-process mutual exclusion, on every database, as leases in the
+ * jobs database: a named lock held for a time-to-live (database clock) that its holder renews,
+ * with a fencing token that grows whenever ownership changes. A holder that stops renewing (a
+ * crash, a long pause) loses the lock when the lease expires; its token then no longer matches, so
+ * its renewals and release are refused.
+ */
+import os from 'node:os';
+import { describe } from './model.ts';
+import type { Store } from './store/store.ts';
+import { uuidv7 } from './uuid.ts';
+
+export interface LockOptions {
+  /** How long the lock is held without renewal, ms (database clock). Default 30000. */
+  ttl?: number;
+}
+
+export interface HeldLock {
+  readonly name: string;
+  /** Fencing token: greater for every new holder. Pass it along with writes the lock protects. */
+  readonly token: number;
+  /** Extend the lease by its ttl. False when the lock was lost (expired and taken, or released). */
+  renew(): Promise<boolean>;
+  /** Give the lock up. False when it was no longer held. */
+  release(): Promise<boolean>;
+}
+
+/** Thrown by withLock when another holder has the lock. */
+export class LockBusyError extends Error {
+  constructor(readonly lockName: string) {
+    super(`lock "${lockName}" is held by another owner`);
+    this.name = 'LockBusyError';
+  }
+}
+
+const NAME_RE = /^[\w.:\-/]{1,200}$/;
+
+export class Locks {
+  /** One owner identity per Jobs instance: locks are not re-entrant across instances. */
+  readonly owner = `${os.hostname()}:${process.pid}:${uuidv7()}`;
+  private readonly held = new Map<string, HeldLock>();
+
+  constructor(
+    private readonly store: Store,
+    private readonly ready: () => Promise<void>,
+  ) {}
+
+  /** Take the lock if it is free (or expired); null when another owner holds it. */
+  async tryAcquire(name: string, opts: LockOptions = {}): Promise<HeldLock | null> {
+    const ttl = checkLock(name, opts);
+    await this.ready();
+    const token = await this.store.acquireLease(name, this.owner, ttl);
+    if (token === null) return null;
+    const lock: HeldLock = {
+      name,
+      token,
+      renew: () => this.store.renewLease(name, this.owner, token, ttl),
+      release: async () => {
+        if (this.held.get(name) === lock) this.held.delete(name);
+        return this.store.releaseLease(name, this.owner, token);
+      },
+    };
+    this.held.set(name, lock);
+    return lock;
+  }
+
+  /** Release a lock this instance holds. False when it did not hold it (any more). */
+  async release(name: string): Promise<boolean> {
+    const lock = this.held.get(name);
+    return lock ? lock.release() : false;
+  }
+
+  /**
+   * Run fn while holding the lock, renewing it every ttl/3. fn's signal fires if the lock is
+   * lost meanwhile (a renewal refused or failing past the ttl). Throws LockBusyError when the lock
+   * is held elsewhere. The lock is released when fn settles.
+   */
+  async withLock<T>(name: string, fn: (ctx: { signal: AbortSignal; token: number }) => Promise<T> | T, opts: LockOptions = {}): Promise<T> {
+    const ttl = checkLock(name, opts);
+    const lock = await this.tryAcquire(name, { ttl });
+    if (!lock) throw new LockBusyError(name);
+    const lost = new AbortController();
+    let lastRenewed = Date.now();
+    const timer = setInterval(() => {
+      lock.renew().then(
+        (ok) => {
+          if (ok) lastRenewed = Date.now();
+          else lost.abort(new Error(`lock "${name}" was lost: its lease expired and another owner may hold it`));
+        },
+        (err) => {
+          if (Date.now() - lastRenewed >= ttl) lost.abort(err);
+        },
+      );
+    }, Math.max(10, Math.floor(ttl / 3)));
+    try {
+      return await fn({ signal: lost.signal, token: lock.token });
+    } finally {
+      clearInterval(timer);
+      await lock.release().catch(() => false);
+    }
+  }
+}
+
+function checkLock(name: unknown, opts: LockOptions): number {
+  if (typeof name !== 'string' || !NAME_RE.test(name)) {
+    throw new TypeError(`lock name must be 1-200 characters of letters, digits, _ . : - /; got ${describe(name)}`);
+  }
+  const ttl = opts.ttl ?? 30_000;
+  if (!Number.isInteger(ttl) || ttl < 10 || ttl > 86_400_000) throw new TypeError(`lock ttl must be an integer number of ms from 10 to 86400000; got ${describe(opts.ttl)}`);
+  return ttl;
+}

@@ -19,6 +19,7 @@ import { PostgresStore } from './store/postgres.ts';
 import { validatePrefix, type OpenTransaction, type Store } from './store/store.ts';
 import { uuidv7 } from './uuid.ts';
 import { Locks } from './locks.ts';
+import { LeaderElector, type LeaderOptions } from './schedule/leader.ts';
 
 /** A map from job name to payload type, e.g. `{ sendReceipt: { orderId: number } }` (a type or an interface). */
 export type JobMap = object;
@@ -67,9 +68,15 @@ export interface JobsOptions {
   sqliteWal?: boolean;
   /** PostgreSQL: size of the private pool the worker uses for claims, outcomes and heartbeats. Default 4. */
   workerPoolSize?: number;
+  /**
+   * Elect one leader among the instances that start a worker (PostgreSQL advisory lock on a
+   * dedicated connection; a lease row on SQLite). Only the leader then runs the stalled-job
+   * sweeper and history retention. Default: off (every worker runs them; they are safe to overlap).
+   */
+  leader?: boolean | Partial<LeaderOptions>;
 }
 
-const OPTION_KEYS = ['db', 'tablePrefix', 'defaultQueue', 'maxPayloadBytes', 'maxAttempts', 'retentionDays', 'worker', 'sqliteWal', 'workerPoolSize'];
+const OPTION_KEYS = ['db', 'tablePrefix', 'defaultQueue', 'maxPayloadBytes', 'maxAttempts', 'retentionDays', 'worker', 'sqliteWal', 'workerPoolSize', 'leader'];
 const WORKER_KEYS = ['concurrency', 'queues', 'queueConcurrency', 'pollInterval', 'heartbeatInterval', 'stallTimeout', 'shutdownTimeout', 'logFlushInterval', 'prefetch'];
 
 export interface JobsEvents {
@@ -82,6 +89,8 @@ export interface JobsEvents {
   cancelled: [{ id: string; previous: 'pending' | 'running' }];
   aborted: [JobEventPayload & { reason: string }];
   rescued: [{ id: string; name: string; queue: string; outcome: 'retry' | 'failed' }];
+  /** This instance became leader (true) or stopped being leader (false). */
+  leader: [{ leader: boolean }];
   error: [unknown];
 }
 
@@ -99,6 +108,8 @@ export class Jobs<M extends JobMap = {}> {
   private readonly workerOptions: WorkerOptions | null;
   private worker: Worker | null = null;
   private ready: Promise<void> | null = null;
+  private readonly leaderOptions: LeaderOptions | null;
+  private elector: LeaderElector | null = null;
 
   constructor(opts: JobsOptions) {
     if (opts === null || typeof opts !== 'object') throw new TypeError(`createJobs: options must be an object with a db; got ${describe(opts)}`);
@@ -114,6 +125,7 @@ export class Jobs<M extends JobMap = {}> {
     this.workerOptions = opts.worker === false ? null : buildWorkerOptions(opts.worker ?? {}, opts.retentionDays);
     this.store = createStore(opts, prefix);
     this.locks = new Locks(this.store, () => this.migrate());
+    this.leaderOptions = buildLeaderOptions(opts.leader);
     this.emitter.on('error', () => undefined); // an 'error' with no listener must not crash the app
   }
 
@@ -253,8 +265,24 @@ export class Jobs<M extends JobMap = {}> {
     await this.migrate();
     if (!this.workerOptions) throw new Error('start: this instance was created with worker: false (producer only)');
     if (this.worker?.isRunning) return;
-    this.worker = new Worker(this.store, this.definitions, this.workerOptions, this.workerEvents());
+    if (this.leaderOptions && !this.elector) {
+      this.elector = new LeaderElector(
+        this.store,
+        this.locks.owner,
+        this.leaderOptions,
+        (leader) => this.emitter.emit('leader', { leader }),
+        (err) => this.emitter.emit('error', err),
+      );
+      await this.elector.start();
+    }
+    const elector = this.elector;
+    this.worker = new Worker(this.store, this.definitions, this.workerOptions, this.workerEvents(), () => !elector || elector.isLeader);
     await this.worker.start();
+  }
+
+  /** Whether this instance leads (always false unless created with `leader`). */
+  isLeader(): boolean {
+    return this.elector?.isLeader ?? false;
   }
 
   private workerEvents() {
@@ -276,6 +304,9 @@ export class Jobs<M extends JobMap = {}> {
   /** Graceful shutdown: stop claiming, wait for running jobs up to `timeout` ms, then abort and return them to pending. */
   async stop(opts: { timeout?: number } = {}): Promise<void> {
     await this.worker?.stop(opts.timeout);
+    const elector = this.elector;
+    this.elector = null;
+    await elector?.stop();
   }
 
   /** Stop the worker and release the library's own connections (not the app's db). */
@@ -410,6 +441,19 @@ function buildWorkerOptions(w: Partial<WorkerOptions>, retentionDays: number | u
     prefetch: w.prefetch === 0 ? 0 : positiveInt('worker.prefetch', w.prefetch, 500),
     retentionMs: retentionDays === undefined ? null : Math.round(retentionDays * 86_400_000),
   };
+}
+
+function buildLeaderOptions(v: JobsOptions['leader']): LeaderOptions | null {
+  if (v === undefined || v === false) return null;
+  const o = v === true ? {} : v;
+  if (o === null || typeof o !== 'object') throw new TypeError(`createJobs: leader must be true, false or { name, leaseMs }; got ${describe(v)}`);
+  for (const k of Object.keys(o)) {
+    if (k !== 'name' && k !== 'leaseMs') throw new TypeError(`createJobs: unknown leader option "${k}"; allowed: name, leaseMs`);
+  }
+  const name = o.name === undefined ? 'leader' : validateName(o.name, 'leader.name');
+  const leaseMs = positiveInt('leader.leaseMs', o.leaseMs, 15_000);
+  if (leaseMs < 150) throw new TypeError(`createJobs: leader.leaseMs must be at least 150 ms; got ${leaseMs}`);
+  return { name, leaseMs };
 }
 
 function validateListFilter(f: ListFilter): void {

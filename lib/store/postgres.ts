@@ -14,7 +14,7 @@ import { claimOrder, nativeCodec, toAttemptRecord, toClaimedJob, toJobRecord, to
 import { Params, chunkBy, listLimit, listWhere, statesByTable } from './sql.ts';
 import type {
   CancelResult, ClaimRequest, ClaimedJob, CompleteItem, FailItem, Fenced, ListenCallbacks, ListenHandle, LogItem, OpenTransaction,
-  ProgressItem, ReleaseItem, RescuedJob, Store, StoreCapabilities, WorkerInfo,
+  ProgressItem, ReleaseItem, RescuedJob, SessionLock, Store, StoreCapabilities, WorkerInfo,
 } from './store.ts';
 import { isPgClient } from './detect.ts';
 import { CLAIM_COLUMNS } from './store.ts';
@@ -377,6 +377,58 @@ export class PostgresStore implements Store {
       [name, owner, token],
     );
     return res.rowCount === 1;
+  }
+
+  /** pg_try_advisory_lock on a connection of its own: a pooled one would keep the lock after release. */
+  async trySessionLock(name: string): Promise<SessionLock | null> {
+    const ClientCtor = (this.app as unknown as { Client: new (cfg: PoolConfig) => Client }).Client;
+    const client = new ClientCtor({ ...(this.app as unknown as { options: PoolConfig }).options, keepAlive: true });
+    let lostCb: (() => void) | null = null;
+    let gone = false;
+    const drop = () => {
+      if (gone) return;
+      gone = true;
+      void client.end().catch(() => undefined);
+      lostCb?.();
+    };
+    client.on('error', drop);
+    client.on('end', drop);
+    const key = `${this.prefix}${name}`;
+    try {
+      await client.connect();
+      const got = await client.query('SELECT pg_try_advisory_lock(hashtext($1)) AS got', [key]);
+      if (!got.rows[0].got) {
+        gone = true;
+        await client.end();
+        return null;
+      }
+    } catch (err) {
+      gone = true;
+      await client.end().catch(() => undefined);
+      throw err;
+    }
+    return {
+      pid: (client as unknown as { processID?: number }).processID ?? null,
+      stillHeld: async () => {
+        if (gone) return false;
+        const r = await client.query(
+          `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted
+             AND objid = (hashtext($1)::bigint & 4294967295)::oid) AS held`,
+          [key],
+        );
+        return r.rows[0].held === true;
+      },
+      onLost: (cb) => {
+        lostCb = cb;
+        if (gone) cb();
+      },
+      release: async () => {
+        if (gone) return;
+        gone = true;
+        await client.query('SELECT pg_advisory_unlock(hashtext($1))', [key]).catch(() => undefined);
+        await client.end().catch(() => undefined);
+      },
+    };
   }
 
   // ---------------------------------------------------------------- reads and admin verbs

@@ -119,6 +119,17 @@ export interface CancelResult {
   workerId: string | null;
 }
 
+/** An advisory lock held by a dedicated connection: lost when that connection is. */
+export interface SessionLock {
+  /** Ask the database whether this session still holds the lock (false also when the connection is gone). */
+  stillHeld(): Promise<boolean>;
+  /** Called once if the connection drops (the lock is gone with it). */
+  onLost(cb: () => void): void;
+  release(): Promise<void>;
+  /** The backend process holding the lock (tests terminate it). */
+  readonly pid: number | null;
+}
+
 /** A transaction the library opened on the app's database. */
 export interface OpenTransaction {
   /** The driver's own handle inside the transaction (pg: a PoolClient after BEGIN). */
@@ -209,6 +220,11 @@ export interface Store {
   /** Extend a lease still held (same owner and token, not expired). */
   renewLease(name: string, owner: string, token: number, ttlMs: number): Promise<boolean>;
   releaseLease(name: string, owner: string, token: number): Promise<boolean>;
+  /**
+   * Where the database has session advisory locks (PostgreSQL pg_try_advisory_lock), take one on a
+   * dedicated connection: null when another session holds it. Absent elsewhere: leases serve.
+   */
+  trySessionLock?(name: string): Promise<SessionLock | null>;
 
   listen?(cb: ListenCallbacks): Promise<ListenHandle>;
   /**

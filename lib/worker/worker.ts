@@ -81,6 +81,8 @@ export class Worker {
     private readonly definitions: Map<string, JobDefinition>,
     private readonly opts: WorkerOptions,
     private readonly events: WorkerEvents,
+    /** Singleton duties (sweeper, retention) run only while this is true: on the leader, or everywhere without election. */
+    private readonly leads: () => boolean = () => true,
   ) {
     this.writer = new OutcomeWriter(
       store,
@@ -338,12 +340,14 @@ export class Worker {
   }
 
   private async sweep(): Promise<void> {
+    if (!this.leads()) return;
     const rescued = await this.store.rescueStalled(this.opts.stallTimeout);
     for (const r of rescued) this.events.rescued(r);
     if (rescued.some((r) => r.outcome === 'retry')) this.wake();
   }
 
   private async prune(): Promise<void> {
+    if (!this.leads()) return;
     while ((await this.store.pruneHistory(this.opts.retentionMs!, 1000)) === 1000) {
       if (this.state !== 'running') return;
     }

@@ -1,0 +1,74 @@
+import { expect } from 'chai';
+import { forEachDialect, sleep, until, type TestDb } from '../helpers/dialects.ts';
+import type { Jobs } from '../../lib/index.ts';
+
+async function instances(t: TestDb, n: number): Promise<Jobs[]> {
+  const out: Jobs[] = [];
+  for (let i = 0; i < n; i++) {
+    const handle = i === 0 ? t : await t.another();
+    const jobs = handle.jobs({ leader: { leaseMs: 300 }, worker: { pollInterval: 1000, heartbeatInterval: 100, stallTimeout: 300 } });
+    jobs.define('noop', async () => undefined);
+    out.push(jobs);
+  }
+  return out;
+}
+
+forEachDialect('leader election', ({ fresh }) => {
+  it('elects exactly one leader, which alone sweeps; another takes over when it stops', async () => {
+    const t = await fresh();
+    const all = await instances(t, 3);
+    const sweeps = all.map(() => 0);
+    all.forEach((jobs, i) => {
+      const rescue = jobs.store.rescueStalled.bind(jobs.store);
+      jobs.store.rescueStalled = (ms) => {
+        sweeps[i]++;
+        return rescue(ms);
+      };
+    });
+    for (const jobs of all) await jobs.start();
+    await until(() => all.filter((j) => j.isLeader()).length === 1, 'one leader', 3000);
+    await sleep(1500);
+    expect(all.filter((j) => j.isLeader())).to.have.length(1);
+    const leader = all.findIndex((j) => j.isLeader());
+    sweeps.forEach((n, i) => (i === leader ? expect(n, 'the leader sweeps').to.be.greaterThan(0) : expect(n, `follower ${i} sweeps`).to.equal(0)));
+
+    const events: boolean[] = [];
+    all[leader].on('leader', (e) => events.push(e.leader));
+    const stoppedAt = Date.now();
+    await all[leader].stop();
+    expect(events).to.deep.equal([false]);
+    const rest = all.filter((_, i) => i !== leader);
+    await until(() => rest.some((j) => j.isLeader()), 'a new leader', 2000);
+    expect(Date.now() - stoppedAt).to.be.below(1000);
+    expect(rest.filter((j) => j.isLeader())).to.have.length(1);
+  });
+
+  it('a leader that loses its lock steps down at once, and another is elected', async () => {
+    const t = await fresh();
+    const all = await instances(t, 2);
+    for (const jobs of all) await jobs.start();
+    await until(() => all.some((j) => j.isLeader()), 'a leader', 3000);
+    const leader = all.find((j) => j.isLeader())!;
+    const other = all.find((j) => j !== leader)!;
+    let steppedDownAt = 0;
+    leader.on('leader', (e) => {
+      if (!e.leader) steppedDownAt = Date.now();
+    });
+    const lostAt = Date.now();
+    if (t.dialect === 'postgres') {
+      // Kill the backend that holds the advisory lock.
+      const rows = await t.query<{ pid: number }>(
+        `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid = (hashtext($1)::bigint & 4294967295)::oid`,
+        [`${t.prefix}leader`],
+      );
+      expect(rows).to.have.length(1);
+      await t.query('SELECT pg_terminate_backend($1)', [rows[0].pid]);
+    } else {
+      // Another owner takes the lease (as after a pause longer than the lease).
+      await t.query(`UPDATE ${t.prefix}leases SET owner = 'elsewhere', token = token + 1 WHERE name = 'leader'`);
+    }
+    await until(() => steppedDownAt, 'the leader to step down', 2000);
+    expect(steppedDownAt - lostAt).to.be.below(500);
+    if (t.dialect === 'postgres') await until(() => other.isLeader() || leader.isLeader(), 'a new leader', 2000);
+  });
+});

@@ -159,6 +159,26 @@ forEachDialect('separate processes', ({ fresh }) => {
     await Promise.all([a.exited, b.exited]);
   });
 
+  it('a SIGKILLed leader is replaced within the lease time', async function () {
+    this.timeout(60_000);
+    const t = await fresh();
+    await t.jobs({ worker: false }).migrate();
+    const leaseMs = 1000;
+    const a = spawnWorker(workerEnv(t, { LEADER: leaseMs }));
+    await a.waitFor(/^leader true$/);
+    const b = spawnWorker(workerEnv(t, { LEADER: leaseMs }));
+    await b.waitFor(/^ready$/);
+    await sleep(500);
+    expect(b.lines).to.not.include('leader true');
+    a.kill('SIGKILL');
+    const killedAt = Date.now();
+    await b.waitFor(/^leader true$/, 10_000);
+    // PostgreSQL frees the advisory lock with the dead session; SQLite waits for the lease to expire.
+    expect(Date.now() - killedAt).to.be.below(leaseMs + leaseMs / 3 + 500);
+    b.kill('SIGTERM');
+    await b.exited;
+  });
+
   it('applies migrations once when 8 processes start at the same moment on an empty database', async function () {
     this.timeout(60_000);
     const t = await fresh();

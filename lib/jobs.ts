@@ -77,7 +77,7 @@ export interface JobsOptions {
 }
 
 const OPTION_KEYS = ['db', 'tablePrefix', 'defaultQueue', 'maxPayloadBytes', 'maxAttempts', 'retentionDays', 'worker', 'sqliteWal', 'workerPoolSize', 'leader'];
-const WORKER_KEYS = ['concurrency', 'queues', 'queueConcurrency', 'pollInterval', 'heartbeatInterval', 'stallTimeout', 'shutdownTimeout', 'logFlushInterval', 'prefetch'];
+const WORKER_KEYS = ['concurrency', 'queues', 'queueConcurrency', 'pollInterval', 'heartbeatInterval', 'stallTimeout', 'shutdownTimeout', 'logFlushInterval', 'prefetch', 'leaderOnly'];
 
 export interface JobsEvents {
   enqueued: [{ id: string; name: string; queue: string; existed: boolean }];
@@ -123,6 +123,9 @@ export class Jobs<M extends JobMap = {}> {
       maxAttempts: positiveInt('maxAttempts', opts.maxAttempts, 25),
     };
     this.workerOptions = opts.worker === false ? null : buildWorkerOptions(opts.worker ?? {}, opts.retentionDays);
+    if (this.workerOptions?.leaderOnly && !opts.leader) {
+      throw new TypeError('createJobs: worker.leaderOnly needs leader: true (only the elected leader processes jobs)');
+    }
     this.store = createStore(opts, prefix);
     this.locks = new Locks(this.store, () => this.migrate());
     this.leaderOptions = buildLeaderOptions(opts.leader);
@@ -270,7 +273,10 @@ export class Jobs<M extends JobMap = {}> {
         this.store,
         this.locks.owner,
         this.leaderOptions,
-        (leader) => this.emitter.emit('leader', { leader }),
+        (leader) => {
+          this.emitter.emit('leader', { leader });
+          if (leader) this.worker?.wake(); // a leaderOnly worker starts claiming now
+        },
         (err) => this.emitter.emit('error', err),
       );
       await this.elector.start();
@@ -439,8 +445,14 @@ function buildWorkerOptions(w: Partial<WorkerOptions>, retentionDays: number | u
     shutdownTimeout: w.shutdownTimeout === undefined ? 10_000 : positiveInt('worker.shutdownTimeout', w.shutdownTimeout, 10_000),
     logFlushInterval: positiveInt('worker.logFlushInterval', w.logFlushInterval, 200),
     prefetch: w.prefetch === 0 ? 0 : positiveInt('worker.prefetch', w.prefetch, 500),
+    leaderOnly: w.leaderOnly === undefined ? false : checkBoolean('worker.leaderOnly', w.leaderOnly),
     retentionMs: retentionDays === undefined ? null : Math.round(retentionDays * 86_400_000),
   };
+}
+
+function checkBoolean(field: string, v: unknown): boolean {
+  if (typeof v !== 'boolean') throw new TypeError(`createJobs: ${field} must be true or false; got ${describe(v)}`);
+  return v;
 }
 
 function buildLeaderOptions(v: JobsOptions['leader']): LeaderOptions | null {

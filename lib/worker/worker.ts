@@ -37,6 +37,8 @@ export interface WorkerOptions {
   logFlushInterval: number;
   /** Delete history older than this many ms (leader duty; any worker may run it safely). */
   retentionMs: number | null;
+  /** Claim jobs only while this instance is the elected leader (needs `leader`). */
+  leaderOnly?: boolean;
 }
 
 export interface JobEventPayload {
@@ -209,6 +211,7 @@ export class Worker {
 
   /** One claim per queue-limited queue with free slots, plus one for the rest. */
   private async claimFree(): Promise<{ jobs: ClaimedJob[]; requested: number } | null> {
+    if (this.opts.leaderOnly && !this.leads()) return null;
     const ahead = this.prefetchRoom();
     const newJobs = this.newJobs;
     this.newJobs = false;

@@ -71,4 +71,29 @@ forEachDialect('leader election', ({ fresh }) => {
     expect(steppedDownAt - lostAt).to.be.below(500);
     if (t.dialect === 'postgres') await until(() => other.isLeader() || leader.isLeader(), 'a new leader', 2000);
   });
+
+  it('worker.leaderOnly: only the leader processes jobs; a standby takes over on failover', async () => {
+    const t = await fresh();
+    const ran: string[] = [];
+    const make = async (label: string, handle: TestDb) => {
+      const jobs = handle.jobs({ leader: { leaseMs: 300 }, worker: { pollInterval: 50, leaderOnly: true } });
+      jobs.define('work', async () => {
+        ran.push(label);
+      });
+      await jobs.start();
+      return jobs;
+    };
+    const a = await make('a', t);
+    await until(() => a.isLeader(), 'a to lead', 3000);
+    const b = await make('b', await t.another());
+    await a.enqueueMany(Array.from({ length: 20 }, () => ({ name: 'work', payload: null })));
+    await until(() => ran.length === 20, 'the first 20 jobs', 5000);
+    expect(new Set(ran)).to.deep.equal(new Set(['a']));
+    await a.stop();
+    await until(() => b.isLeader(), 'b to take over', 3000);
+    await b.enqueueMany(Array.from({ length: 20 }, () => ({ name: 'work', payload: null })));
+    await until(() => ran.length === 40, 'the next 20 jobs', 5000);
+    expect(ran.slice(20)).to.deep.equal(Array(20).fill('b'));
+    expect(() => t.jobs({ worker: { leaderOnly: true } })).to.throw(/leaderOnly needs leader: true/);
+  });
 });

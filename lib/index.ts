@@ -11,6 +11,7 @@ export type {
 } from './jobs.ts';
 export { DiscardJob, JobAbortError, SnoozeJob } from './worker/context.ts';
 export { LockBusyError, Locks } from './locks.ts';
+export type { RecurringOptions, ScheduleRecord, ScheduleSpec, IntervalUnit } from './schedule/schedule.ts';
 export type { HeldLock, LockOptions } from './locks.ts';
 export type { AbortReason, JobContext } from './worker/context.ts';
 export { JobValidationError, JOB_STATES } from './model.ts';

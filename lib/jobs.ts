@@ -20,6 +20,9 @@ import { validatePrefix, type OpenTransaction, type Store } from './store/store.
 import { uuidv7 } from './uuid.ts';
 import { Locks } from './locks.ts';
 import { LeaderElector, type LeaderOptions } from './schedule/leader.ts';
+import { buildSchedule, type RecurringOptions, type ScheduleDef, type ScheduleRecord, type ScheduleSpec } from './schedule/schedule.ts';
+import { Scheduler, firstRun } from './schedule/scheduler.ts';
+import type { StoredSchedule } from './store/store.ts';
 
 /** A map from job name to payload type, e.g. `{ sendReceipt: { orderId: number } }` (a type or an interface). */
 export type JobMap = object;
@@ -89,6 +92,8 @@ export interface JobsEvents {
   cancelled: [{ id: string; previous: 'pending' | 'running' }];
   aborted: [JobEventPayload & { reason: string }];
   rescued: [{ id: string; name: string; queue: string; outcome: 'retry' | 'failed' }];
+  /** A recurring schedule fired a tick (skipped: recorded as a skipped job, the previous run being live). */
+  scheduled: [{ key: string; fireAt: Date; jobId: string; skipped: boolean }];
   /** This instance became leader (true) or stopped being leader (false). */
   leader: [{ leader: boolean }];
   error: [unknown];
@@ -110,6 +115,8 @@ export class Jobs<M extends JobMap = {}> {
   private ready: Promise<void> | null = null;
   private readonly leaderOptions: LeaderOptions | null;
   private elector: LeaderElector | null = null;
+  private readonly recurringDefs = new Map<string, ScheduleDef>();
+  private scheduler: Scheduler | null = null;
 
   constructor(opts: JobsOptions) {
     if (opts === null || typeof opts !== 'object') throw new TypeError(`createJobs: options must be an object with a db; got ${describe(opts)}`);
@@ -282,9 +289,74 @@ export class Jobs<M extends JobMap = {}> {
       await this.elector.start();
     }
     const elector = this.elector;
-    this.worker = new Worker(this.store, this.definitions, this.workerOptions, this.workerEvents(), () => !elector || elector.isLeader);
+    const leads = () => !elector || elector.isLeader;
+    this.worker = new Worker(this.store, this.definitions, this.workerOptions, this.workerEvents(), leads);
     await this.worker.start();
+    for (const def of this.recurringDefs.values()) await this.saveSchedule(def);
+    this.scheduler = new Scheduler(this.store, {
+      row: (s, fireAt) => this.scheduledRow(s, fireAt),
+      leads,
+      fired: (e) => this.emitter.emit('scheduled', { ...e, fireAt: new Date(e.fireAt) }),
+      error: (err) => this.emitter.emit('error', err),
+    });
+    this.scheduler.start();
   }
+
+  /**
+   * A recurring job: a cron expression (5 fields, or 6 with seconds; `timezone` option) or an
+   * interval `{ every, unit, startAt?, endAt?, limit? }`. Stored in the database when the worker
+   * starts (or at once if it runs); each tick is enqueued at most once across all instances.
+   */
+  recurring<K extends JobName<M>>(key: string, schedule: ScheduleSpec, payload?: PayloadOf<M, K>, options: RecurringOptions & { name?: K } = {}): this {
+    const def = buildSchedule(key, schedule, payload, options, Date.now());
+    this.scheduledRow({ ...def, enabled: true, nextRunAt: null, lastRunAt: null, lastJobId: null, runs: 0 }, Date.now()); // validates payload and options now
+    this.recurringDefs.set(key, def);
+    if (this.worker?.isRunning) void this.saveSchedule(def).catch((err) => this.emitter.emit('error', err));
+    return this;
+  }
+
+  private async saveSchedule(def: ScheduleDef): Promise<void> {
+    await this.store.upsertSchedule(def, firstRun(def, await this.store.dbNow()));
+  }
+
+  private scheduledRow(s: StoredSchedule, fireAt: number): NewJobRow {
+    const options = (s.optionsJson ? JSON.parse(s.optionsJson) : {}) as EnqueueOptions;
+    return this.row(s.name, s.payloadJson === null ? undefined : JSON.parse(s.payloadJson), {
+      createdBy: `schedule:${s.key}`,
+      ...options,
+      runAt: new Date(fireAt),
+      refId: s.overlap === 'skip' ? `schedule:${s.key}` : undefined,
+    });
+  }
+
+  /** Stored schedules: list, enable or disable, remove, or run one now. Every change is persisted. */
+  readonly schedules = {
+    list: async (): Promise<ScheduleRecord[]> => {
+      await this.migrate();
+      return (await this.store.listSchedules()).map(toScheduleRecord);
+    },
+    toggle: async (key: string, enabled: boolean): Promise<boolean> => {
+      await this.migrate();
+      const s = (await this.store.listSchedules()).find((x) => x.key === key);
+      if (!s) return false;
+      const next = enabled ? firstRun(s, await this.store.dbNow()) : null;
+      return this.store.setScheduleEnabled(key, enabled, next);
+    },
+    remove: async (key: string): Promise<boolean> => {
+      await this.migrate();
+      this.recurringDefs.delete(key);
+      return this.store.removeSchedule(key);
+    },
+    /** Enqueue the schedule's job now, outside its ticks. */
+    trigger: async (key: string): Promise<EnqueueResult | null> => {
+      await this.migrate();
+      const s = (await this.store.listSchedules()).find((x) => x.key === key);
+      if (!s) return null;
+      const row = this.scheduledRow(s, Date.now());
+      row.runAt = null;
+      return this.writeRows([row]).then((r) => r[0]);
+    },
+  };
 
   /** Whether this instance leads (always false unless created with `leader`). */
   isLeader(): boolean {
@@ -309,6 +381,9 @@ export class Jobs<M extends JobMap = {}> {
 
   /** Graceful shutdown: stop claiming, wait for running jobs up to `timeout` ms, then abort and return them to pending. */
   async stop(opts: { timeout?: number } = {}): Promise<void> {
+    const scheduler = this.scheduler;
+    this.scheduler = null;
+    await scheduler?.stop();
     await this.worker?.stop(opts.timeout);
     const elector = this.elector;
     this.elector = null;
@@ -447,6 +522,26 @@ function buildWorkerOptions(w: Partial<WorkerOptions>, retentionDays: number | u
     prefetch: w.prefetch === 0 ? 0 : positiveInt('worker.prefetch', w.prefetch, 500),
     leaderOnly: w.leaderOnly === undefined ? false : checkBoolean('worker.leaderOnly', w.leaderOnly),
     retentionMs: retentionDays === undefined ? null : Math.round(retentionDays * 86_400_000),
+  };
+}
+
+function toScheduleRecord(s: StoredSchedule): ScheduleRecord {
+  const at = (ms: number | null) => (ms === null ? null : new Date(ms));
+  return {
+    key: s.key,
+    name: s.name,
+    cron: s.cron,
+    timezone: s.timezone,
+    everyMs: s.everyMs,
+    enabled: s.enabled,
+    overlap: s.overlap,
+    missed: s.missed,
+    nextRunAt: at(s.nextRunAt),
+    lastRunAt: at(s.lastRunAt),
+    lastJobId: s.lastJobId,
+    runs: s.runs,
+    maxRuns: s.maxRuns,
+    payload: s.payloadJson === null ? null : JSON.parse(s.payloadJson),
   };
 }
 

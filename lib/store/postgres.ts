@@ -10,11 +10,12 @@
 import type { Pool, PoolClient, PoolConfig, Client, QueryResultRow } from 'pg';
 import type { AttemptRecord, EnqueueResult, JobRecord, JobState, ListFilter, ListPage, LogRecord, NewJobRow } from '../model.ts';
 import { checkNotNewer, loadMigrations, splitStatements } from './migrations.ts';
-import { claimOrder, nativeCodec, toAttemptRecord, toClaimedJob, toJobRecord, toLogRecord, withCurrentAttempt } from './rows.ts';
+import { claimOrder, nativeCodec, toAttemptRecord, toClaimedJob, toJobRecord, toLogRecord, toStoredSchedule, withCurrentAttempt } from './rows.ts';
+import type { ScheduleDef } from '../schedule/schedule.ts';
 import { Params, chunkBy, listLimit, listWhere, statesByTable } from './sql.ts';
 import type {
   CancelResult, ClaimRequest, ClaimedJob, CompleteItem, FailItem, Fenced, ListenCallbacks, ListenHandle, LogItem, OpenTransaction,
-  ProgressItem, ReleaseItem, RescuedJob, SessionLock, Store, StoreCapabilities, WorkerInfo,
+  ProgressItem, ReleaseItem, RescuedJob, SessionLock, Store, StoreCapabilities, StoredSchedule, WorkerInfo,
 } from './store.ts';
 import { isPgClient } from './detect.ts';
 import { CLAIM_COLUMNS } from './store.ts';
@@ -429,6 +430,86 @@ export class PostgresStore implements Store {
         await client.end().catch(() => undefined);
       },
     };
+  }
+
+  // ---------------------------------------------------------------- schedules
+
+  async upsertSchedule(d: ScheduleDef, nextRunAt: number | null): Promise<void> {
+    const at = (ms: number | null) => (ms === null ? null : new Date(ms));
+    await this.own.query(
+      `INSERT INTO ${this.t('schedules')} AS s (key, name, cron, timezone, every_ms, start_at, end_at, max_runs, payload, options, overlap, missed, next_run_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::json, $10::json, $11, $12, $13)
+       ON CONFLICT (key) DO UPDATE SET name = excluded.name, cron = excluded.cron, timezone = excluded.timezone,
+         every_ms = excluded.every_ms, start_at = excluded.start_at, end_at = excluded.end_at, max_runs = excluded.max_runs,
+         payload = excluded.payload, options = excluded.options, overlap = excluded.overlap, missed = excluded.missed,
+         next_run_at = CASE WHEN s.cron IS DISTINCT FROM excluded.cron OR s.timezone IS DISTINCT FROM excluded.timezone
+           OR s.every_ms IS DISTINCT FROM excluded.every_ms OR s.start_at IS DISTINCT FROM excluded.start_at OR s.next_run_at IS NULL
+           THEN excluded.next_run_at ELSE s.next_run_at END,
+         updated_at = now()`,
+      [d.key, d.name, d.cron, d.timezone, d.everyMs, at(d.startAt), at(d.endAt), d.maxRuns, d.payloadJson, d.optionsJson, d.overlap, d.missed, at(nextRunAt)],
+    );
+  }
+
+  async listSchedules(): Promise<StoredSchedule[]> {
+    return (await this.rows(`SELECT * FROM ${this.t('schedules')} ORDER BY key`)).map((r) => toStoredSchedule(r, nativeCodec));
+  }
+
+  async setScheduleEnabled(key: string, enabled: boolean, nextRunAt: number | null): Promise<boolean> {
+    const res = await this.own.query(
+      `UPDATE ${this.t('schedules')} SET enabled = $1, next_run_at = COALESCE($2, next_run_at), updated_at = now() WHERE key = $3`,
+      [enabled, nextRunAt === null ? null : new Date(nextRunAt), key],
+    );
+    return res.rowCount === 1;
+  }
+
+  async removeSchedule(key: string): Promise<boolean> {
+    const rows = await this.rows(
+      `WITH ticks AS (DELETE FROM ${this.t('schedule_ticks')} WHERE schedule_key = $1)
+       DELETE FROM ${this.t('schedules')} WHERE key = $1 RETURNING key`,
+      [key],
+    );
+    return rows.length === 1;
+  }
+
+  async dueSchedules(): Promise<{ now: number; due: StoredSchedule[] }> {
+    const rows = await this.rows(`SELECT *, now() AS db_now FROM ${this.t('schedules')} WHERE enabled AND next_run_at <= now()`);
+    const now = rows.length ? (rows[0].db_now as Date).getTime() : await this.dbNow();
+    return { now, due: rows.map((r) => toStoredSchedule(r, nativeCodec)) };
+  }
+
+  async fireSchedule(key: string, fireAt: number, row: NewJobRow, skipIfLive: boolean): Promise<{ jobId: string; skipped: boolean } | null> {
+    return this.transaction(async (c) => {
+      const tick = await c.query(
+        `INSERT INTO ${this.t('schedule_ticks')} (schedule_key, fire_at, job_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
+        [key, new Date(fireAt), row.id],
+      );
+      if (tick.rowCount !== 1) return null;
+      const live = skipIfLive && row.refId ? (await c.query(`SELECT 1 FROM ${this.t('jobs')} WHERE ref_id = $1`, [row.refId])).rowCount === 1 : false;
+      if (live) {
+        await c.query(
+          `INSERT INTO ${this.t('history')} (id, name, queue, state, payload, priority, attempts, max_attempts, run_at, created_at, finished_at, tag, batch_id, created_by, meta, error)
+           VALUES ($1, $2, $3, 'skipped', $4::json, $5, 0, $6, $7, now(), now(), $8, $9, $10, $11::json, $12::json)`,
+          [row.id, row.name, row.queue, row.payloadJson, row.priority, row.maxAttempts, new Date(fireAt), row.tag, row.batchId, row.createdBy, row.metaJson,
+            JSON.stringify({ message: `skipped: the previous run of schedule "${key}" was still live (overlap: skip)` })],
+        );
+      } else {
+        await c.query(this.sql.enqueue, [inputJson([row]), this.jobsChannel]);
+      }
+      await c.query(`UPDATE ${this.t('schedules')} SET last_run_at = $1, last_job_id = $2, runs = runs + 1 WHERE key = $3`, [new Date(fireAt), row.id, key]);
+      return { jobId: row.id, skipped: live };
+    });
+  }
+
+  async advanceSchedule(key: string, from: number, nextRunAt: number | null): Promise<void> {
+    await this.own.query(
+      `UPDATE ${this.t('schedules')} SET next_run_at = $1, enabled = CASE WHEN $1::timestamptz IS NULL THEN false ELSE enabled END
+       WHERE key = $2 AND next_run_at = $3`,
+      [nextRunAt === null ? null : new Date(nextRunAt), key, new Date(from)],
+    );
+  }
+
+  async dbNow(): Promise<number> {
+    return ((await this.rows('SELECT now() AS now'))[0].now as Date).getTime();
   }
 
   // ---------------------------------------------------------------- reads and admin verbs

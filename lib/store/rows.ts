@@ -1,6 +1,6 @@
 /** Turning database rows (snake_case, dialect types) into the public records. No SQL here. */
 import type { AttemptRecord, BackoffOptions, JobError, JobRecord, JobState, LogRecord } from '../model.ts';
-import type { ClaimedJob } from './store.ts';
+import type { ClaimedJob, StoredSchedule } from './store.ts';
 
 /** How a dialect hands back times and JSON: SQLite gives numbers and text, pg gives Dates and objects. */
 export interface RowCodec {
@@ -107,6 +107,31 @@ export function withCurrentAttempt(failed: AttemptRecord[], job: JobRecord | nul
     ];
   }
   return failed;
+}
+
+/** A schedules row as the store interface hands it on; `ms` turns the dialect's time into epoch ms. */
+export function toStoredSchedule(row: Row, codec: RowCodec): StoredSchedule {
+  const ms = (v: unknown) => codec.date(v)?.getTime() ?? null;
+  const text = (v: unknown) => (v === null || v === undefined ? null : typeof v === 'string' ? v : JSON.stringify(v));
+  return {
+    key: row.key as string,
+    name: row.name as string,
+    cron: (row.cron as string | null) ?? null,
+    timezone: (row.timezone as string | null) ?? null,
+    everyMs: row.every_ms == null ? null : Number(row.every_ms),
+    startAt: ms(row.start_at),
+    endAt: ms(row.end_at),
+    maxRuns: row.max_runs == null ? null : Number(row.max_runs),
+    payloadJson: text(row.payload),
+    optionsJson: text(row.options),
+    overlap: row.overlap as 'allow' | 'skip',
+    missed: row.missed as 'latest' | 'all' | 'none',
+    enabled: row.enabled === true || row.enabled === 1,
+    nextRunAt: ms(row.next_run_at),
+    lastRunAt: ms(row.last_run_at),
+    lastJobId: row.last_job_id == null ? null : String(row.last_job_id),
+    runs: Number(row.runs),
+  };
 }
 
 export function toLogRecord(row: Row, codec: RowCodec): LogRecord {

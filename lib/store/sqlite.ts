@@ -12,12 +12,13 @@
 import type BetterSqlite3 from 'better-sqlite3';
 import type { EnqueueResult, JobRecord, JobState, ListFilter, ListPage, NewJobRow, AttemptRecord, LogRecord } from '../model.ts';
 import { checkNotNewer, loadMigrations } from './migrations.ts';
-import { claimOrder, textCodec, toAttemptRecord, toClaimedJob, toJobRecord, toLogRecord, withCurrentAttempt } from './rows.ts';
+import { claimOrder, textCodec, toAttemptRecord, toClaimedJob, toJobRecord, toLogRecord, toStoredSchedule, withCurrentAttempt } from './rows.ts';
+import type { ScheduleDef } from '../schedule/schedule.ts';
 import { Params, listLimit, listWhere, statesByTable } from './sql.ts';
 import { CLAIM_COLUMNS } from './store.ts';
 import type {
   CancelResult, ClaimRequest, ClaimedJob, CompleteItem, FailItem, Fenced, LogItem, ProgressItem,
-  ReleaseItem, RescuedJob, Store, StoreCapabilities, WorkerInfo,
+  ReleaseItem, RescuedJob, Store, StoreCapabilities, StoredSchedule, WorkerInfo,
 } from './store.ts';
 
 type DB = BetterSqlite3.Database;
@@ -401,6 +402,89 @@ export class SqliteStore implements Store {
         this.q(`UPDATE ${this.t('leases')} SET expires_at = ${NOW} - 1 WHERE name = ? AND owner = ? AND token = ? AND expires_at > ${NOW}`)
           .run(name, owner, token).changes === 1,
     );
+  }
+
+  // ---------------------------------------------------------------- schedules
+
+  async upsertSchedule(d: ScheduleDef, nextRunAt: number | null): Promise<void> {
+    await this.write(() =>
+      this.q(`INSERT INTO ${this.t('schedules')} (key, name, cron, timezone, every_ms, start_at, end_at, max_runs, payload, options, overlap, missed, next_run_at, updated_at)
+          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ${NOW})
+          ON CONFLICT (key) DO UPDATE SET name = excluded.name, cron = excluded.cron, timezone = excluded.timezone,
+            every_ms = excluded.every_ms, start_at = excluded.start_at, end_at = excluded.end_at, max_runs = excluded.max_runs,
+            payload = excluded.payload, options = excluded.options, overlap = excluded.overlap, missed = excluded.missed,
+            next_run_at = CASE WHEN cron IS NOT excluded.cron OR timezone IS NOT excluded.timezone OR every_ms IS NOT excluded.every_ms
+              OR start_at IS NOT excluded.start_at OR next_run_at IS NULL THEN excluded.next_run_at ELSE next_run_at END,
+            updated_at = excluded.updated_at`)
+        .run(d.key, d.name, d.cron, d.timezone, d.everyMs, d.startAt, d.endAt, d.maxRuns, d.payloadJson, d.optionsJson, d.overlap, d.missed, nextRunAt),
+    );
+  }
+
+  async listSchedules(): Promise<StoredSchedule[]> {
+    const rows = await this.read(() => this.q(`SELECT * FROM ${this.t('schedules')} ORDER BY key`).all() as Record<string, unknown>[]);
+    return rows.map((r) => toStoredSchedule(r, textCodec));
+  }
+
+  async setScheduleEnabled(key: string, enabled: boolean, nextRunAt: number | null): Promise<boolean> {
+    return this.write(
+      () =>
+        this.q(`UPDATE ${this.t('schedules')} SET enabled = ?, next_run_at = COALESCE(?, next_run_at), updated_at = ${NOW} WHERE key = ?`)
+          .run(enabled ? 1 : 0, nextRunAt, key).changes === 1,
+    );
+  }
+
+  async removeSchedule(key: string): Promise<boolean> {
+    return this.write(() => {
+      this.q(`DELETE FROM ${this.t('schedule_ticks')} WHERE schedule_key = ?`).run(key);
+      return this.q(`DELETE FROM ${this.t('schedules')} WHERE key = ?`).run(key).changes === 1;
+    });
+  }
+
+  async dueSchedules(): Promise<{ now: number; due: StoredSchedule[] }> {
+    return this.read(() => {
+      const now = (this.q(`SELECT ${NOW} AS now`).get() as { now: number }).now;
+      const rows = this.q(`SELECT * FROM ${this.t('schedules')} WHERE enabled = 1 AND next_run_at <= ?`).all(now) as Record<string, unknown>[];
+      return { now, due: rows.map((r) => toStoredSchedule(r, textCodec)) };
+    });
+  }
+
+  async fireSchedule(key: string, fireAt: number, row: NewJobRow, skipIfLive: boolean): Promise<{ jobId: string; skipped: boolean } | null> {
+    return this.write(() => {
+      const tick = this.q(`INSERT INTO ${this.t('schedule_ticks')} (schedule_key, fire_at, job_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`).run(key, fireAt, row.id);
+      if (tick.changes !== 1) return null;
+      const live = skipIfLive && row.refId ? this.q(`SELECT 1 FROM ${this.t('jobs')} WHERE ref_id = ?`).get(row.refId) : undefined;
+      if (live) {
+        this.q(`INSERT INTO ${this.t('history')} (id, name, queue, state, payload, payload_bin, priority, attempts, max_attempts, run_at, created_at, finished_at, tag, batch_id, created_by, meta, error)
+            VALUES (?, ?, ?, 'skipped', ?, NULL, ?, 0, ?, ?, ${NOW}, ${NOW}, ?, ?, ?, ?, ?)`)
+          .run(row.id, row.name, row.queue, row.payloadJson, row.priority, row.maxAttempts, fireAt, row.tag, row.batchId, row.createdBy, row.metaJson,
+            JSON.stringify({ message: `skipped: the previous run of schedule "${key}" was still live (overlap: skip)` }));
+      } else {
+        this.insertOwn(row);
+      }
+      this.q(`UPDATE ${this.t('schedules')} SET last_run_at = ?, last_job_id = ?, runs = runs + 1 WHERE key = ?`).run(fireAt, row.id, key);
+      return { jobId: row.id, skipped: !!live };
+    });
+  }
+
+  /** An enqueue on our own handle, inside a transaction of ours (schedules). */
+  private insertOwn(r: NewJobRow): void {
+    this.k('insertOwn', () => `INSERT INTO ${this.t('jobs')}
+        (id, name, queue, state, payload, payload_bin, priority, max_attempts, timeout_ms, backoff, run_at, created_at, ref_id, tag, batch_id, created_by, meta)
+        VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, COALESCE(?, ${NOW} + ?), ${NOW}, ?, ?, ?, ?, ?)
+        ON CONFLICT (ref_id) WHERE ref_id IS NOT NULL DO NOTHING`)
+      .run(r.id, r.name, r.queue, r.payloadJson, r.payloadBin, r.priority, r.maxAttempts, r.timeoutMs, r.backoffJson,
+        r.runAt ? r.runAt.getTime() : null, r.delayMs, r.refId, r.tag, r.batchId, r.createdBy, r.metaJson);
+  }
+
+  async advanceSchedule(key: string, from: number, nextRunAt: number | null): Promise<void> {
+    await this.write(() =>
+      this.q(`UPDATE ${this.t('schedules')} SET next_run_at = ?, enabled = CASE WHEN ? IS NULL THEN 0 ELSE enabled END
+          WHERE key = ? AND next_run_at = ?`).run(nextRunAt, nextRunAt, key, from),
+    );
+  }
+
+  async dbNow(): Promise<number> {
+    return this.read(() => (this.q(`SELECT ${NOW} AS now`).get() as { now: number }).now);
   }
 
   // ---------------------------------------------------------------- reads and admin verbs

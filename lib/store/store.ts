@@ -7,6 +7,7 @@
  * release) is fenced by (id, token, state = 'running') and reports which items it applied to:
  * an item missing from the answer lost its claim, and its outcome must be discarded.
  */
+import type { ScheduleDef } from '../schedule/schedule.ts';
 import type {
   AttemptRecord,
   BackoffOptions,
@@ -119,6 +120,14 @@ export interface CancelResult {
   workerId: string | null;
 }
 
+export interface StoredSchedule extends ScheduleDef {
+  enabled: boolean;
+  nextRunAt: number | null;
+  lastRunAt: number | null;
+  lastJobId: string | null;
+  runs: number;
+}
+
 /** An advisory lock held by a dedicated connection: lost when that connection is. */
 export interface SessionLock {
   /** Ask the database whether this session still holds the lock (false also when the connection is gone). */
@@ -225,6 +234,20 @@ export interface Store {
    * dedicated connection: null when another session holds it. Absent elsewhere: leases serve.
    */
   trySessionLock?(name: string): Promise<SessionLock | null>;
+
+  // Recurring schedules. A tick (schedule key, nominal fire time) fires at most once: its row
+  // is inserted in the same transaction as the job, under a primary key.
+  upsertSchedule(def: ScheduleDef, nextRunAt: number | null): Promise<void>;
+  listSchedules(): Promise<StoredSchedule[]>;
+  setScheduleEnabled(key: string, enabled: boolean, nextRunAt: number | null): Promise<boolean>;
+  removeSchedule(key: string): Promise<boolean>;
+  /** Enabled schedules whose next run is due, and the database's now (ms). */
+  dueSchedules(): Promise<{ now: number; due: StoredSchedule[] }>;
+  /** Fire one tick: null when it was already fired. With skipIfLive, a live previous run records the tick as a skipped job. */
+  fireSchedule(key: string, fireAt: number, row: NewJobRow, skipIfLive: boolean): Promise<{ jobId: string; skipped: boolean } | null>;
+  /** Move next_run_at on from `from` (compare-and-set), disabling the schedule when it ended. */
+  advanceSchedule(key: string, from: number, nextRunAt: number | null): Promise<void>;
+  dbNow(): Promise<number>;
 
   listen?(cb: ListenCallbacks): Promise<ListenHandle>;
   /**

@@ -233,8 +233,7 @@ export class Worker {
     let requested = 0;
     let left = free;
     for (const q of limited) {
-      const inQueue = [...this.running.values()].filter((r) => r.job.queue === q).length;
-      const n = Math.min(left, limits[q] - inQueue);
+      const n = Math.min(left, limits[q] - this.heldIn(q));
       if (n <= 0) continue;
       const got = await this.store.claim({ workerId: this.id, names, queues: [q], limit: n });
       jobs.push(...got);
@@ -262,11 +261,30 @@ export class Worker {
     return Math.min(this.opts.prefetch, Math.floor(perSecond / 10));
   }
 
+  /** Start claimed jobs in claim order while slots are free, keeping each queue under its own limit. */
   private startFromBacklog(): void {
-    while (this.running.size < this.opts.concurrency && this.backlog.length && this.state === 'running') {
-      const { job, seq } = this.backlog.shift()!;
+    const limits = this.opts.queueConcurrency;
+    for (let i = 0; i < this.backlog.length && this.running.size < this.opts.concurrency && this.state === 'running'; ) {
+      const { job, seq } = this.backlog[i];
+      const limit = limits?.[job.queue];
+      if (limit !== undefined && this.runningIn(job.queue) >= limit) {
+        i++;
+        continue;
+      }
+      this.backlog.splice(i, 1);
       this.launch(job, seq);
     }
+  }
+
+  private runningIn(queue: string): number {
+    let n = 0;
+    for (const r of this.running.values()) if (r.job.queue === queue) n++;
+    return n;
+  }
+
+  /** Running or claimed and waiting: what counts against a queue's limit when claiming. */
+  private heldIn(queue: string): number {
+    return this.runningIn(queue) + this.backlog.filter((b) => b.job.queue === queue).length;
   }
 
   private async armDueTimer(): Promise<void> {

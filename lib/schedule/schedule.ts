@@ -1,0 +1,147 @@
+/**
+ * Recurring schedules: what a schedule is, how it is validated, and when it fires next.
+ * Cron expressions (5 fields, or 6 with seconds) are evaluated by croner in an IANA timezone,
+ * which handles daylight-saving changes (a time in a spring gap fires at the first valid time
+ * after it; a time in an autumn overlap fires once). Intervals are anchored at their start.
+ */
+import { Cron } from 'croner';
+import { describe, JobValidationError, validateName, type EnqueueOptions, type JsonValue } from '../model.ts';
+
+export type IntervalUnit = 'seconds' | 'minutes' | 'hours' | 'days';
+const UNIT_MS: Record<IntervalUnit, number> = { seconds: 1000, minutes: 60_000, hours: 3_600_000, days: 86_400_000 };
+
+/** A cron expression, or an interval with an optional start, end and run limit. */
+export type ScheduleSpec = string | { every: number; unit: IntervalUnit; startAt?: Date; endAt?: Date; limit?: number };
+
+export interface RecurringOptions extends Omit<EnqueueOptions, 'tx' | 'delay' | 'runAt' | 'refId'> {
+  /** The job to enqueue (default: the schedule's key). */
+  name?: string;
+  /** IANA timezone of a cron expression. Default 'UTC'. */
+  timezone?: string;
+  /** When the previous run is still live: 'allow' another, or 'skip' (recorded as a skipped job). Default 'allow'. */
+  overlap?: 'allow' | 'skip';
+  /** Ticks missed while nothing ran: 'latest' runs once, 'all' runs each (up to 100), 'none' runs none. Default 'latest'. */
+  missed?: 'latest' | 'all' | 'none';
+}
+
+/** A validated schedule, as stored. */
+export interface ScheduleDef {
+  key: string;
+  name: string;
+  cron: string | null;
+  timezone: string | null;
+  everyMs: number | null;
+  startAt: number | null;
+  endAt: number | null;
+  maxRuns: number | null;
+  payloadJson: string | null;
+  optionsJson: string | null;
+  overlap: 'allow' | 'skip';
+  missed: 'latest' | 'all' | 'none';
+}
+
+export interface ScheduleRecord {
+  key: string;
+  name: string;
+  cron: string | null;
+  timezone: string | null;
+  everyMs: number | null;
+  enabled: boolean;
+  overlap: 'allow' | 'skip';
+  missed: 'latest' | 'all' | 'none';
+  nextRunAt: Date | null;
+  lastRunAt: Date | null;
+  lastJobId: string | null;
+  runs: number;
+  maxRuns: number | null;
+  payload: JsonValue | null;
+}
+
+const OPTION_KEYS = ['name', 'timezone', 'overlap', 'missed', 'priority', 'queue', 'maxAttempts', 'timeout', 'backoff', 'tag', 'batchId', 'createdBy', 'meta'];
+
+function fail(key: string, field: string, what: string): never {
+  throw new JobValidationError(`schedule "${key}": ${field} ${what}`, field, key);
+}
+
+export function buildSchedule(key: string, spec: ScheduleSpec, payload: unknown, opts: RecurringOptions, now: number): ScheduleDef {
+  validateName(key, 'key');
+  if (opts === null || typeof opts !== 'object') fail(key, 'options', `must be an object; got ${describe(opts)}`);
+  for (const k of Object.keys(opts)) if (!OPTION_KEYS.includes(k)) fail(key, k, `is not a recurring option; allowed: ${OPTION_KEYS.join(', ')}`);
+  const name = opts.name === undefined ? key : validateName(opts.name, 'name', key);
+  const overlap = opts.overlap ?? 'allow';
+  if (overlap !== 'allow' && overlap !== 'skip') fail(key, 'overlap', `must be 'allow' or 'skip'; got ${describe(overlap)}`);
+  const missed = opts.missed ?? 'latest';
+  if (!['latest', 'all', 'none'].includes(missed)) fail(key, 'missed', `must be 'latest', 'all' or 'none'; got ${describe(missed)}`);
+  const { name: _n, timezone: _t, overlap: _o, missed: _m, ...enqueue } = opts;
+  const base = {
+    key,
+    name,
+    payloadJson: payload === undefined ? null : JSON.stringify(payload),
+    optionsJson: Object.keys(enqueue).length ? JSON.stringify(enqueue) : null,
+    overlap,
+    missed,
+  } as const;
+  if (typeof spec === 'string') {
+    const timezone = opts.timezone ?? 'UTC';
+    try {
+      new Intl.DateTimeFormat('en-US', { timeZone: timezone });
+    } catch {
+      fail(key, 'timezone', `must be an IANA timezone such as 'Europe/Berlin'; got ${describe(timezone)}`);
+    }
+    try {
+      new Cron(spec, { timezone });
+    } catch (err) {
+      fail(key, 'schedule', `is not a valid cron expression (${(err as Error).message}); got ${describe(spec)}`);
+    }
+    return { ...base, cron: spec, timezone, everyMs: null, startAt: null, endAt: null, maxRuns: null };
+  }
+  if (spec === null || typeof spec !== 'object') fail(key, 'schedule', `must be a cron expression or { every, unit }; got ${describe(spec)}`);
+  if (!Number.isInteger(spec.every) || spec.every < 1) fail(key, 'schedule.every', `must be a positive integer; got ${describe(spec.every)}`);
+  if (!(spec.unit in UNIT_MS)) fail(key, 'schedule.unit', `must be 'seconds', 'minutes', 'hours' or 'days'; got ${describe(spec.unit)}`);
+  for (const f of ['startAt', 'endAt'] as const) {
+    if (spec[f] !== undefined && (!(spec[f] instanceof Date) || Number.isNaN(spec[f]!.getTime()))) fail(key, `schedule.${f}`, `must be a valid Date; got ${describe(spec[f])}`);
+  }
+  if (spec.limit !== undefined && (!Number.isInteger(spec.limit) || spec.limit < 1)) fail(key, 'schedule.limit', `must be a positive integer; got ${describe(spec.limit)}`);
+  if (opts.timezone !== undefined) fail(key, 'timezone', 'applies to cron expressions only');
+  return {
+    ...base,
+    cron: null,
+    timezone: null,
+    everyMs: spec.every * UNIT_MS[spec.unit],
+    startAt: spec.startAt?.getTime() ?? now,
+    endAt: spec.endAt?.getTime() ?? null,
+    maxRuns: spec.limit ?? null,
+  };
+}
+
+/** The first nominal fire time strictly after `after` (ms), or null when the schedule has ended. */
+export function nextFireAfter(def: Pick<ScheduleDef, 'cron' | 'timezone' | 'everyMs' | 'startAt' | 'endAt'>, after: number): number | null {
+  let next: number | null;
+  if (def.cron) {
+    next = new Cron(def.cron, { timezone: def.timezone ?? 'UTC' }).nextRun(new Date(after))?.getTime() ?? null;
+  } else {
+    const start = def.startAt!;
+    const every = def.everyMs!;
+    next = after < start ? start : start + (Math.floor((after - start) / every) + 1) * every;
+  }
+  if (next !== null && def.endAt !== null && next > def.endAt) return null;
+  return next;
+}
+
+/** Which due ticks to fire now, by the missed-ticks policy, and the next one after them. */
+export function ticksToFire(def: ScheduleDef, nextRunAt: number, now: number, runsSoFar: number): { fire: number[]; next: number | null } {
+  const due: number[] = [];
+  let t: number | null = nextRunAt;
+  while (t !== null && t <= now && due.length < 1000) {
+    due.push(t);
+    t = nextFireAfter(def, t);
+  }
+  // A tick is "on time" when it fell within the last few seconds; older ones were missed.
+  const onTime = (tick: number) => now - tick < 5000;
+  let fire: number[];
+  if (def.missed === 'all') fire = due.slice(-100);
+  else if (def.missed === 'none') fire = due.filter(onTime).slice(-1);
+  else fire = due.slice(-1);
+  if (def.maxRuns !== null) fire = fire.slice(0, Math.max(0, def.maxRuns - runsSoFar));
+  return { fire, next: t };
+}

@@ -1,0 +1,70 @@
+/**
+ * The scheduler: every second, fire the ticks of due schedules. It runs on every instance with a
+ * worker (on the leader only when leadership is on); each tick is fired at most once because its
+ * (schedule, nominal fire time) row is inserted with the job under a primary key. Fire times are
+ * the nominal slots computed from the stored next run, never "now".
+ */
+import type { NewJobRow } from '../model.ts';
+import type { Store, StoredSchedule } from '../store/store.ts';
+import { nextFireAfter, ticksToFire } from './schedule.ts';
+
+export interface SchedulerHooks {
+  /** Build the job row for a tick (validated like any enqueue). */
+  row(s: StoredSchedule, fireAt: number): NewJobRow;
+  /** May this instance fire now (leadership)? */
+  leads(): boolean;
+  fired(e: { key: string; fireAt: number; jobId: string; skipped: boolean }): void;
+  error(err: unknown): void;
+}
+
+export class Scheduler {
+  private timer: NodeJS.Timeout | null = null;
+  private busy: Promise<void> | null = null;
+
+  constructor(
+    private readonly store: Store,
+    private readonly hooks: SchedulerHooks,
+    private readonly intervalMs = 1000,
+  ) {}
+
+  start(): void {
+    if (this.timer) return;
+    this.timer = setInterval(() => void this.tick(), this.intervalMs);
+    this.timer.unref();
+    void this.tick();
+  }
+
+  /** Fire whatever is due now (also callable directly). */
+  tick(): Promise<void> {
+    if (!this.hooks.leads()) return Promise.resolve();
+    this.busy ??= this.fireDue()
+      .catch((err) => this.hooks.error(err))
+      .finally(() => (this.busy = null));
+    return this.busy;
+  }
+
+  private async fireDue(): Promise<void> {
+    const { now, due } = await this.store.dueSchedules();
+    for (const s of due) {
+      const { fire, next } = ticksToFire(s, s.nextRunAt!, now, s.runs);
+      for (const fireAt of fire) {
+        const row = this.hooks.row(s, fireAt);
+        const res = await this.store.fireSchedule(s.key, fireAt, row, s.overlap === 'skip');
+        if (res) this.hooks.fired({ key: s.key, fireAt, ...res });
+      }
+      const ended = s.maxRuns !== null && s.runs + fire.length >= s.maxRuns;
+      await this.store.advanceSchedule(s.key, s.nextRunAt!, ended ? null : next);
+    }
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    await this.busy?.catch(() => undefined);
+  }
+}
+
+/** The first run of a newly defined or re-enabled schedule: the next slot after now. */
+export function firstRun(s: Parameters<typeof nextFireAfter>[0], now: number): number | null {
+  return nextFireAfter(s, now - 1);
+}

@@ -1,0 +1,84 @@
+import { expect } from 'chai';
+import { forEachDialect, sleep, until, type TestDb } from '../helpers/dialects.ts';
+
+const ms = (v: unknown) => (v instanceof Date ? v.getTime() : Number(v));
+
+forEachDialect('recurring schedules', ({ fresh }) => {
+  it('fires an every-second schedule once per tick across three instances without leadership', async function () {
+    this.timeout(20_000);
+    const t = await fresh();
+    const all = [];
+    for (let i = 0; i < 3; i++) {
+      const handle = i === 0 ? t : await t.another();
+      const jobs = handle.jobs({ worker: { pollInterval: 100 } });
+      jobs.define('tick', async () => undefined);
+      jobs.recurring('every-second', '* * * * * *', { hello: 'world' }, { name: 'tick' });
+      all.push(jobs);
+    }
+    for (const jobs of all) await jobs.start();
+    await sleep(3500);
+    for (const jobs of all) await jobs.stop();
+    const ticks = await t.query<{ fire_at: unknown; n: number }>(
+      `SELECT fire_at, COUNT(*) AS n FROM ${t.prefix}schedule_ticks WHERE schedule_key = 'every-second' GROUP BY fire_at ORDER BY fire_at`,
+    );
+    expect(ticks.length).to.be.within(3, 5);
+    for (const tk of ticks) expect(Number(tk.n)).to.equal(1);
+    const times = ticks.map((tk) => ms(tk.fire_at));
+    times.slice(1).forEach((x, i) => expect(x - times[i], 'one second apart: none missing, none doubled').to.equal(1000));
+    for (const x of times) expect(x % 1000, 'nominal slots, never now()').to.equal(0);
+    const jobs = await all[0].list({ name: 'tick', limit: 100, includePayload: true });
+    expect(jobs.items).to.have.length(ticks.length);
+    expect(jobs.items[0].payload).to.deep.equal({ hello: 'world' });
+    // The database refuses a second job for the same tick.
+    const place = t.dialect === 'sqlite' ? '?, ?, ?' : '$1, $2, $3';
+    const dup = await t
+      .query(`INSERT INTO ${t.prefix}schedule_ticks (schedule_key, fire_at, job_id) VALUES (${place})`, ['every-second', ticks[0].fire_at, jobs.items[0].id])
+      .catch((e: Error) => e);
+    expect(dup).to.be.instanceOf(Error);
+  });
+
+  it('records a skipped job when the previous run is still live (overlap: skip)', async function () {
+    this.timeout(20_000);
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { pollInterval: 100 } });
+    jobs.define('slow', async () => sleep(2200));
+    jobs.recurring('slow-every-second', '* * * * * *', {}, { name: 'slow', overlap: 'skip' });
+    await jobs.start();
+    await until(async () => (await jobs.list({ state: 'skipped' })).items.length >= 1, 'a skipped tick', 6000);
+    await jobs.stop({ timeout: 5000 });
+    const skipped = (await jobs.list({ state: 'skipped' })).items[0];
+    expect(skipped.name).to.equal('slow');
+    expect(skipped.error!.message).to.match(/previous run of schedule "slow-every-second" was still live/);
+  });
+
+  it('interval with a run limit, toggle, remove and trigger, all persisted', async function () {
+    this.timeout(20_000);
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { pollInterval: 100 } });
+    let runs = 0;
+    jobs.define('twice', async () => {
+      runs++;
+    });
+    jobs.define('report', async () => undefined);
+    jobs.recurring('twice', { every: 1, unit: 'seconds', limit: 2 });
+    jobs.recurring('daily-report', '0 6 * * *', { kind: 'daily' }, { name: 'report', timezone: 'Europe/Berlin' });
+    await jobs.start();
+    await until(() => runs === 2, 'two runs', 6000);
+    await sleep(1500);
+    expect(runs).to.equal(2);
+    const list = await jobs.schedules.list();
+    const twice = list.find((s) => s.key === 'twice')!;
+    expect(twice).to.include({ runs: 2, enabled: false });
+    const daily = list.find((s) => s.key === 'daily-report')!;
+    expect(daily).to.include({ cron: '0 6 * * *', timezone: 'Europe/Berlin', enabled: true, runs: 0 });
+    expect(daily.nextRunAt!.getTime()).to.be.greaterThan(Date.now());
+    expect(await jobs.schedules.toggle('daily-report', false)).to.equal(true);
+    expect((await jobs.schedules.list()).find((s) => s.key === 'daily-report')!.enabled).to.equal(false);
+    const triggered = await jobs.schedules.trigger('daily-report');
+    expect(triggered!.existed).to.equal(false);
+    await until(async () => (await jobs.get(triggered!.id))?.state === 'completed', 'the triggered run');
+    expect((await jobs.get(triggered!.id))!.payload).to.deep.equal({ kind: 'daily' });
+    expect(await jobs.schedules.remove('daily-report')).to.equal(true);
+    expect((await jobs.schedules.list()).map((s) => s.key)).to.deep.equal(['twice']);
+  });
+});

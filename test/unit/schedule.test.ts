@@ -1,0 +1,60 @@
+/** Schedule arithmetic without a database: DST in two timezones, intervals, missed-tick policies. */
+import { expect } from 'chai';
+import { buildSchedule, nextFireAfter, ticksToFire } from '../../lib/schedule/schedule.ts';
+
+const at = (iso: string) => new Date(iso).getTime();
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+describe('schedule arithmetic', () => {
+  it('handles the spring gap and the autumn overlap in Europe/Berlin and America/New_York', () => {
+    const berlin = buildSchedule('b', '30 2 * * *', undefined, { timezone: 'Europe/Berlin' }, 0);
+    // 2026-03-29 02:30 does not exist in Berlin: it runs at 03:00 local (01:00Z), once.
+    expect(iso(nextFireAfter(berlin, at('2026-03-28T12:00:00Z')))).to.equal('2026-03-29T01:00:00.000Z');
+    expect(iso(nextFireAfter(berlin, at('2026-03-29T01:00:00Z')))).to.equal('2026-03-30T00:30:00.000Z');
+    // 2026-10-25 02:30 happens twice in Berlin: it runs once, on the first.
+    expect(iso(nextFireAfter(berlin, at('2026-10-24T12:00:00Z')))).to.equal('2026-10-25T00:30:00.000Z');
+    expect(iso(nextFireAfter(berlin, at('2026-10-25T00:30:00Z')))).to.equal('2026-10-26T01:30:00.000Z');
+    const ny = buildSchedule('n', '30 2 * * *', undefined, { timezone: 'America/New_York' }, 0);
+    expect(iso(nextFireAfter(ny, at('2026-03-07T12:00:00Z')))).to.equal('2026-03-08T07:00:00.000Z'); // 03:00 EDT
+    expect(iso(nextFireAfter(ny, at('2026-10-31T12:00:00Z')))).to.equal('2026-11-01T07:30:00.000Z'); // 02:30 EST
+    // 01:30 happens twice in New York on 2026-11-01 (EDT, then EST): it runs once, on the first.
+    const ny130 = buildSchedule('n2', '30 1 * * *', undefined, { timezone: 'America/New_York' }, 0);
+    expect(iso(nextFireAfter(ny130, at('2026-10-31T12:00:00Z')))).to.equal('2026-11-01T05:30:00.000Z');
+    expect(iso(nextFireAfter(ny130, at('2026-11-01T05:30:00Z')))).to.equal('2026-11-02T06:30:00.000Z');
+    // Hourly keeps real UTC spacing across the autumn change: 24 + 1 runs that day.
+    const hourly = buildSchedule('h', '0 * * * *', undefined, { timezone: 'Europe/Berlin' }, 0);
+    let t = at('2026-10-24T22:00:00Z');
+    let n = 0;
+    while (t < at('2026-10-25T23:00:00Z')) {
+      t = nextFireAfter(hourly, t)!;
+      n++;
+    }
+    expect(n).to.equal(25);
+  });
+
+  it('anchors intervals at their start and stops at their end', () => {
+    const s = buildSchedule('i', { every: 15, unit: 'minutes', startAt: new Date('2026-01-01T00:05:00Z'), endAt: new Date('2026-01-01T01:00:00Z') }, null, {}, 0);
+    expect(iso(nextFireAfter(s, at('2025-12-31T00:00:00Z')))).to.equal('2026-01-01T00:05:00.000Z');
+    expect(iso(nextFireAfter(s, at('2026-01-01T00:05:00Z')))).to.equal('2026-01-01T00:20:00.000Z');
+    expect(iso(nextFireAfter(s, at('2026-01-01T00:50:00Z')))).to.equal(null);
+  });
+
+  it('fires the latest, all, or none of the missed ticks', () => {
+    const every = (missed: 'latest' | 'all' | 'none') => buildSchedule('m', '*/1 * * * *', null, { missed }, 0);
+    const due = at('2026-01-01T00:00:00Z');
+    const now = at('2026-01-01T00:10:02Z');
+    expect(ticksToFire(every('latest'), due, now, 0).fire.map(iso)).to.deep.equal(['2026-01-01T00:10:00.000Z']);
+    expect(ticksToFire(every('all'), due, now, 0).fire).to.have.length(11);
+    expect(ticksToFire(every('none'), due, now, 0).fire.map(iso)).to.deep.equal(['2026-01-01T00:10:00.000Z']); // on time: 2 s ago
+    expect(ticksToFire(every('none'), due, at('2026-01-01T00:10:30Z'), 0).fire).to.deep.equal([]);
+    expect(iso(ticksToFire(every('all'), due, now, 0).next)).to.equal('2026-01-01T00:11:00.000Z');
+  });
+
+  it('refuses invalid expressions, timezones and options, naming the field', () => {
+    expect(() => buildSchedule('x', '61 * * * *', null, {}, 0)).to.throw(/schedule "x": schedule is not a valid cron expression/);
+    expect(() => buildSchedule('x', '* * * * *', null, { timezone: 'Mars/Base' }, 0)).to.throw(/schedule "x": timezone must be an IANA timezone/);
+    expect(() => buildSchedule('x', '* * * * *', null, { overlap: 'queue-up' as never }, 0)).to.throw(/overlap must be 'allow' or 'skip'/);
+    expect(() => buildSchedule('x', { every: 0, unit: 'minutes' }, null, {}, 0)).to.throw(/schedule.every must be a positive integer/);
+    expect(() => buildSchedule('x', { every: 1, unit: 'weeks' as never }, null, {}, 0)).to.throw(/schedule.unit must be/);
+  });
+});

@@ -136,20 +136,27 @@ const postgres: DialectFactory = {
 export const DIALECTS: DialectFactory[] = [sqlite, postgres];
 
 /**
+ * A mocha before() hook for dialect-only suites: skip loudly when the database (or something else
+ * the suite needs, `extra`) is missing on a developer's machine; fail in CI.
+ */
+export function requireDatabase(factory: DialectFactory, extra: () => string | null = () => null) {
+  return async function (this: Mocha.Context): Promise<void> {
+    const why = (await factory.available()) ?? extra();
+    if (!why) return;
+    if (process.env.CI === 'true') throw new Error(`CI: ${why}`);
+    console.warn(`\n  !!! SKIPPING ${this.test?.parent?.title ?? factory.name}: ${why}\n`);
+    this.skip();
+  };
+}
+
+/**
  * describe() once per dialect. Unavailable databases are skipped loudly locally and fail in CI.
  */
 export function forEachDialect(title: string, body: (ctx: { factory: DialectFactory; fresh: () => Promise<TestDb> }) => void): void {
   for (const factory of DIALECTS) {
     describe(`${title} [${factory.name}]`, function () {
       const opened: TestDb[] = [];
-      before(async function () {
-        const why = await factory.available();
-        if (why) {
-          if (process.env.CI === 'true') throw new Error(`CI: ${why}`);
-          console.warn(`\n  !!! SKIPPING ${factory.name} tests: ${why}\n`);
-          this.skip();
-        }
-      });
+      before(requireDatabase(factory));
       afterEach(async function () {
         // Jobs instances are closed by the global afterEach above (registered first, runs first).
         for (const t of opened.splice(0)) await t.cleanup().catch(() => undefined);

@@ -1,18 +1,11 @@
 /** PostgreSQL only: wake-ups from other processes through LISTEN/NOTIFY, and the listener's reconnect. */
 import { expect } from 'chai';
-import { DIALECTS, sleep, until } from '../helpers/dialects.ts';
+import { DIALECTS, requireDatabase, sleep, until } from '../helpers/dialects.ts';
 
 describe('LISTEN/NOTIFY wake-ups [postgres]', function () {
   const factory = DIALECTS.find((d) => d.name === 'postgres')!;
   let cleanups: (() => Promise<void>)[] = [];
-  before(async function () {
-    const why = await factory.available();
-    if (why) {
-      if (process.env.CI === 'true') throw new Error(`CI: ${why}`);
-      console.warn(`\n  !!! SKIPPING postgres tests: ${why}\n`);
-      this.skip();
-    }
-  });
+  before(requireDatabase(factory));
   afterEach(async () => {
     for (const c of cleanups.reverse()) await c().catch(() => undefined);
     cleanups = [];

@@ -1,18 +1,11 @@
 /** PostgreSQL only: migrations never run on a caller's transaction. */
 import { expect } from 'chai';
 import type pg from 'pg';
-import { DIALECTS } from '../helpers/dialects.ts';
+import { DIALECTS, requireDatabase } from '../helpers/dialects.ts';
 
 describe('migrations and the caller\'s transaction [postgres]', function () {
   const factory = DIALECTS.find((d) => d.name === 'postgres')!;
-  before(async function () {
-    const why = await factory.available();
-    if (why) {
-      if (process.env.CI === 'true') throw new Error(`CI: ${why}`);
-      console.warn(`\n  !!! SKIPPING postgres tests: ${why}\n`);
-      this.skip();
-    }
-  });
+  before(requireDatabase(factory));
 
   it('enqueue({ tx }) on an unmigrated database migrates on its own connection, not the caller\'s transaction', async () => {
     const t = await factory.create();

@@ -7,7 +7,7 @@
 import { expect } from 'chai';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
-import { DIALECTS, until } from '../helpers/dialects.ts';
+import { DIALECTS, requireDatabase, until } from '../helpers/dialects.ts';
 
 function restartCommand(): string[] | null {
   if (!existsSync('/etc/postgresql')) return null;
@@ -18,15 +18,10 @@ function restartCommand(): string[] | null {
 describe('database restart [postgres]', function () {
   const factory = DIALECTS.find((d) => d.name === 'postgres')!;
   const cmd = restartCommand();
-  before(async function () {
-    const why = (await factory.available()) ?? (cmd ? null : 'no local cluster to restart (pg_ctlcluster, /etc/postgresql)');
-    if (process.env.SQLJOBS_TEST_RESTART === '0') return this.skip();
-    if (why) {
-      if (process.env.CI === 'true') throw new Error(`CI: ${why}`);
-      console.warn(`\n  !!! SKIPPING the PostgreSQL restart test: ${why}\n`);
-      this.skip();
-    }
+  before(function () {
+    if (process.env.SQLJOBS_TEST_RESTART === '0') this.skip();
   });
+  before(requireDatabase(factory, () => (cmd ? null : 'no local cluster to restart (pg_ctlcluster, /etc/postgresql)')));
 
   it('loses no job and runs none twice when PostgreSQL restarts mid-run', async function () {
     this.timeout(120_000);

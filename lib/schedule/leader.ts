@@ -19,6 +19,8 @@ export interface LeaderOptions {
 
 export class LeaderElector {
   private leading = false;
+  /** When leadership was last confirmed (monotonic clock): a leader that was paused longer than its lease is not trusted until it confirms again. */
+  private confirmedAt = 0;
   private lock: SessionLock | null = null;
   private leaseToken: number | null = null;
   private timer: NodeJS.Timeout | null = null;
@@ -34,7 +36,7 @@ export class LeaderElector {
   ) {}
 
   get isLeader(): boolean {
-    return this.leading;
+    return this.leading && performance.now() - this.confirmedAt < this.opts.leaseMs;
   }
 
   async start(): Promise<void> {
@@ -79,6 +81,7 @@ export class LeaderElector {
       ? await this.lock.stillHeld()
       : await this.store.renewLease(this.opts.name, this.owner, this.leaseToken!, this.opts.leaseMs);
     if (!held) this.stepDown();
+    else this.confirmedAt = performance.now();
   }
 
   private stepDown(): void {
@@ -90,6 +93,7 @@ export class LeaderElector {
   }
 
   private become(leader: boolean): void {
+    if (leader) this.confirmedAt = performance.now();
     if (this.leading === leader) return;
     this.leading = leader;
     this.onChange(leader);

@@ -179,6 +179,35 @@ forEachDialect('separate processes', ({ fresh }) => {
     await b.exited;
   });
 
+  it('a leader stopped past its lease performs no duty after SIGCONT while another leads', async function () {
+    this.timeout(60_000);
+    const t = await fresh();
+    await t.jobs({ worker: false }).migrate();
+    const env = { LEADER: 600, HEARTBEAT: 100, STALL: 300 };
+    const a = spawnWorker(workerEnv(t, env));
+    await a.waitFor(/^leader true$/);
+    await a.waitFor(/^duty sweep$/, 5000);
+    const b = spawnWorker(workerEnv(t, env));
+    await b.waitFor(/^ready$/);
+    a.kill('SIGSTOP');
+    await sleep(2000);
+    if (t.dialect === 'sqlite') {
+      // The lease expired: B leads. A, resumed, must not act on its stale leadership.
+      await b.waitFor(/^leader true$/, 3000);
+      const before = a.lines.length;
+      a.kill('SIGCONT');
+      await a.waitFor(/^leader false$/, 3000);
+      await sleep(1500);
+      expect(a.lines.slice(before)).to.not.include('duty sweep');
+    } else {
+      // The advisory lock stays with A's open session while A is stopped: nobody else leads meanwhile.
+      expect(b.lines).to.not.include('leader true');
+      a.kill('SIGCONT');
+    }
+    for (const w of [a, b]) w.kill('SIGTERM');
+    await Promise.all([a.exited, b.exited]);
+  });
+
   it('applies migrations once when 8 processes start at the same moment on an empty database', async function () {
     this.timeout(60_000);
     const t = await fresh();

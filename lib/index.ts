@@ -7,7 +7,7 @@ export type { KoaJobsOptions, KoaLikeContext } from './http/koa.ts';
 export { RequestJobs } from './http/unit-of-work.ts';
 export type { RequestJobMap } from './http/unit-of-work.ts';
 export type {
-  DefineOptions, EnqueueManyItem, Handler, JobMap, JobName, JobsEvents, JobsOptions, PayloadOf, SupportedDb,
+  DefineOptions, EnqueueManyItem, Handler, JobMap, JobName, JobsEvents, JobsOptions, JobsStatus, PayloadOf, SupportedDb,
 } from './jobs.ts';
 export { DiscardJob, JobAbortError, SnoozeJob } from './worker/context.ts';
 export { LockBusyError, Locks } from './locks.ts';

@@ -22,7 +22,12 @@ import { Locks } from './locks.ts';
 import { LeaderElector, type LeaderOptions } from './schedule/leader.ts';
 import { buildSchedule, type RecurringOptions, type ScheduleDef, type ScheduleRecord, type ScheduleSpec } from './schedule/schedule.ts';
 import { Scheduler, firstRun } from './schedule/scheduler.ts';
-import type { StoredSchedule } from './store/store.ts';
+import type { StatusCounts, StoredSchedule, WorkerRecord } from './store/store.ts';
+
+export interface JobsStatus extends StatusCounts {
+  workers: WorkerRecord[];
+  leader: string | null;
+}
 
 /** A map from job name to payload type, e.g. `{ sendReceipt: { orderId: number } }` (a type or an interface). */
 export type JobMap = object;
@@ -357,6 +362,22 @@ export class Jobs<M extends JobMap = {}> {
       return this.writeRows([row]).then((r) => r[0]);
     },
   };
+
+  /**
+   * A status snapshot: live jobs per state and queue, finished jobs per state (counted up to
+   * `cap`, default 1,000,000, and flagged when capped), registered workers with their last
+   * heartbeat, and who leads (leadership name `leader` unless configured otherwise).
+   */
+  async status(opts: { cap?: number } = {}): Promise<JobsStatus> {
+    await this.migrate();
+    const cap = opts.cap ?? 1_000_000;
+    const [counts, workers, leader] = await Promise.all([
+      this.store.statusCounts(cap),
+      this.store.listWorkers(),
+      this.store.leaderInfo(this.leaderOptions?.name ?? 'leader'),
+    ]);
+    return { ...counts, workers, leader };
+  }
 
   /** Whether this instance leads (always false unless created with `leader`). */
   isLeader(): boolean {

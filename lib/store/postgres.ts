@@ -10,12 +10,12 @@
 import type { Pool, PoolClient, PoolConfig, Client, QueryResultRow } from 'pg';
 import type { AttemptRecord, EnqueueResult, JobRecord, JobState, ListFilter, ListPage, LogRecord, NewJobRow } from '../model.ts';
 import { checkNotNewer, loadMigrations, splitStatements } from './migrations.ts';
-import { claimOrder, nativeCodec, toAttemptRecord, toClaimedJob, toJobRecord, toLogRecord, toStoredSchedule, withCurrentAttempt } from './rows.ts';
+import { claimOrder, nativeCodec, toAttemptRecord, toClaimedJob, toJobRecord, toLogRecord, toStoredSchedule, toWorkerRecord, withCurrentAttempt } from './rows.ts';
 import type { ScheduleDef } from '../schedule/schedule.ts';
 import { Params, chunkBy, listLimit, listWhere, statesByTable } from './sql.ts';
 import type {
   CancelResult, ClaimRequest, ClaimedJob, CompleteItem, FailItem, Fenced, ListenCallbacks, ListenHandle, LogItem, OpenTransaction,
-  ProgressItem, ReleaseItem, RescuedJob, SessionLock, Store, StoreCapabilities, StoredSchedule, WorkerInfo,
+  ProgressItem, ReleaseItem, RescuedJob, SessionLock, StatusCounts, Store, StoreCapabilities, StoredSchedule, WorkerInfo, WorkerRecord,
 } from './store.ts';
 import { isPgClient } from './detect.ts';
 import { CLAIM_COLUMNS } from './store.ts';
@@ -510,6 +510,34 @@ export class PostgresStore implements Store {
 
   async dbNow(): Promise<number> {
     return ((await this.rows('SELECT now() AS now'))[0].now as Date).getTime();
+  }
+
+  // ---------------------------------------------------------------- status
+
+  async statusCounts(cap: number): Promise<StatusCounts> {
+    const live = await this.rows(`SELECT state, queue, count(*)::int AS count FROM ${this.t('jobs')} GROUP BY state, queue ORDER BY queue, state`);
+    const finished = await this.rows(
+      `SELECT state, count(*)::int AS count FROM (SELECT state FROM ${this.t('history')} LIMIT $1) capped GROUP BY state`,
+      [cap],
+    );
+    const total = finished.reduce((n, r) => n + Number(r.count), 0);
+    return {
+      live: live as StatusCounts['live'],
+      finished: finished.map((r) => ({ state: r.state as string, count: Number(r.count), capped: total >= cap })),
+    };
+  }
+
+  async listWorkers(): Promise<WorkerRecord[]> {
+    return (await this.rows(`SELECT * FROM ${this.t('workers')} ORDER BY started_at`)).map((r) => toWorkerRecord(r, nativeCodec));
+  }
+
+  async leaderInfo(name: string): Promise<string | null> {
+    const rows = await this.rows(
+      `SELECT a.pid, a.client_addr::text AS addr, a.application_name AS app FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+       WHERE l.locktype = 'advisory' AND l.granted AND l.objid = (hashtext($1)::bigint & 4294967295)::oid`,
+      [`${this.prefix}${name}`],
+    );
+    return rows.length ? `PostgreSQL session ${rows[0].pid}${rows[0].addr ? ` from ${rows[0].addr}` : ''} (advisory lock)` : null;
   }
 
   // ---------------------------------------------------------------- reads and admin verbs

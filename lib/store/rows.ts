@@ -1,6 +1,6 @@
 /** Turning database rows (snake_case, dialect types) into the public records. No SQL here. */
 import type { AttemptRecord, BackoffOptions, JobError, JobRecord, JobState, LogRecord } from '../model.ts';
-import type { ClaimedJob, StoredSchedule } from './store.ts';
+import type { ClaimedJob, StoredSchedule, WorkerRecord } from './store.ts';
 
 /** How a dialect hands back times and JSON: SQLite gives numbers and text, pg gives Dates and objects. */
 export interface RowCodec {
@@ -131,6 +131,20 @@ export function toStoredSchedule(row: Row, codec: RowCodec): StoredSchedule {
     lastRunAt: ms(row.last_run_at),
     lastJobId: row.last_job_id == null ? null : String(row.last_job_id),
     runs: Number(row.runs),
+  };
+}
+
+export function toWorkerRecord(row: Row, codec: RowCodec): WorkerRecord {
+  const list = (v: unknown) => (v == null ? null : ((typeof v === 'string' ? JSON.parse(v) : v) as string[]));
+  return {
+    id: row.id as string,
+    host: row.host as string,
+    pid: Number(row.pid),
+    queues: list(row.queues),
+    names: list(row.names) ?? [],
+    concurrency: Number(row.concurrency),
+    startedAt: codec.date(row.started_at)!,
+    heartbeatAt: codec.date(row.heartbeat_at)!,
   };
 }
 

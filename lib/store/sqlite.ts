@@ -12,13 +12,13 @@
 import type BetterSqlite3 from 'better-sqlite3';
 import type { EnqueueResult, JobRecord, JobState, ListFilter, ListPage, NewJobRow, AttemptRecord, LogRecord } from '../model.ts';
 import { checkNotNewer, loadMigrations } from './migrations.ts';
-import { claimOrder, textCodec, toAttemptRecord, toClaimedJob, toJobRecord, toLogRecord, toStoredSchedule, withCurrentAttempt } from './rows.ts';
+import { claimOrder, textCodec, toAttemptRecord, toClaimedJob, toJobRecord, toLogRecord, toStoredSchedule, toWorkerRecord, withCurrentAttempt } from './rows.ts';
 import type { ScheduleDef } from '../schedule/schedule.ts';
 import { Params, listLimit, listWhere, statesByTable } from './sql.ts';
 import { CLAIM_COLUMNS } from './store.ts';
 import type {
   CancelResult, ClaimRequest, ClaimedJob, CompleteItem, FailItem, Fenced, LogItem, ProgressItem,
-  ReleaseItem, RescuedJob, Store, StoreCapabilities, StoredSchedule, WorkerInfo,
+  ReleaseItem, RescuedJob, StatusCounts, Store, StoreCapabilities, StoredSchedule, WorkerInfo, WorkerRecord,
 } from './store.ts';
 
 type DB = BetterSqlite3.Database;
@@ -485,6 +485,27 @@ export class SqliteStore implements Store {
 
   async dbNow(): Promise<number> {
     return this.read(() => (this.q(`SELECT ${NOW} AS now`).get() as { now: number }).now);
+  }
+
+  // ---------------------------------------------------------------- status
+
+  async statusCounts(cap: number): Promise<StatusCounts> {
+    return this.read(() => {
+      const live = this.q(`SELECT state, queue, COUNT(*) AS count FROM ${this.t('jobs')} GROUP BY state, queue ORDER BY queue, state`).all() as StatusCounts['live'];
+      const finished = (this.q(`SELECT state, COUNT(*) AS count FROM (SELECT state FROM ${this.t('history')} INDEXED BY ${this.t('history_state')} LIMIT ?) GROUP BY state`).all(cap) as { state: string; count: number }[]);
+      const total = finished.reduce((n, r) => n + r.count, 0);
+      return { live, finished: finished.map((r) => ({ ...r, capped: total >= cap })) };
+    });
+  }
+
+  async listWorkers(): Promise<WorkerRecord[]> {
+    const rows = await this.read(() => this.q(`SELECT * FROM ${this.t('workers')} ORDER BY started_at`).all() as Record<string, unknown>[]);
+    return rows.map((r) => toWorkerRecord(r, textCodec));
+  }
+
+  async leaderInfo(name: string): Promise<string | null> {
+    const row = await this.read(() => this.q(`SELECT owner, expires_at - ${NOW} AS left_ms FROM ${this.t('leases')} WHERE name = ? AND expires_at > ${NOW}`).get(name) as { owner: string; left_ms: number } | undefined);
+    return row ? `${row.owner} (lease, ${row.left_ms} ms left)` : null;
   }
 
   // ---------------------------------------------------------------- reads and admin verbs

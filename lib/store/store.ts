@@ -120,6 +120,22 @@ export interface CancelResult {
   workerId: string | null;
 }
 
+export interface StatusCounts {
+  live: { state: 'pending' | 'running'; queue: string; count: number }[];
+  finished: { state: string; count: number; capped: boolean }[];
+}
+
+export interface WorkerRecord {
+  id: string;
+  host: string;
+  pid: number;
+  queues: string[] | null;
+  names: string[];
+  concurrency: number;
+  startedAt: Date;
+  heartbeatAt: Date;
+}
+
 export interface StoredSchedule extends ScheduleDef {
   enabled: boolean;
   nextRunAt: number | null;
@@ -248,6 +264,12 @@ export interface Store {
   /** Move next_run_at on from `from` (compare-and-set), disabling the schedule when it ended. */
   advanceSchedule(key: string, from: number, nextRunAt: number | null): Promise<void>;
   dbNow(): Promise<number>;
+
+  /** For status views: live jobs per state and queue (exact; the hot table is small), finished jobs per state counted up to `cap`. */
+  statusCounts(cap: number): Promise<StatusCounts>;
+  listWorkers(): Promise<WorkerRecord[]>;
+  /** Who holds leadership `name`, in words (a lease owner, or the PostgreSQL session holding the advisory lock), or null. */
+  leaderInfo(name: string): Promise<string | null>;
 
   listen?(cb: ListenCallbacks): Promise<ListenHandle>;
   /**

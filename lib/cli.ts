@@ -1,0 +1,97 @@
+#!/usr/bin/env node
+/**
+ * sqljobs command line: run a worker process, apply the schema, or show the status, for the Jobs
+ * instance an app's module exports (as `jobs` or as its default export).
+ *
+ *   sqljobs worker  <module>   run this module's jobs until SIGINT/SIGTERM (graceful stop)
+ *   sqljobs migrate <module>   apply the schema and exit
+ *   sqljobs status  <module>   live and finished counts, workers, leader  [--json]
+ */
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { Jobs } from './jobs.ts';
+
+const USAGE = `usage: sqljobs <worker|migrate|status> <module> [--json]
+  <module> exports a Jobs instance (createJobs(...)) as \`jobs\` or as its default export`;
+
+async function load(file: string | undefined): Promise<Jobs> {
+  if (!file) throw new Error(USAGE);
+  const mod = (await import(pathToFileURL(path.resolve(file)).href)) as { jobs?: unknown; default?: unknown };
+  const jobs = mod.jobs ?? mod.default;
+  if (!(jobs instanceof Jobs) && !(jobs && typeof (jobs as Jobs).start === 'function' && typeof (jobs as Jobs).enqueue === 'function')) {
+    throw new Error(`${file} must export a Jobs instance (createJobs(...)) as \`jobs\` or as its default export`);
+  }
+  return jobs as Jobs;
+}
+
+async function worker(jobs: Jobs): Promise<void> {
+  let done = 0;
+  let failed = 0;
+  jobs.on('completed', () => done++);
+  jobs.on('failed', (e) => {
+    failed++;
+    console.error(`[sqljobs] ${e.name} ${e.id} failed for good: ${e.error.message}`);
+  });
+  jobs.on('error', (err) => console.error('[sqljobs] error:', (err as Error).message ?? err));
+  jobs.on('leader', (e) => console.log(`[sqljobs] ${e.leader ? 'now leading' : 'no longer leading'}`));
+  await jobs.start();
+  console.log(`[sqljobs] worker ${jobs.workerId} running ${jobs.names.join(', ') || '(no jobs defined)'}`);
+  const summary = setInterval(() => console.log(`[sqljobs] ${done} completed, ${failed} failed`), 60_000);
+  summary.unref();
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) process.exit(1);
+    stopping = true;
+    console.log(`[sqljobs] ${signal}: stopping (running jobs get their shutdown timeout)`);
+    await jobs.close();
+    console.log(`[sqljobs] stopped: ${done} completed, ${failed} failed`);
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+}
+
+async function status(jobs: Jobs, json: boolean): Promise<void> {
+  const s = await jobs.status();
+  if (json) {
+    console.log(JSON.stringify(s, null, 2));
+    return;
+  }
+  console.log('live jobs (state, queue, count):');
+  for (const r of s.live) console.log(`  ${r.state.padEnd(8)} ${r.queue.padEnd(24)} ${r.count}`);
+  if (!s.live.length) console.log('  none');
+  console.log('finished jobs:');
+  for (const r of s.finished) console.log(`  ${r.state.padEnd(10)} ${r.capped ? '≥ ' : ''}${r.count}`);
+  if (!s.finished.length) console.log('  none');
+  console.log('workers:');
+  const now = Date.now();
+  for (const w of s.workers) {
+    console.log(`  ${w.id}  pid ${w.pid} on ${w.host}, concurrency ${w.concurrency}, heartbeat ${Math.round((now - w.heartbeatAt.getTime()) / 1000)} s ago`);
+  }
+  if (!s.workers.length) console.log('  none');
+  console.log(`leader: ${s.leader ?? 'none'}`);
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [command, file, ...rest] = argv;
+  if (!command || command === '--help' || command === '-h') {
+    console.log(USAGE);
+    return;
+  }
+  if (!['worker', 'migrate', 'status'].includes(command)) throw new Error(`unknown command "${command}"\n${USAGE}`);
+  const jobs = await load(file);
+  if (command === 'worker') return worker(jobs);
+  if (command === 'migrate') {
+    await jobs.migrate();
+    console.log('[sqljobs] schema is up to date');
+  } else {
+    await status(jobs, rest.includes('--json'));
+  }
+  await jobs.close();
+  process.exit(0); // the app's own pool, opened by its module, would keep the process alive
+}
+
+main(process.argv.slice(2)).catch((err: Error) => {
+  console.error(err.message);
+  process.exit(2);
+});

@@ -1,0 +1,49 @@
+import { expect } from 'chai';
+import { spawn, spawnSync } from 'node:child_process';
+import { forEachDialect, until, type TestDb } from '../helpers/dialects.ts';
+
+const run = (t: TestDb, args: string[]) =>
+  spawnSync(process.execPath, ['--import', 'tsx', 'lib/cli.ts', ...args], {
+    env: { ...process.env, DIALECT: t.dialect, LOCATION: t.location, PREFIX: t.prefix },
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
+
+forEachDialect('sqljobs CLI', ({ fresh }) => {
+  it('migrate, worker and status on the module an app exports', async function () {
+    this.timeout(60_000);
+    const t = await fresh();
+    const migrated = run(t, ['migrate', 'test/fixtures/cli-jobs.ts']);
+    expect(migrated.status, migrated.stderr).to.equal(0);
+    expect(migrated.stdout).to.include('schema is up to date');
+
+    const producer = t.jobs({ worker: false });
+    const ids = (await producer.enqueueMany(Array.from({ length: 5 }, (_, i) => ({ name: 'hello', payload: { who: `n${i}` }, queue: 'greetings' })))).map((r) => r.id);
+    const before = run(t, ['status', 'test/fixtures/cli-jobs.ts', '--json']);
+    expect(before.status, before.stderr).to.equal(0);
+    expect(JSON.parse(before.stdout).live).to.deep.equal([{ state: 'pending', queue: 'greetings', count: 5 }]);
+
+    const worker = spawn(process.execPath, ['--import', 'tsx', 'lib/cli.ts', 'worker', 'test/fixtures/cli-jobs.ts'], {
+      env: { ...process.env, DIALECT: t.dialect, LOCATION: t.location, PREFIX: t.prefix },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    worker.stdout!.on('data', (d) => (out += d));
+    try {
+      await until(async () => (await producer.get(ids[4]))?.state === 'completed', 'the CLI worker to run the jobs', 20_000, 50);
+      await until(() => out.includes('now leading'), 'the worker to lead', 5000);
+      const during = run(t, ['status', 'test/fixtures/cli-jobs.ts']);
+      expect(during.stdout).to.match(/completed\s+5/);
+      expect(during.stdout).to.match(/workers:\n {2}\S+ {2}pid \d+/);
+      expect(during.stdout).to.match(/leader: (\S+ \(lease|PostgreSQL session \d+)/);
+    } finally {
+      worker.kill('SIGTERM');
+    }
+    const code = await new Promise((r) => worker.on('exit', r));
+    expect(code).to.equal(0);
+    expect(out).to.include('stopped: 5 completed, 0 failed');
+    const bad = run(t, ['frobnicate', 'x']);
+    expect(bad.status).to.equal(2);
+    expect(bad.stderr).to.include('unknown command "frobnicate"');
+  });
+});

@@ -317,12 +317,19 @@ export class PostgresStore implements Store {
         [stallMs],
       );
       const rescued: RescuedJob[] = [];
-      for (const j of stalled.rows) {
-        const err = JSON.stringify({ message: `worker lost: worker ${j.worker_id} stopped sending heartbeats for over ${stallMs} ms`, name: 'WorkerLost' });
-        const dead = j.attempts >= j.max_attempts;
-        await c.query(this.sql.fail, [[j.id], [j.token], [j.attempts], [err], [dead ? null : 0]]);
-        rescued.push({ id: j.id, name: j.name, queue: j.queue, outcome: dead ? 'failed' : 'retry' });
+      const rows = stalled.rows;
+      const dead = (j: QueryResultRow) => j.attempts >= j.max_attempts;
+      if (rows.length) {
+        // One fenced statement for all of them: retry now, or fail for good at the attempt limit.
+        await c.query(this.sql.fail, [
+          rows.map((j) => j.id),
+          rows.map((j) => j.token),
+          rows.map((j) => j.attempts),
+          rows.map((j) => JSON.stringify({ message: `worker lost: worker ${j.worker_id} stopped sending heartbeats for over ${stallMs} ms`, name: 'WorkerLost' })),
+          rows.map((j) => (dead(j) ? null : 0)),
+        ]);
       }
+      for (const j of rows) rescued.push({ id: j.id, name: j.name, queue: j.queue, outcome: dead(j) ? 'failed' : 'retry' });
       for (const q of new Set(rescued.filter((r) => r.outcome === 'retry').map((r) => r.queue))) {
         await c.query('SELECT pg_notify($1, $2)', [this.jobsChannel, q]);
       }
@@ -382,8 +389,7 @@ export class PostgresStore implements Store {
 
   /** pg_try_advisory_lock on a connection of its own: a pooled one would keep the lock after release. */
   async trySessionLock(name: string): Promise<SessionLock | null> {
-    const ClientCtor = (this.app as unknown as { Client: new (cfg: PoolConfig) => Client }).Client;
-    const client = new ClientCtor({ ...(this.app as unknown as { options: PoolConfig }).options, keepAlive: true });
+    const client = dedicatedClient(this.app);
     let lostCb: (() => void) | null = null;
     let gone = false;
     const drop = () => {
@@ -707,8 +713,7 @@ class Listener implements ListenHandle {
   ) {}
 
   async connect(): Promise<void> {
-    const ClientCtor = (this.pool as unknown as { Client: new (cfg: PoolConfig) => Client }).Client;
-    const client = new ClientCtor({ ...(this.pool as unknown as { options: PoolConfig }).options, keepAlive: true });
+    const client = dedicatedClient(this.pool);
     let dropped = false;
     const drop = (err?: unknown) => {
       if (dropped) return;
@@ -753,6 +758,16 @@ class Listener implements ListenHandle {
     this.client = null;
     if (c) await c.end().catch(() => undefined);
   }
+}
+
+/**
+ * A connection of its own, outside any pool, with the app pool's settings (without importing pg:
+ * pg-pool keeps its Client class): for LISTEN and session advisory locks, which a pooled
+ * connection would carry over to whoever checks it out next.
+ */
+function dedicatedClient(pool: Pool): Client {
+  const ClientCtor = (pool as unknown as { Client: new (cfg: PoolConfig) => Client }).Client;
+  return new ClientCtor({ ...(pool as unknown as { options: PoolConfig }).options, keepAlive: true });
 }
 
 /** The enqueue input as JSON text; payloads are spliced in as the validated JSON they already are. */

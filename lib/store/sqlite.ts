@@ -74,12 +74,7 @@ export class SqliteStore implements Store {
 
   /** A cached statement on our handle. */
   private q(sql: string): Stmt {
-    let s = this.stmts.get(sql);
-    if (!s) {
-      s = this.own.prepare(sql);
-      this.stmts.set(sql, s);
-    }
-    return s;
+    return this.k(sql, () => sql);
   }
 
   /** A cached statement on the app's handle (enqueue joins the app's transaction). */

@@ -125,13 +125,7 @@ export interface StatusCounts {
   finished: { state: string; count: number; capped: boolean }[];
 }
 
-export interface WorkerRecord {
-  id: string;
-  host: string;
-  pid: number;
-  queues: string[] | null;
-  names: string[];
-  concurrency: number;
+export interface WorkerRecord extends WorkerInfo {
   startedAt: Date;
   heartbeatAt: Date;
 }

@@ -10,8 +10,12 @@ function testFiles(dir) {
     e.isDirectory() ? testFiles(path.join(dir, e.name)) : e.name.endsWith('.test.ts') ? [path.join(dir, e.name)] : [],
   );
 }
-const files = process.argv.slice(2).length ? process.argv.slice(2) : testFiles('test').sort();
-const mocha = new Mocha({ timeout: 60_000, reporter: 'spec', slow: 2000 });
+// Arguments: test files (default: all under test/), and `-g <pattern>` to run only matching tests.
+const args = process.argv.slice(2);
+const g = args.indexOf('-g');
+const grep = g >= 0 ? args.splice(g, 2)[1] : undefined;
+const files = args.length ? args : testFiles('test').sort();
+const mocha = new Mocha({ timeout: 60_000, reporter: 'spec', slow: 2000, grep });
 for (const f of files) mocha.addFile(f);
 await mocha.loadFilesAsync();
 const runner = mocha.run();

@@ -1,12 +1,16 @@
 /**
  * Leader election: at most one instance per table prefix holds leadership and runs the singleton
- * duties (the stalled-job sweeper and history retention; recurring schedules will join them).
+ * duties (recurring schedules, the stalled-job sweeper and history retention).
  *
- * Through the database's session advisory lock on a dedicated connection where it has one
- * (PostgreSQL), and through a lease row with a fencing token elsewhere (SQLite). The leader
- * checks every leaseMs/3 that it still holds the lock (or renews its lease) and steps down at
- * once when it does not, or when its lock connection drops. Those duties stay correct without
- * any leader (fenced writes, SKIP LOCKED): leadership only avoids duplicate work.
+ * Leadership is a lease row with a fencing token on every database, renewed every leaseMs/3.
+ * Where the database has session advisory locks (PostgreSQL), the leader also holds one on a
+ * dedicated connection, so that losing that connection (or having it killed) makes it step down
+ * at once. A session lock alone cannot fail over from a leader that is paused or hung with its
+ * connection open, so the lease decides: a contender that finds the lease expired takes it and
+ * ends the stale holder's session. A leader that cannot confirm within its lease stops trusting
+ * itself (isLeader), so a resumed leader never acts beside its successor. The duties stay
+ * correct without any leader (fenced writes, SKIP LOCKED, tick keys): leadership avoids
+ * duplicate work.
  */
 import type { SessionLock, Store } from '../store/store.ts';
 
@@ -60,36 +64,57 @@ export class LeaderElector {
   }
 
   private async campaign(): Promise<void> {
-    if (this.store.trySessionLock) {
-      const lock = await this.store.trySessionLock(this.opts.name);
-      if (!lock) return;
-      if (!this.running) return lock.release();
-      this.lock = lock;
-      lock.onLost(() => {
-        if (this.lock === lock) this.stepDown();
-      });
-      return this.become(true);
+    if (this.store.trySessionLock && !(await this.takeSessionLock())) return;
+    if (!this.running) return this.releaseAll();
+    // Fencing: while a predecessor's lease is live it may still act, so wait for it to expire.
+    this.leaseToken = await this.store.acquireLease(this.opts.name, this.owner, this.opts.leaseMs);
+    if (this.leaseToken !== null && this.running) this.become(true);
+  }
+
+  /** Hold the session lock; if another session holds it but let the lease lapse, end that session first. */
+  private async takeSessionLock(): Promise<boolean> {
+    if (this.lock) return true;
+    let lock = await this.store.trySessionLock!(this.opts.name);
+    if (!lock && this.store.evictSessionLockHolder) {
+      const token = await this.store.acquireLease(this.opts.name, this.owner, this.opts.leaseMs);
+      if (token === null) return false; // the holder renews its lease: it is alive
+      this.leaseToken = token;
+      if ((await this.store.evictSessionLockHolder(this.opts.name)) > 0) this.onError(new Error(`leader "${this.opts.name}": ended the session of a leader that stopped renewing its lease`));
+      // The ended session's lock is released when its backend exits: try again for a moment.
+      for (let i = 0; !lock && i < 20 && this.running; i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        lock = await this.store.trySessionLock!(this.opts.name);
+      }
     }
-    const token = await this.store.acquireLease(this.opts.name, this.owner, this.opts.leaseMs);
-    if (token === null) return;
-    this.leaseToken = token;
-    this.become(true);
+    if (!lock) return false;
+    this.lock = lock;
+    lock.onLost(() => {
+      if (this.lock === lock) this.stepDown();
+    });
+    return true;
   }
 
   private async confirm(): Promise<void> {
-    const held = this.lock
-      ? await this.lock.stillHeld()
-      : await this.store.renewLease(this.opts.name, this.owner, this.leaseToken!, this.opts.leaseMs);
+    const held =
+      (!this.lock || (await this.lock.stillHeld())) &&
+      (await this.store.renewLease(this.opts.name, this.owner, this.leaseToken!, this.opts.leaseMs));
     if (!held) this.stepDown();
     else this.confirmedAt = performance.now();
   }
 
   private stepDown(): void {
+    void this.releaseAll();
+    this.become(false);
+  }
+
+  /** Give up the session lock and expire our lease, so that a successor need not wait for it. */
+  private async releaseAll(): Promise<void> {
     const lock = this.lock;
+    const token = this.leaseToken;
     this.lock = null;
     this.leaseToken = null;
-    void lock?.release();
-    this.become(false);
+    await lock?.release();
+    if (token !== null) await this.store.releaseLease(this.opts.name, this.owner, token).catch(() => false);
   }
 
   private become(leader: boolean): void {
@@ -104,12 +129,7 @@ export class LeaderElector {
     this.running = false;
     if (this.timer) clearInterval(this.timer);
     await this.ticking?.catch(() => undefined);
-    const lock = this.lock;
-    const token = this.leaseToken;
-    this.lock = null;
-    this.leaseToken = null;
-    if (lock) await lock.release();
-    if (token !== null) await this.store.releaseLease(this.opts.name, this.owner, token).catch(() => false);
+    await this.releaseAll();
     this.become(false);
   }
 }

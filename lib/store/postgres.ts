@@ -39,6 +39,13 @@ export interface PostgresStoreOptions {
   workerPoolSize: number;
 }
 
+/**
+ * pg_locks row of the session advisory lock taken with pg_try_advisory_lock(hashtext($1)): the
+ * bigint key is split into classid (high 32 bits) and objid (low 32 bits), objsubid 1.
+ */
+const ADVISORY_KEY_MATCH = `classid = ((hashtext($1)::bigint >> 32) & 4294967295)::oid
+  AND objid = (hashtext($1)::bigint & 4294967295)::oid AND objsubid = 1`;
+
 export class PostgresStore implements Store {
   readonly dialect = 'postgres' as const;
   readonly capabilities: StoreCapabilities = { notify: true, syncEnqueue: false };
@@ -420,7 +427,7 @@ export class PostgresStore implements Store {
         if (gone) return false;
         const r = await client.query(
           `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted
-             AND objid = (hashtext($1)::bigint & 4294967295)::oid) AS held`,
+             AND ${ADVISORY_KEY_MATCH}) AS held`,
           [key],
         );
         return r.rows[0].held === true;
@@ -436,6 +443,15 @@ export class PostgresStore implements Store {
         await client.end().catch(() => undefined);
       },
     };
+  }
+
+  async evictSessionLockHolder(name: string): Promise<number> {
+    const rows = await this.rows(
+      `SELECT pg_terminate_backend(pid) AS ended FROM pg_locks
+       WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid() AND ${ADVISORY_KEY_MATCH}`,
+      [`${this.prefix}${name}`],
+    );
+    return rows.filter((r) => r.ended === true).length;
   }
 
   // ---------------------------------------------------------------- schedules
@@ -539,8 +555,8 @@ export class PostgresStore implements Store {
 
   async leaderInfo(name: string): Promise<string | null> {
     const rows = await this.rows(
-      `SELECT a.pid, a.client_addr::text AS addr, a.application_name AS app FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-       WHERE l.locktype = 'advisory' AND l.granted AND l.objid = (hashtext($1)::bigint & 4294967295)::oid`,
+      `SELECT a.pid, a.client_addr::text AS addr FROM pg_stat_activity a
+       WHERE a.pid IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND ${ADVISORY_KEY_MATCH})`,
       [`${this.prefix}${name}`],
     );
     return rows.length ? `PostgreSQL session ${rows[0].pid}${rows[0].addr ? ` from ${rows[0].addr}` : ''} (advisory lock)` : null;

@@ -244,6 +244,12 @@ export interface Store {
    * dedicated connection: null when another session holds it. Absent elsewhere: leases serve.
    */
   trySessionLock?(name: string): Promise<SessionLock | null>;
+  /**
+   * End the session that holds the named session lock (PostgreSQL pg_terminate_backend), so that a
+   * holder which stopped renewing its lease (a paused or hung process whose connection is still
+   * open) cannot block failover forever. Returns how many sessions were ended.
+   */
+  evictSessionLockHolder?(name: string): Promise<number>;
 
   // Recurring schedules. A tick (schedule key, nominal fire time) fires at most once: its row
   // is inserted in the same transaction as the job, under a primary key.

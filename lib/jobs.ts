@@ -300,6 +300,7 @@ export class Jobs<M extends JobMap = {}> {
     for (const def of this.recurringDefs.values()) await this.saveSchedule(def);
     this.scheduler = new Scheduler(this.store, {
       row: (s, fireAt) => this.scheduledRow(s, fireAt),
+      previousRunLive: async (s) => (await this.store.list({ refId: scheduleRefId(s.key), states: ['pending', 'running'], limit: 1 })).items.length > 0,
       leads,
       fired: (e) => this.emitter.emit('scheduled', { ...e, fireAt: new Date(e.fireAt) }),
       error: (err) => this.emitter.emit('error', err),
@@ -330,7 +331,7 @@ export class Jobs<M extends JobMap = {}> {
       createdBy: `schedule:${s.key}`,
       ...options,
       runAt: new Date(fireAt),
-      refId: s.overlap === 'skip' ? `schedule:${s.key}` : undefined,
+      refId: s.overlap === 'allow' ? undefined : scheduleRefId(s.key),
     });
   }
 
@@ -544,6 +545,11 @@ function buildWorkerOptions(w: Partial<WorkerOptions>, retentionDays: number | u
     leaderOnly: w.leaderOnly === undefined ? false : checkBoolean('worker.leaderOnly', w.leaderOnly),
     retentionMs: retentionDays === undefined ? null : Math.round(retentionDays * 86_400_000),
   };
+}
+
+/** The refId a schedule's runs carry when overlap is 'skip' or 'queue': at most one is live at a time. */
+function scheduleRefId(key: string): string {
+  return `schedule:${key}`;
 }
 
 function toScheduleRecord(s: StoredSchedule): ScheduleRecord {

@@ -10,6 +10,10 @@ import { describe, JobValidationError, validateName, type EnqueueOptions, type J
 export type IntervalUnit = 'seconds' | 'minutes' | 'hours' | 'days';
 const UNIT_MS: Record<IntervalUnit, number> = { seconds: 1000, minutes: 60_000, hours: 3_600_000, days: 86_400_000 };
 
+/** When the previous run of a schedule is still live: run another beside it, skip the tick (recorded as a skipped job), or queue the tick until the previous run finishes. */
+export type OverlapPolicy = 'allow' | 'skip' | 'queue';
+export type MissedPolicy = 'latest' | 'all' | 'none';
+
 /** A cron expression, or an interval with an optional start, end and run limit. */
 export type ScheduleSpec = string | { every: number; unit: IntervalUnit; startAt?: Date; endAt?: Date; limit?: number };
 
@@ -18,10 +22,14 @@ export interface RecurringOptions extends Omit<EnqueueOptions, 'tx' | 'delay' | 
   name?: string;
   /** IANA timezone of a cron expression. Default 'UTC'. */
   timezone?: string;
-  /** When the previous run is still live: 'allow' another, or 'skip' (recorded as a skipped job). Default 'allow'. */
-  overlap?: 'allow' | 'skip';
+  /**
+   * When the previous run is still live (pending or running): 'allow' another beside it, 'skip'
+   * the tick (recorded as a skipped job), or 'queue' it: the tick fires as soon as the previous
+   * run finishes, and the ticks that pass meanwhile collapse into it. Default 'allow'.
+   */
+  overlap?: OverlapPolicy;
   /** Ticks missed while nothing ran: 'latest' runs once, 'all' runs each (up to 100), 'none' runs none. Default 'latest'. */
-  missed?: 'latest' | 'all' | 'none';
+  missed?: MissedPolicy;
 }
 
 /** A validated schedule, as stored. */
@@ -36,8 +44,8 @@ export interface ScheduleDef {
   maxRuns: number | null;
   payloadJson: string | null;
   optionsJson: string | null;
-  overlap: 'allow' | 'skip';
-  missed: 'latest' | 'all' | 'none';
+  overlap: OverlapPolicy;
+  missed: MissedPolicy;
 }
 
 export interface ScheduleRecord {
@@ -47,8 +55,8 @@ export interface ScheduleRecord {
   timezone: string | null;
   everyMs: number | null;
   enabled: boolean;
-  overlap: 'allow' | 'skip';
-  missed: 'latest' | 'all' | 'none';
+  overlap: OverlapPolicy;
+  missed: MissedPolicy;
   nextRunAt: Date | null;
   lastRunAt: Date | null;
   lastJobId: string | null;
@@ -69,7 +77,7 @@ export function buildSchedule(key: string, spec: ScheduleSpec, payload: unknown,
   for (const k of Object.keys(opts)) if (!OPTION_KEYS.includes(k)) fail(key, k, `is not a recurring option; allowed: ${OPTION_KEYS.join(', ')}`);
   const name = opts.name === undefined ? key : validateName(opts.name, 'name', key);
   const overlap = opts.overlap ?? 'allow';
-  if (overlap !== 'allow' && overlap !== 'skip') fail(key, 'overlap', `must be 'allow' or 'skip'; got ${describe(overlap)}`);
+  if (!['allow', 'skip', 'queue'].includes(overlap)) fail(key, 'overlap', `must be 'allow', 'skip' or 'queue'; got ${describe(overlap)}`);
   const missed = opts.missed ?? 'latest';
   if (!['latest', 'all', 'none'].includes(missed)) fail(key, 'missed', `must be 'latest', 'all' or 'none'; got ${describe(missed)}`);
   const { name: _n, timezone: _t, overlap: _o, missed: _m, ...enqueue } = opts;
@@ -128,8 +136,12 @@ export function nextFireAfter(def: Pick<ScheduleDef, 'cron' | 'timezone' | 'ever
   return next;
 }
 
-/** Which due ticks to fire now, by the missed-ticks policy, and the next one after them. */
-export function ticksToFire(def: ScheduleDef, nextRunAt: number, now: number, runsSoFar: number): { fire: number[]; next: number | null } {
+/**
+ * Which due ticks to fire now, by the missed-ticks policy, and the next one after them.
+ * `waited`: the schedule's due tick waited for its previous run (overlap 'queue'); its ticks then
+ * collapse into one queued run ('all': the oldest first, one run at a time).
+ */
+export function ticksToFire(def: ScheduleDef, nextRunAt: number, now: number, runsSoFar: number, waited = false): { fire: number[]; next: number | null } {
   const due: number[] = [];
   let t: number | null = nextRunAt;
   while (t !== null && t <= now && due.length < 1000) {
@@ -139,9 +151,16 @@ export function ticksToFire(def: ScheduleDef, nextRunAt: number, now: number, ru
   // A tick is "on time" when it fell within the last few seconds; older ones were missed.
   const onTime = (tick: number) => now - tick < 5000;
   let fire: number[];
-  if (def.missed === 'all') fire = due.slice(-100);
+  if (waited) fire = def.missed === 'all' ? due.slice(0, 1) : due.slice(-1);
+  else if (def.missed === 'all') fire = due.slice(-100);
   else if (def.missed === 'none') fire = due.filter(onTime).slice(-1);
   else fire = due.slice(-1);
+  let next = t;
+  if (def.overlap === 'queue' && fire.length > 1) {
+    // One run at a time: the later ticks stay due and wait for this one.
+    next = fire[1];
+    fire = fire.slice(0, 1);
+  }
   if (def.maxRuns !== null) fire = fire.slice(0, Math.max(0, def.maxRuns - runsSoFar));
-  return { fire, next: t };
+  return { fire, next };
 }

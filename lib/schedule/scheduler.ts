@@ -11,6 +11,8 @@ import { nextFireAfter, ticksToFire } from './schedule.ts';
 export interface SchedulerHooks {
   /** Build the job row for a tick (validated like any enqueue). */
   row(s: StoredSchedule, fireAt: number): NewJobRow;
+  /** Is a run of this schedule still live (pending or running)? */
+  previousRunLive(s: StoredSchedule): Promise<boolean>;
   /** May this instance fire now (leadership)? */
   leads(): boolean;
   fired(e: { key: string; fireAt: number; jobId: string; skipped: boolean }): void;
@@ -20,6 +22,8 @@ export interface SchedulerHooks {
 export class Scheduler {
   private timer: NodeJS.Timeout | null = null;
   private busy: Promise<void> | null = null;
+  /** Schedules whose due tick waits for the previous run to finish (overlap 'queue'). */
+  private readonly waiting = new Set<string>();
 
   constructor(
     private readonly store: Store,
@@ -46,10 +50,14 @@ export class Scheduler {
   private async fireDue(): Promise<void> {
     const { now, due } = await this.store.dueSchedules();
     for (const s of due) {
-      const { fire, next } = ticksToFire(s, s.nextRunAt!, now, s.runs);
+      if (s.overlap === 'queue' && (await this.hooks.previousRunLive(s))) {
+        this.waiting.add(s.key); // not advanced: the tick stays due until the previous run finishes
+        continue;
+      }
+      const { fire, next } = ticksToFire(s, s.nextRunAt!, now, s.runs, this.waiting.delete(s.key));
       for (const fireAt of fire) {
         const row = this.hooks.row(s, fireAt);
-        const res = await this.store.fireSchedule(s.key, fireAt, row, s.overlap === 'skip');
+        const res = await this.store.fireSchedule(s.key, fireAt, row, s.overlap !== 'allow');
         if (res) this.hooks.fired({ key: s.key, fireAt, ...res });
       }
       const ended = s.maxRuns !== null && s.runs + fire.length >= s.maxRuns;

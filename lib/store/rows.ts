@@ -1,6 +1,7 @@
 /** Turning database rows (snake_case, dialect types) into the public records. No SQL here. */
 import type { AttemptRecord, BackoffOptions, JobError, JobRecord, JobState, LogRecord } from '../model.ts';
 import type { ClaimedJob, StoredSchedule, WorkerRecord } from './store.ts';
+import type { MissedPolicy, OverlapPolicy } from '../schedule/schedule.ts';
 
 /** How a dialect hands back times and JSON: SQLite gives numbers and text, pg gives Dates and objects. */
 export interface RowCodec {
@@ -124,8 +125,8 @@ export function toStoredSchedule(row: Row, codec: RowCodec): StoredSchedule {
     maxRuns: row.max_runs == null ? null : Number(row.max_runs),
     payloadJson: text(row.payload),
     optionsJson: text(row.options),
-    overlap: row.overlap as 'allow' | 'skip',
-    missed: row.missed as 'latest' | 'all' | 'none',
+    overlap: row.overlap as OverlapPolicy,
+    missed: row.missed as MissedPolicy,
     enabled: row.enabled === true || row.enabled === 1,
     nextRunAt: ms(row.next_run_at),
     lastRunAt: ms(row.last_run_at),

@@ -51,6 +51,38 @@ forEachDialect('recurring schedules', ({ fresh }) => {
     expect(skipped.error!.message).to.match(/previous run of schedule "slow-every-second" was still live/);
   });
 
+  it('queues a tick until the previous run finishes (overlap: queue): never two live, none skipped', async function () {
+    this.timeout(20_000);
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { pollInterval: 100, concurrency: 5 } });
+    const runs: { start: number; end: number }[] = [];
+    let live = 0;
+    let peak = 0;
+    jobs.define('slow', async () => {
+      peak = Math.max(peak, ++live);
+      const run = { start: Date.now(), end: 0 };
+      runs.push(run);
+      await sleep(1600);
+      run.end = Date.now();
+      live--;
+    });
+    jobs.recurring('slow-queued', '* * * * * *', {}, { name: 'slow', overlap: 'queue' });
+    await jobs.start();
+    await until(() => runs.length >= 3, 'three runs', 10_000);
+    await jobs.stop({ timeout: 5000 });
+    expect(peak, 'never two runs at once').to.equal(1);
+    expect((await jobs.list({ state: 'skipped' })).items).to.have.length(0);
+    for (let i = 1; i < runs.length; i++) {
+      // The queued tick fires at the scheduler's next round after the previous run ends.
+      expect(runs[i].start - runs[i - 1].end, `run ${i} starts after run ${i - 1} ends`).to.be.within(0, 1500);
+    }
+    const ticks = await t.query<{ fire_at: unknown }>(`SELECT fire_at FROM ${t.prefix}schedule_ticks WHERE schedule_key = 'slow-queued' ORDER BY fire_at`);
+    const times = ticks.map((tk) => ms(tk.fire_at));
+    expect(times.length).to.be.within(runs.length, runs.length + 1);
+    // Ticks that passed while a run was live collapsed into the queued one.
+    expect(times.slice(1).some((x, i) => x - times[i] > 1000), 'collapsed ticks').to.equal(true);
+  });
+
   it('interval with a run limit, toggle, remove and trigger, all persisted', async function () {
     this.timeout(20_000);
     const t = await fresh();

@@ -50,10 +50,26 @@ describe('schedule arithmetic', () => {
     expect(iso(ticksToFire(every('all'), due, now, 0).next)).to.equal('2026-01-01T00:11:00.000Z');
   });
 
+  it('overlap queue: one run at a time, and ticks that waited collapse into one queued run', () => {
+    const queued = (missed: 'latest' | 'all' | 'none') => buildSchedule('q', '*/1 * * * *', null, { missed, overlap: 'queue' }, 0);
+    const due = at('2026-01-01T00:00:00Z');
+    const now = at('2026-01-01T00:10:30Z');
+    // Catching up after downtime with 'all': the oldest first, the rest stay due.
+    const all = ticksToFire(queued('all'), due, now, 0);
+    expect(all.fire.map(iso)).to.deep.equal(['2026-01-01T00:00:00.000Z']);
+    expect(iso(all.next)).to.equal('2026-01-01T00:01:00.000Z');
+    // A tick that waited for the previous run fires even though it is no longer "on time".
+    expect(ticksToFire(queued('none'), due, now, 0).fire).to.deep.equal([]);
+    expect(ticksToFire(queued('none'), due, now, 0, true).fire.map(iso)).to.deep.equal(['2026-01-01T00:10:00.000Z']);
+    expect(ticksToFire(queued('latest'), due, now, 0, true).fire.map(iso)).to.deep.equal(['2026-01-01T00:10:00.000Z']);
+    expect(ticksToFire(queued('all'), due, now, 0, true).fire.map(iso)).to.deep.equal(['2026-01-01T00:00:00.000Z']);
+    expect(() => buildSchedule('q', '* * * * *', null, { overlap: 'wait' as 'queue' }, 0)).to.throw(/overlap must be 'allow', 'skip' or 'queue'/);
+  });
+
   it('refuses invalid expressions, timezones and options, naming the field', () => {
     expect(() => buildSchedule('x', '61 * * * *', null, {}, 0)).to.throw(/schedule "x": schedule is not a valid cron expression/);
     expect(() => buildSchedule('x', '* * * * *', null, { timezone: 'Mars/Base' }, 0)).to.throw(/schedule "x": timezone must be an IANA timezone/);
-    expect(() => buildSchedule('x', '* * * * *', null, { overlap: 'queue-up' as never }, 0)).to.throw(/overlap must be 'allow' or 'skip'/);
+    expect(() => buildSchedule('x', '* * * * *', null, { overlap: 'queue-up' as never }, 0)).to.throw(/overlap must be 'allow', 'skip' or 'queue'/);
     expect(() => buildSchedule('x', { every: 0, unit: 'minutes' }, null, {}, 0)).to.throw(/schedule.every must be a positive integer/);
     expect(() => buildSchedule('x', { every: 1, unit: 'weeks' as never }, null, {}, 0)).to.throw(/schedule.unit must be/);
   });

@@ -10,6 +10,7 @@
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Jobs } from './jobs.ts';
+import { stopOnSignals } from './worker/shutdown.ts';
 
 const USAGE = `usage: sqljobs <worker|migrate|status> <module> [--json]
   <module> exports a Jobs instance (createJobs(...)) as \`jobs\` or as its default export`;
@@ -34,21 +35,12 @@ async function worker(jobs: Jobs): Promise<void> {
   });
   jobs.on('error', (err) => console.error('[sqljobs] error:', (err as Error).message ?? err));
   jobs.on('leader', (e) => console.log(`[sqljobs] ${e.leader ? 'now leading' : 'no longer leading'}`));
+  stopOnSignals(jobs, (line) => console.log(`[sqljobs] ${line}`));
+  process.on('exit', () => console.log(`[sqljobs] stopped: ${done} completed, ${failed} failed`));
   await jobs.start();
   console.log(`[sqljobs] worker ${jobs.workerId} running ${jobs.names.join(', ') || '(no jobs defined)'}`);
   const summary = setInterval(() => console.log(`[sqljobs] ${done} completed, ${failed} failed`), 60_000);
   summary.unref();
-  let stopping = false;
-  const stop = async (signal: string) => {
-    if (stopping) process.exit(1);
-    stopping = true;
-    console.log(`[sqljobs] ${signal}: stopping (running jobs get their shutdown timeout)`);
-    await jobs.close();
-    console.log(`[sqljobs] stopped: ${done} completed, ${failed} failed`);
-    process.exit(0);
-  };
-  process.on('SIGINT', () => void stop('SIGINT'));
-  process.on('SIGTERM', () => void stop('SIGTERM'));
 }
 
 async function status(jobs: Jobs, json: boolean): Promise<void> {

@@ -7,11 +7,11 @@ export type { KoaJobsOptions, KoaLikeContext } from './http/koa.ts';
 export { RequestJobs } from './http/unit-of-work.ts';
 export type { RequestJobMap } from './http/unit-of-work.ts';
 export type {
-  DefineOptions, EnqueueManyItem, Handler, JobMap, JobName, JobsEvents, JobsOptions, JobsStatus, PayloadOf, SupportedDb,
+  DefineOptions, EnqueueManyItem, Handler, JobMap, JobName, JobsEvents, JobsMode, JobsOptions, JobsStatus, PayloadOf, SupportedDb,
 } from './jobs.ts';
 export { DiscardJob, JobAbortError, SnoozeJob } from './worker/context.ts';
 export { LockBusyError, Locks } from './locks.ts';
-export type { RecurringOptions, ScheduleRecord, ScheduleSpec, IntervalUnit } from './schedule/schedule.ts';
+export type { MissedPolicy, OverlapPolicy, RecurringOptions, ScheduleRecord, ScheduleSpec, IntervalUnit } from './schedule/schedule.ts';
 export type { HeldLock, LockOptions } from './locks.ts';
 export type { AbortReason, JobContext } from './worker/context.ts';
 export { JobValidationError, JOB_STATES } from './model.ts';

@@ -13,6 +13,7 @@ import {
 import type { JobContext } from './worker/context.ts';
 import type { JobDefinition } from './worker/executor.ts';
 import { Worker, type JobEventPayload, type WorkerOptions } from './worker/worker.ts';
+import { stopOnSignals } from './worker/shutdown.ts';
 import { detectDriver } from './store/detect.ts';
 import { SqliteStore } from './store/sqlite.ts';
 import { PostgresStore } from './store/postgres.ts';
@@ -57,6 +58,8 @@ export interface DefineOptions {
 
 export type SupportedDb = BetterSqlite3.Database | PgPool;
 
+export type JobsMode = 'both' | 'producer' | 'consumer';
+
 export interface JobsOptions {
   /** The app's own handle: a better-sqlite3 Database or a pg Pool. */
   db: SupportedDb;
@@ -70,7 +73,15 @@ export interface JobsOptions {
   maxAttempts?: number;
   /** Delete finished jobs older than this many days. Default: keep forever. */
   retentionDays?: number;
-  /** Worker settings. `false`: this instance never runs jobs (producer only). */
+  /**
+   * What this instance does. 'both' (default): enqueue, query, and (after start()) run jobs,
+   * schedules and leader duties beside the app. 'producer': enqueue and query only — no worker,
+   * no leader duties, schedules neither written nor fired (the web tier of a split deployment).
+   * 'consumer': a dedicated worker process — as 'both', and it owns the process: SIGTERM or SIGINT
+   * stops it gracefully (running jobs get worker.shutdownTimeout) and then exits.
+   */
+  mode?: JobsMode;
+  /** Worker settings. `false`: the same as mode 'producer'. */
   worker?: Partial<Omit<WorkerOptions, 'retentionMs'>> | false;
   /** SQLite: put the database file in WAL mode (recommended; a property of the file). Default true. */
   sqliteWal?: boolean;
@@ -84,7 +95,7 @@ export interface JobsOptions {
   leader?: boolean | Partial<LeaderOptions>;
 }
 
-const OPTION_KEYS = ['db', 'tablePrefix', 'defaultQueue', 'maxPayloadBytes', 'maxAttempts', 'retentionDays', 'worker', 'sqliteWal', 'workerPoolSize', 'leader'];
+const OPTION_KEYS = ['db', 'mode', 'tablePrefix', 'defaultQueue', 'maxPayloadBytes', 'maxAttempts', 'retentionDays', 'worker', 'sqliteWal', 'workerPoolSize', 'leader'];
 const WORKER_KEYS = ['concurrency', 'queues', 'queueConcurrency', 'pollInterval', 'heartbeatInterval', 'stallTimeout', 'shutdownTimeout', 'logFlushInterval', 'prefetch', 'leaderOnly'];
 
 export interface JobsEvents {
@@ -115,6 +126,8 @@ export class Jobs<M extends JobMap = {}> {
   private readonly emitter = new EventEmitter();
   private readonly definitions = new Map<string, JobDefinition>();
   private readonly options: Required<Pick<JobsOptions, 'defaultQueue' | 'maxPayloadBytes' | 'maxAttempts'>>;
+  /** What this instance does (see JobsOptions.mode). */
+  readonly mode: JobsMode;
   private readonly workerOptions: WorkerOptions | null;
   private worker: Worker | null = null;
   private ready: Promise<void> | null = null;
@@ -134,7 +147,8 @@ export class Jobs<M extends JobMap = {}> {
       maxPayloadBytes: positiveInt('maxPayloadBytes', opts.maxPayloadBytes, 1024 * 1024),
       maxAttempts: positiveInt('maxAttempts', opts.maxAttempts, 25),
     };
-    this.workerOptions = opts.worker === false ? null : buildWorkerOptions(opts.worker ?? {}, opts.retentionDays);
+    this.mode = buildMode(opts);
+    this.workerOptions = this.mode === 'producer' ? null : buildWorkerOptions(opts.worker || {}, opts.retentionDays);
     if (this.workerOptions?.leaderOnly && !opts.leader) {
       throw new TypeError('createJobs: worker.leaderOnly needs leader: true (only the elected leader processes jobs)');
     }
@@ -275,11 +289,15 @@ export class Jobs<M extends JobMap = {}> {
     return results;
   }
 
-  /** Start this process's worker (claims only the job names defined here). */
+  /**
+   * Start this process's worker (claims only the job names defined here), the scheduler and, with
+   * `leader`, the campaign for leadership. A producer only makes sure the schema is migrated.
+   */
   async start(): Promise<void> {
     await this.migrate();
-    if (!this.workerOptions) throw new Error('start: this instance was created with worker: false (producer only)');
+    if (!this.workerOptions) return;
     if (this.worker?.isRunning) return;
+    if (this.mode === 'consumer') stopOnSignals(this);
     if (this.leaderOptions && !this.elector) {
       this.elector = new LeaderElector(
         this.store,
@@ -575,6 +593,15 @@ function toScheduleRecord(s: StoredSchedule): ScheduleRecord {
 function checkBoolean(field: string, v: unknown): boolean {
   if (typeof v !== 'boolean') throw new TypeError(`createJobs: ${field} must be true or false; got ${describe(v)}`);
   return v;
+}
+
+function buildMode(opts: JobsOptions): JobsMode {
+  const mode = opts.mode ?? (opts.worker === false ? 'producer' : 'both');
+  if (!['both', 'producer', 'consumer'].includes(mode)) throw new TypeError(`createJobs: mode must be 'both', 'producer' or 'consumer'; got ${describe(mode)}`);
+  if (opts.worker === false && mode !== 'producer') throw new TypeError(`createJobs: worker: false means mode 'producer'; got mode ${describe(mode)}`);
+  if (mode === 'producer' && opts.worker !== undefined && opts.worker !== false) throw new TypeError(`createJobs: worker options do not apply to mode 'producer' (it runs no worker)`);
+  if (mode === 'producer' && opts.leader) throw new TypeError(`createJobs: leader does not apply to mode 'producer' (it performs no leader duties)`);
+  return mode;
 }
 
 function buildLeaderOptions(v: JobsOptions['leader']): LeaderOptions | null {

@@ -204,6 +204,21 @@ forEachDialect('separate processes', ({ fresh }) => {
     await Promise.all([a.exited, b.exited]);
   });
 
+  it("mode 'consumer': SIGTERM lets the running job finish, then the process exits 0", async function () {
+    this.timeout(30_000);
+    const t = await fresh();
+    const producer = t.jobs({ mode: 'producer' });
+    await producer.migrate();
+    const w = spawnWorker(workerEnv(t, { JOBS_MODE: 'consumer', SHUTDOWN: 5000, POLL: 50 }));
+    await w.waitFor(/^ready$/);
+    const { id } = await producer.enqueue('work', { ms: 1500 });
+    await w.waitFor(new RegExp(`^started ${id}`));
+    w.kill('SIGTERM');
+    expect(await w.exited).to.equal(0);
+    expect(w.lines).to.include(`completed ${id}`);
+    expect((await producer.get(id))!.state).to.equal('completed');
+  });
+
   it('applies migrations once when 8 processes start at the same moment on an empty database', async function () {
     this.timeout(60_000);
     const t = await fresh();

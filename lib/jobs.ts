@@ -21,7 +21,7 @@ import { validatePrefix, type OpenTransaction, type Store } from './store/store.
 import { uuidv7 } from './uuid.ts';
 import { Locks } from './locks.ts';
 import { LeaderElector, type LeaderOptions } from './schedule/leader.ts';
-import { buildSchedule, type RecurringOptions, type ScheduleDef, type ScheduleRecord, type ScheduleSpec } from './schedule/schedule.ts';
+import { buildSchedule, definitionHash, type RecurringOptions, type ScheduleDef, type ScheduleRecord, type ScheduleSpec } from './schedule/schedule.ts';
 import { Scheduler, firstRun } from './schedule/scheduler.ts';
 import type { StatusCounts, StoredSchedule, WorkerRecord } from './store/store.ts';
 
@@ -133,7 +133,8 @@ export class Jobs<M extends JobMap = {}> {
   private ready: Promise<void> | null = null;
   private readonly leaderOptions: LeaderOptions | null;
   private elector: LeaderElector | null = null;
-  private readonly recurringDefs = new Map<string, ScheduleDef>();
+  /** Schedules defined in code, with the hash of their definition. */
+  private readonly recurringDefs = new Map<string, { def: ScheduleDef; hash: string }>();
   private scheduler: Scheduler | null = null;
 
   constructor(opts: JobsOptions) {
@@ -315,7 +316,7 @@ export class Jobs<M extends JobMap = {}> {
     const leads = () => !elector || elector.isLeader;
     this.worker = new Worker(this.store, this.definitions, this.workerOptions, this.workerEvents(), leads);
     await this.worker.start();
-    for (const def of this.recurringDefs.values()) await this.saveSchedule(def);
+    for (const { def, hash } of this.recurringDefs.values()) await this.saveSchedule(def, hash);
     this.scheduler = new Scheduler(this.store, {
       row: (s, fireAt) => this.scheduledRow(s, fireAt),
       previousRunLive: async (s) => (await this.store.list({ refId: scheduleRefId(s.key), states: ['pending', 'running'], limit: 1 })).items.length > 0,
@@ -332,15 +333,22 @@ export class Jobs<M extends JobMap = {}> {
    * starts (or at once if it runs); each tick is enqueued at most once across all instances.
    */
   recurring<K extends JobName<M>>(key: string, schedule: ScheduleSpec, payload?: PayloadOf<M, K>, options: RecurringOptions & { name?: K } = {}): this {
-    const def = buildSchedule(key, schedule, payload, options, Date.now());
-    this.scheduledRow({ ...def, enabled: true, nextRunAt: null, lastRunAt: null, lastJobId: null, runs: 0 }, Date.now()); // validates payload and options now
-    this.recurringDefs.set(key, def);
-    if (this.worker?.isRunning) void this.saveSchedule(def).catch((err) => this.emitter.emit('error', err));
+    const def = this.buildRecurring(key, schedule, payload, options);
+    const hash = definitionHash(schedule, payload, options);
+    this.recurringDefs.set(key, { def, hash });
+    if (this.worker?.isRunning) void this.saveSchedule(def, hash).catch((err) => this.emitter.emit('error', err));
     return this;
   }
 
-  private async saveSchedule(def: ScheduleDef): Promise<void> {
-    await this.store.upsertSchedule(def, firstRun(def, await this.store.dbNow()));
+  /** Validate a schedule and the job it enqueues (payload and options) now, not at its first tick. */
+  private buildRecurring(key: string, schedule: ScheduleSpec, payload: unknown, options: RecurringOptions): ScheduleDef {
+    const def = buildSchedule(key, schedule, payload, options, Date.now());
+    this.scheduledRow({ ...def, enabled: true, nextRunAt: null, lastRunAt: null, lastJobId: null, runs: 0 }, Date.now());
+    return def;
+  }
+
+  private async saveSchedule(def: ScheduleDef, codeHash: string | null): Promise<void> {
+    await this.store.upsertSchedule(def, firstRun(def, await this.store.dbNow()), codeHash);
   }
 
   private scheduledRow(s: StoredSchedule, fireAt: number): NewJobRow {
@@ -353,8 +361,18 @@ export class Jobs<M extends JobMap = {}> {
     });
   }
 
-  /** Stored schedules: list, enable or disable, remove, or run one now. Every change is persisted. */
+  /** Stored schedules: list, create or edit, enable or disable, remove, or run one now. Every change is persisted. */
   readonly schedules = {
+    /**
+     * Create or edit a schedule at run time (same arguments as recurring()). Persisted at once and
+     * kept across restarts; a schedule also defined in code is re-applied from code only when that
+     * code definition changes. Enabled flag, run count and history are kept.
+     */
+    set: async <K extends JobName<M>>(key: string, schedule: ScheduleSpec, payload?: PayloadOf<M, K>, options: RecurringOptions & { name?: K } = {}): Promise<void> => {
+      const def = this.buildRecurring(key, schedule, payload, options);
+      await this.migrate();
+      await this.saveSchedule(def, null);
+    },
     list: async (): Promise<ScheduleRecord[]> => {
       await this.migrate();
       return (await this.store.listSchedules()).map(toScheduleRecord);

@@ -4,6 +4,7 @@
  * which handles daylight-saving changes (a time in a spring gap fires at the first valid time
  * after it; a time in an autumn overlap fires once). Intervals are anchored at their start.
  */
+import { createHash } from 'node:crypto';
 import { Cron } from 'croner';
 import { describe, JobValidationError, validateName, type EnqueueOptions, type JsonValue } from '../model.ts';
 
@@ -120,6 +121,16 @@ export function buildSchedule(key: string, spec: ScheduleSpec, payload: unknown,
     endAt: spec.endAt?.getTime() ?? null,
     maxRuns: spec.limit ?? null,
   };
+}
+
+/**
+ * A fingerprint of a definition as written in code (spec, payload, options; key order ignored),
+ * so that an instance re-applies it at start only when the code changed.
+ */
+export function definitionHash(spec: ScheduleSpec, payload: unknown, opts: RecurringOptions): string {
+  const sorted = (_k: string, v: unknown) =>
+    v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : 1))) : v;
+  return createHash('sha256').update(JSON.stringify([spec, payload ?? null, opts], sorted)).digest('hex').slice(0, 32);
 }
 
 /** The first nominal fire time strictly after `after` (ms), or null when the schedule has ended. */

@@ -456,19 +456,20 @@ export class PostgresStore implements Store {
 
   // ---------------------------------------------------------------- schedules
 
-  async upsertSchedule(d: ScheduleDef, nextRunAt: number | null): Promise<void> {
+  async upsertSchedule(d: ScheduleDef, nextRunAt: number | null, codeHash: string | null): Promise<void> {
     const at = (ms: number | null) => (ms === null ? null : new Date(ms));
     await this.own.query(
-      `INSERT INTO ${this.t('schedules')} AS s (key, name, cron, timezone, every_ms, start_at, end_at, max_runs, payload, options, overlap, missed, next_run_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::json, $10::json, $11, $12, $13)
+      `INSERT INTO ${this.t('schedules')} AS s (key, name, cron, timezone, every_ms, start_at, end_at, max_runs, payload, options, overlap, missed, next_run_at, code_hash)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::json, $10::json, $11, $12, $13, $14)
        ON CONFLICT (key) DO UPDATE SET name = excluded.name, cron = excluded.cron, timezone = excluded.timezone,
          every_ms = excluded.every_ms, start_at = excluded.start_at, end_at = excluded.end_at, max_runs = excluded.max_runs,
          payload = excluded.payload, options = excluded.options, overlap = excluded.overlap, missed = excluded.missed,
          next_run_at = CASE WHEN s.cron IS DISTINCT FROM excluded.cron OR s.timezone IS DISTINCT FROM excluded.timezone
            OR s.every_ms IS DISTINCT FROM excluded.every_ms OR s.start_at IS DISTINCT FROM excluded.start_at OR s.next_run_at IS NULL
            THEN excluded.next_run_at ELSE s.next_run_at END,
-         updated_at = now()`,
-      [d.key, d.name, d.cron, d.timezone, d.everyMs, at(d.startAt), at(d.endAt), d.maxRuns, d.payloadJson, d.optionsJson, d.overlap, d.missed, at(nextRunAt)],
+         code_hash = COALESCE(excluded.code_hash, s.code_hash), updated_at = now()
+       WHERE excluded.code_hash IS NULL OR s.code_hash IS DISTINCT FROM excluded.code_hash`,
+      [d.key, d.name, d.cron, d.timezone, d.everyMs, at(d.startAt), at(d.endAt), d.maxRuns, d.payloadJson, d.optionsJson, d.overlap, d.missed, at(nextRunAt), codeHash],
     );
   }
 

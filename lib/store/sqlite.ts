@@ -401,17 +401,18 @@ export class SqliteStore implements Store {
 
   // ---------------------------------------------------------------- schedules
 
-  async upsertSchedule(d: ScheduleDef, nextRunAt: number | null): Promise<void> {
+  async upsertSchedule(d: ScheduleDef, nextRunAt: number | null, codeHash: string | null): Promise<void> {
     await this.write(() =>
-      this.q(`INSERT INTO ${this.t('schedules')} (key, name, cron, timezone, every_ms, start_at, end_at, max_runs, payload, options, overlap, missed, next_run_at, updated_at)
-          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ${NOW})
+      this.q(`INSERT INTO ${this.t('schedules')} (key, name, cron, timezone, every_ms, start_at, end_at, max_runs, payload, options, overlap, missed, next_run_at, code_hash, updated_at)
+          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ${NOW})
           ON CONFLICT (key) DO UPDATE SET name = excluded.name, cron = excluded.cron, timezone = excluded.timezone,
             every_ms = excluded.every_ms, start_at = excluded.start_at, end_at = excluded.end_at, max_runs = excluded.max_runs,
             payload = excluded.payload, options = excluded.options, overlap = excluded.overlap, missed = excluded.missed,
             next_run_at = CASE WHEN cron IS NOT excluded.cron OR timezone IS NOT excluded.timezone OR every_ms IS NOT excluded.every_ms
               OR start_at IS NOT excluded.start_at OR next_run_at IS NULL THEN excluded.next_run_at ELSE next_run_at END,
-            updated_at = excluded.updated_at`)
-        .run(d.key, d.name, d.cron, d.timezone, d.everyMs, d.startAt, d.endAt, d.maxRuns, d.payloadJson, d.optionsJson, d.overlap, d.missed, nextRunAt),
+            code_hash = COALESCE(excluded.code_hash, code_hash), updated_at = excluded.updated_at
+          WHERE excluded.code_hash IS NULL OR code_hash IS NOT excluded.code_hash`)
+        .run(d.key, d.name, d.cron, d.timezone, d.everyMs, d.startAt, d.endAt, d.maxRuns, d.payloadJson, d.optionsJson, d.overlap, d.missed, nextRunAt, codeHash),
     );
   }
 

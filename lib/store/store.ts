@@ -253,7 +253,14 @@ export interface Store {
 
   // Recurring schedules. A tick (schedule key, nominal fire time) fires at most once: its row
   // is inserted in the same transaction as the job, under a primary key.
-  upsertSchedule(def: ScheduleDef, nextRunAt: number | null): Promise<void>;
+  /**
+   * Create or replace a schedule's definition (its enabled flag, runs and history stay). From code
+   * (`codeHash` set) an existing row is replaced only when its stored code hash differs, so an
+   * edit made at run time survives restarts until the code changes; a run-time edit (`codeHash`
+   * null) always replaces and keeps the stored hash. The next run is recomputed only when the
+   * timing changed.
+   */
+  upsertSchedule(def: ScheduleDef, nextRunAt: number | null, codeHash: string | null): Promise<void>;
   listSchedules(): Promise<StoredSchedule[]>;
   setScheduleEnabled(key: string, enabled: boolean, nextRunAt: number | null): Promise<boolean>;
   removeSchedule(key: string): Promise<boolean>;

@@ -1,6 +1,12 @@
 import { expect } from 'chai';
 import { forEachDialect, sleep, until, type TestDb } from '../helpers/dialects.ts';
 
+async function expectRejected(p: Promise<unknown>, re: RegExp): Promise<void> {
+  const err = await p.then(() => null, (e: Error) => e);
+  expect(err, `rejected with ${re}`).to.be.instanceOf(Error);
+  expect(err!.message).to.match(re);
+}
+
 const ms = (v: unknown) => (v instanceof Date ? v.getTime() : Number(v));
 
 forEachDialect('recurring schedules', ({ fresh }) => {
@@ -81,6 +87,43 @@ forEachDialect('recurring schedules', ({ fresh }) => {
     expect(times.length).to.be.within(runs.length, runs.length + 1);
     // Ticks that passed while a run was live collapsed into the queued one.
     expect(times.slice(1).some((x, i) => x - times[i] > 1000), 'collapsed ticks').to.equal(true);
+  });
+
+  it('edits at run time persist across restarts until the code definition itself changes', async function () {
+    this.timeout(20_000);
+    const t = await fresh();
+    const instance = async (cron: string) => {
+      const jobs = (await t.another()).jobs({ worker: { pollInterval: 1000 } });
+      jobs.define('report', async () => undefined);
+      jobs.recurring('report', cron, { v: 1 }, { name: 'report', timezone: 'Europe/Berlin' });
+      await jobs.start();
+      await jobs.stop();
+      return jobs;
+    };
+    const stored = async (jobs: Awaited<ReturnType<typeof instance>>) => (await jobs.schedules.list()).find((x) => x.key === 'report')!;
+    const first = await instance('0 6 * * *');
+    expect(await stored(first)).to.include({ cron: '0 6 * * *' });
+    // An operator edits it at run time: persisted at once, next run recomputed.
+    await first.schedules.set('report', '30 7 * * *', { v: 2 }, { name: 'report', timezone: 'Europe/Berlin' });
+    let s = await stored(first);
+    expect(s).to.include({ cron: '30 7 * * *', timezone: 'Europe/Berlin' });
+    expect(s.payload).to.deep.equal({ v: 2 });
+    expect(new Intl.DateTimeFormat('en-GB', { timeZone: 'Europe/Berlin', hour: '2-digit', minute: '2-digit' }).format(s.nextRunAt!)).to.equal('07:30');
+    await first.schedules.toggle('report', false);
+    // A restart with the same code keeps the edit and the disabled flag.
+    s = await stored(await instance('0 6 * * *'));
+    expect(s).to.include({ cron: '30 7 * * *', enabled: false });
+    expect(s.payload).to.deep.equal({ v: 2 });
+    // A deploy that changes the code definition wins (the enabled flag stays the operator's).
+    s = await stored(await instance('0 8 * * *'));
+    expect(s).to.include({ cron: '0 8 * * *', enabled: false });
+    expect(s.payload).to.deep.equal({ v: 1 });
+    // A schedule created at run time only; bad input refused before anything is written.
+    await first.schedules.set('adhoc', { every: 5, unit: 'minutes' }, { v: 3 }, { name: 'report' });
+    expect((await first.schedules.list()).map((x) => x.key)).to.deep.equal(['adhoc', 'report']);
+    await expectRejected(first.schedules.set('adhoc', '61 * * * *', {}, { name: 'report' }), /schedule "adhoc": schedule is not a valid cron expression/);
+    await expectRejected(first.schedules.set('adhoc', '* * * * *', {}, { name: 'report', timezone: 'Mars/Olympus' }), /timezone must be an IANA timezone/);
+    expect((await first.schedules.list()).find((x) => x.key === 'adhoc')!.everyMs).to.equal(300_000);
   });
 
   it('interval with a run limit, toggle, remove and trigger, all persisted', async function () {

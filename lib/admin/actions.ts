@@ -40,6 +40,8 @@ export function parseFilter(get: (k: string) => string | undefined): ParsedFilte
     const v = (get(field) ?? '').trim();
     if (!v) continue;
     if (v.length > 255) throw new HttpError(400, `${field} must be at most 255 characters`);
+    // No stored name, queue, tag, batch or refId holds a control character (PostgreSQL text cannot even hold NUL).
+    if (/[\u0000-\u001f\u007f]/.test(v)) throw new HttpError(400, `${field} must not contain control characters`);
     filter[key] = v;
     form[field] = v;
   }

@@ -1,5 +1,4 @@
 import { expect } from 'chai';
-import express4 from 'express4';
 import express from 'express';
 import request from 'supertest';
 import os from 'node:os';

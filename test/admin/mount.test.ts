@@ -1,7 +1,6 @@
 /** Mounting: Express 4 and 5 (host view settings untouched), Koa 2 and 3 (own prefix, or below a mount), static files. */
 import { expect } from 'chai';
 import express from 'express';
-import express4 from 'express4';
 import Koa from 'koa';
 import request from 'supertest';
 import { createRequire } from 'node:module';
@@ -13,6 +12,8 @@ import type { KoaLikeAdminContext } from '../../lib/admin/index.ts';
 import { forEachDialect, until } from '../helpers/dialects.ts';
 import { XSS, client, seed } from './helpers.ts';
 
+/** Express 4, installed beside 5 as the npm alias express4. */
+const express4 = createRequire(import.meta.url)('express4') as typeof express;
 const Koa2 = createRequire(import.meta.url)('koa2') as typeof Koa;
 const BASE = '/admin/jobs';
 

@@ -523,14 +523,15 @@ export class PostgresStore implements Store {
 
   async statusCounts(cap: number): Promise<StatusCounts> {
     const live = await this.rows(`SELECT state, queue, count(*)::int AS count FROM ${this.t('jobs')} GROUP BY state, queue ORDER BY queue, state`);
+    // Each state counted on its own (state, id) index range, up to cap: never a full count of history.
     const finished = await this.rows(
-      `SELECT state, count(*)::int AS count FROM (SELECT state FROM ${this.t('history')} LIMIT $1) capped GROUP BY state`,
+      `SELECT s.state, c.count FROM unnest(ARRAY['completed', 'failed', 'cancelled', 'skipped']) AS s(state)
+       CROSS JOIN LATERAL (SELECT count(*)::int AS count FROM (SELECT 1 FROM ${this.t('history')} h WHERE h.state = s.state LIMIT $1) capped) c`,
       [cap],
     );
-    const total = finished.reduce((n, r) => n + Number(r.count), 0);
     return {
       live: live as StatusCounts['live'],
-      finished: finished.map((r) => ({ state: r.state as string, count: Number(r.count), capped: total >= cap })),
+      finished: finished.filter((r) => Number(r.count) > 0).map((r) => ({ state: r.state as string, count: Number(r.count), capped: Number(r.count) >= cap })),
     };
   }
 

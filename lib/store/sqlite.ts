@@ -488,9 +488,10 @@ export class SqliteStore implements Store {
   async statusCounts(cap: number): Promise<StatusCounts> {
     return this.read(() => {
       const live = this.q(`SELECT state, queue, COUNT(*) AS count FROM ${this.t('jobs')} GROUP BY state, queue ORDER BY queue, state`).all() as StatusCounts['live'];
-      const finished = (this.q(`SELECT state, COUNT(*) AS count FROM (SELECT state FROM ${this.t('history')} INDEXED BY ${this.t('history_state')} LIMIT ?) GROUP BY state`).all(cap) as { state: string; count: number }[]);
-      const total = finished.reduce((n, r) => n + r.count, 0);
-      return { live, finished: finished.map((r) => ({ ...r, capped: total >= cap })) };
+      // Each state counted on its own (state, id) index range, up to cap: never a full count of history.
+      const finished = this.q(`SELECT s.state, (SELECT COUNT(*) FROM (SELECT 1 FROM ${this.t('history')} INDEXED BY ${this.t('history_state')} WHERE state = s.state LIMIT ?)) AS count
+        FROM (SELECT 'completed' AS state UNION ALL SELECT 'failed' UNION ALL SELECT 'cancelled' UNION ALL SELECT 'skipped') s`).all(cap) as { state: string; count: number }[];
+      return { live, finished: finished.filter((r) => r.count > 0).map((r) => ({ ...r, capped: r.count >= cap })) };
     });
   }
 

@@ -279,7 +279,7 @@ export interface Store {
   advanceSchedule(key: string, from: number, nextRunAt: number | null): Promise<void>;
   dbNow(): Promise<number>;
 
-  /** For status views: live jobs per state and queue (exact; the hot table is small), finished jobs per state counted up to `cap`. */
+  /** For status views: live jobs per state and queue (exact; the hot table is small), finished jobs per state, each counted up to `cap` (capped: true when it reached it). */
   statusCounts(cap: number): Promise<StatusCounts>;
   listWorkers(): Promise<WorkerRecord[]>;
   /** Who holds leadership `name`, in words (a lease owner, or the PostgreSQL session holding the advisory lock), or null. */

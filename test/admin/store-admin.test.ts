@@ -76,6 +76,22 @@ forEachDialect('admin store verbs', ({ fresh }) => {
     }
   });
 
+  it('status counts finished jobs per state, each up to the cap and flagged when it reached it', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { pollInterval: 50 } });
+    jobs.define('ok', async () => 1);
+    jobs.define('bad', async () => {
+      throw new Error('no');
+    }, { maxAttempts: 1 });
+    await jobs.enqueueMany([...Array.from({ length: 3 }, () => ({ name: 'ok', payload: {} })), { name: 'bad', payload: {} }]);
+    await jobs.drain();
+    const { finished } = await jobs.status({ cap: 2 });
+    expect(finished).to.deep.equal([
+      { state: 'completed', count: 2, capped: true },
+      { state: 'failed', count: 1, capped: false },
+    ]);
+  });
+
   it('runNow makes a delayed pending job due; it refuses finished jobs', async () => {
     const t = await fresh();
     const jobs = t.jobs({ worker: { pollInterval: 50 } });

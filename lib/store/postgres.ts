@@ -571,13 +571,15 @@ export class PostgresStore implements Store {
     const p = new Params('dollar');
     const cols = filter.includePayload ? `${SUMMARY}, payload, payload_bin` : SUMMARY;
     const parts: string[] = [];
+    // Each half orders by the table's uuid column (qualified: a bare "id" would be the text alias
+    // of the select list, whose order no index serves), so it walks an index and stops at the limit.
     if (live) {
       parts.push(`(SELECT ${cols}, NULL::timestamptz AS finished_at${filter.includePayload ? ', NULL::json AS result' : ''} FROM ${this.t('jobs')}
-        ${listWhere(filter, live, 2, p, (d) => d)} ORDER BY id DESC LIMIT ${p.add(limit)})`);
+        ${listWhere(filter, live, 2, p, (d) => d)} ORDER BY ${this.t('jobs')}.id DESC LIMIT ${p.add(limit)})`);
     }
     if (history) {
       parts.push(`(SELECT ${cols}, finished_at${filter.includePayload ? ', result' : ''} FROM ${this.t('history')}
-        ${listWhere(filter, history, 4, p, (d) => d)} ORDER BY id DESC LIMIT ${p.add(limit)})`);
+        ${listWhere(filter, history, 4, p, (d) => d)} ORDER BY ${this.t('history')}.id DESC LIMIT ${p.add(limit)})`);
     }
     const rows = await this.rows(`SELECT * FROM (${parts.join(' UNION ALL ')}) page ORDER BY id DESC LIMIT ${p.add(limit)}`, p.values);
     const items = rows.map((r) => toJobRecord(r, nativeCodec));

@@ -1,5 +1,6 @@
 /** The store verbs the admin needs, on every dialect: pause/resume honoured by workers, queue figures, throughput, run now, delete. */
 import { expect } from 'chai';
+import pg from 'pg';
 import { forEachDialect, sleep, until } from '../helpers/dialects.ts';
 
 forEachDialect('admin store verbs', ({ fresh }) => {
@@ -24,7 +25,7 @@ forEachDialect('admin store verbs', ({ fresh }) => {
     expect(await producer.queues.resume('mail')).to.equal(true);
     expect(await producer.queues.resume('mail')).to.equal(false);
     await until(() => ran.includes('mail'), 'the resumed queue to run');
-    expect((await producer.queues.list()).find((q) => q.queue === 'mail')).to.equal(undefined);
+    await until(async () => !(await producer.queues.list()).some((q) => q.queue === 'mail'), 'the mail queue to empty (and be listed no more)');
   });
 
   it('a paused queue does not make its worker spin on a due job it may not claim', async () => {
@@ -92,6 +93,40 @@ forEachDialect('admin store verbs', ({ fresh }) => {
     ]);
   });
 
+  it('list walks an index in id order and stops at the limit, never sorting all of history (PostgreSQL plans)', async function () {
+    const t = await fresh();
+    if (t.dialect !== 'postgres') return this.skip(); // SQLite orders its halves by the same (indexed) id column
+    const jobs = t.jobs({ worker: false });
+    await jobs.migrate();
+    await t.query(`INSERT INTO ${t.prefix}history (id, name, queue, state, priority, attempts, max_attempts, run_at, created_at, finished_at)
+      SELECT (lpad(to_hex(1700000000000 + i), 12, '0') || '70008' || lpad(to_hex(i), 15, '0'))::uuid, 'n', 'q',
+        CASE WHEN i % 2 = 0 THEN 'completed' ELSE 'failed' END, 0, 1, 1, now(), now(), now() FROM generate_series(1, 20000) i`);
+    await t.query(`ANALYZE ${t.prefix}history`);
+    // Record the list statements as sent, then ask PostgreSQL how it runs them.
+    const sent: { text: string; values: unknown[] }[] = [];
+    const proto = pg.Pool.prototype as unknown as { query: (...args: unknown[]) => unknown };
+    const original = proto.query;
+    proto.query = function (this: unknown, ...args: unknown[]) {
+      if (typeof args[0] === 'string' && args[0].includes('UNION ALL') === false && args[0].includes(`FROM ${t.prefix}history`) && args[0].includes('LIMIT')) {
+        sent.push({ text: args[0], values: args[1] as unknown[] });
+      }
+      return original.apply(this, args);
+    };
+    try {
+      const completed = await jobs.list({ state: 'completed', limit: 50 });
+      await jobs.list({ state: 'completed', limit: 50, cursor: completed.nextCursor! });
+      await jobs.list({ states: ['completed', 'failed', 'cancelled', 'skipped'], limit: 50 });
+    } finally {
+      proto.query = original;
+    }
+    expect(sent).to.have.length(3);
+    for (const q of sent) {
+      const plan = (await t.query<{ 'QUERY PLAN': string }>(`EXPLAIN ${q.text}`, q.values)).map((r) => r['QUERY PLAN']).join('\n');
+      expect(plan).to.match(/Index (Only )?Scan Backward/);
+      expect(plan).not.to.match(/Seq Scan on/);
+    }
+  });
+
   it('runNow makes a delayed pending job due; it refuses finished jobs', async () => {
     const t = await fresh();
     const jobs = t.jobs({ worker: { pollInterval: 50 } });
@@ -126,5 +161,6 @@ forEachDialect('admin store verbs', ({ fresh }) => {
     expect(await t.query(`SELECT * FROM ${t.prefix}logs WHERE job_id = ${t.dialect === 'postgres' ? '$1' : '?'}`, [done])).to.have.length(0);
     expect(await jobs.delete(done)).to.equal(false);
     release();
+    await until(async () => (await jobs.get(running))?.state === 'completed', 'the held job to complete');
   });
 });

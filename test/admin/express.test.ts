@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { jobsAdmin, type AdminAccess, type Jobs } from '../../lib/index.ts';
 import { isLoopback } from '../../lib/admin/access.ts';
 import { forEachDialect, until } from '../helpers/dialects.ts';
-import { XSS, client, seed } from './helpers.ts';
+import { XSS, client, seededJobs, type SeededIds } from './helpers.ts';
 
 const BASE = '/admin/jobs';
 
@@ -18,14 +18,10 @@ function appWith(jobs: Jobs, authorize?: (req: express.Request) => AdminAccess) 
 
 forEachDialect('admin (Express 5)', ({ fresh }) => {
   let jobs: Jobs;
-  let ids: Awaited<ReturnType<typeof seed>>;
+  let ids: SeededIds;
 
   beforeEach(async () => {
-    const t = await fresh();
-    jobs = t.jobs({ worker: { pollInterval: 50 } });
-    ids = await seed(jobs);
-    jobs.recurring('nightly', '0 2 * * 1', { n: 3 }, { name: 'ok' });
-    await jobs.start();
+    ({ jobs, ids } = await seededJobs(fresh, (j) => j.recurring('nightly', '0 2 * * 1', { n: 3 }, { name: 'ok' })));
   });
 
   it('serves every page and fragment, and every GET of the JSON API', async () => {

@@ -1,7 +1,7 @@
 /** What the admin tests share: a seeded jobs database and a CSRF-aware client. */
 import request from 'supertest';
 import type { Jobs } from '../../lib/index.ts';
-import { until } from '../helpers/dialects.ts';
+import { until, type TestDb } from '../helpers/dialects.ts';
 
 export const XSS = '<script>window.pwned=1</script><img src=x onerror="window.pwned=2">';
 
@@ -31,4 +31,16 @@ export async function client(app: Parameters<typeof request.agent>[0], base = '/
   const token = /<meta name="sqljobs-csrf" content="([^"]+)">/.exec(page.text)?.[1];
   if (!token) throw new Error('no CSRF token in the page');
   return { agent, token, base };
+}
+
+export type SeededIds = Awaited<ReturnType<typeof seed>>;
+
+/** A started Jobs instance on a fresh database, seeded with seed(). */
+export async function seededJobs(fresh: () => Promise<TestDb>, before: (jobs: Jobs) => void = () => undefined): Promise<{ jobs: Jobs; ids: SeededIds }> {
+  const t = await fresh();
+  const jobs = t.jobs({ worker: { pollInterval: 50 } });
+  const ids = await seed(jobs);
+  before(jobs);
+  await jobs.start();
+  return { jobs, ids };
 }

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { jobsAdmin, koaJobsAdmin, type Jobs, type KoaAdminOptions } from '../../lib/index.ts';
 import type { KoaLikeAdminContext } from '../../lib/admin/index.ts';
 import { forEachDialect, until } from '../helpers/dialects.ts';
-import { XSS, client, seed } from './helpers.ts';
+import { XSS, client, seededJobs, type SeededIds } from './helpers.ts';
 
 /** Express 4, installed beside 5 as the npm alias express4. */
 const express4 = createRequire(import.meta.url)('express4') as typeof express;
@@ -26,12 +26,9 @@ function hostViews(): { dir: string; engine: (file: string, data: object, cb: (e
 
 forEachDialect('admin mounting', ({ fresh }) => {
   let jobs: Jobs;
-  let ids: Awaited<ReturnType<typeof seed>>;
+  let ids: SeededIds;
   beforeEach(async () => {
-    const t = await fresh();
-    jobs = t.jobs({ worker: { pollInterval: 50 } });
-    ids = await seed(jobs);
-    await jobs.start();
+    ({ jobs, ids } = await seededJobs(fresh));
   });
 
   for (const [label, make] of [['Express 5', () => express()], ['Express 4', () => express4()]] as const) {

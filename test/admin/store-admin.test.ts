@@ -1,7 +1,19 @@
 /** The store verbs the admin needs, on every dialect: pause/resume honoured by workers, queue figures, throughput, run now, delete. */
 import { expect } from 'chai';
 import pg from 'pg';
-import { forEachDialect, sleep, until } from '../helpers/dialects.ts';
+import { forEachDialect, sleep, until, type TestDb } from '../helpers/dialects.ts';
+
+/** A Jobs instance whose history holds `completed` completed and `failed` failed jobs. */
+async function finishedJobs(t: TestDb, completed: number, failed: number) {
+  const jobs = t.jobs({ worker: { pollInterval: 50 } });
+  jobs.define('ok', async () => 1);
+  jobs.define('bad', async () => {
+    throw new Error('no');
+  }, { maxAttempts: 1 });
+  await jobs.enqueueMany([...Array.from({ length: completed }, () => ({ name: 'ok', payload: {} })), ...Array.from({ length: failed }, () => ({ name: 'bad', payload: {} }))]);
+  await jobs.drain();
+  return jobs;
+}
 
 forEachDialect('admin store verbs', ({ fresh }) => {
   it('a paused queue is not claimed (another process\'s worker too); resume runs its jobs', async () => {
@@ -59,14 +71,7 @@ forEachDialect('admin store verbs', ({ fresh }) => {
   });
 
   it('throughput counts completed and failed per bucket of the window', async () => {
-    const t = await fresh();
-    const jobs = t.jobs({ worker: { pollInterval: 50 } });
-    jobs.define('ok', async () => 1);
-    jobs.define('bad', async () => {
-      throw new Error('no');
-    }, { maxAttempts: 1 });
-    await jobs.enqueueMany([{ name: 'ok', payload: {} }, { name: 'ok', payload: {} }, { name: 'bad', payload: {} }]);
-    await jobs.drain();
+    const jobs = await finishedJobs(await fresh(), 2, 1);
     const tp = await jobs.throughput();
     const sum = (k: 'completed' | 'failed') => tp.buckets.reduce((n, b) => n + b[k], 0);
     expect(sum('completed')).to.equal(2);
@@ -78,14 +83,7 @@ forEachDialect('admin store verbs', ({ fresh }) => {
   });
 
   it('status counts finished jobs per state, each up to the cap and flagged when it reached it', async () => {
-    const t = await fresh();
-    const jobs = t.jobs({ worker: { pollInterval: 50 } });
-    jobs.define('ok', async () => 1);
-    jobs.define('bad', async () => {
-      throw new Error('no');
-    }, { maxAttempts: 1 });
-    await jobs.enqueueMany([...Array.from({ length: 3 }, () => ({ name: 'ok', payload: {} })), { name: 'bad', payload: {} }]);
-    await jobs.drain();
+    const jobs = await finishedJobs(await fresh(), 3, 1);
     const { finished } = await jobs.status({ cap: 2 });
     expect(finished).to.deep.equal([
       { state: 'completed', count: 2, capped: true },

@@ -2,6 +2,7 @@
 import { expect } from 'chai';
 import type pg from 'pg';
 import { DIALECTS, requireDatabase } from '../helpers/dialects.ts';
+import { loadMigrations } from '../../lib/store/migrations.ts';
 
 describe('migrations and the caller\'s transaction [postgres]', function () {
   const factory = DIALECTS.find((d) => d.name === 'postgres')!;
@@ -21,7 +22,7 @@ describe('migrations and the caller\'s transaction [postgres]', function () {
         await c.query('ROLLBACK');
         expect(await jobs.get(id)).to.equal(null);
         const versions = await t.query<{ version: number }>(`SELECT version FROM ${t.prefix}migrations ORDER BY version`);
-        expect(versions.map((v) => Number(v.version))).to.deep.equal([1, 2, 3]);
+        expect(versions.map((v) => Number(v.version))).to.deep.equal(loadMigrations('postgres', t.prefix).map((m) => m.version)); // every file, applied once
       } finally {
         c.release();
       }

@@ -147,7 +147,12 @@ describe('admin in a browser (Chromium)', function () {
   it('pauses a queue from the queues page; the worker stops taking its jobs', async () => {
     await page.goto(`${origin}${BASE}/queues`);
     const row = page.locator('tr[data-queue="mail"]');
+    const sent = page.waitForRequest((r) => r.url().endsWith('/queues/mail/pause') && r.method() === 'POST');
     await row.getByRole('button', { name: 'Pause' }).click();
+    // HTMX sent it (no page load), with the CSRF token in the header inherited from <body>.
+    const request = await sent;
+    expect(request.headers()['hx-request']).to.equal('true');
+    expect(request.headers()['x-csrf-token']).to.match(/^[A-Za-z0-9_-]{43}$/);
     await page.waitForFunction(() => document.querySelector('tr[data-queue="mail"] .queue-state')?.textContent?.startsWith('paused'));
     expect((await jobs.queues.list()).find((q) => q.queue === 'mail')?.pausedAt).to.be.instanceOf(Date);
     const { id } = await jobs.enqueue('send-email', { to: 'paused@example.com' }, { queue: 'mail' });
@@ -169,6 +174,9 @@ describe('admin in a browser (Chromium)', function () {
     await page.goto(`${origin}${BASE}/workers`);
     expect(await page.locator('body').textContent()).to.include(String(process.pid));
     await shot('workers');
+    // The overview again, now that jobs ran, failed and were retried (the README's picture).
+    await page.goto(`${origin}${BASE}/`);
+    await shot('overview');
     for (const f of fs.readdirSync(SHOTS)) expect(fs.statSync(path.join(SHOTS, f)).size, f).to.be.below(150 * 1024);
   });
 });

@@ -23,7 +23,7 @@ import { Locks } from './locks.ts';
 import { LeaderElector, type LeaderOptions } from './schedule/leader.ts';
 import { buildSchedule, definitionHash, type RecurringOptions, type ScheduleDef, type ScheduleRecord, type ScheduleSpec } from './schedule/schedule.ts';
 import { Scheduler, firstRun } from './schedule/scheduler.ts';
-import type { StatusCounts, StoredSchedule, WorkerRecord } from './store/store.ts';
+import type { QueueStats, StatusCounts, StoredSchedule, ThroughputBuckets, WorkerRecord } from './store/store.ts';
 
 export interface JobsStatus extends StatusCounts {
   workers: WorkerRecord[];
@@ -414,6 +414,63 @@ export class Jobs<M extends JobMap = {}> {
       this.store.leaderInfo(this.leaderOptions?.name ?? 'leader'),
     ]);
     return { ...counts, workers, leader };
+  }
+
+  /**
+   * Queues: list them with their live figures, pause one (workers everywhere stop claiming its
+   * jobs from their next claim; jobs already claimed finish), resume it.
+   */
+  readonly queues = {
+    list: async (): Promise<QueueStats[]> => {
+      await this.migrate();
+      return this.store.queueStats();
+    },
+    pause: async (queue: string): Promise<void> => {
+      validateName(queue, 'queue');
+      await this.migrate();
+      await this.store.pauseQueue(queue);
+    },
+    /** False when the queue was not paused. */
+    resume: async (queue: string): Promise<boolean> => {
+      validateName(queue, 'queue');
+      await this.migrate();
+      const resumed = await this.store.resumeQueue(queue);
+      if (resumed) this.worker?.wake();
+      return resumed;
+    },
+  };
+
+  /** Completed and failed jobs per bucket (default: per minute over the last hour). */
+  async throughput(opts: { windowMs?: number; bucketMs?: number } = {}): Promise<ThroughputBuckets> {
+    const windowMs = positiveInt('throughput windowMs', opts.windowMs, 3_600_000);
+    const bucketMs = positiveInt('throughput bucketMs', opts.bucketMs, 60_000);
+    await this.migrate();
+    return this.store.throughput(windowMs, bucketMs);
+  }
+
+  /** Make a pending job due now. False when the job is not pending (running, finished or unknown). */
+  async runNow(id: string): Promise<boolean> {
+    validateId(id);
+    await this.migrate();
+    const due = await this.store.makeDue(id);
+    if (due) this.worker?.wake();
+    return due;
+  }
+
+  /** Delete a pending or finished job with its attempts and logs. False when it is unknown or running (cancel it first). */
+  async delete(id: string): Promise<boolean> {
+    validateId(id);
+    await this.migrate();
+    return (await this.store.deleteJobs([id])).length === 1;
+  }
+
+  /** Delete many pending or finished jobs (running ones are left). Returns the ids deleted. */
+  async deleteMany(ids: string[]): Promise<string[]> {
+    if (!Array.isArray(ids)) throw new TypeError(`deleteMany: ids must be an array of job ids; got ${describe(ids)}`);
+    ids.forEach((id) => validateId(id));
+    if (!ids.length) return [];
+    await this.migrate();
+    return this.store.deleteJobs(ids);
   }
 
   /** Whether this instance leads (always false unless created with `leader`). */

@@ -14,7 +14,7 @@
  */
 import express, { type NextFunction, type Request, type Response } from 'express';
 import pg from 'pg';
-import { jobsMiddleware } from '../../lib/index.ts';
+import { jobsAdmin, jobsMiddleware } from '../../lib/index.ts';
 import { setupShopJobs, type OrderPayload, type ShopJobs } from '../shared/shop-jobs.ts';
 
 // Type req.jobs with the shop's jobs: names and payloads are checked at every enqueue.
@@ -75,6 +75,8 @@ async function placeOrder(req: Request, o: ValidOrder, opts: { crashAfterEnqueue
 
 const app = express();
 app.disable('x-powered-by');
+// The jobs admin (loopback clients only without an authorize option), before the shop's own body parser and CSP.
+app.use('/admin/jobs', jobsAdmin(jobs));
 app.use(express.urlencoded({ extended: false, limit: '10kb' }));
 app.use((_req, res, next) => {
   res.set('Content-Security-Policy', "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'");
@@ -133,12 +135,6 @@ app.get('/orders/:id', async (req, res) => {
     items.map(async (job) => ({ job, attempts: await jobs.attempts(job.id), logs: await jobs.logs(job.id) })),
   );
   res.type('html').send(views.orderPage(order, details)); // refreshes itself while a job is pending or running
-});
-
-// Placeholder: the real admin router will be mounted at this path.
-app.get('/admin/jobs', async (_req, res) => {
-  const { items } = await jobs.list({ limit: 50 });
-  res.type('html').send(views.adminPlaceholderPage(items));
 });
 
 app.use((req, res) => {

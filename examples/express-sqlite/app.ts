@@ -11,9 +11,10 @@ import Database from 'better-sqlite3';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { fileURLToPath } from 'node:url';
 import { setupJobs } from './jobs.ts';
+import { jobsAdmin } from '../../lib/index.ts';
 import { CATALOG, InvalidField, SimulatedCrash, emptyForm, formOf, portFromEnv, serveShop, validate, type ValidOrder } from '../shared/shop.ts';
 import {
-  adminPlaceholderPage, errorPage, homePage, html, orderPage,
+  errorPage, homePage, html, orderPage,
   type JobDetail, type Notice, type Order, type OrderForm,
 } from './views.ts';
 
@@ -67,6 +68,9 @@ function placeOrder(o: ValidOrder, opts: { crashAfterEnqueue?: boolean } = {}): 
 
 const app = express();
 app.disable('x-powered-by');
+// The jobs admin: its own pages, CSP, CSRF and JSON API. No authorize option, so only loopback
+// clients (this machine) are served; pass authorize: (req) => 'manage' | 'view' | false otherwise.
+app.use('/admin/jobs', jobsAdmin(jobs));
 app.use(express.urlencoded({ extended: false, limit: '10kb' }));
 app.use((_req, res, next) => {
   res.set('Content-Security-Policy', "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'");
@@ -152,14 +156,6 @@ app.get('/orders/:id', async (req, res) => {
   );
   res.type('html').send(orderPage(toOrder(row), details));
 });
-
-// Placeholder: the real admin router will be mounted at this path.
-const admin = express.Router();
-admin.get('/', async (_req, res) => {
-  const { items } = await jobs.list({ limit: 50 });
-  res.type('html').send(adminPlaceholderPage(items));
-});
-app.use('/admin/jobs', admin);
 
 app.use((req, res) => {
   res.status(404).type('html').send(errorPage(404, `Nothing at ${req.method} ${req.path}.`));

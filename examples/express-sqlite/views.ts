@@ -267,17 +267,6 @@ function jobCard({ job, attempts, logs }: JobDetail): Html {
   </section>`;
 }
 
-export function adminPlaceholderPage(jobs: JobRecord[]): string {
-  const body = html`
-    <section class="card">
-      <h2>Jobs admin</h2>
-      <p class="notice info">The admin UI is coming: a router with filters, job details, retry and cancel will be mounted here.
-        Until then, this page lists the latest ${jobs.length} jobs from <code>jobs.list({ limit: 50 })</code>.</p>
-      ${jobsTable(jobs, { wide: true })}
-    </section>`;
-  return layout({ title: 'Jobs admin', body });
-}
-
 export function errorPage(status: number, message: string): string {
   return layout({
     title: `Error ${status}`,

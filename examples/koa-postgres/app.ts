@@ -15,7 +15,7 @@
  */
 import Koa from 'koa';
 import pg from 'pg';
-import { koaJobs, type RequestJobs } from '../../lib/index.ts';
+import { koaJobs, koaJobsAdmin, type RequestJobs } from '../../lib/index.ts';
 import { setupShopJobs, type OrderPayload, type ShopJobs } from '../shared/shop-jobs.ts';
 import {
   CATALOG, DEFAULT_DATABASE_URL, InvalidField, ORDER_COLUMNS, SimulatedCrash, crashNotice, emptyForm, formOf, invalidNotice,
@@ -161,14 +161,6 @@ const routes: Route[] = [
       send(ctx, 200, views.orderPage(order, details)); // refreshes itself while a job is pending or running
     },
   },
-  {
-    // Placeholder: the real admin router will be mounted at this path.
-    method: 'GET', path: /^\/admin\/jobs\/?$/,
-    handler: async (ctx) => {
-      const { items } = await jobs.list({ limit: 50 });
-      send(ctx, 200, views.adminPlaceholderPage(items));
-    },
-  },
 ];
 
 /** A path segment, decoded; a malformed escape is kept as it came (and then matches no order). */
@@ -222,6 +214,9 @@ app.use(async (ctx, next) => {
   ctx.set('X-Content-Type-Options', 'nosniff');
   await next();
 });
+
+// The jobs admin below /admin/jobs (loopback clients only without an authorize option); it sets its own CSP.
+app.use(koaJobsAdmin(jobs, { path: '/admin/jobs' }));
 
 // ctx.jobs on every request. The transaction opens on first use only: GET pages never touch it.
 app.use(koaJobs(jobs));

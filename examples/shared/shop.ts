@@ -183,7 +183,7 @@ export function serveShop(opts: {
     const actual = typeof address === 'object' && address ? address.port : opts.port;
     console.log(opts.title);
     console.log(`  Shop:        http://localhost:${actual}/`);
-    console.log(`  Jobs admin:  http://localhost:${actual}/admin/jobs   (placeholder for the admin UI)`);
+    console.log(`  Jobs admin:  http://localhost:${actual}/admin/jobs   (from this machine only)`);
   });
   server.on('error', (err) => {
     console.error(`Cannot listen on port ${opts.port}:`, err.message);

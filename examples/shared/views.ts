@@ -40,7 +40,6 @@ export function createViews(labels: StackLabels) {
     homePage: (data: Parameters<typeof sqlite.homePage>[0]): string =>
       swap(frame(sqlite.homePage(data)), HINT, html`<p class="hint">${labels.hint}</p>`, 'form hint'),
     orderPage: (...args: Parameters<typeof sqlite.orderPage>): string => frame(sqlite.orderPage(...args)),
-    adminPlaceholderPage: (...args: Parameters<typeof sqlite.adminPlaceholderPage>): string => frame(sqlite.adminPlaceholderPage(...args)),
     errorPage: (...args: Parameters<typeof sqlite.errorPage>): string => frame(sqlite.errorPage(...args)),
   };
 

@@ -15,10 +15,10 @@ import type { ScheduleDef } from '../schedule/schedule.ts';
 import { Params, chunkBy, listLimit, listWhere, statesByTable } from './sql.ts';
 import type {
   CancelResult, ClaimRequest, ClaimedJob, CompleteItem, FailItem, Fenced, ListenCallbacks, ListenHandle, LogItem, OpenTransaction,
-  ProgressItem, ReleaseItem, RescuedJob, SessionLock, StatusCounts, Store, StoreCapabilities, StoredSchedule, WorkerInfo, WorkerRecord,
+  ProgressItem, QueueStats, ReleaseItem, RescuedJob, SessionLock, StatusCounts, Store, StoreCapabilities, ThroughputBuckets, StoredSchedule, WorkerInfo, WorkerRecord,
 } from './store.ts';
 import { isPgClient } from './detect.ts';
-import { CLAIM_COLUMNS } from './store.ts';
+import { CLAIM_COLUMNS, mergeQueueStats } from './store.ts';
 
 const COMMON = `id, name, queue, payload, payload_bin, priority, attempts, max_attempts, timeout_ms, backoff,
   run_at, created_at, started_at, ref_id, tag, batch_id, created_by, meta, progress, progress_message,
@@ -101,6 +101,7 @@ export class PostgresStore implements Store {
           SELECT id FROM ${jobs}
           WHERE state = 'pending' AND run_at <= now() AND name = ANY($1::text[])
             AND ($5::text[] IS NULL OR queue = ANY($5::text[])) AND ($6::text[] IS NULL OR NOT (queue = ANY($6::text[])))
+            AND queue NOT IN (SELECT queue FROM ${this.t('paused_queues')})
           ORDER BY priority DESC, run_at, id
           LIMIT $2 FOR UPDATE SKIP LOCKED)
         UPDATE ${jobs} j SET state = 'running', token = $3, worker_id = $4, attempts = j.attempts + 1,
@@ -539,14 +540,15 @@ export class PostgresStore implements Store {
 
   async statusCounts(cap: number): Promise<StatusCounts> {
     const live = await this.rows(`SELECT state, queue, count(*)::int AS count FROM ${this.t('jobs')} GROUP BY state, queue ORDER BY queue, state`);
+    // Each state counted on its own (state, id) index range, up to cap: never a full count of history.
     const finished = await this.rows(
-      `SELECT state, count(*)::int AS count FROM (SELECT state FROM ${this.t('history')} LIMIT $1) capped GROUP BY state`,
+      `SELECT s.state, c.count FROM unnest(ARRAY['completed', 'failed', 'cancelled', 'skipped']) AS s(state)
+       CROSS JOIN LATERAL (SELECT count(*)::int AS count FROM (SELECT 1 FROM ${this.t('history')} h WHERE h.state = s.state LIMIT $1) capped) c`,
       [cap],
     );
-    const total = finished.reduce((n, r) => n + Number(r.count), 0);
     return {
       live: live as StatusCounts['live'],
-      finished: finished.map((r) => ({ state: r.state as string, count: Number(r.count), capped: total >= cap })),
+      finished: finished.filter((r) => Number(r.count) > 0).map((r) => ({ state: r.state as string, count: Number(r.count), capped: Number(r.count) >= cap })),
     };
   }
 
@@ -586,13 +588,15 @@ export class PostgresStore implements Store {
     const p = new Params('dollar');
     const cols = filter.includePayload ? `${SUMMARY}, payload, payload_bin` : SUMMARY;
     const parts: string[] = [];
+    // Each half orders by the table's uuid column (qualified: a bare "id" would be the text alias
+    // of the select list, whose order no index serves), so it walks an index and stops at the limit.
     if (live) {
       parts.push(`(SELECT ${cols}, NULL::timestamptz AS finished_at${filter.includePayload ? ', NULL::json AS result' : ''} FROM ${this.t('jobs')}
-        ${listWhere(filter, live, 2, p, (d) => d)} ORDER BY id DESC LIMIT ${p.add(limit)})`);
+        ${listWhere(filter, live, 2, p, (d) => d)} ORDER BY ${this.t('jobs')}.id DESC LIMIT ${p.add(limit)})`);
     }
     if (history) {
       parts.push(`(SELECT ${cols}, finished_at${filter.includePayload ? ', result' : ''} FROM ${this.t('history')}
-        ${listWhere(filter, history, 4, p, (d) => d)} ORDER BY id DESC LIMIT ${p.add(limit)})`);
+        ${listWhere(filter, history, 4, p, (d) => d)} ORDER BY ${this.t('history')}.id DESC LIMIT ${p.add(limit)})`);
     }
     const rows = await this.rows(`SELECT * FROM (${parts.join(' UNION ALL ')}) page ORDER BY id DESC LIMIT ${p.add(limit)}`, p.values);
     const items = rows.map((r) => toJobRecord(r, nativeCodec));
@@ -665,10 +669,71 @@ export class PostgresStore implements Store {
   async nextDueIn(names: string[], queues?: string[]): Promise<number | null> {
     const rows = await this.rows(
       `SELECT EXTRACT(EPOCH FROM (MIN(run_at) - now())) * 1000 AS due FROM ${this.t('jobs')}
-       WHERE state = 'pending' AND name = ANY($1::text[]) AND ($2::text[] IS NULL OR queue = ANY($2::text[]))`,
+       WHERE state = 'pending' AND name = ANY($1::text[]) AND ($2::text[] IS NULL OR queue = ANY($2::text[]))
+         AND queue NOT IN (SELECT queue FROM ${this.t('paused_queues')})`,
       [names, queues ?? null],
     );
     return rows[0].due === null ? null : Math.max(0, Math.ceil(Number(rows[0].due)));
+  }
+
+  // ---------------------------------------------------------------- admin verbs
+
+  async pauseQueue(queue: string): Promise<void> {
+    await this.rows(`INSERT INTO ${this.t('paused_queues')} (queue) VALUES ($1) ON CONFLICT (queue) DO NOTHING`, [queue]);
+  }
+
+  async resumeQueue(queue: string): Promise<boolean> {
+    const rows = await this.rows(`DELETE FROM ${this.t('paused_queues')} WHERE queue = $1 RETURNING queue`, [queue]);
+    if (rows.length) await this.own.query('SELECT pg_notify($1, $2)', [this.jobsChannel, queue]);
+    return rows.length === 1;
+  }
+
+  async queueStats(): Promise<QueueStats[]> {
+    const [live, paused] = await Promise.all([
+      this.rows(`SELECT queue, count(*) FILTER (WHERE state = 'pending')::int AS pending,
+          count(*) FILTER (WHERE state = 'pending' AND run_at <= now())::int AS due,
+          count(*) FILTER (WHERE state = 'running')::int AS running,
+          (EXTRACT(EPOCH FROM now() - min(run_at) FILTER (WHERE state = 'pending' AND run_at <= now())) * 1000)::float8 AS oldest
+        FROM ${this.t('jobs')} GROUP BY queue`),
+      this.rows(`SELECT queue, paused_at FROM ${this.t('paused_queues')}`),
+    ]);
+    return mergeQueueStats(
+      live.map((r) => ({ queue: r.queue, pending: r.pending, due: r.due, running: r.running, oldestDueAgeMs: r.oldest === null ? null : Math.round(r.oldest), pausedAt: null })),
+      paused.map((r) => ({ queue: r.queue, pausedAt: r.paused_at })),
+    );
+  }
+
+  async throughput(windowMs: number, bucketMs: number): Promise<ThroughputBuckets> {
+    const rows = await this.rows(
+      `WITH t AS (SELECT (EXTRACT(EPOCH FROM now()) * 1000)::float8 AS now)
+       SELECT t.now, b.start, b.completed, b.failed FROM t LEFT JOIN (
+         SELECT (floor(EXTRACT(EPOCH FROM finished_at) * 1000 / $2) * $2)::float8 AS start,
+           count(*) FILTER (WHERE state = 'completed')::int AS completed, count(*) FILTER (WHERE state = 'failed')::int AS failed
+         FROM ${this.t('history')} WHERE finished_at > now() - $1 * interval '1 millisecond' GROUP BY 1) b ON true
+       ORDER BY b.start`,
+      [windowMs, bucketMs],
+    );
+    const buckets = rows.filter((r) => r.start !== null).map((r) => ({ start: Number(r.start), completed: r.completed, failed: r.failed }));
+    return { now: Math.round(Number(rows[0].now)), buckets };
+  }
+
+  async makeDue(id: string): Promise<boolean> {
+    const rows = await this.rows(`UPDATE ${this.t('jobs')} SET run_at = now() WHERE id = $1 AND state = 'pending' RETURNING queue`, [id]);
+    if (rows.length) await this.own.query('SELECT pg_notify($1, $2)', [this.jobsChannel, rows[0].queue]);
+    return rows.length === 1;
+  }
+
+  async deleteJobs(ids: string[]): Promise<string[]> {
+    const rows = await this.rows(
+      `WITH live AS (DELETE FROM ${this.t('jobs')} WHERE id = ANY($1::uuid[]) AND state = 'pending' RETURNING id),
+        finished AS (DELETE FROM ${this.t('history')} WHERE id = ANY($1::uuid[]) RETURNING id),
+        gone AS (SELECT id FROM live UNION ALL SELECT id FROM finished),
+        logs AS (DELETE FROM ${this.t('logs')} WHERE job_id IN (SELECT id FROM gone)),
+        att AS (DELETE FROM ${this.t('attempts')} WHERE job_id IN (SELECT id FROM gone))
+       SELECT id::text AS id FROM gone`,
+      [ids],
+    );
+    return rows.map((r) => r.id as string);
   }
 
   // ---------------------------------------------------------------- LISTEN

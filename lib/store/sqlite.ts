@@ -15,10 +15,10 @@ import { checkNotNewer, loadMigrations } from './migrations.ts';
 import { claimOrder, textCodec, toAttemptRecord, toClaimedJob, toJobRecord, toLogRecord, toStoredSchedule, toWorkerRecord, withCurrentAttempt } from './rows.ts';
 import type { ScheduleDef } from '../schedule/schedule.ts';
 import { Params, listLimit, listWhere, statesByTable } from './sql.ts';
-import { CLAIM_COLUMNS } from './store.ts';
+import { CLAIM_COLUMNS, mergeQueueStats } from './store.ts';
 import type {
   CancelResult, ClaimRequest, ClaimedJob, CompleteItem, FailItem, Fenced, LogItem, ProgressItem,
-  ReleaseItem, RescuedJob, StatusCounts, Store, StoreCapabilities, StoredSchedule, WorkerInfo, WorkerRecord,
+  QueueStats, ReleaseItem, RescuedJob, StatusCounts, Store, ThroughputBuckets, StoreCapabilities, StoredSchedule, WorkerInfo, WorkerRecord,
 } from './store.ts';
 
 type DB = BetterSqlite3.Database;
@@ -204,6 +204,7 @@ export class SqliteStore implements Store {
         started_at = ${NOW}, progress = NULL, progress_message = NULL
       WHERE rowid IN (SELECT rowid FROM ${this.t('jobs')} INDEXED BY ${this.t('jobs_claim')}
         WHERE state = 'pending' AND run_at <= ${NOW} AND name IN (SELECT value FROM json_each(?)) ${queueFilter}
+          AND queue NOT IN (SELECT queue FROM ${this.t('paused_queues')})
         ORDER BY priority DESC, run_at, rowid LIMIT ?)
       RETURNING ${CLAIM_COLUMNS}, rowid AS rowid_`;
     };
@@ -488,9 +489,10 @@ export class SqliteStore implements Store {
   async statusCounts(cap: number): Promise<StatusCounts> {
     return this.read(() => {
       const live = this.q(`SELECT state, queue, COUNT(*) AS count FROM ${this.t('jobs')} GROUP BY state, queue ORDER BY queue, state`).all() as StatusCounts['live'];
-      const finished = (this.q(`SELECT state, COUNT(*) AS count FROM (SELECT state FROM ${this.t('history')} INDEXED BY ${this.t('history_state')} LIMIT ?) GROUP BY state`).all(cap) as { state: string; count: number }[]);
-      const total = finished.reduce((n, r) => n + r.count, 0);
-      return { live, finished: finished.map((r) => ({ ...r, capped: total >= cap })) };
+      // Each state counted on its own (state, id) index range, up to cap: never a full count of history.
+      const finished = this.q(`SELECT s.state, (SELECT COUNT(*) FROM (SELECT 1 FROM ${this.t('history')} INDEXED BY ${this.t('history_state')} WHERE state = s.state LIMIT ?)) AS count
+        FROM (SELECT 'completed' AS state UNION ALL SELECT 'failed' UNION ALL SELECT 'cancelled' UNION ALL SELECT 'skipped') s`).all(cap) as { state: string; count: number }[];
+      return { live, finished: finished.filter((r) => r.count > 0).map((r) => ({ ...r, capped: r.count >= cap })) };
     });
   }
 
@@ -590,9 +592,61 @@ export class SqliteStore implements Store {
     const args: unknown[] = [JSON.stringify(names)];
     if (queues) args.push(JSON.stringify(queues));
     const row = await this.read(
-      () => this.q(`SELECT MIN(run_at) - ${NOW} AS due FROM ${this.t('jobs')} WHERE state = 'pending' AND name IN (SELECT value FROM json_each(?)) ${queueFilter}`).get(...args) as { due: number | null },
+      () => this.q(`SELECT MIN(run_at) - ${NOW} AS due FROM ${this.t('jobs')} WHERE state = 'pending' AND name IN (SELECT value FROM json_each(?)) ${queueFilter}
+        AND queue NOT IN (SELECT queue FROM ${this.t('paused_queues')})`).get(...args) as { due: number | null },
     );
     return row.due === null ? null : Math.max(0, row.due);
+  }
+
+  // ---------------------------------------------------------------- admin verbs
+
+  async pauseQueue(queue: string): Promise<void> {
+    await this.write(() => this.q(`INSERT INTO ${this.t('paused_queues')} (queue, paused_at) VALUES (?, ${NOW}) ON CONFLICT (queue) DO NOTHING`).run(queue));
+  }
+
+  async resumeQueue(queue: string): Promise<boolean> {
+    return this.write(() => this.q(`DELETE FROM ${this.t('paused_queues')} WHERE queue = ?`).run(queue).changes === 1);
+  }
+
+  async queueStats(): Promise<QueueStats[]> {
+    return this.read(() => {
+      const live = this.q(`SELECT queue, SUM(state = 'pending') AS pending, SUM(state = 'pending' AND run_at <= now) AS due,
+          SUM(state = 'running') AS running, now - MIN(CASE WHEN state = 'pending' AND run_at <= now THEN run_at END) AS oldest
+        FROM ${this.t('jobs')} INDEXED BY ${this.t('jobs_queue')}, (SELECT ${NOW} AS now) GROUP BY queue`).all() as Record<string, number | string | null>[];
+      const paused = this.q(`SELECT queue, paused_at FROM ${this.t('paused_queues')}`).all() as { queue: string; paused_at: number }[];
+      return mergeQueueStats(
+        live.map((r) => ({ queue: String(r.queue), pending: Number(r.pending), due: Number(r.due), running: Number(r.running), oldestDueAgeMs: r.oldest === null ? null : Number(r.oldest), pausedAt: null })),
+        paused.map((r) => ({ queue: r.queue, pausedAt: new Date(r.paused_at) })),
+      );
+    });
+  }
+
+  async throughput(windowMs: number, bucketMs: number): Promise<ThroughputBuckets> {
+    return this.read(() => {
+      const now = (this.q(`SELECT ${NOW} AS now`).get() as { now: number }).now;
+      const buckets = this.q(`SELECT (finished_at / CAST(? AS INTEGER)) * CAST(? AS INTEGER) AS start, SUM(state = 'completed') AS completed, SUM(state = 'failed') AS failed
+        FROM ${this.t('history')} INDEXED BY ${this.t('history_finished')} WHERE finished_at > ? GROUP BY 1 ORDER BY 1`)
+        .all(bucketMs, bucketMs, now - windowMs) as ThroughputBuckets['buckets'];
+      return { now, buckets };
+    });
+  }
+
+  async makeDue(id: string): Promise<boolean> {
+    return this.write(() => this.q(`UPDATE ${this.t('jobs')} SET run_at = ${NOW} WHERE id = ? AND state = 'pending'`).run(id).changes === 1);
+  }
+
+  async deleteJobs(ids: string[]): Promise<string[]> {
+    return this.write(() => {
+      const deleted: string[] = [];
+      for (const id of ids) {
+        const live = this.q(`DELETE FROM ${this.t('jobs')} WHERE id = ? AND state = 'pending'`).run(id).changes;
+        const finished = live ? 0 : this.q(`DELETE FROM ${this.t('history')} WHERE id = ?`).run(id).changes;
+        if (!live && !finished) continue;
+        for (const table of ['logs', 'attempts']) this.q(`DELETE FROM ${this.t(table)} WHERE job_id = ?`).run(id);
+        deleted.push(id);
+      }
+      return deleted;
+    });
   }
 
   async close(): Promise<void> {

@@ -125,6 +125,26 @@ export interface StatusCounts {
   finished: { state: string; count: number; capped: boolean }[];
 }
 
+/** One queue as the admin shows it (live table only; paused queues without jobs included). */
+export interface QueueStats {
+  queue: string;
+  pending: number;
+  /** Pending jobs whose run time has come. */
+  due: number;
+  running: number;
+  /** How long the oldest due pending job has waited past its run time (database clock), or null. */
+  oldestDueAgeMs: number | null;
+  /** When the queue was paused, or null when it is not. */
+  pausedAt: Date | null;
+}
+
+/** Finished jobs per time bucket (buckets without any are absent). */
+export interface ThroughputBuckets {
+  /** The database's now, in ms: the window ends here. */
+  now: number;
+  buckets: { start: number; completed: number; failed: number }[];
+}
+
 export interface WorkerRecord extends WorkerInfo {
   startedAt: Date;
   heartbeatAt: Date;
@@ -272,11 +292,25 @@ export interface Store {
   advanceSchedule(key: string, from: number, nextRunAt: number | null): Promise<void>;
   dbNow(): Promise<number>;
 
-  /** For status views: live jobs per state and queue (exact; the hot table is small), finished jobs per state counted up to `cap`. */
+  /** For status views: live jobs per state and queue (exact; the hot table is small), finished jobs per state, each counted up to `cap` (capped: true when it reached it). */
   statusCounts(cap: number): Promise<StatusCounts>;
   listWorkers(): Promise<WorkerRecord[]>;
   /** Who holds leadership `name`, in words (a lease owner, or the PostgreSQL session holding the advisory lock), or null. */
   leaderInfo(name: string): Promise<string | null>;
+
+  // Admin verbs (operators' actions and views).
+  /** Pause a queue: claims skip its pending jobs until resumeQueue. Idempotent. */
+  pauseQueue(queue: string): Promise<void>;
+  /** Resume a paused queue. False when it was not paused. */
+  resumeQueue(queue: string): Promise<boolean>;
+  /** Per queue: pending, due, running, oldest due age and paused state. */
+  queueStats(): Promise<QueueStats[]>;
+  /** Completed and failed jobs per bucketMs over the last windowMs (by finished_at, database clock). */
+  throughput(windowMs: number, bucketMs: number): Promise<ThroughputBuckets>;
+  /** Make a pending job due now (run_at = now). False when it is not pending. */
+  makeDue(id: string): Promise<boolean>;
+  /** Delete pending or finished jobs with their attempts and logs (running jobs are left alone: cancel them first). Returns the ids deleted. */
+  deleteJobs(ids: string[]): Promise<string[]>;
 
   listen?(cb: ListenCallbacks): Promise<ListenHandle>;
   /**
@@ -295,4 +329,15 @@ export function validatePrefix(prefix: unknown): string {
     );
   }
   return prefix;
+}
+
+/** Add the paused queues to the live per-queue figures (a paused queue may have no jobs), sorted by queue. */
+export function mergeQueueStats(live: QueueStats[], paused: { queue: string; pausedAt: Date }[]): QueueStats[] {
+  const byQueue = new Map(live.map((q) => [q.queue, q]));
+  for (const p of paused) {
+    const q = byQueue.get(p.queue);
+    if (q) q.pausedAt = p.pausedAt;
+    else byQueue.set(p.queue, { queue: p.queue, pending: 0, due: 0, running: 0, oldestDueAgeMs: null, pausedAt: p.pausedAt });
+  }
+  return [...byQueue.values()].sort((a, b) => (a.queue < b.queue ? -1 : a.queue > b.queue ? 1 : 0));
 }

@@ -1,0 +1,138 @@
+/** What the pages and the JSON API share: the facade the admin drives, filter parsing, job actions and bulk actions. */
+import type { Jobs } from '../jobs.ts';
+import { JOB_STATES, JobValidationError, isValidId, type JobRecord, type JobState, type ListFilter } from '../model.ts';
+import { HttpError } from './types.ts';
+
+/** The part of a Jobs instance the admin uses (any job map). */
+export type AdminJobs = Pick<
+  Jobs,
+  'list' | 'attempts' | 'logs' | 'cancel' | 'retry' | 'runNow' | 'delete' | 'deleteMany' | 'status' | 'throughput' | 'queues' | 'schedules'
+> & { get(id: string): Promise<JobRecord | null> };
+
+export const JOB_ACTIONS = ['cancel', 'retry', 'run', 'delete'] as const;
+export type JobAction = (typeof JOB_ACTIONS)[number];
+
+/** The jobs filter as the form shows it (strings) and as list() takes it. */
+export interface ParsedFilter {
+  form: { state: string; queue: string; name: string; tag: string; batch: string; refId: string };
+  filter: ListFilter;
+}
+
+const TEXT_FILTERS = [
+  ['queue', 'queue'],
+  ['name', 'name'],
+  ['tag', 'tag'],
+  ['batch', 'batchId'],
+  ['refId', 'refId'],
+] as const;
+
+/** Parse the jobs filter from query or form fields. Every value reaches SQL as a bound parameter only. */
+export function parseFilter(get: (k: string) => string | undefined): ParsedFilter {
+  const form = { state: '', queue: '', name: '', tag: '', batch: '', refId: '' };
+  const filter: ListFilter = {};
+  const state = (get('state') ?? '').trim();
+  if (state) {
+    if (!(JOB_STATES as readonly string[]).includes(state)) throw new HttpError(400, `state must be one of ${JOB_STATES.join(', ')}; got ${JSON.stringify(state.slice(0, 40))}`);
+    filter.state = state as JobState;
+    form.state = state;
+  }
+  for (const [field, key] of TEXT_FILTERS) {
+    const v = (get(field) ?? '').trim();
+    if (!v) continue;
+    if (v.length > 255) throw new HttpError(400, `${field} must be at most 255 characters`);
+    // No stored name, queue, tag, batch or refId holds a control character (PostgreSQL text cannot even hold NUL).
+    if (/[\u0000-\u001f\u007f]/.test(v)) throw new HttpError(400, `${field} must not contain control characters`);
+    filter[key] = v;
+    form[field] = v;
+  }
+  return { form, filter };
+}
+
+/** The page's cursor and size, validated. */
+export function parsePage(get: (k: string) => string | undefined, defaultLimit = 50): { cursor?: string; limit: number } {
+  const cursor = get('cursor') || undefined;
+  if (cursor !== undefined && !isValidId(cursor)) throw new HttpError(400, 'cursor must be a job id from a previous page');
+  const raw = get('limit');
+  const limit = raw === undefined || raw === '' ? defaultLimit : Number(raw);
+  if (!Number.isInteger(limit) || limit < 1 || limit > 500) throw new HttpError(400, `limit must be an integer from 1 to 500; got ${JSON.stringify(String(raw).slice(0, 20))}`);
+  return { cursor, limit };
+}
+
+export function checkId(id: string): string {
+  const shown = JSON.stringify(id.slice(0, 60));
+  if (!isValidId(id)) throw new HttpError(400, `id must be a job id (lowercase UUID); got ${shown}`);
+  return id;
+}
+
+export async function loadJob(jobs: AdminJobs, id: string): Promise<JobRecord> {
+  const job = await jobs.get(checkId(id));
+  if (!job) throw new HttpError(404, `job ${id} not found`);
+  return job;
+}
+
+/** Apply one action. False when the job is not in a state that allows it. */
+export async function applyJobAction(jobs: AdminJobs, id: string, action: JobAction): Promise<boolean> {
+  try {
+    switch (action) {
+      case 'cancel':
+        return await jobs.cancel(id);
+      case 'retry':
+        return await jobs.retry(id);
+      case 'run':
+        return await jobs.runNow(id);
+      case 'delete':
+        return await jobs.delete(id);
+    }
+  } catch (err) {
+    if (err instanceof JobValidationError) throw new HttpError(400, err.message);
+    if (err instanceof Error && /cannot retry/.test(err.message)) throw new HttpError(409, err.message);
+    throw err;
+  }
+}
+
+/** What an action on one job refused means, for the 409 message. */
+export function refusal(action: JobAction, job: JobRecord): string {
+  const allowed: Record<JobAction, string> = {
+    cancel: 'pending or running',
+    retry: 'failed, cancelled, completed, skipped or pending',
+    run: 'pending',
+    delete: 'pending or finished',
+  };
+  return `cannot ${action} job ${job.id}: it is ${job.state}; ${action} needs a job that is ${allowed[action]}`;
+}
+
+export function parseAction(v: string | undefined): JobAction {
+  if (v && (JOB_ACTIONS as readonly string[]).includes(v)) return v as JobAction;
+  throw new HttpError(400, `action must be one of ${JOB_ACTIONS.join(', ')}; got ${JSON.stringify(String(v ?? '').slice(0, 40))}`);
+}
+
+/** Ids of the jobs matching a filter, at most cap (more = true when others match beyond it). */
+export async function matchingIds(jobs: AdminJobs, filter: ListFilter, cap: number): Promise<{ ids: string[]; more: boolean }> {
+  const ids: string[] = [];
+  let cursor: string | undefined;
+  while (ids.length <= cap) {
+    const page = await jobs.list({ ...filter, cursor, limit: Math.min(500, cap + 1 - ids.length) });
+    ids.push(...page.items.map((j) => j.id));
+    if (!page.nextCursor) break;
+    cursor = page.nextCursor;
+  }
+  return { ids: ids.slice(0, cap), more: ids.length > cap };
+}
+
+/** Apply an action to each job; jobs in a state that does not allow it are counted as skipped. */
+export async function applyBulk(jobs: AdminJobs, ids: string[], action: JobAction): Promise<{ done: number; skipped: number }> {
+  ids.forEach(checkId);
+  if (action === 'delete') {
+    const deleted = await jobs.deleteMany(ids);
+    return { done: deleted.length, skipped: ids.length - deleted.length };
+  }
+  let done = 0;
+  for (const id of ids) {
+    try {
+      if (await applyJobAction(jobs, id, action)) done++;
+    } catch (err) {
+      if (!(err instanceof HttpError && err.status === 409)) throw err;
+    }
+  }
+  return { done, skipped: ids.length - done };
+}

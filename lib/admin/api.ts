@@ -1,0 +1,88 @@
+/** The JSON API under <mount>/api: the same data and actions as the pages, errors as { error }. */
+import { HttpError } from './types.ts';
+import { json } from './respond.ts';
+import type { Route, RouteContext } from './router.ts';
+import { applyJobAction, checkId, loadJob, parseFilter, parsePage, refusal, type JobAction } from './actions.ts';
+import { checkKey, checkQueue, schedulesWithOutcome } from './pages.ts';
+
+const ID = '([^/]+)';
+const query = (c: RouteContext) => (k: string) => c.req.query.get(k) ?? undefined;
+
+async function listJobs(c: RouteContext) {
+  const { filter } = parseFilter(query(c));
+  const { cursor, limit } = parsePage(query(c));
+  return json(200, await c.jobs.list({ ...filter, cursor, limit }));
+}
+
+async function jobDetail(c: RouteContext) {
+  const job = await loadJob(c.jobs, c.params[0]);
+  const [attempts, logs] = await Promise.all([c.jobs.attempts(job.id), c.jobs.logs(job.id, { limit: 1000 })]);
+  const payload = Buffer.isBuffer(job.payload) ? { binary: job.payload.toString('base64'), bytes: job.payload.length } : job.payload;
+  return json(200, { ...job, payload, attempts, logs });
+}
+
+async function jobAction(c: RouteContext, action: JobAction) {
+  const id = checkId(c.params[0]);
+  if (await applyJobAction(c.jobs, id, action)) return json(200, { ok: true, id, action });
+  const job = await c.jobs.get(id);
+  if (!job) throw new HttpError(404, `job ${id} not found`);
+  throw new HttpError(409, refusal(action, job));
+}
+
+async function recurringList(c: RouteContext) {
+  return json(200, { items: await schedulesWithOutcome(c.jobs) });
+}
+
+async function findSchedule(c: RouteContext) {
+  const key = checkKey(c.params[0]);
+  const s = (await c.jobs.schedules.list()).find((x) => x.key === key);
+  if (!s) throw new HttpError(404, `schedule ${key} not found`);
+  return s;
+}
+
+async function recurringToggle(c: RouteContext) {
+  const s = await findSchedule(c);
+  const raw = c.body.enabled;
+  const enabled = raw === undefined ? !s.enabled : raw === 'true' ? true : raw === 'false' ? false : null;
+  if (enabled === null) throw new HttpError(400, 'enabled must be true or false');
+  await c.jobs.schedules.toggle(s.key, enabled);
+  return json(200, { ok: true, key: s.key, enabled });
+}
+
+async function recurringTrigger(c: RouteContext) {
+  const s = await findSchedule(c);
+  const res = await c.jobs.schedules.trigger(s.key);
+  return json(200, { ok: true, key: s.key, jobId: res?.id ?? null });
+}
+
+async function recurringDelete(c: RouteContext) {
+  const s = await findSchedule(c);
+  await c.jobs.schedules.remove(s.key);
+  return json(200, { ok: true, key: s.key });
+}
+
+async function queueAction(c: RouteContext, action: 'pause' | 'resume') {
+  const queue = checkQueue(c.params[0]);
+  if (action === 'pause') await c.jobs.queues.pause(queue);
+  else if (!(await c.jobs.queues.resume(queue))) throw new HttpError(409, `queue ${queue} is not paused`);
+  return json(200, { ok: true, queue, paused: action === 'pause' });
+}
+
+async function stats(c: RouteContext) {
+  const [status, queues, throughput] = await Promise.all([c.jobs.status({ cap: c.settings.countCap }), c.jobs.queues.list(), c.jobs.throughput()]);
+  return json(200, { ...status, countCap: c.settings.countCap, queues, throughput });
+}
+
+export const apiRoutes: Route[] = [
+  { method: 'GET', pattern: /^\/api\/jobs$/, handler: listJobs },
+  { method: 'GET', pattern: new RegExp(`^/api/jobs/${ID}$`), handler: jobDetail },
+  { method: 'DELETE', pattern: new RegExp(`^/api/jobs/${ID}$`), handler: (c) => jobAction(c, 'delete') },
+  ...(['cancel', 'retry', 'run'] as const).map((a): Route => ({ method: 'POST', pattern: new RegExp(`^/api/jobs/${ID}/${a}$`), handler: (c) => jobAction(c, a) })),
+  { method: 'GET', pattern: /^\/api\/recurring$/, handler: recurringList },
+  { method: 'POST', pattern: new RegExp(`^/api/recurring/${ID}/toggle$`), handler: recurringToggle },
+  { method: 'POST', pattern: new RegExp(`^/api/recurring/${ID}/trigger$`), handler: recurringTrigger },
+  { method: 'DELETE', pattern: new RegExp(`^/api/recurring/${ID}$`), handler: recurringDelete },
+  { method: 'GET', pattern: /^\/api\/queues$/, handler: async (c) => json(200, { items: await c.jobs.queues.list() }) },
+  ...(['pause', 'resume'] as const).map((a): Route => ({ method: 'POST', pattern: new RegExp(`^/api/queues/${ID}/${a}$`), handler: (c) => queueAction(c, a) })),
+  { method: 'GET', pattern: /^\/api\/stats$/, handler: stats },
+];

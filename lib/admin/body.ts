@@ -1,0 +1,47 @@
+/** Reading a form or JSON body once, within a size limit, whether or not the host already parsed it. */
+import type { IncomingMessage } from 'node:http';
+import { HttpError, type BodyFields } from './types.ts';
+
+const LIMIT = 256 * 1024;
+
+/** A body the host's own parser already produced (express.urlencoded/json, koa-bodyparser), as fields. */
+export function fromParsed(body: unknown): BodyFields | null {
+  if (body === null || typeof body !== 'object' || Buffer.isBuffer(body)) return null;
+  const out: BodyFields = {};
+  for (const [k, v] of Object.entries(body as Record<string, unknown>)) {
+    if (typeof v === 'string') out[k] = v;
+    else if (typeof v === 'boolean' || typeof v === 'number') out[k] = String(v);
+    else if (Array.isArray(v)) out[k] = v.filter((x): x is string => typeof x === 'string');
+  }
+  return out;
+}
+
+/** Read and parse the request stream (application/x-www-form-urlencoded or application/json). */
+export async function readBody(req: IncomingMessage): Promise<BodyFields> {
+  if (req.readableEnded) return {};
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > LIMIT) throw new HttpError(413, `request body over ${LIMIT} bytes`);
+    chunks.push(chunk as Buffer);
+  }
+  const text = Buffer.concat(chunks).toString('utf8');
+  if (!text) return {};
+  const type = String(req.headers['content-type'] ?? '');
+  if (type.startsWith('application/json')) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      throw new HttpError(400, 'the body is not valid JSON');
+    }
+    return fromParsed(parsed) ?? {};
+  }
+  const out: BodyFields = {};
+  for (const [k, v] of new URLSearchParams(text)) {
+    const prev = out[k];
+    out[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
+  }
+  return out;
+}

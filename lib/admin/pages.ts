@@ -1,0 +1,212 @@
+/** The HTML pages and the fragments HTMX polls. Forms post and redirect (303), so every page works without JavaScript. */
+import type { AdminResponse } from './types.ts';
+import { HttpError } from './types.ts';
+import { render } from './render.ts';
+import { helpers, throughputChart } from './present.ts';
+import { html, redirect } from './respond.ts';
+import type { Route, RouteContext } from './router.ts';
+import {
+  applyBulk, applyJobAction, checkId, loadJob, matchingIds, parseAction, parseFilter, parsePage, refusal,
+  type AdminJobs, type JobAction,
+} from './actions.ts';
+import { staticUrl } from './render.ts';
+import { validateName } from '../model.ts';
+import type { ScheduleRecord } from '../schedule/schedule.ts';
+
+const ID = '([^/]+)';
+const NOTICES: Record<string, string> = {
+  cancel: 'Job cancelled.',
+  retry: 'Job queued to run again.',
+  run: 'Job made due now.',
+  delete: 'Job deleted.',
+  paused: 'Queue paused: workers stop claiming its jobs.',
+  resumed: 'Queue resumed.',
+  toggled: 'Schedule updated.',
+  triggered: 'Schedule triggered: its job was enqueued.',
+  removed: 'Schedule deleted.',
+  bulk: 'Bulk action applied.',
+};
+
+/** What every page's layout needs. */
+function common(c: RouteContext, page: string) {
+  const notice = NOTICES[c.req.query.get('done') ?? ''] ?? null;
+  const counted = c.req.query.get('n');
+  const bulk = counted && /^\d+,\d+$/.test(counted) ? counted.split(',').map(Number) : null;
+  return {
+    base: c.req.base,
+    title: c.settings.title,
+    page,
+    csrf: c.csrf,
+    canManage: c.access === 'manage',
+    notice: bulk && notice ? `${notice} ${bulk[0]} done, ${bulk[1]} skipped (not in a state that allows it).` : notice,
+    h: helpers,
+    now: Date.now(),
+    css: staticUrl(c.req.base, 'admin.css'),
+    htmx: staticUrl(c.req.base, 'htmx.js'),
+    js: staticUrl(c.req.base, 'admin.js'),
+  };
+}
+
+async function page(c: RouteContext, view: string, name: string, data: object, status = 200): Promise<AdminResponse> {
+  return html(status, await render(view, { ...common(c, name), ...data }));
+}
+
+// ------------------------------------------------------------------ overview
+
+async function overviewData(c: RouteContext) {
+  const [status, queues, tp, failures] = await Promise.all([
+    c.jobs.status({ cap: c.settings.countCap }),
+    c.jobs.queues.list(),
+    c.jobs.throughput(),
+    c.jobs.list({ state: 'failed', limit: 10 }),
+  ]);
+  const live = { pending: 0, running: 0 };
+  for (const r of status.live) live[r.state] += Number(r.count);
+  return { status, live, queues, chart: throughputChart(tp), failures: failures.items, countCap: c.settings.countCap };
+}
+
+async function overview(c: RouteContext) {
+  return page(c, 'overview', 'overview', await overviewData(c));
+}
+
+async function overviewFragment(c: RouteContext) {
+  return html(200, await render('partials/overview-live', { ...common(c, 'overview'), ...(await overviewData(c)) }));
+}
+
+// ------------------------------------------------------------------ jobs
+
+const query = (c: RouteContext) => (k: string) => c.req.query.get(k) ?? undefined;
+
+async function jobsPage(c: RouteContext) {
+  const { form, filter } = parseFilter(query(c));
+  const { cursor, limit } = parsePage(query(c));
+  const list = await c.jobs.list({ ...filter, cursor, limit });
+  const params = new URLSearchParams(Object.entries(form).filter(([, v]) => v));
+  const next = list.nextCursor ? `?${new URLSearchParams([...params, ['cursor', list.nextCursor]])}` : null;
+  return page(c, 'jobs', 'jobs', { form, items: list.items, next, first: cursor ? `?${params}` : null, filterQuery: params.toString(), bulkCap: c.settings.bulkCap });
+}
+
+async function jobDetail(c: RouteContext) {
+  const job = await loadJob(c.jobs, c.params[0]);
+  const [attempts, logs] = await Promise.all([c.jobs.attempts(job.id), c.jobs.logs(job.id, { limit: 1000 })]);
+  return page(c, 'job', 'jobs', { job, attempts, logs, tail: logs.slice(-20) });
+}
+
+/** Progress bar and log tail; keeps polling (itself) while the job is pending or running. */
+async function jobLive(c: RouteContext) {
+  const id = checkId(c.params[0]);
+  const job = await c.jobs.get(id);
+  if (!job) throw new HttpError(404, `job ${id} not found`);
+  const logs = await c.jobs.logs(id, { limit: 1000 });
+  return html(200, await render('partials/job-live', { ...common(c, 'jobs'), job, tail: logs.slice(-20) }));
+}
+
+async function jobAction(c: RouteContext, action: JobAction) {
+  const job = await loadJob(c.jobs, c.params[0]);
+  if (!(await applyJobAction(c.jobs, job.id, action))) throw new HttpError(409, refusal(action, job));
+  return redirect(action === 'delete' ? `${c.req.base}/jobs?done=delete` : `${c.req.base}/jobs/${job.id}?done=${action}`);
+}
+
+/** Selected ids at once; "all matching" first shows how many and asks to confirm. */
+async function jobsBulk(c: RouteContext) {
+  const field = (k: string) => {
+    const v = c.body[k];
+    return Array.isArray(v) ? v[0] : v;
+  };
+  const action = parseAction(field('action'));
+  const back = (n: { done: number; skipped: number }) => redirect(`${c.req.base}/jobs?done=bulk&n=${n.done},${n.skipped}`);
+  if (field('scope') !== 'all') {
+    const raw = c.body.ids;
+    const ids = raw === undefined ? [] : Array.isArray(raw) ? raw : [raw];
+    if (!ids.length) throw new HttpError(400, 'select at least one job (ids)');
+    if (ids.length > c.settings.bulkCap) throw new HttpError(400, `at most ${c.settings.bulkCap} jobs at once`);
+    return back(await applyBulk(c.jobs, ids, action));
+  }
+  const { form, filter } = parseFilter(field);
+  const { ids, more } = await matchingIds(c.jobs, filter, c.settings.bulkCap);
+  if (field('confirm') !== 'yes') {
+    return page(c, 'confirm', 'jobs', { action, form, count: ids.length, more, cap: c.settings.bulkCap });
+  }
+  return back(await applyBulk(c.jobs, ids, action));
+}
+
+// ------------------------------------------------------------------ recurring, queues, workers
+
+export async function schedulesWithOutcome(jobs: AdminJobs): Promise<(ScheduleRecord & { lastState: string | null })[]> {
+  const list = await jobs.schedules.list();
+  return Promise.all(list.map(async (s) => ({ ...s, lastState: s.lastJobId ? ((await jobs.get(s.lastJobId))?.state ?? 'deleted') : null })));
+}
+
+async function recurring(c: RouteContext) {
+  return page(c, 'recurring', 'recurring', { schedules: await schedulesWithOutcome(c.jobs) });
+}
+
+export function checkKey(key: string): string {
+  try {
+    return validateName(key, 'key');
+  } catch (err) {
+    throw new HttpError(400, (err as Error).message);
+  }
+}
+
+async function recurringAction(c: RouteContext, action: 'toggle' | 'trigger' | 'delete') {
+  const key = checkKey(c.params[0]);
+  const existing = (await c.jobs.schedules.list()).find((s) => s.key === key);
+  if (!existing) throw new HttpError(404, `schedule ${key} not found`);
+  if (action === 'toggle') await c.jobs.schedules.toggle(key, !existing.enabled);
+  else if (action === 'trigger') await c.jobs.schedules.trigger(key);
+  else await c.jobs.schedules.remove(key);
+  return redirect(`${c.req.base}/recurring?done=${{ toggle: 'toggled', trigger: 'triggered', delete: 'removed' }[action]}`);
+}
+
+async function queuesData(c: RouteContext) {
+  return { queues: await c.jobs.queues.list() };
+}
+
+async function queues(c: RouteContext) {
+  return page(c, 'queues', 'queues', await queuesData(c));
+}
+
+async function queuesFragment(c: RouteContext) {
+  return html(200, await render('partials/queues-table', { ...common(c, 'queues'), ...(await queuesData(c)) }));
+}
+
+export function checkQueue(queue: string): string {
+  try {
+    return validateName(queue, 'queue');
+  } catch (err) {
+    throw new HttpError(400, (err as Error).message);
+  }
+}
+
+/** Pause or resume; an HTMX request gets the refreshed table, a plain form a redirect. */
+async function queueAction(c: RouteContext, action: 'pause' | 'resume') {
+  const queue = checkQueue(c.params[0]);
+  if (action === 'pause') await c.jobs.queues.pause(queue);
+  else await c.jobs.queues.resume(queue);
+  if (c.req.headers['hx-request'] === 'true') return queuesFragment(c);
+  return redirect(`${c.req.base}/queues?done=${action === 'pause' ? 'paused' : 'resumed'}`);
+}
+
+async function workers(c: RouteContext) {
+  const [status, running] = await Promise.all([c.jobs.status({ cap: 1 }), c.jobs.list({ state: 'running', limit: 500 })]);
+  const byWorker = new Map<string, number>();
+  for (const j of running.items) if (j.workerId) byWorker.set(j.workerId, (byWorker.get(j.workerId) ?? 0) + 1);
+  return page(c, 'workers', 'workers', { workers: status.workers, leader: status.leader, byWorker, runningCapped: running.nextCursor !== null });
+}
+
+export const pageRoutes: Route[] = [
+  { method: 'GET', pattern: /^\/?$/, handler: overview },
+  { method: 'GET', pattern: /^\/fragments\/overview$/, handler: overviewFragment },
+  { method: 'GET', pattern: /^\/jobs\/?$/, handler: jobsPage },
+  { method: 'POST', pattern: /^\/jobs\/bulk$/, handler: jobsBulk },
+  { method: 'GET', pattern: new RegExp(`^/jobs/${ID}$`), handler: jobDetail },
+  { method: 'GET', pattern: new RegExp(`^/jobs/${ID}/live$`), handler: jobLive },
+  ...(['cancel', 'retry', 'run', 'delete'] as const).map((a): Route => ({ method: 'POST', pattern: new RegExp(`^/jobs/${ID}/${a}$`), handler: (c) => jobAction(c, a) })),
+  { method: 'GET', pattern: /^\/recurring\/?$/, handler: recurring },
+  ...(['toggle', 'trigger', 'delete'] as const).map((a): Route => ({ method: 'POST', pattern: new RegExp(`^/recurring/${ID}/${a}$`), handler: (c) => recurringAction(c, a) })),
+  { method: 'GET', pattern: /^\/queues\/?$/, handler: queues },
+  { method: 'GET', pattern: /^\/fragments\/queues$/, handler: queuesFragment },
+  ...(['pause', 'resume'] as const).map((a): Route => ({ method: 'POST', pattern: new RegExp(`^/queues/${ID}/${a}$`), handler: (c) => queueAction(c, a) })),
+  { method: 'GET', pattern: /^\/workers\/?$/, handler: workers },
+];

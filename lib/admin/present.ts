@@ -1,0 +1,105 @@
+/** Formatting for the views: ages, times, JSON, binary previews, schedules in words, the throughput chart. No I/O. */
+import cronstrue from 'cronstrue';
+import type { ThroughputBuckets } from '../store/store.ts';
+import type { ScheduleRecord } from '../schedule/schedule.ts';
+
+/** A duration in the largest sensible unit: "850 ms", "12 s", "4 min", "3 h", "2 d". */
+export function duration(ms: number | null | undefined): string {
+  if (ms === null || ms === undefined || !Number.isFinite(ms)) return '—';
+  const a = Math.abs(ms);
+  if (a < 1000) return `${Math.round(ms)} ms`;
+  if (a < 60_000) return `${Math.round(ms / 1000)} s`;
+  if (a < 3_600_000) return `${Math.round(ms / 60_000)} min`;
+  if (a < 86_400_000) return `${(ms / 3_600_000).toFixed(1)} h`;
+  return `${(ms / 86_400_000).toFixed(1)} d`;
+}
+
+/** "3 min ago" / "in 5 s" relative to now. */
+export function ago(d: Date | null | undefined, now = Date.now()): string {
+  if (!d) return '—';
+  const ms = now - d.getTime();
+  return ms >= 0 ? `${duration(ms)} ago` : `in ${duration(-ms)}`;
+}
+
+/** UTC time to the second, e.g. "2026-11-22 14:05:09Z". */
+export function time(d: Date | null | undefined): string {
+  if (!d) return '—';
+  return d.toISOString().replace('T', ' ').replace(/\.\d{3}Z$/, 'Z');
+}
+
+export function num(n: number): string {
+  return n.toLocaleString('en-US');
+}
+
+/** A payload or result for display: pretty JSON, or a binary's size and the hex of its first bytes. */
+export function showValue(v: unknown): { kind: 'none' | 'json' | 'binary'; text: string } {
+  if (v === undefined || v === null) return { kind: 'none', text: '' };
+  if (Buffer.isBuffer(v)) {
+    const hex = v.subarray(0, 64).toString('hex').replace(/(..)/g, '$1 ').trim();
+    return { kind: 'binary', text: `${num(v.length)} bytes: ${hex}${v.length > 64 ? ' …' : ''}` };
+  }
+  return { kind: 'json', text: JSON.stringify(v, null, 2) };
+}
+
+/** A schedule's expression in words ("At 02:00 AM, only on Monday (Europe/Paris)", "every 5 min"). */
+export function scheduleInWords(s: Pick<ScheduleRecord, 'cron' | 'everyMs' | 'timezone'>): string {
+  if (s.cron) {
+    let words: string;
+    try {
+      words = cronstrue.toString(s.cron, { use24HourTimeFormat: true, verbose: false });
+    } catch {
+      words = s.cron;
+    }
+    return s.timezone ? `${words} (${s.timezone})` : `${words} (UTC)`;
+  }
+  return s.everyMs ? `Every ${duration(s.everyMs)}` : '—';
+}
+
+export interface ChartBar {
+  x: number;
+  y: number;
+  height: number;
+  cls: 'completed' | 'failed';
+  label: string;
+}
+
+export interface Chart {
+  width: number;
+  height: number;
+  barWidth: number;
+  bars: ChartBar[];
+  max: number;
+  totalCompleted: number;
+  totalFailed: number;
+}
+
+/** Stacked bars (completed below, failed above) per minute over the window, oldest on the left. Numbers only. */
+export function throughputChart(tp: ThroughputBuckets, bucketMs = 60_000, count = 60): Chart {
+  const width = 600;
+  const height = 120;
+  const barWidth = width / count;
+  const last = Math.floor(tp.now / bucketMs) * bucketMs;
+  const byStart = new Map(tp.buckets.map((b) => [b.start, b]));
+  const series = Array.from({ length: count }, (_, i) => {
+    const start = last - (count - 1 - i) * bucketMs;
+    return { start, completed: byStart.get(start)?.completed ?? 0, failed: byStart.get(start)?.failed ?? 0 };
+  });
+  const max = Math.max(1, ...series.map((b) => b.completed + b.failed));
+  const bars: ChartBar[] = [];
+  series.forEach((b, i) => {
+    const x = i * barWidth;
+    const hc = (b.completed / max) * height;
+    const hf = (b.failed / max) * height;
+    const when = time(new Date(b.start)).slice(11, 16);
+    if (b.completed) bars.push({ x, y: height - hc, height: hc, cls: 'completed', label: `${when}: ${b.completed} completed` });
+    if (b.failed) bars.push({ x, y: height - hc - hf, height: hf, cls: 'failed', label: `${when}: ${b.failed} failed` });
+  });
+  return {
+    width, height, barWidth, bars, max,
+    totalCompleted: series.reduce((n, b) => n + b.completed, 0),
+    totalFailed: series.reduce((n, b) => n + b.failed, 0),
+  };
+}
+
+/** Helpers every view receives. */
+export const helpers = { duration, ago, time, num, showValue, scheduleInWords };

@@ -1,0 +1,274 @@
+import { expect } from 'chai';
+import express from 'express';
+import request from 'supertest';
+import os from 'node:os';
+import type { AddressInfo } from 'node:net';
+import { jobsAdmin, type AdminAccess, type Jobs } from '../../lib/index.ts';
+import { isLoopback } from '../../lib/admin/access.ts';
+import { forEachDialect, until } from '../helpers/dialects.ts';
+import { XSS, client, seededJobs, type SeededIds } from './helpers.ts';
+
+const BASE = '/admin/jobs';
+
+function appWith(jobs: Jobs, authorize?: (req: express.Request) => AdminAccess) {
+  const app = express();
+  app.use(BASE, jobsAdmin<express.Request>(jobs, authorize ? { authorize } : {}));
+  return app;
+}
+
+forEachDialect('admin (Express 5)', ({ fresh }) => {
+  let jobs: Jobs;
+  let ids: SeededIds;
+
+  beforeEach(async () => {
+    ({ jobs, ids } = await seededJobs(fresh, (j) => j.recurring('nightly', '0 2 * * 1', { n: 3 }, { name: 'ok' })));
+  });
+
+  it('serves every page and fragment, and every GET of the JSON API', async () => {
+    const app = appWith(jobs);
+    const pages = ['/', '/fragments/overview', '/jobs', '/jobs?state=failed', `/jobs/${ids.failed}`, `/jobs/${ids.pending}/live`, '/recurring', '/queues', '/fragments/queues', '/workers'];
+    for (const p of pages) {
+      const res = await request(app).get(BASE + p);
+      expect(res.status, p).to.equal(200);
+      expect(res.headers['content-type'], p).to.match(/^text\/html/);
+    }
+    const overview = await request(app).get(`${BASE}/`);
+    expect(overview.text).to.include('hx-trigger="every 2s"').and.include('<svg').and.include('Leader');
+    expect((await request(app).get(`${BASE}/recurring`)).text).to.include('At 02:00, only on Monday (UTC)');
+    const list = await request(app).get(`${BASE}/api/jobs?state=failed`).expect(200);
+    expect(list.body.items.map((j: { id: string }) => j.id)).to.deep.equal([ids.failed]);
+    const detail = await request(app).get(`${BASE}/api/jobs/${ids.failed}`).expect(200);
+    expect(detail.body.attempts).to.have.length(2);
+    expect(detail.body.attempts[0].error.message).to.equal(`failure ${XSS}`);
+    const bin = await request(app).get(`${BASE}/api/jobs/${ids.binary}`).expect(200);
+    expect(bin.body.payload).to.deep.equal({ binary: '3q2+7w==', bytes: 4 });
+    const stats = await request(app).get(`${BASE}/api/stats`).expect(200);
+    expect(stats.body.finished.find((f: { state: string }) => f.state === 'completed').count).to.equal(1);
+    expect(stats.body.queues.map((q: { queue: string }) => q.queue)).to.deep.equal(['default', 'mail']);
+    expect(stats.body.throughput.buckets.reduce((n: number, b: { failed: number }) => n + b.failed, 0)).to.equal(1);
+    const rec = await request(app).get(`${BASE}/api/recurring`).expect(200);
+    expect(rec.body.items[0]).to.include({ key: 'nightly', enabled: true });
+    expect((await request(app).get(`${BASE}/api/queues`).expect(200)).body.items).to.have.length(2);
+  });
+
+  it('keyset pagination: pages follow one another without overlap', async () => {
+    await jobs.enqueueMany(Array.from({ length: 7 }, (_, i) => ({ name: 'ok', payload: { n: i }, delay: 3_600_000, tag: 'page' })));
+    const app = appWith(jobs);
+    const first = await request(app).get(`${BASE}/api/jobs?tag=page&limit=4`).expect(200);
+    const second = await request(app).get(`${BASE}/api/jobs?tag=page&limit=4&cursor=${first.body.nextCursor}`).expect(200);
+    expect(first.body.items).to.have.length(4);
+    expect(second.body.items).to.have.length(3);
+    expect(second.body.nextCursor).to.equal(null);
+    const html = await request(app).get(`${BASE}/jobs?tag=page&limit=4`).expect(200);
+    expect(html.text).to.include(`cursor=${first.body.nextCursor}`);
+  });
+
+  it('escapes user data everywhere: payload, result, tag, logs, error messages and stacks', async () => {
+    const app = appWith(jobs);
+    for (const p of [`/jobs/${ids.completed}`, `/jobs/${ids.failed}`, '/jobs', `/jobs?tag=${encodeURIComponent(XSS)}`, '/', `/jobs/${ids.completed}/live`]) {
+      const res = await request(app).get(BASE + p).expect(200);
+      expect(res.text, p).not.to.include('<script>window');
+      expect(res.text, p).not.to.include('<img src=x');
+      expect(res.text, p).to.include('&lt;script&gt;window.pwned=1&lt;/script&gt;');
+    }
+    // The hostile tag is a filter too, bound as a value: it finds its job.
+    const byTag = await request(app).get(`${BASE}/api/jobs?tag=${encodeURIComponent(XSS)}`).expect(200);
+    expect(byTag.body.items.map((j: { id: string }) => j.id)).to.deep.equal([ids.completed]);
+  });
+
+  it('hostile filter strings are values, never SQL; bad filters are 400 with a message', async () => {
+    const app = appWith(jobs);
+    for (const v of ["' OR 1=1 --", '"; DROP TABLE x; --', '%', '_', '\\', '🦄'.repeat(10), 'a/b:c.d-e']) {
+      for (const field of ['queue', 'name', 'tag', 'batch', 'refId']) {
+        const res = await request(app).get(`${BASE}/api/jobs?${field}=${encodeURIComponent(v)}`);
+        expect(res.status, `${field}=${v}`).to.equal(200);
+        expect(res.body.items, `${field}=${v}`).to.deep.equal([]);
+        expect((await request(app).get(`${BASE}/jobs?${field}=${encodeURIComponent(v)}`)).status).to.equal(200);
+      }
+    }
+    expect((await request(app).get(`${BASE}/api/jobs`).expect(200)).body.items.length).to.equal(5);
+    const bad = await request(app).get(`${BASE}/api/jobs?state=${encodeURIComponent("failed' --")}`).expect(400);
+    expect(bad.body.error).to.match(/state must be one of/);
+    expect((await request(app).get(`${BASE}/api/jobs?name=${'x'.repeat(300)}`).expect(400)).body.error).to.match(/at most 255/);
+    expect((await request(app).get(`${BASE}/api/jobs?cursor=nope`).expect(400)).body.error).to.match(/cursor/);
+    expect((await request(app).get(`${BASE}/api/jobs?limit=100000`).expect(400)).body.error).to.match(/limit/);
+    expect((await request(app).get(`${BASE}/jobs?state=nope`)).status).to.equal(400);
+    expect((await request(app).get(`${BASE}/api/jobs?tag=a%00b`).expect(400)).body.error).to.match(/control characters/);
+  });
+
+  it('malformed ids are 400 and unknown ids 404, as JSON errors on the API', async () => {
+    const { agent, token } = await client(appWith(jobs));
+    const unknown = '01890000-0000-7000-8000-000000000000';
+    for (const id of ['nope', '1', "x' OR '1'='1", 'ABCDEF00-0000-7000-8000-000000000000', '%E0%A4%A']) {
+      const res = await agent.get(`${BASE}/api/jobs/${id}`);
+      expect(res.status, id).to.equal(400);
+      expect(res.body.error, id).to.be.a('string');
+      expect((await agent.get(`${BASE}/jobs/${id}`)).status, id).to.equal(400);
+      expect((await agent.post(`${BASE}/api/jobs/${id}/retry`).set('x-csrf-token', token)).status, id).to.equal(400);
+    }
+    expect((await agent.get(`${BASE}/api/jobs/${unknown}`).expect(404)).body.error).to.include('not found');
+    expect((await agent.get(`${BASE}/jobs/${unknown}`)).status).to.equal(404);
+    expect((await agent.get(`${BASE}/jobs/${unknown}/live`)).status).to.equal(404);
+    for (const a of ['cancel', 'retry', 'run']) expect((await agent.post(`${BASE}/api/jobs/${unknown}/${a}`).set('x-csrf-token', token)).status, a).to.equal(404);
+    expect((await agent.delete(`${BASE}/api/jobs/${unknown}`).set('x-csrf-token', token)).status).to.equal(404);
+    expect((await agent.post(`${BASE}/api/recurring/nope/trigger`).set('x-csrf-token', token)).status).to.equal(404);
+    expect((await agent.post(`${BASE}/api/recurring/${encodeURIComponent('bad key!')}/trigger`).set('x-csrf-token', token)).status).to.equal(400);
+    expect((await agent.post(`${BASE}/api/queues/${encodeURIComponent('bad queue!')}/pause`).set('x-csrf-token', token)).status).to.equal(400);
+    expect((await agent.get(`${BASE}/api/nothing`)).status).to.equal(404);
+    expect((await agent.put(`${BASE}/api/jobs`)).status).to.equal(405);
+  });
+
+  it('job actions through the API: retry a failed job (it runs again), cancel, run now, delete; 409 when the state does not allow it', async () => {
+    const { agent, token } = await client(appWith(jobs));
+    const post = (p: string) => agent.post(`${BASE}${p}`).set('x-csrf-token', token);
+    expect((await post(`/api/jobs/${ids.failed}/retry`)).body).to.include({ ok: true, action: 'retry' });
+    await until(async () => (await jobs.get(ids.failed))?.state === 'failed' && (await jobs.get(ids.failed))!.attempts === 3, 'the retried job to run and fail again');
+    expect((await post(`/api/jobs/${ids.pending}/run`)).status).to.equal(200);
+    await until(async () => (await jobs.get(ids.pending))?.state === 'completed', 'the job made due to run');
+    expect((await post(`/api/jobs/${ids.pending}/run`)).status).to.equal(409);
+    expect((await post(`/api/jobs/${ids.delayed}/cancel`)).status).to.equal(200);
+    expect((await jobs.get(ids.delayed))?.state).to.equal('cancelled');
+    const again = await post(`/api/jobs/${ids.delayed}/cancel`);
+    expect(again.status).to.equal(409);
+    expect(again.body.error).to.match(/cannot cancel job .*: it is cancelled/);
+    expect((await agent.delete(`${BASE}/api/jobs/${ids.completed}`).set('x-csrf-token', token)).status).to.equal(200);
+    expect(await jobs.get(ids.completed)).to.equal(null);
+  });
+
+  it('page actions post forms with the _csrf field and redirect (303) back', async () => {
+    const { agent, token } = await client(appWith(jobs));
+    const res = await agent.post(`${BASE}/jobs/${ids.delayed}/cancel`).type('form').send({ _csrf: token });
+    expect(res.status).to.equal(303);
+    expect(res.headers.location).to.equal(`${BASE}/jobs/${ids.delayed}?done=cancel`);
+    expect((await agent.get(res.headers.location)).text).to.include('Job cancelled.');
+    expect((await agent.post(`${BASE}/jobs/${ids.delayed}/cancel`).type('form').send({ _csrf: token })).status).to.equal(409);
+    const del = await agent.post(`${BASE}/jobs/${ids.delayed}/delete`).type('form').send({ _csrf: token }).expect(303);
+    expect(del.headers.location).to.equal(`${BASE}/jobs?done=delete`);
+    expect(await jobs.get(ids.delayed)).to.equal(null);
+  });
+
+  it('CSRF: every state change without the token, with a wrong one or without the cookie is refused (403) and changes nothing', async () => {
+    const app = appWith(jobs);
+    const { agent, token } = await client(app);
+    const attempts = [
+      () => agent.post(`${BASE}/api/jobs/${ids.delayed}/cancel`),
+      () => agent.post(`${BASE}/api/jobs/${ids.delayed}/cancel`).set('x-csrf-token', 'A'.repeat(43)),
+      () => agent.post(`${BASE}/jobs/${ids.delayed}/cancel`).type('form').send({ _csrf: token.slice(0, -1) + (token.endsWith('A') ? 'B' : 'A') }),
+      () => request(app).post(`${BASE}/api/jobs/${ids.delayed}/cancel`).set('x-csrf-token', token), // no cookie
+      () => agent.delete(`${BASE}/api/jobs/${ids.delayed}`),
+      () => agent.post(`${BASE}/api/queues/mail/pause`),
+      () => agent.post(`${BASE}/api/recurring/nightly/toggle`),
+      () => agent.post(`${BASE}/jobs/bulk`).type('form').send({ action: 'cancel', ids: ids.delayed }),
+    ];
+    for (const [i, send] of attempts.entries()) {
+      const res = await send();
+      expect(res.status, `attempt ${i}`).to.equal(403);
+    }
+    expect((await agent.post(`${BASE}/api/jobs/${ids.delayed}/cancel`).set('x-csrf-token', 'x')).body.error).to.match(/CSRF/);
+    expect((await jobs.get(ids.delayed))?.state).to.equal('pending');
+    expect(await jobs.queues.list().then((q) => q.every((x) => !x.pausedAt))).to.equal(true);
+    expect((await jobs.schedules.list())[0].enabled).to.equal(true);
+  });
+
+  it('queues: pause and resume through a plain form, HTMX (header token, fragment back) and the API', async () => {
+    const { agent, token } = await client(appWith(jobs));
+    const form = await agent.post(`${BASE}/queues/mail/pause`).type('form').send({ _csrf: token }).expect(303);
+    expect(form.headers.location).to.equal(`${BASE}/queues?done=paused`);
+    expect((await jobs.queues.list()).find((q) => q.queue === 'mail')?.pausedAt).to.be.instanceOf(Date);
+    const hx = await agent.post(`${BASE}/queues/mail/resume`).set('hx-request', 'true').set('x-csrf-token', token).expect(200);
+    expect(hx.text).to.match(/^<table id="queues">/);
+    expect(hx.text).to.include('/queues/mail/pause');
+    expect((await agent.post(`${BASE}/api/queues/mail/pause`).set('x-csrf-token', token).expect(200)).body).to.deep.equal({ ok: true, queue: 'mail', paused: true });
+    expect((await agent.post(`${BASE}/api/queues/mail/resume`).set('x-csrf-token', token).expect(200)).body.paused).to.equal(false);
+    expect((await agent.post(`${BASE}/api/queues/mail/resume`).set('x-csrf-token', token)).status).to.equal(409);
+  });
+
+  it('recurring: toggle, trigger and delete (page and API)', async () => {
+    const { agent, token } = await client(appWith(jobs));
+    await agent.post(`${BASE}/recurring/nightly/toggle`).type('form').send({ _csrf: token }).expect(303);
+    expect((await jobs.schedules.list())[0].enabled).to.equal(false);
+    expect((await agent.post(`${BASE}/api/recurring/nightly/toggle`).set('x-csrf-token', token).send({ enabled: true }).expect(200)).body.enabled).to.equal(true);
+    const trig = await agent.post(`${BASE}/api/recurring/nightly/trigger`).set('x-csrf-token', token).expect(200);
+    await until(async () => (await jobs.get(trig.body.jobId))?.state === 'completed', 'the triggered job to run');
+    expect((await jobs.get(trig.body.jobId))?.createdBy).to.equal('schedule:nightly');
+    await agent.delete(`${BASE}/api/recurring/nightly`).set('x-csrf-token', token).expect(200);
+    expect(await jobs.schedules.list()).to.deep.equal([]);
+  });
+
+  it('bulk: selected ids at once; "all matching" asks to confirm, then applies up to the cap', async () => {
+    await jobs.enqueueMany(Array.from({ length: 5 }, (_, i) => ({ name: 'ok', payload: { n: i }, delay: 3_600_000, tag: 'many' })));
+    const app = express();
+    app.use(BASE, jobsAdmin(jobs, { bulkCap: 3 }));
+    const { agent, token } = await client(app);
+    const sel = await agent.post(`${BASE}/jobs/bulk`).type('form').send(`_csrf=${token}&action=cancel&scope=selected&ids=${ids.pending}&ids=${ids.delayed}&ids=${ids.failed}`).expect(303);
+    expect(sel.headers.location).to.equal(`${BASE}/jobs?done=bulk&n=2,1`);
+    expect((await jobs.get(ids.pending))?.state).to.equal('cancelled');
+    const ask = await agent.post(`${BASE}/jobs/bulk`).type('form').send({ _csrf: token, action: 'delete', scope: 'all', tag: 'many' }).expect(200);
+    expect(ask.text).to.include('Confirm').and.include('more match');
+    expect((await jobs.list({ tag: 'many' })).items).to.have.length(5);
+    await agent.post(`${BASE}/jobs/bulk`).type('form').send({ _csrf: token, action: 'delete', scope: 'all', tag: 'many', confirm: 'yes' }).expect(303);
+    expect((await jobs.list({ tag: 'many' })).items).to.have.length(2);
+    expect((await agent.post(`${BASE}/jobs/bulk`).type('form').send({ _csrf: token, action: 'explode', scope: 'all' })).status).to.equal(400);
+  });
+
+  it("authorize: 'view' sees pages without action buttons and every action is refused; false is 403", async () => {
+    const viewer = appWith(jobs, () => 'view');
+    const { agent, token } = await client(viewer);
+    const page = await agent.get(`${BASE}/jobs/${ids.failed}`).expect(200);
+    expect(page.text).to.include('read-only');
+    expect(page.text).not.to.match(/\/(retry|cancel|delete|run)"/);
+    expect((await agent.get(`${BASE}/queues`)).text).not.to.include('/pause');
+    expect((await agent.get(`${BASE}/recurring`)).text).not.to.include('/trigger');
+    expect((await agent.get(`${BASE}/jobs`)).text).not.to.include('Apply to');
+    for (const send of [
+      () => agent.post(`${BASE}/api/jobs/${ids.failed}/retry`).set('x-csrf-token', token),
+      () => agent.post(`${BASE}/jobs/${ids.failed}/retry`).type('form').send({ _csrf: token }),
+      () => agent.delete(`${BASE}/api/jobs/${ids.failed}`).set('x-csrf-token', token),
+      () => agent.post(`${BASE}/api/queues/mail/pause`).set('x-csrf-token', token),
+      () => agent.post(`${BASE}/api/recurring/nightly/trigger`).set('x-csrf-token', token),
+    ]) {
+      const res = await send();
+      expect(res.status).to.equal(403);
+    }
+    expect((await jobs.get(ids.failed))?.attempts).to.equal(2);
+    const denied = appWith(jobs, () => false);
+    expect((await request(denied).get(`${BASE}/`)).status).to.equal(403);
+    expect((await request(denied).get(`${BASE}/api/jobs`).expect(403)).body.error).to.match(/forbidden/);
+    const seen: string[] = [];
+    const byHeader = appWith(jobs, (req) => (seen.push(req.get('x-user') ?? ''), req.get('x-user') === 'ops' ? 'manage' : false));
+    expect((await request(byHeader).get(`${BASE}/jobs`).set('x-user', 'ops')).status).to.equal(200);
+    expect((await request(byHeader).get(`${BASE}/jobs`).set('x-user', 'eve')).status).to.equal(403);
+    expect(seen).to.deep.equal(['ops', 'eve']);
+  });
+});
+
+describe('admin access without authorize', () => {
+  it('isLoopback: only the loopback addresses', () => {
+    for (const a of ['127.0.0.1', '127.1.2.3', '::1', '::ffff:127.0.0.1']) expect(isLoopback(a), a).to.equal(true);
+    for (const a of ['10.0.0.1', '::ffff:10.0.0.1', '192.168.1.1', 'fe80::1', '', undefined, '127.0.0.1.evil', '::ffff:1.2.3.4']) expect(isLoopback(a), String(a)).to.equal(false);
+  });
+
+  it('serves loopback clients and refuses others (403), whatever X-Forwarded-For says', async function () {
+    const external = Object.values(os.networkInterfaces()).flat().find((i) => i && i.family === 'IPv4' && !i.internal)?.address;
+    const jobs = { } as unknown as Jobs; // never reached: access is decided before any job is read
+    const app = express();
+    app.use(BASE, jobsAdmin(jobs));
+    const server = app.listen(0, '0.0.0.0');
+    await new Promise((r) => server.once('listening', r));
+    try {
+      const port = (server.address() as AddressInfo).port;
+      if (!external) {
+        console.warn('\n  !!! SKIPPING the non-loopback half: this machine has no non-internal IPv4 address\n');
+      } else {
+        const res = await fetch(`http://${external}:${port}${BASE}/api/jobs`, { headers: { 'x-forwarded-for': '127.0.0.1' } });
+        expect(res.status).to.equal(403);
+        expect(((await res.json()) as { error: string }).error).to.match(/loopback/);
+        expect((await fetch(`http://${external}:${port}${BASE}/static/htmx-000000000000.js`)).status).to.equal(403);
+      }
+      const local = await fetch(`http://127.0.0.1:${port}${BASE}/nothing-here`);
+      expect(local.status).to.equal(404); // past the access check
+    } finally {
+      server.close();
+    }
+  });
+});

@@ -1,7 +1,8 @@
 /**
  * The admin in a real browser (headless Chromium through playwright-core): live overview, a
  * running job's progress advancing without a reload, retrying a failed job until it completes,
- * pausing a queue. Screenshots of every page go to docs/screenshots/ (linked from the README).
+ * pausing a queue. Screenshots of every page go to test/screenshots/, or with
+ * SQLJOBS_UPDATE_SCREENSHOTS=1 to docs/screenshots/ (committed, linked from the README).
  * In CI a missing /usr/bin/chromium is a failure; on a developer's machine a loud skip.
  */
 import { expect } from 'chai';
@@ -18,7 +19,8 @@ import { until } from '../helpers/dialects.ts';
 import { XSS } from './helpers.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
-const SHOTS = path.resolve(import.meta.dirname, '../../docs/screenshots');
+// Screenshots go to test/screenshots/ (not in git); SQLJOBS_UPDATE_SCREENSHOTS=1 refreshes the committed ones the README shows.
+const SHOTS = path.resolve(import.meta.dirname, process.env.SQLJOBS_UPDATE_SCREENSHOTS === '1' ? '../../docs/screenshots' : '../screenshots');
 const BASE = '/admin/jobs';
 
 describe('admin in a browser (Chromium)', function () {

@@ -16,6 +16,7 @@ import { Worker, type JobEventPayload, type WorkerOptions } from './worker/worke
 import { detectDriver } from './store/detect.ts';
 import { SqliteStore } from './store/sqlite.ts';
 import { PostgresStore } from './store/postgres.ts';
+import { createSlonikStore, isSlonikPool, type SlonikPoolLike } from './store/slonik.ts';
 import { validatePrefix, type OpenTransaction, type Store } from './store/store.ts';
 import { uuidv7 } from './uuid.ts';
 import { Locks } from './locks.ts';
@@ -55,7 +56,7 @@ export interface DefineOptions {
   transactional?: boolean;
 }
 
-export type SupportedDb = BetterSqlite3.Database | PgPool;
+export type SupportedDb = BetterSqlite3.Database | PgPool | SlonikPoolLike;
 
 export interface JobsOptions {
   /** The app's own handle: a better-sqlite3 Database or a pg Pool. */
@@ -607,6 +608,11 @@ function createStore(opts: JobsOptions, prefix: string): Store {
       return new PostgresStore(opts.db as PgPool, { prefix, workerPoolSize: opts.workerPoolSize ?? 4 });
     case 'pg-client':
       throw new TypeError('createJobs: db must be a pg Pool, not a single Client (the worker needs its own connections); pass the client as opts.tx to enqueue inside its transaction');
+    case 'slonik':
+      if (!isSlonikPool(opts.db)) {
+        throw new TypeError('createJobs: db must be a slonik pool, not a connection (the worker needs its own connections); pass a transaction connection as opts.tx to enqueue inside it');
+      }
+      return createSlonikStore(opts.db, { prefix, workerPoolSize: opts.workerPoolSize ?? 4 });
     default:
       throw new TypeError(`createJobs: the ${kind} driver is not supported by this version of sqljobs yet; supported: better-sqlite3 Database, pg Pool`);
   }

@@ -23,6 +23,9 @@ export interface UnitOfWorkOptions {
 
 const producers = new WeakMap<object, Jobs>();
 
+/** Methods of a transaction handle that run a statement: pg's query, and slonik's query methods. */
+const QUERY_METHODS = new Set(['query', 'any', 'anyFirst', 'exists', 'many', 'manyFirst', 'maybeOne', 'maybeOneFirst', 'one', 'oneFirst']);
+
 /** A Jobs instance, or a producer-only one for a bare database handle (one per handle). */
 export function resolveJobs(jobsOrDb: Jobs | SupportedDb): Jobs {
   if (jobsOrDb instanceof Jobs) return jobsOrDb;
@@ -166,7 +169,7 @@ export class RequestJobs<M extends JobMap = {}> {
           };
         }
         const value = target[key];
-        if (key === 'query' && typeof value === 'function') {
+        if (typeof key === 'string' && QUERY_METHODS.has(key) && typeof value === 'function') {
           return (...args: unknown[]) => {
             if (this.finished) return Promise.reject(new Error(`the request's unit of work is already ${this.state}`));
             return this.serial(() => (value as (...a: unknown[]) => Promise<unknown>).apply(target, args));

@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import type pg from 'pg';
 import type Database from 'better-sqlite3';
+import type { DatabasePool } from 'slonik';
 import { JobValidationError } from '../../lib/index.ts';
 import { forEachDialect } from '../helpers/dialects.ts';
 
@@ -190,6 +191,29 @@ forEachDialect('enqueue and read', ({ fresh }) => {
       let wrongTx: unknown;
       await jobs.enqueue('receipt', {}, { tx: {} }).catch((e) => (wrongTx = e));
       expect((wrongTx as Error).message).to.match(/opts.tx on SQLite must be the better-sqlite3 Database/);
+    } else if (t.driver === 'slonik') {
+      const pool = t.db as DatabasePool;
+      await t.query(`CREATE TABLE ${t.prefix}orders (id serial PRIMARY KEY, item text)`);
+      const kept = await pool.transaction(async (tx) => {
+        await t.appQuery(tx, `INSERT INTO ${t.prefix}orders (item) VALUES ($1)`, ['book']);
+        const id = (await jobs.enqueue('receipt', { item: 'book' }, { tx })).id;
+        expect(await jobs.get(id), 'invisible before commit').to.equal(null);
+        return id;
+      });
+      let lost = '';
+      const declined = await pool
+        .transaction(async (tx) => {
+          lost = (await jobs.enqueue('receipt', { item: 'pen' }, { tx })).id;
+          throw new Error('payment declined');
+        })
+        .catch((e: Error) => e.message);
+      expect(declined).to.equal('payment declined');
+      expect(await jobs.get(kept)).to.not.equal(null);
+      expect(lost).to.match(/^[0-9a-f-]{36}$/);
+      expect(await jobs.get(lost)).to.equal(null);
+      let wrongTx: unknown;
+      await jobs.enqueue('receipt', {}, { tx: pool }).catch((e) => (wrongTx = e));
+      expect((wrongTx as Error).message).to.match(/opts.tx on slonik must be the connection a transaction handler receives/);
     } else {
       const pool = t.db as pg.Pool;
       await pool.query('CREATE TABLE IF NOT EXISTS ' + t.prefix + 'orders (id serial PRIMARY KEY, item text)');

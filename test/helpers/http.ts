@@ -1,6 +1,7 @@
 /** What the Express and Koa tests share: the app's own table, and what they look at afterwards. */
 import { expect } from 'chai';
 import type pg from 'pg';
+import type { DatabasePool } from 'slonik';
 import type Database from 'better-sqlite3';
 import type { Jobs } from '../../lib/index.ts';
 import { until, type TestDb } from './dialects.ts';
@@ -31,8 +32,13 @@ export async function visible(t: TestDb, jobs: Jobs, item: string): Promise<{ jo
 /** Every pooled connection is back and no session is left inside a transaction. */
 export async function poolSettled(t: TestDb): Promise<void> {
   if (t.dialect !== 'postgres') return;
-  const pool = t.db as pg.Pool;
-  await until(() => pool.totalCount === pool.idleCount && pool.waitingCount === 0, 'every connection back in the pool', 5000);
+  if (t.driver === 'slonik') {
+    const pool = t.db as DatabasePool;
+    await until(() => pool.state().acquiredConnections === 0 && pool.state().waitingClients === 0, 'every connection back in the pool', 5000);
+  } else {
+    const pool = t.db as pg.Pool;
+    await until(() => pool.totalCount === pool.idleCount && pool.waitingCount === 0, 'every connection back in the pool', 5000);
+  }
   const idleInTx = await t.query(
     `SELECT pid FROM pg_stat_activity WHERE state = 'idle in transaction' AND datname = current_database() AND pid <> pg_backend_pid()`,
   );

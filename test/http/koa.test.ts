@@ -22,8 +22,7 @@ function shop(t: TestDb, jobs: Jobs, Framework: typeof Koa = Koa) {
     const [, route, item] = ctx.path.split('/');
     const order = async (name: string, code?: string) => {
       if (t.dialect === 'postgres') {
-        const c = await ctx.jobs.transaction<pg.PoolClient>();
-        await c.query(`INSERT INTO ${t.prefix}orders (item, code) VALUES ($1, $2)`, [name, code ?? null]);
+        await t.appQuery(await ctx.jobs.transaction(), `INSERT INTO ${t.prefix}orders (item, code) VALUES ($1, $2)`, [name, code ?? null]);
       }
       return ctx.jobs.enqueue('receipt', { item: name }, { tag: name });
     };

@@ -17,6 +17,7 @@ import { detectDriver } from './store/detect.ts';
 import { SqliteStore } from './store/sqlite.ts';
 import { PostgresStore } from './store/postgres.ts';
 import { createSlonikStore, isSlonikPool, type SlonikPoolLike } from './store/slonik.ts';
+import { MssqlStore, isMssqlPool, type MssqlPoolLike } from './store/mssql.ts';
 import { validatePrefix, type OpenTransaction, type Store } from './store/store.ts';
 import { uuidv7 } from './uuid.ts';
 import { Locks } from './locks.ts';
@@ -56,10 +57,10 @@ export interface DefineOptions {
   transactional?: boolean;
 }
 
-export type SupportedDb = BetterSqlite3.Database | PgPool | SlonikPoolLike;
+export type SupportedDb = BetterSqlite3.Database | PgPool | SlonikPoolLike | MssqlPoolLike;
 
 export interface JobsOptions {
-  /** The app's own handle: a better-sqlite3 Database or a pg Pool. */
+  /** The app's own handle: a better-sqlite3 Database, pg Pool, slonik pool or mssql ConnectionPool (connected by the app). */
   db: SupportedDb;
   /** Table name prefix; lowercase identifier. Default 'sqljobs_'. */
   tablePrefix?: string;
@@ -613,6 +614,9 @@ function createStore(opts: JobsOptions, prefix: string): Store {
         throw new TypeError('createJobs: db must be a slonik pool, not a connection (the worker needs its own connections); pass a transaction connection as opts.tx to enqueue inside it');
       }
       return createSlonikStore(opts.db, { prefix, workerPoolSize: opts.workerPoolSize ?? 4 });
+    case 'mssql':
+      if (!isMssqlPool(opts.db)) throw new TypeError('createJobs: db must be an mssql ConnectionPool');
+      return new MssqlStore(opts.db, { prefix, workerPoolSize: opts.workerPoolSize ?? 4 });
     default:
       throw new TypeError(`createJobs: the ${kind} driver is not supported by this version of sqljobs yet; supported: better-sqlite3 Database, pg Pool`);
   }

@@ -8,7 +8,7 @@ import { forEachDialect, sleep, until, type TestDb } from '../helpers/dialects.t
 import { spawnWorker } from '../helpers/processes.ts';
 
 function workerEnv(t: TestDb, extra: Record<string, string | number> = {}): Record<string, string | number> {
-  return { DIALECT: t.dialect, LOCATION: t.location, PREFIX: t.prefix, ...extra };
+  return { DIALECT: t.dialect, DRIVER: t.driver, LOCATION: t.location, PREFIX: t.prefix, ...extra };
 }
 
 forEachDialect('separate processes', ({ fresh }) => {

@@ -10,16 +10,17 @@ import path from 'node:path';
 import { createPool as createSlonikPool, sql as slonikSql, type DatabasePool, type DatabaseTransactionConnection, type Interceptor } from 'slonik';
 import { createJobs, type Jobs, type JobsOptions } from '../../lib/index.ts';
 import { token as slonikToken } from '../../lib/store/slonik.ts';
+import mssql, { type ConnectionPool as MssqlPool, type Transaction as MssqlTx, type Request as MssqlRequest } from 'mssql';
 
 export const PG_URL = process.env.SQLJOBS_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 
 export interface TestDb {
   /** The SQL the database speaks. */
-  dialect: 'sqlite' | 'postgres';
+  dialect: 'sqlite' | 'postgres' | 'mssql';
   /** The app's driver, when the dialect has more than one (slonik speaks postgres). */
-  driver: 'better-sqlite3' | 'pg' | 'slonik';
+  driver: 'better-sqlite3' | 'pg' | 'slonik' | 'mssql';
   /** The app handle given to createJobs. */
-  db: Database.Database | pg.Pool | DatabasePool;
+  db: Database.Database | pg.Pool | DatabasePool | MssqlPool;
   /** Run the app's own statement ($n placeholders) on a transaction handle of this driver, as the app would. */
   appQuery(handle: unknown, sql: string, params?: unknown[]): Promise<Record<string, unknown>[]>;
   prefix: string;
@@ -35,7 +36,7 @@ export interface TestDb {
 }
 
 export interface DialectFactory {
-  name: 'sqlite' | 'postgres' | 'slonik';
+  name: 'sqlite' | 'postgres' | 'slonik' | 'mssql';
   available(): Promise<string | null>;
   create(prefix?: string): Promise<TestDb>;
 }
@@ -197,7 +198,65 @@ const camelCaseRows: Interceptor = {
     Object.fromEntries(Object.entries(row).map(([k, v]) => [k.replace(/_([a-z])/g, (_m, c: string) => c.toUpperCase()), v])) as typeof row,
 };
 
-export const DIALECTS: DialectFactory[] = [sqlite, postgres, slonik];
+export const MSSQL_URL = process.env.SQLJOBS_MSSQL_URL;
+
+/** Run a test statement written with $n placeholders on an mssql pool or transaction (values bound). */
+async function mssqlQuery(on: { request(): MssqlRequest }, text: string, params: unknown[]): Promise<Record<string, unknown>[]> {
+  const req = on.request();
+  params.forEach((v, i) => req.input(`p${i + 1}`, v));
+  const res = await req.query(text.replace(/\$(\d+)/g, '@p$1'));
+  return (res.recordsets as unknown as Record<string, unknown>[][]).at(-1) ?? [];
+}
+
+/**
+ * SQL Server, only when SQLJOBS_MSSQL_URL is set (an mssql connection string, e.g.
+ * "Server=127.0.0.1,1433;Database=test;User Id=sa;Password=...;Encrypt=true;TrustServerCertificate=true").
+ */
+const sqlserver: DialectFactory = {
+  name: 'mssql',
+  async available() {
+    const pool = new mssql.ConnectionPool(MSSQL_URL!);
+    try {
+      await pool.connect();
+      return null;
+    } catch (err) {
+      return `SQL Server at SQLJOBS_MSSQL_URL is not reachable: ${(err as Error).message}`;
+    } finally {
+      await pool.close().catch(() => undefined);
+    }
+  },
+  async create(prefix = uniquePrefix()) {
+    const open = async (): Promise<TestDb> => {
+      const pool = await new mssql.ConnectionPool(MSSQL_URL!).connect();
+      pool.on('error', () => undefined);
+      return {
+        dialect: 'mssql',
+        driver: 'mssql',
+        db: pool,
+        appQuery: (handle, sql, params = []) => mssqlQuery(handle as MssqlTx, sql, params),
+        prefix,
+        location: MSSQL_URL!,
+        jobs: (opts = {}) => track(createJobs({ db: pool, tablePrefix: prefix, ...opts })),
+        query: (sql, params = []) => mssqlQuery(pool, sql, params) as never,
+        another: () => open(),
+        cleanup: async () => {
+          await pool.close();
+        },
+      };
+    };
+    const first = await open();
+    const close = first.cleanup;
+    first.cleanup = async () => {
+      const pool = first.db as MssqlPool;
+      const tables = await mssqlQuery(pool, `SELECT name FROM sys.tables WHERE name LIKE $1`, [`${prefix.replace(/_/g, '[_]')}%`]);
+      for (const t of tables) await pool.request().query(`DROP TABLE [${String(t.name).replace(/]/g, ']]')}]`);
+      await close();
+    };
+    return first;
+  },
+};
+
+export const DIALECTS: DialectFactory[] = [sqlite, postgres, slonik, ...(MSSQL_URL ? [sqlserver] : [])];
 
 /**
  * A mocha before() hook for dialect-only suites: skip loudly when the database (or something else

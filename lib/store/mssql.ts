@@ -16,7 +16,7 @@ import type { ScheduleDef } from '../schedule/schedule.ts';
 import { checkNotNewer, loadMigrations, splitStatements } from './migrations.ts';
 import { MssqlSql, type Param, type ParamType, type Stmt } from './mssql-sql.ts';
 import { claimOrder, textCodec, toAttemptRecord, toClaimedJob, toJobRecord, toLogRecord, toStoredSchedule, toWorkerRecord, withCurrentAttempt, type RowCodec } from './rows.ts';
-import { chunkBy } from './sql.ts';
+import { settleEnqueue } from './sql.ts';
 import type {
   CancelResult, ClaimRequest, ClaimedJob, CompleteItem, FailItem, Fenced, LogItem, OpenTransaction, ProgressItem, ReleaseItem,
   RescuedJob, SessionLock, StatusCounts, Store, StoreCapabilities, StoredSchedule, WorkerInfo, WorkerRecord,
@@ -234,33 +234,17 @@ IF @r < 0 THROW 50001, 'sqljobs: could not take the migration lock', 1;`, [{ nam
       if (!isMssqlTransaction(tx)) throw new TypeError('opts.tx on SQL Server must be an mssql Transaction (pool.transaction()) after begin()');
       target = tx;
     }
-    const results = new Map<string, EnqueueResult>();
-    let todo = rows;
-    for (let round = 0; todo.length && round < 5; round++) {
-      for (const chunk of chunkBy(todo, (r) => r.bytes, CHUNK_BYTES, 1000)) {
-        let found: Row[];
-        try {
-          found = await this.rows(this.sql.enqueue(chunk), target);
-        } catch (err) {
-          // Another enqueuer committed the same refId between our probe and insert: look again.
-          if (DUPLICATE_KEY.has((err as { number?: number }).number ?? 0) && tx === undefined) continue;
-          throw err;
-        }
-        const byRef = new Map<string, string>();
-        const inserted = new Set<string>();
-        for (const r of found) {
-          if (r.ref === null) inserted.add(String(r.id));
-          else byRef.set(String(r.ref), String(r.id));
-        }
-        for (const row of chunk) {
-          if (inserted.has(row.id)) results.set(row.id, { id: row.id, existed: false });
-          else if (row.refId && byRef.has(row.refId)) results.set(row.id, { id: byRef.get(row.refId)!, existed: true });
-        }
+    return settleEnqueue(rows, CHUNK_BYTES, 1000, async (chunk) => {
+      try {
+        const found = await this.rows(this.sql.enqueue(chunk), target);
+        return found.map((r) => ({ id: String(r.id), ref: r.ref === null ? null : String(r.ref) }));
+      } catch (err) {
+        // Another enqueuer committed the same refId between our probe and insert: look again
+        // (not inside the caller's transaction, which the error has aborted).
+        if (DUPLICATE_KEY.has((err as { number?: number }).number ?? 0) && tx === undefined) return null;
+        throw err;
       }
-      todo = todo.filter((r) => !results.has(r.id));
-    }
-    if (todo.length) throw new Error(`enqueue: could not settle refId "${todo[0].refId}" after 5 tries (a live job with it kept appearing and finishing)`);
-    return rows.map((r) => results.get(r.id)!);
+    });
   }
 
   // ---------------------------------------------------------------- claim and outcomes

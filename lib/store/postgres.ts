@@ -12,7 +12,7 @@ import type { AttemptRecord, EnqueueResult, JobRecord, JobState, ListFilter, Lis
 import { checkNotNewer, loadMigrations, splitStatements } from './migrations.ts';
 import { claimOrder, nativeCodec, toAttemptRecord, toClaimedJob, toJobRecord, toLogRecord, toStoredSchedule, toWorkerRecord, withCurrentAttempt } from './rows.ts';
 import type { ScheduleDef } from '../schedule/schedule.ts';
-import { Params, chunkBy, listLimit, listWhere, statesByTable } from './sql.ts';
+import { Params, listLimit, listWhere, settleEnqueue, statesByTable } from './sql.ts';
 import type {
   CancelResult, ClaimRequest, ClaimedJob, CompleteItem, FailItem, Fenced, ListenCallbacks, ListenHandle, LogItem, OpenTransaction,
   ProgressItem, ReleaseItem, RescuedJob, SessionLock, StatusCounts, Store, StoreCapabilities, StoredSchedule, WorkerInfo, WorkerRecord,
@@ -206,28 +206,10 @@ export class PostgresStore implements Store {
 
   async enqueue(rows: NewJobRow[], tx?: unknown): Promise<EnqueueResult[]> {
     const run = (text: string, values: unknown[]) => (tx === undefined ? this.app.query(text, values) : this.app.queryOn(tx, text, values));
-    const results = new Map<string, EnqueueResult>();
-    let todo = rows;
-    for (let round = 0; todo.length && round < 5; round++) {
-      // Statements on a caller's client run one at a time (pg deprecates concurrent queries on one client).
-      for (const chunk of chunkBy(todo, (r) => r.bytes, CHUNK_BYTES, 5000)) {
-        const res = await run(this.sql.enqueue, [inputJson(chunk), this.jobsChannel]);
-        const byRef = new Map<string, string>();
-        const inserted = new Set<string>();
-        for (const r of res as { id: string; ref: string | null }[]) {
-          if (r.ref === null) inserted.add(r.id);
-          else byRef.set(r.ref, r.id);
-        }
-        for (const row of chunk) {
-          if (inserted.has(row.id)) results.set(row.id, { id: row.id, existed: false });
-          else if (row.refId && byRef.has(row.refId)) results.set(row.id, { id: byRef.get(row.refId)!, existed: true });
-        }
-      }
-      // A refId whose live job committed or finished while we ran is looked up again.
-      todo = todo.filter((r) => !results.has(r.id));
-    }
-    if (todo.length) throw new Error(`enqueue: could not settle refId "${todo[0].refId}" after 5 tries (a live job with it kept appearing and finishing)`);
-    return rows.map((r) => results.get(r.id)!);
+    // Statements on a caller's client run one at a time (pg deprecates concurrent queries on one client).
+    return settleEnqueue(rows, CHUNK_BYTES, 5000, async (chunk) =>
+      (await run(this.sql.enqueue, [inputJson(chunk), this.jobsChannel])) as { id: string; ref: string | null }[],
+    );
   }
 
   // ---------------------------------------------------------------- claim and outcomes

@@ -584,18 +584,23 @@ function at(ms: number | null): Date | null {
   return ms === null ? null : new Date(ms);
 }
 
-/** Turn `?` placeholders (from the shared list helpers) into @p1..@pn with inferred types. */
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const STATES = new Set(['pending', 'running', 'completed', 'failed', 'cancelled', 'skipped']);
+
+/**
+ * Turn `?` placeholders (from the shared list helpers) into @p1..@pn, typed like the columns they
+ * meet (an id cursor as CHAR(36), a state as VARCHAR), so the comparison can seek an index.
+ */
 function numbered(text: string, values: unknown[]): Stmt {
   let n = 0;
   const out = text.replace(/\?/g, () => `@p${++n}`);
-  return {
-    text: out,
-    params: values.map((v, i) => ({
-      name: `p${i + 1}`,
-      type: v instanceof Date ? 'datetime2' : typeof v === 'number' ? 'int' : 'nvarchar',
-      value: v as Param['value'],
-    })),
-  };
+  const type = (v: unknown): ParamType =>
+    v instanceof Date ? 'datetime2'
+      : typeof v === 'number' ? 'int'
+        : typeof v === 'string' && UUID_RE.test(v) ? 'char36'
+          : typeof v === 'string' && STATES.has(v) ? 'varchar'
+            : 'nvarchar';
+  return { text: out, params: values.map((v, i) => ({ name: `p${i + 1}`, type: type(v), value: v as Param['value'] })) };
 }
 
 /** The enqueue input as JSON: payloads and other JSON fields travel as strings of JSON text. */

@@ -158,7 +158,7 @@ describe('SQL Server statements (no server)', () => {
     expect(text).to.not.match(/OFFSET|FETCH/);
     expect(text).to.match(/id < @p\d+/);
     expect(text).to.include('ORDER BY id DESC');
-    expect(params.some((p) => p.value === UUID && p.type === 'nvarchar')).to.equal(true);
+    expect(params.some((p) => p.value === UUID && p.type === 'char36')).to.equal(true);
   });
 
   it('upserts with MERGE under HOLDLOCK (leases, workers, attempts, schedules)', () => {

@@ -16,6 +16,10 @@ export async function setupShop(t: TestDb, jobs: Jobs): Promise<void> {
   if (t.dialect === 'postgres') {
     await t.query(`CREATE TABLE ${t.prefix}orders (id serial PRIMARY KEY, item text NOT NULL,
       code text, CONSTRAINT ${t.prefix}code_unique UNIQUE (code) DEFERRABLE INITIALLY DEFERRED)`);
+  } else if (t.dialect === 'mssql') {
+    // SQL Server has no deferred constraints: the duplicate code fails at its INSERT, not at COMMIT.
+    await t.query(`CREATE TABLE ${t.prefix}orders (id INT IDENTITY PRIMARY KEY, item NVARCHAR(200) NOT NULL, code NVARCHAR(200))`);
+    await t.query(`CREATE UNIQUE INDEX ${t.prefix}code_unique ON ${t.prefix}orders (code) WHERE code IS NOT NULL`);
   } else {
     (t.db as Database.Database).exec(`CREATE TRIGGER ${t.prefix}boom BEFORE INSERT ON ${t.prefix}jobs WHEN NEW.tag = 'zip' BEGIN SELECT RAISE(ABORT, 'refused'); END`);
   }
@@ -24,14 +28,21 @@ export async function setupShop(t: TestDb, jobs: Jobs): Promise<void> {
 /** Whether the request's job (tagged with the item) and its order row (PostgreSQL) exist. */
 export async function visible(t: TestDb, jobs: Jobs, item: string): Promise<{ job: boolean; row: boolean }> {
   const job = (await jobs.list({ tag: item })).items.length > 0;
-  if (t.dialect !== 'postgres') return { job, row: job };
+  if (t.dialect === 'sqlite') return { job, row: job };
   const rows = await t.query(`SELECT 1 FROM ${t.prefix}orders WHERE item = $1 OR item LIKE $2`, [item, `${item}-%`]);
   return { job, row: rows.length > 0 };
 }
 
 /** Every pooled connection is back and no session is left inside a transaction. */
 export async function poolSettled(t: TestDb): Promise<void> {
-  if (t.dialect !== 'postgres') return;
+  if (t.dialect === 'sqlite') return;
+  if (t.dialect === 'mssql') {
+    const pool = t.db as unknown as { borrowed: number; pending: number };
+    await until(() => pool.borrowed === 0 && pool.pending === 0, 'every connection back in the pool', 5000);
+    const open = await t.query(`SELECT session_id FROM sys.dm_exec_sessions WHERE open_transaction_count > 0 AND database_id = DB_ID() AND session_id <> @@SPID`);
+    expect(open).to.have.length(0);
+    return;
+  }
   if (t.driver === 'slonik') {
     const pool = t.db as DatabasePool;
     await until(() => pool.state().acquiredConnections === 0 && pool.state().waitingClients === 0, 'every connection back in the pool', 5000);

@@ -56,14 +56,17 @@ export function fromEpoch(ms: string): string {
   return addMs("CAST('19700101' AS DATETIME2(3))", ms);
 }
 
-/** Columns both tables share, in one order, so a move between them is INSERT ... SELECT. */
+/**
+ * Columns both tables share, in one order, so a move between them is INSERT ... SELECT.
+ * CHECKPOINT is a reserved word in T-SQL: that column is always written delimited.
+ */
 export const COMMON = [
   'id', 'name', 'queue', 'payload', 'payload_bin', 'priority', 'attempts', 'max_attempts', 'timeout_ms', 'backoff',
   'run_at', 'created_at', 'started_at', 'ref_id', 'tag', 'batch_id', 'created_by', 'meta', 'progress', 'progress_message',
-  'checkpoint', 'error', 'worker_id',
+  '[checkpoint]', 'error', 'worker_id',
 ];
 const SUMMARY = COMMON.filter((c) => c !== 'payload' && c !== 'payload_bin' && c !== 'backoff').join(', ') + ', state';
-const CLAIMED = ['id', 'token', 'name', 'queue', 'payload', 'payload_bin', 'priority', 'attempts', 'max_attempts', 'timeout_ms', 'backoff', 'run_at', 'started_at', 'checkpoint'];
+const CLAIMED = ['id', 'token', 'name', 'queue', 'payload', 'payload_bin', 'priority', 'attempts', 'max_attempts', 'timeout_ms', 'backoff', 'run_at', 'started_at', '[checkpoint]'];
 
 /** Failed attempts, by @x (id, token, attempt, err, delay_ms): retry later (delay) or fail for good (NULL delay). */
 const FAIL_X = `DECLARE @x TABLE (id ${ID} PRIMARY KEY, token ${ID}, attempt INT, err NVARCHAR(MAX), delay_ms BIGINT)`;
@@ -257,7 +260,7 @@ ORDER BY x.n;`,
 
   saveCheckpoint(id: string, token: string, stateJson: string): Stmt {
     return {
-      text: `UPDATE ${this.t('jobs')} SET checkpoint = @state WHERE id = @id AND token = @token AND state = 'running';`,
+      text: `UPDATE ${this.t('jobs')} SET [checkpoint] = @state WHERE id = @id AND token = @token AND state = 'running';`,
       params: [
         { name: 'id', type: 'char36', value: id },
         { name: 'token', type: 'char36', value: token },

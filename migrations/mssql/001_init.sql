@@ -5,7 +5,8 @@
 -- Ids and claim tokens are CHAR(36) with a binary collation, not UNIQUEIDENTIFIER: SQL Server
 -- orders uniqueidentifier by its last byte group first, which would break the time order of
 -- UUIDv7 ids that claim order and keyset pagination rely on. Times are UTC DATETIME2(3) from
--- SYSUTCDATETIME(). JSON is NVARCHAR(MAX). Tables that an OUTPUT ... INTO writes to (history)
+-- SYSUTCDATETIME(). JSON is NVARCHAR(MAX). Reserved words used as column names ([checkpoint],
+-- [key]) are delimited. Tables that an OUTPUT ... INTO writes to (history)
 -- carry no CHECK constraint, triggers or foreign keys: OUTPUT INTO refuses such targets.
 
 -- Live jobs only (pending, running): finished jobs move to {{prefix}}history.
@@ -31,7 +32,7 @@ CREATE TABLE {{prefix}}jobs (
   meta NVARCHAR(MAX),
   progress REAL,
   progress_message NVARCHAR(MAX),
-  checkpoint NVARCHAR(MAX),
+  [checkpoint] NVARCHAR(MAX),
   error NVARCHAR(MAX),
   worker_id NVARCHAR(300),
   token CHAR(36) COLLATE Latin1_General_BIN2
@@ -66,7 +67,7 @@ CREATE TABLE {{prefix}}history (
   meta NVARCHAR(MAX),
   progress REAL,
   progress_message NVARCHAR(MAX),
-  checkpoint NVARCHAR(MAX),
+  [checkpoint] NVARCHAR(MAX),
   error NVARCHAR(MAX),
   result NVARCHAR(MAX),
   worker_id NVARCHAR(300)

@@ -12,6 +12,7 @@ import { buildJobRow } from '../../lib/model.ts';
 import { buildSchedule } from '../../lib/schedule/schedule.ts';
 import { createJobs } from '../../lib/index.ts';
 import { validatePrefix } from '../../lib/store/store.ts';
+import { loadMigrations, splitStatements } from '../../lib/store/migrations.ts';
 
 const HOSTILE = "x'); DROP TABLE sqljobs_jobs; --";
 const UUID = '01936f4e-8a1b-7c2d-9e3f-0a1b2c3d4e5f';
@@ -61,6 +62,32 @@ function everyStatement(): [string, Stmt][] {
     ['setScheduleEnabled', sql.setScheduleEnabled(HOSTILE, false, null)],
     ['removeSchedule', sql.removeSchedule(HOSTILE)],
   ];
+}
+
+/**
+ * T-SQL reserved keywords (learn.microsoft.com/sql/t-sql/language-elements/reserved-keywords-transact-sql):
+ * as identifiers they must be delimited.
+ */
+const RESERVED = new Set(`ADD ALL ALTER AND ANY AS ASC AUTHORIZATION BACKUP BEGIN BETWEEN BREAK BROWSE BULK BY CASCADE CASE CHECK
+CHECKPOINT CLOSE CLUSTERED COALESCE COLLATE COLUMN COMMIT COMPUTE CONSTRAINT CONTAINS CONTAINSTABLE CONTINUE CONVERT CREATE CROSS
+CURRENT CURRENT_DATE CURRENT_TIME CURRENT_TIMESTAMP CURRENT_USER CURSOR DATABASE DBCC DEALLOCATE DECLARE DEFAULT DELETE DENY DESC
+DISK DISTINCT DISTRIBUTED DOUBLE DROP DUMP ELSE END ERRLVL ESCAPE EXCEPT EXEC EXECUTE EXISTS EXIT EXTERNAL FETCH FILE FILLFACTOR FOR
+FOREIGN FREETEXT FREETEXTTABLE FROM FULL FUNCTION GOTO GRANT GROUP HAVING HOLDLOCK IDENTITY IDENTITY_INSERT IDENTITYCOL IF IN INDEX
+INNER INSERT INTERSECT INTO IS JOIN KEY KILL LEFT LIKE LINENO LOAD MERGE NATIONAL NOCHECK NONCLUSTERED NOT NULL NULLIF OF OFF OFFSETS
+ON OPEN OPENDATASOURCE OPENQUERY OPENROWSET OPENXML OPTION OR ORDER OUTER OVER PERCENT PIVOT PLAN PRECISION PRIMARY PRINT PROC
+PROCEDURE PUBLIC RAISERROR READ READTEXT RECONFIGURE REFERENCES REPLICATION RESTORE RESTRICT RETURN REVERT REVOKE RIGHT ROLLBACK
+ROWCOUNT ROWGUIDCOL RULE SAVE SCHEMA SECURITYAUDIT SELECT SEMANTICKEYPHRASETABLE SEMANTICSIMILARITYDETAILSTABLE
+SEMANTICSIMILARITYTABLE SESSION_USER SET SETUSER SHUTDOWN SOME STATISTICS SYSTEM_USER TABLE TABLESAMPLE TEXTSIZE THEN TO TOP TRAN
+TRANSACTION TRIGGER TRUNCATE TRY_CONVERT TSEQUAL UNION UNIQUE UNPIVOT UPDATE UPDATETEXT USE USER VALUES VARYING VIEW WAITFOR WHEN
+WHERE WHILE WITH WITHIN WRITETEXT`.split(/\s+/));
+
+/** Column names of the SQL Server schema (delimited or not). */
+function mssqlColumns(): string[] {
+  return loadMigrations('mssql', 'app_').flatMap((m) =>
+    splitStatements(m.sql)
+      .filter((st) => st.startsWith('CREATE TABLE'))
+      .flatMap((st) => st.split('\n').slice(1).map((l) => /^\s+\[?(\w+)\]? [A-Z]/.exec(l)?.[1]).filter((c): c is string => !!c && c !== 'PRIMARY')),
+  );
 }
 
 /** Variables a statement declares itself (DECLARE @x ...), as opposed to bound parameters. */
@@ -122,6 +149,24 @@ describe('SQL Server statements (no server)', () => {
     const input = JSON.parse(enqueue.params[0].value as string)[0];
     expect(input.ref_id).to.equal(HOSTILE);
     expect(JSON.parse(input.payload)).to.deep.equal({ to: HOSTILE });
+  });
+
+  it('delimits every column whose name is a reserved word, in the schema and in every statement', () => {
+    const columns = mssqlColumns();
+    expect(columns).to.include.members(['checkpoint', 'key', 'payload_bin', 'heartbeat_at']);
+    const reserved = columns.filter((c) => RESERVED.has(c.toUpperCase()));
+    expect(reserved.sort()).to.deep.equal(['checkpoint', 'checkpoint', 'key']);
+    const sources = [...everyStatement(), ...loadMigrations('mssql', 'app_').map((m) => [m.name, { text: m.sql, params: [] }] as [string, Stmt])];
+    for (const [name, stmt] of sources) {
+      const text = stmt.text.replace(/--.*$/gm, '').replace(/'[^']*'/g, "''");
+      for (const word of new Set(reserved)) {
+        for (const m of text.matchAll(new RegExp(`(.)\\b${word}\\b(.)`, 'gi'))) {
+          // @key is a parameter, PRIMARY KEY the keyword itself.
+          if (m[1] === '@' || /PRIMARY $/i.test(text.slice(0, m.index! + 1))) continue;
+          expect(`${m[1]}${m[2]}`, `${name}: ${word} delimited in …${text.slice(Math.max(0, m.index! - 30), m.index! + 30)}…`).to.equal('[]');
+        }
+      }
+    }
   });
 
   it('hands each parameter to a real mssql Request with its explicit driver type', () => {

@@ -3,7 +3,7 @@ import express from 'express';
 import request from 'supertest';
 import http from 'node:http';
 import type pg from 'pg';
-import type { DatabasePool } from 'slonik';
+import type { DatabasePool, DatabaseTransactionConnection } from 'slonik';
 import { jobsMiddleware, type Jobs } from '../../lib/index.ts';
 import { createRequire } from 'node:module';
 import { forEachDialect, sleep, until, type TestDb } from '../helpers/dialects.ts';
@@ -266,6 +266,42 @@ forEachDialect('Express middleware', ({ fresh }) => {
     await sleep(50);
     expect((await jobs.list({ tag: 'byo-200' })).items).to.have.length(1);
     expect((await jobs.list({ tag: 'byo-409' })).items).to.have.length(0);
+  });
+
+  it('joins the app\'s own slonik transaction when given one (bring your own)', async function () {
+    const t = await fresh();
+    if (t.driver !== 'slonik') this.skip();
+    const jobs = t.jobs({ worker: false });
+    await setup(t, jobs);
+    const pool = t.db as DatabasePool;
+    type WithTrx = express.Request & { trx?: DatabaseTransactionConnection };
+    const app = express();
+    app.use((req: WithTrx, res, next) => {
+      // The app's own per-request slonik transaction: committed on a 2xx/3xx, rolled back otherwise.
+      void pool
+        .transaction(async (trx) => {
+          req.trx = trx;
+          const finished = new Promise((resolve) => res.on('finish', resolve));
+          next();
+          await finished;
+          if (res.statusCode >= 400) throw new Error('rolled back by the app');
+        }, 0)
+        .catch(() => undefined);
+    });
+    app.use(jobsMiddleware(jobs, { transaction: (req) => (req as WithTrx).trx }));
+    app.post('/byo/:status', async (req, res) => {
+      await t.appQuery(await req.jobs.transaction(), `INSERT INTO ${t.prefix}orders (item) VALUES ($1)`, [`byo-${req.params.status}`]);
+      await req.jobs.enqueue('receipt', {}, { tag: `byo-${req.params.status}` });
+      res.sendStatus(Number(req.params.status));
+    });
+    await request(app).post('/byo/200').expect(200);
+    await request(app).post('/byo/409').expect(409);
+    await until(async () => (await jobs.list({ tag: 'byo-200' })).items.length === 1, 'the committed job');
+    await sleep(50);
+    expect((await jobs.list({ tag: 'byo-409' })).items).to.have.length(0);
+    expect(await visible(t, jobs, 'byo-200')).to.deep.equal({ job: true, row: true });
+    expect(await visible(t, jobs, 'byo-409')).to.deep.equal({ job: false, row: false });
+    await poolSettled(t);
   });
 
   it('works as a producer-only web tier given a bare database handle', async () => {

@@ -618,7 +618,7 @@ function createStore(opts: JobsOptions, prefix: string): Store {
       if (!isMssqlPool(opts.db)) throw new TypeError('createJobs: db must be an mssql ConnectionPool');
       return new MssqlStore(opts.db, { prefix, workerPoolSize: opts.workerPoolSize ?? 4 });
     default:
-      throw new TypeError(`createJobs: the ${kind} driver is not supported by this version of sqljobs yet; supported: better-sqlite3 Database, pg Pool`);
+      throw new TypeError(`createJobs: the ${kind} driver is not supported by this version of sqljobs yet; supported: better-sqlite3 Database, pg Pool, slonik pool, mssql ConnectionPool`);
   }
 }
 

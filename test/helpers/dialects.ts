@@ -118,7 +118,8 @@ const postgres: DialectFactory = {
   },
   async create(prefix = uniquePrefix()) {
     const open = (): TestDb => {
-      const pool = new pg.Pool({ connectionString: PG_URL, max: 10 });
+      // Named after the test's prefix, so checks on pg_stat_activity see this test's sessions only.
+      const pool = new pg.Pool({ connectionString: PG_URL, max: 10, application_name: prefix });
       pool.on('error', () => undefined); // idle connections dropped by a server restart are replaced on next use
       return {
         dialect: 'postgres',
@@ -160,7 +161,9 @@ const slonik: DialectFactory = {
   available: () => postgres.available(),
   async create(prefix = uniquePrefix()) {
     const open = async (): Promise<TestDb> => {
-      const pool = await createSlonikPool(PG_URL, { maximumPoolSize: 10, interceptors: [camelCaseRows] });
+      const url = new URL(PG_URL);
+      url.searchParams.set('application_name', prefix);
+      const pool = await createSlonikPool(url.toString(), { maximumPoolSize: 10, interceptors: [camelCaseRows] });
       const side = new pg.Pool({ connectionString: PG_URL, max: 3 });
       side.on('error', () => undefined);
       return {

@@ -50,8 +50,11 @@ export async function poolSettled(t: TestDb): Promise<void> {
     const pool = t.db as pg.Pool;
     await until(() => pool.totalCount === pool.idleCount && pool.waitingCount === 0, 'every connection back in the pool', 5000);
   }
+  // Only this test's sessions (the app pool is named after the prefix): other runs share the database.
   const idleInTx = await t.query(
-    `SELECT pid FROM pg_stat_activity WHERE state = 'idle in transaction' AND datname = current_database() AND pid <> pg_backend_pid()`,
+    `SELECT pid FROM pg_stat_activity WHERE state = 'idle in transaction' AND datname = current_database() AND pid <> pg_backend_pid()
+       AND application_name = $1`,
+    [t.prefix],
   );
   expect(idleInTx).to.have.length(0);
 }

@@ -20,6 +20,9 @@
  *   https://learn.microsoft.com/sql/t-sql/statements/merge-transact-sql
  * - OPENJSON ... WITH (needs database compatibility level 130+; 2019 defaults to 150):
  *   https://learn.microsoft.com/sql/t-sql/functions/openjson-transact-sql
+ * - No statement changes session settings (SET NOCOUNT / XACT_ABORT would outlive it: mssql never
+ *   resets a pooled connection); multi-statement writes use BEGIN TRY / TRANSACTION / CATCH
+ *   ROLLBACK; THROW. Whether a fenced write applied is read from its OUTPUT rows, not row counts.
  * - TOP (@n) with ORDER BY in an updatable CTE; keyset pages (id < @cursor ORDER BY id DESC)
  *   rather than OFFSET/FETCH, which rereads skipped rows.
  */
@@ -89,8 +92,7 @@ export class MssqlSql {
   enqueue(rows: NewJobRow[]): Stmt {
     const jobs = this.t('jobs');
     return {
-      text: `SET NOCOUNT ON;
-DECLARE @input TABLE (ord INT, id ${ID}, name NVARCHAR(200), queue NVARCHAR(200), payload NVARCHAR(MAX), payload_b64 VARCHAR(MAX),
+      text: `DECLARE @input TABLE (ord INT, id ${ID}, name NVARCHAR(200), queue NVARCHAR(200), payload NVARCHAR(MAX), payload_b64 VARCHAR(MAX),
   priority INT, max_attempts INT, timeout_ms INT, backoff NVARCHAR(MAX), run_at_ms BIGINT, delay_ms BIGINT, ref_id NVARCHAR(500),
   tag NVARCHAR(500), batch_id NVARCHAR(500), created_by NVARCHAR(500), meta NVARCHAR(MAX));
 INSERT INTO @input SELECT * FROM OPENJSON(@rows) WITH (ord INT '$.ord', id CHAR(36) '$.id', name NVARCHAR(200) '$.name', queue NVARCHAR(200) '$.queue',
@@ -178,12 +180,17 @@ WHEN NOT MATCHED THEN INSERT (job_id, attempt, worker_id, started_at, finished_a
 
   fail(items: FailItem[]): Stmt {
     return {
-      text: `SET NOCOUNT ON; SET XACT_ABORT ON;
-${FAIL_X};
+      text: `${FAIL_X};
 INSERT INTO @x SELECT * FROM OPENJSON(@items) WITH (id CHAR(36) '$.id', token CHAR(36) '$.token', attempt INT '$.attempt', err NVARCHAR(MAX) '$.err', delay_ms BIGINT '$.delay_ms');
+BEGIN TRY
 BEGIN TRANSACTION;
 ${this.failBody()}
 COMMIT;
+END TRY
+BEGIN CATCH
+  IF @@TRANCOUNT > 0 ROLLBACK;
+  THROW;
+END CATCH;
 SELECT id FROM @hit;`,
       params: [
         {
@@ -200,9 +207,9 @@ SELECT id FROM @hit;`,
     const hints = readCommittedSnapshot ? 'UPDLOCK, READPAST, ROWLOCK, READCOMMITTEDLOCK' : 'UPDLOCK, READPAST, ROWLOCK';
     const message = `N'worker lost: worker ' + COALESCE(j.worker_id, N'?') + N' stopped sending heartbeats for over ' + CAST(@stall AS NVARCHAR(20)) + N' ms'`;
     return {
-      text: `SET NOCOUNT ON; SET XACT_ABORT ON;
-${FAIL_X};
+      text: `${FAIL_X};
 DECLARE @s TABLE (id ${ID} PRIMARY KEY, name NVARCHAR(200), queue NVARCHAR(200), dead BIT);
+BEGIN TRY
 BEGIN TRANSACTION;
 INSERT INTO @x (id, token, attempt, err, delay_ms)
 OUTPUT inserted.id, NULL, NULL, CASE WHEN inserted.delay_ms IS NULL THEN 1 ELSE 0 END INTO @s (id, name, queue, dead)
@@ -215,6 +222,11 @@ UPDATE s SET name = j.name, queue = j.queue FROM @s s JOIN ${this.t('jobs')} j O
 ${this.failBody()}
 DELETE FROM ${this.t('workers')} WHERE heartbeat_at <= ${addMs(NOW, '-@stall')};
 COMMIT;
+END TRY
+BEGIN CATCH
+  IF @@TRANCOUNT > 0 ROLLBACK;
+  THROW;
+END CATCH;
 SELECT s.id, s.name, s.queue, CASE WHEN s.dead = 1 THEN 'failed' ELSE 'retry' END AS outcome FROM @s s JOIN @hit h ON h.id = s.id;`,
       params: [{ name: 'stall', type: 'bigint', value: stallMs }],
     };
@@ -260,7 +272,7 @@ ORDER BY x.n;`,
 
   saveCheckpoint(id: string, token: string, stateJson: string): Stmt {
     return {
-      text: `UPDATE ${this.t('jobs')} SET [checkpoint] = @state WHERE id = @id AND token = @token AND state = 'running';`,
+      text: `UPDATE ${this.t('jobs')} SET [checkpoint] = @state OUTPUT inserted.id WHERE id = @id AND token = @token AND state = 'running';`,
       params: [
         { name: 'id', type: 'char36', value: id },
         { name: 'token', type: 'char36', value: token },
@@ -273,8 +285,7 @@ ORDER BY x.n;`,
 
   heartbeat(w: WorkerInfo): Stmt {
     return {
-      text: `SET NOCOUNT ON;
-MERGE ${this.t('workers')} WITH (HOLDLOCK) AS w USING (SELECT @id AS id) AS s ON w.id = s.id
+      text: `MERGE ${this.t('workers')} WITH (HOLDLOCK) AS w USING (SELECT @id AS id) AS s ON w.id = s.id
 WHEN MATCHED THEN UPDATE SET heartbeat_at = ${NOW}
 WHEN NOT MATCHED THEN INSERT (id, host, pid, queues, names, concurrency) VALUES (@id, @host, @pid, @queues, @names, @concurrency);
 SELECT id, token FROM ${this.t('jobs')} WHERE worker_id = @id AND state = 'running';`,
@@ -310,7 +321,7 @@ OUTPUT inserted.token;`,
 
   renewLease(name: string, owner: string, token: number, ttlMs: number): Stmt {
     return {
-      text: `UPDATE ${this.t('leases')} SET expires_at = ${addMs(NOW, '@ttl')} WHERE name = @name AND owner = @owner AND token = @token AND expires_at > ${NOW};`,
+      text: `UPDATE ${this.t('leases')} SET expires_at = ${addMs(NOW, '@ttl')} OUTPUT inserted.name WHERE name = @name AND owner = @owner AND token = @token AND expires_at > ${NOW};`,
       params: [
         { name: 'ttl', type: 'bigint', value: ttlMs },
         { name: 'name', type: 'nvarchar', value: name },
@@ -323,7 +334,7 @@ OUTPUT inserted.token;`,
   /** Expire rather than delete: the row keeps the token, so the next owner's is greater. */
   releaseLease(name: string, owner: string, token: number): Stmt {
     return {
-      text: `UPDATE ${this.t('leases')} SET expires_at = DATEADD(millisecond, -1, ${NOW}) WHERE name = @name AND owner = @owner AND token = @token AND expires_at > ${NOW};`,
+      text: `UPDATE ${this.t('leases')} SET expires_at = DATEADD(millisecond, -1, ${NOW}) OUTPUT inserted.name WHERE name = @name AND owner = @owner AND token = @token AND expires_at > ${NOW};`,
       params: [
         { name: 'name', type: 'nvarchar', value: name },
         { name: 'owner', type: 'nvarchar', value: owner },
@@ -398,13 +409,18 @@ SELECT ${cols}, state, finished_at, result FROM ${this.t('history')} WHERE id = 
   cancel(id: string): Stmt {
     const cols = COMMON.join(', ');
     return {
-      text: `SET NOCOUNT ON; SET XACT_ABORT ON;
-DECLARE @gone TABLE (state VARCHAR(16), worker_id NVARCHAR(300));
+      text: `DECLARE @gone TABLE (state VARCHAR(16), worker_id NVARCHAR(300));
+BEGIN TRY
 BEGIN TRANSACTION;
 INSERT INTO ${this.t('history')} (${cols}, state, finished_at, result)
   SELECT ${cols}, 'cancelled', ${NOW}, NULL FROM ${this.t('jobs')} WITH (UPDLOCK, HOLDLOCK) WHERE id = @id;
 DELETE FROM ${this.t('jobs')} OUTPUT deleted.state, deleted.worker_id INTO @gone WHERE id = @id;
 COMMIT;
+END TRY
+BEGIN CATCH
+  IF @@TRANCOUNT > 0 ROLLBACK;
+  THROW;
+END CATCH;
 SELECT state, worker_id FROM @gone;`,
       params: [{ name: 'id', type: 'char36', value: id }],
     };
@@ -420,8 +436,8 @@ SELECT state, worker_id FROM @gone;`,
             : c,
     ).join(', ');
     return {
-      text: `SET NOCOUNT ON; SET XACT_ABORT ON;
-DECLARE @state VARCHAR(16) = NULL;
+      text: `DECLARE @state VARCHAR(16) = NULL;
+BEGIN TRY
 BEGIN TRANSACTION;
 UPDATE ${this.t('jobs')} SET run_at = ${NOW} WHERE id = @id AND state = 'pending';
 IF @@ROWCOUNT = 1 SET @state = 'pending';
@@ -432,6 +448,11 @@ BEGIN
   SET @state = 'pending';
 END;
 COMMIT;
+END TRY
+BEGIN CATCH
+  IF @@TRANCOUNT > 0 ROLLBACK;
+  THROW;
+END CATCH;
 SELECT @state AS state;`,
       params: [{ name: 'id', type: 'char36', value: id }],
     };
@@ -439,13 +460,18 @@ SELECT @state AS state;`,
 
   pruneHistory(olderThanMs: number, limit: number): Stmt {
     return {
-      text: `SET NOCOUNT ON; SET XACT_ABORT ON;
-DECLARE @gone TABLE (id ${ID} PRIMARY KEY);
+      text: `DECLARE @gone TABLE (id ${ID} PRIMARY KEY);
+BEGIN TRY
 BEGIN TRANSACTION;
 DELETE TOP (@limit) FROM ${this.t('history')} OUTPUT deleted.id INTO @gone WHERE finished_at < ${addMs(NOW, '-@older')};
 DELETE l FROM ${this.t('logs')} l JOIN @gone g ON l.job_id = g.id;
 DELETE a FROM ${this.t('attempts')} a JOIN @gone g ON a.job_id = g.id;
 COMMIT;
+END TRY
+BEGIN CATCH
+  IF @@TRANCOUNT > 0 ROLLBACK;
+  THROW;
+END CATCH;
 SELECT COUNT(*) AS n FROM @gone;`,
       params: [
         { name: 'limit', type: 'int', value: limit },
@@ -506,8 +532,8 @@ WHEN NOT MATCHED THEN INSERT ([key], name, cron, timezone, every_ms, start_at, e
     const enqueue = this.enqueue([row]);
     const skippedError = JSON.stringify({ message: `skipped: the previous run of schedule "${key}" was still live (overlap: skip)` });
     return {
-      text: `SET NOCOUNT ON; SET XACT_ABORT ON;
-DECLARE @fired INT = 0, @live BIT = 0;
+      text: `DECLARE @fired INT = 0, @live BIT = 0;
+BEGIN TRY
 BEGIN TRANSACTION;
 INSERT INTO ${this.t('schedule_ticks')} (schedule_key, fire_at, job_id)
   SELECT @key, @fire_at, @job_id WHERE NOT EXISTS (
@@ -521,11 +547,16 @@ BEGIN
     VALUES (@job_id, @name, @queue, 'skipped', @payload, @priority, 0, @max_attempts, @fire_at, ${NOW}, ${NOW}, @tag, @batch_id, @created_by, @meta, @skipped_error);
   ELSE
   BEGIN
-    ${enqueue.text.replace('SET NOCOUNT ON;\n', '').replace(/SELECT id, CAST\(NULL[\s\S]*$/, '')}
+    ${enqueue.text.replace(/SELECT id, CAST\(NULL[\s\S]*$/, '')}
   END;
   UPDATE ${this.t('schedules')} SET last_run_at = @fire_at, last_job_id = @job_id, runs = runs + 1 WHERE [key] = @key;
 END;
 COMMIT;
+END TRY
+BEGIN CATCH
+  IF @@TRANCOUNT > 0 ROLLBACK;
+  THROW;
+END CATCH;
 SELECT @fired AS fired, @live AS live;`,
       params: [
         ...enqueue.params,
@@ -562,7 +593,7 @@ WHERE [key] = @key AND next_run_at = @from;`,
 
   setScheduleEnabled(key: string, enabled: boolean, nextRunAt: number | null): Stmt {
     return {
-      text: `UPDATE ${this.t('schedules')} SET enabled = @enabled, next_run_at = COALESCE(@next, next_run_at), updated_at = ${NOW} WHERE [key] = @key;`,
+      text: `UPDATE ${this.t('schedules')} SET enabled = @enabled, next_run_at = COALESCE(@next, next_run_at), updated_at = ${NOW} OUTPUT inserted.[key] WHERE [key] = @key;`,
       params: [
         { name: 'enabled', type: 'bit', value: enabled },
         { name: 'next', type: 'datetime2', value: at(nextRunAt) },
@@ -573,11 +604,16 @@ WHERE [key] = @key AND next_run_at = @from;`,
 
   removeSchedule(key: string): Stmt {
     return {
-      text: `SET XACT_ABORT ON;
+      text: `BEGIN TRY
 BEGIN TRANSACTION;
 DELETE FROM ${this.t('schedule_ticks')} WHERE schedule_key = @key;
 DELETE FROM ${this.t('schedules')} OUTPUT deleted.[key] WHERE [key] = @key;
-COMMIT;`,
+COMMIT;
+END TRY
+BEGIN CATCH
+  IF @@TRANCOUNT > 0 ROLLBACK;
+  THROW;
+END CATCH;`,
       params: [{ name: 'key', type: 'nvarchar', value: key }],
     };
   }

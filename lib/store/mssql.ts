@@ -275,7 +275,7 @@ IF @r < 0 THROW 50001, 'sqljobs: could not take the migration lock', 1;`, [{ nam
   }
 
   async saveCheckpoint(item: Fenced, stateJson: string): Promise<boolean> {
-    return (await this.run(this.sql.saveCheckpoint(item.id, item.token, stateJson))).rowsAffected.at(-1) === 1;
+    return (await this.rows(this.sql.saveCheckpoint(item.id, item.token, stateJson))).length === 1;
   }
 
   /** `work` gets an mssql Transaction on our private pool; the fenced completion runs on it after `work`. */
@@ -325,11 +325,11 @@ IF @r < 0 THROW 50001, 'sqljobs: could not take the migration lock', 1;`, [{ nam
   }
 
   async renewLease(name: string, owner: string, token: number, ttlMs: number): Promise<boolean> {
-    return (await this.run(this.sql.renewLease(name, owner, token, ttlMs))).rowsAffected.at(-1) === 1;
+    return (await this.rows(this.sql.renewLease(name, owner, token, ttlMs))).length === 1;
   }
 
   async releaseLease(name: string, owner: string, token: number): Promise<boolean> {
-    return (await this.run(this.sql.releaseLease(name, owner, token))).rowsAffected.at(-1) === 1;
+    return (await this.rows(this.sql.releaseLease(name, owner, token))).length === 1;
   }
 
   /**
@@ -410,7 +410,7 @@ IF @r < 0 THROW 50001, 'sqljobs: could not take the migration lock', 1;`, [{ nam
   }
 
   async setScheduleEnabled(key: string, enabled: boolean, nextRunAt: number | null): Promise<boolean> {
-    return (await this.run(this.sql.setScheduleEnabled(key, enabled, nextRunAt))).rowsAffected.at(-1) === 1;
+    return (await this.rows(this.sql.setScheduleEnabled(key, enabled, nextRunAt))).length === 1;
   }
 
   async removeSchedule(key: string): Promise<boolean> {

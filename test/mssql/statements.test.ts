@@ -140,8 +140,8 @@ describe('SQL Server statements (no server)', () => {
       }
       // Every @name in the text is either bound or declared by the statement itself.
       for (const m of stmt.text.matchAll(/@(\w+)/g)) {
-        // @@ROWCOUNT, @@SPID, and sp_getapplock's own argument names (@Resource = ...).
-        if (m[1].startsWith('@') || ['ROWCOUNT', 'SPID', 'RESOURCE', 'LOCKMODE', 'LOCKOWNER', 'LOCKTIMEOUT'].includes(m[1].toUpperCase())) continue;
+        // @@ROWCOUNT, @@SPID, @@TRANCOUNT, and sp_getapplock's own argument names (@Resource = ...).
+        if (stmt.text[m.index! - 1] === '@' || ['RESOURCE', 'LOCKMODE', 'LOCKOWNER', 'LOCKTIMEOUT'].includes(m[1].toUpperCase())) continue;
         expect(names.includes(m[1]) || own.has(m[1]), `${name}: @${m[1]} is bound or declared`).to.equal(true);
       }
     }
@@ -166,6 +166,22 @@ describe('SQL Server statements (no server)', () => {
           expect(`${m[1]}${m[2]}`, `${name}: ${word} delimited in …${text.slice(Math.max(0, m.index! - 30), m.index! + 30)}…`).to.equal('[]');
         }
       }
+    }
+  });
+
+  it('leaves no session setting behind (mssql never resets pooled connections) and rolls back every transaction it opens on error', () => {
+    for (const [name, stmt] of everyStatement()) {
+      expect(stmt.text, name).to.not.match(/\bSET\s+(NOCOUNT|XACT_ABORT|TRANSACTION ISOLATION|LOCK_TIMEOUT|ANSI_|QUOTED_IDENTIFIER|DATEFORMAT|LANGUAGE)/i);
+      const begins = stmt.text.match(/BEGIN TRANSACTION;/g)?.length ?? 0;
+      if (!begins) continue;
+      expect(begins, name).to.equal(1);
+      expect(stmt.text, name).to.match(/BEGIN TRY\s+BEGIN TRANSACTION;[\s\S]*COMMIT;\s+END TRY\s+BEGIN CATCH\s+IF @@TRANCOUNT > 0 ROLLBACK;\s+THROW;\s+END CATCH;/);
+    }
+  });
+
+  it('tells a fenced single-row write applied from its OUTPUT rows, not from row counts', () => {
+    for (const stmt of [sql.saveCheckpoint(UUID, TOKEN, '{}'), sql.renewLease('l', 'o', 1, 1), sql.releaseLease('l', 'o', 1), sql.setScheduleEnabled('k', true, null)]) {
+      expect(stmt.text).to.match(/^UPDATE app_\w+ SET [\s\S]* OUTPUT inserted\.\S+ WHERE /);
     }
   });
 

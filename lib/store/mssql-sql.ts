@@ -49,6 +49,22 @@ const NOW = 'SYSUTCDATETIME()';
 /** Our ids as text: binary collation, so comparisons and order are by byte (UUIDv7 time order). */
 const ID = 'CHAR(36) COLLATE Latin1_General_BIN2';
 
+/**
+ * Statements in one transaction that is rolled back on any error (the error is then re-raised).
+ * TRY/CATCH rather than SET XACT_ABORT ON, which would stay set on the pooled connection.
+ */
+export function atomic(body: string): string {
+  return `BEGIN TRY
+BEGIN TRANSACTION;
+${body}
+COMMIT;
+END TRY
+BEGIN CATCH
+  IF @@TRANCOUNT > 0 ROLLBACK;
+  THROW;
+END CATCH;`;
+}
+
 /** `base` plus a BIGINT number of milliseconds (DATEADD takes an INT: split into days and ms). */
 export function addMs(base: string, ms: string): string {
   return `DATEADD(millisecond, (${ms}) % 86400000, DATEADD(day, (${ms}) / 86400000, ${base}))`;
@@ -182,15 +198,7 @@ WHEN NOT MATCHED THEN INSERT (job_id, attempt, worker_id, started_at, finished_a
     return {
       text: `${FAIL_X};
 INSERT INTO @x SELECT * FROM OPENJSON(@items) WITH (id CHAR(36) '$.id', token CHAR(36) '$.token', attempt INT '$.attempt', err NVARCHAR(MAX) '$.err', delay_ms BIGINT '$.delay_ms');
-BEGIN TRY
-BEGIN TRANSACTION;
-${this.failBody()}
-COMMIT;
-END TRY
-BEGIN CATCH
-  IF @@TRANCOUNT > 0 ROLLBACK;
-  THROW;
-END CATCH;
+${atomic(this.failBody())}
 SELECT id FROM @hit;`,
       params: [
         {
@@ -209,9 +217,7 @@ SELECT id FROM @hit;`,
     return {
       text: `${FAIL_X};
 DECLARE @s TABLE (id ${ID} PRIMARY KEY, name NVARCHAR(200), queue NVARCHAR(200), dead BIT);
-BEGIN TRY
-BEGIN TRANSACTION;
-INSERT INTO @x (id, token, attempt, err, delay_ms)
+${atomic(`INSERT INTO @x (id, token, attempt, err, delay_ms)
 OUTPUT inserted.id, NULL, NULL, CASE WHEN inserted.delay_ms IS NULL THEN 1 ELSE 0 END INTO @s (id, name, queue, dead)
 SELECT j.id, j.token, j.attempts, (SELECT ${message} AS message, 'WorkerLost' AS name FOR JSON PATH, WITHOUT_ARRAY_WRAPPER),
   CASE WHEN j.attempts >= j.max_attempts THEN NULL ELSE 0 END
@@ -220,13 +226,7 @@ WHERE j.state = 'running' AND NOT EXISTS (
   SELECT 1 FROM ${this.t('workers')} w WHERE w.id = j.worker_id AND w.heartbeat_at > ${addMs(NOW, '-@stall')});
 UPDATE s SET name = j.name, queue = j.queue FROM @s s JOIN ${this.t('jobs')} j ON j.id = s.id;
 ${this.failBody()}
-DELETE FROM ${this.t('workers')} WHERE heartbeat_at <= ${addMs(NOW, '-@stall')};
-COMMIT;
-END TRY
-BEGIN CATCH
-  IF @@TRANCOUNT > 0 ROLLBACK;
-  THROW;
-END CATCH;
+DELETE FROM ${this.t('workers')} WHERE heartbeat_at <= ${addMs(NOW, '-@stall')};`)}
 SELECT s.id, s.name, s.queue, CASE WHEN s.dead = 1 THEN 'failed' ELSE 'retry' END AS outcome FROM @s s JOIN @hit h ON h.id = s.id;`,
       params: [{ name: 'stall', type: 'bigint', value: stallMs }],
     };
@@ -410,17 +410,9 @@ SELECT ${cols}, state, finished_at, result FROM ${this.t('history')} WHERE id = 
     const cols = COMMON.join(', ');
     return {
       text: `DECLARE @gone TABLE (state VARCHAR(16), worker_id NVARCHAR(300));
-BEGIN TRY
-BEGIN TRANSACTION;
-INSERT INTO ${this.t('history')} (${cols}, state, finished_at, result)
+${atomic(`INSERT INTO ${this.t('history')} (${cols}, state, finished_at, result)
   SELECT ${cols}, 'cancelled', ${NOW}, NULL FROM ${this.t('jobs')} WITH (UPDLOCK, HOLDLOCK) WHERE id = @id;
-DELETE FROM ${this.t('jobs')} OUTPUT deleted.state, deleted.worker_id INTO @gone WHERE id = @id;
-COMMIT;
-END TRY
-BEGIN CATCH
-  IF @@TRANCOUNT > 0 ROLLBACK;
-  THROW;
-END CATCH;
+DELETE FROM ${this.t('jobs')} OUTPUT deleted.state, deleted.worker_id INTO @gone WHERE id = @id;`)}
 SELECT state, worker_id FROM @gone;`,
       params: [{ name: 'id', type: 'char36', value: id }],
     };
@@ -437,22 +429,14 @@ SELECT state, worker_id FROM @gone;`,
     ).join(', ');
     return {
       text: `DECLARE @state VARCHAR(16) = NULL;
-BEGIN TRY
-BEGIN TRANSACTION;
-UPDATE ${this.t('jobs')} SET run_at = ${NOW} WHERE id = @id AND state = 'pending';
+${atomic(`UPDATE ${this.t('jobs')} SET run_at = ${NOW} WHERE id = @id AND state = 'pending';
 IF @@ROWCOUNT = 1 SET @state = 'pending';
 ELSE IF EXISTS (SELECT 1 FROM ${this.t('history')} WITH (UPDLOCK, HOLDLOCK) WHERE id = @id)
 BEGIN
   INSERT INTO ${this.t('jobs')} (${cols}, state) SELECT ${back}, 'pending' FROM ${this.t('history')} WHERE id = @id;
   DELETE FROM ${this.t('history')} WHERE id = @id;
   SET @state = 'pending';
-END;
-COMMIT;
-END TRY
-BEGIN CATCH
-  IF @@TRANCOUNT > 0 ROLLBACK;
-  THROW;
-END CATCH;
+END;`)}
 SELECT @state AS state;`,
       params: [{ name: 'id', type: 'char36', value: id }],
     };
@@ -461,17 +445,9 @@ SELECT @state AS state;`,
   pruneHistory(olderThanMs: number, limit: number): Stmt {
     return {
       text: `DECLARE @gone TABLE (id ${ID} PRIMARY KEY);
-BEGIN TRY
-BEGIN TRANSACTION;
-DELETE TOP (@limit) FROM ${this.t('history')} OUTPUT deleted.id INTO @gone WHERE finished_at < ${addMs(NOW, '-@older')};
+${atomic(`DELETE TOP (@limit) FROM ${this.t('history')} OUTPUT deleted.id INTO @gone WHERE finished_at < ${addMs(NOW, '-@older')};
 DELETE l FROM ${this.t('logs')} l JOIN @gone g ON l.job_id = g.id;
-DELETE a FROM ${this.t('attempts')} a JOIN @gone g ON a.job_id = g.id;
-COMMIT;
-END TRY
-BEGIN CATCH
-  IF @@TRANCOUNT > 0 ROLLBACK;
-  THROW;
-END CATCH;
+DELETE a FROM ${this.t('attempts')} a JOIN @gone g ON a.job_id = g.id;`)}
 SELECT COUNT(*) AS n FROM @gone;`,
       params: [
         { name: 'limit', type: 'int', value: limit },
@@ -533,9 +509,7 @@ WHEN NOT MATCHED THEN INSERT ([key], name, cron, timezone, every_ms, start_at, e
     const skippedError = JSON.stringify({ message: `skipped: the previous run of schedule "${key}" was still live (overlap: skip)` });
     return {
       text: `DECLARE @fired INT = 0, @live BIT = 0;
-BEGIN TRY
-BEGIN TRANSACTION;
-INSERT INTO ${this.t('schedule_ticks')} (schedule_key, fire_at, job_id)
+${atomic(`INSERT INTO ${this.t('schedule_ticks')} (schedule_key, fire_at, job_id)
   SELECT @key, @fire_at, @job_id WHERE NOT EXISTS (
     SELECT 1 FROM ${this.t('schedule_ticks')} WITH (UPDLOCK, HOLDLOCK) WHERE schedule_key = @key AND fire_at = @fire_at);
 SET @fired = @@ROWCOUNT;
@@ -550,13 +524,7 @@ BEGIN
     ${enqueue.text.replace(/SELECT id, CAST\(NULL[\s\S]*$/, '')}
   END;
   UPDATE ${this.t('schedules')} SET last_run_at = @fire_at, last_job_id = @job_id, runs = runs + 1 WHERE [key] = @key;
-END;
-COMMIT;
-END TRY
-BEGIN CATCH
-  IF @@TRANCOUNT > 0 ROLLBACK;
-  THROW;
-END CATCH;
+END;`)}
 SELECT @fired AS fired, @live AS live;`,
       params: [
         ...enqueue.params,
@@ -604,16 +572,8 @@ WHERE [key] = @key AND next_run_at = @from;`,
 
   removeSchedule(key: string): Stmt {
     return {
-      text: `BEGIN TRY
-BEGIN TRANSACTION;
-DELETE FROM ${this.t('schedule_ticks')} WHERE schedule_key = @key;
-DELETE FROM ${this.t('schedules')} OUTPUT deleted.[key] WHERE [key] = @key;
-COMMIT;
-END TRY
-BEGIN CATCH
-  IF @@TRANCOUNT > 0 ROLLBACK;
-  THROW;
-END CATCH;`,
+      text: `${atomic(`DELETE FROM ${this.t('schedule_ticks')} WHERE schedule_key = @key;
+DELETE FROM ${this.t('schedules')} OUTPUT deleted.[key] WHERE [key] = @key;`)}`,
       params: [{ name: 'key', type: 'nvarchar', value: key }],
     };
   }

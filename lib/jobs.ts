@@ -17,6 +17,8 @@ import { stopOnSignals } from './worker/shutdown.ts';
 import { detectDriver } from './store/detect.ts';
 import { SqliteStore } from './store/sqlite.ts';
 import { PostgresStore } from './store/postgres.ts';
+import { createSlonikStore, isSlonikPool, type SlonikPoolLike } from './store/slonik.ts';
+import { MssqlStore, isMssqlPool, type MssqlPoolLike } from './store/mssql.ts';
 import { validatePrefix, type OpenTransaction, type Store } from './store/store.ts';
 import { uuidv7 } from './uuid.ts';
 import { Locks } from './locks.ts';
@@ -56,12 +58,12 @@ export interface DefineOptions {
   transactional?: boolean;
 }
 
-export type SupportedDb = BetterSqlite3.Database | PgPool;
+export type SupportedDb = BetterSqlite3.Database | PgPool | SlonikPoolLike | MssqlPoolLike;
 
 export type JobsMode = 'both' | 'producer' | 'consumer';
 
 export interface JobsOptions {
-  /** The app's own handle: a better-sqlite3 Database or a pg Pool. */
+  /** The app's own handle: a better-sqlite3 Database, pg Pool, slonik pool or mssql ConnectionPool (connected by the app). */
   db: SupportedDb;
   /** Table name prefix; lowercase identifier. Default 'sqljobs_'. */
   tablePrefix?: string;
@@ -715,8 +717,16 @@ function createStore(opts: JobsOptions, prefix: string): Store {
       return new PostgresStore(opts.db as PgPool, { prefix, workerPoolSize: opts.workerPoolSize ?? 4 });
     case 'pg-client':
       throw new TypeError('createJobs: db must be a pg Pool, not a single Client (the worker needs its own connections); pass the client as opts.tx to enqueue inside its transaction');
+    case 'slonik':
+      if (!isSlonikPool(opts.db)) {
+        throw new TypeError('createJobs: db must be a slonik pool, not a connection (the worker needs its own connections); pass a transaction connection as opts.tx to enqueue inside it');
+      }
+      return createSlonikStore(opts.db, { prefix, workerPoolSize: opts.workerPoolSize ?? 4 });
+    case 'mssql':
+      if (!isMssqlPool(opts.db)) throw new TypeError('createJobs: db must be an mssql ConnectionPool');
+      return new MssqlStore(opts.db, { prefix, workerPoolSize: opts.workerPoolSize ?? 4 });
     default:
-      throw new TypeError(`createJobs: the ${kind} driver is not supported by this version of sqljobs yet; supported: better-sqlite3 Database, pg Pool`);
+      throw new TypeError(`createJobs: the ${kind} driver is not supported by this version of sqljobs yet; supported: better-sqlite3 Database, pg Pool, slonik pool, mssql ConnectionPool`);
   }
 }
 

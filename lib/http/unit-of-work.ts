@@ -23,6 +23,12 @@ export interface UnitOfWorkOptions {
 
 const producers = new WeakMap<object, Jobs>();
 
+/**
+ * Methods of a transaction handle that run a statement: pg's query, slonik's query methods, and
+ * an mssql Request's (mssql rejects a second request on a transaction while one runs).
+ */
+const QUERY_METHODS = new Set(['query', 'any', 'anyFirst', 'exists', 'many', 'manyFirst', 'maybeOne', 'maybeOneFirst', 'one', 'oneFirst', 'execute', 'batch']);
+
 /** A Jobs instance, or a producer-only one for a bare database handle (one per handle). */
 export function resolveJobs(jobsOrDb: Jobs | SupportedDb): Jobs {
   if (jobsOrDb instanceof Jobs) return jobsOrDb;
@@ -158,7 +164,7 @@ export class RequestJobs<M extends JobMap = {}> {
    * released or committed by hand.
    */
   private guard(native: Record<string | symbol, unknown>): unknown {
-    return new Proxy(native, {
+    const proxy: unknown = new Proxy(native, {
       get: (target, key) => {
         if (key === 'release') {
           return () => {
@@ -166,15 +172,25 @@ export class RequestJobs<M extends JobMap = {}> {
           };
         }
         const value = target[key];
-        if (key === 'query' && typeof value === 'function') {
+        if (typeof key === 'string' && QUERY_METHODS.has(key) && typeof value === 'function') {
           return (...args: unknown[]) => {
             if (this.finished) return Promise.reject(new Error(`the request's unit of work is already ${this.state}`));
             return this.serial(() => (value as (...a: unknown[]) => Promise<unknown>).apply(target, args));
           };
         }
-        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+        if (key === 'request' && typeof value === 'function') {
+          // mssql: tx.request() makes a Request; its statements join the same serial chain.
+          return (...args: unknown[]) => this.guard((value as (...a: unknown[]) => Record<string | symbol, unknown>).apply(target, args));
+        }
+        if (typeof value !== 'function') return value;
+        // Chained calls (mssql's request.input(...).query(...)) keep going through the guard.
+        return (...args: unknown[]) => {
+          const out = (value as (...a: unknown[]) => unknown).apply(target, args);
+          return out === target ? proxy : out;
+        };
       },
     });
+    return proxy;
   }
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {

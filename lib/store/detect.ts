@@ -13,7 +13,7 @@ export function detectDriver(db: unknown): DriverKind {
   if (fn(o, 'connect') && fn(o, 'query') && typeof o?.totalCount === 'number') return 'pg-pool';
   if (fn(o, 'query') && o && 'connectionParameters' in o && 'processID' in o) return 'pg-client';
   throw new TypeError(
-    `createJobs: db must be a better-sqlite3 Database, pg Pool, slonik pool, mysql2 pool or mssql ConnectionPool; got ${shape(db)}`,
+    `createJobs: db: expected a better-sqlite3 Database, pg Pool, slonik pool, mysql2 pool or mssql ConnectionPool; got ${shape(db)}`,
   );
 }
 

@@ -12,7 +12,7 @@ import type { AttemptRecord, EnqueueResult, JobRecord, JobState, ListFilter, Lis
 import { checkNotNewer, loadMigrations, splitStatements } from './migrations.ts';
 import { claimOrder, nativeCodec, toAttemptRecord, toClaimedJob, toJobRecord, toLogRecord, toStoredSchedule, toWorkerRecord, withCurrentAttempt } from './rows.ts';
 import type { ScheduleDef } from '../schedule/schedule.ts';
-import { Params, chunkBy, listLimit, listWhere, statesByTable } from './sql.ts';
+import { Params, listLimit, listWhere, settleEnqueue, statesByTable } from './sql.ts';
 import type {
   CancelResult, ClaimRequest, ClaimedJob, CompleteItem, FailItem, Fenced, ListenCallbacks, ListenHandle, LogItem, OpenTransaction,
   ProgressItem, QueueStats, ReleaseItem, RescuedJob, SessionLock, StatusCounts, Store, StoreCapabilities, ThroughputBuckets, StoredSchedule, WorkerInfo, WorkerRecord,
@@ -32,7 +32,43 @@ const INPUT = `id uuid, name text, queue text, payload json, payload_b64 text, p
 /** Keep each enqueue chunk under a few MB of JSON. */
 const CHUNK_BYTES = 4 * 1024 * 1024;
 
-type Queryable = Pick<Pool | PoolClient | Client, 'query'>;
+type PoolCtor = new (cfg: PoolConfig) => Pool;
+type ClientCtor = new (cfg: PoolConfig) => Client;
+
+/**
+ * The app's side of a PostgreSQL store: where enqueue and a request's transaction run (the app's
+ * own pool, through its own driver), and how the worker's private connections are made. pg and
+ * slonik differ only here; everything the worker does runs on plain pg pools of its own.
+ */
+export interface PgAppSide {
+  /** Settings and classes for the worker's private pools and dedicated clients (LISTEN, session locks). */
+  readonly config: PoolConfig;
+  readonly Pool: PoolCtor;
+  readonly Client: ClientCtor;
+  /** Run one statement (`$n` placeholders) on the app's pool; rows use single-word, text-only columns. */
+  query(text: string, values: unknown[]): Promise<Record<string, unknown>[]>;
+  /** Run one statement on a handle the caller gave as opts.tx, after checking it is one. */
+  queryOn(tx: unknown, text: string, values: unknown[]): Promise<Record<string, unknown>[]>;
+  /** Open a transaction on the app's pool for a request's unit of work. */
+  begin(): Promise<OpenTransaction>;
+}
+
+/** The pg Pool as the app side: pg-pool keeps its Client class and options, so pg need not be imported. */
+export function pgAppSide(pool: Pool): PgAppSide {
+  return {
+    config: (pool as unknown as { options: PoolConfig }).options,
+    Pool: pool.constructor as PoolCtor,
+    Client: (pool as unknown as { Client: ClientCtor }).Client,
+    query: async (text, values) => (await pool.query(text, values)).rows,
+    queryOn: async (tx, text, values) => {
+      if (!isPgClient(tx)) throw new TypeError('opts.tx on PostgreSQL must be a pg client (from pool.connect()) inside BEGIN');
+      const status = (tx as { getTransactionStatus?: () => string }).getTransactionStatus?.();
+      if (status === 'I') throw new TypeError('opts.tx: the pg client is not inside a transaction (run BEGIN first), so the job would not be part of it');
+      return (await (tx as PoolClient).query(text, values)).rows;
+    },
+    begin: () => beginOnPool(pool),
+  };
+}
 
 export interface PostgresStoreOptions {
   prefix: string;
@@ -61,12 +97,15 @@ export class PostgresStore implements Store {
   private readonly cancelChannel: string;
   private readonly sql: ReturnType<PostgresStore['buildSql']>;
 
-  constructor(private readonly app: Pool, opts: PostgresStoreOptions) {
+  private readonly app: PgAppSide;
+
+  constructor(app: Pool | PgAppSide, opts: PostgresStoreOptions) {
+    this.app = 'begin' in app ? app : pgAppSide(app);
     this.prefix = opts.prefix;
     this.jobsChannel = `${opts.prefix}jobs`;
     this.cancelChannel = `${opts.prefix}cancel`;
-    const Ctor = app.constructor as new (cfg: PoolConfig) => Pool;
-    const base = (app as unknown as { options: PoolConfig }).options;
+    const Ctor = this.app.Pool;
+    const base = this.app.config;
     this.own = new Ctor({ ...base, max: opts.workerPoolSize, idleTimeoutMillis: 30_000, allowExitOnIdle: true });
     this.own.on('error', () => undefined); // an idle private connection dropped by the server is replaced on next use
     const planner = '-c enable_bitmapscan=off -c enable_seqscan=off -c enable_sort=off';
@@ -93,9 +132,9 @@ export class PostgresStore implements Store {
           ON CONFLICT (ref_id) WHERE ref_id IS NOT NULL DO NOTHING
           RETURNING id, queue, run_at <= now() AS due),
         wake AS (SELECT pg_notify($2, queue) FROM (SELECT DISTINCT queue FROM ins WHERE due) q)
-        SELECT id::text AS id, NULL AS ref_id, (SELECT count(*) FROM wake) AS woke FROM ins
+        SELECT id::text AS id, NULL::text AS ref, (SELECT count(*) FROM wake)::text AS woke FROM ins
         UNION ALL
-        SELECT j.id::text, j.ref_id, 0 FROM ${jobs} j JOIN input i ON j.ref_id = i.ref_id
+        SELECT j.id::text, j.ref_id, '0' FROM ${jobs} j JOIN input i ON j.ref_id = i.ref_id
         WHERE i.ref_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ins WHERE ins.id = i.id)`,
       claim: `WITH next AS (
           SELECT id FROM ${jobs}
@@ -174,35 +213,11 @@ export class PostgresStore implements Store {
   // ---------------------------------------------------------------- enqueue
 
   async enqueue(rows: NewJobRow[], tx?: unknown): Promise<EnqueueResult[]> {
-    let target: Queryable = this.app;
-    if (tx !== undefined) {
-      if (!isPgClient(tx)) throw new TypeError('opts.tx on PostgreSQL must be a pg client (from pool.connect()) inside BEGIN');
-      const status = (tx as { getTransactionStatus?: () => string }).getTransactionStatus?.();
-      if (status === 'I') throw new TypeError('opts.tx: the pg client is not inside a transaction (run BEGIN first), so the job would not be part of it');
-      target = tx as PoolClient;
-    }
-    const results = new Map<string, EnqueueResult>();
-    let todo = rows;
-    for (let round = 0; todo.length && round < 5; round++) {
-      // Statements on a caller's client run one at a time (pg deprecates concurrent queries on one client).
-      for (const chunk of chunkBy(todo, (r) => r.bytes, CHUNK_BYTES, 5000)) {
-        const res = await target.query(this.sql.enqueue, [inputJson(chunk), this.jobsChannel]);
-        const byRef = new Map<string, string>();
-        const inserted = new Set<string>();
-        for (const r of res.rows) {
-          if (r.ref_id === null) inserted.add(r.id);
-          else byRef.set(r.ref_id, r.id);
-        }
-        for (const row of chunk) {
-          if (inserted.has(row.id)) results.set(row.id, { id: row.id, existed: false });
-          else if (row.refId && byRef.has(row.refId)) results.set(row.id, { id: byRef.get(row.refId)!, existed: true });
-        }
-      }
-      // A refId whose live job committed or finished while we ran is looked up again.
-      todo = todo.filter((r) => !results.has(r.id));
-    }
-    if (todo.length) throw new Error(`enqueue: could not settle refId "${todo[0].refId}" after 5 tries (a live job with it kept appearing and finishing)`);
-    return rows.map((r) => results.get(r.id)!);
+    const run = (text: string, values: unknown[]) => (tx === undefined ? this.app.query(text, values) : this.app.queryOn(tx, text, values));
+    // Statements on a caller's client run one at a time (pg deprecates concurrent queries on one client).
+    return settleEnqueue(rows, CHUNK_BYTES, 5000, async (chunk) =>
+      (await run(this.sql.enqueue, [inputJson(chunk), this.jobsChannel])) as { id: string; ref: string | null }[],
+    );
   }
 
   // ---------------------------------------------------------------- claim and outcomes
@@ -747,34 +762,38 @@ export class PostgresStore implements Store {
     return listener;
   }
 
-  /** A client from the app's pool, after BEGIN; released once, on commit or rollback. */
-  async beginTransaction(): Promise<OpenTransaction> {
-    const client = await this.app.connect();
-    try {
-      await client.query('BEGIN');
-    } catch (err) {
-      client.release(err as Error);
-      throw err;
-    }
-    let released = false;
-    const finish = async (sql: 'COMMIT' | 'ROLLBACK') => {
-      if (released) return;
-      try {
-        await client.query(sql);
-        released = true;
-        client.release();
-      } catch (err) {
-        released = true;
-        client.release(err as Error); // a broken connection is destroyed, not returned
-        throw err;
-      }
-    };
-    return { native: client, commit: () => finish('COMMIT'), rollback: () => finish('ROLLBACK') };
+  beginTransaction(): Promise<OpenTransaction> {
+    return this.app.begin();
   }
 
   async close(): Promise<void> {
     await Promise.all([this.own.end(), this.claimer.end()]);
   }
+}
+
+/** A client from the app's pool, after BEGIN; released once, on commit or rollback. */
+async function beginOnPool(pool: Pool): Promise<OpenTransaction> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+  } catch (err) {
+    client.release(err as Error);
+    throw err;
+  }
+  let released = false;
+  const finish = async (sql: 'COMMIT' | 'ROLLBACK') => {
+    if (released) return;
+    try {
+      await client.query(sql);
+      released = true;
+      client.release();
+    } catch (err) {
+      released = true;
+      client.release(err as Error); // a broken connection is destroyed, not returned
+      throw err;
+    }
+  };
+  return { native: client, commit: () => finish('COMMIT'), rollback: () => finish('ROLLBACK') };
 }
 
 /**
@@ -788,14 +807,14 @@ class Listener implements ListenHandle {
   private retry = 0;
 
   constructor(
-    private readonly pool: Pool,
+    private readonly app: PgAppSide,
     private readonly channels: string[],
     private readonly onNotify: (channel: string, payload: string) => void,
     private readonly cb: ListenCallbacks,
   ) {}
 
   async connect(): Promise<void> {
-    const client = dedicatedClient(this.pool);
+    const client = dedicatedClient(this.app);
     let dropped = false;
     const drop = (err?: unknown) => {
       if (dropped) return;
@@ -847,9 +866,8 @@ class Listener implements ListenHandle {
  * pg-pool keeps its Client class): for LISTEN and session advisory locks, which a pooled
  * connection would carry over to whoever checks it out next.
  */
-function dedicatedClient(pool: Pool): Client {
-  const ClientCtor = (pool as unknown as { Client: new (cfg: PoolConfig) => Client }).Client;
-  return new ClientCtor({ ...(pool as unknown as { options: PoolConfig }).options, keepAlive: true });
+function dedicatedClient(app: PgAppSide): Client {
+  return new app.Client({ ...app.config, keepAlive: true });
 }
 
 /** The enqueue input as JSON text; payloads are spliced in as the validated JSON they already are. */

@@ -1,5 +1,5 @@
 /** Small helpers for building parameterised SQL text. Values never enter the text. */
-import { TERMINAL_STATES, type JobState, type ListFilter } from '../model.ts';
+import { TERMINAL_STATES, type EnqueueResult, type JobState, type ListFilter, type NewJobRow } from '../model.ts';
 
 export class Params {
   readonly values: unknown[] = [];
@@ -73,4 +73,38 @@ export function chunkBy<T>(rows: T[], size: (r: T) => number, maxBytes: number, 
   }
   if (cur.length) chunks.push(cur);
   return chunks;
+}
+
+/**
+ * Enqueue in chunks until every row is settled: inserted (answered with ref null), or matched to
+ * the live job holding its refId (answered with that refId). A refId whose live job finished
+ * while we ran is neither, and is tried again; `insert` answers null to retry its whole chunk.
+ */
+export async function settleEnqueue(
+  rows: NewJobRow[],
+  maxBytes: number,
+  maxRows: number,
+  insert: (chunk: NewJobRow[]) => Promise<{ id: string; ref: string | null }[] | null>,
+): Promise<EnqueueResult[]> {
+  const results = new Map<string, EnqueueResult>();
+  let todo = rows;
+  for (let round = 0; todo.length && round < 5; round++) {
+    for (const chunk of chunkBy(todo, (r) => r.bytes, maxBytes, maxRows)) {
+      const found = await insert(chunk);
+      if (!found) continue;
+      const byRef = new Map<string, string>();
+      const inserted = new Set<string>();
+      for (const r of found) {
+        if (r.ref === null) inserted.add(r.id);
+        else byRef.set(r.ref, r.id);
+      }
+      for (const row of chunk) {
+        if (inserted.has(row.id)) results.set(row.id, { id: row.id, existed: false });
+        else if (row.refId && byRef.has(row.refId)) results.set(row.id, { id: byRef.get(row.refId)!, existed: true });
+      }
+    }
+    todo = todo.filter((r) => !results.has(r.id));
+  }
+  if (todo.length) throw new Error(`enqueue: could not settle refId "${todo[0].refId}" after 5 tries (a live job with it kept appearing and finishing)`);
+  return rows.map((r) => results.get(r.id)!);
 }

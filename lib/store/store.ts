@@ -22,7 +22,7 @@ import type {
   NewJobRow,
 } from '../model.ts';
 
-export type Dialect = 'sqlite' | 'postgres';
+export type Dialect = 'sqlite' | 'postgres' | 'mssql';
 
 export interface StoreCapabilities {
   /** Cross-process wake-ups (LISTEN/NOTIFY). Without it, other processes learn by polling. */

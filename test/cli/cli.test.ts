@@ -4,7 +4,7 @@ import { forEachDialect, until, type TestDb } from '../helpers/dialects.ts';
 
 const run = (t: TestDb, args: string[]) =>
   spawnSync(process.execPath, ['--import', 'tsx', 'lib/cli.ts', ...args], {
-    env: { ...process.env, DIALECT: t.dialect, LOCATION: t.location, PREFIX: t.prefix },
+    env: { ...process.env, DIALECT: t.dialect, DRIVER: t.driver, LOCATION: t.location, PREFIX: t.prefix },
     encoding: 'utf8',
     timeout: 30_000,
   });
@@ -24,7 +24,7 @@ forEachDialect('sqljobs CLI', ({ fresh }) => {
     expect(JSON.parse(before.stdout).live).to.deep.equal([{ state: 'pending', queue: 'greetings', count: 5 }]);
 
     const worker = spawn(process.execPath, ['--import', 'tsx', 'lib/cli.ts', 'worker', 'test/fixtures/cli-jobs.ts'], {
-      env: { ...process.env, DIALECT: t.dialect, LOCATION: t.location, PREFIX: t.prefix },
+      env: { ...process.env, DIALECT: t.dialect, DRIVER: t.driver, LOCATION: t.location, PREFIX: t.prefix },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';

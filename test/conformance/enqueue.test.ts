@@ -1,6 +1,8 @@
 import { expect } from 'chai';
 import type pg from 'pg';
 import type Database from 'better-sqlite3';
+import type { DatabasePool } from 'slonik';
+import type { ConnectionPool as MssqlPool } from 'mssql';
 import { JobValidationError } from '../../lib/index.ts';
 import { forEachDialect } from '../helpers/dialects.ts';
 
@@ -69,9 +71,9 @@ forEachDialect('enqueue and read', ({ fresh }) => {
     const got = await jobs.get(id);
     expect(Buffer.isBuffer(got!.payload)).to.equal(true);
     expect((got!.payload as Buffer).equals(bytes)).to.equal(true);
-    const col = t.dialect === 'sqlite' ? 'typeof(payload_bin)' : 'pg_typeof(payload_bin)::text';
+    const col = { sqlite: 'typeof(payload_bin)', postgres: 'pg_typeof(payload_bin)::text', mssql: "CASE WHEN payload IS NULL THEN CAST(DATALENGTH(payload_bin) AS VARCHAR(20)) + ' bytes' END" }[t.dialect];
     const rows = await t.query<{ k: string }>(`SELECT ${col} AS k FROM ${t.prefix}jobs WHERE id = ${t.dialect === 'sqlite' ? '?' : '$1'}`, [id]);
-    expect(rows[0].k).to.equal(t.dialect === 'sqlite' ? 'blob' : 'bytea');
+    expect(rows[0].k).to.equal({ sqlite: 'blob', postgres: 'bytea', mssql: `${bytes.length} bytes` }[t.dialect]);
   });
 
   it('refuses payloads JSON cannot hold, naming the job and the field', async () => {
@@ -190,6 +192,46 @@ forEachDialect('enqueue and read', ({ fresh }) => {
       let wrongTx: unknown;
       await jobs.enqueue('receipt', {}, { tx: {} }).catch((e) => (wrongTx = e));
       expect((wrongTx as Error).message).to.match(/opts.tx on SQLite must be the better-sqlite3 Database/);
+    } else if (t.driver === 'mssql') {
+      const pool = t.db as MssqlPool;
+      await t.query(`CREATE TABLE ${t.prefix}orders (id INT IDENTITY PRIMARY KEY, item NVARCHAR(100))`);
+      const tx = pool.transaction();
+      await tx.begin();
+      await t.appQuery(tx, `INSERT INTO ${t.prefix}orders (item) VALUES ($1)`, ['book']);
+      const kept = (await jobs.enqueue('receipt', { item: 'book' }, { tx })).id;
+      await tx.commit();
+      const tx2 = pool.transaction();
+      await tx2.begin();
+      const lost = (await jobs.enqueue('receipt', { item: 'pen' }, { tx: tx2 })).id;
+      await tx2.rollback();
+      expect(await jobs.get(kept)).to.not.equal(null);
+      expect(await jobs.get(lost)).to.equal(null);
+      let wrongTx: unknown;
+      await jobs.enqueue('receipt', {}, { tx: pool }).catch((e) => (wrongTx = e));
+      expect((wrongTx as Error).message).to.match(/opts.tx on SQL Server must be an mssql Transaction/);
+    } else if (t.driver === 'slonik') {
+      const pool = t.db as DatabasePool;
+      await t.query(`CREATE TABLE ${t.prefix}orders (id serial PRIMARY KEY, item text)`);
+      const kept = await pool.transaction(async (tx) => {
+        await t.appQuery(tx, `INSERT INTO ${t.prefix}orders (item) VALUES ($1)`, ['book']);
+        const id = (await jobs.enqueue('receipt', { item: 'book' }, { tx })).id;
+        expect(await jobs.get(id), 'invisible before commit').to.equal(null);
+        return id;
+      });
+      let lost = '';
+      const declined = await pool
+        .transaction(async (tx) => {
+          lost = (await jobs.enqueue('receipt', { item: 'pen' }, { tx })).id;
+          throw new Error('payment declined');
+        })
+        .catch((e: Error) => e.message);
+      expect(declined).to.equal('payment declined');
+      expect(await jobs.get(kept)).to.not.equal(null);
+      expect(lost).to.match(/^[0-9a-f-]{36}$/);
+      expect(await jobs.get(lost)).to.equal(null);
+      let wrongTx: unknown;
+      await jobs.enqueue('receipt', {}, { tx: pool }).catch((e) => (wrongTx = e));
+      expect((wrongTx as Error).message).to.match(/opts.tx on slonik must be the connection a transaction handler receives/);
     } else {
       const pool = t.db as pg.Pool;
       await pool.query('CREATE TABLE IF NOT EXISTS ' + t.prefix + 'orders (id serial PRIMARY KEY, item text)');

@@ -4,7 +4,10 @@ import type { JobContext } from '../../lib/index.ts';
 
 /** Database now in ms (the clock every stored time comes from). */
 async function dbNow(t: TestDb): Promise<number> {
-  const sql = t.dialect === 'sqlite' ? "SELECT CAST(unixepoch('subsec') * 1000 AS INTEGER) AS now" : 'SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::float8 AS now';
+  const sql =
+    t.dialect === 'sqlite' ? "SELECT CAST(unixepoch('subsec') * 1000 AS INTEGER) AS now"
+      : t.dialect === 'mssql' ? "SELECT DATEDIFF_BIG(millisecond, '19700101', SYSUTCDATETIME()) AS now"
+        : 'SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::float8 AS now';
   return Number((await t.query<{ now: number }>(sql))[0].now);
 }
 
@@ -361,7 +364,7 @@ forEachDialect('processing', ({ fresh }) => {
     const t = await fresh();
     const jobs = t.jobs({ worker: { pollInterval: 60_000 } });
     await jobs.migrate();
-    await t.query(`CREATE TABLE ${t.prefix}ledger (job_id TEXT NOT NULL, attempt INTEGER NOT NULL)`);
+    await t.query(`CREATE TABLE ${t.prefix}ledger (job_id ${t.dialect === 'mssql' ? 'NVARCHAR(100)' : 'TEXT'} NOT NULL, attempt INTEGER NOT NULL)`);
     const insert = `INSERT INTO ${t.prefix}ledger (job_id, attempt) VALUES (${t.dialect === 'sqlite' ? '?, ?' : '$1, $2'})`;
     jobs.define(
       'charge',
@@ -374,6 +377,7 @@ forEachDialect('processing', ({ fresh }) => {
           (ctx.tx as import('better-sqlite3').Database).prepare(insert).run(ctx.id, ctx.attempt);
           return fail();
         }
+        if (t.dialect === 'mssql') return t.appQuery(ctx.tx, insert, [ctx.id, ctx.attempt]).then(fail);
         return (ctx.tx as import('pg').PoolClient).query(insert, [ctx.id, ctx.attempt]).then(fail);
       },
       { transactional: true, backoff: { type: 'fixed', baseMs: 10, jitter: 0 } },

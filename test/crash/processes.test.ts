@@ -8,7 +8,7 @@ import { forEachDialect, sleep, until, type TestDb } from '../helpers/dialects.t
 import { spawnWorker, type WorkerProc } from '../helpers/processes.ts';
 
 function workerEnv(t: TestDb, extra: Record<string, string | number> = {}): Record<string, string | number> {
-  return { DIALECT: t.dialect, LOCATION: t.location, PREFIX: t.prefix, ...extra };
+  return { DIALECT: t.dialect, DRIVER: t.driver, LOCATION: t.location, PREFIX: t.prefix, ...extra };
 }
 
 forEachDialect('separate processes', ({ fresh }) => {
@@ -150,7 +150,11 @@ forEachDialect('separate processes', ({ fresh }) => {
     a.kill('SIGCONT');
     await a.waitFor(new RegExp(`^outcome-discarded ${x.id} lost$`), 10_000);
     await sleep(2500); // A's handler wakes and tries to complete in its transaction: refused, rolled back
-    const idle = await t.query(`SELECT 1 FROM pg_stat_activity WHERE state LIKE 'idle in transaction%' AND datname = current_database()`);
+    const idle = await t.query(
+      t.dialect === 'mssql'
+        ? `SELECT 1 FROM sys.dm_exec_sessions WHERE open_transaction_count > 0 AND database_id = DB_ID() AND session_id <> @@SPID`
+        : `SELECT 1 FROM pg_stat_activity WHERE state LIKE 'idle in transaction%' AND datname = current_database()`,
+    );
     expect(idle, 'A left no transaction open').to.have.length(0);
     const rows = await t.query<{ pid: number }>(`SELECT pid FROM ${t.prefix}ledger`);
     expect(rows.map((r) => r.pid)).to.deep.equal([b.pid]);

@@ -7,14 +7,22 @@ import pg from 'pg';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { createPool as createSlonikPool, sql as slonikSql, type DatabasePool, type DatabaseTransactionConnection, type Interceptor } from 'slonik';
 import { createJobs, type Jobs, type JobsOptions } from '../../lib/index.ts';
+import { token as slonikToken } from '../../lib/store/slonik.ts';
+import mssql, { type ConnectionPool as MssqlPool, type Transaction as MssqlTx, type Request as MssqlRequest } from 'mssql';
 
 export const PG_URL = process.env.SQLJOBS_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 
 export interface TestDb {
-  dialect: 'sqlite' | 'postgres';
+  /** The SQL the database speaks. */
+  dialect: 'sqlite' | 'postgres' | 'mssql';
+  /** The app's driver, when the dialect has more than one (slonik speaks postgres). */
+  driver: 'better-sqlite3' | 'pg' | 'slonik' | 'mssql';
   /** The app handle given to createJobs. */
-  db: Database.Database | pg.Pool;
+  db: Database.Database | pg.Pool | DatabasePool | MssqlPool;
+  /** Run the app's own statement ($n placeholders) on a transaction handle of this driver, as the app would. */
+  appQuery(handle: unknown, sql: string, params?: unknown[]): Promise<Record<string, unknown>[]>;
   prefix: string;
   /** What a child process needs to open the same database: a file path or a URL. */
   location: string;
@@ -28,7 +36,7 @@ export interface TestDb {
 }
 
 export interface DialectFactory {
-  name: 'sqlite' | 'postgres';
+  name: 'sqlite' | 'postgres' | 'slonik' | 'mssql';
   available(): Promise<string | null>;
   create(prefix?: string): Promise<TestDb>;
 }
@@ -66,7 +74,11 @@ const sqlite: DialectFactory = {
       db.pragma('busy_timeout = 5000');
       return {
         dialect: 'sqlite',
+        driver: 'better-sqlite3',
         db,
+        appQuery: async () => {
+          throw new Error('better-sqlite3 has no transaction handle to run on across an await');
+        },
         prefix,
         location: file,
         jobs: (opts = {}) => track(createJobs({ db, tablePrefix: prefix, ...opts })),
@@ -106,11 +118,14 @@ const postgres: DialectFactory = {
   },
   async create(prefix = uniquePrefix()) {
     const open = (): TestDb => {
-      const pool = new pg.Pool({ connectionString: PG_URL, max: 10 });
+      // Named after the test's prefix, so checks on pg_stat_activity see this test's sessions only.
+      const pool = new pg.Pool({ connectionString: PG_URL, max: 10, application_name: prefix });
       pool.on('error', () => undefined); // idle connections dropped by a server restart are replaced on next use
       return {
         dialect: 'postgres',
+        driver: 'pg',
         db: pool,
+        appQuery: async (handle, sql, params = []) => (await (handle as pg.PoolClient).query(sql, params)).rows,
         prefix,
         location: PG_URL,
         jobs: (opts = {}) => track(createJobs({ db: pool, tablePrefix: prefix, ...opts })),
@@ -124,16 +139,127 @@ const postgres: DialectFactory = {
     const first = open();
     const close = first.cleanup;
     first.cleanup = async () => {
-      const pool = first.db as pg.Pool;
-      const tables = await pool.query(`SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND tablename LIKE $1`, [`${prefix}%`]);
-      for (const t of tables.rows) await pool.query(`DROP TABLE IF EXISTS "${t.tablename}" CASCADE`);
+      await dropPrefixed(first.db as pg.Pool, prefix);
       await close();
     };
     return first;
   },
 };
 
-export const DIALECTS: DialectFactory[] = [sqlite, postgres];
+async function dropPrefixed(pool: pg.Pool, prefix: string): Promise<void> {
+  const tables = await pool.query(`SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND tablename LIKE $1`, [`${prefix}%`]);
+  for (const t of tables.rows) await pool.query(`DROP TABLE IF EXISTS "${t.tablename}" CASCADE`);
+}
+
+/**
+ * slonik 47 on the same PostgreSQL, with slonik's default type parsers (timestamps as numbers,
+ * int8 as bigint) and a camelCase row interceptor, as apps commonly configure it: the library's
+ * reads must not depend on either. Assertions (`query`) look at the tables through plain pg.
+ */
+const slonik: DialectFactory = {
+  name: 'slonik',
+  available: () => postgres.available(),
+  async create(prefix = uniquePrefix()) {
+    const open = async (): Promise<TestDb> => {
+      const url = new URL(PG_URL);
+      url.searchParams.set('application_name', prefix);
+      const pool = await createSlonikPool(url.toString(), { maximumPoolSize: 10, interceptors: [camelCaseRows] });
+      const side = new pg.Pool({ connectionString: PG_URL, max: 3 });
+      side.on('error', () => undefined);
+      return {
+        dialect: 'postgres',
+        driver: 'slonik',
+        db: pool,
+        appQuery: async (handle, sql, params = []) =>
+          [...(await (handle as DatabaseTransactionConnection).query(slonikToken(slonikSql.unsafe as never, sql, params) as never)).rows] as Record<string, unknown>[],
+        prefix,
+        location: PG_URL,
+        jobs: (opts = {}) => track(createJobs({ db: pool, tablePrefix: prefix, ...opts })),
+        query: async (sql, params = []) => (await side.query(sql, params)).rows as never,
+        another: () => open(),
+        cleanup: async () => {
+          await side.end();
+          await pool.end();
+        },
+      };
+    };
+    const first = await open();
+    const close = first.cleanup;
+    first.cleanup = async () => {
+      const side = new pg.Pool({ connectionString: PG_URL, max: 1 });
+      await dropPrefixed(side, prefix).finally(() => side.end());
+      await close();
+    };
+    return first;
+  },
+};
+
+/** A slonik interceptor apps use: snake_case columns become camelCase keys. */
+const camelCaseRows: Interceptor = {
+  name: 'camel-case-rows',
+  transformRow: (_ctx, _query, row) =>
+    Object.fromEntries(Object.entries(row).map(([k, v]) => [k.replace(/_([a-z])/g, (_m, c: string) => c.toUpperCase()), v])) as typeof row,
+};
+
+export const MSSQL_URL = process.env.SQLJOBS_MSSQL_URL;
+
+/** Run a test statement written with $n placeholders on an mssql pool or transaction (values bound). */
+async function mssqlQuery(on: { request(): MssqlRequest }, text: string, params: unknown[]): Promise<Record<string, unknown>[]> {
+  const req = on.request();
+  params.forEach((v, i) => req.input(`p${i + 1}`, v));
+  const res = await req.query(text.replace(/\$(\d+)/g, '@p$1'));
+  return (res.recordsets as unknown as Record<string, unknown>[][]).at(-1) ?? [];
+}
+
+/**
+ * SQL Server, only when SQLJOBS_MSSQL_URL is set (an mssql connection string, e.g.
+ * "Server=127.0.0.1,1433;Database=test;User Id=sa;Password=...;Encrypt=true;TrustServerCertificate=true").
+ */
+const sqlserver: DialectFactory = {
+  name: 'mssql',
+  async available() {
+    const pool = new mssql.ConnectionPool(MSSQL_URL!);
+    try {
+      await pool.connect();
+      return null;
+    } catch (err) {
+      return `SQL Server at SQLJOBS_MSSQL_URL is not reachable: ${(err as Error).message}`;
+    } finally {
+      await pool.close().catch(() => undefined);
+    }
+  },
+  async create(prefix = uniquePrefix()) {
+    const open = async (): Promise<TestDb> => {
+      const pool = await new mssql.ConnectionPool(MSSQL_URL!).connect();
+      pool.on('error', () => undefined);
+      return {
+        dialect: 'mssql',
+        driver: 'mssql',
+        db: pool,
+        appQuery: (handle, sql, params = []) => mssqlQuery(handle as MssqlTx, sql, params),
+        prefix,
+        location: MSSQL_URL!,
+        jobs: (opts = {}) => track(createJobs({ db: pool, tablePrefix: prefix, ...opts })),
+        query: (sql, params = []) => mssqlQuery(pool, sql, params) as never,
+        another: () => open(),
+        cleanup: async () => {
+          await pool.close();
+        },
+      };
+    };
+    const first = await open();
+    const close = first.cleanup;
+    first.cleanup = async () => {
+      const pool = first.db as MssqlPool;
+      const tables = await mssqlQuery(pool, `SELECT name FROM sys.tables WHERE name LIKE $1`, [`${prefix.replace(/_/g, '[_]')}%`]);
+      for (const t of tables) await pool.request().query(`DROP TABLE [${String(t.name).replace(/]/g, ']]')}]`);
+      await close();
+    };
+    return first;
+  },
+};
+
+export const DIALECTS: DialectFactory[] = [sqlite, postgres, slonik, ...(MSSQL_URL ? [sqlserver] : [])];
 
 /**
  * A mocha before() hook for dialect-only suites: skip loudly when the database (or something else

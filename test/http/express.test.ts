@@ -3,6 +3,7 @@ import express from 'express';
 import request from 'supertest';
 import http from 'node:http';
 import type pg from 'pg';
+import type { DatabasePool, DatabaseTransactionConnection } from 'slonik';
 import { jobsMiddleware, type Jobs } from '../../lib/index.ts';
 import { createRequire } from 'node:module';
 import { forEachDialect, sleep, until, type TestDb } from '../helpers/dialects.ts';
@@ -17,9 +18,8 @@ function shop(t: TestDb, jobs: Jobs, framework: typeof express = express) {
   app.use(framework.json());
   app.use(jobsMiddleware(jobs));
   const order = async (req: express.Request, item: string, code?: string) => {
-    if (t.dialect === 'postgres') {
-      const c = await req.jobs.transaction<pg.PoolClient>();
-      await c.query(`INSERT INTO ${t.prefix}orders (item, code) VALUES ($1, $2)`, [item, code ?? null]);
+    if (t.dialect !== 'sqlite') {
+      await t.appQuery(await req.jobs.transaction(), `INSERT INTO ${t.prefix}orders (item, code) VALUES ($1, $2)`, [item, code ?? null]);
     }
     return req.jobs.enqueue('receipt', { item }, { tag: item });
   };
@@ -130,10 +130,10 @@ forEachDialect('Express middleware', ({ fresh }) => {
     let afterwards = '';
     app.post('/hang', async (req, res) => {
       await req.jobs.enqueue('receipt', {}, { tag: 'hung' });
-      const db = t.dialect === 'postgres' ? await req.jobs.transaction<pg.PoolClient>() : null;
+      const db = t.dialect !== 'sqlite' ? await req.jobs.transaction() : null;
       await sleep(300);
       try {
-        if (db) await db.query('SELECT 1');
+        if (db) await t.appQuery(db, 'SELECT 1');
         await req.jobs.enqueue('receipt', {}, { tag: 'hung-late' });
         afterwards = 'used';
       } catch (err) {
@@ -154,7 +154,7 @@ forEachDialect('Express middleware', ({ fresh }) => {
     const jobs = t.jobs({ worker: false });
     await setup(t, jobs); // on SQLite the buffered write is the commit: a trigger makes it fail for 'zip'
     const app = shop(t, jobs);
-    const res = await request(app).post(t.dialect === 'postgres' ? '/dup' : '/ok').send({ item: 'zip' });
+    const res = await request(app).post(t.dialect !== 'sqlite' ? '/dup' : '/ok').send({ item: 'zip' });
     expect(res.status).to.equal(500);
     expect(res.body).to.deep.equal({ error: 'the request could not be committed' });
     expect(await visible(t, jobs, 'zip')).to.deep.equal({ job: false, row: false });
@@ -181,7 +181,7 @@ forEachDialect('Express middleware', ({ fresh }) => {
       expect(committed.size).to.equal(100);
       const jobTags = new Set((await jobs.list({ limit: 500 })).items.map((j) => j.tag));
       expect(jobTags).to.deep.equal(committed);
-      if (t.dialect === 'postgres') {
+      if (t.dialect !== 'sqlite') {
         const rows = await t.query<{ item: string }>(`SELECT item FROM ${t.prefix}orders`);
         expect(new Set(rows.map((r) => r.item))).to.deep.equal(committed);
       }
@@ -226,8 +226,13 @@ forEachDialect('Express middleware', ({ fresh }) => {
     await setup(t, jobs);
     const app = shop(t, jobs);
     let checkouts = 0;
-    if (t.dialect === 'postgres') (t.db as pg.Pool).on('acquire', () => checkouts++);
+    if (t.driver === 'pg') (t.db as pg.Pool).on('acquire', () => checkouts++);
     await request(app).get('/plain').expect(200);
+    if (t.driver === 'slonik') {
+      // slonik opens connections lazily: none was ever opened on the app's pool.
+      const s = (t.db as DatabasePool).state();
+      checkouts = s.acquiredConnections + s.idleConnections;
+    }
     expect(checkouts).to.equal(0);
     await request(app).post('/late').send({}).expect(200);
     await until(() => late, 'the late enqueue to settle');
@@ -236,7 +241,7 @@ forEachDialect('Express middleware', ({ fresh }) => {
 
   it('joins the app\'s own per-request transaction when given one (bring your own)', async function () {
     const t = await fresh();
-    if (t.dialect !== 'postgres') this.skip();
+    if (t.driver !== 'pg') this.skip(); // the bring-your-own middleware below is written with pg's API
     const jobs = t.jobs({ worker: false });
     await setup(t, jobs);
     const pool = t.db as pg.Pool;
@@ -261,6 +266,42 @@ forEachDialect('Express middleware', ({ fresh }) => {
     await sleep(50);
     expect((await jobs.list({ tag: 'byo-200' })).items).to.have.length(1);
     expect((await jobs.list({ tag: 'byo-409' })).items).to.have.length(0);
+  });
+
+  it('joins the app\'s own slonik transaction when given one (bring your own)', async function () {
+    const t = await fresh();
+    if (t.driver !== 'slonik') this.skip();
+    const jobs = t.jobs({ worker: false });
+    await setup(t, jobs);
+    const pool = t.db as DatabasePool;
+    type WithTrx = express.Request & { trx?: DatabaseTransactionConnection };
+    const app = express();
+    app.use((req: WithTrx, res, next) => {
+      // The app's own per-request slonik transaction: committed on a 2xx/3xx, rolled back otherwise.
+      void pool
+        .transaction(async (trx) => {
+          req.trx = trx;
+          const finished = new Promise((resolve) => res.on('finish', resolve));
+          next();
+          await finished;
+          if (res.statusCode >= 400) throw new Error('rolled back by the app');
+        }, 0)
+        .catch(() => undefined);
+    });
+    app.use(jobsMiddleware(jobs, { transaction: (req) => (req as WithTrx).trx }));
+    app.post('/byo/:status', async (req, res) => {
+      await t.appQuery(await req.jobs.transaction(), `INSERT INTO ${t.prefix}orders (item) VALUES ($1)`, [`byo-${req.params.status}`]);
+      await req.jobs.enqueue('receipt', {}, { tag: `byo-${req.params.status}` });
+      res.sendStatus(Number(req.params.status));
+    });
+    await request(app).post('/byo/200').expect(200);
+    await request(app).post('/byo/409').expect(409);
+    await until(async () => (await jobs.list({ tag: 'byo-200' })).items.length === 1, 'the committed job');
+    await sleep(50);
+    expect((await jobs.list({ tag: 'byo-409' })).items).to.have.length(0);
+    expect(await visible(t, jobs, 'byo-200')).to.deep.equal({ job: true, row: true });
+    expect(await visible(t, jobs, 'byo-409')).to.deep.equal({ job: false, row: false });
+    await poolSettled(t);
   });
 
   it('works as a producer-only web tier given a bare database handle', async () => {

@@ -1,9 +1,10 @@
-/** PostgreSQL only: wake-ups from other processes through LISTEN/NOTIFY, and the listener's reconnect. */
+/** PostgreSQL only (pg and slonik): wake-ups from other processes through LISTEN/NOTIFY, and the listener's reconnect. */
 import { expect } from 'chai';
 import { DIALECTS, requireDatabase, sleep, until } from '../helpers/dialects.ts';
 
-describe('LISTEN/NOTIFY wake-ups [postgres]', function () {
-  const factory = DIALECTS.find((d) => d.name === 'postgres')!;
+// pg, and slonik (whose listener and worker connections are plain pg clients built from its URI).
+for (const name of ['postgres', 'slonik'] as const) describe(`LISTEN/NOTIFY wake-ups [${name}]`, function () {
+  const factory = DIALECTS.find((d) => d.name === name)!;
   let cleanups: (() => Promise<void>)[] = [];
   before(requireDatabase(factory));
   afterEach(async () => {
@@ -68,11 +69,21 @@ describe('LISTEN/NOTIFY wake-ups [postgres]', function () {
     await listener.query(`LISTEN "${t.prefix}jobs"`);
     await jobs.enqueueMany(Array.from({ length: 50 }, (_, i) => ({ name: 'x', payload: i, queue: i % 2 ? 'a' : 'b' })));
     await jobs.enqueue('x', {}, { delay: 60_000, queue: 'c' });
-    const client = await (t.db as import('pg').Pool).connect();
-    await client.query('BEGIN');
-    await jobs.enqueue('x', {}, { tx: client, queue: 'd' });
-    await client.query('ROLLBACK');
-    client.release();
+    if (t.driver === 'slonik') {
+      const rolledBack = await (t.db as import('slonik').DatabasePool)
+        .transaction(async (tx) => {
+          await jobs.enqueue('x', {}, { tx, queue: 'd' });
+          throw new Error('rolled back');
+        })
+        .catch((e: Error) => e.message);
+      expect(rolledBack).to.equal('rolled back');
+    } else {
+      const client = await (t.db as import('pg').Pool).connect();
+      await client.query('BEGIN');
+      await jobs.enqueue('x', {}, { tx: client, queue: 'd' });
+      await client.query('ROLLBACK');
+      client.release();
+    }
     await sleep(200);
     expect(heard.sort()).to.deep.equal(['a', 'b']);
   });

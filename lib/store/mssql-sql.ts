@@ -1,0 +1,628 @@
+/**
+ * SQL Server (2019+, Azure SQL): the text of every statement, with its typed parameters. Pure
+ * functions of their input, so the text and the binding can be checked without a server; the
+ * store (mssql.ts) only runs them.
+ *
+ * NOT YET EXERCISED AGAINST A LIVE SQL SERVER. Checked against the vendor documentation
+ * (learn.microsoft.com, T-SQL reference):
+ * - OUTPUT clause: `OUTPUT inserted.*` / `deleted.*`, columns of a FROM table in DELETE/UPDATE,
+ *   one `OUTPUT ... INTO` plus one plain `OUTPUT` per statement; an OUTPUT INTO target may not
+ *   have triggers, CHECK constraints or foreign keys (history has none).
+ *   https://learn.microsoft.com/sql/t-sql/queries/output-clause-transact-sql
+ * - Table hints UPDLOCK, READPAST, ROWLOCK, HOLDLOCK, READCOMMITTEDLOCK (READPAST needs READ
+ *   COMMITTED or REPEATABLE READ; with READ_COMMITTED_SNAPSHOT on, READCOMMITTEDLOCK asks for
+ *   locking reads): https://learn.microsoft.com/sql/t-sql/queries/hints-transact-sql-table
+ * - sp_getapplock return codes (0/1 granted, -1 timeout, -2 cancelled, -3 deadlock, -999 error),
+ *   @LockOwner = 'Session', @LockTimeout = 0; APPLOCK_MODE returns 'NoLock' when not held:
+ *   https://learn.microsoft.com/sql/relational-databases/system-stored-procedures/sp-getapplock-transact-sql
+ *   https://learn.microsoft.com/sql/t-sql/functions/applock-mode-transact-sql
+ * - MERGE ... WITH (HOLDLOCK) for upserts (race-free insert-or-update), terminated by ';':
+ *   https://learn.microsoft.com/sql/t-sql/statements/merge-transact-sql
+ * - OPENJSON ... WITH (needs database compatibility level 130+; 2019 defaults to 150):
+ *   https://learn.microsoft.com/sql/t-sql/functions/openjson-transact-sql
+ * - No statement changes session settings (SET NOCOUNT / XACT_ABORT would outlive it: mssql never
+ *   resets a pooled connection); multi-statement writes use BEGIN TRY / TRANSACTION / CATCH
+ *   ROLLBACK; THROW. Whether a fenced write applied is read from its OUTPUT rows, not row counts.
+ * - TOP (@n) with ORDER BY in an updatable CTE; keyset pages (id < @cursor ORDER BY id DESC)
+ *   rather than OFFSET/FETCH, which rereads skipped rows.
+ */
+import { Params, listLimit, listWhere, statesByTable } from './sql.ts';
+import type { ListFilter, NewJobRow } from '../model.ts';
+import type { ClaimRequest, CompleteItem, FailItem, LogItem, ProgressItem, ReleaseItem, WorkerInfo } from './store.ts';
+import type { ScheduleDef } from '../schedule/schedule.ts';
+
+/** The SQL Server types parameters are bound with (mapped to the driver's types by the store). */
+export type ParamType = 'nvarchar' | 'nvarchar(max)' | 'varchar' | 'bigint' | 'int' | 'bit' | 'datetime2' | 'char36';
+
+export interface Param {
+  name: string;
+  type: ParamType;
+  value: string | number | boolean | Date | null;
+}
+
+export interface Stmt {
+  text: string;
+  params: Param[];
+}
+
+const NOW = 'SYSUTCDATETIME()';
+/** Our ids as text: binary collation, so comparisons and order are by byte (UUIDv7 time order). */
+const ID = 'CHAR(36) COLLATE Latin1_General_BIN2';
+
+/**
+ * Statements in one transaction that is rolled back on any error (the error is then re-raised).
+ * TRY/CATCH rather than SET XACT_ABORT ON, which would stay set on the pooled connection.
+ */
+export function atomic(body: string): string {
+  return `BEGIN TRY
+BEGIN TRANSACTION;
+${body}
+COMMIT;
+END TRY
+BEGIN CATCH
+  IF @@TRANCOUNT > 0 ROLLBACK;
+  THROW;
+END CATCH;`;
+}
+
+/** `base` plus a BIGINT number of milliseconds (DATEADD takes an INT: split into days and ms). */
+export function addMs(base: string, ms: string): string {
+  return `DATEADD(millisecond, (${ms}) % 86400000, DATEADD(day, (${ms}) / 86400000, ${base}))`;
+}
+
+/** A DATETIME2(3) from epoch milliseconds (BIGINT). */
+export function fromEpoch(ms: string): string {
+  return addMs("CAST('19700101' AS DATETIME2(3))", ms);
+}
+
+/**
+ * Columns both tables share, in one order, so a move between them is INSERT ... SELECT.
+ * CHECKPOINT is a reserved word in T-SQL: that column is always written delimited.
+ */
+export const COMMON = [
+  'id', 'name', 'queue', 'payload', 'payload_bin', 'priority', 'attempts', 'max_attempts', 'timeout_ms', 'backoff',
+  'run_at', 'created_at', 'started_at', 'ref_id', 'tag', 'batch_id', 'created_by', 'meta', 'progress', 'progress_message',
+  '[checkpoint]', 'error', 'worker_id',
+];
+const SUMMARY = COMMON.filter((c) => c !== 'payload' && c !== 'payload_bin' && c !== 'backoff').join(', ') + ', state';
+const CLAIMED = ['id', 'token', 'name', 'queue', 'payload', 'payload_bin', 'priority', 'attempts', 'max_attempts', 'timeout_ms', 'backoff', 'run_at', 'started_at', '[checkpoint]'];
+
+/** Failed attempts, by @x (id, token, attempt, err, delay_ms): retry later (delay) or fail for good (NULL delay). */
+const FAIL_X = `DECLARE @x TABLE (id ${ID} PRIMARY KEY, token ${ID}, attempt INT, err NVARCHAR(MAX), delay_ms BIGINT)`;
+
+export class MssqlSql {
+  constructor(readonly prefix: string) {}
+
+  t(name: string): string {
+    return this.prefix + name;
+  }
+
+  // ------------------------------------------------------------ enqueue
+
+  /**
+   * Insert the chunk, skipping rows whose refId matches a live job (or an earlier row of the
+   * chunk). UPDLOCK + HOLDLOCK on the refId probe hold the key range until commit, so two
+   * enqueuers of one refId serialise instead of both inserting; the unique index is the backstop.
+   * Answers (id, ref): ref NULL for an inserted row, else the refId of the live job it matched.
+   */
+  enqueue(rows: NewJobRow[]): Stmt {
+    const jobs = this.t('jobs');
+    return {
+      text: `DECLARE @input TABLE (ord INT, id ${ID}, name NVARCHAR(200), queue NVARCHAR(200), payload NVARCHAR(MAX), payload_b64 VARCHAR(MAX),
+  priority INT, max_attempts INT, timeout_ms INT, backoff NVARCHAR(MAX), run_at_ms BIGINT, delay_ms BIGINT, ref_id NVARCHAR(500),
+  tag NVARCHAR(500), batch_id NVARCHAR(500), created_by NVARCHAR(500), meta NVARCHAR(MAX));
+INSERT INTO @input SELECT * FROM OPENJSON(@rows) WITH (ord INT '$.ord', id CHAR(36) '$.id', name NVARCHAR(200) '$.name', queue NVARCHAR(200) '$.queue',
+  payload NVARCHAR(MAX) '$.payload', payload_b64 VARCHAR(MAX) '$.payload_b64', priority INT '$.priority', max_attempts INT '$.max_attempts',
+  timeout_ms INT '$.timeout_ms', backoff NVARCHAR(MAX) '$.backoff', run_at_ms BIGINT '$.run_at_ms', delay_ms BIGINT '$.delay_ms',
+  ref_id NVARCHAR(500) '$.ref_id', tag NVARCHAR(500) '$.tag', batch_id NVARCHAR(500) '$.batch_id', created_by NVARCHAR(500) '$.created_by',
+  meta NVARCHAR(MAX) '$.meta');
+DECLARE @ins TABLE (id ${ID});
+INSERT INTO ${jobs} (id, name, queue, state, payload, payload_bin, priority, max_attempts, timeout_ms, backoff, run_at, ref_id, tag, batch_id, created_by, meta)
+OUTPUT inserted.id INTO @ins
+SELECT i.id, i.name, i.queue, 'pending', i.payload,
+  CAST(N'' AS XML).value('xs:base64Binary(sql:column("i.payload_b64"))', 'VARBINARY(MAX)'),
+  i.priority, i.max_attempts, i.timeout_ms, i.backoff,
+  COALESCE(${fromEpoch('i.run_at_ms')}, ${addMs(NOW, 'i.delay_ms')}), i.ref_id, i.tag, i.batch_id, i.created_by, i.meta
+FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY ref_id ORDER BY ord) AS rn FROM @input) i
+WHERE i.ref_id IS NULL OR (i.rn = 1 AND NOT EXISTS (SELECT 1 FROM ${jobs} j WITH (UPDLOCK, HOLDLOCK) WHERE j.ref_id = i.ref_id));
+SELECT id, CAST(NULL AS NVARCHAR(500)) AS ref FROM @ins
+UNION ALL
+SELECT j.id, j.ref_id FROM ${jobs} j JOIN @input i ON j.ref_id = i.ref_id WHERE NOT EXISTS (SELECT 1 FROM @ins n WHERE n.id = i.id);`,
+      params: [{ name: 'rows', type: 'nvarchar(max)', value: inputJson(rows) }],
+    };
+  }
+
+  // ------------------------------------------------------------ claim and outcomes
+
+  /**
+   * Claim through an updatable CTE: UPDLOCK takes the rows for this claimer, READPAST skips rows
+   * another claimer holds (no waiting, no double claim), ROWLOCK keeps the locks to those rows.
+   * With READ_COMMITTED_SNAPSHOT on, READCOMMITTEDLOCK makes the scan a locking read.
+   */
+  claim(req: ClaimRequest, token: string, readCommittedSnapshot: boolean): Stmt {
+    const hints = readCommittedSnapshot ? 'UPDLOCK, READPAST, ROWLOCK, READCOMMITTEDLOCK' : 'UPDLOCK, READPAST, ROWLOCK';
+    const list = (p: string) => `(SELECT CAST(value AS NVARCHAR(200)) FROM OPENJSON(${p}))`;
+    return {
+      text: `WITH next AS (
+  SELECT TOP (@limit) * FROM ${this.t('jobs')} WITH (${hints})
+  WHERE state = 'pending' AND run_at <= ${NOW} AND name IN ${list('@names')}
+    AND (@queues IS NULL OR queue IN ${list('@queues')}) AND (@exclude IS NULL OR queue NOT IN ${list('@exclude')})
+  ORDER BY priority DESC, run_at, id)
+UPDATE next SET state = 'running', token = @token, worker_id = @worker, attempts = attempts + 1,
+  started_at = ${NOW}, progress = NULL, progress_message = NULL
+OUTPUT ${CLAIMED.map((c) => `inserted.${c}`).join(', ')};`,
+      params: [
+        { name: 'limit', type: 'int', value: req.limit },
+        { name: 'names', type: 'nvarchar(max)', value: JSON.stringify(req.names) },
+        { name: 'queues', type: 'nvarchar(max)', value: req.queues ? JSON.stringify(req.queues) : null },
+        { name: 'exclude', type: 'nvarchar(max)', value: req.excludeQueues ? JSON.stringify(req.excludeQueues) : null },
+        { name: 'token', type: 'char36', value: token },
+        { name: 'worker', type: 'nvarchar', value: req.workerId },
+      ],
+    };
+  }
+
+  /** Move completed attempts to history in one statement; answers the ids still owned. */
+  complete(items: CompleteItem[]): Stmt {
+    const cols = COMMON.map((c) => (c === 'error' ? 'NULL' : `deleted.${c}`)).join(', ');
+    return {
+      text: `DELETE j
+OUTPUT ${cols}, 'completed', ${NOW}, x.result INTO ${this.t('history')} (${COMMON.join(', ')}, state, finished_at, result)
+OUTPUT deleted.id
+FROM ${this.t('jobs')} j JOIN OPENJSON(@items) WITH (id CHAR(36) '$.id', token CHAR(36) '$.token', result NVARCHAR(MAX) '$.result') x
+  ON j.id = x.id AND j.token = x.token
+WHERE j.state = 'running';`,
+      params: [{ name: 'items', type: 'nvarchar(max)', value: JSON.stringify(items.map((i) => ({ id: i.id, token: i.token, result: i.resultJson }))) }],
+    };
+  }
+
+  /** The fenced fail of the rows in @x, in the batch's transaction; answers the ids it applied to. */
+  private failBody(): string {
+    const jobs = this.t('jobs');
+    const cols = COMMON.map((c) => (c === 'error' ? 'h.err' : `j.${c}`)).join(', ');
+    return `DECLARE @hit TABLE (id ${ID} PRIMARY KEY, worker_id NVARCHAR(300), started_at DATETIME2(3), attempt INT, err NVARCHAR(MAX), delay_ms BIGINT);
+INSERT INTO @hit SELECT j.id, j.worker_id, j.started_at, x.attempt, x.err, x.delay_ms
+  FROM ${jobs} j WITH (UPDLOCK, ROWLOCK) JOIN @x x ON j.id = x.id AND j.token = x.token WHERE j.state = 'running';
+UPDATE j SET state = 'pending', run_at = ${addMs(NOW, 'h.delay_ms')}, error = h.err, token = NULL
+  FROM ${jobs} j JOIN @hit h ON j.id = h.id WHERE h.delay_ms IS NOT NULL;
+INSERT INTO ${this.t('history')} (${COMMON.join(', ')}, state, finished_at, result)
+  SELECT ${cols}, 'failed', ${NOW}, NULL FROM ${jobs} j JOIN @hit h ON j.id = h.id WHERE h.delay_ms IS NULL;
+DELETE j FROM ${jobs} j JOIN @hit h ON j.id = h.id WHERE h.delay_ms IS NULL;
+MERGE ${this.t('attempts')} WITH (HOLDLOCK) AS a
+USING (SELECT id, attempt, worker_id, started_at, err FROM @hit) AS h ON a.job_id = h.id AND a.attempt = h.attempt
+WHEN MATCHED THEN UPDATE SET error = h.err, finished_at = ${NOW}
+WHEN NOT MATCHED THEN INSERT (job_id, attempt, worker_id, started_at, finished_at, error) VALUES (h.id, h.attempt, h.worker_id, h.started_at, ${NOW}, h.err);`;
+  }
+
+  fail(items: FailItem[]): Stmt {
+    return {
+      text: `${FAIL_X};
+INSERT INTO @x SELECT * FROM OPENJSON(@items) WITH (id CHAR(36) '$.id', token CHAR(36) '$.token', attempt INT '$.attempt', err NVARCHAR(MAX) '$.err', delay_ms BIGINT '$.delay_ms');
+${atomic(this.failBody())}
+SELECT id FROM @hit;`,
+      params: [
+        {
+          name: 'items',
+          type: 'nvarchar(max)',
+          value: JSON.stringify(items.map((i) => ({ id: i.id, token: i.token, attempt: i.attempt, err: JSON.stringify(i.error), delay_ms: i.retryDelayMs }))),
+        },
+      ],
+    };
+  }
+
+  /** Jobs of workers silent for stallMs: retry now, or fail for good at the attempt limit; forget those workers. */
+  rescueStalled(stallMs: number, readCommittedSnapshot: boolean): Stmt {
+    const hints = readCommittedSnapshot ? 'UPDLOCK, READPAST, ROWLOCK, READCOMMITTEDLOCK' : 'UPDLOCK, READPAST, ROWLOCK';
+    const message = `N'worker lost: worker ' + COALESCE(j.worker_id, N'?') + N' stopped sending heartbeats for over ' + CAST(@stall AS NVARCHAR(20)) + N' ms'`;
+    return {
+      text: `${FAIL_X};
+DECLARE @s TABLE (id ${ID} PRIMARY KEY, name NVARCHAR(200), queue NVARCHAR(200), dead BIT);
+${atomic(`INSERT INTO @x (id, token, attempt, err, delay_ms)
+OUTPUT inserted.id, NULL, NULL, CASE WHEN inserted.delay_ms IS NULL THEN 1 ELSE 0 END INTO @s (id, name, queue, dead)
+SELECT j.id, j.token, j.attempts, (SELECT ${message} AS message, 'WorkerLost' AS name FOR JSON PATH, WITHOUT_ARRAY_WRAPPER),
+  CASE WHEN j.attempts >= j.max_attempts THEN NULL ELSE 0 END
+FROM ${this.t('jobs')} j WITH (${hints})
+WHERE j.state = 'running' AND NOT EXISTS (
+  SELECT 1 FROM ${this.t('workers')} w WHERE w.id = j.worker_id AND w.heartbeat_at > ${addMs(NOW, '-@stall')});
+UPDATE s SET name = j.name, queue = j.queue FROM @s s JOIN ${this.t('jobs')} j ON j.id = s.id;
+${this.failBody()}
+DELETE FROM ${this.t('workers')} WHERE heartbeat_at <= ${addMs(NOW, '-@stall')};`)}
+SELECT s.id, s.name, s.queue, CASE WHEN s.dead = 1 THEN 'failed' ELSE 'retry' END AS outcome FROM @s s JOIN @hit h ON h.id = s.id;`,
+      params: [{ name: 'stall', type: 'bigint', value: stallMs }],
+    };
+  }
+
+  release(items: ReleaseItem[]): Stmt {
+    return {
+      text: `UPDATE j SET state = 'pending', run_at = ${addMs(NOW, 'x.delay_ms')}, attempts = j.attempts - x.refund, token = NULL
+OUTPUT inserted.id
+FROM ${this.t('jobs')} j JOIN OPENJSON(@items) WITH (id CHAR(36) '$.id', token CHAR(36) '$.token', delay_ms BIGINT '$.delay_ms', refund INT '$.refund') x
+  ON j.id = x.id AND j.token = x.token
+WHERE j.state = 'running';`,
+      params: [
+        { name: 'items', type: 'nvarchar(max)', value: JSON.stringify(items.map((i) => ({ id: i.id, token: i.token, delay_ms: i.delayMs, refund: i.refund ? 1 : 0 }))) },
+      ],
+    };
+  }
+
+  saveProgress(items: ProgressItem[]): Stmt {
+    return {
+      text: `UPDATE j SET progress = x.progress, progress_message = x.message
+OUTPUT inserted.id
+FROM ${this.t('jobs')} j JOIN OPENJSON(@items) WITH (id CHAR(36) '$.id', token CHAR(36) '$.token', progress REAL '$.progress', message NVARCHAR(MAX) '$.message') x
+  ON j.id = x.id AND j.token = x.token
+WHERE j.state = 'running';`,
+      params: [{ name: 'items', type: 'nvarchar(max)', value: JSON.stringify(items.map((i) => ({ id: i.id, token: i.token, progress: i.progress, message: i.message }))) }],
+    };
+  }
+
+  /** Lines of attempts still owned, in order (INSERT ... SELECT ... ORDER BY assigns identities in that order). */
+  appendLogs(items: LogItem[]): Stmt {
+    const lines = items.flatMap((it) => it.lines.map((l) => ({ id: it.id, token: it.token, attempt: it.attempt, at: Math.round(l.at), message: l.message })));
+    return {
+      text: `INSERT INTO ${this.t('logs')} (job_id, attempt, at, message)
+OUTPUT inserted.job_id AS id
+SELECT x.id, x.attempt, ${fromEpoch('x.at')}, x.message
+FROM OPENJSON(@lines) WITH (n INT '$.n', id CHAR(36) '$.id', token CHAR(36) '$.token', attempt INT '$.attempt', at BIGINT '$.at', message NVARCHAR(MAX) '$.message') x
+WHERE EXISTS (SELECT 1 FROM ${this.t('jobs')} j WHERE j.id = x.id AND j.token = x.token AND j.state = 'running')
+ORDER BY x.n;`,
+      params: [{ name: 'lines', type: 'nvarchar(max)', value: JSON.stringify(lines.map((l, n) => ({ n, ...l }))) }],
+    };
+  }
+
+  saveCheckpoint(id: string, token: string, stateJson: string): Stmt {
+    return {
+      text: `UPDATE ${this.t('jobs')} SET [checkpoint] = @state OUTPUT inserted.id WHERE id = @id AND token = @token AND state = 'running';`,
+      params: [
+        { name: 'id', type: 'char36', value: id },
+        { name: 'token', type: 'char36', value: token },
+        { name: 'state', type: 'nvarchar(max)', value: stateJson },
+      ],
+    };
+  }
+
+  // ------------------------------------------------------------ liveness
+
+  heartbeat(w: WorkerInfo): Stmt {
+    return {
+      text: `MERGE ${this.t('workers')} WITH (HOLDLOCK) AS w USING (SELECT @id AS id) AS s ON w.id = s.id
+WHEN MATCHED THEN UPDATE SET heartbeat_at = ${NOW}
+WHEN NOT MATCHED THEN INSERT (id, host, pid, queues, names, concurrency) VALUES (@id, @host, @pid, @queues, @names, @concurrency);
+SELECT id, token FROM ${this.t('jobs')} WHERE worker_id = @id AND state = 'running';`,
+      params: [
+        { name: 'id', type: 'nvarchar', value: w.id },
+        { name: 'host', type: 'nvarchar', value: w.host },
+        { name: 'pid', type: 'int', value: w.pid },
+        { name: 'queues', type: 'nvarchar(max)', value: w.queues ? JSON.stringify(w.queues) : null },
+        { name: 'names', type: 'nvarchar(max)', value: JSON.stringify(w.names) },
+        { name: 'concurrency', type: 'int', value: w.concurrency },
+      ],
+    };
+  }
+
+  // ------------------------------------------------------------ leases
+
+  /** Take or renew: a MERGE under HOLDLOCK, so two first takers cannot both insert. */
+  acquireLease(name: string, owner: string, ttlMs: number): Stmt {
+    return {
+      text: `MERGE ${this.t('leases')} WITH (HOLDLOCK) AS l USING (SELECT @name AS name) AS s ON l.name = s.name
+WHEN MATCHED AND (l.owner = @owner OR l.expires_at <= ${NOW}) THEN UPDATE SET
+  token = CASE WHEN l.owner = @owner AND l.expires_at > ${NOW} THEN l.token ELSE l.token + 1 END,
+  owner = @owner, expires_at = ${addMs(NOW, '@ttl')}
+WHEN NOT MATCHED THEN INSERT (name, owner, token, expires_at) VALUES (@name, @owner, 1, ${addMs(NOW, '@ttl')})
+OUTPUT inserted.token;`,
+      params: [
+        { name: 'name', type: 'nvarchar', value: name },
+        { name: 'owner', type: 'nvarchar', value: owner },
+        { name: 'ttl', type: 'bigint', value: ttlMs },
+      ],
+    };
+  }
+
+  renewLease(name: string, owner: string, token: number, ttlMs: number): Stmt {
+    return {
+      text: `UPDATE ${this.t('leases')} SET expires_at = ${addMs(NOW, '@ttl')} OUTPUT inserted.name WHERE name = @name AND owner = @owner AND token = @token AND expires_at > ${NOW};`,
+      params: [
+        { name: 'ttl', type: 'bigint', value: ttlMs },
+        { name: 'name', type: 'nvarchar', value: name },
+        { name: 'owner', type: 'nvarchar', value: owner },
+        { name: 'token', type: 'bigint', value: token },
+      ],
+    };
+  }
+
+  /** Expire rather than delete: the row keeps the token, so the next owner's is greater. */
+  releaseLease(name: string, owner: string, token: number): Stmt {
+    return {
+      text: `UPDATE ${this.t('leases')} SET expires_at = DATEADD(millisecond, -1, ${NOW}) OUTPUT inserted.name WHERE name = @name AND owner = @owner AND token = @token AND expires_at > ${NOW};`,
+      params: [
+        { name: 'name', type: 'nvarchar', value: name },
+        { name: 'owner', type: 'nvarchar', value: owner },
+        { name: 'token', type: 'bigint', value: token },
+      ],
+    };
+  }
+
+  /** Session-owned app lock, no waiting: the return code says whether it was granted (>= 0). */
+  getAppLock(resource: string): Stmt {
+    return {
+      text: `DECLARE @r INT;
+EXEC @r = sp_getapplock @Resource = @resource, @LockMode = 'Exclusive', @LockOwner = 'Session', @LockTimeout = 0;
+SELECT @r AS r, @@SPID AS spid;`,
+      params: [{ name: 'resource', type: 'nvarchar', value: resource }],
+    };
+  }
+
+  appLockMode(resource: string): Stmt {
+    return { text: `SELECT APPLOCK_MODE('public', @resource, 'Session') AS mode;`, params: [{ name: 'resource', type: 'nvarchar', value: resource }] };
+  }
+
+  releaseAppLock(resource: string): Stmt {
+    return { text: `EXEC sp_releaseapplock @Resource = @resource, @LockOwner = 'Session';`, params: [{ name: 'resource', type: 'nvarchar', value: resource }] };
+  }
+
+  /** Which session holds the app lock (needs VIEW SERVER STATE / VIEW DATABASE STATE; the caller falls back). */
+  appLockHolder(resource: string): Stmt {
+    // The lock's description shows the first 32 characters of the name in brackets; LIKE's own
+    // wildcards in it ([ ] _ %) are escaped as one-character classes.
+    const shown = resource.slice(0, 32).replace(/[[\]_%]/g, (c) => `[${c}]`);
+    return {
+      text: `SELECT TOP (1) l.request_session_id AS spid, s.host_name AS host, s.program_name AS program
+FROM sys.dm_tran_locks l LEFT JOIN sys.dm_exec_sessions s ON s.session_id = l.request_session_id
+WHERE l.resource_type = 'APPLICATION' AND l.resource_database_id = DB_ID() AND l.request_owner_type = 'SESSION'
+  AND l.request_status = 'GRANT' AND l.resource_description LIKE @pattern;`,
+      params: [{ name: 'pattern', type: 'nvarchar', value: `%[[]${shown}]%` }],
+    };
+  }
+
+  // ------------------------------------------------------------ reads and admin verbs
+
+  get(id: string): Stmt {
+    const cols = COMMON.join(', ');
+    return {
+      text: `SELECT ${cols}, state, CAST(NULL AS DATETIME2(3)) AS finished_at, CAST(NULL AS NVARCHAR(MAX)) AS result FROM ${this.t('jobs')} WHERE id = @id
+UNION ALL
+SELECT ${cols}, state, finished_at, result FROM ${this.t('history')} WHERE id = @id;`,
+      params: [{ name: 'id', type: 'char36', value: id }],
+    };
+  }
+
+  /** Keyset pages, newest first: each half is TOP (n) by id DESC, then the union is cut to n. */
+  list(filter: ListFilter): Stmt {
+    const limit = listLimit(filter);
+    const { live, history } = statesByTable(filter);
+    const p = new Params('qmark');
+    const cols = filter.includePayload ? `${SUMMARY}, payload, payload_bin` : SUMMARY;
+    const parts: string[] = [];
+    if (live) {
+      parts.push(`SELECT * FROM (SELECT TOP (${p.add(limit)}) ${cols}, CAST(NULL AS DATETIME2(3)) AS finished_at${filter.includePayload ? ', CAST(NULL AS NVARCHAR(MAX)) AS result' : ''}
+  FROM ${this.t('jobs')} ${listWhere(filter, live, 2, p, (d) => d)} ORDER BY id DESC) l`);
+    }
+    if (history) {
+      parts.push(`SELECT * FROM (SELECT TOP (${p.add(limit)}) ${cols}, finished_at${filter.includePayload ? ', result' : ''}
+  FROM ${this.t('history')} ${listWhere(filter, history, 4, p, (d) => d)} ORDER BY id DESC) h`);
+    }
+    const text = `SELECT TOP (${p.add(limit)}) * FROM (${parts.join(' UNION ALL ')}) page ORDER BY id DESC;`;
+    return numbered(text, p.values);
+  }
+
+  cancel(id: string): Stmt {
+    const cols = COMMON.join(', ');
+    return {
+      text: `DECLARE @gone TABLE (state VARCHAR(16), worker_id NVARCHAR(300));
+${atomic(`INSERT INTO ${this.t('history')} (${cols}, state, finished_at, result)
+  SELECT ${cols}, 'cancelled', ${NOW}, NULL FROM ${this.t('jobs')} WITH (UPDLOCK, HOLDLOCK) WHERE id = @id;
+DELETE FROM ${this.t('jobs')} OUTPUT deleted.state, deleted.worker_id INTO @gone WHERE id = @id;`)}
+SELECT state, worker_id FROM @gone;`,
+      params: [{ name: 'id', type: 'char36', value: id }],
+    };
+  }
+
+  /** A pending job: run now. A finished one: back to pending (one more attempt allowed). */
+  retry(id: string): Stmt {
+    const cols = COMMON.join(', ');
+    const back = COMMON.map((c) =>
+      c === 'max_attempts' ? 'CASE WHEN max_attempts > attempts THEN max_attempts ELSE attempts + 1 END'
+        : c === 'run_at' ? NOW
+          : ['started_at', 'progress', 'progress_message', 'worker_id'].includes(c) ? 'NULL'
+            : c,
+    ).join(', ');
+    return {
+      text: `DECLARE @state VARCHAR(16) = NULL;
+${atomic(`UPDATE ${this.t('jobs')} SET run_at = ${NOW} WHERE id = @id AND state = 'pending';
+IF @@ROWCOUNT = 1 SET @state = 'pending';
+ELSE IF EXISTS (SELECT 1 FROM ${this.t('history')} WITH (UPDLOCK, HOLDLOCK) WHERE id = @id)
+BEGIN
+  INSERT INTO ${this.t('jobs')} (${cols}, state) SELECT ${back}, 'pending' FROM ${this.t('history')} WHERE id = @id;
+  DELETE FROM ${this.t('history')} WHERE id = @id;
+  SET @state = 'pending';
+END;`)}
+SELECT @state AS state;`,
+      params: [{ name: 'id', type: 'char36', value: id }],
+    };
+  }
+
+  pruneHistory(olderThanMs: number, limit: number): Stmt {
+    return {
+      text: `DECLARE @gone TABLE (id ${ID} PRIMARY KEY);
+${atomic(`DELETE TOP (@limit) FROM ${this.t('history')} OUTPUT deleted.id INTO @gone WHERE finished_at < ${addMs(NOW, '-@older')};
+DELETE l FROM ${this.t('logs')} l JOIN @gone g ON l.job_id = g.id;
+DELETE a FROM ${this.t('attempts')} a JOIN @gone g ON a.job_id = g.id;`)}
+SELECT COUNT(*) AS n FROM @gone;`,
+      params: [
+        { name: 'limit', type: 'int', value: limit },
+        { name: 'older', type: 'bigint', value: olderThanMs },
+      ],
+    };
+  }
+
+  nextDueIn(names: string[], queues?: string[]): Stmt {
+    return {
+      text: `SELECT DATEDIFF_BIG(millisecond, ${NOW}, MIN(run_at)) AS due FROM ${this.t('jobs')}
+WHERE state = 'pending' AND name IN (SELECT CAST(value AS NVARCHAR(200)) FROM OPENJSON(@names))
+  AND (@queues IS NULL OR queue IN (SELECT CAST(value AS NVARCHAR(200)) FROM OPENJSON(@queues)));`,
+      params: [
+        { name: 'names', type: 'nvarchar(max)', value: JSON.stringify(names) },
+        { name: 'queues', type: 'nvarchar(max)', value: queues ? JSON.stringify(queues) : null },
+      ],
+    };
+  }
+
+  // ------------------------------------------------------------ schedules
+
+  upsertSchedule(d: ScheduleDef, nextRunAt: number | null): Stmt {
+    const changed = `(EXISTS (SELECT s.cron, s.timezone, s.every_ms, s.start_at EXCEPT SELECT i.cron, i.timezone, i.every_ms, i.start_at) OR s.next_run_at IS NULL)`;
+    return {
+      text: `MERGE ${this.t('schedules')} WITH (HOLDLOCK) AS s
+USING (SELECT @key AS [key], @name AS name, @cron AS cron, @timezone AS timezone, @every_ms AS every_ms, @start_at AS start_at, @end_at AS end_at,
+  @max_runs AS max_runs, @payload AS payload, @options AS options, @overlap AS overlap, @missed AS missed, @next_run_at AS next_run_at) AS i
+ON s.[key] = i.[key]
+WHEN MATCHED THEN UPDATE SET name = i.name, cron = i.cron, timezone = i.timezone, every_ms = i.every_ms, start_at = i.start_at, end_at = i.end_at,
+  max_runs = i.max_runs, payload = i.payload, options = i.options, overlap = i.overlap, missed = i.missed,
+  next_run_at = CASE WHEN ${changed} THEN i.next_run_at ELSE s.next_run_at END, updated_at = ${NOW}
+WHEN NOT MATCHED THEN INSERT ([key], name, cron, timezone, every_ms, start_at, end_at, max_runs, payload, options, overlap, missed, next_run_at)
+  VALUES (i.[key], i.name, i.cron, i.timezone, i.every_ms, i.start_at, i.end_at, i.max_runs, i.payload, i.options, i.overlap, i.missed, i.next_run_at);`,
+      params: [
+        { name: 'key', type: 'nvarchar', value: d.key },
+        { name: 'name', type: 'nvarchar', value: d.name },
+        { name: 'cron', type: 'nvarchar', value: d.cron },
+        { name: 'timezone', type: 'nvarchar', value: d.timezone },
+        { name: 'every_ms', type: 'bigint', value: d.everyMs },
+        { name: 'start_at', type: 'datetime2', value: at(d.startAt) },
+        { name: 'end_at', type: 'datetime2', value: at(d.endAt) },
+        { name: 'max_runs', type: 'int', value: d.maxRuns },
+        { name: 'payload', type: 'nvarchar(max)', value: d.payloadJson },
+        { name: 'options', type: 'nvarchar(max)', value: d.optionsJson },
+        { name: 'overlap', type: 'varchar', value: d.overlap },
+        { name: 'missed', type: 'varchar', value: d.missed },
+        { name: 'next_run_at', type: 'datetime2', value: at(nextRunAt) },
+      ],
+    };
+  }
+
+  /**
+   * Fire one tick: its row under the tick's primary key (a second firing inserts nothing), then
+   * the job (or a skipped record when the previous run is live), in one transaction.
+   */
+  fireSchedule(key: string, fireAt: number, row: NewJobRow, skipIfLive: boolean): Stmt {
+    const enqueue = this.enqueue([row]);
+    const skippedError = JSON.stringify({ message: `skipped: the previous run of schedule "${key}" was still live (overlap: skip)` });
+    return {
+      text: `DECLARE @fired INT = 0, @live BIT = 0;
+${atomic(`INSERT INTO ${this.t('schedule_ticks')} (schedule_key, fire_at, job_id)
+  SELECT @key, @fire_at, @job_id WHERE NOT EXISTS (
+    SELECT 1 FROM ${this.t('schedule_ticks')} WITH (UPDLOCK, HOLDLOCK) WHERE schedule_key = @key AND fire_at = @fire_at);
+SET @fired = @@ROWCOUNT;
+IF @fired = 1
+BEGIN
+  IF @skip_if_live = 1 AND @ref_id IS NOT NULL AND EXISTS (SELECT 1 FROM ${this.t('jobs')} WHERE ref_id = @ref_id) SET @live = 1;
+  IF @live = 1
+    INSERT INTO ${this.t('history')} (id, name, queue, state, payload, priority, attempts, max_attempts, run_at, created_at, finished_at, tag, batch_id, created_by, meta, error)
+    VALUES (@job_id, @name, @queue, 'skipped', @payload, @priority, 0, @max_attempts, @fire_at, ${NOW}, ${NOW}, @tag, @batch_id, @created_by, @meta, @skipped_error);
+  ELSE
+  BEGIN
+    ${enqueue.text.replace(/SELECT id, CAST\(NULL[\s\S]*$/, '')}
+  END;
+  UPDATE ${this.t('schedules')} SET last_run_at = @fire_at, last_job_id = @job_id, runs = runs + 1 WHERE [key] = @key;
+END;`)}
+SELECT @fired AS fired, @live AS live;`,
+      params: [
+        ...enqueue.params,
+        { name: 'key', type: 'nvarchar', value: key },
+        { name: 'fire_at', type: 'datetime2', value: new Date(fireAt) },
+        { name: 'job_id', type: 'char36', value: row.id },
+        { name: 'skip_if_live', type: 'bit', value: skipIfLive },
+        { name: 'ref_id', type: 'nvarchar', value: row.refId },
+        { name: 'name', type: 'nvarchar', value: row.name },
+        { name: 'queue', type: 'nvarchar', value: row.queue },
+        { name: 'payload', type: 'nvarchar(max)', value: row.payloadJson },
+        { name: 'priority', type: 'int', value: row.priority },
+        { name: 'max_attempts', type: 'int', value: row.maxAttempts },
+        { name: 'tag', type: 'nvarchar', value: row.tag },
+        { name: 'batch_id', type: 'nvarchar', value: row.batchId },
+        { name: 'created_by', type: 'nvarchar', value: row.createdBy },
+        { name: 'meta', type: 'nvarchar(max)', value: row.metaJson },
+        { name: 'skipped_error', type: 'nvarchar(max)', value: skippedError },
+      ],
+    };
+  }
+
+  advanceSchedule(key: string, from: number, nextRunAt: number | null): Stmt {
+    return {
+      text: `UPDATE ${this.t('schedules')} SET next_run_at = @next, enabled = CASE WHEN @next IS NULL THEN 0 ELSE enabled END
+WHERE [key] = @key AND next_run_at = @from;`,
+      params: [
+        { name: 'next', type: 'datetime2', value: at(nextRunAt) },
+        { name: 'key', type: 'nvarchar', value: key },
+        { name: 'from', type: 'datetime2', value: new Date(from) },
+      ],
+    };
+  }
+
+  setScheduleEnabled(key: string, enabled: boolean, nextRunAt: number | null): Stmt {
+    return {
+      text: `UPDATE ${this.t('schedules')} SET enabled = @enabled, next_run_at = COALESCE(@next, next_run_at), updated_at = ${NOW} OUTPUT inserted.[key] WHERE [key] = @key;`,
+      params: [
+        { name: 'enabled', type: 'bit', value: enabled },
+        { name: 'next', type: 'datetime2', value: at(nextRunAt) },
+        { name: 'key', type: 'nvarchar', value: key },
+      ],
+    };
+  }
+
+  removeSchedule(key: string): Stmt {
+    return {
+      text: `${atomic(`DELETE FROM ${this.t('schedule_ticks')} WHERE schedule_key = @key;
+DELETE FROM ${this.t('schedules')} OUTPUT deleted.[key] WHERE [key] = @key;`)}`,
+      params: [{ name: 'key', type: 'nvarchar', value: key }],
+    };
+  }
+}
+
+function at(ms: number | null): Date | null {
+  return ms === null ? null : new Date(ms);
+}
+
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const STATES = new Set(['pending', 'running', 'completed', 'failed', 'cancelled', 'skipped']);
+
+/**
+ * Turn `?` placeholders (from the shared list helpers) into @p1..@pn, typed like the columns they
+ * meet (an id cursor as CHAR(36), a state as VARCHAR), so the comparison can seek an index.
+ */
+function numbered(text: string, values: unknown[]): Stmt {
+  let n = 0;
+  const out = text.replace(/\?/g, () => `@p${++n}`);
+  const type = (v: unknown): ParamType =>
+    v instanceof Date ? 'datetime2'
+      : typeof v === 'number' ? 'int'
+        : typeof v === 'string' && UUID_RE.test(v) ? 'char36'
+          : typeof v === 'string' && STATES.has(v) ? 'varchar'
+            : 'nvarchar';
+  return { text: out, params: values.map((v, i) => ({ name: `p${i + 1}`, type: type(v), value: v as Param['value'] })) };
+}
+
+/** The enqueue input as JSON: payloads and other JSON fields travel as strings of JSON text. */
+function inputJson(rows: NewJobRow[]): string {
+  return JSON.stringify(
+    rows.map((r, ord) => ({
+      ord,
+      id: r.id,
+      name: r.name,
+      queue: r.queue,
+      payload: r.payloadJson,
+      payload_b64: r.payloadBin ? r.payloadBin.toString('base64') : null,
+      priority: r.priority,
+      max_attempts: r.maxAttempts,
+      timeout_ms: r.timeoutMs,
+      backoff: r.backoffJson,
+      run_at_ms: r.runAt ? r.runAt.getTime() : null,
+      delay_ms: r.delayMs,
+      ref_id: r.refId,
+      tag: r.tag,
+      batch_id: r.batchId,
+      created_by: r.createdBy,
+      meta: r.metaJson,
+    })),
+  );
+}

@@ -1,0 +1,535 @@
+/**
+ * SQL Server 2019+ and Azure SQL (mssql 12 over tedious; on Node 20 tedious 19): running the
+ * statements of mssql-sql.ts. NOT YET EXERCISED AGAINST A LIVE SQL SERVER (none was available
+ * where this was written); the conformance suite runs it when SQLJOBS_MSSQL_URL is set.
+ *
+ * Enqueue runs on the app's ConnectionPool, or on the app's Transaction given as opts.tx. mssql
+ * refuses a second request on a transaction while one runs (EREQINPROG), so every statement we
+ * send on a transaction goes through that transaction's serial queue. The worker's statements
+ * run on a private pool built from the app pool's config. Leadership uses a session-owned app
+ * lock (sp_getapplock) on a connection of its own. Times come from the database clock
+ * (SYSUTCDATETIME, DATETIME2(3), read back as UTC Dates: mssql's default useUTC).
+ */
+import { createRequire } from 'node:module';
+import type { AttemptRecord, EnqueueResult, JobRecord, JobState, ListFilter, ListPage, LogRecord, NewJobRow } from '../model.ts';
+import type { ScheduleDef } from '../schedule/schedule.ts';
+import { checkNotNewer, loadMigrations, splitStatements } from './migrations.ts';
+import { MssqlSql, type Param, type ParamType, type Stmt } from './mssql-sql.ts';
+import { claimOrder, textCodec, toAttemptRecord, toClaimedJob, toJobRecord, toLogRecord, toStoredSchedule, toWorkerRecord, withCurrentAttempt, type RowCodec } from './rows.ts';
+import { settleEnqueue } from './sql.ts';
+import type {
+  CancelResult, ClaimRequest, ClaimedJob, CompleteItem, FailItem, Fenced, LogItem, OpenTransaction, ProgressItem, ReleaseItem,
+  RescuedJob, SessionLock, StatusCounts, Store, StoreCapabilities, StoredSchedule, WorkerInfo, WorkerRecord,
+} from './store.ts';
+
+type Row = Record<string, unknown>;
+
+interface MssqlResult {
+  recordset?: Row[];
+  recordsets: Row[][];
+  rowsAffected: number[];
+}
+
+/** What we use of an mssql Request. */
+export interface MssqlRequestLike {
+  input(name: string, type: unknown, value: unknown): MssqlRequestLike;
+  query(text: string): Promise<MssqlResult>;
+}
+
+/** What we use of an mssql Transaction. */
+export interface MssqlTransactionLike {
+  begin(isolationLevel?: number): Promise<unknown>;
+  commit(): Promise<void>;
+  rollback(): Promise<void>;
+  request(): MssqlRequestLike;
+  readonly parent: unknown;
+}
+
+/** An mssql ConnectionPool (`new sql.ConnectionPool(config)`; the app connects it). */
+export interface MssqlPoolLike {
+  readonly connected: boolean;
+  readonly config: object;
+  connect(): Promise<unknown>;
+  close(): Promise<unknown>;
+  request(): MssqlRequestLike;
+  transaction(): MssqlTransactionLike;
+  on(event: 'error', cb: (err: unknown) => void): unknown;
+}
+
+/** Rows from tedious: DATETIME2 as UTC Dates, JSON as NVARCHAR text, BIGINT as strings, BIT as booleans. */
+const codec: RowCodec = { date: (v) => (v == null ? null : v instanceof Date ? v : new Date(v as string)), json: textCodec.json };
+
+const CHUNK_BYTES = 4 * 1024 * 1024;
+/** SQL Server errors for a duplicate key (unique index / constraint). */
+const DUPLICATE_KEY = new Set([2601, 2627]);
+
+export function isMssqlPool(o: unknown): o is MssqlPoolLike {
+  const p = o as Record<string, unknown> | null;
+  return p != null && typeof p.request === 'function' && typeof p.transaction === 'function' && 'connected' in p && typeof p.connect === 'function' && typeof p.close === 'function';
+}
+
+/** An mssql Transaction (also before begin(): begin/commit/rollback/request and its pool as parent). */
+export function isMssqlTransaction(o: unknown): o is MssqlTransactionLike {
+  const t = o as Record<string, unknown> | null;
+  return t != null && ['begin', 'commit', 'rollback', 'request'].every((k) => typeof t[k] === 'function') && t.parent != null;
+}
+
+/**
+ * Statements on one transaction, one at a time, in the order they were asked for: mssql fails a
+ * request sent while another runs on the same transaction.
+ */
+export class SerialQueue {
+  private tail: Promise<unknown> = Promise.resolve();
+  run<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.tail.then(fn, fn);
+    this.tail = next.catch(() => undefined);
+    return next;
+  }
+}
+
+const queues = new WeakMap<object, SerialQueue>();
+export function queueOf(tx: object): SerialQueue {
+  let q = queues.get(tx);
+  if (!q) queues.set(tx, (q = new SerialQueue()));
+  return q;
+}
+
+interface MssqlModule {
+  NVarChar: (len: number) => unknown;
+  VarChar: (len: number) => unknown;
+  Char: (len: number) => unknown;
+  BigInt: unknown;
+  Int: unknown;
+  Bit: unknown;
+  DateTime2: (scale: number) => unknown;
+  MAX: number;
+  ISOLATION_LEVEL: { READ_COMMITTED: number };
+}
+
+let mssqlModule: MssqlModule | null = null;
+function mssql(): MssqlModule {
+  mssqlModule ??= createRequire(import.meta.url)('mssql') as MssqlModule;
+  return mssqlModule;
+}
+
+/** The driver's type for each of our parameter types: every value is bound with an explicit type. */
+export function driverType(t: ParamType): unknown {
+  const sql = mssql();
+  switch (t) {
+    case 'nvarchar':
+      return sql.NVarChar(4000);
+    case 'nvarchar(max)':
+      return sql.NVarChar(sql.MAX);
+    case 'varchar':
+      return sql.VarChar(50);
+    case 'char36':
+      return sql.Char(36);
+    case 'bigint':
+      return sql.BigInt;
+    case 'int':
+      return sql.Int;
+    case 'bit':
+      return sql.Bit;
+    case 'datetime2':
+      return sql.DateTime2(3);
+  }
+}
+
+/** Bind a statement's parameters on a request and run its text (values never enter the text). */
+export function bind(req: MssqlRequestLike, params: Param[]): MssqlRequestLike {
+  for (const p of params) req.input(p.name, driverType(p.type), p.value);
+  return req;
+}
+
+export interface MssqlStoreOptions {
+  prefix: string;
+  workerPoolSize: number;
+}
+
+export class MssqlStore implements Store {
+  readonly dialect = 'mssql' as const;
+  readonly capabilities: StoreCapabilities = { notify: false, syncEnqueue: false };
+  readonly prefix: string;
+  readonly sql: MssqlSql;
+  private readonly own: MssqlPoolLike;
+  private readCommittedSnapshot: Promise<boolean> | null = null;
+
+  constructor(private readonly app: MssqlPoolLike, opts: MssqlStoreOptions) {
+    this.prefix = opts.prefix;
+    this.sql = new MssqlSql(opts.prefix);
+    this.own = this.privatePool({ max: opts.workerPoolSize });
+    this.own.on('error', () => undefined); // a broken private connection is replaced on next use
+  }
+
+  /** A pool of our own with the app pool's settings (the app's copy of mssql builds it). */
+  private privatePool(pool: object): MssqlPoolLike {
+    const Ctor = this.app.constructor as new (config: object) => MssqlPoolLike;
+    const config = this.app.config as { pool?: object };
+    return new Ctor({ ...config, pool: { ...config.pool, ...pool } });
+  }
+
+  private async run(stmt: Stmt, on: MssqlPoolLike | MssqlTransactionLike = this.own): Promise<MssqlResult> {
+    if (isMssqlTransaction(on)) return queueOf(on).run(() => bind(on.request(), stmt.params).query(stmt.text));
+    if (!on.connected) await on.connect();
+    return bind(on.request(), stmt.params).query(stmt.text);
+  }
+
+  private async rows(stmt: Stmt, on?: MssqlPoolLike | MssqlTransactionLike): Promise<Row[]> {
+    const res = await this.run(stmt, on);
+    return res.recordsets.at(-1) ?? [];
+  }
+
+  private async ids(stmt: Stmt): Promise<Set<string>> {
+    return new Set((await this.rows(stmt)).map((r) => String(r.id)));
+  }
+
+  /** Whether the database reads committed data from row versions (claims then add READCOMMITTEDLOCK). */
+  private rcsi(): Promise<boolean> {
+    this.readCommittedSnapshot ??= this.rows({ text: 'SELECT is_read_committed_snapshot_on AS rcsi FROM sys.databases WHERE database_id = DB_ID();', params: [] })
+      .then((r) => r[0]?.rcsi === true || r[0]?.rcsi === 1)
+      .catch((err) => {
+        this.readCommittedSnapshot = null;
+        throw err;
+      });
+    return this.readCommittedSnapshot;
+  }
+
+  // ---------------------------------------------------------------- migrations
+
+  /** One transaction under a transaction-owned app lock: concurrent migrators wait, then see the work done. */
+  async migrate(): Promise<void> {
+    const known = loadMigrations('mssql', this.prefix);
+    if (!this.own.connected) await this.own.connect();
+    const tx = this.own.transaction();
+    await tx.begin(mssql().ISOLATION_LEVEL.READ_COMMITTED);
+    try {
+      const q = (text: string, params: Param[] = []) => this.rows({ text, params }, tx);
+      await q(`DECLARE @r INT; EXEC @r = sp_getapplock @Resource = @res, @LockMode = 'Exclusive', @LockOwner = 'Transaction', @LockTimeout = 60000;
+IF @r < 0 THROW 50001, 'sqljobs: could not take the migration lock', 1;`, [{ name: 'res', type: 'nvarchar', value: `${this.prefix}migrate` }]);
+      await q(`IF OBJECT_ID(@name, 'U') IS NULL CREATE TABLE ${this.sql.t('migrations')} (version INT PRIMARY KEY, name NVARCHAR(200) NOT NULL, applied_at DATETIME2(3) NOT NULL DEFAULT SYSUTCDATETIME());`, [
+        { name: 'name', type: 'nvarchar', value: this.sql.t('migrations') },
+      ]);
+      const applied = (await q(`SELECT version FROM ${this.sql.t('migrations')};`)).map((r) => Number(r.version));
+      checkNotNewer('mssql', applied, known);
+      for (const m of known) {
+        if (applied.includes(m.version)) continue;
+        for (const stmt of splitStatements(m.sql)) await q(stmt);
+        await q(`INSERT INTO ${this.sql.t('migrations')} (version, name) VALUES (@version, @name);`, [
+          { name: 'version', type: 'int', value: m.version },
+          { name: 'name', type: 'nvarchar', value: m.name },
+        ]);
+      }
+      await tx.commit();
+    } catch (err) {
+      await tx.rollback().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  // ---------------------------------------------------------------- enqueue
+
+  async enqueue(rows: NewJobRow[], tx?: unknown): Promise<EnqueueResult[]> {
+    let target: MssqlPoolLike | MssqlTransactionLike = this.app;
+    if (tx !== undefined) {
+      if (!isMssqlTransaction(tx)) throw new TypeError('opts.tx on SQL Server must be an mssql Transaction (pool.transaction()) after begin()');
+      target = tx;
+    }
+    return settleEnqueue(rows, CHUNK_BYTES, 1000, async (chunk) => {
+      try {
+        const found = await this.rows(this.sql.enqueue(chunk), target);
+        return found.map((r) => ({ id: String(r.id), ref: r.ref === null ? null : String(r.ref) }));
+      } catch (err) {
+        // Another enqueuer committed the same refId between our probe and insert: look again
+        // (not inside the caller's transaction, which the error has aborted).
+        if (DUPLICATE_KEY.has((err as { number?: number }).number ?? 0) && tx === undefined) return null;
+        throw err;
+      }
+    });
+  }
+
+  // ---------------------------------------------------------------- claim and outcomes
+
+  async claim(req: ClaimRequest): Promise<ClaimedJob[]> {
+    const rows = await this.rows(this.sql.claim(req, crypto.randomUUID(), await this.rcsi()));
+    return rows.map((r) => toClaimedJob(r, codec)).sort(claimOrder);
+  }
+
+  complete(items: CompleteItem[]): Promise<Set<string>> {
+    return this.ids(this.sql.complete(items));
+  }
+
+  fail(items: FailItem[]): Promise<Set<string>> {
+    return this.ids(this.sql.fail(items));
+  }
+
+  release(items: ReleaseItem[]): Promise<Set<string>> {
+    return this.ids(this.sql.release(items));
+  }
+
+  saveProgress(items: ProgressItem[]): Promise<Set<string>> {
+    return this.ids(this.sql.saveProgress(items));
+  }
+
+  appendLogs(items: LogItem[]): Promise<Set<string>> {
+    return this.ids(this.sql.appendLogs(items));
+  }
+
+  async saveCheckpoint(item: Fenced, stateJson: string): Promise<boolean> {
+    return (await this.rows(this.sql.saveCheckpoint(item.id, item.token, stateJson))).length === 1;
+  }
+
+  /** `work` gets an mssql Transaction on our private pool; the fenced completion runs on it after `work`. */
+  async runTransactional(
+    item: Fenced,
+    work: (tx: unknown) => unknown,
+    encode: (result: unknown) => string | null,
+    beforeComplete: () => Promise<void> | void,
+  ): Promise<{ applied: boolean; result: unknown }> {
+    if (!this.own.connected) await this.own.connect();
+    const tx = this.own.transaction();
+    await tx.begin(mssql().ISOLATION_LEVEL.READ_COMMITTED);
+    try {
+      const result = await work(tx);
+      const resultJson = encode(result);
+      await beforeComplete();
+      const done = await this.rows(this.sql.complete([{ id: item.id, token: item.token, resultJson }]), tx);
+      const applied = done.length === 1;
+      await queueOf(tx).run(() => (applied ? tx.commit() : tx.rollback()));
+      return { applied, result };
+    } catch (err) {
+      await queueOf(tx).run(() => tx.rollback()).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  // ---------------------------------------------------------------- liveness
+
+  async heartbeat(w: WorkerInfo): Promise<Fenced[]> {
+    return (await this.rows(this.sql.heartbeat(w))).map((r) => ({ id: String(r.id), token: String(r.token) }));
+  }
+
+  async removeWorker(workerId: string): Promise<void> {
+    await this.run({ text: `DELETE FROM ${this.sql.t('workers')} WHERE id = @id;`, params: [{ name: 'id', type: 'nvarchar', value: workerId }] });
+  }
+
+  async rescueStalled(stallMs: number): Promise<RescuedJob[]> {
+    const rows = await this.rows(this.sql.rescueStalled(stallMs, await this.rcsi()));
+    return rows.map((r) => ({ id: String(r.id), name: r.name as string, queue: r.queue as string, outcome: r.outcome as RescuedJob['outcome'] }));
+  }
+
+  // ---------------------------------------------------------------- leases and the session lock
+
+  async acquireLease(name: string, owner: string, ttlMs: number): Promise<number | null> {
+    const rows = await this.rows(this.sql.acquireLease(name, owner, ttlMs));
+    return rows.length ? Number(rows[0].token) : null;
+  }
+
+  async renewLease(name: string, owner: string, token: number, ttlMs: number): Promise<boolean> {
+    return (await this.rows(this.sql.renewLease(name, owner, token, ttlMs))).length === 1;
+  }
+
+  async releaseLease(name: string, owner: string, token: number): Promise<boolean> {
+    return (await this.rows(this.sql.releaseLease(name, owner, token))).length === 1;
+  }
+
+  /**
+   * sp_getapplock owned by the session, on a one-connection pool of its own (mssql never resets
+   * pooled connections, so a session lock on a shared pool would stay with whoever runs next).
+   * If that connection drops, the pool makes a new one without the lock: stillHeld() then reads
+   * APPLOCK_MODE as NoLock, and a pool error calls onLost at once.
+   */
+  async trySessionLock(name: string): Promise<SessionLock | null> {
+    const resource = `${this.prefix}${name}`;
+    const pool = this.privatePool({ min: 0, max: 1, idleTimeoutMillis: 2_147_483_647 });
+    let lostCb: (() => void) | null = null;
+    let gone = false;
+    const drop = () => {
+      if (gone) return;
+      gone = true;
+      void pool.close().catch(() => undefined);
+      lostCb?.();
+    };
+    pool.on('error', drop);
+    let spid: number | null = null;
+    try {
+      await pool.connect();
+      const got = (await this.rows(this.sql.getAppLock(resource), pool))[0];
+      if (Number(got.r) < 0) {
+        gone = true;
+        await pool.close();
+        return null;
+      }
+      spid = Number(got.spid);
+    } catch (err) {
+      gone = true;
+      await pool.close().catch(() => undefined);
+      throw err;
+    }
+    return {
+      pid: spid,
+      stillHeld: async () => {
+        if (gone) return false;
+        const mode = (await this.rows(this.sql.appLockMode(resource), pool))[0]?.mode;
+        return mode === 'Exclusive';
+      },
+      onLost: (cb) => {
+        lostCb = cb;
+        if (gone) cb();
+      },
+      release: async () => {
+        if (gone) return;
+        gone = true;
+        await this.run(this.sql.releaseAppLock(resource), pool).catch(() => undefined);
+        await pool.close().catch(() => undefined);
+      },
+    };
+  }
+
+  async leaderInfo(name: string): Promise<string | null> {
+    try {
+      const rows = await this.rows(this.sql.appLockHolder(`${this.prefix}${name}`));
+      if (rows.length) return `SQL Server session ${rows[0].spid}${rows[0].host ? ` from ${rows[0].host}` : ''} (app lock)`;
+    } catch {
+      // Reading sys.dm_tran_locks needs VIEW DATABASE STATE; without it, say what the leases say.
+    }
+    const lease = await this.rows({
+      text: `SELECT owner, DATEDIFF_BIG(millisecond, SYSUTCDATETIME(), expires_at) AS left_ms FROM ${this.sql.t('leases')} WHERE name = @name AND expires_at > SYSUTCDATETIME();`,
+      params: [{ name: 'name', type: 'nvarchar', value: name }],
+    });
+    return lease.length ? `${lease[0].owner} (lease, ${lease[0].left_ms} ms left)` : null;
+  }
+
+  // ---------------------------------------------------------------- schedules
+
+  async upsertSchedule(def: ScheduleDef, nextRunAt: number | null): Promise<void> {
+    await this.run(this.sql.upsertSchedule(def, nextRunAt));
+  }
+
+  async listSchedules(): Promise<StoredSchedule[]> {
+    return (await this.rows({ text: `SELECT * FROM ${this.sql.t('schedules')} ORDER BY [key];`, params: [] })).map((r) => toStoredSchedule(r, codec));
+  }
+
+  async setScheduleEnabled(key: string, enabled: boolean, nextRunAt: number | null): Promise<boolean> {
+    return (await this.rows(this.sql.setScheduleEnabled(key, enabled, nextRunAt))).length === 1;
+  }
+
+  async removeSchedule(key: string): Promise<boolean> {
+    return (await this.rows(this.sql.removeSchedule(key))).length === 1;
+  }
+
+  async dueSchedules(): Promise<{ now: number; due: StoredSchedule[] }> {
+    const rows = await this.rows({ text: `SELECT *, SYSUTCDATETIME() AS db_now FROM ${this.sql.t('schedules')} WHERE enabled = 1 AND next_run_at <= SYSUTCDATETIME();`, params: [] });
+    const now = rows.length ? (rows[0].db_now as Date).getTime() : await this.dbNow();
+    return { now, due: rows.map((r) => toStoredSchedule(r, codec)) };
+  }
+
+  async fireSchedule(key: string, fireAt: number, row: NewJobRow, skipIfLive: boolean): Promise<{ jobId: string; skipped: boolean } | null> {
+    const r = (await this.rows(this.sql.fireSchedule(key, fireAt, row, skipIfLive)))[0];
+    if (!r || Number(r.fired) !== 1) return null;
+    return { jobId: row.id, skipped: r.live === true || r.live === 1 };
+  }
+
+  async advanceSchedule(key: string, from: number, nextRunAt: number | null): Promise<void> {
+    await this.run(this.sql.advanceSchedule(key, from, nextRunAt));
+  }
+
+  async dbNow(): Promise<number> {
+    return ((await this.rows({ text: 'SELECT SYSUTCDATETIME() AS now;', params: [] }))[0].now as Date).getTime();
+  }
+
+  // ---------------------------------------------------------------- status
+
+  async statusCounts(cap: number): Promise<StatusCounts> {
+    const live = await this.rows({ text: `SELECT state, queue, COUNT(*) AS count FROM ${this.sql.t('jobs')} GROUP BY state, queue ORDER BY queue, state;`, params: [] });
+    const finished = await this.rows({
+      text: `SELECT state, COUNT(*) AS count FROM (SELECT TOP (@cap) state FROM ${this.sql.t('history')}) capped GROUP BY state;`,
+      params: [{ name: 'cap', type: 'int', value: cap }],
+    });
+    const total = finished.reduce((n, r) => n + Number(r.count), 0);
+    return {
+      live: live.map((r) => ({ state: r.state as 'pending' | 'running', queue: r.queue as string, count: Number(r.count) })),
+      finished: finished.map((r) => ({ state: r.state as string, count: Number(r.count), capped: total >= cap })),
+    };
+  }
+
+  async listWorkers(): Promise<WorkerRecord[]> {
+    return (await this.rows({ text: `SELECT * FROM ${this.sql.t('workers')} ORDER BY started_at;`, params: [] })).map((r) => toWorkerRecord(r, codec));
+  }
+
+  // ---------------------------------------------------------------- reads and admin verbs
+
+  async get(id: string): Promise<JobRecord | null> {
+    const rows = await this.rows(this.sql.get(id.toLowerCase()));
+    return rows.length ? toJobRecord(rows[0], codec) : null;
+  }
+
+  async list(filter: ListFilter): Promise<ListPage> {
+    const stmt = this.sql.list(filter.cursor ? { ...filter, cursor: filter.cursor.toLowerCase() } : filter);
+    const items = (await this.rows(stmt)).map((r) => toJobRecord(r, codec));
+    const limit = filter.limit ?? 50;
+    return { items, nextCursor: items.length === limit ? items[items.length - 1].id : null };
+  }
+
+  async attempts(id: string): Promise<AttemptRecord[]> {
+    const rows = await this.rows({
+      text: `SELECT * FROM ${this.sql.t('attempts')} WHERE job_id = @id ORDER BY attempt;`,
+      params: [{ name: 'id', type: 'char36', value: id.toLowerCase() }],
+    });
+    return withCurrentAttempt(rows.map((r) => toAttemptRecord(r, codec)), await this.get(id));
+  }
+
+  async logs(id: string, opts: { afterSeq?: number; limit: number }): Promise<LogRecord[]> {
+    const rows = await this.rows({
+      text: `SELECT TOP (@limit) seq, attempt, at, message FROM ${this.sql.t('logs')} WHERE job_id = @id AND seq > @after ORDER BY seq;`,
+      params: [
+        { name: 'limit', type: 'int', value: opts.limit },
+        { name: 'id', type: 'char36', value: id.toLowerCase() },
+        { name: 'after', type: 'bigint', value: opts.afterSeq ?? 0 },
+      ],
+    });
+    return rows.map((r) => toLogRecord(r, codec));
+  }
+
+  async cancel(id: string): Promise<CancelResult | null> {
+    const rows = await this.rows(this.sql.cancel(id.toLowerCase()));
+    return rows.length ? { previous: rows[0].state as CancelResult['previous'], workerId: (rows[0].worker_id as string | null) ?? null } : null;
+  }
+
+  async retry(id: string): Promise<JobState | null> {
+    try {
+      const rows = await this.rows(this.sql.retry(id.toLowerCase()));
+      return (rows[0]?.state as JobState | null) ?? null;
+    } catch (err) {
+      if (DUPLICATE_KEY.has((err as { number?: number }).number ?? 0)) throw new Error(`cannot retry job ${id}: a live job with the same refId exists`);
+      throw err;
+    }
+  }
+
+  async pruneHistory(olderThanMs: number, limit: number): Promise<number> {
+    return Number((await this.rows(this.sql.pruneHistory(olderThanMs, limit)))[0]?.n ?? 0);
+  }
+
+  async nextDueIn(names: string[], queues?: string[]): Promise<number | null> {
+    const due = (await this.rows(this.sql.nextDueIn(names, queues)))[0]?.due;
+    return due === null || due === undefined ? null : Math.max(0, Number(due));
+  }
+
+  /** A Transaction on the app's pool, begun; commit and rollback wait for statements in flight. */
+  async beginTransaction(): Promise<OpenTransaction> {
+    if (!this.app.connected) await this.app.connect();
+    const tx = this.app.transaction();
+    await tx.begin(mssql().ISOLATION_LEVEL.READ_COMMITTED);
+    let finished = false;
+    const finish = (how: 'commit' | 'rollback') =>
+      queueOf(tx).run(async () => {
+        if (finished) return;
+        finished = true;
+        await (how === 'commit' ? tx.commit() : tx.rollback());
+      });
+    return { native: tx, commit: () => finish('commit'), rollback: () => finish('rollback') };
+  }
+
+  async close(): Promise<void> {
+    await this.own.close();
+  }
+}

@@ -1,0 +1,157 @@
+/**
+ * slonik (47 on Node 20; the shapes used here are the same in 49): the PostgreSQL store with an
+ * app side that runs through the app's slonik pool or transaction connection.
+ *
+ * Only enqueue and a request's transaction run through slonik, with slonik's own `sql.unsafe`
+ * tag and bound values. Their rows carry text columns with single-word names, so the app's type
+ * parsers (slonik turns timestamps into numbers and int8 into bigint) and row interceptors (e.g.
+ * camelCase) cannot change what we read. Everything the worker does runs on plain pg pools built
+ * from the pool's connection URI, where pg's default parsers apply, as for a pg Pool.
+ */
+import { createRequire } from 'node:module';
+import type { Client, Pool, PoolConfig } from 'pg';
+import type { OpenTransaction } from './store.ts';
+import { PostgresStore, type PgAppSide, type PostgresStoreOptions } from './postgres.ts';
+
+type Row = Record<string, unknown>;
+type QueryToken = unknown;
+
+/** What we use of a slonik connection (pool, pool connection or transaction connection). */
+export interface SlonikConnectionLike {
+  query(token: QueryToken): Promise<{ rows: readonly Row[] }>;
+  transaction<T>(handler: (t: SlonikConnectionLike) => Promise<T>, transactionRetryLimit?: number): Promise<T>;
+  oneFirst(token: QueryToken): Promise<unknown>;
+  maybeOne(token: QueryToken): Promise<unknown>;
+  any(token: QueryToken): Promise<readonly Row[]>;
+}
+
+/** A slonik pool, as createPool() returns it. */
+export interface SlonikPoolLike extends SlonikConnectionLike {
+  readonly configuration: { readonly connectionUri: string };
+  connect<T>(handler: (c: SlonikConnectionLike) => Promise<T>): Promise<T>;
+  end(): Promise<void>;
+}
+
+type UnsafeTag = (parts: TemplateStringsArray, ...values: unknown[]) => QueryToken;
+
+export function isSlonikPool(o: unknown): o is SlonikPoolLike {
+  const p = o as Record<string, unknown> | null;
+  return isSlonikConnection(o) && typeof p!.connect === 'function' && typeof p!.end === 'function' && typeof (p!.configuration as { connectionUri?: unknown })?.connectionUri === 'string';
+}
+
+/** A slonik connection (a transaction connection in 47 has the same shape as a pool connection). */
+export function isSlonikConnection(o: unknown): o is SlonikConnectionLike {
+  const c = o as Record<string, unknown> | null;
+  return c != null && ['query', 'oneFirst', 'maybeOne', 'any', 'transaction'].every((k) => typeof c[k] === 'function');
+}
+
+export function createSlonikStore(pool: SlonikPoolLike, opts: PostgresStoreOptions): PostgresStore {
+  return new PostgresStore(slonikAppSide(pool), opts);
+}
+
+export function slonikAppSide(pool: SlonikPoolLike): PgAppSide {
+  const pg = loadPg();
+  const unsafe = loadUnsafeTag();
+  const run = async (conn: SlonikConnectionLike, text: string, values: unknown[]) => [...(await conn.query(token(unsafe, text, values))).rows];
+  return {
+    config: { connectionString: pool.configuration.connectionUri },
+    Pool: pg.Pool,
+    Client: pg.Client,
+    query: (text, values) => run(pool, text, values),
+    queryOn: (tx, text, values) => {
+      if (isSlonikPool(tx)) {
+        throw new TypeError('opts.tx on slonik must be the connection a transaction handler receives (pool.transaction(async (t) => ...)), not the pool');
+      }
+      if (!isSlonikConnection(tx)) throw new TypeError('opts.tx on slonik must be the connection a transaction handler receives (pool.transaction(async (t) => ...))');
+      return run(tx, text, values);
+    },
+    begin: () => beginOnSlonik(pool),
+  };
+}
+
+/**
+ * Our statement text with `$n` placeholders as a slonik query token: split at the placeholders
+ * and handed to slonik's own `sql.unsafe` as a template, so slonik binds every value (there is no
+ * way to pass a string of SQL to slonik otherwise). A template's `raw` must be a frozen array.
+ */
+export function token(unsafe: UnsafeTag, text: string, values: unknown[]): QueryToken {
+  const parts: string[] = [];
+  const bound: unknown[] = [];
+  let last = 0;
+  for (const m of text.matchAll(/\$(\d+)/g)) {
+    parts.push(text.slice(last, m.index));
+    const n = Number(m[1]);
+    if (n < 1 || n > values.length) throw new RangeError(`statement refers to $${n} but ${values.length} values were given`);
+    bound.push(values[n - 1]);
+    last = m.index! + m[0].length;
+  }
+  parts.push(text.slice(last));
+  const strings = Object.assign([...parts], { raw: Object.freeze([...parts]) }) as unknown as TemplateStringsArray;
+  return unsafe(strings, ...bound);
+}
+
+const ROLLBACK = Symbol('rollback');
+
+/**
+ * slonik opens transactions only around a handler. A request's transaction must stay open across
+ * the request, so the handler hands its connection out and waits for the decision. Retries are
+ * off: slonik would re-run the handler on a serialization failure at COMMIT, after the app's
+ * writes were already lost, and report success.
+ */
+function beginOnSlonik(pool: SlonikPoolLike): Promise<OpenTransaction> {
+  let decide!: (d: 'commit' | typeof ROLLBACK) => void;
+  const decision = new Promise<'commit' | typeof ROLLBACK>((r) => (decide = r));
+  return new Promise((resolve, reject) => {
+    let opened = false;
+    const done = pool.transaction(async (t) => {
+      opened = true;
+      resolve({
+        native: t,
+        commit: async () => {
+          decide('commit');
+          await done;
+        },
+        rollback: async () => {
+          decide(ROLLBACK);
+          await done.catch((err) => {
+            if (err !== ROLLBACK) throw err;
+          });
+        },
+      });
+      if ((await decision) === ROLLBACK) throw ROLLBACK;
+    }, 0);
+    done.catch((err) => {
+      if (!opened) reject(err);
+    });
+  });
+}
+
+const requireHere = createRequire(import.meta.url);
+
+/** pg for the worker's own connections: the app has it (slonik's driver depends on it). */
+function loadPg(): { Pool: new (cfg: PoolConfig) => Pool; Client: new (cfg: PoolConfig) => Client } {
+  for (const from of [requireHere, fromPackage('@slonik/pg-driver'), fromPackage('slonik')]) {
+    try {
+      const pg = from?.('pg') as { Pool: new (cfg: PoolConfig) => Pool; Client: new (cfg: PoolConfig) => Client; default?: unknown } | undefined;
+      if (pg?.Pool) return pg;
+    } catch {
+      // try the next place
+    }
+  }
+  throw new Error('slonik: sqljobs needs the pg package beside slonik for its own worker connections (npm i pg)');
+}
+
+function loadUnsafeTag(): UnsafeTag {
+  const slonik = requireHere('slonik') as { sql?: { unsafe?: UnsafeTag } };
+  const unsafe = slonik.sql?.unsafe;
+  if (typeof unsafe !== 'function') throw new Error('slonik: this slonik has no sql.unsafe tag (sqljobs supports slonik 46 and later)');
+  return unsafe.bind(slonik.sql);
+}
+
+function fromPackage(name: string): NodeRequire | null {
+  try {
+    return createRequire(requireHere.resolve(name));
+  } catch {
+    return null;
+  }
+}

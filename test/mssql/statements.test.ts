@@ -1,0 +1,291 @@
+/**
+ * SQL Server without a server: the text of each statement, how every value is bound (typed,
+ * never spliced into the text), prefix validation, and how a statement reaches a real mssql
+ * Request (constructed, never connected). The behaviour itself runs in the conformance suite
+ * when SQLJOBS_MSSQL_URL is set.
+ */
+import { expect } from 'chai';
+import mssql from 'mssql';
+import { MssqlSql, type Param, type Stmt } from '../../lib/store/mssql-sql.ts';
+import { MssqlStore, SerialQueue, bind, isMssqlPool, isMssqlTransaction } from '../../lib/store/mssql.ts';
+import { buildJobRow } from '../../lib/model.ts';
+import { buildSchedule } from '../../lib/schedule/schedule.ts';
+import { createJobs } from '../../lib/index.ts';
+import { validatePrefix } from '../../lib/store/store.ts';
+import { loadMigrations, splitStatements } from '../../lib/store/migrations.ts';
+
+const HOSTILE = "x'); DROP TABLE sqljobs_jobs; --";
+const UUID = '01936f4e-8a1b-7c2d-9e3f-0a1b2c3d4e5f';
+const TOKEN = '5b0e7f1a-2c3d-4e5f-8a9b-0c1d2e3f4a5b';
+
+const sql = new MssqlSql('app_');
+
+function row(over: Record<string, unknown> = {}) {
+  return buildJobRow(UUID, 'send-mail', { to: HOSTILE }, { refId: HOSTILE, tag: HOSTILE, batchId: HOSTILE, createdBy: HOSTILE, meta: { note: HOSTILE }, ...over }, {
+    queue: 'default',
+    maxPayloadBytes: 1 << 20,
+  });
+}
+
+/** Every statement the dialect sends, built with hostile text wherever a string goes in. */
+function everyStatement(): [string, Stmt][] {
+  const fenced = { id: UUID, token: TOKEN };
+  const schedule = buildSchedule('nightly', { every: 5, unit: 'minutes' }, { note: HOSTILE }, {}, 0);
+  return [
+    ['enqueue', sql.enqueue([row()])],
+    ['claim', sql.claim({ workerId: HOSTILE, names: [HOSTILE], queues: [HOSTILE], excludeQueues: [HOSTILE], limit: 5 }, TOKEN, false)],
+    ['claim (RCSI)', sql.claim({ workerId: HOSTILE, names: [HOSTILE], limit: 5 }, TOKEN, true)],
+    ['complete', sql.complete([{ ...fenced, resultJson: JSON.stringify(HOSTILE) }])],
+    ['fail', sql.fail([{ ...fenced, attempt: 1, startedAt: null, error: { message: HOSTILE }, retryDelayMs: 100 }])],
+    ['release', sql.release([{ ...fenced, delayMs: 0, refund: true }])],
+    ['saveProgress', sql.saveProgress([{ ...fenced, progress: 50, message: HOSTILE }])],
+    ['appendLogs', sql.appendLogs([{ ...fenced, attempt: 1, lines: [{ at: Date.now(), message: HOSTILE }] }])],
+    ['saveCheckpoint', sql.saveCheckpoint(UUID, TOKEN, JSON.stringify(HOSTILE))],
+    ['heartbeat', sql.heartbeat({ id: HOSTILE, host: HOSTILE, pid: 1, queues: [HOSTILE], names: [HOSTILE], concurrency: 2 })],
+    ['rescueStalled', sql.rescueStalled(30_000, false)],
+    ['acquireLease', sql.acquireLease(HOSTILE, HOSTILE, 1000)],
+    ['renewLease', sql.renewLease(HOSTILE, HOSTILE, 3, 1000)],
+    ['releaseLease', sql.releaseLease(HOSTILE, HOSTILE, 3)],
+    ['getAppLock', sql.getAppLock(HOSTILE)],
+    ['appLockMode', sql.appLockMode(HOSTILE)],
+    ['releaseAppLock', sql.releaseAppLock(HOSTILE)],
+    ['appLockHolder', sql.appLockHolder(HOSTILE)],
+    ['get', sql.get(UUID)],
+    ['list', sql.list({ queue: HOSTILE, name: HOSTILE, tag: HOSTILE, batchId: HOSTILE, refId: HOSTILE, createdBy: HOSTILE, cursor: UUID, createdAfter: new Date(0), limit: 10 })],
+    ['cancel', sql.cancel(UUID)],
+    ['retry', sql.retry(UUID)],
+    ['pruneHistory', sql.pruneHistory(86_400_000, 100)],
+    ['nextDueIn', sql.nextDueIn([HOSTILE], [HOSTILE])],
+    ['upsertSchedule', sql.upsertSchedule(schedule, 300_000)],
+    ['fireSchedule', sql.fireSchedule(HOSTILE, 300_000, row(), true)],
+    ['advanceSchedule', sql.advanceSchedule(HOSTILE, 300_000, 600_000)],
+    ['setScheduleEnabled', sql.setScheduleEnabled(HOSTILE, false, null)],
+    ['removeSchedule', sql.removeSchedule(HOSTILE)],
+  ];
+}
+
+/**
+ * T-SQL reserved keywords (learn.microsoft.com/sql/t-sql/language-elements/reserved-keywords-transact-sql):
+ * as identifiers they must be delimited.
+ */
+const RESERVED = new Set(`ADD ALL ALTER AND ANY AS ASC AUTHORIZATION BACKUP BEGIN BETWEEN BREAK BROWSE BULK BY CASCADE CASE CHECK
+CHECKPOINT CLOSE CLUSTERED COALESCE COLLATE COLUMN COMMIT COMPUTE CONSTRAINT CONTAINS CONTAINSTABLE CONTINUE CONVERT CREATE CROSS
+CURRENT CURRENT_DATE CURRENT_TIME CURRENT_TIMESTAMP CURRENT_USER CURSOR DATABASE DBCC DEALLOCATE DECLARE DEFAULT DELETE DENY DESC
+DISK DISTINCT DISTRIBUTED DOUBLE DROP DUMP ELSE END ERRLVL ESCAPE EXCEPT EXEC EXECUTE EXISTS EXIT EXTERNAL FETCH FILE FILLFACTOR FOR
+FOREIGN FREETEXT FREETEXTTABLE FROM FULL FUNCTION GOTO GRANT GROUP HAVING HOLDLOCK IDENTITY IDENTITY_INSERT IDENTITYCOL IF IN INDEX
+INNER INSERT INTERSECT INTO IS JOIN KEY KILL LEFT LIKE LINENO LOAD MERGE NATIONAL NOCHECK NONCLUSTERED NOT NULL NULLIF OF OFF OFFSETS
+ON OPEN OPENDATASOURCE OPENQUERY OPENROWSET OPENXML OPTION OR ORDER OUTER OVER PERCENT PIVOT PLAN PRECISION PRIMARY PRINT PROC
+PROCEDURE PUBLIC RAISERROR READ READTEXT RECONFIGURE REFERENCES REPLICATION RESTORE RESTRICT RETURN REVERT REVOKE RIGHT ROLLBACK
+ROWCOUNT ROWGUIDCOL RULE SAVE SCHEMA SECURITYAUDIT SELECT SEMANTICKEYPHRASETABLE SEMANTICSIMILARITYDETAILSTABLE
+SEMANTICSIMILARITYTABLE SESSION_USER SET SETUSER SHUTDOWN SOME STATISTICS SYSTEM_USER TABLE TABLESAMPLE TEXTSIZE THEN TO TOP TRAN
+TRANSACTION TRIGGER TRUNCATE TRY_CONVERT TSEQUAL UNION UNIQUE UNPIVOT UPDATE UPDATETEXT USE USER VALUES VARYING VIEW WAITFOR WHEN
+WHERE WHILE WITH WITHIN WRITETEXT`.split(/\s+/));
+
+/** Column names of the SQL Server schema (delimited or not). */
+function mssqlColumns(): string[] {
+  return loadMigrations('mssql', 'app_').flatMap((m) =>
+    splitStatements(m.sql)
+      .filter((st) => st.startsWith('CREATE TABLE'))
+      .flatMap((st) => st.split('\n').slice(1).map((l) => /^\s+\[?(\w+)\]? [A-Z]/.exec(l)?.[1]).filter((c): c is string => !!c && c !== 'PRIMARY')),
+  );
+}
+
+/** Variables a statement declares itself (DECLARE @x ...), as opposed to bound parameters. */
+function declared(text: string): Set<string> {
+  return new Set([...text.matchAll(/DECLARE\s+@(\w+)/gi)].map((m) => m[1]).concat([...text.matchAll(/,\s*@(\w+)\s+(?:INT|BIT)\b/gi)].map((m) => m[1])));
+}
+
+describe('SQL Server statements (no server)', () => {
+  it('claims through an updatable CTE with UPDLOCK, READPAST, ROWLOCK and OUTPUT inserted, in claim order', () => {
+    const { text } = sql.claim({ workerId: 'w', names: ['a'], limit: 3 }, TOKEN, false);
+    expect(text).to.match(/^WITH next AS \(\s*SELECT TOP \(@limit\) \* FROM app_jobs WITH \(UPDLOCK, READPAST, ROWLOCK\)/);
+    expect(text).to.match(/ORDER BY priority DESC, run_at, id\)\s*UPDATE next SET state = 'running'/);
+    expect(text).to.include('OUTPUT inserted.id, inserted.token, inserted.name');
+    expect(text).to.include('run_at <= SYSUTCDATETIME()');
+    expect(text).to.not.include('READCOMMITTEDLOCK');
+  });
+
+  it('adds READCOMMITTEDLOCK when the database has read committed snapshot on (claim and rescue)', () => {
+    expect(sql.claim({ workerId: 'w', names: ['a'], limit: 3 }, TOKEN, true).text).to.include('WITH (UPDLOCK, READPAST, ROWLOCK, READCOMMITTEDLOCK)');
+    expect(sql.rescueStalled(1000, true).text).to.include('WITH (UPDLOCK, READPAST, ROWLOCK, READCOMMITTEDLOCK)');
+    expect(sql.rescueStalled(1000, false).text).to.not.include('READCOMMITTEDLOCK');
+  });
+
+  it('fences every write of a running attempt by id, token and state', () => {
+    for (const [name, stmt] of everyStatement().filter(([n]) => ['complete', 'fail', 'release', 'saveProgress', 'appendLogs', 'saveCheckpoint'].includes(n))) {
+      expect(stmt.text, name).to.match(/id = (x\.)?@?id/);
+      expect(stmt.text, name).to.match(/token = (x\.)?@?token/);
+      expect(stmt.text, name).to.include("state = 'running'");
+    }
+  });
+
+  it('takes times from the database clock, never from the client', () => {
+    for (const [name, stmt] of everyStatement()) {
+      expect(stmt.text, name).to.not.match(/GETDATE\(\)|CURRENT_TIMESTAMP|SYSDATETIME\(\)/);
+    }
+    expect(sql.enqueue([row({ delay: 5000 })]).text).to.include('DATEADD(millisecond, (i.delay_ms) % 86400000, DATEADD(day, (i.delay_ms) / 86400000, SYSUTCDATETIME()))');
+  });
+
+  it('binds every value as a typed parameter: hostile text never reaches the statement text', () => {
+    const types = new Set(['nvarchar', 'nvarchar(max)', 'varchar', 'bigint', 'int', 'bit', 'datetime2', 'char36']);
+    for (const [name, stmt] of everyStatement()) {
+      expect(stmt.text, name).to.not.include('DROP TABLE');
+      expect(stmt.text, name).to.not.include(HOSTILE.slice(0, 4));
+      const own = declared(stmt.text);
+      const names = stmt.params.map((p) => p.name);
+      expect(new Set(names).size, `${name}: parameter names are unique`).to.equal(names.length);
+      for (const p of stmt.params) {
+        expect(types.has(p.type), `${name}: @${p.name} has a declared type`).to.equal(true);
+        expect(stmt.text, `${name}: @${p.name} is used`).to.match(new RegExp(`@${p.name}\\b`));
+      }
+      // Every @name in the text is either bound or declared by the statement itself.
+      for (const m of stmt.text.matchAll(/@(\w+)/g)) {
+        // @@ROWCOUNT, @@SPID, @@TRANCOUNT, and sp_getapplock's own argument names (@Resource = ...).
+        if (stmt.text[m.index! - 1] === '@' || ['RESOURCE', 'LOCKMODE', 'LOCKOWNER', 'LOCKTIMEOUT'].includes(m[1].toUpperCase())) continue;
+        expect(names.includes(m[1]) || own.has(m[1]), `${name}: @${m[1]} is bound or declared`).to.equal(true);
+      }
+    }
+    const enqueue = sql.enqueue([row()]);
+    const input = JSON.parse(enqueue.params[0].value as string)[0];
+    expect(input.ref_id).to.equal(HOSTILE);
+    expect(JSON.parse(input.payload)).to.deep.equal({ to: HOSTILE });
+  });
+
+  it('delimits every column whose name is a reserved word, in the schema and in every statement', () => {
+    const columns = mssqlColumns();
+    expect(columns).to.include.members(['checkpoint', 'key', 'payload_bin', 'heartbeat_at']);
+    const reserved = columns.filter((c) => RESERVED.has(c.toUpperCase()));
+    expect(reserved.sort()).to.deep.equal(['checkpoint', 'checkpoint', 'key']);
+    const sources = [...everyStatement(), ...loadMigrations('mssql', 'app_').map((m) => [m.name, { text: m.sql, params: [] }] as [string, Stmt])];
+    for (const [name, stmt] of sources) {
+      const text = stmt.text.replace(/--.*$/gm, '').replace(/'[^']*'/g, "''");
+      for (const word of new Set(reserved)) {
+        for (const m of text.matchAll(new RegExp(`(.)\\b${word}\\b(.)`, 'gi'))) {
+          // @key is a parameter, PRIMARY KEY the keyword itself.
+          if (m[1] === '@' || /PRIMARY $/i.test(text.slice(0, m.index! + 1))) continue;
+          expect(`${m[1]}${m[2]}`, `${name}: ${word} delimited in …${text.slice(Math.max(0, m.index! - 30), m.index! + 30)}…`).to.equal('[]');
+        }
+      }
+    }
+  });
+
+  it('leaves no session setting behind (mssql never resets pooled connections) and rolls back every transaction it opens on error', () => {
+    for (const [name, stmt] of everyStatement()) {
+      expect(stmt.text, name).to.not.match(/\bSET\s+(NOCOUNT|XACT_ABORT|TRANSACTION ISOLATION|LOCK_TIMEOUT|ANSI_|QUOTED_IDENTIFIER|DATEFORMAT|LANGUAGE)/i);
+      const begins = stmt.text.match(/BEGIN TRANSACTION;/g)?.length ?? 0;
+      if (!begins) continue;
+      expect(begins, name).to.equal(1);
+      expect(stmt.text, name).to.match(/BEGIN TRY\s+BEGIN TRANSACTION;[\s\S]*COMMIT;\s+END TRY\s+BEGIN CATCH\s+IF @@TRANCOUNT > 0 ROLLBACK;\s+THROW;\s+END CATCH;/);
+    }
+  });
+
+  it('tells a fenced single-row write applied from its OUTPUT rows, not from row counts', () => {
+    for (const stmt of [sql.saveCheckpoint(UUID, TOKEN, '{}'), sql.renewLease('l', 'o', 1, 1), sql.releaseLease('l', 'o', 1), sql.setScheduleEnabled('k', true, null)]) {
+      expect(stmt.text).to.match(/^UPDATE app_\w+ SET [\s\S]* OUTPUT inserted\.\S+ WHERE /);
+    }
+  });
+
+  it('hands each parameter to a real mssql Request with its explicit driver type', () => {
+    const req = new mssql.Request();
+    const stmt = sql.acquireLease(HOSTILE, 'owner-1', 1500);
+    bind(req, stmt.params);
+    expect(req.parameters.name.value).to.equal(HOSTILE);
+    expect(req.parameters.name.type).to.equal(mssql.NVarChar);
+    expect(req.parameters.name.length).to.equal(4000);
+    expect(req.parameters.ttl.type).to.equal(mssql.BigInt);
+    const typed = new mssql.Request();
+    const cols: Param[] = [
+      { name: 'a', type: 'nvarchar(max)', value: HOSTILE },
+      { name: 'b', type: 'char36', value: UUID },
+      { name: 'c', type: 'datetime2', value: new Date(0) },
+      { name: 'd', type: 'bit', value: true },
+      { name: 'e', type: 'int', value: 7 },
+      { name: 'f', type: 'varchar', value: 'skip' },
+    ];
+    bind(typed, cols);
+    expect(typed.parameters.a.type).to.equal(mssql.NVarChar);
+    expect(typed.parameters.a.length).to.equal(mssql.MAX);
+    expect(typed.parameters.b.type).to.equal(mssql.Char);
+    expect(typed.parameters.b.length).to.equal(36);
+    expect(typed.parameters.c.type).to.equal(mssql.DateTime2);
+    expect(typed.parameters.c.scale).to.equal(3);
+    expect(typed.parameters.d.type).to.equal(mssql.Bit);
+    expect(typed.parameters.e.type).to.equal(mssql.Int);
+    expect(typed.parameters.f.type).to.equal(mssql.VarChar);
+  });
+
+  it('pages by keyset (id < cursor, newest first), not OFFSET', () => {
+    const { text, params } = sql.list({ cursor: UUID, limit: 20 });
+    expect(text).to.not.match(/OFFSET|FETCH/);
+    expect(text).to.match(/id < @p\d+/);
+    expect(text).to.include('ORDER BY id DESC');
+    expect(params.some((p) => p.value === UUID && p.type === 'char36')).to.equal(true);
+  });
+
+  it('upserts with MERGE under HOLDLOCK (leases, workers, attempts, schedules)', () => {
+    for (const stmt of [sql.acquireLease('l', 'o', 1), sql.heartbeat({ id: 'w', host: 'h', pid: 1, queues: null, names: [], concurrency: 1 }), sql.fail([]), sql.upsertSchedule(buildSchedule('k', { every: 1, unit: 'minutes' }, null, {}, 0), null)]) {
+      expect(stmt.text).to.match(/MERGE app_\w+ WITH \(HOLDLOCK\) AS/);
+    }
+  });
+
+  it('takes leadership with a session-owned sp_getapplock that does not wait, and checks it with APPLOCK_MODE', () => {
+    expect(sql.getAppLock('app_leader').text).to.include("EXEC @r = sp_getapplock @Resource = @resource, @LockMode = 'Exclusive', @LockOwner = 'Session', @LockTimeout = 0");
+    expect(sql.appLockMode('app_leader').text).to.include("APPLOCK_MODE('public', @resource, 'Session')");
+    expect(sql.releaseAppLock('app_leader').text).to.include("sp_releaseapplock @Resource = @resource, @LockOwner = 'Session'");
+    // LIKE's wildcards in the lock name are matched literally.
+    expect(sql.appLockHolder('app_leader').params[0].value).to.equal('%[[]app[_]leader]%');
+  });
+});
+
+describe('SQL Server store wiring (no server)', () => {
+  const config = { server: '127.0.0.1', port: 1, database: 'none', user: 'u', password: 'p', options: { trustServerCertificate: true } };
+
+  it('refuses an invalid table prefix before any statement is built', () => {
+    const pool = new mssql.ConnectionPool(config);
+    expect(() => createJobs({ db: pool, tablePrefix: 'x; DROP TABLE y --', worker: false })).to.throw(TypeError, /tablePrefix must be 1-31 characters/);
+    expect(() => validatePrefix('Upper_')).to.throw(/tablePrefix/);
+  });
+
+  it('recognises a real ConnectionPool and Transaction by shape, and refuses anything else as opts.tx', async () => {
+    const pool = new mssql.ConnectionPool(config);
+    expect(isMssqlPool(pool)).to.equal(true);
+    expect(isMssqlTransaction(new mssql.Transaction(pool))).to.equal(true);
+    expect(isMssqlTransaction(pool)).to.equal(false);
+    expect(isMssqlTransaction(new mssql.Request())).to.equal(false);
+    const jobs = createJobs({ db: pool, tablePrefix: 'app_', worker: false });
+    expect(jobs.dialect).to.equal('mssql');
+    const store = jobs.store as MssqlStore;
+    const wrong = await store.enqueue([row()], pool).catch((e: Error) => e);
+    expect((wrong as Error).message).to.match(/opts.tx on SQL Server must be an mssql Transaction/);
+    await jobs.close({ timeout: 100 }).catch(() => undefined);
+  });
+
+  it('builds its private pool from the app pool\'s config without touching the app pool', () => {
+    const pool = new mssql.ConnectionPool(config);
+    const store = new MssqlStore(pool, { prefix: 'app_', workerPoolSize: 3 });
+    const own = (store as unknown as { own: { config: Record<string, unknown> } }).own;
+    expect(own).to.not.equal(pool);
+    expect(own.config.server).to.equal('127.0.0.1');
+    expect(own.config.pool).to.deep.include({ max: 3 });
+    expect(pool.config.pool).to.equal(undefined);
+  });
+
+  it('runs statements on one transaction strictly one at a time, in order, even when one fails', async () => {
+    const q = new SerialQueue();
+    const log: string[] = [];
+    let running = 0;
+    const step = (name: string, ms: number, fail = false) =>
+      q.run(async () => {
+        running++;
+        expect(running, 'no overlap').to.equal(1);
+        log.push(`start ${name}`);
+        await new Promise((r) => setTimeout(r, ms));
+        log.push(`end ${name}`);
+        running--;
+        if (fail) throw new Error(name);
+      });
+    const results = await Promise.allSettled([step('a', 20), step('b', 1, true), step('c', 5)]);
+    expect(results.map((r) => r.status)).to.deep.equal(['fulfilled', 'rejected', 'fulfilled']);
+    expect(log).to.deep.equal(['start a', 'end a', 'start b', 'end b', 'start c', 'end c']);
+  });
+});

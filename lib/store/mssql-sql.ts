@@ -25,6 +25,22 @@
  *   ROLLBACK; THROW. Whether a fenced write applied is read from its OUTPUT rows, not row counts.
  * - TOP (@n) with ORDER BY in an updatable CTE; keyset pages (id < @cursor ORDER BY id DESC)
  *   rather than OFFSET/FETCH, which rereads skipped rows.
+ * - CROSS APPLY over a VALUES list (a TOP (@cap) count per finished state), DATEDIFF_BIG for
+ *   epoch milliseconds (DATEDIFF's INT overflows after 24 days of ms):
+ *   https://learn.microsoft.com/sql/t-sql/queries/from-transact-sql
+ *   https://learn.microsoft.com/sql/t-sql/functions/datediff-big-transact-sql
+ * - Filtered indexes and ALTER TABLE ... ADD (no COLUMN keyword), DROP INDEX name ON table:
+ *   https://learn.microsoft.com/sql/t-sql/statements/alter-table-transact-sql
+ *   https://learn.microsoft.com/sql/t-sql/statements/drop-index-transact-sql
+ * - Who holds an app lock: sys.dm_tran_locks, resource_type 'APPLICATION', resource_description
+ *   "<DbPrincipalId>:[<first 32 characters>]:(<hash>)" (0 = public, sp_getapplock's default),
+ *   request_owner_type 'SESSION'. Needs VIEW SERVER STATE (Azure SQL Database: VIEW DATABASE
+ *   STATE). The page lists request_status GRANTED; servers report GRANT: both are accepted.
+ *   https://learn.microsoft.com/sql/relational-databases/system-dynamic-management-views/sys-dm-tran-locks-transact-sql
+ * - KILL takes a literal session id (no variable; never @@SPID itself); needs ALTER ANY
+ *   CONNECTION (Azure SQL Database: KILL DATABASE CONNECTION). A session id is reused once its
+ *   connection ends, so the holder is checked again in the KILL's own batch:
+ *   https://learn.microsoft.com/sql/t-sql/language-elements/kill-transact-sql
  */
 import { Params, listLimit, listWhere, statesByTable } from './sql.ts';
 import type { ListFilter, NewJobRow } from '../model.ts';
@@ -48,6 +64,21 @@ export interface Stmt {
 const NOW = 'SYSUTCDATETIME()';
 /** Our ids as text: binary collation, so comparisons and order are by byte (UUIDv7 time order). */
 const ID = 'CHAR(36) COLLATE Latin1_General_BIN2';
+
+/** The app lock's name as sys.dm_tran_locks shows it: its first 32 characters. */
+export const APP_LOCK_SHOWN = 32;
+/** A session-owned app lock granted in this database whose description matches @pattern (binary: names are case-sensitive). */
+const APP_LOCK_HELD = `l.resource_type = 'APPLICATION' AND l.resource_database_id = DB_ID() AND l.request_owner_type = 'SESSION'
+  AND l.request_status IN ('GRANT', 'GRANTED') AND l.resource_description COLLATE Latin1_General_BIN2 LIKE @pattern ESCAPE '\\'`;
+
+/**
+ * The LIKE pattern for a lock description "0:[<name, first 32 characters>]:(<hash>)": principal 0
+ * (public, sp_getapplock's default), the name with LIKE's wildcards ([ _ %) and \ escaped by \.
+ */
+export function appLockPattern(resource: string): string {
+  const shown = resource.slice(0, APP_LOCK_SHOWN).replace(/[\\[_%]/g, (c) => `\\${c}`);
+  return `0:\\[${shown}]:%`;
+}
 
 /**
  * Statements in one transaction that is rolled back on any error (the error is then re-raised).
@@ -95,6 +126,11 @@ export class MssqlSql {
 
   t(name: string): string {
     return this.prefix + name;
+  }
+
+  /** Claims and the next-due probe skip paused queues (a row in paused_queues means paused). */
+  notPaused(): string {
+    return `queue NOT IN (SELECT queue FROM ${this.t('paused_queues')})`;
   }
 
   // ------------------------------------------------------------ enqueue
@@ -147,6 +183,7 @@ SELECT j.id, j.ref_id FROM ${jobs} j JOIN @input i ON j.ref_id = i.ref_id WHERE 
   SELECT TOP (@limit) * FROM ${this.t('jobs')} WITH (${hints})
   WHERE state = 'pending' AND run_at <= ${NOW} AND name IN ${list('@names')}
     AND (@queues IS NULL OR queue IN ${list('@queues')}) AND (@exclude IS NULL OR queue NOT IN ${list('@exclude')})
+    AND ${this.notPaused()}
   ORDER BY priority DESC, run_at, id)
 UPDATE next SET state = 'running', token = @token, worker_id = @worker, attempts = attempts + 1,
   started_at = ${NOW}, progress = NULL, progress_message = NULL
@@ -363,15 +400,44 @@ SELECT @r AS r, @@SPID AS spid;`,
 
   /** Which session holds the app lock (needs VIEW SERVER STATE / VIEW DATABASE STATE; the caller falls back). */
   appLockHolder(resource: string): Stmt {
-    // The lock's description shows the first 32 characters of the name in brackets; LIKE's own
-    // wildcards in it ([ ] _ %) are escaped as one-character classes.
-    const shown = resource.slice(0, 32).replace(/[[\]_%]/g, (c) => `[${c}]`);
     return {
       text: `SELECT TOP (1) l.request_session_id AS spid, s.host_name AS host, s.program_name AS program
 FROM sys.dm_tran_locks l LEFT JOIN sys.dm_exec_sessions s ON s.session_id = l.request_session_id
-WHERE l.resource_type = 'APPLICATION' AND l.resource_database_id = DB_ID() AND l.request_owner_type = 'SESSION'
-  AND l.request_status = 'GRANT' AND l.resource_description LIKE @pattern;`,
-      params: [{ name: 'pattern', type: 'nvarchar', value: `%[[]${shown}]%` }],
+WHERE ${APP_LOCK_HELD};`,
+      params: [{ name: 'pattern', type: 'nvarchar', value: appLockPattern(resource) }],
+    };
+  }
+
+  /**
+   * Other sessions holding the app lock, for eviction. Only a name of 32 characters or fewer is
+   * shown whole in the lock's description; a longer one could match another prefix's lock, so
+   * the store refuses to evict for it rather than build this.
+   */
+  appLockHolders(resource: string): Stmt {
+    if (resource.length > APP_LOCK_SHOWN) throw new RangeError(`app lock name longer than ${APP_LOCK_SHOWN} characters cannot identify its holder: ${resource.length}`);
+    return {
+      text: `SELECT l.request_session_id AS spid FROM sys.dm_tran_locks l WHERE ${APP_LOCK_HELD} AND l.request_session_id <> @@SPID;`,
+      params: [{ name: 'pattern', type: 'nvarchar', value: appLockPattern(resource) }],
+    };
+  }
+
+  /**
+   * End session `spid` if it still holds the app lock. KILL takes a literal, so the id is checked
+   * to be a session id before it is written into the text; the holder is checked again in this
+   * batch because a session id is reused once its connection ends. Answers killed = 1 or 0.
+   */
+  killAppLockHolder(resource: string, spid: number): Stmt {
+    if (!Number.isSafeInteger(spid) || spid < 1 || spid > 2_147_483_647) throw new RangeError(`session id must be a positive INT; got ${String(spid)}`);
+    const holder = this.appLockHolders(resource);
+    return {
+      text: `DECLARE @killed INT = 0;
+IF EXISTS (SELECT 1 FROM sys.dm_tran_locks l WHERE ${APP_LOCK_HELD} AND l.request_session_id = @spid AND l.request_session_id <> @@SPID)
+BEGIN
+  KILL ${spid};
+  SET @killed = 1;
+END;
+SELECT @killed AS killed;`,
+      params: [...holder.params, { name: 'spid', type: 'int', value: spid }],
     };
   }
 
@@ -460,7 +526,8 @@ SELECT COUNT(*) AS n FROM @gone;`,
     return {
       text: `SELECT DATEDIFF_BIG(millisecond, ${NOW}, MIN(run_at)) AS due FROM ${this.t('jobs')}
 WHERE state = 'pending' AND name IN (SELECT CAST(value AS NVARCHAR(200)) FROM OPENJSON(@names))
-  AND (@queues IS NULL OR queue IN (SELECT CAST(value AS NVARCHAR(200)) FROM OPENJSON(@queues)));`,
+  AND (@queues IS NULL OR queue IN (SELECT CAST(value AS NVARCHAR(200)) FROM OPENJSON(@queues)))
+  AND ${this.notPaused()};`,
       params: [
         { name: 'names', type: 'nvarchar(max)', value: JSON.stringify(names) },
         { name: 'queues', type: 'nvarchar(max)', value: queues ? JSON.stringify(queues) : null },
@@ -468,20 +535,128 @@ WHERE state = 'pending' AND name IN (SELECT CAST(value AS NVARCHAR(200)) FROM OP
     };
   }
 
+  /**
+   * Finished jobs per state, each counted on its own (state, id) index range up to @cap: never a
+   * full count of history (states without any are absent). Two result sets: live jobs per state
+   * and queue (exact), then finished.
+   */
+  statusCounts(cap: number): Stmt {
+    return {
+      text: `SELECT state, queue, COUNT(*) AS count FROM ${this.t('jobs')} GROUP BY state, queue ORDER BY queue, state;
+SELECT s.state, COUNT(*) AS count FROM (VALUES (1, 'completed'), (2, 'failed'), (3, 'cancelled'), (4, 'skipped')) AS s(ord, state)
+CROSS APPLY (SELECT TOP (@cap) 1 AS one FROM ${this.t('history')} h WHERE h.state = s.state) capped
+GROUP BY s.ord, s.state ORDER BY s.ord;`,
+      params: [{ name: 'cap', type: 'int', value: cap }],
+    };
+  }
+
+  // ------------------------------------------------------------ admin verbs
+
+  /**
+   * Idempotent: the probe's UPDLOCK + HOLDLOCK serialises two pausers of one queue (the primary
+   * key is the backstop; the store treats its duplicate-key error as already paused).
+   */
+  pauseQueue(queue: string): Stmt {
+    const paused = this.t('paused_queues');
+    return {
+      text: `INSERT INTO ${paused} (queue, paused_at) SELECT @queue, ${NOW}
+WHERE NOT EXISTS (SELECT 1 FROM ${paused} WITH (UPDLOCK, HOLDLOCK) WHERE queue = @queue);`,
+      params: [{ name: 'queue', type: 'nvarchar', value: queue }],
+    };
+  }
+
+  /** Answers the queue when it was paused. */
+  resumeQueue(queue: string): Stmt {
+    return {
+      text: `DELETE FROM ${this.t('paused_queues')} OUTPUT deleted.queue WHERE queue = @queue;`,
+      params: [{ name: 'queue', type: 'nvarchar', value: queue }],
+    };
+  }
+
+  /**
+   * Two result sets: per queue of the live table (read from the (queue, state, run_at) index),
+   * then the paused queues. One statement, so one clock reading for every figure.
+   */
+  queueStats(): Stmt {
+    const due = `state = 'pending' AND run_at <= ${NOW}`;
+    return {
+      text: `SELECT queue, SUM(CASE WHEN state = 'pending' THEN 1 ELSE 0 END) AS pending, SUM(CASE WHEN ${due} THEN 1 ELSE 0 END) AS due,
+  SUM(CASE WHEN state = 'running' THEN 1 ELSE 0 END) AS running,
+  DATEDIFF_BIG(millisecond, MIN(CASE WHEN ${due} THEN run_at END), ${NOW}) AS oldest
+FROM ${this.t('jobs')} GROUP BY queue;
+SELECT queue, paused_at FROM ${this.t('paused_queues')};`,
+      params: [],
+    };
+  }
+
+  /**
+   * Two result sets: the database's now (epoch ms), then completed and failed per bucket of
+   * @bucket ms over the last @window ms (buckets aligned on the epoch, read from the
+   * (finished_at, state) index). The bucket is computed in a derived table, so GROUP BY names a column.
+   */
+  throughput(windowMs: number, bucketMs: number): Stmt {
+    const epochMs = (t: string) => `DATEDIFF_BIG(millisecond, CAST('19700101' AS DATETIME2(3)), ${t})`;
+    return {
+      text: `DECLARE @now DATETIME2(3) = ${NOW};
+SELECT ${epochMs('@now')} AS now;
+SELECT b.start, SUM(CASE WHEN b.state = 'completed' THEN 1 ELSE 0 END) AS completed, SUM(CASE WHEN b.state = 'failed' THEN 1 ELSE 0 END) AS failed
+FROM (SELECT (${epochMs('finished_at')} / @bucket) * @bucket AS start, state FROM ${this.t('history')} WHERE finished_at > ${addMs('@now', '-@window')}) b
+GROUP BY b.start ORDER BY b.start;`,
+      params: [
+        { name: 'bucket', type: 'bigint', value: bucketMs },
+        { name: 'window', type: 'bigint', value: windowMs },
+      ],
+    };
+  }
+
+  /** A pending job becomes due now; answers its id when it was pending. */
+  makeDue(id: string): Stmt {
+    return {
+      text: `UPDATE ${this.t('jobs')} SET run_at = ${NOW} OUTPUT inserted.id WHERE id = @id AND state = 'pending';`,
+      params: [{ name: 'id', type: 'char36', value: id }],
+    };
+  }
+
+  /**
+   * Delete pending (never running) and finished jobs with their logs and attempts, in one
+   * transaction; answers the ids deleted. Only well-formed ids are sent: CAST to CHAR(36) would
+   * cut a longer string down to some other job's id.
+   */
+  deleteJobs(ids: string[]): Stmt {
+    const list = `(SELECT CAST(value AS CHAR(36)) FROM OPENJSON(@ids))`;
+    return {
+      text: `DECLARE @gone TABLE (id ${ID});
+${atomic(`DELETE FROM ${this.t('jobs')} OUTPUT deleted.id INTO @gone WHERE state = 'pending' AND id IN ${list};
+DELETE FROM ${this.t('history')} OUTPUT deleted.id INTO @gone WHERE id IN ${list};
+DELETE l FROM ${this.t('logs')} l JOIN @gone g ON l.job_id = g.id;
+DELETE a FROM ${this.t('attempts')} a JOIN @gone g ON a.job_id = g.id;`)}
+SELECT id FROM @gone;`,
+      params: [{ name: 'ids', type: 'nvarchar(max)', value: JSON.stringify(ids.filter((id) => UUID_RE.test(id))) }],
+    };
+  }
+
   // ------------------------------------------------------------ schedules
 
-  upsertSchedule(d: ScheduleDef, nextRunAt: number | null): Stmt {
+  /**
+   * From code (@code_hash set) an existing row is replaced only when its stored hash differs, so
+   * a run-time edit survives restarts until the code changes; a run-time edit (@code_hash NULL)
+   * always replaces and keeps the stored hash. The next run moves only when the timing changed.
+   */
+  upsertSchedule(d: ScheduleDef, nextRunAt: number | null, codeHash: string | null): Stmt {
     const changed = `(EXISTS (SELECT s.cron, s.timezone, s.every_ms, s.start_at EXCEPT SELECT i.cron, i.timezone, i.every_ms, i.start_at) OR s.next_run_at IS NULL)`;
     return {
       text: `MERGE ${this.t('schedules')} WITH (HOLDLOCK) AS s
 USING (SELECT @key AS [key], @name AS name, @cron AS cron, @timezone AS timezone, @every_ms AS every_ms, @start_at AS start_at, @end_at AS end_at,
-  @max_runs AS max_runs, @payload AS payload, @options AS options, @overlap AS overlap, @missed AS missed, @next_run_at AS next_run_at) AS i
+  @max_runs AS max_runs, @payload AS payload, @options AS options, @overlap AS overlap, @missed AS missed, @next_run_at AS next_run_at,
+  @code_hash AS code_hash) AS i
 ON s.[key] = i.[key]
-WHEN MATCHED THEN UPDATE SET name = i.name, cron = i.cron, timezone = i.timezone, every_ms = i.every_ms, start_at = i.start_at, end_at = i.end_at,
+WHEN MATCHED AND (i.code_hash IS NULL OR s.code_hash IS NULL OR s.code_hash <> i.code_hash) THEN UPDATE SET
+  name = i.name, cron = i.cron, timezone = i.timezone, every_ms = i.every_ms, start_at = i.start_at, end_at = i.end_at,
   max_runs = i.max_runs, payload = i.payload, options = i.options, overlap = i.overlap, missed = i.missed,
-  next_run_at = CASE WHEN ${changed} THEN i.next_run_at ELSE s.next_run_at END, updated_at = ${NOW}
-WHEN NOT MATCHED THEN INSERT ([key], name, cron, timezone, every_ms, start_at, end_at, max_runs, payload, options, overlap, missed, next_run_at)
-  VALUES (i.[key], i.name, i.cron, i.timezone, i.every_ms, i.start_at, i.end_at, i.max_runs, i.payload, i.options, i.overlap, i.missed, i.next_run_at);`,
+  next_run_at = CASE WHEN ${changed} THEN i.next_run_at ELSE s.next_run_at END,
+  code_hash = COALESCE(i.code_hash, s.code_hash), updated_at = ${NOW}
+WHEN NOT MATCHED THEN INSERT ([key], name, cron, timezone, every_ms, start_at, end_at, max_runs, payload, options, overlap, missed, next_run_at, code_hash)
+  VALUES (i.[key], i.name, i.cron, i.timezone, i.every_ms, i.start_at, i.end_at, i.max_runs, i.payload, i.options, i.overlap, i.missed, i.next_run_at, i.code_hash);`,
       params: [
         { name: 'key', type: 'nvarchar', value: d.key },
         { name: 'name', type: 'nvarchar', value: d.name },
@@ -496,6 +671,7 @@ WHEN NOT MATCHED THEN INSERT ([key], name, cron, timezone, every_ms, start_at, e
         { name: 'overlap', type: 'varchar', value: d.overlap },
         { name: 'missed', type: 'varchar', value: d.missed },
         { name: 'next_run_at', type: 'datetime2', value: at(nextRunAt) },
+        { name: 'code_hash', type: 'varchar', value: codeHash },
       ],
     };
   }

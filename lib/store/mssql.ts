@@ -14,13 +14,14 @@ import { createRequire } from 'node:module';
 import type { AttemptRecord, EnqueueResult, JobRecord, JobState, ListFilter, ListPage, LogRecord, NewJobRow } from '../model.ts';
 import type { ScheduleDef } from '../schedule/schedule.ts';
 import { checkNotNewer, loadMigrations, splitStatements } from './migrations.ts';
-import { MssqlSql, type Param, type ParamType, type Stmt } from './mssql-sql.ts';
+import { APP_LOCK_SHOWN, MssqlSql, type Param, type ParamType, type Stmt } from './mssql-sql.ts';
 import { claimOrder, textCodec, toAttemptRecord, toClaimedJob, toJobRecord, toLogRecord, toStoredSchedule, toWorkerRecord, withCurrentAttempt, type RowCodec } from './rows.ts';
 import { settleEnqueue } from './sql.ts';
 import type {
   CancelResult, ClaimRequest, ClaimedJob, CompleteItem, FailItem, Fenced, LogItem, OpenTransaction, ProgressItem, ReleaseItem,
-  RescuedJob, SessionLock, StatusCounts, Store, StoreCapabilities, StoredSchedule, WorkerInfo, WorkerRecord,
+  QueueStats, RescuedJob, SessionLock, StatusCounts, Store, StoreCapabilities, StoredSchedule, ThroughputBuckets, WorkerInfo, WorkerRecord,
 } from './store.ts';
+import { mergeQueueStats } from './store.ts';
 
 type Row = Record<string, unknown>;
 
@@ -62,6 +63,8 @@ const codec: RowCodec = { date: (v) => (v == null ? null : v instanceof Date ? v
 const CHUNK_BYTES = 4 * 1024 * 1024;
 /** SQL Server errors for a duplicate key (unique index / constraint). */
 const DUPLICATE_KEY = new Set([2601, 2627]);
+/** KILL of a session id that is no longer in use ("... is not an active process ID"). */
+const NOT_ACTIVE_SESSION = 6106;
 
 export function isMssqlPool(o: unknown): o is MssqlPoolLike {
   const p = o as Record<string, unknown> | null;
@@ -177,6 +180,11 @@ export class MssqlStore implements Store {
   private async rows(stmt: Stmt, on?: MssqlPoolLike | MssqlTransactionLike): Promise<Row[]> {
     const res = await this.run(stmt, on);
     return res.recordsets.at(-1) ?? [];
+  }
+
+  /** Every result set of a batch that SELECTs more than once, in order. */
+  private async resultSets(stmt: Stmt): Promise<Row[][]> {
+    return (await this.run(stmt)).recordsets;
   }
 
   private async ids(stmt: Stmt): Promise<Set<string>> {
@@ -385,6 +393,34 @@ IF @r < 0 THROW 50001, 'sqljobs: could not take the migration lock', 1;`, [{ nam
     };
   }
 
+  /**
+   * End the sessions holding the leader app lock (a leader paused or hung with its connection
+   * open). Only when the lock's name is short enough to be shown whole in sys.dm_tran_locks:
+   * with a longer one another prefix's lock could match, and ending its leader is worse than
+   * waiting for the stale connection to drop. Needs VIEW SERVER STATE and ALTER ANY CONNECTION
+   * (Azure SQL Database: VIEW DATABASE STATE and KILL DATABASE CONNECTION).
+   */
+  async evictSessionLockHolder(name: string): Promise<number> {
+    const resource = `${this.prefix}${name}`;
+    if (resource.length > APP_LOCK_SHOWN) return 0;
+    try {
+      let ended = 0;
+      for (const r of await this.rows(this.sql.appLockHolders(resource))) {
+        const killed = await this.rows(this.sql.killAppLockHolder(resource, Number(r.spid))).catch((err: { number?: number }) => {
+          if (err.number === NOT_ACTIVE_SESSION) return [{ killed: 0 }]; // it ended on its own meanwhile
+          throw err;
+        });
+        ended += Number(killed[0]?.killed ?? 0);
+      }
+      return ended;
+    } catch (err) {
+      throw new Error(
+        `cannot end the SQL Server session holding app lock "${resource}" (needs VIEW SERVER STATE and ALTER ANY CONNECTION; on Azure SQL Database VIEW DATABASE STATE and KILL DATABASE CONNECTION): ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
+  }
+
   async leaderInfo(name: string): Promise<string | null> {
     try {
       const rows = await this.rows(this.sql.appLockHolder(`${this.prefix}${name}`));
@@ -401,8 +437,8 @@ IF @r < 0 THROW 50001, 'sqljobs: could not take the migration lock', 1;`, [{ nam
 
   // ---------------------------------------------------------------- schedules
 
-  async upsertSchedule(def: ScheduleDef, nextRunAt: number | null): Promise<void> {
-    await this.run(this.sql.upsertSchedule(def, nextRunAt));
+  async upsertSchedule(def: ScheduleDef, nextRunAt: number | null, codeHash: string | null): Promise<void> {
+    await this.run(this.sql.upsertSchedule(def, nextRunAt, codeHash));
   }
 
   async listSchedules(): Promise<StoredSchedule[]> {
@@ -440,15 +476,10 @@ IF @r < 0 THROW 50001, 'sqljobs: could not take the migration lock', 1;`, [{ nam
   // ---------------------------------------------------------------- status
 
   async statusCounts(cap: number): Promise<StatusCounts> {
-    const live = await this.rows({ text: `SELECT state, queue, COUNT(*) AS count FROM ${this.sql.t('jobs')} GROUP BY state, queue ORDER BY queue, state;`, params: [] });
-    const finished = await this.rows({
-      text: `SELECT state, COUNT(*) AS count FROM (SELECT TOP (@cap) state FROM ${this.sql.t('history')}) capped GROUP BY state;`,
-      params: [{ name: 'cap', type: 'int', value: cap }],
-    });
-    const total = finished.reduce((n, r) => n + Number(r.count), 0);
+    const [live, finished] = await this.resultSets(this.sql.statusCounts(cap));
     return {
       live: live.map((r) => ({ state: r.state as 'pending' | 'running', queue: r.queue as string, count: Number(r.count) })),
-      finished: finished.map((r) => ({ state: r.state as string, count: Number(r.count), capped: total >= cap })),
+      finished: finished.map((r) => ({ state: r.state as string, count: Number(r.count), capped: Number(r.count) >= cap })),
     };
   }
 
@@ -512,6 +543,51 @@ IF @r < 0 THROW 50001, 'sqljobs: could not take the migration lock', 1;`, [{ nam
   async nextDueIn(names: string[], queues?: string[]): Promise<number | null> {
     const due = (await this.rows(this.sql.nextDueIn(names, queues)))[0]?.due;
     return due === null || due === undefined ? null : Math.max(0, Number(due));
+  }
+
+  // ---------------------------------------------------------------- admin verbs
+
+  async pauseQueue(queue: string): Promise<void> {
+    try {
+      await this.run(this.sql.pauseQueue(queue));
+    } catch (err) {
+      if (!DUPLICATE_KEY.has((err as { number?: number }).number ?? 0)) throw err; // paused by another caller meanwhile
+    }
+  }
+
+  async resumeQueue(queue: string): Promise<boolean> {
+    return (await this.rows(this.sql.resumeQueue(queue))).length === 1;
+  }
+
+  async queueStats(): Promise<QueueStats[]> {
+    const [live, paused] = await this.resultSets(this.sql.queueStats());
+    return mergeQueueStats(
+      live.map((r) => ({
+        queue: r.queue as string,
+        pending: Number(r.pending),
+        due: Number(r.due),
+        running: Number(r.running),
+        oldestDueAgeMs: r.oldest === null ? null : Math.max(0, Number(r.oldest)),
+        pausedAt: null,
+      })),
+      paused.map((r) => ({ queue: r.queue as string, pausedAt: codec.date(r.paused_at) as Date })),
+    );
+  }
+
+  async throughput(windowMs: number, bucketMs: number): Promise<ThroughputBuckets> {
+    const [now, buckets] = await this.resultSets(this.sql.throughput(windowMs, bucketMs));
+    return {
+      now: Number(now[0].now),
+      buckets: buckets.map((r) => ({ start: Number(r.start), completed: Number(r.completed), failed: Number(r.failed) })),
+    };
+  }
+
+  async makeDue(id: string): Promise<boolean> {
+    return (await this.rows(this.sql.makeDue(id.toLowerCase()))).length === 1;
+  }
+
+  async deleteJobs(ids: string[]): Promise<string[]> {
+    return (await this.rows(this.sql.deleteJobs(ids.map((id) => id.toLowerCase())))).map((r) => String(r.id));
   }
 
   /** A Transaction on the app's pool, begun; commit and rollback wait for statements in flight. */

@@ -156,7 +156,7 @@ forEachDialect('admin store verbs', ({ fresh }) => {
     expect(await jobs.get(done)).to.equal(null);
     expect(await jobs.get(pending)).to.equal(null);
     expect((await jobs.get(running))?.state).to.equal('running');
-    expect(await t.query(`SELECT * FROM ${t.prefix}logs WHERE job_id = ${t.dialect === 'postgres' ? '$1' : '?'}`, [done])).to.have.length(0);
+    expect(await t.query(`SELECT * FROM ${t.prefix}logs WHERE job_id = ${t.dialect === 'sqlite' ? '?' : '$1'}`, [done])).to.have.length(0);
     expect(await jobs.delete(done)).to.equal(false);
     release();
     await until(async () => (await jobs.get(running))?.state === 'completed', 'the held job to complete');

@@ -11,11 +11,18 @@ import { loadMigrations, splitStatements } from '../../lib/store/migrations.ts';
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'migrations');
 const dialects = readdirSync(root).filter((d) => !d.startsWith('.')).sort();
 
-/** table -> column names, from the CREATE TABLE statements of one dialect's files. */
+/** table -> column names, from the CREATE TABLE and ALTER TABLE ... ADD statements of one dialect's files, in order. */
 function schema(dialect: string): Map<string, string[]> {
   const tables = new Map<string, string[]>();
   for (const file of readdirSync(path.join(root, dialect)).filter((f) => f.endsWith('.sql')).sort()) {
     for (const stmt of splitStatements(readFileSync(path.join(root, dialect, file), 'utf8'))) {
+      // PostgreSQL and SQLite write ADD COLUMN; T-SQL has no COLUMN keyword there.
+      const added = /^ALTER TABLE \{\{prefix\}\}(\w+) ADD (?:COLUMN )?[`"[]?(\w+)/i.exec(stmt);
+      if (added) {
+        expect(tables.has(added[1]), `${dialect}/${file}: ${added[1]} exists before it is altered`).to.equal(true);
+        tables.get(added[1])!.push(added[2].toLowerCase());
+        continue;
+      }
       const m = /^CREATE TABLE (?:IF NOT EXISTS )?\{\{prefix\}\}(\w+)\s*\(([\s\S]*)\)[^)]*$/i.exec(stmt);
       if (!m) continue;
       const cols = m[2]
@@ -37,13 +44,18 @@ describe('migrations across dialects', () => {
   it('has the same migration files in every dialect', () => {
     const files = (d: string) => readdirSync(path.join(root, d)).filter((f) => f.endsWith('.sql')).sort();
     for (const d of dialects) expect(files(d), d).to.deep.equal(files('postgres'));
-    for (const d of dialects) expect(loadMigrations(d as 'postgres', 'x_').map((m) => m.version), d).to.deep.equal([1, 2, 3]);
+    const versions = loadMigrations('postgres', 'x_').map((m) => m.version);
+    expect(versions, 'numbered 1..n without gaps').to.deep.equal(versions.map((_, i) => i + 1));
+    expect(versions.length).to.be.at.least(5); // 004_admin and 005_schedule_edits included
+    for (const d of dialects) expect(loadMigrations(d as 'postgres', 'x_').map((m) => m.version), d).to.deep.equal(versions);
   });
 
   it('creates the same tables with the same column names in every dialect', () => {
     const reference = schema('postgres');
-    expect([...reference.keys()].sort()).to.deep.equal(['attempts', 'history', 'jobs', 'leases', 'logs', 'schedule_ticks', 'schedules', 'workers']);
+    expect([...reference.keys()].sort()).to.deep.equal(['attempts', 'history', 'jobs', 'leases', 'logs', 'paused_queues', 'schedule_ticks', 'schedules', 'workers']);
     expect(reference.get('schedules')![0]).to.equal('key');
+    expect(reference.get('schedules')!.at(-1)).to.equal('code_hash');
+    expect(reference.get('paused_queues')).to.deep.equal(['queue', 'paused_at']);
     expect(reference.get('jobs')).to.include.members(['id', 'token', 'payload_bin', 'run_at', 'ref_id']);
     for (const d of dialects) {
       const s = schema(d);
@@ -55,9 +67,31 @@ describe('migrations across dialects', () => {
   it('writes every table and index name with the prefix placeholder (mssql)', () => {
     for (const m of loadMigrations('mssql', 'p_')) {
       for (const stmt of splitStatements(m.sql)) {
-        const name = /^CREATE (?:UNIQUE )?(?:TABLE|INDEX) (\S+)/i.exec(stmt)?.[1];
-        expect(name, stmt.slice(0, 60)).to.match(/^p_\w+$/);
+        const names = /^(?:CREATE (?:UNIQUE )?(?:TABLE|INDEX)|ALTER TABLE|DROP INDEX) (\S+)(?: ON (\S+))?/i.exec(stmt);
+        expect(names, stmt.slice(0, 60)).to.not.equal(null);
+        for (const name of names!.slice(1).filter(Boolean)) expect(name, stmt.slice(0, 60)).to.match(/^p_\w+$/);
       }
     }
+  });
+
+  it('has the same index names in every dialect, dropped and recreated alike', () => {
+    /** Index names a dialect's files leave in place (created, minus dropped), in order of creation. */
+    const indexes = (dialect: string) => {
+      const live: string[] = [];
+      for (const m of loadMigrations(dialect as 'postgres', 'p_')) {
+        for (const stmt of splitStatements(m.sql)) {
+          const created = /^CREATE (?:UNIQUE )?INDEX (?:IF NOT EXISTS )?(\w+)/i.exec(stmt)?.[1];
+          const dropped = /^DROP INDEX (?:IF EXISTS )?(\w+)/i.exec(stmt)?.[1];
+          if (created) live.push(created);
+          if (dropped) {
+            expect(live, `${dialect}/${m.name} drops an index it created`).to.include(dropped);
+            live.splice(live.indexOf(dropped), 1);
+          }
+        }
+      }
+      return live.sort();
+    };
+    expect(indexes('postgres')).to.include.members(['p_jobs_queue', 'p_history_finished', 'p_history_name', 'p_history_queue']);
+    for (const d of dialects) expect(indexes(d), d).to.deep.equal(indexes('postgres'));
   });
 });

@@ -6,7 +6,7 @@
  */
 import { expect } from 'chai';
 import mssql from 'mssql';
-import { MssqlSql, type Param, type Stmt } from '../../lib/store/mssql-sql.ts';
+import { MssqlSql, appLockPattern, type Param, type Stmt } from '../../lib/store/mssql-sql.ts';
 import { MssqlStore, SerialQueue, bind, isMssqlPool, isMssqlTransaction } from '../../lib/store/mssql.ts';
 import { buildJobRow } from '../../lib/model.ts';
 import { buildSchedule } from '../../lib/schedule/schedule.ts';
@@ -50,13 +50,23 @@ function everyStatement(): [string, Stmt][] {
     ['appLockMode', sql.appLockMode(HOSTILE)],
     ['releaseAppLock', sql.releaseAppLock(HOSTILE)],
     ['appLockHolder', sql.appLockHolder(HOSTILE)],
+    ['appLockHolders', sql.appLockHolders(HOSTILE)],
+    ['killAppLockHolder', sql.killAppLockHolder(HOSTILE, 53)],
     ['get', sql.get(UUID)],
     ['list', sql.list({ queue: HOSTILE, name: HOSTILE, tag: HOSTILE, batchId: HOSTILE, refId: HOSTILE, createdBy: HOSTILE, cursor: UUID, createdAfter: new Date(0), limit: 10 })],
     ['cancel', sql.cancel(UUID)],
     ['retry', sql.retry(UUID)],
     ['pruneHistory', sql.pruneHistory(86_400_000, 100)],
     ['nextDueIn', sql.nextDueIn([HOSTILE], [HOSTILE])],
-    ['upsertSchedule', sql.upsertSchedule(schedule, 300_000)],
+    ['statusCounts', sql.statusCounts(1000)],
+    ['pauseQueue', sql.pauseQueue(HOSTILE)],
+    ['resumeQueue', sql.resumeQueue(HOSTILE)],
+    ['queueStats', sql.queueStats()],
+    ['throughput', sql.throughput(3_600_000, 60_000)],
+    ['makeDue', sql.makeDue(UUID)],
+    ['deleteJobs', sql.deleteJobs([UUID, HOSTILE])],
+    ['upsertSchedule', sql.upsertSchedule(schedule, 300_000, HOSTILE)],
+    ['upsertSchedule (run-time edit)', sql.upsertSchedule(schedule, 300_000, null)],
     ['fireSchedule', sql.fireSchedule(HOSTILE, 300_000, row(), true)],
     ['advanceSchedule', sql.advanceSchedule(HOSTILE, 300_000, 600_000)],
     ['setScheduleEnabled', sql.setScheduleEnabled(HOSTILE, false, null)],
@@ -180,7 +190,7 @@ describe('SQL Server statements (no server)', () => {
   });
 
   it('tells a fenced single-row write applied from its OUTPUT rows, not from row counts', () => {
-    for (const stmt of [sql.saveCheckpoint(UUID, TOKEN, '{}'), sql.renewLease('l', 'o', 1, 1), sql.releaseLease('l', 'o', 1), sql.setScheduleEnabled('k', true, null)]) {
+    for (const stmt of [sql.saveCheckpoint(UUID, TOKEN, '{}'), sql.renewLease('l', 'o', 1, 1), sql.releaseLease('l', 'o', 1), sql.setScheduleEnabled('k', true, null), sql.makeDue(UUID)]) {
       expect(stmt.text).to.match(/^UPDATE app_\w+ SET [\s\S]* OUTPUT inserted\.\S+ WHERE /);
     }
   });
@@ -223,7 +233,7 @@ describe('SQL Server statements (no server)', () => {
   });
 
   it('upserts with MERGE under HOLDLOCK (leases, workers, attempts, schedules)', () => {
-    for (const stmt of [sql.acquireLease('l', 'o', 1), sql.heartbeat({ id: 'w', host: 'h', pid: 1, queues: null, names: [], concurrency: 1 }), sql.fail([]), sql.upsertSchedule(buildSchedule('k', { every: 1, unit: 'minutes' }, null, {}, 0), null)]) {
+    for (const stmt of [sql.acquireLease('l', 'o', 1), sql.heartbeat({ id: 'w', host: 'h', pid: 1, queues: null, names: [], concurrency: 1 }), sql.fail([]), sql.upsertSchedule(buildSchedule('k', { every: 1, unit: 'minutes' }, null, {}, 0), null, null)]) {
       expect(stmt.text).to.match(/MERGE app_\w+ WITH \(HOLDLOCK\) AS/);
     }
   });
@@ -232,8 +242,90 @@ describe('SQL Server statements (no server)', () => {
     expect(sql.getAppLock('app_leader').text).to.include("EXEC @r = sp_getapplock @Resource = @resource, @LockMode = 'Exclusive', @LockOwner = 'Session', @LockTimeout = 0");
     expect(sql.appLockMode('app_leader').text).to.include("APPLOCK_MODE('public', @resource, 'Session')");
     expect(sql.releaseAppLock('app_leader').text).to.include("sp_releaseapplock @Resource = @resource, @LockOwner = 'Session'");
-    // LIKE's wildcards in the lock name are matched literally.
-    expect(sql.appLockHolder('app_leader').params[0].value).to.equal('%[[]app[_]leader]%');
+    // The lock's description is "0:[<name>]:(<hash>)"; LIKE's wildcards in the name are matched literally.
+    expect(sql.appLockHolder('app_leader').params[0].value).to.equal('0:\\[app\\_leader]:%');
+    expect(sql.appLockHolder('app_leader').text).to.include("LIKE @pattern ESCAPE '\\'");
+  });
+
+  it('claims and probes the next due job only outside paused queues', () => {
+    const claim = sql.claim({ workerId: 'w', names: ['a'], queues: ['q'], limit: 3 }, TOKEN, true).text;
+    // Inside the claim's own WHERE, before its ORDER BY: a paused queue's rows are never selected for update.
+    expect(claim).to.match(/WHERE state = 'pending'[^;]*AND queue NOT IN \(SELECT queue FROM app_paused_queues\)\s+ORDER BY priority DESC/);
+    const due = sql.nextDueIn(['a']).text;
+    expect(due).to.match(/WHERE state = 'pending'[^;]*AND queue NOT IN \(SELECT queue FROM app_paused_queues\);$/);
+  });
+
+  it('replaces a schedule from code only when its stored code hash differs, keeps the hash on a run-time edit', () => {
+    const def = buildSchedule('nightly', { every: 5, unit: 'minutes' }, null, {}, 0);
+    const fromCode = sql.upsertSchedule(def, 300_000, 'abc123');
+    expect(fromCode.text).to.include('WHEN MATCHED AND (i.code_hash IS NULL OR s.code_hash IS NULL OR s.code_hash <> i.code_hash) THEN UPDATE SET');
+    expect(fromCode.text).to.include('code_hash = COALESCE(i.code_hash, s.code_hash)');
+    expect(fromCode.text).to.match(/INSERT \([^)]*, next_run_at, code_hash\)\s+VALUES \([^)]*, i\.next_run_at, i\.code_hash\)/);
+    // The next run moves only when the timing changed (or there was none).
+    expect(fromCode.text).to.include('next_run_at = CASE WHEN (EXISTS (SELECT s.cron, s.timezone, s.every_ms, s.start_at EXCEPT SELECT i.cron, i.timezone, i.every_ms, i.start_at) OR s.next_run_at IS NULL)');
+    expect(fromCode.params.find((p) => p.name === 'code_hash')).to.deep.equal({ name: 'code_hash', type: 'varchar', value: 'abc123' });
+    expect(sql.upsertSchedule(def, 300_000, null).params.find((p) => p.name === 'code_hash')!.value).to.equal(null);
+  });
+
+  it('counts each finished state up to the cap on its own, in a fixed state order', () => {
+    const { text, params } = sql.statusCounts(250);
+    expect(text).to.match(/FROM \(VALUES \(1, 'completed'\), \(2, 'failed'\), \(3, 'cancelled'\), \(4, 'skipped'\)\) AS s\(ord, state\)\s+CROSS APPLY \(SELECT TOP \(@cap\) 1 AS one FROM app_history h WHERE h\.state = s\.state\) capped/);
+    expect(text).to.include('ORDER BY s.ord;');
+    expect(params).to.deep.equal([{ name: 'cap', type: 'int', value: 250 }]);
+  });
+
+  it('pauses idempotently under a key-range lock, resumes with OUTPUT, lists paused queues beside the live figures', () => {
+    expect(sql.pauseQueue('mail').text).to.match(/INSERT INTO app_paused_queues \(queue, paused_at\) SELECT @queue, SYSUTCDATETIME\(\)\s+WHERE NOT EXISTS \(SELECT 1 FROM app_paused_queues WITH \(UPDLOCK, HOLDLOCK\) WHERE queue = @queue\)/);
+    expect(sql.resumeQueue('mail').text).to.equal('DELETE FROM app_paused_queues OUTPUT deleted.queue WHERE queue = @queue;');
+    const stats = sql.queueStats().text;
+    expect(stats).to.include("DATEDIFF_BIG(millisecond, MIN(CASE WHEN state = 'pending' AND run_at <= SYSUTCDATETIME() THEN run_at END), SYSUTCDATETIME()) AS oldest");
+    expect(stats).to.match(/GROUP BY queue;\s+SELECT queue, paused_at FROM app_paused_queues;$/);
+  });
+
+  it('buckets throughput on the epoch from the database clock, over the window only', () => {
+    const { text, params } = sql.throughput(3_600_000, 60_000);
+    expect(text).to.match(/^DECLARE @now DATETIME2\(3\) = SYSUTCDATETIME\(\);\s+SELECT DATEDIFF_BIG\(millisecond, CAST\('19700101' AS DATETIME2\(3\)\), @now\) AS now;/);
+    expect(text).to.include("(DATEDIFF_BIG(millisecond, CAST('19700101' AS DATETIME2(3)), finished_at) / @bucket) * @bucket AS start");
+    expect(text).to.include('WHERE finished_at > DATEADD(millisecond, (-@window) % 86400000, DATEADD(day, (-@window) / 86400000, @now))');
+    expect(text).to.include('GROUP BY b.start ORDER BY b.start;');
+    expect(params).to.deep.equal([
+      { name: 'bucket', type: 'bigint', value: 60_000 },
+      { name: 'window', type: 'bigint', value: 3_600_000 },
+    ]);
+  });
+
+  it('deletes pending (never running) and finished jobs with their logs and attempts in one transaction; sends only well-formed ids', () => {
+    const { text, params } = sql.deleteJobs([UUID, `${UUID}0`, UUID.toUpperCase(), HOSTILE, TOKEN]);
+    expect(text).to.include("DELETE FROM app_jobs OUTPUT deleted.id INTO @gone WHERE state = 'pending' AND id IN");
+    expect(text).to.include('DELETE FROM app_history OUTPUT deleted.id INTO @gone WHERE id IN');
+    expect(text).to.include('DELETE l FROM app_logs l JOIN @gone g ON l.job_id = g.id;');
+    expect(text).to.include('DELETE a FROM app_attempts a JOIN @gone g ON a.job_id = g.id;');
+    expect(text).to.match(/BEGIN TRANSACTION;\s+DELETE FROM app_jobs[\s\S]*COMMIT;[\s\S]*SELECT id FROM @gone;$/);
+    // CAST(... AS CHAR(36)) would cut a longer string down to another job's id: such strings never reach the server.
+    expect(JSON.parse(params[0].value as string)).to.deep.equal([UUID, TOKEN]);
+  });
+
+  it('ends a stale app lock holder with a KILL of a checked integer, guarded by the holder check in the same batch', () => {
+    const { text, params } = sql.killAppLockHolder('app_leader', 53);
+    expect(text).to.match(/IF EXISTS \(SELECT 1 FROM sys\.dm_tran_locks l WHERE l\.resource_type = 'APPLICATION'[\s\S]*AND l\.request_session_id = @spid AND l\.request_session_id <> @@SPID\)\s+BEGIN\s+KILL 53;\s+SET @killed = 1;\s+END;/);
+    expect(text).to.include("l.request_owner_type = 'SESSION'");
+    expect(text).to.include("l.request_status IN ('GRANT', 'GRANTED')");
+    expect(params).to.deep.include({ name: 'spid', type: 'int', value: 53 });
+    expect(params).to.deep.include({ name: 'pattern', type: 'nvarchar', value: '0:\\[app\\_leader]:%' });
+    for (const bad of [Number.NaN, 1.5, 0, -3, 2 ** 31, Number('53; DROP TABLE x'), '53; SHUTDOWN' as unknown as number]) {
+      expect(() => sql.killAppLockHolder('app_leader', bad), String(bad)).to.throw(RangeError, /session id must be a positive INT/);
+    }
+    expect(sql.appLockHolders('app_leader').text).to.include('AND l.request_session_id <> @@SPID');
+  });
+
+  it('identifies an app lock holder only by a name shown whole (32 characters), matched case-sensitively', () => {
+    expect(appLockPattern('p_leader')).to.equal('0:\\[p\\_leader]:%');
+    expect(appLockPattern('a%b[c\\d')).to.equal('0:\\[a\\%b\\[c\\\\d]:%');
+    const name32 = 'x'.repeat(26) + 'leader';
+    expect(() => sql.appLockHolders(name32)).to.not.throw();
+    expect(() => sql.appLockHolders(`${name32}2`)).to.throw(RangeError, /longer than 32 characters/);
+    expect(() => sql.killAppLockHolder(`${name32}2`, 53)).to.throw(RangeError, /longer than 32 characters/);
+    expect(sql.appLockHolders(name32).text).to.include('l.resource_description COLLATE Latin1_General_BIN2 LIKE @pattern');
   });
 });
 
@@ -268,6 +360,16 @@ describe('SQL Server store wiring (no server)', () => {
     expect(own.config.server).to.equal('127.0.0.1');
     expect(own.config.pool).to.deep.include({ max: 3 });
     expect(pool.config.pool).to.equal(undefined);
+  });
+
+  it('does not try to evict a leader whose lock name is too long to identify (no statement is sent)', async () => {
+    // Never connected: the port refuses, so any statement sent would fail this test.
+    const store = new MssqlStore(new mssql.ConnectionPool(config), { prefix: 'p'.repeat(27) + '_', workerPoolSize: 1 });
+    expect(await store.evictSessionLockHolder('leader')).to.equal(0);
+    const short = new MssqlStore(new mssql.ConnectionPool(config), { prefix: 'app_', workerPoolSize: 1 });
+    const err = await short.evictSessionLockHolder('leader').catch((e: Error) => e);
+    expect((err as Error).message).to.match(/cannot end the SQL Server session holding app lock "app_leader" \(needs VIEW SERVER STATE and ALTER ANY CONNECTION/);
+    await Promise.all([store.close(), short.close()]);
   });
 
   it('runs statements on one transaction strictly one at a time, in order, even when one fails', async () => {

@@ -7,7 +7,8 @@
  * refuses a second request on a transaction while one runs (EREQINPROG), so every statement we
  * send on a transaction goes through that transaction's serial queue. The worker's statements
  * run on a private pool built from the app pool's config. Leadership uses a session-owned app
- * lock (sp_getapplock) on a connection of its own. Times come from the database clock
+ * lock (sp_getapplock) on a connection of its own; a stale holder (its lease lapsed) is ended
+ * with KILL. Times come from the database clock
  * (SYSUTCDATETIME, DATETIME2(3), read back as UTC Dates: mssql's default useUTC).
  */
 import { createRequire } from 'node:module';

@@ -3,7 +3,7 @@
  * duties (recurring schedules, the stalled-job sweeper and history retention).
  *
  * Leadership is a lease row with a fencing token on every database, renewed every leaseMs/3.
- * Where the database has session advisory locks (PostgreSQL), the leader also holds one on a
+ * Where the database has session locks (PostgreSQL, MySQL/MariaDB, SQL Server), the leader also holds one on a
  * dedicated connection, so that losing that connection (or having it killed) makes it step down
  * at once. A session lock alone cannot fail over from a leader that is paused or hung with its
  * connection open, so the lease decides: a contender that finds the lease expired takes it and

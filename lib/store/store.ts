@@ -260,12 +260,13 @@ export interface Store {
   renewLease(name: string, owner: string, token: number, ttlMs: number): Promise<boolean>;
   releaseLease(name: string, owner: string, token: number): Promise<boolean>;
   /**
-   * Where the database has session advisory locks (PostgreSQL pg_try_advisory_lock), take one on a
-   * dedicated connection: null when another session holds it. Absent elsewhere: leases serve.
+   * Where the database has session locks (PostgreSQL pg_try_advisory_lock, MySQL/MariaDB GET_LOCK,
+   * SQL Server sp_getapplock), take one on a dedicated connection: null when another session holds
+   * it. Absent on SQLite: the lease alone serves.
    */
   trySessionLock?(name: string): Promise<SessionLock | null>;
   /**
-   * End the session that holds the named session lock (PostgreSQL pg_terminate_backend), so that a
+   * End the session that holds the named session lock (pg_terminate_backend, KILL), so that a
    * holder which stopped renewing its lease (a paused or hung process whose connection is still
    * open) cannot block failover forever. Returns how many sessions were ended.
    */

@@ -75,14 +75,16 @@ export function csrfValid(headers: IncomingHttpHeaders, body: BodyFields, cookie
 }
 
 /**
- * Why a state change is refused by what the browser says of its origin, or null. Clients that send
- * neither header (curl, scripts) are left to the token. The scheme is not compared: behind a
- * TLS-terminating proxy the app sees http while the page is https (when we know the request is
- * https, an http Origin is refused).
+ * Why a state change is refused by what the browser says of its origin, or null. Sec-Fetch-Site,
+ * which browsers compute themselves, decides when present: same-origin, or none (typed or
+ * bookmarked by the user). Browsers without it are held to their Origin, which must name this host
+ * (Host or X-Forwarded-Host; the scheme is not compared, as behind a TLS-terminating proxy the app
+ * sees http, but an http Origin is refused when we know the request is https). Clients that send
+ * neither (curl, scripts) are left to the token.
  */
 export function crossOriginReason(headers: IncomingHttpHeaders, secure: boolean): string | null {
   const site = headers['sec-fetch-site'];
-  if (site !== undefined && site !== 'same-origin') return `Sec-Fetch-Site is ${JSON.stringify(String(site).slice(0, 20))}, not same-origin`;
+  if (site !== undefined) return site === 'same-origin' || site === 'none' ? null : `Sec-Fetch-Site is ${JSON.stringify(String(site).slice(0, 20))}, not same-origin`;
   const origin = headers.origin;
   if (origin === undefined) return null;
   let url: URL;

@@ -93,7 +93,7 @@ export async function handleAdmin<Req>(jobs: AdminJobs, opts: AdminOptions<Req>,
     const res = await dispatch(jobs, settings, req, access, csrf.token, (body) => {
       const why = crossOriginReason(req.headers, https);
       if (why) throw new HttpError(403, `forbidden: ${why}`);
-      if (!csrfValid(req.headers, body, csrf.cookieTokens)) throw new HttpError(403, 'forbidden: missing or wrong CSRF token (send the X-CSRF-Token header or the _csrf field with the sqljobs_csrf cookie)');
+      if (!csrfValid(req.headers, body, csrf.cookieTokens)) throw new HttpError(403, 'forbidden: missing or wrong CSRF token (send the X-CSRF-Token header or the _csrf field with the CSRF cookie the pages set)');
     });
     if (csrf.setCookie) res.headers['set-cookie'] = csrf.setCookie;
     if (isApi) res.headers['x-csrf-token'] = csrf.token;
@@ -156,7 +156,11 @@ async function errorResponse(err: unknown, isApi: boolean, req: AdminRequest, se
     message = err.message;
   } else {
     const id = randomBytes(6).toString('hex');
-    settings.onError(err, { id, method: req.method, path: req.path.slice(0, 200) });
+    try {
+      settings.onError(err, { id, method: req.method, path: req.path.slice(0, 200) });
+    } catch {
+      // A failing logger must not turn the answer into the framework's error page (which may show details).
+    }
     message = `internal error (id ${id})`;
   }
   if (isApi) return json(status, { error: message });

@@ -382,6 +382,15 @@ describe('admin security review [sqlite]', function () {
         await broken.close();
         await other.cleanup();
       }
+      // A logger that throws changes nothing for the client.
+      const throwing = expressApp(express, { onError: () => {
+        throw new Error('logger down');
+      }, authorize: () => {
+        throw new Error('secret detail');
+      } });
+      const res = await request(throwing).get(`${BASE}/api/stats`);
+      expect(res.status).to.equal(500);
+      expect(res.body.error).to.match(/^internal error \(id [0-9a-f]{12}\)$/);
       expect(() => jobsAdmin(jobs, { onError: 'console' as never })).to.throw(TypeError, /onError must be a function/);
     });
   });

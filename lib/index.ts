@@ -30,5 +30,5 @@ export function createJobs<M extends JobMap = {}>(options: JobsOptions): Jobs<M>
   return new Jobs<M>(options);
 }
 export { jobsAdmin, koaJobsAdmin } from './admin/index.ts';
-export type { AdminAccess, AdminOptions, AdminJobs, KoaAdminOptions } from './admin/index.ts';
+export type { AdminAccess, AdminOptions, AdminJobs, ExpressLikeRequest, KoaAdminOptions, KoaLikeAdminContext } from './admin/index.ts';
 export type { QueueStats, ThroughputBuckets } from './store/store.ts';

@@ -163,6 +163,8 @@ export function validateName(name: unknown, field = 'name', job?: string): strin
   if (typeof name !== 'string' || !NAME_RE.test(name)) {
     fail(job, field, `must be 1-200 characters of letters, digits, _ . : - /; got ${describe(name)}`);
   }
+  // A URL path segment of '.' or '..' is collapsed by browsers and URL parsers: the admin could not name it.
+  if (name === '.' || name === '..') fail(job, field, `must not be "." or ".." (a URL path segment cannot carry them); got ${describe(name)}`);
   return name;
 }
 

@@ -9,3 +9,29 @@ document.addEventListener('change', (event) => {
   if (!(box instanceof HTMLInputElement) || box.id !== 'select-all') return;
   for (const other of document.querySelectorAll('input[name="ids"]')) other.checked = box.checked;
 });
+// HTMX swaps nothing for a 4xx/5xx answer (noSwap) or a network failure: say so instead of doing
+// nothing. A failed poll (GET) is cleared by the next poll that succeeds; a failed action stays.
+function requestFailed(method, text) {
+  const banner = document.getElementById('request-error');
+  if (!banner) return;
+  banner.textContent = text;
+  banner.dataset.method = method;
+  banner.hidden = false;
+}
+function requestMethod(event) {
+  const ctx = event.detail && event.detail.ctx;
+  return (ctx && ctx.request && ctx.request.method) || 'GET';
+}
+document.addEventListener('htmx:response:error', (event) => {
+  const ctx = event.detail.ctx;
+  // The admin's error page holds its message in <p class="error">; parsing runs no script, and only its text is shown.
+  const page = typeof ctx.text === 'string' ? new DOMParser().parseFromString(ctx.text, 'text/html') : null;
+  const message = page && page.querySelector('.error') ? page.querySelector('.error').textContent : '';
+  requestFailed(requestMethod(event), `The request failed (${ctx.response.status})${message ? `: ${message}` : ''}. Reload the page to try again.`);
+});
+document.addEventListener('htmx:error', (event) => requestFailed(requestMethod(event), 'The request failed: no answer from the server. Reload the page to try again.'));
+document.addEventListener('htmx:after:request', (event) => {
+  const banner = document.getElementById('request-error');
+  const ctx = event.detail.ctx;
+  if (banner && !banner.hidden && banner.dataset.method === 'GET' && ctx.response && ctx.response.status < 400) banner.hidden = true;
+});

@@ -1,5 +1,7 @@
 /** Who may see the admin, and whether they may act. */
-import type { AdminAccess, AdminOptions } from './types.ts';
+import type { IncomingHttpHeaders } from 'node:http';
+import type { AdminAccess, AdminOptions, AdminRequest } from './types.ts';
+import { HttpError } from './types.ts';
 
 /** Loopback by the socket's own address (IPv4 127/8, IPv6 ::1, and IPv4-mapped loopback). */
 export function isLoopback(address: string | undefined): boolean {
@@ -8,11 +10,46 @@ export function isLoopback(address: string | undefined): boolean {
   return address === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(v4);
 }
 
-/** The access a request has: the authorize option's answer, or loopback-only 'manage' without one. */
-export async function resolveAccess<Req>(opts: AdminOptions<Req>, req: Req, remoteAddress: string | undefined): Promise<AdminAccess> {
-  if (!opts.authorize) return isLoopback(remoteAddress) ? 'manage' : false;
-  const granted = await opts.authorize(req);
+/** The hostname of a Host header, lowercased, without its port ('[::1]' keeps its brackets). */
+export function hostname(host: string | undefined): string | null {
+  const m = /^(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(?::\d{1,5})?$/i.exec(host ?? '');
+  return m ? m[1].toLowerCase() : null;
+}
+
+/**
+ * Names that only ever resolve to this machine. A DNS-rebinding page reaches a loopback socket
+ * under its own name (Host: evil.example), so without authorize the Host must be one of these.
+ */
+export function isLoopbackHost(name: string | null, allowed: ReadonlySet<string>): boolean {
+  if (!name) return false;
+  return name === 'localhost' || name.endsWith('.localhost') || name === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(name) || allowed.has(name);
+}
+
+/**
+ * A proxy on the same machine makes every request come from 127.0.0.1, so a request that says it
+ * was forwarded is not a loopback client (fail closed). Not every proxy says so (nginx adds none of
+ * these by default): behind a proxy, pass authorize.
+ */
+export function proxyHeader(headers: IncomingHttpHeaders): string | null {
+  for (const name of Object.keys(headers)) {
+    if (name === 'forwarded' || name === 'via' || name === 'x-real-ip' || name.startsWith('x-forwarded-')) return name;
+  }
+  return null;
+}
+
+/** The access a request has: the authorize option's answer, or 'manage' for a direct loopback client without one; else a 403. */
+export async function resolveAccess<Req>(opts: AdminOptions<Req>, allowedHosts: ReadonlySet<string>, req: AdminRequest, raw: Req): Promise<'manage' | 'view'> {
+  if (!opts.authorize) {
+    if (!isLoopback(req.remoteAddress)) throw new HttpError(403, 'forbidden: the jobs admin is served to loopback clients only unless an authorize option allows this request');
+    const via = proxyHeader(req.headers);
+    if (via) throw new HttpError(403, `forbidden: this request came through a proxy (it carries ${via}); behind a proxy the jobs admin needs an authorize option`);
+    if (!isLoopbackHost(hostname(req.headers.host), allowedHosts)) {
+      throw new HttpError(403, 'forbidden: without an authorize option the Host must be localhost, *.localhost, 127.x.x.x, [::1] or one of allowedHosts');
+    }
+    return 'manage';
+  }
+  const granted: AdminAccess = await opts.authorize(raw);
   if (granted === 'manage' || granted === 'view') return granted;
-  if (granted === false) return false;
+  if (granted === false) throw new HttpError(403, 'forbidden: authorize refused this request');
   throw new TypeError(`jobsAdmin: authorize must return 'manage', 'view' or false; got ${JSON.stringify(granted)}`);
 }

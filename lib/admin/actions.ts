@@ -70,6 +70,11 @@ export async function loadJob(jobs: AdminJobs, id: string): Promise<JobRecord> {
   return job;
 }
 
+/** Whether an operator paused the queue (its pending jobs are not claimed until it is resumed). */
+export async function queuePaused(jobs: AdminJobs, queue: string): Promise<boolean> {
+  return (await jobs.queues.list()).some((q) => q.queue === queue && q.pausedAt !== null);
+}
+
 /** Apply one action. False when the job is not in a state that allows it. */
 export async function applyJobAction(jobs: AdminJobs, id: string, action: JobAction): Promise<boolean> {
   try {

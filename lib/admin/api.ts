@@ -2,7 +2,7 @@
 import { HttpError } from './types.ts';
 import { json } from './respond.ts';
 import type { Route, RouteContext } from './router.ts';
-import { applyJobAction, checkId, loadJob, parseFilter, parsePage, refusal, type JobAction } from './actions.ts';
+import { applyJobAction, checkId, loadJob, parseFilter, parsePage, queuePaused, refusal, type JobAction } from './actions.ts';
 import { checkKey, checkQueue, schedulesWithOutcome } from './pages.ts';
 
 const ID = '([^/]+)';
@@ -23,7 +23,12 @@ async function jobDetail(c: RouteContext) {
 
 async function jobAction(c: RouteContext, action: JobAction) {
   const id = checkId(c.params[0]);
-  if (await applyJobAction(c.jobs, id, action)) return json(200, { ok: true, id, action });
+  if (await applyJobAction(c.jobs, id, action)) {
+    if (action !== 'run') return json(200, { ok: true, id, action });
+    // Made due, but a paused queue's jobs are not claimed: say so rather than let "ok" suggest it runs.
+    const job = await c.jobs.get(id);
+    return json(200, { ok: true, id, action, queuePaused: job ? await queuePaused(c.jobs, job.queue) : false });
+  }
   const job = await c.jobs.get(id);
   if (!job) throw new HttpError(404, `job ${id} not found`);
   throw new HttpError(409, refusal(action, job));

@@ -6,7 +6,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AdminOptions, AdminRequest } from './types.ts';
 import type { AdminJobs } from './actions.ts';
 import { handleAdmin, settingsFrom } from './router.ts';
-import { fromParsed, readBody } from './body.ts';
+import { isEncrypted, requestBody, splitUrl, stripCors } from './node.ts';
 
 /** The request Express hands a middleware (only what the admin reads). */
 export type ExpressLikeRequest = IncomingMessage & { baseUrl?: string; body?: unknown };
@@ -14,17 +14,20 @@ export type ExpressLikeRequest = IncomingMessage & { baseUrl?: string; body?: un
 export function jobsAdmin<Req extends ExpressLikeRequest = ExpressLikeRequest>(jobs: AdminJobs, options: AdminOptions<Req> = {}) {
   const settings = settingsFrom(options);
   return function sqljobsAdmin(req: Req, res: ServerResponse, next: (err?: unknown) => void): void {
-    const url = new URL(req.url ?? '/', 'http://admin.invalid');
+    // req.url below the mount point, exactly as Express routed it.
+    const { path, query } = splitUrl(req.url);
     const request: AdminRequest = {
       method: req.method ?? 'GET',
-      path: url.pathname,
-      query: url.searchParams,
+      path,
+      query,
       headers: req.headers,
       base: (req.baseUrl ?? '').replace(/\/$/, ''),
       remoteAddress: req.socket.remoteAddress,
-      readBody: async () => fromParsed(req.body) ?? readBody(req),
+      encrypted: isEncrypted(req),
+      readBody: () => requestBody(req, req.body),
     };
     handleAdmin(jobs, options, settings, request, req).then((out) => {
+      stripCors(res);
       res.statusCode = out.status;
       for (const [k, v] of Object.entries(out.headers)) res.setHeader(k, v);
       res.end(request.method === 'HEAD' ? undefined : out.body);

@@ -3,15 +3,16 @@
  * that path and passes everything else on; under koa-mount, leave `path` out
  * (`app.use(mount('/admin/jobs', koaJobsAdmin(jobs)))`): links then use ctx.mountPath.
  */
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AdminOptions, AdminRequest } from './types.ts';
 import type { AdminJobs } from './actions.ts';
 import { handleAdmin, settingsFrom } from './router.ts';
-import { fromParsed, readBody } from './body.ts';
+import { isEncrypted, requestBody, stripCors } from './node.ts';
 
 /** The Koa context the admin reads and writes. */
 export interface KoaLikeAdminContext {
   req: IncomingMessage;
+  res: ServerResponse;
   path: string;
   querystring: string;
   method: string;
@@ -40,9 +41,11 @@ export function koaJobsAdmin<Ctx extends KoaLikeAdminContext = KoaLikeAdminConte
       headers: ctx.req.headers,
       base: `${(ctx.mountPath ?? '').replace(/\/$/, '')}${prefix}`,
       remoteAddress: ctx.req.socket.remoteAddress,
-      readBody: async () => fromParsed(ctx.request.body) ?? readBody(ctx.req),
+      encrypted: isEncrypted(ctx.req),
+      readBody: () => requestBody(ctx.req, ctx.request.body),
     };
     const out = await handleAdmin(jobs, options, settings, request, ctx);
+    stripCors(ctx.res);
     ctx.status = out.status;
     for (const [k, v] of Object.entries(out.headers)) ctx.set(k, v);
     ctx.body = out.body;

@@ -6,7 +6,7 @@ import { helpers, throughputChart } from './present.ts';
 import { html, redirect } from './respond.ts';
 import type { Route, RouteContext } from './router.ts';
 import {
-  applyBulk, applyJobAction, checkId, loadJob, matchingIds, parseAction, parseFilter, parsePage, refusal,
+  applyBulk, applyJobAction, checkId, loadJob, matchingIds, parseAction, parseFilter, parsePage, queuePaused, refusal,
   type AdminJobs, type JobAction,
 } from './actions.ts';
 import { staticUrl } from './render.ts';
@@ -14,7 +14,8 @@ import { validateName } from '../model.ts';
 import type { ScheduleRecord } from '../schedule/schedule.ts';
 
 const ID = '([^/]+)';
-const NOTICES: Record<string, string> = {
+// A Map, not an object: ?done=constructor must not find Object.prototype's members.
+const NOTICES = new Map(Object.entries({
   cancel: 'Job cancelled.',
   retry: 'Job queued to run again.',
   run: 'Job made due now.',
@@ -25,11 +26,11 @@ const NOTICES: Record<string, string> = {
   triggered: 'Schedule triggered: its job was enqueued.',
   removed: 'Schedule deleted.',
   bulk: 'Bulk action applied.',
-};
+}));
 
 /** What every page's layout needs. */
 function common(c: RouteContext, page: string) {
-  const notice = NOTICES[c.req.query.get('done') ?? ''] ?? null;
+  const notice = NOTICES.get(c.req.query.get('done') ?? '') ?? null;
   const counted = c.req.query.get('n');
   const bulk = counted && /^\d+,\d+$/.test(counted) ? counted.split(',').map(Number) : null;
   return {
@@ -88,15 +89,25 @@ async function jobsPage(c: RouteContext) {
 
 async function jobDetail(c: RouteContext) {
   const job = await loadJob(c.jobs, c.params[0]);
-  const [attempts, logs] = await Promise.all([c.jobs.attempts(job.id), c.jobs.logs(job.id, { limit: 1000 })]);
-  return page(c, 'job', 'jobs', { job, attempts, logs, tail: logs.slice(-20) });
+  const [attempts, logs, paused] = await Promise.all([
+    c.jobs.attempts(job.id),
+    c.jobs.logs(job.id, { limit: 1000 }),
+    // Only a pending job waits on its queue; "Run now" on a paused queue must not look like it ran.
+    job.state === 'pending' ? queuePaused(c.jobs, job.queue) : false,
+  ]);
+  const data = { job, attempts, logs, tail: logs.slice(-20), queuePaused: paused };
+  if (paused && c.req.query.get('done') === 'run') {
+    return page(c, 'job', 'jobs', { ...data, notice: `Job made due now, but its queue ${job.queue} is paused: it runs once the queue is resumed.` });
+  }
+  return page(c, 'job', 'jobs', data);
 }
 
-/** Progress bar and log tail; keeps polling (itself) while the job is pending or running. */
+/** Progress bar and log tail; keeps polling (itself) while the job is pending or running. A deleted job ends the polling. */
 async function jobLive(c: RouteContext) {
   const id = checkId(c.params[0]);
   const job = await c.jobs.get(id);
-  if (!job) throw new HttpError(404, `job ${id} not found`);
+  // 200, not 404: HTMX swaps only 2xx, so a 404 would leave the poller asking forever.
+  if (!job) return html(200, await render('partials/job-deleted', { id }));
   const logs = await c.jobs.logs(id, { limit: 1000 });
   return html(200, await render('partials/job-live', { ...common(c, 'jobs'), job, tail: logs.slice(-20) }));
 }

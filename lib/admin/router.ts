@@ -2,10 +2,11 @@
  * The admin's request pipeline, independent of Express and Koa: static files, access, CSRF,
  * route dispatch, errors, and the security headers every answer carries.
  */
-import type { AdminAccess, AdminOptions, AdminRequest, AdminResponse, BodyFields } from './types.ts';
+import { randomBytes } from 'node:crypto';
+import type { AdminOptions, AdminRequest, AdminResponse, BodyFields } from './types.ts';
 import { HttpError } from './types.ts';
 import { resolveAccess } from './access.ts';
-import { CSRF_COOKIE, csrfToken, csrfValid, readCookie } from './csrf.ts';
+import { crossOriginReason, crossSiteFetch, csrfState, csrfValid, firstValue } from './csrf.ts';
 import { findStatic, render } from './render.ts';
 import type { AdminJobs } from './actions.ts';
 import { pageRoutes } from './pages.ts';
@@ -18,7 +19,16 @@ export interface Settings {
   bulkCap: number;
   countCap: number;
   title: string;
+  allowedHosts: ReadonlySet<string>;
+  secret: Buffer;
+  onError: NonNullable<AdminOptions<unknown>['onError']>;
 }
+
+/** One key per process, shared by every admin it mounts (a cookie with Path=/ serves them all). */
+const PROCESS_SECRET = randomBytes(32);
+const OPTIONS = ['authorize', 'bulkCap', 'countCap', 'title', 'allowedHosts', 'secret', 'onError', 'path'];
+
+const logError: Settings['onError'] = (err, info) => console.error(`sqljobs admin: internal error ${info.id} on ${info.method} ${info.path}:`, err);
 
 export interface RouteContext {
   req: AdminRequest;
@@ -45,33 +55,66 @@ export function settingsFrom<Req>(opts: AdminOptions<Req>): Settings {
     return v;
   };
   for (const k of Object.keys(opts)) {
-    if (!['authorize', 'bulkCap', 'countCap', 'title', 'path'].includes(k)) throw new TypeError(`jobsAdmin: unknown option "${k}"; allowed: authorize, bulkCap, countCap, title (and path for Koa)`);
+    if (!OPTIONS.includes(k)) throw new TypeError(`jobsAdmin: unknown option "${k}"; allowed: ${OPTIONS.slice(0, -1).join(', ')} (and path for Koa)`);
   }
   if (opts.authorize !== undefined && typeof opts.authorize !== 'function') throw new TypeError('jobsAdmin: authorize must be a function (req) => "manage" | "view" | false');
   if (opts.title !== undefined && (typeof opts.title !== 'string' || opts.title.length > 100)) throw new TypeError('jobsAdmin: title must be a string of at most 100 characters');
-  return { bulkCap: cap(opts.bulkCap, 'bulkCap', 1000, 10_000), countCap: cap(opts.countCap, 'countCap', 10_000, 10_000_000), title: opts.title ?? 'sqljobs' };
+  if (opts.secret !== undefined && (typeof opts.secret !== 'string' || opts.secret.length < 32)) throw new TypeError('jobsAdmin: secret must be a string of at least 32 characters (the same on every instance behind one load balancer)');
+  if (opts.onError !== undefined && typeof opts.onError !== 'function') throw new TypeError('jobsAdmin: onError must be a function (err, { id, method, path }) => void');
+  return {
+    bulkCap: cap(opts.bulkCap, 'bulkCap', 1000, 10_000),
+    countCap: cap(opts.countCap, 'countCap', 10_000, 10_000_000),
+    title: opts.title ?? 'sqljobs',
+    allowedHosts: new Set(hostList(opts.allowedHosts)),
+    secret: opts.secret === undefined ? PROCESS_SECRET : Buffer.from(opts.secret),
+    onError: opts.onError ?? logError,
+  };
+}
+
+function hostList(v: unknown): string[] {
+  if (v === undefined) return [];
+  if (!Array.isArray(v) || !v.every((h) => typeof h === 'string' && /^[a-z0-9.-]{1,253}$/i.test(h))) {
+    throw new TypeError(`jobsAdmin: allowedHosts must be an array of host names without port, e.g. ['myapp.test']; got ${JSON.stringify(v)}`);
+  }
+  return v.map((h: string) => h.toLowerCase());
 }
 
 /** Answer one request under the mount point. `raw` is what authorize receives (the framework's request or context). */
 export async function handleAdmin<Req>(jobs: AdminJobs, opts: AdminOptions<Req>, settings: Settings, req: AdminRequest, raw: Req): Promise<AdminResponse> {
   const isApi = req.path === '/api' || req.path.startsWith('/api/');
   try {
-    const access: AdminAccess = await resolveAccess(opts, raw, req.remoteAddress);
-    if (!access) throw new HttpError(403, 'forbidden: the jobs admin is served to loopback clients only unless an authorize option allows this request');
+    if (crossSiteFetch(req.method, req.headers)) throw new HttpError(403, 'forbidden: a cross-site page may link to the jobs admin, not fetch, embed or post to it');
+    const access = await resolveAccess(opts, settings.allowedHosts, req, raw);
+    checkPath(req.path);
     const file = req.method === 'GET' || req.method === 'HEAD' ? findStatic(req.path) : null;
     if (file) return secure({ status: 200, headers: { 'content-type': file.type, 'cache-control': 'public, max-age=31536000, immutable' }, body: file.body }, false);
-    const secureCookie = (req.headers['x-forwarded-proto'] ?? '') === 'https';
-    const { token, setCookie } = csrfToken(req.headers, req.base, secureCookie);
-    const res = await dispatch(jobs, settings, req, access, token, readCookie(req.headers.cookie, CSRF_COOKIE) === token);
-    if (setCookie) res.headers['set-cookie'] = setCookie;
-    if (isApi) res.headers['x-csrf-token'] = token;
+    const https = req.encrypted || firstValue(req.headers['x-forwarded-proto'])?.toLowerCase() === 'https';
+    const csrf = csrfState(req.headers, settings.secret, req.base, https);
+    const res = await dispatch(jobs, settings, req, access, csrf.token, (body) => {
+      const why = crossOriginReason(req.headers, https);
+      if (why) throw new HttpError(403, `forbidden: ${why}`);
+      if (!csrfValid(req.headers, body, csrf.cookieTokens)) throw new HttpError(403, 'forbidden: missing or wrong CSRF token (send the X-CSRF-Token header or the _csrf field with the CSRF cookie the pages set)');
+    });
+    if (csrf.setCookie) res.headers['set-cookie'] = csrf.setCookie;
+    if (isApi) res.headers['x-csrf-token'] = csrf.token;
     return secure(res, true);
   } catch (err) {
-    return secure(await errorResponse(err, isApi, req.base, settings), true);
+    return secure(await errorResponse(err, isApi, req, settings), true);
   }
 }
 
-async function dispatch(jobs: AdminJobs, settings: Settings, req: AdminRequest, access: 'manage' | 'view', csrf: string, cookieSent: boolean): Promise<AdminResponse> {
+/**
+ * The path exactly as the framework routed it (never re-parsed): an empty or dot segment, literal
+ * or percent-encoded, would let a URL parser or a browser reach a different route than the one a
+ * host's own gate on a sub-path saw, so such paths are not served.
+ */
+function checkPath(p: string): void {
+  if (/\/\/|\/(?:\.|%2e){1,2}(?:\/|$)/i.test(p)) throw new HttpError(404, 'not found: the path holds an empty, . or .. segment');
+}
+
+async function dispatch(
+  jobs: AdminJobs, settings: Settings, req: AdminRequest, access: 'manage' | 'view', csrf: string, checkCsrf: (body: BodyFields) => void,
+): Promise<AdminResponse> {
   const method = req.method === 'HEAD' ? 'GET' : req.method;
   let pathMatched = false;
   for (const route of ROUTES) {
@@ -84,7 +127,7 @@ async function dispatch(jobs: AdminJobs, settings: Settings, req: AdminRequest, 
     if (method !== 'GET') {
       body = await req.readBody();
       if (access !== 'manage') throw new HttpError(403, 'forbidden: read-only access (view) cannot change jobs, queues or schedules');
-      if (!csrfValid(req.headers, body, csrf, cookieSent)) throw new HttpError(403, 'forbidden: missing or wrong CSRF token (send the X-CSRF-Token header or the _csrf field with the sqljobs_csrf cookie)');
+      checkCsrf(body);
     }
     return route.handler({ req, params, body, jobs, access, csrf, settings });
   }
@@ -100,20 +143,37 @@ function safeDecode(p: string): string {
   }
 }
 
-async function errorResponse(err: unknown, isApi: boolean, base: string, settings: Settings): Promise<AdminResponse> {
-  const status = err instanceof HttpError ? err.status : 500;
-  const message = err instanceof HttpError ? err.message : `internal error: ${err instanceof Error ? err.message : String(err)}`;
+/**
+ * An HttpError's message is for the client. Anything else (authorize or the database threw) may
+ * hold hosts, credentials or SQL, and may reach a client that was never granted access: the
+ * client gets an id only, the details go to onError.
+ */
+async function errorResponse(err: unknown, isApi: boolean, req: AdminRequest, settings: Settings): Promise<AdminResponse> {
+  let status = 500;
+  let message: string;
+  if (err instanceof HttpError) {
+    status = err.status;
+    message = err.message;
+  } else {
+    const id = randomBytes(6).toString('hex');
+    try {
+      settings.onError(err, { id, method: req.method, path: req.path.slice(0, 200) });
+    } catch {
+      // A failing logger must not turn the answer into the framework's error page (which may show details).
+    }
+    message = `internal error (id ${id})`;
+  }
   if (isApi) return json(status, { error: message });
-  return html(status, await render('error', { base, title: settings.title, status, message }));
+  return html(status, await render('error', { base: req.base, title: settings.title, status, message }));
 }
 
-/** The headers every answer carries; pages are never cached. */
+/** The headers every answer carries; pages are never cached, and no other origin may load them. */
 function secure(res: AdminResponse, noStore: boolean): AdminResponse {
   res.headers['content-security-policy'] = CSP;
   res.headers['x-content-type-options'] = 'nosniff';
   res.headers['x-frame-options'] = 'DENY';
   res.headers['referrer-policy'] = 'same-origin';
+  res.headers['cross-origin-resource-policy'] = 'same-origin';
   if (noStore) res.headers['cache-control'] = 'no-store';
   return res;
 }
-

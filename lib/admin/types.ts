@@ -7,10 +7,23 @@ export type AdminAccess = 'manage' | 'view' | false;
 export interface AdminOptions<Req> {
   /**
    * Decide per request. 'manage': everything; 'view': read-only (no action buttons, every action
-   * refused); false: 403. Without it, only loopback clients (the socket's own address, never a
-   * forwarded header) are served, with 'manage'.
+   * refused); false: 403. Without it, only direct loopback clients are served, with 'manage': the
+   * socket's address is loopback, the request carries no proxy header (Forwarded, Via, X-Real-IP,
+   * X-Forwarded-*) and its Host is a loopback name. Behind a proxy, pass authorize.
    */
   authorize?: (req: Req) => AdminAccess | Promise<AdminAccess>;
+  /** More Host names (without port) a loopback client may use without authorize, e.g. ['myapp.test']. */
+  allowedHosts?: string[];
+  /**
+   * Key of the CSRF tokens' HMAC, at least 32 characters. Default: random per process. Give every
+   * instance behind a load balancer the same one, or a page served by one is refused by another.
+   */
+  secret?: string;
+  /**
+   * Called with an unexpected error (authorize or the database threw); the client sees only
+   * "internal error (id …)". Default: console.error.
+   */
+  onError?: (err: unknown, info: { id: string; method: string; path: string }) => void;
   /** Jobs "apply to all matching" touches at most this many (default 1000, at most 10,000). */
   bulkCap?: number;
   /** Finished jobs are counted per state up to this many on the overview (default 10,000). */
@@ -32,6 +45,8 @@ export interface AdminRequest {
   base: string;
   /** The TCP peer's address (the socket's, never X-Forwarded-For). */
   remoteAddress: string | undefined;
+  /** Whether the connection itself is TLS (the app serves HTTPS). */
+  encrypted: boolean;
   readBody(): Promise<BodyFields>;
 }
 

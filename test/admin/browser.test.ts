@@ -69,6 +69,8 @@ describe('admin in a browser (Chromium)', function () {
     await jobs.enqueue('sync-crm', { customer: 'Globex' }, { tag: 'crm' }); // fails for good: a recent failure on the overview
     await jobs.enqueue('send-email', { to: 'later@example.com' }, { delay: 3_600_000, queue: 'mail' });
     const app = express();
+    // Another site (localhost is not the same site as 127.0.0.1) that links to the admin, as chat or mail would.
+    app.get('/elsewhere', (_req, res) => void res.send(`<!doctype html><a id="go" href="${origin}${BASE}/queues">the jobs admin</a>`));
     app.use(BASE, jobsAdmin(jobs));
     server = app.listen(0, '127.0.0.1');
     await new Promise((r) => server.once('listening', r));
@@ -164,6 +166,40 @@ describe('admin in a browser (Chromium)', function () {
     await shot('queues');
     await row.getByRole('button', { name: 'Resume' }).click();
     await until(async () => (await jobs.get(id))?.state === 'completed', 'the resumed queue to run');
+  });
+
+  it('a link from another site keeps the CSRF cookie (SameSite=Lax): the tab already open still acts', async () => {
+    await jobs.enqueue('send-email', { to: 'lax@example.com' }, { queue: 'mail', delay: 3_600_000 });
+    await page.goto(`${origin}${BASE}/queues`);
+    const token = await page.locator('meta[name="sqljobs-csrf"]').getAttribute('content');
+    const other = await browser.newPage();
+    try {
+      await other.goto(origin.replace('127.0.0.1', 'localhost') + '/elsewhere');
+      await other.click('#go');
+      await other.waitForURL(`${origin}${BASE}/queues`);
+      expect(await other.locator('meta[name="sqljobs-csrf"]').getAttribute('content')).to.equal(token);
+    } finally {
+      await other.close();
+    }
+    await page.locator('tr[data-queue="mail"]').getByRole('button', { name: 'Pause' }).click();
+    await page.waitForFunction(() => document.querySelector('tr[data-queue="mail"] .queue-state')?.textContent?.startsWith('paused'));
+    expect(await page.locator('#request-error').isVisible()).to.equal(false);
+    await page.locator('tr[data-queue="mail"]').getByRole('button', { name: 'Resume' }).click();
+    await page.waitForFunction(() => document.querySelector('tr[data-queue="mail"] .queue-state')?.textContent === 'active');
+  });
+
+  it('a refused HTMX action shows an error banner instead of doing nothing', async () => {
+    await page.goto(`${origin}${BASE}/queues`);
+    await browser.clearCookies(); // the page's token no longer matches any cookie: the server refuses the action
+    await page.locator('tr[data-queue="mail"]').getByRole('button', { name: 'Pause' }).click();
+    await page.waitForSelector('#request-error:not([hidden])', { timeout: 10_000 });
+    expect(await page.locator('#request-error').textContent()).to.match(/^The request failed \(403\): forbidden: missing or wrong CSRF token .*Reload the page to try again\.$/);
+    expect((await jobs.queues.list()).find((q) => q.queue === 'mail')?.pausedAt).to.equal(null);
+    // Reloading mints a new cookie and token; the action then works.
+    await page.reload();
+    await page.locator('tr[data-queue="mail"]').getByRole('button', { name: 'Pause' }).click();
+    await until(async () => (await jobs.queues.list()).find((q) => q.queue === 'mail')?.pausedAt, 'the queue to pause after a reload');
+    await jobs.queues.resume('mail');
   });
 
   it('renders the jobs list, recurring and workers pages (screenshots)', async () => {

@@ -194,8 +194,10 @@ forEachDialect('processing', ({ fresh }) => {
     const t = await fresh();
     const jobs = t.jobs({ worker: { pollInterval: 60_000 } });
     let signalled = false;
+    let started = false;
     jobs.define('long', async (_p, ctx) => {
       ctx.signal.addEventListener('abort', () => (signalled = true));
+      started = true;
       await sleep(300); // ignores the signal on purpose
       return 'finished anyway';
     });
@@ -204,9 +206,10 @@ forEachDialect('processing', ({ fresh }) => {
     expect((await jobs.get(pending.id))!.state).to.equal('cancelled');
     await jobs.start();
     const running = await jobs.enqueue('long', {});
-    await until(async () => (await jobs.get(running.id))?.state === 'running', 'the job to run');
+    // Claimed is not yet started: wait for the handler itself, so the cancel reaches a running handler.
+    await until(() => started, 'the handler to start');
     expect(await jobs.cancel(running.id)).to.equal(true);
-    expect(signalled).to.equal(true);
+    expect(signalled, 'a same-process cancel signals the handler at once').to.equal(true);
     await sleep(500);
     const j = await jobs.get(running.id);
     expect(j).to.include({ state: 'cancelled' });

@@ -8,7 +8,8 @@ import { forEachDialect, sleep, until, type TestDb } from '../helpers/dialects.t
 import { spawnWorker, type WorkerProc } from '../helpers/processes.ts';
 
 function workerEnv(t: TestDb, extra: Record<string, string | number> = {}): Record<string, string | number> {
-  return { DIALECT: t.dialect, DRIVER: t.driver, LOCATION: t.location, PREFIX: t.prefix, ...extra };
+  // PGAPPNAME names this test's PostgreSQL sessions, so checks on pg_stat_activity see only them.
+  return { DIALECT: t.dialect, DRIVER: t.driver, LOCATION: t.location, PREFIX: t.prefix, PGAPPNAME: t.prefix, ...extra };
 }
 
 forEachDialect('separate processes', ({ fresh }) => {
@@ -153,7 +154,8 @@ forEachDialect('separate processes', ({ fresh }) => {
     const idle = await t.query(
       t.dialect === 'mssql'
         ? `SELECT 1 FROM sys.dm_exec_sessions WHERE open_transaction_count > 0 AND database_id = DB_ID() AND session_id <> @@SPID`
-        : `SELECT 1 FROM pg_stat_activity WHERE state LIKE 'idle in transaction%' AND datname = current_database()`,
+        : `SELECT 1 FROM pg_stat_activity WHERE state LIKE 'idle in transaction%' AND datname = current_database() AND application_name = $1`,
+      t.dialect === 'mssql' ? [] : [t.prefix],
     );
     expect(idle, 'A left no transaction open').to.have.length(0);
     const rows = await t.query<{ pid: number }>(`SELECT pid FROM ${t.prefix}ledger`);

@@ -5,6 +5,8 @@
 import { EventEmitter } from 'node:events';
 import type BetterSqlite3 from 'better-sqlite3';
 import type { Pool as PgPool } from 'pg';
+import type { Pool as MysqlPool } from 'mysql2';
+import type { Pool as MysqlPromisePool } from 'mysql2/promise';
 import {
   JobValidationError, buildJobRow, describe, isValidId, validateBackoff, validateId, validateName,
   type AttemptRecord, type BackoffOptions, type EnqueueOptions, type EnqueueResult, type JobError,
@@ -16,6 +18,7 @@ import { Worker, type JobEventPayload, type WorkerOptions } from './worker/worke
 import { detectDriver } from './store/detect.ts';
 import { SqliteStore } from './store/sqlite.ts';
 import { PostgresStore } from './store/postgres.ts';
+import { MysqlStore } from './store/mysql.ts';
 import { validatePrefix, type OpenTransaction, type Store } from './store/store.ts';
 import { uuidv7 } from './uuid.ts';
 import { Locks } from './locks.ts';
@@ -55,10 +58,10 @@ export interface DefineOptions {
   transactional?: boolean;
 }
 
-export type SupportedDb = BetterSqlite3.Database | PgPool;
+export type SupportedDb = BetterSqlite3.Database | PgPool | MysqlPool | MysqlPromisePool;
 
 export interface JobsOptions {
-  /** The app's own handle: a better-sqlite3 Database or a pg Pool. */
+  /** The app's own handle: a better-sqlite3 Database, a pg Pool or a mysql2 pool (callback or promise flavour). */
   db: SupportedDb;
   /** Table name prefix; lowercase identifier. Default 'sqljobs_'. */
   tablePrefix?: string;
@@ -74,11 +77,11 @@ export interface JobsOptions {
   worker?: Partial<Omit<WorkerOptions, 'retentionMs'>> | false;
   /** SQLite: put the database file in WAL mode (recommended; a property of the file). Default true. */
   sqliteWal?: boolean;
-  /** PostgreSQL: size of the private pool the worker uses for claims, outcomes and heartbeats. Default 4. */
+  /** PostgreSQL, MySQL/MariaDB: size of the private pool the worker uses for claims, outcomes and heartbeats. Default 4. */
   workerPoolSize?: number;
   /**
-   * Elect one leader among the instances that start a worker (PostgreSQL advisory lock on a
-   * dedicated connection; a lease row on SQLite). Only the leader then runs the stalled-job
+   * Elect one leader among the instances that start a worker (PostgreSQL advisory lock or MySQL
+   * GET_LOCK on a dedicated connection; a lease row on SQLite). Only the leader then runs the stalled-job
    * sweeper and history retention. Default: off (every worker runs them; they are safe to overlap).
    */
   leader?: boolean | Partial<LeaderOptions>;
@@ -605,10 +608,12 @@ function createStore(opts: JobsOptions, prefix: string): Store {
       return new SqliteStore(opts.db as BetterSqlite3.Database, { prefix, wal: opts.sqliteWal ?? true });
     case 'pg-pool':
       return new PostgresStore(opts.db as PgPool, { prefix, workerPoolSize: opts.workerPoolSize ?? 4 });
+    case 'mysql2':
+      return new MysqlStore(opts.db, { prefix, workerPoolSize: opts.workerPoolSize ?? 4 });
     case 'pg-client':
       throw new TypeError('createJobs: db must be a pg Pool, not a single Client (the worker needs its own connections); pass the client as opts.tx to enqueue inside its transaction');
     default:
-      throw new TypeError(`createJobs: the ${kind} driver is not supported by this version of sqljobs yet; supported: better-sqlite3 Database, pg Pool`);
+      throw new TypeError(`createJobs: the ${kind} driver is not supported by this version of sqljobs yet; supported: better-sqlite3 Database, pg Pool, mysql2 pool`);
   }
 }
 

@@ -22,7 +22,7 @@ import type {
   NewJobRow,
 } from '../model.ts';
 
-export type Dialect = 'sqlite' | 'postgres';
+export type Dialect = 'sqlite' | 'postgres' | 'mysql';
 
 export interface StoreCapabilities {
   /** Cross-process wake-ups (LISTEN/NOTIFY). Without it, other processes learn by polling. */
@@ -240,7 +240,7 @@ export interface Store {
   renewLease(name: string, owner: string, token: number, ttlMs: number): Promise<boolean>;
   releaseLease(name: string, owner: string, token: number): Promise<boolean>;
   /**
-   * Where the database has session advisory locks (PostgreSQL pg_try_advisory_lock), take one on a
+   * Where the database has session advisory locks (PostgreSQL pg_try_advisory_lock, MySQL GET_LOCK), take one on a
    * dedicated connection: null when another session holds it. Absent elsewhere: leases serve.
    */
   trySessionLock?(name: string): Promise<SessionLock | null>;
@@ -262,7 +262,7 @@ export interface Store {
   /** For status views: live jobs per state and queue (exact; the hot table is small), finished jobs per state counted up to `cap`. */
   statusCounts(cap: number): Promise<StatusCounts>;
   listWorkers(): Promise<WorkerRecord[]>;
-  /** Who holds leadership `name`, in words (a lease owner, or the PostgreSQL session holding the advisory lock), or null. */
+  /** Who holds leadership `name`, in words (a lease owner, or the session holding the advisory lock / GET_LOCK), or null. */
   leaderInfo(name: string): Promise<string | null>;
 
   listen?(cb: ListenCallbacks): Promise<ListenHandle>;

@@ -4,17 +4,19 @@
  */
 import Database from 'better-sqlite3';
 import pg from 'pg';
+import mysql from 'mysql2/promise';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createJobs, type Jobs, type JobsOptions } from '../../lib/index.ts';
 
 export const PG_URL = process.env.SQLJOBS_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+export const MYSQL_URL = process.env.SQLJOBS_MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/test';
 
 export interface TestDb {
-  dialect: 'sqlite' | 'postgres';
+  dialect: 'sqlite' | 'postgres' | 'mysql';
   /** The app handle given to createJobs. */
-  db: Database.Database | pg.Pool;
+  db: Database.Database | pg.Pool | mysql.Pool;
   prefix: string;
   /** What a child process needs to open the same database: a file path or a URL. */
   location: string;
@@ -28,7 +30,7 @@ export interface TestDb {
 }
 
 export interface DialectFactory {
-  name: 'sqlite' | 'postgres';
+  name: 'sqlite' | 'postgres' | 'mysql';
   available(): Promise<string | null>;
   create(prefix?: string): Promise<TestDb>;
 }
@@ -133,7 +135,60 @@ const postgres: DialectFactory = {
   },
 };
 
-export const DIALECTS: DialectFactory[] = [sqlite, postgres];
+/** A mysql2 promise pool for tests; UTC both ways, so Date parameters mean what they say. */
+export function mysqlPool(url = MYSQL_URL, max = 10): mysql.Pool {
+  return mysql.createPool({ uri: url, connectionLimit: max, timezone: 'Z' });
+}
+
+const mysqlDialect: DialectFactory = {
+  name: 'mysql',
+  async available() {
+    try {
+      const c = await mysql.createConnection({ uri: MYSQL_URL, connectTimeout: 3000 });
+      await c.query('SELECT 1');
+      await c.end();
+      return null;
+    } catch (err) {
+      return `MySQL/MariaDB at ${MYSQL_URL} is not reachable: ${(err as Error).message}`;
+    }
+  },
+  async create(prefix = uniquePrefix()) {
+    const open = (): TestDb => {
+      const pool = mysqlPool();
+      return {
+        dialect: 'mysql',
+        db: pool,
+        prefix,
+        location: MYSQL_URL,
+        jobs: (opts = {}) => track(createJobs({ db: pool, tablePrefix: prefix, ...opts })),
+        // Tests write PostgreSQL-style $n placeholders; mysql2 takes ? in order.
+        query: async (sql, params = []) => {
+          const order: unknown[] = [];
+          const text = sql.replace(/\$(\d+)/g, (_, n) => (order.push(params[Number(n) - 1]), '?'));
+          return (await pool.query(text, /\$\d/.test(sql) ? order : params))[0] as never;
+        },
+        another: async () => open(),
+        cleanup: async () => {
+          await pool.end();
+        },
+      };
+    };
+    const first = open();
+    const close = first.cleanup;
+    first.cleanup = async () => {
+      const pool = first.db as mysql.Pool;
+      const [tables] = await pool.query(`SELECT table_name AS t FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name LIKE ?`, [`${prefix.replaceAll("_", "\\_")}%`]);
+      for (const t of tables as { t: string }[]) await pool.query(`DROP TABLE IF EXISTS \`${t.t}\``);
+      await close();
+    };
+    return first;
+  },
+};
+
+/** All of them, or those named in SQLJOBS_DIALECTS (e.g. `SQLJOBS_DIALECTS=mysql` while working on one). */
+export const DIALECTS: DialectFactory[] = [sqlite, postgres, mysqlDialect].filter(
+  (d) => !process.env.SQLJOBS_DIALECTS || process.env.SQLJOBS_DIALECTS.split(',').includes(d.name),
+);
 
 /**
  * A mocha before() hook for dialect-only suites: skip loudly when the database (or something else

@@ -160,13 +160,14 @@ export class RequestJobs<M extends JobMap = {}> {
   private guard(native: Record<string | symbol, unknown>): unknown {
     return new Proxy(native, {
       get: (target, key) => {
-        if (key === 'release') {
+        if (key === 'release' || key === 'commit' || key === 'rollback' || key === 'beginTransaction') {
+          // (commit/rollback/beginTransaction: mysql2 connections; a second START TRANSACTION would commit silently)
           return () => {
-            throw new Error("do not release the request's connection: the middleware commits or rolls back and releases it");
+            throw new Error(`do not ${String(key)} the request's connection yourself: the middleware commits or rolls back and releases it`);
           };
         }
         const value = target[key];
-        if (key === 'query' && typeof value === 'function') {
+        if ((key === 'query' || key === 'execute') && typeof value === 'function') {
           return (...args: unknown[]) => {
             if (this.finished) return Promise.reject(new Error(`the request's unit of work is already ${this.state}`));
             return this.serial(() => (value as (...a: unknown[]) => Promise<unknown>).apply(target, args));

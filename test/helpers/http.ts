@@ -1,8 +1,9 @@
 /** What the Express and Koa tests share: the app's own table, and what they look at afterwards. */
 import { expect } from 'chai';
 import type pg from 'pg';
+import type mysql from 'mysql2/promise';
 import type Database from 'better-sqlite3';
-import type { Jobs } from '../../lib/index.ts';
+import type { Jobs, RequestJobs } from '../../lib/index.ts';
 import { until, type TestDb } from './dialects.ts';
 
 /**
@@ -15,6 +16,8 @@ export async function setupShop(t: TestDb, jobs: Jobs): Promise<void> {
   if (t.dialect === 'postgres') {
     await t.query(`CREATE TABLE ${t.prefix}orders (id serial PRIMARY KEY, item text NOT NULL,
       code text, CONSTRAINT ${t.prefix}code_unique UNIQUE (code) DEFERRABLE INITIALLY DEFERRED)`);
+  } else if (t.dialect === 'mysql') {
+    await t.query(`CREATE TABLE ${t.prefix}orders (id INT AUTO_INCREMENT PRIMARY KEY, item VARCHAR(255) NOT NULL, code VARCHAR(255))`);
   } else {
     (t.db as Database.Database).exec(`CREATE TRIGGER ${t.prefix}boom BEFORE INSERT ON ${t.prefix}jobs WHEN NEW.tag = 'zip' BEGIN SELECT RAISE(ABORT, 'refused'); END`);
   }
@@ -23,13 +26,14 @@ export async function setupShop(t: TestDb, jobs: Jobs): Promise<void> {
 /** Whether the request's job (tagged with the item) and its order row (PostgreSQL) exist. */
 export async function visible(t: TestDb, jobs: Jobs, item: string): Promise<{ job: boolean; row: boolean }> {
   const job = (await jobs.list({ tag: item })).items.length > 0;
-  if (t.dialect !== 'postgres') return { job, row: job };
+  if (t.dialect === 'sqlite') return { job, row: job };
   const rows = await t.query(`SELECT 1 FROM ${t.prefix}orders WHERE item = $1 OR item LIKE $2`, [item, `${item}-%`]);
   return { job, row: rows.length > 0 };
 }
 
 /** Every pooled connection is back and no session is left inside a transaction. */
 export async function poolSettled(t: TestDb): Promise<void> {
+  if (t.dialect === 'mysql') return mysqlPoolSettled(t);
   if (t.dialect !== 'postgres') return;
   const pool = t.db as pg.Pool;
   await until(() => pool.totalCount === pool.idleCount && pool.waitingCount === 0, 'every connection back in the pool', 5000);
@@ -37,4 +41,47 @@ export async function poolSettled(t: TestDb): Promise<void> {
     `SELECT pid FROM pg_stat_activity WHERE state = 'idle in transaction' AND datname = current_database() AND pid <> pg_backend_pid()`,
   );
   expect(idleInTx).to.have.length(0);
+}
+
+interface Denque<T> {
+  length: number;
+  toArray(): T[];
+}
+
+async function mysqlPoolSettled(t: TestDb): Promise<void> {
+  const pool = (t.db as mysql.Pool).pool as unknown as {
+    _allConnections: Denque<{ threadId: number }>;
+    _freeConnections: Denque<unknown>;
+    _connectionQueue: Denque<unknown>;
+  };
+  await until(
+    () => pool._allConnections.length === pool._freeConnections.length && pool._connectionQueue.length === 0,
+    'every connection back in the pool',
+    5000,
+  );
+  const ours = new Set(pool._allConnections.toArray().map((c) => c.threadId));
+  const open = await t.query<{ id: number }>('SELECT trx_mysql_thread_id AS id FROM information_schema.INNODB_TRX');
+  expect(open.filter((r) => ours.has(Number(r.id))), 'sessions left inside a transaction').to.have.length(0);
+}
+
+/** The app's order row, written in the request's transaction (no table on SQLite, whose jobs are buffered). */
+export async function writeOrder(t: TestDb, uow: RequestJobs, item: string, code?: string): Promise<void> {
+  if (t.dialect === 'sqlite') return;
+  const c = await uow.transaction<pg.PoolClient>(); // a pg PoolClient or a mysql2 promise connection: both query(text, values)
+  await c.query(`INSERT INTO ${t.prefix}orders (item, code) VALUES (${t.dialect === 'postgres' ? '$1, $2' : '?, ?'})`, [item, code ?? null]);
+}
+
+/**
+ * MySQL/MariaDB check constraints at once (nothing is deferred to COMMIT): a commit that fails is
+ * one whose connection died first. Kill the request's connection from outside.
+ */
+export async function loseConnection(t: TestDb, uow: RequestJobs): Promise<void> {
+  const c = await uow.transaction<mysql.PoolConnection>();
+  const [rows] = await c.query('SELECT CONNECTION_ID() AS id');
+  await t.query(`KILL CONNECTION ${Number((rows as { id: number }[])[0].id)}`);
+}
+
+/** The route each dialect's app uses to make its commit fail. */
+export function failingCommitRoute(t: TestDb): 'dup' | 'lost' | 'ok' {
+  return t.dialect === 'postgres' ? 'dup' : t.dialect === 'mysql' ? 'lost' : 'ok';
 }

@@ -3,10 +3,11 @@ import express from 'express';
 import request from 'supertest';
 import http from 'node:http';
 import type pg from 'pg';
+import type mysql from 'mysql2/promise';
 import { jobsMiddleware, type Jobs } from '../../lib/index.ts';
 import { createRequire } from 'node:module';
 import { forEachDialect, sleep, until, type TestDb } from '../helpers/dialects.ts';
-import { poolSettled, setupShop as setup, visible } from '../helpers/http.ts';
+import { failingCommitRoute, loseConnection, poolSettled, setupShop as setup, visible, writeOrder } from '../helpers/http.ts';
 
 /** Express 4, installed beside 5 as the npm alias express4: the same gate must hold on both. */
 const express4 = createRequire(import.meta.url)('express4') as typeof express;
@@ -17,10 +18,7 @@ function shop(t: TestDb, jobs: Jobs, framework: typeof express = express) {
   app.use(framework.json());
   app.use(jobsMiddleware(jobs));
   const order = async (req: express.Request, item: string, code?: string) => {
-    if (t.dialect === 'postgres') {
-      const c = await req.jobs.transaction<pg.PoolClient>();
-      await c.query(`INSERT INTO ${t.prefix}orders (item, code) VALUES ($1, $2)`, [item, code ?? null]);
-    }
+    await writeOrder(t, req.jobs, item, code);
     return req.jobs.enqueue('receipt', { item }, { tag: item });
   };
   app.post('/ok', async (req, res) => {
@@ -54,6 +52,11 @@ function shop(t: TestDb, jobs: Jobs, framework: typeof express = express) {
     // Two rows with the same code: the deferred constraint fails only at COMMIT.
     await order(req, `${req.body.item}-a`, req.body.item);
     await order(req, `${req.body.item}-b`, req.body.item);
+    res.json({ ok: true });
+  });
+  app.post('/lost', async (req, res) => {
+    await order(req, req.body.item);
+    await loseConnection(t, req.jobs);
     res.json({ ok: true });
   });
   app.post('/late', (req, res) => {
@@ -130,7 +133,7 @@ forEachDialect('Express middleware', ({ fresh }) => {
     let afterwards = '';
     app.post('/hang', async (req, res) => {
       await req.jobs.enqueue('receipt', {}, { tag: 'hung' });
-      const db = t.dialect === 'postgres' ? await req.jobs.transaction<pg.PoolClient>() : null;
+      const db = t.dialect !== 'sqlite' ? await req.jobs.transaction<pg.PoolClient>() : null;
       await sleep(300);
       try {
         if (db) await db.query('SELECT 1');
@@ -154,7 +157,7 @@ forEachDialect('Express middleware', ({ fresh }) => {
     const jobs = t.jobs({ worker: false });
     await setup(t, jobs); // on SQLite the buffered write is the commit: a trigger makes it fail for 'zip'
     const app = shop(t, jobs);
-    const res = await request(app).post(t.dialect === 'postgres' ? '/dup' : '/ok').send({ item: 'zip' });
+    const res = await request(app).post(`/${failingCommitRoute(t)}`).send({ item: 'zip' });
     expect(res.status).to.equal(500);
     expect(res.body).to.deep.equal({ error: 'the request could not be committed' });
     expect(await visible(t, jobs, 'zip')).to.deep.equal({ job: false, row: false });
@@ -181,7 +184,7 @@ forEachDialect('Express middleware', ({ fresh }) => {
       expect(committed.size).to.equal(100);
       const jobTags = new Set((await jobs.list({ limit: 500 })).items.map((j) => j.tag));
       expect(jobTags).to.deep.equal(committed);
-      if (t.dialect === 'postgres') {
+      if (t.dialect !== 'sqlite') {
         const rows = await t.query<{ item: string }>(`SELECT item FROM ${t.prefix}orders`);
         expect(new Set(rows.map((r) => r.item))).to.deep.equal(committed);
       }
@@ -227,6 +230,7 @@ forEachDialect('Express middleware', ({ fresh }) => {
     const app = shop(t, jobs);
     let checkouts = 0;
     if (t.dialect === 'postgres') (t.db as pg.Pool).on('acquire', () => checkouts++);
+    if (t.dialect === 'mysql') (t.db as mysql.Pool).pool.on('acquire', () => checkouts++);
     await request(app).get('/plain').expect(200);
     expect(checkouts).to.equal(0);
     await request(app).post('/late').send({}).expect(200);
@@ -236,14 +240,16 @@ forEachDialect('Express middleware', ({ fresh }) => {
 
   it('joins the app\'s own per-request transaction when given one (bring your own)', async function () {
     const t = await fresh();
-    if (t.dialect !== 'postgres') this.skip();
+    if (t.dialect === 'sqlite') this.skip();
     const jobs = t.jobs({ worker: false });
     await setup(t, jobs);
-    const pool = t.db as pg.Pool;
+    // The app's own per-request transaction: a pg PoolClient, or a mysql2 promise connection.
+    type Trx = { query(sql: string): Promise<unknown>; release(): void };
+    const connect = async (): Promise<Trx> => (t.dialect === 'postgres' ? (t.db as pg.Pool).connect() : (t.db as mysql.Pool).getConnection());
     const app = express();
-    app.use(async (req: express.Request & { trx?: pg.PoolClient }, res, next) => {
-      const c = await pool.connect();
-      await c.query('BEGIN');
+    app.use(async (req: express.Request & { trx?: Trx }, res, next) => {
+      const c = await connect();
+      await c.query(t.dialect === 'postgres' ? 'BEGIN' : 'START TRANSACTION');
       req.trx = c;
       res.on('finish', async () => {
         await c.query(res.statusCode < 400 ? 'COMMIT' : 'ROLLBACK');
@@ -251,7 +257,7 @@ forEachDialect('Express middleware', ({ fresh }) => {
       });
       next();
     });
-    app.use(jobsMiddleware(jobs, { transaction: (req) => (req as { trx?: pg.PoolClient }).trx }));
+    app.use(jobsMiddleware(jobs, { transaction: (req) => (req as { trx?: Trx }).trx }));
     app.post('/byo/:status', async (req, res) => {
       await req.jobs.enqueue('receipt', {}, { tag: `byo-${req.params.status}` });
       res.sendStatus(Number(req.params.status));

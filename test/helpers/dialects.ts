@@ -140,7 +140,7 @@ export function mysqlPool(url = MYSQL_URL, max = 10): mysql.Pool {
   return mysql.createPool({ uri: url, connectionLimit: max, timezone: 'Z' });
 }
 
-const mysqlDialect: DialectFactory = {
+export const mysqlDialect: DialectFactory = {
   name: 'mysql',
   async available() {
     try {

@@ -126,15 +126,12 @@ export class MysqlStore implements Store {
     return res as ResultSetHeader;
   }
 
-  /** A short transaction of ours (READ COMMITTED, set on every private connection). */
-  private async transaction<T>(fn: (c: PoolConnection) => Promise<T>): Promise<T> {
+  /** One of our connections for `fn`; rolled back if `fn` throws, dropped if even that fails. */
+  private async onOwnConnection<T>(fn: (c: PoolConnection) => Promise<T>): Promise<T> {
     const c = await this.own.getConnection();
     let broken = false;
     try {
-      await c.query('START TRANSACTION');
-      const out = await fn(c);
-      await c.query('COMMIT');
-      return out;
+      return await fn(c);
     } catch (err) {
       await c.query('ROLLBACK').catch(() => (broken = true));
       throw err;
@@ -142,6 +139,25 @@ export class MysqlStore implements Store {
       if (broken) c.destroy();
       else c.release();
     }
+  }
+
+  /** A short transaction of ours (READ COMMITTED, set on every private connection). */
+  private transaction<T>(fn: (c: PoolConnection) => Promise<T>): Promise<T> {
+    return this.onOwnConnection(async (c) => {
+      await c.query('START TRANSACTION');
+      const out = await fn(c);
+      await c.query('COMMIT');
+      return out;
+    });
+  }
+
+  /**
+   * START TRANSACTION and a first statement in one round trip (our connections allow several
+   * statements per call; the app's never see this): the hot paths pay for round trips.
+   */
+  private async beginWith(c: PoolConnection, text: string, values: unknown[]): Promise<Row[]> {
+    const [results] = await c.query(`START TRANSACTION; ${text}`, values);
+    return (results as unknown[])[1] as Row[];
   }
 
   // ---------------------------------------------------------------- migrations
@@ -249,20 +265,22 @@ export class MysqlStore implements Store {
     const where = [`state = 'pending'`, `run_at <= ${NOW}`, `name IN (${p.add(req.names)})`];
     if (req.queues) where.push(req.queues.length ? `queue IN (${p.add(req.queues)})` : 'FALSE');
     if (req.excludeQueues?.length) where.push(`queue NOT IN (${p.add(req.excludeQueues)})`);
-    const picked = await this.transaction(async (c) => {
-      const rows = await this.rows(
+    const picked = await this.onOwnConnection(async (c) => {
+      const rows = await this.beginWith(
+        c,
         `SELECT ${CLAIM_COLUMNS.replace('token, ', '')}, ${NOW} AS claimed_at FROM ${this.t('jobs')} FORCE INDEX (${this.t('jobs_claim')})
          WHERE ${where.join(' AND ')} ORDER BY priority DESC, run_at, id LIMIT ${p.add(req.limit)} FOR UPDATE SKIP LOCKED`,
         p.values,
-        c,
       );
-      if (rows.length) {
-        await c.query(
-          `UPDATE ${this.t('jobs')} SET state = 'running', token = ?, worker_id = ?, attempts = attempts + 1, started_at = ${NOW},
-             progress = NULL, progress_message = NULL WHERE id IN (?)`,
-          [token, req.workerId, rows.map((r) => r.id)],
-        );
+      if (!rows.length) {
+        await c.query('COMMIT');
+        return rows;
       }
+      await c.query(
+        `UPDATE ${this.t('jobs')} SET state = 'running', token = ?, worker_id = ?, attempts = attempts + 1, started_at = ${NOW},
+           progress = NULL, progress_message = NULL WHERE id IN (?); COMMIT`,
+        [token, req.workerId, rows.map((r) => r.id)],
+      );
       return rows;
     });
     // The rows as the UPDATE left them (the same transaction's clock reading).
@@ -272,19 +290,24 @@ export class MysqlStore implements Store {
   }
 
   /** Lock the running rows of these attempts; the ids whose token still matches are ours. */
-  private async lockOwned(c: PoolConnection, items: Fenced[], extra = ''): Promise<Map<string, Row>> {
-    const rows = await this.rows(
-      `SELECT id, token${extra} FROM ${this.t('jobs')} WHERE id IN (?) AND state = 'running' FOR UPDATE`,
-      [items.map((i) => i.id)],
-      c,
-    );
+  private async lockOwned(c: PoolConnection, items: Fenced[], extra = '', begin = false): Promise<Map<string, Row>> {
+    const text = `SELECT id, token${extra} FROM ${this.t('jobs')} WHERE id IN (?) AND state = 'running' FOR UPDATE`;
+    const values = [items.map((i) => i.id)];
+    const rows = begin ? await this.beginWith(c, text, values) : await this.rows(text, values, c);
     const tokens = new Map(items.map((i) => [i.id, i.token]));
     return new Map(rows.filter((r) => tokens.get(r.id as string) === r.token).map((r) => [r.id as string, r]));
   }
 
-  /** Copy locked, owned jobs to history as `state`, with a per-job column value, and delete them. */
-  private async moveToHistory(c: PoolConnection, state: 'completed' | 'failed', column: 'result' | 'error', byId: Map<string, string | null>): Promise<void> {
-    if (!byId.size) return;
+  /**
+   * Copy locked, owned jobs to history as `state`, with a per-job column value, and delete them,
+   * in one round trip (`then`: a statement to send along, e.g. COMMIT). The DELETE removes only
+   * rows that history now holds, so no error in between can lose a job.
+   */
+  private async moveToHistory(c: PoolConnection, state: 'completed' | 'failed', column: 'result' | 'error', byId: Map<string, string | null>, then = ''): Promise<void> {
+    if (!byId.size) {
+      if (then) await c.query(then);
+      return;
+    }
     const values: unknown[] = [];
     const input = [...byId].map(([id, v], i) => {
       values.push(id, v);
@@ -292,22 +315,30 @@ export class MysqlStore implements Store {
     });
     const cols = COMMON.split(',').map((s) => s.trim());
     const select = cols.map((col) => (col === 'error' ? (column === 'error' ? 'x.v' : 'NULL') : `j.${col}`)).join(', ');
-    const copied = await this.exec(
+    const [results] = await c.query(
       `INSERT INTO ${this.t('history')} (${COMMON}, state, finished_at, result)
-       SELECT ${select}, '${state}', ${NOW}, ${column === 'result' ? 'x.v' : 'NULL'} FROM ${this.t('jobs')} j JOIN (${input.join(' UNION ALL ')}) x ON x.id = j.id`,
-      values,
-      c,
+       SELECT ${select}, '${state}', ${NOW}, ${column === 'result' ? 'x.v' : 'NULL'} FROM ${this.t('jobs')} j JOIN (${input.join(' UNION ALL ')}) x ON x.id = j.id;
+       DELETE j FROM ${this.t('jobs')} j JOIN ${this.t('history')} h ON h.id = j.id WHERE j.id IN (?)${then ? `; ${then}` : ''}`,
+      [...values, [...byId.keys()]],
     );
-    // The rows are locked and ours: anything but all of them copied is a bug, and must not delete.
-    if (copied.affectedRows !== byId.size) throw new Error(`sqljobs: moved ${copied.affectedRows} of ${byId.size} jobs to history; rolled back`);
-    await c.query(`DELETE FROM ${this.t('jobs')} WHERE id IN (?)`, [[...byId.keys()]]);
+    const [copied, deleted] = results as ResultSetHeader[];
+    // The rows were locked and ours: anything but all of them moved is a bug worth stopping for.
+    if (copied.affectedRows !== byId.size || deleted.affectedRows !== byId.size) {
+      throw new Error(`sqljobs: moved ${copied.affectedRows} and deleted ${deleted.affectedRows} of ${byId.size} jobs to history`);
+    }
   }
 
   async complete(items: CompleteItem[]): Promise<Set<string>> {
     if (!items.length) return new Set();
-    return this.transaction((c) => this.completeIn(c, items));
+    // Two round trips: lock (with START TRANSACTION), then copy + delete + COMMIT.
+    return this.onOwnConnection(async (c) => {
+      const owned = await this.lockOwned(c, items, '', true);
+      await this.moveToHistory(c, 'completed', 'result', new Map(items.filter((i) => owned.has(i.id)).map((i) => [i.id, i.resultJson])), 'COMMIT');
+      return new Set(owned.keys());
+    });
   }
 
+  /** Inside a transaction of the caller's (transactional completion): lock, copy, delete, no commit. */
   private async completeIn(c: PoolConnection, items: CompleteItem[]): Promise<Set<string>> {
     const owned = await this.lockOwned(c, items);
     await this.moveToHistory(c, 'completed', 'result', new Map(items.filter((i) => owned.has(i.id)).map((i) => [i.id, i.resultJson])));
@@ -792,6 +823,8 @@ function privatePool(app: CbPool, size: number): PromisePool {
     stream: cc.stream, enableKeepAlive: true,
     // Our reading of rows: UTC dates, exact BIGINTs, JSON text on MySQL as on MariaDB.
     timezone: 'Z', supportBigNumbers: true, bigNumberStrings: true, jsonStrings: true, dateStrings: false, typeCast: true,
+    // Hot paths send START TRANSACTION or COMMIT along with a statement (values are still escaped by mysql2).
+    multipleStatements: true,
     connectionLimit: size, maxIdle: size === 0 ? 0 : size, idleTimeout: 30_000,
   };
   for (const k of Object.keys(options)) if (options[k] === undefined) delete options[k];

@@ -428,9 +428,7 @@ export class MysqlStore implements Store {
     encode: (result: unknown) => string | null,
     beforeComplete: () => Promise<void> | void,
   ): Promise<{ applied: boolean; result: unknown }> {
-    const c = await this.own.getConnection();
-    let broken = false;
-    try {
+    return this.onOwnConnection(async (c) => {
       await c.query('START TRANSACTION');
       const result = await work(c);
       const resultJson = encode(result);
@@ -438,13 +436,7 @@ export class MysqlStore implements Store {
       const applied = (await this.completeIn(c, [{ ...item, resultJson }])).has(item.id);
       await c.query(applied ? 'COMMIT' : 'ROLLBACK');
       return { applied, result };
-    } catch (err) {
-      await c.query('ROLLBACK').catch(() => (broken = true));
-      throw err;
-    } finally {
-      if (broken) c.destroy();
-      else c.release();
-    }
+    });
   }
 
   // ---------------------------------------------------------------- liveness

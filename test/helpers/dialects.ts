@@ -185,10 +185,13 @@ export const mysqlDialect: DialectFactory = {
   },
 };
 
-/** All of them, or those named in SQLJOBS_DIALECTS (e.g. `SQLJOBS_DIALECTS=mysql` while working on one). */
-export const DIALECTS: DialectFactory[] = [sqlite, postgres, mysqlDialect].filter(
-  (d) => !process.env.SQLJOBS_DIALECTS || process.env.SQLJOBS_DIALECTS.split(',').includes(d.name),
-);
+export const DIALECTS: DialectFactory[] = [sqlite, postgres, mysqlDialect];
+
+/** The dialects the shared suites run on: all, or those named in SQLJOBS_DIALECTS (e.g. `mysql` while working on one). */
+function selectedDialects(): DialectFactory[] {
+  const only = process.env.SQLJOBS_DIALECTS?.split(',');
+  return only ? DIALECTS.filter((d) => only.includes(d.name)) : DIALECTS;
+}
 
 /**
  * A mocha before() hook for dialect-only suites: skip loudly when the database (or something else
@@ -208,7 +211,7 @@ export function requireDatabase(factory: DialectFactory, extra: () => string | n
  * describe() once per dialect. Unavailable databases are skipped loudly locally and fail in CI.
  */
 export function forEachDialect(title: string, body: (ctx: { factory: DialectFactory; fresh: () => Promise<TestDb> }) => void): void {
-  for (const factory of DIALECTS) {
+  for (const factory of selectedDialects()) {
     describe(`${title} [${factory.name}]`, function () {
       const opened: TestDb[] = [];
       before(requireDatabase(factory));

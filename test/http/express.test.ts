@@ -269,6 +269,34 @@ forEachDialect('Express middleware', ({ fresh }) => {
     expect((await jobs.list({ tag: 'byo-409' })).items).to.have.length(0);
   });
 
+  it('the request\'s handle refuses release, commit, rollback and a nested begin (the middleware owns them)', async function () {
+    const t = await fresh();
+    if (t.dialect === 'sqlite') this.skip();
+    const jobs = t.jobs({ worker: false });
+    await setup(t, jobs);
+    const app = express();
+    app.use(jobsMiddleware(jobs));
+    app.post('/x', async (req, res) => {
+      const c = await req.jobs.transaction<Record<string, unknown>>();
+      // pg: release; mysql2: release, commit, rollback, beginTransaction (a second START TRANSACTION would commit).
+      const tried = ['release', 'commit', 'rollback', 'beginTransaction'].filter((m) => typeof c[m] === 'function').map((m) => {
+        try {
+          (c[m] as () => unknown)();
+          return `${m}: allowed`;
+        } catch (err) {
+          return `${m}: ${(err as Error).message}`;
+        }
+      });
+      await req.jobs.enqueue('receipt', {}, { tag: 'still-open' });
+      res.json(tried);
+    });
+    const res = await request(app).post('/x').expect(200);
+    expect(res.body).to.have.length(t.dialect === 'mysql' ? 4 : 1);
+    for (const line of res.body as string[]) expect(line).to.match(/^\w+: do not \w+ the request's connection yourself/);
+    expect((await jobs.list({ tag: 'still-open' })).items).to.have.length(1);
+    await poolSettled(t);
+  });
+
   it('works as a producer-only web tier given a bare database handle', async () => {
     const t = await fresh();
     const worker = t.jobs({ worker: { pollInterval: 50 } });

@@ -289,51 +289,71 @@ export class MysqlStore implements Store {
       .sort(claimOrder);
   }
 
-  /** Lock the running rows of these attempts; the ids whose token still matches are ours. */
-  private async lockOwned(c: PoolConnection, items: Fenced[], extra = '', begin = false): Promise<Map<string, Row>> {
-    const text = `SELECT id, token${extra} FROM ${this.t('jobs')} WHERE id IN (?) AND state = 'running' FOR UPDATE`;
-    const values = [items.map((i) => i.id)];
-    const rows = begin ? await this.beginWith(c, text, values) : await this.rows(text, values, c);
+  /** The statement that locks the running rows of these attempts (the ids whose token matches are ours). */
+  private lockSql(extra = ''): string {
+    return `SELECT id, token${extra} FROM ${this.t('jobs')} WHERE id IN (?) AND state = 'running' FOR UPDATE`;
+  }
+
+  private owned(rows: Row[], items: Fenced[]): Map<string, Row> {
     const tokens = new Map(items.map((i) => [i.id, i.token]));
     return new Map(rows.filter((r) => tokens.get(r.id as string) === r.token).map((r) => [r.id as string, r]));
   }
 
+  private async lockOwned(c: PoolConnection, items: Fenced[], extra = ''): Promise<Map<string, Row>> {
+    return this.owned(await this.rows(this.lockSql(extra), [items.map((i) => i.id)], c), items);
+  }
+
   /**
-   * Copy locked, owned jobs to history as `state`, with a per-job column value, and delete them,
-   * in one round trip (`then`: a statement to send along, e.g. COMMIT). The DELETE removes only
-   * rows that history now holds, so no error in between can lose a job.
+   * Two statements that copy running jobs of these attempts (fenced by id and token) to history
+   * as `state`, each with its own value for `column`, then delete them. The DELETE removes only
+   * rows history now holds, so nothing in between can lose a job.
    */
-  private async moveToHistory(c: PoolConnection, state: 'completed' | 'failed', column: 'result' | 'error', byId: Map<string, string | null>, then = ''): Promise<void> {
-    if (!byId.size) {
-      if (then) await c.query(then);
-      return;
-    }
+  private moveSql(state: 'completed' | 'failed', column: 'result' | 'error', items: (Fenced & { value: string | null })[]): { text: string; values: unknown[] } {
     const values: unknown[] = [];
-    const input = [...byId].map(([id, v], i) => {
-      values.push(id, v);
-      return i === 0 ? 'SELECT ? AS id, ? AS v' : 'SELECT ?, ?';
+    const input = items.map((it, i) => {
+      values.push(it.id, it.token, it.value);
+      return i === 0 ? 'SELECT ? AS id, ? AS token, ? AS v' : 'SELECT ?, ?, ?';
     });
     const cols = COMMON.split(',').map((s) => s.trim());
     const select = cols.map((col) => (col === 'error' ? (column === 'error' ? 'x.v' : 'NULL') : `j.${col}`)).join(', ');
-    const [results] = await c.query(
-      `INSERT INTO ${this.t('history')} (${COMMON}, state, finished_at, result)
-       SELECT ${select}, '${state}', ${NOW}, ${column === 'result' ? 'x.v' : 'NULL'} FROM ${this.t('jobs')} j JOIN (${input.join(' UNION ALL ')}) x ON x.id = j.id;
-       DELETE j FROM ${this.t('jobs')} j JOIN ${this.t('history')} h ON h.id = j.id WHERE j.id IN (?)${then ? `; ${then}` : ''}`,
-      [...values, [...byId.keys()]],
-    );
-    const [copied, deleted] = results as ResultSetHeader[];
-    // The rows were locked and ours: anything but all of them moved is a bug worth stopping for.
-    if (copied.affectedRows !== byId.size || deleted.affectedRows !== byId.size) {
-      throw new Error(`sqljobs: moved ${copied.affectedRows} and deleted ${deleted.affectedRows} of ${byId.size} jobs to history`);
+    values.push(items.map((i) => i.id));
+    return {
+      text: `INSERT INTO ${this.t('history')} (${COMMON}, state, finished_at, result)
+       SELECT ${select}, '${state}', ${NOW}, ${column === 'result' ? 'x.v' : 'NULL'}
+       FROM ${this.t('jobs')} j JOIN (${input.join(' UNION ALL ')}) x ON x.id = j.id AND x.token = j.token WHERE j.state = 'running';
+       DELETE j FROM ${this.t('jobs')} j JOIN ${this.t('history')} h ON h.id = j.id WHERE j.id IN (?)`,
+      values,
+    };
+  }
+
+  /** The rows were locked and ours: anything but all of them moved is a bug worth stopping for. */
+  private checkMoved(copied: ResultSetHeader, deleted: ResultSetHeader, expected: number): void {
+    if (copied.affectedRows !== expected || deleted.affectedRows !== expected) {
+      throw new Error(`sqljobs: moved ${copied.affectedRows} and deleted ${deleted.affectedRows} of ${expected} jobs to history`);
     }
   }
 
+  /** Inside one of our transactions: copy and delete these owned, locked jobs. */
+  private async moveToHistory(c: PoolConnection, state: 'completed' | 'failed', column: 'result' | 'error', items: (Fenced & { value: string | null })[]): Promise<void> {
+    if (!items.length) return;
+    const move = this.moveSql(state, column, items);
+    const [results] = await c.query(move.text, move.values);
+    const [copied, deleted] = results as ResultSetHeader[];
+    this.checkMoved(copied, deleted, items.length);
+  }
+
+  /**
+   * One round trip: START TRANSACTION, lock the rows, copy the owned ones to history, delete
+   * them, COMMIT. The lock tells which attempts were still ours; the copy is fenced by token.
+   */
   async complete(items: CompleteItem[]): Promise<Set<string>> {
     if (!items.length) return new Set();
-    // Two round trips: lock (with START TRANSACTION), then copy + delete + COMMIT.
     return this.onOwnConnection(async (c) => {
-      const owned = await this.lockOwned(c, items, '', true);
-      await this.moveToHistory(c, 'completed', 'result', new Map(items.filter((i) => owned.has(i.id)).map((i) => [i.id, i.resultJson])), 'COMMIT');
+      const move = this.moveSql('completed', 'result', items.map((i) => ({ ...i, value: i.resultJson })));
+      const [results] = await c.query(`START TRANSACTION; ${this.lockSql()}; ${move.text}; COMMIT`, [items.map((i) => i.id), ...move.values]);
+      const [, locked, copied, deleted] = results as [unknown, Row[], ResultSetHeader, ResultSetHeader];
+      const owned = this.owned(locked, items);
+      this.checkMoved(copied, deleted, owned.size);
       return new Set(owned.keys());
     });
   }
@@ -341,7 +361,7 @@ export class MysqlStore implements Store {
   /** Inside a transaction of the caller's (transactional completion): lock, copy, delete, no commit. */
   private async completeIn(c: PoolConnection, items: CompleteItem[]): Promise<Set<string>> {
     const owned = await this.lockOwned(c, items);
-    await this.moveToHistory(c, 'completed', 'result', new Map(items.filter((i) => owned.has(i.id)).map((i) => [i.id, i.resultJson])));
+    await this.moveToHistory(c, 'completed', 'result', items.filter((i) => owned.has(i.id)).map((i) => ({ ...i, value: i.resultJson })));
     return new Set(owned.keys());
   }
 
@@ -372,7 +392,7 @@ export class MysqlStore implements Store {
        ON DUPLICATE KEY UPDATE error = VALUES(error), finished_at = VALUES(finished_at)`,
       values,
     );
-    const dead = new Map(mine.filter((m) => m.retryDelayMs === null).map((m) => [m.id, JSON.stringify(m.error)]));
+    const dead = mine.filter((m) => m.retryDelayMs === null).map((m) => ({ ...m, value: JSON.stringify(m.error) }));
     await this.moveToHistory(c, 'failed', 'error', dead);
     return new Set(mine.map((m) => m.id));
   }

@@ -277,13 +277,13 @@ export class MysqlStore implements Store {
         return rows;
       }
       await c.query(
-        `UPDATE ${this.t('jobs')} SET state = 'running', token = ?, worker_id = ?, attempts = attempts + 1, started_at = ${NOW},
+        `UPDATE ${this.t('jobs')} SET state = 'running', token = ?, worker_id = ?, attempts = attempts + 1, started_at = ?,
            progress = NULL, progress_message = NULL WHERE id IN (?); COMMIT`,
-        [token, req.workerId, rows.map((r) => r.id)],
+        [token, req.workerId, utc(codec.date(rows[0].claimed_at)!), rows.map((r) => r.id)],
       );
       return rows;
     });
-    // The rows as the UPDATE left them (the same transaction's clock reading).
+    // The rows as the UPDATE left them (started at the claim's clock reading).
     return picked
       .map((r) => toClaimedJob({ ...r, token, attempts: Number(r.attempts) + 1, started_at: r.claimed_at }, codec))
       .sort(claimOrder);

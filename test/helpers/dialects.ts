@@ -178,7 +178,14 @@ export const mysqlDialect: DialectFactory = {
     first.cleanup = async () => {
       const pool = first.db as mysql.Pool;
       const [tables] = await pool.query(`SELECT table_name AS t FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name LIKE ?`, [`${prefix.replaceAll("_", "\\_")}%`]);
-      for (const t of tables as { t: string }[]) await pool.query(`DROP TABLE IF EXISTS \`${t.t}\``);
+      // A DROP waits for every open transaction on the table; bound the wait (default: a day).
+      const c = await pool.getConnection();
+      try {
+        await c.query('SET SESSION lock_wait_timeout = 10');
+        for (const t of tables as { t: string }[]) await c.query(`DROP TABLE IF EXISTS \`${t.t}\``);
+      } finally {
+        c.release();
+      }
       await close();
     };
     return first;

@@ -37,9 +37,9 @@ export async function poolSettled(t: TestDb): Promise<void> {
   if (t.dialect !== 'postgres') return;
   const pool = t.db as pg.Pool;
   await until(() => pool.totalCount === pool.idleCount && pool.waitingCount === 0, 'every connection back in the pool', 5000);
-  const idleInTx = await t.query(
-    `SELECT pid FROM pg_stat_activity WHERE state = 'idle in transaction' AND datname = current_database() AND pid <> pg_backend_pid()`,
-  );
+  // Only this pool's sessions: other suites (and other processes) share the database.
+  const pids = (pool as unknown as { _clients: { processID: number }[] })._clients.map((c) => c.processID);
+  const idleInTx = await t.query(`SELECT pid FROM pg_stat_activity WHERE state LIKE 'idle in transaction%' AND pid = ANY($1::int[])`, [pids]);
   expect(idleInTx).to.have.length(0);
 }
 

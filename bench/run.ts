@@ -18,10 +18,11 @@ import path from 'node:path';
 import { createRequire } from 'node:module';
 import { parseArgs } from 'node:util';
 import Database from 'better-sqlite3';
-import { PG_URL, REPO_DIR, RESULTS_DIR, SQLITE_DIR } from './lib/config.ts';
+import { MYSQL_URL, PG_URL, REPO_DIR, RESULTS_DIR, SQLITE_DIR } from './lib/config.ts';
 import { runChild, runScript, type ChildResult } from './lib/child.ts';
 import { waitQuiet } from './lib/machine.ts';
 import { newClient, sweepLeftovers } from './lib/pg.ts';
+import { describeMysql, newMysqlPool, sweepMysqlLeftovers } from './lib/mysql.ts';
 import { profileMarkdown, summarizeProfile } from './lib/profile.ts';
 import {
   MEASURES, Results, computeTargets, markdownTable, mediansTable, passes, perRunTable, targetsTable, type Measure, type RunResult,
@@ -135,12 +136,16 @@ async function environment(codeLine: string): Promise<string> {
   const sqliteVersion = (mem.prepare('SELECT sqlite_version() AS v').get() as { v: string }).v;
   mem.close();
   const own = JSON.parse(fs.readFileSync(path.join(REPO_DIR, 'package.json'), 'utf8')) as { version: string };
+  const mysqlPool = newMysqlPool(1);
+  const mariadb = await describeMysql(mysqlPool).catch((e: Error) => `not reachable (${e.message})`);
+  await mysqlPool.end();
   return [
     `- date: ${new Date().toISOString()}; machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB; load average at start ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`,
     `- ${codeLine}`,
     `- Node ${process.version}; sqljobs ${own.version} (this tree); better-sqlite3 ${pkgVersion('better-sqlite3')} (SQLite ${sqliteVersion}); pg ${pkgVersion('pg')}`,
     `- peers: graphile-worker ${pkgVersion('graphile-worker')}, pg-boss ${pkgVersion('pg-boss')}, plainjob ${pkgVersion('plainjob')}`,
     `- PostgreSQL ${pgVersion} at ${PG_URL.replace(/\/\/[^@]*@/, '//')} (TCP), sharing the cores with Node; server settings: ${settings.rows.map((r) => `${r.name}=${r.setting}`).join(', ')}`,
+    `- MariaDB/MySQL at ${MYSQL_URL.replace(/\/\/[^@]*@/, '//')} (TCP), mysql2 ${pkgVersion('mysql2')}: ${mariadb}`,
     `- SQLite files in ${SQLITE_DIR}; every SQLite app handle is opened WAL + synchronous=${process.env.BENCH_APP_SYNC ?? 'NORMAL'} (plainjob sets the same on its own connection)`,
     `- ${rounds} round(s) round-robin, ${jobs.toLocaleString('en-US')} no-op jobs per throughput measurement, ${flags['latency-jobs']} latency jobs 20 ms apart, concurrency ${flags.concurrency}; each measurement in its own process; medians (min–max)`,
   ].join('\n');
@@ -148,7 +153,7 @@ async function environment(codeLine: string): Promise<string> {
 
 async function main(): Promise<void> {
   fs.mkdirSync(RESULTS_DIR, { recursive: true });
-  const swept = await sweepLeftovers();
+  const swept = (await sweepLeftovers()) + (await sweepMysqlLeftovers());
   if (swept) log(`dropped ${swept} leftover bx_* tables/schemas from an interrupted run`);
   const snapshot = snapshotLib();
   const env = await environment(snapshot.describe);
@@ -264,7 +269,7 @@ async function main(): Promise<void> {
   fs.writeFileSync(path.join(RESULTS_DIR, 'latest.json'), JSON.stringify({ flags, runs, memory }, null, 1));
   process.stdout.write(`${text}\n`);
   log(`written ${path.relative(REPO_DIR, path.join(RESULTS_DIR, 'latest.md'))}`);
-  const swept2 = await sweepLeftovers();
+  const swept2 = (await sweepLeftovers()) + (await sweepMysqlLeftovers());
   if (swept2) log(`dropped ${swept2} bx_* tables/schemas left behind by failed measurements`);
   fs.rmSync(SQLITE_DIR, { recursive: true, force: true });
   fs.rmSync(snapshot.dir, { recursive: true, force: true });

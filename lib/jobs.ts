@@ -5,6 +5,8 @@
 import { EventEmitter } from 'node:events';
 import type BetterSqlite3 from 'better-sqlite3';
 import type { Pool as PgPool } from 'pg';
+import type { Pool as MysqlPool } from 'mysql2';
+import type { Pool as MysqlPromisePool } from 'mysql2/promise';
 import {
   JobValidationError, buildJobRow, describe, isValidId, validateBackoff, validateId, validateName,
   type AttemptRecord, type BackoffOptions, type EnqueueOptions, type EnqueueResult, type JobError,
@@ -19,6 +21,7 @@ import { SqliteStore } from './store/sqlite.ts';
 import { PostgresStore } from './store/postgres.ts';
 import { createSlonikStore, isSlonikPool, type SlonikPoolLike } from './store/slonik.ts';
 import { MssqlStore, isMssqlPool, type MssqlPoolLike } from './store/mssql.ts';
+import { MysqlStore } from './store/mysql.ts';
 import { validatePrefix, type OpenTransaction, type Store } from './store/store.ts';
 import { uuidv7 } from './uuid.ts';
 import { Locks } from './locks.ts';
@@ -58,12 +61,12 @@ export interface DefineOptions {
   transactional?: boolean;
 }
 
-export type SupportedDb = BetterSqlite3.Database | PgPool | SlonikPoolLike | MssqlPoolLike;
+export type SupportedDb = BetterSqlite3.Database | PgPool | SlonikPoolLike | MysqlPool | MysqlPromisePool | MssqlPoolLike;
 
 export type JobsMode = 'both' | 'producer' | 'consumer';
 
 export interface JobsOptions {
-  /** The app's own handle: a better-sqlite3 Database, pg Pool, slonik pool or mssql ConnectionPool (connected by the app). */
+  /** The app's own handle: a better-sqlite3 Database, pg Pool, slonik pool, mysql2 pool (callback or promise flavour) or mssql ConnectionPool (connected by the app). */
   db: SupportedDb;
   /** Table name prefix; lowercase identifier. Default 'sqljobs_'. */
   tablePrefix?: string;
@@ -87,11 +90,11 @@ export interface JobsOptions {
   worker?: Partial<Omit<WorkerOptions, 'retentionMs'>> | false;
   /** SQLite: put the database file in WAL mode (recommended; a property of the file). Default true. */
   sqliteWal?: boolean;
-  /** PostgreSQL: size of the private pool the worker uses for claims, outcomes and heartbeats. Default 4. */
+  /** PostgreSQL, MySQL/MariaDB: size of the private pool the worker uses for claims, outcomes and heartbeats. Default 4. */
   workerPoolSize?: number;
   /**
-   * Elect one leader among the instances that start a worker (PostgreSQL advisory lock on a
-   * dedicated connection; a lease row on SQLite). Only the leader then runs the stalled-job
+   * Elect one leader among the instances that start a worker (PostgreSQL advisory lock or MySQL
+   * GET_LOCK on a dedicated connection; a lease row on SQLite). Only the leader then runs the stalled-job
    * sweeper and history retention. Default: off (every worker runs them; they are safe to overlap).
    */
   leader?: boolean | Partial<LeaderOptions>;
@@ -715,6 +718,8 @@ function createStore(opts: JobsOptions, prefix: string): Store {
       return new SqliteStore(opts.db as BetterSqlite3.Database, { prefix, wal: opts.sqliteWal ?? true });
     case 'pg-pool':
       return new PostgresStore(opts.db as PgPool, { prefix, workerPoolSize: opts.workerPoolSize ?? 4 });
+    case 'mysql2':
+      return new MysqlStore(opts.db, { prefix, workerPoolSize: opts.workerPoolSize ?? 4 });
     case 'pg-client':
       throw new TypeError('createJobs: db must be a pg Pool, not a single Client (the worker needs its own connections); pass the client as opts.tx to enqueue inside its transaction');
     case 'slonik':
@@ -726,7 +731,7 @@ function createStore(opts: JobsOptions, prefix: string): Store {
       if (!isMssqlPool(opts.db)) throw new TypeError('createJobs: db must be an mssql ConnectionPool');
       return new MssqlStore(opts.db, { prefix, workerPoolSize: opts.workerPoolSize ?? 4 });
     default:
-      throw new TypeError(`createJobs: the ${kind} driver is not supported by this version of sqljobs yet; supported: better-sqlite3 Database, pg Pool, slonik pool, mssql ConnectionPool`);
+      throw new TypeError(`createJobs: the ${kind satisfies never} driver is not supported`);
   }
 }
 

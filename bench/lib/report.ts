@@ -2,6 +2,7 @@
 import type { ChildResult } from './child.ts';
 import { fmt, median } from './stats.ts';
 import { SYSTEMS } from '../systems/index.ts';
+import { BACKEND_LABEL } from '../systems/types.ts';
 
 export const MEASURES = ['enqueue-single', 'enqueue-bulk', 'process', 'latency'] as const;
 export type Measure = (typeof MEASURES)[number];
@@ -51,7 +52,7 @@ export function mediansTable(res: Results, systems: string[], versions: Record<s
     const rss = MEASURES.map((m) => fmt(res.med(name, m, 'peakRssMB'), 0)).join(' / ');
     return [
       `${s.label}${versions[name] ? ` ${versions[name]}` : ''}`,
-      s.backend === 'postgres' ? 'PG' : 'SQLite',
+      BACKEND_LABEL[s.backend],
       res.cell(name, 'enqueue-single', 'rate'),
       res.cell(name, 'enqueue-bulk', 'rate'),
       res.cell(name, 'process', 'rate'),
@@ -81,7 +82,7 @@ export function perRunTable(res: Results, systems: string[], rounds: number): st
       const medCell = m === 'latency'
         ? `${fmt(res.med(name, m, 'p50'))} / ${fmt(res.med(name, m, 'p95'))} / ${fmt(res.med(name, m, 'p99'))} ms`
         : fmt(res.med(name, m, 'rate'));
-      rows.push([s.label, s.backend === 'postgres' ? 'PG' : 'SQLite', m === 'latency' ? 'latency p50/p95/p99' : `${m} (jobs/s)`, ...cells, medCell]);
+      rows.push([s.label, BACKEND_LABEL[s.backend], m === 'latency' ? 'latency p50/p95/p99' : `${m} (jobs/s)`, ...cells, medCell]);
     }
   }
   return markdownTable(head, rows);

@@ -1,11 +1,11 @@
 /** The systems the harness runs, by name. Each module is loaded only by the child that measures it. */
 import type { SystemOptions } from '../lib/config.ts';
-import type { BenchSystem } from './types.ts';
+import type { Backend, BenchSystem } from './types.ts';
 
 export interface SystemInfo {
   name: string;
   label: string;
-  backend: 'sqlite' | 'postgres';
+  backend: Backend;
   /** npm package whose version is printed; null for the raw-SQL floors. */
   pkg: string | null;
   /** Notes printed under the table: the options used. */
@@ -59,6 +59,21 @@ export const SYSTEMS: SystemInfo[] = [
     name: 'floor-pg-archive', label: 'raw SQL floor, archiving', backend: 'postgres', pkg: null,
     notes: 'as the floor, but one DELETE … RETURNING → INSERT into history per batch',
     create: (o) => import('./floor-pg.ts').then((m) => new m.FloorPg({ ...o, archive: true })),
+  },
+  {
+    name: 'sqljobs-mysql', label: 'sqljobs', backend: 'mysql', pkg: null,
+    notes: 'createJobs({ db: mysql2 pool, tablePrefix, worker: { concurrency } }), defaults otherwise (no NOTIFY: in-process wake-up + polling)',
+    create: (o) => import('./sqljobs.ts').then((m) => new m.SqljobsMysql(o)),
+  },
+  {
+    name: 'floor-mysql', label: 'raw SQL floor', backend: 'mysql', pkg: null,
+    notes: '4 claimers × claim 100: READ COMMITTED SELECT … FOR UPDATE SKIP LOCKED + UPDATE … WHERE id IN, one UPDATE per finished batch; in-process wake-up',
+    create: (o) => import('./floor-mysql.ts').then((m) => new m.FloorMysql({ ...o, archive: false })),
+  },
+  {
+    name: 'floor-mysql-archive', label: 'raw SQL floor, archiving', backend: 'mysql', pkg: null,
+    notes: 'as the floor, but INSERT … SELECT into history + DELETE per finished batch (one transaction)',
+    create: (o) => import('./floor-mysql.ts').then((m) => new m.FloorMysql({ ...o, archive: true })),
   },
 ];
 

@@ -9,6 +9,8 @@ import type pg from 'pg';
 import type { Jobs } from '../../lib/index.ts';
 import { SQLJOBS_ENTRY, type SystemOptions } from '../lib/config.ts';
 import { dropByPrefix, describePg, newClient, newPool } from '../lib/pg.ts';
+import type mysql from 'mysql2/promise';
+import { describeMysql, dropMysqlByPrefix, newMysqlPool } from '../lib/mysql.ts';
 import { describeSqlite, openAppDb, openChecker, removeSqliteFile, sqliteFile } from '../lib/sqlite.ts';
 import type { BenchSystem, Payload, Progress } from './types.ts';
 
@@ -25,7 +27,7 @@ abstract class SqljobsBase {
     this.prefix = `${opts.runId}_`;
   }
 
-  protected make(db: Database.Database | pg.Pool): void {
+  protected make(db: Database.Database | pg.Pool | mysql.Pool): void {
     this.jobs = createJobs<{ noop: Payload }>({ db, tablePrefix: this.prefix, worker: { concurrency: this.opts.concurrency } })
       .define('noop', (p) => {
         this.opts.onJob(p);
@@ -117,5 +119,41 @@ export class SqljobsPg extends SqljobsBase implements BenchSystem {
 
   async cleanup(): Promise<void> {
     await dropByPrefix(this.prefix);
+  }
+}
+
+export class SqljobsMysql extends SqljobsBase implements BenchSystem {
+  readonly backend = 'mysql' as const;
+  private pool!: mysql.Pool;
+  private checker: mysql.Pool | null = null;
+
+  async setup(): Promise<void> {
+    this.pool = newMysqlPool();
+    this.make(this.pool);
+    await this.jobs.migrate();
+  }
+
+  async progress(): Promise<Progress> {
+    this.checker ??= newMysqlPool(1);
+    const [rows] = await this.checker.query(
+      `SELECT (SELECT COUNT(*) FROM ${this.prefix}jobs) AS hot, (SELECT COUNT(*) FROM ${this.prefix}history) AS hist`,
+    );
+    const r = (rows as { hot: number; hist: number }[])[0];
+    return { unfinished: Number(r.hot), finished: Number(r.hist) };
+  }
+
+  async durability(): Promise<Record<string, string>> {
+    return { 'server (app pool and worker pool)': await describeMysql(this.pool) };
+  }
+
+  async close(): Promise<void> {
+    await this.jobs.close();
+    await this.checker?.end();
+    this.checker = null;
+    await this.pool.end();
+  }
+
+  async cleanup(): Promise<void> {
+    await dropMysqlByPrefix(this.prefix);
   }
 }

@@ -3,6 +3,11 @@ import type { SystemOptions } from '../lib/config.ts';
 
 export type Payload = { i: number };
 
+export type Backend = 'sqlite' | 'postgres' | 'mysql';
+
+/** How tables name a backend. */
+export const BACKEND_LABEL: Record<Backend, string> = { sqlite: 'SQLite', postgres: 'PG', mysql: 'MariaDB' };
+
 export interface Progress {
   /** Jobs the database still holds as pending or running. */
   unfinished: number;
@@ -11,7 +16,7 @@ export interface Progress {
 }
 
 export interface BenchSystem {
-  readonly backend: 'sqlite' | 'postgres';
+  readonly backend: Backend;
   /** Fresh storage (file, tables, schema) and the clients; no worker running yet. */
   setup(): Promise<void>;
   enqueueOne(p: Payload): Promise<void>;

@@ -14,6 +14,9 @@ import { Jobs, type EnqueueManyItem, type JobMap, type JobName, type PayloadOf, 
 import type { EnqueueOptions, EnqueueResult, JobRecord, ListFilter, ListPage, NewJobRow } from '../model.ts';
 import type { OpenTransaction } from '../store/store.ts';
 
+/** Methods of a driver's connection that only the middleware may call on the request's handle. */
+const OWNED_BY_MIDDLEWARE: (string | symbol)[] = ['release', 'commit', 'rollback', 'beginTransaction'];
+
 type State = 'idle' | 'open' | 'committed' | 'rolled back';
 
 export interface UnitOfWorkOptions {
@@ -166,9 +169,10 @@ export class RequestJobs<M extends JobMap = {}> {
   private guard(native: Record<string | symbol, unknown>): unknown {
     const proxy: unknown = new Proxy(native, {
       get: (target, key) => {
-        if (key === 'release') {
+        // commit/rollback/beginTransaction exist on mysql2 connections (a second START TRANSACTION would commit silently).
+        if (OWNED_BY_MIDDLEWARE.includes(key) && (key === 'release' || typeof target[key] === 'function')) {
           return () => {
-            throw new Error("do not release the request's connection: the middleware commits or rolls back and releases it");
+            throw new Error(`do not ${String(key)} the request's connection yourself: the middleware commits or rolls back and releases it`);
           };
         }
         const value = target[key];

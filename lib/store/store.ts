@@ -22,7 +22,7 @@ import type {
   NewJobRow,
 } from '../model.ts';
 
-export type Dialect = 'sqlite' | 'postgres' | 'mssql';
+export type Dialect = 'sqlite' | 'postgres' | 'mysql' | 'mssql';
 
 export interface StoreCapabilities {
   /** Cross-process wake-ups (LISTEN/NOTIFY). Without it, other processes learn by polling. */
@@ -296,7 +296,7 @@ export interface Store {
   /** For status views: live jobs per state and queue (exact; the hot table is small), finished jobs per state, each counted up to `cap` (capped: true when it reached it). */
   statusCounts(cap: number): Promise<StatusCounts>;
   listWorkers(): Promise<WorkerRecord[]>;
-  /** Who holds leadership `name`, in words (a lease owner, or the PostgreSQL session holding the advisory lock), or null. */
+  /** Who holds leadership `name`, in words (a lease owner, or the session holding the advisory lock / GET_LOCK), or null. */
   leaderInfo(name: string): Promise<string | null>;
 
   // Admin verbs (operators' actions and views).

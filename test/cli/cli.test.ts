@@ -35,7 +35,7 @@ forEachDialect('sqljobs CLI', ({ fresh }) => {
       const during = run(t, ['status', 'test/fixtures/cli-jobs.ts']);
       expect(during.stdout).to.match(/completed\s+5/);
       expect(during.stdout).to.match(/workers:\n {2}\S+ {2}pid \d+/);
-      expect(during.stdout).to.match(/leader: (\S+ \(lease|PostgreSQL session \d+)/);
+      expect(during.stdout).to.match(/leader: (\S+ \(lease|PostgreSQL session \d+|MySQL connection \d+ .*\(GET_LOCK\))/);
     } finally {
       worker.kill('SIGTERM');
     }

@@ -4,7 +4,9 @@ import type Database from 'better-sqlite3';
 import type { DatabasePool } from 'slonik';
 import type { ConnectionPool as MssqlPool } from 'mssql';
 import { JobValidationError } from '../../lib/index.ts';
-import { forEachDialect } from '../helpers/dialects.ts';
+import mysqlCb from 'mysql2';
+import type mysql from 'mysql2/promise';
+import { MYSQL_URL, forEachDialect } from '../helpers/dialects.ts';
 
 forEachDialect('enqueue and read', ({ fresh }) => {
   it('enqueues immediate, delayed and scheduled jobs with string ids and reads them back', async () => {
@@ -71,9 +73,9 @@ forEachDialect('enqueue and read', ({ fresh }) => {
     const got = await jobs.get(id);
     expect(Buffer.isBuffer(got!.payload)).to.equal(true);
     expect((got!.payload as Buffer).equals(bytes)).to.equal(true);
-    const col = { sqlite: 'typeof(payload_bin)', postgres: 'pg_typeof(payload_bin)::text', mssql: "CASE WHEN payload IS NULL THEN CAST(DATALENGTH(payload_bin) AS VARCHAR(20)) + ' bytes' END" }[t.dialect];
+    const col = { sqlite: 'typeof(payload_bin)', postgres: 'pg_typeof(payload_bin)::text', mysql: 'HEX(payload_bin)', mssql: "CASE WHEN payload IS NULL THEN CAST(DATALENGTH(payload_bin) AS VARCHAR(20)) + ' bytes' END" }[t.dialect];
     const rows = await t.query<{ k: string }>(`SELECT ${col} AS k FROM ${t.prefix}jobs WHERE id = ${t.dialect === 'sqlite' ? '?' : '$1'}`, [id]);
-    expect(rows[0].k).to.equal({ sqlite: 'blob', postgres: 'bytea', mssql: `${bytes.length} bytes` }[t.dialect]);
+    expect(rows[0].k).to.equal({ sqlite: 'blob', postgres: 'bytea', mysql: bytes.toString('hex').toUpperCase(), mssql: `${bytes.length} bytes` }[t.dialect]);
   });
 
   it('refuses payloads JSON cannot hold, naming the job and the field', async () => {
@@ -232,6 +234,34 @@ forEachDialect('enqueue and read', ({ fresh }) => {
       let wrongTx: unknown;
       await jobs.enqueue('receipt', {}, { tx: pool }).catch((e) => (wrongTx = e));
       expect((wrongTx as Error).message).to.match(/opts.tx on slonik must be the connection a transaction handler receives/);
+    } else if (t.dialect === 'mysql') {
+      await t.query(`CREATE TABLE ${t.prefix}orders (id INT AUTO_INCREMENT PRIMARY KEY, item TEXT)`);
+      const promisePool = t.db as mysql.Pool;
+      const callbackPool = mysqlCb.createPool({ uri: MYSQL_URL, connectionLimit: 2 });
+      try {
+        // Both flavours of connection the app may hold: mysql2/promise, and the callback one.
+        const promiseConn = await promisePool.getConnection();
+        const callbackConn = await new Promise<mysqlCb.PoolConnection>((ok, ko) => callbackPool.getConnection((e, c) => (e ? ko(e) : ok(c))));
+        for (const [flavour, tx, c] of [['promise', promiseConn, promiseConn], ['callback', callbackConn, callbackConn.promise()]] as const) {
+          await c.query('START TRANSACTION');
+          await c.query(`INSERT INTO ${t.prefix}orders (item) VALUES ('book')`);
+          const kept = (await jobs.enqueue('receipt', { item: 'book' }, { tx })).id;
+          expect(await jobs.get(kept), `${flavour}: invisible before commit`).to.equal(null);
+          await c.query('COMMIT');
+          await c.query('START TRANSACTION');
+          const lost = (await jobs.enqueue('receipt', { item: 'pen' }, { tx })).id;
+          await c.query('ROLLBACK');
+          expect(await jobs.get(kept), flavour).to.not.equal(null);
+          expect(await jobs.get(lost), flavour).to.equal(null);
+          const notInTx = await jobs.enqueue('receipt', {}, { tx }).catch((e: Error) => e);
+          expect((notInTx as Error).message).to.match(/not inside a transaction/);
+          c.release();
+        }
+        const poolAsTx = await jobs.enqueue('receipt', {}, { tx: promisePool }).catch((e: Error) => e);
+        expect((poolAsTx as Error).message).to.match(/opts.tx on MySQL\/MariaDB must be a mysql2 connection/);
+      } finally {
+        await new Promise((r) => callbackPool.end(r));
+      }
     } else {
       const pool = t.db as pg.Pool;
       await pool.query('CREATE TABLE IF NOT EXISTS ' + t.prefix + 'orders (id serial PRIMARY KEY, item text)');

@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { forEachDialect, sleep, until, type TestDb } from '../helpers/dialects.ts';
 import type { Jobs } from '../../lib/index.ts';
+import { lockName } from '../../lib/store/mysql.ts';
 
 async function instances(t: TestDb, n: number): Promise<Jobs[]> {
   const out: Jobs[] = [];
@@ -69,6 +70,11 @@ forEachDialect('leader election', ({ fresh }) => {
       const spid = /session (\d+)/.exec(holder.leader ?? '')?.[1];
       expect(spid, holder.leader ?? 'no leader').to.match(/^\d+$/);
       await t.query(`KILL ${Number(spid)}`);
+    } else if (t.dialect === 'mysql') {
+      // Kill the connection that holds the GET_LOCK.
+      const rows = await t.query<{ id: number | null }>('SELECT IS_USED_LOCK(?) AS id', [lockName(`${t.prefix}leader`)]);
+      expect(rows[0].id).to.not.equal(null);
+      await t.query(`KILL CONNECTION ${Number(rows[0].id)}`);
     } else {
       // Another owner takes the lease (as after a pause longer than the lease).
       await t.query(`UPDATE ${t.prefix}leases SET owner = 'elsewhere', token = token + 1 WHERE name = 'leader'`);

@@ -154,8 +154,10 @@ forEachDialect('separate processes', ({ fresh }) => {
     const idle = await t.query(
       t.dialect === 'mssql'
         ? `SELECT 1 FROM sys.dm_exec_sessions WHERE open_transaction_count > 0 AND database_id = DB_ID() AND session_id <> @@SPID`
-        : `SELECT 1 FROM pg_stat_activity WHERE state LIKE 'idle in transaction%' AND datname = current_database() AND application_name = $1`,
-      t.dialect === 'mssql' ? [] : [t.prefix],
+        : t.dialect === 'mysql'
+          ? 'SELECT 1 FROM information_schema.INNODB_TRX WHERE trx_started < NOW() - INTERVAL 2 SECOND'
+          : `SELECT 1 FROM pg_stat_activity WHERE state LIKE 'idle in transaction%' AND datname = current_database() AND application_name = $1`,
+      t.dialect === 'postgres' ? [t.prefix] : [],
     );
     expect(idle, 'A left no transaction open').to.have.length(0);
     const rows = await t.query<{ pid: number }>(`SELECT pid FROM ${t.prefix}ledger`);

@@ -4,6 +4,7 @@
  */
 import Database from 'better-sqlite3';
 import pg from 'pg';
+import mysql from 'mysql2/promise';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -13,14 +14,15 @@ import { token as slonikToken } from '../../lib/store/slonik.ts';
 import mssql, { type ConnectionPool as MssqlPool, type Transaction as MssqlTx, type Request as MssqlRequest } from 'mssql';
 
 export const PG_URL = process.env.SQLJOBS_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+export const MYSQL_URL = process.env.SQLJOBS_MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/test';
 
 export interface TestDb {
   /** The SQL the database speaks. */
-  dialect: 'sqlite' | 'postgres' | 'mssql';
+  dialect: 'sqlite' | 'postgres' | 'mysql' | 'mssql';
   /** The app's driver, when the dialect has more than one (slonik speaks postgres). */
-  driver: 'better-sqlite3' | 'pg' | 'slonik' | 'mssql';
+  driver: 'better-sqlite3' | 'pg' | 'slonik' | 'mysql2' | 'mssql';
   /** The app handle given to createJobs. */
-  db: Database.Database | pg.Pool | DatabasePool | MssqlPool;
+  db: Database.Database | pg.Pool | DatabasePool | mysql.Pool | MssqlPool;
   /** Run the app's own statement ($n placeholders) on a transaction handle of this driver, as the app would. */
   appQuery(handle: unknown, sql: string, params?: unknown[]): Promise<Record<string, unknown>[]>;
   prefix: string;
@@ -36,7 +38,7 @@ export interface TestDb {
 }
 
 export interface DialectFactory {
-  name: 'sqlite' | 'postgres' | 'slonik' | 'mssql';
+  name: 'sqlite' | 'postgres' | 'slonik' | 'mysql' | 'mssql';
   available(): Promise<string | null>;
   create(prefix?: string): Promise<TestDb>;
 }
@@ -147,7 +149,8 @@ const postgres: DialectFactory = {
 };
 
 async function dropPrefixed(pool: pg.Pool, prefix: string): Promise<void> {
-  const tables = await pool.query(`SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND tablename LIKE $1`, [`${prefix}%`]);
+  // '_' is a LIKE wildcard: escaped, so t1_2_1_ does not match t1_2_10_jobs of another test.
+  const tables = await pool.query(`SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND tablename LIKE $1`, [`${prefix.replaceAll('_', '\\_')}%`]);
   for (const t of tables.rows) await pool.query(`DROP TABLE IF EXISTS "${t.tablename}" CASCADE`);
 }
 
@@ -259,7 +262,74 @@ const sqlserver: DialectFactory = {
   },
 };
 
-export const DIALECTS: DialectFactory[] = [sqlite, postgres, slonik, ...(MSSQL_URL ? [sqlserver] : [])];
+/** A mysql2 promise pool for tests; UTC both ways, so Date parameters mean what they say. */
+export function mysqlPool(url = MYSQL_URL, max = 10): mysql.Pool {
+  return mysql.createPool({ uri: url, connectionLimit: max, timezone: 'Z' });
+}
+
+/** Tests write PostgreSQL-style $n placeholders; mysql2 takes ? in order. */
+function toMysql(sql: string, params: unknown[]): [string, unknown[]] {
+  if (!/\$\d/.test(sql)) return [sql, params];
+  const order: unknown[] = [];
+  return [sql.replace(/\$(\d+)/g, (_, n) => (order.push(params[Number(n) - 1]), '?')), order];
+}
+
+export const mysqlDialect: DialectFactory = {
+  name: 'mysql',
+  async available() {
+    try {
+      const c = await mysql.createConnection({ uri: MYSQL_URL, connectTimeout: 3000 });
+      await c.query('SELECT 1');
+      await c.end();
+      return null;
+    } catch (err) {
+      return `MySQL/MariaDB at ${MYSQL_URL} is not reachable: ${(err as Error).message}`;
+    }
+  },
+  async create(prefix = uniquePrefix()) {
+    const open = (): TestDb => {
+      const pool = mysqlPool();
+      return {
+        dialect: 'mysql',
+        driver: 'mysql2',
+        db: pool,
+        appQuery: async (handle, sql, params = []) => (await (handle as mysql.PoolConnection).query(...toMysql(sql, params)))[0] as Record<string, unknown>[],
+        prefix,
+        location: MYSQL_URL,
+        jobs: (opts = {}) => track(createJobs({ db: pool, tablePrefix: prefix, ...opts })),
+        query: async (sql, params = []) => (await pool.query(...toMysql(sql, params)))[0] as never,
+        another: async () => open(),
+        cleanup: async () => {
+          await pool.end();
+        },
+      };
+    };
+    const first = open();
+    const close = first.cleanup;
+    first.cleanup = async () => {
+      const pool = first.db as mysql.Pool;
+      const [tables] = await pool.query(`SELECT table_name AS t FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name LIKE ?`, [`${prefix.replaceAll('_', '\\_')}%`]);
+      // A DROP waits for every open transaction on the table; bound the wait (default: a day).
+      const c = await pool.getConnection();
+      try {
+        await c.query('SET SESSION lock_wait_timeout = 10');
+        for (const t of tables as { t: string }[]) await c.query(`DROP TABLE IF EXISTS \`${t.t}\``);
+      } finally {
+        c.release();
+      }
+      await close();
+    };
+    return first;
+  },
+};
+
+export const DIALECTS: DialectFactory[] = [sqlite, postgres, slonik, mysqlDialect, ...(MSSQL_URL ? [sqlserver] : [])];
+
+/** The dialects the shared suites run on: all, or those named in SQLJOBS_DIALECTS (e.g. `mysql` while working on one). */
+function selectedDialects(): DialectFactory[] {
+  const only = process.env.SQLJOBS_DIALECTS?.split(',');
+  return only ? DIALECTS.filter((d) => only.includes(d.name)) : DIALECTS;
+}
 
 /**
  * A mocha before() hook for dialect-only suites: skip loudly when the database (or something else
@@ -279,7 +349,7 @@ export function requireDatabase(factory: DialectFactory, extra: () => string | n
  * describe() once per dialect. Unavailable databases are skipped loudly locally and fail in CI.
  */
 export function forEachDialect(title: string, body: (ctx: { factory: DialectFactory; fresh: () => Promise<TestDb> }) => void): void {
-  for (const factory of DIALECTS) {
+  for (const factory of selectedDialects()) {
     describe(`${title} [${factory.name}]`, function () {
       const opened: TestDb[] = [];
       before(requireDatabase(factory));

@@ -2,8 +2,9 @@
 import { expect } from 'chai';
 import type pg from 'pg';
 import type { DatabasePool } from 'slonik';
+import type mysql from 'mysql2/promise';
 import type Database from 'better-sqlite3';
-import type { Jobs } from '../../lib/index.ts';
+import type { Jobs, RequestJobs } from '../../lib/index.ts';
 import { until, type TestDb } from './dialects.ts';
 
 /**
@@ -16,6 +17,9 @@ export async function setupShop(t: TestDb, jobs: Jobs): Promise<void> {
   if (t.dialect === 'postgres') {
     await t.query(`CREATE TABLE ${t.prefix}orders (id serial PRIMARY KEY, item text NOT NULL,
       code text, CONSTRAINT ${t.prefix}code_unique UNIQUE (code) DEFERRABLE INITIALLY DEFERRED)`);
+  } else if (t.dialect === 'mysql') {
+    // MySQL/MariaDB check constraints at once: its failing commit is a lost connection (loseConnection).
+    await t.query(`CREATE TABLE ${t.prefix}orders (id INT AUTO_INCREMENT PRIMARY KEY, item VARCHAR(255) NOT NULL, code VARCHAR(255))`);
   } else if (t.dialect === 'mssql') {
     // SQL Server has no deferred constraints: the duplicate code fails at its INSERT, not at COMMIT.
     await t.query(`CREATE TABLE ${t.prefix}orders (id INT IDENTITY PRIMARY KEY, item NVARCHAR(200) NOT NULL, code NVARCHAR(200))`);
@@ -36,6 +40,7 @@ export async function visible(t: TestDb, jobs: Jobs, item: string): Promise<{ jo
 /** Every pooled connection is back and no session is left inside a transaction. */
 export async function poolSettled(t: TestDb): Promise<void> {
   if (t.dialect === 'sqlite') return;
+  if (t.dialect === 'mysql') return mysqlPoolSettled(t);
   if (t.dialect === 'mssql') {
     const pool = t.db as unknown as { borrowed: number; pending: number };
     await until(() => pool.borrowed === 0 && pool.pending === 0, 'every connection back in the pool', 5000);
@@ -57,4 +62,46 @@ export async function poolSettled(t: TestDb): Promise<void> {
     [t.prefix],
   );
   expect(idleInTx).to.have.length(0);
+}
+
+interface Denque<T> {
+  length: number;
+  toArray(): T[];
+}
+
+async function mysqlPoolSettled(t: TestDb): Promise<void> {
+  const pool = (t.db as mysql.Pool).pool as unknown as {
+    _allConnections: Denque<{ threadId: number }>;
+    _freeConnections: Denque<unknown>;
+    _connectionQueue: Denque<unknown>;
+  };
+  await until(
+    () => pool._allConnections.length === pool._freeConnections.length && pool._connectionQueue.length === 0,
+    'every connection back in the pool',
+    5000,
+  );
+  const ours = new Set(pool._allConnections.toArray().map((c) => c.threadId));
+  const open = await t.query<{ id: number }>('SELECT trx_mysql_thread_id AS id FROM information_schema.INNODB_TRX');
+  expect(open.filter((r) => ours.has(Number(r.id))), 'sessions left inside a transaction').to.have.length(0);
+}
+
+/** The app's order row, written in the request's transaction (no table on SQLite, whose jobs are buffered). */
+export async function writeOrder(t: TestDb, uow: RequestJobs, item: string, code?: string): Promise<void> {
+  if (t.dialect === 'sqlite') return;
+  await t.appQuery(await uow.transaction(), `INSERT INTO ${t.prefix}orders (item, code) VALUES ($1, $2)`, [item, code ?? null]);
+}
+
+/**
+ * MySQL/MariaDB check constraints at once (nothing is deferred to COMMIT): a commit that fails is
+ * one whose connection died first. Kill the request's connection from outside.
+ */
+export async function loseConnection(t: TestDb, uow: RequestJobs): Promise<void> {
+  const c = await uow.transaction<mysql.PoolConnection>();
+  const [rows] = await c.query('SELECT CONNECTION_ID() AS id');
+  await t.query(`KILL CONNECTION ${Number((rows as { id: number }[])[0].id)}`);
+}
+
+/** The route each dialect's app uses to make its commit fail (SQL Server: its duplicate fails at the INSERT). */
+export function failingCommitRoute(t: TestDb): 'dup' | 'lost' | 'ok' {
+  return t.dialect === 'sqlite' ? 'ok' : t.dialect === 'mysql' ? 'lost' : 'dup';
 }

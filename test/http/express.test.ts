@@ -4,10 +4,11 @@ import request from 'supertest';
 import http from 'node:http';
 import type pg from 'pg';
 import type { DatabasePool, DatabaseTransactionConnection } from 'slonik';
+import type mysql from 'mysql2/promise';
 import { jobsMiddleware, type Jobs } from '../../lib/index.ts';
 import { createRequire } from 'node:module';
 import { forEachDialect, sleep, until, type TestDb } from '../helpers/dialects.ts';
-import { poolSettled, setupShop as setup, visible } from '../helpers/http.ts';
+import { failingCommitRoute, loseConnection, poolSettled, setupShop as setup, visible, writeOrder } from '../helpers/http.ts';
 
 /** Express 4, installed beside 5 as the npm alias express4: the same gate must hold on both. */
 const express4 = createRequire(import.meta.url)('express4') as typeof express;
@@ -18,9 +19,7 @@ function shop(t: TestDb, jobs: Jobs, framework: typeof express = express) {
   app.use(framework.json());
   app.use(jobsMiddleware(jobs));
   const order = async (req: express.Request, item: string, code?: string) => {
-    if (t.dialect !== 'sqlite') {
-      await t.appQuery(await req.jobs.transaction(), `INSERT INTO ${t.prefix}orders (item, code) VALUES ($1, $2)`, [item, code ?? null]);
-    }
+    await writeOrder(t, req.jobs, item, code);
     return req.jobs.enqueue('receipt', { item }, { tag: item });
   };
   app.post('/ok', async (req, res) => {
@@ -54,6 +53,11 @@ function shop(t: TestDb, jobs: Jobs, framework: typeof express = express) {
     // Two rows with the same code: the deferred constraint fails only at COMMIT.
     await order(req, `${req.body.item}-a`, req.body.item);
     await order(req, `${req.body.item}-b`, req.body.item);
+    res.json({ ok: true });
+  });
+  app.post('/lost', async (req, res) => {
+    await order(req, req.body.item);
+    await loseConnection(t, req.jobs);
     res.json({ ok: true });
   });
   app.post('/late', (req, res) => {
@@ -154,7 +158,7 @@ forEachDialect('Express middleware', ({ fresh }) => {
     const jobs = t.jobs({ worker: false });
     await setup(t, jobs); // on SQLite the buffered write is the commit: a trigger makes it fail for 'zip'
     const app = shop(t, jobs);
-    const res = await request(app).post(t.dialect !== 'sqlite' ? '/dup' : '/ok').send({ item: 'zip' });
+    const res = await request(app).post(`/${failingCommitRoute(t)}`).send({ item: 'zip' });
     expect(res.status).to.equal(500);
     expect(res.body).to.deep.equal({ error: 'the request could not be committed' });
     expect(await visible(t, jobs, 'zip')).to.deep.equal({ job: false, row: false });
@@ -227,6 +231,7 @@ forEachDialect('Express middleware', ({ fresh }) => {
     const app = shop(t, jobs);
     let checkouts = 0;
     if (t.driver === 'pg') (t.db as pg.Pool).on('acquire', () => checkouts++);
+    if (t.driver === 'mysql2') (t.db as mysql.Pool).pool.on('acquire', () => checkouts++);
     await request(app).get('/plain').expect(200);
     if (t.driver === 'slonik') {
       // slonik opens connections lazily: none was ever opened on the app's pool.
@@ -241,14 +246,16 @@ forEachDialect('Express middleware', ({ fresh }) => {
 
   it('joins the app\'s own per-request transaction when given one (bring your own)', async function () {
     const t = await fresh();
-    if (t.driver !== 'pg') this.skip(); // the bring-your-own middleware below is written with pg's API
+    if (t.driver !== 'pg' && t.driver !== 'mysql2') this.skip(); // the bring-your-own middleware below is written with pg's and mysql2's API
     const jobs = t.jobs({ worker: false });
     await setup(t, jobs);
-    const pool = t.db as pg.Pool;
+    // The app's own per-request transaction: a pg PoolClient, or a mysql2 promise connection.
+    type Trx = { query(sql: string): Promise<unknown>; release(): void };
+    const connect = async (): Promise<Trx> => (t.dialect === 'postgres' ? (t.db as pg.Pool).connect() : (t.db as mysql.Pool).getConnection());
     const app = express();
-    app.use(async (req: express.Request & { trx?: pg.PoolClient }, res, next) => {
-      const c = await pool.connect();
-      await c.query('BEGIN');
+    app.use(async (req: express.Request & { trx?: Trx }, res, next) => {
+      const c = await connect();
+      await c.query(t.dialect === 'postgres' ? 'BEGIN' : 'START TRANSACTION');
       req.trx = c;
       res.on('finish', async () => {
         await c.query(res.statusCode < 400 ? 'COMMIT' : 'ROLLBACK');
@@ -256,7 +263,7 @@ forEachDialect('Express middleware', ({ fresh }) => {
       });
       next();
     });
-    app.use(jobsMiddleware(jobs, { transaction: (req) => (req as { trx?: pg.PoolClient }).trx }));
+    app.use(jobsMiddleware(jobs, { transaction: (req) => (req as { trx?: Trx }).trx }));
     app.post('/byo/:status', async (req, res) => {
       await req.jobs.enqueue('receipt', {}, { tag: `byo-${req.params.status}` });
       res.sendStatus(Number(req.params.status));
@@ -301,6 +308,34 @@ forEachDialect('Express middleware', ({ fresh }) => {
     expect((await jobs.list({ tag: 'byo-409' })).items).to.have.length(0);
     expect(await visible(t, jobs, 'byo-200')).to.deep.equal({ job: true, row: true });
     expect(await visible(t, jobs, 'byo-409')).to.deep.equal({ job: false, row: false });
+    await poolSettled(t);
+  });
+
+  it('the request\'s handle refuses release, commit, rollback and a nested begin (the middleware owns them)', async function () {
+    const t = await fresh();
+    if (t.dialect === 'sqlite') this.skip();
+    const jobs = t.jobs({ worker: false });
+    await setup(t, jobs);
+    const app = express();
+    app.use(jobsMiddleware(jobs));
+    app.post('/x', async (req, res) => {
+      const c = await req.jobs.transaction<Record<string, unknown>>();
+      // pg: release; mysql2: release, commit, rollback, beginTransaction (a second START TRANSACTION would commit).
+      const tried = ['release', 'commit', 'rollback', 'beginTransaction'].filter((m) => typeof c[m] === 'function').map((m) => {
+        try {
+          (c[m] as () => unknown)();
+          return `${m}: allowed`;
+        } catch (err) {
+          return `${m}: ${(err as Error).message}`;
+        }
+      });
+      await req.jobs.enqueue('receipt', {}, { tag: 'still-open' });
+      res.json(tried);
+    });
+    const res = await request(app).post('/x').expect(200);
+    expect(res.body).to.have.length(t.dialect === 'mysql' ? 4 : 1);
+    for (const line of res.body as string[]) expect(line).to.match(/^\w+: do not \w+ the request's connection yourself/);
+    expect((await jobs.list({ tag: 'still-open' })).items).to.have.length(1);
     await poolSettled(t);
   });
 

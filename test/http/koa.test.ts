@@ -2,11 +2,10 @@ import { expect } from 'chai';
 import Koa from 'koa';
 import request from 'supertest';
 import http from 'node:http';
-import type pg from 'pg';
 import { koaJobs, type Jobs, type RequestJobs } from '../../lib/index.ts';
 import { createRequire } from 'node:module';
 import { forEachDialect, sleep, until, type TestDb } from '../helpers/dialects.ts';
-import { poolSettled, setupShop as setup, visible } from '../helpers/http.ts';
+import { failingCommitRoute, loseConnection, poolSettled, setupShop as setup, visible, writeOrder } from '../helpers/http.ts';
 
 /** Koa 2, installed beside 3 as the npm alias koa2. */
 const Koa2 = createRequire(import.meta.url)('koa2') as typeof Koa;
@@ -21,15 +20,18 @@ function shop(t: TestDb, jobs: Jobs, Framework: typeof Koa = Koa) {
   app.use(async (ctx: Ctx) => {
     const [, route, item] = ctx.path.split('/');
     const order = async (name: string, code?: string) => {
-      if (t.dialect !== 'sqlite') {
-        await t.appQuery(await ctx.jobs.transaction(), `INSERT INTO ${t.prefix}orders (item, code) VALUES ($1, $2)`, [name, code ?? null]);
-      }
+      await writeOrder(t, ctx.jobs, name, code);
       return ctx.jobs.enqueue('receipt', { item: name }, { tag: name });
     };
     if (route === 'plain') return void (ctx.body = 'plain');
     if (route === 'dup') {
       await order(item, 'same');
       await order(`${item}-b`, 'same');
+      return void (ctx.body = { ok: true });
+    }
+    if (route === 'lost') {
+      await order(item);
+      await loseConnection(t, ctx.jobs);
       return void (ctx.body = { ok: true });
     }
     if (route === 'slow') {
@@ -64,7 +66,7 @@ forEachDialect('Koa middleware', ({ fresh }) => {
     await request(server).post('/throw/pen').expect(500);
     await request(server).post('/4xx/cup').expect(422);
     for (const item of ['pen', 'cup']) expect(await visible(t, jobs, item)).to.deep.equal({ job: false, row: false });
-    const failed = await request(server).post(t.dialect !== 'sqlite' ? '/dup/zip' : '/ok/zip');
+    const failed = await request(server).post(`/${failingCommitRoute(t)}/zip`);
     expect(failed.status).to.equal(500);
     expect(await visible(t, jobs, 'zip')).to.deep.equal({ job: false, row: false });
     await request(server).get('/plain').expect(200, 'plain');

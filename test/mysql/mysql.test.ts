@@ -1,0 +1,175 @@
+/**
+ * MySQL/MariaDB only: GET_LOCK names, the leader's lock connection killed from outside, the claim's
+ * isolation (it must not block enqueues), times under any connection time zone, and migrations.
+ */
+import { expect } from 'chai';
+import mysql from 'mysql2/promise';
+import type { PoolConnection } from 'mysql2/promise';
+import { MYSQL_URL, mysqlDialect as factory, requireDatabase, until, type TestDb } from '../helpers/dialects.ts';
+import { lockName } from '../../lib/store/mysql.ts';
+import { createJobs, type Jobs } from '../../lib/index.ts';
+
+describe('MySQL/MariaDB specifics [mysql]', function () {
+  let opened: TestDb[] = [];
+  const fresh = async () => {
+    const t = await factory.create();
+    opened.push(t);
+    return t;
+  };
+  before(requireDatabase(factory));
+  afterEach(async () => {
+    for (const t of opened.reverse()) await t.cleanup().catch(() => undefined);
+    opened = [];
+  });
+
+  it('normalises GET_LOCK names: at most 64 characters, and names differing only in case never share a lock', async () => {
+    const long = `tenant-${'x'.repeat(100)}:leader`;
+    expect(lockName('sqljobs_leader')).to.equal('sqljobs_leader');
+    expect(lockName(long)).to.have.length.at.most(64);
+    expect(lockName(long)).to.equal(lockName(long));
+    expect(lockName(long)).to.not.equal(lockName(long.replace('leader', 'leadeR')));
+    expect(lockName('Leader')).to.not.equal(lockName('leader'));
+    expect(lockName('Leader')).to.equal(lockName('Leader').toLowerCase());
+
+    const t = await fresh();
+    const a = t.jobs({ worker: false });
+    const b = (await t.another()).jobs({ worker: false });
+    for (const name of [long, 'Leader', 'leader']) {
+      const held = await a.store.trySessionLock!(name);
+      expect(held, name).to.not.equal(null);
+      expect(await held!.stillHeld()).to.equal(true);
+      expect(await b.store.trySessionLock!(name), `${name} is taken`).to.equal(null);
+      const [row] = await t.query<{ holder: number | null }>('SELECT IS_USED_LOCK(?) AS holder', [lockName(`${t.prefix}${name}`)]);
+      expect(Number(row.holder)).to.equal(held!.pid);
+      await held!.release();
+      expect(await held!.stillHeld()).to.equal(false);
+      const again = await b.store.trySessionLock!(name);
+      expect(again, `${name} is free after release`).to.not.equal(null);
+      await again!.release();
+    }
+    // 'Leader' and 'leader' are two locks: both can be held at once, by different owners.
+    const upper = await a.store.trySessionLock!('Leader');
+    const lower = await b.store.trySessionLock!('leader');
+    expect(upper).to.not.equal(null);
+    expect(lower).to.not.equal(null);
+    await upper!.release();
+    await lower!.release();
+  });
+
+  it('KILL CONNECTION of the leader\'s lock connection: it steps down at once and another instance takes over', async () => {
+    const t = await fresh();
+    const all: Jobs[] = [];
+    for (const handle of [t, await t.another(), await t.another()]) {
+      const jobs = handle.jobs({ leader: { leaseMs: 300 }, worker: { pollInterval: 1000 } });
+      jobs.define('noop', async () => undefined);
+      all.push(jobs);
+    }
+    for (const jobs of all) await jobs.start();
+    await until(() => all.filter((j) => j.isLeader()).length === 1, 'one leader', 3000);
+    const holder = async () => (await t.query<{ holder: number | null }>('SELECT IS_USED_LOCK(?) AS holder', [lockName(`${t.prefix}leader`)]))[0].holder;
+    const first = all.find((j) => j.isLeader())!;
+    const info = await first.store.leaderInfo('leader');
+    expect(info).to.match(new RegExp(`^MySQL connection ${await holder()} .*\\(GET_LOCK\\)$`));
+    // Any instance may win the next election, the one that lost its connection included: kill the
+    // lock's connection until another instance has taken over (each round must fail over cleanly).
+    let leader = first;
+    for (let round = 1; leader === first; round++) {
+      expect(round, 'another instance took over within 10 rounds').to.be.at.most(10);
+      const killed = Number(await holder());
+      let steppedDown = false;
+      const onChange = (e: { leader: boolean }) => (steppedDown ||= !e.leader);
+      leader.on('leader', onChange);
+      await t.query(`KILL CONNECTION ${killed}`);
+      await until(() => steppedDown, 'the leader to step down', 1000);
+      leader.off('leader', onChange);
+      await until(() => all.some((j) => j.isLeader()), 'a new leader', 2000);
+      const now = await holder();
+      expect(now).to.not.equal(null);
+      expect(Number(now)).to.not.equal(killed);
+      expect(all.filter((j) => j.isLeader())).to.have.length(1);
+      leader = all.find((j) => j.isLeader())!;
+    }
+  });
+
+  it('a claim holding its rows does not block a concurrent enqueue (READ COMMITTED: no gap locks)', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: false });
+    await jobs.enqueueMany(Array.from({ length: 5 }, () => ({ name: 'a', payload: {} })));
+    // Hold the claim's transaction open right after its SELECT ... FOR UPDATE SKIP LOCKED.
+    const own = (jobs.store as unknown as { own: mysql.Pool }).own;
+    const getConnection = own.getConnection.bind(own);
+    let reached!: () => void;
+    const atLock = new Promise<void>((r) => (reached = r));
+    let proceed!: () => void;
+    const gate = new Promise<void>((r) => (proceed = r));
+    own.getConnection = async () => {
+      const c = await getConnection();
+      const query = c.query.bind(c) as (...a: unknown[]) => Promise<unknown>;
+      (c as unknown as { query: unknown }).query = async (...args: unknown[]) => {
+        const out = await query(...args);
+        if (String(args[0]).includes('SKIP LOCKED')) {
+          reached();
+          await gate;
+        }
+        return out;
+      };
+      return c as PoolConnection;
+    };
+    const claiming = jobs.store.claim({ workerId: 'w1', names: ['a'], limit: 10 });
+    await atLock;
+    // Another app connection that would give up after 1 s of lock wait.
+    const app = mysql.createPool({ uri: MYSQL_URL, connectionLimit: 1 });
+    app.pool.on('connection', (c) => c.query('SET SESSION innodb_lock_wait_timeout = 1'));
+    try {
+      const producer = createFor(t, app);
+      const late = await producer.enqueue('a', { late: true });
+      expect((await producer.get(late.id))!.state).to.equal('pending');
+    } finally {
+      proceed();
+      await app.end();
+    }
+    expect(await claiming).to.have.length(5);
+  });
+
+  it('stores and reads exact UTC milliseconds whatever the app connection\'s time zone', async () => {
+    const t = await fresh();
+    const app = mysql.createPool({ uri: MYSQL_URL, connectionLimit: 2, timezone: '-05:00' });
+    app.pool.on('connection', (c) => c.query("SET time_zone = '+09:00'"));
+    try {
+      const jobs = createFor(t, app);
+      const runAt = new Date(Date.UTC(2031, 0, 2, 3, 4, 5, 678));
+      const { id } = await jobs.enqueue('x', { v: 'é ✓' }, { runAt });
+      const job = (await jobs.get(id))!;
+      expect(job.runAt.toISOString()).to.equal(runAt.toISOString());
+      expect(Math.abs(job.createdAt.getTime() - Date.now())).to.be.below(5000);
+      expect(job.payload).to.deep.equal({ v: 'é ✓' });
+      expect(Math.abs((await jobs.store.dbNow()) - Date.now())).to.be.below(5000);
+      const [row] = await t.query<{ run_at: string }>(`SELECT CAST(run_at AS CHAR) AS run_at FROM ${t.prefix}jobs WHERE id = ?`, [id]);
+      expect(row.run_at).to.equal('2031-01-02 03:04:05.678');
+    } finally {
+      await app.end();
+    }
+  });
+
+  it('migrations: once under GET_LOCK; a schema newer than the code is refused', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: false });
+    await Promise.all([jobs.migrate(), t.jobs({ worker: false }).migrate(), (await t.another()).jobs({ worker: false }).migrate()]);
+    const versions = await t.query<{ version: number }>(`SELECT version FROM ${t.prefix}migrations ORDER BY version`);
+    expect(versions.map((v) => Number(v.version))).to.deep.equal([1, 2, 3]);
+    await t.query(`INSERT INTO ${t.prefix}migrations (version, name, applied_at) VALUES (999, 'from_the_future', UTC_TIMESTAMP(3))`);
+    const err = await t.jobs({ worker: false }).migrate().catch((e: Error) => e);
+    expect((err as Error).message).to.match(/schema is at version 999, newer than this code knows/);
+  });
+});
+
+/** A producer on another app pool, with the test's table prefix; closed after the test. */
+function createFor(t: TestDb, pool: mysql.Pool): Jobs {
+  const jobs = createJobs({ db: pool, tablePrefix: t.prefix, worker: false });
+  afterEachClose.push(jobs);
+  return jobs;
+}
+const afterEachClose: Jobs[] = [];
+afterEach(async () => {
+  for (const j of afterEachClose.splice(0)) await j.close().catch(() => undefined);
+});

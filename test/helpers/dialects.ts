@@ -39,12 +39,22 @@ export function uniquePrefix(): string {
 }
 
 const created: Jobs[] = [];
+/** Safety net for instances whose TestDb was never cleaned up (mocha runs this after the suites' own afterEach hooks). */
 afterEach(async function () {
-  for (const j of created.splice(0)) await j.close({ timeout: 2000 }).catch(() => undefined);
+  await closeJobs(created);
 });
 
-function track(j: Jobs): Jobs {
+async function closeJobs(list: Jobs[]): Promise<void> {
+  for (const j of list.splice(0)) {
+    if (created.includes(j)) created.splice(created.indexOf(j), 1);
+    await j.close({ timeout: 2000 }).catch(() => undefined);
+  }
+}
+
+/** Remember a Jobs instance both globally and on its TestDb, whose cleanup closes it before dropping anything. */
+function track(j: Jobs, mine: Jobs[]): Jobs {
   created.push(j);
+  mine.push(j);
   return j;
 }
 
@@ -64,18 +74,20 @@ const sqlite: DialectFactory = {
     const open = (): TestDb => {
       const db = new Database(file);
       db.pragma('busy_timeout = 5000');
+      const mine: Jobs[] = [];
       return {
         dialect: 'sqlite',
         db,
         prefix,
         location: file,
-        jobs: (opts = {}) => track(createJobs({ db, tablePrefix: prefix, ...opts })),
+        jobs: (opts = {}) => track(createJobs({ db, tablePrefix: prefix, ...opts }), mine),
         query: async (sql, params = []) => {
           const stmt = db.prepare(sql);
           return (stmt.reader ? stmt.all(...params) : (stmt.run(...params), [])) as never;
         },
         another: async () => open(),
         cleanup: async () => {
+          await closeJobs(mine);
           db.close();
         },
       };
@@ -105,31 +117,30 @@ const postgres: DialectFactory = {
     }
   },
   async create(prefix = uniquePrefix()) {
-    const open = (): TestDb => {
+    /** `beforeEnd` runs after this handle's Jobs instances are closed: a worker must not see its tables vanish. */
+    const open = (beforeEnd: (pool: pg.Pool) => Promise<void> = async () => undefined): TestDb => {
       const pool = new pg.Pool({ connectionString: PG_URL, max: 10 });
       pool.on('error', () => undefined); // idle connections dropped by a server restart are replaced on next use
+      const mine: Jobs[] = [];
       return {
         dialect: 'postgres',
         db: pool,
         prefix,
         location: PG_URL,
-        jobs: (opts = {}) => track(createJobs({ db: pool, tablePrefix: prefix, ...opts })),
+        jobs: (opts = {}) => track(createJobs({ db: pool, tablePrefix: prefix, ...opts }), mine),
         query: async (sql, params = []) => (await pool.query(sql, params)).rows as never,
         another: async () => open(),
         cleanup: async () => {
+          await closeJobs(mine);
+          await beforeEnd(pool);
           await pool.end();
         },
       };
     };
-    const first = open();
-    const close = first.cleanup;
-    first.cleanup = async () => {
-      const pool = first.db as pg.Pool;
+    return open(async (pool) => {
       const tables = await pool.query(`SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND tablename LIKE $1`, [`${prefix}%`]);
       for (const t of tables.rows) await pool.query(`DROP TABLE IF EXISTS "${t.tablename}" CASCADE`);
-      await close();
-    };
-    return first;
+    });
   },
 };
 
@@ -158,7 +169,7 @@ export function forEachDialect(title: string, body: (ctx: { factory: DialectFact
       const opened: TestDb[] = [];
       before(requireDatabase(factory));
       afterEach(async function () {
-        // Jobs instances are closed by the global afterEach above (registered first, runs first).
+        // Each TestDb's cleanup closes its Jobs instances before it drops tables or closes handles.
         for (const t of opened.splice(0)) await t.cleanup().catch(() => undefined);
       });
       body({

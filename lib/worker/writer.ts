@@ -3,9 +3,10 @@
  * statement or transaction per tick, logs and progress every flush interval. Every write is
  * fenced by the claim token; an item the store did not apply lost its claim.
  *
- * A write that fails because the database is away is retried with backoff: a finished job's
- * outcome is never dropped while the process lives (and if the process dies, the sweeper
- * returns the job to pending).
+ * A write that fails because the database is away is retried with backoff while the worker runs.
+ * Once a stopping worker's timeout has passed it is given up instead (stopRetrying): the job is
+ * still running under its attempt in the database, and the sweeper returns it to pending, as it
+ * does when the process dies.
  */
 import type { CompleteItem, FailItem, Fenced, LogItem, ProgressItem, ReleaseItem, Store } from '../store/store.ts';
 

@@ -815,11 +815,13 @@ class Listener implements ListenHandle {
 
   async connect(): Promise<void> {
     const client = dedicatedClient(this.app);
+    // Known from the start, not once it listens: a close() while a reconnect is under way must end it.
+    this.client = client;
     let dropped = false;
     const drop = (err?: unknown) => {
       if (dropped) return;
       dropped = true;
-      if (err) this.cb.onError(err);
+      if (err && !this.closed) this.cb.onError(err);
       client.removeAllListeners('notification');
       void client.end().catch(() => undefined);
       if (this.client === client) this.client = null;
@@ -830,7 +832,6 @@ class Listener implements ListenHandle {
     client.on('notification', (m) => this.onNotify(m.channel, m.payload ?? ''));
     await client.connect();
     for (const ch of this.channels) await client.query(`LISTEN "${ch}"`);
-    this.client = client;
     this.retry = 0;
   }
 
@@ -841,6 +842,7 @@ class Listener implements ListenHandle {
       this.connect().then(
         () => this.cb.onReconnect(),
         (err) => {
+          if (this.closed) return; // close() ended the client it was connecting
           this.cb.onError(err);
           this.scheduleReconnect();
         },

@@ -64,8 +64,8 @@ export class Worker {
   private readonly running = new Map<string, RunningAttempt>();
   /** Claimed (ours, under our heartbeat) but not started yet: waiting for a free slot. */
   private readonly backlog: { job: ClaimedJob; seq: number }[] = [];
-  /** Attempts whose handler is done and whose outcome is being written. */
-  private persisting = 0;
+  /** Every started attempt until its outcome is written (or refused): still here after its handler returned. */
+  private readonly unsettled = new Set<RunningAttempt>();
   private avgRunMs = Infinity;
   private finishedRuns = 0;
   private readonly writer: OutcomeWriter;
@@ -299,7 +299,7 @@ export class Worker {
     this.running.set(job.id, attempt);
     const base = { id: job.id, name: job.name, queue: job.queue, attempt: job.attempts };
     this.events.started(base);
-    this.persisting++;
+    this.unsettled.add(attempt);
     // The slot frees when the handler is done; the outcome is written in the next batch meanwhile.
     void attempt.handlerDone.then(() => {
       if (this.running.get(job.id) === attempt) this.running.delete(job.id);
@@ -315,7 +315,7 @@ export class Worker {
       })
       .catch((err) => this.events.error(err))
       .finally(() => {
-        this.persisting--;
+        this.unsettled.delete(attempt);
         if (this.running.get(job.id) === attempt) this.running.delete(job.id);
         this.notifyIdle();
       });
@@ -375,13 +375,13 @@ export class Worker {
   }
 
   private notifyIdle(): void {
-    if (this.running.size || this.backlog.length || this.persisting || this.filling) return;
+    if (this.running.size || this.backlog.length || this.unsettled.size || this.filling) return;
     for (const w of this.idleWaiters.splice(0)) w();
   }
 
   /** Resolve when no job is running and the claim loop is quiet. */
   async idle(): Promise<void> {
-    if (!this.running.size && !this.backlog.length && !this.persisting && !this.filling) return this.writer.drain();
+    if (!this.running.size && !this.backlog.length && !this.unsettled.size && !this.filling) return this.writer.drain();
     await new Promise<void>((r) => this.idleWaiters.push(r));
     return this.writer.drain();
   }
@@ -424,7 +424,9 @@ export class Worker {
     if (unstarted.length) {
       await this.store.release(unstarted.map((j) => ({ id: j.id, token: j.token, delayMs: 0, refund: true }))).catch((err) => this.events.error(err));
     }
-    const all = Promise.all([...this.running.values()].map((r) => r.done.catch(() => undefined)));
+    // Not only the attempts still in their handler: one whose handler just returned may not have
+    // queued its outcome yet (it waits for its own log flush), and the writer's drain below would miss it.
+    const all = Promise.all([...this.unsettled].map((a) => a.done.catch(() => undefined)));
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([all, new Promise((r) => (timer = setTimeout(r, timeout)))]);
     clearTimeout(timer);
@@ -434,6 +436,9 @@ export class Worker {
       await this.writer.flushLogs();
       await this.store.release(left.map((a) => ({ ...a.fenced, delayMs: 0, refund: true }))).catch((err) => this.events.error(err));
     }
+    // Past the timeout an outcome that keeps failing is not retried forever (stop would never return): its
+    // job stays running under its attempt in the database, and the sweeper rescues it after stallTimeout.
+    this.writer.stopRetrying();
     await this.writer.drain();
     this.writer.dispose();
     await this.listener?.close().catch(() => undefined);

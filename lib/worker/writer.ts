@@ -3,15 +3,17 @@
  * statement or transaction per tick, logs and progress every flush interval. Every write is
  * fenced by the claim token; an item the store did not apply lost its claim.
  *
- * A write that fails because the database is away is retried with backoff: a finished job's
- * outcome is never dropped while the process lives (and if the process dies, the sweeper
- * returns the job to pending).
+ * A write that fails because the database is away is retried with backoff while the worker runs.
+ * Once a stopping worker's timeout has passed it is given up instead (stopRetrying): the job is
+ * still running under its attempt in the database, and the sweeper returns it to pending, as it
+ * does when the process dies.
  */
 import type { CompleteItem, FailItem, Fenced, LogItem, ProgressItem, ReleaseItem, Store } from '../store/store.ts';
 
 interface Pending<T> {
   item: T;
   resolve(applied: boolean): void;
+  reject(err: Error): void;
 }
 
 type Kind = 'complete' | 'fail' | 'release';
@@ -59,8 +61,8 @@ export class OutcomeWriter {
   }
 
   private enqueue<T>(kind: Kind, item: T): Promise<boolean> {
-    return new Promise((resolve) => {
-      (this.queues[kind] as Pending<T>[]).push({ item, resolve });
+    return new Promise((resolve, reject) => {
+      (this.queues[kind] as Pending<T>[]).push({ item, resolve, reject });
       this.schedule();
     });
   }
@@ -90,16 +92,25 @@ export class OutcomeWriter {
       const batch = this.queues[kind].splice(0);
       if (!batch.length) continue;
       const items = batch.map((b) => b.item);
-      const applied = await this.retrying(() =>
-        kind === 'complete'
-          ? this.store.complete(items as CompleteItem[])
-          : kind === 'fail'
-            ? this.store.fail(items as FailItem[])
-            : this.store.release(items as ReleaseItem[]),
-      );
-      for (const b of batch) b.resolve(applied.has(b.item.id));
+      try {
+        const applied = await this.retrying(() =>
+          kind === 'complete'
+            ? this.store.complete(items as CompleteItem[])
+            : kind === 'fail'
+              ? this.store.fail(items as FailItem[])
+              : this.store.release(items as ReleaseItem[]),
+        );
+        for (const b of batch) b.resolve(applied.has(b.item.id));
+      } catch (err) {
+        for (const b of batch) {
+          b.reject(new Error(`the ${kind} of job ${b.item.id} was not written before the worker stopped (${(err as Error).message}); it stays running under its attempt and is rescued after stallTimeout`));
+        }
+      }
     }
   }
+
+  private retriesStopped = false;
+  private wakeRetry: (() => void) | null = null;
 
   private async retrying<T>(fn: () => Promise<T>): Promise<T> {
     for (let attempt = 0; ; attempt++) {
@@ -107,9 +118,21 @@ export class OutcomeWriter {
         return await fn();
       } catch (err) {
         this.hooks.onError(err);
-        await new Promise((r) => setTimeout(r, Math.min(100 * 2 ** attempt, 5000)));
+        if (this.retriesStopped) throw err;
+        await new Promise<void>((r) => {
+          const timer = setTimeout(r, Math.min(100 * 2 ** attempt, 5000));
+          this.wakeRetry = () => (clearTimeout(timer), r());
+        });
+        this.wakeRetry = null;
+        if (this.retriesStopped) throw err;
       }
     }
+  }
+
+  /** Shutdown past its timeout: a write that fails from now on is given up (its promise rejects) instead of retried. */
+  stopRetrying(): void {
+    this.retriesStopped = true;
+    this.wakeRetry?.();
   }
 
   // ------------------------------------------------------------ logs and progress

@@ -49,12 +49,26 @@ export function uniquePrefix(): string {
 }
 
 const created: Jobs[] = [];
+/** Safety net for instances whose TestDb was never cleaned up (mocha runs this after the suites' own afterEach hooks). */
 afterEach(async function () {
-  for (const j of created.splice(0)) await j.close({ timeout: 2000 }).catch(() => undefined);
+  await closeJobs(created);
 });
 
-function track(j: Jobs): Jobs {
+async function closeJobs(list: Jobs[]): Promise<void> {
+  for (const j of list.splice(0)) {
+    if (created.includes(j)) created.splice(created.indexOf(j), 1);
+    await j.close({ timeout: 2000 }).catch(() => undefined);
+  }
+}
+
+/**
+ * Remember a Jobs instance globally and on its test database (`mine`, shared by the handles from
+ * another()), whose cleanup closes every one of them before it drops a table or ends a pool: a
+ * worker must never see its tables vanish under it.
+ */
+function track(j: Jobs, mine: Jobs[]): Jobs {
   created.push(j);
+  mine.push(j);
   return j;
 }
 
@@ -69,6 +83,7 @@ const sqlite: DialectFactory = {
     }
   },
   async create(prefix = uniquePrefix()) {
+    const mine: Jobs[] = [];
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sqljobs-test-'));
     const file = path.join(dir, 'jobs.db');
     const open = (): TestDb => {
@@ -83,7 +98,7 @@ const sqlite: DialectFactory = {
         },
         prefix,
         location: file,
-        jobs: (opts = {}) => track(createJobs({ db, tablePrefix: prefix, ...opts })),
+        jobs: (opts = {}) => track(createJobs({ db, tablePrefix: prefix, ...opts }), mine),
         query: async (sql, params = []) => {
           const stmt = db.prepare(sql);
           return (stmt.reader ? stmt.all(...params) : (stmt.run(...params), [])) as never;
@@ -97,6 +112,7 @@ const sqlite: DialectFactory = {
     const first = open();
     const close = first.cleanup;
     first.cleanup = async () => {
+      await closeJobs(mine);
       await close();
       fs.rmSync(dir, { recursive: true, force: true });
     };
@@ -119,6 +135,7 @@ const postgres: DialectFactory = {
     }
   },
   async create(prefix = uniquePrefix()) {
+    const mine: Jobs[] = [];
     const open = (): TestDb => {
       // Named after the test's prefix, so checks on pg_stat_activity see this test's sessions only.
       const pool = new pg.Pool({ connectionString: PG_URL, max: 10, application_name: prefix });
@@ -130,7 +147,7 @@ const postgres: DialectFactory = {
         appQuery: async (handle, sql, params = []) => (await (handle as pg.PoolClient).query(sql, params)).rows,
         prefix,
         location: PG_URL,
-        jobs: (opts = {}) => track(createJobs({ db: pool, tablePrefix: prefix, ...opts })),
+        jobs: (opts = {}) => track(createJobs({ db: pool, tablePrefix: prefix, ...opts }), mine),
         query: async (sql, params = []) => (await pool.query(sql, params)).rows as never,
         another: async () => open(),
         cleanup: async () => {
@@ -141,6 +158,7 @@ const postgres: DialectFactory = {
     const first = open();
     const close = first.cleanup;
     first.cleanup = async () => {
+      await closeJobs(mine);
       await dropPrefixed(first.db as pg.Pool, prefix);
       await close();
     };
@@ -163,6 +181,7 @@ const slonik: DialectFactory = {
   name: 'slonik',
   available: () => postgres.available(),
   async create(prefix = uniquePrefix()) {
+    const mine: Jobs[] = [];
     const open = async (): Promise<TestDb> => {
       const url = new URL(PG_URL);
       url.searchParams.set('application_name', prefix);
@@ -177,7 +196,7 @@ const slonik: DialectFactory = {
           [...(await (handle as DatabaseTransactionConnection).query(slonikToken(slonikSql.unsafe as never, sql, params) as never)).rows] as Record<string, unknown>[],
         prefix,
         location: PG_URL,
-        jobs: (opts = {}) => track(createJobs({ db: pool, tablePrefix: prefix, ...opts })),
+        jobs: (opts = {}) => track(createJobs({ db: pool, tablePrefix: prefix, ...opts }), mine),
         query: async (sql, params = []) => (await side.query(sql, params)).rows as never,
         another: () => open(),
         cleanup: async () => {
@@ -189,6 +208,7 @@ const slonik: DialectFactory = {
     const first = await open();
     const close = first.cleanup;
     first.cleanup = async () => {
+      await closeJobs(mine);
       const side = new pg.Pool({ connectionString: PG_URL, max: 1 });
       await dropPrefixed(side, prefix).finally(() => side.end());
       await close();
@@ -232,6 +252,7 @@ const sqlserver: DialectFactory = {
     }
   },
   async create(prefix = uniquePrefix()) {
+    const mine: Jobs[] = [];
     const open = async (): Promise<TestDb> => {
       const pool = await new mssql.ConnectionPool(MSSQL_URL!).connect();
       pool.on('error', () => undefined);
@@ -242,7 +263,7 @@ const sqlserver: DialectFactory = {
         appQuery: (handle, sql, params = []) => mssqlQuery(handle as MssqlTx, sql, params),
         prefix,
         location: MSSQL_URL!,
-        jobs: (opts = {}) => track(createJobs({ db: pool, tablePrefix: prefix, ...opts })),
+        jobs: (opts = {}) => track(createJobs({ db: pool, tablePrefix: prefix, ...opts }), mine),
         query: (sql, params = []) => mssqlQuery(pool, sql, params) as never,
         another: () => open(),
         cleanup: async () => {
@@ -253,6 +274,7 @@ const sqlserver: DialectFactory = {
     const first = await open();
     const close = first.cleanup;
     first.cleanup = async () => {
+      await closeJobs(mine);
       const pool = first.db as MssqlPool;
       const tables = await mssqlQuery(pool, `SELECT name FROM sys.tables WHERE name LIKE $1`, [`${prefix.replace(/_/g, '[_]')}%`]);
       for (const t of tables) await pool.request().query(`DROP TABLE [${String(t.name).replace(/]/g, ']]')}]`);
@@ -287,6 +309,7 @@ export const mysqlDialect: DialectFactory = {
     }
   },
   async create(prefix = uniquePrefix()) {
+    const mine: Jobs[] = [];
     const open = (): TestDb => {
       const pool = mysqlPool();
       return {
@@ -296,7 +319,7 @@ export const mysqlDialect: DialectFactory = {
         appQuery: async (handle, sql, params = []) => (await (handle as mysql.PoolConnection).query(...toMysql(sql, params)))[0] as Record<string, unknown>[],
         prefix,
         location: MYSQL_URL,
-        jobs: (opts = {}) => track(createJobs({ db: pool, tablePrefix: prefix, ...opts })),
+        jobs: (opts = {}) => track(createJobs({ db: pool, tablePrefix: prefix, ...opts }), mine),
         query: async (sql, params = []) => (await pool.query(...toMysql(sql, params)))[0] as never,
         another: async () => open(),
         cleanup: async () => {
@@ -307,6 +330,7 @@ export const mysqlDialect: DialectFactory = {
     const first = open();
     const close = first.cleanup;
     first.cleanup = async () => {
+      await closeJobs(mine);
       const pool = first.db as mysql.Pool;
       const [tables] = await pool.query(`SELECT table_name AS t FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name LIKE ?`, [`${prefix.replaceAll('_', '\\_')}%`]);
       // A DROP waits for every open transaction on the table; bound the wait (default: a day).
@@ -354,7 +378,7 @@ export function forEachDialect(title: string, body: (ctx: { factory: DialectFact
       const opened: TestDb[] = [];
       before(requireDatabase(factory));
       afterEach(async function () {
-        // Jobs instances are closed by the global afterEach above (registered first, runs first).
+        // Each test database's cleanup closes its Jobs instances before it drops tables or ends pools.
         for (const t of opened.splice(0)) await t.cleanup().catch(() => undefined);
       });
       body({

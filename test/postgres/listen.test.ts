@@ -55,6 +55,24 @@ for (const name of ['postgres', 'slonik'] as const) describe(`LISTEN/NOTIFY wake
     expect(Math.max(...after), `latencies ${after}`).to.be.below(50);
   });
 
+  it('close() while the listener reconnects leaves no LISTEN connection behind', async () => {
+    const t = await factory.create();
+    cleanups.push(() => t.cleanup());
+    const listening = async () => t.query<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE query = $1`, [`LISTEN "${t.prefix}cancel"`]);
+    // The reconnect starts 50 ms after the drop and takes a few ms: close at steps across that window.
+    for (let i = 0; i < 10; i++) {
+      const jobs = t.jobs({ worker: { pollInterval: 60_000 } });
+      jobs.define('x', async () => undefined);
+      await jobs.start();
+      const [{ pid }] = await listening();
+      await t.query('SELECT pg_terminate_backend($1)', [pid]);
+      await sleep(46 + i);
+      await jobs.close();
+      await sleep(100); // a client left connecting would be listening by now
+      expect(await listening(), `closed ${46 + i} ms after the drop`).to.deep.equal([]);
+    }
+  });
+
   it('sends one NOTIFY per statement and queue, none for jobs not yet due, and none for a rolled-back enqueue', async () => {
     const t = await factory.create();
     cleanups.push(() => t.cleanup());

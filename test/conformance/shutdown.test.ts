@@ -1,0 +1,94 @@
+/** stop()/close() while a job finishes: every outcome is written before they return, or left for the sweeper; never hung. */
+import { expect } from 'chai';
+import type pg from 'pg';
+import { forEachDialect, sleep, until, type TestDb } from '../helpers/dialects.ts';
+
+/** A started worker running one job whose handler waits for `release()`, then logs a line and returns 'done'. */
+async function heldJob(t: TestDb) {
+  const jobs = t.jobs({ worker: { pollInterval: 60_000 } });
+  let release!: () => void;
+  const hold = new Promise<void>((r) => (release = r));
+  let started = false;
+  jobs.define('held', async (_p, ctx) => {
+    started = true;
+    await hold;
+    ctx.log('finishing'); // the outcome is written after this line's flush
+    return 'done';
+  });
+  await jobs.start();
+  const { id } = await jobs.enqueue('held', {});
+  await until(() => started, 'the handler to start');
+  return { jobs, id, release };
+}
+
+/** Another session holding a lock on one of the test's tables until commit(). */
+async function lockTable(t: TestDb, table: string): Promise<{ commit(): Promise<void> }> {
+  const client = await (t.db as pg.Pool).connect();
+  await client.query('BEGIN');
+  await client.query(`LOCK TABLE ${t.prefix}${table} IN SHARE MODE`); // readers pass, writers wait
+  return {
+    commit: async () => {
+      await client.query('COMMIT');
+      client.release();
+    },
+  };
+}
+
+/** A statement of this test's that waits for a lock, its text containing `fragment`. */
+async function waitingStatement(t: TestDb, fragment: string): Promise<boolean> {
+  const rows = await t.query(`SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND position($1 in query) > 0`, [fragment]);
+  return rows.length > 0;
+}
+
+forEachDialect('shutdown', ({ fresh }) => {
+  it('stop() returns only once the outcome of a job whose handler just returned is written (it first waits for its log flush)', async function () {
+    const t = await fresh();
+    if (t.dialect !== 'postgres') return this.skip(); // holding a table lock from another session blocks SQLite's single thread
+    const { jobs, id, release } = await heldJob(t);
+    const logs = await lockTable(t, 'logs');
+    const history = await lockTable(t, 'history');
+    release();
+    // The handler has returned; its outcome waits for its log line, whose INSERT waits for our lock.
+    await until(() => waitingStatement(t, `INSERT INTO ${t.prefix}logs`), 'the log flush to wait for the lock');
+    let stopped = false;
+    const stopping = jobs.stop({ timeout: 10_000 }).then(() => (stopped = true));
+    await logs.commit();
+    // Now the completion itself waits (for the history lock): stop() must wait for it too.
+    await until(() => waitingStatement(t, `INSERT INTO ${t.prefix}history`), 'the completion to wait for the lock');
+    await Promise.race([stopping, sleep(300)]); // room for a stop() that does not wait to return
+    expect(stopped, 'stop() returned with the outcome unwritten').to.equal(false);
+    await history.commit();
+    await stopping;
+    const job = await jobs.get(id);
+    expect(job).to.include({ state: 'completed', result: 'done', attempts: 1 });
+    expect((await jobs.logs(id)).map((l) => l.message)).to.deep.equal(['finishing']);
+  });
+
+  it('close() returns within its timeout when an outcome cannot be written; the job stays running under its attempt and is rescued', async () => {
+    const t = await fresh();
+    const { jobs, id, release } = await heldJob(t);
+    const errors: string[] = [];
+    jobs.on('error', (err) => errors.push(String(err)));
+    const before = await t.query<{ token: string }>(`SELECT token FROM ${t.prefix}jobs WHERE id = ${t.dialect === 'postgres' ? '$1' : '?'}`, [id]);
+    // The completion moves the job into history: with that table away, every try fails.
+    await t.query(`ALTER TABLE ${t.prefix}history RENAME TO ${t.prefix}history_away`);
+    release();
+    let closed = false;
+    const closing = jobs.close({ timeout: 300 }).then(() => (closed = true));
+    await until(() => closed, 'close() to return although the outcome cannot be written', 5000);
+    await closing;
+    expect(errors.some((e) => e.includes(`the complete of job ${id} was not written before the worker stopped`)), errors.join('\n')).to.equal(true);
+    await t.query(`ALTER TABLE ${t.prefix}history_away RENAME TO ${t.prefix}history`);
+    // Nothing lost: still running under the same attempt and token, so a live worker's sweeper rescues it.
+    const after = await t.query<{ state: string; token: string; attempts: number }>(
+      `SELECT state, token, attempts FROM ${t.prefix}jobs WHERE id = ${t.dialect === 'postgres' ? '$1' : '?'}`,
+      [id],
+    );
+    expect(after).to.deep.equal([{ state: 'running', token: before[0].token, attempts: 1 }]);
+    const next = t.jobs({ worker: { pollInterval: 50, heartbeatInterval: 100, stallTimeout: 500 } });
+    next.define('held', async () => 'again');
+    await next.start();
+    await until(async () => (await next.get(id))?.state === 'completed', 'the stranded job to be rescued and run again', 10_000);
+    expect(await next.get(id)).to.include({ state: 'completed', result: 'again', attempts: 2 });
+  });
+});

@@ -558,10 +558,12 @@ export class MysqlStore implements Store {
     const raw = (c as unknown as { connection: CbPoolConnection }).connection;
     let lostCb: (() => void) | null = null;
     let gone = false;
+    // Not destroyed here: a statement sent before the loss must still be answered (mysql2 fails it
+    // as the socket closes; a destroy() first would make it wait forever), and the pool already
+    // forgets a connection that ended or failed.
     const drop = () => {
       if (gone) return;
       gone = true;
-      c.destroy();
       lostCb?.();
     };
     raw.on('error', drop);

@@ -3,9 +3,10 @@
  * isolation (it must not block enqueues), times under any connection time zone, and migrations.
  */
 import { expect } from 'chai';
+import { execFileSync } from 'node:child_process';
 import mysql from 'mysql2/promise';
 import type { PoolConnection } from 'mysql2/promise';
-import { MYSQL_URL, mysqlDialect as factory, requireDatabase, until, type TestDb } from '../helpers/dialects.ts';
+import { MYSQL_URL, mysqlDialect as factory, requireDatabase, sleep, until, type TestDb } from '../helpers/dialects.ts';
 import { lockName } from '../../lib/store/mysql.ts';
 import { createJobs, type Jobs } from '../../lib/index.ts';
 
@@ -89,6 +90,21 @@ describe('MySQL/MariaDB specifics [mysql]', function () {
       expect(all.filter((j) => j.isLeader())).to.have.length(1);
       leader = all.find((j) => j.isLeader())!;
     }
+  });
+
+  it('a lock connection ended while the process was not running: stillHeld answers false instead of hanging', async () => {
+    const t = await fresh();
+    const lock = (await t.jobs({ worker: false }).store.trySessionLock!('leader'))!;
+    // Ended by another process while this one is blocked, as under SIGSTOP: the close reaches this
+    // process only after it has sent its next statement on that connection.
+    const killer = `import mysql from 'mysql2/promise';
+      const c = await mysql.createConnection(process.env.URL);
+      await c.query('KILL CONNECTION ${lock.pid}');
+      while ((await c.query('SELECT 1 FROM information_schema.PROCESSLIST WHERE ID = ${lock.pid}'))[0].length) await new Promise((r) => setTimeout(r, 10));
+      await c.end();`;
+    execFileSync(process.execPath, ['--input-type=module', '-e', killer], { env: { ...process.env, URL: MYSQL_URL } });
+    const answer = await Promise.race([lock.stillHeld(), sleep(5000).then(() => 'no answer within 5 s')]);
+    expect(answer).to.equal(false);
   });
 
   it('a claim holding its rows does not block a concurrent enqueue (READ COMMITTED: no gap locks)', async () => {

@@ -11,11 +11,10 @@ CREATE INDEX {{prefix}}jobs_queue ON {{prefix}}jobs (queue, state, run_at);
 
 -- Throughput (completed and failed per minute over the last hour) reads (finished_at, state)
 -- from the index alone; retention still finds old rows by its finished_at prefix.
+DROP INDEX {{prefix}}history_finished ON {{prefix}}history;
+CREATE INDEX {{prefix}}history_finished ON {{prefix}}history (finished_at, state);
+
 -- The admin's name and queue filters over history: without them a rare name walks the whole
 -- (state, id) index. Each costs one index entry per finished job (measured in the README).
--- One ALTER: DDL is not transactional here, so the history changes apply together or not at all.
-ALTER TABLE {{prefix}}history
-  DROP INDEX {{prefix}}history_finished,
-  ADD INDEX {{prefix}}history_finished (finished_at, state),
-  ADD INDEX {{prefix}}history_name (name, id),
-  ADD INDEX {{prefix}}history_queue (queue, id);
+CREATE INDEX {{prefix}}history_name ON {{prefix}}history (name, id);
+CREATE INDEX {{prefix}}history_queue ON {{prefix}}history (queue, id);

@@ -18,16 +18,16 @@
 import { createHash } from 'node:crypto';
 import type { Pool as CbPool, PoolConnection as CbPoolConnection } from 'mysql2';
 import type { Pool as PromisePool, PoolConnection, ResultSetHeader } from 'mysql2/promise';
-import type { AttemptRecord, EnqueueResult, JobRecord, JobState, ListFilter, ListPage, LogRecord, NewJobRow } from '../model.ts';
+import { isValidId, type AttemptRecord, type EnqueueResult, type JobRecord, type JobState, type ListFilter, type ListPage, type LogRecord, type NewJobRow } from '../model.ts';
 import type { ScheduleDef } from '../schedule/schedule.ts';
 import { checkNotNewer, loadMigrations, splitStatements } from './migrations.ts';
 import { claimOrder, toAttemptRecord, toClaimedJob, toJobRecord, toLogRecord, toStoredSchedule, toWorkerRecord, withCurrentAttempt, type RowCodec } from './rows.ts';
 import { Params, chunkBy, listLimit, listWhere, statesByTable } from './sql.ts';
 import type {
   CancelResult, ClaimRequest, ClaimedJob, CompleteItem, FailItem, Fenced, LogItem, OpenTransaction, ProgressItem, ReleaseItem,
-  RescuedJob, SessionLock, StatusCounts, Store, StoreCapabilities, StoredSchedule, WorkerInfo, WorkerRecord,
+  QueueStats, RescuedJob, SessionLock, StatusCounts, Store, StoreCapabilities, StoredSchedule, ThroughputBuckets, WorkerInfo, WorkerRecord,
 } from './store.ts';
-import { CLAIM_COLUMNS } from './store.ts';
+import { CLAIM_COLUMNS, mergeQueueStats } from './store.ts';
 
 const COMMON = `id, name, queue, payload, payload_bin, priority, attempts, max_attempts, timeout_ms, backoff,
   run_at, created_at, started_at, ref_id, tag, batch_id, created_by, meta, progress, progress_message,
@@ -42,6 +42,10 @@ const CHUNK_BYTES = 4 * 1024 * 1024;
 const CHUNK_ROWS = 2000;
 /** GET_LOCK names: MySQL refuses names over 64 characters. */
 const LOCK_NAME_MAX = 64;
+/** KILL of a connection that no longer exists. */
+const ER_NO_SUCH_THREAD = 1094;
+/** The states a finished job can be in (each counted on its own index range). */
+const FINISHED_STATES = ['completed', 'failed', 'cancelled', 'skipped'] as const;
 
 type Row = Record<string, unknown>;
 /** Anything that runs a statement: the app's pool, a connection of ours or the caller's. */
@@ -265,6 +269,8 @@ export class MysqlStore implements Store {
     const where = [`state = 'pending'`, `run_at <= ${NOW}`, `name IN (${p.add(req.names)})`];
     if (req.queues) where.push(req.queues.length ? `queue IN (${p.add(req.queues)})` : 'FALSE');
     if (req.excludeQueues?.length) where.push(`queue NOT IN (${p.add(req.excludeQueues)})`);
+    // A plain read: FOR UPDATE does not lock the rows of a subquery, so claims never block one another here.
+    where.push(`queue NOT IN (SELECT queue FROM ${this.t('paused_queues')})`);
     const picked = await this.onOwnConnection(async (c) => {
       const rows = await this.beginWith(
         c,
@@ -552,10 +558,12 @@ export class MysqlStore implements Store {
     const raw = (c as unknown as { connection: CbPoolConnection }).connection;
     let lostCb: (() => void) | null = null;
     let gone = false;
+    // Not destroyed here: a statement sent before the loss must still be answered (mysql2 fails it
+    // as the socket closes; a destroy() first would make it wait forever), and the pool already
+    // forgets a connection that ended or failed.
     const drop = () => {
       if (gone) return;
       gone = true;
-      c.destroy();
       lostCb?.();
     };
     raw.on('error', drop);
@@ -592,21 +600,50 @@ export class MysqlStore implements Store {
     };
   }
 
+  /**
+   * End the connection holding the leader's GET_LOCK (a leader paused or hung with its connection
+   * open): the server releases the lock as that connection ends. KILL takes no placeholder, so the
+   * connection id the server reported is checked to be an integer before it is written in.
+   * Ending another user's connection needs CONNECTION_ADMIN (MySQL) or SUPER / CONNECTION ADMIN
+   * (MariaDB); the app's own user may end its own connections.
+   */
+  async evictSessionLockHolder(name: string): Promise<number> {
+    const [row] = await this.rows('SELECT IS_USED_LOCK(?) AS holder, CONNECTION_ID() AS me', [lockName(`${this.prefix}${name}`)]);
+    if (row.holder === null || String(row.holder) === String(row.me)) return 0;
+    const id = Number(row.holder);
+    if (!Number.isSafeInteger(id) || id <= 0) throw new Error(`sqljobs: IS_USED_LOCK returned ${JSON.stringify(row.holder)}, not a connection id`);
+    try {
+      await this.exec(`KILL CONNECTION ${id}`);
+      return 1;
+    } catch (err) {
+      if ((err as { errno?: number }).errno === ER_NO_SUCH_THREAD) return 0; // it ended on its own meanwhile
+      throw new Error(`cannot end MySQL/MariaDB connection ${id}, which holds the leader lock (ending another user's connection needs CONNECTION_ADMIN or SUPER): ${(err as Error).message}`, { cause: err });
+    }
+  }
+
   // ---------------------------------------------------------------- schedules
 
-  async upsertSchedule(d: ScheduleDef, nextRunAt: number | null): Promise<void> {
+  /**
+   * One INSERT ... ON DUPLICATE KEY UPDATE. Its assignments run left to right and each sees the
+   * columns as the earlier ones left them, so every condition must read the old row: each
+   * assignment carries the code-hash guard, next_run_at (which compares the timing columns) comes
+   * first and code_hash (which the guard reads) last.
+   */
+  async upsertSchedule(d: ScheduleDef, nextRunAt: number | null, codeHash: string | null): Promise<void> {
     const at = (ms: number | null) => (ms === null ? null : utc(ms));
-    // next_run_at is assigned first: later assignments in an UPDATE see the new column values.
+    const replace = '(VALUES(code_hash) IS NULL OR NOT (code_hash <=> VALUES(code_hash)))';
+    const timingChanged = `(NOT (cron <=> VALUES(cron)) OR NOT (timezone <=> VALUES(timezone)) OR NOT (every_ms <=> VALUES(every_ms))
+      OR NOT (start_at <=> VALUES(start_at)) OR next_run_at IS NULL)`;
+    const defined = ['name', 'cron', 'timezone', 'every_ms', 'start_at', 'end_at', 'max_runs', 'payload', 'options', 'overlap', 'missed'];
     await this.exec(
-      `INSERT INTO ${this.t('schedules')} (\`key\`, name, cron, timezone, every_ms, start_at, end_at, max_runs, payload, options, overlap, missed, next_run_at, updated_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ${NOW})
+      `INSERT INTO ${this.t('schedules')} (\`key\`, ${defined.join(', ')}, next_run_at, code_hash, updated_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ${NOW})
        ON DUPLICATE KEY UPDATE
-         next_run_at = IF(NOT (cron <=> VALUES(cron)) OR NOT (timezone <=> VALUES(timezone)) OR NOT (every_ms <=> VALUES(every_ms))
-           OR NOT (start_at <=> VALUES(start_at)) OR next_run_at IS NULL, VALUES(next_run_at), next_run_at),
-         name = VALUES(name), cron = VALUES(cron), timezone = VALUES(timezone), every_ms = VALUES(every_ms), start_at = VALUES(start_at),
-         end_at = VALUES(end_at), max_runs = VALUES(max_runs), payload = VALUES(payload), options = VALUES(options),
-         overlap = VALUES(overlap), missed = VALUES(missed), updated_at = ${NOW}`,
-      [d.key, d.name, d.cron, d.timezone, d.everyMs, at(d.startAt), at(d.endAt), d.maxRuns, d.payloadJson, d.optionsJson, d.overlap, d.missed, at(nextRunAt)],
+         next_run_at = IF(${replace} AND ${timingChanged}, VALUES(next_run_at), next_run_at),
+         ${defined.map((c) => `${c} = IF(${replace}, VALUES(${c}), ${c})`).join(', ')},
+         updated_at = IF(${replace}, ${NOW}, updated_at),
+         code_hash = COALESCE(VALUES(code_hash), code_hash)`,
+      [d.key, d.name, d.cron, d.timezone, d.everyMs, at(d.startAt), at(d.endAt), d.maxRuns, d.payloadJson, d.optionsJson, d.overlap, d.missed, at(nextRunAt), codeHash],
     );
   }
 
@@ -670,11 +707,15 @@ export class MysqlStore implements Store {
 
   async statusCounts(cap: number): Promise<StatusCounts> {
     const live = await this.rows(`SELECT state, queue, COUNT(*) AS count FROM ${this.t('jobs')} GROUP BY state, queue ORDER BY queue, state`);
-    const finished = await this.rows(`SELECT state, COUNT(*) AS count FROM (SELECT state FROM ${this.t('history')} LIMIT ?) capped GROUP BY state`, [cap]);
-    const total = finished.reduce((n, r) => n + Number(r.count), 0);
+    // Each state counted on its own (state, id) index range, up to cap: never a full count of history.
+    const finished = await this.rows(
+      FINISHED_STATES.map(() => `SELECT ? AS state, COUNT(*) AS count FROM
+        (SELECT 1 FROM ${this.t('history')} FORCE INDEX (${this.t('history_state')}) WHERE state = ? LIMIT ?) capped`).join(' UNION ALL '),
+      FINISHED_STATES.flatMap((state) => [state, state, cap]),
+    );
     return {
       live: live.map((r) => ({ state: r.state as 'pending' | 'running', queue: r.queue as string, count: Number(r.count) })),
-      finished: finished.map((r) => ({ state: r.state as string, count: Number(r.count), capped: total >= cap })),
+      finished: finished.filter((r) => Number(r.count) > 0).map((r) => ({ state: r.state as string, count: Number(r.count), capped: Number(r.count) >= cap })),
     };
   }
 
@@ -786,10 +827,79 @@ export class MysqlStore implements Store {
     const p = new Params('qmark');
     const rows = await this.rows(
       `SELECT TIMESTAMPDIFF(MICROSECOND, ${NOW}, MIN(run_at)) / 1000 AS due FROM ${this.t('jobs')}
-       WHERE state = 'pending' AND name IN (${p.add(names)})${queues ? ` AND queue IN (${p.add(queues)})` : ''}`,
+       WHERE state = 'pending' AND name IN (${p.add(names)})${queues ? ` AND queue IN (${p.add(queues)})` : ''}
+         AND queue NOT IN (SELECT queue FROM ${this.t('paused_queues')})`,
       p.values,
     );
     return rows[0].due === null ? null : Math.max(0, Math.ceil(Number(rows[0].due)));
+  }
+
+  // ---------------------------------------------------------------- admin verbs
+
+  async pauseQueue(queue: string): Promise<void> {
+    await this.exec(`INSERT INTO ${this.t('paused_queues')} (queue, paused_at) VALUES (?, ${NOW}) ON DUPLICATE KEY UPDATE queue = queue`, [queue]);
+  }
+
+  async resumeQueue(queue: string): Promise<boolean> {
+    return (await this.exec(`DELETE FROM ${this.t('paused_queues')} WHERE queue = ?`, [queue])).affectedRows === 1;
+  }
+
+  /** UTC_TIMESTAMP(3) is read once per statement: every row compares with the same now. */
+  async queueStats(): Promise<QueueStats[]> {
+    const [live, paused] = await Promise.all([
+      this.rows(`SELECT queue, SUM(state = 'pending') AS pending, SUM(state = 'pending' AND run_at <= ${NOW}) AS due, SUM(state = 'running') AS running,
+          TIMESTAMPDIFF(MICROSECOND, MIN(CASE WHEN state = 'pending' AND run_at <= ${NOW} THEN run_at END), ${NOW}) / 1000 AS oldest
+        FROM ${this.t('jobs')} FORCE INDEX (${this.t('jobs_queue')}) GROUP BY queue`),
+      this.rows(`SELECT queue, paused_at FROM ${this.t('paused_queues')}`),
+    ]);
+    return mergeQueueStats(
+      live.map((r) => ({
+        queue: r.queue as string, pending: Number(r.pending), due: Number(r.due), running: Number(r.running),
+        oldestDueAgeMs: r.oldest === null ? null : Math.round(Number(r.oldest)), pausedAt: null,
+      })),
+      paused.map((r) => ({ queue: r.queue as string, pausedAt: codec.date(r.paused_at)! })),
+    );
+  }
+
+  /** Epoch milliseconds from DATETIME(3) UTC without UNIX_TIMESTAMP, which follows the session time zone. */
+  async throughput(windowMs: number, bucketMs: number): Promise<ThroughputBuckets> {
+    const epochMs = (col: string) => `TIMESTAMPDIFF(MICROSECOND, '1970-01-01', ${col}) DIV 1000`;
+    const rows = await this.rows(
+      `SELECT t.now, b.start, b.completed, b.failed FROM (SELECT ${epochMs(NOW)} AS now) t LEFT JOIN (
+         SELECT ${epochMs('finished_at')} DIV ? * ? AS start, SUM(state = 'completed') AS completed, SUM(state = 'failed') AS failed
+         FROM ${this.t('history')} FORCE INDEX (${this.t('history_finished')})
+         WHERE finished_at > ${NOW} - INTERVAL ? MICROSECOND GROUP BY 1) b ON TRUE
+       ORDER BY b.start`,
+      [bucketMs, bucketMs, windowMs * 1000],
+    );
+    const buckets = rows.filter((r) => r.start !== null).map((r) => ({ start: Number(r.start), completed: Number(r.completed), failed: Number(r.failed) }));
+    return { now: Number(rows[0].now), buckets };
+  }
+
+  async makeDue(id: string): Promise<boolean> {
+    return (await this.exec(`UPDATE ${this.t('jobs')} SET run_at = ${NOW} WHERE id = ? AND state = 'pending'`, [id])).affectedRows === 1;
+  }
+
+  /**
+   * One transaction: pending jobs (locked, so no claim takes them meanwhile) and finished ones,
+   * then their logs and attempts. Only well-formed ids are sent (the id columns are ASCII).
+   */
+  async deleteJobs(ids: string[]): Promise<string[]> {
+    const wanted = [...new Set(ids.filter(isValidId))];
+    if (!wanted.length) return [];
+    const gone = await this.transaction(async (c) => {
+      const live = (await this.rows(`SELECT id FROM ${this.t('jobs')} WHERE id IN (?) AND state = 'pending' FOR UPDATE`, [wanted], c)).map((r) => r.id);
+      const finished = (await this.rows(`SELECT id FROM ${this.t('history')} WHERE id IN (?) FOR UPDATE`, [wanted], c)).map((r) => r.id);
+      const all = [...live, ...finished] as string[];
+      if (!all.length) return all;
+      if (live.length) await c.query(`DELETE FROM ${this.t('jobs')} WHERE id IN (?)`, [live]);
+      if (finished.length) await c.query(`DELETE FROM ${this.t('history')} WHERE id IN (?)`, [finished]);
+      await c.query(`DELETE FROM ${this.t('logs')} WHERE job_id IN (?)`, [all]);
+      await c.query(`DELETE FROM ${this.t('attempts')} WHERE job_id IN (?)`, [all]);
+      return all;
+    });
+    const deleted = new Set(gone);
+    return wanted.filter((id) => deleted.has(id));
   }
 
   /** A connection from the app's pool inside START TRANSACTION; released once, on commit or rollback. */

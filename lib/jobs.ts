@@ -3,26 +3,18 @@
  * over one store and one in-process worker. No SQL here, no HTTP.
  */
 import { EventEmitter } from 'node:events';
-import type BetterSqlite3 from 'better-sqlite3';
-import type { Pool as PgPool } from 'pg';
-import type { Pool as MysqlPool } from 'mysql2';
-import type { Pool as MysqlPromisePool } from 'mysql2/promise';
 import {
-  JobValidationError, buildJobRow, describe, isValidId, validateBackoff, validateId, validateName,
+  JobValidationError, buildJobRow, describe, validateBackoff, validateId, validateListFilter, validateName,
   type AttemptRecord, type BackoffOptions, type EnqueueOptions, type EnqueueResult, type JobError,
-  type JobRecord, type JobState, type ListFilter, type ListPage, type LogRecord, type NewJobRow, type Payload,
+  type JobRecord, type ListFilter, type ListPage, type LogRecord, type NewJobRow, type Payload,
 } from './model.ts';
 import type { JobContext } from './worker/context.ts';
 import type { JobDefinition } from './worker/executor.ts';
 import { Worker, type JobEventPayload, type WorkerOptions } from './worker/worker.ts';
 import { stopOnSignals } from './worker/shutdown.ts';
-import { detectDriver } from './store/detect.ts';
-import { SqliteStore } from './store/sqlite.ts';
-import { PostgresStore } from './store/postgres.ts';
-import { createSlonikStore, isSlonikPool, type SlonikPoolLike } from './store/slonik.ts';
-import { MssqlStore, isMssqlPool, type MssqlPoolLike } from './store/mssql.ts';
-import { MysqlStore } from './store/mysql.ts';
-import { validatePrefix, type OpenTransaction, type Store } from './store/store.ts';
+import type { OpenTransaction, Store } from './store/store.ts';
+import { createStore } from './store/create.ts';
+import { positiveInt, resolveOptions, type JobsMode, type JobsOptions } from './options.ts';
 import { uuidv7 } from './uuid.ts';
 import { Locks } from './locks.ts';
 import { LeaderElector, type LeaderOptions } from './schedule/leader.ts';
@@ -61,47 +53,7 @@ export interface DefineOptions {
   transactional?: boolean;
 }
 
-export type SupportedDb = BetterSqlite3.Database | PgPool | SlonikPoolLike | MysqlPool | MysqlPromisePool | MssqlPoolLike;
-
-export type JobsMode = 'both' | 'producer' | 'consumer';
-
-export interface JobsOptions {
-  /** The app's own handle: a better-sqlite3 Database, pg Pool, slonik pool, mysql2 pool (callback or promise flavour) or mssql ConnectionPool (connected by the app). */
-  db: SupportedDb;
-  /** Table name prefix; lowercase identifier. Default 'sqljobs_'. */
-  tablePrefix?: string;
-  /** Queue of jobs enqueued without one. Default 'default'. */
-  defaultQueue?: string;
-  /** Largest payload accepted, in UTF-8 bytes of JSON (or bytes of a Buffer). Default 1 MiB. */
-  maxPayloadBytes?: number;
-  /** Default runs per job including the first. Default 25. */
-  maxAttempts?: number;
-  /** Delete finished jobs older than this many days. Default: keep forever. */
-  retentionDays?: number;
-  /**
-   * What this instance does. 'both' (default): enqueue, query, and (after start()) run jobs,
-   * schedules and leader duties beside the app. 'producer': enqueue and query only — no worker,
-   * no leader duties, schedules neither written nor fired (the web tier of a split deployment).
-   * 'consumer': a dedicated worker process — as 'both', and it owns the process: SIGTERM or SIGINT
-   * stops it gracefully (running jobs get worker.shutdownTimeout) and then exits.
-   */
-  mode?: JobsMode;
-  /** Worker settings. `false`: the same as mode 'producer'. */
-  worker?: Partial<Omit<WorkerOptions, 'retentionMs'>> | false;
-  /** SQLite: put the database file in WAL mode (recommended; a property of the file). Default true. */
-  sqliteWal?: boolean;
-  /** PostgreSQL, MySQL/MariaDB: size of the private pool the worker uses for claims, outcomes and heartbeats. Default 4. */
-  workerPoolSize?: number;
-  /**
-   * Elect one leader among the instances that start a worker (PostgreSQL advisory lock or MySQL
-   * GET_LOCK on a dedicated connection; a lease row on SQLite). Only the leader then runs the stalled-job
-   * sweeper and history retention. Default: off (every worker runs them; they are safe to overlap).
-   */
-  leader?: boolean | Partial<LeaderOptions>;
-}
-
-const OPTION_KEYS = ['db', 'mode', 'tablePrefix', 'defaultQueue', 'maxPayloadBytes', 'maxAttempts', 'retentionDays', 'worker', 'sqliteWal', 'workerPoolSize', 'leader'];
-const WORKER_KEYS = ['concurrency', 'queues', 'queueConcurrency', 'pollInterval', 'heartbeatInterval', 'stallTimeout', 'shutdownTimeout', 'logFlushInterval', 'prefetch', 'leaderOnly'];
+export type { JobsMode, JobsOptions, SupportedDb } from './options.ts';
 
 export interface JobsEvents {
   enqueued: [{ id: string; name: string; queue: string; existed: boolean }];
@@ -143,24 +95,13 @@ export class Jobs<M extends JobMap = {}> {
   private scheduler: Scheduler | null = null;
 
   constructor(opts: JobsOptions) {
-    if (opts === null || typeof opts !== 'object') throw new TypeError(`createJobs: options must be an object with a db; got ${describe(opts)}`);
-    for (const k of Object.keys(opts)) {
-      if (!OPTION_KEYS.includes(k)) throw new TypeError(`createJobs: unknown option "${k}"; allowed: ${OPTION_KEYS.join(', ')}`);
-    }
-    const prefix = validatePrefix(opts.tablePrefix ?? 'sqljobs_');
-    this.options = {
-      defaultQueue: opts.defaultQueue === undefined ? 'default' : validateName(opts.defaultQueue, 'defaultQueue'),
-      maxPayloadBytes: positiveInt('maxPayloadBytes', opts.maxPayloadBytes, 1024 * 1024),
-      maxAttempts: positiveInt('maxAttempts', opts.maxAttempts, 25),
-    };
-    this.mode = buildMode(opts);
-    this.workerOptions = this.mode === 'producer' ? null : buildWorkerOptions(opts.worker || {}, opts.retentionDays);
-    if (this.workerOptions?.leaderOnly && !opts.leader) {
-      throw new TypeError('createJobs: worker.leaderOnly needs leader: true (only the elected leader processes jobs)');
-    }
-    this.store = createStore(opts, prefix);
+    const o = resolveOptions(opts);
+    this.options = { defaultQueue: o.defaultQueue, maxPayloadBytes: o.maxPayloadBytes, maxAttempts: o.maxAttempts };
+    this.mode = o.mode;
+    this.workerOptions = o.worker;
+    this.store = createStore(opts.db, { prefix: o.prefix, sqliteWal: opts.sqliteWal ?? true, workerPoolSize: opts.workerPoolSize ?? 4 });
     this.locks = new Locks(this.store, () => this.migrate());
-    this.leaderOptions = buildLeaderOptions(opts.leader);
+    this.leaderOptions = o.leader;
     this.emitter.on('error', () => undefined); // an 'error' with no listener must not crash the app
   }
 
@@ -603,47 +544,7 @@ export class Jobs<M extends JobMap = {}> {
   }
 }
 
-function positiveInt(field: string, v: unknown, dflt: number): number {
-  if (v === undefined) return dflt;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new TypeError(`createJobs: ${field} must be a positive integer; got ${describe(v)}`);
-  return v;
-}
 
-function buildWorkerOptions(w: Partial<WorkerOptions>, retentionDays: number | undefined): WorkerOptions {
-  if (w === null || typeof w !== 'object') throw new TypeError(`createJobs: worker must be an object or false; got ${describe(w)}`);
-  for (const k of Object.keys(w)) {
-    if (!WORKER_KEYS.includes(k)) throw new TypeError(`createJobs: unknown worker option "${k}"; allowed: ${WORKER_KEYS.join(', ')}`);
-  }
-  const heartbeatInterval = positiveInt('worker.heartbeatInterval', w.heartbeatInterval, 5000);
-  const stallTimeout = positiveInt('worker.stallTimeout', w.stallTimeout, Math.max(30_000, heartbeatInterval * 3));
-  if (stallTimeout < heartbeatInterval * 3) {
-    throw new TypeError(`createJobs: worker.stallTimeout must be at least 3 × heartbeatInterval (${heartbeatInterval * 3} ms); got ${stallTimeout}`);
-  }
-  if (w.queues !== undefined) {
-    if (!Array.isArray(w.queues) || !w.queues.length) throw new TypeError(`createJobs: worker.queues must be a non-empty array of queue names; got ${describe(w.queues)}`);
-    w.queues.forEach((q, i) => validateName(q, `worker.queues[${i}]`));
-  }
-  for (const [q, n] of Object.entries(w.queueConcurrency ?? {})) {
-    validateName(q, 'worker.queueConcurrency key');
-    positiveInt(`worker.queueConcurrency.${q}`, n, 1);
-  }
-  if (retentionDays !== undefined && (typeof retentionDays !== 'number' || !(retentionDays > 0))) {
-    throw new TypeError(`createJobs: retentionDays must be a positive number of days; got ${describe(retentionDays)}`);
-  }
-  return {
-    concurrency: positiveInt('worker.concurrency', w.concurrency, 10),
-    queues: w.queues,
-    queueConcurrency: w.queueConcurrency,
-    pollInterval: positiveInt('worker.pollInterval', w.pollInterval, 1000),
-    heartbeatInterval,
-    stallTimeout,
-    shutdownTimeout: w.shutdownTimeout === undefined ? 10_000 : positiveInt('worker.shutdownTimeout', w.shutdownTimeout, 10_000),
-    logFlushInterval: positiveInt('worker.logFlushInterval', w.logFlushInterval, 200),
-    prefetch: w.prefetch === 0 ? 0 : positiveInt('worker.prefetch', w.prefetch, 500),
-    leaderOnly: w.leaderOnly === undefined ? false : checkBoolean('worker.leaderOnly', w.leaderOnly),
-    retentionMs: retentionDays === undefined ? null : Math.round(retentionDays * 86_400_000),
-  };
-}
 
 /** The refId a schedule's runs carry when overlap is 'skip' or 'queue': at most one is live at a time. */
 function scheduleRefId(key: string): string {
@@ -669,69 +570,3 @@ function toScheduleRecord(s: StoredSchedule): ScheduleRecord {
     payload: s.payloadJson === null ? null : JSON.parse(s.payloadJson),
   };
 }
-
-function checkBoolean(field: string, v: unknown): boolean {
-  if (typeof v !== 'boolean') throw new TypeError(`createJobs: ${field} must be true or false; got ${describe(v)}`);
-  return v;
-}
-
-function buildMode(opts: JobsOptions): JobsMode {
-  const mode = opts.mode ?? (opts.worker === false ? 'producer' : 'both');
-  if (!['both', 'producer', 'consumer'].includes(mode)) throw new TypeError(`createJobs: mode must be 'both', 'producer' or 'consumer'; got ${describe(mode)}`);
-  if (opts.worker === false && mode !== 'producer') throw new TypeError(`createJobs: worker: false means mode 'producer'; got mode ${describe(mode)}`);
-  if (mode === 'producer' && opts.worker !== undefined && opts.worker !== false) throw new TypeError(`createJobs: worker options do not apply to mode 'producer' (it runs no worker)`);
-  if (mode === 'producer' && opts.leader) throw new TypeError(`createJobs: leader does not apply to mode 'producer' (it performs no leader duties)`);
-  return mode;
-}
-
-function buildLeaderOptions(v: JobsOptions['leader']): LeaderOptions | null {
-  if (v === undefined || v === false) return null;
-  const o = v === true ? {} : v;
-  if (o === null || typeof o !== 'object') throw new TypeError(`createJobs: leader must be true, false or { name, leaseMs }; got ${describe(v)}`);
-  for (const k of Object.keys(o)) {
-    if (k !== 'name' && k !== 'leaseMs') throw new TypeError(`createJobs: unknown leader option "${k}"; allowed: name, leaseMs`);
-  }
-  const name = o.name === undefined ? 'leader' : validateName(o.name, 'leader.name');
-  const leaseMs = positiveInt('leader.leaseMs', o.leaseMs, 15_000);
-  if (leaseMs < 150) throw new TypeError(`createJobs: leader.leaseMs must be at least 150 ms; got ${leaseMs}`);
-  return { name, leaseMs };
-}
-
-function validateListFilter(f: ListFilter): void {
-  if (f === null || typeof f !== 'object') throw new TypeError(`list: filter must be an object; got ${describe(f)}`);
-  const states = f.states ?? (f.state ? [f.state] : []);
-  for (const s of states) {
-    if (!['pending', 'running', 'completed', 'failed', 'cancelled', 'skipped'].includes(s)) {
-      throw new TypeError(`list: state must be one of pending, running, completed, failed, cancelled, skipped; got ${describe(s)}`);
-    }
-  }
-  if (f.cursor !== undefined && !isValidId(f.cursor)) throw new TypeError(`list: cursor must be a nextCursor from a previous page; got ${describe(f.cursor)}`);
-  for (const k of ['queue', 'name', 'tag', 'batchId', 'refId', 'createdBy'] as const) {
-    if (f[k] !== undefined && typeof f[k] !== 'string') throw new TypeError(`list: ${k} must be a string; got ${describe(f[k])}`);
-  }
-}
-
-function createStore(opts: JobsOptions, prefix: string): Store {
-  const kind = detectDriver(opts.db);
-  switch (kind) {
-    case 'better-sqlite3':
-      return new SqliteStore(opts.db as BetterSqlite3.Database, { prefix, wal: opts.sqliteWal ?? true });
-    case 'pg-pool':
-      return new PostgresStore(opts.db as PgPool, { prefix, workerPoolSize: opts.workerPoolSize ?? 4 });
-    case 'mysql2':
-      return new MysqlStore(opts.db, { prefix, workerPoolSize: opts.workerPoolSize ?? 4 });
-    case 'pg-client':
-      throw new TypeError('createJobs: db must be a pg Pool, not a single Client (the worker needs its own connections); pass the client as opts.tx to enqueue inside its transaction');
-    case 'slonik':
-      if (!isSlonikPool(opts.db)) {
-        throw new TypeError('createJobs: db must be a slonik pool, not a connection (the worker needs its own connections); pass a transaction connection as opts.tx to enqueue inside it');
-      }
-      return createSlonikStore(opts.db, { prefix, workerPoolSize: opts.workerPoolSize ?? 4 });
-    case 'mssql':
-      if (!isMssqlPool(opts.db)) throw new TypeError('createJobs: db must be an mssql ConnectionPool');
-      return new MssqlStore(opts.db, { prefix, workerPoolSize: opts.workerPoolSize ?? 4 });
-    default:
-      throw new TypeError(`createJobs: the ${kind satisfies never} driver is not supported`);
-  }
-}
-

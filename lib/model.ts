@@ -393,3 +393,18 @@ export function validateId(id: unknown): string {
 export function isValidId(id: unknown): id is string {
   return typeof id === 'string' && UUID_RE.test(id);
 }
+
+/** A list filter from the app or the admin: refused early, naming the field. */
+export function validateListFilter(f: ListFilter): void {
+  if (f === null || typeof f !== 'object') throw new TypeError(`list: filter must be an object; got ${describe(f)}`);
+  const states = f.states ?? (f.state ? [f.state] : []);
+  for (const s of states) {
+    if (!['pending', 'running', 'completed', 'failed', 'cancelled', 'skipped'].includes(s)) {
+      throw new TypeError(`list: state must be one of pending, running, completed, failed, cancelled, skipped; got ${describe(s)}`);
+    }
+  }
+  if (f.cursor !== undefined && !isValidId(f.cursor)) throw new TypeError(`list: cursor must be a nextCursor from a previous page; got ${describe(f.cursor)}`);
+  for (const k of ['queue', 'name', 'tag', 'batchId', 'refId', 'createdBy'] as const) {
+    if (f[k] !== undefined && typeof f[k] !== 'string') throw new TypeError(`list: ${k} must be a string; got ${describe(f[k])}`);
+  }
+}

@@ -1,0 +1,158 @@
+/**
+ * createJobs options: what they are, and their validation into the settings the facade runs
+ * with. Every refusal names the field and what is allowed.
+ */
+import type BetterSqlite3 from 'better-sqlite3';
+import type { Pool as PgPool } from 'pg';
+import type { Pool as MysqlPool } from 'mysql2';
+import type { Pool as MysqlPromisePool } from 'mysql2/promise';
+import { describe, validateName } from './model.ts';
+import type { LeaderOptions } from './schedule/leader.ts';
+import type { MssqlPoolLike } from './store/mssql.ts';
+import type { SlonikPoolLike } from './store/slonik.ts';
+import { validatePrefix } from './store/store.ts';
+import type { WorkerOptions } from './worker/worker.ts';
+
+export type SupportedDb = BetterSqlite3.Database | PgPool | SlonikPoolLike | MysqlPool | MysqlPromisePool | MssqlPoolLike;
+
+export type JobsMode = 'both' | 'producer' | 'consumer';
+
+export interface JobsOptions {
+  /** The app's own handle: a better-sqlite3 Database, pg Pool, slonik pool, mysql2 pool (callback or promise flavour) or mssql ConnectionPool (connected by the app). */
+  db: SupportedDb;
+  /** Table name prefix; lowercase identifier. Default 'sqljobs_'. */
+  tablePrefix?: string;
+  /** Queue of jobs enqueued without one. Default 'default'. */
+  defaultQueue?: string;
+  /** Largest payload accepted, in UTF-8 bytes of JSON (or bytes of a Buffer). Default 1 MiB. */
+  maxPayloadBytes?: number;
+  /** Default runs per job including the first. Default 25. */
+  maxAttempts?: number;
+  /** Delete finished jobs older than this many days. Default: keep forever. */
+  retentionDays?: number;
+  /**
+   * What this instance does. 'both' (default): enqueue, query, and (after start()) run jobs,
+   * schedules and leader duties beside the app. 'producer': enqueue and query only — no worker,
+   * no leader duties, schedules neither written nor fired (the web tier of a split deployment).
+   * 'consumer': a dedicated worker process — as 'both', and it owns the process: SIGTERM or SIGINT
+   * stops it gracefully (running jobs get worker.shutdownTimeout) and then exits.
+   */
+  mode?: JobsMode;
+  /** Worker settings. `false`: the same as mode 'producer'. */
+  worker?: Partial<Omit<WorkerOptions, 'retentionMs'>> | false;
+  /** SQLite: put the database file in WAL mode (recommended; a property of the file). Default true. */
+  sqliteWal?: boolean;
+  /** PostgreSQL, MySQL/MariaDB: size of the private pool the worker uses for claims, outcomes and heartbeats. Default 4. */
+  workerPoolSize?: number;
+  /**
+   * Elect one leader among the instances that start a worker (PostgreSQL advisory lock or MySQL
+   * GET_LOCK on a dedicated connection; a lease row on SQLite). Only the leader then runs the stalled-job
+   * sweeper and history retention. Default: off (every worker runs them; they are safe to overlap).
+   */
+  leader?: boolean | Partial<LeaderOptions>;
+}
+
+const OPTION_KEYS = ['db', 'mode', 'tablePrefix', 'defaultQueue', 'maxPayloadBytes', 'maxAttempts', 'retentionDays', 'worker', 'sqliteWal', 'workerPoolSize', 'leader'];
+const WORKER_KEYS = ['concurrency', 'queues', 'queueConcurrency', 'pollInterval', 'heartbeatInterval', 'stallTimeout', 'shutdownTimeout', 'logFlushInterval', 'prefetch', 'leaderOnly'];
+
+/** The validated options. */
+export interface ResolvedOptions {
+  prefix: string;
+  defaultQueue: string;
+  maxPayloadBytes: number;
+  maxAttempts: number;
+  mode: JobsMode;
+  /** null: this instance runs no worker (mode 'producer'). */
+  worker: WorkerOptions | null;
+  leader: LeaderOptions | null;
+}
+
+export function resolveOptions(opts: JobsOptions): ResolvedOptions {
+  if (opts === null || typeof opts !== 'object') throw new TypeError(`createJobs: options must be an object with a db; got ${describe(opts)}`);
+  for (const k of Object.keys(opts)) {
+    if (!OPTION_KEYS.includes(k)) throw new TypeError(`createJobs: unknown option "${k}"; allowed: ${OPTION_KEYS.join(', ')}`);
+  }
+  const mode = buildMode(opts);
+  const worker = mode === 'producer' ? null : buildWorkerOptions(opts.worker || {}, opts.retentionDays);
+  if (worker?.leaderOnly && !opts.leader) {
+    throw new TypeError('createJobs: worker.leaderOnly needs leader: true (only the elected leader processes jobs)');
+  }
+  return {
+    prefix: validatePrefix(opts.tablePrefix ?? 'sqljobs_'),
+    defaultQueue: opts.defaultQueue === undefined ? 'default' : validateName(opts.defaultQueue, 'defaultQueue'),
+    maxPayloadBytes: positiveInt('maxPayloadBytes', opts.maxPayloadBytes, 1024 * 1024),
+    maxAttempts: positiveInt('maxAttempts', opts.maxAttempts, 25),
+    mode,
+    worker,
+    leader: buildLeaderOptions(opts.leader),
+  };
+}
+
+export function positiveInt(field: string, v: unknown, dflt: number): number {
+  if (v === undefined) return dflt;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new TypeError(`createJobs: ${field} must be a positive integer; got ${describe(v)}`);
+  return v;
+}
+
+function buildWorkerOptions(w: Partial<WorkerOptions>, retentionDays: number | undefined): WorkerOptions {
+  if (w === null || typeof w !== 'object') throw new TypeError(`createJobs: worker must be an object or false; got ${describe(w)}`);
+  for (const k of Object.keys(w)) {
+    if (!WORKER_KEYS.includes(k)) throw new TypeError(`createJobs: unknown worker option "${k}"; allowed: ${WORKER_KEYS.join(', ')}`);
+  }
+  const heartbeatInterval = positiveInt('worker.heartbeatInterval', w.heartbeatInterval, 5000);
+  const stallTimeout = positiveInt('worker.stallTimeout', w.stallTimeout, Math.max(30_000, heartbeatInterval * 3));
+  if (stallTimeout < heartbeatInterval * 3) {
+    throw new TypeError(`createJobs: worker.stallTimeout must be at least 3 × heartbeatInterval (${heartbeatInterval * 3} ms); got ${stallTimeout}`);
+  }
+  if (w.queues !== undefined) {
+    if (!Array.isArray(w.queues) || !w.queues.length) throw new TypeError(`createJobs: worker.queues must be a non-empty array of queue names; got ${describe(w.queues)}`);
+    w.queues.forEach((q, i) => validateName(q, `worker.queues[${i}]`));
+  }
+  for (const [q, n] of Object.entries(w.queueConcurrency ?? {})) {
+    validateName(q, 'worker.queueConcurrency key');
+    positiveInt(`worker.queueConcurrency.${q}`, n, 1);
+  }
+  if (retentionDays !== undefined && (typeof retentionDays !== 'number' || !(retentionDays > 0))) {
+    throw new TypeError(`createJobs: retentionDays must be a positive number of days; got ${describe(retentionDays)}`);
+  }
+  return {
+    concurrency: positiveInt('worker.concurrency', w.concurrency, 10),
+    queues: w.queues,
+    queueConcurrency: w.queueConcurrency,
+    pollInterval: positiveInt('worker.pollInterval', w.pollInterval, 1000),
+    heartbeatInterval,
+    stallTimeout,
+    shutdownTimeout: w.shutdownTimeout === undefined ? 10_000 : positiveInt('worker.shutdownTimeout', w.shutdownTimeout, 10_000),
+    logFlushInterval: positiveInt('worker.logFlushInterval', w.logFlushInterval, 200),
+    prefetch: w.prefetch === 0 ? 0 : positiveInt('worker.prefetch', w.prefetch, 500),
+    leaderOnly: w.leaderOnly === undefined ? false : checkBoolean('worker.leaderOnly', w.leaderOnly),
+    retentionMs: retentionDays === undefined ? null : Math.round(retentionDays * 86_400_000),
+  };
+}
+
+function checkBoolean(field: string, v: unknown): boolean {
+  if (typeof v !== 'boolean') throw new TypeError(`createJobs: ${field} must be true or false; got ${describe(v)}`);
+  return v;
+}
+
+function buildMode(opts: JobsOptions): JobsMode {
+  const mode = opts.mode ?? (opts.worker === false ? 'producer' : 'both');
+  if (!['both', 'producer', 'consumer'].includes(mode)) throw new TypeError(`createJobs: mode must be 'both', 'producer' or 'consumer'; got ${describe(mode)}`);
+  if (opts.worker === false && mode !== 'producer') throw new TypeError(`createJobs: worker: false means mode 'producer'; got mode ${describe(mode)}`);
+  if (mode === 'producer' && opts.worker !== undefined && opts.worker !== false) throw new TypeError(`createJobs: worker options do not apply to mode 'producer' (it runs no worker)`);
+  if (mode === 'producer' && opts.leader) throw new TypeError(`createJobs: leader does not apply to mode 'producer' (it performs no leader duties)`);
+  return mode;
+}
+
+function buildLeaderOptions(v: JobsOptions['leader']): LeaderOptions | null {
+  if (v === undefined || v === false) return null;
+  const o = v === true ? {} : v;
+  if (o === null || typeof o !== 'object') throw new TypeError(`createJobs: leader must be true, false or { name, leaseMs }; got ${describe(v)}`);
+  for (const k of Object.keys(o)) {
+    if (k !== 'name' && k !== 'leaseMs') throw new TypeError(`createJobs: unknown leader option "${k}"; allowed: name, leaseMs`);
+  }
+  const name = o.name === undefined ? 'leader' : validateName(o.name, 'leader.name');
+  const leaseMs = positiveInt('leader.leaseMs', o.leaseMs, 15_000);
+  if (leaseMs < 150) throw new TypeError(`createJobs: leader.leaseMs must be at least 150 ms; got ${leaseMs}`);
+  return { name, leaseMs };
+}

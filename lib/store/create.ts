@@ -1,0 +1,43 @@
+/** The store for the app's database handle, chosen by the driver's shape (never instanceof). */
+import type BetterSqlite3 from 'better-sqlite3';
+import type { Pool as PgPool } from 'pg';
+import type { SupportedDb } from '../options.ts';
+import { detectDriver } from './detect.ts';
+import { MssqlStore, isMssqlPool } from './mssql.ts';
+import { MysqlStore } from './mysql.ts';
+import { PostgresStore } from './postgres.ts';
+import { createSlonikStore, isSlonikPool } from './slonik.ts';
+import { SqliteStore } from './sqlite.ts';
+import type { Store } from './store.ts';
+
+export interface StoreSettings {
+  prefix: string;
+  /** SQLite: put the file in WAL mode. */
+  sqliteWal: boolean;
+  /** Server databases: connections of the worker's private pool. */
+  workerPoolSize: number;
+}
+
+export function createStore(db: SupportedDb, { prefix, sqliteWal, workerPoolSize }: StoreSettings): Store {
+  const kind = detectDriver(db);
+  switch (kind) {
+    case 'better-sqlite3':
+      return new SqliteStore(db as BetterSqlite3.Database, { prefix, wal: sqliteWal });
+    case 'pg-pool':
+      return new PostgresStore(db as PgPool, { prefix, workerPoolSize: workerPoolSize });
+    case 'mysql2':
+      return new MysqlStore(db, { prefix, workerPoolSize: workerPoolSize });
+    case 'pg-client':
+      throw new TypeError('createJobs: db must be a pg Pool, not a single Client (the worker needs its own connections); pass the client as opts.tx to enqueue inside its transaction');
+    case 'slonik':
+      if (!isSlonikPool(db)) {
+        throw new TypeError('createJobs: db must be a slonik pool, not a connection (the worker needs its own connections); pass a transaction connection as opts.tx to enqueue inside it');
+      }
+      return createSlonikStore(db, { prefix, workerPoolSize: workerPoolSize });
+    case 'mssql':
+      if (!isMssqlPool(db)) throw new TypeError('createJobs: db must be an mssql ConnectionPool');
+      return new MssqlStore(db, { prefix, workerPoolSize: workerPoolSize });
+    default:
+      throw new TypeError(`createJobs: the ${kind satisfies never} driver is not supported`);
+  }
+}

@@ -70,6 +70,8 @@ export class Worker {
   private finishedRuns = 0;
   private readonly writer: OutcomeWriter;
   private timers: NodeJS.Timeout[] = [];
+  /** Periodic work under way (heartbeat, sweep, prune): shutdown waits for it. */
+  private readonly chores = new Set<Promise<void>>();
   private dueTimer: { at: number; timer: NodeJS.Timeout } | null = null;
   private filling = false;
   private refill = false;
@@ -134,7 +136,10 @@ export class Worker {
 
   private every(ms: number, fn: () => Promise<void> | void, keepAlive = false): void {
     const t = setInterval(() => {
-      if (this.state === 'running') void Promise.resolve(fn()).catch((err) => this.events.error(err));
+      if (this.state !== 'running') return;
+      const chore = Promise.resolve(fn()).catch((err) => this.events.error(err));
+      this.chores.add(chore);
+      void chore.finally(() => this.chores.delete(chore));
     }, ms);
     if (!keepAlive) t.unref();
     this.timers.push(t);
@@ -442,6 +447,8 @@ export class Worker {
     await this.writer.drain();
     this.writer.dispose();
     await this.listener?.close().catch(() => undefined);
+    // A heartbeat still in flight would write the worker row back after its removal.
+    await Promise.all(this.chores);
     await this.store.removeWorker(this.id).catch((err) => this.events.error(err));
     this.state = 'stopped';
     this.notifyIdle();

@@ -96,4 +96,24 @@ forEachDialect('shutdown', ({ fresh }) => {
     await until(async () => (await next.get(id))?.state === 'completed', 'the stranded job to be rescued and run again', 10_000);
     expect(await next.get(id)).to.include({ state: 'completed', result: 'again', attempts: 2 });
   });
+
+  it('stop() waits for a heartbeat under way, so the worker row does not come back after its removal', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { heartbeatInterval: 100, stallTimeout: 300 } });
+    jobs.define('noop', async () => undefined);
+    await jobs.start();
+    const id = jobs.workerId!;
+    const beat = jobs.store.heartbeat.bind(jobs.store);
+    let slowBeats = 0;
+    jobs.store.heartbeat = async (w) => {
+      slowBeats++;
+      await sleep(400); // the database is slow to answer this one
+      return beat(w);
+    };
+    await until(() => slowBeats > 0, 'a heartbeat under way');
+    await jobs.stop();
+    await sleep(600);
+    const { workers } = await t.jobs({ mode: 'producer' }).status();
+    expect(workers.map((w) => w.id), 'the stopped worker is not listed').to.not.include(id);
+  });
 });

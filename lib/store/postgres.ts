@@ -818,6 +818,7 @@ class Listener implements ListenHandle {
     // Known from the start, not once it listens: a close() while a reconnect is under way must end it.
     this.client = client;
     let dropped = false;
+    let listening = false;
     const drop = (err?: unknown) => {
       if (dropped) return;
       dropped = true;
@@ -825,13 +826,16 @@ class Listener implements ListenHandle {
       client.removeAllListeners('notification');
       void client.end().catch(() => undefined);
       if (this.client === client) this.client = null;
-      if (!this.closed) this.scheduleReconnect();
+      // Before it listens, a failure also rejects connect(), whose caller retries: one reconnect loop, not two.
+      if (!this.closed && listening) this.scheduleReconnect();
     };
     client.on('error', drop);
     client.on('end', () => drop());
     client.on('notification', (m) => this.onNotify(m.channel, m.payload ?? ''));
     await client.connect();
     for (const ch of this.channels) await client.query(`LISTEN "${ch}"`);
+    if (dropped) throw new Error('the LISTEN connection closed while it was being set up');
+    listening = true;
     this.retry = 0;
   }
 

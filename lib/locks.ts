@@ -36,28 +36,31 @@ export class LockBusyError extends Error {
 const NAME_RE = /^[\w.:\-/]{1,200}$/;
 
 export class Locks {
-  /** One owner identity per Jobs instance: locks are not re-entrant across instances. */
+  /** This instance's identity; each acquisition owns its lease as `${owner}#n`, so locks are not re-entrant. */
   readonly owner = `${os.hostname()}:${process.pid}:${uuidv7()}`;
   private readonly held = new Map<string, HeldLock>();
+  /** Each acquisition owns its lease on its own: two callers in this process exclude each other too. */
+  private acquisitions = 0;
 
   constructor(
     private readonly store: Store,
     private readonly ready: () => Promise<void>,
   ) {}
 
-  /** Take the lock if it is free (or expired); null when another owner holds it. */
+  /** Take the lock if it is free (or expired); null when it is held, elsewhere or by another caller in this process. */
   async tryAcquire(name: string, opts: LockOptions = {}): Promise<HeldLock | null> {
     const ttl = checkLock(name, opts);
     await this.ready();
-    const token = await this.store.acquireLease(name, this.owner, ttl);
+    const owner = `${this.owner}#${++this.acquisitions}`;
+    const token = await this.store.acquireLease(name, owner, ttl);
     if (token === null) return null;
     const lock: HeldLock = {
       name,
       token,
-      renew: () => this.store.renewLease(name, this.owner, token, ttl),
+      renew: () => this.store.renewLease(name, owner, token, ttl),
       release: async () => {
         if (this.held.get(name) === lock) this.held.delete(name);
-        return this.store.releaseLease(name, this.owner, token);
+        return this.store.releaseLease(name, owner, token);
       },
     };
     this.held.set(name, lock);

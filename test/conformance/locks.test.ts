@@ -10,8 +10,8 @@ forEachDialect('locks', ({ fresh }) => {
     const held = await a.locks.tryAcquire('nightly-report', { ttl: 300 });
     expect(held).to.not.equal(null);
     expect(await b.locks.tryAcquire('nightly-report', { ttl: 300 })).to.equal(null);
-    // The same owner re-acquiring keeps its token; renewals extend the lease.
-    expect((await a.locks.tryAcquire('nightly-report', { ttl: 300 }))!.token).to.equal(held!.token);
+    // Not re-entrant: another caller of the same instance is refused too. Renewals extend the lease.
+    expect(await a.locks.tryAcquire('nightly-report', { ttl: 300 })).to.equal(null);
     expect(await held!.renew()).to.equal(true);
     expect(await held!.release()).to.equal(true);
     const next = await b.locks.tryAcquire('nightly-report', { ttl: 200 });
@@ -63,5 +63,27 @@ forEachDialect('locks', ({ fresh }) => {
     expect(lostSignal).to.equal(true);
     const bad = await a.locks.tryAcquire('bad name!').catch((e: Error) => e);
     expect((bad as Error).message).to.match(/lock name must be/);
+  });
+
+  it('excludes two callers in the same process as well (each acquisition is its own owner)', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: false });
+    const first = await jobs.locks.tryAcquire('nightly-report', { ttl: 5000 });
+    expect(first).to.not.equal(null);
+    expect(await jobs.locks.tryAcquire('nightly-report', { ttl: 5000 }), 'a second caller in this process').to.equal(null);
+    // Two concurrent requests of one web server both calling withLock: one runs, the other is refused.
+    let inside = 0;
+    let peak = 0;
+    const run = () =>
+      jobs.locks.withLock('rebuild-index', async () => {
+        peak = Math.max(peak, ++inside);
+        await sleep(200);
+        inside--;
+      }, { ttl: 5000 });
+    const outcomes = await Promise.allSettled([run(), run()]);
+    expect(peak).to.equal(1);
+    expect(outcomes.filter((o) => o.status === 'rejected').map((o) => ((o as PromiseRejectedResult).reason as Error).name)).to.deep.equal(['LockBusyError']);
+    await first!.release();
+    expect(await jobs.locks.tryAcquire('nightly-report', { ttl: 5000 }), 'free again after release').to.not.equal(null);
   });
 });

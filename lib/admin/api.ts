@@ -18,7 +18,8 @@ async function jobDetail(c: RouteContext) {
   const job = await loadJob(c.jobs, c.params[0]);
   const [attempts, logs] = await Promise.all([c.jobs.attempts(job.id), c.jobs.logs(job.id, { limit: 1000 })]);
   const payload = Buffer.isBuffer(job.payload) ? { binary: job.payload.toString('base64'), bytes: job.payload.length } : job.payload;
-  return json(200, { ...job, payload, attempts, logs });
+  // `attempts` stays the job's count of runs; the attempt records go under their own name.
+  return json(200, { ...job, payload, attemptHistory: attempts, logs });
 }
 
 async function jobAction(c: RouteContext, action: JobAction) {

@@ -17,7 +17,10 @@ export interface KoaLikeAdminContext {
   querystring: string;
   method: string;
   mountPath?: string;
-  request: { body?: unknown };
+  /** Koa's request; its `body`, when a body parser set one, is read. */
+  request: object;
+  /** Koa's per-request state (what authentication middleware sets, e.g. `ctx.state.user`). */
+  state: Record<string, unknown>;
   status: number;
   body: unknown;
   set(field: string, value: string | string[]): void;
@@ -42,7 +45,7 @@ export function koaJobsAdmin<Ctx extends KoaLikeAdminContext = KoaLikeAdminConte
       base: `${(ctx.mountPath ?? '').replace(/\/$/, '')}${prefix}`,
       remoteAddress: ctx.req.socket.remoteAddress,
       encrypted: isEncrypted(ctx.req),
-      readBody: () => requestBody(ctx.req, ctx.request.body),
+      readBody: () => requestBody(ctx.req, (ctx.request as { body?: unknown }).body),
     };
     const out = await handleAdmin(jobs, options, settings, request, ctx);
     stripCors(ctx.res);

@@ -1,3 +1,4 @@
+/// <reference path="./ejs.d.ts" />
 /**
  * Rendering the package's own EJS views and serving its static files. Paths are resolved from
  * this package, never from the host app's view settings, so mounting the admin changes nothing

@@ -38,8 +38,9 @@ forEachDialect('admin (Express 5)', ({ fresh }) => {
     const list = await request(app).get(`${BASE}/api/jobs?state=failed`).expect(200);
     expect(list.body.items.map((j: { id: string }) => j.id)).to.deep.equal([ids.failed]);
     const detail = await request(app).get(`${BASE}/api/jobs/${ids.failed}`).expect(200);
-    expect(detail.body.attempts).to.have.length(2);
-    expect(detail.body.attempts[0].error.message).to.equal(`failure ${XSS}`);
+    expect(detail.body.attempts, 'the count of runs').to.equal(2);
+    expect(detail.body.attemptHistory).to.have.length(2);
+    expect(detail.body.attemptHistory[0].error.message).to.equal(`failure ${XSS}`);
     const bin = await request(app).get(`${BASE}/api/jobs/${ids.binary}`).expect(200);
     expect(bin.body.payload).to.deep.equal({ binary: '3q2+7w==', bytes: 4 });
     const stats = await request(app).get(`${BASE}/api/stats`).expect(200);

@@ -17,7 +17,7 @@ import { createStore } from './store/create.ts';
 import { positiveInt, resolveOptions, type JobsMode, type JobsOptions } from './options.ts';
 import { uuidv7 } from './uuid.ts';
 import { Locks } from './locks.ts';
-import { LeaderElector, type LeaderOptions } from './schedule/leader.ts';
+import { LeaderElector, leadershipKey, type LeaderOptions } from './schedule/leader.ts';
 import { buildSchedule, definitionHash, type RecurringOptions, type ScheduleDef, type ScheduleRecord, type ScheduleSpec } from './schedule/schedule.ts';
 import { Scheduler, firstRun } from './schedule/scheduler.ts';
 import type { QueueStats, StatusCounts, StoredSchedule, ThroughputBuckets, WorkerRecord } from './store/store.ts';
@@ -266,6 +266,7 @@ export class Jobs<M extends JobMap = {}> {
     this.scheduler = new Scheduler(this.store, {
       row: (s, fireAt) => this.scheduledRow(s, fireAt),
       previousRunLive: async (s) => (await this.store.list({ refId: scheduleRefId(s.key), states: ['pending', 'running'], limit: 1 })).items.length > 0,
+      previousRunEndedAt: async (s) => (s.lastJobId ? ((await this.store.get(s.lastJobId))?.finishedAt?.getTime() ?? null) : null),
       leads,
       fired: (e) => this.emitter.emit('scheduled', { ...e, fireAt: new Date(e.fireAt) }),
       error: (err) => this.emitter.emit('error', err),
@@ -357,7 +358,7 @@ export class Jobs<M extends JobMap = {}> {
     const [counts, workers, leader] = await Promise.all([
       this.store.statusCounts(cap),
       this.store.listWorkers(),
-      this.store.leaderInfo(this.leaderOptions?.name ?? 'leader'),
+      this.store.leaderInfo(leadershipKey(this.leaderOptions?.name ?? 'leader')),
     ]);
     return { ...counts, workers, leader };
   }

@@ -21,6 +21,14 @@ export interface LeaderOptions {
   leaseMs: number;
 }
 
+/**
+ * The lease and session-lock name of a leadership. '#' is not allowed in an app's lock names, so
+ * `jobs.locks` (same leases table) can never take or block it.
+ */
+export function leadershipKey(name: string): string {
+  return `#leader:${name}`;
+}
+
 export class LeaderElector {
   private leading = false;
   /** When leadership was last confirmed (monotonic clock): a leader that was paused longer than its lease is not trusted until it confirms again. */
@@ -37,7 +45,11 @@ export class LeaderElector {
     private readonly opts: LeaderOptions,
     private readonly onChange: (leader: boolean) => void,
     private readonly onError: (err: unknown) => void,
-  ) {}
+  ) {
+    this.key = leadershipKey(opts.name);
+  }
+
+  private readonly key: string;
 
   get isLeader(): boolean {
     return this.leading && performance.now() - this.confirmedAt < this.opts.leaseMs;
@@ -67,23 +79,30 @@ export class LeaderElector {
     if (this.store.trySessionLock && !(await this.takeSessionLock())) return;
     if (!this.running) return this.releaseAll();
     // Fencing: while a predecessor's lease is live it may still act, so wait for it to expire.
-    this.leaseToken = await this.store.acquireLease(this.opts.name, this.owner, this.opts.leaseMs);
-    if (this.leaseToken !== null && this.running) this.become(true);
+    const sent = performance.now();
+    this.leaseToken = await this.store.acquireLease(this.key, this.owner, this.opts.leaseMs);
+    if (this.leaseToken !== null && this.running) this.become(true, sent);
   }
 
   /** Hold the session lock; if another session holds it but let the lease lapse, end that session first. */
   private async takeSessionLock(): Promise<boolean> {
     if (this.lock) return true;
-    let lock = await this.store.trySessionLock!(this.opts.name);
+    let lock = await this.store.trySessionLock!(this.key);
     if (!lock && this.store.evictSessionLockHolder) {
-      const token = await this.store.acquireLease(this.opts.name, this.owner, this.opts.leaseMs);
+      const token = await this.store.acquireLease(this.key, this.owner, this.opts.leaseMs);
       if (token === null) return false; // the holder renews its lease: it is alive
-      this.leaseToken = token;
-      if ((await this.store.evictSessionLockHolder(this.opts.name)) > 0) this.onError(new Error(`leader "${this.opts.name}": ended the session of a leader that stopped renewing its lease`));
-      // The ended session's lock is released when its backend exits: try again for a moment.
-      for (let i = 0; !lock && i < 20 && this.running; i++) {
-        await new Promise((r) => setTimeout(r, 50));
-        lock = await this.store.trySessionLock!(this.opts.name);
+      try {
+        if ((await this.store.evictSessionLockHolder(this.key)) > 0) this.onError(new Error(`leader "${this.opts.name}": ended the session of a leader that stopped renewing its lease`));
+        // The ended session's lock is released when its backend exits: try again for a moment.
+        for (let i = 0; !lock && i < 20 && this.running; i++) {
+          if (i) await new Promise((r) => setTimeout(r, 50));
+          lock = await this.store.trySessionLock!(this.key);
+        }
+      } finally {
+        // Without the lock, holding the lease would only keep its holder (maybe a healthy
+        // instance we may not evict) from ever leading: give it back.
+        if (lock) this.leaseToken = token;
+        else await this.store.releaseLease(this.key, this.owner, token).catch(() => false);
       }
     }
     if (!lock) return false;
@@ -95,11 +114,13 @@ export class LeaderElector {
   }
 
   private async confirm(): Promise<void> {
+    // Trust runs from when the renewal was sent, not when its answer arrived (a pause in between).
+    const sent = performance.now();
     const held =
       (!this.lock || (await this.lock.stillHeld())) &&
-      (await this.store.renewLease(this.opts.name, this.owner, this.leaseToken!, this.opts.leaseMs));
+      (await this.store.renewLease(this.key, this.owner, this.leaseToken!, this.opts.leaseMs));
     if (!held) this.stepDown();
-    else this.confirmedAt = performance.now();
+    else this.confirmedAt = sent;
   }
 
   private stepDown(): void {
@@ -114,11 +135,11 @@ export class LeaderElector {
     this.lock = null;
     this.leaseToken = null;
     await lock?.release();
-    if (token !== null) await this.store.releaseLease(this.opts.name, this.owner, token).catch(() => false);
+    if (token !== null) await this.store.releaseLease(this.key, this.owner, token).catch(() => false);
   }
 
-  private become(leader: boolean): void {
-    if (leader) this.confirmedAt = performance.now();
+  private become(leader: boolean, confirmedAt = performance.now()): void {
+    if (leader) this.confirmedAt = confirmedAt;
     if (this.leading === leader) return;
     this.leading = leader;
     this.onChange(leader);

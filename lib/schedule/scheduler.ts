@@ -13,6 +13,8 @@ export interface SchedulerHooks {
   row(s: StoredSchedule, fireAt: number): NewJobRow;
   /** Is a run of this schedule still live (pending or running)? */
   previousRunLive(s: StoredSchedule): Promise<boolean>;
+  /** When the schedule's last fired run finished (ms), or null. */
+  previousRunEndedAt(s: StoredSchedule): Promise<number | null>;
   /** May this instance fire now (leadership)? */
   leads(): boolean;
   fired(e: { key: string; fireAt: number; jobId: string; skipped: boolean }): void;
@@ -22,8 +24,6 @@ export interface SchedulerHooks {
 export class Scheduler {
   private timer: NodeJS.Timeout | null = null;
   private busy: Promise<void> | null = null;
-  /** Schedules whose due tick waits for the previous run to finish (overlap 'queue'). */
-  private readonly waiting = new Set<string>();
 
   constructor(
     private readonly store: Store,
@@ -50,11 +50,12 @@ export class Scheduler {
   private async fireDue(): Promise<void> {
     const { now, due } = await this.store.dueSchedules();
     for (const s of due) {
-      if (s.overlap === 'queue' && (await this.hooks.previousRunLive(s))) {
-        this.waiting.add(s.key); // not advanced: the tick stays due until the previous run finishes
-        continue;
-      }
-      const { fire, next } = ticksToFire(s, s.nextRunAt!, now, s.runs, this.waiting.delete(s.key));
+      // overlap 'queue': not advanced while the previous run is live, so the tick stays due. Whether
+      // it waited is read from the database (the previous run ended after the slot), so another
+      // leader or a restarted process still treats a waited tick as queued rather than missed.
+      if (s.overlap === 'queue' && (await this.hooks.previousRunLive(s))) continue;
+      const waited = s.overlap === 'queue' && ((await this.hooks.previousRunEndedAt(s)) ?? -Infinity) >= s.nextRunAt!;
+      const { fire, next } = ticksToFire(s, s.nextRunAt!, now, s.runs, waited);
       for (const fireAt of fire) {
         const row = this.hooks.row(s, fireAt);
         const res = await this.store.fireSchedule(s.key, fireAt, row, s.overlap !== 'allow');

@@ -1,31 +1,38 @@
 /**
  * Graceful exit for a process that exists to run jobs (mode 'consumer', `sqljobs worker`): the
  * first SIGTERM or SIGINT stops claiming, lets running jobs finish within the shutdown timeout
- * (the rest are refunded to pending), releases the library's connections and exits; a second
- * signal exits at once.
+ * (the rest are refunded to pending), releases the library's connections of every such instance
+ * in the process, and exits; a second signal exits at once.
  */
 interface Closable {
   close(): Promise<void>;
 }
 
-const installed = new WeakSet<Closable>();
+const instances = new Set<Closable>();
+const sayers: ((line: string) => void)[] = [];
+let installed = false;
+let stopping = false;
 
-export function stopOnSignals(jobs: Closable, say: (line: string) => void = () => undefined): void {
-  if (installed.has(jobs)) return;
-  installed.add(jobs);
-  let stopping = false;
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (stopping) process.exit(1);
-    stopping = true;
-    say(`${signal}: stopping (running jobs get their shutdown timeout)`);
-    jobs.close().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        say(`stop failed: ${(err as Error).message ?? err}`);
-        process.exit(1);
-      },
-    );
-  };
+export function stopOnSignals(jobs: Closable, say?: (line: string) => void): void {
+  instances.add(jobs);
+  if (say) sayers.push(say);
+  if (installed) return;
+  installed = true;
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+}
+
+function onSignal(signal: NodeJS.Signals): void {
+  if (stopping) process.exit(1);
+  stopping = true;
+  const say = (line: string) => sayers.forEach((s) => s(line));
+  say(`${signal}: stopping (running jobs get their shutdown timeout)`);
+  // Every instance first: exiting after the first one would cut the others' jobs off mid-handler.
+  Promise.all([...instances].map((j) => j.close())).then(
+    () => process.exit(0),
+    (err: unknown) => {
+      say(`stop failed: ${(err as Error).message ?? err}`);
+      process.exit(1);
+    },
+  );
 }

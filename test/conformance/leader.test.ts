@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import { forEachDialect, sleep, until, type TestDb } from '../helpers/dialects.ts';
 import type { Jobs } from '../../lib/index.ts';
 import { lockName } from '../../lib/store/mysql.ts';
+import { leadershipKey } from '../../lib/schedule/leader.ts';
 
 async function instances(t: TestDb, n: number): Promise<Jobs[]> {
   const out: Jobs[] = [];
@@ -60,7 +61,7 @@ forEachDialect('leader election', ({ fresh }) => {
       // Kill the backend that holds the advisory lock.
       const rows = await t.query<{ pid: number }>(
         `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid = (hashtext($1)::bigint & 4294967295)::oid`,
-        [`${t.prefix}leader`],
+        [`${t.prefix}${leadershipKey('leader')}`],
       );
       expect(rows).to.have.length(1);
       await t.query('SELECT pg_terminate_backend($1)', [rows[0].pid]);
@@ -72,12 +73,12 @@ forEachDialect('leader election', ({ fresh }) => {
       await t.query(`KILL ${Number(spid)}`);
     } else if (t.dialect === 'mysql') {
       // Kill the connection that holds the GET_LOCK.
-      const rows = await t.query<{ id: number | null }>('SELECT IS_USED_LOCK(?) AS id', [lockName(`${t.prefix}leader`)]);
+      const rows = await t.query<{ id: number | null }>('SELECT IS_USED_LOCK(?) AS id', [lockName(`${t.prefix}${leadershipKey('leader')}`)]);
       expect(rows[0].id).to.not.equal(null);
       await t.query(`KILL CONNECTION ${Number(rows[0].id)}`);
     } else {
       // Another owner takes the lease (as after a pause longer than the lease).
-      await t.query(`UPDATE ${t.prefix}leases SET owner = 'elsewhere', token = token + 1 WHERE name = 'leader'`);
+      await t.query(`UPDATE ${t.prefix}leases SET owner = 'elsewhere', token = token + 1 WHERE name = '${leadershipKey('leader')}'`);
     }
     await until(() => steppedDownAt, 'the leader to step down', 2000);
     expect(steppedDownAt - lostAt).to.be.below(500);
@@ -107,5 +108,42 @@ forEachDialect('leader election', ({ fresh }) => {
     await until(() => ran.length === 40, 'the next 20 jobs', 5000);
     expect(ran.slice(20)).to.deep.equal(Array(20).fill('b'));
     expect(() => t.jobs({ worker: { leaderOnly: true } })).to.throw(/leaderOnly needs leader: true/);
+  });
+
+  it("an app lock named 'leader' neither blocks leadership nor is blocked by it", async () => {
+    const t = await fresh();
+    const app = t.jobs({ worker: false });
+    const appLock = await app.locks.tryAcquire('leader', { ttl: 10_000 });
+    expect(appLock).to.not.equal(null);
+    const [leader] = await instances(t, 1);
+    await leader.start();
+    await until(() => leader.isLeader(), 'leadership despite the app lock', 3000);
+    await appLock!.release();
+    expect(await app.locks.withLock('leader', () => 'ran', { ttl: 1000 })).to.equal('ran');
+  });
+
+  it('a contender that may not evict the stale holder gives the lease back, so the next lock holder leads', async function () {
+    const t = await fresh();
+    if (t.driver !== 'pg') this.skip(); // a raw PostgreSQL session stands in for a hung leader
+    const [a, c] = await instances(t, 2);
+    await a.migrate();
+    const hung = await (t.db as import('pg').Pool).connect();
+    try {
+      await hung.query('SELECT pg_advisory_lock(hashtext($1))', [`${t.prefix}${leadershipKey('leader')}`]);
+      // Neither may end other sessions (e.g. another database role without pg_signal_backend).
+      for (const j of [a, c]) {
+        j.store.evictSessionLockHolder = async () => {
+          throw new Error('permission denied to terminate process');
+        };
+      }
+      await a.start();
+      await sleep(400);
+      await c.start();
+      await sleep(400);
+    } finally {
+      await hung.query('SELECT pg_advisory_unlock_all()');
+      hung.release();
+    }
+    await until(() => a.isLeader() || c.isLeader(), 'a leader once the hung session let go', 5000);
   });
 });

@@ -4,6 +4,7 @@
  * concurrent migrations.
  */
 import { expect } from 'chai';
+import path from 'node:path';
 import { forEachDialect, sleep, until, type TestDb } from '../helpers/dialects.ts';
 import { spawnWorker, type WorkerProc } from '../helpers/processes.ts';
 
@@ -280,6 +281,26 @@ forEachDialect('separate processes', ({ fresh }) => {
     expect(await w.exited).to.equal(0);
     expect(w.lines).to.include(`completed ${id}`);
     expect((await producer.get(id))!.state).to.equal('completed');
+  });
+
+  it("two 'consumer' instances in one process: SIGTERM lets both running jobs finish before the exit", async function () {
+    this.timeout(30_000);
+    const t = await fresh();
+    if (t.driver !== 'better-sqlite3' && t.driver !== 'pg') this.skip(); // the fixture opens SQLite or a pg pool
+    const one = t.jobs({ mode: 'producer' });
+    const two = t.jobs({ mode: 'producer', tablePrefix: `${t.prefix}b_` });
+    await one.migrate();
+    await two.migrate();
+    const w = spawnWorker(workerEnv(t), path.resolve('test/fixtures/two-consumers.ts'));
+    await w.waitFor(/^ready$/);
+    const a = await one.enqueue('work', { ms: 1500 });
+    const b = await two.enqueue('work', { ms: 1500 });
+    await sleep(400); // both running
+    w.kill('SIGTERM');
+    expect(await w.exited).to.equal(0);
+    expect(w.lines).to.include.members([`completed ${a.id}`, `completed ${b.id}`]);
+    expect((await one.get(a.id))!.state).to.equal('completed');
+    expect((await two.get(b.id))!.state).to.equal('completed');
   });
 
   it('applies migrations once when 8 processes start at the same moment on an empty database', async function () {

@@ -23,8 +23,8 @@ afterEach(() => {
   live.clear();
 });
 
-export function spawnWorker(env: Record<string, string | number>): WorkerProc {
-  const child = spawn(process.execPath, ['--import', 'tsx', FIXTURE], {
+export function spawnWorker(env: Record<string, string | number>, fixture = FIXTURE): WorkerProc {
+  const child = spawn(process.execPath, ['--import', 'tsx', fixture], {
     env: { ...process.env, ...Object.fromEntries(Object.entries(env).map(([k, v]) => [k, String(v)])) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -8,6 +8,7 @@ import mysql from 'mysql2/promise';
 import type { PoolConnection } from 'mysql2/promise';
 import { MYSQL_URL, mysqlDialect as factory, requireDatabase, sleep, until, type TestDb } from '../helpers/dialects.ts';
 import { lockName } from '../../lib/store/mysql.ts';
+import { leadershipKey } from '../../lib/schedule/leader.ts';
 import { loadMigrations } from '../../lib/store/migrations.ts';
 import { createJobs, type Jobs } from '../../lib/index.ts';
 
@@ -68,9 +69,9 @@ describe('MySQL/MariaDB specifics [mysql]', function () {
     }
     for (const jobs of all) await jobs.start();
     await until(() => all.filter((j) => j.isLeader()).length === 1, 'one leader', 3000);
-    const holder = async () => (await t.query<{ holder: number | null }>('SELECT IS_USED_LOCK(?) AS holder', [lockName(`${t.prefix}leader`)]))[0].holder;
+    const holder = async () => (await t.query<{ holder: number | null }>('SELECT IS_USED_LOCK(?) AS holder', [lockName(`${t.prefix}${leadershipKey('leader')}`)]))[0].holder;
     const first = all.find((j) => j.isLeader())!;
-    const info = await first.store.leaderInfo('leader');
+    const info = await first.store.leaderInfo(leadershipKey('leader'));
     expect(info).to.match(new RegExp(`^MySQL connection ${await holder()} .*\\(GET_LOCK\\)$`));
     // Any instance may win the next election, the one that lost its connection included: kill the
     // lock's connection until another instance has taken over (each round must fail over cleanly).

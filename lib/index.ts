@@ -14,6 +14,7 @@ export { LockBusyError, Locks } from './locks.ts';
 export type { MissedPolicy, OverlapPolicy, RecurringOptions, ScheduleRecord, ScheduleSpec, IntervalUnit } from './schedule/schedule.ts';
 export type { HeldLock, LockOptions } from './locks.ts';
 export type { AbortReason, JobContext } from './worker/context.ts';
+export type { Logger } from './report.ts';
 export { JobValidationError, JOB_STATES } from './model.ts';
 export type {
   AttemptRecord, BackoffOptions, EnqueueOptions, EnqueueResult, JobError, JobRecord, JobState, JsonValue,

@@ -16,6 +16,7 @@ import type { OpenTransaction, Store } from './store/store.ts';
 import { createStore } from './store/create.ts';
 import { positiveInt, resolveOptions, type JobsMode, type JobsOptions } from './options.ts';
 import { uuidv7 } from './uuid.ts';
+import { RateLimitedLog, SafeEvents } from './report.ts';
 import { Locks } from './locks.ts';
 import { LeaderElector, leadershipKey, type LeaderOptions } from './schedule/leader.ts';
 import { buildSchedule, definitionHash, type RecurringOptions, type ScheduleDef, type ScheduleRecord, type ScheduleSpec } from './schedule/schedule.ts';
@@ -81,6 +82,8 @@ export class Jobs<M extends JobMap = {}> {
   /** Named, expiring cross-process locks in the jobs database (tryAcquire, release, withLock). */
   readonly locks: Locks;
   private readonly emitter = new EventEmitter();
+  /** Calls the app's listeners without letting them throw into the library; reports problems. */
+  private readonly events: SafeEvents;
   private readonly definitions = new Map<string, JobDefinition>();
   private readonly options: Required<Pick<JobsOptions, 'defaultQueue' | 'maxPayloadBytes' | 'maxAttempts'>>;
   /** What this instance does (see JobsOptions.mode). */
@@ -102,7 +105,7 @@ export class Jobs<M extends JobMap = {}> {
     this.store = createStore(opts.db, { prefix: o.prefix, sqliteWal: opts.sqliteWal ?? true, workerPoolSize: opts.workerPoolSize ?? 4 });
     this.locks = new Locks(this.store, () => this.migrate());
     this.leaderOptions = o.leader;
-    this.emitter.on('error', () => undefined); // an 'error' with no listener must not crash the app
+    this.events = new SafeEvents(this.emitter, new RateLimitedLog(o.logger));
   }
 
   /** Register a handler. Returns this instance, typed with the new job, for chaining. */
@@ -231,7 +234,7 @@ export class Jobs<M extends JobMap = {}> {
     }
     // Inside a caller's transaction the job may still roll back, so 'enqueued' is only told for enqueues we committed.
     if (!inTx && this.emitter.listenerCount('enqueued')) {
-      rows.forEach((r, i) => this.emitter.emit('enqueued', { id: results[i].id, name: r.name, queue: r.queue, existed: results[i].existed }));
+      rows.forEach((r, i) => this.events.emit('enqueued', { id: results[i].id, name: r.name, queue: r.queue, existed: results[i].existed }));
     }
     return results;
   }
@@ -251,25 +254,32 @@ export class Jobs<M extends JobMap = {}> {
         this.locks.owner,
         this.leaderOptions,
         (leader) => {
-          this.emitter.emit('leader', { leader });
+          this.events.emit('leader', { leader });
           if (leader) this.worker?.wake(); // a leaderOnly worker starts claiming now
         },
-        (err) => this.emitter.emit('error', err),
+        (err) => this.events.error(err, 'leader election'),
       );
       await this.elector.start();
     }
     const elector = this.elector;
     const leads = () => !elector || elector.isLeader;
     this.worker = new Worker(this.store, this.definitions, this.workerOptions, this.workerEvents(), leads);
-    await this.worker.start();
+    try {
+      await this.worker.start();
+    } catch (err) {
+      this.worker = null;
+      this.elector = null;
+      await elector?.stop();
+      throw err;
+    }
     for (const { def, hash } of this.recurringDefs.values()) await this.saveSchedule(def, hash);
     this.scheduler = new Scheduler(this.store, {
       row: (s, fireAt) => this.scheduledRow(s, fireAt),
       previousRunLive: async (s) => (await this.store.list({ refId: scheduleRefId(s.key), states: ['pending', 'running'], limit: 1 })).items.length > 0,
       previousRunEndedAt: async (s) => (s.lastJobId ? ((await this.store.get(s.lastJobId))?.finishedAt?.getTime() ?? null) : null),
       leads,
-      fired: (e) => this.emitter.emit('scheduled', { ...e, fireAt: new Date(e.fireAt) }),
-      error: (err) => this.emitter.emit('error', err),
+      fired: (e) => this.events.emit('scheduled', { ...e, fireAt: new Date(e.fireAt) }),
+      error: (err) => this.events.error(err, 'scheduler'),
     });
     this.scheduler.start();
   }
@@ -283,7 +293,7 @@ export class Jobs<M extends JobMap = {}> {
     const def = this.buildRecurring(key, schedule, payload, options);
     const hash = definitionHash(schedule, payload, options);
     this.recurringDefs.set(key, { def, hash });
-    if (this.worker?.isRunning) void this.saveSchedule(def, hash).catch((err) => this.emitter.emit('error', err));
+    if (this.worker?.isRunning) void this.saveSchedule(def, hash).catch((err) => this.events.error(err, `saving schedule ${key}`));
     return this;
   }
 
@@ -427,7 +437,8 @@ export class Jobs<M extends JobMap = {}> {
 
   private workerEvents() {
     const emit = (event: keyof JobsEvents) => (e: unknown) => {
-      this.emitter.emit(event, e);
+      if (event === 'error') this.events.error(e, 'worker');
+      else this.events.emit(event, e);
     };
     return {
       started: emit('started'),
@@ -507,7 +518,7 @@ export class Jobs<M extends JobMap = {}> {
     const res = await this.store.cancel(id);
     if (!res) return false;
     this.worker?.abortJob(id, 'cancelled');
-    this.emitter.emit('cancelled', { id, previous: res.previous });
+    this.events.emit('cancelled', { id, previous: res.previous });
     return true;
   }
 

@@ -16,6 +16,7 @@
  *   pending|running --cancel--> cancelled (moved to history)
  *   failed|cancelled --retry--> pending  (moved back to the hot table)
  */
+import { safeString, storableText } from './text.ts';
 
 export const JOB_STATES = ['pending', 'running', 'completed', 'failed', 'cancelled', 'skipped'] as const;
 export type JobState = (typeof JOB_STATES)[number];
@@ -303,7 +304,7 @@ export function buildJobRow(
     if (!ENQUEUE_KEYS.has(key)) fail(name, key, `is not an enqueue option; allowed: ${[...ENQUEUE_KEYS].filter((k) => k !== 'name' && k !== 'payload').join(', ')}`);
   }
   if (opts.delay !== undefined && opts.runAt !== undefined) fail(name, 'delay', 'and runAt cannot both be given');
-  const delayMs = optionalInt(name, 'delay', opts.delay, 0, 10 * 365 * 86_400_000) ?? 0;
+  const delayMs = optionalInt(name, 'delay', opts.delay, 0, MAX_DELAY_MS) ?? 0;
   let runAt: Date | null = null;
   if (opts.runAt !== undefined) {
     if (!(opts.runAt instanceof Date) || Number.isNaN(opts.runAt.getTime())) fail(name, 'runAt', `must be a valid Date; got ${describe(opts.runAt)}`);
@@ -344,20 +345,28 @@ export function validateBackoff(b: unknown, field: string, job?: string): Backof
   }
   optionalInt(job ?? '', `${field}.baseMs`, o.baseMs, 0, 2_147_483_647);
   optionalInt(job ?? '', `${field}.maxMs`, o.maxMs, 0, 2_147_483_647);
-  if (o.jitter !== undefined && (typeof o.jitter !== 'number' || o.jitter < 0 || o.jitter > 1)) {
+  if (o.jitter !== undefined && (typeof o.jitter !== 'number' || !(o.jitter >= 0 && o.jitter <= 1))) {
     fail(job, `${field}.jitter`, `must be a number from 0 to 1; got ${describe(o.jitter)}`);
   }
   return o as BackoffOptions;
+}
+
+/** The longest delay anything may ask for (delay, snooze, a backoff function's answer): ten years. */
+export const MAX_DELAY_MS = 10 * 365 * 86_400_000;
+
+/** A delay computed at run time (snooze, a backoff function): the same bounds as the `delay` option. */
+export function checkDelay(what: string, ms: unknown): number {
+  if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0 || ms > MAX_DELAY_MS) {
+    throw new JobValidationError(`${what} must be a number of milliseconds from 0 to ${MAX_DELAY_MS} (ten years); got ${describe(ms)}`, 'delay');
+  }
+  return Math.round(ms);
 }
 
 export const DEFAULT_BACKOFF = { type: 'exponential', baseMs: 1000, maxMs: 3_600_000, jitter: 0.2 } as const;
 
 /** Delay before the next attempt, after `attempt` (1-based) failed. */
 export function backoffDelay(backoff: BackoffOptions | null | undefined, attempt: number, error: unknown, random = Math.random): number {
-  if (typeof backoff === 'function') {
-    const ms = backoff(attempt, error);
-    return Number.isFinite(ms) && ms > 0 ? Math.round(ms) : 0;
-  }
+  if (typeof backoff === 'function') return checkDelay(`the backoff function's answer for attempt ${attempt}`, backoff(attempt, error));
   const b = { ...DEFAULT_BACKOFF, ...(backoff ?? {}) };
   let delay: number;
   if (b.type === 'fixed') delay = b.baseMs;
@@ -368,17 +377,39 @@ export function backoffDelay(backoff: BackoffOptions | null | undefined, attempt
   return Math.max(0, Math.round(delay - spread + random() * 2 * spread));
 }
 
+/**
+ * What is stored of a thrown value. Never throws: a value whose `message` getter throws, or a
+ * revoked Proxy, still gives a readable record. Text is cut on code-point boundaries and made
+ * storable (no NUL, no lone surrogate) so that the database accepts it.
+ */
 export function errorToRecord(err: unknown): JobError {
-  if (err instanceof Error) {
-    return { message: String(err.message).slice(0, 10_000), name: err.name, stack: err.stack?.slice(0, 20_000) };
-  }
-  let message: string;
+  let record: JobError;
   try {
-    message = typeof err === 'string' ? err : JSON.stringify(err) ?? String(err);
-  } catch {
-    message = String(err);
+    record = readError(err);
+  } catch (e) {
+    record = { message: `the handler threw a value that could not be read (${safeString(e instanceof Error ? e.message : e)})` };
   }
-  return { message: message.slice(0, 10_000) };
+  return {
+    ...record,
+    message: storableText(record.message, 10_000),
+    ...(record.name !== undefined && { name: storableText(record.name, 200) }),
+    ...(record.stack !== undefined && { stack: storableText(record.stack, 20_000) }),
+  };
+}
+
+function readError(err: unknown): JobError {
+  if (err instanceof Error) {
+    const stack = err.stack;
+    return { message: safeString(err.message), name: safeString(err.name), ...(typeof stack === 'string' && { stack }) };
+  }
+  if (typeof err === 'string') return { message: err };
+  let message: string | undefined;
+  try {
+    message = JSON.stringify(err);
+  } catch {
+    // Circular or BigInt: fall back to String().
+  }
+  return { message: message ?? safeString(err) };
 }
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;

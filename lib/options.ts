@@ -12,6 +12,7 @@ import type { MssqlPoolLike } from './store/mssql.ts';
 import type { SlonikPoolLike } from './store/slonik.ts';
 import { validatePrefix } from './store/store.ts';
 import type { WorkerOptions } from './worker/worker.ts';
+import type { Logger } from './report.ts';
 
 export type SupportedDb = BetterSqlite3.Database | PgPool | SlonikPoolLike | MysqlPool | MysqlPromisePool | MssqlPoolLike;
 
@@ -26,6 +27,18 @@ export interface JobsOptions {
   defaultQueue?: string;
   /** Largest payload accepted, in UTF-8 bytes of JSON (or bytes of a Buffer). Default 1 MiB. */
   maxPayloadBytes?: number;
+  /**
+   * Largest result, checkpoint, progress message or log line a handler may write, in UTF-8 bytes
+   * (of JSON for results and checkpoints). Over it the attempt fails with an error naming the
+   * field; a result the database refuses anyway fails its attempt the same way. Default 1 MiB.
+   */
+  maxOutputBytes?: number;
+  /**
+   * Where errors go that no 'error' listener takes (a dropped connection, a refused write, a
+   * listener or backoff function that threw): one line per distinct error per minute, with a
+   * count of the repeats. Default `console`; `false` silences it.
+   */
+  logger?: Logger | false;
   /** Default runs per job including the first. Default 25. */
   maxAttempts?: number;
   /** Delete finished jobs older than this many days. Default: keep forever. */
@@ -39,7 +52,7 @@ export interface JobsOptions {
    */
   mode?: JobsMode;
   /** Worker settings. `false`: the same as mode 'producer'. */
-  worker?: Partial<Omit<WorkerOptions, 'retentionMs'>> | false;
+  worker?: Partial<Omit<WorkerOptions, 'retentionMs' | 'maxOutputBytes'>> | false;
   /** SQLite: put the database file in WAL mode (recommended; a property of the file). Default true. */
   sqliteWal?: boolean;
   /** PostgreSQL, MySQL/MariaDB: size of the private pool the worker uses for claims, outcomes and heartbeats. Default 4. */
@@ -52,7 +65,7 @@ export interface JobsOptions {
   leader?: boolean | Partial<LeaderOptions>;
 }
 
-const OPTION_KEYS = ['db', 'mode', 'tablePrefix', 'defaultQueue', 'maxPayloadBytes', 'maxAttempts', 'retentionDays', 'worker', 'sqliteWal', 'workerPoolSize', 'leader'];
+const OPTION_KEYS = ['db', 'mode', 'tablePrefix', 'defaultQueue', 'maxPayloadBytes', 'maxOutputBytes', 'logger', 'maxAttempts', 'retentionDays', 'worker', 'sqliteWal', 'workerPoolSize', 'leader'];
 const WORKER_KEYS = ['concurrency', 'queues', 'queueConcurrency', 'pollInterval', 'heartbeatInterval', 'stallTimeout', 'shutdownTimeout', 'logFlushInterval', 'prefetch', 'leaderOnly'];
 
 /** The validated options. */
@@ -65,6 +78,8 @@ export interface ResolvedOptions {
   /** null: this instance runs no worker (mode 'producer'). */
   worker: WorkerOptions | null;
   leader: LeaderOptions | null;
+  /** null: silenced. */
+  logger: Logger | null;
 }
 
 export function resolveOptions(opts: JobsOptions): ResolvedOptions {
@@ -73,7 +88,8 @@ export function resolveOptions(opts: JobsOptions): ResolvedOptions {
     if (!OPTION_KEYS.includes(k)) throw new TypeError(`createJobs: unknown option "${k}"; allowed: ${OPTION_KEYS.join(', ')}`);
   }
   const mode = buildMode(opts);
-  const worker = mode === 'producer' ? null : buildWorkerOptions(opts.worker || {}, opts.retentionDays);
+  const maxOutputBytes = positiveInt('maxOutputBytes', opts.maxOutputBytes, 1024 * 1024);
+  const worker = mode === 'producer' ? null : { ...buildWorkerOptions(opts.worker || {}, opts.retentionDays), maxOutputBytes };
   if (worker?.leaderOnly && !opts.leader) {
     throw new TypeError('createJobs: worker.leaderOnly needs leader: true (only the elected leader processes jobs)');
   }
@@ -85,7 +101,17 @@ export function resolveOptions(opts: JobsOptions): ResolvedOptions {
     mode,
     worker,
     leader: buildLeaderOptions(opts.leader),
+    logger: buildLogger(opts.logger),
   };
+}
+
+function buildLogger(v: JobsOptions['logger']): Logger | null {
+  if (v === undefined) return console;
+  if (v === false) return null;
+  if (v === null || typeof v !== 'object' || typeof v.error !== 'function') {
+    throw new TypeError(`createJobs: logger must be an object with an error(message) method (console, pino, winston…) or false; got ${describe(v)}`);
+  }
+  return v;
 }
 
 export function positiveInt(field: string, v: unknown, dflt: number): number {
@@ -94,7 +120,7 @@ export function positiveInt(field: string, v: unknown, dflt: number): number {
   return v;
 }
 
-function buildWorkerOptions(w: Partial<WorkerOptions>, retentionDays: number | undefined): WorkerOptions {
+function buildWorkerOptions(w: Partial<WorkerOptions>, retentionDays: number | undefined): Omit<WorkerOptions, 'maxOutputBytes'> {
   if (w === null || typeof w !== 'object') throw new TypeError(`createJobs: worker must be an object or false; got ${describe(w)}`);
   for (const k of Object.keys(w)) {
     if (!WORKER_KEYS.includes(k)) throw new TypeError(`createJobs: unknown worker option "${k}"; allowed: ${WORKER_KEYS.join(', ')}`);

@@ -3,11 +3,13 @@
  * return/throw into an outcome, and writes that outcome through the fenced writer.
  */
 import {
-  backoffDelay, errorToRecord, toJson, type BackoffOptions, type JobError, type JsonValue,
+  DEFAULT_BACKOFF, JobValidationError, backoffDelay, checkDelay, errorToRecord, toJson,
+  type BackoffOptions, type JobError, type JsonValue,
 } from '../model.ts';
+import { safeString } from '../text.ts';
 import type { ClaimedJob } from '../store/store.ts';
 import { DiscardJob, JobAbortError, SnoozeJob, type AbortReason, type JobContext } from './context.ts';
-import type { OutcomeWriter } from './writer.ts';
+import { OutcomeRefusedError, type OutcomeWriter } from './writer.ts';
 import type { Store } from '../store/store.ts';
 
 export interface JobDefinition {
@@ -31,6 +33,16 @@ export type AttemptOutcome =
   /** The fenced write was refused: another worker or a cancel owns the job now. */
   | { kind: 'lost' };
 
+export interface AttemptDeps {
+  store: Store;
+  writer: OutcomeWriter;
+  seq: number;
+  /** Largest result, checkpoint, progress message or log line, in UTF-8 bytes. */
+  maxOutputBytes: number;
+  /** Where a problem that is not the attempt's own outcome goes (a throwing backoff function, a refused write). */
+  report(err: unknown): void;
+}
+
 export class RunningAttempt {
   readonly claimSeq: number;
   private timer: NodeJS.Timeout | null = null;
@@ -48,7 +60,7 @@ export class RunningAttempt {
   constructor(
     readonly job: ClaimedJob,
     private readonly def: JobDefinition,
-    private readonly deps: { store: Store; writer: OutcomeWriter; seq: number },
+    private readonly deps: AttemptDeps,
   ) {
     this.claimSeq = deps.seq;
     this.handlerDone = new Promise((r) => (this.markHandlerDone = r));
@@ -109,11 +121,12 @@ export class RunningAttempt {
       },
       progress: (percent: number, message?: string) => {
         if (typeof percent !== 'number' || !Number.isFinite(percent)) throw new TypeError(`progress percent must be a number from 0 to 100; got ${percent}`);
-        deps.writer.progress(fenced, job.attempts, Math.max(0, Math.min(100, percent)), message ?? null);
+        const text = message === undefined || message === null ? null : this.boundedText('progress message', String(message));
+        deps.writer.progress(fenced, job.attempts, Math.max(0, Math.min(100, percent)), text);
       },
-      log: (message: string) => deps.writer.log(fenced, job.attempts, String(message).slice(0, 10_000)),
+      log: (message: string) => deps.writer.log(fenced, job.attempts, this.boundedText('log line', String(message))),
       saveCheckpoint: async (state: JsonValue) => {
-        const ok = await deps.store.saveCheckpoint(fenced, toJson(job.name, 'checkpoint', state));
+        const ok = await deps.store.saveCheckpoint(fenced, this.boundedJson('checkpoint', state));
         if (!ok) this.abort('lost');
         return ok;
       },
@@ -121,10 +134,32 @@ export class RunningAttempt {
         throw new DiscardJob(reason);
       },
       snooze: (ms: number) => {
-        if (!Number.isInteger(ms) || ms < 0) throw new TypeError(`snooze ms must be a non-negative integer; got ${ms}`);
-        throw new SnoozeJob(ms);
+        throw new SnoozeJob(checkDelay('snooze ms', ms));
       },
     };
+  }
+
+  /** Free text a handler writes, refused (the attempt fails unless the handler catches it) over maxOutputBytes. */
+  private boundedText(field: string, text: string): string {
+    const bytes = text.length > this.deps.maxOutputBytes / 3 ? Buffer.byteLength(text, 'utf8') : 0;
+    if (bytes > this.deps.maxOutputBytes) throw this.tooLarge(field, bytes, '');
+    return text;
+  }
+
+  /** A JSON value a handler writes (result, checkpoint), refused over maxOutputBytes. */
+  private boundedJson(field: string, value: unknown): string {
+    const json = toJson(this.job.name, field, value);
+    const bytes = json.length > this.deps.maxOutputBytes / 3 ? Buffer.byteLength(json, 'utf8') : 0;
+    if (bytes > this.deps.maxOutputBytes) throw this.tooLarge(field, bytes, ' of JSON');
+    return json;
+  }
+
+  private tooLarge(field: string, bytes: number, what: string): JobValidationError {
+    return new JobValidationError(
+      `job "${this.job.name}": ${field} is ${bytes} bytes${what}, over the limit of ${this.deps.maxOutputBytes} bytes (option maxOutputBytes)`,
+      field,
+      this.job.name,
+    );
   }
 
   private async run(): Promise<AttemptOutcome> {
@@ -142,13 +177,18 @@ export class RunningAttempt {
       } catch (err) {
         return resolve(this.classify(err));
       }
-      if (result !== null && typeof (result as PromiseLike<unknown>)?.then === 'function') {
-        (result as PromiseLike<unknown>).then(
-          (value) => resolve({ kind: 'completed', result: value }),
-          (err) => resolve(this.classify(err)),
-        );
-      } else {
-        resolve({ kind: 'completed', result });
+      // Reading `then` runs user code too (a getter, a Proxy): a throw there is the handler's failure.
+      try {
+        if (result !== null && typeof (result as PromiseLike<unknown>)?.then === 'function') {
+          (result as PromiseLike<unknown>).then(
+            (value) => resolve({ kind: 'completed', result: value }),
+            (err) => resolve(this.classify(err)),
+          );
+        } else {
+          resolve({ kind: 'completed', result });
+        }
+      } catch (err) {
+        resolve(this.classify(err));
       }
     });
     if (this.timer) clearTimeout(this.timer);
@@ -168,15 +208,20 @@ export class RunningAttempt {
     const { applied, result } = await this.deps.store.runTransactional(
       this.fenced,
       (tx) => this.def.handler(this.job.payload as never, Object.assign(ctx, { tx })),
-      (value) => (value === undefined ? null : toJson(this.job.name, 'result', value)),
+      (value) => (value === undefined ? null : this.boundedJson('result', value)),
       () => (this.deps.writer.hasBuffered(this.job.id) ? this.deps.writer.flushJob(this.job.id) : undefined),
     );
     return applied ? { kind: 'completed', result, written: true } : { kind: 'lost' };
   }
 
+  /** The handler's throw as an outcome. Never throws: the thrown value may be hostile (a revoked Proxy fails even instanceof). */
   private classify(err: unknown): AttemptOutcome {
-    if (err instanceof SnoozeJob) return { kind: 'snoozed', delayMs: err.delayMs };
-    if (err instanceof DiscardJob) return { kind: 'failed', error: errorToRecord(err) };
+    try {
+      if (err instanceof SnoozeJob) return { kind: 'snoozed', delayMs: err.delayMs };
+      if (err instanceof DiscardJob) return { kind: 'failed', error: errorToRecord(err) };
+    } catch (e) {
+      return this.retryOrFail(new Error(`the handler threw a value that could not be read (${safeString(e instanceof Error ? e.message : e)})`));
+    }
     if (this.abortReason && this.abortReason !== 'timeout') return { kind: 'aborted', reason: this.abortReason };
     return this.retryOrFail(err);
   }
@@ -184,45 +229,81 @@ export class RunningAttempt {
   private retryOrFail(err: unknown): AttemptOutcome {
     const error = errorToRecord(err);
     if (this.job.attempts >= this.job.maxAttempts) return { kind: 'failed', error };
+    return { kind: 'retrying', ...this.retryDelay(error, err) };
+  }
+
+  /**
+   * The delay before the next attempt. A backoff function is user code: when it throws or answers
+   * something that is not a delay, the default backoff is used and the attempt's error says why.
+   */
+  private retryDelay(error: JobError, err: unknown): { error: JobError; delayMs: number } {
     const backoff = this.job.backoff ?? this.def.backoff ?? null;
-    return { kind: 'retrying', error, delayMs: backoffDelay(backoff, this.job.attempts, err) };
+    try {
+      return { error, delayMs: backoffDelay(backoff, this.job.attempts, err) };
+    } catch (problem) {
+      const why = errorToRecord(problem).message;
+      this.deps.report(new Error(`job "${this.job.name}" (${this.job.id}): ${why}; the default backoff was used`));
+      return {
+        error: { ...error, message: `${error.message} [backoff: ${why}; the default backoff was used]` },
+        delayMs: backoffDelay(DEFAULT_BACKOFF, this.job.attempts, err),
+      };
+    }
   }
 
   /** Write the outcome, fenced. Aborted attempts write nothing here: the worker decides (shutdown releases). */
-  private async persist(outcome: AttemptOutcome): Promise<AttemptOutcome> {
+  private async persist(outcome: AttemptOutcome, refusals = 0): Promise<AttemptOutcome> {
+    if (outcome.kind === 'aborted' || outcome.kind === 'lost' || (outcome.kind === 'completed' && outcome.written)) return outcome;
     const { writer } = this.deps;
-    const base = { ...this.fenced, attempt: this.job.attempts, startedAt: this.job.startedAt };
-    if (outcome.kind === 'aborted') return outcome;
     if (writer.hasBuffered(this.job.id)) await writer.flushJob(this.job.id);
-    let applied: boolean;
-    switch (outcome.kind) {
-      case 'completed': {
-        if (outcome.written) return outcome;
-        let resultJson: string | null;
-        try {
-          resultJson = outcome.result === undefined ? null : toJson(this.job.name, 'result', outcome.result);
-        } catch (err) {
-          return this.persist(this.retryOrFail(err));
-        }
-        applied = await writer.complete({ ...this.fenced, resultJson });
-        break;
+    let resultJson: string | null = null;
+    if (outcome.kind === 'completed' && outcome.result !== undefined) {
+      try {
+        resultJson = this.boundedJson('result', outcome.result);
+      } catch (err) {
+        // An unserialisable or oversized result fails the attempt like a throw would.
+        return this.persist(this.retryOrFail(err), refusals);
       }
-      case 'retrying':
-        applied = await writer.fail({ ...base, error: outcome.error, retryDelayMs: outcome.delayMs });
-        break;
-      case 'failed':
-        applied = await writer.fail({ ...base, error: outcome.error, retryDelayMs: null });
-        break;
-      case 'snoozed':
-        applied = await writer.release({ ...this.fenced, delayMs: outcome.delayMs, refund: true });
-        break;
-      default:
-        return outcome;
+    }
+    let applied: boolean;
+    try {
+      applied = await this.write(outcome, resultJson);
+    } catch (err) {
+      if (!(err instanceof OutcomeRefusedError)) throw err;
+      return this.persistRefused(err, refusals);
     }
     if (!applied) {
       this.abort('lost');
       return { kind: 'lost' };
     }
     return outcome;
+  }
+
+  private write(outcome: Exclude<AttemptOutcome, { kind: 'aborted' | 'lost' }>, resultJson: string | null): Promise<boolean> {
+    const { writer } = this.deps;
+    const base = { ...this.fenced, attempt: this.job.attempts, startedAt: this.job.startedAt };
+    switch (outcome.kind) {
+      case 'completed':
+        return writer.complete({ ...this.fenced, resultJson });
+      case 'retrying':
+        return writer.fail({ ...base, error: outcome.error, retryDelayMs: outcome.delayMs });
+      case 'failed':
+        return writer.fail({ ...base, error: outcome.error, retryDelayMs: null });
+      case 'snoozed':
+        return writer.release({ ...this.fenced, delayMs: outcome.delayMs, refund: true });
+    }
+  }
+
+  /**
+   * The database refused this attempt's outcome (the row itself, not the connection). The attempt
+   * fails instead, with an error that says so and nothing else of the refused row; if even that
+   * is refused, the attempt is left to the worker's reconciliation.
+   */
+  private persistRefused(refused: OutcomeRefusedError, refusals: number): Promise<AttemptOutcome> {
+    this.deps.report(refused);
+    if (refusals > 0) return Promise.resolve({ kind: 'lost' });
+    const error: JobError = errorToRecord(new Error(`the outcome could not be stored: ${refused.reason}`));
+    delete error.stack;
+    const failure: AttemptOutcome = this.job.attempts >= this.job.maxAttempts ? { kind: 'failed', error } : { kind: 'retrying', ...this.retryDelay(error, refused) };
+    return this.persist(failure, refusals + 1);
   }
 }

@@ -5,8 +5,8 @@
  * it, by a timer for the next delayed job, and by polling as the safety net.
  */
 import os from 'node:os';
-import type { JobError } from '../model.ts';
-import type { ClaimedJob, ListenHandle, Store, WorkerInfo } from '../store/store.ts';
+import { errorToRecord, type JobError } from '../model.ts';
+import type { ClaimRequest, ClaimedJob, Fenced, ListenHandle, Store, WorkerInfo } from '../store/store.ts';
 import { uuidv7 } from '../uuid.ts';
 import { RunningAttempt, type AttemptOutcome, type JobDefinition } from './executor.ts';
 import { claimOrder } from '../store/rows.ts';
@@ -39,6 +39,8 @@ export interface WorkerOptions {
   retentionMs: number | null;
   /** Claim jobs only while this instance is the elected leader (needs `leader`). */
   leaderOnly?: boolean;
+  /** Largest result, checkpoint, progress message or log line, in UTF-8 bytes (the createJobs option). */
+  maxOutputBytes: number;
 }
 
 export interface JobEventPayload {
@@ -114,24 +116,48 @@ export class Worker {
     };
   }
 
+  /**
+   * Register, listen, and claim once before anything else: a worker whose connections cannot be
+   * used at all (a pooler refusing a startup parameter, a wrong password for the private pool)
+   * makes start() reject with that error instead of leaving jobs pending in silence.
+   */
   async start(): Promise<void> {
     if (this.state !== 'idle') return;
     this.state = 'running';
-    await this.store.heartbeat(this.info());
-    if (this.store.listen) {
-      this.listener = await this.store.listen({
-        onJob: (queue) => this.wake(queue),
-        onCancel: (id) => this.abortJob(id, 'cancelled'),
-        onReconnect: () => this.wake(),
-        onError: (err) => this.events.error(err),
-      });
+    try {
+      await this.store.heartbeat(this.info());
+      if (this.store.listen) {
+        this.listener = await this.store.listen({
+          onJob: (queue) => this.wake(queue),
+          onCancel: (id) => this.abortJob(id, 'cancelled'),
+          onReconnect: () => this.wake(),
+          onError: (err) => this.events.error(err),
+        });
+      }
+      this.newJobs = true;
+      const failed = await this.fill().then(() => null, (err: unknown) => err);
+      // Jobs already started prove the connections work: a later step's failure is reported, not fatal.
+      if (failed && !this.unsettled.size) throw failed;
+      if (failed) this.events.error(failed);
+    } catch (err) {
+      await this.abandonStart();
+      throw new Error(`the worker cannot use the database: ${errorToRecord(err).message}`, { cause: err });
     }
+    if (this.state !== 'running') return; // stop() was called during the first claim
     // The poll timer keeps the process alive while the worker runs (a worker process on SQLite has no socket that would).
     this.every(this.opts.pollInterval, () => this.fill(), true);
     this.every(this.opts.heartbeatInterval, () => this.heartbeat());
     this.every(Math.max(1000, Math.floor(this.opts.stallTimeout / 2)), () => this.sweep());
     if (this.opts.retentionMs !== null) this.every(60_000, () => this.prune());
-    this.wake();
+  }
+
+  /** Undo a start that failed, so that start() may be called again. */
+  private async abandonStart(): Promise<void> {
+    this.state = 'stopping';
+    await this.listener?.close().catch(() => undefined);
+    this.listener = null;
+    await this.store.removeWorker(this.id).catch(() => undefined);
+    this.state = 'idle';
   }
 
   private every(ms: number, fn: () => Promise<void> | void, keepAlive = false): void {
@@ -158,7 +184,8 @@ export class Worker {
 
   /** A delayed job becomes due in `ms`: look again then. */
   wakeIn(ms: number): void {
-    if (this.state !== 'running') return;
+    // Further out than the next poll, the poll finds it (and a timer past 2^31 ms would fire at once).
+    if (this.state !== 'running' || !(ms < Math.min(this.opts.pollInterval, 2 ** 31 - 1))) return;
     const at = Date.now() + ms;
     if (this.dueTimer && this.dueTimer.at <= at) return;
     if (this.dueTimer) clearTimeout(this.dueTimer.timer);
@@ -194,6 +221,7 @@ export class Worker {
       do {
         this.refill = false;
         if (this.state !== 'running') break;
+        if (this.reconcileWanted) await this.reconcile();
         // After a wake-up for new jobs, claim before starting what was claimed earlier: a new job may outrank it.
         if (!this.newJobs) this.startFromBacklog();
         const claimed = await this.claimFree();
@@ -231,7 +259,7 @@ export class Worker {
     const limits = this.opts.queueConcurrency ?? {};
     const limited = Object.keys(limits).filter((q) => !this.opts.queues || this.opts.queues.includes(q));
     if (!limited.length) {
-      const jobs = await this.store.claim({ workerId: this.id, names, queues: this.opts.queues, limit: free });
+      const jobs = await this.claim({ names, queues: this.opts.queues, limit: free });
       return { jobs, requested: free };
     }
     const jobs: ClaimedJob[] = [];
@@ -240,7 +268,7 @@ export class Worker {
     for (const q of limited) {
       const n = Math.min(left, limits[q] - this.heldIn(q));
       if (n <= 0) continue;
-      const got = await this.store.claim({ workerId: this.id, names, queues: [q], limit: n });
+      const got = await this.claim({ names, queues: [q], limit: n });
       jobs.push(...got);
       requested += n;
       left -= got.length;
@@ -248,12 +276,32 @@ export class Worker {
     if (left > 0) {
       const others = this.opts.queues?.filter((q) => !limited.includes(q));
       if (!others || others.length) {
-        const got = await this.store.claim({ workerId: this.id, names, queues: others, excludeQueues: others ? undefined : limited, limit: left });
+        const got = await this.claim({ names, queues: others, excludeQueues: others ? undefined : limited, limit: left });
         jobs.push(...got);
         requested += left;
       }
     }
     return { jobs, requested };
+  }
+
+  /** Claims in flight, and claims sent so far: a heartbeat's answer says nothing of a claim that overlapped it. */
+  private claimsInFlight = 0;
+  private claimsSent = 0;
+  /** The database may hold running jobs of ours that we never received: compare at the next chance. */
+  private reconcileWanted = false;
+
+  private async claim(req: Omit<ClaimRequest, 'workerId'>): Promise<ClaimedJob[]> {
+    this.claimsInFlight++;
+    this.claimsSent++;
+    try {
+      return await this.store.claim({ workerId: this.id, ...req });
+    } catch (err) {
+      // The claim may have committed before its answer was lost (the connection died after COMMIT).
+      this.reconcileWanted = true;
+      throw err;
+    } finally {
+      this.claimsInFlight--;
+    }
   }
 
   /**
@@ -300,7 +348,13 @@ export class Worker {
   private launch(job: ClaimedJob, seq: number): void {
     const def = this.definitions.get(job.name)!;
     const t0 = performance.now();
-    const attempt = new RunningAttempt(job, def, { store: this.store, writer: this.writer, seq });
+    const attempt = new RunningAttempt(job, def, {
+      store: this.store,
+      writer: this.writer,
+      seq,
+      maxOutputBytes: this.opts.maxOutputBytes,
+      report: (err) => this.events.error(err),
+    });
     this.running.set(job.id, attempt);
     const base = { id: job.id, name: job.name, queue: job.queue, attempt: job.attempts };
     this.events.started(base);
@@ -355,7 +409,17 @@ export class Worker {
 
   private async heartbeat(): Promise<void> {
     const seqAtStart = this.seq;
+    const claimsSent = this.claimsSent;
+    const quiet = this.claimsInFlight === 0;
     const owned = await this.store.heartbeat(this.info());
+    this.abortLost(owned, seqAtStart);
+    // Only an answer no claim overlapped can show a job we never received; else the next claim loop looks.
+    if (quiet && this.claimsSent === claimsSent) await this.releaseUnknown(owned);
+    else this.reconcileWanted = true;
+  }
+
+  /** Running attempts (and jobs claimed ahead) the database no longer gives to this worker: rescued or cancelled elsewhere. */
+  private abortLost(owned: Fenced[], seqAtStart: number): void {
     const ownedKeys = new Set(owned.map((f) => `${f.id}:${f.token}`));
     for (const attempt of this.running.values()) {
       // Only attempts claimed before this heartbeat was sent can be judged by its answer.
@@ -363,6 +427,34 @@ export class Worker {
     }
     const lost = new Set(this.backlog.filter((b) => b.seq <= seqAtStart && !ownedKeys.has(`${b.job.id}:${b.job.token}`)).map((b) => b.job));
     if (lost.size) this.dropFromBacklog((j) => lost.has(j));
+  }
+
+  /**
+   * Jobs the database says run under this worker but that it never received (a claim whose
+   * answer was lost after its COMMIT): back to pending at once, attempt refunded. Without this
+   * the heartbeat would keep them "running" for as long as the process lives.
+   */
+  private async releaseUnknown(owned: Fenced[]): Promise<void> {
+    const known = new Set<string>();
+    for (const a of this.unsettled) known.add(`${a.id}:${a.job.token}`);
+    for (const a of this.running.values()) known.add(`${a.id}:${a.job.token}`);
+    for (const b of this.backlog) known.add(`${b.job.id}:${b.job.token}`);
+    const unknown = owned.filter((f) => !known.has(`${f.id}:${f.token}`));
+    this.reconcileWanted = false;
+    if (!unknown.length) return;
+    const released = await this.store.release(unknown.map((f) => ({ id: f.id, token: f.token, delayMs: 0, refund: true })));
+    if (released.size) {
+      this.events.error(new Error(`returned ${released.size} job(s) to pending that the database had given to this worker in a claim whose answer was lost (${[...released].slice(0, 5).join(', ')}${released.size > 5 ? ', …' : ''})`));
+      this.wake();
+    }
+  }
+
+  /** Inside the claim loop no claim is in flight: the heartbeat's answer is complete. */
+  private async reconcile(): Promise<void> {
+    const seqAtStart = this.seq;
+    const owned = await this.store.heartbeat(this.info());
+    this.abortLost(owned, seqAtStart);
+    await this.releaseUnknown(owned);
   }
 
   private async sweep(): Promise<void> {

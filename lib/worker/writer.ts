@@ -3,12 +3,45 @@
  * statement or transaction per tick, logs and progress every flush interval. Every write is
  * fenced by the claim token; an item the store did not apply lost its claim.
  *
- * A write that fails because the database is away is retried with backoff while the worker runs.
- * Once a stopping worker's timeout has passed it is given up instead (stopRetrying): the job is
- * still running under its attempt in the database, and the sweeper returns it to pending, as it
- * does when the process dies.
+ * A write that fails because the database is away (a transient error), or fails whatever it
+ * writes (a systemic error: a table missing), is retried with backoff while the worker runs. Once a stopping worker's timeout has passed it is given up instead
+ * (stopRetrying): the job is still running under its attempt in the database, and the sweeper
+ * returns it to pending, as it does when the process dies.
+ *
+ * An error that says the database refused the data is about one row of the batch. The batch is
+ * then written item by item, so the refused item is found and the others go through; the refused item's
+ * promise rejects with OutcomeRefusedError, and the attempt records that instead. One bad row
+ * never holds back the writes queued behind it.
  */
+import { classifyError } from '../store/errors.ts';
 import type { CompleteItem, FailItem, Fenced, LogItem, ProgressItem, ReleaseItem, Store } from '../store/store.ts';
+import { errorToRecord } from '../model.ts';
+import { storable } from '../text.ts';
+
+/** The database refused this attempt's outcome (not the connection: the row). */
+export class OutcomeRefusedError extends Error {
+  constructor(
+    readonly kind: string,
+    readonly jobId: string,
+    cause: unknown,
+  ) {
+    const reason = errorToRecord(cause).message;
+    super(`the database refused the ${kind} of job ${jobId}: ${reason}`, { cause });
+    this.name = 'OutcomeRefusedError';
+    this.reason = reason;
+  }
+  readonly reason: string;
+}
+
+/**
+ * A connection error can hide a refusal (a server that drops the connection over a packet too
+ * large). A write failing this many times in a row while the database answers a probe is
+ * treated as refused: a batch is then split, a single item fails its attempt.
+ */
+const TRANSIENT_FAILURES_BEFORE_REFUSAL = 5;
+
+/** Log lines written in one statement at most (MariaDB's default max_allowed_packet is 16 MiB). */
+const LOG_CHUNK_CHARS = 4 * 1024 * 1024;
 
 interface Pending<T> {
   item: T;
@@ -90,21 +123,28 @@ export class OutcomeWriter {
   private async flushOutcomes(): Promise<void> {
     for (const kind of ['complete', 'fail', 'release'] as const) {
       const batch = this.queues[kind].splice(0);
-      if (!batch.length) continue;
-      const items = batch.map((b) => b.item);
-      try {
-        const applied = await this.retrying(() =>
-          kind === 'complete'
-            ? this.store.complete(items as CompleteItem[])
-            : kind === 'fail'
-              ? this.store.fail(items as FailItem[])
-              : this.store.release(items as ReleaseItem[]),
-        );
-        for (const b of batch) b.resolve(applied.has(b.item.id));
-      } catch (err) {
+      if (batch.length) await this.writeBatch(kind, batch as Pending<CompleteItem & FailItem & ReleaseItem>[]);
+    }
+  }
+
+  private apply(kind: Kind, items: (CompleteItem & FailItem & ReleaseItem)[]): Promise<Set<string>> {
+    return kind === 'complete' ? this.store.complete(items) : kind === 'fail' ? this.store.fail(items) : this.store.release(items);
+  }
+
+  /** Write a batch; on an error that is not transient, item by item, so that only a refused item fails. */
+  private async writeBatch(kind: Kind, batch: Pending<CompleteItem & FailItem & ReleaseItem>[]): Promise<void> {
+    try {
+      const applied = await this.retrying(() => this.apply(kind, batch.map((b) => b.item)));
+      for (const b of batch) b.resolve(applied.has(b.item.id));
+    } catch (err) {
+      if (err instanceof GivenUp) {
         for (const b of batch) {
-          b.reject(new Error(`the ${kind} of job ${b.item.id} was not written before the worker stopped (${(err as Error).message}); it stays running under its attempt and is rescued after stallTimeout`));
+          b.reject(new Error(`the ${kind} of job ${b.item.id} was not written before the worker stopped (${err.message}); it stays running under its attempt and is rescued after stallTimeout`));
         }
+      } else if (batch.length > 1) {
+        for (const b of batch) await this.writeBatch(kind, [b]);
+      } else {
+        batch[0].reject(new OutcomeRefusedError(kind, batch[0].item.id, err));
       }
     }
   }
@@ -112,21 +152,34 @@ export class OutcomeWriter {
   private retriesStopped = false;
   private wakeRetry: (() => void) | null = null;
 
+  /**
+   * Run `fn`, retrying transient and systemic errors with backoff. Rethrows a refusal at once,
+   * any other error after stopRetrying (as GivenUp), and a connection error that keeps coming
+   * back while the database answers other statements (a refusal that looks like a dropped
+   * connection: a server closing it over a packet too large).
+   */
   private async retrying<T>(fn: () => Promise<T>): Promise<T> {
-    for (let attempt = 0; ; attempt++) {
+    for (let attempt = 1; ; attempt++) {
       try {
         return await fn();
       } catch (err) {
+        const kind = classifyError(err);
+        if (kind === 'refused') throw err;
         this.hooks.onError(err);
-        if (this.retriesStopped) throw err;
+        if (kind === 'transient' && attempt % TRANSIENT_FAILURES_BEFORE_REFUSAL === 0 && (await this.databaseAnswers())) throw err;
+        if (this.retriesStopped) throw new GivenUp(err);
         await new Promise<void>((r) => {
           const timer = setTimeout(r, Math.min(100 * 2 ** attempt, 5000));
           this.wakeRetry = () => (clearTimeout(timer), r());
         });
         this.wakeRetry = null;
-        if (this.retriesStopped) throw err;
+        if (this.retriesStopped) throw new GivenUp(err);
       }
     }
+  }
+
+  private databaseAnswers(): Promise<boolean> {
+    return this.store.dbNow().then(() => true, () => false);
   }
 
   /** Shutdown past its timeout: a write that fails from now on is given up (its promise rejects) instead of retried. */
@@ -138,14 +191,14 @@ export class OutcomeWriter {
   // ------------------------------------------------------------ logs and progress
 
   log(fenced: Fenced, attempt: number, message: string): void {
-    this.buffer(fenced, attempt).lines.push({ at: Date.now(), message });
+    this.buffer(fenced, attempt).lines.push({ at: Date.now(), message: storable(message) });
     this.bufferedLines++;
     if (this.bufferedLines >= this.opts.logBatchLines) void this.flushLogs();
     else this.armLogTimer();
   }
 
   progress(fenced: Fenced, attempt: number, progress: number, message: string | null): void {
-    this.buffer(fenced, attempt).progress = { progress, message };
+    this.buffer(fenced, attempt).progress = { progress, message: message === null ? null : storable(message) };
     this.armLogTimer();
   }
 
@@ -180,20 +233,27 @@ export class OutcomeWriter {
   private async writeLogs(buffers: LogBuffer[]): Promise<void> {
     const lines: LogItem[] = buffers.filter((b) => b.lines.length).map((b) => ({ ...b.fenced, attempt: b.attempt, lines: b.lines }));
     const progress: ProgressItem[] = buffers.filter((b) => b.progress).map((b) => ({ ...b.fenced, ...b.progress! }));
+    const lost = new Set<string>();
+    for (const chunk of chunkLogs(lines)) await this.bestEffort(chunk, (c) => this.store.appendLogs(c), lost);
+    if (progress.length) await this.bestEffort(progress, (p) => this.store.saveProgress(p), lost);
+    for (const id of lost) this.hooks.onLost(id);
+  }
+
+  /**
+   * Logs and progress are best effort: while the database is away they are dropped (the
+   * attempt's outcome is not). A refusal drops only the refused job's part: the batch is
+   * written job by job to find it.
+   */
+  private async bestEffort<T extends Fenced>(items: T[], write: (items: T[]) => Promise<Set<string>>, lost: Set<string>): Promise<void> {
     try {
-      const lost = new Set<string>();
-      if (lines.length) {
-        const ok = await this.store.appendLogs(lines);
-        for (const l of lines) if (!ok.has(l.id)) lost.add(l.id);
-      }
-      if (progress.length) {
-        const ok = await this.store.saveProgress(progress);
-        for (const p of progress) if (!ok.has(p.id)) lost.add(p.id);
-      }
-      for (const id of lost) this.hooks.onLost(id);
+      const ok = await write(items);
+      for (const item of items) if (!ok.has(item.id)) lost.add(item.id);
     } catch (err) {
-      // Logs are best effort while the database is away; the attempt's outcome is not.
-      this.hooks.onError(err);
+      if (items.length > 1 && classifyError(err) === 'refused') {
+        for (const item of items) await this.bestEffort([item], write, lost);
+      } else {
+        this.hooks.onError(err);
+      }
     }
   }
 
@@ -218,5 +278,36 @@ export class OutcomeWriter {
   dispose(): void {
     if (this.logTimer) clearTimeout(this.logTimer);
     this.logTimer = null;
+  }
+}
+
+/** Split log items so that no statement carries more than LOG_CHUNK_CHARS of text. */
+function chunkLogs(items: LogItem[]): LogItem[][] {
+  const chunks: LogItem[][] = [];
+  let chunk: LogItem[] = [];
+  let size = 0;
+  for (const item of items) {
+    let part: LogItem = { ...item, lines: [] };
+    for (const line of item.lines) {
+      if (size + line.message.length > LOG_CHUNK_CHARS && (chunk.length || part.lines.length)) {
+        if (part.lines.length) chunk.push(part);
+        chunks.push(chunk);
+        chunk = [];
+        size = 0;
+        part = { ...item, lines: [] };
+      }
+      part.lines.push(line);
+      size += line.message.length;
+    }
+    if (part.lines.length) chunk.push(part);
+  }
+  if (chunk.length) chunks.push(chunk);
+  return chunks;
+}
+
+/** A transient error after the worker stopped retrying. */
+class GivenUp extends Error {
+  constructor(cause: unknown) {
+    super(errorToRecord(cause).message, { cause });
   }
 }

@@ -413,9 +413,10 @@ forEachDialect('processing', ({ fresh }) => {
     };
     await jobs.migrate();
     const { id } = await jobs.enqueue('x', {});
-    await jobs.start();
+    const starting = jobs.start(); // start() makes the first claim itself
     await claimSent;
     await jobs.stop({ timeout: 1000 });
+    await starting;
     expect(await jobs.get(id)).to.include({ state: 'pending', attempts: 0 });
   });
 

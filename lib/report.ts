@@ -1,0 +1,93 @@
+/**
+ * How the library tells the app about problems it handled itself, and how it calls the app's
+ * event listeners without letting them change what it did.
+ *
+ * An error goes to the app's 'error' listeners when it has any, otherwise to the logger (console
+ * by default), rate-limited to one line per distinct error per minute: a database that is away
+ * must not flood the app's output with one line per poll.
+ */
+import type { EventEmitter } from 'node:events';
+import { errorToRecord } from './model.ts';
+
+/** What the `logger` option takes: console, pino, winston and most loggers fit. */
+export interface Logger {
+  error(message: string, ...details: unknown[]): void;
+}
+
+const WINDOW_MS = 60_000;
+/** Distinct errors remembered at once (the oldest is forgotten first). */
+const MAX_KEYS = 200;
+
+export class RateLimitedLog {
+  private readonly seen = new Map<string, { at: number; repeats: number }>();
+
+  constructor(
+    private readonly logger: Logger | null,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** Log one line for `err` unless the same error was logged within the last minute (then count it). */
+  error(context: string, err: unknown): void {
+    if (!this.logger) return;
+    const message = errorToRecord(err).message;
+    const key = `${context}\u0000${fingerprint(message)}`;
+    const now = this.now();
+    const last = this.seen.get(key);
+    if (last && now - last.at < WINDOW_MS) {
+      last.repeats++;
+      return;
+    }
+    this.seen.delete(key);
+    if (this.seen.size >= MAX_KEYS) this.seen.delete(this.seen.keys().next().value!);
+    this.seen.set(key, { at: now, repeats: 0 });
+    const repeats = last?.repeats ? ` (${last.repeats} more like it in the last minute)` : '';
+    try {
+      this.logger.error(`sqljobs: ${context}: ${message}${repeats}`, err);
+    } catch {
+      // A logger that throws has nowhere left to report to.
+    }
+  }
+}
+
+/** The same error with other ids, numbers or timings counts as the same line. */
+function fingerprint(message: string): string {
+  return message.replace(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi, '<id>').replace(/\d+/g, '<n>');
+}
+
+/**
+ * Emits the library's events: each listener is called on its own, and whatever it throws (or
+ * the promise it returns rejects with) is reported, never propagated: the enqueue, cancel or
+ * claim that emitted has already happened and must say so.
+ */
+export class SafeEvents {
+  constructor(
+    private readonly emitter: EventEmitter,
+    private readonly log: RateLimitedLog,
+  ) {}
+
+  emit(event: string, payload: unknown): void {
+    // rawListeners keeps once() wrappers, so calling them removes them as emit() would.
+    for (const listener of this.emitter.rawListeners(event) as ((p: unknown) => unknown)[]) {
+      try {
+        const result = listener.call(this.emitter, payload);
+        if (result !== null && typeof result === 'object' && typeof (result as PromiseLike<unknown>).then === 'function') {
+          (result as Promise<unknown>).then(undefined, (err: unknown) => this.listenerFailed(event, err));
+        }
+      } catch (err) {
+        this.listenerFailed(event, err);
+      }
+    }
+  }
+
+  /** A problem the library handled: to the 'error' listeners, or to the logger when there are none. */
+  error(err: unknown, context = 'error'): void {
+    if (this.emitter.listenerCount('error') === 0) return this.log.error(context, err);
+    this.emit('error', err);
+  }
+
+  private listenerFailed(event: string, err: unknown): void {
+    // An 'error' listener that throws is reported to the logger only: no loop through itself.
+    if (event === 'error') return this.log.error(`an 'error' listener threw`, err);
+    this.error(err, `a '${event}' listener threw`);
+  }
+}

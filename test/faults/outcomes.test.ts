@@ -1,0 +1,252 @@
+/**
+ * A refused write blocks nothing, and user code cannot break the worker: on every dialect, the
+ * database refuses an outcome (a trigger, text it cannot store, a value over the limits), or user
+ * code (a backoff function, an event listener, a hostile thrown value) throws. The other jobs
+ * complete, the poisoned one ends with a readable error, no slot is lost, and the process sees no
+ * uncaught exception or unhandled rejection.
+ */
+import { expect } from 'chai';
+import { forEachDialect, sleep, until, type TestDb } from '../helpers/dialects.ts';
+import { trapCrashes } from '../helpers/traps.ts';
+import type { Jobs, JobRecord } from '../../lib/index.ts';
+
+/** A trigger that refuses any history row whose result mentions "poison": the database itself says no. */
+async function refusePoisonedResults(t: TestDb): Promise<void> {
+  const p = t.prefix;
+  const message = 'poisoned result refused';
+  if (t.dialect === 'sqlite') {
+    await t.query(`CREATE TRIGGER ${p}poison BEFORE INSERT ON ${p}history WHEN NEW.result LIKE '%poison%' BEGIN SELECT RAISE(ABORT, '${message}'); END`);
+  } else if (t.dialect === 'postgres') {
+    await t.query(`CREATE FUNCTION ${p}refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF NEW.result::text LIKE '%poison%' THEN RAISE EXCEPTION '${message}'; END IF; RETURN NEW; END $$`);
+    await t.query(`CREATE TRIGGER ${p}poison BEFORE INSERT ON ${p}history FOR EACH ROW EXECUTE FUNCTION ${p}refuse()`);
+  } else if (t.dialect === 'mysql') {
+    await t.query(`CREATE TRIGGER ${p}poison BEFORE INSERT ON ${p}history FOR EACH ROW BEGIN IF NEW.result LIKE '%poison%' THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = '${message}'; END IF; END`);
+  } else {
+    await t.query(`CREATE TRIGGER ${p}poison ON ${p}history AFTER INSERT AS IF EXISTS (SELECT 1 FROM inserted WHERE result LIKE '%poison%') THROW 50001, '${message}', 1`);
+  }
+}
+
+async function liveCount(t: TestDb): Promise<number> {
+  return Number((await t.query<{ n: number }>(`SELECT COUNT(*) AS n FROM ${t.prefix}jobs`))[0].n);
+}
+
+async function finished(jobs: Jobs, ids: string[]): Promise<JobRecord[]> {
+  return Promise.all(ids.map(async (id) => (await jobs.get(id))!));
+}
+
+forEachDialect('faults: a refused outcome blocks nothing', ({ fresh }) => {
+  const crashes = trapCrashes();
+
+  for (const concurrency of [1, 10]) {
+    it(`the database refusing one job's outcome (a trigger) leaves 30 others to complete, at concurrency ${concurrency}`, async () => {
+      const t = await fresh();
+      const jobs = t.jobs({ maxAttempts: 1, worker: { concurrency, pollInterval: 100 } });
+      const errors: unknown[] = [];
+      jobs.on('error', (e) => errors.push(e));
+      jobs.define('work', async (p: { n: number; poison?: boolean }) => (p.poison ? { note: 'poison' } : { n: p.n }));
+      await jobs.migrate();
+      await refusePoisonedResults(t);
+      const items = Array.from({ length: 33 }, (_, i) => ({ name: 'work', payload: i % 11 === 5 ? { n: i, poison: true } : { n: i } }));
+      const ids = (await jobs.enqueueMany(items)).map((r) => r.id);
+      await jobs.start();
+      await until(async () => (await liveCount(t)) === 0, 'every job to finish', 30_000, 50);
+      const records = await finished(jobs, ids);
+      records.forEach((r, i) => {
+        if (items[i].payload.poison) {
+          expect(r.state, `poisoned job ${i}`).to.equal('failed');
+          expect(r.error!.message).to.match(/^the outcome could not be stored: .*poisoned result refused/);
+          expect(r.result).to.equal(null);
+        } else {
+          expect(r, `job ${i}`).to.include({ state: 'completed' });
+          expect(r.result).to.deep.equal({ n: i });
+        }
+      });
+      expect(errors.some((e) => String(e).includes('poisoned result refused')), 'the refusal is reported').to.equal(true);
+      crashes.expectNone();
+    });
+  }
+
+  it('an error message cut at 10,000 characters keeps whole characters (half of an emoji is refused by MariaDB)', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ maxAttempts: 1, worker: { concurrency: 1, pollInterval: 100 } });
+    // Character 9,999 (0-based) is the high half of a surrogate pair: a naive cut at 10,000 keeps it alone.
+    const message = 'x'.repeat(9_999) + '😀'.repeat(20);
+    jobs.define('throws', async () => {
+      throw new Error(message);
+    });
+    jobs.define('after', async () => 'fine');
+    const { id } = await jobs.enqueue('throws', {});
+    const { id: after } = await jobs.enqueue('after', {});
+    await jobs.start();
+    await until(async () => (await liveCount(t)) === 0, 'both jobs to finish', 15_000, 50);
+    const failed = (await jobs.get(id))!;
+    expect(failed.state).to.equal('failed');
+    expect(failed.error!.message.startsWith('x'.repeat(9_998))).to.equal(true);
+    expect(failed.error!.message.length).to.be.at.most(10_000);
+    expect(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])/.test(failed.error!.message), 'no lone high surrogate').to.equal(false);
+    expect(await jobs.get(after)).to.include({ state: 'completed', result: 'fine' });
+    crashes.expectNone();
+  });
+
+  it('a result, checkpoint, progress message or log line over maxOutputBytes fails its attempt with an error naming it', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ maxAttempts: 1, maxOutputBytes: 64 * 1024, worker: { concurrency: 2, pollInterval: 100 } });
+    const big = 'é'.repeat(40 * 1024); // 80 KiB of UTF-8 in 40 K characters
+    jobs.define('result', async () => ({ big }));
+    jobs.define('checkpoint', async (_p, ctx) => {
+      await ctx.saveCheckpoint({ big });
+    });
+    jobs.define('progress', async (_p, ctx) => ctx.progress(50, big));
+    jobs.define('log', async (_p, ctx) => ctx.log(big));
+    jobs.define('fits', async (_p, ctx) => {
+      ctx.log('é'.repeat(30 * 1024));
+      return 'é'.repeat(30 * 1024);
+    });
+    const names = ['result', 'checkpoint', 'progress', 'log', 'fits'];
+    const ids = await Promise.all(names.map(async (n) => (await jobs.enqueue(n, {})).id));
+    await jobs.start();
+    await until(async () => (await liveCount(t)) === 0, 'every job to finish', 15_000, 50);
+    const records = await finished(jobs, ids);
+    const fields = { result: 'result', checkpoint: 'checkpoint', progress: 'progress message', log: 'log line' } as const;
+    for (const [i, n] of names.slice(0, 4).entries()) {
+      expect(records[i].state, n).to.equal('failed');
+      expect(records[i].error!.message).to.match(new RegExp(`^job "${n}": ${fields[n as keyof typeof fields]} is 8\\d{4} bytes( of JSON)?, over the limit of 65536 bytes \\(option maxOutputBytes\\)$`));
+    }
+    expect(records[4]).to.include({ state: 'completed' });
+    expect((await jobs.logs(ids[4]))[0].message.length).to.equal(30 * 1024);
+    crashes.expectNone();
+  });
+
+  it('snooze and backoff functions are held to the bounds of delay; a throwing or wrong backoff function falls back to the default', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { concurrency: 1, pollInterval: 100 } });
+    jobs.define('snooze-forever', async (_p, ctx) => ctx.snooze(1e300), { maxAttempts: 1 });
+    const answers: Record<string, () => number> = {
+      throws: () => {
+        throw new Error('backoff broke');
+      },
+      huge: () => 1e300,
+      negative: () => -5,
+      nan: () => NaN,
+    };
+    for (const [kind, answer] of Object.entries(answers)) {
+      jobs.define(`backoff-${kind}`, async (_p, ctx) => {
+        if (ctx.attempt === 1) throw new Error('first attempt fails');
+        return 'second attempt';
+      }, { backoff: answer, maxAttempts: 2 });
+    }
+    const snoozed = (await jobs.enqueue('snooze-forever', {})).id;
+    const ids = await Promise.all(Object.keys(answers).map(async (k) => (await jobs.enqueue(`backoff-${k}`, {})).id));
+    const logged: string[] = [];
+    jobs.on('error', (e) => logged.push(String(e)));
+    await jobs.start();
+    await until(async () => (await jobs.get(snoozed))?.state === 'failed', 'the snoozing job to fail', 10_000, 50);
+    expect((await jobs.get(snoozed))!.error!.message).to.match(/^snooze ms must be a number of milliseconds from 0 to \d+ \(ten years\); got 1e\+300/);
+    // The default backoff's first delay is about a second.
+    await until(async () => (await finished(jobs, ids)).every((r) => r.state === 'completed'), 'every job to run again', 15_000, 100);
+    for (const id of ids) {
+      const [first] = await jobs.attempts(id);
+      expect(first.error!.message).to.match(/^first attempt fails \[backoff: .*; the default backoff was used\]$/);
+    }
+    expect(logged.filter((l) => l.includes('the default backoff was used'))).to.have.length(4);
+    crashes.expectNone();
+  });
+
+  it('define refuses a backoff jitter that is not a number from 0 to 1', async () => {
+    const t = await fresh();
+    const jobs = t.jobs();
+    for (const jitter of [NaN, Infinity, -0.1, 1.5]) {
+      expect(() => jobs.define(`j${String(jitter)}`, async () => undefined, { backoff: { jitter } })).to.throw(/backoff\.jitter must be a number from 0 to 1/);
+    }
+  });
+});
+
+forEachDialect('faults: user code is contained', ({ fresh }) => {
+  const crashes = trapCrashes();
+
+  it('a thrown value whose message getter throws, a revoked Proxy and a hostile thenable each fail their job readably and free the slot', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ maxAttempts: 1, worker: { concurrency: 1, pollInterval: 100 } });
+    const revoked = Proxy.revocable({}, {});
+    revoked.revoke();
+    const throwers: Record<string, () => unknown> = {
+      getter: () => {
+        const e = new Error('x');
+        Object.defineProperty(e, 'message', { get: () => { throw new Error('no message for you'); } });
+        throw e;
+      },
+      proxy: () => {
+        throw revoked.proxy;
+      },
+      thenable: () => ({ get then() { throw new Error('then getter threw'); } }),
+    };
+    for (const [k, fn] of Object.entries(throwers)) jobs.define(k, fn);
+    jobs.define('after', async () => 'ran');
+    const ids = [];
+    for (const k of [...Object.keys(throwers), 'after']) ids.push((await jobs.enqueue(k, {})).id);
+    await jobs.start();
+    await until(async () => (await liveCount(t)) === 0, 'every job to finish', 10_000, 50);
+    const [getter, proxy, thenable, after] = await finished(jobs, ids);
+    expect(getter.state).to.equal('failed');
+    expect(getter.error!.message).to.be.a('string');
+    expect(proxy.state).to.equal('failed');
+    expect(proxy.error!.message).to.match(/^the handler threw a value that could not be read/);
+    expect(thenable).to.include({ state: 'failed' });
+    expect(thenable.error!.message).to.equal('then getter threw');
+    expect(after).to.include({ state: 'completed', result: 'ran' });
+    crashes.expectNone();
+  });
+
+  it('listeners that throw or reject change nothing: every slot frees, enqueue and cancel resolve, the logger hears of it', async () => {
+    const t = await fresh();
+    const logged: string[] = [];
+    const jobs = t.jobs({ logger: { error: (m: string) => logged.push(m) }, worker: { concurrency: 2, pollInterval: 100 } });
+    jobs.define('ok', async () => 'done');
+    jobs.define('slow', async (_p, ctx) => {
+      await new Promise((r) => ctx.signal.addEventListener('abort', r));
+    });
+    for (const event of ['started', 'completed', 'enqueued', 'cancelled'] as const) {
+      jobs.on(event, () => {
+        throw new Error(`${event} listener broke`);
+      });
+    }
+    jobs.on('completed', async () => {
+      throw new Error('async completed listener broke');
+    });
+    await jobs.start();
+    // enqueue resolves although its 'enqueued' listener throws: the job exists, a retry would duplicate it.
+    const ids = [];
+    for (let i = 0; i < 6; i++) ids.push((await jobs.enqueue('ok', {})).id);
+    await until(async () => (await finished(jobs, ids)).every((r) => r.state === 'completed'), 'six jobs through two slots', 10_000, 50);
+    const { id: slow } = await jobs.enqueue('slow', {});
+    await until(async () => (await jobs.get(slow))?.state === 'running', 'the slow job to run');
+    expect(await jobs.cancel(slow)).to.equal(true);
+    await until(async () => (await liveCount(t)) === 0, 'the cancelled job to leave', 10_000, 50);
+    for (const e of ['started', 'completed', 'enqueued', 'cancelled']) {
+      expect(logged.some((l) => l.includes(`a '${e}' listener threw: ${e} listener broke`)), `${e} reported\n${logged.join('\n')}`).to.equal(true);
+    }
+    // One line per distinct error a minute: six throwing 'started' listeners print once.
+    expect(logged.filter((l) => l.includes('started listener broke'))).to.have.length(1);
+    expect(logged.some((l) => l.includes('async completed listener broke'))).to.equal(true);
+    crashes.expectNone();
+  });
+
+  it("an 'error' listener that throws goes to the logger", async () => {
+    const t = await fresh();
+    const logged: string[] = [];
+    const jobs = t.jobs({ logger: { error: (m: string) => logged.push(m) }, worker: { pollInterval: 100 } });
+    jobs.on('error', () => {
+      throw new Error('error listener broke');
+    });
+    jobs.on('started', () => {
+      throw new Error('started listener broke');
+    });
+    jobs.define('ok', async () => 'done');
+    await jobs.start();
+    const { id } = await jobs.enqueue('ok', {});
+    await until(async () => (await jobs.get(id))?.state === 'completed', 'the job to complete');
+    await sleep(50);
+    expect(logged.some((l) => l.includes("an 'error' listener threw: error listener broke"))).to.equal(true);
+    crashes.expectNone();
+  });
+});

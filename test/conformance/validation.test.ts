@@ -4,7 +4,9 @@
  */
 import { expect } from 'chai';
 import type Database from 'better-sqlite3';
-import { JobValidationError } from '../../lib/index.ts';
+import express from 'express';
+import request from 'supertest';
+import { JobValidationError, jobsMiddleware } from '../../lib/index.ts';
 import { forEachDialect, type TestDb } from '../helpers/dialects.ts';
 
 /** The error `run` throws or rejects with; fails the test when it succeeds. */
@@ -216,5 +218,25 @@ forEachDialect('validation of bad input', ({ fresh }) => {
     expect(await jobCount(t)).to.equal(0);
     const after = await jobs.enqueue('receipt', { item: 'pen' });
     expect((await jobs.get(after.id))!.state).to.equal('pending');
+  });
+
+  it('SQLite: a request\'s buffered jobs are not written into a transaction the app holds open at the commit point (500, nothing lost silently)', async function () {
+    const t = await fresh();
+    if (t.dialect !== 'sqlite') return this.skip();
+    const jobs = t.jobs({ worker: false });
+    const db = t.db as Database.Database;
+    const app = express();
+    app.use(jobsMiddleware(jobs));
+    app.post('/order', async (req, res) => {
+      await req.jobs.enqueue('receipt', { item: 'book' }, { tag: 'book' });
+      if (req.query.hold) db.exec('BEGIN'); // an async ORM's transaction, still open when the response goes out
+      res.status(201).json({ ok: true });
+    });
+    const res = await request(app).post('/order?hold=1');
+    db.exec('ROLLBACK');
+    expect(res.status).to.equal(500);
+    expect(await jobCount(t)).to.equal(0);
+    await request(app).post('/order').expect(201);
+    expect(await jobCount(t)).to.equal(1);
   });
 });

@@ -14,7 +14,7 @@ import { Worker, type JobEventPayload, type WorkerOptions } from './worker/worke
 import { stopOnSignals } from './worker/shutdown.ts';
 import type { OpenTransaction, Store } from './store/store.ts';
 import { createStore } from './store/create.ts';
-import { positiveInt, resolveOptions, type JobsMode, type JobsOptions } from './options.ts';
+import { intInRange, resolveOptions, type JobsMode, type JobsOptions } from './options.ts';
 import { uuidv7 } from './uuid.ts';
 import { RateLimitedLog, SafeEvents } from './report.ts';
 import { Locks } from './locks.ts';
@@ -102,7 +102,7 @@ export class Jobs<M extends JobMap = {}> {
     this.options = { defaultQueue: o.defaultQueue, maxPayloadBytes: o.maxPayloadBytes, maxAttempts: o.maxAttempts };
     this.mode = o.mode;
     this.workerOptions = o.worker;
-    this.store = createStore(opts.db, { prefix: o.prefix, sqliteWal: opts.sqliteWal ?? true, workerPoolSize: opts.workerPoolSize ?? 4 });
+    this.store = createStore(opts.db, { prefix: o.prefix, sqliteWal: o.sqliteWal, workerPoolSize: o.workerPoolSize });
     this.locks = new Locks(this.store, () => this.migrate());
     this.leaderOptions = o.leader;
     this.events = new SafeEvents(this.emitter, new RateLimitedLog(o.logger));
@@ -115,6 +115,9 @@ export class Jobs<M extends JobMap = {}> {
     options: DefineOptions = {},
   ): Jobs<M & { [N in K]: P }> {
     validateName(name, 'name');
+    if (this.definitions.has(name)) {
+      throw new JobValidationError(`job "${name}": is already defined on this instance; a name has one handler (define each name once, or create another Jobs instance)`, 'name', name);
+    }
     if (typeof handler !== 'function') throw new JobValidationError(`job "${name}": handler must be a function; got ${describe(handler)}`, 'handler', name);
     for (const k of Object.keys(options)) {
       if (!['queue', 'priority', 'maxAttempts', 'timeout', 'backoff', 'transactional'].includes(k)) {
@@ -153,7 +156,7 @@ export class Jobs<M extends JobMap = {}> {
   /** Write prepared rows in one transaction. @internal */
   async writeRows(rows: NewJobRow[]): Promise<EnqueueResult[]> {
     if (!rows.length) return [];
-    if (this.store.capabilities.syncEnqueue) return this.afterEnqueue(rows, this.store.enqueueSync!(rows), false);
+    if (this.store.capabilities.syncEnqueue) return this.afterEnqueue(rows, this.writeSync(rows, undefined), false);
     await this.migrate();
     return this.afterEnqueue(rows, await this.store.enqueue(rows), false);
   }
@@ -189,10 +192,26 @@ export class Jobs<M extends JobMap = {}> {
   /** Enqueue one job. Resolves to its id, and existed = true when a live job with the same refId was returned. */
   async enqueue<K extends JobName<M>>(name: K, payload: PayloadOf<M, K>, opts: EnqueueOptions = {}): Promise<EnqueueResult> {
     const row = this.row(name, payload, opts ?? {});
-    if (this.store.capabilities.syncEnqueue) return this.afterEnqueue([row], this.store.enqueueSync!([row], opts?.tx), opts?.tx !== undefined)[0];
+    const tx = givenTx(opts, `job "${name}": opts.tx`, name);
+    if (this.store.capabilities.syncEnqueue) return this.afterEnqueue([row], this.writeSync([row], tx), tx !== undefined)[0];
     await this.migrate();
-    const res = await this.store.enqueue([row], opts?.tx);
-    return this.afterEnqueue([row], res, opts?.tx !== undefined)[0];
+    const res = await this.store.enqueue([row], tx);
+    return this.afterEnqueue([row], res, tx !== undefined)[0];
+  }
+
+  /**
+   * SQLite: write now on the app's handle. Without a tx the write would silently join whatever
+   * transaction the app has open on that shared handle (an async ORM's) and vanish with its
+   * rollback, so it is refused; enqueueSync and an explicit tx join on purpose.
+   */
+  private writeSync(rows: NewJobRow[], tx: unknown): EnqueueResult[] {
+    if (tx === undefined && this.store.appInTransaction?.()) {
+      throw new Error(
+        'enqueue: the app\'s better-sqlite3 handle is inside a transaction this call was not given, and the job would silently join it ' +
+          '(and vanish if it rolls back); to join it, call jobs.enqueueSync() inside db.transaction() or pass { tx: db }; otherwise enqueue after it ends',
+      );
+    }
+    return this.store.enqueueSync!(rows, tx);
   }
 
   /**
@@ -211,12 +230,14 @@ export class Jobs<M extends JobMap = {}> {
     const rows = items.map((it, i) => {
       if (it === null || typeof it !== 'object') throw new TypeError(`enqueueMany: items[${i}] must be an object { name, payload, ...options }; got ${describe(it)}`);
       const { name, payload, ...rest } = it as { name: string; payload: unknown } & EnqueueOptions;
+      if ('tx' in rest) throw new JobValidationError(`enqueueMany: items[${i}].tx is not an item option; pass the transaction once, as enqueueMany(items, { tx })`, 'tx', name);
       return this.row(name, payload, rest);
     });
+    const tx = givenTx(opts, 'enqueueMany: opts.tx');
     if (!rows.length) return [];
-    if (this.store.capabilities.syncEnqueue) return this.afterEnqueue(rows, this.store.enqueueSync!(rows, opts.tx), opts.tx !== undefined);
+    if (this.store.capabilities.syncEnqueue) return this.afterEnqueue(rows, this.writeSync(rows, tx), tx !== undefined);
     await this.migrate();
-    return this.afterEnqueue(rows, await this.store.enqueue(rows, opts.tx), opts.tx !== undefined);
+    return this.afterEnqueue(rows, await this.store.enqueue(rows, tx), tx !== undefined);
   }
 
   /** Wake this process's worker and emit 'enqueued'; inside a caller's transaction, only after the current tick (it may still roll back). */
@@ -364,7 +385,8 @@ export class Jobs<M extends JobMap = {}> {
    */
   async status(opts: { cap?: number } = {}): Promise<JobsStatus> {
     await this.migrate();
-    const cap = opts.cap ?? 1_000_000;
+    if (opts === null || typeof opts !== 'object') throw new TypeError(`status: options must be an object { cap }; got ${describe(opts)}`);
+    const cap = intInRange('status: cap', opts.cap, 1_000_000, 1, 10_000_000);
     const [counts, workers, leader] = await Promise.all([
       this.store.statusCounts(cap),
       this.store.listWorkers(),
@@ -399,8 +421,8 @@ export class Jobs<M extends JobMap = {}> {
 
   /** Completed and failed jobs per bucket (default: per minute over the last hour). */
   async throughput(opts: { windowMs?: number; bucketMs?: number } = {}): Promise<ThroughputBuckets> {
-    const windowMs = positiveInt('throughput windowMs', opts.windowMs, 3_600_000);
-    const bucketMs = positiveInt('throughput bucketMs', opts.bucketMs, 60_000);
+    const windowMs = intInRange('throughput: windowMs', opts.windowMs, 3_600_000, 1, 366 * 86_400_000);
+    const bucketMs = intInRange('throughput: bucketMs', opts.bucketMs, 60_000, 1, windowMs);
     await this.migrate();
     return this.store.throughput(windowMs, bucketMs);
   }
@@ -505,10 +527,11 @@ export class Jobs<M extends JobMap = {}> {
 
   async logs(id: string, opts: { afterSeq?: number; limit?: number } = {}): Promise<LogRecord[]> {
     validateId(id);
-    const limit = opts.limit ?? 200;
-    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new TypeError(`logs: limit must be an integer from 1 to 1000; got ${limit}`);
+    if (opts === null || typeof opts !== 'object') throw new TypeError(`logs: options must be an object { afterSeq, limit }; got ${describe(opts)}`);
+    const limit = intInRange('logs: limit', opts.limit, 200, 1, 1000);
+    const afterSeq = intInRange('logs: afterSeq', opts.afterSeq, 0, 0, Number.MAX_SAFE_INTEGER);
     await this.migrate();
-    return this.store.logs(id, { afterSeq: opts.afterSeq, limit });
+    return this.store.logs(id, { afterSeq, limit });
   }
 
   /** Cancel a pending or running job. A running handler's signal fires (at once in this process; within a heartbeat elsewhere). */
@@ -557,6 +580,22 @@ export class Jobs<M extends JobMap = {}> {
 }
 
 
+
+/**
+ * The caller's transaction, or undefined when the key is absent. A key present with no value is an
+ * error, not "no transaction": an ORM handle that is undefined inside a transaction (Drizzle's
+ * tx.$client) would otherwise enqueue outside it, and the job would survive the app's rollback.
+ */
+function givenTx(opts: { tx?: unknown } | undefined, field: string, job?: string): unknown {
+  if (opts && 'tx' in opts && (opts.tx === undefined || opts.tx === null)) {
+    throw new JobValidationError(
+      `${field} is ${opts.tx}: pass the open transaction's driver client (pg PoolClient, slonik transaction connection, mysql2 connection, mssql Transaction, or the better-sqlite3 Database), or leave the key out to enqueue outside any transaction`,
+      'tx',
+      job,
+    );
+  }
+  return opts?.tx;
+}
 
 /** The refId a schedule's runs carry when overlap is 'skip' or 'queue': at most one is live at a time. */
 function scheduleRefId(key: string): string {

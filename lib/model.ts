@@ -174,6 +174,7 @@ function optionalText(job: string, field: string, v: unknown, max = 500): string
   if (typeof v !== 'string' || v.length === 0 || v.length > max) {
     fail(job, field, `must be a non-empty string of at most ${max} characters; got ${describe(v)}`);
   }
+  checkText(job, field, v);
   return v;
 }
 
@@ -190,21 +191,36 @@ export function describe(v: unknown): string {
   if (typeof v === 'string') return JSON.stringify(v.length > 60 ? v.slice(0, 60) + '…' : v);
   if (typeof v === 'bigint') return `${v}n (a BigInt)`;
   if (typeof v === 'function') return 'a function';
+  if (v instanceof Date) return `a Date (${Number.isNaN(v.getTime()) ? 'Invalid Date' : v.toISOString()})`;
   if (typeof v === 'object') return `an object (${(v as object).constructor?.name ?? 'Object'})`;
   return `${String(v)} (${typeof v})`;
 }
 
 /**
+ * Deepest nesting of arrays and objects in a payload, meta, result or checkpoint, on every
+ * database alike: MariaDB's JSON columns refuse 32 levels (its JSON_VALID limit), and a deep
+ * enough value would overflow the stack of the JSON walk.
+ */
+export const MAX_JSON_DEPTH = 31;
+
+/**
  * Serialise a JSON value, refusing whatever JSON.stringify would silently change or drop:
  * BigInt, functions, symbols, undefined inside arrays, NaN/Infinity, Date, Map, Set, class
- * instances other than plain objects and arrays, and cycles. The error names the path.
+ * instances other than plain objects and arrays, and cycles; and what a database cannot store:
+ * nesting deeper than MAX_JSON_DEPTH, NUL characters and lone surrogates. The error names the path.
  */
 export function toJson(job: string | undefined, field: string, value: unknown): string {
   checkJson(job, value, field, new Set());
-  return JSON.stringify(value);
+  const json = JSON.stringify(value);
+  // One scan of the text instead of a test per string: JSON.stringify writes U+0000 as \u0000 and
+  // a lone surrogate as \udXXX (a pair stays raw). A hit may be an escaped backslash; the walk decides.
+  if (SUSPECT_JSON_TEXT.test(json)) findBadText(job, value, field);
+  return json;
 }
 
-function checkJson(job: string | undefined, v: unknown, path: string, seen: Set<object>): void {
+const SUSPECT_JSON_TEXT = /\\u(?:0000|d[89a-f])/;
+
+function checkJson(job: string | undefined, v: unknown, path: string, seen: Set<object>, depth = 0): void {
   switch (typeof v) {
     case 'string':
     case 'boolean':
@@ -224,9 +240,12 @@ function checkJson(job: string | undefined, v: unknown, path: string, seen: Set<
   if (v === null) return;
   const obj = v as object;
   if (seen.has(obj)) fail(job, path, `is a circular reference`);
+  if (depth === MAX_JSON_DEPTH) {
+    fail(job, path, `is nested ${depth + 1} arrays or objects deep; at most ${MAX_JSON_DEPTH} levels are allowed (MariaDB's JSON limit, applied on every database)`);
+  }
   if (Array.isArray(obj)) {
     seen.add(obj);
-    obj.forEach((item, i) => checkJson(job, item, `${path}[${i}]`, seen));
+    obj.forEach((item, i) => checkJson(job, item, `${path}[${i}]`, seen, depth + 1));
     seen.delete(obj);
     return;
   }
@@ -239,9 +258,46 @@ function checkJson(job: string | undefined, v: unknown, path: string, seen: Set<
   for (const [k, item] of Object.entries(obj)) {
     // An undefined property is dropped by JSON; that is the documented, expected behaviour.
     if (item === undefined) continue;
-    checkJson(job, item, `${path}.${k}`, seen);
+    checkJson(job, item, `${path}.${k}`, seen, depth + 1);
   }
   seen.delete(obj);
+}
+
+/** Walk a value already known to be JSON and throw for the first key or string a database cannot store. */
+function findBadText(job: string | undefined, v: unknown, path: string): void {
+  if (typeof v === 'string') return checkText(job, path, v);
+  if (v === null || typeof v !== 'object') return;
+  if (Array.isArray(v)) return v.forEach((item, i) => findBadText(job, item, `${path}[${i}]`));
+  for (const [k, item] of Object.entries(v)) {
+    checkText(job, `${path} key ${JSON.stringify(k)}`, k);
+    findBadText(job, item, `${path}.${k}`);
+  }
+}
+
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/**
+ * Text every database stores as given. PostgreSQL refuses U+0000 in text and JSON keys; a lone
+ * surrogate is not Unicode, so UTF-8 drivers replace it with U+FFFD (silently changed) and
+ * MariaDB's JSON refuses it. Refused on every database, SQLite too, so an app behaves the same on each.
+ */
+export function checkText(job: string | undefined, field: string, s: string): void {
+  const problem = textProblem(s);
+  if (problem) fail(job, field, problem);
+}
+
+/** What is wrong with text a database cannot store as given, or null. */
+export function textProblem(s: string): string | null {
+  const nul = s.indexOf('\u0000');
+  if (nul >= 0) {
+    return `contains a NUL character (U+0000) at index ${nul}, which PostgreSQL cannot store; text may hold any Unicode except U+0000 (send binary data as base64 or a Buffer payload)`;
+  }
+  const lone = LONE_SURROGATE.exec(s);
+  if (lone) {
+    const code = lone[0].charCodeAt(0).toString(16).toUpperCase();
+    return `contains a lone surrogate (U+${code}) at index ${lone.index}, which is not Unicode text (UTF-8 cannot encode it); surrogates are allowed only as pairs (e.g. an emoji)`;
+  }
+  return null;
 }
 
 export interface PayloadEncoding {
@@ -305,11 +361,7 @@ export function buildJobRow(
   }
   if (opts.delay !== undefined && opts.runAt !== undefined) fail(name, 'delay', 'and runAt cannot both be given');
   const delayMs = optionalInt(name, 'delay', opts.delay, 0, MAX_DELAY_MS) ?? 0;
-  let runAt: Date | null = null;
-  if (opts.runAt !== undefined) {
-    if (!(opts.runAt instanceof Date) || Number.isNaN(opts.runAt.getTime())) fail(name, 'runAt', `must be a valid Date; got ${describe(opts.runAt)}`);
-    runAt = opts.runAt;
-  }
+  const runAt = opts.runAt === undefined ? null : validateStoredDate(opts.runAt, 'runAt', name);
   const queue = opts.queue === undefined ? defaults.queue : validateName(opts.queue, 'queue', name);
   const enc = encodePayload(name, payload, defaults.maxPayloadBytes);
   return {
@@ -331,6 +383,25 @@ export function buildJobRow(
     metaJson: opts.meta === undefined ? null : toJson(name, 'meta', opts.meta),
     bytes: enc.bytes + 256,
   };
+}
+
+/**
+ * The instants every database stores exactly: MariaDB's DATETIME ends at 9999-12-31 and turns
+ * year 1 into 2001; before 1970 a job is as due as at 1970, so nothing is lost by refusing it.
+ */
+export const MIN_STORED_DATE = new Date('1970-01-01T00:00:00.000Z');
+export const MAX_STORED_DATE = new Date('9999-12-31T23:59:59.999Z');
+
+export function validateStoredDate(v: unknown, field: string, job?: string): Date {
+  const problem = storedDateProblem(v);
+  if (problem) fail(job, field, problem);
+  return v as Date;
+}
+
+export function storedDateProblem(v: unknown): string | null {
+  const ms = v instanceof Date ? v.getTime() : NaN;
+  if (ms >= MIN_STORED_DATE.getTime() && ms <= MAX_STORED_DATE.getTime()) return null;
+  return `must be a valid Date from ${MIN_STORED_DATE.toISOString()} to ${MAX_STORED_DATE.toISOString()} (what every supported database stores); got ${describe(v)}`;
 }
 
 export function validateBackoff(b: unknown, field: string, job?: string): BackoffOptions {
@@ -425,17 +496,37 @@ export function isValidId(id: unknown): id is string {
   return typeof id === 'string' && UUID_RE.test(id);
 }
 
-/** A list filter from the app or the admin: refused early, naming the field. */
+const LIST_KEYS = ['states', 'state', 'queue', 'name', 'tag', 'batchId', 'refId', 'createdBy', 'createdAfter', 'createdBefore', 'cursor', 'limit', 'includePayload'];
+const LIST_TEXT_KEYS = ['queue', 'name', 'tag', 'batchId', 'refId', 'createdBy'] as const;
+
+/** A list filter from the app or the admin: refused early, naming the field and what is allowed. */
 export function validateListFilter(f: ListFilter): void {
-  if (f === null || typeof f !== 'object') throw new TypeError(`list: filter must be an object; got ${describe(f)}`);
-  const states = f.states ?? (f.state ? [f.state] : []);
-  for (const s of states) {
-    if (!['pending', 'running', 'completed', 'failed', 'cancelled', 'skipped'].includes(s)) {
-      throw new TypeError(`list: state must be one of pending, running, completed, failed, cancelled, skipped; got ${describe(s)}`);
-    }
+  const refuse = (field: string, what: string): never => {
+    throw new JobValidationError(`list: ${field} ${what}`, field);
+  };
+  if (f === null || typeof f !== 'object') refuse('filter', `must be an object; got ${describe(f)}`);
+  for (const k of Object.keys(f)) {
+    if (!LIST_KEYS.includes(k)) refuse(k, `is not a list filter; allowed: ${LIST_KEYS.join(', ')}`);
   }
-  if (f.cursor !== undefined && !isValidId(f.cursor)) throw new TypeError(`list: cursor must be a nextCursor from a previous page; got ${describe(f.cursor)}`);
-  for (const k of ['queue', 'name', 'tag', 'batchId', 'refId', 'createdBy'] as const) {
-    if (f[k] !== undefined && typeof f[k] !== 'string') throw new TypeError(`list: ${k} must be a string; got ${describe(f[k])}`);
+  if (f.states !== undefined && !Array.isArray(f.states)) refuse('states', `must be an array of states; got ${describe(f.states)}`);
+  const states: [string, unknown][] = f.states ? f.states.map((s, i) => [`states[${i}]`, s]) : f.state !== undefined ? [['state', f.state]] : [];
+  for (const [field, s] of states) {
+    if (!(JOB_STATES as readonly unknown[]).includes(s)) refuse(field, `must be one of ${JOB_STATES.join(', ')}; got ${describe(s)}`);
   }
+  if (f.cursor !== undefined && !isValidId(f.cursor)) refuse('cursor', `must be a nextCursor from a previous page; got ${describe(f.cursor)}`);
+  for (const k of LIST_TEXT_KEYS) {
+    const v = f[k];
+    if (v === undefined) continue;
+    if (typeof v !== 'string' || v.length > 500) refuse(k, `must be a string of at most 500 characters; got ${describe(v)}`);
+    const problem = textProblem(v as string);
+    if (problem) refuse(k, problem);
+  }
+  for (const k of ['createdAfter', 'createdBefore'] as const) {
+    const problem = f[k] === undefined ? null : storedDateProblem(f[k]);
+    if (problem) refuse(k, problem);
+  }
+  if (f.limit !== undefined && (typeof f.limit !== 'number' || !Number.isInteger(f.limit) || f.limit < 1 || f.limit > 500)) {
+    refuse('limit', `must be an integer from 1 to 500; got ${describe(f.limit)}`);
+  }
+  if (f.includePayload !== undefined && typeof f.includePayload !== 'boolean') refuse('includePayload', `must be true or false; got ${describe(f.includePayload)}`);
 }

@@ -68,12 +68,17 @@ export interface JobsOptions {
 const OPTION_KEYS = ['db', 'mode', 'tablePrefix', 'defaultQueue', 'maxPayloadBytes', 'maxOutputBytes', 'logger', 'maxAttempts', 'retentionDays', 'worker', 'sqliteWal', 'workerPoolSize', 'leader'];
 const WORKER_KEYS = ['concurrency', 'queues', 'queueConcurrency', 'pollInterval', 'heartbeatInterval', 'stallTimeout', 'shutdownTimeout', 'logFlushInterval', 'prefetch', 'leaderOnly'];
 
+/** Jobs claimed ahead of free slots, at most (see WorkerOptions.prefetch). */
+const MAX_PREFETCH = 10_000;
+
 /** The validated options. */
 export interface ResolvedOptions {
   prefix: string;
   defaultQueue: string;
   maxPayloadBytes: number;
   maxAttempts: number;
+  workerPoolSize: number;
+  sqliteWal: boolean;
   mode: JobsMode;
   /** null: this instance runs no worker (mode 'producer'). */
   worker: WorkerOptions | null;
@@ -88,7 +93,7 @@ export function resolveOptions(opts: JobsOptions): ResolvedOptions {
     if (!OPTION_KEYS.includes(k)) throw new TypeError(`createJobs: unknown option "${k}"; allowed: ${OPTION_KEYS.join(', ')}`);
   }
   const mode = buildMode(opts);
-  const maxOutputBytes = positiveInt('maxOutputBytes', opts.maxOutputBytes, 1024 * 1024);
+  const maxOutputBytes = positiveInt('maxOutputBytes', opts.maxOutputBytes, 1024 * 1024, 64 * 1024 * 1024);
   const worker = mode === 'producer' ? null : { ...buildWorkerOptions(opts.worker || {}, opts.retentionDays), maxOutputBytes };
   if (worker?.leaderOnly && !opts.leader) {
     throw new TypeError('createJobs: worker.leaderOnly needs leader: true (only the elected leader processes jobs)');
@@ -96,8 +101,11 @@ export function resolveOptions(opts: JobsOptions): ResolvedOptions {
   return {
     prefix: validatePrefix(opts.tablePrefix ?? 'sqljobs_'),
     defaultQueue: opts.defaultQueue === undefined ? 'default' : validateName(opts.defaultQueue, 'defaultQueue'),
-    maxPayloadBytes: positiveInt('maxPayloadBytes', opts.maxPayloadBytes, 1024 * 1024),
-    maxAttempts: positiveInt('maxAttempts', opts.maxAttempts, 25),
+    // 64 MiB: MariaDB's default max_allowed_packet, and far past what a job payload should carry.
+    maxPayloadBytes: positiveInt('maxPayloadBytes', opts.maxPayloadBytes, 1024 * 1024, 64 * 1024 * 1024),
+    maxAttempts: positiveInt('maxAttempts', opts.maxAttempts, 25, 1_000_000),
+    workerPoolSize: positiveInt('workerPoolSize', opts.workerPoolSize, 4, 100),
+    sqliteWal: opts.sqliteWal === undefined ? true : checkBoolean('sqliteWal', opts.sqliteWal),
     mode,
     worker,
     leader: buildLeaderOptions(opts.leader),
@@ -114,9 +122,22 @@ function buildLogger(v: JobsOptions['logger']): Logger | null {
   return v;
 }
 
-export function positiveInt(field: string, v: unknown, dflt: number): number {
+export function positiveInt(field: string, v: unknown, dflt: number, max = Number.MAX_SAFE_INTEGER): number {
+  return intInRange(`createJobs: ${field}`, v, dflt, 1, max);
+}
+
+/** Node timers fire at once past this many ms (a 32-bit signed delay), so no interval may exceed it. */
+export const MAX_TIMER_MS = 2_147_483_647;
+/** Jobs one process runs at once: far beyond what one event loop or one pool serves well. */
+export const MAX_CONCURRENCY = 1000;
+
+/** An integer option in [min, max], or its default when undefined; `field` names the caller and the field. */
+export function intInRange(field: string, v: unknown, dflt: number, min: number, max: number): number {
   if (v === undefined) return dflt;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new TypeError(`createJobs: ${field} must be a positive integer; got ${describe(v)}`);
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    const range = min === 1 ? `a positive integer no greater than ${max}` : `an integer from ${min} to ${max}`;
+    throw new TypeError(`${field} must be ${range}; got ${describe(v)}`);
+  }
   return v;
 }
 
@@ -125,8 +146,8 @@ function buildWorkerOptions(w: Partial<WorkerOptions>, retentionDays: number | u
   for (const k of Object.keys(w)) {
     if (!WORKER_KEYS.includes(k)) throw new TypeError(`createJobs: unknown worker option "${k}"; allowed: ${WORKER_KEYS.join(', ')}`);
   }
-  const heartbeatInterval = positiveInt('worker.heartbeatInterval', w.heartbeatInterval, 5000);
-  const stallTimeout = positiveInt('worker.stallTimeout', w.stallTimeout, Math.max(30_000, heartbeatInterval * 3));
+  const heartbeatInterval = positiveInt('worker.heartbeatInterval', w.heartbeatInterval, 5000, Math.floor(MAX_TIMER_MS / 3));
+  const stallTimeout = positiveInt('worker.stallTimeout', w.stallTimeout, Math.max(30_000, heartbeatInterval * 3), MAX_TIMER_MS);
   if (stallTimeout < heartbeatInterval * 3) {
     throw new TypeError(`createJobs: worker.stallTimeout must be at least 3 × heartbeatInterval (${heartbeatInterval * 3} ms); got ${stallTimeout}`);
   }
@@ -134,23 +155,28 @@ function buildWorkerOptions(w: Partial<WorkerOptions>, retentionDays: number | u
     if (!Array.isArray(w.queues) || !w.queues.length) throw new TypeError(`createJobs: worker.queues must be a non-empty array of queue names; got ${describe(w.queues)}`);
     w.queues.forEach((q, i) => validateName(q, `worker.queues[${i}]`));
   }
+  if (w.queueConcurrency !== undefined && (w.queueConcurrency === null || typeof w.queueConcurrency !== 'object' || Array.isArray(w.queueConcurrency))) {
+    throw new TypeError(`createJobs: worker.queueConcurrency must be an object { [queue]: limit }; got ${describe(w.queueConcurrency)}`);
+  }
   for (const [q, n] of Object.entries(w.queueConcurrency ?? {})) {
     validateName(q, 'worker.queueConcurrency key');
-    positiveInt(`worker.queueConcurrency.${q}`, n, 1);
+    if (n === undefined) throw new TypeError(`createJobs: worker.queueConcurrency.${q} must be a positive integer no greater than ${MAX_CONCURRENCY}; got undefined`);
+    positiveInt(`worker.queueConcurrency.${q}`, n, 1, MAX_CONCURRENCY);
   }
-  if (retentionDays !== undefined && (typeof retentionDays !== 'number' || !(retentionDays > 0))) {
-    throw new TypeError(`createJobs: retentionDays must be a positive number of days; got ${describe(retentionDays)}`);
+  // Retention older than 100 years keeps everything; beyond it the cut-off date leaves what databases store.
+  if (retentionDays !== undefined && (typeof retentionDays !== 'number' || !(retentionDays > 0) || retentionDays > 36_500)) {
+    throw new TypeError(`createJobs: retentionDays must be a positive number of days, at most 36500; got ${describe(retentionDays)}`);
   }
   return {
-    concurrency: positiveInt('worker.concurrency', w.concurrency, 10),
+    concurrency: positiveInt('worker.concurrency', w.concurrency, 10, MAX_CONCURRENCY),
     queues: w.queues,
     queueConcurrency: w.queueConcurrency,
-    pollInterval: positiveInt('worker.pollInterval', w.pollInterval, 1000),
+    pollInterval: positiveInt('worker.pollInterval', w.pollInterval, 1000, MAX_TIMER_MS),
     heartbeatInterval,
     stallTimeout,
-    shutdownTimeout: w.shutdownTimeout === undefined ? 10_000 : positiveInt('worker.shutdownTimeout', w.shutdownTimeout, 10_000),
-    logFlushInterval: positiveInt('worker.logFlushInterval', w.logFlushInterval, 200),
-    prefetch: w.prefetch === 0 ? 0 : positiveInt('worker.prefetch', w.prefetch, 500),
+    shutdownTimeout: positiveInt('worker.shutdownTimeout', w.shutdownTimeout, 10_000, MAX_TIMER_MS),
+    logFlushInterval: positiveInt('worker.logFlushInterval', w.logFlushInterval, 200, MAX_TIMER_MS),
+    prefetch: intInRange('createJobs: worker.prefetch', w.prefetch, 500, 0, MAX_PREFETCH),
     leaderOnly: w.leaderOnly === undefined ? false : checkBoolean('worker.leaderOnly', w.leaderOnly),
     retentionMs: retentionDays === undefined ? null : Math.round(retentionDays * 86_400_000),
   };
@@ -178,7 +204,7 @@ function buildLeaderOptions(v: JobsOptions['leader']): LeaderOptions | null {
     if (k !== 'name' && k !== 'leaseMs') throw new TypeError(`createJobs: unknown leader option "${k}"; allowed: name, leaseMs`);
   }
   const name = o.name === undefined ? 'leader' : validateName(o.name, 'leader.name');
-  const leaseMs = positiveInt('leader.leaseMs', o.leaseMs, 15_000);
+  const leaseMs = positiveInt('leader.leaseMs', o.leaseMs, 15_000, MAX_TIMER_MS);
   if (leaseMs < 150) throw new TypeError(`createJobs: leader.leaseMs must be at least 150 ms; got ${leaseMs}`);
   return { name, leaseMs };
 }

@@ -141,14 +141,14 @@ export class RequestJobs<M extends JobMap = {}> {
         "req.jobs.transaction(): better-sqlite3 cannot hold a transaction across an await; run your SQL in db.transaction(() => { ...; req.jobs.enqueueSync(...) })()",
       );
     }
-    if (this.opts.transaction) return this.opts.transaction() as T;
+    if (this.opts.transaction) return this.appTransaction() as T;
     const native = await this.native();
     return (this.proxy ??= this.guard(native as Record<string | symbol, unknown>)) as T;
   }
 
   /** The transaction's own handle (ours to use; the app gets the guarded one). */
   private async native(): Promise<unknown> {
-    if (this.opts.transaction) return this.opts.transaction();
+    if (this.opts.transaction) return this.appTransaction();
     if (!this.opening) {
       this.state = 'open';
       this.opening = this.jobs.beginTransaction().then((tx) => {
@@ -159,6 +159,15 @@ export class RequestJobs<M extends JobMap = {}> {
     const tx = await this.opening;
     if (this.finished) throw new Error(`the request's unit of work is already ${this.state}`);
     return tx.native;
+  }
+
+  /** The app's own transaction handle; none (an ORM's tx.$client is undefined) would enqueue outside it. */
+  private appTransaction(): unknown {
+    const tx = this.opts.transaction!();
+    if (tx === undefined || tx === null) {
+      throw new TypeError(`the middleware's transaction option returned ${tx}: it must return the request transaction's driver client (pg PoolClient, mysql2 connection, ...), so that jobs commit and roll back with it`);
+    }
+    return tx;
   }
 
   /**

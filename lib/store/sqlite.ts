@@ -192,6 +192,10 @@ export class SqliteStore implements Store {
     return this.enqueueSync(rows, tx);
   }
 
+  appInTransaction(): boolean {
+    return this.app.inTransaction;
+  }
+
   // ---------------------------------------------------------------- claim and outcomes
 
   async claim(req: ClaimRequest): Promise<ClaimedJob[]> {

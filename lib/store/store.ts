@@ -206,6 +206,8 @@ export interface Store {
   enqueue(rows: NewJobRow[], tx?: unknown): Promise<EnqueueResult[]>;
   /** Synchronous enqueue, only when capabilities.syncEnqueue (`tx`, when given, must be the app's own handle). */
   enqueueSync?(rows: NewJobRow[], tx?: unknown): EnqueueResult[];
+  /** SQLite: whether the app's own handle is inside a transaction (a write on it would join that transaction). */
+  appInTransaction?(): boolean;
 
   claim(req: ClaimRequest): Promise<ClaimedJob[]>;
   /** Move completed attempts to history. Returns the ids that were still owned. */

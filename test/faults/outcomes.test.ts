@@ -182,7 +182,7 @@ forEachDialect('faults: user code is contained', ({ fresh }) => {
     };
     for (const [k, fn] of Object.entries(throwers)) jobs.define(k, fn);
     jobs.define('after', async () => 'ran');
-    const ids = [];
+    const ids: string[] = [];
     for (const k of [...Object.keys(throwers), 'after']) ids.push((await jobs.enqueue(k, {})).id);
     await jobs.start();
     await until(async () => (await liveCount(t)) === 0, 'every job to finish', 10_000, 50);
@@ -215,7 +215,7 @@ forEachDialect('faults: user code is contained', ({ fresh }) => {
     });
     await jobs.start();
     // enqueue resolves although its 'enqueued' listener throws: the job exists, a retry would duplicate it.
-    const ids = [];
+    const ids: string[] = [];
     for (let i = 0; i < 6; i++) ids.push((await jobs.enqueue('ok', {})).id);
     await until(async () => (await finished(jobs, ids)).every((r) => r.state === 'completed'), 'six jobs through two slots', 10_000, 50);
     const { id: slow } = await jobs.enqueue('slow', {});

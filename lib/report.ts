@@ -42,7 +42,7 @@ export class RateLimitedLog {
     this.seen.set(key, { at: now, repeats: 0 });
     const repeats = last?.repeats ? ` (${last.repeats} more like it in the last minute)` : '';
     try {
-      this.logger.error(`sqljobs: ${context}: ${message}${repeats}`, err);
+      this.logger.error(`sqljobs: ${context}: ${message}${repeats}`);
     } catch {
       // A logger that throws has nowhere left to report to.
     }

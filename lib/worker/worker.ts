@@ -161,9 +161,15 @@ export class Worker {
   }
 
   private every(ms: number, fn: () => Promise<void> | void, keepAlive = false): void {
+    let busy = false;
     const t = setInterval(() => {
-      if (this.state !== 'running') return;
-      const chore = Promise.resolve(fn()).catch((err) => this.events.error(err));
+      // One at a time: heartbeats piling up behind a slow database would take every pooled connection.
+      if (this.state !== 'running' || busy) return;
+      busy = true;
+      const chore = Promise.resolve()
+        .then(fn)
+        .catch((err) => this.events.error(err))
+        .finally(() => (busy = false));
       this.chores.add(chore);
       void chore.finally(() => this.chores.delete(chore));
     }, ms);

@@ -176,7 +176,7 @@ const SWEEPER_MARKER = 'w.id = j.worker_id';
 /**
  * The app a web tier would run: its own pool, with nothing listening for the pool's 'error'
  * events. On PostgreSQL the server ends a session left idle in a transaction for 400 ms (the
- * issue's reproduction); MariaDB has no such setting, so the handler's connection is killed.
+ * issue's reproduction); on MariaDB the handler's connection is killed (KILL CONNECTION).
  */
 interface WebTier {
   jobs: Jobs;

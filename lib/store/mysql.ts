@@ -21,6 +21,7 @@ import type { Pool as PromisePool, PoolConnection, ResultSetHeader } from 'mysql
 import { isValidId, type AttemptRecord, type EnqueueResult, type JobRecord, type JobState, type ListFilter, type ListPage, type LogRecord, type NewJobRow } from '../model.ts';
 import type { ScheduleDef } from '../schedule/schedule.ts';
 import { checkNotNewer, loadMigrations, splitStatements } from './migrations.ts';
+import { holdMysqlConnection, openTransaction, withHeld } from './held.ts';
 import { claimOrder, toAttemptRecord, toClaimedJob, toJobRecord, toLogRecord, toStoredSchedule, toWorkerRecord, withCurrentAttempt, type RowCodec } from './rows.ts';
 import { Params, chunkBy, listLimit, listWhere, statesByTable } from './sql.ts';
 import type {
@@ -130,19 +131,9 @@ export class MysqlStore implements Store {
     return res as ResultSetHeader;
   }
 
-  /** One of our connections for `fn`; rolled back if `fn` throws, dropped if even that fails. */
+  /** One of our connections for `fn` (held: see held.ts); rolled back if `fn` throws, destroyed if it broke. */
   private async onOwnConnection<T>(fn: (c: PoolConnection) => Promise<T>): Promise<T> {
-    const c = await this.own.getConnection();
-    let broken = false;
-    try {
-      return await fn(c);
-    } catch (err) {
-      await c.query('ROLLBACK').catch(() => (broken = true));
-      throw err;
-    } finally {
-      if (broken) c.destroy();
-      else c.release();
-    }
+    return withHeld(await holdMysqlConnection(this.own), (c) => c.query('ROLLBACK'), fn);
   }
 
   /** A short transaction of ours (READ COMMITTED, set on every private connection). */
@@ -173,7 +164,8 @@ export class MysqlStore implements Store {
    */
   async migrate(): Promise<void> {
     const known = loadMigrations('mysql', this.prefix);
-    const c = await this.own.getConnection();
+    const held = await holdMysqlConnection(this.own);
+    const c = held.conn;
     const name = lockName(`${this.prefix}migrate`);
     let locked = false;
     try {
@@ -189,13 +181,9 @@ export class MysqlStore implements Store {
         await c.query(`INSERT INTO ${this.t('migrations')} (version, name, applied_at) VALUES (?, ?, ${NOW})`, [m.version, m.name]);
       }
     } finally {
-      if (locked) {
-        const released = await this.rows('SELECT RELEASE_LOCK(?) AS r', [name], c).then(() => true, () => false);
-        if (released) c.release();
-        else c.destroy(); // a lock we could not release goes with its connection
-      } else {
-        c.release();
-      }
+      // A lock we could not release goes with its connection.
+      if (locked) await this.rows('SELECT RELEASE_LOCK(?) AS r', [name], c).catch((err: unknown) => held.markBroken(err));
+      held.release();
     }
   }
 
@@ -904,26 +892,7 @@ export class MysqlStore implements Store {
 
   /** A connection from the app's pool inside START TRANSACTION; released once, on commit or rollback. */
   async beginTransaction(): Promise<OpenTransaction> {
-    const c = await this.app.getConnection();
-    try {
-      await c.query('START TRANSACTION');
-    } catch (err) {
-      c.destroy();
-      throw err;
-    }
-    let done = false;
-    const finish = async (sql: 'COMMIT' | 'ROLLBACK') => {
-      if (done) return;
-      done = true;
-      try {
-        await c.query(sql);
-        c.release();
-      } catch (err) {
-        c.destroy(); // a broken connection is dropped, not returned to the app's pool
-        throw err;
-      }
-    };
-    return { native: c, commit: () => finish('COMMIT'), rollback: () => finish('ROLLBACK') };
+    return openTransaction(await holdMysqlConnection(this.app), (c, sql) => c.query(sql), 'START TRANSACTION');
   }
 
   async close(): Promise<void> {

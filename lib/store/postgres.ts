@@ -18,6 +18,7 @@ import type {
   ProgressItem, QueueStats, ReleaseItem, RescuedJob, SessionLock, StatusCounts, Store, StoreCapabilities, ThroughputBuckets, StoredSchedule, WorkerInfo, WorkerRecord,
 } from './store.ts';
 import { isPgClient } from './detect.ts';
+import { holdPgClient, openTransaction, withHeld } from './held.ts';
 import { CLAIM_COLUMNS, mergeQueueStats } from './store.ts';
 
 const COMMON = `id, name, queue, payload, payload_bin, priority, attempts, max_attempts, timeout_ms, backoff,
@@ -81,6 +82,9 @@ export interface PostgresStoreOptions {
  */
 const ADVISORY_KEY_MATCH = `classid = ((hashtext($1)::bigint >> 32) & 4294967295)::oid
   AND objid = (hashtext($1)::bigint & 4294967295)::oid AND objsubid = 1`;
+
+/** How a failed transaction on one of our held clients is undone. */
+const rollback = (c: PoolClient) => c.query('ROLLBACK');
 
 export class PostgresStore implements Store {
   readonly dialect = 'postgres' as const;
@@ -189,9 +193,7 @@ export class PostgresStore implements Store {
   /** One transaction under a transaction-scoped advisory lock: concurrent migrators wait, then see the work done. */
   async migrate(): Promise<void> {
     const known = loadMigrations('postgres', this.prefix);
-    const c = await this.own.connect();
-    try {
-      await c.query('BEGIN');
+    await this.transaction(async (c) => {
       await c.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`${this.prefix}migrate`]);
       await c.query(`CREATE TABLE IF NOT EXISTS ${this.t('migrations')} (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);
       const applied = (await c.query(`SELECT version FROM ${this.t('migrations')}`)).rows.map((r) => Number(r.version));
@@ -201,13 +203,7 @@ export class PostgresStore implements Store {
         for (const stmt of splitStatements(m.sql)) await c.query(stmt);
         await c.query(`INSERT INTO ${this.t('migrations')} (version, name) VALUES ($1, $2)`, [m.version, m.name]);
       }
-      await c.query('COMMIT');
-    } catch (err) {
-      await c.query('ROLLBACK').catch(() => undefined);
-      throw err;
-    } finally {
-      c.release();
-    }
+    });
   }
 
   // ---------------------------------------------------------------- enqueue
@@ -293,9 +289,7 @@ export class PostgresStore implements Store {
     encode: (result: unknown) => string | null,
     beforeComplete: () => Promise<void> | void,
   ): Promise<{ applied: boolean; result: unknown }> {
-    const client = await this.own.connect();
-    let broken: Error | undefined;
-    try {
+    return withHeld(await holdPgClient(this.own), rollback, async (client) => {
       await client.query('BEGIN');
       const result = await work(client);
       const resultJson = encode(result);
@@ -304,12 +298,7 @@ export class PostgresStore implements Store {
       const applied = done.rowCount === 1;
       await client.query(applied ? 'COMMIT' : 'ROLLBACK');
       return { applied, result };
-    } catch (err) {
-      await client.query('ROLLBACK').catch((e: Error) => (broken = e));
-      throw err;
-    } finally {
-      client.release(broken);
-    }
+    });
   }
 
   // ---------------------------------------------------------------- liveness
@@ -361,19 +350,14 @@ export class PostgresStore implements Store {
     });
   }
 
+  /** `fn` in a transaction on a private connection (held with an error listener: see held.ts). */
   private async transaction<T>(fn: (c: PoolClient) => Promise<T>): Promise<T> {
-    const c = await this.own.connect();
-    try {
+    return withHeld(await holdPgClient(this.own), rollback, async (c) => {
       await c.query('BEGIN');
       const out = await fn(c);
       await c.query('COMMIT');
       return out;
-    } catch (err) {
-      await c.query('ROLLBACK').catch(() => undefined);
-      throw err;
-    } finally {
-      c.release();
-    }
+    });
   }
 
   // ---------------------------------------------------------------- leases
@@ -771,29 +755,13 @@ export class PostgresStore implements Store {
   }
 }
 
-/** A client from the app's pool, after BEGIN; released once, on commit or rollback. */
+/**
+ * A client from the app's pool, after BEGIN; released once, on commit or rollback. It is held
+ * with an error listener while the request runs: the server may end it at any moment (e.g.
+ * idle_in_transaction_session_timeout while the handler awaits something else).
+ */
 async function beginOnPool(pool: Pool): Promise<OpenTransaction> {
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
-  } catch (err) {
-    client.release(err as Error);
-    throw err;
-  }
-  let released = false;
-  const finish = async (sql: 'COMMIT' | 'ROLLBACK') => {
-    if (released) return;
-    try {
-      await client.query(sql);
-      released = true;
-      client.release();
-    } catch (err) {
-      released = true;
-      client.release(err as Error); // a broken connection is destroyed, not returned
-      throw err;
-    }
-  };
-  return { native: client, commit: () => finish('COMMIT'), rollback: () => finish('ROLLBACK') };
+  return openTransaction(await holdPgClient(pool), (c, sql) => c.query(sql), 'BEGIN');
 }
 
 /**

@@ -67,16 +67,22 @@ function installGate(
   const settle = async () => {
     let failed: unknown = null;
     try {
+      // commitWhen is the app's code: if it throws, nothing is committed and the answer is a 500.
       if (shouldCommit()) await uow.commit();
       else await uow.rollback();
     } catch (err) {
       failed = err;
+      await uow.rollback();
     }
     restore();
     state = 'done';
     if (res.destroyed) return;
     if (failed) {
-      onCommitError?.(failed, req);
+      try {
+        onCommitError?.(failed, req);
+      } catch {
+        // The app's error hook failing changes nothing: the client still gets its 500.
+      }
       if (res.headersSent) return void res.destroy(failed as Error);
       for (const h of res.getHeaderNames()) res.removeHeader(h);
       res.statusCode = 500;

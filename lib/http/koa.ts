@@ -51,7 +51,15 @@ export function koaJobs<M extends JobMap = {}, Ctx extends KoaLikeContext = KoaL
     }
     if (!uow.touched) return uow.seal();
     if (aborted) return uow.rollback();
-    if (commitWhen(ctx)) await uow.commit();
+    let commit: boolean;
+    try {
+      commit = commitWhen(ctx);
+    } catch (err) {
+      // commitWhen is the app's code: if it throws, nothing is committed and Koa answers with the error.
+      await uow.rollback();
+      throw err;
+    }
+    if (commit) await uow.commit();
     else await uow.rollback();
   };
 }

@@ -456,4 +456,85 @@ describe('admin security review [sqlite]', function () {
       expect(typeof koaJobsAdmin(jobs, { authorize: byCtx })).to.equal('function');
     });
   });
+
+  describe("12. Express 4 routes /admin/jobs//api/… as /api/…: past a host gate on a sub-path", () => {
+    const gated = `${BASE}/api`;
+    const gatedBulk = `${BASE}/jobs/bulk`;
+    /** Paths a gate on BASE/api does not see, each holding an empty or dot segment. */
+    const PAST_GATE = ['//api/stats', '///api/stats', '/./api/stats', '/%2e/api/stats', '/x/../api/stats', '/jobs/../api/stats', '/jobs/%2E%2E/api/stats'];
+    /** Empty and dot segments anywhere else below the mount. */
+    const ANYWHERE = ['/api/./stats', '/api//stats', '/api/stats/.', '/api/x/..', '/jobs//', '/queues/.', '/.', '/..', '//'];
+    let cases = 0;
+
+    async function checkAdmin404(app: Parameters<typeof request>[0], paths: string[], prefix = BASE) {
+      for (const p of paths) {
+        const res = await request(app).get(prefix + p);
+        expect(res.status, p).to.equal(404);
+        expect(res.text, p).to.include('empty, . or .. segment');
+      }
+    }
+
+    /** Every way past the gate is the admin's 404, and nothing changed in the database. */
+    async function checkBypass(app: Parameters<typeof request>[0], open: Parameters<typeof request>[0]) {
+      expect((await request(app).get(`${BASE}/api/stats`)).status).to.equal(403); // the host's gate holds
+      await checkAdmin404(app, PAST_GATE);
+      await checkAdmin404(open, [...PAST_GATE, ...ANYWHERE]);
+      const { agent, token } = await client(app);
+      const q = `gated-${++cases}`; // its own queue: a failing case leaves nothing paused for the next
+      const [a, b] = [await delayed(q), await delayed(q)];
+      const refused = [
+        agent.post(`${BASE}//api/queues/${q}/pause`).set('x-csrf-token', token),
+        agent.post(`${BASE}/./api/queues/${q}/pause`).set('x-csrf-token', token),
+        agent.delete(`${BASE}//api/jobs/${a}`).set('x-csrf-token', token),
+        agent.post(`${BASE}//jobs/bulk`).type('form').send(`_csrf=${token}&action=delete&scope=selected&ids=${a}&ids=${b}`),
+        agent.post(`${BASE}/x/../jobs/bulk`).type('form').send(`_csrf=${token}&action=delete&scope=selected&ids=${a}`),
+      ];
+      for (const res of await Promise.all(refused)) {
+        expect(res.status, res.req.path).to.equal(404);
+        expect(res.text, res.req.path).to.include('empty, . or .. segment');
+      }
+      expect(await pausedAt(q)).to.equal(null);
+      expect((await jobs.get(a))?.state).to.equal('pending');
+      expect((await jobs.get(b))?.state).to.equal('pending');
+      // The admin's own pages are still served, with and without the trailing slash.
+      for (const p of ['', '/', `/jobs?queue=${q}`, '/jobs/']) expect((await agent.get(BASE + p)).status, p).to.equal(200);
+    }
+    const gate = (a: express.Express) => {
+      a.use(gated, (_req, res) => void res.status(403).end());
+      a.use(gatedBulk, (_req, res) => void res.status(403).end());
+    };
+    /** The admin below a parent router at /admin, as `app.use('/admin', router)` with `router.use('/jobs', admin)`. */
+    function nested(framework: typeof express, host: (app: express.Express) => void) {
+      const app = framework();
+      host(app);
+      const parent = framework.Router();
+      parent.use('/jobs', jobsAdmin(jobs));
+      app.use('/admin', parent);
+      return app;
+    }
+    for (const [label, framework] of EXPRESS) {
+      it(`${label}: //api, dot and empty segments below the mount are the admin's 404; no queue paused, no job deleted`, async () => {
+        await checkBypass(expressApp(framework, {}, gate), expressApp(framework));
+      });
+      it(`${label}: below a parent router, an empty or dot segment above the mount (/admin//jobs/api) is refused too`, async () => {
+        const app = nested(framework, gate);
+        await checkBypass(app, nested(framework, () => undefined));
+        for (const p of ['/admin//jobs/api/stats', '/admin/./jobs/api/stats', '/admin/x/../jobs/api/stats']) {
+          const res = await request(app).get(p);
+          expect(res.status, p).to.equal(404);
+          expect(res.text, p).not.to.include('countCap');
+        }
+      });
+    }
+    for (const [label, Framework] of KOA) {
+      it(`${label}: //api, dot and empty segments below the mount are the admin's 404; no queue paused, no job deleted`, async () => {
+        const koaGate = (a: Koa) =>
+          a.use(async (ctx, next) => {
+            if ([gated, gatedBulk].some((g) => ctx.path === g || ctx.path.startsWith(`${g}/`))) return void (ctx.status = 403);
+            await next();
+          });
+        await checkBypass(koaApp(Framework, {}, koaGate), koaApp(Framework));
+      });
+    }
+  });
 });

@@ -482,16 +482,17 @@ describe('admin security review [sqlite]', function () {
       const { agent, token } = await client(app);
       const q = `gated-${++cases}`; // its own queue: a failing case leaves nothing paused for the next
       const [a, b] = [await delayed(q), await delayed(q)];
-      const refused = [
-        agent.post(`${BASE}//api/queues/${q}/pause`).set('x-csrf-token', token),
-        agent.post(`${BASE}/./api/queues/${q}/pause`).set('x-csrf-token', token),
-        agent.delete(`${BASE}//api/jobs/${a}`).set('x-csrf-token', token),
-        agent.post(`${BASE}//jobs/bulk`).type('form').send(`_csrf=${token}&action=delete&scope=selected&ids=${a}&ids=${b}`),
-        agent.post(`${BASE}/x/../jobs/bulk`).type('form').send(`_csrf=${token}&action=delete&scope=selected&ids=${a}`),
-      ];
-      for (const res of await Promise.all(refused)) {
-        expect(res.status, res.req.path).to.equal(404);
-        expect(res.text, res.req.path).to.include('empty, . or .. segment');
+      const refused = {
+        pause: agent.post(`${BASE}//api/queues/${q}/pause`).set('x-csrf-token', token),
+        pauseDot: agent.post(`${BASE}/./api/queues/${q}/pause`).set('x-csrf-token', token),
+        delete: agent.delete(`${BASE}//api/jobs/${a}`).set('x-csrf-token', token),
+        bulk: agent.post(`${BASE}//jobs/bulk`).type('form').send(`_csrf=${token}&action=delete&scope=selected&ids=${a}&ids=${b}`),
+        bulkDots: agent.post(`${BASE}/x/../jobs/bulk`).type('form').send(`_csrf=${token}&action=delete&scope=selected&ids=${a}`),
+      };
+      for (const [what, pending] of Object.entries(refused)) {
+        const res = await pending;
+        expect(res.status, what).to.equal(404);
+        expect(res.text, what).to.include('empty, . or .. segment');
       }
       expect(await pausedAt(q)).to.equal(null);
       expect((await jobs.get(a))?.state).to.equal('pending');

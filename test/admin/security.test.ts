@@ -21,6 +21,7 @@ import {
 import { validateName } from '../../lib/model.ts';
 import { CSP } from '../../lib/admin/router.ts';
 import { DIALECTS, until, type TestDb } from '../helpers/dialects.ts';
+import { isCI } from '../helpers/ci.ts';
 import { client } from './helpers.ts';
 
 const express4 = createRequire(import.meta.url)('express4') as typeof express;
@@ -181,7 +182,7 @@ describe('admin security review [sqlite]', function () {
         execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', '/CN=localhost', '-days', '1',
           '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem')], { stdio: 'ignore' });
       } catch (err) {
-        if (process.env.CI === 'true') throw err;
+        if (isCI()) throw err;
         console.warn(`\n  !!! SKIPPING the HTTPS half: openssl could not make a certificate (${(err as Error).message})\n`);
       }
       const cert = dir && fs.existsSync(path.join(dir, 'cert.pem')) ? { key: fs.readFileSync(path.join(dir, 'key.pem')), cert: fs.readFileSync(path.join(dir, 'cert.pem')) } : null;

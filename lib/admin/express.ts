@@ -6,10 +6,10 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AdminOptions, AdminRequest } from './types.ts';
 import type { AdminJobs } from './actions.ts';
 import { handleAdmin, settingsFrom } from './router.ts';
-import { isEncrypted, requestBody, splitUrl, stripCors } from './node.ts';
+import { isEncrypted, originalPath, requestBody, splitUrl, stripCors } from './node.ts';
 
 /** The request Express hands a middleware (only what the admin reads). */
-export type ExpressLikeRequest = IncomingMessage & { baseUrl?: string; body?: unknown };
+export type ExpressLikeRequest = IncomingMessage & { baseUrl?: string; originalUrl?: string; body?: unknown };
 
 export function jobsAdmin<Req extends ExpressLikeRequest = ExpressLikeRequest>(jobs: AdminJobs, options: AdminOptions<Req> = {}) {
   const settings = settingsFrom(options);
@@ -19,6 +19,7 @@ export function jobsAdmin<Req extends ExpressLikeRequest = ExpressLikeRequest>(j
     const request: AdminRequest = {
       method: req.method ?? 'GET',
       path,
+      originalPath: originalPath(req.originalUrl ?? req.url),
       query,
       headers: req.headers,
       base: (req.baseUrl ?? '').replace(/\/$/, ''),

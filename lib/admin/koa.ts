@@ -7,13 +7,15 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AdminOptions, AdminRequest } from './types.ts';
 import type { AdminJobs } from './actions.ts';
 import { handleAdmin, settingsFrom } from './router.ts';
-import { isEncrypted, requestBody, stripCors } from './node.ts';
+import { isEncrypted, originalPath, requestBody, stripCors } from './node.ts';
 
 /** The Koa context the admin reads and writes. */
 export interface KoaLikeAdminContext {
   req: IncomingMessage;
   res: ServerResponse;
   path: string;
+  /** The URL as the client sent it, before any mount stripped a prefix. */
+  originalUrl?: string;
   querystring: string;
   method: string;
   mountPath?: string;
@@ -40,6 +42,7 @@ export function koaJobsAdmin<Ctx extends KoaLikeAdminContext = KoaLikeAdminConte
     const request: AdminRequest = {
       method: ctx.method,
       path: ctx.path.slice(prefix.length) || '/',
+      originalPath: originalPath(ctx.originalUrl ?? ctx.req.url),
       query: new URLSearchParams(ctx.querystring),
       headers: ctx.req.headers,
       base: `${(ctx.mountPath ?? '').replace(/\/$/, '')}${prefix}`,

@@ -11,6 +11,12 @@ export function splitUrl(url: string | undefined): { path: string; query: URLSea
   return q < 0 ? { path: raw, query: new URLSearchParams() } : { path: raw.slice(0, q), query: new URLSearchParams(raw.slice(q + 1)) };
 }
 
+/** The path of a request URL as sent, also in absolute form (`GET http://host/path`, as a proxy receives it). */
+export function originalPath(url: string | undefined): string {
+  const { path } = splitUrl(url);
+  return path.startsWith('/') ? path : path.replace(/^[a-z][a-z0-9+.-]*:\/\/[^/]*/i, '') || '/';
+}
+
 export function isEncrypted(req: IncomingMessage): boolean {
   return (req.socket as TLSSocket).encrypted === true;
 }

@@ -85,6 +85,7 @@ export async function handleAdmin<Req>(jobs: AdminJobs, opts: AdminOptions<Req>,
   try {
     if (crossSiteFetch(req.method, req.headers)) throw new HttpError(403, 'forbidden: a cross-site page may link to the jobs admin, not fetch, embed or post to it');
     const access = await resolveAccess(opts, settings.allowedHosts, req, raw);
+    checkPath(req.originalPath);
     checkPath(req.path);
     const file = req.method === 'GET' || req.method === 'HEAD' ? findStatic(req.path) : null;
     if (file) return secure({ status: 200, headers: { 'content-type': file.type, 'cache-control': 'public, max-age=31536000, immutable' }, body: file.body }, false);
@@ -104,9 +105,10 @@ export async function handleAdmin<Req>(jobs: AdminJobs, opts: AdminOptions<Req>,
 }
 
 /**
- * The path exactly as the framework routed it (never re-parsed): an empty or dot segment, literal
- * or percent-encoded, would let a URL parser or a browser reach a different route than the one a
- * host's own gate on a sub-path saw, so such paths are not served.
+ * An empty or dot segment, literal or percent-encoded, lets a framework, a URL parser or a browser
+ * reach another route than the one a host's own gate on a sub-path saw (Express 4 routes
+ * `/admin/jobs//api` as `/api`), so such paths are not served: neither the path below the mount
+ * nor the whole one the client sent (a parent router can strip a slash above the mount too).
  */
 function checkPath(p: string): void {
   if (/\/\/|\/(?:\.|%2e){1,2}(?:\/|$)/i.test(p)) throw new HttpError(404, 'not found: the path holds an empty, . or .. segment');

@@ -39,6 +39,12 @@ export interface AdminRequest {
   method: string;
   /** Path below the mount point, starting with '/'. */
   path: string;
+  /**
+   * The whole path as the client sent it, mount included (Express req.originalUrl, Koa
+   * ctx.originalUrl): Express 4 routes `/admin/jobs//api` to the admin as `/api`, so only this
+   * shows the empty segment that took the request past a host's gate.
+   */
+  originalPath: string;
   query: URLSearchParams;
   headers: IncomingHttpHeaders;
   /** The mount point as the browser sees it (no trailing slash), for links. */

@@ -12,6 +12,12 @@ import { RunningAttempt, type AttemptOutcome, type JobDefinition } from './execu
 import { claimOrder } from '../store/rows.ts';
 import { OutcomeWriter } from './writer.ts';
 
+/**
+ * How often the leader prunes history, ms. Not an option (retention is days; a minute is fine
+ * grain): internal, so a test can see pruning happen without waiting a minute.
+ */
+export const PRUNE_EVERY = { ms: 60_000 };
+
 export interface WorkerOptions {
   /** Jobs run at once by this process. Default 10. */
   concurrency: number;
@@ -148,7 +154,7 @@ export class Worker {
     this.every(this.opts.pollInterval, () => this.fill(), true);
     this.every(this.opts.heartbeatInterval, () => this.heartbeat());
     this.every(Math.max(1000, Math.floor(this.opts.stallTimeout / 2)), () => this.sweep());
-    if (this.opts.retentionMs !== null) this.every(60_000, () => this.prune());
+    if (this.opts.retentionMs !== null) this.every(PRUNE_EVERY.ms, () => this.prune());
   }
 
   /** Undo a start that failed, so that start() may be called again. */

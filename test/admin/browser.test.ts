@@ -15,6 +15,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { createJobs, jobsAdmin, type Jobs } from '../../lib/index.ts';
+import { isCI } from '../helpers/ci.ts';
 import { until } from '../helpers/dialects.ts';
 import { XSS } from './helpers.ts';
 
@@ -38,7 +39,7 @@ describe('admin in a browser (Chromium)', function () {
 
   before(async function () {
     if (!fs.existsSync(CHROMIUM)) {
-      if (process.env.CI === 'true') throw new Error(`CI: ${CHROMIUM} is missing (apt-get install -y chromium)`);
+      if (isCI()) throw new Error(`CI: ${CHROMIUM} is missing (apt-get install -y chromium)`);
       console.warn(`\n  !!! SKIPPING the browser tests: ${CHROMIUM} is missing (apt-get install -y chromium)\n`);
       this.skip();
     }

@@ -21,6 +21,7 @@ import {
 import { validateName } from '../../lib/model.ts';
 import { CSP } from '../../lib/admin/router.ts';
 import { DIALECTS, until, type TestDb } from '../helpers/dialects.ts';
+import { isCI } from '../helpers/ci.ts';
 import { client } from './helpers.ts';
 
 const express4 = createRequire(import.meta.url)('express4') as typeof express;
@@ -181,7 +182,7 @@ describe('admin security review [sqlite]', function () {
         execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', '/CN=localhost', '-days', '1',
           '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem')], { stdio: 'ignore' });
       } catch (err) {
-        if (process.env.CI === 'true') throw err;
+        if (isCI()) throw err;
         console.warn(`\n  !!! SKIPPING the HTTPS half: openssl could not make a certificate (${(err as Error).message})\n`);
       }
       const cert = dir && fs.existsSync(path.join(dir, 'cert.pem')) ? { key: fs.readFileSync(path.join(dir, 'key.pem')), cert: fs.readFileSync(path.join(dir, 'cert.pem')) } : null;
@@ -455,5 +456,87 @@ describe('admin security review [sqlite]', function () {
       expect(typeof jobsAdmin(jobs, { authorize: byHeader })).to.equal('function');
       expect(typeof koaJobsAdmin(jobs, { authorize: byCtx })).to.equal('function');
     });
+  });
+
+  describe("12. Express 4 routes /admin/jobs//api/… as /api/…: past a host gate on a sub-path", () => {
+    const gated = `${BASE}/api`;
+    const gatedBulk = `${BASE}/jobs/bulk`;
+    /** Paths a gate on BASE/api does not see, each holding an empty or dot segment. */
+    const PAST_GATE = ['//api/stats', '///api/stats', '/./api/stats', '/%2e/api/stats', '/x/../api/stats', '/jobs/../api/stats', '/jobs/%2E%2E/api/stats'];
+    /** Empty and dot segments anywhere else below the mount. */
+    const ANYWHERE = ['/api/./stats', '/api//stats', '/api/stats/.', '/api/x/..', '/jobs//', '/queues/.', '/.', '/..', '//'];
+    let cases = 0;
+
+    async function checkAdmin404(app: Parameters<typeof request>[0], paths: string[], prefix = BASE) {
+      for (const p of paths) {
+        const res = await request(app).get(prefix + p);
+        expect(res.status, p).to.equal(404);
+        expect(res.text, p).to.include('empty, . or .. segment');
+      }
+    }
+
+    /** Every way past the gate is the admin's 404, and nothing changed in the database. */
+    async function checkBypass(app: Parameters<typeof request>[0], open: Parameters<typeof request>[0]) {
+      expect((await request(app).get(`${BASE}/api/stats`)).status).to.equal(403); // the host's gate holds
+      await checkAdmin404(app, PAST_GATE);
+      await checkAdmin404(open, [...PAST_GATE, ...ANYWHERE]);
+      const { agent, token } = await client(app);
+      const q = `gated-${++cases}`; // its own queue: a failing case leaves nothing paused for the next
+      const [a, b] = [await delayed(q), await delayed(q)];
+      const refused = {
+        pause: agent.post(`${BASE}//api/queues/${q}/pause`).set('x-csrf-token', token),
+        pauseDot: agent.post(`${BASE}/./api/queues/${q}/pause`).set('x-csrf-token', token),
+        delete: agent.delete(`${BASE}//api/jobs/${a}`).set('x-csrf-token', token),
+        bulk: agent.post(`${BASE}//jobs/bulk`).type('form').send(`_csrf=${token}&action=delete&scope=selected&ids=${a}&ids=${b}`),
+        bulkDots: agent.post(`${BASE}/x/../jobs/bulk`).type('form').send(`_csrf=${token}&action=delete&scope=selected&ids=${a}`),
+      };
+      for (const [what, pending] of Object.entries(refused)) {
+        const res = await pending;
+        expect(res.status, what).to.equal(404);
+        expect(res.text, what).to.include('empty, . or .. segment');
+      }
+      expect(await pausedAt(q)).to.equal(null);
+      expect((await jobs.get(a))?.state).to.equal('pending');
+      expect((await jobs.get(b))?.state).to.equal('pending');
+      // The admin's own pages are still served, with and without the trailing slash.
+      for (const p of ['', '/', `/jobs?queue=${q}`, '/jobs/']) expect((await agent.get(BASE + p)).status, p).to.equal(200);
+    }
+    const gate = (a: express.Express) => {
+      a.use(gated, (_req, res) => void res.status(403).end());
+      a.use(gatedBulk, (_req, res) => void res.status(403).end());
+    };
+    /** The admin below a parent router at /admin, as `app.use('/admin', router)` with `router.use('/jobs', admin)`. */
+    function nested(framework: typeof express, host: (app: express.Express) => void) {
+      const app = framework();
+      host(app);
+      const parent = framework.Router();
+      parent.use('/jobs', jobsAdmin(jobs));
+      app.use('/admin', parent);
+      return app;
+    }
+    for (const [label, framework] of EXPRESS) {
+      it(`${label}: //api, dot and empty segments below the mount are the admin's 404; no queue paused, no job deleted`, async () => {
+        await checkBypass(expressApp(framework, {}, gate), expressApp(framework));
+      });
+      it(`${label}: below a parent router, an empty or dot segment above the mount (/admin//jobs/api) is refused too`, async () => {
+        const app = nested(framework, gate);
+        await checkBypass(app, nested(framework, () => undefined));
+        for (const p of ['/admin//jobs/api/stats', '/admin/./jobs/api/stats', '/admin/x/../jobs/api/stats']) {
+          const res = await request(app).get(p);
+          expect(res.status, p).to.equal(404);
+          expect(res.text, p).not.to.include('countCap');
+        }
+      });
+    }
+    for (const [label, Framework] of KOA) {
+      it(`${label}: //api, dot and empty segments below the mount are the admin's 404; no queue paused, no job deleted`, async () => {
+        const koaGate = (a: Koa) =>
+          a.use(async (ctx, next) => {
+            if ([gated, gatedBulk].some((g) => ctx.path === g || ctx.path.startsWith(`${g}/`))) return void (ctx.status = 403);
+            await next();
+          });
+        await checkBypass(koaApp(Framework, {}, koaGate), koaApp(Framework));
+      });
+    }
   });
 });

@@ -6,7 +6,7 @@ import type { ConnectionPool as MssqlPool } from 'mssql';
 import { JobValidationError } from '../../lib/index.ts';
 import mysqlCb from 'mysql2';
 import type mysql from 'mysql2/promise';
-import { MYSQL_URL, forEachDialect } from '../helpers/dialects.ts';
+import { MYSQL_URL, forEachDialect, sleep } from '../helpers/dialects.ts';
 
 forEachDialect('enqueue and read', ({ fresh }) => {
   it('enqueues immediate, delayed and scheduled jobs with string ids and reads them back', async () => {
@@ -166,6 +166,36 @@ forEachDialect('enqueue and read', ({ fresh }) => {
     expect(pending.items).to.have.length(11);
     // Hostile filter text is data, never SQL.
     expect((await jobs.list({ name: "x' OR 1=1 --" })).items).to.have.length(0);
+  });
+
+  it('filters by batchId, createdBy and creation time: exactly the matching jobs, live and finished, newest first', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: false });
+    const made: { id: string; batch?: string; by?: string }[] = [];
+    const plan = [['b1', 'alice'], ['b2', 'alice'], ['b1', 'bob'], ['b2', 'bob'], ['b1', 'alice'], [undefined, undefined]] as const;
+    for (const [batch, by] of plan) {
+      made.push({ id: (await jobs.enqueue('task', {}, { batchId: batch, createdBy: by })).id, batch, by });
+      await sleep(20); // creation times apart (checked below, so the time filters cannot pass on a tie)
+    }
+    // Three finished (the history table): each table holds jobs on both sides of every filter.
+    for (const i of [0, 3, 5]) await jobs.cancel(made[i].id);
+    const created = await Promise.all(made.map(async (m) => (await jobs.get(m.id))!.createdAt));
+    for (let i = 1; i < created.length; i++) expect(created[i].getTime(), `job ${i} created after job ${i - 1}`).to.be.greaterThan(created[i - 1].getTime());
+    const expected = (keep: (m: (typeof made)[number], i: number) => boolean) => made.filter(keep).map((m) => m.id).reverse();
+    const listed = async (f: Parameters<typeof jobs.list>[0]) => (await jobs.list(f)).items.map((j) => j.id);
+    expect(await listed({ batchId: 'b1' })).to.deep.equal(expected((m) => m.batch === 'b1'));
+    expect(await listed({ batchId: 'b2' })).to.deep.equal(expected((m) => m.batch === 'b2'));
+    expect(await listed({ createdBy: 'alice' })).to.deep.equal(expected((m) => m.by === 'alice'));
+    expect(await listed({ createdBy: 'bob', state: 'cancelled' })).to.deep.equal([made[3].id]);
+    expect(await listed({ batchId: 'b1', createdBy: 'alice' })).to.deep.equal([made[4].id, made[0].id]);
+    // createdAfter is inclusive, createdBefore exclusive: [after, before).
+    expect(await listed({ createdAfter: created[2] })).to.deep.equal(expected((_m, i) => i >= 2));
+    expect(await listed({ createdBefore: created[4] })).to.deep.equal(expected((_m, i) => i < 4));
+    expect(await listed({ createdAfter: created[2], createdBefore: created[4] })).to.deep.equal([made[3].id, made[2].id]);
+    expect(await listed({ createdAfter: created[1], createdBy: 'bob' })).to.deep.equal([made[3].id, made[2].id]);
+    const page = (await jobs.list({ batchId: 'b1', includePayload: false })).items;
+    expect(page.map((j) => [j.batchId, j.createdBy])).to.deep.equal([['b1', 'alice'], ['b1', 'bob'], ['b1', 'alice']]);
+    expect(await listed({ batchId: 'b3' })).to.deep.equal([]);
   });
 
   it('enqueues inside the caller\'s transaction: committed jobs exist, rolled-back ones never do', async () => {

@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { forEachDialect, sleep, until, type TestDb } from '../helpers/dialects.ts';
-import type { JobContext } from '../../lib/index.ts';
+import type { JobContext, Jobs } from '../../lib/index.ts';
+import { PRUNE_EVERY } from '../../lib/worker/worker.ts';
 
 /** Database now in ms (the clock every stored time comes from). */
 async function dbNow(t: TestDb): Promise<number> {
@@ -15,6 +16,37 @@ async function dbNow(t: TestDb): Promise<number> {
 
 async function count(t: TestDb, table: string): Promise<number> {
   return Number((await t.query<{ n: number }>(`SELECT COUNT(*) AS n FROM ${t.prefix}${table}`))[0].n);
+}
+
+/** Each job's rows in the attempts and logs tables. */
+async function tracesOf(t: TestDb, ids: string[]): Promise<Record<string, { attempts: number; logs: number }>> {
+  const per = async (table: string, id: string) =>
+    Number((await t.query<{ n: number }>(`SELECT COUNT(*) AS n FROM ${t.prefix}${table} WHERE job_id = ${t.dialect === 'sqlite' ? '?' : '$1'}`, [id]))[0].n);
+  const out: Record<string, { attempts: number; logs: number }> = {};
+  for (const id of ids) out[id] = { attempts: await per('attempts', id), logs: await per('logs', id) };
+  return out;
+}
+
+/** Move finished jobs' finished_at into the past. */
+async function backdate(t: TestDb, ids: string[], agoMs: number): Promise<void> {
+  for (const id of ids) {
+    const at = t.dialect === 'sqlite' ? Date.now() - agoMs : new Date(Date.now() - agoMs);
+    await t.query(`UPDATE ${t.prefix}history SET finished_at = ${t.dialect === 'sqlite' ? '?' : '$1'} WHERE id = ${t.dialect === 'sqlite' ? '?' : '$2'}`, [at, id]);
+  }
+}
+
+/** Count an instance's history prunes (its store's own statement, wrapped: which instance ran it). */
+function prunesOf(jobs: Jobs): { calls: number; deleted: number } {
+  const seen = { calls: 0, deleted: 0 };
+  const store = jobs.store;
+  const prune = store.pruneHistory.bind(store);
+  store.pruneHistory = async (olderThanMs, limit) => {
+    seen.calls++;
+    const n = await prune(olderThanMs, limit);
+    seen.deleted += n;
+    return n;
+  };
+  return seen;
 }
 
 forEachDialect('processing', ({ fresh }) => {
@@ -436,18 +468,54 @@ forEachDialect('processing', ({ fresh }) => {
     expect(await count(t, 'jobs')).to.equal(1);
   });
 
-  it('prunes history older than the retention', async () => {
+  it('retentionDays: the leader prunes finished jobs older than the retention with their attempts and logs; live jobs, recent history and followers are left alone', async () => {
     const t = await fresh();
-    const jobs = t.jobs({ worker: false });
-    await jobs.migrate();
-    const a = await jobs.enqueue('x', {});
-    const b = await jobs.enqueue('x', {});
-    await jobs.cancel(a.id);
-    await jobs.cancel(b.id);
-    const past = t.dialect === 'sqlite' ? [Date.now() - 3 * 86_400_000, a.id] : [new Date(Date.now() - 3 * 86_400_000), a.id];
-    await t.query(`UPDATE ${t.prefix}history SET finished_at = ${t.dialect === 'sqlite' ? '?' : '$1'} WHERE id = ${t.dialect === 'sqlite' ? '?' : '$2'}`, past);
-    expect(await jobs.store.pruneHistory(2 * 86_400_000, 100)).to.equal(1);
-    expect(await jobs.get(a.id)).to.equal(null);
-    expect(await jobs.get(b.id)).to.not.equal(null);
+    const other = await t.another();
+    PRUNE_EVERY.ms = 100; // read when a worker starts: both instances below prune (or would) ten times a second
+    try {
+      const opts = { retentionDays: 1, leader: { leaseMs: 1000 }, worker: { pollInterval: 50 } };
+      const [leader, follower] = [t.jobs(opts), other.jobs(opts)];
+      const pruned = [prunesOf(leader), prunesOf(follower)];
+      for (const j of [leader, follower]) {
+        j.define('work', async (p: { flaky: boolean }, ctx) => {
+          ctx.log('first line');
+          ctx.log('second line');
+          if (p.flaky && ctx.attempt === 1) throw new Error('once');
+        }, { maxAttempts: 2, backoff: { type: 'fixed', baseMs: 0, jitter: 0 } });
+      }
+      const ids = [];
+      for (let i = 0; i < 6; i++) ids.push((await leader.enqueue('work', { flaky: i % 2 === 0 })).id);
+      const live = (await leader.enqueue('work', { flaky: false }, { delay: 3_600_000 })).id;
+      await leader.start();
+      await until(() => leader.isLeader(), 'the first instance to lead');
+      await follower.start();
+      await until(async () => (await count(t, 'history')) === 6 && (await count(t, 'logs')) === 6 * 2 + 3 * 2, 'the jobs to finish and their logs to be written');
+      const [old, recent] = [ids.slice(0, 3), ids.slice(3)];
+      const before = await tracesOf(t, ids);
+      // Something to prune beside the rows: every job logged, the flaky ones recorded their failed attempt.
+      for (const id of old) expect(before[id].logs, id).to.be.greaterThan(0);
+      expect(before[old[0]].attempts).to.equal(1);
+      // Three finished 3 days ago, one half a day ago (within the retention), two just now.
+      await backdate(t, old, 3 * 86_400_000);
+      await backdate(t, [recent[0]], 43_200_000);
+      await until(async () => (await count(t, 'history')) === 3, 'the old jobs to be pruned');
+      const calls = pruned[0].calls;
+      await until(() => pruned[0].calls >= calls + 5, 'the leader to prune five more times');
+      const after = await tracesOf(t, ids);
+      for (const id of old) {
+        expect(await leader.get(id), id).to.equal(null);
+        expect(after[id], id).to.deep.equal({ attempts: 0, logs: 0 });
+      }
+      for (const id of recent) {
+        expect((await leader.get(id))?.state, id).to.equal('completed');
+        expect(after[id], id).to.deep.equal(before[id]);
+      }
+      expect((await leader.get(live))?.state).to.equal('pending');
+      expect(pruned[0].deleted).to.equal(3);
+      expect(pruned[1], 'the follower never prunes').to.deep.equal({ calls: 0, deleted: 0 });
+      expect(follower.isLeader()).to.equal(false);
+    } finally {
+      PRUNE_EVERY.ms = 60_000;
+    }
   });
 });

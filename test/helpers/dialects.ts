@@ -11,6 +11,7 @@ import path from 'node:path';
 import { createPool as createSlonikPool, sql as slonikSql, type DatabasePool, type DatabaseTransactionConnection, type Interceptor } from 'slonik';
 import { createJobs, type Jobs, type JobsOptions } from '../../lib/index.ts';
 import { token as slonikToken } from '../../lib/store/slonik.ts';
+import { isCI } from './ci.ts';
 import mssql, { type ConnectionPool as MssqlPool, type Transaction as MssqlTx, type Request as MssqlRequest } from 'mssql';
 
 export const PG_URL = process.env.SQLJOBS_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
@@ -363,7 +364,7 @@ export function requireDatabase(factory: DialectFactory, extra: () => string | n
   return async function (this: Mocha.Context): Promise<void> {
     const why = (await factory.available()) ?? extra();
     if (!why) return;
-    if (process.env.CI === 'true') throw new Error(`CI: ${why}`);
+    if (isCI()) throw new Error(`CI: ${why}`);
     console.warn(`\n  !!! SKIPPING ${this.test?.parent?.title ?? factory.name}: ${why}\n`);
     this.skip();
   };

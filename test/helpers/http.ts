@@ -1,16 +1,16 @@
 /** What the Express and Koa tests share: the app's own table, and what they look at afterwards. */
 import { expect } from 'chai';
-import type pg from 'pg';
-import type { DatabasePool } from 'slonik';
+import pg from 'pg';
+import { createPool as createSlonikPool, type DatabasePool } from 'slonik';
 import type mysql from 'mysql2/promise';
 import type Database from 'better-sqlite3';
-import type { Jobs, RequestJobs } from '../../lib/index.ts';
-import { until, type TestDb } from './dialects.ts';
+import type { Jobs, RequestJobs, SupportedDb } from '../../lib/index.ts';
+import { MYSQL_URL, PG_URL, mysqlPool, until, type TestDb } from './dialects.ts';
 
 /**
  * The app's own orders table (PostgreSQL: written in the request's transaction, with a deferred
  * unique constraint that fails only at COMMIT), and on SQLite a trigger that refuses the jobs
- * tagged 'zip' (a failing write at the commit point).
+ * tagged 'zip…' (a failing write at the commit point).
  */
 export async function setupShop(t: TestDb, jobs: Jobs): Promise<void> {
   await jobs.migrate();
@@ -25,7 +25,7 @@ export async function setupShop(t: TestDb, jobs: Jobs): Promise<void> {
     await t.query(`CREATE TABLE ${t.prefix}orders (id INT IDENTITY PRIMARY KEY, item NVARCHAR(200) NOT NULL, code NVARCHAR(200))`);
     await t.query(`CREATE UNIQUE INDEX ${t.prefix}code_unique ON ${t.prefix}orders (code) WHERE code IS NOT NULL`);
   } else {
-    (t.db as Database.Database).exec(`CREATE TRIGGER ${t.prefix}boom BEFORE INSERT ON ${t.prefix}jobs WHEN NEW.tag = 'zip' BEGIN SELECT RAISE(ABORT, 'refused'); END`);
+    (t.db as Database.Database).exec(`CREATE TRIGGER ${t.prefix}boom BEFORE INSERT ON ${t.prefix}jobs WHEN NEW.tag LIKE 'zip%' BEGIN SELECT RAISE(ABORT, 'refused'); END`);
   }
 }
 
@@ -101,7 +101,70 @@ export async function loseConnection(t: TestDb, uow: RequestJobs): Promise<void>
   await t.query(`KILL CONNECTION ${Number((rows as { id: number }[])[0].id)}`);
 }
 
+/**
+ * A request's work whose commit fails, for an item named 'zip…': on PostgreSQL two orders with the
+ * same deferred-unique code, on MariaDB the connection killed, on SQLite a job the trigger refuses.
+ */
+export async function failingWork(t: TestDb, uow: RequestJobs, item: string): Promise<void> {
+  await writeOrder(t, uow, `${item}-a`, item);
+  if (t.dialect === 'postgres') await writeOrder(t, uow, `${item}-b`, item);
+  await uow.enqueue('receipt', { item }, { tag: item });
+  if (t.dialect === 'mysql') await loseConnection(t, uow);
+}
+
 /** The route each dialect's app uses to make its commit fail (SQL Server: its duplicate fails at the INSERT). */
 export function failingCommitRoute(t: TestDb): 'dup' | 'lost' | 'ok' {
   return t.dialect === 'sqlite' ? 'ok' : t.dialect === 'mysql' ? 'lost' : 'dup';
+}
+
+/** An app handle of the test's driver whose default-prefix tables (sqljobs_…) belong to it alone. */
+export interface OwnHandle {
+  db: SupportedDb;
+  /** Rows in one of its tables. */
+  count(table: string): Promise<number>;
+  close(): Promise<void>;
+}
+
+/**
+ * For `jobsMiddleware(handle)`, which uses the default table prefix: the test's SQLite file, a
+ * PostgreSQL pool (pg or slonik) whose search_path is a schema of its own, a MariaDB pool on a
+ * database of its own. Other runs share the servers, so nothing lands in their sqljobs_ tables.
+ */
+export async function ownHandle(t: TestDb): Promise<OwnHandle> {
+  const name = `${t.prefix}own`;
+  if (t.dialect === 'sqlite') {
+    return { db: t.db, count: async (table) => Number((await t.query<{ n: number }>(`SELECT count(*) AS n FROM ${table}`))[0].n), close: async () => undefined };
+  }
+  if (t.dialect === 'postgres') {
+    await t.query(`CREATE SCHEMA ${name}`);
+    const options = `-c search_path=${name}`;
+    const side = new pg.Pool({ connectionString: PG_URL, max: 2, options });
+    const url = new URL(PG_URL);
+    url.searchParams.set('options', options);
+    const db = t.driver === 'slonik' ? await createSlonikPool(url.toString(), { maximumPoolSize: 5 }) : new pg.Pool({ connectionString: PG_URL, max: 5, options });
+    return {
+      db,
+      count: async (table) => Number((await side.query(`SELECT count(*) AS n FROM ${table}`)).rows[0].n),
+      close: async () => {
+        await db.end();
+        await side.end();
+        await t.query(`DROP SCHEMA ${name} CASCADE`);
+      },
+    };
+  }
+  if (t.dialect === 'mysql') {
+    await t.query(`CREATE DATABASE ${name}`);
+    const url = new URL(MYSQL_URL);
+    url.pathname = `/${name}`;
+    const db = mysqlPool(url.toString(), 5);
+    return {
+      db,
+      count: async (table) => Number(((await db.query(`SELECT count(*) AS n FROM ${table}`))[0] as { n: number }[])[0].n),
+      close: async () => {
+        await db.end();
+        await t.query(`DROP DATABASE ${name}`);
+      },
+    };
+  }
+  throw new Error(`ownHandle: not written for ${t.dialect}`);
 }

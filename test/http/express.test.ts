@@ -2,13 +2,15 @@ import { expect } from 'chai';
 import express from 'express';
 import request from 'supertest';
 import http from 'node:http';
+import net from 'node:net';
+import { once } from 'node:events';
 import type pg from 'pg';
 import type { DatabasePool, DatabaseTransactionConnection } from 'slonik';
 import type mysql from 'mysql2/promise';
-import { jobsMiddleware, type Jobs } from '../../lib/index.ts';
+import { createJobs, jobsMiddleware, type Jobs } from '../../lib/index.ts';
 import { createRequire } from 'node:module';
 import { forEachDialect, sleep, until, type TestDb } from '../helpers/dialects.ts';
-import { failingCommitRoute, loseConnection, poolSettled, setupShop as setup, visible, writeOrder } from '../helpers/http.ts';
+import { failingCommitRoute, failingWork, loseConnection, ownHandle, poolSettled, setupShop as setup, visible, writeOrder } from '../helpers/http.ts';
 
 /** Express 4, installed beside 5 as the npm alias express4: the same gate must hold on both. */
 const express4 = createRequire(import.meta.url)('express4') as typeof express;
@@ -60,6 +62,17 @@ function shop(t: TestDb, jobs: Jobs, framework: typeof express = express) {
     await loseConnection(t, req.jobs);
     res.json({ ok: true });
   });
+  // Work that fails at COMMIT, then each way a handler answers: the gate holds every one of them.
+  app.post('/fail/:how', async (req, res) => {
+    await failingWork(t, req.jobs, req.body.item);
+    if (req.params.how === 'redirect') return res.redirect('/done');
+    if (req.params.how === 'end') return void res.end('done');
+    if (req.params.how === 'json') return void res.json({ done: true });
+    res.write('part 1;');
+    await sleep(5);
+    res.write('part 2;');
+    res.end('end');
+  });
   app.post('/late', (req, res) => {
     res.json({ ok: true });
     setImmediate(() =>
@@ -78,6 +91,23 @@ function shop(t: TestDb, jobs: Jobs, framework: typeof express = express) {
   return app;
 }
 let late = '';
+
+/** A POST's response exactly as it went out on the wire (raw socket; the server closes after it). */
+async function onTheWire(app: express.Express, path: string, json: unknown): Promise<string> {
+  const server = http.createServer(app).listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  try {
+    const body = JSON.stringify(json);
+    const socket = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
+    // write, not end: a client that half-closes is one that went away (the request would roll back).
+    socket.write(`POST ${path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    const chunks: Buffer[] = [];
+    for await (const c of socket) chunks.push(c as Buffer);
+    return Buffer.concat(chunks).toString('latin1');
+  } finally {
+    server.close();
+  }
+}
 
 
 
@@ -164,6 +194,30 @@ forEachDialect('Express middleware', ({ fresh }) => {
     expect(await visible(t, jobs, 'zip')).to.deep.equal({ job: false, row: false });
     await poolSettled(t);
   });
+
+  for (const [label, framework] of [['Express 5', express], ['Express 4', express4]] as const) {
+    it(`${label}: a commit that fails answers 500 and sends no 2xx byte, whether the handler streams (res.write), redirects, ends or sends json`, async () => {
+      const t = await fresh();
+      const jobs = t.jobs({ worker: false });
+      await setup(t, jobs);
+      const app = shop(t, jobs, framework);
+      const SHAPES = ['stream', 'redirect', 'end', 'json'];
+      const seen: Record<string, unknown> = {};
+      for (const how of SHAPES) {
+        const item = `zip-${how}`;
+        const wire = await onTheWire(app, `/fail/${how}`, { item });
+        seen[how] = {
+          statusLine: wire.split('\r\n')[0],
+          errorBody: wire.includes('{"error":"the request could not be committed"}'),
+          handlerBytes: /part 1|location:|done/i.test(wire),
+          ...(await visible(t, jobs, item)),
+        };
+      }
+      const refused = { statusLine: 'HTTP/1.1 500 Internal Server Error', errorBody: true, handlerBytes: false, job: false, row: false };
+      expect(seen).to.deep.equal(Object.fromEntries(SHAPES.map((how) => [how, refused])));
+      await poolSettled(t);
+    });
+  }
 
   it('200 concurrent requests, half failing at random points: exactly the successful ones commit, every connection returns', async function () {
     this.timeout(60_000);
@@ -339,7 +393,39 @@ forEachDialect('Express middleware', ({ fresh }) => {
     await poolSettled(t);
   });
 
-  it('works as a producer-only web tier given a bare database handle', async () => {
+  it('jobsMiddleware(pool): given the app\'s own database handle, it enqueues in the request\'s transaction under the default prefix', async function () {
+    const t = await fresh();
+    if (t.dialect === 'mssql') this.skip(); // ownHandle has no SQL Server database of its own to give
+    const own = await ownHandle(t);
+    const worker = createJobs({ db: own.db, worker: { pollInterval: 50 } });
+    try {
+      let ran = '';
+      worker.define('hello', async (p: { who: string }) => {
+        ran = p.who;
+      });
+      await worker.migrate();
+      const app = express();
+      app.use(jobsMiddleware(own.db));
+      app.post('/hello/:status', async (req, res) => {
+        await req.jobs.enqueue('hello', { who: req.params.status });
+        res.sendStatus(Number(req.params.status));
+      });
+      await request(app).post('/hello/409').expect(409);
+      // Committed before the answer went out, or not at all: nothing is there.
+      expect((await own.count('sqljobs_jobs')) + (await own.count('sqljobs_history'))).to.equal(0);
+      await request(app).post('/hello/204').expect(204);
+      expect(await own.count('sqljobs_jobs')).to.equal(1);
+      await worker.start();
+      await until(() => ran, 'the worker to run the job');
+      expect(ran).to.equal('204');
+      await until(async () => (await own.count('sqljobs_history')) === 1, 'the job in history');
+    } finally {
+      await worker.close();
+      await own.close();
+    }
+  });
+
+  it('works as a producer-only web tier given a producer instance (worker: false)', async () => {
     const t = await fresh();
     const worker = t.jobs({ worker: { pollInterval: 50 } });
     let ran = '';
@@ -348,7 +434,7 @@ forEachDialect('Express middleware', ({ fresh }) => {
     });
     await worker.start();
     const app = express();
-    // The default table prefix is used by a bare handle; this test uses its own, so it passes a producer.
+    // (jobsMiddleware given a bare handle is the test above.)
     app.use(jobsMiddleware(t.jobs({ worker: false })));
     app.post('/hello', async (req, res) => {
       await req.jobs.enqueue('hello', { who: 'web' });

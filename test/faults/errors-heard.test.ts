@@ -1,0 +1,98 @@
+/**
+ * Errors nobody hears: without an 'error' listener every error the library handled reaches the
+ * logger (console by default), one line per distinct error a minute; start() rejects when the
+ * worker's own connections cannot be used at all (a stock PgBouncer refuses the startup
+ * parameter the claim connection sets), instead of leaving jobs pending in silence.
+ */
+import { expect } from 'chai';
+import pg from 'pg';
+import { createJobs } from '../../lib/index.ts';
+import { DIALECTS, forEachDialect, requireDatabase, sleep, uniquePrefix, until, type TestDb } from '../helpers/dialects.ts';
+import { pgbouncerMissing, startPgBouncer, type PgBouncer } from '../helpers/pgbouncer.ts';
+import { isCI } from '../helpers/ci.ts';
+
+function renameTable(t: TestDb, from: string, to: string): string {
+  return t.dialect === 'mysql'
+    ? `RENAME TABLE ${t.prefix}${from} TO ${t.prefix}${to}`
+    : t.dialect === 'mssql'
+      ? `EXEC sp_rename '${t.prefix}${from}', '${t.prefix}${to}'`
+      : `ALTER TABLE ${t.prefix}${from} RENAME TO ${t.prefix}${to}`;
+}
+
+forEachDialect('faults: errors are heard', ({ fresh }) => {
+  it('a worker whose every claim fails says so to the logger, once a minute per distinct error, and recovers', async () => {
+    const t = await fresh();
+    const lines: string[] = [];
+    const jobs = t.jobs({ logger: { error: (m: string) => lines.push(m) }, worker: { pollInterval: 30 } });
+    jobs.define('x', async () => 'done');
+    await jobs.start();
+    await t.query(renameTable(t, 'jobs', 'jobs_away'));
+    await sleep(1200); // about 40 polls, each claim failing the same way
+    await t.query(renameTable(t, 'jobs_away', 'jobs'));
+    const claimErrors = lines.filter((l) => l.startsWith('sqljobs: worker:'));
+    expect(claimErrors, lines.join('\n')).to.have.length(1);
+    expect(claimErrors[0]).to.match(/jobs_away|jobs/);
+    // The worker goes on once the table is back.
+    const { id } = await jobs.enqueue('x', {});
+    await until(async () => (await jobs.get(id))?.state === 'completed', 'the job to run after the outage');
+  });
+
+  it('the default logger is console.error; an error listener takes the errors instead', async () => {
+    const t = await fresh();
+    const printed: string[] = [];
+    const original = console.error;
+    console.error = (...args: unknown[]) => void printed.push(args.map(String).join(' '));
+    try {
+      const quiet = t.jobs({ worker: { pollInterval: 30 } });
+      quiet.define('x', async () => undefined);
+      await quiet.start();
+      await t.query(renameTable(t, 'jobs', 'jobs_away'));
+      await until(() => printed.some((l) => l.startsWith('sqljobs: worker:')), 'console.error to print the claim error', 3000);
+      const heard: unknown[] = [];
+      quiet.on('error', (e) => heard.push(e));
+      const before = printed.length;
+      await until(() => heard.length > 0, "the 'error' listener to hear the next failure", 3000);
+      expect(printed.length, 'nothing more printed once the app listens').to.equal(before);
+      await t.query(renameTable(t, 'jobs_away', 'jobs'));
+    } finally {
+      console.error = original;
+    }
+  });
+});
+
+const postgres = DIALECTS.find((d) => d.name === 'postgres');
+if (postgres) {
+  describe('faults: start() rejects when the worker cannot use the database [postgres]', function () {
+    before(requireDatabase(postgres, pgbouncerMissing));
+    let bouncer: PgBouncer | null = null;
+    before(async () => {
+      if (!pgbouncerMissing() || isCI()) bouncer = await startPgBouncer('session');
+    });
+    after(async () => bouncer?.stop());
+
+    it('behind a stock PgBouncer the claim connection is refused: start() rejects saying why, and nothing was claimed', async () => {
+      const prefix = uniquePrefix();
+      const pool = new pg.Pool({ connectionString: bouncer!.url, max: 4 });
+      pool.on('error', () => undefined);
+      const jobs = createJobs({ db: pool, tablePrefix: prefix, logger: false, worker: { pollInterval: 50 } });
+      jobs.define('x', async () => 'done');
+      try {
+        await jobs.migrate();
+        const { id } = await jobs.enqueue('x', {});
+        let failure: Error | null = null;
+        await jobs.start().catch((e: Error) => (failure = e));
+        expect(failure, 'start() rejected').to.be.instanceOf(Error);
+        expect(failure!.message).to.match(/^the worker cannot use the database: .*unsupported startup parameter: options/);
+        expect((await jobs.status()).workers, 'no worker left registered').to.have.length(0);
+        await sleep(200);
+        expect(await jobs.get(id)).to.include({ state: 'pending', attempts: 0 });
+      } finally {
+        await jobs.close();
+        for (const table of (await pool.query(`SELECT tablename FROM pg_tables WHERE tablename LIKE $1`, [`${prefix.replaceAll('_', '\\_')}%`])).rows) {
+          await pool.query(`DROP TABLE "${table.tablename}" CASCADE`);
+        }
+        await pool.end();
+      }
+    });
+  });
+}

@@ -4,7 +4,7 @@
  * (schedule, nominal fire time) row is inserted with the job under a primary key. Fire times are
  * the nominal slots computed from the stored next run, never "now".
  */
-import type { NewJobRow } from '../model.ts';
+import { errorToRecord, type NewJobRow } from '../model.ts';
 import type { Store, StoredSchedule } from '../store/store.ts';
 import { nextFireAfter, ticksToFire } from './schedule.ts';
 
@@ -50,20 +50,25 @@ export class Scheduler {
   private async fireDue(): Promise<void> {
     const { now, due } = await this.store.dueSchedules();
     for (const s of due) {
-      // overlap 'queue': not advanced while the previous run is live, so the tick stays due. Whether
-      // it waited is read from the database (the previous run ended after the slot), so another
-      // leader or a restarted process still treats a waited tick as queued rather than missed.
-      if (s.overlap === 'queue' && (await this.hooks.previousRunLive(s))) continue;
-      const waited = s.overlap === 'queue' && ((await this.hooks.previousRunEndedAt(s)) ?? -Infinity) >= s.nextRunAt!;
-      const { fire, next } = ticksToFire(s, s.nextRunAt!, now, s.runs, waited);
-      for (const fireAt of fire) {
-        const row = this.hooks.row(s, fireAt);
-        const res = await this.store.fireSchedule(s.key, fireAt, row, s.overlap !== 'allow');
-        if (res) this.hooks.fired({ key: s.key, fireAt, ...res });
-      }
-      const ended = s.maxRuns !== null && s.runs + fire.length >= s.maxRuns;
-      await this.store.advanceSchedule(s.key, s.nextRunAt!, ended ? null : next);
+      // One schedule that cannot fire (its stored job refused, a write refused) must not hold back the others.
+      await this.fireOne(s, now).catch((err) => this.hooks.error(new Error(`schedule ${s.key}: ${errorToRecord(err).message}`, { cause: err })));
     }
+  }
+
+  private async fireOne(s: StoredSchedule, now: number): Promise<void> {
+    // overlap 'queue': not advanced while the previous run is live, so the tick stays due. Whether
+    // it waited is read from the database (the previous run ended after the slot), so another
+    // leader or a restarted process still treats a waited tick as queued rather than missed.
+    if (s.overlap === 'queue' && (await this.hooks.previousRunLive(s))) return;
+    const waited = s.overlap === 'queue' && ((await this.hooks.previousRunEndedAt(s)) ?? -Infinity) >= s.nextRunAt!;
+    const { fire, next } = ticksToFire(s, s.nextRunAt!, now, s.runs, waited);
+    for (const fireAt of fire) {
+      const row = this.hooks.row(s, fireAt);
+      const res = await this.store.fireSchedule(s.key, fireAt, row, s.overlap !== 'allow');
+      if (res) this.hooks.fired({ key: s.key, fireAt, ...res });
+    }
+    const ended = s.maxRuns !== null && s.runs + fire.length >= s.maxRuns;
+    await this.store.advanceSchedule(s.key, s.nextRunAt!, ended ? null : next);
   }
 
   async stop(): Promise<void> {

@@ -250,3 +250,28 @@ forEachDialect('faults: user code is contained', ({ fresh }) => {
     crashes.expectNone();
   });
 });
+
+forEachDialect('faults: one schedule that cannot fire holds back no other', ({ fresh }) => {
+  const crashes = trapCrashes();
+
+  it('a schedule whose stored job is refused is reported each tick while the next schedule keeps firing', async function () {
+    this.timeout(20_000);
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { pollInterval: 100 } });
+    const errors: string[] = [];
+    jobs.on('error', (e) => errors.push(String(e)));
+    jobs.define('tick', async () => undefined);
+    jobs.recurring('a-broken', '* * * * * *', {}, { name: 'tick' });
+    jobs.recurring('b-fine', '* * * * * *', {}, { name: 'tick' });
+    await jobs.start();
+    // An edit made elsewhere (another version of the app, a hand-written UPDATE) left a job name no enqueue accepts.
+    await t.query(`UPDATE ${t.prefix}schedules SET name = '..' WHERE ${t.dialect === 'mysql' ? '`key`' : t.dialect === 'mssql' ? '[key]' : 'key'} = 'a-broken'`);
+    await sleep(2600);
+    await jobs.stop();
+    const fired = await t.query<{ k: string; n: number }>(`SELECT schedule_key AS k, COUNT(*) AS n FROM ${t.prefix}schedule_ticks GROUP BY schedule_key`);
+    const fine = Number(fired.find((r) => r.k === 'b-fine')?.n ?? 0);
+    expect(fine, JSON.stringify(fired)).to.be.at.least(2);
+    expect(errors.some((e) => e.includes('schedule a-broken:') && e.includes('must not be "." or ".."')), errors.join('\n')).to.equal(true);
+    crashes.expectNone();
+  });
+});

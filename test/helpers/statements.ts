@@ -1,0 +1,125 @@
+/**
+ * Counting what the library sends to the database at the driver, below the Store: a wrapped
+ * store method would still count one call that the store turned into a thousand statements.
+ *
+ * - pg (and slonik, whose worker side runs on plain pg pools): every `Client.query`, one round trip.
+ * - mysql2: every `query`/`execute` of a connection, one round trip (which may carry several
+ *   statements joined by `;`).
+ * - SQL Server (mssql): every `Request.query`/`batch`, one round trip.
+ * - better-sqlite3 has no round trips: a statement runs in-process, and what costs is the write
+ *   transaction (its commit). A matching statement is counted once per BEGIN ... COMMIT it runs
+ *   in (once each when it runs outside a transaction).
+ *
+ * The wrappers are installed once and stay; they only look at the text (the statements still run).
+ */
+import Database from 'better-sqlite3';
+import mssql from 'mssql';
+import mysql from 'mysql2';
+import pg from 'pg';
+import type { TestDb } from './dialects.ts';
+
+export interface StatementCount {
+  /** Matching statements (SQLite: transactions that ran one) since the counter started. */
+  readonly count: number;
+  /** Their texts, in order. */
+  readonly texts: string[];
+  stop(): void;
+}
+
+interface Counter {
+  match: RegExp;
+  texts: string[];
+  /** SQLite: the transaction of each handle that was counted last. */
+  lastTx: WeakMap<object, number>;
+}
+
+const counters = new Set<Counter>();
+
+function textOf(arg: unknown): string {
+  if (typeof arg === 'string') return arg;
+  const o = arg as { text?: unknown; sql?: unknown } | null;
+  return typeof o?.text === 'string' ? o.text : typeof o?.sql === 'string' ? o.sql : '';
+}
+
+function seen(text: string, sqlite?: { db: object; tx: number | null }): void {
+  for (const c of counters) {
+    if (!c.match.test(text)) continue;
+    if (sqlite && sqlite.tx !== null) {
+      if (c.lastTx.get(sqlite.db) === sqlite.tx) continue;
+      c.lastTx.set(sqlite.db, sqlite.tx);
+    }
+    c.texts.push(text);
+  }
+}
+
+/** Wrap `methods` of `proto` so that each call reports the text of its first argument. */
+function wrap(proto: Record<string, unknown>, methods: string[]): void {
+  for (const m of methods) {
+    const orig = proto[m] as (...a: unknown[]) => unknown;
+    proto[m] = function (this: unknown, ...args: unknown[]) {
+      if (counters.size) seen(textOf(args[0]));
+      return orig.apply(this, args);
+    };
+  }
+}
+
+/** The prototype in `start`'s chain that defines `method` itself. */
+function owner(start: object, method: string): Record<string, unknown> {
+  for (let p: object | null = start; p; p = Object.getPrototypeOf(p)) if (Object.hasOwn(p, method)) return p as Record<string, unknown>;
+  throw new Error(`no prototype defines ${method}`);
+}
+
+let installed = false;
+function install(): void {
+  if (installed) return;
+  installed = true;
+  wrap(owner(pg.Client.prototype, 'query'), ['query']);
+  wrap(owner(mysql.Connection.prototype, 'query'), ['query']);
+  wrap(owner(mysql.Connection.prototype, 'execute'), ['execute']);
+  wrap(owner(mssql.Request.prototype, 'query'), ['query']);
+  wrap(owner(mssql.Request.prototype, 'batch'), ['batch']);
+  const probe = new Database(':memory:');
+  const stmtProto = Object.getPrototypeOf(probe.prepare('SELECT 1')) as Record<string, unknown>;
+  probe.close();
+  // Per handle: how many transactions it has begun (BEGIN statements of ours are prepared statements).
+  const txs = new WeakMap<object, number>();
+  for (const m of ['run', 'get', 'all', 'iterate']) {
+    const orig = stmtProto[m] as (...a: unknown[]) => unknown;
+    stmtProto[m] = function (this: { source: string; database: Database.Database }, ...args: unknown[]) {
+      if (counters.size) {
+        const db = this.database;
+        if (/^\s*BEGIN\b/i.test(this.source)) txs.set(db, (txs.get(db) ?? 0) + 1);
+        else seen(this.source, { db, tx: db.inTransaction ? (txs.get(db) ?? 0) : null });
+      }
+      return orig.apply(this, args);
+    };
+  }
+}
+
+/** Count the statements whose text matches `match` (include the test's table prefix in it) until stop(). */
+export function countStatements(match: RegExp): StatementCount {
+  install();
+  const c: Counter = { match, texts: [], lastTx: new WeakMap() };
+  counters.add(c);
+  return {
+    get count() {
+      return c.texts.length;
+    },
+    texts: c.texts,
+    stop: () => void counters.delete(c),
+  };
+}
+
+afterEach(() => counters.clear());
+
+/** The statement that claims jobs (MySQL: its first round trip, the locking read; the UPDATE follows only when it found rows). */
+export function claimStatement(t: TestDb): RegExp {
+  return t.dialect === 'mysql'
+    ? new RegExp(`FORCE INDEX \\(${t.prefix}jobs_claim\\)`)
+    : new RegExp(`${t.prefix}jobs\\b[\\s\\S]*SET state = 'running', token =`);
+}
+
+/** The statement that writes log lines. */
+export function logInsert(t: TestDb): RegExp {
+  return new RegExp(`INSERT INTO ${t.prefix}logs\\b`);
+}

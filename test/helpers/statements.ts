@@ -7,8 +7,9 @@
  *   statements joined by `;`).
  * - SQL Server (mssql): every `Request.query`/`batch`, one round trip.
  * - better-sqlite3 has no round trips: a statement runs in-process, and what costs is the write
- *   transaction (its commit). A matching statement is counted once per BEGIN ... COMMIT it runs
- *   in (once each when it runs outside a transaction).
+ *   transaction (its commit). A matching statement (prepared, or `exec`) is counted once per
+ *   transaction it runs in (a BEGIN statement or a `db.transaction()` function), once each when it
+ *   runs outside one; or once per statement with `{ perStatement: true }`.
  *
  * The wrappers are installed once and stay; they only look at the text (the statements still run).
  */
@@ -28,6 +29,7 @@ export interface StatementCount {
 
 interface Counter {
   match: RegExp;
+  perStatement: boolean;
   texts: string[];
   /** SQLite: the transaction of each handle that was counted last. */
   lastTx: WeakMap<object, number>;
@@ -44,7 +46,7 @@ function textOf(arg: unknown): string {
 function seen(text: string, sqlite?: { db: object; tx: number | null }): void {
   for (const c of counters) {
     if (!c.match.test(text)) continue;
-    if (sqlite && sqlite.tx !== null) {
+    if (sqlite && sqlite.tx !== null && !c.perStatement) {
       if (c.lastTx.get(sqlite.db) === sqlite.tx) continue;
       c.lastTx.set(sqlite.db, sqlite.tx);
     }
@@ -78,28 +80,56 @@ function install(): void {
   wrap(owner(mysql.Connection.prototype, 'execute'), ['execute']);
   wrap(owner(mssql.Request.prototype, 'query'), ['query']);
   wrap(owner(mssql.Request.prototype, 'batch'), ['batch']);
+  installSqlite();
+}
+
+/** better-sqlite3: statements and exec, grouped by the transaction of their handle. */
+function installSqlite(): void {
   const probe = new Database(':memory:');
   const stmtProto = Object.getPrototypeOf(probe.prepare('SELECT 1')) as Record<string, unknown>;
   probe.close();
-  // Per handle: how many transactions it has begun (BEGIN statements of ours are prepared statements).
+  // Per handle: how many transactions it has begun, and how deep in db.transaction() functions it is.
   const txs = new WeakMap<object, number>();
+  const depth = new WeakMap<object, number>();
+  const begin = (db: object) => txs.set(db, (txs.get(db) ?? 0) + 1);
+  const run = (db: Database.Database, text: string) => {
+    if (!counters.size) return;
+    if (/^\s*BEGIN\b/i.test(text)) begin(db);
+    else seen(text, { db, tx: db.inTransaction ? (txs.get(db) ?? 0) : null });
+  };
   for (const m of ['run', 'get', 'all', 'iterate']) {
     const orig = stmtProto[m] as (...a: unknown[]) => unknown;
     stmtProto[m] = function (this: { source: string; database: Database.Database }, ...args: unknown[]) {
-      if (counters.size) {
-        const db = this.database;
-        if (/^\s*BEGIN\b/i.test(this.source)) txs.set(db, (txs.get(db) ?? 0) + 1);
-        else seen(this.source, { db, tx: db.inTransaction ? (txs.get(db) ?? 0) : null });
-      }
+      run(this.database, this.source);
       return orig.apply(this, args);
     };
   }
+  const dbProto = Database.prototype as unknown as Record<string, (...a: unknown[]) => unknown>;
+  const exec = dbProto.exec;
+  dbProto.exec = function (this: Database.Database, ...args: unknown[]) {
+    run(this, textOf(args[0]));
+    return exec.apply(this, args);
+  };
+  const transaction = dbProto.transaction;
+  dbProto.transaction = function (this: Database.Database, fn: unknown) {
+    const db = this;
+    return transaction.call(this, function (this: unknown, ...a: unknown[]) {
+      const d = depth.get(db) ?? 0;
+      if (d === 0) begin(db);
+      depth.set(db, d + 1);
+      try {
+        return (fn as (...x: unknown[]) => unknown).apply(this, a);
+      } finally {
+        depth.set(db, d);
+      }
+    });
+  };
 }
 
 /** Count the statements whose text matches `match` (include the test's table prefix in it) until stop(). */
-export function countStatements(match: RegExp): StatementCount {
+export function countStatements(match: RegExp, opts: { perStatement?: boolean } = {}): StatementCount {
   install();
-  const c: Counter = { match, texts: [], lastTx: new WeakMap() };
+  const c: Counter = { match, perStatement: opts.perStatement ?? false, texts: [], lastTx: new WeakMap() };
   counters.add(c);
   return {
     get count() {
@@ -110,7 +140,8 @@ export function countStatements(match: RegExp): StatementCount {
   };
 }
 
-afterEach(() => counters.clear());
+// Also loaded by the worker fixture, outside mocha.
+if (typeof afterEach === 'function') afterEach(() => counters.clear());
 
 /** The statement that claims jobs (MySQL: its first round trip, the locking read; the UPDATE follows only when it found rows). */
 export function claimStatement(t: TestDb): RegExp {

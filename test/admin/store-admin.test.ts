@@ -2,6 +2,7 @@
 import { expect } from 'chai';
 import pg from 'pg';
 import { forEachDialect, sleep, until, type TestDb } from '../helpers/dialects.ts';
+import { claimStatement, countStatements } from '../helpers/statements.ts';
 
 /** A Jobs instance whose history holds `completed` completed and `failed` failed jobs. */
 async function finishedJobs(t: TestDb, completed: number, failed: number) {
@@ -40,16 +41,22 @@ forEachDialect('admin store verbs', ({ fresh }) => {
     await until(async () => !(await producer.queues.list()).some((q) => q.queue === 'mail'), 'the mail queue to empty (and be listed no more)');
   });
 
-  it('a paused queue does not make its worker spin on a due job it may not claim', async () => {
+  it('a paused queue does not make its worker spin on a due job it may not claim: claims stay at the poll rate', async () => {
     const t = await fresh();
-    const jobs = t.jobs({ worker: { pollInterval: 60_000 } });
+    const poll = 100;
+    const jobs = t.jobs({ worker: { pollInterval: poll } });
     let runs = 0;
     jobs.define('n', async () => void runs++);
     await jobs.queues.pause('default');
     await jobs.enqueue('n', {});
+    const claims = countStatements(claimStatement(t));
     await jobs.start();
-    await sleep(200);
+    const window = 1000;
+    await sleep(window);
+    claims.stop();
     expect(runs).to.equal(0);
+    // One claim at start, then one per poll: a worker woken again and again by the due job it may not claim would send hundreds.
+    expect(claims.count, `claim statements in ${window} ms at a ${poll} ms poll interval`).to.be.within(window / poll / 2, window / poll + 4);
     await jobs.queues.resume('default'); // wakes this process's worker at once
     await until(() => runs === 1, 'the job to run after resume', 3000);
   });

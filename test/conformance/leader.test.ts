@@ -128,22 +128,38 @@ forEachDialect('leader election', ({ fresh }) => {
     const [a, c] = await instances(t, 2);
     await a.migrate();
     const hung = await (t.db as import('pg').Pool).connect();
+    const evictions = [0, 0];
+    // Neither may end other sessions (e.g. another database role without pg_signal_backend).
+    [a, c].forEach((j, i) => {
+      j.store.evictSessionLockHolder = async () => {
+        evictions[i]++;
+        throw new Error('permission denied to terminate process');
+      };
+    });
+    a.on('error', () => undefined);
+    c.on('error', () => undefined);
     try {
       await hung.query('SELECT pg_advisory_lock(hashtext($1))', [`${t.prefix}${leadershipKey('leader')}`]);
-      // Neither may end other sessions (e.g. another database role without pg_signal_backend).
-      for (const j of [a, c]) {
-        j.store.evictSessionLockHolder = async () => {
-          throw new Error('permission denied to terminate process');
-        };
-      }
       await a.start();
-      await sleep(400);
-      await c.start();
-      await sleep(400);
+      await until(() => evictions[0] >= 2, 'A to find the lease lapsed and fail to evict, twice');
     } finally {
       await hung.query('SELECT pg_advisory_unlock_all()');
       hung.release();
     }
-    await until(() => a.isLeader() || c.isLeader(), 'a leader once the hung session let go', 5000);
+    // Who takes the freed session lock first is no race here: A never gets it (as when C's session
+    // holds it), so A keeps taking the lease and failing to evict, every round. C holds the lock; it
+    // leads only if A gives the lease back after each failed eviction.
+    let tries = 0;
+    a.store.trySessionLock = async () => {
+      tries++;
+      return null;
+    };
+    await c.start();
+    await until(() => c.isLeader(), 'C, holding the session lock, to lead', 3000);
+    const led = tries;
+    await until(() => tries > led + 2, 'A to keep contending (and find the lease renewed by C)');
+    expect(a.isLeader()).to.equal(false);
+    expect(c.isLeader()).to.equal(true);
+    expect(evictions[1], 'C had nobody to evict').to.equal(0);
   });
 });

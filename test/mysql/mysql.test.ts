@@ -9,6 +9,7 @@ import type { PoolConnection } from 'mysql2/promise';
 import { MYSQL_URL, mysqlDialect as factory, requireDatabase, sleep, until, type TestDb } from '../helpers/dialects.ts';
 import { lockName } from '../../lib/store/mysql.ts';
 import { leadershipKey } from '../../lib/schedule/leader.ts';
+import { countStatements } from '../helpers/statements.ts';
 import { loadMigrations } from '../../lib/store/migrations.ts';
 import { createJobs, type Jobs } from '../../lib/index.ts';
 
@@ -172,9 +173,15 @@ describe('MySQL/MariaDB specifics [mysql]', function () {
   it('migrations: once under GET_LOCK; a schema newer than the code is refused', async () => {
     const t = await fresh();
     const jobs = t.jobs({ worker: false });
+    // Counted at the driver: the migrations table's key would hide a second application.
+    const ddl = countStatements(new RegExp(`CREATE TABLE ${t.prefix}jobs\\b`), { perStatement: true });
+    const recorded = countStatements(new RegExp(`INSERT INTO ${t.prefix}migrations\\b`), { perStatement: true });
     await Promise.all([jobs.migrate(), t.jobs({ worker: false }).migrate(), (await t.another()).jobs({ worker: false }).migrate()]);
+    const known = loadMigrations('mysql', t.prefix).map((m) => m.version);
+    expect(ddl.count, 'the jobs table created once').to.equal(1);
+    expect(recorded.count, 'each version recorded once').to.equal(known.length);
     const versions = await t.query<{ version: number }>(`SELECT version FROM ${t.prefix}migrations ORDER BY version`);
-    expect(versions.map((v) => Number(v.version))).to.deep.equal(loadMigrations('mysql', t.prefix).map((m) => m.version));
+    expect(versions.map((v) => Number(v.version))).to.deep.equal(known);
     await t.query(`INSERT INTO ${t.prefix}migrations (version, name, applied_at) VALUES (999, 'from_the_future', UTC_TIMESTAMP(3))`);
     const err = await t.jobs({ worker: false }).migrate().catch((e: Error) => e);
     expect((err as Error).message).to.match(/schema is at version 999, newer than this code knows/);

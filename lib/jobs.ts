@@ -264,9 +264,21 @@ export class Jobs<M extends JobMap = {}> {
    * Start this process's worker (claims only the job names defined here), the scheduler and, with
    * `leader`, the campaign for leadership. A producer only makes sure the schema is migrated.
    */
-  async start(): Promise<void> {
+  start(): Promise<void> {
+    // A second start() while one is under way waits for the same outcome.
+    this.starting ??= this.startOnce().finally(() => (this.starting = null));
+    return this.starting;
+  }
+
+  private starting: Promise<void> | null = null;
+  /** Bumped by stop(): a start() still under way then leaves off instead of starting what stop() just stopped. */
+  private generation = 0;
+
+  private async startOnce(): Promise<void> {
+    const generation = this.generation;
+    const stopped = () => generation !== this.generation;
     await this.migrate();
-    if (!this.workerOptions) return;
+    if (!this.workerOptions || stopped()) return;
     if (this.worker?.isRunning) return;
     if (this.mode === 'consumer') stopOnSignals(this);
     if (this.leaderOptions && !this.elector) {
@@ -281,6 +293,7 @@ export class Jobs<M extends JobMap = {}> {
         (err) => this.events.error(err, 'leader election'),
       );
       await this.elector.start();
+      if (stopped()) return;
     }
     const elector = this.elector;
     const leads = () => !elector || elector.isLeader;
@@ -293,7 +306,9 @@ export class Jobs<M extends JobMap = {}> {
       await elector?.stop();
       throw err;
     }
+    if (stopped()) return;
     for (const { def, hash } of this.recurringDefs.values()) await this.saveSchedule(def, hash);
+    if (stopped()) return;
     this.scheduler = new Scheduler(this.store, {
       row: (s, fireAt) => this.scheduledRow(s, fireAt),
       previousRunLive: async (s) => (await this.store.list({ refId: scheduleRefId(s.key), states: ['pending', 'running'], limit: 1 })).items.length > 0,
@@ -476,6 +491,7 @@ export class Jobs<M extends JobMap = {}> {
 
   /** Graceful shutdown: stop claiming, wait for running jobs up to `timeout` ms, then abort and return them to pending. */
   async stop(opts: { timeout?: number } = {}): Promise<void> {
+    this.generation++;
     const scheduler = this.scheduler;
     this.scheduler = null;
     await scheduler?.stop();
@@ -498,8 +514,8 @@ export class Jobs<M extends JobMap = {}> {
     if (this.worker?.isRunning) return this.worker.drain();
     const temp = new Worker(this.store, this.definitions, { ...this.workerOptions, pollInterval: 3_600_000 }, this.workerEvents());
     this.worker = temp;
-    await temp.start();
     try {
+      await temp.start();
       await temp.drain();
     } finally {
       await temp.stop();

@@ -89,7 +89,13 @@ function installGate(
       res.setHeader('content-type', 'application/json; charset=utf-8');
       return void res.end(JSON.stringify({ error: 'the request could not be committed' }));
     }
-    for (const [name, args] of held) original.get(name)!.apply(res, args);
+    // The held calls are the app's own: one may throw now (an invalid status code or header).
+    // Its connection is ended rather than left hanging, and nothing escapes the gate.
+    try {
+      for (const [name, args] of held) original.get(name)!.apply(res, args);
+    } catch {
+      res.destroy();
+    }
   };
 
   for (const name of GATED) {
@@ -97,7 +103,7 @@ function installGate(
       held.push([name, args]);
       if (state === 'open') {
         state = 'settling';
-        void settle();
+        settle().catch(() => res.destroy());
       }
       return name === 'write' ? true : res;
     };

@@ -82,3 +82,18 @@ export function isTransientError(err: unknown, depth = 0): boolean {
   // Wrapped errors (slonik, mssql) keep the driver's error as their cause.
   return isTransientError(e.cause, depth + 1) || isTransientError(e.originalError, depth + 1);
 }
+
+/**
+ * Contention: a lock wait, a deadlock, a serialization failure or a statement timeout. The
+ * statement was sound and the connection is fine; only other work got in the way.
+ */
+export function isContention(err: unknown, depth = 0): boolean {
+  if (err === null || typeof err !== 'object' || depth > 5) return false;
+  const e = err as { code?: unknown; errno?: unknown; number?: unknown; cause?: unknown; originalError?: unknown };
+  if (typeof e.code === 'string' && (CONTENTION_CODES.has(e.code) || e.code.startsWith('SQLITE_BUSY') || e.code.startsWith('SQLITE_LOCKED'))) return true;
+  if (typeof e.errno === 'number' && (e.errno === 1205 || e.errno === 1213)) return true;
+  if (typeof e.number === 'number' && (e.number === 1205 || e.number === 1222)) return true;
+  return isContention(e.cause, depth + 1) || isContention(e.originalError, depth + 1);
+}
+
+const CONTENTION_CODES = new Set(['40001', '40P01', '55P03', '57014', 'ER_LOCK_DEADLOCK', 'ER_LOCK_WAIT_TIMEOUT', 'ETIMEOUT']);

@@ -31,7 +31,9 @@ export type AttemptOutcome =
   | { kind: 'snoozed'; delayMs: number }
   | { kind: 'aborted'; reason: AbortReason }
   /** The fenced write was refused: another worker or a cancel owns the job now. */
-  | { kind: 'lost' };
+  | { kind: 'lost' }
+  /** Neither the outcome nor the failure could be stored: the job stays running under this worker (parked). */
+  | { kind: 'unwritten'; error: JobError };
 
 export interface AttemptDeps {
   store: Store;
@@ -252,7 +254,7 @@ export class RunningAttempt {
 
   /** Write the outcome, fenced. Aborted attempts write nothing here: the worker decides (shutdown releases). */
   private async persist(outcome: AttemptOutcome, refusals = 0): Promise<AttemptOutcome> {
-    if (outcome.kind === 'aborted' || outcome.kind === 'lost' || (outcome.kind === 'completed' && outcome.written)) return outcome;
+    if (outcome.kind === 'aborted' || outcome.kind === 'lost' || outcome.kind === 'unwritten' || (outcome.kind === 'completed' && outcome.written)) return outcome;
     const { writer } = this.deps;
     if (writer.hasBuffered(this.job.id)) await writer.flushJob(this.job.id);
     let resultJson: string | null = null;
@@ -278,7 +280,7 @@ export class RunningAttempt {
     return outcome;
   }
 
-  private write(outcome: Exclude<AttemptOutcome, { kind: 'aborted' | 'lost' }>, resultJson: string | null): Promise<boolean> {
+  private write(outcome: Exclude<AttemptOutcome, { kind: 'aborted' | 'lost' | 'unwritten' }>, resultJson: string | null): Promise<boolean> {
     const { writer } = this.deps;
     const base = { ...this.fenced, attempt: this.job.attempts, startedAt: this.job.startedAt };
     switch (outcome.kind) {
@@ -295,12 +297,13 @@ export class RunningAttempt {
 
   /**
    * The database refused this attempt's outcome (the row itself, not the connection). The attempt
-   * fails instead, with an error that says so and nothing else of the refused row; if even that
-   * is refused, the attempt is left to the worker's reconciliation.
+   * fails instead, with an error that says so and nothing else of the refused row. If even that
+   * is refused, nothing more is tried: the job stays running under this worker (the worker parks
+   * it), since running it again would only repeat its effects without ever recording them.
    */
   private persistRefused(refused: OutcomeRefusedError, refusals: number): Promise<AttemptOutcome> {
     this.deps.report(refused);
-    if (refusals > 0) return Promise.resolve({ kind: 'lost' });
+    if (refusals > 0) return Promise.resolve({ kind: 'unwritten', error: errorToRecord(refused) });
     const error: JobError = errorToRecord(new Error(`the outcome could not be stored: ${refused.reason}`));
     delete error.stack;
     const failure: AttemptOutcome = this.job.attempts >= this.job.maxAttempts ? { kind: 'failed', error } : { kind: 'retrying', ...this.retryDelay(error, refused) };

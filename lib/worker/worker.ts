@@ -8,6 +8,7 @@ import os from 'node:os';
 import { errorToRecord, type JobError } from '../model.ts';
 import type { ClaimRequest, ClaimedJob, Fenced, ListenHandle, Store, WorkerInfo } from '../store/store.ts';
 import { uuidv7 } from '../uuid.ts';
+import { isContention } from '../store/errors.ts';
 import { RunningAttempt, type AttemptOutcome, type JobDefinition } from './executor.ts';
 import { claimOrder } from '../store/rows.ts';
 import { OutcomeWriter } from './writer.ts';
@@ -130,6 +131,7 @@ export class Worker {
   async start(): Promise<void> {
     if (this.state !== 'idle') return;
     this.state = 'running';
+    this.starting = true;
     try {
       await this.store.heartbeat(this.info());
       if (this.store.listen) {
@@ -142,12 +144,19 @@ export class Worker {
       }
       this.newJobs = true;
       const failed = await this.fill().then(() => null, (err: unknown) => err);
-      // Jobs already started prove the connections work: a later step's failure is reported, not fatal.
-      if (failed && !this.unsettled.size) throw failed;
+      // Jobs already started prove the connections work, and contention (a deadlock, a lock wait)
+      // proves it too: then the failure is reported and the poll tries again. Anything else is fatal.
+      if (failed && !this.unsettled.size && !isContention(failed)) throw failed;
       if (failed) this.events.error(failed);
     } catch (err) {
       await this.abandonStart();
       throw new Error(`the worker cannot use the database: ${errorToRecord(err).message}`, { cause: err });
+    } finally {
+      this.starting = false;
+    }
+    if (this.wokenWhileStarting) {
+      this.wokenWhileStarting = false;
+      this.wake();
     }
     if (this.state !== 'running') return; // stop() was called during the first claim
     // The poll timer keeps the process alive while the worker runs (a worker process on SQLite has no socket that would).
@@ -186,10 +195,16 @@ export class Worker {
   /** Claim now (an enqueue in this process, a NOTIFY, a timer). */
   wake(_queue?: string): void {
     if (this.state !== 'running') return;
+    // While start() makes its first claim, a wake-up would race it: it is taken after that claim.
+    if (this.starting) return void (this.wokenWhileStarting = true);
     // A new job may outrank what was claimed ahead: look even when the backlog is full.
     this.newJobs = true;
     void this.fill().catch((err) => this.events.error(err));
   }
+
+  /** start() is making its first claim; a wake-up meanwhile is taken after it. */
+  private starting = false;
+  private wokenWhileStarting = false;
 
   /** Set by a wake-up for new jobs; the next claim runs even with a full backlog. */
   private newJobs = false;
@@ -380,11 +395,15 @@ export class Worker {
       .then((outcome) => {
         const ms = performance.now() - t0;
         this.avgRunMs = this.finishedRuns++ ? this.avgRunMs * 0.9 + ms * 0.1 : ms;
+        if (outcome.kind === 'unwritten') this.park(attempt, outcome.error);
         this.report(base, outcome);
         // A job back in pending runs again here when due (the refill that freed its slot ran before this write).
         if (outcome.kind === 'retrying' || outcome.kind === 'snoozed') this.wakeIn(outcome.delayMs);
       })
-      .catch((err) => this.events.error(err))
+      .catch((err) => {
+        // The outcome was not written: the job is still running under this attempt in the database.
+        this.park(attempt, errorToRecord(err));
+      })
       .finally(() => {
         this.unsettled.delete(attempt);
         if (this.running.get(job.id) === attempt) this.running.delete(job.id);
@@ -406,7 +425,21 @@ export class Worker {
         return this.events.aborted({ ...base, reason: o.reason });
       case 'lost':
         return this.events.aborted({ ...base, reason: 'lost' });
+      case 'unwritten':
+        return this.events.aborted({ ...base, reason: 'unwritten' });
     }
+  }
+
+  /**
+   * Attempts that ran here but whose outcome could not be written, by `id:token`. The database
+   * still has them running under this worker; reconciliation leaves them so (running them again
+   * would repeat their effects), and the sweeper rescues them once this process is gone.
+   */
+  private readonly parked = new Set<string>();
+
+  private park(attempt: RunningAttempt, error: JobError): void {
+    this.parked.add(`${attempt.id}:${attempt.job.token}`);
+    this.events.error(new Error(`job ${attempt.job.name} (${attempt.id}) ran, but its outcome could not be stored (${error.message}); it stays running under this worker and is rescued after stallTimeout once this process stops`));
   }
 
   /** A cancel in this process reaches the running attempt at once. */
@@ -447,7 +480,8 @@ export class Worker {
    * the heartbeat would keep them "running" for as long as the process lives.
    */
   private async releaseUnknown(owned: Fenced[]): Promise<void> {
-    const known = new Set<string>();
+    if (this.state !== 'running') return; // a stopping worker gives back what it has itself
+    const known = new Set<string>(this.parked);
     for (const a of this.unsettled) known.add(`${a.id}:${a.job.token}`);
     for (const a of this.running.values()) known.add(`${a.id}:${a.job.token}`);
     for (const b of this.backlog) known.add(`${b.job.id}:${b.job.token}`);

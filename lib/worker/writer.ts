@@ -13,7 +13,7 @@
  * promise rejects with OutcomeRefusedError, and the attempt records that instead. One bad row
  * never holds back the writes queued behind it.
  */
-import { classifyError } from '../store/errors.ts';
+import { classifyError, isContention } from '../store/errors.ts';
 import type { CompleteItem, FailItem, Fenced, LogItem, ProgressItem, ReleaseItem, Store } from '../store/store.ts';
 import { errorToRecord } from '../model.ts';
 import { storable } from '../text.ts';
@@ -166,7 +166,8 @@ export class OutcomeWriter {
         const kind = classifyError(err);
         if (kind === 'refused') throw err;
         this.hooks.onError(err);
-        if (kind === 'transient' && attempt % TRANSIENT_FAILURES_BEFORE_REFUSAL === 0 && (await this.databaseAnswers())) throw err;
+        // A dropped connection that keeps coming back while the database answers: a refusal in disguise (not contention).
+        if (kind === 'transient' && !isContention(err) && attempt % TRANSIENT_FAILURES_BEFORE_REFUSAL === 0 && (await this.databaseAnswers())) throw err;
         if (this.retriesStopped) throw new GivenUp(err);
         await new Promise<void>((r) => {
           const timer = setTimeout(r, Math.min(100 * 2 ** attempt, 5000));

@@ -38,6 +38,11 @@ function expressApp(t: TestDb, jobs: Jobs) {
       throw new Error('onCommitError broke');
     },
   }));
+  app.post('/bad-status/:item', async (req, res) => {
+    await order(t, req.jobs, req.params.item, 'ok');
+    res.statusCode = 1000; // invalid: Node throws when the gate replays the response
+    res.end('never');
+  });
   app.post('/:route/:item', async (req, res) => {
     await order(t, req.jobs, req.params.item, req.params.route);
     res.status(201).json({ ok: true });
@@ -79,6 +84,22 @@ forEachDialect('faults: the middleware contains the app hooks', ({ fresh }) => {
       crashes.expectNone();
     });
   }
+
+  it('Express: a response the app made invalid (status 1000) ends the connection instead of crashing the process', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: false });
+    await setupShop(t, jobs);
+    const server = expressApp(t, jobs);
+    try {
+      const err = await request(server).post('/bad-status/odd-1').then(() => null, (e: Error) => e);
+      expect(err, 'the client sees its connection end').to.be.instanceOf(Error);
+      await poolSettled(t);
+      await request(server).post('/ok/ok-4').expect(201);
+    } finally {
+      server.close();
+    }
+    crashes.expectNone();
+  });
 
   it('Express: an onCommitError hook that throws still leaves the client its 500', async function () {
     const t = await fresh();

@@ -26,6 +26,21 @@ async function refusePoisonedResults(t: TestDb): Promise<void> {
   }
 }
 
+/** A trigger that refuses every history row of one job name: neither its outcome nor its failure can be stored. */
+async function refuseAllHistory(t: TestDb, name: string): Promise<void> {
+  const p = t.prefix;
+  if (t.dialect === 'sqlite') {
+    await t.query(`CREATE TRIGGER ${p}nohistory BEFORE INSERT ON ${p}history WHEN NEW.name = '${name}' BEGIN SELECT RAISE(ABORT, 'no history for ${name}'); END`);
+  } else if (t.dialect === 'postgres') {
+    await t.query(`CREATE FUNCTION ${p}nohistory() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF NEW.name = '${name}' THEN RAISE EXCEPTION 'no history for ${name}'; END IF; RETURN NEW; END $$`);
+    await t.query(`CREATE TRIGGER ${p}nohistory BEFORE INSERT ON ${p}history FOR EACH ROW EXECUTE FUNCTION ${p}nohistory()`);
+  } else if (t.dialect === 'mysql') {
+    await t.query(`CREATE TRIGGER ${p}nohistory BEFORE INSERT ON ${p}history FOR EACH ROW BEGIN IF NEW.name = '${name}' THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'no history for ${name}'; END IF; END`);
+  } else {
+    await t.query(`CREATE TRIGGER ${p}nohistory ON ${p}history AFTER INSERT AS IF EXISTS (SELECT 1 FROM inserted WHERE name = '${name}') THROW 50002, 'no history for ${name}', 1`);
+  }
+}
+
 async function liveCount(t: TestDb): Promise<number> {
   return Number((await t.query<{ n: number }>(`SELECT COUNT(*) AS n FROM ${t.prefix}jobs`))[0].n);
 }
@@ -65,6 +80,31 @@ forEachDialect('faults: a refused outcome blocks nothing', ({ fresh }) => {
       crashes.expectNone();
     });
   }
+
+  it('a job whose outcome and failure are both refused runs once and is parked (left running for the sweeper), never run again here', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ maxAttempts: 1, worker: { concurrency: 2, pollInterval: 50, heartbeatInterval: 200, stallTimeout: 60_000 } });
+    const errors: string[] = [];
+    jobs.on('error', (e) => errors.push(String(e)));
+    let runs = 0;
+    jobs.define('work', async () => {
+      runs++;
+      return 'done';
+    });
+    jobs.define('other', async () => 'fine');
+    await jobs.migrate();
+    await refuseAllHistory(t, 'work');
+    const { id } = await jobs.enqueue('work', {});
+    await jobs.start();
+    await until(() => errors.some((e) => e.includes(`(${id}) ran, but its outcome could not be stored`)), 'the job to be parked', 10_000);
+    // Several heartbeats (each reconciling) later: still one run, still running under its first attempt.
+    await sleep(1500);
+    expect(runs).to.equal(1);
+    expect(await jobs.get(id)).to.include({ state: 'running', attempts: 1 });
+    const { id: other } = await jobs.enqueue('other', {});
+    await until(async () => (await jobs.get(other))?.state === 'completed', 'another job to run meanwhile');
+    crashes.expectNone();
+  });
 
   it('an error message cut at 10,000 characters keeps whole characters (half of an emoji is refused by MariaDB)', async () => {
     const t = await fresh();
@@ -273,5 +313,21 @@ forEachDialect('faults: one schedule that cannot fire holds back no other', ({ f
     expect(fine, JSON.stringify(fired)).to.be.at.least(2);
     expect(errors.some((e) => e.includes('schedule a-broken:') && e.includes('must not be "." or ".."')), errors.join('\n')).to.equal(true);
     crashes.expectNone();
+  });
+});
+
+forEachDialect('faults: start and stop', ({ fresh }) => {
+  it('stop() while start() is under way leaves nothing running: no worker, no scheduler', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { pollInterval: 50 } });
+    jobs.define('tick', async () => undefined);
+    jobs.recurring('every-second', '* * * * * *', {}, { name: 'tick' });
+    const starting = jobs.start();
+    await jobs.stop();
+    await starting;
+    await sleep(2500);
+    const ticks = await t.query<{ n: number }>(`SELECT COUNT(*) AS n FROM ${t.prefix}schedule_ticks`);
+    expect(Number(ticks[0].n), 'ticks fired after stop()').to.equal(0);
+    expect((await jobs.status()).workers).to.have.length(0);
   });
 });

@@ -422,6 +422,11 @@ export function validateBackoff(b: unknown, field: string, job?: string): Backof
   return o as BackoffOptions;
 }
 
+/** Whether a job that just ran attempt `attempts` may run again (maxAttempts counts every run). */
+export function hasAttemptsLeft(job: { attempts: number; maxAttempts: number }): boolean {
+  return job.attempts < job.maxAttempts;
+}
+
 /** The longest delay anything may ask for (delay, snooze, a backoff function's answer): ten years. */
 export const MAX_DELAY_MS = 10 * 365 * 86_400_000;
 

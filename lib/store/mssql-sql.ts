@@ -247,24 +247,23 @@ SELECT id FROM @hit;`,
     };
   }
 
-  /** Jobs of workers silent for stallMs: retry now, or fail for good at the attempt limit; forget those workers. */
-  rescueStalled(stallMs: number, readCommittedSnapshot: boolean): Stmt {
-    const hints = readCommittedSnapshot ? 'UPDLOCK, READPAST, ROWLOCK, READCOMMITTEDLOCK' : 'UPDLOCK, READPAST, ROWLOCK';
-    const message = `N'worker lost: worker ' + COALESCE(j.worker_id, N'?') + N' stopped sending heartbeats for over ' + CAST(@stall AS NVARCHAR(20)) + N' ms'`;
+  /** Running jobs of workers silent for stallMs (the rescuer decides and writes through fail). */
+  stalledJobs(stallMs: number, limit: number): Stmt {
     return {
-      text: `${FAIL_X};
-DECLARE @s TABLE (id ${ID} PRIMARY KEY, name NVARCHAR(200), queue NVARCHAR(200), dead BIT);
-${atomic(`INSERT INTO @x (id, token, attempt, err, delay_ms)
-OUTPUT inserted.id, NULL, NULL, CASE WHEN inserted.delay_ms IS NULL THEN 1 ELSE 0 END INTO @s (id, name, queue, dead)
-SELECT j.id, j.token, j.attempts, (SELECT ${message} AS message, 'WorkerLost' AS name FOR JSON PATH, WITHOUT_ARRAY_WRAPPER),
-  CASE WHEN j.attempts >= j.max_attempts THEN NULL ELSE 0 END
-FROM ${this.t('jobs')} j WITH (${hints})
+      text: `SELECT TOP (@limit) j.id, j.token, j.name, j.queue, j.attempts, j.max_attempts, j.worker_id, j.started_at
+FROM ${this.t('jobs')} j
 WHERE j.state = 'running' AND NOT EXISTS (
-  SELECT 1 FROM ${this.t('workers')} w WHERE w.id = j.worker_id AND w.heartbeat_at > ${addMs(NOW, '-@stall')});
-UPDATE s SET name = j.name, queue = j.queue FROM @s s JOIN ${this.t('jobs')} j ON j.id = s.id;
-${this.failBody()}
-DELETE FROM ${this.t('workers')} WHERE heartbeat_at <= ${addMs(NOW, '-@stall')};`)}
-SELECT s.id, s.name, s.queue, CASE WHEN s.dead = 1 THEN 'failed' ELSE 'retry' END AS outcome FROM @s s JOIN @hit h ON h.id = s.id;`,
+  SELECT 1 FROM ${this.t('workers')} w WHERE w.id = j.worker_id AND w.heartbeat_at > ${addMs(NOW, '-@stall')});`,
+      params: [
+        { name: 'stall', type: 'bigint', value: stallMs },
+        { name: 'limit', type: 'int', value: limit },
+      ],
+    };
+  }
+
+  removeStaleWorkers(stallMs: number): Stmt {
+    return {
+      text: `DELETE FROM ${this.t('workers')} WHERE heartbeat_at <= ${addMs(NOW, '-@stall')};`,
       params: [{ name: 'stall', type: 'bigint', value: stallMs }],
     };
   }

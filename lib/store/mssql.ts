@@ -16,11 +16,12 @@ import type { AttemptRecord, EnqueueResult, JobRecord, JobState, ListFilter, Lis
 import type { ScheduleDef } from '../schedule/schedule.ts';
 import { checkNotNewer, loadMigrations, splitStatements } from './migrations.ts';
 import { APP_LOCK_SHOWN, MssqlSql, type Param, type ParamType, type Stmt } from './mssql-sql.ts';
-import { claimOrder, textCodec, toAttemptRecord, toClaimedJob, toJobRecord, toLogRecord, toStoredSchedule, toWorkerRecord, withCurrentAttempt, type RowCodec } from './rows.ts';
+import { claimOrder, textCodec, toAttemptRecord, toClaimedJob, toJobRecord, toLogRecord, toStalledJob, toStoredSchedule, toWorkerRecord, withCurrentAttempt, type RowCodec } from './rows.ts';
 import { settleEnqueue } from './sql.ts';
 import type {
+  StalledJob,
   CancelResult, ClaimRequest, ClaimedJob, CompleteItem, FailItem, Fenced, LogItem, OpenTransaction, ProgressItem, ReleaseItem,
-  QueueStats, RescuedJob, SessionLock, StatusCounts, Store, StoreCapabilities, StoredSchedule, ThroughputBuckets, WorkerInfo, WorkerRecord,
+  QueueStats, SessionLock, StatusCounts, Store, StoreCapabilities, StoredSchedule, ThroughputBuckets, WorkerInfo, WorkerRecord,
 } from './store.ts';
 import { mergeQueueStats } from './store.ts';
 
@@ -321,9 +322,12 @@ IF @r < 0 THROW 50001, 'sqljobs: could not take the migration lock', 1;`, [{ nam
     await this.run({ text: `DELETE FROM ${this.sql.t('workers')} WHERE id = @id;`, params: [{ name: 'id', type: 'nvarchar', value: workerId }] });
   }
 
-  async rescueStalled(stallMs: number): Promise<RescuedJob[]> {
-    const rows = await this.rows(this.sql.rescueStalled(stallMs, await this.rcsi()));
-    return rows.map((r) => ({ id: String(r.id), name: r.name as string, queue: r.queue as string, outcome: r.outcome as RescuedJob['outcome'] }));
+  async stalledJobs(stallMs: number, limit: number): Promise<StalledJob[]> {
+    return (await this.rows(this.sql.stalledJobs(stallMs, limit))).map((r) => toStalledJob(r, codec));
+  }
+
+  async removeStaleWorkers(stallMs: number): Promise<void> {
+    await this.rows(this.sql.removeStaleWorkers(stallMs));
   }
 
   // ---------------------------------------------------------------- leases and the session lock

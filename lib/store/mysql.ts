@@ -22,11 +22,12 @@ import { isValidId, type AttemptRecord, type EnqueueResult, type JobRecord, type
 import type { ScheduleDef } from '../schedule/schedule.ts';
 import { checkNotNewer, loadMigrations, splitStatements } from './migrations.ts';
 import { holdMysqlConnection, openTransaction, withHeld } from './held.ts';
-import { claimOrder, toAttemptRecord, toClaimedJob, toJobRecord, toLogRecord, toStoredSchedule, toWorkerRecord, withCurrentAttempt, type RowCodec } from './rows.ts';
+import { claimOrder, toAttemptRecord, toClaimedJob, toJobRecord, toLogRecord, toStalledJob, toStoredSchedule, toWorkerRecord, withCurrentAttempt, type RowCodec } from './rows.ts';
 import { Params, chunkBy, listLimit, listWhere, statesByTable } from './sql.ts';
 import type {
+  StalledJob,
   CancelResult, ClaimRequest, ClaimedJob, CompleteItem, FailItem, Fenced, LogItem, OpenTransaction, ProgressItem, ReleaseItem,
-  QueueStats, RescuedJob, SessionLock, StatusCounts, Store, StoreCapabilities, StoredSchedule, ThroughputBuckets, WorkerInfo, WorkerRecord,
+  QueueStats, SessionLock, StatusCounts, Store, StoreCapabilities, StoredSchedule, ThroughputBuckets, WorkerInfo, WorkerRecord,
 } from './store.ts';
 import { CLAIM_COLUMNS, mergeQueueStats } from './store.ts';
 
@@ -469,33 +470,19 @@ export class MysqlStore implements Store {
     await this.exec(`DELETE FROM ${this.t('workers')} WHERE id = ?`, [workerId]);
   }
 
-  async rescueStalled(stallMs: number): Promise<RescuedJob[]> {
-    return this.transaction(async (c) => {
-      const rows = await this.rows(
-        `SELECT j.id, j.name, j.queue, j.attempts, j.max_attempts, j.worker_id, j.token FROM ${this.t('jobs')} j
-         WHERE j.state = 'running' AND NOT EXISTS (
-           SELECT 1 FROM ${this.t('workers')} w WHERE w.id = j.worker_id AND w.heartbeat_at > ${NOW} - INTERVAL ? MICROSECOND)
-         FOR UPDATE SKIP LOCKED`,
-        [stallMs * 1000],
-        c,
-      );
-      const dead = (j: Row) => Number(j.attempts) >= Number(j.max_attempts);
-      if (rows.length) {
-        // Fenced like any outcome: retry now, or fail for good at the attempt limit.
-        await this.failIn(
-          c,
-          rows.map((j) => ({
-            id: j.id as string,
-            token: j.token as string,
-            attempt: Number(j.attempts),
-            error: { message: `worker lost: worker ${j.worker_id} stopped sending heartbeats for over ${stallMs} ms`, name: 'WorkerLost' },
-            retryDelayMs: dead(j) ? null : 0,
-          })),
-        );
-      }
-      await c.query(`DELETE FROM ${this.t('workers')} WHERE heartbeat_at <= ${NOW} - INTERVAL ? MICROSECOND`, [stallMs * 1000]);
-      return rows.map((j) => ({ id: j.id as string, name: j.name as string, queue: j.queue as string, outcome: dead(j) ? ('failed' as const) : ('retry' as const) }));
-    });
+  async stalledJobs(stallMs: number, limit: number): Promise<StalledJob[]> {
+    const rows = await this.rows(
+      `SELECT j.id, j.token, j.name, j.queue, j.attempts, j.max_attempts, j.worker_id, j.started_at FROM ${this.t('jobs')} j
+       WHERE j.state = 'running' AND NOT EXISTS (
+         SELECT 1 FROM ${this.t('workers')} w WHERE w.id = j.worker_id AND w.heartbeat_at > ${NOW} - INTERVAL ? MICROSECOND)
+       LIMIT ?`,
+      [stallMs * 1000, limit],
+    );
+    return rows.map((r) => toStalledJob(r, codec));
+  }
+
+  async removeStaleWorkers(stallMs: number): Promise<void> {
+    await this.exec(`DELETE FROM ${this.t('workers')} WHERE heartbeat_at <= ${NOW} - INTERVAL ? MICROSECOND`, [stallMs * 1000]);
   }
 
   // ---------------------------------------------------------------- leases

@@ -10,12 +10,13 @@
 import type { Pool, PoolClient, PoolConfig, Client, QueryResultRow } from 'pg';
 import type { AttemptRecord, EnqueueResult, JobRecord, JobState, ListFilter, ListPage, LogRecord, NewJobRow } from '../model.ts';
 import { checkNotNewer, loadMigrations, splitStatements } from './migrations.ts';
-import { claimOrder, nativeCodec, toAttemptRecord, toClaimedJob, toJobRecord, toLogRecord, toStoredSchedule, toWorkerRecord, withCurrentAttempt } from './rows.ts';
+import { claimOrder, nativeCodec, toAttemptRecord, toClaimedJob, toJobRecord, toLogRecord, toStalledJob, toStoredSchedule, toWorkerRecord, withCurrentAttempt } from './rows.ts';
 import type { ScheduleDef } from '../schedule/schedule.ts';
 import { Params, listLimit, listWhere, settleEnqueue, statesByTable } from './sql.ts';
 import type {
+  StalledJob,
   CancelResult, ClaimRequest, ClaimedJob, CompleteItem, FailItem, Fenced, ListenCallbacks, ListenHandle, LogItem, OpenTransaction,
-  ProgressItem, QueueStats, ReleaseItem, RescuedJob, SessionLock, StatusCounts, Store, StoreCapabilities, ThroughputBuckets, StoredSchedule, WorkerInfo, WorkerRecord,
+  ProgressItem, QueueStats, ReleaseItem, SessionLock, StatusCounts, Store, StoreCapabilities, ThroughputBuckets, StoredSchedule, WorkerInfo, WorkerRecord,
 } from './store.ts';
 import { isPgClient } from './detect.ts';
 import { holdPgClient, openTransaction, withHeld } from './held.ts';
@@ -162,7 +163,9 @@ export class PostgresStore implements Store {
         retry AS (
           UPDATE ${jobs} j SET state = 'pending', run_at = now() + x.delay_ms * interval '1 millisecond', error = x.err, token = NULL
           FROM x WHERE x.delay_ms IS NOT NULL AND j.id = x.id AND j.token = x.token AND j.state = 'running'
-          RETURNING j.id, j.worker_id, j.started_at, x.attempt, x.err),
+          RETURNING j.id, j.queue, j.worker_id, j.started_at, x.attempt, x.err, x.delay_ms),
+        -- A job due again at once (a rescue, a zero backoff) wakes the other processes' workers at commit.
+        wake AS (SELECT pg_notify($6, queue) FROM (SELECT DISTINCT queue FROM retry WHERE delay_ms = 0) q),
         dead AS (
           DELETE FROM ${jobs} j USING x
           WHERE x.delay_ms IS NULL AND j.id = x.id AND j.token = x.token AND j.state = 'running'
@@ -176,7 +179,7 @@ export class PostgresStore implements Store {
           SELECT id, attempt, worker_id, started_at, now(), err FROM retry
           UNION ALL SELECT id, failed_attempt, worker_id, started_at, now(), new_error FROM dead
           ON CONFLICT (job_id, attempt) DO UPDATE SET error = excluded.error, finished_at = excluded.finished_at)
-        SELECT id::text AS id FROM retry UNION ALL SELECT id::text FROM moved`,
+        SELECT r.id::text AS id FROM retry r CROSS JOIN (SELECT count(*) FROM wake) w UNION ALL SELECT id::text FROM moved`,
       release: `WITH back AS (
           UPDATE ${jobs} j SET state = 'pending', run_at = now() + x.delay_ms * interval '1 millisecond',
             attempts = j.attempts - x.refund, token = NULL
@@ -240,6 +243,7 @@ export class PostgresStore implements Store {
       items.map((i) => i.attempt),
       items.map((i) => JSON.stringify(i.error)),
       items.map((i) => i.retryDelayMs),
+      this.jobsChannel,
     ]);
   }
 
@@ -319,35 +323,19 @@ export class PostgresStore implements Store {
     await this.own.query(`DELETE FROM ${this.t('workers')} WHERE id = $1`, [workerId]);
   }
 
-  async rescueStalled(stallMs: number): Promise<RescuedJob[]> {
-    return this.transaction(async (c) => {
-      const stalled = await c.query(
-        `SELECT j.id::text AS id, j.name, j.queue, j.attempts, j.max_attempts, j.worker_id, j.token::text AS token FROM ${this.t('jobs')} j
-         WHERE j.state = 'running' AND NOT EXISTS (
-           SELECT 1 FROM ${this.t('workers')} w WHERE w.id = j.worker_id AND w.heartbeat_at > now() - $1 * interval '1 millisecond')
-         FOR UPDATE OF j SKIP LOCKED`,
-        [stallMs],
-      );
-      const rescued: RescuedJob[] = [];
-      const rows = stalled.rows;
-      const dead = (j: QueryResultRow) => j.attempts >= j.max_attempts;
-      if (rows.length) {
-        // One fenced statement for all of them: retry now, or fail for good at the attempt limit.
-        await c.query(this.sql.fail, [
-          rows.map((j) => j.id),
-          rows.map((j) => j.token),
-          rows.map((j) => j.attempts),
-          rows.map((j) => JSON.stringify({ message: `worker lost: worker ${j.worker_id} stopped sending heartbeats for over ${stallMs} ms`, name: 'WorkerLost' })),
-          rows.map((j) => (dead(j) ? null : 0)),
-        ]);
-      }
-      for (const j of rows) rescued.push({ id: j.id, name: j.name, queue: j.queue, outcome: dead(j) ? 'failed' : 'retry' });
-      for (const q of new Set(rescued.filter((r) => r.outcome === 'retry').map((r) => r.queue))) {
-        await c.query('SELECT pg_notify($1, $2)', [this.jobsChannel, q]);
-      }
-      await c.query(`DELETE FROM ${this.t('workers')} WHERE heartbeat_at <= now() - $1 * interval '1 millisecond'`, [stallMs]);
-      return rescued;
-    });
+  async stalledJobs(stallMs: number, limit: number): Promise<StalledJob[]> {
+    const res = await this.own.query(
+      `SELECT j.id::text AS id, j.token::text AS token, j.name, j.queue, j.attempts, j.max_attempts, j.worker_id, j.started_at FROM ${this.t('jobs')} j
+       WHERE j.state = 'running' AND NOT EXISTS (
+         SELECT 1 FROM ${this.t('workers')} w WHERE w.id = j.worker_id AND w.heartbeat_at > now() - $1 * interval '1 millisecond')
+       LIMIT $2`,
+      [stallMs, limit],
+    );
+    return res.rows.map((r) => toStalledJob(r, nativeCodec));
+  }
+
+  async removeStaleWorkers(stallMs: number): Promise<void> {
+    await this.own.query(`DELETE FROM ${this.t('workers')} WHERE heartbeat_at <= now() - $1 * interval '1 millisecond'`, [stallMs]);
   }
 
   /** `fn` in a transaction on a private connection (held with an error listener: see held.ts). */

@@ -1,6 +1,6 @@
 /** Turning database rows (snake_case, dialect types) into the public records. No SQL here. */
 import type { AttemptRecord, BackoffOptions, JobError, JobRecord, JobState, LogRecord } from '../model.ts';
-import type { ClaimedJob, StoredSchedule, WorkerRecord } from './store.ts';
+import type { ClaimedJob, StalledJob, StoredSchedule, WorkerRecord } from './store.ts';
 import type { MissedPolicy, OverlapPolicy } from '../schedule/schedule.ts';
 
 /** How a dialect hands back times and JSON: SQLite gives numbers and text, pg gives Dates and objects. */
@@ -20,6 +20,20 @@ export const nativeCodec: RowCodec = {
 };
 
 type Row = Record<string, unknown>;
+
+/** A stalled job as the rescuer reads it (columns id, token, name, queue, attempts, max_attempts, worker_id, started_at). */
+export function toStalledJob(row: Row, codec: RowCodec): StalledJob {
+  return {
+    id: String(row.id),
+    token: String(row.token),
+    name: row.name as string,
+    queue: row.queue as string,
+    attempts: Number(row.attempts),
+    maxAttempts: Number(row.max_attempts),
+    workerId: row.worker_id === null || row.worker_id === undefined ? null : String(row.worker_id),
+    startedAt: codec.date(row.started_at),
+  };
+}
 
 export function toJobRecord(row: Row, codec: RowCodec): JobRecord {
   const rec: JobRecord = {

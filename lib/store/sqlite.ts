@@ -12,13 +12,13 @@
 import type BetterSqlite3 from 'better-sqlite3';
 import type { EnqueueResult, JobRecord, JobState, ListFilter, ListPage, NewJobRow, AttemptRecord, LogRecord } from '../model.ts';
 import { checkNotNewer, loadMigrations } from './migrations.ts';
-import { claimOrder, textCodec, toAttemptRecord, toClaimedJob, toJobRecord, toLogRecord, toStoredSchedule, toWorkerRecord, withCurrentAttempt } from './rows.ts';
+import { claimOrder, textCodec, toAttemptRecord, toClaimedJob, toJobRecord, toLogRecord, toStalledJob, toStoredSchedule, toWorkerRecord, withCurrentAttempt } from './rows.ts';
 import type { ScheduleDef } from '../schedule/schedule.ts';
 import { Params, listLimit, listWhere, statesByTable } from './sql.ts';
-import { CLAIM_COLUMNS, mergeQueueStats } from './store.ts';
+import { type StalledJob, CLAIM_COLUMNS, mergeQueueStats } from './store.ts';
 import type {
   CancelResult, ClaimRequest, ClaimedJob, CompleteItem, FailItem, Fenced, LogItem, ProgressItem,
-  QueueStats, ReleaseItem, RescuedJob, StatusCounts, Store, ThroughputBuckets, StoreCapabilities, StoredSchedule, WorkerInfo, WorkerRecord,
+  QueueStats, ReleaseItem, StatusCounts, Store, ThroughputBuckets, StoreCapabilities, StoredSchedule, WorkerInfo, WorkerRecord,
 } from './store.ts';
 
 type DB = BetterSqlite3.Database;
@@ -349,27 +349,18 @@ export class SqliteStore implements Store {
     await this.write(() => this.q(`DELETE FROM ${this.t('workers')} WHERE id = ?`).run(workerId));
   }
 
-  async rescueStalled(stallMs: number): Promise<RescuedJob[]> {
-    return this.write(() => {
-      const stalled = this.q(`SELECT id, name, queue, attempts, max_attempts, started_at, worker_id, token FROM ${this.t('jobs')} j
-          WHERE state = 'running' AND NOT EXISTS (SELECT 1 FROM ${this.t('workers')} w WHERE w.id = j.worker_id AND w.heartbeat_at > ${NOW} - ?)`)
-        .all(stallMs) as { id: string; name: string; queue: string; attempts: number; max_attempts: number; started_at: number | null; worker_id: string; token: string }[];
-      const rescued: RescuedJob[] = [];
-      for (const j of stalled) {
-        const err = JSON.stringify({ message: `worker lost: worker ${j.worker_id} stopped sending heartbeats for over ${stallMs} ms`, name: 'WorkerLost' });
-        this.recordAttempt(j.id, j.attempts, j.worker_id, j.started_at, err);
-        if (j.attempts >= j.max_attempts) {
-          this.moveToHistory(j, 'failed', err, null);
-          rescued.push({ id: j.id, name: j.name, queue: j.queue, outcome: 'failed' });
-        } else {
-          this.q(`UPDATE ${this.t('jobs')} SET state = 'pending', run_at = ${NOW}, error = ?, token = NULL
-              WHERE id = ? AND token = ? AND state = 'running'`).run(err, j.id, j.token);
-          rescued.push({ id: j.id, name: j.name, queue: j.queue, outcome: 'retry' });
-        }
-      }
-      this.q(`DELETE FROM ${this.t('workers')} WHERE heartbeat_at <= ${NOW} - ?`).run(stallMs);
-      return rescued;
-    });
+  async stalledJobs(stallMs: number, limit: number): Promise<StalledJob[]> {
+    const rows = await this.read(
+      () =>
+        this.q(`SELECT id, token, name, queue, attempts, max_attempts, worker_id, started_at FROM ${this.t('jobs')} j
+          WHERE state = 'running' AND NOT EXISTS (SELECT 1 FROM ${this.t('workers')} w WHERE w.id = j.worker_id AND w.heartbeat_at > ${NOW} - ?)
+          LIMIT ?`).all(stallMs, limit) as Record<string, unknown>[],
+    );
+    return rows.map((r) => toStalledJob(r, textCodec));
+  }
+
+  async removeStaleWorkers(stallMs: number): Promise<void> {
+    await this.write(() => this.q(`DELETE FROM ${this.t('workers')} WHERE heartbeat_at <= ${NOW} - ?`).run(stallMs));
   }
 
   // ---------------------------------------------------------------- leases

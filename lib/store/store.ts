@@ -107,6 +107,16 @@ export interface WorkerInfo {
   concurrency: number;
 }
 
+/** A running job whose worker went silent, with what the rescuer needs to decide and to fence its write. */
+export interface StalledJob extends Fenced {
+  name: string;
+  queue: string;
+  attempts: number;
+  maxAttempts: number;
+  workerId: string | null;
+  startedAt: Date | null;
+}
+
 export interface RescuedJob {
   id: string;
   name: string;
@@ -237,8 +247,13 @@ export interface Store {
    */
   heartbeat(worker: WorkerInfo): Promise<Fenced[]>;
   removeWorker(workerId: string): Promise<void>;
-  /** Return to pending (or fail at the attempt limit) the jobs of workers whose heartbeat is older than stallMs. */
-  rescueStalled(stallMs: number): Promise<RescuedJob[]>;
+  /**
+   * Running jobs whose worker sent no heartbeat for stallMs (database clock), at most `limit`.
+   * Only a read: the rescuer (lib/maintenance/rescuer.ts) decides and writes through fail().
+   */
+  stalledJobs(stallMs: number, limit: number): Promise<StalledJob[]>;
+  /** Forget the workers whose heartbeat is older than stallMs. */
+  removeStaleWorkers(stallMs: number): Promise<void>;
 
   get(id: string): Promise<JobRecord | null>;
   list(filter: ListFilter): Promise<ListPage>;

@@ -3,7 +3,7 @@
  * return/throw into an outcome, and writes that outcome through the fenced writer.
  */
 import {
-  DEFAULT_BACKOFF, JobValidationError, backoffDelay, checkDelay, errorToRecord, toJson,
+  DEFAULT_BACKOFF, JobValidationError, backoffDelay, checkDelay, errorToRecord, hasAttemptsLeft, toJson,
   type BackoffOptions, type JobError, type JsonValue,
 } from '../model.ts';
 import { safeString } from '../text.ts';
@@ -230,7 +230,7 @@ export class RunningAttempt {
 
   private retryOrFail(err: unknown): AttemptOutcome {
     const error = errorToRecord(err);
-    if (this.job.attempts >= this.job.maxAttempts) return { kind: 'failed', error };
+    if (!hasAttemptsLeft(this.job)) return { kind: 'failed', error };
     return { kind: 'retrying', ...this.retryDelay(error, err) };
   }
 
@@ -306,7 +306,7 @@ export class RunningAttempt {
     if (refusals > 0) return Promise.resolve({ kind: 'unwritten', error: errorToRecord(refused) });
     const error: JobError = errorToRecord(new Error(`the outcome could not be stored: ${refused.reason}`));
     delete error.stack;
-    const failure: AttemptOutcome = this.job.attempts >= this.job.maxAttempts ? { kind: 'failed', error } : { kind: 'retrying', ...this.retryDelay(error, refused) };
+    const failure: AttemptOutcome = hasAttemptsLeft(this.job) ? { kind: 'retrying', ...this.retryDelay(error, refused) } : { kind: 'failed', error };
     return this.persist(failure, refusals + 1);
   }
 }

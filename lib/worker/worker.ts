@@ -9,6 +9,7 @@ import { errorToRecord, type JobError } from '../model.ts';
 import type { ClaimRequest, ClaimedJob, Fenced, ListenHandle, Store, WorkerInfo } from '../store/store.ts';
 import { uuidv7 } from '../uuid.ts';
 import { isContention } from '../store/errors.ts';
+import { rescueStalled } from '../maintenance/rescuer.ts';
 import { RunningAttempt, type AttemptOutcome, type JobDefinition } from './executor.ts';
 import { claimOrder } from '../store/rows.ts';
 import { OutcomeWriter } from './writer.ts';
@@ -505,7 +506,7 @@ export class Worker {
 
   private async sweep(): Promise<void> {
     if (!this.leads()) return;
-    const rescued = await this.store.rescueStalled(this.opts.stallTimeout);
+    const rescued = await rescueStalled(this.store, this.opts.stallTimeout);
     for (const r of rescued) this.events.rescued(r);
     if (rescued.some((r) => r.outcome === 'retry')) this.wake();
   }

@@ -21,10 +21,10 @@ forEachDialect('leader election', ({ fresh }) => {
     const all = await instances(t, 3);
     const sweeps = all.map(() => 0);
     all.forEach((jobs, i) => {
-      const rescue = jobs.store.rescueStalled.bind(jobs.store);
-      jobs.store.rescueStalled = (ms) => {
+      const stalled = jobs.store.stalledJobs.bind(jobs.store);
+      jobs.store.stalledJobs = (ms, limit) => {
         sweeps[i]++;
-        return rescue(ms);
+        return stalled(ms, limit);
       };
     });
     for (const jobs of all) await jobs.start();

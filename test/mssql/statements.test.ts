@@ -42,7 +42,8 @@ function everyStatement(): [string, Stmt][] {
     ['appendLogs', sql.appendLogs([{ ...fenced, attempt: 1, lines: [{ at: Date.now(), message: HOSTILE }] }])],
     ['saveCheckpoint', sql.saveCheckpoint(UUID, TOKEN, JSON.stringify(HOSTILE))],
     ['heartbeat', sql.heartbeat({ id: HOSTILE, host: HOSTILE, pid: 1, queues: [HOSTILE], names: [HOSTILE], concurrency: 2 })],
-    ['rescueStalled', sql.rescueStalled(30_000, false)],
+    ['stalledJobs', sql.stalledJobs(30_000, 500)],
+    ['removeStaleWorkers', sql.removeStaleWorkers(30_000)],
     ['acquireLease', sql.acquireLease(HOSTILE, HOSTILE, 1000)],
     ['renewLease', sql.renewLease(HOSTILE, HOSTILE, 3, 1000)],
     ['releaseLease', sql.releaseLease(HOSTILE, HOSTILE, 3)],
@@ -115,10 +116,17 @@ describe('SQL Server statements (no server)', () => {
     expect(text).to.not.include('READCOMMITTEDLOCK');
   });
 
-  it('adds READCOMMITTEDLOCK when the database has read committed snapshot on (claim and rescue)', () => {
+  it('adds READCOMMITTEDLOCK when the database has read committed snapshot on (claim)', () => {
     expect(sql.claim({ workerId: 'w', names: ['a'], limit: 3 }, TOKEN, true).text).to.include('WITH (UPDLOCK, READPAST, ROWLOCK, READCOMMITTEDLOCK)');
-    expect(sql.rescueStalled(1000, true).text).to.include('WITH (UPDLOCK, READPAST, ROWLOCK, READCOMMITTEDLOCK)');
-    expect(sql.rescueStalled(1000, false).text).to.not.include('READCOMMITTEDLOCK');
+    expect(sql.claim({ workerId: 'w', names: ['a'], limit: 3 }, TOKEN, false).text).to.not.include('READCOMMITTEDLOCK');
+  });
+
+  it('reads stalled jobs by the database clock and forgets silent workers (the rescuer decides and writes through fail)', () => {
+    const read = sql.stalledJobs(30_000, 500);
+    expect(read.text).to.match(/^SELECT TOP \(@limit\)/);
+    expect(read.text).to.include("j.state = 'running'").and.include('SYSUTCDATETIME()');
+    expect(read.params).to.deep.equal([{ name: 'stall', type: 'bigint', value: 30_000 }, { name: 'limit', type: 'int', value: 500 }]);
+    expect(sql.removeStaleWorkers(30_000).text).to.match(/^DELETE FROM \w+workers WHERE heartbeat_at <= /);
   });
 
   it('fences every write of a running attempt by id, token and state', () => {

@@ -1,4 +1,5 @@
 /** Store-level conformance: what a test needs to drive the Store directly and look at its tables. */
+import { rescueStalled } from '../../lib/maintenance/rescuer.ts';
 import { expect } from 'chai';
 import type Database from 'better-sqlite3';
 import type pg from 'pg';
@@ -39,7 +40,7 @@ export async function reclaimed(jobs: Jobs, name: string): Promise<{ id: string;
   const store = jobs.store;
   const { id } = await jobs.enqueue(name, { job: name });
   const stale = await claimOne(store, name, 'worker-a');
-  const rescued = await store.rescueStalled(0);
+  const rescued = await rescueStalled(store, 0);
   expect(rescued.map((r) => r.id)).to.include(id);
   const current = await claimOne(store, name, 'worker-b');
   expect(current.id).to.equal(id);

@@ -1,0 +1,35 @@
+/**
+ * The rescuer: jobs whose worker stopped sending heartbeats go back to pending (or fail for good
+ * at their attempt limit), with the lost attempt recorded as "worker lost". The decision is made
+ * here, once for every database; the store only reads the stalled jobs and writes the outcome
+ * through the same fenced fail() a worker uses, so a rescue races nothing: a worker that comes
+ * back and completes first wins, and two rescuers write each job once.
+ */
+import { hasAttemptsLeft, type JobError } from '../model.ts';
+import type { FailItem, RescuedJob, StalledJob, Store } from '../store/store.ts';
+
+/** Jobs rescued per round at most; the next round takes the rest. */
+const BATCH = 500;
+
+export function workerLostError(job: StalledJob, stallMs: number): JobError {
+  return { message: `worker lost: worker ${job.workerId ?? '?'} stopped sending heartbeats for over ${stallMs} ms`, name: 'WorkerLost' };
+}
+
+export async function rescueStalled(store: Pick<Store, 'stalledJobs' | 'fail' | 'removeStaleWorkers'>, stallMs: number): Promise<RescuedJob[]> {
+  const stalled = await store.stalledJobs(stallMs, BATCH);
+  let rescued: RescuedJob[] = [];
+  if (stalled.length) {
+    const items: FailItem[] = stalled.map((job) => ({
+      id: job.id,
+      token: job.token,
+      attempt: job.attempts,
+      startedAt: job.startedAt,
+      error: workerLostError(job, stallMs),
+      retryDelayMs: hasAttemptsLeft(job) ? 0 : null,
+    }));
+    const applied = await store.fail(items);
+    rescued = stalled.filter((job) => applied.has(job.id)).map((job) => ({ id: job.id, name: job.name, queue: job.queue, outcome: hasAttemptsLeft(job) ? 'retry' : 'failed' }));
+  }
+  await store.removeStaleWorkers(stallMs);
+  return rescued;
+}

@@ -1,0 +1,47 @@
+/**
+ * The rescuer at the store level, every dialect: it reads stalled jobs, decides retry or fail in
+ * one place (lib/maintenance/rescuer.ts) and writes through the fenced fail(). Two rescuers at
+ * once rescue each job once; a job of a live worker is never touched; at the attempt limit the
+ * job fails for good with "worker lost".
+ */
+import { expect } from 'chai';
+import { rescueStalled } from '../../lib/maintenance/rescuer.ts';
+import { forEachDialect } from '../helpers/dialects.ts';
+import { claimOne, storeOf } from './helpers.ts';
+
+const live = { host: 'h', pid: 1, queues: null, names: ['x'], concurrency: 1 };
+
+forEachDialect('store: rescue', ({ fresh }) => {
+  it('two rescuers at once rescue each stalled job once; a live worker keeps its job; the last attempt fails for good', async () => {
+    const t = await fresh();
+    const { jobs, store } = await storeOf(t);
+    const retried = (await jobs.enqueue('x', { n: 1 })).id;
+    const exhausted = (await jobs.enqueue('x', { n: 2 }, { maxAttempts: 1 })).id;
+    const kept = (await jobs.enqueue('x', { n: 3 })).id;
+    // Two jobs claimed by a worker that never sends a heartbeat; one by a worker that does.
+    await claimOne(store, 'x', 'silent');
+    await claimOne(store, 'x', 'silent');
+    await store.heartbeat({ id: 'alive', ...live });
+    const alive = await claimOne(store, 'x', 'alive');
+    expect(alive.id).to.equal(kept);
+
+    const [a, b] = await Promise.all([rescueStalled(store, 60_000), rescueStalled(store, 60_000)]);
+    const all = [...a, ...b].sort((x, y) => x.id.localeCompare(y.id));
+    expect(all.map((r) => [r.id, r.outcome])).to.deep.equal(
+      [[retried, 'retry'], [exhausted, 'failed']].sort((x, y) => (x[0] as string).localeCompare(y[0] as string)),
+    );
+
+    expect(await jobs.get(retried)).to.include({ state: 'pending', attempts: 1 });
+    const failed = (await jobs.get(exhausted))!;
+    expect(failed.state).to.equal('failed');
+    expect(failed.error!.message).to.equal('worker lost: worker silent stopped sending heartbeats for over 60000 ms');
+    expect(await jobs.get(kept)).to.include({ state: 'running' });
+    for (const id of [retried, exhausted]) {
+      const attempts = (await jobs.attempts(id)).filter((r) => r.error?.message.startsWith('worker lost'));
+      expect(attempts, `one "worker lost" attempt for ${id}`).to.have.length(1);
+    }
+    // The silent worker was never registered; the live one stays; another round finds nothing.
+    expect((await store.listWorkers()).map((w) => w.id)).to.deep.equal(['alive']);
+    expect(await rescueStalled(store, 60_000)).to.deep.equal([]);
+  });
+});

@@ -78,6 +78,7 @@ export type EnqueueManyItem<M extends JobMap> = {
 }[JobName<M>];
 
 export class Jobs<M extends JobMap = {}> {
+  /** The database behind this instance (the library's own seam; not part of the public API). @internal */
   readonly store: Store;
   /** Named, expiring cross-process locks in the jobs database (tryAcquire, release, withLock). */
   readonly locks: Locks;

@@ -7,7 +7,7 @@
  */
 import os from 'node:os';
 import { describe } from './model.ts';
-import type { Store } from './store/store.ts';
+import type { LeaseStore } from './store/store.ts';
 import { uuidv7 } from './uuid.ts';
 
 export interface LockOptions {
@@ -43,7 +43,7 @@ export class Locks {
   private acquisitions = 0;
 
   constructor(
-    private readonly store: Store,
+    private readonly store: LeaseStore,
     private readonly ready: () => Promise<void>,
   ) {}
 

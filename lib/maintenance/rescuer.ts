@@ -6,7 +6,7 @@
  * back and completes first wins, and two rescuers write each job once.
  */
 import { hasAttemptsLeft, type JobError } from '../model.ts';
-import type { FailItem, RescuedJob, StalledJob, Store } from '../store/store.ts';
+import type { FailItem, JobWrites, RescuedJob, StalledJob, WorkerLiveness } from '../store/store.ts';
 
 /** Jobs rescued per round at most; the next round takes the rest. */
 const BATCH = 500;
@@ -15,7 +15,7 @@ export function workerLostError(job: StalledJob, stallMs: number): JobError {
   return { message: `worker lost: worker ${job.workerId ?? '?'} stopped sending heartbeats for over ${stallMs} ms`, name: 'WorkerLost' };
 }
 
-export async function rescueStalled(store: Pick<Store, 'stalledJobs' | 'fail' | 'removeStaleWorkers'>, stallMs: number): Promise<RescuedJob[]> {
+export async function rescueStalled(store: Pick<WorkerLiveness, 'stalledJobs' | 'removeStaleWorkers'> & Pick<JobWrites, 'fail'>, stallMs: number): Promise<RescuedJob[]> {
   const stalled = await store.stalledJobs(stallMs, BATCH);
   let rescued: RescuedJob[] = [];
   if (stalled.length) {

@@ -12,7 +12,7 @@
  * correct without any leader (fenced writes, SKIP LOCKED, tick keys): leadership avoids
  * duplicate work.
  */
-import type { SessionLock, Store } from '../store/store.ts';
+import type { LeaseStore, SessionLock } from '../store/store.ts';
 
 export interface LeaderOptions {
   /** Lock name (one leader per name and table prefix). Default 'leader'. */
@@ -40,7 +40,7 @@ export class LeaderElector {
   private ticking: Promise<void> | null = null;
 
   constructor(
-    private readonly store: Store,
+    private readonly store: LeaseStore,
     private readonly owner: string,
     private readonly opts: LeaderOptions,
     private readonly onChange: (leader: boolean) => void,

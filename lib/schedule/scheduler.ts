@@ -5,7 +5,7 @@
  * the nominal slots computed from the stored next run, never "now".
  */
 import { errorToRecord, type NewJobRow } from '../model.ts';
-import type { Store, StoredSchedule } from '../store/store.ts';
+import type { ScheduleStore, StoredSchedule } from '../store/store.ts';
 import { nextFireAfter, ticksToFire } from './schedule.ts';
 
 export interface SchedulerHooks {
@@ -26,7 +26,7 @@ export class Scheduler {
   private busy: Promise<void> | null = null;
 
   constructor(
-    private readonly store: Store,
+    private readonly store: ScheduleStore,
     private readonly hooks: SchedulerHooks,
     private readonly intervalMs = 1000,
   ) {}

@@ -1,7 +1,9 @@
 /**
- * The one interface behind which every database difference lives. Each dialect implements it in
- * its own file, and that file is the only place its SQL is written. The worker, the facade, the
- * HTTP adapters and the admin reach the database only through these verbs.
+ * The interfaces behind which every database difference lives, split by role (plumbing, the hot
+ * path of job writes, liveness, leases, schedules, reads, operators' actions); Store is their
+ * sum. Each dialect implements it in its own file, and that file is the only place its SQL is
+ * written. The worker, the facade, the HTTP adapters and the admin reach the database only
+ * through these verbs.
  *
  * Every write on behalf of a running attempt (progress, logs, checkpoint, complete, fail,
  * release) is fenced by (id, token, state = 'running') and reports which items it applied to:
@@ -201,14 +203,27 @@ export interface ListenCallbacks {
   onError(err: unknown): void;
 }
 
-export interface Store {
+/** What every store has: its dialect and prefix, migrations, wake-ups, the app transaction, close. */
+export interface StorePlumbing {
   readonly dialect: Dialect;
   readonly capabilities: StoreCapabilities;
   readonly prefix: string;
-
   /** Apply pending migrations under the dialect's lock. Idempotent. */
   migrate(): Promise<void>;
+  listen?(cb: ListenCallbacks): Promise<ListenHandle>;
+  /**
+   * Open a transaction on the app's own database for a request's unit of work (absent on
+   * SQLite, whose transactions cannot span an await: there the request's jobs are buffered).
+   */
+  beginTransaction?(): Promise<OpenTransaction>;
+  /** SQLite: whether the app's own handle is inside a transaction (a write on it would join that transaction). */
+  appInTransaction?(): boolean;
+  dbNow(): Promise<number>;
+  close(): Promise<void>;
+}
 
+/** The hot path: enqueue, claim, and every fenced write of a running attempt. */
+export interface JobWrites {
   /**
    * Insert jobs (one round trip per chunk). Rows with a refId that matches a live job return that
    * job with existed = true. `tx` is the caller's open transaction (dialect specific).
@@ -216,9 +231,6 @@ export interface Store {
   enqueue(rows: NewJobRow[], tx?: unknown): Promise<EnqueueResult[]>;
   /** Synchronous enqueue, only when capabilities.syncEnqueue (`tx`, when given, must be the app's own handle). */
   enqueueSync?(rows: NewJobRow[], tx?: unknown): EnqueueResult[];
-  /** SQLite: whether the app's own handle is inside a transaction (a write on it would join that transaction). */
-  appInTransaction?(): boolean;
-
   claim(req: ClaimRequest): Promise<ClaimedJob[]>;
   /** Move completed attempts to history. Returns the ids that were still owned. */
   complete(items: CompleteItem[]): Promise<Set<string>>;
@@ -240,7 +252,10 @@ export interface Store {
     encode: (result: unknown) => string | null,
     beforeComplete: () => Promise<void> | void,
   ): Promise<{ applied: boolean; result: unknown }>;
+}
 
+/** Liveness and cleanup: heartbeats, stalled jobs, stale workers, retention, the next due job. */
+export interface WorkerLiveness {
   /**
    * One write per worker process per interval: refresh the worker's heartbeat (re-registering it
    * when a sweeper removed it) and answer which of its running attempts it still owns.
@@ -254,19 +269,14 @@ export interface Store {
   stalledJobs(stallMs: number, limit: number): Promise<StalledJob[]>;
   /** Forget the workers whose heartbeat is older than stallMs. */
   removeStaleWorkers(stallMs: number): Promise<void>;
-
-  get(id: string): Promise<JobRecord | null>;
-  list(filter: ListFilter): Promise<ListPage>;
-  attempts(id: string): Promise<AttemptRecord[]>;
-  logs(id: string, opts: { afterSeq?: number; limit: number }): Promise<LogRecord[]>;
-  cancel(id: string): Promise<CancelResult | null>;
-  /** Run a failed/cancelled job again, or a pending one now. Returns the new state or null. */
-  retry(id: string): Promise<JobState | null>;
   /** Delete history rows finished more than olderThanMs ago, at most `limit`. */
   pruneHistory(olderThanMs: number, limit: number): Promise<number>;
   /** Milliseconds until the next pending job for these names becomes due (null: none). */
   nextDueIn(names: string[], queues?: string[]): Promise<number | null>;
+}
 
+/** Leases with fencing tokens (jobs.locks, leadership) and the session locks on top of them. */
+export interface LeaseStore {
   /**
    * Take the lease `name` for `ttlMs` (database clock) unless another owner holds it unexpired.
    * Returns its fencing token (unchanged when the same owner renews an unexpired lease, greater
@@ -288,9 +298,12 @@ export interface Store {
    * open) cannot block failover forever. Returns how many sessions were ended.
    */
   evictSessionLockHolder?(name: string): Promise<number>;
+  /** Who holds leadership `name`, in words (a lease owner, or the session holding the advisory lock / GET_LOCK), or null. */
+  leaderInfo(name: string): Promise<string | null>;
+}
 
-  // Recurring schedules. A tick (schedule key, nominal fire time) fires at most once: its row
-  // is inserted in the same transaction as the job, under a primary key.
+/** Recurring schedules. A tick (schedule key, nominal fire time) fires at most once: its row is inserted in the same transaction as the job, under a primary key. */
+export interface ScheduleStore {
   /**
    * Create or replace a schedule's definition (its enabled flag, runs and history stay). From code
    * (`codeHash` set) an existing row is replaced only when its stored code hash differs, so an
@@ -308,36 +321,43 @@ export interface Store {
   fireSchedule(key: string, fireAt: number, row: NewJobRow, skipIfLive: boolean): Promise<{ jobId: string; skipped: boolean } | null>;
   /** Move next_run_at on from `from` (compare-and-set), disabling the schedule when it ended. */
   advanceSchedule(key: string, from: number, nextRunAt: number | null): Promise<void>;
-  dbNow(): Promise<number>;
+}
 
+/** Reads for the facade, the CLI and the admin. */
+export interface JobReads {
+  get(id: string): Promise<JobRecord | null>;
+  list(filter: ListFilter): Promise<ListPage>;
+  attempts(id: string): Promise<AttemptRecord[]>;
+  logs(id: string, opts: { afterSeq?: number; limit: number }): Promise<LogRecord[]>;
   /** For status views: live jobs per state and queue (exact; the hot table is small), finished jobs per state, each counted up to `cap` (capped: true when it reached it). */
   statusCounts(cap: number): Promise<StatusCounts>;
   listWorkers(): Promise<WorkerRecord[]>;
-  /** Who holds leadership `name`, in words (a lease owner, or the session holding the advisory lock / GET_LOCK), or null. */
-  leaderInfo(name: string): Promise<string | null>;
-
-  // Admin verbs (operators' actions and views).
-  /** Pause a queue: claims skip its pending jobs until resumeQueue. Idempotent. */
-  pauseQueue(queue: string): Promise<void>;
-  /** Resume a paused queue. False when it was not paused. */
-  resumeQueue(queue: string): Promise<boolean>;
   /** Per queue: pending, due, running, oldest due age and paused state. */
   queueStats(): Promise<QueueStats[]>;
   /** Completed and failed jobs per bucketMs over the last windowMs (by finished_at, database clock). */
   throughput(windowMs: number, bucketMs: number): Promise<ThroughputBuckets>;
+}
+
+/** Operators' actions. */
+export interface JobAdmin {
+  cancel(id: string): Promise<CancelResult | null>;
+  /** Run a failed/cancelled job again, or a pending one now. Returns the new state or null. */
+  retry(id: string): Promise<JobState | null>;
+  /** Pause a queue: claims skip its pending jobs until resumeQueue. Idempotent. */
+  pauseQueue(queue: string): Promise<void>;
+  /** Resume a paused queue. False when it was not paused. */
+  resumeQueue(queue: string): Promise<boolean>;
   /** Make a pending job due now (run_at = now). False when it is not pending. */
   makeDue(id: string): Promise<boolean>;
   /** Delete pending or finished jobs with their attempts and logs (running jobs are left alone: cancel them first). Returns the ids deleted. */
   deleteJobs(ids: string[]): Promise<string[]>;
-
-  listen?(cb: ListenCallbacks): Promise<ListenHandle>;
-  /**
-   * Open a transaction on the app's own database for a request's unit of work (absent on
-   * SQLite, whose transactions cannot span an await: there the request's jobs are buffered).
-   */
-  beginTransaction?(): Promise<OpenTransaction>;
-  close(): Promise<void>;
 }
+
+/**
+ * Everything a database implements, as the sum of its roles. A consumer takes only the role it
+ * uses (the writer JobWrites, the elector and jobs.locks LeaseStore, the scheduler ScheduleStore).
+ */
+export interface Store extends StorePlumbing, JobWrites, WorkerLiveness, LeaseStore, ScheduleStore, JobReads, JobAdmin {}
 
 /** Table prefix: an identifier, validated once, so it can be spliced into SQL text safely. */
 export function validatePrefix(prefix: unknown): string {

@@ -10,7 +10,7 @@ import { safeString } from '../text.ts';
 import type { ClaimedJob } from '../store/store.ts';
 import { DiscardJob, JobAbortError, SnoozeJob, type AbortReason, type JobContext } from './context.ts';
 import { OutcomeRefusedError, type OutcomeWriter } from './writer.ts';
-import type { Store } from '../store/store.ts';
+import type { JobWrites } from '../store/store.ts';
 
 export interface JobDefinition {
   name: string;
@@ -36,7 +36,7 @@ export type AttemptOutcome =
   | { kind: 'unwritten'; error: JobError };
 
 export interface AttemptDeps {
-  store: Store;
+  store: JobWrites;
   writer: OutcomeWriter;
   seq: number;
   /** Largest result, checkpoint, progress message or log line, in UTF-8 bytes. */

@@ -14,7 +14,7 @@
  * never holds back the writes queued behind it.
  */
 import { classifyError, isContention } from '../store/errors.ts';
-import type { CompleteItem, FailItem, Fenced, LogItem, ProgressItem, ReleaseItem, Store } from '../store/store.ts';
+import type { CompleteItem, FailItem, Fenced, JobWrites, LogItem, ProgressItem, ReleaseItem, StorePlumbing } from '../store/store.ts';
 import { errorToRecord } from '../model.ts';
 import { storable } from '../text.ts';
 
@@ -78,7 +78,7 @@ export class OutcomeWriter {
   private logFlush: Promise<void> | null = null;
 
   constructor(
-    private readonly store: Store,
+    private readonly store: JobWrites & Pick<StorePlumbing, 'dbNow'>,
     private readonly hooks: WriterHooks,
     private readonly opts: { logFlushMs: number; logBatchLines: number; batchWindowMs: number; batchMax: number },
   ) {}

@@ -21,6 +21,7 @@ import { Locks } from './locks.ts';
 import { LeaderElector, leadershipKey, type LeaderOptions } from './schedule/leader.ts';
 import { buildSchedule, definitionHash, type RecurringOptions, type ScheduleDef, type ScheduleRecord, type ScheduleSpec } from './schedule/schedule.ts';
 import { Scheduler, firstRun } from './schedule/scheduler.ts';
+import { Maintenance } from './maintenance/service.ts';
 import type { QueueStats, StatusCounts, StoredSchedule, ThroughputBuckets, WorkerRecord } from './store/store.ts';
 
 export interface JobsStatus extends StatusCounts {
@@ -97,6 +98,8 @@ export class Jobs<M extends JobMap = {}> {
   /** Schedules defined in code, with the hash of their definition. */
   private readonly recurringDefs = new Map<string, { def: ScheduleDef; hash: string }>();
   private scheduler: Scheduler | null = null;
+  /** Rescue of stalled jobs and retention, beside the worker. */
+  private maintenance: Maintenance | null = null;
 
   constructor(opts: JobsOptions) {
     const o = resolveOptions(opts);
@@ -308,6 +311,13 @@ export class Jobs<M extends JobMap = {}> {
       throw err;
     }
     if (stopped()) return;
+    this.maintenance = new Maintenance(this.store, this.workerOptions, {
+      leads,
+      rescued: (r) => this.events.emit('rescued', r),
+      wake: () => this.worker?.wake(),
+      error: (err) => this.events.error(err, 'maintenance'),
+    });
+    this.maintenance.start();
     for (const { def, hash } of this.recurringDefs.values()) await this.saveSchedule(def, hash);
     if (stopped()) return;
     this.scheduler = new Scheduler(this.store, {
@@ -485,7 +495,6 @@ export class Jobs<M extends JobMap = {}> {
       failed: emit('failed'),
       snoozed: emit('snoozed'),
       aborted: emit('aborted'),
-      rescued: emit('rescued'),
       error: emit('error'),
     };
   }
@@ -496,6 +505,9 @@ export class Jobs<M extends JobMap = {}> {
     const scheduler = this.scheduler;
     this.scheduler = null;
     await scheduler?.stop();
+    const maintenance = this.maintenance;
+    this.maintenance = null;
+    await maintenance?.stop();
     await this.worker?.stop(opts.timeout);
     const elector = this.elector;
     this.elector = null;

@@ -1,7 +1,7 @@
 /**
  * The in-process worker: claims jobs in batches up to its free slots, runs them, writes their
- * outcomes, sends one heartbeat per process per interval, sweeps stalled jobs and prunes
- * history. Woken at once by an enqueue in this process, by LISTEN/NOTIFY where the database has
+ * outcomes, sends one heartbeat per process per interval and reconciles what the database says
+ * it runs with what it holds (rescue and retention live in lib/maintenance/). Woken at once by an enqueue in this process, by LISTEN/NOTIFY where the database has
  * it, by a timer for the next delayed job, and by polling as the safety net.
  */
 import os from 'node:os';
@@ -9,16 +9,10 @@ import { errorToRecord, type JobError } from '../model.ts';
 import type { ClaimRequest, ClaimedJob, Fenced, ListenHandle, Store, WorkerInfo } from '../store/store.ts';
 import { uuidv7 } from '../uuid.ts';
 import { isContention } from '../store/errors.ts';
-import { rescueStalled } from '../maintenance/rescuer.ts';
+import { Periodic } from '../periodic.ts';
 import { RunningAttempt, type AttemptOutcome, type JobDefinition } from './executor.ts';
 import { claimOrder } from '../store/rows.ts';
 import { OutcomeWriter } from './writer.ts';
-
-/**
- * How often the leader prunes history, ms. Not an option (retention is days; a minute is fine
- * grain): internal, so a test can see pruning happen without waiting a minute.
- */
-export const PRUNE_EVERY = { ms: 60_000 };
 
 export interface WorkerOptions {
   /** Jobs run at once by this process. Default 10. */
@@ -65,7 +59,6 @@ export interface WorkerEvents {
   failed(e: JobEventPayload & { error: JobError }): void;
   snoozed(e: JobEventPayload & { delayMs: number }): void;
   aborted(e: JobEventPayload & { reason: string }): void;
-  rescued(e: { id: string; name: string; queue: string; outcome: 'retry' | 'failed' }): void;
   error(err: unknown): void;
 }
 
@@ -79,9 +72,8 @@ export class Worker {
   private avgRunMs = Infinity;
   private finishedRuns = 0;
   private readonly writer: OutcomeWriter;
-  private timers: NodeJS.Timeout[] = [];
-  /** Periodic work under way (heartbeat, sweep, prune): shutdown waits for it. */
-  private readonly chores = new Set<Promise<void>>();
+  /** Poll and heartbeat. */
+  private readonly periodic: Periodic;
   private dueTimer: { at: number; timer: NodeJS.Timeout } | null = null;
   private filling = false;
   private refill = false;
@@ -95,9 +87,10 @@ export class Worker {
     private readonly definitions: Map<string, JobDefinition>,
     private readonly opts: WorkerOptions,
     private readonly events: WorkerEvents,
-    /** Singleton duties (sweeper, retention) run only while this is true: on the leader, or everywhere without election. */
+    /** With leaderOnly, claims are made only while this is true. */
     private readonly leads: () => boolean = () => true,
   ) {
+    this.periodic = new Periodic((err) => this.events.error(err));
     this.writer = new OutcomeWriter(
       store,
       { onLost: (id) => this.running.get(id)?.abort('lost'), onError: (err) => this.events.error(err) },
@@ -161,10 +154,8 @@ export class Worker {
     }
     if (this.state !== 'running') return; // stop() was called during the first claim
     // The poll timer keeps the process alive while the worker runs (a worker process on SQLite has no socket that would).
-    this.every(this.opts.pollInterval, () => this.fill(), true);
-    this.every(this.opts.heartbeatInterval, () => this.heartbeat());
-    this.every(Math.max(1000, Math.floor(this.opts.stallTimeout / 2)), () => this.sweep());
-    if (this.opts.retentionMs !== null) this.every(PRUNE_EVERY.ms, () => this.prune());
+    this.periodic.every(this.opts.pollInterval, () => this.fill(), true);
+    this.periodic.every(this.opts.heartbeatInterval, () => this.heartbeat());
   }
 
   /** Undo a start that failed, so that start() may be called again. */
@@ -174,23 +165,6 @@ export class Worker {
     this.listener = null;
     await this.store.removeWorker(this.id).catch(() => undefined);
     this.state = 'idle';
-  }
-
-  private every(ms: number, fn: () => Promise<void> | void, keepAlive = false): void {
-    let busy = false;
-    const t = setInterval(() => {
-      // One at a time: heartbeats piling up behind a slow database would take every pooled connection.
-      if (this.state !== 'running' || busy) return;
-      busy = true;
-      const chore = Promise.resolve()
-        .then(fn)
-        .catch((err) => this.events.error(err))
-        .finally(() => (busy = false));
-      this.chores.add(chore);
-      void chore.finally(() => this.chores.delete(chore));
-    }, ms);
-    if (!keepAlive) t.unref();
-    this.timers.push(t);
   }
 
   /** Claim now (an enqueue in this process, a NOTIFY, a timer). */
@@ -504,20 +478,6 @@ export class Worker {
     await this.releaseUnknown(owned);
   }
 
-  private async sweep(): Promise<void> {
-    if (!this.leads()) return;
-    const rescued = await rescueStalled(this.store, this.opts.stallTimeout);
-    for (const r of rescued) this.events.rescued(r);
-    if (rescued.some((r) => r.outcome === 'retry')) this.wake();
-  }
-
-  private async prune(): Promise<void> {
-    if (!this.leads()) return;
-    while ((await this.store.pruneHistory(this.opts.retentionMs!, 1000)) === 1000) {
-      if (this.state !== 'running') return;
-    }
-  }
-
   private notifyIdle(): void {
     if (this.running.size || this.backlog.length || this.unsettled.size || this.filling) return;
     for (const w of this.idleWaiters.splice(0)) w();
@@ -558,8 +518,7 @@ export class Worker {
   private stopped: Promise<void> = Promise.resolve();
 
   private async shutdown(timeout: number): Promise<void> {
-    for (const t of this.timers) clearInterval(t);
-    this.timers = [];
+    this.periodic.clear();
     if (this.dueTimer) clearTimeout(this.dueTimer.timer);
     // A claim already sent finishes first, so that what it brings back is given back too.
     while (this.filling) await new Promise((r) => setTimeout(r, 1));
@@ -587,7 +546,7 @@ export class Worker {
     this.writer.dispose();
     await this.listener?.close().catch(() => undefined);
     // A heartbeat still in flight would write the worker row back after its removal.
-    await Promise.all(this.chores);
+    await this.periodic.stop();
     await this.store.removeWorker(this.id).catch((err) => this.events.error(err));
     this.state = 'stopped';
     this.notifyIdle();

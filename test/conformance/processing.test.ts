@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { forEachDialect, sleep, until, type TestDb } from '../helpers/dialects.ts';
 import type { JobContext, Jobs } from '../../lib/index.ts';
-import { PRUNE_EVERY } from '../../lib/worker/worker.ts';
+import { PRUNE_EVERY } from '../../lib/maintenance/service.ts';
 import { countStatements, logInsert } from '../helpers/statements.ts';
 
 /** Database now in ms (the clock every stored time comes from). */

@@ -1,0 +1,61 @@
+/**
+ * The singleton duties besides the scheduler: rescuing the jobs of silent workers and deleting
+ * history past its retention. Every started instance runs the service; each round acts only
+ * while the instance leads (or always, without election: both duties are safe to overlap).
+ */
+import type { RescuedJob, JobWrites, WorkerLiveness } from '../store/store.ts';
+import { Periodic } from '../periodic.ts';
+import { rescueStalled } from './rescuer.ts';
+
+/**
+ * How often the leader prunes history, ms. Not an option (retention is days; a minute is fine
+ * grain): internal, so a test can see pruning happen without waiting a minute.
+ */
+export const PRUNE_EVERY = { ms: 60_000 };
+/** History rows deleted per statement. */
+const PRUNE_BATCH = 1000;
+
+export interface MaintenanceHooks {
+  leads(): boolean;
+  rescued(job: RescuedJob): void;
+  /** Rescued jobs are due now: claim. */
+  wake(): void;
+  error(err: unknown): void;
+}
+
+export class Maintenance {
+  private readonly periodic: Periodic;
+
+  constructor(
+    private readonly store: WorkerLiveness & Pick<JobWrites, 'fail'>,
+    private readonly opts: { stallTimeout: number; retentionMs: number | null },
+    private readonly hooks: MaintenanceHooks,
+  ) {
+    this.periodic = new Periodic((err) => hooks.error(err));
+  }
+
+  start(): void {
+    this.periodic.every(Math.max(1000, Math.floor(this.opts.stallTimeout / 2)), () => this.rescue());
+    if (this.opts.retentionMs !== null) this.periodic.every(PRUNE_EVERY.ms, () => this.prune());
+  }
+
+  private async rescue(): Promise<void> {
+    if (!this.hooks.leads()) return;
+    const rescued = await rescueStalled(this.store, this.opts.stallTimeout);
+    for (const r of rescued) this.hooks.rescued(r);
+    if (rescued.some((r) => r.outcome === 'retry')) this.hooks.wake();
+  }
+
+  private async prune(): Promise<void> {
+    if (!this.hooks.leads()) return;
+    while (!this.stopping && (await this.store.pruneHistory(this.opts.retentionMs!, PRUNE_BATCH)) === PRUNE_BATCH);
+  }
+
+  private stopping = false;
+
+  /** Stop, and wait for a round under way (it must not write after its instance stopped). */
+  stop(): Promise<void> {
+    this.stopping = true;
+    return this.periodic.stop();
+  }
+}

@@ -4,7 +4,7 @@
  * (schedule, nominal fire time) row is inserted with the job under a primary key. Fire times are
  * the nominal slots computed from the stored next run, never "now".
  */
-import { errorToRecord, type NewJobRow } from '../model.ts';
+import { errorToRecord, type JobError, type NewJobRow } from '../model.ts';
 import type { ScheduleStore, StoredSchedule } from '../store/store.ts';
 import { nextFireAfter, ticksToFire } from './schedule.ts';
 
@@ -64,7 +64,7 @@ export class Scheduler {
     const { fire, next } = ticksToFire(s, s.nextRunAt!, now, s.runs, waited);
     for (const fireAt of fire) {
       const row = this.hooks.row(s, fireAt);
-      const res = await this.store.fireSchedule(s.key, fireAt, row, s.overlap !== 'allow');
+      const res = await this.store.fireSchedule(s.key, fireAt, row, s.overlap === 'allow' ? null : skippedTickError(s.key));
       if (res) this.hooks.fired({ key: s.key, fireAt, ...res });
     }
     const ended = s.maxRuns !== null && s.runs + fire.length >= s.maxRuns;
@@ -76,6 +76,11 @@ export class Scheduler {
     this.timer = null;
     await this.busy?.catch(() => undefined);
   }
+}
+
+/** What a tick skipped because its previous run was still live records as its error. */
+export function skippedTickError(key: string): JobError {
+  return { message: `skipped: the previous run of schedule "${key}" was still live (overlap: skip)` };
 }
 
 /** The first run of a newly defined or re-enabled schedule: the next slot after now. */

@@ -43,7 +43,7 @@
  *   https://learn.microsoft.com/sql/t-sql/language-elements/kill-transact-sql
  */
 import { Params, listLimit, listWhere, statesByTable } from './sql.ts';
-import type { ListFilter, NewJobRow } from '../model.ts';
+import type { JobError, ListFilter, NewJobRow } from '../model.ts';
 import type { ClaimRequest, CompleteItem, FailItem, LogItem, ProgressItem, ReleaseItem, WorkerInfo } from './store.ts';
 import type { ScheduleDef } from '../schedule/schedule.ts';
 
@@ -679,9 +679,9 @@ WHEN NOT MATCHED THEN INSERT ([key], name, cron, timezone, every_ms, start_at, e
    * Fire one tick: its row under the tick's primary key (a second firing inserts nothing), then
    * the job (or a skipped record when the previous run is live), in one transaction.
    */
-  fireSchedule(key: string, fireAt: number, row: NewJobRow, skipIfLive: boolean): Stmt {
+  fireSchedule(key: string, fireAt: number, row: NewJobRow, skipIfLive: JobError | null): Stmt {
     const enqueue = this.enqueue([row]);
-    const skippedError = JSON.stringify({ message: `skipped: the previous run of schedule "${key}" was still live (overlap: skip)` });
+    const skippedError = skipIfLive === null ? null : JSON.stringify(skipIfLive);
     return {
       text: `DECLARE @fired INT = 0, @live BIT = 0;
 ${atomic(`INSERT INTO ${this.t('schedule_ticks')} (schedule_key, fire_at, job_id)
@@ -706,7 +706,7 @@ SELECT @fired AS fired, @live AS live;`,
         { name: 'key', type: 'nvarchar', value: key },
         { name: 'fire_at', type: 'datetime2', value: new Date(fireAt) },
         { name: 'job_id', type: 'char36', value: row.id },
-        { name: 'skip_if_live', type: 'bit', value: skipIfLive },
+        { name: 'skip_if_live', type: 'bit', value: skipIfLive !== null },
         { name: 'ref_id', type: 'nvarchar', value: row.refId },
         { name: 'name', type: 'nvarchar', value: row.name },
         { name: 'queue', type: 'nvarchar', value: row.queue },

@@ -12,7 +12,7 @@
  * (SYSUTCDATETIME, DATETIME2(3), read back as UTC Dates: mssql's default useUTC).
  */
 import { createRequire } from 'node:module';
-import type { AttemptRecord, EnqueueResult, JobRecord, JobState, ListFilter, ListPage, LogRecord, NewJobRow } from '../model.ts';
+import type { AttemptRecord, EnqueueResult, JobRecord, JobState, ListFilter, ListPage, LogRecord, JobError, NewJobRow } from '../model.ts';
 import type { ScheduleDef } from '../schedule/schedule.ts';
 import { checkNotNewer, loadMigrations, splitStatements } from './migrations.ts';
 import { APP_LOCK_SHOWN, MssqlSql, type Param, type ParamType, type Stmt } from './mssql-sql.ts';
@@ -464,7 +464,7 @@ IF @r < 0 THROW 50001, 'sqljobs: could not take the migration lock', 1;`, [{ nam
     return { now, due: rows.map((r) => toStoredSchedule(r, codec)) };
   }
 
-  async fireSchedule(key: string, fireAt: number, row: NewJobRow, skipIfLive: boolean): Promise<{ jobId: string; skipped: boolean } | null> {
+  async fireSchedule(key: string, fireAt: number, row: NewJobRow, skipIfLive: JobError | null): Promise<{ jobId: string; skipped: boolean } | null> {
     const r = (await this.rows(this.sql.fireSchedule(key, fireAt, row, skipIfLive)))[0];
     if (!r || Number(r.fired) !== 1) return null;
     return { jobId: row.id, skipped: r.live === true || r.live === 1 };

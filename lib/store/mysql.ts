@@ -18,7 +18,7 @@
 import { createHash } from 'node:crypto';
 import type { Pool as CbPool, PoolConnection as CbPoolConnection } from 'mysql2';
 import type { Pool as PromisePool, PoolConnection, ResultSetHeader } from 'mysql2/promise';
-import { isValidId, type AttemptRecord, type EnqueueResult, type JobRecord, type JobState, type ListFilter, type ListPage, type LogRecord, type NewJobRow } from '../model.ts';
+import { isValidId, type AttemptRecord, type EnqueueResult, type JobRecord, type JobState, type ListFilter, type ListPage, type LogRecord, type NewJobRow, type JobError } from '../model.ts';
 import type { ScheduleDef } from '../schedule/schedule.ts';
 import { checkNotNewer, loadMigrations, splitStatements } from './migrations.ts';
 import { holdMysqlConnection, openTransaction, withHeld } from './held.ts';
@@ -647,17 +647,17 @@ export class MysqlStore implements Store {
     return { now, due: rows.map((r) => toStoredSchedule(r, codec)) };
   }
 
-  async fireSchedule(key: string, fireAt: number, row: NewJobRow, skipIfLive: boolean): Promise<{ jobId: string; skipped: boolean } | null> {
+  async fireSchedule(key: string, fireAt: number, row: NewJobRow, skipIfLive: JobError | null): Promise<{ jobId: string; skipped: boolean } | null> {
     return this.transaction(async (c) => {
       const tick = await this.exec(`INSERT IGNORE INTO ${this.t('schedule_ticks')} (schedule_key, fire_at, job_id) VALUES (?, ?, ?)`, [key, utc(fireAt), row.id], c);
       if (tick.affectedRows !== 1) return null;
-      const live = skipIfLive && row.refId ? (await this.rows(`SELECT 1 FROM ${this.t('jobs')} WHERE ref_id = ? LOCK IN SHARE MODE`, [row.refId], c)).length === 1 : false;
+      const live = skipIfLive !== null && row.refId ? (await this.rows(`SELECT 1 FROM ${this.t('jobs')} WHERE ref_id = ? LOCK IN SHARE MODE`, [row.refId], c)).length === 1 : false;
       if (live) {
         await c.query(
           `INSERT INTO ${this.t('history')} (id, name, queue, state, payload, priority, attempts, max_attempts, run_at, created_at, finished_at, tag, batch_id, created_by, meta, error)
            VALUES (?, ?, ?, 'skipped', ?, ?, 0, ?, ?, ${NOW}, ${NOW}, ?, ?, ?, ?, ?)`,
           [row.id, row.name, row.queue, row.payloadJson, row.priority, row.maxAttempts, utc(fireAt), row.tag, row.batchId, row.createdBy, row.metaJson,
-            JSON.stringify({ message: `skipped: the previous run of schedule "${key}" was still live (overlap: skip)` })],
+            JSON.stringify(skipIfLive)],
         );
       } else {
         await this.insertJobs([row], c);

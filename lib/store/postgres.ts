@@ -8,7 +8,7 @@
  * connection. LISTEN uses one dedicated client that reconnects and then asks for a catch-up poll.
  */
 import type { Pool, PoolClient, PoolConfig, Client, QueryResultRow } from 'pg';
-import type { AttemptRecord, EnqueueResult, JobRecord, JobState, ListFilter, ListPage, LogRecord, NewJobRow } from '../model.ts';
+import type { AttemptRecord, EnqueueResult, JobRecord, JobState, ListFilter, ListPage, LogRecord, NewJobRow, JobError } from '../model.ts';
 import { checkNotNewer, loadMigrations, splitStatements } from './migrations.ts';
 import { claimOrder, nativeCodec, toAttemptRecord, toClaimedJob, toJobRecord, toLogRecord, toStalledJob, toStoredSchedule, toWorkerRecord, withCurrentAttempt } from './rows.ts';
 import type { ScheduleDef } from '../schedule/schedule.ts';
@@ -488,20 +488,20 @@ export class PostgresStore implements Store {
     return { now, due: rows.map((r) => toStoredSchedule(r, nativeCodec)) };
   }
 
-  async fireSchedule(key: string, fireAt: number, row: NewJobRow, skipIfLive: boolean): Promise<{ jobId: string; skipped: boolean } | null> {
+  async fireSchedule(key: string, fireAt: number, row: NewJobRow, skipIfLive: JobError | null): Promise<{ jobId: string; skipped: boolean } | null> {
     return this.transaction(async (c) => {
       const tick = await c.query(
         `INSERT INTO ${this.t('schedule_ticks')} (schedule_key, fire_at, job_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
         [key, new Date(fireAt), row.id],
       );
       if (tick.rowCount !== 1) return null;
-      const live = skipIfLive && row.refId ? (await c.query(`SELECT 1 FROM ${this.t('jobs')} WHERE ref_id = $1`, [row.refId])).rowCount === 1 : false;
+      const live = skipIfLive !== null && row.refId ? (await c.query(`SELECT 1 FROM ${this.t('jobs')} WHERE ref_id = $1`, [row.refId])).rowCount === 1 : false;
       if (live) {
         await c.query(
           `INSERT INTO ${this.t('history')} (id, name, queue, state, payload, priority, attempts, max_attempts, run_at, created_at, finished_at, tag, batch_id, created_by, meta, error)
            VALUES ($1, $2, $3, 'skipped', $4::json, $5, 0, $6, $7, now(), now(), $8, $9, $10, $11::json, $12::json)`,
           [row.id, row.name, row.queue, row.payloadJson, row.priority, row.maxAttempts, new Date(fireAt), row.tag, row.batchId, row.createdBy, row.metaJson,
-            JSON.stringify({ message: `skipped: the previous run of schedule "${key}" was still live (overlap: skip)` })],
+            JSON.stringify(skipIfLive)],
         );
       } else {
         await c.query(this.sql.enqueue, [inputJson([row]), this.jobsChannel]);

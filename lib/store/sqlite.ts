@@ -10,7 +10,7 @@
  * short busy_timeout and SQLITE_BUSY is retried asynchronously.
  */
 import type BetterSqlite3 from 'better-sqlite3';
-import type { EnqueueResult, JobRecord, JobState, ListFilter, ListPage, NewJobRow, AttemptRecord, LogRecord } from '../model.ts';
+import type { EnqueueResult, JobRecord, JobState, ListFilter, ListPage, NewJobRow, AttemptRecord, LogRecord, JobError } from '../model.ts';
 import { checkNotNewer, loadMigrations } from './migrations.ts';
 import { claimOrder, textCodec, toAttemptRecord, toClaimedJob, toJobRecord, toLogRecord, toStalledJob, toStoredSchedule, toWorkerRecord, withCurrentAttempt } from './rows.ts';
 import type { ScheduleDef } from '../schedule/schedule.ts';
@@ -440,16 +440,16 @@ export class SqliteStore implements Store {
     });
   }
 
-  async fireSchedule(key: string, fireAt: number, row: NewJobRow, skipIfLive: boolean): Promise<{ jobId: string; skipped: boolean } | null> {
+  async fireSchedule(key: string, fireAt: number, row: NewJobRow, skipIfLive: JobError | null): Promise<{ jobId: string; skipped: boolean } | null> {
     return this.write(() => {
       const tick = this.q(`INSERT INTO ${this.t('schedule_ticks')} (schedule_key, fire_at, job_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`).run(key, fireAt, row.id);
       if (tick.changes !== 1) return null;
-      const live = skipIfLive && row.refId ? this.q(`SELECT 1 FROM ${this.t('jobs')} WHERE ref_id = ?`).get(row.refId) : undefined;
+      const live = skipIfLive !== null && row.refId ? this.q(`SELECT 1 FROM ${this.t('jobs')} WHERE ref_id = ?`).get(row.refId) : undefined;
       if (live) {
         this.q(`INSERT INTO ${this.t('history')} (id, name, queue, state, payload, payload_bin, priority, attempts, max_attempts, run_at, created_at, finished_at, tag, batch_id, created_by, meta, error)
             VALUES (?, ?, ?, 'skipped', ?, NULL, ?, 0, ?, ?, ${NOW}, ${NOW}, ?, ?, ?, ?, ?)`)
           .run(row.id, row.name, row.queue, row.payloadJson, row.priority, row.maxAttempts, fireAt, row.tag, row.batchId, row.createdBy, row.metaJson,
-            JSON.stringify({ message: `skipped: the previous run of schedule "${key}" was still live (overlap: skip)` }));
+            JSON.stringify(skipIfLive));
       } else {
         this.insertOwn(row);
       }

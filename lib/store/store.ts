@@ -317,8 +317,8 @@ export interface ScheduleStore {
   removeSchedule(key: string): Promise<boolean>;
   /** Enabled schedules whose next run is due, and the database's now (ms). */
   dueSchedules(): Promise<{ now: number; due: StoredSchedule[] }>;
-  /** Fire one tick: null when it was already fired. With skipIfLive, a live previous run records the tick as a skipped job. */
-  fireSchedule(key: string, fireAt: number, row: NewJobRow, skipIfLive: boolean): Promise<{ jobId: string; skipped: boolean } | null>;
+  /** Fire one tick: null when it was already fired. With skipIfLive (the error to record), a live previous run records the tick as a skipped job. */
+  fireSchedule(key: string, fireAt: number, row: NewJobRow, skipIfLive: JobError | null): Promise<{ jobId: string; skipped: boolean } | null>;
   /** Move next_run_at on from `from` (compare-and-set), disabling the schedule when it ended. */
   advanceSchedule(key: string, from: number, nextRunAt: number | null): Promise<void>;
 }

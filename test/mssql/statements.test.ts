@@ -68,7 +68,7 @@ function everyStatement(): [string, Stmt][] {
     ['deleteJobs', sql.deleteJobs([UUID, HOSTILE])],
     ['upsertSchedule', sql.upsertSchedule(schedule, 300_000, HOSTILE)],
     ['upsertSchedule (run-time edit)', sql.upsertSchedule(schedule, 300_000, null)],
-    ['fireSchedule', sql.fireSchedule(HOSTILE, 300_000, row(), true)],
+    ['fireSchedule', sql.fireSchedule(HOSTILE, 300_000, row(), { message: HOSTILE })],
     ['advanceSchedule', sql.advanceSchedule(HOSTILE, 300_000, 600_000)],
     ['setScheduleEnabled', sql.setScheduleEnabled(HOSTILE, false, null)],
     ['removeSchedule', sql.removeSchedule(HOSTILE)],

@@ -1,6 +1,7 @@
 /** What the pages and the JSON API share: the facade the admin drives, filter parsing, job actions and bulk actions. */
 import type { Jobs } from '../jobs.ts';
-import { JOB_STATES, JobValidationError, isValidId, type JobRecord, type JobState, type ListFilter } from '../model.ts';
+import { JOB_STATES, JobValidationError, isValidId, validateName, type JobRecord, type JobState, type ListFilter } from '../model.ts';
+import type { ScheduleRecord } from '../schedule/schedule.ts';
 import { HttpError } from './types.ts';
 
 /** The part of a Jobs instance the admin uses (any job map). */
@@ -140,4 +141,25 @@ export async function applyBulk(jobs: AdminJobs, ids: string[], action: JobActio
     }
   }
   return { done, skipped: ids.length - done };
+}
+
+export function checkKey(key: string): string {
+  try {
+    return validateName(key, 'key');
+  } catch (err) {
+    throw new HttpError(400, (err as Error).message);
+  }
+}
+
+export function checkQueue(queue: string): string {
+  try {
+    return validateName(queue, 'queue');
+  } catch (err) {
+    throw new HttpError(400, (err as Error).message);
+  }
+}
+
+export async function schedulesWithOutcome(jobs: AdminJobs): Promise<(ScheduleRecord & { lastState: string | null })[]> {
+  const list = await jobs.schedules.list();
+  return Promise.all(list.map(async (s) => ({ ...s, lastState: s.lastJobId ? ((await jobs.get(s.lastJobId))?.state ?? 'deleted') : null })));
 }

@@ -1,9 +1,8 @@
 /** The JSON API under <mount>/api: the same data and actions as the pages, errors as { error }. */
 import { HttpError } from './types.ts';
 import { json } from './respond.ts';
-import type { Route, RouteContext } from './router.ts';
-import { applyJobAction, checkId, loadJob, parseFilter, parsePage, queuePaused, refusal, type JobAction } from './actions.ts';
-import { checkKey, checkQueue, schedulesWithOutcome } from './pages.ts';
+import type { Route, RouteContext } from './route.ts';
+import { applyJobAction, checkId, checkKey, checkQueue, loadJob, parseFilter, parsePage, queuePaused, refusal, schedulesWithOutcome, type JobAction } from './actions.ts';
 
 const ID = '([^/]+)';
 const query = (c: RouteContext) => (k: string) => c.req.query.get(k) ?? undefined;

@@ -4,14 +4,12 @@ import { HttpError } from './types.ts';
 import { render } from './render.ts';
 import { helpers, throughputChart } from './present.ts';
 import { html, redirect } from './respond.ts';
-import type { Route, RouteContext } from './router.ts';
+import type { Route, RouteContext } from './route.ts';
 import {
-  applyBulk, applyJobAction, checkId, loadJob, matchingIds, parseAction, parseFilter, parsePage, queuePaused, refusal,
-  type AdminJobs, type JobAction,
+  applyBulk, applyJobAction, checkId, checkKey, checkQueue, loadJob, matchingIds, parseAction, parseFilter, parsePage, queuePaused, refusal,
+  schedulesWithOutcome, type AdminJobs, type JobAction,
 } from './actions.ts';
 import { staticUrl } from './render.ts';
-import { validateName } from '../model.ts';
-import type { ScheduleRecord } from '../schedule/schedule.ts';
 
 const ID = '([^/]+)';
 // A Map, not an object: ?done=constructor must not find Object.prototype's members.
@@ -143,22 +141,11 @@ async function jobsBulk(c: RouteContext) {
 
 // ------------------------------------------------------------------ recurring, queues, workers
 
-export async function schedulesWithOutcome(jobs: AdminJobs): Promise<(ScheduleRecord & { lastState: string | null })[]> {
-  const list = await jobs.schedules.list();
-  return Promise.all(list.map(async (s) => ({ ...s, lastState: s.lastJobId ? ((await jobs.get(s.lastJobId))?.state ?? 'deleted') : null })));
-}
 
 async function recurring(c: RouteContext) {
   return page(c, 'recurring', 'recurring', { schedules: await schedulesWithOutcome(c.jobs) });
 }
 
-export function checkKey(key: string): string {
-  try {
-    return validateName(key, 'key');
-  } catch (err) {
-    throw new HttpError(400, (err as Error).message);
-  }
-}
 
 async function recurringAction(c: RouteContext, action: 'toggle' | 'trigger' | 'delete') {
   const key = checkKey(c.params[0]);
@@ -182,13 +169,6 @@ async function queuesFragment(c: RouteContext) {
   return html(200, await render('partials/queues-table', { ...common(c, 'queues'), ...(await queuesData(c)) }));
 }
 
-export function checkQueue(queue: string): string {
-  try {
-    return validateName(queue, 'queue');
-  } catch (err) {
-    throw new HttpError(400, (err as Error).message);
-  }
-}
 
 /** Pause or resume; an HTMX request gets the refreshed table, a plain form a redirect. */
 async function queueAction(c: RouteContext, action: 'pause' | 'resume') {

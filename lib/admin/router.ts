@@ -9,42 +9,19 @@ import { resolveAccess } from './access.ts';
 import { crossOriginReason, crossSiteFetch, csrfState, csrfValid, firstValue } from './csrf.ts';
 import { findStatic, render } from './render.ts';
 import type { AdminJobs } from './actions.ts';
+import type { Route, Settings } from './route.ts';
 import { pageRoutes } from './pages.ts';
 import { apiRoutes } from './api.ts';
 import { html, json } from './respond.ts';
 
 export const CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
-export interface Settings {
-  bulkCap: number;
-  countCap: number;
-  title: string;
-  allowedHosts: ReadonlySet<string>;
-  secret: Buffer;
-  onError: NonNullable<AdminOptions<unknown>['onError']>;
-}
 
 /** One key per process, shared by every admin it mounts (a cookie with Path=/ serves them all). */
 const PROCESS_SECRET = randomBytes(32);
 const OPTIONS = ['authorize', 'bulkCap', 'countCap', 'title', 'allowedHosts', 'secret', 'onError', 'path'];
 
 const logError: Settings['onError'] = (err, info) => console.error(`sqljobs admin: internal error ${info.id} on ${info.method} ${info.path}:`, err);
-
-export interface RouteContext {
-  req: AdminRequest;
-  params: string[];
-  body: BodyFields;
-  jobs: AdminJobs;
-  access: 'manage' | 'view';
-  csrf: string;
-  settings: Settings;
-}
-
-export interface Route {
-  method: 'GET' | 'POST' | 'DELETE';
-  pattern: RegExp;
-  handler: (c: RouteContext) => Promise<AdminResponse>;
-}
 
 const ROUTES: Route[] = [...apiRoutes, ...pageRoutes];
 

@@ -479,14 +479,17 @@ export class Worker {
   }
 
   private notifyIdle(): void {
-    if (this.running.size || this.backlog.length || this.unsettled.size || this.filling) return;
+    if (!this.quiet) return;
     for (const w of this.idleWaiters.splice(0)) w();
+  }
+
+  private get quiet(): boolean {
+    return !this.running.size && !this.backlog.length && !this.unsettled.size && !this.filling;
   }
 
   /** Resolve when no job is running and the claim loop is quiet. */
   async idle(): Promise<void> {
-    if (!this.running.size && !this.backlog.length && !this.unsettled.size && !this.filling) return this.writer.drain();
-    await new Promise<void>((r) => this.idleWaiters.push(r));
+    if (!this.quiet) await new Promise<void>((r) => this.idleWaiters.push(r));
     return this.writer.drain();
   }
 
@@ -496,7 +499,9 @@ export class Worker {
       await this.fill();
       await this.idle();
       const due = await this.store.nextDueIn([...this.definitions.keys()], this.opts.queues);
-      if (due === null || due > 0) return;
+      // A wake-up (a retry due at once, a new job) may have claimed while the question was asked:
+      // a job claimed or running is not "due", so the answer holds only if the worker stayed quiet.
+      if ((due === null || due > 0) && this.quiet) return;
     }
   }
 

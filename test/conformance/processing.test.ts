@@ -493,6 +493,27 @@ forEachDialect('processing', ({ fresh }) => {
     expect(await count(t, 'jobs')).to.equal(1);
   });
 
+  it('drain() waits for a retry due at once, even when the wake-up for it claims it while drain asks what is still due', async () => {
+    const t = await fresh();
+    const jobs = t.jobs();
+    jobs.define('flaky', async (_p: null, ctx) => {
+      if (ctx.attempt === 1) throw new Error('once');
+      await sleep(300);
+      return 'second';
+    }, { maxAttempts: 2, backoff: { type: 'fixed', baseMs: 0, jitter: 0 } });
+    await jobs.start();
+    const { id } = await jobs.enqueue('flaky', null);
+    // The question "what is due?" answered late: the retry's own wake-up claims the job meanwhile.
+    const store = (jobs as unknown as { store: { nextDueIn: (...a: unknown[]) => Promise<number | null> } }).store;
+    const nextDueIn = store.nextDueIn.bind(store);
+    store.nextDueIn = async (...a) => {
+      await sleep(100);
+      return nextDueIn(...a);
+    };
+    await jobs.drain();
+    expect(await jobs.get(id)).to.include({ state: 'completed', attempts: 2 });
+  });
+
   it('retentionDays: the leader prunes finished jobs older than the retention with their attempts and logs; live jobs, recent history and followers are left alone', async () => {
     const t = await fresh();
     const other = await t.another();

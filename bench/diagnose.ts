@@ -35,7 +35,7 @@ if (sys instanceof SqljobsPg && (args.analyze || args.explain)) {
   const t = `${opts.runId}_jobs`;
   if (args.analyze) await c.query(`ANALYZE ${t}`);
   if (args.explain) {
-    // The claim as lib/store/postgres.ts wrote it when this was written (limit 10); keep the two in step.
+    // The claim as lib/driver/postgres/store.ts wrote it when this was written (limit 10); keep the two in step.
     await c.query('BEGIN');
     const plan = await c.query(`EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) WITH next AS (
         SELECT id FROM ${t} WHERE state = 'pending' AND run_at <= now() AND name = ANY('{noop}'::text[])

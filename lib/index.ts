@@ -32,4 +32,4 @@ export function createJobs<M extends JobMap = {}>(options: JobsOptions): Jobs<M>
 }
 export { jobsAdmin, koaJobsAdmin } from './admin/index.ts';
 export type { AdminAccess, AdminOptions, AdminJobs, ExpressLikeRequest, KoaAdminOptions, KoaLikeAdminContext } from './admin/index.ts';
-export type { QueueStats, ThroughputBuckets } from './store/store.ts';
+export type { QueueStats, ThroughputBuckets } from './driver/store.ts';

@@ -12,8 +12,8 @@ import type { JobContext } from './worker/context.ts';
 import type { JobDefinition } from './worker/executor.ts';
 import { Worker, type JobEventPayload, type WorkerOptions } from './worker/worker.ts';
 import { stopOnSignals } from './worker/shutdown.ts';
-import type { OpenTransaction, Store } from './store/store.ts';
-import { createStore } from './store/create.ts';
+import type { OpenTransaction, Store } from './driver/store.ts';
+import { createStore } from './driver/create.ts';
 import { intInRange, resolveOptions, type JobsMode, type JobsOptions } from './options.ts';
 import { uuidv7 } from './uuid.ts';
 import { RateLimitedLog, SafeEvents } from './report.ts';
@@ -22,7 +22,7 @@ import { LeaderElector, leadershipKey, type LeaderOptions } from './schedule/lea
 import { buildSchedule, definitionHash, type RecurringOptions, type ScheduleDef, type ScheduleRecord, type ScheduleSpec } from './schedule/schedule.ts';
 import { Scheduler, firstRun } from './schedule/scheduler.ts';
 import { Maintenance } from './maintenance/service.ts';
-import type { QueueStats, StatusCounts, StoredSchedule, ThroughputBuckets, WorkerRecord } from './store/store.ts';
+import type { QueueStats, StatusCounts, StoredSchedule, ThroughputBuckets, WorkerRecord } from './driver/store.ts';
 
 export interface JobsStatus extends StatusCounts {
   workers: WorkerRecord[];

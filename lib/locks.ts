@@ -7,7 +7,7 @@
  */
 import os from 'node:os';
 import { describe } from './model.ts';
-import type { LeaseStore } from './store/store.ts';
+import type { LeaseStore } from './driver/store.ts';
 import { uuidv7 } from './uuid.ts';
 
 export interface LockOptions {

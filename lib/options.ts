@@ -8,9 +8,9 @@ import type { Pool as MysqlPool } from 'mysql2';
 import type { Pool as MysqlPromisePool } from 'mysql2/promise';
 import { describe, validateName } from './model.ts';
 import type { LeaderOptions } from './schedule/leader.ts';
-import type { MssqlPoolLike } from './store/mssql.ts';
-import type { SlonikPoolLike } from './store/slonik.ts';
-import { validatePrefix } from './store/store.ts';
+import type { MssqlPoolLike } from './driver/mssql/store.ts';
+import type { SlonikPoolLike } from './driver/postgres/slonik.ts';
+import { validatePrefix } from './driver/store.ts';
 import type { WorkerOptions } from './worker/worker.ts';
 import type { Logger } from './report.ts';
 

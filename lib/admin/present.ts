@@ -1,6 +1,6 @@
 /** Formatting for the views: ages, times, JSON, binary previews, schedules in words, the throughput chart. No I/O. */
 import cronstrue from 'cronstrue';
-import type { ThroughputBuckets } from '../store/store.ts';
+import type { ThroughputBuckets } from '../driver/store.ts';
 import type { ScheduleRecord } from '../schedule/schedule.ts';
 
 /** A duration in the largest sensible unit: "850 ms", "12 s", "4 min", "3 h", "2 d". */

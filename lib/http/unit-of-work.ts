@@ -12,7 +12,7 @@
  */
 import { Jobs, type EnqueueManyItem, type JobMap, type JobName, type PayloadOf, type SupportedDb } from '../jobs.ts';
 import type { EnqueueOptions, EnqueueResult, JobRecord, ListFilter, ListPage, NewJobRow } from '../model.ts';
-import type { OpenTransaction } from '../store/store.ts';
+import type { OpenTransaction } from '../driver/store.ts';
 
 /** Methods of a driver's connection that only the middleware may call on the request's handle. */
 const OWNED_BY_MIDDLEWARE: (string | symbol)[] = ['release', 'commit', 'rollback', 'beginTransaction'];

@@ -6,7 +6,7 @@
  * back and completes first wins, and two rescuers write each job once.
  */
 import { hasAttemptsLeft, type JobError } from '../model.ts';
-import type { FailItem, JobWrites, RescuedJob, StalledJob, WorkerLiveness } from '../store/store.ts';
+import type { FailItem, JobWrites, RescuedJob, StalledJob, WorkerLiveness } from '../driver/store.ts';
 
 /** Jobs rescued per round at most; the next round takes the rest. */
 const BATCH = 500;

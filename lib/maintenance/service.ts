@@ -3,7 +3,7 @@
  * history past its retention. Every started instance runs the service; each round acts only
  * while the instance leads (or always, without election: both duties are safe to overlap).
  */
-import type { RescuedJob, JobWrites, WorkerLiveness } from '../store/store.ts';
+import type { RescuedJob, JobWrites, WorkerLiveness } from '../driver/store.ts';
 import { Periodic } from '../periodic.ts';
 import { rescueStalled } from './rescuer.ts';
 

@@ -12,7 +12,7 @@
  * correct without any leader (fenced writes, SKIP LOCKED, tick keys): leadership avoids
  * duplicate work.
  */
-import type { LeaseStore, SessionLock } from '../store/store.ts';
+import type { LeaseStore, SessionLock } from '../driver/store.ts';
 
 export interface LeaderOptions {
   /** Lock name (one leader per name and table prefix). Default 'leader'. */

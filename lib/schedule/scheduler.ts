@@ -5,7 +5,7 @@
  * the nominal slots computed from the stored next run, never "now".
  */
 import { errorToRecord, type JobError, type NewJobRow } from '../model.ts';
-import type { ScheduleStore, StoredSchedule } from '../store/store.ts';
+import type { ScheduleStore, StoredSchedule } from '../driver/store.ts';
 import { nextFireAfter, ticksToFire } from './schedule.ts';
 
 export interface SchedulerHooks {

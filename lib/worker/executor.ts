@@ -7,10 +7,10 @@ import {
   type BackoffOptions, type JobError, type JsonValue,
 } from '../model.ts';
 import { safeString } from '../text.ts';
-import type { ClaimedJob } from '../store/store.ts';
+import type { ClaimedJob } from '../driver/store.ts';
 import { DiscardJob, JobAbortError, SnoozeJob, type AbortReason, type JobContext } from './context.ts';
 import { OutcomeRefusedError, type OutcomeWriter } from './writer.ts';
-import type { JobWrites } from '../store/store.ts';
+import type { JobWrites } from '../driver/store.ts';
 
 export interface JobDefinition {
   name: string;

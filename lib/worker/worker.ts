@@ -6,12 +6,12 @@
  */
 import os from 'node:os';
 import { errorToRecord, type JobError } from '../model.ts';
-import type { ClaimRequest, ClaimedJob, Fenced, ListenHandle, Store, WorkerInfo } from '../store/store.ts';
+import type { ClaimRequest, ClaimedJob, Fenced, ListenHandle, Store, WorkerInfo } from '../driver/store.ts';
 import { uuidv7 } from '../uuid.ts';
-import { isContention } from '../store/errors.ts';
+import { isContention } from '../driver/errors.ts';
 import { Periodic } from '../periodic.ts';
 import { RunningAttempt, type AttemptOutcome, type JobDefinition } from './executor.ts';
-import { claimOrder } from '../store/rows.ts';
+import { claimOrder } from '../driver/rows.ts';
 import { OutcomeWriter } from './writer.ts';
 
 export interface WorkerOptions {

@@ -13,8 +13,8 @@
  * promise rejects with OutcomeRefusedError, and the attempt records that instead. One bad row
  * never holds back the writes queued behind it.
  */
-import { classifyError, isContention } from '../store/errors.ts';
-import type { CompleteItem, FailItem, Fenced, JobWrites, LogItem, ProgressItem, ReleaseItem, StorePlumbing } from '../store/store.ts';
+import { classifyError, isContention } from '../driver/errors.ts';
+import type { CompleteItem, FailItem, Fenced, JobWrites, LogItem, ProgressItem, ReleaseItem, StorePlumbing } from '../driver/store.ts';
 import { errorToRecord } from '../model.ts';
 import { storable } from '../text.ts';
 

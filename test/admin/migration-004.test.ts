@@ -6,7 +6,7 @@ import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
 import { createJobs } from '../../lib/index.ts';
-import { loadMigrations, splitStatements } from '../../lib/store/migrations.ts';
+import { loadMigrations, splitStatements } from '../../lib/driver/migrations.ts';
 import { DIALECTS, requireDatabase, type TestDb } from '../helpers/dialects.ts';
 
 const postgres = DIALECTS.find((d) => d.name === 'postgres')!;

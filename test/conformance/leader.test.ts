@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { forEachDialect, sleep, until, type TestDb } from '../helpers/dialects.ts';
 import type { Jobs } from '../../lib/index.ts';
-import { lockName } from '../../lib/store/mysql.ts';
+import { lockName } from '../../lib/driver/mysql/store.ts';
 import { leadershipKey } from '../../lib/schedule/leader.ts';
 
 async function instances(t: TestDb, n: number): Promise<Jobs[]> {

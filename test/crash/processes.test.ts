@@ -8,7 +8,7 @@ import path from 'node:path';
 import { forEachDialect, sleep, until, type TestDb } from '../helpers/dialects.ts';
 import { spawnWorker, type WorkerProc } from '../helpers/processes.ts';
 import { liveRow } from '../store/helpers.ts';
-import { loadMigrations } from '../../lib/store/migrations.ts';
+import { loadMigrations } from '../../lib/driver/migrations.ts';
 
 function workerEnv(t: TestDb, extra: Record<string, string | number> = {}): Record<string, string | number> {
   // PGAPPNAME names this test's PostgreSQL sessions, so checks on pg_stat_activity see only them.

@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { createPool as createSlonikPool, sql as slonikSql, type DatabasePool, type DatabaseTransactionConnection, type Interceptor } from 'slonik';
 import { createJobs, type Jobs, type JobsOptions } from '../../lib/index.ts';
-import { token as slonikToken } from '../../lib/store/slonik.ts';
+import { token as slonikToken } from '../../lib/driver/postgres/slonik.ts';
 import { isCI } from './ci.ts';
 import mssql, { type ConnectionPool as MssqlPool, type Transaction as MssqlTx, type Request as MssqlRequest } from 'mssql';
 

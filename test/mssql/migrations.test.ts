@@ -6,7 +6,7 @@ import { expect } from 'chai';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadMigrations, splitStatements } from '../../lib/store/migrations.ts';
+import { loadMigrations, splitStatements } from '../../lib/driver/migrations.ts';
 
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'migrations');
 const dialects = readdirSync(root).filter((d) => !d.startsWith('.')).sort();

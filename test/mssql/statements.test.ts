@@ -6,13 +6,13 @@
  */
 import { expect } from 'chai';
 import mssql from 'mssql';
-import { MssqlSql, appLockPattern, type Param, type Stmt } from '../../lib/store/mssql-sql.ts';
-import { MssqlStore, SerialQueue, bind, isMssqlPool, isMssqlTransaction } from '../../lib/store/mssql.ts';
+import { MssqlSql, appLockPattern, type Param, type Stmt } from '../../lib/driver/mssql/statements.ts';
+import { MssqlStore, SerialQueue, bind, isMssqlPool, isMssqlTransaction } from '../../lib/driver/mssql/store.ts';
 import { buildJobRow } from '../../lib/model.ts';
 import { buildSchedule } from '../../lib/schedule/schedule.ts';
 import { createJobs } from '../../lib/index.ts';
-import { validatePrefix } from '../../lib/store/store.ts';
-import { loadMigrations, splitStatements } from '../../lib/store/migrations.ts';
+import { validatePrefix } from '../../lib/driver/store.ts';
+import { loadMigrations, splitStatements } from '../../lib/driver/migrations.ts';
 
 const HOSTILE = "x'); DROP TABLE sqljobs_jobs; --";
 const UUID = '01936f4e-8a1b-7c2d-9e3f-0a1b2c3d4e5f';

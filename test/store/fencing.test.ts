@@ -6,7 +6,7 @@
  */
 import { expect } from 'chai';
 import type { Jobs } from '../../lib/index.ts';
-import type { ClaimedJob, Store } from '../../lib/store/store.ts';
+import type { ClaimedJob, Store } from '../../lib/driver/store.ts';
 import { forEachDialect, type TestDb } from '../helpers/dialects.ts';
 import { fenced, insertOnJobTx, liveRow, ph, reclaimed, snapshot, storeOf } from './helpers.ts';
 

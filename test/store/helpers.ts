@@ -3,7 +3,7 @@ import { rescueStalled } from '../../lib/maintenance/rescuer.ts';
 import { expect } from 'chai';
 import type Database from 'better-sqlite3';
 import type pg from 'pg';
-import type { ClaimedJob, Fenced, Store } from '../../lib/store/store.ts';
+import type { ClaimedJob, Fenced, Store } from '../../lib/driver/store.ts';
 import type { TestDb } from '../helpers/dialects.ts';
 import type { Jobs } from '../../lib/index.ts';
 

@@ -1,6 +1,6 @@
 /**
  * The part of mssql 12's API the tests use (mssql ships no types and @types/mssql is not a
- * dependency). The library itself declares the shapes it relies on in lib/store/mssql.ts.
+ * dependency). The library itself declares the shapes it relies on in lib/driver/mssql/store.ts.
  */
 declare module 'mssql' {
   interface IResult {

@@ -9,9 +9,9 @@ import mysql from 'mysql2';
 import mysqlPromise from 'mysql2/promise';
 import mssql from 'mssql';
 import { createPool } from 'slonik';
-import { detectDriver } from '../../lib/store/detect.ts';
-import { isSlonikConnection, isSlonikPool } from '../../lib/store/slonik.ts';
-import { isMssqlPool, isMssqlTransaction } from '../../lib/store/mssql.ts';
+import { detectDriver } from '../../lib/driver/detect.ts';
+import { isSlonikConnection, isSlonikPool } from '../../lib/driver/postgres/slonik.ts';
+import { isMssqlPool, isMssqlTransaction } from '../../lib/driver/mssql/store.ts';
 import { createJobs } from '../../lib/index.ts';
 import { PG_URL, DIALECTS, requireDatabase } from '../helpers/dialects.ts';
 

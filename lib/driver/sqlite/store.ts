@@ -10,16 +10,16 @@
  * short busy_timeout and SQLITE_BUSY is retried asynchronously.
  */
 import type BetterSqlite3 from 'better-sqlite3';
-import type { EnqueueResult, JobRecord, JobState, ListFilter, ListPage, NewJobRow, AttemptRecord, LogRecord, JobError } from '../model.ts';
-import { checkNotNewer, loadMigrations } from './migrations.ts';
-import { claimOrder, textCodec, toAttemptRecord, toClaimedJob, toJobRecord, toLogRecord, toStalledJob, toStoredSchedule, toWorkerRecord, withCurrentAttempt } from './rows.ts';
-import type { ScheduleDef } from '../schedule/schedule.ts';
-import { Params, listLimit, listWhere, statesByTable } from './sql.ts';
-import { type StalledJob, CLAIM_COLUMNS, mergeQueueStats } from './store.ts';
+import type { EnqueueResult, JobRecord, JobState, ListFilter, ListPage, NewJobRow, AttemptRecord, LogRecord, JobError } from '../../model.ts';
+import { checkNotNewer, loadMigrations } from '../migrations.ts';
+import { claimOrder, textCodec, toAttemptRecord, toClaimedJob, toJobRecord, toLogRecord, toStalledJob, toStoredSchedule, toWorkerRecord, withCurrentAttempt } from '../rows.ts';
+import type { ScheduleDef } from '../../schedule/schedule.ts';
+import { Params, listLimit, listWhere, statesByTable } from '../sql.ts';
+import { type StalledJob, CLAIM_COLUMNS, mergeQueueStats } from '../store.ts';
 import type {
   CancelResult, ClaimRequest, ClaimedJob, CompleteItem, FailItem, Fenced, LogItem, ProgressItem,
   QueueStats, ReleaseItem, StatusCounts, Store, ThroughputBuckets, StoreCapabilities, StoredSchedule, WorkerInfo, WorkerRecord,
-} from './store.ts';
+} from '../store.ts';
 
 type DB = BetterSqlite3.Database;
 type Stmt = BetterSqlite3.Statement;

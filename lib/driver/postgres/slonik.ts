@@ -10,8 +10,8 @@
  */
 import { createRequire } from 'node:module';
 import type { Client, Pool, PoolConfig } from 'pg';
-import type { OpenTransaction } from './store.ts';
-import { PostgresStore, type PgAppSide, type PostgresStoreOptions } from './postgres.ts';
+import type { OpenTransaction } from '../store.ts';
+import { PostgresStore, type PgAppSide, type PostgresStoreOptions } from './store.ts';
 
 type Row = Record<string, unknown>;
 type QueryToken = unknown;

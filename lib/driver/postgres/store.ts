@@ -8,19 +8,19 @@
  * connection. LISTEN uses one dedicated client that reconnects and then asks for a catch-up poll.
  */
 import type { Pool, PoolClient, PoolConfig, Client, QueryResultRow } from 'pg';
-import type { AttemptRecord, EnqueueResult, JobRecord, JobState, ListFilter, ListPage, LogRecord, NewJobRow, JobError } from '../model.ts';
-import { checkNotNewer, loadMigrations, splitStatements } from './migrations.ts';
-import { claimOrder, nativeCodec, toAttemptRecord, toClaimedJob, toJobRecord, toLogRecord, toStalledJob, toStoredSchedule, toWorkerRecord, withCurrentAttempt } from './rows.ts';
-import type { ScheduleDef } from '../schedule/schedule.ts';
-import { Params, listLimit, listWhere, settleEnqueue, statesByTable } from './sql.ts';
+import type { AttemptRecord, EnqueueResult, JobRecord, JobState, ListFilter, ListPage, LogRecord, NewJobRow, JobError } from '../../model.ts';
+import { checkNotNewer, loadMigrations, splitStatements } from '../migrations.ts';
+import { claimOrder, nativeCodec, toAttemptRecord, toClaimedJob, toJobRecord, toLogRecord, toStalledJob, toStoredSchedule, toWorkerRecord, withCurrentAttempt } from '../rows.ts';
+import type { ScheduleDef } from '../../schedule/schedule.ts';
+import { Params, listLimit, listWhere, settleEnqueue, statesByTable } from '../sql.ts';
 import type {
   StalledJob,
   CancelResult, ClaimRequest, ClaimedJob, CompleteItem, FailItem, Fenced, ListenCallbacks, ListenHandle, LogItem, OpenTransaction,
   ProgressItem, QueueStats, ReleaseItem, SessionLock, StatusCounts, Store, StoreCapabilities, ThroughputBuckets, StoredSchedule, WorkerInfo, WorkerRecord,
-} from './store.ts';
-import { isPgClient } from './detect.ts';
-import { holdPgClient, openTransaction, withHeld } from './held.ts';
-import { CLAIM_COLUMNS, mergeQueueStats } from './store.ts';
+} from '../store.ts';
+import { isPgClient } from '../detect.ts';
+import { holdPgClient, openTransaction, withHeld } from '../held.ts';
+import { CLAIM_COLUMNS, mergeQueueStats } from '../store.ts';
 
 const COMMON = `id, name, queue, payload, payload_bin, priority, attempts, max_attempts, timeout_ms, backoff,
   run_at, created_at, started_at, ref_id, tag, batch_id, created_by, meta, progress, progress_message,

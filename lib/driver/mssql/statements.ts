@@ -42,10 +42,10 @@
  *   connection ends, so the holder is checked again in the KILL's own batch:
  *   https://learn.microsoft.com/sql/t-sql/language-elements/kill-transact-sql
  */
-import { Params, listLimit, listWhere, statesByTable } from './sql.ts';
-import type { JobError, ListFilter, NewJobRow } from '../model.ts';
-import type { ClaimRequest, CompleteItem, FailItem, LogItem, ProgressItem, ReleaseItem, WorkerInfo } from './store.ts';
-import type { ScheduleDef } from '../schedule/schedule.ts';
+import { Params, listLimit, listWhere, statesByTable } from '../sql.ts';
+import type { JobError, ListFilter, NewJobRow } from '../../model.ts';
+import type { ClaimRequest, CompleteItem, FailItem, LogItem, ProgressItem, ReleaseItem, WorkerInfo } from '../store.ts';
+import type { ScheduleDef } from '../../schedule/schedule.ts';
 
 /** The SQL Server types parameters are bound with (mapped to the driver's types by the store). */
 export type ParamType = 'nvarchar' | 'nvarchar(max)' | 'varchar' | 'bigint' | 'int' | 'bit' | 'datetime2' | 'char36';

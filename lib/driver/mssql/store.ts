@@ -12,18 +12,18 @@
  * (SYSUTCDATETIME, DATETIME2(3), read back as UTC Dates: mssql's default useUTC).
  */
 import { createRequire } from 'node:module';
-import type { AttemptRecord, EnqueueResult, JobRecord, JobState, ListFilter, ListPage, LogRecord, JobError, NewJobRow } from '../model.ts';
-import type { ScheduleDef } from '../schedule/schedule.ts';
-import { checkNotNewer, loadMigrations, splitStatements } from './migrations.ts';
-import { APP_LOCK_SHOWN, MssqlSql, type Param, type ParamType, type Stmt } from './mssql-sql.ts';
-import { claimOrder, textCodec, toAttemptRecord, toClaimedJob, toJobRecord, toLogRecord, toStalledJob, toStoredSchedule, toWorkerRecord, withCurrentAttempt, type RowCodec } from './rows.ts';
-import { settleEnqueue } from './sql.ts';
+import type { AttemptRecord, EnqueueResult, JobRecord, JobState, ListFilter, ListPage, LogRecord, JobError, NewJobRow } from '../../model.ts';
+import type { ScheduleDef } from '../../schedule/schedule.ts';
+import { checkNotNewer, loadMigrations, splitStatements } from '../migrations.ts';
+import { APP_LOCK_SHOWN, MssqlSql, type Param, type ParamType, type Stmt } from './statements.ts';
+import { claimOrder, textCodec, toAttemptRecord, toClaimedJob, toJobRecord, toLogRecord, toStalledJob, toStoredSchedule, toWorkerRecord, withCurrentAttempt, type RowCodec } from '../rows.ts';
+import { settleEnqueue } from '../sql.ts';
 import type {
   StalledJob,
   CancelResult, ClaimRequest, ClaimedJob, CompleteItem, FailItem, Fenced, LogItem, OpenTransaction, ProgressItem, ReleaseItem,
   QueueStats, SessionLock, StatusCounts, Store, StoreCapabilities, StoredSchedule, ThroughputBuckets, WorkerInfo, WorkerRecord,
-} from './store.ts';
-import { mergeQueueStats } from './store.ts';
+} from '../store.ts';
+import { mergeQueueStats } from '../store.ts';
 
 type Row = Record<string, unknown>;
 

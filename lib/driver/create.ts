@@ -3,11 +3,11 @@ import type BetterSqlite3 from 'better-sqlite3';
 import type { Pool as PgPool } from 'pg';
 import type { SupportedDb } from '../options.ts';
 import { detectDriver } from './detect.ts';
-import { MssqlStore, isMssqlPool } from './mssql.ts';
-import { MysqlStore } from './mysql.ts';
-import { PostgresStore } from './postgres.ts';
-import { createSlonikStore, isSlonikPool } from './slonik.ts';
-import { SqliteStore } from './sqlite.ts';
+import { MssqlStore, isMssqlPool } from './mssql/store.ts';
+import { MysqlStore } from './mysql/store.ts';
+import { PostgresStore } from './postgres/store.ts';
+import { createSlonikStore, isSlonikPool } from './postgres/slonik.ts';
+import { SqliteStore } from './sqlite/store.ts';
 import type { Store } from './store.ts';
 
 export interface StoreSettings {

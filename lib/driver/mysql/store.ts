@@ -18,18 +18,18 @@
 import { createHash } from 'node:crypto';
 import type { Pool as CbPool, PoolConnection as CbPoolConnection } from 'mysql2';
 import type { Pool as PromisePool, PoolConnection, ResultSetHeader } from 'mysql2/promise';
-import { isValidId, type AttemptRecord, type EnqueueResult, type JobRecord, type JobState, type ListFilter, type ListPage, type LogRecord, type NewJobRow, type JobError } from '../model.ts';
-import type { ScheduleDef } from '../schedule/schedule.ts';
-import { checkNotNewer, loadMigrations, splitStatements } from './migrations.ts';
-import { holdMysqlConnection, openTransaction, withHeld } from './held.ts';
-import { claimOrder, toAttemptRecord, toClaimedJob, toJobRecord, toLogRecord, toStalledJob, toStoredSchedule, toWorkerRecord, withCurrentAttempt, type RowCodec } from './rows.ts';
-import { Params, chunkBy, listLimit, listWhere, statesByTable } from './sql.ts';
+import { isValidId, type AttemptRecord, type EnqueueResult, type JobRecord, type JobState, type ListFilter, type ListPage, type LogRecord, type NewJobRow, type JobError } from '../../model.ts';
+import type { ScheduleDef } from '../../schedule/schedule.ts';
+import { checkNotNewer, loadMigrations, splitStatements } from '../migrations.ts';
+import { holdMysqlConnection, openTransaction, withHeld } from '../held.ts';
+import { claimOrder, toAttemptRecord, toClaimedJob, toJobRecord, toLogRecord, toStalledJob, toStoredSchedule, toWorkerRecord, withCurrentAttempt, type RowCodec } from '../rows.ts';
+import { Params, chunkBy, listLimit, listWhere, statesByTable } from '../sql.ts';
 import type {
   StalledJob,
   CancelResult, ClaimRequest, ClaimedJob, CompleteItem, FailItem, Fenced, LogItem, OpenTransaction, ProgressItem, ReleaseItem,
   QueueStats, SessionLock, StatusCounts, Store, StoreCapabilities, StoredSchedule, ThroughputBuckets, WorkerInfo, WorkerRecord,
-} from './store.ts';
-import { CLAIM_COLUMNS, mergeQueueStats } from './store.ts';
+} from '../store.ts';
+import { CLAIM_COLUMNS, mergeQueueStats } from '../store.ts';
 
 const COMMON = `id, name, queue, payload, payload_bin, priority, attempts, max_attempts, timeout_ms, backoff,
   run_at, created_at, started_at, ref_id, tag, batch_id, created_by, meta, progress, progress_message,

@@ -7,7 +7,9 @@
 import { expect } from 'chai';
 import mssql from 'mssql';
 import { MssqlSql, appLockPattern, type Param, type Stmt } from '../../lib/driver/mssql/statements.ts';
-import { MssqlStore, SerialQueue, bind, isMssqlPool, isMssqlTransaction } from '../../lib/driver/mssql/store.ts';
+import { portableStatements, sqlFor } from '../helpers/portable.ts';
+import { leaseRelease, leaseRenew } from '../../lib/driver/portable/leases.ts';
+import { MssqlStore, SerialQueue, bind, named, isMssqlPool, isMssqlTransaction } from '../../lib/driver/mssql/store.ts';
 import { buildJobRow } from '../../lib/model.ts';
 import { buildSchedule } from '../../lib/schedule/schedule.ts';
 import { createJobs } from '../../lib/index.ts';
@@ -45,8 +47,6 @@ function everyStatement(): [string, Stmt][] {
     ['stalledJobs', sql.stalledJobs(30_000, 500)],
     ['removeStaleWorkers', sql.removeStaleWorkers(30_000)],
     ['acquireLease', sql.acquireLease(HOSTILE, HOSTILE, 1000)],
-    ['renewLease', sql.renewLease(HOSTILE, HOSTILE, 3, 1000)],
-    ['releaseLease', sql.releaseLease(HOSTILE, HOSTILE, 3)],
     ['getAppLock', sql.getAppLock(HOSTILE)],
     ['appLockMode', sql.appLockMode(HOSTILE)],
     ['releaseAppLock', sql.releaseAppLock(HOSTILE)],
@@ -72,6 +72,8 @@ function everyStatement(): [string, Stmt][] {
     ['advanceSchedule', sql.advanceSchedule(HOSTILE, 300_000, 600_000)],
     ['setScheduleEnabled', sql.setScheduleEnabled(HOSTILE, false, null)],
     ['removeSchedule', sql.removeSchedule(HOSTILE)],
+    // The statements written once for every database, as SQL Server runs them.
+    ...portableStatements(sqlFor('mssql')).map(([name, s]): [string, Stmt] => [`portable ${name}`, named(s)]),
   ];
 }
 
@@ -198,8 +200,8 @@ describe('SQL Server statements (no server)', () => {
   });
 
   it('tells a fenced single-row write applied from its OUTPUT rows, not from row counts', () => {
-    for (const stmt of [sql.saveCheckpoint(UUID, TOKEN, '{}'), sql.renewLease('l', 'o', 1, 1), sql.releaseLease('l', 'o', 1), sql.setScheduleEnabled('k', true, null), sql.makeDue(UUID)]) {
-      expect(stmt.text).to.match(/^UPDATE app_\w+ SET [\s\S]* OUTPUT inserted\.\S+ WHERE /);
+    for (const stmt of [sql.saveCheckpoint(UUID, TOKEN, '{}'), named(leaseRenew(sqlFor('mssql'), { name: 'l', owner: 'o', token: 1, ttlMs: 1 })), named(leaseRelease(sqlFor('mssql'), { name: 'l', owner: 'o', token: 1 })), sql.setScheduleEnabled('k', true, null), sql.makeDue(UUID)]) {
+      expect(stmt.text).to.match(/^UPDATE app_\w+ SET [\s\S]* OUTPUT inserted\.\S+\s+WHERE /);
     }
   });
 

@@ -42,13 +42,14 @@
  *   connection ends, so the holder is checked again in the KILL's own batch:
  *   https://learn.microsoft.com/sql/t-sql/language-elements/kill-transact-sql
  */
+import type { BindType } from '../portable/statement.ts';
 import { Params, listLimit, listWhere, statesByTable } from '../sql.ts';
 import type { JobError, ListFilter, NewJobRow } from '../../model.ts';
 import type { ClaimRequest, CompleteItem, FailItem, LogItem, ProgressItem, ReleaseItem, WorkerInfo } from '../store.ts';
 import type { ScheduleDef } from '../../schedule/schedule.ts';
 
 /** The SQL Server types parameters are bound with (mapped to the driver's types by the store). */
-export type ParamType = 'nvarchar' | 'nvarchar(max)' | 'varchar' | 'bigint' | 'int' | 'bit' | 'datetime2' | 'char36';
+export type ParamType = BindType;
 
 export interface Param {
   name: string;
@@ -355,29 +356,7 @@ OUTPUT inserted.token;`,
     };
   }
 
-  renewLease(name: string, owner: string, token: number, ttlMs: number): Stmt {
-    return {
-      text: `UPDATE ${this.t('leases')} SET expires_at = ${addMs(NOW, '@ttl')} OUTPUT inserted.name WHERE name = @name AND owner = @owner AND token = @token AND expires_at > ${NOW};`,
-      params: [
-        { name: 'ttl', type: 'bigint', value: ttlMs },
-        { name: 'name', type: 'nvarchar', value: name },
-        { name: 'owner', type: 'nvarchar', value: owner },
-        { name: 'token', type: 'bigint', value: token },
-      ],
-    };
-  }
 
-  /** Expire rather than delete: the row keeps the token, so the next owner's is greater. */
-  releaseLease(name: string, owner: string, token: number): Stmt {
-    return {
-      text: `UPDATE ${this.t('leases')} SET expires_at = DATEADD(millisecond, -1, ${NOW}) OUTPUT inserted.name WHERE name = @name AND owner = @owner AND token = @token AND expires_at > ${NOW};`,
-      params: [
-        { name: 'name', type: 'nvarchar', value: name },
-        { name: 'owner', type: 'nvarchar', value: owner },
-        { name: 'token', type: 'bigint', value: token },
-      ],
-    };
-  }
 
   /** Session-owned app lock, no waiting: the return code says whether it was granted (>= 0). */
   getAppLock(resource: string): Stmt {

@@ -18,6 +18,9 @@ import { checkNotNewer, loadMigrations, splitStatements } from '../migrations.ts
 import { APP_LOCK_SHOWN, MssqlSql, type Param, type ParamType, type Stmt } from './statements.ts';
 import { claimOrder, textCodec, toAttemptRecord, toClaimedJob, toJobRecord, toLogRecord, toStalledJob, toStoredSchedule, toWorkerRecord, withCurrentAttempt, type RowCodec } from '../rows.ts';
 import { settleEnqueue } from '../sql.ts';
+import { mssql as mssqlDialect } from '../portable/dialect.ts';
+import { PortableStore } from '../portable/engine.ts';
+import type { Outcome, SqlRunner, Statement } from '../portable/statement.ts';
 import type {
   StalledJob,
   CancelResult, ClaimRequest, ClaimedJob, CompleteItem, FailItem, Fenced, LogItem, OpenTransaction, ProgressItem, ReleaseItem,
@@ -146,12 +149,23 @@ export function bind(req: MssqlRequestLike, params: Param[]): MssqlRequestLike {
   return req;
 }
 
+/** A portable statement as SQL Server runs it: its values named @p1…@pn (the dialect's placeholders), each with its type. */
+export function named(s: Statement): Stmt {
+  return { text: s.text, params: s.values.map((value, i) => ({ name: `p${i + 1}`, type: s.types[i], value: value as Param['value'] })) };
+}
+
+/** The last result set is the answer (earlier ones belong to statements before it in the batch). */
+function outcome(s: Statement, res: MssqlResult): Outcome {
+  const rows = res.recordsets.at(-1) ?? [];
+  return { rows, changes: s.returnsRows ? rows.length : res.rowsAffected.reduce((a, b) => a + b, 0) };
+}
+
 export interface MssqlStoreOptions {
   prefix: string;
   workerPoolSize: number;
 }
 
-export class MssqlStore implements Store {
+export class MssqlStore extends PortableStore implements Store {
   readonly dialect = 'mssql' as const;
   readonly capabilities: StoreCapabilities = { notify: false, syncEnqueue: false };
   readonly prefix: string;
@@ -159,7 +173,27 @@ export class MssqlStore implements Store {
   private readonly own: MssqlPoolLike;
   private readCommittedSnapshot: Promise<boolean> | null = null;
 
+  /** Portable statements (../portable/), their values bound as @p1…@pn with their types. */
+  protected readonly runner: SqlRunner = {
+    run: async (s) => outcome(s, await this.run(named(s))),
+    transaction: async (list) => {
+      if (!this.own.connected) await this.own.connect();
+      const tx = this.own.transaction();
+      await tx.begin(mssql().ISOLATION_LEVEL.READ_COMMITTED);
+      try {
+        const out: Outcome[] = [];
+        for (const s of list) out.push(outcome(s, await this.run(named(s), tx)));
+        await queueOf(tx).run(() => tx.commit());
+        return out;
+      } catch (err) {
+        await queueOf(tx).run(() => tx.rollback()).catch(() => undefined);
+        throw err;
+      }
+    },
+  };
+
   constructor(private readonly app: MssqlPoolLike, opts: MssqlStoreOptions) {
+    super(mssqlDialect, opts.prefix);
     this.prefix = opts.prefix;
     this.sql = new MssqlSql(opts.prefix);
     this.own = this.privatePool({ max: opts.workerPoolSize });
@@ -337,13 +371,7 @@ IF @r < 0 THROW 50001, 'sqljobs: could not take the migration lock', 1;`, [{ nam
     return rows.length ? Number(rows[0].token) : null;
   }
 
-  async renewLease(name: string, owner: string, token: number, ttlMs: number): Promise<boolean> {
-    return (await this.rows(this.sql.renewLease(name, owner, token, ttlMs))).length === 1;
-  }
 
-  async releaseLease(name: string, owner: string, token: number): Promise<boolean> {
-    return (await this.rows(this.sql.releaseLease(name, owner, token))).length === 1;
-  }
 
   /**
    * sp_getapplock owned by the session, on a one-connection pool of its own (mssql never resets

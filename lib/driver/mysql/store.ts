@@ -21,6 +21,9 @@ import type { Pool as PromisePool, PoolConnection, ResultSetHeader } from 'mysql
 import { isValidId, type AttemptRecord, type EnqueueResult, type JobRecord, type JobState, type ListFilter, type ListPage, type LogRecord, type NewJobRow, type JobError } from '../../model.ts';
 import type { ScheduleDef } from '../../schedule/schedule.ts';
 import { checkNotNewer, loadMigrations, splitStatements } from '../migrations.ts';
+import { mysql as mysqlDialect } from '../portable/dialect.ts';
+import { PortableStore } from '../portable/engine.ts';
+import type { Outcome, SqlRunner } from '../portable/statement.ts';
 import { holdMysqlConnection, openTransaction, withHeld } from '../held.ts';
 import { claimOrder, toAttemptRecord, toClaimedJob, toJobRecord, toLogRecord, toStalledJob, toStoredSchedule, toWorkerRecord, withCurrentAttempt, type RowCodec } from '../rows.ts';
 import { Params, chunkBy, listLimit, listWhere, statesByTable } from '../sql.ts';
@@ -97,7 +100,7 @@ export interface MysqlStoreOptions {
   workerPoolSize: number;
 }
 
-export class MysqlStore implements Store {
+export class MysqlStore extends PortableStore implements Store {
   readonly dialect = 'mysql' as const;
   readonly capabilities: StoreCapabilities = { notify: false, syncEnqueue: false };
   readonly prefix: string;
@@ -110,7 +113,18 @@ export class MysqlStore implements Store {
   /** Whether the server has @@in_transaction (MariaDB) to check a caller's opts.tx with. */
   private canCheckTx = true;
 
+  /** Portable statements (../portable/) on the private pool. */
+  protected readonly runner: SqlRunner = {
+    run: async (s) => outcome((await this.own.query(s.text, s.values))[0]),
+    transaction: (list) => this.transaction(async (c) => {
+      const out: Outcome[] = [];
+      for (const s of list) out.push(outcome((await c.query(s.text, s.values))[0]));
+      return out;
+    }),
+  };
+
   constructor(appPool: unknown, opts: MysqlStoreOptions) {
+    super(mysqlDialect, opts.prefix);
     this.prefix = opts.prefix;
     const cb = callbackPool(appPool);
     this.app = cb.promise();
@@ -118,9 +132,6 @@ export class MysqlStore implements Store {
     this.lockers = privatePool(cb, 0);
   }
 
-  private t(name: string): string {
-    return this.prefix + name;
-  }
 
   private async rows(text: string, values: unknown[] = [], on: Queryable = this.own): Promise<Row[]> {
     const [rows] = await on.query(text, values);
@@ -173,13 +184,13 @@ export class MysqlStore implements Store {
       const got = await this.rows('SELECT GET_LOCK(?, 60) AS got', [name], c);
       if (Number(got[0].got) !== 1) throw new Error(`sqljobs: could not take the migration lock "${name}" within 60 s (another process is migrating)`);
       locked = true;
-      await c.query(`CREATE TABLE IF NOT EXISTS ${this.t('migrations')} (version INT NOT NULL PRIMARY KEY, name VARCHAR(255) NOT NULL, applied_at DATETIME(3) NOT NULL) ENGINE = InnoDB`);
-      const applied = (await this.rows(`SELECT version FROM ${this.t('migrations')}`, [], c)).map((r) => Number(r.version));
+      await c.query(`CREATE TABLE IF NOT EXISTS ${this.t.migrations} (version INT NOT NULL PRIMARY KEY, name VARCHAR(255) NOT NULL, applied_at DATETIME(3) NOT NULL) ENGINE = InnoDB`);
+      const applied = (await this.rows(`SELECT version FROM ${this.t.migrations}`, [], c)).map((r) => Number(r.version));
       checkNotNewer('mysql', applied, known);
       for (const m of known) {
         if (applied.includes(m.version)) continue;
         for (const stmt of splitStatements(m.sql)) await c.query(stmt);
-        await c.query(`INSERT INTO ${this.t('migrations')} (version, name, applied_at) VALUES (?, ?, ${NOW})`, [m.version, m.name]);
+        await c.query(`INSERT INTO ${this.t.migrations} (version, name, applied_at) VALUES (?, ?, ${NOW})`, [m.version, m.name]);
       }
     } finally {
       // A lock we could not release goes with its connection.
@@ -230,11 +241,11 @@ export class MysqlStore implements Store {
             r.runAt ? utc(r.runAt) : null, r.delayMs * 1000, r.refId, r.tag, r.batchId, r.createdBy, r.metaJson);
           return `(?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, COALESCE(?, ${NOW} + INTERVAL ? MICROSECOND), ${NOW}, ?, ?, ?, ?, ?)`;
         });
-        await this.exec(`INSERT INTO ${this.t('jobs')} (${INSERT_COLUMNS}) VALUES ${tuples.join(', ')} ON DUPLICATE KEY UPDATE id = id`, values, on);
+        await this.exec(`INSERT INTO ${this.t.jobs} (${INSERT_COLUMNS}) VALUES ${tuples.join(', ')} ON DUPLICATE KEY UPDATE id = id`, values, on);
         const refs = [...new Set(chunk.filter((r) => r.refId !== null).map((r) => r.refId))];
         const byRef = new Map<string, string>();
         if (refs.length) {
-          const live = await this.rows(`SELECT id, ref_id FROM ${this.t('jobs')} WHERE ref_id IN (?) LOCK IN SHARE MODE`, [refs], on);
+          const live = await this.rows(`SELECT id, ref_id FROM ${this.t.jobs} WHERE ref_id IN (?) LOCK IN SHARE MODE`, [refs], on);
           for (const r of live) byRef.set(r.ref_id as string, r.id as string);
         }
         for (const row of chunk) {
@@ -259,11 +270,11 @@ export class MysqlStore implements Store {
     if (req.queues) where.push(req.queues.length ? `queue IN (${p.add(req.queues)})` : 'FALSE');
     if (req.excludeQueues?.length) where.push(`queue NOT IN (${p.add(req.excludeQueues)})`);
     // A plain read: FOR UPDATE does not lock the rows of a subquery, so claims never block one another here.
-    where.push(`queue NOT IN (SELECT queue FROM ${this.t('paused_queues')})`);
+    where.push(`queue NOT IN (SELECT queue FROM ${this.t.paused})`);
     const picked = await this.onOwnConnection(async (c) => {
       const rows = await this.beginWith(
         c,
-        `SELECT ${CLAIM_COLUMNS.replace('token, ', '')}, ${NOW} AS claimed_at FROM ${this.t('jobs')} FORCE INDEX (${this.t('jobs_claim')})
+        `SELECT ${CLAIM_COLUMNS.replace('token, ', '')}, ${NOW} AS claimed_at FROM ${this.t.jobs} FORCE INDEX (${this.t.jobsClaim})
          WHERE ${where.join(' AND ')} ORDER BY priority DESC, run_at, id LIMIT ${p.add(req.limit)} FOR UPDATE SKIP LOCKED`,
         p.values,
       );
@@ -272,7 +283,7 @@ export class MysqlStore implements Store {
         return rows;
       }
       await c.query(
-        `UPDATE ${this.t('jobs')} SET state = 'running', token = ?, worker_id = ?, attempts = attempts + 1, started_at = ?,
+        `UPDATE ${this.t.jobs} SET state = 'running', token = ?, worker_id = ?, attempts = attempts + 1, started_at = ?,
            progress = NULL, progress_message = NULL WHERE id IN (?); COMMIT`,
         [token, req.workerId, utc(codec.date(rows[0].claimed_at)!), rows.map((r) => r.id)],
       );
@@ -286,7 +297,7 @@ export class MysqlStore implements Store {
 
   /** The statement that locks the running rows of these attempts (the ids whose token matches are ours). */
   private lockSql(extra = ''): string {
-    return `SELECT id, token${extra} FROM ${this.t('jobs')} WHERE id IN (?) AND state = 'running' FOR UPDATE`;
+    return `SELECT id, token${extra} FROM ${this.t.jobs} WHERE id IN (?) AND state = 'running' FOR UPDATE`;
   }
 
   private owned(rows: Row[], items: Fenced[]): Map<string, Row> {
@@ -313,10 +324,10 @@ export class MysqlStore implements Store {
     const select = cols.map((col) => (col === 'error' ? (column === 'error' ? 'x.v' : 'NULL') : `j.${col}`)).join(', ');
     values.push(items.map((i) => i.id));
     return {
-      text: `INSERT INTO ${this.t('history')} (${COMMON}, state, finished_at, result)
+      text: `INSERT INTO ${this.t.history} (${COMMON}, state, finished_at, result)
        SELECT ${select}, '${state}', ${NOW}, ${column === 'result' ? 'x.v' : 'NULL'}
-       FROM ${this.t('jobs')} j JOIN (${input.join(' UNION ALL ')}) x ON x.id = j.id AND x.token = j.token WHERE j.state = 'running';
-       DELETE j FROM ${this.t('jobs')} j JOIN ${this.t('history')} h ON h.id = j.id WHERE j.id IN (?)`,
+       FROM ${this.t.jobs} j JOIN (${input.join(' UNION ALL ')}) x ON x.id = j.id AND x.token = j.token WHERE j.state = 'running';
+       DELETE j FROM ${this.t.jobs} j JOIN ${this.t.history} h ON h.id = j.id WHERE j.id IN (?)`,
       values,
     };
   }
@@ -372,7 +383,7 @@ export class MysqlStore implements Store {
     if (!mine.length) return new Set();
     for (const i of mine.filter((m) => m.retryDelayMs !== null)) {
       await c.query(
-        `UPDATE ${this.t('jobs')} SET state = 'pending', run_at = ${NOW} + INTERVAL ? MICROSECOND, error = ?, token = NULL WHERE id = ?`,
+        `UPDATE ${this.t.jobs} SET state = 'pending', run_at = ${NOW} + INTERVAL ? MICROSECOND, error = ?, token = NULL WHERE id = ?`,
         [i.retryDelayMs! * 1000, JSON.stringify(i.error), i.id],
       );
     }
@@ -382,7 +393,7 @@ export class MysqlStore implements Store {
       values.push(i.id, i.attempt, row.worker_id, row.started_at === null ? null : utc(codec.date(row.started_at)!), JSON.stringify(i.error));
     }
     await c.query(
-      `INSERT INTO ${this.t('attempts')} (job_id, attempt, worker_id, started_at, finished_at, error)
+      `INSERT INTO ${this.t.attempts} (job_id, attempt, worker_id, started_at, finished_at, error)
        VALUES ${mine.map(() => `(?, ?, ?, ?, ${NOW}, ?)`).join(', ')}
        ON DUPLICATE KEY UPDATE error = VALUES(error), finished_at = VALUES(finished_at)`,
       values,
@@ -396,7 +407,7 @@ export class MysqlStore implements Store {
     const applied = await Promise.all(
       items.map(async (i) => {
         const res = await this.exec(
-          `UPDATE ${this.t('jobs')} SET state = 'pending', run_at = ${NOW} + INTERVAL ? MICROSECOND, attempts = attempts - ?, token = NULL
+          `UPDATE ${this.t.jobs} SET state = 'pending', run_at = ${NOW} + INTERVAL ? MICROSECOND, attempts = attempts - ?, token = NULL
            WHERE id = ? AND token = ? AND state = 'running'`,
           [i.delayMs * 1000, i.refund ? 1 : 0, i.id, i.token],
         );
@@ -410,7 +421,7 @@ export class MysqlStore implements Store {
     const applied = await Promise.all(
       items.map(async (i) => {
         const res = await this.exec(
-          `UPDATE ${this.t('jobs')} SET progress = ?, progress_message = ? WHERE id = ? AND token = ? AND state = 'running'`,
+          `UPDATE ${this.t.jobs} SET progress = ?, progress_message = ? WHERE id = ? AND token = ? AND state = 'running'`,
           [i.progress, i.message, i.id, i.token],
         );
         return res.affectedRows === 1 ? i.id : null;
@@ -423,16 +434,16 @@ export class MysqlStore implements Store {
   async appendLogs(items: LogItem[]): Promise<Set<string>> {
     if (!items.length) return new Set();
     return this.transaction(async (c) => {
-      const rows = await this.rows(`SELECT id, token FROM ${this.t('jobs')} WHERE id IN (?) AND state = 'running' LOCK IN SHARE MODE`, [items.map((i) => i.id)], c);
+      const rows = await this.rows(`SELECT id, token FROM ${this.t.jobs} WHERE id IN (?) AND state = 'running' LOCK IN SHARE MODE`, [items.map((i) => i.id)], c);
       const live = new Set(rows.map((r) => `${r.id}:${r.token}`));
       const lines = items.filter((i) => live.has(`${i.id}:${i.token}`)).flatMap((i) => i.lines.map((l) => [i.id, i.attempt, utc(l.at), l.message]));
-      if (lines.length) await c.query(`INSERT INTO ${this.t('logs')} (job_id, attempt, at, message) VALUES ?`, [lines]);
+      if (lines.length) await c.query(`INSERT INTO ${this.t.logs} (job_id, attempt, at, message) VALUES ?`, [lines]);
       return new Set(items.filter((i) => live.has(`${i.id}:${i.token}`) && i.lines.length).map((i) => i.id));
     });
   }
 
   async saveCheckpoint(item: Fenced, stateJson: string): Promise<boolean> {
-    const res = await this.exec(`UPDATE ${this.t('jobs')} SET checkpoint = ? WHERE id = ? AND token = ? AND state = 'running'`, [stateJson, item.id, item.token]);
+    const res = await this.exec(`UPDATE ${this.t.jobs} SET checkpoint = ? WHERE id = ? AND token = ? AND state = 'running'`, [stateJson, item.id, item.token]);
     return res.affectedRows === 1;
   }
 
@@ -458,23 +469,23 @@ export class MysqlStore implements Store {
 
   async heartbeat(w: WorkerInfo): Promise<Fenced[]> {
     await this.exec(
-      `INSERT INTO ${this.t('workers')} (id, host, pid, queues, names, concurrency, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?, ${NOW}, ${NOW})
+      `INSERT INTO ${this.t.workers} (id, host, pid, queues, names, concurrency, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?, ${NOW}, ${NOW})
        ON DUPLICATE KEY UPDATE heartbeat_at = ${NOW}`,
       [w.id, w.host, w.pid, w.queues ? JSON.stringify(w.queues) : null, JSON.stringify(w.names), w.concurrency],
     );
-    const rows = await this.rows(`SELECT id, token FROM ${this.t('jobs')} WHERE worker_id = ? AND state = 'running'`, [w.id]);
+    const rows = await this.rows(`SELECT id, token FROM ${this.t.jobs} WHERE worker_id = ? AND state = 'running'`, [w.id]);
     return rows.map((r) => ({ id: r.id as string, token: r.token as string }));
   }
 
   async removeWorker(workerId: string): Promise<void> {
-    await this.exec(`DELETE FROM ${this.t('workers')} WHERE id = ?`, [workerId]);
+    await this.exec(`DELETE FROM ${this.t.workers} WHERE id = ?`, [workerId]);
   }
 
   async stalledJobs(stallMs: number, limit: number): Promise<StalledJob[]> {
     const rows = await this.rows(
-      `SELECT j.id, j.token, j.name, j.queue, j.attempts, j.max_attempts, j.worker_id, j.started_at FROM ${this.t('jobs')} j
+      `SELECT j.id, j.token, j.name, j.queue, j.attempts, j.max_attempts, j.worker_id, j.started_at FROM ${this.t.jobs} j
        WHERE j.state = 'running' AND NOT EXISTS (
-         SELECT 1 FROM ${this.t('workers')} w WHERE w.id = j.worker_id AND w.heartbeat_at > ${NOW} - INTERVAL ? MICROSECOND)
+         SELECT 1 FROM ${this.t.workers} w WHERE w.id = j.worker_id AND w.heartbeat_at > ${NOW} - INTERVAL ? MICROSECOND)
        LIMIT ?`,
       [stallMs * 1000, limit],
     );
@@ -482,7 +493,7 @@ export class MysqlStore implements Store {
   }
 
   async removeStaleWorkers(stallMs: number): Promise<void> {
-    await this.exec(`DELETE FROM ${this.t('workers')} WHERE heartbeat_at <= ${NOW} - INTERVAL ? MICROSECOND`, [stallMs * 1000]);
+    await this.exec(`DELETE FROM ${this.t.workers} WHERE heartbeat_at <= ${NOW} - INTERVAL ? MICROSECOND`, [stallMs * 1000]);
   }
 
   // ---------------------------------------------------------------- leases
@@ -491,36 +502,21 @@ export class MysqlStore implements Store {
   async acquireLease(name: string, owner: string, ttlMs: number): Promise<number | null> {
     return this.transaction(async (c) => {
       const fresh = await this.exec(
-        `INSERT IGNORE INTO ${this.t('leases')} (name, owner, token, expires_at) VALUES (?, ?, 1, ${NOW} + INTERVAL ? MICROSECOND)`,
+        `INSERT IGNORE INTO ${this.t.leases} (name, owner, token, expires_at) VALUES (?, ?, 1, ${NOW} + INTERVAL ? MICROSECOND)`,
         [name, owner, ttlMs * 1000],
         c,
       );
       if (fresh.affectedRows === 1) return 1;
-      const [cur] = await this.rows(`SELECT owner, token, expires_at > ${NOW} AS live FROM ${this.t('leases')} WHERE name = ? FOR UPDATE`, [name], c);
+      const [cur] = await this.rows(`SELECT owner, token, expires_at > ${NOW} AS live FROM ${this.t.leases} WHERE name = ? FOR UPDATE`, [name], c);
       const live = Number(cur.live) === 1;
       if (live && cur.owner !== owner) return null;
       const token = live ? Number(cur.token) : Number(cur.token) + 1;
-      await c.query(`UPDATE ${this.t('leases')} SET owner = ?, token = ?, expires_at = ${NOW} + INTERVAL ? MICROSECOND WHERE name = ?`, [owner, token, ttlMs * 1000, name]);
+      await c.query(`UPDATE ${this.t.leases} SET owner = ?, token = ?, expires_at = ${NOW} + INTERVAL ? MICROSECOND WHERE name = ?`, [owner, token, ttlMs * 1000, name]);
       return token;
     });
   }
 
-  async renewLease(name: string, owner: string, token: number, ttlMs: number): Promise<boolean> {
-    const res = await this.exec(
-      `UPDATE ${this.t('leases')} SET expires_at = ${NOW} + INTERVAL ? MICROSECOND WHERE name = ? AND owner = ? AND token = ? AND expires_at > ${NOW}`,
-      [ttlMs * 1000, name, owner, token],
-    );
-    return res.affectedRows === 1;
-  }
 
-  async releaseLease(name: string, owner: string, token: number): Promise<boolean> {
-    // Expire rather than delete: the row keeps the token, so the next owner's is greater.
-    const res = await this.exec(
-      `UPDATE ${this.t('leases')} SET expires_at = ${NOW} - INTERVAL 1 MICROSECOND WHERE name = ? AND owner = ? AND token = ? AND expires_at > ${NOW}`,
-      [name, owner, token],
-    );
-    return res.affectedRows === 1;
-  }
 
   /**
    * GET_LOCK on a connection checked out for as long as the lock is held (a connection returned to
@@ -611,7 +607,7 @@ export class MysqlStore implements Store {
       OR NOT (start_at <=> VALUES(start_at)) OR next_run_at IS NULL)`;
     const defined = ['name', 'cron', 'timezone', 'every_ms', 'start_at', 'end_at', 'max_runs', 'payload', 'options', 'overlap', 'missed'];
     await this.exec(
-      `INSERT INTO ${this.t('schedules')} (\`key\`, ${defined.join(', ')}, next_run_at, code_hash, updated_at)
+      `INSERT INTO ${this.t.schedules} (\`key\`, ${defined.join(', ')}, next_run_at, code_hash, updated_at)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ${NOW})
        ON DUPLICATE KEY UPDATE
          next_run_at = IF(${replace} AND ${timingChanged}, VALUES(next_run_at), next_run_at),
@@ -623,12 +619,12 @@ export class MysqlStore implements Store {
   }
 
   async listSchedules(): Promise<StoredSchedule[]> {
-    return (await this.rows(`SELECT * FROM ${this.t('schedules')} ORDER BY \`key\``)).map((r) => toStoredSchedule(r, codec));
+    return (await this.rows(`SELECT * FROM ${this.t.schedules} ORDER BY \`key\``)).map((r) => toStoredSchedule(r, codec));
   }
 
   async setScheduleEnabled(key: string, enabled: boolean, nextRunAt: number | null): Promise<boolean> {
     const res = await this.exec(
-      `UPDATE ${this.t('schedules')} SET enabled = ?, next_run_at = COALESCE(?, next_run_at), updated_at = ${NOW} WHERE \`key\` = ?`,
+      `UPDATE ${this.t.schedules} SET enabled = ?, next_run_at = COALESCE(?, next_run_at), updated_at = ${NOW} WHERE \`key\` = ?`,
       [enabled ? 1 : 0, nextRunAt === null ? null : utc(nextRunAt), key],
     );
     return res.affectedRows === 1;
@@ -636,25 +632,25 @@ export class MysqlStore implements Store {
 
   async removeSchedule(key: string): Promise<boolean> {
     return this.transaction(async (c) => {
-      await c.query(`DELETE FROM ${this.t('schedule_ticks')} WHERE schedule_key = ?`, [key]);
-      return (await this.exec(`DELETE FROM ${this.t('schedules')} WHERE \`key\` = ?`, [key], c)).affectedRows === 1;
+      await c.query(`DELETE FROM ${this.t.ticks} WHERE schedule_key = ?`, [key]);
+      return (await this.exec(`DELETE FROM ${this.t.schedules} WHERE \`key\` = ?`, [key], c)).affectedRows === 1;
     });
   }
 
   async dueSchedules(): Promise<{ now: number; due: StoredSchedule[] }> {
-    const rows = await this.rows(`SELECT *, ${NOW} AS db_now FROM ${this.t('schedules')} WHERE enabled = 1 AND next_run_at <= ${NOW}`);
+    const rows = await this.rows(`SELECT *, ${NOW} AS db_now FROM ${this.t.schedules} WHERE enabled = 1 AND next_run_at <= ${NOW}`);
     const now = rows.length ? codec.date(rows[0].db_now)!.getTime() : await this.dbNow();
     return { now, due: rows.map((r) => toStoredSchedule(r, codec)) };
   }
 
   async fireSchedule(key: string, fireAt: number, row: NewJobRow, skipIfLive: JobError | null): Promise<{ jobId: string; skipped: boolean } | null> {
     return this.transaction(async (c) => {
-      const tick = await this.exec(`INSERT IGNORE INTO ${this.t('schedule_ticks')} (schedule_key, fire_at, job_id) VALUES (?, ?, ?)`, [key, utc(fireAt), row.id], c);
+      const tick = await this.exec(`INSERT IGNORE INTO ${this.t.ticks} (schedule_key, fire_at, job_id) VALUES (?, ?, ?)`, [key, utc(fireAt), row.id], c);
       if (tick.affectedRows !== 1) return null;
-      const live = skipIfLive !== null && row.refId ? (await this.rows(`SELECT 1 FROM ${this.t('jobs')} WHERE ref_id = ? LOCK IN SHARE MODE`, [row.refId], c)).length === 1 : false;
+      const live = skipIfLive !== null && row.refId ? (await this.rows(`SELECT 1 FROM ${this.t.jobs} WHERE ref_id = ? LOCK IN SHARE MODE`, [row.refId], c)).length === 1 : false;
       if (live) {
         await c.query(
-          `INSERT INTO ${this.t('history')} (id, name, queue, state, payload, priority, attempts, max_attempts, run_at, created_at, finished_at, tag, batch_id, created_by, meta, error)
+          `INSERT INTO ${this.t.history} (id, name, queue, state, payload, priority, attempts, max_attempts, run_at, created_at, finished_at, tag, batch_id, created_by, meta, error)
            VALUES (?, ?, ?, 'skipped', ?, ?, 0, ?, ?, ${NOW}, ${NOW}, ?, ?, ?, ?, ?)`,
           [row.id, row.name, row.queue, row.payloadJson, row.priority, row.maxAttempts, utc(fireAt), row.tag, row.batchId, row.createdBy, row.metaJson,
             JSON.stringify(skipIfLive)],
@@ -662,14 +658,14 @@ export class MysqlStore implements Store {
       } else {
         await this.insertJobs([row], c);
       }
-      await c.query(`UPDATE ${this.t('schedules')} SET last_run_at = ?, last_job_id = ?, runs = runs + 1 WHERE \`key\` = ?`, [utc(fireAt), row.id, key]);
+      await c.query(`UPDATE ${this.t.schedules} SET last_run_at = ?, last_job_id = ?, runs = runs + 1 WHERE \`key\` = ?`, [utc(fireAt), row.id, key]);
       return { jobId: row.id, skipped: live };
     });
   }
 
   async advanceSchedule(key: string, from: number, nextRunAt: number | null): Promise<void> {
     await this.exec(
-      `UPDATE ${this.t('schedules')} SET enabled = IF(? IS NULL, 0, enabled), next_run_at = ? WHERE \`key\` = ? AND next_run_at = ?`,
+      `UPDATE ${this.t.schedules} SET enabled = IF(? IS NULL, 0, enabled), next_run_at = ? WHERE \`key\` = ? AND next_run_at = ?`,
       [nextRunAt, nextRunAt === null ? null : utc(nextRunAt), key, utc(from)],
     );
   }
@@ -681,11 +677,11 @@ export class MysqlStore implements Store {
   // ---------------------------------------------------------------- status
 
   async statusCounts(cap: number): Promise<StatusCounts> {
-    const live = await this.rows(`SELECT state, queue, COUNT(*) AS count FROM ${this.t('jobs')} GROUP BY state, queue ORDER BY queue, state`);
+    const live = await this.rows(`SELECT state, queue, COUNT(*) AS count FROM ${this.t.jobs} GROUP BY state, queue ORDER BY queue, state`);
     // Each state counted on its own (state, id) index range, up to cap: never a full count of history.
     const finished = await this.rows(
       FINISHED_STATES.map(() => `SELECT ? AS state, COUNT(*) AS count FROM
-        (SELECT 1 FROM ${this.t('history')} FORCE INDEX (${this.t('history_state')}) WHERE state = ? LIMIT ?) capped`).join(' UNION ALL '),
+        (SELECT 1 FROM ${this.t.history} FORCE INDEX (${this.t.historyState}) WHERE state = ? LIMIT ?) capped`).join(' UNION ALL '),
       FINISHED_STATES.flatMap((state) => [state, state, cap]),
     );
     return {
@@ -695,7 +691,7 @@ export class MysqlStore implements Store {
   }
 
   async listWorkers(): Promise<WorkerRecord[]> {
-    return (await this.rows(`SELECT * FROM ${this.t('workers')} ORDER BY started_at`)).map((r) => toWorkerRecord(r, codec));
+    return (await this.rows(`SELECT * FROM ${this.t.workers} ORDER BY started_at`)).map((r) => toWorkerRecord(r, codec));
   }
 
   async leaderInfo(name: string): Promise<string | null> {
@@ -709,9 +705,9 @@ export class MysqlStore implements Store {
 
   async get(id: string): Promise<JobRecord | null> {
     const rows = await this.rows(
-      `SELECT ${COMMON}, state, CAST(NULL AS DATETIME(3)) AS finished_at, NULL AS result FROM ${this.t('jobs')} WHERE id = ?
+      `SELECT ${COMMON}, state, CAST(NULL AS DATETIME(3)) AS finished_at, NULL AS result FROM ${this.t.jobs} WHERE id = ?
        UNION ALL
-       SELECT ${COMMON}, state, finished_at, result FROM ${this.t('history')} WHERE id = ?`,
+       SELECT ${COMMON}, state, finished_at, result FROM ${this.t.history} WHERE id = ?`,
       [id, id],
     );
     return rows.length ? toJobRecord(rows[0], codec) : null;
@@ -724,11 +720,11 @@ export class MysqlStore implements Store {
     const cols = filter.includePayload ? `${SUMMARY}, payload, payload_bin` : SUMMARY;
     const parts: string[] = [];
     if (live) {
-      parts.push(`(SELECT ${cols}, CAST(NULL AS DATETIME(3)) AS finished_at${filter.includePayload ? ', NULL AS result' : ''} FROM ${this.t('jobs')}
+      parts.push(`(SELECT ${cols}, CAST(NULL AS DATETIME(3)) AS finished_at${filter.includePayload ? ', NULL AS result' : ''} FROM ${this.t.jobs}
         ${listWhere(filter, live, 2, p, utc)} ORDER BY id DESC LIMIT ${p.add(limit)})`);
     }
     if (history) {
-      parts.push(`(SELECT ${cols}, finished_at${filter.includePayload ? ', result' : ''} FROM ${this.t('history')}
+      parts.push(`(SELECT ${cols}, finished_at${filter.includePayload ? ', result' : ''} FROM ${this.t.history}
         ${listWhere(filter, history, 4, p, utc)} ORDER BY id DESC LIMIT ${p.add(limit)})`);
     }
     const rows = await this.rows(`SELECT * FROM (${parts.join(' UNION ALL ')}) page ORDER BY id DESC LIMIT ${p.add(limit)}`, p.values);
@@ -737,43 +733,43 @@ export class MysqlStore implements Store {
   }
 
   async attempts(id: string): Promise<AttemptRecord[]> {
-    const rows = await this.rows(`SELECT * FROM ${this.t('attempts')} WHERE job_id = ? ORDER BY attempt`, [id]);
+    const rows = await this.rows(`SELECT * FROM ${this.t.attempts} WHERE job_id = ? ORDER BY attempt`, [id]);
     return withCurrentAttempt(rows.map((r) => toAttemptRecord(r, codec)), await this.get(id));
   }
 
   async logs(id: string, opts: { afterSeq?: number; limit: number }): Promise<LogRecord[]> {
-    const rows = await this.rows(`SELECT seq, attempt, at, message FROM ${this.t('logs')} WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?`, [id, opts.afterSeq ?? 0, opts.limit]);
+    const rows = await this.rows(`SELECT seq, attempt, at, message FROM ${this.t.logs} WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?`, [id, opts.afterSeq ?? 0, opts.limit]);
     return rows.map((r) => toLogRecord(r, codec));
   }
 
   async cancel(id: string): Promise<CancelResult | null> {
     return this.transaction(async (c) => {
-      const [job] = await this.rows(`SELECT state, worker_id FROM ${this.t('jobs')} WHERE id = ? FOR UPDATE`, [id], c);
+      const [job] = await this.rows(`SELECT state, worker_id FROM ${this.t.jobs} WHERE id = ? FOR UPDATE`, [id], c);
       if (!job) return null;
       await c.query(
-        `INSERT INTO ${this.t('history')} (${COMMON}, state, finished_at, result) SELECT ${COMMON}, 'cancelled', ${NOW}, NULL FROM ${this.t('jobs')} WHERE id = ?`,
+        `INSERT INTO ${this.t.history} (${COMMON}, state, finished_at, result) SELECT ${COMMON}, 'cancelled', ${NOW}, NULL FROM ${this.t.jobs} WHERE id = ?`,
         [id],
       );
-      await c.query(`DELETE FROM ${this.t('jobs')} WHERE id = ?`, [id]);
+      await c.query(`DELETE FROM ${this.t.jobs} WHERE id = ?`, [id]);
       return { previous: job.state as 'pending' | 'running', workerId: (job.worker_id as string | null) ?? null };
     });
   }
 
   async retry(id: string): Promise<JobState | null> {
-    const now = await this.exec(`UPDATE ${this.t('jobs')} SET run_at = ${NOW} WHERE id = ? AND state = 'pending'`, [id]);
+    const now = await this.exec(`UPDATE ${this.t.jobs} SET run_at = ${NOW} WHERE id = ? AND state = 'pending'`, [id]);
     if (now.affectedRows === 1) return 'pending';
     try {
       return await this.transaction(async (c) => {
-        const found = await this.rows(`SELECT id FROM ${this.t('history')} WHERE id = ? FOR UPDATE`, [id], c);
+        const found = await this.rows(`SELECT id FROM ${this.t.history} WHERE id = ? FOR UPDATE`, [id], c);
         if (!found.length) return null;
         await c.query(
-          `INSERT INTO ${this.t('jobs')} (${COMMON}, state)
+          `INSERT INTO ${this.t.jobs} (${COMMON}, state)
            SELECT id, name, queue, payload, payload_bin, priority, attempts, GREATEST(max_attempts, attempts + 1), timeout_ms, backoff,
              ${NOW}, created_at, NULL, ref_id, tag, batch_id, created_by, meta, NULL, NULL, checkpoint, error, NULL, 'pending'
-           FROM ${this.t('history')} WHERE id = ?`,
+           FROM ${this.t.history} WHERE id = ?`,
           [id],
         );
-        await c.query(`DELETE FROM ${this.t('history')} WHERE id = ?`, [id]);
+        await c.query(`DELETE FROM ${this.t.history} WHERE id = ?`, [id]);
         return 'pending' as const;
       });
     } catch (err) {
@@ -785,15 +781,15 @@ export class MysqlStore implements Store {
   async pruneHistory(olderThanMs: number, limit: number): Promise<number> {
     return this.transaction(async (c) => {
       const rows = await this.rows(
-        `SELECT id FROM ${this.t('history')} WHERE finished_at < ${NOW} - INTERVAL ? MICROSECOND LIMIT ? FOR UPDATE SKIP LOCKED`,
+        `SELECT id FROM ${this.t.history} WHERE finished_at < ${NOW} - INTERVAL ? MICROSECOND LIMIT ? FOR UPDATE SKIP LOCKED`,
         [olderThanMs * 1000, limit],
         c,
       );
       if (!rows.length) return 0;
       const ids = rows.map((r) => r.id);
-      await c.query(`DELETE FROM ${this.t('logs')} WHERE job_id IN (?)`, [ids]);
-      await c.query(`DELETE FROM ${this.t('attempts')} WHERE job_id IN (?)`, [ids]);
-      return (await this.exec(`DELETE FROM ${this.t('history')} WHERE id IN (?)`, [ids], c)).affectedRows;
+      await c.query(`DELETE FROM ${this.t.logs} WHERE job_id IN (?)`, [ids]);
+      await c.query(`DELETE FROM ${this.t.attempts} WHERE job_id IN (?)`, [ids]);
+      return (await this.exec(`DELETE FROM ${this.t.history} WHERE id IN (?)`, [ids], c)).affectedRows;
     });
   }
 
@@ -801,9 +797,9 @@ export class MysqlStore implements Store {
     if (!names.length || (queues && !queues.length)) return null;
     const p = new Params('qmark');
     const rows = await this.rows(
-      `SELECT TIMESTAMPDIFF(MICROSECOND, ${NOW}, MIN(run_at)) / 1000 AS due FROM ${this.t('jobs')}
+      `SELECT TIMESTAMPDIFF(MICROSECOND, ${NOW}, MIN(run_at)) / 1000 AS due FROM ${this.t.jobs}
        WHERE state = 'pending' AND name IN (${p.add(names)})${queues ? ` AND queue IN (${p.add(queues)})` : ''}
-         AND queue NOT IN (SELECT queue FROM ${this.t('paused_queues')})`,
+         AND queue NOT IN (SELECT queue FROM ${this.t.paused})`,
       p.values,
     );
     return rows[0].due === null ? null : Math.max(0, Math.ceil(Number(rows[0].due)));
@@ -812,11 +808,11 @@ export class MysqlStore implements Store {
   // ---------------------------------------------------------------- admin verbs
 
   async pauseQueue(queue: string): Promise<void> {
-    await this.exec(`INSERT INTO ${this.t('paused_queues')} (queue, paused_at) VALUES (?, ${NOW}) ON DUPLICATE KEY UPDATE queue = queue`, [queue]);
+    await this.exec(`INSERT INTO ${this.t.paused} (queue, paused_at) VALUES (?, ${NOW}) ON DUPLICATE KEY UPDATE queue = queue`, [queue]);
   }
 
   async resumeQueue(queue: string): Promise<boolean> {
-    return (await this.exec(`DELETE FROM ${this.t('paused_queues')} WHERE queue = ?`, [queue])).affectedRows === 1;
+    return (await this.exec(`DELETE FROM ${this.t.paused} WHERE queue = ?`, [queue])).affectedRows === 1;
   }
 
   /** UTC_TIMESTAMP(3) is read once per statement: every row compares with the same now. */
@@ -824,8 +820,8 @@ export class MysqlStore implements Store {
     const [live, paused] = await Promise.all([
       this.rows(`SELECT queue, SUM(state = 'pending') AS pending, SUM(state = 'pending' AND run_at <= ${NOW}) AS due, SUM(state = 'running') AS running,
           TIMESTAMPDIFF(MICROSECOND, MIN(CASE WHEN state = 'pending' AND run_at <= ${NOW} THEN run_at END), ${NOW}) / 1000 AS oldest
-        FROM ${this.t('jobs')} FORCE INDEX (${this.t('jobs_queue')}) GROUP BY queue`),
-      this.rows(`SELECT queue, paused_at FROM ${this.t('paused_queues')}`),
+        FROM ${this.t.jobs} FORCE INDEX (${this.t.jobsQueue}) GROUP BY queue`),
+      this.rows(`SELECT queue, paused_at FROM ${this.t.paused}`),
     ]);
     return mergeQueueStats(
       live.map((r) => ({
@@ -842,7 +838,7 @@ export class MysqlStore implements Store {
     const rows = await this.rows(
       `SELECT t.now, b.start, b.completed, b.failed FROM (SELECT ${epochMs(NOW)} AS now) t LEFT JOIN (
          SELECT ${epochMs('finished_at')} DIV ? * ? AS start, SUM(state = 'completed') AS completed, SUM(state = 'failed') AS failed
-         FROM ${this.t('history')} FORCE INDEX (${this.t('history_finished')})
+         FROM ${this.t.history} FORCE INDEX (${this.t.historyFinished})
          WHERE finished_at > ${NOW} - INTERVAL ? MICROSECOND GROUP BY 1) b ON TRUE
        ORDER BY b.start`,
       [bucketMs, bucketMs, windowMs * 1000],
@@ -852,7 +848,7 @@ export class MysqlStore implements Store {
   }
 
   async makeDue(id: string): Promise<boolean> {
-    return (await this.exec(`UPDATE ${this.t('jobs')} SET run_at = ${NOW} WHERE id = ? AND state = 'pending'`, [id])).affectedRows === 1;
+    return (await this.exec(`UPDATE ${this.t.jobs} SET run_at = ${NOW} WHERE id = ? AND state = 'pending'`, [id])).affectedRows === 1;
   }
 
   /**
@@ -863,14 +859,14 @@ export class MysqlStore implements Store {
     const wanted = [...new Set(ids.filter(isValidId))];
     if (!wanted.length) return [];
     const gone = await this.transaction(async (c) => {
-      const live = (await this.rows(`SELECT id FROM ${this.t('jobs')} WHERE id IN (?) AND state = 'pending' FOR UPDATE`, [wanted], c)).map((r) => r.id);
-      const finished = (await this.rows(`SELECT id FROM ${this.t('history')} WHERE id IN (?) FOR UPDATE`, [wanted], c)).map((r) => r.id);
+      const live = (await this.rows(`SELECT id FROM ${this.t.jobs} WHERE id IN (?) AND state = 'pending' FOR UPDATE`, [wanted], c)).map((r) => r.id);
+      const finished = (await this.rows(`SELECT id FROM ${this.t.history} WHERE id IN (?) FOR UPDATE`, [wanted], c)).map((r) => r.id);
       const all = [...live, ...finished] as string[];
       if (!all.length) return all;
-      if (live.length) await c.query(`DELETE FROM ${this.t('jobs')} WHERE id IN (?)`, [live]);
-      if (finished.length) await c.query(`DELETE FROM ${this.t('history')} WHERE id IN (?)`, [finished]);
-      await c.query(`DELETE FROM ${this.t('logs')} WHERE job_id IN (?)`, [all]);
-      await c.query(`DELETE FROM ${this.t('attempts')} WHERE job_id IN (?)`, [all]);
+      if (live.length) await c.query(`DELETE FROM ${this.t.jobs} WHERE id IN (?)`, [live]);
+      if (finished.length) await c.query(`DELETE FROM ${this.t.history} WHERE id IN (?)`, [finished]);
+      await c.query(`DELETE FROM ${this.t.logs} WHERE job_id IN (?)`, [all]);
+      await c.query(`DELETE FROM ${this.t.attempts} WHERE job_id IN (?)`, [all]);
       return all;
     });
     const deleted = new Set(gone);
@@ -885,6 +881,12 @@ export class MysqlStore implements Store {
   async close(): Promise<void> {
     await Promise.all([this.own.end(), this.lockers.end()]);
   }
+}
+
+/** MySQL answers rows for a SELECT and a result header (affected rows) for a write. */
+function outcome(res: unknown): Outcome {
+  if (Array.isArray(res)) return { rows: res as Row[], changes: res.length };
+  return { rows: [], changes: (res as ResultSetHeader).affectedRows };
 }
 
 /**

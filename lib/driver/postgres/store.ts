@@ -19,6 +19,9 @@ import type {
   ProgressItem, QueueStats, ReleaseItem, SessionLock, StatusCounts, Store, StoreCapabilities, ThroughputBuckets, StoredSchedule, WorkerInfo, WorkerRecord,
 } from '../store.ts';
 import { isPgClient } from '../detect.ts';
+import { postgres as postgresDialect } from '../portable/dialect.ts';
+import { PortableStore } from '../portable/engine.ts';
+import type { Outcome, SqlRunner, Statement } from '../portable/statement.ts';
 import { holdPgClient, openTransaction, withHeld } from '../held.ts';
 import { CLAIM_COLUMNS, mergeQueueStats } from '../store.ts';
 
@@ -87,7 +90,7 @@ const ADVISORY_KEY_MATCH = `classid = ((hashtext($1)::bigint >> 32) & 4294967295
 /** How a failed transaction on one of our held clients is undone. */
 const rollback = (c: PoolClient) => c.query('ROLLBACK');
 
-export class PostgresStore implements Store {
+export class PostgresStore extends PortableStore implements Store {
   readonly dialect = 'postgres' as const;
   readonly capabilities: StoreCapabilities = { notify: true, syncEnqueue: false };
   readonly prefix: string;
@@ -104,7 +107,18 @@ export class PostgresStore implements Store {
 
   private readonly app: PgAppSide;
 
+  /** Portable statements (../portable/) on the private pool. */
+  protected readonly runner: SqlRunner = {
+    run: async (s) => outcome(s, await this.own.query(s.text, s.values)),
+    transaction: (list) => this.transaction(async (c) => {
+      const out: Outcome[] = [];
+      for (const s of list) out.push(outcome(s, await c.query(s.text, s.values)));
+      return out;
+    }),
+  };
+
   constructor(app: Pool | PgAppSide, opts: PostgresStoreOptions) {
+    super(postgresDialect, opts.prefix);
     this.app = 'begin' in app ? app : pgAppSide(app);
     this.prefix = opts.prefix;
     this.jobsChannel = `${opts.prefix}jobs`;
@@ -119,14 +133,11 @@ export class PostgresStore implements Store {
     this.sql = this.buildSql();
   }
 
-  private t(name: string): string {
-    return this.prefix + name;
-  }
 
   /** The hot statements, built once per prefix. */
   private buildSql() {
-    const jobs = this.t('jobs');
-    const history = this.t('history');
+    const jobs = this.t.jobs;
+    const history = this.t.history;
     return {
       enqueue: `WITH input AS (SELECT * FROM json_to_recordset($1::json) AS x(${INPUT})),
         ins AS (
@@ -145,7 +156,7 @@ export class PostgresStore implements Store {
           SELECT id FROM ${jobs}
           WHERE state = 'pending' AND run_at <= now() AND name = ANY($1::text[])
             AND ($5::text[] IS NULL OR queue = ANY($5::text[])) AND ($6::text[] IS NULL OR NOT (queue = ANY($6::text[])))
-            AND queue NOT IN (SELECT queue FROM ${this.t('paused_queues')})
+            AND queue NOT IN (SELECT queue FROM ${this.t.paused})
           ORDER BY priority DESC, run_at, id
           LIMIT $2 FOR UPDATE SKIP LOCKED)
         UPDATE ${jobs} j SET state = 'running', token = $3, worker_id = $4, attempts = j.attempts + 1,
@@ -175,7 +186,7 @@ export class PostgresStore implements Store {
           SELECT ${COMMON.replace(/\berror\b/, 'new_error')}, 'failed', now(), NULL FROM dead
           RETURNING id),
         recorded AS (
-          INSERT INTO ${this.t('attempts')} (job_id, attempt, worker_id, started_at, finished_at, error)
+          INSERT INTO ${this.t.attempts} (job_id, attempt, worker_id, started_at, finished_at, error)
           SELECT id, attempt, worker_id, started_at, now(), err FROM retry
           UNION ALL SELECT id, failed_attempt, worker_id, started_at, now(), new_error FROM dead
           ON CONFLICT (job_id, attempt) DO UPDATE SET error = excluded.error, finished_at = excluded.finished_at)
@@ -198,13 +209,13 @@ export class PostgresStore implements Store {
     const known = loadMigrations('postgres', this.prefix);
     await this.transaction(async (c) => {
       await c.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`${this.prefix}migrate`]);
-      await c.query(`CREATE TABLE IF NOT EXISTS ${this.t('migrations')} (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);
-      const applied = (await c.query(`SELECT version FROM ${this.t('migrations')}`)).rows.map((r) => Number(r.version));
+      await c.query(`CREATE TABLE IF NOT EXISTS ${this.t.migrations} (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);
+      const applied = (await c.query(`SELECT version FROM ${this.t.migrations}`)).rows.map((r) => Number(r.version));
       checkNotNewer('postgres', applied, known);
       for (const m of known) {
         if (applied.includes(m.version)) continue;
         for (const stmt of splitStatements(m.sql)) await c.query(stmt);
-        await c.query(`INSERT INTO ${this.t('migrations')} (version, name) VALUES ($1, $2)`, [m.version, m.name]);
+        await c.query(`INSERT INTO ${this.t.migrations} (version, name) VALUES ($1, $2)`, [m.version, m.name]);
       }
     });
   }
@@ -259,7 +270,7 @@ export class PostgresStore implements Store {
 
   async saveProgress(items: ProgressItem[]): Promise<Set<string>> {
     return this.ids(
-      `UPDATE ${this.t('jobs')} j SET progress = x.progress, progress_message = x.message
+      `UPDATE ${this.t.jobs} j SET progress = x.progress, progress_message = x.message
        FROM unnest($1::uuid[], $2::uuid[], $3::real[], $4::text[]) AS x(id, token, progress, message)
        WHERE j.id = x.id AND j.token = x.token AND j.state = 'running' RETURNING j.id::text AS id`,
       [items.map((i) => i.id), items.map((i) => i.token), items.map((i) => i.progress), items.map((i) => i.message)],
@@ -269,10 +280,10 @@ export class PostgresStore implements Store {
   async appendLogs(items: LogItem[]): Promise<Set<string>> {
     const lines = items.flatMap((it) => it.lines.map((l) => ({ ...l, id: it.id, token: it.token, attempt: it.attempt })));
     return this.ids(
-      `INSERT INTO ${this.t('logs')} (job_id, attempt, at, message)
+      `INSERT INTO ${this.t.logs} (job_id, attempt, at, message)
        SELECT x.id, x.attempt, to_timestamp(x.at / 1000.0), x.message
        FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::float8[], $5::text[]) WITH ORDINALITY AS x(id, token, attempt, at, message, n)
-       WHERE EXISTS (SELECT 1 FROM ${this.t('jobs')} j WHERE j.id = x.id AND j.token = x.token AND j.state = 'running')
+       WHERE EXISTS (SELECT 1 FROM ${this.t.jobs} j WHERE j.id = x.id AND j.token = x.token AND j.state = 'running')
        ORDER BY x.n
        RETURNING job_id::text AS id`,
       [lines.map((l) => l.id), lines.map((l) => l.token), lines.map((l) => l.attempt), lines.map((l) => l.at), lines.map((l) => l.message)],
@@ -281,7 +292,7 @@ export class PostgresStore implements Store {
 
   async saveCheckpoint(item: Fenced, stateJson: string): Promise<boolean> {
     const res = await this.own.query(
-      `UPDATE ${this.t('jobs')} SET checkpoint = $3::json WHERE id = $1 AND token = $2 AND state = 'running'`,
+      `UPDATE ${this.t.jobs} SET checkpoint = $3::json WHERE id = $1 AND token = $2 AND state = 'running'`,
       [item.id, item.token, stateJson],
     );
     return res.rowCount === 1;
@@ -310,9 +321,9 @@ export class PostgresStore implements Store {
   async heartbeat(w: WorkerInfo): Promise<Fenced[]> {
     const res = await this.own.query(
       `WITH beat AS (
-         INSERT INTO ${this.t('workers')} (id, host, pid, queues, names, concurrency) VALUES ($1, $2, $3, $4::json, $5::json, $6)
+         INSERT INTO ${this.t.workers} (id, host, pid, queues, names, concurrency) VALUES ($1, $2, $3, $4::json, $5::json, $6)
          ON CONFLICT (id) DO UPDATE SET heartbeat_at = now() RETURNING id)
-       SELECT id::text AS id, token::text AS token FROM ${this.t('jobs')} WHERE worker_id = $1 AND state = 'running'
+       SELECT id::text AS id, token::text AS token FROM ${this.t.jobs} WHERE worker_id = $1 AND state = 'running'
          AND EXISTS (SELECT 1 FROM beat)`,
       [w.id, w.host, w.pid, w.queues ? JSON.stringify(w.queues) : null, JSON.stringify(w.names), w.concurrency],
     );
@@ -320,14 +331,14 @@ export class PostgresStore implements Store {
   }
 
   async removeWorker(workerId: string): Promise<void> {
-    await this.own.query(`DELETE FROM ${this.t('workers')} WHERE id = $1`, [workerId]);
+    await this.own.query(`DELETE FROM ${this.t.workers} WHERE id = $1`, [workerId]);
   }
 
   async stalledJobs(stallMs: number, limit: number): Promise<StalledJob[]> {
     const res = await this.own.query(
-      `SELECT j.id::text AS id, j.token::text AS token, j.name, j.queue, j.attempts, j.max_attempts, j.worker_id, j.started_at FROM ${this.t('jobs')} j
+      `SELECT j.id::text AS id, j.token::text AS token, j.name, j.queue, j.attempts, j.max_attempts, j.worker_id, j.started_at FROM ${this.t.jobs} j
        WHERE j.state = 'running' AND NOT EXISTS (
-         SELECT 1 FROM ${this.t('workers')} w WHERE w.id = j.worker_id AND w.heartbeat_at > now() - $1 * interval '1 millisecond')
+         SELECT 1 FROM ${this.t.workers} w WHERE w.id = j.worker_id AND w.heartbeat_at > now() - $1 * interval '1 millisecond')
        LIMIT $2`,
       [stallMs, limit],
     );
@@ -335,7 +346,7 @@ export class PostgresStore implements Store {
   }
 
   async removeStaleWorkers(stallMs: number): Promise<void> {
-    await this.own.query(`DELETE FROM ${this.t('workers')} WHERE heartbeat_at <= now() - $1 * interval '1 millisecond'`, [stallMs]);
+    await this.own.query(`DELETE FROM ${this.t.workers} WHERE heartbeat_at <= now() - $1 * interval '1 millisecond'`, [stallMs]);
   }
 
   /** `fn` in a transaction on a private connection (held with an error listener: see held.ts). */
@@ -352,7 +363,7 @@ export class PostgresStore implements Store {
 
   async acquireLease(name: string, owner: string, ttlMs: number): Promise<number | null> {
     const rows = await this.rows(
-      `INSERT INTO ${this.t('leases')} AS l (name, owner, token, expires_at) VALUES ($1, $2, 1, now() + $3 * interval '1 millisecond')
+      `INSERT INTO ${this.t.leases} AS l (name, owner, token, expires_at) VALUES ($1, $2, 1, now() + $3 * interval '1 millisecond')
        ON CONFLICT (name) DO UPDATE SET
          token = CASE WHEN l.owner = excluded.owner AND l.expires_at > now() THEN l.token ELSE l.token + 1 END,
          owner = excluded.owner, expires_at = excluded.expires_at
@@ -363,24 +374,7 @@ export class PostgresStore implements Store {
     return rows.length ? Number(rows[0].token) : null;
   }
 
-  async renewLease(name: string, owner: string, token: number, ttlMs: number): Promise<boolean> {
-    const res = await this.own.query(
-      `UPDATE ${this.t('leases')} SET expires_at = now() + $1 * interval '1 millisecond'
-       WHERE name = $2 AND owner = $3 AND token = $4 AND expires_at > now()`,
-      [ttlMs, name, owner, token],
-    );
-    return res.rowCount === 1;
-  }
 
-  async releaseLease(name: string, owner: string, token: number): Promise<boolean> {
-    // Expire rather than delete: the row keeps the token, so the next owner's is greater.
-    const res = await this.own.query(
-      `UPDATE ${this.t('leases')} SET expires_at = now() - interval '1 millisecond'
-       WHERE name = $1 AND owner = $2 AND token = $3 AND expires_at > now()`,
-      [name, owner, token],
-    );
-    return res.rowCount === 1;
-  }
 
   /** pg_try_advisory_lock on a connection of its own: a pooled one would keep the lock after release. */
   async trySessionLock(name: string): Promise<SessionLock | null> {
@@ -447,7 +441,7 @@ export class PostgresStore implements Store {
   async upsertSchedule(d: ScheduleDef, nextRunAt: number | null, codeHash: string | null): Promise<void> {
     const at = (ms: number | null) => (ms === null ? null : new Date(ms));
     await this.own.query(
-      `INSERT INTO ${this.t('schedules')} AS s (key, name, cron, timezone, every_ms, start_at, end_at, max_runs, payload, options, overlap, missed, next_run_at, code_hash)
+      `INSERT INTO ${this.t.schedules} AS s (key, name, cron, timezone, every_ms, start_at, end_at, max_runs, payload, options, overlap, missed, next_run_at, code_hash)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::json, $10::json, $11, $12, $13, $14)
        ON CONFLICT (key) DO UPDATE SET name = excluded.name, cron = excluded.cron, timezone = excluded.timezone,
          every_ms = excluded.every_ms, start_at = excluded.start_at, end_at = excluded.end_at, max_runs = excluded.max_runs,
@@ -462,12 +456,12 @@ export class PostgresStore implements Store {
   }
 
   async listSchedules(): Promise<StoredSchedule[]> {
-    return (await this.rows(`SELECT * FROM ${this.t('schedules')} ORDER BY key`)).map((r) => toStoredSchedule(r, nativeCodec));
+    return (await this.rows(`SELECT * FROM ${this.t.schedules} ORDER BY key`)).map((r) => toStoredSchedule(r, nativeCodec));
   }
 
   async setScheduleEnabled(key: string, enabled: boolean, nextRunAt: number | null): Promise<boolean> {
     const res = await this.own.query(
-      `UPDATE ${this.t('schedules')} SET enabled = $1, next_run_at = COALESCE($2, next_run_at), updated_at = now() WHERE key = $3`,
+      `UPDATE ${this.t.schedules} SET enabled = $1, next_run_at = COALESCE($2, next_run_at), updated_at = now() WHERE key = $3`,
       [enabled, nextRunAt === null ? null : new Date(nextRunAt), key],
     );
     return res.rowCount === 1;
@@ -475,15 +469,15 @@ export class PostgresStore implements Store {
 
   async removeSchedule(key: string): Promise<boolean> {
     const rows = await this.rows(
-      `WITH ticks AS (DELETE FROM ${this.t('schedule_ticks')} WHERE schedule_key = $1)
-       DELETE FROM ${this.t('schedules')} WHERE key = $1 RETURNING key`,
+      `WITH ticks AS (DELETE FROM ${this.t.ticks} WHERE schedule_key = $1)
+       DELETE FROM ${this.t.schedules} WHERE key = $1 RETURNING key`,
       [key],
     );
     return rows.length === 1;
   }
 
   async dueSchedules(): Promise<{ now: number; due: StoredSchedule[] }> {
-    const rows = await this.rows(`SELECT *, now() AS db_now FROM ${this.t('schedules')} WHERE enabled AND next_run_at <= now()`);
+    const rows = await this.rows(`SELECT *, now() AS db_now FROM ${this.t.schedules} WHERE enabled AND next_run_at <= now()`);
     const now = rows.length ? (rows[0].db_now as Date).getTime() : await this.dbNow();
     return { now, due: rows.map((r) => toStoredSchedule(r, nativeCodec)) };
   }
@@ -491,14 +485,14 @@ export class PostgresStore implements Store {
   async fireSchedule(key: string, fireAt: number, row: NewJobRow, skipIfLive: JobError | null): Promise<{ jobId: string; skipped: boolean } | null> {
     return this.transaction(async (c) => {
       const tick = await c.query(
-        `INSERT INTO ${this.t('schedule_ticks')} (schedule_key, fire_at, job_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
+        `INSERT INTO ${this.t.ticks} (schedule_key, fire_at, job_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
         [key, new Date(fireAt), row.id],
       );
       if (tick.rowCount !== 1) return null;
-      const live = skipIfLive !== null && row.refId ? (await c.query(`SELECT 1 FROM ${this.t('jobs')} WHERE ref_id = $1`, [row.refId])).rowCount === 1 : false;
+      const live = skipIfLive !== null && row.refId ? (await c.query(`SELECT 1 FROM ${this.t.jobs} WHERE ref_id = $1`, [row.refId])).rowCount === 1 : false;
       if (live) {
         await c.query(
-          `INSERT INTO ${this.t('history')} (id, name, queue, state, payload, priority, attempts, max_attempts, run_at, created_at, finished_at, tag, batch_id, created_by, meta, error)
+          `INSERT INTO ${this.t.history} (id, name, queue, state, payload, priority, attempts, max_attempts, run_at, created_at, finished_at, tag, batch_id, created_by, meta, error)
            VALUES ($1, $2, $3, 'skipped', $4::json, $5, 0, $6, $7, now(), now(), $8, $9, $10, $11::json, $12::json)`,
           [row.id, row.name, row.queue, row.payloadJson, row.priority, row.maxAttempts, new Date(fireAt), row.tag, row.batchId, row.createdBy, row.metaJson,
             JSON.stringify(skipIfLive)],
@@ -506,14 +500,14 @@ export class PostgresStore implements Store {
       } else {
         await c.query(this.sql.enqueue, [inputJson([row]), this.jobsChannel]);
       }
-      await c.query(`UPDATE ${this.t('schedules')} SET last_run_at = $1, last_job_id = $2, runs = runs + 1 WHERE key = $3`, [new Date(fireAt), row.id, key]);
+      await c.query(`UPDATE ${this.t.schedules} SET last_run_at = $1, last_job_id = $2, runs = runs + 1 WHERE key = $3`, [new Date(fireAt), row.id, key]);
       return { jobId: row.id, skipped: live };
     });
   }
 
   async advanceSchedule(key: string, from: number, nextRunAt: number | null): Promise<void> {
     await this.own.query(
-      `UPDATE ${this.t('schedules')} SET next_run_at = $1, enabled = CASE WHEN $1::timestamptz IS NULL THEN false ELSE enabled END
+      `UPDATE ${this.t.schedules} SET next_run_at = $1, enabled = CASE WHEN $1::timestamptz IS NULL THEN false ELSE enabled END
        WHERE key = $2 AND next_run_at = $3`,
       [nextRunAt === null ? null : new Date(nextRunAt), key, new Date(from)],
     );
@@ -526,11 +520,11 @@ export class PostgresStore implements Store {
   // ---------------------------------------------------------------- status
 
   async statusCounts(cap: number): Promise<StatusCounts> {
-    const live = await this.rows(`SELECT state, queue, count(*)::int AS count FROM ${this.t('jobs')} GROUP BY state, queue ORDER BY queue, state`);
+    const live = await this.rows(`SELECT state, queue, count(*)::int AS count FROM ${this.t.jobs} GROUP BY state, queue ORDER BY queue, state`);
     // Each state counted on its own (state, id) index range, up to cap: never a full count of history.
     const finished = await this.rows(
       `SELECT s.state, c.count FROM unnest(ARRAY['completed', 'failed', 'cancelled', 'skipped']) AS s(state)
-       CROSS JOIN LATERAL (SELECT count(*)::int AS count FROM (SELECT 1 FROM ${this.t('history')} h WHERE h.state = s.state LIMIT $1) capped) c`,
+       CROSS JOIN LATERAL (SELECT count(*)::int AS count FROM (SELECT 1 FROM ${this.t.history} h WHERE h.state = s.state LIMIT $1) capped) c`,
       [cap],
     );
     return {
@@ -540,7 +534,7 @@ export class PostgresStore implements Store {
   }
 
   async listWorkers(): Promise<WorkerRecord[]> {
-    return (await this.rows(`SELECT * FROM ${this.t('workers')} ORDER BY started_at`)).map((r) => toWorkerRecord(r, nativeCodec));
+    return (await this.rows(`SELECT * FROM ${this.t.workers} ORDER BY started_at`)).map((r) => toWorkerRecord(r, nativeCodec));
   }
 
   async leaderInfo(name: string): Promise<string | null> {
@@ -561,9 +555,9 @@ export class PostgresStore implements Store {
   async get(id: string): Promise<JobRecord | null> {
     const cols = COMMON.replace('id,', 'id::text AS id,');
     const rows = await this.rows(
-      `SELECT ${cols}, state, NULL::timestamptz AS finished_at, NULL::json AS result FROM ${this.t('jobs')} WHERE id = $1
+      `SELECT ${cols}, state, NULL::timestamptz AS finished_at, NULL::json AS result FROM ${this.t.jobs} WHERE id = $1
        UNION ALL
-       SELECT ${cols}, state, finished_at, result FROM ${this.t('history')} WHERE id = $1`,
+       SELECT ${cols}, state, finished_at, result FROM ${this.t.history} WHERE id = $1`,
       [id],
     );
     return rows.length ? toJobRecord(rows[0], nativeCodec) : null;
@@ -578,12 +572,12 @@ export class PostgresStore implements Store {
     // Each half orders by the table's uuid column (qualified: a bare "id" would be the text alias
     // of the select list, whose order no index serves), so it walks an index and stops at the limit.
     if (live) {
-      parts.push(`(SELECT ${cols}, NULL::timestamptz AS finished_at${filter.includePayload ? ', NULL::json AS result' : ''} FROM ${this.t('jobs')}
-        ${listWhere(filter, live, 2, p, (d) => d)} ORDER BY ${this.t('jobs')}.id DESC LIMIT ${p.add(limit)})`);
+      parts.push(`(SELECT ${cols}, NULL::timestamptz AS finished_at${filter.includePayload ? ', NULL::json AS result' : ''} FROM ${this.t.jobs}
+        ${listWhere(filter, live, 2, p, (d) => d)} ORDER BY ${this.t.jobs}.id DESC LIMIT ${p.add(limit)})`);
     }
     if (history) {
-      parts.push(`(SELECT ${cols}, finished_at${filter.includePayload ? ', result' : ''} FROM ${this.t('history')}
-        ${listWhere(filter, history, 4, p, (d) => d)} ORDER BY ${this.t('history')}.id DESC LIMIT ${p.add(limit)})`);
+      parts.push(`(SELECT ${cols}, finished_at${filter.includePayload ? ', result' : ''} FROM ${this.t.history}
+        ${listWhere(filter, history, 4, p, (d) => d)} ORDER BY ${this.t.history}.id DESC LIMIT ${p.add(limit)})`);
     }
     const rows = await this.rows(`SELECT * FROM (${parts.join(' UNION ALL ')}) page ORDER BY id DESC LIMIT ${p.add(limit)}`, p.values);
     const items = rows.map((r) => toJobRecord(r, nativeCodec));
@@ -591,13 +585,13 @@ export class PostgresStore implements Store {
   }
 
   async attempts(id: string): Promise<AttemptRecord[]> {
-    const rows = await this.rows(`SELECT * FROM ${this.t('attempts')} WHERE job_id = $1 ORDER BY attempt`, [id]);
+    const rows = await this.rows(`SELECT * FROM ${this.t.attempts} WHERE job_id = $1 ORDER BY attempt`, [id]);
     return withCurrentAttempt(rows.map((r) => toAttemptRecord(r, nativeCodec)), await this.get(id));
   }
 
   async logs(id: string, opts: { afterSeq?: number; limit: number }): Promise<LogRecord[]> {
     const rows = await this.rows(
-      `SELECT seq, attempt, at, message FROM ${this.t('logs')} WHERE job_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`,
+      `SELECT seq, attempt, at, message FROM ${this.t.logs} WHERE job_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`,
       [id, opts.afterSeq ?? 0, opts.limit],
     );
     return rows.map((r) => toLogRecord(r, nativeCodec));
@@ -605,8 +599,8 @@ export class PostgresStore implements Store {
 
   async cancel(id: string): Promise<CancelResult | null> {
     const rows = await this.rows(
-      `WITH gone AS (DELETE FROM ${this.t('jobs')} WHERE id = $1 RETURNING *),
-        moved AS (INSERT INTO ${this.t('history')} (${COMMON}, state, finished_at, result) SELECT ${COMMON}, 'cancelled', now(), NULL FROM gone),
+      `WITH gone AS (DELETE FROM ${this.t.jobs} WHERE id = $1 RETURNING *),
+        moved AS (INSERT INTO ${this.t.history} (${COMMON}, state, finished_at, result) SELECT ${COMMON}, 'cancelled', now(), NULL FROM gone),
         told AS (SELECT pg_notify($2, id::text) FROM gone WHERE state = 'running')
        SELECT state, worker_id, (SELECT count(*) FROM told) AS told FROM gone`,
       [id, this.cancelChannel],
@@ -615,16 +609,16 @@ export class PostgresStore implements Store {
   }
 
   async retry(id: string): Promise<JobState | null> {
-    const now = await this.rows(`UPDATE ${this.t('jobs')} SET run_at = now() WHERE id = $1 AND state = 'pending' RETURNING queue`, [id]);
+    const now = await this.rows(`UPDATE ${this.t.jobs} SET run_at = now() WHERE id = $1 AND state = 'pending' RETURNING queue`, [id]);
     if (now.length) {
       await this.own.query('SELECT pg_notify($1, $2)', [this.jobsChannel, now[0].queue]);
       return 'pending';
     }
     try {
       const rows = await this.rows(
-        `WITH gone AS (DELETE FROM ${this.t('history')} WHERE id = $1 RETURNING *),
+        `WITH gone AS (DELETE FROM ${this.t.history} WHERE id = $1 RETURNING *),
           back AS (
-            INSERT INTO ${this.t('jobs')} (${COMMON}, state)
+            INSERT INTO ${this.t.jobs} (${COMMON}, state)
             SELECT id, name, queue, payload, payload_bin, priority, attempts, GREATEST(max_attempts, attempts + 1), timeout_ms, backoff,
               now(), created_at, NULL, ref_id, tag, batch_id, created_by, meta, NULL, NULL, checkpoint, error, NULL, 'pending' FROM gone
             RETURNING queue),
@@ -642,11 +636,11 @@ export class PostgresStore implements Store {
   async pruneHistory(olderThanMs: number, limit: number): Promise<number> {
     const rows = await this.rows(
       `WITH gone AS (
-         DELETE FROM ${this.t('history')} WHERE id IN (
-           SELECT id FROM ${this.t('history')} WHERE finished_at < now() - $1 * interval '1 millisecond' LIMIT $2)
+         DELETE FROM ${this.t.history} WHERE id IN (
+           SELECT id FROM ${this.t.history} WHERE finished_at < now() - $1 * interval '1 millisecond' LIMIT $2)
          RETURNING id),
-       logs AS (DELETE FROM ${this.t('logs')} WHERE job_id IN (SELECT id FROM gone)),
-       att AS (DELETE FROM ${this.t('attempts')} WHERE job_id IN (SELECT id FROM gone))
+       logs AS (DELETE FROM ${this.t.logs} WHERE job_id IN (SELECT id FROM gone)),
+       att AS (DELETE FROM ${this.t.attempts} WHERE job_id IN (SELECT id FROM gone))
        SELECT count(*)::int AS n FROM gone`,
       [olderThanMs, limit],
     );
@@ -655,9 +649,9 @@ export class PostgresStore implements Store {
 
   async nextDueIn(names: string[], queues?: string[]): Promise<number | null> {
     const rows = await this.rows(
-      `SELECT EXTRACT(EPOCH FROM (MIN(run_at) - now())) * 1000 AS due FROM ${this.t('jobs')}
+      `SELECT EXTRACT(EPOCH FROM (MIN(run_at) - now())) * 1000 AS due FROM ${this.t.jobs}
        WHERE state = 'pending' AND name = ANY($1::text[]) AND ($2::text[] IS NULL OR queue = ANY($2::text[]))
-         AND queue NOT IN (SELECT queue FROM ${this.t('paused_queues')})`,
+         AND queue NOT IN (SELECT queue FROM ${this.t.paused})`,
       [names, queues ?? null],
     );
     return rows[0].due === null ? null : Math.max(0, Math.ceil(Number(rows[0].due)));
@@ -666,11 +660,11 @@ export class PostgresStore implements Store {
   // ---------------------------------------------------------------- admin verbs
 
   async pauseQueue(queue: string): Promise<void> {
-    await this.rows(`INSERT INTO ${this.t('paused_queues')} (queue) VALUES ($1) ON CONFLICT (queue) DO NOTHING`, [queue]);
+    await this.rows(`INSERT INTO ${this.t.paused} (queue) VALUES ($1) ON CONFLICT (queue) DO NOTHING`, [queue]);
   }
 
   async resumeQueue(queue: string): Promise<boolean> {
-    const rows = await this.rows(`DELETE FROM ${this.t('paused_queues')} WHERE queue = $1 RETURNING queue`, [queue]);
+    const rows = await this.rows(`DELETE FROM ${this.t.paused} WHERE queue = $1 RETURNING queue`, [queue]);
     if (rows.length) await this.own.query('SELECT pg_notify($1, $2)', [this.jobsChannel, queue]);
     return rows.length === 1;
   }
@@ -681,8 +675,8 @@ export class PostgresStore implements Store {
           count(*) FILTER (WHERE state = 'pending' AND run_at <= now())::int AS due,
           count(*) FILTER (WHERE state = 'running')::int AS running,
           (EXTRACT(EPOCH FROM now() - min(run_at) FILTER (WHERE state = 'pending' AND run_at <= now())) * 1000)::float8 AS oldest
-        FROM ${this.t('jobs')} GROUP BY queue`),
-      this.rows(`SELECT queue, paused_at FROM ${this.t('paused_queues')}`),
+        FROM ${this.t.jobs} GROUP BY queue`),
+      this.rows(`SELECT queue, paused_at FROM ${this.t.paused}`),
     ]);
     return mergeQueueStats(
       live.map((r) => ({ queue: r.queue, pending: r.pending, due: r.due, running: r.running, oldestDueAgeMs: r.oldest === null ? null : Math.round(r.oldest), pausedAt: null })),
@@ -696,7 +690,7 @@ export class PostgresStore implements Store {
        SELECT t.now, b.start, b.completed, b.failed FROM t LEFT JOIN (
          SELECT (floor(EXTRACT(EPOCH FROM finished_at) * 1000 / $2) * $2)::float8 AS start,
            count(*) FILTER (WHERE state = 'completed')::int AS completed, count(*) FILTER (WHERE state = 'failed')::int AS failed
-         FROM ${this.t('history')} WHERE finished_at > now() - $1 * interval '1 millisecond' GROUP BY 1) b ON true
+         FROM ${this.t.history} WHERE finished_at > now() - $1 * interval '1 millisecond' GROUP BY 1) b ON true
        ORDER BY b.start`,
       [windowMs, bucketMs],
     );
@@ -705,18 +699,18 @@ export class PostgresStore implements Store {
   }
 
   async makeDue(id: string): Promise<boolean> {
-    const rows = await this.rows(`UPDATE ${this.t('jobs')} SET run_at = now() WHERE id = $1 AND state = 'pending' RETURNING queue`, [id]);
+    const rows = await this.rows(`UPDATE ${this.t.jobs} SET run_at = now() WHERE id = $1 AND state = 'pending' RETURNING queue`, [id]);
     if (rows.length) await this.own.query('SELECT pg_notify($1, $2)', [this.jobsChannel, rows[0].queue]);
     return rows.length === 1;
   }
 
   async deleteJobs(ids: string[]): Promise<string[]> {
     const rows = await this.rows(
-      `WITH live AS (DELETE FROM ${this.t('jobs')} WHERE id = ANY($1::uuid[]) AND state = 'pending' RETURNING id),
-        finished AS (DELETE FROM ${this.t('history')} WHERE id = ANY($1::uuid[]) RETURNING id),
+      `WITH live AS (DELETE FROM ${this.t.jobs} WHERE id = ANY($1::uuid[]) AND state = 'pending' RETURNING id),
+        finished AS (DELETE FROM ${this.t.history} WHERE id = ANY($1::uuid[]) RETURNING id),
         gone AS (SELECT id FROM live UNION ALL SELECT id FROM finished),
-        logs AS (DELETE FROM ${this.t('logs')} WHERE job_id IN (SELECT id FROM gone)),
-        att AS (DELETE FROM ${this.t('attempts')} WHERE job_id IN (SELECT id FROM gone))
+        logs AS (DELETE FROM ${this.t.logs} WHERE job_id IN (SELECT id FROM gone)),
+        att AS (DELETE FROM ${this.t.attempts} WHERE job_id IN (SELECT id FROM gone))
        SELECT id::text AS id FROM gone`,
       [ids],
     );
@@ -741,6 +735,10 @@ export class PostgresStore implements Store {
   async close(): Promise<void> {
     await Promise.all([this.own.end(), this.claimer.end()]);
   }
+}
+
+function outcome(s: Statement, res: { rows: Record<string, unknown>[]; rowCount: number | null }): Outcome {
+  return { rows: res.rows, changes: s.returnsRows ? res.rows.length : (res.rowCount ?? 0) };
 }
 
 /**

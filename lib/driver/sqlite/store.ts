@@ -14,6 +14,9 @@ import type { EnqueueResult, JobRecord, JobState, ListFilter, ListPage, NewJobRo
 import { checkNotNewer, loadMigrations } from '../migrations.ts';
 import { claimOrder, textCodec, toAttemptRecord, toClaimedJob, toJobRecord, toLogRecord, toStalledJob, toStoredSchedule, toWorkerRecord, withCurrentAttempt } from '../rows.ts';
 import type { ScheduleDef } from '../../schedule/schedule.ts';
+import { sqlite as sqliteDialect } from '../portable/dialect.ts';
+import { PortableStore } from '../portable/engine.ts';
+import type { Outcome, SqlRunner, Statement } from '../portable/statement.ts';
 import { Params, listLimit, listWhere, statesByTable } from '../sql.ts';
 import { type StalledJob, CLAIM_COLUMNS, mergeQueueStats } from '../store.ts';
 import type {
@@ -39,7 +42,7 @@ export interface SqliteStoreOptions {
   wal: boolean;
 }
 
-export class SqliteStore implements Store {
+export class SqliteStore extends PortableStore implements Store {
   readonly dialect = 'sqlite' as const;
   readonly capabilities: StoreCapabilities = { notify: false, syncEnqueue: true };
   readonly prefix: string;
@@ -49,7 +52,17 @@ export class SqliteStore implements Store {
   private readonly appStmts = new Map<string, Stmt>();
   private closed = false;
 
+  /** Portable statements (../portable/) on our handle: prepared once per text; writes in BEGIN IMMEDIATE, SQLITE_BUSY retried. */
+  protected readonly runner: SqlRunner = {
+    run: (s) => {
+      const st = this.q(s.text);
+      return st.readonly ? this.read(() => outcome(st, s)) : this.write(() => outcome(st, s));
+    },
+    transaction: (list) => this.write(() => list.map((s) => outcome(this.q(s.text), s))),
+  };
+
   constructor(private readonly app: DB, opts: SqliteStoreOptions) {
+    super(sqliteDialect, opts.prefix);
     this.prefix = opts.prefix;
     this.singleHandle = app.memory || !app.name || app.name === ':memory:';
     if (this.singleHandle) {
@@ -68,9 +81,6 @@ export class SqliteStore implements Store {
     this.migrateSync();
   }
 
-  private t(name: string): string {
-    return this.prefix + name;
-  }
 
   /** A cached statement on our handle. */
   private q(sql: string): Stmt {
@@ -144,8 +154,8 @@ export class SqliteStore implements Store {
   private migrateOnce(): void {
     const known = loadMigrations('sqlite', this.prefix);
     const db = this.own;
-    db.exec(`CREATE TABLE IF NOT EXISTS ${this.t('migrations')} (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)`);
-    const appliedNow = () => (db.prepare(`SELECT version FROM ${this.t('migrations')}`).all() as { version: number }[]).map((r) => r.version);
+    db.exec(`CREATE TABLE IF NOT EXISTS ${this.t.migrations} (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)`);
+    const appliedNow = () => (db.prepare(`SELECT version FROM ${this.t.migrations}`).all() as { version: number }[]).map((r) => r.version);
     if (known.every((m) => appliedNow().includes(m.version))) return checkNotNewer('sqlite', appliedNow(), known);
     const run = db.transaction(() => {
       const applied = appliedNow();
@@ -153,7 +163,7 @@ export class SqliteStore implements Store {
       for (const m of known) {
         if (applied.includes(m.version)) continue;
         db.exec(m.sql);
-        db.prepare(`INSERT INTO ${this.t('migrations')} (version, name, applied_at) VALUES (?, ?, ${NOW})`).run(m.version, m.name);
+        db.prepare(`INSERT INTO ${this.t.migrations} (version, name, applied_at) VALUES (?, ?, ${NOW})`).run(m.version, m.name);
       }
     });
     run.immediate();
@@ -169,11 +179,11 @@ export class SqliteStore implements Store {
     if (tx !== undefined && tx !== this.app) {
       throw new TypeError('opts.tx on SQLite must be the better-sqlite3 Database given to createJobs, used inside its db.transaction() callback');
     }
-    const insert = this.qa('insert', () => `INSERT INTO ${this.t('jobs')}
+    const insert = this.qa('insert', () => `INSERT INTO ${this.t.jobs}
       (id, name, queue, state, payload, payload_bin, priority, max_attempts, timeout_ms, backoff, run_at, created_at, ref_id, tag, batch_id, created_by, meta)
       VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, COALESCE(?, ${NOW} + ?), ${NOW}, ?, ?, ?, ?, ?)
       ON CONFLICT (ref_id) WHERE ref_id IS NOT NULL DO NOTHING`);
-    const existing = this.qa('existing', () => `SELECT id FROM ${this.t('jobs')} WHERE ref_id = ?`);
+    const existing = this.qa('existing', () => `SELECT id FROM ${this.t.jobs} WHERE ref_id = ?`);
     const one = (r: NewJobRow): EnqueueResult => {
       const info = insert.run(
         r.id, r.name, r.queue, r.payloadJson, r.payloadBin, r.priority, r.maxAttempts, r.timeoutMs, r.backoffJson,
@@ -204,11 +214,11 @@ export class SqliteStore implements Store {
     const build = () => {
     let queueFilter = req.queues ? `AND queue IN (SELECT value FROM json_each(?))` : '';
     if (req.excludeQueues) queueFilter += ` AND queue NOT IN (SELECT value FROM json_each(?))`;
-    return `UPDATE ${this.t('jobs')} SET state = 'running', token = ?, worker_id = ?, attempts = attempts + 1,
+    return `UPDATE ${this.t.jobs} SET state = 'running', token = ?, worker_id = ?, attempts = attempts + 1,
         started_at = ${NOW}, progress = NULL, progress_message = NULL
-      WHERE rowid IN (SELECT rowid FROM ${this.t('jobs')} INDEXED BY ${this.t('jobs_claim')}
+      WHERE rowid IN (SELECT rowid FROM ${this.t.jobs} INDEXED BY ${this.t.jobsClaim}
         WHERE state = 'pending' AND run_at <= ${NOW} AND name IN (SELECT value FROM json_each(?)) ${queueFilter}
-          AND queue NOT IN (SELECT queue FROM ${this.t('paused_queues')})
+          AND queue NOT IN (SELECT queue FROM ${this.t.paused})
         ORDER BY priority DESC, run_at, rowid LIMIT ?)
       RETURNING ${CLAIM_COLUMNS}, rowid AS rowid_`;
     };
@@ -225,11 +235,11 @@ export class SqliteStore implements Store {
     // By rowid when the claim told us it (an integer key instead of the text id index), still fenced by id and token.
     const by = item.rowid === undefined ? 'id' : 'rowid';
     const key = item.rowid ?? item.id;
-    const info = this.k(`move:${by}`, () => `INSERT INTO ${this.t('history')} (${COMMON}, state, finished_at, result)
-        SELECT ${COMMON.replace(/\berror\b/, '?')}, ?, ${NOW}, ? FROM ${this.t('jobs')}
+    const info = this.k(`move:${by}`, () => `INSERT INTO ${this.t.history} (${COMMON}, state, finished_at, result)
+        SELECT ${COMMON.replace(/\berror\b/, '?')}, ?, ${NOW}, ? FROM ${this.t.jobs}
         WHERE ${by} = ? AND id = ? AND token = ? AND state = 'running'`).run(error, state, result, key, item.id, item.token);
     if (info.changes !== 1) return false;
-    this.k(`delete:${by}`, () => `DELETE FROM ${this.t('jobs')} WHERE ${by} = ?`).run(key);
+    this.k(`delete:${by}`, () => `DELETE FROM ${this.t.jobs} WHERE ${by} = ?`).run(key);
     return true;
   }
 
@@ -250,7 +260,7 @@ export class SqliteStore implements Store {
         if (it.retryDelayMs === null) {
           ok = this.moveToHistory(it, 'failed', err, null);
         } else {
-          ok = this.q(`UPDATE ${this.t('jobs')} SET state = 'pending', run_at = ${NOW} + ?, error = ?, token = NULL
+          ok = this.q(`UPDATE ${this.t.jobs} SET state = 'pending', run_at = ${NOW} + ?, error = ?, token = NULL
               WHERE id = ? AND token = ? AND state = 'running'`).run(it.retryDelayMs, err, it.id, it.token).changes === 1;
         }
         if (!ok) continue;
@@ -262,8 +272,8 @@ export class SqliteStore implements Store {
   }
 
   private recordAttempt(jobId: string, attempt: number, workerId: string | null, startedAt: number | null, errorJson: string): void {
-    this.q(`INSERT INTO ${this.t('attempts')} (job_id, attempt, worker_id, started_at, finished_at, error)
-        VALUES (?, ?, COALESCE(?, (SELECT worker_id FROM ${this.t('history')} WHERE id = ?), (SELECT worker_id FROM ${this.t('jobs')} WHERE id = ?)), ?, ${NOW}, ?)
+    this.q(`INSERT INTO ${this.t.attempts} (job_id, attempt, worker_id, started_at, finished_at, error)
+        VALUES (?, ?, COALESCE(?, (SELECT worker_id FROM ${this.t.history} WHERE id = ?), (SELECT worker_id FROM ${this.t.jobs} WHERE id = ?)), ?, ${NOW}, ?)
         ON CONFLICT (job_id, attempt) DO UPDATE SET error = excluded.error, finished_at = excluded.finished_at`)
       .run(jobId, attempt, workerId, jobId, jobId, startedAt, errorJson);
   }
@@ -271,7 +281,7 @@ export class SqliteStore implements Store {
   async release(items: ReleaseItem[]): Promise<Set<string>> {
     return this.write(() => {
       const done = new Set<string>();
-      const stmt = this.q(`UPDATE ${this.t('jobs')} SET state = 'pending', run_at = ${NOW} + ?, attempts = attempts - ?, token = NULL
+      const stmt = this.q(`UPDATE ${this.t.jobs} SET state = 'pending', run_at = ${NOW} + ?, attempts = attempts - ?, token = NULL
           WHERE id = ? AND token = ? AND state = 'running'`);
       for (const it of items) if (stmt.run(it.delayMs, it.refund ? 1 : 0, it.id, it.token).changes === 1) done.add(it.id);
       return done;
@@ -281,7 +291,7 @@ export class SqliteStore implements Store {
   async saveProgress(items: ProgressItem[]): Promise<Set<string>> {
     return this.write(() => {
       const done = new Set<string>();
-      const stmt = this.q(`UPDATE ${this.t('jobs')} SET progress = ?, progress_message = ? WHERE id = ? AND token = ? AND state = 'running'`);
+      const stmt = this.q(`UPDATE ${this.t.jobs} SET progress = ?, progress_message = ? WHERE id = ? AND token = ? AND state = 'running'`);
       for (const it of items) if (stmt.run(it.progress, it.message, it.id, it.token).changes === 1) done.add(it.id);
       return done;
     });
@@ -290,8 +300,8 @@ export class SqliteStore implements Store {
   async appendLogs(items: LogItem[]): Promise<Set<string>> {
     return this.write(() => {
       const done = new Set<string>();
-      const owned = this.q(`SELECT 1 FROM ${this.t('jobs')} WHERE id = ? AND token = ? AND state = 'running'`);
-      const insert = this.q(`INSERT INTO ${this.t('logs')} (job_id, attempt, at, message) VALUES (?, ?, ?, ?)`);
+      const owned = this.q(`SELECT 1 FROM ${this.t.jobs} WHERE id = ? AND token = ? AND state = 'running'`);
+      const insert = this.q(`INSERT INTO ${this.t.logs} (job_id, attempt, at, message) VALUES (?, ?, ?, ?)`);
       for (const it of items) {
         if (!owned.get(it.id, it.token)) continue;
         for (const line of it.lines) insert.run(it.id, it.attempt, line.at, line.message);
@@ -303,7 +313,7 @@ export class SqliteStore implements Store {
 
   async saveCheckpoint(item: Fenced, stateJson: string): Promise<boolean> {
     return this.write(
-      () => this.q(`UPDATE ${this.t('jobs')} SET checkpoint = ? WHERE id = ? AND token = ? AND state = 'running'`).run(stateJson, item.id, item.token).changes === 1,
+      () => this.q(`UPDATE ${this.t.jobs} SET checkpoint = ? WHERE id = ? AND token = ? AND state = 'running'`).run(stateJson, item.id, item.token).changes === 1,
     );
   }
 
@@ -337,30 +347,30 @@ export class SqliteStore implements Store {
 
   async heartbeat(w: WorkerInfo): Promise<Fenced[]> {
     return this.write(() => {
-      this.q(`INSERT INTO ${this.t('workers')} (id, host, pid, queues, names, concurrency, started_at, heartbeat_at)
+      this.q(`INSERT INTO ${this.t.workers} (id, host, pid, queues, names, concurrency, started_at, heartbeat_at)
           VALUES (?, ?, ?, ?, ?, ?, ${NOW}, ${NOW})
           ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at`)
         .run(w.id, w.host, w.pid, w.queues ? JSON.stringify(w.queues) : null, JSON.stringify(w.names), w.concurrency);
-      return this.q(`SELECT id, token FROM ${this.t('jobs')} WHERE worker_id = ? AND state = 'running'`).all(w.id) as Fenced[];
+      return this.q(`SELECT id, token FROM ${this.t.jobs} WHERE worker_id = ? AND state = 'running'`).all(w.id) as Fenced[];
     });
   }
 
   async removeWorker(workerId: string): Promise<void> {
-    await this.write(() => this.q(`DELETE FROM ${this.t('workers')} WHERE id = ?`).run(workerId));
+    await this.write(() => this.q(`DELETE FROM ${this.t.workers} WHERE id = ?`).run(workerId));
   }
 
   async stalledJobs(stallMs: number, limit: number): Promise<StalledJob[]> {
     const rows = await this.read(
       () =>
-        this.q(`SELECT id, token, name, queue, attempts, max_attempts, worker_id, started_at FROM ${this.t('jobs')} j
-          WHERE state = 'running' AND NOT EXISTS (SELECT 1 FROM ${this.t('workers')} w WHERE w.id = j.worker_id AND w.heartbeat_at > ${NOW} - ?)
+        this.q(`SELECT id, token, name, queue, attempts, max_attempts, worker_id, started_at FROM ${this.t.jobs} j
+          WHERE state = 'running' AND NOT EXISTS (SELECT 1 FROM ${this.t.workers} w WHERE w.id = j.worker_id AND w.heartbeat_at > ${NOW} - ?)
           LIMIT ?`).all(stallMs, limit) as Record<string, unknown>[],
     );
     return rows.map((r) => toStalledJob(r, textCodec));
   }
 
   async removeStaleWorkers(stallMs: number): Promise<void> {
-    await this.write(() => this.q(`DELETE FROM ${this.t('workers')} WHERE heartbeat_at <= ${NOW} - ?`).run(stallMs));
+    await this.write(() => this.q(`DELETE FROM ${this.t.workers} WHERE heartbeat_at <= ${NOW} - ?`).run(stallMs));
   }
 
   // ---------------------------------------------------------------- leases
@@ -368,7 +378,7 @@ export class SqliteStore implements Store {
   async acquireLease(name: string, owner: string, ttlMs: number): Promise<number | null> {
     const row = await this.write(
       () =>
-        this.q(`INSERT INTO ${this.t('leases')} (name, owner, token, expires_at) VALUES (?, ?, 1, ${NOW} + ?)
+        this.q(`INSERT INTO ${this.t.leases} (name, owner, token, expires_at) VALUES (?, ?, 1, ${NOW} + ?)
           ON CONFLICT (name) DO UPDATE SET
             token = CASE WHEN owner = excluded.owner AND expires_at > ${NOW} THEN token ELSE token + 1 END,
             owner = excluded.owner, expires_at = excluded.expires_at
@@ -378,28 +388,13 @@ export class SqliteStore implements Store {
     return row ? Number(row.token) : null;
   }
 
-  async renewLease(name: string, owner: string, token: number, ttlMs: number): Promise<boolean> {
-    return this.write(
-      () =>
-        this.q(`UPDATE ${this.t('leases')} SET expires_at = ${NOW} + ? WHERE name = ? AND owner = ? AND token = ? AND expires_at > ${NOW}`)
-          .run(ttlMs, name, owner, token).changes === 1,
-    );
-  }
 
-  async releaseLease(name: string, owner: string, token: number): Promise<boolean> {
-    // Expire rather than delete: the row keeps the token, so the next owner's is greater.
-    return this.write(
-      () =>
-        this.q(`UPDATE ${this.t('leases')} SET expires_at = ${NOW} - 1 WHERE name = ? AND owner = ? AND token = ? AND expires_at > ${NOW}`)
-          .run(name, owner, token).changes === 1,
-    );
-  }
 
   // ---------------------------------------------------------------- schedules
 
   async upsertSchedule(d: ScheduleDef, nextRunAt: number | null, codeHash: string | null): Promise<void> {
     await this.write(() =>
-      this.q(`INSERT INTO ${this.t('schedules')} (key, name, cron, timezone, every_ms, start_at, end_at, max_runs, payload, options, overlap, missed, next_run_at, code_hash, updated_at)
+      this.q(`INSERT INTO ${this.t.schedules} (key, name, cron, timezone, every_ms, start_at, end_at, max_runs, payload, options, overlap, missed, next_run_at, code_hash, updated_at)
           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ${NOW})
           ON CONFLICT (key) DO UPDATE SET name = excluded.name, cron = excluded.cron, timezone = excluded.timezone,
             every_ms = excluded.every_ms, start_at = excluded.start_at, end_at = excluded.end_at, max_runs = excluded.max_runs,
@@ -413,54 +408,54 @@ export class SqliteStore implements Store {
   }
 
   async listSchedules(): Promise<StoredSchedule[]> {
-    const rows = await this.read(() => this.q(`SELECT * FROM ${this.t('schedules')} ORDER BY key`).all() as Record<string, unknown>[]);
+    const rows = await this.read(() => this.q(`SELECT * FROM ${this.t.schedules} ORDER BY key`).all() as Record<string, unknown>[]);
     return rows.map((r) => toStoredSchedule(r, textCodec));
   }
 
   async setScheduleEnabled(key: string, enabled: boolean, nextRunAt: number | null): Promise<boolean> {
     return this.write(
       () =>
-        this.q(`UPDATE ${this.t('schedules')} SET enabled = ?, next_run_at = COALESCE(?, next_run_at), updated_at = ${NOW} WHERE key = ?`)
+        this.q(`UPDATE ${this.t.schedules} SET enabled = ?, next_run_at = COALESCE(?, next_run_at), updated_at = ${NOW} WHERE key = ?`)
           .run(enabled ? 1 : 0, nextRunAt, key).changes === 1,
     );
   }
 
   async removeSchedule(key: string): Promise<boolean> {
     return this.write(() => {
-      this.q(`DELETE FROM ${this.t('schedule_ticks')} WHERE schedule_key = ?`).run(key);
-      return this.q(`DELETE FROM ${this.t('schedules')} WHERE key = ?`).run(key).changes === 1;
+      this.q(`DELETE FROM ${this.t.ticks} WHERE schedule_key = ?`).run(key);
+      return this.q(`DELETE FROM ${this.t.schedules} WHERE key = ?`).run(key).changes === 1;
     });
   }
 
   async dueSchedules(): Promise<{ now: number; due: StoredSchedule[] }> {
     return this.read(() => {
       const now = (this.q(`SELECT ${NOW} AS now`).get() as { now: number }).now;
-      const rows = this.q(`SELECT * FROM ${this.t('schedules')} WHERE enabled = 1 AND next_run_at <= ?`).all(now) as Record<string, unknown>[];
+      const rows = this.q(`SELECT * FROM ${this.t.schedules} WHERE enabled = 1 AND next_run_at <= ?`).all(now) as Record<string, unknown>[];
       return { now, due: rows.map((r) => toStoredSchedule(r, textCodec)) };
     });
   }
 
   async fireSchedule(key: string, fireAt: number, row: NewJobRow, skipIfLive: JobError | null): Promise<{ jobId: string; skipped: boolean } | null> {
     return this.write(() => {
-      const tick = this.q(`INSERT INTO ${this.t('schedule_ticks')} (schedule_key, fire_at, job_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`).run(key, fireAt, row.id);
+      const tick = this.q(`INSERT INTO ${this.t.ticks} (schedule_key, fire_at, job_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`).run(key, fireAt, row.id);
       if (tick.changes !== 1) return null;
-      const live = skipIfLive !== null && row.refId ? this.q(`SELECT 1 FROM ${this.t('jobs')} WHERE ref_id = ?`).get(row.refId) : undefined;
+      const live = skipIfLive !== null && row.refId ? this.q(`SELECT 1 FROM ${this.t.jobs} WHERE ref_id = ?`).get(row.refId) : undefined;
       if (live) {
-        this.q(`INSERT INTO ${this.t('history')} (id, name, queue, state, payload, payload_bin, priority, attempts, max_attempts, run_at, created_at, finished_at, tag, batch_id, created_by, meta, error)
+        this.q(`INSERT INTO ${this.t.history} (id, name, queue, state, payload, payload_bin, priority, attempts, max_attempts, run_at, created_at, finished_at, tag, batch_id, created_by, meta, error)
             VALUES (?, ?, ?, 'skipped', ?, NULL, ?, 0, ?, ?, ${NOW}, ${NOW}, ?, ?, ?, ?, ?)`)
           .run(row.id, row.name, row.queue, row.payloadJson, row.priority, row.maxAttempts, fireAt, row.tag, row.batchId, row.createdBy, row.metaJson,
             JSON.stringify(skipIfLive));
       } else {
         this.insertOwn(row);
       }
-      this.q(`UPDATE ${this.t('schedules')} SET last_run_at = ?, last_job_id = ?, runs = runs + 1 WHERE key = ?`).run(fireAt, row.id, key);
+      this.q(`UPDATE ${this.t.schedules} SET last_run_at = ?, last_job_id = ?, runs = runs + 1 WHERE key = ?`).run(fireAt, row.id, key);
       return { jobId: row.id, skipped: !!live };
     });
   }
 
   /** An enqueue on our own handle, inside a transaction of ours (schedules). */
   private insertOwn(r: NewJobRow): void {
-    this.k('insertOwn', () => `INSERT INTO ${this.t('jobs')}
+    this.k('insertOwn', () => `INSERT INTO ${this.t.jobs}
         (id, name, queue, state, payload, payload_bin, priority, max_attempts, timeout_ms, backoff, run_at, created_at, ref_id, tag, batch_id, created_by, meta)
         VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, COALESCE(?, ${NOW} + ?), ${NOW}, ?, ?, ?, ?, ?)
         ON CONFLICT (ref_id) WHERE ref_id IS NOT NULL DO NOTHING`)
@@ -470,7 +465,7 @@ export class SqliteStore implements Store {
 
   async advanceSchedule(key: string, from: number, nextRunAt: number | null): Promise<void> {
     await this.write(() =>
-      this.q(`UPDATE ${this.t('schedules')} SET next_run_at = ?, enabled = CASE WHEN ? IS NULL THEN 0 ELSE enabled END
+      this.q(`UPDATE ${this.t.schedules} SET next_run_at = ?, enabled = CASE WHEN ? IS NULL THEN 0 ELSE enabled END
           WHERE key = ? AND next_run_at = ?`).run(nextRunAt, nextRunAt, key, from),
     );
   }
@@ -483,21 +478,21 @@ export class SqliteStore implements Store {
 
   async statusCounts(cap: number): Promise<StatusCounts> {
     return this.read(() => {
-      const live = this.q(`SELECT state, queue, COUNT(*) AS count FROM ${this.t('jobs')} GROUP BY state, queue ORDER BY queue, state`).all() as StatusCounts['live'];
+      const live = this.q(`SELECT state, queue, COUNT(*) AS count FROM ${this.t.jobs} GROUP BY state, queue ORDER BY queue, state`).all() as StatusCounts['live'];
       // Each state counted on its own (state, id) index range, up to cap: never a full count of history.
-      const finished = this.q(`SELECT s.state, (SELECT COUNT(*) FROM (SELECT 1 FROM ${this.t('history')} INDEXED BY ${this.t('history_state')} WHERE state = s.state LIMIT ?)) AS count
+      const finished = this.q(`SELECT s.state, (SELECT COUNT(*) FROM (SELECT 1 FROM ${this.t.history} INDEXED BY ${this.t.historyState} WHERE state = s.state LIMIT ?)) AS count
         FROM (SELECT 'completed' AS state UNION ALL SELECT 'failed' UNION ALL SELECT 'cancelled' UNION ALL SELECT 'skipped') s`).all(cap) as { state: string; count: number }[];
       return { live, finished: finished.filter((r) => r.count > 0).map((r) => ({ ...r, capped: r.count >= cap })) };
     });
   }
 
   async listWorkers(): Promise<WorkerRecord[]> {
-    const rows = await this.read(() => this.q(`SELECT * FROM ${this.t('workers')} ORDER BY started_at`).all() as Record<string, unknown>[]);
+    const rows = await this.read(() => this.q(`SELECT * FROM ${this.t.workers} ORDER BY started_at`).all() as Record<string, unknown>[]);
     return rows.map((r) => toWorkerRecord(r, textCodec));
   }
 
   async leaderInfo(name: string): Promise<string | null> {
-    const row = await this.read(() => this.q(`SELECT owner, expires_at - ${NOW} AS left_ms FROM ${this.t('leases')} WHERE name = ? AND expires_at > ${NOW}`).get(name) as { owner: string; left_ms: number } | undefined);
+    const row = await this.read(() => this.q(`SELECT owner, expires_at - ${NOW} AS left_ms FROM ${this.t.leases} WHERE name = ? AND expires_at > ${NOW}`).get(name) as { owner: string; left_ms: number } | undefined);
     return row ? `${row.owner} (lease, ${row.left_ms} ms left)` : null;
   }
 
@@ -505,8 +500,8 @@ export class SqliteStore implements Store {
 
   async get(id: string): Promise<JobRecord | null> {
     return this.read(() => {
-      const live = this.q(`SELECT *, NULL AS finished_at FROM ${this.t('jobs')} WHERE id = ?`).get(id) as Record<string, unknown> | undefined;
-      const row = live ?? (this.q(`SELECT * FROM ${this.t('history')} WHERE id = ?`).get(id) as Record<string, unknown> | undefined);
+      const live = this.q(`SELECT *, NULL AS finished_at FROM ${this.t.jobs} WHERE id = ?`).get(id) as Record<string, unknown> | undefined;
+      const row = live ?? (this.q(`SELECT * FROM ${this.t.history} WHERE id = ?`).get(id) as Record<string, unknown> | undefined);
       return row ? toJobRecord(row, textCodec) : null;
     });
   }
@@ -518,11 +513,11 @@ export class SqliteStore implements Store {
     const cols = filter.includePayload ? `${SUMMARY}, payload, payload_bin` : SUMMARY;
     const parts: string[] = [];
     if (live) {
-      parts.push(`SELECT * FROM (SELECT ${cols}, NULL AS finished_at${filter.includePayload ? ', NULL AS result' : ''} FROM ${this.t('jobs')}
+      parts.push(`SELECT * FROM (SELECT ${cols}, NULL AS finished_at${filter.includePayload ? ', NULL AS result' : ''} FROM ${this.t.jobs}
         ${listWhere(filter, live, 2, p, (d) => d.getTime())} ORDER BY id DESC LIMIT ${p.add(limit)})`);
     }
     if (history) {
-      parts.push(`SELECT * FROM (SELECT ${cols}, finished_at${filter.includePayload ? ', result' : ''} FROM ${this.t('history')}
+      parts.push(`SELECT * FROM (SELECT ${cols}, finished_at${filter.includePayload ? ', result' : ''} FROM ${this.t.history}
         ${listWhere(filter, history, 4, p, (d) => d.getTime())} ORDER BY id DESC LIMIT ${p.add(limit)})`);
     }
     const sql = `${parts.join(' UNION ALL ')} ORDER BY id DESC LIMIT ${p.add(limit)}`;
@@ -532,53 +527,53 @@ export class SqliteStore implements Store {
   }
 
   async attempts(id: string): Promise<AttemptRecord[]> {
-    const rows = await this.read(() => this.q(`SELECT * FROM ${this.t('attempts')} WHERE job_id = ? ORDER BY attempt`).all(id) as Record<string, unknown>[]);
+    const rows = await this.read(() => this.q(`SELECT * FROM ${this.t.attempts} WHERE job_id = ? ORDER BY attempt`).all(id) as Record<string, unknown>[]);
     return withCurrentAttempt(rows.map((r) => toAttemptRecord(r, textCodec)), await this.get(id));
   }
 
   async logs(id: string, opts: { afterSeq?: number; limit: number }): Promise<LogRecord[]> {
     const rows = await this.read(
-      () => this.q(`SELECT * FROM ${this.t('logs')} WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?`).all(id, opts.afterSeq ?? 0, opts.limit) as Record<string, unknown>[],
+      () => this.q(`SELECT * FROM ${this.t.logs} WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?`).all(id, opts.afterSeq ?? 0, opts.limit) as Record<string, unknown>[],
     );
     return rows.map((r) => toLogRecord(r, textCodec));
   }
 
   async cancel(id: string): Promise<CancelResult | null> {
     return this.write(() => {
-      const row = this.q(`SELECT state, worker_id FROM ${this.t('jobs')} WHERE id = ?`).get(id) as { state: 'pending' | 'running'; worker_id: string | null } | undefined;
+      const row = this.q(`SELECT state, worker_id FROM ${this.t.jobs} WHERE id = ?`).get(id) as { state: 'pending' | 'running'; worker_id: string | null } | undefined;
       if (!row) return null;
-      this.q(`INSERT INTO ${this.t('history')} (${COMMON}, state, finished_at, result)
-          SELECT ${COMMON}, 'cancelled', ${NOW}, NULL FROM ${this.t('jobs')} WHERE id = ?`).run(id);
-      this.q(`DELETE FROM ${this.t('jobs')} WHERE id = ?`).run(id);
+      this.q(`INSERT INTO ${this.t.history} (${COMMON}, state, finished_at, result)
+          SELECT ${COMMON}, 'cancelled', ${NOW}, NULL FROM ${this.t.jobs} WHERE id = ?`).run(id);
+      this.q(`DELETE FROM ${this.t.jobs} WHERE id = ?`).run(id);
       return { previous: row.state, workerId: row.worker_id };
     });
   }
 
   async retry(id: string): Promise<JobState | null> {
     return this.write(() => {
-      const live = this.q(`UPDATE ${this.t('jobs')} SET run_at = ${NOW} WHERE id = ? AND state = 'pending'`).run(id);
+      const live = this.q(`UPDATE ${this.t.jobs} SET run_at = ${NOW} WHERE id = ? AND state = 'pending'`).run(id);
       if (live.changes === 1) return 'pending' as const;
-      const hist = this.q(`SELECT ref_id FROM ${this.t('history')} WHERE id = ?`).get(id) as { ref_id: string | null } | undefined;
+      const hist = this.q(`SELECT ref_id FROM ${this.t.history} WHERE id = ?`).get(id) as { ref_id: string | null } | undefined;
       if (!hist) return null;
-      if (hist.ref_id && this.q(`SELECT 1 FROM ${this.t('jobs')} WHERE ref_id = ?`).get(hist.ref_id)) {
+      if (hist.ref_id && this.q(`SELECT 1 FROM ${this.t.jobs} WHERE ref_id = ?`).get(hist.ref_id)) {
         throw new Error(`cannot retry job ${id}: a live job with refId "${hist.ref_id}" exists`);
       }
-      this.q(`INSERT INTO ${this.t('jobs')} (${COMMON}, state)
+      this.q(`INSERT INTO ${this.t.jobs} (${COMMON}, state)
           SELECT id, name, queue, payload, payload_bin, priority, attempts, MAX(max_attempts, attempts + 1), timeout_ms, backoff,
             ${NOW}, created_at, NULL, ref_id, tag, batch_id, created_by, meta, NULL, NULL, checkpoint, error, NULL, 'pending'
-          FROM ${this.t('history')} WHERE id = ?`).run(id);
-      this.q(`DELETE FROM ${this.t('history')} WHERE id = ?`).run(id);
+          FROM ${this.t.history} WHERE id = ?`).run(id);
+      this.q(`DELETE FROM ${this.t.history} WHERE id = ?`).run(id);
       return 'pending' as const;
     });
   }
 
   async pruneHistory(olderThanMs: number, limit: number): Promise<number> {
     return this.write(() => {
-      const ids = (this.q(`SELECT id FROM ${this.t('history')} WHERE finished_at < ${NOW} - ? LIMIT ?`).all(olderThanMs, limit) as { id: string }[]).map((r) => r.id);
+      const ids = (this.q(`SELECT id FROM ${this.t.history} WHERE finished_at < ${NOW} - ? LIMIT ?`).all(olderThanMs, limit) as { id: string }[]).map((r) => r.id);
       if (!ids.length) return 0;
       const list = JSON.stringify(ids);
-      for (const table of ['logs', 'attempts']) this.q(`DELETE FROM ${this.t(table)} WHERE job_id IN (SELECT value FROM json_each(?))`).run(list);
-      return this.q(`DELETE FROM ${this.t('history')} WHERE id IN (SELECT value FROM json_each(?))`).run(list).changes;
+      for (const table of [this.t.logs, this.t.attempts]) this.q(`DELETE FROM ${table} WHERE job_id IN (SELECT value FROM json_each(?))`).run(list);
+      return this.q(`DELETE FROM ${this.t.history} WHERE id IN (SELECT value FROM json_each(?))`).run(list).changes;
     });
   }
 
@@ -587,8 +582,8 @@ export class SqliteStore implements Store {
     const args: unknown[] = [JSON.stringify(names)];
     if (queues) args.push(JSON.stringify(queues));
     const row = await this.read(
-      () => this.q(`SELECT MIN(run_at) - ${NOW} AS due FROM ${this.t('jobs')} WHERE state = 'pending' AND name IN (SELECT value FROM json_each(?)) ${queueFilter}
-        AND queue NOT IN (SELECT queue FROM ${this.t('paused_queues')})`).get(...args) as { due: number | null },
+      () => this.q(`SELECT MIN(run_at) - ${NOW} AS due FROM ${this.t.jobs} WHERE state = 'pending' AND name IN (SELECT value FROM json_each(?)) ${queueFilter}
+        AND queue NOT IN (SELECT queue FROM ${this.t.paused})`).get(...args) as { due: number | null },
     );
     return row.due === null ? null : Math.max(0, row.due);
   }
@@ -596,19 +591,19 @@ export class SqliteStore implements Store {
   // ---------------------------------------------------------------- admin verbs
 
   async pauseQueue(queue: string): Promise<void> {
-    await this.write(() => this.q(`INSERT INTO ${this.t('paused_queues')} (queue, paused_at) VALUES (?, ${NOW}) ON CONFLICT (queue) DO NOTHING`).run(queue));
+    await this.write(() => this.q(`INSERT INTO ${this.t.paused} (queue, paused_at) VALUES (?, ${NOW}) ON CONFLICT (queue) DO NOTHING`).run(queue));
   }
 
   async resumeQueue(queue: string): Promise<boolean> {
-    return this.write(() => this.q(`DELETE FROM ${this.t('paused_queues')} WHERE queue = ?`).run(queue).changes === 1);
+    return this.write(() => this.q(`DELETE FROM ${this.t.paused} WHERE queue = ?`).run(queue).changes === 1);
   }
 
   async queueStats(): Promise<QueueStats[]> {
     return this.read(() => {
       const live = this.q(`SELECT queue, SUM(state = 'pending') AS pending, SUM(state = 'pending' AND run_at <= now) AS due,
           SUM(state = 'running') AS running, now - MIN(CASE WHEN state = 'pending' AND run_at <= now THEN run_at END) AS oldest
-        FROM ${this.t('jobs')} INDEXED BY ${this.t('jobs_queue')}, (SELECT ${NOW} AS now) GROUP BY queue`).all() as Record<string, number | string | null>[];
-      const paused = this.q(`SELECT queue, paused_at FROM ${this.t('paused_queues')}`).all() as { queue: string; paused_at: number }[];
+        FROM ${this.t.jobs} INDEXED BY ${this.t.jobsQueue}, (SELECT ${NOW} AS now) GROUP BY queue`).all() as Record<string, number | string | null>[];
+      const paused = this.q(`SELECT queue, paused_at FROM ${this.t.paused}`).all() as { queue: string; paused_at: number }[];
       return mergeQueueStats(
         live.map((r) => ({ queue: String(r.queue), pending: Number(r.pending), due: Number(r.due), running: Number(r.running), oldestDueAgeMs: r.oldest === null ? null : Number(r.oldest), pausedAt: null })),
         paused.map((r) => ({ queue: r.queue, pausedAt: new Date(r.paused_at) })),
@@ -620,24 +615,24 @@ export class SqliteStore implements Store {
     return this.read(() => {
       const now = (this.q(`SELECT ${NOW} AS now`).get() as { now: number }).now;
       const buckets = this.q(`SELECT (finished_at / CAST(? AS INTEGER)) * CAST(? AS INTEGER) AS start, SUM(state = 'completed') AS completed, SUM(state = 'failed') AS failed
-        FROM ${this.t('history')} INDEXED BY ${this.t('history_finished')} WHERE finished_at > ? GROUP BY 1 ORDER BY 1`)
+        FROM ${this.t.history} INDEXED BY ${this.t.historyFinished} WHERE finished_at > ? GROUP BY 1 ORDER BY 1`)
         .all(bucketMs, bucketMs, now - windowMs) as ThroughputBuckets['buckets'];
       return { now, buckets };
     });
   }
 
   async makeDue(id: string): Promise<boolean> {
-    return this.write(() => this.q(`UPDATE ${this.t('jobs')} SET run_at = ${NOW} WHERE id = ? AND state = 'pending'`).run(id).changes === 1);
+    return this.write(() => this.q(`UPDATE ${this.t.jobs} SET run_at = ${NOW} WHERE id = ? AND state = 'pending'`).run(id).changes === 1);
   }
 
   async deleteJobs(ids: string[]): Promise<string[]> {
     return this.write(() => {
       const deleted: string[] = [];
       for (const id of ids) {
-        const live = this.q(`DELETE FROM ${this.t('jobs')} WHERE id = ? AND state = 'pending'`).run(id).changes;
-        const finished = live ? 0 : this.q(`DELETE FROM ${this.t('history')} WHERE id = ?`).run(id).changes;
+        const live = this.q(`DELETE FROM ${this.t.jobs} WHERE id = ? AND state = 'pending'`).run(id).changes;
+        const finished = live ? 0 : this.q(`DELETE FROM ${this.t.history} WHERE id = ?`).run(id).changes;
         if (!live && !finished) continue;
-        for (const table of ['logs', 'attempts']) this.q(`DELETE FROM ${this.t(table)} WHERE job_id = ?`).run(id);
+        for (const table of [this.t.logs, this.t.attempts]) this.q(`DELETE FROM ${table} WHERE job_id = ?`).run(id);
         deleted.push(id);
       }
       return deleted;
@@ -664,6 +659,14 @@ function retryBusySync<T>(fn: () => T): T {
       Atomics.wait(pause, 0, 0, 5 + Math.random() * 10);
     }
   }
+}
+
+function outcome(st: Stmt, s: Statement): Outcome {
+  if (st.reader) {
+    const rows = st.all(...s.values) as Record<string, unknown>[];
+    return { rows, changes: rows.length };
+  }
+  return { rows: [], changes: st.run(...s.values).changes };
 }
 
 /** Rolls back a transactional completion whose attempt is no longer owned. */

@@ -1,0 +1,149 @@
+/**
+ * What differs between the four databases in the statements that are otherwise the same: how
+ * "now" is written, millisecond arithmetic, placeholders, how a value list, a row limit and a
+ * "which rows did this change" clause are spelled, and how times and booleans are bound and read
+ * back. The portable statements (this folder) are written once over these fragments; a dialect
+ * writes a statement of its own only where its database really differs (lib/driver/<dialect>/).
+ *
+ * A fragment uses each argument once, so positional placeholders (`?`) keep their order; only
+ * SQL Server, whose parameters are named, repeats one.
+ */
+import type { Dialect } from '../store.ts';
+import { nativeCodec, textCodec, type RowCodec } from '../rows.ts';
+
+export interface SqlDialect {
+  readonly name: Dialect;
+  /** The database clock, as an expression of the column type times are stored in. */
+  readonly now: string;
+  /** The placeholder of the n-th value (1-based). */
+  placeholder(n: number): string;
+  /** `time` plus `ms` milliseconds (`ms` an integer expression; negative goes back). */
+  plusMs(time: string, ms: string): string;
+  /** Milliseconds from `earlier` to `later`, as a number. */
+  msBetween(later: string, earlier: string): string;
+  /** A time computed by the library (epoch ms), as this database binds it. */
+  time(ms: number | null): unknown;
+  /** A boolean, as this database binds it. */
+  bool(b: boolean): unknown;
+  /** The literal a boolean column is compared with for true. */
+  readonly true: string;
+  /** A column name, delimited when it is a reserved word here (`key`, `checkpoint`). */
+  col(name: string): string;
+  /** `TOP (n) ` right after SELECT/DELETE (SQL Server); empty elsewhere. */
+  top(n: string): string;
+  /** ` LIMIT n` at the end of a SELECT (everywhere but SQL Server). */
+  limit(n: string): string;
+  /** SQL Server's ` OUTPUT inserted.c, …` (after SET, before WHERE); empty elsewhere. */
+  output(rows: 'inserted' | 'deleted', columns: string[]): string;
+  /** ` RETURNING c, …` at the end (PostgreSQL, SQLite); empty elsewhere. */
+  returning(columns: string[]): string;
+  /** Whether output()/returning() give rows here; without them (MySQL) a write reports its affected-row count. */
+  readonly returnsRows: boolean;
+  /** `IN (…)` over a list bound as one parameter (the placeholder `p` is bound with listValue()). */
+  inList(p: string): string;
+  /** A list of strings as inList() binds it. */
+  listValue(values: string[]): unknown;
+  /** How rows come back: times and JSON. */
+  readonly codec: RowCodec;
+}
+
+const RESERVED: Record<Dialect, Set<string>> = {
+  sqlite: new Set(),
+  postgres: new Set(),
+  mysql: new Set(['key']),
+  mssql: new Set(['key', 'checkpoint']),
+};
+
+const none = () => '';
+
+export const sqlite: SqlDialect = {
+  name: 'sqlite',
+  now: "CAST(unixepoch('subsec') * 1000 AS INTEGER)",
+  placeholder: () => '?',
+  plusMs: (time, ms) => `(${time} + ${ms})`,
+  msBetween: (later, earlier) => `(${later} - ${earlier})`,
+  time: (ms) => ms,
+  bool: (b) => (b ? 1 : 0),
+  true: '1',
+  col: (c) => c,
+  top: none,
+  limit: (n) => ` LIMIT ${n}`,
+  output: none,
+  returning: (cols) => ` RETURNING ${cols.join(', ')}`,
+  returnsRows: true,
+  inList: (p) => `IN (SELECT value FROM json_each(${p}))`,
+  listValue: (v) => JSON.stringify(v),
+  codec: textCodec,
+};
+
+export const postgres: SqlDialect = {
+  name: 'postgres',
+  now: 'now()',
+  placeholder: (n) => `$${n}`,
+  plusMs: (time, ms) => `(${time} + ${ms} * interval '1 millisecond')`,
+  msBetween: (later, earlier) => `(EXTRACT(EPOCH FROM (${later} - ${earlier})) * 1000)::float8`,
+  time: (ms) => (ms === null ? null : new Date(ms)),
+  bool: (b) => b,
+  true: 'true',
+  col: (c) => c,
+  top: none,
+  limit: (n) => ` LIMIT ${n}`,
+  output: none,
+  returning: (cols) => ` RETURNING ${cols.join(', ')}`,
+  returnsRows: true,
+  inList: (p) => `= ANY(${p}::text[])`,
+  listValue: (v) => v,
+  codec: nativeCodec,
+};
+
+/** UTC text: DATETIME(3) reads it the same under any session time zone. */
+function utc(ms: number): string {
+  return new Date(ms).toISOString().replace('T', ' ').slice(0, 23);
+}
+
+export const mysql: SqlDialect = {
+  name: 'mysql',
+  now: 'UTC_TIMESTAMP(3)',
+  placeholder: () => '?',
+  plusMs: (time, ms) => `(${time} + INTERVAL (${ms}) * 1000 MICROSECOND)`,
+  msBetween: (later, earlier) => `(TIMESTAMPDIFF(MICROSECOND, ${earlier}, ${later}) / 1000)`,
+  time: (ms) => (ms === null ? null : utc(ms)),
+  bool: (b) => (b ? 1 : 0),
+  true: '1',
+  col: (c) => (RESERVED.mysql.has(c) ? `\`${c}\`` : c),
+  top: none,
+  limit: (n) => ` LIMIT ${n}`,
+  output: none,
+  returning: none,
+  returnsRows: false,
+  // mysql2 expands an array bound to one `?` into a list; an empty list is bound as NULL (matches nothing).
+  inList: (p) => `IN (${p})`,
+  listValue: (v) => (v.length ? v : null),
+  codec: {
+    date: (v) => (v === null || v === undefined ? null : v instanceof Date ? v : new Date(`${String(v).replace(' ', 'T')}Z`)),
+    json: textCodec.json,
+  },
+};
+
+export const mssql: SqlDialect = {
+  name: 'mssql',
+  now: 'SYSUTCDATETIME()',
+  placeholder: (n) => `@p${n}`,
+  // DATEADD takes an INT: a BIGINT of milliseconds is split into days and the rest.
+  plusMs: (time, ms) => `DATEADD(millisecond, (${ms}) % 86400000, DATEADD(day, (${ms}) / 86400000, ${time}))`,
+  msBetween: (later, earlier) => `DATEDIFF_BIG(millisecond, ${earlier}, ${later})`,
+  time: (ms) => (ms === null ? null : new Date(ms)),
+  bool: (b) => b,
+  true: '1',
+  col: (c) => (RESERVED.mssql.has(c) ? `[${c}]` : c),
+  top: (n) => `TOP (${n}) `,
+  limit: none,
+  output: (rows, cols) => ` OUTPUT ${cols.map((c) => `${rows}.${c}`).join(', ')}`,
+  returning: none,
+  returnsRows: true,
+  inList: (p) => `IN (SELECT CAST(value AS NVARCHAR(200)) FROM OPENJSON(${p}))`,
+  listValue: (v) => JSON.stringify(v),
+  codec: { date: nativeCodec.date, json: textCodec.json },
+};
+
+export const DIALECTS: Record<Dialect, SqlDialect> = { sqlite, postgres, mysql, mssql };

@@ -1,0 +1,25 @@
+/**
+ * Every portable statement (lib/driver/portable/), built with hostile text wherever a string goes
+ * in: the server-less tests render each one for every dialect (test/unit/portable.test.ts) and
+ * SQL Server's statement tests include them. A new portable builder is added here.
+ */
+import { DIALECTS } from '../../lib/driver/portable/dialect.ts';
+import { tables, type Statement } from '../../lib/driver/portable/statement.ts';
+import type { Sql } from '../../lib/driver/portable/sql.ts';
+import type { Dialect } from '../../lib/driver/store.ts';
+import { leaseRelease, leaseRenew } from '../../lib/driver/portable/leases.ts';
+
+export const HOSTILE = "x'); DROP TABLE sqljobs_jobs; -- ? $1 @p1 `key` [key]";
+export const UUID = '01936f4e-8a1b-7c2d-9e3f-0a1b2c3d4e5f';
+export const TOKEN = '5b0e7f1a-2c3d-4e5f-8a9b-0c1d2e3f4a5b';
+
+export function sqlFor(dialect: Dialect, prefix = 'app_'): Sql {
+  return { d: DIALECTS[dialect], t: tables(prefix) };
+}
+
+export function portableStatements(sql: Sql): [string, Statement][] {
+  return [
+    ['leaseRenew', leaseRenew(sql, { name: HOSTILE, owner: HOSTILE, token: 3, ttlMs: 1000 })],
+    ['leaseRelease', leaseRelease(sql, { name: HOSTILE, owner: HOSTILE, token: 3 })],
+  ];
+}

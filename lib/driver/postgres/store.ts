@@ -19,21 +19,24 @@ import type {
   ProgressItem, QueueStats, ReleaseItem, SessionLock, StatusCounts, Store, StoreCapabilities, ThroughputBuckets, StoredSchedule, WorkerInfo, WorkerRecord,
 } from '../store.ts';
 import { isPgClient } from '../detect.ts';
+import { jobsEnqueue } from './enqueue.ts';
+import { jobsClaim } from './claim.ts';
+import { jobsComplete } from './complete.ts';
+import { jobsFail } from './fail.ts';
+import { jobsRelease } from './release.ts';
+import { jobsSaveProgress } from './progress.ts';
+import { logsAppend } from './logs.ts';
 import { postgres as postgresDialect } from '../portable/dialect.ts';
 import { PortableStore } from '../portable/engine.ts';
 import type { Outcome, SqlRunner, Statement } from '../portable/statement.ts';
 import { holdPgClient, openTransaction, withHeld } from '../held.ts';
-import { CLAIM_COLUMNS, mergeQueueStats } from '../store.ts';
+import { mergeQueueStats } from '../store.ts';
 
 const COMMON = `id, name, queue, payload, payload_bin, priority, attempts, max_attempts, timeout_ms, backoff,
   run_at, created_at, started_at, ref_id, tag, batch_id, created_by, meta, progress, progress_message,
   checkpoint, error, worker_id`;
 const SUMMARY = `id::text AS id, name, queue, state, priority, attempts, max_attempts, timeout_ms, run_at, created_at,
   started_at, ref_id, tag, batch_id, created_by, meta, progress, progress_message, checkpoint, error, worker_id`;
-/** The enqueue input record: one JSON array parameter for any number of jobs. */
-const INPUT = `id uuid, name text, queue text, payload json, payload_b64 text, priority int, max_attempts int,
-  timeout_ms int, backoff json, run_at timestamptz, delay_ms bigint, ref_id text, tag text, batch_id text,
-  created_by text, meta json`;
 /** Keep each enqueue chunk under a few MB of JSON. */
 const CHUNK_BYTES = 4 * 1024 * 1024;
 
@@ -103,7 +106,16 @@ export class PostgresStore extends PortableStore implements Store {
   private readonly claimer: Pool;
   private readonly jobsChannel: string;
   private readonly cancelChannel: string;
-  private readonly sql: ReturnType<PostgresStore['buildSql']>;
+  /** The hot statements, one file each, their text built once per prefix. */
+  private readonly hot = {
+    enqueue: jobsEnqueue(this.t),
+    claim: jobsClaim(this.t),
+    complete: jobsComplete(this.t),
+    fail: jobsFail(this.t),
+    release: jobsRelease(this.t),
+    progress: jobsSaveProgress(this.t),
+    logs: logsAppend(this.t),
+  };
 
   private readonly app: PgAppSide;
 
@@ -130,77 +142,8 @@ export class PostgresStore extends PortableStore implements Store {
     const planner = '-c enable_bitmapscan=off -c enable_seqscan=off -c enable_sort=off';
     this.claimer = new Ctor({ ...base, max: 1, idleTimeoutMillis: 30_000, allowExitOnIdle: true, options: [base.options, planner].filter(Boolean).join(' ') });
     this.claimer.on('error', () => undefined);
-    this.sql = this.buildSql();
   }
 
-
-  /** The hot statements, built once per prefix. */
-  private buildSql() {
-    const jobs = this.t.jobs;
-    const history = this.t.history;
-    return {
-      enqueue: `WITH input AS (SELECT * FROM json_to_recordset($1::json) AS x(${INPUT})),
-        ins AS (
-          INSERT INTO ${jobs} (id, name, queue, state, payload, payload_bin, priority, max_attempts, timeout_ms, backoff, run_at, ref_id, tag, batch_id, created_by, meta)
-          SELECT id, name, queue, 'pending', payload, decode(payload_b64, 'base64'), priority, max_attempts, timeout_ms, backoff,
-            COALESCE(run_at, now() + delay_ms * interval '1 millisecond'), ref_id, tag, batch_id, created_by, meta
-          FROM input
-          ON CONFLICT (ref_id) WHERE ref_id IS NOT NULL DO NOTHING
-          RETURNING id, queue, run_at <= now() AS due),
-        wake AS (SELECT pg_notify($2, queue) FROM (SELECT DISTINCT queue FROM ins WHERE due) q)
-        SELECT id::text AS id, NULL::text AS ref, (SELECT count(*) FROM wake)::text AS woke FROM ins
-        UNION ALL
-        SELECT j.id::text, j.ref_id, '0' FROM ${jobs} j JOIN input i ON j.ref_id = i.ref_id
-        WHERE i.ref_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ins WHERE ins.id = i.id)`,
-      claim: `WITH next AS (
-          SELECT id FROM ${jobs}
-          WHERE state = 'pending' AND run_at <= now() AND name = ANY($1::text[])
-            AND ($5::text[] IS NULL OR queue = ANY($5::text[])) AND ($6::text[] IS NULL OR NOT (queue = ANY($6::text[])))
-            AND queue NOT IN (SELECT queue FROM ${this.t.paused})
-          ORDER BY priority DESC, run_at, id
-          LIMIT $2 FOR UPDATE SKIP LOCKED)
-        UPDATE ${jobs} j SET state = 'running', token = $3, worker_id = $4, attempts = j.attempts + 1,
-          started_at = now(), progress = NULL, progress_message = NULL
-        FROM next WHERE j.id = next.id
-        RETURNING ${CLAIM_COLUMNS.split(', ').map((c) => (c === 'id' || c === 'token' ? `j.${c}::text AS ${c}` : `j.${c}`)).join(', ')}`,
-      complete: `WITH done AS (
-          DELETE FROM ${jobs} j USING unnest($1::uuid[], $2::uuid[], $3::json[]) AS x(id, token, result)
-          WHERE j.id = x.id AND j.token = x.token AND j.state = 'running'
-          RETURNING j.*, x.result AS new_result)
-        INSERT INTO ${history} (${COMMON}, state, finished_at, result)
-        SELECT ${COMMON.replace(/\berror\b/, 'NULL')}, 'completed', now(), new_result FROM done
-        RETURNING id::text AS id`,
-      fail: `WITH x AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::json[], $5::bigint[]) AS x(id, token, attempt, err, delay_ms)),
-        retry AS (
-          UPDATE ${jobs} j SET state = 'pending', run_at = now() + x.delay_ms * interval '1 millisecond', error = x.err, token = NULL
-          FROM x WHERE x.delay_ms IS NOT NULL AND j.id = x.id AND j.token = x.token AND j.state = 'running'
-          RETURNING j.id, j.queue, j.worker_id, j.started_at, x.attempt, x.err, x.delay_ms),
-        -- A job due again at once (a rescue, a zero backoff) wakes the other processes' workers at commit.
-        wake AS (SELECT pg_notify($6, queue) FROM (SELECT DISTINCT queue FROM retry WHERE delay_ms = 0) q),
-        dead AS (
-          DELETE FROM ${jobs} j USING x
-          WHERE x.delay_ms IS NULL AND j.id = x.id AND j.token = x.token AND j.state = 'running'
-          RETURNING j.*, x.err AS new_error, x.attempt AS failed_attempt),
-        moved AS (
-          INSERT INTO ${history} (${COMMON}, state, finished_at, result)
-          SELECT ${COMMON.replace(/\berror\b/, 'new_error')}, 'failed', now(), NULL FROM dead
-          RETURNING id),
-        recorded AS (
-          INSERT INTO ${this.t.attempts} (job_id, attempt, worker_id, started_at, finished_at, error)
-          SELECT id, attempt, worker_id, started_at, now(), err FROM retry
-          UNION ALL SELECT id, failed_attempt, worker_id, started_at, now(), new_error FROM dead
-          ON CONFLICT (job_id, attempt) DO UPDATE SET error = excluded.error, finished_at = excluded.finished_at)
-        SELECT r.id::text AS id FROM retry r CROSS JOIN (SELECT count(*) FROM wake) w UNION ALL SELECT id::text FROM moved`,
-      release: `WITH back AS (
-          UPDATE ${jobs} j SET state = 'pending', run_at = now() + x.delay_ms * interval '1 millisecond',
-            attempts = j.attempts - x.refund, token = NULL
-          FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::int[]) AS x(id, token, delay_ms, refund)
-          WHERE j.id = x.id AND j.token = x.token AND j.state = 'running'
-          RETURNING j.id, j.queue, x.delay_ms),
-        wake AS (SELECT pg_notify($5, queue) FROM (SELECT DISTINCT queue FROM back WHERE delay_ms = 0) q)
-        SELECT id::text AS id, (SELECT count(*) FROM wake) AS woke FROM back`,
-    };
-  }
 
   // ---------------------------------------------------------------- migrations
 
@@ -225,69 +168,43 @@ export class PostgresStore extends PortableStore implements Store {
   async enqueue(rows: NewJobRow[], tx?: unknown): Promise<EnqueueResult[]> {
     const run = (text: string, values: unknown[]) => (tx === undefined ? this.app.query(text, values) : this.app.queryOn(tx, text, values));
     // Statements on a caller's client run one at a time (pg deprecates concurrent queries on one client).
-    return settleEnqueue(rows, CHUNK_BYTES, 5000, async (chunk) =>
-      (await run(this.sql.enqueue, [inputJson(chunk), this.jobsChannel])) as { id: string; ref: string | null }[],
-    );
+    return settleEnqueue(rows, CHUNK_BYTES, 5000, async (chunk) => {
+      const q = this.hot.enqueue(chunk, this.jobsChannel);
+      return (await run(q.text, q.values)) as { id: string; ref: string | null }[];
+    });
   }
 
   // ---------------------------------------------------------------- claim and outcomes
 
   async claim(req: ClaimRequest): Promise<ClaimedJob[]> {
-    const args = [req.names, req.limit, crypto.randomUUID(), req.workerId, req.queues ?? null, req.excludeQueues ?? null];
-    const res = await this.claimer.query(this.sql.claim, args);
+    const q = this.hot.claim(req, crypto.randomUUID());
+    const res = await this.claimer.query(q.text, q.values);
     return res.rows.map((r) => toClaimedJob(r, nativeCodec)).sort(claimOrder);
   }
 
-  private async ids(text: string, values: unknown[]): Promise<Set<string>> {
+  private async ids({ text, values }: { text: string; values: unknown[] }): Promise<Set<string>> {
     const res = await this.own.query(text, values);
     return new Set(res.rows.map((r) => r.id as string));
   }
 
   async complete(items: CompleteItem[]): Promise<Set<string>> {
-    return this.ids(this.sql.complete, [items.map((i) => i.id), items.map((i) => i.token), items.map((i) => i.resultJson)]);
+    return this.ids(this.hot.complete(items));
   }
 
   async fail(items: FailItem[]): Promise<Set<string>> {
-    return this.ids(this.sql.fail, [
-      items.map((i) => i.id),
-      items.map((i) => i.token),
-      items.map((i) => i.attempt),
-      items.map((i) => JSON.stringify(i.error)),
-      items.map((i) => i.retryDelayMs),
-      this.jobsChannel,
-    ]);
+    return this.ids(this.hot.fail(items, this.jobsChannel));
   }
 
   async release(items: ReleaseItem[]): Promise<Set<string>> {
-    return this.ids(this.sql.release, [
-      items.map((i) => i.id),
-      items.map((i) => i.token),
-      items.map((i) => i.delayMs),
-      items.map((i) => (i.refund ? 1 : 0)),
-      this.jobsChannel,
-    ]);
+    return this.ids(this.hot.release(items, this.jobsChannel));
   }
 
   async saveProgress(items: ProgressItem[]): Promise<Set<string>> {
-    return this.ids(
-      `UPDATE ${this.t.jobs} j SET progress = x.progress, progress_message = x.message
-       FROM unnest($1::uuid[], $2::uuid[], $3::real[], $4::text[]) AS x(id, token, progress, message)
-       WHERE j.id = x.id AND j.token = x.token AND j.state = 'running' RETURNING j.id::text AS id`,
-      [items.map((i) => i.id), items.map((i) => i.token), items.map((i) => i.progress), items.map((i) => i.message)],
-    );
+    return this.ids(this.hot.progress(items));
   }
 
   async appendLogs(items: LogItem[]): Promise<Set<string>> {
-    const lines = items.flatMap((it) => it.lines.map((l) => ({ ...l, id: it.id, token: it.token, attempt: it.attempt })));
-    return this.ids(
-      `INSERT INTO ${this.t.logs} (job_id, attempt, at, message)
-       SELECT x.id, x.attempt, to_timestamp(x.at / 1000.0), x.message
-       FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::float8[], $5::text[]) WITH ORDINALITY AS x(id, token, attempt, at, message, n)
-       WHERE EXISTS (SELECT 1 FROM ${this.t.jobs} j WHERE j.id = x.id AND j.token = x.token AND j.state = 'running')
-       ORDER BY x.n
-       RETURNING job_id::text AS id`,
-      [lines.map((l) => l.id), lines.map((l) => l.token), lines.map((l) => l.attempt), lines.map((l) => l.at), lines.map((l) => l.message)],
-    );
+    return this.ids(this.hot.logs(items));
   }
 
   async saveCheckpoint(item: Fenced, stateJson: string): Promise<boolean> {
@@ -309,7 +226,8 @@ export class PostgresStore extends PortableStore implements Store {
       const result = await work(client);
       const resultJson = encode(result);
       await beforeComplete();
-      const done = await client.query(this.sql.complete, [[item.id], [item.token], [resultJson]]);
+      const q = this.hot.complete([{ id: item.id, token: item.token, resultJson }]);
+      const done = await client.query(q.text, q.values);
       const applied = done.rowCount === 1;
       await client.query(applied ? 'COMMIT' : 'ROLLBACK');
       return { applied, result };
@@ -498,7 +416,8 @@ export class PostgresStore extends PortableStore implements Store {
             JSON.stringify(skipIfLive)],
         );
       } else {
-        await c.query(this.sql.enqueue, [inputJson([row]), this.jobsChannel]);
+        const q = this.hot.enqueue([row], this.jobsChannel);
+        await c.query(q.text, q.values);
       }
       await c.query(`UPDATE ${this.t.schedules} SET last_run_at = $1, last_job_id = $2, runs = runs + 1 WHERE key = $3`, [new Date(fireAt), row.id, key]);
       return { jobId: row.id, skipped: live };
@@ -830,17 +749,3 @@ function dedicatedClient(app: PgAppSide): Client {
   return new app.Client({ ...app.config, keepAlive: true });
 }
 
-/** The enqueue input as JSON text; payloads are spliced in as the validated JSON they already are. */
-function inputJson(rows: NewJobRow[]): string {
-  const q = JSON.stringify;
-  return `[${rows
-    .map(
-      (r) =>
-        `{"id":"${r.id}","name":${q(r.name)},"queue":${q(r.queue)},"payload":${r.payloadJson ?? 'null'},` +
-        `"payload_b64":${r.payloadBin ? q(r.payloadBin.toString('base64')) : 'null'},"priority":${r.priority},` +
-        `"max_attempts":${r.maxAttempts},"timeout_ms":${r.timeoutMs},"backoff":${r.backoffJson ?? 'null'},` +
-        `"run_at":${r.runAt ? q(r.runAt.toISOString()) : 'null'},"delay_ms":${r.delayMs},"ref_id":${q(r.refId)},` +
-        `"tag":${q(r.tag)},"batch_id":${q(r.batchId)},"created_by":${q(r.createdBy)},"meta":${r.metaJson ?? 'null'}}`,
-    )
-    .join(',')}]`;
-}

@@ -24,6 +24,11 @@ import { checkNotNewer, loadMigrations, splitStatements } from '../migrations.ts
 import { mysql as mysqlDialect } from '../portable/dialect.ts';
 import { PortableStore } from '../portable/engine.ts';
 import type { Outcome, SqlRunner } from '../portable/statement.ts';
+import { jobsByRef, jobsInsert } from './enqueue.ts';
+import { jobsClaimPick, jobsClaimTake } from './claim.ts';
+import { jobsLockRunning, jobsMoveToHistory } from './move.ts';
+import { attemptsRecord, jobRetryLater } from './fail.ts';
+import { jobRelease, jobSaveProgress, jobsLockShared, logsInsert } from './writes.ts';
 import { holdMysqlConnection, openTransaction, withHeld } from '../held.ts';
 import { claimOrder, toAttemptRecord, toClaimedJob, toJobRecord, toLogRecord, toStalledJob, toStoredSchedule, toWorkerRecord, withCurrentAttempt, type RowCodec } from '../rows.ts';
 import { Params, chunkBy, listLimit, listWhere, statesByTable } from '../sql.ts';
@@ -32,14 +37,13 @@ import type {
   CancelResult, ClaimRequest, ClaimedJob, CompleteItem, FailItem, Fenced, LogItem, OpenTransaction, ProgressItem, ReleaseItem,
   QueueStats, SessionLock, StatusCounts, Store, StoreCapabilities, StoredSchedule, ThroughputBuckets, WorkerInfo, WorkerRecord,
 } from '../store.ts';
-import { CLAIM_COLUMNS, mergeQueueStats } from '../store.ts';
+import { mergeQueueStats } from '../store.ts';
 
 const COMMON = `id, name, queue, payload, payload_bin, priority, attempts, max_attempts, timeout_ms, backoff,
   run_at, created_at, started_at, ref_id, tag, batch_id, created_by, meta, progress, progress_message,
   checkpoint, error, worker_id`;
 const SUMMARY = `id, name, queue, state, priority, attempts, max_attempts, timeout_ms, run_at, created_at,
   started_at, ref_id, tag, batch_id, created_by, meta, progress, progress_message, checkpoint, error, worker_id`;
-const INSERT_COLUMNS = 'id, name, queue, state, payload, payload_bin, priority, max_attempts, timeout_ms, backoff, run_at, created_at, ref_id, tag, batch_id, created_by, meta';
 const NOW = 'UTC_TIMESTAMP(3)';
 /** Keep each enqueue statement well under the server's default max_allowed_packet (16 MiB). */
 const CHUNK_BYTES = 4 * 1024 * 1024;
@@ -235,17 +239,13 @@ export class MysqlStore extends PortableStore implements Store {
     let todo = rows;
     for (let round = 0; todo.length && round < 5; round++) {
       for (const chunk of chunkBy(todo, (r) => r.bytes, CHUNK_BYTES, CHUNK_ROWS)) {
-        const values: unknown[] = [];
-        const tuples = chunk.map((r) => {
-          values.push(r.id, r.name, r.queue, r.payloadJson, r.payloadBin, r.priority, r.maxAttempts, r.timeoutMs, r.backoffJson,
-            r.runAt ? utc(r.runAt) : null, r.delayMs * 1000, r.refId, r.tag, r.batchId, r.createdBy, r.metaJson);
-          return `(?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, COALESCE(?, ${NOW} + INTERVAL ? MICROSECOND), ${NOW}, ?, ?, ?, ?, ?)`;
-        });
-        await this.exec(`INSERT INTO ${this.t.jobs} (${INSERT_COLUMNS}) VALUES ${tuples.join(', ')} ON DUPLICATE KEY UPDATE id = id`, values, on);
-        const refs = [...new Set(chunk.filter((r) => r.refId !== null).map((r) => r.refId))];
+        const insert = jobsInsert(this.t, chunk);
+        await this.exec(insert.text, insert.values, on);
+        const refs = [...new Set(chunk.flatMap((r) => (r.refId === null ? [] : [r.refId])))];
         const byRef = new Map<string, string>();
         if (refs.length) {
-          const live = await this.rows(`SELECT id, ref_id FROM ${this.t.jobs} WHERE ref_id IN (?) LOCK IN SHARE MODE`, [refs], on);
+          const byRefs = jobsByRef(this.t, refs);
+          const live = await this.rows(byRefs.text, byRefs.values, on);
           for (const r of live) byRef.set(r.ref_id as string, r.id as string);
         }
         for (const row of chunk) {
@@ -265,28 +265,15 @@ export class MysqlStore extends PortableStore implements Store {
   async claim(req: ClaimRequest): Promise<ClaimedJob[]> {
     if (!req.names.length) return [];
     const token = crypto.randomUUID();
-    const p = new Params('qmark');
-    const where = [`state = 'pending'`, `run_at <= ${NOW}`, `name IN (${p.add(req.names)})`];
-    if (req.queues) where.push(req.queues.length ? `queue IN (${p.add(req.queues)})` : 'FALSE');
-    if (req.excludeQueues?.length) where.push(`queue NOT IN (${p.add(req.excludeQueues)})`);
-    // A plain read: FOR UPDATE does not lock the rows of a subquery, so claims never block one another here.
-    where.push(`queue NOT IN (SELECT queue FROM ${this.t.paused})`);
+    const pick = jobsClaimPick(this.t, req);
     const picked = await this.onOwnConnection(async (c) => {
-      const rows = await this.beginWith(
-        c,
-        `SELECT ${CLAIM_COLUMNS.replace('token, ', '')}, ${NOW} AS claimed_at FROM ${this.t.jobs} FORCE INDEX (${this.t.jobsClaim})
-         WHERE ${where.join(' AND ')} ORDER BY priority DESC, run_at, id LIMIT ${p.add(req.limit)} FOR UPDATE SKIP LOCKED`,
-        p.values,
-      );
+      const rows = await this.beginWith(c, pick.text, pick.values);
       if (!rows.length) {
         await c.query('COMMIT');
         return rows;
       }
-      await c.query(
-        `UPDATE ${this.t.jobs} SET state = 'running', token = ?, worker_id = ?, attempts = attempts + 1, started_at = ?,
-           progress = NULL, progress_message = NULL WHERE id IN (?); COMMIT`,
-        [token, req.workerId, utc(codec.date(rows[0].claimed_at)!), rows.map((r) => r.id)],
-      );
+      const take = jobsClaimTake(this.t, rows.map((r) => r.id as string), token, req.workerId, codec.date(rows[0].claimed_at)!);
+      await c.query(take.text, take.values);
       return rows;
     });
     // The rows as the UPDATE left them (started at the claim's clock reading).
@@ -295,41 +282,14 @@ export class MysqlStore extends PortableStore implements Store {
       .sort(claimOrder);
   }
 
-  /** The statement that locks the running rows of these attempts (the ids whose token matches are ours). */
-  private lockSql(extra = ''): string {
-    return `SELECT id, token${extra} FROM ${this.t.jobs} WHERE id IN (?) AND state = 'running' FOR UPDATE`;
-  }
-
   private owned(rows: Row[], items: Fenced[]): Map<string, Row> {
     const tokens = new Map(items.map((i) => [i.id, i.token]));
     return new Map(rows.filter((r) => tokens.get(r.id as string) === r.token).map((r) => [r.id as string, r]));
   }
 
   private async lockOwned(c: PoolConnection, items: Fenced[], extra = ''): Promise<Map<string, Row>> {
-    return this.owned(await this.rows(this.lockSql(extra), [items.map((i) => i.id)], c), items);
-  }
-
-  /**
-   * Two statements that copy running jobs of these attempts (fenced by id and token) to history
-   * as `state`, each with its own value for `column`, then delete them. The DELETE removes only
-   * rows history now holds, so nothing in between can lose a job.
-   */
-  private moveSql(state: 'completed' | 'failed', column: 'result' | 'error', items: (Fenced & { value: string | null })[]): { text: string; values: unknown[] } {
-    const values: unknown[] = [];
-    const input = items.map((it, i) => {
-      values.push(it.id, it.token, it.value);
-      return i === 0 ? 'SELECT ? AS id, ? AS token, ? AS v' : 'SELECT ?, ?, ?';
-    });
-    const cols = COMMON.split(',').map((s) => s.trim());
-    const select = cols.map((col) => (col === 'error' ? (column === 'error' ? 'x.v' : 'NULL') : `j.${col}`)).join(', ');
-    values.push(items.map((i) => i.id));
-    return {
-      text: `INSERT INTO ${this.t.history} (${COMMON}, state, finished_at, result)
-       SELECT ${select}, '${state}', ${NOW}, ${column === 'result' ? 'x.v' : 'NULL'}
-       FROM ${this.t.jobs} j JOIN (${input.join(' UNION ALL ')}) x ON x.id = j.id AND x.token = j.token WHERE j.state = 'running';
-       DELETE j FROM ${this.t.jobs} j JOIN ${this.t.history} h ON h.id = j.id WHERE j.id IN (?)`,
-      values,
-    };
+    const lock = jobsLockRunning(this.t, items.map((i) => i.id), extra);
+    return this.owned(await this.rows(lock.text, lock.values, c), items);
   }
 
   /** The rows were locked and ours: anything but all of them moved is a bug worth stopping for. */
@@ -342,7 +302,7 @@ export class MysqlStore extends PortableStore implements Store {
   /** Inside one of our transactions: copy and delete these owned, locked jobs. */
   private async moveToHistory(c: PoolConnection, state: 'completed' | 'failed', column: 'result' | 'error', items: (Fenced & { value: string | null })[]): Promise<void> {
     if (!items.length) return;
-    const move = this.moveSql(state, column, items);
+    const move = jobsMoveToHistory(this.t, state, column, items);
     const [results] = await c.query(move.text, move.values);
     const [copied, deleted] = results as ResultSetHeader[];
     this.checkMoved(copied, deleted, items.length);
@@ -355,8 +315,9 @@ export class MysqlStore extends PortableStore implements Store {
   async complete(items: CompleteItem[]): Promise<Set<string>> {
     if (!items.length) return new Set();
     return this.onOwnConnection(async (c) => {
-      const move = this.moveSql('completed', 'result', items.map((i) => ({ ...i, value: i.resultJson })));
-      const [results] = await c.query(`START TRANSACTION; ${this.lockSql()}; ${move.text}; COMMIT`, [items.map((i) => i.id), ...move.values]);
+      const lock = jobsLockRunning(this.t, items.map((i) => i.id));
+      const move = jobsMoveToHistory(this.t, 'completed', 'result', items.map((i) => ({ ...i, value: i.resultJson })));
+      const [results] = await c.query(`START TRANSACTION; ${lock.text}; ${move.text}; COMMIT`, [...lock.values, ...move.values]);
       const [, locked, copied, deleted] = results as [unknown, Row[], ResultSetHeader, ResultSetHeader];
       const owned = this.owned(locked, items);
       this.checkMoved(copied, deleted, owned.size);
@@ -381,23 +342,16 @@ export class MysqlStore extends PortableStore implements Store {
     const owned = await this.lockOwned(c, items, ', worker_id, started_at');
     const mine = items.filter((i) => owned.has(i.id));
     if (!mine.length) return new Set();
-    for (const i of mine.filter((m) => m.retryDelayMs !== null)) {
-      await c.query(
-        `UPDATE ${this.t.jobs} SET state = 'pending', run_at = ${NOW} + INTERVAL ? MICROSECOND, error = ?, token = NULL WHERE id = ?`,
-        [i.retryDelayMs! * 1000, JSON.stringify(i.error), i.id],
-      );
-    }
-    const values: unknown[] = [];
     for (const i of mine) {
-      const row = owned.get(i.id)!;
-      values.push(i.id, i.attempt, row.worker_id, row.started_at === null ? null : utc(codec.date(row.started_at)!), JSON.stringify(i.error));
+      if (i.retryDelayMs === null) continue;
+      const retry = jobRetryLater(this.t, i, i.retryDelayMs);
+      await c.query(retry.text, retry.values);
     }
-    await c.query(
-      `INSERT INTO ${this.t.attempts} (job_id, attempt, worker_id, started_at, finished_at, error)
-       VALUES ${mine.map(() => `(?, ?, ?, ?, ${NOW}, ?)`).join(', ')}
-       ON DUPLICATE KEY UPDATE error = VALUES(error), finished_at = VALUES(finished_at)`,
-      values,
-    );
+    const record = attemptsRecord(this.t, mine.map((i) => {
+      const row = owned.get(i.id)!;
+      return [i.id, i.attempt, row.worker_id, row.started_at === null ? null : utc(codec.date(row.started_at)!), JSON.stringify(i.error)];
+    }));
+    await c.query(record.text, record.values);
     const dead = mine.filter((m) => m.retryDelayMs === null).map((m) => ({ ...m, value: JSON.stringify(m.error) }));
     await this.moveToHistory(c, 'failed', 'error', dead);
     return new Set(mine.map((m) => m.id));
@@ -406,11 +360,8 @@ export class MysqlStore extends PortableStore implements Store {
   async release(items: ReleaseItem[]): Promise<Set<string>> {
     const applied = await Promise.all(
       items.map(async (i) => {
-        const res = await this.exec(
-          `UPDATE ${this.t.jobs} SET state = 'pending', run_at = ${NOW} + INTERVAL ? MICROSECOND, attempts = attempts - ?, token = NULL
-           WHERE id = ? AND token = ? AND state = 'running'`,
-          [i.delayMs * 1000, i.refund ? 1 : 0, i.id, i.token],
-        );
+        const release = jobRelease(this.t, i);
+        const res = await this.exec(release.text, release.values);
         return res.affectedRows === 1 ? i.id : null;
       }),
     );
@@ -420,10 +371,8 @@ export class MysqlStore extends PortableStore implements Store {
   async saveProgress(items: ProgressItem[]): Promise<Set<string>> {
     const applied = await Promise.all(
       items.map(async (i) => {
-        const res = await this.exec(
-          `UPDATE ${this.t.jobs} SET progress = ?, progress_message = ? WHERE id = ? AND token = ? AND state = 'running'`,
-          [i.progress, i.message, i.id, i.token],
-        );
+        const progress = jobSaveProgress(this.t, i);
+        const res = await this.exec(progress.text, progress.values);
         return res.affectedRows === 1 ? i.id : null;
       }),
     );
@@ -434,10 +383,14 @@ export class MysqlStore extends PortableStore implements Store {
   async appendLogs(items: LogItem[]): Promise<Set<string>> {
     if (!items.length) return new Set();
     return this.transaction(async (c) => {
-      const rows = await this.rows(`SELECT id, token FROM ${this.t.jobs} WHERE id IN (?) AND state = 'running' LOCK IN SHARE MODE`, [items.map((i) => i.id)], c);
+      const lock = jobsLockShared(this.t, items.map((i) => i.id));
+      const rows = await this.rows(lock.text, lock.values, c);
       const live = new Set(rows.map((r) => `${r.id}:${r.token}`));
       const lines = items.filter((i) => live.has(`${i.id}:${i.token}`)).flatMap((i) => i.lines.map((l) => [i.id, i.attempt, utc(l.at), l.message]));
-      if (lines.length) await c.query(`INSERT INTO ${this.t.logs} (job_id, attempt, at, message) VALUES ?`, [lines]);
+      if (lines.length) {
+        const insert = logsInsert(this.t, lines);
+        await c.query(insert.text, insert.values);
+      }
       return new Set(items.filter((i) => live.has(`${i.id}:${i.token}`) && i.lines.length).map((i) => i.id));
     });
   }

@@ -16,6 +16,11 @@ import { claimOrder, textCodec, toAttemptRecord, toClaimedJob, toJobRecord, toLo
 import type { ScheduleDef } from '../../schedule/schedule.ts';
 import { sqlite as sqliteDialect } from '../portable/dialect.ts';
 import { PortableStore } from '../portable/engine.ts';
+import { jobByRef, jobInsert } from './enqueue.ts';
+import { jobsClaim } from './claim.ts';
+import { jobMoveToHistory } from './move.ts';
+import { attemptRecord, jobRetryLater } from './fail.ts';
+import { jobOwned, jobRelease, jobSaveProgress, logInsert } from './writes.ts';
 import type { Outcome, SqlRunner, Statement } from '../portable/statement.ts';
 import { Params, listLimit, listWhere, statesByTable } from '../sql.ts';
 import { type StalledJob, CLAIM_COLUMNS, mergeQueueStats } from '../store.ts';
@@ -61,6 +66,20 @@ export class SqliteStore extends PortableStore implements Store {
     transaction: (list) => this.write(() => list.map((s) => outcome(this.q(s.text), s))),
   };
 
+  /** The hot statements, one file each, their text built once per prefix. */
+  private readonly hot = {
+    insert: jobInsert(this.t),
+    byRef: jobByRef(this.t),
+    claim: jobsClaim(this.t),
+    move: jobMoveToHistory(this.t),
+    retryLater: jobRetryLater(this.t),
+    attempt: attemptRecord(this.t),
+    release: jobRelease(this.t),
+    progress: jobSaveProgress(this.t),
+    owned: jobOwned(this.t),
+    log: logInsert(this.t),
+  };
+
   constructor(private readonly app: DB, opts: SqliteStoreOptions) {
     super(sqliteDialect, opts.prefix);
     this.prefix = opts.prefix;
@@ -88,11 +107,11 @@ export class SqliteStore extends PortableStore implements Store {
   }
 
   /** A cached statement on the app's handle (enqueue joins the app's transaction). */
-  private qa(key: string, build: () => string): Stmt {
-    let s = this.appStmts.get(key);
+  private qa(sql: string): Stmt {
+    let s = this.appStmts.get(sql);
     if (!s) {
-      s = this.app.prepare(build());
-      this.appStmts.set(key, s);
+      s = this.app.prepare(sql);
+      this.appStmts.set(sql, s);
     }
     return s;
   }
@@ -179,18 +198,11 @@ export class SqliteStore extends PortableStore implements Store {
     if (tx !== undefined && tx !== this.app) {
       throw new TypeError('opts.tx on SQLite must be the better-sqlite3 Database given to createJobs, used inside its db.transaction() callback');
     }
-    const insert = this.qa('insert', () => `INSERT INTO ${this.t.jobs}
-      (id, name, queue, state, payload, payload_bin, priority, max_attempts, timeout_ms, backoff, run_at, created_at, ref_id, tag, batch_id, created_by, meta)
-      VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, COALESCE(?, ${NOW} + ?), ${NOW}, ?, ?, ?, ?, ?)
-      ON CONFLICT (ref_id) WHERE ref_id IS NOT NULL DO NOTHING`);
-    const existing = this.qa('existing', () => `SELECT id FROM ${this.t.jobs} WHERE ref_id = ?`);
     const one = (r: NewJobRow): EnqueueResult => {
-      const info = insert.run(
-        r.id, r.name, r.queue, r.payloadJson, r.payloadBin, r.priority, r.maxAttempts, r.timeoutMs, r.backoffJson,
-        r.runAt ? r.runAt.getTime() : null, r.delayMs, r.refId, r.tag, r.batchId, r.createdBy, r.metaJson,
-      );
-      if (info.changes === 1) return { id: r.id, existed: false };
-      const row = existing.get(r.refId) as { id: string };
+      const insert = this.hot.insert(r);
+      if (this.qa(insert.text).run(...insert.values).changes === 1) return { id: r.id, existed: false };
+      const byRef = this.hot.byRef(r.refId);
+      const row = this.qa(byRef.text).get(...byRef.values) as { id: string };
       return { id: row.id, existed: true };
     };
     if (rows.length === 1 && !rows[0].refId) return [one(rows[0])];
@@ -209,37 +221,16 @@ export class SqliteStore extends PortableStore implements Store {
   // ---------------------------------------------------------------- claim and outcomes
 
   async claim(req: ClaimRequest): Promise<ClaimedJob[]> {
-    const token = crypto.randomUUID();
-    const key = `claim:${!!req.queues}:${!!req.excludeQueues}`;
-    const build = () => {
-    let queueFilter = req.queues ? `AND queue IN (SELECT value FROM json_each(?))` : '';
-    if (req.excludeQueues) queueFilter += ` AND queue NOT IN (SELECT value FROM json_each(?))`;
-    return `UPDATE ${this.t.jobs} SET state = 'running', token = ?, worker_id = ?, attempts = attempts + 1,
-        started_at = ${NOW}, progress = NULL, progress_message = NULL
-      WHERE rowid IN (SELECT rowid FROM ${this.t.jobs} INDEXED BY ${this.t.jobsClaim}
-        WHERE state = 'pending' AND run_at <= ${NOW} AND name IN (SELECT value FROM json_each(?)) ${queueFilter}
-          AND queue NOT IN (SELECT queue FROM ${this.t.paused})
-        ORDER BY priority DESC, run_at, rowid LIMIT ?)
-      RETURNING ${CLAIM_COLUMNS}, rowid AS rowid_`;
-    };
-    const args: unknown[] = [token, req.workerId, JSON.stringify(req.names)];
-    if (req.queues) args.push(JSON.stringify(req.queues));
-    if (req.excludeQueues) args.push(JSON.stringify(req.excludeQueues));
-    args.push(req.limit);
-    const rows = await this.write(() => this.k(key, build).all(...args) as Record<string, unknown>[]);
+    const claim = this.hot.claim(req, crypto.randomUUID());
+    const rows = await this.write(() => this.q(claim.text).all(...claim.values) as Record<string, unknown>[]);
     return rows.map((r) => toClaimedJob(r, textCodec)).sort(claimOrder);
   }
 
-  /** INSERT ... SELECT of one owned running job into history, then DELETE: the move is one transaction. `error` replaces the last error (null on success). */
+  /** One owned running job to history, in the caller's transaction; `error` replaces the last error (null on success). */
   private moveToHistory(item: Fenced, state: JobState, error: string | null, result: string | null): boolean {
-    // By rowid when the claim told us it (an integer key instead of the text id index), still fenced by id and token.
-    const by = item.rowid === undefined ? 'id' : 'rowid';
-    const key = item.rowid ?? item.id;
-    const info = this.k(`move:${by}`, () => `INSERT INTO ${this.t.history} (${COMMON}, state, finished_at, result)
-        SELECT ${COMMON.replace(/\berror\b/, '?')}, ?, ${NOW}, ? FROM ${this.t.jobs}
-        WHERE ${by} = ? AND id = ? AND token = ? AND state = 'running'`).run(error, state, result, key, item.id, item.token);
-    if (info.changes !== 1) return false;
-    this.k(`delete:${by}`, () => `DELETE FROM ${this.t.jobs} WHERE ${by} = ?`).run(key);
+    const move = this.hot.move(item, state, error, result);
+    if (this.q(move.copy.text).run(...move.copy.values).changes !== 1) return false;
+    this.q(move.remove.text).run(...move.remove.values);
     return true;
   }
 
@@ -260,8 +251,8 @@ export class SqliteStore extends PortableStore implements Store {
         if (it.retryDelayMs === null) {
           ok = this.moveToHistory(it, 'failed', err, null);
         } else {
-          ok = this.q(`UPDATE ${this.t.jobs} SET state = 'pending', run_at = ${NOW} + ?, error = ?, token = NULL
-              WHERE id = ? AND token = ? AND state = 'running'`).run(it.retryDelayMs, err, it.id, it.token).changes === 1;
+          const retry = this.hot.retryLater(it.id, it.token, it.retryDelayMs, err);
+          ok = this.q(retry.text).run(...retry.values).changes === 1;
         }
         if (!ok) continue;
         this.recordAttempt(it.id, it.attempt, null, it.startedAt?.getTime() ?? null, err);
@@ -272,18 +263,17 @@ export class SqliteStore extends PortableStore implements Store {
   }
 
   private recordAttempt(jobId: string, attempt: number, workerId: string | null, startedAt: number | null, errorJson: string): void {
-    this.q(`INSERT INTO ${this.t.attempts} (job_id, attempt, worker_id, started_at, finished_at, error)
-        VALUES (?, ?, COALESCE(?, (SELECT worker_id FROM ${this.t.history} WHERE id = ?), (SELECT worker_id FROM ${this.t.jobs} WHERE id = ?)), ?, ${NOW}, ?)
-        ON CONFLICT (job_id, attempt) DO UPDATE SET error = excluded.error, finished_at = excluded.finished_at`)
-      .run(jobId, attempt, workerId, jobId, jobId, startedAt, errorJson);
+    const record = this.hot.attempt(jobId, attempt, workerId, startedAt, errorJson);
+    this.q(record.text).run(...record.values);
   }
 
   async release(items: ReleaseItem[]): Promise<Set<string>> {
     return this.write(() => {
       const done = new Set<string>();
-      const stmt = this.q(`UPDATE ${this.t.jobs} SET state = 'pending', run_at = ${NOW} + ?, attempts = attempts - ?, token = NULL
-          WHERE id = ? AND token = ? AND state = 'running'`);
-      for (const it of items) if (stmt.run(it.delayMs, it.refund ? 1 : 0, it.id, it.token).changes === 1) done.add(it.id);
+      for (const it of items) {
+        const release = this.hot.release(it);
+        if (this.q(release.text).run(...release.values).changes === 1) done.add(it.id);
+      }
       return done;
     });
   }
@@ -291,8 +281,10 @@ export class SqliteStore extends PortableStore implements Store {
   async saveProgress(items: ProgressItem[]): Promise<Set<string>> {
     return this.write(() => {
       const done = new Set<string>();
-      const stmt = this.q(`UPDATE ${this.t.jobs} SET progress = ?, progress_message = ? WHERE id = ? AND token = ? AND state = 'running'`);
-      for (const it of items) if (stmt.run(it.progress, it.message, it.id, it.token).changes === 1) done.add(it.id);
+      for (const it of items) {
+        const progress = this.hot.progress(it);
+        if (this.q(progress.text).run(...progress.values).changes === 1) done.add(it.id);
+      }
       return done;
     });
   }
@@ -300,11 +292,13 @@ export class SqliteStore extends PortableStore implements Store {
   async appendLogs(items: LogItem[]): Promise<Set<string>> {
     return this.write(() => {
       const done = new Set<string>();
-      const owned = this.q(`SELECT 1 FROM ${this.t.jobs} WHERE id = ? AND token = ? AND state = 'running'`);
-      const insert = this.q(`INSERT INTO ${this.t.logs} (job_id, attempt, at, message) VALUES (?, ?, ?, ?)`);
       for (const it of items) {
-        if (!owned.get(it.id, it.token)) continue;
-        for (const line of it.lines) insert.run(it.id, it.attempt, line.at, line.message);
+        const owned = this.hot.owned(it);
+        if (!this.q(owned.text).get(...owned.values)) continue;
+        for (const line of it.lines) {
+          const insert = this.hot.log(it.id, it.attempt, line.at, line.message);
+          this.q(insert.text).run(...insert.values);
+        }
         done.add(it.id);
       }
       return done;
@@ -455,12 +449,8 @@ export class SqliteStore extends PortableStore implements Store {
 
   /** An enqueue on our own handle, inside a transaction of ours (schedules). */
   private insertOwn(r: NewJobRow): void {
-    this.k('insertOwn', () => `INSERT INTO ${this.t.jobs}
-        (id, name, queue, state, payload, payload_bin, priority, max_attempts, timeout_ms, backoff, run_at, created_at, ref_id, tag, batch_id, created_by, meta)
-        VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, COALESCE(?, ${NOW} + ?), ${NOW}, ?, ?, ?, ?, ?)
-        ON CONFLICT (ref_id) WHERE ref_id IS NOT NULL DO NOTHING`)
-      .run(r.id, r.name, r.queue, r.payloadJson, r.payloadBin, r.priority, r.maxAttempts, r.timeoutMs, r.backoffJson,
-        r.runAt ? r.runAt.getTime() : null, r.delayMs, r.refId, r.tag, r.batchId, r.createdBy, r.metaJson);
+    const insert = this.hot.insert(r);
+    this.q(insert.text).run(...insert.values);
   }
 
   async advanceSchedule(key: string, from: number, nextRunAt: number | null): Promise<void> {

@@ -1,0 +1,25 @@
+/**
+ * SQLite enqueue, one row per statement on the app's own handle (so that an enqueue inside the
+ * app's db.transaction() joins it). A row whose refId matches a live job is skipped; the store
+ * then answers that job's id (jobByRef).
+ */
+import type { NewJobRow } from '../../model.ts';
+import type { Tables } from '../portable/statement.ts';
+import { sqlite } from '../portable/dialect.ts';
+
+export function jobInsert(t: Tables): (r: NewJobRow) => { text: string; values: unknown[] } {
+  const text = `INSERT INTO ${t.jobs}
+    (id, name, queue, state, payload, payload_bin, priority, max_attempts, timeout_ms, backoff, run_at, created_at, ref_id, tag, batch_id, created_by, meta)
+    VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, COALESCE(?, ${sqlite.now} + ?), ${sqlite.now}, ?, ?, ?, ?, ?)
+    ON CONFLICT (ref_id) WHERE ref_id IS NOT NULL DO NOTHING`;
+  return (r) => ({
+    text,
+    values: [r.id, r.name, r.queue, r.payloadJson, r.payloadBin, r.priority, r.maxAttempts, r.timeoutMs, r.backoffJson,
+      r.runAt ? r.runAt.getTime() : null, r.delayMs, r.refId, r.tag, r.batchId, r.createdBy, r.metaJson],
+  });
+}
+
+export function jobByRef(t: Tables): (refId: string | null) => { text: string; values: unknown[] } {
+  const text = `SELECT id FROM ${t.jobs} WHERE ref_id = ?`;
+  return (refId) => ({ text, values: [refId] });
+}

@@ -1,0 +1,28 @@
+/**
+ * SQLite: a finished job moves to history (completed, or failed for good) as INSERT … SELECT of
+ * the owned running row, then DELETE, both in the caller's transaction. By rowid when the claim
+ * told it (an integer key instead of the text id index), still fenced by id and token.
+ */
+import type { Fenced } from '../store.ts';
+import type { JobState } from '../../model.ts';
+import type { Tables } from '../portable/statement.ts';
+import { sharedColumns } from '../columns.ts';
+import { sqlite } from '../portable/dialect.ts';
+
+type Move = (item: Fenced, state: JobState, error: string | null, result: string | null) => { copy: { text: string; values: unknown[] }; remove: { text: string; values: unknown[] } };
+
+export function jobMoveToHistory(t: Tables): Move {
+  const texts = (by: 'id' | 'rowid') => ({
+    copy: `INSERT INTO ${t.history} (${sharedColumns()}, state, finished_at, result)
+      SELECT ${sharedColumns(undefined, { error: '?' })}, ?, ${sqlite.now}, ? FROM ${t.jobs}
+      WHERE ${by} = ? AND id = ? AND token = ? AND state = 'running'`,
+    remove: `DELETE FROM ${t.jobs} WHERE ${by} = ?`,
+  });
+  const byId = texts('id');
+  const byRowid = texts('rowid');
+  return (item, state, error, result) => {
+    const key = item.rowid ?? item.id;
+    const text = item.rowid === undefined ? byId : byRowid;
+    return { copy: { text: text.copy, values: [error, state, result, key, item.id, item.token] }, remove: { text: text.remove, values: [key] } };
+  };
+}

@@ -17,6 +17,7 @@ import type { ScheduleDef } from '../../schedule/schedule.ts';
 import { checkNotNewer, loadMigrations, splitStatements } from '../migrations.ts';
 import { APP_LOCK_SHOWN, MssqlSql, type Param, type ParamType, type Stmt } from './statements.ts';
 import { claimOrder, textCodec, toAttemptRecord, toClaimedJob, toJobRecord, toLogRecord, toStalledJob, toStoredSchedule, toWorkerRecord, withCurrentAttempt, type RowCodec } from '../rows.ts';
+import { takeSessionLock } from '../session-lock.ts';
 import { settleEnqueue } from '../sql.ts';
 import { mssql as mssqlDialect } from '../portable/dialect.ts';
 import { PortableStore } from '../portable/engine.ts';
@@ -382,48 +383,25 @@ IF @r < 0 THROW 50001, 'sqljobs: could not take the migration lock', 1;`, [{ nam
   async trySessionLock(name: string): Promise<SessionLock | null> {
     const resource = `${this.prefix}${name}`;
     const pool = this.privatePool({ min: 0, max: 1, idleTimeoutMillis: 2_147_483_647 });
-    let lostCb: (() => void) | null = null;
-    let gone = false;
-    const drop = () => {
-      if (gone) return;
-      gone = true;
-      void pool.close().catch(() => undefined);
-      lostCb?.();
-    };
-    pool.on('error', drop);
     let spid: number | null = null;
-    try {
-      await pool.connect();
-      const got = (await this.rows(this.sql.getAppLock(resource), pool))[0];
-      if (Number(got.r) < 0) {
-        gone = true;
+    return takeSessionLock({
+      onDrop: (cb) => pool.on('error', cb),
+      take: async () => {
+        await pool.connect();
+        const got = (await this.rows(this.sql.getAppLock(resource), pool))[0];
+        spid = Number(got.spid);
+        return Number(got.r) >= 0;
+      },
+      check: async () => (await this.rows(this.sql.appLockMode(resource), pool))[0]?.mode === 'Exclusive',
+      unlock: async () => {
+        await this.run(this.sql.releaseAppLock(resource), pool);
+      },
+      close: async () => {
         await pool.close();
-        return null;
-      }
-      spid = Number(got.spid);
-    } catch (err) {
-      gone = true;
-      await pool.close().catch(() => undefined);
-      throw err;
-    }
-    return {
-      pid: spid,
-      stillHeld: async () => {
-        if (gone) return false;
-        const mode = (await this.rows(this.sql.appLockMode(resource), pool))[0]?.mode;
-        return mode === 'Exclusive';
       },
-      onLost: (cb) => {
-        lostCb = cb;
-        if (gone) cb();
-      },
-      release: async () => {
-        if (gone) return;
-        gone = true;
-        await this.run(this.sql.releaseAppLock(resource), pool).catch(() => undefined);
-        await pool.close().catch(() => undefined);
-      },
-    };
+      closeOnLoss: true,
+      pid: () => spid,
+    });
   }
 
   /**

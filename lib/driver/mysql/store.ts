@@ -29,6 +29,7 @@ import { jobsClaimPick, jobsClaimTake } from './claim.ts';
 import { jobsLockRunning, jobsMoveToHistory } from './move.ts';
 import { attemptsRecord, jobRetryLater } from './fail.ts';
 import { jobRelease, jobSaveProgress, jobsLockShared, logsInsert } from './writes.ts';
+import { takeSessionLock } from '../session-lock.ts';
 import { holdMysqlConnection, openTransaction, withHeld } from '../held.ts';
 import { claimOrder, toAttemptRecord, toClaimedJob, toJobRecord, toLogRecord, toStalledJob, toStoredSchedule, toWorkerRecord, withCurrentAttempt, type RowCodec } from '../rows.ts';
 import { Params, chunkBy, listLimit, listWhere, statesByTable } from '../sql.ts';
@@ -480,48 +481,23 @@ export class MysqlStore extends PortableStore implements Store {
     const key = lockName(`${this.prefix}${name}`);
     const c = await this.lockers.getConnection();
     const raw = (c as unknown as { connection: CbPoolConnection }).connection;
-    let lostCb: (() => void) | null = null;
-    let gone = false;
-    // Not destroyed here: a statement sent before the loss must still be answered (mysql2 fails it
-    // as the socket closes; a destroy() first would make it wait forever), and the pool already
-    // forgets a connection that ended or failed.
-    const drop = () => {
-      if (gone) return;
-      gone = true;
-      lostCb?.();
-    };
-    raw.on('error', drop);
-    raw.on('end', drop);
-    try {
-      const got = await this.rows('SELECT GET_LOCK(?, 0) AS got', [key], c);
-      if (Number(got[0].got) !== 1) {
-        gone = true;
-        c.destroy();
-        return null;
-      }
-    } catch (err) {
-      gone = true;
-      c.destroy();
-      throw err;
-    }
-    return {
-      pid: raw.threadId ?? null,
-      stillHeld: async () => {
-        if (gone) return false;
+    return takeSessionLock({
+      onDrop: (cb) => {
+        raw.on('error', cb);
+        raw.on('end', cb);
+      },
+      take: async () => Number((await this.rows('SELECT GET_LOCK(?, 0) AS got', [key], c))[0].got) === 1,
+      check: async () => {
         const rows = await this.rows('SELECT IS_USED_LOCK(?) = CONNECTION_ID() AS held', [key], c).catch(() => null);
         return rows !== null && Number(rows[0].held) === 1;
       },
-      onLost: (cb) => {
-        lostCb = cb;
-        if (gone) cb();
+      unlock: async () => {
+        await c.query('SELECT RELEASE_LOCK(?)', [key]);
       },
-      release: async () => {
-        if (gone) return;
-        gone = true;
-        await c.query('SELECT RELEASE_LOCK(?)', [key]).catch(() => undefined);
-        c.destroy();
-      },
-    };
+      close: async () => c.destroy(),
+      closeOnLoss: false,
+      pid: () => raw.threadId ?? null,
+    });
   }
 
   /**

@@ -18,6 +18,7 @@ import type {
   CancelResult, ClaimRequest, ClaimedJob, CompleteItem, FailItem, Fenced, ListenCallbacks, ListenHandle, LogItem, OpenTransaction,
   ProgressItem, QueueStats, ReleaseItem, SessionLock, StatusCounts, Store, StoreCapabilities, ThroughputBuckets, StoredSchedule, WorkerInfo, WorkerRecord,
 } from '../store.ts';
+import { takeSessionLock } from '../session-lock.ts';
 import { isPgClient } from '../detect.ts';
 import { jobsEnqueue } from './enqueue.ts';
 import { jobsClaim } from './claim.ts';
@@ -297,34 +298,17 @@ export class PostgresStore extends PortableStore implements Store {
   /** pg_try_advisory_lock on a connection of its own: a pooled one would keep the lock after release. */
   async trySessionLock(name: string): Promise<SessionLock | null> {
     const client = dedicatedClient(this.app);
-    let lostCb: (() => void) | null = null;
-    let gone = false;
-    const drop = () => {
-      if (gone) return;
-      gone = true;
-      void client.end().catch(() => undefined);
-      lostCb?.();
-    };
-    client.on('error', drop);
-    client.on('end', drop);
     const key = `${this.prefix}${name}`;
-    try {
-      await client.connect();
-      const got = await client.query('SELECT pg_try_advisory_lock(hashtext($1)) AS got', [key]);
-      if (!got.rows[0].got) {
-        gone = true;
-        await client.end();
-        return null;
-      }
-    } catch (err) {
-      gone = true;
-      await client.end().catch(() => undefined);
-      throw err;
-    }
-    return {
-      pid: (client as unknown as { processID?: number }).processID ?? null,
-      stillHeld: async () => {
-        if (gone) return false;
+    return takeSessionLock({
+      onDrop: (cb) => {
+        client.on('error', cb);
+        client.on('end', cb);
+      },
+      take: async () => {
+        await client.connect();
+        return (await client.query('SELECT pg_try_advisory_lock(hashtext($1)) AS got', [key])).rows[0].got === true;
+      },
+      check: async () => {
         const r = await client.query(
           `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted
              AND ${ADVISORY_KEY_MATCH}) AS held`,
@@ -332,17 +316,13 @@ export class PostgresStore extends PortableStore implements Store {
         );
         return r.rows[0].held === true;
       },
-      onLost: (cb) => {
-        lostCb = cb;
-        if (gone) cb();
+      unlock: async () => {
+        await client.query('SELECT pg_advisory_unlock(hashtext($1))', [key]);
       },
-      release: async () => {
-        if (gone) return;
-        gone = true;
-        await client.query('SELECT pg_advisory_unlock(hashtext($1))', [key]).catch(() => undefined);
-        await client.end().catch(() => undefined);
-      },
-    };
+      close: () => client.end(),
+      closeOnLoss: true,
+      pid: () => (client as unknown as { processID?: number }).processID ?? null,
+    });
   }
 
   async evictSessionLockHolder(name: string): Promise<number> {

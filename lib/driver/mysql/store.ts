@@ -32,7 +32,7 @@ import { jobRelease, jobSaveProgress, jobsLockShared, logsInsert } from './write
 import { takeSessionLock } from '../session-lock.ts';
 import { holdMysqlConnection, openTransaction, withHeld } from '../held.ts';
 import { claimOrder, toAttemptRecord, toClaimedJob, toJobRecord, toLogRecord, toStalledJob, toStoredSchedule, toWorkerRecord, withCurrentAttempt, type RowCodec } from '../rows.ts';
-import { Params, chunkBy, listLimit, listWhere, statesByTable } from '../sql.ts';
+import { Params, listLimit, listWhere, settleEnqueue, statesByTable } from '../sql.ts';
 import type {
   StalledJob,
   CancelResult, ClaimRequest, ClaimedJob, CompleteItem, FailItem, Fenced, LogItem, OpenTransaction, ProgressItem, ReleaseItem,
@@ -236,29 +236,23 @@ export class MysqlStore extends PortableStore implements Store {
    * read (it sees the latest committed row even inside the caller's REPEATABLE READ snapshot).
    */
   private async insertJobs(rows: NewJobRow[], on: Queryable): Promise<EnqueueResult[]> {
-    const results = new Map<string, EnqueueResult>();
-    let todo = rows;
-    for (let round = 0; todo.length && round < 5; round++) {
-      for (const chunk of chunkBy(todo, (r) => r.bytes, CHUNK_BYTES, CHUNK_ROWS)) {
-        const insert = jobsInsert(this.t, chunk);
-        await this.exec(insert.text, insert.values, on);
-        const refs = [...new Set(chunk.flatMap((r) => (r.refId === null ? [] : [r.refId])))];
-        const byRef = new Map<string, string>();
-        if (refs.length) {
-          const byRefs = jobsByRef(this.t, refs);
-          const live = await this.rows(byRefs.text, byRefs.values, on);
-          for (const r of live) byRef.set(r.ref_id as string, r.id as string);
-        }
-        for (const row of chunk) {
-          const holder = row.refId === null ? row.id : byRef.get(row.refId);
-          if (holder !== undefined) results.set(row.id, { id: holder, existed: holder !== row.id });
-        }
+    return settleEnqueue(rows, CHUNK_BYTES, CHUNK_ROWS, async (chunk) => {
+      const insert = jobsInsert(this.t, chunk);
+      await this.exec(insert.text, insert.values, on);
+      const refs = [...new Set(chunk.flatMap((r) => (r.refId === null ? [] : [r.refId])))];
+      const byRef = new Map<string, string>();
+      if (refs.length) {
+        const live = jobsByRef(this.t, refs);
+        for (const r of await this.rows(live.text, live.values, on)) byRef.set(r.ref_id as string, r.id as string);
       }
-      // A refId whose live job finished between our insert and our look-up is tried again.
-      todo = todo.filter((r) => !results.has(r.id));
-    }
-    if (todo.length) throw new Error(`enqueue: could not settle refId "${todo[0].refId}" after 5 tries (a live job with it kept appearing and finishing)`);
-    return rows.map((r) => results.get(r.id)!);
+      // Inserted: the row holds its refId (or has none). Matched: another live job holds it. Neither
+      // (that job finished meanwhile): left out, and tried again.
+      return chunk.flatMap((row) => {
+        const holder = row.refId === null ? row.id : byRef.get(row.refId);
+        if (holder === undefined) return [];
+        return [holder === row.id ? { id: row.id, ref: null } : { id: holder, ref: row.refId }];
+      });
+    });
   }
 
   // ---------------------------------------------------------------- claim and outcomes

@@ -31,31 +31,6 @@ export function statesByTable(filter: ListFilter): { live: JobState[] | null; hi
   return { live: live.length ? live : null, history: history.length ? history : null };
 }
 
-/**
- * The WHERE clause of one table's half of list(). `date` converts a Date to the dialect's time
- * value. Every filter is a bound parameter.
- */
-export function listWhere(
-  filter: ListFilter,
-  states: JobState[],
-  allStates: number,
-  p: Params,
-  date: (d: Date) => unknown,
-): string {
-  const where: string[] = [];
-  if (states.length < allStates) where.push(`state IN (${states.map((s) => p.add(s)).join(', ')})`);
-  if (filter.queue !== undefined) where.push(`queue = ${p.add(filter.queue)}`);
-  if (filter.name !== undefined) where.push(`name = ${p.add(filter.name)}`);
-  if (filter.tag !== undefined) where.push(`tag = ${p.add(filter.tag)}`);
-  if (filter.batchId !== undefined) where.push(`batch_id = ${p.add(filter.batchId)}`);
-  if (filter.refId !== undefined) where.push(`ref_id = ${p.add(filter.refId)}`);
-  if (filter.createdBy !== undefined) where.push(`created_by = ${p.add(filter.createdBy)}`);
-  if (filter.createdAfter !== undefined) where.push(`created_at >= ${p.add(date(filter.createdAfter))}`);
-  if (filter.createdBefore !== undefined) where.push(`created_at < ${p.add(date(filter.createdBefore))}`);
-  if (filter.cursor !== undefined) where.push(`id < ${p.add(filter.cursor)}`);
-  return where.length ? `WHERE ${where.join(' AND ')}` : '';
-}
-
 /** Split rows into chunks whose estimated size stays under maxBytes and count under maxRows. */
 export function chunkBy<T>(rows: T[], size: (r: T) => number, maxBytes: number, maxRows: number): T[][] {
   const chunks: T[][] = [];

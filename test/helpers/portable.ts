@@ -8,6 +8,9 @@ import { tables, type Statement } from '../../lib/driver/portable/statement.ts';
 import type { Sql } from '../../lib/driver/portable/sql.ts';
 import type { Dialect } from '../../lib/driver/store.ts';
 import { leaseRelease, leaseRenew } from '../../lib/driver/portable/leases.ts';
+import {
+  clockNow, jobAttempts, jobGet, jobLogs, jobsFinishedCounts, jobsList, jobsLiveCounts, jobsThroughput, queuesPaused, queuesStats, workersList,
+} from '../../lib/driver/portable/reads.ts';
 
 export const HOSTILE = "x'); DROP TABLE sqljobs_jobs; -- ? $1 @p1 `key` [key]";
 export const UUID = '01936f4e-8a1b-7c2d-9e3f-0a1b2c3d4e5f';
@@ -21,5 +24,21 @@ export function portableStatements(sql: Sql): [string, Statement][] {
   return [
     ['leaseRenew', leaseRenew(sql, { name: HOSTILE, owner: HOSTILE, token: 3, ttlMs: 1000 })],
     ['leaseRelease', leaseRelease(sql, { name: HOSTILE, owner: HOSTILE, token: 3 })],
+    ['jobGet', jobGet(sql, { id: UUID })],
+    ['jobAttempts', jobAttempts(sql, { id: UUID })],
+    ['jobLogs', jobLogs(sql, { id: UUID, afterSeq: 3, limit: 100 })],
+    ['workersList', workersList(sql)],
+    ['clockNow', clockNow(sql)],
+    ['jobsLiveCounts', jobsLiveCounts(sql)],
+    ['jobsFinishedCounts', jobsFinishedCounts(sql, { cap: 1000 })],
+    ['queuesStats', queuesStats(sql)],
+    ['queuesPaused', queuesPaused(sql)],
+    ['jobsThroughput', jobsThroughput(sql, { windowMs: 3_600_000, bucketMs: 60_000 })],
+    ['jobsList', jobsList(sql, {
+      queue: HOSTILE, name: HOSTILE, tag: HOSTILE, batchId: HOSTILE, refId: HOSTILE, createdBy: HOSTILE,
+      createdAfter: new Date(0), createdBefore: new Date(1), cursor: UUID, limit: 10, includePayload: true,
+    })],
+    ['jobsList (live states)', jobsList(sql, { states: ['pending', 'running'], queue: HOSTILE })],
+    ['jobsList (some finished states)', jobsList(sql, { states: ['failed', 'cancelled'], cursor: UUID })],
   ];
 }

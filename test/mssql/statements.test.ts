@@ -9,6 +9,7 @@ import mssql from 'mssql';
 import { MssqlSql, appLockPattern, type Param, type Stmt } from '../../lib/driver/mssql/statements.ts';
 import { portableStatements, sqlFor } from '../helpers/portable.ts';
 import { leaseRelease, leaseRenew } from '../../lib/driver/portable/leases.ts';
+import { jobsFinishedCounts, jobsList, jobsThroughput, queuesPaused, queuesStats } from '../../lib/driver/portable/reads.ts';
 import { MssqlStore, SerialQueue, bind, named, isMssqlPool, isMssqlTransaction } from '../../lib/driver/mssql/store.ts';
 import { buildJobRow } from '../../lib/model.ts';
 import { buildSchedule } from '../../lib/schedule/schedule.ts';
@@ -21,6 +22,8 @@ const UUID = '01936f4e-8a1b-7c2d-9e3f-0a1b2c3d4e5f';
 const TOKEN = '5b0e7f1a-2c3d-4e5f-8a9b-0c1d2e3f4a5b';
 
 const sql = new MssqlSql('app_');
+/** The portable statements as SQL Server runs them. */
+const portable = sqlFor('mssql');
 
 function row(over: Record<string, unknown> = {}) {
   return buildJobRow(UUID, 'send-mail', { to: HOSTILE }, { refId: HOSTILE, tag: HOSTILE, batchId: HOSTILE, createdBy: HOSTILE, meta: { note: HOSTILE }, ...over }, {
@@ -53,17 +56,12 @@ function everyStatement(): [string, Stmt][] {
     ['appLockHolder', sql.appLockHolder(HOSTILE)],
     ['appLockHolders', sql.appLockHolders(HOSTILE)],
     ['killAppLockHolder', sql.killAppLockHolder(HOSTILE, 53)],
-    ['get', sql.get(UUID)],
-    ['list', sql.list({ queue: HOSTILE, name: HOSTILE, tag: HOSTILE, batchId: HOSTILE, refId: HOSTILE, createdBy: HOSTILE, cursor: UUID, createdAfter: new Date(0), limit: 10 })],
     ['cancel', sql.cancel(UUID)],
     ['retry', sql.retry(UUID)],
     ['pruneHistory', sql.pruneHistory(86_400_000, 100)],
     ['nextDueIn', sql.nextDueIn([HOSTILE], [HOSTILE])],
-    ['statusCounts', sql.statusCounts(1000)],
     ['pauseQueue', sql.pauseQueue(HOSTILE)],
     ['resumeQueue', sql.resumeQueue(HOSTILE)],
-    ['queueStats', sql.queueStats()],
-    ['throughput', sql.throughput(3_600_000, 60_000)],
     ['makeDue', sql.makeDue(UUID)],
     ['deleteJobs', sql.deleteJobs([UUID, HOSTILE])],
     ['upsertSchedule', sql.upsertSchedule(schedule, 300_000, HOSTILE)],
@@ -234,12 +232,22 @@ describe('SQL Server statements (no server)', () => {
     expect(typed.parameters.f.type).to.equal(mssql.VarChar);
   });
 
-  it('pages by keyset (id < cursor, newest first), not OFFSET', () => {
-    const { text, params } = sql.list({ cursor: UUID, limit: 20 });
+  it('pages by keyset (id < cursor, newest first), not OFFSET: each half and the page cut by TOP', () => {
+    const { text, params } = named(jobsList(portable, { cursor: UUID, state: 'failed', limit: 20 }));
     expect(text).to.not.match(/OFFSET|FETCH/);
-    expect(text).to.match(/id < @p\d+/);
-    expect(text).to.include('ORDER BY id DESC');
-    expect(params.some((p) => p.value === UUID && p.type === 'char36')).to.equal(true);
+    expect(text).to.match(/^SELECT TOP \(@p1\) \* FROM \(SELECT \* FROM \(SELECT TOP \(@p2\) id, /);
+    expect(text).to.match(/FROM app_history WHERE state IN \(@p3\) AND id < @p4\s+ORDER BY id DESC\) finished\) page ORDER BY id DESC$/);
+    expect(text).to.include('[checkpoint]');
+    // Typed like the columns they meet (CHAR(36) id, VARCHAR state), so the comparisons seek an index.
+    expect(params).to.deep.equal([
+      { name: 'p1', type: 'int', value: 20 },
+      { name: 'p2', type: 'int', value: 20 },
+      { name: 'p3', type: 'varchar', value: 'failed' },
+      { name: 'p4', type: 'char36', value: UUID },
+    ]);
+    const both = named(jobsList(portable, { includePayload: true })).text;
+    expect(both).to.include('CAST(NULL AS DATETIME2(3)) AS finished_at, CAST(NULL AS NVARCHAR(MAX)) AS result FROM app_jobs');
+    expect(both).to.match(/\) live\nUNION ALL\nSELECT \* FROM \(SELECT TOP \(@p3\) [^;]*, finished_at, result FROM app_history\s+ORDER BY id DESC\) finished/);
   });
 
   it('upserts with MERGE under HOLDLOCK (leases, workers, attempts, schedules)', () => {
@@ -278,29 +286,34 @@ describe('SQL Server statements (no server)', () => {
   });
 
   it('counts each finished state up to the cap on its own, in a fixed state order', () => {
-    const { text, params } = sql.statusCounts(250);
-    expect(text).to.match(/FROM \(VALUES \(1, 'completed'\), \(2, 'failed'\), \(3, 'cancelled'\), \(4, 'skipped'\)\) AS s\(ord, state\)\s+CROSS APPLY \(SELECT TOP \(@cap\) 1 AS one FROM app_history h WHERE h\.state = s\.state\) capped/);
-    expect(text).to.include('ORDER BY s.ord;');
-    expect(params).to.deep.equal([{ name: 'cap', type: 'int', value: 250 }]);
+    const { text, params } = named(jobsFinishedCounts(portable, { cap: 250 }));
+    ['completed', 'failed', 'cancelled', 'skipped'].forEach((state, i) => {
+      expect(text).to.match(new RegExp(`SELECT ${i + 1} AS ord, '${state}' AS state, COUNT\\(\\*\\) AS count FROM \\(\\s+SELECT TOP \\(@p${i + 1}\\) 1 AS one FROM app_history WHERE state = '${state}'\\) capped`));
+    });
+    expect(text).to.match(/\nORDER BY ord$/);
+    expect(params).to.deep.equal([1, 2, 3, 4].map((n) => ({ name: `p${n}`, type: 'int', value: 250 })));
   });
 
   it('pauses idempotently under a key-range lock, resumes with OUTPUT, lists paused queues beside the live figures', () => {
     expect(sql.pauseQueue('mail').text).to.match(/INSERT INTO app_paused_queues \(queue, paused_at\) SELECT @queue, SYSUTCDATETIME\(\)\s+WHERE NOT EXISTS \(SELECT 1 FROM app_paused_queues WITH \(UPDLOCK, HOLDLOCK\) WHERE queue = @queue\)/);
     expect(sql.resumeQueue('mail').text).to.equal('DELETE FROM app_paused_queues OUTPUT deleted.queue WHERE queue = @queue;');
-    const stats = sql.queueStats().text;
-    expect(stats).to.include("DATEDIFF_BIG(millisecond, MIN(CASE WHEN state = 'pending' AND run_at <= SYSUTCDATETIME() THEN run_at END), SYSUTCDATETIME()) AS oldest");
-    expect(stats).to.match(/GROUP BY queue;\s+SELECT queue, paused_at FROM app_paused_queues;$/);
+    // One clock reading for every figure of the live table (read from its (queue, state, run_at) index).
+    const stats = named(queuesStats(portable)).text;
+    expect(stats).to.include("DATEDIFF_BIG(millisecond, MIN(CASE WHEN state = 'pending' AND run_at <= clock.now THEN run_at END), MAX(clock.now)) AS oldest");
+    expect(stats).to.match(/FROM app_jobs CROSS JOIN \(SELECT SYSUTCDATETIME\(\) AS now\) clock\s+GROUP BY queue$/);
+    expect(named(queuesPaused(portable)).text).to.equal('SELECT queue, paused_at FROM app_paused_queues');
   });
 
   it('buckets throughput on the epoch from the database clock, over the window only', () => {
-    const { text, params } = sql.throughput(3_600_000, 60_000);
-    expect(text).to.match(/^DECLARE @now DATETIME2\(3\) = SYSUTCDATETIME\(\);\s+SELECT DATEDIFF_BIG\(millisecond, CAST\('19700101' AS DATETIME2\(3\)\), @now\) AS now;/);
-    expect(text).to.include("(DATEDIFF_BIG(millisecond, CAST('19700101' AS DATETIME2(3)), finished_at) / @bucket) * @bucket AS start");
-    expect(text).to.include('WHERE finished_at > DATEADD(millisecond, (-@window) % 86400000, DATEADD(day, (-@window) / 86400000, @now))');
-    expect(text).to.include('GROUP BY b.start ORDER BY b.start;');
+    const { text, params } = named(jobsThroughput(portable, { windowMs: 3_600_000, bucketMs: 60_000 }));
+    expect(text).to.match(/^SELECT DATEDIFF_BIG\(millisecond, CAST\('19700101' AS DATETIME2\(3\)\), clock\.now\) AS now, w\.start, w\.completed, w\.failed FROM \(SELECT SYSUTCDATETIME\(\) AS now\) clock LEFT JOIN \(/);
+    expect(text).to.include("(DATEDIFF_BIG(millisecond, CAST('19700101' AS DATETIME2(3)), finished_at) / @p1) * @p2 AS start");
+    expect(text).to.include('WHERE finished_at > DATEADD(millisecond, (@p3) % 86400000, DATEADD(day, (@p3) / 86400000, SYSUTCDATETIME()))');
+    expect(text).to.match(/GROUP BY f\.start\) w ON 1 = 1\s+ORDER BY w\.start$/);
     expect(params).to.deep.equal([
-      { name: 'bucket', type: 'bigint', value: 60_000 },
-      { name: 'window', type: 'bigint', value: 3_600_000 },
+      { name: 'p1', type: 'bigint', value: 60_000 },
+      { name: 'p2', type: 'bigint', value: 60_000 },
+      { name: 'p3', type: 'bigint', value: -3_600_000 },
     ]);
   });
 

@@ -23,10 +23,10 @@
  * - No statement changes session settings (SET NOCOUNT / XACT_ABORT would outlive it: mssql never
  *   resets a pooled connection); multi-statement writes use BEGIN TRY / TRANSACTION / CATCH
  *   ROLLBACK; THROW. Whether a fenced write applied is read from its OUTPUT rows, not row counts.
- * - TOP (@n) with ORDER BY in an updatable CTE; keyset pages (id < @cursor ORDER BY id DESC)
- *   rather than OFFSET/FETCH, which rereads skipped rows.
- * - CROSS APPLY over a VALUES list (a TOP (@cap) count per finished state), DATEDIFF_BIG for
- *   epoch milliseconds (DATEDIFF's INT overflows after 24 days of ms):
+ * - TOP (@n) with ORDER BY in an updatable CTE, and in derived tables (the keyset pages and capped
+ *   counts of ../portable/reads.ts: id < @cursor ORDER BY id DESC rather than OFFSET/FETCH, which
+ *   rereads skipped rows); DATEDIFF_BIG for epoch milliseconds (DATEDIFF's INT overflows after
+ *   24 days of ms):
  *   https://learn.microsoft.com/sql/t-sql/queries/from-transact-sql
  *   https://learn.microsoft.com/sql/t-sql/functions/datediff-big-transact-sql
  * - Filtered indexes and ALTER TABLE ... ADD (no COLUMN keyword), DROP INDEX name ON table:
@@ -43,8 +43,7 @@
  *   https://learn.microsoft.com/sql/t-sql/language-elements/kill-transact-sql
  */
 import type { BindType } from '../portable/statement.ts';
-import { Params, listLimit, listWhere, statesByTable } from '../sql.ts';
-import type { JobError, ListFilter, NewJobRow } from '../../model.ts';
+import type { JobError, NewJobRow } from '../../model.ts';
 import type { ClaimRequest, CompleteItem, FailItem, LogItem, ProgressItem, ReleaseItem, WorkerInfo } from '../store.ts';
 import type { ScheduleDef } from '../../schedule/schedule.ts';
 
@@ -116,7 +115,6 @@ export const COMMON = [
   'run_at', 'created_at', 'started_at', 'ref_id', 'tag', 'batch_id', 'created_by', 'meta', 'progress', 'progress_message',
   '[checkpoint]', 'error', 'worker_id',
 ];
-const SUMMARY = COMMON.filter((c) => c !== 'payload' && c !== 'payload_bin' && c !== 'backoff').join(', ') + ', state';
 const CLAIMED = ['id', 'token', 'name', 'queue', 'payload', 'payload_bin', 'priority', 'attempts', 'max_attempts', 'timeout_ms', 'backoff', 'run_at', 'started_at', '[checkpoint]'];
 
 /** Failed attempts, by @x (id, token, attempt, err, delay_ms): retry later (delay) or fail for good (NULL delay). */
@@ -421,35 +419,6 @@ SELECT @killed AS killed;`,
 
   // ------------------------------------------------------------ reads and admin verbs
 
-  get(id: string): Stmt {
-    const cols = COMMON.join(', ');
-    return {
-      text: `SELECT ${cols}, state, CAST(NULL AS DATETIME2(3)) AS finished_at, CAST(NULL AS NVARCHAR(MAX)) AS result FROM ${this.t('jobs')} WHERE id = @id
-UNION ALL
-SELECT ${cols}, state, finished_at, result FROM ${this.t('history')} WHERE id = @id;`,
-      params: [{ name: 'id', type: 'char36', value: id }],
-    };
-  }
-
-  /** Keyset pages, newest first: each half is TOP (n) by id DESC, then the union is cut to n. */
-  list(filter: ListFilter): Stmt {
-    const limit = listLimit(filter);
-    const { live, history } = statesByTable(filter);
-    const p = new Params('qmark');
-    const cols = filter.includePayload ? `${SUMMARY}, payload, payload_bin` : SUMMARY;
-    const parts: string[] = [];
-    if (live) {
-      parts.push(`SELECT * FROM (SELECT TOP (${p.add(limit)}) ${cols}, CAST(NULL AS DATETIME2(3)) AS finished_at${filter.includePayload ? ', CAST(NULL AS NVARCHAR(MAX)) AS result' : ''}
-  FROM ${this.t('jobs')} ${listWhere(filter, live, 2, p, (d) => d)} ORDER BY id DESC) l`);
-    }
-    if (history) {
-      parts.push(`SELECT * FROM (SELECT TOP (${p.add(limit)}) ${cols}, finished_at${filter.includePayload ? ', result' : ''}
-  FROM ${this.t('history')} ${listWhere(filter, history, 4, p, (d) => d)} ORDER BY id DESC) h`);
-    }
-    const text = `SELECT TOP (${p.add(limit)}) * FROM (${parts.join(' UNION ALL ')}) page ORDER BY id DESC;`;
-    return numbered(text, p.values);
-  }
-
   cancel(id: string): Stmt {
     const cols = COMMON.join(', ');
     return {
@@ -513,21 +482,6 @@ WHERE state = 'pending' AND name IN (SELECT CAST(value AS NVARCHAR(200)) FROM OP
     };
   }
 
-  /**
-   * Finished jobs per state, each counted on its own (state, id) index range up to @cap: never a
-   * full count of history (states without any are absent). Two result sets: live jobs per state
-   * and queue (exact), then finished.
-   */
-  statusCounts(cap: number): Stmt {
-    return {
-      text: `SELECT state, queue, COUNT(*) AS count FROM ${this.t('jobs')} GROUP BY state, queue ORDER BY queue, state;
-SELECT s.state, COUNT(*) AS count FROM (VALUES (1, 'completed'), (2, 'failed'), (3, 'cancelled'), (4, 'skipped')) AS s(ord, state)
-CROSS APPLY (SELECT TOP (@cap) 1 AS one FROM ${this.t('history')} h WHERE h.state = s.state) capped
-GROUP BY s.ord, s.state ORDER BY s.ord;`,
-      params: [{ name: 'cap', type: 'int', value: cap }],
-    };
-  }
-
   // ------------------------------------------------------------ admin verbs
 
   /**
@@ -548,42 +502,6 @@ WHERE NOT EXISTS (SELECT 1 FROM ${paused} WITH (UPDLOCK, HOLDLOCK) WHERE queue =
     return {
       text: `DELETE FROM ${this.t('paused_queues')} OUTPUT deleted.queue WHERE queue = @queue;`,
       params: [{ name: 'queue', type: 'nvarchar', value: queue }],
-    };
-  }
-
-  /**
-   * Two result sets: per queue of the live table (read from the (queue, state, run_at) index),
-   * then the paused queues. One statement, so one clock reading for every figure.
-   */
-  queueStats(): Stmt {
-    const due = `state = 'pending' AND run_at <= ${NOW}`;
-    return {
-      text: `SELECT queue, SUM(CASE WHEN state = 'pending' THEN 1 ELSE 0 END) AS pending, SUM(CASE WHEN ${due} THEN 1 ELSE 0 END) AS due,
-  SUM(CASE WHEN state = 'running' THEN 1 ELSE 0 END) AS running,
-  DATEDIFF_BIG(millisecond, MIN(CASE WHEN ${due} THEN run_at END), ${NOW}) AS oldest
-FROM ${this.t('jobs')} GROUP BY queue;
-SELECT queue, paused_at FROM ${this.t('paused_queues')};`,
-      params: [],
-    };
-  }
-
-  /**
-   * Two result sets: the database's now (epoch ms), then completed and failed per bucket of
-   * @bucket ms over the last @window ms (buckets aligned on the epoch, read from the
-   * (finished_at, state) index). The bucket is computed in a derived table, so GROUP BY names a column.
-   */
-  throughput(windowMs: number, bucketMs: number): Stmt {
-    const epochMs = (t: string) => `DATEDIFF_BIG(millisecond, CAST('19700101' AS DATETIME2(3)), ${t})`;
-    return {
-      text: `DECLARE @now DATETIME2(3) = ${NOW};
-SELECT ${epochMs('@now')} AS now;
-SELECT b.start, SUM(CASE WHEN b.state = 'completed' THEN 1 ELSE 0 END) AS completed, SUM(CASE WHEN b.state = 'failed' THEN 1 ELSE 0 END) AS failed
-FROM (SELECT (${epochMs('finished_at')} / @bucket) * @bucket AS start, state FROM ${this.t('history')} WHERE finished_at > ${addMs('@now', '-@window')}) b
-GROUP BY b.start ORDER BY b.start;`,
-      params: [
-        { name: 'bucket', type: 'bigint', value: bucketMs },
-        { name: 'window', type: 'bigint', value: windowMs },
-      ],
     };
   }
 
@@ -738,24 +656,6 @@ function at(ms: number | null): Date | null {
 }
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-const STATES = new Set(['pending', 'running', 'completed', 'failed', 'cancelled', 'skipped']);
-
-/**
- * Turn `?` placeholders (from the shared list helpers) into @p1..@pn, typed like the columns they
- * meet (an id cursor as CHAR(36), a state as VARCHAR), so the comparison can seek an index.
- */
-function numbered(text: string, values: unknown[]): Stmt {
-  let n = 0;
-  const out = text.replace(/\?/g, () => `@p${++n}`);
-  const type = (v: unknown): ParamType =>
-    v instanceof Date ? 'datetime2'
-      : typeof v === 'number' ? 'int'
-        : typeof v === 'string' && UUID_RE.test(v) ? 'char36'
-          : typeof v === 'string' && STATES.has(v) ? 'varchar'
-            : 'nvarchar';
-  return { text: out, params: values.map((v, i) => ({ name: `p${i + 1}`, type: type(v), value: v as Param['value'] })) };
-}
-
 /** The enqueue input as JSON: payloads and other JSON fields travel as strings of JSON text. */
 function inputJson(rows: NewJobRow[]): string {
   return JSON.stringify(

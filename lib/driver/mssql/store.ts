@@ -12,11 +12,11 @@
  * (SYSUTCDATETIME, DATETIME2(3), read back as UTC Dates: mssql's default useUTC).
  */
 import { createRequire } from 'node:module';
-import type { AttemptRecord, EnqueueResult, JobRecord, JobState, ListFilter, ListPage, LogRecord, JobError, NewJobRow } from '../../model.ts';
+import type { EnqueueResult, JobState, JobError, NewJobRow } from '../../model.ts';
 import type { ScheduleDef } from '../../schedule/schedule.ts';
 import { checkNotNewer, loadMigrations, splitStatements } from '../migrations.ts';
 import { APP_LOCK_SHOWN, MssqlSql, type Param, type ParamType, type Stmt } from './statements.ts';
-import { claimOrder, textCodec, toAttemptRecord, toClaimedJob, toJobRecord, toLogRecord, toStalledJob, toStoredSchedule, toWorkerRecord, withCurrentAttempt, type RowCodec } from '../rows.ts';
+import { claimOrder, textCodec, toClaimedJob, toStalledJob, toStoredSchedule, type RowCodec } from '../rows.ts';
 import { takeSessionLock } from '../session-lock.ts';
 import { settleEnqueue } from '../sql.ts';
 import { mssql as mssqlDialect } from '../portable/dialect.ts';
@@ -25,9 +25,8 @@ import type { Outcome, SqlRunner, Statement } from '../portable/statement.ts';
 import type {
   StalledJob,
   CancelResult, ClaimRequest, ClaimedJob, CompleteItem, FailItem, Fenced, LogItem, OpenTransaction, ProgressItem, ReleaseItem,
-  QueueStats, SessionLock, StatusCounts, Store, StoreCapabilities, StoredSchedule, ThroughputBuckets, WorkerInfo, WorkerRecord,
+  SessionLock, Store, StoreCapabilities, StoredSchedule, WorkerInfo,
 } from '../store.ts';
-import { mergeQueueStats } from '../store.ts';
 
 type Row = Record<string, unknown>;
 
@@ -217,11 +216,6 @@ export class MssqlStore extends PortableStore implements Store {
   private async rows(stmt: Stmt, on?: MssqlPoolLike | MssqlTransactionLike): Promise<Row[]> {
     const res = await this.run(stmt, on);
     return res.recordsets.at(-1) ?? [];
-  }
-
-  /** Every result set of a batch that SELECTs more than once, in order. */
-  private async resultSets(stmt: Stmt): Promise<Row[][]> {
-    return (await this.run(stmt)).recordsets;
   }
 
   private async ids(stmt: Stmt): Promise<Set<string>> {
@@ -480,57 +474,7 @@ IF @r < 0 THROW 50001, 'sqljobs: could not take the migration lock', 1;`, [{ nam
     await this.run(this.sql.advanceSchedule(key, from, nextRunAt));
   }
 
-  async dbNow(): Promise<number> {
-    return ((await this.rows({ text: 'SELECT SYSUTCDATETIME() AS now;', params: [] }))[0].now as Date).getTime();
-  }
-
-  // ---------------------------------------------------------------- status
-
-  async statusCounts(cap: number): Promise<StatusCounts> {
-    const [live, finished] = await this.resultSets(this.sql.statusCounts(cap));
-    return {
-      live: live.map((r) => ({ state: r.state as 'pending' | 'running', queue: r.queue as string, count: Number(r.count) })),
-      finished: finished.map((r) => ({ state: r.state as string, count: Number(r.count), capped: Number(r.count) >= cap })),
-    };
-  }
-
-  async listWorkers(): Promise<WorkerRecord[]> {
-    return (await this.rows({ text: `SELECT * FROM ${this.sql.t('workers')} ORDER BY started_at;`, params: [] })).map((r) => toWorkerRecord(r, codec));
-  }
-
   // ---------------------------------------------------------------- reads and admin verbs
-
-  async get(id: string): Promise<JobRecord | null> {
-    const rows = await this.rows(this.sql.get(id.toLowerCase()));
-    return rows.length ? toJobRecord(rows[0], codec) : null;
-  }
-
-  async list(filter: ListFilter): Promise<ListPage> {
-    const stmt = this.sql.list(filter.cursor ? { ...filter, cursor: filter.cursor.toLowerCase() } : filter);
-    const items = (await this.rows(stmt)).map((r) => toJobRecord(r, codec));
-    const limit = filter.limit ?? 50;
-    return { items, nextCursor: items.length === limit ? items[items.length - 1].id : null };
-  }
-
-  async attempts(id: string): Promise<AttemptRecord[]> {
-    const rows = await this.rows({
-      text: `SELECT * FROM ${this.sql.t('attempts')} WHERE job_id = @id ORDER BY attempt;`,
-      params: [{ name: 'id', type: 'char36', value: id.toLowerCase() }],
-    });
-    return withCurrentAttempt(rows.map((r) => toAttemptRecord(r, codec)), await this.get(id));
-  }
-
-  async logs(id: string, opts: { afterSeq?: number; limit: number }): Promise<LogRecord[]> {
-    const rows = await this.rows({
-      text: `SELECT TOP (@limit) seq, attempt, at, message FROM ${this.sql.t('logs')} WHERE job_id = @id AND seq > @after ORDER BY seq;`,
-      params: [
-        { name: 'limit', type: 'int', value: opts.limit },
-        { name: 'id', type: 'char36', value: id.toLowerCase() },
-        { name: 'after', type: 'bigint', value: opts.afterSeq ?? 0 },
-      ],
-    });
-    return rows.map((r) => toLogRecord(r, codec));
-  }
 
   async cancel(id: string): Promise<CancelResult | null> {
     const rows = await this.rows(this.sql.cancel(id.toLowerCase()));
@@ -568,29 +512,6 @@ IF @r < 0 THROW 50001, 'sqljobs: could not take the migration lock', 1;`, [{ nam
 
   async resumeQueue(queue: string): Promise<boolean> {
     return (await this.rows(this.sql.resumeQueue(queue))).length === 1;
-  }
-
-  async queueStats(): Promise<QueueStats[]> {
-    const [live, paused] = await this.resultSets(this.sql.queueStats());
-    return mergeQueueStats(
-      live.map((r) => ({
-        queue: r.queue as string,
-        pending: Number(r.pending),
-        due: Number(r.due),
-        running: Number(r.running),
-        oldestDueAgeMs: r.oldest === null ? null : Math.max(0, Number(r.oldest)),
-        pausedAt: null,
-      })),
-      paused.map((r) => ({ queue: r.queue as string, pausedAt: codec.date(r.paused_at) as Date })),
-    );
-  }
-
-  async throughput(windowMs: number, bucketMs: number): Promise<ThroughputBuckets> {
-    const [now, buckets] = await this.resultSets(this.sql.throughput(windowMs, bucketMs));
-    return {
-      now: Number(now[0].now),
-      buckets: buckets.map((r) => ({ start: Number(r.start), completed: Number(r.completed), failed: Number(r.failed) })),
-    };
   }
 
   async makeDue(id: string): Promise<boolean> {

@@ -18,7 +18,7 @@
 import { createHash } from 'node:crypto';
 import type { Pool as CbPool, PoolConnection as CbPoolConnection } from 'mysql2';
 import type { Pool as PromisePool, PoolConnection, ResultSetHeader } from 'mysql2/promise';
-import { isValidId, type AttemptRecord, type EnqueueResult, type JobRecord, type JobState, type ListFilter, type ListPage, type LogRecord, type NewJobRow, type JobError } from '../../model.ts';
+import { isValidId, type EnqueueResult, type JobState, type NewJobRow, type JobError } from '../../model.ts';
 import type { ScheduleDef } from '../../schedule/schedule.ts';
 import { checkNotNewer, loadMigrations, splitStatements } from '../migrations.ts';
 import { mysql as mysqlDialect } from '../portable/dialect.ts';
@@ -31,20 +31,17 @@ import { attemptsRecord, jobRetryLater } from './fail.ts';
 import { jobRelease, jobSaveProgress, jobsLockShared, logsInsert } from './writes.ts';
 import { takeSessionLock } from '../session-lock.ts';
 import { holdMysqlConnection, openTransaction, withHeld } from '../held.ts';
-import { claimOrder, toAttemptRecord, toClaimedJob, toJobRecord, toLogRecord, toStalledJob, toStoredSchedule, toWorkerRecord, withCurrentAttempt, type RowCodec } from '../rows.ts';
-import { Params, listLimit, listWhere, settleEnqueue, statesByTable } from '../sql.ts';
+import { claimOrder, toClaimedJob, toStalledJob, toStoredSchedule, type RowCodec } from '../rows.ts';
+import { Params, settleEnqueue } from '../sql.ts';
 import type {
   StalledJob,
   CancelResult, ClaimRequest, ClaimedJob, CompleteItem, FailItem, Fenced, LogItem, OpenTransaction, ProgressItem, ReleaseItem,
-  QueueStats, SessionLock, StatusCounts, Store, StoreCapabilities, StoredSchedule, ThroughputBuckets, WorkerInfo, WorkerRecord,
+  SessionLock, Store, StoreCapabilities, StoredSchedule, WorkerInfo,
 } from '../store.ts';
-import { mergeQueueStats } from '../store.ts';
 
 const COMMON = `id, name, queue, payload, payload_bin, priority, attempts, max_attempts, timeout_ms, backoff,
   run_at, created_at, started_at, ref_id, tag, batch_id, created_by, meta, progress, progress_message,
   checkpoint, error, worker_id`;
-const SUMMARY = `id, name, queue, state, priority, attempts, max_attempts, timeout_ms, run_at, created_at,
-  started_at, ref_id, tag, batch_id, created_by, meta, progress, progress_message, checkpoint, error, worker_id`;
 const NOW = 'UTC_TIMESTAMP(3)';
 /** Keep each enqueue statement well under the server's default max_allowed_packet (16 MiB). */
 const CHUNK_BYTES = 4 * 1024 * 1024;
@@ -54,8 +51,6 @@ const CHUNK_ROWS = 2000;
 const LOCK_NAME_MAX = 64;
 /** KILL of a connection that no longer exists. */
 const ER_NO_SUCH_THREAD = 1094;
-/** The states a finished job can be in (each counted on its own index range). */
-const FINISHED_STATES = ['completed', 'failed', 'cancelled', 'skipped'] as const;
 
 type Row = Record<string, unknown>;
 /** Anything that runs a statement: the app's pool, a connection of ours or the caller's. */
@@ -593,29 +588,7 @@ export class MysqlStore extends PortableStore implements Store {
     );
   }
 
-  async dbNow(): Promise<number> {
-    return codec.date((await this.rows(`SELECT ${NOW} AS now`))[0].now)!.getTime();
-  }
-
   // ---------------------------------------------------------------- status
-
-  async statusCounts(cap: number): Promise<StatusCounts> {
-    const live = await this.rows(`SELECT state, queue, COUNT(*) AS count FROM ${this.t.jobs} GROUP BY state, queue ORDER BY queue, state`);
-    // Each state counted on its own (state, id) index range, up to cap: never a full count of history.
-    const finished = await this.rows(
-      FINISHED_STATES.map(() => `SELECT ? AS state, COUNT(*) AS count FROM
-        (SELECT 1 FROM ${this.t.history} FORCE INDEX (${this.t.historyState}) WHERE state = ? LIMIT ?) capped`).join(' UNION ALL '),
-      FINISHED_STATES.flatMap((state) => [state, state, cap]),
-    );
-    return {
-      live: live.map((r) => ({ state: r.state as 'pending' | 'running', queue: r.queue as string, count: Number(r.count) })),
-      finished: finished.filter((r) => Number(r.count) > 0).map((r) => ({ state: r.state as string, count: Number(r.count), capped: Number(r.count) >= cap })),
-    };
-  }
-
-  async listWorkers(): Promise<WorkerRecord[]> {
-    return (await this.rows(`SELECT * FROM ${this.t.workers} ORDER BY started_at`)).map((r) => toWorkerRecord(r, codec));
-  }
 
   async leaderInfo(name: string): Promise<string | null> {
     const [row] = await this.rows('SELECT IS_USED_LOCK(?) AS holder', [lockName(`${this.prefix}${name}`)]);
@@ -625,45 +598,6 @@ export class MysqlStore extends PortableStore implements Store {
   }
 
   // ---------------------------------------------------------------- reads and admin verbs
-
-  async get(id: string): Promise<JobRecord | null> {
-    const rows = await this.rows(
-      `SELECT ${COMMON}, state, CAST(NULL AS DATETIME(3)) AS finished_at, NULL AS result FROM ${this.t.jobs} WHERE id = ?
-       UNION ALL
-       SELECT ${COMMON}, state, finished_at, result FROM ${this.t.history} WHERE id = ?`,
-      [id, id],
-    );
-    return rows.length ? toJobRecord(rows[0], codec) : null;
-  }
-
-  async list(filter: ListFilter): Promise<ListPage> {
-    const limit = listLimit(filter);
-    const { live, history } = statesByTable(filter);
-    const p = new Params('qmark');
-    const cols = filter.includePayload ? `${SUMMARY}, payload, payload_bin` : SUMMARY;
-    const parts: string[] = [];
-    if (live) {
-      parts.push(`(SELECT ${cols}, CAST(NULL AS DATETIME(3)) AS finished_at${filter.includePayload ? ', NULL AS result' : ''} FROM ${this.t.jobs}
-        ${listWhere(filter, live, 2, p, utc)} ORDER BY id DESC LIMIT ${p.add(limit)})`);
-    }
-    if (history) {
-      parts.push(`(SELECT ${cols}, finished_at${filter.includePayload ? ', result' : ''} FROM ${this.t.history}
-        ${listWhere(filter, history, 4, p, utc)} ORDER BY id DESC LIMIT ${p.add(limit)})`);
-    }
-    const rows = await this.rows(`SELECT * FROM (${parts.join(' UNION ALL ')}) page ORDER BY id DESC LIMIT ${p.add(limit)}`, p.values);
-    const items = rows.map((r) => toJobRecord(r, codec));
-    return { items, nextCursor: items.length === limit ? items[items.length - 1].id : null };
-  }
-
-  async attempts(id: string): Promise<AttemptRecord[]> {
-    const rows = await this.rows(`SELECT * FROM ${this.t.attempts} WHERE job_id = ? ORDER BY attempt`, [id]);
-    return withCurrentAttempt(rows.map((r) => toAttemptRecord(r, codec)), await this.get(id));
-  }
-
-  async logs(id: string, opts: { afterSeq?: number; limit: number }): Promise<LogRecord[]> {
-    const rows = await this.rows(`SELECT seq, attempt, at, message FROM ${this.t.logs} WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?`, [id, opts.afterSeq ?? 0, opts.limit]);
-    return rows.map((r) => toLogRecord(r, codec));
-  }
 
   async cancel(id: string): Promise<CancelResult | null> {
     return this.transaction(async (c) => {
@@ -736,38 +670,6 @@ export class MysqlStore extends PortableStore implements Store {
 
   async resumeQueue(queue: string): Promise<boolean> {
     return (await this.exec(`DELETE FROM ${this.t.paused} WHERE queue = ?`, [queue])).affectedRows === 1;
-  }
-
-  /** UTC_TIMESTAMP(3) is read once per statement: every row compares with the same now. */
-  async queueStats(): Promise<QueueStats[]> {
-    const [live, paused] = await Promise.all([
-      this.rows(`SELECT queue, SUM(state = 'pending') AS pending, SUM(state = 'pending' AND run_at <= ${NOW}) AS due, SUM(state = 'running') AS running,
-          TIMESTAMPDIFF(MICROSECOND, MIN(CASE WHEN state = 'pending' AND run_at <= ${NOW} THEN run_at END), ${NOW}) / 1000 AS oldest
-        FROM ${this.t.jobs} FORCE INDEX (${this.t.jobsQueue}) GROUP BY queue`),
-      this.rows(`SELECT queue, paused_at FROM ${this.t.paused}`),
-    ]);
-    return mergeQueueStats(
-      live.map((r) => ({
-        queue: r.queue as string, pending: Number(r.pending), due: Number(r.due), running: Number(r.running),
-        oldestDueAgeMs: r.oldest === null ? null : Math.round(Number(r.oldest)), pausedAt: null,
-      })),
-      paused.map((r) => ({ queue: r.queue as string, pausedAt: codec.date(r.paused_at)! })),
-    );
-  }
-
-  /** Epoch milliseconds from DATETIME(3) UTC without UNIX_TIMESTAMP, which follows the session time zone. */
-  async throughput(windowMs: number, bucketMs: number): Promise<ThroughputBuckets> {
-    const epochMs = (col: string) => `TIMESTAMPDIFF(MICROSECOND, '1970-01-01', ${col}) DIV 1000`;
-    const rows = await this.rows(
-      `SELECT t.now, b.start, b.completed, b.failed FROM (SELECT ${epochMs(NOW)} AS now) t LEFT JOIN (
-         SELECT ${epochMs('finished_at')} DIV ? * ? AS start, SUM(state = 'completed') AS completed, SUM(state = 'failed') AS failed
-         FROM ${this.t.history} FORCE INDEX (${this.t.historyFinished})
-         WHERE finished_at > ${NOW} - INTERVAL ? MICROSECOND GROUP BY 1) b ON TRUE
-       ORDER BY b.start`,
-      [bucketMs, bucketMs, windowMs * 1000],
-    );
-    const buckets = rows.filter((r) => r.start !== null).map((r) => ({ start: Number(r.start), completed: Number(r.completed), failed: Number(r.failed) }));
-    return { now: Number(rows[0].now), buckets };
   }
 
   async makeDue(id: string): Promise<boolean> {

@@ -45,6 +45,17 @@ export interface SqlDialect {
   listValue(values: string[]): unknown;
   /** How rows come back: times and JSON. */
   readonly codec: RowCodec;
+  /**
+   * After a table name: the index a read must use where this planner would otherwise scan the
+   * table or sort (SQLite ` INDEXED BY i`, MySQL ` FORCE INDEX (i)`); empty elsewhere.
+   */
+  useIndex(index: string): string;
+  /** A NULL of the column type times (`time`) or JSON documents (`json`) are stored in (a union's other half has the column). */
+  nullAs(type: 'time' | 'json'): string;
+  /** Epoch milliseconds of a time, as an integer. */
+  epochMs(time: string): string;
+  /** Integer division of two integer expressions (truncated). */
+  intDiv(a: string, b: string): string;
 }
 
 const RESERVED: Record<Dialect, Set<string>> = {
@@ -74,6 +85,11 @@ export const sqlite: SqlDialect = {
   inList: (p) => `IN (SELECT value FROM json_each(${p}))`,
   listValue: (v) => JSON.stringify(v),
   codec: textCodec,
+  useIndex: (i) => ` INDEXED BY ${i}`,
+  nullAs: () => 'NULL',
+  epochMs: (time) => time,
+  // better-sqlite3 binds numbers as REAL: the cast keeps the division integral.
+  intDiv: (a, b) => `(${a} / CAST(${b} AS INTEGER))`,
 };
 
 export const postgres: SqlDialect = {
@@ -94,6 +110,10 @@ export const postgres: SqlDialect = {
   inList: (p) => `= ANY(${p}::text[])`,
   listValue: (v) => v,
   codec: nativeCodec,
+  useIndex: none,
+  nullAs: (type) => (type === 'time' ? 'NULL::timestamptz' : 'NULL::json'),
+  epochMs: (time) => `floor(EXTRACT(EPOCH FROM ${time}) * 1000)::bigint`,
+  intDiv: (a, b) => `(${a} / ${b})`,
 };
 
 /** UTC text: DATETIME(3) reads it the same under any session time zone. */
@@ -123,6 +143,11 @@ export const mysql: SqlDialect = {
     date: (v) => (v === null || v === undefined ? null : v instanceof Date ? v : new Date(`${String(v).replace(' ', 'T')}Z`)),
     json: textCodec.json,
   },
+  useIndex: (i) => ` FORCE INDEX (${i})`,
+  nullAs: (type) => (type === 'time' ? 'CAST(NULL AS DATETIME(3))' : 'NULL'),
+  // From DATETIME(3) UTC without UNIX_TIMESTAMP, which follows the session time zone.
+  epochMs: (time) => `(TIMESTAMPDIFF(MICROSECOND, '1970-01-01', ${time}) DIV 1000)`,
+  intDiv: (a, b) => `(${a} DIV ${b})`,
 };
 
 export const mssql: SqlDialect = {
@@ -144,6 +169,12 @@ export const mssql: SqlDialect = {
   inList: (p) => `IN (SELECT CAST(value AS NVARCHAR(200)) FROM OPENJSON(${p}))`,
   listValue: (v) => JSON.stringify(v),
   codec: { date: nativeCodec.date, json: textCodec.json },
+  useIndex: none,
+  nullAs: (type) => (type === 'time' ? 'CAST(NULL AS DATETIME2(3))' : 'CAST(NULL AS NVARCHAR(MAX))'),
+  // DATEDIFF_BIG: DATEDIFF's INT overflows after 24 days of milliseconds.
+  epochMs: (time) => `DATEDIFF_BIG(millisecond, CAST('19700101' AS DATETIME2(3)), ${time})`,
+  // BIGINT by BIGINT: integer division.
+  intDiv: (a, b) => `(${a} / ${b})`,
 };
 
 export const DIALECTS: Record<Dialect, SqlDialect> = { sqlite, postgres, mysql, mssql };

@@ -5,8 +5,15 @@
  */
 import type { SqlDialect } from './dialect.ts';
 import type { Sql } from './sql.ts';
-import { tables, type SqlRunner, type Tables } from './statement.ts';
+import { tables, type SqlRunner, type Statement, type Tables } from './statement.ts';
 import { leaseRelease, leaseRenew } from './leases.ts';
+import {
+  clockNow, jobAttempts, jobGet, jobLogs, jobsFinishedCounts, jobsList, jobsLiveCounts, jobsThroughput, queuesPaused, queuesStats, workersList,
+} from './reads.ts';
+import type { AttemptRecord, JobRecord, ListFilter, ListPage, LogRecord } from '../../model.ts';
+import { toAttemptRecord, toJobRecord, toLogRecord, toWorkerRecord, withCurrentAttempt } from '../rows.ts';
+import { listLimit } from '../sql.ts';
+import { mergeQueueStats, type QueueStats, type StatusCounts, type ThroughputBuckets, type WorkerRecord } from '../store.ts';
 
 export abstract class PortableStore implements Sql {
   readonly t: Tables;
@@ -25,5 +32,78 @@ export abstract class PortableStore implements Sql {
 
   async releaseLease(name: string, owner: string, token: number): Promise<boolean> {
     return (await this.runner.run(leaseRelease(this, { name, owner, token }))).changes === 1;
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  private async rowsOf(s: Statement): Promise<Record<string, unknown>[]> {
+    return (await this.runner.run(s)).rows;
+  }
+
+  async get(id: string): Promise<JobRecord | null> {
+    const [row] = await this.rowsOf(jobGet(this, { id }));
+    return row ? toJobRecord(row, this.d.codec) : null;
+  }
+
+  async list(filter: ListFilter): Promise<ListPage> {
+    const limit = listLimit(filter);
+    if (filter.states?.length === 0) return { items: [], nextCursor: null }; // no state asked for: no job, and no table to read
+    const items = (await this.rowsOf(jobsList(this, filter))).map((r) => toJobRecord(r, this.d.codec));
+    return { items, nextCursor: items.length === limit ? items[items.length - 1].id : null };
+  }
+
+  async attempts(id: string): Promise<AttemptRecord[]> {
+    const rows = await this.rowsOf(jobAttempts(this, { id }));
+    return withCurrentAttempt(rows.map((r) => toAttemptRecord(r, this.d.codec)), await this.get(id));
+  }
+
+  async logs(id: string, opts: { afterSeq?: number; limit: number }): Promise<LogRecord[]> {
+    const rows = await this.rowsOf(jobLogs(this, { id, afterSeq: opts.afterSeq ?? 0, limit: opts.limit }));
+    return rows.map((r) => toLogRecord(r, this.d.codec));
+  }
+
+  async listWorkers(): Promise<WorkerRecord[]> {
+    return (await this.rowsOf(workersList(this))).map((r) => toWorkerRecord(r, this.d.codec));
+  }
+
+  async dbNow(): Promise<number> {
+    const [row] = await this.rowsOf(clockNow(this));
+    return this.d.codec.date(row.now)!.getTime();
+  }
+
+  /** Counts come back as numbers, or as text where they are BIGINT or DECIMAL (pg, mysql2). */
+  async statusCounts(cap: number): Promise<StatusCounts> {
+    const [live, finished] = await Promise.all([this.rowsOf(jobsLiveCounts(this)), this.rowsOf(jobsFinishedCounts(this, { cap }))]);
+    return {
+      live: live.map((r) => ({ state: r.state as 'pending' | 'running', queue: String(r.queue), count: Number(r.count) })),
+      finished: finished
+        .map((r) => ({ state: String(r.state), count: Number(r.count) }))
+        .filter((r) => r.count > 0)
+        .map((r) => ({ ...r, capped: r.count >= cap })),
+    };
+  }
+
+  async queueStats(): Promise<QueueStats[]> {
+    const [live, paused] = await Promise.all([this.rowsOf(queuesStats(this)), this.rowsOf(queuesPaused(this))]);
+    return mergeQueueStats(
+      live.map((r) => ({
+        queue: String(r.queue),
+        pending: Number(r.pending),
+        due: Number(r.due),
+        running: Number(r.running),
+        oldestDueAgeMs: r.oldest === null || r.oldest === undefined ? null : Math.max(0, Math.round(Number(r.oldest))),
+        pausedAt: null,
+      })),
+      paused.map((r) => ({ queue: String(r.queue), pausedAt: this.d.codec.date(r.paused_at)! })),
+    );
+  }
+
+  async throughput(windowMs: number, bucketMs: number): Promise<ThroughputBuckets> {
+    const rows = await this.rowsOf(jobsThroughput(this, { windowMs, bucketMs }));
+    return {
+      now: Number(rows[0].now),
+      // Without a finished job in the window, the one row carries the clock only.
+      buckets: rows.filter((r) => r.start !== null).map((r) => ({ start: Number(r.start), completed: Number(r.completed), failed: Number(r.failed) })),
+    };
   }
 }

@@ -34,6 +34,13 @@ export class Binder {
   text(v: string | null): string {
     return this.add(v, 'nvarchar');
   }
+  /**
+   * ASCII text compared with a VARCHAR column (job states): VARCHAR on SQL Server, where an
+   * NVARCHAR value would convert the column and keep the comparison from seeking its index.
+   */
+  ascii(v: string): string {
+    return this.add(v, 'varchar');
+  }
   /** Text of any length (JSON documents, messages). */
   longText(v: string | null): string {
     return this.add(v, 'nvarchar(max)');
@@ -54,6 +61,18 @@ export class Binder {
   /** A time the library computed (epoch ms). */
   time(ms: number | null): string {
     return this.add(this.d.time(ms), 'datetime2');
+  }
+  /** `TOP (n) ` right after SELECT where the dialect limits rows so (SQL Server); elsewhere nothing, and nothing bound. */
+  top(n: number): string {
+    return this.spelled(this.d.top, n);
+  }
+  /** ` LIMIT n` at the end of a SELECT where the dialect limits rows so; elsewhere nothing, and nothing bound. */
+  limit(n: number): string {
+    return this.spelled(this.d.limit, n);
+  }
+  /** `fragment` over n bound, or nothing where the dialect does not spell it (a value bound without its placeholder would shift the others). */
+  private spelled(fragment: (p: string) => string, n: number): string {
+    return fragment('') === '' ? '' : fragment(this.int(n));
   }
   /** `IN (…)` over these strings, bound as one value. */
   in(values: string[]): string {

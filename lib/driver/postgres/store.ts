@@ -8,15 +8,15 @@
  * connection. LISTEN uses one dedicated client that reconnects and then asks for a catch-up poll.
  */
 import type { Pool, PoolClient, PoolConfig, Client, QueryResultRow } from 'pg';
-import type { AttemptRecord, EnqueueResult, JobRecord, JobState, ListFilter, ListPage, LogRecord, NewJobRow, JobError } from '../../model.ts';
+import type { EnqueueResult, JobState, NewJobRow, JobError } from '../../model.ts';
 import { checkNotNewer, loadMigrations, splitStatements } from '../migrations.ts';
-import { claimOrder, nativeCodec, toAttemptRecord, toClaimedJob, toJobRecord, toLogRecord, toStalledJob, toStoredSchedule, toWorkerRecord, withCurrentAttempt } from '../rows.ts';
+import { claimOrder, nativeCodec, toClaimedJob, toStalledJob, toStoredSchedule } from '../rows.ts';
 import type { ScheduleDef } from '../../schedule/schedule.ts';
-import { Params, listLimit, listWhere, settleEnqueue, statesByTable } from '../sql.ts';
+import { settleEnqueue } from '../sql.ts';
 import type {
   StalledJob,
   CancelResult, ClaimRequest, ClaimedJob, CompleteItem, FailItem, Fenced, ListenCallbacks, ListenHandle, LogItem, OpenTransaction,
-  ProgressItem, QueueStats, ReleaseItem, SessionLock, StatusCounts, Store, StoreCapabilities, ThroughputBuckets, StoredSchedule, WorkerInfo, WorkerRecord,
+  ProgressItem, ReleaseItem, SessionLock, Store, StoreCapabilities, StoredSchedule, WorkerInfo,
 } from '../store.ts';
 import { takeSessionLock } from '../session-lock.ts';
 import { isPgClient } from '../detect.ts';
@@ -31,13 +31,10 @@ import { postgres as postgresDialect } from '../portable/dialect.ts';
 import { PortableStore } from '../portable/engine.ts';
 import type { Outcome, SqlRunner, Statement } from '../portable/statement.ts';
 import { holdPgClient, openTransaction, withHeld } from '../held.ts';
-import { mergeQueueStats } from '../store.ts';
 
 const COMMON = `id, name, queue, payload, payload_bin, priority, attempts, max_attempts, timeout_ms, backoff,
   run_at, created_at, started_at, ref_id, tag, batch_id, created_by, meta, progress, progress_message,
   checkpoint, error, worker_id`;
-const SUMMARY = `id::text AS id, name, queue, state, priority, attempts, max_attempts, timeout_ms, run_at, created_at,
-  started_at, ref_id, tag, batch_id, created_by, meta, progress, progress_message, checkpoint, error, worker_id`;
 /** Keep each enqueue chunk under a few MB of JSON. */
 const CHUNK_BYTES = 4 * 1024 * 1024;
 
@@ -412,29 +409,7 @@ export class PostgresStore extends PortableStore implements Store {
     );
   }
 
-  async dbNow(): Promise<number> {
-    return ((await this.rows('SELECT now() AS now'))[0].now as Date).getTime();
-  }
-
   // ---------------------------------------------------------------- status
-
-  async statusCounts(cap: number): Promise<StatusCounts> {
-    const live = await this.rows(`SELECT state, queue, count(*)::int AS count FROM ${this.t.jobs} GROUP BY state, queue ORDER BY queue, state`);
-    // Each state counted on its own (state, id) index range, up to cap: never a full count of history.
-    const finished = await this.rows(
-      `SELECT s.state, c.count FROM unnest(ARRAY['completed', 'failed', 'cancelled', 'skipped']) AS s(state)
-       CROSS JOIN LATERAL (SELECT count(*)::int AS count FROM (SELECT 1 FROM ${this.t.history} h WHERE h.state = s.state LIMIT $1) capped) c`,
-      [cap],
-    );
-    return {
-      live: live as StatusCounts['live'],
-      finished: finished.filter((r) => Number(r.count) > 0).map((r) => ({ state: r.state as string, count: Number(r.count), capped: Number(r.count) >= cap })),
-    };
-  }
-
-  async listWorkers(): Promise<WorkerRecord[]> {
-    return (await this.rows(`SELECT * FROM ${this.t.workers} ORDER BY started_at`)).map((r) => toWorkerRecord(r, nativeCodec));
-  }
 
   async leaderInfo(name: string): Promise<string | null> {
     const rows = await this.rows(
@@ -449,51 +424,6 @@ export class PostgresStore extends PortableStore implements Store {
 
   private async rows(text: string, values: unknown[] = []): Promise<QueryResultRow[]> {
     return (await this.own.query(text, values)).rows;
-  }
-
-  async get(id: string): Promise<JobRecord | null> {
-    const cols = COMMON.replace('id,', 'id::text AS id,');
-    const rows = await this.rows(
-      `SELECT ${cols}, state, NULL::timestamptz AS finished_at, NULL::json AS result FROM ${this.t.jobs} WHERE id = $1
-       UNION ALL
-       SELECT ${cols}, state, finished_at, result FROM ${this.t.history} WHERE id = $1`,
-      [id],
-    );
-    return rows.length ? toJobRecord(rows[0], nativeCodec) : null;
-  }
-
-  async list(filter: ListFilter): Promise<ListPage> {
-    const limit = listLimit(filter);
-    const { live, history } = statesByTable(filter);
-    const p = new Params('dollar');
-    const cols = filter.includePayload ? `${SUMMARY}, payload, payload_bin` : SUMMARY;
-    const parts: string[] = [];
-    // Each half orders by the table's uuid column (qualified: a bare "id" would be the text alias
-    // of the select list, whose order no index serves), so it walks an index and stops at the limit.
-    if (live) {
-      parts.push(`(SELECT ${cols}, NULL::timestamptz AS finished_at${filter.includePayload ? ', NULL::json AS result' : ''} FROM ${this.t.jobs}
-        ${listWhere(filter, live, 2, p, (d) => d)} ORDER BY ${this.t.jobs}.id DESC LIMIT ${p.add(limit)})`);
-    }
-    if (history) {
-      parts.push(`(SELECT ${cols}, finished_at${filter.includePayload ? ', result' : ''} FROM ${this.t.history}
-        ${listWhere(filter, history, 4, p, (d) => d)} ORDER BY ${this.t.history}.id DESC LIMIT ${p.add(limit)})`);
-    }
-    const rows = await this.rows(`SELECT * FROM (${parts.join(' UNION ALL ')}) page ORDER BY id DESC LIMIT ${p.add(limit)}`, p.values);
-    const items = rows.map((r) => toJobRecord(r, nativeCodec));
-    return { items, nextCursor: items.length === limit ? items[items.length - 1].id : null };
-  }
-
-  async attempts(id: string): Promise<AttemptRecord[]> {
-    const rows = await this.rows(`SELECT * FROM ${this.t.attempts} WHERE job_id = $1 ORDER BY attempt`, [id]);
-    return withCurrentAttempt(rows.map((r) => toAttemptRecord(r, nativeCodec)), await this.get(id));
-  }
-
-  async logs(id: string, opts: { afterSeq?: number; limit: number }): Promise<LogRecord[]> {
-    const rows = await this.rows(
-      `SELECT seq, attempt, at, message FROM ${this.t.logs} WHERE job_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`,
-      [id, opts.afterSeq ?? 0, opts.limit],
-    );
-    return rows.map((r) => toLogRecord(r, nativeCodec));
   }
 
   async cancel(id: string): Promise<CancelResult | null> {
@@ -566,35 +496,6 @@ export class PostgresStore extends PortableStore implements Store {
     const rows = await this.rows(`DELETE FROM ${this.t.paused} WHERE queue = $1 RETURNING queue`, [queue]);
     if (rows.length) await this.own.query('SELECT pg_notify($1, $2)', [this.jobsChannel, queue]);
     return rows.length === 1;
-  }
-
-  async queueStats(): Promise<QueueStats[]> {
-    const [live, paused] = await Promise.all([
-      this.rows(`SELECT queue, count(*) FILTER (WHERE state = 'pending')::int AS pending,
-          count(*) FILTER (WHERE state = 'pending' AND run_at <= now())::int AS due,
-          count(*) FILTER (WHERE state = 'running')::int AS running,
-          (EXTRACT(EPOCH FROM now() - min(run_at) FILTER (WHERE state = 'pending' AND run_at <= now())) * 1000)::float8 AS oldest
-        FROM ${this.t.jobs} GROUP BY queue`),
-      this.rows(`SELECT queue, paused_at FROM ${this.t.paused}`),
-    ]);
-    return mergeQueueStats(
-      live.map((r) => ({ queue: r.queue, pending: r.pending, due: r.due, running: r.running, oldestDueAgeMs: r.oldest === null ? null : Math.round(r.oldest), pausedAt: null })),
-      paused.map((r) => ({ queue: r.queue, pausedAt: r.paused_at })),
-    );
-  }
-
-  async throughput(windowMs: number, bucketMs: number): Promise<ThroughputBuckets> {
-    const rows = await this.rows(
-      `WITH t AS (SELECT (EXTRACT(EPOCH FROM now()) * 1000)::float8 AS now)
-       SELECT t.now, b.start, b.completed, b.failed FROM t LEFT JOIN (
-         SELECT (floor(EXTRACT(EPOCH FROM finished_at) * 1000 / $2) * $2)::float8 AS start,
-           count(*) FILTER (WHERE state = 'completed')::int AS completed, count(*) FILTER (WHERE state = 'failed')::int AS failed
-         FROM ${this.t.history} WHERE finished_at > now() - $1 * interval '1 millisecond' GROUP BY 1) b ON true
-       ORDER BY b.start`,
-      [windowMs, bucketMs],
-    );
-    const buckets = rows.filter((r) => r.start !== null).map((r) => ({ start: Number(r.start), completed: r.completed, failed: r.failed }));
-    return { now: Math.round(Number(rows[0].now)), buckets };
   }
 
   async makeDue(id: string): Promise<boolean> {

@@ -10,9 +10,9 @@
  * short busy_timeout and SQLITE_BUSY is retried asynchronously.
  */
 import type BetterSqlite3 from 'better-sqlite3';
-import type { EnqueueResult, JobRecord, JobState, ListFilter, ListPage, NewJobRow, AttemptRecord, LogRecord, JobError } from '../../model.ts';
+import type { EnqueueResult, JobState, NewJobRow, JobError } from '../../model.ts';
 import { checkNotNewer, loadMigrations } from '../migrations.ts';
-import { claimOrder, textCodec, toAttemptRecord, toClaimedJob, toJobRecord, toLogRecord, toStalledJob, toStoredSchedule, toWorkerRecord, withCurrentAttempt } from '../rows.ts';
+import { claimOrder, textCodec, toClaimedJob, toStalledJob, toStoredSchedule } from '../rows.ts';
 import type { ScheduleDef } from '../../schedule/schedule.ts';
 import { sqlite as sqliteDialect } from '../portable/dialect.ts';
 import { PortableStore } from '../portable/engine.ts';
@@ -22,11 +22,10 @@ import { jobMoveToHistory } from './move.ts';
 import { attemptRecord, jobRetryLater } from './fail.ts';
 import { jobOwned, jobRelease, jobSaveProgress, logInsert } from './writes.ts';
 import type { Outcome, SqlRunner, Statement } from '../portable/statement.ts';
-import { Params, listLimit, listWhere, statesByTable } from '../sql.ts';
-import { type StalledJob, CLAIM_COLUMNS, mergeQueueStats } from '../store.ts';
+import { type StalledJob, CLAIM_COLUMNS } from '../store.ts';
 import type {
   CancelResult, ClaimRequest, ClaimedJob, CompleteItem, FailItem, Fenced, LogItem, ProgressItem,
-  QueueStats, ReleaseItem, StatusCounts, Store, ThroughputBuckets, StoreCapabilities, StoredSchedule, WorkerInfo, WorkerRecord,
+  ReleaseItem, Store, StoreCapabilities, StoredSchedule, WorkerInfo,
 } from '../store.ts';
 
 type DB = BetterSqlite3.Database;
@@ -38,8 +37,6 @@ const NOW = "CAST(unixepoch('subsec') * 1000 AS INTEGER)";
 const COMMON = `id, name, queue, payload, payload_bin, priority, attempts, max_attempts, timeout_ms, backoff,
   run_at, created_at, started_at, ref_id, tag, batch_id, created_by, meta, progress, progress_message,
   checkpoint, error, worker_id`;
-const SUMMARY = `id, name, queue, state, priority, attempts, max_attempts, timeout_ms, run_at, created_at,
-  started_at, ref_id, tag, batch_id, created_by, meta, progress, progress_message, checkpoint, error, worker_id`;
 
 export interface SqliteStoreOptions {
   prefix: string;
@@ -460,26 +457,7 @@ export class SqliteStore extends PortableStore implements Store {
     );
   }
 
-  async dbNow(): Promise<number> {
-    return this.read(() => (this.q(`SELECT ${NOW} AS now`).get() as { now: number }).now);
-  }
-
   // ---------------------------------------------------------------- status
-
-  async statusCounts(cap: number): Promise<StatusCounts> {
-    return this.read(() => {
-      const live = this.q(`SELECT state, queue, COUNT(*) AS count FROM ${this.t.jobs} GROUP BY state, queue ORDER BY queue, state`).all() as StatusCounts['live'];
-      // Each state counted on its own (state, id) index range, up to cap: never a full count of history.
-      const finished = this.q(`SELECT s.state, (SELECT COUNT(*) FROM (SELECT 1 FROM ${this.t.history} INDEXED BY ${this.t.historyState} WHERE state = s.state LIMIT ?)) AS count
-        FROM (SELECT 'completed' AS state UNION ALL SELECT 'failed' UNION ALL SELECT 'cancelled' UNION ALL SELECT 'skipped') s`).all(cap) as { state: string; count: number }[];
-      return { live, finished: finished.filter((r) => r.count > 0).map((r) => ({ ...r, capped: r.count >= cap })) };
-    });
-  }
-
-  async listWorkers(): Promise<WorkerRecord[]> {
-    const rows = await this.read(() => this.q(`SELECT * FROM ${this.t.workers} ORDER BY started_at`).all() as Record<string, unknown>[]);
-    return rows.map((r) => toWorkerRecord(r, textCodec));
-  }
 
   async leaderInfo(name: string): Promise<string | null> {
     const row = await this.read(() => this.q(`SELECT owner, expires_at - ${NOW} AS left_ms FROM ${this.t.leases} WHERE name = ? AND expires_at > ${NOW}`).get(name) as { owner: string; left_ms: number } | undefined);
@@ -487,46 +465,6 @@ export class SqliteStore extends PortableStore implements Store {
   }
 
   // ---------------------------------------------------------------- reads and admin verbs
-
-  async get(id: string): Promise<JobRecord | null> {
-    return this.read(() => {
-      const live = this.q(`SELECT *, NULL AS finished_at FROM ${this.t.jobs} WHERE id = ?`).get(id) as Record<string, unknown> | undefined;
-      const row = live ?? (this.q(`SELECT * FROM ${this.t.history} WHERE id = ?`).get(id) as Record<string, unknown> | undefined);
-      return row ? toJobRecord(row, textCodec) : null;
-    });
-  }
-
-  async list(filter: ListFilter): Promise<ListPage> {
-    const limit = listLimit(filter);
-    const { live, history } = statesByTable(filter);
-    const p = new Params('qmark');
-    const cols = filter.includePayload ? `${SUMMARY}, payload, payload_bin` : SUMMARY;
-    const parts: string[] = [];
-    if (live) {
-      parts.push(`SELECT * FROM (SELECT ${cols}, NULL AS finished_at${filter.includePayload ? ', NULL AS result' : ''} FROM ${this.t.jobs}
-        ${listWhere(filter, live, 2, p, (d) => d.getTime())} ORDER BY id DESC LIMIT ${p.add(limit)})`);
-    }
-    if (history) {
-      parts.push(`SELECT * FROM (SELECT ${cols}, finished_at${filter.includePayload ? ', result' : ''} FROM ${this.t.history}
-        ${listWhere(filter, history, 4, p, (d) => d.getTime())} ORDER BY id DESC LIMIT ${p.add(limit)})`);
-    }
-    const sql = `${parts.join(' UNION ALL ')} ORDER BY id DESC LIMIT ${p.add(limit)}`;
-    const rows = await this.read(() => this.q(sql).all(...p.values) as Record<string, unknown>[]);
-    const items = rows.map((r) => toJobRecord(r, textCodec));
-    return { items, nextCursor: items.length === limit ? items[items.length - 1].id : null };
-  }
-
-  async attempts(id: string): Promise<AttemptRecord[]> {
-    const rows = await this.read(() => this.q(`SELECT * FROM ${this.t.attempts} WHERE job_id = ? ORDER BY attempt`).all(id) as Record<string, unknown>[]);
-    return withCurrentAttempt(rows.map((r) => toAttemptRecord(r, textCodec)), await this.get(id));
-  }
-
-  async logs(id: string, opts: { afterSeq?: number; limit: number }): Promise<LogRecord[]> {
-    const rows = await this.read(
-      () => this.q(`SELECT * FROM ${this.t.logs} WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?`).all(id, opts.afterSeq ?? 0, opts.limit) as Record<string, unknown>[],
-    );
-    return rows.map((r) => toLogRecord(r, textCodec));
-  }
 
   async cancel(id: string): Promise<CancelResult | null> {
     return this.write(() => {
@@ -586,29 +524,6 @@ export class SqliteStore extends PortableStore implements Store {
 
   async resumeQueue(queue: string): Promise<boolean> {
     return this.write(() => this.q(`DELETE FROM ${this.t.paused} WHERE queue = ?`).run(queue).changes === 1);
-  }
-
-  async queueStats(): Promise<QueueStats[]> {
-    return this.read(() => {
-      const live = this.q(`SELECT queue, SUM(state = 'pending') AS pending, SUM(state = 'pending' AND run_at <= now) AS due,
-          SUM(state = 'running') AS running, now - MIN(CASE WHEN state = 'pending' AND run_at <= now THEN run_at END) AS oldest
-        FROM ${this.t.jobs} INDEXED BY ${this.t.jobsQueue}, (SELECT ${NOW} AS now) GROUP BY queue`).all() as Record<string, number | string | null>[];
-      const paused = this.q(`SELECT queue, paused_at FROM ${this.t.paused}`).all() as { queue: string; paused_at: number }[];
-      return mergeQueueStats(
-        live.map((r) => ({ queue: String(r.queue), pending: Number(r.pending), due: Number(r.due), running: Number(r.running), oldestDueAgeMs: r.oldest === null ? null : Number(r.oldest), pausedAt: null })),
-        paused.map((r) => ({ queue: r.queue, pausedAt: new Date(r.paused_at) })),
-      );
-    });
-  }
-
-  async throughput(windowMs: number, bucketMs: number): Promise<ThroughputBuckets> {
-    return this.read(() => {
-      const now = (this.q(`SELECT ${NOW} AS now`).get() as { now: number }).now;
-      const buckets = this.q(`SELECT (finished_at / CAST(? AS INTEGER)) * CAST(? AS INTEGER) AS start, SUM(state = 'completed') AS completed, SUM(state = 'failed') AS failed
-        FROM ${this.t.history} INDEXED BY ${this.t.historyFinished} WHERE finished_at > ? GROUP BY 1 ORDER BY 1`)
-        .all(bucketMs, bucketMs, now - windowMs) as ThroughputBuckets['buckets'];
-      return { now, buckets };
-    });
   }
 
   async makeDue(id: string): Promise<boolean> {

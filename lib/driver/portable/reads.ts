@@ -1,0 +1,151 @@
+/**
+ * Reads for the facade, the CLI and the admin: one statement on every database. Where a planner
+ * needs to be told which index serves a read (SQLite, MySQL), the dialect's useIndex() says so;
+ * the live half of a union with history gets typed NULLs for the columns only history has.
+ */
+import { TERMINAL_STATES, type JobState, type ListFilter } from '../../model.ts';
+import { listLimit, statesByTable } from '../sql.ts';
+import type { SqlDialect } from './dialect.ts';
+import type { Sql } from './sql.ts';
+import { read, type Binder, type Statement } from './statement.ts';
+
+/** The columns of a job the list shows (with PAYLOAD only when asked). */
+const SUMMARY = [
+  'id', 'name', 'queue', 'state', 'priority', 'attempts', 'max_attempts', 'timeout_ms', 'run_at', 'created_at', 'started_at',
+  'ref_id', 'tag', 'batch_id', 'created_by', 'meta', 'progress', 'progress_message', 'checkpoint', 'error', 'worker_id',
+];
+const PAYLOAD = ['payload', 'payload_bin'];
+/** Every column of a job both tables have. */
+const RECORD = [...SUMMARY, ...PAYLOAD, 'backoff'];
+
+function columns(d: SqlDialect, names: string[]): string {
+  return names.map((c) => d.col(c)).join(', ');
+}
+
+export interface JobId {
+  id: string;
+}
+
+/** One job, live or finished (an id is in one table at a time: the move to history is one transaction). */
+export function jobGet({ d, t }: Sql, k: JobId): Statement {
+  const cols = columns(d, RECORD);
+  return read(d, (b) =>
+    `SELECT ${cols}, ${d.nullAs('time')} AS finished_at, ${d.nullAs('json')} AS result FROM ${t.jobs} WHERE id = ${b.id(k.id)}
+     UNION ALL
+     SELECT ${cols}, finished_at, result FROM ${t.history} WHERE id = ${b.id(k.id)}`);
+}
+
+/** The failed attempts of a job (the current one is described by the job itself). */
+export function jobAttempts({ d, t }: Sql, k: JobId): Statement {
+  return read(d, (b) => `SELECT * FROM ${t.attempts} WHERE job_id = ${b.id(k.id)} ORDER BY attempt`);
+}
+
+/** A job's log lines after `afterSeq`, in order, at most `limit`. */
+export function jobLogs({ d, t }: Sql, k: JobId & { afterSeq: number; limit: number }): Statement {
+  return read(d, (b) =>
+    `SELECT ${b.top(k.limit)}seq, attempt, at, message FROM ${t.logs}
+     WHERE job_id = ${b.id(k.id)} AND seq > ${b.bigint(k.afterSeq)} ORDER BY seq${b.limit(k.limit)}`);
+}
+
+export function workersList({ d, t }: Sql): Statement {
+  return read(d, () => `SELECT * FROM ${t.workers} ORDER BY started_at`);
+}
+
+/** The database clock (column `now`). */
+export function clockNow({ d }: Sql): Statement {
+  return read(d, () => `SELECT ${d.now} AS now`);
+}
+
+/** Live jobs per state and queue: exact (the hot table is small). */
+export function jobsLiveCounts({ d, t }: Sql): Statement {
+  return read(d, () => `SELECT state, queue, COUNT(*) AS count FROM ${t.jobs} GROUP BY state, queue ORDER BY queue, state`);
+}
+
+/**
+ * Finished jobs per state, each counted on its own (state, id) index range, up to cap: never a
+ * full count of history. Every state answers a row (count 0 when it has none), in a fixed order.
+ */
+export function jobsFinishedCounts({ d, t }: Sql, k: { cap: number }): Statement {
+  return read(d, (b) =>
+    TERMINAL_STATES.map((state, i) =>
+      `SELECT ${i + 1} AS ord, '${state}' AS state, COUNT(*) AS count FROM (
+         SELECT ${b.top(k.cap)}1 AS one FROM ${t.history}${d.useIndex(t.historyState)} WHERE state = '${state}'${b.limit(k.cap)}) capped`,
+    ).join('\nUNION ALL\n') + '\nORDER BY ord');
+}
+
+/**
+ * Per queue of the live table, read from its (queue, state, run_at) index: pending, due, running,
+ * and how long the oldest due job has waited. The clock is read once, so every figure compares
+ * with the same now (MAX only lifts that one reading into the group).
+ */
+export function queuesStats({ d, t }: Sql): Statement {
+  const due = `state = 'pending' AND run_at <= clock.now`;
+  return read(d, () =>
+    `SELECT queue, SUM(CASE WHEN state = 'pending' THEN 1 ELSE 0 END) AS pending, SUM(CASE WHEN ${due} THEN 1 ELSE 0 END) AS due,
+       SUM(CASE WHEN state = 'running' THEN 1 ELSE 0 END) AS running,
+       ${d.msBetween('MAX(clock.now)', `MIN(CASE WHEN ${due} THEN run_at END)`)} AS oldest
+     FROM ${t.jobs}${d.useIndex(t.jobsQueue)} CROSS JOIN (SELECT ${d.now} AS now) clock
+     GROUP BY queue`);
+}
+
+/** The paused queues (a row means paused), with when. */
+export function queuesPaused({ d, t }: Sql): Statement {
+  return read(d, () => `SELECT queue, paused_at FROM ${t.paused}`);
+}
+
+/**
+ * The database's now (epoch ms) and, beside it, completed and failed per bucket of bucketMs
+ * over the last windowMs (buckets aligned on the epoch, read from the (finished_at, state)
+ * index; none when the window is empty). The bucket is computed in a derived table, so GROUP BY
+ * names a column (SQL Server groups by no alias).
+ */
+export function jobsThroughput({ d, t }: Sql, k: { windowMs: number; bucketMs: number }): Statement {
+  return read(d, (b) =>
+    `SELECT ${d.epochMs('clock.now')} AS now, w.start, w.completed, w.failed FROM (SELECT ${d.now} AS now) clock LEFT JOIN (
+       SELECT f.start, SUM(CASE WHEN f.state = 'completed' THEN 1 ELSE 0 END) AS completed, SUM(CASE WHEN f.state = 'failed' THEN 1 ELSE 0 END) AS failed
+       FROM (SELECT ${d.intDiv(d.epochMs('finished_at'), b.bigint(k.bucketMs))} * ${b.bigint(k.bucketMs)} AS start, state
+             FROM ${t.history}${d.useIndex(t.historyFinished)} WHERE finished_at > ${d.plusMs(d.now, b.bigint(-k.windowMs))}) f
+       GROUP BY f.start) w ON 1 = 1
+     ORDER BY w.start`);
+}
+
+/**
+ * A keyset page of jobs, newest first (id < cursor, never OFFSET, which rereads what it skips):
+ * each table's half walks its id index backward and stops at the limit, then the union is cut
+ * to the limit. A state filter touches only the tables that hold those states (at least one).
+ */
+export function jobsList({ d, t }: Sql, filter: ListFilter): Statement {
+  const limit = listLimit(filter);
+  const { live, history } = statesByTable(filter);
+  const payload = filter.includePayload === true;
+  const cols = columns(d, payload ? [...SUMMARY, ...PAYLOAD] : SUMMARY);
+  // The columns only history has: typed NULLs in the live half.
+  const liveTail = `${d.nullAs('time')} AS finished_at${payload ? `, ${d.nullAs('json')} AS result` : ''}`;
+  const historyTail = `finished_at${payload ? ', result' : ''}`;
+  return read(d, (b) => {
+    const top = b.top(limit);
+    const half = (table: string, tail: string, states: JobState[], allStates: number, alias: string) =>
+      `SELECT * FROM (SELECT ${b.top(limit)}${cols}, ${tail} FROM ${table}${listWhere(b, filter, states, allStates)}
+         ORDER BY id DESC${b.limit(limit)}) ${alias}`;
+    const halves: string[] = [];
+    if (live) halves.push(half(t.jobs, liveTail, live, 2, 'live'));
+    if (history) halves.push(half(t.history, historyTail, history, TERMINAL_STATES.length, 'finished'));
+    return `SELECT ${top}* FROM (${halves.join('\nUNION ALL\n')}) page ORDER BY id DESC${b.limit(limit)}`;
+  });
+}
+
+/** The WHERE clause of one table's half of the list: every filter is a bound value. */
+function listWhere(b: Binder, f: ListFilter, states: JobState[], allStates: number): string {
+  const where: string[] = [];
+  if (states.length < allStates) where.push(`state IN (${states.map((s) => b.ascii(s)).join(', ')})`);
+  if (f.queue !== undefined) where.push(`queue = ${b.text(f.queue)}`);
+  if (f.name !== undefined) where.push(`name = ${b.text(f.name)}`);
+  if (f.tag !== undefined) where.push(`tag = ${b.text(f.tag)}`);
+  if (f.batchId !== undefined) where.push(`batch_id = ${b.text(f.batchId)}`);
+  if (f.refId !== undefined) where.push(`ref_id = ${b.text(f.refId)}`);
+  if (f.createdBy !== undefined) where.push(`created_by = ${b.text(f.createdBy)}`);
+  if (f.createdAfter !== undefined) where.push(`created_at >= ${b.time(f.createdAfter.getTime())}`);
+  if (f.createdBefore !== undefined) where.push(`created_at < ${b.time(f.createdBefore.getTime())}`);
+  if (f.cursor !== undefined) where.push(`id < ${b.id(f.cursor)}`);
+  return where.length ? ` WHERE ${where.join(' AND ')}` : '';
+}

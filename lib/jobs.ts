@@ -19,10 +19,11 @@ import { uuidv7 } from './uuid.ts';
 import { RateLimitedLog, SafeEvents } from './report.ts';
 import { Locks } from './locks.ts';
 import { LeaderElector, leadershipKey, type LeaderOptions } from './schedule/leader.ts';
-import { buildSchedule, definitionHash, type RecurringOptions, type ScheduleDef, type ScheduleRecord, type ScheduleSpec } from './schedule/schedule.ts';
-import { Scheduler, firstRun } from './schedule/scheduler.ts';
+import type { RecurringOptions, ScheduleRecord, ScheduleSpec } from './schedule/schedule.ts';
+import { Schedules } from './schedule/schedules.ts';
 import { Maintenance } from './maintenance/service.ts';
-import type { QueueStats, StatusCounts, StoredSchedule, ThroughputBuckets, WorkerRecord } from './driver/store.ts';
+import { migratedStore, type MigratedStore } from './migrated.ts';
+import type { QueueStats, StatusCounts, ThroughputBuckets, WorkerRecord } from './driver/store.ts';
 
 export interface JobsStatus extends StatusCounts {
   workers: WorkerRecord[];
@@ -81,6 +82,10 @@ export type EnqueueManyItem<M extends JobMap> = {
 export class Jobs<M extends JobMap = {}> {
   /** The database behind this instance (the library's own seam; not part of the public API). @internal */
   readonly store: Store;
+  /** The schema, applied once before the first database use. */
+  private readonly schema: MigratedStore;
+  /** The store as every verb here and every service below uses it: migrated before its first call. */
+  private readonly db: Store;
   /** Named, expiring cross-process locks in the jobs database (tryAcquire, release, withLock). */
   readonly locks: Locks;
   private readonly emitter = new EventEmitter();
@@ -92,12 +97,10 @@ export class Jobs<M extends JobMap = {}> {
   readonly mode: JobsMode;
   private readonly workerOptions: WorkerOptions | null;
   private worker: Worker | null = null;
-  private ready: Promise<void> | null = null;
   private readonly leaderOptions: LeaderOptions | null;
   private elector: LeaderElector | null = null;
-  /** Schedules defined in code, with the hash of their definition. */
-  private readonly recurringDefs = new Map<string, { def: ScheduleDef; hash: string }>();
-  private scheduler: Scheduler | null = null;
+  /** Schedules defined in code or stored at run time, and the scheduler that fires them. */
+  private readonly scheduling: Schedules;
   /** Rescue of stalled jobs and retention, beside the worker. */
   private maintenance: Maintenance | null = null;
 
@@ -107,9 +110,19 @@ export class Jobs<M extends JobMap = {}> {
     this.mode = o.mode;
     this.workerOptions = o.worker;
     this.store = createStore(opts.db, { prefix: o.prefix, sqliteWal: o.sqliteWal, workerPoolSize: o.workerPoolSize });
-    this.locks = new Locks(this.store, () => this.migrate());
+    this.schema = migratedStore(this.store);
+    this.db = this.schema.view;
+    // Locks is public and takes its gate as a constructor argument (its declared signature stays).
+    this.locks = new Locks(this.store, this.schema.migrate);
     this.leaderOptions = o.leader;
     this.events = new SafeEvents(this.emitter, new RateLimitedLog(o.logger));
+    this.scheduling = new Schedules(this.db, {
+      row: (name, payload, options) => this.row(name, payload, options),
+      enqueue: (rows) => this.writeRows(rows),
+      running: () => this.worker?.isRunning ?? false,
+      fired: (e) => this.events.emit('scheduled', e),
+      error: (err, context) => this.events.error(err, context),
+    });
   }
 
   /** Register a handler. Returns this instance, typed with the new job, for chaining. */
@@ -143,13 +156,7 @@ export class Jobs<M extends JobMap = {}> {
 
   /** Apply the schema (idempotent; also done lazily on first use). */
   migrate(): Promise<void> {
-    if (!this.ready) {
-      this.ready = this.store.migrate().catch((err) => {
-        this.ready = null;
-        throw err;
-      });
-    }
-    return this.ready;
+    return this.schema.migrate();
   }
 
   /** Validate and encode one job without writing it (the request unit of work buffers rows on SQLite). @internal */
@@ -160,16 +167,14 @@ export class Jobs<M extends JobMap = {}> {
   /** Write prepared rows in one transaction. @internal */
   async writeRows(rows: NewJobRow[]): Promise<EnqueueResult[]> {
     if (!rows.length) return [];
-    if (this.store.capabilities.syncEnqueue) return this.afterEnqueue(rows, this.writeSync(rows, undefined), false);
-    await this.migrate();
-    return this.afterEnqueue(rows, await this.store.enqueue(rows), false);
+    if (this.db.capabilities.syncEnqueue) return this.afterEnqueue(rows, this.writeSync(rows, undefined), false);
+    return this.afterEnqueue(rows, await this.db.enqueue(rows), false);
   }
 
   /** Open a transaction on the app's database for a request's unit of work. @internal */
   async beginTransaction(): Promise<OpenTransaction> {
-    if (!this.store.beginTransaction) throw new Error(`${this.store.dialect}: a request transaction cannot be held open here`);
-    await this.migrate();
-    return this.store.beginTransaction();
+    if (!this.db.beginTransaction) throw new Error(`${this.db.dialect}: a request transaction cannot be held open here`);
+    return this.db.beginTransaction();
   }
 
   /** A transaction that enqueued jobs committed: wake this process's worker. @internal */
@@ -179,7 +184,7 @@ export class Jobs<M extends JobMap = {}> {
 
   /** The database dialect behind this instance. */
   get dialect(): string {
-    return this.store.dialect;
+    return this.db.dialect;
   }
 
   private row(name: string, payload: unknown, opts: EnqueueOptions): NewJobRow {
@@ -197,10 +202,8 @@ export class Jobs<M extends JobMap = {}> {
   async enqueue<K extends JobName<M>>(name: K, payload: PayloadOf<M, K>, opts: EnqueueOptions = {}): Promise<EnqueueResult> {
     const row = this.row(name, payload, opts ?? {});
     const tx = givenTx(opts, `job "${name}": opts.tx`, name);
-    if (this.store.capabilities.syncEnqueue) return this.afterEnqueue([row], this.writeSync([row], tx), tx !== undefined)[0];
-    await this.migrate();
-    const res = await this.store.enqueue([row], tx);
-    return this.afterEnqueue([row], res, tx !== undefined)[0];
+    if (this.db.capabilities.syncEnqueue) return this.afterEnqueue([row], this.writeSync([row], tx), tx !== undefined)[0];
+    return this.afterEnqueue([row], await this.db.enqueue([row], tx), tx !== undefined)[0];
   }
 
   /**
@@ -209,13 +212,13 @@ export class Jobs<M extends JobMap = {}> {
    * rollback, so it is refused; enqueueSync and an explicit tx join on purpose.
    */
   private writeSync(rows: NewJobRow[], tx: unknown): EnqueueResult[] {
-    if (tx === undefined && this.store.appInTransaction?.()) {
+    if (tx === undefined && this.db.appInTransaction?.()) {
       throw new Error(
         'enqueue: the app\'s better-sqlite3 handle is inside a transaction this call was not given, and the job would silently join it ' +
           '(and vanish if it rolls back); to join it, call jobs.enqueueSync() inside db.transaction() or pass { tx: db }; otherwise enqueue after it ends',
       );
     }
-    return this.store.enqueueSync!(rows, tx);
+    return this.db.enqueueSync!(rows, tx);
   }
 
   /**
@@ -223,9 +226,9 @@ export class Jobs<M extends JobMap = {}> {
    * `db.transaction(() => ...)` and commit or roll back with it.
    */
   enqueueSync<K extends JobName<M>>(name: K, payload: PayloadOf<M, K>, opts: Omit<EnqueueOptions, 'tx'> = {}): EnqueueResult {
-    if (!this.store.enqueueSync) throw new Error(`enqueueSync needs a better-sqlite3 database; this instance uses ${this.store.dialect}: use await jobs.enqueue(..., { tx })`);
+    if (!this.db.enqueueSync) throw new Error(`enqueueSync needs a better-sqlite3 database; this instance uses ${this.db.dialect}: use await jobs.enqueue(..., { tx })`);
     const row = this.row(name, payload, opts);
-    return this.afterEnqueue([row], this.store.enqueueSync([row]), true)[0];
+    return this.afterEnqueue([row], this.db.enqueueSync([row]), true)[0];
   }
 
   /** Enqueue many jobs in one round trip per chunk. */
@@ -239,9 +242,8 @@ export class Jobs<M extends JobMap = {}> {
     });
     const tx = givenTx(opts, 'enqueueMany: opts.tx');
     if (!rows.length) return [];
-    if (this.store.capabilities.syncEnqueue) return this.afterEnqueue(rows, this.writeSync(rows, tx), tx !== undefined);
-    await this.migrate();
-    return this.afterEnqueue(rows, await this.store.enqueue(rows, tx), tx !== undefined);
+    if (this.db.capabilities.syncEnqueue) return this.afterEnqueue(rows, this.writeSync(rows, tx), tx !== undefined);
+    return this.afterEnqueue(rows, await this.db.enqueue(rows, tx), tx !== undefined);
   }
 
   /** Wake this process's worker and emit 'enqueued'; inside a caller's transaction, only after the current tick (it may still roll back). */
@@ -281,13 +283,15 @@ export class Jobs<M extends JobMap = {}> {
   private async startOnce(): Promise<void> {
     const generation = this.generation;
     const stopped = () => generation !== this.generation;
+    // Up front, though the services' store migrates on its own: a migration that fails must reject
+    // start() as itself, not be reported as an event by the leader election or wrapped by the worker.
     await this.migrate();
     if (!this.workerOptions || stopped()) return;
     if (this.worker?.isRunning) return;
     if (this.mode === 'consumer') stopOnSignals(this);
     if (this.leaderOptions && !this.elector) {
       this.elector = new LeaderElector(
-        this.store,
+        this.db,
         this.locks.owner,
         this.leaderOptions,
         (leader) => {
@@ -301,7 +305,7 @@ export class Jobs<M extends JobMap = {}> {
     }
     const elector = this.elector;
     const leads = () => !elector || elector.isLeader;
-    this.worker = new Worker(this.store, this.definitions, this.workerOptions, this.workerEvents(), leads);
+    this.worker = new Worker(this.db, this.definitions, this.workerOptions, this.workerEvents(), leads);
     try {
       await this.worker.start();
     } catch (err) {
@@ -311,24 +315,14 @@ export class Jobs<M extends JobMap = {}> {
       throw err;
     }
     if (stopped()) return;
-    this.maintenance = new Maintenance(this.store, this.workerOptions, {
+    this.maintenance = new Maintenance(this.db, this.workerOptions, {
       leads,
       rescued: (r) => this.events.emit('rescued', r),
       wake: () => this.worker?.wake(),
       error: (err) => this.events.error(err, 'maintenance'),
     });
     this.maintenance.start();
-    for (const { def, hash } of this.recurringDefs.values()) await this.saveSchedule(def, hash);
-    if (stopped()) return;
-    this.scheduler = new Scheduler(this.store, {
-      row: (s, fireAt) => this.scheduledRow(s, fireAt),
-      previousRunLive: async (s) => (await this.store.list({ refId: scheduleRefId(s.key), states: ['pending', 'running'], limit: 1 })).items.length > 0,
-      previousRunEndedAt: async (s) => (s.lastJobId ? ((await this.store.get(s.lastJobId))?.finishedAt?.getTime() ?? null) : null),
-      leads,
-      fired: (e) => this.events.emit('scheduled', { ...e, fireAt: new Date(e.fireAt) }),
-      error: (err) => this.events.error(err, 'scheduler'),
-    });
-    this.scheduler.start();
+    await this.scheduling.start(leads, stopped);
   }
 
   /**
@@ -337,32 +331,8 @@ export class Jobs<M extends JobMap = {}> {
    * starts (or at once if it runs); each tick is enqueued at most once across all instances.
    */
   recurring<K extends JobName<M>>(key: string, schedule: ScheduleSpec, payload?: PayloadOf<M, K>, options: RecurringOptions & { name?: K } = {}): this {
-    const def = this.buildRecurring(key, schedule, payload, options);
-    const hash = definitionHash(schedule, payload, options);
-    this.recurringDefs.set(key, { def, hash });
-    if (this.worker?.isRunning) void this.saveSchedule(def, hash).catch((err) => this.events.error(err, `saving schedule ${key}`));
+    this.scheduling.define(key, schedule, payload, options);
     return this;
-  }
-
-  /** Validate a schedule and the job it enqueues (payload and options) now, not at its first tick. */
-  private buildRecurring(key: string, schedule: ScheduleSpec, payload: unknown, options: RecurringOptions): ScheduleDef {
-    const def = buildSchedule(key, schedule, payload, options, Date.now());
-    this.scheduledRow({ ...def, enabled: true, nextRunAt: null, lastRunAt: null, lastJobId: null, runs: 0 }, Date.now());
-    return def;
-  }
-
-  private async saveSchedule(def: ScheduleDef, codeHash: string | null): Promise<void> {
-    await this.store.upsertSchedule(def, firstRun(def, await this.store.dbNow()), codeHash);
-  }
-
-  private scheduledRow(s: StoredSchedule, fireAt: number): NewJobRow {
-    const options = (s.optionsJson ? JSON.parse(s.optionsJson) : {}) as EnqueueOptions;
-    return this.row(s.name, s.payloadJson === null ? undefined : JSON.parse(s.payloadJson), {
-      createdBy: `schedule:${s.key}`,
-      ...options,
-      runAt: new Date(fireAt),
-      refId: s.overlap === 'allow' ? undefined : scheduleRefId(s.key),
-    });
   }
 
   /** Stored schedules: list, create or edit, enable or disable, remove, or run one now. Every change is persisted. */
@@ -372,36 +342,13 @@ export class Jobs<M extends JobMap = {}> {
      * kept across restarts; a schedule also defined in code is re-applied from code only when that
      * code definition changes. Enabled flag, run count and history are kept.
      */
-    set: async <K extends JobName<M>>(key: string, schedule: ScheduleSpec, payload?: PayloadOf<M, K>, options: RecurringOptions & { name?: K } = {}): Promise<void> => {
-      const def = this.buildRecurring(key, schedule, payload, options);
-      await this.migrate();
-      await this.saveSchedule(def, null);
-    },
-    list: async (): Promise<ScheduleRecord[]> => {
-      await this.migrate();
-      return (await this.store.listSchedules()).map(toScheduleRecord);
-    },
-    toggle: async (key: string, enabled: boolean): Promise<boolean> => {
-      await this.migrate();
-      const s = (await this.store.listSchedules()).find((x) => x.key === key);
-      if (!s) return false;
-      const next = enabled ? firstRun(s, await this.store.dbNow()) : null;
-      return this.store.setScheduleEnabled(key, enabled, next);
-    },
-    remove: async (key: string): Promise<boolean> => {
-      await this.migrate();
-      this.recurringDefs.delete(key);
-      return this.store.removeSchedule(key);
-    },
+    set: <K extends JobName<M>>(key: string, schedule: ScheduleSpec, payload?: PayloadOf<M, K>, options: RecurringOptions & { name?: K } = {}): Promise<void> =>
+      this.scheduling.set(key, schedule, payload, options),
+    list: (): Promise<ScheduleRecord[]> => this.scheduling.list(),
+    toggle: (key: string, enabled: boolean): Promise<boolean> => this.scheduling.toggle(key, enabled),
+    remove: (key: string): Promise<boolean> => this.scheduling.remove(key),
     /** Enqueue the schedule's job now, outside its ticks. */
-    trigger: async (key: string): Promise<EnqueueResult | null> => {
-      await this.migrate();
-      const s = (await this.store.listSchedules()).find((x) => x.key === key);
-      if (!s) return null;
-      const row = this.scheduledRow(s, Date.now());
-      row.runAt = null;
-      return this.writeRows([row]).then((r) => r[0]);
-    },
+    trigger: (key: string): Promise<EnqueueResult | null> => this.scheduling.trigger(key),
   };
 
   /**
@@ -410,13 +357,12 @@ export class Jobs<M extends JobMap = {}> {
    * heartbeat, and who leads (leadership name `leader` unless configured otherwise).
    */
   async status(opts: { cap?: number } = {}): Promise<JobsStatus> {
-    await this.migrate();
     if (opts === null || typeof opts !== 'object') throw new TypeError(`status: options must be an object { cap }; got ${describe(opts)}`);
     const cap = intInRange('status: cap', opts.cap, 1_000_000, 1, 10_000_000);
     const [counts, workers, leader] = await Promise.all([
-      this.store.statusCounts(cap),
-      this.store.listWorkers(),
-      this.store.leaderInfo(leadershipKey(this.leaderOptions?.name ?? 'leader')),
+      this.db.statusCounts(cap),
+      this.db.listWorkers(),
+      this.db.leaderInfo(leadershipKey(this.leaderOptions?.name ?? 'leader')),
     ]);
     return { ...counts, workers, leader };
   }
@@ -426,20 +372,15 @@ export class Jobs<M extends JobMap = {}> {
    * jobs from their next claim; jobs already claimed finish), resume it.
    */
   readonly queues = {
-    list: async (): Promise<QueueStats[]> => {
-      await this.migrate();
-      return this.store.queueStats();
-    },
+    list: (): Promise<QueueStats[]> => this.db.queueStats(),
     pause: async (queue: string): Promise<void> => {
       validateName(queue, 'queue');
-      await this.migrate();
-      await this.store.pauseQueue(queue);
+      await this.db.pauseQueue(queue);
     },
     /** False when the queue was not paused. */
     resume: async (queue: string): Promise<boolean> => {
       validateName(queue, 'queue');
-      await this.migrate();
-      const resumed = await this.store.resumeQueue(queue);
+      const resumed = await this.db.resumeQueue(queue);
       if (resumed) this.worker?.wake();
       return resumed;
     },
@@ -449,15 +390,13 @@ export class Jobs<M extends JobMap = {}> {
   async throughput(opts: { windowMs?: number; bucketMs?: number } = {}): Promise<ThroughputBuckets> {
     const windowMs = intInRange('throughput: windowMs', opts.windowMs, 3_600_000, 1, 366 * 86_400_000);
     const bucketMs = intInRange('throughput: bucketMs', opts.bucketMs, 60_000, 1, windowMs);
-    await this.migrate();
-    return this.store.throughput(windowMs, bucketMs);
+    return this.db.throughput(windowMs, bucketMs);
   }
 
   /** Make a pending job due now. False when the job is not pending (running, finished or unknown). */
   async runNow(id: string): Promise<boolean> {
     validateId(id);
-    await this.migrate();
-    const due = await this.store.makeDue(id);
+    const due = await this.db.makeDue(id);
     if (due) this.worker?.wake();
     return due;
   }
@@ -465,8 +404,7 @@ export class Jobs<M extends JobMap = {}> {
   /** Delete a pending or finished job with its attempts and logs. False when it is unknown or running (cancel it first). */
   async delete(id: string): Promise<boolean> {
     validateId(id);
-    await this.migrate();
-    return (await this.store.deleteJobs([id])).length === 1;
+    return (await this.db.deleteJobs([id])).length === 1;
   }
 
   /** Delete many pending or finished jobs (running ones are left). Returns the ids deleted. */
@@ -474,8 +412,7 @@ export class Jobs<M extends JobMap = {}> {
     if (!Array.isArray(ids)) throw new TypeError(`deleteMany: ids must be an array of job ids; got ${describe(ids)}`);
     ids.forEach((id) => validateId(id));
     if (!ids.length) return [];
-    await this.migrate();
-    return this.store.deleteJobs(ids);
+    return this.db.deleteJobs(ids);
   }
 
   /** Whether this instance leads (always false unless created with `leader`). */
@@ -502,9 +439,7 @@ export class Jobs<M extends JobMap = {}> {
   /** Graceful shutdown: stop claiming, wait for running jobs up to `timeout` ms, then abort and return them to pending. */
   async stop(opts: { timeout?: number } = {}): Promise<void> {
     this.generation++;
-    const scheduler = this.scheduler;
-    this.scheduler = null;
-    await scheduler?.stop();
+    await this.scheduling.stop();
     const maintenance = this.maintenance;
     this.maintenance = null;
     await maintenance?.stop();
@@ -522,10 +457,10 @@ export class Jobs<M extends JobMap = {}> {
 
   /** Run jobs until nothing is due, then resolve. Handy in tests. */
   async drain(): Promise<void> {
-    await this.migrate();
+    await this.migrate(); // up front, as in start()
     if (!this.workerOptions) throw new Error('drain: this instance was created with worker: false (producer only)');
     if (this.worker?.isRunning) return this.worker.drain();
-    const temp = new Worker(this.store, this.definitions, { ...this.workerOptions, pollInterval: 3_600_000 }, this.workerEvents());
+    const temp = new Worker(this.db, this.definitions, { ...this.workerOptions, pollInterval: 3_600_000 }, this.workerEvents());
     this.worker = temp;
     try {
       await temp.start();
@@ -538,20 +473,17 @@ export class Jobs<M extends JobMap = {}> {
 
   async get<K extends JobName<M>>(id: string): Promise<JobRecord<PayloadOf<M, K>> | null> {
     validateId(id);
-    await this.migrate();
-    return (await this.store.get(id)) as JobRecord<PayloadOf<M, K>> | null;
+    return (await this.db.get(id)) as JobRecord<PayloadOf<M, K>> | null;
   }
 
   async list(filter: ListFilter = {}): Promise<ListPage> {
     validateListFilter(filter);
-    await this.migrate();
-    return this.store.list(filter);
+    return this.db.list(filter);
   }
 
   async attempts(id: string): Promise<AttemptRecord[]> {
     validateId(id);
-    await this.migrate();
-    return this.store.attempts(id);
+    return this.db.attempts(id);
   }
 
   async logs(id: string, opts: { afterSeq?: number; limit?: number } = {}): Promise<LogRecord[]> {
@@ -559,15 +491,13 @@ export class Jobs<M extends JobMap = {}> {
     if (opts === null || typeof opts !== 'object') throw new TypeError(`logs: options must be an object { afterSeq, limit }; got ${describe(opts)}`);
     const limit = intInRange('logs: limit', opts.limit, 200, 1, 1000);
     const afterSeq = intInRange('logs: afterSeq', opts.afterSeq, 0, 0, Number.MAX_SAFE_INTEGER);
-    await this.migrate();
-    return this.store.logs(id, { afterSeq, limit });
+    return this.db.logs(id, { afterSeq, limit });
   }
 
   /** Cancel a pending or running job. A running handler's signal fires (at once in this process; within a heartbeat elsewhere). */
   async cancel(id: string): Promise<boolean> {
     validateId(id);
-    await this.migrate();
-    const res = await this.store.cancel(id);
+    const res = await this.db.cancel(id);
     if (!res) return false;
     this.worker?.abortJob(id, 'cancelled');
     this.events.emit('cancelled', { id, previous: res.previous });
@@ -577,8 +507,7 @@ export class Jobs<M extends JobMap = {}> {
   /** Run a failed or cancelled job again (attempts kept; the limit is raised by one if exhausted), or a pending one now. */
   async retry(id: string): Promise<boolean> {
     validateId(id);
-    await this.migrate();
-    const state = await this.store.retry(id);
+    const state = await this.db.retry(id);
     if (state) this.worker?.wake();
     return state !== null;
   }
@@ -608,8 +537,6 @@ export class Jobs<M extends JobMap = {}> {
   }
 }
 
-
-
 /**
  * The caller's transaction, or undefined when the key is absent. A key present with no value is an
  * error, not "no transaction": an ORM handle that is undefined inside a transaction (Drizzle's
@@ -624,29 +551,4 @@ function givenTx(opts: { tx?: unknown } | undefined, field: string, job?: string
     );
   }
   return opts?.tx;
-}
-
-/** The refId a schedule's runs carry when overlap is 'skip' or 'queue': at most one is live at a time. */
-function scheduleRefId(key: string): string {
-  return `schedule:${key}`;
-}
-
-function toScheduleRecord(s: StoredSchedule): ScheduleRecord {
-  const at = (ms: number | null) => (ms === null ? null : new Date(ms));
-  return {
-    key: s.key,
-    name: s.name,
-    cron: s.cron,
-    timezone: s.timezone,
-    everyMs: s.everyMs,
-    enabled: s.enabled,
-    overlap: s.overlap,
-    missed: s.missed,
-    nextRunAt: at(s.nextRunAt),
-    lastRunAt: at(s.lastRunAt),
-    lastJobId: s.lastJobId,
-    runs: s.runs,
-    maxRuns: s.maxRuns,
-    payload: s.payloadJson === null ? null : JSON.parse(s.payloadJson),
-  };
 }

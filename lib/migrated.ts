@@ -1,0 +1,47 @@
+/**
+ * The schema is applied lazily, once, before the first database use: the facade reaches the store
+ * only through a view whose every promise-answering verb first waits for the migrations, so no
+ * verb can forget them. Arguments are still validated before any call reaches the view, so a bad
+ * argument throws its own error even when the database is down.
+ */
+import type { Store } from './driver/store.ts';
+
+/** The store's verbs that answer synchronously; the compiler keeps PASS_THROUGH listing every one of them. */
+type SyncVerb = {
+  [K in keyof Store]-?: NonNullable<Store[K]> extends (...args: never[]) => infer R ? (R extends Promise<unknown> ? never : K) : never;
+}[keyof Store];
+
+/**
+ * Verbs called as they are. The synchronous ones cannot wait, and need not: SQLite, the only store
+ * with them, migrates in its constructor. close() must not migrate a database it is leaving, and
+ * migrate() must not wait for itself.
+ */
+const PASS_THROUGH: Record<SyncVerb | 'migrate' | 'close', true> = { enqueueSync: true, appInTransaction: true, migrate: true, close: true };
+
+export interface MigratedStore {
+  /** The store, with each verb that answers a promise run after migrate(). */
+  readonly view: Store;
+  /** Apply the migrations: one attempt shared by concurrent callers, remembered once it succeeded, made again after a failure. */
+  migrate(): Promise<void>;
+}
+
+export function migratedStore(store: Store): MigratedStore {
+  let ready: Promise<void> | null = null;
+  const migrate = (): Promise<void> =>
+    (ready ??= store.migrate().catch((err: unknown) => {
+      ready = null;
+      throw err;
+    }));
+  const view = new Proxy(store, {
+    get(target, prop) {
+      // Read at each call, not cached: tests replace a store's verb on the store itself.
+      const value: unknown = Reflect.get(target, prop);
+      if (typeof value !== 'function') return value;
+      const verb = value as (...args: unknown[]) => unknown;
+      // Called on the store itself, so that a verb's own calls do not wait again.
+      if (Object.hasOwn(PASS_THROUGH, prop)) return verb.bind(target);
+      return (...args: unknown[]) => migrate().then(() => verb.apply(target, args));
+    },
+  });
+  return { view, migrate };
+}

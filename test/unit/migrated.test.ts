@@ -1,0 +1,79 @@
+/**
+ * The facade's store view: each verb that answers a promise runs after the migrations, which are
+ * applied once (a failed attempt is made again by the next call); synchronous verbs, close() and
+ * migrate() are called as they are.
+ */
+import { expect } from 'chai';
+import type { Store } from '../../lib/driver/store.ts';
+import { migratedStore } from '../../lib/migrated.ts';
+
+/** A store that records calls, whose migrations fail as many times as asked first. */
+function fakeStore(failures: number) {
+  const calls: string[] = [];
+  const store = {
+    dialect: 'sqlite',
+    capabilities: { notify: false, syncEnqueue: true },
+    async migrate() {
+      calls.push('migrate');
+      if (failures-- > 0) throw new Error('migration refused');
+    },
+    async get(id: string) {
+      calls.push(`get ${id}`);
+      return null;
+    },
+    enqueueSync() {
+      calls.push('enqueueSync');
+      return [];
+    },
+    appInTransaction() {
+      calls.push('appInTransaction');
+      return false;
+    },
+    async close() {
+      calls.push('close');
+    },
+  };
+  return { store: store as unknown as Store, calls };
+}
+
+describe('migrated store view', () => {
+  it('migrates once before the first verb, shared by concurrent calls', async () => {
+    const { store, calls } = fakeStore(0);
+    const { view } = migratedStore(store);
+    await Promise.all([view.get('a'), view.get('b')]);
+    await view.get('c');
+    expect(calls).to.deep.equal(['migrate', 'get a', 'get b', 'get c']);
+  });
+
+  it('a failed migration fails the verb, and the next call migrates again', async () => {
+    const { store, calls } = fakeStore(1);
+    const { view, migrate } = migratedStore(store);
+    const err = await view.get('a').catch((e: Error) => e);
+    expect((err as Error).message).to.equal('migration refused');
+    await view.get('b');
+    await migrate();
+    expect(calls).to.deep.equal(['migrate', 'migrate', 'get b']);
+  });
+
+  it('calls synchronous verbs, close() and the dialect fields as they are, without migrating', async () => {
+    const { store, calls } = fakeStore(0);
+    const { view } = migratedStore(store);
+    expect(view.enqueueSync!([])).to.deep.equal([]);
+    expect(view.appInTransaction!()).to.equal(false);
+    expect(view.capabilities.syncEnqueue).to.equal(true);
+    expect(view.beginTransaction).to.equal(undefined);
+    await view.close();
+    expect(calls).to.deep.equal(['enqueueSync', 'appInTransaction', 'close']);
+  });
+
+  it('reads a verb at each call, so that one replaced on the store is used', async () => {
+    const { store, calls } = fakeStore(0);
+    const { view } = migratedStore(store);
+    store.get = async (id) => {
+      calls.push(`replaced ${id}`);
+      return null;
+    };
+    await view.get('a');
+    expect(calls).to.deep.equal(['migrate', 'replaced a']);
+  });
+});

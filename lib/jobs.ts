@@ -283,15 +283,15 @@ export class Jobs<M extends JobMap = {}> {
   private async startOnce(): Promise<void> {
     const generation = this.generation;
     const stopped = () => generation !== this.generation;
-    // Up front, though the services' store migrates on its own: a migration that fails must reject
-    // start() as itself, not be reported as an event by the leader election or wrapped by the worker.
+    // Up front: a migration that fails rejects start() as itself. The services below then use the
+    // store itself (their hot path pays for no migration gate).
     await this.migrate();
     if (!this.workerOptions || stopped()) return;
     if (this.worker?.isRunning) return;
     if (this.mode === 'consumer') stopOnSignals(this);
     if (this.leaderOptions && !this.elector) {
       this.elector = new LeaderElector(
-        this.db,
+        this.store,
         this.locks.owner,
         this.leaderOptions,
         (leader) => {
@@ -305,7 +305,7 @@ export class Jobs<M extends JobMap = {}> {
     }
     const elector = this.elector;
     const leads = () => !elector || elector.isLeader;
-    this.worker = new Worker(this.db, this.definitions, this.workerOptions, this.workerEvents(), leads);
+    this.worker = new Worker(this.store, this.definitions, this.workerOptions, this.workerEvents(), leads);
     try {
       await this.worker.start();
     } catch (err) {
@@ -315,7 +315,7 @@ export class Jobs<M extends JobMap = {}> {
       throw err;
     }
     if (stopped()) return;
-    this.maintenance = new Maintenance(this.db, this.workerOptions, {
+    this.maintenance = new Maintenance(this.store, this.workerOptions, {
       leads,
       rescued: (r) => this.events.emit('rescued', r),
       wake: () => this.worker?.wake(),
@@ -460,7 +460,7 @@ export class Jobs<M extends JobMap = {}> {
     await this.migrate(); // up front, as in start()
     if (!this.workerOptions) throw new Error('drain: this instance was created with worker: false (producer only)');
     if (this.worker?.isRunning) return this.worker.drain();
-    const temp = new Worker(this.db, this.definitions, { ...this.workerOptions, pollInterval: 3_600_000 }, this.workerEvents());
+    const temp = new Worker(this.store, this.definitions, { ...this.workerOptions, pollInterval: 3_600_000 }, this.workerEvents());
     this.worker = temp;
     try {
       await temp.start();

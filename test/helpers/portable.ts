@@ -8,6 +8,7 @@ import { tables, type Statement } from '../../lib/driver/portable/statement.ts';
 import type { Sql } from '../../lib/driver/portable/sql.ts';
 import type { Dialect } from '../../lib/driver/store.ts';
 import { leaseRelease, leaseRenew } from '../../lib/driver/portable/leases.ts';
+import { historyPrune, historyPrunePick, jobCancel, jobMakeDue, jobRetry, jobsDelete, queuePause, queueResume } from '../../lib/driver/portable/admin.ts';
 
 export const HOSTILE = "x'); DROP TABLE sqljobs_jobs; -- ? $1 @p1 `key` [key]";
 export const UUID = '01936f4e-8a1b-7c2d-9e3f-0a1b2c3d4e5f';
@@ -21,5 +22,18 @@ export function portableStatements(sql: Sql): [string, Statement][] {
   return [
     ['leaseRenew', leaseRenew(sql, { name: HOSTILE, owner: HOSTILE, token: 3, ttlMs: 1000 })],
     ['leaseRelease', leaseRelease(sql, { name: HOSTILE, owner: HOSTILE, token: 3 })],
+    ...each('jobCancel', jobCancel(sql, UUID)),
+    ['jobMakeDue', jobMakeDue(sql, UUID)],
+    ...each('jobRetry', jobRetry(sql, UUID)),
+    ['queuePause', queuePause(sql, HOSTILE)],
+    ['queueResume', queueResume(sql, HOSTILE)],
+    ...each('jobsDelete', jobsDelete(sql, [UUID, TOKEN])),
+    ['historyPrunePick', historyPrunePick(sql, { olderThanMs: 86_400_000, limit: 100 })],
+    ...each('historyPrune', historyPrune(sql, { olderThanMs: 86_400_000, ids: [UUID, TOKEN] })),
   ];
+}
+
+/** The statements of one transaction, named by their place in it. */
+function each(name: string, list: Statement[]): [string, Statement][] {
+  return list.map((s, i) => [`${name} ${i + 1}/${list.length}`, s]);
 }

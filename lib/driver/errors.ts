@@ -97,3 +97,12 @@ export function isContention(err: unknown, depth = 0): boolean {
 }
 
 const CONTENTION_CODES = new Set(['40001', '40P01', '55P03', '57014', 'ER_LOCK_DEADLOCK', 'ER_LOCK_WAIT_TIMEOUT', 'ETIMEOUT']);
+
+/** A unique key refused the row: PostgreSQL 23505, MySQL 1062, SQL Server 2601/2627, SQLite's UNIQUE or PRIMARY KEY constraint. */
+export function isDuplicateKey(err: unknown, depth = 0): boolean {
+  if (err === null || typeof err !== 'object' || depth > 5) return false;
+  const e = err as { code?: unknown; errno?: unknown; number?: unknown; cause?: unknown; originalError?: unknown };
+  if (e.code === '23505' || e.code === 'SQLITE_CONSTRAINT_UNIQUE' || e.code === 'SQLITE_CONSTRAINT_PRIMARYKEY') return true;
+  if (e.errno === 1062 || e.number === 2601 || e.number === 2627) return true;
+  return isDuplicateKey(e.cause, depth + 1) || isDuplicateKey(e.originalError, depth + 1);
+}

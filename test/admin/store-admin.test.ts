@@ -68,6 +68,9 @@ forEachDialect('admin store verbs', ({ fresh }) => {
     await jobs.queues.pause('empty');
     expect(await jobs.queues.list()).to.have.length(1);
     expect((await jobs.queues.list())[0]).to.include({ queue: 'empty', pending: 0, running: 0, oldestDueAgeMs: null });
+    // Pausers at once: one inserts, the others find it paused (or are refused by its key, which means the same).
+    await Promise.all(Array.from({ length: 8 }, () => jobs.queues.pause('burst')));
+    expect((await jobs.queues.list()).map((q) => q.queue)).to.deep.equal(['burst', 'empty']);
     let err: unknown;
     try {
       await jobs.queues.pause("x'; DROP TABLE y; --");
@@ -141,6 +144,26 @@ forEachDialect('admin store verbs', ({ fresh }) => {
     expect(await jobs.runNow(id)).to.equal(true);
     await until(async () => (await jobs.get(id))?.state === 'completed', 'the job to complete');
     expect(await jobs.runNow(id)).to.equal(false);
+  });
+
+  it('retry brings a failed job back with one more attempt allowed; it refuses while a live job holds its refId', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { pollInterval: 50 } });
+    jobs.define('bad', async () => {
+      throw new Error('no');
+    }, { maxAttempts: 1 });
+    const { id } = await jobs.enqueue('bad', {}, { refId: 'order-1' });
+    await jobs.drain();
+    expect(await jobs.get(id)).to.include({ state: 'failed', attempts: 1, maxAttempts: 1 });
+    const holder = (await jobs.enqueue('bad', {}, { refId: 'order-1', delay: 3_600_000 })).id;
+    const refused = await jobs.retry(id).catch((e: Error) => e);
+    expect((refused as Error).message).to.equal(`cannot retry job ${id}: a live job with the same refId exists`);
+    expect(await jobs.get(id)).to.include({ state: 'failed', attempts: 1, maxAttempts: 1 });
+    expect(await jobs.cancel(holder)).to.equal(true);
+    expect(await jobs.retry(id)).to.equal(true);
+    expect(await jobs.get(id)).to.include({ state: 'pending', attempts: 1, maxAttempts: 2, refId: 'order-1' });
+    expect(await jobs.retry(id), 'a pending job: made due now').to.equal(true);
+    expect(await jobs.retry('01936f4e-8a1b-7c2d-9e3f-0a1b2c3d4e5f'), 'no such job').to.equal(false);
   });
 
   it('delete removes pending and finished jobs with their logs and attempts, never a running one', async () => {

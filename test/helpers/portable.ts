@@ -11,6 +11,7 @@ import { leaseRelease, leaseRenew } from '../../lib/driver/portable/leases.ts';
 import {
   clockNow, jobAttempts, jobGet, jobLogs, jobsFinishedCounts, jobsList, jobsLiveCounts, jobsThroughput, queuesPaused, queuesStats, workersList,
 } from '../../lib/driver/portable/reads.ts';
+import { historyPrune, historyPrunePick, jobCancel, jobMakeDue, jobRetry, jobsDelete, queuePause, queueResume } from '../../lib/driver/portable/admin.ts';
 
 export const HOSTILE = "x'); DROP TABLE sqljobs_jobs; -- ? $1 @p1 `key` [key]";
 export const UUID = '01936f4e-8a1b-7c2d-9e3f-0a1b2c3d4e5f';
@@ -40,5 +41,18 @@ export function portableStatements(sql: Sql): [string, Statement][] {
     })],
     ['jobsList (live states)', jobsList(sql, { states: ['pending', 'running'], queue: HOSTILE })],
     ['jobsList (some finished states)', jobsList(sql, { states: ['failed', 'cancelled'], cursor: UUID })],
+    ...each('jobCancel', jobCancel(sql, UUID)),
+    ['jobMakeDue', jobMakeDue(sql, UUID)],
+    ...each('jobRetry', jobRetry(sql, UUID)),
+    ['queuePause', queuePause(sql, HOSTILE)],
+    ['queueResume', queueResume(sql, HOSTILE)],
+    ...each('jobsDelete', jobsDelete(sql, [UUID, TOKEN])),
+    ['historyPrunePick', historyPrunePick(sql, { olderThanMs: 86_400_000, limit: 100 })],
+    ...each('historyPrune', historyPrune(sql, { olderThanMs: 86_400_000, ids: [UUID, TOKEN] })),
   ];
+}
+
+/** The statements of one transaction, named by their place in it. */
+function each(name: string, list: Statement[]): [string, Statement][] {
+  return list.map((s, i) => [`${name} ${i + 1}/${list.length}`, s]);
 }

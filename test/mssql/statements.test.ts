@@ -10,6 +10,8 @@ import { MssqlSql, appLockPattern, type Param, type Stmt } from '../../lib/drive
 import { portableStatements, sqlFor } from '../helpers/portable.ts';
 import { leaseRelease, leaseRenew } from '../../lib/driver/portable/leases.ts';
 import { jobsFinishedCounts, jobsList, jobsThroughput, queuesPaused, queuesStats } from '../../lib/driver/portable/reads.ts';
+import { jobCancel, jobMakeDue, jobRetry, jobsDelete, queuePause, queueResume } from '../../lib/driver/portable/admin.ts';
+import type { Outcome, Statement } from '../../lib/driver/portable/statement.ts';
 import { MssqlStore, SerialQueue, bind, named, isMssqlPool, isMssqlTransaction } from '../../lib/driver/mssql/store.ts';
 import { buildJobRow } from '../../lib/model.ts';
 import { buildSchedule } from '../../lib/schedule/schedule.ts';
@@ -56,14 +58,7 @@ function everyStatement(): [string, Stmt][] {
     ['appLockHolder', sql.appLockHolder(HOSTILE)],
     ['appLockHolders', sql.appLockHolders(HOSTILE)],
     ['killAppLockHolder', sql.killAppLockHolder(HOSTILE, 53)],
-    ['cancel', sql.cancel(UUID)],
-    ['retry', sql.retry(UUID)],
-    ['pruneHistory', sql.pruneHistory(86_400_000, 100)],
     ['nextDueIn', sql.nextDueIn([HOSTILE], [HOSTILE])],
-    ['pauseQueue', sql.pauseQueue(HOSTILE)],
-    ['resumeQueue', sql.resumeQueue(HOSTILE)],
-    ['makeDue', sql.makeDue(UUID)],
-    ['deleteJobs', sql.deleteJobs([UUID, HOSTILE])],
     ['upsertSchedule', sql.upsertSchedule(schedule, 300_000, HOSTILE)],
     ['upsertSchedule (run-time edit)', sql.upsertSchedule(schedule, 300_000, null)],
     ['fireSchedule', sql.fireSchedule(HOSTILE, 300_000, row(), { message: HOSTILE })],
@@ -198,7 +193,7 @@ describe('SQL Server statements (no server)', () => {
   });
 
   it('tells a fenced single-row write applied from its OUTPUT rows, not from row counts', () => {
-    for (const stmt of [sql.saveCheckpoint(UUID, TOKEN, '{}'), named(leaseRenew(sqlFor('mssql'), { name: 'l', owner: 'o', token: 1, ttlMs: 1 })), named(leaseRelease(sqlFor('mssql'), { name: 'l', owner: 'o', token: 1 })), sql.setScheduleEnabled('k', true, null), sql.makeDue(UUID)]) {
+    for (const stmt of [sql.saveCheckpoint(UUID, TOKEN, '{}'), named(leaseRenew(sqlFor('mssql'), { name: 'l', owner: 'o', token: 1, ttlMs: 1 })), named(leaseRelease(sqlFor('mssql'), { name: 'l', owner: 'o', token: 1 })), sql.setScheduleEnabled('k', true, null), named(jobMakeDue(sqlFor('mssql'), UUID))]) {
       expect(stmt.text).to.match(/^UPDATE app_\w+ SET [\s\S]* OUTPUT inserted\.\S+\s+WHERE /);
     }
   });
@@ -295,8 +290,10 @@ describe('SQL Server statements (no server)', () => {
   });
 
   it('pauses idempotently under a key-range lock, resumes with OUTPUT, lists paused queues beside the live figures', () => {
-    expect(sql.pauseQueue('mail').text).to.match(/INSERT INTO app_paused_queues \(queue, paused_at\) SELECT @queue, SYSUTCDATETIME\(\)\s+WHERE NOT EXISTS \(SELECT 1 FROM app_paused_queues WITH \(UPDLOCK, HOLDLOCK\) WHERE queue = @queue\)/);
-    expect(sql.resumeQueue('mail').text).to.equal('DELETE FROM app_paused_queues OUTPUT deleted.queue WHERE queue = @queue;');
+    expect(queuePause(sqlFor('mssql'), 'mail').text).to.match(
+      /^INSERT INTO app_paused_queues \(queue, paused_at\) SELECT q\.queue, SYSUTCDATETIME\(\) FROM \(SELECT @p1 AS queue\) q\s+WHERE NOT EXISTS \(SELECT 1 FROM app_paused_queues p WITH \(UPDLOCK, HOLDLOCK\) WHERE p\.queue = q\.queue\)$/,
+    );
+    expect(queueResume(sqlFor('mssql'), 'mail').text).to.equal('DELETE FROM app_paused_queues OUTPUT deleted.queue WHERE queue = @p1');
     // One clock reading for every figure of the live table (read from its (queue, state, run_at) index).
     const stats = named(queuesStats(portable)).text;
     expect(stats).to.include("DATEDIFF_BIG(millisecond, MIN(CASE WHEN state = 'pending' AND run_at <= clock.now THEN run_at END), MAX(clock.now)) AS oldest");
@@ -317,15 +314,23 @@ describe('SQL Server statements (no server)', () => {
     ]);
   });
 
-  it('deletes pending (never running) and finished jobs with their logs and attempts in one transaction; sends only well-formed ids', () => {
-    const { text, params } = sql.deleteJobs([UUID, `${UUID}0`, UUID.toUpperCase(), HOSTILE, TOKEN]);
-    expect(text).to.include("DELETE FROM app_jobs OUTPUT deleted.id INTO @gone WHERE state = 'pending' AND id IN");
-    expect(text).to.include('DELETE FROM app_history OUTPUT deleted.id INTO @gone WHERE id IN');
-    expect(text).to.include('DELETE l FROM app_logs l JOIN @gone g ON l.job_id = g.id;');
-    expect(text).to.include('DELETE a FROM app_attempts a JOIN @gone g ON a.job_id = g.id;');
-    expect(text).to.match(/BEGIN TRANSACTION;\s+DELETE FROM app_jobs[\s\S]*COMMIT;[\s\S]*SELECT id FROM @gone;$/);
-    // CAST(... AS CHAR(36)) would cut a longer string down to another job's id: such strings never reach the server.
-    expect(JSON.parse(params[0].value as string)).to.deep.equal([UUID, TOKEN]);
+  it('cancels, retries and deletes rows it first read under UPDLOCK, HOLDLOCK (a claim, which reads past locked rows, cannot take them meanwhile)', () => {
+    const ms = sqlFor('mssql');
+    expect(jobCancel(ms, UUID)[0].text).to.equal('SELECT state, worker_id FROM app_jobs WITH (UPDLOCK, HOLDLOCK) WHERE id = @p1');
+    expect(jobRetry(ms, UUID)[1].text).to.equal('SELECT queue FROM app_history WITH (UPDLOCK, HOLDLOCK) WHERE id = @p1');
+    const [live, finished] = jobsDelete(ms, [UUID]).map((s) => s.text);
+    expect(live).to.equal("SELECT id FROM app_jobs WITH (UPDLOCK, HOLDLOCK) WHERE id IN (SELECT CAST(value AS CHAR(36)) FROM OPENJSON(@p1)) AND state = 'pending'");
+    expect(finished).to.equal('SELECT id FROM app_history WITH (UPDLOCK, HOLDLOCK) WHERE id IN (SELECT CAST(value AS CHAR(36)) FROM OPENJSON(@p1))');
+  });
+
+  it('deletes pending (never running) and finished jobs, then the logs and attempts of those gone from both tables', () => {
+    const [, , live, finished, logs, attempts] = jobsDelete(sqlFor('mssql'), [UUID]).map((s) => s.text);
+    expect(live).to.equal("DELETE FROM app_jobs WHERE id IN (SELECT CAST(value AS CHAR(36)) FROM OPENJSON(@p1)) AND state = 'pending'");
+    expect(finished).to.equal('DELETE FROM app_history WHERE id IN (SELECT CAST(value AS CHAR(36)) FROM OPENJSON(@p1))');
+    for (const [table, text] of [['logs', logs], ['attempts', attempts]]) {
+      expect(text).to.match(new RegExp(`^DELETE FROM app_${table} WHERE job_id IN \\(SELECT CAST\\(value AS CHAR\\(36\\)\\) FROM OPENJSON\\(@p1\\)\\)\\s+`
+        + `AND NOT EXISTS \\(SELECT 1 FROM app_jobs WHERE id = app_${table}\\.job_id\\)\\s+AND NOT EXISTS \\(SELECT 1 FROM app_history WHERE id = app_${table}\\.job_id\\)$`));
+    }
   });
 
   it('ends a stale app lock holder with a KILL of a checked integer, guarded by the holder check in the same batch', () => {
@@ -393,6 +398,19 @@ describe('SQL Server store wiring (no server)', () => {
     const err = await short.evictSessionLockHolder('leader').catch((e: Error) => e);
     expect((err as Error).message).to.match(/cannot end the SQL Server session holding app lock "app_leader" \(needs VIEW SERVER STATE and ALTER ANY CONNECTION/);
     await Promise.all([store.close(), short.close()]);
+  });
+
+  it('deletes only well-formed ids, in one transaction: CAST to CHAR(36) would cut a longer string down to another job\'s id', async () => {
+    const store = new MssqlStore(new mssql.ConnectionPool(config), { prefix: 'app_', workerPoolSize: 1 });
+    const sent: Statement[][] = [];
+    const none = (): Outcome => ({ rows: [], changes: 0 });
+    Object.assign(store, { runner: { run: async () => none(), transaction: async (list: Statement[]) => (sent.push(list), list.map(none)) } });
+    expect(await store.deleteJobs([`${UUID}0`, UUID.toUpperCase(), HOSTILE])).to.deep.equal([]);
+    expect(sent, 'nothing to send').to.have.length(0);
+    await store.deleteJobs([UUID, `${UUID}0`, UUID.toUpperCase(), HOSTILE, TOKEN, UUID]);
+    expect(sent).to.have.length(1);
+    for (const s of sent[0]) expect(JSON.parse(named(s).params[0].value as string)).to.deep.equal([UUID, TOKEN]);
+    await store.close();
   });
 
   it('runs statements on one transaction strictly one at a time, in order, even when one fails', async () => {

@@ -21,10 +21,10 @@ function placeholders(dialect: Dialect, text: string): string[] {
 
 /** Spellings that belong to one dialect only: seeing one in another's statement is a bug. */
 const FOREIGN: Record<Dialect, RegExp[]> = {
-  sqlite: [/\bnow\(\)/i, /UTC_TIMESTAMP/, /SYSUTCDATETIME/, /\bINTERVAL\b/i, /\bTOP \(/, /\bOUTPUT\b/, /::/],
-  postgres: [/unixepoch/, /UTC_TIMESTAMP/, /SYSUTCDATETIME/, /\bTOP \(/, /\bOUTPUT\b/, /json_each/, /OPENJSON/],
-  mysql: [/unixepoch/, /\bnow\(\)/i, /SYSUTCDATETIME/, /\bTOP \(/, /\bOUTPUT\b/, /\bRETURNING\b/, /::/, /json_each/, /OPENJSON/],
-  mssql: [/unixepoch/, /\bnow\(\)/i, /UTC_TIMESTAMP/, /\bLIMIT\b/, /\bRETURNING\b/, /::/, /json_each/, /\bINTERVAL\b/i],
+  sqlite: [/\bnow\(\)/i, /UTC_TIMESTAMP/, /SYSUTCDATETIME/, /\bINTERVAL\b/i, /\bTOP \(/, /\bOUTPUT\b/, /::/, /\bFOR UPDATE\b/, /UPDLOCK/],
+  postgres: [/unixepoch/, /UTC_TIMESTAMP/, /SYSUTCDATETIME/, /\bTOP \(/, /\bOUTPUT\b/, /json_each/, /OPENJSON/, /UPDLOCK/],
+  mysql: [/unixepoch/, /\bnow\(\)/i, /SYSUTCDATETIME/, /\bTOP \(/, /\bOUTPUT\b/, /\bRETURNING\b/, /::/, /json_each/, /OPENJSON/, /UPDLOCK/],
+  mssql: [/unixepoch/, /\bnow\(\)/i, /UTC_TIMESTAMP/, /\bLIMIT\b/, /\bRETURNING\b/, /::/, /json_each/, /\bINTERVAL\b/i, /\bFOR UPDATE\b/],
 };
 
 describe('portable statements, rendered for every dialect', () => {

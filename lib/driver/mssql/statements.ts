@@ -419,56 +419,6 @@ SELECT @killed AS killed;`,
 
   // ------------------------------------------------------------ reads and admin verbs
 
-  cancel(id: string): Stmt {
-    const cols = COMMON.join(', ');
-    return {
-      text: `DECLARE @gone TABLE (state VARCHAR(16), worker_id NVARCHAR(300));
-${atomic(`INSERT INTO ${this.t('history')} (${cols}, state, finished_at, result)
-  SELECT ${cols}, 'cancelled', ${NOW}, NULL FROM ${this.t('jobs')} WITH (UPDLOCK, HOLDLOCK) WHERE id = @id;
-DELETE FROM ${this.t('jobs')} OUTPUT deleted.state, deleted.worker_id INTO @gone WHERE id = @id;`)}
-SELECT state, worker_id FROM @gone;`,
-      params: [{ name: 'id', type: 'char36', value: id }],
-    };
-  }
-
-  /** A pending job: run now. A finished one: back to pending (one more attempt allowed). */
-  retry(id: string): Stmt {
-    const cols = COMMON.join(', ');
-    const back = COMMON.map((c) =>
-      c === 'max_attempts' ? 'CASE WHEN max_attempts > attempts THEN max_attempts ELSE attempts + 1 END'
-        : c === 'run_at' ? NOW
-          : ['started_at', 'progress', 'progress_message', 'worker_id'].includes(c) ? 'NULL'
-            : c,
-    ).join(', ');
-    return {
-      text: `DECLARE @state VARCHAR(16) = NULL;
-${atomic(`UPDATE ${this.t('jobs')} SET run_at = ${NOW} WHERE id = @id AND state = 'pending';
-IF @@ROWCOUNT = 1 SET @state = 'pending';
-ELSE IF EXISTS (SELECT 1 FROM ${this.t('history')} WITH (UPDLOCK, HOLDLOCK) WHERE id = @id)
-BEGIN
-  INSERT INTO ${this.t('jobs')} (${cols}, state) SELECT ${back}, 'pending' FROM ${this.t('history')} WHERE id = @id;
-  DELETE FROM ${this.t('history')} WHERE id = @id;
-  SET @state = 'pending';
-END;`)}
-SELECT @state AS state;`,
-      params: [{ name: 'id', type: 'char36', value: id }],
-    };
-  }
-
-  pruneHistory(olderThanMs: number, limit: number): Stmt {
-    return {
-      text: `DECLARE @gone TABLE (id ${ID} PRIMARY KEY);
-${atomic(`DELETE TOP (@limit) FROM ${this.t('history')} OUTPUT deleted.id INTO @gone WHERE finished_at < ${addMs(NOW, '-@older')};
-DELETE l FROM ${this.t('logs')} l JOIN @gone g ON l.job_id = g.id;
-DELETE a FROM ${this.t('attempts')} a JOIN @gone g ON a.job_id = g.id;`)}
-SELECT COUNT(*) AS n FROM @gone;`,
-      params: [
-        { name: 'limit', type: 'int', value: limit },
-        { name: 'older', type: 'bigint', value: olderThanMs },
-      ],
-    };
-  }
-
   nextDueIn(names: string[], queues?: string[]): Stmt {
     return {
       text: `SELECT DATEDIFF_BIG(millisecond, ${NOW}, MIN(run_at)) AS due FROM ${this.t('jobs')}
@@ -485,49 +435,6 @@ WHERE state = 'pending' AND name IN (SELECT CAST(value AS NVARCHAR(200)) FROM OP
   // ------------------------------------------------------------ admin verbs
 
   /**
-   * Idempotent: the probe's UPDLOCK + HOLDLOCK serialises two pausers of one queue (the primary
-   * key is the backstop; the store treats its duplicate-key error as already paused).
-   */
-  pauseQueue(queue: string): Stmt {
-    const paused = this.t('paused_queues');
-    return {
-      text: `INSERT INTO ${paused} (queue, paused_at) SELECT @queue, ${NOW}
-WHERE NOT EXISTS (SELECT 1 FROM ${paused} WITH (UPDLOCK, HOLDLOCK) WHERE queue = @queue);`,
-      params: [{ name: 'queue', type: 'nvarchar', value: queue }],
-    };
-  }
-
-  /** Answers the queue when it was paused. */
-  resumeQueue(queue: string): Stmt {
-    return {
-      text: `DELETE FROM ${this.t('paused_queues')} OUTPUT deleted.queue WHERE queue = @queue;`,
-      params: [{ name: 'queue', type: 'nvarchar', value: queue }],
-    };
-  }
-
-  /** A pending job becomes due now; answers its id when it was pending. */
-  makeDue(id: string): Stmt {
-    return {
-      text: `UPDATE ${this.t('jobs')} SET run_at = ${NOW} OUTPUT inserted.id WHERE id = @id AND state = 'pending';`,
-      params: [{ name: 'id', type: 'char36', value: id }],
-    };
-  }
-
-  /**
-   * Delete pending (never running) and finished jobs with their logs and attempts, in one
-   * transaction; answers the ids deleted. Only well-formed ids are sent: CAST to CHAR(36) would
-   * cut a longer string down to some other job's id.
-   */
-  deleteJobs(ids: string[]): Stmt {
-    const list = `(SELECT CAST(value AS CHAR(36)) FROM OPENJSON(@ids))`;
-    return {
-      text: `DECLARE @gone TABLE (id ${ID});
-${atomic(`DELETE FROM ${this.t('jobs')} OUTPUT deleted.id INTO @gone WHERE state = 'pending' AND id IN ${list};
-DELETE FROM ${this.t('history')} OUTPUT deleted.id INTO @gone WHERE id IN ${list};
-DELETE l FROM ${this.t('logs')} l JOIN @gone g ON l.job_id = g.id;
-DELETE a FROM ${this.t('attempts')} a JOIN @gone g ON a.job_id = g.id;`)}
-SELECT id FROM @gone;`,
-      params: [{ name: 'ids', type: 'nvarchar(max)', value: JSON.stringify(ids.filter((id) => UUID_RE.test(id))) }],
     };
   }
 

@@ -12,7 +12,7 @@
  * (SYSUTCDATETIME, DATETIME2(3), read back as UTC Dates: mssql's default useUTC).
  */
 import { createRequire } from 'node:module';
-import type { EnqueueResult, JobState, JobError, NewJobRow } from '../../model.ts';
+import type { EnqueueResult, JobError, NewJobRow } from '../../model.ts';
 import type { ScheduleDef } from '../../schedule/schedule.ts';
 import { checkNotNewer, loadMigrations, splitStatements } from '../migrations.ts';
 import { APP_LOCK_SHOWN, MssqlSql, type Param, type ParamType, type Stmt } from './statements.ts';
@@ -24,7 +24,7 @@ import { PortableStore } from '../portable/engine.ts';
 import type { Outcome, SqlRunner, Statement } from '../portable/statement.ts';
 import type {
   StalledJob,
-  CancelResult, ClaimRequest, ClaimedJob, CompleteItem, FailItem, Fenced, LogItem, OpenTransaction, ProgressItem, ReleaseItem,
+  ClaimRequest, ClaimedJob, CompleteItem, FailItem, Fenced, LogItem, OpenTransaction, ProgressItem, ReleaseItem,
   SessionLock, Store, StoreCapabilities, StoredSchedule, WorkerInfo,
 } from '../store.ts';
 
@@ -476,51 +476,12 @@ IF @r < 0 THROW 50001, 'sqljobs: could not take the migration lock', 1;`, [{ nam
 
   // ---------------------------------------------------------------- reads and admin verbs
 
-  async cancel(id: string): Promise<CancelResult | null> {
-    const rows = await this.rows(this.sql.cancel(id.toLowerCase()));
-    return rows.length ? { previous: rows[0].state as CancelResult['previous'], workerId: (rows[0].worker_id as string | null) ?? null } : null;
-  }
-
-  async retry(id: string): Promise<JobState | null> {
-    try {
-      const rows = await this.rows(this.sql.retry(id.toLowerCase()));
-      return (rows[0]?.state as JobState | null) ?? null;
-    } catch (err) {
-      if (DUPLICATE_KEY.has((err as { number?: number }).number ?? 0)) throw new Error(`cannot retry job ${id}: a live job with the same refId exists`);
-      throw err;
-    }
-  }
-
-  async pruneHistory(olderThanMs: number, limit: number): Promise<number> {
-    return Number((await this.rows(this.sql.pruneHistory(olderThanMs, limit)))[0]?.n ?? 0);
-  }
-
   async nextDueIn(names: string[], queues?: string[]): Promise<number | null> {
     const due = (await this.rows(this.sql.nextDueIn(names, queues)))[0]?.due;
     return due === null || due === undefined ? null : Math.max(0, Number(due));
   }
 
   // ---------------------------------------------------------------- admin verbs
-
-  async pauseQueue(queue: string): Promise<void> {
-    try {
-      await this.run(this.sql.pauseQueue(queue));
-    } catch (err) {
-      if (!DUPLICATE_KEY.has((err as { number?: number }).number ?? 0)) throw err; // paused by another caller meanwhile
-    }
-  }
-
-  async resumeQueue(queue: string): Promise<boolean> {
-    return (await this.rows(this.sql.resumeQueue(queue))).length === 1;
-  }
-
-  async makeDue(id: string): Promise<boolean> {
-    return (await this.rows(this.sql.makeDue(id.toLowerCase()))).length === 1;
-  }
-
-  async deleteJobs(ids: string[]): Promise<string[]> {
-    return (await this.rows(this.sql.deleteJobs(ids.map((id) => id.toLowerCase())))).map((r) => String(r.id));
-  }
 
   /** A Transaction on the app's pool, begun; commit and rollback wait for statements in flight. */
   async beginTransaction(): Promise<OpenTransaction> {

@@ -18,12 +18,13 @@
 import { createHash } from 'node:crypto';
 import type { Pool as CbPool, PoolConnection as CbPoolConnection } from 'mysql2';
 import type { Pool as PromisePool, PoolConnection, ResultSetHeader } from 'mysql2/promise';
-import { isValidId, type EnqueueResult, type JobState, type NewJobRow, type JobError } from '../../model.ts';
+import type { EnqueueResult, JobError, NewJobRow } from '../../model.ts';
 import type { ScheduleDef } from '../../schedule/schedule.ts';
 import { checkNotNewer, loadMigrations, splitStatements } from '../migrations.ts';
 import { mysql as mysqlDialect } from '../portable/dialect.ts';
 import { PortableStore } from '../portable/engine.ts';
-import type { Outcome, SqlRunner } from '../portable/statement.ts';
+import type { Outcome, SqlRunner, Statement } from '../portable/statement.ts';
+import { historyPrune, historyPrunePick } from '../portable/admin.ts';
 import { jobsByRef, jobsInsert } from './enqueue.ts';
 import { jobsClaimPick, jobsClaimTake } from './claim.ts';
 import { jobsLockRunning, jobsMoveToHistory } from './move.ts';
@@ -35,7 +36,7 @@ import { claimOrder, toClaimedJob, toStalledJob, toStoredSchedule, type RowCodec
 import { Params, settleEnqueue } from '../sql.ts';
 import type {
   StalledJob,
-  CancelResult, ClaimRequest, ClaimedJob, CompleteItem, FailItem, Fenced, LogItem, OpenTransaction, ProgressItem, ReleaseItem,
+  ClaimRequest, ClaimedJob, CompleteItem, FailItem, Fenced, LogItem, OpenTransaction, ProgressItem, ReleaseItem,
   SessionLock, Store, StoreCapabilities, StoredSchedule, WorkerInfo,
 } from '../store.ts';
 
@@ -116,11 +117,7 @@ export class MysqlStore extends PortableStore implements Store {
   /** Portable statements (../portable/) on the private pool. */
   protected readonly runner: SqlRunner = {
     run: async (s) => outcome((await this.own.query(s.text, s.values))[0]),
-    transaction: (list) => this.transaction(async (c) => {
-      const out: Outcome[] = [];
-      for (const s of list) out.push(outcome((await c.query(s.text, s.values))[0]));
-      return out;
-    }),
+    transaction: (list) => this.transaction((c) => runOn(c, list)),
   };
 
   constructor(appPool: unknown, opts: MysqlStoreOptions) {
@@ -599,54 +596,18 @@ export class MysqlStore extends PortableStore implements Store {
 
   // ---------------------------------------------------------------- reads and admin verbs
 
-  async cancel(id: string): Promise<CancelResult | null> {
+  /**
+   * The portable prune with its pick inside the transaction, FOR UPDATE SKIP LOCKED: two pruners
+   * (or a prune and a delete) never wait on each other's rows.
+   */
+  override async pruneHistory(olderThanMs: number, limit: number): Promise<number> {
     return this.transaction(async (c) => {
-      const [job] = await this.rows(`SELECT state, worker_id FROM ${this.t.jobs} WHERE id = ? FOR UPDATE`, [id], c);
-      if (!job) return null;
-      await c.query(
-        `INSERT INTO ${this.t.history} (${COMMON}, state, finished_at, result) SELECT ${COMMON}, 'cancelled', ${NOW}, NULL FROM ${this.t.jobs} WHERE id = ?`,
-        [id],
-      );
-      await c.query(`DELETE FROM ${this.t.jobs} WHERE id = ?`, [id]);
-      return { previous: job.state as 'pending' | 'running', workerId: (job.worker_id as string | null) ?? null };
-    });
-  }
-
-  async retry(id: string): Promise<JobState | null> {
-    const now = await this.exec(`UPDATE ${this.t.jobs} SET run_at = ${NOW} WHERE id = ? AND state = 'pending'`, [id]);
-    if (now.affectedRows === 1) return 'pending';
-    try {
-      return await this.transaction(async (c) => {
-        const found = await this.rows(`SELECT id FROM ${this.t.history} WHERE id = ? FOR UPDATE`, [id], c);
-        if (!found.length) return null;
-        await c.query(
-          `INSERT INTO ${this.t.jobs} (${COMMON}, state)
-           SELECT id, name, queue, payload, payload_bin, priority, attempts, GREATEST(max_attempts, attempts + 1), timeout_ms, backoff,
-             ${NOW}, created_at, NULL, ref_id, tag, batch_id, created_by, meta, NULL, NULL, checkpoint, error, NULL, 'pending'
-           FROM ${this.t.history} WHERE id = ?`,
-          [id],
-        );
-        await c.query(`DELETE FROM ${this.t.history} WHERE id = ?`, [id]);
-        return 'pending' as const;
-      });
-    } catch (err) {
-      if ((err as { errno?: number }).errno === 1062) throw new Error(`cannot retry job ${id}: a live job with the same refId exists`);
-      throw err;
-    }
-  }
-
-  async pruneHistory(olderThanMs: number, limit: number): Promise<number> {
-    return this.transaction(async (c) => {
-      const rows = await this.rows(
-        `SELECT id FROM ${this.t.history} WHERE finished_at < ${NOW} - INTERVAL ? MICROSECOND LIMIT ? FOR UPDATE SKIP LOCKED`,
-        [olderThanMs * 1000, limit],
-        c,
-      );
-      if (!rows.length) return 0;
-      const ids = rows.map((r) => r.id);
-      await c.query(`DELETE FROM ${this.t.logs} WHERE job_id IN (?)`, [ids]);
-      await c.query(`DELETE FROM ${this.t.attempts} WHERE job_id IN (?)`, [ids]);
-      return (await this.exec(`DELETE FROM ${this.t.history} WHERE id IN (?)`, [ids], c)).affectedRows;
+      const pick = historyPrunePick(this, { olderThanMs, limit });
+      const [picked] = await runOn(c, [{ ...pick, text: `${pick.text} FOR UPDATE SKIP LOCKED` }]);
+      const ids = picked.rows.map((r) => String(r.id));
+      if (!ids.length) return 0;
+      const [pruned] = await runOn(c, historyPrune(this, { olderThanMs, ids }));
+      return pruned.changes;
     });
   }
 
@@ -662,42 +623,6 @@ export class MysqlStore extends PortableStore implements Store {
     return rows[0].due === null ? null : Math.max(0, Math.ceil(Number(rows[0].due)));
   }
 
-  // ---------------------------------------------------------------- admin verbs
-
-  async pauseQueue(queue: string): Promise<void> {
-    await this.exec(`INSERT INTO ${this.t.paused} (queue, paused_at) VALUES (?, ${NOW}) ON DUPLICATE KEY UPDATE queue = queue`, [queue]);
-  }
-
-  async resumeQueue(queue: string): Promise<boolean> {
-    return (await this.exec(`DELETE FROM ${this.t.paused} WHERE queue = ?`, [queue])).affectedRows === 1;
-  }
-
-  async makeDue(id: string): Promise<boolean> {
-    return (await this.exec(`UPDATE ${this.t.jobs} SET run_at = ${NOW} WHERE id = ? AND state = 'pending'`, [id])).affectedRows === 1;
-  }
-
-  /**
-   * One transaction: pending jobs (locked, so no claim takes them meanwhile) and finished ones,
-   * then their logs and attempts. Only well-formed ids are sent (the id columns are ASCII).
-   */
-  async deleteJobs(ids: string[]): Promise<string[]> {
-    const wanted = [...new Set(ids.filter(isValidId))];
-    if (!wanted.length) return [];
-    const gone = await this.transaction(async (c) => {
-      const live = (await this.rows(`SELECT id FROM ${this.t.jobs} WHERE id IN (?) AND state = 'pending' FOR UPDATE`, [wanted], c)).map((r) => r.id);
-      const finished = (await this.rows(`SELECT id FROM ${this.t.history} WHERE id IN (?) FOR UPDATE`, [wanted], c)).map((r) => r.id);
-      const all = [...live, ...finished] as string[];
-      if (!all.length) return all;
-      if (live.length) await c.query(`DELETE FROM ${this.t.jobs} WHERE id IN (?)`, [live]);
-      if (finished.length) await c.query(`DELETE FROM ${this.t.history} WHERE id IN (?)`, [finished]);
-      await c.query(`DELETE FROM ${this.t.logs} WHERE job_id IN (?)`, [all]);
-      await c.query(`DELETE FROM ${this.t.attempts} WHERE job_id IN (?)`, [all]);
-      return all;
-    });
-    const deleted = new Set(gone);
-    return wanted.filter((id) => deleted.has(id));
-  }
-
   /** A connection from the app's pool inside START TRANSACTION; released once, on commit or rollback. */
   async beginTransaction(): Promise<OpenTransaction> {
     return openTransaction(await holdMysqlConnection(this.app), (c, sql) => c.query(sql), 'START TRANSACTION');
@@ -706,6 +631,13 @@ export class MysqlStore extends PortableStore implements Store {
   async close(): Promise<void> {
     await Promise.all([this.own.end(), this.lockers.end()]);
   }
+}
+
+/** Portable statements, in order, on one of our connections (inside its transaction). */
+async function runOn(c: PoolConnection, list: Statement[]): Promise<Outcome[]> {
+  const out: Outcome[] = [];
+  for (const s of list) out.push(outcome((await c.query(s.text, s.values))[0]));
+  return out;
 }
 
 /** MySQL answers rows for a SELECT and a result header (affected rows) for a write. */

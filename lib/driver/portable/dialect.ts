@@ -39,10 +39,16 @@ export interface SqlDialect {
   returning(columns: string[]): string;
   /** Whether output()/returning() give rows here; without them (MySQL) a write reports its affected-row count. */
   readonly returnsRows: boolean;
+  /** SQL Server's table hint (after the table name) that keeps the rows a read finds locked for update until commit; empty elsewhere. */
+  readonly lockHint: string;
+  /** ` FOR UPDATE` at the end of a SELECT whose rows stay locked until commit (PostgreSQL, MySQL); empty elsewhere. */
+  readonly forUpdate: string;
   /** `IN (…)` over a list bound as one parameter (the placeholder `p` is bound with listValue()). */
   inList(p: string): string;
   /** A list of strings as inList() binds it. */
   listValue(values: string[]): unknown;
+  /** `IN (…)` over job ids bound as one parameter (with listValue()), typed as the id columns are so that their index is used. */
+  inIds(p: string): string;
   /** How rows come back: times and JSON. */
   readonly codec: RowCodec;
   /**
@@ -82,8 +88,12 @@ export const sqlite: SqlDialect = {
   output: none,
   returning: (cols) => ` RETURNING ${cols.join(', ')}`,
   returnsRows: true,
+  lockHint: '',
+  // A write transaction (BEGIN IMMEDIATE) holds the database's write lock: no row lock to take.
+  forUpdate: '',
   inList: (p) => `IN (SELECT value FROM json_each(${p}))`,
   listValue: (v) => JSON.stringify(v),
+  inIds: (p) => `IN (SELECT value FROM json_each(${p}))`,
   codec: textCodec,
   useIndex: (i) => ` INDEXED BY ${i}`,
   nullAs: () => 'NULL',
@@ -107,8 +117,12 @@ export const postgres: SqlDialect = {
   output: none,
   returning: (cols) => ` RETURNING ${cols.join(', ')}`,
   returnsRows: true,
+  lockHint: '',
+  forUpdate: ' FOR UPDATE',
   inList: (p) => `= ANY(${p}::text[])`,
   listValue: (v) => v,
+  // The id columns are uuid: a text[] would not compare with them.
+  inIds: (p) => `= ANY(${p}::uuid[])`,
   codec: nativeCodec,
   useIndex: none,
   nullAs: (type) => (type === 'time' ? 'NULL::timestamptz' : 'NULL::json'),
@@ -136,9 +150,12 @@ export const mysql: SqlDialect = {
   output: none,
   returning: none,
   returnsRows: false,
+  lockHint: '',
+  forUpdate: ' FOR UPDATE',
   // mysql2 expands an array bound to one `?` into a list; an empty list is bound as NULL (matches nothing).
   inList: (p) => `IN (${p})`,
   listValue: (v) => (v.length ? v : null),
+  inIds: (p) => `IN (${p})`,
   codec: {
     date: (v) => (v === null || v === undefined ? null : v instanceof Date ? v : new Date(`${String(v).replace(' ', 'T')}Z`)),
     json: textCodec.json,
@@ -166,8 +183,13 @@ export const mssql: SqlDialect = {
   output: (rows, cols) => ` OUTPUT ${cols.map((c) => `${rows}.${c}`).join(', ')}`,
   returning: none,
   returnsRows: true,
+  // HOLDLOCK: a row that is not there yet stays absent (key-range lock) until commit.
+  lockHint: ' WITH (UPDLOCK, HOLDLOCK)',
+  forUpdate: '',
   inList: (p) => `IN (SELECT CAST(value AS NVARCHAR(200)) FROM OPENJSON(${p}))`,
   listValue: (v) => JSON.stringify(v),
+  // The id columns' own type: compared with NVARCHAR, the CHAR(36) column would be the side converted.
+  inIds: (p) => `IN (SELECT CAST(value AS CHAR(36)) FROM OPENJSON(${p}))`,
   codec: { date: nativeCodec.date, json: textCodec.json },
   useIndex: none,
   nullAs: (type) => (type === 'time' ? 'CAST(NULL AS DATETIME2(3))' : 'CAST(NULL AS NVARCHAR(MAX))'),

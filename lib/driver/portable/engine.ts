@@ -5,7 +5,7 @@
  */
 import type { SqlDialect } from './dialect.ts';
 import type { Sql } from './sql.ts';
-import { tables, type SqlRunner, type Statement, type Tables } from './statement.ts';
+import { tables, type Outcome, type SqlRunner, type Statement, type Tables } from './statement.ts';
 import { leaseRelease, leaseRenew } from './leases.ts';
 import {
   clockNow, jobAttempts, jobGet, jobLogs, jobsFinishedCounts, jobsList, jobsLiveCounts, jobsThroughput, queuesPaused, queuesStats, workersList,
@@ -14,6 +14,10 @@ import type { AttemptRecord, JobRecord, ListFilter, ListPage, LogRecord } from '
 import { toAttemptRecord, toJobRecord, toLogRecord, toWorkerRecord, withCurrentAttempt } from '../rows.ts';
 import { listLimit } from '../sql.ts';
 import { mergeQueueStats, type QueueStats, type StatusCounts, type ThroughputBuckets, type WorkerRecord } from '../store.ts';
+import { historyPrune, historyPrunePick, jobCancel, jobMakeDue, jobRetry, jobsDelete, queuePause, queueResume } from './admin.ts';
+import type { CancelResult } from '../store.ts';
+import { isDuplicateKey } from '../errors.ts';
+import { isValidId, type JobState } from '../../model.ts';
 
 export abstract class PortableStore implements Sql {
   readonly t: Tables;
@@ -105,5 +109,94 @@ export abstract class PortableStore implements Sql {
       // Without a finished job in the window, the one row carries the clock only.
       buckets: rows.filter((r) => r.start !== null).map((r) => ({ start: Number(r.start), completed: Number(r.completed), failed: Number(r.failed) })),
     };
+  }
+
+  // ---------------------------------------------------------------- operators' actions
+
+  /** Wake the workers of `queue` in every process (PostgreSQL: NOTIFY); nothing where workers poll. */
+  protected async announceJobs(_queue: string): Promise<void> {}
+
+  /** Tell the worker running job `id`, in whichever process, that it was cancelled (PostgreSQL: NOTIFY); elsewhere it learns so from its heartbeat. */
+  protected async announceCancel(_id: string): Promise<void> {}
+
+  /** Announce the queues of the rows a statement answered (where it cannot answer rows, there is no NOTIFY either). */
+  private async announceQueues(rows: Outcome['rows']): Promise<void> {
+    for (const row of rows) await this.announceJobs(String(row.queue));
+  }
+
+  async cancel(id: string): Promise<CancelResult | null> {
+    const [found] = await this.runner.transaction(jobCancel(this, id));
+    const job = found.rows[0];
+    if (!job) return null;
+    const previous = job.state as CancelResult['previous'];
+    if (previous === 'running') await this.announceCancel(id);
+    return { previous, workerId: (job.worker_id as string | null) ?? null };
+  }
+
+  async makeDue(id: string): Promise<boolean> {
+    const due = await this.runner.run(jobMakeDue(this, id));
+    await this.announceQueues(due.rows);
+    return due.changes === 1;
+  }
+
+  async retry(id: string): Promise<JobState | null> {
+    const [due, finished, , moved] = await this.retrying(id);
+    if (due.changes === 1) {
+      await this.announceQueues(due.rows);
+      return 'pending';
+    }
+    if (!finished.rows.length) return null;
+    if (moved.changes !== 1) throw this.refIdTaken(id);
+    await this.announceQueues(finished.rows);
+    return 'pending';
+  }
+
+  private async retrying(id: string): Promise<Outcome[]> {
+    try {
+      return await this.runner.transaction(jobRetry(this, id));
+    } catch (err) {
+      // A job with its refId was enqueued after the guard looked: the unique index refused the move.
+      if (isDuplicateKey(err)) throw this.refIdTaken(id);
+      throw err;
+    }
+  }
+
+  private refIdTaken(id: string): Error {
+    return new Error(`cannot retry job ${id}: a live job with the same refId exists`);
+  }
+
+  async pauseQueue(queue: string): Promise<void> {
+    try {
+      await this.runner.run(queuePause(this, queue));
+    } catch (err) {
+      if (!isDuplicateKey(err)) throw err; // paused by another caller meanwhile
+    }
+  }
+
+  async resumeQueue(queue: string): Promise<boolean> {
+    const resumed = (await this.runner.run(queueResume(this, queue))).changes === 1;
+    if (resumed) await this.announceJobs(queue);
+    return resumed;
+  }
+
+  /**
+   * Only well-formed ids are sent: the id columns are ASCII on MySQL, a uuid on PostgreSQL, and
+   * SQL Server's CAST to CHAR(36) would cut a longer string down to some other job's id.
+   */
+  async deleteJobs(ids: string[]): Promise<string[]> {
+    const wanted = [...new Set(ids.filter(isValidId))];
+    if (!wanted.length) return [];
+    const [live, finished] = await this.runner.transaction(jobsDelete(this, wanted));
+    const deleted = new Set([...live.rows, ...finished.rows].map((r) => String(r.id)));
+    return wanted.filter((id) => deleted.has(id));
+  }
+
+  /** Pick the old jobs, then delete them with their trail in one transaction (MySQL picks inside it: see its store). */
+  async pruneHistory(olderThanMs: number, limit: number): Promise<number> {
+    const picked = await this.runner.run(historyPrunePick(this, { olderThanMs, limit }));
+    const ids = picked.rows.map((r) => String(r.id));
+    if (!ids.length) return 0;
+    const [pruned] = await this.runner.transaction(historyPrune(this, { olderThanMs, ids }));
+    return pruned.changes;
   }
 }

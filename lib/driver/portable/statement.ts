@@ -78,6 +78,10 @@ export class Binder {
   in(values: string[]): string {
     return this.d.inList(this.add(this.d.listValue(values), 'nvarchar(max)'));
   }
+  /** `IN (…)` over these job ids (well-formed: see isValidId), bound as one value. */
+  ids(values: string[]): string {
+    return this.d.inIds(this.add(this.d.listValue(values), 'nvarchar(max)'));
+  }
 
   /** The statement: `text` answers rows when it is a SELECT or carries RETURNING/OUTPUT here. */
   done(text: string, returnsRows: boolean): Statement {

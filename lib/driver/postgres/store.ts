@@ -8,14 +8,14 @@
  * connection. LISTEN uses one dedicated client that reconnects and then asks for a catch-up poll.
  */
 import type { Pool, PoolClient, PoolConfig, Client, QueryResultRow } from 'pg';
-import type { EnqueueResult, JobState, NewJobRow, JobError } from '../../model.ts';
+import type { EnqueueResult, JobError, NewJobRow } from '../../model.ts';
 import { checkNotNewer, loadMigrations, splitStatements } from '../migrations.ts';
 import { claimOrder, nativeCodec, toClaimedJob, toStalledJob, toStoredSchedule } from '../rows.ts';
 import type { ScheduleDef } from '../../schedule/schedule.ts';
 import { settleEnqueue } from '../sql.ts';
 import type {
   StalledJob,
-  CancelResult, ClaimRequest, ClaimedJob, CompleteItem, FailItem, Fenced, ListenCallbacks, ListenHandle, LogItem, OpenTransaction,
+  ClaimRequest, ClaimedJob, CompleteItem, FailItem, Fenced, ListenCallbacks, ListenHandle, LogItem, OpenTransaction,
   ProgressItem, ReleaseItem, SessionLock, Store, StoreCapabilities, StoredSchedule, WorkerInfo,
 } from '../store.ts';
 import { takeSessionLock } from '../session-lock.ts';
@@ -426,56 +426,6 @@ export class PostgresStore extends PortableStore implements Store {
     return (await this.own.query(text, values)).rows;
   }
 
-  async cancel(id: string): Promise<CancelResult | null> {
-    const rows = await this.rows(
-      `WITH gone AS (DELETE FROM ${this.t.jobs} WHERE id = $1 RETURNING *),
-        moved AS (INSERT INTO ${this.t.history} (${COMMON}, state, finished_at, result) SELECT ${COMMON}, 'cancelled', now(), NULL FROM gone),
-        told AS (SELECT pg_notify($2, id::text) FROM gone WHERE state = 'running')
-       SELECT state, worker_id, (SELECT count(*) FROM told) AS told FROM gone`,
-      [id, this.cancelChannel],
-    );
-    return rows.length ? { previous: rows[0].state, workerId: rows[0].worker_id } : null;
-  }
-
-  async retry(id: string): Promise<JobState | null> {
-    const now = await this.rows(`UPDATE ${this.t.jobs} SET run_at = now() WHERE id = $1 AND state = 'pending' RETURNING queue`, [id]);
-    if (now.length) {
-      await this.own.query('SELECT pg_notify($1, $2)', [this.jobsChannel, now[0].queue]);
-      return 'pending';
-    }
-    try {
-      const rows = await this.rows(
-        `WITH gone AS (DELETE FROM ${this.t.history} WHERE id = $1 RETURNING *),
-          back AS (
-            INSERT INTO ${this.t.jobs} (${COMMON}, state)
-            SELECT id, name, queue, payload, payload_bin, priority, attempts, GREATEST(max_attempts, attempts + 1), timeout_ms, backoff,
-              now(), created_at, NULL, ref_id, tag, batch_id, created_by, meta, NULL, NULL, checkpoint, error, NULL, 'pending' FROM gone
-            RETURNING queue),
-          told AS (SELECT pg_notify($2, queue) FROM back)
-         SELECT queue, (SELECT count(*) FROM told) FROM back`,
-        [id, this.jobsChannel],
-      );
-      return rows.length ? 'pending' : null;
-    } catch (err) {
-      if ((err as { code?: string }).code === '23505') throw new Error(`cannot retry job ${id}: a live job with the same refId exists`);
-      throw err;
-    }
-  }
-
-  async pruneHistory(olderThanMs: number, limit: number): Promise<number> {
-    const rows = await this.rows(
-      `WITH gone AS (
-         DELETE FROM ${this.t.history} WHERE id IN (
-           SELECT id FROM ${this.t.history} WHERE finished_at < now() - $1 * interval '1 millisecond' LIMIT $2)
-         RETURNING id),
-       logs AS (DELETE FROM ${this.t.logs} WHERE job_id IN (SELECT id FROM gone)),
-       att AS (DELETE FROM ${this.t.attempts} WHERE job_id IN (SELECT id FROM gone))
-       SELECT count(*)::int AS n FROM gone`,
-      [olderThanMs, limit],
-    );
-    return rows[0].n;
-  }
-
   async nextDueIn(names: string[], queues?: string[]): Promise<number | null> {
     const rows = await this.rows(
       `SELECT EXTRACT(EPOCH FROM (MIN(run_at) - now())) * 1000 AS due FROM ${this.t.jobs}
@@ -488,36 +438,18 @@ export class PostgresStore extends PortableStore implements Store {
 
   // ---------------------------------------------------------------- admin verbs
 
-  async pauseQueue(queue: string): Promise<void> {
-    await this.rows(`INSERT INTO ${this.t.paused} (queue) VALUES ($1) ON CONFLICT (queue) DO NOTHING`, [queue]);
+  // ---------------------------------------------------------------- NOTIFY and LISTEN
+
+  /** Workers in other processes wake at once (after a retry, a run-now or a resume). */
+  protected override async announceJobs(queue: string): Promise<void> {
+    await this.own.query('SELECT pg_notify($1, $2)', [this.jobsChannel, queue]);
   }
 
-  async resumeQueue(queue: string): Promise<boolean> {
-    const rows = await this.rows(`DELETE FROM ${this.t.paused} WHERE queue = $1 RETURNING queue`, [queue]);
-    if (rows.length) await this.own.query('SELECT pg_notify($1, $2)', [this.jobsChannel, queue]);
-    return rows.length === 1;
+  /** The worker running the job, in whichever process, aborts it at once. */
+  protected override async announceCancel(id: string): Promise<void> {
+    await this.own.query('SELECT pg_notify($1, $2)', [this.cancelChannel, id]);
   }
 
-  async makeDue(id: string): Promise<boolean> {
-    const rows = await this.rows(`UPDATE ${this.t.jobs} SET run_at = now() WHERE id = $1 AND state = 'pending' RETURNING queue`, [id]);
-    if (rows.length) await this.own.query('SELECT pg_notify($1, $2)', [this.jobsChannel, rows[0].queue]);
-    return rows.length === 1;
-  }
-
-  async deleteJobs(ids: string[]): Promise<string[]> {
-    const rows = await this.rows(
-      `WITH live AS (DELETE FROM ${this.t.jobs} WHERE id = ANY($1::uuid[]) AND state = 'pending' RETURNING id),
-        finished AS (DELETE FROM ${this.t.history} WHERE id = ANY($1::uuid[]) RETURNING id),
-        gone AS (SELECT id FROM live UNION ALL SELECT id FROM finished),
-        logs AS (DELETE FROM ${this.t.logs} WHERE job_id IN (SELECT id FROM gone)),
-        att AS (DELETE FROM ${this.t.attempts} WHERE job_id IN (SELECT id FROM gone))
-       SELECT id::text AS id FROM gone`,
-      [ids],
-    );
-    return rows.map((r) => r.id as string);
-  }
-
-  // ---------------------------------------------------------------- LISTEN
 
   async listen(cb: ListenCallbacks): Promise<ListenHandle> {
     const listener = new Listener(this.app, [this.jobsChannel, this.cancelChannel], (channel, payload) => {

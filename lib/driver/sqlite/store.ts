@@ -24,7 +24,7 @@ import { jobOwned, jobRelease, jobSaveProgress, logInsert } from './writes.ts';
 import type { Outcome, SqlRunner, Statement } from '../portable/statement.ts';
 import { type StalledJob, CLAIM_COLUMNS } from '../store.ts';
 import type {
-  CancelResult, ClaimRequest, ClaimedJob, CompleteItem, FailItem, Fenced, LogItem, ProgressItem,
+  ClaimRequest, ClaimedJob, CompleteItem, FailItem, Fenced, LogItem, ProgressItem,
   ReleaseItem, Store, StoreCapabilities, StoredSchedule, WorkerInfo,
 } from '../store.ts';
 
@@ -466,45 +466,6 @@ export class SqliteStore extends PortableStore implements Store {
 
   // ---------------------------------------------------------------- reads and admin verbs
 
-  async cancel(id: string): Promise<CancelResult | null> {
-    return this.write(() => {
-      const row = this.q(`SELECT state, worker_id FROM ${this.t.jobs} WHERE id = ?`).get(id) as { state: 'pending' | 'running'; worker_id: string | null } | undefined;
-      if (!row) return null;
-      this.q(`INSERT INTO ${this.t.history} (${COMMON}, state, finished_at, result)
-          SELECT ${COMMON}, 'cancelled', ${NOW}, NULL FROM ${this.t.jobs} WHERE id = ?`).run(id);
-      this.q(`DELETE FROM ${this.t.jobs} WHERE id = ?`).run(id);
-      return { previous: row.state, workerId: row.worker_id };
-    });
-  }
-
-  async retry(id: string): Promise<JobState | null> {
-    return this.write(() => {
-      const live = this.q(`UPDATE ${this.t.jobs} SET run_at = ${NOW} WHERE id = ? AND state = 'pending'`).run(id);
-      if (live.changes === 1) return 'pending' as const;
-      const hist = this.q(`SELECT ref_id FROM ${this.t.history} WHERE id = ?`).get(id) as { ref_id: string | null } | undefined;
-      if (!hist) return null;
-      if (hist.ref_id && this.q(`SELECT 1 FROM ${this.t.jobs} WHERE ref_id = ?`).get(hist.ref_id)) {
-        throw new Error(`cannot retry job ${id}: a live job with refId "${hist.ref_id}" exists`);
-      }
-      this.q(`INSERT INTO ${this.t.jobs} (${COMMON}, state)
-          SELECT id, name, queue, payload, payload_bin, priority, attempts, MAX(max_attempts, attempts + 1), timeout_ms, backoff,
-            ${NOW}, created_at, NULL, ref_id, tag, batch_id, created_by, meta, NULL, NULL, checkpoint, error, NULL, 'pending'
-          FROM ${this.t.history} WHERE id = ?`).run(id);
-      this.q(`DELETE FROM ${this.t.history} WHERE id = ?`).run(id);
-      return 'pending' as const;
-    });
-  }
-
-  async pruneHistory(olderThanMs: number, limit: number): Promise<number> {
-    return this.write(() => {
-      const ids = (this.q(`SELECT id FROM ${this.t.history} WHERE finished_at < ${NOW} - ? LIMIT ?`).all(olderThanMs, limit) as { id: string }[]).map((r) => r.id);
-      if (!ids.length) return 0;
-      const list = JSON.stringify(ids);
-      for (const table of [this.t.logs, this.t.attempts]) this.q(`DELETE FROM ${table} WHERE job_id IN (SELECT value FROM json_each(?))`).run(list);
-      return this.q(`DELETE FROM ${this.t.history} WHERE id IN (SELECT value FROM json_each(?))`).run(list).changes;
-    });
-  }
-
   async nextDueIn(names: string[], queues?: string[]): Promise<number | null> {
     const queueFilter = queues ? `AND queue IN (SELECT value FROM json_each(?))` : '';
     const args: unknown[] = [JSON.stringify(names)];
@@ -514,34 +475,6 @@ export class SqliteStore extends PortableStore implements Store {
         AND queue NOT IN (SELECT queue FROM ${this.t.paused})`).get(...args) as { due: number | null },
     );
     return row.due === null ? null : Math.max(0, row.due);
-  }
-
-  // ---------------------------------------------------------------- admin verbs
-
-  async pauseQueue(queue: string): Promise<void> {
-    await this.write(() => this.q(`INSERT INTO ${this.t.paused} (queue, paused_at) VALUES (?, ${NOW}) ON CONFLICT (queue) DO NOTHING`).run(queue));
-  }
-
-  async resumeQueue(queue: string): Promise<boolean> {
-    return this.write(() => this.q(`DELETE FROM ${this.t.paused} WHERE queue = ?`).run(queue).changes === 1);
-  }
-
-  async makeDue(id: string): Promise<boolean> {
-    return this.write(() => this.q(`UPDATE ${this.t.jobs} SET run_at = ${NOW} WHERE id = ? AND state = 'pending'`).run(id).changes === 1);
-  }
-
-  async deleteJobs(ids: string[]): Promise<string[]> {
-    return this.write(() => {
-      const deleted: string[] = [];
-      for (const id of ids) {
-        const live = this.q(`DELETE FROM ${this.t.jobs} WHERE id = ? AND state = 'pending'`).run(id).changes;
-        const finished = live ? 0 : this.q(`DELETE FROM ${this.t.history} WHERE id = ?`).run(id).changes;
-        if (!live && !finished) continue;
-        for (const table of [this.t.logs, this.t.attempts]) this.q(`DELETE FROM ${table} WHERE job_id = ?`).run(id);
-        deleted.push(id);
-      }
-      return deleted;
-    });
   }
 
   async close(): Promise<void> {

@@ -1,0 +1,161 @@
+/**
+ * The operators' actions (cancel, retry, run now, pause and resume a queue, delete) and the
+ * retention prune, written once for every database. A verb that moves rows is several statements
+ * run in one transaction (PortableStore runs them): each is guarded so that it does the right thing
+ * whatever the ones before it found, and the store decides from their outcomes afterwards.
+ *
+ * Rows about to move are read first with a lock (`d.lockHint`, `d.forUpdate`), so a claim cannot
+ * take a job being cancelled or deleted meanwhile (claims skip locked rows).
+ */
+import { read, write, type Statement } from './statement.ts';
+import type { Sql } from './sql.ts';
+import type { SqlDialect } from './dialect.ts';
+
+/** Columns both job tables share, in one order, so a move between them is INSERT … SELECT. */
+const SHARED = [
+  'id', 'name', 'queue', 'payload', 'payload_bin', 'priority', 'attempts', 'max_attempts', 'timeout_ms', 'backoff',
+  'run_at', 'created_at', 'started_at', 'ref_id', 'tag', 'batch_id', 'created_by', 'meta', 'progress', 'progress_message',
+  'checkpoint', 'error', 'worker_id',
+];
+
+function shared(d: SqlDialect): string {
+  return SHARED.map((c) => d.col(c)).join(', ');
+}
+
+/**
+ * A finished job as it goes back to pending: due now, its last run's traces cleared, and at least
+ * one attempt left (max_attempts raised to attempts + 1 when it ran out).
+ */
+function retried(d: SqlDialect): string {
+  const again: Record<string, string> = {
+    max_attempts: 'CASE WHEN max_attempts > attempts THEN max_attempts ELSE attempts + 1 END',
+    run_at: d.now,
+    started_at: 'NULL',
+    progress: 'NULL',
+    progress_message: 'NULL',
+    worker_id: 'NULL',
+  };
+  return SHARED.map((c) => again[c] ?? d.col(c)).join(', ');
+}
+
+// ---------------------------------------------------------------- cancel
+
+/**
+ * Cancel a live job, in one transaction: the first answers its state and worker (no row: nothing
+ * to cancel), read under a lock; then its copy goes to history, cancelled now, and it leaves the live table.
+ */
+export function jobCancel({ d, t }: Sql, id: string): Statement[] {
+  return [
+    read(d, (b) => `SELECT state, worker_id FROM ${t.jobs}${d.lockHint} WHERE id = ${b.id(id)}${d.forUpdate}`),
+    write(d, (b) =>
+      `INSERT INTO ${t.history} (${shared(d)}, state, finished_at, result)
+       SELECT ${shared(d)}, 'cancelled', ${d.now}, NULL FROM ${t.jobs} WHERE id = ${b.id(id)}`),
+    write(d, (b) => `DELETE FROM ${t.jobs} WHERE id = ${b.id(id)}`),
+  ];
+}
+
+// ---------------------------------------------------------------- run now, retry
+
+/** A pending job becomes due now; answers its queue where the database can (to wake its workers). */
+export function jobMakeDue({ d, t }: Sql, id: string): Statement {
+  return write(d, (b) =>
+    `UPDATE ${t.jobs} SET run_at = ${d.now}${d.output('inserted', ['queue'])}
+     WHERE id = ${b.id(id)} AND state = 'pending'${d.returning(['queue'])}`, true);
+}
+
+/**
+ * Retry, in one transaction: a pending job becomes due now (the first, as jobMakeDue); a finished
+ * one, read under a lock (the second answers its queue: no row, no such job), goes back to pending
+ * (the third) unless a live job holds its refId (refIds are unique among live jobs), and leaves
+ * history only once it is live again (the fourth changes one row when it moved).
+ */
+export function jobRetry(sql: Sql, id: string): Statement[] {
+  const { d, t } = sql;
+  return [
+    jobMakeDue(sql, id),
+    read(d, (b) => `SELECT queue FROM ${t.history}${d.lockHint} WHERE id = ${b.id(id)}${d.forUpdate}`),
+    write(d, (b) =>
+      `INSERT INTO ${t.jobs} (${shared(d)}, state)
+       SELECT ${retried(d)}, 'pending' FROM ${t.history} h
+       WHERE h.id = ${b.id(id)} AND NOT EXISTS (SELECT 1 FROM ${t.jobs} j WHERE j.ref_id = h.ref_id)`),
+    write(d, (b) => `DELETE FROM ${t.history} WHERE id = ${b.id(id)} AND EXISTS (SELECT 1 FROM ${t.jobs} WHERE id = ${b.id(id)})`),
+  ];
+}
+
+// ---------------------------------------------------------------- queues
+
+/**
+ * Idempotent: inserts only when the queue is not paused (SQL Server's lock hint serialises two
+ * pausers; elsewhere the primary key refuses the second, which the store takes as paused).
+ */
+export function queuePause({ d, t }: Sql, queue: string): Statement {
+  return write(d, (b) =>
+    `INSERT INTO ${t.paused} (queue, paused_at) SELECT q.queue, ${d.now} FROM (SELECT ${b.text(queue)} AS queue) q
+     WHERE NOT EXISTS (SELECT 1 FROM ${t.paused} p${d.lockHint} WHERE p.queue = q.queue)`);
+}
+
+/** Changes one row when the queue was paused. */
+export function queueResume({ d, t }: Sql, queue: string): Statement {
+  return write(d, (b) =>
+    `DELETE FROM ${t.paused}${d.output('deleted', ['queue'])} WHERE queue = ${b.text(queue)}${d.returning(['queue'])}`, true);
+}
+
+// ---------------------------------------------------------------- delete
+
+/**
+ * What deleting a job deletes with it: the logs and attempts of those among `ids` that are in
+ * neither table any more (run after their rows were deleted, in the same transaction). A job
+ * still there (running, or retried meanwhile) keeps its own.
+ */
+function jobsDeleteTrail({ d, t }: Sql, ids: string[]): Statement[] {
+  return [t.logs, t.attempts].map((table) =>
+    write(d, (b) =>
+      `DELETE FROM ${table} WHERE job_id ${b.ids(ids)}
+       AND NOT EXISTS (SELECT 1 FROM ${t.jobs} WHERE id = ${table}.job_id)
+       AND NOT EXISTS (SELECT 1 FROM ${t.history} WHERE id = ${table}.job_id)`));
+}
+
+/**
+ * Delete pending (never running) and finished jobs with their trail, in one transaction. The
+ * first two read them under a lock (a claim cannot take a pending one meanwhile) and answer the
+ * ids deleted: the pending ones, then the finished ones.
+ */
+export function jobsDelete(sql: Sql, ids: string[]): Statement[] {
+  const { d, t } = sql;
+  return [
+    read(d, (b) => `SELECT id FROM ${t.jobs}${d.lockHint} WHERE id ${b.ids(ids)} AND state = 'pending'${d.forUpdate}`),
+    read(d, (b) => `SELECT id FROM ${t.history}${d.lockHint} WHERE id ${b.ids(ids)}${d.forUpdate}`),
+    write(d, (b) => `DELETE FROM ${t.jobs} WHERE id ${b.ids(ids)} AND state = 'pending'`),
+    write(d, (b) => `DELETE FROM ${t.history} WHERE id ${b.ids(ids)}`),
+    ...jobsDeleteTrail(sql, ids),
+  ];
+}
+
+// ---------------------------------------------------------------- retention
+
+export interface PruneAge {
+  /** Finished more than this long ago (database clock). */
+  olderThanMs: number;
+}
+
+/** Up to `limit` finished jobs older than the retention: answers their ids. */
+export function historyPrunePick({ d, t }: Sql, k: PruneAge & { limit: number }): Statement {
+  return read(d, (b) => {
+    const cutoff = d.plusMs(d.now, b.bigint(-k.olderThanMs));
+    // Bound after the cutoff: TOP (SQL Server, named parameters) comes first in the text, LIMIT (positional elsewhere) last.
+    const limit = b.int(k.limit);
+    return `SELECT ${d.top(limit)}id FROM ${t.history} WHERE finished_at < ${cutoff}${d.limit(limit)}`;
+  });
+}
+
+/**
+ * Prune the picked jobs, in one transaction: those still older than the retention (one retried
+ * and finished again meanwhile is not; the first counts them), with their trail.
+ */
+export function historyPrune(sql: Sql, k: PruneAge & { ids: string[] }): Statement[] {
+  const { d, t } = sql;
+  return [
+    write(d, (b) => `DELETE FROM ${t.history} WHERE id ${b.ids(k.ids)} AND finished_at < ${d.plusMs(d.now, b.bigint(-k.olderThanMs))}`),
+    ...jobsDeleteTrail(sql, k.ids),
+  ];
+}

@@ -1,0 +1,64 @@
+/**
+ * The operators' actions and the retention prune (lib/driver/portable/admin.ts) as each dialect
+ * renders them, without a server: the job rules they carry and the locks they take. What they do
+ * runs against the databases in test/admin/, test/conformance/ and test/store/.
+ */
+import { expect } from 'chai';
+import type { Dialect } from '../../lib/driver/store.ts';
+import { historyPrune, historyPrunePick, jobCancel, jobRetry, jobsDelete } from '../../lib/driver/portable/admin.ts';
+import { UUID, sqlFor } from '../helpers/portable.ts';
+
+const DIALECTS: Dialect[] = ['sqlite', 'postgres', 'mysql', 'mssql'];
+
+/** How each dialect keeps the rows a read found locked until commit (SQLite: its write transaction holds the database). */
+const LOCKED: Record<Dialect, RegExp> = {
+  sqlite: /^(?![\s\S]*(FOR UPDATE|UPDLOCK))/,
+  postgres: / FOR UPDATE$/,
+  mysql: / FOR UPDATE$/,
+  mssql: / WITH \(UPDLOCK, HOLDLOCK\) WHERE /,
+};
+
+describe('operators\' actions and the retention prune, rendered for every dialect', () => {
+  for (const dialect of DIALECTS) {
+    describe(dialect, () => {
+      const sql = sqlFor(dialect);
+
+      it('reads the rows cancel, retry and delete move under a lock first, in the same transaction', () => {
+        const [cancelled] = jobCancel(sql, UUID);
+        const [, finished] = jobRetry(sql, UUID);
+        const [pending, deleted] = jobsDelete(sql, [UUID]);
+        for (const s of [cancelled, finished, pending, deleted]) {
+          expect(s.text).to.match(/^SELECT /).and.match(LOCKED[dialect]);
+          expect(s.returnsRows).to.equal(true);
+        }
+      });
+
+      it('retries with at least one attempt left, by one CASE every database has (no MAX, GREATEST)', () => {
+        const back = jobRetry(sql, UUID)[2].text;
+        expect(back.match(/CASE WHEN max_attempts > attempts THEN max_attempts ELSE attempts \+ 1 END/g)).to.have.length(1);
+        expect(back).to.not.match(/\bMAX\(|GREATEST/);
+        expect(back).to.match(/NOT EXISTS \(SELECT 1 FROM app_jobs j WHERE j\.ref_id = h\.ref_id\)$/);
+      });
+
+      it('deletes pending jobs only (never a running one)', () => {
+        const [pending, , live] = jobsDelete(sql, [UUID]);
+        for (const s of [pending, live]) expect(s.text).to.include("AND state = 'pending'");
+      });
+
+      it('deletes the same trail (logs, then attempts, of jobs gone from both tables) when deleting and when pruning', () => {
+        const trail = (list: { text: string }[]) => list.slice(-2).map((s) => s.text.replace(/\s+/g, ' '));
+        const deleting = trail(jobsDelete(sql, [UUID]));
+        expect(deleting).to.deep.equal(trail(historyPrune(sql, { olderThanMs: 1000, ids: [UUID] })));
+        expect(deleting[0]).to.match(/^DELETE FROM app_logs WHERE job_id /);
+        expect(deleting[1]).to.match(/^DELETE FROM app_attempts WHERE job_id /);
+        for (const text of deleting) expect(text).to.include('NOT EXISTS (SELECT 1 FROM app_jobs').and.include('NOT EXISTS (SELECT 1 FROM app_history');
+      });
+
+      it('picks at most `limit` jobs older than the retention by the database clock', () => {
+        const pick = historyPrunePick(sql, { olderThanMs: 86_400_000, limit: 100 });
+        expect(pick.values).to.deep.equal([-86_400_000, 100]);
+        expect(pick.text).to.match(dialect === 'mssql' ? /^SELECT TOP \(@p2\) id FROM app_history WHERE finished_at < / : / LIMIT (\?|\$2)$/);
+      });
+    });
+  }
+});

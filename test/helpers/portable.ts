@@ -8,6 +8,8 @@ import { tables, type Statement } from '../../lib/driver/portable/statement.ts';
 import type { Sql } from '../../lib/driver/portable/sql.ts';
 import type { Dialect } from '../../lib/driver/store.ts';
 import { leaseRelease, leaseRenew } from '../../lib/driver/portable/leases.ts';
+import { jobSaveCheckpoint, jobsNextDue, jobsOwnedBy, jobsStalled, workerHeartbeat, workerRemove, workersRemoveStale } from '../../lib/driver/portable/workers.ts';
+import { scheduleAdvance, scheduleRemove, scheduleSetEnabled, scheduleTicksRemove, schedulesDue, schedulesList } from '../../lib/driver/portable/schedules.ts';
 
 export const HOSTILE = "x'); DROP TABLE sqljobs_jobs; -- ? $1 @p1 `key` [key]";
 export const UUID = '01936f4e-8a1b-7c2d-9e3f-0a1b2c3d4e5f';
@@ -21,5 +23,22 @@ export function portableStatements(sql: Sql): [string, Statement][] {
   return [
     ['leaseRenew', leaseRenew(sql, { name: HOSTILE, owner: HOSTILE, token: 3, ttlMs: 1000 })],
     ['leaseRelease', leaseRelease(sql, { name: HOSTILE, owner: HOSTILE, token: 3 })],
+    ['workerHeartbeat', workerHeartbeat(sql, { id: HOSTILE, host: HOSTILE, pid: 1, queues: [HOSTILE], names: [HOSTILE], concurrency: 2 })],
+    ['workerHeartbeat (all queues)', workerHeartbeat(sql, { id: HOSTILE, host: HOSTILE, pid: 1, queues: null, names: [], concurrency: 1 })],
+    ['jobsOwnedBy', jobsOwnedBy(sql, HOSTILE)],
+    ['workerRemove', workerRemove(sql, HOSTILE)],
+    ['workersRemoveStale', workersRemoveStale(sql, 30_000)],
+    ['jobsStalled', jobsStalled(sql, { stallMs: 30_000, limit: 500 })],
+    ['jobsNextDue', jobsNextDue(sql, { names: [HOSTILE], queues: [HOSTILE] })],
+    ['jobsNextDue (all queues)', jobsNextDue(sql, { names: [HOSTILE] })],
+    ['jobSaveCheckpoint', jobSaveCheckpoint(sql, { id: UUID, token: TOKEN }, JSON.stringify(HOSTILE))],
+    ['schedulesList', schedulesList(sql)],
+    ['schedulesDue', schedulesDue(sql)],
+    ['scheduleSetEnabled', scheduleSetEnabled(sql, { key: HOSTILE, enabled: false, nextRunAt: null })],
+    ['scheduleSetEnabled (next run)', scheduleSetEnabled(sql, { key: HOSTILE, enabled: true, nextRunAt: 600_000 })],
+    ['scheduleTicksRemove', scheduleTicksRemove(sql, HOSTILE)],
+    ['scheduleRemove', scheduleRemove(sql, HOSTILE)],
+    ['scheduleAdvance', scheduleAdvance(sql, { key: HOSTILE, from: 300_000, nextRunAt: 600_000 })],
+    ['scheduleAdvance (ended)', scheduleAdvance(sql, { key: HOSTILE, from: 300_000, nextRunAt: null })],
   ];
 }

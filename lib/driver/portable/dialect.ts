@@ -11,6 +11,9 @@
 import type { Dialect } from '../store.ts';
 import { nativeCodec, textCodec, type RowCodec } from '../rows.ts';
 
+/** Columns and the value expressions inserted into them, in order. */
+export type ColumnValues = [column: string, value: string][];
+
 export interface SqlDialect {
   readonly name: Dialect;
   /** The database clock, as an expression of the column type times are stored in. */
@@ -39,6 +42,12 @@ export interface SqlDialect {
   returning(columns: string[]): string;
   /** Whether output()/returning() give rows here; without them (MySQL) a write reports its affected-row count. */
   readonly returnsRows: boolean;
+  /**
+   * Insert `row`, or apply `set` to the row already under `key`: ON CONFLICT … DO UPDATE
+   * (PostgreSQL, SQLite), ON DUPLICATE KEY UPDATE (MySQL), MERGE (SQL Server). `set` reads only
+   * the old row and constants: each database names the inserted values differently.
+   */
+  upsert(table: string, key: string, row: ColumnValues, set: string): string;
   /** `IN (…)` over a list bound as one parameter (the placeholder `p` is bound with listValue()). */
   inList(p: string): string;
   /** A list of strings as inList() binds it. */
@@ -56,6 +65,14 @@ const RESERVED: Record<Dialect, Set<string>> = {
 
 const none = () => '';
 
+const columns = (row: ColumnValues) => row.map(([c]) => c).join(', ');
+const values = (row: ColumnValues) => row.map(([, v]) => v).join(', ');
+
+/** INSERT … followed by the clause that turns a duplicate key into an update. */
+function insert(table: string, row: ColumnValues, onDuplicate: string): string {
+  return `INSERT INTO ${table} (${columns(row)}) VALUES (${values(row)}) ${onDuplicate}`;
+}
+
 export const sqlite: SqlDialect = {
   name: 'sqlite',
   now: "CAST(unixepoch('subsec') * 1000 AS INTEGER)",
@@ -71,6 +88,7 @@ export const sqlite: SqlDialect = {
   output: none,
   returning: (cols) => ` RETURNING ${cols.join(', ')}`,
   returnsRows: true,
+  upsert: (table, key, row, set) => insert(table, row, `ON CONFLICT (${key}) DO UPDATE SET ${set}`),
   inList: (p) => `IN (SELECT value FROM json_each(${p}))`,
   listValue: (v) => JSON.stringify(v),
   codec: textCodec,
@@ -91,6 +109,7 @@ export const postgres: SqlDialect = {
   output: none,
   returning: (cols) => ` RETURNING ${cols.join(', ')}`,
   returnsRows: true,
+  upsert: (table, key, row, set) => insert(table, row, `ON CONFLICT (${key}) DO UPDATE SET ${set}`),
   inList: (p) => `= ANY(${p}::text[])`,
   listValue: (v) => v,
   codec: nativeCodec,
@@ -116,6 +135,7 @@ export const mysql: SqlDialect = {
   output: none,
   returning: none,
   returnsRows: false,
+  upsert: (table, _key, row, set) => insert(table, row, `ON DUPLICATE KEY UPDATE ${set}`),
   // mysql2 expands an array bound to one `?` into a list; an empty list is bound as NULL (matches nothing).
   inList: (p) => `IN (${p})`,
   listValue: (v) => (v.length ? v : null),
@@ -141,6 +161,10 @@ export const mssql: SqlDialect = {
   output: (rows, cols) => ` OUTPUT ${cols.map((c) => `${rows}.${c}`).join(', ')}`,
   returning: none,
   returnsRows: true,
+  // MERGE under HOLDLOCK (a plain MERGE lets two sessions both insert a new key), ended by the ';' MERGE requires; the key's parameter appears twice.
+  upsert: (table, key, row, set) => `MERGE ${table} WITH (HOLDLOCK) AS t USING (SELECT ${new Map(row).get(key)} AS ${key}) AS s ON t.${key} = s.${key}
+WHEN MATCHED THEN UPDATE SET ${set}
+WHEN NOT MATCHED THEN INSERT (${columns(row)}) VALUES (${values(row)});`,
   inList: (p) => `IN (SELECT CAST(value AS NVARCHAR(200)) FROM OPENJSON(${p}))`,
   listValue: (v) => JSON.stringify(v),
   codec: { date: nativeCodec.date, json: textCodec.json },

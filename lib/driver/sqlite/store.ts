@@ -12,16 +12,16 @@
 import type BetterSqlite3 from 'better-sqlite3';
 import type { EnqueueResult, JobRecord, JobState, ListFilter, ListPage, NewJobRow, AttemptRecord, LogRecord, JobError } from '../../model.ts';
 import { checkNotNewer, loadMigrations } from '../migrations.ts';
-import { claimOrder, textCodec, toAttemptRecord, toClaimedJob, toJobRecord, toLogRecord, toStalledJob, toStoredSchedule, toWorkerRecord, withCurrentAttempt } from '../rows.ts';
+import { claimOrder, textCodec, toAttemptRecord, toClaimedJob, toJobRecord, toLogRecord, toWorkerRecord, withCurrentAttempt } from '../rows.ts';
 import type { ScheduleDef } from '../../schedule/schedule.ts';
 import { sqlite as sqliteDialect } from '../portable/dialect.ts';
 import { PortableStore } from '../portable/engine.ts';
 import type { Outcome, SqlRunner, Statement } from '../portable/statement.ts';
 import { Params, listLimit, listWhere, statesByTable } from '../sql.ts';
-import { type StalledJob, CLAIM_COLUMNS, mergeQueueStats } from '../store.ts';
+import { CLAIM_COLUMNS, mergeQueueStats } from '../store.ts';
 import type {
   CancelResult, ClaimRequest, ClaimedJob, CompleteItem, FailItem, Fenced, LogItem, ProgressItem,
-  QueueStats, ReleaseItem, StatusCounts, Store, ThroughputBuckets, StoreCapabilities, StoredSchedule, WorkerInfo, WorkerRecord,
+  QueueStats, ReleaseItem, StatusCounts, Store, ThroughputBuckets, StoreCapabilities, WorkerRecord,
 } from '../store.ts';
 
 type DB = BetterSqlite3.Database;
@@ -311,12 +311,6 @@ export class SqliteStore extends PortableStore implements Store {
     });
   }
 
-  async saveCheckpoint(item: Fenced, stateJson: string): Promise<boolean> {
-    return this.write(
-      () => this.q(`UPDATE ${this.t.jobs} SET checkpoint = ? WHERE id = ? AND token = ? AND state = 'running'`).run(stateJson, item.id, item.token).changes === 1,
-    );
-  }
-
   /**
    * better-sqlite3 cannot hold a transaction across an await, so a transactional handler runs
    * synchronously inside BEGIN IMMEDIATE on our handle, and the completion joins it.
@@ -341,36 +335,6 @@ export class SqliteStore extends PortableStore implements Store {
       if (err instanceof NotOwned) return { applied: false, result: undefined };
       throw err;
     }
-  }
-
-  // ---------------------------------------------------------------- liveness
-
-  async heartbeat(w: WorkerInfo): Promise<Fenced[]> {
-    return this.write(() => {
-      this.q(`INSERT INTO ${this.t.workers} (id, host, pid, queues, names, concurrency, started_at, heartbeat_at)
-          VALUES (?, ?, ?, ?, ?, ?, ${NOW}, ${NOW})
-          ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at`)
-        .run(w.id, w.host, w.pid, w.queues ? JSON.stringify(w.queues) : null, JSON.stringify(w.names), w.concurrency);
-      return this.q(`SELECT id, token FROM ${this.t.jobs} WHERE worker_id = ? AND state = 'running'`).all(w.id) as Fenced[];
-    });
-  }
-
-  async removeWorker(workerId: string): Promise<void> {
-    await this.write(() => this.q(`DELETE FROM ${this.t.workers} WHERE id = ?`).run(workerId));
-  }
-
-  async stalledJobs(stallMs: number, limit: number): Promise<StalledJob[]> {
-    const rows = await this.read(
-      () =>
-        this.q(`SELECT id, token, name, queue, attempts, max_attempts, worker_id, started_at FROM ${this.t.jobs} j
-          WHERE state = 'running' AND NOT EXISTS (SELECT 1 FROM ${this.t.workers} w WHERE w.id = j.worker_id AND w.heartbeat_at > ${NOW} - ?)
-          LIMIT ?`).all(stallMs, limit) as Record<string, unknown>[],
-    );
-    return rows.map((r) => toStalledJob(r, textCodec));
-  }
-
-  async removeStaleWorkers(stallMs: number): Promise<void> {
-    await this.write(() => this.q(`DELETE FROM ${this.t.workers} WHERE heartbeat_at <= ${NOW} - ?`).run(stallMs));
   }
 
   // ---------------------------------------------------------------- leases
@@ -407,34 +371,6 @@ export class SqliteStore extends PortableStore implements Store {
     );
   }
 
-  async listSchedules(): Promise<StoredSchedule[]> {
-    const rows = await this.read(() => this.q(`SELECT * FROM ${this.t.schedules} ORDER BY key`).all() as Record<string, unknown>[]);
-    return rows.map((r) => toStoredSchedule(r, textCodec));
-  }
-
-  async setScheduleEnabled(key: string, enabled: boolean, nextRunAt: number | null): Promise<boolean> {
-    return this.write(
-      () =>
-        this.q(`UPDATE ${this.t.schedules} SET enabled = ?, next_run_at = COALESCE(?, next_run_at), updated_at = ${NOW} WHERE key = ?`)
-          .run(enabled ? 1 : 0, nextRunAt, key).changes === 1,
-    );
-  }
-
-  async removeSchedule(key: string): Promise<boolean> {
-    return this.write(() => {
-      this.q(`DELETE FROM ${this.t.ticks} WHERE schedule_key = ?`).run(key);
-      return this.q(`DELETE FROM ${this.t.schedules} WHERE key = ?`).run(key).changes === 1;
-    });
-  }
-
-  async dueSchedules(): Promise<{ now: number; due: StoredSchedule[] }> {
-    return this.read(() => {
-      const now = (this.q(`SELECT ${NOW} AS now`).get() as { now: number }).now;
-      const rows = this.q(`SELECT * FROM ${this.t.schedules} WHERE enabled = 1 AND next_run_at <= ?`).all(now) as Record<string, unknown>[];
-      return { now, due: rows.map((r) => toStoredSchedule(r, textCodec)) };
-    });
-  }
-
   async fireSchedule(key: string, fireAt: number, row: NewJobRow, skipIfLive: JobError | null): Promise<{ jobId: string; skipped: boolean } | null> {
     return this.write(() => {
       const tick = this.q(`INSERT INTO ${this.t.ticks} (schedule_key, fire_at, job_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`).run(key, fireAt, row.id);
@@ -461,13 +397,6 @@ export class SqliteStore extends PortableStore implements Store {
         ON CONFLICT (ref_id) WHERE ref_id IS NOT NULL DO NOTHING`)
       .run(r.id, r.name, r.queue, r.payloadJson, r.payloadBin, r.priority, r.maxAttempts, r.timeoutMs, r.backoffJson,
         r.runAt ? r.runAt.getTime() : null, r.delayMs, r.refId, r.tag, r.batchId, r.createdBy, r.metaJson);
-  }
-
-  async advanceSchedule(key: string, from: number, nextRunAt: number | null): Promise<void> {
-    await this.write(() =>
-      this.q(`UPDATE ${this.t.schedules} SET next_run_at = ?, enabled = CASE WHEN ? IS NULL THEN 0 ELSE enabled END
-          WHERE key = ? AND next_run_at = ?`).run(nextRunAt, nextRunAt, key, from),
-    );
   }
 
   async dbNow(): Promise<number> {
@@ -575,17 +504,6 @@ export class SqliteStore extends PortableStore implements Store {
       for (const table of [this.t.logs, this.t.attempts]) this.q(`DELETE FROM ${table} WHERE job_id IN (SELECT value FROM json_each(?))`).run(list);
       return this.q(`DELETE FROM ${this.t.history} WHERE id IN (SELECT value FROM json_each(?))`).run(list).changes;
     });
-  }
-
-  async nextDueIn(names: string[], queues?: string[]): Promise<number | null> {
-    const queueFilter = queues ? `AND queue IN (SELECT value FROM json_each(?))` : '';
-    const args: unknown[] = [JSON.stringify(names)];
-    if (queues) args.push(JSON.stringify(queues));
-    const row = await this.read(
-      () => this.q(`SELECT MIN(run_at) - ${NOW} AS due FROM ${this.t.jobs} WHERE state = 'pending' AND name IN (SELECT value FROM json_each(?)) ${queueFilter}
-        AND queue NOT IN (SELECT queue FROM ${this.t.paused})`).get(...args) as { due: number | null },
-    );
-    return row.due === null ? null : Math.max(0, row.due);
   }
 
   // ---------------------------------------------------------------- admin verbs

@@ -7,7 +7,7 @@ import { html, redirect } from './respond.ts';
 import type { Route, RouteContext } from './route.ts';
 import {
   applyBulk, applyJobAction, checkId, checkKey, checkQueue, loadJob, matchingIds, parseAction, parseFilter, parsePage, queuePaused, refusal,
-  schedulesWithOutcome, type AdminJobs, type JobAction,
+  schedulesWithOutcome, type JobAction,
 } from './actions.ts';
 import { staticUrl } from './render.ts';
 

@@ -12,6 +12,8 @@ import {
   clockNow, jobAttempts, jobGet, jobLogs, jobsFinishedCounts, jobsList, jobsLiveCounts, jobsThroughput, queuesPaused, queuesStats, workersList,
 } from '../../lib/driver/portable/reads.ts';
 import { historyPrune, historyPrunePick, jobCancel, jobMakeDue, jobRetry, jobsDelete, queuePause, queueResume } from '../../lib/driver/portable/admin.ts';
+import { jobSaveCheckpoint, jobsNextDue, jobsOwnedBy, jobsStalled, workerHeartbeat, workerRemove, workersRemoveStale } from '../../lib/driver/portable/workers.ts';
+import { scheduleAdvance, scheduleRemove, scheduleSetEnabled, scheduleTicksRemove, schedulesDue, schedulesList } from '../../lib/driver/portable/schedules.ts';
 
 export const HOSTILE = "x'); DROP TABLE sqljobs_jobs; -- ? $1 @p1 `key` [key]";
 export const UUID = '01936f4e-8a1b-7c2d-9e3f-0a1b2c3d4e5f';
@@ -49,6 +51,23 @@ export function portableStatements(sql: Sql): [string, Statement][] {
     ...each('jobsDelete', jobsDelete(sql, [UUID, TOKEN])),
     ['historyPrunePick', historyPrunePick(sql, { olderThanMs: 86_400_000, limit: 100 })],
     ...each('historyPrune', historyPrune(sql, { olderThanMs: 86_400_000, ids: [UUID, TOKEN] })),
+    ['workerHeartbeat', workerHeartbeat(sql, { id: HOSTILE, host: HOSTILE, pid: 1, queues: [HOSTILE], names: [HOSTILE], concurrency: 2 })],
+    ['workerHeartbeat (all queues)', workerHeartbeat(sql, { id: HOSTILE, host: HOSTILE, pid: 1, queues: null, names: [], concurrency: 1 })],
+    ['jobsOwnedBy', jobsOwnedBy(sql, HOSTILE)],
+    ['workerRemove', workerRemove(sql, HOSTILE)],
+    ['workersRemoveStale', workersRemoveStale(sql, 30_000)],
+    ['jobsStalled', jobsStalled(sql, { stallMs: 30_000, limit: 500 })],
+    ['jobsNextDue', jobsNextDue(sql, { names: [HOSTILE], queues: [HOSTILE] })],
+    ['jobsNextDue (all queues)', jobsNextDue(sql, { names: [HOSTILE] })],
+    ['jobSaveCheckpoint', jobSaveCheckpoint(sql, { id: UUID, token: TOKEN }, JSON.stringify(HOSTILE))],
+    ['schedulesList', schedulesList(sql)],
+    ['schedulesDue', schedulesDue(sql)],
+    ['scheduleSetEnabled', scheduleSetEnabled(sql, { key: HOSTILE, enabled: false, nextRunAt: null })],
+    ['scheduleSetEnabled (next run)', scheduleSetEnabled(sql, { key: HOSTILE, enabled: true, nextRunAt: 600_000 })],
+    ['scheduleTicksRemove', scheduleTicksRemove(sql, HOSTILE)],
+    ['scheduleRemove', scheduleRemove(sql, HOSTILE)],
+    ['scheduleAdvance', scheduleAdvance(sql, { key: HOSTILE, from: 300_000, nextRunAt: 600_000 })],
+    ['scheduleAdvance (ended)', scheduleAdvance(sql, { key: HOSTILE, from: 300_000, nextRunAt: null })],
   ];
 }
 

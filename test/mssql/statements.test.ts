@@ -12,6 +12,8 @@ import { leaseRelease, leaseRenew } from '../../lib/driver/portable/leases.ts';
 import { jobsFinishedCounts, jobsList, jobsThroughput, queuesPaused, queuesStats } from '../../lib/driver/portable/reads.ts';
 import { jobCancel, jobMakeDue, jobRetry, jobsDelete, queuePause, queueResume } from '../../lib/driver/portable/admin.ts';
 import type { Outcome, Statement } from '../../lib/driver/portable/statement.ts';
+import { jobSaveCheckpoint, jobsNextDue, jobsStalled, workerHeartbeat, workersRemoveStale } from '../../lib/driver/portable/workers.ts';
+import { scheduleSetEnabled } from '../../lib/driver/portable/schedules.ts';
 import { MssqlStore, SerialQueue, bind, named, isMssqlPool, isMssqlTransaction } from '../../lib/driver/mssql/store.ts';
 import { buildJobRow } from '../../lib/model.ts';
 import { buildSchedule } from '../../lib/schedule/schedule.ts';
@@ -24,7 +26,7 @@ const UUID = '01936f4e-8a1b-7c2d-9e3f-0a1b2c3d4e5f';
 const TOKEN = '5b0e7f1a-2c3d-4e5f-8a9b-0c1d2e3f4a5b';
 
 const sql = new MssqlSql('app_');
-/** The portable statements as SQL Server runs them. */
+/** The portable statements (lib/driver/portable/) as this dialect builds them. */
 const portable = sqlFor('mssql');
 
 function row(over: Record<string, unknown> = {}) {
@@ -47,10 +49,6 @@ function everyStatement(): [string, Stmt][] {
     ['release', sql.release([{ ...fenced, delayMs: 0, refund: true }])],
     ['saveProgress', sql.saveProgress([{ ...fenced, progress: 50, message: HOSTILE }])],
     ['appendLogs', sql.appendLogs([{ ...fenced, attempt: 1, lines: [{ at: Date.now(), message: HOSTILE }] }])],
-    ['saveCheckpoint', sql.saveCheckpoint(UUID, TOKEN, JSON.stringify(HOSTILE))],
-    ['heartbeat', sql.heartbeat({ id: HOSTILE, host: HOSTILE, pid: 1, queues: [HOSTILE], names: [HOSTILE], concurrency: 2 })],
-    ['stalledJobs', sql.stalledJobs(30_000, 500)],
-    ['removeStaleWorkers', sql.removeStaleWorkers(30_000)],
     ['acquireLease', sql.acquireLease(HOSTILE, HOSTILE, 1000)],
     ['getAppLock', sql.getAppLock(HOSTILE)],
     ['appLockMode', sql.appLockMode(HOSTILE)],
@@ -58,13 +56,9 @@ function everyStatement(): [string, Stmt][] {
     ['appLockHolder', sql.appLockHolder(HOSTILE)],
     ['appLockHolders', sql.appLockHolders(HOSTILE)],
     ['killAppLockHolder', sql.killAppLockHolder(HOSTILE, 53)],
-    ['nextDueIn', sql.nextDueIn([HOSTILE], [HOSTILE])],
     ['upsertSchedule', sql.upsertSchedule(schedule, 300_000, HOSTILE)],
     ['upsertSchedule (run-time edit)', sql.upsertSchedule(schedule, 300_000, null)],
     ['fireSchedule', sql.fireSchedule(HOSTILE, 300_000, row(), { message: HOSTILE })],
-    ['advanceSchedule', sql.advanceSchedule(HOSTILE, 300_000, 600_000)],
-    ['setScheduleEnabled', sql.setScheduleEnabled(HOSTILE, false, null)],
-    ['removeSchedule', sql.removeSchedule(HOSTILE)],
     // The statements written once for every database, as SQL Server runs them.
     ...portableStatements(sqlFor('mssql')).map(([name, s]): [string, Stmt] => [`portable ${name}`, named(s)]),
   ];
@@ -117,17 +111,17 @@ describe('SQL Server statements (no server)', () => {
   });
 
   it('reads stalled jobs by the database clock and forgets silent workers (the rescuer decides and writes through fail)', () => {
-    const read = sql.stalledJobs(30_000, 500);
-    expect(read.text).to.match(/^SELECT TOP \(@limit\)/);
+    const read = named(jobsStalled(portable, { stallMs: 30_000, limit: 500 }));
+    expect(read.text).to.match(/^SELECT TOP \(@p2\)/);
     expect(read.text).to.include("j.state = 'running'").and.include('SYSUTCDATETIME()');
-    expect(read.params).to.deep.equal([{ name: 'stall', type: 'bigint', value: 30_000 }, { name: 'limit', type: 'int', value: 500 }]);
-    expect(sql.removeStaleWorkers(30_000).text).to.match(/^DELETE FROM \w+workers WHERE heartbeat_at <= /);
+    expect(read.params).to.deep.equal([{ name: 'p1', type: 'bigint', value: -30_000 }, { name: 'p2', type: 'int', value: 500 }]);
+    expect(named(workersRemoveStale(portable, 30_000)).text).to.match(/^DELETE FROM \w+workers WHERE heartbeat_at <= /);
   });
 
   it('fences every write of a running attempt by id, token and state', () => {
-    for (const [name, stmt] of everyStatement().filter(([n]) => ['complete', 'fail', 'release', 'saveProgress', 'appendLogs', 'saveCheckpoint'].includes(n))) {
-      expect(stmt.text, name).to.match(/id = (x\.)?@?id/);
-      expect(stmt.text, name).to.match(/token = (x\.)?@?token/);
+    for (const [name, stmt] of everyStatement().filter(([n]) => ['complete', 'fail', 'release', 'saveProgress', 'appendLogs', 'portable jobSaveCheckpoint'].includes(n))) {
+      expect(stmt.text, name).to.match(/id = (x\.)?@?(id|p\d+)\b/);
+      expect(stmt.text, name).to.match(/token = (x\.)?@?(token|p\d+)\b/);
       expect(stmt.text, name).to.include("state = 'running'");
     }
   });
@@ -193,7 +187,7 @@ describe('SQL Server statements (no server)', () => {
   });
 
   it('tells a fenced single-row write applied from its OUTPUT rows, not from row counts', () => {
-    for (const stmt of [sql.saveCheckpoint(UUID, TOKEN, '{}'), named(leaseRenew(sqlFor('mssql'), { name: 'l', owner: 'o', token: 1, ttlMs: 1 })), named(leaseRelease(sqlFor('mssql'), { name: 'l', owner: 'o', token: 1 })), sql.setScheduleEnabled('k', true, null), named(jobMakeDue(sqlFor('mssql'), UUID))]) {
+    for (const stmt of [named(jobSaveCheckpoint(portable, { id: UUID, token: TOKEN }, '{}')), named(leaseRenew(portable, { name: 'l', owner: 'o', token: 1, ttlMs: 1 })), named(leaseRelease(portable, { name: 'l', owner: 'o', token: 1 })), named(scheduleSetEnabled(portable, { key: 'k', enabled: true, nextRunAt: null })), named(jobMakeDue(portable, UUID))]) {
       expect(stmt.text).to.match(/^UPDATE app_\w+ SET [\s\S]* OUTPUT inserted\.\S+\s+WHERE /);
     }
   });
@@ -246,7 +240,7 @@ describe('SQL Server statements (no server)', () => {
   });
 
   it('upserts with MERGE under HOLDLOCK (leases, workers, attempts, schedules)', () => {
-    for (const stmt of [sql.acquireLease('l', 'o', 1), sql.heartbeat({ id: 'w', host: 'h', pid: 1, queues: null, names: [], concurrency: 1 }), sql.fail([]), sql.upsertSchedule(buildSchedule('k', { every: 1, unit: 'minutes' }, null, {}, 0), null, null)]) {
+    for (const stmt of [sql.acquireLease('l', 'o', 1), named(workerHeartbeat(portable, { id: 'w', host: 'h', pid: 1, queues: null, names: [], concurrency: 1 })), sql.fail([]), sql.upsertSchedule(buildSchedule('k', { every: 1, unit: 'minutes' }, null, {}, 0), null, null)]) {
       expect(stmt.text).to.match(/MERGE app_\w+ WITH \(HOLDLOCK\) AS/);
     }
   });
@@ -264,8 +258,8 @@ describe('SQL Server statements (no server)', () => {
     const claim = sql.claim({ workerId: 'w', names: ['a'], queues: ['q'], limit: 3 }, TOKEN, true).text;
     // Inside the claim's own WHERE, before its ORDER BY: a paused queue's rows are never selected for update.
     expect(claim).to.match(/WHERE state = 'pending'[^;]*AND queue NOT IN \(SELECT queue FROM app_paused_queues\)\s+ORDER BY priority DESC/);
-    const due = sql.nextDueIn(['a']).text;
-    expect(due).to.match(/WHERE state = 'pending'[^;]*AND queue NOT IN \(SELECT queue FROM app_paused_queues\);$/);
+    const due = named(jobsNextDue(portable, { names: ['a'] })).text;
+    expect(due).to.match(/WHERE state = 'pending'[^;]*AND queue NOT IN \(SELECT queue FROM app_paused_queues\)$/);
   });
 
   it('replaces a schedule from code only when its stored code hash differs, keeps the hash on a run-time edit', () => {

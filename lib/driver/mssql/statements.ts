@@ -44,7 +44,7 @@
  */
 import type { BindType } from '../portable/statement.ts';
 import type { JobError, NewJobRow } from '../../model.ts';
-import type { ClaimRequest, CompleteItem, FailItem, LogItem, ProgressItem, ReleaseItem, WorkerInfo } from '../store.ts';
+import type { ClaimRequest, CompleteItem, FailItem, LogItem, ProgressItem, ReleaseItem } from '../store.ts';
 import type { ScheduleDef } from '../../schedule/schedule.ts';
 
 /** The SQL Server types parameters are bound with (mapped to the driver's types by the store). */
@@ -127,7 +127,7 @@ export class MssqlSql {
     return this.prefix + name;
   }
 
-  /** Claims and the next-due probe skip paused queues (a row in paused_queues means paused). */
+  /** Claims skip paused queues (a row in paused_queues means paused). */
   notPaused(): string {
     return `queue NOT IN (SELECT queue FROM ${this.t('paused_queues')})`;
   }
@@ -246,27 +246,6 @@ SELECT id FROM @hit;`,
     };
   }
 
-  /** Running jobs of workers silent for stallMs (the rescuer decides and writes through fail). */
-  stalledJobs(stallMs: number, limit: number): Stmt {
-    return {
-      text: `SELECT TOP (@limit) j.id, j.token, j.name, j.queue, j.attempts, j.max_attempts, j.worker_id, j.started_at
-FROM ${this.t('jobs')} j
-WHERE j.state = 'running' AND NOT EXISTS (
-  SELECT 1 FROM ${this.t('workers')} w WHERE w.id = j.worker_id AND w.heartbeat_at > ${addMs(NOW, '-@stall')});`,
-      params: [
-        { name: 'stall', type: 'bigint', value: stallMs },
-        { name: 'limit', type: 'int', value: limit },
-      ],
-    };
-  }
-
-  removeStaleWorkers(stallMs: number): Stmt {
-    return {
-      text: `DELETE FROM ${this.t('workers')} WHERE heartbeat_at <= ${addMs(NOW, '-@stall')};`,
-      params: [{ name: 'stall', type: 'bigint', value: stallMs }],
-    };
-  }
-
   release(items: ReleaseItem[]): Stmt {
     return {
       text: `UPDATE j SET state = 'pending', run_at = ${addMs(NOW, 'x.delay_ms')}, attempts = j.attempts - x.refund, token = NULL
@@ -302,36 +281,6 @@ FROM OPENJSON(@lines) WITH (n INT '$.n', id CHAR(36) '$.id', token CHAR(36) '$.t
 WHERE EXISTS (SELECT 1 FROM ${this.t('jobs')} j WHERE j.id = x.id AND j.token = x.token AND j.state = 'running')
 ORDER BY x.n;`,
       params: [{ name: 'lines', type: 'nvarchar(max)', value: JSON.stringify(lines.map((l, n) => ({ n, ...l }))) }],
-    };
-  }
-
-  saveCheckpoint(id: string, token: string, stateJson: string): Stmt {
-    return {
-      text: `UPDATE ${this.t('jobs')} SET [checkpoint] = @state OUTPUT inserted.id WHERE id = @id AND token = @token AND state = 'running';`,
-      params: [
-        { name: 'id', type: 'char36', value: id },
-        { name: 'token', type: 'char36', value: token },
-        { name: 'state', type: 'nvarchar(max)', value: stateJson },
-      ],
-    };
-  }
-
-  // ------------------------------------------------------------ liveness
-
-  heartbeat(w: WorkerInfo): Stmt {
-    return {
-      text: `MERGE ${this.t('workers')} WITH (HOLDLOCK) AS w USING (SELECT @id AS id) AS s ON w.id = s.id
-WHEN MATCHED THEN UPDATE SET heartbeat_at = ${NOW}
-WHEN NOT MATCHED THEN INSERT (id, host, pid, queues, names, concurrency) VALUES (@id, @host, @pid, @queues, @names, @concurrency);
-SELECT id, token FROM ${this.t('jobs')} WHERE worker_id = @id AND state = 'running';`,
-      params: [
-        { name: 'id', type: 'nvarchar', value: w.id },
-        { name: 'host', type: 'nvarchar', value: w.host },
-        { name: 'pid', type: 'int', value: w.pid },
-        { name: 'queues', type: 'nvarchar(max)', value: w.queues ? JSON.stringify(w.queues) : null },
-        { name: 'names', type: 'nvarchar(max)', value: JSON.stringify(w.names) },
-        { name: 'concurrency', type: 'int', value: w.concurrency },
-      ],
     };
   }
 
@@ -418,19 +367,6 @@ SELECT @killed AS killed;`,
   }
 
   // ------------------------------------------------------------ reads and admin verbs
-
-  nextDueIn(names: string[], queues?: string[]): Stmt {
-    return {
-      text: `SELECT DATEDIFF_BIG(millisecond, ${NOW}, MIN(run_at)) AS due FROM ${this.t('jobs')}
-WHERE state = 'pending' AND name IN (SELECT CAST(value AS NVARCHAR(200)) FROM OPENJSON(@names))
-  AND (@queues IS NULL OR queue IN (SELECT CAST(value AS NVARCHAR(200)) FROM OPENJSON(@queues)))
-  AND ${this.notPaused()};`,
-      params: [
-        { name: 'names', type: 'nvarchar(max)', value: JSON.stringify(names) },
-        { name: 'queues', type: 'nvarchar(max)', value: queues ? JSON.stringify(queues) : null },
-      ],
-    };
-  }
 
   // ------------------------------------------------------------ admin verbs
 
@@ -525,44 +461,12 @@ SELECT @fired AS fired, @live AS live;`,
       ],
     };
   }
-
-  advanceSchedule(key: string, from: number, nextRunAt: number | null): Stmt {
-    return {
-      text: `UPDATE ${this.t('schedules')} SET next_run_at = @next, enabled = CASE WHEN @next IS NULL THEN 0 ELSE enabled END
-WHERE [key] = @key AND next_run_at = @from;`,
-      params: [
-        { name: 'next', type: 'datetime2', value: at(nextRunAt) },
-        { name: 'key', type: 'nvarchar', value: key },
-        { name: 'from', type: 'datetime2', value: new Date(from) },
-      ],
-    };
-  }
-
-  setScheduleEnabled(key: string, enabled: boolean, nextRunAt: number | null): Stmt {
-    return {
-      text: `UPDATE ${this.t('schedules')} SET enabled = @enabled, next_run_at = COALESCE(@next, next_run_at), updated_at = ${NOW} OUTPUT inserted.[key] WHERE [key] = @key;`,
-      params: [
-        { name: 'enabled', type: 'bit', value: enabled },
-        { name: 'next', type: 'datetime2', value: at(nextRunAt) },
-        { name: 'key', type: 'nvarchar', value: key },
-      ],
-    };
-  }
-
-  removeSchedule(key: string): Stmt {
-    return {
-      text: `${atomic(`DELETE FROM ${this.t('schedule_ticks')} WHERE schedule_key = @key;
-DELETE FROM ${this.t('schedules')} OUTPUT deleted.[key] WHERE [key] = @key;`)}`,
-      params: [{ name: 'key', type: 'nvarchar', value: key }],
-    };
-  }
 }
 
 function at(ms: number | null): Date | null {
   return ms === null ? null : new Date(ms);
 }
 
-const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 /** The enqueue input as JSON: payloads and other JSON fields travel as strings of JSON text. */
 function inputJson(rows: NewJobRow[]): string {
   return JSON.stringify(

@@ -16,16 +16,14 @@ import type { EnqueueResult, JobError, NewJobRow } from '../../model.ts';
 import type { ScheduleDef } from '../../schedule/schedule.ts';
 import { checkNotNewer, loadMigrations, splitStatements } from '../migrations.ts';
 import { APP_LOCK_SHOWN, MssqlSql, type Param, type ParamType, type Stmt } from './statements.ts';
-import { claimOrder, textCodec, toClaimedJob, toStalledJob, toStoredSchedule, type RowCodec } from '../rows.ts';
+import { claimOrder, textCodec, toClaimedJob, type RowCodec } from '../rows.ts';
 import { takeSessionLock } from '../session-lock.ts';
 import { settleEnqueue } from '../sql.ts';
 import { mssql as mssqlDialect } from '../portable/dialect.ts';
 import { PortableStore } from '../portable/engine.ts';
 import type { Outcome, SqlRunner, Statement } from '../portable/statement.ts';
 import type {
-  StalledJob,
-  ClaimRequest, ClaimedJob, CompleteItem, FailItem, Fenced, LogItem, OpenTransaction, ProgressItem, ReleaseItem,
-  SessionLock, Store, StoreCapabilities, StoredSchedule, WorkerInfo,
+  ClaimRequest, ClaimedJob, CompleteItem, FailItem, Fenced, LogItem, OpenTransaction, ProgressItem, ReleaseItem, SessionLock, Store, StoreCapabilities, 
 } from '../store.ts';
 
 type Row = Record<string, unknown>;
@@ -313,10 +311,6 @@ IF @r < 0 THROW 50001, 'sqljobs: could not take the migration lock', 1;`, [{ nam
     return this.ids(this.sql.appendLogs(items));
   }
 
-  async saveCheckpoint(item: Fenced, stateJson: string): Promise<boolean> {
-    return (await this.rows(this.sql.saveCheckpoint(item.id, item.token, stateJson))).length === 1;
-  }
-
   /** `work` gets an mssql Transaction on our private pool; the fenced completion runs on it after `work`. */
   async runTransactional(
     item: Fenced,
@@ -339,24 +333,6 @@ IF @r < 0 THROW 50001, 'sqljobs: could not take the migration lock', 1;`, [{ nam
       await queueOf(tx).run(() => tx.rollback()).catch(() => undefined);
       throw err;
     }
-  }
-
-  // ---------------------------------------------------------------- liveness
-
-  async heartbeat(w: WorkerInfo): Promise<Fenced[]> {
-    return (await this.rows(this.sql.heartbeat(w))).map((r) => ({ id: String(r.id), token: String(r.token) }));
-  }
-
-  async removeWorker(workerId: string): Promise<void> {
-    await this.run({ text: `DELETE FROM ${this.sql.t('workers')} WHERE id = @id;`, params: [{ name: 'id', type: 'nvarchar', value: workerId }] });
-  }
-
-  async stalledJobs(stallMs: number, limit: number): Promise<StalledJob[]> {
-    return (await this.rows(this.sql.stalledJobs(stallMs, limit))).map((r) => toStalledJob(r, codec));
-  }
-
-  async removeStaleWorkers(stallMs: number): Promise<void> {
-    await this.rows(this.sql.removeStaleWorkers(stallMs));
   }
 
   // ---------------------------------------------------------------- leases and the session lock
@@ -446,40 +422,13 @@ IF @r < 0 THROW 50001, 'sqljobs: could not take the migration lock', 1;`, [{ nam
     await this.run(this.sql.upsertSchedule(def, nextRunAt, codeHash));
   }
 
-  async listSchedules(): Promise<StoredSchedule[]> {
-    return (await this.rows({ text: `SELECT * FROM ${this.sql.t('schedules')} ORDER BY [key];`, params: [] })).map((r) => toStoredSchedule(r, codec));
-  }
-
-  async setScheduleEnabled(key: string, enabled: boolean, nextRunAt: number | null): Promise<boolean> {
-    return (await this.rows(this.sql.setScheduleEnabled(key, enabled, nextRunAt))).length === 1;
-  }
-
-  async removeSchedule(key: string): Promise<boolean> {
-    return (await this.rows(this.sql.removeSchedule(key))).length === 1;
-  }
-
-  async dueSchedules(): Promise<{ now: number; due: StoredSchedule[] }> {
-    const rows = await this.rows({ text: `SELECT *, SYSUTCDATETIME() AS db_now FROM ${this.sql.t('schedules')} WHERE enabled = 1 AND next_run_at <= SYSUTCDATETIME();`, params: [] });
-    const now = rows.length ? (rows[0].db_now as Date).getTime() : await this.dbNow();
-    return { now, due: rows.map((r) => toStoredSchedule(r, codec)) };
-  }
-
   async fireSchedule(key: string, fireAt: number, row: NewJobRow, skipIfLive: JobError | null): Promise<{ jobId: string; skipped: boolean } | null> {
     const r = (await this.rows(this.sql.fireSchedule(key, fireAt, row, skipIfLive)))[0];
     if (!r || Number(r.fired) !== 1) return null;
     return { jobId: row.id, skipped: r.live === true || r.live === 1 };
   }
 
-  async advanceSchedule(key: string, from: number, nextRunAt: number | null): Promise<void> {
-    await this.run(this.sql.advanceSchedule(key, from, nextRunAt));
-  }
-
   // ---------------------------------------------------------------- reads and admin verbs
-
-  async nextDueIn(names: string[], queues?: string[]): Promise<number | null> {
-    const due = (await this.rows(this.sql.nextDueIn(names, queues)))[0]?.due;
-    return due === null || due === undefined ? null : Math.max(0, Number(due));
-  }
 
   // ---------------------------------------------------------------- admin verbs
 

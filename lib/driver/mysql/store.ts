@@ -32,17 +32,12 @@ import { attemptsRecord, jobRetryLater } from './fail.ts';
 import { jobRelease, jobSaveProgress, jobsLockShared, logsInsert } from './writes.ts';
 import { takeSessionLock } from '../session-lock.ts';
 import { holdMysqlConnection, openTransaction, withHeld } from '../held.ts';
-import { claimOrder, toClaimedJob, toStalledJob, toStoredSchedule, type RowCodec } from '../rows.ts';
-import { Params, settleEnqueue } from '../sql.ts';
+import { claimOrder, toClaimedJob, type RowCodec } from '../rows.ts';
+import { settleEnqueue } from '../sql.ts';
 import type {
-  StalledJob,
-  ClaimRequest, ClaimedJob, CompleteItem, FailItem, Fenced, LogItem, OpenTransaction, ProgressItem, ReleaseItem,
-  SessionLock, Store, StoreCapabilities, StoredSchedule, WorkerInfo,
+  ClaimRequest, ClaimedJob, CompleteItem, FailItem, Fenced, LogItem, OpenTransaction, ProgressItem, ReleaseItem, SessionLock, Store, StoreCapabilities, 
 } from '../store.ts';
 
-const COMMON = `id, name, queue, payload, payload_bin, priority, attempts, max_attempts, timeout_ms, backoff,
-  run_at, created_at, started_at, ref_id, tag, batch_id, created_by, meta, progress, progress_message,
-  checkpoint, error, worker_id`;
 const NOW = 'UTC_TIMESTAMP(3)';
 /** Keep each enqueue statement well under the server's default max_allowed_packet (16 MiB). */
 const CHUNK_BYTES = 4 * 1024 * 1024;
@@ -382,11 +377,6 @@ export class MysqlStore extends PortableStore implements Store {
     });
   }
 
-  async saveCheckpoint(item: Fenced, stateJson: string): Promise<boolean> {
-    const res = await this.exec(`UPDATE ${this.t.jobs} SET checkpoint = ? WHERE id = ? AND token = ? AND state = 'running'`, [stateJson, item.id, item.token]);
-    return res.affectedRows === 1;
-  }
-
   /** `ctx.tx` is a mysql2 promise connection of ours inside the transaction that completes the job. */
   async runTransactional(
     item: Fenced,
@@ -403,37 +393,6 @@ export class MysqlStore extends PortableStore implements Store {
       await c.query(applied ? 'COMMIT' : 'ROLLBACK');
       return { applied, result };
     });
-  }
-
-  // ---------------------------------------------------------------- liveness
-
-  async heartbeat(w: WorkerInfo): Promise<Fenced[]> {
-    await this.exec(
-      `INSERT INTO ${this.t.workers} (id, host, pid, queues, names, concurrency, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?, ${NOW}, ${NOW})
-       ON DUPLICATE KEY UPDATE heartbeat_at = ${NOW}`,
-      [w.id, w.host, w.pid, w.queues ? JSON.stringify(w.queues) : null, JSON.stringify(w.names), w.concurrency],
-    );
-    const rows = await this.rows(`SELECT id, token FROM ${this.t.jobs} WHERE worker_id = ? AND state = 'running'`, [w.id]);
-    return rows.map((r) => ({ id: r.id as string, token: r.token as string }));
-  }
-
-  async removeWorker(workerId: string): Promise<void> {
-    await this.exec(`DELETE FROM ${this.t.workers} WHERE id = ?`, [workerId]);
-  }
-
-  async stalledJobs(stallMs: number, limit: number): Promise<StalledJob[]> {
-    const rows = await this.rows(
-      `SELECT j.id, j.token, j.name, j.queue, j.attempts, j.max_attempts, j.worker_id, j.started_at FROM ${this.t.jobs} j
-       WHERE j.state = 'running' AND NOT EXISTS (
-         SELECT 1 FROM ${this.t.workers} w WHERE w.id = j.worker_id AND w.heartbeat_at > ${NOW} - INTERVAL ? MICROSECOND)
-       LIMIT ?`,
-      [stallMs * 1000, limit],
-    );
-    return rows.map((r) => toStalledJob(r, codec));
-  }
-
-  async removeStaleWorkers(stallMs: number): Promise<void> {
-    await this.exec(`DELETE FROM ${this.t.workers} WHERE heartbeat_at <= ${NOW} - INTERVAL ? MICROSECOND`, [stallMs * 1000]);
   }
 
   // ---------------------------------------------------------------- leases
@@ -533,31 +492,6 @@ export class MysqlStore extends PortableStore implements Store {
     );
   }
 
-  async listSchedules(): Promise<StoredSchedule[]> {
-    return (await this.rows(`SELECT * FROM ${this.t.schedules} ORDER BY \`key\``)).map((r) => toStoredSchedule(r, codec));
-  }
-
-  async setScheduleEnabled(key: string, enabled: boolean, nextRunAt: number | null): Promise<boolean> {
-    const res = await this.exec(
-      `UPDATE ${this.t.schedules} SET enabled = ?, next_run_at = COALESCE(?, next_run_at), updated_at = ${NOW} WHERE \`key\` = ?`,
-      [enabled ? 1 : 0, nextRunAt === null ? null : utc(nextRunAt), key],
-    );
-    return res.affectedRows === 1;
-  }
-
-  async removeSchedule(key: string): Promise<boolean> {
-    return this.transaction(async (c) => {
-      await c.query(`DELETE FROM ${this.t.ticks} WHERE schedule_key = ?`, [key]);
-      return (await this.exec(`DELETE FROM ${this.t.schedules} WHERE \`key\` = ?`, [key], c)).affectedRows === 1;
-    });
-  }
-
-  async dueSchedules(): Promise<{ now: number; due: StoredSchedule[] }> {
-    const rows = await this.rows(`SELECT *, ${NOW} AS db_now FROM ${this.t.schedules} WHERE enabled = 1 AND next_run_at <= ${NOW}`);
-    const now = rows.length ? codec.date(rows[0].db_now)!.getTime() : await this.dbNow();
-    return { now, due: rows.map((r) => toStoredSchedule(r, codec)) };
-  }
-
   async fireSchedule(key: string, fireAt: number, row: NewJobRow, skipIfLive: JobError | null): Promise<{ jobId: string; skipped: boolean } | null> {
     return this.transaction(async (c) => {
       const tick = await this.exec(`INSERT IGNORE INTO ${this.t.ticks} (schedule_key, fire_at, job_id) VALUES (?, ?, ?)`, [key, utc(fireAt), row.id], c);
@@ -576,13 +510,6 @@ export class MysqlStore extends PortableStore implements Store {
       await c.query(`UPDATE ${this.t.schedules} SET last_run_at = ?, last_job_id = ?, runs = runs + 1 WHERE \`key\` = ?`, [utc(fireAt), row.id, key]);
       return { jobId: row.id, skipped: live };
     });
-  }
-
-  async advanceSchedule(key: string, from: number, nextRunAt: number | null): Promise<void> {
-    await this.exec(
-      `UPDATE ${this.t.schedules} SET enabled = IF(? IS NULL, 0, enabled), next_run_at = ? WHERE \`key\` = ? AND next_run_at = ?`,
-      [nextRunAt, nextRunAt === null ? null : utc(nextRunAt), key, utc(from)],
-    );
   }
 
   // ---------------------------------------------------------------- status
@@ -609,18 +536,6 @@ export class MysqlStore extends PortableStore implements Store {
       const [pruned] = await runOn(c, historyPrune(this, { olderThanMs, ids }));
       return pruned.changes;
     });
-  }
-
-  async nextDueIn(names: string[], queues?: string[]): Promise<number | null> {
-    if (!names.length || (queues && !queues.length)) return null;
-    const p = new Params('qmark');
-    const rows = await this.rows(
-      `SELECT TIMESTAMPDIFF(MICROSECOND, ${NOW}, MIN(run_at)) / 1000 AS due FROM ${this.t.jobs}
-       WHERE state = 'pending' AND name IN (${p.add(names)})${queues ? ` AND queue IN (${p.add(queues)})` : ''}
-         AND queue NOT IN (SELECT queue FROM ${this.t.paused})`,
-      p.values,
-    );
-    return rows[0].due === null ? null : Math.max(0, Math.ceil(Number(rows[0].due)));
   }
 
   /** A connection from the app's pool inside START TRANSACTION; released once, on commit or rollback. */

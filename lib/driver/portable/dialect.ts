@@ -11,6 +11,9 @@
 import type { Dialect } from '../store.ts';
 import { nativeCodec, textCodec, type RowCodec } from '../rows.ts';
 
+/** Columns and the value expressions inserted into them, in order. */
+export type ColumnValues = [column: string, value: string][];
+
 export interface SqlDialect {
   readonly name: Dialect;
   /** The database clock, as an expression of the column type times are stored in. */
@@ -43,6 +46,12 @@ export interface SqlDialect {
   readonly lockHint: string;
   /** ` FOR UPDATE` at the end of a SELECT whose rows stay locked until commit (PostgreSQL, MySQL); empty elsewhere. */
   readonly forUpdate: string;
+  /**
+   * Insert `row`, or apply `set` to the row already under `key`: ON CONFLICT … DO UPDATE
+   * (PostgreSQL, SQLite), ON DUPLICATE KEY UPDATE (MySQL), MERGE (SQL Server). `set` reads only
+   * the old row and constants: each database names the inserted values differently.
+   */
+  upsert(table: string, key: string, row: ColumnValues, set: string): string;
   /** `IN (…)` over a list bound as one parameter (the placeholder `p` is bound with listValue()). */
   inList(p: string): string;
   /** A list of strings as inList() binds it. */
@@ -73,6 +82,14 @@ const RESERVED: Record<Dialect, Set<string>> = {
 
 const none = () => '';
 
+const columns = (row: ColumnValues) => row.map(([c]) => c).join(', ');
+const values = (row: ColumnValues) => row.map(([, v]) => v).join(', ');
+
+/** INSERT … followed by the clause that turns a duplicate key into an update. */
+function insert(table: string, row: ColumnValues, onDuplicate: string): string {
+  return `INSERT INTO ${table} (${columns(row)}) VALUES (${values(row)}) ${onDuplicate}`;
+}
+
 export const sqlite: SqlDialect = {
   name: 'sqlite',
   now: "CAST(unixepoch('subsec') * 1000 AS INTEGER)",
@@ -91,6 +108,7 @@ export const sqlite: SqlDialect = {
   lockHint: '',
   // A write transaction (BEGIN IMMEDIATE) holds the database's write lock: no row lock to take.
   forUpdate: '',
+  upsert: (table, key, row, set) => insert(table, row, `ON CONFLICT (${key}) DO UPDATE SET ${set}`),
   inList: (p) => `IN (SELECT value FROM json_each(${p}))`,
   listValue: (v) => JSON.stringify(v),
   inIds: (p) => `IN (SELECT value FROM json_each(${p}))`,
@@ -119,6 +137,7 @@ export const postgres: SqlDialect = {
   returnsRows: true,
   lockHint: '',
   forUpdate: ' FOR UPDATE',
+  upsert: (table, key, row, set) => insert(table, row, `ON CONFLICT (${key}) DO UPDATE SET ${set}`),
   inList: (p) => `= ANY(${p}::text[])`,
   listValue: (v) => v,
   // The id columns are uuid: a text[] would not compare with them.
@@ -152,6 +171,7 @@ export const mysql: SqlDialect = {
   returnsRows: false,
   lockHint: '',
   forUpdate: ' FOR UPDATE',
+  upsert: (table, _key, row, set) => insert(table, row, `ON DUPLICATE KEY UPDATE ${set}`),
   // mysql2 expands an array bound to one `?` into a list; an empty list is bound as NULL (matches nothing).
   inList: (p) => `IN (${p})`,
   listValue: (v) => (v.length ? v : null),
@@ -186,6 +206,10 @@ export const mssql: SqlDialect = {
   // HOLDLOCK: a row that is not there yet stays absent (key-range lock) until commit.
   lockHint: ' WITH (UPDLOCK, HOLDLOCK)',
   forUpdate: '',
+  // MERGE under HOLDLOCK (a plain MERGE lets two sessions both insert a new key), ended by the ';' MERGE requires; the key's parameter appears twice.
+  upsert: (table, key, row, set) => `MERGE ${table} WITH (HOLDLOCK) AS t USING (SELECT ${new Map(row).get(key)} AS ${key}) AS s ON t.${key} = s.${key}
+WHEN MATCHED THEN UPDATE SET ${set}
+WHEN NOT MATCHED THEN INSERT (${columns(row)}) VALUES (${values(row)});`,
   inList: (p) => `IN (SELECT CAST(value AS NVARCHAR(200)) FROM OPENJSON(${p}))`,
   listValue: (v) => JSON.stringify(v),
   // The id columns' own type: compared with NVARCHAR, the CHAR(36) column would be the side converted.

@@ -10,13 +10,11 @@
 import type { Pool, PoolClient, PoolConfig, Client, QueryResultRow } from 'pg';
 import type { EnqueueResult, JobError, NewJobRow } from '../../model.ts';
 import { checkNotNewer, loadMigrations, splitStatements } from '../migrations.ts';
-import { claimOrder, nativeCodec, toClaimedJob, toStalledJob, toStoredSchedule } from '../rows.ts';
+import { claimOrder, nativeCodec, toClaimedJob } from '../rows.ts';
 import type { ScheduleDef } from '../../schedule/schedule.ts';
 import { settleEnqueue } from '../sql.ts';
 import type {
-  StalledJob,
-  ClaimRequest, ClaimedJob, CompleteItem, FailItem, Fenced, ListenCallbacks, ListenHandle, LogItem, OpenTransaction,
-  ProgressItem, ReleaseItem, SessionLock, Store, StoreCapabilities, StoredSchedule, WorkerInfo,
+  ClaimRequest, ClaimedJob, CompleteItem, FailItem, Fenced, ListenCallbacks, ListenHandle, LogItem, OpenTransaction, ProgressItem, ReleaseItem, SessionLock, Store, StoreCapabilities, 
 } from '../store.ts';
 import { takeSessionLock } from '../session-lock.ts';
 import { isPgClient } from '../detect.ts';
@@ -32,9 +30,6 @@ import { PortableStore } from '../portable/engine.ts';
 import type { Outcome, SqlRunner, Statement } from '../portable/statement.ts';
 import { holdPgClient, openTransaction, withHeld } from '../held.ts';
 
-const COMMON = `id, name, queue, payload, payload_bin, priority, attempts, max_attempts, timeout_ms, backoff,
-  run_at, created_at, started_at, ref_id, tag, batch_id, created_by, meta, progress, progress_message,
-  checkpoint, error, worker_id`;
 /** Keep each enqueue chunk under a few MB of JSON. */
 const CHUNK_BYTES = 4 * 1024 * 1024;
 
@@ -205,14 +200,6 @@ export class PostgresStore extends PortableStore implements Store {
     return this.ids(this.hot.logs(items));
   }
 
-  async saveCheckpoint(item: Fenced, stateJson: string): Promise<boolean> {
-    const res = await this.own.query(
-      `UPDATE ${this.t.jobs} SET checkpoint = $3::json WHERE id = $1 AND token = $2 AND state = 'running'`,
-      [item.id, item.token, stateJson],
-    );
-    return res.rowCount === 1;
-  }
-
   async runTransactional(
     item: Fenced,
     work: (tx: unknown) => unknown,
@@ -230,39 +217,6 @@ export class PostgresStore extends PortableStore implements Store {
       await client.query(applied ? 'COMMIT' : 'ROLLBACK');
       return { applied, result };
     });
-  }
-
-  // ---------------------------------------------------------------- liveness
-
-  async heartbeat(w: WorkerInfo): Promise<Fenced[]> {
-    const res = await this.own.query(
-      `WITH beat AS (
-         INSERT INTO ${this.t.workers} (id, host, pid, queues, names, concurrency) VALUES ($1, $2, $3, $4::json, $5::json, $6)
-         ON CONFLICT (id) DO UPDATE SET heartbeat_at = now() RETURNING id)
-       SELECT id::text AS id, token::text AS token FROM ${this.t.jobs} WHERE worker_id = $1 AND state = 'running'
-         AND EXISTS (SELECT 1 FROM beat)`,
-      [w.id, w.host, w.pid, w.queues ? JSON.stringify(w.queues) : null, JSON.stringify(w.names), w.concurrency],
-    );
-    return res.rows as Fenced[];
-  }
-
-  async removeWorker(workerId: string): Promise<void> {
-    await this.own.query(`DELETE FROM ${this.t.workers} WHERE id = $1`, [workerId]);
-  }
-
-  async stalledJobs(stallMs: number, limit: number): Promise<StalledJob[]> {
-    const res = await this.own.query(
-      `SELECT j.id::text AS id, j.token::text AS token, j.name, j.queue, j.attempts, j.max_attempts, j.worker_id, j.started_at FROM ${this.t.jobs} j
-       WHERE j.state = 'running' AND NOT EXISTS (
-         SELECT 1 FROM ${this.t.workers} w WHERE w.id = j.worker_id AND w.heartbeat_at > now() - $1 * interval '1 millisecond')
-       LIMIT $2`,
-      [stallMs, limit],
-    );
-    return res.rows.map((r) => toStalledJob(r, nativeCodec));
-  }
-
-  async removeStaleWorkers(stallMs: number): Promise<void> {
-    await this.own.query(`DELETE FROM ${this.t.workers} WHERE heartbeat_at <= now() - $1 * interval '1 millisecond'`, [stallMs]);
   }
 
   /** `fn` in a transaction on a private connection (held with an error listener: see held.ts). */
@@ -350,33 +304,6 @@ export class PostgresStore extends PortableStore implements Store {
     );
   }
 
-  async listSchedules(): Promise<StoredSchedule[]> {
-    return (await this.rows(`SELECT * FROM ${this.t.schedules} ORDER BY key`)).map((r) => toStoredSchedule(r, nativeCodec));
-  }
-
-  async setScheduleEnabled(key: string, enabled: boolean, nextRunAt: number | null): Promise<boolean> {
-    const res = await this.own.query(
-      `UPDATE ${this.t.schedules} SET enabled = $1, next_run_at = COALESCE($2, next_run_at), updated_at = now() WHERE key = $3`,
-      [enabled, nextRunAt === null ? null : new Date(nextRunAt), key],
-    );
-    return res.rowCount === 1;
-  }
-
-  async removeSchedule(key: string): Promise<boolean> {
-    const rows = await this.rows(
-      `WITH ticks AS (DELETE FROM ${this.t.ticks} WHERE schedule_key = $1)
-       DELETE FROM ${this.t.schedules} WHERE key = $1 RETURNING key`,
-      [key],
-    );
-    return rows.length === 1;
-  }
-
-  async dueSchedules(): Promise<{ now: number; due: StoredSchedule[] }> {
-    const rows = await this.rows(`SELECT *, now() AS db_now FROM ${this.t.schedules} WHERE enabled AND next_run_at <= now()`);
-    const now = rows.length ? (rows[0].db_now as Date).getTime() : await this.dbNow();
-    return { now, due: rows.map((r) => toStoredSchedule(r, nativeCodec)) };
-  }
-
   async fireSchedule(key: string, fireAt: number, row: NewJobRow, skipIfLive: JobError | null): Promise<{ jobId: string; skipped: boolean } | null> {
     return this.transaction(async (c) => {
       const tick = await c.query(
@@ -401,14 +328,6 @@ export class PostgresStore extends PortableStore implements Store {
     });
   }
 
-  async advanceSchedule(key: string, from: number, nextRunAt: number | null): Promise<void> {
-    await this.own.query(
-      `UPDATE ${this.t.schedules} SET next_run_at = $1, enabled = CASE WHEN $1::timestamptz IS NULL THEN false ELSE enabled END
-       WHERE key = $2 AND next_run_at = $3`,
-      [nextRunAt === null ? null : new Date(nextRunAt), key, new Date(from)],
-    );
-  }
-
   // ---------------------------------------------------------------- status
 
   async leaderInfo(name: string): Promise<string | null> {
@@ -424,16 +343,6 @@ export class PostgresStore extends PortableStore implements Store {
 
   private async rows(text: string, values: unknown[] = []): Promise<QueryResultRow[]> {
     return (await this.own.query(text, values)).rows;
-  }
-
-  async nextDueIn(names: string[], queues?: string[]): Promise<number | null> {
-    const rows = await this.rows(
-      `SELECT EXTRACT(EPOCH FROM (MIN(run_at) - now())) * 1000 AS due FROM ${this.t.jobs}
-       WHERE state = 'pending' AND name = ANY($1::text[]) AND ($2::text[] IS NULL OR queue = ANY($2::text[]))
-         AND queue NOT IN (SELECT queue FROM ${this.t.paused})`,
-      [names, queues ?? null],
-    );
-    return rows[0].due === null ? null : Math.max(0, Math.ceil(Number(rows[0].due)));
   }
 
   // ---------------------------------------------------------------- admin verbs

@@ -12,7 +12,7 @@
 import type BetterSqlite3 from 'better-sqlite3';
 import type { EnqueueResult, JobState, NewJobRow, JobError } from '../../model.ts';
 import { checkNotNewer, loadMigrations } from '../migrations.ts';
-import { claimOrder, textCodec, toClaimedJob, toStalledJob, toStoredSchedule } from '../rows.ts';
+import { claimOrder, textCodec, toClaimedJob } from '../rows.ts';
 import type { ScheduleDef } from '../../schedule/schedule.ts';
 import { sqlite as sqliteDialect } from '../portable/dialect.ts';
 import { PortableStore } from '../portable/engine.ts';
@@ -22,10 +22,8 @@ import { jobMoveToHistory } from './move.ts';
 import { attemptRecord, jobRetryLater } from './fail.ts';
 import { jobOwned, jobRelease, jobSaveProgress, logInsert } from './writes.ts';
 import type { Outcome, SqlRunner, Statement } from '../portable/statement.ts';
-import { type StalledJob, CLAIM_COLUMNS } from '../store.ts';
 import type {
-  ClaimRequest, ClaimedJob, CompleteItem, FailItem, Fenced, LogItem, ProgressItem,
-  ReleaseItem, Store, StoreCapabilities, StoredSchedule, WorkerInfo,
+  ClaimRequest, ClaimedJob, CompleteItem, FailItem, Fenced, LogItem, ProgressItem, ReleaseItem, Store, StoreCapabilities, 
 } from '../store.ts';
 
 type DB = BetterSqlite3.Database;
@@ -33,10 +31,6 @@ type Stmt = BetterSqlite3.Statement;
 
 const NOW = "CAST(unixepoch('subsec') * 1000 AS INTEGER)";
 
-/** Columns both tables share, in one order, so a move between them is INSERT ... SELECT. */
-const COMMON = `id, name, queue, payload, payload_bin, priority, attempts, max_attempts, timeout_ms, backoff,
-  run_at, created_at, started_at, ref_id, tag, batch_id, created_by, meta, progress, progress_message,
-  checkpoint, error, worker_id`;
 
 export interface SqliteStoreOptions {
   prefix: string;
@@ -302,12 +296,6 @@ export class SqliteStore extends PortableStore implements Store {
     });
   }
 
-  async saveCheckpoint(item: Fenced, stateJson: string): Promise<boolean> {
-    return this.write(
-      () => this.q(`UPDATE ${this.t.jobs} SET checkpoint = ? WHERE id = ? AND token = ? AND state = 'running'`).run(stateJson, item.id, item.token).changes === 1,
-    );
-  }
-
   /**
    * better-sqlite3 cannot hold a transaction across an await, so a transactional handler runs
    * synchronously inside BEGIN IMMEDIATE on our handle, and the completion joins it.
@@ -332,36 +320,6 @@ export class SqliteStore extends PortableStore implements Store {
       if (err instanceof NotOwned) return { applied: false, result: undefined };
       throw err;
     }
-  }
-
-  // ---------------------------------------------------------------- liveness
-
-  async heartbeat(w: WorkerInfo): Promise<Fenced[]> {
-    return this.write(() => {
-      this.q(`INSERT INTO ${this.t.workers} (id, host, pid, queues, names, concurrency, started_at, heartbeat_at)
-          VALUES (?, ?, ?, ?, ?, ?, ${NOW}, ${NOW})
-          ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at`)
-        .run(w.id, w.host, w.pid, w.queues ? JSON.stringify(w.queues) : null, JSON.stringify(w.names), w.concurrency);
-      return this.q(`SELECT id, token FROM ${this.t.jobs} WHERE worker_id = ? AND state = 'running'`).all(w.id) as Fenced[];
-    });
-  }
-
-  async removeWorker(workerId: string): Promise<void> {
-    await this.write(() => this.q(`DELETE FROM ${this.t.workers} WHERE id = ?`).run(workerId));
-  }
-
-  async stalledJobs(stallMs: number, limit: number): Promise<StalledJob[]> {
-    const rows = await this.read(
-      () =>
-        this.q(`SELECT id, token, name, queue, attempts, max_attempts, worker_id, started_at FROM ${this.t.jobs} j
-          WHERE state = 'running' AND NOT EXISTS (SELECT 1 FROM ${this.t.workers} w WHERE w.id = j.worker_id AND w.heartbeat_at > ${NOW} - ?)
-          LIMIT ?`).all(stallMs, limit) as Record<string, unknown>[],
-    );
-    return rows.map((r) => toStalledJob(r, textCodec));
-  }
-
-  async removeStaleWorkers(stallMs: number): Promise<void> {
-    await this.write(() => this.q(`DELETE FROM ${this.t.workers} WHERE heartbeat_at <= ${NOW} - ?`).run(stallMs));
   }
 
   // ---------------------------------------------------------------- leases
@@ -398,34 +356,6 @@ export class SqliteStore extends PortableStore implements Store {
     );
   }
 
-  async listSchedules(): Promise<StoredSchedule[]> {
-    const rows = await this.read(() => this.q(`SELECT * FROM ${this.t.schedules} ORDER BY key`).all() as Record<string, unknown>[]);
-    return rows.map((r) => toStoredSchedule(r, textCodec));
-  }
-
-  async setScheduleEnabled(key: string, enabled: boolean, nextRunAt: number | null): Promise<boolean> {
-    return this.write(
-      () =>
-        this.q(`UPDATE ${this.t.schedules} SET enabled = ?, next_run_at = COALESCE(?, next_run_at), updated_at = ${NOW} WHERE key = ?`)
-          .run(enabled ? 1 : 0, nextRunAt, key).changes === 1,
-    );
-  }
-
-  async removeSchedule(key: string): Promise<boolean> {
-    return this.write(() => {
-      this.q(`DELETE FROM ${this.t.ticks} WHERE schedule_key = ?`).run(key);
-      return this.q(`DELETE FROM ${this.t.schedules} WHERE key = ?`).run(key).changes === 1;
-    });
-  }
-
-  async dueSchedules(): Promise<{ now: number; due: StoredSchedule[] }> {
-    return this.read(() => {
-      const now = (this.q(`SELECT ${NOW} AS now`).get() as { now: number }).now;
-      const rows = this.q(`SELECT * FROM ${this.t.schedules} WHERE enabled = 1 AND next_run_at <= ?`).all(now) as Record<string, unknown>[];
-      return { now, due: rows.map((r) => toStoredSchedule(r, textCodec)) };
-    });
-  }
-
   async fireSchedule(key: string, fireAt: number, row: NewJobRow, skipIfLive: JobError | null): Promise<{ jobId: string; skipped: boolean } | null> {
     return this.write(() => {
       const tick = this.q(`INSERT INTO ${this.t.ticks} (schedule_key, fire_at, job_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`).run(key, fireAt, row.id);
@@ -450,13 +380,6 @@ export class SqliteStore extends PortableStore implements Store {
     this.q(insert.text).run(...insert.values);
   }
 
-  async advanceSchedule(key: string, from: number, nextRunAt: number | null): Promise<void> {
-    await this.write(() =>
-      this.q(`UPDATE ${this.t.schedules} SET next_run_at = ?, enabled = CASE WHEN ? IS NULL THEN 0 ELSE enabled END
-          WHERE key = ? AND next_run_at = ?`).run(nextRunAt, nextRunAt, key, from),
-    );
-  }
-
   // ---------------------------------------------------------------- status
 
   async leaderInfo(name: string): Promise<string | null> {
@@ -465,17 +388,6 @@ export class SqliteStore extends PortableStore implements Store {
   }
 
   // ---------------------------------------------------------------- reads and admin verbs
-
-  async nextDueIn(names: string[], queues?: string[]): Promise<number | null> {
-    const queueFilter = queues ? `AND queue IN (SELECT value FROM json_each(?))` : '';
-    const args: unknown[] = [JSON.stringify(names)];
-    if (queues) args.push(JSON.stringify(queues));
-    const row = await this.read(
-      () => this.q(`SELECT MIN(run_at) - ${NOW} AS due FROM ${this.t.jobs} WHERE state = 'pending' AND name IN (SELECT value FROM json_each(?)) ${queueFilter}
-        AND queue NOT IN (SELECT queue FROM ${this.t.paused})`).get(...args) as { due: number | null },
-    );
-    return row.due === null ? null : Math.max(0, row.due);
-  }
 
   async close(): Promise<void> {
     this.closed = true;

@@ -1,0 +1,71 @@
+/**
+ * Liveness: a worker's heartbeat and the sweeps that find silent workers and their stalled jobs,
+ * the next-due probe a worker sleeps on, and a running attempt's checkpoint. The same statements
+ * on every database, over the dialect's fragments (./dialect.ts).
+ */
+import { read, write, type Statement } from './statement.ts';
+import type { Sql } from './sql.ts';
+import type { Fenced, WorkerInfo } from '../store.ts';
+
+/** Refresh a worker's heartbeat, registering it again when a sweeper removed it. */
+export function workerHeartbeat({ d, t }: Sql, w: WorkerInfo): Statement {
+  return write(d, (b) =>
+    d.upsert(t.workers, 'id', [
+      ['id', b.text(w.id)],
+      ['host', b.text(w.host)],
+      ['pid', b.int(w.pid)],
+      ['queues', b.longText(w.queues ? JSON.stringify(w.queues) : null)],
+      ['names', b.longText(JSON.stringify(w.names))],
+      ['concurrency', b.int(w.concurrency)],
+      ['started_at', d.now],
+      ['heartbeat_at', d.now],
+    ], `heartbeat_at = ${d.now}`));
+}
+
+/** The running attempts this worker still owns (one it lost, to a rescue or a cancel, is absent). */
+export function jobsOwnedBy({ d, t }: Sql, workerId: string): Statement {
+  return read(d, (b) => `SELECT id, token FROM ${t.jobs} WHERE worker_id = ${b.text(workerId)} AND state = 'running'`);
+}
+
+export function workerRemove({ d, t }: Sql, workerId: string): Statement {
+  return write(d, (b) => `DELETE FROM ${t.workers} WHERE id = ${b.text(workerId)}`);
+}
+
+/** Forget the workers whose heartbeat is older than stallMs (database clock). */
+export function workersRemoveStale({ d, t }: Sql, stallMs: number): Statement {
+  return write(d, (b) => `DELETE FROM ${t.workers} WHERE heartbeat_at <= ${d.plusMs(d.now, b.bigint(-stallMs))}`);
+}
+
+/**
+ * Running jobs whose worker sent no heartbeat for stallMs (database clock), at most `limit`.
+ * Only a read: the rescuer decides and writes through fail().
+ */
+export function jobsStalled({ d, t }: Sql, k: { stallMs: number; limit: number }): Statement {
+  return read(d, (b) => {
+    const since = d.plusMs(d.now, b.bigint(-k.stallMs));
+    // Bound after the clause above: TOP (SQL Server, named parameters) comes first in the text, LIMIT (positional elsewhere) last.
+    const limit = b.int(k.limit);
+    return `SELECT ${d.top(limit)}j.id, j.token, j.name, j.queue, j.attempts, j.max_attempts, j.worker_id, j.started_at FROM ${t.jobs} j
+     WHERE j.state = 'running' AND NOT EXISTS (
+       SELECT 1 FROM ${t.workers} w WHERE w.id = j.worker_id AND w.heartbeat_at > ${since})${d.limit(limit)}`;
+  });
+}
+
+/**
+ * Milliseconds from the database's now until the earliest pending job with one of these names
+ * (in one of these queues, when given) is due: negative when it already is, NULL when there is
+ * none. Paused queues are skipped, as claims skip them.
+ */
+export function jobsNextDue({ d, t }: Sql, k: { names: string[]; queues?: string[] }): Statement {
+  return read(d, (b) =>
+    `SELECT ${d.msBetween('MIN(run_at)', d.now)} AS due FROM ${t.jobs}
+     WHERE state = 'pending' AND name ${b.in(k.names)}${k.queues ? ` AND queue ${b.in(k.queues)}` : ''}
+       AND queue NOT IN (SELECT queue FROM ${t.paused})`);
+}
+
+/** Save a running attempt's checkpoint, fenced by its claim. Changes one row when it applied. */
+export function jobSaveCheckpoint({ d, t }: Sql, item: Fenced, stateJson: string): Statement {
+  return write(d, (b) =>
+    `UPDATE ${t.jobs} SET ${d.col('checkpoint')} = ${b.longText(stateJson)}${d.output('inserted', ['id'])}
+     WHERE id = ${b.id(item.id)} AND token = ${b.id(item.token)} AND state = 'running'${d.returning(['id'])}`, true);
+}

@@ -53,6 +53,8 @@ describe('a jobs database apart from the app\'s', () => {
       expect((await app.query(`SELECT * FROM ${prefix}orders`)).rows).to.have.length(0);
       expect((await jobs.get(id))?.state, 'the job outlived the app rollback').to.equal('pending');
       expect(await runOne(jobs, 'ship')).to.equal('book');
+      // The handler has returned; its outcome is written just after.
+      await until(async () => (await jobs.get(id))?.state === 'completed', 'the job to be archived');
       // The jobs tables live in the SQLite file, none in the app's database.
       const inApp = await app.query(`SELECT tablename FROM pg_tables WHERE tablename LIKE $1`, [`${prefix}jobs%`]);
       expect(inApp.rows).to.have.length(0);

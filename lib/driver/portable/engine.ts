@@ -3,25 +3,25 @@
  * fragments (./dialect.ts) and run by the dialect's runner. A dialect's store extends this class
  * and writes only what its database does differently (Oban's engines: override what differs).
  */
+import type { AttemptRecord, JobRecord, JobState, ListFilter, ListPage, LogRecord } from '../../model.ts';
+import { isValidId } from '../../model.ts';
+import { isDuplicateKey } from '../errors.ts';
+import { toAttemptRecord, toJobRecord, toLogRecord, toStalledJob, toStoredSchedule, toWorkerRecord, withCurrentAttempt } from '../rows.ts';
+import { listLimit } from '../sql.ts';
+import { mergeQueueStats } from '../store.ts';
+import type {
+  CancelResult, Fenced, QueueStats, StalledJob, StatusCounts, StoredSchedule, ThroughputBuckets, WorkerInfo, WorkerRecord,
+} from '../store.ts';
 import type { SqlDialect } from './dialect.ts';
 import type { Sql } from './sql.ts';
 import { tables, type Outcome, type SqlRunner, type Statement, type Tables } from './statement.ts';
+import { historyPrune, historyPrunePick, jobCancel, jobMakeDue, jobRetry, jobsDelete, queuePause, queueResume } from './admin.ts';
 import { leaseRelease, leaseRenew } from './leases.ts';
 import {
   clockNow, jobAttempts, jobGet, jobLogs, jobsFinishedCounts, jobsList, jobsLiveCounts, jobsThroughput, queuesPaused, queuesStats, workersList,
 } from './reads.ts';
-import type { AttemptRecord, JobRecord, ListFilter, ListPage, LogRecord } from '../../model.ts';
-import { toAttemptRecord, toJobRecord, toLogRecord, toWorkerRecord, withCurrentAttempt } from '../rows.ts';
-import { listLimit } from '../sql.ts';
-import { mergeQueueStats, type QueueStats, type StatusCounts, type ThroughputBuckets, type WorkerRecord } from '../store.ts';
-import { historyPrune, historyPrunePick, jobCancel, jobMakeDue, jobRetry, jobsDelete, queuePause, queueResume } from './admin.ts';
-import type { CancelResult } from '../store.ts';
-import { isDuplicateKey } from '../errors.ts';
-import { isValidId, type JobState } from '../../model.ts';
-import { jobSaveCheckpoint, jobsNextDue, jobsOwnedBy, jobsStalled, workerHeartbeat, workerRemove, workersRemoveStale } from './workers.ts';
 import { scheduleAdvance, scheduleRemove, scheduleSetEnabled, scheduleTicksRemove, schedulesDue, schedulesList } from './schedules.ts';
-import { toStalledJob, toStoredSchedule } from '../rows.ts';
-import type { Fenced, StalledJob, StoredSchedule, WorkerInfo } from '../store.ts';
+import { jobSaveCheckpoint, jobsNextDue, jobsOwnedBy, jobsStalled, workerHeartbeat, workerRemove, workersRemoveStale } from './workers.ts';
 
 export abstract class PortableStore implements Sql {
   readonly t: Tables;

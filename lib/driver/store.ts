@@ -359,6 +359,12 @@ export interface JobAdmin {
  */
 export interface Store extends StorePlumbing, JobWrites, WorkerLiveness, LeaseStore, ScheduleStore, JobReads, JobAdmin {}
 
+/** What a store on a database server is made with: the table prefix and the size of its private pool. */
+export interface PooledStoreOptions {
+  prefix: string;
+  workerPoolSize: number;
+}
+
 /** Table prefix: an identifier, validated once, so it can be spliced into SQL text safely. */
 export function validatePrefix(prefix: unknown): string {
   if (typeof prefix !== 'string' || !/^[a-z_][a-z0-9_]{0,30}$/.test(prefix)) {

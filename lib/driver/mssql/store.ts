@@ -23,7 +23,8 @@ import { mssql as mssqlDialect } from '../portable/dialect.ts';
 import { PortableStore } from '../portable/engine.ts';
 import type { Outcome, SqlRunner, Statement } from '../portable/statement.ts';
 import type {
-  ClaimRequest, ClaimedJob, CompleteItem, FailItem, Fenced, LogItem, OpenTransaction, ProgressItem, ReleaseItem, SessionLock, Store, StoreCapabilities, 
+  ClaimedJob, ClaimRequest, CompleteItem, FailItem, Fenced, LogItem, OpenTransaction, PooledStoreOptions,
+  ProgressItem, ReleaseItem, SessionLock, Store, StoreCapabilities,
 } from '../store.ts';
 
 type Row = Record<string, unknown>;
@@ -158,15 +159,8 @@ function outcome(s: Statement, res: MssqlResult): Outcome {
   return { rows, changes: s.returnsRows ? rows.length : res.rowsAffected.reduce((a, b) => a + b, 0) };
 }
 
-export interface MssqlStoreOptions {
-  prefix: string;
-  workerPoolSize: number;
-}
-
 export class MssqlStore extends PortableStore implements Store {
-  readonly dialect = 'mssql' as const;
   readonly capabilities: StoreCapabilities = { notify: false, syncEnqueue: false };
-  readonly prefix: string;
   readonly sql: MssqlSql;
   private readonly own: MssqlPoolLike;
   private readCommittedSnapshot: Promise<boolean> | null = null;
@@ -190,9 +184,8 @@ export class MssqlStore extends PortableStore implements Store {
     },
   };
 
-  constructor(private readonly app: MssqlPoolLike, opts: MssqlStoreOptions) {
+  constructor(private readonly app: MssqlPoolLike, opts: PooledStoreOptions) {
     super(mssqlDialect, opts.prefix);
-    this.prefix = opts.prefix;
     this.sql = new MssqlSql(opts.prefix);
     this.own = this.privatePool({ max: opts.workerPoolSize });
     this.own.on('error', () => undefined); // a broken private connection is replaced on next use

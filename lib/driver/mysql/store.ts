@@ -35,7 +35,8 @@ import { holdMysqlConnection, openTransaction, withHeld } from '../held.ts';
 import { claimOrder, toClaimedJob, type RowCodec } from '../rows.ts';
 import { settleEnqueue } from '../sql.ts';
 import type {
-  ClaimRequest, ClaimedJob, CompleteItem, FailItem, Fenced, LogItem, OpenTransaction, ProgressItem, ReleaseItem, SessionLock, Store, StoreCapabilities, 
+  ClaimedJob, ClaimRequest, CompleteItem, FailItem, Fenced, LogItem, OpenTransaction, PooledStoreOptions,
+  ProgressItem, ReleaseItem, SessionLock, Store, StoreCapabilities,
 } from '../store.ts';
 
 const NOW = 'UTC_TIMESTAMP(3)';
@@ -91,15 +92,8 @@ function promiseConnection(tx: unknown): Queryable | null {
   return typeof o.promise === 'function' ? (o.promise as () => Queryable).call(o) : null;
 }
 
-export interface MysqlStoreOptions {
-  prefix: string;
-  workerPoolSize: number;
-}
-
 export class MysqlStore extends PortableStore implements Store {
-  readonly dialect = 'mysql' as const;
   readonly capabilities: StoreCapabilities = { notify: false, syncEnqueue: false };
-  readonly prefix: string;
   /** The app's pool, promise flavour: enqueues and request transactions. */
   private readonly app: PromisePool;
   /** Claims, outcomes, heartbeats, sweeps, migrations, reads. */
@@ -115,9 +109,8 @@ export class MysqlStore extends PortableStore implements Store {
     transaction: (list) => this.transaction((c) => runOn(c, list)),
   };
 
-  constructor(appPool: unknown, opts: MysqlStoreOptions) {
+  constructor(appPool: unknown, opts: PooledStoreOptions) {
     super(mysqlDialect, opts.prefix);
-    this.prefix = opts.prefix;
     const cb = callbackPool(appPool);
     this.app = cb.promise();
     this.own = privatePool(cb, opts.workerPoolSize);

@@ -8,7 +8,7 @@ import { isValidId } from '../../model.ts';
 import { isDuplicateKey } from '../errors.ts';
 import { toAttemptRecord, toJobRecord, toLogRecord, toStalledJob, toStoredSchedule, toWorkerRecord, withCurrentAttempt } from '../rows.ts';
 import { listLimit } from '../sql.ts';
-import { mergeQueueStats } from '../store.ts';
+import { mergeQueueStats, type Dialect } from '../store.ts';
 import type {
   CancelResult, Fenced, QueueStats, StalledJob, StatusCounts, StoredSchedule, ThroughputBuckets, WorkerInfo, WorkerRecord,
 } from '../store.ts';
@@ -24,11 +24,16 @@ import { scheduleAdvance, scheduleRemove, scheduleSetEnabled, scheduleTicksRemov
 import { jobSaveCheckpoint, jobsNextDue, jobsOwnedBy, jobsStalled, workerHeartbeat, workerRemove, workersRemoveStale } from './workers.ts';
 
 export abstract class PortableStore implements Sql {
+  readonly dialect: Dialect;
   readonly t: Tables;
   /** Runs statements on the store's own connections; set by the dialect's constructor. */
   protected abstract readonly runner: SqlRunner;
 
-  constructor(readonly d: SqlDialect, prefix: string) {
+  constructor(
+    readonly d: SqlDialect,
+    readonly prefix: string,
+  ) {
+    this.dialect = d.name;
     this.t = tables(prefix);
   }
 

@@ -14,7 +14,8 @@ import { claimOrder, nativeCodec, toClaimedJob } from '../rows.ts';
 import type { ScheduleDef } from '../../schedule/schedule.ts';
 import { settleEnqueue } from '../sql.ts';
 import type {
-  ClaimRequest, ClaimedJob, CompleteItem, FailItem, Fenced, ListenCallbacks, ListenHandle, LogItem, OpenTransaction, ProgressItem, ReleaseItem, SessionLock, Store, StoreCapabilities, 
+  ClaimedJob, ClaimRequest, CompleteItem, FailItem, Fenced, ListenCallbacks, ListenHandle, LogItem,
+  OpenTransaction, PooledStoreOptions, ProgressItem, ReleaseItem, SessionLock, Store, StoreCapabilities,
 } from '../store.ts';
 import { takeSessionLock } from '../session-lock.ts';
 import { isPgClient } from '../detect.ts';
@@ -71,11 +72,6 @@ export function pgAppSide(pool: Pool): PgAppSide {
   };
 }
 
-export interface PostgresStoreOptions {
-  prefix: string;
-  workerPoolSize: number;
-}
-
 /**
  * pg_locks row of the session advisory lock taken with pg_try_advisory_lock(hashtext($1)): the
  * bigint key is split into classid (high 32 bits) and objid (low 32 bits), objsubid 1.
@@ -87,9 +83,7 @@ const ADVISORY_KEY_MATCH = `classid = ((hashtext($1)::bigint >> 32) & 4294967295
 const rollback = (c: PoolClient) => c.query('ROLLBACK');
 
 export class PostgresStore extends PortableStore implements Store {
-  readonly dialect = 'postgres' as const;
   readonly capabilities: StoreCapabilities = { notify: true, syncEnqueue: false };
-  readonly prefix: string;
   private readonly own: Pool;
   /**
    * One connection for claims, planned to walk the claim index in order. A queue table's
@@ -122,10 +116,9 @@ export class PostgresStore extends PortableStore implements Store {
     }),
   };
 
-  constructor(app: Pool | PgAppSide, opts: PostgresStoreOptions) {
+  constructor(app: Pool | PgAppSide, opts: PooledStoreOptions) {
     super(postgresDialect, opts.prefix);
     this.app = 'begin' in app ? app : pgAppSide(app);
-    this.prefix = opts.prefix;
     this.jobsChannel = `${opts.prefix}jobs`;
     this.cancelChannel = `${opts.prefix}cancel`;
     const Ctor = this.app.Pool;

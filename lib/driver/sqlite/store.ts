@@ -23,7 +23,8 @@ import { attemptRecord, jobRetryLater } from './fail.ts';
 import { jobOwned, jobRelease, jobSaveProgress, logInsert } from './writes.ts';
 import type { Outcome, SqlRunner, Statement } from '../portable/statement.ts';
 import type {
-  ClaimRequest, ClaimedJob, CompleteItem, FailItem, Fenced, LogItem, ProgressItem, ReleaseItem, Store, StoreCapabilities, 
+  ClaimedJob, ClaimRequest, CompleteItem, FailItem, Fenced, LogItem, ProgressItem, ReleaseItem, Store,
+  StoreCapabilities,
 } from '../store.ts';
 
 type DB = BetterSqlite3.Database;
@@ -39,9 +40,7 @@ export interface SqliteStoreOptions {
 }
 
 export class SqliteStore extends PortableStore implements Store {
-  readonly dialect = 'sqlite' as const;
   readonly capabilities: StoreCapabilities = { notify: false, syncEnqueue: true };
-  readonly prefix: string;
   private readonly own: DB;
   private readonly singleHandle: boolean;
   private readonly stmts = new Map<string, Stmt>();
@@ -73,7 +72,6 @@ export class SqliteStore extends PortableStore implements Store {
 
   constructor(private readonly app: DB, opts: SqliteStoreOptions) {
     super(sqliteDialect, opts.prefix);
-    this.prefix = opts.prefix;
     this.singleHandle = app.memory || !app.name || app.name === ':memory:';
     if (this.singleHandle) {
       this.own = app;

@@ -246,12 +246,18 @@ export interface JobWrites {
    * commit when the attempt is still owned, roll back (applied = false) when it is not, roll back
    * and rethrow when `work` or `encode` throws.
    */
-  runTransactional(
-    item: Fenced,
-    work: (tx: unknown) => unknown,
-    encode: (result: unknown) => string | null,
-    beforeComplete: () => Promise<void> | void,
-  ): Promise<{ applied: boolean; result: unknown }>;
+  runTransactional(run: TransactionalCompletion): Promise<{ applied: boolean; result: unknown }>;
+}
+
+/** A handler's database work and the fenced completion of its attempt, to commit together. */
+export interface TransactionalCompletion {
+  item: Fenced;
+  /** The handler, given the transaction's handle (dialect specific). */
+  work: (tx: unknown) => unknown;
+  /** The result as stored JSON (null for none); throws when it cannot be stored. */
+  encode: (result: unknown) => string | null;
+  /** Called just before the completion is written (the attempt's buffered logs are flushed first). */
+  beforeComplete: () => Promise<void> | void;
 }
 
 /** Liveness and cleanup: heartbeats, stalled jobs, stale workers, retention, the next due job. */

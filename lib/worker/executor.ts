@@ -207,12 +207,12 @@ export class RunningAttempt {
    */
   private async runTransactional(): Promise<AttemptOutcome> {
     const ctx = this.context();
-    const { applied, result } = await this.deps.store.runTransactional(
-      this.fenced,
-      (tx) => this.def.handler(this.job.payload as never, Object.assign(ctx, { tx })),
-      (value) => (value === undefined ? null : this.boundedJson('result', value)),
-      () => (this.deps.writer.hasBuffered(this.job.id) ? this.deps.writer.flushJob(this.job.id) : undefined),
-    );
+    const { applied, result } = await this.deps.store.runTransactional({
+      item: this.fenced,
+      work: (tx) => this.def.handler(this.job.payload as never, Object.assign(ctx, { tx })),
+      encode: (value) => (value === undefined ? null : this.boundedJson('result', value)),
+      beforeComplete: () => (this.deps.writer.hasBuffered(this.job.id) ? this.deps.writer.flushJob(this.job.id) : undefined),
+    });
     return applied ? { kind: 'completed', result, written: true } : { kind: 'lost' };
   }
 

@@ -25,12 +25,12 @@ const ENDING: Record<string, Write> = {
   'release (refund)': async (_t, store, job) => (await store.release([{ ...fenced(job), delayMs: 0, refund: true }])).has(job.id),
   'release (snooze)': async (_t, store, job) => (await store.release([{ ...fenced(job), delayMs: 5000, refund: false }])).has(job.id),
   runTransactional: async (t, store, job) => {
-    const out = await store.runTransactional(
-      fenced(job),
-      (tx) => insertOnJobTx(t, tx, 'effects', [job.id, job.token]),
-      () => '"transactional"',
-      () => undefined,
-    );
+    const out = await store.runTransactional({
+      item: fenced(job),
+      work: (tx) => insertOnJobTx(t, tx, 'effects', [job.id, job.token]),
+      encode: () => '"transactional"',
+      beforeComplete: () => undefined,
+    });
     return out.applied;
   },
 };

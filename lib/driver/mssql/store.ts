@@ -24,7 +24,7 @@ import { PortableStore } from '../portable/engine.ts';
 import type { Outcome, SqlRunner, Statement } from '../portable/statement.ts';
 import type {
   ClaimedJob, ClaimRequest, CompleteItem, FailItem, Fenced, LogItem, OpenTransaction, PooledStoreOptions,
-  ProgressItem, ReleaseItem, SessionLock, Store, StoreCapabilities,
+  ProgressItem, ReleaseItem, SessionLock, Store, StoreCapabilities, TransactionalCompletion,
 } from '../store.ts';
 
 type Row = Record<string, unknown>;
@@ -305,12 +305,7 @@ IF @r < 0 THROW 50001, 'sqljobs: could not take the migration lock', 1;`, [{ nam
   }
 
   /** `work` gets an mssql Transaction on our private pool; the fenced completion runs on it after `work`. */
-  async runTransactional(
-    item: Fenced,
-    work: (tx: unknown) => unknown,
-    encode: (result: unknown) => string | null,
-    beforeComplete: () => Promise<void> | void,
-  ): Promise<{ applied: boolean; result: unknown }> {
+  async runTransactional({ item, work, encode, beforeComplete }: TransactionalCompletion): Promise<{ applied: boolean; result: unknown }> {
     if (!this.own.connected) await this.own.connect();
     const tx = this.own.transaction();
     await tx.begin(mssql().ISOLATION_LEVEL.READ_COMMITTED);

@@ -36,7 +36,7 @@ import { claimOrder, toClaimedJob, type RowCodec } from '../rows.ts';
 import { settleEnqueue } from '../sql.ts';
 import type {
   ClaimedJob, ClaimRequest, CompleteItem, FailItem, Fenced, LogItem, OpenTransaction, PooledStoreOptions,
-  ProgressItem, ReleaseItem, SessionLock, Store, StoreCapabilities,
+  ProgressItem, ReleaseItem, SessionLock, Store, StoreCapabilities, TransactionalCompletion,
 } from '../store.ts';
 
 const NOW = 'UTC_TIMESTAMP(3)';
@@ -371,12 +371,7 @@ export class MysqlStore extends PortableStore implements Store {
   }
 
   /** `ctx.tx` is a mysql2 promise connection of ours inside the transaction that completes the job. */
-  async runTransactional(
-    item: Fenced,
-    work: (tx: unknown) => unknown,
-    encode: (result: unknown) => string | null,
-    beforeComplete: () => Promise<void> | void,
-  ): Promise<{ applied: boolean; result: unknown }> {
+  async runTransactional({ item, work, encode, beforeComplete }: TransactionalCompletion): Promise<{ applied: boolean; result: unknown }> {
     return this.onOwnConnection(async (c) => {
       await c.query('START TRANSACTION');
       const result = await work(c);

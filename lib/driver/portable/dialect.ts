@@ -90,7 +90,21 @@ function insert(table: string, row: ColumnValues, onDuplicate: string): string {
   return `INSERT INTO ${table} (${columns(row)}) VALUES (${values(row)}) ${onDuplicate}`;
 }
 
+/** The spelling most of the databases share; each dialect below overrides what it writes otherwise. */
+const common = {
+  col: (c: string) => c,
+  top: none,
+  limit: (n: string) => ` LIMIT ${n}`,
+  output: none,
+  returning: (cols: string[]) => ` RETURNING ${cols.join(', ')}`,
+  returnsRows: true,
+  lockHint: '',
+  useIndex: none,
+  intDiv: (a: string, b: string) => `(${a} / ${b})`,
+} satisfies Partial<SqlDialect>;
+
 export const sqlite: SqlDialect = {
+  ...common,
   name: 'sqlite',
   now: "CAST(unixepoch('subsec') * 1000 AS INTEGER)",
   placeholder: () => '?',
@@ -99,13 +113,6 @@ export const sqlite: SqlDialect = {
   time: (ms) => ms,
   bool: (b) => (b ? 1 : 0),
   true: '1',
-  col: (c) => c,
-  top: none,
-  limit: (n) => ` LIMIT ${n}`,
-  output: none,
-  returning: (cols) => ` RETURNING ${cols.join(', ')}`,
-  returnsRows: true,
-  lockHint: '',
   // A write transaction (BEGIN IMMEDIATE) holds the database's write lock: no row lock to take.
   forUpdate: '',
   upsert: (table, key, row, set) => insert(table, row, `ON CONFLICT (${key}) DO UPDATE SET ${set}`),
@@ -121,6 +128,7 @@ export const sqlite: SqlDialect = {
 };
 
 export const postgres: SqlDialect = {
+  ...common,
   name: 'postgres',
   now: 'now()',
   placeholder: (n) => `$${n}`,
@@ -129,13 +137,6 @@ export const postgres: SqlDialect = {
   time: (ms) => (ms === null ? null : new Date(ms)),
   bool: (b) => b,
   true: 'true',
-  col: (c) => c,
-  top: none,
-  limit: (n) => ` LIMIT ${n}`,
-  output: none,
-  returning: (cols) => ` RETURNING ${cols.join(', ')}`,
-  returnsRows: true,
-  lockHint: '',
   forUpdate: ' FOR UPDATE',
   upsert: (table, key, row, set) => insert(table, row, `ON CONFLICT (${key}) DO UPDATE SET ${set}`),
   inList: (p) => `= ANY(${p}::text[])`,
@@ -143,10 +144,8 @@ export const postgres: SqlDialect = {
   // The id columns are uuid: a text[] would not compare with them.
   inIds: (p) => `= ANY(${p}::uuid[])`,
   codec: nativeCodec,
-  useIndex: none,
   nullAs: (type) => (type === 'time' ? 'NULL::timestamptz' : 'NULL::json'),
   epochMs: (time) => `floor(EXTRACT(EPOCH FROM ${time}) * 1000)::bigint`,
-  intDiv: (a, b) => `(${a} / ${b})`,
 };
 
 /** UTC text: DATETIME(3) reads it the same under any session time zone. */
@@ -155,6 +154,7 @@ function utc(ms: number): string {
 }
 
 export const mysql: SqlDialect = {
+  ...common,
   name: 'mysql',
   now: 'UTC_TIMESTAMP(3)',
   placeholder: () => '?',
@@ -164,12 +164,8 @@ export const mysql: SqlDialect = {
   bool: (b) => (b ? 1 : 0),
   true: '1',
   col: (c) => (RESERVED.mysql.has(c) ? `\`${c}\`` : c),
-  top: none,
-  limit: (n) => ` LIMIT ${n}`,
-  output: none,
   returning: none,
   returnsRows: false,
-  lockHint: '',
   forUpdate: ' FOR UPDATE',
   upsert: (table, _key, row, set) => insert(table, row, `ON DUPLICATE KEY UPDATE ${set}`),
   // mysql2 expands an array bound to one `?` into a list; an empty list is bound as NULL (matches nothing).
@@ -188,6 +184,7 @@ export const mysql: SqlDialect = {
 };
 
 export const mssql: SqlDialect = {
+  ...common,
   name: 'mssql',
   now: 'SYSUTCDATETIME()',
   placeholder: (n) => `@p${n}`,
@@ -219,8 +216,6 @@ WHEN NOT MATCHED THEN INSERT (${columns(row)}) VALUES (${values(row)});`,
   nullAs: (type) => (type === 'time' ? 'CAST(NULL AS DATETIME2(3))' : 'CAST(NULL AS NVARCHAR(MAX))'),
   // DATEDIFF_BIG: DATEDIFF's INT overflows after 24 days of milliseconds.
   epochMs: (time) => `DATEDIFF_BIG(millisecond, CAST('19700101' AS DATETIME2(3)), ${time})`,
-  // BIGINT by BIGINT: integer division.
-  intDiv: (a, b) => `(${a} / ${b})`,
 };
 
 export const DIALECTS: Record<Dialect, SqlDialect> = { sqlite, postgres, mysql, mssql };

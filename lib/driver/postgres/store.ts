@@ -16,6 +16,7 @@ import { settleEnqueue } from '../sql.ts';
 import type {
   ClaimedJob, ClaimRequest, CompleteItem, FailItem, Fenced, ListenCallbacks, ListenHandle, LogItem,
   OpenTransaction, PooledStoreOptions, ProgressItem, ReleaseItem, SessionLock, Store, StoreCapabilities,
+  TransactionalCompletion,
 } from '../store.ts';
 import { takeSessionLock } from '../session-lock.ts';
 import { isPgClient } from '../detect.ts';
@@ -193,12 +194,7 @@ export class PostgresStore extends PortableStore implements Store {
     return this.ids(this.hot.logs(items));
   }
 
-  async runTransactional(
-    item: Fenced,
-    work: (tx: unknown) => unknown,
-    encode: (result: unknown) => string | null,
-    beforeComplete: () => Promise<void> | void,
-  ): Promise<{ applied: boolean; result: unknown }> {
+  async runTransactional({ item, work, encode, beforeComplete }: TransactionalCompletion): Promise<{ applied: boolean; result: unknown }> {
     return withHeld(await holdPgClient(this.own), rollback, async (client) => {
       await client.query('BEGIN');
       const result = await work(client);

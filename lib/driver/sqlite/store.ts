@@ -24,7 +24,7 @@ import { jobOwned, jobRelease, jobSaveProgress, logInsert } from './writes.ts';
 import type { Outcome, SqlRunner, Statement } from '../portable/statement.ts';
 import type {
   ClaimedJob, ClaimRequest, CompleteItem, FailItem, Fenced, LogItem, ProgressItem, ReleaseItem, Store,
-  StoreCapabilities,
+  StoreCapabilities, TransactionalCompletion,
 } from '../store.ts';
 
 type DB = BetterSqlite3.Database;
@@ -298,12 +298,7 @@ export class SqliteStore extends PortableStore implements Store {
    * better-sqlite3 cannot hold a transaction across an await, so a transactional handler runs
    * synchronously inside BEGIN IMMEDIATE on our handle, and the completion joins it.
    */
-  async runTransactional(
-    item: Fenced,
-    work: (tx: unknown) => unknown,
-    encode: (result: unknown) => string | null,
-    beforeComplete: () => Promise<void> | void,
-  ): Promise<{ applied: boolean; result: unknown }> {
+  async runTransactional({ item, work, encode, beforeComplete }: TransactionalCompletion): Promise<{ applied: boolean; result: unknown }> {
     await beforeComplete();
     try {
       return await this.write(() => {

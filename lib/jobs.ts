@@ -168,7 +168,7 @@ export class Jobs<M extends JobMap = {}> {
   async writeRows(rows: NewJobRow[]): Promise<EnqueueResult[]> {
     if (!rows.length) return [];
     if (this.db.capabilities.syncEnqueue) return this.afterEnqueue(rows, this.writeSync(rows, undefined), false);
-    return this.afterEnqueue(rows, await this.db.enqueue(rows), false);
+    return this.afterEnqueue(rows, await this.db.jobInsertMany(rows), false);
   }
 
   /** Open a transaction on the app's database for a request's unit of work. @internal */
@@ -203,7 +203,7 @@ export class Jobs<M extends JobMap = {}> {
     const row = this.row(name, payload, opts ?? {});
     const tx = givenTx(opts, `job "${name}": opts.tx`, name);
     if (this.db.capabilities.syncEnqueue) return this.afterEnqueue([row], this.writeSync([row], tx), tx !== undefined)[0];
-    return this.afterEnqueue([row], await this.db.enqueue([row], tx), tx !== undefined)[0];
+    return this.afterEnqueue([row], await this.db.jobInsertMany([row], tx), tx !== undefined)[0];
   }
 
   /**
@@ -218,7 +218,7 @@ export class Jobs<M extends JobMap = {}> {
           '(and vanish if it rolls back); to join it, call jobs.enqueueSync() inside db.transaction() or pass { tx: db }; otherwise enqueue after it ends',
       );
     }
-    return this.db.enqueueSync!(rows, tx);
+    return this.db.jobInsertManySync!(rows, tx);
   }
 
   /**
@@ -226,9 +226,9 @@ export class Jobs<M extends JobMap = {}> {
    * `db.transaction(() => ...)` and commit or roll back with it.
    */
   enqueueSync<K extends JobName<M>>(name: K, payload: PayloadOf<M, K>, opts: Omit<EnqueueOptions, 'tx'> = {}): EnqueueResult {
-    if (!this.db.enqueueSync) throw new Error(`enqueueSync needs a better-sqlite3 database; this instance uses ${this.db.dialect}: use await jobs.enqueue(..., { tx })`);
+    if (!this.db.jobInsertManySync) throw new Error(`enqueueSync needs a better-sqlite3 database; this instance uses ${this.db.dialect}: use await jobs.enqueue(..., { tx })`);
     const row = this.row(name, payload, opts);
-    return this.afterEnqueue([row], this.db.enqueueSync([row]), true)[0];
+    return this.afterEnqueue([row], this.db.jobInsertManySync([row]), true)[0];
   }
 
   /** Enqueue many jobs in one round trip per chunk. */
@@ -243,7 +243,7 @@ export class Jobs<M extends JobMap = {}> {
     const tx = givenTx(opts, 'enqueueMany: opts.tx');
     if (!rows.length) return [];
     if (this.db.capabilities.syncEnqueue) return this.afterEnqueue(rows, this.writeSync(rows, tx), tx !== undefined);
-    return this.afterEnqueue(rows, await this.db.enqueue(rows, tx), tx !== undefined);
+    return this.afterEnqueue(rows, await this.db.jobInsertMany(rows, tx), tx !== undefined);
   }
 
   /** Wake this process's worker and emit 'enqueued'; inside a caller's transaction, only after the current tick (it may still roll back). */
@@ -360,9 +360,9 @@ export class Jobs<M extends JobMap = {}> {
     if (opts === null || typeof opts !== 'object') throw new TypeError(`status: options must be an object { cap }; got ${describe(opts)}`);
     const cap = intInRange('status: cap', opts.cap, 1_000_000, 1, 10_000_000);
     const [counts, workers, leader] = await Promise.all([
-      this.db.statusCounts(cap),
-      this.db.listWorkers(),
-      this.db.leaderInfo(leadershipKey(this.leaderOptions?.name ?? 'leader')),
+      this.db.jobCountByState(cap),
+      this.db.workerList(),
+      this.db.leaderDescribe(leadershipKey(this.leaderOptions?.name ?? 'leader')),
     ]);
     return { ...counts, workers, leader };
   }
@@ -372,15 +372,15 @@ export class Jobs<M extends JobMap = {}> {
    * jobs from their next claim; jobs already claimed finish), resume it.
    */
   readonly queues = {
-    list: (): Promise<QueueStats[]> => this.db.queueStats(),
+    list: (): Promise<QueueStats[]> => this.db.queueList(),
     pause: async (queue: string): Promise<void> => {
       validateName(queue, 'queue');
-      await this.db.pauseQueue(queue);
+      await this.db.queuePause(queue);
     },
     /** False when the queue was not paused. */
     resume: async (queue: string): Promise<boolean> => {
       validateName(queue, 'queue');
-      const resumed = await this.db.resumeQueue(queue);
+      const resumed = await this.db.queueResume(queue);
       if (resumed) this.worker?.wake();
       return resumed;
     },
@@ -390,13 +390,13 @@ export class Jobs<M extends JobMap = {}> {
   async throughput(opts: { windowMs?: number; bucketMs?: number } = {}): Promise<ThroughputBuckets> {
     const windowMs = intInRange('throughput: windowMs', opts.windowMs, 3_600_000, 1, 366 * 86_400_000);
     const bucketMs = intInRange('throughput: bucketMs', opts.bucketMs, 60_000, 1, windowMs);
-    return this.db.throughput(windowMs, bucketMs);
+    return this.db.jobThroughput(windowMs, bucketMs);
   }
 
   /** Make a pending job due now. False when the job is not pending (running, finished or unknown). */
   async runNow(id: string): Promise<boolean> {
     validateId(id);
-    const due = await this.db.makeDue(id);
+    const due = await this.db.jobMakeDue(id);
     if (due) this.worker?.wake();
     return due;
   }
@@ -404,7 +404,7 @@ export class Jobs<M extends JobMap = {}> {
   /** Delete a pending or finished job with its attempts and logs. False when it is unknown or running (cancel it first). */
   async delete(id: string): Promise<boolean> {
     validateId(id);
-    return (await this.db.deleteJobs([id])).length === 1;
+    return (await this.db.jobDeleteMany([id])).length === 1;
   }
 
   /** Delete many pending or finished jobs (running ones are left). Returns the ids deleted. */
@@ -412,7 +412,7 @@ export class Jobs<M extends JobMap = {}> {
     if (!Array.isArray(ids)) throw new TypeError(`deleteMany: ids must be an array of job ids; got ${describe(ids)}`);
     ids.forEach((id) => validateId(id));
     if (!ids.length) return [];
-    return this.db.deleteJobs(ids);
+    return this.db.jobDeleteMany(ids);
   }
 
   /** Whether this instance leads (always false unless created with `leader`). */
@@ -473,17 +473,17 @@ export class Jobs<M extends JobMap = {}> {
 
   async get<K extends JobName<M>>(id: string): Promise<JobRecord<PayloadOf<M, K>> | null> {
     validateId(id);
-    return (await this.db.get(id)) as JobRecord<PayloadOf<M, K>> | null;
+    return (await this.db.jobGet(id)) as JobRecord<PayloadOf<M, K>> | null;
   }
 
   async list(filter: ListFilter = {}): Promise<ListPage> {
     validateListFilter(filter);
-    return this.db.list(filter);
+    return this.db.jobList(filter);
   }
 
   async attempts(id: string): Promise<AttemptRecord[]> {
     validateId(id);
-    return this.db.attempts(id);
+    return this.db.attemptList(id);
   }
 
   async logs(id: string, opts: { afterSeq?: number; limit?: number } = {}): Promise<LogRecord[]> {
@@ -491,13 +491,13 @@ export class Jobs<M extends JobMap = {}> {
     if (opts === null || typeof opts !== 'object') throw new TypeError(`logs: options must be an object { afterSeq, limit }; got ${describe(opts)}`);
     const limit = intInRange('logs: limit', opts.limit, 200, 1, 1000);
     const afterSeq = intInRange('logs: afterSeq', opts.afterSeq, 0, 0, Number.MAX_SAFE_INTEGER);
-    return this.db.logs(id, { afterSeq, limit });
+    return this.db.logList(id, { afterSeq, limit });
   }
 
   /** Cancel a pending or running job. A running handler's signal fires (at once in this process; within a heartbeat elsewhere). */
   async cancel(id: string): Promise<boolean> {
     validateId(id);
-    const res = await this.db.cancel(id);
+    const res = await this.db.jobCancel(id);
     if (!res) return false;
     this.worker?.abortJob(id, 'cancelled');
     this.events.emit('cancelled', { id, previous: res.previous });
@@ -507,7 +507,7 @@ export class Jobs<M extends JobMap = {}> {
   /** Run a failed or cancelled job again (attempts kept; the limit is raised by one if exhausted), or a pending one now. */
   async retry(id: string): Promise<boolean> {
     validateId(id);
-    const state = await this.db.retry(id);
+    const state = await this.db.jobRetry(id);
     if (state) this.worker?.wake();
     return state !== null;
   }

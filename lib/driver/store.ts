@@ -218,7 +218,7 @@ export interface StorePlumbing {
   beginTransaction?(): Promise<OpenTransaction>;
   /** SQLite: whether the app's own handle is inside a transaction (a write on it would join that transaction). */
   appInTransaction?(): boolean;
-  dbNow(): Promise<number>;
+  clockNow(): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -228,25 +228,25 @@ export interface JobWrites {
    * Insert jobs (one round trip per chunk). Rows with a refId that matches a live job return that
    * job with existed = true. `tx` is the caller's open transaction (dialect specific).
    */
-  enqueue(rows: NewJobRow[], tx?: unknown): Promise<EnqueueResult[]>;
+  jobInsertMany(rows: NewJobRow[], tx?: unknown): Promise<EnqueueResult[]>;
   /** Synchronous enqueue, only when capabilities.syncEnqueue (`tx`, when given, must be the app's own handle). */
-  enqueueSync?(rows: NewJobRow[], tx?: unknown): EnqueueResult[];
-  claim(req: ClaimRequest): Promise<ClaimedJob[]>;
+  jobInsertManySync?(rows: NewJobRow[], tx?: unknown): EnqueueResult[];
+  jobClaim(req: ClaimRequest): Promise<ClaimedJob[]>;
   /** Move completed attempts to history. Returns the ids that were still owned. */
-  complete(items: CompleteItem[]): Promise<Set<string>>;
+  jobCompleteMany(items: CompleteItem[]): Promise<Set<string>>;
   /** Record failed attempts: retry later or move to history as failed. */
-  fail(items: FailItem[]): Promise<Set<string>>;
+  jobFailMany(items: FailItem[]): Promise<Set<string>>;
   /** Return running attempts to pending (snooze, graceful shutdown). */
-  release(items: ReleaseItem[]): Promise<Set<string>>;
-  saveProgress(items: ProgressItem[]): Promise<Set<string>>;
-  appendLogs(items: LogItem[]): Promise<Set<string>>;
-  saveCheckpoint(item: Fenced, stateJson: string): Promise<boolean>;
+  jobReleaseMany(items: ReleaseItem[]): Promise<Set<string>>;
+  jobProgressMany(items: ProgressItem[]): Promise<Set<string>>;
+  logAppendMany(items: LogItem[]): Promise<Set<string>>;
+  jobCheckpoint(item: Fenced, stateJson: string): Promise<boolean>;
   /**
    * Run `work` inside a transaction and complete the attempt in that same transaction, fenced:
    * commit when the attempt is still owned, roll back (applied = false) when it is not, roll back
    * and rethrow when `work` or `encode` throws.
    */
-  runTransactional(run: TransactionalCompletion): Promise<{ applied: boolean; result: unknown }>;
+  jobCompleteInTransaction(run: TransactionalCompletion): Promise<{ applied: boolean; result: unknown }>;
 }
 
 /** A handler's database work and the fenced completion of its attempt, to commit together. */
@@ -266,19 +266,19 @@ export interface WorkerLiveness {
    * One write per worker process per interval: refresh the worker's heartbeat (re-registering it
    * when a sweeper removed it) and answer which of its running attempts it still owns.
    */
-  heartbeat(worker: WorkerInfo): Promise<Fenced[]>;
-  removeWorker(workerId: string): Promise<void>;
+  workerHeartbeat(worker: WorkerInfo): Promise<Fenced[]>;
+  workerRemove(workerId: string): Promise<void>;
   /**
    * Running jobs whose worker sent no heartbeat for stallMs (database clock), at most `limit`.
    * Only a read: the rescuer (lib/maintenance/rescuer.ts) decides and writes through fail().
    */
-  stalledJobs(stallMs: number, limit: number): Promise<StalledJob[]>;
+  jobStalledList(stallMs: number, limit: number): Promise<StalledJob[]>;
   /** Forget the workers whose heartbeat is older than stallMs. */
-  removeStaleWorkers(stallMs: number): Promise<void>;
+  workerRemoveStale(stallMs: number): Promise<void>;
   /** Delete history rows finished more than olderThanMs ago, at most `limit`. */
-  pruneHistory(olderThanMs: number, limit: number): Promise<number>;
+  historyPrune(olderThanMs: number, limit: number): Promise<number>;
   /** Milliseconds until the next pending job for these names becomes due (null: none). */
-  nextDueIn(names: string[], queues?: string[]): Promise<number | null>;
+  jobNextDueIn(names: string[], queues?: string[]): Promise<number | null>;
 }
 
 /** Leases with fencing tokens (jobs.locks, leadership) and the session locks on top of them. */
@@ -288,24 +288,24 @@ export interface LeaseStore {
    * Returns its fencing token (unchanged when the same owner renews an unexpired lease, greater
    * whenever ownership changes), or null.
    */
-  acquireLease(name: string, owner: string, ttlMs: number): Promise<number | null>;
+  leaseAcquire(name: string, owner: string, ttlMs: number): Promise<number | null>;
   /** Extend a lease still held (same owner and token, not expired). */
-  renewLease(name: string, owner: string, token: number, ttlMs: number): Promise<boolean>;
-  releaseLease(name: string, owner: string, token: number): Promise<boolean>;
+  leaseRenew(name: string, owner: string, token: number, ttlMs: number): Promise<boolean>;
+  leaseRelease(name: string, owner: string, token: number): Promise<boolean>;
   /**
    * Where the database has session locks (PostgreSQL pg_try_advisory_lock, MySQL/MariaDB GET_LOCK,
    * SQL Server sp_getapplock), take one on a dedicated connection: null when another session holds
    * it. Absent on SQLite: the lease alone serves.
    */
-  trySessionLock?(name: string): Promise<SessionLock | null>;
+  sessionLockTry?(name: string): Promise<SessionLock | null>;
   /**
    * End the session that holds the named session lock (pg_terminate_backend, KILL), so that a
    * holder which stopped renewing its lease (a paused or hung process whose connection is still
    * open) cannot block failover forever. Returns how many sessions were ended.
    */
-  evictSessionLockHolder?(name: string): Promise<number>;
+  sessionLockEvict?(name: string): Promise<number>;
   /** Who holds leadership `name`, in words (a lease owner, or the session holding the advisory lock / GET_LOCK), or null. */
-  leaderInfo(name: string): Promise<string | null>;
+  leaderDescribe(name: string): Promise<string | null>;
 }
 
 /** Recurring schedules. A tick (schedule key, nominal fire time) fires at most once: its row is inserted in the same transaction as the job, under a primary key. */
@@ -317,46 +317,46 @@ export interface ScheduleStore {
    * null) always replaces and keeps the stored hash. The next run is recomputed only when the
    * timing changed.
    */
-  upsertSchedule(def: ScheduleDef, nextRunAt: number | null, codeHash: string | null): Promise<void>;
-  listSchedules(): Promise<StoredSchedule[]>;
-  setScheduleEnabled(key: string, enabled: boolean, nextRunAt: number | null): Promise<boolean>;
-  removeSchedule(key: string): Promise<boolean>;
+  scheduleUpsert(def: ScheduleDef, nextRunAt: number | null, codeHash: string | null): Promise<void>;
+  scheduleList(): Promise<StoredSchedule[]>;
+  scheduleSetEnabled(key: string, enabled: boolean, nextRunAt: number | null): Promise<boolean>;
+  scheduleRemove(key: string): Promise<boolean>;
   /** Enabled schedules whose next run is due, and the database's now (ms). */
-  dueSchedules(): Promise<{ now: number; due: StoredSchedule[] }>;
+  scheduleListDue(): Promise<{ now: number; due: StoredSchedule[] }>;
   /** Fire one tick: null when it was already fired. With skipIfLive (the error to record), a live previous run records the tick as a skipped job. */
-  fireSchedule(key: string, fireAt: number, row: NewJobRow, skipIfLive: JobError | null): Promise<{ jobId: string; skipped: boolean } | null>;
+  scheduleFire(key: string, fireAt: number, row: NewJobRow, skipIfLive: JobError | null): Promise<{ jobId: string; skipped: boolean } | null>;
   /** Move next_run_at on from `from` (compare-and-set), disabling the schedule when it ended. */
-  advanceSchedule(key: string, from: number, nextRunAt: number | null): Promise<void>;
+  scheduleAdvance(key: string, from: number, nextRunAt: number | null): Promise<void>;
 }
 
 /** Reads for the facade, the CLI and the admin. */
 export interface JobReads {
-  get(id: string): Promise<JobRecord | null>;
-  list(filter: ListFilter): Promise<ListPage>;
-  attempts(id: string): Promise<AttemptRecord[]>;
-  logs(id: string, opts: { afterSeq?: number; limit: number }): Promise<LogRecord[]>;
+  jobGet(id: string): Promise<JobRecord | null>;
+  jobList(filter: ListFilter): Promise<ListPage>;
+  attemptList(id: string): Promise<AttemptRecord[]>;
+  logList(id: string, opts: { afterSeq?: number; limit: number }): Promise<LogRecord[]>;
   /** For status views: live jobs per state and queue (exact; the hot table is small), finished jobs per state, each counted up to `cap` (capped: true when it reached it). */
-  statusCounts(cap: number): Promise<StatusCounts>;
-  listWorkers(): Promise<WorkerRecord[]>;
+  jobCountByState(cap: number): Promise<StatusCounts>;
+  workerList(): Promise<WorkerRecord[]>;
   /** Per queue: pending, due, running, oldest due age and paused state. */
-  queueStats(): Promise<QueueStats[]>;
+  queueList(): Promise<QueueStats[]>;
   /** Completed and failed jobs per bucketMs over the last windowMs (by finished_at, database clock). */
-  throughput(windowMs: number, bucketMs: number): Promise<ThroughputBuckets>;
+  jobThroughput(windowMs: number, bucketMs: number): Promise<ThroughputBuckets>;
 }
 
 /** Operators' actions. */
 export interface JobAdmin {
-  cancel(id: string): Promise<CancelResult | null>;
+  jobCancel(id: string): Promise<CancelResult | null>;
   /** Run a failed/cancelled job again, or a pending one now. Returns the new state or null. */
-  retry(id: string): Promise<JobState | null>;
+  jobRetry(id: string): Promise<JobState | null>;
   /** Pause a queue: claims skip its pending jobs until resumeQueue. Idempotent. */
-  pauseQueue(queue: string): Promise<void>;
+  queuePause(queue: string): Promise<void>;
   /** Resume a paused queue. False when it was not paused. */
-  resumeQueue(queue: string): Promise<boolean>;
+  queueResume(queue: string): Promise<boolean>;
   /** Make a pending job due now (run_at = now). False when it is not pending. */
-  makeDue(id: string): Promise<boolean>;
+  jobMakeDue(id: string): Promise<boolean>;
   /** Delete pending or finished jobs with their attempts and logs (running jobs are left alone: cancel them first). Returns the ids deleted. */
-  deleteJobs(ids: string[]): Promise<string[]>;
+  jobDeleteMany(ids: string[]): Promise<string[]>;
 }
 
 /**

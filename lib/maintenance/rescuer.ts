@@ -15,8 +15,8 @@ export function workerLostError(job: StalledJob, stallMs: number): JobError {
   return { message: `worker lost: worker ${job.workerId ?? '?'} stopped sending heartbeats for over ${stallMs} ms`, name: 'WorkerLost' };
 }
 
-export async function rescueStalled(store: Pick<WorkerLiveness, 'stalledJobs' | 'removeStaleWorkers'> & Pick<JobWrites, 'fail'>, stallMs: number): Promise<RescuedJob[]> {
-  const stalled = await store.stalledJobs(stallMs, BATCH);
+export async function rescueStalled(store: Pick<WorkerLiveness, 'jobStalledList' | 'workerRemoveStale'> & Pick<JobWrites, 'jobFailMany'>, stallMs: number): Promise<RescuedJob[]> {
+  const stalled = await store.jobStalledList(stallMs, BATCH);
   let rescued: RescuedJob[] = [];
   if (stalled.length) {
     const items: FailItem[] = stalled.map((job) => ({
@@ -27,9 +27,9 @@ export async function rescueStalled(store: Pick<WorkerLiveness, 'stalledJobs' | 
       error: workerLostError(job, stallMs),
       retryDelayMs: hasAttemptsLeft(job) ? 0 : null,
     }));
-    const applied = await store.fail(items);
+    const applied = await store.jobFailMany(items);
     rescued = stalled.filter((job) => applied.has(job.id)).map((job) => ({ id: job.id, name: job.name, queue: job.queue, outcome: hasAttemptsLeft(job) ? 'retry' : 'failed' }));
   }
-  await store.removeStaleWorkers(stallMs);
+  await store.workerRemoveStale(stallMs);
   return rescued;
 }

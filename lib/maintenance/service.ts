@@ -27,7 +27,7 @@ export class Maintenance {
   private readonly periodic: Periodic;
 
   constructor(
-    private readonly store: WorkerLiveness & Pick<JobWrites, 'fail'>,
+    private readonly store: WorkerLiveness & Pick<JobWrites, 'jobFailMany'>,
     private readonly opts: { stallTimeout: number; retentionMs: number | null },
     private readonly hooks: MaintenanceHooks,
   ) {
@@ -48,7 +48,7 @@ export class Maintenance {
 
   private async prune(): Promise<void> {
     if (!this.hooks.leads()) return;
-    while (!this.stopping && (await this.store.pruneHistory(this.opts.retentionMs!, PRUNE_BATCH)) === PRUNE_BATCH);
+    while (!this.stopping && (await this.store.historyPrune(this.opts.retentionMs!, PRUNE_BATCH)) === PRUNE_BATCH);
   }
 
   private stopping = false;

@@ -48,7 +48,7 @@ export class Scheduler {
   }
 
   private async fireDue(): Promise<void> {
-    const { now, due } = await this.store.dueSchedules();
+    const { now, due } = await this.store.scheduleListDue();
     for (const s of due) {
       // One schedule that cannot fire (its stored job refused, a write refused) must not hold back the others.
       await this.fireOne(s, now).catch((err) => this.hooks.error(new Error(`schedule ${s.key}: ${errorToRecord(err).message}`, { cause: err })));
@@ -64,11 +64,11 @@ export class Scheduler {
     const { fire, next } = ticksToFire(s, s.nextRunAt!, now, s.runs, waited);
     for (const fireAt of fire) {
       const row = this.hooks.row(s, fireAt);
-      const res = await this.store.fireSchedule(s.key, fireAt, row, s.overlap === 'allow' ? null : skippedTickError(s.key));
+      const res = await this.store.scheduleFire(s.key, fireAt, row, s.overlap === 'allow' ? null : skippedTickError(s.key));
       if (res) this.hooks.fired({ key: s.key, fireAt, ...res });
     }
     const ended = s.maxRuns !== null && s.runs + fire.length >= s.maxRuns;
-    await this.store.advanceSchedule(s.key, s.nextRunAt!, ended ? null : next);
+    await this.store.scheduleAdvance(s.key, s.nextRunAt!, ended ? null : next);
   }
 
   async stop(): Promise<void> {

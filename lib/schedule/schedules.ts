@@ -26,7 +26,7 @@ export class Schedules {
   private scheduler: Scheduler | null = null;
 
   constructor(
-    private readonly store: ScheduleStore & Pick<JobReads, 'get' | 'list'> & Pick<StorePlumbing, 'dbNow'>,
+    private readonly store: ScheduleStore & Pick<JobReads, 'jobGet' | 'jobList'> & Pick<StorePlumbing, 'clockNow'>,
     private readonly hooks: SchedulesHooks,
   ) {}
 
@@ -44,19 +44,19 @@ export class Schedules {
   }
 
   async list(): Promise<ScheduleRecord[]> {
-    return (await this.store.listSchedules()).map(toScheduleRecord);
+    return (await this.store.scheduleList()).map(toScheduleRecord);
   }
 
   async toggle(key: string, enabled: boolean): Promise<boolean> {
     const s = await this.find(key);
     if (!s) return false;
-    const next = enabled ? firstRun(s, await this.store.dbNow()) : null;
-    return this.store.setScheduleEnabled(key, enabled, next);
+    const next = enabled ? firstRun(s, await this.store.clockNow()) : null;
+    return this.store.scheduleSetEnabled(key, enabled, next);
   }
 
   async remove(key: string): Promise<boolean> {
     this.defined.delete(key);
-    return this.store.removeSchedule(key);
+    return this.store.scheduleRemove(key);
   }
 
   /** Enqueue the schedule's job now, outside its ticks. */
@@ -74,8 +74,8 @@ export class Schedules {
     if (stopped()) return;
     this.scheduler = new Scheduler(this.store, {
       row: (s, fireAt) => this.row(s, fireAt),
-      previousRunLive: async (s) => (await this.store.list({ refId: scheduleRefId(s.key), states: ['pending', 'running'], limit: 1 })).items.length > 0,
-      previousRunEndedAt: async (s) => (s.lastJobId ? ((await this.store.get(s.lastJobId))?.finishedAt?.getTime() ?? null) : null),
+      previousRunLive: async (s) => (await this.store.jobList({ refId: scheduleRefId(s.key), states: ['pending', 'running'], limit: 1 })).items.length > 0,
+      previousRunEndedAt: async (s) => (s.lastJobId ? ((await this.store.jobGet(s.lastJobId))?.finishedAt?.getTime() ?? null) : null),
       leads,
       fired: (e) => this.hooks.fired({ ...e, fireAt: new Date(e.fireAt) }),
       error: (err) => this.hooks.error(err, 'scheduler'),
@@ -97,11 +97,11 @@ export class Schedules {
   }
 
   private async save(def: ScheduleDef, codeHash: string | null): Promise<void> {
-    await this.store.upsertSchedule(def, firstRun(def, await this.store.dbNow()), codeHash);
+    await this.store.scheduleUpsert(def, firstRun(def, await this.store.clockNow()), codeHash);
   }
 
   private async find(key: string): Promise<StoredSchedule | undefined> {
-    return (await this.store.listSchedules()).find((x) => x.key === key);
+    return (await this.store.scheduleList()).find((x) => x.key === key);
   }
 
   /** The job a tick of this schedule enqueues. */

@@ -128,7 +128,7 @@ export class RunningAttempt {
       },
       log: (message: string) => deps.writer.log(fenced, job.attempts, this.boundedText('log line', String(message))),
       saveCheckpoint: async (state: JsonValue) => {
-        const ok = await deps.store.saveCheckpoint(fenced, this.boundedJson('checkpoint', state));
+        const ok = await deps.store.jobCheckpoint(fenced, this.boundedJson('checkpoint', state));
         if (!ok) this.abort('lost');
         return ok;
       },
@@ -207,7 +207,7 @@ export class RunningAttempt {
    */
   private async runTransactional(): Promise<AttemptOutcome> {
     const ctx = this.context();
-    const { applied, result } = await this.deps.store.runTransactional({
+    const { applied, result } = await this.deps.store.jobCompleteInTransaction({
       item: this.fenced,
       work: (tx) => this.def.handler(this.job.payload as never, Object.assign(ctx, { tx })),
       encode: (value) => (value === undefined ? null : this.boundedJson('result', value)),

@@ -127,7 +127,7 @@ export class Worker {
     this.state = 'running';
     this.starting = true;
     try {
-      await this.store.heartbeat(this.info());
+      await this.store.workerHeartbeat(this.info());
       if (this.store.listen) {
         this.listener = await this.store.listen({
           onJob: (queue) => this.wake(queue),
@@ -163,7 +163,7 @@ export class Worker {
     this.state = 'stopping';
     await this.listener?.close().catch(() => undefined);
     this.listener = null;
-    await this.store.removeWorker(this.id).catch(() => undefined);
+    await this.store.workerRemove(this.id).catch(() => undefined);
     this.state = 'idle';
   }
 
@@ -296,7 +296,7 @@ export class Worker {
     this.claimsInFlight++;
     this.claimsSent++;
     try {
-      return await this.store.claim({ workerId: this.id, ...req });
+      return await this.store.jobClaim({ workerId: this.id, ...req });
     } catch (err) {
       // The claim may have committed before its answer was lost (the connection died after COMMIT).
       this.reconcileWanted = true;
@@ -343,7 +343,7 @@ export class Worker {
   }
 
   private async armDueTimer(): Promise<void> {
-    const due = await this.store.nextDueIn([...this.definitions.keys()], this.opts.queues);
+    const due = await this.store.jobNextDueIn([...this.definitions.keys()], this.opts.queues);
     if (due !== null && due < this.opts.pollInterval) this.wakeIn(due);
   }
 
@@ -431,7 +431,7 @@ export class Worker {
     const seqAtStart = this.seq;
     const claimsSent = this.claimsSent;
     const quiet = this.claimsInFlight === 0;
-    const owned = await this.store.heartbeat(this.info());
+    const owned = await this.store.workerHeartbeat(this.info());
     this.abortLost(owned, seqAtStart);
     // Only an answer no claim overlapped can show a job we never received; else the next claim loop looks.
     if (quiet && this.claimsSent === claimsSent) await this.releaseUnknown(owned);
@@ -463,7 +463,7 @@ export class Worker {
     const unknown = owned.filter((f) => !known.has(`${f.id}:${f.token}`));
     this.reconcileWanted = false;
     if (!unknown.length) return;
-    const released = await this.store.release(unknown.map((f) => ({ id: f.id, token: f.token, delayMs: 0, refund: true })));
+    const released = await this.store.jobReleaseMany(unknown.map((f) => ({ id: f.id, token: f.token, delayMs: 0, refund: true })));
     if (released.size) {
       this.events.error(new Error(`returned ${released.size} job(s) to pending that the database had given to this worker in a claim whose answer was lost (${[...released].slice(0, 5).join(', ')}${released.size > 5 ? ', …' : ''})`));
       this.wake();
@@ -473,7 +473,7 @@ export class Worker {
   /** Inside the claim loop no claim is in flight: the heartbeat's answer is complete. */
   private async reconcile(): Promise<void> {
     const seqAtStart = this.seq;
-    const owned = await this.store.heartbeat(this.info());
+    const owned = await this.store.workerHeartbeat(this.info());
     this.abortLost(owned, seqAtStart);
     await this.releaseUnknown(owned);
   }
@@ -498,7 +498,7 @@ export class Worker {
     for (;;) {
       await this.fill();
       await this.idle();
-      const due = await this.store.nextDueIn([...this.definitions.keys()], this.opts.queues);
+      const due = await this.store.jobNextDueIn([...this.definitions.keys()], this.opts.queues);
       // A wake-up (a retry due at once, a new job) may have claimed while the question was asked:
       // a job claimed or running is not "due", so the answer holds only if the worker stayed quiet.
       if ((due === null || due > 0) && this.quiet) return;
@@ -530,7 +530,7 @@ export class Worker {
     // Jobs claimed ahead never started: give them back at once, attempt refunded.
     const unstarted = this.backlog.splice(0).map((b) => b.job);
     if (unstarted.length) {
-      await this.store.release(unstarted.map((j) => ({ id: j.id, token: j.token, delayMs: 0, refund: true }))).catch((err) => this.events.error(err));
+      await this.store.jobReleaseMany(unstarted.map((j) => ({ id: j.id, token: j.token, delayMs: 0, refund: true }))).catch((err) => this.events.error(err));
     }
     // Not only the attempts still in their handler: one whose handler just returned may not have
     // queued its outcome yet (it waits for its own log flush), and the writer's drain below would miss it.
@@ -542,7 +542,7 @@ export class Worker {
     for (const attempt of left) attempt.abort('shutdown');
     if (left.length) {
       await this.writer.flushLogs();
-      await this.store.release(left.map((a) => ({ ...a.fenced, delayMs: 0, refund: true }))).catch((err) => this.events.error(err));
+      await this.store.jobReleaseMany(left.map((a) => ({ ...a.fenced, delayMs: 0, refund: true }))).catch((err) => this.events.error(err));
     }
     // Past the timeout an outcome that keeps failing is not retried forever (stop would never return): its
     // job stays running under its attempt in the database, and the sweeper rescues it after stallTimeout.
@@ -552,7 +552,7 @@ export class Worker {
     await this.listener?.close().catch(() => undefined);
     // A heartbeat still in flight would write the worker row back after its removal.
     await this.periodic.stop();
-    await this.store.removeWorker(this.id).catch((err) => this.events.error(err));
+    await this.store.workerRemove(this.id).catch((err) => this.events.error(err));
     this.state = 'stopped';
     this.notifyIdle();
   }

@@ -78,7 +78,7 @@ export class OutcomeWriter {
   private logFlush: Promise<void> | null = null;
 
   constructor(
-    private readonly store: JobWrites & Pick<StorePlumbing, 'dbNow'>,
+    private readonly store: JobWrites & Pick<StorePlumbing, 'clockNow'>,
     private readonly hooks: WriterHooks,
     private readonly opts: { logFlushMs: number; logBatchLines: number; batchWindowMs: number; batchMax: number },
   ) {}
@@ -128,7 +128,7 @@ export class OutcomeWriter {
   }
 
   private apply(kind: Kind, items: (CompleteItem & FailItem & ReleaseItem)[]): Promise<Set<string>> {
-    return kind === 'complete' ? this.store.complete(items) : kind === 'fail' ? this.store.fail(items) : this.store.release(items);
+    return kind === 'complete' ? this.store.jobCompleteMany(items) : kind === 'fail' ? this.store.jobFailMany(items) : this.store.jobReleaseMany(items);
   }
 
   /** Write a batch; on an error that is not transient, item by item, so that only a refused item fails. */
@@ -180,7 +180,7 @@ export class OutcomeWriter {
   }
 
   private databaseAnswers(): Promise<boolean> {
-    return this.store.dbNow().then(() => true, () => false);
+    return this.store.clockNow().then(() => true, () => false);
   }
 
   /** Shutdown past its timeout: a write that fails from now on is given up (its promise rejects) instead of retried. */
@@ -235,8 +235,8 @@ export class OutcomeWriter {
     const lines: LogItem[] = buffers.filter((b) => b.lines.length).map((b) => ({ ...b.fenced, attempt: b.attempt, lines: b.lines }));
     const progress: ProgressItem[] = buffers.filter((b) => b.progress).map((b) => ({ ...b.fenced, ...b.progress! }));
     const lost = new Set<string>();
-    for (const chunk of chunkLogs(lines)) await this.bestEffort(chunk, (c) => this.store.appendLogs(c), lost);
-    if (progress.length) await this.bestEffort(progress, (p) => this.store.saveProgress(p), lost);
+    for (const chunk of chunkLogs(lines)) await this.bestEffort(chunk, (c) => this.store.logAppendMany(c), lost);
+    if (progress.length) await this.bestEffort(progress, (p) => this.store.jobProgressMany(p), lost);
     for (const id of lost) this.hooks.onLost(id);
   }
 

@@ -21,8 +21,8 @@ forEachDialect('leader election', ({ fresh }) => {
     const all = await instances(t, 3);
     const sweeps = all.map(() => 0);
     all.forEach((jobs, i) => {
-      const stalled = jobs.store.stalledJobs.bind(jobs.store);
-      jobs.store.stalledJobs = (ms, limit) => {
+      const stalled = jobs.store.jobStalledList.bind(jobs.store);
+      jobs.store.jobStalledList = (ms, limit) => {
         sweeps[i]++;
         return stalled(ms, limit);
       };
@@ -131,7 +131,7 @@ forEachDialect('leader election', ({ fresh }) => {
     const evictions = [0, 0];
     // Neither may end other sessions (e.g. another database role without pg_signal_backend).
     [a, c].forEach((j, i) => {
-      j.store.evictSessionLockHolder = async () => {
+      j.store.sessionLockEvict = async () => {
         evictions[i]++;
         throw new Error('permission denied to terminate process');
       };
@@ -150,7 +150,7 @@ forEachDialect('leader election', ({ fresh }) => {
     // holds it), so A keeps taking the lease and failing to evict, every round. C holds the lock; it
     // leads only if A gives the lease back after each failed eviction.
     let tries = 0;
-    a.store.trySessionLock = async () => {
+    a.store.sessionLockTry = async () => {
       tries++;
       return null;
     };

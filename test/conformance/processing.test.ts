@@ -40,8 +40,8 @@ async function backdate(t: TestDb, ids: string[], agoMs: number): Promise<void> 
 function prunesOf(jobs: Jobs): { calls: number; deleted: number } {
   const seen = { calls: 0, deleted: 0 };
   const store = jobs.store;
-  const prune = store.pruneHistory.bind(store);
-  store.pruneHistory = async (olderThanMs, limit) => {
+  const prune = store.historyPrune.bind(store);
+  store.historyPrune = async (olderThanMs, limit) => {
     seen.calls++;
     const n = await prune(olderThanMs, limit);
     seen.deleted += n;
@@ -461,10 +461,10 @@ forEachDialect('processing', ({ fresh }) => {
     const jobs = t.jobs({ worker: { pollInterval: 60_000 } });
     jobs.define('x', async () => undefined);
     const store = jobs.store;
-    const claim = store.claim.bind(store);
+    const claim = store.jobClaim.bind(store);
     let inFlight!: () => void;
     const claimSent = new Promise<void>((r) => (inFlight = r));
-    store.claim = async (req) => {
+    store.jobClaim = async (req) => {
       const got = await claim(req);
       inFlight();
       await sleep(200); // the claim has committed; its answer is still on the way when stop begins
@@ -504,9 +504,9 @@ forEachDialect('processing', ({ fresh }) => {
     await jobs.start();
     const { id } = await jobs.enqueue('flaky', null);
     // The question "what is due?" answered late: the retry's own wake-up claims the job meanwhile.
-    const store = (jobs as unknown as { store: { nextDueIn: (...a: unknown[]) => Promise<number | null> } }).store;
-    const nextDueIn = store.nextDueIn.bind(store);
-    store.nextDueIn = async (...a) => {
+    const store = (jobs as unknown as { store: { jobNextDueIn: (...a: unknown[]) => Promise<number | null> } }).store;
+    const nextDueIn = store.jobNextDueIn.bind(store);
+    store.jobNextDueIn = async (...a) => {
       await sleep(100);
       return nextDueIn(...a);
     };

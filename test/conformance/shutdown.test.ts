@@ -103,9 +103,9 @@ forEachDialect('shutdown', ({ fresh }) => {
     jobs.define('noop', async () => undefined);
     await jobs.start();
     const id = jobs.workerId!;
-    const beat = jobs.store.heartbeat.bind(jobs.store);
+    const beat = jobs.store.workerHeartbeat.bind(jobs.store);
     let slowBeats = 0;
-    jobs.store.heartbeat = async (w) => {
+    jobs.store.workerHeartbeat = async (w) => {
       slowBeats++;
       await sleep(400); // the database is slow to answer this one
       return beat(w);

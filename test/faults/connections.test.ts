@@ -323,8 +323,8 @@ for (const factory of DIALECTS.filter((d) => NAMES.includes(d.name) && (!only ||
       const jobs = t.jobs({ workerPoolSize: 10, worker: { pollInterval: 100, heartbeatInterval: 1000, stallTimeout: 3000 } });
       jobs.define('after', async () => 'done');
       const sweeps: ('ok' | 'failed')[] = [];
-      const stalled = jobs.store.stalledJobs.bind(jobs.store);
-      jobs.store.stalledJobs = (ms, limit) => stalled(ms, limit).then(
+      const stalled = jobs.store.jobStalledList.bind(jobs.store);
+      jobs.store.jobStalledList = (ms, limit) => stalled(ms, limit).then(
         (r) => (sweeps.push('ok'), r),
         (err) => (sweeps.push('failed'), Promise.reject(err)),
       );

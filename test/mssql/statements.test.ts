@@ -369,7 +369,7 @@ describe('SQL Server store wiring (no server)', () => {
     const jobs = createJobs({ db: pool, tablePrefix: 'app_', worker: false });
     expect(jobs.dialect).to.equal('mssql');
     const store = jobs.store as MssqlStore;
-    const wrong = await store.enqueue([row()], pool).catch((e: Error) => e);
+    const wrong = await store.jobInsertMany([row()], pool).catch((e: Error) => e);
     expect((wrong as Error).message).to.match(/opts.tx on SQL Server must be an mssql Transaction/);
     await jobs.close({ timeout: 100 }).catch(() => undefined);
   });
@@ -387,9 +387,9 @@ describe('SQL Server store wiring (no server)', () => {
   it('does not try to evict a leader whose lock name is too long to identify (no statement is sent)', async () => {
     // Never connected: the port refuses, so any statement sent would fail this test.
     const store = new MssqlStore(new mssql.ConnectionPool(config), { prefix: 'p'.repeat(27) + '_', workerPoolSize: 1 });
-    expect(await store.evictSessionLockHolder('leader')).to.equal(0);
+    expect(await store.sessionLockEvict('leader')).to.equal(0);
     const short = new MssqlStore(new mssql.ConnectionPool(config), { prefix: 'app_', workerPoolSize: 1 });
-    const err = await short.evictSessionLockHolder('leader').catch((e: Error) => e);
+    const err = await short.sessionLockEvict('leader').catch((e: Error) => e);
     expect((err as Error).message).to.match(/cannot end the SQL Server session holding app lock "app_leader" \(needs VIEW SERVER STATE and ALTER ANY CONNECTION/);
     await Promise.all([store.close(), short.close()]);
   });
@@ -399,9 +399,9 @@ describe('SQL Server store wiring (no server)', () => {
     const sent: Statement[][] = [];
     const none = (): Outcome => ({ rows: [], changes: 0 });
     Object.assign(store, { runner: { run: async () => none(), transaction: async (list: Statement[]) => (sent.push(list), list.map(none)) } });
-    expect(await store.deleteJobs([`${UUID}0`, UUID.toUpperCase(), HOSTILE])).to.deep.equal([]);
+    expect(await store.jobDeleteMany([`${UUID}0`, UUID.toUpperCase(), HOSTILE])).to.deep.equal([]);
     expect(sent, 'nothing to send').to.have.length(0);
-    await store.deleteJobs([UUID, `${UUID}0`, UUID.toUpperCase(), HOSTILE, TOKEN, UUID]);
+    await store.jobDeleteMany([UUID, `${UUID}0`, UUID.toUpperCase(), HOSTILE, TOKEN, UUID]);
     expect(sent).to.have.length(1);
     for (const s of sent[0]) expect(JSON.parse(named(s).params[0].value as string)).to.deep.equal([UUID, TOKEN]);
     await store.close();

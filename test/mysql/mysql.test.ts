@@ -39,21 +39,21 @@ describe('MySQL/MariaDB specifics [mysql]', function () {
     const a = t.jobs({ worker: false });
     const b = (await t.another()).jobs({ worker: false });
     for (const name of [long, 'Leader', 'leader']) {
-      const held = await a.store.trySessionLock!(name);
+      const held = await a.store.sessionLockTry!(name);
       expect(held, name).to.not.equal(null);
       expect(await held!.stillHeld()).to.equal(true);
-      expect(await b.store.trySessionLock!(name), `${name} is taken`).to.equal(null);
+      expect(await b.store.sessionLockTry!(name), `${name} is taken`).to.equal(null);
       const [row] = await t.query<{ holder: number | null }>('SELECT IS_USED_LOCK(?) AS holder', [lockName(`${t.prefix}${name}`)]);
       expect(Number(row.holder)).to.equal(held!.pid);
       await held!.release();
       expect(await held!.stillHeld()).to.equal(false);
-      const again = await b.store.trySessionLock!(name);
+      const again = await b.store.sessionLockTry!(name);
       expect(again, `${name} is free after release`).to.not.equal(null);
       await again!.release();
     }
     // 'Leader' and 'leader' are two locks: both can be held at once, by different owners.
-    const upper = await a.store.trySessionLock!('Leader');
-    const lower = await b.store.trySessionLock!('leader');
+    const upper = await a.store.sessionLockTry!('Leader');
+    const lower = await b.store.sessionLockTry!('leader');
     expect(upper).to.not.equal(null);
     expect(lower).to.not.equal(null);
     await upper!.release();
@@ -72,7 +72,7 @@ describe('MySQL/MariaDB specifics [mysql]', function () {
     await until(() => all.filter((j) => j.isLeader()).length === 1, 'one leader', 3000);
     const holder = async () => (await t.query<{ holder: number | null }>('SELECT IS_USED_LOCK(?) AS holder', [lockName(`${t.prefix}${leadershipKey('leader')}`)]))[0].holder;
     const first = all.find((j) => j.isLeader())!;
-    const info = await first.store.leaderInfo(leadershipKey('leader'));
+    const info = await first.store.leaderDescribe(leadershipKey('leader'));
     expect(info).to.match(new RegExp(`^MySQL connection ${await holder()} .*\\(GET_LOCK\\)$`));
     // Any instance may win the next election, the one that lost its connection included: kill the
     // lock's connection until another instance has taken over (each round must fail over cleanly).
@@ -97,7 +97,7 @@ describe('MySQL/MariaDB specifics [mysql]', function () {
 
   it('a lock connection ended while the process was not running: stillHeld answers false instead of hanging', async () => {
     const t = await fresh();
-    const lock = (await t.jobs({ worker: false }).store.trySessionLock!('leader'))!;
+    const lock = (await t.jobs({ worker: false }).store.sessionLockTry!('leader'))!;
     // Ended by another process while this one is blocked, as under SIGSTOP: the close reaches this
     // process only after it has sent its next statement on that connection.
     const killer = `import mysql from 'mysql2/promise';
@@ -134,7 +134,7 @@ describe('MySQL/MariaDB specifics [mysql]', function () {
       };
       return c as PoolConnection;
     };
-    const claiming = jobs.store.claim({ workerId: 'w1', names: ['a'], limit: 10 });
+    const claiming = jobs.store.jobClaim({ workerId: 'w1', names: ['a'], limit: 10 });
     await atLock;
     // Another app connection that would give up after 1 s of lock wait.
     const app = mysql.createPool({ uri: MYSQL_URL, connectionLimit: 1 });
@@ -162,7 +162,7 @@ describe('MySQL/MariaDB specifics [mysql]', function () {
       expect(job.runAt.toISOString()).to.equal(runAt.toISOString());
       expect(Math.abs(job.createdAt.getTime() - Date.now())).to.be.below(5000);
       expect(job.payload).to.deep.equal({ v: 'é ✓' });
-      expect(Math.abs((await jobs.store.dbNow()) - Date.now())).to.be.below(5000);
+      expect(Math.abs((await jobs.store.clockNow()) - Date.now())).to.be.below(5000);
       const [row] = await t.query<{ run_at: string }>(`SELECT CAST(run_at AS CHAR) AS run_at FROM ${t.prefix}jobs WHERE id = ?`, [id]);
       expect(row.run_at).to.equal('2031-01-02 03:04:05.678');
     } finally {

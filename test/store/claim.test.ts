@@ -16,15 +16,15 @@ forEachDialect('store: claim and leases', ({ fresh }) => {
     const high = (await jobs.enqueue('x', { i: 'high' }, { priority: 10 })).id;
     const other = (await jobs.enqueue('y', {}, { priority: 100 })).id;
     const paused = (await jobs.enqueue('x', {}, { priority: 50, queue: 'held' })).id;
-    await store.pauseQueue('held');
+    await store.queuePause('held');
 
-    const first = await store.claim({ workerId: 'w', names: ['x'], limit: 3 });
+    const first = await store.jobClaim({ workerId: 'w', names: ['x'], limit: 3 });
     expect(first.map((j) => j.id)).to.deep.equal([high, low[0], low[1]]);
-    const rest = await store.claim({ workerId: 'w', names: ['x'], limit: 10 });
+    const rest = await store.jobClaim({ workerId: 'w', names: ['x'], limit: 10 });
     expect(rest.map((j) => j.id)).to.deep.equal(low.slice(2));
-    expect(await store.claim({ workerId: 'w', names: ['x'], queues: ['held'], limit: 10 }), 'a paused queue').to.deep.equal([]);
-    await store.resumeQueue('held');
-    expect((await store.claim({ workerId: 'w', names: ['x'], queues: ['held'], limit: 10 })).map((j) => j.id)).to.deep.equal([paused]);
+    expect(await store.jobClaim({ workerId: 'w', names: ['x'], queues: ['held'], limit: 10 }), 'a paused queue').to.deep.equal([]);
+    await store.queueResume('held');
+    expect((await store.jobClaim({ workerId: 'w', names: ['x'], queues: ['held'], limit: 10 })).map((j) => j.id)).to.deep.equal([paused]);
     expect((await jobs.get(other))!.state, 'a name not asked for stays pending').to.equal('pending');
     for (const j of [...first, ...rest]) expect(j.attempts).to.equal(1);
     // Every claim issues new tokens (a dialect may share one among the jobs of one claim: the fence is id and token).
@@ -42,7 +42,7 @@ forEachDialect('store: claim and leases', ({ fresh }) => {
     await Promise.all(
       claimers.map(async (s, k) => {
         for (;;) {
-          const got = await s.claim({ workerId: `w${k}`, names: ['x'], limit: 7 });
+          const got = await s.jobClaim({ workerId: `w${k}`, names: ['x'], limit: 7 });
           if (!got.length) return;
           taken[k].push(...got.map((j) => j.id));
           await sleep(0);
@@ -57,22 +57,22 @@ forEachDialect('store: claim and leases', ({ fresh }) => {
   it('a lease token grows with every change of owner, stays while the owner renews, and a stale token renews nothing', async () => {
     const t = await fresh();
     const { store } = await storeOf(t);
-    const a = await store.acquireLease('res', 'a', 60_000);
+    const a = await store.leaseAcquire('res', 'a', 60_000);
     expect(a).to.be.a('number');
-    expect(await store.acquireLease('res', 'b', 60_000), 'held by a').to.equal(null);
-    expect(await store.acquireLease('res', 'a', 60_000), 'a again: same token').to.equal(a);
-    expect(await store.renewLease('res', 'a', a!, 60_000)).to.equal(true);
-    expect(await store.releaseLease('res', 'a', a!)).to.equal(true);
-    const b = await store.acquireLease('res', 'b', 60_000);
+    expect(await store.leaseAcquire('res', 'b', 60_000), 'held by a').to.equal(null);
+    expect(await store.leaseAcquire('res', 'a', 60_000), 'a again: same token').to.equal(a);
+    expect(await store.leaseRenew('res', 'a', a!, 60_000)).to.equal(true);
+    expect(await store.leaseRelease('res', 'a', a!)).to.equal(true);
+    const b = await store.leaseAcquire('res', 'b', 60_000);
     expect(b).to.be.greaterThan(a!);
-    expect(await store.renewLease('res', 'a', a!, 60_000), 'a stale owner').to.equal(false);
-    expect(await store.releaseLease('res', 'a', a!), 'a stale owner cannot release').to.equal(false);
+    expect(await store.leaseRenew('res', 'a', a!, 60_000), 'a stale owner').to.equal(false);
+    expect(await store.leaseRelease('res', 'a', a!), 'a stale owner cannot release').to.equal(false);
     // Expired: another owner takes it, with a greater token still.
-    expect(await store.releaseLease('res', 'b', b!)).to.equal(true);
-    const c1 = await store.acquireLease('res', 'c', 20);
+    expect(await store.leaseRelease('res', 'b', b!)).to.equal(true);
+    const c1 = await store.leaseAcquire('res', 'c', 20);
     await sleep(60);
-    const d = await store.acquireLease('res', 'd', 60_000);
+    const d = await store.leaseAcquire('res', 'd', 60_000);
     expect(d).to.be.greaterThan(c1!);
-    expect(await store.renewLease('res', 'c', c1!, 60_000), 'an expired owner').to.equal(false);
+    expect(await store.leaseRenew('res', 'c', c1!, 60_000), 'an expired owner').to.equal(false);
   });
 });

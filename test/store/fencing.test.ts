@@ -17,15 +17,15 @@ const error = { message: 'stale outcome', name: 'Error' };
 
 /** The writes that end an attempt (each leaves the row no longer running under the token). */
 const ENDING: Record<string, Write> = {
-  complete: async (_t, store, job) => (await store.complete([{ ...fenced(job), resultJson: '"stale"' }])).has(job.id),
+  complete: async (_t, store, job) => (await store.jobCompleteMany([{ ...fenced(job), resultJson: '"stale"' }])).has(job.id),
   'fail (retry later)': async (_t, store, job) =>
-    (await store.fail([{ ...fenced(job), attempt: job.attempts, startedAt: job.startedAt, error, retryDelayMs: 100 }])).has(job.id),
+    (await store.jobFailMany([{ ...fenced(job), attempt: job.attempts, startedAt: job.startedAt, error, retryDelayMs: 100 }])).has(job.id),
   'fail (for good)': async (_t, store, job) =>
-    (await store.fail([{ ...fenced(job), attempt: job.attempts, startedAt: job.startedAt, error, retryDelayMs: null }])).has(job.id),
-  'release (refund)': async (_t, store, job) => (await store.release([{ ...fenced(job), delayMs: 0, refund: true }])).has(job.id),
-  'release (snooze)': async (_t, store, job) => (await store.release([{ ...fenced(job), delayMs: 5000, refund: false }])).has(job.id),
+    (await store.jobFailMany([{ ...fenced(job), attempt: job.attempts, startedAt: job.startedAt, error, retryDelayMs: null }])).has(job.id),
+  'release (refund)': async (_t, store, job) => (await store.jobReleaseMany([{ ...fenced(job), delayMs: 0, refund: true }])).has(job.id),
+  'release (snooze)': async (_t, store, job) => (await store.jobReleaseMany([{ ...fenced(job), delayMs: 5000, refund: false }])).has(job.id),
   runTransactional: async (t, store, job) => {
-    const out = await store.runTransactional({
+    const out = await store.jobCompleteInTransaction({
       item: fenced(job),
       work: (tx) => insertOnJobTx(t, tx, 'effects', [job.id, job.token]),
       encode: () => '"transactional"',
@@ -37,10 +37,10 @@ const ENDING: Record<string, Write> = {
 
 /** The writes a running attempt makes along the way. */
 const ALONG: Record<string, Write> = {
-  saveProgress: async (_t, store, job) => (await store.saveProgress([{ ...fenced(job), progress: 99, message: `by ${job.token}` }])).has(job.id),
+  saveProgress: async (_t, store, job) => (await store.jobProgressMany([{ ...fenced(job), progress: 99, message: `by ${job.token}` }])).has(job.id),
   appendLogs: async (_t, store, job) =>
-    (await store.appendLogs([{ ...fenced(job), attempt: job.attempts, lines: [{ at: Date.now(), message: `by ${job.token}` }] }])).has(job.id),
-  saveCheckpoint: (_t, store, job) => store.saveCheckpoint(fenced(job), JSON.stringify({ by: job.token })),
+    (await store.logAppendMany([{ ...fenced(job), attempt: job.attempts, lines: [{ at: Date.now(), message: `by ${job.token}` }] }])).has(job.id),
+  saveCheckpoint: (_t, store, job) => store.jobCheckpoint(fenced(job), JSON.stringify({ by: job.token })),
 };
 
 const ALL: Record<string, Write> = { ...ALONG, ...ENDING };
@@ -107,7 +107,7 @@ forEachDialect('store: fenced writes', ({ fresh }) => {
     const t = await fresh();
     const { jobs, store } = await setUp(t);
     const { id } = await jobs.enqueue('cancelled', {});
-    const job = (await store.claim({ workerId: 'worker-a', names: ['cancelled'], limit: 1 }))[0];
+    const job = (await store.jobClaim({ workerId: 'worker-a', names: ['cancelled'], limit: 1 }))[0];
     expect(await jobs.cancel(id)).to.equal(true);
     await expectAllRefused(t, store, job, 'the token of a cancelled job');
     expect(await jobs.get(id)).to.include({ state: 'cancelled' });

@@ -26,7 +26,7 @@ export async function storeOf(t: TestDb): Promise<{ jobs: Jobs; store: Store }> 
 
 /** Claim the one pending job named `name` as `workerId`. */
 export async function claimOne(store: Store, name: string, workerId: string): Promise<ClaimedJob> {
-  const got = await store.claim({ workerId, names: [name], limit: 1 });
+  const got = await store.jobClaim({ workerId, names: [name], limit: 1 });
   expect(got, `a claim of ${name} by ${workerId}`).to.have.length(1);
   return got[0];
 }

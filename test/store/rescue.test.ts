@@ -21,7 +21,7 @@ forEachDialect('store: rescue', ({ fresh }) => {
     // Two jobs claimed by a worker that never sends a heartbeat; one by a worker that does.
     await claimOne(store, 'x', 'silent');
     await claimOne(store, 'x', 'silent');
-    await store.heartbeat({ id: 'alive', ...live });
+    await store.workerHeartbeat({ id: 'alive', ...live });
     const alive = await claimOne(store, 'x', 'alive');
     expect(alive.id).to.equal(kept);
 
@@ -41,7 +41,7 @@ forEachDialect('store: rescue', ({ fresh }) => {
       expect(attempts, `one "worker lost" attempt for ${id}`).to.have.length(1);
     }
     // The silent worker was never registered; the live one stays; another round finds nothing.
-    expect((await store.listWorkers()).map((w) => w.id)).to.deep.equal(['alive']);
+    expect((await store.workerList()).map((w) => w.id)).to.deep.equal(['alive']);
     expect(await rescueStalled(store, 60_000)).to.deep.equal([]);
   });
 });

@@ -258,7 +258,7 @@ IF @r < 0 THROW 50001, 'sqljobs: could not take the migration lock', 1;`, [{ nam
 
   // ---------------------------------------------------------------- enqueue
 
-  async enqueue(rows: NewJobRow[], tx?: unknown): Promise<EnqueueResult[]> {
+  async jobInsertMany(rows: NewJobRow[], tx?: unknown): Promise<EnqueueResult[]> {
     let target: MssqlPoolLike | MssqlTransactionLike = this.app;
     if (tx !== undefined) {
       if (!isMssqlTransaction(tx)) throw new TypeError('opts.tx on SQL Server must be an mssql Transaction (pool.transaction()) after begin()');
@@ -279,33 +279,33 @@ IF @r < 0 THROW 50001, 'sqljobs: could not take the migration lock', 1;`, [{ nam
 
   // ---------------------------------------------------------------- claim and outcomes
 
-  async claim(req: ClaimRequest): Promise<ClaimedJob[]> {
+  async jobClaim(req: ClaimRequest): Promise<ClaimedJob[]> {
     const rows = await this.rows(this.sql.claim(req, crypto.randomUUID(), await this.rcsi()));
     return rows.map((r) => toClaimedJob(r, codec)).sort(claimOrder);
   }
 
-  complete(items: CompleteItem[]): Promise<Set<string>> {
+  jobCompleteMany(items: CompleteItem[]): Promise<Set<string>> {
     return this.ids(this.sql.complete(items));
   }
 
-  fail(items: FailItem[]): Promise<Set<string>> {
+  jobFailMany(items: FailItem[]): Promise<Set<string>> {
     return this.ids(this.sql.fail(items));
   }
 
-  release(items: ReleaseItem[]): Promise<Set<string>> {
+  jobReleaseMany(items: ReleaseItem[]): Promise<Set<string>> {
     return this.ids(this.sql.release(items));
   }
 
-  saveProgress(items: ProgressItem[]): Promise<Set<string>> {
+  jobProgressMany(items: ProgressItem[]): Promise<Set<string>> {
     return this.ids(this.sql.saveProgress(items));
   }
 
-  appendLogs(items: LogItem[]): Promise<Set<string>> {
+  logAppendMany(items: LogItem[]): Promise<Set<string>> {
     return this.ids(this.sql.appendLogs(items));
   }
 
   /** `work` gets an mssql Transaction on our private pool; the fenced completion runs on it after `work`. */
-  async runTransactional({ item, work, encode, beforeComplete }: TransactionalCompletion): Promise<{ applied: boolean; result: unknown }> {
+  async jobCompleteInTransaction({ item, work, encode, beforeComplete }: TransactionalCompletion): Promise<{ applied: boolean; result: unknown }> {
     if (!this.own.connected) await this.own.connect();
     const tx = this.own.transaction();
     await tx.begin(mssql().ISOLATION_LEVEL.READ_COMMITTED);
@@ -325,7 +325,7 @@ IF @r < 0 THROW 50001, 'sqljobs: could not take the migration lock', 1;`, [{ nam
 
   // ---------------------------------------------------------------- leases and the session lock
 
-  async acquireLease(name: string, owner: string, ttlMs: number): Promise<number | null> {
+  async leaseAcquire(name: string, owner: string, ttlMs: number): Promise<number | null> {
     const rows = await this.rows(this.sql.acquireLease(name, owner, ttlMs));
     return rows.length ? Number(rows[0].token) : null;
   }
@@ -338,7 +338,7 @@ IF @r < 0 THROW 50001, 'sqljobs: could not take the migration lock', 1;`, [{ nam
    * If that connection drops, the pool makes a new one without the lock: stillHeld() then reads
    * APPLOCK_MODE as NoLock, and a pool error calls onLost at once.
    */
-  async trySessionLock(name: string): Promise<SessionLock | null> {
+  async sessionLockTry(name: string): Promise<SessionLock | null> {
     const resource = `${this.prefix}${name}`;
     const pool = this.privatePool({ min: 0, max: 1, idleTimeoutMillis: 2_147_483_647 });
     let spid: number | null = null;
@@ -369,7 +369,7 @@ IF @r < 0 THROW 50001, 'sqljobs: could not take the migration lock', 1;`, [{ nam
    * waiting for the stale connection to drop. Needs VIEW SERVER STATE and ALTER ANY CONNECTION
    * (Azure SQL Database: VIEW DATABASE STATE and KILL DATABASE CONNECTION).
    */
-  async evictSessionLockHolder(name: string): Promise<number> {
+  async sessionLockEvict(name: string): Promise<number> {
     const resource = `${this.prefix}${name}`;
     if (resource.length > APP_LOCK_SHOWN) return 0;
     try {
@@ -390,7 +390,7 @@ IF @r < 0 THROW 50001, 'sqljobs: could not take the migration lock', 1;`, [{ nam
     }
   }
 
-  async leaderInfo(name: string): Promise<string | null> {
+  async leaderDescribe(name: string): Promise<string | null> {
     try {
       const rows = await this.rows(this.sql.appLockHolder(`${this.prefix}${name}`));
       if (rows.length) return `SQL Server session ${rows[0].spid}${rows[0].host ? ` from ${rows[0].host}` : ''} (app lock)`;
@@ -406,11 +406,11 @@ IF @r < 0 THROW 50001, 'sqljobs: could not take the migration lock', 1;`, [{ nam
 
   // ---------------------------------------------------------------- schedules
 
-  async upsertSchedule(def: ScheduleDef, nextRunAt: number | null, codeHash: string | null): Promise<void> {
+  async scheduleUpsert(def: ScheduleDef, nextRunAt: number | null, codeHash: string | null): Promise<void> {
     await this.run(this.sql.upsertSchedule(def, nextRunAt, codeHash));
   }
 
-  async fireSchedule(key: string, fireAt: number, row: NewJobRow, skipIfLive: JobError | null): Promise<{ jobId: string; skipped: boolean } | null> {
+  async scheduleFire(key: string, fireAt: number, row: NewJobRow, skipIfLive: JobError | null): Promise<{ jobId: string; skipped: boolean } | null> {
     const r = (await this.rows(this.sql.fireSchedule(key, fireAt, row, skipIfLive)))[0];
     if (!r || Number(r.fired) !== 1) return null;
     return { jobId: row.id, skipped: r.live === true || r.live === 1 };

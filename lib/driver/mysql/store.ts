@@ -186,7 +186,7 @@ export class MysqlStore extends PortableStore implements Store {
 
   // ---------------------------------------------------------------- enqueue
 
-  async enqueue(rows: NewJobRow[], tx?: unknown): Promise<EnqueueResult[]> {
+  async jobInsertMany(rows: NewJobRow[], tx?: unknown): Promise<EnqueueResult[]> {
     let target: Queryable = this.app;
     if (tx !== undefined) target = await this.callerTransaction(tx);
     return this.insertJobs(rows, target);
@@ -237,7 +237,7 @@ export class MysqlStore extends PortableStore implements Store {
 
   // ---------------------------------------------------------------- claim and outcomes
 
-  async claim(req: ClaimRequest): Promise<ClaimedJob[]> {
+  async jobClaim(req: ClaimRequest): Promise<ClaimedJob[]> {
     if (!req.names.length) return [];
     const token = crypto.randomUUID();
     const pick = jobsClaimPick(this.t, req);
@@ -287,7 +287,7 @@ export class MysqlStore extends PortableStore implements Store {
    * One round trip: START TRANSACTION, lock the rows, copy the owned ones to history, delete
    * them, COMMIT. The lock tells which attempts were still ours; the copy is fenced by token.
    */
-  async complete(items: CompleteItem[]): Promise<Set<string>> {
+  async jobCompleteMany(items: CompleteItem[]): Promise<Set<string>> {
     if (!items.length) return new Set();
     return this.onOwnConnection(async (c) => {
       const lock = jobsLockRunning(this.t, items.map((i) => i.id));
@@ -307,7 +307,7 @@ export class MysqlStore extends PortableStore implements Store {
     return new Set(owned.keys());
   }
 
-  async fail(items: FailItem[]): Promise<Set<string>> {
+  async jobFailMany(items: FailItem[]): Promise<Set<string>> {
     if (!items.length) return new Set();
     return this.transaction((c) => this.failIn(c, items));
   }
@@ -332,7 +332,7 @@ export class MysqlStore extends PortableStore implements Store {
     return new Set(mine.map((m) => m.id));
   }
 
-  async release(items: ReleaseItem[]): Promise<Set<string>> {
+  async jobReleaseMany(items: ReleaseItem[]): Promise<Set<string>> {
     const applied = await Promise.all(
       items.map(async (i) => {
         const release = jobRelease(this.t, i);
@@ -343,7 +343,7 @@ export class MysqlStore extends PortableStore implements Store {
     return new Set(applied.filter((id): id is string => id !== null));
   }
 
-  async saveProgress(items: ProgressItem[]): Promise<Set<string>> {
+  async jobProgressMany(items: ProgressItem[]): Promise<Set<string>> {
     const applied = await Promise.all(
       items.map(async (i) => {
         const progress = jobSaveProgress(this.t, i);
@@ -355,7 +355,7 @@ export class MysqlStore extends PortableStore implements Store {
   }
 
   /** Lines of attempts still owned, in order; the ownership check holds a shared lock until they are in. */
-  async appendLogs(items: LogItem[]): Promise<Set<string>> {
+  async logAppendMany(items: LogItem[]): Promise<Set<string>> {
     if (!items.length) return new Set();
     return this.transaction(async (c) => {
       const lock = jobsLockShared(this.t, items.map((i) => i.id));
@@ -371,7 +371,7 @@ export class MysqlStore extends PortableStore implements Store {
   }
 
   /** `ctx.tx` is a mysql2 promise connection of ours inside the transaction that completes the job. */
-  async runTransactional({ item, work, encode, beforeComplete }: TransactionalCompletion): Promise<{ applied: boolean; result: unknown }> {
+  async jobCompleteInTransaction({ item, work, encode, beforeComplete }: TransactionalCompletion): Promise<{ applied: boolean; result: unknown }> {
     return this.onOwnConnection(async (c) => {
       await c.query('START TRANSACTION');
       const result = await work(c);
@@ -386,7 +386,7 @@ export class MysqlStore extends PortableStore implements Store {
   // ---------------------------------------------------------------- leases
 
   /** Insert the lease if new, else take it over when ours or expired (locked while we decide). */
-  async acquireLease(name: string, owner: string, ttlMs: number): Promise<number | null> {
+  async leaseAcquire(name: string, owner: string, ttlMs: number): Promise<number | null> {
     return this.transaction(async (c) => {
       const fresh = await this.exec(
         `INSERT IGNORE INTO ${this.t.leases} (name, owner, token, expires_at) VALUES (?, ?, 1, ${NOW} + INTERVAL ? MICROSECOND)`,
@@ -410,7 +410,7 @@ export class MysqlStore extends PortableStore implements Store {
    * a pool would carry the lock to its next user). Lost when that connection errors or closes;
    * confirmed with IS_USED_LOCK(name) = CONNECTION_ID().
    */
-  async trySessionLock(name: string): Promise<SessionLock | null> {
+  async sessionLockTry(name: string): Promise<SessionLock | null> {
     const key = lockName(`${this.prefix}${name}`);
     const c = await this.lockers.getConnection();
     const raw = (c as unknown as { connection: CbPoolConnection }).connection;
@@ -440,7 +440,7 @@ export class MysqlStore extends PortableStore implements Store {
    * Ending another user's connection needs CONNECTION_ADMIN (MySQL) or SUPER / CONNECTION ADMIN
    * (MariaDB); the app's own user may end its own connections.
    */
-  async evictSessionLockHolder(name: string): Promise<number> {
+  async sessionLockEvict(name: string): Promise<number> {
     const [row] = await this.rows('SELECT IS_USED_LOCK(?) AS holder, CONNECTION_ID() AS me', [lockName(`${this.prefix}${name}`)]);
     if (row.holder === null || String(row.holder) === String(row.me)) return 0;
     const id = Number(row.holder);
@@ -462,7 +462,7 @@ export class MysqlStore extends PortableStore implements Store {
    * assignment carries the code-hash guard, next_run_at (which compares the timing columns) comes
    * first and code_hash (which the guard reads) last.
    */
-  async upsertSchedule(d: ScheduleDef, nextRunAt: number | null, codeHash: string | null): Promise<void> {
+  async scheduleUpsert(d: ScheduleDef, nextRunAt: number | null, codeHash: string | null): Promise<void> {
     const at = (ms: number | null) => (ms === null ? null : utc(ms));
     const replace = '(VALUES(code_hash) IS NULL OR NOT (code_hash <=> VALUES(code_hash)))';
     const timingChanged = `(NOT (cron <=> VALUES(cron)) OR NOT (timezone <=> VALUES(timezone)) OR NOT (every_ms <=> VALUES(every_ms))
@@ -480,7 +480,7 @@ export class MysqlStore extends PortableStore implements Store {
     );
   }
 
-  async fireSchedule(key: string, fireAt: number, row: NewJobRow, skipIfLive: JobError | null): Promise<{ jobId: string; skipped: boolean } | null> {
+  async scheduleFire(key: string, fireAt: number, row: NewJobRow, skipIfLive: JobError | null): Promise<{ jobId: string; skipped: boolean } | null> {
     return this.transaction(async (c) => {
       const tick = await this.exec(`INSERT IGNORE INTO ${this.t.ticks} (schedule_key, fire_at, job_id) VALUES (?, ?, ?)`, [key, utc(fireAt), row.id], c);
       if (tick.affectedRows !== 1) return null;
@@ -502,7 +502,7 @@ export class MysqlStore extends PortableStore implements Store {
 
   // ---------------------------------------------------------------- status
 
-  async leaderInfo(name: string): Promise<string | null> {
+  async leaderDescribe(name: string): Promise<string | null> {
     const [row] = await this.rows('SELECT IS_USED_LOCK(?) AS holder', [lockName(`${this.prefix}${name}`)]);
     if (row.holder === null) return null;
     const [proc] = await this.rows('SELECT HOST AS host FROM information_schema.PROCESSLIST WHERE ID = ?', [row.holder]).catch(() => [] as Row[]);
@@ -515,7 +515,7 @@ export class MysqlStore extends PortableStore implements Store {
    * The portable prune with its pick inside the transaction, FOR UPDATE SKIP LOCKED: two pruners
    * (or a prune and a delete) never wait on each other's rows.
    */
-  override async pruneHistory(olderThanMs: number, limit: number): Promise<number> {
+  override async historyPrune(olderThanMs: number, limit: number): Promise<number> {
     return this.transaction(async (c) => {
       const pick = historyPrunePick(this, { olderThanMs, limit });
       const [picked] = await runOn(c, [{ ...pick, text: `${pick.text} FOR UPDATE SKIP LOCKED` }]);

@@ -40,69 +40,69 @@ export abstract class PortableStore implements Sql {
   // ---------------------------------------------------------------- liveness
 
   /** Two statements, not one transaction: which attempts the worker still owns does not depend on its beat. */
-  async heartbeat(w: WorkerInfo): Promise<Fenced[]> {
+  async workerHeartbeat(w: WorkerInfo): Promise<Fenced[]> {
     await this.runner.run(workerHeartbeat(this, w));
     const { rows } = await this.runner.run(jobsOwnedBy(this, w.id));
     return rows.map((r) => ({ id: String(r.id), token: String(r.token) }));
   }
 
-  async removeWorker(workerId: string): Promise<void> {
+  async workerRemove(workerId: string): Promise<void> {
     await this.runner.run(workerRemove(this, workerId));
   }
 
-  async stalledJobs(stallMs: number, limit: number): Promise<StalledJob[]> {
+  async jobStalledList(stallMs: number, limit: number): Promise<StalledJob[]> {
     const { rows } = await this.runner.run(jobsStalled(this, { stallMs, limit }));
     return rows.map((r) => toStalledJob(r, this.d.codec));
   }
 
-  async removeStaleWorkers(stallMs: number): Promise<void> {
+  async workerRemoveStale(stallMs: number): Promise<void> {
     await this.runner.run(workersRemoveStale(this, stallMs));
   }
 
-  async nextDueIn(names: string[], queues?: string[]): Promise<number | null> {
+  async jobNextDueIn(names: string[], queues?: string[]): Promise<number | null> {
     const due = (await this.runner.run(jobsNextDue(this, { names, queues }))).rows[0]?.due;
     // Whole milliseconds, never negative: a job already due is due now.
     return due === null || due === undefined ? null : Math.max(0, Math.ceil(Number(due)));
   }
 
-  async saveCheckpoint(item: Fenced, stateJson: string): Promise<boolean> {
+  async jobCheckpoint(item: Fenced, stateJson: string): Promise<boolean> {
     return (await this.runner.run(jobSaveCheckpoint(this, item, stateJson))).changes === 1;
   }
 
   // ---------------------------------------------------------------- schedules
 
-  async listSchedules(): Promise<StoredSchedule[]> {
+  async scheduleList(): Promise<StoredSchedule[]> {
     return (await this.runner.run(schedulesList(this))).rows.map((r) => toStoredSchedule(r, this.d.codec));
   }
 
   /** One round trip when a schedule is due (the rows carry the clock they were compared with), a second for the clock when none is. */
-  async dueSchedules(): Promise<{ now: number; due: StoredSchedule[] }> {
+  async scheduleListDue(): Promise<{ now: number; due: StoredSchedule[] }> {
     const { rows } = await this.runner.run(schedulesDue(this));
-    const now = rows.length ? this.d.codec.date(rows[0].db_now)!.getTime() : await this.dbNow();
+    const now = rows.length ? this.d.codec.date(rows[0].db_now)!.getTime() : await this.clockNow();
     return { now, due: rows.map((r) => toStoredSchedule(r, this.d.codec)) };
   }
 
-  async setScheduleEnabled(key: string, enabled: boolean, nextRunAt: number | null): Promise<boolean> {
+  async scheduleSetEnabled(key: string, enabled: boolean, nextRunAt: number | null): Promise<boolean> {
     return (await this.runner.run(scheduleSetEnabled(this, { key, enabled, nextRunAt }))).changes === 1;
   }
 
   /** The schedule and its ticks, in one transaction. */
-  async removeSchedule(key: string): Promise<boolean> {
+  async scheduleRemove(key: string): Promise<boolean> {
     const [, removed] = await this.runner.transaction([scheduleTicksRemove(this, key), scheduleRemove(this, key)]);
     return removed.changes === 1;
   }
 
-  async advanceSchedule(key: string, from: number, nextRunAt: number | null): Promise<void> {
+  async scheduleAdvance(key: string, from: number, nextRunAt: number | null): Promise<void> {
     await this.runner.run(scheduleAdvance(this, { key, from, nextRunAt }));
   }
 
   // ---------------------------------------------------------------- leases
 
-  async renewLease(name: string, owner: string, token: number, ttlMs: number): Promise<boolean> {
+  async leaseRenew(name: string, owner: string, token: number, ttlMs: number): Promise<boolean> {
     return (await this.runner.run(leaseRenew(this, { name, owner, token, ttlMs }))).changes === 1;
   }
 
-  async releaseLease(name: string, owner: string, token: number): Promise<boolean> {
+  async leaseRelease(name: string, owner: string, token: number): Promise<boolean> {
     return (await this.runner.run(leaseRelease(this, { name, owner, token }))).changes === 1;
   }
 
@@ -112,39 +112,39 @@ export abstract class PortableStore implements Sql {
     return (await this.runner.run(s)).rows;
   }
 
-  async get(id: string): Promise<JobRecord | null> {
+  async jobGet(id: string): Promise<JobRecord | null> {
     const [row] = await this.rowsOf(jobGet(this, { id }));
     return row ? toJobRecord(row, this.d.codec) : null;
   }
 
-  async list(filter: ListFilter): Promise<ListPage> {
+  async jobList(filter: ListFilter): Promise<ListPage> {
     const limit = listLimit(filter);
     if (filter.states?.length === 0) return { items: [], nextCursor: null }; // no state asked for: no job, and no table to read
     const items = (await this.rowsOf(jobsList(this, filter))).map((r) => toJobRecord(r, this.d.codec));
     return { items, nextCursor: items.length === limit ? items[items.length - 1].id : null };
   }
 
-  async attempts(id: string): Promise<AttemptRecord[]> {
+  async attemptList(id: string): Promise<AttemptRecord[]> {
     const rows = await this.rowsOf(jobAttempts(this, { id }));
-    return withCurrentAttempt(rows.map((r) => toAttemptRecord(r, this.d.codec)), await this.get(id));
+    return withCurrentAttempt(rows.map((r) => toAttemptRecord(r, this.d.codec)), await this.jobGet(id));
   }
 
-  async logs(id: string, opts: { afterSeq?: number; limit: number }): Promise<LogRecord[]> {
+  async logList(id: string, opts: { afterSeq?: number; limit: number }): Promise<LogRecord[]> {
     const rows = await this.rowsOf(jobLogs(this, { id, afterSeq: opts.afterSeq ?? 0, limit: opts.limit }));
     return rows.map((r) => toLogRecord(r, this.d.codec));
   }
 
-  async listWorkers(): Promise<WorkerRecord[]> {
+  async workerList(): Promise<WorkerRecord[]> {
     return (await this.rowsOf(workersList(this))).map((r) => toWorkerRecord(r, this.d.codec));
   }
 
-  async dbNow(): Promise<number> {
+  async clockNow(): Promise<number> {
     const [row] = await this.rowsOf(clockNow(this));
     return this.d.codec.date(row.now)!.getTime();
   }
 
   /** Counts come back as numbers, or as text where they are BIGINT or DECIMAL (pg, mysql2). */
-  async statusCounts(cap: number): Promise<StatusCounts> {
+  async jobCountByState(cap: number): Promise<StatusCounts> {
     const [live, finished] = await Promise.all([this.rowsOf(jobsLiveCounts(this)), this.rowsOf(jobsFinishedCounts(this, { cap }))]);
     return {
       live: live.map((r) => ({ state: r.state as 'pending' | 'running', queue: String(r.queue), count: Number(r.count) })),
@@ -155,7 +155,7 @@ export abstract class PortableStore implements Sql {
     };
   }
 
-  async queueStats(): Promise<QueueStats[]> {
+  async queueList(): Promise<QueueStats[]> {
     const [live, paused] = await Promise.all([this.rowsOf(queuesStats(this)), this.rowsOf(queuesPaused(this))]);
     return mergeQueueStats(
       live.map((r) => ({
@@ -170,7 +170,7 @@ export abstract class PortableStore implements Sql {
     );
   }
 
-  async throughput(windowMs: number, bucketMs: number): Promise<ThroughputBuckets> {
+  async jobThroughput(windowMs: number, bucketMs: number): Promise<ThroughputBuckets> {
     const rows = await this.rowsOf(jobsThroughput(this, { windowMs, bucketMs }));
     return {
       now: Number(rows[0].now),
@@ -192,7 +192,7 @@ export abstract class PortableStore implements Sql {
     for (const row of rows) await this.announceJobs(String(row.queue));
   }
 
-  async cancel(id: string): Promise<CancelResult | null> {
+  async jobCancel(id: string): Promise<CancelResult | null> {
     const [found] = await this.runner.transaction(jobCancel(this, id));
     const job = found.rows[0];
     if (!job) return null;
@@ -201,13 +201,13 @@ export abstract class PortableStore implements Sql {
     return { previous, workerId: (job.worker_id as string | null) ?? null };
   }
 
-  async makeDue(id: string): Promise<boolean> {
+  async jobMakeDue(id: string): Promise<boolean> {
     const due = await this.runner.run(jobMakeDue(this, id));
     await this.announceQueues(due.rows);
     return due.changes === 1;
   }
 
-  async retry(id: string): Promise<JobState | null> {
+  async jobRetry(id: string): Promise<JobState | null> {
     const [due, finished, , moved] = await this.retrying(id);
     if (due.changes === 1) {
       await this.announceQueues(due.rows);
@@ -233,7 +233,7 @@ export abstract class PortableStore implements Sql {
     return new Error(`cannot retry job ${id}: a live job with the same refId exists`);
   }
 
-  async pauseQueue(queue: string): Promise<void> {
+  async queuePause(queue: string): Promise<void> {
     try {
       await this.runner.run(queuePause(this, queue));
     } catch (err) {
@@ -241,7 +241,7 @@ export abstract class PortableStore implements Sql {
     }
   }
 
-  async resumeQueue(queue: string): Promise<boolean> {
+  async queueResume(queue: string): Promise<boolean> {
     const resumed = (await this.runner.run(queueResume(this, queue))).changes === 1;
     if (resumed) await this.announceJobs(queue);
     return resumed;
@@ -251,7 +251,7 @@ export abstract class PortableStore implements Sql {
    * Only well-formed ids are sent: the id columns are ASCII on MySQL, a uuid on PostgreSQL, and
    * SQL Server's CAST to CHAR(36) would cut a longer string down to some other job's id.
    */
-  async deleteJobs(ids: string[]): Promise<string[]> {
+  async jobDeleteMany(ids: string[]): Promise<string[]> {
     const wanted = [...new Set(ids.filter(isValidId))];
     if (!wanted.length) return [];
     const [live, finished] = await this.runner.transaction(jobsDelete(this, wanted));
@@ -260,7 +260,7 @@ export abstract class PortableStore implements Sql {
   }
 
   /** Pick the old jobs, then delete them with their trail in one transaction (MySQL picks inside it: see its store). */
-  async pruneHistory(olderThanMs: number, limit: number): Promise<number> {
+  async historyPrune(olderThanMs: number, limit: number): Promise<number> {
     const picked = await this.runner.run(historyPrunePick(this, { olderThanMs, limit }));
     const ids = picked.rows.map((r) => String(r.id));
     if (!ids.length) return 0;

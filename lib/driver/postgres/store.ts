@@ -152,7 +152,7 @@ export class PostgresStore extends PortableStore implements Store {
 
   // ---------------------------------------------------------------- enqueue
 
-  async enqueue(rows: NewJobRow[], tx?: unknown): Promise<EnqueueResult[]> {
+  async jobInsertMany(rows: NewJobRow[], tx?: unknown): Promise<EnqueueResult[]> {
     const run = (text: string, values: unknown[]) => (tx === undefined ? this.app.query(text, values) : this.app.queryOn(tx, text, values));
     // Statements on a caller's client run one at a time (pg deprecates concurrent queries on one client).
     return settleEnqueue(rows, CHUNK_BYTES, 5000, async (chunk) => {
@@ -163,7 +163,7 @@ export class PostgresStore extends PortableStore implements Store {
 
   // ---------------------------------------------------------------- claim and outcomes
 
-  async claim(req: ClaimRequest): Promise<ClaimedJob[]> {
+  async jobClaim(req: ClaimRequest): Promise<ClaimedJob[]> {
     const q = this.hot.claim(req, crypto.randomUUID());
     const res = await this.claimer.query(q.text, q.values);
     return res.rows.map((r) => toClaimedJob(r, nativeCodec)).sort(claimOrder);
@@ -174,27 +174,27 @@ export class PostgresStore extends PortableStore implements Store {
     return new Set(res.rows.map((r) => r.id as string));
   }
 
-  async complete(items: CompleteItem[]): Promise<Set<string>> {
+  async jobCompleteMany(items: CompleteItem[]): Promise<Set<string>> {
     return this.ids(this.hot.complete(items));
   }
 
-  async fail(items: FailItem[]): Promise<Set<string>> {
+  async jobFailMany(items: FailItem[]): Promise<Set<string>> {
     return this.ids(this.hot.fail(items, this.jobsChannel));
   }
 
-  async release(items: ReleaseItem[]): Promise<Set<string>> {
+  async jobReleaseMany(items: ReleaseItem[]): Promise<Set<string>> {
     return this.ids(this.hot.release(items, this.jobsChannel));
   }
 
-  async saveProgress(items: ProgressItem[]): Promise<Set<string>> {
+  async jobProgressMany(items: ProgressItem[]): Promise<Set<string>> {
     return this.ids(this.hot.progress(items));
   }
 
-  async appendLogs(items: LogItem[]): Promise<Set<string>> {
+  async logAppendMany(items: LogItem[]): Promise<Set<string>> {
     return this.ids(this.hot.logs(items));
   }
 
-  async runTransactional({ item, work, encode, beforeComplete }: TransactionalCompletion): Promise<{ applied: boolean; result: unknown }> {
+  async jobCompleteInTransaction({ item, work, encode, beforeComplete }: TransactionalCompletion): Promise<{ applied: boolean; result: unknown }> {
     return withHeld(await holdPgClient(this.own), rollback, async (client) => {
       await client.query('BEGIN');
       const result = await work(client);
@@ -220,7 +220,7 @@ export class PostgresStore extends PortableStore implements Store {
 
   // ---------------------------------------------------------------- leases
 
-  async acquireLease(name: string, owner: string, ttlMs: number): Promise<number | null> {
+  async leaseAcquire(name: string, owner: string, ttlMs: number): Promise<number | null> {
     const rows = await this.rows(
       `INSERT INTO ${this.t.leases} AS l (name, owner, token, expires_at) VALUES ($1, $2, 1, now() + $3 * interval '1 millisecond')
        ON CONFLICT (name) DO UPDATE SET
@@ -236,7 +236,7 @@ export class PostgresStore extends PortableStore implements Store {
 
 
   /** pg_try_advisory_lock on a connection of its own: a pooled one would keep the lock after release. */
-  async trySessionLock(name: string): Promise<SessionLock | null> {
+  async sessionLockTry(name: string): Promise<SessionLock | null> {
     const client = dedicatedClient(this.app);
     const key = `${this.prefix}${name}`;
     return takeSessionLock({
@@ -265,7 +265,7 @@ export class PostgresStore extends PortableStore implements Store {
     });
   }
 
-  async evictSessionLockHolder(name: string): Promise<number> {
+  async sessionLockEvict(name: string): Promise<number> {
     const rows = await this.rows(
       `SELECT pg_terminate_backend(pid) AS ended FROM pg_locks
        WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid() AND ${ADVISORY_KEY_MATCH}`,
@@ -276,7 +276,7 @@ export class PostgresStore extends PortableStore implements Store {
 
   // ---------------------------------------------------------------- schedules
 
-  async upsertSchedule(d: ScheduleDef, nextRunAt: number | null, codeHash: string | null): Promise<void> {
+  async scheduleUpsert(d: ScheduleDef, nextRunAt: number | null, codeHash: string | null): Promise<void> {
     const at = (ms: number | null) => (ms === null ? null : new Date(ms));
     await this.own.query(
       `INSERT INTO ${this.t.schedules} AS s (key, name, cron, timezone, every_ms, start_at, end_at, max_runs, payload, options, overlap, missed, next_run_at, code_hash)
@@ -293,7 +293,7 @@ export class PostgresStore extends PortableStore implements Store {
     );
   }
 
-  async fireSchedule(key: string, fireAt: number, row: NewJobRow, skipIfLive: JobError | null): Promise<{ jobId: string; skipped: boolean } | null> {
+  async scheduleFire(key: string, fireAt: number, row: NewJobRow, skipIfLive: JobError | null): Promise<{ jobId: string; skipped: boolean } | null> {
     return this.transaction(async (c) => {
       const tick = await c.query(
         `INSERT INTO ${this.t.ticks} (schedule_key, fire_at, job_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
@@ -319,7 +319,7 @@ export class PostgresStore extends PortableStore implements Store {
 
   // ---------------------------------------------------------------- status
 
-  async leaderInfo(name: string): Promise<string | null> {
+  async leaderDescribe(name: string): Promise<string | null> {
     const rows = await this.rows(
       `SELECT a.pid, a.client_addr::text AS addr FROM pg_stat_activity a
        WHERE a.pid IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND ${ADVISORY_KEY_MATCH})`,

@@ -183,7 +183,7 @@ export class SqliteStore extends PortableStore implements Store {
 
   // ---------------------------------------------------------------- enqueue
 
-  enqueueSync(rows: NewJobRow[], tx?: unknown): EnqueueResult[] {
+  jobInsertManySync(rows: NewJobRow[], tx?: unknown): EnqueueResult[] {
     if (tx !== undefined && tx !== this.app) {
       throw new TypeError('opts.tx on SQLite must be the better-sqlite3 Database given to createJobs, used inside its db.transaction() callback');
     }
@@ -199,8 +199,8 @@ export class SqliteStore extends PortableStore implements Store {
     return this.app.transaction(() => rows.map(one))();
   }
 
-  async enqueue(rows: NewJobRow[], tx?: unknown): Promise<EnqueueResult[]> {
-    return this.enqueueSync(rows, tx);
+  async jobInsertMany(rows: NewJobRow[], tx?: unknown): Promise<EnqueueResult[]> {
+    return this.jobInsertManySync(rows, tx);
   }
 
   appInTransaction(): boolean {
@@ -209,7 +209,7 @@ export class SqliteStore extends PortableStore implements Store {
 
   // ---------------------------------------------------------------- claim and outcomes
 
-  async claim(req: ClaimRequest): Promise<ClaimedJob[]> {
+  async jobClaim(req: ClaimRequest): Promise<ClaimedJob[]> {
     const claim = this.hot.claim(req, crypto.randomUUID());
     const rows = await this.write(() => this.q(claim.text).all(...claim.values) as Record<string, unknown>[]);
     return rows.map((r) => toClaimedJob(r, textCodec)).sort(claimOrder);
@@ -223,7 +223,7 @@ export class SqliteStore extends PortableStore implements Store {
     return true;
   }
 
-  async complete(items: CompleteItem[]): Promise<Set<string>> {
+  async jobCompleteMany(items: CompleteItem[]): Promise<Set<string>> {
     return this.write(() => {
       const done = new Set<string>();
       for (const it of items) if (this.moveToHistory(it, 'completed', null, it.resultJson)) done.add(it.id);
@@ -231,7 +231,7 @@ export class SqliteStore extends PortableStore implements Store {
     });
   }
 
-  async fail(items: FailItem[]): Promise<Set<string>> {
+  async jobFailMany(items: FailItem[]): Promise<Set<string>> {
     return this.write(() => {
       const done = new Set<string>();
       for (const it of items) {
@@ -256,7 +256,7 @@ export class SqliteStore extends PortableStore implements Store {
     this.q(record.text).run(...record.values);
   }
 
-  async release(items: ReleaseItem[]): Promise<Set<string>> {
+  async jobReleaseMany(items: ReleaseItem[]): Promise<Set<string>> {
     return this.write(() => {
       const done = new Set<string>();
       for (const it of items) {
@@ -267,7 +267,7 @@ export class SqliteStore extends PortableStore implements Store {
     });
   }
 
-  async saveProgress(items: ProgressItem[]): Promise<Set<string>> {
+  async jobProgressMany(items: ProgressItem[]): Promise<Set<string>> {
     return this.write(() => {
       const done = new Set<string>();
       for (const it of items) {
@@ -278,7 +278,7 @@ export class SqliteStore extends PortableStore implements Store {
     });
   }
 
-  async appendLogs(items: LogItem[]): Promise<Set<string>> {
+  async logAppendMany(items: LogItem[]): Promise<Set<string>> {
     return this.write(() => {
       const done = new Set<string>();
       for (const it of items) {
@@ -298,7 +298,7 @@ export class SqliteStore extends PortableStore implements Store {
    * better-sqlite3 cannot hold a transaction across an await, so a transactional handler runs
    * synchronously inside BEGIN IMMEDIATE on our handle, and the completion joins it.
    */
-  async runTransactional({ item, work, encode, beforeComplete }: TransactionalCompletion): Promise<{ applied: boolean; result: unknown }> {
+  async jobCompleteInTransaction({ item, work, encode, beforeComplete }: TransactionalCompletion): Promise<{ applied: boolean; result: unknown }> {
     await beforeComplete();
     try {
       return await this.write(() => {
@@ -317,7 +317,7 @@ export class SqliteStore extends PortableStore implements Store {
 
   // ---------------------------------------------------------------- leases
 
-  async acquireLease(name: string, owner: string, ttlMs: number): Promise<number | null> {
+  async leaseAcquire(name: string, owner: string, ttlMs: number): Promise<number | null> {
     const row = await this.write(
       () =>
         this.q(`INSERT INTO ${this.t.leases} (name, owner, token, expires_at) VALUES (?, ?, 1, ${NOW} + ?)
@@ -334,7 +334,7 @@ export class SqliteStore extends PortableStore implements Store {
 
   // ---------------------------------------------------------------- schedules
 
-  async upsertSchedule(d: ScheduleDef, nextRunAt: number | null, codeHash: string | null): Promise<void> {
+  async scheduleUpsert(d: ScheduleDef, nextRunAt: number | null, codeHash: string | null): Promise<void> {
     await this.write(() =>
       this.q(`INSERT INTO ${this.t.schedules} (key, name, cron, timezone, every_ms, start_at, end_at, max_runs, payload, options, overlap, missed, next_run_at, code_hash, updated_at)
           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ${NOW})
@@ -349,7 +349,7 @@ export class SqliteStore extends PortableStore implements Store {
     );
   }
 
-  async fireSchedule(key: string, fireAt: number, row: NewJobRow, skipIfLive: JobError | null): Promise<{ jobId: string; skipped: boolean } | null> {
+  async scheduleFire(key: string, fireAt: number, row: NewJobRow, skipIfLive: JobError | null): Promise<{ jobId: string; skipped: boolean } | null> {
     return this.write(() => {
       const tick = this.q(`INSERT INTO ${this.t.ticks} (schedule_key, fire_at, job_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`).run(key, fireAt, row.id);
       if (tick.changes !== 1) return null;
@@ -375,7 +375,7 @@ export class SqliteStore extends PortableStore implements Store {
 
   // ---------------------------------------------------------------- status
 
-  async leaderInfo(name: string): Promise<string | null> {
+  async leaderDescribe(name: string): Promise<string | null> {
     const row = await this.read(() => this.q(`SELECT owner, expires_at - ${NOW} AS left_ms FROM ${this.t.leases} WHERE name = ? AND expires_at > ${NOW}`).get(name) as { owner: string; left_ms: number } | undefined);
     return row ? `${row.owner} (lease, ${row.left_ms} ms left)` : null;
   }

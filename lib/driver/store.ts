@@ -270,7 +270,7 @@ export interface WorkerLiveness {
   workerRemove(workerId: string): Promise<void>;
   /**
    * Running jobs whose worker sent no heartbeat for stallMs (database clock), at most `limit`.
-   * Only a read: the rescuer (lib/maintenance/rescuer.ts) decides and writes through fail().
+   * Only a read: the rescuer (lib/maintenance/rescuer.ts) decides and writes through jobFailMany().
    */
   jobStalledList(stallMs: number, limit: number): Promise<StalledJob[]>;
   /** Forget the workers whose heartbeat is older than stallMs. */

@@ -2,7 +2,7 @@
  * The rescuer: jobs whose worker stopped sending heartbeats go back to pending (or fail for good
  * at their attempt limit), with the lost attempt recorded as "worker lost". The decision is made
  * here, once for every database; the store only reads the stalled jobs and writes the outcome
- * through the same fenced fail() a worker uses, so a rescue races nothing: a worker that comes
+ * through the same fenced jobFailMany() a worker uses, so a rescue races nothing: a worker that comes
  * back and completes first wins, and two rescuers write each job once.
  */
 import { hasAttemptsLeft, type JobError } from '../model.ts';

@@ -38,7 +38,7 @@ export function workersRemoveStale({ d, t }: Sql, stallMs: number): Statement {
 
 /**
  * Running jobs whose worker sent no heartbeat for stallMs (database clock), at most `limit`.
- * Only a read: the rescuer decides and writes through fail().
+ * Only a read: the rescuer decides and writes through jobFailMany().
  */
 export function jobsStalled({ d, t }: Sql, k: { stallMs: number; limit: number }): Statement {
   return read(d, (b) => {

@@ -6,8 +6,15 @@
  */
 import { expect } from 'chai';
 import mssql from 'mssql';
-import { MssqlSql, appLockPattern, type Param, type Stmt } from '../../lib/driver/mssql/statements.ts';
+import { MssqlSql, appLockPattern } from '../../lib/driver/mssql/statements.ts';
+import type { Param, Stmt } from '../../lib/driver/mssql/tsql.ts';
 import { portableStatements, sqlFor } from '../helpers/portable.ts';
+import { tables } from '../../lib/driver/portable/statement.ts';
+import { jobsEnqueue } from '../../lib/driver/mssql/enqueue.ts';
+import { jobsClaim } from '../../lib/driver/mssql/claim.ts';
+import { jobsComplete } from '../../lib/driver/mssql/complete.ts';
+import { jobsFail } from '../../lib/driver/mssql/fail.ts';
+import { jobsRelease, jobsSaveProgress, logsAppend } from '../../lib/driver/mssql/writes.ts';
 import { leaseRelease, leaseRenew } from '../../lib/driver/portable/leases.ts';
 import { jobsFinishedCounts, jobsList, jobsThroughput, queuesPaused, queuesStats } from '../../lib/driver/portable/reads.ts';
 import { jobCancel, jobMakeDue, jobRetry, jobsDelete, queuePause, queueResume } from '../../lib/driver/portable/admin.ts';
@@ -26,6 +33,7 @@ const UUID = '01936f4e-8a1b-7c2d-9e3f-0a1b2c3d4e5f';
 const TOKEN = '5b0e7f1a-2c3d-4e5f-8a9b-0c1d2e3f4a5b';
 
 const sql = new MssqlSql('app_');
+const T = tables('app_');
 /** The portable statements (lib/driver/portable/) as this dialect builds them. */
 const portable = sqlFor('mssql');
 
@@ -41,14 +49,14 @@ function everyStatement(): [string, Stmt][] {
   const fenced = { id: UUID, token: TOKEN };
   const schedule = buildSchedule('nightly', { every: 5, unit: 'minutes' }, { note: HOSTILE }, {}, 0);
   return [
-    ['enqueue', sql.enqueue([row()])],
-    ['claim', sql.claim({ workerId: HOSTILE, names: [HOSTILE], queues: [HOSTILE], excludeQueues: [HOSTILE], limit: 5 }, TOKEN, false)],
-    ['claim (RCSI)', sql.claim({ workerId: HOSTILE, names: [HOSTILE], limit: 5 }, TOKEN, true)],
-    ['complete', sql.complete([{ ...fenced, resultJson: JSON.stringify(HOSTILE) }])],
-    ['fail', sql.fail([{ ...fenced, attempt: 1, startedAt: null, error: { message: HOSTILE }, retryDelayMs: 100 }])],
-    ['release', sql.release([{ ...fenced, delayMs: 0, refund: true }])],
-    ['saveProgress', sql.saveProgress([{ ...fenced, progress: 50, message: HOSTILE }])],
-    ['appendLogs', sql.appendLogs([{ ...fenced, attempt: 1, lines: [{ at: Date.now(), message: HOSTILE }] }])],
+    ['enqueue', jobsEnqueue(T, [row()])],
+    ['claim', jobsClaim(T, { workerId: HOSTILE, names: [HOSTILE], queues: [HOSTILE], excludeQueues: [HOSTILE], limit: 5 }, TOKEN, false)],
+    ['claim (RCSI)', jobsClaim(T, { workerId: HOSTILE, names: [HOSTILE], limit: 5 }, TOKEN, true)],
+    ['complete', jobsComplete(T, [{ ...fenced, resultJson: JSON.stringify(HOSTILE) }])],
+    ['fail', jobsFail(T, [{ ...fenced, attempt: 1, startedAt: null, error: { message: HOSTILE }, retryDelayMs: 100 }])],
+    ['release', jobsRelease(T, [{ ...fenced, delayMs: 0, refund: true }])],
+    ['saveProgress', jobsSaveProgress(T, [{ ...fenced, progress: 50, message: HOSTILE }])],
+    ['appendLogs', logsAppend(T, [{ ...fenced, attempt: 1, lines: [{ at: Date.now(), message: HOSTILE }] }])],
     ['acquireLease', sql.acquireLease(HOSTILE, HOSTILE, 1000)],
     ['getAppLock', sql.getAppLock(HOSTILE)],
     ['appLockMode', sql.appLockMode(HOSTILE)],
@@ -97,7 +105,7 @@ function declared(text: string): Set<string> {
 
 describe('SQL Server statements (no server)', () => {
   it('claims through an updatable CTE with UPDLOCK, READPAST, ROWLOCK and OUTPUT inserted, in claim order', () => {
-    const { text } = sql.claim({ workerId: 'w', names: ['a'], limit: 3 }, TOKEN, false);
+    const { text } = jobsClaim(T, { workerId: 'w', names: ['a'], limit: 3 }, TOKEN, false);
     expect(text).to.match(/^WITH next AS \(\s*SELECT TOP \(@limit\) \* FROM app_jobs WITH \(UPDLOCK, READPAST, ROWLOCK\)/);
     expect(text).to.match(/ORDER BY priority DESC, run_at, id\)\s*UPDATE next SET state = 'running'/);
     expect(text).to.include('OUTPUT inserted.id, inserted.token, inserted.name');
@@ -106,8 +114,8 @@ describe('SQL Server statements (no server)', () => {
   });
 
   it('adds READCOMMITTEDLOCK when the database has read committed snapshot on (claim)', () => {
-    expect(sql.claim({ workerId: 'w', names: ['a'], limit: 3 }, TOKEN, true).text).to.include('WITH (UPDLOCK, READPAST, ROWLOCK, READCOMMITTEDLOCK)');
-    expect(sql.claim({ workerId: 'w', names: ['a'], limit: 3 }, TOKEN, false).text).to.not.include('READCOMMITTEDLOCK');
+    expect(jobsClaim(T, { workerId: 'w', names: ['a'], limit: 3 }, TOKEN, true).text).to.include('WITH (UPDLOCK, READPAST, ROWLOCK, READCOMMITTEDLOCK)');
+    expect(jobsClaim(T, { workerId: 'w', names: ['a'], limit: 3 }, TOKEN, false).text).to.not.include('READCOMMITTEDLOCK');
   });
 
   it('reads stalled jobs by the database clock and forgets silent workers (the rescuer decides and writes through fail)', () => {
@@ -130,7 +138,7 @@ describe('SQL Server statements (no server)', () => {
     for (const [name, stmt] of everyStatement()) {
       expect(stmt.text, name).to.not.match(/GETDATE\(\)|CURRENT_TIMESTAMP|SYSDATETIME\(\)/);
     }
-    expect(sql.enqueue([row({ delay: 5000 })]).text).to.include('DATEADD(millisecond, (i.delay_ms) % 86400000, DATEADD(day, (i.delay_ms) / 86400000, SYSUTCDATETIME()))');
+    expect(jobsEnqueue(T, [row({ delay: 5000 })]).text).to.include('DATEADD(millisecond, (i.delay_ms) % 86400000, DATEADD(day, (i.delay_ms) / 86400000, SYSUTCDATETIME()))');
   });
 
   it('binds every value as a typed parameter: hostile text never reaches the statement text', () => {
@@ -152,7 +160,7 @@ describe('SQL Server statements (no server)', () => {
         expect(names.includes(m[1]) || own.has(m[1]), `${name}: @${m[1]} is bound or declared`).to.equal(true);
       }
     }
-    const enqueue = sql.enqueue([row()]);
+    const enqueue = jobsEnqueue(T, [row()]);
     const input = JSON.parse(enqueue.params[0].value as string)[0];
     expect(input.ref_id).to.equal(HOSTILE);
     expect(JSON.parse(input.payload)).to.deep.equal({ to: HOSTILE });
@@ -240,7 +248,7 @@ describe('SQL Server statements (no server)', () => {
   });
 
   it('upserts with MERGE under HOLDLOCK (leases, workers, attempts, schedules)', () => {
-    for (const stmt of [sql.acquireLease('l', 'o', 1), named(workerHeartbeat(portable, { id: 'w', host: 'h', pid: 1, queues: null, names: [], concurrency: 1 })), sql.fail([]), sql.upsertSchedule(buildSchedule('k', { every: 1, unit: 'minutes' }, null, {}, 0), null, null)]) {
+    for (const stmt of [sql.acquireLease('l', 'o', 1), named(workerHeartbeat(portable, { id: 'w', host: 'h', pid: 1, queues: null, names: [], concurrency: 1 })), jobsFail(T, []), sql.upsertSchedule(buildSchedule('k', { every: 1, unit: 'minutes' }, null, {}, 0), null, null)]) {
       expect(stmt.text).to.match(/MERGE app_\w+ WITH \(HOLDLOCK\) AS/);
     }
   });
@@ -255,7 +263,7 @@ describe('SQL Server statements (no server)', () => {
   });
 
   it('claims and probes the next due job only outside paused queues', () => {
-    const claim = sql.claim({ workerId: 'w', names: ['a'], queues: ['q'], limit: 3 }, TOKEN, true).text;
+    const claim = jobsClaim(T, { workerId: 'w', names: ['a'], queues: ['q'], limit: 3 }, TOKEN, true).text;
     // Inside the claim's own WHERE, before its ORDER BY: a paused queue's rows are never selected for update.
     expect(claim).to.match(/WHERE state = 'pending'[^;]*AND queue NOT IN \(SELECT queue FROM app_paused_queues\)\s+ORDER BY priority DESC/);
     const due = named(jobsNextDue(portable, { names: ['a'] })).text;

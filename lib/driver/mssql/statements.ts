@@ -1,7 +1,10 @@
 /**
- * SQL Server (2019+, Azure SQL): the text of every statement, with its typed parameters. Pure
- * functions of their input, so the text and the binding can be checked without a server; the
- * store (mssql.ts) only runs them.
+ * SQL Server (2019+, Azure SQL): the statements only this database needs beyond the hot
+ * operations (one file each: enqueue.ts, claim.ts, complete.ts, fail.ts, writes.ts) and the
+ * portable ones (../portable/): the lease upsert, the app lock, the schedule upsert and firing.
+ * Pure functions of their input, with typed parameters (./tsql.ts), so the text and the binding
+ * can be checked without a server; the store (./store.ts) only runs them. The notes below hold
+ * for every SQL Server statement, wherever it is written.
  *
  * NOT YET EXERCISED AGAINST A LIVE SQL SERVER. Checked against the vendor documentation
  * (learn.microsoft.com, T-SQL reference):
@@ -42,28 +45,11 @@
  *   connection ends, so the holder is checked again in the KILL's own batch:
  *   https://learn.microsoft.com/sql/t-sql/language-elements/kill-transact-sql
  */
-import type { BindType } from '../portable/statement.ts';
+import { COMMON, NOW, atomic, addMs, type Stmt } from './tsql.ts';
+import { jobsEnqueue } from './enqueue.ts';
+import { tables } from '../portable/statement.ts';
 import type { JobError, NewJobRow } from '../../model.ts';
-import type { ClaimRequest, CompleteItem, FailItem, LogItem, ProgressItem, ReleaseItem } from '../store.ts';
 import type { ScheduleDef } from '../../schedule/schedule.ts';
-
-/** The SQL Server types parameters are bound with (mapped to the driver's types by the store). */
-export type ParamType = BindType;
-
-export interface Param {
-  name: string;
-  type: ParamType;
-  value: string | number | boolean | Date | null;
-}
-
-export interface Stmt {
-  text: string;
-  params: Param[];
-}
-
-const NOW = 'SYSUTCDATETIME()';
-/** Our ids as text: binary collation, so comparisons and order are by byte (UUIDv7 time order). */
-const ID = 'CHAR(36) COLLATE Latin1_General_BIN2';
 
 /** The app lock's name as sys.dm_tran_locks shows it: its first 32 characters. */
 export const APP_LOCK_SHOWN = 32;
@@ -80,45 +66,7 @@ export function appLockPattern(resource: string): string {
   return `0:\\[${shown}]:%`;
 }
 
-/**
- * Statements in one transaction that is rolled back on any error (the error is then re-raised).
- * TRY/CATCH rather than SET XACT_ABORT ON, which would stay set on the pooled connection.
- */
-export function atomic(body: string): string {
-  return `BEGIN TRY
-BEGIN TRANSACTION;
-${body}
-COMMIT;
-END TRY
-BEGIN CATCH
-  IF @@TRANCOUNT > 0 ROLLBACK;
-  THROW;
-END CATCH;`;
-}
 
-/** `base` plus a BIGINT number of milliseconds (DATEADD takes an INT: split into days and ms). */
-export function addMs(base: string, ms: string): string {
-  return `DATEADD(millisecond, (${ms}) % 86400000, DATEADD(day, (${ms}) / 86400000, ${base}))`;
-}
-
-/** A DATETIME2(3) from epoch milliseconds (BIGINT). */
-export function fromEpoch(ms: string): string {
-  return addMs("CAST('19700101' AS DATETIME2(3))", ms);
-}
-
-/**
- * Columns both tables share, in one order, so a move between them is INSERT ... SELECT.
- * CHECKPOINT is a reserved word in T-SQL: that column is always written delimited.
- */
-export const COMMON = [
-  'id', 'name', 'queue', 'payload', 'payload_bin', 'priority', 'attempts', 'max_attempts', 'timeout_ms', 'backoff',
-  'run_at', 'created_at', 'started_at', 'ref_id', 'tag', 'batch_id', 'created_by', 'meta', 'progress', 'progress_message',
-  '[checkpoint]', 'error', 'worker_id',
-];
-const CLAIMED = ['id', 'token', 'name', 'queue', 'payload', 'payload_bin', 'priority', 'attempts', 'max_attempts', 'timeout_ms', 'backoff', 'run_at', 'started_at', '[checkpoint]'];
-
-/** Failed attempts, by @x (id, token, attempt, err, delay_ms): retry later (delay) or fail for good (NULL delay). */
-const FAIL_X = `DECLARE @x TABLE (id ${ID} PRIMARY KEY, token ${ID}, attempt INT, err NVARCHAR(MAX), delay_ms BIGINT)`;
 
 export class MssqlSql {
   constructor(readonly prefix: string) {}
@@ -130,158 +78,6 @@ export class MssqlSql {
   /** Claims skip paused queues (a row in paused_queues means paused). */
   notPaused(): string {
     return `queue NOT IN (SELECT queue FROM ${this.t('paused_queues')})`;
-  }
-
-  // ------------------------------------------------------------ enqueue
-
-  /**
-   * Insert the chunk, skipping rows whose refId matches a live job (or an earlier row of the
-   * chunk). UPDLOCK + HOLDLOCK on the refId probe hold the key range until commit, so two
-   * enqueuers of one refId serialise instead of both inserting; the unique index is the backstop.
-   * Answers (id, ref): ref NULL for an inserted row, else the refId of the live job it matched.
-   */
-  enqueue(rows: NewJobRow[]): Stmt {
-    const jobs = this.t('jobs');
-    return {
-      text: `DECLARE @input TABLE (ord INT, id ${ID}, name NVARCHAR(200), queue NVARCHAR(200), payload NVARCHAR(MAX), payload_b64 VARCHAR(MAX),
-  priority INT, max_attempts INT, timeout_ms INT, backoff NVARCHAR(MAX), run_at_ms BIGINT, delay_ms BIGINT, ref_id NVARCHAR(500),
-  tag NVARCHAR(500), batch_id NVARCHAR(500), created_by NVARCHAR(500), meta NVARCHAR(MAX));
-INSERT INTO @input SELECT * FROM OPENJSON(@rows) WITH (ord INT '$.ord', id CHAR(36) '$.id', name NVARCHAR(200) '$.name', queue NVARCHAR(200) '$.queue',
-  payload NVARCHAR(MAX) '$.payload', payload_b64 VARCHAR(MAX) '$.payload_b64', priority INT '$.priority', max_attempts INT '$.max_attempts',
-  timeout_ms INT '$.timeout_ms', backoff NVARCHAR(MAX) '$.backoff', run_at_ms BIGINT '$.run_at_ms', delay_ms BIGINT '$.delay_ms',
-  ref_id NVARCHAR(500) '$.ref_id', tag NVARCHAR(500) '$.tag', batch_id NVARCHAR(500) '$.batch_id', created_by NVARCHAR(500) '$.created_by',
-  meta NVARCHAR(MAX) '$.meta');
-DECLARE @ins TABLE (id ${ID});
-INSERT INTO ${jobs} (id, name, queue, state, payload, payload_bin, priority, max_attempts, timeout_ms, backoff, run_at, ref_id, tag, batch_id, created_by, meta)
-OUTPUT inserted.id INTO @ins
-SELECT i.id, i.name, i.queue, 'pending', i.payload,
-  CAST(N'' AS XML).value('xs:base64Binary(sql:column("i.payload_b64"))', 'VARBINARY(MAX)'),
-  i.priority, i.max_attempts, i.timeout_ms, i.backoff,
-  COALESCE(${fromEpoch('i.run_at_ms')}, ${addMs(NOW, 'i.delay_ms')}), i.ref_id, i.tag, i.batch_id, i.created_by, i.meta
-FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY ref_id ORDER BY ord) AS rn FROM @input) i
-WHERE i.ref_id IS NULL OR (i.rn = 1 AND NOT EXISTS (SELECT 1 FROM ${jobs} j WITH (UPDLOCK, HOLDLOCK) WHERE j.ref_id = i.ref_id));
-SELECT id, CAST(NULL AS NVARCHAR(500)) AS ref FROM @ins
-UNION ALL
-SELECT j.id, j.ref_id FROM ${jobs} j JOIN @input i ON j.ref_id = i.ref_id WHERE NOT EXISTS (SELECT 1 FROM @ins n WHERE n.id = i.id);`,
-      params: [{ name: 'rows', type: 'nvarchar(max)', value: inputJson(rows) }],
-    };
-  }
-
-  // ------------------------------------------------------------ claim and outcomes
-
-  /**
-   * Claim through an updatable CTE: UPDLOCK takes the rows for this claimer, READPAST skips rows
-   * another claimer holds (no waiting, no double claim), ROWLOCK keeps the locks to those rows.
-   * With READ_COMMITTED_SNAPSHOT on, READCOMMITTEDLOCK makes the scan a locking read.
-   */
-  claim(req: ClaimRequest, token: string, readCommittedSnapshot: boolean): Stmt {
-    const hints = readCommittedSnapshot ? 'UPDLOCK, READPAST, ROWLOCK, READCOMMITTEDLOCK' : 'UPDLOCK, READPAST, ROWLOCK';
-    const list = (p: string) => `(SELECT CAST(value AS NVARCHAR(200)) FROM OPENJSON(${p}))`;
-    return {
-      text: `WITH next AS (
-  SELECT TOP (@limit) * FROM ${this.t('jobs')} WITH (${hints})
-  WHERE state = 'pending' AND run_at <= ${NOW} AND name IN ${list('@names')}
-    AND (@queues IS NULL OR queue IN ${list('@queues')}) AND (@exclude IS NULL OR queue NOT IN ${list('@exclude')})
-    AND ${this.notPaused()}
-  ORDER BY priority DESC, run_at, id)
-UPDATE next SET state = 'running', token = @token, worker_id = @worker, attempts = attempts + 1,
-  started_at = ${NOW}, progress = NULL, progress_message = NULL
-OUTPUT ${CLAIMED.map((c) => `inserted.${c}`).join(', ')};`,
-      params: [
-        { name: 'limit', type: 'int', value: req.limit },
-        { name: 'names', type: 'nvarchar(max)', value: JSON.stringify(req.names) },
-        { name: 'queues', type: 'nvarchar(max)', value: req.queues ? JSON.stringify(req.queues) : null },
-        { name: 'exclude', type: 'nvarchar(max)', value: req.excludeQueues ? JSON.stringify(req.excludeQueues) : null },
-        { name: 'token', type: 'char36', value: token },
-        { name: 'worker', type: 'nvarchar', value: req.workerId },
-      ],
-    };
-  }
-
-  /** Move completed attempts to history in one statement; answers the ids still owned. */
-  complete(items: CompleteItem[]): Stmt {
-    const cols = COMMON.map((c) => (c === 'error' ? 'NULL' : `deleted.${c}`)).join(', ');
-    return {
-      text: `DELETE j
-OUTPUT ${cols}, 'completed', ${NOW}, x.result INTO ${this.t('history')} (${COMMON.join(', ')}, state, finished_at, result)
-OUTPUT deleted.id
-FROM ${this.t('jobs')} j JOIN OPENJSON(@items) WITH (id CHAR(36) '$.id', token CHAR(36) '$.token', result NVARCHAR(MAX) '$.result') x
-  ON j.id = x.id AND j.token = x.token
-WHERE j.state = 'running';`,
-      params: [{ name: 'items', type: 'nvarchar(max)', value: JSON.stringify(items.map((i) => ({ id: i.id, token: i.token, result: i.resultJson }))) }],
-    };
-  }
-
-  /** The fenced fail of the rows in @x, in the batch's transaction; answers the ids it applied to. */
-  private failBody(): string {
-    const jobs = this.t('jobs');
-    const cols = COMMON.map((c) => (c === 'error' ? 'h.err' : `j.${c}`)).join(', ');
-    return `DECLARE @hit TABLE (id ${ID} PRIMARY KEY, worker_id NVARCHAR(300), started_at DATETIME2(3), attempt INT, err NVARCHAR(MAX), delay_ms BIGINT);
-INSERT INTO @hit SELECT j.id, j.worker_id, j.started_at, x.attempt, x.err, x.delay_ms
-  FROM ${jobs} j WITH (UPDLOCK, ROWLOCK) JOIN @x x ON j.id = x.id AND j.token = x.token WHERE j.state = 'running';
-UPDATE j SET state = 'pending', run_at = ${addMs(NOW, 'h.delay_ms')}, error = h.err, token = NULL
-  FROM ${jobs} j JOIN @hit h ON j.id = h.id WHERE h.delay_ms IS NOT NULL;
-INSERT INTO ${this.t('history')} (${COMMON.join(', ')}, state, finished_at, result)
-  SELECT ${cols}, 'failed', ${NOW}, NULL FROM ${jobs} j JOIN @hit h ON j.id = h.id WHERE h.delay_ms IS NULL;
-DELETE j FROM ${jobs} j JOIN @hit h ON j.id = h.id WHERE h.delay_ms IS NULL;
-MERGE ${this.t('attempts')} WITH (HOLDLOCK) AS a
-USING (SELECT id, attempt, worker_id, started_at, err FROM @hit) AS h ON a.job_id = h.id AND a.attempt = h.attempt
-WHEN MATCHED THEN UPDATE SET error = h.err, finished_at = ${NOW}
-WHEN NOT MATCHED THEN INSERT (job_id, attempt, worker_id, started_at, finished_at, error) VALUES (h.id, h.attempt, h.worker_id, h.started_at, ${NOW}, h.err);`;
-  }
-
-  fail(items: FailItem[]): Stmt {
-    return {
-      text: `${FAIL_X};
-INSERT INTO @x SELECT * FROM OPENJSON(@items) WITH (id CHAR(36) '$.id', token CHAR(36) '$.token', attempt INT '$.attempt', err NVARCHAR(MAX) '$.err', delay_ms BIGINT '$.delay_ms');
-${atomic(this.failBody())}
-SELECT id FROM @hit;`,
-      params: [
-        {
-          name: 'items',
-          type: 'nvarchar(max)',
-          value: JSON.stringify(items.map((i) => ({ id: i.id, token: i.token, attempt: i.attempt, err: JSON.stringify(i.error), delay_ms: i.retryDelayMs }))),
-        },
-      ],
-    };
-  }
-
-  release(items: ReleaseItem[]): Stmt {
-    return {
-      text: `UPDATE j SET state = 'pending', run_at = ${addMs(NOW, 'x.delay_ms')}, attempts = j.attempts - x.refund, token = NULL
-OUTPUT inserted.id
-FROM ${this.t('jobs')} j JOIN OPENJSON(@items) WITH (id CHAR(36) '$.id', token CHAR(36) '$.token', delay_ms BIGINT '$.delay_ms', refund INT '$.refund') x
-  ON j.id = x.id AND j.token = x.token
-WHERE j.state = 'running';`,
-      params: [
-        { name: 'items', type: 'nvarchar(max)', value: JSON.stringify(items.map((i) => ({ id: i.id, token: i.token, delay_ms: i.delayMs, refund: i.refund ? 1 : 0 }))) },
-      ],
-    };
-  }
-
-  saveProgress(items: ProgressItem[]): Stmt {
-    return {
-      text: `UPDATE j SET progress = x.progress, progress_message = x.message
-OUTPUT inserted.id
-FROM ${this.t('jobs')} j JOIN OPENJSON(@items) WITH (id CHAR(36) '$.id', token CHAR(36) '$.token', progress REAL '$.progress', message NVARCHAR(MAX) '$.message') x
-  ON j.id = x.id AND j.token = x.token
-WHERE j.state = 'running';`,
-      params: [{ name: 'items', type: 'nvarchar(max)', value: JSON.stringify(items.map((i) => ({ id: i.id, token: i.token, progress: i.progress, message: i.message }))) }],
-    };
-  }
-
-  /** Lines of attempts still owned, in order (INSERT ... SELECT ... ORDER BY assigns identities in that order). */
-  appendLogs(items: LogItem[]): Stmt {
-    const lines = items.flatMap((it) => it.lines.map((l) => ({ id: it.id, token: it.token, attempt: it.attempt, at: Math.round(l.at), message: l.message })));
-    return {
-      text: `INSERT INTO ${this.t('logs')} (job_id, attempt, at, message)
-OUTPUT inserted.job_id AS id
-SELECT x.id, x.attempt, ${fromEpoch('x.at')}, x.message
-FROM OPENJSON(@lines) WITH (n INT '$.n', id CHAR(36) '$.id', token CHAR(36) '$.token', attempt INT '$.attempt', at BIGINT '$.at', message NVARCHAR(MAX) '$.message') x
-WHERE EXISTS (SELECT 1 FROM ${this.t('jobs')} j WHERE j.id = x.id AND j.token = x.token AND j.state = 'running')
-ORDER BY x.n;`,
-      params: [{ name: 'lines', type: 'nvarchar(max)', value: JSON.stringify(lines.map((l, n) => ({ n, ...l }))) }],
-    };
   }
 
   // ------------------------------------------------------------ leases
@@ -420,7 +216,7 @@ WHEN NOT MATCHED THEN INSERT ([key], name, cron, timezone, every_ms, start_at, e
    * the job (or a skipped record when the previous run is live), in one transaction.
    */
   fireSchedule(key: string, fireAt: number, row: NewJobRow, skipIfLive: JobError | null): Stmt {
-    const enqueue = this.enqueue([row]);
+    const enqueue = jobsEnqueue(tables(this.prefix), [row]);
     const skippedError = skipIfLive === null ? null : JSON.stringify(skipIfLive);
     return {
       text: `DECLARE @fired INT = 0, @live BIT = 0;
@@ -467,27 +263,3 @@ function at(ms: number | null): Date | null {
   return ms === null ? null : new Date(ms);
 }
 
-/** The enqueue input as JSON: payloads and other JSON fields travel as strings of JSON text. */
-function inputJson(rows: NewJobRow[]): string {
-  return JSON.stringify(
-    rows.map((r, ord) => ({
-      ord,
-      id: r.id,
-      name: r.name,
-      queue: r.queue,
-      payload: r.payloadJson,
-      payload_b64: r.payloadBin ? r.payloadBin.toString('base64') : null,
-      priority: r.priority,
-      max_attempts: r.maxAttempts,
-      timeout_ms: r.timeoutMs,
-      backoff: r.backoffJson,
-      run_at_ms: r.runAt ? r.runAt.getTime() : null,
-      delay_ms: r.delayMs,
-      ref_id: r.refId,
-      tag: r.tag,
-      batch_id: r.batchId,
-      created_by: r.createdBy,
-      meta: r.metaJson,
-    })),
-  );
-}

@@ -1,6 +1,6 @@
 /**
  * SQL Server 2019+ and Azure SQL (mssql 12 over tedious; on Node 20 tedious 19): running the
- * statements of mssql-sql.ts. NOT YET EXERCISED AGAINST A LIVE SQL SERVER (none was available
+ * statements of ./statements.ts, the hot-operation files and ../portable/. NOT YET EXERCISED AGAINST A LIVE SQL SERVER (none was available
  * where this was written); the conformance suite runs it when SQLJOBS_MSSQL_URL is set.
  *
  * Enqueue runs on the app's ConnectionPool, or on the app's Transaction given as opts.tx. mssql
@@ -15,10 +15,16 @@ import { createRequire } from 'node:module';
 import type { EnqueueResult, JobError, NewJobRow } from '../../model.ts';
 import type { ScheduleDef } from '../../schedule/schedule.ts';
 import { checkNotNewer, loadMigrations, splitStatements } from '../migrations.ts';
-import { APP_LOCK_SHOWN, MssqlSql, type Param, type ParamType, type Stmt } from './statements.ts';
+import { APP_LOCK_SHOWN, MssqlSql } from './statements.ts';
+import type { Param, ParamType, Stmt } from './tsql.ts';
 import { claimOrder, textCodec, toClaimedJob, type RowCodec } from '../rows.ts';
 import { takeSessionLock } from '../session-lock.ts';
 import { settleEnqueue } from '../sql.ts';
+import { jobsEnqueue } from './enqueue.ts';
+import { jobsClaim } from './claim.ts';
+import { jobsComplete } from './complete.ts';
+import { jobsFail } from './fail.ts';
+import { jobsRelease, jobsSaveProgress, logsAppend } from './writes.ts';
 import { mssql as mssqlDialect } from '../portable/dialect.ts';
 import { PortableStore } from '../portable/engine.ts';
 import type { Outcome, SqlRunner, Statement } from '../portable/statement.ts';
@@ -266,7 +272,7 @@ IF @r < 0 THROW 50001, 'sqljobs: could not take the migration lock', 1;`, [{ nam
     }
     return settleEnqueue(rows, CHUNK_BYTES, 1000, async (chunk) => {
       try {
-        const found = await this.rows(this.sql.enqueue(chunk), target);
+        const found = await this.rows(jobsEnqueue(this.t, chunk), target);
         return found.map((r) => ({ id: String(r.id), ref: r.ref === null ? null : String(r.ref) }));
       } catch (err) {
         // Another enqueuer committed the same refId between our probe and insert: look again
@@ -280,28 +286,28 @@ IF @r < 0 THROW 50001, 'sqljobs: could not take the migration lock', 1;`, [{ nam
   // ---------------------------------------------------------------- claim and outcomes
 
   async jobClaim(req: ClaimRequest): Promise<ClaimedJob[]> {
-    const rows = await this.rows(this.sql.claim(req, crypto.randomUUID(), await this.rcsi()));
+    const rows = await this.rows(jobsClaim(this.t, req, crypto.randomUUID(), await this.rcsi()));
     return rows.map((r) => toClaimedJob(r, codec)).sort(claimOrder);
   }
 
   jobCompleteMany(items: CompleteItem[]): Promise<Set<string>> {
-    return this.ids(this.sql.complete(items));
+    return this.ids(jobsComplete(this.t, items));
   }
 
   jobFailMany(items: FailItem[]): Promise<Set<string>> {
-    return this.ids(this.sql.fail(items));
+    return this.ids(jobsFail(this.t, items));
   }
 
   jobReleaseMany(items: ReleaseItem[]): Promise<Set<string>> {
-    return this.ids(this.sql.release(items));
+    return this.ids(jobsRelease(this.t, items));
   }
 
   jobProgressMany(items: ProgressItem[]): Promise<Set<string>> {
-    return this.ids(this.sql.saveProgress(items));
+    return this.ids(jobsSaveProgress(this.t, items));
   }
 
   logAppendMany(items: LogItem[]): Promise<Set<string>> {
-    return this.ids(this.sql.appendLogs(items));
+    return this.ids(logsAppend(this.t, items));
   }
 
   /** `work` gets an mssql Transaction on our private pool; the fenced completion runs on it after `work`. */
@@ -313,7 +319,7 @@ IF @r < 0 THROW 50001, 'sqljobs: could not take the migration lock', 1;`, [{ nam
       const result = await work(tx);
       const resultJson = encode(result);
       await beforeComplete();
-      const done = await this.rows(this.sql.complete([{ id: item.id, token: item.token, resultJson }]), tx);
+      const done = await this.rows(jobsComplete(this.t, [{ id: item.id, token: item.token, resultJson }]), tx);
       const applied = done.length === 1;
       await queueOf(tx).run(() => (applied ? tx.commit() : tx.rollback()));
       return { applied, result };

@@ -1,7 +1,7 @@
 /**
  * SQL Server 2019+ and Azure SQL (mssql 12 over tedious; on Node 20 tedious 19): running the
- * statements of ./statements.ts, the hot-operation files and ../portable/. NOT YET EXERCISED AGAINST A LIVE SQL SERVER (none was available
- * where this was written); the conformance suite runs it when SQLJOBS_MSSQL_URL is set.
+ * statements of ./statements.ts, the hot-operation files and ../portable/. NOT YET EXERCISED
+ * AGAINST A LIVE SQL SERVER (none was available where this was written); the conformance suite runs it when SQLJOBS_MSSQL_URL is set.
  *
  * Enqueue runs on the app's ConnectionPool, or on the app's Transaction given as opts.tx. mssql
  * refuses a second request on a transaction while one runs (EREQINPROG), so every statement we

@@ -76,7 +76,7 @@ const HOT: Record<'sqlite' | 'postgres' | 'mysql', [string, Built][]> = {
     ['logs', my.logsInsert(t, [[UUID, 1, '1970-01-01 00:00:00.001', HOSTILE]])],
   ],
   sqlite: [
-    ['enqueue', lite.jobInsert(t)(row)],
+    ['enqueue', { text: lite.jobInsert(t).text, values: lite.jobInsert(t).values(row) }],
     ['enqueue: live job by refId', lite.jobByRef(t)(HOSTILE)],
     ['claim', lite.jobsClaim(t)(request, TOKEN)],
     ['claim (no queue lists)', lite.jobsClaim(t)({ workerId: HOSTILE, names: [HOSTILE], limit: 5 }, TOKEN)],

@@ -7,16 +7,20 @@ import type { NewJobRow } from '../../model.ts';
 import type { Tables } from '../portable/statement.ts';
 import { sqlite } from '../portable/dialect.ts';
 
-export function jobInsert(t: Tables): (r: NewJobRow) => { text: string; values: unknown[] } {
+/**
+ * The text, and the values of one row: enqueueMany runs the statement once per row, so the store
+ * prepares the text once per call and binds each row's values (no per-row lookup or object).
+ */
+export function jobInsert(t: Tables): { text: string; values(r: NewJobRow): unknown[] } {
   const text = `INSERT INTO ${t.jobs}
     (id, name, queue, state, payload, payload_bin, priority, max_attempts, timeout_ms, backoff, run_at, created_at, ref_id, tag, batch_id, created_by, meta)
     VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, COALESCE(?, ${sqlite.now} + ?), ${sqlite.now}, ?, ?, ?, ?, ?)
     ON CONFLICT (ref_id) WHERE ref_id IS NOT NULL DO NOTHING`;
-  return (r) => ({
+  return {
     text,
-    values: [r.id, r.name, r.queue, r.payloadJson, r.payloadBin, r.priority, r.maxAttempts, r.timeoutMs, r.backoffJson,
+    values: (r) => [r.id, r.name, r.queue, r.payloadJson, r.payloadBin, r.priority, r.maxAttempts, r.timeoutMs, r.backoffJson,
       r.runAt ? r.runAt.getTime() : null, r.delayMs, r.refId, r.tag, r.batchId, r.createdBy, r.metaJson],
-  });
+  };
 }
 
 export function jobByRef(t: Tables): (refId: string | null) => { text: string; values: unknown[] } {

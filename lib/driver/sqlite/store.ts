@@ -187,9 +187,9 @@ export class SqliteStore extends PortableStore implements Store {
     if (tx !== undefined && tx !== this.app) {
       throw new TypeError('opts.tx on SQLite must be the better-sqlite3 Database given to createJobs, used inside its db.transaction() callback');
     }
+    const insert = this.qa(this.hot.insert.text);
     const one = (r: NewJobRow): EnqueueResult => {
-      const insert = this.hot.insert(r);
-      if (this.qa(insert.text).run(...insert.values).changes === 1) return { id: r.id, existed: false };
+      if (insert.run(...this.hot.insert.values(r)).changes === 1) return { id: r.id, existed: false };
       const byRef = this.hot.byRef(r.refId);
       const row = this.qa(byRef.text).get(...byRef.values) as { id: string };
       return { id: row.id, existed: true };
@@ -369,8 +369,7 @@ export class SqliteStore extends PortableStore implements Store {
 
   /** An enqueue on our own handle, inside a transaction of ours (schedules). */
   private insertOwn(r: NewJobRow): void {
-    const insert = this.hot.insert(r);
-    this.q(insert.text).run(...insert.values);
+    this.q(this.hot.insert.text).run(...this.hot.insert.values(r));
   }
 
   // ---------------------------------------------------------------- status

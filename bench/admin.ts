@@ -96,7 +96,7 @@ async function seedPostgres(pool: pg.Pool, p: string, now: number): Promise<void
 async function addSchedules(jobs: Jobs): Promise<void> {
   for (let k = 0; k < 20; k++) {
     const def = buildSchedule(`report-${k}`, k % 2 ? `${k} 3 * * *` : { every: k + 1, unit: 'minutes' }, { k }, { name: 'job-1' }, Date.now());
-    await jobs.store.scheduleUpsert(def, Date.now() + 60_000, null);
+    await jobs.store.scheduleUpsert({ def, nextRunAt: Date.now() + 60_000, codeHash: null });
   }
 }
 

@@ -390,7 +390,7 @@ export class Jobs<M extends JobMap = {}> {
   async throughput(opts: { windowMs?: number; bucketMs?: number } = {}): Promise<ThroughputBuckets> {
     const windowMs = intInRange('throughput: windowMs', opts.windowMs, 3_600_000, 1, 366 * 86_400_000);
     const bucketMs = intInRange('throughput: bucketMs', opts.bucketMs, 60_000, 1, windowMs);
-    return this.db.jobThroughput(windowMs, bucketMs);
+    return this.db.jobThroughput({ windowMs, bucketMs });
   }
 
   /** Make a pending job due now. False when the job is not pending (running, finished or unknown). */
@@ -491,7 +491,7 @@ export class Jobs<M extends JobMap = {}> {
     if (opts === null || typeof opts !== 'object') throw new TypeError(`logs: options must be an object { afterSeq, limit }; got ${describe(opts)}`);
     const limit = intInRange('logs: limit', opts.limit, 200, 1, 1000);
     const afterSeq = intInRange('logs: afterSeq', opts.afterSeq, 0, 0, Number.MAX_SAFE_INTEGER);
-    return this.db.logList(id, { afterSeq, limit });
+    return this.db.logList({ id, afterSeq, limit });
   }
 
   /** Cancel a pending or running job. A running handler's signal fires (at once in this process; within a heartbeat elsewhere). */

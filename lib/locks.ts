@@ -52,15 +52,15 @@ export class Locks {
     const ttl = checkLock(name, opts);
     await this.ready();
     const owner = `${this.owner}#${++this.acquisitions}`;
-    const token = await this.store.leaseAcquire(name, owner, ttl);
+    const token = await this.store.leaseAcquire({ name, owner, ttlMs: ttl });
     if (token === null) return null;
     const lock: HeldLock = {
       name,
       token,
-      renew: () => this.store.leaseRenew(name, owner, token, ttl),
+      renew: () => this.store.leaseRenew({ name, owner, token, ttlMs: ttl }),
       release: async () => {
         if (this.held.get(name) === lock) this.held.delete(name);
-        return this.store.leaseRelease(name, owner, token);
+        return this.store.leaseRelease({ name, owner, token });
       },
     };
     this.held.set(name, lock);

@@ -90,6 +90,32 @@ export interface ReleaseItem extends Fenced {
   refund: boolean;
 }
 
+export interface CheckpointItem extends Fenced {
+  stateJson: string;
+}
+
+/** A lease asked for by `owner` for `ttlMs` (database clock). */
+export interface LeaseRequest {
+  name: string;
+  owner: string;
+  ttlMs: number;
+}
+
+/** A lease as its holder knows it: by its fencing token. */
+export interface LeaseHeld {
+  name: string;
+  owner: string;
+  token: number;
+}
+
+/** One tick of a schedule to fire: the job to enqueue, and with skipIfLive the error to record when its previous run is still live. */
+export interface ScheduleTick {
+  key: string;
+  fireAt: number;
+  row: NewJobRow;
+  skipIfLive: JobError | null;
+}
+
 export interface ProgressItem extends Fenced {
   progress: number;
   message: string | null;
@@ -240,7 +266,7 @@ export interface JobWrites {
   jobReleaseMany(items: ReleaseItem[]): Promise<Set<string>>;
   jobProgressMany(items: ProgressItem[]): Promise<Set<string>>;
   logAppendMany(items: LogItem[]): Promise<Set<string>>;
-  jobCheckpoint(item: Fenced, stateJson: string): Promise<boolean>;
+  jobCheckpoint(item: CheckpointItem): Promise<boolean>;
   /**
    * Run `work` inside a transaction and complete the attempt in that same transaction, fenced:
    * commit when the attempt is still owned, roll back (applied = false) when it is not, roll back
@@ -272,13 +298,13 @@ export interface WorkerLiveness {
    * Running jobs whose worker sent no heartbeat for stallMs (database clock), at most `limit`.
    * Only a read: the rescuer (lib/maintenance/rescuer.ts) decides and writes through jobFailMany().
    */
-  jobStalledList(stallMs: number, limit: number): Promise<StalledJob[]>;
+  jobStalledList(req: { stallMs: number; limit: number }): Promise<StalledJob[]>;
   /** Forget the workers whose heartbeat is older than stallMs. */
   workerRemoveStale(stallMs: number): Promise<void>;
   /** Delete history rows finished more than olderThanMs ago, at most `limit`. */
-  historyPrune(olderThanMs: number, limit: number): Promise<number>;
+  historyPrune(req: { olderThanMs: number; limit: number }): Promise<number>;
   /** Milliseconds until the next pending job for these names becomes due (null: none). */
-  jobNextDueIn(names: string[], queues?: string[]): Promise<number | null>;
+  jobNextDueIn(req: { names: string[]; queues?: string[] }): Promise<number | null>;
 }
 
 /** Leases with fencing tokens (jobs.locks, leadership) and the session locks on top of them. */
@@ -288,10 +314,10 @@ export interface LeaseStore {
    * Returns its fencing token (unchanged when the same owner renews an unexpired lease, greater
    * whenever ownership changes), or null.
    */
-  leaseAcquire(name: string, owner: string, ttlMs: number): Promise<number | null>;
+  leaseAcquire(req: LeaseRequest): Promise<number | null>;
   /** Extend a lease still held (same owner and token, not expired). */
-  leaseRenew(name: string, owner: string, token: number, ttlMs: number): Promise<boolean>;
-  leaseRelease(name: string, owner: string, token: number): Promise<boolean>;
+  leaseRenew(req: LeaseHeld & { ttlMs: number }): Promise<boolean>;
+  leaseRelease(req: LeaseHeld): Promise<boolean>;
   /**
    * Where the database has session locks (PostgreSQL pg_try_advisory_lock, MySQL/MariaDB GET_LOCK,
    * SQL Server sp_getapplock), take one on a dedicated connection: null when another session holds
@@ -317,16 +343,16 @@ export interface ScheduleStore {
    * null) always replaces and keeps the stored hash. The next run is recomputed only when the
    * timing changed.
    */
-  scheduleUpsert(def: ScheduleDef, nextRunAt: number | null, codeHash: string | null): Promise<void>;
+  scheduleUpsert(req: { def: ScheduleDef; nextRunAt: number | null; codeHash: string | null }): Promise<void>;
   scheduleList(): Promise<StoredSchedule[]>;
-  scheduleSetEnabled(key: string, enabled: boolean, nextRunAt: number | null): Promise<boolean>;
+  scheduleSetEnabled(req: { key: string; enabled: boolean; nextRunAt: number | null }): Promise<boolean>;
   scheduleRemove(key: string): Promise<boolean>;
   /** Enabled schedules whose next run is due, and the database's now (ms). */
   scheduleListDue(): Promise<{ now: number; due: StoredSchedule[] }>;
   /** Fire one tick: null when it was already fired. With skipIfLive (the error to record), a live previous run records the tick as a skipped job. */
-  scheduleFire(key: string, fireAt: number, row: NewJobRow, skipIfLive: JobError | null): Promise<{ jobId: string; skipped: boolean } | null>;
+  scheduleFire(tick: ScheduleTick): Promise<{ jobId: string; skipped: boolean } | null>;
   /** Move next_run_at on from `from` (compare-and-set), disabling the schedule when it ended. */
-  scheduleAdvance(key: string, from: number, nextRunAt: number | null): Promise<void>;
+  scheduleAdvance(req: { key: string; from: number; nextRunAt: number | null }): Promise<void>;
 }
 
 /** Reads for the facade, the CLI and the admin. */
@@ -334,14 +360,14 @@ export interface JobReads {
   jobGet(id: string): Promise<JobRecord | null>;
   jobList(filter: ListFilter): Promise<ListPage>;
   attemptList(id: string): Promise<AttemptRecord[]>;
-  logList(id: string, opts: { afterSeq?: number; limit: number }): Promise<LogRecord[]>;
+  logList(req: { id: string; afterSeq?: number; limit: number }): Promise<LogRecord[]>;
   /** For status views: live jobs per state and queue (exact; the hot table is small), finished jobs per state, each counted up to `cap` (capped: true when it reached it). */
   jobCountByState(cap: number): Promise<StatusCounts>;
   workerList(): Promise<WorkerRecord[]>;
   /** Per queue: pending, due, running, oldest due age and paused state. */
   queueList(): Promise<QueueStats[]>;
   /** Completed and failed jobs per bucketMs over the last windowMs (by finished_at, database clock). */
-  jobThroughput(windowMs: number, bucketMs: number): Promise<ThroughputBuckets>;
+  jobThroughput(req: { windowMs: number; bucketMs: number }): Promise<ThroughputBuckets>;
 }
 
 /** Operators' actions. */

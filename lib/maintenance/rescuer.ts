@@ -16,7 +16,7 @@ export function workerLostError(job: StalledJob, stallMs: number): JobError {
 }
 
 export async function rescueStalled(store: Pick<WorkerLiveness, 'jobStalledList' | 'workerRemoveStale'> & Pick<JobWrites, 'jobFailMany'>, stallMs: number): Promise<RescuedJob[]> {
-  const stalled = await store.jobStalledList(stallMs, BATCH);
+  const stalled = await store.jobStalledList({ stallMs, limit: BATCH });
   let rescued: RescuedJob[] = [];
   if (stalled.length) {
     const items: FailItem[] = stalled.map((job) => ({

@@ -48,7 +48,7 @@ export class Maintenance {
 
   private async prune(): Promise<void> {
     if (!this.hooks.leads()) return;
-    while (!this.stopping && (await this.store.historyPrune(this.opts.retentionMs!, PRUNE_BATCH)) === PRUNE_BATCH);
+    while (!this.stopping && (await this.store.historyPrune({ olderThanMs: this.opts.retentionMs!, limit: PRUNE_BATCH })) === PRUNE_BATCH);
   }
 
   private stopping = false;

@@ -80,7 +80,7 @@ export class LeaderElector {
     if (!this.running) return this.releaseAll();
     // Fencing: while a predecessor's lease is live it may still act, so wait for it to expire.
     const sent = performance.now();
-    this.leaseToken = await this.store.leaseAcquire(this.key, this.owner, this.opts.leaseMs);
+    this.leaseToken = await this.store.leaseAcquire({ name: this.key, owner: this.owner, ttlMs: this.opts.leaseMs });
     if (this.leaseToken !== null && this.running) this.become(true, sent);
   }
 
@@ -89,7 +89,7 @@ export class LeaderElector {
     if (this.lock) return true;
     let lock = await this.store.sessionLockTry!(this.key);
     if (!lock && this.store.sessionLockEvict) {
-      const token = await this.store.leaseAcquire(this.key, this.owner, this.opts.leaseMs);
+      const token = await this.store.leaseAcquire({ name: this.key, owner: this.owner, ttlMs: this.opts.leaseMs });
       if (token === null) return false; // the holder renews its lease: it is alive
       try {
         if ((await this.store.sessionLockEvict(this.key)) > 0) this.onError(new Error(`leader "${this.opts.name}": ended the session of a leader that stopped renewing its lease`));
@@ -102,7 +102,7 @@ export class LeaderElector {
         // Without the lock, holding the lease would only keep its holder (maybe a healthy
         // instance we may not evict) from ever leading: give it back.
         if (lock) this.leaseToken = token;
-        else await this.store.leaseRelease(this.key, this.owner, token).catch(() => false);
+        else await this.store.leaseRelease({ name: this.key, owner: this.owner, token }).catch(() => false);
       }
     }
     if (!lock) return false;
@@ -118,7 +118,7 @@ export class LeaderElector {
     const sent = performance.now();
     const held =
       (!this.lock || (await this.lock.stillHeld())) &&
-      (await this.store.leaseRenew(this.key, this.owner, this.leaseToken!, this.opts.leaseMs));
+      (await this.store.leaseRenew({ name: this.key, owner: this.owner, token: this.leaseToken!, ttlMs: this.opts.leaseMs }));
     if (!held) this.stepDown();
     else this.confirmedAt = sent;
   }
@@ -135,7 +135,7 @@ export class LeaderElector {
     this.lock = null;
     this.leaseToken = null;
     await lock?.release();
-    if (token !== null) await this.store.leaseRelease(this.key, this.owner, token).catch(() => false);
+    if (token !== null) await this.store.leaseRelease({ name: this.key, owner: this.owner, token }).catch(() => false);
   }
 
   private become(leader: boolean, confirmedAt = performance.now()): void {

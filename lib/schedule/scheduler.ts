@@ -64,11 +64,11 @@ export class Scheduler {
     const { fire, next } = ticksToFire(s, s.nextRunAt!, now, s.runs, waited);
     for (const fireAt of fire) {
       const row = this.hooks.row(s, fireAt);
-      const res = await this.store.scheduleFire(s.key, fireAt, row, s.overlap === 'allow' ? null : skippedTickError(s.key));
+      const res = await this.store.scheduleFire({ key: s.key, fireAt, row, skipIfLive: s.overlap === 'allow' ? null : skippedTickError(s.key) });
       if (res) this.hooks.fired({ key: s.key, fireAt, ...res });
     }
     const ended = s.maxRuns !== null && s.runs + fire.length >= s.maxRuns;
-    await this.store.scheduleAdvance(s.key, s.nextRunAt!, ended ? null : next);
+    await this.store.scheduleAdvance({ key: s.key, from: s.nextRunAt!, nextRunAt: ended ? null : next });
   }
 
   async stop(): Promise<void> {

@@ -51,7 +51,7 @@ export class Schedules {
     const s = await this.find(key);
     if (!s) return false;
     const next = enabled ? firstRun(s, await this.store.clockNow()) : null;
-    return this.store.scheduleSetEnabled(key, enabled, next);
+    return this.store.scheduleSetEnabled({ key, enabled, nextRunAt: next });
   }
 
   async remove(key: string): Promise<boolean> {
@@ -97,7 +97,7 @@ export class Schedules {
   }
 
   private async save(def: ScheduleDef, codeHash: string | null): Promise<void> {
-    await this.store.scheduleUpsert(def, firstRun(def, await this.store.clockNow()), codeHash);
+    await this.store.scheduleUpsert({ def, nextRunAt: firstRun(def, await this.store.clockNow()), codeHash });
   }
 
   private async find(key: string): Promise<StoredSchedule | undefined> {

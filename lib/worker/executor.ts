@@ -128,7 +128,7 @@ export class RunningAttempt {
       },
       log: (message: string) => deps.writer.log(fenced, job.attempts, this.boundedText('log line', String(message))),
       saveCheckpoint: async (state: JsonValue) => {
-        const ok = await deps.store.jobCheckpoint(fenced, this.boundedJson('checkpoint', state));
+        const ok = await deps.store.jobCheckpoint({ ...fenced, stateJson: this.boundedJson('checkpoint', state) });
         if (!ok) this.abort('lost');
         return ok;
       },

@@ -343,7 +343,7 @@ export class Worker {
   }
 
   private async armDueTimer(): Promise<void> {
-    const due = await this.store.jobNextDueIn([...this.definitions.keys()], this.opts.queues);
+    const due = await this.store.jobNextDueIn({ names: [...this.definitions.keys()], queues: this.opts.queues });
     if (due !== null && due < this.opts.pollInterval) this.wakeIn(due);
   }
 
@@ -498,7 +498,7 @@ export class Worker {
     for (;;) {
       await this.fill();
       await this.idle();
-      const due = await this.store.jobNextDueIn([...this.definitions.keys()], this.opts.queues);
+      const due = await this.store.jobNextDueIn({ names: [...this.definitions.keys()], queues: this.opts.queues });
       // A wake-up (a retry due at once, a new job) may have claimed while the question was asked:
       // a job claimed or running is not "due", so the answer holds only if the worker stayed quiet.
       if ((due === null || due > 0) && this.quiet) return;

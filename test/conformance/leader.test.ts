@@ -22,9 +22,9 @@ forEachDialect('leader election', ({ fresh }) => {
     const sweeps = all.map(() => 0);
     all.forEach((jobs, i) => {
       const stalled = jobs.store.jobStalledList.bind(jobs.store);
-      jobs.store.jobStalledList = (ms, limit) => {
+      jobs.store.jobStalledList = (req) => {
         sweeps[i]++;
-        return stalled(ms, limit);
+        return stalled(req);
       };
     });
     for (const jobs of all) await jobs.start();

@@ -41,9 +41,9 @@ function prunesOf(jobs: Jobs): { calls: number; deleted: number } {
   const seen = { calls: 0, deleted: 0 };
   const store = jobs.store;
   const prune = store.historyPrune.bind(store);
-  store.historyPrune = async (olderThanMs, limit) => {
+  store.historyPrune = async (req) => {
     seen.calls++;
-    const n = await prune(olderThanMs, limit);
+    const n = await prune(req);
     seen.deleted += n;
     return n;
   };

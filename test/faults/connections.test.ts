@@ -324,7 +324,7 @@ for (const factory of DIALECTS.filter((d) => NAMES.includes(d.name) && (!only ||
       jobs.define('after', async () => 'done');
       const sweeps: ('ok' | 'failed')[] = [];
       const stalled = jobs.store.jobStalledList.bind(jobs.store);
-      jobs.store.jobStalledList = (ms, limit) => stalled(ms, limit).then(
+      jobs.store.jobStalledList = (req) => stalled(req).then(
         (r) => (sweeps.push('ok'), r),
         (err) => (sweeps.push('failed'), Promise.reject(err)),
       );

@@ -57,22 +57,22 @@ forEachDialect('store: claim and leases', ({ fresh }) => {
   it('a lease token grows with every change of owner, stays while the owner renews, and a stale token renews nothing', async () => {
     const t = await fresh();
     const { store } = await storeOf(t);
-    const a = await store.leaseAcquire('res', 'a', 60_000);
+    const a = await store.leaseAcquire({ name: 'res', owner: 'a', ttlMs: 60_000 });
     expect(a).to.be.a('number');
-    expect(await store.leaseAcquire('res', 'b', 60_000), 'held by a').to.equal(null);
-    expect(await store.leaseAcquire('res', 'a', 60_000), 'a again: same token').to.equal(a);
-    expect(await store.leaseRenew('res', 'a', a!, 60_000)).to.equal(true);
-    expect(await store.leaseRelease('res', 'a', a!)).to.equal(true);
-    const b = await store.leaseAcquire('res', 'b', 60_000);
+    expect(await store.leaseAcquire({ name: 'res', owner: 'b', ttlMs: 60_000 }), 'held by a').to.equal(null);
+    expect(await store.leaseAcquire({ name: 'res', owner: 'a', ttlMs: 60_000 }), 'a again: same token').to.equal(a);
+    expect(await store.leaseRenew({ name: 'res', owner: 'a', token: a!, ttlMs: 60_000 })).to.equal(true);
+    expect(await store.leaseRelease({ name: 'res', owner: 'a', token: a! })).to.equal(true);
+    const b = await store.leaseAcquire({ name: 'res', owner: 'b', ttlMs: 60_000 });
     expect(b).to.be.greaterThan(a!);
-    expect(await store.leaseRenew('res', 'a', a!, 60_000), 'a stale owner').to.equal(false);
-    expect(await store.leaseRelease('res', 'a', a!), 'a stale owner cannot release').to.equal(false);
+    expect(await store.leaseRenew({ name: 'res', owner: 'a', token: a!, ttlMs: 60_000 }), 'a stale owner').to.equal(false);
+    expect(await store.leaseRelease({ name: 'res', owner: 'a', token: a! }), 'a stale owner cannot release').to.equal(false);
     // Expired: another owner takes it, with a greater token still.
-    expect(await store.leaseRelease('res', 'b', b!)).to.equal(true);
-    const c1 = await store.leaseAcquire('res', 'c', 20);
+    expect(await store.leaseRelease({ name: 'res', owner: 'b', token: b! })).to.equal(true);
+    const c1 = await store.leaseAcquire({ name: 'res', owner: 'c', ttlMs: 20 });
     await sleep(60);
-    const d = await store.leaseAcquire('res', 'd', 60_000);
+    const d = await store.leaseAcquire({ name: 'res', owner: 'd', ttlMs: 60_000 });
     expect(d).to.be.greaterThan(c1!);
-    expect(await store.leaseRenew('res', 'c', c1!, 60_000), 'an expired owner').to.equal(false);
+    expect(await store.leaseRenew({ name: 'res', owner: 'c', token: c1!, ttlMs: 60_000 }), 'an expired owner').to.equal(false);
   });
 });

@@ -40,7 +40,7 @@ const ALONG: Record<string, Write> = {
   saveProgress: async (_t, store, job) => (await store.jobProgressMany([{ ...fenced(job), progress: 99, message: `by ${job.token}` }])).has(job.id),
   appendLogs: async (_t, store, job) =>
     (await store.logAppendMany([{ ...fenced(job), attempt: job.attempts, lines: [{ at: Date.now(), message: `by ${job.token}` }] }])).has(job.id),
-  saveCheckpoint: (_t, store, job) => store.jobCheckpoint(fenced(job), JSON.stringify({ by: job.token })),
+  saveCheckpoint: (_t, store, job) => store.jobCheckpoint({ ...fenced(job), stateJson: JSON.stringify({ by: job.token }) }),
 };
 
 const ALL: Record<string, Write> = { ...ALONG, ...ENDING };

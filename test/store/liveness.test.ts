@@ -14,20 +14,20 @@ forEachDialect('store: liveness and schedules', ({ fresh }) => {
   it('answers ms until the next due job of these names and queues, never negative, skipping paused queues; null when none', async () => {
     const t = await fresh();
     const { jobs, store } = await storeOf(t);
-    expect(await store.jobNextDueIn(['x'])).to.equal(null);
+    expect(await store.jobNextDueIn({ names: ['x'] })).to.equal(null);
     await jobs.enqueue('x', {}, { queue: 'later', delay: 60_000 });
-    const later = (await store.jobNextDueIn(['x']))!;
+    const later = (await store.jobNextDueIn({ names: ['x'] }))!;
     expect(later).to.be.within(50_000, 60_000);
     await jobs.enqueue('x', {}, { queue: 'now', runAt: new Date(Date.now() - 60_000) });
-    expect(await store.jobNextDueIn(['x'])).to.equal(0);
-    expect(await store.jobNextDueIn(['x'], ['later'])).to.be.within(50_000, 60_000);
-    expect(await store.jobNextDueIn(['y'])).to.equal(null);
-    expect(await store.jobNextDueIn([]), 'no names').to.equal(null);
-    expect(await store.jobNextDueIn(['x'], []), 'no queues').to.equal(null);
+    expect(await store.jobNextDueIn({ names: ['x'] })).to.equal(0);
+    expect(await store.jobNextDueIn({ names: ['x'], queues: ['later'] })).to.be.within(50_000, 60_000);
+    expect(await store.jobNextDueIn({ names: ['y'] })).to.equal(null);
+    expect(await store.jobNextDueIn({ names: [] }), 'no names').to.equal(null);
+    expect(await store.jobNextDueIn({ names: ['x'], queues: [] }), 'no queues').to.equal(null);
     await store.queuePause('now');
-    expect(await store.jobNextDueIn(['x'])).to.be.within(50_000, 60_000);
+    expect(await store.jobNextDueIn({ names: ['x'] })).to.be.within(50_000, 60_000);
     await store.queuePause('later');
-    expect(await store.jobNextDueIn(['x'])).to.equal(null);
+    expect(await store.jobNextDueIn({ names: ['x'] })).to.equal(null);
   });
 
   it('a heartbeat registers its worker again after a sweep and answers the attempts it still owns', async () => {
@@ -43,27 +43,27 @@ forEachDialect('store: liveness and schedules', ({ fresh }) => {
     expect((await store.workerList()).map((w) => w.id)).to.deep.equal(['w1']);
     await store.workerRemoveStale(60_000);
     expect((await store.workerList()).map((w) => w.id), 'a fresh heartbeat is not stale').to.deep.equal(['w1']);
-    expect(await store.jobStalledList(60_000, 10)).to.deep.equal([]);
+    expect(await store.jobStalledList({ stallMs: 60_000, limit: 10 })).to.deep.equal([]);
   });
 
   it('advances a schedule only from the next run it read, disables it when it ended, and removes it once', async () => {
     const t = await fresh();
     const { store } = await storeOf(t);
     const at = Date.now() - 1000;
-    await store.scheduleUpsert(buildSchedule('s', { every: 1, unit: 'minutes' }, null, {}, at), at, null);
+    await store.scheduleUpsert({ def: buildSchedule('s', { every: 1, unit: 'minutes' }, null, {}, at), nextRunAt: at, codeHash: null });
     const due = await store.scheduleListDue();
     expect(due.due.map((s) => [s.key, s.nextRunAt])).to.deep.equal([['s', at]]);
     expect(due.now).to.be.at.least(at);
-    await store.scheduleAdvance('s', at - 1, at + 60_000);
+    await store.scheduleAdvance({ key: 's', from: at - 1, nextRunAt: at + 60_000 });
     expect((await store.scheduleList())[0].nextRunAt, 'from a next run it did not read').to.equal(at);
-    await store.scheduleAdvance('s', at, at + 60_000);
+    await store.scheduleAdvance({ key: 's', from: at, nextRunAt: at + 60_000 });
     expect((await store.scheduleList())[0]).to.include({ nextRunAt: at + 60_000, enabled: true });
     expect((await store.scheduleListDue()).due).to.deep.equal([]);
-    await store.scheduleAdvance('s', at + 60_000, null);
+    await store.scheduleAdvance({ key: 's', from: at + 60_000, nextRunAt: null });
     expect((await store.scheduleList())[0]).to.include({ nextRunAt: null, enabled: false });
-    expect(await store.scheduleSetEnabled('s', true, at)).to.equal(true);
+    expect(await store.scheduleSetEnabled({ key: 's', enabled: true, nextRunAt: at })).to.equal(true);
     expect((await store.scheduleList())[0]).to.include({ nextRunAt: at, enabled: true });
-    expect(await store.scheduleSetEnabled('missing', true, null)).to.equal(false);
+    expect(await store.scheduleSetEnabled({ key: 'missing', enabled: true, nextRunAt: null })).to.equal(false);
     expect(await store.scheduleRemove('s')).to.equal(true);
     expect(await store.scheduleRemove('s')).to.equal(false);
     expect(await store.scheduleList()).to.deep.equal([]);

@@ -22,13 +22,13 @@ forEachDialect('store: schedule ticks', ({ fresh }) => {
     const stores = [store, (await storeOf(await t.another())).store, (await storeOf(await t.another())).store];
     const fireAt = Math.floor(Date.now() / 1000) * 1000;
     const row = () => jobs.prepareRow('tick', {}, { runAt: new Date(fireAt) });
-    const fired = await Promise.all(stores.map((s) => s.scheduleFire('every-second', fireAt, row(), null)));
+    const fired = await Promise.all(stores.map((s) => s.scheduleFire({ key: 'every-second', fireAt, row: row(), skipIfLive: null })));
     expect(fired.filter((f) => f !== null), 'instances that fired the tick').to.have.length(1);
     expect(await jobsNamed(t, 'tick')).to.equal(1);
-    for (const s of stores) expect(await s.scheduleFire('every-second', fireAt, row(), null), 'the same tick again').to.equal(null);
+    for (const s of stores) expect(await s.scheduleFire({ key: 'every-second', fireAt, row: row(), skipIfLive: null }), 'the same tick again').to.equal(null);
     expect(await jobsNamed(t, 'tick')).to.equal(1);
     // The next slot is a tick of its own.
-    expect(await store.scheduleFire('every-second', fireAt + 1000, row(), null)).to.not.equal(null);
+    expect(await store.scheduleFire({ key: 'every-second', fireAt: fireAt + 1000, row: row(), skipIfLive: null })).to.not.equal(null);
     expect(await jobsNamed(t, 'tick')).to.equal(2);
   });
 });

@@ -45,7 +45,7 @@
  *   connection ends, so the holder is checked again in the KILL's own batch:
  *   https://learn.microsoft.com/sql/t-sql/language-elements/kill-transact-sql
  */
-import { COMMON, NOW, atomic, addMs, type Stmt } from './tsql.ts';
+import { NOW, atomic, addMs, type Stmt } from './tsql.ts';
 import { jobsEnqueue } from './enqueue.ts';
 import { tables } from '../portable/statement.ts';
 import type { JobError, NewJobRow } from '../../model.ts';

@@ -12,7 +12,7 @@
  * (SYSUTCDATETIME, DATETIME2(3), read back as UTC Dates: mssql's default useUTC).
  */
 import { createRequire } from 'node:module';
-import type { EnqueueResult, JobError, NewJobRow } from '../../model.ts';
+import type { EnqueueResult, NewJobRow } from '../../model.ts';
 import type { ScheduleDef } from '../../schedule/schedule.ts';
 import { checkNotNewer, loadMigrations, splitStatements } from '../migrations.ts';
 import { APP_LOCK_SHOWN, MssqlSql } from './statements.ts';
@@ -29,8 +29,9 @@ import { mssql as mssqlDialect } from '../portable/dialect.ts';
 import { PortableStore } from '../portable/engine.ts';
 import type { Outcome, SqlRunner, Statement } from '../portable/statement.ts';
 import type {
-  ClaimedJob, ClaimRequest, CompleteItem, FailItem, Fenced, LogItem, OpenTransaction, PooledStoreOptions,
-  ProgressItem, ReleaseItem, SessionLock, Store, StoreCapabilities, TransactionalCompletion,
+  ClaimedJob, ClaimRequest, CompleteItem, FailItem, LeaseRequest, LogItem, OpenTransaction,
+  PooledStoreOptions, ProgressItem, ReleaseItem, ScheduleTick, SessionLock, Store, StoreCapabilities,
+  TransactionalCompletion,
 } from '../store.ts';
 
 type Row = Record<string, unknown>;
@@ -331,7 +332,7 @@ IF @r < 0 THROW 50001, 'sqljobs: could not take the migration lock', 1;`, [{ nam
 
   // ---------------------------------------------------------------- leases and the session lock
 
-  async leaseAcquire(name: string, owner: string, ttlMs: number): Promise<number | null> {
+  async leaseAcquire({ name, owner, ttlMs }: LeaseRequest): Promise<number | null> {
     const rows = await this.rows(this.sql.acquireLease(name, owner, ttlMs));
     return rows.length ? Number(rows[0].token) : null;
   }
@@ -412,11 +413,11 @@ IF @r < 0 THROW 50001, 'sqljobs: could not take the migration lock', 1;`, [{ nam
 
   // ---------------------------------------------------------------- schedules
 
-  async scheduleUpsert(def: ScheduleDef, nextRunAt: number | null, codeHash: string | null): Promise<void> {
+  async scheduleUpsert({ def, nextRunAt, codeHash }: { def: ScheduleDef; nextRunAt: number | null; codeHash: string | null }): Promise<void> {
     await this.run(this.sql.upsertSchedule(def, nextRunAt, codeHash));
   }
 
-  async scheduleFire(key: string, fireAt: number, row: NewJobRow, skipIfLive: JobError | null): Promise<{ jobId: string; skipped: boolean } | null> {
+  async scheduleFire({ key, fireAt, row, skipIfLive }: ScheduleTick): Promise<{ jobId: string; skipped: boolean } | null> {
     const r = (await this.rows(this.sql.fireSchedule(key, fireAt, row, skipIfLive)))[0];
     if (!r || Number(r.fired) !== 1) return null;
     return { jobId: row.id, skipped: r.live === true || r.live === 1 };

@@ -18,7 +18,7 @@
 import { createHash } from 'node:crypto';
 import type { Pool as CbPool, PoolConnection as CbPoolConnection } from 'mysql2';
 import type { Pool as PromisePool, PoolConnection, ResultSetHeader } from 'mysql2/promise';
-import type { EnqueueResult, JobError, NewJobRow } from '../../model.ts';
+import type { EnqueueResult, NewJobRow } from '../../model.ts';
 import type { ScheduleDef } from '../../schedule/schedule.ts';
 import { checkNotNewer, loadMigrations, splitStatements } from '../migrations.ts';
 import { mysql as mysqlDialect } from '../portable/dialect.ts';
@@ -35,8 +35,9 @@ import { holdMysqlConnection, openTransaction, withHeld } from '../held.ts';
 import { claimOrder, toClaimedJob, type RowCodec } from '../rows.ts';
 import { settleEnqueue } from '../sql.ts';
 import type {
-  ClaimedJob, ClaimRequest, CompleteItem, FailItem, Fenced, LogItem, OpenTransaction, PooledStoreOptions,
-  ProgressItem, ReleaseItem, SessionLock, Store, StoreCapabilities, TransactionalCompletion,
+  ClaimedJob, ClaimRequest, CompleteItem, FailItem, Fenced, LeaseRequest, LogItem, OpenTransaction,
+  PooledStoreOptions, ProgressItem, ReleaseItem, ScheduleTick, SessionLock, Store, StoreCapabilities,
+  TransactionalCompletion,
 } from '../store.ts';
 
 const NOW = 'UTC_TIMESTAMP(3)';
@@ -386,7 +387,7 @@ export class MysqlStore extends PortableStore implements Store {
   // ---------------------------------------------------------------- leases
 
   /** Insert the lease if new, else take it over when ours or expired (locked while we decide). */
-  async leaseAcquire(name: string, owner: string, ttlMs: number): Promise<number | null> {
+  async leaseAcquire({ name, owner, ttlMs }: LeaseRequest): Promise<number | null> {
     return this.transaction(async (c) => {
       const fresh = await this.exec(
         `INSERT IGNORE INTO ${this.t.leases} (name, owner, token, expires_at) VALUES (?, ?, 1, ${NOW} + INTERVAL ? MICROSECOND)`,
@@ -462,7 +463,7 @@ export class MysqlStore extends PortableStore implements Store {
    * assignment carries the code-hash guard, next_run_at (which compares the timing columns) comes
    * first and code_hash (which the guard reads) last.
    */
-  async scheduleUpsert(d: ScheduleDef, nextRunAt: number | null, codeHash: string | null): Promise<void> {
+  async scheduleUpsert({ def: d, nextRunAt, codeHash }: { def: ScheduleDef; nextRunAt: number | null; codeHash: string | null }): Promise<void> {
     const at = (ms: number | null) => (ms === null ? null : utc(ms));
     const replace = '(VALUES(code_hash) IS NULL OR NOT (code_hash <=> VALUES(code_hash)))';
     const timingChanged = `(NOT (cron <=> VALUES(cron)) OR NOT (timezone <=> VALUES(timezone)) OR NOT (every_ms <=> VALUES(every_ms))
@@ -480,7 +481,7 @@ export class MysqlStore extends PortableStore implements Store {
     );
   }
 
-  async scheduleFire(key: string, fireAt: number, row: NewJobRow, skipIfLive: JobError | null): Promise<{ jobId: string; skipped: boolean } | null> {
+  async scheduleFire({ key, fireAt, row, skipIfLive }: ScheduleTick): Promise<{ jobId: string; skipped: boolean } | null> {
     return this.transaction(async (c) => {
       const tick = await this.exec(`INSERT IGNORE INTO ${this.t.ticks} (schedule_key, fire_at, job_id) VALUES (?, ?, ?)`, [key, utc(fireAt), row.id], c);
       if (tick.affectedRows !== 1) return null;
@@ -515,7 +516,7 @@ export class MysqlStore extends PortableStore implements Store {
    * The portable prune with its pick inside the transaction, FOR UPDATE SKIP LOCKED: two pruners
    * (or a prune and a delete) never wait on each other's rows.
    */
-  override async historyPrune(olderThanMs: number, limit: number): Promise<number> {
+  override async historyPrune({ olderThanMs, limit }: { olderThanMs: number; limit: number }): Promise<number> {
     return this.transaction(async (c) => {
       const pick = historyPrunePick(this, { olderThanMs, limit });
       const [picked] = await runOn(c, [{ ...pick, text: `${pick.text} FOR UPDATE SKIP LOCKED` }]);

@@ -10,7 +10,7 @@ import { toAttemptRecord, toJobRecord, toLogRecord, toStalledJob, toStoredSchedu
 import { listLimit } from '../sql.ts';
 import { mergeQueueStats, type Dialect } from '../store.ts';
 import type {
-  CancelResult, Fenced, QueueStats, StalledJob, StatusCounts, StoredSchedule, ThroughputBuckets, WorkerInfo, WorkerRecord,
+  CancelResult, CheckpointItem, Fenced, LeaseHeld, QueueStats, StalledJob, StatusCounts, StoredSchedule, ThroughputBuckets, WorkerInfo, WorkerRecord,
 } from '../store.ts';
 import type { SqlDialect } from './dialect.ts';
 import type { Sql } from './sql.ts';
@@ -50,7 +50,7 @@ export abstract class PortableStore implements Sql {
     await this.runner.run(workerRemove(this, workerId));
   }
 
-  async jobStalledList(stallMs: number, limit: number): Promise<StalledJob[]> {
+  async jobStalledList({ stallMs, limit }: { stallMs: number; limit: number }): Promise<StalledJob[]> {
     const { rows } = await this.runner.run(jobsStalled(this, { stallMs, limit }));
     return rows.map((r) => toStalledJob(r, this.d.codec));
   }
@@ -59,14 +59,14 @@ export abstract class PortableStore implements Sql {
     await this.runner.run(workersRemoveStale(this, stallMs));
   }
 
-  async jobNextDueIn(names: string[], queues?: string[]): Promise<number | null> {
+  async jobNextDueIn({ names, queues }: { names: string[]; queues?: string[] }): Promise<number | null> {
     const due = (await this.runner.run(jobsNextDue(this, { names, queues }))).rows[0]?.due;
     // Whole milliseconds, never negative: a job already due is due now.
     return due === null || due === undefined ? null : Math.max(0, Math.ceil(Number(due)));
   }
 
-  async jobCheckpoint(item: Fenced, stateJson: string): Promise<boolean> {
-    return (await this.runner.run(jobSaveCheckpoint(this, item, stateJson))).changes === 1;
+  async jobCheckpoint(item: CheckpointItem): Promise<boolean> {
+    return (await this.runner.run(jobSaveCheckpoint(this, item, item.stateJson))).changes === 1;
   }
 
   // ---------------------------------------------------------------- schedules
@@ -82,7 +82,7 @@ export abstract class PortableStore implements Sql {
     return { now, due: rows.map((r) => toStoredSchedule(r, this.d.codec)) };
   }
 
-  async scheduleSetEnabled(key: string, enabled: boolean, nextRunAt: number | null): Promise<boolean> {
+  async scheduleSetEnabled({ key, enabled, nextRunAt }: { key: string; enabled: boolean; nextRunAt: number | null }): Promise<boolean> {
     return (await this.runner.run(scheduleSetEnabled(this, { key, enabled, nextRunAt }))).changes === 1;
   }
 
@@ -92,18 +92,18 @@ export abstract class PortableStore implements Sql {
     return removed.changes === 1;
   }
 
-  async scheduleAdvance(key: string, from: number, nextRunAt: number | null): Promise<void> {
+  async scheduleAdvance({ key, from, nextRunAt }: { key: string; from: number; nextRunAt: number | null }): Promise<void> {
     await this.runner.run(scheduleAdvance(this, { key, from, nextRunAt }));
   }
 
   // ---------------------------------------------------------------- leases
 
-  async leaseRenew(name: string, owner: string, token: number, ttlMs: number): Promise<boolean> {
-    return (await this.runner.run(leaseRenew(this, { name, owner, token, ttlMs }))).changes === 1;
+  async leaseRenew(lease: LeaseHeld & { ttlMs: number }): Promise<boolean> {
+    return (await this.runner.run(leaseRenew(this, lease))).changes === 1;
   }
 
-  async leaseRelease(name: string, owner: string, token: number): Promise<boolean> {
-    return (await this.runner.run(leaseRelease(this, { name, owner, token }))).changes === 1;
+  async leaseRelease(lease: LeaseHeld): Promise<boolean> {
+    return (await this.runner.run(leaseRelease(this, lease))).changes === 1;
   }
 
   // ---------------------------------------------------------------- reads
@@ -129,8 +129,8 @@ export abstract class PortableStore implements Sql {
     return withCurrentAttempt(rows.map((r) => toAttemptRecord(r, this.d.codec)), await this.jobGet(id));
   }
 
-  async logList(id: string, opts: { afterSeq?: number; limit: number }): Promise<LogRecord[]> {
-    const rows = await this.rowsOf(jobLogs(this, { id, afterSeq: opts.afterSeq ?? 0, limit: opts.limit }));
+  async logList({ id, afterSeq, limit }: { id: string; afterSeq?: number; limit: number }): Promise<LogRecord[]> {
+    const rows = await this.rowsOf(jobLogs(this, { id, afterSeq: afterSeq ?? 0, limit }));
     return rows.map((r) => toLogRecord(r, this.d.codec));
   }
 
@@ -170,7 +170,7 @@ export abstract class PortableStore implements Sql {
     );
   }
 
-  async jobThroughput(windowMs: number, bucketMs: number): Promise<ThroughputBuckets> {
+  async jobThroughput({ windowMs, bucketMs }: { windowMs: number; bucketMs: number }): Promise<ThroughputBuckets> {
     const rows = await this.rowsOf(jobsThroughput(this, { windowMs, bucketMs }));
     return {
       now: Number(rows[0].now),
@@ -260,7 +260,7 @@ export abstract class PortableStore implements Sql {
   }
 
   /** Pick the old jobs, then delete them with their trail in one transaction (MySQL picks inside it: see its store). */
-  async historyPrune(olderThanMs: number, limit: number): Promise<number> {
+  async historyPrune({ olderThanMs, limit }: { olderThanMs: number; limit: number }): Promise<number> {
     const picked = await this.runner.run(historyPrunePick(this, { olderThanMs, limit }));
     const ids = picked.rows.map((r) => String(r.id));
     if (!ids.length) return 0;

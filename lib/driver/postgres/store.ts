@@ -8,15 +8,15 @@
  * connection. LISTEN uses one dedicated client that reconnects and then asks for a catch-up poll.
  */
 import type { Pool, PoolClient, PoolConfig, Client, QueryResultRow } from 'pg';
-import type { EnqueueResult, JobError, NewJobRow } from '../../model.ts';
+import type { EnqueueResult, NewJobRow } from '../../model.ts';
 import { checkNotNewer, loadMigrations, splitStatements } from '../migrations.ts';
 import { claimOrder, nativeCodec, toClaimedJob } from '../rows.ts';
 import type { ScheduleDef } from '../../schedule/schedule.ts';
 import { settleEnqueue } from '../sql.ts';
 import type {
-  ClaimedJob, ClaimRequest, CompleteItem, FailItem, Fenced, ListenCallbacks, ListenHandle, LogItem,
-  OpenTransaction, PooledStoreOptions, ProgressItem, ReleaseItem, SessionLock, Store, StoreCapabilities,
-  TransactionalCompletion,
+  ClaimedJob, ClaimRequest, CompleteItem, FailItem, LeaseRequest, ListenCallbacks, ListenHandle,
+  LogItem, OpenTransaction, PooledStoreOptions, ProgressItem, ReleaseItem, ScheduleTick, SessionLock, Store,
+  StoreCapabilities, TransactionalCompletion,
 } from '../store.ts';
 import { takeSessionLock } from '../session-lock.ts';
 import { isPgClient } from '../detect.ts';
@@ -220,7 +220,7 @@ export class PostgresStore extends PortableStore implements Store {
 
   // ---------------------------------------------------------------- leases
 
-  async leaseAcquire(name: string, owner: string, ttlMs: number): Promise<number | null> {
+  async leaseAcquire({ name, owner, ttlMs }: LeaseRequest): Promise<number | null> {
     const rows = await this.rows(
       `INSERT INTO ${this.t.leases} AS l (name, owner, token, expires_at) VALUES ($1, $2, 1, now() + $3 * interval '1 millisecond')
        ON CONFLICT (name) DO UPDATE SET
@@ -276,7 +276,7 @@ export class PostgresStore extends PortableStore implements Store {
 
   // ---------------------------------------------------------------- schedules
 
-  async scheduleUpsert(d: ScheduleDef, nextRunAt: number | null, codeHash: string | null): Promise<void> {
+  async scheduleUpsert({ def: d, nextRunAt, codeHash }: { def: ScheduleDef; nextRunAt: number | null; codeHash: string | null }): Promise<void> {
     const at = (ms: number | null) => (ms === null ? null : new Date(ms));
     await this.own.query(
       `INSERT INTO ${this.t.schedules} AS s (key, name, cron, timezone, every_ms, start_at, end_at, max_runs, payload, options, overlap, missed, next_run_at, code_hash)
@@ -293,7 +293,7 @@ export class PostgresStore extends PortableStore implements Store {
     );
   }
 
-  async scheduleFire(key: string, fireAt: number, row: NewJobRow, skipIfLive: JobError | null): Promise<{ jobId: string; skipped: boolean } | null> {
+  async scheduleFire({ key, fireAt, row, skipIfLive }: ScheduleTick): Promise<{ jobId: string; skipped: boolean } | null> {
     return this.transaction(async (c) => {
       const tick = await c.query(
         `INSERT INTO ${this.t.ticks} (schedule_key, fire_at, job_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,

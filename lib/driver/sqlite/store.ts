@@ -10,7 +10,7 @@
  * short busy_timeout and SQLITE_BUSY is retried asynchronously.
  */
 import type BetterSqlite3 from 'better-sqlite3';
-import type { EnqueueResult, JobState, NewJobRow, JobError } from '../../model.ts';
+import type { EnqueueResult, JobState, NewJobRow } from '../../model.ts';
 import { checkNotNewer, loadMigrations } from '../migrations.ts';
 import { claimOrder, textCodec, toClaimedJob } from '../rows.ts';
 import type { ScheduleDef } from '../../schedule/schedule.ts';
@@ -23,8 +23,8 @@ import { attemptRecord, jobRetryLater } from './fail.ts';
 import { jobOwned, jobRelease, jobSaveProgress, logInsert } from './writes.ts';
 import type { Outcome, SqlRunner, Statement } from '../portable/statement.ts';
 import type {
-  ClaimedJob, ClaimRequest, CompleteItem, FailItem, Fenced, LogItem, ProgressItem, ReleaseItem, Store,
-  StoreCapabilities, TransactionalCompletion,
+  ClaimedJob, ClaimRequest, CompleteItem, FailItem, Fenced, LeaseRequest, LogItem, ProgressItem, ReleaseItem,
+  ScheduleTick, Store, StoreCapabilities, TransactionalCompletion,
 } from '../store.ts';
 
 type DB = BetterSqlite3.Database;
@@ -317,7 +317,7 @@ export class SqliteStore extends PortableStore implements Store {
 
   // ---------------------------------------------------------------- leases
 
-  async leaseAcquire(name: string, owner: string, ttlMs: number): Promise<number | null> {
+  async leaseAcquire({ name, owner, ttlMs }: LeaseRequest): Promise<number | null> {
     const row = await this.write(
       () =>
         this.q(`INSERT INTO ${this.t.leases} (name, owner, token, expires_at) VALUES (?, ?, 1, ${NOW} + ?)
@@ -334,7 +334,7 @@ export class SqliteStore extends PortableStore implements Store {
 
   // ---------------------------------------------------------------- schedules
 
-  async scheduleUpsert(d: ScheduleDef, nextRunAt: number | null, codeHash: string | null): Promise<void> {
+  async scheduleUpsert({ def: d, nextRunAt, codeHash }: { def: ScheduleDef; nextRunAt: number | null; codeHash: string | null }): Promise<void> {
     await this.write(() =>
       this.q(`INSERT INTO ${this.t.schedules} (key, name, cron, timezone, every_ms, start_at, end_at, max_runs, payload, options, overlap, missed, next_run_at, code_hash, updated_at)
           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ${NOW})
@@ -349,7 +349,7 @@ export class SqliteStore extends PortableStore implements Store {
     );
   }
 
-  async scheduleFire(key: string, fireAt: number, row: NewJobRow, skipIfLive: JobError | null): Promise<{ jobId: string; skipped: boolean } | null> {
+  async scheduleFire({ key, fireAt, row, skipIfLive }: ScheduleTick): Promise<{ jobId: string; skipped: boolean } | null> {
     return this.write(() => {
       const tick = this.q(`INSERT INTO ${this.t.ticks} (schedule_key, fire_at, job_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`).run(key, fireAt, row.id);
       if (tick.changes !== 1) return null;

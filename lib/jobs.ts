@@ -18,7 +18,7 @@ import { intInRange, resolveOptions, type JobsMode, type JobsOptions } from './o
 import { uuidv7 } from './uuid.ts';
 import { RateLimitedLog, SafeEvents } from './report.ts';
 import { Locks } from './locks.ts';
-import { LeaderElector, leadershipKey, type LeaderOptions } from './schedule/leader.ts';
+import { LeaderElector, leadershipKey, type LeaderOptions } from './maintenance/leader.ts';
 import type { RecurringOptions, ScheduleRecord, ScheduleSpec } from './schedule/schedule.ts';
 import { Schedules } from './schedule/schedules.ts';
 import { Maintenance } from './maintenance/service.ts';

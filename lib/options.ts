@@ -7,7 +7,7 @@ import type { Pool as PgPool } from 'pg';
 import type { Pool as MysqlPool } from 'mysql2';
 import type { Pool as MysqlPromisePool } from 'mysql2/promise';
 import { describe, validateName } from './model.ts';
-import type { LeaderOptions } from './schedule/leader.ts';
+import type { LeaderOptions } from './maintenance/leader.ts';
 import type { MssqlPoolLike } from './driver/mssql/store.ts';
 import type { SlonikPoolLike } from './driver/postgres/slonik.ts';
 import { validatePrefix } from './driver/store.ts';

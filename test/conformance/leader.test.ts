@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { forEachDialect, sleep, until, type TestDb } from '../helpers/dialects.ts';
 import type { Jobs } from '../../lib/index.ts';
 import { lockName } from '../../lib/driver/mysql/store.ts';
-import { leadershipKey } from '../../lib/schedule/leader.ts';
+import { leadershipKey } from '../../lib/maintenance/leader.ts';
 
 async function instances(t: TestDb, n: number): Promise<Jobs[]> {
   const out: Jobs[] = [];

@@ -24,7 +24,7 @@ import { createPool as createSlonikPool, type DatabasePool } from 'slonik';
 import { createJobs, jobsMiddleware, koaJobs, type Jobs, type RequestJobs } from '../../lib/index.ts';
 import { lockName } from '../../lib/driver/mysql/store.ts';
 import { MssqlStore } from '../../lib/driver/mssql/store.ts';
-import { leadershipKey } from '../../lib/schedule/leader.ts';
+import { leadershipKey } from '../../lib/maintenance/leader.ts';
 import { DIALECTS, MYSQL_URL, PG_URL, requireDatabase, sleep, until, type TestDb } from '../helpers/dialects.ts';
 import { poolSettled, setupShop, visible, writeOrder } from '../helpers/http.ts';
 

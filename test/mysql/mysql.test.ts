@@ -8,7 +8,7 @@ import mysql from 'mysql2/promise';
 import type { PoolConnection } from 'mysql2/promise';
 import { MYSQL_URL, mysqlDialect as factory, requireDatabase, sleep, until, type TestDb } from '../helpers/dialects.ts';
 import { lockName } from '../../lib/driver/mysql/store.ts';
-import { leadershipKey } from '../../lib/schedule/leader.ts';
+import { leadershipKey } from '../../lib/maintenance/leader.ts';
 import { countStatements } from '../helpers/statements.ts';
 import { loadMigrations } from '../../lib/driver/migrations.ts';
 import { createJobs, type Jobs } from '../../lib/index.ts';

@@ -168,7 +168,7 @@ export class Jobs<M extends JobMap = {}> {
   async writeRows(rows: NewJobRow[]): Promise<EnqueueResult[]> {
     if (!rows.length) return [];
     if (this.db.capabilities.syncEnqueue) return this.afterEnqueue(rows, this.writeSync(rows, undefined), false);
-    return this.afterEnqueue(rows, await this.db.jobInsertMany(rows), false);
+    return this.afterEnqueue(rows, await this.db.jobInsertMany({ rows }), false);
   }
 
   /** Open a transaction on the app's database for a request's unit of work. @internal */
@@ -203,7 +203,7 @@ export class Jobs<M extends JobMap = {}> {
     const row = this.row(name, payload, opts ?? {});
     const tx = givenTx(opts, `job "${name}": opts.tx`, name);
     if (this.db.capabilities.syncEnqueue) return this.afterEnqueue([row], this.writeSync([row], tx), tx !== undefined)[0];
-    return this.afterEnqueue([row], await this.db.jobInsertMany([row], tx), tx !== undefined)[0];
+    return this.afterEnqueue([row], await this.db.jobInsertMany({ rows: [row], tx }), tx !== undefined)[0];
   }
 
   /**
@@ -218,7 +218,7 @@ export class Jobs<M extends JobMap = {}> {
           '(and vanish if it rolls back); to join it, call jobs.enqueueSync() inside db.transaction() or pass { tx: db }; otherwise enqueue after it ends',
       );
     }
-    return this.db.jobInsertManySync!(rows, tx);
+    return this.db.jobInsertManySync!({ rows, tx });
   }
 
   /**
@@ -228,7 +228,7 @@ export class Jobs<M extends JobMap = {}> {
   enqueueSync<K extends JobName<M>>(name: K, payload: PayloadOf<M, K>, opts: Omit<EnqueueOptions, 'tx'> = {}): EnqueueResult {
     if (!this.db.jobInsertManySync) throw new Error(`enqueueSync needs a better-sqlite3 database; this instance uses ${this.db.dialect}: use await jobs.enqueue(..., { tx })`);
     const row = this.row(name, payload, opts);
-    return this.afterEnqueue([row], this.db.jobInsertManySync([row]), true)[0];
+    return this.afterEnqueue([row], this.db.jobInsertManySync({ rows: [row] }), true)[0];
   }
 
   /** Enqueue many jobs in one round trip per chunk. */
@@ -243,7 +243,7 @@ export class Jobs<M extends JobMap = {}> {
     const tx = givenTx(opts, 'enqueueMany: opts.tx');
     if (!rows.length) return [];
     if (this.db.capabilities.syncEnqueue) return this.afterEnqueue(rows, this.writeSync(rows, tx), tx !== undefined);
-    return this.afterEnqueue(rows, await this.db.jobInsertMany(rows, tx), tx !== undefined);
+    return this.afterEnqueue(rows, await this.db.jobInsertMany({ rows, tx }), tx !== undefined);
   }
 
   /** Wake this process's worker and emit 'enqueued'; inside a caller's transaction, only after the current tick (it may still roll back). */

@@ -90,6 +90,12 @@ export interface ReleaseItem extends Fenced {
   refund: boolean;
 }
 
+/** Jobs to insert, and the caller's open transaction to insert them in (dialect specific), if any. */
+export interface InsertBatch {
+  rows: NewJobRow[];
+  tx?: unknown;
+}
+
 export interface CheckpointItem extends Fenced {
   stateJson: string;
 }
@@ -254,9 +260,9 @@ export interface JobWrites {
    * Insert jobs (one round trip per chunk). Rows with a refId that matches a live job return that
    * job with existed = true. `tx` is the caller's open transaction (dialect specific).
    */
-  jobInsertMany(rows: NewJobRow[], tx?: unknown): Promise<EnqueueResult[]>;
+  jobInsertMany(batch: InsertBatch): Promise<EnqueueResult[]>;
   /** Synchronous enqueue, only when capabilities.syncEnqueue (`tx`, when given, must be the app's own handle). */
-  jobInsertManySync?(rows: NewJobRow[], tx?: unknown): EnqueueResult[];
+  jobInsertManySync?(batch: InsertBatch): EnqueueResult[];
   jobClaim(req: ClaimRequest): Promise<ClaimedJob[]>;
   /** Move completed attempts to history. Returns the ids that were still owned. */
   jobCompleteMany(items: CompleteItem[]): Promise<Set<string>>;

@@ -377,7 +377,7 @@ describe('SQL Server store wiring (no server)', () => {
     const jobs = createJobs({ db: pool, tablePrefix: 'app_', worker: false });
     expect(jobs.dialect).to.equal('mssql');
     const store = jobs.store as MssqlStore;
-    const wrong = await store.jobInsertMany([row()], pool).catch((e: Error) => e);
+    const wrong = await store.jobInsertMany({ rows: [row()], tx: pool }).catch((e: Error) => e);
     expect((wrong as Error).message).to.match(/opts.tx on SQL Server must be an mssql Transaction/);
     await jobs.close({ timeout: 100 }).catch(() => undefined);
   });

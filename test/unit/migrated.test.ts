@@ -59,7 +59,7 @@ describe('migrated store view', () => {
   it('calls synchronous verbs, close() and the dialect fields as they are, without migrating', async () => {
     const { store, calls } = fakeStore(0);
     const { view } = migratedStore(store);
-    expect(view.jobInsertManySync!([])).to.deep.equal([]);
+    expect(view.jobInsertManySync!({ rows: [] })).to.deep.equal([]);
     expect(view.appInTransaction!()).to.equal(false);
     expect(view.capabilities.syncEnqueue).to.equal(true);
     expect(view.beginTransaction).to.equal(undefined);

@@ -12,7 +12,7 @@
  * (SYSUTCDATETIME, DATETIME2(3), read back as UTC Dates: mssql's default useUTC).
  */
 import { createRequire } from 'node:module';
-import type { EnqueueResult, NewJobRow } from '../../model.ts';
+import type { EnqueueResult } from '../../model.ts';
 import type { ScheduleDef } from '../../schedule/schedule.ts';
 import { checkNotNewer, loadMigrations, splitStatements } from '../migrations.ts';
 import { APP_LOCK_SHOWN, MssqlSql } from './statements.ts';
@@ -29,7 +29,7 @@ import { mssql as mssqlDialect } from '../portable/dialect.ts';
 import { PortableStore } from '../portable/engine.ts';
 import type { Outcome, SqlRunner, Statement } from '../portable/statement.ts';
 import type {
-  ClaimedJob, ClaimRequest, CompleteItem, FailItem, LeaseRequest, LogItem, OpenTransaction,
+  ClaimedJob, ClaimRequest, CompleteItem, FailItem, InsertBatch, LeaseRequest, LogItem, OpenTransaction,
   PooledStoreOptions, ProgressItem, ReleaseItem, ScheduleTick, SessionLock, Store, StoreCapabilities,
   TransactionalCompletion,
 } from '../store.ts';
@@ -265,7 +265,7 @@ IF @r < 0 THROW 50001, 'sqljobs: could not take the migration lock', 1;`, [{ nam
 
   // ---------------------------------------------------------------- enqueue
 
-  async jobInsertMany(rows: NewJobRow[], tx?: unknown): Promise<EnqueueResult[]> {
+  async jobInsertMany({ rows, tx }: InsertBatch): Promise<EnqueueResult[]> {
     let target: MssqlPoolLike | MssqlTransactionLike = this.app;
     if (tx !== undefined) {
       if (!isMssqlTransaction(tx)) throw new TypeError('opts.tx on SQL Server must be an mssql Transaction (pool.transaction()) after begin()');

@@ -35,9 +35,9 @@ import { holdMysqlConnection, openTransaction, withHeld } from '../held.ts';
 import { claimOrder, toClaimedJob, type RowCodec } from '../rows.ts';
 import { settleEnqueue } from '../sql.ts';
 import type {
-  ClaimedJob, ClaimRequest, CompleteItem, FailItem, Fenced, LeaseRequest, LogItem, OpenTransaction,
-  PooledStoreOptions, ProgressItem, ReleaseItem, ScheduleTick, SessionLock, Store, StoreCapabilities,
-  TransactionalCompletion,
+  ClaimedJob, ClaimRequest, CompleteItem, FailItem, Fenced, InsertBatch, LeaseRequest, LogItem,
+  OpenTransaction, PooledStoreOptions, ProgressItem, ReleaseItem, ScheduleTick, SessionLock, Store,
+  StoreCapabilities, TransactionalCompletion,
 } from '../store.ts';
 
 const NOW = 'UTC_TIMESTAMP(3)';
@@ -187,7 +187,7 @@ export class MysqlStore extends PortableStore implements Store {
 
   // ---------------------------------------------------------------- enqueue
 
-  async jobInsertMany(rows: NewJobRow[], tx?: unknown): Promise<EnqueueResult[]> {
+  async jobInsertMany({ rows, tx }: InsertBatch): Promise<EnqueueResult[]> {
     let target: Queryable = this.app;
     if (tx !== undefined) target = await this.callerTransaction(tx);
     return this.insertJobs(rows, target);

@@ -8,13 +8,13 @@
  * connection. LISTEN uses one dedicated client that reconnects and then asks for a catch-up poll.
  */
 import type { Pool, PoolClient, PoolConfig, Client, QueryResultRow } from 'pg';
-import type { EnqueueResult, NewJobRow } from '../../model.ts';
+import type { EnqueueResult } from '../../model.ts';
 import { checkNotNewer, loadMigrations, splitStatements } from '../migrations.ts';
 import { claimOrder, nativeCodec, toClaimedJob } from '../rows.ts';
 import type { ScheduleDef } from '../../schedule/schedule.ts';
 import { settleEnqueue } from '../sql.ts';
 import type {
-  ClaimedJob, ClaimRequest, CompleteItem, FailItem, LeaseRequest, ListenCallbacks, ListenHandle,
+  ClaimedJob, ClaimRequest, CompleteItem, FailItem, InsertBatch, LeaseRequest, ListenCallbacks, ListenHandle,
   LogItem, OpenTransaction, PooledStoreOptions, ProgressItem, ReleaseItem, ScheduleTick, SessionLock, Store,
   StoreCapabilities, TransactionalCompletion,
 } from '../store.ts';
@@ -152,7 +152,7 @@ export class PostgresStore extends PortableStore implements Store {
 
   // ---------------------------------------------------------------- enqueue
 
-  async jobInsertMany(rows: NewJobRow[], tx?: unknown): Promise<EnqueueResult[]> {
+  async jobInsertMany({ rows, tx }: InsertBatch): Promise<EnqueueResult[]> {
     const run = (text: string, values: unknown[]) => (tx === undefined ? this.app.query(text, values) : this.app.queryOn(tx, text, values));
     // Statements on a caller's client run one at a time (pg deprecates concurrent queries on one client).
     return settleEnqueue(rows, CHUNK_BYTES, 5000, async (chunk) => {

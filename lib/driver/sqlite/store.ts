@@ -23,8 +23,8 @@ import { attemptRecord, jobRetryLater } from './fail.ts';
 import { jobOwned, jobRelease, jobSaveProgress, logInsert } from './writes.ts';
 import type { Outcome, SqlRunner, Statement } from '../portable/statement.ts';
 import type {
-  ClaimedJob, ClaimRequest, CompleteItem, FailItem, Fenced, LeaseRequest, LogItem, ProgressItem, ReleaseItem,
-  ScheduleTick, Store, StoreCapabilities, TransactionalCompletion,
+  ClaimedJob, ClaimRequest, CompleteItem, FailItem, Fenced, InsertBatch, LeaseRequest, LogItem, ProgressItem,
+  ReleaseItem, ScheduleTick, Store, StoreCapabilities, TransactionalCompletion,
 } from '../store.ts';
 
 type DB = BetterSqlite3.Database;
@@ -183,7 +183,7 @@ export class SqliteStore extends PortableStore implements Store {
 
   // ---------------------------------------------------------------- enqueue
 
-  jobInsertManySync(rows: NewJobRow[], tx?: unknown): EnqueueResult[] {
+  jobInsertManySync({ rows, tx }: InsertBatch): EnqueueResult[] {
     if (tx !== undefined && tx !== this.app) {
       throw new TypeError('opts.tx on SQLite must be the better-sqlite3 Database given to createJobs, used inside its db.transaction() callback');
     }
@@ -199,8 +199,8 @@ export class SqliteStore extends PortableStore implements Store {
     return this.app.transaction(() => rows.map(one))();
   }
 
-  async jobInsertMany(rows: NewJobRow[], tx?: unknown): Promise<EnqueueResult[]> {
-    return this.jobInsertManySync(rows, tx);
+  async jobInsertMany({ rows, tx }: InsertBatch): Promise<EnqueueResult[]> {
+    return this.jobInsertManySync({ rows, tx });
   }
 
   appInTransaction(): boolean {

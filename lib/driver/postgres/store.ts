@@ -21,7 +21,7 @@ import type {
 import { takeSessionLock } from '../session-lock.ts';
 import { isPgClient } from '../detect.ts';
 import { jobsEnqueue } from './enqueue.ts';
-import { jobsClaim } from './claim.ts';
+import { CLAIM_PLANNER, jobsClaim } from './claim.ts';
 import { jobsComplete } from './complete.ts';
 import { jobsFail } from './fail.ts';
 import { jobsRelease } from './release.ts';
@@ -86,11 +86,7 @@ const rollback = (c: PoolClient) => c.query('ROLLBACK');
 export class PostgresStore extends PortableStore implements Store {
   readonly capabilities: StoreCapabilities = { notify: true, syncEnqueue: false };
   private readonly own: Pool;
-  /**
-   * One connection for claims, planned to walk the claim index in order. A queue table's
-   * statistics are always stale (it fills and drains between ANALYZE runs); with too few rows
-   * estimated, the planner would read every pending row into a bitmap and sort it on each claim.
-   */
+  /** One connection for claims, planned to walk the claim index (see CLAIM_PLANNER in claim.ts). */
   private readonly claimer: Pool;
   private readonly jobsChannel: string;
   private readonly cancelChannel: string;
@@ -126,8 +122,9 @@ export class PostgresStore extends PortableStore implements Store {
     const base = this.app.config;
     this.own = new Ctor({ ...base, max: opts.workerPoolSize, idleTimeoutMillis: 30_000, allowExitOnIdle: true });
     this.own.on('error', () => undefined); // an idle private connection dropped by the server is replaced on next use
-    const planner = '-c enable_bitmapscan=off -c enable_seqscan=off -c enable_sort=off';
-    this.claimer = new Ctor({ ...base, max: 1, idleTimeoutMillis: 30_000, allowExitOnIdle: true, options: [base.options, planner].filter(Boolean).join(' ') });
+    this.claimer = new Ctor({ ...base, max: 1, idleTimeoutMillis: 30_000, allowExitOnIdle: true });
+    // Queued on the client before any claim (a failure surfaces on the claim that follows).
+    this.claimer.on('connect', (client) => void client.query(CLAIM_PLANNER).catch(() => undefined));
     this.claimer.on('error', () => undefined);
   }
 

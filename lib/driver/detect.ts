@@ -25,6 +25,28 @@ function shape(v: unknown): string {
   return `${name}${keys.length ? ` with keys ${keys.join(', ')}` : ''}`;
 }
 
+/** ORM and query-builder transactions, recognised by shape so that a refusal can name them. */
+const ORM_SHAPES: [string, (o: Record<string, unknown>) => boolean][] = [
+  ['a Knex transaction', (o) => o.isTransaction === true && fn(o, 'commit') && fn(o, 'raw')],
+  ['a Prisma client', (o) => fn(o, '$executeRaw') || fn(o, '$queryRaw')],
+  ['a Kysely instance or transaction', (o) => fn(o, 'selectFrom') && fn(o, 'insertInto')],
+  ['a Drizzle database or transaction', (o) => fn(o, 'select') && o.session != null && typeof o.session === 'object'],
+  ['a TypeORM EntityManager', (o) => fn(o, 'getRepository') && 'queryRunner' in o],
+  ['a Sequelize Transaction', (o) => fn(o, 'commit') && fn(o, 'rollback') && o.sequelize != null],
+];
+
+/**
+ * What the caller gave as opts.tx, in words, for a refusal: an ORM's transaction is named as such
+ * (not taken yet: the driver connection it runs on is), anything else by its shape.
+ */
+export function describeTx(tx: unknown): string {
+  if (tx !== null && (typeof tx === 'object' || typeof tx === 'function')) {
+    const orm = ORM_SHAPES.find(([, match]) => match(tx as Record<string, unknown>));
+    if (orm) return `${orm[0]} (ORM transactions are not taken yet: pass the driver connection it runs on)`;
+  }
+  return shape(tx);
+}
+
 /** A pg client handed as opts.tx: a PoolClient or Client, which must be inside BEGIN. */
 export function isPgClient(tx: unknown): boolean {
   const o = tx as Record<string, unknown>;

@@ -101,3 +101,22 @@ describe('driver detection', () => {
     });
   });
 });
+
+describe('opts.tx refusals say what they received', () => {
+  it('names an ORM transaction as such, anything else by its shape', async () => {
+    const { describeTx } = await import('../../lib/driver/detect.ts');
+    const knexTrx = Object.assign(() => undefined, { isTransaction: true, commit: () => undefined, raw: () => undefined });
+    expect(describeTx(knexTrx)).to.match(/^a Knex transaction \(ORM transactions are not taken yet/);
+    expect(describeTx({ $executeRaw: () => 0, $queryRaw: () => [] })).to.match(/^a Prisma client/);
+    expect(describeTx({ selectFrom: () => 0, insertInto: () => 0 })).to.match(/^a Kysely/);
+    expect(describeTx({ select: () => 0, session: {} })).to.match(/^a Drizzle/);
+    expect(describeTx({ getRepository: () => 0, queryRunner: undefined })).to.match(/^a TypeORM EntityManager/);
+    expect(describeTx({ commit: () => 0, rollback: () => 0, sequelize: {} })).to.match(/^a Sequelize Transaction/);
+    class Pool {
+      totalCount = 0;
+    }
+    expect(describeTx(new Pool())).to.equal('Pool with keys totalCount');
+    expect(describeTx(undefined)).to.equal('undefined');
+    expect(describeTx('tx')).to.equal('string "tx"');
+  });
+});

@@ -18,6 +18,7 @@ import { checkNotNewer, loadMigrations, splitStatements } from '../migrations.ts
 import { APP_LOCK_SHOWN, MssqlSql } from './statements.ts';
 import type { Param, ParamType, Stmt } from './tsql.ts';
 import { claimOrder, textCodec, toClaimedJob, type RowCodec } from '../rows.ts';
+import { describeTx } from '../detect.ts';
 import { takeSessionLock } from '../session-lock.ts';
 import { settleEnqueue } from '../sql.ts';
 import { jobsEnqueue } from './enqueue.ts';
@@ -268,7 +269,7 @@ IF @r < 0 THROW 50001, 'sqljobs: could not take the migration lock', 1;`, [{ nam
   async jobInsertMany({ rows, tx }: InsertBatch): Promise<EnqueueResult[]> {
     let target: MssqlPoolLike | MssqlTransactionLike = this.app;
     if (tx !== undefined) {
-      if (!isMssqlTransaction(tx)) throw new TypeError('opts.tx on SQL Server must be an mssql Transaction (pool.transaction()) after begin()');
+      if (!isMssqlTransaction(tx)) throw new TypeError(`opts.tx on SQL Server must be an mssql Transaction (pool.transaction()) after begin(); got ${describeTx(tx)}`);
       target = tx;
     }
     return settleEnqueue(rows, CHUNK_BYTES, 1000, async (chunk) => {

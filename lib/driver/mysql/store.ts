@@ -30,6 +30,7 @@ import { jobsClaimPick, jobsClaimTake } from './claim.ts';
 import { jobsLockRunning, jobsMoveToHistory } from './move.ts';
 import { attemptsRecord, jobRetryLater } from './fail.ts';
 import { jobRelease, jobSaveProgress, jobsLockShared, logsInsert } from './writes.ts';
+import { describeTx } from '../detect.ts';
 import { takeSessionLock } from '../session-lock.ts';
 import { holdMysqlConnection, openTransaction, withHeld } from '../held.ts';
 import { claimOrder, toClaimedJob, type RowCodec } from '../rows.ts';
@@ -196,7 +197,7 @@ export class MysqlStore extends PortableStore implements Store {
   /** The caller's opts.tx: a mysql2 connection (either flavour) inside a transaction. */
   private async callerTransaction(tx: unknown): Promise<Queryable> {
     const c = promiseConnection(tx);
-    if (!c) throw new TypeError('opts.tx on MySQL/MariaDB must be a mysql2 connection (from pool.getConnection()) inside beginTransaction()');
+    if (!c) throw new TypeError(`opts.tx on MySQL/MariaDB must be a mysql2 connection (from pool.getConnection()) inside beginTransaction(); got ${describeTx(tx)}`);
     if (this.canCheckTx) {
       try {
         const [rows] = await c.query('SELECT @@in_transaction AS t');

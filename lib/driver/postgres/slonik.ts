@@ -13,6 +13,7 @@ import type { Client, Pool, PoolConfig } from 'pg';
 import type { OpenTransaction } from '../store.ts';
 import { PostgresStore, type PgAppSide } from './store.ts';
 import type { PooledStoreOptions } from '../store.ts';
+import { describeTx } from '../detect.ts';
 
 type Row = Record<string, unknown>;
 type QueryToken = unknown;
@@ -61,9 +62,9 @@ export function slonikAppSide(pool: SlonikPoolLike): PgAppSide {
     query: (text, values) => run(pool, text, values),
     queryOn: (tx, text, values) => {
       if (isSlonikPool(tx)) {
-        throw new TypeError('opts.tx on slonik must be the connection a transaction handler receives (pool.transaction(async (t) => ...)), not the pool');
+        throw new TypeError('opts.tx on slonik must be the connection a transaction handler receives (pool.transaction(async (t) => ...)); got the pool');
       }
-      if (!isSlonikConnection(tx)) throw new TypeError('opts.tx on slonik must be the connection a transaction handler receives (pool.transaction(async (t) => ...))');
+      if (!isSlonikConnection(tx)) throw new TypeError(`opts.tx on slonik must be the connection a transaction handler receives (pool.transaction(async (t) => ...)); got ${describeTx(tx)}`);
       return run(tx, text, values);
     },
     begin: () => beginOnSlonik(pool),

@@ -19,7 +19,7 @@ import type {
   StoreCapabilities, TransactionalCompletion,
 } from '../store.ts';
 import { takeSessionLock } from '../session-lock.ts';
-import { isPgClient } from '../detect.ts';
+import { describeTx, isPgClient } from '../detect.ts';
 import { jobsEnqueue } from './enqueue.ts';
 import { CLAIM_PLANNER, jobsClaim } from './claim.ts';
 import { jobsComplete } from './complete.ts';
@@ -64,7 +64,7 @@ export function pgAppSide(pool: Pool): PgAppSide {
     Client: (pool as unknown as { Client: ClientCtor }).Client,
     query: async (text, values) => (await pool.query(text, values)).rows,
     queryOn: async (tx, text, values) => {
-      if (!isPgClient(tx)) throw new TypeError('opts.tx on PostgreSQL must be a pg client (from pool.connect()) inside BEGIN');
+      if (!isPgClient(tx)) throw new TypeError(`opts.tx on PostgreSQL must be a pg client (from pool.connect()) inside BEGIN; got ${describeTx(tx)}`);
       const status = (tx as { getTransactionStatus?: () => string }).getTransactionStatus?.();
       if (status === 'I') throw new TypeError('opts.tx: the pg client is not inside a transaction (run BEGIN first), so the job would not be part of it');
       return (await (tx as PoolClient).query(text, values)).rows;

@@ -12,6 +12,7 @@
 import type BetterSqlite3 from 'better-sqlite3';
 import type { EnqueueResult, JobState, NewJobRow } from '../../model.ts';
 import { checkNotNewer, loadMigrations } from '../migrations.ts';
+import { describeTx } from '../detect.ts';
 import { claimOrder, textCodec, toClaimedJob } from '../rows.ts';
 import type { ScheduleDef } from '../../schedule/schedule.ts';
 import { sqlite as sqliteDialect } from '../portable/dialect.ts';
@@ -185,7 +186,7 @@ export class SqliteStore extends PortableStore implements Store {
 
   jobInsertManySync({ rows, tx }: InsertBatch): EnqueueResult[] {
     if (tx !== undefined && tx !== this.app) {
-      throw new TypeError('opts.tx on SQLite must be the better-sqlite3 Database given to createJobs, used inside its db.transaction() callback');
+      throw new TypeError(`opts.tx on SQLite must be the better-sqlite3 Database given to createJobs, used inside its db.transaction() callback; got ${describeTx(tx)}`);
     }
     const insert = this.qa(this.hot.insert.text);
     const one = (r: NewJobRow): EnqueueResult => {

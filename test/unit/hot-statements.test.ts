@@ -8,10 +8,8 @@
  * databases in test/store/ and the conformance suite.
  */
 import { expect } from 'chai';
-import Database from 'better-sqlite3';
-import { parse } from 'libpg-query';
+import { expectPostgresParses, expectSqliteRuns } from '../helpers/offline-sql.ts';
 import { buildJobRow } from '../../lib/model.ts';
-import { loadMigrations } from '../../lib/driver/migrations.ts';
 import { tables } from '../../lib/driver/portable/statement.ts';
 import type { ClaimRequest, FailItem } from '../../lib/driver/store.ts';
 import * as pgEnqueue from '../../lib/driver/postgres/enqueue.ts';
@@ -142,30 +140,7 @@ describe('hot statements, each dialect its own, without a server', () => {
     });
   }
 
-  it('PostgreSQL: every statement parses with PostgreSQL\'s own parser', async () => {
-    for (const [name, s] of HOT.postgres) {
-      const tree = await parse(s.text).catch((err: Error) => expect.fail(`${name}: ${err.message}`));
-      expect(tree.stmts?.length, name).to.equal(1);
-    }
-  });
+  it("PostgreSQL: every statement parses with PostgreSQL's own parser", () => expectPostgresParses(HOT.postgres));
 
-  it('SQLite: every statement runs on the real schema with its values (rolled back)', () => {
-    const db = new Database(':memory:');
-    for (const m of loadMigrations('sqlite', 'app_')) db.exec(m.sql);
-    db.exec('BEGIN');
-    try {
-      for (const [name, s] of HOT.sqlite) {
-        const st = db.prepare(s.text);
-        try {
-          if (st.reader) st.all(...s.values);
-          else st.run(...s.values);
-        } catch (err) {
-          expect.fail(`${name}: ${(err as Error).message}`);
-        }
-      }
-    } finally {
-      db.exec('ROLLBACK');
-      db.close();
-    }
-  });
+  it('SQLite: every statement runs on the real schema with its values (rolled back)', () => expectSqliteRuns(HOT.sqlite));
 });

@@ -5,9 +5,7 @@
  * What they do runs against the databases in test/store/ and the conformance suite.
  */
 import { expect } from 'chai';
-import Database from 'better-sqlite3';
-import { parse } from 'libpg-query';
-import { loadMigrations } from '../../lib/driver/migrations.ts';
+import { expectPostgresParses, expectSqliteRuns } from '../helpers/offline-sql.ts';
 import type { Dialect } from '../../lib/driver/store.ts';
 import { HOSTILE, portableStatements, sqlFor } from '../helpers/portable.ts';
 
@@ -62,32 +60,9 @@ describe('portable statements, rendered for every dialect', () => {
     });
   }
 
-  it("PostgreSQL: every statement parses with PostgreSQL's own parser", async () => {
-    for (const [name, s] of portableStatements(sqlFor('postgres'))) {
-      const tree = await parse(s.text).catch((err: Error) => expect.fail(`${name}: ${err.message}`));
-      expect(tree.stmts?.length, name).to.equal(1);
-    }
-  });
+  it("PostgreSQL: every statement parses with PostgreSQL's own parser", () => expectPostgresParses(portableStatements(sqlFor('postgres'))));
 
-  it('SQLite: every statement runs on the real schema with its values (rolled back)', () => {
-    const db = new Database(':memory:');
-    for (const m of loadMigrations('sqlite', 'app_')) db.exec(m.sql);
-    db.exec('BEGIN');
-    try {
-      for (const [name, s] of portableStatements(sqlFor('sqlite'))) {
-        try {
-          const st = db.prepare(s.text);
-          if (st.reader) st.all(...s.values);
-          else st.run(...s.values);
-        } catch (err) {
-          expect.fail(`${name}: ${(err as Error).message}`);
-        }
-      }
-    } finally {
-      db.exec('ROLLBACK');
-      db.close();
-    }
-  });
+  it('SQLite: every statement runs on the real schema with its values (rolled back)', () => expectSqliteRuns(portableStatements(sqlFor('sqlite'))));
 
   it('catalogues hostile text that would break the statement if it entered it', () => {
     expect(HOSTILE).to.include("'").and.include('?').and.include('$1').and.include('@p1');

@@ -1,0 +1,73 @@
+/**
+ * The package as an app gets it: `npm pack` of this tree, installed in a fresh app with its
+ * runtime dependencies only (no devDependency of ours), then imported, type-checked against a
+ * snippet of the README's shape, and its CLI run.
+ */
+import { expect } from 'chai';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+const ROOT = path.resolve(import.meta.dirname, '..', '..');
+const TSC = path.join(ROOT, 'node_modules', '.bin', 'tsc');
+
+function run(cmd: string, args: string[], cwd: string): string {
+  return execFileSync(cmd, args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, npm_config_fund: 'false', npm_config_audit: 'false' } });
+}
+
+describe('the packed package, installed in a fresh app', function () {
+  this.timeout(240_000);
+  let dir = '';
+  let app = '';
+
+  before(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sqljobs-install-'));
+    const tarball = run('npm', ['pack', '--silent', '--pack-destination', dir], ROOT).trim().split('\n').pop()!;
+    app = path.join(dir, 'app');
+    fs.mkdirSync(app);
+    fs.writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name: 'app', version: '1.0.0', private: true, type: 'module' }));
+    run('npm', ['install', '--omit=dev', '--no-package-lock', path.join(dir, tarball)], app);
+  });
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it('ships the build, the migrations and the admin files, and no test, bench or source TypeScript', () => {
+    const pkg = path.join(app, 'node_modules', 'sqljobs');
+    for (const f of ['dist/lib/index.js', 'dist/lib/index.d.ts', 'dist/lib/cli.js', 'migrations/postgres/001_init.sql', 'views', 'public']) {
+      expect(fs.existsSync(path.join(pkg, f)), f).to.equal(true);
+    }
+    for (const f of ['test', 'bench', 'lib', 'examples']) expect(fs.existsSync(path.join(pkg, f)), f).to.equal(false);
+    // Only runtime dependencies came with it (no devDependency such as typescript or mocha).
+    expect(fs.existsSync(path.join(app, 'node_modules', 'typescript'))).to.equal(false);
+    expect(fs.existsSync(path.join(app, 'node_modules', 'mocha'))).to.equal(false);
+  });
+
+  it('imports, and its CLI runs', () => {
+    const out = run(process.execPath, ['--input-type=module', '-e', "const m = await import('sqljobs'); console.log(typeof m.createJobs, typeof m.jobsMiddleware, typeof m.jobsAdmin)"], app);
+    expect(out.trim()).to.equal('function function function');
+    const help = run(process.execPath, [path.join(app, 'node_modules', '.bin', 'sqljobs'), '--help'], app);
+    expect(help).to.match(/^usage: sqljobs <worker\|migrate\|status>/);
+  });
+
+  it('type-checks an app written as the README shows: payloads typed from the job map', () => {
+    fs.writeFileSync(
+      path.join(app, 'app.ts'),
+      `import { createJobs } from 'sqljobs';
+declare const db: Parameters<typeof createJobs>[0]['db'];
+const jobs = createJobs<{ 'send-receipt': { orderId: number; email: string } }>({ db, worker: { concurrency: 10 } });
+jobs.define('send-receipt', async (payload, ctx) => {
+  ctx.log(\`sending to \${payload.email}\`);
+  return payload.orderId + 1;
+});
+export const ok = jobs.enqueue('send-receipt', { orderId: 42, email: 'a@example.com' }, { delay: 1000 });
+// @ts-expect-error the payload's orderId is a number
+export const wrong = jobs.enqueue('send-receipt', { orderId: '42', email: 'a@example.com' });
+`,
+    );
+    fs.writeFileSync(
+      path.join(app, 'tsconfig.json'),
+      JSON.stringify({ compilerOptions: { strict: true, module: 'nodenext', moduleResolution: 'nodenext', target: 'es2022', noEmit: true, skipLibCheck: true, types: [] }, files: ['app.ts'] }),
+    );
+    run(TSC, ['-p', 'tsconfig.json'], app);
+  });
+});

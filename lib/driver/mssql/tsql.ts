@@ -4,6 +4,8 @@
  * millisecond arithmetic, the columns live and history share.
  */
 import type { BindType } from '../portable/statement.ts';
+import { mssql } from '../portable/dialect.ts';
+import { SHARED_COLUMNS } from '../columns.ts';
 
 /** The SQL Server types parameters are bound with (mapped to the driver's types by the store). */
 export type ParamType = BindType;
@@ -53,8 +55,4 @@ export function fromEpoch(ms: string): string {
  * Columns both tables share, in one order, so a move between them is INSERT ... SELECT.
  * CHECKPOINT is a reserved word in T-SQL: that column is always written delimited.
  */
-export const COMMON = [
-  'id', 'name', 'queue', 'payload', 'payload_bin', 'priority', 'attempts', 'max_attempts', 'timeout_ms', 'backoff',
-  'run_at', 'created_at', 'started_at', 'ref_id', 'tag', 'batch_id', 'created_by', 'meta', 'progress', 'progress_message',
-  '[checkpoint]', 'error', 'worker_id',
-];
+export const COMMON = SHARED_COLUMNS.map((c) => mssql.col(c));

@@ -10,16 +10,11 @@
 import { read, write, type Statement } from './statement.ts';
 import type { Sql } from './sql.ts';
 import type { SqlDialect } from './dialect.ts';
+import { sharedColumns } from '../columns.ts';
 
-/** Columns both job tables share, in one order, so a move between them is INSERT … SELECT. */
-const SHARED = [
-  'id', 'name', 'queue', 'payload', 'payload_bin', 'priority', 'attempts', 'max_attempts', 'timeout_ms', 'backoff',
-  'run_at', 'created_at', 'started_at', 'ref_id', 'tag', 'batch_id', 'created_by', 'meta', 'progress', 'progress_message',
-  'checkpoint', 'error', 'worker_id',
-];
-
+/** The columns both job tables share (../columns.ts), as this dialect writes them. */
 function shared(d: SqlDialect): string {
-  return SHARED.map((c) => d.col(c)).join(', ');
+  return sharedColumns(d.col);
 }
 
 /**
@@ -27,15 +22,15 @@ function shared(d: SqlDialect): string {
  * one attempt left (max_attempts raised to attempts + 1 when it ran out).
  */
 function retried(d: SqlDialect): string {
-  const again: Record<string, string> = {
+  const again = {
     max_attempts: 'CASE WHEN max_attempts > attempts THEN max_attempts ELSE attempts + 1 END',
     run_at: d.now,
     started_at: 'NULL',
     progress: 'NULL',
     progress_message: 'NULL',
     worker_id: 'NULL',
-  };
-  return SHARED.map((c) => again[c] ?? d.col(c)).join(', ');
+  } as const;
+  return sharedColumns(d.col, again);
 }
 
 // ---------------------------------------------------------------- cancel

@@ -17,7 +17,7 @@ import type { ScheduleDef } from '../../schedule/schedule.ts';
 import { checkNotNewer, loadMigrations, splitStatements } from '../migrations.ts';
 import { APP_LOCK_SHOWN, MssqlSql } from './statements.ts';
 import type { Param, ParamType, Stmt } from './tsql.ts';
-import { claimOrder, textCodec, toClaimedJob, type RowCodec } from '../rows.ts';
+import { claimOrder, toClaimedJob } from '../rows.ts';
 import { describeTx } from '../detect.ts';
 import { takeSessionLock } from '../session-lock.ts';
 import { settleEnqueue } from '../sql.ts';
@@ -70,7 +70,7 @@ export interface MssqlPoolLike {
 }
 
 /** Rows from tedious: DATETIME2 as UTC Dates, JSON as NVARCHAR text, BIGINT as strings, BIT as booleans. */
-const codec: RowCodec = { date: (v) => (v == null ? null : v instanceof Date ? v : new Date(v as string)), json: textCodec.json };
+const codec = mssqlDialect.codec;
 
 const CHUNK_BYTES = 4 * 1024 * 1024;
 /** SQL Server errors for a duplicate key (unique index / constraint). */
@@ -424,9 +424,7 @@ IF @r < 0 THROW 50001, 'sqljobs: could not take the migration lock', 1;`, [{ nam
     return { jobId: row.id, skipped: r.live === true || r.live === 1 };
   }
 
-  // ---------------------------------------------------------------- reads and admin verbs
-
-  // ---------------------------------------------------------------- admin verbs
+  // ---------------------------------------------------------------- the request's transaction
 
   /** A Transaction on the app's pool, begun; commit and rollback wait for statements in flight. */
   async beginTransaction(): Promise<OpenTransaction> {

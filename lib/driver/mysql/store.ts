@@ -21,9 +21,9 @@ import type { Pool as PromisePool, PoolConnection, ResultSetHeader } from 'mysql
 import type { EnqueueResult, NewJobRow } from '../../model.ts';
 import type { ScheduleDef } from '../../schedule/schedule.ts';
 import { checkNotNewer, loadMigrations, splitStatements } from '../migrations.ts';
-import { mysql as mysqlDialect } from '../portable/dialect.ts';
+import { mysql as mysqlDialect, utc } from '../portable/dialect.ts';
 import { PortableStore } from '../portable/engine.ts';
-import type { Outcome, SqlRunner, Statement } from '../portable/statement.ts';
+import type { Outcome, SqlRunner, Statement, Tables } from '../portable/statement.ts';
 import { historyPrune, historyPrunePick } from '../portable/admin.ts';
 import { jobsByRef, jobsInsert } from './enqueue.ts';
 import { jobsClaimPick, jobsClaimTake } from './claim.ts';
@@ -33,7 +33,7 @@ import { jobRelease, jobSaveProgress, jobsLockShared, logsInsert } from './write
 import { describeTx } from '../detect.ts';
 import { takeSessionLock } from '../session-lock.ts';
 import { holdMysqlConnection, openTransaction, withHeld } from '../held.ts';
-import { claimOrder, toClaimedJob, type RowCodec } from '../rows.ts';
+import { claimOrder, toClaimedJob } from '../rows.ts';
 import { settleEnqueue } from '../sql.ts';
 import type {
   ClaimedJob, ClaimRequest, CompleteItem, FailItem, Fenced, InsertBatch, LeaseRequest, LogItem,
@@ -41,7 +41,7 @@ import type {
   StoreCapabilities, TransactionalCompletion,
 } from '../store.ts';
 
-const NOW = 'UTC_TIMESTAMP(3)';
+const NOW = mysqlDialect.now;
 /** Keep each enqueue statement well under the server's default max_allowed_packet (16 MiB). */
 const CHUNK_BYTES = 4 * 1024 * 1024;
 /** 17 placeholders a row: stay far below the 65,535 placeholder limit. */
@@ -56,15 +56,7 @@ type Row = Record<string, unknown>;
 type Queryable = Pick<PromisePool | PoolConnection, 'query'>;
 
 /** Rows as our private connections return them: Dates parsed as UTC, JSON as text. */
-const codec: RowCodec = {
-  date: (v) => (v === null || v === undefined ? null : v instanceof Date ? v : new Date(`${String(v).replace(' ', 'T')}Z`)),
-  json: (v) => (v === null || v === undefined ? null : typeof v === 'string' ? JSON.parse(v) : v),
-};
-
-/** A time the library computed, as UTC text DATETIME(3) reads the same under any session time zone. */
-function utc(ms: number | Date): string {
-  return new Date(ms).toISOString().replace('T', ' ').slice(0, 23);
-}
+const codec = mysqlDialect.codec;
 
 /**
  * A GET_LOCK name for `name`: MySQL limits names to 64 characters, and lock names compare
@@ -326,7 +318,7 @@ export class MysqlStore extends PortableStore implements Store {
     }
     const record = attemptsRecord(this.t, mine.map((i) => {
       const row = owned.get(i.id)!;
-      return [i.id, i.attempt, row.worker_id, row.started_at === null ? null : utc(codec.date(row.started_at)!), JSON.stringify(i.error)];
+      return [i.id, i.attempt, row.worker_id, row.started_at === null ? null : utc(codec.date(row.started_at)!.getTime()), JSON.stringify(i.error)];
     }));
     await c.query(record.text, record.values);
     const dead = mine.filter((m) => m.retryDelayMs === null).map((m) => ({ ...m, value: JSON.stringify(m.error) }));
@@ -334,26 +326,23 @@ export class MysqlStore extends PortableStore implements Store {
     return new Set(mine.map((m) => m.id));
   }
 
-  async jobReleaseMany(items: ReleaseItem[]): Promise<Set<string>> {
+  /** One fenced single-row statement per item (no UPDATE … FROM a list of values here); answers the ids it changed. */
+  private async eachFenced<I extends Fenced>(items: I[], build: (t: Tables, item: I) => { text: string; values: unknown[] }): Promise<Set<string>> {
     const applied = await Promise.all(
       items.map(async (i) => {
-        const release = jobRelease(this.t, i);
-        const res = await this.exec(release.text, release.values);
-        return res.affectedRows === 1 ? i.id : null;
+        const q = build(this.t, i);
+        return (await this.exec(q.text, q.values)).affectedRows === 1 ? i.id : null;
       }),
     );
     return new Set(applied.filter((id): id is string => id !== null));
   }
 
+  async jobReleaseMany(items: ReleaseItem[]): Promise<Set<string>> {
+    return this.eachFenced(items, jobRelease);
+  }
+
   async jobProgressMany(items: ProgressItem[]): Promise<Set<string>> {
-    const applied = await Promise.all(
-      items.map(async (i) => {
-        const progress = jobSaveProgress(this.t, i);
-        const res = await this.exec(progress.text, progress.values);
-        return res.affectedRows === 1 ? i.id : null;
-      }),
-    );
-    return new Set(applied.filter((id): id is string => id !== null));
+    return this.eachFenced(items, jobSaveProgress);
   }
 
   /** Lines of attempts still owned, in order; the ownership check holds a shared lock until they are in. */
@@ -511,7 +500,7 @@ export class MysqlStore extends PortableStore implements Store {
     return `MySQL connection ${row.holder}${proc?.host ? ` from ${proc.host}` : ''} (GET_LOCK)`;
   }
 
-  // ---------------------------------------------------------------- reads and admin verbs
+  // ---------------------------------------------------------------- retention
 
   /**
    * The portable prune with its pick inside the transaction, FOR UPDATE SKIP LOCKED: two pruners

@@ -149,7 +149,7 @@ export const postgres: SqlDialect = {
 };
 
 /** UTC text: DATETIME(3) reads it the same under any session time zone. */
-function utc(ms: number): string {
+export function utc(ms: number): string {
   return new Date(ms).toISOString().replace('T', ' ').slice(0, 23);
 }
 

@@ -325,13 +325,11 @@ export class PostgresStore extends PortableStore implements Store {
     return rows.length ? `PostgreSQL session ${rows[0].pid}${rows[0].addr ? ` from ${rows[0].addr}` : ''} (advisory lock)` : null;
   }
 
-  // ---------------------------------------------------------------- reads and admin verbs
+  // ---------------------------------------------------------------- helpers
 
   private async rows(text: string, values: unknown[] = []): Promise<QueryResultRow[]> {
     return (await this.own.query(text, values)).rows;
   }
-
-  // ---------------------------------------------------------------- admin verbs
 
   // ---------------------------------------------------------------- NOTIFY and LISTEN
 

@@ -31,7 +31,7 @@ import type {
 type DB = BetterSqlite3.Database;
 type Stmt = BetterSqlite3.Statement;
 
-const NOW = "CAST(unixepoch('subsec') * 1000 AS INTEGER)";
+const NOW = sqliteDialect.now;
 
 
 export interface SqliteStoreOptions {
@@ -91,9 +91,14 @@ export class SqliteStore extends PortableStore implements Store {
   }
 
 
-  /** A cached statement on our handle. */
+  /** A statement on our handle, prepared once per text (the hot statements' texts are built once). */
   private q(sql: string): Stmt {
-    return this.k(sql, () => sql);
+    let s = this.stmts.get(sql);
+    if (!s) {
+      s = this.own.prepare(sql);
+      this.stmts.set(sql, s);
+    }
+    return s;
   }
 
   /** A cached statement on the app's handle (enqueue joins the app's transaction). */
@@ -106,26 +111,16 @@ export class SqliteStore extends PortableStore implements Store {
     return s;
   }
 
-  /** A cached statement whose SQL is built only once (hot paths: no string building per call). */
-  private k(key: string, build: () => string): Stmt {
-    let s = this.stmts.get(key);
-    if (!s) {
-      s = this.own.prepare(build());
-      this.stmts.set(key, s);
-    }
-    return s;
-  }
-
   /** fn inside BEGIN IMMEDIATE ... COMMIT on our handle (prepared once; no wrapper built per call). */
   private immediate<T>(fn: () => T): T {
     if (this.own.inTransaction) return fn();
-    this.k('begin', () => 'BEGIN IMMEDIATE').run();
+    this.q('BEGIN IMMEDIATE').run();
     try {
       const out = fn();
-      this.k('commit', () => 'COMMIT').run();
+      this.q('COMMIT').run();
       return out;
     } catch (err) {
-      if (this.own.inTransaction) this.k('rollback', () => 'ROLLBACK').run();
+      if (this.own.inTransaction) this.q('ROLLBACK').run();
       throw err;
     }
   }
@@ -257,26 +252,24 @@ export class SqliteStore extends PortableStore implements Store {
     this.q(record.text).run(...record.values);
   }
 
-  async jobReleaseMany(items: ReleaseItem[]): Promise<Set<string>> {
+  /** One fenced single-row statement per item, all in one write transaction; answers the ids it changed. */
+  private eachFenced<I extends Fenced>(items: I[], build: (item: I) => { text: string; values: unknown[] }): Promise<Set<string>> {
     return this.write(() => {
       const done = new Set<string>();
       for (const it of items) {
-        const release = this.hot.release(it);
-        if (this.q(release.text).run(...release.values).changes === 1) done.add(it.id);
+        const q = build(it);
+        if (this.q(q.text).run(...q.values).changes === 1) done.add(it.id);
       }
       return done;
     });
   }
 
+  async jobReleaseMany(items: ReleaseItem[]): Promise<Set<string>> {
+    return this.eachFenced(items, this.hot.release);
+  }
+
   async jobProgressMany(items: ProgressItem[]): Promise<Set<string>> {
-    return this.write(() => {
-      const done = new Set<string>();
-      for (const it of items) {
-        const progress = this.hot.progress(it);
-        if (this.q(progress.text).run(...progress.values).changes === 1) done.add(it.id);
-      }
-      return done;
-    });
+    return this.eachFenced(items, this.hot.progress);
   }
 
   async logAppendMany(items: LogItem[]): Promise<Set<string>> {
@@ -331,8 +324,6 @@ export class SqliteStore extends PortableStore implements Store {
     return row ? Number(row.token) : null;
   }
 
-
-
   // ---------------------------------------------------------------- schedules
 
   async scheduleUpsert({ def: d, nextRunAt, codeHash }: { def: ScheduleDef; nextRunAt: number | null; codeHash: string | null }): Promise<void> {
@@ -379,8 +370,6 @@ export class SqliteStore extends PortableStore implements Store {
     const row = await this.read(() => this.q(`SELECT owner, expires_at - ${NOW} AS left_ms FROM ${this.t.leases} WHERE name = ? AND expires_at > ${NOW}`).get(name) as { owner: string; left_ms: number } | undefined);
     return row ? `${row.owner} (lease, ${row.left_ms} ms left)` : null;
   }
-
-  // ---------------------------------------------------------------- reads and admin verbs
 
   async close(): Promise<void> {
     this.closed = true;

@@ -93,22 +93,12 @@ export class SqliteStore extends PortableStore implements Store {
 
   /** A statement on our handle, prepared once per text (the hot statements' texts are built once). */
   private q(sql: string): Stmt {
-    let s = this.stmts.get(sql);
-    if (!s) {
-      s = this.own.prepare(sql);
-      this.stmts.set(sql, s);
-    }
-    return s;
+    return prepared(this.stmts, this.own, sql);
   }
 
   /** A cached statement on the app's handle (enqueue joins the app's transaction). */
   private qa(sql: string): Stmt {
-    let s = this.appStmts.get(sql);
-    if (!s) {
-      s = this.app.prepare(sql);
-      this.appStmts.set(sql, s);
-    }
-    return s;
+    return prepared(this.appStmts, this.app, sql);
   }
 
   /** fn inside BEGIN IMMEDIATE ... COMMIT on our handle (prepared once; no wrapper built per call). */
@@ -391,6 +381,16 @@ function retryBusySync<T>(fn: () => T): T {
       Atomics.wait(pause, 0, 0, 5 + Math.random() * 10);
     }
   }
+}
+
+/** `sql` prepared on `db` once, kept in `cache`. */
+function prepared(cache: Map<string, Stmt>, db: DB, sql: string): Stmt {
+  let s = cache.get(sql);
+  if (!s) {
+    s = db.prepare(sql);
+    cache.set(sql, s);
+  }
+  return s;
 }
 
 function outcome(st: Stmt, s: Statement): Outcome {

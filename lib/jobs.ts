@@ -14,6 +14,8 @@ import { Worker, type JobEventPayload, type WorkerOptions } from './worker/worke
 import { stopOnSignals } from './worker/shutdown.ts';
 import type { OpenTransaction, Store } from './driver/store.ts';
 import { createStore } from './driver/create.ts';
+import { isBetterSqlite } from './driver/detect.ts';
+import { callerHandleSync } from './driver/orm/caller.ts';
 import { intInRange, resolveOptions, type JobsMode, type JobsOptions } from './options.ts';
 import { uuidv7 } from './uuid.ts';
 import { RateLimitedLog, SafeEvents } from './report.ts';
@@ -202,8 +204,7 @@ export class Jobs<M extends JobMap = {}> {
   async enqueue<K extends JobName<M>>(name: K, payload: PayloadOf<M, K>, opts: EnqueueOptions = {}): Promise<EnqueueResult> {
     const row = this.row(name, payload, opts ?? {});
     const tx = givenTx(opts, `job "${name}": opts.tx`, name);
-    if (this.db.capabilities.syncEnqueue) return this.afterEnqueue([row], this.writeSync([row], tx), tx !== undefined)[0];
-    return this.afterEnqueue([row], await this.db.jobInsertMany({ rows: [row], tx }), tx !== undefined)[0];
+    return (await this.insert([row], tx))[0];
   }
 
   /**
@@ -242,8 +243,21 @@ export class Jobs<M extends JobMap = {}> {
     });
     const tx = givenTx(opts, 'enqueueMany: opts.tx');
     if (!rows.length) return [];
-    if (this.db.capabilities.syncEnqueue) return this.afterEnqueue(rows, this.writeSync(rows, tx), tx !== undefined);
-    return this.afterEnqueue(rows, await this.db.jobInsertMany({ rows, tx }), tx !== undefined);
+    return this.insert(rows, tx);
+  }
+
+  /**
+   * SQLite writes at once, synchronously, when it can: on the app's handle or on the Database a
+   * caller's transaction runs on (a synchronous Drizzle transaction must see the job before it
+   * returns). Anything else (a server database, Knex or Kysely on SQLite) is written asynchronously.
+   */
+  private insert(rows: NewJobRow[], tx: unknown): EnqueueResult[] | Promise<EnqueueResult[]> {
+    const inTx = tx !== undefined;
+    if (this.db.capabilities.syncEnqueue) {
+      const handle = inTx ? callerHandleSync(tx) : undefined;
+      if (!inTx || isBetterSqlite(handle)) return this.afterEnqueue(rows, this.writeSync(rows, handle), inTx);
+    }
+    return this.db.jobInsertMany({ rows, tx }).then((results) => this.afterEnqueue(rows, results, inTx));
   }
 
   /** Wake this process's worker and emit 'enqueued'; inside a caller's transaction, only after the current tick (it may still roll back). */

@@ -3,6 +3,7 @@ import type BetterSqlite3 from 'better-sqlite3';
 import type { Pool as PgPool } from 'pg';
 import type { SupportedDb } from '../options.ts';
 import { detectDriver } from './detect.ts';
+import { ormDb } from './orm/instances.ts';
 import { MssqlStore, isMssqlPool } from './mssql/store.ts';
 import { MysqlStore } from './mysql/store.ts';
 import { PostgresStore } from './postgres/store.ts';
@@ -18,7 +19,11 @@ export interface StoreSettings {
   workerPoolSize: number;
 }
 
-export function createStore(db: SupportedDb, { prefix, sqliteWal, workerPoolSize }: StoreSettings): Store {
+export function createStore(given: SupportedDb, { prefix, sqliteWal, workerPoolSize }: StoreSettings): Store {
+  const orm = ormDb(given);
+  if (orm && 'postgres' in orm) return new PostgresStore(orm.postgres, { prefix, workerPoolSize });
+  if (orm && 'mysql' in orm) return new MysqlStore(orm.mysql, { prefix, workerPoolSize });
+  const db = (orm ? orm.native : given) as SupportedDb;
   const kind = detectDriver(db);
   switch (kind) {
     case 'better-sqlite3':

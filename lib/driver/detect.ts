@@ -1,12 +1,21 @@
+import type BetterSqlite3 from 'better-sqlite3';
+import { ormAdapterOf } from './orm/caller.ts';
+
 /** Which driver is this object? Decided by shape, never instanceof (the app's copy of a driver may not be ours). */
 
 export type DriverKind = 'better-sqlite3' | 'pg-pool' | 'pg-client' | 'slonik' | 'mysql2' | 'mssql';
 
 const fn = (o: unknown, k: string): boolean => o != null && typeof (o as Record<string, unknown>)[k] === 'function';
 
+/** A better-sqlite3 Database (node:sqlite's DatabaseSync has neither transaction nor pragma). */
+export function isBetterSqlite(o: unknown): o is BetterSqlite3.Database {
+  const d = o as Record<string, unknown>;
+  return fn(d, 'prepare') && fn(d, 'transaction') && fn(d, 'pragma') && typeof d?.inTransaction === 'boolean';
+}
+
 export function detectDriver(db: unknown): DriverKind {
   const o = db as Record<string, unknown>;
-  if (fn(o, 'prepare') && fn(o, 'transaction') && fn(o, 'pragma') && typeof o?.inTransaction === 'boolean') return 'better-sqlite3';
+  if (isBetterSqlite(o)) return 'better-sqlite3';
   if (fn(o, 'oneFirst') && fn(o, 'maybeOne') && fn(o, 'any') && fn(o, 'transaction')) return 'slonik';
   if (fn(o, 'request') && fn(o, 'transaction') && o && 'connected' in o && fn(o, 'connect') && fn(o, 'close')) return 'mssql';
   if (fn(o, 'getConnection') && fn(o, 'execute')) return 'mysql2';
@@ -25,26 +34,9 @@ function shape(v: unknown): string {
   return `${name}${keys.length ? ` with keys ${keys.join(', ')}` : ''}`;
 }
 
-/** ORM and query-builder transactions, recognised by shape so that a refusal can name them. */
-const ORM_SHAPES: [string, (o: Record<string, unknown>) => boolean][] = [
-  ['a Knex transaction', (o) => o.isTransaction === true && fn(o, 'commit') && fn(o, 'raw')],
-  ['a Prisma client', (o) => fn(o, '$executeRaw') || fn(o, '$queryRaw')],
-  ['a Kysely instance or transaction', (o) => fn(o, 'selectFrom') && fn(o, 'insertInto')],
-  ['a Drizzle database or transaction', (o) => fn(o, 'select') && o.session != null && typeof o.session === 'object'],
-  ['a TypeORM EntityManager', (o) => fn(o, 'getRepository') && 'queryRunner' in o],
-  ['a Sequelize Transaction', (o) => fn(o, 'commit') && fn(o, 'rollback') && o.sequelize != null],
-];
-
-/**
- * What the caller gave as opts.tx, in words, for a refusal: an ORM's transaction is named as such
- * (not taken yet: the driver connection it runs on is), anything else by its shape.
- */
+/** What the caller gave as opts.tx, in words, for a refusal: an ORM's object is named as such, anything else by its shape. */
 export function describeTx(tx: unknown): string {
-  if (tx !== null && (typeof tx === 'object' || typeof tx === 'function')) {
-    const orm = ORM_SHAPES.find(([, match]) => match(tx as Record<string, unknown>));
-    if (orm) return `${orm[0]} (ORM transactions are not taken yet: pass the driver connection it runs on)`;
-  }
-  return shape(tx);
+  return ormAdapterOf(tx)?.name ?? shape(tx);
 }
 
 /** A pg client handed as opts.tx: a PoolClient or Client, which must be inside BEGIN. */

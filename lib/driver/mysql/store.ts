@@ -31,8 +31,9 @@ import { jobsLockRunning, jobsMoveToHistory } from './move.ts';
 import { attemptsRecord, jobRetryLater } from './fail.ts';
 import { jobRelease, jobSaveProgress, jobsLockShared, logsInsert } from './writes.ts';
 import { describeTx } from '../detect.ts';
+import { ACCEPTED_TX, openCallerTx, runnerQuery } from '../orm/caller.ts';
 import { takeSessionLock } from '../session-lock.ts';
-import { holdMysqlConnection, openTransaction, withHeld } from '../held.ts';
+import { HeldConnection, holdMysqlConnection, openTransaction, withHeld } from '../held.ts';
 import { claimOrder, toClaimedJob } from '../rows.ts';
 import { settleEnqueue } from '../sql.ts';
 import type {
@@ -86,10 +87,28 @@ function promiseConnection(tx: unknown): Queryable | null {
   return typeof o.promise === 'function' ? (o.promise as () => Queryable).call(o) : null;
 }
 
+/**
+ * The app's side of a MySQL store: where enqueue and a request's transaction run (the app's mysql2
+ * pool, or the pool of an ORM that owns one), and the pool whose settings our private pools copy.
+ */
+export interface MysqlAppSide {
+  /** A callback pool whose config our private pools copy (never connected when it is only a template). */
+  readonly template: CbPool;
+  query(text: string, values: unknown[]): Promise<unknown>;
+  hold(): Promise<HeldConnection<PoolConnection>>;
+}
+
+/** The app's mysql2 pool (either flavour) as the app side. */
+export function mysqlAppSide(appPool: unknown): MysqlAppSide {
+  const cb = callbackPool(appPool);
+  const app = cb.promise();
+  return { template: cb, query: (text, values) => app.query(text, values), hold: () => holdMysqlConnection(app) };
+}
+
 export class MysqlStore extends PortableStore implements Store {
   readonly capabilities: StoreCapabilities = { notify: false, syncEnqueue: false };
-  /** The app's pool, promise flavour: enqueues and request transactions. */
-  private readonly app: PromisePool;
+  /** Enqueues and request transactions. */
+  private readonly app: MysqlAppSide;
   /** Claims, outcomes, heartbeats, sweeps, migrations, reads. */
   private readonly own: PromisePool;
   /** Connections that hold a GET_LOCK: checked out for as long as the lock, then destroyed. */
@@ -103,12 +122,11 @@ export class MysqlStore extends PortableStore implements Store {
     transaction: (list) => this.transaction((c) => runOn(c, list)),
   };
 
-  constructor(appPool: unknown, opts: PooledStoreOptions) {
+  constructor(app: unknown, opts: PooledStoreOptions) {
     super(mysqlDialect, opts.prefix);
-    const cb = callbackPool(appPool);
-    this.app = cb.promise();
-    this.own = privatePool(cb, opts.workerPoolSize);
-    this.lockers = privatePool(cb, 0);
+    this.app = isAppSide(app) ? app : mysqlAppSide(app);
+    this.own = privatePool(this.app.template, opts.workerPoolSize);
+    this.lockers = privatePool(this.app.template, 0);
   }
 
 
@@ -181,15 +199,17 @@ export class MysqlStore extends PortableStore implements Store {
   // ---------------------------------------------------------------- enqueue
 
   async jobInsertMany({ rows, tx }: InsertBatch): Promise<EnqueueResult[]> {
-    let target: Queryable = this.app;
+    let target: Queryable = this.app as unknown as Queryable;
     if (tx !== undefined) target = await this.callerTransaction(tx);
     return this.insertJobs(rows, target);
   }
 
-  /** The caller's opts.tx: a mysql2 connection (either flavour) inside a transaction. */
+  /** The caller's opts.tx: a mysql2 connection (either flavour) inside a transaction, or an ORM's transaction. */
   private async callerTransaction(tx: unknown): Promise<Queryable> {
-    const c = promiseConnection(tx);
-    if (!c) throw new TypeError(`opts.tx on MySQL/MariaDB must be a mysql2 connection (from pool.getConnection()) inside beginTransaction(); got ${describeTx(tx)}`);
+    const caller = await openCallerTx(tx);
+    if ('runner' in caller) return { query: async (text: string, values: unknown[]) => [await runnerQuery(caller, text, values)] } as unknown as Queryable;
+    const c = promiseConnection(caller.native);
+    if (!c) throw new TypeError(`opts.tx on MySQL/MariaDB must be a mysql2 connection (from pool.getConnection()) inside beginTransaction(), ${ACCEPTED_TX}; got ${describeTx(tx)}`);
     if (this.canCheckTx) {
       try {
         const [rows] = await c.query('SELECT @@in_transaction AS t');
@@ -519,7 +539,7 @@ export class MysqlStore extends PortableStore implements Store {
 
   /** A connection from the app's pool inside START TRANSACTION; released once, on commit or rollback. */
   async beginTransaction(): Promise<OpenTransaction> {
-    return openTransaction(await holdMysqlConnection(this.app), (c, sql) => c.query(sql), 'START TRANSACTION');
+    return openTransaction(await this.app.hold(), (c, sql) => c.query(sql), 'START TRANSACTION');
   }
 
   async close(): Promise<void> {
@@ -545,6 +565,10 @@ function outcome(res: unknown): Outcome {
  * session settings, made with the app's own mysql2 classes (never an import of ours).
  * `size` 0: no limit (the lock pool, whose connections are each held by one lock).
  */
+function isAppSide(o: unknown): o is MysqlAppSide {
+  return o != null && typeof (o as MysqlAppSide).hold === 'function' && (o as MysqlAppSide).template != null;
+}
+
 function privatePool(app: CbPool, size: number): PromisePool {
   const base = (app as unknown as { config: { connectionConfig: Record<string, unknown> } }).config;
   const cc = base.connectionConfig;

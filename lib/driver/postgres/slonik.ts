@@ -11,9 +11,9 @@
 import { createRequire } from 'node:module';
 import type { Client, Pool, PoolConfig } from 'pg';
 import type { OpenTransaction } from '../store.ts';
-import { PostgresStore, type PgAppSide } from './store.ts';
+import { PostgresStore } from './store.ts';
+import { queryOnCaller, type PgAppSide } from './app.ts';
 import type { PooledStoreOptions } from '../store.ts';
-import { describeTx } from '../detect.ts';
 
 type Row = Record<string, unknown>;
 type QueryToken = unknown;
@@ -64,8 +64,8 @@ export function slonikAppSide(pool: SlonikPoolLike): PgAppSide {
       if (isSlonikPool(tx)) {
         throw new TypeError('opts.tx on slonik must be the connection a transaction handler receives (pool.transaction(async (t) => ...)); got the pool');
       }
-      if (!isSlonikConnection(tx)) throw new TypeError(`opts.tx on slonik must be the connection a transaction handler receives (pool.transaction(async (t) => ...)); got ${describeTx(tx)}`);
-      return run(tx, text, values);
+      // A slonik transaction connection, else whatever PostgreSQL takes (a pg client, an ORM's transaction).
+      return isSlonikConnection(tx) ? run(tx, text, values) : queryOnCaller(tx, text, values);
     },
     begin: () => beginOnSlonik(pool),
   };

@@ -19,7 +19,7 @@ import type {
   StoreCapabilities, TransactionalCompletion,
 } from '../store.ts';
 import { takeSessionLock } from '../session-lock.ts';
-import { describeTx, isPgClient } from '../detect.ts';
+import { pgAppSide, type PgAppSide } from './app.ts';
 import { jobsEnqueue } from './enqueue.ts';
 import { CLAIM_PLANNER, jobsClaim } from './claim.ts';
 import { jobsComplete } from './complete.ts';
@@ -30,48 +30,10 @@ import { logsAppend } from './logs.ts';
 import { postgres as postgresDialect } from '../portable/dialect.ts';
 import { PortableStore } from '../portable/engine.ts';
 import type { Outcome, SqlRunner, Statement } from '../portable/statement.ts';
-import { holdPgClient, openTransaction, withHeld } from '../held.ts';
+import { holdPgClient, withHeld } from '../held.ts';
 
 /** Keep each enqueue chunk under a few MB of JSON. */
 const CHUNK_BYTES = 4 * 1024 * 1024;
-
-type PoolCtor = new (cfg: PoolConfig) => Pool;
-type ClientCtor = new (cfg: PoolConfig) => Client;
-
-/**
- * The app's side of a PostgreSQL store: where enqueue and a request's transaction run (the app's
- * own pool, through its own driver), and how the worker's private connections are made. pg and
- * slonik differ only here; everything the worker does runs on plain pg pools of its own.
- */
-export interface PgAppSide {
-  /** Settings and classes for the worker's private pools and dedicated clients (LISTEN, session locks). */
-  readonly config: PoolConfig;
-  readonly Pool: PoolCtor;
-  readonly Client: ClientCtor;
-  /** Run one statement (`$n` placeholders) on the app's pool; rows use single-word, text-only columns. */
-  query(text: string, values: unknown[]): Promise<Record<string, unknown>[]>;
-  /** Run one statement on a handle the caller gave as opts.tx, after checking it is one. */
-  queryOn(tx: unknown, text: string, values: unknown[]): Promise<Record<string, unknown>[]>;
-  /** Open a transaction on the app's pool for a request's unit of work. */
-  begin(): Promise<OpenTransaction>;
-}
-
-/** The pg Pool as the app side: pg-pool keeps its Client class and options, so pg need not be imported. */
-export function pgAppSide(pool: Pool): PgAppSide {
-  return {
-    config: (pool as unknown as { options: PoolConfig }).options,
-    Pool: pool.constructor as PoolCtor,
-    Client: (pool as unknown as { Client: ClientCtor }).Client,
-    query: async (text, values) => (await pool.query(text, values)).rows,
-    queryOn: async (tx, text, values) => {
-      if (!isPgClient(tx)) throw new TypeError(`opts.tx on PostgreSQL must be a pg client (from pool.connect()) inside BEGIN; got ${describeTx(tx)}`);
-      const status = (tx as { getTransactionStatus?: () => string }).getTransactionStatus?.();
-      if (status === 'I') throw new TypeError('opts.tx: the pg client is not inside a transaction (run BEGIN first), so the job would not be part of it');
-      return (await (tx as PoolClient).query(text, values)).rows;
-    },
-    begin: () => beginOnPool(pool),
-  };
-}
 
 /**
  * pg_locks row of the session advisory lock taken with pg_try_advisory_lock(hashtext($1)): the
@@ -371,9 +333,6 @@ function outcome(s: Statement, res: { rows: Record<string, unknown>[]; rowCount:
  * with an error listener while the request runs: the server may end it at any moment (e.g.
  * idle_in_transaction_session_timeout while the handler awaits something else).
  */
-async function beginOnPool(pool: Pool): Promise<OpenTransaction> {
-  return openTransaction(await holdPgClient(pool), (c, sql) => c.query(sql), 'BEGIN');
-}
 
 /**
  * One dedicated client for LISTEN. A pg Client never reconnects by itself: on error or end we

@@ -12,7 +12,8 @@
 import type BetterSqlite3 from 'better-sqlite3';
 import type { EnqueueResult, JobState, NewJobRow } from '../../model.ts';
 import { checkNotNewer, loadMigrations } from '../migrations.ts';
-import { describeTx } from '../detect.ts';
+import { describeTx, isBetterSqlite } from '../detect.ts';
+import { ACCEPTED_TX, openCallerTx, runnerQuery } from '../orm/caller.ts';
 import { claimOrder, textCodec, toClaimedJob } from '../rows.ts';
 import type { ScheduleDef } from '../../schedule/schedule.ts';
 import { sqlite as sqliteDialect } from '../portable/dialect.ts';
@@ -169,24 +170,52 @@ export class SqliteStore extends PortableStore implements Store {
 
   // ---------------------------------------------------------------- enqueue
 
+  /**
+   * Synchronous: `tx` is a better-sqlite3 Database inside a transaction (the app's own, or the one
+   * an ORM's transaction runs on), or nothing (the app's handle).
+   */
   jobInsertManySync({ rows, tx }: InsertBatch): EnqueueResult[] {
-    if (tx !== undefined && tx !== this.app) {
-      throw new TypeError(`opts.tx on SQLite must be the better-sqlite3 Database given to createJobs, used inside its db.transaction() callback; got ${describeTx(tx)}`);
-    }
-    const insert = this.qa(this.hot.insert.text);
+    const db = tx === undefined ? this.app : this.callerDatabase(tx);
+    const prepare = (sql: string) => (db === this.app ? this.qa(sql) : prepared(foreignStatements(db), db, sql));
+    const insert = prepare(this.hot.insert.text);
     const one = (r: NewJobRow): EnqueueResult => {
       if (insert.run(...this.hot.insert.values(r)).changes === 1) return { id: r.id, existed: false };
       const byRef = this.hot.byRef(r.refId);
-      const row = this.qa(byRef.text).get(...byRef.values) as { id: string };
+      const row = prepare(byRef.text).get(...byRef.values) as { id: string };
       return { id: row.id, existed: true };
     };
     if (rows.length === 1 && !rows[0].refId) return [one(rows[0])];
-    // Joins the app's open transaction (as a savepoint) or opens its own.
-    return this.app.transaction(() => rows.map(one))();
+    // Joins the open transaction (as a savepoint) or opens its own.
+    return db.transaction(() => rows.map(one))();
   }
 
+  /** The caller's opts.tx as a Database: the app's handle, or another one on our file inside a transaction. */
+  private callerDatabase(tx: unknown): DB {
+    if (tx === this.app) return this.app;
+    if (!isBetterSqlite(tx)) {
+      throw new TypeError(`opts.tx on SQLite must be the better-sqlite3 Database given to createJobs, used inside its db.transaction() callback, ${ACCEPTED_TX}; got ${describeTx(tx)}`);
+    }
+    if (!tx.inTransaction) throw new TypeError('opts.tx: the better-sqlite3 Database is not inside a transaction, so the job would not be part of it');
+    return tx;
+  }
+
+  /** An ORM transaction that runs asynchronously (Knex, Kysely, Prisma): resolved first, then written on its connection. */
   async jobInsertMany({ rows, tx }: InsertBatch): Promise<EnqueueResult[]> {
-    return this.jobInsertManySync({ rows, tx });
+    if (tx === undefined || isBetterSqlite(tx)) return this.jobInsertManySync({ rows, tx });
+    const caller = await openCallerTx(tx);
+    if ('native' in caller) return this.jobInsertManySync({ rows, tx: caller.native });
+    const results: EnqueueResult[] = [];
+    for (const r of rows) {
+      await runnerQuery(caller, this.hot.insert.text, this.hot.insert.values(r));
+      if (!r.refId) {
+        results.push({ id: r.id, existed: false });
+        continue;
+      }
+      const byRef = this.hot.byRef(r.refId);
+      const [holder] = await runnerQuery(caller, byRef.text, byRef.values);
+      results.push({ id: String(holder.id), existed: holder.id !== r.id });
+    }
+    return results;
   }
 
   appInTransaction(): boolean {
@@ -384,6 +413,14 @@ function retryBusySync<T>(fn: () => T): T {
 }
 
 /** `sql` prepared on `db` once, kept in `cache`. */
+/** Statements prepared on Databases an ORM opened (its transactions' connections), dropped with them. */
+const foreignCaches = new WeakMap<DB, Map<string, Stmt>>();
+function foreignStatements(db: DB): Map<string, Stmt> {
+  let cache = foreignCaches.get(db);
+  if (!cache) foreignCaches.set(db, (cache = new Map()));
+  return cache;
+}
+
 function prepared(cache: Map<string, Stmt>, db: DB, sql: string): Stmt {
   let s = cache.get(sql);
   if (!s) {

@@ -1,0 +1,102 @@
+/**
+ * An ORM's own instance given as createJobs({ db }): the app runs one pool, the ORM's. Where the
+ * ORM keeps the driver's pool or Database as such (Drizzle's $client, a TypeORM DataSource's
+ * driver), that is the db; where it pools raw driver connections itself (Knex, MikroORM,
+ * Sequelize), sqljobs borrows them one at a time; Kysely and Prisma keep theirs private, so the
+ * app gives sqljobs the pool it built them on.
+ */
+import type { Client, PoolConfig } from 'pg';
+import type { Connection as CbConnection, Pool as CbPool } from 'mysql2';
+import type { PoolConnection } from 'mysql2/promise';
+import { HeldConnection } from '../held.ts';
+import { lentPgAppSide, type ClientCtor, type LendingPool, type PgAppSide, type PoolCtor } from '../postgres/app.ts';
+import type { MysqlAppSide } from '../mysql/store.ts';
+import { drizzleClient } from './drizzle.ts';
+import { isKnexInstance, type KnexLike } from './knex.ts';
+import { isKysely } from './kysely.ts';
+import { mikroOrmKnex } from './mikro-orm.ts';
+import { isPrismaClient } from './prisma.ts';
+import { isSequelize, type SequelizeLike } from './sequelize.ts';
+import { typeormClient } from './typeorm.ts';
+
+export type OrmDb = { native: unknown } | { postgres: PgAppSide } | { mysql: MysqlAppSide };
+
+/** What createJobs runs on when `db` is an ORM's instance; undefined when it is not one. */
+export function ormDb(db: unknown): OrmDb | undefined {
+  if (db === null || (typeof db !== 'object' && typeof db !== 'function')) return undefined;
+  const client = drizzleClient(db) ?? typeormClient(db);
+  if (client !== undefined) return { native: client };
+  const knex = isKnexInstance(db) ? db : mikroOrmKnex(db);
+  if (knex) return knexDb(knex);
+  if (isSequelize(db)) return sequelizeDb(db);
+  const o = db as Record<string, unknown>;
+  if (isKysely(o)) {
+    throw new TypeError('createJobs: db: Kysely keeps its pool private; give createJobs the pool you gave Kysely\'s dialect (new PostgresDialect({ pool })), so both share it; Kysely transactions are accepted as opts.tx');
+  }
+  if (isPrismaClient(o)) {
+    throw new TypeError('createJobs: db: Prisma keeps its connections inside its adapter; build one pg Pool, give it to new PrismaPg(pool) and to createJobs; Prisma interactive transactions are accepted as opts.tx');
+  }
+  return undefined;
+}
+
+type Dialect = 'postgres' | 'mysql' | 'sqlite' | 'other';
+
+function dialectOf(name: unknown): Dialect {
+  const n = String(name ?? '').toLowerCase();
+  if (['pg', 'postgres', 'postgresql'].includes(n)) return 'postgres';
+  if (['mysql2', 'mysql'].includes(n)) return 'mysql';
+  if (['better-sqlite3', 'sqlite3', 'sqlite'].includes(n)) return 'sqlite';
+  return 'other';
+}
+
+function knexDb(knex: KnexLike): OrmDb {
+  const dialect = dialectOf(typeof knex.client.config.client === 'string' ? knex.client.config.client : (knex.client as { dialect?: string }).dialect);
+  const settings = knex.client.connectionSettings;
+  const acquire = () => knex.client.acquireConnection();
+  const release = (c: unknown) => knex.client.releaseConnection(c);
+  if (dialect === 'postgres') {
+    const config = typeof settings === 'string' ? { connectionString: settings } : (settings as PoolConfig);
+    return { postgres: lentPgAppSide({ config, driver: knex.client.driver as LendingPool['driver'], acquire: acquire as () => Promise<Client>, release }) };
+  }
+  if (dialect === 'mysql') return { mysql: lentMysqlAppSide(knex.client.driver, settings, acquire, release) };
+  throw new TypeError(`createJobs: db: a Knex instance on ${String(knex.client.config.client)} is not taken; ${SQLITE_HINT}`);
+}
+
+function sequelizeDb(seq: SequelizeLike): OrmDb {
+  const dialect = dialectOf(seq.options.dialect);
+  const cm = seq.connectionManager;
+  const acquire = () => cm.getConnection({ type: 'write' });
+  const release = (c: unknown) => cm.releaseConnection(c);
+  if (dialect === 'postgres') {
+    const c = seq.config;
+    const config: PoolConfig = {
+      host: c.host as string, port: Number(c.port) || undefined, database: c.database as string, user: c.username as string,
+      password: c.password as string | undefined, ...(seq.options.dialectOptions ?? {}),
+    };
+    return { postgres: lentPgAppSide({ config, driver: cm.lib as { Pool: PoolCtor; Client: ClientCtor }, acquire: acquire as () => Promise<Client>, release }) };
+  }
+  throw new TypeError(`createJobs: db: a Sequelize instance on ${String(seq.options.dialect)} is not taken (PostgreSQL only); give createJobs the driver's pool, and Sequelize transactions as opts.tx`);
+}
+
+const SQLITE_HINT = 'on SQLite give createJobs a better-sqlite3 Database on the same file; the ORM\'s transactions are accepted as opts.tx';
+
+/** An ORM's pool of mysql2 connections as the app side; a template pool (never connected) carries the settings. */
+function lentMysqlAppSide(driver: unknown, settings: unknown, acquire: () => Promise<unknown>, release: (c: unknown) => unknown): MysqlAppSide {
+  const template = (driver as { createPool(o: unknown): CbPool }).createPool(settings);
+  const hold = async () => {
+    const conn = (await acquire()) as CbConnection;
+    return new HeldConnection(conn.promise() as unknown as PoolConnection, () => void release(conn));
+  };
+  return {
+    template,
+    query: async (text, values) => {
+      const held = await hold();
+      try {
+        return await held.conn.query(text, values);
+      } finally {
+        held.release();
+      }
+    },
+    hold,
+  };
+}

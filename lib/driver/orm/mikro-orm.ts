@@ -1,0 +1,33 @@
+/** MikroORM (SQL drivers, v6): an EntityManager in a transaction carries the Knex transaction it runs on. */
+import type { OrmTransactionAdapter } from './caller.ts';
+import { fn } from './shape.ts';
+import { isKnexTransaction, knexTransaction, type KnexLike } from './knex.ts';
+
+interface EntityManagerLike {
+  getTransactionContext(): unknown;
+  getConnection(): { getKnex?(): unknown };
+}
+
+const isEntityManager = (o: Record<string, unknown>): boolean => fn(o, 'getTransactionContext') && fn(o, 'persist') && fn(o, 'flush');
+
+export const mikroOrmTransaction: OrmTransactionAdapter = {
+  name: 'a MikroORM EntityManager',
+  matches: isEntityManager,
+  async open(o) {
+    const ctx = (o as unknown as EntityManagerLike).getTransactionContext() as Record<string, unknown> | undefined;
+    if (!ctx || !isKnexTransaction(ctx)) {
+      throw new TypeError('opts.tx: the MikroORM EntityManager is not inside a transaction (use the one em.transactional(async (em) => ...) gives you)');
+    }
+    return knexTransaction.open(ctx);
+  },
+};
+
+/** A MikroORM instance or EntityManager on a SQL driver: the Knex instance it runs on. */
+export function mikroOrmKnex(o: unknown): KnexLike | undefined {
+  const m = o as Record<string, unknown> | null;
+  if (!m) return undefined;
+  const em = (m.em != null && fn(m, 'close') ? m.em : m) as Record<string, unknown>;
+  if (!isEntityManager(em) || !fn(em, 'getConnection')) return undefined;
+  const conn = (em as unknown as EntityManagerLike).getConnection();
+  return typeof conn.getKnex === 'function' ? (conn.getKnex() as KnexLike) : undefined;
+}

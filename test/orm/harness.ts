@@ -1,0 +1,127 @@
+/**
+ * One suite for every ORM: each case opens the ORM as an app would and runs its own transaction,
+ * writing a row of the app's through the ORM and enqueuing through the same transaction object.
+ * A commit keeps both and the job runs; a rollback keeps neither. Where createJobs takes the ORM's
+ * own instance, the app's side of sqljobs runs on the ORM's pool: counted on the server.
+ */
+import { expect } from 'chai';
+import type { EnqueueResult } from '../../lib/index.ts';
+import { createJobs } from '../../lib/index.ts';
+import { uniquePrefix, until } from '../helpers/dialects.ts';
+
+export type OrmDialect = 'postgres' | 'mysql' | 'sqlite';
+
+export interface OrmTransactionBody {
+  /** Id of the app row to write through the ORM, inside its transaction. */
+  rowId: string;
+  /** Enqueue through the ORM's transaction object. */
+  enqueue(tx: unknown): Promise<EnqueueResult>;
+}
+
+export interface OrmHandle {
+  /** What createJobs gets: the ORM's instance where it owns the pool, else the driver handle it was built on. */
+  db: unknown;
+  /** Open the ORM's transaction, write body.rowId into app_rows through the ORM, enqueue; throw after both when `rollback`. */
+  transaction(body: OrmTransactionBody, rollback: boolean): Promise<EnqueueResult>;
+  /** Ids in app_rows, read through the ORM. */
+  rows(): Promise<string[]>;
+  /** Server connections the ORM's pool may hold (for the count), when db is the ORM's own instance. */
+  poolMax?: number;
+  close(): Promise<void>;
+}
+
+export interface OrmCase {
+  orm: string;
+  dialect: OrmDialect;
+  /** Creates app_rows (id varchar(64) primary key) in a fresh database or schema, and opens the ORM. */
+  open(): Promise<OrmHandle>;
+  /** Backends on the server opened with this case's application name (PostgreSQL: pg_stat_activity). */
+  connections?(): Promise<number>;
+}
+
+class Rollback extends Error {}
+export const ROLLBACK = (): never => {
+  throw new Rollback('rolled back on purpose');
+};
+
+export function ormSuite(c: OrmCase): void {
+  describe(`${c.orm} on ${c.dialect}`, function () {
+    let orm: OrmHandle;
+    let prefix: string;
+    before(async () => {
+      orm = await c.open();
+      prefix = uniquePrefix();
+    });
+    after(async () => orm?.close());
+
+    it('commit: the app row and the job both exist, and the job runs', async () => {
+      const ran: string[] = [];
+      const jobs = createJobs<{ 'orm.job': { rowId: string } }>({ db: orm.db as never, tablePrefix: prefix, worker: { pollInterval: 50 } });
+      jobs.define('orm.job', async (p) => void ran.push(p.rowId));
+      try {
+        const rowId = `commit-${crypto.randomUUID()}`;
+        const r = await orm.transaction({ rowId, enqueue: (tx) => jobs.enqueue('orm.job', { rowId }, { tx: tx as never }) }, false);
+        expect(r.existed).to.equal(false);
+        expect(await orm.rows()).to.include(rowId);
+        expect((await jobs.get(r.id))?.payload).to.deep.equal({ rowId });
+        await jobs.start();
+        await until(() => ran.includes(rowId), `the job of ${rowId} to run`);
+        await until(async () => (await jobs.get(r.id))?.state === 'completed', 'the job to complete');
+      } finally {
+        await jobs.close();
+      }
+    });
+
+    it('rollback: neither the app row nor the job exists', async () => {
+      const jobs = createJobs({ db: orm.db as never, tablePrefix: prefix, worker: false });
+      try {
+        const rowId = `rollback-${crypto.randomUUID()}`;
+        let id: string | undefined;
+        const err = await orm
+          .transaction({ rowId, enqueue: async (tx) => { const r = await jobs.enqueue('orm.job', { rowId }, { tx: tx as never }); id = r.id; return r; } }, true)
+          .then(() => null, (e: unknown) => e);
+        expect(err, 'the transaction was rolled back').to.be.instanceOf(Error);
+        expect(id, 'the enqueue inside it had succeeded').to.be.a('string');
+        expect(await orm.rows()).to.not.include(rowId);
+        expect(await jobs.get(id!)).to.equal(null);
+      } finally {
+        await jobs.close();
+      }
+    });
+
+    it('refuses the ORM object outside a transaction, saying what it got and what it takes', async () => {
+      const jobs = createJobs({ db: orm.db as never, tablePrefix: prefix, worker: false });
+      try {
+        await jobs.migrate();
+        const rowId = `late-${crypto.randomUUID()}`;
+        let stale: unknown;
+        await orm.transaction({ rowId, enqueue: async (tx) => { stale = tx; return { id: '', existed: false }; } }, false);
+        const err = await jobs.enqueue('orm.job', { rowId }, { tx: stale as never }).then(() => null, (e: unknown) => e as Error);
+        expect(err, 'an enqueue on a finished transaction').to.be.instanceOf(Error);
+        expect((err as Error).message).to.match(/opts\.tx|transaction/i);
+      } finally {
+        await jobs.close();
+      }
+    });
+
+    if (c.connections) {
+      it("runs the app's side of sqljobs on the ORM's own pool (no second pool: server connections counted)", async function () {
+        if (orm.poolMax === undefined) this.skip();
+        const jobs = createJobs({ db: orm.db as never, tablePrefix: prefix, worker: false });
+        try {
+          await jobs.migrate(); // on the worker's private pool: one connection, counted below
+          const before = await c.connections!();
+          let peak = before;
+          const sampling = setInterval(() => void c.connections!().then((n) => (peak = Math.max(peak, n)), () => undefined), 5);
+          await Promise.all(Array.from({ length: 60 }, (_, i) => jobs.enqueue('orm.job', { rowId: `burst-${i}` })));
+          clearInterval(sampling);
+          peak = Math.max(peak, await c.connections!());
+          // 60 concurrent enqueues through a second pool (pg's default max is 10) would open far more.
+          expect(peak, `server connections (ORM pool max ${orm.poolMax}, +1 private)`).to.be.at.most(orm.poolMax! + 1);
+        } finally {
+          await jobs.close();
+        }
+      });
+    }
+  });
+}

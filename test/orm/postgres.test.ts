@@ -1,0 +1,126 @@
+/** ORMs on PostgreSQL: their transactions as opts.tx, their instances as db (see harness.ts). */
+import pg from 'pg';
+import knexLib from 'knex';
+import { Kysely, PostgresDialect, sql as ksql } from 'kysely';
+import { drizzle } from 'drizzle-orm/node-postgres';
+import { sql as dsql } from 'drizzle-orm';
+import { DIALECTS, PG_URL, requireDatabase } from '../helpers/dialects.ts';
+import { ROLLBACK, ormSuite, type OrmCase } from './harness.ts';
+
+const postgres = DIALECTS.find((d) => d.name === 'postgres')!;
+
+/** Backends opened with `app` as application_name: the ORM's pool, and our private pools copied from its settings. */
+export async function backendsNamed(app: string): Promise<number> {
+  const c = new pg.Client({ connectionString: PG_URL });
+  await c.connect();
+  try {
+    return Number((await c.query('SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1', [app])).rows[0].n);
+  } finally {
+    await c.end();
+  }
+}
+
+export async function createRowsTable(table: string): Promise<void> {
+  const c = new pg.Client({ connectionString: PG_URL });
+  await c.connect();
+  await c.query(`DROP TABLE IF EXISTS ${table}; CREATE TABLE ${table} (id varchar(64) PRIMARY KEY)`);
+  await c.end();
+}
+
+const knexCase: OrmCase = {
+  orm: 'Knex',
+  dialect: 'postgres',
+  connections: () => backendsNamed('sqljobs_orm_knex'),
+  async open() {
+    await createRowsTable('orm_rows_knex');
+    const knex = knexLib({ client: 'pg', connection: { connectionString: PG_URL, application_name: 'sqljobs_orm_knex' }, pool: { min: 0, max: 2 } });
+    return {
+      db: knex,
+      poolMax: 2,
+      transaction: (body, rollback) =>
+        knex.transaction(async (trx) => {
+          await trx('orm_rows_knex').insert({ id: body.rowId });
+          const r = await body.enqueue(trx);
+          return rollback ? ROLLBACK() : r;
+        }),
+      rows: async () => (await knex('orm_rows_knex').select('id')).map((r: { id: string }) => r.id),
+      close: () => knex.destroy(),
+    };
+  },
+};
+
+const kyselyCase: OrmCase = {
+  orm: 'Kysely',
+  dialect: 'postgres',
+  async open() {
+    await createRowsTable('orm_rows_kysely');
+    // Kysely keeps its pool private: the app gives createJobs the pool it gave Kysely's dialect.
+    const pool = new pg.Pool({ connectionString: PG_URL, max: 2 });
+    const db = new Kysely<{ orm_rows_kysely: { id: string } }>({ dialect: new PostgresDialect({ pool }) });
+    return {
+      db: pool,
+      transaction: (body, rollback) =>
+        db.transaction().execute(async (trx) => {
+          await trx.insertInto('orm_rows_kysely').values({ id: body.rowId }).execute();
+          const r = await body.enqueue(trx);
+          return rollback ? ROLLBACK() : r;
+        }),
+      rows: async () => (await ksql<{ id: string }>`SELECT id FROM orm_rows_kysely`.execute(db)).rows.map((r) => r.id),
+      close: () => db.destroy(),
+    };
+  },
+};
+
+const kyselyControlledCase: OrmCase = {
+  orm: 'Kysely (controlled transaction)',
+  dialect: 'postgres',
+  async open() {
+    await createRowsTable('orm_rows_kysely_ct');
+    const pool = new pg.Pool({ connectionString: PG_URL, max: 2 });
+    const db = new Kysely<{ orm_rows_kysely_ct: { id: string } }>({ dialect: new PostgresDialect({ pool }) });
+    return {
+      db: pool,
+      async transaction(body, rollback) {
+        const trx = await db.startTransaction().execute();
+        await trx.insertInto('orm_rows_kysely_ct').values({ id: body.rowId }).execute();
+        const r = await body.enqueue(trx);
+        if (rollback) {
+          await trx.rollback().execute();
+          return ROLLBACK();
+        }
+        await trx.commit().execute();
+        return r;
+      },
+      rows: async () => (await ksql<{ id: string }>`SELECT id FROM orm_rows_kysely_ct`.execute(db)).rows.map((r) => r.id),
+      close: () => db.destroy(),
+    };
+  },
+};
+
+const drizzleCase: OrmCase = {
+  orm: 'Drizzle',
+  dialect: 'postgres',
+  connections: () => backendsNamed('sqljobs_orm_drizzle'),
+  async open() {
+    await createRowsTable('orm_rows_drizzle');
+    const pool = new pg.Pool({ connectionString: PG_URL, application_name: 'sqljobs_orm_drizzle', max: 2 });
+    const db = drizzle({ client: pool });
+    return {
+      db,
+      poolMax: 2,
+      transaction: (body, rollback) =>
+        db.transaction(async (tx) => {
+          await tx.execute(dsql`INSERT INTO orm_rows_drizzle (id) VALUES (${body.rowId})`);
+          const r = await body.enqueue(tx);
+          return rollback ? ROLLBACK() : r;
+        }),
+      rows: async () => (await db.execute<{ id: string }>(dsql`SELECT id FROM orm_rows_drizzle`)).rows.map((r) => r.id),
+      close: () => pool.end(),
+    };
+  },
+};
+
+describe('ORMs on PostgreSQL', function () {
+  before(requireDatabase(postgres));
+  for (const c of [knexCase, kyselyCase, kyselyControlledCase, drizzleCase]) ormSuite(c);
+});

@@ -33,3 +33,8 @@ export function createJobs<M extends JobMap = {}>(options: JobsOptions): Jobs<M>
 export { jobsAdmin, koaJobsAdmin } from './admin/index.ts';
 export type { AdminAccess, AdminOptions, AdminJobs, ExpressLikeRequest, KoaAdminOptions, KoaLikeAdminContext } from './admin/index.ts';
 export type { QueueStats, ThroughputBuckets } from './driver/store.ts';
+export type { SqlTransaction } from './driver/orm/caller.ts';
+export type {
+  DrizzleTransactionLike, KnexTransactionLike, KyselyTransactionLike, MikroOrmEntityManagerLike, PrismaTransactionLike,
+  SequelizeTransactionLike, TransactionHandle, TypeormTransactionLike,
+} from './driver/orm/types.ts';

@@ -14,8 +14,9 @@ import { Worker, type JobEventPayload, type WorkerOptions } from './worker/worke
 import { stopOnSignals } from './worker/shutdown.ts';
 import type { OpenTransaction, Store } from './driver/store.ts';
 import { createStore } from './driver/create.ts';
-import { isBetterSqlite } from './driver/detect.ts';
+import { describeTx, isBetterSqlite } from './driver/detect.ts';
 import { callerHandleSync } from './driver/orm/caller.ts';
+import type { TransactionHandle } from './driver/orm/types.ts';
 import { intInRange, resolveOptions, type JobsMode, type JobsOptions } from './options.ts';
 import { uuidv7 } from './uuid.ts';
 import { RateLimitedLog, SafeEvents } from './report.ts';
@@ -233,7 +234,7 @@ export class Jobs<M extends JobMap = {}> {
   }
 
   /** Enqueue many jobs in one round trip per chunk. */
-  async enqueueMany(items: EnqueueManyItem<M>[], opts: { tx?: unknown } = {}): Promise<EnqueueResult[]> {
+  async enqueueMany(items: EnqueueManyItem<M>[], opts: { tx?: TransactionHandle } = {}): Promise<EnqueueResult[]> {
     if (!Array.isArray(items)) throw new TypeError(`enqueueMany: items must be an array of { name, payload, ...options }; got ${describe(items)}`);
     const rows = items.map((it, i) => {
       if (it === null || typeof it !== 'object') throw new TypeError(`enqueueMany: items[${i}] must be an object { name, payload, ...options }; got ${describe(it)}`);
@@ -255,6 +256,10 @@ export class Jobs<M extends JobMap = {}> {
     const inTx = tx !== undefined;
     if (this.db.capabilities.syncEnqueue) {
       const handle = inTx ? callerHandleSync(tx) : undefined;
+      if (handle !== tx && isBetterSqlite(handle) && !handle.inTransaction) {
+        // An ORM's transaction that has ended: its Database would take the job outside any transaction.
+        throw new TypeError(`opts.tx: ${describeTx(tx)} is not inside a transaction, so the job would not be part of it`);
+      }
       if (!inTx || isBetterSqlite(handle)) return this.afterEnqueue(rows, this.writeSync(rows, handle), inTx);
     }
     return this.db.jobInsertMany({ rows, tx }).then((results) => this.afterEnqueue(rows, results, inTx));

@@ -16,6 +16,7 @@
  *   pending|running --cancel--> cancelled (moved to history)
  *   failed|cancelled --retry--> pending  (moved back to the hot table)
  */
+import type { TransactionHandle } from './driver/orm/types.ts';
 import { safeString, storableText } from './text.ts';
 
 export const JOB_STATES = ['pending', 'running', 'completed', 'failed', 'cancelled', 'skipped'] as const;
@@ -88,7 +89,7 @@ export interface LogRecord {
   message: string;
 }
 
-export interface EnqueueOptions<Tx = unknown> {
+export interface EnqueueOptions<Tx = TransactionHandle> {
   /** Run after this many milliseconds (measured by the database clock). */
   delay?: number;
   /** Run at or after this instant. */
@@ -106,7 +107,12 @@ export interface EnqueueOptions<Tx = unknown> {
   batchId?: string;
   createdBy?: string;
   meta?: JsonValue;
-  /** Enqueue inside the caller's open transaction (pg client in BEGIN; better-sqlite3 inside db.transaction()). */
+  /**
+   * Enqueue inside the caller's open transaction: the driver's handle (pg client in BEGIN, mysql2
+   * connection, better-sqlite3 Database inside db.transaction(), slonik or mssql transaction), an
+   * ORM's transaction object (Knex, Kysely, Drizzle, Prisma, TypeORM, Sequelize, MikroORM), or any
+   * { query(text, values), inTransaction() }.
+   */
   tx?: Tx;
 }
 

@@ -1,5 +1,8 @@
 import type BetterSqlite3 from 'better-sqlite3';
 import { ormAdapterOf } from './orm/caller.ts';
+import { drizzleClient } from './orm/drizzle.ts';
+import { isKnexInstance } from './orm/knex.ts';
+import { isKysely } from './orm/kysely.ts';
 
 /** Which driver is this object? Decided by shape, never instanceof (the app's copy of a driver may not be ours). */
 
@@ -36,7 +39,15 @@ function shape(v: unknown): string {
 
 /** What the caller gave as opts.tx, in words, for a refusal: an ORM's object is named as such, anything else by its shape. */
 export function describeTx(tx: unknown): string {
-  return ormAdapterOf(tx)?.name ?? shape(tx);
+  return ormAdapterOf(tx)?.name ?? ormInstanceName(tx) ?? shape(tx);
+}
+
+/** An ORM's instance given where its transaction belongs. */
+function ormInstanceName(o: unknown): string | undefined {
+  if (isKnexInstance(o)) return 'a Knex instance (not a transaction: pass the trx of knex.transaction())';
+  if (o !== null && typeof o === 'object' && isKysely(o as Record<string, unknown>)) return 'a Kysely instance (not a transaction: pass the trx of db.transaction().execute())';
+  if (drizzleClient(o) !== undefined) return 'a Drizzle database (not a transaction: pass the tx of db.transaction())';
+  return undefined;
 }
 
 /** A pg client handed as opts.tx: a PoolClient or Client, which must be inside BEGIN. */

@@ -8,6 +8,7 @@
  * otherwise, and then lets the response through. A failed commit turns it into a 500: the client
  * never sees a 2xx for work that did not commit. A client that disconnects first rolls back.
  */
+import type { TransactionHandle } from '../driver/orm/types.ts';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Jobs, JobMap, SupportedDb } from '../jobs.ts';
 import { RequestJobs, resolveJobs, type RequestJobMap } from './unit-of-work.ts';
@@ -16,7 +17,7 @@ export interface JobsMiddlewareOptions<Req = IncomingMessage, Res = ServerRespon
   /** Commit when this returns true at the commit point. Default: status < 400. */
   commitWhen?: (req: Req, res: Res) => boolean;
   /** Use the app's own per-request transaction (e.g. `(req) => req.trx`); the app commits it. */
-  transaction?: (req: Req) => unknown;
+  transaction?: (req: Req) => TransactionHandle | null | undefined;
   /** Called when a commit failed and the response became a 500 (for logging). */
   onCommitError?: (err: unknown, req: Req) => void;
 }

@@ -5,6 +5,7 @@
  * succeeded (status < 400 by default), roll back when it threw or answered an error. A failed
  * commit throws, and Koa answers 500 instead of the handler's body.
  */
+import type { TransactionHandle } from '../driver/orm/types.ts';
 import type { Jobs, JobMap, SupportedDb } from '../jobs.ts';
 import { RequestJobs, resolveJobs, type RequestJobMap } from './unit-of-work.ts';
 
@@ -21,7 +22,7 @@ export interface KoaJobsOptions<Ctx extends KoaLikeContext = KoaLikeContext> {
   /** Commit when this returns true after the downstream middleware. Default: status < 400. */
   commitWhen?: (ctx: Ctx) => boolean;
   /** Use the app's own per-request transaction; the app commits it. */
-  transaction?: (ctx: Ctx) => unknown;
+  transaction?: (ctx: Ctx) => TransactionHandle | null | undefined;
 }
 
 export function koaJobs<M extends JobMap = {}, Ctx extends KoaLikeContext = KoaLikeContext>(

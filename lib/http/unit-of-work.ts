@@ -11,6 +11,7 @@
  * the app's own `db.transaction()` at once.
  */
 import { Jobs, type EnqueueManyItem, type JobMap, type JobName, type PayloadOf, type SupportedDb } from '../jobs.ts';
+import type { TransactionHandle } from '../driver/orm/types.ts';
 import type { EnqueueOptions, EnqueueResult, JobRecord, ListFilter, ListPage, NewJobRow } from '../model.ts';
 import type { OpenTransaction } from '../driver/store.ts';
 
@@ -21,7 +22,7 @@ type State = 'idle' | 'open' | 'committed' | 'rolled back';
 
 export interface UnitOfWorkOptions {
   /** The app's own per-request transaction (bring your own): enqueue joins it; the app commits it. */
-  transaction?: () => unknown;
+  transaction?: () => TransactionHandle | null | undefined;
 }
 
 const producers = new WeakMap<object, Jobs>();
@@ -147,7 +148,7 @@ export class RequestJobs<M extends JobMap = {}> {
   }
 
   /** The transaction's own handle (ours to use; the app gets the guarded one). */
-  private async native(): Promise<unknown> {
+  private async native(): Promise<TransactionHandle> {
     if (this.opts.transaction) return this.appTransaction();
     if (!this.opening) {
       this.state = 'open';
@@ -158,11 +159,11 @@ export class RequestJobs<M extends JobMap = {}> {
     }
     const tx = await this.opening;
     if (this.finished) throw new Error(`the request's unit of work is already ${this.state}`);
-    return tx.native;
+    return tx.native as TransactionHandle;
   }
 
   /** The app's own transaction handle; none (an ORM's tx.$client is undefined) would enqueue outside it. */
-  private appTransaction(): unknown {
+  private appTransaction(): TransactionHandle {
     const tx = this.opts.transaction!();
     if (tx === undefined || tx === null) {
       throw new TypeError(`the middleware's transaction option returned ${tx}: it must return the request transaction's driver client (pg PoolClient, mysql2 connection, ...), so that jobs commit and roll back with it`);

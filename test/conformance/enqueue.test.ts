@@ -222,7 +222,7 @@ forEachDialect('enqueue and read', ({ fresh }) => {
       expect(await jobs.get(lost)).to.equal(null);
       expect(db.prepare('SELECT item FROM orders').all()).to.deep.equal([{ item: 'book' }]);
       let wrongTx: unknown;
-      await jobs.enqueue('receipt', {}, { tx: {} }).catch((e) => (wrongTx = e));
+      await jobs.enqueue('receipt', {}, { tx: {} as never }).catch((e) => (wrongTx = e));
       expect((wrongTx as Error).message).to.match(/opts.tx on SQLite must be the better-sqlite3 Database.*; got Object$/);
     } else if (t.driver === 'mssql') {
       const pool = t.db as MssqlPool;
@@ -239,7 +239,7 @@ forEachDialect('enqueue and read', ({ fresh }) => {
       expect(await jobs.get(kept)).to.not.equal(null);
       expect(await jobs.get(lost)).to.equal(null);
       let wrongTx: unknown;
-      await jobs.enqueue('receipt', {}, { tx: pool }).catch((e) => (wrongTx = e));
+      await jobs.enqueue('receipt', {}, { tx: pool as never }).catch((e) => (wrongTx = e));
       expect((wrongTx as Error).message).to.match(/opts.tx on SQL Server must be an mssql Transaction.*; got ConnectionPool/);
     } else if (t.driver === 'slonik') {
       const pool = t.db as DatabasePool;
@@ -311,7 +311,7 @@ forEachDialect('enqueue and read', ({ fresh }) => {
         let notInTx: unknown;
         await jobs.enqueue('receipt', {}, { tx: c }).catch((e) => (notInTx = e));
         expect((notInTx as Error).message).to.match(/not inside a transaction/);
-        const poolAsTx = await jobs.enqueue('receipt', {}, { tx: pool }).catch((e: Error) => e);
+        const poolAsTx = await jobs.enqueue('receipt', {}, { tx: pool as never }).catch((e: Error) => e);
         expect((poolAsTx as Error).message).to.match(/opts.tx on PostgreSQL must be a pg client .*; got BoundPool/);
       } finally {
         c.release();

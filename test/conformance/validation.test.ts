@@ -188,7 +188,7 @@ forEachDialect('validation of bad input', ({ fresh }) => {
     await jobs.migrate();
     const say = /opts\.tx is (undefined|null): pass the open transaction's driver client .*or leave the key out to enqueue outside any transaction/;
     await expectRefused(() => jobs.enqueue('tx', {}, { tx: undefined }), JobValidationError, new RegExp(`^job "tx": ${say.source}`));
-    await expectRefused(() => jobs.enqueue('tx', {}, { tx: null }), JobValidationError, /^job "tx": opts\.tx is null: /);
+    await expectRefused(() => jobs.enqueue('tx', {}, { tx: null as never }), JobValidationError, /^job "tx": opts\.tx is null: /);
     await expectRefused(() => jobs.enqueueMany([{ name: 'tx', payload: {} }], { tx: undefined }), JobValidationError, /^enqueueMany: opts\.tx is undefined: /);
     await expectRefused(
       () => jobs.enqueueMany([{ name: 'tx', payload: {}, tx: t.db } as never]),

@@ -7,7 +7,7 @@ import { once } from 'node:events';
 import type pg from 'pg';
 import type { DatabasePool, DatabaseTransactionConnection } from 'slonik';
 import type mysql from 'mysql2/promise';
-import { createJobs, jobsMiddleware, type Jobs } from '../../lib/index.ts';
+import { createJobs, jobsMiddleware, type Jobs, type TransactionHandle } from '../../lib/index.ts';
 import { createRequire } from 'node:module';
 import { forEachDialect, sleep, until, type TestDb } from '../helpers/dialects.ts';
 import { failingCommitRoute, failingWork, loseConnection, ownHandle, poolSettled, setupShop as setup, visible, writeOrder } from '../helpers/http.ts';
@@ -317,7 +317,7 @@ forEachDialect('Express middleware', ({ fresh }) => {
       });
       next();
     });
-    app.use(jobsMiddleware(jobs, { transaction: (req) => (req as { trx?: Trx }).trx }));
+    app.use(jobsMiddleware(jobs, { transaction: (req) => (req as { trx?: Trx }).trx as TransactionHandle | undefined }));
     app.post('/byo/:status', async (req, res) => {
       await req.jobs.enqueue('receipt', {}, { tag: `byo-${req.params.status}` });
       res.sendStatus(Number(req.params.status));

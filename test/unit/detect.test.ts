@@ -103,15 +103,21 @@ describe('driver detection', () => {
 });
 
 describe('opts.tx refusals say what they received', () => {
-  it('names an ORM transaction as such, anything else by its shape', async () => {
+  it('names an ORM transaction or instance as such, anything else by its shape', async () => {
     const { describeTx } = await import('../../lib/driver/detect.ts');
-    const knexTrx = Object.assign(() => undefined, { isTransaction: true, commit: () => undefined, raw: () => undefined });
-    expect(describeTx(knexTrx)).to.match(/^a Knex transaction \(ORM transactions are not taken yet/);
-    expect(describeTx({ $executeRaw: () => 0, $queryRaw: () => [] })).to.match(/^a Prisma client/);
-    expect(describeTx({ selectFrom: () => 0, insertInto: () => 0 })).to.match(/^a Kysely/);
-    expect(describeTx({ select: () => 0, session: {} })).to.match(/^a Drizzle/);
-    expect(describeTx({ getRepository: () => 0, queryRunner: undefined })).to.match(/^a TypeORM EntityManager/);
-    expect(describeTx({ commit: () => 0, rollback: () => 0, sequelize: {} })).to.match(/^a Sequelize Transaction/);
+    const f = () => undefined;
+    const knexClient = { acquireConnection: f, releaseConnection: f };
+    const knexTrx = Object.assign(() => undefined, { isTransaction: true, commit: f, raw: f, client: knexClient });
+    expect(describeTx(knexTrx)).to.equal('a Knex transaction');
+    expect(describeTx(Object.assign(() => undefined, { raw: f, transaction: f, client: knexClient }))).to.match(/^a Knex instance \(not a transaction/);
+    expect(describeTx({ $executeRawUnsafe: f, $queryRawUnsafe: f })).to.equal('a Prisma client');
+    expect(describeTx({ selectFrom: f, insertInto: f, executeQuery: f, isTransaction: true })).to.equal('a Kysely transaction');
+    expect(describeTx({ selectFrom: f, insertInto: f, executeQuery: f, isTransaction: false })).to.match(/^a Kysely instance/);
+    expect(describeTx({ select: f, rollback: f, session: {}, dialect: {} })).to.equal('a Drizzle transaction');
+    expect(describeTx({ select: f, transaction: f, $client: {}, dialect: {} })).to.match(/^a Drizzle database/);
+    expect(describeTx({ getRepository: f, transaction: f, queryRunner: undefined })).to.match(/^a TypeORM EntityManager/);
+    expect(describeTx({ commit: f, rollback: f, afterCommit: f, sequelize: {} })).to.equal('a Sequelize Transaction');
+    expect(describeTx({ getTransactionContext: f, persist: f, flush: f })).to.equal('a MikroORM EntityManager');
     class Pool {
       totalCount = 0;
     }

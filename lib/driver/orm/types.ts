@@ -1,0 +1,80 @@
+/**
+ * What opts.tx takes, as types: each driver's transaction handle and each ORM's transaction
+ * object, by the members sqljobs recognises them by (structural, so that no ORM has to be
+ * installed for these types to resolve). Anything else, a pool, a string, a plain object, is a
+ * compile error; at run time it is refused with what was received.
+ */
+import type BetterSqlite3 from 'better-sqlite3';
+import type { ClientBase } from 'pg';
+import type { Connection as MysqlConnection, PoolConnection as MysqlPoolConnection } from 'mysql2';
+import type { Connection as MysqlPromiseConnection } from 'mysql2/promise';
+import type { SlonikConnectionLike } from '../postgres/slonik.ts';
+import type { MssqlTransactionLike } from '../mssql/store.ts';
+import type { SqlTransaction } from './caller.ts';
+
+type Method = (...args: never[]) => unknown;
+
+/** A Knex transaction (`knex.transaction(async (trx) => ...)`), also the one MikroORM runs on. */
+export interface KnexTransactionLike {
+  isTransaction?: boolean;
+  commit: Method;
+  rollback: Method;
+  savepoint: Method;
+  raw: Method;
+}
+
+/** A Kysely Transaction or ControlledTransaction. */
+export interface KyselyTransactionLike {
+  /** `true` on a transaction; a Kysely instance's is `boolean`, so the instance is a compile error. */
+  readonly isTransaction: true;
+  selectFrom: Method;
+  executeQuery: Method;
+}
+
+/** A Drizzle transaction (node-postgres, mysql2 or better-sqlite3). */
+export interface DrizzleTransactionLike {
+  rollback: Method;
+  select: Method;
+  transaction: Method;
+}
+
+/** The client a Prisma interactive transaction gives (`prisma.$transaction(async (tx) => ...)`). */
+export interface PrismaTransactionLike {
+  $queryRawUnsafe: Method;
+  $executeRawUnsafe: Method;
+}
+
+/** A TypeORM EntityManager inside a transaction, or a QueryRunner after startTransaction(). */
+export type TypeormTransactionLike = { getRepository: Method; transaction: Method; queryRunner?: object } | { isTransactionActive: boolean; startTransaction: Method; commitTransaction: Method };
+
+/** A Sequelize Transaction. */
+export interface SequelizeTransactionLike {
+  afterCommit: Method;
+  commit: Method;
+  rollback: Method;
+}
+
+/** A MikroORM EntityManager inside `em.transactional(async (em) => ...)`. */
+export interface MikroOrmEntityManagerLike {
+  getTransactionContext: Method;
+  persist: Method;
+  flush: Method;
+}
+
+/** Everything opts.tx (and the middleware's `transaction` option) takes. */
+export type TransactionHandle =
+  | ClientBase
+  | BetterSqlite3.Database
+  | MysqlConnection
+  | MysqlPoolConnection
+  | MysqlPromiseConnection
+  | SlonikConnectionLike
+  | MssqlTransactionLike
+  | KnexTransactionLike
+  | KyselyTransactionLike
+  | DrizzleTransactionLike
+  | PrismaTransactionLike
+  | TypeormTransactionLike
+  | SequelizeTransactionLike
+  | MikroOrmEntityManagerLike
+  | SqlTransaction;

@@ -1,0 +1,34 @@
+/**
+ * Compile-time checks (type-checked by `npm run typecheck`, never run): opts.tx takes each ORM's
+ * transaction object by its own type, and a pool, an ORM instance or a plain value is an error.
+ */
+import type pg from 'pg';
+import type { Knex } from 'knex';
+import type { Kysely, Transaction } from 'kysely';
+import type { NodePgDatabase } from 'drizzle-orm/node-postgres';
+import type { EntityManager, QueryRunner } from 'typeorm';
+import type { Transaction as SequelizeTransaction } from 'sequelize';
+import type { EntityManager as MikroEntityManager } from '@mikro-orm/postgresql';
+import type { Jobs } from '../../lib/index.ts';
+
+type Drizzle = NodePgDatabase<Record<string, never>>;
+type DrizzleTx = Parameters<Parameters<Drizzle['transaction']>[0]>[0];
+
+export async function accepted(jobs: Jobs<{ a: { n: number } }>, t: {
+  client: pg.PoolClient; knexTrx: Knex.Transaction; kyselyTrx: Transaction<{ t: { id: string } }>; drizzleTx: DrizzleTx;
+  manager: EntityManager; runner: QueryRunner; seqT: SequelizeTransaction; em: MikroEntityManager;
+}): Promise<void> {
+  for (const tx of [t.client, t.knexTrx, t.kyselyTrx, t.drizzleTx, t.manager, t.runner, t.seqT, t.em]) await jobs.enqueue('a', { n: 1 }, { tx });
+  await jobs.enqueue('a', { n: 1 }, { tx: { query: async () => [], inTransaction: () => true } });
+}
+
+export async function refused(jobs: Jobs<{ a: { n: number } }>, pool: pg.Pool, kysely: Kysely<{ t: { id: string } }>): Promise<void> {
+  // @ts-expect-error a pool: its statements land on any connection, outside the caller's transaction
+  await jobs.enqueue('a', { n: 1 }, { tx: pool });
+  // @ts-expect-error a Kysely instance, not a transaction
+  await jobs.enqueue('a', { n: 1 }, { tx: kysely });
+  // @ts-expect-error not a transaction at all
+  await jobs.enqueue('a', { n: 1 }, { tx: 'trx' });
+  // @ts-expect-error a plain object
+  await jobs.enqueue('a', { n: 1 }, { tx: {} });
+}

@@ -6,26 +6,9 @@ import { drizzle } from 'drizzle-orm/node-postgres';
 import { sql as dsql } from 'drizzle-orm';
 import { DIALECTS, PG_URL, requireDatabase } from '../helpers/dialects.ts';
 import { ROLLBACK, ormSuite, type OrmCase } from './harness.ts';
+import { backendsNamed, createRowsTable } from './postgres-tables.ts';
 
 const postgres = DIALECTS.find((d) => d.name === 'postgres')!;
-
-/** Backends opened with `app` as application_name: the ORM's pool, and our private pools copied from its settings. */
-export async function backendsNamed(app: string): Promise<number> {
-  const c = new pg.Client({ connectionString: PG_URL });
-  await c.connect();
-  try {
-    return Number((await c.query('SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1', [app])).rows[0].n);
-  } finally {
-    await c.end();
-  }
-}
-
-export async function createRowsTable(table: string): Promise<void> {
-  const c = new pg.Client({ connectionString: PG_URL });
-  await c.connect();
-  await c.query(`DROP TABLE IF EXISTS ${table}; CREATE TABLE ${table} (id varchar(64) PRIMARY KEY)`);
-  await c.end();
-}
 
 const knexCase: OrmCase = {
   orm: 'Knex',

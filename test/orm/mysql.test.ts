@@ -1,10 +1,10 @@
 /** ORMs on MySQL/MariaDB (mysql2): their transactions as opts.tx, their instances as db (see harness.ts). */
 import mysql from 'mysql2/promise';
-import knexLib from 'knex';
 import { drizzle } from 'drizzle-orm/mysql2';
 import { sql as dsql } from 'drizzle-orm';
 import { DIALECTS, MYSQL_URL, requireDatabase } from '../helpers/dialects.ts';
 import { ROLLBACK, ormSuite, type OrmCase } from './harness.ts';
+import { knexCase } from './knex-case.ts';
 
 const mariadb = DIALECTS.find((d) => d.name === 'mysql')!;
 
@@ -15,25 +15,12 @@ async function createRowsTable(table: string): Promise<void> {
   await c.end();
 }
 
-const knexCase: OrmCase = {
-  orm: 'Knex',
+const knexMysql = knexCase({
   dialect: 'mysql',
-  async open() {
-    await createRowsTable('orm_rows_knex');
-    const knex = knexLib({ client: 'mysql2', connection: MYSQL_URL, pool: { min: 0, max: 2 } });
-    return {
-      db: knex,
-      transaction: (body, rollback) =>
-        knex.transaction(async (trx) => {
-          await trx('orm_rows_knex').insert({ id: body.rowId });
-          const r = await body.enqueue(trx);
-          return rollback ? ROLLBACK() : r;
-        }),
-      rows: async () => (await knex('orm_rows_knex').select('id')).map((r: { id: string }) => r.id),
-      close: () => knex.destroy(),
-    };
-  },
-};
+  config: { client: 'mysql2', connection: MYSQL_URL, pool: { min: 0, max: 2 } },
+  table: 'orm_rows_knex',
+  prepare: () => createRowsTable('orm_rows_knex'),
+});
 
 const drizzleCase: OrmCase = {
   orm: 'Drizzle',
@@ -58,5 +45,5 @@ const drizzleCase: OrmCase = {
 
 describe('ORMs on MySQL/MariaDB', function () {
   before(requireDatabase(mariadb));
-  for (const c of [knexCase, drizzleCase]) ormSuite(c);
+  for (const c of [knexMysql, drizzleCase]) ormSuite(c);
 });

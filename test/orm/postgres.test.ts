@@ -1,36 +1,23 @@
 /** ORMs on PostgreSQL: their transactions as opts.tx, their instances as db (see harness.ts). */
 import pg from 'pg';
-import knexLib from 'knex';
 import { Kysely, PostgresDialect, sql as ksql } from 'kysely';
 import { drizzle } from 'drizzle-orm/node-postgres';
 import { sql as dsql } from 'drizzle-orm';
 import { DIALECTS, PG_URL, requireDatabase } from '../helpers/dialects.ts';
 import { ROLLBACK, ormSuite, type OrmCase } from './harness.ts';
 import { backendsNamed, createRowsTable } from './postgres-tables.ts';
+import { knexCase } from './knex-case.ts';
 
 const postgres = DIALECTS.find((d) => d.name === 'postgres')!;
 
-const knexCase: OrmCase = {
-  orm: 'Knex',
+const knexPg = knexCase({
   dialect: 'postgres',
+  config: { client: 'pg', connection: { connectionString: PG_URL, application_name: 'sqljobs_orm_knex' }, pool: { min: 0, max: 2 } },
+  table: 'orm_rows_knex',
+  prepare: () => createRowsTable('orm_rows_knex'),
+  poolMax: 2,
   connections: () => backendsNamed('sqljobs_orm_knex'),
-  async open() {
-    await createRowsTable('orm_rows_knex');
-    const knex = knexLib({ client: 'pg', connection: { connectionString: PG_URL, application_name: 'sqljobs_orm_knex' }, pool: { min: 0, max: 2 } });
-    return {
-      db: knex,
-      poolMax: 2,
-      transaction: (body, rollback) =>
-        knex.transaction(async (trx) => {
-          await trx('orm_rows_knex').insert({ id: body.rowId });
-          const r = await body.enqueue(trx);
-          return rollback ? ROLLBACK() : r;
-        }),
-      rows: async () => (await knex('orm_rows_knex').select('id')).map((r: { id: string }) => r.id),
-      close: () => knex.destroy(),
-    };
-  },
-};
+});
 
 const kyselyCase: OrmCase = {
   orm: 'Kysely',
@@ -105,5 +92,5 @@ const drizzleCase: OrmCase = {
 
 describe('ORMs on PostgreSQL', function () {
   before(requireDatabase(postgres));
-  for (const c of [knexCase, kyselyCase, kyselyControlledCase, drizzleCase]) ormSuite(c);
+  for (const c of [knexPg, kyselyCase, kyselyControlledCase, drizzleCase]) ormSuite(c);
 });

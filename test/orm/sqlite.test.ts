@@ -4,7 +4,6 @@
  * the very connection the transaction runs on, and our worker's handle waits for the file's lock.
  */
 import Database from 'better-sqlite3';
-import knexLib from 'knex';
 import { Kysely, SqliteDialect, sql as ksql } from 'kysely';
 import { drizzle } from 'drizzle-orm/better-sqlite3';
 import { sql as dsql } from 'drizzle-orm';
@@ -12,6 +11,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ROLLBACK, ormSuite, type OrmCase } from './harness.ts';
+import { knexCase } from './knex-case.ts';
 
 function freshFile(): { file: string; remove(): void } {
   const dir = mkdtempSync(path.join(tmpdir(), 'sqljobs-orm-'));
@@ -25,31 +25,20 @@ function createRowsTable(file: string): void {
   db.close();
 }
 
-const knexCase: OrmCase = {
-  orm: 'Knex',
-  dialect: 'sqlite',
-  async open() {
-    const { file, remove } = freshFile();
-    createRowsTable(file);
-    const knex = knexLib({ client: 'better-sqlite3', connection: { filename: file }, useNullAsDefault: true });
-    const db = new Database(file);
-    return {
-      db,
-      transaction: (body, rollback) =>
-        knex.transaction(async (trx) => {
-          await trx('app_rows').insert({ id: body.rowId });
-          const r = await body.enqueue(trx);
-          return rollback ? ROLLBACK() : r;
-        }),
-      rows: async () => (await knex('app_rows').select('id')).map((r: { id: string }) => r.id),
-      close: async () => {
-        await knex.destroy();
-        db.close();
-        remove();
-      },
-    };
-  },
-};
+/** Knex opens its own Database on the file; createJobs gets another (the job is written on Knex's, inside its transaction). */
+function knexSqlite(): OrmCase {
+  const { file, remove } = freshFile();
+  return knexCase({
+    dialect: 'sqlite',
+    config: { client: 'better-sqlite3', connection: { filename: file }, useNullAsDefault: true },
+    table: 'app_rows',
+    prepare: () => createRowsTable(file),
+    db: () => {
+      const db = new Database(file);
+      return { db, close: () => (db.close(), remove()) };
+    },
+  });
+}
 
 const kyselyCase: OrmCase = {
   orm: 'Kysely',
@@ -106,5 +95,5 @@ const drizzleCase: OrmCase = {
 };
 
 describe('ORMs on SQLite', function () {
-  for (const c of [knexCase, kyselyCase, drizzleCase]) ormSuite(c);
+  for (const c of [knexSqlite(), kyselyCase, drizzleCase]) ormSuite(c);
 });

@@ -4,10 +4,11 @@ import { ROLLBACK, type OrmCase, type OrmDialect } from './harness.ts';
 
 export interface KnexCaseOptions {
   dialect: OrmDialect;
-  config: Knex.Config;
+  /** Called after prepare(). */
+  config(): Knex.Config;
   table: string;
-  /** Creates the table. */
-  prepare(): Promise<void> | void;
+  /** Creates the table (and whatever the config needs). */
+  prepare(): Promise<unknown> | void;
   /** What createJobs gets (default: the knex instance); with `close` for anything it opened. */
   db?(): { db: unknown; close(): void };
   poolMax?: number;
@@ -21,7 +22,7 @@ export function knexCase(o: KnexCaseOptions): OrmCase {
     connections: o.connections,
     async open() {
       await o.prepare();
-      const knex = knexLib(o.config);
+      const knex = knexLib(o.config());
       const given = o.db?.() ?? { db: knex, close: () => undefined };
       return {
         db: given.db,

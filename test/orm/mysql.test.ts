@@ -15,22 +15,61 @@ async function createRowsTable(table: string): Promise<void> {
   await c.end();
 }
 
+/**
+ * A user of the case's own, so that its server connections can be counted (MariaDB keeps no
+ * connection attributes without performance_schema): the ORM's pool and our private pools
+ * copied from its settings all log in as it.
+ */
+async function createCaseUser(user: string): Promise<void> {
+  const c = await mysql.createConnection(MYSQL_URL);
+  await c.query(`CREATE USER IF NOT EXISTS '${user}'@'%' IDENTIFIED BY 'orm'`);
+  await c.query(`CREATE USER IF NOT EXISTS '${user}'@'localhost' IDENTIFIED BY 'orm'`);
+  await c.query(`GRANT ALL ON test.* TO '${user}'@'%'`);
+  await c.query(`GRANT ALL ON test.* TO '${user}'@'localhost'`);
+  await c.end();
+}
+
+function caseUrl(user: string): string {
+  const url = new URL(MYSQL_URL);
+  url.username = user;
+  url.password = 'orm';
+  return url.toString();
+}
+
+async function connectionsOf(user: string): Promise<number> {
+  const c = await mysql.createConnection(MYSQL_URL);
+  try {
+    const [rows] = await c.query('SELECT count(*) AS n FROM information_schema.PROCESSLIST WHERE USER = ?', [user]);
+    return Number((rows as { n: number }[])[0].n);
+  } finally {
+    await c.end();
+  }
+}
+
 const knexMysql = knexCase({
   dialect: 'mysql',
-  config: { client: 'mysql2', connection: MYSQL_URL, pool: { min: 0, max: 2 } },
+  config: () => ({ client: 'mysql2', connection: caseUrl('sqljobs_orm_knex'), pool: { min: 0, max: 2 } }),
   table: 'orm_rows_knex',
-  prepare: () => createRowsTable('orm_rows_knex'),
+  prepare: async () => {
+    await createRowsTable('orm_rows_knex');
+    await createCaseUser('sqljobs_orm_knex');
+  },
+  poolMax: 2,
+  connections: () => connectionsOf('sqljobs_orm_knex'),
 });
 
 const drizzleCase: OrmCase = {
   orm: 'Drizzle',
   dialect: 'mysql',
+  connections: () => connectionsOf('sqljobs_orm_drizzle'),
   async open() {
     await createRowsTable('orm_rows_drizzle');
-    const pool = mysql.createPool({ uri: MYSQL_URL, connectionLimit: 2 });
+    await createCaseUser('sqljobs_orm_drizzle');
+    const pool = mysql.createPool({ uri: caseUrl('sqljobs_orm_drizzle'), connectionLimit: 2 });
     const db = drizzle({ client: pool });
     return {
       db,
+      poolMax: 2,
       transaction: (body, rollback) =>
         db.transaction(async (tx) => {
           await tx.execute(dsql`INSERT INTO orm_rows_drizzle (id) VALUES (${body.rowId})`);

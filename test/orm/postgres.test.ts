@@ -12,7 +12,7 @@ const postgres = DIALECTS.find((d) => d.name === 'postgres')!;
 
 const knexPg = knexCase({
   dialect: 'postgres',
-  config: { client: 'pg', connection: { connectionString: PG_URL, application_name: 'sqljobs_orm_knex' }, pool: { min: 0, max: 2 } },
+  config: () => ({ client: 'pg', connection: { connectionString: PG_URL, application_name: 'sqljobs_orm_knex' }, pool: { min: 0, max: 2 } }),
   table: 'orm_rows_knex',
   prepare: () => createRowsTable('orm_rows_knex'),
   poolMax: 2,

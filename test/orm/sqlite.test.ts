@@ -30,7 +30,7 @@ function knexSqlite(): OrmCase {
   const { file, remove } = freshFile();
   return knexCase({
     dialect: 'sqlite',
-    config: { client: 'better-sqlite3', connection: { filename: file }, useNullAsDefault: true },
+    config: () => ({ client: 'better-sqlite3', connection: { filename: file }, useNullAsDefault: true }),
     table: 'app_rows',
     prepare: () => createRowsTable(file),
     db: () => {

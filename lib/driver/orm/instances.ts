@@ -52,6 +52,10 @@ function dialectOf(name: unknown): Dialect {
 function knexDb(knex: KnexLike): OrmDb {
   const dialect = dialectOf(typeof knex.client.config.client === 'string' ? knex.client.config.client : (knex.client as { dialect?: string }).dialect);
   const settings = knex.client.connectionSettings;
+  if (settings == null || (typeof settings !== 'object' && typeof settings !== 'string')) {
+    // A connection function is resolved at Knex's first acquire; the worker's own pools need the settings now.
+    throw new TypeError('createJobs: db: this Knex instance has no connection settings yet (its connection is a function); give Knex a settings object or string, or run a first query before createJobs');
+  }
   const acquire = () => knex.client.acquireConnection();
   const release = (c: unknown) => knex.client.releaseConnection(c);
   if (dialect === 'postgres') {

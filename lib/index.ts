@@ -36,5 +36,6 @@ export type { QueueStats, ThroughputBuckets } from './driver/store.ts';
 export type { SqlTransaction } from './driver/orm/caller.ts';
 export type {
   DrizzleTransactionLike, KnexTransactionLike, KyselyTransactionLike, MikroOrmEntityManagerLike, PrismaTransactionLike,
-  SequelizeTransactionLike, TransactionHandle, TypeormTransactionLike,
+  SequelizeTransactionLike, TransactionHandle, TypeormTransactionLike, OrmInstance, KnexInstanceLike, DrizzleDatabaseLike,
+  TypeormDataSourceLike, SequelizeInstanceLike, MikroOrmInstanceLike,
 } from './driver/orm/types.ts';

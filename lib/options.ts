@@ -10,16 +10,21 @@ import { describe, validateName } from './model.ts';
 import type { LeaderOptions } from './maintenance/leader.ts';
 import type { MssqlPoolLike } from './driver/mssql/store.ts';
 import type { SlonikPoolLike } from './driver/postgres/slonik.ts';
+import type { OrmInstance } from './driver/orm/types.ts';
 import { validatePrefix } from './driver/store.ts';
 import type { WorkerOptions } from './worker/worker.ts';
 import type { Logger } from './report.ts';
 
-export type SupportedDb = BetterSqlite3.Database | PgPool | SlonikPoolLike | MysqlPool | MysqlPromisePool | MssqlPoolLike;
+export type SupportedDb = BetterSqlite3.Database | PgPool | SlonikPoolLike | MysqlPool | MysqlPromisePool | MssqlPoolLike | OrmInstance;
 
 export type JobsMode = 'both' | 'producer' | 'consumer';
 
 export interface JobsOptions {
-  /** The app's own handle: a better-sqlite3 Database, pg Pool, slonik pool, mysql2 pool (callback or promise flavour) or mssql ConnectionPool (connected by the app). */
+  /**
+   * The app's own handle: a better-sqlite3 Database, pg Pool, slonik pool, mysql2 pool (callback or
+   * promise flavour) or mssql ConnectionPool (connected by the app); or the app's ORM where it owns
+   * the pool: a knex instance, Drizzle database, TypeORM DataSource, Sequelize or MikroORM instance.
+   */
   db: SupportedDb;
   /** Table name prefix; lowercase identifier. Default 'sqljobs_'. */
   tablePrefix?: string;

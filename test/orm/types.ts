@@ -9,9 +9,13 @@ import type { NodePgDatabase } from 'drizzle-orm/node-postgres';
 import type { EntityManager, QueryRunner } from 'typeorm';
 import type { Transaction as SequelizeTransaction } from 'sequelize';
 import type { EntityManager as MikroEntityManager } from '@mikro-orm/postgresql';
-import type { Jobs } from '../../lib/index.ts';
+import type { DataSource } from 'typeorm';
+import type { Sequelize } from 'sequelize';
+import type { MikroORM } from '@mikro-orm/postgresql';
+import { createJobs, type Jobs } from '../../lib/index.ts';
 
-type Drizzle = NodePgDatabase<Record<string, never>>;
+/** What drizzle({ client: pool }) returns. */
+type Drizzle = NodePgDatabase<Record<string, never>> & { $client: pg.Pool };
 type DrizzleTx = Parameters<Parameters<Drizzle['transaction']>[0]>[0];
 
 export async function accepted(jobs: Jobs<{ a: { n: number } }>, t: {
@@ -31,4 +35,11 @@ export async function refused(jobs: Jobs<{ a: { n: number } }>, pool: pg.Pool, k
   await jobs.enqueue('a', { n: 1 }, { tx: 'trx' });
   // @ts-expect-error a plain object
   await jobs.enqueue('a', { n: 1 }, { tx: {} });
+}
+
+/** The ORM instances createJobs takes as db, by their own types; a Kysely instance is not one. */
+export function instances(o: { knex: Knex; drizzle: Drizzle; dataSource: DataSource; sequelize: Sequelize; orm: MikroORM; kysely: Kysely<{ t: { id: string } }> }): void {
+  for (const db of [o.knex, o.drizzle, o.dataSource, o.sequelize, o.orm, o.orm.em]) createJobs({ db });
+  // @ts-expect-error Kysely keeps its pool private: give createJobs the pool you gave its dialect
+  createJobs({ db: o.kysely });
 }

@@ -78,3 +78,37 @@ export type TransactionHandle =
   | SequelizeTransactionLike
   | MikroOrmEntityManagerLike
   | SqlTransaction;
+
+/** A knex instance on PostgreSQL or MySQL/MariaDB (createJobs borrows its pooled connections). */
+export interface KnexInstanceLike {
+  client: object;
+  raw: Method;
+  transaction: Method;
+}
+
+/** A Drizzle database (createJobs runs on its `$client`). */
+export interface DrizzleDatabaseLike {
+  $client: unknown;
+  select: Method;
+  transaction: Method;
+}
+
+/** An initialised TypeORM DataSource (createJobs runs on its driver's pool or Database). */
+export interface TypeormDataSourceLike {
+  readonly isInitialized: boolean;
+  driver: object;
+  createQueryRunner: Method;
+}
+
+/** A Sequelize instance on PostgreSQL (createJobs borrows its pooled connections). */
+export interface SequelizeInstanceLike {
+  connectionManager: object;
+  authenticate: Method;
+  define: Method;
+}
+
+/** A MikroORM instance (or its EntityManager) on a SQL driver (createJobs runs on its Knex). */
+export type MikroOrmInstanceLike = { em: MikroOrmEntityManagerLike; close: Method } | MikroOrmEntityManagerLike;
+
+/** The ORM instances createJobs({ db }) takes, besides the drivers' own handles. */
+export type OrmInstance = KnexInstanceLike | DrizzleDatabaseLike | TypeormDataSourceLike | SequelizeInstanceLike | MikroOrmInstanceLike;

@@ -5,6 +5,7 @@ import { sql as dsql } from 'drizzle-orm';
 import { DIALECTS, MYSQL_URL, requireDatabase } from '../helpers/dialects.ts';
 import { ROLLBACK, ormSuite, type OrmCase } from './harness.ts';
 import { knexCase } from './knex-case.ts';
+import { sqlTransactionCase } from './sql-transaction-case.ts';
 
 const mariadb = DIALECTS.find((d) => d.name === 'mysql')!;
 
@@ -82,7 +83,28 @@ const drizzleCase: OrmCase = {
   },
 };
 
+const mysqlPool = mysql.createPool({ uri: MYSQL_URL, connectionLimit: 2 });
+const customMysql = sqlTransactionCase({
+  dialect: 'mysql',
+  db: () => mysqlPool,
+  prepare: () => createRowsTable('orm_rows_custom'),
+  async connect() {
+    const c = await mysqlPool.getConnection();
+    return {
+      query: async (text, values) => (await c.query(text, values))[0] as Record<string, unknown>[],
+      inTransaction: async () => Number(((await c.query('SELECT @@in_transaction AS t'))[0] as { t: number }[])[0].t) === 1,
+      begin: () => c.beginTransaction(),
+      commit: () => c.commit(),
+      rollback: () => c.rollback(),
+      release: () => c.release(),
+    };
+  },
+  insertText: 'INSERT INTO orm_rows_custom (id) VALUES (?)',
+  rowsText: 'SELECT id FROM orm_rows_custom',
+  close: () => mysqlPool.end(),
+});
+
 describe('ORMs on MySQL/MariaDB', function () {
   before(requireDatabase(mariadb));
-  for (const c of [knexMysql, drizzleCase]) ormSuite(c);
+  for (const c of [knexMysql, drizzleCase, customMysql]) ormSuite(c);
 });

@@ -7,6 +7,7 @@ import { DIALECTS, PG_URL, requireDatabase } from '../helpers/dialects.ts';
 import { ROLLBACK, ormSuite, type OrmCase } from './harness.ts';
 import { backendsNamed, createRowsTable } from './postgres-tables.ts';
 import { knexCase } from './knex-case.ts';
+import { sqlTransactionCase } from './sql-transaction-case.ts';
 
 const postgres = DIALECTS.find((d) => d.name === 'postgres')!;
 
@@ -90,7 +91,28 @@ const drizzleCase: OrmCase = {
   },
 };
 
+const pgPool = new pg.Pool({ connectionString: PG_URL, max: 2 });
+const customPg = sqlTransactionCase({
+  dialect: 'postgres',
+  db: () => pgPool,
+  prepare: () => createRowsTable('orm_rows_custom'),
+  async connect() {
+    const c = await pgPool.connect();
+    return {
+      query: async (text, values) => (await c.query(text, values)).rows,
+      inTransaction: () => c.getTransactionStatus() !== 'I',
+      begin: () => c.query('BEGIN'),
+      commit: () => c.query('COMMIT'),
+      rollback: () => c.query('ROLLBACK'),
+      release: () => c.release(),
+    };
+  },
+  insertText: 'INSERT INTO orm_rows_custom (id) VALUES ($1)',
+  rowsText: 'SELECT id FROM orm_rows_custom',
+  close: () => pgPool.end(),
+});
+
 describe('ORMs on PostgreSQL', function () {
   before(requireDatabase(postgres));
-  for (const c of [knexPg, kyselyCase, kyselyControlledCase, drizzleCase]) ormSuite(c);
+  for (const c of [knexPg, kyselyCase, kyselyControlledCase, drizzleCase, customPg]) ormSuite(c);
 });

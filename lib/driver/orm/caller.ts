@@ -17,10 +17,11 @@ import { fn } from './shape.ts';
 /**
  * Anything sqljobs can enqueue through, for a database layer it does not know: one statement in
  * the dialect's own placeholders (`$1` on PostgreSQL, `?` on MySQL/MariaDB and SQLite), its rows
- * back; and whether a transaction is open on it now (a job outside one would not roll back).
+ * back (for a statement without a result set, whatever the driver answers); and whether a
+ * transaction is open on it now (a job outside one would not roll back).
  */
 export interface SqlTransaction {
-  query(text: string, values: unknown[]): Promise<readonly Record<string, unknown>[]>;
+  query(text: string, values: unknown[]): Promise<unknown>;
   inTransaction(): boolean | Promise<boolean>;
 }
 
@@ -70,7 +71,9 @@ export async function runnerQuery(tx: { runner: SqlTransaction; name: string }, 
   if (!(await tx.runner.inTransaction())) {
     throw new TypeError(`opts.tx: ${tx.name} is not inside a transaction, so the job would not be part of it`);
   }
-  return [...(await tx.runner.query(text, values))];
+  const rows: unknown = await tx.runner.query(text, values);
+  // A statement with no result set may come back as the driver's own summary (mysql2's ResultSetHeader).
+  return Array.isArray(rows) ? rows : [];
 }
 
 /** The objects opts.tx takes, for refusals. */

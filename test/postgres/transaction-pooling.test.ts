@@ -234,7 +234,9 @@ describe('PostgreSQL behind PgBouncer: session and transaction pooling', functio
       }
       // Each held transaction runs a statement every second (one at a time on its client).
       let alive = Promise.resolve();
-      const keepAlive = setInterval(() => (alive = alive.then(() => Promise.all(held.map((c) => c.query('SELECT 1')))).then(() => undefined)), 1000);
+      let lost: unknown = null;
+      const ping = () => Promise.all(held.map((c) => c.query('SELECT 1'))).then(() => undefined, (err: unknown) => void (lost ??= err));
+      const keepAlive = setInterval(() => (alive = alive.then(ping)), 1000);
       try {
         // Midway the leader is paused past its lease: the other takes over by lease alone; on
         // SIGCONT the old one does not trust its leadership any more.
@@ -248,6 +250,7 @@ describe('PostgreSQL behind PgBouncer: session and transaction pooling', functio
         clearInterval(keepAlive);
       }
       await alive;
+      expect(lost, 'an app transaction held through the pooler was ended').to.equal(null);
       for (const c of held) await c.query('COMMIT');
       expect((await db.query(`SELECT count(*)::int AS n FROM ${prefix}app`)).rows[0].n, 'the app transactions committed').to.equal(3);
 

@@ -147,10 +147,9 @@ export class PostgresStore extends PortableStore implements Store {
     const base = this.app.config;
     this.own = new Ctor({ ...base, max: opts.workerPoolSize, idleTimeoutMillis: 30_000, allowExitOnIdle: true });
     this.own.on('error', () => undefined); // an idle private connection dropped by the server is replaced on next use
-    // The URL's parts override the app's (pg parses connectionString over the other settings);
-    // what it leaves out (ssl, password) stays the app's.
-    this.sessionConfig = opts.directUrl ? { ...base, connectionString: opts.directUrl } : base;
+    this.sessionConfig = opts.directUrl ? directConfig(base, opts.directUrl) : base;
     this.pooler = opts.directUrl ? 'session' : (opts.pooler ?? 'auto');
+    if (this.pooler === 'transaction') this.capabilities.notify = false;
     this.warn = opts.warn ?? (() => undefined);
   }
 
@@ -163,7 +162,10 @@ export class PostgresStore extends PortableStore implements Store {
     if (this.pooler !== 'auto') return Promise.resolve(this.pooler === 'session');
     this.sessionKept ??= keepsSession(this.app.Client, this.sessionConfig).then(
       (kept) => {
-        if (!kept) this.warn(TRANSACTION_POOLER_WARNING);
+        if (!kept) {
+          this.capabilities.notify = false;
+          this.warn(TRANSACTION_POOLER_WARNING);
+        }
         return kept;
       },
       (err: unknown) => {
@@ -540,6 +542,16 @@ class Listener implements ListenHandle {
  * pg-pool keeps its Client class): for LISTEN and session advisory locks, which a pooled
  * connection would carry over to whoever checks it out next.
  */
+/**
+ * The app's settings pointed at directUrl: where to connect comes from the URL alone (the pooler's
+ * port must not survive a URL that leaves it out, as Neon's and Supabase's direct URLs do); the
+ * rest (user, password, database, ssl, timeouts) stays the app's unless the URL says otherwise.
+ */
+function directConfig(base: PoolConfig, directUrl: string): PoolConfig {
+  const { host: _host, port: _port, connectionString: _url, ...rest } = base;
+  return { ...rest, connectionString: directUrl };
+}
+
 function dedicatedClient(app: PgAppSide, config: PoolConfig): Client {
   return new app.Client({ ...config, keepAlive: true });
 }

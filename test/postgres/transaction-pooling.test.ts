@@ -153,6 +153,40 @@ describe('PostgreSQL behind PgBouncer: session and transaction pooling', functio
       }
     });
 
+    it("ends a lock holder's session only when it is provably a lock session of ours (idle, its last statement ours)", async () => {
+      const prefix = uniquePrefix();
+      const db = pool(PG_URL);
+      const jobs = createJobs({ db, tablePrefix: prefix, logger: false, worker: false });
+      const store = jobs.store as PostgresStore;
+      const key = `${prefix}#leader:x`;
+      const foreign = new pg.Client({ connectionString: PG_URL });
+      foreign.on('error', () => undefined);
+      try {
+        await foreign.connect();
+        // Another client's session holding the key: idle, or inside a transaction.
+        await foreign.query('SELECT pg_advisory_lock(hashtext($1))', [key]);
+        expect(await store.sessionLockEvict('#leader:x')).to.equal(0);
+        await foreign.query('BEGIN');
+        await foreign.query('SELECT 1');
+        expect(await store.sessionLockEvict('#leader:x')).to.equal(0);
+        await foreign.query('COMMIT');
+        await foreign.query('SELECT pg_advisory_unlock(hashtext($1))', [key]);
+        // A lock session of ours (another store's), idle: ended.
+        const other = createJobs({ db, tablePrefix: prefix, logger: false, worker: false });
+        const lock = await (other.store as PostgresStore).sessionLockTry('#leader:x');
+        expect(lock).to.not.equal(null);
+        let lost = false;
+        lock!.onLost(() => (lost = true));
+        expect(await store.sessionLockEvict('#leader:x')).to.equal(1);
+        await until(() => lost, 'the evicted lock session to report its loss', 2000);
+        await other.close();
+      } finally {
+        await foreign.end().catch(() => undefined);
+        await jobs.close();
+        await db.end();
+      }
+    });
+
     it('refuses pooler and directUrl values it cannot use, naming the field', () => {
       const db = pool(PG_URL);
       const make = (o: object) => () => createJobs({ db, ...o } as never);
@@ -193,7 +227,11 @@ describe('PostgreSQL behind PgBouncer: session and transaction pooling', functio
         expect(new Set(rows.map((r) => r.job_id))).to.deep.equal(new Set(ids));
         const perPid = new Map<number, number>();
         for (const r of rows) perPid.set(r.pid, (perPid.get(r.pid) ?? 0) + 1);
-        for (const w of workers) expect(perPid.get(w.pid) ?? 0, `jobs run by ${w.pid}`).to.be.at.least(N * 0.15);
+        // With LISTEN every worker hears of each batch at once. Polling, a worker claims what is
+        // pending at its poll, so under this light load the share follows the two poll timers'
+        // phase (measured: 8 % to 50 %): both take part, not necessarily evenly.
+        const floor = mode === 'session' ? 0.15 : 0.03;
+        for (const w of workers) expect(perPid.get(w.pid) ?? 0, `jobs run by ${w.pid}`).to.be.at.least(N * floor);
         const lat = (await db.query<{ ms: number }>(`SELECT extract(epoch FROM started_at - created_at) * 1000 AS ms FROM ${prefix}history`)).rows
           .map((r) => Number(r.ms))
           .sort((a, b) => a - b);

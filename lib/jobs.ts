@@ -112,13 +112,17 @@ export class Jobs<M extends JobMap = {}> {
     this.options = { defaultQueue: o.defaultQueue, maxPayloadBytes: o.maxPayloadBytes, maxAttempts: o.maxAttempts };
     this.mode = o.mode;
     this.workerOptions = o.worker;
-    this.store = createStore(opts.db, { prefix: o.prefix, sqliteWal: o.sqliteWal, workerPoolSize: o.workerPoolSize });
+    const log = new RateLimitedLog(o.logger);
+    this.store = createStore(opts.db, {
+      prefix: o.prefix, sqliteWal: o.sqliteWal, workerPoolSize: o.workerPoolSize, pooler: o.pooler, directUrl: o.directUrl,
+      warn: (message) => log.warnOnce(message),
+    });
     this.schema = migratedStore(this.store);
     this.db = this.schema.view;
     // Locks is public and takes its gate as a constructor argument (its declared signature stays).
     this.locks = new Locks(this.store, this.schema.migrate);
     this.leaderOptions = o.leader;
-    this.events = new SafeEvents(this.emitter, new RateLimitedLog(o.logger));
+    this.events = new SafeEvents(this.emitter, log);
     this.scheduling = new Schedules(this.db, {
       row: (name, payload, options) => this.row(name, payload, options),
       enqueue: (rows) => this.writeRows(rows),
@@ -479,7 +483,7 @@ export class Jobs<M extends JobMap = {}> {
     await this.migrate(); // up front, as in start()
     if (!this.workerOptions) throw new Error('drain: this instance was created with worker: false (producer only)');
     if (this.worker?.isRunning) return this.worker.drain();
-    const temp = new Worker(this.store, this.definitions, { ...this.workerOptions, pollInterval: 3_600_000 }, this.workerEvents());
+    const temp = new Worker(this.store, this.definitions, { ...this.workerOptions, pollInterval: 3_600_000, pollUnheard: 3_600_000 }, this.workerEvents());
     this.worker = temp;
     try {
       await temp.start();

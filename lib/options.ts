@@ -8,6 +8,7 @@ import type { Pool as MysqlPool } from 'mysql2';
 import type { Pool as MysqlPromisePool } from 'mysql2/promise';
 import { describe, validateName } from './model.ts';
 import type { LeaderOptions } from './maintenance/leader.ts';
+import type { PoolerMode } from './driver/postgres/pooler.ts';
 import type { MssqlPoolLike } from './driver/mssql/store.ts';
 import type { SlonikPoolLike } from './driver/postgres/slonik.ts';
 import type { OrmInstance } from './driver/orm/types.ts';
@@ -57,7 +58,7 @@ export interface JobsOptions {
    */
   mode?: JobsMode;
   /** Worker settings. `false`: the same as mode 'producer'. */
-  worker?: Partial<Omit<WorkerOptions, 'retentionMs' | 'maxOutputBytes'>> | false;
+  worker?: Partial<Omit<WorkerOptions, 'retentionMs' | 'maxOutputBytes' | 'pollUnheard'>> | false;
   /** SQLite: put the database file in WAL mode (recommended; a property of the file). Default true. */
   sqliteWal?: boolean;
   /** PostgreSQL, MySQL/MariaDB: size of the private pool the worker uses for claims, outcomes and heartbeats. Default 4. */
@@ -68,9 +69,27 @@ export interface JobsOptions {
    * sweeper and history retention. Default: off (every worker runs them; they are safe to overlap).
    */
   leader?: boolean | Partial<LeaderOptions>;
+  /**
+   * PostgreSQL: what sits between `db` and the server. 'auto' (default): the worker asks once, when
+   * it starts, whether its connections keep their server session. 'session': a direct connection
+   * or a session pooler. 'transaction': a transaction pooler (PgBouncer `pool_mode = transaction`,
+   * Supavisor or Neon's pooled endpoints, RDS Proxy): LISTEN and session locks are off, workers
+   * poll (every 200 ms unless worker.pollInterval says otherwise), leadership is lease-only.
+   */
+  pooler?: PoolerMode;
+  /**
+   * PostgreSQL: a connection string to the server itself, bypassing a transaction pooler, for the
+   * connections that need a session of their own: LISTEN, the leader's session lock and claims
+   * (3 connections a process). Everything else still goes through `db`. Settings the URL leaves out
+   * (ssl, password) are taken from `db`'s.
+   */
+  directUrl?: string;
 }
 
-const OPTION_KEYS = ['db', 'mode', 'tablePrefix', 'defaultQueue', 'maxPayloadBytes', 'maxOutputBytes', 'logger', 'maxAttempts', 'retentionDays', 'worker', 'sqliteWal', 'workerPoolSize', 'leader'];
+const OPTION_KEYS = ['db', 'mode', 'tablePrefix', 'defaultQueue', 'maxPayloadBytes', 'maxOutputBytes', 'logger', 'maxAttempts', 'retentionDays', 'worker', 'sqliteWal', 'workerPoolSize', 'leader', 'pooler', 'directUrl'];
+const POOLER_MODES: readonly PoolerMode[] = ['auto', 'session', 'transaction'];
+/** Poll period when a PostgreSQL worker cannot LISTEN and the app set no pollInterval, ms. */
+const UNHEARD_POLL_MS = 200;
 const WORKER_KEYS = ['concurrency', 'queues', 'queueConcurrency', 'pollInterval', 'heartbeatInterval', 'stallTimeout', 'shutdownTimeout', 'logFlushInterval', 'prefetch', 'leaderOnly'];
 
 /** Jobs claimed ahead of free slots, at most (see WorkerOptions.prefetch). */
@@ -90,6 +109,8 @@ export interface ResolvedOptions {
   leader: LeaderOptions | null;
   /** null: silenced. */
   logger: Logger | null;
+  pooler: PoolerMode;
+  directUrl: string | undefined;
 }
 
 export function resolveOptions(opts: JobsOptions): ResolvedOptions {
@@ -115,7 +136,23 @@ export function resolveOptions(opts: JobsOptions): ResolvedOptions {
     worker,
     leader: buildLeaderOptions(opts.leader),
     logger: buildLogger(opts.logger),
+    pooler: buildPooler(opts.pooler),
+    directUrl: buildDirectUrl(opts.directUrl),
   };
+}
+
+function buildPooler(v: unknown): PoolerMode {
+  if (v === undefined) return 'auto';
+  if (!POOLER_MODES.includes(v as PoolerMode)) throw new TypeError(`createJobs: pooler must be 'auto', 'session' or 'transaction'; got ${describe(v)}`);
+  return v as PoolerMode;
+}
+
+/** A postgres:// or postgresql:// URL; the refusal does not repeat it (it may hold a password). */
+function buildDirectUrl(v: unknown): string | undefined {
+  if (v === undefined) return undefined;
+  const ok = typeof v === 'string' && /^postgres(ql)?:\/\//.test(v) && URL.canParse(v);
+  if (!ok) throw new TypeError(`createJobs: directUrl must be a PostgreSQL connection string (postgres://user@host:5432/db); got ${typeof v === 'string' ? 'a string that is not one' : describe(v)}`);
+  return v;
 }
 
 function buildLogger(v: JobsOptions['logger']): Logger | null {
@@ -177,6 +214,7 @@ function buildWorkerOptions(w: Partial<WorkerOptions>, retentionDays: number | u
     queues: w.queues,
     queueConcurrency: w.queueConcurrency,
     pollInterval: positiveInt('worker.pollInterval', w.pollInterval, 1000, MAX_TIMER_MS),
+    pollUnheard: w.pollInterval ?? UNHEARD_POLL_MS,
     heartbeatInterval,
     stallTimeout,
     shutdownTimeout: positiveInt('worker.shutdownTimeout', w.shutdownTimeout, 10_000, MAX_TIMER_MS),

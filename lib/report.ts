@@ -12,6 +12,8 @@ import { errorToRecord } from './model.ts';
 /** What the `logger` option takes: console, pino, winston and most loggers fit. */
 export interface Logger {
   error(message: string, ...details: unknown[]): void;
+  /** Used for warnings when present (console, pino and winston have it); error otherwise. */
+  warn?(message: string, ...details: unknown[]): void;
 }
 
 const WINDOW_MS = 60_000;
@@ -25,6 +27,20 @@ export class RateLimitedLog {
     private readonly logger: Logger | null,
     private readonly now: () => number = Date.now,
   ) {}
+
+  /** Log a warning (a setting that degrades something, not a failure) once for the life of this instance. */
+  warnOnce(message: string): void {
+    if (!this.logger || this.warned.has(message)) return;
+    this.warned.add(message);
+    try {
+      if (typeof this.logger.warn === 'function') this.logger.warn(`sqljobs: ${message}`);
+      else this.logger.error(`sqljobs: ${message}`);
+    } catch {
+      // A logger that throws has nowhere left to report to.
+    }
+  }
+
+  private readonly warned = new Set<string>();
 
   /** Log one line for `err` unless the same error was logged within the last minute (then count it). */
   error(context: string, err: unknown): void {

@@ -10,6 +10,7 @@ import { PostgresStore } from './postgres/store.ts';
 import { createSlonikStore, isSlonikPool } from './postgres/slonik.ts';
 import { SqliteStore } from './sqlite/store.ts';
 import type { Store } from './store.ts';
+import type { PoolerMode } from './postgres/pooler.ts';
 
 export interface StoreSettings {
   prefix: string;
@@ -17,19 +18,30 @@ export interface StoreSettings {
   sqliteWal: boolean;
   /** Server databases: connections of the worker's private pool. */
   workerPoolSize: number;
+  /** PostgreSQL: the pooler in front of `db`, and a direct connection string for the session-scoped connections. */
+  pooler: PoolerMode;
+  directUrl: string | undefined;
+  /** Warnings, each once (a transaction pooler detected). */
+  warn: (message: string) => void;
 }
 
-export function createStore(given: SupportedDb, { prefix, sqliteWal, workerPoolSize }: StoreSettings): Store {
+export function createStore(given: SupportedDb, settings: StoreSettings): Store {
+  const { prefix, sqliteWal, workerPoolSize } = settings;
+  const postgres = { prefix, workerPoolSize, pooler: settings.pooler, directUrl: settings.directUrl, warn: settings.warn };
   const orm = ormDb(given);
-  if (orm && 'postgres' in orm) return new PostgresStore(orm.postgres, { prefix, workerPoolSize });
-  if (orm && 'mysql' in orm) return new MysqlStore(orm.mysql, { prefix, workerPoolSize });
+  if (orm && 'postgres' in orm) return new PostgresStore(orm.postgres, postgres);
+  if (orm && 'mysql' in orm) {
+    refusePostgresOnly(settings, 'mysql2 (through the ORM)');
+    return new MysqlStore(orm.mysql, { prefix, workerPoolSize });
+  }
   const db = (orm ? orm.native : given) as SupportedDb;
   const kind = detectDriver(db);
+  if (kind !== 'pg-pool' && kind !== 'slonik') refusePostgresOnly(settings, kind);
   switch (kind) {
     case 'better-sqlite3':
       return new SqliteStore(db as BetterSqlite3.Database, { prefix, wal: sqliteWal });
     case 'pg-pool':
-      return new PostgresStore(db as PgPool, { prefix, workerPoolSize: workerPoolSize });
+      return new PostgresStore(db as PgPool, postgres);
     case 'mysql2':
       return new MysqlStore(db, { prefix, workerPoolSize: workerPoolSize });
     case 'pg-client':
@@ -38,11 +50,17 @@ export function createStore(given: SupportedDb, { prefix, sqliteWal, workerPoolS
       if (!isSlonikPool(db)) {
         throw new TypeError('createJobs: db must be a slonik pool, not a connection (the worker needs its own connections); pass a transaction connection as opts.tx to enqueue inside it');
       }
-      return createSlonikStore(db, { prefix, workerPoolSize: workerPoolSize });
+      return createSlonikStore(db, postgres);
     case 'mssql':
       if (!isMssqlPool(db)) throw new TypeError('createJobs: db must be an mssql ConnectionPool');
       return new MssqlStore(db, { prefix, workerPoolSize: workerPoolSize });
     default:
       throw new TypeError(`createJobs: the ${kind satisfies never} driver is not supported`);
   }
+}
+
+/** pooler and directUrl describe a PostgreSQL deployment; elsewhere they would be silently ignored. */
+function refusePostgresOnly(settings: StoreSettings, kind: string): void {
+  if (settings.directUrl !== undefined) throw new TypeError(`createJobs: directUrl applies to PostgreSQL (a pg Pool or slonik pool) only; db is a ${kind} handle`);
+  if (settings.pooler !== 'auto') throw new TypeError(`createJobs: pooler applies to PostgreSQL (a pg Pool or slonik pool) only; db is a ${kind} handle`);
 }

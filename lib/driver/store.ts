@@ -242,7 +242,12 @@ export interface StorePlumbing {
   readonly prefix: string;
   /** Apply pending migrations under the dialect's lock. Idempotent. */
   migrate(): Promise<void>;
-  listen?(cb: ListenCallbacks): Promise<ListenHandle>;
+  /**
+   * Listen for wake-ups and cancellations from other processes. null: this store cannot listen
+   * (PostgreSQL behind a transaction pooler, which drops a LISTEN as soon as its transaction ends):
+   * the worker then learns by polling.
+   */
+  listen?(cb: ListenCallbacks): Promise<ListenHandle | null>;
   /**
    * Open a transaction on the app's own database for a request's unit of work (absent on
    * SQLite, whose transactions cannot span an await: there the request's jobs are buffered).
@@ -330,6 +335,12 @@ export interface LeaseStore {
    * it. Absent on SQLite: the lease alone serves.
    */
   sessionLockTry?(name: string): Promise<SessionLock | null>;
+  /**
+   * Whether session locks work on this store's connections (false: PostgreSQL behind a
+   * transaction pooler, where a lock would land on a shared server connection and outlive its
+   * holder). Absent: they work wherever sessionLockTry exists. Answered once, then remembered.
+   */
+  sessionLocksUsable?(): Promise<boolean>;
   /**
    * End the session that holds the named session lock (pg_terminate_backend, KILL), so that a
    * holder which stopped renewing its lease (a paused or hung process whose connection is still

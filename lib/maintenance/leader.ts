@@ -10,7 +10,8 @@
  * ends the stale holder's session. A leader that cannot confirm within its lease stops trusting
  * itself (isLeader), so a resumed leader never acts beside its successor. The duties stay
  * correct without any leader (fenced writes, SKIP LOCKED, tick keys): leadership avoids
- * duplicate work.
+ * duplicate work. Behind a transaction pooler (PostgreSQL) there is no session lock: the lease
+ * alone decides, and no session is ever ended.
  */
 import type { LeaseStore, SessionLock } from '../driver/store.ts';
 
@@ -76,12 +77,21 @@ export class LeaderElector {
   }
 
   private async campaign(): Promise<void> {
-    if (this.store.sessionLockTry && !(await this.takeSessionLock())) return;
+    if ((await this.sessionLocks()) && !(await this.takeSessionLock())) return;
     if (!this.running) return this.releaseAll();
     // Fencing: while a predecessor's lease is live it may still act, so wait for it to expire.
     const sent = performance.now();
     this.leaseToken = await this.store.leaseAcquire({ name: this.key, owner: this.owner, ttlMs: this.opts.leaseMs });
     if (this.leaseToken !== null && this.running) this.become(true, sent);
+  }
+
+  /**
+   * Whether leadership also holds a session lock. Not behind a transaction pooler: the lock would
+   * land on a server connection other clients share; the lease alone then decides (as on SQLite).
+   */
+  private async sessionLocks(): Promise<boolean> {
+    if (!this.store.sessionLockTry) return false;
+    return this.store.sessionLocksUsable ? this.store.sessionLocksUsable() : true;
   }
 
   /** Hold the session lock; if another session holds it but let the lease lapse, end that session first. */

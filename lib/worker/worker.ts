@@ -6,7 +6,7 @@
  */
 import os from 'node:os';
 import { errorToRecord, type JobError } from '../model.ts';
-import type { ClaimRequest, ClaimedJob, Fenced, ListenHandle, Store, WorkerInfo } from '../driver/store.ts';
+import type { ClaimRequest, ClaimedJob, Fenced, ListenCallbacks, ListenHandle, Store, WorkerInfo } from '../driver/store.ts';
 import { uuidv7 } from '../uuid.ts';
 import { isContention } from '../driver/errors.ts';
 import { Periodic } from '../periodic.ts';
@@ -23,6 +23,11 @@ export interface WorkerOptions {
   queueConcurrency?: Record<string, number>;
   /** Safety-net poll, ms. Default 1000. */
   pollInterval: number;
+  /**
+   * Poll period where the database normally wakes workers but this store cannot listen
+   * (PostgreSQL behind a transaction pooler), ms: pollInterval when the app set it, else 200.
+   */
+  pollUnheard: number;
   /** Heartbeat period, ms. Default 5000. */
   heartbeatInterval: number;
   /** A running job whose worker sent no heartbeat for this long is rescued, ms. Default 30000. */
@@ -128,8 +133,9 @@ export class Worker {
     this.starting = true;
     try {
       await this.store.workerHeartbeat(this.info());
+      this.pollMs = this.opts.pollInterval;
       if (this.store.listen) {
-        this.listener = await this.store.listen({
+        this.listener = await this.listenOrPoll({
           onJob: (queue) => this.wake(queue),
           onCancel: (id) => this.abortJob(id, 'cancelled'),
           onReconnect: () => this.wake(),
@@ -154,8 +160,18 @@ export class Worker {
     }
     if (this.state !== 'running') return; // stop() was called during the first claim
     // The poll timer keeps the process alive while the worker runs (a worker process on SQLite has no socket that would).
-    this.periodic.every(this.opts.pollInterval, () => this.fill(), true);
+    this.periodic.every(this.pollMs, () => this.fill(), true);
     this.periodic.every(this.opts.heartbeatInterval, () => this.heartbeat());
+  }
+
+  /** How often the worker looks for jobs nothing told it about. */
+  private pollMs = 1000;
+
+  /** Listen where the store can; where it cannot, poll at the shorter period instead. */
+  private async listenOrPoll(cb: ListenCallbacks): Promise<ListenHandle | null> {
+    const listener = await this.store.listen!(cb);
+    this.pollMs = listener ? this.opts.pollInterval : this.opts.pollUnheard;
+    return listener;
   }
 
   /** Undo a start that failed, so that start() may be called again. */
@@ -187,7 +203,7 @@ export class Worker {
   /** A delayed job becomes due in `ms`: look again then. */
   wakeIn(ms: number): void {
     // Further out than the next poll, the poll finds it (and a timer past 2^31 ms would fire at once).
-    if (this.state !== 'running' || !(ms < Math.min(this.opts.pollInterval, 2 ** 31 - 1))) return;
+    if (this.state !== 'running' || !(ms < Math.min(this.pollMs, 2 ** 31 - 1))) return;
     const at = Date.now() + ms;
     if (this.dueTimer && this.dueTimer.at <= at) return;
     if (this.dueTimer) clearTimeout(this.dueTimer.timer);
@@ -344,7 +360,7 @@ export class Worker {
 
   private async armDueTimer(): Promise<void> {
     const due = await this.store.jobNextDueIn({ names: [...this.definitions.keys()], queues: this.opts.queues });
-    if (due !== null && due < this.opts.pollInterval) this.wakeIn(due);
+    if (due !== null && due < this.pollMs) this.wakeIn(due);
   }
 
   private launch(job: ClaimedJob, seq: number): void {

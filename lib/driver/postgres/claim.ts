@@ -19,6 +19,13 @@ import type { Tables } from '../portable/statement.ts';
  */
 export const CLAIM_PLANNER = 'SET enable_bitmapscan = off; SET enable_seqscan = off; SET enable_sort = off';
 
+/**
+ * The same settings for one transaction, behind a transaction pooler: a session `SET` would stay on
+ * the shared server connection and change the plans of whichever client gets it next. Sent with
+ * the BEGIN in one message, it adds that round trip and the COMMIT's to each claim.
+ */
+export const CLAIM_PLANNER_LOCAL = `BEGIN; ${CLAIM_PLANNER.replaceAll('SET ', 'SET LOCAL ')}`;
+
 export function jobsClaim(t: Tables): (req: ClaimRequest, token: string) => { text: string; values: unknown[] } {
   const returned = CLAIM_COLUMNS.split(', ').map((c) => (c === 'id' || c === 'token' ? `j.${c}::text AS ${c}` : `j.${c}`)).join(', ');
   const text = `WITH next AS (

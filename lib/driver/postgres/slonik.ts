@@ -11,9 +11,8 @@
 import { createRequire } from 'node:module';
 import type { Client, Pool, PoolConfig } from 'pg';
 import type { OpenTransaction } from '../store.ts';
-import { PostgresStore } from './store.ts';
+import { PostgresStore, type PostgresStoreOptions } from './store.ts';
 import { queryOnCaller, type PgAppSide } from './app.ts';
-import type { PooledStoreOptions } from '../store.ts';
 
 type Row = Record<string, unknown>;
 type QueryToken = unknown;
@@ -47,7 +46,7 @@ export function isSlonikConnection(o: unknown): o is SlonikConnectionLike {
   return c != null && ['query', 'oneFirst', 'maybeOne', 'any', 'transaction'].every((k) => typeof c[k] === 'function');
 }
 
-export function createSlonikStore(pool: SlonikPoolLike, opts: PooledStoreOptions): PostgresStore {
+export function createSlonikStore(pool: SlonikPoolLike, opts: PostgresStoreOptions): PostgresStore {
   return new PostgresStore(slonikAppSide(pool), opts);
 }
 

@@ -21,7 +21,8 @@ import type {
 import { takeSessionLock } from '../session-lock.ts';
 import { pgAppSide, type PgAppSide } from './app.ts';
 import { jobsEnqueue } from './enqueue.ts';
-import { CLAIM_PLANNER, jobsClaim } from './claim.ts';
+import { CLAIM_PLANNER, CLAIM_PLANNER_LOCAL, jobsClaim } from './claim.ts';
+import { keepsSession, TRANSACTION_POOLER_WARNING, type PoolerMode } from './pooler.ts';
 import { jobsComplete } from './complete.ts';
 import { jobsFail } from './fail.ts';
 import { jobsRelease } from './release.ts';
@@ -35,6 +36,15 @@ import { holdPgClient, withHeld } from '../held.ts';
 /** Keep each enqueue chunk under a few MB of JSON. */
 const CHUNK_BYTES = 4 * 1024 * 1024;
 
+export interface PostgresStoreOptions extends PooledStoreOptions {
+  /** What sits between the app's pool and the server (see pooler.ts). Default 'auto'. */
+  pooler?: PoolerMode;
+  /** A connection string to the server itself, for the session-scoped connections: LISTEN, session locks, claims. */
+  directUrl?: string;
+  /** Told once when detection finds a transaction pooler. */
+  warn?: (message: string) => void;
+}
+
 /**
  * pg_locks row of the session advisory lock taken with pg_try_advisory_lock(hashtext($1)): the
  * bigint key is split into classid (high 32 bits) and objid (low 32 bits), objsubid 1.
@@ -42,14 +52,29 @@ const CHUNK_BYTES = 4 * 1024 * 1024;
 const ADVISORY_KEY_MATCH = `classid = ((hashtext($1)::bigint >> 32) & 4294967295)::oid
   AND objid = (hashtext($1)::bigint & 4294967295)::oid AND objsubid = 1`;
 
+/**
+ * Every statement a lock session sends carries this comment, so pg_stat_activity shows, for an
+ * idle backend, that the last thing it ran was ours: the proof sessionLockEvict asks for.
+ */
+const LOCK_SESSION_MARK = '/* sqljobs session lock */';
+
 /** How a failed transaction on one of our held clients is undone. */
 const rollback = (c: PoolClient) => c.query('ROLLBACK');
 
 export class PostgresStore extends PortableStore implements Store {
   readonly capabilities: StoreCapabilities = { notify: true, syncEnqueue: false };
   private readonly own: Pool;
-  /** One connection for claims, planned to walk the claim index (see CLAIM_PLANNER in claim.ts). */
-  private readonly claimer: Pool;
+  /**
+   * One connection for claims, planned by a session SET to walk the claim index (see CLAIM_PLANNER
+   * in claim.ts); made on first use, once it is known that its session is its own.
+   */
+  private claimer: Pool | null = null;
+  /** Settings of the session-scoped connections (claims, LISTEN, session locks): directUrl's when given. */
+  private readonly sessionConfig: PoolConfig;
+  private readonly pooler: PoolerMode;
+  private readonly warn: (message: string) => void;
+  /** Whether sessionConfig's connections keep their server session; asked once (see pooler.ts). */
+  private sessionKept: Promise<boolean> | null = null;
   private readonly jobsChannel: string;
   private readonly cancelChannel: string;
   /** The hot statements, one file each, their text built once per prefix. */
@@ -75,7 +100,7 @@ export class PostgresStore extends PortableStore implements Store {
     }),
   };
 
-  constructor(app: Pool | PgAppSide, opts: PooledStoreOptions) {
+  constructor(app: Pool | PgAppSide, opts: PostgresStoreOptions) {
     super(postgresDialect, opts.prefix);
     this.app = 'begin' in app ? app : pgAppSide(app);
     this.jobsChannel = `${opts.prefix}jobs`;
@@ -84,10 +109,47 @@ export class PostgresStore extends PortableStore implements Store {
     const base = this.app.config;
     this.own = new Ctor({ ...base, max: opts.workerPoolSize, idleTimeoutMillis: 30_000, allowExitOnIdle: true });
     this.own.on('error', () => undefined); // an idle private connection dropped by the server is replaced on next use
-    this.claimer = new Ctor({ ...base, max: 1, idleTimeoutMillis: 30_000, allowExitOnIdle: true });
+    this.sessionConfig = opts.directUrl ? directConfig(base, opts.directUrl) : base;
+    this.pooler = opts.directUrl ? 'session' : (opts.pooler ?? 'auto');
+    if (this.pooler === 'transaction') this.capabilities.notify = false;
+    this.warn = opts.warn ?? (() => undefined);
+  }
+
+  /**
+   * Whether session-scoped state stays on our dedicated connections: true on a direct connection,
+   * through a session pooler or with directUrl; false behind a transaction pooler. Detected once
+   * (a failure is not remembered: the next caller asks again).
+   */
+  sessionScoped(): Promise<boolean> {
+    if (this.pooler !== 'auto') return Promise.resolve(this.pooler === 'session');
+    this.sessionKept ??= keepsSession(this.app.Client, this.sessionConfig).then(
+      (kept) => {
+        if (!kept) {
+          this.capabilities.notify = false;
+          this.warn(TRANSACTION_POOLER_WARNING);
+        }
+        return kept;
+      },
+      (err: unknown) => {
+        this.sessionKept = null;
+        throw err;
+      },
+    );
+    return this.sessionKept;
+  }
+
+  sessionLocksUsable(): Promise<boolean> {
+    return this.sessionScoped();
+  }
+
+  /** The claim connection, made on first use with the planner settings for its session. */
+  private claimPool(): Pool {
+    if (this.claimer) return this.claimer;
+    const claimer = new this.app.Pool({ ...this.sessionConfig, max: 1, idleTimeoutMillis: 30_000, allowExitOnIdle: true });
     // Queued on the client before any claim (a failure surfaces on the claim that follows).
-    this.claimer.on('connect', (client) => void client.query(CLAIM_PLANNER).catch(() => undefined));
-    this.claimer.on('error', () => undefined);
+    claimer.on('connect', (client) => void client.query(CLAIM_PLANNER).catch(() => undefined));
+    claimer.on('error', () => undefined);
+    return (this.claimer = claimer);
   }
 
 
@@ -124,8 +186,18 @@ export class PostgresStore extends PortableStore implements Store {
 
   async jobClaim(req: ClaimRequest): Promise<ClaimedJob[]> {
     const q = this.hot.claim(req, crypto.randomUUID());
-    const res = await this.claimer.query(q.text, q.values);
-    return res.rows.map((r) => toClaimedJob(r, nativeCodec)).sort(claimOrder);
+    const rows = (await this.sessionScoped()) ? (await this.claimPool().query(q.text, q.values)).rows : await this.claimPlannedLocally(q);
+    return rows.map((r) => toClaimedJob(r, nativeCodec)).sort(claimOrder);
+  }
+
+  /** Behind a transaction pooler: the planner settings last for the claim's own transaction only. */
+  private async claimPlannedLocally(q: { text: string; values: unknown[] }): Promise<QueryResultRow[]> {
+    return withHeld(await holdPgClient(this.own), rollback, async (c) => {
+      await c.query(CLAIM_PLANNER_LOCAL);
+      const res = await c.query(q.text, q.values);
+      await c.query('COMMIT');
+      return res.rows;
+    });
   }
 
   private async ids({ text, values }: { text: string; values: unknown[] }): Promise<Set<string>> {
@@ -194,10 +266,15 @@ export class PostgresStore extends PortableStore implements Store {
 
 
 
-  /** pg_try_advisory_lock on a connection of its own: a pooled one would keep the lock after release. */
+  /**
+   * pg_try_advisory_lock on a connection of its own: a pooled one would keep the lock after
+   * release. Refused behind a transaction pooler (the leader asks sessionLocksUsable first).
+   */
   async sessionLockTry(name: string): Promise<SessionLock | null> {
-    const client = dedicatedClient(this.app);
+    if (!(await this.sessionScoped())) throw new Error('session locks are off behind a transaction pooler (set directUrl)');
+    const client = dedicatedClient(this.app, this.sessionConfig);
     const key = `${this.prefix}${name}`;
+    let pid: number | null = null;
     return takeSessionLock({
       onDrop: (cb) => {
         client.on('error', cb);
@@ -205,30 +282,41 @@ export class PostgresStore extends PortableStore implements Store {
       },
       take: async () => {
         await client.connect();
-        return (await client.query('SELECT pg_try_advisory_lock(hashtext($1)) AS got', [key])).rows[0].got === true;
+        const r = await client.query(`${LOCK_SESSION_MARK} SELECT pg_try_advisory_lock(hashtext($1)) AS got, pg_backend_pid() AS pid`, [key]);
+        // The server's pid, not the client's processID: a pooler hands out a cancel key of its own.
+        pid = Number(r.rows[0].pid);
+        return r.rows[0].got === true;
       },
       check: async () => {
         const r = await client.query(
-          `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted
+          `${LOCK_SESSION_MARK} SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted
              AND ${ADVISORY_KEY_MATCH}) AS held`,
           [key],
         );
         return r.rows[0].held === true;
       },
       unlock: async () => {
-        await client.query('SELECT pg_advisory_unlock(hashtext($1))', [key]);
+        await client.query(`${LOCK_SESSION_MARK} SELECT pg_advisory_unlock(hashtext($1))`, [key]);
       },
       close: () => client.end(),
       closeOnLoss: true,
-      pid: () => (client as unknown as { processID?: number }).processID ?? null,
+      pid: () => pid,
     });
   }
 
+  /**
+   * End the session holding the lock, only where it is provably a lock session of ours: sessions
+   * are kept (never behind a transaction pooler, whose server connections serve other clients'
+   * transactions), and the holder is idle with one of our lock statements as the last thing it
+   * ran. A server connection a pooler shares would show someone else's statement, or be busy.
+   */
   async sessionLockEvict(name: string): Promise<number> {
+    if (!(await this.sessionScoped())) return 0;
     const rows = await this.rows(
-      `SELECT pg_terminate_backend(pid) AS ended FROM pg_locks
-       WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid() AND ${ADVISORY_KEY_MATCH}`,
-      [`${this.prefix}${name}`],
+      `SELECT pg_terminate_backend(l.pid) AS ended FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+       WHERE l.locktype = 'advisory' AND l.granted AND l.pid <> pg_backend_pid() AND ${ADVISORY_KEY_MATCH.replace(/\b(classid|objid|objsubid)\b/g, 'l.$1')}
+         AND a.state = 'idle' AND starts_with(a.query, $2)`,
+      [`${this.prefix}${name}`, LOCK_SESSION_MARK],
     );
     return rows.filter((r) => r.ended === true).length;
   }
@@ -306,8 +394,10 @@ export class PostgresStore extends PortableStore implements Store {
   }
 
 
-  async listen(cb: ListenCallbacks): Promise<ListenHandle> {
-    const listener = new Listener(this.app, [this.jobsChannel, this.cancelChannel], (channel, payload) => {
+  /** null behind a transaction pooler: a LISTEN there lasts one transaction, and the worker polls instead. */
+  async listen(cb: ListenCallbacks): Promise<ListenHandle | null> {
+    if (!(await this.sessionScoped())) return null;
+    const listener = new Listener(this.app, this.sessionConfig, [this.jobsChannel, this.cancelChannel], (channel, payload) => {
       if (channel === this.jobsChannel) cb.onJob(payload);
       else cb.onCancel(payload);
     }, cb);
@@ -320,7 +410,7 @@ export class PostgresStore extends PortableStore implements Store {
   }
 
   async close(): Promise<void> {
-    await Promise.all([this.own.end(), this.claimer.end()]);
+    await Promise.all([this.own.end(), this.claimer?.end()]);
   }
 }
 
@@ -346,13 +436,14 @@ class Listener implements ListenHandle {
 
   constructor(
     private readonly app: PgAppSide,
+    private readonly config: PoolConfig,
     private readonly channels: string[],
     private readonly onNotify: (channel: string, payload: string) => void,
     private readonly cb: ListenCallbacks,
   ) {}
 
   async connect(): Promise<void> {
-    const client = dedicatedClient(this.app);
+    const client = dedicatedClient(this.app, this.config);
     // Known from the start, not once it listens: a close() while a reconnect is under way must end it.
     this.client = client;
     let dropped = false;
@@ -410,7 +501,17 @@ class Listener implements ListenHandle {
  * pg-pool keeps its Client class): for LISTEN and session advisory locks, which a pooled
  * connection would carry over to whoever checks it out next.
  */
-function dedicatedClient(app: PgAppSide): Client {
-  return new app.Client({ ...app.config, keepAlive: true });
+/**
+ * The app's settings pointed at directUrl: where to connect comes from the URL alone (the pooler's
+ * port must not survive a URL that leaves it out, as Neon's and Supabase's direct URLs do); the
+ * rest (user, password, database, ssl, timeouts) stays the app's unless the URL says otherwise.
+ */
+function directConfig(base: PoolConfig, directUrl: string): PoolConfig {
+  const { host: _host, port: _port, connectionString: _url, ...rest } = base;
+  return { ...rest, connectionString: directUrl };
+}
+
+function dedicatedClient(app: PgAppSide, config: PoolConfig): Client {
+  return new app.Client({ ...config, keepAlive: true });
 }
 

@@ -33,6 +33,9 @@ import { PortableStore } from '../portable/engine.ts';
 import type { Outcome, SqlRunner, Statement } from '../portable/statement.ts';
 import { holdPgClient, withHeld } from '../held.ts';
 
+/** Claim connections whose session has the planner settings (a replaced connection gets them again). */
+const plannedSessions = new WeakSet<PoolClient>();
+
 /** Keep each enqueue chunk under a few MB of JSON. */
 const CHUNK_BYTES = 4 * 1024 * 1024;
 
@@ -146,10 +149,23 @@ export class PostgresStore extends PortableStore implements Store {
   private claimPool(): Pool {
     if (this.claimer) return this.claimer;
     const claimer = new this.app.Pool({ ...this.sessionConfig, max: 1, idleTimeoutMillis: 30_000, allowExitOnIdle: true });
-    // Queued on the client before any claim (a failure surfaces on the claim that follows).
-    claimer.on('connect', (client) => void client.query(CLAIM_PLANNER).catch(() => undefined));
     claimer.on('error', () => undefined);
     return (this.claimer = claimer);
+  }
+
+  /**
+   * A claim on the claim connection, its session planned first when it is new. Awaited before the
+   * claim rather than queued from the pool's 'connect' event, which would run two statements on the
+   * client at once (pg deprecates that, and warns in the app's log).
+   */
+  private async claimOnPlannedSession(q: { text: string; values: unknown[] }): Promise<QueryResultRow[]> {
+    return withHeld(await holdPgClient(this.claimPool()), async () => undefined, async (c) => {
+      if (!plannedSessions.has(c)) {
+        await c.query(CLAIM_PLANNER);
+        plannedSessions.add(c);
+      }
+      return (await c.query(q.text, q.values)).rows;
+    });
   }
 
 
@@ -186,7 +202,7 @@ export class PostgresStore extends PortableStore implements Store {
 
   async jobClaim(req: ClaimRequest): Promise<ClaimedJob[]> {
     const q = this.hot.claim(req, crypto.randomUUID());
-    const rows = (await this.sessionScoped()) ? (await this.claimPool().query(q.text, q.values)).rows : await this.claimPlannedLocally(q);
+    const rows = (await this.sessionScoped()) ? await this.claimOnPlannedSession(q) : await this.claimPlannedLocally(q);
     return rows.map((r) => toClaimedJob(r, nativeCodec)).sort(claimOrder);
   }
 

@@ -3,7 +3,7 @@
 // rejection goes unhandled, when `.only` is left in a file under CI, and when `-g` matches no test.
 import Mocha from 'mocha';
 import { register } from 'tsx/esm/api';
-import { readdirSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 
 register();
@@ -32,11 +32,11 @@ function summary(passed, failed, skipped) {
   process.exit(failures ? 1 : 0);
 }
 
-// Arguments: test files (default: all under test/), and `-g <pattern>` to run only matching tests.
+// Arguments: test files or folders (default: all under test/), and `-g <pattern>` to run only matching tests.
 const args = process.argv.slice(2);
 const g = args.indexOf('-g');
 const grep = g >= 0 ? args.splice(g, 2)[1] : undefined;
-const files = args.length ? args : testFiles('test').sort();
+const files = args.length ? args.flatMap((a) => (statSync(a).isDirectory() ? testFiles(a).sort() : [a])) : testFiles('test').sort();
 const mocha = new Mocha({ timeout: 60_000, reporter: 'spec', slow: 2000, grep, forbidOnly: isCI() });
 for (const f of files) mocha.addFile(f);
 try {

@@ -11,6 +11,7 @@ import type { PoolConnection } from 'mysql2/promise';
 import { HeldConnection } from '../held.ts';
 import { lentPgAppSide, type ClientCtor, type LendingPool, type PgAppSide, type PoolCtor } from '../postgres/app.ts';
 import type { MysqlAppSide } from '../mysql/store.ts';
+import { ormAdapterOf } from './caller.ts';
 import { drizzleClient } from './drizzle.ts';
 import { isKnexInstance, type KnexLike } from './knex.ts';
 import { isKysely } from './kysely.ts';
@@ -35,6 +36,12 @@ export function ormDb(db: unknown): OrmDb | undefined {
   }
   if (isPrismaClient(o)) {
     throw new TypeError('createJobs: db: Prisma keeps its connections inside its adapter; build one pg Pool, give it to new PrismaPg(pool) and to createJobs; Prisma interactive transactions are accepted as opts.tx');
+  }
+  // An ORM's transaction or manager given as db (a TypeORM EntityManager, a Sequelize Transaction...):
+  // named, with what to give instead, rather than "expected a ... pool; got EntityManager with keys ...".
+  const tx = ormAdapterOf(o);
+  if (tx) {
+    throw new TypeError(`createJobs: db: got ${tx.name}; give createJobs what owns the connections (a Knex instance, TypeORM DataSource, Sequelize or MikroORM instance, Drizzle database, or the pool the ORM was built on), and the transaction as opts.tx of enqueue`);
   }
   return undefined;
 }

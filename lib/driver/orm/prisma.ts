@@ -15,8 +15,10 @@ export const prismaTransaction: OrmTransactionAdapter = {
   name: 'a Prisma client',
   matches: isPrismaClient,
   async open(o) {
-    // The transaction client is the one without $transaction (Prisma leaves it off).
-    if (fn(o, '$transaction')) {
+    // The transaction client is the one without $disconnect: Prisma leaves $connect, $disconnect, $on
+    // and $extends off it. Not $transaction: Prisma 7 keeps that on the transaction client (nested
+    // transactions), so checking it refused every interactive transaction's client.
+    if (fn(o, '$disconnect')) {
       throw new TypeError('opts.tx: a Prisma client outside a transaction; pass the client an interactive transaction gives you: prisma.$transaction(async (tx) => jobs.enqueue(..., { tx }))');
     }
     const tx = o as unknown as PrismaTxLike;

@@ -21,12 +21,26 @@ export type {
   ListFilter, ListPage, LogRecord,
 } from './model.ts';
 
+import type BetterSqlite3 from 'better-sqlite3';
+import type { Pool as PgPool } from 'pg';
+import type { Pool as MysqlPool } from 'mysql2';
+import type { Pool as MysqlPromisePool } from 'mysql2/promise';
 import { Jobs, type JobMap, type JobsOptions } from './jobs.ts';
+import type { MssqlPoolLike } from './driver/mssql/store.ts';
+import type { SlonikPoolLike } from './driver/postgres/slonik.ts';
+import type {
+  MssqlTransactionHandle, MysqlTransactionHandle, PostgresTransactionHandle, SqliteTransactionHandle,
+} from './driver/orm/types.ts';
 
 /**
  * Create a Jobs instance on the app's own database handle (better-sqlite3 Database or pg Pool).
  * Type parameter: a map from job name to payload type, e.g. createJobs<{ sendReceipt: { orderId: number } }>({ db }).
  */
+export function createJobs<M extends JobMap = {}>(options: JobsOptions & { db: BetterSqlite3.Database }): Jobs<M, SqliteTransactionHandle>;
+export function createJobs<M extends JobMap = {}>(options: JobsOptions & { db: PgPool | SlonikPoolLike }): Jobs<M, PostgresTransactionHandle>;
+export function createJobs<M extends JobMap = {}>(options: JobsOptions & { db: MysqlPool | MysqlPromisePool }): Jobs<M, MysqlTransactionHandle>;
+export function createJobs<M extends JobMap = {}>(options: JobsOptions & { db: MssqlPoolLike }): Jobs<M, MssqlTransactionHandle>;
+export function createJobs<M extends JobMap = {}>(options: JobsOptions): Jobs<M>;
 export function createJobs<M extends JobMap = {}>(options: JobsOptions): Jobs<M> {
   return new Jobs<M>(options);
 }
@@ -37,5 +51,6 @@ export type { SqlTransaction } from './driver/orm/caller.ts';
 export type {
   DrizzleTransactionLike, KnexTransactionLike, KyselyTransactionLike, MikroOrmEntityManagerLike, PrismaTransactionLike,
   SequelizeTransactionLike, TransactionHandle, TypeormTransactionLike, OrmInstance, KnexInstanceLike, DrizzleDatabaseLike,
-  TypeormDataSourceLike, SequelizeInstanceLike, MikroOrmInstanceLike,
+  TypeormDataSourceLike, SequelizeInstanceLike, MikroOrmInstanceLike, SqliteTransactionHandle, PostgresTransactionHandle,
+  MysqlTransactionHandle, MssqlTransactionHandle,
 } from './driver/orm/types.ts';

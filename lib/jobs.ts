@@ -82,7 +82,11 @@ export type EnqueueManyItem<M extends JobMap> = {
   [K in JobName<M>]: { name: K; payload: PayloadOf<M, K> } & Omit<EnqueueOptions, 'tx'>;
 }[JobName<M>];
 
-export class Jobs<M extends JobMap = {}> {
+/**
+ * M: job names and their payload types. Tx: what opts.tx takes, narrowed by createJobs to the
+ * handles and ORM transactions of the database given (every kind when it cannot tell).
+ */
+export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = TransactionHandle> {
   /** The database behind this instance (the library's own seam; not part of the public API). @internal */
   readonly store: Store;
   /** The schema, applied once before the first database use. */
@@ -206,7 +210,7 @@ export class Jobs<M extends JobMap = {}> {
   }
 
   /** Enqueue one job. Resolves to its id, and existed = true when a live job with the same refId was returned. */
-  async enqueue<K extends JobName<M>>(name: K, payload: PayloadOf<M, K>, opts: EnqueueOptions = {}): Promise<EnqueueResult> {
+  async enqueue<K extends JobName<M>>(name: K, payload: PayloadOf<M, K>, opts: EnqueueOptions<Tx> = {}): Promise<EnqueueResult> {
     const row = this.row(name, payload, opts ?? {});
     const tx = givenTx(opts, `job "${name}": opts.tx`, name);
     return (await this.insert([row], tx))[0];
@@ -238,7 +242,7 @@ export class Jobs<M extends JobMap = {}> {
   }
 
   /** Enqueue many jobs in one round trip per chunk. */
-  async enqueueMany(items: EnqueueManyItem<M>[], opts: { tx?: TransactionHandle } = {}): Promise<EnqueueResult[]> {
+  async enqueueMany(items: EnqueueManyItem<M>[], opts: { tx?: Tx } = {}): Promise<EnqueueResult[]> {
     if (!Array.isArray(items)) throw new TypeError(`enqueueMany: items must be an array of { name, payload, ...options }; got ${describe(items)}`);
     const rows = items.map((it, i) => {
       if (it === null || typeof it !== 'object') throw new TypeError(`enqueueMany: items[${i}] must be an object { name, payload, ...options }; got ${describe(it)}`);

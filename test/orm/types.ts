@@ -43,3 +43,20 @@ export function instances(o: { knex: Knex; drizzle: Drizzle; dataSource: DataSou
   // @ts-expect-error Kysely keeps its pool private: give createJobs the pool you gave its dialect
   createJobs({ db: o.kysely });
 }
+
+/** opts.tx narrowed by the database createJobs was given: another database's handle is a compile error. */
+export async function perDatabase(o: { sqlite: import('better-sqlite3').Database; pool: pg.Pool; client: pg.PoolClient; knexTrx: Knex.Transaction; mysqlConn: import('mysql2/promise').PoolConnection }): Promise<void> {
+  const onSqlite = createJobs<{ a: { n: number } }>({ db: o.sqlite });
+  await onSqlite.enqueue('a', { n: 1 }, { tx: o.sqlite });
+  await onSqlite.enqueue('a', { n: 1 }, { tx: o.knexTrx });
+  // @ts-expect-error a pg client on a SQLite instance
+  await onSqlite.enqueue('a', { n: 1 }, { tx: o.client });
+  const onPostgres = createJobs({ db: o.pool });
+  await onPostgres.enqueue('a', {}, { tx: o.client });
+  // @ts-expect-error a better-sqlite3 Database on a PostgreSQL instance
+  await onPostgres.enqueue('a', {}, { tx: o.sqlite });
+  // @ts-expect-error a mysql2 connection on a PostgreSQL instance
+  await onPostgres.enqueue('a', {}, { tx: o.mysqlConn });
+  // @ts-expect-error the payload is still checked
+  await onSqlite.enqueue('a', { n: 'one' }, { tx: o.sqlite });
+}

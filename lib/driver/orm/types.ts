@@ -112,3 +112,12 @@ export type MikroOrmInstanceLike = { em: MikroOrmEntityManagerLike; close: Metho
 
 /** The ORM instances createJobs({ db }) takes, besides the drivers' own handles. */
 export type OrmInstance = KnexInstanceLike | DrizzleDatabaseLike | TypeormDataSourceLike | SequelizeInstanceLike | MikroOrmInstanceLike;
+
+/** ORM transactions that run on any of the databases below. */
+type OrmTransaction = KnexTransactionLike | KyselyTransactionLike | DrizzleTransactionLike | PrismaTransactionLike | TypeormTransactionLike | SqlTransaction;
+
+/** What opts.tx takes on each database (createJobs picks by the db given). */
+export type SqliteTransactionHandle = BetterSqlite3.Database | OrmTransaction;
+export type PostgresTransactionHandle = ClientBase | SlonikConnectionLike | SequelizeTransactionLike | MikroOrmEntityManagerLike | OrmTransaction;
+export type MysqlTransactionHandle = MysqlConnection | MysqlPoolConnection | MysqlPromiseConnection | OrmTransaction;
+export type MssqlTransactionHandle = MssqlTransactionLike;

@@ -266,7 +266,7 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
       const handle = inTx ? callerHandleSync(tx) : undefined;
       if (handle !== tx && isBetterSqlite(handle) && !handle.inTransaction) {
         // An ORM's transaction that has ended: its Database would take the job outside any transaction.
-        throw new TypeError(`opts.tx: ${describeTx(tx)} is not inside a transaction, so the job would not be part of it`);
+        throw new TypeError(`opts.tx: ${describeTx(tx)} is not inside a transaction (it has ended), so the job would not be part of it`);
       }
       if (!inTx || isBetterSqlite(handle)) return this.afterEnqueue(rows, this.writeSync(rows, handle), inTx);
     }

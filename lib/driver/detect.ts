@@ -1,5 +1,6 @@
 import type BetterSqlite3 from 'better-sqlite3';
 import { ormAdapterOf } from './orm/caller.ts';
+import { fn } from './orm/shape.ts';
 import { drizzleClient } from './orm/drizzle.ts';
 import { isKnexInstance } from './orm/knex.ts';
 import { isKysely } from './orm/kysely.ts';
@@ -8,7 +9,6 @@ import { isKysely } from './orm/kysely.ts';
 
 export type DriverKind = 'better-sqlite3' | 'pg-pool' | 'pg-client' | 'slonik' | 'mysql2' | 'mssql';
 
-const fn = (o: unknown, k: string): boolean => o != null && typeof (o as Record<string, unknown>)[k] === 'function';
 
 /** A better-sqlite3 Database (node:sqlite's DatabaseSync has neither transaction nor pragma). */
 export function isBetterSqlite(o: unknown): o is BetterSqlite3.Database {

@@ -29,6 +29,8 @@ export class HeldConnection<C extends Emitter> {
     readonly conn: C,
     /** Back to the pool when sound; `broken` set: destroyed, never handed out again. */
     private readonly giveBack: (conn: C, broken: Error | null) => void,
+    /** Lent by an ORM's pool, which listens to it too and outlives our hold: our listener always comes off. */
+    private readonly opts: { lent?: boolean } = {},
   ) {
     conn.on('error', this.onError);
   }
@@ -48,8 +50,9 @@ export class HeldConnection<C extends Emitter> {
     if (this.released) return;
     this.released = true;
     if (err !== undefined) this.markBroken(err);
-    // A broken connection keeps our listener: it may still report its end while it is destroyed.
-    if (!this.failure) this.conn.removeListener('error', this.onError);
+    // A broken connection keeps our listener (it may still report its end while it is destroyed),
+    // unless it is lent: the ORM that owns it listens too.
+    if (!this.failure || this.opts.lent) this.conn.removeListener('error', this.onError);
     this.giveBack(this.conn, this.failure);
   }
 }

@@ -37,6 +37,8 @@ export interface OrmCase {
   open(): Promise<OrmHandle>;
   /** The refusal of the transaction object once its transaction has finished, when the case knows it exactly. */
   finishedRefusal?: RegExp;
+  /** Why an enqueue left running past the transaction's end cannot be refused here (the test is skipped, saying so). */
+  unawaitedUndetected?: string;
   /** Backends on the server opened with this case's application name (PostgreSQL: pg_stat_activity). */
   connections?(): Promise<number>;
 }
@@ -101,6 +103,30 @@ export function ormSuite(c: OrmCase): void {
         const err = await jobs.enqueue('orm.job', { rowId }, { tx: stale as never }).then(() => null, (e: unknown) => e as Error);
         expect(err, 'an enqueue on a finished transaction').to.be.instanceOf(Error);
         expect((err as Error).message).to.match(c.finishedRefusal ?? /opts\.tx|transaction/i);
+      } finally {
+        await jobs.close();
+      }
+    });
+
+    it('an enqueue not awaited before the transaction rolls back is not written', async function () {
+      if (c.unawaitedUndetected) {
+        console.log(`      (${c.orm} on ${c.dialect}: ${c.unawaitedUndetected})`);
+        this.skip();
+      }
+      const jobs = createJobs({ db: orm.db as never, tablePrefix: prefix, worker: false });
+      try {
+        await jobs.migrate();
+        const rowId = `unawaited-${crypto.randomUUID()}`;
+        let pending: Promise<unknown> = Promise.resolve();
+        const enqueue = (tx: unknown) => {
+          // Left running while the transaction rolls back (a forgotten await).
+          pending = jobs.enqueue('orm.job', { rowId }, { tx: tx as never, tag: rowId }).catch((e: unknown) => e);
+          return Promise.resolve({ id: '', existed: false });
+        };
+        await orm.transaction({ rowId, enqueue }, true).catch(() => undefined);
+        const outcome = await pending;
+        expect((await jobs.list({ tag: rowId })).items, `no job survives the rollback (the enqueue answered ${outcome instanceof Error ? outcome.message : JSON.stringify(outcome)})`).to.have.length(0);
+        expect(await orm.rows()).to.not.include(rowId);
       } finally {
         await jobs.close();
       }

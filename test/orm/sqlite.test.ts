@@ -43,6 +43,7 @@ function knexSqlite(): OrmCase {
 const kyselyCase: OrmCase = {
   orm: 'Kysely',
   dialect: 'sqlite',
+  unawaitedUndetected: "Kysely marks its transaction ended only after the ROLLBACK, and SQLite has no way to ask inside a statement; await the enqueue",
   async open() {
     const { file, remove } = freshFile();
     createRowsTable(file);

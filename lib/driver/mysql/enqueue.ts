@@ -23,5 +23,6 @@ export function jobsInsert(t: Tables, rows: NewJobRow[]): { text: string; values
 
 /** The live jobs holding these refIds, read with a shared lock. */
 export function jobsByRef(t: Tables, refs: string[]): { text: string; values: unknown[] } {
-  return { text: `SELECT id, ref_id FROM ${t.jobs} WHERE ref_id IN (?) LOCK IN SHARE MODE`, values: [refs] };
+  // One placeholder per ref: a caller's SqlTransaction may send it through execute(), which does not expand arrays.
+  return { text: `SELECT id, ref_id FROM ${t.jobs} WHERE ref_id IN (${refs.map(() => '?').join(', ')}) LOCK IN SHARE MODE`, values: refs };
 }

@@ -214,7 +214,8 @@ export class MysqlStore extends PortableStore implements Store {
       try {
         const [rows] = await c.query('SELECT @@in_transaction AS t');
         if (Number((rows as Row[])[0].t) === 0) {
-          throw new TypeError('opts.tx: the mysql2 connection is not inside a transaction (call beginTransaction() first), so the job would not be part of it');
+          const what = caller.native === tx ? 'the mysql2 connection' : describeTx(tx);
+          throw new TypeError(`opts.tx: ${what} is not inside a transaction (call beginTransaction() first, or it has ended), so the job would not be part of it`);
         }
       } catch (err) {
         if ((err as { errno?: number }).errno !== 1193) throw err;
@@ -560,14 +561,15 @@ function outcome(res: unknown): Outcome {
   return { rows: [], changes: (res as ResultSetHeader).affectedRows };
 }
 
+function isAppSide(o: unknown): o is MysqlAppSide {
+  return o != null && typeof (o as MysqlAppSide).hold === 'function' && (o as MysqlAppSide).template != null;
+}
+
 /**
  * A pool of our own with the app pool's connection settings (server, credentials, TLS) and our
  * session settings, made with the app's own mysql2 classes (never an import of ours).
  * `size` 0: no limit (the lock pool, whose connections are each held by one lock).
  */
-function isAppSide(o: unknown): o is MysqlAppSide {
-  return o != null && typeof (o as MysqlAppSide).hold === 'function' && (o as MysqlAppSide).template != null;
-}
 
 function privatePool(app: CbPool, size: number): PromisePool {
   const base = (app as unknown as { config: { connectionConfig: Record<string, unknown> } }).config;

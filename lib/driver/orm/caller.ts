@@ -32,7 +32,10 @@ export interface OrmTransactionAdapter {
   /** In words, for messages: "a Knex transaction". */
   readonly name: string;
   matches(o: Record<string, unknown>): boolean;
-  /** The handle to run on; throws (naming the ORM) when the object is not inside a transaction. */
+  /**
+   * The handle to run on; throws (naming the ORM) when the ORM can tell the object is not inside a
+   * transaction. Where it cannot (Drizzle, Prisma), the driver's or the server's own check decides.
+   */
   open(o: Record<string, unknown>): Promise<CallerTx>;
   /** The driver handle, when it can be had synchronously (SQLite enqueues inside a synchronous transaction). */
   native?(o: Record<string, unknown>): unknown;

@@ -58,8 +58,15 @@ function dialectOf(name: unknown): Dialect {
 
 function knexDb(knex: KnexLike): OrmDb {
   const dialect = dialectOf(typeof knex.client.config.client === 'string' ? knex.client.config.client : (knex.client as { dialect?: string }).dialect);
+  // Knex built on the app's own driver pool (config.connectionPool): that pool is the db.
+  const given = (knex.client.config as { connectionPool?: unknown }).connectionPool;
+  if (given != null && dialect !== 'other') return { native: given };
+  if ((knex.client as { searchPath?: unknown }).searchPath != null) {
+    // Knex sets it on its own connections only; the worker's would look for the tables elsewhere.
+    throw new TypeError('createJobs: db: this Knex instance has a searchPath, which the worker\'s own connections would not have; set search_path on the database role (ALTER ROLE ... SET search_path) instead, or give createJobs a pg Pool');
+  }
   const settings = knex.client.connectionSettings;
-  if (settings == null || (typeof settings !== 'object' && typeof settings !== 'string')) {
+  if (settings == null || (typeof settings !== 'object' && typeof settings !== 'string') || (typeof settings === 'object' && Object.keys(settings).length === 0)) {
     // A connection function is resolved at Knex's first acquire; the worker's own pools need the settings now.
     throw new TypeError('createJobs: db: this Knex instance has no connection settings yet (its connection is a function); give Knex a settings object or string, or run a first query before createJobs');
   }
@@ -70,7 +77,8 @@ function knexDb(knex: KnexLike): OrmDb {
     return { postgres: lentPgAppSide({ config, driver: knex.client.driver as LendingPool['driver'], acquire: acquire as () => Promise<Client>, release }) };
   }
   if (dialect === 'mysql') return { mysql: lentMysqlAppSide(knex.client.driver, settings, acquire, release) };
-  throw new TypeError(`createJobs: db: a Knex instance on ${String(knex.client.config.client)} is not taken; ${SQLITE_HINT}`);
+  const hint = dialect === 'sqlite' ? SQLITE_HINT : 'give createJobs the driver\'s own pool, and Knex transactions as opts.tx';
+  throw new TypeError(`createJobs: db: a Knex instance on ${String(knex.client.config.client)} is not taken; ${hint}`);
 }
 
 function sequelizeDb(seq: SequelizeLike): OrmDb {
@@ -91,12 +99,19 @@ function sequelizeDb(seq: SequelizeLike): OrmDb {
 
 const SQLITE_HINT = 'on SQLite give createJobs a better-sqlite3 Database on the same file; the ORM\'s transactions are accepted as opts.tx';
 
-/** An ORM's pool of mysql2 connections as the app side; a template pool (never connected) carries the settings. */
+/**
+ * An ORM's pool of mysql2 connections as the app side. A template pool carries the settings our
+ * private pools copy; it never connects, so it holds nothing and needs no end().
+ */
 function lentMysqlAppSide(driver: unknown, settings: unknown, acquire: () => Promise<unknown>, release: (c: unknown) => unknown): MysqlAppSide {
   const template = (driver as { createPool(o: unknown): CbPool }).createPool(settings);
   const hold = async () => {
     const conn = (await acquire()) as CbConnection;
-    return new HeldConnection(conn.promise() as unknown as PoolConnection, () => void release(conn));
+    // A broken connection is destroyed before it goes back, so that the ORM's pool drops it.
+    return new HeldConnection(conn.promise() as unknown as PoolConnection, (_c, broken) => {
+      if (broken) conn.destroy();
+      void release(conn);
+    }, { lent: true });
   };
   return {
     template,

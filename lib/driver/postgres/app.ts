@@ -51,7 +51,13 @@ export interface LendingPool {
 
 /** An ORM's own pool as the app side: no second pool for the app's side of sqljobs. */
 export function lentPgAppSide(pool: LendingPool): PgAppSide {
-  const hold = async () => new HeldConnection(await pool.acquire(), (c) => void pool.release(c));
+  // A broken connection is ended before it goes back, so that the ORM's pool drops it (Knex and
+  // Sequelize check _ending); ours is not the only listener on it, so ours comes off either way.
+  const hold = async () =>
+    new HeldConnection(await pool.acquire(), (c, broken) => {
+      if (broken) void c.end().catch(() => undefined);
+      void pool.release(c);
+    }, { lent: true });
   return {
     config: pool.config,
     Pool: pool.driver.Pool,
@@ -76,6 +82,6 @@ export async function queryOnCaller(tx: unknown, text: string, values: unknown[]
   const client = caller.native;
   if (!isPgClient(client)) throw new TypeError(`opts.tx on PostgreSQL must be a pg client (from pool.connect()) inside BEGIN, ${ACCEPTED_TX}; got ${describeTx(tx)}`);
   const status = (client as { getTransactionStatus?: () => string }).getTransactionStatus?.();
-  if (status === 'I') throw new TypeError(`opts.tx: ${client === tx ? 'the pg client' : describeTx(tx)} is not inside a transaction, so the job would not be part of it`);
+  if (status === 'I') throw new TypeError(`opts.tx: ${client === tx ? 'the pg client' : describeTx(tx)} is not inside a transaction (it has ended), so the job would not be part of it`);
   return (await (client as PoolClient).query(text, values)).rows;
 }

@@ -11,9 +11,29 @@ const INPUT = `id uuid, name text, queue text, payload json, payload_b64 text, p
   timeout_ms int, backoff json, run_at timestamptz, delay_ms bigint, ref_id text, tag text, batch_id text,
   created_by text, meta json`;
 
-/** Answers (id, ref): ref NULL for an inserted row, else the refId of the live job it matched. */
-export function jobsEnqueue(t: Tables): (rows: NewJobRow[], channel: string) => { text: string; values: unknown[] } {
-  const text = `WITH input AS (SELECT * FROM json_to_recordset($1::json) AS x(${INPUT})),
+/** In the error the guard raises, to tell it from any other. */
+export const NOT_IN_TRANSACTION = 'sqljobs: opts.tx is not inside a transaction';
+
+/**
+ * Raises an error unless the statement runs inside a transaction block. Checked by the server as
+ * the statement runs, not by the client before it is sent: an enqueue that was not awaited may be
+ * queued on the caller's connection behind the ROLLBACK that ended its transaction, and would
+ * then commit on its own. A statement sent as one simple Query message in autocommit starts its
+ * own transaction, so the two clocks are equal; inside a block the statement started after
+ * BEGIN's round trip. (With the extended protocol the statement clock moves on at each message,
+ * so the guarded statement carries its values as literals and is sent without parameters.) The
+ * error text is built from a stable function, so that the planner cannot fold the cast.
+ */
+const IN_TRANSACTION_BLOCK = `(CASE WHEN statement_timestamp() = transaction_timestamp()
+  THEN (statement_timestamp()::text || ' ${NOT_IN_TRANSACTION}')::int END) IS NULL`;
+
+/**
+ * Answers (id, ref): ref NULL for an inserted row, else the refId of the live job it matched.
+ * `inCallerTransaction`: the statement runs on a caller's opts.tx and refuses to run outside one.
+ */
+export function jobsEnqueue(t: Tables, { inCallerTransaction = false } = {}): (rows: NewJobRow[], channel: string) => { text: string; values: unknown[] } {
+  const guard = inCallerTransaction ? ` WHERE ${IN_TRANSACTION_BLOCK}` : '';
+  const text = `WITH input AS (SELECT * FROM json_to_recordset($1::json) AS x(${INPUT})${guard}),
     ins AS (
       INSERT INTO ${t.jobs} (id, name, queue, state, payload, payload_bin, priority, max_attempts, timeout_ms, backoff, run_at, ref_id, tag, batch_id, created_by, meta)
       SELECT id, name, queue, 'pending', payload, decode(payload_b64, 'base64'), priority, max_attempts, timeout_ms, backoff,
@@ -26,7 +46,17 @@ export function jobsEnqueue(t: Tables): (rows: NewJobRow[], channel: string) => 
     UNION ALL
     SELECT j.id::text, j.ref_id, '0' FROM ${t.jobs} j JOIN input i ON j.ref_id = i.ref_id
     WHERE i.ref_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ins WHERE ins.id = i.id)`;
-  return (rows, channel) => ({ text, values: [inputJson(rows), channel] });
+  if (!inCallerTransaction) return (rows, channel) => ({ text, values: [inputJson(rows), channel] });
+  return (rows, channel) => ({
+    text: text.replace('$1::json', `${literal(inputJson(rows))}::json`).replace('pg_notify($2,', `pg_notify(${literal(channel)},`),
+    values: [],
+  });
+}
+
+/** A string as an SQL literal (as pg's escapeLiteral: quotes doubled; with backslashes, an E'' string with them doubled). */
+export function literal(s: string): string {
+  const quoted = s.replaceAll("'", "''");
+  return s.includes('\\') ? ` E'${quoted.replaceAll('\\', '\\\\')}'` : `'${quoted}'`;
 }
 
 /** The rows as the JSON array json_to_recordset reads: JSON fields spliced as the JSON text they already are. */

@@ -20,7 +20,8 @@ import type {
 } from '../store.ts';
 import { takeSessionLock } from '../session-lock.ts';
 import { pgAppSide, type PgAppSide } from './app.ts';
-import { jobsEnqueue } from './enqueue.ts';
+import { NOT_IN_TRANSACTION, jobsEnqueue } from './enqueue.ts';
+import { describeTx, isPgClient } from '../detect.ts';
 import { CLAIM_PLANNER, CLAIM_PLANNER_LOCAL, jobsClaim } from './claim.ts';
 import { keepsSession, TRANSACTION_POOLER_WARNING, type PoolerMode } from './pooler.ts';
 import { jobsComplete } from './complete.ts';
@@ -83,6 +84,7 @@ export class PostgresStore extends PortableStore implements Store {
   /** The hot statements, one file each, their text built once per prefix. */
   private readonly hot = {
     enqueue: jobsEnqueue(this.t),
+    enqueueInCallerTransaction: jobsEnqueue(this.t, { inCallerTransaction: true }),
     claim: jobsClaim(this.t),
     complete: jobsComplete(this.t),
     fail: jobsFail(this.t),
@@ -190,12 +192,24 @@ export class PostgresStore extends PortableStore implements Store {
   // ---------------------------------------------------------------- enqueue
 
   async jobInsertMany({ rows, tx }: InsertBatch): Promise<EnqueueResult[]> {
-    const run = (text: string, values: unknown[]) => (tx === undefined ? this.app.query(text, values) : this.app.queryOn(tx, text, values));
+    const enqueue = tx === undefined ? this.hot.enqueue : this.hot.enqueueInCallerTransaction;
+    const run = (text: string, values: unknown[]) => (tx === undefined ? this.app.query(text, values) : this.onCaller(tx, text, values));
     // Statements on a caller's client run one at a time (pg deprecates concurrent queries on one client).
     return settleEnqueue(rows, CHUNK_BYTES, 5000, async (chunk) => {
-      const q = this.hot.enqueue(chunk, this.jobsChannel);
+      const q = enqueue(chunk, this.jobsChannel);
       return (await run(q.text, q.values)) as { id: string; ref: string | null }[];
     });
+  }
+
+  /** A statement on the caller's opts.tx; the server's refusal to run it outside a transaction, in words. */
+  private async onCaller(tx: unknown, text: string, values: unknown[]): Promise<Record<string, unknown>[]> {
+    try {
+      return await this.app.queryOn(tx, text, values);
+    } catch (err) {
+      if (!String((err as Error)?.message).includes(NOT_IN_TRANSACTION)) throw err;
+      const what = isPgClient(tx) ? 'the pg client' : describeTx(tx);
+      throw new TypeError(`opts.tx: ${what} is not inside a transaction (it ended, or the enqueue was not awaited before it did), so the job was not written`);
+    }
   }
 
   // ---------------------------------------------------------------- claim and outcomes

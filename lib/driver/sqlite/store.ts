@@ -9,6 +9,7 @@
  * better-sqlite3 is synchronous and its busy handler blocks the event loop, so our handle has a
  * short busy_timeout and SQLITE_BUSY is retried asynchronously.
  */
+import path from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
 import type { EnqueueResult, JobState, NewJobRow } from '../../model.ts';
 import { checkNotNewer, loadMigrations } from '../migrations.ts';
@@ -194,6 +195,9 @@ export class SqliteStore extends PortableStore implements Store {
     if (tx === this.app) return this.app;
     if (!isBetterSqlite(tx)) {
       throw new TypeError(`opts.tx on SQLite must be the better-sqlite3 Database given to createJobs, used inside its db.transaction() callback, ${ACCEPTED_TX}; got ${describeTx(tx)}`);
+    }
+    if (this.singleHandle || path.resolve(tx.name) !== path.resolve(this.app.name)) {
+      throw new TypeError(`opts.tx: the transaction runs on another database (${tx.name}) than the one given to createJobs (${this.app.name})`);
     }
     if (!tx.inTransaction) throw new TypeError('opts.tx: the better-sqlite3 Database is not inside a transaction, so the job would not be part of it');
     return tx;
@@ -412,7 +416,6 @@ function retryBusySync<T>(fn: () => T): T {
   }
 }
 
-/** `sql` prepared on `db` once, kept in `cache`. */
 /** Statements prepared on Databases an ORM opened (its transactions' connections), dropped with them. */
 const foreignCaches = new WeakMap<DB, Map<string, Stmt>>();
 function foreignStatements(db: DB): Map<string, Stmt> {
@@ -421,6 +424,7 @@ function foreignStatements(db: DB): Map<string, Stmt> {
   return cache;
 }
 
+/** `sql` prepared on `db` once, kept in `cache`. */
 function prepared(cache: Map<string, Stmt>, db: DB, sql: string): Stmt {
   let s = cache.get(sql);
   if (!s) {

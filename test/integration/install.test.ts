@@ -134,6 +134,14 @@ describe('installed from a fresh clone with nothing installed in it', function (
     expectWorks(app);
   });
 
+  it('npm install -g --install-links <clone folder>: the CLI installed globally (npm hands -g on to prepare)', () => {
+    const clone = freshClone(fs.mkdtempSync(path.join(dir, 'sqljobs-')));
+    const prefix = path.join(dir, 'global');
+    run('npm', ['install', '-g', '--prefix', prefix, '--install-links', clone], dir);
+    const help = run(path.join(prefix, 'bin', 'sqljobs'), ['--help'], dir);
+    expect(help).to.match(/^usage: sqljobs <worker\|migrate\|status>/);
+  });
+
   it('npm install <clone folder>: npm links the folder and runs its prepare there', () => {
     const clone = freshClone(fs.mkdtempSync(path.join(dir, 'sqljobs-')));
     const app = freshApp(dir);

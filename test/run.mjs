@@ -1,10 +1,60 @@
 // Runs every test file with mocha (TypeScript through tsx) and ends with a plain summary line,
-// `N passed, N failed, N skipped`. Beside mocha's own failures, the run fails when a promise
+// `N passed, N failed, N skipped` (also written to the file SQLJOBS_TEST_SUMMARY names, as JSON). Beside mocha's own failures, the run fails when a promise
 // rejection goes unhandled, when `.only` is left in a file under CI, and when `-g` matches no test.
 import Mocha from 'mocha';
 import { register } from 'tsx/esm/api';
-import { readdirSync, statSync } from 'node:fs';
+import module from 'node:module';
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+
+// SQLJOBS_TEST_OVERLAY=<dir>: the packages named in <dir>/package.json's dependencies load from
+// <dir>/node_modules instead of this project's (CI runs the suites on another Node with drivers
+// installed there, e.g. a better-sqlite3 for that Node's ABI, leaving node_modules as it is).
+const overlay = process.env.SQLJOBS_TEST_OVERLAY;
+if (overlay) {
+  if (typeof module.registerHooks !== 'function') throw new Error(`SQLJOBS_TEST_OVERLAY needs Node >= 22.15 (this is ${process.version})`);
+  const from = pathToFileURL(path.resolve(overlay, 'package.json')).href;
+  const names = new Set(Object.keys(JSON.parse(readFileSync(new URL(from), 'utf8')).dependencies ?? {}));
+  const requireThere = module.createRequire(from);
+  let inside = false;
+  module.registerHooks({
+    resolve(specifier, context, next) {
+      const name = specifier.split('/', specifier.startsWith('@') ? 2 : 1).join('/');
+      if (!names.has(name) || inside) return next(specifier, context);
+      // require() resolves from its parent module, not from parentURL: resolve it there ourselves.
+      // (That resolve comes back through this hook: `inside` lets it through.)
+      if (context.conditions?.includes('require') && !inside) {
+        inside = true;
+        try {
+          return { url: pathToFileURL(requireThere.resolve(specifier)).href, shortCircuit: true };
+        } finally {
+          inside = false;
+        }
+      }
+      return next(specifier, { ...context, parentURL: from });
+    },
+  });
+}
+
+// `node test/run.mjs --totals <summary.json>...`: CI's closing line over several runs (each run
+// writes its counts to SQLJOBS_TEST_SUMMARY). A run whose summary is missing counts as a failure.
+if (process.argv[2] === '--totals') {
+  const t = { passed: 0, failed: 0, skipped: 0 };
+  for (const f of process.argv.slice(3)) {
+    let s;
+    try {
+      s = JSON.parse(readFileSync(f, 'utf8'));
+    } catch (err) {
+      s = { label: f, passed: 0, failed: 1, skipped: 0 };
+      console.error(`  ✗ ${f}: no summary (${err.message}): counted as a failure`);
+    }
+    console.log(`${s.label}: ${s.passed} passed, ${s.failed} failed, ${s.skipped} skipped`);
+    for (const k of Object.keys(t)) t[k] += s[k];
+  }
+  console.log(`\n${t.passed} passed, ${t.failed} failed, ${t.skipped} skipped`);
+  process.exit(t.failed || process.argv.length === 3 ? 1 : 0);
+}
 
 register();
 const { isCI } = await import('./helpers/ci.ts');
@@ -29,6 +79,10 @@ function summary(passed, failed, skipped) {
   if (rejections.size) console.error(`\n${rejections.size} unhandled rejection(s) counted as failures`);
   const failures = failed + rejections.size;
   console.log(`\n${passed} passed, ${failures} failed, ${skipped} skipped`);
+  if (process.env.SQLJOBS_TEST_SUMMARY) {
+    const label = process.env.SQLJOBS_TEST_LABEL || `Node ${process.version}`;
+    writeFileSync(process.env.SQLJOBS_TEST_SUMMARY, JSON.stringify({ label, passed, failed: failures, skipped }));
+  }
   process.exit(failures ? 1 : 0);
 }
 

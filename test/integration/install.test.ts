@@ -1,7 +1,9 @@
 /**
  * The package as an app gets it: `npm pack` of this tree, installed in a fresh app with its
  * runtime dependencies only (no devDependency of ours), then imported, type-checked against a
- * snippet of the README's shape, and its CLI run.
+ * snippet of the README's shape, and its CLI run. Then the README's other ways: a git URL and
+ * a clone's folder (`--install-links`, and the plain path npm links), each from a fresh clone
+ * with no node_modules and no dist, so `prepare` must build with nothing installed beforehand.
  */
 import { expect } from 'chai';
 import { execFileSync } from 'node:child_process';
@@ -69,5 +71,83 @@ export const wrong = jobs.enqueue('send-receipt', { orderId: '42', email: 'a@exa
       JSON.stringify({ compilerOptions: { strict: true, module: 'nodenext', moduleResolution: 'nodenext', target: 'es2022', noEmit: true, skipLibCheck: true, types: [] }, files: ['app.ts'] }),
     );
     run(TSC, ['-p', 'tsconfig.json'], app);
+  });
+});
+
+/** The files git would commit from this tree (also uncommitted edits), as one commit in a new repository: a fresh clone. */
+function freshClone(to: string): string {
+  const files = run('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], ROOT).split('\0')
+    // (node_modules may be a symlink here, which `node_modules/` in .gitignore does not match.)
+    .filter((f) => f && f.split('/')[0] !== 'node_modules' && fs.existsSync(path.join(ROOT, f)));
+  for (const f of files) fs.cpSync(path.join(ROOT, f), path.join(to, f), { recursive: true, verbatimSymlinks: true });
+  run('git', ['init', '-q'], to);
+  run('git', ['add', '-A'], to);
+  run('git', ['-c', 'user.name=test', '-c', 'user.email=test@example.com', 'commit', '-q', '-m', 'fresh'], to);
+  expect(fs.existsSync(path.join(to, 'node_modules')), 'node_modules in the clone').to.equal(false);
+  expect(fs.existsSync(path.join(to, 'dist')), 'dist in the clone').to.equal(false);
+  return to;
+}
+
+function freshApp(dir: string): string {
+  const app = path.join(dir, 'app');
+  fs.mkdirSync(app);
+  fs.writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name: 'app', version: '1.0.0', private: true, type: 'module' }));
+  return app;
+}
+
+/** The app imports sqljobs and runs its bin; it got none of our devDependencies. */
+function expectWorks(app: string): void {
+  const out = run(process.execPath, ['--input-type=module', '-e', "const m = await import('sqljobs'); console.log(typeof m.createJobs, typeof m.jobsMiddleware, typeof m.jobsAdmin)"], app);
+  expect(out.trim()).to.equal('function function function');
+  const help = run(process.execPath, [path.join(app, 'node_modules', '.bin', 'sqljobs'), '--help'], app);
+  expect(help).to.match(/^usage: sqljobs <worker\|migrate\|status>/);
+  for (const dev of ['typescript', 'mocha', 'tsx']) expect(fs.existsSync(path.join(app, 'node_modules', dev)), dev).to.equal(false);
+}
+
+describe('installed from a fresh clone with nothing installed in it', function () {
+  // npm installs a git dependency's devDependencies (better-sqlite3 builds from source when no
+  // prebuilt binary can be downloaded) before its prepare: about 90 s here.
+  this.timeout(480_000);
+  let dir = '';
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sqljobs-clone-'));
+  });
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it('npm install git+file://<clone>: npm prepares the git dependency and the app gets the build', () => {
+    const clone = freshClone(fs.mkdtempSync(path.join(dir, 'sqljobs-')));
+    const app = freshApp(dir);
+    run('npm', ['install', '--no-package-lock', `git+file://${clone}`], app);
+    expect(fs.lstatSync(path.join(app, 'node_modules', 'sqljobs')).isSymbolicLink()).to.equal(false);
+    expect(fs.existsSync(path.join(app, 'node_modules', 'sqljobs', 'dist', 'lib', 'index.js'))).to.equal(true);
+    expectWorks(app);
+  });
+
+  it('npm install --install-links <clone folder>: prepare installs what the build needs, and the app gets a copy', () => {
+    const clone = freshClone(fs.mkdtempSync(path.join(dir, 'sqljobs-')));
+    const app = freshApp(dir);
+    run('npm', ['install', '--no-package-lock', '--install-links', clone], app);
+    const pkg = path.join(app, 'node_modules', 'sqljobs');
+    expect(fs.lstatSync(pkg).isSymbolicLink()).to.equal(false);
+    expect(fs.existsSync(path.join(pkg, 'dist', 'lib', 'index.js'))).to.equal(true);
+    expect(fs.existsSync(path.join(pkg, 'lib')), 'sources in the copy').to.equal(false);
+    expectWorks(app);
+  });
+
+  it('npm install -g --install-links <clone folder>: the CLI installed globally (npm hands -g on to prepare)', () => {
+    const clone = freshClone(fs.mkdtempSync(path.join(dir, 'sqljobs-')));
+    const prefix = path.join(dir, 'global');
+    run('npm', ['install', '-g', '--prefix', prefix, '--install-links', clone], dir);
+    const help = run(path.join(prefix, 'bin', 'sqljobs'), ['--help'], dir);
+    expect(help).to.match(/^usage: sqljobs <worker\|migrate\|status>/);
+  });
+
+  it('npm install <clone folder>: npm links the folder and runs its prepare there', () => {
+    const clone = freshClone(fs.mkdtempSync(path.join(dir, 'sqljobs-')));
+    const app = freshApp(dir);
+    run('npm', ['install', '--no-package-lock', clone], app);
+    expect(fs.realpathSync(path.join(app, 'node_modules', 'sqljobs'))).to.equal(fs.realpathSync(clone));
+    expect(fs.existsSync(path.join(clone, 'dist', 'lib', 'index.js'))).to.equal(true);
+    expectWorks(app);
   });
 });

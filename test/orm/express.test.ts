@@ -8,6 +8,8 @@ import request from 'supertest';
 import knexLib, { type Knex } from 'knex';
 import pg from 'pg';
 import { Kysely, PostgresDialect, type ControlledTransaction } from 'kysely';
+import { drizzle } from 'drizzle-orm/node-postgres';
+import { sql as dsql } from 'drizzle-orm';
 import { createJobs, jobsMiddleware, type TransactionHandle } from '../../lib/index.ts';
 import { DIALECTS, PG_URL, requireDatabase, uniquePrefix } from '../helpers/dialects.ts';
 import { createRowsTable } from './postgres-tables.ts';
@@ -87,6 +89,43 @@ describe("ORMs: the app's per-request transaction joined by the middleware", fun
       } finally {
         await jobs.close();
         await app$.close();
+      }
+    });
+  }
+});
+
+describe("ORMs: running the ORM on the request's transaction (req.jobs.transaction())", function () {
+  before(requireDatabase(postgres));
+
+  const writers: [string, (client: pg.PoolClient, id: string) => Promise<unknown>][] = [
+    ['Knex (.connection(client))', (client, id) => knexLib({ client: 'pg' })('orm_rows_request').insert({ id }).connection(client)],
+    ['Drizzle (drizzle({ client }))', (client, id) => drizzle({ client }).execute(dsql`INSERT INTO orm_rows_request (id) VALUES (${id})`)],
+  ];
+  for (const [orm, write] of writers) {
+    it(`${orm}: the row and the job commit with the response, or roll back with an error status`, async () => {
+      await createRowsTable('orm_rows_request');
+      const pool = new pg.Pool({ connectionString: PG_URL, max: 3 });
+      const jobs = createJobs({ db: pool, tablePrefix: uniquePrefix(), worker: false });
+      try {
+        const app = express();
+        app.use(jobsMiddleware(jobs));
+        app.post('/orders/:id/:status', async (req, res) => {
+          const id = String(req.params.id);
+          await write(await req.jobs.transaction<pg.PoolClient>(), id);
+          await req.jobs.enqueue('receipt', { id }, { tag: id });
+          res.sendStatus(Number(req.params.status));
+        });
+        const ok = `ok-${crypto.randomUUID()}`;
+        const bad = `bad-${crypto.randomUUID()}`;
+        await request(app).post(`/orders/${ok}/201`).expect(201);
+        await request(app).post(`/orders/${bad}/409`).expect(409);
+        const rows = (await pool.query('SELECT id FROM orm_rows_request')).rows.map((r) => r.id as string);
+        expect(rows).to.include(ok).and.not.include(bad);
+        expect((await jobs.list({ tag: ok })).items).to.have.length(1);
+        expect((await jobs.list({ tag: bad })).items).to.have.length(0);
+      } finally {
+        await jobs.close();
+        await pool.end();
       }
     });
   }

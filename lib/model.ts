@@ -67,6 +67,12 @@ export interface JobRecord<P = unknown, R = unknown> {
   tag: string | null;
   batchId: string | null;
   createdBy: string | null;
+  /** The user the job was enqueued for (`userId` option, or the request's user through the HTTP middleware). */
+  userId: string | null;
+  /** Where the job's outcome should be reported (`replyTo` option): a channel, address or URL of the app's choosing. */
+  replyTo: string | null;
+  /** String arguments given at enqueue (`args` option). */
+  args: Record<string, string> | null;
   meta: JsonValue | null;
   timeoutMs: number | null;
   checkpoint: JsonValue | null;
@@ -106,6 +112,12 @@ export interface EnqueueOptions<Tx = TransactionHandle> {
   tag?: string;
   batchId?: string;
   createdBy?: string;
+  /** The user this job runs for: at most 255 characters; `jobs.list({ userId })` finds their jobs. */
+  userId?: string;
+  /** Where to report the outcome (a channel, address or URL of the app's choosing): at most 2000 characters. */
+  replyTo?: string;
+  /** String arguments: a plain object of at most 50 keys (1-100 characters) with string values of at most 2000 characters. */
+  args?: Record<string, string>;
   meta?: JsonValue;
   /**
    * Enqueue inside the caller's open transaction: the driver's handle (pg client in BEGIN, mysql2
@@ -133,6 +145,7 @@ export interface ListFilter {
   batchId?: string;
   refId?: string;
   createdBy?: string;
+  userId?: string;
   createdAfter?: Date;
   createdBefore?: Date;
   /** Keyset cursor from a previous page's nextCursor. */
@@ -344,13 +357,16 @@ export interface NewJobRow {
   tag: string | null;
   batchId: string | null;
   createdBy: string | null;
+  userId: string | null;
+  replyTo: string | null;
+  argsJson: string | null;
   metaJson: string | null;
   bytes: number;
 }
 
 const ENQUEUE_KEYS = new Set([
   'delay', 'runAt', 'priority', 'queue', 'maxAttempts', 'timeout', 'backoff', 'refId', 'tag',
-  'batchId', 'createdBy', 'meta', 'tx', 'name', 'payload',
+  'batchId', 'createdBy', 'userId', 'replyTo', 'args', 'meta', 'tx', 'name', 'payload',
 ]);
 
 export function buildJobRow(
@@ -386,9 +402,38 @@ export function buildJobRow(
     tag: optionalText(name, 'tag', opts.tag, 255),
     batchId: optionalText(name, 'batchId', opts.batchId, 255),
     createdBy: optionalText(name, 'createdBy', opts.createdBy, 255),
+    userId: optionalText(name, 'userId', opts.userId, MAX_USER_ID),
+    replyTo: optionalText(name, 'replyTo', opts.replyTo, MAX_REPLY_TO),
+    argsJson: opts.args === undefined || opts.args === null ? null : argsJson(name, opts.args),
     metaJson: opts.meta === undefined ? null : toJson(name, 'meta', opts.meta),
     bytes: enc.bytes + 256,
   };
+}
+
+/** Bounds of the user context options (the columns are sized for them). */
+export const MAX_USER_ID = 255;
+export const MAX_REPLY_TO = 2000;
+export const MAX_ARGS = 50;
+export const MAX_ARG_KEY = 100;
+export const MAX_ARG_VALUE = 2000;
+
+/** `args` as stored: a plain object of string values, checked key by key. */
+function argsJson(job: string, args: unknown): string {
+  const proto = args !== null && typeof args === 'object' ? Object.getPrototypeOf(args) : undefined;
+  if (proto !== Object.prototype && proto !== null) {
+    fail(job, 'args', `must be a plain object of string values (e.g. { orderId: '42' }); got ${describe(args)}`);
+  }
+  const entries = Object.entries(args as Record<string, unknown>);
+  if (entries.length > MAX_ARGS) fail(job, 'args', `must have at most ${MAX_ARGS} keys; got ${entries.length}`);
+  for (const [k, v] of entries) {
+    if (k.length === 0 || k.length > MAX_ARG_KEY) fail(job, 'args', `keys must be 1-${MAX_ARG_KEY} characters; got ${describe(k)}`);
+    const keyProblem = textProblem(k);
+    if (keyProblem) fail(job, 'args', `key ${describe(k)} ${keyProblem}`);
+    const field = `args.${k}`;
+    if (typeof v !== 'string' || v.length > MAX_ARG_VALUE) fail(job, field, `must be a string of at most ${MAX_ARG_VALUE} characters; got ${describe(v)}`);
+    checkText(job, field, v);
+  }
+  return JSON.stringify(args);
 }
 
 /**
@@ -507,8 +552,8 @@ export function isValidId(id: unknown): id is string {
   return typeof id === 'string' && UUID_RE.test(id);
 }
 
-const LIST_KEYS = ['states', 'state', 'queue', 'name', 'tag', 'batchId', 'refId', 'createdBy', 'createdAfter', 'createdBefore', 'cursor', 'limit', 'includePayload'];
-const LIST_TEXT_KEYS = ['queue', 'name', 'tag', 'batchId', 'refId', 'createdBy'] as const;
+const LIST_KEYS = ['states', 'state', 'queue', 'name', 'tag', 'batchId', 'refId', 'createdBy', 'userId', 'createdAfter', 'createdBefore', 'cursor', 'limit', 'includePayload'];
+const LIST_TEXT_KEYS = ['queue', 'name', 'tag', 'batchId', 'refId', 'createdBy', 'userId'] as const;
 
 /** A list filter from the app or the admin: refused early, naming the field and what is allowed. */
 export function validateListFilter(f: ListFilter): void {

@@ -15,7 +15,7 @@ export type JobAction = (typeof JOB_ACTIONS)[number];
 
 /** The jobs filter as the form shows it (strings) and as list() takes it. */
 export interface ParsedFilter {
-  form: { state: string; queue: string; name: string; tag: string; batch: string; refId: string };
+  form: { state: string; queue: string; name: string; tag: string; batch: string; refId: string; userId: string };
   filter: ListFilter;
 }
 
@@ -25,11 +25,12 @@ const TEXT_FILTERS = [
   ['tag', 'tag'],
   ['batch', 'batchId'],
   ['refId', 'refId'],
+  ['userId', 'userId'],
 ] as const;
 
 /** Parse the jobs filter from query or form fields. Every value reaches SQL as a bound parameter only. */
 export function parseFilter(get: (k: string) => string | undefined): ParsedFilter {
-  const form = { state: '', queue: '', name: '', tag: '', batch: '', refId: '' };
+  const form = { state: '', queue: '', name: '', tag: '', batch: '', refId: '', userId: '' };
   const filter: ListFilter = {};
   const state = (get('state') ?? '').trim();
   if (state) {
@@ -41,7 +42,7 @@ export function parseFilter(get: (k: string) => string | undefined): ParsedFilte
     const v = (get(field) ?? '').trim();
     if (!v) continue;
     if (v.length > 255) throw new HttpError(400, `${field} must be at most 255 characters`);
-    // No stored name, queue, tag, batch or refId holds a control character (PostgreSQL text cannot even hold NUL).
+    // No stored name, queue, tag, batch, refId or userId holds a control character (PostgreSQL text cannot even hold NUL).
     if (/[\u0000-\u001f\u007f]/.test(v)) throw new HttpError(400, `${field} must not contain control characters`);
     filter[key] = v;
     form[field] = v;

@@ -55,6 +55,9 @@ export function toJobRecord(row: Row, codec: RowCodec): JobRecord {
     tag: (row.tag as string | null) ?? null,
     batchId: (row.batch_id as string | null) ?? null,
     createdBy: (row.created_by as string | null) ?? null,
+    userId: (row.user_id as string | null) ?? null,
+    replyTo: (row.reply_to as string | null) ?? null,
+    args: (codec.json(row.args) as Record<string, string> | null) ?? null,
     meta: (codec.json(row.meta) as JobRecord['meta']) ?? null,
     timeoutMs: row.timeout_ms === null || row.timeout_ms === undefined ? null : Number(row.timeout_ms),
     checkpoint: (codec.json(row.checkpoint) as JobRecord['checkpoint']) ?? null,
@@ -86,6 +89,9 @@ export function toClaimedJob(row: Row, codec: RowCodec): ClaimedJob {
     runAt: codec.date(row.run_at)!,
     startedAt: codec.date(row.started_at),
     checkpoint: (codec.json(row.checkpoint) as JobRecord['checkpoint']) ?? null,
+    userId: (row.user_id as string | null) ?? null,
+    replyTo: (row.reply_to as string | null) ?? null,
+    args: (codec.json(row.args) as Record<string, string> | null) ?? null,
     rowid: row.rowid_ == null ? undefined : Number(row.rowid_),
   };
 }

@@ -45,7 +45,7 @@ export interface ClaimRequest {
 }
 
 /** Columns a claim returns: what running an attempt needs, nothing more (each column costs per row). */
-export const CLAIM_COLUMNS = 'id, token, name, queue, payload, payload_bin, priority, attempts, max_attempts, timeout_ms, backoff, run_at, started_at, checkpoint';
+export const CLAIM_COLUMNS = 'id, token, name, queue, payload, payload_bin, priority, attempts, max_attempts, timeout_ms, backoff, run_at, started_at, checkpoint, user_id, reply_to, args';
 
 /** A claimed job: what its attempt needs, plus the claim token that fences every write of it. */
 export interface ClaimedJob {
@@ -62,6 +62,9 @@ export interface ClaimedJob {
   runAt: Date;
   startedAt: Date | null;
   checkpoint: JsonValue | null;
+  userId: string | null;
+  replyTo: string | null;
+  args: Record<string, string> | null;
   rowid?: number;
 }
 

@@ -20,6 +20,11 @@ export interface JobsMiddlewareOptions<Req = IncomingMessage, Res = ServerRespon
   transaction?: (req: Req) => TransactionHandle | null | undefined;
   /** Called when a commit failed and the response became a 500 (for logging). */
   onCommitError?: (err: unknown, req: Req) => void;
+  /**
+   * The request's user (e.g. `(req) => req.user?.id`): every job enqueued through `req.jobs` gets
+   * it as `userId` and `createdBy`, unless the call sets them. Asked at the first enqueue.
+   */
+  userId?: (req: Req) => string | null | undefined;
 }
 
 declare global {
@@ -41,7 +46,7 @@ export function jobsMiddleware<M extends JobMap = {}>(jobsOrDb: Jobs<M> | Suppor
   return function sqljobs(req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void): void {
     const uow: RequestJobs<M> = new RequestJobs(
       jobs,
-      { transaction: options.transaction && (() => options.transaction!(req)) },
+      { transaction: options.transaction && (() => options.transaction!(req)), userId: options.userId && (() => options.userId!(req)) },
       () => installGate(req, res, uow, () => commitWhen(req, res), options.onCommitError),
       () => res.headersSent || res.writableEnded,
     );

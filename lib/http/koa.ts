@@ -23,6 +23,11 @@ export interface KoaJobsOptions<Ctx extends KoaLikeContext = KoaLikeContext> {
   commitWhen?: (ctx: Ctx) => boolean;
   /** Use the app's own per-request transaction; the app commits it. */
   transaction?: (ctx: Ctx) => TransactionHandle | null | undefined;
+  /**
+   * The request's user (e.g. `(ctx) => ctx.state.user?.id`): every job enqueued through `ctx.jobs`
+   * gets it as `userId` and `createdBy`, unless the call sets them. Asked at the first enqueue.
+   */
+  userId?: (ctx: Ctx) => string | null | undefined;
 }
 
 export function koaJobs<M extends JobMap = {}, Ctx extends KoaLikeContext = KoaLikeContext>(
@@ -39,7 +44,11 @@ export function koaJobs<M extends JobMap = {}, Ctx extends KoaLikeContext = KoaL
         void uow.rollback();
       }
     };
-    const uow = new RequestJobs<M>(jobs, { transaction: options.transaction && (() => options.transaction!(ctx)) }, () => ctx.req.once('close', onClose));
+    const uow = new RequestJobs<M>(
+      jobs,
+      { transaction: options.transaction && (() => options.transaction!(ctx)), userId: options.userId && (() => options.userId!(ctx)) },
+      () => ctx.req.once('close', onClose),
+    );
     ctx.jobs = uow as unknown as RequestJobs<RequestJobMap>;
     ctx.state.jobs = uow;
     try {

@@ -23,6 +23,12 @@ type State = 'idle' | 'open' | 'committed' | 'rolled back';
 export interface UnitOfWorkOptions {
   /** The app's own per-request transaction (bring your own): enqueue joins it; the app commits it. */
   transaction?: () => TransactionHandle | null | undefined;
+  /**
+   * The request's user (the adapter's `userId` option, bound to the request): stamped as `userId`
+   * and `createdBy` on every job enqueued through the unit of work, unless the call sets them.
+   * Asked at the first enqueue (after the app's auth middleware ran), then remembered.
+   */
+  userId?: () => string | null | undefined;
 }
 
 const producers = new WeakMap<object, Jobs>();
@@ -61,6 +67,7 @@ export class RequestJobs<M extends JobMap = {}> {
   /** Statements on one connection run one at a time (drivers reject or deprecate overlap). */
   private chain: Promise<unknown> = Promise.resolve();
   private proxy: unknown = null;
+  private user: { id: string | null | undefined } | null = null;
 
   constructor(
     readonly jobs: Jobs<M>,
@@ -70,6 +77,15 @@ export class RequestJobs<M extends JobMap = {}> {
     /** True once the response has started: too late to join its unit of work. */
     private readonly tooLate: () => boolean = () => false,
   ) {}
+
+  /** The options with the request's user stamped in (userId and createdBy), where the call left them unset. */
+  private stamp<O extends Omit<EnqueueOptions, 'tx'>>(opts: O): O {
+    if (!this.opts.userId) return opts;
+    this.user ??= { id: this.opts.userId() };
+    const id = this.user.id;
+    if (id === undefined || id === null || (opts.userId !== undefined && opts.createdBy !== undefined)) return opts;
+    return { ...opts, userId: opts.userId ?? id, createdBy: opts.createdBy ?? id };
+  }
 
   /** Whether anything was enqueued or the transaction was opened. */
   get touched(): boolean {
@@ -100,6 +116,7 @@ export class RequestJobs<M extends JobMap = {}> {
   /** Enqueue as part of the request's unit of work: the job exists only if the request commits. */
   async enqueue<K extends JobName<M>>(name: K, payload: PayloadOf<M, K>, opts: Omit<EnqueueOptions, 'tx'> = {}): Promise<EnqueueResult> {
     this.use();
+    opts = this.stamp(opts);
     if (this.buffering) return this.buffer(name, payload, opts);
     const tx = await this.native();
     return this.serial(() => this.jobs.enqueue(name, payload, { ...opts, tx }));
@@ -107,6 +124,7 @@ export class RequestJobs<M extends JobMap = {}> {
 
   async enqueueMany(items: EnqueueManyItem<M>[]): Promise<EnqueueResult[]> {
     this.use();
+    items = items.map((it) => this.stamp(it));
     if (this.buffering) {
       return items.map((it) => {
         const { name, payload, ...rest } = it as { name: string; payload: unknown } & EnqueueOptions;
@@ -120,7 +138,7 @@ export class RequestJobs<M extends JobMap = {}> {
   /** SQLite: enqueue now, synchronously, joining the app's open db.transaction() if any. */
   enqueueSync<K extends JobName<M>>(name: K, payload: PayloadOf<M, K>, opts: Omit<EnqueueOptions, 'tx'> = {}): EnqueueResult {
     if (this.finished) this.use();
-    return this.jobs.enqueueSync(name, payload, opts);
+    return this.jobs.enqueueSync(name, payload, this.stamp(opts));
   }
 
   private buffer(name: string, payload: unknown, opts: Omit<EnqueueOptions, 'tx'>): EnqueueResult {

@@ -66,7 +66,7 @@ export interface ScheduleRecord {
   payload: JsonValue | null;
 }
 
-const OPTION_KEYS = ['name', 'timezone', 'overlap', 'missed', 'priority', 'queue', 'maxAttempts', 'timeout', 'backoff', 'tag', 'batchId', 'createdBy', 'meta'];
+const OPTION_KEYS = ['name', 'timezone', 'overlap', 'missed', 'priority', 'queue', 'maxAttempts', 'timeout', 'backoff', 'tag', 'batchId', 'createdBy', 'userId', 'replyTo', 'args', 'meta'];
 
 function fail(key: string, field: string, what: string): never {
   throw new JobValidationError(`schedule "${key}": ${field} ${what}`, field, key);

@@ -10,6 +10,12 @@ export interface JobContext {
   readonly maxAttempts: number;
   /** State saved by checkpoint() in an earlier attempt, or null. */
   readonly checkpoint: JsonValue | null;
+  /** The user the job was enqueued for (the `userId` enqueue option), or null. */
+  readonly userId: string | null;
+  /** Where the outcome should be reported (the `replyTo` enqueue option), or null. */
+  readonly replyTo: string | null;
+  /** The string arguments given at enqueue (the `args` enqueue option), or null. */
+  readonly args: Readonly<Record<string, string>> | null;
   /**
    * Only for jobs defined with `transactional: true`: the driver's handle inside the transaction
    * that will mark this job completed (pg: a PoolClient; better-sqlite3: the Database, and the

@@ -118,6 +118,9 @@ export class RunningAttempt {
       attempt: job.attempts,
       maxAttempts: job.maxAttempts,
       checkpoint: job.checkpoint,
+      userId: job.userId,
+      replyTo: job.replyTo,
+      args: job.args,
       get signal() {
         return self.controller.signal;
       },

@@ -228,8 +228,8 @@ IF @fired = 1
 BEGIN
   IF @skip_if_live = 1 AND @ref_id IS NOT NULL AND EXISTS (SELECT 1 FROM ${this.t('jobs')} WHERE ref_id = @ref_id) SET @live = 1;
   IF @live = 1
-    INSERT INTO ${this.t('history')} (id, name, queue, state, payload, priority, attempts, max_attempts, run_at, created_at, finished_at, tag, batch_id, created_by, meta, error)
-    VALUES (@job_id, @name, @queue, 'skipped', @payload, @priority, 0, @max_attempts, @fire_at, ${NOW}, ${NOW}, @tag, @batch_id, @created_by, @meta, @skipped_error);
+    INSERT INTO ${this.t('history')} (id, name, queue, state, payload, priority, attempts, max_attempts, run_at, created_at, finished_at, tag, batch_id, created_by, meta, error, user_id, reply_to, args)
+    VALUES (@job_id, @name, @queue, 'skipped', @payload, @priority, 0, @max_attempts, @fire_at, ${NOW}, ${NOW}, @tag, @batch_id, @created_by, @meta, @skipped_error, @user_id, @reply_to, @args);
   ELSE
   BEGIN
     ${enqueue.text.replace(/SELECT id, CAST\(NULL[\s\S]*$/, '')}
@@ -254,6 +254,9 @@ SELECT @fired AS fired, @live AS live;`,
         { name: 'created_by', type: 'nvarchar', value: row.createdBy },
         { name: 'meta', type: 'nvarchar(max)', value: row.metaJson },
         { name: 'skipped_error', type: 'nvarchar(max)', value: skippedError },
+        { name: 'user_id', type: 'nvarchar', value: row.userId },
+        { name: 'reply_to', type: 'nvarchar', value: row.replyTo },
+        { name: 'args', type: 'nvarchar(max)', value: row.argsJson },
       ],
     };
   }

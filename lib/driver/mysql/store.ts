@@ -499,10 +499,10 @@ export class MysqlStore extends PortableStore implements Store {
       const live = skipIfLive !== null && row.refId ? (await this.rows(`SELECT 1 FROM ${this.t.jobs} WHERE ref_id = ? LOCK IN SHARE MODE`, [row.refId], c)).length === 1 : false;
       if (live) {
         await c.query(
-          `INSERT INTO ${this.t.history} (id, name, queue, state, payload, priority, attempts, max_attempts, run_at, created_at, finished_at, tag, batch_id, created_by, meta, error)
-           VALUES (?, ?, ?, 'skipped', ?, ?, 0, ?, ?, ${NOW}, ${NOW}, ?, ?, ?, ?, ?)`,
+          `INSERT INTO ${this.t.history} (id, name, queue, state, payload, priority, attempts, max_attempts, run_at, created_at, finished_at, tag, batch_id, created_by, meta, error, user_id, reply_to, args)
+           VALUES (?, ?, ?, 'skipped', ?, ?, 0, ?, ?, ${NOW}, ${NOW}, ?, ?, ?, ?, ?, ?, ?, ?)`,
           [row.id, row.name, row.queue, row.payloadJson, row.priority, row.maxAttempts, utc(fireAt), row.tag, row.batchId, row.createdBy, row.metaJson,
-            JSON.stringify(skipIfLive)],
+            JSON.stringify(skipIfLive), row.userId, row.replyTo, row.argsJson],
         );
       } else {
         await this.insertJobs([row], c);

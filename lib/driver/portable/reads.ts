@@ -12,7 +12,7 @@ import { read, type Binder, type Statement } from './statement.ts';
 /** The columns of a job the list shows (with PAYLOAD only when asked). */
 const SUMMARY = [
   'id', 'name', 'queue', 'state', 'priority', 'attempts', 'max_attempts', 'timeout_ms', 'run_at', 'created_at', 'started_at',
-  'ref_id', 'tag', 'batch_id', 'created_by', 'meta', 'progress', 'progress_message', 'checkpoint', 'error', 'worker_id',
+  'ref_id', 'tag', 'batch_id', 'created_by', 'meta', 'progress', 'progress_message', 'checkpoint', 'error', 'worker_id', 'user_id', 'reply_to', 'args',
 ];
 const PAYLOAD = ['payload', 'payload_bin'];
 /** Every column of a job both tables have. */
@@ -144,6 +144,7 @@ function listWhere(b: Binder, f: ListFilter, states: JobState[], allStates: numb
   if (f.batchId !== undefined) where.push(`batch_id = ${b.text(f.batchId)}`);
   if (f.refId !== undefined) where.push(`ref_id = ${b.text(f.refId)}`);
   if (f.createdBy !== undefined) where.push(`created_by = ${b.text(f.createdBy)}`);
+  if (f.userId !== undefined) where.push(`user_id = ${b.text(f.userId)}`);
   if (f.createdAfter !== undefined) where.push(`created_at >= ${b.time(f.createdAfter.getTime())}`);
   if (f.createdBefore !== undefined) where.push(`created_at < ${b.time(f.createdBefore.getTime())}`);
   if (f.cursor !== undefined) where.push(`id < ${b.id(f.cursor)}`);

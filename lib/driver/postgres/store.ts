@@ -380,10 +380,10 @@ export class PostgresStore extends PortableStore implements Store {
       const live = skipIfLive !== null && row.refId ? (await c.query(`SELECT 1 FROM ${this.t.jobs} WHERE ref_id = $1`, [row.refId])).rowCount === 1 : false;
       if (live) {
         await c.query(
-          `INSERT INTO ${this.t.history} (id, name, queue, state, payload, priority, attempts, max_attempts, run_at, created_at, finished_at, tag, batch_id, created_by, meta, error)
-           VALUES ($1, $2, $3, 'skipped', $4::json, $5, 0, $6, $7, now(), now(), $8, $9, $10, $11::json, $12::json)`,
+          `INSERT INTO ${this.t.history} (id, name, queue, state, payload, priority, attempts, max_attempts, run_at, created_at, finished_at, tag, batch_id, created_by, meta, error, user_id, reply_to, args)
+           VALUES ($1, $2, $3, 'skipped', $4::json, $5, 0, $6, $7, now(), now(), $8, $9, $10, $11::json, $12::json, $13, $14, $15::json)`,
           [row.id, row.name, row.queue, row.payloadJson, row.priority, row.maxAttempts, new Date(fireAt), row.tag, row.batchId, row.createdBy, row.metaJson,
-            JSON.stringify(skipIfLive)],
+            JSON.stringify(skipIfLive), row.userId, row.replyTo, row.argsJson],
         );
       } else {
         const q = this.hot.enqueue([row], this.jobsChannel);

@@ -370,10 +370,10 @@ export class SqliteStore extends PortableStore implements Store {
       if (tick.changes !== 1) return null;
       const live = skipIfLive !== null && row.refId ? this.q(`SELECT 1 FROM ${this.t.jobs} WHERE ref_id = ?`).get(row.refId) : undefined;
       if (live) {
-        this.q(`INSERT INTO ${this.t.history} (id, name, queue, state, payload, payload_bin, priority, attempts, max_attempts, run_at, created_at, finished_at, tag, batch_id, created_by, meta, error)
-            VALUES (?, ?, ?, 'skipped', ?, NULL, ?, 0, ?, ?, ${NOW}, ${NOW}, ?, ?, ?, ?, ?)`)
+        this.q(`INSERT INTO ${this.t.history} (id, name, queue, state, payload, payload_bin, priority, attempts, max_attempts, run_at, created_at, finished_at, tag, batch_id, created_by, meta, error, user_id, reply_to, args)
+            VALUES (?, ?, ?, 'skipped', ?, NULL, ?, 0, ?, ?, ${NOW}, ${NOW}, ?, ?, ?, ?, ?, ?, ?, ?)`)
           .run(row.id, row.name, row.queue, row.payloadJson, row.priority, row.maxAttempts, fireAt, row.tag, row.batchId, row.createdBy, row.metaJson,
-            JSON.stringify(skipIfLive));
+            JSON.stringify(skipIfLive), row.userId, row.replyTo, row.argsJson);
       } else {
         this.insertOwn(row);
       }

@@ -77,10 +77,37 @@ forEachDialect('admin (Express 5)', ({ fresh }) => {
     expect(byTag.body.items.map((j: { id: string }) => j.id)).to.deep.equal([ids.completed]);
   });
 
+  it('shows userId, replyTo and args escaped on the job page, and filters the list by userId', async () => {
+    const app = appWith(jobs);
+    const mine = (await jobs.enqueue('ok', { n: 9 }, { delay: 3_600_000, userId: XSS, replyTo: `reply ${XSS}`, args: { [XSS]: `value ${XSS}`, plain: 'v-1' } })).id;
+    const other = (await jobs.enqueue('ok', { n: 10 }, { delay: 3_600_000, userId: 'user-2' })).id;
+    const page = await request(app).get(`${BASE}/jobs/${mine}`).expect(200);
+    expect(page.text).not.to.include('<script>window');
+    expect(page.text).not.to.include('<img src=x');
+    const escaped = '&lt;script&gt;window.pwned=1&lt;/script&gt;&lt;img src=x onerror=&#34;window.pwned=2&#34;&gt;';
+    expect(page.text).to.include(`>${escaped}</a>`).and.include(`href="${BASE}/jobs?userId=${encodeURIComponent(XSS)}"`);
+    expect(page.text).to.include(`<dd id="reply-to">reply ${escaped}</dd>`);
+    expect(page.text).to.include(`<dt>${escaped}</dt><dd>value ${escaped}</dd>`).and.include('<dt>plain</dt><dd>v-1</dd>');
+    const unset = await request(app).get(`${BASE}/jobs/${ids.pending}`).expect(200);
+    expect(unset.text).to.include('<dd id="user-id">—</dd>').and.include('<dd id="reply-to">—</dd>');
+    expect(unset.text).not.to.include('id="args"');
+    // The list filter, in the JSON API and the page (its form keeps the value, escaped).
+    const api = await request(app).get(`${BASE}/api/jobs?userId=${encodeURIComponent(XSS)}`).expect(200);
+    expect(api.body.items.map((j: { id: string }) => j.id)).to.deep.equal([mine]);
+    expect(api.body.items[0]).to.deep.include({ userId: XSS, replyTo: `reply ${XSS}`, args: { [XSS]: `value ${XSS}`, plain: 'v-1' } });
+    expect((await request(app).get(`${BASE}/api/jobs?userId=user-2`).expect(200)).body.items.map((j: { id: string }) => j.id)).to.deep.equal([other]);
+    const html = await request(app).get(`${BASE}/jobs?userId=user-2`).expect(200);
+    expect(html.text).to.include(`/jobs/${other}"`).and.include('name="userId" value="user-2"');
+    expect(html.text).not.to.include(`/jobs/${mine}"`);
+    const hostile = await request(app).get(`${BASE}/jobs?userId=${encodeURIComponent(XSS)}`).expect(200);
+    expect(hostile.text).to.include(`/jobs/${mine}"`);
+    expect(hostile.text).not.to.include('<script>window');
+  });
+
   it('hostile filter strings are values, never SQL; bad filters are 400 with a message', async () => {
     const app = appWith(jobs);
     for (const v of ["' OR 1=1 --", '"; DROP TABLE x; --', '%', '_', '\\', '🦄'.repeat(10), 'a/b:c.d-e']) {
-      for (const field of ['queue', 'name', 'tag', 'batch', 'refId']) {
+      for (const field of ['queue', 'name', 'tag', 'batch', 'refId', 'userId']) {
         const res = await request(app).get(`${BASE}/api/jobs?${field}=${encodeURIComponent(v)}`);
         expect(res.status, `${field}=${v}`).to.equal(200);
         expect(res.body.items, `${field}=${v}`).to.deep.equal([]);

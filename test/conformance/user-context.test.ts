@@ -60,6 +60,27 @@ forEachDialect('user context', ({ fresh }) => {
     await jobs.stop();
   });
 
+  it('a recurring schedule passes them on to the jobs it enqueues, also to a skipped tick', async function () {
+    this.timeout(15_000);
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { pollInterval: 50 } });
+    const seen: Record<string, unknown>[] = [];
+    let release!: () => void;
+    const hold = new Promise<void>((r) => (release = r));
+    jobs.define('tick', async (_p: unknown, ctx: JobContext) => {
+      seen.push({ userId: ctx.userId, replyTo: ctx.replyTo, args: ctx.args });
+      await hold;
+    });
+    jobs.recurring('per-user', '* * * * * *', {}, { name: 'tick', userId: 'u-1', replyTo: 'r-1', args: { a: 'b' }, overlap: 'skip' });
+    await jobs.start();
+    await until(async () => (await jobs.list({ userId: 'u-1', state: 'skipped' })).items.length > 0, 'a skipped tick', 8000);
+    release();
+    expect(seen[0]).to.deep.equal({ userId: 'u-1', replyTo: 'r-1', args: { a: 'b' } });
+    const skipped = (await jobs.list({ userId: 'u-1', state: 'skipped' })).items[0];
+    expect(skipped).to.deep.include({ userId: 'u-1', replyTo: 'r-1', args: { a: 'b' }, createdBy: 'schedule:per-user' });
+    await jobs.stop();
+  });
+
   it('list({ userId }) finds a user\'s jobs, live and finished', async () => {
     const t = await fresh();
     const jobs = t.jobs({ worker: false });

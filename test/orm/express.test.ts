@@ -10,11 +10,22 @@ import pg from 'pg';
 import { Kysely, PostgresDialect, type ControlledTransaction } from 'kysely';
 import { drizzle } from 'drizzle-orm/node-postgres';
 import { sql as dsql } from 'drizzle-orm';
-import { createJobs, jobsMiddleware, type TransactionHandle } from '../../lib/index.ts';
+import { createJobs, jobsMiddleware, type Jobs, type TransactionHandle } from '../../lib/index.ts';
 import { DIALECTS, PG_URL, requireDatabase, uniquePrefix } from '../helpers/dialects.ts';
 import { createRowsTable } from './postgres-tables.ts';
 
 const postgres = DIALECTS.find((d) => d.name === 'postgres')!;
+
+/** POST /orders/:id/201 keeps its row and job; /orders/:id/409 keeps neither. */
+async function expectCommitAndRollback(app: express.Express, jobs: Jobs, rows: () => Promise<string[]>): Promise<void> {
+  const ok = `ok-${crypto.randomUUID()}`;
+  const bad = `bad-${crypto.randomUUID()}`;
+  await request(app).post(`/orders/${ok}/201`).expect(201);
+  await request(app).post(`/orders/${bad}/409`).expect(409);
+  expect(await rows()).to.include(ok).and.not.include(bad);
+  expect((await jobs.list({ tag: ok })).items).to.have.length(1);
+  expect((await jobs.list({ tag: bad })).items).to.have.length(0);
+}
 
 interface PerRequest {
   /** Open the app's transaction for a request. */
@@ -78,14 +89,10 @@ describe("ORMs: the app's per-request transaction joined by the middleware", fun
           await req.jobs.enqueue('receipt', { id }, { tag: id });
           res.sendStatus(Number(req.params.status));
         });
-        const ok = `ok-${crypto.randomUUID()}`;
-        const bad = `bad-${crypto.randomUUID()}`;
-        await request(app).post(`/orders/${ok}/201`).expect(201);
-        await request(app).post(`/orders/${bad}/409`).expect(409);
-        await new Promise((r) => setTimeout(r, 100)); // the app's own commit runs on 'finish'
-        expect(await app$.rows()).to.include(ok).and.not.include(bad);
-        expect((await jobs.list({ tag: ok })).items).to.have.length(1);
-        expect((await jobs.list({ tag: bad })).items).to.have.length(0);
+        await expectCommitAndRollback(app, jobs, async () => {
+          await new Promise((r) => setTimeout(r, 100)); // the app's own commit runs on 'finish'
+          return app$.rows();
+        });
       } finally {
         await jobs.close();
         await app$.close();
@@ -115,14 +122,7 @@ describe("ORMs: running the ORM on the request's transaction (req.jobs.transacti
           await req.jobs.enqueue('receipt', { id }, { tag: id });
           res.sendStatus(Number(req.params.status));
         });
-        const ok = `ok-${crypto.randomUUID()}`;
-        const bad = `bad-${crypto.randomUUID()}`;
-        await request(app).post(`/orders/${ok}/201`).expect(201);
-        await request(app).post(`/orders/${bad}/409`).expect(409);
-        const rows = (await pool.query('SELECT id FROM orm_rows_request')).rows.map((r) => r.id as string);
-        expect(rows).to.include(ok).and.not.include(bad);
-        expect((await jobs.list({ tag: ok })).items).to.have.length(1);
-        expect((await jobs.list({ tag: bad })).items).to.have.length(0);
+        await expectCommitAndRollback(app, jobs, async () => (await pool.query('SELECT id FROM orm_rows_request')).rows.map((r) => r.id as string));
       } finally {
         await jobs.close();
         await pool.end();

@@ -99,9 +99,12 @@ forEachDialect('admin (Express 5)', ({ fresh }) => {
     const html = await request(app).get(`${BASE}/jobs?userId=user-2`).expect(200);
     expect(html.text).to.include(`/jobs/${other}"`).and.include('name="userId" value="user-2"');
     expect(html.text).not.to.include(`/jobs/${mine}"`);
+    // The list shows each job's user, linked to the list filtered by it.
+    expect(html.text).to.include(`<td class="user"><a href="${BASE}/jobs?userId=user-2">user-2</a></td>`);
     const hostile = await request(app).get(`${BASE}/jobs?userId=${encodeURIComponent(XSS)}`).expect(200);
     expect(hostile.text).to.include(`/jobs/${mine}"`);
     expect(hostile.text).not.to.include('<script>window');
+    expect(hostile.text).to.include(`<td class="user"><a href="${BASE}/jobs?userId=${encodeURIComponent(XSS)}">${escaped}</a></td>`);
   });
 
   it('hostile filter strings are values, never SQL; bad filters are 400 with a message', async () => {

@@ -69,6 +69,9 @@ export async function holdMysqlConnection(pool: PromisePool): Promise<HeldConnec
   return new HeldConnection(conn, (c, broken) => (broken ? c.destroy() : c.release()));
 }
 
+/** For withHeld around a single autocommit statement: nothing to roll back. */
+export const nothingToUndo = async (): Promise<void> => undefined;
+
 /**
  * `fn` on a held connection, which is given back on every path. When `fn` throws, `rollback`
  * runs first (unless the connection already broke), and a connection that cannot even roll back

@@ -1,10 +1,10 @@
 /** ORMs on MySQL/MariaDB (mysql2): their transactions as opts.tx, their instances as db (see harness.ts). */
 import mysql from 'mysql2/promise';
 import { drizzle } from 'drizzle-orm/mysql2';
-import { sql as dsql } from 'drizzle-orm';
 import { DIALECTS, MYSQL_URL, requireDatabase } from '../helpers/dialects.ts';
 import { ROLLBACK, ormSuite, type OrmCase } from './harness.ts';
 import { knexCase } from './knex-case.ts';
+import { drizzleCase } from './drizzle-case.ts';
 import { sqlTransactionCase } from './sql-transaction-case.ts';
 
 const mariadb = DIALECTS.find((d) => d.name === 'mysql')!;
@@ -59,29 +59,18 @@ const knexMysql = knexCase({
   connections: () => connectionsOf('sqljobs_orm_knex'),
 });
 
-const drizzleCase: OrmCase = {
-  orm: 'Drizzle',
+const drizzleMysql = drizzleCase({
   dialect: 'mysql',
-  connections: () => connectionsOf('sqljobs_orm_drizzle'),
+  table: 'orm_rows_drizzle',
   async open() {
     await createRowsTable('orm_rows_drizzle');
     await createCaseUser('sqljobs_orm_drizzle');
     const pool = mysql.createPool({ uri: caseUrl('sqljobs_orm_drizzle'), connectionLimit: 2 });
-    const db = drizzle({ client: pool });
-    return {
-      db,
-      poolMax: 2,
-      transaction: (body, rollback) =>
-        db.transaction(async (tx) => {
-          await tx.execute(dsql`INSERT INTO orm_rows_drizzle (id) VALUES (${body.rowId})`);
-          const r = await body.enqueue(tx);
-          return rollback ? ROLLBACK() : r;
-        }),
-      rows: async () => ((await db.execute(dsql`SELECT id FROM orm_rows_drizzle`))[0] as unknown as { id: string }[]).map((r) => r.id),
-      close: () => pool.end(),
-    };
+    return { db: drizzle({ client: pool }), end: () => pool.end() };
   },
-};
+  rowsOf: (result) => (result as [{ id: string }[]])[0],
+  connections: () => connectionsOf('sqljobs_orm_drizzle'),
+});
 
 const mysqlPool = mysql.createPool({ uri: MYSQL_URL, connectionLimit: 2 });
 const customMysql = sqlTransactionCase({
@@ -106,5 +95,5 @@ const customMysql = sqlTransactionCase({
 
 describe('ORMs on MySQL/MariaDB', function () {
   before(requireDatabase(mariadb));
-  for (const c of [knexMysql, drizzleCase, customMysql]) ormSuite(c);
+  for (const c of [knexMysql, drizzleMysql, customMysql]) ormSuite(c);
 });

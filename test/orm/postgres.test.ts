@@ -2,7 +2,6 @@
 import pg from 'pg';
 import { Kysely, PostgresDialect, sql as ksql } from 'kysely';
 import { drizzle } from 'drizzle-orm/node-postgres';
-import { sql as dsql } from 'drizzle-orm';
 import { DataSource } from 'typeorm';
 import { Sequelize } from 'sequelize';
 import { MikroORM, PostgreSqlDriver } from '@mikro-orm/postgresql';
@@ -12,6 +11,7 @@ import { DIALECTS, PG_URL, requireDatabase, uniquePrefix } from '../helpers/dial
 import { ROLLBACK, ormSuite, type OrmCase } from './harness.ts';
 import { backendsNamed, createRowsTable } from './postgres-tables.ts';
 import { knexCase } from './knex-case.ts';
+import { drizzleCase } from './drizzle-case.ts';
 import { sqlTransactionCase } from './sql-transaction-case.ts';
 
 const postgres = DIALECTS.find((d) => d.name === 'postgres')!;
@@ -73,28 +73,17 @@ const kyselyControlledCase: OrmCase = {
   },
 };
 
-const drizzleCase: OrmCase = {
-  orm: 'Drizzle',
+const drizzlePg = drizzleCase({
   dialect: 'postgres',
-  connections: () => backendsNamed('sqljobs_orm_drizzle'),
+  table: 'orm_rows_drizzle',
   async open() {
     await createRowsTable('orm_rows_drizzle');
     const pool = new pg.Pool({ connectionString: PG_URL, application_name: 'sqljobs_orm_drizzle', max: 2 });
-    const db = drizzle({ client: pool });
-    return {
-      db,
-      poolMax: 2,
-      transaction: (body, rollback) =>
-        db.transaction(async (tx) => {
-          await tx.execute(dsql`INSERT INTO orm_rows_drizzle (id) VALUES (${body.rowId})`);
-          const r = await body.enqueue(tx);
-          return rollback ? ROLLBACK() : r;
-        }),
-      rows: async () => (await db.execute<{ id: string }>(dsql`SELECT id FROM orm_rows_drizzle`)).rows.map((r) => r.id),
-      close: () => pool.end(),
-    };
+    return { db: drizzle({ client: pool }), end: () => pool.end() };
   },
-};
+  rowsOf: (result) => (result as { rows: { id: string }[] }).rows,
+  connections: () => backendsNamed('sqljobs_orm_drizzle'),
+});
 
 const pgPool = new pg.Pool({ connectionString: PG_URL, max: 2 });
 const customPg = sqlTransactionCase({
@@ -227,7 +216,7 @@ const mikroOrmCase: OrmCase = {
 
 describe('ORMs on PostgreSQL', function () {
   before(requireDatabase(postgres));
-  for (const c of [knexPg, kyselyCase, kyselyControlledCase, drizzleCase, customPg, typeormCase, typeormRunnerCase, sequelizeCase, mikroOrmCase]) ormSuite(c);
+  for (const c of [knexPg, kyselyCase, kyselyControlledCase, drizzlePg, customPg, typeormCase, typeormRunnerCase, sequelizeCase, mikroOrmCase]) ormSuite(c);
 });
 
 /** ORM objects given in the wrong place: each refusal names what it got and says what to give instead. */

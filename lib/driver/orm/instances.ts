@@ -8,7 +8,7 @@
 import type { Client, PoolConfig } from 'pg';
 import type { Connection as CbConnection, Pool as CbPool } from 'mysql2';
 import type { PoolConnection } from 'mysql2/promise';
-import { HeldConnection } from '../held.ts';
+import { HeldConnection, nothingToUndo, withHeld } from '../held.ts';
 import { lentPgAppSide, type ClientCtor, type LendingPool, type PgAppSide, type PoolCtor } from '../postgres/app.ts';
 import type { MysqlAppSide } from '../mysql/store.ts';
 import { ormAdapterOf } from './caller.ts';
@@ -115,14 +115,7 @@ function lentMysqlAppSide(driver: unknown, settings: unknown, acquire: () => Pro
   };
   return {
     template,
-    query: async (text, values) => {
-      const held = await hold();
-      try {
-        return await held.conn.query(text, values);
-      } finally {
-        held.release();
-      }
-    },
+    query: async (text, values) => withHeld(await hold(), nothingToUndo, (c) => c.query(text, values)),
     hold,
   };
 }

@@ -6,7 +6,7 @@
  */
 import type { Client, Pool, PoolClient, PoolConfig } from 'pg';
 import { describeTx, isPgClient } from '../detect.ts';
-import { HeldConnection, holdPgClient, openTransaction } from '../held.ts';
+import { HeldConnection, holdPgClient, nothingToUndo, openTransaction, withHeld } from '../held.ts';
 import { ACCEPTED_TX, openCallerTx, runnerQuery } from '../orm/caller.ts';
 import type { OpenTransaction } from '../store.ts';
 
@@ -62,14 +62,7 @@ export function lentPgAppSide(pool: LendingPool): PgAppSide {
     config: pool.config,
     Pool: pool.driver.Pool,
     Client: pool.driver.Client,
-    query: async (text, values) => {
-      const held = await hold();
-      try {
-        return (await held.conn.query(text, values)).rows;
-      } finally {
-        held.release();
-      }
-    },
+    query: async (text, values) => withHeld(await hold(), nothingToUndo, async (c) => (await c.query(text, values)).rows),
     queryOn: queryOnCaller,
     begin: async () => openTransaction(await hold(), (c, sql) => c.query(sql), 'BEGIN'),
   };

@@ -32,7 +32,7 @@ import { logsAppend } from './logs.ts';
 import { postgres as postgresDialect } from '../portable/dialect.ts';
 import { PortableStore } from '../portable/engine.ts';
 import type { Outcome, SqlRunner, Statement } from '../portable/statement.ts';
-import { holdPgClient, withHeld } from '../held.ts';
+import { holdPgClient, nothingToUndo, withHeld } from '../held.ts';
 
 /** Claim connections whose session has the planner settings (a replaced connection gets them again). */
 const plannedSessions = new WeakSet<PoolClient>();
@@ -161,7 +161,7 @@ export class PostgresStore extends PortableStore implements Store {
    * client at once (pg deprecates that, and warns in the app's log).
    */
   private async claimOnPlannedSession(q: { text: string; values: unknown[] }): Promise<QueryResultRow[]> {
-    return withHeld(await holdPgClient(this.claimPool()), async () => undefined, async (c) => {
+    return withHeld(await holdPgClient(this.claimPool()), nothingToUndo, async (c) => {
       if (!plannedSessions.has(c)) {
         await c.query(CLAIM_PLANNER);
         plannedSessions.add(c);

@@ -7,17 +7,17 @@ export type { KoaJobsOptions, KoaLikeContext } from './http/koa.ts';
 export { RequestJobs } from './http/unit-of-work.ts';
 export type { RequestJobMap } from './http/unit-of-work.ts';
 export type {
-  DefineOptions, EnqueueManyItem, Handler, JobMap, JobName, JobsEvents, JobsMode, JobsOptions, JobsStatus, PayloadOf, SupportedDb,
+  BatchOptions, DefineOptions, EnqueueManyItem, Handler, JobMap, JobName, JobsEvents, JobsMode, JobsOptions, JobsStatus, PayloadOf, SupportedDb,
 } from './jobs.ts';
 export { DiscardJob, JobAbortError, SnoozeJob } from './worker/context.ts';
 export { LockBusyError, Locks } from './locks.ts';
 export type { MissedPolicy, OverlapPolicy, RecurringOptions, ScheduleRecord, ScheduleSpec, IntervalUnit } from './schedule/schedule.ts';
 export type { HeldLock, LockOptions } from './locks.ts';
-export type { AbortReason, JobContext } from './worker/context.ts';
+export type { AbortReason, JobContext, JobParent } from './worker/context.ts';
 export type { Logger } from './report.ts';
 export { JobValidationError, JOB_STATES } from './model.ts';
 export type {
-  AttemptRecord, BackoffOptions, EnqueueOptions, EnqueueResult, JobError, JobRecord, JobState, JsonValue,
+  AttemptRecord, BackoffOptions, CallbackOption, CallbackSpec, EnqueueOptions, EnqueueResult, JobError, JobRecord, JobState, JsonValue,
   ListFilter, ListPage, LogRecord,
 } from './model.ts';
 
@@ -46,7 +46,7 @@ export function createJobs<M extends JobMap = {}>(options: JobsOptions): Jobs<M>
 }
 export { jobsAdmin, koaJobsAdmin } from './admin/index.ts';
 export type { AdminAccess, AdminOptions, AdminJobs, ExpressLikeRequest, KoaAdminOptions, KoaLikeAdminContext } from './admin/index.ts';
-export type { QueueStats, ThroughputBuckets } from './driver/store.ts';
+export type { BatchStatus, JobLink, QueueStats, ThroughputBuckets } from './driver/store.ts';
 export type { SqlTransaction } from './driver/orm/caller.ts';
 export type {
   DrizzleTransactionLike, KnexTransactionLike, KyselyTransactionLike, MikroOrmEntityManagerLike, PrismaTransactionLike,

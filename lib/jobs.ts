@@ -4,10 +4,12 @@
  */
 import { EventEmitter } from 'node:events';
 import {
-  JobValidationError, buildJobRow, describe, validateBackoff, validateId, validateListFilter, validateName,
-  type AttemptRecord, type BackoffOptions, type EnqueueOptions, type EnqueueResult, type JobError,
+  JobValidationError, buildJobRow, dependsOnList, describe, validateBackoff, validateId, validateListFilter, validateName,
+  type AttemptRecord, type BackoffOptions, type CallbackOption, type EnqueueOptions, type EnqueueResult, type JobError,
   type JobRecord, type ListFilter, type ListPage, type LogRecord, type NewJobRow, type Payload,
 } from './model.ts';
+import { FLOW, type StoredCallbacks } from './driver/portable/flow.ts';
+import { callbacksJson, markParentsWithin, needsFlow, orderCall, type PlannedRow } from './workflow.ts';
 import type { JobContext } from './worker/context.ts';
 import type { JobDefinition } from './worker/executor.ts';
 import { Worker, type JobEventPayload, type WorkerOptions } from './worker/worker.ts';
@@ -26,7 +28,18 @@ import type { RecurringOptions, ScheduleRecord, ScheduleSpec } from './schedule/
 import { Schedules } from './schedule/schedules.ts';
 import { Maintenance } from './maintenance/service.ts';
 import { migratedStore, type MigratedStore } from './migrated.ts';
-import type { QueueStats, StatusCounts, ThroughputBuckets, WorkerRecord } from './driver/store.ts';
+import type { BatchStatus, JobLink, QueueStats, StatusCounts, ThroughputBuckets, WorkerRecord } from './driver/store.ts';
+
+/** jobs.batch's options: a callback per outcome of the whole batch, and the caller's transaction. */
+export interface BatchOptions<Tx = TransactionHandle> {
+  /** Enqueued once, when the batch's last job finished, whatever the outcomes. */
+  onComplete?: CallbackOption;
+  /** Enqueued once every job of the batch completed. */
+  onSuccess?: CallbackOption;
+  /** Enqueued once, when the batch finished with a job failed or cancelled. */
+  onFailure?: CallbackOption;
+  tx?: Tx;
+}
 
 export interface JobsStatus extends StatusCounts {
   workers: WorkerRecord[];
@@ -175,11 +188,13 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
     return this.row(name, payload, opts);
   }
 
-  /** Write prepared rows in one transaction. @internal */
+  /** Write prepared rows in one transaction (a later row may depend on an earlier one). @internal */
   async writeRows(rows: NewJobRow[]): Promise<EnqueueResult[]> {
     if (!rows.length) return [];
+    markParentsWithin(rows);
     if (this.db.capabilities.syncEnqueue) return this.afterEnqueue(rows, this.writeSync(rows, undefined), false);
-    return this.afterEnqueue(rows, await this.db.jobInsertMany({ rows }), false);
+    const results = needsFlow(rows) ? await this.db.jobInsertFlow({ rows }) : await this.db.jobInsertMany({ rows });
+    return this.afterEnqueue(rows, results, false);
   }
 
   /** Open a transaction on the app's database for a request's unit of work. @internal */
@@ -199,6 +214,14 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
   }
 
   private row(name: string, payload: unknown, opts: EnqueueOptions): NewJobRow {
+    return this.plan(name, payload, opts, null).row;
+  }
+
+  /**
+   * A validated, encoded row with the definition's defaults; its workflow options resolved
+   * (`sameCall`: the number of items in an enqueueMany or batch call, whose indexes dependsOn may name).
+   */
+  private plan(name: string, payload: unknown, opts: EnqueueOptions, sameCall: number | null): PlannedRow {
     const def = this.definitions.get(name);
     const merged: EnqueueOptions = { ...opts };
     if (merged.queue === undefined && def?.queue) merged.queue = def.queue;
@@ -206,7 +229,40 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
     delete merged.tx;
     const row = buildJobRow(uuidv7(), name, payload, merged, { queue: this.options.defaultQueue, maxPayloadBytes: this.options.maxPayloadBytes });
     row.maxAttempts ??= def?.maxAttempts ?? this.options.maxAttempts;
-    return row;
+    const parents = dependsOnList(name, merged.dependsOn, sameCall);
+    row.dependsOn = parents.filter((p): p is string => typeof p === 'string');
+    if (parents.length) {
+      if (row.runAt !== null || row.delayMs !== 0) {
+        throw new JobValidationError(`job "${name}": dependsOn cannot be combined with runAt or delay (a dependent runs when its last parent completes)`, 'dependsOn', name);
+      }
+      row.flow |= FLOW.parents;
+    }
+    const callbacks = callbacksJson(name, merged, ['onSuccess', 'onFailure'], (n, p, o) => this.row(n, p, o as EnqueueOptions));
+    if (callbacks) {
+      row.callbacksJson = JSON.stringify(callbacks);
+      row.flow |= FLOW.callbacks;
+    }
+    return { row, sameCall: parents.filter((p): p is number => typeof p === 'number') };
+  }
+
+  /** Items of one call (enqueueMany, batch) as rows, parents first; results come back in the items' order. */
+  private planCall(items: unknown, what: string, each: (row: NewJobRow, i: number) => void = () => undefined): { rows: NewJobRow[]; inOrder: (results: EnqueueResult[]) => EnqueueResult[] } {
+    if (!Array.isArray(items)) throw new TypeError(`${what}: items must be an array of { name, payload, ...options }; got ${describe(items)}`);
+    const planned = items.map((it, i) => {
+      if (it === null || typeof it !== 'object') throw new TypeError(`${what}: items[${i}] must be an object { name, payload, ...options }; got ${describe(it)}`);
+      const { name, payload, ...rest } = it as { name: string; payload: unknown } & EnqueueOptions;
+      if ('tx' in rest) throw new JobValidationError(`${what}: items[${i}].tx is not an item option; pass the transaction once, as ${what}(items, { tx })`, 'tx', name);
+      const p = this.plan(name, payload, rest, items.length);
+      each(p.row, i);
+      return p;
+    });
+    const ids = planned.map((p) => p.row.id);
+    const rows = orderCall(planned, what);
+    const inOrder = (results: EnqueueResult[]) => {
+      const byId = new Map(rows.map((r, i) => [r.id, results[i]]));
+      return ids.map((id) => byId.get(id)!);
+    };
+    return { rows, inOrder };
   }
 
   /** Enqueue one job. Resolves to its id, and existed = true when a live job with the same refId was returned. */
@@ -221,13 +277,14 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
    * transaction the app has open on that shared handle (an async ORM's) and vanish with its
    * rollback, so it is refused; enqueueSync and an explicit tx join on purpose.
    */
-  private writeSync(rows: NewJobRow[], tx: unknown): EnqueueResult[] {
+  private writeSync(rows: NewJobRow[], tx: unknown, batch?: { id: string; callbacks: StoredCallbacks }): EnqueueResult[] {
     if (tx === undefined && this.db.appInTransaction?.()) {
       throw new Error(
         'enqueue: the app\'s better-sqlite3 handle is inside a transaction this call was not given, and the job would silently join it ' +
           '(and vanish if it rolls back); to join it, call jobs.enqueueSync() inside db.transaction() or pass { tx: db }; otherwise enqueue after it ends',
       );
     }
+    if (batch !== undefined || needsFlow(rows)) return this.db.jobInsertFlowSync!({ rows, tx, batch });
     return this.db.jobInsertManySync!({ rows, tx });
   }
 
@@ -238,21 +295,51 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
   enqueueSync<K extends JobName<M>>(name: K, payload: PayloadOf<M, K>, opts: Omit<EnqueueOptions, 'tx'> = {}): EnqueueResult {
     if (!this.db.jobInsertManySync) throw new Error(`enqueueSync needs a better-sqlite3 database; this instance uses ${this.db.dialect}: use await jobs.enqueue(..., { tx })`);
     const row = this.row(name, payload, opts);
-    return this.afterEnqueue([row], this.db.jobInsertManySync({ rows: [row] }), true)[0];
+    const written = needsFlow([row]) ? this.db.jobInsertFlowSync!({ rows: [row] }) : this.db.jobInsertManySync({ rows: [row] });
+    return this.afterEnqueue([row], written, true)[0];
   }
 
   /** Enqueue many jobs in one round trip per chunk. */
   async enqueueMany(items: EnqueueManyItem<M>[], opts: { tx?: Tx } = {}): Promise<EnqueueResult[]> {
-    if (!Array.isArray(items)) throw new TypeError(`enqueueMany: items must be an array of { name, payload, ...options }; got ${describe(items)}`);
-    const rows = items.map((it, i) => {
-      if (it === null || typeof it !== 'object') throw new TypeError(`enqueueMany: items[${i}] must be an object { name, payload, ...options }; got ${describe(it)}`);
-      const { name, payload, ...rest } = it as { name: string; payload: unknown } & EnqueueOptions;
-      if ('tx' in rest) throw new JobValidationError(`enqueueMany: items[${i}].tx is not an item option; pass the transaction once, as enqueueMany(items, { tx })`, 'tx', name);
-      return this.row(name, payload, rest);
-    });
+    const { rows, inOrder } = this.planCall(items, 'enqueueMany');
     const tx = givenTx(opts, 'enqueueMany: opts.tx');
     if (!rows.length) return [];
-    return this.insert(rows, tx);
+    return inOrder(await this.insert(rows, tx));
+  }
+
+  /**
+   * Enqueue jobs as one batch: when its last job finishes, exactly one job per callback given is
+   * enqueued, in that job's finishing transaction (onComplete always; onSuccess when every job
+   * completed; onFailure when one failed or was cancelled). The callbacks see `ctx.batch`.
+   */
+  async batch(items: EnqueueManyItem<M>[], opts: BatchOptions<Tx> = {}): Promise<{ batchId: string; ids: string[] }> {
+    if (opts === null || typeof opts !== 'object') throw new TypeError(`batch: options must be an object { onComplete, onSuccess, onFailure, tx }; got ${describe(opts)}`);
+    for (const key of Object.keys(opts)) {
+      if (!['onComplete', 'onSuccess', 'onFailure', 'tx'].includes(key)) throw new JobValidationError(`batch: ${key} is not a batch option; allowed: onComplete, onSuccess, onFailure, tx`, key);
+    }
+    const batchId = uuidv7();
+    const { rows, inOrder } = this.planCall(items, 'batch', (row, i) => {
+      if (row.batchId !== null) throw new JobValidationError(`batch: items[${i}].batchId is set by the batch; leave it out`, 'batchId', row.name);
+      row.batchId = batchId;
+      row.flow |= FLOW.batch;
+    });
+    if (!rows.length) throw new TypeError('batch: items must hold at least one job (an empty batch would never finish)');
+    const callbacks: StoredCallbacks = callbacksJson('batch', opts, ['onComplete', 'onSuccess', 'onFailure'], (n, p, o) => this.row(n, p, o as EnqueueOptions)) ?? {};
+    const tx = givenTx(opts, 'batch: opts.tx');
+    const results = inOrder(await this.insert(rows, tx, { id: batchId, callbacks }));
+    return { batchId, ids: results.map((r) => r.id) };
+  }
+
+  /** A batch's jobs counted by state (exact while they run in any number of processes), or null when no job has that batchId. */
+  async batchStatus(batchId: string): Promise<BatchStatus | null> {
+    if (typeof batchId !== 'string' || batchId.length === 0 || batchId.length > 255) throw new TypeError(`batchStatus: batchId must be a batch id (1-255 characters); got ${describe(batchId)}`);
+    return this.db.batchStatus(batchId);
+  }
+
+  /** A job's parents (its dependsOn in order, or the job a callback reports on) and its dependents, with their states. */
+  async links(id: string): Promise<{ parents: JobLink[]; dependents: JobLink[] }> {
+    validateId(id);
+    return this.db.jobLinks(id);
   }
 
   /**
@@ -260,17 +347,19 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
    * caller's transaction runs on (a synchronous Drizzle transaction must see the job before it
    * returns). Anything else (a server database, Knex or Kysely on SQLite) is written asynchronously.
    */
-  private insert(rows: NewJobRow[], tx: unknown): EnqueueResult[] | Promise<EnqueueResult[]> {
+  private insert(rows: NewJobRow[], tx: unknown, batch?: { id: string; callbacks: StoredCallbacks }): EnqueueResult[] | Promise<EnqueueResult[]> {
     const inTx = tx !== undefined;
+    const flow = batch !== undefined || needsFlow(rows);
     if (this.db.capabilities.syncEnqueue) {
       const handle = inTx ? callerHandleSync(tx) : undefined;
       if (handle !== tx && isBetterSqlite(handle) && !handle.inTransaction) {
         // An ORM's transaction that has ended: its Database would take the job outside any transaction.
         throw new TypeError(`opts.tx: ${describeTx(tx)} is not inside a transaction (it has ended), so the job would not be part of it`);
       }
-      if (!inTx || isBetterSqlite(handle)) return this.afterEnqueue(rows, this.writeSync(rows, handle), inTx);
+      if (!inTx || isBetterSqlite(handle)) return this.afterEnqueue(rows, this.writeSync(rows, handle, batch), inTx);
     }
-    return this.db.jobInsertMany({ rows, tx }).then((results) => this.afterEnqueue(rows, results, inTx));
+    const written = flow ? this.db.jobInsertFlow({ rows, tx, batch }) : this.db.jobInsertMany({ rows, tx });
+    return written.then((results) => this.afterEnqueue(rows, results, inTx));
   }
 
   /** Wake this process's worker and emit 'enqueued'; inside a caller's transaction, only after the current tick (it may still roll back). */

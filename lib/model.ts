@@ -77,6 +77,10 @@ export interface JobRecord<P = unknown, R = unknown> {
   timeoutMs: number | null;
   checkpoint: JsonValue | null;
   workerId: string | null;
+  /** Parents not completed yet (a job enqueued with `dependsOn` waits while this is above 0); 0 otherwise. */
+  waitingFor: number;
+  /** The batch whose callback this job is (jobs.batch's onComplete, onSuccess or onFailure), or null. */
+  callbackOf: string | null;
 }
 
 export interface AttemptRecord {
@@ -120,12 +124,30 @@ export interface EnqueueOptions<Tx = TransactionHandle> {
   args?: Record<string, string>;
   meta?: JsonValue;
   /**
+   * Jobs this one waits for: it stays pending, never claimed, until every one of them completed
+   * (a parent that already completed counts as done). A parent that fails or is cancelled cancels
+   * it. In enqueueMany and jobs.batch, a number is the index of another item of the same call.
+   */
+  dependsOn?: string | number | readonly (string | number)[];
+  /** Enqueued in the transaction that completes this job, with this job as its parent (`ctx.parents`). */
+  onSuccess?: CallbackOption;
+  /** Enqueued in the transaction that fails this job for good or cancels it, with this job as its parent. */
+  onFailure?: CallbackOption;
+  /**
    * Enqueue inside the caller's open transaction: the driver's handle (pg client in BEGIN, mysql2
    * connection, better-sqlite3 Database inside db.transaction(), slonik or mssql transaction), an
    * ORM's transaction object (Knex, Kysely, Drizzle, Prisma, TypeORM, Sequelize, MikroORM), or any
    * { query(text, values), inTransaction() }.
    */
   tx?: Tx;
+}
+
+/** A job to enqueue later: its name, or its name with a payload and enqueue options. */
+export type CallbackOption = string | CallbackSpec;
+
+export interface CallbackSpec extends Omit<EnqueueOptions, 'tx' | 'dependsOn' | 'runAt'> {
+  name: string;
+  payload?: unknown;
 }
 
 export interface EnqueueResult {
@@ -361,12 +383,20 @@ export interface NewJobRow {
   replyTo: string | null;
   argsJson: string | null;
   metaJson: string | null;
+  /** Parents' ids (resolved by the facade: same-call references become ids). */
+  dependsOn: string[];
+  /** Bits of ./driver/portable/flow.ts FLOW: what finishing this job must do besides moving it. */
+  flow: number;
+  /** The stored onSuccess/onFailure callbacks (JSON), or null. */
+  callbacksJson: string | null;
+  /** The batch whose callback this job is, or null. */
+  callbackBatch: string | null;
   bytes: number;
 }
 
 const ENQUEUE_KEYS = new Set([
   'delay', 'runAt', 'priority', 'queue', 'maxAttempts', 'timeout', 'backoff', 'refId', 'tag',
-  'batchId', 'createdBy', 'userId', 'replyTo', 'args', 'meta', 'tx', 'name', 'payload',
+  'batchId', 'createdBy', 'userId', 'replyTo', 'args', 'meta', 'tx', 'name', 'payload', 'dependsOn', 'onSuccess', 'onFailure',
 ]);
 
 export function buildJobRow(
@@ -406,8 +436,31 @@ export function buildJobRow(
     replyTo: optionalText(name, 'replyTo', opts.replyTo, MAX_REPLY_TO),
     argsJson: opts.args === undefined || opts.args === null ? null : argsJson(name, opts.args),
     metaJson: opts.meta === undefined ? null : toJson(name, 'meta', opts.meta),
+    dependsOn: [],
+    flow: 0,
+    callbacksJson: null,
+    callbackBatch: null,
     bytes: enc.bytes + 256,
   };
+}
+
+/** At most this many parents per job. */
+export const MAX_PARENTS = 100;
+
+/**
+ * The dependsOn option as a list: job ids (well-formed, see isValidId) and, where `sameCall` is
+ * the number of items in the call, indexes of other items. Duplicates are dropped.
+ */
+export function dependsOnList(job: string, value: unknown, sameCall: number | null): (string | number)[] {
+  if (value === undefined || value === null) return [];
+  const list = Array.isArray(value) ? value : [value];
+  const allowed = sameCall === null ? 'job ids (strings)' : `job ids (strings) or indexes of other items of this call (0-${sameCall - 1})`;
+  if (list.length > MAX_PARENTS) fail(job, 'dependsOn', `must name at most ${MAX_PARENTS} jobs; got ${list.length}`);
+  for (const p of list) {
+    const ok = typeof p === 'string' ? isValidId(p) : sameCall !== null && Number.isInteger(p) && p >= 0 && p < sameCall;
+    if (!ok) fail(job, 'dependsOn', `must be ${allowed}; got ${describe(p)}`);
+  }
+  return [...new Set(list as (string | number)[])];
 }
 
 /** Bounds of the user context options (the columns are sized for them). */

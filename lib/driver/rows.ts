@@ -62,6 +62,8 @@ export function toJobRecord(row: Row, codec: RowCodec): JobRecord {
     timeoutMs: row.timeout_ms === null || row.timeout_ms === undefined ? null : Number(row.timeout_ms),
     checkpoint: (codec.json(row.checkpoint) as JobRecord['checkpoint']) ?? null,
     workerId: (row.worker_id as string | null) ?? null,
+    waitingFor: row.parents_left == null ? 0 : Number(row.parents_left),
+    callbackOf: row.callback_batch == null ? null : String(row.callback_batch),
   };
   if ('payload' in row || 'payload_bin' in row) {
     rec.payload = row.payload_bin != null ? toBuffer(row.payload_bin) : (codec.json(row.payload) ?? undefined);
@@ -93,6 +95,8 @@ export function toClaimedJob(row: Row, codec: RowCodec): ClaimedJob {
     replyTo: (row.reply_to as string | null) ?? null,
     args: (codec.json(row.args) as Record<string, string> | null) ?? null,
     rowid: row.rowid_ == null ? undefined : Number(row.rowid_),
+    flow: row.flow == null ? 0 : Number(row.flow),
+    callbackBatch: row.callback_batch == null ? null : String(row.callback_batch),
   };
 }
 

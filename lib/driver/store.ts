@@ -10,6 +10,7 @@
  * an item missing from the answer lost its claim, and its outcome must be discarded.
  */
 import type { ScheduleDef } from '../schedule/schedule.ts';
+import type { StoredCallbacks } from './portable/flow.ts';
 import type {
   AttemptRecord,
   BackoffOptions,
@@ -45,7 +46,7 @@ export interface ClaimRequest {
 }
 
 /** Columns a claim returns: what running an attempt needs, nothing more (each column costs per row). */
-export const CLAIM_COLUMNS = 'id, token, name, queue, payload, payload_bin, priority, attempts, max_attempts, timeout_ms, backoff, run_at, started_at, checkpoint, user_id, reply_to, args';
+export const CLAIM_COLUMNS = 'id, token, name, queue, payload, payload_bin, priority, attempts, max_attempts, timeout_ms, backoff, run_at, started_at, checkpoint, user_id, reply_to, args, flow, callback_batch';
 
 /** A claimed job: what its attempt needs, plus the claim token that fences every write of it. */
 export interface ClaimedJob {
@@ -66,6 +67,10 @@ export interface ClaimedJob {
   replyTo: string | null;
   args: Record<string, string> | null;
   rowid?: number;
+  /** Bits of portable/flow.ts FLOW: a job with any finishes through the flow transaction. */
+  flow: number;
+  /** The batch whose callback this job is (its ctx.batch), or null. */
+  callbackBatch: string | null;
 }
 
 export interface Fenced {
@@ -73,6 +78,8 @@ export interface Fenced {
   token: string;
   /** Where the dialect can find the row fastest, when it said so at claim (SQLite: the rowid). */
   rowid?: number;
+  /** The job's flow bits as claimed (portable/flow.ts): nonzero finishes through the flow transaction. */
+  flow?: number;
 }
 
 export interface CompleteItem extends Fenced {
@@ -97,6 +104,39 @@ export interface ReleaseItem extends Fenced {
 export interface InsertBatch {
   rows: NewJobRow[];
   tx?: unknown;
+  /** jobs.batch: the batch row to make with the jobs (its id is every row's batchId). */
+  batch?: { id: string; callbacks: StoredCallbacks };
+}
+
+/** A job's parent or dependent, as the job page and ctx.parents show it. */
+export interface JobLink {
+  id: string;
+  /** Null when the job is gone (deleted, or pruned by retention). */
+  name: string | null;
+  state: JobState | null;
+  result: unknown;
+  error: JobError | null;
+  /** A dependent's parents not completed yet. */
+  waitingFor: number;
+}
+
+/** A batch's jobs counted by state, read from the job tables (exact while jobs run anywhere). */
+export interface BatchStatus {
+  batchId: string;
+  total: number;
+  pending: number;
+  running: number;
+  completed: number;
+  failed: number;
+  cancelled: number;
+  /** No job of the batch is pending or running. */
+  finished: boolean;
+  /** When jobs.batch made it (null for jobs that only share a batchId label). */
+  createdAt: Date | null;
+  /** When its last job finished (null until then, or without a batch made by jobs.batch). */
+  finishedAt: Date | null;
+  /** The callbacks given to jobs.batch, by option: the job name each enqueues. */
+  callbacks: { onComplete?: string; onSuccess?: string; onFailure?: string };
 }
 
 export interface CheckpointItem extends Fenced {
@@ -271,6 +311,10 @@ export interface JobWrites {
   jobInsertMany(batch: InsertBatch): Promise<EnqueueResult[]>;
   /** Synchronous enqueue, only when capabilities.syncEnqueue (`tx`, when given, must be the app's own handle). */
   jobInsertManySync?(batch: InsertBatch): EnqueueResult[];
+  /** Enqueue rows with workflow (dependsOn, callbacks, a batch): ./portable/flow.ts, in `tx` or a transaction of the store's. */
+  jobInsertFlow(batch: InsertBatch): Promise<EnqueueResult[]>;
+  /** The same, synchronously (SQLite). */
+  jobInsertFlowSync?(batch: InsertBatch): EnqueueResult[];
   jobClaim(req: ClaimRequest): Promise<ClaimedJob[]>;
   /** Move completed attempts to history. Returns the ids that were still owned. */
   jobCompleteMany(items: CompleteItem[]): Promise<Set<string>>;
@@ -378,6 +422,9 @@ export interface ScheduleStore {
 /** Reads for the facade, the CLI and the admin. */
 export interface JobReads {
   jobGet(id: string): Promise<JobRecord | null>;
+  /** A job's parents (dependsOn order, then the job a callback reports on) and the jobs that depend on it. */
+  jobLinks(id: string): Promise<{ parents: JobLink[]; dependents: JobLink[] }>;
+  batchStatus(batchId: string): Promise<BatchStatus | null>;
   jobList(filter: ListFilter): Promise<ListPage>;
   attemptList(id: string): Promise<AttemptRecord[]>;
   logList(req: { id: string; afterSeq?: number; limit: number }): Promise<LogRecord[]>;

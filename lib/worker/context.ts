@@ -1,5 +1,17 @@
 /** What a handler receives besides its payload, and the outcomes it can choose besides return/throw. */
-import type { JsonValue } from '../model.ts';
+import type { JobError, JobState, JsonValue } from '../model.ts';
+import type { BatchStatus } from '../driver/store.ts';
+
+/** A parent of a job (its `dependsOn`, in order, or the job a callback reports on), as the handler sees it. */
+export interface JobParent {
+  id: string;
+  name: string;
+  /** Its state when this attempt started: completed for a dependent; failed or cancelled too for an onFailure callback. */
+  state: JobState | null;
+  /** Its result when it completed, else null. */
+  result: unknown;
+  error: JobError | null;
+}
 
 export interface JobContext {
   readonly id: string;
@@ -16,6 +28,13 @@ export interface JobContext {
   readonly replyTo: string | null;
   /** The string arguments given at enqueue (the `args` enqueue option), or null. */
   readonly args: Readonly<Record<string, string>> | null;
+  /**
+   * The jobs this one depended on (`dependsOn` order), each with its result; for an onSuccess or
+   * onFailure callback, the job it reports on. Empty for other jobs.
+   */
+  readonly parents: readonly JobParent[];
+  /** For a batch's callback (jobs.batch onComplete, onSuccess, onFailure): the batch's counts. Null otherwise. */
+  readonly batch: BatchStatus | null;
   /**
    * Only for jobs defined with `transactional: true`: the driver's handle inside the transaction
    * that will mark this job completed (pg: a PoolClient; better-sqlite3: the Database, and the

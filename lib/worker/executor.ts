@@ -8,9 +8,10 @@ import {
 } from '../model.ts';
 import { safeString } from '../text.ts';
 import type { ClaimedJob } from '../driver/store.ts';
-import { DiscardJob, JobAbortError, SnoozeJob, type AbortReason, type JobContext } from './context.ts';
+import { DiscardJob, JobAbortError, SnoozeJob, type AbortReason, type JobContext, type JobParent } from './context.ts';
 import { OutcomeRefusedError, type OutcomeWriter } from './writer.ts';
-import type { JobWrites } from '../driver/store.ts';
+import type { BatchStatus, JobReads, JobWrites } from '../driver/store.ts';
+import { FLOW } from '../driver/portable/flow.ts';
 
 export interface JobDefinition {
   name: string;
@@ -36,7 +37,7 @@ export type AttemptOutcome =
   | { kind: 'unwritten'; error: JobError };
 
 export interface AttemptDeps {
-  store: JobWrites;
+  store: JobWrites & Pick<JobReads, 'jobLinks' | 'batchStatus'>;
   writer: OutcomeWriter;
   seq: number;
   /** Largest result, checkpoint, progress message or log line, in UTF-8 bytes. */
@@ -73,8 +74,8 @@ export class RunningAttempt {
     return this.job.id;
   }
 
-  get fenced(): { id: string; token: string; rowid?: number } {
-    return { id: this.job.id, token: this.job.token, rowid: this.job.rowid };
+  get fenced(): { id: string; token: string; rowid?: number; flow: number } {
+    return { id: this.job.id, token: this.job.token, rowid: this.job.rowid, flow: this.job.flow };
   }
 
   private get controller(): AbortController {
@@ -121,6 +122,8 @@ export class RunningAttempt {
       userId: job.userId,
       replyTo: job.replyTo,
       args: job.args,
+      parents: this.parents,
+      batch: this.batch,
       get signal() {
         return self.controller.signal;
       },
@@ -167,8 +170,27 @@ export class RunningAttempt {
     );
   }
 
+  /** What a dependent or a callback sees of its workflow: its parents' outcomes, its batch's counts (read before the handler runs). */
+  private parents: JobParent[] = [];
+  private batch: BatchStatus | null = null;
+
+  private async loadWorkflow(): Promise<void> {
+    if (this.job.flow & FLOW.parents) {
+      const { parents } = await this.deps.store.jobLinks(this.job.id);
+      this.parents = parents.map((p) => ({ id: p.id, name: p.name ?? '', state: p.state, result: p.result, error: p.error }));
+    }
+    if (this.job.callbackBatch !== null) this.batch = await this.deps.store.batchStatus(this.job.callbackBatch);
+  }
+
   private async run(): Promise<AttemptOutcome> {
     const timeout = this.timeoutMs;
+    if (this.job.flow & FLOW.parents || this.job.callbackBatch !== null) {
+      try {
+        await this.loadWorkflow();
+      } catch (err) {
+        return this.persist(this.retryOrFail(err));
+      }
+    }
     let outcome = await new Promise<AttemptOutcome>((resolve) => {
       this.decide = resolve;
       if (timeout) this.timer = setTimeout(() => this.abort('timeout'), timeout);

@@ -4,14 +4,15 @@
  * SQL Server's statement tests include them. A new portable builder is added here.
  */
 import { DIALECTS } from '../../lib/driver/portable/dialect.ts';
-import { tables, type Statement } from '../../lib/driver/portable/statement.ts';
+import { tables, type Outcome, type Statement, type Steps } from '../../lib/driver/portable/statement.ts';
+import { batchCounts, batchRow, finishJobs, insertWithFlow, jobDependents, jobParents, reopenFlow } from '../../lib/driver/portable/flow.ts';
 import type { Sql } from '../../lib/driver/portable/sql.ts';
 import type { Dialect } from '../../lib/driver/store.ts';
 import { leaseRelease, leaseRenew } from '../../lib/driver/portable/leases.ts';
 import {
   clockNow, jobAttempts, jobGet, jobLogs, jobsFinishedCounts, jobsList, jobsLiveCounts, jobsThroughput, queuesPaused, queuesStats, workersList,
 } from '../../lib/driver/portable/reads.ts';
-import { historyPrune, historyPrunePick, jobCancel, jobMakeDue, jobRetry, jobsDelete, queuePause, queueResume } from '../../lib/driver/portable/admin.ts';
+import { cancelJob, historyPrune, historyPrunePick, jobFlowOf, jobMakeDue, jobRetry, jobsDelete, queuePause, queueResume } from '../../lib/driver/portable/admin.ts';
 import { jobSaveCheckpoint, jobsNextDue, jobsOwnedBy, jobsStalled, workerHeartbeat, workerRemove, workersRemoveStale } from '../../lib/driver/portable/workers.ts';
 import { scheduleAdvance, scheduleRemove, scheduleSetEnabled, scheduleTicksRemove, schedulesDue, schedulesList } from '../../lib/driver/portable/schedules.ts';
 
@@ -43,7 +44,9 @@ export function portableStatements(sql: Sql): [string, Statement][] {
     })],
     ['jobsList (live states)', jobsList(sql, { states: ['pending', 'running'], queue: HOSTILE })],
     ['jobsList (some finished states)', jobsList(sql, { states: ['failed', 'cancelled'], cursor: UUID })],
-    ...each('jobCancel', jobCancel(sql, UUID)),
+    ...each('cancelJob', played(cancelJob(sql, UUID), answers(sql))),
+    ['jobFlowOf', jobFlowOf(sql, UUID)],
+    ...flowStatements(sql),
     ['jobMakeDue', jobMakeDue(sql, UUID)],
     ...each('jobRetry', jobRetry(sql, UUID)),
     ['queuePause', queuePause(sql, HOSTILE)],
@@ -69,6 +72,58 @@ export function portableStatements(sql: Sql): [string, Statement][] {
     ['scheduleAdvance', scheduleAdvance(sql, { key: HOSTILE, from: 300_000, nextRunAt: 600_000 })],
     ['scheduleAdvance (ended)', scheduleAdvance(sql, { key: HOSTILE, from: 300_000, nextRunAt: null })],
   ];
+}
+
+/**
+ * What the workflow steps (lib/driver/portable/flow.ts) say along every branch: a job with every
+ * flow bit finished each way, an enqueue with parents outside the call (one completed, one
+ * failed), a retry of a dependent in a batch, and the reads.
+ */
+function flowStatements(sql: Sql): [string, Statement][] {
+  const spec = JSON.stringify({ name: HOSTILE, queue: HOSTILE, payloadJson: '{}', priority: 0, maxAttempts: 3, timeoutMs: null, backoffJson: null, delayMs: 0, runAt: null,
+    refId: null, tag: HOSTILE, batchId: null, createdBy: HOSTILE, userId: HOSTILE, replyTo: HOSTILE, argsJson: null, metaJson: null, flow: 0, callbacksJson: null, callbackBatch: null });
+  const callbacks = `{"onSuccess":${spec},"onFailure":${spec},"onComplete":${spec}}`;
+  const out: [string, Statement][] = [];
+  for (const state of ['completed', 'failed', 'cancelled'] as const) {
+    const item = { id: UUID, token: TOKEN, state, resultJson: '{}', errorJson: state === 'completed' ? undefined : '{"message":"x"}', attempt: { number: 1, startedAt: new Date(0) } };
+    out.push(...each(`finishJobs (${state})`, played(finishJobs(sql, [item]), answers(sql, callbacks))));
+  }
+  const row = { id: TOKEN, name: HOSTILE, queue: HOSTILE, payloadJson: '{}', payloadBin: null, priority: 0, maxAttempts: 3, timeoutMs: null, backoffJson: null,
+    delayMs: 5, runAt: null, refId: HOSTILE, tag: null, batchId: HOSTILE, createdBy: null, userId: null, replyTo: null, argsJson: null, metaJson: null,
+    dependsOn: [UUID, PARENT_FAILED], flow: 8 | 4, callbacksJson: callbacks, callbackBatch: null, bytes: 0 };
+  out.push(...each('insertWithFlow', played(insertWithFlow(sql, [row], { id: HOSTILE, callbacks: JSON.parse(callbacks) }), answers(sql, callbacks))));
+  out.push(...each('reopenFlow', played(reopenFlow(sql, UUID, { state: 'failed', flow: 8 | 4, batchId: HOSTILE }), () => ({ rows: [], changes: 1 }))));
+  out.push(['jobParents', jobParents(sql, UUID)], ['jobDependents', jobDependents(sql, UUID)], ['batchCounts', batchCounts(sql, HOSTILE)], ['batchRow', batchRow(sql, HOSTILE)]);
+  return out;
+}
+
+const PARENT_FAILED = '01936f4e-8a1b-7c2d-9e3f-0a1b2c3d4e60';
+
+/** Answers that take every branch: each read finds a row with every flow bit, a dependent with one parent left, a batch at its last job. */
+function answers(sql: Sql, callbacks = '{}'): (s: Statement) => Outcome {
+  const json = (v: string) => (sql.d.name === 'postgres' ? JSON.parse(v) : v);
+  return (s) => {
+    if (!s.returnsRows || !/^\s*SELECT/.test(s.text)) return { rows: [], changes: 1 };
+    if (/FROM \w+_batches/.test(s.text)) return { rows: [{ total: 1, finished: 1, failed: 0, callbacks: json(callbacks), fired: 0 }], changes: 1 };
+    if (/parents_left FROM/.test(s.text)) return { rows: [{ id: TOKEN, queue: HOSTILE, parents_left: 1 }], changes: 1 };
+    if (/SELECT id, name, state FROM \w+_history/.test(s.text)) return { rows: [{ id: UUID, name: HOSTILE, state: 'completed' }, { id: PARENT_FAILED, name: HOSTILE, state: 'failed' }], changes: 2 };
+    if (/SELECT id FROM \w+_jobs\b(?!.*ref_id)/s.test(s.text)) return { rows: [], changes: 0 };
+    if (/ref_id =/.test(s.text)) return { rows: [], changes: 0 };
+    return { rows: [{ id: UUID, name: HOSTILE, queue: HOSTILE, state: 'running', flow: 15, callbacks: json(callbacks), batch_id: HOSTILE, worker_id: HOSTILE }], changes: 1 };
+  };
+}
+
+/** Every statement steps yield, each answered by `answer` (a cancel's cascade is cut at the first round: the same statements again). */
+export function played<T>(steps: Steps<T>, answer: (s: Statement) => Outcome): Statement[] {
+  const said: Statement[] = [];
+  let next = steps.next();
+  while (!next.done && said.length < 200) {
+    const s: Statement = next.value;
+    said.push(s);
+    const again = said.filter((x) => x.text === s.text).length > 1;
+    next = steps.next(again && /parents_left > 0/.test(s.text) ? { rows: [], changes: 0 } : answer(s));
+  }
+  return said;
 }
 
 /** The statements of one transaction, named by their place in it. */

@@ -8,7 +8,7 @@ import { expect } from 'chai';
 import mssql from 'mssql';
 import { MssqlSql, appLockPattern } from '../../lib/driver/mssql/statements.ts';
 import type { Param, Stmt } from '../../lib/driver/mssql/tsql.ts';
-import { portableStatements, sqlFor } from '../helpers/portable.ts';
+import { played, portableStatements, sqlFor } from '../helpers/portable.ts';
 import { tables } from '../../lib/driver/portable/statement.ts';
 import { jobsEnqueue } from '../../lib/driver/mssql/enqueue.ts';
 import { jobsClaim } from '../../lib/driver/mssql/claim.ts';
@@ -17,7 +17,7 @@ import { jobsFail } from '../../lib/driver/mssql/fail.ts';
 import { jobsRelease, jobsSaveProgress, logsAppend } from '../../lib/driver/mssql/writes.ts';
 import { leaseRelease, leaseRenew } from '../../lib/driver/portable/leases.ts';
 import { jobsFinishedCounts, jobsList, jobsThroughput, queuesPaused, queuesStats } from '../../lib/driver/portable/reads.ts';
-import { jobCancel, jobMakeDue, jobRetry, jobsDelete, queuePause, queueResume } from '../../lib/driver/portable/admin.ts';
+import { cancelJob, jobMakeDue, jobRetry, jobsDelete, queuePause, queueResume } from '../../lib/driver/portable/admin.ts';
 import type { Outcome, Statement } from '../../lib/driver/portable/statement.ts';
 import { jobSaveCheckpoint, jobsNextDue, jobsStalled, workerHeartbeat, workersRemoveStale } from '../../lib/driver/portable/workers.ts';
 import { scheduleSetEnabled } from '../../lib/driver/portable/schedules.ts';
@@ -142,7 +142,7 @@ describe('SQL Server statements (no server)', () => {
   });
 
   it('binds every value as a typed parameter: hostile text never reaches the statement text', () => {
-    const types = new Set(['nvarchar', 'nvarchar(max)', 'varchar', 'bigint', 'int', 'bit', 'datetime2', 'char36']);
+    const types = new Set(['nvarchar', 'nvarchar(max)', 'varchar', 'bigint', 'int', 'bit', 'datetime2', 'char36', 'varbinary(max)']);
     for (const [name, stmt] of everyStatement()) {
       expect(stmt.text, name).to.not.include('DROP TABLE');
       expect(stmt.text, name).to.not.include(HOSTILE.slice(0, 4));
@@ -243,8 +243,8 @@ describe('SQL Server statements (no server)', () => {
       { name: 'p4', type: 'char36', value: UUID },
     ]);
     const both = named(jobsList(portable, { includePayload: true })).text;
-    expect(both).to.include('CAST(NULL AS DATETIME2(3)) AS finished_at, CAST(NULL AS NVARCHAR(MAX)) AS result FROM app_jobs');
-    expect(both).to.match(/\) live\nUNION ALL\nSELECT \* FROM \(SELECT TOP \(@p3\) [^;]*, finished_at, result FROM app_history\s+ORDER BY id DESC\) finished/);
+    expect(both).to.include('CAST(NULL AS DATETIME2(3)) AS finished_at, CAST(NULL AS NVARCHAR(MAX)) AS result, parents_left FROM app_jobs');
+    expect(both).to.match(/\) live\nUNION ALL\nSELECT \* FROM \(SELECT TOP \(@p3\) [^;]*, finished_at, result, 0 AS parents_left FROM app_history\s+ORDER BY id DESC\) finished/);
   });
 
   it('upserts with MERGE under HOLDLOCK (leases, workers, attempts, schedules)', () => {
@@ -318,7 +318,7 @@ describe('SQL Server statements (no server)', () => {
 
   it('cancels, retries and deletes rows it first read under UPDLOCK, HOLDLOCK (a claim, which reads past locked rows, cannot take them meanwhile)', () => {
     const ms = sqlFor('mssql');
-    expect(jobCancel(ms, UUID)[0].text).to.equal('SELECT state, worker_id FROM app_jobs WITH (UPDLOCK, HOLDLOCK) WHERE id = @p1');
+    expect(played(cancelJob(ms, UUID), () => ({ rows: [], changes: 0 }))[0].text).to.equal('SELECT state, worker_id FROM app_jobs WITH (UPDLOCK, HOLDLOCK) WHERE id = @p1');
     expect(jobRetry(ms, UUID)[1].text).to.equal('SELECT queue FROM app_history WITH (UPDLOCK, HOLDLOCK) WHERE id = @p1');
     const [live, finished] = jobsDelete(ms, [UUID]).map((s) => s.text);
     expect(live).to.equal("SELECT id FROM app_jobs WITH (UPDLOCK, HOLDLOCK) WHERE id IN (SELECT CAST(value AS CHAR(36)) FROM OPENJSON(@p1)) AND state = 'pending'");

@@ -16,7 +16,7 @@ OUTPUT ${cols}, 'completed', ${NOW}, x.result INTO ${t.history} (${COMMON.join('
 OUTPUT deleted.id
 FROM ${t.jobs} j JOIN OPENJSON(@items) WITH (id CHAR(36) '$.id', token CHAR(36) '$.token', result NVARCHAR(MAX) '$.result') x
 ON j.id = x.id AND j.token = x.token
-WHERE j.state = 'running';`,
+WHERE j.state = 'running' AND j.flow = 0;`,
     params: [{ name: 'items', type: 'nvarchar(max)', value: JSON.stringify(items.map((i) => ({ id: i.id, token: i.token, result: i.resultJson }))) }],
   };
 }

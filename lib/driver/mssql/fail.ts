@@ -16,7 +16,8 @@ function failBody(t: Tables): string {
   const cols = COMMON.map((c) => (c === 'error' ? 'h.err' : `j.${c}`)).join(', ');
   return `DECLARE @hit TABLE (id ${ID} PRIMARY KEY, worker_id NVARCHAR(300), started_at DATETIME2(3), attempt INT, err NVARCHAR(MAX), delay_ms BIGINT);
 INSERT INTO @hit SELECT j.id, j.worker_id, j.started_at, x.attempt, x.err, x.delay_ms
-FROM ${jobs} j WITH (UPDLOCK, ROWLOCK) JOIN @x x ON j.id = x.id AND j.token = x.token WHERE j.state = 'running';
+FROM ${jobs} j WITH (UPDLOCK, ROWLOCK) JOIN @x x ON j.id = x.id AND j.token = x.token
+WHERE j.state = 'running' AND (x.delay_ms IS NOT NULL OR j.flow = 0);
 UPDATE j SET state = 'pending', run_at = ${addMs(NOW, 'h.delay_ms')}, error = h.err, token = NULL
 FROM ${jobs} j JOIN @hit h ON j.id = h.id WHERE h.delay_ms IS NOT NULL;
 INSERT INTO ${t.history} (${COMMON.join(', ')}, state, finished_at, result)

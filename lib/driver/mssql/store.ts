@@ -28,7 +28,8 @@ import { jobsFail } from './fail.ts';
 import { jobsRelease, jobsSaveProgress, logsAppend } from './writes.ts';
 import { mssql as mssqlDialect } from '../portable/dialect.ts';
 import { PortableStore } from '../portable/engine.ts';
-import type { Outcome, SqlRunner, Statement } from '../portable/statement.ts';
+import type { FlowOutcome } from '../portable/flow.ts';
+import { drive, type Outcome, type SqlRunner, type Statement, type Steps } from '../portable/statement.ts';
 import type {
   ClaimedJob, ClaimRequest, CompleteItem, FailItem, InsertBatch, LeaseRequest, LogItem, OpenTransaction,
   PooledStoreOptions, ProgressItem, ReleaseItem, ScheduleTick, SessionLock, Store, StoreCapabilities,
@@ -111,6 +112,7 @@ export function queueOf(tx: object): SerialQueue {
 
 interface MssqlModule {
   NVarChar: (len: number) => unknown;
+  VarBinary: (len: number) => unknown;
   VarChar: (len: number) => unknown;
   Char: (len: number) => unknown;
   BigInt: unknown;
@@ -147,6 +149,8 @@ export function driverType(t: ParamType): unknown {
       return sql.Bit;
     case 'datetime2':
       return sql.DateTime2(3);
+    case 'varbinary(max)':
+      return sql.VarBinary(sql.MAX);
   }
 }
 
@@ -190,7 +194,27 @@ export class MssqlStore extends PortableStore implements Store {
         throw err;
       }
     },
+    within: async (steps) => {
+      if (!this.own.connected) await this.own.connect();
+      const tx = this.own.transaction();
+      await tx.begin(mssql().ISOLATION_LEVEL.READ_COMMITTED);
+      try {
+        const out = await drive(steps, async (s) => outcome(s, await this.run(named(s), tx)));
+        await queueOf(tx).run(() => tx.commit());
+        return out;
+      } catch (err) {
+        await queueOf(tx).run(() => tx.rollback()).catch(() => undefined);
+        throw err;
+      }
+    },
   };
+
+  /** Workflow steps in the caller's mssql Transaction, or in one of ours. */
+  protected async withinCaller<T>(tx: unknown, steps: Steps<T>): Promise<T> {
+    if (tx === undefined) return this.runner.within(steps);
+    if (!isMssqlTransaction(tx)) throw new TypeError(`opts.tx on SQL Server must be an mssql Transaction (pool.transaction()) after begin(); got ${describeTx(tx)}`);
+    return drive(steps, async (s) => outcome(s, await this.run(named(s), tx)));
+  }
 
   constructor(private readonly app: MssqlPoolLike, opts: PooledStoreOptions) {
     super(mssqlDialect, opts.prefix);
@@ -292,11 +316,11 @@ IF @r < 0 THROW 50001, 'sqljobs: could not take the migration lock', 1;`, [{ nam
     return rows.map((r) => toClaimedJob(r, codec)).sort(claimOrder);
   }
 
-  jobCompleteMany(items: CompleteItem[]): Promise<Set<string>> {
+  protected completeFast(items: CompleteItem[]): Promise<Set<string>> {
     return this.ids(jobsComplete(this.t, items));
   }
 
-  jobFailMany(items: FailItem[]): Promise<Set<string>> {
+  protected failFast(items: FailItem[]): Promise<Set<string>> {
     return this.ids(jobsFail(this.t, items));
   }
 
@@ -321,9 +345,14 @@ IF @r < 0 THROW 50001, 'sqljobs: could not take the migration lock', 1;`, [{ nam
       const result = await work(tx);
       const resultJson = encode(result);
       await beforeComplete();
-      const done = await this.rows(jobsComplete(this.t, [{ id: item.id, token: item.token, resultJson }]), tx);
-      const applied = done.length === 1;
+      let applied = !item.flow && (await this.rows(jobsComplete(this.t, [{ id: item.id, token: item.token, resultJson }]), tx)).length === 1;
+      let flow: FlowOutcome<Set<string>> | null = null;
+      if (!applied) {
+        flow = await drive(this.completionSteps(item, resultJson), async (s) => outcome(s, await this.run(named(s), tx)));
+        applied = flow.value.has(item.id);
+      }
       await queueOf(tx).run(() => (applied ? tx.commit() : tx.rollback()));
+      if (applied && flow) await this.withWake(flow);
       return { applied, result };
     } catch (err) {
       await queueOf(tx).run(() => tx.rollback()).catch(() => undefined);

@@ -9,7 +9,7 @@ import { mysql } from '../portable/dialect.ts';
 
 /** Lock the running rows of these attempts (with `extra` columns); the caller keeps those whose token matches. */
 export function jobsLockRunning(t: Tables, ids: string[], extra = ''): { text: string; values: unknown[] } {
-  return { text: `SELECT id, token${extra} FROM ${t.jobs} WHERE id IN (?) AND state = 'running' FOR UPDATE`, values: [ids] };
+  return { text: `SELECT id, token, flow${extra} FROM ${t.jobs} WHERE id IN (?) AND state = 'running' FOR UPDATE`, values: [ids] };
 }
 
 /**
@@ -33,7 +33,7 @@ export function jobsMoveToHistory(
   return {
     text: `INSERT INTO ${t.history} (${sharedColumns()}, state, finished_at, result)
      SELECT ${select}, '${state}', ${mysql.now}, ${column === 'result' ? 'x.v' : 'NULL'}
-     FROM ${t.jobs} j JOIN (${input.join(' UNION ALL ')}) x ON x.id = j.id AND x.token = j.token WHERE j.state = 'running';
+     FROM ${t.jobs} j JOIN (${input.join(' UNION ALL ')}) x ON x.id = j.id AND x.token = j.token WHERE j.state = 'running' AND j.flow = 0;
      DELETE j FROM ${t.jobs} j JOIN ${t.history} h ON h.id = j.id WHERE j.id IN (?)`,
     values,
   };

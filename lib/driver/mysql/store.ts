@@ -23,7 +23,8 @@ import type { ScheduleDef } from '../../schedule/schedule.ts';
 import { checkNotNewer, loadMigrations, splitStatements } from '../migrations.ts';
 import { mysql as mysqlDialect, utc } from '../portable/dialect.ts';
 import { PortableStore } from '../portable/engine.ts';
-import type { Outcome, SqlRunner, Statement, Tables } from '../portable/statement.ts';
+import type { FlowOutcome } from '../portable/flow.ts';
+import { drive, type Outcome, type SqlRunner, type Statement, type Tables, type Steps } from '../portable/statement.ts';
 import { historyPrune, historyPrunePick } from '../portable/admin.ts';
 import { jobsByRef, jobsInsert } from './enqueue.ts';
 import { jobsClaimPick, jobsClaimTake } from './claim.ts';
@@ -120,7 +121,15 @@ export class MysqlStore extends PortableStore implements Store {
   protected readonly runner: SqlRunner = {
     run: async (s) => outcome((await this.own.query(s.text, s.values))[0]),
     transaction: (list) => this.transaction((c) => runOn(c, list)),
+    within: (steps) => this.transaction((c) => drive(steps, async (s) => outcome((await c.query(s.text, s.values))[0]))),
   };
+
+  /** Workflow steps in the caller's transaction (a mysql2 connection or an ORM's), or in one of ours. */
+  protected async withinCaller<T>(tx: unknown, steps: Steps<T>): Promise<T> {
+    if (tx === undefined) return this.runner.within(steps);
+    const on = await this.callerTransaction(tx);
+    return drive(steps, async (s) => outcome((await on.query(s.text, s.values))[0]));
+  }
 
   constructor(app: unknown, opts: PooledStoreOptions) {
     super(mysqlDialect, opts.prefix);
@@ -302,14 +311,14 @@ export class MysqlStore extends PortableStore implements Store {
    * One round trip: START TRANSACTION, lock the rows, copy the owned ones to history, delete
    * them, COMMIT. The lock tells which attempts were still ours; the copy is fenced by token.
    */
-  async jobCompleteMany(items: CompleteItem[]): Promise<Set<string>> {
+  protected async completeFast(items: CompleteItem[]): Promise<Set<string>> {
     if (!items.length) return new Set();
     return this.onOwnConnection(async (c) => {
       const lock = jobsLockRunning(this.t, items.map((i) => i.id));
       const move = jobsMoveToHistory(this.t, 'completed', 'result', items.map((i) => ({ ...i, value: i.resultJson })));
       const [results] = await c.query(`START TRANSACTION; ${lock.text}; ${move.text}; COMMIT`, [...lock.values, ...move.values]);
       const [, locked, copied, deleted] = results as [unknown, Row[], ResultSetHeader, ResultSetHeader];
-      const owned = this.owned(locked, items);
+      const owned = withoutFlow(this.owned(locked, items));
       this.checkMoved(copied, deleted, owned.size);
       return new Set(owned.keys());
     });
@@ -317,12 +326,12 @@ export class MysqlStore extends PortableStore implements Store {
 
   /** Inside a transaction of the caller's (transactional completion): lock, copy, delete, no commit. */
   private async completeIn(c: PoolConnection, items: CompleteItem[]): Promise<Set<string>> {
-    const owned = await this.lockOwned(c, items);
+    const owned = withoutFlow(await this.lockOwned(c, items));
     await this.moveToHistory(c, 'completed', 'result', items.filter((i) => owned.has(i.id)).map((i) => ({ ...i, value: i.resultJson })));
     return new Set(owned.keys());
   }
 
-  async jobFailMany(items: FailItem[]): Promise<Set<string>> {
+  protected async failFast(items: FailItem[]): Promise<Set<string>> {
     if (!items.length) return new Set();
     return this.transaction((c) => this.failIn(c, items));
   }
@@ -330,7 +339,8 @@ export class MysqlStore extends PortableStore implements Store {
   /** Retry later (pending with the error) or fail for good (to history); every failed attempt gets its row. */
   private async failIn(c: PoolConnection, items: Pick<FailItem, 'id' | 'token' | 'attempt' | 'error' | 'retryDelayMs'>[]): Promise<Set<string>> {
     const owned = await this.lockOwned(c, items, ', worker_id, started_at');
-    const mine = items.filter((i) => owned.has(i.id));
+    // A job with workflow to run fails for good through the flow transaction (../portable/flow.ts).
+    const mine = items.filter((i) => owned.has(i.id) && (i.retryDelayMs !== null || Number(owned.get(i.id)!.flow) === 0));
     if (!mine.length) return new Set();
     for (const i of mine) {
       if (i.retryDelayMs === null) continue;
@@ -389,8 +399,14 @@ export class MysqlStore extends PortableStore implements Store {
       const result = await work(c);
       const resultJson = encode(result);
       await beforeComplete();
-      const applied = (await this.completeIn(c, [{ ...item, resultJson }])).has(item.id);
+      let applied = !item.flow && (await this.completeIn(c, [{ ...item, resultJson }])).has(item.id);
+      let flow: FlowOutcome<Set<string>> | null = null;
+      if (!applied) {
+        flow = await drive(this.completionSteps(item, resultJson), async (s) => outcome((await c.query(s.text, s.values))[0]));
+        applied = flow.value.has(item.id);
+      }
       await c.query(applied ? 'COMMIT' : 'ROLLBACK');
+      if (applied && flow) await this.withWake(flow);
       return { applied, result };
     });
   }
@@ -553,6 +569,11 @@ async function runOn(c: PoolConnection, list: Statement[]): Promise<Outcome[]> {
   const out: Outcome[] = [];
   for (const s of list) out.push(outcome((await c.query(s.text, s.values))[0]));
   return out;
+}
+
+/** The owned rows without workflow to run (flow = 0): the others finish through ../portable/flow.ts. */
+function withoutFlow(owned: Map<string, Row>): Map<string, Row> {
+  return new Map([...owned].filter(([, r]) => Number(r.flow) === 0));
 }
 
 /** MySQL answers rows for a SELECT and a result header (affected rows) for a write. */

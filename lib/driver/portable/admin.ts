@@ -7,7 +7,9 @@
  * Rows about to move are read first with a lock (`d.lockHint`, `d.forUpdate`), so a claim cannot
  * take a job being cancelled or deleted meanwhile (claims skip locked rows).
  */
-import { read, write, type Statement } from './statement.ts';
+import { read, write, type Outcome, type Statement, type Steps } from './statement.ts';
+import { finishJobs, type FlowOutcome } from './flow.ts';
+import type { CancelResult } from '../store.ts';
 import type { Sql } from './sql.ts';
 import type { SqlDialect } from './dialect.ts';
 import { sharedColumns } from '../columns.ts';
@@ -36,26 +38,30 @@ function retried(d: SqlDialect): string {
 // ---------------------------------------------------------------- cancel
 
 /**
- * Cancel a live job, in one transaction: the first answers its state and worker (no row: nothing
- * to cancel), read under a lock; then its copy goes to history, cancelled now, and it leaves the live table.
+ * Cancel a live job, in one transaction: read under a lock (no row: nothing to cancel), then to
+ * history as cancelled with its workflow (../portable/flow.ts: its waiting dependents cancelled,
+ * its onFailure enqueued, its batch counting it). Answers its state before and its worker.
  */
-export function jobCancel({ d, t }: Sql, id: string): Statement[] {
-  return [
-    read(d, (b) => `SELECT state, worker_id FROM ${t.jobs}${d.lockHint} WHERE id = ${b.id(id)}${d.forUpdate}`),
-    write(d, (b) =>
-      `INSERT INTO ${t.history} (${shared(d)}, state, finished_at, result)
-       SELECT ${shared(d)}, 'cancelled', ${d.now}, NULL FROM ${t.jobs} WHERE id = ${b.id(id)}`),
-    write(d, (b) => `DELETE FROM ${t.jobs} WHERE id = ${b.id(id)}`),
-  ];
+export function* cancelJob(sql: Sql, id: string): Steps<FlowOutcome<CancelResult | null>> {
+  const { d, t } = sql;
+  const job = ((yield read(d, (b) => `SELECT state, worker_id FROM ${t.jobs}${d.lockHint} WHERE id = ${b.id(id)}${d.forUpdate}`)) as Outcome).rows[0];
+  if (!job) return { value: null, wake: new Set() };
+  const { wake } = yield* finishJobs(sql, [{ id, state: 'cancelled' }]);
+  return { value: { previous: job.state as CancelResult['previous'], workerId: (job.worker_id as string | null) ?? null }, wake };
+}
+
+/** A finished job's state, flow bits and batch, read before a retry moves it (../portable/flow.ts reopenFlow). */
+export function jobFlowOf({ d, t }: Sql, id: string): Statement {
+  return read(d, (b) => `SELECT state, flow, batch_id FROM ${t.history} WHERE id = ${b.id(id)}`);
 }
 
 // ---------------------------------------------------------------- run now, retry
 
-/** A pending job becomes due now; answers its queue where the database can (to wake its workers). */
+/** A pending job becomes due now (not one waiting for its parents); answers its queue where the database can (to wake its workers). */
 export function jobMakeDue({ d, t }: Sql, id: string): Statement {
   return write(d, (b) =>
     `UPDATE ${t.jobs} SET run_at = ${d.now}${d.output('inserted', ['queue'])}
-     WHERE id = ${b.id(id)} AND state = 'pending'${d.returning(['queue'])}`, true);
+     WHERE id = ${b.id(id)} AND state = 'pending' AND parents_left = 0${d.returning(['queue'])}`, true);
 }
 
 /**

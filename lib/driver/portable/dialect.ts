@@ -67,6 +67,8 @@ export interface SqlDialect {
   useIndex(index: string): string;
   /** A NULL of the column type times (`time`) or JSON documents (`json`) are stored in (a union's other half has the column). */
   nullAs(type: 'time' | 'json'): string;
+  /** A bound JSON text where the database would not infer its type (a select list feeding a JSON column). */
+  json(p: string): string;
   /** Epoch milliseconds of a time, as an integer. */
   epochMs(time: string): string;
   /** Integer division of two integer expressions (truncated). */
@@ -122,6 +124,7 @@ export const sqlite: SqlDialect = {
   codec: textCodec,
   useIndex: (i) => ` INDEXED BY ${i}`,
   nullAs: () => 'NULL',
+  json: (p) => p,
   epochMs: (time) => time,
   // better-sqlite3 binds numbers as REAL: the cast keeps the division integral.
   intDiv: (a, b) => `(${a} / CAST(${b} AS INTEGER))`,
@@ -145,6 +148,7 @@ export const postgres: SqlDialect = {
   inIds: (p) => `= ANY(${p}::uuid[])`,
   codec: nativeCodec,
   nullAs: (type) => (type === 'time' ? 'NULL::timestamptz' : 'NULL::json'),
+  json: (p) => `CAST(${p} AS json)`,
   epochMs: (time) => `floor(EXTRACT(EPOCH FROM ${time}) * 1000)::bigint`,
 };
 
@@ -178,6 +182,7 @@ export const mysql: SqlDialect = {
   },
   useIndex: (i) => ` FORCE INDEX (${i})`,
   nullAs: (type) => (type === 'time' ? 'CAST(NULL AS DATETIME(3))' : 'NULL'),
+  json: (p) => p,
   // From DATETIME(3) UTC without UNIX_TIMESTAMP, which follows the session time zone.
   epochMs: (time) => `(TIMESTAMPDIFF(MICROSECOND, '1970-01-01', ${time}) DIV 1000)`,
   intDiv: (a, b) => `(${a} DIV ${b})`,
@@ -214,6 +219,7 @@ WHEN NOT MATCHED THEN INSERT (${columns(row)}) VALUES (${values(row)});`,
   codec: { date: nativeCodec.date, json: textCodec.json },
   useIndex: none,
   nullAs: (type) => (type === 'time' ? 'CAST(NULL AS DATETIME2(3))' : 'CAST(NULL AS NVARCHAR(MAX))'),
+  json: (p) => p,
   // DATEDIFF_BIG: DATEDIFF's INT overflows after 24 days of milliseconds.
   epochMs: (time) => `DATEDIFF_BIG(millisecond, CAST('19700101' AS DATETIME2(3)), ${time})`,
 };

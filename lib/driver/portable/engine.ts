@@ -10,12 +10,15 @@ import { toAttemptRecord, toJobRecord, toLogRecord, toStalledJob, toStoredSchedu
 import { listLimit } from '../sql.ts';
 import { mergeQueueStats, type Dialect } from '../store.ts';
 import type {
-  CancelResult, CheckpointItem, Fenced, LeaseHeld, QueueStats, StalledJob, StatusCounts, StoredSchedule, ThroughputBuckets, WorkerInfo, WorkerRecord,
+  BatchStatus, CancelResult, CheckpointItem, CompleteItem, FailItem, Fenced, InsertBatch, JobLink, LeaseHeld, QueueStats, StalledJob, StatusCounts,
+  StoredSchedule, ThroughputBuckets, WorkerInfo, WorkerRecord,
 } from '../store.ts';
+import type { EnqueueResult } from '../../model.ts';
+import { batchCounts, batchRow, finishJobs, insertWithFlow, jobDependents, jobParents, reopenFlow, type FinishItem, type FlowOutcome, type StoredCallbacks } from './flow.ts';
 import type { SqlDialect } from './dialect.ts';
 import type { Sql } from './sql.ts';
-import { tables, type Outcome, type SqlRunner, type Statement, type Tables } from './statement.ts';
-import { historyPrune, historyPrunePick, jobCancel, jobMakeDue, jobRetry, jobsDelete, queuePause, queueResume } from './admin.ts';
+import { tables, type Outcome, type SqlRunner, type Statement, type Steps, type Tables } from './statement.ts';
+import { cancelJob, historyPrune, historyPrunePick, jobFlowOf, jobMakeDue, jobRetry, jobsDelete, queuePause, queueResume } from './admin.ts';
 import { leaseRelease, leaseRenew } from './leases.ts';
 import {
   clockNow, jobAttempts, jobGet, jobLogs, jobsFinishedCounts, jobsList, jobsLiveCounts, jobsThroughput, queuesPaused, queuesStats, workersList,
@@ -35,6 +38,106 @@ export abstract class PortableStore implements Sql {
   ) {
     this.dialect = d.name;
     this.t = tables(prefix);
+  }
+
+  // ---------------------------------------------------------------- outcomes
+
+  /** The dialect's completion of jobs without workflow (flow = 0), fenced by token: one statement or transaction. */
+  protected abstract completeFast(items: CompleteItem[]): Promise<Set<string>>;
+  /** The dialect's failure of attempts: retried later, or failed for good when flow = 0. */
+  protected abstract failFast(items: FailItem[]): Promise<Set<string>>;
+
+  /**
+   * Jobs without workflow complete through the dialect's statement; the others, and those it did
+   * not apply (a dependent was enqueued while the job ran, or the claim was lost), through the
+   * flow transaction, which is fenced by token too.
+   */
+  async jobCompleteMany(items: CompleteItem[]): Promise<Set<string>> {
+    const plain = items.filter((i) => !i.flow);
+    const applied = plain.length ? await this.completeFast(plain) : new Set<string>();
+    const rest = items.filter((i) => !applied.has(i.id));
+    if (rest.length) {
+      for (const id of await this.finishWithFlow(rest.map((i) => ({ id: i.id, token: i.token, state: 'completed' as const, resultJson: i.resultJson })))) applied.add(id);
+    }
+    return applied;
+  }
+
+  async jobFailMany(items: FailItem[]): Promise<Set<string>> {
+    const plain = items.filter((i) => !i.flow || i.retryDelayMs !== null);
+    const applied = plain.length ? await this.failFast(plain) : new Set<string>();
+    const rest = items.filter((i) => !applied.has(i.id) && i.retryDelayMs === null);
+    if (rest.length) {
+      const finish = rest.map((i) => ({
+        id: i.id, token: i.token, state: 'failed' as const, errorJson: JSON.stringify(i.error), attempt: { number: i.attempt, startedAt: i.startedAt },
+      }));
+      for (const id of await this.finishWithFlow(finish)) applied.add(id);
+    }
+    return applied;
+  }
+
+  /** Finish jobs with their workflow in one transaction of ours, then wake the queues that have a job due because of it. */
+  protected async finishWithFlow(items: FinishItem[]): Promise<Set<string>> {
+    return this.withWake(await this.runner.within(finishJobs(this, items)));
+  }
+
+  /** A transactional completion the dialect's statement did not apply (a job with workflow): these steps, on the handler's connection. */
+  protected completionSteps(item: Fenced, resultJson: string | null): Steps<FlowOutcome<Set<string>>> {
+    return finishJobs(this, [{ id: item.id, token: item.token, state: 'completed', resultJson }]);
+  }
+
+  /** After commit: wake the workers of the queues the flow made a job due in. */
+  protected async withWake<T>(out: FlowOutcome<T>): Promise<T> {
+    for (const q of out.wake) await this.announceJobs(q);
+    return out.value;
+  }
+
+  // ---------------------------------------------------------------- workflows
+
+  /**
+   * Enqueue rows that depend on others, carry callbacks or make a batch: in the caller's
+   * transaction (`tx`), or in one of ours. Each dialect runs the steps on the right connection.
+   */
+  async jobInsertFlow(batch: InsertBatch): Promise<EnqueueResult[]> {
+    return this.withWake(await this.withinCaller(batch.tx, insertWithFlow(this, batch.rows, batch.batch)));
+  }
+
+  /** Steps in the caller's open transaction `tx`, or (undefined) in one of ours. */
+  protected abstract withinCaller<T>(tx: unknown, steps: Steps<T>): Promise<T>;
+
+  async jobLinks(id: string): Promise<{ parents: JobLink[]; dependents: JobLink[] }> {
+    const [parents, dependents] = await Promise.all([this.rowsOf(jobParents(this, id)), this.rowsOf(jobDependents(this, id))]);
+    return {
+      parents: parents.map((r) => ({
+        id: String(r.parent_id), name: r.name == null ? null : String(r.name), state: r.state == null ? null : (String(r.state) as JobLink['state']),
+        result: this.d.codec.json(r.result) ?? null, error: (this.d.codec.json(r.error) as JobLink['error']) ?? null, waitingFor: 0,
+      })),
+      dependents: dependents.map((r) => ({
+        id: String(r.child_id), name: r.name == null ? null : String(r.name), state: r.state == null ? null : (String(r.state) as JobLink['state']),
+        result: null, error: null, waitingFor: r.parents_left == null ? 0 : Number(r.parents_left),
+      })),
+    };
+  }
+
+  async batchStatus(batchId: string): Promise<BatchStatus | null> {
+    const [counts, made] = await Promise.all([this.rowsOf(batchCounts(this, batchId)), this.rowsOf(batchRow(this, batchId))]);
+    const n = { pending: 0, running: 0, completed: 0, failed: 0, cancelled: 0 };
+    for (const r of counts) {
+      const state = String(r.state) === 'skipped' ? 'cancelled' : (String(r.state) as keyof typeof n);
+      n[state] += Number(r.n);
+    }
+    const total = n.pending + n.running + n.completed + n.failed + n.cancelled;
+    const row = made[0];
+    if (!row && total === 0) return null;
+    const callbacks = row ? ((this.d.codec.json(row.callbacks) as StoredCallbacks | null) ?? {}) : {};
+    return {
+      batchId,
+      total,
+      ...n,
+      finished: n.pending + n.running === 0,
+      createdAt: row ? this.d.codec.date(row.created_at) : null,
+      finishedAt: row ? this.d.codec.date(row.finished_at) : null,
+      callbacks: Object.fromEntries(Object.entries(callbacks).map(([k, v]) => [k, v.name])),
+    };
   }
 
   // ---------------------------------------------------------------- liveness
@@ -108,7 +211,7 @@ export abstract class PortableStore implements Sql {
 
   // ---------------------------------------------------------------- reads
 
-  private async rowsOf(s: Statement): Promise<Record<string, unknown>[]> {
+  protected async rowsOf(s: Statement): Promise<Record<string, unknown>[]> {
     return (await this.runner.run(s)).rows;
   }
 
@@ -192,13 +295,12 @@ export abstract class PortableStore implements Sql {
     for (const row of rows) await this.announceJobs(String(row.queue));
   }
 
+  /** A live job to history as cancelled, with its workflow (dependents cancelled, onFailure, batch), in one transaction. */
   async jobCancel(id: string): Promise<CancelResult | null> {
-    const [found] = await this.runner.transaction(jobCancel(this, id));
-    const job = found.rows[0];
-    if (!job) return null;
-    const previous = job.state as CancelResult['previous'];
-    if (previous === 'running') await this.announceCancel(id);
-    return { previous, workerId: (job.worker_id as string | null) ?? null };
+    const cancelled = await this.withWake(await this.runner.within(cancelJob(this, id)));
+    if (!cancelled) return null;
+    if (cancelled.previous === 'running') await this.announceCancel(id);
+    return cancelled;
   }
 
   async jobMakeDue(id: string): Promise<boolean> {
@@ -219,9 +321,20 @@ export abstract class PortableStore implements Sql {
     return 'pending';
   }
 
+  /** The retry statements, then (a finished job that moved) its workflow reopened, in one transaction. */
   private async retrying(id: string): Promise<Outcome[]> {
+    const sql: Sql = this;
+    function* steps(): Steps<Outcome[]> {
+      const previous = ((yield jobFlowOf(sql, id)) as Outcome).rows[0];
+      const outcomes: Outcome[] = [];
+      for (const s of jobRetry(sql, id)) outcomes.push((yield s) as Outcome);
+      if (previous && outcomes[3].changes === 1 && Number(previous.flow) !== 0) {
+        yield* reopenFlow(sql, id, { state: String(previous.state), flow: Number(previous.flow), batchId: previous.batch_id == null ? null : String(previous.batch_id) });
+      }
+      return outcomes;
+    }
     try {
-      return await this.runner.transaction(jobRetry(this, id));
+      return await this.runner.within(steps());
     } catch (err) {
       // A job with its refId was enqueued after the guard looked: the unique index refused the move.
       if (isDuplicateKey(err)) throw this.refIdTaken(id);

@@ -5,7 +5,7 @@
 import type { SqlDialect } from './dialect.ts';
 
 /** The types values are bound with (SQL Server needs them; see mssql/store.ts driverType). */
-export type BindType = 'nvarchar' | 'nvarchar(max)' | 'varchar' | 'bigint' | 'int' | 'bit' | 'datetime2' | 'char36';
+export type BindType = 'nvarchar' | 'nvarchar(max)' | 'varchar' | 'bigint' | 'int' | 'bit' | 'datetime2' | 'char36' | 'varbinary(max)';
 
 export interface Statement {
   text: string;
@@ -48,6 +48,10 @@ export class Binder {
   /** A job id or claim token (CHAR(36) on MySQL and SQL Server: binding it so lets the index be used). */
   id(v: string): string {
     return this.add(v, 'char36');
+  }
+  /** Bytes (a binary payload). */
+  bytes(v: Buffer | null): string {
+    return this.add(v, 'varbinary(max)');
   }
   int(v: number | null): string {
     return this.add(v, 'int');
@@ -117,6 +121,28 @@ export interface SqlRunner {
   run(s: Statement): Promise<Outcome>;
   /** Statements in order, in one transaction (rolled back if any fails). */
   transaction(statements: Statement[]): Promise<Outcome[]>;
+  /**
+   * A conversation in one transaction: the steps yield statements and decide the next from what
+   * each answered (./flow.ts). Rolled back if a statement or a step throws.
+   */
+  within<T>(steps: Steps<T>): Promise<T>;
+}
+
+/** Statements decided one after another: each yield is run and its outcome sent back in. */
+export type Steps<T> = Generator<Statement, T, Outcome>;
+
+/** Drive `steps`, running each statement with `run` (asynchronously). */
+export async function drive<T>(steps: Steps<T>, run: (s: Statement) => Promise<Outcome>): Promise<T> {
+  let next = steps.next();
+  while (!next.done) next = steps.next(await run(next.value));
+  return next.value;
+}
+
+/** Drive `steps` synchronously (better-sqlite3: a transaction cannot span an await). */
+export function driveSync<T>(steps: Steps<T>, run: (s: Statement) => Outcome): T {
+  let next = steps.next();
+  while (!next.done) next = steps.next(run(next.value));
+  return next.value;
 }
 
 /** Table names for a prefix (the prefix is validated once: see validatePrefix). */
@@ -133,6 +159,8 @@ export function tables(prefix: string) {
     ticks: t('schedule_ticks'),
     paused: t('paused_queues'),
     migrations: t('migrations'),
+    deps: t('deps'),
+    batches: t('batches'),
     /** Indexes some statements name (SQLite INDEXED BY, MySQL FORCE INDEX). */
     jobsClaim: t('jobs_claim'),
     jobsQueue: t('jobs_queue'),

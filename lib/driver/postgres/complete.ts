@@ -1,5 +1,6 @@
 /**
- * PostgreSQL completion: the owned running rows (fenced by id, token and state) deleted and
+ * PostgreSQL completion: the owned running rows (fenced by id, token and state, and without
+ * workflow to run: flow = 0, see ../portable/flow.ts) deleted and
  * copied to history as completed, in one statement. Answers the ids it moved.
  */
 import type { CompleteItem } from '../store.ts';
@@ -9,7 +10,7 @@ import { sharedColumns } from '../columns.ts';
 export function jobsComplete(t: Tables): (items: Pick<CompleteItem, 'id' | 'token' | 'resultJson'>[]) => { text: string; values: unknown[] } {
   const text = `WITH done AS (
       DELETE FROM ${t.jobs} j USING unnest($1::uuid[], $2::uuid[], $3::json[]) AS x(id, token, result)
-      WHERE j.id = x.id AND j.token = x.token AND j.state = 'running'
+      WHERE j.id = x.id AND j.token = x.token AND j.state = 'running' AND j.flow = 0
       RETURNING j.*, x.result AS new_result)
     INSERT INTO ${t.history} (${sharedColumns()}, state, finished_at, result)
     SELECT ${sharedColumns(undefined, { error: 'NULL' })}, 'completed', now(), new_result FROM done

@@ -27,6 +27,9 @@ export const NOT_IN_TRANSACTION = 'sqljobs: opts.tx is not inside a transaction'
 const IN_TRANSACTION_BLOCK = `(CASE WHEN statement_timestamp() = transaction_timestamp()
   THEN (statement_timestamp()::text || ' ${NOT_IN_TRANSACTION}')::int END) IS NULL`;
 
+/** The guard alone, for statements on a caller's opts.tx that cannot carry it (workflow steps). */
+export const IN_TRANSACTION_GUARD = `SELECT 1 WHERE ${IN_TRANSACTION_BLOCK}`;
+
 /**
  * Answers (id, ref): ref NULL for an inserted row, else the refId of the live job it matched.
  * `inCallerTransaction`: the statement runs on a caller's opts.tx and refuses to run outside one.

@@ -17,7 +17,7 @@ export function jobsFail(t: Tables): (items: FailItem[], channel: string) => { t
     wake AS (SELECT pg_notify($6, queue) FROM (SELECT DISTINCT queue FROM retry WHERE delay_ms = 0) q),
     dead AS (
       DELETE FROM ${t.jobs} j USING x
-      WHERE x.delay_ms IS NULL AND j.id = x.id AND j.token = x.token AND j.state = 'running'
+      WHERE x.delay_ms IS NULL AND j.id = x.id AND j.token = x.token AND j.state = 'running' AND j.flow = 0
       RETURNING j.*, x.err AS new_error, x.attempt AS failed_attempt),
     moved AS (
       INSERT INTO ${t.history} (${sharedColumns()}, state, finished_at, result)

@@ -20,7 +20,7 @@ import type {
 } from '../store.ts';
 import { takeSessionLock } from '../session-lock.ts';
 import { pgAppSide, type PgAppSide } from './app.ts';
-import { NOT_IN_TRANSACTION, jobsEnqueue } from './enqueue.ts';
+import { IN_TRANSACTION_GUARD, NOT_IN_TRANSACTION, jobsEnqueue } from './enqueue.ts';
 import { describeTx, isPgClient } from '../detect.ts';
 import { CLAIM_PLANNER, CLAIM_PLANNER_LOCAL, jobsClaim } from './claim.ts';
 import { keepsSession, TRANSACTION_POOLER_WARNING, type PoolerMode } from './pooler.ts';
@@ -31,7 +31,8 @@ import { jobsSaveProgress } from './progress.ts';
 import { logsAppend } from './logs.ts';
 import { postgres as postgresDialect } from '../portable/dialect.ts';
 import { PortableStore } from '../portable/engine.ts';
-import type { Outcome, SqlRunner, Statement } from '../portable/statement.ts';
+import { drive, type Outcome, type SqlRunner, type Statement, type Steps } from '../portable/statement.ts';
+import { insertWithFlow, type FlowOutcome } from '../portable/flow.ts';
 import { holdPgClient, nothingToUndo, withHeld } from '../held.ts';
 
 /** Claim connections whose session has the planner settings (a replaced connection gets them again). */
@@ -103,7 +104,29 @@ export class PostgresStore extends PortableStore implements Store {
       for (const s of list) out.push(outcome(s, await c.query(s.text, s.values)));
       return out;
     }),
+    within: (steps) => this.transaction((c) => drive(steps, async (s) => outcome(s, await c.query(s.text, s.values)))),
   };
+
+  /**
+   * Workflow steps in the caller's opts.tx (refused outside a transaction, as enqueue is), or in
+   * one of ours. (Only reads' rows are looked at on a caller's connection: see ../portable/flow.ts.)
+   */
+  protected async withinCaller<T>(tx: unknown, steps: Steps<T>): Promise<T> {
+    if (tx === undefined) return this.runner.within(steps);
+    await this.onCaller(tx, IN_TRANSACTION_GUARD, []);
+    return drive(steps, async (s) => {
+      const rows = await this.onCaller(tx, s.text, s.values);
+      return { rows, changes: rows.length };
+    });
+  }
+
+  /** Wake other processes at the caller's commit: the NOTIFY goes in the same transaction as the jobs. */
+  override async jobInsertFlow(batch: InsertBatch): Promise<EnqueueResult[]> {
+    if (batch.tx === undefined) return super.jobInsertFlow(batch);
+    const { value, wake } = await this.withinCaller(batch.tx, insertWithFlow(this, batch.rows, batch.batch));
+    if (wake.size) await this.onCaller(batch.tx, `SELECT pg_notify($1, q) FROM unnest($2::text[]) q`, [this.jobsChannel, [...wake]]);
+    return value;
+  }
 
   constructor(app: Pool | PgAppSide, opts: PostgresStoreOptions) {
     super(postgresDialect, opts.prefix);
@@ -235,11 +258,11 @@ export class PostgresStore extends PortableStore implements Store {
     return new Set(res.rows.map((r) => r.id as string));
   }
 
-  async jobCompleteMany(items: CompleteItem[]): Promise<Set<string>> {
+  protected async completeFast(items: CompleteItem[]): Promise<Set<string>> {
     return this.ids(this.hot.complete(items));
   }
 
-  async jobFailMany(items: FailItem[]): Promise<Set<string>> {
+  protected async failFast(items: FailItem[]): Promise<Set<string>> {
     return this.ids(this.hot.fail(items, this.jobsChannel));
   }
 
@@ -261,10 +284,18 @@ export class PostgresStore extends PortableStore implements Store {
       const result = await work(client);
       const resultJson = encode(result);
       await beforeComplete();
-      const q = this.hot.complete([{ id: item.id, token: item.token, resultJson }]);
-      const done = await client.query(q.text, q.values);
-      const applied = done.rowCount === 1;
+      let applied = false;
+      if (!item.flow) {
+        const q = this.hot.complete([{ id: item.id, token: item.token, resultJson }]);
+        applied = (await client.query(q.text, q.values)).rowCount === 1;
+      }
+      let flow: FlowOutcome<Set<string>> | null = null;
+      if (!applied) {
+        flow = await drive(this.completionSteps(item, resultJson), async (s) => outcome(s, await client.query(s.text, s.values)));
+        applied = flow.value.has(item.id);
+      }
       await client.query(applied ? 'COMMIT' : 'ROLLBACK');
+      if (applied && flow) await this.withWake(flow);
       return { applied, result };
     });
   }

@@ -1,6 +1,7 @@
 /**
  * SQLite: a finished job moves to history (completed, or failed for good) as INSERT … SELECT of
- * the owned running row, then DELETE, both in the caller's transaction. By rowid when the claim
+ * the owned running row without workflow to run (flow = 0: ../portable/flow.ts), then DELETE, both
+ * in the caller's transaction. By rowid when the claim
  * told it (an integer key instead of the text id index), still fenced by id and token.
  */
 import type { Fenced } from '../store.ts';
@@ -15,7 +16,7 @@ export function jobMoveToHistory(t: Tables): Move {
   const texts = (by: 'id' | 'rowid') => ({
     copy: `INSERT INTO ${t.history} (${sharedColumns()}, state, finished_at, result)
       SELECT ${sharedColumns(undefined, { error: '?' })}, ?, ${sqlite.now}, ? FROM ${t.jobs}
-      WHERE ${by} = ? AND id = ? AND token = ? AND state = 'running'`,
+      WHERE ${by} = ? AND id = ? AND token = ? AND state = 'running' AND flow = 0`,
     remove: `DELETE FROM ${t.jobs} WHERE ${by} = ?`,
   });
   const byId = texts('id');

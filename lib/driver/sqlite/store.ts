@@ -24,7 +24,8 @@ import { jobsClaim } from './claim.ts';
 import { jobMoveToHistory } from './move.ts';
 import { attemptRecord, jobRetryLater } from './fail.ts';
 import { jobOwned, jobRelease, jobSaveProgress, logInsert } from './writes.ts';
-import type { Outcome, SqlRunner, Statement } from '../portable/statement.ts';
+import { drive, driveSync, type Outcome, type SqlRunner, type Statement, type Steps } from '../portable/statement.ts';
+import { insertWithFlow } from '../portable/flow.ts';
 import type {
   ClaimedJob, ClaimRequest, CompleteItem, FailItem, Fenced, InsertBatch, LeaseRequest, LogItem, ProgressItem,
   ReleaseItem, ScheduleTick, Store, StoreCapabilities, TransactionalCompletion,
@@ -57,7 +58,41 @@ export class SqliteStore extends PortableStore implements Store {
       return st.readonly ? this.read(() => outcome(st, s)) : this.write(() => outcome(st, s));
     },
     transaction: (list) => this.write(() => list.map((s) => outcome(this.q(s.text), s))),
+    // BEGIN IMMEDIATE takes the write lock first, so a busy retry happens before any step ran.
+    within: (steps) => this.write(() => driveSync(steps, (s) => outcome(this.q(s.text), s))),
   };
+
+  /** Workflow steps on an async ORM's transaction (Knex, Kysely, Prisma on SQLite), or in one of ours. */
+  protected async withinCaller<T>(tx: unknown, steps: Steps<T>): Promise<T> {
+    if (tx === undefined) return this.runner.within(steps);
+    const caller = await openCallerTx(tx);
+    if ('native' in caller) {
+      const db = this.callerDatabase(caller.native);
+      return driveSync(steps, (s) => outcome(this.prepareOn(db, s.text), s));
+    }
+    return drive(steps, async (s) => {
+      const rows = await runnerQuery(caller, s.text, s.values);
+      return { rows, changes: rows.length };
+    });
+  }
+
+  /** Workflow enqueue, synchronously, on the app's handle or the Database a caller's transaction runs on (joined as a savepoint, or its own). */
+  jobInsertFlowSync({ rows, tx, batch }: InsertBatch): EnqueueResult[] {
+    const db = tx === undefined ? this.app : this.callerDatabase(tx);
+    return db.transaction(() => driveSync(insertWithFlow(this, rows, batch), (s) => outcome(this.prepareOn(db, s.text), s)).value)();
+  }
+
+  override async jobInsertFlow(batch: InsertBatch): Promise<EnqueueResult[]> {
+    if (batch.tx === undefined || isBetterSqlite(batch.tx)) return this.jobInsertFlowSync(batch);
+    const caller = await openCallerTx(batch.tx);
+    if ('native' in caller) return this.jobInsertFlowSync({ ...batch, tx: caller.native });
+    return super.jobInsertFlow(batch);
+  }
+
+  /** A statement prepared on `db`: ours, the app's, or another handle on our file. */
+  private prepareOn(db: DB, sql: string): Stmt {
+    return db === this.own ? this.q(sql) : db === this.app ? this.qa(sql) : prepared(foreignStatements(db), db, sql);
+  }
 
   /** The hot statements, one file each, their text built once per prefix. */
   private readonly hot = {
@@ -242,7 +277,7 @@ export class SqliteStore extends PortableStore implements Store {
     return true;
   }
 
-  async jobCompleteMany(items: CompleteItem[]): Promise<Set<string>> {
+  protected async completeFast(items: CompleteItem[]): Promise<Set<string>> {
     return this.write(() => {
       const done = new Set<string>();
       for (const it of items) if (this.moveToHistory(it, 'completed', null, it.resultJson)) done.add(it.id);
@@ -250,7 +285,7 @@ export class SqliteStore extends PortableStore implements Store {
     });
   }
 
-  async jobFailMany(items: FailItem[]): Promise<Set<string>> {
+  protected async failFast(items: FailItem[]): Promise<Set<string>> {
     return this.write(() => {
       const done = new Set<string>();
       for (const it of items) {
@@ -323,7 +358,10 @@ export class SqliteStore extends PortableStore implements Store {
         if (result !== null && typeof (result as PromiseLike<unknown>)?.then === 'function') {
           throw new TypeError('a transactional handler on SQLite must be synchronous: better-sqlite3 cannot hold a transaction across an await');
         }
-        if (!this.moveToHistory(item, 'completed', null, encode(result))) throw new NotOwned();
+        const resultJson = encode(result);
+        if (!item.flow && this.moveToHistory(item, 'completed', null, resultJson)) return { applied: true, result };
+        const flow = driveSync(this.completionSteps(item, resultJson), (s) => outcome(this.q(s.text), s));
+        if (!flow.value.has(item.id)) throw new NotOwned();
         return { applied: true, result };
       });
     } catch (err) {

@@ -1,0 +1,404 @@
+/**
+ * Workflows, written once for every database: jobs that wait for their parents, callbacks
+ * enqueued when a job finishes, and batches whose last job enqueues the batch's callbacks.
+ *
+ * A job whose `flow` column is 0 never comes here: it finishes through its dialect's one-statement
+ * completion, which is fenced on `flow = 0` as well as on its claim token. Everything else
+ * finishes through finishJobs, one transaction that moves the job to history and then, from what
+ * each statement answered:
+ *  - completed: each dependent has one parent fewer to wait for, and runs once it has none;
+ *  - failed or cancelled: each waiting dependent is cancelled, naming the parent, and so on down;
+ *  - its callback (onSuccess / onFailure) is enqueued, with the job as its parent;
+ *  - its batch counts it, under the batch row's lock: the transaction that counts the last job
+ *    enqueues the batch's callbacks and marks them fired, so exactly one ever does.
+ * The rows read first are read under a lock (`d.lockHint`, `d.forUpdate`), so what the later
+ * statements decide from stays true until commit.
+ *
+ * A waiting job is pending with `parents_left` > 0 and its run_at at the end of time, so claims
+ * (and their index) need no change for it: the flow that releases it sets run_at to now.
+ */
+import { JobValidationError, type EnqueueResult, type JobError, type NewJobRow } from '../../model.ts';
+import { uuidv7 } from '../../uuid.ts';
+import { sharedColumns } from '../columns.ts';
+import { read, write, type Outcome, type Statement, type Steps } from './statement.ts';
+import type { Sql } from './sql.ts';
+
+/** The bits of a job's `flow` column. */
+export const FLOW = {
+  /** Other jobs depend on it (set on the parent when a dependent is enqueued). */
+  children: 1,
+  /** It has an onSuccess or onFailure callback. */
+  callbacks: 2,
+  /** It belongs to a batch made by jobs.batch (the batches table has its row). */
+  batch: 4,
+  /** It depends on other jobs (ctx.parents reads them). */
+  parents: 8,
+} as const;
+
+/** The run_at of a job waiting for its parents: the end of time every database stores. */
+export const WAITING_RUN_AT = Date.UTC(9999, 11, 31);
+
+/** The bits of the batches table's `fired` column. */
+const FIRED = { onComplete: 1, onSuccess: 2, onFailure: 4 } as const;
+type BatchCallbackKind = keyof typeof FIRED;
+
+/** A callback as stored with its job: an enqueue row without its id (chosen when it is enqueued). */
+export type StoredCallback = Omit<NewJobRow, 'id' | 'bytes' | 'payloadBin' | 'dependsOn'>;
+
+export interface StoredCallbacks {
+  onSuccess?: StoredCallback;
+  onFailure?: StoredCallback;
+  onComplete?: StoredCallback;
+}
+
+export type FinishState = 'completed' | 'failed' | 'cancelled';
+
+/** A job to finish: fenced by its claim token when a worker finishes it, by its id alone when an operator cancels it. */
+export interface FinishItem {
+  id: string;
+  token?: string;
+  state: FinishState;
+  resultJson?: string | null;
+  /** Replaces the job's last error (undefined: keep it). */
+  errorJson?: string;
+  /** The failed attempt to record (a worker's failure). */
+  attempt?: { number: number; startedAt: Date | null };
+}
+
+/** What a finished job's flow needs from its row. */
+interface FinishedRow {
+  id: string;
+  name: string;
+  queue: string;
+  state: FinishState;
+  flow: number;
+  callbacks: StoredCallbacks | null;
+  batchId: string | null;
+}
+
+export interface FlowOutcome<T> {
+  value: T;
+  /** Queues that have a job due now that was not (to wake their workers after commit). */
+  wake: Set<string>;
+}
+
+const ROW_COLUMNS = 'id, name, queue, state, flow, callbacks, batch_id, worker_id';
+
+// ---------------------------------------------------------------- enqueue
+
+/**
+ * Enqueue rows that depend on other jobs, carry callbacks or belong to a batch, in the caller's
+ * transaction (or one of the store's). `rows` are in an order where each same-call parent comes
+ * before its dependents (the facade sorts them and refuses cycles).
+ */
+export function* insertWithFlow(sql: Sql, rows: NewJobRow[], batch?: { id: string; callbacks: StoredCallbacks }): Steps<FlowOutcome<EnqueueResult[]>> {
+  const { d, t } = sql;
+  const inCall = new Map(rows.map((r) => [r.id, r]));
+  const outside = [...new Set(rows.flatMap((r) => r.dependsOn.filter((p) => !inCall.has(p))))];
+  const done = new Set<string>();
+  const ended = new Map<string, { name: string; state: string }>();
+  if (outside.length) {
+    // Mark the live parents (their row lock also keeps them from finishing until this commits:
+    // their completion then sees this dependent), then read where each one is.
+    yield write(d, (b) => `UPDATE ${t.jobs} SET flow = flow | ${FLOW.children} WHERE id ${b.ids(outside)}`);
+    const live = new Set(((yield read(d, (b) => `SELECT id FROM ${t.jobs} WHERE id ${b.ids(outside)}`)) as Outcome).rows.map((r) => String(r.id)));
+    const gone = outside.filter((id) => !live.has(id));
+    if (gone.length) {
+      const finished = (yield read(d, (b) => `SELECT id, name, state FROM ${t.history}${d.lockHint} WHERE id ${b.ids(gone)}${d.forUpdate}`)) as Outcome;
+      for (const r of finished.rows) {
+        if (r.state === 'completed') done.add(String(r.id));
+        else ended.set(String(r.id), { name: String(r.name), state: String(r.state) });
+      }
+      const unknown = gone.find((id) => !done.has(id) && !ended.has(id));
+      if (unknown !== undefined) {
+        const child = rows.find((r) => r.dependsOn.includes(unknown))!;
+        throw new JobValidationError(`job "${child.name}": dependsOn names ${unknown}, which is no job (neither live nor in history)`, 'dependsOn', child.name);
+      }
+    }
+  }
+  const results: EnqueueResult[] = [];
+  // A row whose refId a live job holds is that job: its same-call dependents wait for that one.
+  const holderOf = new Map<string, string>();
+  const due = new Set<string>();
+  for (const r of rows) {
+    if (r.refId !== null) {
+      const holder = ((yield read(d, (b) => `SELECT id FROM ${t.jobs}${d.lockHint} WHERE ref_id = ${b.text(r.refId!)}${d.forUpdate}`)) as Outcome).rows[0];
+      if (holder) {
+        const id = String(holder.id);
+        if (r.flow & FLOW.children) yield write(d, (b) => `UPDATE ${t.jobs} SET flow = flow | ${FLOW.children} WHERE id = ${b.id(id)}`);
+        holderOf.set(r.id, id);
+        results.push({ id, existed: true });
+        continue;
+      }
+    }
+    const parents = [...new Set(r.dependsOn.map((p) => holderOf.get(p) ?? p))];
+    const waitingFor = parents.filter((p) => !done.has(p)).length;
+    yield insertJob(sql, r, waitingFor);
+    if (waitingFor === 0 && r.runAt === null && r.delayMs === 0) due.add(r.queue);
+    if (parents.length) yield insertEdges(sql, r.id, parents);
+    results.push({ id: r.id, existed: false });
+  }
+  // A dependent enqueued after its parent failed or was cancelled is cancelled as the parent's
+  // dependents were (the same flow, so its own dependents, callbacks and batch follow).
+  if (batch) {
+    // Its size is the jobs written (an item whose refId a live job held is that job, outside the batch).
+    const total = results.filter((r) => !r.existed).length;
+    yield write(d, (b) =>
+      `INSERT INTO ${t.batches} (id, total, callbacks, created_at) VALUES (${b.text(batch.id)}, ${b.int(total)}, ${b.longText(JSON.stringify(batch.callbacks))}, ${d.now})`);
+  }
+  if (ended.size) {
+    for (const q of yield* cancelDependents(sql, [...ended].map(([id, p]) => ({ id, name: p.name, state: p.state as FinishState })))) due.add(q);
+  }
+  return { value: results, wake: due };
+}
+
+/** One job row as a portable INSERT: waiting (run_at at the end of time) while it has parents left. */
+function insertJob(sql: Sql, r: NewJobRow | (StoredCallback & { id: string; payloadBin?: null }), parentsLeft: number): Statement {
+  const { d, t } = sql;
+  return write(d, (b) => {
+    // Each value is bound as its placeholder is written (positional placeholders on most databases).
+    const row: [string, () => string][] = [
+      ['id', () => b.id(r.id)], ['name', () => b.text(r.name)], ['queue', () => b.text(r.queue)], ['state', () => `'pending'`],
+      ['payload', () => b.longText(r.payloadJson)], ['payload_bin', () => b.bytes(r.payloadBin ?? null)], ['priority', () => b.int(r.priority)],
+      ['max_attempts', () => b.int(r.maxAttempts ?? 25)], ['timeout_ms', () => b.int(r.timeoutMs)], ['backoff', () => b.longText(r.backoffJson)],
+      ['run_at', () => (parentsLeft > 0 ? b.time(WAITING_RUN_AT) : r.runAt ? b.time(new Date(r.runAt).getTime()) : d.plusMs(d.now, b.bigint(r.delayMs)))],
+      ['created_at', () => d.now], ['ref_id', () => b.text(r.refId)], ['tag', () => b.text(r.tag)], ['batch_id', () => b.text(r.batchId)],
+      ['created_by', () => b.text(r.createdBy)], ['meta', () => b.longText(r.metaJson)], ['user_id', () => b.text(r.userId)],
+      ['reply_to', () => b.text(r.replyTo)], ['args', () => b.longText(r.argsJson)], ['flow', () => b.int(r.flow)],
+      ['parents_left', () => b.int(parentsLeft)], ['callbacks', () => b.longText(r.callbacksJson)], ['callback_batch', () => b.text(r.callbackBatch)],
+    ];
+    const values = row.map(([, v]) => v()).join(', ');
+    return `INSERT INTO ${t.jobs} (${row.map(([c]) => c).join(', ')}) VALUES (${values})`;
+  });
+}
+
+/** A callback's edge to the job it reports on: position -1, so that retrying it never waits for (or is refused over) that job. */
+const CALLBACK_EDGE = -1;
+
+function insertEdges(sql: Sql, child: string, parents: string[], callback = false): Statement {
+  const { d, t } = sql;
+  return write(d, (b) =>
+    `INSERT INTO ${t.deps} (child_id, parent_id, position) VALUES ${parents.map((p, i) => `(${b.id(child)}, ${b.id(p)}, ${b.int(callback ? CALLBACK_EDGE : i)})`).join(', ')}`);
+}
+
+// ---------------------------------------------------------------- finish
+
+/**
+ * Finish jobs (fenced by token when given) and run their flow, in one transaction. Answers the
+ * ids it finished: one whose row is gone or runs under another token is left alone.
+ */
+export function* finishJobs(sql: Sql, items: FinishItem[]): Steps<FlowOutcome<Set<string>>> {
+  const applied = new Set<string>();
+  const finished: FinishedRow[] = [];
+  for (const item of items) {
+    const row = yield* moveToHistory(sql, item);
+    if (!row) continue;
+    applied.add(item.id);
+    finished.push(row);
+  }
+  const wake = yield* afterFinish(sql, finished);
+  return { value: applied, wake };
+}
+
+/** Lock the job's row (owned by the token, when given), copy it to history as finished, delete it, and record a failed attempt. */
+function* moveToHistory(sql: Sql, item: FinishItem): Steps<FinishedRow | null> {
+  const { d, t } = sql;
+  const locked = (yield read(d, (b) => {
+    const id = b.id(item.id); // bound first: its placeholder comes first
+    const fence = item.token === undefined ? '' : ` AND token = ${b.id(item.token)} AND state = 'running'`;
+    return `SELECT ${ROW_COLUMNS} FROM ${t.jobs}${d.lockHint} WHERE id = ${id}${fence}${d.forUpdate}`;
+  })) as Outcome;
+  const row = locked.rows[0];
+  if (!row) return null;
+  yield write(d, (b) => {
+    const error = item.errorJson === undefined ? (item.state === 'completed' ? d.nullAs('json') : d.col('error')) : d.json(b.longText(item.errorJson));
+    const result = item.resultJson == null ? d.nullAs('json') : d.json(b.longText(item.resultJson));
+    return `INSERT INTO ${t.history} (${sharedColumns(d.col)}, state, finished_at, result)
+      SELECT ${sharedColumns(d.col, { error })}, '${item.state}', ${d.now}, ${result} FROM ${t.jobs} WHERE id = ${b.id(item.id)}`;
+  });
+  yield write(d, (b) => `DELETE FROM ${t.jobs} WHERE id = ${b.id(item.id)}`);
+  if (item.attempt && item.errorJson !== undefined) {
+    const { number, startedAt } = item.attempt;
+    yield write(d, (b) => `DELETE FROM ${t.attempts} WHERE job_id = ${b.id(item.id)} AND attempt = ${b.int(number)}`);
+    yield write(d, (b) =>
+      `INSERT INTO ${t.attempts} (job_id, attempt, worker_id, started_at, finished_at, error)
+       VALUES (${b.id(item.id)}, ${b.int(number)}, ${b.text(row.worker_id == null ? null : String(row.worker_id))}, ${b.time(startedAt?.getTime() ?? null)}, ${d.now}, ${b.longText(item.errorJson!)})`);
+  }
+  return finishedRow(sql, row, item.state);
+}
+
+function finishedRow(sql: Sql, row: Record<string, unknown>, state: FinishState): FinishedRow {
+  return {
+    id: String(row.id),
+    name: String(row.name),
+    queue: String(row.queue),
+    state,
+    flow: Number(row.flow),
+    callbacks: (sql.d.codec.json(row.callbacks) as StoredCallbacks | null) ?? null,
+    batchId: row.batch_id == null ? null : String(row.batch_id),
+  };
+}
+
+/** What finishing these jobs sets off, round after round (a cancelled dependent is finished in turn). */
+function* afterFinish(sql: Sql, finished: FinishedRow[]): Steps<Set<string>> {
+  const wake = new Set<string>();
+  let round = finished;
+  while (round.length) {
+    for (const parent of round) {
+      if (!(parent.flow & FLOW.children) || parent.state !== 'completed') continue;
+      for (const q of yield* releaseDependents(sql, parent.id)) wake.add(q);
+    }
+    const ended = round.filter((r) => r.flow & FLOW.children && r.state !== 'completed');
+    const next = ended.length ? yield* cancelWaiting(sql, ended) : [];
+    for (const r of round) {
+      if (!(r.flow & FLOW.callbacks) || !r.callbacks) continue;
+      const spec = r.state === 'completed' ? r.callbacks.onSuccess : r.callbacks.onFailure;
+      if (spec) wake.add(yield* enqueueCallback(sql, spec, { parent: r.id }));
+    }
+    const batches = new Map<string, FinishedRow[]>();
+    for (const r of round) if (r.flow & FLOW.batch && r.batchId !== null) batches.set(r.batchId, [...(batches.get(r.batchId) ?? []), r]);
+    for (const [id, rows] of batches) for (const q of yield* countInBatch(sql, id, rows)) wake.add(q);
+    round = next;
+  }
+  return wake;
+}
+
+/** A completed parent: each waiting dependent has one parent fewer; one with none left is due now. Answers their queues. */
+function* releaseDependents(sql: Sql, parentId: string): Steps<string[]> {
+  const { d, t } = sql;
+  const waiting = ((yield read(d, (b) =>
+    `SELECT id, queue, parents_left FROM ${t.jobs}${d.lockHint}
+     WHERE id IN (SELECT child_id FROM ${t.deps} WHERE parent_id = ${b.id(parentId)}) AND state = 'pending' AND parents_left > 0${d.forUpdate}`)) as Outcome).rows;
+  const due: string[] = [];
+  for (const w of waiting) {
+    const last = Number(w.parents_left) === 1;
+    yield write(d, (b) =>
+      last
+        ? `UPDATE ${t.jobs} SET parents_left = 0, run_at = ${d.now} WHERE id = ${b.id(String(w.id))}`
+        : `UPDATE ${t.jobs} SET parents_left = parents_left - 1 WHERE id = ${b.id(String(w.id))}`);
+    if (last) due.push(String(w.queue));
+  }
+  return due;
+}
+
+/** Parents that failed or were cancelled: their waiting dependents are cancelled, each naming its parent. */
+function* cancelWaiting(sql: Sql, parents: Pick<FinishedRow, 'id' | 'name' | 'state'>[]): Steps<FinishedRow[]> {
+  const { d, t } = sql;
+  const cancelled: FinishedRow[] = [];
+  const seen = new Set<string>();
+  for (const parent of parents) {
+    const waiting = ((yield read(d, (b) =>
+      `SELECT id FROM ${t.jobs}${d.lockHint}
+       WHERE id IN (SELECT child_id FROM ${t.deps} WHERE parent_id = ${b.id(parent.id)}) AND state = 'pending' AND parents_left > 0${d.forUpdate}`)) as Outcome).rows;
+    for (const w of waiting) {
+      const id = String(w.id);
+      if (seen.has(id)) continue;
+      seen.add(id);
+      const error: JobError & { parentId: string } = {
+        name: 'ParentEnded',
+        message: `cancelled: parent job ${parent.id} (${parent.name}) ${parent.state}`,
+        parentId: parent.id,
+      };
+      const row = yield* moveToHistory(sql, { id, state: 'cancelled', errorJson: JSON.stringify(error) });
+      if (row) cancelled.push(row);
+    }
+  }
+  return cancelled;
+}
+
+/** Cancel the waiting dependents of parents that had already ended (a dependent enqueued late), and what follows from that. */
+function* cancelDependents(sql: Sql, parents: Pick<FinishedRow, 'id' | 'name' | 'state'>[]): Steps<Set<string>> {
+  return yield* afterFinish(sql, yield* cancelWaiting(sql, parents));
+}
+
+/** Enqueue a stored callback now, as a dependent of `parent` (already done) or as the callback of a batch. Answers its queue. */
+function* enqueueCallback(sql: Sql, spec: StoredCallback, of: { parent?: string; batch?: string }): Steps<string> {
+  const id = uuidv7();
+  const flow = of.parent !== undefined ? FLOW.parents : 0;
+  yield insertJob(sql, { ...spec, id, flow, callbackBatch: of.batch ?? null, refId: null }, 0);
+  if (of.parent !== undefined) yield insertEdges(sql, id, [of.parent], true);
+  return spec.queue;
+}
+
+/**
+ * Count finished jobs in their batch, under the batch row's lock (the UPDATE takes it): the
+ * transaction that sees the count reach the total enqueues each callback not fired yet whose
+ * condition holds, and marks it fired. Answers the callbacks' queues.
+ */
+function* countInBatch(sql: Sql, batchId: string, rows: FinishedRow[]): Steps<string[]> {
+  const { d, t } = sql;
+  const failed = rows.filter((r) => r.state !== 'completed').length;
+  yield write(d, (b) => `UPDATE ${t.batches} SET finished = finished + ${b.int(rows.length)}, failed = failed + ${b.int(failed)} WHERE id = ${b.text(batchId)}`);
+  const batch = ((yield read(d, (b) => `SELECT total, finished, failed, callbacks, fired FROM ${t.batches} WHERE id = ${b.text(batchId)}`)) as Outcome).rows[0];
+  if (!batch || Number(batch.finished) < Number(batch.total)) return [];
+  const callbacks = (sql.d.codec.json(batch.callbacks) as StoredCallbacks | null) ?? {};
+  const anyFailed = Number(batch.failed) > 0;
+  let fired = Number(batch.fired);
+  const queues: string[] = [];
+  for (const kind of ['onComplete', 'onSuccess', 'onFailure'] as BatchCallbackKind[]) {
+    const spec = callbacks[kind];
+    if (!spec || fired & FIRED[kind]) continue;
+    if ((kind === 'onSuccess' && anyFailed) || (kind === 'onFailure' && !anyFailed)) continue;
+    queues.push(yield* enqueueCallback(sql, spec, { batch: batchId }));
+    fired |= FIRED[kind];
+  }
+  yield write(d, (b) => `UPDATE ${t.batches} SET fired = ${b.int(fired)}, finished_at = ${d.now} WHERE id = ${b.text(batchId)}`);
+  return queues;
+}
+
+// ---------------------------------------------------------------- retry
+
+/**
+ * A finished job is live again (an operator's retry, in the same transaction): a dependent waits
+ * again for its parents that are live, and is refused while one has failed or was cancelled; a
+ * batch job is counted out of its batch's finished jobs (its callbacks fire again only if not fired).
+ */
+export function* reopenFlow(sql: Sql, id: string, previous: { state: string; flow: number; batchId: string | null }): Steps<void> {
+  const { d, t } = sql;
+  if (previous.flow & FLOW.parents) {
+    const parents = ((yield read(d, (b) =>
+      `SELECT dp.parent_id, h.state AS finished_state, h.name, j.id AS live_id FROM ${t.deps} dp
+       LEFT JOIN ${t.history} h ON h.id = dp.parent_id LEFT JOIN ${t.jobs} j ON j.id = dp.parent_id
+       WHERE dp.child_id = ${b.id(id)} AND dp.position >= 0 ORDER BY dp.position`)) as Outcome).rows;
+    const ended = parents.find((p) => p.live_id == null && p.finished_state !== 'completed' && p.finished_state != null);
+    if (ended) {
+      throw new Error(`cannot retry job ${id}: its parent ${String(ended.parent_id)} (${String(ended.name)}) ${String(ended.finished_state)}; retry the parent first`);
+    }
+    const left = parents.filter((p) => p.live_id != null).length;
+    if (left > 0) yield write(d, (b) => `UPDATE ${t.jobs} SET parents_left = ${b.int(left)}, run_at = ${b.time(WAITING_RUN_AT)} WHERE id = ${b.id(id)}`);
+  }
+  if (previous.flow & FLOW.batch && previous.batchId !== null) {
+    const failed = previous.state === 'completed' ? 0 : 1;
+    yield write(d, (b) => `UPDATE ${t.batches} SET finished = finished - 1, failed = failed - ${b.int(failed)}, finished_at = NULL WHERE id = ${b.text(previous.batchId!)}`);
+  }
+}
+
+// ---------------------------------------------------------------- reads
+
+/** A job's parents in dependsOn order, with their outcome where they finished. */
+export function jobParents({ d, t }: Sql, id: string): Statement {
+  return read(d, (b) =>
+    `SELECT dp.parent_id, dp.position, COALESCE(h.name, j.name) AS name, COALESCE(h.state, j.state) AS state, h.result, h.error
+     FROM ${t.deps} dp LEFT JOIN ${t.history} h ON h.id = dp.parent_id LEFT JOIN ${t.jobs} j ON j.id = dp.parent_id
+     WHERE dp.child_id = ${b.id(id)} ORDER BY dp.position`);
+}
+
+/** The jobs that depend on a job. */
+export function jobDependents({ d, t }: Sql, id: string): Statement {
+  return read(d, (b) =>
+    `SELECT dp.child_id, COALESCE(h.name, j.name) AS name, COALESCE(h.state, j.state) AS state, j.parents_left
+     FROM ${t.deps} dp LEFT JOIN ${t.history} h ON h.id = dp.child_id LEFT JOIN ${t.jobs} j ON j.id = dp.child_id
+     WHERE dp.parent_id = ${b.id(id)} ORDER BY dp.child_id`);
+}
+
+/** A batch's jobs counted by state: live ones (by jobs_batch) and finished ones (by history_batch). */
+export function batchCounts({ d, t }: Sql, batchId: string): Statement {
+  return read(d, (b) =>
+    `SELECT state, COUNT(*) AS n FROM ${t.jobs} WHERE batch_id = ${b.text(batchId)} GROUP BY state
+     UNION ALL SELECT state, COUNT(*) AS n FROM ${t.history} WHERE batch_id = ${b.text(batchId)} GROUP BY state`);
+}
+
+/** A batch made by jobs.batch: its size, counts and callbacks. */
+export function batchRow({ d, t }: Sql, batchId: string): Statement {
+  return read(d, (b) => `SELECT id, total, finished, failed, callbacks, fired, created_at, finished_at FROM ${t.batches} WHERE id = ${b.text(batchId)}`);
+}

@@ -10,6 +10,9 @@ export type {
   BatchOptions, DefineOptions, EnqueueManyItem, Handler, JobMap, JobName, JobsEvents, JobsMode, JobsOptions, JobsStatus, PayloadOf, SupportedDb,
 } from './jobs.ts';
 export { DiscardJob, JobAbortError, SnoozeJob } from './worker/context.ts';
+export { jobRequest } from './http/app-requests.ts';
+export type { AppLike, JobRequestInfo, JobRequestInit, JobRequestResult } from './http/app-requests.ts';
+export type { TransientOptions, TransientRun } from './worker/transient.ts';
 export { LockBusyError, Locks } from './locks.ts';
 export type { MissedPolicy, OverlapPolicy, RecurringOptions, ScheduleRecord, ScheduleSpec, IntervalUnit } from './schedule/schedule.ts';
 export type { HeldLock, LockOptions } from './locks.ts';

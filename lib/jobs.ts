@@ -10,6 +10,8 @@ import {
 } from './model.ts';
 import { FLOW, type StoredCallbacks } from './driver/portable/flow.ts';
 import { callbacksJson, markParentsWithin, needsFlow, orderCall, type PlannedRow } from './workflow.ts';
+import { TransientRunner, type TransientOptions, type TransientRun } from './worker/transient.ts';
+import { REQUEST_JOB, dispatcherOf, requestHandler, requestPayload, type AppLike, type JobRequestInit } from './http/app-requests.ts';
 import type { JobContext } from './worker/context.ts';
 import type { JobDefinition } from './worker/executor.ts';
 import { Worker, type JobEventPayload, type WorkerOptions } from './worker/worker.ts';
@@ -123,6 +125,8 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
   private readonly scheduling: Schedules;
   /** Rescue of stalled jobs and retention, beside the worker. */
   private maintenance: Maintenance | null = null;
+  /** Handlers run now in this process, written nowhere (runTransient). */
+  private readonly transients = new TransientRunner((name) => this.definitions.get(name));
 
   constructor(opts: JobsOptions) {
     const o = resolveOptions(opts);
@@ -567,6 +571,7 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
 
   /** Stop the worker and release the library's own connections (not the app's db). */
   async close(opts: { timeout?: number } = {}): Promise<void> {
+    this.transients.abortAll();
     await this.stop(opts);
     await this.store.close();
   }
@@ -610,9 +615,45 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
     return this.db.logList({ id, afterSeq, limit });
   }
 
-  /** Cancel a pending or running job. A running handler's signal fires (at once in this process; within a heartbeat elsewhere). */
+  /**
+   * Run a defined handler in this process now, with the context a worker gives it (progress, logs,
+   * signal, timeout), writing nothing to the database; listed by transient() while it runs. With
+   * `serial`, runs with the same key run one at a time in call order. Resolves to its result.
+   */
+  runTransient<K extends JobName<M>>(name: K, payload: PayloadOf<M, K>, opts: TransientOptions = {}): Promise<unknown> {
+    return this.transients.run(name, payload, opts);
+  }
+
+  /** The transient runs of this process, running or waiting for their serial key. */
+  transient(): TransientRun[] {
+    return this.transients.list();
+  }
+
+  /**
+   * Let workers of this process run requests enqueued with enqueueRequest through `app` (an
+   * Express app, a Koa app or a (req, res) handler), in-process, with no socket.
+   */
+  useApp(app: AppLike): this {
+    const handler = requestHandler(dispatcherOf(app));
+    this.definitions.set(REQUEST_JOB, { name: REQUEST_JOB, handler: handler as JobDefinition['handler'] });
+    return this;
+  }
+
+  /**
+   * Enqueue a request to one of the app's routes as a job: a worker of a process that called
+   * useApp runs it through the app; its result is the response `{ status, headers, body }`. A 5xx
+   * or a thrown error is retried; a 4xx fails for good. The app reads the job's user with jobRequest(req).
+   */
+  async enqueueRequest(request: JobRequestInit, opts: EnqueueOptions<Tx> = {}): Promise<EnqueueResult> {
+    const payload = requestPayload(request);
+    const userId = request.userId ?? opts.userId;
+    return this.enqueue(REQUEST_JOB as JobName<M>, payload as PayloadOf<M, JobName<M>>, userId === undefined ? opts : { ...opts, userId });
+  }
+
+  /** Cancel a pending or running job (or a transient run of this process). A running handler's signal fires (at once in this process; within a heartbeat elsewhere). */
   async cancel(id: string): Promise<boolean> {
     validateId(id);
+    if (this.transients.cancel(id)) return true;
     const res = await this.db.jobCancel(id);
     if (!res) return false;
     this.worker?.abortJob(id, 'cancelled');

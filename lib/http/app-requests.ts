@@ -1,0 +1,148 @@
+/**
+ * An app route as a job (ServiceStack's EnqueueApi): jobs.enqueueRequest stores a request; a
+ * worker in a process that called jobs.useApp(app) runs it through the app in-process, with
+ * light-my-request (no socket), and the response is the job's result. A 5xx or a thrown error is
+ * a failed attempt (retried); a 4xx fails for good.
+ *
+ * The user the request runs for reaches the app's own middleware through jobRequest(req), which
+ * knows only the request objects the worker injected (by identity, not by a header), so no
+ * client on the network can claim a job's user.
+ */
+import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
+import { createRequire } from 'node:module';
+import { JobValidationError, describe, type JsonValue } from '../model.ts';
+import { DiscardJob, type JobContext } from '../worker/context.ts';
+
+/** The job name requests run under (reserved: useApp defines it). */
+export const REQUEST_JOB = 'sqljobs.request';
+
+export interface JobRequestInit {
+  /** GET, POST, PUT, PATCH, DELETE, HEAD or OPTIONS. */
+  method: string;
+  /** A path with its query, e.g. `/orders/42/invoice?lang=en`. */
+  url: string;
+  /** JSON (sent as application/json) or text. */
+  body?: JsonValue;
+  headers?: Record<string, string>;
+  /** The user the request runs for: the job's userId, and jobRequest(req).userId in the app. */
+  userId?: string;
+}
+
+/** What a request job answers: its response. */
+export interface JobRequestResult {
+  status: number;
+  headers: Record<string, string | string[] | number | undefined>;
+  /** Parsed JSON when the response says application/json; text otherwise. */
+  body: unknown;
+}
+
+/** What the app sees of a request a job runs (jobRequest(req)). */
+export interface JobRequestInfo {
+  jobId: string;
+  userId: string | null;
+  attempt: number;
+}
+
+/** An Express app, a Koa app, or any (req, res) handler. */
+export type AppLike = RequestListener | ((req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void) => unknown) | { callback(): RequestListener };
+
+const METHODS = new Set(['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS']);
+/** The requests a worker injected, with their job: only the worker's own wrapper adds to it. */
+const injected = new WeakMap<IncomingMessage, JobRequestInfo>();
+
+type Inject = typeof import('light-my-request');
+let injectModule: Inject | null = null;
+function lightMyRequest(): Inject {
+  injectModule ??= createRequire(import.meta.url)('light-my-request') as Inject;
+  return injectModule;
+}
+
+/** The job a request was injected for, or null for any request that came from the network. */
+export function jobRequest(req: IncomingMessage): JobRequestInfo | null {
+  return injected.get(req) ?? null;
+}
+
+/** The app as a (req, res) listener. */
+export function dispatcherOf(app: unknown): RequestListener {
+  if (app !== null && typeof app === 'object' && typeof (app as { callback?: unknown }).callback === 'function') {
+    return (app as { callback(): RequestListener }).callback(); // Koa
+  }
+  // Wrapped, never handed over as it is: see keepInjectedMethods. An Express app answers what no
+  // route matched itself (its final handler) when given no `next`.
+  if (typeof app === 'function') return (req, res) => void (app as RequestListener)(req, res);
+  throw new TypeError(`useApp: app must be an Express app, a Koa app or a (req, res) handler; got ${describe(app)}`);
+}
+
+/** The request as stored (validated now, so a bad one is refused at enqueue). */
+export function requestPayload(init: unknown): Omit<JobRequestInit, 'userId'> {
+  if (init === null || typeof init !== 'object') throw new TypeError(`enqueueRequest: the request must be an object { method, url, body?, headers?, userId? }; got ${describe(init)}`);
+  const r = init as Record<string, unknown>;
+  for (const key of Object.keys(r)) {
+    if (!['method', 'url', 'body', 'headers', 'userId'].includes(key)) throw new JobValidationError(`enqueueRequest: ${key} is not a request field; allowed: method, url, body, headers, userId`, key, REQUEST_JOB);
+  }
+  const method = typeof r.method === 'string' ? r.method.toUpperCase() : '';
+  if (!METHODS.has(method)) throw new JobValidationError(`enqueueRequest: method must be one of ${[...METHODS].join(', ')}; got ${describe(r.method)}`, 'method', REQUEST_JOB);
+  if (typeof r.url !== 'string' || !r.url.startsWith('/') || r.url.startsWith('//') || r.url.length > 8000) {
+    throw new JobValidationError(`enqueueRequest: url must be a path starting with / (at most 8000 characters); got ${describe(r.url)}`, 'url', REQUEST_JOB);
+  }
+  const headers = r.headers ?? {};
+  if (headers === null || typeof headers !== 'object' || Array.isArray(headers) || Object.values(headers).some((v) => typeof v !== 'string')) {
+    throw new JobValidationError(`enqueueRequest: headers must be an object of string values; got ${describe(r.headers)}`, 'headers', REQUEST_JOB);
+  }
+  const out: Omit<JobRequestInit, 'userId'> = { method, url: r.url, headers: headers as Record<string, string> };
+  if (r.body !== undefined) out.body = r.body as JsonValue;
+  return out;
+}
+
+/** The handler of REQUEST_JOB: the request through the app, its response as the result. */
+export function requestHandler(dispatch: RequestListener) {
+  return async (payload: Omit<JobRequestInit, 'userId'>, ctx: JobContext): Promise<JobRequestResult> => {
+    const info: JobRequestInfo = { jobId: ctx.id, userId: ctx.userId, attempt: ctx.attempt };
+    const withInfo: RequestListener = (req, res) => {
+      injected.set(req, info);
+      keepInjectedMethods(req);
+      keepInjectedMethods(res);
+      dispatch(req, res);
+    };
+    const res = await lightMyRequest()(withInfo, {
+      method: payload.method as 'GET',
+      url: payload.url,
+      headers: payload.headers,
+      ...(payload.body === undefined ? {} : { payload: typeof payload.body === 'string' ? payload.body : (payload.body as object) }),
+      signal: ctx.signal,
+    });
+    const result: JobRequestResult = { status: res.statusCode, headers: res.headers, body: bodyOf(res.headers['content-type'], res.payload) };
+    const what = `${payload.method} ${payload.url} answered ${res.statusCode}`;
+    if (res.statusCode >= 500) throw Object.assign(new Error(what), { status: res.statusCode, body: result.body });
+    if (res.statusCode >= 400) throw new DiscardJob(what);
+    return result;
+  };
+}
+
+/**
+ * Express swaps each request's and response's prototype for its own: an injected response would
+ * lose light-my-request's write/end, and its body would never be seen. Their methods are copied
+ * onto the objects first, where a prototype swap cannot reach them. (Handing the Express app to
+ * light-my-request instead makes it rewire Express's shared prototypes for good, which breaks the
+ * app's real HTTP traffic: dispatcherOf never does.)
+ */
+function keepInjectedMethods(target: object): void {
+  const proto = Object.getPrototypeOf(target) as object;
+  for (const name of Object.getOwnPropertyNames(proto)) {
+    const method = Object.getOwnPropertyDescriptor(proto, name)?.value;
+    if (name === 'constructor' || typeof method !== 'function' || Object.hasOwn(target, name)) continue;
+    Object.defineProperty(target, name, { value: method, writable: true, configurable: true });
+  }
+}
+
+function bodyOf(contentType: unknown, text: string): unknown {
+  if (typeof contentType === 'string' && /\bjson\b/i.test(contentType) && text.length) {
+    try {
+      return JSON.parse(text);
+    } catch {
+      return text;
+    }
+  }
+  return text;
+}
+

@@ -8,7 +8,7 @@ import {
   type AttemptRecord, type BackoffOptions, type CallbackOption, type EnqueueOptions, type EnqueueResult, type JobError,
   type JobRecord, type ListFilter, type ListPage, type LogRecord, type NewJobRow, type Payload,
 } from './model.ts';
-import { FLOW, type StoredCallbacks } from './driver/portable/flow.ts';
+import { FLOW, type NewBatch, type StoredCallbacks } from './driver/portable/flow.ts';
 import { callbacksJson, markParentsWithin, needsFlow, orderCall, type PlannedRow } from './workflow.ts';
 import { TransientRunner, type TransientOptions, type TransientRun } from './worker/transient.ts';
 import { REQUEST_JOB, dispatcherOf, requestHandler, requestPayload, type AppLike, type JobRequestInit } from './http/app-requests.ts';
@@ -192,13 +192,24 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
     return this.row(name, payload, opts);
   }
 
-  /** Write prepared rows in one transaction (a later row may depend on an earlier one). @internal */
-  async writeRows(rows: NewJobRow[]): Promise<EnqueueResult[]> {
+  /** Write prepared rows and batches in one transaction (a later row may depend on an earlier one). @internal */
+  async writeRows(rows: NewJobRow[], batches: NewBatch[] = []): Promise<EnqueueResult[]> {
     if (!rows.length) return [];
     markParentsWithin(rows);
-    if (this.db.capabilities.syncEnqueue) return this.afterEnqueue(rows, this.writeSync(rows, undefined), false);
-    const results = needsFlow(rows) ? await this.db.jobInsertFlow({ rows }) : await this.db.jobInsertMany({ rows });
+    if (this.db.capabilities.syncEnqueue) return this.afterEnqueue(rows, this.writeSync(rows, undefined, batches), false);
+    const results = batches.length || needsFlow(rows) ? await this.db.jobInsertFlow({ rows, batches }) : await this.db.jobInsertMany({ rows });
     return this.afterEnqueue(rows, results, false);
+  }
+
+  /** Validate and encode one call's items without writing them (enqueueMany through a buffered request). @internal */
+  prepareCall(items: unknown): { rows: NewJobRow[]; ids: string[] } {
+    const { rows, ids } = this.planCall(items, 'enqueueMany');
+    return { rows, ids };
+  }
+
+  /** Validate and encode a batch without writing it (jobs.batch through a buffered request). @internal */
+  prepareBatch(items: unknown, opts: Omit<BatchOptions, 'tx'>): { rows: NewJobRow[]; ids: string[]; batch: NewBatch } {
+    return this.planBatch(items, opts);
   }
 
   /** Open a transaction on the app's database for a request's unit of work. @internal */
@@ -250,7 +261,7 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
   }
 
   /** Items of one call (enqueueMany, batch) as rows, parents first; results come back in the items' order. */
-  private planCall(items: unknown, what: string, each: (row: NewJobRow, i: number) => void = () => undefined): { rows: NewJobRow[]; inOrder: (results: EnqueueResult[]) => EnqueueResult[] } {
+  private planCall(items: unknown, what: string, each: (row: NewJobRow, i: number) => void = () => undefined): { rows: NewJobRow[]; ids: string[]; inOrder: (results: EnqueueResult[]) => EnqueueResult[] } {
     if (!Array.isArray(items)) throw new TypeError(`${what}: items must be an array of { name, payload, ...options }; got ${describe(items)}`);
     const planned = items.map((it, i) => {
       if (it === null || typeof it !== 'object') throw new TypeError(`${what}: items[${i}] must be an object { name, payload, ...options }; got ${describe(it)}`);
@@ -266,7 +277,7 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
       const byId = new Map(rows.map((r, i) => [r.id, results[i]]));
       return ids.map((id) => byId.get(id)!);
     };
-    return { rows, inOrder };
+    return { rows, ids, inOrder };
   }
 
   /** Enqueue one job. Resolves to its id, and existed = true when a live job with the same refId was returned. */
@@ -281,14 +292,14 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
    * transaction the app has open on that shared handle (an async ORM's) and vanish with its
    * rollback, so it is refused; enqueueSync and an explicit tx join on purpose.
    */
-  private writeSync(rows: NewJobRow[], tx: unknown, batch?: { id: string; callbacks: StoredCallbacks }): EnqueueResult[] {
+  private writeSync(rows: NewJobRow[], tx: unknown, batches: NewBatch[] = []): EnqueueResult[] {
     if (tx === undefined && this.db.appInTransaction?.()) {
       throw new Error(
         'enqueue: the app\'s better-sqlite3 handle is inside a transaction this call was not given, and the job would silently join it ' +
           '(and vanish if it rolls back); to join it, call jobs.enqueueSync() inside db.transaction() or pass { tx: db }; otherwise enqueue after it ends',
       );
     }
-    if (batch !== undefined || needsFlow(rows)) return this.db.jobInsertFlowSync!({ rows, tx, batch });
+    if (batches.length || needsFlow(rows)) return this.db.jobInsertFlowSync!({ rows, tx, batches });
     return this.db.jobInsertManySync!({ rows, tx });
   }
 
@@ -317,21 +328,28 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
    * completed; onFailure when one failed or was cancelled). The callbacks see `ctx.batch`.
    */
   async batch(items: EnqueueManyItem<M>[], opts: BatchOptions<Tx> = {}): Promise<{ batchId: string; ids: string[] }> {
+    const { rows, ids, batch } = this.planBatch(items, opts);
+    const tx = givenTx(opts, 'batch: opts.tx');
+    const written = await this.insert(rows, tx, [batch]);
+    const byId = new Map(rows.map((r, i) => [r.id, written[i].id]));
+    return { batchId: batch.id, ids: ids.map((id) => byId.get(id)!) };
+  }
+
+  /** A batch's rows (parents first), its items' ids in order, and the batch to make with them. */
+  private planBatch(items: unknown, opts: BatchOptions<unknown>): { rows: NewJobRow[]; ids: string[]; batch: NewBatch } {
     if (opts === null || typeof opts !== 'object') throw new TypeError(`batch: options must be an object { onComplete, onSuccess, onFailure, tx }; got ${describe(opts)}`);
     for (const key of Object.keys(opts)) {
       if (!['onComplete', 'onSuccess', 'onFailure', 'tx'].includes(key)) throw new JobValidationError(`batch: ${key} is not a batch option; allowed: onComplete, onSuccess, onFailure, tx`, key);
     }
-    const batchId = uuidv7();
-    const { rows, inOrder } = this.planCall(items, 'batch', (row, i) => {
+    const id = uuidv7();
+    const { rows, ids } = this.planCall(items, 'batch', (row, i) => {
       if (row.batchId !== null) throw new JobValidationError(`batch: items[${i}].batchId is set by the batch; leave it out`, 'batchId', row.name);
-      row.batchId = batchId;
+      row.batchId = id;
       row.flow |= FLOW.batch;
     });
     if (!rows.length) throw new TypeError('batch: items must hold at least one job (an empty batch would never finish)');
-    const callbacks: StoredCallbacks = callbacksJson('batch', opts, ['onComplete', 'onSuccess', 'onFailure'], (n, p, o) => this.row(n, p, o as EnqueueOptions)) ?? {};
-    const tx = givenTx(opts, 'batch: opts.tx');
-    const results = inOrder(await this.insert(rows, tx, { id: batchId, callbacks }));
-    return { batchId, ids: results.map((r) => r.id) };
+    const callbacks = callbacksJson('batch', opts, ['onComplete', 'onSuccess', 'onFailure'], (n, p, o) => this.row(n, p, o as EnqueueOptions)) ?? {};
+    return { rows, ids, batch: { id, callbacks } };
   }
 
   /** A batch's jobs counted by state (exact while they run in any number of processes), or null when no job has that batchId. */
@@ -351,18 +369,18 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
    * caller's transaction runs on (a synchronous Drizzle transaction must see the job before it
    * returns). Anything else (a server database, Knex or Kysely on SQLite) is written asynchronously.
    */
-  private insert(rows: NewJobRow[], tx: unknown, batch?: { id: string; callbacks: StoredCallbacks }): EnqueueResult[] | Promise<EnqueueResult[]> {
+  private insert(rows: NewJobRow[], tx: unknown, batches: NewBatch[] = []): EnqueueResult[] | Promise<EnqueueResult[]> {
     const inTx = tx !== undefined;
-    const flow = batch !== undefined || needsFlow(rows);
+    const flow = batches.length > 0 || needsFlow(rows);
     if (this.db.capabilities.syncEnqueue) {
       const handle = inTx ? callerHandleSync(tx) : undefined;
       if (handle !== tx && isBetterSqlite(handle) && !handle.inTransaction) {
         // An ORM's transaction that has ended: its Database would take the job outside any transaction.
         throw new TypeError(`opts.tx: ${describeTx(tx)} is not inside a transaction (it has ended), so the job would not be part of it`);
       }
-      if (!inTx || isBetterSqlite(handle)) return this.afterEnqueue(rows, this.writeSync(rows, handle, batch), inTx);
+      if (!inTx || isBetterSqlite(handle)) return this.afterEnqueue(rows, this.writeSync(rows, handle, batches), inTx);
     }
-    const written = flow ? this.db.jobInsertFlow({ rows, tx, batch }) : this.db.jobInsertMany({ rows, tx });
+    const written = flow ? this.db.jobInsertFlow({ rows, tx, batches }) : this.db.jobInsertMany({ rows, tx });
     return written.then((results) => this.afterEnqueue(rows, results, inTx));
   }
 

@@ -10,7 +10,7 @@
  * an item missing from the answer lost its claim, and its outcome must be discarded.
  */
 import type { ScheduleDef } from '../schedule/schedule.ts';
-import type { StoredCallbacks } from './portable/flow.ts';
+import type { NewBatch, StoredCallbacks } from './portable/flow.ts';
 import type {
   AttemptRecord,
   BackoffOptions,
@@ -104,8 +104,8 @@ export interface ReleaseItem extends Fenced {
 export interface InsertBatch {
   rows: NewJobRow[];
   tx?: unknown;
-  /** jobs.batch: the batch row to make with the jobs (its id is every row's batchId). */
-  batch?: { id: string; callbacks: StoredCallbacks };
+  /** jobs.batch: the batches to make with the jobs (each one's id is its rows' batchId). */
+  batches?: NewBatch[];
 }
 
 /** A job's parent or dependent, as the job page and ctx.parents show it. */

@@ -10,7 +10,8 @@
  * buffered and written in one synchronous transaction at the commit point; `enqueueSync` joins
  * the app's own `db.transaction()` at once.
  */
-import { Jobs, type EnqueueManyItem, type JobMap, type JobName, type PayloadOf, type SupportedDb } from '../jobs.ts';
+import { Jobs, type BatchOptions, type EnqueueManyItem, type JobMap, type JobName, type PayloadOf, type SupportedDb } from '../jobs.ts';
+import type { NewBatch } from '../driver/portable/flow.ts';
 import type { TransactionHandle } from '../driver/orm/types.ts';
 import type { EnqueueOptions, EnqueueResult, JobRecord, ListFilter, ListPage, NewJobRow } from '../model.ts';
 import type { OpenTransaction } from '../driver/store.ts';
@@ -64,6 +65,7 @@ export class RequestJobs<M extends JobMap = {}> {
   private tx: OpenTransaction | null = null;
   private opening: Promise<OpenTransaction> | null = null;
   private readonly buffered: NewJobRow[] = [];
+  private readonly bufferedBatches: NewBatch[] = [];
   /** Statements on one connection run one at a time (drivers reject or deprecate overlap). */
   private chain: Promise<unknown> = Promise.resolve();
   private proxy: unknown = null;
@@ -126,13 +128,27 @@ export class RequestJobs<M extends JobMap = {}> {
     this.use();
     items = items.map((it) => this.stamp(it));
     if (this.buffering) {
-      return items.map((it) => {
-        const { name, payload, ...rest } = it as { name: string; payload: unknown } & EnqueueOptions;
-        return this.buffer(name, payload, rest);
-      });
+      // Validated now (dependsOn between items resolved, cycles refused); the ids are final.
+      const { rows, ids } = this.jobs.prepareCall(items);
+      this.buffered.push(...rows);
+      return ids.map((id) => ({ id, existed: false, deferred: true }));
     }
     const tx = await this.native();
     return this.serial(() => this.jobs.enqueueMany(items, { tx }));
+  }
+
+  /** jobs.batch as part of the request's unit of work: the batch exists only if the request commits. */
+  async batch(items: EnqueueManyItem<M>[], opts: Omit<BatchOptions, 'tx'> = {}): Promise<{ batchId: string; ids: string[] }> {
+    this.use();
+    items = items.map((it) => this.stamp(it));
+    if (this.buffering) {
+      const { rows, ids, batch } = this.jobs.prepareBatch(items, opts);
+      this.buffered.push(...rows);
+      this.bufferedBatches.push(batch);
+      return { batchId: batch.id, ids };
+    }
+    const tx = await this.native();
+    return this.serial(() => this.jobs.batch(items, { ...opts, tx }));
   }
 
   /** SQLite: enqueue now, synchronously, joining the app's open db.transaction() if any. */
@@ -236,7 +252,7 @@ export class RequestJobs<M extends JobMap = {}> {
     if (this.finished) return;
     try {
       if (this.buffered.length) {
-        await this.jobs.writeRows(this.buffered.splice(0));
+        await this.jobs.writeRows(this.buffered.splice(0), this.bufferedBatches.splice(0));
       }
       if (this.opening) {
         await this.chain;
@@ -257,6 +273,7 @@ export class RequestJobs<M extends JobMap = {}> {
     if (this.finished) return;
     this.state = 'rolled back';
     this.buffered.length = 0;
+    this.bufferedBatches.length = 0;
     if (this.opening) {
       await this.chain.catch(() => undefined);
       const tx = await this.opening.catch(() => null);

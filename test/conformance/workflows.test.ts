@@ -183,6 +183,26 @@ forEachDialect('workflows', ({ fresh }) => {
     expect(cleanups.items.map((j) => j.payload).sort()).to.deep.equal(['child', 'parent']);
   });
 
+  it('deleting a pending parent cancels its dependents and counts in its batch; retention prunes edges and finished batches', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: false, retentionDays: 1 } as never);
+    const { batchId, ids } = await jobs.batch([{ name: 'p', payload: 1, delay: 3_600_000 }, { name: 'c', payload: 2, dependsOn: 0 }], { onComplete: 'after' });
+    expect(await jobs.delete(ids[0])).to.equal(true);
+    const child = await jobs.get(ids[1]);
+    expect(child?.state).to.equal('cancelled');
+    expect(child?.error?.message).to.include(ids[0]);
+    expect(await jobs.batchStatus(batchId)).to.deep.include({ total: 1, cancelled: 1, finished: true });
+    expect((await jobs.list({ name: 'after' })).items, 'the batch callback').to.have.length(1);
+    // Finished long ago: the prune takes the jobs, their edges and the batch.
+    await t.query(`UPDATE ${t.prefix}history SET finished_at = created_at - ${t.dialect === 'sqlite' ? 3 * 86_400_000 : t.dialect === 'postgres' ? "interval '3 days'" : 'INTERVAL 3 DAY'}`);
+    await t.query(`UPDATE ${t.prefix}batches SET finished_at = created_at - ${t.dialect === 'sqlite' ? 3 * 86_400_000 : t.dialect === 'postgres' ? "interval '3 days'" : 'INTERVAL 3 DAY'}`);
+    const store = (jobs as unknown as { store: { historyPrune(r: { olderThanMs: number; limit: number }): Promise<number> } }).store;
+    expect(await store.historyPrune({ olderThanMs: 86_400_000, limit: 100 })).to.equal(1);
+    for (const table of ['deps', 'batches']) {
+      expect(Number((await t.query<{ n: number }>(`SELECT COUNT(*) AS n FROM ${t.prefix}${table}`))[0].n), table).to.equal(0);
+    }
+  });
+
   it('refuses a callback that is not a job name or spec, or that sets tx or dependsOn', async () => {
     const t = await fresh();
     const jobs = t.jobs({ worker: false });

@@ -91,7 +91,7 @@ function flowStatements(sql: Sql): [string, Statement][] {
   const row = { id: TOKEN, name: HOSTILE, queue: HOSTILE, payloadJson: '{}', payloadBin: null, priority: 0, maxAttempts: 3, timeoutMs: null, backoffJson: null,
     delayMs: 5, runAt: null, refId: HOSTILE, tag: null, batchId: HOSTILE, createdBy: null, userId: null, replyTo: null, argsJson: null, metaJson: null,
     dependsOn: [UUID, PARENT_FAILED], flow: 8 | 4, callbacksJson: callbacks, callbackBatch: null, bytes: 0 };
-  out.push(...each('insertWithFlow', played(insertWithFlow(sql, [row], { id: HOSTILE, callbacks: JSON.parse(callbacks) }), answers(sql, callbacks))));
+  out.push(...each('insertWithFlow', played(insertWithFlow(sql, [row], [{ id: HOSTILE, callbacks: JSON.parse(callbacks) }]), answers(sql, callbacks))));
   out.push(...each('reopenFlow', played(reopenFlow(sql, UUID, { state: 'failed', flow: 8 | 4, batchId: HOSTILE }), () => ({ rows: [], changes: 1 }))));
   out.push(['jobParents', jobParents(sql, UUID)], ['jobDependents', jobDependents(sql, UUID)], ['batchCounts', batchCounts(sql, HOSTILE)], ['batchRow', batchRow(sql, HOSTILE)]);
   return out;

@@ -9,7 +9,7 @@ import mssql from 'mssql';
 import { MssqlSql, appLockPattern } from '../../lib/driver/mssql/statements.ts';
 import type { Param, Stmt } from '../../lib/driver/mssql/tsql.ts';
 import { played, portableStatements, sqlFor } from '../helpers/portable.ts';
-import { tables } from '../../lib/driver/portable/statement.ts';
+import { drive, tables } from '../../lib/driver/portable/statement.ts';
 import { jobsEnqueue } from '../../lib/driver/mssql/enqueue.ts';
 import { jobsClaim } from '../../lib/driver/mssql/claim.ts';
 import { jobsComplete } from '../../lib/driver/mssql/complete.ts';
@@ -18,7 +18,7 @@ import { jobsRelease, jobsSaveProgress, logsAppend } from '../../lib/driver/mssq
 import { leaseRelease, leaseRenew } from '../../lib/driver/portable/leases.ts';
 import { jobsFinishedCounts, jobsList, jobsThroughput, queuesPaused, queuesStats } from '../../lib/driver/portable/reads.ts';
 import { cancelJob, jobMakeDue, jobRetry, jobsDelete, queuePause, queueResume } from '../../lib/driver/portable/admin.ts';
-import type { Outcome, Statement } from '../../lib/driver/portable/statement.ts';
+import type { Outcome, Statement, Steps } from '../../lib/driver/portable/statement.ts';
 import { jobSaveCheckpoint, jobsNextDue, jobsStalled, workerHeartbeat, workersRemoveStale } from '../../lib/driver/portable/workers.ts';
 import { scheduleSetEnabled } from '../../lib/driver/portable/schedules.ts';
 import { MssqlStore, SerialQueue, bind, named, isMssqlPool, isMssqlTransaction } from '../../lib/driver/mssql/store.ts';
@@ -321,12 +321,13 @@ describe('SQL Server statements (no server)', () => {
     expect(played(cancelJob(ms, UUID), () => ({ rows: [], changes: 0 }))[0].text).to.equal('SELECT state, worker_id FROM app_jobs WITH (UPDLOCK, HOLDLOCK) WHERE id = @p1');
     expect(jobRetry(ms, UUID)[1].text).to.equal('SELECT queue FROM app_history WITH (UPDLOCK, HOLDLOCK) WHERE id = @p1');
     const [live, finished] = jobsDelete(ms, [UUID]).map((s) => s.text);
-    expect(live).to.equal("SELECT id FROM app_jobs WITH (UPDLOCK, HOLDLOCK) WHERE id IN (SELECT CAST(value AS CHAR(36)) FROM OPENJSON(@p1)) AND state = 'pending'");
+    expect(live).to.equal("SELECT id, name, queue, flow, callbacks, batch_id FROM app_jobs WITH (UPDLOCK, HOLDLOCK) WHERE id IN (SELECT CAST(value AS CHAR(36)) FROM OPENJSON(@p1)) AND state = 'pending'");
     expect(finished).to.equal('SELECT id FROM app_history WITH (UPDLOCK, HOLDLOCK) WHERE id IN (SELECT CAST(value AS CHAR(36)) FROM OPENJSON(@p1))');
   });
 
   it('deletes pending (never running) and finished jobs, then the logs and attempts of those gone from both tables', () => {
-    const [, , live, finished, logs, attempts] = jobsDelete(sqlFor('mssql'), [UUID]).map((s) => s.text);
+    const [, , live, finished, logs, attempts, deps] = jobsDelete(sqlFor('mssql'), [UUID]).map((s) => s.text);
+    expect(deps).to.match(/^DELETE FROM app_deps WHERE child_id IN \(SELECT CAST\(value AS CHAR\(36\)\) FROM OPENJSON\(@p1\)\)/);
     expect(live).to.equal("DELETE FROM app_jobs WHERE id IN (SELECT CAST(value AS CHAR(36)) FROM OPENJSON(@p1)) AND state = 'pending'");
     expect(finished).to.equal('DELETE FROM app_history WHERE id IN (SELECT CAST(value AS CHAR(36)) FROM OPENJSON(@p1))');
     for (const [table, text] of [['logs', logs], ['attempts', attempts]]) {
@@ -406,7 +407,12 @@ describe('SQL Server store wiring (no server)', () => {
     const store = new MssqlStore(new mssql.ConnectionPool(config), { prefix: 'app_', workerPoolSize: 1 });
     const sent: Statement[][] = [];
     const none = (): Outcome => ({ rows: [], changes: 0 });
-    Object.assign(store, { runner: { run: async () => none(), transaction: async (list: Statement[]) => (sent.push(list), list.map(none)) } });
+    const within = async <T>(steps: Steps<T>) => {
+      const list: Statement[] = [];
+      sent.push(list);
+      return drive(steps, async (st) => (list.push(st), none()));
+    };
+    Object.assign(store, { runner: { run: async () => none(), transaction: async (list: Statement[]) => (sent.push(list), list.map(none)), within } });
     expect(await store.jobDeleteMany([`${UUID}0`, UUID.toUpperCase(), HOSTILE])).to.deep.equal([]);
     expect(sent, 'nothing to send').to.have.length(0);
     await store.jobDeleteMany([UUID, `${UUID}0`, UUID.toUpperCase(), HOSTILE, TOKEN, UUID]);

@@ -109,11 +109,11 @@ export function queueResume({ d, t }: Sql, queue: string): Statement {
  * still there (running, or retried meanwhile) keeps its own.
  */
 function jobsDeleteTrail({ d, t }: Sql, ids: string[]): Statement[] {
-  return [t.logs, t.attempts].map((table) =>
+  return ([[t.logs, 'job_id'], [t.attempts, 'job_id'], [t.deps, 'child_id']] as const).map(([table, key]) =>
     write(d, (b) =>
-      `DELETE FROM ${table} WHERE job_id ${b.ids(ids)}
-       AND NOT EXISTS (SELECT 1 FROM ${t.jobs} WHERE id = ${table}.job_id)
-       AND NOT EXISTS (SELECT 1 FROM ${t.history} WHERE id = ${table}.job_id)`));
+      `DELETE FROM ${table} WHERE ${key} ${b.ids(ids)}
+       AND NOT EXISTS (SELECT 1 FROM ${t.jobs} WHERE id = ${table}.${key})
+       AND NOT EXISTS (SELECT 1 FROM ${t.history} WHERE id = ${table}.${key})`));
 }
 
 /**
@@ -124,7 +124,7 @@ function jobsDeleteTrail({ d, t }: Sql, ids: string[]): Statement[] {
 export function jobsDelete(sql: Sql, ids: string[]): Statement[] {
   const { d, t } = sql;
   return [
-    read(d, (b) => `SELECT id FROM ${t.jobs}${d.lockHint} WHERE id ${b.ids(ids)} AND state = 'pending'${d.forUpdate}`),
+    read(d, (b) => `SELECT id, name, queue, flow, callbacks, batch_id FROM ${t.jobs}${d.lockHint} WHERE id ${b.ids(ids)} AND state = 'pending'${d.forUpdate}`),
     read(d, (b) => `SELECT id FROM ${t.history}${d.lockHint} WHERE id ${b.ids(ids)}${d.forUpdate}`),
     write(d, (b) => `DELETE FROM ${t.jobs} WHERE id ${b.ids(ids)} AND state = 'pending'`),
     write(d, (b) => `DELETE FROM ${t.history} WHERE id ${b.ids(ids)}`),
@@ -158,5 +158,7 @@ export function historyPrune(sql: Sql, k: PruneAge & { ids: string[] }): Stateme
   return [
     write(d, (b) => `DELETE FROM ${t.history} WHERE id ${b.ids(k.ids)} AND finished_at < ${d.plusMs(d.now, b.bigint(-k.olderThanMs))}`),
     ...jobsDeleteTrail(sql, k.ids),
+    // Batches that finished before the retention go with their jobs (batchStatus then finds none).
+    write(d, (b) => `DELETE FROM ${t.batches} WHERE finished_at < ${d.plusMs(d.now, b.bigint(-k.olderThanMs))}`),
   ];
 }

@@ -14,7 +14,7 @@ import type {
   StoredSchedule, ThroughputBuckets, WorkerInfo, WorkerRecord,
 } from '../store.ts';
 import type { EnqueueResult } from '../../model.ts';
-import { batchCounts, batchRow, finishJobs, insertWithFlow, jobDependents, jobParents, reopenFlow, type FinishItem, type FlowOutcome, type StoredCallbacks } from './flow.ts';
+import { afterRemoved, batchCounts, batchRow, finishJobs, insertWithFlow, jobDependents, jobParents, reopenFlow, type FinishItem, type FlowOutcome, type StoredCallbacks } from './flow.ts';
 import type { SqlDialect } from './dialect.ts';
 import type { Sql } from './sql.ts';
 import { tables, type Outcome, type SqlRunner, type Statement, type Steps, type Tables } from './statement.ts';
@@ -98,7 +98,7 @@ export abstract class PortableStore implements Sql {
    * transaction (`tx`), or in one of ours. Each dialect runs the steps on the right connection.
    */
   async jobInsertFlow(batch: InsertBatch): Promise<EnqueueResult[]> {
-    return this.withWake(await this.withinCaller(batch.tx, insertWithFlow(this, batch.rows, batch.batch)));
+    return this.withWake(await this.withinCaller(batch.tx, insertWithFlow(this, batch.rows, batch.batches)));
   }
 
   /** Steps in the caller's open transaction `tx`, or (undefined) in one of ours. */
@@ -367,8 +367,18 @@ export abstract class PortableStore implements Sql {
   async jobDeleteMany(ids: string[]): Promise<string[]> {
     const wanted = [...new Set(ids.filter(isValidId))];
     if (!wanted.length) return [];
-    const [live, finished] = await this.runner.transaction(jobsDelete(this, wanted));
-    const deleted = new Set([...live.rows, ...finished.rows].map((r) => String(r.id)));
+    const sql: Sql = this;
+    // A deleted pending job is cancelled as far as its workflow goes: its waiting dependents are
+    // cancelled, its batch counts it, its onFailure is enqueued (in the same transaction).
+    function* steps(): Steps<FlowOutcome<Set<string>>> {
+      const outcomes: Outcome[] = [];
+      for (const s of jobsDelete(sql, wanted)) outcomes.push((yield s) as Outcome);
+      const [live, finished] = outcomes;
+      const withFlow = live.rows.filter((r) => Number(r.flow) !== 0);
+      const wake = withFlow.length ? yield* afterRemoved(sql, withFlow) : new Set<string>();
+      return { value: new Set([...live.rows, ...finished.rows].map((r) => String(r.id))), wake };
+    }
+    const deleted = await this.withWake(await this.runner.within(steps()));
     return wanted.filter((id) => deleted.has(id));
   }
 

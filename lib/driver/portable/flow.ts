@@ -91,7 +91,13 @@ const ROW_COLUMNS = 'id, name, queue, state, flow, callbacks, batch_id, worker_i
  * transaction (or one of the store's). `rows` are in an order where each same-call parent comes
  * before its dependents (the facade sorts them and refuses cycles).
  */
-export function* insertWithFlow(sql: Sql, rows: NewJobRow[], batch?: { id: string; callbacks: StoredCallbacks }): Steps<FlowOutcome<EnqueueResult[]>> {
+/** A batch made with its jobs (jobs.batch): its id is the batchId of its rows. */
+export interface NewBatch {
+  id: string;
+  callbacks: StoredCallbacks;
+}
+
+export function* insertWithFlow(sql: Sql, rows: NewJobRow[], batches: NewBatch[] = []): Steps<FlowOutcome<EnqueueResult[]>> {
   const { d, t } = sql;
   const inCall = new Map(rows.map((r) => [r.id, r]));
   const outside = [...new Set(rows.flatMap((r) => r.dependsOn.filter((p) => !inCall.has(p))))];
@@ -140,9 +146,9 @@ export function* insertWithFlow(sql: Sql, rows: NewJobRow[], batch?: { id: strin
   }
   // A dependent enqueued after its parent failed or was cancelled is cancelled as the parent's
   // dependents were (the same flow, so its own dependents, callbacks and batch follow).
-  if (batch) {
+  for (const batch of batches) {
     // Its size is the jobs written (an item whose refId a live job held is that job, outside the batch).
-    const total = results.filter((r) => !r.existed).length;
+    const total = rows.filter((r, i) => r.batchId === batch.id && !results[i].existed).length;
     yield write(d, (b) =>
       `INSERT INTO ${t.batches} (id, total, callbacks, created_at) VALUES (${b.text(batch.id)}, ${b.int(total)}, ${b.longText(JSON.stringify(batch.callbacks))}, ${d.now})`);
   }
@@ -237,6 +243,11 @@ function finishedRow(sql: Sql, row: Record<string, unknown>, state: FinishState)
     callbacks: (sql.d.codec.json(row.callbacks) as StoredCallbacks | null) ?? null,
     batchId: row.batch_id == null ? null : String(row.batch_id),
   };
+}
+
+/** Pending jobs deleted (rows as the delete read them): their workflow goes on as if they were cancelled. */
+export function* afterRemoved(sql: Sql, rows: Record<string, unknown>[]): Steps<Set<string>> {
+  return yield* afterFinish(sql, rows.map((r) => finishedRow(sql, r, 'cancelled')));
 }
 
 /** What finishing these jobs sets off, round after round (a cancelled dependent is finished in turn). */

@@ -83,12 +83,25 @@ export function token(unsafe: UnsafeTag, text: string, values: unknown[]): Query
     parts.push(text.slice(last, m.index));
     const n = Number(m[1]);
     if (n < 1 || n > values.length) throw new RangeError(`statement refers to $${n} but ${values.length} values were given`);
-    bound.push(values[n - 1]);
+    bound.push(slonikValue(values[n - 1]));
     last = m.index! + m[0].length;
   }
   parts.push(text.slice(last));
   const strings = Object.assign([...parts], { raw: Object.freeze([...parts]) }) as unknown as TemplateStringsArray;
   return unsafe(strings, ...bound);
+}
+
+/**
+ * A value as slonik's template binds it: slonik refuses arrays, Buffers and Dates as plain values,
+ * so they go as PostgreSQL's text forms (an array literal, bytea hex, ISO time), which the
+ * statement casts (`$1::uuid[]`) or the column's type reads.
+ */
+function slonikValue(v: unknown): unknown {
+  if (Buffer.isBuffer(v)) return `\\x${v.toString('hex')}`;
+  if (v instanceof Date) return v.toISOString();
+  if (!Array.isArray(v)) return v;
+  const quoted = v.map((e) => (e === null || e === undefined ? 'NULL' : `"${String(e).replace(/[\\"]/g, (c) => `\\${c}`)}"`));
+  return `{${quoted.join(',')}}`;
 }
 
 const ROLLBACK = Symbol('rollback');

@@ -123,7 +123,7 @@ export class PostgresStore extends PortableStore implements Store {
   /** Wake other processes at the caller's commit: the NOTIFY goes in the same transaction as the jobs. */
   override async jobInsertFlow(batch: InsertBatch): Promise<EnqueueResult[]> {
     if (batch.tx === undefined) return super.jobInsertFlow(batch);
-    const { value, wake } = await this.withinCaller(batch.tx, insertWithFlow(this, batch.rows, batch.batch));
+    const { value, wake } = await this.withinCaller(batch.tx, insertWithFlow(this, batch.rows, batch.batches));
     if (wake.size) await this.onCaller(batch.tx, `SELECT pg_notify($1, q) FROM unnest($2::text[]) q`, [this.jobsChannel, [...wake]]);
     return value;
   }

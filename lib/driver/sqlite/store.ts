@@ -77,9 +77,9 @@ export class SqliteStore extends PortableStore implements Store {
   }
 
   /** Workflow enqueue, synchronously, on the app's handle or the Database a caller's transaction runs on (joined as a savepoint, or its own). */
-  jobInsertFlowSync({ rows, tx, batch }: InsertBatch): EnqueueResult[] {
+  jobInsertFlowSync({ rows, tx, batches }: InsertBatch): EnqueueResult[] {
     const db = tx === undefined ? this.app : this.callerDatabase(tx);
-    return db.transaction(() => driveSync(insertWithFlow(this, rows, batch), (s) => outcome(this.prepareOn(db, s.text), s)).value)();
+    return db.transaction(() => driveSync(insertWithFlow(this, rows, batches), (s) => outcome(this.prepareOn(db, s.text), s)).value)();
   }
 
   override async jobInsertFlow(batch: InsertBatch): Promise<EnqueueResult[]> {

@@ -62,10 +62,16 @@ async function placeOrder(req: Request, o: ValidOrder, opts: { crashAfterEnqueue
   const orderId = rows[0].id;
   const tagged = { batchId: `order-${orderId}`, tag: 'shop-order' };
   const payload: OrderPayload = { orderId, email: o.email, item: o.item.name, quantity: o.quantity, totalCents };
-  const jobIds = [
-    (await req.jobs.enqueue('send-receipt', payload, tagged)).id,
-    (await req.jobs.enqueue('generate-invoice', payload, tagged)).id,
-  ];
+  // A workflow in one call: the order processed, then the receipt and the invoice (both wait for
+  // it), then "order complete" once both completed (dependsOn by index within the call).
+  const jobIds = (
+    await req.jobs.enqueueMany([
+      { name: 'process-order', payload, ...tagged },
+      { name: 'send-receipt', payload, ...tagged, dependsOn: 0 },
+      { name: 'generate-invoice', payload, ...tagged, dependsOn: 0 },
+      { name: 'order-complete', payload: { orderId }, ...tagged, dependsOn: [1, 2] },
+    ])
+  ).map((r) => r.id);
   if (o.flaky) jobIds.push((await req.jobs.enqueue('flaky-export', { orderId }, tagged)).id);
   if (opts.crashAfterEnqueue) throw new SimulatedCrash(orderId, jobIds);
   return orderId;

@@ -54,10 +54,13 @@ function placeOrder(o: ValidOrder, opts: { crashAfterEnqueue?: boolean } = {}): 
     const orderId = Number(insertOrder.run(o.email, o.item.name, o.quantity, totalCents, o.flaky ? 1 : 0, Date.now()).lastInsertRowid);
     const tagged = { batchId: `order-${orderId}`, tag: 'shop-order' };
     const payload = { orderId, email: o.email, item: o.item.name, quantity: o.quantity, totalCents };
-    const jobIds = [
-      jobs.enqueueSync('send-receipt', payload, tagged).id,
-      jobs.enqueueSync('generate-invoice', payload, tagged).id,
-    ];
+    // A workflow: the order is processed, then the receipt and the invoice (both wait for it),
+    // then "order complete" once both completed. All of it commits or rolls back with the order.
+    const processed = jobs.enqueueSync('process-order', payload, tagged).id;
+    const receipt = jobs.enqueueSync('send-receipt', payload, { ...tagged, dependsOn: processed }).id;
+    const invoice = jobs.enqueueSync('generate-invoice', payload, { ...tagged, dependsOn: processed }).id;
+    const complete = jobs.enqueueSync('order-complete', { orderId }, { ...tagged, dependsOn: [receipt, invoice] }).id;
+    const jobIds = [processed, receipt, invoice, complete];
     if (o.flaky) jobIds.push(jobs.enqueueSync('flaky-export', { orderId }, tagged).id);
     if (opts.crashAfterEnqueue) throw new SimulatedCrash(orderId, jobIds);
     return orderId;

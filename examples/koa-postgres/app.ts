@@ -67,10 +67,16 @@ async function placeOrder(ctx: Ctx, o: ValidOrder, opts: { crashAfterEnqueue?: b
   const orderId = rows[0].id;
   const tagged = { batchId: `order-${orderId}`, tag: 'shop-order' };
   const payload: OrderPayload = { orderId, email: o.email, item: o.item.name, quantity: o.quantity, totalCents };
-  const jobIds = [
-    (await ctx.jobs.enqueue('send-receipt', payload, tagged)).id,
-    (await ctx.jobs.enqueue('generate-invoice', payload, tagged)).id,
-  ];
+  // A workflow in one call: the order processed, then the receipt and the invoice (both wait for
+  // it), then "order complete" once both completed (dependsOn by index within the call).
+  const jobIds = (
+    await ctx.jobs.enqueueMany([
+      { name: 'process-order', payload, ...tagged },
+      { name: 'send-receipt', payload, ...tagged, dependsOn: 0 },
+      { name: 'generate-invoice', payload, ...tagged, dependsOn: 0 },
+      { name: 'order-complete', payload: { orderId }, ...tagged, dependsOn: [1, 2] },
+    ])
+  ).map((r) => r.id);
   if (o.flaky) jobIds.push((await ctx.jobs.enqueue('flaky-export', { orderId }, tagged)).id);
   if (opts.crashAfterEnqueue) throw new SimulatedCrash(orderId, jobIds);
   return orderId;

@@ -16,7 +16,9 @@ export interface OrderPayload {
 
 /** Job name -> payload type, so enqueue and the handlers are type-checked against each other. */
 export type ShopJobs = {
+  'process-order': OrderPayload;
   'send-receipt': OrderPayload;
+  'order-complete': { orderId: number };
   'generate-invoice': OrderPayload;
   'flaky-export': { orderId: number };
 };
@@ -39,6 +41,30 @@ const money = (cents: number) => `$${(cents / 100).toFixed(2)}`;
 
 export function setupShopJobs(db: SupportedDb, options: ShopJobsOptions = {}): Jobs<ShopJobs> {
   const jobs = createJobs<ShopJobs>({ db, tablePrefix: options.tablePrefix });
+
+  // The first step of each order's workflow: the receipt and the invoice wait for it (dependsOn).
+  jobs.define(
+    'process-order',
+    async (order, ctx) => {
+      await step(ctx, 30, `Reserving ${order.quantity} × ${order.item}`, 600);
+      await step(ctx, 70, `Charging ${money(order.totalCents)}`, 700);
+      ctx.progress(100, 'Order processed');
+      return { charged: order.totalCents };
+    },
+    { maxAttempts: 3, timeout: 30_000 },
+  );
+
+  // The last step: runs once both the receipt and the invoice completed, and sees their results.
+  jobs.define(
+    'order-complete',
+    async ({ orderId }, ctx) => {
+      const done = ctx.parents.map((p) => `${p.name}: ${JSON.stringify(p.result)}`);
+      for (const line of done) ctx.log(line);
+      ctx.progress(100, `Order #${orderId} complete`);
+      return { orderId, steps: ctx.parents.map((p) => p.name) };
+    },
+    { maxAttempts: 3 },
+  );
 
   jobs.define(
     'send-receipt',

@@ -20,7 +20,7 @@ export type { AbortReason, JobContext, JobParent } from './worker/context.ts';
 export type { Logger } from './report.ts';
 export { JobValidationError, JOB_STATES } from './model.ts';
 export type {
-  AttemptRecord, BackoffOptions, CallbackOption, CallbackSpec, EnqueueOptions, EnqueueResult, JobError, JobRecord, JobState, JsonValue,
+  AttemptRecord, BackoffOptions, CallbackOption, CallbackSpec, EnqueueOptions, EnqueueResult, JobCallbackNames, JobError, JobRecord, JobState, JsonValue,
   ListFilter, ListPage, LogRecord,
 } from './model.ts';
 

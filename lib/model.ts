@@ -81,6 +81,14 @@ export interface JobRecord<P = unknown, R = unknown> {
   waitingFor: number;
   /** The batch whose callback this job is (jobs.batch's onComplete, onSuccess or onFailure), or null. */
   callbackOf: string | null;
+  /** The job names its onSuccess / onFailure callbacks enqueue when it finishes, or null when it has none. */
+  callbacks: JobCallbackNames | null;
+}
+
+/** A job's callbacks by option, as names only (their payload and options stay in the database). */
+export interface JobCallbackNames {
+  onSuccess?: string;
+  onFailure?: string;
 }
 
 export interface AttemptRecord {

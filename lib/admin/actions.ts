@@ -2,12 +2,13 @@
 import type { Jobs } from '../jobs.ts';
 import { JOB_STATES, JobValidationError, isValidId, validateName, type JobRecord, type JobState, type ListFilter } from '../model.ts';
 import type { ScheduleRecord } from '../schedule/schedule.ts';
+import type { BatchStatus } from '../driver/store.ts';
 import { HttpError } from './types.ts';
 
 /** The part of a Jobs instance the admin uses (any job map). */
 export type AdminJobs = Pick<
   Jobs,
-  'list' | 'attempts' | 'logs' | 'cancel' | 'retry' | 'runNow' | 'delete' | 'deleteMany' | 'status' | 'throughput' | 'queues' | 'schedules'
+  'list' | 'attempts' | 'logs' | 'cancel' | 'retry' | 'runNow' | 'delete' | 'deleteMany' | 'status' | 'throughput' | 'queues' | 'schedules' | 'links' | 'batchStatus'
 > & { get(id: string): Promise<JobRecord | null> };
 
 export const JOB_ACTIONS = ['cancel', 'retry', 'run', 'delete'] as const;
@@ -28,9 +29,14 @@ const TEXT_FILTERS = [
   ['userId', 'userId'],
 ] as const;
 
+/** The jobs filter's form with no field set. */
+export function blankForm(): ParsedFilter['form'] {
+  return { state: '', queue: '', name: '', tag: '', batch: '', refId: '', userId: '' };
+}
+
 /** Parse the jobs filter from query or form fields. Every value reaches SQL as a bound parameter only. */
 export function parseFilter(get: (k: string) => string | undefined): ParsedFilter {
-  const form = { state: '', queue: '', name: '', tag: '', batch: '', refId: '', userId: '' };
+  const form = blankForm();
   const filter: ListFilter = {};
   const state = (get('state') ?? '').trim();
   if (state) {
@@ -72,6 +78,19 @@ export async function loadJob(jobs: AdminJobs, id: string): Promise<JobRecord> {
   return job;
 }
 
+/** A batch id from the path: any text a batchId may hold (1-255 characters, no control character). */
+export function checkBatch(id: string): string {
+  if (id.length === 0 || id.length > 255) throw new HttpError(400, 'batch id must be 1-255 characters');
+  if (/[\u0000-\u001f\u007f]/.test(id)) throw new HttpError(400, 'batch id must not contain control characters');
+  return id;
+}
+
+export async function loadBatch(jobs: AdminJobs, id: string): Promise<BatchStatus> {
+  const batch = await jobs.batchStatus(checkBatch(id));
+  if (!batch) throw new HttpError(404, `batch ${id} not found`);
+  return batch;
+}
+
 /** Whether an operator paused the queue (its pending jobs are not claimed until it is resumed). */
 export async function queuePaused(jobs: AdminJobs, queue: string): Promise<boolean> {
   return (await jobs.queues.list()).some((q) => q.queue === queue && q.pausedAt !== null);
@@ -105,6 +124,10 @@ export function refusal(action: JobAction, job: JobRecord): string {
     run: 'pending',
     delete: 'pending or finished',
   };
+  // A waiting job is pending too: "it is pending; run needs a job that is pending" would explain nothing.
+  if (action === 'run' && job.state === 'pending' && job.waitingFor > 0) {
+    return `cannot run job ${job.id}: it is waiting for ${job.waitingFor} parent${job.waitingFor === 1 ? '' : 's'} to complete; it runs once they have`;
+  }
   return `cannot ${action} job ${job.id}: it is ${job.state}; ${action} needs a job that is ${allowed[action]}`;
 }
 

@@ -2,7 +2,7 @@
 import { HttpError } from './types.ts';
 import { json } from './respond.ts';
 import type { Route, RouteContext } from './route.ts';
-import { applyJobAction, checkId, checkKey, checkQueue, loadJob, parseFilter, parsePage, queuePaused, refusal, schedulesWithOutcome, type JobAction } from './actions.ts';
+import { applyJobAction, checkId, checkKey, checkQueue, loadBatch, loadJob, parseFilter, parsePage, queuePaused, refusal, schedulesWithOutcome, type JobAction } from './actions.ts';
 
 const ID = '([^/]+)';
 const query = (c: RouteContext) => (k: string) => c.req.query.get(k) ?? undefined;
@@ -15,10 +15,10 @@ async function listJobs(c: RouteContext) {
 
 async function jobDetail(c: RouteContext) {
   const job = await loadJob(c.jobs, c.params[0]);
-  const [attempts, logs] = await Promise.all([c.jobs.attempts(job.id), c.jobs.logs(job.id, { limit: 1000 })]);
+  const [attempts, logs, links] = await Promise.all([c.jobs.attempts(job.id), c.jobs.logs(job.id, { limit: 1000 }), c.jobs.links(job.id)]);
   const payload = Buffer.isBuffer(job.payload) ? { binary: job.payload.toString('base64'), bytes: job.payload.length } : job.payload;
   // `attempts` stays the job's count of runs; the attempt records go under their own name.
-  return json(200, { ...job, payload, attemptHistory: attempts, logs });
+  return json(200, { ...job, payload, attemptHistory: attempts, logs, parents: links.parents, dependents: links.dependents });
 }
 
 async function jobAction(c: RouteContext, action: JobAction) {
@@ -32,6 +32,11 @@ async function jobAction(c: RouteContext, action: JobAction) {
   const job = await c.jobs.get(id);
   if (!job) throw new HttpError(404, `job ${id} not found`);
   throw new HttpError(409, refusal(action, job));
+}
+
+/** A batch's counts and callbacks; its jobs are api/jobs?batch=<id>. */
+async function batchStatus(c: RouteContext) {
+  return json(200, await loadBatch(c.jobs, c.params[0]));
 }
 
 async function recurringList(c: RouteContext) {
@@ -83,6 +88,7 @@ export const apiRoutes: Route[] = [
   { method: 'GET', pattern: new RegExp(`^/api/jobs/${ID}$`), handler: jobDetail },
   { method: 'DELETE', pattern: new RegExp(`^/api/jobs/${ID}$`), handler: (c) => jobAction(c, 'delete') },
   ...(['cancel', 'retry', 'run'] as const).map((a): Route => ({ method: 'POST', pattern: new RegExp(`^/api/jobs/${ID}/${a}$`), handler: (c) => jobAction(c, a) })),
+  { method: 'GET', pattern: new RegExp(`^/api/batches/${ID}$`), handler: batchStatus },
   { method: 'GET', pattern: /^\/api\/recurring$/, handler: recurringList },
   { method: 'POST', pattern: new RegExp(`^/api/recurring/${ID}/toggle$`), handler: recurringToggle },
   { method: 'POST', pattern: new RegExp(`^/api/recurring/${ID}/trigger$`), handler: recurringTrigger },

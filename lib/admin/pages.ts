@@ -5,8 +5,10 @@ import { render } from './render.ts';
 import { helpers, throughputChart } from './present.ts';
 import { html, redirect } from './respond.ts';
 import type { Route, RouteContext } from './route.ts';
+import type { JobRecord, ListFilter } from '../model.ts';
+import type { JobLink } from '../driver/store.ts';
 import {
-  applyBulk, applyJobAction, checkId, checkKey, checkQueue, loadJob, matchingIds, parseAction, parseFilter, parsePage, queuePaused, refusal,
+  applyBulk, applyJobAction, blankForm, checkId, checkKey, checkQueue, loadBatch, loadJob, matchingIds, parseAction, parseFilter, parsePage, queuePaused, refusal,
   schedulesWithOutcome, type JobAction,
 } from './actions.ts';
 import { staticUrl } from './render.ts';
@@ -76,28 +78,62 @@ async function overviewFragment(c: RouteContext) {
 
 const query = (c: RouteContext) => (k: string) => c.req.query.get(k) ?? undefined;
 
-async function jobsPage(c: RouteContext) {
-  const { form, filter } = parseFilter(query(c));
+/**
+ * One keyset page of jobs for the jobs table (partials/jobs-table), with the query strings of the
+ * first and next pages: the filter's fields, and the page size when the URL chose one (a next
+ * page of another size than the first would surprise).
+ */
+async function jobsListing(c: RouteContext, filter: ListFilter, params: URLSearchParams) {
   const { cursor, limit } = parsePage(query(c));
   const list = await c.jobs.list({ ...filter, cursor, limit });
+  const keep = new URLSearchParams([...params, ...(c.req.query.get('limit') ? [['limit', String(limit)]] : [])]);
+  const next = list.nextCursor ? `?${new URLSearchParams([...keep, ['cursor', list.nextCursor]])}` : null;
+  return { items: list.items, next, first: cursor ? `?${keep}` : null, bulkCap: c.settings.bulkCap };
+}
+
+async function jobsPage(c: RouteContext) {
+  const { form, filter } = parseFilter(query(c));
   const params = new URLSearchParams(Object.entries(form).filter(([, v]) => v));
-  const next = list.nextCursor ? `?${new URLSearchParams([...params, ['cursor', list.nextCursor]])}` : null;
-  return page(c, 'jobs', 'jobs', { form, items: list.items, next, first: cursor ? `?${params}` : null, filterQuery: params.toString(), bulkCap: c.settings.bulkCap });
+  return page(c, 'jobs', 'jobs', { form, ...(await jobsListing(c, filter, params)), listPath: `${c.req.base}/jobs` });
+}
+
+/** A batch's counts and callbacks, above its jobs (the jobs table filtered by the batch, with its bulk actions). */
+async function batchPage(c: RouteContext) {
+  const batch = await loadBatch(c.jobs, c.params[0]);
+  const form = { ...blankForm(), batch: batch.batchId };
+  const listing = await jobsListing(c, { batchId: batch.batchId }, new URLSearchParams());
+  return page(c, 'batch', 'jobs', { batch, form, ...listing, listPath: helpers.batchHref(c.req.base, batch.batchId) });
 }
 
 async function jobDetail(c: RouteContext) {
   const job = await loadJob(c.jobs, c.params[0]);
-  const [attempts, logs, paused] = await Promise.all([
+  const [attempts, logs, paused, links] = await Promise.all([
     c.jobs.attempts(job.id),
     c.jobs.logs(job.id, { limit: 1000 }),
     // Only a pending job waits on its queue; "Run now" on a paused queue must not look like it ran.
     job.state === 'pending' ? queuePaused(c.jobs, job.queue) : false,
+    c.jobs.links(job.id),
   ]);
-  const data = { job, attempts, logs, tail: logs.slice(-20), queuePaused: paused };
+  const data = { job, attempts, logs, tail: logs.slice(-20), queuePaused: paused, ...workflow(job, links) };
   if (paused && c.req.query.get('done') === 'run') {
     return page(c, 'job', 'jobs', { ...data, notice: `Job made due now, but its queue ${job.queue} is paused: it runs once the queue is resumed.` });
   }
   return page(c, 'job', 'jobs', data);
+}
+
+/**
+ * The job's place in a workflow: the parents it depends on (or, for a callback, the job it
+ * reports on), its dependents and callbacks enqueued so far, and why it waits, if it does.
+ */
+function workflow(job: JobRecord, links: { parents: JobLink[]; dependents: JobLink[] }) {
+  const dependsOn = links.parents.filter((l) => !l.callback);
+  return {
+    parents: dependsOn,
+    reportsOn: links.parents.filter((l) => l.callback),
+    dependents: links.dependents.filter((l) => !l.callback),
+    callbackJobs: links.dependents.filter((l) => l.callback),
+    waitingText: helpers.waiting(job, dependsOn.length),
+  };
 }
 
 /** Progress bar and log tail; keeps polling (itself) while the job is pending or running. A deleted job ends the polling. */
@@ -193,6 +229,7 @@ export const pageRoutes: Route[] = [
   { method: 'POST', pattern: /^\/jobs\/bulk$/, handler: jobsBulk },
   { method: 'GET', pattern: new RegExp(`^/jobs/${ID}$`), handler: jobDetail },
   { method: 'GET', pattern: new RegExp(`^/jobs/${ID}/live$`), handler: jobLive },
+  { method: 'GET', pattern: new RegExp(`^/batches/${ID}$`), handler: batchPage },
   ...(['cancel', 'retry', 'run', 'delete'] as const).map((a): Route => ({ method: 'POST', pattern: new RegExp(`^/jobs/${ID}/${a}$`), handler: (c) => jobAction(c, a) })),
   { method: 'GET', pattern: /^\/recurring\/?$/, handler: recurring },
   ...(['toggle', 'trigger', 'delete'] as const).map((a): Route => ({ method: 'POST', pattern: new RegExp(`^/recurring/${ID}/${a}$`), handler: (c) => recurringAction(c, a) })),

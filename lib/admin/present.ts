@@ -41,6 +41,29 @@ export function showValue(v: unknown): { kind: 'none' | 'json' | 'binary'; text:
   return { kind: 'json', text: JSON.stringify(v, null, 2) };
 }
 
+/**
+ * Why a pending job does not run: "waiting for 2 of 3 parents" ("waiting for 2 parents" when the
+ * count of parents is not at hand, as in the list); null for a job not held by its parents.
+ */
+export function waiting(job: { state: string; waitingFor: number }, parents?: number): string | null {
+  if (job.state !== 'pending' || job.waitingFor <= 0) return null;
+  const total = parents !== undefined && parents >= job.waitingFor ? parents : null;
+  return `waiting for ${job.waitingFor}${total === null ? '' : ` of ${total}`} parent${(total ?? job.waitingFor) === 1 ? '' : 's'}`;
+}
+
+/** When a job runs: a waiting job's stored run_at is the end of time (9999), which says nothing to a reader. */
+export function runAt(job: { state: string; waitingFor: number; runAt: Date }): string {
+  return waiting(job) ? 'after its parents' : time(job.runAt);
+}
+
+/**
+ * The admin's page of a batch. A batchId is free text: "." or ".." cannot be a path segment
+ * (browsers collapse it, and the router refuses it), so those open the jobs list filtered by it.
+ */
+export function batchHref(base: string, id: string): string {
+  return id === '.' || id === '..' ? `${base}/jobs?batch=${encodeURIComponent(id)}` : `${base}/batches/${encodeURIComponent(id)}`;
+}
+
 /** A schedule's expression in words ("At 02:00 AM, only on Monday (Europe/Paris)", "every 5 min"). */
 export function scheduleInWords(s: Pick<ScheduleRecord, 'cron' | 'everyMs' | 'timezone'>): string {
   if (s.cron) {
@@ -102,4 +125,4 @@ export function throughputChart(tp: ThroughputBuckets, bucketMs = 60_000, count 
 }
 
 /** Helpers every view receives. */
-export const helpers = { duration, ago, time, num, showValue, scheduleInWords };
+export const helpers = { duration, ago, time, num, showValue, scheduleInWords, waiting, runAt, batchHref };

@@ -1,5 +1,5 @@
 /** Turning database rows (snake_case, dialect types) into the public records. No SQL here. */
-import type { AttemptRecord, BackoffOptions, JobError, JobRecord, JobState, LogRecord } from '../model.ts';
+import type { AttemptRecord, BackoffOptions, JobCallbackNames, JobError, JobRecord, JobState, LogRecord } from '../model.ts';
 import type { ClaimedJob, StalledJob, StoredSchedule, WorkerRecord } from './store.ts';
 import type { MissedPolicy, OverlapPolicy } from '../schedule/schedule.ts';
 
@@ -64,12 +64,24 @@ export function toJobRecord(row: Row, codec: RowCodec): JobRecord {
     workerId: (row.worker_id as string | null) ?? null,
     waitingFor: row.parents_left == null ? 0 : Number(row.parents_left),
     callbackOf: row.callback_batch == null ? null : String(row.callback_batch),
+    callbacks: callbackNames(codec.json(row.callbacks)),
   };
   if ('payload' in row || 'payload_bin' in row) {
     rec.payload = row.payload_bin != null ? toBuffer(row.payload_bin) : (codec.json(row.payload) ?? undefined);
   }
   if ('result' in row) rec.result = codec.json(row.result) ?? null;
   return rec;
+}
+
+/** The stored callbacks (whole enqueue rows) reduced to their names: a record carries no callback's payload. */
+function callbackNames(stored: unknown): JobCallbackNames | null {
+  if (stored === null || typeof stored !== 'object') return null;
+  const out: JobCallbackNames = {};
+  for (const key of ['onSuccess', 'onFailure'] as const) {
+    const name = (stored as Record<string, { name?: unknown } | undefined>)[key]?.name;
+    if (typeof name === 'string') out[key] = name;
+  }
+  return out.onSuccess === undefined && out.onFailure === undefined ? null : out;
 }
 
 function toBuffer(v: unknown): Buffer {

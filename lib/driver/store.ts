@@ -118,6 +118,11 @@ export interface JobLink {
   error: JobError | null;
   /** A dependent's parents not completed yet. */
   waitingFor: number;
+  /**
+   * A callback's link rather than a dependsOn one: the parent a callback job reports on, or a
+   * dependent that is this job's onSuccess / onFailure callback (the admin labels them apart).
+   */
+  callback: boolean;
 }
 
 /** A batch's jobs counted by state, read from the job tables (exact while jobs run anywhere). */

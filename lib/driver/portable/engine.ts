@@ -14,7 +14,7 @@ import type {
   StoredSchedule, ThroughputBuckets, WorkerInfo, WorkerRecord,
 } from '../store.ts';
 import type { EnqueueResult } from '../../model.ts';
-import { afterRemoved, batchCounts, batchRow, finishJobs, insertWithFlow, jobDependents, jobParents, reopenFlow, type FinishItem, type FlowOutcome, type StoredCallbacks } from './flow.ts';
+import { CALLBACK_EDGE, afterRemoved, batchCounts, batchRow, finishJobs, insertWithFlow, jobDependents, jobParents, reopenFlow, type FinishItem, type FlowOutcome, type StoredCallbacks } from './flow.ts';
 import type { SqlDialect } from './dialect.ts';
 import type { Sql } from './sql.ts';
 import { tables, type Outcome, type SqlRunner, type Statement, type Steps, type Tables } from './statement.ts';
@@ -110,10 +110,12 @@ export abstract class PortableStore implements Sql {
       parents: parents.map((r) => ({
         id: String(r.parent_id), name: r.name == null ? null : String(r.name), state: r.state == null ? null : (String(r.state) as JobLink['state']),
         result: this.d.codec.json(r.result) ?? null, error: (this.d.codec.json(r.error) as JobLink['error']) ?? null, waitingFor: 0,
+        callback: Number(r.position) === CALLBACK_EDGE,
       })),
       dependents: dependents.map((r) => ({
         id: String(r.child_id), name: r.name == null ? null : String(r.name), state: r.state == null ? null : (String(r.state) as JobLink['state']),
         result: null, error: null, waitingFor: r.parents_left == null ? 0 : Number(r.parents_left),
+        callback: Number(r.position) === CALLBACK_EDGE,
       })),
     };
   }

@@ -179,7 +179,7 @@ function insertJob(sql: Sql, r: NewJobRow | (StoredCallback & { id: string; payl
 }
 
 /** A callback's edge to the job it reports on: position -1, so that retrying it never waits for (or is refused over) that job. */
-const CALLBACK_EDGE = -1;
+export const CALLBACK_EDGE = -1;
 
 function insertEdges(sql: Sql, child: string, parents: string[], callback = false): Statement {
   const { d, t } = sql;
@@ -397,7 +397,7 @@ export function jobParents({ d, t }: Sql, id: string): Statement {
 /** The jobs that depend on a job. */
 export function jobDependents({ d, t }: Sql, id: string): Statement {
   return read(d, (b) =>
-    `SELECT dp.child_id, COALESCE(h.name, j.name) AS name, COALESCE(h.state, j.state) AS state, j.parents_left
+    `SELECT dp.child_id, dp.position, COALESCE(h.name, j.name) AS name, COALESCE(h.state, j.state) AS state, j.parents_left
      FROM ${t.deps} dp LEFT JOIN ${t.history} h ON h.id = dp.child_id LEFT JOIN ${t.jobs} j ON j.id = dp.child_id
      WHERE dp.parent_id = ${b.id(id)} ORDER BY dp.child_id`);
 }

@@ -9,7 +9,7 @@ import { HttpError } from './types.ts';
 export type AdminJobs = Pick<
   Jobs,
   'list' | 'attempts' | 'logs' | 'cancel' | 'retry' | 'runNow' | 'delete' | 'deleteMany' | 'status' | 'throughput' | 'queues' | 'schedules' | 'links' | 'batchStatus'
-> & { get(id: string): Promise<JobRecord | null> };
+> & { get(id: string): Promise<JobRecord | null> } & Partial<Pick<Jobs, 'transient'>>;
 
 export const JOB_ACTIONS = ['cancel', 'retry', 'run', 'delete'] as const;
 export type JobAction = (typeof JOB_ACTIONS)[number];

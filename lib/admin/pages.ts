@@ -63,7 +63,12 @@ async function overviewData(c: RouteContext) {
   ]);
   const live = { pending: 0, running: 0 };
   for (const r of status.live) live[r.state] += Number(r.count);
-  return { status, live, queues, chart: throughputChart(tp), failures: failures.items, countCap: c.settings.countCap };
+  return { status, live, queues, chart: throughputChart(tp), failures: failures.items, countCap: c.settings.countCap, transient: transientRuns(c) };
+}
+
+/** Transient runs of the process serving the page (none when the admin was given a Jobs without them). */
+function transientRuns(c: RouteContext) {
+  return c.jobs.transient?.() ?? [];
 }
 
 async function overview(c: RouteContext) {
@@ -94,7 +99,7 @@ async function jobsListing(c: RouteContext, filter: ListFilter, params: URLSearc
 async function jobsPage(c: RouteContext) {
   const { form, filter } = parseFilter(query(c));
   const params = new URLSearchParams(Object.entries(form).filter(([, v]) => v));
-  return page(c, 'jobs', 'jobs', { form, ...(await jobsListing(c, filter, params)), listPath: `${c.req.base}/jobs` });
+  return page(c, 'jobs', 'jobs', { form, ...(await jobsListing(c, filter, params)), listPath: `${c.req.base}/jobs`, transient: transientRuns(c) });
 }
 
 /** A batch's counts and callbacks, above its jobs (the jobs table filtered by the batch, with its bulk actions). */

@@ -221,3 +221,28 @@ forEachDialect('admin workflows', ({ fresh }) => {
     }
   });
 });
+
+forEachDialect('admin transient runs', ({ fresh }) => {
+  it('the overview and the jobs page list this process\'s transient runs while they run, escaped, and drop them when done', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: false });
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    jobs.define('thumb', async (_p: unknown, ctx) => {
+      ctx.progress(55, XSS);
+      ctx.log(`resizing ${XSS}`);
+      await gate;
+      return 1;
+    });
+    const app = appWith(jobs);
+    const running = jobs.runTransient('thumb', {}, { serial: XSS });
+    for (const path of ['/', '/jobs', '/fragments/overview']) {
+      const page = (await request(app).get(`${BASE}${path}`).expect(200)).text;
+      expect(page, path).to.include('Transient runs in this process').and.include('thumb').and.include('55 %');
+      expect(page, path).to.include(ESCAPED).and.not.include('<script>window.pwned');
+    }
+    release();
+    await running;
+    expect((await request(app).get(`${BASE}/jobs`).expect(200)).text).to.not.include('Transient runs in this process');
+  });
+});

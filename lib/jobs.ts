@@ -72,6 +72,8 @@ export interface DefineOptions {
    * transaction's handle, and the handler's writes there commit exactly once with its completion.
    */
   transactional?: boolean;
+  /** When a job of this name fails for good, a copy is enqueued in this queue (the enqueue option overrides it). */
+  deadLetter?: string;
 }
 
 export type { JobsMode, JobsOptions, SupportedDb } from './options.ts';
@@ -165,10 +167,11 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
     }
     if (typeof handler !== 'function') throw new JobValidationError(`job "${name}": handler must be a function; got ${describe(handler)}`, 'handler', name);
     for (const k of Object.keys(options)) {
-      if (!['queue', 'priority', 'maxAttempts', 'timeout', 'backoff', 'transactional'].includes(k)) {
-        throw new JobValidationError(`job "${name}": ${k} is not a define option; allowed: queue, priority, maxAttempts, timeout, backoff, transactional`, k, name);
+      if (!['queue', 'priority', 'maxAttempts', 'timeout', 'backoff', 'transactional', 'deadLetter'].includes(k)) {
+        throw new JobValidationError(`job "${name}": ${k} is not a define option; allowed: queue, priority, maxAttempts, timeout, backoff, transactional, deadLetter`, k, name);
       }
     }
+    if (options.deadLetter !== undefined) validateName(options.deadLetter, 'deadLetter', name);
     if (options.backoff !== undefined) validateBackoff(options.backoff, 'backoff', name);
     // Validates queue, priority, maxAttempts and timeout with the enqueue rules.
     if (options.transactional !== undefined && typeof options.transactional !== 'boolean') {
@@ -252,8 +255,10 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
       }
       row.flow |= FLOW.parents;
     }
-    const callbacks = callbacksJson(name, merged, ['onSuccess', 'onFailure'], (n, p, o) => this.row(n, p, o as EnqueueOptions));
-    if (callbacks) {
+    const callbacks = callbacksJson(name, merged, ['onSuccess', 'onFailure'], (n, p, o) => this.row(n, p, o as EnqueueOptions)) ?? {};
+    const deadLetter = merged.deadLetter ?? def?.deadLetter;
+    if (deadLetter !== undefined) callbacks.deadLetter = validateName(deadLetter, 'deadLetter', name);
+    if (Object.keys(callbacks).length) {
       row.callbacksJson = JSON.stringify(callbacks);
       row.flow |= FLOW.callbacks;
     }

@@ -89,6 +89,8 @@ export interface JobRecord<P = unknown, R = unknown> {
 export interface JobCallbackNames {
   onSuccess?: string;
   onFailure?: string;
+  /** The queue a copy goes to when the job fails for good (the deadLetter option). */
+  deadLetter?: string;
 }
 
 export interface AttemptRecord {
@@ -142,6 +144,19 @@ export interface EnqueueOptions<Tx = TransactionHandle> {
   /** Enqueued in the transaction that fails this job for good or cancels it, with this job as its parent. */
   onFailure?: CallbackOption;
   /**
+   * Uniqueness: while a job with this key exists in one of `states` (default pending and running)
+   * and, with `forMs`, was created within that many milliseconds (finished ones too when `states`
+   * lists them), enqueue returns that job with `existed: true` instead.
+   */
+  unique?: { key: string; forMs?: number; states?: JobState[] };
+  /**
+   * Debounce: the job runs `ms` after the last enqueue with this key. Enqueueing again while it
+   * has not started replaces its payload and moves its run time to now + ms (`replaced: true`).
+   */
+  debounce?: { key: string; ms: number };
+  /** When the job fails for good, a copy (same name, payload and options) is enqueued in this queue, in the same transaction. */
+  deadLetter?: string;
+  /**
    * Enqueue inside the caller's open transaction: the driver's handle (pg client in BEGIN, mysql2
    * connection, better-sqlite3 Database inside db.transaction(), slonik or mssql transaction), an
    * ORM's transaction object (Knex, Kysely, Drizzle, Prisma, TypeORM, Sequelize, MikroORM), or any
@@ -160,8 +175,10 @@ export interface CallbackSpec extends Omit<EnqueueOptions, 'tx' | 'dependsOn' | 
 
 export interface EnqueueResult {
   id: string;
-  /** True when a live job with the same refId already existed and was returned instead. */
+  /** True when a live job with the same refId (or unique or debounce key) already existed and was returned instead. */
   existed: boolean;
+  /** debounce: the pending job's payload was replaced and its run time moved (existed is true too). */
+  replaced?: boolean;
   /** True when the write waits for a request's commit gate. */
   deferred?: boolean;
 }
@@ -399,12 +416,17 @@ export interface NewJobRow {
   callbacksJson: string | null;
   /** The batch whose callback this job is, or null. */
   callbackBatch: string | null;
+  /** The stored key: `u:` + unique.key or `d:` + debounce.key, or null. */
+  uniqueKey: string | null;
+  /** How the key is used at enqueue (./driver/portable/flow.ts insertWithFlow). */
+  dedupe: { kind: 'unique'; forMs: number | null; states: JobState[] } | { kind: 'debounce'; ms: number } | null;
   bytes: number;
 }
 
 const ENQUEUE_KEYS = new Set([
   'delay', 'runAt', 'priority', 'queue', 'maxAttempts', 'timeout', 'backoff', 'refId', 'tag',
   'batchId', 'createdBy', 'userId', 'replyTo', 'args', 'meta', 'tx', 'name', 'payload', 'dependsOn', 'onSuccess', 'onFailure',
+  'unique', 'debounce', 'deadLetter',
 ]);
 
 export function buildJobRow(
@@ -424,6 +446,7 @@ export function buildJobRow(
   const runAt = opts.runAt === undefined ? null : validateStoredDate(opts.runAt, 'runAt', name);
   const queue = opts.queue === undefined ? defaults.queue : validateName(opts.queue, 'queue', name);
   const enc = encodePayload(name, payload, defaults.maxPayloadBytes);
+  const dedupe = dedupeOf(name, opts, delayMs, runAt);
   return {
     id,
     name,
@@ -434,7 +457,8 @@ export function buildJobRow(
     maxAttempts: optionalInt(name, 'maxAttempts', opts.maxAttempts, 1, 1_000_000),
     timeoutMs: optionalInt(name, 'timeout', opts.timeout, 1, 2_147_483_647),
     backoffJson: opts.backoff === undefined ? null : JSON.stringify(validateBackoff(opts.backoff, 'backoff', name)),
-    delayMs,
+    // A debounced job first runs debounce.ms from now (each later enqueue moves it again).
+    delayMs: dedupe.dedupe?.kind === 'debounce' ? dedupe.dedupe.ms : delayMs,
     runAt,
     refId: optionalText(name, 'refId', opts.refId, 255),
     tag: optionalText(name, 'tag', opts.tag, 255),
@@ -448,8 +472,54 @@ export function buildJobRow(
     flow: 0,
     callbacksJson: null,
     callbackBatch: null,
+    ...dedupe,
     bytes: enc.bytes + 256,
   };
+}
+
+/** A unique or debounce key as stored: at most this many characters of the caller's key. */
+export const MAX_DEDUPE_KEY = 255;
+
+/** The unique / debounce options, validated: the key stored and how enqueue uses it. */
+function dedupeOf(job: string, opts: EnqueueOptions, delayMs: number, runAt: Date | null): Pick<NewJobRow, 'uniqueKey' | 'dedupe'> {
+  if (opts.unique !== undefined && opts.debounce !== undefined) fail(job, 'unique', 'and debounce cannot both be given');
+  if (opts.unique !== undefined) {
+    const u = plainObject(job, 'unique', opts.unique, ['key', 'forMs', 'states'], '{ key, forMs?, states? }');
+    const key = dedupeKey(job, 'unique.key', u.key);
+    const forMs = u.forMs === undefined ? null : checkDelayField(job, 'unique.forMs', u.forMs);
+    const states = u.states === undefined ? (['pending', 'running'] as JobState[]) : statesList(job, 'unique.states', u.states);
+    return { uniqueKey: `u:${key}`, dedupe: { kind: 'unique', forMs, states } };
+  }
+  if (opts.debounce !== undefined) {
+    const dbo = plainObject(job, 'debounce', opts.debounce, ['key', 'ms'], '{ key, ms }');
+    if (delayMs !== 0 || runAt !== null) fail(job, 'debounce', 'cannot be combined with delay or runAt (the job runs debounce.ms after the last enqueue)');
+    return { uniqueKey: `d:${dedupeKey(job, 'debounce.key', dbo.key)}`, dedupe: { kind: 'debounce', ms: checkDelayField(job, 'debounce.ms', dbo.ms) } };
+  }
+  return { uniqueKey: null, dedupe: null };
+}
+
+function plainObject(job: string, field: string, v: unknown, keys: string[], shape: string): Record<string, unknown> {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) fail(job, field, `must be ${shape}; got ${describe(v)}`);
+  for (const k of Object.keys(v as object)) if (!keys.includes(k)) fail(job, `${field}.${k}`, `is not allowed; ${field} is ${shape}`);
+  return v as Record<string, unknown>;
+}
+
+function dedupeKey(job: string, field: string, v: unknown): string {
+  if (typeof v !== 'string' || v.length === 0 || v.length > MAX_DEDUPE_KEY) fail(job, field, `must be a string of 1-${MAX_DEDUPE_KEY} characters; got ${describe(v)}`);
+  checkText(job, field, v as string);
+  return v as string;
+}
+
+function checkDelayField(job: string, field: string, v: unknown): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > MAX_DELAY_MS) fail(job, field, `must be a whole number of milliseconds from 0 to ${MAX_DELAY_MS}; got ${describe(v)}`);
+  return v as number;
+}
+
+function statesList(job: string, field: string, v: unknown): JobState[] {
+  if (!Array.isArray(v) || v.length === 0 || v.some((s) => !(JOB_STATES as readonly unknown[]).includes(s))) {
+    fail(job, field, `must be a non-empty array of states (${JOB_STATES.join(', ')}); got ${describe(v)}`);
+  }
+  return [...new Set(v as JobState[])];
 }
 
 /** At most this many parents per job. */

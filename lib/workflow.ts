@@ -15,7 +15,7 @@ export interface PlannedRow {
 /** Builds a validated row for a callback (the facade's own row(): definition defaults, encoding). */
 export type RowBuilder = (name: string, payload: unknown, opts: Record<string, unknown>) => NewJobRow;
 
-const NOT_IN_CALLBACK = ['tx', 'dependsOn', 'runAt'];
+const NOT_IN_CALLBACK = ['tx', 'dependsOn', 'runAt', 'debounce', 'unique'];
 
 /** A callback option as stored with its job: validated now, so a bad one is refused at enqueue, never when the job finishes. */
 export function storedCallback(job: string, field: string, spec: CallbackOption, build: RowBuilder): StoredCallback {
@@ -35,7 +35,9 @@ export function storedCallback(job: string, field: string, spec: CallbackOption,
 }
 
 /** The callbacks given in `opts` under `keys`, as stored (JSON), or null. */
-export function callbacksJson(job: string, opts: Partial<Record<keyof StoredCallbacks, CallbackOption>>, keys: (keyof StoredCallbacks)[], build: RowBuilder): StoredCallbacks | null {
+type CallbackKey = 'onSuccess' | 'onFailure' | 'onComplete';
+
+export function callbacksJson(job: string, opts: Partial<Record<CallbackKey, CallbackOption>>, keys: CallbackKey[], build: RowBuilder): StoredCallbacks | null {
   const out: StoredCallbacks = {};
   for (const key of keys) if (opts[key] !== undefined) out[key] = storedCallback(job, key, opts[key]!, build);
   return Object.keys(out).length ? out : null;
@@ -81,5 +83,5 @@ export function markParentsWithin(rows: NewJobRow[]): void {
 
 /** Whether writing these rows takes the workflow path (./driver/portable/flow.ts insertWithFlow). */
 export function needsFlow(rows: NewJobRow[]): boolean {
-  return rows.some((r) => r.flow !== 0);
+  return rows.some((r) => r.flow !== 0 || r.dedupe !== null);
 }

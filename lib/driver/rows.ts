@@ -81,7 +81,9 @@ function callbackNames(stored: unknown): JobCallbackNames | null {
     const name = (stored as Record<string, { name?: unknown } | undefined>)[key]?.name;
     if (typeof name === 'string') out[key] = name;
   }
-  return out.onSuccess === undefined && out.onFailure === undefined ? null : out;
+  const deadLetter = (stored as { deadLetter?: unknown }).deadLetter;
+  if (typeof deadLetter === 'string') out.deadLetter = deadLetter;
+  return Object.keys(out).length ? out : null;
 }
 
 function toBuffer(v: unknown): Buffer {

@@ -35,6 +35,8 @@ export interface JobContext {
   readonly parents: readonly JobParent[];
   /** For a batch's callback (jobs.batch onComplete, onSuccess, onFailure): the batch's counts. Null otherwise. */
   readonly batch: BatchStatus | null;
+  /** For a dead-letter copy (the deadLetter option): the id of the job that failed for good. Null otherwise. */
+  readonly deadLetterOf: string | null;
   /**
    * Only for jobs defined with `transactional: true`: the driver's handle inside the transaction
    * that will mark this job completed (pg: a PoolClient; better-sqlite3: the Database, and the

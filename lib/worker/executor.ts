@@ -23,6 +23,8 @@ export interface JobDefinition {
   maxAttempts?: number;
   queue?: string;
   priority?: number;
+  /** The queue a failed job's copy goes to. */
+  deadLetter?: string;
 }
 
 export type AttemptOutcome =
@@ -124,6 +126,7 @@ export class RunningAttempt {
       args: job.args,
       parents: this.parents,
       batch: this.batch,
+      deadLetterOf: this.job.flow & FLOW.deadLetter ? (this.parents[0]?.id ?? null) : null,
       get signal() {
         return self.controller.signal;
       },

@@ -127,6 +127,7 @@ export class TransientRunner {
       args: null,
       parents: [],
       batch: null,
+      deadLetterOf: null,
       signal: run.controller.signal,
       progress: (percent: number, message?: string) => {
         if (typeof percent !== 'number' || !Number.isFinite(percent)) throw new TypeError(`progress percent must be a number from 0 to 100; got ${percent}`);

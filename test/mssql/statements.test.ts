@@ -170,7 +170,7 @@ describe('SQL Server statements (no server)', () => {
     const columns = mssqlColumns();
     expect(columns).to.include.members(['checkpoint', 'key', 'payload_bin', 'heartbeat_at']);
     const reserved = columns.filter((c) => RESERVED.has(c.toUpperCase()));
-    expect(reserved.sort()).to.deep.equal(['checkpoint', 'checkpoint', 'key']);
+    expect(reserved.sort()).to.deep.equal(['checkpoint', 'checkpoint', 'key', 'key']);
     const sources = [...everyStatement(), ...loadMigrations('mssql', 'app_').map((m) => [m.name, { text: m.sql, params: [] }] as [string, Stmt])];
     for (const [name, stmt] of sources) {
       const text = stmt.text.replace(/--.*$/gm, '').replace(/'[^']*'/g, "''");

@@ -160,5 +160,9 @@ export function historyPrune(sql: Sql, k: PruneAge & { ids: string[] }): Stateme
     ...jobsDeleteTrail(sql, k.ids),
     // Batches that finished before the retention go with their jobs (batchStatus then finds none).
     write(d, (b) => `DELETE FROM ${t.batches} WHERE finished_at < ${d.plusMs(d.now, b.bigint(-k.olderThanMs))}`),
+    // Unique/debounce keys not used since then and held by no live job (a later enqueue makes the row again).
+    write(d, (b) =>
+      `DELETE FROM ${t.keys} WHERE touched_at < ${d.plusMs(d.now, b.bigint(-k.olderThanMs))}
+       AND NOT EXISTS (SELECT 1 FROM ${t.jobs} j WHERE j.unique_key = ${t.keys}.${d.col('key')})`),
   ];
 }

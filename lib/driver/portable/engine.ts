@@ -138,7 +138,7 @@ export abstract class PortableStore implements Sql {
       finished: n.pending + n.running === 0,
       createdAt: row ? this.d.codec.date(row.created_at) : null,
       finishedAt: row ? this.d.codec.date(row.finished_at) : null,
-      callbacks: Object.fromEntries(Object.entries(callbacks).map(([k, v]) => [k, v.name])),
+      callbacks: Object.fromEntries((['onComplete', 'onSuccess', 'onFailure'] as const).flatMap((k) => (callbacks[k] ? [[k, callbacks[k]!.name]] : []))),
     };
   }
 

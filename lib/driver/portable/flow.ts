@@ -20,7 +20,7 @@
 import { JobValidationError, type EnqueueResult, type JobError, type NewJobRow } from '../../model.ts';
 import { uuidv7 } from '../../uuid.ts';
 import { sharedColumns } from '../columns.ts';
-import { read, write, type Outcome, type Statement, type Steps } from './statement.ts';
+import { read, write, type Binder, type Outcome, type Statement, type Steps } from './statement.ts';
 import type { Sql } from './sql.ts';
 
 /** The bits of a job's `flow` column. */
@@ -33,6 +33,8 @@ export const FLOW = {
   batch: 4,
   /** It depends on other jobs (ctx.parents reads them). */
   parents: 8,
+  /** It is the dead-letter copy of a failed job (its parent: ctx.deadLetterOf). */
+  deadLetter: 16,
 } as const;
 
 /** The run_at of a job waiting for its parents: the end of time every database stores. */
@@ -49,6 +51,8 @@ export interface StoredCallbacks {
   onSuccess?: StoredCallback;
   onFailure?: StoredCallback;
   onComplete?: StoredCallback;
+  /** The queue a failed job's copy goes to (the deadLetter option). */
+  deadLetter?: string;
 }
 
 export type FinishState = 'completed' | 'failed' | 'cancelled';
@@ -127,6 +131,15 @@ export function* insertWithFlow(sql: Sql, rows: NewJobRow[], batches: NewBatch[]
   const holderOf = new Map<string, string>();
   const due = new Set<string>();
   for (const r of rows) {
+    if (r.dedupe !== null) {
+      const found = yield* dedupe(sql, r);
+      if (found) {
+        if (r.flow & FLOW.children) yield write(d, (b) => `UPDATE ${t.jobs} SET flow = flow | ${FLOW.children} WHERE id = ${b.id(found.id)}`);
+        holderOf.set(r.id, found.id);
+        results.push(found);
+        continue;
+      }
+    }
     if (r.refId !== null) {
       const holder = ((yield read(d, (b) => `SELECT id FROM ${t.jobs}${d.lockHint} WHERE ref_id = ${b.text(r.refId!)}${d.forUpdate}`)) as Outcome).rows[0];
       if (holder) {
@@ -158,6 +171,44 @@ export function* insertWithFlow(sql: Sql, rows: NewJobRow[], batches: NewBatch[]
   return { value: results, wake: due };
 }
 
+/**
+ * Uniqueness and debounce, under the key's lock (an upsert of its row in the keys table: a second
+ * enqueue of the same key waits there until this transaction ends, so the checks below stay
+ * true until commit). Answers the job that stands for this row, or null to insert it.
+ * - unique: a live job with the key in one of the states (created within forMs, when given), else
+ *   one in history, newest first;
+ * - debounce: the pending job with the key that has not started yet, its payload replaced and its
+ *   run time moved to now + ms.
+ */
+function* dedupe(sql: Sql, r: NewJobRow): Steps<EnqueueResult | null> {
+  const { d, t } = sql;
+  const key = r.uniqueKey!;
+  yield write(d, (b) => d.upsert(t.keys, d.col('key'), [[d.col('key'), b.text(key)], ['touched_at', d.now]], `touched_at = ${d.now}`));
+  const how = r.dedupe!;
+  if (how.kind === 'debounce') {
+    const waiting = ((yield read(d, (b) =>
+      `SELECT id FROM ${t.jobs}${d.lockHint} WHERE unique_key = ${b.text(key)} AND state = 'pending' AND attempts = 0${d.forUpdate}`)) as Outcome).rows[0];
+    if (!waiting) return null;
+    const id = String(waiting.id);
+    yield write(d, (b) =>
+      `UPDATE ${t.jobs} SET payload = ${b.longText(r.payloadJson)}, payload_bin = ${b.bytes(r.payloadBin)}, run_at = ${d.plusMs(d.now, b.bigint(how.ms))} WHERE id = ${b.id(id)}`);
+    return { id, existed: true, replaced: true };
+  }
+  const live = how.states.filter((s) => s === 'pending' || s === 'running');
+  const finished = how.states.filter((s) => s !== 'pending' && s !== 'running');
+  const recent = (b: Binder) => (how.forMs === null ? '' : ` AND created_at > ${d.plusMs(d.now, b.bigint(-how.forMs))}`);
+  if (live.length) {
+    const found = ((yield read(d, (b) => `SELECT id FROM ${t.jobs} WHERE unique_key = ${b.text(key)} AND state ${b.in(live)}${recent(b)}`)) as Outcome).rows[0];
+    if (found) return { id: String(found.id), existed: true };
+  }
+  if (finished.length) {
+    const found = ((yield read(d, (b) =>
+      `SELECT ${b.top(1)}id FROM ${t.history} WHERE unique_key = ${b.text(key)} AND state ${b.in(finished)}${recent(b)} ORDER BY created_at DESC${b.limit(1)}`)) as Outcome).rows[0];
+    if (found) return { id: String(found.id), existed: true };
+  }
+  return null;
+}
+
 /** One job row as a portable INSERT: waiting (run_at at the end of time) while it has parents left. */
 function insertJob(sql: Sql, r: NewJobRow | (StoredCallback & { id: string; payloadBin?: null }), parentsLeft: number): Statement {
   const { d, t } = sql;
@@ -172,6 +223,7 @@ function insertJob(sql: Sql, r: NewJobRow | (StoredCallback & { id: string; payl
       ['created_by', () => b.text(r.createdBy)], ['meta', () => b.longText(r.metaJson)], ['user_id', () => b.text(r.userId)],
       ['reply_to', () => b.text(r.replyTo)], ['args', () => b.longText(r.argsJson)], ['flow', () => b.int(r.flow)],
       ['parents_left', () => b.int(parentsLeft)], ['callbacks', () => b.longText(r.callbacksJson)], ['callback_batch', () => b.text(r.callbackBatch)],
+      ['unique_key', () => b.text(r.uniqueKey ?? null)],
     ];
     const values = row.map(([, v]) => v()).join(', ');
     return `INSERT INTO ${t.jobs} (${row.map(([c]) => c).join(', ')}) VALUES (${values})`;
@@ -265,6 +317,7 @@ function* afterFinish(sql: Sql, finished: FinishedRow[]): Steps<Set<string>> {
       if (!(r.flow & FLOW.callbacks) || !r.callbacks) continue;
       const spec = r.state === 'completed' ? r.callbacks.onSuccess : r.callbacks.onFailure;
       if (spec) wake.add(yield* enqueueCallback(sql, spec, { parent: r.id }));
+      if (r.state === 'failed' && r.callbacks.deadLetter) wake.add(yield* enqueueDeadLetter(sql, r.id, r.callbacks.deadLetter));
     }
     const batches = new Map<string, FinishedRow[]>();
     for (const r of round) if (r.flow & FLOW.batch && r.batchId !== null) batches.set(r.batchId, [...(batches.get(r.batchId) ?? []), r]);
@@ -329,6 +382,26 @@ function* enqueueCallback(sql: Sql, spec: StoredCallback, of: { parent?: string;
   yield insertJob(sql, { ...spec, id, flow, callbackBatch: of.batch ?? null, refId: null }, 0);
   if (of.parent !== undefined) yield insertEdges(sql, id, [of.parent], true);
   return spec.queue;
+}
+
+/**
+ * A failed job's dead-letter copy, made from its history row: same name, payload and options, in
+ * `queue`, due now, with the failed job as its parent (ctx.deadLetterOf). It carries no callbacks
+ * (so no dead letter of its own: no loops), no refId, unique key or batch. Answers its queue.
+ */
+function* enqueueDeadLetter(sql: Sql, failedId: string, queue: string): Steps<string> {
+  const { d, t } = sql;
+  const id = uuidv7();
+  const copied = ['name', 'payload', 'payload_bin', 'priority', 'max_attempts', 'timeout_ms', 'backoff', 'tag', 'created_by', 'meta', 'user_id', 'reply_to', 'args'];
+  yield write(d, (b) => {
+    const newId = b.id(id);
+    const toQueue = b.text(queue);
+    return `INSERT INTO ${t.jobs} (id, queue, state, run_at, created_at, flow, ${copied.join(', ')})
+      SELECT ${newId}, ${toQueue}, 'pending', ${d.now}, ${d.now}, ${FLOW.parents | FLOW.deadLetter}, ${copied.join(', ')}
+      FROM ${t.history} WHERE id = ${b.id(failedId)}`;
+  });
+  yield insertEdges(sql, id, [failedId], true);
+  return queue;
 }
 
 /**

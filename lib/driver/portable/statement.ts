@@ -161,6 +161,7 @@ export function tables(prefix: string) {
     migrations: t('migrations'),
     deps: t('deps'),
     batches: t('batches'),
+    keys: t('keys'),
     /** Indexes some statements name (SQLite INDEXED BY, MySQL FORCE INDEX). */
     jobsClaim: t('jobs_claim'),
     jobsQueue: t('jobs_queue'),

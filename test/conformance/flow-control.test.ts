@@ -1,0 +1,147 @@
+/**
+ * Flow control (issue 14), the enqueue side: uniqueness (unique: { key, forMs, states }), debounce
+ * and dead letters, through the public API on every dialect. Concurrent enqueues race on two
+ * instances with their own connections.
+ */
+import { expect } from 'chai';
+import { JobValidationError, type JobContext } from '../../lib/index.ts';
+import { forEachDialect, until } from '../helpers/dialects.ts';
+
+const count = async (t: { query<T>(sql: string): Promise<T[]>; prefix: string }, table: string, where = '1 = 1') =>
+  Number((await t.query<{ n: number }>(`SELECT COUNT(*) AS n FROM ${t.prefix}${table} WHERE ${where}`))[0].n);
+
+forEachDialect('flow control: uniqueness, debounce, dead letters', ({ fresh }) => {
+  it('unique: one live job per key; 20 concurrent enqueues from two instances make one job', async () => {
+    const t = await fresh();
+    const a = t.jobs({ worker: false });
+    await a.migrate();
+    const other = await t.another();
+    const b = other.jobs({ worker: false });
+    const results = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => (i % 2 ? a : b).enqueue('sync', { i }, { unique: { key: 'account-7' } })),
+    );
+    const ids = new Set(results.map((r) => r.id));
+    expect(ids.size, 'one job for the key').to.equal(1);
+    expect(results.filter((r) => !r.existed)).to.have.length(1);
+    expect(await count(t, 'jobs')).to.equal(1);
+    // Another key is its own job.
+    expect((await a.enqueue('sync', {}, { unique: { key: 'account-8' } })).existed).to.equal(false);
+  });
+
+  it('unique: an enqueue of the key waits for another transaction holding it, then returns that job (server databases)', async function () {
+    const t = await fresh();
+    // SQLite runs one writer at a time: the second enqueue cannot even start until the first commits.
+    if (t.driver !== 'pg' && t.driver !== 'mysql2') return this.skip();
+    const jobs = t.jobs({ worker: false });
+    await jobs.migrate();
+    const pool = t.db as unknown as { connect?(): Promise<{ query(s: string): Promise<unknown>; release(): void }>; getConnection?(): Promise<{ query(s: string): Promise<unknown>; release(): void }> };
+    const conn = t.driver === 'pg' ? await pool.connect!() : await pool.getConnection!();
+    await conn.query(t.driver === 'pg' ? 'BEGIN' : 'START TRANSACTION');
+    const first = await jobs.enqueue('sync', {}, { unique: { key: 'k' }, tx: conn as never });
+    let secondDone = false;
+    const second = jobs.enqueue('sync', {}, { unique: { key: 'k' } }).then((r) => ((secondDone = true), r));
+    await new Promise((r) => setTimeout(r, 300));
+    expect(secondDone, 'the second enqueue waits for the first transaction').to.equal(false);
+    await conn.query('COMMIT');
+    conn.release();
+    expect(await second).to.deep.include({ id: first.id, existed: true });
+    expect(await count(t, 'jobs')).to.equal(1);
+  });
+
+  it('unique with forMs and finished states: a completed job within the window counts; outside it does not', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { pollInterval: 50 } });
+    jobs.define('report', async () => 'done');
+    await jobs.start();
+    const first = await jobs.enqueue('report', {}, { unique: { key: 'daily', forMs: 3_600_000, states: ['pending', 'running', 'completed'] } });
+    await until(async () => (await jobs.get(first.id))?.state === 'completed', 'the first to complete');
+    const again = await jobs.enqueue('report', {}, { unique: { key: 'daily', forMs: 3_600_000, states: ['pending', 'running', 'completed'] } });
+    expect(again).to.deep.include({ id: first.id, existed: true });
+    // The default states are live ones only: the completed job does not hold the key.
+    const live = await jobs.enqueue('report', {}, { unique: { key: 'daily' } });
+    expect(live.existed).to.equal(false);
+    await until(async () => (await jobs.get(live.id))?.state === 'completed', 'the second to complete');
+    // A window that ended before the jobs were created: none counts.
+    await jobs.stop();
+    const shortWindow = await jobs.enqueue('report', {}, { unique: { key: 'daily', forMs: 0, states: ['completed'] } });
+    expect(shortWindow.existed).to.equal(false);
+  });
+
+  it('debounce: the job runs ms after the last enqueue, with the last payload', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { pollInterval: 50 } });
+    const seen: unknown[] = [];
+    jobs.define('reindex', async (p: { n: number }) => void seen.push(p.n));
+    await jobs.start();
+    const first = await jobs.enqueue('reindex', { n: 1 }, { debounce: { key: 'idx', ms: 600 } });
+    expect(first).to.deep.include({ existed: false });
+    const runAt1 = (await jobs.get(first.id))!.runAt.getTime();
+    await new Promise((r) => setTimeout(r, 250));
+    const second = await jobs.enqueue('reindex', { n: 2 }, { debounce: { key: 'idx', ms: 600 } });
+    expect(second).to.deep.include({ id: first.id, existed: true, replaced: true });
+    const runAt2 = (await jobs.get(first.id))!.runAt.getTime();
+    expect(runAt2 - runAt1, 'run time moved by the time between the enqueues').to.be.within(150, 450);
+    await until(async () => seen.length === 1, 'the debounced job to run', 5000);
+    expect(seen).to.deep.equal([2]);
+    expect(await count(t, 'history')).to.equal(1);
+    // After it ran, the next enqueue makes a new job.
+    const third = await jobs.enqueue('reindex', { n: 3 }, { debounce: { key: 'idx', ms: 10 } });
+    expect(third.existed).to.equal(false);
+    await until(async () => seen.length === 2, 'the next one');
+    await jobs.stop();
+  });
+
+  it('deadLetter: a job that fails for good is copied once to that queue with ctx.deadLetterOf; the copy has no dead letter', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { pollInterval: 50, queues: ['default'] } });
+    jobs.define('charge', async () => {
+      throw new Error('card declined');
+    }, { deadLetter: 'charge-dlq', maxAttempts: 2, backoff: { type: 'fixed', baseMs: 10 } });
+    await jobs.start();
+    const { id } = await jobs.enqueue('charge', { cents: 500 }, { userId: 'u1' });
+    await until(async () => (await jobs.get(id))?.state === 'failed', 'the job to fail for good');
+    const copies = (await jobs.list({ queue: 'charge-dlq', includePayload: true })).items;
+    expect(copies).to.have.length(1);
+    expect(copies[0]).to.deep.include({ name: 'charge', queue: 'charge-dlq', state: 'pending', payload: { cents: 500 }, userId: 'u1', callbacks: null });
+    expect((await jobs.get(id))?.callbacks).to.deep.include({ deadLetter: 'charge-dlq' });
+    await jobs.stop();
+    // A worker on the dead-letter queue sees where the copy came from; when it fails too, nothing more is copied.
+    const dlq = t.jobs({ worker: { pollInterval: 50, queues: ['charge-dlq'] } });
+    let origin: string | null = null;
+    dlq.define('charge', async (_p: unknown, ctx: JobContext) => {
+      origin = ctx.deadLetterOf;
+      throw new Error('still declined');
+    }, { maxAttempts: 1 });
+    await dlq.start();
+    await until(async () => (await dlq.get(copies[0].id))?.state === 'failed', 'the copy to fail');
+    expect(origin).to.equal(id);
+    await new Promise((r) => setTimeout(r, 200));
+    expect((await dlq.list({ queue: 'charge-dlq' })).items, 'no copy of the copy').to.have.length(1);
+    await dlq.stop();
+  });
+
+  it('refuses bad unique, debounce and deadLetter options with the field named', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: false });
+    for (const [opts, field] of [
+      [{ unique: 'k' }, 'unique'],
+      [{ unique: { key: '' } }, 'unique.key'],
+      [{ unique: { key: 'k', states: ['done'] } }, 'unique.states'],
+      [{ unique: { key: 'k', forMs: -1 } }, 'unique.forMs'],
+      [{ unique: { key: 'k', bogus: 1 } }, 'unique.bogus'],
+      [{ debounce: { key: 'k' } }, 'debounce.ms'],
+      [{ debounce: { key: 'k', ms: 10 }, delay: 5 }, 'debounce'],
+      [{ debounce: { key: 'k', ms: 10 }, unique: { key: 'k' } }, 'unique'],
+      [{ deadLetter: '' }, 'deadLetter'],
+    ] as const) {
+      await jobs.enqueue('x', {}, opts as never).then(
+        () => expect.fail(`${JSON.stringify(opts)} should be refused`),
+        (err) => {
+          expect(err, JSON.stringify(opts)).to.be.instanceOf(JobValidationError);
+          expect(err.field, JSON.stringify(opts)).to.equal(field);
+        },
+      );
+    }
+    expect(() => jobs.define('y', async () => 1, { deadLetter: 'bad queue!' })).to.throw(JobValidationError, /deadLetter/);
+  });
+});

@@ -157,6 +157,12 @@ export interface EnqueueOptions<Tx = TransactionHandle> {
   /** When the job fails for good, a copy (same name, payload and options) is enqueued in this queue, in the same transaction. */
   deadLetter?: string;
   /**
+   * Jobs with the same serial key run one at a time, in enqueue order, across every process: the
+   * next starts once the previous finished (completed, failed for good or cancelled; one waiting
+   * for its retry still holds the key). Other keys are not held back.
+   */
+  serial?: string;
+  /**
    * Enqueue inside the caller's open transaction: the driver's handle (pg client in BEGIN, mysql2
    * connection, better-sqlite3 Database inside db.transaction(), slonik or mssql transaction), an
    * ORM's transaction object (Knex, Kysely, Drizzle, Prisma, TypeORM, Sequelize, MikroORM), or any
@@ -418,6 +424,8 @@ export interface NewJobRow {
   callbackBatch: string | null;
   /** The stored key: `u:` + unique.key or `d:` + debounce.key, or null. */
   uniqueKey: string | null;
+  /** The serial key (the serial option), or null. */
+  serialKey: string | null;
   /** How the key is used at enqueue (./driver/portable/flow.ts insertWithFlow). */
   dedupe: { kind: 'unique'; forMs: number | null; states: JobState[] } | { kind: 'debounce'; ms: number } | null;
   bytes: number;
@@ -426,7 +434,7 @@ export interface NewJobRow {
 const ENQUEUE_KEYS = new Set([
   'delay', 'runAt', 'priority', 'queue', 'maxAttempts', 'timeout', 'backoff', 'refId', 'tag',
   'batchId', 'createdBy', 'userId', 'replyTo', 'args', 'meta', 'tx', 'name', 'payload', 'dependsOn', 'onSuccess', 'onFailure',
-  'unique', 'debounce', 'deadLetter',
+  'unique', 'debounce', 'deadLetter', 'serial',
 ]);
 
 export function buildJobRow(
@@ -473,6 +481,7 @@ export function buildJobRow(
     callbacksJson: null,
     callbackBatch: null,
     ...dedupe,
+    serialKey: opts.serial === undefined ? null : dedupeKey(name, 'serial', opts.serial),
     bytes: enc.bytes + 256,
   };
 }

@@ -145,3 +145,65 @@ forEachDialect('flow control: uniqueness, debounce, dead letters', ({ fresh }) =
     expect(() => jobs.define('y', async () => 1, { deadLetter: 'bad queue!' })).to.throw(JobValidationError, /deadLetter/);
   });
 });
+
+forEachDialect('flow control: serial keys', ({ fresh }) => {
+  it('runs each key one job at a time in enqueue order across two instances; keys overlap; a failure passes the key on', async () => {
+    const t = await fresh();
+    const a = t.jobs({ worker: { pollInterval: 20, concurrency: 8 } });
+    const other = await t.another();
+    const b = other.jobs({ worker: { pollInterval: 20, concurrency: 8 } });
+    const runs: { key: string; n: number; start: number; end: number }[] = [];
+    for (const jobs of [a, b]) {
+      jobs.define('step', async (p: { key: string; n: number; fail?: boolean }) => {
+        const start = performance.now();
+        await new Promise((r) => setTimeout(r, 5 + Math.floor(Math.random() * 25)));
+        runs.push({ key: p.key, n: p.n, start, end: performance.now() });
+        if (p.fail) throw new Error('failed on purpose');
+      });
+    }
+    const keys = ['k1', 'k2', 'k3'];
+    for (let n = 0; n < 10; n++) {
+      for (const key of keys) await (n % 2 ? a : b).enqueue('step', { key, n, fail: n === 4 }, { serial: key, maxAttempts: 1 });
+    }
+    await Promise.all([a.start(), b.start()]);
+    await until(async () => runs.length === 30, 'every job to run', 30_000);
+    for (const key of keys) {
+      const mine = runs.filter((r) => r.key === key);
+      expect(mine.map((r) => r.n), `${key} in enqueue order`).to.deep.equal([...Array(10).keys()]);
+      for (let i = 1; i < mine.length; i++) expect(mine[i].start, `${key} #${i} starts after #${i - 1} ended`).to.be.at.least(mine[i - 1].end);
+    }
+    const overlapping = runs.some((x) => runs.some((y) => x.key !== y.key && x.start < y.end && y.start < x.end));
+    expect(overlapping, 'different keys run at the same time').to.equal(true);
+    await Promise.all([a.stop(), b.stop()]);
+  });
+
+  it('a job waiting for its retry holds the key; retrying a finished job puts it at the end of its key', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { pollInterval: 20 } });
+    const order: string[] = [];
+    let failOnce = true;
+    jobs.define('s', async (p: { name: string }) => {
+      order.push(p.name);
+      if (p.name === 'first' && failOnce) {
+        failOnce = false;
+        throw new Error('retry me');
+      }
+    });
+    const first = await jobs.enqueue('s', { name: 'first' }, { serial: 'key', backoff: { type: 'fixed', baseMs: 300 } });
+    const second = await jobs.enqueue('s', { name: 'second' }, { serial: 'key' });
+    expect(await jobs.get(second.id)).to.deep.include({ state: 'pending', waitingFor: 1 });
+    await jobs.start();
+    await until(async () => (await jobs.get(second.id))?.state === 'completed', 'the second job');
+    expect(order).to.deep.equal(['first', 'first', 'second']);
+    // Retried, the first goes behind the key's current tail (a third, still waiting on a fourth's turn).
+    await jobs.stop();
+    const third = await jobs.enqueue('s', { name: 'third' }, { serial: 'key', delay: 0 });
+    expect(await jobs.retry(first.id)).to.equal(true);
+    expect(await jobs.get(first.id)).to.deep.include({ state: 'pending', waitingFor: 1 });
+    await jobs.start();
+    await until(async () => (await jobs.get(first.id))?.state === 'completed', 'the retried job');
+    expect(order.slice(3)).to.deep.equal(['third', 'first']);
+    expect((await jobs.get(third.id))?.state).to.equal('completed');
+    await jobs.stop();
+  });
+});

@@ -90,13 +90,14 @@ function flowStatements(sql: Sql): [string, Statement][] {
   }
   const row = { id: TOKEN, name: HOSTILE, queue: HOSTILE, payloadJson: '{}', payloadBin: null, priority: 0, maxAttempts: 3, timeoutMs: null, backoffJson: null,
     delayMs: 5, runAt: null, refId: HOSTILE, tag: null, batchId: HOSTILE, createdBy: null, userId: null, replyTo: null, argsJson: null, metaJson: null,
-    dependsOn: [UUID, PARENT_FAILED], flow: 8 | 4, callbacksJson: callbacks, callbackBatch: null, uniqueKey: null, dedupe: null, bytes: 0 };
+    dependsOn: [UUID, PARENT_FAILED], flow: 8 | 4, callbacksJson: callbacks, callbackBatch: null, uniqueKey: null, dedupe: null, serialKey: HOSTILE, bytes: 0 };
   out.push(...each('insertWithFlow', played(insertWithFlow(sql, [row], [{ id: HOSTILE, callbacks: JSON.parse(callbacks) }]), answers(sql, callbacks))));
   const unique = { ...row, id: UUID, dependsOn: [], refId: null, flow: 0, uniqueKey: `u:${HOSTILE}`, dedupe: { kind: 'unique' as const, forMs: 60_000, states: ['pending' as const, 'completed' as const] } };
   const debounce = { ...row, id: UUID, dependsOn: [], refId: null, flow: 0, uniqueKey: `d:${HOSTILE}`, dedupe: { kind: 'debounce' as const, ms: 500 } };
   out.push(...each('insertWithFlow (unique, none found)', played(insertWithFlow(sql, [unique]), () => ({ rows: [], changes: 0 }))));
   out.push(...each('insertWithFlow (debounce, one waiting)', played(insertWithFlow(sql, [debounce]), (s) => ({ rows: s.returnsRows ? [{ id: TOKEN }] : [], changes: 1 }))));
-  out.push(...each('reopenFlow', played(reopenFlow(sql, UUID, { state: 'failed', flow: 8 | 4, batchId: HOSTILE }), () => ({ rows: [], changes: 1 }))));
+  const tailLive = (s: Statement): Outcome => ({ rows: /tail_id FROM/.test(s.text) ? [{ tail_id: TOKEN }] : s.returnsRows ? [{ id: TOKEN }] : [], changes: 1 });
+  out.push(...each('reopenFlow', played(reopenFlow(sql, UUID, { state: 'failed', flow: 8 | 4, batchId: HOSTILE, serialKey: HOSTILE }), tailLive)));
   out.push(['jobParents', jobParents(sql, UUID)], ['jobDependents', jobDependents(sql, UUID)], ['batchCounts', batchCounts(sql, HOSTILE)], ['batchRow', batchRow(sql, HOSTILE)]);
   return out;
 }

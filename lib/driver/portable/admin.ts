@@ -52,7 +52,7 @@ export function* cancelJob(sql: Sql, id: string): Steps<FlowOutcome<CancelResult
 
 /** A finished job's state, flow bits and batch, read before a retry moves it (../portable/flow.ts reopenFlow). */
 export function jobFlowOf({ d, t }: Sql, id: string): Statement {
-  return read(d, (b) => `SELECT state, flow, batch_id FROM ${t.history} WHERE id = ${b.id(id)}`);
+  return read(d, (b) => `SELECT state, flow, batch_id, serial_key FROM ${t.history} WHERE id = ${b.id(id)}`);
 }
 
 // ---------------------------------------------------------------- run now, retry

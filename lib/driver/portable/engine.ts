@@ -330,8 +330,9 @@ export abstract class PortableStore implements Sql {
       const previous = ((yield jobFlowOf(sql, id)) as Outcome).rows[0];
       const outcomes: Outcome[] = [];
       for (const s of jobRetry(sql, id)) outcomes.push((yield s) as Outcome);
-      if (previous && outcomes[3].changes === 1 && Number(previous.flow) !== 0) {
-        yield* reopenFlow(sql, id, { state: String(previous.state), flow: Number(previous.flow), batchId: previous.batch_id == null ? null : String(previous.batch_id) });
+      if (previous && outcomes[3].changes === 1 && (Number(previous.flow) !== 0 || previous.serial_key != null)) {
+        const text = (v: unknown) => (v == null ? null : String(v));
+        yield* reopenFlow(sql, id, { state: String(previous.state), flow: Number(previous.flow), batchId: text(previous.batch_id), serialKey: text(previous.serial_key) });
       }
       return outcomes;
     }

@@ -151,10 +151,12 @@ export function* insertWithFlow(sql: Sql, rows: NewJobRow[], batches: NewBatch[]
       }
     }
     const parents = [...new Set(r.dependsOn.map((p) => holderOf.get(p) ?? p))];
-    const waitingFor = parents.filter((p) => !done.has(p)).length;
+    const before = r.serialKey === null ? null : yield* joinSerialKey(sql, r.serialKey, r.id);
+    const waitingFor = parents.filter((p) => !done.has(p)).length + (before ? 1 : 0);
     yield insertJob(sql, r, waitingFor);
     if (waitingFor === 0 && r.runAt === null && r.delayMs === 0) due.add(r.queue);
     if (parents.length) yield insertEdges(sql, r.id, parents);
+    if (before) yield serialEdge(sql, r.id, before);
     results.push({ id: r.id, existed: false });
   }
   // A dependent enqueued after its parent failed or was cancelled is cancelled as the parent's
@@ -223,7 +225,7 @@ function insertJob(sql: Sql, r: NewJobRow | (StoredCallback & { id: string; payl
       ['created_by', () => b.text(r.createdBy)], ['meta', () => b.longText(r.metaJson)], ['user_id', () => b.text(r.userId)],
       ['reply_to', () => b.text(r.replyTo)], ['args', () => b.longText(r.argsJson)], ['flow', () => b.int(r.flow)],
       ['parents_left', () => b.int(parentsLeft)], ['callbacks', () => b.longText(r.callbacksJson)], ['callback_batch', () => b.text(r.callbackBatch)],
-      ['unique_key', () => b.text(r.uniqueKey ?? null)],
+      ['unique_key', () => b.text(r.uniqueKey ?? null)], ['serial_key', () => b.text(r.serialKey ?? null)],
     ];
     const values = row.map(([, v]) => v()).join(', ');
     return `INSERT INTO ${t.jobs} (${row.map(([c]) => c).join(', ')}) VALUES (${values})`;
@@ -232,6 +234,35 @@ function insertJob(sql: Sql, r: NewJobRow | (StoredCallback & { id: string; payl
 
 /** A callback's edge to the job it reports on: position -1, so that retrying it never waits for (or is refused over) that job. */
 export const CALLBACK_EDGE = -1;
+
+/** A serial key's edge to the job before it: position -2, released when that job finishes in any state. */
+export const SERIAL_EDGE = -2;
+
+function serialEdge(sql: Sql, child: string, before: string): Statement {
+  const { d, t } = sql;
+  return write(d, (b) => `INSERT INTO ${t.deps} (child_id, parent_id, position) VALUES (${b.id(child)}, ${b.id(before)}, ${b.int(SERIAL_EDGE)})`);
+}
+
+/**
+ * Join a serial key as its new tail, under the key's lock (the upsert of its keys row): answers the
+ * previous tail when it is still live (the new job waits for it), marked as having a dependent so
+ * that its completion, fenced on flow, takes the flow that releases the new one.
+ */
+function* joinSerialKey(sql: Sql, serialKey: string, id: string): Steps<string | null> {
+  const { d, t } = sql;
+  const key = `s:${serialKey}`;
+  yield write(d, (b) => d.upsert(t.keys, d.col('key'), [[d.col('key'), b.text(key)], ['touched_at', d.now]], `touched_at = ${d.now}`));
+  const tail = ((yield read(d, (b) => `SELECT tail_id FROM ${t.keys} WHERE ${d.col('key')} = ${b.text(key)}`)) as Outcome).rows[0]?.tail_id;
+  let before: string | null = null;
+  if (tail != null && String(tail) !== id) {
+    const previous = String(tail);
+    yield write(d, (b) => `UPDATE ${t.jobs} SET flow = flow | ${FLOW.children} WHERE id = ${b.id(previous)}`);
+    const live = ((yield read(d, (b) => `SELECT id FROM ${t.jobs} WHERE id = ${b.id(previous)}`)) as Outcome).rows.length > 0;
+    if (live) before = previous;
+  }
+  yield write(d, (b) => `UPDATE ${t.keys} SET tail_id = ${b.id(id)} WHERE ${d.col('key')} = ${b.text(key)}`);
+  return before;
+}
 
 function insertEdges(sql: Sql, child: string, parents: string[], callback = false): Statement {
   const { d, t } = sql;
@@ -308,8 +339,9 @@ function* afterFinish(sql: Sql, finished: FinishedRow[]): Steps<Set<string>> {
   let round = finished;
   while (round.length) {
     for (const parent of round) {
-      if (!(parent.flow & FLOW.children) || parent.state !== 'completed') continue;
-      for (const q of yield* releaseDependents(sql, parent.id)) wake.add(q);
+      if (!(parent.flow & FLOW.children)) continue;
+      // Completed: every dependent has one parent fewer. Failed or cancelled: only the next job of its serial key.
+      for (const q of yield* releaseDependents(sql, parent.id, parent.state === 'completed' ? 'all' : 'serial')) wake.add(q);
     }
     const ended = round.filter((r) => r.flow & FLOW.children && r.state !== 'completed');
     const next = ended.length ? yield* cancelWaiting(sql, ended) : [];
@@ -327,12 +359,16 @@ function* afterFinish(sql: Sql, finished: FinishedRow[]): Steps<Set<string>> {
   return wake;
 }
 
-/** A completed parent: each waiting dependent has one parent fewer; one with none left is due now. Answers their queues. */
-function* releaseDependents(sql: Sql, parentId: string): Steps<string[]> {
+/**
+ * A finished parent: each waiting dependent it releases (all of them when it completed, only its
+ * serial key's next job otherwise) has one parent fewer; one with none left is due now. Answers their queues.
+ */
+function* releaseDependents(sql: Sql, parentId: string, which: 'all' | 'serial'): Steps<string[]> {
   const { d, t } = sql;
+  const edges = which === 'all' ? `position <> ${CALLBACK_EDGE}` : `position = ${SERIAL_EDGE}`;
   const waiting = ((yield read(d, (b) =>
     `SELECT id, queue, parents_left FROM ${t.jobs}${d.lockHint}
-     WHERE id IN (SELECT child_id FROM ${t.deps} WHERE parent_id = ${b.id(parentId)}) AND state = 'pending' AND parents_left > 0${d.forUpdate}`)) as Outcome).rows;
+     WHERE id IN (SELECT child_id FROM ${t.deps} WHERE parent_id = ${b.id(parentId)} AND ${edges}) AND state = 'pending' AND parents_left > 0${d.forUpdate}`)) as Outcome).rows;
   const due: string[] = [];
   for (const w of waiting) {
     const last = Number(w.parents_left) === 1;
@@ -353,7 +389,7 @@ function* cancelWaiting(sql: Sql, parents: Pick<FinishedRow, 'id' | 'name' | 'st
   for (const parent of parents) {
     const waiting = ((yield read(d, (b) =>
       `SELECT id FROM ${t.jobs}${d.lockHint}
-       WHERE id IN (SELECT child_id FROM ${t.deps} WHERE parent_id = ${b.id(parent.id)}) AND state = 'pending' AND parents_left > 0${d.forUpdate}`)) as Outcome).rows;
+       WHERE id IN (SELECT child_id FROM ${t.deps} WHERE parent_id = ${b.id(parent.id)} AND position >= 0) AND state = 'pending' AND parents_left > 0${d.forUpdate}`)) as Outcome).rows;
     for (const w of waiting) {
       const id = String(w.id);
       if (seen.has(id)) continue;
@@ -437,7 +473,7 @@ function* countInBatch(sql: Sql, batchId: string, rows: FinishedRow[]): Steps<st
  * again for its parents that are live, and is refused while one has failed or was cancelled; a
  * batch job is counted out of its batch's finished jobs (its callbacks fire again only if not fired).
  */
-export function* reopenFlow(sql: Sql, id: string, previous: { state: string; flow: number; batchId: string | null }): Steps<void> {
+export function* reopenFlow(sql: Sql, id: string, previous: { state: string; flow: number; batchId: string | null; serialKey: string | null }): Steps<void> {
   const { d, t } = sql;
   if (previous.flow & FLOW.parents) {
     const parents = ((yield read(d, (b) =>
@@ -455,6 +491,15 @@ export function* reopenFlow(sql: Sql, id: string, previous: { state: string; flo
     const failed = previous.state === 'completed' ? 0 : 1;
     yield write(d, (b) => `UPDATE ${t.batches} SET finished = finished - 1, failed = failed - ${b.int(failed)}, finished_at = NULL WHERE id = ${b.text(previous.batchId!)}`);
   }
+  if (previous.serialKey !== null) {
+    // Back at the end of its key's line: it waits for the key's tail, and becomes it.
+    const before = yield* joinSerialKey(sql, previous.serialKey, id);
+    if (before) {
+      yield write(d, (b) => `DELETE FROM ${t.deps} WHERE child_id = ${b.id(id)} AND position = ${SERIAL_EDGE}`);
+      yield serialEdge(sql, id, before);
+      yield write(d, (b) => `UPDATE ${t.jobs} SET parents_left = parents_left + 1, run_at = ${b.time(WAITING_RUN_AT)} WHERE id = ${b.id(id)}`);
+    }
+  }
 }
 
 // ---------------------------------------------------------------- reads
@@ -464,7 +509,7 @@ export function jobParents({ d, t }: Sql, id: string): Statement {
   return read(d, (b) =>
     `SELECT dp.parent_id, dp.position, COALESCE(h.name, j.name) AS name, COALESCE(h.state, j.state) AS state, h.result, h.error
      FROM ${t.deps} dp LEFT JOIN ${t.history} h ON h.id = dp.parent_id LEFT JOIN ${t.jobs} j ON j.id = dp.parent_id
-     WHERE dp.child_id = ${b.id(id)} ORDER BY dp.position`);
+     WHERE dp.child_id = ${b.id(id)} AND dp.position <> ${SERIAL_EDGE} ORDER BY dp.position`);
 }
 
 /** The jobs that depend on a job. */

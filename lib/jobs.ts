@@ -116,7 +116,7 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
   /** Calls the app's listeners without letting them throw into the library; reports problems. */
   private readonly events: SafeEvents;
   private readonly definitions = new Map<string, JobDefinition>();
-  private readonly options: Required<Pick<JobsOptions, 'defaultQueue' | 'maxPayloadBytes' | 'maxAttempts'>>;
+  private readonly options: Required<Pick<JobsOptions, 'defaultQueue' | 'maxPayloadBytes' | 'maxAttempts' | 'reserveTimeout'>>;
   /** What this instance does (see JobsOptions.mode). */
   readonly mode: JobsMode;
   private readonly workerOptions: WorkerOptions | null;
@@ -132,7 +132,7 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
 
   constructor(opts: JobsOptions) {
     const o = resolveOptions(opts);
-    this.options = { defaultQueue: o.defaultQueue, maxPayloadBytes: o.maxPayloadBytes, maxAttempts: o.maxAttempts };
+    this.options = { defaultQueue: o.defaultQueue, maxPayloadBytes: o.maxPayloadBytes, maxAttempts: o.maxAttempts, reserveTimeout: o.reserveTimeout };
     this.mode = o.mode;
     this.workerOptions = o.worker;
     const log = new RateLimitedLog(o.logger);
@@ -247,6 +247,7 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
     delete merged.tx;
     const row = buildJobRow(uuidv7(), name, payload, merged, { queue: this.options.defaultQueue, maxPayloadBytes: this.options.maxPayloadBytes });
     row.maxAttempts ??= def?.maxAttempts ?? this.options.maxAttempts;
+    if (row.reserveMs !== null) row.reserveMs = this.options.reserveTimeout;
     const parents = dependsOnList(name, merged.dependsOn, sameCall);
     row.dependsOn = parents.filter((p): p is string => typeof p === 'string');
     if (parents.length) {
@@ -355,6 +356,18 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
     if (!rows.length) throw new TypeError('batch: items must hold at least one job (an empty batch would never finish)');
     const callbacks = callbacksJson('batch', opts, ['onComplete', 'onSuccess', 'onFailure'], (n, p, o) => this.row(n, p, o as EnqueueOptions)) ?? {};
     return { rows, ids, batch: { id, callbacks } };
+  }
+
+  /**
+   * Commit jobs enqueued with `reserve: true`: each runs once nothing else holds it, in its FIFO
+   * place. Answers the ids committed (a job not reserved, already committed or gone is left out).
+   */
+  async commitReserved(ids: string | string[], opts: { tx?: Tx } = {}): Promise<string[]> {
+    const list = Array.isArray(ids) ? ids : [ids];
+    for (const id of list) validateId(id);
+    const committed = await this.db.jobCommitReserved(list, givenTx(opts, 'commitReserved: opts.tx'));
+    if (committed.length && !('tx' in opts)) this.worker?.wake();
+    return committed;
   }
 
   /** A batch's jobs counted by state (exact while they run in any number of processes), or null when no job has that batchId. */

@@ -163,6 +163,12 @@ export interface EnqueueOptions<Tx = TransactionHandle> {
    */
   serial?: string;
   /**
+   * Two-phase commit: the job holds its place (its serial key, its FIFO order) but no worker sees
+   * it until jobs.commitReserved(id); jobs.cancel(id) discards it; not committed within the
+   * reserveTimeout option, it is cancelled. The result says `reserved: true`.
+   */
+  reserve?: boolean;
+  /**
    * Enqueue inside the caller's open transaction: the driver's handle (pg client in BEGIN, mysql2
    * connection, better-sqlite3 Database inside db.transaction(), slonik or mssql transaction), an
    * ORM's transaction object (Knex, Kysely, Drizzle, Prisma, TypeORM, Sequelize, MikroORM), or any
@@ -185,6 +191,8 @@ export interface EnqueueResult {
   existed: boolean;
   /** debounce: the pending job's payload was replaced and its run time moved (existed is true too). */
   replaced?: boolean;
+  /** reserve: the job waits for jobs.commitReserved. */
+  reserved?: boolean;
   /** True when the write waits for a request's commit gate. */
   deferred?: boolean;
 }
@@ -426,6 +434,8 @@ export interface NewJobRow {
   uniqueKey: string | null;
   /** The serial key (the serial option), or null. */
   serialKey: string | null;
+  /** reserve: how long the reservation lasts (the reserveTimeout option, set by the facade), or null. */
+  reserveMs: number | null;
   /** How the key is used at enqueue (./driver/portable/flow.ts insertWithFlow). */
   dedupe: { kind: 'unique'; forMs: number | null; states: JobState[] } | { kind: 'debounce'; ms: number } | null;
   bytes: number;
@@ -434,7 +444,7 @@ export interface NewJobRow {
 const ENQUEUE_KEYS = new Set([
   'delay', 'runAt', 'priority', 'queue', 'maxAttempts', 'timeout', 'backoff', 'refId', 'tag',
   'batchId', 'createdBy', 'userId', 'replyTo', 'args', 'meta', 'tx', 'name', 'payload', 'dependsOn', 'onSuccess', 'onFailure',
-  'unique', 'debounce', 'deadLetter', 'serial',
+  'unique', 'debounce', 'deadLetter', 'serial', 'reserve',
 ]);
 
 export function buildJobRow(
@@ -482,8 +492,17 @@ export function buildJobRow(
     callbackBatch: null,
     ...dedupe,
     serialKey: opts.serial === undefined ? null : dedupeKey(name, 'serial', opts.serial),
+    reserveMs: reserveOf(name, opts, delayMs, runAt),
     bytes: enc.bytes + 256,
   };
+}
+
+/** reserve: true validated (the facade sets the reservation's length); null without it. */
+function reserveOf(job: string, opts: EnqueueOptions, delayMs: number, runAt: Date | null): number | null {
+  if (opts.reserve === undefined || opts.reserve === false) return null;
+  if (opts.reserve !== true) fail(job, 'reserve', `must be true or false; got ${describe(opts.reserve)}`);
+  if (delayMs !== 0 || runAt !== null || opts.debounce !== undefined) fail(job, 'reserve', 'cannot be combined with delay, runAt or debounce (a reserved job runs once committed)');
+  return 0;
 }
 
 /** A unique or debounce key as stored: at most this many characters of the caller's key. */

@@ -49,6 +49,8 @@ export interface JobsOptions {
   maxAttempts?: number;
   /** Delete finished jobs older than this many days. Default: keep forever. */
   retentionDays?: number;
+  /** A job enqueued with `reserve: true` and not committed (jobs.commitReserved) within this many ms is cancelled. Default 1 hour. */
+  reserveTimeout?: number;
   /**
    * What this instance does. 'both' (default): enqueue, query, and (after start()) run jobs,
    * schedules and leader duties beside the app. 'producer': enqueue and query only — no worker,
@@ -86,7 +88,7 @@ export interface JobsOptions {
   directUrl?: string;
 }
 
-const OPTION_KEYS = ['db', 'mode', 'tablePrefix', 'defaultQueue', 'maxPayloadBytes', 'maxOutputBytes', 'logger', 'maxAttempts', 'retentionDays', 'worker', 'sqliteWal', 'workerPoolSize', 'leader', 'pooler', 'directUrl'];
+const OPTION_KEYS = ['db', 'mode', 'tablePrefix', 'defaultQueue', 'maxPayloadBytes', 'maxOutputBytes', 'logger', 'maxAttempts', 'retentionDays', 'reserveTimeout', 'worker', 'sqliteWal', 'workerPoolSize', 'leader', 'pooler', 'directUrl'];
 const POOLER_MODES: readonly PoolerMode[] = ['auto', 'session', 'transaction'];
 /** Poll period when a PostgreSQL worker cannot LISTEN and the app set no pollInterval, ms. */
 const UNHEARD_POLL_MS = 200;
@@ -101,6 +103,7 @@ export interface ResolvedOptions {
   defaultQueue: string;
   maxPayloadBytes: number;
   maxAttempts: number;
+  reserveTimeout: number;
   workerPoolSize: number;
   sqliteWal: boolean;
   mode: JobsMode;
@@ -130,6 +133,7 @@ export function resolveOptions(opts: JobsOptions): ResolvedOptions {
     // 64 MiB: MariaDB's default max_allowed_packet, and far past what a job payload should carry.
     maxPayloadBytes: positiveInt('maxPayloadBytes', opts.maxPayloadBytes, 1024 * 1024, 64 * 1024 * 1024),
     maxAttempts: positiveInt('maxAttempts', opts.maxAttempts, 25, 1_000_000),
+    reserveTimeout: positiveInt('reserveTimeout', opts.reserveTimeout, 3_600_000, 10 * 365 * 86_400_000),
     workerPoolSize: positiveInt('workerPoolSize', opts.workerPoolSize, 4, 100),
     sqliteWal: opts.sqliteWal === undefined ? true : checkBoolean('sqliteWal', opts.sqliteWal),
     mode,

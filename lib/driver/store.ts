@@ -320,6 +320,10 @@ export interface JobWrites {
   jobInsertFlow(batch: InsertBatch): Promise<EnqueueResult[]>;
   /** The same, synchronously (SQLite). */
   jobInsertFlowSync?(batch: InsertBatch): EnqueueResult[];
+  /** reserve: commit reserved jobs, in `tx` or a transaction of the store's; answers the ids committed. */
+  jobCommitReserved(ids: string[], tx?: unknown): Promise<string[]>;
+  /** Cancel up to `limit` reserved jobs whose reservation ran out; answers how many. */
+  jobCancelExpiredReservations(limit: number): Promise<number>;
   jobClaim(req: ClaimRequest): Promise<ClaimedJob[]>;
   /** Move completed attempts to history. Returns the ids that were still owned. */
   jobCompleteMany(items: CompleteItem[]): Promise<Set<string>>;

@@ -12,6 +12,11 @@ import { rescueStalled } from './rescuer.ts';
  * grain): internal, so a test can see pruning happen without waiting a minute.
  */
 export const PRUNE_EVERY = { ms: 60_000 };
+/** How often the leader cancels reservations that ran out, ms (internal, as PRUNE_EVERY). */
+export const RESERVATIONS_EVERY = { ms: 5_000 };
+/** Reservations cancelled per round at most. */
+const RESERVATIONS_BATCH = 500;
+
 /** History rows deleted per statement. */
 const PRUNE_BATCH = 1000;
 
@@ -27,7 +32,7 @@ export class Maintenance {
   private readonly periodic: Periodic;
 
   constructor(
-    private readonly store: WorkerLiveness & Pick<JobWrites, 'jobFailMany'>,
+    private readonly store: WorkerLiveness & Pick<JobWrites, 'jobFailMany' | 'jobCancelExpiredReservations'>,
     private readonly opts: { stallTimeout: number; retentionMs: number | null },
     private readonly hooks: MaintenanceHooks,
   ) {
@@ -37,6 +42,13 @@ export class Maintenance {
   start(): void {
     this.periodic.every(Math.max(1000, Math.floor(this.opts.stallTimeout / 2)), () => this.rescue());
     if (this.opts.retentionMs !== null) this.periodic.every(PRUNE_EVERY.ms, () => this.prune());
+    this.periodic.every(RESERVATIONS_EVERY.ms, () => this.expireReservations());
+  }
+
+  /** Reserved jobs never committed in time are cancelled (their serial key moves on; onFailure runs). */
+  private async expireReservations(): Promise<void> {
+    if (!this.hooks.leads()) return;
+    while (!this.stopping && (await this.store.jobCancelExpiredReservations(RESERVATIONS_BATCH)) === RESERVATIONS_BATCH);
   }
 
   private async rescue(): Promise<void> {

@@ -207,3 +207,65 @@ forEachDialect('flow control: serial keys', ({ fresh }) => {
     await jobs.stop();
   });
 });
+
+forEachDialect('flow control: two-phase commit (reserve)', ({ fresh }) => {
+  it('a reserved job holds its place in its serial key and in FIFO order, and runs once committed', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { pollInterval: 20, concurrency: 1 } });
+    const order: string[] = [];
+    jobs.define('r', async (p: { name: string }) => void order.push(p.name));
+    const a = await jobs.enqueue('r', { name: 'a' }, { reserve: true, serial: 'k' });
+    expect(a).to.deep.include({ existed: false, reserved: true });
+    const b = await jobs.enqueue('r', { name: 'b' }, { serial: 'k' });
+    const c = await jobs.enqueue('r', { name: 'c' });
+    await jobs.start();
+    await until(async () => (await jobs.get(c.id))?.state === 'completed', 'the unrelated job');
+    await new Promise((r) => setTimeout(r, 200));
+    expect(order, 'nothing of the key ran before the commit').to.deep.equal(['c']);
+    expect(await jobs.get(a.id)).to.deep.include({ state: 'pending', waitingFor: 1 });
+    await jobs.stop();
+    const d = await jobs.enqueue('r', { name: 'd' });
+    expect(await jobs.commitReserved(a.id)).to.deep.equal([a.id]);
+    expect(await jobs.commitReserved([a.id]), 'committed once').to.deep.equal([]);
+    await jobs.start();
+    await until(async () => (await jobs.get(b.id))?.state === 'completed', 'the key to move on');
+    await until(async () => (await jobs.get(d.id))?.state === 'completed', 'the later job');
+    expect(order, 'a ran in its FIFO place (before d, enqueued after it), b after a').to.deep.equal(['c', 'a', 'd', 'b']);
+    await jobs.stop();
+  });
+
+  it('cancel discards a reservation and frees its key; one never committed is cancelled after reserveTimeout', async () => {
+    const { RESERVATIONS_EVERY } = await import('../../lib/maintenance/service.ts');
+    const every = RESERVATIONS_EVERY.ms;
+    RESERVATIONS_EVERY.ms = 100;
+    try {
+      const t = await fresh();
+      const jobs = t.jobs({ worker: { pollInterval: 20 }, reserveTimeout: 400 } as never);
+      const ran: string[] = [];
+      jobs.define('r', async (p: { name: string }) => void ran.push(p.name));
+      const a = await jobs.enqueue('r', { name: 'a' }, { reserve: true, serial: 'k' });
+      const b = await jobs.enqueue('r', { name: 'b' }, { serial: 'k' });
+      expect(await jobs.cancel(a.id)).to.equal(true);
+      await jobs.start();
+      await until(async () => (await jobs.get(b.id))?.state === 'completed', 'the key to move on after the cancel');
+      const late = await jobs.enqueue('r', { name: 'late' }, { reserve: true });
+      await until(async () => (await jobs.get(late.id))?.state === 'cancelled', 'the expired reservation to be cancelled', 5000);
+      expect(ran).to.deep.equal(['b']);
+      expect(await jobs.commitReserved(late.id)).to.deep.equal([]);
+      await jobs.stop();
+    } finally {
+      RESERVATIONS_EVERY.ms = every;
+    }
+  });
+
+  it('refuses reserve with delay or a non-boolean', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: false });
+    for (const opts of [{ reserve: true, delay: 10 }, { reserve: 'yes' }]) {
+      await jobs.enqueue('x', {}, opts as never).then(
+        () => expect.fail(`${JSON.stringify(opts)} should be refused`),
+        (err) => expect(err.field).to.equal('reserve'),
+      );
+    }
+  });
+});

@@ -5,7 +5,7 @@
  */
 import { DIALECTS } from '../../lib/driver/portable/dialect.ts';
 import { tables, type Outcome, type Statement, type Steps } from '../../lib/driver/portable/statement.ts';
-import { batchCounts, batchRow, finishJobs, insertWithFlow, jobDependents, jobParents, reopenFlow } from '../../lib/driver/portable/flow.ts';
+import { batchCounts, batchRow, commitReserved, finishJobs, insertWithFlow, jobDependents, jobParents, reopenFlow, reservationsExpired } from '../../lib/driver/portable/flow.ts';
 import type { Sql } from '../../lib/driver/portable/sql.ts';
 import type { Dialect } from '../../lib/driver/store.ts';
 import { leaseRelease, leaseRenew } from '../../lib/driver/portable/leases.ts';
@@ -90,7 +90,7 @@ function flowStatements(sql: Sql): [string, Statement][] {
   }
   const row = { id: TOKEN, name: HOSTILE, queue: HOSTILE, payloadJson: '{}', payloadBin: null, priority: 0, maxAttempts: 3, timeoutMs: null, backoffJson: null,
     delayMs: 5, runAt: null, refId: HOSTILE, tag: null, batchId: HOSTILE, createdBy: null, userId: null, replyTo: null, argsJson: null, metaJson: null,
-    dependsOn: [UUID, PARENT_FAILED], flow: 8 | 4, callbacksJson: callbacks, callbackBatch: null, uniqueKey: null, dedupe: null, serialKey: HOSTILE, bytes: 0 };
+    dependsOn: [UUID, PARENT_FAILED], flow: 8 | 4, callbacksJson: callbacks, callbackBatch: null, uniqueKey: null, dedupe: null, serialKey: HOSTILE, reserveMs: 60_000, bytes: 0 };
   out.push(...each('insertWithFlow', played(insertWithFlow(sql, [row], [{ id: HOSTILE, callbacks: JSON.parse(callbacks) }]), answers(sql, callbacks))));
   const unique = { ...row, id: UUID, dependsOn: [], refId: null, flow: 0, uniqueKey: `u:${HOSTILE}`, dedupe: { kind: 'unique' as const, forMs: 60_000, states: ['pending' as const, 'completed' as const] } };
   const debounce = { ...row, id: UUID, dependsOn: [], refId: null, flow: 0, uniqueKey: `d:${HOSTILE}`, dedupe: { kind: 'debounce' as const, ms: 500 } };
@@ -98,6 +98,8 @@ function flowStatements(sql: Sql): [string, Statement][] {
   out.push(...each('insertWithFlow (debounce, one waiting)', played(insertWithFlow(sql, [debounce]), (s) => ({ rows: s.returnsRows ? [{ id: TOKEN }] : [], changes: 1 }))));
   const tailLive = (s: Statement): Outcome => ({ rows: /tail_id FROM/.test(s.text) ? [{ tail_id: TOKEN }] : s.returnsRows ? [{ id: TOKEN }] : [], changes: 1 });
   out.push(...each('reopenFlow', played(reopenFlow(sql, UUID, { state: 'failed', flow: 8 | 4, batchId: HOSTILE, serialKey: HOSTILE }), tailLive)));
+  out.push(...each('commitReserved', played(commitReserved(sql, [UUID, TOKEN]), (s) => ({ rows: s.returnsRows ? [{ id: UUID, queue: HOSTILE, parents_left: 1 }, { id: TOKEN, queue: HOSTILE, parents_left: 2 }] : [], changes: 1 }))));
+  out.push(['reservationsExpired', reservationsExpired(sql, 100)]);
   out.push(['jobParents', jobParents(sql, UUID)], ['jobDependents', jobDependents(sql, UUID)], ['batchCounts', batchCounts(sql, HOSTILE)], ['batchRow', batchRow(sql, HOSTILE)]);
   return out;
 }

@@ -14,7 +14,7 @@ import type {
   StoredSchedule, ThroughputBuckets, WorkerInfo, WorkerRecord,
 } from '../store.ts';
 import type { EnqueueResult } from '../../model.ts';
-import { CALLBACK_EDGE, afterRemoved, batchCounts, batchRow, finishJobs, insertWithFlow, jobDependents, jobParents, reopenFlow, type FinishItem, type FlowOutcome, type StoredCallbacks } from './flow.ts';
+import { CALLBACK_EDGE, afterRemoved, batchCounts, batchRow, commitReserved, finishJobs, reservationsExpired, insertWithFlow, jobDependents, jobParents, reopenFlow, type FinishItem, type FlowOutcome, type StoredCallbacks } from './flow.ts';
 import type { SqlDialect } from './dialect.ts';
 import type { Sql } from './sql.ts';
 import { tables, type Outcome, type SqlRunner, type Statement, type Steps, type Tables } from './statement.ts';
@@ -99,6 +99,21 @@ export abstract class PortableStore implements Sql {
    */
   async jobInsertFlow(batch: InsertBatch): Promise<EnqueueResult[]> {
     return this.withWake(await this.withinCaller(batch.tx, insertWithFlow(this, batch.rows, batch.batches)));
+  }
+
+  /** Commit reserved jobs (in the caller's transaction, or one of ours); answers the ids committed. */
+  async jobCommitReserved(ids: string[], tx?: unknown): Promise<string[]> {
+    const wanted = [...new Set(ids.filter(isValidId))];
+    if (!wanted.length) return [];
+    return this.withWake(await this.withinCaller(tx, commitReserved(this, wanted)));
+  }
+
+  /** Cancel up to `limit` reservations that ran out, each with its workflow; answers how many. */
+  async jobCancelExpiredReservations(limit: number): Promise<number> {
+    const { rows } = await this.runner.run(reservationsExpired(this, limit));
+    let cancelled = 0;
+    for (const r of rows) if (await this.jobCancel(String(r.id))) cancelled++;
+    return cancelled;
   }
 
   /** Steps in the caller's open transaction `tx`, or (undefined) in one of ours. */

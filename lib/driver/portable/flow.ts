@@ -152,12 +152,13 @@ export function* insertWithFlow(sql: Sql, rows: NewJobRow[], batches: NewBatch[]
     }
     const parents = [...new Set(r.dependsOn.map((p) => holderOf.get(p) ?? p))];
     const before = r.serialKey === null ? null : yield* joinSerialKey(sql, r.serialKey, r.id);
-    const waitingFor = parents.filter((p) => !done.has(p)).length + (before ? 1 : 0);
+    // A reserved job has one hold more: jobs.commitReserved takes it away.
+    const waitingFor = parents.filter((p) => !done.has(p)).length + (before ? 1 : 0) + (r.reserveMs !== null ? 1 : 0);
     yield insertJob(sql, r, waitingFor);
     if (waitingFor === 0 && r.runAt === null && r.delayMs === 0) due.add(r.queue);
     if (parents.length) yield insertEdges(sql, r.id, parents);
     if (before) yield serialEdge(sql, r.id, before);
-    results.push({ id: r.id, existed: false });
+    results.push(r.reserveMs !== null ? { id: r.id, existed: false, reserved: true } : { id: r.id, existed: false });
   }
   // A dependent enqueued after its parent failed or was cancelled is cancelled as the parent's
   // dependents were (the same flow, so its own dependents, callbacks and batch follow).
@@ -226,6 +227,7 @@ function insertJob(sql: Sql, r: NewJobRow | (StoredCallback & { id: string; payl
       ['reply_to', () => b.text(r.replyTo)], ['args', () => b.longText(r.argsJson)], ['flow', () => b.int(r.flow)],
       ['parents_left', () => b.int(parentsLeft)], ['callbacks', () => b.longText(r.callbacksJson)], ['callback_batch', () => b.text(r.callbackBatch)],
       ['unique_key', () => b.text(r.uniqueKey ?? null)], ['serial_key', () => b.text(r.serialKey ?? null)],
+      ['reserved_until', () => (r.reserveMs ? d.plusMs(d.now, b.bigint(r.reserveMs)) : d.nullAs('time'))],
     ];
     const values = row.map(([, v]) => v()).join(', ');
     return `INSERT INTO ${t.jobs} (${row.map(([c]) => c).join(', ')}) VALUES (${values})`;
@@ -500,6 +502,34 @@ export function* reopenFlow(sql: Sql, id: string, previous: { state: string; flo
       yield write(d, (b) => `UPDATE ${t.jobs} SET parents_left = parents_left + 1, run_at = ${b.time(WAITING_RUN_AT)} WHERE id = ${b.id(id)}`);
     }
   }
+}
+
+// ---------------------------------------------------------------- two-phase commit
+
+/**
+ * Commit reserved jobs: each loses its reservation's hold, and one with no other hold left is due
+ * at its enqueue time (its FIFO place). Answers the ids committed (a job not reserved, or gone, is not).
+ */
+export function* commitReserved(sql: Sql, ids: string[]): Steps<FlowOutcome<string[]>> {
+  const { d, t } = sql;
+  const held = ((yield read(d, (b) =>
+    `SELECT id, queue, parents_left FROM ${t.jobs}${d.lockHint} WHERE id ${b.ids(ids)} AND reserved_until IS NOT NULL${d.forUpdate}`)) as Outcome).rows;
+  const wake = new Set<string>();
+  for (const r of held) {
+    const last = Number(r.parents_left) <= 1;
+    yield write(d, (b) =>
+      last
+        ? `UPDATE ${t.jobs} SET reserved_until = NULL, parents_left = 0, run_at = created_at WHERE id = ${b.id(String(r.id))}`
+        : `UPDATE ${t.jobs} SET reserved_until = NULL, parents_left = parents_left - 1 WHERE id = ${b.id(String(r.id))}`);
+    if (last) wake.add(String(r.queue));
+  }
+  return { value: held.map((r) => String(r.id)), wake };
+}
+
+/** Reserved jobs whose reservation ran out (the leader cancels them), oldest first. */
+export function reservationsExpired({ d, t }: Sql, limit: number): Statement {
+  return read(d, (b) =>
+    `SELECT ${b.top(limit)}id FROM ${t.jobs} WHERE reserved_until < ${d.now} ORDER BY reserved_until${b.limit(limit)}`);
 }
 
 // ---------------------------------------------------------------- reads

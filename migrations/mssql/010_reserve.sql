@@ -1,0 +1,3 @@
+-- Two-phase commit (issue 14): see migrations/postgres/010_reserve.sql.
+ALTER TABLE {{prefix}}jobs ADD reserved_until DATETIME2(3);
+CREATE INDEX {{prefix}}jobs_reserved ON {{prefix}}jobs (reserved_until) WHERE reserved_until IS NOT NULL;

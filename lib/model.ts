@@ -81,6 +81,12 @@ export interface JobRecord<P = unknown, R = unknown> {
   waitingFor: number;
   /** The batch whose callback this job is (jobs.batch's onComplete, onSuccess or onFailure), or null. */
   callbackOf: string | null;
+  /** Its serial key (the serial option), or null. */
+  serialKey: string | null;
+  /** A reserved job (reserve: true) not committed yet: when its reservation runs out. Null otherwise. */
+  reservedUntil: Date | null;
+  /** Its unique or debounce key, or null. */
+  uniqueKey: { kind: 'unique' | 'debounce'; key: string } | null;
   /** The job names its onSuccess / onFailure callbacks enqueue when it finishes, or null when it has none. */
   callbacks: JobCallbackNames | null;
 }

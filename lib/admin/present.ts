@@ -45,15 +45,35 @@ export function showValue(v: unknown): { kind: 'none' | 'json' | 'binary'; text:
  * Why a pending job does not run: "waiting for 2 of 3 parents" ("waiting for 2 parents" when the
  * count of parents is not at hand, as in the list); null for a job not held by its parents.
  */
-export function waiting(job: { state: string; waitingFor: number }, parents?: number): string | null {
+export function waiting(job: HeldJob, parents?: number): string | null {
   if (job.state !== 'pending' || job.waitingFor <= 0) return null;
-  const total = parents !== undefined && parents >= job.waitingFor ? parents : null;
-  return `waiting for ${job.waitingFor}${total === null ? '' : ` of ${total}`} parent${(total ?? job.waitingFor) === 1 ? '' : 's'}`;
+  // Its holds: one per parent not completed, one for the job before it on its serial key, one for a reservation.
+  const reserved = job.reservedUntil ? 1 : 0;
+  const rest = job.waitingFor - reserved;
+  const why: string[] = [];
+  if (reserved) why.push('reserved: it runs once committed (jobs.commitReserved)');
+  if (rest > 0 && job.serialKey) {
+    why.push(`waiting for ${rest} earlier job${rest === 1 ? '' : 's'} to finish (its parents, or the one before it on serial key ${job.serialKey})`);
+  } else if (rest > 0) {
+    const total = parents !== undefined && parents >= rest ? parents : null;
+    why.push(`waiting for ${rest}${total === null ? '' : ` of ${total}`} parent${(total ?? rest) === 1 ? '' : 's'}`);
+  }
+  return why.join('; ');
+}
+
+/** What holds a pending job back (see waiting()). */
+interface HeldJob {
+  state: string;
+  waitingFor: number;
+  serialKey?: string | null;
+  reservedUntil?: Date | null;
 }
 
 /** When a job runs: a waiting job's stored run_at is the end of time (9999), which says nothing to a reader. */
-export function runAt(job: { state: string; waitingFor: number; runAt: Date }): string {
-  return waiting(job) ? 'after its parents' : time(job.runAt);
+export function runAt(job: HeldJob & { runAt: Date }): string {
+  if (!waiting(job)) return time(job.runAt);
+  if (job.reservedUntil && job.waitingFor === 1) return 'once committed';
+  return job.reservedUntil || job.serialKey ? 'after the jobs it waits for' : 'after its parents';
 }
 
 /**

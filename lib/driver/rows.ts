@@ -64,6 +64,9 @@ export function toJobRecord(row: Row, codec: RowCodec): JobRecord {
     workerId: (row.worker_id as string | null) ?? null,
     waitingFor: row.parents_left == null ? 0 : Number(row.parents_left),
     callbackOf: row.callback_batch == null ? null : String(row.callback_batch),
+    serialKey: row.serial_key == null ? null : String(row.serial_key),
+    reservedUntil: codec.date(row.reserved_until),
+    uniqueKey: uniqueKeyOf(row.unique_key),
     callbacks: callbackNames(codec.json(row.callbacks)),
   };
   if ('payload' in row || 'payload_bin' in row) {
@@ -71,6 +74,13 @@ export function toJobRecord(row: Row, codec: RowCodec): JobRecord {
   }
   if ('result' in row) rec.result = codec.json(row.result) ?? null;
   return rec;
+}
+
+/** The caller's unique or debounce key, without the stored kind prefix (`u:` / `d:`). */
+function uniqueKeyOf(v: unknown): { kind: 'unique' | 'debounce'; key: string } | null {
+  if (v == null) return null;
+  const s = String(v);
+  return { kind: s.startsWith('d:') ? 'debounce' : 'unique', key: s.slice(2) };
 }
 
 /** The stored callbacks (whole enqueue rows) reduced to their names: a record carries no callback's payload. */

@@ -246,3 +246,21 @@ forEachDialect('admin transient runs', ({ fresh }) => {
     expect((await request(app).get(`${BASE}/jobs`).expect(200)).text).to.not.include('Transient runs in this process');
   });
 });
+
+forEachDialect('admin flow control', ({ fresh }) => {
+  it('a job page shows its serial, unique and debounce keys and its reservation, escaped, and says why it waits', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: false });
+    const app = appWith(jobs);
+    const first = await jobs.enqueue('step', {}, { serial: XSS, reserve: true });
+    const second = await jobs.enqueue('step', {}, { serial: XSS, unique: { key: XSS } });
+    const debounced = await jobs.enqueue('step', {}, { debounce: { key: 'd-key', ms: HOUR } });
+    const firstPage = (await request(app).get(`${BASE}/jobs/${first.id}`).expect(200)).text;
+    expect(firstPage).to.include('id="reserved-until"').and.include('reserved: it runs once committed').and.include('once committed');
+    expect(firstPage).to.include(ESCAPED).and.not.include('<script>window.pwned');
+    const secondPage = (await request(app).get(`${BASE}/jobs/${second.id}`).expect(200)).text;
+    expect(secondPage).to.include('id="serial-key"').and.include('unique key').and.include('waiting for 1 earlier job to finish');
+    expect(secondPage).to.not.include('9999').and.not.include('<script>window.pwned');
+    expect((await request(app).get(`${BASE}/jobs/${debounced.id}`).expect(200)).text).to.include('debounce key').and.include('d-key');
+  });
+});

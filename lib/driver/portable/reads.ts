@@ -13,6 +13,7 @@ import { read, type Binder, type Statement } from './statement.ts';
 const SUMMARY = [
   'id', 'name', 'queue', 'state', 'priority', 'attempts', 'max_attempts', 'timeout_ms', 'run_at', 'created_at', 'started_at',
   'ref_id', 'tag', 'batch_id', 'created_by', 'meta', 'progress', 'progress_message', 'checkpoint', 'error', 'worker_id', 'user_id', 'reply_to', 'args', 'callback_batch', 'callbacks',
+  'serial_key', 'unique_key',
 ];
 const PAYLOAD = ['payload', 'payload_bin'];
 /** Every column of a job both tables have. */
@@ -30,9 +31,9 @@ export interface JobId {
 export function jobGet({ d, t }: Sql, k: JobId): Statement {
   const cols = columns(d, RECORD);
   return read(d, (b) =>
-    `SELECT ${cols}, ${d.nullAs('time')} AS finished_at, ${d.nullAs('json')} AS result, parents_left FROM ${t.jobs} WHERE id = ${b.id(k.id)}
+    `SELECT ${cols}, ${d.nullAs('time')} AS finished_at, ${d.nullAs('json')} AS result, parents_left, reserved_until FROM ${t.jobs} WHERE id = ${b.id(k.id)}
      UNION ALL
-     SELECT ${cols}, finished_at, result, 0 AS parents_left FROM ${t.history} WHERE id = ${b.id(k.id)}`);
+     SELECT ${cols}, finished_at, result, 0 AS parents_left, ${d.nullAs('time')} AS reserved_until FROM ${t.history} WHERE id = ${b.id(k.id)}`);
 }
 
 /** The failed attempts of a job (the current one is described by the job itself). */
@@ -120,8 +121,8 @@ export function jobsList({ d, t }: Sql, filter: ListFilter): Statement {
   const payload = filter.includePayload === true;
   const cols = columns(d, payload ? [...SUMMARY, ...PAYLOAD] : SUMMARY);
   // The columns only history has: typed NULLs in the live half.
-  const liveTail = `${d.nullAs('time')} AS finished_at${payload ? `, ${d.nullAs('json')} AS result` : ''}, parents_left`;
-  const historyTail = `finished_at${payload ? ', result' : ''}, 0 AS parents_left`;
+  const liveTail = `${d.nullAs('time')} AS finished_at${payload ? `, ${d.nullAs('json')} AS result` : ''}, parents_left, reserved_until`;
+  const historyTail = `finished_at${payload ? ', result' : ''}, 0 AS parents_left, ${d.nullAs('time')} AS reserved_until`;
   return read(d, (b) => {
     const top = b.top(limit);
     const half = (table: string, tail: string, states: JobState[], allStates: number, alias: string) =>

@@ -49,6 +49,11 @@ export interface JobsOptions {
   maxAttempts?: number;
   /** Delete finished jobs older than this many days. Default: keep forever. */
   retentionDays?: number;
+  /**
+   * Priority aging: a due pending job gains one priority step for each `everyMs` it has waited, so a
+   * flood of higher priorities cannot starve it (the leader raises them; claims are unchanged).
+   */
+  priorityAging?: { everyMs: number };
   /** A job enqueued with `reserve: true` and not committed (jobs.commitReserved) within this many ms is cancelled. Default 1 hour. */
   reserveTimeout?: number;
   /**
@@ -60,7 +65,7 @@ export interface JobsOptions {
    */
   mode?: JobsMode;
   /** Worker settings. `false`: the same as mode 'producer'. */
-  worker?: Partial<Omit<WorkerOptions, 'retentionMs' | 'maxOutputBytes' | 'pollUnheard'>> | false;
+  worker?: Partial<Omit<WorkerOptions, 'retentionMs' | 'agingMs' | 'maxOutputBytes' | 'pollUnheard'>> | false;
   /** SQLite: put the database file in WAL mode (recommended; a property of the file). Default true. */
   sqliteWal?: boolean;
   /** PostgreSQL, MySQL/MariaDB: size of the private pool the worker uses for claims, outcomes and heartbeats. Default 4. */
@@ -88,7 +93,7 @@ export interface JobsOptions {
   directUrl?: string;
 }
 
-const OPTION_KEYS = ['db', 'mode', 'tablePrefix', 'defaultQueue', 'maxPayloadBytes', 'maxOutputBytes', 'logger', 'maxAttempts', 'retentionDays', 'reserveTimeout', 'worker', 'sqliteWal', 'workerPoolSize', 'leader', 'pooler', 'directUrl'];
+const OPTION_KEYS = ['db', 'mode', 'tablePrefix', 'defaultQueue', 'maxPayloadBytes', 'maxOutputBytes', 'logger', 'maxAttempts', 'retentionDays', 'reserveTimeout', 'priorityAging', 'worker', 'sqliteWal', 'workerPoolSize', 'leader', 'pooler', 'directUrl'];
 const POOLER_MODES: readonly PoolerMode[] = ['auto', 'session', 'transaction'];
 /** Poll period when a PostgreSQL worker cannot LISTEN and the app set no pollInterval, ms. */
 const UNHEARD_POLL_MS = 200;
@@ -123,7 +128,7 @@ export function resolveOptions(opts: JobsOptions): ResolvedOptions {
   }
   const mode = buildMode(opts);
   const maxOutputBytes = positiveInt('maxOutputBytes', opts.maxOutputBytes, 1024 * 1024, 64 * 1024 * 1024);
-  const worker = mode === 'producer' ? null : { ...buildWorkerOptions(opts.worker || {}, opts.retentionDays), maxOutputBytes };
+  const worker = mode === 'producer' ? null : { ...buildWorkerOptions(opts.worker || {}, opts.retentionDays), agingMs: buildAging(opts.priorityAging), maxOutputBytes };
   if (worker?.leaderOnly && !opts.leader) {
     throw new TypeError('createJobs: worker.leaderOnly needs leader: true (only the elected leader processes jobs)');
   }
@@ -187,7 +192,7 @@ export function intInRange(field: string, v: unknown, dflt: number, min: number,
   return v;
 }
 
-function buildWorkerOptions(w: Partial<WorkerOptions>, retentionDays: number | undefined): Omit<WorkerOptions, 'maxOutputBytes'> {
+function buildWorkerOptions(w: Partial<WorkerOptions>, retentionDays: number | undefined): Omit<WorkerOptions, 'maxOutputBytes' | 'agingMs'> {
   if (w === null || typeof w !== 'object') throw new TypeError(`createJobs: worker must be an object or false; got ${describe(w)}`);
   for (const k of Object.keys(w)) {
     if (!WORKER_KEYS.includes(k)) throw new TypeError(`createJobs: unknown worker option "${k}"; allowed: ${WORKER_KEYS.join(', ')}`);
@@ -227,6 +232,17 @@ function buildWorkerOptions(w: Partial<WorkerOptions>, retentionDays: number | u
     leaderOnly: w.leaderOnly === undefined ? false : checkBoolean('worker.leaderOnly', w.leaderOnly),
     retentionMs: retentionDays === undefined ? null : Math.round(retentionDays * 86_400_000),
   };
+}
+
+/** priorityAging: { everyMs } (at least 100 ms), or null without it. */
+function buildAging(v: unknown): number | null {
+  if (v === undefined) return null;
+  if (v === null || typeof v !== 'object' || Object.keys(v).some((k) => k !== 'everyMs')) {
+    throw new TypeError(`createJobs: priorityAging must be { everyMs }; got ${describe(v)}`);
+  }
+  const everyMs = (v as { everyMs?: unknown }).everyMs;
+  if (everyMs === undefined) throw new TypeError('createJobs: priorityAging.everyMs is required (milliseconds per priority step)');
+  return intInRange('createJobs: priorityAging.everyMs', everyMs, 0, 100, MAX_TIMER_MS);
 }
 
 function checkBoolean(field: string, v: unknown): boolean {

@@ -324,6 +324,8 @@ export interface JobWrites {
   jobCommitReserved(ids: string[], tx?: unknown): Promise<string[]>;
   /** Cancel up to `limit` reserved jobs whose reservation ran out; answers how many. */
   jobCancelExpiredReservations(limit: number): Promise<number>;
+  /** Priority aging: one step up for due pending jobs that waited `everyMs` since the last (./portable/aging.ts). */
+  jobsAgePriority(req: { everyMs: number; limit: number }): Promise<number>;
   jobClaim(req: ClaimRequest): Promise<ClaimedJob[]>;
   /** Move completed attempts to history. Returns the ids that were still owned. */
   jobCompleteMany(items: CompleteItem[]): Promise<Set<string>>;

@@ -17,6 +17,9 @@ export const RESERVATIONS_EVERY = { ms: 5_000 };
 /** Reservations cancelled per round at most. */
 const RESERVATIONS_BATCH = 500;
 
+/** Jobs raised per statement by priority aging. */
+const AGING_BATCH = 1000;
+
 /** History rows deleted per statement. */
 const PRUNE_BATCH = 1000;
 
@@ -32,8 +35,8 @@ export class Maintenance {
   private readonly periodic: Periodic;
 
   constructor(
-    private readonly store: WorkerLiveness & Pick<JobWrites, 'jobFailMany' | 'jobCancelExpiredReservations'>,
-    private readonly opts: { stallTimeout: number; retentionMs: number | null },
+    private readonly store: WorkerLiveness & Pick<JobWrites, 'jobFailMany' | 'jobCancelExpiredReservations' | 'jobsAgePriority'>,
+    private readonly opts: { stallTimeout: number; retentionMs: number | null; agingMs: number | null },
     private readonly hooks: MaintenanceHooks,
   ) {
     this.periodic = new Periodic((err) => hooks.error(err));
@@ -43,6 +46,14 @@ export class Maintenance {
     this.periodic.every(Math.max(1000, Math.floor(this.opts.stallTimeout / 2)), () => this.rescue());
     if (this.opts.retentionMs !== null) this.periodic.every(PRUNE_EVERY.ms, () => this.prune());
     this.periodic.every(RESERVATIONS_EVERY.ms, () => this.expireReservations());
+    const aging = this.opts.agingMs;
+    if (aging !== null) this.periodic.every(Math.max(100, Math.min(5000, Math.floor(aging / 2))), () => this.age(aging));
+  }
+
+  /** Priority aging: raise the jobs that waited another step, in batches. */
+  private async age(everyMs: number): Promise<void> {
+    if (!this.hooks.leads()) return;
+    while (!this.stopping && (await this.store.jobsAgePriority({ everyMs, limit: AGING_BATCH })) >= AGING_BATCH);
   }
 
   /** Reserved jobs never committed in time are cancelled (their serial key moves on; onFailure runs). */

@@ -44,6 +44,8 @@ export interface WorkerOptions {
   logFlushInterval: number;
   /** Delete history older than this many ms (leader duty; any worker may run it safely). */
   retentionMs: number | null;
+  /** Priority aging: one step up per this many ms of waiting (the leader's chore), or null. */
+  agingMs: number | null;
   /** Claim jobs only while this instance is the elected leader (needs `leader`). */
   leaderOnly?: boolean;
   /** Largest result, checkpoint, progress message or log line, in UTF-8 bytes (the createJobs option). */

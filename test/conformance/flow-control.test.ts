@@ -269,3 +269,45 @@ forEachDialect('flow control: two-phase commit (reserve)', ({ fresh }) => {
     }
   });
 });
+
+forEachDialect('flow control: priority aging', ({ fresh }) => {
+  it('a priority-0 job starts within 10 × everyMs while priority-10 jobs keep arriving and a backlog of them never empties', async () => {
+    const t = await fresh();
+    const everyMs = 200;
+    // No claiming ahead: the jobs not started stay pending, where the count below sees them.
+    const jobs = t.jobs({ worker: { pollInterval: 20, concurrency: 1, prefetch: 0 }, priorityAging: { everyMs } } as never);
+    let pendingWhenLowStarted = -1;
+    let lowStartedAt = 0;
+    jobs.define('work', async (p: { name: string }) => {
+      if (p.name === 'low') {
+        lowStartedAt = Date.now();
+        pendingWhenLowStarted = Number((await t.query<{ n: number }>(`SELECT COUNT(*) AS n FROM ${t.prefix}jobs WHERE state = 'pending'`))[0].n);
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    });
+    // The feeder keeps 5 high jobs pending, so the queue is never empty (without aging the low job
+    // would wait until the arrivals stop) and none of them waits long (they age too).
+    await jobs.enqueueMany(Array.from({ length: 5 }, () => ({ name: 'work', payload: { name: 'high' }, priority: 10 })));
+    const low = await jobs.enqueue('work', { name: 'low' }, { priority: 0 });
+    const since = Date.now();
+    let feeding = true;
+    const feed = (async () => {
+      while (feeding) {
+        const pending = Number((await t.query<{ n: number }>(`SELECT COUNT(*) AS n FROM ${t.prefix}jobs WHERE state = 'pending' AND priority >= 10`))[0].n);
+        if (pending < 5) await jobs.enqueueMany(Array.from({ length: 5 - pending }, () => ({ name: 'work', payload: { name: 'high' }, priority: 10 })));
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    })();
+    await jobs.start();
+    try {
+      await until(async () => lowStartedAt > 0, 'the low-priority job to start', 10 * everyMs + 3000);
+    } finally {
+      feeding = false;
+      await feed;
+    }
+    expect(pendingWhenLowStarted, 'high-priority jobs were still waiting: aging, not an empty queue, let it run').to.be.greaterThan(0);
+    expect(lowStartedAt - since, 'within 10 × everyMs, plus the wait of the jobs ahead and a poll').to.be.below(10 * everyMs + 1500);
+    expect((await jobs.get(low.id))!.priority, 'raised a step per everyMs').to.be.within(9, 16);
+    await jobs.stop();
+  });
+});

@@ -9,6 +9,7 @@ import { batchCounts, batchRow, commitReserved, finishJobs, insertWithFlow, jobD
 import type { Sql } from '../../lib/driver/portable/sql.ts';
 import type { Dialect } from '../../lib/driver/store.ts';
 import { leaseRelease, leaseRenew } from '../../lib/driver/portable/leases.ts';
+import { jobsRaise, jobsToAge } from '../../lib/driver/portable/aging.ts';
 import {
   clockNow, jobAttempts, jobGet, jobLogs, jobsFinishedCounts, jobsList, jobsLiveCounts, jobsThroughput, queuesPaused, queuesStats, workersList,
 } from '../../lib/driver/portable/reads.ts';
@@ -100,6 +101,8 @@ function flowStatements(sql: Sql): [string, Statement][] {
   out.push(...each('reopenFlow', played(reopenFlow(sql, UUID, { state: 'failed', flow: 8 | 4, batchId: HOSTILE, serialKey: HOSTILE }), tailLive)));
   out.push(...each('commitReserved', played(commitReserved(sql, [UUID, TOKEN]), (s) => ({ rows: s.returnsRows ? [{ id: UUID, queue: HOSTILE, parents_left: 1 }, { id: TOKEN, queue: HOSTILE, parents_left: 2 }] : [], changes: 1 }))));
   out.push(['reservationsExpired', reservationsExpired(sql, 100)]);
+  out.push(['jobsToAge (fresh)', jobsToAge(sql, { everyMs: 60_000, limit: 1000, fresh: true })], ['jobsToAge (raised before)', jobsToAge(sql, { everyMs: 60_000, limit: 1000, fresh: false })]);
+  out.push(['jobsRaise', jobsRaise(sql, [UUID, TOKEN], 60_000)]);
   out.push(['jobParents', jobParents(sql, UUID)], ['jobDependents', jobDependents(sql, UUID)], ['batchCounts', batchCounts(sql, HOSTILE)], ['batchRow', batchRow(sql, HOSTILE)]);
   return out;
 }

@@ -20,6 +20,7 @@ import type { Sql } from './sql.ts';
 import { tables, type Outcome, type SqlRunner, type Statement, type Steps, type Tables } from './statement.ts';
 import { cancelJob, historyPrune, historyPrunePick, jobFlowOf, jobMakeDue, jobRetry, jobsDelete, queuePause, queueResume } from './admin.ts';
 import { leaseRelease, leaseRenew } from './leases.ts';
+import { jobsRaise, jobsToAge } from './aging.ts';
 import {
   clockNow, jobAttempts, jobGet, jobLogs, jobsFinishedCounts, jobsList, jobsLiveCounts, jobsThroughput, queuesPaused, queuesStats, workersList,
 } from './reads.ts';
@@ -114,6 +115,16 @@ export abstract class PortableStore implements Sql {
     let cancelled = 0;
     for (const r of rows) if (await this.jobCancel(String(r.id))) cancelled++;
     return cancelled;
+  }
+
+  /** Priority aging: raise up to `limit` due pending jobs that waited `everyMs` since their last raise; answers how many. */
+  async jobsAgePriority({ everyMs, limit }: { everyMs: number; limit: number }): Promise<number> {
+    let raised = 0;
+    for (const fresh of [true, false]) {
+      const ids = (await this.runner.run(jobsToAge(this, { everyMs, limit, fresh }))).rows.map((r) => String(r.id));
+      if (ids.length) raised += (await this.runner.run(jobsRaise(this, ids, everyMs))).changes;
+    }
+    return raised;
   }
 
   /** Steps in the caller's open transaction `tx`, or (undefined) in one of ours. */

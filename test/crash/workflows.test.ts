@@ -294,48 +294,74 @@ forEachDialect('workflows across processes', ({ fresh }) => {
     for (const [pid, n] of perPid) expect(n, `jobs run by ${pid}`).to.be.at.least(N * share);
   });
 
-  it('two processes finish the last two jobs of a batch, and the two parents of a dependent, at the same moment, 10 times: one onComplete, one release', async function () {
+  it('two processes finish the last two jobs of a batch (or the two parents of a dependent) at the same moment, 10 times each: one onComplete, one release', async function () {
     this.timeout(60_000);
     const { t, jobs } = await open(this);
     // One slot each and nothing claimed ahead: while one process holds a job at the gate, the other
     // job can only run in the other process.
     const workers = await spawnReady(t, 2, { POLL: 20, CONCURRENCY: 1, PREFETCH: 0 });
+    /** Both jobs wait at the gate, one in each process; then both are let go in the same instant. */
+    const race = async (ids: string[]) => {
+      await Promise.all(workers.map((w) => w.waitFor(new RegExp(`^waiting (${ids.join('|')})$`), 15_000))).catch(async (err: Error) => {
+        // A worker that claimed both (one started, one held unstarted) would show here as two running jobs under one worker id.
+        const rows = await query(t, `SELECT id, state, worker_id FROM ${t.prefix}jobs WHERE id = $1 OR id = $2`, ids);
+        throw new Error(`${err.message}; the two jobs: ${JSON.stringify(rows)}`);
+      });
+      for (const w of workers) w.kill('SIGUSR2');
+    };
+    // Each race on its own: a batch whose jobs also had a dependent would have its finishing
+    // transactions take turns on that dependent's row lock before they reach the batch's.
     const ROUNDS = 10;
-    const rounds: { batchId: string; ids: string[]; d: string }[] = [];
+    const batches: { batchId: string; ids: string[] }[] = [];
+    const diamonds: { ids: string[]; d: string }[] = [];
     for (let round = 0; round < ROUNDS; round++) {
       const b = await jobs.batch(
         [0, 1].map((k) => ({ name: 'racer', payload: { tag: `${round}.${k}`, gate: true } })),
         { onComplete: { name: 'race-done', payload: { tag: round } } },
       );
-      // The batch's two jobs are also the parents of d (enqueued while they run).
-      const d = await jobs.enqueue('d', { tag: `d${round}` }, { dependsOn: b.ids });
-      rounds.push({ ...b, d: d.id });
-      // Both jobs wait at the gate, one in each process; then both are let go in the same instant.
-      await Promise.all(workers.map((w) => w.waitFor(new RegExp(`^waiting (${b.ids.join('|')})$`), 15_000)));
-      for (const w of workers) w.kill('SIGUSR2');
+      batches.push(b);
+      await race(b.ids);
       await until(async () => (await rowsNamed(t, 'race-done')).some((r) => r.callback_batch === b.batchId && r.state === 'completed'), `round ${round}'s onComplete`, 15_000, 20);
-      await until(async () => (await jobs.get(d.id))?.state === 'completed', `round ${round}'s dependent`, 15_000, 20);
+
+      const [x, y, d] = (
+        await jobs.enqueueMany([
+          { name: 'racer', payload: { tag: `p${round}.0`, gate: true } },
+          { name: 'racer', payload: { tag: `p${round}.1`, gate: true } },
+          { name: 'd', payload: { tag: `d${round}` }, dependsOn: [0, 1] },
+        ])
+      ).map((r) => r.id);
+      diamonds.push({ ids: [x, y], d });
+      await race([x, y]);
+      await until(async () => (await jobs.get(d))?.state === 'completed', `round ${round}'s dependent`, 15_000, 20);
     }
     await stop(workers);
 
     const done = await rowsNamed(t, 'race-done');
     const log = await execs(t);
     const spreads: number[] = [];
-    for (const [round, r] of rounds.entries()) {
-      expect(done.filter((x) => x.callback_batch === r.batchId).map((x) => x.state), `round ${round}: exactly one onComplete`).to.deep.equal(['completed']);
-      const racers = r.ids.map((id) => log.filter((e) => e.jobId === id));
-      expect(racers.map((x) => x.length), `round ${round}: each job ran once`).to.deep.equal([1, 1]);
-      const [x, y] = racers.map((x) => x[0]);
+    /** The two racers' executions: once each, in two processes. */
+    const racers = (round: number, ids: string[]) => {
+      const runs = ids.map((id) => log.filter((e) => e.jobId === id));
+      expect(runs.map((x) => x.length), `round ${round}: each job ran once`).to.deep.equal([1, 1]);
+      const [x, y] = runs.map((x) => x[0]);
       expect(x.pid, `round ${round}: in two processes`).to.not.equal(y.pid);
       spreads.push(Math.abs(x.end! - y.end!));
-      expect(await jobs.batchStatus(r.batchId)).to.deep.include({ total: 2, completed: 2, finished: true });
-      const d = log.filter((e) => e.jobId === r.d);
-      expect(d, `round ${round}: the dependent ran once`).to.have.length(1);
-      expect(d[0].start, `round ${round}: the dependent started after both parents ended`).to.be.at.least(Math.max(x.end!, y.end!));
-      expect(d[0].info!.parents.map((p) => [p.id, p.state, p.result?.tag])).to.deep.equal([[x.jobId, 'completed', `${round}.0`], [y.jobId, 'completed', `${round}.1`]]);
+      return [x, y];
+    };
+    for (const [round, b] of batches.entries()) {
+      expect(done.filter((x) => x.callback_batch === b.batchId).map((x) => x.state), `round ${round}: exactly one onComplete`).to.deep.equal(['completed']);
+      racers(round, b.ids);
+      expect(await jobs.batchStatus(b.batchId)).to.deep.include({ total: 2, completed: 2, finished: true });
     }
     expect(done, 'no other onComplete').to.have.length(ROUNDS);
     expect(log.filter((e) => e.name === 'race-done'), 'each onComplete ran once').to.have.length(ROUNDS);
+    for (const [round, r] of diamonds.entries()) {
+      const [x, y] = racers(round, r.ids);
+      const d = log.filter((e) => e.jobId === r.d);
+      expect(d, `round ${round}: the dependent ran once`).to.have.length(1);
+      expect(d[0].start, `round ${round}: the dependent started after both parents ended`).to.be.at.least(Math.max(x.end!, y.end!));
+      expect(d[0].info!.parents.map((p) => [p.id, p.state, p.result?.tag])).to.deep.equal([[x.jobId, 'completed', `p${round}.0`], [y.jobId, 'completed', `p${round}.1`]]);
+    }
     console.log(`      gap between the two handlers' ends (database clock, ms): ${spreads.join(', ')}`);
   });
 });

@@ -271,7 +271,9 @@ export class Worker {
     // With jobs claimed ahead, top the backlog up in large batches rather than one slot at a time,
     // except after a wake-up for new jobs: one of them may outrank the whole backlog.
     let free = this.opts.concurrency - this.running.size - this.backlog.length + ahead;
-    if (newJobs && this.backlog.length) free = Math.max(free, this.opts.concurrency);
+    // Only a backlog claimed ahead (more than the free slots take) makes a new job worth a look past
+    // it: one that fits was claimed for those slots (a wake-up came during its claim) and starts now.
+    if (newJobs && this.running.size + this.backlog.length > this.opts.concurrency) free = Math.max(free, this.opts.concurrency);
     else if (ahead && this.backlog.length > ahead / 2) return null;
     if (free <= 0) return null;
     const names = [...this.definitions.keys()];

@@ -133,6 +133,37 @@ forEachDialect('processing', ({ fresh }) => {
     expect(lows, 'FIFO within one priority').to.deep.equal([...lows].sort((a, b) => a - b));
   });
 
+  it('prefetch 0: a wake-up that comes during a claim claims nothing beyond the free slots', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { pollInterval: 60_000, concurrency: 1, prefetch: 0 } });
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const started: number[] = [];
+    jobs.define('hold', async (p: { n: number }) => {
+      started.push(p.n);
+      await gate;
+    });
+    await jobs.start();
+    // The claim that takes the first job enqueues the second before it answers: its wake-up
+    // arrives while the first job is claimed but not yet started.
+    const claim = jobs.store.jobClaim.bind(jobs.store);
+    let second: string | null = null;
+    jobs.store.jobClaim = async (req) => {
+      const got = await claim(req);
+      if (got.length && second === null) second = (await jobs.enqueue('hold', { n: 2 })).id;
+      return got;
+    };
+    await jobs.enqueue('hold', { n: 1 });
+    await until(() => started.length === 1 && second, 'the first job to start');
+    await sleep(200);
+    // Claimed here, it would wait unstarted behind the first job while another worker could run it.
+    expect((await jobs.get(second!))!.state, 'the second job is left pending').to.equal('pending');
+    expect(started).to.deep.equal([1]);
+    release();
+    await until(async () => (await jobs.get(second!))?.state === 'completed', 'the second job once a slot is free', 5000);
+    await jobs.stop();
+  });
+
   it('retries with backoff, records message and stack per attempt, then fails for good', async () => {
     const t = await fresh();
     const jobs = t.jobs({ worker: { pollInterval: 60_000 } });

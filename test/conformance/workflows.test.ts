@@ -250,6 +250,30 @@ forEachDialect('workflows', ({ fresh }) => {
     await jobs.stop();
   });
 
+  it('a failed job of a finished batch, retried and completed, fires onSuccess once; onComplete and onFailure never again', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { pollInterval: 20 } });
+    const seen: string[] = [];
+    let failing = true;
+    jobs.define('item', async (n: number) => {
+      if (n === 2 && failing) throw new Error('two');
+      return n;
+    });
+    for (const name of ['done', 'ok', 'bad']) jobs.define(name, async () => void seen.push(name));
+    const { batchId, ids } = await jobs.batch([1, 2, 3].map((n) => ({ name: 'item', payload: n, maxAttempts: 1 })), { onComplete: 'done', onSuccess: 'ok', onFailure: 'bad' });
+    await jobs.start();
+    await until(async () => seen.length === 2, 'the first round of callbacks');
+    expect(seen.sort()).to.deep.equal(['bad', 'done']);
+    failing = false;
+    expect(await jobs.retry(ids[1])).to.equal(true);
+    expect(await jobs.batchStatus(batchId)).to.deep.include({ finished: false });
+    await until(async () => seen.length === 3, 'onSuccess after the retry');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(seen.sort()).to.deep.equal(['bad', 'done', 'ok']);
+    expect(await jobs.batchStatus(batchId)).to.deep.include({ completed: 3, failed: 0, finished: true });
+    await jobs.stop();
+  });
+
   it('a batch whose jobs all complete enqueues onSuccess and onComplete, not onFailure; inside a dependent chain too', async () => {
     const t = await fresh();
     const jobs = t.jobs({ worker: { pollInterval: 50, concurrency: 3 } });

@@ -243,8 +243,8 @@ describe('SQL Server statements (no server)', () => {
       { name: 'p4', type: 'char36', value: UUID },
     ]);
     const both = named(jobsList(portable, { includePayload: true })).text;
-    expect(both).to.include('CAST(NULL AS DATETIME2(3)) AS finished_at, CAST(NULL AS NVARCHAR(MAX)) AS result, parents_left FROM app_jobs');
-    expect(both).to.match(/\) live\nUNION ALL\nSELECT \* FROM \(SELECT TOP \(@p3\) [^;]*, finished_at, result, 0 AS parents_left FROM app_history\s+ORDER BY id DESC\) finished/);
+    expect(both).to.include('CAST(NULL AS DATETIME2(3)) AS finished_at, CAST(NULL AS NVARCHAR(MAX)) AS result, parents_left, reserved_until FROM app_jobs');
+    expect(both).to.match(/\) live\nUNION ALL\nSELECT \* FROM \(SELECT TOP \(@p3\) [^;]*, finished_at, result, 0 AS parents_left, CAST\(NULL AS DATETIME2\(3\)\) AS reserved_until FROM app_history\s+ORDER BY id DESC\) finished/);
   });
 
   it('upserts with MERGE under HOLDLOCK (leases, workers, attempts, schedules)', () => {

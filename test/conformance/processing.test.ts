@@ -188,6 +188,8 @@ forEachDialect('processing', ({ fresh }) => {
     await jobs.start();
     const { id } = await jobs.enqueue('flaky', {});
     await until(async () => (await jobs.get(id))?.state === 'failed', 'the job to fail for good', 10_000);
+    // The event follows the write's answer, which another connection's read can beat.
+    await until(() => events.includes('failed:4'), 'the failed event', 2000);
     const attempts = await jobs.attempts(id);
     expect(attempts.map((a) => a.attempt)).to.deep.equal([1, 2, 3, 4]);
     for (const a of attempts) {

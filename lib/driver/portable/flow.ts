@@ -183,10 +183,15 @@ export function* insertWithFlow(sql: Sql, rows: NewJobRow[], batches: NewBatch[]
  * - debounce: the pending job with the key that has not started yet, its payload replaced and its
  *   run time moved to now + ms.
  */
+/** Take a key's lock until commit: upsert its row in the keys table (a second taker waits on the row). */
+function lockKey({ d, t }: Sql, key: string): Statement {
+  return write(d, (b) => d.upsert(t.keys, d.col('key'), [[d.col('key'), b.text(key)], ['touched_at', d.now]], `touched_at = ${d.now}`));
+}
+
 function* dedupe(sql: Sql, r: NewJobRow): Steps<EnqueueResult | null> {
   const { d, t } = sql;
   const key = r.uniqueKey!;
-  yield write(d, (b) => d.upsert(t.keys, d.col('key'), [[d.col('key'), b.text(key)], ['touched_at', d.now]], `touched_at = ${d.now}`));
+  yield lockKey(sql, key);
   const how = r.dedupe!;
   if (how.kind === 'debounce') {
     const waiting = ((yield read(d, (b) =>
@@ -253,7 +258,7 @@ function serialEdge(sql: Sql, child: string, before: string): Statement {
 function* joinSerialKey(sql: Sql, serialKey: string, id: string): Steps<string | null> {
   const { d, t } = sql;
   const key = `s:${serialKey}`;
-  yield write(d, (b) => d.upsert(t.keys, d.col('key'), [[d.col('key'), b.text(key)], ['touched_at', d.now]], `touched_at = ${d.now}`));
+  yield lockKey(sql, key);
   const tail = ((yield read(d, (b) => `SELECT tail_id FROM ${t.keys} WHERE ${d.col('key')} = ${b.text(key)}`)) as Outcome).rows[0]?.tail_id;
   let before: string | null = null;
   if (tail != null && String(tail) !== id) {

@@ -30,6 +30,7 @@ import type { RecurringOptions, ScheduleRecord, ScheduleSpec } from './schedule/
 import { Schedules } from './schedule/schedules.ts';
 import { Maintenance } from './maintenance/service.ts';
 import { migratedStore, type MigratedStore } from './migrated.ts';
+import { validateQueueSettings, type QueueSettings, type QueueSettingsRecord } from './queues.ts';
 import type { BatchStatus, JobLink, QueueStats, StatusCounts, ThroughputBuckets, WorkerRecord } from './driver/store.ts';
 
 /** jobs.batch's options: a callback per outcome of the whole batch, and the caller's transaction. */
@@ -127,6 +128,8 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
   private readonly scheduling: Schedules;
   /** Rescue of stalled jobs and retention, beside the worker. */
   private maintenance: Maintenance | null = null;
+  /** createJobs' queues option: written to the database when this instance starts. */
+  private readonly codeQueues: ReturnType<typeof resolveOptions>['queues'];
   /** Handlers run now in this process, written nowhere (runTransient). */
   private readonly transients = new TransientRunner((name) => this.definitions.get(name));
 
@@ -135,6 +138,7 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
     this.options = { defaultQueue: o.defaultQueue, maxPayloadBytes: o.maxPayloadBytes, maxAttempts: o.maxAttempts, reserveTimeout: o.reserveTimeout };
     this.mode = o.mode;
     this.workerOptions = o.worker;
+    this.codeQueues = o.queues;
     const log = new RateLimitedLog(o.logger);
     this.store = createStore(opts.db, {
       prefix: o.prefix, sqliteWal: o.sqliteWal, workerPoolSize: o.workerPoolSize, pooler: o.pooler, directUrl: o.directUrl,
@@ -442,6 +446,7 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
     // Up front: a migration that fails rejects start() as itself. The services below then use the
     // store itself (their hot path pays for no migration gate).
     await this.migrate();
+    for (const [queue, q] of this.codeQueues) await this.db.queueSettingsSave({ queue, settings: q.settings, codeHash: q.codeHash });
     if (!this.workerOptions || stopped()) return;
     if (this.worker?.isRunning) return;
     if (this.mode === 'consumer') stopOnSignals(this);
@@ -540,6 +545,19 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
       if (resumed) this.worker?.wake();
       return resumed;
     },
+    /**
+     * Replace a queue's limits at run time, for every process (each worker applies them from its
+     * next claim of the queue). A limit left out is removed. Kept across restarts until the
+     * createJobs `queues` settings for the queue change in code.
+     */
+    configure: async (queue: string, settings: QueueSettings): Promise<void> => {
+      validateName(queue, 'queue');
+      await this.db.queueSettingsSave({ queue, settings: validateQueueSettings('settings', settings), codeHash: null });
+      this.worker?.refreshQueues();
+    },
+    /** The queues with limits or groups, and their settings. */
+    settings: async (): Promise<QueueSettingsRecord[]> =>
+      (await this.db.queueSettingsList()).map(({ codeHash: _, ...row }) => row),
   };
 
   /** Completed and failed jobs per bucket (default: per minute over the last hour). */

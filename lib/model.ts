@@ -83,6 +83,8 @@ export interface JobRecord<P = unknown, R = unknown> {
   callbackOf: string | null;
   /** Its serial key (the serial option), or null. */
   serialKey: string | null;
+  /** Its fair group (the group option), or null. */
+  group: string | null;
   /** A reserved job (reserve: true) not committed yet: when its reservation runs out. Null otherwise. */
   reservedUntil: Date | null;
   /** Its unique or debounce key, or null. */
@@ -168,6 +170,12 @@ export interface EnqueueOptions<Tx = TransactionHandle> {
    * for its retry still holds the key). Other keys are not held back.
    */
   serial?: string;
+  /**
+   * Fair group (a tenant, an account): within its queue and priority, claims take ready jobs
+   * round-robin across groups, so a group with many ready jobs cannot starve one with few. The
+   * queue's `groupConcurrency` and a per-group `rateLimit` count jobs by this key.
+   */
+  group?: string;
   /**
    * Two-phase commit: the job holds its place (its serial key, its FIFO order) but no worker sees
    * it until jobs.commitReserved(id); jobs.cancel(id) discards it; not committed within the
@@ -440,6 +448,8 @@ export interface NewJobRow {
   uniqueKey: string | null;
   /** The serial key (the serial option), or null. */
   serialKey: string | null;
+  /** The fair group (the group option), or null. */
+  groupKey: string | null;
   /** reserve: how long the reservation lasts (the reserveTimeout option, set by the facade), or null. */
   reserveMs: number | null;
   /** How the key is used at enqueue (./driver/portable/flow.ts insertWithFlow). */
@@ -450,7 +460,7 @@ export interface NewJobRow {
 const ENQUEUE_KEYS = new Set([
   'delay', 'runAt', 'priority', 'queue', 'maxAttempts', 'timeout', 'backoff', 'refId', 'tag',
   'batchId', 'createdBy', 'userId', 'replyTo', 'args', 'meta', 'tx', 'name', 'payload', 'dependsOn', 'onSuccess', 'onFailure',
-  'unique', 'debounce', 'deadLetter', 'serial', 'reserve',
+  'unique', 'debounce', 'deadLetter', 'serial', 'reserve', 'group',
 ]);
 
 export function buildJobRow(
@@ -498,6 +508,7 @@ export function buildJobRow(
     callbackBatch: null,
     ...dedupe,
     serialKey: opts.serial === undefined ? null : dedupeKey(name, 'serial', opts.serial),
+    groupKey: opts.group === undefined ? null : validateName(opts.group, 'group', name),
     reserveMs: reserveOf(name, opts, delayMs, runAt),
     bytes: enc.bytes + 256,
   };

@@ -15,6 +15,7 @@ import type { OrmInstance } from './driver/orm/types.ts';
 import { validatePrefix } from './driver/store.ts';
 import type { WorkerOptions } from './worker/worker.ts';
 import type { Logger } from './report.ts';
+import { resolveQueues, type QueueSettings } from './queues.ts';
 
 export type SupportedDb = BetterSqlite3.Database | PgPool | SlonikPoolLike | MysqlPool | MysqlPromisePool | MssqlPoolLike | OrmInstance;
 
@@ -54,6 +55,13 @@ export interface JobsOptions {
    * flood of higher priorities cannot starve it (the leader raises them; claims are unchanged).
    */
   priorityAging?: { everyMs: number };
+  /**
+   * Limits per queue, global across every process and stored in the database (written when this
+   * instance starts; a change made at run time with jobs.queues.configure stays until these
+   * settings change in code): `concurrency` (most running at once), `groupConcurrency` (most of one
+   * group), `rateLimit: { limit, intervalMs, per? }` (most starts in any window of intervalMs).
+   */
+  queues?: Record<string, QueueSettings>;
   /** A job enqueued with `reserve: true` and not committed (jobs.commitReserved) within this many ms is cancelled. Default 1 hour. */
   reserveTimeout?: number;
   /**
@@ -93,7 +101,7 @@ export interface JobsOptions {
   directUrl?: string;
 }
 
-const OPTION_KEYS = ['db', 'mode', 'tablePrefix', 'defaultQueue', 'maxPayloadBytes', 'maxOutputBytes', 'logger', 'maxAttempts', 'retentionDays', 'reserveTimeout', 'priorityAging', 'worker', 'sqliteWal', 'workerPoolSize', 'leader', 'pooler', 'directUrl'];
+const OPTION_KEYS = ['db', 'mode', 'tablePrefix', 'defaultQueue', 'maxPayloadBytes', 'maxOutputBytes', 'logger', 'maxAttempts', 'retentionDays', 'reserveTimeout', 'priorityAging', 'queues', 'worker', 'sqliteWal', 'workerPoolSize', 'leader', 'pooler', 'directUrl'];
 const POOLER_MODES: readonly PoolerMode[] = ['auto', 'session', 'transaction'];
 /** Poll period when a PostgreSQL worker cannot LISTEN and the app set no pollInterval, ms. */
 const UNHEARD_POLL_MS = 200;
@@ -109,6 +117,8 @@ export interface ResolvedOptions {
   maxPayloadBytes: number;
   maxAttempts: number;
   reserveTimeout: number;
+  /** createJobs' queues option, validated, each with the hash of its settings. */
+  queues: ReturnType<typeof resolveQueues>;
   workerPoolSize: number;
   sqliteWal: boolean;
   mode: JobsMode;
@@ -139,6 +149,7 @@ export function resolveOptions(opts: JobsOptions): ResolvedOptions {
     maxPayloadBytes: positiveInt('maxPayloadBytes', opts.maxPayloadBytes, 1024 * 1024, 64 * 1024 * 1024),
     maxAttempts: positiveInt('maxAttempts', opts.maxAttempts, 25, 1_000_000),
     reserveTimeout: positiveInt('reserveTimeout', opts.reserveTimeout, 3_600_000, 10 * 365 * 86_400_000),
+    queues: resolveQueues(opts.queues),
     workerPoolSize: positiveInt('workerPoolSize', opts.workerPoolSize, 4, 100),
     sqliteWal: opts.sqliteWal === undefined ? true : checkBoolean('sqliteWal', opts.sqliteWal),
     mode,

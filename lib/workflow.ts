@@ -83,5 +83,5 @@ export function markParentsWithin(rows: NewJobRow[]): void {
 
 /** Whether writing these rows takes the workflow path (./driver/portable/flow.ts insertWithFlow). */
 export function needsFlow(rows: NewJobRow[]): boolean {
-  return rows.some((r) => r.flow !== 0 || r.dedupe !== null || r.serialKey !== null || r.reserveMs !== null);
+  return rows.some((r) => r.flow !== 0 || r.dedupe !== null || r.serialKey !== null || r.reserveMs !== null || r.groupKey !== null);
 }

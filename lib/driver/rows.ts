@@ -65,6 +65,7 @@ export function toJobRecord(row: Row, codec: RowCodec): JobRecord {
     waitingFor: row.parents_left == null ? 0 : Number(row.parents_left),
     callbackOf: row.callback_batch == null ? null : String(row.callback_batch),
     serialKey: row.serial_key == null ? null : String(row.serial_key),
+    group: row.group_key == null ? null : String(row.group_key),
     reservedUntil: codec.date(row.reserved_until),
     uniqueKey: uniqueKeyOf(row.unique_key),
     callbacks: callbackNames(codec.json(row.callbacks)),

@@ -11,6 +11,7 @@
  */
 import type { ScheduleDef } from '../schedule/schedule.ts';
 import type { NewBatch, StoredCallbacks } from './portable/flow.ts';
+import type { ManagedClaim, ManagedClaimRequest, QueueSettingsRow, StoredQueueSettings } from './portable/queues.ts';
 import type {
   AttemptRecord,
   BackoffOptions,
@@ -326,7 +327,10 @@ export interface JobWrites {
   jobCancelExpiredReservations(limit: number): Promise<number>;
   /** Priority aging: one step up for due pending jobs that waited `everyMs` since the last (./portable/aging.ts). */
   jobsAgePriority(req: { everyMs: number; limit: number }): Promise<number>;
+  /** Claim due jobs of queues without limits or groups (a managed queue, one with a queues row, is skipped). */
   jobClaim(req: ClaimRequest): Promise<ClaimedJob[]>;
+  /** Claim due jobs of one managed queue within its limits, in fair order (./portable/queues.ts). */
+  jobClaimManaged(req: ManagedClaimRequest): Promise<ManagedClaim<ClaimedJob>>;
   /** Move completed attempts to history. Returns the ids that were still owned. */
   jobCompleteMany(items: CompleteItem[]): Promise<Set<string>>;
   /** Record failed attempts: retry later or move to history as failed. */
@@ -372,8 +376,11 @@ export interface WorkerLiveness {
   workerRemoveStale(stallMs: number): Promise<void>;
   /** Delete history rows finished more than olderThanMs ago, at most `limit`. */
   historyPrune(req: { olderThanMs: number; limit: number }): Promise<number>;
-  /** Milliseconds until the next pending job for these names becomes due (null: none). */
-  jobNextDueIn(req: { names: string[]; queues?: string[] }): Promise<number | null>;
+  /**
+   * Milliseconds until the next pending job for these names becomes due (null: none). Managed
+   * queues (their limits decide when their jobs start) count only with `managed: true`.
+   */
+  jobNextDueIn(req: { names: string[]; queues?: string[]; managed?: boolean }): Promise<number | null>;
 }
 
 /** Leases with fencing tokens (jobs.locks, leadership) and the session locks on top of them. */
@@ -457,6 +464,10 @@ export interface JobAdmin {
   queuePause(queue: string): Promise<void>;
   /** Resume a paused queue. False when it was not paused. */
   queueResume(queue: string): Promise<boolean>;
+  /** The managed queues' settings (./portable/queues.ts). */
+  queueSettingsList(): Promise<QueueSettingsRow[]>;
+  /** Write a queue's settings (from code with its hash, or a run-time edit with null); false when the stored ones came from the same code. */
+  queueSettingsSave(req: { queue: string; settings: StoredQueueSettings; codeHash: string | null }): Promise<boolean>;
   /** Make a pending job due now (run_at = now). False when it is not pending. */
   jobMakeDue(id: string): Promise<boolean>;
   /** Delete pending or finished jobs with their attempts and logs (running jobs are left alone: cancel them first). Returns the ids deleted. */

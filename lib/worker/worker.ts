@@ -162,7 +162,10 @@ export class Worker {
     }
     if (this.state !== 'running') return; // stop() was called during the first claim
     // The poll timer keeps the process alive while the worker runs (a worker process on SQLite has no socket that would).
-    this.periodic.every(this.pollMs, () => this.fill(), true);
+    this.periodic.every(this.pollMs, () => {
+      this.releaseHold();
+      return this.fill();
+    }, true);
     this.periodic.every(this.opts.heartbeatInterval, () => this.heartbeat());
   }
 
@@ -186,8 +189,10 @@ export class Worker {
   }
 
   /** Claim now (an enqueue in this process, a NOTIFY, a timer). */
-  wake(_queue?: string): void {
+  wake(queue?: string): void {
     if (this.state !== 'running') return;
+    // New jobs in a queue a limit holds back change nothing until the hold ends.
+    if (queue !== undefined && this.managed.has(queue) && this.isHeld(queue)) return;
     // While start() makes its first claim, a wake-up would race it: it is taken after that claim.
     if (this.starting) return void (this.wokenWhileStarting = true);
     // A new job may outrank what was claimed ahead: look even when the backlog is full.
@@ -262,7 +267,7 @@ export class Worker {
     this.notifyIdle();
   }
 
-  /** One claim per queue-limited queue with free slots, plus one for the rest. */
+  /** Claims of managed queues first (each within its limits), then one per queue-limited queue with free slots, plus one for the rest. */
   private async claimFree(): Promise<{ jobs: ClaimedJob[]; requested: number } | null> {
     if (this.opts.leaderOnly && !this.leads()) return null;
     const ahead = this.prefetchRoom();
@@ -278,32 +283,97 @@ export class Worker {
     if (free <= 0) return null;
     const names = [...this.definitions.keys()];
     if (!names.length) return null;
+    await this.loadManaged();
+    const out = { jobs: [] as ClaimedJob[], requested: 0 };
+    let left = await this.claimManagedQueues(names, free, out);
     const limits = this.opts.queueConcurrency ?? {};
-    const limited = Object.keys(limits).filter((q) => !this.opts.queues || this.opts.queues.includes(q));
-    if (!limited.length) {
-      const jobs = await this.claim({ names, queues: this.opts.queues, limit: free });
-      return { jobs, requested: free };
-    }
-    const jobs: ClaimedJob[] = [];
-    let requested = 0;
-    let left = free;
+    const limited = Object.keys(limits).filter((q) => this.serves(q) && !this.managed.has(q));
     for (const q of limited) {
       const n = Math.min(left, limits[q] - this.heldIn(q));
       if (n <= 0) continue;
       const got = await this.claim({ names, queues: [q], limit: n });
-      jobs.push(...got);
-      requested += n;
+      out.jobs.push(...got);
+      out.requested += n;
       left -= got.length;
     }
-    if (left > 0) {
-      const others = this.opts.queues?.filter((q) => !limited.includes(q));
-      if (!others || others.length) {
-        const got = await this.claim({ names, queues: others, excludeQueues: others ? undefined : limited, limit: left });
-        jobs.push(...got);
-        requested += left;
-      }
+    const others = this.opts.queues?.filter((q) => !limited.includes(q) && !this.managed.has(q));
+    if (left > 0 && (!others || others.length)) {
+      // Managed queues need no exclusion here: the claim statement skips every queue with settings.
+      const got = await this.claim({ names, queues: others, excludeQueues: others || !limited.length ? undefined : limited, limit: left });
+      out.jobs.push(...got);
+      out.requested += left;
     }
-    return { jobs, requested };
+    return out;
+  }
+
+  private serves(queue: string): boolean {
+    return !this.opts.queues || this.opts.queues.includes(queue);
+  }
+
+  // ---------------------------------------------------------------- managed queues
+
+  /** Queues with limits or groups (driver/portable/queues.ts), as last read, and when. */
+  private managed = new Set<string>();
+  private managedReadAt = -Infinity;
+  /**
+   * Managed queues a limit held back at their last claim, until when: a rate limit until its
+   * window frees a start; the others (Infinity) until a job of the queue finishes here or the next
+   * poll. No claim of them meanwhile, whatever wakes the worker: limits never cause a claim storm.
+   */
+  private readonly heldUntil = new Map<string, number>();
+
+  /** Read the managed queues again at the next claim (their settings changed in this process). */
+  refreshQueues(): void {
+    this.managedReadAt = -Infinity;
+    this.heldUntil.clear();
+    this.wake();
+  }
+
+  /** Once per poll period: which queues are managed (a queue becomes managed in another process too). */
+  private async loadManaged(): Promise<void> {
+    if (performance.now() - this.managedReadAt < this.pollMs) return;
+    this.managed = new Set((await this.store.queueSettingsList()).map((q) => q.queue));
+    this.managedReadAt = performance.now();
+  }
+
+  /**
+   * Claim each managed queue this worker serves and no limit holds back, within the free slots and
+   * never ahead of them (a job claimed ahead would take a place under the queue's limit while it waits here).
+   */
+  private async claimManagedQueues(names: string[], free: number, out: { jobs: ClaimedJob[]; requested: number }): Promise<number> {
+    let left = free;
+    let room = this.opts.concurrency - this.running.size - this.backlog.length;
+    for (const queue of this.managed) {
+      if (!this.serves(queue) || this.isHeld(queue)) continue;
+      const local = this.opts.queueConcurrency?.[queue];
+      const n = Math.min(left, room, local === undefined ? Infinity : local - this.heldIn(queue));
+      if (n <= 0) continue;
+      const claim = await this.counted(() => this.store.jobClaimManaged({ workerId: this.id, names, queue, limit: n }));
+      out.jobs.push(...claim.rows);
+      out.requested += n;
+      left -= claim.rows.length;
+      room -= claim.rows.length;
+      if (claim.heldBy) this.holdBack(queue, claim.retryInMs);
+    }
+    return left;
+  }
+
+  private isHeld(queue: string): boolean {
+    const until = this.heldUntil.get(queue);
+    if (until === undefined) return false;
+    if (until > Date.now()) return true;
+    this.heldUntil.delete(queue);
+    return false;
+  }
+
+  private holdBack(queue: string, retryInMs: number | null): void {
+    this.heldUntil.set(queue, retryInMs === null ? Infinity : Date.now() + retryInMs);
+    if (retryInMs !== null) this.wakeIn(retryInMs);
+  }
+
+  /** A slot of the queue freed here (a job's outcome was written), or the poll came: a hold that waits for that ends. */
+  private releaseHold(queue?: string): void {
+    for (const [q, until] of this.heldUntil) if (until === Infinity && (queue === undefined || q === queue)) this.heldUntil.delete(q);
   }
 
   /** Claims in flight, and claims sent so far: a heartbeat's answer says nothing of a claim that overlapped it. */
@@ -312,11 +382,15 @@ export class Worker {
   /** The database may hold running jobs of ours that we never received: compare at the next chance. */
   private reconcileWanted = false;
 
-  private async claim(req: Omit<ClaimRequest, 'workerId'>): Promise<ClaimedJob[]> {
+  private claim(req: Omit<ClaimRequest, 'workerId'>): Promise<ClaimedJob[]> {
+    return this.counted(() => this.store.jobClaim({ workerId: this.id, ...req }));
+  }
+
+  private async counted<T>(claim: () => Promise<T>): Promise<T> {
     this.claimsInFlight++;
     this.claimsSent++;
     try {
-      return await this.store.jobClaim({ workerId: this.id, ...req });
+      return await claim();
     } catch (err) {
       // The claim may have committed before its answer was lost (the connection died after COMMIT).
       this.reconcileWanted = true;
@@ -391,6 +465,11 @@ export class Worker {
         const ms = performance.now() - t0;
         this.avgRunMs = this.finishedRuns++ ? this.avgRunMs * 0.9 + ms * 0.1 : ms;
         if (outcome.kind === 'unwritten') this.park(attempt, outcome.error);
+        // Its queue's limit counts it until its outcome is written: a hold waiting for a slot ends now.
+        if (this.heldUntil.get(job.queue) === Infinity) {
+          this.releaseHold(job.queue);
+          if (this.state === 'running') this.refillSoon();
+        }
         this.report(base, outcome);
         // A job back in pending runs again here when due (the refill that freed its slot ran before this write).
         if (outcome.kind === 'retrying' || outcome.kind === 'snoozed') this.wakeIn(outcome.delayMs);
@@ -518,11 +597,20 @@ export class Worker {
     for (;;) {
       await this.fill();
       await this.idle();
-      const due = await this.store.jobNextDueIn({ names: [...this.definitions.keys()], queues: this.opts.queues });
+      const due = await this.store.jobNextDueIn({ names: [...this.definitions.keys()], queues: this.opts.queues, managed: true });
       // A wake-up (a retry due at once, a new job) may have claimed while the question was asked:
       // a job claimed or running is not "due", so the answer holds only if the worker stayed quiet.
       if ((due === null || due > 0) && this.quiet) return;
+      // Due jobs a queue's limit holds back (another process runs its jobs, or its rate window is full): wait for the hold to end.
+      if (this.quiet && this.heldUntil.size) await this.holdsEnd();
     }
+  }
+
+  /** Wait until the first hold on a managed queue ends (a poll period for a hold that waits for a slot), then lift those. */
+  private async holdsEnd(): Promise<void> {
+    const first = Math.min(...this.heldUntil.values());
+    await new Promise((r) => setTimeout(r, Math.max(1, Math.min(first - Date.now(), this.pollMs))));
+    this.releaseHold();
   }
 
   /**

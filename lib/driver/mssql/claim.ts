@@ -22,7 +22,7 @@ export function jobsClaim(t: Tables, req: ClaimRequest, token: string, readCommi
 SELECT TOP (@limit) * FROM ${t.jobs} WITH (${hints})
 WHERE state = 'pending' AND run_at <= ${NOW} AND name IN ${list('@names')}
   AND (@queues IS NULL OR queue IN ${list('@queues')}) AND (@exclude IS NULL OR queue NOT IN ${list('@exclude')})
-  AND queue NOT IN (SELECT queue FROM ${t.paused})
+  AND queue NOT IN (SELECT queue FROM ${t.paused}) AND queue NOT IN (SELECT queue FROM ${t.queues})
 ORDER BY priority DESC, run_at, id)
 UPDATE next SET state = 'running', token = @token, worker_id = @worker, attempts = attempts + 1,
 started_at = ${NOW}, progress = NULL, progress_message = NULL

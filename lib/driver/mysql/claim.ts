@@ -18,7 +18,7 @@ export function jobsClaimPick(t: Tables, req: ClaimRequest): { text: string; val
   if (req.queues) where.push(req.queues.length ? `queue IN (${p.add(req.queues)})` : 'FALSE');
   if (req.excludeQueues?.length) where.push(`queue NOT IN (${p.add(req.excludeQueues)})`);
   // A plain read: FOR UPDATE does not lock the rows of a subquery, so claims never block one another here.
-  where.push(`queue NOT IN (SELECT queue FROM ${t.paused})`);
+  where.push(`queue NOT IN (SELECT queue FROM ${t.paused})`, `queue NOT IN (SELECT queue FROM ${t.queues})`);
   return {
     text: `SELECT ${CLAIM_COLUMNS.replace('token, ', '')}, ${NOW} AS claimed_at FROM ${t.jobs} FORCE INDEX (${t.jobsClaim})
      WHERE ${where.join(' AND ')} ORDER BY priority DESC, run_at, id LIMIT ${p.add(req.limit)} FOR UPDATE SKIP LOCKED`,

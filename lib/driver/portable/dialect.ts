@@ -208,8 +208,8 @@ export const mssql: SqlDialect = {
   // HOLDLOCK: a row that is not there yet stays absent (key-range lock) until commit.
   lockHint: ' WITH (UPDLOCK, HOLDLOCK)',
   forUpdate: '',
-  // MERGE under HOLDLOCK (a plain MERGE lets two sessions both insert a new key), ended by the ';' MERGE requires; the key's parameter appears twice.
-  upsert: (table, key, row, set) => `MERGE ${table} WITH (HOLDLOCK) AS t USING (SELECT ${new Map(row).get(key)} AS ${key}) AS s ON t.${key} = s.${key}
+  // MERGE under HOLDLOCK (a plain MERGE lets two sessions both insert a new key), ended by the ';' MERGE requires; the key's parameters appear twice.
+  upsert: (table, key, row, set) => `MERGE ${table} WITH (HOLDLOCK) AS t USING (SELECT ${keyColumns(key, row)}) AS s ON ${keyMatch(key)}
 WHEN MATCHED THEN UPDATE SET ${set}
 WHEN NOT MATCHED THEN INSERT (${columns(row)}) VALUES (${values(row)});`,
   inList: (p) => `IN (SELECT CAST(value AS NVARCHAR(200)) FROM OPENJSON(${p}))`,
@@ -223,5 +223,15 @@ WHEN NOT MATCHED THEN INSERT (${columns(row)}) VALUES (${values(row)});`,
   // DATEDIFF_BIG: DATEDIFF's INT overflows after 24 days of milliseconds.
   epochMs: (time) => `DATEDIFF_BIG(millisecond, CAST('19700101' AS DATETIME2(3)), ${time})`,
 };
+
+/** A MERGE source's key columns (`key` is one column or several, comma-separated) with their values from `row`. */
+function keyColumns(key: string, row: ColumnValues): string {
+  const values = new Map(row);
+  return key.split(/,\s*/).map((k) => `${values.get(k)} AS ${k}`).join(', ');
+}
+
+function keyMatch(key: string): string {
+  return key.split(/,\s*/).map((k) => `t.${k} = s.${k}`).join(' AND ');
+}
 
 export const DIALECTS: Record<Dialect, SqlDialect> = { sqlite, postgres, mysql, mssql };

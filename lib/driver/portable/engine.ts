@@ -6,11 +6,11 @@
 import type { AttemptRecord, JobRecord, JobState, ListFilter, ListPage, LogRecord } from '../../model.ts';
 import { isValidId } from '../../model.ts';
 import { isDuplicateKey } from '../errors.ts';
-import { toAttemptRecord, toJobRecord, toLogRecord, toStalledJob, toStoredSchedule, toWorkerRecord, withCurrentAttempt } from '../rows.ts';
+import { claimOrder, toClaimedJob, toAttemptRecord, toJobRecord, toLogRecord, toStalledJob, toStoredSchedule, toWorkerRecord, withCurrentAttempt } from '../rows.ts';
 import { listLimit } from '../sql.ts';
 import { mergeQueueStats, type Dialect } from '../store.ts';
 import type {
-  BatchStatus, CancelResult, CheckpointItem, CompleteItem, FailItem, Fenced, InsertBatch, JobLink, LeaseHeld, QueueStats, StalledJob, StatusCounts,
+  BatchStatus, CancelResult, CheckpointItem, ClaimedJob, CompleteItem, FailItem, Fenced, InsertBatch, JobLink, LeaseHeld, QueueStats, StalledJob, StatusCounts,
   StoredSchedule, ThroughputBuckets, WorkerInfo, WorkerRecord,
 } from '../store.ts';
 import type { EnqueueResult } from '../../model.ts';
@@ -21,6 +21,7 @@ import { tables, type Outcome, type SqlRunner, type Statement, type Steps, type 
 import { cancelJob, historyPrune, historyPrunePick, jobFlowOf, jobMakeDue, jobRetry, jobsDelete, queuePause, queueResume } from './admin.ts';
 import { leaseRelease, leaseRenew } from './leases.ts';
 import { jobsRaise, jobsToAge } from './aging.ts';
+import { claimManaged, queueSettingsList, saveQueueSettings, toQueueSettingsRow, type ManagedClaim, type ManagedClaimRequest, type QueueSettingsRow, type StoredQueueSettings } from './queues.ts';
 import {
   clockNow, jobAttempts, jobGet, jobLogs, jobsFinishedCounts, jobsList, jobsLiveCounts, jobsThroughput, queuesPaused, queuesStats, workersList,
 } from './reads.ts';
@@ -127,6 +128,22 @@ export abstract class PortableStore implements Sql {
     return raised;
   }
 
+  // ---------------------------------------------------------------- managed queues
+
+  async jobClaimManaged(req: ManagedClaimRequest): Promise<ManagedClaim<ClaimedJob>> {
+    if (!req.names.length) return { rows: [], heldBy: null, retryInMs: null };
+    const claim = await this.runner.within(claimManaged(this, req, crypto.randomUUID()));
+    return { ...claim, rows: claim.rows.map((r) => toClaimedJob(r, this.d.codec)).sort(claimOrder) };
+  }
+
+  async queueSettingsList(): Promise<QueueSettingsRow[]> {
+    return (await this.runner.run(queueSettingsList(this))).rows.map((r) => toQueueSettingsRow(r, this.d.codec.date));
+  }
+
+  async queueSettingsSave(req: { queue: string; settings: StoredQueueSettings; codeHash: string | null }): Promise<boolean> {
+    return this.runner.within(saveQueueSettings(this, req.queue, req.settings, req.codeHash));
+  }
+
   /** Steps in the caller's open transaction `tx`, or (undefined) in one of ours. */
   protected abstract withinCaller<T>(tx: unknown, steps: Steps<T>): Promise<T>;
 
@@ -190,8 +207,8 @@ export abstract class PortableStore implements Sql {
     await this.runner.run(workersRemoveStale(this, stallMs));
   }
 
-  async jobNextDueIn({ names, queues }: { names: string[]; queues?: string[] }): Promise<number | null> {
-    const due = (await this.runner.run(jobsNextDue(this, { names, queues }))).rows[0]?.due;
+  async jobNextDueIn(req: { names: string[]; queues?: string[]; managed?: boolean }): Promise<number | null> {
+    const due = (await this.runner.run(jobsNextDue(this, req))).rows[0]?.due;
     // Whole milliseconds, never negative: a job already due is due now.
     return due === null || due === undefined ? null : Math.max(0, Math.ceil(Number(due)));
   }

@@ -22,6 +22,7 @@ import { uuidv7 } from '../../uuid.ts';
 import { sharedColumns } from '../columns.ts';
 import { read, write, type Binder, type Outcome, type Statement, type Steps } from './statement.ts';
 import type { Sql } from './sql.ts';
+import { joinGroup } from './queues.ts';
 
 /** The bits of a job's `flow` column. */
 export const FLOW = {
@@ -152,9 +153,10 @@ export function* insertWithFlow(sql: Sql, rows: NewJobRow[], batches: NewBatch[]
     }
     const parents = [...new Set(r.dependsOn.map((p) => holderOf.get(p) ?? p))];
     const before = r.serialKey === null ? null : yield* joinSerialKey(sql, r.serialKey, r.id);
+    const rank = r.groupKey === null ? 0 : yield* joinGroup(sql, r.queue, r.groupKey);
     // A reserved job has one hold more: jobs.commitReserved takes it away.
     const waitingFor = parents.filter((p) => !done.has(p)).length + (before ? 1 : 0) + (r.reserveMs !== null ? 1 : 0);
-    yield insertJob(sql, r, waitingFor);
+    yield insertJob(sql, r, waitingFor, rank);
     if (waitingFor === 0 && r.runAt === null && r.delayMs === 0) due.add(r.queue);
     if (parents.length) yield insertEdges(sql, r.id, parents);
     if (before) yield serialEdge(sql, r.id, before);
@@ -218,7 +220,7 @@ function* dedupe(sql: Sql, r: NewJobRow): Steps<EnqueueResult | null> {
 }
 
 /** One job row as a portable INSERT: waiting (run_at at the end of time) while it has parents left. */
-function insertJob(sql: Sql, r: NewJobRow | (StoredCallback & { id: string; payloadBin?: null }), parentsLeft: number): Statement {
+function insertJob(sql: Sql, r: NewJobRow | (StoredCallback & { id: string; payloadBin?: null }), parentsLeft: number, fairRank = 0): Statement {
   const { d, t } = sql;
   return write(d, (b) => {
     // Each value is bound as its placeholder is written (positional placeholders on most databases).
@@ -232,6 +234,7 @@ function insertJob(sql: Sql, r: NewJobRow | (StoredCallback & { id: string; payl
       ['reply_to', () => b.text(r.replyTo)], ['args', () => b.longText(r.argsJson)], ['flow', () => b.int(r.flow)],
       ['parents_left', () => b.int(parentsLeft)], ['callbacks', () => b.longText(r.callbacksJson)], ['callback_batch', () => b.text(r.callbackBatch)],
       ['unique_key', () => b.text(r.uniqueKey ?? null)], ['serial_key', () => b.text(r.serialKey ?? null)],
+      ['group_key', () => b.text(r.groupKey ?? null)], ['fair_rank', () => b.bigint(fairRank)],
       ['reserved_until', () => (r.reserveMs ? d.plusMs(d.now, b.bigint(r.reserveMs)) : d.nullAs('time'))],
     ];
     const values = row.map(([, v]) => v()).join(', ');
@@ -422,7 +425,8 @@ function* cancelDependents(sql: Sql, parents: Pick<FinishedRow, 'id' | 'name' | 
 function* enqueueCallback(sql: Sql, spec: StoredCallback, of: { parent?: string; batch?: string }): Steps<string> {
   const id = uuidv7();
   const flow = of.parent !== undefined ? FLOW.parents : 0;
-  yield insertJob(sql, { ...spec, id, flow, callbackBatch: of.batch ?? null, refId: null }, 0);
+  const rank = spec.groupKey ? yield* joinGroup(sql, spec.queue, spec.groupKey) : 0;
+  yield insertJob(sql, { ...spec, id, flow, callbackBatch: of.batch ?? null, refId: null }, 0, rank);
   if (of.parent !== undefined) yield insertEdges(sql, id, [of.parent], true);
   return spec.queue;
 }

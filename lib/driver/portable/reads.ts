@@ -13,7 +13,7 @@ import { read, type Binder, type Statement } from './statement.ts';
 const SUMMARY = [
   'id', 'name', 'queue', 'state', 'priority', 'attempts', 'max_attempts', 'timeout_ms', 'run_at', 'created_at', 'started_at',
   'ref_id', 'tag', 'batch_id', 'created_by', 'meta', 'progress', 'progress_message', 'checkpoint', 'error', 'worker_id', 'user_id', 'reply_to', 'args', 'callback_batch', 'callbacks',
-  'serial_key', 'unique_key',
+  'serial_key', 'unique_key', 'group_key',
 ];
 const PAYLOAD = ['payload', 'payload_bin'];
 /** Every column of a job both tables have. */

@@ -162,9 +162,13 @@ export function tables(prefix: string) {
     deps: t('deps'),
     batches: t('batches'),
     keys: t('keys'),
+    queues: t('queues'),
+    queueGroups: t('queue_groups'),
+    starts: t('starts'),
     /** Indexes some statements name (SQLite INDEXED BY, MySQL FORCE INDEX). */
     jobsClaim: t('jobs_claim'),
     jobsQueue: t('jobs_queue'),
+    jobsFair: t('jobs_fair'),
     historyState: t('history_state'),
     historyFinished: t('history_finished'),
   };

@@ -56,11 +56,11 @@ export function jobsStalled({ d, t }: Sql, k: { stallMs: number; limit: number }
  * (in one of these queues, when given) is due: negative when it already is, NULL when there is
  * none. Paused queues are skipped, as claims skip them.
  */
-export function jobsNextDue({ d, t }: Sql, k: { names: string[]; queues?: string[] }): Statement {
+export function jobsNextDue({ d, t }: Sql, k: { names: string[]; queues?: string[]; managed?: boolean }): Statement {
   return read(d, (b) =>
     `SELECT ${d.msBetween('MIN(run_at)', d.now)} AS due FROM ${t.jobs}
      WHERE state = 'pending' AND name ${b.in(k.names)}${k.queues ? ` AND queue ${b.in(k.queues)}` : ''}
-       AND queue NOT IN (SELECT queue FROM ${t.paused})`);
+       AND queue NOT IN (SELECT queue FROM ${t.paused})${k.managed ? '' : ` AND queue NOT IN (SELECT queue FROM ${t.queues})`}`);
 }
 
 /** Save a running attempt's checkpoint, fenced by its claim. Changes one row when it applied. */

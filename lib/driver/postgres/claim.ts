@@ -32,7 +32,7 @@ export function jobsClaim(t: Tables): (req: ClaimRequest, token: string) => { te
       SELECT id FROM ${t.jobs}
       WHERE state = 'pending' AND run_at <= now() AND name = ANY($1::text[])
         AND ($5::text[] IS NULL OR queue = ANY($5::text[])) AND ($6::text[] IS NULL OR NOT (queue = ANY($6::text[])))
-        AND queue NOT IN (SELECT queue FROM ${t.paused})
+        AND queue NOT IN (SELECT queue FROM ${t.paused}) AND queue NOT IN (SELECT queue FROM ${t.queues})
       ORDER BY priority DESC, run_at, id
       LIMIT $2 FOR UPDATE SKIP LOCKED)
     UPDATE ${t.jobs} j SET state = 'running', token = $3, worker_id = $4, attempts = j.attempts + 1,

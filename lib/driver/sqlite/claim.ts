@@ -18,7 +18,7 @@ export function jobsClaim(t: Tables): (req: ClaimRequest, token: string) => { te
         started_at = ${sqlite.now}, progress = NULL, progress_message = NULL
       WHERE rowid IN (SELECT rowid FROM ${t.jobs} INDEXED BY ${t.jobsClaim}
         WHERE state = 'pending' AND run_at <= ${sqlite.now} AND name IN (SELECT value FROM json_each(?)) ${queueFilter}
-          AND queue NOT IN (SELECT queue FROM ${t.paused})
+          AND queue NOT IN (SELECT queue FROM ${t.paused}) AND queue NOT IN (SELECT queue FROM ${t.queues})
         ORDER BY priority DESC, run_at, rowid LIMIT ?)
       RETURNING ${CLAIM_COLUMNS}, rowid AS rowid_`;
   };

@@ -1,0 +1,290 @@
+/**
+ * Queue limits and fair groups (createJobs({ queues }), jobs.queues.configure, the group option),
+ * written once for every database.
+ *
+ * A queue with a row in the queues table is *managed*: general claims skip it, and it is claimed
+ * by claimManaged below, which first locks the queue's row. Claims of one managed queue therefore
+ * take turns across every process, and each counts, under that lock, what its limits allow:
+ *  - concurrency: the queue's running jobs (jobs_queue index);
+ *  - groupConcurrency: running jobs per group;
+ *  - rateLimit: starts recorded in the starts table within the last intervalMs (a sliding window on
+ *    the database clock: older rows are deleted first), for the queue or per group.
+ * A job a limit holds back is simply not claimed: it stays pending, its attempts untouched.
+ *
+ * Fairness: a grouped job is enqueued with a fair rank (joinGroup): one past its group's last rank,
+ * or the queue's vtime (the rank claims have reached) when that is later. Claims take jobs by
+ * (priority DESC, fair_rank, run_at, id), so within a priority the groups' jobs come in turns, and
+ * a group that was idle joins the turns where they are now rather than ahead of everyone.
+ * Jobs without a group rank 0: in a queue with groups they come first within their priority.
+ */
+import type { ClaimRequest } from '../store.ts';
+import { CLAIM_COLUMNS } from '../store.ts';
+import { read, write, type Binder, type Outcome, type Statement, type Steps } from './statement.ts';
+import type { Sql } from './sql.ts';
+
+/** A queue's limits as stored (null: no such limit). */
+export interface StoredQueueSettings {
+  concurrency: number | null;
+  groupConcurrency: number | null;
+  rateLimit: { limit: number; intervalMs: number; per: 'queue' | 'group' } | null;
+}
+
+/** A managed queue's row. */
+export interface QueueSettingsRow extends StoredQueueSettings {
+  queue: string;
+  /** The hash of the createJobs settings it was written from, or null. */
+  codeHash: string | null;
+  updatedAt: Date;
+}
+
+/** A claim of one managed queue. */
+export interface ManagedClaimRequest extends Omit<ClaimRequest, 'queues' | 'excludeQueues'> {
+  queue: string;
+}
+
+/** What a managed claim took, and what held the rest back. */
+export interface ManagedClaim<Row> {
+  rows: Row[];
+  /** The limit that allowed fewer than asked (null: none did; fewer jobs were due). */
+  heldBy: 'concurrency' | 'groupConcurrency' | 'rateLimit' | 'paused' | null;
+  /** When the rate window next frees a start, in ms (null: not held by the rate). */
+  retryInMs: number | null;
+}
+
+type Row = Record<string, unknown>;
+
+// ---------------------------------------------------------------- settings
+
+/** Every managed queue's settings. */
+export function queueSettingsList({ d, t }: Sql): Statement {
+  return read(d, () =>
+    `SELECT queue, concurrency, group_concurrency, rate_limit, rate_interval_ms, rate_per, code_hash, updated_at FROM ${t.queues} ORDER BY queue`);
+}
+
+export function toQueueSettingsRow(r: Row, date: (v: unknown) => Date | null): QueueSettingsRow {
+  return { queue: String(r.queue), ...settingsOf(r), codeHash: r.code_hash == null ? null : String(r.code_hash), updatedAt: date(r.updated_at)! };
+}
+
+function settingsOf(r: Row): StoredQueueSettings {
+  const num = (v: unknown) => (v == null ? null : Number(v));
+  return {
+    concurrency: num(r.concurrency),
+    groupConcurrency: num(r.group_concurrency),
+    rateLimit: r.rate_limit == null ? null : { limit: Number(r.rate_limit), intervalMs: Number(r.rate_interval_ms), per: r.rate_per === 'group' ? 'group' : 'queue' },
+  };
+}
+
+/**
+ * Write a queue's settings. From code (`codeHash` set) a stored row is replaced only when it was
+ * written from other settings, so a run-time edit survives restarts until the code's settings
+ * change; a run-time edit (`codeHash` null) always replaces and keeps the stored hash.
+ */
+export function* saveQueueSettings(sql: Sql, queue: string, s: StoredQueueSettings, codeHash: string | null): Steps<boolean> {
+  const { d, t } = sql;
+  const stored = ((yield read(d, (b) => `SELECT code_hash FROM ${t.queues}${d.lockHint} WHERE queue = ${b.text(queue)}${d.forUpdate}`)) as Outcome).rows[0];
+  if (stored && codeHash !== null && stored.code_hash === codeHash) return false;
+  const values = (b: Binder): [string, string][] => [
+    ['concurrency', b.int(s.concurrency)], ['group_concurrency', b.int(s.groupConcurrency)],
+    ['rate_limit', b.int(s.rateLimit?.limit ?? null)], ['rate_interval_ms', b.int(s.rateLimit?.intervalMs ?? null)],
+    ['rate_per', b.text(s.rateLimit?.per ?? null)], ['updated_at', d.now],
+  ];
+  if (stored) {
+    yield write(d, (b) => {
+      const set = values(b).map(([c, v]) => `${c} = ${v}`);
+      if (codeHash !== null) set.push(`code_hash = ${b.text(codeHash)}`);
+      return `UPDATE ${t.queues} SET ${set.join(', ')} WHERE queue = ${b.text(queue)}`;
+    });
+  } else {
+    yield write(d, (b) => {
+      const row = [['queue', b.text(queue)], ...values(b), ['code_hash', b.text(codeHash)]];
+      return `INSERT INTO ${t.queues} (${row.map(([c]) => c).join(', ')}) VALUES (${row.map(([, v]) => v).join(', ')})`;
+    });
+  }
+  return true;
+}
+
+// ---------------------------------------------------------------- enqueue
+
+/**
+ * A grouped job's fair rank, under its group row's lock (concurrent enqueues of one group take
+ * consecutive ranks). The queue becomes managed here if it was not: its jobs are then claimed in
+ * fair-rank order.
+ */
+export function* joinGroup(sql: Sql, queue: string, group: string): Steps<number> {
+  const { d, t } = sql;
+  const vtime = yield* queueVtime(sql, queue);
+  yield write(d, (b) =>
+    d.upsert(t.queueGroups, 'queue, group_key', [['queue', b.text(queue)], ['group_key', b.text(group)], ['last_rank', '0'], ['touched_at', d.now]], `touched_at = ${d.now}`));
+  const last = ((yield read(d, (b) => `SELECT last_rank FROM ${t.queueGroups} WHERE queue = ${b.text(queue)} AND group_key = ${b.text(group)}`)) as Outcome).rows[0];
+  const rank = Math.max(Number(last?.last_rank ?? 0) + 1, vtime);
+  yield write(d, (b) => `UPDATE ${t.queueGroups} SET last_rank = ${b.bigint(rank)} WHERE queue = ${b.text(queue)} AND group_key = ${b.text(group)}`);
+  return rank;
+}
+
+/** The rank the queue's claims have reached, making the queue managed when it is not (a plain read: claims hold the row's lock). */
+function* queueVtime(sql: Sql, queue: string): Steps<number> {
+  const { d, t } = sql;
+  const row = ((yield read(d, (b) => `SELECT vtime FROM ${t.queues} WHERE queue = ${b.text(queue)}`)) as Outcome).rows[0];
+  if (row) return Number(row.vtime);
+  yield write(d, (b) => d.upsert(t.queues, 'queue', [['queue', b.text(queue)], ['updated_at', d.now]], 'updated_at = updated_at'));
+  return 0;
+}
+
+// ---------------------------------------------------------------- claim
+
+/** What the queue's limits allow now, read under the queue row's lock. */
+interface Allowance {
+  budget: number;
+  heldBy: ManagedClaim<Row>['heldBy'];
+  retryInMs: number | null;
+  /** Per group: how many more may start (absent: no group limit applies). */
+  groupRoom: Map<string, number> | null;
+  settings: StoredQueueSettings;
+  vtime: number;
+}
+
+/**
+ * Claim up to `limit` due jobs of one managed queue within its limits: lock the queue's row, count
+ * what the limits allow, pick jobs in fair order (skipping groups at their limit), turn them
+ * running under `token`, record their starts where a rate limit counts them, and move the queue's
+ * vtime on. One transaction.
+ */
+export function* claimManaged(sql: Sql, req: ManagedClaimRequest, token: string): Steps<ManagedClaim<Row>> {
+  const allowance = yield* allowanceOf(sql, req);
+  if (allowance === null) return { rows: [], heldBy: null, retryInMs: null };
+  if (allowance.budget <= 0) return { rows: [], heldBy: allowance.heldBy, retryInMs: allowance.retryInMs };
+  const picked = yield* pickFair(sql, req, allowance);
+  if (!picked.ids.length) return { rows: [], heldBy: picked.heldBy ?? allowance.heldBy, retryInMs: allowance.retryInMs };
+  const rows = yield* takeJobs(sql, req, picked.ids, token);
+  yield* recordStarts(sql, req.queue, rows, allowance, picked.topRank);
+  const short = rows.length < req.limit;
+  return { rows, heldBy: short ? (picked.heldBy ?? allowance.heldBy) : null, retryInMs: short ? allowance.retryInMs : null };
+}
+
+function* allowanceOf(sql: Sql, req: ManagedClaimRequest): Steps<Allowance | null> {
+  const { d, t } = sql;
+  const q = ((yield read(d, (b) =>
+    `SELECT concurrency, group_concurrency, rate_limit, rate_interval_ms, rate_per, vtime,
+       (SELECT COUNT(*) FROM ${t.paused} p WHERE p.queue = q.queue) AS paused
+     FROM ${t.queues} q${d.lockHint} WHERE q.queue = ${b.text(req.queue)}${d.forUpdate}`)) as Outcome).rows[0];
+  if (!q) return null;
+  const settings = settingsOf(q);
+  const a: Allowance = { budget: req.limit, heldBy: null, retryInMs: null, groupRoom: null, settings, vtime: Number(q.vtime) };
+  if (Number(q.paused) > 0) return { ...a, budget: 0, heldBy: 'paused' };
+  if (settings.concurrency !== null) {
+    const running = yield* count(sql, (b) => `SELECT COUNT(*) AS n FROM ${t.jobs} WHERE queue = ${b.text(req.queue)} AND state = 'running'`);
+    cap(a, settings.concurrency - running, 'concurrency');
+  }
+  const rate = settings.rateLimit;
+  if (rate) {
+    yield write(d, (b) => `DELETE FROM ${t.starts} WHERE queue = ${b.text(req.queue)} AND started_at <= ${d.plusMs(d.now, b.bigint(-rate.intervalMs))}`);
+    if (rate.per === 'queue') {
+      const w = ((yield read(d, (b) =>
+        `SELECT COUNT(*) AS n, ${d.msBetween('MIN(started_at)', d.now)} AS first_ago FROM ${t.starts} WHERE queue = ${b.text(req.queue)}`)) as Outcome).rows[0];
+      if (cap(a, rate.limit - Number(w.n), 'rateLimit')) a.retryInMs = Math.max(1, rate.intervalMs + Number(w.first_ago ?? 0));
+    }
+  }
+  if (settings.groupConcurrency !== null || rate?.per === 'group') a.groupRoom = yield* groupRoom(sql, req.queue, settings);
+  return a;
+}
+
+/** Lower the budget to `room` when that is less; true when the limit holds everything back. */
+function cap(a: Allowance, room: number, limit: NonNullable<Allowance['heldBy']>): boolean {
+  if (room >= a.budget) return false;
+  a.budget = Math.max(0, room);
+  a.heldBy = limit;
+  return a.budget === 0;
+}
+
+function* count(sql: Sql, build: (b: Binder) => string): Steps<number> {
+  return Number(((yield read(sql.d, build)) as Outcome).rows[0]?.n ?? 0);
+}
+
+/** Per group with a limit in force: how many more of its jobs may start (groups not listed have their full limit). */
+function* groupRoom(sql: Sql, queue: string, s: StoredQueueSettings): Steps<Map<string, number>> {
+  const { d, t } = sql;
+  const room = new Map<string, number>();
+  if (s.groupConcurrency !== null) {
+    const running = ((yield read(d, (b) =>
+      `SELECT group_key, COUNT(*) AS n FROM ${t.jobs} WHERE queue = ${b.text(queue)} AND state = 'running' AND group_key IS NOT NULL GROUP BY group_key`)) as Outcome).rows;
+    for (const r of running) room.set(String(r.group_key), s.groupConcurrency - Number(r.n));
+  }
+  if (s.rateLimit?.per === 'group') {
+    const started = ((yield read(d, (b) =>
+      `SELECT group_key, COUNT(*) AS n FROM ${t.starts} WHERE queue = ${b.text(queue)} AND group_key IS NOT NULL GROUP BY group_key`)) as Outcome).rows;
+    for (const r of started) {
+      const g = String(r.group_key);
+      room.set(g, Math.min(room.get(g) ?? Infinity, s.rateLimit.limit - Number(r.n)));
+    }
+  }
+  return room;
+}
+
+/** The most a group may start in one claim when nothing was counted for it yet. */
+function fullRoom(s: StoredQueueSettings): number {
+  return Math.min(s.groupConcurrency ?? Infinity, s.rateLimit?.per === 'group' ? s.rateLimit.limit : Infinity);
+}
+
+/** Rounds of picking: each skips the groups the last one filled, so a busy group's backlog cannot hide the others' jobs. */
+const PICK_ROUNDS = 4;
+
+/**
+ * The next due jobs in fair order, at most `budget`, none from a group past its room. Read without
+ * row locks: claims of this queue take turns on its row, and takeJobs re-checks each job's state.
+ */
+function* pickFair(sql: Sql, req: ManagedClaimRequest, a: Allowance): Steps<{ ids: string[]; topRank: number; heldBy: Allowance['heldBy'] }> {
+  const { d, t } = sql;
+  const ids: string[] = [];
+  let topRank = 0;
+  let heldBy: Allowance['heldBy'] = null;
+  const room = a.groupRoom;
+  for (let round = 0; round < PICK_ROUNDS && ids.length < a.budget; round++) {
+    const full = room ? [...room].filter(([, n]) => n <= 0).map(([g]) => g) : [];
+    // With group limits, read past the budget: some of these may belong to groups that fill up.
+    const want = room ? a.budget * 4 + full.length : a.budget;
+    const rows = ((yield read(d, (b) =>
+      `SELECT ${b.top(want)}id, group_key, fair_rank FROM ${t.jobs}${d.useIndex(t.jobsFair)}
+       WHERE queue = ${b.text(req.queue)} AND state = 'pending' AND run_at <= ${d.now} AND name ${b.in(req.names)}
+         ${full.length ? `AND (group_key IS NULL OR NOT (group_key ${b.in(full)}))` : ''}
+         ${ids.length ? `AND NOT (id ${b.ids(ids)})` : ''}
+       ORDER BY priority DESC, fair_rank, run_at, id${b.limit(want)}`)) as Outcome).rows;
+    for (const r of rows) {
+      if (ids.length >= a.budget) break;
+      const group = r.group_key == null ? null : String(r.group_key);
+      if (room && group !== null) {
+        const left = room.get(group) ?? fullRoom(a.settings);
+        if (left <= 0) {
+          heldBy = a.settings.groupConcurrency !== null ? 'groupConcurrency' : 'rateLimit';
+          continue;
+        }
+        room.set(group, left - 1);
+      }
+      ids.push(String(r.id));
+      topRank = Math.max(topRank, Number(r.fair_rank));
+    }
+    if (rows.length < want) break;
+  }
+  return { ids, topRank, heldBy };
+}
+
+/** Turn the picked jobs running under `token` (those still pending) and read them back. */
+function* takeJobs(sql: Sql, req: ManagedClaimRequest, ids: string[], token: string): Steps<Row[]> {
+  const { d, t } = sql;
+  yield write(d, (b) =>
+    `UPDATE ${t.jobs} SET state = 'running', token = ${b.id(token)}, worker_id = ${b.text(req.workerId)}, attempts = attempts + 1,
+       started_at = ${d.now}, progress = NULL, progress_message = NULL
+     WHERE id ${b.ids(ids)} AND state = 'pending'`);
+  const columns = CLAIM_COLUMNS.split(', ').map((c) => d.col(c)).join(', ');
+  return ((yield read(d, (b) => `SELECT ${columns}, group_key FROM ${t.jobs} WHERE id ${b.ids(ids)} AND token = ${b.id(token)}`)) as Outcome).rows;
+}
+
+/** Record the starts a rate limit counts, and move the queue's vtime to the highest rank claimed. */
+function* recordStarts(sql: Sql, queue: string, rows: Row[], a: Allowance, topRank: number): Steps<void> {
+  const { d, t } = sql;
+  if (a.settings.rateLimit && rows.length) {
+    const ids = rows.map((r) => String(r.id));
+    yield write(d, (b) =>
+      `INSERT INTO ${t.starts} (queue, started_at, job_id, group_key) SELECT queue, started_at, id, group_key FROM ${t.jobs} WHERE id ${b.ids(ids)}`);
+  }
+  if (topRank > a.vtime) yield write(d, (b) => `UPDATE ${t.queues} SET vtime = ${b.bigint(topRank)} WHERE queue = ${b.text(queue)}`);
+}

@@ -1,0 +1,226 @@
+/**
+ * Flow control (issue 14), the claim side: fair groups, global concurrency, per-group concurrency
+ * and rate limits, through the public API on every dialect. Instances made with t.another() have
+ * their own connections, as separate processes would (test/crash/queue-limits.test.ts runs the
+ * limits in separate processes).
+ */
+import { expect } from 'chai';
+import { JobValidationError, type Jobs } from '../../lib/index.ts';
+import { forEachDialect, until } from '../helpers/dialects.ts';
+
+interface Run {
+  group: string | null;
+  start: number;
+  end: number;
+}
+
+/** Define `name` on each instance to record its runs (start and end, this process's clock) and take `ms`. */
+function recordRuns(instances: Jobs[], name: string, ms: () => number): Run[] {
+  const runs: Run[] = [];
+  for (const jobs of instances) {
+    jobs.define(name, async (p: { group?: string }) => {
+      const run = { group: p.group ?? null, start: performance.now(), end: Infinity };
+      runs.push(run);
+      await new Promise((r) => setTimeout(r, ms()));
+      run.end = performance.now();
+    });
+  }
+  return runs;
+}
+
+/** The most runs that overlap at one instant (from their start and end times). */
+function peak(runs: Run[]): number {
+  const edges = runs.flatMap((r) => [{ at: r.start, d: 1 }, { at: r.end, d: -1 }]).sort((a, b) => a.at - b.at || a.d - b.d);
+  let now = 0;
+  let most = 0;
+  for (const e of edges) most = Math.max(most, (now += e.d));
+  return most;
+}
+
+/** Count calls of the managed claim on an instance's store (the claims a worker sends for limited queues). */
+function countManagedClaims(jobs: Jobs): { n: number } {
+  const store = (jobs as unknown as { store: { jobClaimManaged: (...a: unknown[]) => Promise<unknown> } }).store;
+  const counter = { n: 0 };
+  const real = store.jobClaimManaged.bind(store);
+  store.jobClaimManaged = (...a: unknown[]) => {
+    counter.n++;
+    return real(...a);
+  };
+  return counter;
+}
+
+forEachDialect('flow control: fair groups and queue limits', ({ fresh }) => {
+  it('groups: with 2,000 ready jobs of group A ahead of 20 of group B, all of B start before the 100th of A', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { concurrency: 2, pollInterval: 50 } });
+    const order: string[] = [];
+    jobs.define('tenant-work', async (p: { group: string }) => void order.push(p.group));
+    await jobs.migrate();
+    for (let i = 0; i < 2000; i += 500) {
+      await jobs.enqueueMany(Array.from({ length: 500 }, () => ({ name: 'tenant-work' as const, payload: { group: 'A' }, group: 'A' })));
+    }
+    await jobs.enqueueMany(Array.from({ length: 20 }, () => ({ name: 'tenant-work' as const, payload: { group: 'B' }, group: 'B' })));
+    await jobs.start();
+    await until(() => order.filter((g) => g === 'B').length === 20, 'every job of B to run', 60_000);
+    const hundredthOfA = order.reduce((at, g, i) => (at === -1 && g === 'A' && order.slice(0, i + 1).filter((x) => x === 'A').length === 100 ? i : at), -1);
+    const lastOfB = order.lastIndexOf('B');
+    expect(hundredthOfA === -1 || lastOfB < hundredthOfA, `B's last start (${lastOfB}) before A's 100th (${hundredthOfA})`).to.equal(true);
+    await jobs.stop();
+    const job = (await jobs.list({ queue: 'default', limit: 1 })).items[0];
+    expect(job.group).to.be.oneOf(['A', 'B']);
+  });
+
+  it('concurrency: 3 over three instances of concurrency 10 runs at most 3 at once, and 3 at once', async () => {
+    const t = await fresh();
+    const instances = [t.jobs({ queues: { scarce: { concurrency: 3 } }, worker: { concurrency: 10, pollInterval: 30 } })];
+    for (let i = 0; i < 2; i++) instances.push((await t.another()).jobs({ queues: { scarce: { concurrency: 3 } }, worker: { concurrency: 10, pollInterval: 30 } }));
+    const runs = recordRuns(instances, 'limited', () => 20 + Math.floor(Math.random() * 40));
+    await instances[0].migrate();
+    await instances[0].enqueueMany(Array.from({ length: 60 }, () => ({ name: 'limited' as const, payload: {}, queue: 'scarce' })));
+    await Promise.all(instances.map((j) => j.start()));
+    await until(() => runs.filter((r) => r.end !== Infinity).length === 60, 'every job to run', 60_000);
+    expect(peak(runs), 'most running at once').to.equal(3);
+    await Promise.all(instances.map((j) => j.stop()));
+  });
+
+  it('groupConcurrency: at most one job per group at once, while groups run side by side', async () => {
+    const t = await fresh();
+    const a = t.jobs({ queues: { tenants: { groupConcurrency: 1 } }, worker: { concurrency: 8, pollInterval: 30 } });
+    const b = (await t.another()).jobs({ queues: { tenants: { groupConcurrency: 1 } }, worker: { concurrency: 8, pollInterval: 30 } });
+    const runs = recordRuns([a, b], 'per-tenant', () => 10 + Math.floor(Math.random() * 20));
+    await a.migrate();
+    await a.start();
+    const groups = ['g1', 'g2', 'g3'];
+    await a.enqueueMany(Array.from({ length: 36 }, (_, i) => ({ name: 'per-tenant' as const, payload: { group: groups[i % 3] }, queue: 'tenants', group: groups[i % 3] })));
+    await b.start();
+    await until(() => runs.filter((r) => r.end !== Infinity).length === 36, 'every job to run', 60_000);
+    for (const g of groups) expect(peak(runs.filter((r) => r.group === g)), `${g} at once`).to.equal(1);
+    expect(peak(runs), 'groups side by side').to.be.greaterThan(1);
+    await Promise.all([a.stop(), b.stop()]);
+  });
+
+  it('rateLimit: at most limit starts in any window of intervalMs across two instances, and close to the limit', async () => {
+    const t = await fresh();
+    const queues = { metered: { rateLimit: { limit: 10, intervalMs: 500 } } };
+    const a = t.jobs({ queues, worker: { concurrency: 10, pollInterval: 50 } });
+    const b = (await t.another()).jobs({ queues, worker: { concurrency: 10, pollInterval: 50 } });
+    for (const j of [a, b]) j.define('call-api', async () => undefined);
+    await a.migrate();
+    await a.enqueueMany(Array.from({ length: 200 }, () => ({ name: 'call-api' as const, payload: {}, queue: 'metered' })));
+    await Promise.all([a.start(), b.start()]);
+    await new Promise((r) => setTimeout(r, 2_200));
+    await Promise.all([a.stop(), b.stop()]);
+    // Start times as the database recorded them (its clock decides the window).
+    const starts = (await a.list({ queue: 'metered', state: 'completed', limit: 500 })).items.map((j) => j.startedAt!.getTime()).sort((x, y) => x - y);
+    for (let i = 0; i + 10 < starts.length; i++) {
+      expect(starts[i + 10] - starts[i], `starts ${i} and ${i + 10} are a window apart`).to.be.at.least(500);
+    }
+    // 2.2 s at 10 per 500 ms allows 50 starts: the limit, not the workers, sets the pace.
+    expect(starts.length).to.be.within(35, 50);
+  });
+
+  it('a job a limit holds back stays pending with its attempts untouched, and held workers do not claim in a storm', async () => {
+    const t = await fresh();
+    const queues = { single: { concurrency: 1 } };
+    const a = t.jobs({ queues, worker: { concurrency: 5, pollInterval: 200 } });
+    const b = (await t.another()).jobs({ queues, worker: { concurrency: 5, pollInterval: 200 } });
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    let started = 0;
+    for (const j of [a, b]) {
+      j.define('one-at-a-time', async (p: { long: boolean }) => {
+        started++;
+        if (p.long) await held;
+      });
+    }
+    await a.migrate();
+    const first = await a.enqueue('one-at-a-time', { long: true }, { queue: 'single' });
+    await a.start();
+    await until(async () => (await a.get(first.id))?.state === 'running', 'the long job to start');
+    const claims = countManagedClaims(b);
+    await b.start();
+    // Enqueues in the held queue wake the workers; they must not claim for each of them.
+    for (let i = 0; i < 20; i++) await a.enqueue('one-at-a-time', { long: false }, { queue: 'single' });
+    await new Promise((r) => setTimeout(r, 1_000));
+    expect(started, 'nothing else started while the limit is full').to.equal(1);
+    // One claim at start, then about one per poll (200 ms): never one per wake-up.
+    expect(claims.n, 'managed claims in 1 s').to.be.at.most(8);
+    const waiting = (await a.list({ queue: 'single', state: 'pending', limit: 50 })).items;
+    expect(waiting).to.have.length(20);
+    expect(waiting.every((j) => j.attempts === 0), 'no attempt spent').to.equal(true);
+    release();
+    await until(() => started === 21, 'the rest to run once the slot frees', 20_000);
+    await Promise.all([a.stop(), b.stop()]);
+  });
+
+  it('jobs.queues.configure changes the limits at run time for every instance; a restart with the same code keeps the edit', async () => {
+    const t = await fresh();
+    const a = t.jobs({ queues: { busy: { concurrency: 5 } }, worker: { concurrency: 10, pollInterval: 30 } });
+    const runs = recordRuns([a], 'work', () => 30);
+    await a.start();
+    await a.queues.configure('busy', { concurrency: 1 });
+    expect((await a.queues.settings()).find((q) => q.queue === 'busy')).to.deep.include({ concurrency: 1, groupConcurrency: null, rateLimit: null });
+    await a.enqueueMany(Array.from({ length: 8 }, () => ({ name: 'work' as const, payload: {}, queue: 'busy' })));
+    await until(() => runs.filter((r) => r.end !== Infinity).length === 8, 'every job to run');
+    expect(peak(runs)).to.equal(1);
+    await a.stop();
+    // The same code settings: the run-time edit stays. Changed code settings: they win.
+    const same = t.jobs({ queues: { busy: { concurrency: 5 } }, worker: false });
+    await same.start();
+    expect((await same.queues.settings()).find((q) => q.queue === 'busy')?.concurrency).to.equal(1);
+    const changed = t.jobs({ queues: { busy: { concurrency: 4, rateLimit: { limit: 100, intervalMs: 1000, per: 'group' } } }, worker: false });
+    await changed.start();
+    expect((await changed.queues.settings()).find((q) => q.queue === 'busy')).to.deep.include({
+      concurrency: 4, rateLimit: { limit: 100, intervalMs: 1000, per: 'group' },
+    });
+  });
+
+  it('a paused managed queue is not claimed until resumed', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ queues: { paused: { concurrency: 2 } }, worker: { pollInterval: 30 } });
+    let ran = 0;
+    jobs.define('later', async () => void ran++);
+    await jobs.start();
+    await jobs.queues.pause('paused');
+    await jobs.enqueue('later', {}, { queue: 'paused' });
+    await new Promise((r) => setTimeout(r, 300));
+    expect(ran).to.equal(0);
+    await jobs.queues.resume('paused');
+    await until(() => ran === 1, 'the job to run once resumed');
+    await jobs.stop();
+  });
+
+  it('drain() runs the jobs of managed queues too', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ queues: { slow: { rateLimit: { limit: 2, intervalMs: 200 } } }, worker: { pollInterval: 1000 } });
+    let ran = 0;
+    jobs.define('metered', async () => void ran++);
+    await jobs.migrate();
+    await jobs.start();
+    await jobs.enqueueMany(Array.from({ length: 6 }, () => ({ name: 'metered' as const, payload: {}, queue: 'slow' })));
+    await jobs.drain();
+    expect(ran).to.equal(6);
+    await jobs.stop();
+  });
+
+  it('refuses bad queue settings and group, naming the field', async () => {
+    const t = await fresh();
+    expect(() => t.jobs({ queues: { q: { concurrency: 0 } }, worker: false })).to.throw(JobValidationError, /queues\.q\.concurrency must be an integer from 1/);
+    expect(() => t.jobs({ queues: { q: { rateLimit: { limit: 5 } } } as never, worker: false })).to.throw(/queues\.q\.rateLimit\.intervalMs is required/);
+    expect(() => t.jobs({ queues: { q: { rateLimit: { limit: 5, intervalMs: 10, per: 'user' } } } as never, worker: false })).to.throw(/rateLimit\.per must be 'queue' or 'group'/);
+    expect(() => t.jobs({ queues: { q: { speed: 1 } } as never, worker: false })).to.throw(/queues\.q\.speed is not a queue setting/);
+    const jobs = t.jobs({ worker: false });
+    try {
+      await jobs.queues.configure('q', { groupConcurrency: 1.5 });
+      expect.fail('configure accepted 1.5');
+    } catch (err) {
+      expect(err).to.be.instanceOf(JobValidationError).with.property('field', 'settings.groupConcurrency');
+    }
+    try {
+      await jobs.enqueue('x', {}, { group: '' });
+      expect.fail('enqueue accepted an empty group');
+    } catch (err) {
+      expect(err).to.be.instanceOf(JobValidationError).with.property('field', 'group');
+    }
+  });
+});

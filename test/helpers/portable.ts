@@ -15,6 +15,7 @@ import {
 } from '../../lib/driver/portable/reads.ts';
 import { cancelJob, historyPrune, historyPrunePick, jobFlowOf, jobMakeDue, jobRetry, jobsDelete, queuePause, queueResume } from '../../lib/driver/portable/admin.ts';
 import { jobSaveCheckpoint, jobsNextDue, jobsOwnedBy, jobsStalled, workerHeartbeat, workerRemove, workersRemoveStale } from '../../lib/driver/portable/workers.ts';
+import { claimManaged, joinGroup, queueSettingsList, saveQueueSettings } from '../../lib/driver/portable/queues.ts';
 import { scheduleAdvance, scheduleRemove, scheduleSetEnabled, scheduleTicksRemove, schedulesDue, schedulesList } from '../../lib/driver/portable/schedules.ts';
 
 export const HOSTILE = "x'); DROP TABLE sqljobs_jobs; -- ? $1 @p1 `key` [key]";
@@ -48,6 +49,7 @@ export function portableStatements(sql: Sql): [string, Statement][] {
     ...each('cancelJob', played(cancelJob(sql, UUID), answers(sql))),
     ['jobFlowOf', jobFlowOf(sql, UUID)],
     ...flowStatements(sql),
+    ...queueStatements(sql),
     ['jobMakeDue', jobMakeDue(sql, UUID)],
     ...each('jobRetry', jobRetry(sql, UUID)),
     ['queuePause', queuePause(sql, HOSTILE)],
@@ -105,6 +107,33 @@ function flowStatements(sql: Sql): [string, Statement][] {
   out.push(['jobsRaise', jobsRaise(sql, [UUID, TOKEN], 60_000)]);
   out.push(['jobParents', jobParents(sql, UUID)], ['jobDependents', jobDependents(sql, UUID)], ['batchCounts', batchCounts(sql, HOSTILE)], ['batchRow', batchRow(sql, HOSTILE)]);
   return out;
+}
+
+/**
+ * Queue limits and fair groups (lib/driver/portable/queues.ts): settings written both ways, a
+ * grouped enqueue in a queue not yet managed, and a claim of a queue with every limit, whose reads
+ * find a row in each (one group full, one with room).
+ */
+function queueStatements(sql: Sql): [string, Statement][] {
+  const settings = { concurrency: 3, groupConcurrency: 1, rateLimit: { limit: 50, intervalMs: 1000, per: 'group' as const } };
+  const none = () => ({ rows: [], changes: 0 });
+  const found = (s: Statement): Outcome => ({ rows: s.returnsRows ? [{ code_hash: HOSTILE, vtime: 4, last_rank: 2 }] : [], changes: 1 });
+  const limits = { concurrency: 3, group_concurrency: 1, rate_limit: 50, rate_interval_ms: 1000, rate_per: 'group', vtime: 4, paused: 0 };
+  const claimAnswers = (s: Statement): Outcome => {
+    if (!s.returnsRows && !/^\s*SELECT/.test(s.text)) return { rows: [], changes: 1 };
+    if (/FROM \w+_queues q/.test(s.text)) return { rows: [limits], changes: 1 };
+    if (/GROUP BY group_key/.test(s.text)) return { rows: [{ group_key: HOSTILE, n: 1 }], changes: 1 };
+    if (/COUNT\(\*\) AS n FROM/.test(s.text)) return { rows: [{ n: 1 }], changes: 1 };
+    if (/fair_rank FROM/.test(s.text)) return { rows: [{ id: UUID, group_key: HOSTILE, fair_rank: 5 }, { id: TOKEN, group_key: 'other', fair_rank: 6 }], changes: 2 };
+    return { rows: [{ id: TOKEN, queue: HOSTILE }], changes: 1 };
+  };
+  return [
+    ['queueSettingsList', queueSettingsList(sql)],
+    ...each('saveQueueSettings (new, from code)', played(saveQueueSettings(sql, HOSTILE, settings, HOSTILE), none)),
+    ...each('saveQueueSettings (run-time edit)', played(saveQueueSettings(sql, HOSTILE, settings, null), found)),
+    ...each('joinGroup (queue not managed yet)', played(joinGroup(sql, HOSTILE, HOSTILE), (s) => (/SELECT vtime/.test(s.text) ? none() : found(s)))),
+    ...each('claimManaged', played(claimManaged(sql, { workerId: HOSTILE, names: [HOSTILE], queue: HOSTILE, limit: 5 }, TOKEN), claimAnswers)),
+  ];
 }
 
 const PARENT_FAILED = '01936f4e-8a1b-7c2d-9e3f-0a1b2c3d4e60';

@@ -262,12 +262,14 @@ describe('SQL Server statements (no server)', () => {
     expect(sql.appLockHolder('app_leader').text).to.include("LIKE @pattern ESCAPE '\\'");
   });
 
-  it('claims and probes the next due job only outside paused queues', () => {
+  it('claims and probes the next due job only outside paused and managed queues', () => {
     const claim = jobsClaim(T, { workerId: 'w', names: ['a'], queues: ['q'], limit: 3 }, TOKEN, true).text;
-    // Inside the claim's own WHERE, before its ORDER BY: a paused queue's rows are never selected for update.
-    expect(claim).to.match(/WHERE state = 'pending'[^;]*AND queue NOT IN \(SELECT queue FROM app_paused_queues\)\s+ORDER BY priority DESC/);
+    // Inside the claim's own WHERE, before its ORDER BY: a paused or managed queue's rows are never selected for update.
+    expect(claim).to.match(/WHERE state = 'pending'[^;]*AND queue NOT IN \(SELECT queue FROM app_paused_queues\) AND queue NOT IN \(SELECT queue FROM app_queues\)\s+ORDER BY priority DESC/);
     const due = named(jobsNextDue(portable, { names: ['a'] })).text;
-    expect(due).to.match(/WHERE state = 'pending'[^;]*AND queue NOT IN \(SELECT queue FROM app_paused_queues\)$/);
+    expect(due).to.match(/WHERE state = 'pending'[^;]*AND queue NOT IN \(SELECT queue FROM app_paused_queues\) AND queue NOT IN \(SELECT queue FROM app_queues\)$/);
+    // drain() asks with the managed queues included.
+    expect(named(jobsNextDue(portable, { names: ['a'], managed: true })).text).to.not.include('app_queues');
   });
 
   it('replaces a schedule from code only when its stored code hash differs, keeps the hash on a run-time edit', () => {

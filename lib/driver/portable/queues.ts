@@ -95,9 +95,10 @@ export function* saveQueueSettings(sql: Sql, queue: string, s: StoredQueueSettin
       return `UPDATE ${t.queues} SET ${set.join(', ')} WHERE queue = ${b.text(queue)}`;
     });
   } else {
+    // An upsert: another process may write the same queue's settings from the same code at the same moment.
     yield write(d, (b) => {
-      const row = [['queue', b.text(queue)], ...values(b), ['code_hash', b.text(codeHash)]];
-      return `INSERT INTO ${t.queues} (${row.map(([c]) => c).join(', ')}) VALUES (${row.map(([, v]) => v).join(', ')})`;
+      const row: [string, string][] = [['queue', b.text(queue)], ...values(b), ['code_hash', b.text(codeHash)]];
+      return d.upsert(t.queues, 'queue', row, values(b).map(([c, v]) => `${c} = ${v}`).join(', '));
     });
   }
   return true;
@@ -125,7 +126,7 @@ export function* joinGroup(sql: Sql, queue: string, group: string): Steps<number
 function* queueVtime(sql: Sql, queue: string): Steps<number> {
   const { d, t } = sql;
   const row = ((yield read(d, (b) => `SELECT vtime FROM ${t.queues} WHERE queue = ${b.text(queue)}`)) as Outcome).rows[0];
-  if (row) return Number(row.vtime);
+  if (row) return Number(row.vtime) || 0;
   yield write(d, (b) => d.upsert(t.queues, 'queue', [['queue', b.text(queue)], ['updated_at', d.now]], 'updated_at = updated_at'));
   return 0;
 }

@@ -15,7 +15,7 @@ import {
 } from '../../lib/driver/portable/reads.ts';
 import { cancelJob, historyPrune, historyPrunePick, jobFlowOf, jobMakeDue, jobRetry, jobsDelete, queuePause, queueResume } from '../../lib/driver/portable/admin.ts';
 import { jobSaveCheckpoint, jobsNextDue, jobsOwnedBy, jobsStalled, workerHeartbeat, workerRemove, workersRemoveStale } from '../../lib/driver/portable/workers.ts';
-import { claimManaged, joinGroup, queueSettingsList, saveQueueSettings } from '../../lib/driver/portable/queues.ts';
+import { claimManaged, joinGroup, queueSettingsList, saveGroupRanks, saveQueueSettings } from '../../lib/driver/portable/queues.ts';
 import { scheduleAdvance, scheduleRemove, scheduleSetEnabled, scheduleTicksRemove, schedulesDue, schedulesList } from '../../lib/driver/portable/schedules.ts';
 
 export const HOSTILE = "x'); DROP TABLE sqljobs_jobs; -- ? $1 @p1 `key` [key]";
@@ -132,6 +132,7 @@ function queueStatements(sql: Sql): [string, Statement][] {
     ...each('saveQueueSettings (new, from code)', played(saveQueueSettings(sql, HOSTILE, settings, HOSTILE), none)),
     ...each('saveQueueSettings (run-time edit)', played(saveQueueSettings(sql, HOSTILE, settings, null), found)),
     ...each('joinGroup (queue not managed yet)', played(joinGroup(sql, HOSTILE, HOSTILE), (s) => (/SELECT vtime/.test(s.text) ? none() : found(s)))),
+    ...each('saveGroupRanks', played(saveGroupRanks(sql, new Map([['k', { queue: HOSTILE, group: HOSTILE, rank: 9 }]])), found)),
     ...each('claimManaged', played(claimManaged(sql, { workerId: HOSTILE, names: [HOSTILE], queue: HOSTILE, limit: 5 }, TOKEN), claimAnswers)),
   ];
 }

@@ -22,7 +22,7 @@ import { uuidv7 } from '../../uuid.ts';
 import { sharedColumns } from '../columns.ts';
 import { read, write, type Binder, type Outcome, type Statement, type Steps } from './statement.ts';
 import type { Sql } from './sql.ts';
-import { joinGroup } from './queues.ts';
+import { joinGroup, saveGroupRanks, type GroupRanks } from './queues.ts';
 
 /** The bits of a job's `flow` column. */
 export const FLOW = {
@@ -131,6 +131,7 @@ export function* insertWithFlow(sql: Sql, rows: NewJobRow[], batches: NewBatch[]
   // A row whose refId a live job holds is that job: its same-call dependents wait for that one.
   const holderOf = new Map<string, string>();
   const due = new Set<string>();
+  const ranks: GroupRanks = new Map();
   for (const r of rows) {
     if (r.dedupe !== null) {
       const found = yield* dedupe(sql, r);
@@ -153,7 +154,7 @@ export function* insertWithFlow(sql: Sql, rows: NewJobRow[], batches: NewBatch[]
     }
     const parents = [...new Set(r.dependsOn.map((p) => holderOf.get(p) ?? p))];
     const before = r.serialKey === null ? null : yield* joinSerialKey(sql, r.serialKey, r.id);
-    const rank = r.groupKey === null ? 0 : yield* joinGroup(sql, r.queue, r.groupKey);
+    const rank = r.groupKey === null ? 0 : yield* joinGroup(sql, r.queue, r.groupKey, ranks);
     // A reserved job has one hold more: jobs.commitReserved takes it away.
     const waitingFor = parents.filter((p) => !done.has(p)).length + (before ? 1 : 0) + (r.reserveMs !== null ? 1 : 0);
     yield insertJob(sql, r, waitingFor, rank);
@@ -162,14 +163,15 @@ export function* insertWithFlow(sql: Sql, rows: NewJobRow[], batches: NewBatch[]
     if (before) yield serialEdge(sql, r.id, before);
     results.push(r.reserveMs !== null ? { id: r.id, existed: false, reserved: true } : { id: r.id, existed: false });
   }
-  // A dependent enqueued after its parent failed or was cancelled is cancelled as the parent's
-  // dependents were (the same flow, so its own dependents, callbacks and batch follow).
+  yield* saveGroupRanks(sql, ranks);
   for (const batch of batches) {
     // Its size is the jobs written (an item whose refId a live job held is that job, outside the batch).
     const total = rows.filter((r, i) => r.batchId === batch.id && !results[i].existed).length;
     yield write(d, (b) =>
       `INSERT INTO ${t.batches} (id, total, callbacks, created_at) VALUES (${b.text(batch.id)}, ${b.int(total)}, ${b.longText(JSON.stringify(batch.callbacks))}, ${d.now})`);
   }
+  // A dependent enqueued after its parent failed or was cancelled is cancelled as the parent's
+  // dependents were (the same flow, so its own dependents, callbacks and batch follow).
   if (ended.size) {
     for (const q of yield* cancelDependents(sql, [...ended].map(([id, p]) => ({ id, name: p.name, state: p.state as FinishState })))) due.add(q);
   }
@@ -425,7 +427,9 @@ function* cancelDependents(sql: Sql, parents: Pick<FinishedRow, 'id' | 'name' | 
 function* enqueueCallback(sql: Sql, spec: StoredCallback, of: { parent?: string; batch?: string }): Steps<string> {
   const id = uuidv7();
   const flow = of.parent !== undefined ? FLOW.parents : 0;
-  const rank = spec.groupKey ? yield* joinGroup(sql, spec.queue, spec.groupKey) : 0;
+  const ranks: GroupRanks = new Map();
+  const rank = spec.groupKey ? yield* joinGroup(sql, spec.queue, spec.groupKey, ranks) : 0;
+  yield* saveGroupRanks(sql, ranks);
   yield insertJob(sql, { ...spec, id, flow, callbackBatch: of.batch ?? null, refId: null }, 0, rank);
   if (of.parent !== undefined) yield insertEdges(sql, id, [of.parent], true);
   return spec.queue;

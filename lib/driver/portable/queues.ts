@@ -106,20 +106,35 @@ export function* saveQueueSettings(sql: Sql, queue: string, s: StoredQueueSettin
 
 // ---------------------------------------------------------------- enqueue
 
+/** Ranks given within one enqueue call, per queue and group: the group's row is locked and read once, written once at the end. */
+export type GroupRanks = Map<string, { queue: string; group: string; rank: number }>;
+
 /**
  * A grouped job's fair rank, under its group row's lock (concurrent enqueues of one group take
  * consecutive ranks). The queue becomes managed here if it was not: its jobs are then claimed in
- * fair-rank order.
+ * fair-rank order. Later rows of the same group in the call count on from `ranks`; saveGroupRanks
+ * writes the last rank of each.
  */
-export function* joinGroup(sql: Sql, queue: string, group: string): Steps<number> {
+export function* joinGroup(sql: Sql, queue: string, group: string, ranks: GroupRanks = new Map()): Steps<number> {
   const { d, t } = sql;
+  const key = JSON.stringify([queue, group]);
+  const known = ranks.get(key);
+  if (known) return ++known.rank;
   const vtime = yield* queueVtime(sql, queue);
   yield write(d, (b) =>
     d.upsert(t.queueGroups, 'queue, group_key', [['queue', b.text(queue)], ['group_key', b.text(group)], ['last_rank', '0'], ['touched_at', d.now]], `touched_at = ${d.now}`));
   const last = ((yield read(d, (b) => `SELECT last_rank FROM ${t.queueGroups} WHERE queue = ${b.text(queue)} AND group_key = ${b.text(group)}`)) as Outcome).rows[0];
   const rank = Math.max(Number(last?.last_rank ?? 0) + 1, vtime);
-  yield write(d, (b) => `UPDATE ${t.queueGroups} SET last_rank = ${b.bigint(rank)} WHERE queue = ${b.text(queue)} AND group_key = ${b.text(group)}`);
+  ranks.set(key, { queue, group, rank });
   return rank;
+}
+
+/** Store each group's last rank given in the call (its row is still locked by joinGroup). */
+export function* saveGroupRanks(sql: Sql, ranks: GroupRanks): Steps<void> {
+  const { d, t } = sql;
+  for (const { queue, group, rank } of ranks.values()) {
+    yield write(d, (b) => `UPDATE ${t.queueGroups} SET last_rank = ${b.bigint(rank)} WHERE queue = ${b.text(queue)} AND group_key = ${b.text(group)}`);
+  }
 }
 
 /** The rank the queue's claims have reached, making the queue managed when it is not (a plain read: claims hold the row's lock). */

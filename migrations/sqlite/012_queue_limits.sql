@@ -30,4 +30,4 @@ CREATE TABLE {{prefix}}starts (
 ALTER TABLE {{prefix}}jobs ADD COLUMN group_key TEXT;
 ALTER TABLE {{prefix}}jobs ADD COLUMN fair_rank INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE {{prefix}}history ADD COLUMN group_key TEXT;
-CREATE INDEX {{prefix}}jobs_fair ON {{prefix}}jobs (queue, priority DESC, fair_rank, run_at) WHERE state = 'pending';
+CREATE INDEX {{prefix}}jobs_fair ON {{prefix}}jobs (queue, priority DESC, fair_rank, run_at, id) WHERE state = 'pending';

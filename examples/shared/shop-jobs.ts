@@ -40,7 +40,9 @@ async function step(ctx: JobContext, percent: number, message: string, ms: numbe
 const money = (cents: number) => `$${(cents / 100).toFixed(2)}`;
 
 export function setupShopJobs(db: SupportedDb, options: ShopJobsOptions = {}): Jobs<ShopJobs> {
-  const jobs = createJobs<ShopJobs>({ db, tablePrefix: options.tablePrefix });
+  // Receipts go through the mail queue: at most 2 sent at once across every process, and at most
+  // 5 a second (the admin's queues page shows these limits and edits them at run time).
+  const jobs = createJobs<ShopJobs>({ db, tablePrefix: options.tablePrefix, queues: { mail: { concurrency: 2, rateLimit: { limit: 5, intervalMs: 1000 } } } });
 
   // The first step of each order's workflow: the receipt and the invoice wait for it (dependsOn).
   jobs.define(
@@ -76,7 +78,7 @@ export function setupShopJobs(db: SupportedDb, options: ShopJobsOptions = {}): J
       ctx.log('250 OK: message queued');
       return { messageId: `<receipt-${order.orderId}@shop.example>` };
     },
-    { maxAttempts: 3, timeout: 30_000 },
+    { maxAttempts: 3, timeout: 30_000, queue: 'mail' },
   );
 
   jobs.define(

@@ -132,8 +132,13 @@ export abstract class PortableStore implements Sql {
 
   async jobClaimManaged(req: ManagedClaimRequest): Promise<ManagedClaim<ClaimedJob>> {
     if (!req.names.length) return { rows: [], heldBy: null, retryInMs: null };
-    const claim = await this.runner.within(claimManaged(this, req, crypto.randomUUID()));
+    const claim = await this.withinClaim(claimManaged(this, req, crypto.randomUUID()));
     return { ...claim, rows: claim.rows.map((r) => toClaimedJob(r, this.d.codec)).sort(claimOrder) };
+  }
+
+  /** A managed claim's transaction (PostgreSQL plans it as its claims: see postgres/store.ts). */
+  protected withinClaim<T>(steps: Steps<T>): Promise<T> {
+    return this.runner.within(steps);
   }
 
   async queueSettingsList(): Promise<QueueSettingsRow[]> {

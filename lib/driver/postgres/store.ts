@@ -243,6 +243,16 @@ export class PostgresStore extends PortableStore implements Store {
     return rows.map((r) => toClaimedJob(r, nativeCodec)).sort(claimOrder);
   }
 
+  /** A managed queue's claim, planned for its transaction as every claim is (see CLAIM_PLANNER): its queue's statistics are as stale. */
+  protected override async withinClaim<T>(steps: Steps<T>): Promise<T> {
+    return withHeld(await holdPgClient(this.own), rollback, async (c) => {
+      await c.query(CLAIM_PLANNER_LOCAL);
+      const out = await drive(steps, async (s) => outcome(s, await c.query(s.text, s.values)));
+      await c.query('COMMIT');
+      return out;
+    });
+  }
+
   /** Behind a transaction pooler: the planner settings last for the claim's own transaction only. */
   private async claimPlannedLocally(q: { text: string; values: unknown[] }): Promise<QueryResultRow[]> {
     return withHeld(await holdPgClient(this.own), rollback, async (c) => {

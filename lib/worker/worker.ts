@@ -69,6 +69,13 @@ export interface WorkerEvents {
   error(err: unknown): void;
 }
 
+/** What one round of claims brought: `more` when some claim took all it asked (another round may find more); `short` when an unmanaged claim did not (the due timer then looks for delayed jobs). */
+interface Claimed {
+  jobs: ClaimedJob[];
+  more: boolean;
+  short: boolean;
+}
+
 export class Worker {
   readonly id = `${os.hostname()}:${process.pid}:${uuidv7().slice(-12)}`;
   private readonly running = new Map<string, RunningAttempt>();
@@ -256,8 +263,8 @@ export class Worker {
         // Claim order across batches: a later, higher-priority job runs before earlier low ones.
         if (claimed.jobs.length && this.backlog.length > claimed.jobs.length) this.backlog.sort((a, b) => claimOrder(a.job, b.job));
         if (!this.newJobs) this.startFromBacklog();
-        short = claimed.jobs.length < claimed.requested;
-        if (!short) this.refill = true;
+        short = claimed.short;
+        if (claimed.more) this.refill = true;
       } while (this.refill || this.newJobs);
     } finally {
       this.filling = false;
@@ -267,8 +274,12 @@ export class Worker {
     this.notifyIdle();
   }
 
-  /** Claims of managed queues first (each within its limits), then one per queue-limited queue with free slots, plus one for the rest. */
-  private async claimFree(): Promise<{ jobs: ClaimedJob[]; requested: number } | null> {
+  /**
+   * Claims for the free slots: each managed queue within its limits and its share of the slots (so
+   * a managed queue's backlog never starves the others), then one per queue-limited queue, then
+   * one for the rest.
+   */
+  private async claimFree(): Promise<Claimed | null> {
     if (this.opts.leaderOnly && !this.leads()) return null;
     const ahead = this.prefetchRoom();
     const newJobs = this.newJobs;
@@ -284,24 +295,25 @@ export class Worker {
     const names = [...this.definitions.keys()];
     if (!names.length) return null;
     await this.loadManaged();
-    const out = { jobs: [] as ClaimedJob[], requested: 0 };
-    let left = await this.claimManagedQueues(names, free, out);
     const limits = this.opts.queueConcurrency ?? {};
     const limited = Object.keys(limits).filter((q) => this.serves(q) && !this.managed.has(q));
+    const others = this.opts.queues?.filter((q) => !limited.includes(q) && !this.managed.has(q));
+    const out: Claimed = { jobs: [], more: false, short: false };
+    let left = await this.claimManagedQueues(names, free, others === undefined || others.length > 0 || limited.length > 0, out);
+    const take = (got: ClaimedJob[], asked: number) => {
+      out.jobs.push(...got);
+      left -= got.length;
+      if (got.length === asked) out.more = true;
+      else out.short = true;
+    };
     for (const q of limited) {
       const n = Math.min(left, limits[q] - this.heldIn(q));
-      if (n <= 0) continue;
-      const got = await this.claim({ names, queues: [q], limit: n });
-      out.jobs.push(...got);
-      out.requested += n;
-      left -= got.length;
+      if (n > 0) take(await this.claim({ names, queues: [q], limit: n }), n);
     }
-    const others = this.opts.queues?.filter((q) => !limited.includes(q) && !this.managed.has(q));
     if (left > 0 && (!others || others.length)) {
       // Managed queues need no exclusion here: the claim statement skips every queue with settings.
-      const got = await this.claim({ names, queues: others, excludeQueues: others || !limited.length ? undefined : limited, limit: left });
-      out.jobs.push(...got);
-      out.requested += left;
+      const n = left;
+      take(await this.claim({ names, queues: others, excludeQueues: others || !limited.length ? undefined : limited, limit: n }), n);
     }
     return out;
   }
@@ -338,25 +350,34 @@ export class Worker {
 
   /**
    * Claim each managed queue this worker serves and no limit holds back, within the free slots and
-   * never ahead of them (a job claimed ahead would take a place under the queue's limit while it waits here).
+   * never ahead of them (a job claimed ahead would take a place under the queue's limit while it
+   * waits here). Each takes at most its share of the slots, starting from a different queue each
+   * time; what one leaves goes to the next, and to the unmanaged queues (`rest`) after them.
    */
-  private async claimManagedQueues(names: string[], free: number, out: { jobs: ClaimedJob[]; requested: number }): Promise<number> {
+  private async claimManagedQueues(names: string[], free: number, rest: boolean, out: Claimed): Promise<number> {
+    const queues = [...this.managed].filter((q) => this.serves(q) && !this.isHeld(q));
+    if (!queues.length) return free;
+    const start = this.managedTurn++ % queues.length;
     let left = free;
     let room = this.opts.concurrency - this.running.size - this.backlog.length;
-    for (const queue of this.managed) {
-      if (!this.serves(queue) || this.isHeld(queue)) continue;
+    for (let i = 0; i < queues.length; i++) {
+      const queue = queues[(start + i) % queues.length];
+      const share = Math.ceil(left / (queues.length - i + (rest ? 1 : 0)));
       const local = this.opts.queueConcurrency?.[queue];
-      const n = Math.min(left, room, local === undefined ? Infinity : local - this.heldIn(queue));
+      const n = Math.min(share, room, local === undefined ? Infinity : local - this.heldIn(queue));
       if (n <= 0) continue;
       const claim = await this.counted(() => this.store.jobClaimManaged({ workerId: this.id, names, queue, limit: n }));
       out.jobs.push(...claim.rows);
-      out.requested += n;
+      if (claim.rows.length === n) out.more = true;
       left -= claim.rows.length;
       room -= claim.rows.length;
       if (claim.heldBy) this.holdBack(queue, claim.retryInMs);
     }
     return left;
   }
+
+  /** Which managed queue claims first next time. */
+  private managedTurn = 0;
 
   private isHeld(queue: string): boolean {
     const until = this.heldUntil.get(queue);

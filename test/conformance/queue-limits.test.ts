@@ -70,6 +70,20 @@ forEachDialect('flow control: fair groups and queue limits', ({ fresh }) => {
     expect(job.group).to.be.oneOf(['A', 'B']);
   });
 
+  it("a managed queue's backlog does not starve the other queues of the worker's slots", async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { concurrency: 2, pollInterval: 50, prefetch: 0 } });
+    const order: string[] = [];
+    jobs.define('work', async (p: { queue: string }) => void order.push(p.queue));
+    await jobs.migrate();
+    await jobs.enqueueMany(Array.from({ length: 200 }, (_, i) => ({ name: 'work' as const, payload: { queue: 'fair' }, queue: 'fair', group: `g${i % 4}` })));
+    await jobs.enqueueMany(Array.from({ length: 5 }, () => ({ name: 'work' as const, payload: { queue: 'default' } })));
+    await jobs.start();
+    await until(() => order.filter((q) => q === 'default').length === 5, 'the default queue to run', 30_000);
+    expect(order.lastIndexOf('default'), 'the plain jobs ran among the first of the grouped backlog').to.be.below(60);
+    await jobs.stop();
+  });
+
   it('concurrency: 3 over three instances of concurrency 10 runs at most 3 at once, and 3 at once', async () => {
     const t = await fresh();
     const instances = [t.jobs({ queues: { scarce: { concurrency: 3 } }, worker: { concurrency: 10, pollInterval: 30 } })];

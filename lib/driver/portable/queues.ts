@@ -142,7 +142,8 @@ function* queueVtime(sql: Sql, queue: string): Steps<number> {
   const { d, t } = sql;
   const row = ((yield read(d, (b) => `SELECT vtime FROM ${t.queues} WHERE queue = ${b.text(queue)}`)) as Outcome).rows[0];
   if (row) return Number(row.vtime) || 0;
-  yield write(d, (b) => d.upsert(t.queues, 'queue', [['queue', b.text(queue)], ['updated_at', d.now]], 'updated_at = updated_at'));
+  // The row exists only when another enqueue made it meanwhile: its time moves, nothing else.
+  yield write(d, (b) => d.upsert(t.queues, 'queue', [['queue', b.text(queue)], ['updated_at', d.now]], `updated_at = ${d.now}`));
   return 0;
 }
 

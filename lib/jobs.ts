@@ -542,7 +542,8 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
     resume: async (queue: string): Promise<boolean> => {
       validateName(queue, 'queue');
       const resumed = await this.db.queueResume(queue);
-      if (resumed) this.worker?.wake();
+      // refreshQueues also lifts this worker's hold on the queue (a managed claim found it paused).
+      if (resumed) this.worker?.refreshQueues();
       return resumed;
     },
     /**

@@ -74,6 +74,8 @@ interface Claimed {
   jobs: ClaimedJob[];
   more: boolean;
   short: boolean;
+  /** Whether any claim was sent. */
+  tried: boolean;
 }
 
 export class Worker {
@@ -260,8 +262,8 @@ export class Worker {
         if (claimed === null) break;
         const seq = ++this.seq;
         for (const job of claimed.jobs) this.backlog.push({ job, seq });
-        // Claim order across batches: a later, higher-priority job runs before earlier low ones.
-        if (claimed.jobs.length && this.backlog.length > claimed.jobs.length) this.backlog.sort((a, b) => claimOrder(a.job, b.job));
+        // Start order across batches: managed queues' jobs first, then a later, higher-priority job before earlier low ones.
+        if (claimed.jobs.length && this.backlog.length > claimed.jobs.length) this.backlog.sort((a, b) => this.startOrder(a.job, b.job));
         if (!this.newJobs) this.startFromBacklog();
         short = claimed.short;
         if (claimed.more) this.refill = true;
@@ -275,33 +277,24 @@ export class Worker {
   }
 
   /**
-   * Claims for the free slots: each managed queue within its limits and its share of the slots (so
-   * a managed queue's backlog never starves the others), then one per queue-limited queue, then
-   * one for the rest.
+   * One round of claims: each managed queue within its limits and its share of the slots, then one
+   * claim per queue-limited queue, then one for the rest. Null when there was nothing to claim for.
    */
   private async claimFree(): Promise<Claimed | null> {
     if (this.opts.leaderOnly && !this.leads()) return null;
-    const ahead = this.prefetchRoom();
-    const newJobs = this.newJobs;
-    this.newJobs = false;
-    // With jobs claimed ahead, top the backlog up in large batches rather than one slot at a time,
-    // except after a wake-up for new jobs: one of them may outrank the whole backlog.
-    let free = this.opts.concurrency - this.running.size - this.backlog.length + ahead;
-    // Only a backlog claimed ahead (more than the free slots take) makes a new job worth a look past
-    // it: one that fits was claimed for those slots (a wake-up came during its claim) and starts now.
-    if (newJobs && this.running.size + this.backlog.length > this.opts.concurrency) free = Math.max(free, this.opts.concurrency);
-    else if (ahead && this.backlog.length > ahead / 2) return null;
-    if (free <= 0) return null;
     const names = [...this.definitions.keys()];
     if (!names.length) return null;
+    const free = this.freeForUnmanaged();
     await this.loadManaged();
     const limits = this.opts.queueConcurrency ?? {};
     const limited = Object.keys(limits).filter((q) => this.serves(q) && !this.managed.has(q));
     const others = this.opts.queues?.filter((q) => !limited.includes(q) && !this.managed.has(q));
-    const out: Claimed = { jobs: [], more: false, short: false };
-    let left = await this.claimManagedQueues(names, free, others === undefined || others.length > 0 || limited.length > 0, out);
+    const out: Claimed = { jobs: [], more: false, short: false, tried: false };
+    await this.claimManagedQueues(names, others === undefined || others.length > 0 || limited.length > 0, out);
+    let left = free;
     const take = (got: ClaimedJob[], asked: number) => {
       out.jobs.push(...got);
+      out.tried = true;
       left -= got.length;
       if (got.length === asked) out.more = true;
       else out.short = true;
@@ -313,9 +306,31 @@ export class Worker {
     if (left > 0 && (!others || others.length)) {
       // Managed queues need no exclusion here: the claim statement skips every queue with settings.
       const n = left;
-      take(await this.claim({ names, queues: others, excludeQueues: others || !limited.length ? undefined : limited, limit: n }), n);
+      const got = await this.claim({ names, queues: others, excludeQueues: others || !limited.length ? undefined : limited, limit: n });
+      this.othersBusy = got.length === n;
+      take(got, n);
     }
-    return out;
+    return out.tried ? out : null;
+  }
+
+  /** Slots the unmanaged queues may claim for now, counting what may be claimed ahead (0: wait). */
+  private freeForUnmanaged(): number {
+    const ahead = this.prefetchRoom();
+    const newJobs = this.newJobs;
+    this.newJobs = false;
+    // With jobs claimed ahead, top the backlog up in large batches rather than one slot at a time,
+    // except after a wake-up for new jobs: one of them may outrank the whole backlog.
+    const free = this.opts.concurrency - this.running.size - this.backlog.length + ahead;
+    // Only a backlog claimed ahead (more than the free slots take) makes a new job worth a look past
+    // it: one that fits was claimed for those slots (a wake-up came during its claim) and starts now.
+    if (newJobs && this.running.size + this.backlog.length > this.opts.concurrency) return Math.max(free, this.opts.concurrency);
+    if (ahead && this.backlog.length > ahead / 2) return 0;
+    return Math.max(0, free);
+  }
+
+  /** Jobs of managed queues first (each holds a place under its queue's limit from its claim on), then claim order. */
+  private startOrder(a: ClaimedJob, b: ClaimedJob): number {
+    return Number(this.managed.has(b.queue)) - Number(this.managed.has(a.queue)) || claimOrder(a, b);
   }
 
   private serves(queue: string): boolean {
@@ -349,32 +364,47 @@ export class Worker {
   }
 
   /**
-   * Claim each managed queue this worker serves and no limit holds back, within the free slots and
-   * never ahead of them (a job claimed ahead would take a place under the queue's limit while it
-   * waits here). Each takes at most its share of the slots, starting from a different queue each
-   * time; what one leaves goes to the next, and to the unmanaged queues (`rest`) after them.
+   * Claim each managed queue this worker serves and no limit holds back, starting from a different
+   * one each round. While the unmanaged queues (`rest`) have due jobs, each managed queue keeps to
+   * its share of the worker's slots (its jobs running or waiting here count), so that no backlog
+   * starves another queue; when they have none, the managed queues share every slot. A managed job
+   * may be claimed while the slots are taken by jobs claimed ahead for other queues: it starts
+   * first when one frees (startFromBacklog), and never waits behind more than those short jobs.
    */
-  private async claimManagedQueues(names: string[], free: number, rest: boolean, out: Claimed): Promise<number> {
+  private async claimManagedQueues(names: string[], rest: boolean, out: Claimed): Promise<void> {
     const queues = [...this.managed].filter((q) => this.serves(q) && !this.isHeld(q));
-    if (!queues.length) return free;
+    if (!queues.length) return;
     const start = this.managedTurn++ % queues.length;
-    let left = free;
-    let room = this.opts.concurrency - this.running.size - this.backlog.length;
-    for (let i = 0; i < queues.length; i++) {
+    const sharing = queues.length + (rest && this.othersBusy ? 1 : 0);
+    const share = Math.ceil(this.opts.concurrency / sharing);
+    const inFlight = this.managedInFlight();
+    // The slots the other queues' jobs leave (running or claimed ahead), but never less than a share.
+    const otherJobs = this.running.size + this.backlog.length - inFlight;
+    let room = Math.min(this.opts.concurrency, Math.max(this.opts.concurrency - otherJobs, share)) - inFlight;
+    for (let i = 0; i < queues.length && room > 0; i++) {
       const queue = queues[(start + i) % queues.length];
-      const share = Math.ceil(left / (queues.length - i + (rest ? 1 : 0)));
-      const local = this.opts.queueConcurrency?.[queue];
-      const n = Math.min(share, room, local === undefined ? Infinity : local - this.heldIn(queue));
+      const local = this.opts.queueConcurrency?.[queue] ?? Infinity;
+      const n = Math.min(room, share - this.heldIn(queue), local - this.heldIn(queue));
       if (n <= 0) continue;
       const claim = await this.counted(() => this.store.jobClaimManaged({ workerId: this.id, names, queue, limit: n }));
+      out.tried = true;
       out.jobs.push(...claim.rows);
       if (claim.rows.length === n) out.more = true;
-      left -= claim.rows.length;
       room -= claim.rows.length;
       if (claim.heldBy) this.holdBack(queue, claim.retryInMs);
     }
-    return left;
   }
+
+  /** Jobs of managed queues running here or claimed and waiting for a slot. */
+  private managedInFlight(): number {
+    let n = 0;
+    for (const r of this.running.values()) if (this.managed.has(r.job.queue)) n++;
+    for (const b of this.backlog) if (this.managed.has(b.job.queue)) n++;
+    return n;
+  }
+
+  /** Whether the unmanaged queues had more due jobs at their last claim (then the managed queues keep to their shares). */
+  private othersBusy = true;
 
   /** Which managed queue claims first next time. */
   private managedTurn = 0;

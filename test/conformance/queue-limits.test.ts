@@ -84,6 +84,24 @@ forEachDialect('flow control: fair groups and queue limits', ({ fresh }) => {
     await jobs.stop();
   });
 
+  it('jobs claimed ahead for a busy plain queue do not keep a managed queue from its turn', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { concurrency: 2, pollInterval: 50 } });
+    const order: string[] = [];
+    jobs.define('quick', async (p: { queue: string }) => void order.push(p.queue));
+    await jobs.migrate();
+    for (let i = 0; i < 4; i++) await jobs.enqueueMany(Array.from({ length: 1000 }, () => ({ name: 'quick' as const, payload: { queue: 'plain' } })));
+    await jobs.start();
+    // Once jobs are short the worker claims ahead (prefetch); then the managed queue gets jobs.
+    await until(() => order.length >= 200, 'the plain backlog to get going', 30_000);
+    await jobs.enqueueMany(Array.from({ length: 5 }, (_, i) => ({ name: 'quick' as const, payload: { queue: 'fair' }, queue: 'fair', group: `g${i}` })));
+    const plainBefore = order.length;
+    await until(() => order.filter((q) => q === 'fair').length === 5, 'the managed jobs to run', 30_000);
+    const plainBetween = order.lastIndexOf('fair') - plainBefore;
+    expect(plainBetween, 'plain jobs run before the managed ones got their turn').to.be.below(1500);
+    await jobs.stop();
+  });
+
   it('concurrency: 3 over three instances of concurrency 10 runs at most 3 at once, and 3 at once', async () => {
     const t = await fresh();
     const instances = [t.jobs({ queues: { scarce: { concurrency: 3 } }, worker: { concurrency: 10, pollInterval: 30 } })];

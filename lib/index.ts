@@ -22,7 +22,7 @@ export type { QueueSettings, QueueSettingsRecord } from './queues.ts';
 export { JobValidationError, JOB_STATES } from './model.ts';
 export type {
   AttemptRecord, BackoffOptions, CallbackOption, CallbackSpec, EnqueueOptions, EnqueueResult, JobCallbackNames, JobError, JobRecord, JobState, JsonValue,
-  ListFilter, ListPage, LogRecord,
+  ListFilter, ListPage, LogRecord, RedriveFilter, RedriveResult, RedriveSkip,
 } from './model.ts';
 
 import type BetterSqlite3 from 'better-sqlite3';

@@ -4,9 +4,9 @@
  */
 import { EventEmitter } from 'node:events';
 import {
-  JobValidationError, buildJobRow, dependsOnList, describe, validateBackoff, validateId, validateListFilter, validateName,
-  type AttemptRecord, type BackoffOptions, type CallbackOption, type EnqueueOptions, type EnqueueResult, type JobError,
-  type JobRecord, type ListFilter, type ListPage, type LogRecord, type NewJobRow, type Payload,
+  JobValidationError, MAX_REDRIVE, buildJobRow, dependsOnList, describe, idsMatching, validateBackoff, validateId, validateIds, validateListFilter, validateName,
+  validateRedriveFilter, type AttemptRecord, type BackoffOptions, type CallbackOption, type EnqueueOptions, type EnqueueResult, type JobError,
+  type JobRecord, type ListFilter, type ListPage, type LogRecord, type NewJobRow, type Payload, type RedriveFilter, type RedriveResult,
 } from './model.ts';
 import { FLOW, type NewBatch, type StoredCallbacks } from './driver/portable/flow.ts';
 import { callbacksJson, markParentsWithin, needsFlow, orderCall, type PlannedRow } from './workflow.ts';
@@ -724,6 +724,41 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
     return state !== null;
   }
 
+  /**
+   * Redrive dead-letter copies (the deadLetter option): the jobs given by id, or those `filter`
+   * matches in its dead-letter queue (newest first, at most `limit`, default 1000). For each copy
+   * whose original failed, the original goes back to pending as retry() moves it, and the copy, if
+   * still pending, is cancelled with the error "Redriven" (a running or finished copy is left as
+   * it is), in one transaction. Everything else is skipped and counted by reason: not a copy, the
+   * original gone, live (redriven already) or not failed. So a second redrive of the same copies
+   * retries nothing until an original has failed again.
+   */
+  async redriveDeadLetters(target: RedriveFilter | string[]): Promise<RedriveResult> {
+    const { ids, more } = Array.isArray(target)
+      ? { ids: validateIds(target, 'redriveDeadLetters', MAX_REDRIVE), more: false }
+      : await this.redriveTargets(target);
+    const result: RedriveResult = { redriven: 0, skipped: 0, reasons: {}, originals: [], more };
+    for (const id of ids) {
+      const { outcome, originalId, copyCancelled } = await this.db.jobRedrive(id, REDRIVEN);
+      if (outcome === 'redriven') {
+        result.redriven++;
+        result.originals.push(originalId!);
+      } else {
+        result.skipped++;
+        result.reasons[outcome] = (result.reasons[outcome] ?? 0) + 1;
+      }
+      if (copyCancelled) this.events.emit('cancelled', { id, previous: 'pending' });
+    }
+    if (result.redriven) this.worker?.wake();
+    return result;
+  }
+
+  /** The jobs a redrive filter matches, newest first, up to its limit. */
+  private async redriveTargets(target: RedriveFilter): Promise<{ ids: string[]; more: boolean }> {
+    const { filter, limit } = validateRedriveFilter(target);
+    return idsMatching((f) => this.db.jobList(f), filter, limit);
+  }
+
   on<E extends keyof JobsEvents>(event: E, listener: (...args: JobsEvents[E]) => void): this {
     this.emitter.on(event, listener as (...args: unknown[]) => void);
     return this;
@@ -748,6 +783,9 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
     return this.worker?.id ?? null;
   }
 }
+
+/** The error a redriven copy is cancelled with: its page says why it will not run. */
+const REDRIVEN: JobError = { name: 'Redriven', message: 'cancelled: its original job was retried by a redrive (jobs.redriveDeadLetters)' };
 
 /**
  * The caller's transaction, or undefined when the key is absent. A key present with no value is an

@@ -81,6 +81,8 @@ export interface JobRecord<P = unknown, R = unknown> {
   waitingFor: number;
   /** The batch whose callback this job is (jobs.batch's onComplete, onSuccess or onFailure), or null. */
   callbackOf: string | null;
+  /** For a dead-letter copy (the deadLetter option): the id of the job that failed for good, whose copy it is. Null otherwise. */
+  deadLetterOf: string | null;
   /** Its serial key (the serial option), or null. */
   serialKey: string | null;
   /** Its fair group (the group option), or null. */
@@ -233,6 +235,83 @@ export interface ListFilter {
 export interface ListPage<P = unknown> {
   items: JobRecord<P>[];
   nextCursor: string | null;
+}
+
+/**
+ * The ids of the jobs a filter matches, newest first, at most `cap` (more: others match beyond
+ * it), read page by page through `list` (the facade's store, or the admin's facade).
+ */
+export async function idsMatching(list: (f: ListFilter) => Promise<ListPage>, filter: ListFilter, cap: number): Promise<{ ids: string[]; more: boolean }> {
+  const ids: string[] = [];
+  let cursor: string | undefined;
+  while (ids.length <= cap) {
+    const page = await list({ ...filter, cursor, limit: Math.min(500, cap + 1 - ids.length) });
+    ids.push(...page.items.map((j) => j.id));
+    if (!page.nextCursor) break;
+    cursor = page.nextCursor;
+  }
+  return { ids: ids.slice(0, cap), more: ids.length > cap };
+}
+
+/** Which dead-letter copies jobs.redriveDeadLetters looks at: the jobs of one queue, narrowed as jobs.list narrows them. */
+export interface RedriveFilter extends Omit<ListFilter, 'queue' | 'cursor' | 'limit' | 'includePayload'> {
+  /** The dead-letter queue (required). */
+  queue: string;
+  /** Jobs looked at, newest first: default 1000, at most 10,000. */
+  limit?: number;
+}
+
+/** Why a job given to jobs.redriveDeadLetters was left as it was (the words read after a count: "2 not a dead-letter copy"). */
+export const REDRIVE_SKIPS = {
+  notFound: 'no such job',
+  notDeadLetter: 'not a dead-letter copy',
+  originalGone: 'original deleted or pruned',
+  originalLive: 'original pending or running, redriven or retried already',
+  originalNotFailed: 'original completed or cancelled',
+  retryRefused: "retry refused: a live job holds the original's refId, or a parent it depends on failed",
+} as const;
+export type RedriveSkip = keyof typeof REDRIVE_SKIPS;
+
+export interface RedriveResult {
+  /** Copies whose original went back to pending (each original at most once). */
+  redriven: number;
+  /** Jobs left as they were. */
+  skipped: number;
+  /** The skipped jobs counted by reason (a reason none had is absent). */
+  reasons: Partial<Record<RedriveSkip, number>>;
+  /** The ids of the originals retried. */
+  originals: string[];
+  /** With a filter: more jobs matched than `limit`. */
+  more: boolean;
+}
+
+/** The most jobs one redrive looks at (the admin's largest bulkCap). */
+export const MAX_REDRIVE = 10_000;
+
+/** A redrive filter validated (JobValidationError naming the field), split into the list filter and how many jobs to look at. */
+export function validateRedriveFilter(f: RedriveFilter): { filter: ListFilter; limit: number } {
+  const what = 'redriveDeadLetters';
+  const refuse = (field: string, message: string): never => {
+    throw new JobValidationError(`${what}: ${field} ${message}`, field);
+  };
+  if (f === null || typeof f !== 'object') refuse('filter', `must be an object { queue, state, name, tag, ... } or an array of job ids; got ${describe(f)}`);
+  const { limit = 1000, ...filter } = f;
+  for (const k of ['cursor', 'includePayload']) if (k in filter) refuse(k, 'is not a redrive filter (limit says how many jobs to look at)');
+  if (filter.queue === undefined) refuse('queue', 'is required: the dead-letter queue whose copies to redrive');
+  validateName(filter.queue, 'queue');
+  validateListFilter(filter, what);
+  if (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 1 || limit > MAX_REDRIVE) refuse('limit', `must be an integer from 1 to ${MAX_REDRIVE}; got ${describe(limit)}`);
+  return { filter, limit };
+}
+
+/** Job ids given to a bulk verb, validated (JobValidationError naming `ids[i]`) and without repeats. */
+export function validateIds(ids: unknown, what: string, max: number): string[] {
+  if (!Array.isArray(ids)) throw new JobValidationError(`${what}: ids must be an array of job ids; got ${describe(ids)}`, 'ids');
+  if (ids.length > max) throw new JobValidationError(`${what}: ids must hold at most ${max} job ids; got ${ids.length}`, 'ids');
+  ids.forEach((id, i) => {
+    if (!isValidId(id)) throw new JobValidationError(`${what}: ids[${i}] must be a job id (lowercase UUID text); got ${describe(id)}`, `ids[${i}]`);
+  });
+  return [...new Set(ids as string[])];
 }
 
 /** An error whose message names the job and the field at fault. */
@@ -732,9 +811,9 @@ const LIST_KEYS = ['states', 'state', 'queue', 'name', 'tag', 'batchId', 'refId'
 const LIST_TEXT_KEYS = ['queue', 'name', 'tag', 'batchId', 'refId', 'createdBy', 'userId'] as const;
 
 /** A list filter from the app or the admin: refused early, naming the field and what is allowed. */
-export function validateListFilter(f: ListFilter): void {
+export function validateListFilter(f: ListFilter, verb = 'list'): void {
   const refuse = (field: string, what: string): never => {
-    throw new JobValidationError(`list: ${field} ${what}`, field);
+    throw new JobValidationError(`${verb}: ${field} ${what}`, field);
   };
   if (f === null || typeof f !== 'object') refuse('filter', `must be an object; got ${describe(f)}`);
   for (const k of Object.keys(f)) {

@@ -1,18 +1,22 @@
 /** What the pages and the JSON API share: the facade the admin drives, filter parsing, job actions and bulk actions. */
 import type { Jobs } from '../jobs.ts';
-import { JOB_STATES, JobValidationError, isValidId, validateName, type JobRecord, type JobState, type ListFilter } from '../model.ts';
+import { JOB_STATES, JobValidationError, idsMatching, isValidId, validateName, type JobRecord, type JobState, type ListFilter, type RedriveResult } from '../model.ts';
 import type { ScheduleRecord } from '../schedule/schedule.ts';
 import type { BatchStatus } from '../driver/store.ts';
-import { HttpError } from './types.ts';
+import { HttpError, type BodyFields } from './types.ts';
 
 /** The part of a Jobs instance the admin uses (any job map). */
 export type AdminJobs = Pick<
   Jobs,
   'list' | 'attempts' | 'logs' | 'cancel' | 'retry' | 'runNow' | 'delete' | 'deleteMany' | 'status' | 'throughput' | 'queues' | 'schedules' | 'links' | 'batchStatus'
+  | 'redriveDeadLetters'
 > & { get(id: string): Promise<JobRecord | null> } & Partial<Pick<Jobs, 'transient'>>;
 
 export const JOB_ACTIONS = ['cancel', 'retry', 'run', 'delete'] as const;
 export type JobAction = (typeof JOB_ACTIONS)[number];
+/** What the jobs list's bulk form offers: the actions on one job, and redrive (dead-letter copies: retry their originals). */
+export const BULK_ACTIONS = [...JOB_ACTIONS, 'redrive'] as const;
+export type BulkAction = (typeof BULK_ACTIONS)[number];
 
 /** The jobs filter as the form shows it (strings) and as list() takes it. */
 export interface ParsedFilter {
@@ -131,27 +135,47 @@ export function refusal(action: JobAction, job: JobRecord): string {
   return `cannot ${action} job ${job.id}: it is ${job.state}; ${action} needs a job that is ${allowed[action]}`;
 }
 
-export function parseAction(v: string | undefined): JobAction {
-  if (v && (JOB_ACTIONS as readonly string[]).includes(v)) return v as JobAction;
-  throw new HttpError(400, `action must be one of ${JOB_ACTIONS.join(', ')}; got ${JSON.stringify(String(v ?? '').slice(0, 40))}`);
+export function parseAction(v: string | undefined): BulkAction {
+  if (v && (BULK_ACTIONS as readonly string[]).includes(v)) return v as BulkAction;
+  throw new HttpError(400, `action must be one of ${BULK_ACTIONS.join(', ')}; got ${JSON.stringify(String(v ?? '').slice(0, 40))}`);
+}
+
+/** A form or JSON body's field (the first, when repeated). */
+export function bodyField(body: BodyFields): (k: string) => string | undefined {
+  return (k) => {
+    const v = body[k];
+    return Array.isArray(v) ? v[0] : v;
+  };
+}
+
+/** The job ids a bulk request names (`ids`, once or repeated): at least one, at most cap. */
+export function bodyIds(body: BodyFields, cap: number): string[] {
+  const raw = body.ids;
+  const ids = raw === undefined ? [] : Array.isArray(raw) ? raw : [raw];
+  if (!ids.length) throw new HttpError(400, 'select at least one job (ids)');
+  if (ids.length > cap) throw new HttpError(400, `at most ${cap} jobs at once`);
+  return ids;
 }
 
 /** Ids of the jobs matching a filter, at most cap (more = true when others match beyond it). */
-export async function matchingIds(jobs: AdminJobs, filter: ListFilter, cap: number): Promise<{ ids: string[]; more: boolean }> {
-  const ids: string[] = [];
-  let cursor: string | undefined;
-  while (ids.length <= cap) {
-    const page = await jobs.list({ ...filter, cursor, limit: Math.min(500, cap + 1 - ids.length) });
-    ids.push(...page.items.map((j) => j.id));
-    if (!page.nextCursor) break;
-    cursor = page.nextCursor;
-  }
-  return { ids: ids.slice(0, cap), more: ids.length > cap };
+export function matchingIds(jobs: AdminJobs, filter: ListFilter, cap: number): Promise<{ ids: string[]; more: boolean }> {
+  return idsMatching((f) => jobs.list(f), filter, cap);
+}
+
+/** A bulk action's counts; a redrive's skips also by reason. */
+export interface BulkCounts {
+  done: number;
+  skipped: number;
+  reasons?: RedriveResult['reasons'];
 }
 
 /** Apply an action to each job; jobs in a state that does not allow it are counted as skipped. */
-export async function applyBulk(jobs: AdminJobs, ids: string[], action: JobAction): Promise<{ done: number; skipped: number }> {
+export async function applyBulk(jobs: AdminJobs, ids: string[], action: BulkAction): Promise<BulkCounts> {
   ids.forEach(checkId);
+  if (action === 'redrive') {
+    const r = await redrive(jobs, ids);
+    return { done: r.redriven, skipped: r.skipped, reasons: r.reasons };
+  }
   if (action === 'delete') {
     const deleted = await jobs.deleteMany(ids);
     return { done: deleted.length, skipped: ids.length - deleted.length };
@@ -165,6 +189,20 @@ export async function applyBulk(jobs: AdminJobs, ids: string[], action: JobActio
     }
   }
   return { done, skipped: ids.length - done };
+}
+
+/**
+ * Redrive dead-letter copies: these ids, or at most `cap` jobs of a filter, which must name their
+ * queue (a dead-letter queue; the list offers redrive only when filtered by one).
+ */
+export async function redrive(jobs: AdminJobs, target: string[] | ListFilter, cap = 1000): Promise<RedriveResult> {
+  if (!Array.isArray(target) && !target.queue) throw new HttpError(400, 'redrive needs a queue filter: the dead-letter queue whose copies to redrive');
+  try {
+    return await jobs.redriveDeadLetters(Array.isArray(target) ? target : { ...target, queue: target.queue!, limit: cap });
+  } catch (err) {
+    if (err instanceof JobValidationError) throw new HttpError(400, err.message);
+    throw err;
+  }
 }
 
 export function checkKey(key: string): string {

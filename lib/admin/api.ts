@@ -2,7 +2,10 @@
 import { HttpError } from './types.ts';
 import { json } from './respond.ts';
 import type { Route, RouteContext } from './route.ts';
-import { applyJobAction, checkId, checkKey, checkQueue, loadBatch, loadJob, parseFilter, parsePage, queuePaused, refusal, schedulesWithOutcome, type JobAction } from './actions.ts';
+import {
+  applyJobAction, bodyField, bodyIds, checkId, checkKey, checkQueue, loadBatch, loadJob, parseFilter, parsePage, queuePaused, redrive, refusal, schedulesWithOutcome,
+  type JobAction,
+} from './actions.ts';
 
 const ID = '([^/]+)';
 const query = (c: RouteContext) => (k: string) => c.req.query.get(k) ?? undefined;
@@ -32,6 +35,16 @@ async function jobAction(c: RouteContext, action: JobAction) {
   const job = await c.jobs.get(id);
   if (!job) throw new HttpError(404, `job ${id} not found`);
   throw new HttpError(409, refusal(action, job));
+}
+
+/**
+ * Redrive dead-letter copies: the `ids` given, or the jobs the filter fields (as api/jobs takes
+ * them; `queue` required) match, at most bulkCap. No confirmation here: the caller asked for it.
+ */
+async function jobsRedrive(c: RouteContext) {
+  const ids = c.body.ids === undefined ? null : bodyIds(c.body, c.settings.bulkCap);
+  const target = ids ?? parseFilter(bodyField(c.body)).filter;
+  return json(200, { ok: true, ...(await redrive(c.jobs, target, c.settings.bulkCap)) });
 }
 
 /** A batch's counts and callbacks; its jobs are api/jobs?batch=<id>. */
@@ -85,6 +98,7 @@ async function stats(c: RouteContext) {
 
 export const apiRoutes: Route[] = [
   { method: 'GET', pattern: /^\/api\/jobs$/, handler: listJobs },
+  { method: 'POST', pattern: /^\/api\/jobs\/redrive$/, handler: jobsRedrive },
   { method: 'GET', pattern: new RegExp(`^/api/jobs/${ID}$`), handler: jobDetail },
   { method: 'DELETE', pattern: new RegExp(`^/api/jobs/${ID}$`), handler: (c) => jobAction(c, 'delete') },
   ...(['cancel', 'retry', 'run'] as const).map((a): Route => ({ method: 'POST', pattern: new RegExp(`^/api/jobs/${ID}/${a}$`), handler: (c) => jobAction(c, a) })),

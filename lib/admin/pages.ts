@@ -5,11 +5,11 @@ import { render } from './render.ts';
 import { helpers, throughputChart } from './present.ts';
 import { html, redirect } from './respond.ts';
 import type { Route, RouteContext } from './route.ts';
-import type { JobRecord, ListFilter } from '../model.ts';
+import { REDRIVE_SKIPS, type JobRecord, type ListFilter, type RedriveSkip } from '../model.ts';
 import type { JobLink } from '../driver/store.ts';
 import {
-  applyBulk, applyJobAction, blankForm, checkId, checkKey, checkQueue, loadBatch, loadJob, matchingIds, parseAction, parseFilter, parsePage, queuePaused, refusal,
-  schedulesWithOutcome, type JobAction,
+  applyBulk, applyJobAction, blankForm, bodyField, bodyIds, checkId, checkKey, checkQueue, loadBatch, loadJob, matchingIds, parseAction, parseFilter, parsePage,
+  queuePaused, refusal, schedulesWithOutcome, type BulkAction, type BulkCounts, type JobAction,
 } from './actions.ts';
 import { staticUrl } from './render.ts';
 
@@ -26,20 +26,44 @@ const NOTICES = new Map(Object.entries({
   triggered: 'Schedule triggered: its job was enqueued.',
   removed: 'Schedule deleted.',
   bulk: 'Bulk action applied.',
+  redrive: 'Redrive applied.',
 }));
+
+/** The notice a page shows after an action (`done`), with a bulk action's counts (`n`) and a redrive's skip reasons (`why`). */
+function noticeOf(query: URLSearchParams): string | null {
+  const done = query.get('done') ?? '';
+  const notice = NOTICES.get(done) ?? null;
+  const counted = query.get('n');
+  if (!notice || !counted || !/^\d+,\d+$/.test(counted)) return notice;
+  const [n, skipped] = counted.split(',').map(Number);
+  if (done !== 'redrive') return `${notice} ${n} done, ${skipped} skipped (not in a state that allows it).`;
+  const why = skipReasons(query.get('why') ?? '');
+  return `${notice} ${n} original${n === 1 ? '' : 's'} retried, ${skipped} skipped${why ? ` (${why})` : ''}.`;
+}
+
+/** A redrive's skip reasons from the query (`originalLive:2,notDeadLetter:1`) in words; what is not a known reason is dropped. */
+function skipReasons(param: string): string {
+  const words: string[] = [];
+  for (const [key, count] of param.split(',').map((p) => p.split(':'))) {
+    if (Object.hasOwn(REDRIVE_SKIPS, key) && /^\d+$/.test(count ?? '')) words.push(`${count} ${REDRIVE_SKIPS[key as RedriveSkip]}`);
+  }
+  return words.join('; ');
+}
+
+/** A redrive's skip reasons as the query noticeOf reads. */
+function reasonsParam(reasons: BulkCounts['reasons'] = {}): string {
+  return Object.entries(reasons).map(([k, n]) => `${k}:${n}`).join(',');
+}
 
 /** What every page's layout needs. */
 function common(c: RouteContext, page: string) {
-  const notice = NOTICES.get(c.req.query.get('done') ?? '') ?? null;
-  const counted = c.req.query.get('n');
-  const bulk = counted && /^\d+,\d+$/.test(counted) ? counted.split(',').map(Number) : null;
   return {
     base: c.req.base,
     title: c.settings.title,
     page,
     csrf: c.csrf,
     canManage: c.access === 'manage',
-    notice: bulk && notice ? `${notice} ${bulk[0]} done, ${bulk[1]} skipped (not in a state that allows it).` : notice,
+    notice: noticeOf(c.req.query),
     h: helpers,
     now: Date.now(),
     css: staticUrl(c.req.base, 'admin.css'),
@@ -128,13 +152,17 @@ async function jobDetail(c: RouteContext) {
 
 /**
  * The job's place in a workflow: the parents it depends on (or, for a callback, the job it
- * reports on), its dependents and callbacks enqueued so far, and why it waits, if it does.
+ * reports on; for a dead-letter copy, its original), its dependents and callbacks enqueued so
+ * far, and why it waits, if it does.
  */
 function workflow(job: JobRecord, links: { parents: JobLink[]; dependents: JobLink[] }) {
   const dependsOn = links.parents.filter((l) => !l.callback);
+  // A copy hangs on its original by a callback's edge: shown as "dead letter of", not "callback of".
+  const isOriginal = (l: JobLink) => l.callback && l.id === job.deadLetterOf;
   return {
     parents: dependsOn,
-    reportsOn: links.parents.filter((l) => l.callback),
+    reportsOn: links.parents.filter((l) => l.callback && !isOriginal(l)),
+    original: links.parents.find(isOriginal) ?? null,
     dependents: links.dependents.filter((l) => !l.callback),
     callbackJobs: links.dependents.filter((l) => l.callback),
     waitingText: helpers.waiting(job, dependsOn.length),
@@ -157,27 +185,27 @@ async function jobAction(c: RouteContext, action: JobAction) {
   return redirect(action === 'delete' ? `${c.req.base}/jobs?done=delete` : `${c.req.base}/jobs/${job.id}?done=${action}`);
 }
 
-/** Selected ids at once; "all matching" first shows how many and asks to confirm. */
+/**
+ * Selected ids at once; "all matching" first shows how many and asks to confirm. Redrive acts on
+ * a dead-letter queue: "all matching" needs the list filtered by queue.
+ */
 async function jobsBulk(c: RouteContext) {
-  const field = (k: string) => {
-    const v = c.body[k];
-    return Array.isArray(v) ? v[0] : v;
-  };
+  const field = bodyField(c.body);
   const action = parseAction(field('action'));
-  const back = (n: { done: number; skipped: number }) => redirect(`${c.req.base}/jobs?done=bulk&n=${n.done},${n.skipped}`);
-  if (field('scope') !== 'all') {
-    const raw = c.body.ids;
-    const ids = raw === undefined ? [] : Array.isArray(raw) ? raw : [raw];
-    if (!ids.length) throw new HttpError(400, 'select at least one job (ids)');
-    if (ids.length > c.settings.bulkCap) throw new HttpError(400, `at most ${c.settings.bulkCap} jobs at once`);
-    return back(await applyBulk(c.jobs, ids, action));
-  }
+  if (field('scope') !== 'all') return bulkDone(c, action, await applyBulk(c.jobs, bodyIds(c.body, c.settings.bulkCap), action));
   const { form, filter } = parseFilter(field);
+  if (action === 'redrive' && !filter.queue) throw new HttpError(400, 'redrive all matching needs the list filtered by queue (the dead-letter queue)');
   const { ids, more } = await matchingIds(c.jobs, filter, c.settings.bulkCap);
   if (field('confirm') !== 'yes') {
     return page(c, 'confirm', 'jobs', { action, form, count: ids.length, more, cap: c.settings.bulkCap });
   }
-  return back(await applyBulk(c.jobs, ids, action));
+  return bulkDone(c, action, await applyBulk(c.jobs, ids, action));
+}
+
+/** Back to the jobs list, which tells the counts (a redrive's with its reasons). */
+function bulkDone(c: RouteContext, action: BulkAction, n: BulkCounts) {
+  const why = action === 'redrive' ? `&why=${encodeURIComponent(reasonsParam(n.reasons))}` : '';
+  return redirect(`${c.req.base}/jobs?done=${action === 'redrive' ? 'redrive' : 'bulk'}&n=${n.done},${n.skipped}${why}`);
 }
 
 // ------------------------------------------------------------------ recurring, queues, workers

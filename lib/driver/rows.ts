@@ -64,6 +64,7 @@ export function toJobRecord(row: Row, codec: RowCodec): JobRecord {
     workerId: (row.worker_id as string | null) ?? null,
     waitingFor: row.parents_left == null ? 0 : Number(row.parents_left),
     callbackOf: row.callback_batch == null ? null : String(row.callback_batch),
+    deadLetterOf: row.dead_letter_of == null ? null : String(row.dead_letter_of),
     serialKey: row.serial_key == null ? null : String(row.serial_key),
     group: row.group_key == null ? null : String(row.group_key),
     reservedUntil: codec.date(row.reserved_until),

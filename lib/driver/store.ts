@@ -24,6 +24,7 @@ import type {
   ListPage,
   LogRecord,
   NewJobRow,
+  RedriveSkip,
 } from '../model.ts';
 
 export type Dialect = 'sqlite' | 'postgres' | 'mysql' | 'mssql';
@@ -211,6 +212,15 @@ export interface CancelResult {
   /** The state the job was in when it was cancelled. */
   previous: 'pending' | 'running';
   workerId: string | null;
+}
+
+/** What redriving one dead-letter copy did (JobAdmin.jobRedrive). */
+export interface RedriveOutcome {
+  outcome: 'redriven' | RedriveSkip;
+  /** The failed job the copy was made from (null: not a copy, or not known). */
+  originalId: string | null;
+  /** The copy was pending and is now cancelled. */
+  copyCancelled: boolean;
 }
 
 export interface StatusCounts {
@@ -460,6 +470,11 @@ export interface JobAdmin {
   jobCancel(id: string): Promise<CancelResult | null>;
   /** Run a failed/cancelled job again, or a pending one now. Returns the new state or null. */
   jobRetry(id: string): Promise<JobState | null>;
+  /**
+   * Redrive one dead-letter copy, in one transaction: its original, when failed, back to pending
+   * as jobRetry moves it; the copy, when still pending, cancelled with `error`.
+   */
+  jobRedrive(copyId: string, error: JobError): Promise<RedriveOutcome>;
   /** Pause a queue: claims skip its pending jobs until resumeQueue. Idempotent. */
   queuePause(queue: string): Promise<void>;
   /** Resume a paused queue. False when it was not paused. */

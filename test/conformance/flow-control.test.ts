@@ -4,11 +4,20 @@
  * instances with their own connections.
  */
 import { expect } from 'chai';
-import { JobValidationError, type JobContext } from '../../lib/index.ts';
-import { forEachDialect, until } from '../helpers/dialects.ts';
+import { JobValidationError, type JobContext, type Jobs } from '../../lib/index.ts';
+import { forEachDialect, until, type TestDb } from '../helpers/dialects.ts';
 
 const count = async (t: { query<T>(sql: string): Promise<T[]>; prefix: string }, table: string, where = '1 = 1') =>
   Number((await t.query<{ n: number }>(`SELECT COUNT(*) AS n FROM ${t.prefix}${table} WHERE ${where}`))[0].n);
+
+/** Jobs whose 'sync' runs on the default queue and, when `fails()` says so, fails for good at once, copied to sync-dlq. */
+function failingSync(t: TestDb, fails: () => boolean = () => true): Jobs {
+  const jobs = t.jobs({ worker: { queues: ['default'] } });
+  jobs.define('sync', async () => {
+    if (fails()) throw new Error('down');
+  }, { deadLetter: 'sync-dlq', maxAttempts: 1 });
+  return jobs;
+}
 
 forEachDialect('flow control: uniqueness, debounce, dead letters', ({ fresh }) => {
   it('unique: one live job per key; 20 concurrent enqueues from two instances make one job', async () => {
@@ -120,6 +129,126 @@ forEachDialect('flow control: uniqueness, debounce, dead letters', ({ fresh }) =
     await new Promise((r) => setTimeout(r, 200));
     expect((await dlq.list({ queue: 'charge-dlq' })).items, 'no copy of the copy').to.have.length(1);
     await dlq.stop();
+  });
+
+  it('redriveDeadLetters: the failed originals run again and succeed, their pending copies are cancelled; redriving again retries nothing', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { pollInterval: 50, queues: ['default'] } });
+    let declined = true;
+    const runs: number[] = [];
+    jobs.define('charge', async (p: { cents: number }) => {
+      runs.push(p.cents);
+      if (declined) throw new Error('card declined');
+      return 'charged';
+    }, { deadLetter: 'charge-dlq', maxAttempts: 1 });
+    const a = await jobs.enqueue('charge', { cents: 500 });
+    const b = await jobs.enqueue('charge', { cents: 700 });
+    await jobs.drain();
+    const copies = (await jobs.list({ queue: 'charge-dlq' })).items;
+    expect(copies.map((c) => c.deadLetterOf), 'each copy names its original, newest first').to.deep.equal([b.id, a.id]);
+    expect((await jobs.get(copies[1].id))?.deadLetterOf).to.equal(a.id);
+    expect((await jobs.get(a.id))?.deadLetterOf, 'an original is no copy').to.equal(null);
+    // A job of the dead-letter queue that is no copy is left alone.
+    const stray = await jobs.enqueue('charge', { cents: 1 }, { queue: 'charge-dlq' });
+    const cancelled: string[] = [];
+    jobs.on('cancelled', (e) => cancelled.push(e.id));
+
+    declined = false;
+    const first = await jobs.redriveDeadLetters({ queue: 'charge-dlq' });
+    expect(first).to.deep.equal({ redriven: 2, skipped: 1, reasons: { notDeadLetter: 1 }, originals: [b.id, a.id], more: false });
+    for (const c of copies) {
+      const copy = await jobs.get(c.id);
+      expect(copy).to.deep.include({ state: 'cancelled', deadLetterOf: c.deadLetterOf });
+      expect(copy?.error?.name).to.equal('Redriven');
+    }
+    expect(cancelled.sort()).to.deep.equal(copies.map((c) => c.id).sort());
+    expect((await jobs.get(stray.id))?.state).to.equal('pending');
+    // Redriven again before they ran: the originals are live, so nothing is retried twice.
+    const again = await jobs.redriveDeadLetters(copies.map((c) => c.id));
+    expect(again).to.deep.equal({ redriven: 0, skipped: 2, reasons: { originalLive: 2 }, originals: [], more: false });
+
+    await jobs.drain();
+    for (const id of [a.id, b.id]) expect(await jobs.get(id)).to.deep.include({ state: 'completed', result: 'charged', attempts: 2 });
+    expect(runs.sort()).to.deep.equal([500, 500, 700, 700]);
+    const third = await jobs.redriveDeadLetters({ queue: 'charge-dlq' });
+    expect(third).to.deep.equal({ redriven: 0, skipped: 3, reasons: { notDeadLetter: 1, originalNotFailed: 2 }, originals: [], more: false });
+    await jobs.drain();
+    expect(runs, 'no run after the completed originals').to.have.length(4);
+    expect((await jobs.list({ queue: 'charge-dlq', state: 'pending' })).items.map((j) => j.id)).to.deep.equal([stray.id]);
+  });
+
+  it('redriveDeadLetters: an original that fails again makes a new copy, and only that one redrives it again', async () => {
+    let runs = 0;
+    const jobs = failingSync(await fresh(), () => ++runs < 3);
+    const { id } = await jobs.enqueue('sync', {});
+    await jobs.drain();
+    expect(await jobs.redriveDeadLetters({ queue: 'sync-dlq' })).to.deep.include({ redriven: 1, originals: [id] });
+    await jobs.drain();
+    const copies = (await jobs.list({ queue: 'sync-dlq' })).items;
+    expect(copies.map((c) => [c.state, c.deadLetterOf])).to.deep.equal([['pending', id], ['cancelled', id]]);
+    // Both copies name the failed original: it is retried once, by the newest; the older finds it live.
+    expect(await jobs.redriveDeadLetters({ queue: 'sync-dlq' })).to.deep.equal({ redriven: 1, skipped: 1, reasons: { originalLive: 1 }, originals: [id], more: false });
+    await jobs.drain();
+    expect(await jobs.get(id)).to.deep.include({ state: 'completed', attempts: 3 });
+    expect(runs).to.equal(3);
+  });
+
+  it('redriveDeadLetters: a retry the original\'s refId refuses is a skip, and its copy stays pending', async () => {
+    const jobs = failingSync(await fresh());
+    const { id } = await jobs.enqueue('sync', {}, { refId: 'account-7' });
+    await jobs.drain();
+    const taken = await jobs.enqueue('sync', {}, { refId: 'account-7', delay: 3_600_000 });
+    const [copy] = (await jobs.list({ queue: 'sync-dlq' })).items;
+    expect(await jobs.redriveDeadLetters([copy.id])).to.deep.equal({ redriven: 0, skipped: 1, reasons: { retryRefused: 1 }, originals: [], more: false });
+    expect((await jobs.get(id))?.state).to.equal('failed');
+    expect((await jobs.get(copy.id))?.state).to.equal('pending');
+    await jobs.cancel(taken.id);
+    expect(await jobs.redriveDeadLetters([copy.id])).to.deep.include({ redriven: 1, originals: [id] });
+  });
+
+  it('redriveDeadLetters: a copy already run is left as it is; a gone original is skipped; limit, more and bad input', async () => {
+    const t = await fresh();
+    const jobs = failingSync(t);
+    const ids = [];
+    for (let i = 0; i < 3; i++) ids.push((await jobs.enqueue('sync', { i })).id);
+    await jobs.drain();
+    const [newest, middle, oldest] = (await jobs.list({ queue: 'sync-dlq' })).items;
+    expect([newest, middle, oldest].map((c) => c.deadLetterOf)).to.deep.equal([...ids].reverse());
+    // The dead-letter queue's worker has run the oldest copy (it completed); its original is still redriven.
+    const dlq = t.jobs({ worker: { queues: ['sync-dlq'] } });
+    dlq.define('sync', async () => 'noted');
+    await dlq.runNow(oldest.id);
+    await jobs.cancel(newest.id);
+    await jobs.cancel(middle.id);
+    await dlq.drain();
+    expect((await jobs.get(oldest.id))?.state).to.equal('completed');
+    // The middle original is deleted: its copy still names it, and is skipped.
+    expect(await jobs.delete(ids[1])).to.equal(true);
+    expect((await jobs.get(middle.id))?.deadLetterOf).to.equal(ids[1]);
+
+    const page = await jobs.redriveDeadLetters({ queue: 'sync-dlq', limit: 2 });
+    expect(page).to.deep.equal({ redriven: 1, skipped: 1, reasons: { originalGone: 1 }, originals: [ids[2]], more: true });
+    const rest = await jobs.redriveDeadLetters({ queue: 'sync-dlq', name: 'sync', states: ['completed'] });
+    expect(rest).to.deep.equal({ redriven: 1, skipped: 0, reasons: {}, originals: [ids[0]], more: false });
+    expect((await jobs.get(oldest.id))?.state, 'a finished copy stays as it was').to.equal('completed');
+    expect((await jobs.get(ids[0]))?.state).to.equal('pending');
+    expect(await jobs.redriveDeadLetters(['01936f4e-8a1b-7c2d-9e3f-0a1b2c3d4e5f'])).to.deep.include({ skipped: 1, reasons: { notFound: 1 } });
+
+    for (const [target, field] of [
+      [{}, 'queue'],
+      [{ queue: 'bad queue!' }, 'queue'],
+      [{ queue: 'sync-dlq', limit: 0 }, 'limit'],
+      [{ queue: 'sync-dlq', limit: 10_001 }, 'limit'],
+      [{ queue: 'sync-dlq', state: 'lost' }, 'state'],
+      [{ queue: 'sync-dlq', cursor: ids[0] }, 'cursor'],
+      [{ queue: 'sync-dlq', bogus: 1 }, 'bogus'],
+      [['not-an-id'], 'ids[0]'],
+      [null, 'filter'],
+    ] as const) {
+      const err = await jobs.redriveDeadLetters(target as never).then(() => null, (e: unknown) => e);
+      expect(err, JSON.stringify(target)).to.be.instanceOf(JobValidationError);
+      expect((err as JobValidationError).field, JSON.stringify(target)).to.equal(field);
+    }
   });
 
   it('refuses bad unique, debounce and deadLetter options with the field named', async () => {

@@ -13,7 +13,7 @@ import { jobsRaise, jobsToAge } from '../../lib/driver/portable/aging.ts';
 import {
   clockNow, jobAttempts, jobGet, jobLogs, jobsFinishedCounts, jobsList, jobsLiveCounts, jobsThroughput, queuesPaused, queuesStats, workersList,
 } from '../../lib/driver/portable/reads.ts';
-import { cancelJob, historyPrune, historyPrunePick, jobFlowOf, jobMakeDue, jobRetry, jobsDelete, queuePause, queueResume } from '../../lib/driver/portable/admin.ts';
+import { cancelJob, historyPrune, historyPrunePick, jobMakeDue, jobRetry, jobsDelete, queuePause, queueResume, redriveCopy } from '../../lib/driver/portable/admin.ts';
 import { jobSaveCheckpoint, jobsNextDue, jobsOwnedBy, jobsStalled, workerHeartbeat, workerRemove, workersRemoveStale } from '../../lib/driver/portable/workers.ts';
 import { claimManaged, joinGroup, queueSettingsList, saveGroupRanks, saveQueueSettings } from '../../lib/driver/portable/queues.ts';
 import { scheduleAdvance, scheduleRemove, scheduleSetEnabled, scheduleTicksRemove, schedulesDue, schedulesList } from '../../lib/driver/portable/schedules.ts';
@@ -47,11 +47,11 @@ export function portableStatements(sql: Sql): [string, Statement][] {
     ['jobsList (live states)', jobsList(sql, { states: ['pending', 'running'], queue: HOSTILE })],
     ['jobsList (some finished states)', jobsList(sql, { states: ['failed', 'cancelled'], cursor: UUID })],
     ...each('cancelJob', played(cancelJob(sql, UUID), answers(sql))),
-    ['jobFlowOf', jobFlowOf(sql, UUID)],
     ...flowStatements(sql),
     ...queueStatements(sql),
     ['jobMakeDue', jobMakeDue(sql, UUID)],
     ...each('jobRetry', jobRetry(sql, UUID)),
+    ...each('redriveCopy', played(redriveCopy(sql, UUID, JSON.stringify({ message: HOSTILE })), redriveAnswers(sql))),
     ['queuePause', queuePause(sql, HOSTILE)],
     ['queueResume', queueResume(sql, HOSTILE)],
     ...each('jobsDelete', jobsDelete(sql, [UUID, TOKEN])),
@@ -150,6 +150,16 @@ function answers(sql: Sql, callbacks = '{}'): (s: Statement) => Outcome {
     if (/SELECT id FROM \w+_jobs\b(?!.*ref_id)/s.test(s.text)) return { rows: [], changes: 0 };
     if (/ref_id =/.test(s.text)) return { rows: [], changes: 0 };
     return { rows: [{ id: UUID, name: HOSTILE, queue: HOSTILE, state: 'running', flow: 15, callbacks: json(callbacks), batch_id: HOSTILE, worker_id: HOSTILE }], changes: 1 };
+  };
+}
+
+/** Answers that take a redrive's longest path: a pending copy, its failed original with every flow bit and a serial key, moved back. */
+function redriveAnswers(sql: Sql): (s: Statement) => Outcome {
+  const finish = answers(sql);
+  return (s) => {
+    if (/AS original FROM/.test(s.text)) return { rows: [{ state: 'pending', original: TOKEN }], changes: 1 };
+    if (/SELECT queue, state, flow, batch_id, serial_key FROM/.test(s.text)) return { rows: [{ queue: HOSTILE, state: 'failed', flow: 15, batch_id: HOSTILE, serial_key: HOSTILE }], changes: 1 };
+    return finish(s);
   };
 }
 

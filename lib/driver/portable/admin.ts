@@ -8,8 +8,10 @@
  * take a job being cancelled or deleted meanwhile (claims skip locked rows).
  */
 import { read, write, type Outcome, type Statement, type Steps } from './statement.ts';
-import { finishJobs, type FlowOutcome } from './flow.ts';
-import type { CancelResult } from '../store.ts';
+import { finishJobs, reopenFlow, type FlowOutcome } from './flow.ts';
+import { deadLetterOf } from './reads.ts';
+import type { CancelResult, RedriveOutcome } from '../store.ts';
+import type { RedriveSkip } from '../../model.ts';
 import type { Sql } from './sql.ts';
 import type { SqlDialect } from './dialect.ts';
 import { sharedColumns } from '../columns.ts';
@@ -50,11 +52,6 @@ export function* cancelJob(sql: Sql, id: string): Steps<FlowOutcome<CancelResult
   return { value: { previous: job.state as CancelResult['previous'], workerId: (job.worker_id as string | null) ?? null }, wake };
 }
 
-/** A finished job's state, flow bits and batch, read before a retry moves it (../portable/flow.ts reopenFlow). */
-export function jobFlowOf({ d, t }: Sql, id: string): Statement {
-  return read(d, (b) => `SELECT state, flow, batch_id, serial_key FROM ${t.history} WHERE id = ${b.id(id)}`);
-}
-
 // ---------------------------------------------------------------- run now, retry
 
 /** A pending job becomes due now (not one waiting for its parents); answers its queue where the database can (to wake its workers). */
@@ -66,21 +63,90 @@ export function jobMakeDue({ d, t }: Sql, id: string): Statement {
 
 /**
  * Retry, in one transaction: a pending job becomes due now (the first, as jobMakeDue); a finished
- * one, read under a lock (the second answers its queue: no row, no such job), goes back to pending
- * (the third) unless a live job holds its refId (refIds are unique among live jobs), and leaves
- * history only once it is live again (the fourth changes one row when it moved).
+ * one, read under a lock (the second answers its queue, and what reopenWorkflow needs: no row, no
+ * such job), goes back to pending (moveBack) and, once moved, has its workflow reopened.
  */
 export function jobRetry(sql: Sql, id: string): Statement[] {
+  return [jobMakeDue(sql, id), finishedLocked(sql, id), ...moveBack(sql, id)];
+}
+
+/** A finished job read under a lock before it moves back: its queue (to wake), state, flow bits, batch and serial key. */
+function finishedLocked({ d, t }: Sql, id: string): Statement {
+  return read(d, (b) => `SELECT queue, state, flow, batch_id, serial_key FROM ${t.history}${d.lockHint} WHERE id = ${b.id(id)}${d.forUpdate}`);
+}
+
+/**
+ * A finished job back to pending unless a live job holds its refId (refIds are unique among live
+ * jobs), then out of history only once it is live again: the second changes one row when it moved.
+ */
+function moveBack(sql: Sql, id: string): Statement[] {
   const { d, t } = sql;
   return [
-    jobMakeDue(sql, id),
-    read(d, (b) => `SELECT queue FROM ${t.history}${d.lockHint} WHERE id = ${b.id(id)}${d.forUpdate}`),
     write(d, (b) =>
       `INSERT INTO ${t.jobs} (${shared(d)}, state)
        SELECT ${retried(d)}, 'pending' FROM ${t.history} h
        WHERE h.id = ${b.id(id)} AND NOT EXISTS (SELECT 1 FROM ${t.jobs} j WHERE j.ref_id = h.ref_id)`),
     write(d, (b) => `DELETE FROM ${t.history} WHERE id = ${b.id(id)} AND EXISTS (SELECT 1 FROM ${t.jobs} WHERE id = ${b.id(id)})`),
   ];
+}
+
+/** A job moved back from history (its row as finishedLocked read it): its dependencies, batch and serial key taken up again (./flow.ts reopenFlow). */
+export function* reopenWorkflow(sql: Sql, id: string, previous: Record<string, unknown>): Steps<void> {
+  if (Number(previous.flow) === 0 && previous.serial_key == null) return;
+  const text = (v: unknown) => (v == null ? null : String(v));
+  yield* reopenFlow(sql, id, { state: String(previous.state), flow: Number(previous.flow), batchId: text(previous.batch_id), serialKey: text(previous.serial_key) });
+}
+
+// ---------------------------------------------------------------- redrive
+
+/**
+ * Redrive one dead-letter copy (jobs.redriveDeadLetters), in one transaction: the copy is read
+ * under a lock, then its original; a failed original goes back to pending as a retry would move
+ * it, and the copy, if still pending, is cancelled with `errorJson` (a running or finished copy is
+ * left as it is). Two redrives of one original take turns on its history row: the second finds it
+ * live. Answers what was done, and the queues to wake.
+ */
+export function* redriveCopy(sql: Sql, copyId: string, errorJson: string): Steps<FlowOutcome<RedriveOutcome>> {
+  const copy = yield* readCopy(sql, copyId);
+  const originalId = copy?.originalId ?? null;
+  const skip = (outcome: RedriveSkip): FlowOutcome<RedriveOutcome> => ({ value: { outcome, originalId, copyCancelled: false }, wake: new Set() });
+  if (!copy) return skip('notFound');
+  if (originalId === null) return skip('notDeadLetter');
+  const moved = yield* retryFailed(sql, originalId);
+  if (typeof moved !== 'string') return skip(moved.skip);
+  const wake = new Set([moved]);
+  if (copy.state !== 'pending') return { value: { outcome: 'redriven', originalId, copyCancelled: false }, wake };
+  const cancelled = yield* finishJobs(sql, [{ id: copyId, state: 'cancelled', errorJson }]);
+  for (const q of cancelled.wake) wake.add(q);
+  return { value: { outcome: 'redriven', originalId, copyCancelled: cancelled.value.has(copyId) }, wake };
+}
+
+/** A job's state and the original it is a dead-letter copy of (null: not a copy): live under a lock, else finished; null when unknown. */
+function* readCopy(sql: Sql, id: string): Steps<{ state: string; originalId: string | null } | null> {
+  const { d, t } = sql;
+  const live = ((yield read(d, (b) => `SELECT state, ${deadLetterOf(sql, t.jobs)} AS original FROM ${t.jobs}${d.lockHint} WHERE id = ${b.id(id)}${d.forUpdate}`)) as Outcome).rows[0];
+  const row = live ?? ((yield read(d, (b) => `SELECT state, ${deadLetterOf(sql, t.history)} AS original FROM ${t.history} WHERE id = ${b.id(id)}`)) as Outcome).rows[0];
+  return row ? { state: String(row.state), originalId: row.original == null ? null : String(row.original) } : null;
+}
+
+/**
+ * Move a failed job back to pending, as a retry does (its workflow reopened). Answers its queue,
+ * or why not: live (already redriven or retried), not failed, gone (deleted or pruned), or a live
+ * job holds its refId.
+ */
+function* retryFailed(sql: Sql, id: string): Steps<string | { skip: RedriveSkip }> {
+  const { d, t } = sql;
+  const row = ((yield finishedLocked(sql, id)) as Outcome).rows[0];
+  if (!row) {
+    const live = ((yield read(d, (b) => `SELECT id FROM ${t.jobs} WHERE id = ${b.id(id)}`)) as Outcome).rows.length > 0;
+    return { skip: live ? 'originalLive' : 'originalGone' };
+  }
+  if (row.state !== 'failed') return { skip: 'originalNotFailed' };
+  let deleted: Outcome | undefined;
+  for (const s of moveBack(sql, id)) deleted = (yield s) as Outcome;
+  if (deleted?.changes !== 1) return { skip: 'retryRefused' };
+  yield* reopenWorkflow(sql, id, row);
+  return String(row.queue);
 }
 
 // ---------------------------------------------------------------- queues

@@ -3,22 +3,22 @@
  * fragments (./dialect.ts) and run by the dialect's runner. A dialect's store extends this class
  * and writes only what its database does differently (Oban's engines: override what differs).
  */
-import type { AttemptRecord, JobRecord, JobState, ListFilter, ListPage, LogRecord } from '../../model.ts';
+import type { AttemptRecord, JobError, JobRecord, JobState, ListFilter, ListPage, LogRecord } from '../../model.ts';
 import { isValidId } from '../../model.ts';
 import { isDuplicateKey } from '../errors.ts';
 import { claimOrder, toClaimedJob, toAttemptRecord, toJobRecord, toLogRecord, toStalledJob, toStoredSchedule, toWorkerRecord, withCurrentAttempt } from '../rows.ts';
 import { listLimit } from '../sql.ts';
 import { mergeQueueStats, type Dialect } from '../store.ts';
 import type {
-  BatchStatus, CancelResult, CheckpointItem, ClaimedJob, CompleteItem, FailItem, Fenced, InsertBatch, JobLink, LeaseHeld, QueueStats, StalledJob, StatusCounts,
+  BatchStatus, CancelResult, CheckpointItem, ClaimedJob, CompleteItem, FailItem, Fenced, InsertBatch, JobLink, LeaseHeld, QueueStats, RedriveOutcome, StalledJob, StatusCounts,
   StoredSchedule, ThroughputBuckets, WorkerInfo, WorkerRecord,
 } from '../store.ts';
 import type { EnqueueResult } from '../../model.ts';
-import { CALLBACK_EDGE, afterRemoved, batchCounts, batchRow, commitReserved, finishJobs, reservationsExpired, insertWithFlow, jobDependents, jobParents, reopenFlow, type FinishItem, type FlowOutcome, type StoredCallbacks } from './flow.ts';
+import { CALLBACK_EDGE, afterRemoved, batchCounts, batchRow, commitReserved, finishJobs, reservationsExpired, insertWithFlow, jobDependents, jobParents, type FinishItem, type FlowOutcome, type StoredCallbacks } from './flow.ts';
 import type { SqlDialect } from './dialect.ts';
 import type { Sql } from './sql.ts';
 import { tables, type Outcome, type SqlRunner, type Statement, type Steps, type Tables } from './statement.ts';
-import { cancelJob, historyPrune, historyPrunePick, jobFlowOf, jobMakeDue, jobRetry, jobsDelete, queuePause, queueResume } from './admin.ts';
+import { cancelJob, historyPrune, historyPrunePick, jobMakeDue, jobRetry, jobsDelete, queuePause, queueResume, redriveCopy, reopenWorkflow } from './admin.ts';
 import { leaseRelease, leaseRenew } from './leases.ts';
 import { jobsRaise, jobsToAge } from './aging.ts';
 import { claimManaged, queueSettingsList, saveQueueSettings, toQueueSettingsRow, type ManagedClaim, type ManagedClaimRequest, type QueueSettingsRow, type StoredQueueSettings } from './queues.ts';
@@ -375,13 +375,10 @@ export abstract class PortableStore implements Sql {
   private async retrying(id: string): Promise<Outcome[]> {
     const sql: Sql = this;
     function* steps(): Steps<Outcome[]> {
-      const previous = ((yield jobFlowOf(sql, id)) as Outcome).rows[0];
       const outcomes: Outcome[] = [];
       for (const s of jobRetry(sql, id)) outcomes.push((yield s) as Outcome);
-      if (previous && outcomes[3].changes === 1 && (Number(previous.flow) !== 0 || previous.serial_key != null)) {
-        const text = (v: unknown) => (v == null ? null : String(v));
-        yield* reopenFlow(sql, id, { state: String(previous.state), flow: Number(previous.flow), batchId: text(previous.batch_id), serialKey: text(previous.serial_key) });
-      }
+      const previous = outcomes[1].rows[0];
+      if (previous && outcomes[3].changes === 1) yield* reopenWorkflow(sql, id, previous);
       return outcomes;
     }
     try {
@@ -389,6 +386,18 @@ export abstract class PortableStore implements Sql {
     } catch (err) {
       // A job with its refId was enqueued after the guard looked: the unique index refused the move.
       if (isDuplicateKey(err)) throw this.refIdTaken(id);
+      throw err;
+    }
+  }
+
+  /** Redrive one dead-letter copy (./admin.ts redriveCopy); a retry the original's refId or its parents refuse is a skip, not an error. */
+  async jobRedrive(copyId: string, error: JobError): Promise<RedriveOutcome> {
+    try {
+      return await this.withWake(await this.runner.within(redriveCopy(this, copyId, JSON.stringify(error))));
+    } catch (err) {
+      if (isDuplicateKey(err) || (err instanceof Error && err.message.startsWith('cannot retry job'))) {
+        return { outcome: 'retryRefused', originalId: null, copyCancelled: false };
+      }
       throw err;
     }
   }

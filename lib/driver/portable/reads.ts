@@ -5,6 +5,7 @@
  */
 import { TERMINAL_STATES, type JobState, type ListFilter } from '../../model.ts';
 import { listLimit, statesByTable } from '../sql.ts';
+import { CALLBACK_EDGE, FLOW } from './flow.ts';
 import type { SqlDialect } from './dialect.ts';
 import type { Sql } from './sql.ts';
 import { read, type Binder, type Statement } from './statement.ts';
@@ -23,17 +24,28 @@ function columns(d: SqlDialect, names: string[]): string {
   return names.map((c) => d.col(c)).join(', ');
 }
 
+/**
+ * The job a dead-letter copy was made from (its one callback edge), or NULL, read from `table`'s
+ * row: a copy is told apart from an onSuccess / onFailure callback, whose edge is the same kind,
+ * by its flow bit. The edge stays when the original is pruned (it is deleted with the copy).
+ */
+export function deadLetterOf({ t }: Sql, table: string): string {
+  return `CASE WHEN (${table}.flow & ${FLOW.deadLetter}) <> 0 THEN
+    (SELECT dl.parent_id FROM ${t.deps} dl WHERE dl.child_id = ${table}.id AND dl.position = ${CALLBACK_EDGE}) END`;
+}
+
 export interface JobId {
   id: string;
 }
 
 /** One job, live or finished (an id is in one table at a time: the move to history is one transaction). */
-export function jobGet({ d, t }: Sql, k: JobId): Statement {
-  const cols = columns(d, RECORD);
+export function jobGet(sql: Sql, k: JobId): Statement {
+  const { d, t } = sql;
+  const cols = (table: string) => `${columns(d, RECORD)}, ${deadLetterOf(sql, table)} AS dead_letter_of`;
   return read(d, (b) =>
-    `SELECT ${cols}, ${d.nullAs('time')} AS finished_at, ${d.nullAs('json')} AS result, parents_left, reserved_until FROM ${t.jobs} WHERE id = ${b.id(k.id)}
+    `SELECT ${cols(t.jobs)}, ${d.nullAs('time')} AS finished_at, ${d.nullAs('json')} AS result, parents_left, reserved_until FROM ${t.jobs} WHERE id = ${b.id(k.id)}
      UNION ALL
-     SELECT ${cols}, finished_at, result, 0 AS parents_left, ${d.nullAs('time')} AS reserved_until FROM ${t.history} WHERE id = ${b.id(k.id)}`);
+     SELECT ${cols(t.history)}, finished_at, result, 0 AS parents_left, ${d.nullAs('time')} AS reserved_until FROM ${t.history} WHERE id = ${b.id(k.id)}`);
 }
 
 /** The failed attempts of a job (the current one is described by the job itself). */
@@ -115,7 +127,8 @@ export function jobsThroughput({ d, t }: Sql, k: { windowMs: number; bucketMs: n
  * each table's half walks its id index backward and stops at the limit, then the union is cut
  * to the limit. A state filter touches only the tables that hold those states (at least one).
  */
-export function jobsList({ d, t }: Sql, filter: ListFilter): Statement {
+export function jobsList(sql: Sql, filter: ListFilter): Statement {
+  const { d, t } = sql;
   const limit = listLimit(filter);
   const { live, history } = statesByTable(filter);
   const payload = filter.includePayload === true;
@@ -126,7 +139,7 @@ export function jobsList({ d, t }: Sql, filter: ListFilter): Statement {
   return read(d, (b) => {
     const top = b.top(limit);
     const half = (table: string, tail: string, states: JobState[], allStates: number, alias: string) =>
-      `SELECT * FROM (SELECT ${b.top(limit)}${cols}, ${tail} FROM ${table}${listWhere(b, filter, states, allStates)}
+      `SELECT * FROM (SELECT ${b.top(limit)}${cols}, ${deadLetterOf(sql, table)} AS dead_letter_of, ${tail} FROM ${table}${listWhere(b, filter, states, allStates)}
          ORDER BY id DESC${b.limit(limit)}) ${alias}`;
     const halves: string[] = [];
     if (live) halves.push(half(t.jobs, liveTail, live, 2, 'live'));

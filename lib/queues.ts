@@ -19,9 +19,12 @@ export interface QueueSettings {
   rateLimit?: { limit: number; intervalMs: number; per?: 'queue' | 'group' } | null;
 }
 
-/** A managed queue (one with limits, or with grouped jobs) and its settings. */
-export interface QueueSettingsRecord extends StoredQueueSettings {
+/** A managed queue (one with limits, or with grouped jobs) and its settings (null: no such limit). */
+export interface QueueSettingsRecord {
   queue: string;
+  concurrency: number | null;
+  groupConcurrency: number | null;
+  rateLimit: { limit: number; intervalMs: number; per: 'queue' | 'group' } | null;
   updatedAt: Date;
 }
 

@@ -335,6 +335,11 @@ export interface JobWrites {
   jobCommitReserved(ids: string[], tx?: unknown): Promise<string[]>;
   /** Cancel up to `limit` reserved jobs whose reservation ran out; answers how many. */
   jobCancelExpiredReservations(limit: number): Promise<number>;
+  /**
+   * Forget up to `limit` fair groups no enqueue touched for idleMs whose last rank claims have
+   * reached (./portable/queues.ts); answers how many. A group enqueued again starts at the turn.
+   */
+  queueGroupsPrune(req: { idleMs: number; limit: number }): Promise<number>;
   /** Priority aging: one step up for due pending jobs that waited `everyMs` since the last (./portable/aging.ts). */
   jobsAgePriority(req: { everyMs: number; limit: number }): Promise<number>;
   /** Claim due jobs of queues without limits or groups (a managed queue, one with a queues row, is skipped). */

@@ -14,6 +14,9 @@ import { rescueStalled } from './rescuer.ts';
 export const PRUNE_EVERY = { ms: 60_000 };
 /** How often the leader cancels reservations that ran out, ms (internal, as PRUNE_EVERY). */
 export const RESERVATIONS_EVERY = { ms: 5_000 };
+/** How often the leader forgets idle fair groups, and after how long without an enqueue. */
+const GROUPS_PRUNE_EVERY_MS = 600_000;
+const GROUP_IDLE_MS = 86_400_000;
 /** Reservations cancelled per round at most. */
 const RESERVATIONS_BATCH = 500;
 
@@ -35,7 +38,7 @@ export class Maintenance {
   private readonly periodic: Periodic;
 
   constructor(
-    private readonly store: WorkerLiveness & Pick<JobWrites, 'jobFailMany' | 'jobCancelExpiredReservations' | 'jobsAgePriority'>,
+    private readonly store: WorkerLiveness & Pick<JobWrites, 'jobFailMany' | 'jobCancelExpiredReservations' | 'jobsAgePriority' | 'queueGroupsPrune'>,
     private readonly opts: { stallTimeout: number; retentionMs: number | null; agingMs: number | null },
     private readonly hooks: MaintenanceHooks,
   ) {
@@ -46,6 +49,7 @@ export class Maintenance {
     this.periodic.every(Math.max(1000, Math.floor(this.opts.stallTimeout / 2)), () => this.rescue());
     if (this.opts.retentionMs !== null) this.periodic.every(PRUNE_EVERY.ms, () => this.prune());
     this.periodic.every(RESERVATIONS_EVERY.ms, () => this.expireReservations());
+    this.periodic.every(GROUPS_PRUNE_EVERY_MS, () => this.pruneGroups());
     const aging = this.opts.agingMs;
     if (aging !== null) this.periodic.every(Math.max(100, Math.min(5000, Math.floor(aging / 2))), () => this.age(aging));
   }
@@ -60,6 +64,12 @@ export class Maintenance {
   private async expireReservations(): Promise<void> {
     if (!this.hooks.leads()) return;
     while (!this.stopping && (await this.store.jobCancelExpiredReservations(RESERVATIONS_BATCH)) === RESERVATIONS_BATCH);
+  }
+
+  /** Fair groups idle for a day are forgotten (a group keyed by tenant or request would grow the table forever). */
+  private async pruneGroups(): Promise<void> {
+    if (!this.hooks.leads()) return;
+    while (!this.stopping && (await this.store.queueGroupsPrune({ idleMs: GROUP_IDLE_MS, limit: PRUNE_BATCH })) === PRUNE_BATCH);
   }
 
   private async rescue(): Promise<void> {

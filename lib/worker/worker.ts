@@ -69,6 +69,9 @@ export interface WorkerEvents {
   error(err: unknown): void;
 }
 
+/** How often drain() looks again at a managed queue a limit holds back until a slot frees (in another process). */
+const DRAIN_HOLD_MS = 250;
+
 /** What one round of claims brought: `more` when some claim took all it asked (another round may find more); `short` when an unmanaged claim did not (the due timer then looks for delayed jobs). */
 interface Claimed {
   jobs: ClaimedJob[];
@@ -367,9 +370,9 @@ export class Worker {
    * Claim each managed queue this worker serves and no limit holds back, starting from a different
    * one each round. While the unmanaged queues (`rest`) have due jobs, each managed queue keeps to
    * its share of the worker's slots (its jobs running or waiting here count), so that no backlog
-   * starves another queue; when they have none, the managed queues share every slot. A managed job
-   * may be claimed while the slots are taken by jobs claimed ahead for other queues: it starts
-   * first when one frees (startFromBacklog), and never waits behind more than those short jobs.
+   * starves another queue; when they have none, the managed queues share every slot. Only while
+   * jobs are short may a managed job be claimed with every slot taken (by jobs claimed ahead for
+   * other queues): it starts first when one frees (startOrder), within milliseconds.
    */
   private async claimManagedQueues(names: string[], rest: boolean, out: Claimed): Promise<void> {
     const queues = [...this.managed].filter((q) => this.serves(q) && !this.isHeld(q));
@@ -378,9 +381,11 @@ export class Worker {
     const sharing = queues.length + (rest && this.othersBusy ? 1 : 0);
     const share = Math.ceil(this.opts.concurrency / sharing);
     const inFlight = this.managedInFlight();
-    // The slots the other queues' jobs leave (running or claimed ahead), but never less than a share.
+    // The slots the other queues' jobs leave (running or claimed ahead); while jobs are short (the
+    // other queues claim ahead), never less than a share: a slot frees within milliseconds then.
     const otherJobs = this.running.size + this.backlog.length - inFlight;
-    let room = Math.min(this.opts.concurrency, Math.max(this.opts.concurrency - otherJobs, share)) - inFlight;
+    const floor = this.prefetchRoom() > 0 ? share : 0;
+    let room = Math.min(this.opts.concurrency, Math.max(this.opts.concurrency - otherJobs, floor)) - inFlight;
     for (let i = 0; i < queues.length && room > 0; i++) {
       const queue = queues[(start + i) % queues.length];
       const local = this.opts.queueConcurrency?.[queue] ?? Infinity;
@@ -657,10 +662,13 @@ export class Worker {
     }
   }
 
-  /** Wait until the first hold on a managed queue ends (a poll period for a hold that waits for a slot), then lift those. */
+  /**
+   * Wait until the first hold on a managed queue ends, then lift those that wait for a slot: those
+   * are looked at again every DRAIN_HOLD_MS (drain()'s own worker polls only once an hour).
+   */
   private async holdsEnd(): Promise<void> {
     const first = Math.min(...this.heldUntil.values());
-    await new Promise((r) => setTimeout(r, Math.max(1, Math.min(first - Date.now(), this.pollMs))));
+    await new Promise((r) => setTimeout(r, Math.max(1, Math.min(first - Date.now(), this.pollMs, DRAIN_HOLD_MS))));
     this.releaseHold();
   }
 

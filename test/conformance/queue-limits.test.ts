@@ -185,6 +185,70 @@ forEachDialect('flow control: fair groups and queue limits', ({ fresh }) => {
     await Promise.all([a.stop(), b.stop()]);
   });
 
+  it('a group at its groupConcurrency holds the queue: enqueues of that group cost no claim each', async () => {
+    const t = await fresh();
+    const queues = { tenants: { groupConcurrency: 1 } };
+    const a = t.jobs({ queues, worker: { concurrency: 5, pollInterval: 200 } });
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    let started = 0;
+    a.define('tenant-job', async (p: { long: boolean }) => {
+      started++;
+      if (p.long) await held;
+    });
+    await a.start();
+    await a.enqueue('tenant-job', { long: true }, { queue: 'tenants', group: 'A' });
+    await until(() => started === 1, 'the long job to start');
+    const claims = countManagedClaims(a);
+    for (let i = 0; i < 20; i++) await a.enqueue('tenant-job', { long: false }, { queue: 'tenants', group: 'A' });
+    await new Promise((r) => setTimeout(r, 1_000));
+    expect(started).to.equal(1);
+    expect(claims.n, 'managed claims in 1 s').to.be.at.most(8);
+    release();
+    await until(() => started === 21, 'the rest to run', 20_000);
+    await a.stop();
+  });
+
+  it('drain() waits for a slot another instance holds, then runs the job (it does not wait an hour)', async () => {
+    const t = await fresh();
+    const queues = { single: { concurrency: 1 } };
+    const a = t.jobs({ queues, worker: { pollInterval: 50 } });
+    const b = (await t.another()).jobs({ queues, worker: { pollInterval: 50 } });
+    let ran = 0;
+    for (const j of [a, b]) j.define('slot', async (p: { ms: number }) => void (await new Promise((r) => setTimeout(r, p.ms)), ran++));
+    await a.start();
+    await a.enqueue('slot', { ms: 1500 }, { queue: 'single' });
+    await until(() => a.queues.list().then((qs) => qs.some((q) => q.queue === 'single' && q.running === 1)), 'the slot to be taken');
+    await b.migrate();
+    await b.enqueue('slot', { ms: 1 }, { queue: 'single' });
+    const t0 = Date.now();
+    await b.drain();
+    expect(Date.now() - t0, 'drain returned soon after the slot freed').to.be.below(6_000);
+    expect(ran).to.be.at.least(1);
+    await a.stop();
+  });
+
+  it('a managed job is not claimed into a worker whose slots are busy with long jobs: an idle instance takes it', async () => {
+    const t = await fresh();
+    const queues = { single: { concurrency: 1 } };
+    const a = t.jobs({ queues, worker: { concurrency: 2, pollInterval: 50 } });
+    const b = (await t.another()).jobs({ queues, worker: { concurrency: 2, pollInterval: 50 } });
+    const ranOn: string[] = [];
+    for (const [name, j] of [['a', a], ['b', b]] as const) {
+      j.define('long', async () => void (await new Promise((r) => setTimeout(r, 2_500))));
+      j.define('limited', async () => void ranOn.push(name));
+    }
+    await a.migrate();
+    await a.enqueueMany([{ name: 'long', payload: {} }, { name: 'long', payload: {} }]);
+    await a.start();
+    await until(() => a.queues.list().then((qs) => qs.some((q) => q.queue === 'default' && q.running === 2)), 'both of a\'s slots to be busy');
+    await b.start();
+    await a.enqueue('limited', {}, { queue: 'single' });
+    await until(() => ranOn.length === 1, 'the limited job to run', 2_000);
+    expect(ranOn).to.deep.equal(['b']);
+    await Promise.all([a.stop(), b.stop()]);
+  });
+
   it('jobs.queues.configure changes the limits at run time for every instance; a restart with the same code keeps the edit', async () => {
     const t = await fresh();
     const a = t.jobs({ queues: { busy: { concurrency: 5 } }, worker: { concurrency: 10, pollInterval: 30 } });

@@ -15,7 +15,7 @@ import {
 } from '../../lib/driver/portable/reads.ts';
 import { cancelJob, historyPrune, historyPrunePick, jobMakeDue, jobRetry, jobsDelete, queuePause, queueResume, redriveCopy } from '../../lib/driver/portable/admin.ts';
 import { jobSaveCheckpoint, jobsNextDue, jobsOwnedBy, jobsStalled, workerHeartbeat, workerRemove, workersRemoveStale } from '../../lib/driver/portable/workers.ts';
-import { claimManaged, joinGroup, queueSettingsList, saveGroupRanks, saveQueueSettings } from '../../lib/driver/portable/queues.ts';
+import { claimManaged, groupForget, idleGroups, lockGroups, queueSettingsList, rankInGroup, saveGroupRanks, saveQueueSettings } from '../../lib/driver/portable/queues.ts';
 import { scheduleAdvance, scheduleRemove, scheduleSetEnabled, scheduleTicksRemove, schedulesDue, schedulesList } from '../../lib/driver/portable/schedules.ts';
 
 export const HOSTILE = "x'); DROP TABLE sqljobs_jobs; -- ? $1 @p1 `key` [key]";
@@ -129,10 +129,13 @@ function queueStatements(sql: Sql): [string, Statement][] {
   };
   return [
     ['queueSettingsList', queueSettingsList(sql)],
+    ['idleGroups', idleGroups(sql, { idleMs: 86_400_000, limit: 1000 })],
+    ['groupForget', groupForget(sql, { queue: HOSTILE, group: HOSTILE, idleMs: 86_400_000 })],
     ...each('saveQueueSettings (new, from code)', played(saveQueueSettings(sql, HOSTILE, settings, HOSTILE), none)),
     ...each('saveQueueSettings (run-time edit)', played(saveQueueSettings(sql, HOSTILE, settings, null), found)),
-    ...each('joinGroup (queue not managed yet)', played(joinGroup(sql, HOSTILE, HOSTILE), (s) => (/SELECT vtime/.test(s.text) ? none() : found(s)))),
-    ...each('saveGroupRanks', played(saveGroupRanks(sql, new Map([['k', { queue: HOSTILE, group: HOSTILE, rank: 9 }]])), found)),
+    ...each('lockGroups (a queue not managed yet)', played(lockGroups(sql, [{ queue: HOSTILE, groupKey: HOSTILE }, { queue: HOSTILE, groupKey: 'b' }]), (s) => (/SELECT vtime/.test(s.text) ? none() : found(s)))),
+    ...each('rankInGroup', played(rankInGroup(sql, { groups: new Map([[JSON.stringify([HOSTILE, HOSTILE]), { queue: HOSTILE, group: HOSTILE, last: 3 }]]), vtimes: new Map(), turns: new Map() }, { queue: HOSTILE, groupKey: HOSTILE, priority: 5 }), found)),
+    ...each('saveGroupRanks', played(saveGroupRanks(sql, { groups: new Map([['k', { queue: HOSTILE, group: HOSTILE, last: 9 }]]), vtimes: new Map(), turns: new Map() }), found)),
     ...each('claimManaged', played(claimManaged(sql, { workerId: HOSTILE, names: [HOSTILE], queue: HOSTILE, limit: 5 }, TOKEN), claimAnswers)),
   ];
 }

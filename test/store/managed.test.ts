@@ -47,6 +47,40 @@ forEachDialect('store: managed queues', ({ fresh }) => {
     expect(next.slice(0, 3).filter((g) => g === 'C').length, 'not all of C first').to.be.at.most(2);
   });
 
+  it('a higher-priority job claimed first does not push a joining group behind the backlog of its priority', async () => {
+    const t = await fresh();
+    const { jobs, store } = await storeOf(t);
+    await jobs.enqueueMany(Array.from({ length: 50 }, () => ({ name: 'x', payload: {}, queue: 'q', group: 'A' })));
+    await jobs.enqueue('x', {}, { queue: 'q', group: 'A', priority: 10 });
+    expect((await store.jobClaimManaged({ workerId: 'w', names: ['x'], queue: 'q', limit: 1 })).rows[0].priority).to.equal(10);
+    const b = (await jobs.enqueue('x', {}, { queue: 'q', group: 'B' })).id;
+    const next = (await store.jobClaimManaged({ workerId: 'w', names: ['x'], queue: 'q', limit: 3 })).rows.map((j) => j.id);
+    expect(next, "B within the next turns, not after A's 50").to.include(b);
+  });
+
+  it('a grouped job retried from history is ranked again in its group, not ahead of every group', async () => {
+    const t = await fresh();
+    const { jobs, store } = await storeOf(t);
+    const { id } = await jobs.enqueue('x', {}, { queue: 'q', group: 'A', maxAttempts: 1 });
+    const [job] = (await store.jobClaimManaged({ workerId: 'w', names: ['x'], queue: 'q', limit: 1 })).rows;
+    await store.jobFailMany([{ id, token: job.token, flow: job.flow, attempt: 1, startedAt: null, error: { message: 'x' }, retryDelayMs: null }]);
+    await jobs.enqueueMany(Array.from({ length: 3 }, () => ({ name: 'x', payload: {}, queue: 'q', group: 'B' })));
+    expect(await jobs.retry(id)).to.equal(true);
+    const rank = await t.query<{ fair_rank: number }>(`SELECT fair_rank FROM ${t.prefix}jobs WHERE id = ${t.dialect === 'sqlite' ? '?' : '$1'}`, [id]);
+    expect(Number(rank[0].fair_rank), 'a rank in the turns').to.be.greaterThan(0);
+  });
+
+  it('enqueues that join the same groups in opposite orders take turns without a deadlock', async () => {
+    const t = await fresh();
+    const { jobs } = await storeOf(t);
+    const other = (await t.another()).jobs({ worker: false });
+    const groups = ['A', 'B', 'C', 'D'];
+    await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 ? jobs : other).enqueueMany(
+      (i % 2 ? groups : [...groups].reverse()).map((g) => ({ name: 'x', payload: { i }, queue: 'q', group: g })),
+    )));
+    expect((await jobs.list({ queue: 'q', limit: 500 })).items).to.have.length(80);
+  });
+
   it('concurrency: claims take only what the running count leaves, and say so', async () => {
     const t = await fresh();
     const { jobs, store } = await storeOf(t);

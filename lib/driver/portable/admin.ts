@@ -9,6 +9,7 @@
  */
 import { read, write, type Outcome, type Statement, type Steps } from './statement.ts';
 import { finishJobs, reopenFlow, type FlowOutcome } from './flow.ts';
+import { lockGroups, rankInGroup, saveGroupRanks } from './queues.ts';
 import { deadLetterOf } from './reads.ts';
 import type { CancelResult, RedriveOutcome } from '../store.ts';
 import type { RedriveSkip } from '../../model.ts';
@@ -72,7 +73,7 @@ export function jobRetry(sql: Sql, id: string): Statement[] {
 
 /** A finished job read under a lock before it moves back: its queue (to wake), state, flow bits, batch and serial key. */
 function finishedLocked({ d, t }: Sql, id: string): Statement {
-  return read(d, (b) => `SELECT queue, state, flow, batch_id, serial_key FROM ${t.history}${d.lockHint} WHERE id = ${b.id(id)}${d.forUpdate}`);
+  return read(d, (b) => `SELECT queue, state, flow, batch_id, serial_key, group_key, priority FROM ${t.history}${d.lockHint} WHERE id = ${b.id(id)}${d.forUpdate}`);
 }
 
 /**
@@ -90,11 +91,24 @@ function moveBack(sql: Sql, id: string): Statement[] {
   ];
 }
 
-/** A job moved back from history (its row as finishedLocked read it): its dependencies, batch and serial key taken up again (./flow.ts reopenFlow). */
+/**
+ * A job moved back from history (its row as finishedLocked read it): its dependencies, batch and
+ * serial key taken up again (./flow.ts reopenFlow), and a grouped job ranked anew in its group (the
+ * rank is not kept in history; rank 0 would put it ahead of every group).
+ */
 export function* reopenWorkflow(sql: Sql, id: string, previous: Record<string, unknown>): Steps<void> {
-  if (Number(previous.flow) === 0 && previous.serial_key == null) return;
   const text = (v: unknown) => (v == null ? null : String(v));
+  if (previous.group_key != null) yield* rerank(sql, id, { queue: String(previous.queue), groupKey: String(previous.group_key), priority: Number(previous.priority) });
+  if (Number(previous.flow) === 0 && previous.serial_key == null) return;
   yield* reopenFlow(sql, id, { state: String(previous.state), flow: Number(previous.flow), batchId: text(previous.batch_id), serialKey: text(previous.serial_key) });
+}
+
+function* rerank(sql: Sql, id: string, job: { queue: string; groupKey: string; priority: number }): Steps<void> {
+  const { d, t } = sql;
+  const ranks = yield* lockGroups(sql, [job]);
+  const rank = yield* rankInGroup(sql, ranks, job);
+  yield* saveGroupRanks(sql, ranks);
+  yield write(d, (b) => `UPDATE ${t.jobs} SET fair_rank = ${b.bigint(rank)} WHERE id = ${b.id(id)}`);
 }
 
 // ---------------------------------------------------------------- redrive

@@ -18,6 +18,11 @@ export interface SqlDialect {
   readonly name: Dialect;
   /** The database clock, as an expression of the column type times are stored in. */
   readonly now: string;
+  /**
+   * The clock when the statement runs. PostgreSQL's now() is the transaction's start: a claim that
+   * waited for a lock would date its starts in the past (statement_timestamp() there).
+   */
+  readonly statementNow: string;
   /** The placeholder of the n-th value (1-based). */
   placeholder(n: number): string;
   /** `time` plus `ms` milliseconds (`ms` an integer expression; negative goes back). */
@@ -44,6 +49,8 @@ export interface SqlDialect {
   readonly returnsRows: boolean;
   /** SQL Server's table hint (after the table name) that keeps the rows a read finds locked for update until commit; empty elsewhere. */
   readonly lockHint: string;
+  /** SQL Server's table hint that skips rows another transaction holds locked (an uncommitted insert) instead of waiting; empty elsewhere (their reads do not wait). */
+  readonly readPast: string;
   /** ` FOR UPDATE` at the end of a SELECT whose rows stay locked until commit (PostgreSQL, MySQL); empty elsewhere. */
   readonly forUpdate: string;
   /**
@@ -101,6 +108,7 @@ const common = {
   returning: (cols: string[]) => ` RETURNING ${cols.join(', ')}`,
   returnsRows: true,
   lockHint: '',
+  readPast: '',
   useIndex: none,
   intDiv: (a: string, b: string) => `(${a} / ${b})`,
 } satisfies Partial<SqlDialect>;
@@ -109,6 +117,7 @@ export const sqlite: SqlDialect = {
   ...common,
   name: 'sqlite',
   now: "CAST(unixepoch('subsec') * 1000 AS INTEGER)",
+  statementNow: "CAST(unixepoch('subsec') * 1000 AS INTEGER)",
   placeholder: () => '?',
   plusMs: (time, ms) => `(${time} + ${ms})`,
   msBetween: (later, earlier) => `(${later} - ${earlier})`,
@@ -134,6 +143,7 @@ export const postgres: SqlDialect = {
   ...common,
   name: 'postgres',
   now: 'now()',
+  statementNow: 'statement_timestamp()',
   placeholder: (n) => `$${n}`,
   plusMs: (time, ms) => `(${time} + ${ms} * interval '1 millisecond')`,
   msBetween: (later, earlier) => `(EXTRACT(EPOCH FROM (${later} - ${earlier})) * 1000)::float8`,
@@ -161,6 +171,7 @@ export const mysql: SqlDialect = {
   ...common,
   name: 'mysql',
   now: 'UTC_TIMESTAMP(3)',
+  statementNow: 'UTC_TIMESTAMP(3)',
   placeholder: () => '?',
   plusMs: (time, ms) => `(${time} + INTERVAL (${ms}) * 1000 MICROSECOND)`,
   msBetween: (later, earlier) => `(TIMESTAMPDIFF(MICROSECOND, ${earlier}, ${later}) / 1000)`,
@@ -192,6 +203,7 @@ export const mssql: SqlDialect = {
   ...common,
   name: 'mssql',
   now: 'SYSUTCDATETIME()',
+  statementNow: 'SYSUTCDATETIME()',
   placeholder: (n) => `@p${n}`,
   // DATEADD takes an INT: a BIGINT of milliseconds is split into days and the rest.
   plusMs: (time, ms) => `DATEADD(millisecond, (${ms}) % 86400000, DATEADD(day, (${ms}) / 86400000, ${time}))`,
@@ -207,6 +219,7 @@ export const mssql: SqlDialect = {
   returnsRows: true,
   // HOLDLOCK: a row that is not there yet stays absent (key-range lock) until commit.
   lockHint: ' WITH (UPDLOCK, HOLDLOCK)',
+  readPast: ' WITH (READPAST)',
   forUpdate: '',
   // MERGE under HOLDLOCK (a plain MERGE lets two sessions both insert a new key), ended by the ';' MERGE requires; the key's parameters appear twice.
   upsert: (table, key, row, set) => `MERGE ${table} WITH (HOLDLOCK) AS t USING (SELECT ${keyColumns(key, row)}) AS s ON ${keyMatch(key)}

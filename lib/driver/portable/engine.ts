@@ -21,7 +21,7 @@ import { tables, type Outcome, type SqlRunner, type Statement, type Steps, type 
 import { cancelJob, historyPrune, historyPrunePick, jobMakeDue, jobRetry, jobsDelete, queuePause, queueResume, redriveCopy, reopenWorkflow } from './admin.ts';
 import { leaseRelease, leaseRenew } from './leases.ts';
 import { jobsRaise, jobsToAge } from './aging.ts';
-import { claimManaged, queueSettingsList, saveQueueSettings, toQueueSettingsRow, type ManagedClaim, type ManagedClaimRequest, type QueueSettingsRow, type StoredQueueSettings } from './queues.ts';
+import { claimManaged, groupForget, idleGroups, queueSettingsList, saveQueueSettings, toQueueSettingsRow, type ManagedClaim, type ManagedClaimRequest, type QueueSettingsRow, type StoredQueueSettings } from './queues.ts';
 import {
   clockNow, jobAttempts, jobGet, jobLogs, jobsFinishedCounts, jobsList, jobsLiveCounts, jobsThroughput, queuesPaused, queuesStats, workersList,
 } from './reads.ts';
@@ -139,6 +139,13 @@ export abstract class PortableStore implements Sql {
   /** A managed claim's transaction (PostgreSQL plans it as its claims: see postgres/store.ts). */
   protected withinClaim<T>(steps: Steps<T>): Promise<T> {
     return this.runner.within(steps);
+  }
+
+  async queueGroupsPrune({ idleMs, limit }: { idleMs: number; limit: number }): Promise<number> {
+    const idle = (await this.runner.run(idleGroups(this, { idleMs, limit }))).rows;
+    let forgotten = 0;
+    for (const r of idle) forgotten += (await this.runner.run(groupForget(this, { queue: String(r.queue), group: String(r.group_key), idleMs }))).changes;
+    return forgotten;
   }
 
   async queueSettingsList(): Promise<QueueSettingsRow[]> {

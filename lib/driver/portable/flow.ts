@@ -22,7 +22,7 @@ import { uuidv7 } from '../../uuid.ts';
 import { sharedColumns } from '../columns.ts';
 import { read, write, type Binder, type Outcome, type Statement, type Steps } from './statement.ts';
 import type { Sql } from './sql.ts';
-import { joinGroup, saveGroupRanks, type GroupRanks } from './queues.ts';
+import { lockGroups, rankInGroup, saveGroupRanks } from './queues.ts';
 
 /** The bits of a job's `flow` column. */
 export const FLOW = {
@@ -131,7 +131,7 @@ export function* insertWithFlow(sql: Sql, rows: NewJobRow[], batches: NewBatch[]
   // A row whose refId a live job holds is that job: its same-call dependents wait for that one.
   const holderOf = new Map<string, string>();
   const due = new Set<string>();
-  const ranks: GroupRanks = new Map();
+  const ranks = yield* lockGroups(sql, rows);
   for (const r of rows) {
     if (r.dedupe !== null) {
       const found = yield* dedupe(sql, r);
@@ -154,7 +154,7 @@ export function* insertWithFlow(sql: Sql, rows: NewJobRow[], batches: NewBatch[]
     }
     const parents = [...new Set(r.dependsOn.map((p) => holderOf.get(p) ?? p))];
     const before = r.serialKey === null ? null : yield* joinSerialKey(sql, r.serialKey, r.id);
-    const rank = r.groupKey === null ? 0 : yield* joinGroup(sql, r.queue, r.groupKey, ranks);
+    const rank = r.groupKey === null ? 0 : yield* rankInGroup(sql, ranks, { queue: r.queue, groupKey: r.groupKey, priority: r.priority });
     // A reserved job has one hold more: jobs.commitReserved takes it away.
     const waitingFor = parents.filter((p) => !done.has(p)).length + (before ? 1 : 0) + (r.reserveMs !== null ? 1 : 0);
     yield insertJob(sql, r, waitingFor, rank);
@@ -427,8 +427,8 @@ function* cancelDependents(sql: Sql, parents: Pick<FinishedRow, 'id' | 'name' | 
 function* enqueueCallback(sql: Sql, spec: StoredCallback, of: { parent?: string; batch?: string }): Steps<string> {
   const id = uuidv7();
   const flow = of.parent !== undefined ? FLOW.parents : 0;
-  const ranks: GroupRanks = new Map();
-  const rank = spec.groupKey ? yield* joinGroup(sql, spec.queue, spec.groupKey, ranks) : 0;
+  const ranks = yield* lockGroups(sql, [spec]);
+  const rank = spec.groupKey ? yield* rankInGroup(sql, ranks, { queue: spec.queue, groupKey: spec.groupKey, priority: spec.priority }) : 0;
   yield* saveGroupRanks(sql, ranks);
   yield insertJob(sql, { ...spec, id, flow, callbackBatch: of.batch ?? null, refId: null }, 0, rank);
   if (of.parent !== undefined) yield insertEdges(sql, id, [of.parent], true);

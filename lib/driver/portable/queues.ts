@@ -106,35 +106,83 @@ export function* saveQueueSettings(sql: Sql, queue: string, s: StoredQueueSettin
 
 // ---------------------------------------------------------------- enqueue
 
-/** Ranks given within one enqueue call, per queue and group: the group's row is locked and read once, written once at the end. */
-export type GroupRanks = Map<string, { queue: string; group: string; rank: number }>;
-
-/**
- * A grouped job's fair rank, under its group row's lock (concurrent enqueues of one group take
- * consecutive ranks). The queue becomes managed here if it was not: its jobs are then claimed in
- * fair-rank order. Later rows of the same group in the call count on from `ranks`; saveGroupRanks
- * writes the last rank of each.
- */
-export function* joinGroup(sql: Sql, queue: string, group: string, ranks: GroupRanks = new Map()): Steps<number> {
-  const { d, t } = sql;
-  const key = JSON.stringify([queue, group]);
-  const known = ranks.get(key);
-  if (known) return ++known.rank;
-  const vtime = yield* queueVtime(sql, queue);
-  yield write(d, (b) =>
-    d.upsert(t.queueGroups, 'queue, group_key', [['queue', b.text(queue)], ['group_key', b.text(group)], ['last_rank', '0'], ['touched_at', d.now]], `touched_at = ${d.now}`));
-  const last = ((yield read(d, (b) => `SELECT last_rank FROM ${t.queueGroups} WHERE queue = ${b.text(queue)} AND group_key = ${b.text(group)}`)) as Outcome).rows[0];
-  const rank = Math.max(Number(last?.last_rank ?? 0) + 1, vtime);
-  ranks.set(key, { queue, group, rank });
-  return rank;
+/** One enqueue call's groups (their rows locked, their last ranks) and the current turn per queue and priority. */
+export interface GroupRanks {
+  groups: Map<string, { queue: string; group: string; last: number }>;
+  /** Per queue: the rank its claims have reached (queues.vtime). */
+  vtimes: Map<string, number>;
+  turns: Map<string, number>;
 }
 
-/** Store each group's last rank given in the call (its row is still locked by joinGroup). */
+const groupKey = (queue: string, group: string) => JSON.stringify([queue, group]);
+
+/**
+ * Lock the rows of the groups these jobs join, all in one order (queue, then group), so that two
+ * transactions enqueueing the same groups wait for each other instead of deadlocking; read each
+ * group's last rank. A queue without a row is made managed here: its jobs are then claimed in
+ * fair-rank order. Concurrent enqueues of one group therefore take turns until commit.
+ */
+export function* lockGroups(sql: Sql, jobs: { queue: string; groupKey?: string | null }[]): Steps<GroupRanks> {
+  const { d, t } = sql;
+  const ranks: GroupRanks = { groups: new Map(), vtimes: new Map(), turns: new Map() };
+  const pairs = [...new Map(jobs.filter((j) => j.groupKey).map((j) => [groupKey(j.queue, j.groupKey!), [j.queue, j.groupKey!] as const])).values()]
+    .sort(([q1, g1], [q2, g2]) => (q1 < q2 ? -1 : q1 > q2 ? 1 : g1 < g2 ? -1 : g1 > g2 ? 1 : 0));
+  for (const [queue, group] of pairs) {
+    if (!ranks.vtimes.has(queue)) ranks.vtimes.set(queue, yield* queueVtime(sql, queue));
+    yield write(d, (b) =>
+      d.upsert(t.queueGroups, 'queue, group_key', [['queue', b.text(queue)], ['group_key', b.text(group)], ['last_rank', '0'], ['touched_at', d.now]], `touched_at = ${d.now}`));
+    const row = ((yield read(d, (b) => `SELECT last_rank FROM ${t.queueGroups} WHERE queue = ${b.text(queue)} AND group_key = ${b.text(group)}`)) as Outcome).rows[0];
+    ranks.groups.set(groupKey(queue, group), { queue, group, last: Number(row?.last_rank ?? 0) || 0 });
+  }
+  return ranks;
+}
+
+/**
+ * A grouped job's fair rank: one past its group's last, or the current turn of its queue and
+ * priority when that is later (an idle group joins the turns where they are, not ahead of every
+ * waiting group). The turn is the lowest rank among due grouped jobs at that priority (ranks
+ * compare only within a priority); with none, the rank claims have reached. Its group's row was
+ * locked by lockGroups.
+ */
+export function* rankInGroup(sql: Sql, ranks: GroupRanks, job: { queue: string; groupKey: string; priority: number }): Steps<number> {
+  const g = ranks.groups.get(groupKey(job.queue, job.groupKey))!;
+  const key = JSON.stringify([job.queue, job.priority]);
+  let turn = ranks.turns.get(key);
+  if (turn === undefined) {
+    const { d, t } = sql;
+    const row = ((yield read(d, (b) =>
+      `SELECT MIN(fair_rank) AS turn FROM ${t.jobs}${d.useIndex(t.jobsFair)}
+       WHERE queue = ${b.text(job.queue)} AND state = 'pending' AND priority = ${b.int(job.priority)} AND fair_rank > 0 AND run_at <= ${d.now}`)) as Outcome).rows[0];
+    turn = row?.turn == null ? (ranks.vtimes.get(job.queue) ?? 0) : Number(row.turn);
+    ranks.turns.set(key, turn);
+  }
+  g.last = Math.max(g.last + 1, turn);
+  return g.last;
+}
+
+/** Store each group's last rank given in the call (its row is still locked by lockGroups). */
 export function* saveGroupRanks(sql: Sql, ranks: GroupRanks): Steps<void> {
   const { d, t } = sql;
-  for (const { queue, group, rank } of ranks.values()) {
-    yield write(d, (b) => `UPDATE ${t.queueGroups} SET last_rank = ${b.bigint(rank)} WHERE queue = ${b.text(queue)} AND group_key = ${b.text(group)}`);
+  for (const { queue, group, last } of ranks.groups.values()) {
+    yield write(d, (b) => `UPDATE ${t.queueGroups} SET last_rank = ${b.bigint(last)} WHERE queue = ${b.text(queue)} AND group_key = ${b.text(group)}`);
   }
+}
+
+/**
+ * Idle groups to forget: untouched for idleMs, their last rank at or below the rank their queue's
+ * claims have reached. (One of its jobs may still wait, at a lower priority: its group's next job
+ * then ranks at the turn, which may be before it. Ranks order groups, not a group's own jobs.)
+ */
+export function idleGroups({ d, t }: Sql, k: { idleMs: number; limit: number }): Statement {
+  return read(d, (b) =>
+    `SELECT ${b.top(k.limit)}g.queue, g.group_key FROM ${t.queueGroups} g JOIN ${t.queues} q ON q.queue = g.queue
+     WHERE g.touched_at < ${d.plusMs(d.now, b.bigint(-k.idleMs))} AND g.last_rank <= q.vtime${b.limit(k.limit)}`);
+}
+
+/** Forget one idle group, if no enqueue touched it since it was picked. */
+export function groupForget({ d, t }: Sql, g: { queue: string; group: string; idleMs: number }): Statement {
+  return write(d, (b) =>
+    `DELETE FROM ${t.queueGroups} WHERE queue = ${b.text(g.queue)} AND group_key = ${b.text(g.group)} AND touched_at < ${d.plusMs(d.now, b.bigint(-g.idleMs))}`);
 }
 
 /** The rank the queue's claims have reached, making the queue managed when it is not (a plain read: claims hold the row's lock). */
@@ -154,8 +202,10 @@ interface Allowance {
   budget: number;
   heldBy: ManagedClaim<Row>['heldBy'];
   retryInMs: number | null;
-  /** Per group: how many more may start (absent: no group limit applies). */
+  /** Per group with a limit in force: how many more may start (absent: no group limit applies). */
   groupRoom: Map<string, number> | null;
+  /** Per group whose rate window is full: when it frees a start, in ms. */
+  groupRetryInMs: Map<string, number>;
   settings: StoredQueueSettings;
   vtime: number;
 }
@@ -164,18 +214,20 @@ interface Allowance {
  * Claim up to `limit` due jobs of one managed queue within its limits: lock the queue's row, count
  * what the limits allow, pick jobs in fair order (skipping groups at their limit), turn them
  * running under `token`, record their starts where a rate limit counts them, and move the queue's
- * vtime on. One transaction.
+ * vtime on. One transaction. Its times are the statements' own clock (`d.statementNow`): the
+ * first statement may have waited for the row.
  */
 export function* claimManaged(sql: Sql, req: ManagedClaimRequest, token: string): Steps<ManagedClaim<Row>> {
   const allowance = yield* allowanceOf(sql, req);
   if (allowance === null) return { rows: [], heldBy: null, retryInMs: null };
   if (allowance.budget <= 0) return { rows: [], heldBy: allowance.heldBy, retryInMs: allowance.retryInMs };
   const picked = yield* pickFair(sql, req, allowance);
-  if (!picked.ids.length) return { rows: [], heldBy: picked.heldBy ?? allowance.heldBy, retryInMs: allowance.retryInMs };
-  const rows = yield* takeJobs(sql, req, picked.ids, token);
-  yield* recordStarts(sql, req.queue, rows, allowance, picked.topRank);
-  const short = rows.length < req.limit;
-  return { rows, heldBy: short ? (picked.heldBy ?? allowance.heldBy) : null, retryInMs: short ? allowance.retryInMs : null };
+  const rows = picked.ids.length ? yield* takeJobs(sql, req, picked.ids, token) : [];
+  if (rows.length) yield* recordStarts(sql, req.queue, rows, allowance, picked.topRank);
+  if (rows.length === req.limit) return { rows, heldBy: null, retryInMs: null };
+  // Fewer than asked: a limit held the rest back, or fewer were due (then nothing holds the queue).
+  const held = picked.heldBy ?? allowance.heldBy;
+  return { rows, heldBy: held, retryInMs: picked.heldBy ? picked.retryInMs : allowance.retryInMs };
 }
 
 function* allowanceOf(sql: Sql, req: ManagedClaimRequest): Steps<Allowance | null> {
@@ -186,7 +238,7 @@ function* allowanceOf(sql: Sql, req: ManagedClaimRequest): Steps<Allowance | nul
      FROM ${t.queues} q${d.lockHint} WHERE q.queue = ${b.text(req.queue)}${d.forUpdate}`)) as Outcome).rows[0];
   if (!q) return null;
   const settings = settingsOf(q);
-  const a: Allowance = { budget: req.limit, heldBy: null, retryInMs: null, groupRoom: null, settings, vtime: Number(q.vtime) };
+  const a: Allowance = { budget: req.limit, heldBy: null, retryInMs: null, groupRoom: null, groupRetryInMs: new Map(), settings, vtime: Number(q.vtime) };
   if (Number(q.paused) > 0) return { ...a, budget: 0, heldBy: 'paused' };
   if (settings.concurrency !== null) {
     const running = yield* count(sql, (b) => `SELECT COUNT(*) AS n FROM ${t.jobs} WHERE queue = ${b.text(req.queue)} AND state = 'running'`);
@@ -194,15 +246,20 @@ function* allowanceOf(sql: Sql, req: ManagedClaimRequest): Steps<Allowance | nul
   }
   const rate = settings.rateLimit;
   if (rate) {
-    yield write(d, (b) => `DELETE FROM ${t.starts} WHERE queue = ${b.text(req.queue)} AND started_at <= ${d.plusMs(d.now, b.bigint(-rate.intervalMs))}`);
+    yield write(d, (b) => `DELETE FROM ${t.starts} WHERE queue = ${b.text(req.queue)} AND started_at <= ${d.plusMs(d.statementNow, b.bigint(-rate.intervalMs))}`);
     if (rate.per === 'queue') {
       const w = ((yield read(d, (b) =>
-        `SELECT COUNT(*) AS n, ${d.msBetween('MIN(started_at)', d.now)} AS first_ago FROM ${t.starts} WHERE queue = ${b.text(req.queue)}`)) as Outcome).rows[0];
-      if (cap(a, rate.limit - Number(w.n), 'rateLimit')) a.retryInMs = Math.max(1, rate.intervalMs + Number(w.first_ago ?? 0));
+        `SELECT COUNT(*) AS n, ${d.msBetween('MIN(started_at)', d.statementNow)} AS first_ago FROM ${t.starts} WHERE queue = ${b.text(req.queue)}`)) as Outcome).rows[0];
+      if (cap(a, rate.limit - Number(w.n), 'rateLimit')) a.retryInMs = windowFrees(rate.intervalMs, w.first_ago);
     }
   }
-  if (settings.groupConcurrency !== null || rate?.per === 'group') a.groupRoom = yield* groupRoom(sql, req.queue, settings);
+  if (settings.groupConcurrency !== null || rate?.per === 'group') yield* countGroups(sql, req.queue, a);
   return a;
+}
+
+/** When a full rate window frees its oldest start, in ms from now (`firstAgo`: that start's time minus now, negative). */
+function windowFrees(intervalMs: number, firstAgo: unknown): number {
+  return Math.max(1, intervalMs + Number(firstAgo ?? 0));
 }
 
 /** Lower the budget to `room` when that is less; true when the limit holds everything back. */
@@ -217,24 +274,28 @@ function* count(sql: Sql, build: (b: Binder) => string): Steps<number> {
   return Number(((yield read(sql.d, build)) as Outcome).rows[0]?.n ?? 0);
 }
 
-/** Per group with a limit in force: how many more of its jobs may start (groups not listed have their full limit). */
-function* groupRoom(sql: Sql, queue: string, s: StoredQueueSettings): Steps<Map<string, number>> {
+/** Per group with a limit in force: how many more of its jobs may start (groups not listed have their full limit), and when a full rate window frees one. */
+function* countGroups(sql: Sql, queue: string, a: Allowance): Steps<void> {
   const { d, t } = sql;
-  const room = new Map<string, number>();
+  const s = a.settings;
+  const room = (a.groupRoom = new Map<string, number>());
   if (s.groupConcurrency !== null) {
     const running = ((yield read(d, (b) =>
       `SELECT group_key, COUNT(*) AS n FROM ${t.jobs} WHERE queue = ${b.text(queue)} AND state = 'running' AND group_key IS NOT NULL GROUP BY group_key`)) as Outcome).rows;
     for (const r of running) room.set(String(r.group_key), s.groupConcurrency - Number(r.n));
   }
-  if (s.rateLimit?.per === 'group') {
+  const rate = s.rateLimit;
+  if (rate?.per === 'group') {
     const started = ((yield read(d, (b) =>
-      `SELECT group_key, COUNT(*) AS n FROM ${t.starts} WHERE queue = ${b.text(queue)} AND group_key IS NOT NULL GROUP BY group_key`)) as Outcome).rows;
+      `SELECT group_key, COUNT(*) AS n, ${d.msBetween('MIN(started_at)', d.statementNow)} AS first_ago FROM ${t.starts}
+       WHERE queue = ${b.text(queue)} AND group_key IS NOT NULL GROUP BY group_key`)) as Outcome).rows;
     for (const r of started) {
       const g = String(r.group_key);
-      room.set(g, Math.min(room.get(g) ?? Infinity, s.rateLimit.limit - Number(r.n)));
+      const left = rate.limit - Number(r.n);
+      room.set(g, Math.min(room.get(g) ?? Infinity, left));
+      if (left <= 0) a.groupRetryInMs.set(g, windowFrees(rate.intervalMs, r.first_ago));
     }
   }
-  return room;
 }
 
 /** The most a group may start in one claim when nothing was counted for it yet. */
@@ -244,44 +305,63 @@ function fullRoom(s: StoredQueueSettings): number {
 
 /** Rounds of picking: each skips the groups the last one filled, so a busy group's backlog cannot hide the others' jobs. */
 const PICK_ROUNDS = 4;
+/** With group limits, a round reads this many times the budget: some rows may belong to groups that fill up in the round. */
+const PICK_SLACK = 4;
+
+interface Picked {
+  ids: string[];
+  topRank: number;
+  /** A group limit kept some due jobs back (set only when one did). */
+  heldBy: Allowance['heldBy'];
+  /** When the first held group's rate window frees a start (null: a group held by its concurrency). */
+  retryInMs: number | null;
+}
 
 /**
  * The next due jobs in fair order, at most `budget`, none from a group past its room. Read without
- * row locks: claims of this queue take turns on its row, and takeJobs re-checks each job's state.
+ * row locks (SQL Server: past rows an uncommitted enqueue holds): claims of this queue take turns
+ * on its row, and takeJobs re-checks each job's state.
  */
-function* pickFair(sql: Sql, req: ManagedClaimRequest, a: Allowance): Steps<{ ids: string[]; topRank: number; heldBy: Allowance['heldBy'] }> {
+function* pickFair(sql: Sql, req: ManagedClaimRequest, a: Allowance): Steps<Picked> {
   const { d, t } = sql;
-  const ids: string[] = [];
-  let topRank = 0;
-  let heldBy: Allowance['heldBy'] = null;
+  const picked: Picked = { ids: [], topRank: 0, heldBy: null, retryInMs: null };
   const room = a.groupRoom;
-  for (let round = 0; round < PICK_ROUNDS && ids.length < a.budget; round++) {
+  const held = new Set<string>();
+  for (let round = 0; round < PICK_ROUNDS && picked.ids.length < a.budget; round++) {
     const full = room ? [...room].filter(([, n]) => n <= 0).map(([g]) => g) : [];
-    // With group limits, read past the budget: some of these may belong to groups that fill up.
-    const want = room ? a.budget * 4 + full.length : a.budget;
+    for (const g of full) held.add(g);
+    const want = room ? a.budget * PICK_SLACK : a.budget;
     const rows = ((yield read(d, (b) =>
-      `SELECT ${b.top(want)}id, group_key, fair_rank FROM ${t.jobs}${d.useIndex(t.jobsFair)}
-       WHERE queue = ${b.text(req.queue)} AND state = 'pending' AND run_at <= ${d.now} AND name ${b.in(req.names)}
+      `SELECT ${b.top(want)}id, group_key, fair_rank FROM ${t.jobs}${d.useIndex(t.jobsFair)}${d.readPast}
+       WHERE queue = ${b.text(req.queue)} AND state = 'pending' AND run_at <= ${d.statementNow} AND name ${b.in(req.names)}
          ${full.length ? `AND (group_key IS NULL OR NOT (group_key ${b.in(full)}))` : ''}
-         ${ids.length ? `AND NOT (id ${b.ids(ids)})` : ''}
+         ${picked.ids.length ? `AND NOT (id ${b.ids(picked.ids)})` : ''}
        ORDER BY priority DESC, fair_rank, run_at, id${b.limit(want)}`)) as Outcome).rows;
     for (const r of rows) {
-      if (ids.length >= a.budget) break;
+      if (picked.ids.length >= a.budget) break;
       const group = r.group_key == null ? null : String(r.group_key);
       if (room && group !== null) {
         const left = room.get(group) ?? fullRoom(a.settings);
+        room.set(group, left - 1);
         if (left <= 0) {
-          heldBy = a.settings.groupConcurrency !== null ? 'groupConcurrency' : 'rateLimit';
+          held.add(group);
           continue;
         }
-        room.set(group, left - 1);
       }
-      ids.push(String(r.id));
-      topRank = Math.max(topRank, Number(r.fair_rank));
+      picked.ids.push(String(r.id));
+      picked.topRank = Math.max(picked.topRank, Number(r.fair_rank));
     }
     if (rows.length < want) break;
   }
-  return { ids, topRank, heldBy };
+  if (held.size && picked.ids.length < a.budget) describeHold(a, held, picked);
+  return picked;
+}
+
+/** Which group limit held jobs back, and (all held groups by their rate window) when the first frees a start. */
+function describeHold(a: Allowance, held: Set<string>, picked: Picked): void {
+  const byRate = [...held].map((g) => a.groupRetryInMs.get(g));
+  picked.heldBy = byRate.every((ms) => ms !== undefined) ? 'rateLimit' : 'groupConcurrency';
+  picked.retryInMs = picked.heldBy === 'rateLimit' ? Math.min(...(byRate as number[])) : null;
 }
 
 /** Turn the picked jobs running under `token` (those still pending) and read them back. */
@@ -289,7 +369,7 @@ function* takeJobs(sql: Sql, req: ManagedClaimRequest, ids: string[], token: str
   const { d, t } = sql;
   yield write(d, (b) =>
     `UPDATE ${t.jobs} SET state = 'running', token = ${b.id(token)}, worker_id = ${b.text(req.workerId)}, attempts = attempts + 1,
-       started_at = ${d.now}, progress = NULL, progress_message = NULL
+       started_at = ${d.statementNow}, progress = NULL, progress_message = NULL
      WHERE id ${b.ids(ids)} AND state = 'pending'`);
   const columns = CLAIM_COLUMNS.split(', ').map((c) => d.col(c)).join(', ');
   return ((yield read(d, (b) => `SELECT ${columns}, group_key FROM ${t.jobs} WHERE id ${b.ids(ids)} AND token = ${b.id(token)}`)) as Outcome).rows;
@@ -298,7 +378,7 @@ function* takeJobs(sql: Sql, req: ManagedClaimRequest, ids: string[], token: str
 /** Record the starts a rate limit counts, and move the queue's vtime to the highest rank claimed. */
 function* recordStarts(sql: Sql, queue: string, rows: Row[], a: Allowance, topRank: number): Steps<void> {
   const { d, t } = sql;
-  if (a.settings.rateLimit && rows.length) {
+  if (a.settings.rateLimit) {
     const ids = rows.map((r) => String(r.id));
     yield write(d, (b) =>
       `INSERT INTO ${t.starts} (queue, started_at, job_id, group_key) SELECT queue, started_at, id, group_key FROM ${t.jobs} WHERE id ${b.ids(ids)}`);

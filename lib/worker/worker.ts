@@ -69,6 +69,9 @@ export interface WorkerEvents {
   error(err: unknown): void;
 }
 
+/** How soon a claim the database rolled back (contention) is tried again, ms. */
+const CONTENTION_RETRY_MS = 20;
+
 /** How often drain() looks again at a managed queue a limit holds back until a slot frees (in another process). */
 const DRAIN_HOLD_MS = 250;
 
@@ -271,6 +274,11 @@ export class Worker {
         short = claimed.short;
         if (claimed.more) this.refill = true;
       } while (this.refill || this.newJobs);
+    } catch (err) {
+      // The database rolled the claim back (a deadlock, a lock wait timeout): look again in a
+      // moment rather than at the next poll, which may be a minute away.
+      if (isContention(err) && this.state === 'running') this.wakeIn(CONTENTION_RETRY_MS);
+      throw err;
     } finally {
       this.filling = false;
     }

@@ -30,4 +30,8 @@ CREATE TABLE {{prefix}}starts (
 ALTER TABLE {{prefix}}jobs ADD group_key NVARCHAR(200);
 ALTER TABLE {{prefix}}jobs ADD fair_rank BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE {{prefix}}history ADD group_key NVARCHAR(200);
-CREATE INDEX {{prefix}}jobs_fair ON {{prefix}}jobs (queue, priority DESC, fair_rank, run_at, id) WHERE state = 'pending';
+-- The per-queue index (was queue, state, run_at) now also gives a managed queue's claim order
+-- (priority, then fair rank, then run time): one index as before, so a job in a plain queue pays
+-- for nothing more. It still serves the per-queue counts and a queue's running count.
+DROP INDEX {{prefix}}jobs_queue ON {{prefix}}jobs;
+CREATE INDEX {{prefix}}jobs_queue ON {{prefix}}jobs (queue, state, priority DESC, fair_rank, run_at, id);

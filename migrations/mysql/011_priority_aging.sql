@@ -1,5 +1,4 @@
--- Priority aging (issue 14): see migrations/postgres/011_priority_aging.sql. (No partial indexes:
--- state leads instead.)
+-- Priority aging (issue 14): see migrations/postgres/011_priority_aging.sql. No index: without
+-- partial indexes every job would pay for one it never uses; the leader's aging reads walk the
+-- claim index (state first) instead.
 ALTER TABLE {{prefix}}jobs ADD COLUMN aged_at DATETIME(3);
-CREATE INDEX {{prefix}}jobs_unaged ON {{prefix}}jobs (state, aged_at, run_at);
-CREATE INDEX {{prefix}}jobs_aged ON {{prefix}}jobs (state, aged_at);

@@ -40,5 +40,8 @@ CREATE TABLE {{prefix}}starts (
 ALTER TABLE {{prefix}}jobs ADD COLUMN group_key text;
 ALTER TABLE {{prefix}}jobs ADD COLUMN fair_rank bigint NOT NULL DEFAULT 0;
 ALTER TABLE {{prefix}}history ADD COLUMN group_key text;
--- The claim order of a queue with a row above: priority, then fair rank, then run time.
-CREATE INDEX {{prefix}}jobs_fair ON {{prefix}}jobs (queue, priority DESC, fair_rank, run_at, id) WHERE state = 'pending';
+-- The per-queue index (was queue, state, run_at) now also gives a managed queue's claim order
+-- (priority, then fair rank, then run time): one index as before, so a job in a plain queue pays
+-- for nothing more. It still serves the per-queue counts and a queue's running count.
+DROP INDEX {{prefix}}jobs_queue;
+CREATE INDEX {{prefix}}jobs_queue ON {{prefix}}jobs (queue, state, priority DESC, fair_rank, run_at, id);

@@ -92,6 +92,8 @@ describe('migrations across dialects', () => {
       return live.sort();
     };
     expect(indexes('postgres')).to.include.members(['p_jobs_queue', 'p_history_finished', 'p_history_name', 'p_history_queue']);
-    for (const d of dialects) expect(indexes(d), d).to.deep.equal(indexes('postgres'));
+    // Indexes that exist only as partial indexes: without those (MySQL) every job would pay for them.
+    const partialOnly: Record<string, string[]> = { mysql: ['p_jobs_aged'] };
+    for (const d of dialects) expect(indexes(d), d).to.deep.equal(indexes('postgres').filter((i) => !partialOnly[d]?.includes(i)));
   });
 });

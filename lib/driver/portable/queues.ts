@@ -151,7 +151,7 @@ export function* rankInGroup(sql: Sql, ranks: GroupRanks, job: { queue: string; 
   if (turn === undefined) {
     const { d, t } = sql;
     const row = ((yield read(d, (b) =>
-      `SELECT MIN(fair_rank) AS turn FROM ${t.jobs}${d.useIndex(t.jobsFair)}
+      `SELECT MIN(fair_rank) AS turn FROM ${t.jobs}${d.useIndex(t.jobsQueue)}
        WHERE queue = ${b.text(job.queue)} AND state = 'pending' AND priority = ${b.int(job.priority)} AND fair_rank > 0 AND run_at <= ${d.now}`)) as Outcome).rows[0];
     turn = row?.turn == null ? (ranks.vtimes.get(job.queue) ?? 0) : Number(row.turn);
     ranks.turns.set(key, turn);
@@ -332,7 +332,7 @@ function* pickFair(sql: Sql, req: ManagedClaimRequest, a: Allowance): Steps<Pick
     for (const g of full) held.add(g);
     const want = room ? a.budget * PICK_SLACK : a.budget;
     const rows = ((yield read(d, (b) =>
-      `SELECT ${b.top(want)}id, group_key, fair_rank FROM ${t.jobs}${d.useIndex(t.jobsFair)}${d.readPast}
+      `SELECT ${b.top(want)}id, group_key, fair_rank FROM ${t.jobs}${d.useIndex(t.jobsQueue)}${d.readPast}
        WHERE queue = ${b.text(req.queue)} AND state = 'pending' AND run_at <= ${d.statementNow} AND name ${b.in(req.names)}
          ${full.length ? `AND (group_key IS NULL OR NOT (group_key ${b.in(full)}))` : ''}
          ${picked.ids.length ? `AND NOT (id ${b.ids(picked.ids)})` : ''}

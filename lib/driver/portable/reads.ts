@@ -87,7 +87,7 @@ export function jobsFinishedCounts({ d, t }: Sql, k: { cap: number }): Statement
 }
 
 /**
- * Per queue of the live table, read from its (queue, state, run_at) index: pending, due, running,
+ * Per queue of the live table, read from its (queue, state, …) index: pending, due, running,
  * and how long the oldest due job has waited. The clock is read once, so every figure compares
  * with the same now (MAX only lifts that one reading into the group).
  */

@@ -168,7 +168,6 @@ export function tables(prefix: string) {
     /** Indexes some statements name (SQLite INDEXED BY, MySQL FORCE INDEX). */
     jobsClaim: t('jobs_claim'),
     jobsQueue: t('jobs_queue'),
-    jobsFair: t('jobs_fair'),
     historyState: t('history_state'),
     historyFinished: t('history_finished'),
   };

@@ -31,7 +31,7 @@ import { Schedules } from './schedule/schedules.ts';
 import { Maintenance } from './maintenance/service.ts';
 import { migratedStore, type MigratedStore } from './migrated.ts';
 import { validateQueueSettings, type QueueSettings, type QueueSettingsRecord } from './queues.ts';
-import type { BatchStatus, JobLink, QueueStats, StatusCounts, ThroughputBuckets, WorkerRecord } from './driver/store.ts';
+import type { BatchStatus, JobLink, QueueGroupCounts, QueueStats, StatusCounts, ThroughputBuckets, WorkerRecord } from './driver/store.ts';
 
 /** jobs.batch's options: a callback per outcome of the whole batch, and the caller's transaction. */
 export interface BatchOptions<Tx = TransactionHandle> {
@@ -559,6 +559,21 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
     /** The queues with limits or groups, and their settings. */
     settings: async (): Promise<QueueSettingsRecord[]> =>
       (await this.db.queueSettingsList()).map(({ codeHash: _, ...row }) => row),
+    /**
+     * A queue's live jobs per group (pending, due, running), the busiest first, at most `limit`
+     * groups (default 100, at most 1,000; or only `groups`), with the starts its rate limit counts
+     * in the current window, per group and for the queue (null without a rate limit).
+     */
+    groups: async (queue: string, opts: { groups?: string[]; limit?: number } = {}): Promise<QueueGroupCounts> => {
+      validateName(queue, 'queue');
+      const limit = intInRange('queues.groups: limit', opts.limit, 100, 1, 1000);
+      if (opts.groups !== undefined && (!Array.isArray(opts.groups) || opts.groups.length > 1000)) {
+        throw new TypeError(`queues.groups: groups must be an array of at most 1000 group names; got ${describe(opts.groups)}`);
+      }
+      opts.groups?.forEach((g, i) => validateName(g, `groups[${i}]`));
+      const rate = (await this.db.queueSettingsList()).find((q) => q.queue === queue)?.rateLimit ?? null;
+      return this.db.queueGroups({ queue, windowMs: rate?.intervalMs ?? null, groups: opts.groups, limit });
+    },
   };
 
   /** Completed and failed jobs per bucket (default: per minute over the last hour). */

@@ -230,6 +230,8 @@ export interface ListFilter {
   /** Default 50, at most 500. */
   limit?: number;
   includePayload?: boolean;
+  /** Only reserved jobs (reserve: true) not committed yet: pending ones with a reservedUntil. */
+  reserved?: true;
 }
 
 export interface ListPage<P = unknown> {
@@ -807,7 +809,7 @@ export function isValidId(id: unknown): id is string {
   return typeof id === 'string' && UUID_RE.test(id);
 }
 
-const LIST_KEYS = ['states', 'state', 'queue', 'name', 'tag', 'batchId', 'refId', 'createdBy', 'userId', 'createdAfter', 'createdBefore', 'cursor', 'limit', 'includePayload'];
+const LIST_KEYS = ['states', 'state', 'queue', 'name', 'tag', 'batchId', 'refId', 'createdBy', 'userId', 'createdAfter', 'createdBefore', 'cursor', 'limit', 'includePayload', 'reserved'];
 const LIST_TEXT_KEYS = ['queue', 'name', 'tag', 'batchId', 'refId', 'createdBy', 'userId'] as const;
 
 /** A list filter from the app or the admin: refused early, naming the field and what is allowed. */
@@ -840,4 +842,5 @@ export function validateListFilter(f: ListFilter, verb = 'list'): void {
     refuse('limit', `must be an integer from 1 to 500; got ${describe(f.limit)}`);
   }
   if (f.includePayload !== undefined && typeof f.includePayload !== 'boolean') refuse('includePayload', `must be true or false; got ${describe(f.includePayload)}`);
+  if (f.reserved !== undefined && f.reserved !== true) refuse('reserved', `must be true (only reserved jobs) or left out; got ${describe(f.reserved)}`);
 }

@@ -6,6 +6,7 @@ import {
   applyJobAction, bodyField, bodyIds, checkId, checkKey, checkQueue, loadBatch, loadJob, parseFilter, parsePage, queuePaused, redrive, refusal, schedulesWithOutcome,
   type JobAction,
 } from './actions.ts';
+import { SettingsRefused, configureQueue, jobHeld, queueDetail, queueRow, queueRows } from './queue.ts';
 
 const ID = '([^/]+)';
 const query = (c: RouteContext) => (k: string) => c.req.query.get(k) ?? undefined;
@@ -20,8 +21,9 @@ async function jobDetail(c: RouteContext) {
   const job = await loadJob(c.jobs, c.params[0]);
   const [attempts, logs, links] = await Promise.all([c.jobs.attempts(job.id), c.jobs.logs(job.id, { limit: 1000 }), c.jobs.links(job.id)]);
   const payload = Buffer.isBuffer(job.payload) ? { binary: job.payload.toString('base64'), bytes: job.payload.length } : job.payload;
+  const holds = await jobHeld(c.jobs, job, links.parents.filter((l) => !l.callback), Date.now());
   // `attempts` stays the job's count of runs; the attempt records go under their own name.
-  return json(200, { ...job, payload, attemptHistory: attempts, logs, parents: links.parents, dependents: links.dependents });
+  return json(200, { ...job, payload, attemptHistory: attempts, logs, parents: links.parents, dependents: links.dependents, holds });
 }
 
 async function jobAction(c: RouteContext, action: JobAction) {
@@ -91,6 +93,29 @@ async function queueAction(c: RouteContext, action: 'pause' | 'resume') {
   return json(200, { ok: true, queue, paused: action === 'pause' });
 }
 
+/** A queue's figures, limits, groups, the holds on it, its held jobs (each with its holds) and its reserved jobs. */
+async function queueInfo(c: RouteContext) {
+  const { row, ...detail } = await queueDetail(c.jobs, checkQueue(c.params[0]), Date.now());
+  return json(200, { ...row, ...detail });
+}
+
+/** A queue's settings as jobs.queues.settings() has them (every limit null, updatedAt null, for a queue without). */
+async function queueSettings(c: RouteContext) {
+  const { queue, settings } = await queueRow(c.jobs, checkQueue(c.params[0]));
+  return json(200, settings ?? { queue, concurrency: null, groupConcurrency: null, rateLimit: null, updatedAt: null });
+}
+
+/** Replace a queue's settings (a limit left out is removed): 400 names the field a refused value is in. */
+async function queueConfigure(c: RouteContext) {
+  const queue = checkQueue(c.params[0]);
+  try {
+    return json(200, { ok: true, queue, settings: await configureQueue(c.jobs, queue, c.body) });
+  } catch (err) {
+    if (err instanceof SettingsRefused) return json(400, { error: err.message, field: err.field });
+    throw err;
+  }
+}
+
 async function stats(c: RouteContext) {
   const [status, queues, throughput] = await Promise.all([c.jobs.status({ cap: c.settings.countCap }), c.jobs.queues.list(), c.jobs.throughput()]);
   return json(200, { ...status, countCap: c.settings.countCap, queues, throughput });
@@ -107,7 +132,10 @@ export const apiRoutes: Route[] = [
   { method: 'POST', pattern: new RegExp(`^/api/recurring/${ID}/toggle$`), handler: recurringToggle },
   { method: 'POST', pattern: new RegExp(`^/api/recurring/${ID}/trigger$`), handler: recurringTrigger },
   { method: 'DELETE', pattern: new RegExp(`^/api/recurring/${ID}$`), handler: recurringDelete },
-  { method: 'GET', pattern: /^\/api\/queues$/, handler: async (c) => json(200, { items: await c.jobs.queues.list() }) },
+  { method: 'GET', pattern: /^\/api\/queues$/, handler: async (c) => json(200, { items: await queueRows(c.jobs) }) },
+  { method: 'GET', pattern: new RegExp(`^/api/queues/${ID}$`), handler: queueInfo },
+  { method: 'GET', pattern: new RegExp(`^/api/queues/${ID}/settings$`), handler: queueSettings },
+  ...(['PUT', 'POST'] as const).map((method): Route => ({ method, pattern: new RegExp(`^/api/queues/${ID}/settings$`), handler: queueConfigure })),
   ...(['pause', 'resume'] as const).map((a): Route => ({ method: 'POST', pattern: new RegExp(`^/api/queues/${ID}/${a}$`), handler: (c) => queueAction(c, a) })),
   { method: 'GET', pattern: /^\/api\/stats$/, handler: stats },
 ];

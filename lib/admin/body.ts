@@ -4,14 +4,19 @@ import { HttpError, type BodyFields } from './types.ts';
 
 const LIMIT = 256 * 1024;
 
-/** A body the host's own parser already produced (express.urlencoded/json, koa-bodyparser), as fields. */
-export function fromParsed(body: unknown): BodyFields | null {
+/**
+ * A body the host's own parser already produced (express.urlencoded/json, koa-bodyparser), as
+ * fields. An object one level down becomes dotted fields, so that a JSON API's
+ * { rateLimit: { limit: 10 } } reads as the form's rateLimit.limit.
+ */
+export function fromParsed(body: unknown, depth = 0): BodyFields | null {
   if (body === null || typeof body !== 'object' || Buffer.isBuffer(body)) return null;
   const out: BodyFields = {};
   for (const [k, v] of Object.entries(body as Record<string, unknown>)) {
     if (typeof v === 'string') out[k] = v;
     else if (typeof v === 'boolean' || typeof v === 'number') out[k] = String(v);
     else if (Array.isArray(v)) out[k] = v.filter((x): x is string => typeof x === 'string');
+    else if (depth === 0) for (const [k2, v2] of Object.entries(fromParsed(v, 1) ?? {})) out[`${k}.${k2}`] = v2;
   }
   return out;
 }

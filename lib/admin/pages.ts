@@ -9,9 +9,10 @@ import { REDRIVE_SKIPS, type JobRecord, type ListFilter, type RedriveSkip } from
 import type { JobLink } from '../driver/store.ts';
 import {
   applyBulk, applyJobAction, blankForm, bodyField, bodyIds, checkId, checkKey, checkQueue, loadBatch, loadJob, matchingIds, parseAction, parseFilter, parsePage,
-  queuePaused, refusal, schedulesWithOutcome, type BulkAction, type BulkCounts, type JobAction,
+  refusal, schedulesWithOutcome, type BulkAction, type BulkCounts, type JobAction,
 } from './actions.ts';
 import { staticUrl } from './render.ts';
+import { SettingsRefused, configureQueue, jobHeld, postedForm, queueDetail, queueRows, settingsForm, type SettingsForm } from './queue.ts';
 
 const ID = '([^/]+)';
 // A Map, not an object: ?done=constructor must not find Object.prototype's members.
@@ -22,6 +23,7 @@ const NOTICES = new Map(Object.entries({
   delete: 'Job deleted.',
   paused: 'Queue paused: workers stop claiming its jobs.',
   resumed: 'Queue resumed.',
+  configured: 'Queue limits saved: every worker applies them from its next claim of the queue.',
   toggled: 'Schedule updated.',
   triggered: 'Schedule triggered: its job was enqueued.',
   removed: 'Schedule deleted.',
@@ -136,14 +138,12 @@ async function batchPage(c: RouteContext) {
 
 async function jobDetail(c: RouteContext) {
   const job = await loadJob(c.jobs, c.params[0]);
-  const [attempts, logs, paused, links] = await Promise.all([
-    c.jobs.attempts(job.id),
-    c.jobs.logs(job.id, { limit: 1000 }),
-    // Only a pending job waits on its queue; "Run now" on a paused queue must not look like it ran.
-    job.state === 'pending' ? queuePaused(c.jobs, job.queue) : false,
-    c.jobs.links(job.id),
-  ]);
-  const data = { job, attempts, logs, tail: logs.slice(-20), queuePaused: paused, ...workflow(job, links) };
+  const [attempts, logs, links] = await Promise.all([c.jobs.attempts(job.id), c.jobs.logs(job.id, { limit: 1000 }), c.jobs.links(job.id)]);
+  const flow = workflow(job, links);
+  // Only a pending job is held, and only a pending job waits on its queue: "Run now" on a paused queue must not look like it ran.
+  const holds = await jobHeld(c.jobs, job, flow.parents, Date.now());
+  const paused = holds.some((h) => h.kind === 'paused');
+  const data = { job, attempts, logs, tail: logs.slice(-20), queuePaused: paused, holds, ...flow };
   if (paused && c.req.query.get('done') === 'run') {
     return page(c, 'job', 'jobs', { ...data, notice: `Job made due now, but its queue ${job.queue} is paused: it runs once the queue is resumed.` });
   }
@@ -153,19 +153,17 @@ async function jobDetail(c: RouteContext) {
 /**
  * The job's place in a workflow: the parents it depends on (or, for a callback, the job it
  * reports on; for a dead-letter copy, its original), its dependents and callbacks enqueued so
- * far, and why it waits, if it does.
+ * far. (Why it waits is in its holds: ./held.ts.)
  */
 function workflow(job: JobRecord, links: { parents: JobLink[]; dependents: JobLink[] }) {
-  const dependsOn = links.parents.filter((l) => !l.callback);
   // A copy hangs on its original by a callback's edge: shown as "dead letter of", not "callback of".
   const isOriginal = (l: JobLink) => l.callback && l.id === job.deadLetterOf;
   return {
-    parents: dependsOn,
+    parents: links.parents.filter((l) => !l.callback),
     reportsOn: links.parents.filter((l) => l.callback && !isOriginal(l)),
     original: links.parents.find(isOriginal) ?? null,
     dependents: links.dependents.filter((l) => !l.callback),
     callbackJobs: links.dependents.filter((l) => l.callback),
-    waitingText: helpers.waiting(job, dependsOn.length),
   };
 }
 
@@ -227,7 +225,7 @@ async function recurringAction(c: RouteContext, action: 'toggle' | 'trigger' | '
 }
 
 async function queuesData(c: RouteContext) {
-  return { queues: await c.jobs.queues.list() };
+  return { queues: await queueRows(c.jobs) };
 }
 
 async function queues(c: RouteContext) {
@@ -246,6 +244,32 @@ async function queueAction(c: RouteContext, action: 'pause' | 'resume') {
   else await c.jobs.queues.resume(queue);
   if (c.req.headers['hx-request'] === 'true') return queuesFragment(c);
   return redirect(`${c.req.base}/queues?done=${action === 'pause' ? 'paused' : 'resumed'}`);
+}
+
+/** A queue's page: its limits (an edit form with manage), then its live part (queueLive). */
+async function queuePage(c: RouteContext, refused?: { error: SettingsRefused; form: SettingsForm }) {
+  const queue = checkQueue(c.params[0]);
+  const detail = await queueDetail(c.jobs, queue, Date.now());
+  const form = refused?.form ?? settingsForm(detail.row.settings);
+  return page(c, 'queue', 'queues', { queue, detail, form, refused: refused?.error ?? null }, refused ? 400 : 200);
+}
+
+/** The part of a queue's page that HTMX refreshes: figures, groups, held and reserved jobs (never the form being edited). */
+async function queueLive(c: RouteContext) {
+  const queue = checkQueue(c.params[0]);
+  return html(200, await render('partials/queue-live', { ...common(c, 'queues'), queue, detail: await queueDetail(c.jobs, queue, Date.now()) }));
+}
+
+/** Save a queue's limits; a refused edit shows the page again (400) with the message, the field marked and the values as posted. */
+async function queueSettings(c: RouteContext) {
+  const queue = checkQueue(c.params[0]);
+  try {
+    await configureQueue(c.jobs, queue, c.body);
+  } catch (err) {
+    if (!(err instanceof SettingsRefused)) throw err;
+    return queuePage(c, { error: err, form: postedForm(c.body) });
+  }
+  return redirect(`${helpers.queueHref(c.req.base, queue)}?done=configured`);
 }
 
 async function workers(c: RouteContext) {
@@ -269,5 +293,8 @@ export const pageRoutes: Route[] = [
   { method: 'GET', pattern: /^\/queues\/?$/, handler: queues },
   { method: 'GET', pattern: /^\/fragments\/queues$/, handler: queuesFragment },
   ...(['pause', 'resume'] as const).map((a): Route => ({ method: 'POST', pattern: new RegExp(`^/queues/${ID}/${a}$`), handler: (c) => queueAction(c, a) })),
+  { method: 'GET', pattern: new RegExp(`^/queues/${ID}$`), handler: (c) => queuePage(c) },
+  { method: 'GET', pattern: new RegExp(`^/queues/${ID}/live$`), handler: queueLive },
+  { method: 'POST', pattern: new RegExp(`^/queues/${ID}/settings$`), handler: queueSettings },
   { method: 'GET', pattern: /^\/workers\/?$/, handler: workers },
 ];

@@ -2,6 +2,8 @@
 import cronstrue from 'cronstrue';
 import type { ThroughputBuckets } from '../driver/store.ts';
 import type { ScheduleRecord } from '../schedule/schedule.ts';
+import type { StoredQueueSettings } from '../driver/portable/queues.ts';
+import { jobHolds, type HeldJob } from './held.ts';
 
 /** A duration in the largest sensible unit: "850 ms", "12 s", "4 min", "3 h", "2 d". */
 export function duration(ms: number | null | undefined): string {
@@ -42,31 +44,11 @@ export function showValue(v: unknown): { kind: 'none' | 'json' | 'binary'; text:
 }
 
 /**
- * Why a pending job does not run: "waiting for 2 of 3 parents" ("waiting for 2 parents" when the
- * count of parents is not at hand, as in the list); null for a job not held by its parents.
+ * What holds a pending job back by its own record, in words ("waiting for 2 parents", held.ts
+ * jobHolds); null for a job nothing in its record holds.
  */
-export function waiting(job: HeldJob, parents?: number): string | null {
-  if (job.state !== 'pending' || job.waitingFor <= 0) return null;
-  // Its holds: one per parent not completed, one for the job before it on its serial key, one for a reservation.
-  const reserved = job.reservedUntil ? 1 : 0;
-  const rest = job.waitingFor - reserved;
-  const why: string[] = [];
-  if (reserved) why.push('reserved: it runs once committed (jobs.commitReserved)');
-  if (rest > 0 && job.serialKey) {
-    why.push(`waiting for ${rest} earlier job${rest === 1 ? '' : 's'} to finish (its parents, or the one before it on serial key ${job.serialKey})`);
-  } else if (rest > 0) {
-    const total = parents !== undefined && parents >= rest ? parents : null;
-    why.push(`waiting for ${rest}${total === null ? '' : ` of ${total}`} parent${(total ?? rest) === 1 ? '' : 's'}`);
-  }
-  return why.join('; ');
-}
-
-/** What holds a pending job back (see waiting()). */
-interface HeldJob {
-  state: string;
-  waitingFor: number;
-  serialKey?: string | null;
-  reservedUntil?: Date | null;
+export function waiting(job: HeldJob): string | null {
+  return jobHolds(job).map((h) => h.text).join('; ') || null;
 }
 
 /** When a job runs: a waiting job's stored run_at is the end of time (9999), which says nothing to a reader. */
@@ -82,6 +64,21 @@ export function runAt(job: HeldJob & { runAt: Date }): string {
  */
 export function batchHref(base: string, id: string): string {
   return id === '.' || id === '..' ? `${base}/jobs?batch=${encodeURIComponent(id)}` : `${base}/batches/${encodeURIComponent(id)}`;
+}
+
+/** A queue's limits in words: "at most 3 running · 1 per group · 10 starts per 1 s per group", or "no limits". */
+export function limits(s: StoredQueueSettings | null): string {
+  if (!s) return 'no limits';
+  const parts: string[] = [];
+  if (s.concurrency !== null) parts.push(`at most ${num(s.concurrency)} running`);
+  if (s.groupConcurrency !== null) parts.push(`${num(s.groupConcurrency)} per group`);
+  if (s.rateLimit) parts.push(`${num(s.rateLimit.limit)} starts per ${duration(s.rateLimit.intervalMs)}${s.rateLimit.per === 'group' ? ' per group' : ''}`);
+  return parts.length ? parts.join(' · ') : 'no limits';
+}
+
+/** The admin's page of a queue (a queue name is never "." or "..": see validateName). */
+export function queueHref(base: string, queue: string): string {
+  return `${base}/queues/${encodeURIComponent(queue)}`;
 }
 
 /** A schedule's expression in words ("At 02:00 AM, only on Monday (Europe/Paris)", "every 5 min"). */
@@ -145,4 +142,4 @@ export function throughputChart(tp: ThroughputBuckets, bucketMs = 60_000, count 
 }
 
 /** Helpers every view receives. */
-export const helpers = { duration, ago, time, num, showValue, scheduleInWords, waiting, runAt, batchHref };
+export const helpers = { duration, ago, time, num, showValue, scheduleInWords, waiting, runAt, batchHref, queueHref, limits };

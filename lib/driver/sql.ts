@@ -25,6 +25,8 @@ export function listLimit(filter: ListFilter): number {
 /** Which tables a state filter touches: live states are in the hot table, the rest in history. */
 export function statesByTable(filter: ListFilter): { live: JobState[] | null; history: JobState[] | null } {
   const states = filter.states ?? (filter.state ? [filter.state] : null);
+  // A reserved job is live and pending: history holds none.
+  if (filter.reserved) return { live: !states || states.includes('pending') ? ['pending'] : null, history: null };
   if (!states) return { live: ['pending', 'running'], history: [...TERMINAL_STATES] };
   const live = states.filter((s) => s === 'pending' || s === 'running');
   const history = states.filter((s) => TERMINAL_STATES.includes(s));

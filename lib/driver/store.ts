@@ -241,6 +241,25 @@ export interface QueueStats {
   pausedAt: Date | null;
 }
 
+/** One group of a queue's live jobs (group null: its jobs without a group). */
+export interface QueueGroupStats {
+  group: string | null;
+  pending: number;
+  /** Pending jobs whose run time has come. */
+  due: number;
+  running: number;
+  /** Starts of the group in the queue's rate window (null: the queue has no rate limit). */
+  starts: number | null;
+}
+
+/** A queue's live jobs per group, and the starts its rate window holds. */
+export interface QueueGroupCounts {
+  /** The busiest groups first (running, then due, then pending). */
+  groups: QueueGroupStats[];
+  /** Starts of the whole queue in its rate window (null: the queue has no rate limit). */
+  starts: number | null;
+}
+
 /** Finished jobs per time bucket (buckets without any are absent). */
 export interface ThroughputBuckets {
   /** The database's now, in ms: the window ends here. */
@@ -466,6 +485,11 @@ export interface JobReads {
   workerList(): Promise<WorkerRecord[]>;
   /** Per queue: pending, due, running, oldest due age and paused state. */
   queueList(): Promise<QueueStats[]>;
+  /**
+   * One queue's live jobs per group (./portable/reads.ts queueGroupCounts), at most `limit` groups
+   * (only `groups` when given), and its starts within `windowMs`, its rate window (null: none).
+   */
+  queueGroups(req: { queue: string; windowMs: number | null; groups?: string[]; limit: number }): Promise<QueueGroupCounts>;
   /** Completed and failed jobs per bucketMs over the last windowMs (by finished_at, database clock). */
   jobThroughput(req: { windowMs: number; bucketMs: number }): Promise<ThroughputBuckets>;
 }

@@ -52,7 +52,7 @@ forEachDialect('admin workflows', ({ fresh }) => {
     const app = appWith(jobs);
 
     const page = (await request(app).get(`${BASE}/jobs/${child.id}`).expect(200)).text;
-    expect(page).to.include('This job is waiting for 2 of 3 parents');
+    expect(page).to.include('<li data-hold="parents">waiting for 2 of 3 parents: it runs once they have completed');
     expect(page).to.include('<dd id="run-at">after its parents</dd>').and.not.include('9999');
     for (const p of [a, b, c]) expect(page).to.include(`<a href="${BASE}/jobs/${p.id}">step</a>`);
     const parents = page.slice(page.indexOf('<div id="parents">'), page.indexOf('<div id="dependents">'));
@@ -259,7 +259,8 @@ forEachDialect('admin flow control', ({ fresh }) => {
     expect(firstPage).to.include('id="reserved-until"').and.include('reserved: it runs once committed').and.include('once committed');
     expect(firstPage).to.include(ESCAPED).and.not.include('<script>window.pwned');
     const secondPage = (await request(app).get(`${BASE}/jobs/${second.id}`).expect(200)).text;
-    expect(secondPage).to.include('id="serial-key"').and.include('unique key').and.include('waiting for 1 earlier job to finish');
+    // Its links tell the job before it on its serial key from parents: it has none.
+    expect(secondPage).to.include('id="serial-key"').and.include('unique key').and.include(`<li data-hold="serial">waiting for the job before it on serial key ${ESCAPED} to finish</li>`);
     expect(secondPage).to.not.include('9999').and.not.include('<script>window.pwned');
     expect((await request(app).get(`${BASE}/jobs/${debounced.id}`).expect(200)).text).to.include('debounce key').and.include('d-key');
   });

@@ -11,7 +11,8 @@ import type { Dialect } from '../../lib/driver/store.ts';
 import { leaseRelease, leaseRenew } from '../../lib/driver/portable/leases.ts';
 import { jobsRaise, jobsToAge } from '../../lib/driver/portable/aging.ts';
 import {
-  clockNow, jobAttempts, jobGet, jobLogs, jobsFinishedCounts, jobsList, jobsLiveCounts, jobsThroughput, queuesPaused, queuesStats, workersList,
+  clockNow, jobAttempts, jobGet, jobLogs, jobsFinishedCounts, jobsList, jobsLiveCounts, jobsThroughput, queueGroupCounts, queueStartsInWindow, queuesPaused, queuesStats,
+  workersList,
 } from '../../lib/driver/portable/reads.ts';
 import { cancelJob, historyPrune, historyPrunePick, jobMakeDue, jobRetry, jobsDelete, queuePause, queueResume, redriveCopy } from '../../lib/driver/portable/admin.ts';
 import { jobSaveCheckpoint, jobsNextDue, jobsOwnedBy, jobsStalled, workerHeartbeat, workerRemove, workersRemoveStale } from '../../lib/driver/portable/workers.ts';
@@ -46,6 +47,10 @@ export function portableStatements(sql: Sql): [string, Statement][] {
     })],
     ['jobsList (live states)', jobsList(sql, { states: ['pending', 'running'], queue: HOSTILE })],
     ['jobsList (some finished states)', jobsList(sql, { states: ['failed', 'cancelled'], cursor: UUID })],
+    ['jobsList (reserved)', jobsList(sql, { reserved: true, queue: HOSTILE, cursor: UUID })],
+    ['queueGroupCounts', queueGroupCounts(sql, { queue: HOSTILE, windowMs: null, limit: 100 })],
+    ['queueGroupCounts (rate window, some groups)', queueGroupCounts(sql, { queue: HOSTILE, windowMs: 60_000, groups: [HOSTILE, 'b'], limit: 100 })],
+    ['queueStartsInWindow', queueStartsInWindow(sql, { queue: HOSTILE, windowMs: 60_000 })],
     ...each('cancelJob', played(cancelJob(sql, UUID), answers(sql))),
     ...flowStatements(sql),
     ...queueStatements(sql),
@@ -149,6 +154,7 @@ function answers(sql: Sql, callbacks = '{}'): (s: Statement) => Outcome {
     if (!s.returnsRows || !/^\s*SELECT/.test(s.text)) return { rows: [], changes: 1 };
     if (/FROM \w+_batches/.test(s.text)) return { rows: [{ total: 1, finished: 1, failed: 0, callbacks: json(callbacks), fired: 0 }], changes: 1 };
     if (/parents_left FROM/.test(s.text)) return { rows: [{ id: TOKEN, queue: HOSTILE, parents_left: 1 }], changes: 1 };
+    if (/SELECT vtime FROM/.test(s.text)) return { rows: [{ vtime: 0 }], changes: 1 }; // a managed queue (joinGroup)
     if (/SELECT id, name, state FROM \w+_history/.test(s.text)) return { rows: [{ id: UUID, name: HOSTILE, state: 'completed' }, { id: PARENT_FAILED, name: HOSTILE, state: 'failed' }], changes: 2 };
     if (/SELECT id FROM \w+_jobs\b(?!.*ref_id)/s.test(s.text)) return { rows: [], changes: 0 };
     if (/ref_id =/.test(s.text)) return { rows: [], changes: 0 };

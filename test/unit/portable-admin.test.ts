@@ -6,6 +6,7 @@
 import { expect } from 'chai';
 import type { Dialect } from '../../lib/driver/store.ts';
 import { cancelJob, historyPrune, historyPrunePick, jobRetry, jobsDelete } from '../../lib/driver/portable/admin.ts';
+import { queueGroupCounts, queueStartsInWindow } from '../../lib/driver/portable/reads.ts';
 import { played } from '../helpers/portable.ts';
 import { UUID, sqlFor } from '../helpers/portable.ts';
 
@@ -60,6 +61,19 @@ describe('operators\' actions and the retention prune, rendered for every dialec
         const pick = historyPrunePick(sql, { olderThanMs: 86_400_000, limit: 100 });
         expect(pick.values).to.deep.equal([-86_400_000, 100]);
         expect(pick.text).to.match(dialect === 'mssql' ? /^SELECT TOP \(@p2\) id FROM app_history WHERE finished_at < / : / LIMIT (\?|\$2)$/);
+      });
+
+      it("counts a queue's groups on one clock reading, starts within the rate window only, and only the groups asked for", () => {
+        const plain = queueGroupCounts(sql, { queue: 'q', windowMs: null, limit: 100 });
+        expect(plain.text).to.not.include('app_starts').and.not.include('group_key IN').and.not.match(/ANY\(/);
+        expect(plain.text.split(sql.d.now).length - 1, 'the clock read once').to.equal(1);
+        const some = queueGroupCounts(sql, { queue: 'q', windowMs: 60_000, groups: ['a', 'b'], limit: 100 });
+        // Each half filters by the groups (one bound list each), the starts half by the window.
+        const list = JSON.stringify(sql.d.listValue(['a', 'b']));
+        expect(some.values.filter((v) => JSON.stringify(v) === list)).to.have.length(2);
+        expect(some.values).to.include(-60_000);
+        expect(some.text).to.match(/FROM app_starts\s+WHERE queue = \S+ AND started_at > /);
+        expect(queueStartsInWindow(sql, { queue: 'q', windowMs: 5000 }).text).to.match(/^SELECT COUNT\(\*\) AS n FROM app_starts WHERE queue = \S+ AND started_at > /);
       });
     });
   }

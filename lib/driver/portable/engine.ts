@@ -7,11 +7,11 @@ import type { AttemptRecord, JobError, JobRecord, JobState, ListFilter, ListPage
 import { isValidId } from '../../model.ts';
 import { isDuplicateKey } from '../errors.ts';
 import { claimOrder, toClaimedJob, toAttemptRecord, toJobRecord, toLogRecord, toStalledJob, toStoredSchedule, toWorkerRecord, withCurrentAttempt } from '../rows.ts';
-import { listLimit } from '../sql.ts';
+import { listLimit, statesByTable } from '../sql.ts';
 import { mergeQueueStats, type Dialect } from '../store.ts';
 import type {
-  BatchStatus, CancelResult, CheckpointItem, ClaimedJob, CompleteItem, FailItem, Fenced, InsertBatch, JobLink, LeaseHeld, QueueStats, RedriveOutcome, StalledJob, StatusCounts,
-  StoredSchedule, ThroughputBuckets, WorkerInfo, WorkerRecord,
+  BatchStatus, CancelResult, CheckpointItem, ClaimedJob, CompleteItem, FailItem, Fenced, InsertBatch, JobLink, LeaseHeld, QueueGroupCounts, QueueStats, RedriveOutcome,
+  StalledJob, StatusCounts, StoredSchedule, ThroughputBuckets, WorkerInfo, WorkerRecord,
 } from '../store.ts';
 import type { EnqueueResult } from '../../model.ts';
 import { CALLBACK_EDGE, afterRemoved, batchCounts, batchRow, commitReserved, finishJobs, reservationsExpired, insertWithFlow, jobDependents, jobParents, type FinishItem, type FlowOutcome, type StoredCallbacks } from './flow.ts';
@@ -23,7 +23,8 @@ import { leaseRelease, leaseRenew } from './leases.ts';
 import { jobsRaise, jobsToAge } from './aging.ts';
 import { claimManaged, groupForget, idleGroups, queueSettingsList, saveQueueSettings, toQueueSettingsRow, type ManagedClaim, type ManagedClaimRequest, type QueueSettingsRow, type StoredQueueSettings } from './queues.ts';
 import {
-  clockNow, jobAttempts, jobGet, jobLogs, jobsFinishedCounts, jobsList, jobsLiveCounts, jobsThroughput, queuesPaused, queuesStats, workersList,
+  clockNow, jobAttempts, jobGet, jobLogs, jobsFinishedCounts, jobsList, jobsLiveCounts, jobsThroughput, queueGroupCounts, queueStartsInWindow, queuesPaused, queuesStats,
+  workersList, type GroupCountsQuery,
 } from './reads.ts';
 import { scheduleAdvance, scheduleRemove, scheduleSetEnabled, scheduleTicksRemove, schedulesDue, schedulesList } from './schedules.ts';
 import { jobSaveCheckpoint, jobsNextDue, jobsOwnedBy, jobsStalled, workerHeartbeat, workerRemove, workersRemoveStale } from './workers.ts';
@@ -279,7 +280,8 @@ export abstract class PortableStore implements Sql {
 
   async jobList(filter: ListFilter): Promise<ListPage> {
     const limit = listLimit(filter);
-    if (filter.states?.length === 0) return { items: [], nextCursor: null }; // no state asked for: no job, and no table to read
+    const { live, history } = statesByTable(filter);
+    if (!live && !history) return { items: [], nextCursor: null }; // no state asked for (or none a reserved job has): no job, and no table to read
     const items = (await this.rowsOf(jobsList(this, filter))).map((r) => toJobRecord(r, this.d.codec));
     return { items, nextCursor: items.length === limit ? items[items.length - 1].id : null };
   }
@@ -328,6 +330,23 @@ export abstract class PortableStore implements Sql {
       })),
       paused.map((r) => ({ queue: String(r.queue), pausedAt: this.d.codec.date(r.paused_at)! })),
     );
+  }
+
+  /** Two reads, not one transaction: figures for a page, each exact when it was read. */
+  async queueGroups(req: GroupCountsQuery): Promise<QueueGroupCounts> {
+    const [rows, window] = await Promise.all([
+      // No group asked for: none to count (an empty IN list is not spelled alike everywhere).
+      req.groups?.length === 0 ? [] : this.rowsOf(queueGroupCounts(this, req)),
+      req.windowMs === null ? null : this.rowsOf(queueStartsInWindow(this, { queue: req.queue, windowMs: req.windowMs })),
+    ]);
+    return {
+      groups: rows.map((r) => ({
+        group: r.group_key == null ? null : String(r.group_key),
+        pending: Number(r.pending), due: Number(r.due), running: Number(r.running),
+        starts: req.windowMs === null ? null : Number(r.starts),
+      })),
+      starts: window ? Number(window[0]?.n ?? 0) : null,
+    };
   }
 
   async jobThroughput({ windowMs, bucketMs }: { windowMs: number; bucketMs: number }): Promise<ThroughputBuckets> {

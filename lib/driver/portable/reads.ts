@@ -106,6 +106,48 @@ export function queuesPaused({ d, t }: Sql): Statement {
   return read(d, () => `SELECT queue, paused_at FROM ${t.paused}`);
 }
 
+/** Which of a queue's groups to count, and over which rate window. */
+export interface GroupCountsQuery {
+  queue: string;
+  /** The queue's rate window (null: no rate limit, no starts counted). */
+  windowMs: number | null;
+  /** Only these groups (absent: every group, and the jobs without one). */
+  groups?: string[];
+  limit: number;
+}
+
+/**
+ * One queue's live jobs per group (NULL: those without a group): pending, due and running, read
+ * from its (queue, state, run_at) index with the clock read once, and beside them the starts its
+ * rate limit recorded within the window. Each half is grouped before the union, so the union holds
+ * a row per group, not per job. The busiest groups first (then jobs without a group, then by name),
+ * at most `limit`.
+ */
+export function queueGroupCounts({ d, t }: Sql, k: GroupCountsQuery): Statement {
+  const due = `state = 'pending' AND run_at <= clock.now`;
+  const only = (b: Binder) => (k.groups ? ` AND group_key ${b.in(k.groups)}` : '');
+  return read(d, (b) => {
+    const top = b.top(k.limit);
+    const live = `SELECT group_key, SUM(CASE WHEN state = 'pending' THEN 1 ELSE 0 END) AS n_pending, SUM(CASE WHEN ${due} THEN 1 ELSE 0 END) AS n_due,
+         SUM(CASE WHEN state = 'running' THEN 1 ELSE 0 END) AS n_running, 0 AS n_starts
+       FROM ${t.jobs}${d.useIndex(t.jobsQueue)} CROSS JOIN (SELECT ${d.now} AS now) clock
+       WHERE queue = ${b.text(k.queue)}${only(b)} GROUP BY group_key`;
+    const starts = k.windowMs === null ? '' : `
+       UNION ALL
+       SELECT group_key, 0, 0, 0, COUNT(*) FROM ${t.starts}
+       WHERE queue = ${b.text(k.queue)} AND started_at > ${d.plusMs(d.now, b.bigint(-k.windowMs))}${only(b)} GROUP BY group_key`;
+    return `SELECT ${top}g.group_key, SUM(g.n_pending) AS pending, SUM(g.n_due) AS due, SUM(g.n_running) AS running, SUM(g.n_starts) AS starts
+     FROM (${live}${starts}) g GROUP BY g.group_key
+     ORDER BY SUM(g.n_running) DESC, SUM(g.n_due) DESC, SUM(g.n_pending) DESC, CASE WHEN g.group_key IS NULL THEN 0 ELSE 1 END, g.group_key${b.limit(k.limit)}`;
+  });
+}
+
+/** The starts a queue's rate limit recorded within its window (the claim deletes older ones only when it next claims). */
+export function queueStartsInWindow({ d, t }: Sql, k: { queue: string; windowMs: number }): Statement {
+  return read(d, (b) =>
+    `SELECT COUNT(*) AS n FROM ${t.starts} WHERE queue = ${b.text(k.queue)} AND started_at > ${d.plusMs(d.now, b.bigint(-k.windowMs))}`);
+}
+
 /**
  * The database's now (epoch ms) and, beside it, completed and failed per bucket of bucketMs
  * over the last windowMs (buckets aligned on the epoch, read from the (finished_at, state)
@@ -161,6 +203,7 @@ function listWhere(b: Binder, f: ListFilter, states: JobState[], allStates: numb
   if (f.userId !== undefined) where.push(`user_id = ${b.text(f.userId)}`);
   if (f.createdAfter !== undefined) where.push(`created_at >= ${b.time(f.createdAfter.getTime())}`);
   if (f.createdBefore !== undefined) where.push(`created_at < ${b.time(f.createdBefore.getTime())}`);
+  if (f.reserved) where.push('reserved_until IS NOT NULL');
   if (f.cursor !== undefined) where.push(`id < ${b.id(f.cursor)}`);
   return where.length ? ` WHERE ${where.join(' AND ')}` : '';
 }

@@ -282,6 +282,8 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
       return p;
     });
     const ids = planned.map((p) => p.row.id);
+    // Without same-call parents the rows are written in the items' order (the common case, kept cheap).
+    if (!planned.some((p) => p.sameCall.length)) return { rows: planned.map((p) => p.row), ids, inOrder: (results) => results };
     const rows = orderCall(planned, what);
     const inOrder = (results: EnqueueResult[]) => {
       const byId = new Map(rows.map((r, i) => [r.id, results[i]]));

@@ -1,7 +1,7 @@
 /**
  * Flow control (issue 14), the claim side: fair groups, global concurrency, per-group concurrency
  * and rate limits, through the public API on every dialect. Instances made with t.another() have
- * their own connections, as separate processes would (test/crash/queue-limits.test.ts runs the
+ * their own connections, as separate processes would (test/crash/flow-control.test.ts runs the
  * limits in separate processes).
  */
 import { expect } from 'chai';

@@ -2,93 +2,21 @@
  * Workflows (issue 13) across separate worker processes: what only several processes finishing
  * jobs at the same moment, or a process killed between its handler and its write, can prove.
  * Each execution is a row in <prefix>wf_exec (no unique key) with its start and end read from the
- * database clock (test/fixtures/workflow-process.ts); every timing claim is checked on those.
+ * database clock (test/fixtures/workflow-process.ts, test/helpers/exec-log.ts); every timing claim is checked on those.
  */
 import { expect } from 'chai';
-import path from 'node:path';
-import { forEachDialect, until, type TestDb } from '../helpers/dialects.ts';
-import { spawnWorker, type WorkerProc } from '../helpers/processes.ts';
-import type { EnqueueManyItem, EnqueueResult, JobMap, Jobs } from '../../lib/index.ts';
-
-const FIXTURE = path.resolve('test/fixtures/workflow-process.ts');
-
-interface Exec {
-  jobId: string;
-  name: string;
-  attempt: number;
-  pid: number;
-  start: number;
-  end: number | null;
-  info: { parents: { id: string; name: string; state: string; result: { name: string; tag: unknown; pid: number } | null }[]; batch: Record<string, unknown> | null } | null;
-}
+import { forEachDialect, until } from '../helpers/dialects.ts';
+import { openExecLog, type Exec } from '../helpers/exec-log.ts';
+import type { EnqueueManyItem, EnqueueResult, JobMap } from '../../lib/index.ts';
 
 forEachDialect('workflows across processes', ({ fresh }) => {
-  /** A test database with the library's tables and the execution log. Not on slonik (its worker processes would be the postgres case again) nor SQL Server (the fixture does not open it). */
-  async function open(ctx: Mocha.Context): Promise<{ t: TestDb; jobs: Jobs }> {
-    const t = await fresh();
-    if (t.driver === 'slonik' || t.dialect === 'mssql') ctx.skip();
-    const jobs = t.jobs({ worker: false });
-    await jobs.migrate();
-    await t.query(
-      `CREATE TABLE ${t.prefix}wf_exec (job_id VARCHAR(64) NOT NULL, name VARCHAR(64) NOT NULL, attempt INTEGER NOT NULL, pid INTEGER NOT NULL, started_at BIGINT NOT NULL, ended_at BIGINT, info TEXT)`,
-    );
-    return { t, jobs };
-  }
-
-  function spawn(t: TestDb, env: Record<string, string | number> = {}): WorkerProc {
-    return spawnWorker({ DIALECT: t.dialect, LOCATION: t.location, PREFIX: t.prefix, PGAPPNAME: t.prefix, ...env }, FIXTURE);
-  }
-
-  async function spawnReady(t: TestDb, n: number, env: Record<string, string | number> = {}): Promise<WorkerProc[]> {
-    const procs = Array.from({ length: n }, () => spawn(t, env));
-    await Promise.all(procs.map((p) => p.waitFor(/^ready$/, 30_000)));
-    return procs;
-  }
-
-  async function stop(procs: WorkerProc[]): Promise<void> {
-    for (const p of procs) if (p.child.exitCode === null && p.child.signalCode === null) p.kill('SIGTERM');
-    await Promise.all(procs.map((p) => p.exited));
-  }
-
-  async function execs(t: TestDb): Promise<Exec[]> {
-    const rows = await query<Record<string, unknown>>(t, `SELECT job_id, name, attempt, pid, started_at, ended_at, info FROM ${t.prefix}wf_exec`);
-    return rows.map((r) => ({
-      jobId: String(r.job_id),
-      name: String(r.name),
-      attempt: Number(r.attempt),
-      pid: Number(r.pid),
-      start: Number(r.started_at),
-      end: r.ended_at == null ? null : Number(r.ended_at),
-      info: r.info == null ? null : JSON.parse(String(r.info)),
-    }));
-  }
-
-  /** Rows of jobs named `name`, live and finished: counted in both tables. */
-  async function rowsNamed(t: TestDb, name: string): Promise<{ id: string; state: string; callback_batch: string | null; table: string }[]> {
-    return query(
-      t,
-      `SELECT id, state, callback_batch, 'jobs' AS tbl FROM ${t.prefix}jobs WHERE name = $1 UNION ALL SELECT id, state, callback_batch, 'history' AS tbl FROM ${t.prefix}history WHERE name = $1`,
-      [name],
-    ).then((rows) => rows.map((r: Record<string, unknown>) => ({ id: String(r.id), state: String(r.state), callback_batch: r.callback_batch == null ? null : String(r.callback_batch), table: String(r.tbl) })));
-  }
-
-  async function count(t: TestDb, sql: string, params: unknown[] = []): Promise<number> {
-    return Number((await query<{ n: unknown }>(t, sql, params))[0].n);
-  }
-
-  /** t.query with $n placeholders on every dialect (better-sqlite3 binds `$1` by name only: given as ? in order there). */
-  function query<T = Record<string, unknown>>(t: TestDb, sql: string, params: unknown[] = []): Promise<T[]> {
-    if (t.dialect !== 'sqlite') return t.query<T>(sql, params);
-    const order: unknown[] = [];
-    return t.query<T>(sql.replace(/\$(\d+)/g, (_, n) => (order.push(params[Number(n) - 1]), '?')), order);
-  }
-
   it('a diamond a → {b, c} → d over 3 processes: d starts after b and c ended, and sees both results in dependsOn order', async function () {
     this.timeout(60_000);
-    const { t, jobs } = await open(this);
+    const lab = await openExecLog(this, fresh);
+    const { t, jobs } = lab;
     // b runs only in the first process, c only in the second (their queues); a and d anywhere.
     const workers = await Promise.all(
-      ['default,q-b', 'default,q-c', 'default'].map((queues) => spawn(t, { POLL: 20, CONCURRENCY: 2, QUEUES: queues })),
+      ['default,q-b', 'default,q-c', 'default'].map((queues) => lab.spawn({ POLL: 20, CONCURRENCY: 2, QUEUES: queues })),
     );
     await Promise.all(workers.map((w) => w.waitFor(/^ready$/, 30_000)));
     const N = 8;
@@ -104,10 +32,10 @@ forEachDialect('workflows across processes', ({ fresh }) => {
       );
     }
     const ids = (await jobs.enqueueMany(items)).map((r) => r.id);
-    await until(async () => (await count(t, `SELECT COUNT(*) AS n FROM ${t.prefix}history WHERE state = 'completed'`)) === 4 * N, 'every diamond to complete', 40_000, 50);
-    await stop(workers);
+    await until(async () => (await lab.count(`SELECT COUNT(*) AS n FROM ${t.prefix}history WHERE state = 'completed'`)) === 4 * N, 'every diamond to complete', 40_000, 50);
+    await lab.stop(workers);
 
-    const log = await execs(t);
+    const log = await lab.execs();
     expect(log, 'one execution per job').to.have.length(4 * N);
     expect(new Set(log.map((e) => e.jobId))).to.deep.equal(new Set(ids));
     const byId = new Map(log.map((e) => [e.jobId, e]));
@@ -129,8 +57,9 @@ forEachDialect('workflows across processes', ({ fresh }) => {
 
   it('a failing parent (maxAttempts 1) cancels 3 levels of dependents over 3 processes; each names its parent, none ever ran', async function () {
     this.timeout(60_000);
-    const { t, jobs } = await open(this);
-    const workers = await spawnReady(t, 3, { POLL: 20, CONCURRENCY: 2 });
+    const lab = await openExecLog(this, fresh);
+    const { t, jobs } = lab;
+    const workers = await lab.spawnReady(3, { POLL: 20, CONCURRENCY: 2 });
     // Per tree: root → x1, x2; x1 → y1; x2 → y2; {x1, x2} → y3; {y1, y2} → z1; y3 → z2.
     const shape: (number | number[] | null)[] = [null, 0, 0, 1, 2, [1, 2], [3, 4], 5];
     const TREES = 6; // the last one's root succeeds: the control, whose dependents all run
@@ -145,10 +74,10 @@ forEachDialect('workflows across processes', ({ fresh }) => {
     }
     const ids = (await jobs.enqueueMany(items)).map((r) => r.id);
     const n = shape.length;
-    await until(async () => (await count(t, `SELECT COUNT(*) AS n FROM ${t.prefix}history`)) === TREES * n, 'every job to finish', 40_000, 50);
-    await stop(workers);
+    await until(async () => (await lab.count(`SELECT COUNT(*) AS n FROM ${t.prefix}history`)) === TREES * n, 'every job to finish', 40_000, 50);
+    await lab.stop(workers);
 
-    const log = await execs(t);
+    const log = await lab.execs();
     const ran = new Map<string, Exec[]>();
     for (const e of log) ran.set(e.jobId, [...(ran.get(e.jobId) ?? []), e]);
     const rootPids = new Set<number>();
@@ -186,7 +115,8 @@ forEachDialect('workflows across processes', ({ fresh }) => {
 
   it('a worker SIGKILLed right after its handler returned: the callback is enqueued exactly once and the parent completes', async function () {
     this.timeout(60_000);
-    const { t, jobs } = await open(this);
+    const lab = await openExecLog(this, fresh);
+    const { t, jobs } = lab;
     const timing = { HEARTBEAT: 200, STALL: 1500, POLL: 50 };
     // Victims, each alone on its queue, each killed at a different point after its handler returned:
     //  - "return":   at once on the line it prints as the handler returns (its write may be under way, or done);
@@ -196,28 +126,13 @@ forEachDialect('workflows across processes', ({ fresh }) => {
     //  - "after":    on its 'completed' event (the completion and the callback committed).
     // An implementation that enqueued the callback in a transaction of its own would leave two
     // callbacks (committed before the completion: "move") or none (after it: "callback").
-    const victims = (
-      [
-        { queue: 'v-return', env: {}, killOn: 'returning' },
-        { queue: 'v-held', env: { HOLD_COMPLETE: 30_000 }, killOn: 'holding' },
-        { queue: 'v-move', env: { PAUSE_AT: `INSERT INTO ${t.prefix}history \\(` }, killOn: 'paused' },
-        { queue: 'v-callback', env: { PAUSE_AT: `INSERT INTO ${t.prefix}jobs \\(` }, killOn: 'paused' },
-        { queue: 'v-after', env: {}, killOn: 'completed' },
-      ] as { queue: string; env: Record<string, string | number>; killOn: string }[]
-    ).map((v) => ({ ...v, proc: spawn(t, { ...timing, ...v.env, QUEUES: v.queue }) }));
-    await Promise.all(victims.map((v) => v.proc.waitFor(/^ready$/, 30_000)));
-    const killed = victims.map(
-      (v) =>
-        new Promise<void>((resolve) => {
-          // On the line itself, not at the next poll of `lines`.
-          v.proc.child.stdout!.on('data', (d: Buffer) => {
-            if (new RegExp(`^${v.killOn}\\b`, 'm').test(String(d))) {
-              v.proc.kill('SIGKILL');
-              resolve();
-            }
-          });
-        }),
-    );
+    const victims = await lab.spawnVictims([
+      { queue: 'v-return', env: {}, killOn: 'returning' },
+      { queue: 'v-held', env: { HOLD_COMPLETE: 30_000 }, killOn: 'holding' },
+      { queue: 'v-move', env: { PAUSE_AT: `INSERT INTO ${t.prefix}history \\(` }, killOn: 'paused' },
+      { queue: 'v-callback', env: { PAUSE_AT: `INSERT INTO ${t.prefix}jobs \\(` }, killOn: 'paused' },
+      { queue: 'v-after', env: {}, killOn: 'completed' },
+    ], timing);
     const parents: EnqueueResult[] = [];
     for (const v of victims) {
       parents.push(
@@ -228,21 +143,21 @@ forEachDialect('workflows across processes', ({ fresh }) => {
         }),
       );
     }
-    await Promise.all(killed);
+    await Promise.all(victims.map((v) => v.killed));
     await Promise.all(victims.map((v) => v.proc.exited));
     for (const v of victims) expect(v.proc.lines.some((l) => l.startsWith('returning ')), `${v.queue}: its handler returned`).to.equal(true);
 
     // Two other processes rescue whatever was left running and run the callbacks.
-    const rescuers = await spawnReady(t, 2, { ...timing, QUEUES: [...victims.map((v) => v.queue), 'cb'].join(',') });
-    await until(async () => (await rowsNamed(t, 'note')).filter((r) => r.state === 'completed').length >= victims.length, 'every callback to complete', 20_000, 50);
-    await stop(rescuers);
+    const rescuers = await lab.spawnReady(2, { ...timing, QUEUES: [...victims.map((v) => v.queue), 'cb'].join(',') });
+    await until(async () => (await lab.rowsNamed('note')).filter((r) => r.state === 'completed').length >= victims.length, 'every callback to complete', 20_000, 50);
+    await lab.stop(rescuers);
 
-    const notes = await rowsNamed(t, 'note');
-    const log = await execs(t);
+    const notes = await lab.rowsNamed('note');
+    const log = await lab.execs();
     for (const [i, v] of victims.entries()) {
       const parent = await jobs.get(parents[i].id);
       expect(parent!.state, `${v.queue}: the parent completed`).to.equal('completed');
-      const edges = await query<{ child_id: string }>(t, `SELECT child_id FROM ${t.prefix}deps WHERE parent_id = $1`, [parents[i].id]);
+      const edges = await lab.query<{ child_id: string }>(`SELECT child_id FROM ${t.prefix}deps WHERE parent_id = $1`, [parents[i].id]);
       const mine = notes.filter((n) => edges.some((e) => String(e.child_id) === n.id));
       expect(mine.map((n) => [n.table, n.state]), `${v.queue}: exactly one callback, completed`).to.deep.equal([['history', 'completed']]);
       const runs = log.filter((e) => e.jobId === parents[i].id).sort((x, y) => x.attempt - y.attempt);
@@ -266,8 +181,9 @@ forEachDialect('workflows across processes', ({ fresh }) => {
 
   it('a 1,000-job batch over 3 processes: exactly one onComplete, which sees the batch totals; every process took its share', async function () {
     this.timeout(90_000);
-    const { t, jobs } = await open(this);
-    const workers = await spawnReady(t, 3, { POLL: 20, CONCURRENCY: 10 });
+    const lab = await openExecLog(this, fresh);
+    const { t, jobs } = lab;
+    const workers = await lab.spawnReady(3, { POLL: 20, CONCURRENCY: 10 });
     const N = 1000;
     // One job waits at the gate until every other one finished: it is the batch's last to finish
     // however the jobs were claimed. Until it does, no onComplete may exist.
@@ -277,17 +193,17 @@ forEachDialect('workflows across processes', ({ fresh }) => {
     );
     const last = ids[N - 1];
     await until(() => workers.some((w) => w.lines.includes(`waiting ${last}`)), 'the last job to wait at the gate', 60_000, 20);
-    await until(async () => (await count(t, `SELECT COUNT(*) AS n FROM ${t.prefix}history WHERE batch_id = $1`, [batchId])) === N - 1, 'every other job to finish', 80_000, 100);
-    expect(await rowsNamed(t, 'batch-done'), 'no onComplete while a job of the batch runs').to.deep.equal([]);
+    await until(async () => (await lab.count(`SELECT COUNT(*) AS n FROM ${t.prefix}history WHERE batch_id = $1`, [batchId])) === N - 1, 'every other job to finish', 80_000, 100);
+    expect(await lab.rowsNamed('batch-done'), 'no onComplete while a job of the batch runs').to.deep.equal([]);
     expect(await jobs.batchStatus(batchId)).to.deep.include({ running: 1, completed: N - 1, finished: false });
     for (const w of workers) w.kill('SIGUSR2');
-    await until(async () => (await rowsNamed(t, 'batch-done')).some((r) => r.state === 'completed'), 'the onComplete callback to complete', 20_000, 50);
-    await stop(workers);
+    await until(async () => (await lab.rowsNamed('batch-done')).some((r) => r.state === 'completed'), 'the onComplete callback to complete', 20_000, 50);
+    await lab.stop(workers);
 
-    const done = await rowsNamed(t, 'batch-done');
+    const done = await lab.rowsNamed('batch-done');
     expect(done.map((r) => [r.table, r.state, r.callback_batch]), 'exactly one onComplete job, in both tables').to.deep.equal([['history', 'completed', batchId]]);
     expect(await jobs.batchStatus(batchId)).to.deep.include({ batchId, total: N, pending: 0, running: 0, completed: N, failed: 0, cancelled: 0, finished: true });
-    const log = await execs(t);
+    const log = await lab.execs();
     const items = log.filter((e) => e.name === 'item');
     expect(items, 'one execution per job').to.have.length(N);
     expect(new Set(items.map((e) => e.jobId))).to.deep.equal(new Set(ids));
@@ -306,15 +222,16 @@ forEachDialect('workflows across processes', ({ fresh }) => {
 
   it('two processes finish the last two jobs of a batch (or the two parents of a dependent) at the same moment, 10 times each: one onComplete, one release', async function () {
     this.timeout(60_000);
-    const { t, jobs } = await open(this);
+    const lab = await openExecLog(this, fresh);
+    const { t, jobs } = lab;
     // One slot each and nothing claimed ahead: while one process holds a job at the gate, the other
     // job can only run in the other process.
-    const workers = await spawnReady(t, 2, { POLL: 20, CONCURRENCY: 1, PREFETCH: 0 });
+    const workers = await lab.spawnReady(2, { POLL: 20, CONCURRENCY: 1, PREFETCH: 0 });
     /** Both jobs wait at the gate, one in each process; then both are let go in the same instant. */
     const race = async (ids: string[]) => {
       await Promise.all(workers.map((w) => w.waitFor(new RegExp(`^waiting (${ids.join('|')})$`), 15_000))).catch(async (err: Error) => {
         // A worker that claimed both (one started, one held unstarted) would show here as two running jobs under one worker id.
-        const rows = await query(t, `SELECT id, state, worker_id FROM ${t.prefix}jobs WHERE id = $1 OR id = $2`, ids);
+        const rows = await lab.query(`SELECT id, state, worker_id FROM ${t.prefix}jobs WHERE id = $1 OR id = $2`, ids);
         throw new Error(`${err.message}; the two jobs: ${JSON.stringify(rows)}`);
       });
       for (const w of workers) w.kill('SIGUSR2');
@@ -331,7 +248,7 @@ forEachDialect('workflows across processes', ({ fresh }) => {
       );
       batches.push(b);
       await race(b.ids);
-      await until(async () => (await rowsNamed(t, 'race-done')).some((r) => r.callback_batch === b.batchId && r.state === 'completed'), `round ${round}'s onComplete`, 15_000, 20);
+      await until(async () => (await lab.rowsNamed('race-done')).some((r) => r.callback_batch === b.batchId && r.state === 'completed'), `round ${round}'s onComplete`, 15_000, 20);
 
       const [x, y, d] = (
         await jobs.enqueueMany([
@@ -344,10 +261,10 @@ forEachDialect('workflows across processes', ({ fresh }) => {
       await race([x, y]);
       await until(async () => (await jobs.get(d))?.state === 'completed', `round ${round}'s dependent`, 15_000, 20);
     }
-    await stop(workers);
+    await lab.stop(workers);
 
-    const done = await rowsNamed(t, 'race-done');
-    const log = await execs(t);
+    const done = await lab.rowsNamed('race-done');
+    const log = await lab.execs();
     const spreads: number[] = [];
     /** The two racers' executions: once each, in two processes. */
     const racers = (round: number, ids: string[]) => {

@@ -215,9 +215,9 @@ forEachDialect('workflows across processes', ({ fresh }) => {
     for (const e of items) perPid.set(e.pid, (perPid.get(e.pid) ?? 0) + 1);
     console.log(`      jobs per process: ${[...perPid.values()].join(', ')}`);
     expect([...perPid.keys()].sort()).to.deep.equal(workers.map((w) => w.pid).sort());
-    // SQLite has one writer for the file: a process's share depends on who wins the write lock.
-    const share = t.dialect === 'sqlite' ? 0.05 : 0.15;
-    for (const [pid, n] of perPid) expect(n, `jobs run by ${pid}`).to.be.at.least(N * share);
+    // SQLite has one writer for the file: a process's share depends on who wins the write lock
+    // (under load one process ran 21 of 1,000), so there every process running some is the claim.
+    if (t.dialect !== 'sqlite') for (const [pid, n] of perPid) expect(n, `jobs run by ${pid}`).to.be.at.least(N * 0.15);
   });
 
   it('two processes finish the last two jobs of a batch (or the two parents of a dependent) at the same moment, 10 times each: one onComplete, one release', async function () {

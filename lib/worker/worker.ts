@@ -388,7 +388,7 @@ export class Worker {
     const start = this.managedTurn++ % queues.length;
     const sharing = queues.length + (rest && this.othersBusy ? 1 : 0);
     const share = Math.ceil(this.opts.concurrency / sharing);
-    const inFlight = this.managedInFlight();
+    const inFlight = this.heldWhere((q) => this.managed.has(q));
     // The slots the other queues' jobs leave (running or claimed ahead); while jobs are short (the
     // other queues claim ahead), never less than a share: a slot frees within milliseconds then.
     const otherJobs = this.running.size + this.backlog.length - inFlight;
@@ -396,8 +396,8 @@ export class Worker {
     let room = Math.min(this.opts.concurrency, Math.max(this.opts.concurrency - otherJobs, floor)) - inFlight;
     for (let i = 0; i < queues.length && room > 0; i++) {
       const queue = queues[(start + i) % queues.length];
-      const local = this.opts.queueConcurrency?.[queue] ?? Infinity;
-      const n = Math.min(room, share - this.heldIn(queue), local - this.heldIn(queue));
+      const cap = Math.min(share, this.opts.queueConcurrency?.[queue] ?? Infinity);
+      const n = Math.min(room, cap - this.heldIn(queue));
       if (n <= 0) continue;
       const claim = await this.counted(() => this.store.jobClaimManaged({ workerId: this.id, names, queue, limit: n }));
       out.tried = true;
@@ -406,14 +406,6 @@ export class Worker {
       room -= claim.rows.length;
       if (claim.heldBy) this.holdBack(queue, claim.retryInMs);
     }
-  }
-
-  /** Jobs of managed queues running here or claimed and waiting for a slot. */
-  private managedInFlight(): number {
-    let n = 0;
-    for (const r of this.running.values()) if (this.managed.has(r.job.queue)) n++;
-    for (const b of this.backlog) if (this.managed.has(b.job.queue)) n++;
-    return n;
   }
 
   /** Whether the unmanaged queues had more due jobs at their last claim (then the managed queues keep to their shares). */
@@ -497,7 +489,15 @@ export class Worker {
 
   /** Running or claimed and waiting: what counts against a queue's limit when claiming. */
   private heldIn(queue: string): number {
-    return this.runningIn(queue) + this.backlog.filter((b) => b.job.queue === queue).length;
+    return this.heldWhere((q) => q === queue);
+  }
+
+  /** Jobs running here or claimed and waiting for a slot, of the queues `counts` selects. */
+  private heldWhere(counts: (queue: string) => boolean): number {
+    let n = 0;
+    for (const r of this.running.values()) if (counts(r.job.queue)) n++;
+    for (const b of this.backlog) if (counts(b.job.queue)) n++;
+    return n;
   }
 
   private async armDueTimer(): Promise<void> {

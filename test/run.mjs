@@ -50,6 +50,7 @@ if (process.argv[2] === '--totals') {
       console.error(`  ✗ ${f}: no summary (${err.message}): counted as a failure`);
     }
     console.log(`${s.label}: ${s.passed} passed, ${s.failed} failed, ${s.skipped} skipped`);
+    for (const title of s.failures ?? []) console.log(`  ✗ ${title}`);
     for (const k of Object.keys(t)) t[k] += s[k];
   }
   console.log(`\n${t.passed} passed, ${t.failed} failed, ${t.skipped} skipped`);
@@ -75,13 +76,16 @@ process.on('unhandledRejection', (reason, promise) => {
   console.error('\n  ✗ unhandled rejection during the run:', reason);
 });
 
+// Titles of failed tests, repeated in the summary file so CI's closing lines name them.
+const failedTitles = [];
+
 function summary(passed, failed, skipped) {
   if (rejections.size) console.error(`\n${rejections.size} unhandled rejection(s) counted as failures`);
   const failures = failed + rejections.size;
   console.log(`\n${passed} passed, ${failures} failed, ${skipped} skipped`);
   if (process.env.SQLJOBS_TEST_SUMMARY) {
     const label = process.env.SQLJOBS_TEST_LABEL || `Node ${process.version}`;
-    writeFileSync(process.env.SQLJOBS_TEST_SUMMARY, JSON.stringify({ label, passed, failed: failures, skipped }));
+    writeFileSync(process.env.SQLJOBS_TEST_SUMMARY, JSON.stringify({ label, passed, failed: failures, skipped, failures: failedTitles }));
   }
   process.exit(failures ? 1 : 0);
 }
@@ -101,6 +105,7 @@ try {
   summary(0, 1, 0);
 }
 const runner = mocha.run();
+runner.on('fail', (test, err) => failedTitles.push(`${test.fullTitle()}: ${String(err?.message ?? err).split('\n')[0].slice(0, 300)}`));
 runner.on('end', () => {
   const s = runner.stats ?? { passes: 0, failures: 0, pending: 0 };
   let failed = s.failures;

@@ -245,14 +245,17 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
    */
   private plan(name: string, payload: unknown, opts: EnqueueOptions, sameCall: number | null): PlannedRow {
     const def = this.definitions.get(name);
-    const merged: EnqueueOptions = { ...opts };
-    if (merged.queue === undefined && def?.queue) merged.queue = def.queue;
-    if (merged.priority === undefined && def?.priority !== undefined) merged.priority = def.priority;
-    delete merged.tx;
-    const row = buildJobRow(uuidv7(), name, payload, merged, { queue: this.options.defaultQueue, maxPayloadBytes: this.options.maxPayloadBytes });
+    // The options are read, never copied: this runs once per job of every enqueueMany.
+    const row = buildJobRow(uuidv7(), name, payload, opts, {
+      queue: def?.queue || this.options.defaultQueue,
+      priority: def?.priority ?? 0,
+      maxPayloadBytes: this.options.maxPayloadBytes,
+    });
     row.maxAttempts ??= def?.maxAttempts ?? this.options.maxAttempts;
     if (row.reserveMs !== null) row.reserveMs = this.options.reserveTimeout;
-    const parents = dependsOnList(name, merged.dependsOn, sameCall);
+    const deadLetter = opts.deadLetter ?? def?.deadLetter;
+    if (opts.dependsOn === undefined && opts.onSuccess === undefined && opts.onFailure === undefined && deadLetter === undefined) return { row, sameCall: NO_PARENTS };
+    const parents = dependsOnList(name, opts.dependsOn, sameCall);
     row.dependsOn = parents.filter((p): p is string => typeof p === 'string');
     if (parents.length) {
       if (row.runAt !== null || row.delayMs !== 0) {
@@ -260,8 +263,7 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
       }
       row.flow |= FLOW.parents;
     }
-    const callbacks = callbacksJson(name, merged, ['onSuccess', 'onFailure'], (n, p, o) => this.row(n, p, o as EnqueueOptions)) ?? {};
-    const deadLetter = merged.deadLetter ?? def?.deadLetter;
+    const callbacks = callbacksJson(name, opts, ['onSuccess', 'onFailure'], (n, p, o) => this.row(n, p, o as EnqueueOptions)) ?? {};
     if (deadLetter !== undefined) callbacks.deadLetter = validateName(deadLetter, 'deadLetter', name);
     if (Object.keys(callbacks).length) {
       row.callbacksJson = JSON.stringify(callbacks);
@@ -275,9 +277,10 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
     if (!Array.isArray(items)) throw new TypeError(`${what}: items must be an array of { name, payload, ...options }; got ${describe(items)}`);
     const planned = items.map((it, i) => {
       if (it === null || typeof it !== 'object') throw new TypeError(`${what}: items[${i}] must be an object { name, payload, ...options }; got ${describe(it)}`);
-      const { name, payload, ...rest } = it as { name: string; payload: unknown } & EnqueueOptions;
-      if ('tx' in rest) throw new JobValidationError(`${what}: items[${i}].tx is not an item option; pass the transaction once, as ${what}(items, { tx })`, 'tx', name);
-      const p = this.plan(name, payload, rest, items.length);
+      // The item is its own options (name and payload are allowed keys there): no copy per item.
+      const item = it as { name: string; payload: unknown } & EnqueueOptions;
+      if ('tx' in item) throw new JobValidationError(`${what}: items[${i}].tx is not an item option; pass the transaction once, as ${what}(items, { tx })`, 'tx', item.name);
+      const p = this.plan(item.name, item.payload, item, items.length);
       each(p.row, i);
       return p;
     });
@@ -802,6 +805,9 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
 }
 
 /** The error a redriven copy is cancelled with: its page says why it will not run. */
+/** A job without same-call parents (shared: never written to). */
+const NO_PARENTS: readonly number[] = [];
+
 const REDRIVEN: JobError = { name: 'Redriven', message: 'cancelled: its original job was retried by a redrive (jobs.redriveDeadLetters)' };
 
 /**

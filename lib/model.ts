@@ -385,7 +385,7 @@ export const MAX_JSON_DEPTH = 31;
  * nesting deeper than MAX_JSON_DEPTH, NUL characters and lone surrogates. The error names the path.
  */
 export function toJson(job: string | undefined, field: string, value: unknown): string {
-  checkJson(job, value, field, new Set());
+  checkJson(job, value, [field], new Set(), 0);
   const json = JSON.stringify(value);
   // One scan of the text instead of a test per string: JSON.stringify writes U+0000 as \u0000 and
   // a lone surrogate as \udXXX (a pair stays raw). A hit may be an escaped backslash; the walk decides.
@@ -395,45 +395,59 @@ export function toJson(job: string | undefined, field: string, value: unknown): 
 
 const SUSPECT_JSON_TEXT = /\\u(?:0000|d[89a-f])/;
 
-function checkJson(job: string | undefined, v: unknown, path: string, seen: Set<object>, depth = 0): void {
+/** `payload.a[0].b` from the walk's stack of keys (built only for an error). */
+function pathOf(keys: (string | number)[]): string {
+  return keys.map((k, i) => (i === 0 ? k : typeof k === 'number' ? `[${k}]` : `.${k}`)).join('');
+}
+
+/**
+ * Throw for the first value JSON cannot hold as given. `keys` is the path walked so far, pushed
+ * and popped in place: a payload's every value passes here, so no path text is built unless one fails.
+ */
+function checkJson(job: string | undefined, v: unknown, keys: (string | number)[], seen: Set<object>, depth: number): void {
   switch (typeof v) {
     case 'string':
     case 'boolean':
       return;
     case 'number':
-      if (!Number.isFinite(v)) fail(job, path, `must be a finite number (JSON has no ${v}); got ${v}`);
+      if (!Number.isFinite(v)) fail(job, pathOf(keys), `must be a finite number (JSON has no ${v}); got ${v}`);
       return;
     case 'bigint':
-      fail(job, path, `is a BigInt, which JSON cannot hold; convert it to a string or number`);
+      fail(job, pathOf(keys), `is a BigInt, which JSON cannot hold; convert it to a string or number`);
     case 'function':
-      fail(job, path, `is a function, which JSON cannot hold`);
+      fail(job, pathOf(keys), `is a function, which JSON cannot hold`);
     case 'symbol':
-      fail(job, path, `is a symbol, which JSON cannot hold`);
+      fail(job, pathOf(keys), `is a symbol, which JSON cannot hold`);
     case 'undefined':
-      fail(job, path, `is undefined, which JSON cannot hold here`);
+      fail(job, pathOf(keys), `is undefined, which JSON cannot hold here`);
   }
   if (v === null) return;
-  const obj = v as object;
-  if (seen.has(obj)) fail(job, path, `is a circular reference`);
+  const obj = v as Record<string, unknown>;
+  if (seen.has(obj)) fail(job, pathOf(keys), `is a circular reference`);
   if (depth === MAX_JSON_DEPTH) {
-    fail(job, path, `is nested ${depth + 1} arrays or objects deep; at most ${MAX_JSON_DEPTH} levels are allowed (MariaDB's JSON limit, applied on every database)`);
-  }
-  if (Array.isArray(obj)) {
-    seen.add(obj);
-    obj.forEach((item, i) => checkJson(job, item, `${path}[${i}]`, seen, depth + 1));
-    seen.delete(obj);
-    return;
-  }
-  const proto = Object.getPrototypeOf(obj);
-  if (proto !== Object.prototype && proto !== null) {
-    const kind = obj.constructor?.name ?? 'object';
-    fail(job, path, `is a ${kind}, which JSON would silently change; pass plain objects, arrays, strings, numbers, booleans or null (for a Date, pass toISOString())`);
+    fail(job, pathOf(keys), `is nested ${depth + 1} arrays or objects deep; at most ${MAX_JSON_DEPTH} levels are allowed (MariaDB's JSON limit, applied on every database)`);
   }
   seen.add(obj);
-  for (const [k, item] of Object.entries(obj)) {
-    // An undefined property is dropped by JSON; that is the documented, expected behaviour.
-    if (item === undefined) continue;
-    checkJson(job, item, `${path}.${k}`, seen, depth + 1);
+  if (Array.isArray(obj)) {
+    for (let i = 0; i < obj.length; i++) {
+      keys.push(i);
+      checkJson(job, obj[i], keys, seen, depth + 1);
+      keys.pop();
+    }
+  } else {
+    const proto = Object.getPrototypeOf(obj);
+    if (proto !== Object.prototype && proto !== null) {
+      const kind = obj.constructor?.name ?? 'object';
+      fail(job, pathOf(keys), `is a ${kind}, which JSON would silently change; pass plain objects, arrays, strings, numbers, booleans or null (for a Date, pass toISOString())`);
+    }
+    for (const k of Object.keys(obj)) {
+      const item = obj[k];
+      // An undefined property is dropped by JSON; that is the documented, expected behaviour.
+      if (item === undefined) continue;
+      keys.push(k);
+      checkJson(job, item, keys, seen, depth + 1);
+      keys.pop();
+    }
   }
   seen.delete(obj);
 }
@@ -549,7 +563,7 @@ export function buildJobRow(
   name: string,
   payload: unknown,
   opts: EnqueueOptions,
-  defaults: { queue: string; maxPayloadBytes: number },
+  defaults: { queue: string; priority?: number; maxPayloadBytes: number },
 ): NewJobRow {
   validateName(name, 'name');
   if (opts === null || typeof opts !== 'object') fail(name, 'options', `must be an object; got ${describe(opts)}`);
@@ -561,14 +575,14 @@ export function buildJobRow(
   const runAt = opts.runAt === undefined ? null : validateStoredDate(opts.runAt, 'runAt', name);
   const queue = opts.queue === undefined ? defaults.queue : validateName(opts.queue, 'queue', name);
   const enc = encodePayload(name, payload, defaults.maxPayloadBytes);
-  const dedupe = dedupeOf(name, opts, delayMs, runAt);
+  const dedupe = opts.unique === undefined && opts.debounce === undefined ? NO_DEDUPE : dedupeOf(name, opts, delayMs, runAt);
   return {
     id,
     name,
     queue,
     payloadJson: enc.json,
     payloadBin: enc.binary,
-    priority: optionalInt(name, 'priority', opts.priority, -1_000_000, 1_000_000) ?? 0,
+    priority: optionalInt(name, 'priority', opts.priority, -1_000_000, 1_000_000) ?? defaults.priority ?? 0,
     maxAttempts: optionalInt(name, 'maxAttempts', opts.maxAttempts, 1, 1_000_000),
     timeoutMs: optionalInt(name, 'timeout', opts.timeout, 1, 2_147_483_647),
     backoffJson: opts.backoff === undefined ? null : JSON.stringify(validateBackoff(opts.backoff, 'backoff', name)),
@@ -587,7 +601,8 @@ export function buildJobRow(
     flow: 0,
     callbacksJson: null,
     callbackBatch: null,
-    ...dedupe,
+    uniqueKey: dedupe.uniqueKey,
+    dedupe: dedupe.dedupe,
     serialKey: opts.serial === undefined ? null : dedupeKey(name, 'serial', opts.serial),
     groupKey: opts.group === undefined ? null : validateName(opts.group, 'group', name),
     reserveMs: reserveOf(name, opts, delayMs, runAt),
@@ -602,6 +617,8 @@ function reserveOf(job: string, opts: EnqueueOptions, delayMs: number, runAt: Da
   if (delayMs !== 0 || runAt !== null || opts.debounce !== undefined) fail(job, 'reserve', 'cannot be combined with delay, runAt or debounce (a reserved job runs once committed)');
   return 0;
 }
+
+const NO_DEDUPE: Pick<NewJobRow, 'uniqueKey' | 'dedupe'> = Object.freeze({ uniqueKey: null, dedupe: null });
 
 /** A unique or debounce key as stored: at most this many characters of the caller's key. */
 export const MAX_DEDUPE_KEY = 255;

@@ -9,7 +9,7 @@ import { FLOW, type StoredCallback, type StoredCallbacks } from './driver/portab
 /** A row of one call, with the other items of the call it depends on (by index). */
 export interface PlannedRow {
   row: NewJobRow;
-  sameCall: number[];
+  sameCall: readonly number[];
 }
 
 /** Builds a validated row for a callback (the facade's own row(): definition defaults, encoding). */

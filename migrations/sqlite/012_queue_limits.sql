@@ -31,7 +31,8 @@ ALTER TABLE {{prefix}}jobs ADD COLUMN group_key TEXT;
 ALTER TABLE {{prefix}}jobs ADD COLUMN fair_rank INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE {{prefix}}history ADD COLUMN group_key TEXT;
 -- The per-queue index (was queue, state, run_at) now also gives a managed queue's claim order
--- (priority, then fair rank, then run time): one index as before, so a job in a plain queue pays
--- for nothing more. It still serves the per-queue counts and a queue's running count.
+-- (priority, then fair rank, then run time, then rowid, which ends every SQLite index): one index
+-- as before, so a job in a plain queue pays for nothing more (the text id would have widened every
+-- entry). It still serves the per-queue counts and a queue's running count.
 DROP INDEX {{prefix}}jobs_queue;
-CREATE INDEX {{prefix}}jobs_queue ON {{prefix}}jobs (queue, state, priority DESC, fair_rank, run_at, id);
+CREATE INDEX {{prefix}}jobs_queue ON {{prefix}}jobs (queue, state, priority DESC, fair_rank, run_at);

@@ -13,7 +13,7 @@
  *
  * Fairness: a grouped job is enqueued with a fair rank (joinGroup): one past its group's last rank,
  * or the queue's vtime (the rank claims have reached) when that is later. Claims take jobs by
- * (priority DESC, fair_rank, run_at, id), so within a priority the groups' jobs come in turns, and
+ * (priority DESC, fair_rank, run_at, then enqueue order), so within a priority the groups' jobs come in turns, and
  * a group that was idle joins the turns where they are now rather than ahead of everyone.
  * Jobs without a group rank 0: in a queue with groups they come first within their priority.
  */
@@ -336,7 +336,7 @@ function* pickFair(sql: Sql, req: ManagedClaimRequest, a: Allowance): Steps<Pick
        WHERE queue = ${b.text(req.queue)} AND state = 'pending' AND run_at <= ${d.statementNow} AND name ${b.in(req.names)}
          ${full.length ? `AND (group_key IS NULL OR NOT (group_key ${b.in(full)}))` : ''}
          ${picked.ids.length ? `AND NOT (id ${b.ids(picked.ids)})` : ''}
-       ORDER BY priority DESC, fair_rank, run_at, id${b.limit(want)}`)) as Outcome).rows;
+       ORDER BY priority DESC, fair_rank, run_at, ${d.insertionOrder}${b.limit(want)}`)) as Outcome).rows;
     for (const r of rows) {
       if (picked.ids.length >= a.budget) break;
       const group = r.group_key == null ? null : String(r.group_key);

@@ -308,6 +308,40 @@ forEachDialect('flow control: serial keys', ({ fresh }) => {
     await Promise.all([a.stop(), b.stop()]);
   });
 
+  it('one enqueueMany call with several jobs of a key: they follow the key\'s tail from before and each other, past a job that existed', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { pollInterval: 20, concurrency: 8 } });
+    const runs: { name: string; start: number; end: number }[] = [];
+    jobs.define('s', async (p: { name: string }) => {
+      const start = performance.now();
+      await new Promise((r) => setTimeout(r, 10));
+      runs.push({ name: p.name, start, end: performance.now() });
+    });
+    await jobs.enqueue('s', { name: 'a' }, { serial: 'k' });
+    const results = await jobs.enqueueMany([
+      { name: 's', payload: { name: 'b' }, serial: 'k' },
+      { name: 's', payload: { name: 'c' }, serial: 'other' },
+      { name: 's', payload: { name: 'd' }, serial: 'k', unique: { key: 'u1' } },
+      { name: 's', payload: { name: 'd-again' }, serial: 'k', unique: { key: 'u1' } },
+      { name: 's', payload: { name: 'e' }, serial: 'k' },
+    ]);
+    expect(results.map((r) => r.existed)).to.deep.equal([false, false, false, true, false]);
+    expect(results[3].id, 'the second enqueue of u1 is the first').to.equal(results[2].id);
+    expect(await jobs.get(results[0].id)).to.deep.include({ waitingFor: 1 });
+    expect(await jobs.get(results[1].id)).to.deep.include({ waitingFor: 0 });
+    await jobs.start();
+    await until(async () => runs.length === 5, 'every job to run', 20_000);
+    const k = runs.filter((r) => r.name !== 'c');
+    expect(k.map((r) => r.name), 'the key in enqueue order').to.deep.equal(['a', 'b', 'd', 'e']);
+    for (let i = 1; i < k.length; i++) expect(k[i].start, `${k[i].name} starts after ${k[i - 1].name} ended`).to.be.at.least(k[i - 1].end);
+    // The key's tail is the call's last job: once it finished, a later job of the key runs at once.
+    await until(async () => (await jobs.get(results[4].id))?.state === 'completed', 'the tail to be written');
+    const f = await jobs.enqueue('s', { name: 'f' }, { serial: 'k' });
+    expect(await jobs.get(f.id)).to.deep.include({ waitingFor: 0 });
+    await until(async () => runs.length === 6, 'the job after the call');
+    await jobs.stop();
+  });
+
   it('a job waiting for its retry holds the key; retrying a finished job puts it at the end of its key', async () => {
     const t = await fresh();
     const jobs = t.jobs({ worker: { pollInterval: 20 } });

@@ -179,6 +179,7 @@ export class Worker {
     // The poll timer keeps the process alive while the worker runs (a worker process on SQLite has no socket that would).
     this.periodic.every(this.pollMs, () => {
       this.releaseHold();
+      this.othersQuietUntil = 0;
       return this.fill();
     }, true);
     this.periodic.every(this.opts.heartbeatInterval, () => this.heartbeat());
@@ -295,6 +296,7 @@ export class Worker {
     if (this.opts.leaderOnly && !this.leads()) return null;
     const names = [...this.definitions.keys()];
     if (!names.length) return null;
+    const lookAtOthers = this.newJobs || performance.now() >= this.othersQuietUntil;
     const free = this.freeForUnmanaged();
     await this.loadManaged();
     const limits = this.opts.queueConcurrency ?? {};
@@ -314,11 +316,15 @@ export class Worker {
       const n = Math.min(left, limits[q] - this.heldIn(q));
       if (n > 0) take(await this.claim({ names, queues: [q], limit: n }), n);
     }
-    if (left > 0 && (!others || others.length)) {
+    if (left > 0 && (!others || others.length) && lookAtOthers) {
       // Managed queues need no exclusion here: the claim statement skips every queue with settings.
       const n = left;
       const got = await this.claim({ names, queues: others, excludeQueues: others || !limited.length ? undefined : limited, limit: n });
       this.othersBusy = got.length === n;
+      // Found short: not again before new jobs are announced or the next poll. The claim passes over
+      // every due job of a managed queue ahead of the first it may take, so claiming again after
+      // each of their completions would read a managed queue's whole backlog each time.
+      this.othersQuietUntil = got.length === n ? 0 : performance.now() + this.pollMs;
       take(got, n);
     }
     return out.tried ? out : null;
@@ -407,6 +413,9 @@ export class Worker {
       if (claim.heldBy) this.holdBack(queue, claim.retryInMs);
     }
   }
+
+  /** Until when the unmanaged queues are not claimed again unless new jobs are announced (their last claim found fewer than asked). */
+  private othersQuietUntil = 0;
 
   /** Whether the unmanaged queues had more due jobs at their last claim (then the managed queues keep to their shares). */
   private othersBusy = true;
@@ -659,6 +668,7 @@ export class Worker {
   /** Run until nothing is due, then resolve (for users' tests). */
   async drain(): Promise<void> {
     for (;;) {
+      this.othersQuietUntil = 0;
       await this.fill();
       await this.idle();
       const due = await this.store.jobNextDueIn({ names: [...this.definitions.keys()], queues: this.opts.queues, managed: true });

@@ -144,6 +144,8 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
       prefix: o.prefix, sqliteWal: o.sqliteWal, workerPoolSize: o.workerPoolSize, pooler: o.pooler, directUrl: o.directUrl,
       warn: (message) => log.warnOnce(message),
     });
+    // Jobs our own writes made due (a released dependent or serial key): this process's worker looks at once.
+    this.store.onJobsDue = (queue) => this.worker?.wake(queue);
     this.schema = migratedStore(this.store);
     this.db = this.schema.view;
     // Locks is public and takes its gate as a constructor argument (its declared signature stays).

@@ -335,6 +335,12 @@ export interface StorePlumbing {
   appInTransaction?(): boolean;
   clockNow(): Promise<number>;
   close(): Promise<void>;
+  /**
+   * Told, after commit, of each queue in which a write of this store made jobs due (a dependent
+   * or a serial key's next job released, a callback enqueued, a queue resumed): this process's
+   * worker, which no NOTIFY reaches on SQLite and MySQL. Set by the Jobs facade.
+   */
+  onJobsDue?: (queue: string) => void;
 }
 
 /** The hot path: enqueue, claim, and every fenced write of a running attempt. */

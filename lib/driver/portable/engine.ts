@@ -90,8 +90,16 @@ export abstract class PortableStore implements Sql {
 
   /** After commit: wake the workers of the queues the flow made a job due in. */
   protected async withWake<T>(out: FlowOutcome<T>): Promise<T> {
-    for (const q of out.wake) await this.announceJobs(q);
+    for (const q of out.wake) await this.jobsDue(q);
     return out.value;
+  }
+
+  onJobsDue?: (queue: string) => void;
+
+  /** Jobs of `queue` became due: tell this process's worker, then the others (announceJobs). */
+  private async jobsDue(queue: string): Promise<void> {
+    this.onJobsDue?.(queue);
+    await this.announceJobs(queue);
   }
 
   // ---------------------------------------------------------------- workflows
@@ -368,7 +376,7 @@ export abstract class PortableStore implements Sql {
 
   /** Announce the queues of the rows a statement answered (where it cannot answer rows, there is no NOTIFY either). */
   private async announceQueues(rows: Outcome['rows']): Promise<void> {
-    for (const row of rows) await this.announceJobs(String(row.queue));
+    for (const row of rows) await this.jobsDue(String(row.queue));
   }
 
   /** A live job to history as cancelled, with its workflow (dependents cancelled, onFailure, batch), in one transaction. */
@@ -442,7 +450,7 @@ export abstract class PortableStore implements Sql {
 
   async queueResume(queue: string): Promise<boolean> {
     const resumed = (await this.runner.run(queueResume(this, queue))).changes === 1;
-    if (resumed) await this.announceJobs(queue);
+    if (resumed) await this.jobsDue(queue);
     return resumed;
   }
 

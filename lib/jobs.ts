@@ -806,10 +806,10 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
   }
 }
 
-/** The error a redriven copy is cancelled with: its page says why it will not run. */
 /** A job without same-call parents (shared: never written to). */
 const NO_PARENTS: readonly number[] = [];
 
+/** The error a redriven copy is cancelled with: its page says why it will not run. */
 const REDRIVEN: JobError = { name: 'Redriven', message: 'cancelled: its original job was retried by a redrive (jobs.redriveDeadLetters)' };
 
 /**

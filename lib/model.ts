@@ -430,6 +430,8 @@ function checkJson(job: string | undefined, v: unknown, keys: (string | number)[
   seen.add(obj);
   if (Array.isArray(obj)) {
     for (let i = 0; i < obj.length; i++) {
+      // A hole (new Array(3), a deleted element) is written as null by JSON, as before.
+      if (!(i in obj)) continue;
       keys.push(i);
       checkJson(job, obj[i], keys, seen, depth + 1);
       keys.pop();

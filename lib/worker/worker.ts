@@ -180,6 +180,7 @@ export class Worker {
     this.periodic.every(this.pollMs, () => {
       this.releaseHold();
       this.othersQuietUntil = 0;
+      this.pollTicks++;
       return this.fill();
     }, true);
     this.periodic.every(this.opts.heartbeatInterval, () => this.heartbeat());
@@ -297,6 +298,7 @@ export class Worker {
     const names = [...this.definitions.keys()];
     if (!names.length) return null;
     const lookAtOthers = this.newJobs || performance.now() >= this.othersQuietUntil;
+    const ticks = this.pollTicks;
     const free = this.freeForUnmanaged();
     await this.loadManaged();
     const limits = this.opts.queueConcurrency ?? {};
@@ -324,7 +326,8 @@ export class Worker {
       // Found short: not again before new jobs are announced or the next poll. The claim passes over
       // every due job of a managed queue ahead of the first it may take, so claiming again after
       // each of their completions would read a managed queue's whole backlog each time.
-      this.othersQuietUntil = got.length === n ? 0 : performance.now() + this.pollMs;
+      // A poll tick (or drain) during the claim asks for a fresh look: no quiet time then.
+      this.othersQuietUntil = got.length === n || ticks !== this.pollTicks ? 0 : performance.now() + this.pollMs;
       take(got, n);
     }
     return out.tried ? out : null;
@@ -416,6 +419,8 @@ export class Worker {
 
   /** Until when the unmanaged queues are not claimed again unless new jobs are announced (their last claim found fewer than asked). */
   private othersQuietUntil = 0;
+  /** Poll ticks and drain() rounds so far: each asks for a look at the unmanaged queues. */
+  private pollTicks = 0;
 
   /** Whether the unmanaged queues had more due jobs at their last claim (then the managed queues keep to their shares). */
   private othersBusy = true;
@@ -669,6 +674,7 @@ export class Worker {
   async drain(): Promise<void> {
     for (;;) {
       this.othersQuietUntil = 0;
+      this.pollTicks++;
       await this.fill();
       await this.idle();
       const due = await this.store.jobNextDueIn({ names: [...this.definitions.keys()], queues: this.opts.queues, managed: true });

@@ -93,7 +93,9 @@ forEachDialect('flow control across processes', ({ fresh }) => {
     console.log(`      jobs per process: ${perProcess(log).join(', ')}; a key's next job in another process: ${handoffs} times; jobs overlapping another key's: ${overlaps}`);
     expect(overlaps, 'different keys run at the same time').to.be.greaterThan(0);
     expect(handoffs, 'keys passed from process to process').to.be.greaterThan(0);
-    expect(perProcess(log), 'every process ran jobs').to.have.length(3);
+    // Which processes take a released key is luck (the one that released it is told first; on
+    // SQLite, seen: two of three took every job); the handoffs above show keys moving between them.
+    expect(perProcess(log).length, 'processes that ran jobs').to.be.at.least(2);
   });
 
   /** Runs N jobs of a queue limited to 3 over 3 worker processes; answers the execution log. */

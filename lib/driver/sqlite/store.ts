@@ -353,17 +353,20 @@ export class SqliteStore extends PortableStore implements Store {
   async jobCompleteInTransaction({ item, work, encode, beforeComplete }: TransactionalCompletion): Promise<{ applied: boolean; result: unknown }> {
     await beforeComplete();
     try {
-      return await this.write(() => {
+      const done = await this.write(() => {
         const result = work(this.own);
         if (result !== null && typeof (result as PromiseLike<unknown>)?.then === 'function') {
           throw new TypeError('a transactional handler on SQLite must be synchronous: better-sqlite3 cannot hold a transaction across an await');
         }
         const resultJson = encode(result);
-        if (!item.flow && this.moveToHistory(item, 'completed', null, resultJson)) return { applied: true, result };
+        if (!item.flow && this.moveToHistory(item, 'completed', null, resultJson)) return { applied: true, result, flow: null };
         const flow = driveSync(this.completionSteps(item, resultJson), (s) => outcome(this.q(s.text), s));
         if (!flow.value.has(item.id)) throw new NotOwned();
-        return { applied: true, result };
+        return { applied: true, result, flow };
       });
+      // After commit: what the completion released (a dependent, a serial key's next job) is due now.
+      if (done.flow) await this.withWake(done.flow);
+      return { applied: done.applied, result: done.result };
     } catch (err) {
       if (err instanceof NotOwned) return { applied: false, result: undefined };
       throw err;

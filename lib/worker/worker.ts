@@ -179,8 +179,7 @@ export class Worker {
     // The poll timer keeps the process alive while the worker runs (a worker process on SQLite has no socket that would).
     this.periodic.every(this.pollMs, () => {
       this.releaseHold();
-      this.othersQuietUntil = 0;
-      this.pollTicks++;
+      this.lookAtOthersNext();
       return this.fill();
     }, true);
     this.periodic.every(this.opts.heartbeatInterval, () => this.heartbeat());
@@ -421,6 +420,12 @@ export class Worker {
   private othersQuietUntil = 0;
   /** Poll ticks and drain() rounds so far: each asks for a look at the unmanaged queues. */
   private pollTicks = 0;
+
+  /** A poll tick or a drain() round: the next claim looks at the unmanaged queues, even one under way. */
+  private lookAtOthersNext(): void {
+    this.othersQuietUntil = 0;
+    this.pollTicks++;
+  }
 
   /** Whether the unmanaged queues had more due jobs at their last claim (then the managed queues keep to their shares). */
   private othersBusy = true;
@@ -673,8 +678,7 @@ export class Worker {
   /** Run until nothing is due, then resolve (for users' tests). */
   async drain(): Promise<void> {
     for (;;) {
-      this.othersQuietUntil = 0;
-      this.pollTicks++;
+      this.lookAtOthersNext();
       await this.fill();
       await this.idle();
       const due = await this.store.jobNextDueIn({ names: [...this.definitions.keys()], queues: this.opts.queues, managed: true });

@@ -326,10 +326,11 @@ export function* finishJobs(sql: Sql, items: FinishItem[]): Steps<FlowOutcome<Se
   const finished: FinishedRow[] = [];
   // A worker's completions (the common case: serial keys, dependents, callbacks, batches) move
   // together, in three statements whatever their number; anything else one by one.
-  const together = items.filter(isOwnedCompletion);
-  const oneByOne = together.length > 1 ? items.filter((i) => !isOwnedCompletion(i)) : items;
+  let together = items.filter(isOwnedCompletion);
+  let oneByOne = items.filter((i) => !isOwnedCompletion(i));
+  if (together.length === 1) [together, oneByOne] = [[], items];
   // (At most 100 a statement: SQL Server takes 2,100 parameters.)
-  if (together.length > 1) for (let i = 0; i < together.length; i += 100) finished.push(...(yield* moveCompletedToHistory(sql, together.slice(i, i + 100))));
+  if (together.length) for (let i = 0; i < together.length; i += 100) finished.push(...(yield* moveCompletedToHistory(sql, together.slice(i, i + 100))));
   for (const item of oneByOne) {
     const row = yield* moveToHistory(sql, item);
     if (row) finished.push(row);
@@ -418,11 +419,10 @@ function* afterFinish(sql: Sql, finished: FinishedRow[]): Steps<Set<string>> {
     // Completed: every dependent has one parent fewer. Failed or cancelled: only the next job of its serial key.
     const parents = round.filter((r) => r.flow & FLOW.children);
     const completed = parents.filter((r) => r.state === 'completed').map((r) => r.id);
-    const ended = parents.filter((r) => r.state !== 'completed').map((r) => r.id);
+    const ended = parents.filter((r) => r.state !== 'completed');
     if (completed.length) for (const q of yield* releaseDependents(sql, completed, 'all')) wake.add(q);
-    if (ended.length) for (const q of yield* releaseDependents(sql, ended, 'serial')) wake.add(q);
-    const endedParents = round.filter((r) => r.flow & FLOW.children && r.state !== 'completed');
-    const next = endedParents.length ? yield* cancelWaiting(sql, endedParents) : [];
+    if (ended.length) for (const q of yield* releaseDependents(sql, ended.map((r) => r.id), 'serial')) wake.add(q);
+    const next = ended.length ? yield* cancelWaiting(sql, ended) : [];
     for (const r of round) {
       if (!(r.flow & FLOW.callbacks) || !r.callbacks) continue;
       const spec = r.state === 'completed' ? r.callbacks.onSuccess : r.callbacks.onFailure;
@@ -445,14 +445,16 @@ function* afterFinish(sql: Sql, finished: FinishedRow[]): Steps<Set<string>> {
 function* releaseDependents(sql: Sql, parentIds: string[], which: 'all' | 'serial'): Steps<string[]> {
   const { d, t } = sql;
   const edges = which === 'all' ? `position <> ${CALLBACK_EDGE}` : `position = ${SERIAL_EDGE}`;
-  const waiting = ((yield read(d, (b) =>
-    `SELECT id, queue, parents_left FROM ${t.jobs}${d.lockHint}
-     WHERE id IN (SELECT child_id FROM ${t.deps} WHERE parent_id ${b.ids(parentIds)} AND ${edges}) AND state = 'pending' AND parents_left > 0${d.forUpdate}`)) as Outcome).rows;
-  if (!waiting.length) return [];
   // How many of these parents each dependent waits for (an edge is unique per child and parent).
+  // The edges cannot change meanwhile: a dependent enqueued now waits for the parents' row locks.
   const released = new Map<string, number>();
   const edgeRows = ((yield read(d, (b) => `SELECT child_id FROM ${t.deps} WHERE parent_id ${b.ids(parentIds)} AND ${edges}`)) as Outcome).rows;
   for (const e of edgeRows) released.set(String(e.child_id), (released.get(String(e.child_id)) ?? 0) + 1);
+  if (!released.size) return [];
+  const waiting = ((yield read(d, (b) =>
+    `SELECT id, queue, parents_left FROM ${t.jobs}${d.lockHint}
+     WHERE id ${b.ids([...released.keys()])} AND state = 'pending' AND parents_left > 0${d.forUpdate}`)) as Outcome).rows;
+  if (!waiting.length) return [];
   const due = waiting.filter((w) => (released.get(String(w.id)) ?? 0) >= Number(w.parents_left));
   if (due.length) yield write(d, (b) => `UPDATE ${t.jobs} SET parents_left = 0, run_at = ${d.now} WHERE id ${b.ids(due.map((w) => String(w.id)))}`);
   // The others, grouped by how many parents fewer they wait for (almost always one group: 1).

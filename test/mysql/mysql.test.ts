@@ -170,6 +170,85 @@ describe('MySQL/MariaDB specifics [mysql]', function () {
     }
   });
 
+  /** Indexed columns of the jobs and history tables, as `table.column`. */
+  const indexedColumns = async (t: TestDb) =>
+    (await t.query<{ t: string; c: string }>(
+      `SELECT TABLE_NAME AS t, COLUMN_NAME AS c FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME IN (?, ?)`,
+      [`${t.prefix}jobs`, `${t.prefix}history`],
+    )).map((r) => `${r.t.slice(t.prefix.length)}.${r.c}`);
+  const sideRows = async (t: TestDb) => ({
+    unique: (await t.query(`SELECT unique_key, job_id FROM ${t.prefix}unique_jobs`)).length,
+    reserved: (await t.query(`SELECT job_id FROM ${t.prefix}reservations`)).length,
+  });
+
+  it('keys only some jobs have take no index entry for the others: unique keys and reservations live in side tables', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: false, reserveTimeout: 300 } as never);
+    jobs.define('j', async () => undefined);
+    await jobs.migrate();
+    const indexed = await indexedColumns(t);
+    for (const c of ['jobs.unique_key', 'history.unique_key', 'jobs.reserved_until']) expect(indexed, c).to.not.include(c);
+
+    await jobs.enqueueMany([{ name: 'j', payload: {} }, { name: 'j', payload: {} }]);
+    expect(await sideRows(t), 'plain jobs').to.deep.equal({ unique: 0, reserved: 0 });
+
+    const first = await jobs.enqueue('j', {}, { unique: { key: 'u' } });
+    expect(await jobs.enqueue('j', {}, { unique: { key: 'u' } })).to.deep.equal({ id: first.id, existed: true });
+    const d = await jobs.enqueue('j', { v: 1 }, { debounce: { key: 'd', ms: 60_000 } });
+    expect(await jobs.enqueue('j', { v: 2 }, { debounce: { key: 'd', ms: 60_000 } })).to.deep.equal({ id: d.id, existed: true, replaced: true });
+    expect(await sideRows(t)).to.deep.equal({ unique: 2, reserved: 0 });
+
+    // Finished jobs are found through the same rows (unique.states reaching history).
+    await jobs.cancel(first.id);
+    expect(await jobs.enqueue('j', {}, { unique: { key: 'u', states: ['cancelled'] } })).to.deep.equal({ id: first.id, existed: true });
+
+    const kept = await jobs.enqueue('j', {}, { reserve: true });
+    const dropped = await jobs.enqueue('j', {}, { reserve: true });
+    const lapsing = await jobs.enqueue('j', {}, { reserve: true });
+    expect((await jobs.list({ reserved: true })).items.map((j) => j.id).sort()).to.deep.equal([kept.id, dropped.id, lapsing.id].sort());
+    expect(await jobs.commitReserved(kept.id)).to.deep.equal([kept.id]);
+    expect((await sideRows(t)).reserved, 'a commit removes its row').to.equal(2);
+    await jobs.cancel(dropped.id);
+    expect((await jobs.list({ reserved: true })).items.map((j) => j.id)).to.deep.equal([lapsing.id]);
+
+    // The leader's sweep: the lapsed reservation is cancelled, the cancelled one's row pruned.
+    await sleep(400);
+    expect(await jobs.store.jobCancelExpiredReservations(10)).to.equal(1);
+    expect((await jobs.get(lapsing.id))!.state).to.equal('cancelled');
+    expect(await jobs.store.jobCancelExpiredReservations(10)).to.equal(0);
+    expect(await sideRows(t)).to.deep.equal({ unique: 2, reserved: 0 });
+
+    // Deleting a job deletes its side row.
+    await jobs.delete(d.id);
+    expect((await sideRows(t)).unique).to.equal(1);
+  });
+
+  it('migration 013 moves the unique keys and reservations of an existing installation into the side tables', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: false } as never);
+    jobs.define('j', async () => undefined);
+    const live = await jobs.enqueue('j', {}, { unique: { key: 'live' } });
+    const done = await jobs.enqueue('j', {}, { unique: { key: 'done' } });
+    await jobs.cancel(done.id);
+    const reserved = await jobs.enqueue('j', {}, { reserve: true });
+    // Back to version 12, as an installation made before 013 has it.
+    const p = t.prefix;
+    for (const q of [
+      `DROP TABLE ${p}unique_jobs`, `DROP TABLE ${p}reservations`, `DELETE FROM ${p}migrations WHERE version >= 13`,
+      `CREATE INDEX ${p}jobs_unique ON ${p}jobs (unique_key)`, `CREATE INDEX ${p}history_unique ON ${p}history (unique_key, created_at)`,
+      `CREATE INDEX ${p}jobs_reserved ON ${p}jobs (reserved_until)`,
+    ]) await t.query(q);
+
+    const upgraded = t.jobs({ worker: false } as never);
+    upgraded.define('j', async () => undefined);
+    await upgraded.migrate();
+    expect(await upgraded.enqueue('j', {}, { unique: { key: 'live' } })).to.deep.equal({ id: live.id, existed: true });
+    expect(await upgraded.enqueue('j', {}, { unique: { key: 'done', states: ['cancelled'] } })).to.deep.equal({ id: done.id, existed: true });
+    expect((await upgraded.list({ reserved: true })).items.map((j) => j.id)).to.deep.equal([reserved.id]);
+    expect(await upgraded.commitReserved(reserved.id)).to.deep.equal([reserved.id]);
+    expect(await indexedColumns(t)).to.not.include.members(['jobs.unique_key', 'history.unique_key', 'jobs.reserved_until']);
+  });
+
   it('migrations: once under GET_LOCK; a schema newer than the code is refused', async () => {
     const t = await fresh();
     const jobs = t.jobs({ worker: false });

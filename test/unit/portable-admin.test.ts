@@ -47,13 +47,13 @@ describe('operators\' actions and the retention prune, rendered for every dialec
         for (const s of [pending, live]) expect(s.text).to.include("AND state = 'pending'");
       });
 
-      it('deletes the same trail (logs, attempts, dependency edges of jobs gone from both tables) when deleting and when pruning', () => {
-        const trail = (list: { text: string }[]) => list.slice(-3).map((s) => s.text.replace(/\s+/g, ' '));
+      it('deletes the same trail (logs, attempts, dependency edges, side index rows of jobs gone from both tables) when deleting and when pruning', () => {
+        const TRAIL = /^DELETE FROM app_(logs|attempts|deps|unique_jobs|reservations) /;
+        const trail = (list: { text: string }[]) => list.map((s) => s.text.replace(/\s+/g, ' ')).filter((t) => TRAIL.test(t));
         const deleting = trail(jobsDelete(sql, [UUID]));
-        expect(deleting).to.deep.equal(trail(historyPrune(sql, { olderThanMs: 1000, ids: [UUID] }).slice(0, -2)));
-        expect(deleting[0]).to.match(/^DELETE FROM app_logs WHERE job_id /);
-        expect(deleting[1]).to.match(/^DELETE FROM app_attempts WHERE job_id /);
-        expect(deleting[2]).to.match(/^DELETE FROM app_deps WHERE child_id /);
+        expect(deleting).to.deep.equal(trail(historyPrune(sql, { olderThanMs: 1000, ids: [UUID] })));
+        const side = dialect === 'mysql' ? ['unique_jobs job_id', 'reservations job_id'] : [];
+        expect(deleting.map((t) => t.replace(/^DELETE FROM app_(\w+) WHERE (\w+) .*/, '$1 $2'))).to.deep.equal(['logs job_id', 'attempts job_id', 'deps child_id', ...side]);
         for (const text of deleting) expect(text).to.include('NOT EXISTS (SELECT 1 FROM app_jobs').and.include('NOT EXISTS (SELECT 1 FROM app_history');
       });
 

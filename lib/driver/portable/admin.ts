@@ -11,6 +11,7 @@ import { read, write, type Outcome, type Statement, type Steps } from './stateme
 import { finishJobs, reopenFlow, type FlowOutcome } from './flow.ts';
 import { lockGroups, rankInGroup, saveGroupRanks } from './queues.ts';
 import { deadLetterOf } from './reads.ts';
+import { jobsWithUniqueKey, sideIndexForget } from './side-index.ts';
 import type { CancelResult, RedriveOutcome } from '../store.ts';
 import type { RedriveSkip } from '../../model.ts';
 import type { Sql } from './sql.ts';
@@ -188,12 +189,16 @@ export function queueResume({ d, t }: Sql, queue: string): Statement {
  * neither table any more (run after their rows were deleted, in the same transaction). A job
  * still there (running, or retried meanwhile) keeps its own.
  */
-function jobsDeleteTrail({ d, t }: Sql, ids: string[]): Statement[] {
-  return ([[t.logs, 'job_id'], [t.attempts, 'job_id'], [t.deps, 'child_id']] as const).map(([table, key]) =>
-    write(d, (b) =>
-      `DELETE FROM ${table} WHERE ${key} ${b.ids(ids)}
-       AND NOT EXISTS (SELECT 1 FROM ${t.jobs} WHERE id = ${table}.${key})
-       AND NOT EXISTS (SELECT 1 FROM ${t.history} WHERE id = ${table}.${key})`));
+function jobsDeleteTrail(sql: Sql, ids: string[]): Statement[] {
+  const { d, t } = sql;
+  return [
+    ...([[t.logs, 'job_id'], [t.attempts, 'job_id'], [t.deps, 'child_id']] as const).map(([table, key]) =>
+      write(d, (b) =>
+        `DELETE FROM ${table} WHERE ${key} ${b.ids(ids)}
+         AND NOT EXISTS (SELECT 1 FROM ${t.jobs} WHERE id = ${table}.${key})
+         AND NOT EXISTS (SELECT 1 FROM ${t.history} WHERE id = ${table}.${key})`)),
+    ...sideIndexForget(sql, ids),
+  ];
 }
 
 /**
@@ -243,6 +248,6 @@ export function historyPrune(sql: Sql, k: PruneAge & { ids: string[] }): Stateme
     // Unique/debounce keys not used since then and held by no live job (a later enqueue makes the row again).
     write(d, (b) =>
       `DELETE FROM ${t.keys} WHERE touched_at < ${d.plusMs(d.now, b.bigint(-k.olderThanMs))}
-       AND NOT EXISTS (SELECT 1 FROM ${t.jobs} j WHERE j.unique_key = ${t.keys}.${d.col('key')})`),
+       AND NOT EXISTS (SELECT 1 FROM ${jobsWithUniqueKey(sql, t.jobs, `${t.keys}.${d.col('key')}`)})`),
   ];
 }

@@ -85,6 +85,13 @@ export interface SqlDialect {
    * or SQLite's rowid, which ends every SQLite index for free where the text id would widen it.
    */
   readonly insertionOrder: string;
+  /**
+   * Whether an index can hold only the rows a condition picks (PostgreSQL, SQLite, SQL Server's
+   * filtered indexes). Without (MySQL), the keys only some jobs have (a unique key, a reservation)
+   * are indexed in side tables that hold rows for those jobs alone (see sideIndex.ts), so that a
+   * job without them pays no index entry for them.
+   */
+  readonly partialIndexes: boolean;
 }
 
 const RESERVED: Record<Dialect, Set<string>> = {
@@ -117,6 +124,7 @@ const common = {
   useIndex: none,
   intDiv: (a: string, b: string) => `(${a} / ${b})`,
   insertionOrder: 'id',
+  partialIndexes: true,
 } satisfies Partial<SqlDialect>;
 
 export const sqlite: SqlDialect = {
@@ -177,6 +185,7 @@ export function utc(ms: number): string {
 export const mysql: SqlDialect = {
   ...common,
   name: 'mysql',
+  partialIndexes: false,
   now: 'UTC_TIMESTAMP(3)',
   statementNow: 'UTC_TIMESTAMP(3)',
   placeholder: () => '?',

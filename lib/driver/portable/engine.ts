@@ -14,6 +14,7 @@ import type {
   StalledJob, StatusCounts, StoredSchedule, ThroughputBuckets, WorkerInfo, WorkerRecord,
 } from '../store.ts';
 import type { EnqueueResult } from '../../model.ts';
+import { sideIndexPrune } from './side-index.ts';
 import { CALLBACK_EDGE, afterRemoved, batchCounts, batchRow, commitReserved, finishJobs, reservationsExpired, insertWithFlow, jobDependents, jobParents, type FinishItem, type FlowOutcome, type StoredCallbacks } from './flow.ts';
 import type { SqlDialect } from './dialect.ts';
 import type { Sql } from './sql.ts';
@@ -121,6 +122,7 @@ export abstract class PortableStore implements Sql {
 
   /** Cancel up to `limit` reservations that ran out, each with its workflow; answers how many. */
   async jobCancelExpiredReservations(limit: number): Promise<number> {
+    for (const s of sideIndexPrune(this)) await this.runner.run(s);
     const { rows } = await this.runner.run(reservationsExpired(this, limit));
     let cancelled = 0;
     for (const r of rows) if (await this.jobCancel(String(r.id))) cancelled++;

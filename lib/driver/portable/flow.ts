@@ -23,6 +23,7 @@ import { sharedColumns } from '../columns.ts';
 import { read, write, type Binder, type Outcome, type Statement, type Steps } from './statement.ts';
 import type { Sql } from './sql.ts';
 import { lockGroups, rankInGroup, saveGroupRanks } from './queues.ts';
+import { expiredReservations, jobsWithUniqueKey, reservationForget, sideIndexRows } from './side-index.ts';
 
 /** The bits of a job's `flow` column. */
 export const FLOW = {
@@ -167,6 +168,7 @@ export function* insertWithFlow(sql: Sql, rows: NewJobRow[], batches: NewBatch[]
     // A reserved job has one hold more: jobs.commitReserved takes it away.
     const waitingFor = parents.filter((p) => !done.has(p)).length + (before ? 1 : 0) + (r.reserveMs !== null ? 1 : 0);
     yield insertJob(sql, r, waitingFor, rank);
+    yield* sideIndexRows(sql, r);
     if (waitingFor === 0 && r.runAt === null && r.delayMs === 0) due.add(r.queue);
     if (parents.length) yield insertEdges(sql, r.id, parents);
     if (before) yield serialEdge(sql, r.id, before);
@@ -209,7 +211,7 @@ function* dedupe(sql: Sql, r: NewJobRow): Steps<EnqueueResult | null> {
   const how = r.dedupe!;
   if (how.kind === 'debounce') {
     const waiting = ((yield read(d, (b) =>
-      `SELECT id FROM ${t.jobs}${d.lockHint} WHERE unique_key = ${b.text(key)} AND state = 'pending' AND attempts = 0${d.forUpdate}`)) as Outcome).rows[0];
+      `SELECT j.id FROM ${jobsWithUniqueKey(sql, t.jobs, b.text(key), d.lockHint)} AND j.state = 'pending' AND j.attempts = 0${d.forUpdate}`)) as Outcome).rows[0];
     if (!waiting) return null;
     const id = String(waiting.id);
     yield write(d, (b) =>
@@ -218,14 +220,14 @@ function* dedupe(sql: Sql, r: NewJobRow): Steps<EnqueueResult | null> {
   }
   const live = how.states.filter((s) => s === 'pending' || s === 'running');
   const finished = how.states.filter((s) => s !== 'pending' && s !== 'running');
-  const recent = (b: Binder) => (how.forMs === null ? '' : ` AND created_at > ${d.plusMs(d.now, b.bigint(-how.forMs))}`);
+  const recent = (b: Binder) => (how.forMs === null ? '' : ` AND j.created_at > ${d.plusMs(d.now, b.bigint(-how.forMs))}`);
   if (live.length) {
-    const found = ((yield read(d, (b) => `SELECT id FROM ${t.jobs} WHERE unique_key = ${b.text(key)} AND state ${b.in(live)}${recent(b)}`)) as Outcome).rows[0];
+    const found = ((yield read(d, (b) => `SELECT j.id FROM ${jobsWithUniqueKey(sql, t.jobs, b.text(key))} AND j.state ${b.in(live)}${recent(b)}`)) as Outcome).rows[0];
     if (found) return { id: String(found.id), existed: true };
   }
   if (finished.length) {
     const found = ((yield read(d, (b) =>
-      `SELECT ${b.top(1)}id FROM ${t.history} WHERE unique_key = ${b.text(key)} AND state ${b.in(finished)}${recent(b)} ORDER BY created_at DESC${b.limit(1)}`)) as Outcome).rows[0];
+      `SELECT ${b.top(1)}j.id FROM ${jobsWithUniqueKey(sql, t.history, b.text(key))} AND j.state ${b.in(finished)}${recent(b)} ORDER BY j.created_at DESC${b.limit(1)}`)) as Outcome).rows[0];
     if (found) return { id: String(found.id), existed: true };
   }
   return null;
@@ -610,13 +612,14 @@ export function* commitReserved(sql: Sql, ids: string[]): Steps<FlowOutcome<stri
         : `UPDATE ${t.jobs} SET reserved_until = NULL, parents_left = parents_left - 1 WHERE id = ${b.id(String(r.id))}`);
     if (last) wake.add(String(r.queue));
   }
-  return { value: held.map((r) => String(r.id)), wake };
+  const committed = held.map((r) => String(r.id));
+  if (committed.length) yield* reservationForget(sql, committed);
+  return { value: committed, wake };
 }
 
 /** Reserved jobs whose reservation ran out (the leader cancels them), oldest first. */
-export function reservationsExpired({ d, t }: Sql, limit: number): Statement {
-  return read(d, (b) =>
-    `SELECT ${b.top(limit)}id FROM ${t.jobs} WHERE reserved_until < ${d.now} ORDER BY reserved_until${b.limit(limit)}`);
+export function reservationsExpired(sql: Sql, limit: number): Statement {
+  return read(sql.d, (b) => expiredReservations(sql, b, limit));
 }
 
 // ---------------------------------------------------------------- reads

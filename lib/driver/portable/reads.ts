@@ -9,6 +9,7 @@ import { CALLBACK_EDGE, FLOW } from './flow.ts';
 import type { SqlDialect } from './dialect.ts';
 import type { Sql } from './sql.ts';
 import { read, type Binder, type Statement } from './statement.ts';
+import { isReserved } from './side-index.ts';
 
 /** The columns of a job the list shows (with PAYLOAD only when asked). */
 const SUMMARY = [
@@ -181,7 +182,7 @@ export function jobsList(sql: Sql, filter: ListFilter): Statement {
   return read(d, (b) => {
     const top = b.top(limit);
     const half = (table: string, tail: string, states: JobState[], allStates: number, alias: string) =>
-      `SELECT * FROM (SELECT ${b.top(limit)}${cols}, ${deadLetterOf(sql, table)} AS dead_letter_of, ${tail} FROM ${table}${listWhere(b, filter, states, allStates)}
+      `SELECT * FROM (SELECT ${b.top(limit)}${cols}, ${deadLetterOf(sql, table)} AS dead_letter_of, ${tail} FROM ${table}${listWhere(sql, b, filter, states, allStates)}
          ORDER BY id DESC${b.limit(limit)}) ${alias}`;
     const halves: string[] = [];
     if (live) halves.push(half(t.jobs, liveTail, live, 2, 'live'));
@@ -191,7 +192,7 @@ export function jobsList(sql: Sql, filter: ListFilter): Statement {
 }
 
 /** The WHERE clause of one table's half of the list: every filter is a bound value. */
-function listWhere(b: Binder, f: ListFilter, states: JobState[], allStates: number): string {
+function listWhere(sql: Sql, b: Binder, f: ListFilter, states: JobState[], allStates: number): string {
   const where: string[] = [];
   if (states.length < allStates) where.push(`state IN (${states.map((s) => b.ascii(s)).join(', ')})`);
   if (f.queue !== undefined) where.push(`queue = ${b.text(f.queue)}`);
@@ -203,7 +204,7 @@ function listWhere(b: Binder, f: ListFilter, states: JobState[], allStates: numb
   if (f.userId !== undefined) where.push(`user_id = ${b.text(f.userId)}`);
   if (f.createdAfter !== undefined) where.push(`created_at >= ${b.time(f.createdAfter.getTime())}`);
   if (f.createdBefore !== undefined) where.push(`created_at < ${b.time(f.createdBefore.getTime())}`);
-  if (f.reserved) where.push('reserved_until IS NOT NULL');
+  if (f.reserved) where.push(isReserved(sql));
   if (f.cursor !== undefined) where.push(`id < ${b.id(f.cursor)}`);
   return where.length ? ` WHERE ${where.join(' AND ')}` : '';
 }

@@ -165,6 +165,9 @@ export function tables(prefix: string) {
     queues: t('queues'),
     queueGroups: t('queue_groups'),
     starts: t('starts'),
+    /** MySQL only (no partial index): see sideIndex.ts. */
+    uniqueJobs: t('unique_jobs'),
+    reservations: t('reservations'),
     /** Indexes some statements name (SQLite INDEXED BY, MySQL FORCE INDEX). */
     jobsClaim: t('jobs_claim'),
     jobsQueue: t('jobs_queue'),

@@ -1,0 +1,3 @@
+-- Nothing here: this database indexes unique keys and reservations with partial (filtered)
+-- indexes (008, 010). MySQL, which has none, indexes them in side tables instead
+-- (migrations/mysql/013_side_indexes.sql); the file keeps every dialect's versions alike.

@@ -3,7 +3,8 @@
  * managed queue (fair groups, limits) must claim as fast at that size. Fills the hot table with raw
  * SQL (half in a plain queue with priorities 0-10, half in a grouped queue over 1,000 groups with
  * groupConcurrency 5), ages every due job twice, then times claims of 10 on each path.
- *   node --import tsx bench/at-scale.ts --backend sqlite|postgres [--jobs 1000000] [--claims 50]
+ *   node --import tsx bench/at-scale.ts --backend sqlite|postgres|mysql [--jobs 1000000] [--claims 50]
+ * (MySQL: the fill reads MariaDB's sequence engine, seq_1_to_N.)
  */
 import { parseArgs } from 'node:util';
 import Database from 'better-sqlite3';
@@ -11,6 +12,7 @@ import { createJobs, type Jobs } from '../lib/index.ts';
 import type { Store } from '../lib/driver/store.ts';
 import { newRunId } from './lib/config.ts';
 import { dropByPrefix, newPool } from './lib/pg.ts';
+import { dropMysqlByPrefix, newMysqlPool } from './lib/mysql.ts';
 import { fmt } from './lib/stats.ts';
 
 const { values: args } = parseArgs({
@@ -26,6 +28,13 @@ function fillSql(backend: string): string {
       SELECT gen_random_uuid(), 'noop', CASE WHEN g % 2 = 0 THEN 'plain' ELSE 'fair' END, 'pending', '{}', g % 11, 25,
         now() - interval '1 hour' + g * interval '1 ms', now(), CASE WHEN g % 2 = 1 THEN 'g' || (g % 1000) END, CASE WHEN g % 2 = 1 THEN g / 2000 ELSE 0 END
       FROM generate_series(1, ${n}) g`;
+  }
+  if (backend === 'mysql') {
+    return `INSERT INTO ${prefix}jobs (id, name, queue, state, payload, priority, max_attempts, run_at, created_at, group_key, fair_rank)
+      SELECT UUID(), 'noop', CASE WHEN seq % 2 = 0 THEN 'plain' ELSE 'fair' END, 'pending', '{}', seq % 11, 25,
+        UTC_TIMESTAMP(3) - INTERVAL 1 HOUR + INTERVAL seq * 1000 MICROSECOND, UTC_TIMESTAMP(3),
+        CASE WHEN seq % 2 = 1 THEN CONCAT('g', seq % 1000) END, CASE WHEN seq % 2 = 1 THEN seq DIV 2000 ELSE 0 END
+      FROM seq_1_to_${n}`;
   }
   const now = Date.now();
   return `WITH RECURSIVE seq(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM seq WHERE g < ${n})
@@ -54,6 +63,15 @@ async function main(): Promise<void> {
       await jobs.close();
       await pool.end();
       await dropByPrefix(prefix);
+    };
+  } else if (args.backend === 'mysql') {
+    const pool = newMysqlPool(4);
+    jobs = createJobs({ db: pool, tablePrefix: prefix, worker: false, logger: false });
+    fill = async () => void (await pool.query(fillSql('mysql')));
+    cleanup = async () => {
+      await jobs.close();
+      await pool.end();
+      await dropMysqlByPrefix(prefix);
     };
   } else {
     const path = `/tmp/${prefix}.db`;

@@ -29,6 +29,7 @@ import { jobsFail } from './fail.ts';
 import { jobsRelease } from './release.ts';
 import { jobsSaveProgress } from './progress.ts';
 import { logsAppend } from './logs.ts';
+import { prepared, preparedStatementLost } from './prepared.ts';
 import { postgres as postgresDialect } from '../portable/dialect.ts';
 import { PortableStore } from '../portable/engine.ts';
 import { drive, type Outcome, type SqlRunner, type Statement, type Steps } from '../portable/statement.ts';
@@ -80,6 +81,8 @@ export class PostgresStore extends PortableStore implements Store {
   private readonly warn: (message: string) => void;
   /** Whether sessionConfig's connections keep their server session; asked once (see pooler.ts). */
   private sessionKept: Promise<boolean> | null = null;
+  /** Whether the hot statements on our own connections are prepared (./prepared.ts): once the session is known to be kept. */
+  private preparing = false;
   private readonly jobsChannel: string;
   private readonly cancelChannel: string;
   /** The hot statements, one file each, their text built once per prefix. */
@@ -140,6 +143,7 @@ export class PostgresStore extends PortableStore implements Store {
     this.sessionConfig = opts.directUrl ? directConfig(base, opts.directUrl) : base;
     this.pooler = opts.directUrl ? 'session' : (opts.pooler ?? 'auto');
     if (this.pooler === 'transaction') this.capabilities.notify = false;
+    this.preparing = this.pooler === 'session';
     this.warn = opts.warn ?? (() => undefined);
   }
 
@@ -152,6 +156,7 @@ export class PostgresStore extends PortableStore implements Store {
     if (this.pooler !== 'auto') return Promise.resolve(this.pooler === 'session');
     this.sessionKept ??= keepsSession(this.app.Client, this.sessionConfig).then(
       (kept) => {
+        this.preparing = kept;
         if (!kept) {
           this.capabilities.notify = false;
           this.warn(TRANSACTION_POOLER_WARNING);
@@ -189,8 +194,20 @@ export class PostgresStore extends PortableStore implements Store {
         await c.query(CLAIM_PLANNER);
         plannedSessions.add(c);
       }
-      return (await c.query(q.text, q.values)).rows;
+      return (await this.onOwn(c, q)).rows;
     });
+  }
+
+  /** A hot statement on one of our own connections, prepared while they keep their session. */
+  private async onOwn(on: Pool | PoolClient, q: { text: string; values: unknown[] }): Promise<{ rows: QueryResultRow[] }> {
+    if (!this.preparing) return on.query(q.text, q.values);
+    try {
+      return await on.query(prepared(q));
+    } catch (err) {
+      if (!preparedStatementLost(err)) throw err;
+      this.preparing = false; // a pooler detection missed: plain statements from now on
+      return on.query(q.text, q.values);
+    }
   }
 
 
@@ -264,7 +281,7 @@ export class PostgresStore extends PortableStore implements Store {
   }
 
   private async ids({ text, values }: { text: string; values: unknown[] }): Promise<Set<string>> {
-    const res = await this.own.query(text, values);
+    const res = await this.onOwn(this.own, { text, values });
     return new Set(res.rows.map((r) => r.id as string));
   }
 

@@ -1,0 +1,34 @@
+/**
+ * Hot statements as named (prepared) statements: the server parses and plans each once per
+ * connection instead of on every call. Planning was about half of the claim's and of the
+ * completion's time in the database (EXPLAIN ANALYZE medians over 300 rounds of 10 jobs: the
+ * claim 0.32 ms planning + 0.36 ms execution, the completion 0.26 + 0.40), and it grows with every
+ * index on the jobs table, partial ones included (their predicates are checked at each planning).
+ *
+ * Only on connections that keep their server session: behind a transaction pooler each
+ * transaction may run on another server connection, where the statement was never prepared.
+ */
+import { createHash } from 'node:crypto';
+
+export interface NamedQuery {
+  name: string;
+  text: string;
+  values: unknown[];
+}
+
+/** Names by text: a name always stands for one text (pg refuses a name reused with another). */
+const names = new Map<string, string>();
+
+export function prepared(q: { text: string; values: unknown[] }): NamedQuery {
+  let name = names.get(q.text);
+  if (name === undefined) {
+    name = `sqljobs_${createHash('sha1').update(q.text).digest('hex').slice(0, 24)}`;
+    names.set(q.text, name);
+  }
+  return { name, text: q.text, values: q.values };
+}
+
+/** The server does not have a statement we prepared on this connection (SQLSTATE 26000): a pooler swapped its server connection. */
+export function preparedStatementLost(err: unknown): boolean {
+  return (err as { code?: unknown } | null)?.code === '26000';
+}

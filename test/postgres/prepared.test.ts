@@ -1,0 +1,128 @@
+/**
+ * PostgreSQL's hot statements (claim, completion, failure, release, progress, logs) are prepared
+ * once per connection on our own connections while those keep their session, so the server plans
+ * them once instead of on every call; behind a transaction pooler they are not; and a prepared
+ * statement the server lost (a pooler not detected) falls back to plain statements without losing
+ * a job.
+ */
+import { expect } from 'chai';
+import pg from 'pg';
+import { createJobs, type Jobs } from '../../lib/index.ts';
+import type { PostgresStore } from '../../lib/driver/postgres/store.ts';
+import { DIALECTS, PG_URL, requireDatabase, uniquePrefix, until } from '../helpers/dialects.ts';
+
+const postgres = DIALECTS.find((d) => d.name === 'postgres')!;
+
+interface Prepared {
+  statement: string;
+  generic: number;
+  custom: number;
+}
+
+/** The statements prepared on the session of one connection of `pool`. */
+async function preparedOn(pool: pg.Pool): Promise<Prepared[]> {
+  const c = await pool.connect();
+  try {
+    const r = await c.query('SELECT statement, generic_plans::int AS generic, custom_plans::int AS custom FROM pg_prepared_statements');
+    return r.rows as Prepared[];
+  } finally {
+    c.release();
+  }
+}
+
+/** Our own connections: the claim connection and the private pool (one connection each here). */
+function ownPools(jobs: Jobs): { claimer: pg.Pool; own: pg.Pool } {
+  const store = (jobs as unknown as { store: PostgresStore }).store as unknown as { claimPool(): pg.Pool; own: pg.Pool };
+  return { claimer: store.claimPool(), own: store.own };
+}
+
+describe('PostgreSQL: hot statements prepared on our own connections', function () {
+  this.timeout(30_000);
+  before(requireDatabase(postgres));
+  let app: pg.Pool;
+  let opened: Jobs[] = [];
+  const prefixes: string[] = [];
+  beforeEach(() => {
+    app = new pg.Pool({ connectionString: PG_URL, max: 4 });
+  });
+  afterEach(async () => {
+    for (const j of opened) await j.close().catch(() => undefined);
+    opened = [];
+    for (const p of prefixes.splice(0)) {
+      const t = await app.query(`SELECT tablename FROM pg_tables WHERE tablename LIKE $1`, [`${p.replaceAll('_', '\\_')}%`]);
+      for (const row of t.rows) await app.query(`DROP TABLE IF EXISTS "${row.tablename}" CASCADE`);
+    }
+    await app.end();
+  });
+
+  /** An instance whose worker runs `count` jobs (one of them failing once), on one private connection. */
+  async function run(opts: { pooler?: 'transaction'; count: number; before?: (jobs: Jobs) => Promise<void> }): Promise<Jobs> {
+    const prefix = uniquePrefix();
+    prefixes.push(prefix);
+    const seen = new Set<number>();
+    const jobs = createJobs({ db: app, tablePrefix: prefix, workerPoolSize: 1, logger: false, pooler: opts.pooler, worker: { concurrency: 5, pollInterval: 50 } });
+    opened.push(jobs);
+    let failedOnce = false;
+    jobs.define('work', async (payload: { n: number }, ctx) => {
+      await ctx.progress(50);
+      ctx.log(`job ${payload.n}`);
+      if (payload.n === 0 && !failedOnce) {
+        failedOnce = true;
+        throw new Error('once');
+      }
+      seen.add(payload.n);
+    }, { backoff: { type: 'fixed', baseMs: 10 } });
+    await jobs.migrate();
+    await opts.before?.(jobs);
+    await jobs.enqueueMany(Array.from({ length: opts.count }, (_, n) => ({ name: 'work', payload: { n } })));
+    await jobs.start();
+    await until(() => seen.size === opts.count, 'every job run', 15_000);
+    return jobs;
+  }
+
+  it('on a direct connection: the claim and the completion are prepared and planned generically after a few calls', async () => {
+    const jobs = await run({ count: 300 });
+    const { claimer, own } = ownPools(jobs);
+    const claim = (await preparedOn(claimer)).find((p) => /^WITH next AS/.test(p.statement));
+    expect(claim, 'the claim is prepared on the claim connection').to.not.equal(undefined);
+    expect(claim!.generic + claim!.custom).to.be.greaterThan(1);
+    const mine = await preparedOn(own);
+    expect(mine.map((p) => p.statement.trim().slice(0, 14))).to.include('WITH done AS (');
+    const done = mine.find((p) => p.statement.trim().startsWith('WITH done AS'))!;
+    expect(done.generic + done.custom, 'the completion prepared once and run many times').to.be.greaterThan(1);
+  });
+
+  it('behind a transaction pooler (pooler: "transaction") nothing is prepared', async () => {
+    const jobs = await run({ count: 50, pooler: 'transaction' });
+    const { own } = ownPools(jobs);
+    expect(await preparedOn(own)).to.deep.equal([]);
+  });
+
+  it('a prepared statement the server lost (DEALLOCATE ALL behind our back): plain statements from then on, no job lost', async () => {
+    let deallocated = false;
+    const jobs = await run({
+      count: 200,
+      before: async (j) => {
+        // Once the first statements are prepared, the server forgets them; the client still believes it has them.
+        j.on('completed', () => {
+          if (deallocated) return;
+          deallocated = true;
+          void (async () => {
+            const { own } = ownPools(j);
+            const c = await own.connect();
+            await c.query('DEALLOCATE ALL');
+            c.release();
+          })();
+        });
+      },
+    });
+    expect(deallocated).to.equal(true);
+    // Every outcome is written (the completions after the loss among them).
+    const counts = async () =>
+      (await app.query(`SELECT (SELECT count(*)::int FROM ${prefixes[0]}jobs) AS live, (SELECT count(*)::int FROM ${prefixes[0]}history WHERE state = 'completed') AS done`)).rows[0];
+    await until(async () => (await counts()).done === 200, 'every completion written', 10_000);
+    expect(await counts()).to.deep.equal({ live: 0, done: 200 });
+    // From then on statements go unnamed: none of those prepared before the loss is used again.
+    for (const p of await preparedOn(ownPools(jobs).own)) expect(p.generic + p.custom, p.statement.slice(0, 40)).to.be.at.most(1);
+  });
+});

@@ -347,9 +347,17 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
   async batch(items: EnqueueManyItem<M>[], opts: BatchOptions<Tx> = {}): Promise<{ batchId: string; ids: string[] }> {
     const { rows, ids, batch } = this.planBatch(items, opts);
     const tx = givenTx(opts, 'batch: opts.tx');
-    const written = await this.insert(rows, tx, [batch]);
-    const byId = new Map(rows.map((r, i) => [r.id, written[i].id]));
-    return { batchId: batch.id, ids: ids.map((id) => byId.get(id)!) };
+    return batchResult(batch, rows, ids, await this.insert(rows, tx, [batch]));
+  }
+
+  /**
+   * SQLite only: jobs.batch synchronously, so it can run inside the app's own
+   * `db.transaction(() => ...)` (beside enqueueSync) and commit or roll back with it.
+   */
+  batchSync(items: EnqueueManyItem<M>[], opts: Omit<BatchOptions, 'tx'> = {}): { batchId: string; ids: string[] } {
+    if (!this.db.jobInsertFlowSync) throw new Error(`batchSync needs a better-sqlite3 database; this instance uses ${this.db.dialect}: use await jobs.batch(..., { tx })`);
+    const { rows, ids, batch } = this.planBatch(items, opts);
+    return batchResult(batch, rows, ids, this.afterEnqueue(rows, this.db.jobInsertFlowSync({ rows, batches: [batch] }), true));
   }
 
   /** A batch's rows (parents first), its items' ids in order, and the batch to make with them. */
@@ -826,4 +834,10 @@ function givenTx(opts: { tx?: unknown } | undefined, field: string, job?: string
     );
   }
   return opts?.tx;
+}
+
+/** What jobs.batch answers: the items' ids in order, as written (a refId that existed answers the live job's id). */
+function batchResult(batch: NewBatch, rows: NewJobRow[], ids: string[], written: EnqueueResult[]): { batchId: string; ids: string[] } {
+  const byId = new Map(rows.map((r, i) => [r.id, written[i].id]));
+  return { batchId: batch.id, ids: ids.map((id) => byId.get(id)!) };
 }

@@ -15,7 +15,7 @@
 import express, { type NextFunction, type Request, type Response } from 'express';
 import pg from 'pg';
 import { jobsAdmin, jobsMiddleware } from '../../lib/index.ts';
-import { setupShopJobs, type OrderPayload, type ShopJobs } from '../shared/shop-jobs.ts';
+import { orderTag, setupShopJobs, type OrderPayload, type ShopJobs } from '../shared/shop-jobs.ts';
 
 // Type req.jobs with the shop's jobs: names and payloads are checked at every enqueue.
 // (An app imports from 'sqljobs' and augments that module the same way.)
@@ -41,7 +41,7 @@ const views = createViews({
   tag: 'sqljobs demo · Express + PostgreSQL',
   footer: 'Orders and their jobs live in one PostgreSQL database and commit in the request’s transaction.',
   hint: html`“Place order” INSERTs the order on <code>await req.jobs.transaction()</code> (the pg client, already
-    inside the request’s BEGIN) and adds its jobs with <code>req.jobs.enqueue()</code>; the middleware commits just
+    inside the request’s BEGIN) and adds its workflow with <code>req.jobs.enqueue()</code> and <code>req.jobs.batch()</code>; the middleware commits just
     before the redirect. “Then crash” does the same and throws, so the middleware rolls the order and its jobs back
     together and the answer is a 500.`,
 });
@@ -60,19 +60,22 @@ async function placeOrder(req: Request, o: ValidOrder, opts: { crashAfterEnqueue
     [o.email, o.item.name, o.quantity, totalCents, o.flaky],
   );
   const orderId = rows[0].id;
-  const tagged = { batchId: `order-${orderId}`, tag: 'shop-order' };
+  const tag = orderTag(orderId);
   const payload: OrderPayload = { orderId, email: o.email, item: o.item.name, quantity: o.quantity, totalCents };
-  // A workflow in one call: the order processed, then the receipt and the invoice (both wait for
-  // it), then "order complete" once both completed (dependsOn by index within the call).
-  const jobIds = (
-    await req.jobs.enqueueMany([
-      { name: 'process-order', payload, ...tagged },
-      { name: 'send-receipt', payload, ...tagged, dependsOn: 0 },
-      { name: 'generate-invoice', payload, ...tagged, dependsOn: 0 },
-      { name: 'order-complete', payload: { orderId }, ...tagged, dependsOn: [1, 2] },
-    ])
-  ).map((r) => r.id);
-  if (o.flaky) jobIds.push((await req.jobs.enqueue('flaky-export', { orderId }, tagged)).id);
+  // A workflow: the order is processed; then the receipt and the invoice run as one batch (both
+  // wait for the order); when the last of them completes, the transaction that completes it
+  // enqueues the batch's callback "order-complete" (or "order-failed" if either failed for good
+  // or was cancelled). req.jobs.batch joins the request's transaction like req.jobs.enqueue.
+  const processed = (await req.jobs.enqueue('process-order', payload, { tag })).id;
+  const fulfilment = await req.jobs.batch(
+    [
+      { name: 'send-receipt', payload, tag, dependsOn: processed },
+      { name: 'generate-invoice', payload, tag, dependsOn: processed },
+    ],
+    { onSuccess: { name: 'order-complete', payload: { orderId }, tag }, onFailure: { name: 'order-failed', payload: { orderId }, tag } },
+  );
+  const jobIds = [processed, ...fulfilment.ids];
+  if (o.flaky) jobIds.push((await req.jobs.enqueue('flaky-export', { orderId }, { tag })).id);
   if (opts.crashAfterEnqueue) throw new SimulatedCrash(orderId, jobIds);
   return orderId;
 }
@@ -135,7 +138,7 @@ app.get('/orders/:id', async (req, res) => {
     res.status(404).type('html').send(views.errorPage(404, `There is no order ${req.params.id}.`));
     return;
   }
-  const { items } = await jobs.list({ batchId: `order-${order.id}`, limit: 20 });
+  const { items } = await jobs.list({ tag: orderTag(order.id), limit: 20 });
   items.sort((a, b) => (a.id < b.id ? -1 : 1)); // in enqueue order (ids are time-ordered UUIDv7)
   const details: JobDetail[] = await Promise.all(
     items.map(async (job) => ({ job, attempts: await jobs.attempts(job.id), logs: await jobs.logs(job.id) })),

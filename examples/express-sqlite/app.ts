@@ -4,13 +4,14 @@
  *   npm run demo                      # http://localhost:3000
  *   PORT=4000 SQLJOBS_DEMO_DB=/tmp/shop.db npm run demo
  *
- * Placing an order inserts the order row and enqueues its jobs in ONE synchronous
- * db.transaction(), so the order and its jobs commit or roll back together.
+ * Placing an order inserts the order row and enqueues its workflow in ONE synchronous
+ * db.transaction(), so the order and its jobs commit or roll back together: process-order, then
+ * the receipt and the invoice as a batch, then the batch's "order-complete" callback.
  */
 import Database from 'better-sqlite3';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { fileURLToPath } from 'node:url';
-import { setupJobs } from './jobs.ts';
+import { orderTag, setupJobs } from './jobs.ts';
 import { jobsAdmin } from '../../lib/index.ts';
 import { CATALOG, InvalidField, SimulatedCrash, emptyForm, formOf, portFromEnv, serveShop, validate, type ValidOrder } from '../shared/shop.ts';
 import {
@@ -52,16 +53,22 @@ function placeOrder(o: ValidOrder, opts: { crashAfterEnqueue?: boolean } = {}): 
   return db.transaction(() => {
     const totalCents = o.item.priceCents * o.quantity;
     const orderId = Number(insertOrder.run(o.email, o.item.name, o.quantity, totalCents, o.flaky ? 1 : 0, Date.now()).lastInsertRowid);
-    const tagged = { batchId: `order-${orderId}`, tag: 'shop-order' };
+    const tag = orderTag(orderId);
     const payload = { orderId, email: o.email, item: o.item.name, quantity: o.quantity, totalCents };
-    // A workflow: the order is processed, then the receipt and the invoice (both wait for it),
-    // then "order complete" once both completed. All of it commits or rolls back with the order.
-    const processed = jobs.enqueueSync('process-order', payload, tagged).id;
-    const receipt = jobs.enqueueSync('send-receipt', payload, { ...tagged, dependsOn: processed }).id;
-    const invoice = jobs.enqueueSync('generate-invoice', payload, { ...tagged, dependsOn: processed }).id;
-    const complete = jobs.enqueueSync('order-complete', { orderId }, { ...tagged, dependsOn: [receipt, invoice] }).id;
-    const jobIds = [processed, receipt, invoice, complete];
-    if (o.flaky) jobIds.push(jobs.enqueueSync('flaky-export', { orderId }, tagged).id);
+    // A workflow: the order is processed; then the receipt and the invoice run as one batch (both
+    // wait for the order); when the last of them completes, the transaction that completes it
+    // enqueues the batch's callback "order-complete" (or "order-failed" if either failed for good
+    // or was cancelled). All of it commits or rolls back with the order.
+    const processed = jobs.enqueueSync('process-order', payload, { tag }).id;
+    const fulfilment = jobs.batchSync(
+      [
+        { name: 'send-receipt', payload, tag, dependsOn: processed },
+        { name: 'generate-invoice', payload, tag, dependsOn: processed },
+      ],
+      { onSuccess: { name: 'order-complete', payload: { orderId }, tag }, onFailure: { name: 'order-failed', payload: { orderId }, tag } },
+    );
+    const jobIds = [processed, ...fulfilment.ids];
+    if (o.flaky) jobIds.push(jobs.enqueueSync('flaky-export', { orderId }, { tag }).id);
     if (opts.crashAfterEnqueue) throw new SimulatedCrash(orderId, jobIds);
     return orderId;
   })();
@@ -152,7 +159,7 @@ app.get('/orders/:id', async (req, res) => {
     res.status(404).type('html').send(errorPage(404, `There is no order ${req.params.id}.`));
     return;
   }
-  const { items } = await jobs.list({ batchId: `order-${row.id}`, limit: 20 });
+  const { items } = await jobs.list({ tag: orderTag(row.id), limit: 20 });
   items.sort((a, b) => (a.id < b.id ? -1 : 1)); // in enqueue order (ids are time-ordered UUIDv7)
   const details: JobDetail[] = await Promise.all(
     items.map(async (job) => ({ job, attempts: await jobs.attempts(job.id), logs: await jobs.logs(job.id) })),

@@ -2,7 +2,8 @@
 import type Database from 'better-sqlite3';
 import { setupShopJobs } from '../shared/shop-jobs.ts';
 
-export type { OrderPayload, ShopJobs } from '../shared/shop-jobs.ts';
+export { orderTag } from '../shared/shop-jobs.ts';
+export type { OrderCompleteResult, OrderPayload, ShopJobs } from '../shared/shop-jobs.ts';
 
 export function setupJobs(db: Database.Database) {
   return setupShopJobs(db);

@@ -83,9 +83,9 @@ function duration(from: Date | null, to: Date | null): string {
   return `${((to.getTime() - from.getTime()) / 1000).toFixed(1)} s`;
 }
 
-/** "order-12" -> 12, for the link from a job back to its order. */
+/** A job tagged "order-12" -> 12, for the link from a job back to its order. */
 export function orderIdOf(job: JobRecord): number | null {
-  const m = /^order-(\d+)$/.exec(job.batchId ?? '');
+  const m = /^order-(\d+)$/.exec(job.tag ?? '');
   return m ? Number(m[1]) : null;
 }
 
@@ -171,8 +171,8 @@ export function homePage(data: {
               title="Inserts the order and enqueues its jobs, then throws inside the same transaction">Place order, then crash</button>
           </div>
           <p class="hint">“Place order” runs one <code>db.transaction()</code>: INSERT the order, then
-            <code>jobs.enqueueSync()</code> its jobs. “Then crash” throws inside that transaction,
-            so the order and its jobs roll back together.</p>
+            <code>jobs.enqueueSync()</code> and <code>jobs.batchSync()</code> its workflow. “Then crash” throws
+            inside that transaction, so the order and its jobs roll back together.</p>
         </form>
       </section>
       <section class="card">
@@ -207,7 +207,7 @@ function jobsTable(jobs: JobRecord[], opts: { wide?: boolean } = {}): Html {
         <td>${shortId(j.id)}</td>
         <td>${j.name}</td>
         ${opts.wide ? html`<td>${j.queue}</td>` : ''}
-        <td>${orderId === null ? j.batchId ?? '' : html`<a href="/orders/${orderId}">#${orderId}</a>`}</td>
+        <td>${orderId === null ? j.tag ?? '' : html`<a href="/orders/${orderId}">#${orderId}</a>`}</td>
         <td>${badge(j.state)}</td>
         <td class="num">${attemptsText(j)}</td>
         <td>${progressBar(j)}</td>
@@ -229,12 +229,22 @@ export function orderPage(order: Order, details: JobDetail[]): string {
         <dt>Item</dt><dd>${order.quantity} × ${order.item}</dd>
         <dt>Total</dt><dd>${money(order.totalCents)}</dd>
         <dt>Placed</dt><dd>${order.createdAt.toLocaleString('en-GB')}</dd>
-        <dt>Jobs</dt><dd>batchId <code>order-${order.id}</code> ·
+        <dt>Jobs</dt><dd>tag <code>order-${order.id}</code> ·
           ${live ? html`<span class="live">● live: this page refreshes every 2 s until every job has finished</span>` : 'all jobs finished'}</dd>
+        <dt>Workflow</dt><dd>${workflowLine(details)}</dd>
       </dl>
     </section>
     ${details.map(jobCard)}`;
   return layout({ title: `Order #${order.id}`, body, refreshSeconds: live ? 2 : undefined });
+}
+
+/** process-order → the receipt and invoice batch (linked to its admin page) → its callback. */
+function workflowLine(details: JobDetail[]): Html {
+  const batchId = details.find((d) => d.job.batchId)?.job.batchId;
+  const batch = batchId
+    ? html`<a href="/admin/jobs/batches/${encodeURIComponent(batchId)}">batch</a> of <code>send-receipt</code> + <code>generate-invoice</code>`
+    : html`<code>send-receipt</code> + <code>generate-invoice</code>`;
+  return html`<code>process-order</code> → ${batch} → callback <code>order-complete</code> (or <code>order-failed</code>)`;
 }
 
 function jobCard({ job, attempts, logs }: JobDetail): Html {

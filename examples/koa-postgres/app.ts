@@ -16,7 +16,7 @@
 import Koa from 'koa';
 import pg from 'pg';
 import { koaJobs, koaJobsAdmin, type RequestJobs } from '../../lib/index.ts';
-import { setupShopJobs, type OrderPayload, type ShopJobs } from '../shared/shop-jobs.ts';
+import { orderTag, setupShopJobs, type OrderPayload, type ShopJobs } from '../shared/shop-jobs.ts';
 import {
   CATALOG, DEFAULT_DATABASE_URL, InvalidField, ORDER_COLUMNS, SimulatedCrash, crashNotice, emptyForm, formOf, invalidNotice,
   orderIdParam, ordersTable, portFromEnv, safeUrl, serveShop, validate, type ValidOrder,
@@ -36,7 +36,7 @@ const views = createViews({
   tag: 'sqljobs demo · Koa + PostgreSQL',
   footer: 'Orders and their jobs live in one PostgreSQL database and commit in the request’s transaction.',
   hint: html`“Place order” INSERTs the order on <code>await ctx.jobs.transaction()</code> (the pg client, already
-    inside the request’s BEGIN) and adds its jobs with <code>ctx.jobs.enqueue()</code>; koaJobs commits when the
+    inside the request’s BEGIN) and adds its workflow with <code>ctx.jobs.enqueue()</code> and <code>ctx.jobs.batch()</code>; koaJobs commits when the
     handler returns. “Then crash” does the same and throws, so koaJobs rolls the order and its jobs back together
     and the answer is a 500.`,
 });
@@ -65,19 +65,22 @@ async function placeOrder(ctx: Ctx, o: ValidOrder, opts: { crashAfterEnqueue?: b
     [o.email, o.item.name, o.quantity, totalCents, o.flaky],
   );
   const orderId = rows[0].id;
-  const tagged = { batchId: `order-${orderId}`, tag: 'shop-order' };
+  const tag = orderTag(orderId);
   const payload: OrderPayload = { orderId, email: o.email, item: o.item.name, quantity: o.quantity, totalCents };
-  // A workflow in one call: the order processed, then the receipt and the invoice (both wait for
-  // it), then "order complete" once both completed (dependsOn by index within the call).
-  const jobIds = (
-    await ctx.jobs.enqueueMany([
-      { name: 'process-order', payload, ...tagged },
-      { name: 'send-receipt', payload, ...tagged, dependsOn: 0 },
-      { name: 'generate-invoice', payload, ...tagged, dependsOn: 0 },
-      { name: 'order-complete', payload: { orderId }, ...tagged, dependsOn: [1, 2] },
-    ])
-  ).map((r) => r.id);
-  if (o.flaky) jobIds.push((await ctx.jobs.enqueue('flaky-export', { orderId }, tagged)).id);
+  // A workflow: the order is processed; then the receipt and the invoice run as one batch (both
+  // wait for the order); when the last of them completes, the transaction that completes it
+  // enqueues the batch's callback "order-complete" (or "order-failed" if either failed for good
+  // or was cancelled). ctx.jobs.batch joins the request's transaction like ctx.jobs.enqueue.
+  const processed = (await ctx.jobs.enqueue('process-order', payload, { tag })).id;
+  const fulfilment = await ctx.jobs.batch(
+    [
+      { name: 'send-receipt', payload, tag, dependsOn: processed },
+      { name: 'generate-invoice', payload, tag, dependsOn: processed },
+    ],
+    { onSuccess: { name: 'order-complete', payload: { orderId }, tag }, onFailure: { name: 'order-failed', payload: { orderId }, tag } },
+  );
+  const jobIds = [processed, ...fulfilment.ids];
+  if (o.flaky) jobIds.push((await ctx.jobs.enqueue('flaky-export', { orderId }, { tag })).id);
   if (opts.crashAfterEnqueue) throw new SimulatedCrash(orderId, jobIds);
   return orderId;
 }
@@ -159,7 +162,7 @@ const routes: Route[] = [
       const id = orderIdParam(idText);
       const order = id === null ? null : await orders.get(id);
       if (!order) return send(ctx, 404, views.errorPage(404, `There is no order ${idText}.`));
-      const { items } = await jobs.list({ batchId: `order-${order.id}`, limit: 20 });
+      const { items } = await jobs.list({ tag: orderTag(order.id), limit: 20 });
       items.sort((a, b) => (a.id < b.id ? -1 : 1)); // in enqueue order (ids are time-ordered UUIDv7)
       const details: JobDetail[] = await Promise.all(
         items.map(async (job) => ({ job, attempts: await jobs.attempts(job.id), logs: await jobs.logs(job.id) })),

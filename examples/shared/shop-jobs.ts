@@ -4,7 +4,7 @@
  * promptly when ctx.signal fires (timeout, cancel, shutdown): every wait below is given that signal.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createJobs, type JobContext, type Jobs, type SupportedDb } from '../../lib/index.ts';
+import { createJobs, type BatchStatus, type JobContext, type Jobs, type SupportedDb } from '../../lib/index.ts';
 
 export interface OrderPayload {
   orderId: number;
@@ -18,10 +18,23 @@ export interface OrderPayload {
 export type ShopJobs = {
   'process-order': OrderPayload;
   'send-receipt': OrderPayload;
-  'order-complete': { orderId: number };
   'generate-invoice': OrderPayload;
+  'order-complete': { orderId: number };
+  'order-failed': { orderId: number };
   'flaky-export': { orderId: number };
 };
+
+/** The tag on every job of an order (the callbacks too): its page and the admin's tag filter find them all by it. */
+export const orderTag = (orderId: number): string => `order-${orderId}`;
+
+/** What "order-complete" answers: the batch's counts and what the receipt and the invoice returned. */
+export interface OrderCompleteResult {
+  orderId: number;
+  batchId: string;
+  completed: number;
+  receipt: unknown;
+  invoice: unknown;
+}
 
 export interface ShopJobsOptions {
   /** Table name prefix for the jobs tables (default 'sqljobs_'). */
@@ -39,12 +52,20 @@ async function step(ctx: JobContext, percent: number, message: string, ms: numbe
 
 const money = (cents: number) => `$${(cents / 100).toFixed(2)}`;
 
+/** A batch callback's ctx.batch (null only for a job that is not one: a mistake in this file). */
+function batchOf(ctx: JobContext): BatchStatus {
+  if (!ctx.batch) throw new Error(`${ctx.name} runs as a batch's callback; it has no ctx.batch`);
+  return ctx.batch;
+}
+
 export function setupShopJobs(db: SupportedDb, options: ShopJobsOptions = {}): Jobs<ShopJobs> {
   // Receipts go through the mail queue: at most 2 sent at once across every process, and at most
   // 5 a second (the admin's queues page shows these limits and edits them at run time).
   const jobs = createJobs<ShopJobs>({ db, tablePrefix: options.tablePrefix, queues: { mail: { concurrency: 2, rateLimit: { limit: 5, intervalMs: 1000 } } } });
 
-  // The first step of each order's workflow: the receipt and the invoice wait for it (dependsOn).
+  // Each order is a workflow: "process-order", then the receipt and the invoice as one batch
+  // (both dependsOn the order), then the batch's callback: "order-complete" when both completed,
+  // "order-failed" when either failed for good or was cancelled. Each app's placeOrder enqueues it.
   jobs.define(
     'process-order',
     async (order, ctx) => {
@@ -56,17 +77,30 @@ export function setupShopJobs(db: SupportedDb, options: ShopJobsOptions = {}): J
     { maxAttempts: 3, timeout: 30_000 },
   );
 
-  // The last step: runs once both the receipt and the invoice completed, and sees their results.
+  // The batch's onSuccess callback: enqueued once, by the transaction that completed the last of
+  // the receipt and the invoice. ctx.batch holds the batch's counts; its jobs give their results.
   jobs.define(
     'order-complete',
-    async ({ orderId }, ctx) => {
-      const done = ctx.parents.map((p) => `${p.name}: ${JSON.stringify(p.result)}`);
-      for (const line of done) ctx.log(line);
-      ctx.progress(100, `Order #${orderId} complete`);
-      return { orderId, steps: ctx.parents.map((p) => p.name) };
+    async ({ orderId }, ctx): Promise<OrderCompleteResult> => {
+      const batch = batchOf(ctx);
+      const results = new Map<string, unknown>();
+      for (const { id, name } of (await jobs.list({ batchId: batch.batchId })).items) {
+        results.set(name, (await jobs.get(id))?.result ?? null); // list leaves results out; get has them
+        ctx.log(`${name}: ${JSON.stringify(results.get(name))}`);
+      }
+      ctx.progress(100, `Order #${orderId} complete: ${batch.completed} of ${batch.total} jobs of its batch completed`);
+      return { orderId, batchId: batch.batchId, completed: batch.completed, receipt: results.get('send-receipt'), invoice: results.get('generate-invoice') };
     },
     { maxAttempts: 3 },
   );
+
+  // The batch's onFailure callback: a receipt or an invoice failed for good, or both were cancelled
+  // because process-order failed. A real shop would alert someone or refund here.
+  jobs.define('order-failed', async ({ orderId }, ctx) => {
+    const { failed, cancelled } = batchOf(ctx);
+    ctx.log(`Order #${orderId} needs attention: ${failed} failed, ${cancelled} cancelled`);
+    return { orderId, failed, cancelled };
+  });
 
   jobs.define(
     'send-receipt',

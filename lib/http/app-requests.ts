@@ -62,14 +62,17 @@ export function jobRequest(req: IncomingMessage): JobRequestInfo | null {
   return injected.get(req) ?? null;
 }
 
+/** The app as a (req, res) listener; what it returns (a plain async handler's promise) is kept. */
+export type Dispatch = (req: IncomingMessage, res: ServerResponse) => unknown;
+
 /** The app as a (req, res) listener. */
-export function dispatcherOf(app: unknown): RequestListener {
+export function dispatcherOf(app: unknown): Dispatch {
   if (app !== null && typeof app === 'object' && typeof (app as { callback?: unknown }).callback === 'function') {
     return (app as { callback(): RequestListener }).callback(); // Koa
   }
   // Wrapped, never handed over as it is: see keepInjectedMethods. An Express app answers what no
   // route matched itself (its final handler) when given no `next`.
-  if (typeof app === 'function') return (req, res) => void (app as RequestListener)(req, res);
+  if (typeof app === 'function') return (req, res) => (app as Dispatch)(req, res);
   throw new TypeError(`useApp: app must be an Express app, a Koa app or a (req, res) handler; got ${describe(app)}`);
 }
 
@@ -95,14 +98,14 @@ export function requestPayload(init: unknown): Omit<JobRequestInit, 'userId'> {
 }
 
 /** The handler of REQUEST_JOB: the request through the app, its response as the result. */
-export function requestHandler(dispatch: RequestListener) {
+export function requestHandler(dispatch: Dispatch) {
   return async (payload: Omit<JobRequestInit, 'userId'>, ctx: JobContext): Promise<JobRequestResult> => {
     const info: JobRequestInfo = { jobId: ctx.id, userId: ctx.userId, attempt: ctx.attempt };
     const withInfo: RequestListener = (req, res) => {
       injected.set(req, info);
       keepInjectedMethods(req);
       keepInjectedMethods(res);
-      dispatch(req, res);
+      dispatchOrFail(dispatch, req, res);
     };
     const res = await lightMyRequest()(withInfo, {
       method: payload.method as 'GET',
@@ -117,6 +120,26 @@ export function requestHandler(dispatch: RequestListener) {
     if (res.statusCode >= 400) throw new DiscardJob(what);
     return result;
   };
+}
+
+/**
+ * A plain handler that throws or rejects answers nothing (Express and Koa turn theirs into a 500
+ * themselves): the response is destroyed with the error, so light-my-request rejects with it and
+ * the attempt fails (retried) instead of waiting for an answer that never comes, and the rejection
+ * is never left unhandled.
+ */
+function dispatchOrFail(dispatch: Dispatch, req: IncomingMessage, res: ServerResponse): void {
+  const fail = (err: unknown) => void res.destroy(err instanceof Error ? err : new Error(`the app threw ${describe(err)}`));
+  try {
+    const answer = dispatch(req, res);
+    if (isThenable(answer)) answer.then(undefined, fail);
+  } catch (err) {
+    fail(err);
+  }
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return value !== null && (typeof value === 'object' || typeof value === 'function') && typeof (value as { then?: unknown }).then === 'function';
 }
 
 /**

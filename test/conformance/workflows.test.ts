@@ -4,7 +4,8 @@
  * enqueued by the finishing transaction, and batches with their callbacks and status.
  */
 import { expect } from 'chai';
-import { JobValidationError, type JobContext, type JobParent } from '../../lib/index.ts';
+import type Database from 'better-sqlite3';
+import { JobValidationError, type BatchStatus, type JobContext, type JobParent } from '../../lib/index.ts';
 import { forEachDialect, until } from '../helpers/dialects.ts';
 
 const done = (state: string | undefined) => state === 'completed' || state === 'failed' || state === 'cancelled';
@@ -247,6 +248,37 @@ forEachDialect('workflows', ({ fresh }) => {
     expect(status).to.deep.include({ total: 8, pending: 0, running: 0, completed: 7, failed: 1, cancelled: 0, finished: true });
     expect(seen[0].batch).to.deep.include({ batchId, total: 8, completed: 7, failed: 1, finished: true });
     expect(await jobs.batchStatus('no-such-batch')).to.equal(null);
+    await jobs.stop();
+  });
+
+  it('batchSync: on SQLite the batch joins the app\'s db.transaction() (rolled back with it, or its callback fires once); elsewhere it is refused', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { pollInterval: 20 } });
+    const callbacks: (BatchStatus | null)[] = [];
+    jobs.define('item', async (n: number) => n);
+    jobs.define('all-ok', async (_p: unknown, ctx: JobContext) => void callbacks.push(ctx.batch));
+    const items = [{ name: 'item', payload: 1 }, { name: 'item', payload: 2, dependsOn: 0 }];
+    if (t.dialect !== 'sqlite') {
+      expect(() => jobs.batchSync(items, { onSuccess: 'all-ok' })).to.throw(/batchSync needs a better-sqlite3 database.*await jobs\.batch/);
+      return;
+    }
+    const db = t.db as Database.Database;
+    let lost = '';
+    expect(() => db.transaction(() => {
+      lost = jobs.batchSync(items, { onSuccess: 'all-ok' }).batchId;
+      throw new Error('order declined');
+    })()).to.throw('order declined');
+    expect(await jobs.batchStatus(lost), 'the rolled-back batch').to.equal(null);
+    const kept = db.transaction(() => {
+      const first = jobs.enqueueSync('item', 0).id; // a parent enqueued earlier in the same transaction
+      return jobs.batchSync([{ name: 'item', payload: 1, dependsOn: first }, ...items], { onSuccess: 'all-ok' });
+    })();
+    expect(kept.ids).to.have.length(3);
+    await jobs.start();
+    await until(async () => callbacks.length === 1, 'the batch callback');
+    await new Promise((r) => setTimeout(r, 200));
+    expect(callbacks).to.have.length(1);
+    expect(callbacks[0]).to.deep.include({ batchId: kept.batchId, total: 3, completed: 3, finished: true });
     await jobs.stop();
   });
 

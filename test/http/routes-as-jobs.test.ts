@@ -6,6 +6,7 @@
  */
 import { expect } from 'chai';
 import express from 'express';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import Koa from 'koa';
 import request from 'supertest';
 import { JobValidationError, jobRequest, jobsMiddleware, koaJobs, type Jobs, type RequestJobs } from '../../lib/index.ts';
@@ -42,6 +43,50 @@ function koaApp(jobs: Jobs, flaky: { failures: number }) {
     }
   });
   return app;
+}
+
+/** How a route fails its first attempts: each kind of throw the issue names as a failed attempt. */
+type Throw = 'express sync throw' | 'express async rejection' | 'express next(err)' | 'koa throw' | 'plain sync throw' | 'plain async rejection';
+
+/** An app whose GET /boom fails its first `failures` requests with `how`, then answers 200 "recovered". */
+function throwingApp(how: Throw, failures: { left: number }) {
+  const fail = () => failures.left-- > 0;
+  const boom = () => new Error(`boom (${how})`);
+  if (how.startsWith('express')) {
+    const app = express();
+    app.set('env', 'test'); // Express's final handler still answers 500, without logging the error
+    app.get('/boom', (req, res, next) => {
+      if (!fail()) return void res.type('text').send('recovered');
+      if (how === 'express sync throw') throw boom();
+      if (how === 'express next(err)') return void setImmediate(() => next(boom()));
+      return Promise.reject(boom()); // Express 5 passes an async handler's rejection to next
+    });
+    return app;
+  }
+  if (how === 'koa throw') {
+    const app = new Koa();
+    app.silent = true; // Koa answers 500 for a thrown error; the test needs no log of it
+    app.use(async (ctx) => {
+      if (fail()) throw boom();
+      ctx.body = 'recovered';
+    });
+    return app;
+  }
+  const recover = (res: ServerResponse) => {
+    res.setHeader('content-type', 'text/plain');
+    res.end('recovered');
+  };
+  if (how === 'plain sync throw') {
+    return (_req: IncomingMessage, res: ServerResponse) => {
+      if (fail()) throw boom();
+      recover(res);
+    };
+  }
+  return async (_req: IncomingMessage, res: ServerResponse) => {
+    await new Promise((r) => setImmediate(r)); // rejects later, not in the call
+    if (fail()) throw boom();
+    recover(res);
+  };
 }
 
 forEachDialect('routes as jobs', ({ fresh }) => {
@@ -91,6 +136,66 @@ forEachDialect('routes as jobs', ({ fresh }) => {
     });
   }
 
+  it('a plain (req, res) handler runs the request; the result is { status, headers, body }', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { pollInterval: 50 } });
+    jobs.useApp((req: IncomingMessage, res: ServerResponse) => {
+      let text = '';
+      req.setEncoding('utf8');
+      req.on('data', (chunk: string) => (text += chunk));
+      req.on('end', () => {
+        res.statusCode = 201;
+        res.setHeader('content-type', 'application/json; charset=utf-8');
+        res.setHeader('x-order', '42');
+        res.end(JSON.stringify({ method: req.method, url: req.url, got: JSON.parse(text), user: jobRequest(req)?.userId ?? null }));
+      });
+    });
+    await jobs.start();
+    const { id } = await jobs.enqueueRequest({ method: 'PUT', url: '/orders/42?lang=en', body: { lines: 3 }, userId: 'bob' });
+    await until(async () => (await jobs.get(id))?.state === 'completed', 'the request job to complete');
+    const result = (await jobs.get(id))!.result as { status: number; headers: Record<string, string>; body: unknown };
+    expect(result.status).to.equal(201);
+    expect(result.headers).to.include({ 'x-order': '42' });
+    expect(result.body).to.deep.equal({ method: 'PUT', url: '/orders/42?lang=en', got: { lines: 3 }, user: 'bob' });
+    await jobs.stop();
+  });
+
+  for (const how of ['express sync throw', 'express async rejection', 'express next(err)', 'koa throw', 'plain sync throw', 'plain async rejection'] as const) {
+    it(`${how}: a failed attempt, retried until the route succeeds`, async () => {
+      const t = await fresh();
+      const jobs = t.jobs({ worker: { pollInterval: 50 } });
+      jobs.useApp(throwingApp(how, { left: 2 }));
+      await jobs.start();
+      const { id } = await jobs.enqueueRequest({ method: 'GET', url: '/boom' }, { backoff: { type: 'fixed', baseMs: 10 } });
+      await until(async () => (await jobs.get(id))?.state === 'completed', 'the request job to complete on its third attempt');
+      const job = (await jobs.get(id))!;
+      expect(job.attempts).to.equal(3);
+      expect((job.result as { status: number; body: unknown })).to.deep.include({ status: 200, body: 'recovered' });
+      const tries = await jobs.attempts(id);
+      expect(tries.map((a) => a.outcome)).to.deep.equal(['failed', 'failed', 'completed']);
+      expect(tries[0]!.error!.message, 'the first attempt failed').to.match(/500|boom/);
+      await jobs.stop();
+    });
+  }
+
+  for (const kind of ['Express 5', 'Koa 3', 'plain handler'] as const) {
+    it(`${kind}: a 4xx (thrown or answered) fails for good on its first attempt`, async () => {
+      const t = await fresh();
+      const jobs = t.jobs({ worker: { pollInterval: 50 } });
+      let calls = 0;
+      jobs.useApp(teapot(kind, () => calls++));
+      await jobs.start();
+      const { id } = await jobs.enqueueRequest({ method: 'DELETE', url: '/orders/1' }, { maxAttempts: 5, backoff: { type: 'fixed', baseMs: 10 } });
+      await until(async () => (await jobs.get(id))?.state === 'failed', 'the request job to fail');
+      await new Promise((r) => setTimeout(r, 200)); // room for a retry that must not come
+      const job = (await jobs.get(id))!;
+      expect(job).to.deep.include({ state: 'failed', attempts: 1 });
+      expect(job.error!.message).to.equal('DELETE /orders/1 answered 422');
+      expect(calls, 'the app saw the request once').to.equal(1);
+      await jobs.stop();
+    });
+  }
+
   it('a request from the network never carries a job user, whatever its headers say', async () => {
     const t = await fresh();
     const jobs = t.jobs({ worker: false });
@@ -122,3 +227,31 @@ forEachDialect('routes as jobs', ({ fresh }) => {
     expect(() => jobs.useApp(42 as never)).to.throw(TypeError, /Express app, a Koa app or a \(req, res\) handler/);
   });
 });
+
+/** An app that refuses every request with 422: Express and Koa by a thrown HTTP error, a plain handler by answering it. */
+function teapot(kind: 'Express 5' | 'Koa 3' | 'plain handler', seen: () => void) {
+  const refusal = () => Object.assign(new Error('order 1 cannot be deleted'), { status: 422, expose: true });
+  if (kind === 'Express 5') {
+    const app = express();
+    app.set('env', 'test');
+    app.use(() => {
+      seen();
+      throw refusal(); // Express's final handler answers the error's status
+    });
+    return app;
+  }
+  if (kind === 'Koa 3') {
+    const app = new Koa();
+    app.silent = true;
+    app.use((ctx) => {
+      seen();
+      ctx.throw(422, 'order 1 cannot be deleted');
+    });
+    return app;
+  }
+  return (_req: IncomingMessage, res: ServerResponse) => {
+    seen();
+    res.statusCode = 422;
+    res.end('order 1 cannot be deleted');
+  };
+}

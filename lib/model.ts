@@ -223,6 +223,10 @@ export interface ListFilter {
   refId?: string;
   createdBy?: string;
   userId?: string;
+  /** Jobs enqueued with this replyTo (exact). */
+  replyTo?: string;
+  /** Jobs whose args hold every one of these pairs (exact values; other keys may be there too). */
+  args?: Record<string, string>;
   createdAfter?: Date;
   createdBefore?: Date;
   /** Keyset cursor from a previous page's nextCursor. */
@@ -695,21 +699,32 @@ export const MAX_ARG_VALUE = 2000;
 
 /** `args` as stored: a plain object of string values, checked key by key. */
 function argsJson(job: string, args: unknown): string {
+  const problem = argsProblem(args);
+  if (problem) fail(job, problem[0], problem[1]);
+  return JSON.stringify(args);
+}
+
+/**
+ * What is wrong with `args` (enqueue's option, or list's filter by them) as [field, message], or
+ * null: a plain object of at most MAX_ARGS keys (1-MAX_ARG_KEY characters) with string values.
+ */
+function argsProblem(args: unknown): [field: string, message: string] | null {
   const proto = args !== null && typeof args === 'object' ? Object.getPrototypeOf(args) : undefined;
   if (proto !== Object.prototype && proto !== null) {
-    fail(job, 'args', `must be a plain object of string values (e.g. { orderId: '42' }); got ${describe(args)}`);
+    return ['args', `must be a plain object of string values (e.g. { orderId: '42' }); got ${describe(args)}`];
   }
   const entries = Object.entries(args as Record<string, unknown>);
-  if (entries.length > MAX_ARGS) fail(job, 'args', `must have at most ${MAX_ARGS} keys; got ${entries.length}`);
+  if (entries.length > MAX_ARGS) return ['args', `must have at most ${MAX_ARGS} keys; got ${entries.length}`];
   for (const [k, v] of entries) {
-    if (k.length === 0 || k.length > MAX_ARG_KEY) fail(job, 'args', `keys must be 1-${MAX_ARG_KEY} characters; got ${describe(k)}`);
+    if (k.length === 0 || k.length > MAX_ARG_KEY) return ['args', `keys must be 1-${MAX_ARG_KEY} characters; got ${describe(k)}`];
     const keyProblem = textProblem(k);
-    if (keyProblem) fail(job, 'args', `key ${describe(k)} ${keyProblem}`);
+    if (keyProblem) return ['args', `key ${describe(k)} ${keyProblem}`];
     const field = `args.${k}`;
-    if (typeof v !== 'string' || v.length > MAX_ARG_VALUE) fail(job, field, `must be a string of at most ${MAX_ARG_VALUE} characters; got ${describe(v)}`);
-    checkText(job, field, v);
+    if (typeof v !== 'string' || v.length > MAX_ARG_VALUE) return [field, `must be a string of at most ${MAX_ARG_VALUE} characters; got ${describe(v)}`];
+    const valueProblem = textProblem(v);
+    if (valueProblem) return [field, valueProblem];
   }
-  return JSON.stringify(args);
+  return null;
 }
 
 /**
@@ -828,8 +843,12 @@ export function isValidId(id: unknown): id is string {
   return typeof id === 'string' && UUID_RE.test(id);
 }
 
-const LIST_KEYS = ['states', 'state', 'queue', 'name', 'tag', 'batchId', 'refId', 'createdBy', 'userId', 'createdAfter', 'createdBefore', 'cursor', 'limit', 'includePayload', 'reserved'];
-const LIST_TEXT_KEYS = ['queue', 'name', 'tag', 'batchId', 'refId', 'createdBy', 'userId'] as const;
+const LIST_KEYS = [
+  'states', 'state', 'queue', 'name', 'tag', 'batchId', 'refId', 'createdBy', 'userId', 'replyTo', 'args', 'createdAfter', 'createdBefore', 'cursor', 'limit',
+  'includePayload', 'reserved',
+];
+/** The text filters and their longest value (a replyTo may be as long as enqueue allows). */
+const LIST_TEXT_KEYS = { queue: 500, name: 500, tag: 500, batchId: 500, refId: 500, createdBy: 500, userId: 500, replyTo: MAX_REPLY_TO } as const;
 
 /** A list filter from the app or the admin: refused early, naming the field and what is allowed. */
 export function validateListFilter(f: ListFilter, verb = 'list'): void {
@@ -846,12 +865,18 @@ export function validateListFilter(f: ListFilter, verb = 'list'): void {
     if (!(JOB_STATES as readonly unknown[]).includes(s)) refuse(field, `must be one of ${JOB_STATES.join(', ')}; got ${describe(s)}`);
   }
   if (f.cursor !== undefined && !isValidId(f.cursor)) refuse('cursor', `must be a nextCursor from a previous page; got ${describe(f.cursor)}`);
-  for (const k of LIST_TEXT_KEYS) {
+  for (const [k, max] of Object.entries(LIST_TEXT_KEYS) as [keyof typeof LIST_TEXT_KEYS, number][]) {
     const v = f[k];
     if (v === undefined) continue;
-    if (typeof v !== 'string' || v.length > 500) refuse(k, `must be a string of at most 500 characters; got ${describe(v)}`);
+    if (typeof v !== 'string' || v.length > max) refuse(k, `must be a string of at most ${max} characters; got ${describe(v)}`);
     const problem = textProblem(v as string);
     if (problem) refuse(k, problem);
+  }
+  if (f.args !== undefined) {
+    const problem = argsProblem(f.args);
+    if (problem) refuse(...problem);
+    // An empty object would match every job: more likely a filter built from nothing than meant.
+    if (Object.keys(f.args).length === 0) refuse('args', 'must name at least one key (leave args out to match any job)');
   }
   for (const k of ['createdAfter', 'createdBefore'] as const) {
     const problem = f[k] === undefined ? null : storedDateProblem(f[k]);

@@ -1,6 +1,6 @@
 /** What the pages and the JSON API share: the facade the admin drives, filter parsing, job actions and bulk actions. */
 import type { Jobs } from '../jobs.ts';
-import { JOB_STATES, JobValidationError, idsMatching, isValidId, validateName, type JobRecord, type JobState, type ListFilter, type RedriveResult } from '../model.ts';
+import { JOB_STATES, JobValidationError, idsMatching, isValidId, validateListFilter, validateName, type JobRecord, type JobState, type ListFilter, type RedriveResult } from '../model.ts';
 import type { ScheduleRecord } from '../schedule/schedule.ts';
 import type { BatchStatus } from '../driver/store.ts';
 import { HttpError, type BodyFields } from './types.ts';
@@ -18,11 +18,27 @@ export type JobAction = (typeof JOB_ACTIONS)[number];
 export const BULK_ACTIONS = [...JOB_ACTIONS, 'redrive'] as const;
 export type BulkAction = (typeof BULK_ACTIONS)[number];
 
-/** The jobs filter as the form shows it (strings) and as list() takes it. */
+/** The jobs filter as the form shows it: strings, and the args pairs in the order given. */
+export interface FilterForm {
+  state: string;
+  queue: string;
+  name: string;
+  tag: string;
+  batch: string;
+  refId: string;
+  userId: string;
+  replyTo: string;
+  args: [key: string, value: string][];
+}
+
+/** The jobs filter as the form shows it and as list() takes it. */
 export interface ParsedFilter {
-  form: { state: string; queue: string; name: string; tag: string; batch: string; refId: string; userId: string };
+  form: FilterForm;
   filter: ListFilter;
 }
+
+/** Every value a query or form field was given, in order (none when absent). */
+export type FieldValues = (k: string) => string[];
 
 const TEXT_FILTERS = [
   ['queue', 'queue'],
@@ -34,22 +50,33 @@ const TEXT_FILTERS = [
 ] as const;
 
 /** The jobs filter's form with no field set. */
-export function blankForm(): ParsedFilter['form'] {
-  return { state: '', queue: '', name: '', tag: '', batch: '', refId: '', userId: '' };
+export function blankForm(): FilterForm {
+  return { state: '', queue: '', name: '', tag: '', batch: '', refId: '', userId: '', replyTo: '', args: [] };
+}
+
+/**
+ * The filter as query or form fields (what parseFilter reads back): links, the bulk form's hidden
+ * fields and the confirm page repeat it. Each args pair is an argKey and an argValue field.
+ */
+export function filterFields(form: FilterForm): [string, string][] {
+  const fields: [string, string][] = [];
+  for (const k of ['state', ...TEXT_FILTERS.map(([field]) => field), 'replyTo'] as const) if (form[k]) fields.push([k, form[k]]);
+  for (const [key, value] of form.args) fields.push(['argKey', key], ['argValue', value]);
+  return fields;
 }
 
 /** Parse the jobs filter from query or form fields. Every value reaches SQL as a bound parameter only. */
-export function parseFilter(get: (k: string) => string | undefined): ParsedFilter {
+export function parseFilter(all: FieldValues): ParsedFilter {
   const form = blankForm();
   const filter: ListFilter = {};
-  const state = (get('state') ?? '').trim();
+  const state = (all('state')[0] ?? '').trim();
   if (state) {
     if (!(JOB_STATES as readonly string[]).includes(state)) throw new HttpError(400, `state must be one of ${JOB_STATES.join(', ')}; got ${JSON.stringify(state.slice(0, 40))}`);
     filter.state = state as JobState;
     form.state = state;
   }
   for (const [field, key] of TEXT_FILTERS) {
-    const v = (get(field) ?? '').trim();
+    const v = (all(field)[0] ?? '').trim();
     if (!v) continue;
     if (v.length > 255) throw new HttpError(400, `${field} must be at most 255 characters`);
     // No stored name, queue, tag, batch, refId or userId holds a control character (PostgreSQL text cannot even hold NUL).
@@ -57,7 +84,43 @@ export function parseFilter(get: (k: string) => string | undefined): ParsedFilte
     filter[key] = v;
     form[field] = v;
   }
+  // replyTo and args untrimmed: the job page links to the exact stored text, which may have edge spaces.
+  form.replyTo = all('replyTo')[0] ?? '';
+  if (form.replyTo) filter.replyTo = form.replyTo;
+  form.args = argPairs(all);
+  if (form.args.length) filter.args = Object.fromEntries(form.args);
+  checkFilter(filter);
   return { form, filter };
+}
+
+/**
+ * The args filter: the argKey and argValue fields paired by position. A value may be empty (it
+ * matches a job whose arg is ''); a pair with neither is the form's blank row.
+ */
+function argPairs(all: FieldValues): [string, string][] {
+  const keys = all('argKey');
+  const values = all('argValue');
+  if (keys.length !== values.length) {
+    throw new HttpError(400, `argKey and argValue must come in pairs (argValue may be empty); got ${keys.length} argKey and ${values.length} argValue`);
+  }
+  const pairs = keys.map((k, i): [string, string] => [k, values[i]]).filter(([k, v]) => k !== '' || v !== '');
+  const seen = new Set<string>();
+  for (const [k] of pairs) {
+    if (k === '') throw new HttpError(400, 'argKey must not be empty where an argValue is given');
+    if (seen.has(k)) throw new HttpError(400, `argKey ${JSON.stringify(k.slice(0, 60))} is given twice; a job's arg has one value`);
+    seen.add(k);
+  }
+  return pairs;
+}
+
+/** The list's own checks (lengths, NUL, at most 50 args), as a 400 naming the field. */
+function checkFilter(filter: ListFilter): void {
+  try {
+    validateListFilter(filter);
+  } catch (err) {
+    if (err instanceof JobValidationError) throw new HttpError(400, err.message);
+    throw err;
+  }
 }
 
 /** The page's cursor and size, validated. */
@@ -142,9 +205,14 @@ export function parseAction(v: string | undefined): BulkAction {
 
 /** A form or JSON body's field (the first, when repeated). */
 export function bodyField(body: BodyFields): (k: string) => string | undefined {
+  return (k) => bodyValues(body)(k)[0];
+}
+
+/** A form or JSON body's field, every value it was given. */
+export function bodyValues(body: BodyFields): FieldValues {
   return (k) => {
     const v = body[k];
-    return Array.isArray(v) ? v[0] : v;
+    return v === undefined ? [] : Array.isArray(v) ? v : [v];
   };
 }
 

@@ -3,7 +3,7 @@ import { HttpError } from './types.ts';
 import { json } from './respond.ts';
 import type { Route, RouteContext } from './route.ts';
 import {
-  applyJobAction, bodyField, bodyIds, checkId, checkKey, checkQueue, loadBatch, loadJob, parseFilter, parsePage, queuePaused, redrive, refusal, schedulesWithOutcome,
+  applyJobAction, bodyIds, bodyValues, checkId, checkKey, checkQueue, loadBatch, loadJob, parseFilter, parsePage, queuePaused, redrive, refusal, schedulesWithOutcome,
   type JobAction,
 } from './actions.ts';
 import { SettingsRefused, configureQueue, jobHeld, queueDetail, queueRow, queueRows } from './queue.ts';
@@ -12,7 +12,7 @@ const ID = '([^/]+)';
 const query = (c: RouteContext) => (k: string) => c.req.query.get(k) ?? undefined;
 
 async function listJobs(c: RouteContext) {
-  const { filter } = parseFilter(query(c));
+  const { filter } = parseFilter((k) => c.req.query.getAll(k));
   const { cursor, limit } = parsePage(query(c));
   return json(200, await c.jobs.list({ ...filter, cursor, limit }));
 }
@@ -45,7 +45,7 @@ async function jobAction(c: RouteContext, action: JobAction) {
  */
 async function jobsRedrive(c: RouteContext) {
   const ids = c.body.ids === undefined ? null : bodyIds(c.body, c.settings.bulkCap);
-  const target = ids ?? parseFilter(bodyField(c.body)).filter;
+  const target = ids ?? parseFilter(bodyValues(c.body)).filter;
   return json(200, { ok: true, ...(await redrive(c.jobs, target, c.settings.bulkCap)) });
 }
 

@@ -8,7 +8,7 @@ import type { Route, RouteContext } from './route.ts';
 import { REDRIVE_SKIPS, type JobRecord, type ListFilter, type RedriveSkip } from '../model.ts';
 import type { JobLink } from '../driver/store.ts';
 import {
-  applyBulk, applyJobAction, blankForm, bodyField, bodyIds, checkId, checkKey, checkQueue, loadBatch, loadJob, matchingIds, parseAction, parseFilter, parsePage,
+  applyBulk, applyJobAction, blankForm, bodyField, bodyIds, bodyValues, checkId, checkKey, checkQueue, filterFields, loadBatch, loadJob, matchingIds, parseAction, parseFilter, parsePage,
   refusal, schedulesWithOutcome, type BulkAction, type BulkCounts, type JobAction,
 } from './actions.ts';
 import { staticUrl } from './render.ts';
@@ -123,8 +123,8 @@ async function jobsListing(c: RouteContext, filter: ListFilter, params: URLSearc
 }
 
 async function jobsPage(c: RouteContext) {
-  const { form, filter } = parseFilter(query(c));
-  const params = new URLSearchParams(Object.entries(form).filter(([, v]) => v));
+  const { form, filter } = parseFilter((k) => c.req.query.getAll(k));
+  const params = new URLSearchParams(filterFields(form));
   return page(c, 'jobs', 'jobs', { form, ...(await jobsListing(c, filter, params)), listPath: `${c.req.base}/jobs`, transient: transientRuns(c) });
 }
 
@@ -191,7 +191,7 @@ async function jobsBulk(c: RouteContext) {
   const field = bodyField(c.body);
   const action = parseAction(field('action'));
   if (field('scope') !== 'all') return bulkDone(c, action, await applyBulk(c.jobs, bodyIds(c.body, c.settings.bulkCap), action));
-  const { form, filter } = parseFilter(field);
+  const { form, filter } = parseFilter(bodyValues(c.body));
   if (action === 'redrive' && !filter.queue) throw new HttpError(400, 'redrive all matching needs the list filtered by queue (the dead-letter queue)');
   const { ids, more } = await matchingIds(c.jobs, filter, c.settings.bulkCap);
   if (field('confirm') !== 'yes') {

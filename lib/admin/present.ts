@@ -4,6 +4,7 @@ import type { ThroughputBuckets } from '../driver/store.ts';
 import type { ScheduleRecord } from '../schedule/schedule.ts';
 import type { StoredQueueSettings } from '../driver/portable/queues.ts';
 import { jobHolds, type HeldJob } from './held.ts';
+import { filterFields } from './actions.ts';
 
 /** A duration in the largest sensible unit: "850 ms", "12 s", "4 min", "3 h", "2 d". */
 export function duration(ms: number | null | undefined): string {
@@ -142,4 +143,9 @@ export function throughputChart(tp: ThroughputBuckets, bucketMs = 60_000, count 
 }
 
 /** Helpers every view receives. */
-export const helpers = { duration, ago, time, num, showValue, scheduleInWords, waiting, runAt, batchHref, queueHref, limits };
+/** The jobs list filtered by these query fields (as parseFilter reads them), e.g. [['replyTo', r]] or an argKey and argValue. */
+export function jobsHref(base: string, fields: [string, string][]): string {
+  return `${base}/jobs?${new URLSearchParams(fields)}`;
+}
+
+export const helpers = { duration, ago, time, num, showValue, scheduleInWords, waiting, runAt, batchHref, queueHref, limits, jobsHref, filterFields };

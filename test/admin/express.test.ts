@@ -86,8 +86,11 @@ forEachDialect('admin (Express 5)', ({ fresh }) => {
     expect(page.text).not.to.include('<img src=x');
     const escaped = '&lt;script&gt;window.pwned=1&lt;/script&gt;&lt;img src=x onerror=&#34;window.pwned=2&#34;&gt;';
     expect(page.text).to.include(`>${escaped}</a>`).and.include(`href="${BASE}/jobs?userId=${encodeURIComponent(XSS)}"`);
-    expect(page.text).to.include(`<dd id="reply-to">reply ${escaped}</dd>`);
-    expect(page.text).to.include(`<dt>${escaped}</dt><dd>value ${escaped}</dd>`).and.include('<dt>plain</dt><dd>v-1</dd>');
+    // The reply-to and each arg link to the list filtered by them (the query built by URLSearchParams, then HTML-escaped).
+    const href = (fields: string[][]) => `${BASE}/jobs?${new URLSearchParams(fields).toString().replaceAll('&', '&amp;')}`;
+    expect(page.text).to.include(`<dd id="reply-to"><a href="${href([['replyTo', `reply ${XSS}`]])}">reply ${escaped}</a></dd>`);
+    expect(page.text).to.include(`<dt>${escaped}</dt><dd><a href="${href([['argKey', XSS], ['argValue', `value ${XSS}`]])}" title="jobs with this arg">value ${escaped}</a></dd>`);
+    expect(page.text).to.include(`<dt>plain</dt><dd><a href="${BASE}/jobs?argKey=plain&amp;argValue=v-1" title="jobs with this arg">v-1</a></dd>`);
     const unset = await request(app).get(`${BASE}/jobs/${ids.pending}`).expect(200);
     expect(unset.text).to.include('<dd id="user-id">—</dd>').and.include('<dd id="reply-to">—</dd>');
     expect(unset.text).not.to.include('id="args"');
@@ -105,6 +108,60 @@ forEachDialect('admin (Express 5)', ({ fresh }) => {
     expect(hostile.text).to.include(`/jobs/${mine}"`);
     expect(hostile.text).not.to.include('<script>window');
     expect(hostile.text).to.include(`<td class="user"><a href="${BASE}/jobs?userId=${encodeURIComponent(XSS)}">${escaped}</a></td>`);
+  });
+
+  it('filters the list by replyTo and args (argKey/argValue pairs), in the JSON API, the page and the links of the job page', async () => {
+    const app = appWith(jobs);
+    const a = (await jobs.enqueue('ok', { n: 1 }, { delay: 3_600_000, userId: 'u-1', replyTo: `reply ${XSS}`, args: { [XSS]: `v ${XSS}`, 'a.b': 'x', empty: '' } })).id;
+    const b = (await jobs.enqueue('ok', { n: 2 }, { delay: 3_600_000, userId: 'u-2', replyTo: `reply ${XSS}`, args: { 'a.b': 'x', region: 'eu' } })).id;
+    await jobs.cancel(b);
+    const c = (await jobs.enqueue('ok', { n: 3 }, { delay: 3_600_000, replyTo: 'reply', args: { 'a.b': 'y', a: 'x' } })).id;
+    const api = async (query: string) => (await request(app).get(`${BASE}/api/jobs?${query}`).expect(200)).body.items.map((j: { id: string }) => j.id).sort();
+    const q = (fields: string[][]) => new URLSearchParams(fields).toString();
+    expect(await api(q([['replyTo', `reply ${XSS}`]])), 'live and finished').to.deep.equal([a, b].sort());
+    expect(await api(q([['replyTo', `reply ${XSS}`], ['userId', 'u-2']]))).to.deep.equal([b]);
+    expect(await api(q([['argKey', 'a.b'], ['argValue', 'x']]))).to.deep.equal([a, b].sort());
+    expect(await api(q([['argKey', 'a.b'], ['argValue', 'x'], ['argKey', 'region'], ['argValue', 'eu']])), 'every pair').to.deep.equal([b]);
+    expect(await api(q([['argKey', XSS], ['argValue', `v ${XSS}`]]))).to.deep.equal([a]);
+    expect(await api(q([['argKey', 'empty'], ['argValue', '']])), 'an empty value').to.deep.equal([a]);
+    expect(await api(q([['argKey', ''], ['argValue', ''], ['argKey', 'a.b'], ['argValue', 'y']])), 'a blank pair is left out').to.deep.equal([c]);
+    expect(await api(q([['argKey', 'a.b'], ['argValue', 'x'], ['state', 'cancelled']]))).to.deep.equal([b]);
+    // The page: the form keeps the values (escaped) with a blank row more, the table lists the matches, the bulk form repeats the filter.
+    const html = await request(app).get(`${BASE}/jobs?${q([['replyTo', `reply ${XSS}`], ['argKey', XSS], ['argValue', `v ${XSS}`]])}`).expect(200);
+    const escaped = '&lt;script&gt;window.pwned=1&lt;/script&gt;&lt;img src=x onerror=&#34;window.pwned=2&#34;&gt;';
+    expect(html.text).not.to.include('<script>window').and.not.include('<img src=x');
+    expect(html.text).to.include(`/jobs/${a}"`).and.not.include(`/jobs/${b}"`);
+    expect(html.text).to.include(`name="replyTo" value="reply ${escaped}"`);
+    expect(html.text).to.include(`name="argKey" value="${escaped}"`).and.include(`name="argValue" value="v ${escaped}"`);
+    expect(html.text.match(/name="argKey"/g), 'the pair given and a blank one').to.have.length(2 + 1);
+    expect(html.text).to.include(`<input type="hidden" name="argKey" value="${escaped}"><input type="hidden" name="argValue" value="v ${escaped}">`);
+    // The job page's links open these lists.
+    const page = await request(app).get(`${BASE}/jobs/${b}`).expect(200);
+    const regionLink = /href="([^"]*argKey=region[^"]*)"/.exec(page.text)![1].replaceAll('&amp;', '&');
+    const linked = await request(app).get(regionLink.replace(`${BASE}/jobs`, `${BASE}/api/jobs`)).expect(200);
+    expect(linked.body.items.map((j: { id: string }) => j.id)).to.deep.equal([b]);
+    // Refused: unpaired fields, a value without a key, a key twice, and what list() refuses.
+    const refused = async (query: string, message: RegExp) => expect((await request(app).get(`${BASE}/api/jobs?${query}`).expect(400)).body.error).to.match(message);
+    await refused('argKey=a', /argKey and argValue must come in pairs \(argValue may be empty\); got 1 argKey and 0 argValue/);
+    await refused('argKey=&argValue=x', /argKey must not be empty where an argValue is given/);
+    await refused('argKey=a&argValue=1&argKey=a&argValue=2', /argKey "a" is given twice/);
+    await refused(`argKey=${'k'.repeat(101)}&argValue=1`, /args keys must be 1-100 characters/);
+    await refused('argKey=a&argValue=%00', /args\.a contains a NUL/);
+    await refused(`replyTo=${'r'.repeat(2001)}`, /replyTo must be a string of at most 2000 characters/);
+    expect((await request(app).get(`${BASE}/jobs?argKey=a`)).status).to.equal(400);
+  });
+
+  it('bulk "all matching" keeps the replyTo and args filter through the confirm page', async () => {
+    await jobs.enqueueMany(Array.from({ length: 3 }, (_, i) => ({ name: 'ok', payload: { n: i }, delay: 3_600_000, replyTo: 'r', args: { k: i === 0 ? 'other' : 'v', 'a=b': '&' } })));
+    const { agent, token } = await client(appWith(jobs));
+    const filter = 'replyTo=r&argKey=k&argValue=v&argKey=a%3Db&argValue=%26';
+    const ask = await agent.post(`${BASE}/jobs/bulk`).type('form').send(`_csrf=${token}&action=cancel&scope=all&${filter}`).expect(200);
+    expect(ask.text).to.include('<strong>2</strong> jobs').and.include('<dt>args.a=b</dt><dd>&amp;</dd>').and.include('<dt>replyTo</dt><dd>r</dd>');
+    expect(ask.text).to.include('<input type="hidden" name="argKey" value="a=b"><input type="hidden" name="argValue" value="&amp;">');
+    expect(ask.text).to.include(`href="${BASE}/jobs?${filter.replaceAll('&', '&amp;')}">Cancel</a>`);
+    await agent.post(`${BASE}/jobs/bulk`).type('form').send(`_csrf=${token}&action=cancel&scope=all&${filter}&confirm=yes`).expect(303);
+    expect((await jobs.list({ args: { k: 'v' }, state: 'cancelled' })).items).to.have.length(2);
+    expect((await jobs.list({ args: { k: 'other' }, state: 'pending' })).items).to.have.length(1);
   });
 
   it('hostile filter strings are values, never SQL; bad filters are 400 with a message', async () => {

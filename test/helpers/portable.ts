@@ -42,8 +42,8 @@ export function portableStatements(sql: Sql): [string, Statement][] {
     ['queuesPaused', queuesPaused(sql)],
     ['jobsThroughput', jobsThroughput(sql, { windowMs: 3_600_000, bucketMs: 60_000 })],
     ['jobsList', jobsList(sql, {
-      queue: HOSTILE, name: HOSTILE, tag: HOSTILE, batchId: HOSTILE, refId: HOSTILE, createdBy: HOSTILE,
-      createdAfter: new Date(0), createdBefore: new Date(1), cursor: UUID, limit: 10, includePayload: true,
+      queue: HOSTILE, name: HOSTILE, tag: HOSTILE, batchId: HOSTILE, refId: HOSTILE, createdBy: HOSTILE, userId: HOSTILE, replyTo: HOSTILE,
+      args: { [HOSTILE]: HOSTILE, 'a."b\\': HOSTILE }, createdAfter: new Date(0), createdBefore: new Date(1), cursor: UUID, limit: 10, includePayload: true,
     })],
     ['jobsList (live states)', jobsList(sql, { states: ['pending', 'running'], queue: HOSTILE })],
     ['jobsList (some finished states)', jobsList(sql, { states: ['failed', 'cancelled'], cursor: UUID })],

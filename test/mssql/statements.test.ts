@@ -247,6 +247,22 @@ describe('SQL Server statements (no server)', () => {
     expect(both).to.match(/\) live\nUNION ALL\nSELECT \* FROM \(SELECT TOP \(@p3\) [^;]*, finished_at, result, 0 AS parents_left, CAST\(NULL AS DATETIME2\(3\)\) AS reserved_until FROM app_history\s+ORDER BY id DESC\) finished/);
   });
 
+  it('filters the list by replyTo and by args keys looked up in OPENJSON, key and value bound as text', () => {
+    const key = 'a."b\\ $*';
+    const { text, params } = named(jobsList(portable, { replyTo: HOSTILE, args: { [key]: HOSTILE, k: '' }, state: 'pending' }));
+    expect(text).to.include(
+      'FROM app_jobs WHERE state IN (@p3) AND reply_to = @p4 AND (SELECT value FROM OPENJSON(args) WHERE [key] = @p5) = @p6 AND (SELECT value FROM OPENJSON(args) WHERE [key] = @p7) = @p8',
+    );
+    expect(text).to.not.include(HOSTILE).and.not.include(key);
+    expect(params.slice(3)).to.deep.equal([
+      { name: 'p4', type: 'nvarchar', value: HOSTILE },
+      { name: 'p5', type: 'nvarchar', value: key },
+      { name: 'p6', type: 'nvarchar', value: HOSTILE },
+      { name: 'p7', type: 'nvarchar', value: 'k' },
+      { name: 'p8', type: 'nvarchar', value: '' },
+    ]);
+  });
+
   it('upserts with MERGE under HOLDLOCK (leases, workers, attempts, schedules)', () => {
     for (const stmt of [sql.acquireLease('l', 'o', 1), named(workerHeartbeat(portable, { id: 'w', host: 'h', pid: 1, queues: null, names: [], concurrency: 1 })), jobsFail(T, []), sql.upsertSchedule(buildSchedule('k', { every: 1, unit: 'minutes' }, null, {}, 0), null, null)]) {
       expect(stmt.text).to.match(/MERGE app_\w+ WITH \(HOLDLOCK\) AS/);

@@ -80,6 +80,13 @@ export interface SqlDialect {
   epochMs(time: string): string;
   /** Integer division of two integer expressions (truncated). */
   intDiv(a: string, b: string): string;
+  /** The string at one key of the JSON object in `column` (NULL without the key), the key bound at `p` as jsonKey() spells it. */
+  jsonText(column: string, p: string): string;
+  /**
+   * A key as jsonText() binds it: the key itself where the database looks a key up as it is, or a
+   * JSON path whose one step quotes it where it takes paths (so `.`, `*`, `$` in a key are text).
+   */
+  jsonKey(key: string): string;
   /**
    * The last key of an order among equal run times: the job id (time-ordered, so enqueue order),
    * or SQLite's rowid, which ends every SQLite index for free where the text id would widen it.
@@ -111,6 +118,16 @@ function insert(table: string, row: ColumnValues, onDuplicate: string): string {
   return `INSERT INTO ${table} (${columns(row)}) VALUES (${values(row)}) ${onDuplicate}`;
 }
 
+/**
+ * The JSON path of one object key: `$."key"`, the key escaped as a JSON string is (quotes,
+ * backslashes, control characters), which SQLite's and MySQL's paths read back to the key.
+ */
+export function jsonKeyPath(key: string): string {
+  return `$.${JSON.stringify(key)}`;
+}
+
+const asIs = (key: string) => key;
+
 /** The spelling most of the databases share; each dialect below overrides what it writes otherwise. */
 const common = {
   col: (c: string) => c,
@@ -125,6 +142,7 @@ const common = {
   intDiv: (a: string, b: string) => `(${a} / ${b})`,
   insertionOrder: 'id',
   partialIndexes: true,
+  jsonKey: jsonKeyPath,
 } satisfies Partial<SqlDialect>;
 
 export const sqlite: SqlDialect = {
@@ -149,6 +167,7 @@ export const sqlite: SqlDialect = {
   useIndex: (i) => ` INDEXED BY ${i}`,
   nullAs: () => 'NULL',
   json: (p) => p,
+  jsonText: (column, p) => `json_extract(${column}, ${p})`,
   epochMs: (time) => time,
   // better-sqlite3 binds numbers as REAL: the cast keeps the division integral.
   intDiv: (a, b) => `(${a} / CAST(${b} AS INTEGER))`,
@@ -174,6 +193,9 @@ export const postgres: SqlDialect = {
   codec: nativeCodec,
   nullAs: (type) => (type === 'time' ? 'NULL::timestamptz' : 'NULL::json'),
   json: (p) => `CAST(${p} AS json)`,
+  // ->> looks the key up as given (no path); the cast picks the text form of the operator over the integer (array index) one.
+  jsonText: (column, p) => `(${column} ->> CAST(${p} AS text))`,
+  jsonKey: asIs,
   epochMs: (time) => `floor(EXTRACT(EPOCH FROM ${time}) * 1000)::bigint`,
 };
 
@@ -210,6 +232,8 @@ export const mysql: SqlDialect = {
   useIndex: (i) => ` FORCE INDEX (${i})`,
   nullAs: (type) => (type === 'time' ? 'CAST(NULL AS DATETIME(3))' : 'NULL'),
   json: (p) => p,
+  // Not JSON_VALUE: MySQL 8's returns at most VARCHAR(512) unless told otherwise (RETURNING, which MariaDB lacks).
+  jsonText: (column, p) => `JSON_UNQUOTE(JSON_EXTRACT(${column}, ${p}))`,
   // From DATETIME(3) UTC without UNIX_TIMESTAMP, which follows the session time zone.
   epochMs: (time) => `(TIMESTAMPDIFF(MICROSECOND, '1970-01-01', ${time}) DIV 1000)`,
   intDiv: (a, b) => `(${a} DIV ${b})`,
@@ -249,6 +273,9 @@ WHEN NOT MATCHED THEN INSERT (${columns(row)}) VALUES (${values(row)});`,
   useIndex: none,
   nullAs: (type) => (type === 'time' ? 'CAST(NULL AS DATETIME2(3))' : 'CAST(NULL AS NVARCHAR(MAX))'),
   json: (p) => p,
+  // OPENJSON compares the decoded key itself, where a JSON_VALUE path would depend on how its parser reads escapes in a quoted key.
+  jsonText: (column, p) => `(SELECT value FROM OPENJSON(${column}) WHERE [key] = ${p})`,
+  jsonKey: asIs,
   // DATEDIFF_BIG: DATEDIFF's INT overflows after 24 days of milliseconds.
   epochMs: (time) => `DATEDIFF_BIG(millisecond, CAST('19700101' AS DATETIME2(3)), ${time})`,
 };

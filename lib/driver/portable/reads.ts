@@ -202,6 +202,8 @@ function listWhere(sql: Sql, b: Binder, f: ListFilter, states: JobState[], allSt
   if (f.refId !== undefined) where.push(`ref_id = ${b.text(f.refId)}`);
   if (f.createdBy !== undefined) where.push(`created_by = ${b.text(f.createdBy)}`);
   if (f.userId !== undefined) where.push(`user_id = ${b.text(f.userId)}`);
+  if (f.replyTo !== undefined) where.push(`reply_to = ${b.text(f.replyTo)}`);
+  for (const [key, value] of Object.entries(f.args ?? {})) where.push(`${b.jsonText('args', key)} = ${b.text(value)}`);
   if (f.createdAfter !== undefined) where.push(`created_at >= ${b.time(f.createdAfter.getTime())}`);
   if (f.createdBefore !== undefined) where.push(`created_at < ${b.time(f.createdBefore.getTime())}`);
   if (f.reserved) where.push(isReserved(sql));

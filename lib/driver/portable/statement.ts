@@ -78,6 +78,10 @@ export class Binder {
   private spelled(fragment: (p: string) => string, n: number): string {
     return fragment('') === '' ? '' : fragment(this.int(n));
   }
+  /** The string at `key` of the JSON object in `column` (NULL without it), the key bound as the dialect looks it up. */
+  jsonText(column: string, key: string): string {
+    return this.d.jsonText(column, this.text(this.d.jsonKey(key)));
+  }
   /** `IN (…)` over these strings, bound as one value. */
   in(values: string[]): string {
     return this.d.inList(this.add(this.d.listValue(values), 'nvarchar(max)'));

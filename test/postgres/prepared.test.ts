@@ -56,11 +56,11 @@ describe('PostgreSQL: hot statements prepared on our own connections', function 
   });
 
   /** An instance whose worker runs `count` jobs (one of them failing once), on one private connection. */
-  async function run(opts: { pooler?: 'transaction'; count: number; before?: (jobs: Jobs) => Promise<void> }): Promise<Jobs> {
+  async function run(opts: { pooler?: 'transaction'; directUrl?: string; count: number; before?: (jobs: Jobs) => Promise<void> }): Promise<Jobs> {
     const prefix = uniquePrefix();
     prefixes.push(prefix);
     const seen = new Set<number>();
-    const jobs = createJobs({ db: app, tablePrefix: prefix, workerPoolSize: 1, logger: false, pooler: opts.pooler, worker: { concurrency: 5, pollInterval: 50 } });
+    const jobs = createJobs({ db: app, tablePrefix: prefix, workerPoolSize: 1, logger: false, pooler: opts.pooler, directUrl: opts.directUrl, worker: { concurrency: 5, pollInterval: 50 } });
     opened.push(jobs);
     let failedOnce = false;
     jobs.define('work', async (payload: { n: number }, ctx) => {
@@ -95,6 +95,13 @@ describe('PostgreSQL: hot statements prepared on our own connections', function 
   it('behind a transaction pooler (pooler: "transaction") nothing is prepared', async () => {
     const jobs = await run({ count: 50, pooler: 'transaction' });
     const { own } = ownPools(jobs);
+    expect(await preparedOn(own)).to.deep.equal([]);
+  });
+
+  it('with directUrl: claims (on the direct connection) are prepared, the private pool (through db, maybe a transaction pooler) is not', async () => {
+    const jobs = await run({ count: 50, directUrl: PG_URL });
+    const { claimer, own } = ownPools(jobs);
+    expect((await preparedOn(claimer)).map((p) => p.statement.trim().slice(0, 13))).to.deep.equal(['WITH next AS ']);
     expect(await preparedOn(own)).to.deep.equal([]);
   });
 

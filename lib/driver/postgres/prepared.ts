@@ -28,7 +28,11 @@ export function prepared(q: { text: string; values: unknown[] }): NamedQuery {
   return { name, text: q.text, values: q.values };
 }
 
-/** The server does not have a statement we prepared on this connection (SQLSTATE 26000): a pooler swapped its server connection. */
+/**
+ * A pooler swapped the server connection under a client of ours: the server lacks a statement the
+ * client prepared (26000), or already has one by that name, prepared by another client (42P05).
+ */
 export function preparedStatementLost(err: unknown): boolean {
-  return (err as { code?: unknown } | null)?.code === '26000';
+  const code = (err as { code?: unknown } | null)?.code;
+  return code === '26000' || code === '42P05';
 }

@@ -81,8 +81,12 @@ export class PostgresStore extends PortableStore implements Store {
   private readonly warn: (message: string) => void;
   /** Whether sessionConfig's connections keep their server session; asked once (see pooler.ts). */
   private sessionKept: Promise<boolean> | null = null;
-  /** Whether the hot statements on our own connections are prepared (./prepared.ts): once the session is known to be kept. */
-  private preparing = false;
+  /**
+   * Where the hot statements are prepared (./prepared.ts): on the claim connection, which keeps its
+   * session whenever it is used (direct, a session pooler or directUrl); on the private pool once
+   * its connections are known to keep theirs (with directUrl they still go through `db`, so never).
+   */
+  private readonly preparing = { claims: true, own: false };
   private readonly jobsChannel: string;
   private readonly cancelChannel: string;
   /** The hot statements, one file each, their text built once per prefix. */
@@ -143,7 +147,7 @@ export class PostgresStore extends PortableStore implements Store {
     this.sessionConfig = opts.directUrl ? directConfig(base, opts.directUrl) : base;
     this.pooler = opts.directUrl ? 'session' : (opts.pooler ?? 'auto');
     if (this.pooler === 'transaction') this.capabilities.notify = false;
-    this.preparing = this.pooler === 'session';
+    this.preparing.own = this.pooler === 'session' && !opts.directUrl;
     this.warn = opts.warn ?? (() => undefined);
   }
 
@@ -156,7 +160,7 @@ export class PostgresStore extends PortableStore implements Store {
     if (this.pooler !== 'auto') return Promise.resolve(this.pooler === 'session');
     this.sessionKept ??= keepsSession(this.app.Client, this.sessionConfig).then(
       (kept) => {
-        this.preparing = kept;
+        this.preparing.own = kept;
         if (!kept) {
           this.capabilities.notify = false;
           this.warn(TRANSACTION_POOLER_WARNING);
@@ -194,18 +198,18 @@ export class PostgresStore extends PortableStore implements Store {
         await c.query(CLAIM_PLANNER);
         plannedSessions.add(c);
       }
-      return (await this.onOwn(c, q)).rows;
+      return (await this.onOwn(c, q, 'claims')).rows;
     });
   }
 
   /** A hot statement on one of our own connections, prepared while they keep their session. */
-  private async onOwn(on: Pool | PoolClient, q: { text: string; values: unknown[] }): Promise<{ rows: QueryResultRow[] }> {
-    if (!this.preparing) return on.query(q.text, q.values);
+  private async onOwn(on: Pool | PoolClient, q: { text: string; values: unknown[] }, role: 'claims' | 'own' = 'own'): Promise<{ rows: QueryResultRow[] }> {
+    if (!this.preparing[role]) return on.query(q.text, q.values);
     try {
       return await on.query(prepared(q));
     } catch (err) {
       if (!preparedStatementLost(err)) throw err;
-      this.preparing = false; // a pooler detection missed: plain statements from now on
+      this.preparing[role] = false; // a pooler that detection missed: plain statements from now on
       return on.query(q.text, q.values);
     }
   }

@@ -23,6 +23,17 @@ const RESERVATIONS_BATCH = 500;
 /** Jobs raised per statement by priority aging. */
 const AGING_BATCH = 1000;
 
+/**
+ * How often the leader looks for jobs to age: a tenth of everyMs (25 ms to 1 s), so a job gets
+ * its step at most a tenth of a step late (a job waiting 10 × everyMs has gained its 10 steps by
+ * then, give or take a tenth of one). Rounds that often cost the leader reads, not writes: each
+ * round is two index range reads, empty while no job is due for a step, and a job is still written
+ * once per everyMs (a round raises it by all the steps it waited: see jobsRaise).
+ */
+export function agingRoundMs(everyMs: number): number {
+  return Math.max(25, Math.min(1000, Math.floor(everyMs / 10)));
+}
+
 /** History rows deleted per statement. */
 const PRUNE_BATCH = 1000;
 
@@ -51,7 +62,7 @@ export class Maintenance {
     this.periodic.every(RESERVATIONS_EVERY.ms, () => this.expireReservations());
     this.periodic.every(GROUPS_PRUNE_EVERY_MS, () => this.pruneGroups());
     const aging = this.opts.agingMs;
-    if (aging !== null) this.periodic.every(Math.max(100, Math.min(5000, Math.floor(aging / 2))), () => this.age(aging));
+    if (aging !== null) this.periodic.every(agingRoundMs(aging), () => this.age(aging));
   }
 
   /** Priority aging: raise the jobs that waited another step, in batches. */

@@ -4,8 +4,13 @@
  * instances with their own connections.
  */
 import { expect } from 'chai';
+import type Database from 'better-sqlite3';
+import type pg from 'pg';
+import type mysql from 'mysql2/promise';
+import type { ConnectionPool as MssqlPool } from 'mssql';
+import type { DatabasePool } from 'slonik';
 import { JobValidationError, type JobContext, type Jobs } from '../../lib/index.ts';
-import { forEachDialect, until, type TestDb } from '../helpers/dialects.ts';
+import { forEachDialect, sleep, until, type TestDb } from '../helpers/dialects.ts';
 
 const count = async (t: { query<T>(sql: string): Promise<T[]>; prefix: string }, table: string, where = '1 = 1') =>
   Number((await t.query<{ n: number }>(`SELECT COUNT(*) AS n FROM ${t.prefix}${table} WHERE ${where}`))[0].n);
@@ -17,6 +22,52 @@ function failingSync(t: TestDb, fails: () => boolean = () => true): Jobs {
     if (fails()) throw new Error('down');
   }, { deadLetter: 'sync-dlq', maxAttempts: 1 });
   return jobs;
+}
+
+type AppTx = NonNullable<NonNullable<Parameters<Jobs['commitReserved']>[1]>['tx']>;
+
+class RolledBack extends Error {}
+
+/** Run `fn` in a transaction of the app's own driver, as an app would, then commit it or roll it back. */
+async function inAppTx<T>(t: TestDb, end: 'COMMIT' | 'ROLLBACK', fn: (tx: AppTx) => Promise<T>): Promise<T> {
+  if (t.driver === 'slonik') {
+    let out!: T;
+    // slonik commits when the handler returns and rolls back when it throws.
+    await (t.db as DatabasePool).transaction(async (tx) => {
+      out = await fn(tx as never);
+      if (end === 'ROLLBACK') throw new RolledBack();
+    }).catch((err: unknown) => {
+      if (!(err instanceof RolledBack)) throw err;
+    });
+    return out;
+  }
+  if (t.driver === 'mssql') {
+    const tx = (t.db as MssqlPool).transaction();
+    await tx.begin();
+    try {
+      return await fn(tx as never);
+    } finally {
+      await (end === 'COMMIT' ? tx.commit() : tx.rollback());
+    }
+  }
+  if (t.driver === 'better-sqlite3') {
+    const db = t.db as Database.Database;
+    db.exec('BEGIN');
+    try {
+      return await fn(db as never);
+    } finally {
+      db.exec(end);
+    }
+  }
+  const conn: { query(sql: string): Promise<unknown>; release(): void } =
+    t.driver === 'pg' ? await (t.db as pg.Pool).connect() : await (t.db as mysql.Pool).getConnection();
+  await conn.query(t.driver === 'pg' ? 'BEGIN' : 'START TRANSACTION');
+  try {
+    return await fn(conn as never);
+  } finally {
+    await conn.query(end);
+    conn.release();
+  }
 }
 
 forEachDialect('flow control: uniqueness, debounce, dead letters', ({ fresh }) => {
@@ -423,6 +474,57 @@ forEachDialect('flow control: two-phase commit (reserve)', ({ fresh }) => {
     }
   });
 
+  it('a reserved job of a serial key never committed is cancelled after reserveTimeout, and the key\'s next job then runs', async () => {
+    const { RESERVATIONS_EVERY } = await import('../../lib/maintenance/service.ts');
+    const every = RESERVATIONS_EVERY.ms;
+    RESERVATIONS_EVERY.ms = 50;
+    try {
+      const t = await fresh();
+      const jobs = t.jobs({ worker: { pollInterval: 20 }, reserveTimeout: 400 });
+      const ran: { name: string; at: number }[] = [];
+      jobs.define('r', async (p: { name: string }) => void ran.push({ name: p.name, at: Date.now() }));
+      const before = Date.now();
+      const a = await jobs.enqueue('r', { name: 'a' }, { reserve: true, serial: 'k' });
+      const b = await jobs.enqueue('r', { name: 'b' }, { serial: 'k' });
+      await jobs.start();
+      await sleep(200);
+      expect(await jobs.get(b.id), 'the key is held while the reservation lasts').to.deep.include({ state: 'pending', waitingFor: 1 });
+      await until(async () => (await jobs.get(b.id))?.state === 'completed', 'the key to move on after the reservation expired', 5000);
+      expect((await jobs.get(a.id))?.state, 'the reservation was cancelled').to.equal('cancelled');
+      expect(ran.map((r) => r.name)).to.deep.equal(['b']);
+      expect(ran[0].at - before, 'b ran once the reservation ran out, not before').to.be.at.least(400);
+      expect(await jobs.commitReserved(a.id), 'too late to commit').to.deep.equal([]);
+      await jobs.stop();
+    } finally {
+      RESERVATIONS_EVERY.ms = every;
+    }
+  });
+
+  it('commitReserved in the caller\'s transaction: committed with it, the job runs; rolled back, it stays reserved', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { pollInterval: 20 } });
+    const ran: string[] = [];
+    jobs.define('r', async (p: { name: string }) => void ran.push(p.name));
+    await jobs.migrate();
+    const kept = await jobs.enqueue('r', { name: 'kept' }, { reserve: true, serial: 'k1' });
+    const lost = await jobs.enqueue('r', { name: 'lost' }, { reserve: true, serial: 'k2' });
+    const after = await jobs.enqueue('r', { name: 'after-lost' }, { serial: 'k2' });
+    // The worker starts after the transactions: on SQLite it would share the handle holding one open.
+    expect(await inAppTx(t, 'ROLLBACK', (tx) => jobs.commitReserved(lost.id, { tx }))).to.deep.equal([lost.id]);
+    expect(await inAppTx(t, 'COMMIT', (tx) => jobs.commitReserved(kept.id, { tx }))).to.deep.equal([kept.id]);
+    await jobs.start();
+    await until(async () => (await jobs.get(kept.id))?.state === 'completed', 'the committed job to run');
+    await sleep(300);
+    expect(ran, 'the rolled-back commit left its job (and the key behind it) waiting').to.deep.equal(['kept']);
+    expect((await jobs.get(lost.id))?.reservedUntil, 'still reserved').to.be.instanceOf(Date);
+    expect(await jobs.get(after.id)).to.deep.include({ state: 'pending', waitingFor: 1 });
+    // The reservation is intact: a later commit still takes it.
+    expect(await jobs.commitReserved(lost.id)).to.deep.equal([lost.id]);
+    await until(async () => (await jobs.get(after.id))?.state === 'completed', 'the key to move on');
+    expect(ran).to.deep.equal(['kept', 'lost', 'after-lost']);
+    await jobs.stop();
+  });
+
   it('refuses reserve with delay or a non-boolean', async () => {
     const t = await fresh();
     const jobs = t.jobs({ worker: false });
@@ -472,8 +574,27 @@ forEachDialect('flow control: priority aging', ({ fresh }) => {
       await feed;
     }
     expect(pendingWhenLowStarted, 'high-priority jobs were still waiting: aging, not an empty queue, let it run').to.be.greaterThan(0);
-    expect(lowStartedAt - since, 'within 10 × everyMs, plus the wait of the jobs ahead and a poll').to.be.below(10 * everyMs + 1500);
-    expect((await jobs.get(low.id))!.priority, 'raised a step per everyMs').to.be.within(9, 16);
+    // It has its 10 steps at 10 × everyMs (the leader looks every everyMs / 10); then it waits for
+    // the running job (20 ms), a claim, and a high job ahead of it that aged to 11 meanwhile.
+    expect(lowStartedAt - since, 'within 10 × everyMs, plus the job ahead and a claim').to.be.below(10 * everyMs + 250);
+    expect((await jobs.get(low.id))!.priority, 'raised a step per everyMs').to.be.within(10, 11);
+    await jobs.stop();
+  });
+
+  it('a leader that starts late raises a waiting job by every step it waited, at once', async () => {
+    const t = await fresh();
+    const everyMs = 100;
+    // Its worker claims another queue: the job only waits, and the instance's maintenance starts with the worker.
+    const jobs = t.jobs({ worker: { queues: ['elsewhere'] }, priorityAging: { everyMs } });
+    await jobs.migrate();
+    const low = await jobs.enqueue('work', {}, { priority: 0 });
+    // No leader for 12 steps' time: its first round must catch up all of them, not one or two a round.
+    await sleep(12 * everyMs);
+    const startedAt = Date.now();
+    await jobs.start();
+    const raised = await until(async () => ((await jobs.get(low.id))!.priority >= 12 ? Date.now() : 0), 'the job to be raised 12 steps', 5000);
+    expect(raised - startedAt, 'caught up within a round or two').to.be.below(3 * everyMs);
+    expect((await jobs.get(low.id))!.priority, 'no more steps than it waited').to.be.within(12, 14);
     await jobs.stop();
   });
 });

@@ -10,6 +10,9 @@ import { forEachDialect, until } from '../helpers/dialects.ts';
 
 interface Run {
   group: string | null;
+  /** The serial key and the job's place in it, when the payload names them. */
+  key: string | null;
+  n: number;
   start: number;
   end: number;
 }
@@ -18,8 +21,8 @@ interface Run {
 function recordRuns(instances: Jobs[], name: string, ms: () => number): Run[] {
   const runs: Run[] = [];
   for (const jobs of instances) {
-    jobs.define(name, async (p: { group?: string }) => {
-      const run = { group: p.group ?? null, start: performance.now(), end: Infinity };
+    jobs.define(name, async (p: { group?: string; key?: string; n?: number }) => {
+      const run = { group: p.group ?? null, key: p.key ?? null, n: p.n ?? 0, start: performance.now(), end: Infinity };
       runs.push(run);
       await new Promise((r) => setTimeout(r, ms()));
       run.end = performance.now();
@@ -36,6 +39,47 @@ function peak(runs: Run[]): number {
   for (const e of edges) most = Math.max(most, (now += e.d));
   return most;
 }
+
+/** `counts[key]` jobs of each serial key in `queue` (payload: key and place n), the keys' jobs interleaved. */
+function serialItems(queue: string, counts: Record<string, number>, group?: string) {
+  const most = Math.max(...Object.values(counts));
+  return Array.from({ length: most }, (_, n) => Object.keys(counts).filter((key) => n < counts[key]))
+    .flatMap((keys, n) => keys.map((key) => ({ name: 'step' as const, payload: { key, n, group }, queue, serial: key, ...(group ? { group } : {}) })));
+}
+
+/** Each serial key's runs are its jobs in enqueue order (n = 0, 1, …), each starting after the one before ended. */
+function expectSerial(runs: Run[], counts: Record<string, number>): void {
+  for (const [key, perKey] of Object.entries(counts)) {
+    const mine = runs.filter((r) => r.key === key).sort((x, y) => x.start - y.start);
+    expect(mine.map((r) => r.n), `${key} in enqueue order`).to.deep.equal([...Array(perKey).keys()]);
+    for (let i = 1; i < mine.length; i++) expect(mine[i].start, `${key} #${i} starts after #${i - 1} ended`).to.be.at.least(mine[i - 1].end);
+  }
+}
+
+/** Fail when more than `limit` of these start times (sorted) fall within one window of `intervalMs`, less `slackMs`. */
+function expectRate(starts: number[], limit: number, intervalMs: number, slackMs: number, what: string): void {
+  for (let i = 0; i + limit < starts.length; i++) {
+    expect(starts[i + limit] - starts[i], `${what}: starts ${i} and ${i + limit} are a window apart`).to.be.at.least(intervalMs - slackMs);
+  }
+}
+
+/**
+ * How much earlier than its window a handler may seem to start: the window counts claims as the
+ * database dates them, and a claim's round trip (the first ones' above all) can delay its
+ * handlers by tens of milliseconds against those of the next claim.
+ */
+const HANDLER_SLACK = 100;
+
+/** The start times the database recorded (its clock decides the window), once `n` jobs of the queue completed. */
+async function datedStarts(jobs: Jobs, queue: string, n: number): Promise<{ group: string | null; at: number }[]> {
+  const done = await until(async () => {
+    const { items } = await jobs.list({ queue, state: 'completed', limit: n + 1 });
+    return items.length === n ? items : null;
+  }, `the ${n} completions to be written`);
+  return done!.map((j) => ({ group: j.group, at: j.startedAt!.getTime() })).sort((x, y) => x.at - y.at);
+}
+
+const finished = (runs: Run[]) => runs.filter((r) => r.end !== Infinity).length;
 
 /** Count calls of the managed claim on an instance's store (the claims a worker sends for limited queues). */
 function countManagedClaims(jobs: Jobs): { n: number } {
@@ -296,6 +340,76 @@ forEachDialect('flow control: fair groups and queue limits', ({ fresh }) => {
     await jobs.enqueueMany(Array.from({ length: 6 }, () => ({ name: 'metered' as const, payload: {}, queue: 'slow' })));
     await jobs.drain();
     expect(ran).to.equal(6);
+    await jobs.stop();
+  });
+
+  it('a serial key inside a queue with concurrency: each key in order without overlap, and never more than the limit at once', async () => {
+    const t = await fresh();
+    const queues = { scarce: { concurrency: 2 } };
+    const instances = [t.jobs({ queues, worker: { concurrency: 6, pollInterval: 30 } }), (await t.another()).jobs({ queues, worker: { concurrency: 6, pollInterval: 30 } })];
+    const runs = recordRuns(instances, 'step', () => 10 + Math.floor(Math.random() * 20));
+    await instances[0].migrate();
+    // Keyless jobs first compete for the slots; three keys could then run three at once, the limit
+    // allows two; k1's tail runs alone, where a slot is free that only k1's waiting jobs could take.
+    const counts = { k1: 10, k2: 5, k3: 3 };
+    await instances[0].enqueueMany([...Array.from({ length: 4 }, () => ({ name: 'step' as const, payload: {}, queue: 'scarce' })), ...serialItems('scarce', counts)]);
+    await Promise.all(instances.map((j) => j.start()));
+    await until(() => finished(runs) === 22, 'every job to run', 30_000);
+    expectSerial(runs, counts);
+    expect(peak(runs), 'most running at once').to.equal(2);
+    await Promise.all(instances.map((j) => j.stop()));
+  });
+
+  it('serial keys on grouped jobs with groupConcurrency: both hold (each key in order, each group at most its limit)', async () => {
+    const t = await fresh();
+    const queues = { tenants: { groupConcurrency: 2 } };
+    const instances = [t.jobs({ queues, worker: { concurrency: 8, pollInterval: 30 } }), (await t.another()).jobs({ queues, worker: { concurrency: 8, pollInterval: 30 } })];
+    const runs = recordRuns(instances, 'step', () => 10 + Math.floor(Math.random() * 20));
+    await instances[0].migrate();
+    // Three keys per group: the keys alone would let a group run three at once.
+    const keysOf = { g1: { a: 8, b: 4, c: 3 }, g2: { d: 8, e: 4, f: 3 } };
+    await instances[0].enqueueMany(Object.entries(keysOf).flatMap(([group, counts]) => serialItems('tenants', counts, group)));
+    await Promise.all(instances.map((j) => j.start()));
+    await until(() => finished(runs) === 30, 'every job to run', 30_000);
+    expectSerial(runs, { ...keysOf.g1, ...keysOf.g2 });
+    for (const g of Object.keys(keysOf)) expect(peak(runs.filter((r) => r.group === g)), `${g} at once`).to.equal(2);
+    await Promise.all(instances.map((j) => j.stop()));
+  });
+
+  it('a serial key inside a rate-limited queue: each key in order without overlap, and at most limit starts in any window', async () => {
+    const t = await fresh();
+    const queues = { metered: { rateLimit: { limit: 4, intervalMs: 300 } } };
+    const instances = [t.jobs({ queues, worker: { concurrency: 6, pollInterval: 30 } }), (await t.another()).jobs({ queues, worker: { concurrency: 6, pollInterval: 30 } })];
+    const runs = recordRuns(instances, 'step', () => 5);
+    await instances[0].migrate();
+    // k1's tail runs alone, with room in the window that only its waiting jobs could take.
+    const counts = { k1: 8, k2: 4, k3: 3 };
+    await instances[0].enqueueMany(serialItems('metered', counts));
+    await Promise.all(instances.map((j) => j.start()));
+    await until(() => finished(runs) === 15, 'every job to run', 30_000);
+    expectSerial(runs, counts);
+    expectRate(runs.map((r) => r.start).sort((x, y) => x - y), 4, 300, HANDLER_SLACK, 'handler starts');
+    expectRate((await datedStarts(instances[0], 'metered', 15)).map((s) => s.at), 4, 300, 0, 'starts the database dated');
+    await Promise.all(instances.map((j) => j.stop()));
+  });
+
+  it("rateLimit per: 'group': each group has its own window, both reach the limit in one window and none exceeds it", async () => {
+    const t = await fresh();
+    const queues = { metered: { rateLimit: { limit: 3, intervalMs: 500, per: 'group' as const } } };
+    const jobs = t.jobs({ queues, worker: { concurrency: 10, pollInterval: 30 } });
+    const runs = recordRuns([jobs], 'call', () => 5);
+    await jobs.start();
+    await jobs.enqueueMany(['A', 'B'].flatMap((group) => Array.from({ length: 7 }, () => ({ name: 'call' as const, payload: { group }, queue: 'metered', group }))));
+    await until(() => finished(runs) === 14, 'every job to run', 30_000);
+    const startsOf = (g: string) => runs.filter((r) => r.group === g).map((r) => r.start).sort((x, y) => x - y);
+    const [a, b] = [startsOf('A'), startsOf('B')];
+    const dated = await datedStarts(jobs, 'metered', 14);
+    for (const [g, starts] of [['A', a], ['B', b]] as const) {
+      expectRate(starts, 3, 500, HANDLER_SLACK, `${g}'s handler starts`);
+      expectRate(dated.filter((s) => s.group === g).map((s) => s.at), 3, 500, 0, `${g}'s starts the database dated`);
+    }
+    // Six starts in one window: twice a queue-wide limit of 3, so each group counted its own.
+    expect(Math.max(a[2], b[2]) - Math.min(a[0], b[0]), 'both groups reached their limit within one window').to.be.below(500);
     await jobs.stop();
   });
 

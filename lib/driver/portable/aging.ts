@@ -21,12 +21,19 @@ export function jobsToAge({ d, t }: Sql, k: { everyMs: number; limit: number; fr
 }
 
 /**
- * One step up for these jobs, still pending (a claim may have taken one meanwhile). The step is
- * dated everyMs after the last one (or after the job became due), not at the round's now: the
- * cadence stays one step per everyMs of waiting however late a round runs.
+ * Raise these jobs, still pending (a claim may have taken one meanwhile), by every step they have
+ * waited since the last one (or since they became due), each step dated everyMs after the one
+ * before, not at the round's now: the cadence stays one step per everyMs of waiting however late
+ * or seldom a round runs, and a round that comes late (a new leader, a slow database) catches a
+ * job up in one write instead of a step per round.
  */
 export function jobsRaise({ d, t }: Sql, ids: string[], everyMs: number): Statement {
-  return write(d, (b) =>
-    `UPDATE ${t.jobs} SET priority = priority + 1, aged_at = ${d.plusMs('COALESCE(aged_at, run_at)', b.bigint(everyMs))}
-     WHERE id ${b.ids(ids)} AND state = 'pending'`);
+  return write(d, (b) => {
+    const base = 'COALESCE(aged_at, run_at)';
+    // A value is bound where it is written (MariaDB's placeholders are positional): built at each use, in text order.
+    const steps = () => d.intDiv(`(${d.epochMs(d.now)} - ${d.epochMs(base)})`, b.bigint(everyMs));
+    return `UPDATE ${t.jobs} SET priority = CASE WHEN priority + ${steps()} < ${MAX_PRIORITY} THEN priority + ${steps()} ELSE ${MAX_PRIORITY} END,
+       aged_at = ${d.plusMs(base, `${steps()} * ${b.bigint(everyMs)}`)}
+     WHERE id ${b.ids(ids)} AND state = 'pending' AND ${base} <= ${d.plusMs(d.now, b.bigint(-everyMs))}`;
+  });
 }

@@ -601,11 +601,13 @@ export function* reopenFlow(sql: Sql, id: string, previous: { state: string; flo
  */
 export function* commitReserved(sql: Sql, ids: string[]): Steps<FlowOutcome<string[]>> {
   const { d, t } = sql;
+  // Single-word column names: in a slonik caller's transaction the rows pass the app's row
+  // interceptors, and a camelCase one would turn parents_left into parentsLeft.
   const held = ((yield read(d, (b) =>
-    `SELECT id, queue, parents_left FROM ${t.jobs}${d.lockHint} WHERE id ${b.ids(ids)} AND reserved_until IS NOT NULL${d.forUpdate}`)) as Outcome).rows;
+    `SELECT id, queue, parents_left AS holds FROM ${t.jobs}${d.lockHint} WHERE id ${b.ids(ids)} AND reserved_until IS NOT NULL${d.forUpdate}`)) as Outcome).rows;
   const wake = new Set<string>();
   for (const r of held) {
-    const last = Number(r.parents_left) <= 1;
+    const last = Number(r.holds) <= 1;
     yield write(d, (b) =>
       last
         ? `UPDATE ${t.jobs} SET reserved_until = NULL, parents_left = 0, run_at = created_at WHERE id = ${b.id(String(r.id))}`

@@ -11,7 +11,7 @@ import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { forEachDialect, sleep, until } from '../helpers/dialects.ts';
-import { openExecLog, type Exec, type ExecLog } from '../helpers/exec-log.ts';
+import { openExecLog, type Exec, type ExecLog, type Victim } from '../helpers/exec-log.ts';
 import type { EnqueueManyItem, JobMap } from '../../lib/index.ts';
 
 /** The most executions under way at one instant (an end and a start at the same ms do not overlap). */
@@ -49,8 +49,13 @@ function readState(pid: number): string {
 async function lockWaits(lab: ExecLog): Promise<number> {
   const { t } = lab;
   if (t.dialect === 'postgres') return lab.count(`SELECT COUNT(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND application_name = $1`, [t.prefix]);
-  // Any table of the test's (the rescuer's transaction may wait on the jobs row or on history).
-  return lab.count(`SELECT COUNT(*) AS n FROM information_schema.innodb_trx WHERE trx_state = 'LOCK WAIT' AND trx_query LIKE $1`, [`%${t.prefix}%`]);
+  // Not information_schema.innodb_trx: InnoDB refreshes that snapshot only when nobody read it for
+  // 0.1 s, so a probe every 20 ms keeps reading the one taken before the wait began. The monitor's
+  // text is made on each call: a transaction in LOCK WAIT, waiting for a lock on any table of the
+  // test's (the rescuer's transaction may wait on the jobs row or on history).
+  const [{ Status }] = await lab.query<{ Status: string }>('SHOW ENGINE INNODB STATUS');
+  const waiting = new RegExp(`^LOCK WAIT [\\s\\S]*TRX HAS BEEN WAITING [\\s\\S]* of table \`[^\`]*\`\\.\`${t.prefix}`, 'm');
+  return Status.split(/^---TRANSACTION /m).filter((trx) => waiting.test(trx)).length;
 }
 
 /** Wait until `n` jobs named `name` are in history. */
@@ -220,23 +225,30 @@ forEachDialect('flow control across processes', ({ fresh }) => {
       { queue: 'v-copy', env: { PAUSE_AT: `INSERT INTO ${t.prefix}jobs \\(` }, killOn: 'paused' },
       { queue: 'v-after', env: {}, killOn: 'failed' },
       { queue: 'v-frozen', env: { HOLD_FAIL: 1, STOP_ON_HOLD: 1 }, killOn: null },
-      // The race runs on PostgreSQL. On MariaDB the rescuer's failure of the paused job was seen, 2
-      // runs in 3, neither waiting for the row lock nor written within 30 s: left open (issue 14's note).
+      // Not on MariaDB yet: with the wait now seen (lockWaits), 2 runs in 16 still timed out on the
+      // rescuer's write of its batch after the racer committed (10 s; cause not found: a deadlock
+      // between the two rescuers' batches is the suspect, their stderr was not captured).
       ...(t.dialect !== 'postgres' ? [] : [{ queue: 'v-race', env: { PAUSE_AT: `INSERT INTO ${t.prefix}history \\(`, RESUME_FILE: resumeFile }, killOn: null }]),
     ], timing);
     const frozen = victims.find((v) => v.queue === 'v-frozen')!;
     const racer = victims.find((v) => v.queue === 'v-race');
     const killed = victims.filter((v) => v.killOn !== null);
     const ids = new Map<string, string>();
-    for (const v of victims) {
+    const enqueue = async (v: Victim) => {
       const { id } = await jobs.enqueue('charge', { tag: v.queue, fail: true, announce: true }, { queue: v.queue, maxAttempts: 1, deadLetter: 'dlq' });
       ids.set(v.queue, id);
-    }
+    };
+    for (const v of victims) if (v !== frozen) await enqueue(v);
+    // The frozen victim's job only once the racer's is running: on MariaDB a claim locks every
+    // pending row it scans, of any queue, until its COMMIT, and the others' SKIP LOCKED passes
+    // them by. Stopped between its pick and its COMMIT (the claim loop polls on), the frozen
+    // victim would hide the racer's job until its SIGCONT, which waits for the race.
+    await racer?.proc.waitFor(/^paused$/);
+    await enqueue(frozen);
     await Promise.all(killed.map((v) => v.killed));
     await Promise.all(killed.map((v) => v.proc.exited));
     await frozen.proc.waitFor(/^holding-fail /);
     await until(() => readState(frozen.proc.pid) === 'T', 'the frozen victim to stop', 5_000, 10);
-    await racer?.proc.waitFor(/^paused$/);
     for (const v of victims) expect(v.proc.lines.some((l) => l.startsWith('throwing ')), `${v.queue}: its handler threw`).to.equal(true);
 
     // Two other processes rescue the jobs left running (failing them for good: no attempt left) and

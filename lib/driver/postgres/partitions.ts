@@ -107,20 +107,18 @@ export function monthReferenced(t: Tables, partition: string): Sql {
 
 /**
  * The trail of up to `limit` jobs of a partition about to be dropped (ids after `afterId`, in id
- * order): their logs, attempts and dependency edges, except for a job live again or finished again
- * since (retried: it is in the live table, or in history at or after the partition's end), which
- * keeps its own. Answers the last id looked at and how many (fewer than `limit`: the end).
+ * order): their logs, attempts and dependency edges. A job still in the partition is neither live
+ * nor finished elsewhere (an id is in one place at a time; a retried job left it), so its trail is
+ * its own to lose. Answers the last id looked at and how many (fewer than `limit`: the end).
  */
-export function monthTrailDelete(t: Tables, partition: string, end: Date, afterId: string | null, limit: number): Sql {
+export function monthTrailDelete(t: Tables, partition: string, afterId: string | null, limit: number): Sql {
   return {
     text: `WITH page AS (SELECT id FROM ${partition} WHERE $1::uuid IS NULL OR id > $1::uuid ORDER BY id LIMIT $2),
-      gone AS (SELECT p.id FROM page p WHERE NOT EXISTS (SELECT 1 FROM ${t.jobs} j WHERE j.id = p.id)
-        AND NOT EXISTS (SELECT 1 FROM ${t.history} h WHERE h.id = p.id AND h.finished_at >= $3)),
-      logs AS (DELETE FROM ${t.logs} WHERE job_id IN (SELECT id FROM gone)),
-      attempts AS (DELETE FROM ${t.attempts} WHERE job_id IN (SELECT id FROM gone)),
-      deps AS (DELETE FROM ${t.deps} WHERE child_id IN (SELECT id FROM gone))
+      logs AS (DELETE FROM ${t.logs} WHERE job_id IN (SELECT id FROM page)),
+      attempts AS (DELETE FROM ${t.attempts} WHERE job_id IN (SELECT id FROM page)),
+      deps AS (DELETE FROM ${t.deps} WHERE child_id IN (SELECT id FROM page))
       SELECT max(id::text) AS last, count(*)::int AS n FROM page`,
-    values: [afterId, limit, end],
+    values: [afterId, limit],
   };
 }
 

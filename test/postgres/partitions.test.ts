@@ -85,6 +85,16 @@ describe('history partitioned by month [postgres]', function () {
     expect(await partitionNames()).to.deep.equal([`${t.prefix}history_default`, `${t.prefix}history_legacy`, next.name].sort());
   });
 
+  it('a started instance makes next month\'s partition at start, leader or not', async () => {
+    const jobs = t.jobs({ worker: { pollInterval: 50 } });
+    await jobs.start();
+    const next = monthOf(t.prefix, await dbNow(), 1);
+    const deadline = Date.now() + 5000;
+    while (!(await partitionNames()).includes(next.name) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(await partitionNames()).to.include(next.name);
+    await jobs.stop();
+  });
+
   it('completions across a month boundary: a job finished in next month\'s partition is read, listed, retried and finished again', async () => {
     const jobs = t.jobs({ worker: { pollInterval: 50 } });
     jobs.define('work', async (n: number) => n * 2);
@@ -114,7 +124,7 @@ describe('history partitioned by month [postgres]', function () {
     expect(await jobs.get(b.id)).to.equal(null);
   });
 
-  it('a month with no partition: the completion goes to the default partition, and making the month moves it there', async () => {
+  it('a month with no partition: the completion goes to the default partition, and the upkeep makes that month and moves it there', async () => {
     const jobs = t.jobs({ worker: false });
     await jobs.migrate();
     const later = monthOf(t.prefix, await dbNow(), 3);
@@ -122,9 +132,11 @@ describe('history partitioned by month [postgres]', function () {
     await jobs.cancel(id);
     await finishAt(id, new Date(later.from.getTime() + DAY));
     expect(await partitionOf(id)).to.equal(`${t.prefix}history_default`);
-    expect(await months().create(later)).to.equal(true);
+    // The leader's upkeep makes the months the default partition holds rows of, besides the next one.
+    await jobs.store.historyUpkeep!();
     expect(await partitionOf(id)).to.equal(later.name);
     expect(await months().create(later), 'made already').to.equal(false);
+    expect(await t.query(`SELECT 1 FROM ${t.prefix}history_default`)).to.have.length(0);
     expect((await jobs.get(id))!.state).to.equal('cancelled');
   });
 

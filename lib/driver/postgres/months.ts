@@ -7,7 +7,7 @@
 import type { QueryResultRow } from 'pg';
 import type { Tables } from '../portable/statement.ts';
 import {
-  lockTimeout, monthCovered, monthCreate, monthDetach, monthDrop, monthOf, monthReferenced, monthTrailDelete,
+  defaultMonths, lockTimeout, monthCovered, monthCreate, monthDetach, monthDrop, monthOf, monthReferenced, monthTrailDelete,
   partitionsList, partitionsLock, type HistoryPartition,
 } from './partitions.ts';
 
@@ -44,12 +44,16 @@ export class HistoryMonths {
     return rows.map((r) => ({ name: String(r.name), isDefault: r.is_default === true, from: (r.from_at as Date | null) ?? null, to: (r.to_at as Date | null) ?? null }));
   }
 
-  /** Make the current and next UTC month (database clock) where no partition holds them yet. Answers the names made. */
+  /**
+   * Make the current and next UTC month (database clock) where no partition holds them yet, and the
+   * months whose rows the default partition took meanwhile (those rows move there). Answers the
+   * names made.
+   */
   async ensureAhead(): Promise<string[]> {
     const now = (await this.db.query('SELECT now() AS now', [])).rows[0].now as Date;
+    const stray = (await run(this.db.query, defaultMonths(this.defaultName))).rows.map((r) => monthOf(this.prefix, r.month as Date));
     const made: string[] = [];
-    for (const plus of [0, 1]) {
-      const month = monthOf(this.prefix, now, plus);
+    for (const month of [...stray, monthOf(this.prefix, now, 0), monthOf(this.prefix, now, 1)]) {
       if (await this.create(month)) made.push(month.name);
     }
     return made;

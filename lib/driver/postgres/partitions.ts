@@ -62,6 +62,17 @@ export function partitionsList(t: Tables): Sql {
   };
 }
 
+/**
+ * The UTC months the default partition holds rows of (column `month`, its first instant): months
+ * no leader made in time. Normally none, and then the scan of an empty table.
+ */
+export function defaultMonths(defaultName: string): Sql {
+  return {
+    text: `SELECT DISTINCT date_trunc('month', finished_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS month FROM ${defaultName}`,
+    values: [],
+  };
+}
+
 /** Partition DDL of one prefix takes turns (two leaders, or a leader and a start). */
 export function partitionsLock(prefix: string): Sql {
   return { text: 'SELECT pg_advisory_xact_lock(hashtext($1))', values: [`${prefix}history_partitions`] };

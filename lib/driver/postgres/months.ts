@@ -38,9 +38,9 @@ export class HistoryMonths {
     return `${this.prefix}history_default`;
   }
 
-  async list(): Promise<HistoryPartition[]> {
-    const { text, values } = partitionsList(this.t);
-    const rows = (await this.db.query(text, values)).rows;
+  /** On `q`: inside a transaction, on its own connection (the private pool may have only that one). */
+  async list(q: Query = this.db.query): Promise<HistoryPartition[]> {
+    const rows = (await run(q, partitionsList(this.t))).rows;
     return rows.map((r) => ({ name: String(r.name), isDefault: r.is_default === true, from: (r.from_at as Date | null) ?? null, to: (r.to_at as Date | null) ?? null }));
   }
 
@@ -65,7 +65,7 @@ export class HistoryMonths {
     return gaveUpOnLock(this.db.transaction(async (q) => {
       await run(q, partitionsLock(this.prefix));
       // Another instance may have made it while this one waited for the lock.
-      if (monthCovered(month, await this.list())) return false;
+      if (monthCovered(month, await this.list(q))) return false;
       await run(q, lockTimeout(DDL_LOCK_TIMEOUT_MS));
       for (const s of monthCreate(this.t, this.defaultName, month)) await run(q, s);
       return true;

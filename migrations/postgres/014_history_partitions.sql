@@ -1,7 +1,6 @@
--- History partitioned by month on finished_at (issue 15; ../shared/notes/HISTORY.md in the project
--- notes). No row is copied: the table as it is becomes the partition {{prefix}}history_legacy, from
--- the beginning of time to the first day of next month (UTC), and the leader creates one partition
--- per month from then on (lib/driver/postgres/partitions.ts). Retention drops whole months.
+-- History partitioned by month on finished_at (issue 15; the README's "Partitioned history"). No row is copied: the table as it is becomes the partition {{prefix}}history_legacy, from
+-- the beginning of time to the end of next month (UTC), and the leader creates one partition per
+-- month from then on (lib/driver/postgres/partitions.ts). Retention drops whole months.
 --
 -- Locks: the rename takes ACCESS EXCLUSIVE on history until this commits (completions wait). The
 -- time is the (id, finished_at) index build below plus one scan that checks the range; to do
@@ -37,9 +36,11 @@ CREATE INDEX {{prefix}}history_queue ON {{prefix}}history (queue, id);
 CREATE INDEX {{prefix}}history_user ON {{prefix}}history (user_id, id) WHERE user_id IS NOT NULL;
 CREATE INDEX {{prefix}}history_unique ON {{prefix}}history (unique_key, created_at) WHERE unique_key IS NOT NULL;
 
--- Bounds are UTC month starts (a bound expression is evaluated once, here).
+-- Bounds are UTC month starts (a bound expression is evaluated once, here). The legacy partition
+-- also holds next month, so the instances starting right after this migration (a deploy) find the
+-- current and next month there and run no partition DDL at start.
 ALTER TABLE {{prefix}}history ATTACH PARTITION {{prefix}}history_legacy
-  FOR VALUES FROM (MINVALUE) TO ((date_trunc('month', now() AT TIME ZONE 'UTC') + interval '1 month') AT TIME ZONE 'UTC');
+  FOR VALUES FROM (MINVALUE) TO ((date_trunc('month', now() AT TIME ZONE 'UTC') + interval '2 months') AT TIME ZONE 'UTC');
 
 -- Where a finished job goes when its month has no partition yet (no leader ran over a month's
 -- start): a completion never fails for want of a partition. The leader moves such rows out when it

@@ -62,11 +62,20 @@ describe('history partitioned by month [postgres]', function () {
     expect(moved, `history row of ${id}`).to.have.length(1);
   }
 
+  /**
+   * A fresh schema's legacy partition (empty) holds the past and up to the end of next month: gone,
+   * months of their own can be made there, as they will be once a migrated schema's legacy expires.
+   */
+  async function withoutLegacy(): Promise<void> {
+    await t.query(`ALTER TABLE ${t.prefix}history DETACH PARTITION ${t.prefix}history_legacy`);
+    await t.query(`DROP TABLE ${t.prefix}history_legacy`);
+  }
+
   async function partitionNames(): Promise<string[]> {
     return (await months().list()).map((p) => p.name).sort();
   }
 
-  it('a fresh schema: history partitioned on (id, finished_at), legacy up to next month, a default; the leader makes next month', async () => {
+  it('a fresh schema: history partitioned on (id, finished_at), legacy to the end of next month, a default: no DDL at start', async () => {
     const jobs = t.jobs({ worker: false });
     await jobs.migrate();
     const key = await t.query<{ cols: string }>(
@@ -74,19 +83,20 @@ describe('history partitioned by month [postgres]', function () {
        CROSS JOIN LATERAL unnest(c.conkey) WITH ORDINALITY k(attnum, n) JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum
        WHERE c.conrelid = $1::regclass AND c.contype = 'p'`, [`${t.prefix}history`]);
     expect(key[0].cols).to.equal('id,finished_at');
-    const next = monthOf(t.prefix, await dbNow(), 1);
+    const afterNext = monthOf(t.prefix, await dbNow(), 2);
     const before = await months().list();
     const legacy = before.find((p) => p.name === `${t.prefix}history_legacy`)!;
     expect(legacy.from).to.equal(null);
-    expect(legacy.to!.toISOString()).to.equal(next.from.toISOString());
+    expect(legacy.to!.toISOString()).to.equal(afterNext.from.toISOString());
     expect(before.some((p) => p.isDefault && p.name === `${t.prefix}history_default`)).to.equal(true);
     await jobs.store.historyUpkeep!();
-    await jobs.store.historyUpkeep!(); // again: nothing to do
-    expect(await partitionNames()).to.deep.equal([`${t.prefix}history_default`, `${t.prefix}history_legacy`, next.name].sort());
+    expect(await partitionNames(), 'the current and next month are in legacy').to.deep.equal([`${t.prefix}history_default`, `${t.prefix}history_legacy`]);
   });
 
   it('a started instance makes next month\'s partition at start, leader or not', async () => {
     const jobs = t.jobs({ worker: { pollInterval: 50 } });
+    await jobs.migrate();
+    await withoutLegacy();
     await jobs.start();
     const next = monthOf(t.prefix, await dbNow(), 1);
     const deadline = Date.now() + 5000;
@@ -99,12 +109,15 @@ describe('history partitioned by month [postgres]', function () {
     const jobs = t.jobs({ worker: { pollInterval: 50 } });
     jobs.define('work', async (n: number) => n * 2);
     await jobs.migrate();
+    await withoutLegacy();
     await jobs.store.historyUpkeep!();
-    const next = monthOf(t.prefix, await dbNow(), 1);
+    await jobs.store.historyUpkeep!(); // again: nothing to do
+    const [current, next] = [monthOf(t.prefix, await dbNow(), 0), monthOf(t.prefix, await dbNow(), 1)];
+    expect(await partitionNames()).to.deep.equal([`${t.prefix}history_default`, current.name, next.name].sort());
     const a = await jobs.enqueue('work', 1);
     const b = await jobs.enqueue('work', 2);
     await jobs.drain();
-    expect(await partitionOf(a.id)).to.equal(`${t.prefix}history_legacy`); // this month: the legacy partition reaches next month
+    expect(await partitionOf(a.id)).to.equal(current.name);
     await finishAt(b.id, new Date(next.from.getTime() + 2 * DAY));
     expect(await partitionOf(b.id)).to.equal(next.name);
 
@@ -118,7 +131,7 @@ describe('history partitioned by month [postgres]', function () {
     expect(await partitionOf(b.id), 'retried: out of history').to.equal(null);
     expect((await jobs.get(b.id))!.state).to.equal('pending');
     await jobs.drain();
-    expect(await partitionOf(b.id), 'finished again, this month').to.equal(`${t.prefix}history_legacy`);
+    expect(await partitionOf(b.id), 'finished again, this month').to.equal(current.name);
     expect((await jobs.get(b.id))!.state).to.equal('completed');
     await jobs.delete(b.id);
     expect(await jobs.get(b.id)).to.equal(null);
@@ -144,9 +157,7 @@ describe('history partitioned by month [postgres]', function () {
     const jobs = t.jobs({ worker: { pollInterval: 50 } });
     jobs.define('parent', async () => 'from the parent');
     await jobs.migrate();
-    // Past months need their own partitions: the (empty) legacy one of a fresh schema covers the past.
-    await t.query(`ALTER TABLE ${t.prefix}history DETACH PARTITION ${t.prefix}history_legacy`);
-    await t.query(`DROP TABLE ${t.prefix}history_legacy`);
+    await withoutLegacy();
     const now = await dbNow();
     const m: Record<number, Month> = {};
     for (const k of [-5, -4, -3, -2, -1, 0]) {

@@ -54,8 +54,8 @@ export class Maintenance {
     this.periodic.every(Math.max(1000, Math.floor(this.opts.stallTimeout / 2)), () => this.rescue());
     if (this.opts.retentionMs !== null) this.periodic.every(PRUNE_EVERY.ms, () => this.prune());
     if (this.store.historyUpkeep) {
-      // At start on every instance, not only the leader (one may not be chosen yet): idempotent, and
-      // the months a fresh schema needs exist before its first completion there.
+      // At start on every instance, not only the leader (one may not be chosen yet): idempotent (no
+      // DDL when the months exist), and months that fell behind while nothing ran are made at once.
       this.periodic.once(() => this.store.historyUpkeep!());
       this.periodic.every(UPKEEP_EVERY.ms, () => this.upkeep());
     }

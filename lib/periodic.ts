@@ -17,15 +17,24 @@ export class Periodic {
     const timer = setInterval(() => {
       if (this.stopped || busy) return;
       busy = true;
-      const chore = Promise.resolve()
-        .then(fn)
-        .catch((err) => this.onError(err))
-        .finally(() => (busy = false));
-      this.running.add(chore);
-      void chore.finally(() => this.running.delete(chore));
+      void this.track(fn).finally(() => (busy = false));
     }, ms);
     if (!keepAlive) timer.unref();
     this.timers.push(timer);
+  }
+
+  /** Run `fn` once now (a chore due at start), reported and awaited by stop() like the periodic ones. */
+  once(fn: () => Promise<void> | void): void {
+    if (!this.stopped) void this.track(fn);
+  }
+
+  private track(fn: () => Promise<void> | void): Promise<void> {
+    const chore = Promise.resolve()
+      .then(fn)
+      .catch((err) => this.onError(err));
+    this.running.add(chore);
+    void chore.finally(() => this.running.delete(chore));
+    return chore;
   }
 
   /** No new run starts from now on. */

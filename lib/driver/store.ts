@@ -417,6 +417,11 @@ export interface WorkerLiveness {
   /** Delete history rows finished more than olderThanMs ago, at most `limit`. */
   historyPrune(req: { olderThanMs: number; limit: number }): Promise<number>;
   /**
+   * Where history is partitioned by month (PostgreSQL): make the current and next month's
+   * partitions ahead. Safe to run from several instances at once; absent elsewhere.
+   */
+  historyUpkeep?(): Promise<void>;
+  /**
    * Milliseconds until the next pending job for these names becomes due (null: none). Managed
    * queues (their limits decide when their jobs start) count only with `managed: true`.
    */

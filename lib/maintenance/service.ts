@@ -12,6 +12,11 @@ import { rescueStalled } from './rescuer.ts';
  * grain): internal, so a test can see pruning happen without waiting a minute.
  */
 export const PRUNE_EVERY = { ms: 60_000 };
+/**
+ * How often the leader makes the coming months' history partitions, ms (internal, as PRUNE_EVERY).
+ * Hourly: the next month is made a month ahead, so a leader that misses rounds still has weeks.
+ */
+export const UPKEEP_EVERY = { ms: 3_600_000 };
 /** How often the leader cancels reservations that ran out, ms (internal, as PRUNE_EVERY). */
 export const RESERVATIONS_EVERY = { ms: 5_000 };
 /** How often the leader forgets idle fair groups, and after how long without an enqueue. */
@@ -59,6 +64,12 @@ export class Maintenance {
   start(): void {
     this.periodic.every(Math.max(1000, Math.floor(this.opts.stallTimeout / 2)), () => this.rescue());
     if (this.opts.retentionMs !== null) this.periodic.every(PRUNE_EVERY.ms, () => this.prune());
+    if (this.store.historyUpkeep) {
+      // At start on every instance, not only the leader (one may not be chosen yet): idempotent (no
+      // DDL when the months exist), and months that fell behind while nothing ran are made at once.
+      this.periodic.once(() => this.store.historyUpkeep!());
+      this.periodic.every(UPKEEP_EVERY.ms, () => this.upkeep());
+    }
     this.periodic.every(RESERVATIONS_EVERY.ms, () => this.expireReservations());
     this.periodic.every(GROUPS_PRUNE_EVERY_MS, () => this.pruneGroups());
     const aging = this.opts.agingMs;
@@ -88,6 +99,10 @@ export class Maintenance {
     const rescued = await rescueStalled(this.store, this.opts.stallTimeout);
     for (const r of rescued) this.hooks.rescued(r);
     if (rescued.some((r) => r.outcome === 'retry')) this.hooks.wake();
+  }
+
+  private async upkeep(): Promise<void> {
+    if (this.hooks.leads()) await this.store.historyUpkeep?.();
   }
 
   private async prune(): Promise<void> {

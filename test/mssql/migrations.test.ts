@@ -17,14 +17,15 @@ function schema(dialect: string): Map<string, string[]> {
   for (const file of readdirSync(path.join(root, dialect)).filter((f) => f.endsWith('.sql')).sort()) {
     for (const stmt of splitStatements(readFileSync(path.join(root, dialect, file), 'utf8'))) {
       // PostgreSQL and SQLite write ADD COLUMN; T-SQL has no COLUMN keyword there.
-      const added = /^ALTER TABLE \{\{prefix\}\}(\w+) ADD (?:COLUMN )?[`"[]?(\w+)/i.exec(stmt);
+      const added = /^ALTER TABLE \{\{prefix\}\}(\w+) ADD (?:COLUMN )?(?!CONSTRAINT\b|PRIMARY\b)[`"[]?(\w+)/i.exec(stmt);
       if (added) {
         expect(tables.has(added[1]), `${dialect}/${file}: ${added[1]} exists before it is altered`).to.equal(true);
         tables.get(added[1])!.push(added[2].toLowerCase());
         continue;
       }
       const m = /^CREATE TABLE (?:IF NOT EXISTS )?\{\{prefix\}\}(\w+)\s*\(([\s\S]*)\)[^)]*$/i.exec(stmt);
-      if (!m) continue;
+      // (LIKE t …): PostgreSQL's partitioned history (014) takes the columns of the table it replaces, kept as they were.
+      if (!m || /^\s*LIKE\b/i.test(m[2])) continue;
       const cols = m[2]
         .split('\n')
         .map((l) => l.trim())
@@ -86,6 +87,8 @@ describe('migrations across dialects', () => {
         for (const stmt of splitStatements(m.sql)) {
           const created = /^CREATE (?:UNIQUE )?INDEX (?:IF NOT EXISTS )?(\w+)/i.exec(stmt)?.[1];
           const dropped = /^DROP INDEX (?:IF EXISTS )?(\w+)/i.exec(stmt)?.[1];
+          const renamed = /^ALTER INDEX (\w+) RENAME TO (\w+)/i.exec(stmt);
+          if (renamed) live.splice(live.indexOf(renamed[1]), 1, renamed[2]);
           if (created) live.push(created);
           if (dropped) {
             expect(live, `${dialect}/${m.name} drops an index it created`).to.include(dropped);
@@ -93,7 +96,8 @@ describe('migrations across dialects', () => {
           }
         }
       }
-      return live.sort();
+      // PostgreSQL's legacy history partition (014) keeps the indexes history had: a partition's, not the schema's.
+      return live.filter((i) => !i.startsWith('p_history_legacy_')).sort();
     };
     expect(indexes('postgres')).to.include.members(['p_jobs_queue', 'p_history_finished', 'p_history_name', 'p_history_queue']);
     // Indexes that exist only as partial indexes: without those (MySQL) every job would pay for

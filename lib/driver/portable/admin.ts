@@ -224,13 +224,18 @@ export interface PruneAge {
   olderThanMs: number;
 }
 
-/** Up to `limit` finished jobs older than the retention: answers their ids. */
-export function historyPrunePick({ d, t }: Sql, k: PruneAge & { limit: number }): Statement {
+/**
+ * Up to `limit` finished jobs older than the retention: answers their ids. With `since` (epoch ms),
+ * only those finished since then: PostgreSQL prunes by row only the month that straddles the
+ * cutoff, older months go whole (or stay whole while a live job reads them).
+ */
+export function historyPrunePick({ d, t }: Sql, k: PruneAge & { limit: number; since?: number }): Statement {
   return read(d, (b) => {
     const cutoff = d.plusMs(d.now, b.bigint(-k.olderThanMs));
+    const since = k.since === undefined ? '' : ` AND finished_at >= ${b.time(k.since)}`;
     // Bound after the cutoff: TOP (SQL Server, named parameters) comes first in the text, LIMIT (positional elsewhere) last.
     const limit = b.int(k.limit);
-    return `SELECT ${d.top(limit)}id FROM ${t.history} WHERE finished_at < ${cutoff}${d.limit(limit)}`;
+    return `SELECT ${d.top(limit)}id FROM ${t.history} WHERE finished_at < ${cutoff}${since}${d.limit(limit)}`;
   });
 }
 
@@ -243,6 +248,17 @@ export function historyPrune(sql: Sql, k: PruneAge & { ids: string[] }): Stateme
   return [
     write(d, (b) => `DELETE FROM ${t.history} WHERE id ${b.ids(k.ids)} AND finished_at < ${d.plusMs(d.now, b.bigint(-k.olderThanMs))}`),
     ...jobsDeleteTrail(sql, k.ids),
+    ...retentionLeftovers(sql, k),
+  ];
+}
+
+/**
+ * What retention removes besides finished jobs: batches and unique/debounce keys past it (also run
+ * after PostgreSQL dropped whole months of history, when no row was left to prune one by one).
+ */
+export function retentionLeftovers(sql: Sql, k: PruneAge): Statement[] {
+  const { d, t } = sql;
+  return [
     // Batches that finished before the retention go with their jobs (batchStatus then finds none).
     write(d, (b) => `DELETE FROM ${t.batches} WHERE finished_at < ${d.plusMs(d.now, b.bigint(-k.olderThanMs))}`),
     // Unique/debounce keys not used since then and held by no live job (a later enqueue makes the row again).

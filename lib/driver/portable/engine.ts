@@ -479,8 +479,8 @@ export abstract class PortableStore implements Sql {
   }
 
   /** Pick the old jobs, then delete them with their trail in one transaction (MySQL picks inside it: see its store). */
-  async historyPrune({ olderThanMs, limit }: { olderThanMs: number; limit: number }): Promise<number> {
-    const picked = await this.runner.run(historyPrunePick(this, { olderThanMs, limit }));
+  async historyPrune({ olderThanMs, limit, since }: { olderThanMs: number; limit: number; since?: number }): Promise<number> {
+    const picked = await this.runner.run(historyPrunePick(this, { olderThanMs, limit, since }));
     const ids = picked.rows.map((r) => String(r.id));
     if (!ids.length) return 0;
     const [pruned] = await this.runner.transaction(historyPrune(this, { olderThanMs, ids }));

@@ -35,6 +35,8 @@ import { PortableStore } from '../portable/engine.ts';
 import { drive, type Outcome, type SqlRunner, type Statement, type Steps } from '../portable/statement.ts';
 import { insertWithFlow, type FlowOutcome } from '../portable/flow.ts';
 import { holdPgClient, nothingToUndo, withHeld } from '../held.ts';
+import { retentionLeftovers } from '../portable/admin.ts';
+import { HistoryMonths } from './months.ts';
 
 /** Claim connections whose session has the planner settings (a replaced connection gets them again). */
 const plannedSessions = new WeakSet<PoolClient>();
@@ -102,6 +104,16 @@ export class PostgresStore extends PortableStore implements Store {
   };
 
   private readonly app: PgAppSide;
+
+  /** History's monthly partitions (migration 014): made ahead and dropped by retention. */
+  private readonly months = new HistoryMonths(
+    {
+      query: (text, values) => this.own.query(text, values),
+      transaction: (fn) => this.transaction((c) => fn((text, values) => c.query(text, values))),
+    },
+    this.t,
+    this.prefix,
+  );
 
   /** Portable statements (../portable/) on the private pool. */
   protected readonly runner: SqlRunner = {
@@ -231,6 +243,24 @@ export class PostgresStore extends PortableStore implements Store {
         await c.query(`INSERT INTO ${this.t.migrations} (version, name) VALUES ($1, $2)`, [m.version, m.name]);
       }
     });
+  }
+
+  // ---------------------------------------------------------------- history partitions
+
+  async historyUpkeep(): Promise<void> {
+    await this.months.ensureAhead();
+  }
+
+  /**
+   * Whole months past the retention are dropped first (instant, whatever their size); then the rows
+   * past it in the month that straddles the cutoff go in bounded batches, as elsewhere. A month kept
+   * because a live job reads it is kept whole: rows are pruned only after the expired months' end.
+   */
+  override async historyPrune(req: { olderThanMs: number; limit: number }): Promise<number> {
+    const { dropped, expiredUntil } = await this.months.dropExpired(req.olderThanMs);
+    const pruned = await super.historyPrune({ ...req, since: expiredUntil?.getTime() });
+    if (dropped.length && pruned === 0) await this.runner.transaction(retentionLeftovers(this, req));
+    return pruned;
   }
 
   // ---------------------------------------------------------------- enqueue

@@ -1,0 +1,2 @@
+-- Nothing here: PostgreSQL partitions history by month in this version
+-- (migrations/postgres/014_history_partitions.sql); the file keeps every dialect's versions alike.

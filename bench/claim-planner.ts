@@ -19,7 +19,7 @@ async function run(pooler: 'session' | 'transaction', n: number): Promise<number
   while (Number((await db.query(`SELECT count(*) AS n FROM ${prefix}history`)).rows[0].n) < n) await new Promise((r) => setTimeout(r, 20));
   const ms = performance.now() - t0;
   await jobs.stop(); await jobs.close();
-  for (const t of (await db.query(`SELECT tablename FROM pg_tables WHERE tablename LIKE $1`, [`${prefix}%`])).rows) await db.query(`DROP TABLE "${t.tablename}" CASCADE`);
+  for (const t of (await db.query(`SELECT tablename FROM pg_tables WHERE tablename LIKE $1`, [`${prefix}%`])).rows) await db.query(`DROP TABLE IF EXISTS "${t.tablename}" CASCADE`);
   await db.end();
   return (n / ms) * 1000;
 }

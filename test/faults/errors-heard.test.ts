@@ -94,7 +94,7 @@ if (postgres) {
         await jobs.close();
         await producer.close();
         for (const table of (await direct.query(`SELECT tablename FROM pg_tables WHERE tablename LIKE $1`, [`${prefix.replaceAll('_', '\\_')}%`])).rows) {
-          await direct.query(`DROP TABLE "${table.tablename}" CASCADE`);
+          await direct.query(`DROP TABLE IF EXISTS "${table.tablename}" CASCADE`); // a partition goes with its table
         }
         await direct.end();
         await pool.end();

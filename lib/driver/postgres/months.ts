@@ -52,9 +52,11 @@ export class HistoryMonths {
   async ensureAhead(): Promise<string[]> {
     const now = (await this.db.query('SELECT now() AS now', [])).rows[0].now as Date;
     const stray = (await run(this.db.query, defaultMonths(this.defaultName))).rows.map((r) => monthOf(this.prefix, r.month as Date));
+    // Listed once for the three months (create() checks again under the lock before it makes one).
+    const existing = await this.list();
     const made: string[] = [];
     for (const month of [...stray, monthOf(this.prefix, now, 0), monthOf(this.prefix, now, 1)]) {
-      if (await this.create(month)) made.push(month.name);
+      if (!monthCovered(month, existing) && (await this.create(month))) made.push(month.name);
     }
     return made;
   }

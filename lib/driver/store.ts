@@ -503,6 +503,27 @@ export interface JobReads {
   queueGroups(req: { queue: string; windowMs: number | null; groups?: string[]; limit: number }): Promise<QueueGroupCounts>;
   /** Completed and failed jobs per bucketMs over the last windowMs (by finished_at, database clock). */
   jobThroughput(req: { windowMs: number; bucketMs: number }): Promise<ThroughputBuckets>;
+  /**
+   * History per UTC month of finished_at, newest first, for the admin's History view: where each
+   * month is kept, its jobs per state and its size on disk where the database tells it.
+   * Counts are exact up to `cap` per state; a month larger than that may answer estimates
+   * (`estimated: true`), so the view stays fast however large history grows.
+   */
+  historyMonths(req: { cap: number }): Promise<HistoryMonth[]>;
+}
+
+/** One UTC month of history (./portable/reads.ts, and the partitioned or per-file layouts). */
+export interface HistoryMonth {
+  /** `YYYY-MM` (UTC). */
+  month: string;
+  /** The partition or file holding it (null: the one history table). */
+  storedIn: string | null;
+  /** Finished jobs per terminal state (absent states: 0). */
+  counts: Partial<Record<JobState, number>>;
+  /** True when a count is the database's estimate or was cut at `cap` (shown as "about" / "at least"). */
+  estimated: boolean;
+  /** Bytes on disk (partition or file, with its indexes), null where the database does not tell it. */
+  bytes: number | null;
 }
 
 /** Operators' actions. */

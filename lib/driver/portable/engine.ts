@@ -10,7 +10,7 @@ import { claimOrder, toClaimedJob, toAttemptRecord, toJobRecord, toLogRecord, to
 import { listLimit, statesByTable } from '../sql.ts';
 import { mergeQueueStats, type Dialect } from '../store.ts';
 import type {
-  BatchStatus, CancelResult, CheckpointItem, ClaimedJob, CompleteItem, FailItem, Fenced, InsertBatch, JobLink, LeaseHeld, QueueGroupCounts, QueueStats, RedriveOutcome,
+  BatchStatus, CancelResult, CheckpointItem, ClaimedJob, CompleteItem, FailItem, Fenced, HistoryMonth, InsertBatch, JobLink, LeaseHeld, QueueGroupCounts, QueueStats, RedriveOutcome,
   StalledJob, StatusCounts, StoredSchedule, ThroughputBuckets, WorkerInfo, WorkerRecord,
 } from '../store.ts';
 import type { EnqueueResult } from '../../model.ts';
@@ -18,17 +18,21 @@ import { sideIndexPrune } from './side-index.ts';
 import { CALLBACK_EDGE, afterRemoved, batchCounts, batchRow, commitReserved, finishJobs, reservationsExpired, insertWithFlow, jobDependents, jobParents, type FinishItem, type FlowOutcome, type StoredCallbacks } from './flow.ts';
 import type { SqlDialect } from './dialect.ts';
 import type { Sql } from './sql.ts';
+import { utcMonth } from '../month.ts';
 import { tables, type Outcome, type SqlRunner, type Statement, type Steps, type Tables } from './statement.ts';
 import { cancelJob, historyPrune, historyPrunePick, jobMakeDue, jobRetry, jobsDelete, queuePause, queueResume, redriveCopy, reopenWorkflow } from './admin.ts';
 import { leaseRelease, leaseRenew } from './leases.ts';
 import { jobsRaise, jobsToAge } from './aging.ts';
 import { claimManaged, groupForget, idleGroups, queueSettingsList, saveQueueSettings, toQueueSettingsRow, type ManagedClaim, type ManagedClaimRequest, type QueueSettingsRow, type StoredQueueSettings } from './queues.ts';
 import {
-  clockNow, jobAttempts, jobGet, jobLogs, jobsFinishedCounts, jobsList, jobsLiveCounts, jobsThroughput, queueGroupCounts, queueStartsInWindow, queuesPaused, queuesStats,
+  clockNow, historyMonthCounts, historyNewestBefore, jobAttempts, jobGet, jobLogs, jobsFinishedCounts, jobsList, jobsLiveCounts, jobsThroughput, queueGroupCounts, queueStartsInWindow, queuesPaused, queuesStats,
   workersList, type GroupCountsQuery,
 } from './reads.ts';
 import { scheduleAdvance, scheduleRemove, scheduleSetEnabled, scheduleTicksRemove, schedulesDue, schedulesList } from './schedules.ts';
 import { jobSaveCheckpoint, jobsNextDue, jobsOwnedBy, jobsStalled, workerHeartbeat, workerRemove, workersRemoveStale } from './workers.ts';
+
+/** The months of history the admin's History view lists (newest first). */
+const HISTORY_MONTHS_SHOWN = 36;
 
 export abstract class PortableStore implements Sql {
   readonly dialect: Dialect;
@@ -366,6 +370,26 @@ export abstract class PortableStore implements Sql {
       // Without a finished job in the window, the one row carries the clock only.
       buckets: rows.filter((r) => r.start !== null).map((r) => ({ start: Number(r.start), completed: Number(r.completed), failed: Number(r.failed) })),
     };
+  }
+
+  /**
+   * One history table: walk its months newest first along the finish-time index (each step finds
+   * the newest finish before the month just counted, so empty months cost nothing), at most
+   * HISTORY_MONTHS_SHOWN of them, each counted up to `cap` rows.
+   */
+  async historyMonths({ cap }: { cap: number }): Promise<HistoryMonth[]> {
+    const months: HistoryMonth[] = [];
+    for (let before: number | null = null; months.length < HISTORY_MONTHS_SHOWN; ) {
+      const at = this.d.codec.date((await this.rowsOf(historyNewestBefore(this, { before })))[0]?.at);
+      if (!at) break;
+      const month = utcMonth(at);
+      const rows = await this.rowsOf(historyMonthCounts(this, { from: month.from.getTime(), to: month.to.getTime(), cap }));
+      const counts = Object.fromEntries(rows.map((r) => [String(r.state), Number(r.n)]));
+      const total = rows.reduce((sum, r) => sum + Number(r.n), 0);
+      months.push({ month: month.key, storedIn: null, counts, estimated: total >= cap, bytes: null });
+      before = month.from.getTime();
+    }
+    return months;
   }
 
   // ---------------------------------------------------------------- operators' actions

@@ -210,3 +210,21 @@ function listWhere(sql: Sql, b: Binder, f: ListFilter, states: JobState[], allSt
   if (f.cursor !== undefined) where.push(`id < ${b.id(f.cursor)}`);
   return where.length ? ` WHERE ${where.join(' AND ')}` : '';
 }
+
+/** The newest finish before `before` (epoch ms; null: the newest of all), column `at`: one step back along the finish-time index. */
+export function historyNewestBefore({ d, t }: Sql, k: { before: number | null }): Statement {
+  return read(d, (b) =>
+    `SELECT MAX(finished_at) AS at FROM ${t.history}${d.useIndex(t.historyFinished)}${k.before === null ? '' : ` WHERE finished_at < ${b.time(k.before)}`}`);
+}
+
+/**
+ * Finished jobs per state among the first `cap` of a month (a range of the finish-time index, so
+ * never more than `cap` entries read): exact when the month holds fewer.
+ */
+export function historyMonthCounts({ d, t }: Sql, k: { from: number; to: number; cap: number }): Statement {
+  return read(d, (b) =>
+    `SELECT m.state, COUNT(*) AS n FROM (
+       SELECT ${b.top(k.cap)}state FROM ${t.history}${d.useIndex(t.historyFinished)}
+       WHERE finished_at >= ${b.time(k.from)} AND finished_at < ${b.time(k.to)}${b.limit(k.cap)}) m
+     GROUP BY m.state`);
+}

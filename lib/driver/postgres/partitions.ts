@@ -10,6 +10,7 @@
  * from dates, never from input.
  */
 import type { Tables } from '../portable/statement.ts';
+import { utcMonth } from '../month.ts';
 
 type Sql = { text: string; values: unknown[] };
 
@@ -30,10 +31,8 @@ export interface Month {
 
 /** The UTC month `plus` months after the one holding `at`. */
 export function monthOf(prefix: string, at: Date, plus = 0): Month {
-  const from = new Date(Date.UTC(at.getUTCFullYear(), at.getUTCMonth() + plus, 1));
-  const to = new Date(Date.UTC(from.getUTCFullYear(), from.getUTCMonth() + 1, 1));
-  const mm = String(from.getUTCMonth() + 1).padStart(2, '0');
-  return { name: `${prefix}history_${from.getUTCFullYear()}_${mm}`, from, to };
+  const { key, from, to } = utcMonth(at, plus);
+  return { name: `${prefix}history_${key.replace('-', '_')}`, from, to };
 }
 
 /** Whether one of `parts` already holds the start of `month` (the legacy partition covers the months up to its bound). */

@@ -105,6 +105,14 @@ async function overviewFragment(c: RouteContext) {
   return html(200, await render('partials/overview-live', { ...common(c, 'overview'), ...(await overviewData(c)) }));
 }
 
+// ------------------------------------------------------------------ history
+
+/** History per month, with the retention and the next drop. */
+async function history(c: RouteContext) {
+  const cap = c.settings.countCap;
+  return page(c, 'history', 'history', { overview: await c.jobs.historyMonths({ cap }), cap });
+}
+
 // ------------------------------------------------------------------ jobs
 
 const query = (c: RouteContext) => (k: string) => c.req.query.get(k) ?? undefined;
@@ -296,5 +304,6 @@ export const pageRoutes: Route[] = [
   { method: 'GET', pattern: new RegExp(`^/queues/${ID}$`), handler: (c) => queuePage(c) },
   { method: 'GET', pattern: new RegExp(`^/queues/${ID}/live$`), handler: queueLive },
   { method: 'POST', pattern: new RegExp(`^/queues/${ID}/settings$`), handler: queueSettings },
+  { method: 'GET', pattern: /^\/history\/?$/, handler: history },
   { method: 'GET', pattern: /^\/workers\/?$/, handler: workers },
 ];

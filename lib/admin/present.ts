@@ -34,6 +34,15 @@ export function num(n: number): string {
   return n.toLocaleString('en-US');
 }
 
+/** A size on disk in binary units (1.5 GiB), or — where the database does not tell it. */
+export function bytes(n: number | null): string {
+  if (n === null) return '—';
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  for (; n >= 1024 && i < units.length - 1; i++) n /= 1024;
+  return `${i === 0 ? n : n.toFixed(1)} ${units[i]}`;
+}
+
 /** A payload or result for display: pretty JSON, or a binary's size and the hex of its first bytes. */
 export function showValue(v: unknown): { kind: 'none' | 'json' | 'binary'; text: string } {
   if (v === undefined || v === null) return { kind: 'none', text: '' };
@@ -148,4 +157,4 @@ export function jobsHref(base: string, fields: [string, string][]): string {
   return `${base}/jobs?${new URLSearchParams(fields)}`;
 }
 
-export const helpers = { duration, ago, time, num, showValue, scheduleInWords, waiting, runAt, batchHref, queueHref, limits, jobsHref, filterFields };
+export const helpers = { duration, ago, time, num, bytes, showValue, scheduleInWords, waiting, runAt, batchHref, queueHref, limits, jobsHref, filterFields };

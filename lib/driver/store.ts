@@ -524,6 +524,12 @@ export interface HistoryMonth {
   estimated: boolean;
   /** Bytes on disk (partition or file, with its indexes), null where the database does not tell it. */
   bytes: number | null;
+  /**
+   * Where retention removes the month whole (a partition or a file, perhaps holding earlier months
+   * too): the end of what holds it, which goes once that end is past the retention. Null where rows
+   * are deleted one by one.
+   */
+  storedUntil: Date | null;
 }
 
 /** Operators' actions. */

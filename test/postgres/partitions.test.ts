@@ -10,6 +10,10 @@ import { DIALECTS, requireDatabase, type TestDb } from '../helpers/dialects.ts';
 import { loadMigrations, splitStatements } from '../../lib/driver/migrations.ts';
 import { HistoryMonths } from '../../lib/driver/postgres/months.ts';
 import { monthOf, type Month } from '../../lib/driver/postgres/partitions.ts';
+import { utcMonth } from '../../lib/driver/month.ts';
+
+/** A partition's month as historyMonths names it. */
+const utcKey = (m: Month) => utcMonth(m.from).key;
 import { tables } from '../../lib/driver/portable/statement.ts';
 import { holdPgClient, withHeld } from '../../lib/driver/held.ts';
 
@@ -238,5 +242,26 @@ describe('history partitioned by month [postgres]', function () {
     await jobs.drain();
     expect((await jobs.get(id))!.state).to.equal('completed');
     expect(await partitionOf(id)).to.equal(`${t.prefix}history_legacy`);
+  });
+
+  it('historyMonths: each month\'s own partition with its size, made-ahead months with no row, a large month estimated from ANALYZE', async () => {
+    const jobs = t.jobs({ retentionDays: 30, worker: { pollInterval: 60_000 } });
+    await jobs.migrate();
+    await withoutLegacy();
+    await months().ensureAhead();
+    jobs.define('ok', async () => null);
+    await jobs.enqueueMany(Array.from({ length: 30 }, () => ({ name: 'ok', payload: 1 })));
+    await jobs.drain();
+    const [m0, m1] = [monthOf(t.prefix, await dbNow()), monthOf(t.prefix, await dbNow(), 1)];
+    await t.query(`ANALYZE ${m0.name}`);
+    const overview = await jobs.historyMonths({ cap: 5 });
+    const [next, current] = overview.months;
+    expect(next).to.deep.include({ month: utcKey(m1), storedIn: m1.name, counts: {}, estimated: false });
+    expect(current).to.deep.include({ month: utcKey(m0), storedIn: m0.name, estimated: true });
+    expect(current.counts, 'rows × the share of each state, as ANALYZE saw them').to.deep.equal({ completed: 30 });
+    expect(current.bytes).to.be.greaterThan(8192);
+    expect(overview.nextDrop).to.deep.equal({ storedIn: m0.name, at: new Date(m0.to.getTime() + 30 * DAY) });
+    // Within the cap, counted rather than estimated.
+    expect((await jobs.historyMonths({ cap: 100 })).months[1]).to.deep.include({ counts: { completed: 30 }, estimated: false });
   });
 });

@@ -20,7 +20,7 @@ import type { SqlDialect } from './dialect.ts';
 import type { Sql } from './sql.ts';
 import { utcMonth } from '../month.ts';
 import { tables, type Outcome, type SqlRunner, type Statement, type Steps, type Tables } from './statement.ts';
-import { cancelJob, historyPrune, historyPrunePick, jobMakeDue, jobRetry, jobsDelete, queuePause, queueResume, redriveCopy, reopenWorkflow } from './admin.ts';
+import { cancelJob, historyPrune, historyPruneLock, historyPrunePick, jobMakeDue, jobRetry, jobsDelete, queuePause, queueResume, redriveCopy, reopenWorkflow } from './admin.ts';
 import { leaseRelease, leaseRenew } from './leases.ts';
 import { jobsRaise, jobsToAge } from './aging.ts';
 import { claimManaged, groupForget, idleGroups, queueSettingsList, saveQueueSettings, toQueueSettingsRow, type ManagedClaim, type ManagedClaimRequest, type QueueSettingsRow, type StoredQueueSettings } from './queues.ts';
@@ -386,7 +386,7 @@ export abstract class PortableStore implements Sql {
       const rows = await this.rowsOf(historyMonthCounts(this, { from: month.from.getTime(), to: month.to.getTime(), cap }));
       const counts = Object.fromEntries(rows.map((r) => [String(r.state), Number(r.n)]));
       const total = rows.reduce((sum, r) => sum + Number(r.n), 0);
-      months.push({ month: month.key, storedIn: null, counts, estimated: total >= cap, bytes: null });
+      months.push({ month: month.key, storedIn: null, counts, estimated: total >= cap, bytes: null, storedUntil: null });
       before = month.from.getTime();
     }
     return months;
@@ -507,7 +507,7 @@ export abstract class PortableStore implements Sql {
     const picked = await this.runner.run(historyPrunePick(this, { olderThanMs, limit, since }));
     const ids = picked.rows.map((r) => String(r.id));
     if (!ids.length) return 0;
-    const [pruned] = await this.runner.transaction(historyPrune(this, { olderThanMs, ids }));
+    const [, pruned] = await this.runner.transaction([historyPruneLock(this, ids), ...historyPrune(this, { olderThanMs, ids })]);
     return pruned.changes;
   }
 }

@@ -8,8 +8,10 @@ import type { QueryResultRow } from 'pg';
 import type { Tables } from '../portable/statement.ts';
 import {
   defaultMonths, lockTimeout, monthCovered, monthCreate, monthDetach, monthDrop, monthOf, monthReferenced, monthTrailDelete,
-  partitionsList, partitionsLock, type HistoryPartition,
+  partitionsList, partitionsLock, partitionsStats, type HistoryPartition,
 } from './partitions.ts';
+import type { HistoryMonth } from '../store.ts';
+import { utcMonth } from '../month.ts';
 
 type Query = (text: string, values: unknown[]) => Promise<{ rows: QueryResultRow[] }>;
 
@@ -114,9 +116,47 @@ export class HistoryMonths {
     }
   }
 
+  /**
+   * The months walked along the finish-time index (`walked`, counted up to a cap) placed in their
+   * partitions: each month's partition name and size, months made ahead with no row yet, and, for a
+   * month whose count reached the cap, the estimate ANALYZE keeps (rows × each state's share).
+   */
+  async describe(walked: HistoryMonth[]): Promise<HistoryMonth[]> {
+    const [parts, stats] = await Promise.all([this.list(), run(this.db.query, partitionsStats(this.t))]);
+    const statsOf = new Map(stats.rows.map((r) => [String(r.name), r]));
+    const byMonth = new Map(walked.map((m) => [m.month, m]));
+    for (const p of parts) {
+      if (p.isDefault || p.from === null) continue;
+      const key = utcMonth(p.from).key;
+      if (!byMonth.has(key)) byMonth.set(key, { month: key, storedIn: null, counts: {}, estimated: false, bytes: null, storedUntil: null });
+    }
+    return [...byMonth.values()].sort((a, b) => (a.month < b.month ? 1 : -1)).map((m) => {
+      const part = partitionOf(m.month, parts);
+      if (!part) return m;
+      const own = part.from !== null && utcMonth(part.from).key === m.month; // legacy and default hold several months
+      const stat = statsOf.get(part.name);
+      const placed = { ...m, storedIn: part.name, bytes: own && stat ? Number(stat.bytes) : null, storedUntil: part.to };
+      return own && m.estimated && stat ? { ...placed, counts: estimatedCounts(stat) ?? m.counts } : placed;
+    });
+  }
+
   private async referenced(q: Query, partition: string): Promise<boolean> {
     return (await run(q, monthReferenced(this.t, partition))).rows[0].referenced === true;
   }
+}
+
+/** The partition a month's rows are in: its own, the legacy one below its bound, else the default. */
+function partitionOf(month: string, parts: HistoryPartition[]): HistoryPartition | undefined {
+  const from = new Date(`${month}-01T00:00:00Z`).getTime();
+  const holds = (p: HistoryPartition) => !p.isDefault && (p.from === null || p.from.getTime() <= from) && p.to !== null && from < p.to.getTime();
+  return parts.find(holds) ?? parts.find((p) => p.isDefault);
+}
+
+/** Rows per state from ANALYZE's estimate of a partition (null when it was never analyzed). */
+function estimatedCounts(stat: QueryResultRow): HistoryMonth['counts'] | null {
+  const rows = Number(stat.rows);
+  if (!(rows > 0) || !Array.isArray(stat.states) || !Array.isArray(stat.shares)) return null;
+  return Object.fromEntries((stat.states as string[]).map((state, i) => [state, Math.round(rows * Number((stat.shares as number[])[i]))]));
 }
 
 /** DDL that waited longer than its lock_timeout (55P03) did nothing: false, to try again next round. */

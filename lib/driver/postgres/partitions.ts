@@ -140,3 +140,19 @@ export function monthDetach(t: Tables, partition: string): Sql {
 export function monthDrop(partition: string): Sql {
   return { text: `DROP TABLE ${partition}`, values: [] };
 }
+
+/**
+ * Each partition's size on disk (with its indexes and TOAST), row estimate (reltuples: -1 when
+ * never analyzed) and, from ANALYZE's most common values, the share of each state: the History view
+ * estimates a large month from these instead of counting it.
+ */
+export function partitionsStats(t: Tables): Sql {
+  return {
+    text: `SELECT c.relname AS name, pg_total_relation_size(c.oid) AS bytes, c.reltuples AS rows,
+        s.most_common_vals::text::text[] AS states, s.most_common_freqs AS shares
+      FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+      LEFT JOIN pg_stats s ON s.schemaname = (SELECT nspname FROM pg_namespace WHERE oid = c.relnamespace) AND s.tablename = c.relname AND s.attname = 'state'
+      WHERE i.inhparent = to_regclass($1)`,
+    values: [t.history],
+  };
+}

@@ -1,5 +1,6 @@
 /** sqljobs public API. */
 export { Jobs } from './jobs.ts';
+export type { DefinedOptions } from './jobs.ts';
 export { jobsMiddleware } from './http/express.ts';
 export type { JobsMiddlewareOptions } from './http/express.ts';
 export { koaJobs } from './http/koa.ts';

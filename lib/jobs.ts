@@ -3,6 +3,16 @@
  * over one store and one in-process worker. No SQL here, no HTTP.
  */
 import { nextDrop, type HistoryOverview } from './history.ts';
+
+/** What define() set for a job name (jobs.defined); null where it left the default. */
+export interface DefinedOptions {
+  queue: string | null;
+  timeoutMs: number | null;
+  maxAttempts: number | null;
+  priority: number | null;
+  deadLetter: string | null;
+  transactional: boolean;
+}
 import { EventEmitter } from 'node:events';
 import {
   JobValidationError, MAX_REDRIVE, buildJobRow, dependsOnList, describe, idsMatching, validateBackoff, validateId, validateIds, validateListFilter, validateName,
@@ -825,6 +835,16 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
   /** Names this instance has handlers for. */
   get names(): string[] {
     return [...this.definitions.keys()];
+  }
+
+  /**
+   * The options this process's define() gave a job name (null: not defined here): what its jobs
+   * run with where the enqueue did not say (the admin shows a defined timeout from it).
+   */
+  defined(name: string): DefinedOptions | null {
+    const def = this.definitions.get(name);
+    if (!def) return null;
+    return { queue: def.queue ?? null, timeoutMs: def.timeout ?? null, maxAttempts: def.maxAttempts ?? null, priority: def.priority ?? null, deadLetter: def.deadLetter ?? null, transactional: def.transactional === true };
   }
 
   get workerId(): string | null {

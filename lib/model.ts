@@ -108,7 +108,8 @@ export interface AttemptRecord {
   startedAt: Date | null;
   finishedAt: Date | null;
   workerId: string | null;
-  outcome: 'completed' | 'failed' | 'running';
+  /** `cancelled`: the job was cancelled while this attempt ran (its error says why). */
+  outcome: 'completed' | 'failed' | 'running' | 'cancelled';
   error: JobError | null;
 }
 

@@ -30,6 +30,18 @@ export function time(d: Date | null | undefined): string {
   return d.toISOString().replace('T', ' ').replace(/\.\d{3}Z$/, 'Z');
 }
 
+/**
+ * A time as HTML: a <time> holding its UTC text (what a page shows without script), which admin.js
+ * turns into the reader's local time with the UTC text on hover. Nothing in it comes from input.
+ */
+export function when(d: Date | number | null | undefined): string {
+  if (d === null || d === undefined) return '—';
+  const at = d instanceof Date ? d : new Date(d);
+  if (Number.isNaN(at.getTime())) return '—';
+  const utc = time(at);
+  return `<time datetime="${at.toISOString()}" title="${utc}">${utc}</time>`;
+}
+
 export function num(n: number): string {
   return n.toLocaleString('en-US');
 }
@@ -157,4 +169,4 @@ export function jobsHref(base: string, fields: [string, string][]): string {
   return `${base}/jobs?${new URLSearchParams(fields)}`;
 }
 
-export const helpers = { duration, ago, time, num, bytes, showValue, scheduleInWords, waiting, runAt, batchHref, queueHref, limits, jobsHref, filterFields };
+export const helpers = { duration, ago, time, when, num, bytes, showValue, scheduleInWords, waiting, runAt, batchHref, queueHref, limits, jobsHref, filterFields };

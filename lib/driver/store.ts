@@ -478,6 +478,8 @@ export interface ScheduleStore {
   scheduleListDue(): Promise<{ now: number; due: StoredSchedule[] }>;
   /** Fire one tick: null when it was already fired. With skipIfLive (the error to record), a live previous run records the tick as a skipped job. */
   scheduleFire(tick: ScheduleTick): Promise<{ jobId: string; skipped: boolean } | null>;
+  /** A run enqueued outside the ticks (trigger): the schedule's last run and job, one more run; its next run unchanged. */
+  scheduleRecordRun(req: { key: string; jobId: string }): Promise<void>;
   /** Move next_run_at on from `from` (compare-and-set), disabling the schedule when it ended. */
   scheduleAdvance(req: { key: string; from: number; nextRunAt: number | null }): Promise<void>;
 }

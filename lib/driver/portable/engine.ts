@@ -28,7 +28,7 @@ import {
   clockNow, historyMonthCounts, historyNewestBefore, jobAttempts, jobGet, jobLogs, jobsFinishedCounts, jobsList, jobsLiveCounts, jobsThroughput, queueGroupCounts, queueStartsInWindow, queuesPaused, queuesStats,
   workersList, type GroupCountsQuery,
 } from './reads.ts';
-import { scheduleAdvance, scheduleRemove, scheduleSetEnabled, scheduleTicksRemove, schedulesDue, schedulesList } from './schedules.ts';
+import { scheduleAdvance, scheduleRecordRun, scheduleRemove, scheduleSetEnabled, scheduleTicksRemove, schedulesDue, schedulesList } from './schedules.ts';
 import { jobSaveCheckpoint, jobsNextDue, jobsOwnedBy, jobsStalled, workerHeartbeat, workerRemove, workersRemoveStale } from './workers.ts';
 
 /** The months of history the admin's History view lists (newest first). */
@@ -265,6 +265,10 @@ export abstract class PortableStore implements Sql {
   async scheduleRemove(key: string): Promise<boolean> {
     const [, removed] = await this.runner.transaction([scheduleTicksRemove(this, key), scheduleRemove(this, key)]);
     return removed.changes === 1;
+  }
+
+  async scheduleRecordRun(req: { key: string; jobId: string }): Promise<void> {
+    await this.runner.run(scheduleRecordRun(this, req));
   }
 
   async scheduleAdvance({ key, from, nextRunAt }: { key: string; from: number; nextRunAt: number | null }): Promise<void> {

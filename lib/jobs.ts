@@ -563,6 +563,16 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
    */
   readonly queues = {
     list: (): Promise<QueueStats[]> => this.db.queueList(),
+    /**
+     * The queues this process's code names (the default queue, define()'s queue options, the
+     * queues option, worker.queues), sorted: the admin lists them even while they hold no job, so
+     * an idle queue can be paused before its jobs arrive.
+     */
+    known: (): string[] => {
+      const names = new Set([this.options.defaultQueue, ...this.codeQueues.keys(), ...(this.workerOptions?.queues ?? [])]);
+      for (const def of this.definitions.values()) if (def.queue) names.add(def.queue);
+      return [...names].sort();
+    },
     pause: async (queue: string): Promise<void> => {
       validateName(queue, 'queue');
       await this.db.queuePause(queue);

@@ -125,39 +125,70 @@ export interface ChartBar {
   label: string;
 }
 
+export interface ChartTick {
+  /** Along its axis, in the plot's coordinates. */
+  at: number;
+  label: string;
+}
+
 export interface Chart {
+  /** The whole drawing; the plot is inset by `left` (the scale's labels) and `bottom` (the time's). */
   width: number;
   height: number;
+  left: number;
+  bottom: number;
+  plotWidth: number;
+  plotHeight: number;
   barWidth: number;
   bars: ChartBar[];
+  /** The scale: 0, half and the top, in jobs per bucket. */
+  yTicks: ChartTick[];
+  /** Every 10 minutes back from now. */
+  xTicks: ChartTick[];
   max: number;
   totalCompleted: number;
   totalFailed: number;
 }
 
-/** Stacked bars (completed below, failed above) per minute over the window, oldest on the left. Numbers only. */
+/** A round top for the scale at or above `n` (1, 2, 5 × a power of ten), so its labels read well. */
+function niceCeiling(n: number): number {
+  const power = 10 ** Math.floor(Math.log10(Math.max(1, n)));
+  return [1, 2, 5, 10].map((f) => f * power).find((v) => v >= n) ?? 10 * power;
+}
+
+/**
+ * Stacked bars (completed below, failed above) per minute over the last hour, the oldest on the
+ * left and every minute in its place (a quiet minute is a gap, not a missing bar), with a scale of
+ * jobs per minute and the time as minutes before now (the reader's clock needs no time zone).
+ */
 export function throughputChart(tp: ThroughputBuckets, bucketMs = 60_000, count = 60): Chart {
-  const width = 600;
-  const height = 120;
-  const barWidth = width / count;
+  const [width, height, left, bottom] = [640, 150, 40, 18];
+  const [plotWidth, plotHeight] = [width - left, height - bottom];
+  const barWidth = plotWidth / count;
   const last = Math.floor(tp.now / bucketMs) * bucketMs;
   const byStart = new Map(tp.buckets.map((b) => [b.start, b]));
   const series = Array.from({ length: count }, (_, i) => {
     const start = last - (count - 1 - i) * bucketMs;
     return { start, completed: byStart.get(start)?.completed ?? 0, failed: byStart.get(start)?.failed ?? 0 };
   });
-  const max = Math.max(1, ...series.map((b) => b.completed + b.failed));
+  const peak = Math.max(0, ...series.map((b) => b.completed + b.failed));
+  const top = niceCeiling(peak);
   const bars: ChartBar[] = [];
   series.forEach((b, i) => {
-    const x = i * barWidth;
-    const hc = (b.completed / max) * height;
-    const hf = (b.failed / max) * height;
-    const when = time(new Date(b.start)).slice(11, 16);
-    if (b.completed) bars.push({ x, y: height - hc, height: hc, cls: 'completed', label: `${when}: ${b.completed} completed` });
-    if (b.failed) bars.push({ x, y: height - hc - hf, height: hf, cls: 'failed', label: `${when}: ${b.failed} failed` });
+    const x = left + i * barWidth;
+    const hc = (b.completed / top) * plotHeight;
+    const hf = (b.failed / top) * plotHeight;
+    const ago = count - 1 - i;
+    const when = ago === 0 ? 'this minute' : `${ago} min ago`;
+    if (b.completed) bars.push({ x, y: plotHeight - hc, height: hc, cls: 'completed', label: `${when}: ${b.completed} completed` });
+    if (b.failed) bars.push({ x, y: plotHeight - hc - hf, height: hf, cls: 'failed', label: `${when}: ${b.failed} failed` });
   });
+  const minutes = (count * bucketMs) / 60_000;
+  const xTicks = [0, 10, 20, 30, 40, 50, 60].filter((m) => m <= minutes)
+    .map((m) => ({ at: left + plotWidth * (1 - m / minutes), label: m === 0 ? 'now' : `−${m} min` }));
+  const yTicks = (top < 2 ? [0, top] : [0, top / 2, top]).map((v) => ({ at: plotHeight - (v / top) * plotHeight, label: num(v) }));
   return {
-    width, height, barWidth, bars, max,
+    width, height, left, bottom, plotWidth, plotHeight, barWidth, bars, yTicks, xTicks, max: peak,
     totalCompleted: series.reduce((n, b) => n + b.completed, 0),
     totalFailed: series.reduce((n, b) => n + b.failed, 0),
   };

@@ -237,4 +237,18 @@ describe('admin in a browser (Chromium)', function () {
     await shot('overview');
     for (const f of fs.readdirSync(SHOTS)) expect(fs.statSync(path.join(SHOTS, f)).size, f).to.be.below(150 * 1024);
   });
+
+  it('fits a 390 px screen: no page is wider than the phone (a wide table scrolls inside itself)', async () => {
+    await page.setViewportSize({ width: 390, height: 800 });
+    try {
+      const { id } = await jobs.enqueue('send-email', { to: 'narrow@example.com' }, { delay: 3_600_000 });
+      for (const p of ['/', '/jobs', `/jobs/${id}`, '/recurring', '/queues', '/history', '/workers']) {
+        await page.goto(`${origin}${BASE}${p}`);
+        const wide = await page.evaluate(() => document.documentElement.scrollWidth);
+        expect(wide, p).to.be.at.most(390);
+      }
+    } finally {
+      await page.setViewportSize({ width: 1200, height: 860 });
+    }
+  });
 });

@@ -132,11 +132,11 @@ export interface ChartTick {
 }
 
 export interface Chart {
-  /** The whole drawing; the plot is inset by `left` (the scale's labels) and `bottom` (the time's). */
+  /** The whole drawing; the plot is inset by `left` (the scale's labels), its floor at `base` (the time's labels below). */
   width: number;
   height: number;
   left: number;
-  bottom: number;
+  base: number;
   plotWidth: number;
   plotHeight: number;
   barWidth: number;
@@ -162,8 +162,10 @@ function niceCeiling(n: number): number {
  * jobs per minute and the time as minutes before now (the reader's clock needs no time zone).
  */
 export function throughputChart(tp: ThroughputBuckets, bucketMs = 60_000, count = 60): Chart {
-  const [width, height, left, bottom] = [640, 150, 40, 18];
-  const [plotWidth, plotHeight] = [width - left, height - bottom];
+  // The plot's top is `top` down, so the scale's top label is not cut; its floor is at `base`.
+  const [width, height, left, bottom, top] = [640, 150, 40, 18, 8];
+  const [plotWidth, plotHeight] = [width - left, height - bottom - top];
+  const base = top + plotHeight;
   const barWidth = plotWidth / count;
   const last = Math.floor(tp.now / bucketMs) * bucketMs;
   const byStart = new Map(tp.buckets.map((b) => [b.start, b]));
@@ -172,23 +174,23 @@ export function throughputChart(tp: ThroughputBuckets, bucketMs = 60_000, count 
     return { start, completed: byStart.get(start)?.completed ?? 0, failed: byStart.get(start)?.failed ?? 0 };
   });
   const peak = Math.max(0, ...series.map((b) => b.completed + b.failed));
-  const top = niceCeiling(peak);
+  const ceiling = niceCeiling(peak);
   const bars: ChartBar[] = [];
   series.forEach((b, i) => {
     const x = left + i * barWidth;
-    const hc = (b.completed / top) * plotHeight;
-    const hf = (b.failed / top) * plotHeight;
+    const hc = (b.completed / ceiling) * plotHeight;
+    const hf = (b.failed / ceiling) * plotHeight;
     const ago = count - 1 - i;
     const when = ago === 0 ? 'this minute' : `${ago} min ago`;
-    if (b.completed) bars.push({ x, y: plotHeight - hc, height: hc, cls: 'completed', label: `${when}: ${b.completed} completed` });
-    if (b.failed) bars.push({ x, y: plotHeight - hc - hf, height: hf, cls: 'failed', label: `${when}: ${b.failed} failed` });
+    if (b.completed) bars.push({ x, y: base - hc, height: hc, cls: 'completed', label: `${when}: ${b.completed} completed` });
+    if (b.failed) bars.push({ x, y: base - hc - hf, height: hf, cls: 'failed', label: `${when}: ${b.failed} failed` });
   });
   const minutes = (count * bucketMs) / 60_000;
   const xTicks = [0, 10, 20, 30, 40, 50, 60].filter((m) => m <= minutes)
     .map((m) => ({ at: left + plotWidth * (1 - m / minutes), label: m === 0 ? 'now' : `−${m} min` }));
-  const yTicks = (top < 2 ? [0, top] : [0, top / 2, top]).map((v) => ({ at: plotHeight - (v / top) * plotHeight, label: num(v) }));
+  const yTicks = (ceiling < 2 ? [0, ceiling] : [0, ceiling / 2, ceiling]).map((v) => ({ at: base - (v / ceiling) * plotHeight, label: num(v) }));
   return {
-    width, height, left, bottom, plotWidth, plotHeight, barWidth, bars, yTicks, xTicks, max: peak,
+    width, height, left, base, plotWidth, plotHeight, barWidth, bars, yTicks, xTicks, max: peak,
     totalCompleted: series.reduce((n, b) => n + b.completed, 0),
     totalFailed: series.reduce((n, b) => n + b.failed, 0),
   };

@@ -13,7 +13,8 @@ describe('throughput chart', () => {
     const chart = throughputChart({ now, buckets: [{ start: minute(0), completed: 5, failed: 2 }, { start: minute(30), completed: 3, failed: 0 }] });
     expect(chart.max).to.equal(7);
     expect(chart.yTicks.map((t) => t.label)).to.deep.equal(['0', '5', '10']);
-    expect(chart.yTicks.map((t) => t.at)).to.deep.equal([chart.plotHeight, chart.plotHeight / 2, 0]);
+    expect(chart.yTicks.map((t) => t.at)).to.deep.equal([chart.base, chart.base - chart.plotHeight / 2, chart.base - chart.plotHeight]);
+    expect(chart.base - chart.plotHeight, 'room above the top label').to.be.greaterThan(0);
     const [completedThen, completedNow, failedNow] = chart.bars;
     expect(completedNow).to.deep.include({ cls: 'completed', label: 'this minute: 5 completed' });
     expect(completedNow.x).to.be.closeTo(chart.left + 59 * chart.barWidth, 1e-9);

@@ -715,6 +715,36 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
     }
   }
 
+  /**
+   * One attempt of the next due job (of `name` when given) and no other: a worker of concurrency 1
+   * that claims nothing ahead and makes one claim. Answers its id, or null when no job
+   * was due. For sqljobs/testing's runOnce.
+   * @internal
+   */
+  async runNext(name?: string): Promise<string | null> {
+    await this.migrate();
+    if (!this.workerOptions) throw new Error('runOnce: this instance was created with worker: false (producer only)');
+    if (this.worker?.isRunning) throw new Error('runOnce: this instance\'s worker is running: stop it first (runOnce runs exactly one job)');
+    if (name !== undefined && !this.definitions.has(name)) throw new Error(`runOnce: no handler for "${name}" in this process (define it first)`);
+    const only = name === undefined ? this.definitions : new Map([[name, this.definitions.get(name)!]]);
+    const temp = new Worker(this.store, only, { ...this.workerOptions, concurrency: 1, prefetch: 0, pollInterval: 3_600_000, pollUnheard: 3_600_000 }, this.workerEvents());
+    temp.claimsLeft = 1;
+    let ran: string | null = null;
+    const seen = (e: { id: string }) => void (ran ??= e.id);
+    const events = ['completed', 'failed', 'retrying'] as const;
+    for (const event of events) this.on(event, seen);
+    this.worker = temp;
+    try {
+      await temp.start();
+      await temp.runOne();
+    } finally {
+      for (const event of events) this.off(event, seen);
+      await temp.stop();
+      if (this.worker === temp) this.worker = null;
+    }
+    return ran;
+  }
+
   async get<K extends JobName<M>>(id: string): Promise<JobRecord<PayloadOf<M, K>> | null> {
     validateId(id);
     return (await this.db.jobGet(id)) as JobRecord<PayloadOf<M, K>> | null;

@@ -52,6 +52,8 @@ export function createJobs<M extends JobMap = {}>(options: JobsOptions): Jobs<M>
 export { jobsAdmin, koaJobsAdmin } from './admin/index.ts';
 export type { AdminAccess, AdminOptions, AdminJobs, ExpressLikeRequest, KoaAdminOptions, KoaLikeAdminContext } from './admin/index.ts';
 export type { HistoryMonth, HistoryOverview } from './history.ts';
+export type { FinishedJob, SubscribeEvent } from './finished.ts';
+export { WaitTimeoutError } from './wait.ts';
 export type { BatchStatus, JobLink, QueueGroupCounts, QueueGroupStats, QueueStats, ThroughputBuckets } from './driver/store.ts';
 export type { SqlTransaction } from './driver/orm/caller.ts';
 export type {

@@ -3,6 +3,8 @@
  * over one store and one in-process worker. No SQL here, no HTTP.
  */
 import { nextDrop, type HistoryOverview } from './history.ts';
+import { FinishedFeed, SUBSCRIBE_EVENTS, type FinishedJob, type SubscribeEvent } from './finished.ts';
+import { MAX_WAIT_MS, waitForFinished } from './wait.ts';
 
 /** What define() set for a job name (jobs.defined); null where it left the default. */
 export interface DefinedOptions {
@@ -132,6 +134,8 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
   /** What this instance does (see JobsOptions.mode). */
   readonly mode: JobsMode;
   private readonly workerOptions: WorkerOptions | null;
+  /** Jobs finished by any process, for jobs.subscribe. */
+  private readonly finished: FinishedFeed;
   /** retentionDays in ms, as the History view shows it (the leader's maintenance applies its own). */
   private readonly retentionMs: number | null;
   private worker: Worker | null = null;
@@ -166,6 +170,7 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
     this.locks = new Locks(this.store, this.schema.migrate);
     this.leaderOptions = o.leader;
     this.events = new SafeEvents(this.emitter, log);
+    this.finished = new FinishedFeed(this.db, (listener, job) => this.events.call('subscribe', listener, job), (err) => this.events.error(err, 'subscribe'));
     this.scheduling = new Schedules(this.db, {
       row: (name, payload, options) => this.row(name, payload, options),
       enqueue: (rows) => this.writeRows(rows),
@@ -680,7 +685,44 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
   }
 
   /** Graceful shutdown: stop claiming, wait for running jobs up to `timeout` ms, then abort and return them to pending. */
+  /**
+   * Hear jobs finished by any process (jobs.on hears only this one's): `event` is a terminal state
+   * (completed, failed, cancelled, skipped) or `finished` for every one. Read from history every
+   * 500 ms from when the first listener subscribed, on every database. Answers the function that
+   * stops listening; stop() and close() stop every subscription. A listener's throw is reported
+   * ('error' event), never thrown.
+   */
+  subscribe(event: SubscribeEvent, listener: (job: FinishedJob) => void | Promise<void>): () => void {
+    if (!SUBSCRIBE_EVENTS.includes(event)) throw new TypeError(`subscribe: event must be one of ${SUBSCRIBE_EVENTS.join(', ')}; got ${describe(event)}`);
+    if (typeof listener !== 'function') throw new TypeError(`subscribe: listener must be a function (job) => void; got ${describe(listener)}`);
+    return this.finished.subscribe(event, listener);
+  }
+
+  /**
+   * The job once it finished (completed, failed, cancelled or skipped), by whichever process:
+   * for a request handler or a test that needs the outcome. Looks at once, then again as this
+   * process finishes it or every 25 to 250 ms. Rejects with a WaitTimeoutError after `timeout` ms
+   * (default 30,000), saying the state it was in (or that no such job was found).
+   */
+  async waitFor<K extends JobName<M>>(id: string, opts: { timeout?: number } = {}): Promise<JobRecord<PayloadOf<M, K>>> {
+    validateId(id);
+    if (opts === null || typeof opts !== 'object') throw new TypeError(`waitFor: options must be an object { timeout }; got ${describe(opts)}`);
+    const timeout = intInRange('waitFor: timeout', opts.timeout, 30_000, 1, MAX_WAIT_MS);
+    return waitForFinished(id, timeout, { get: (jobId) => this.get<K>(jobId), on: (listener) => this.onFinishedHere(listener) });
+  }
+
+  /** Every job this process finishes or cancels, by id, until the returned function is called. */
+  private onFinishedHere(listener: (id: string) => void): () => void {
+    const events = ['completed', 'failed', 'cancelled'] as const;
+    const heard = (e: { id: string }) => listener(e.id);
+    for (const event of events) this.emitter.on(event, heard);
+    return () => {
+      for (const event of events) this.emitter.off(event, heard);
+    };
+  }
+
   async stop(opts: { timeout?: number } = {}): Promise<void> {
+    this.finished.stop();
     this.generation++;
     await this.scheduling.stop();
     const maintenance = this.maintenance;

@@ -512,6 +512,20 @@ export interface JobReads {
    * (`estimated: true`), so the view stays fast however large history grows.
    */
   historyMonths(req: { cap: number }): Promise<HistoryMonth[]>;
+  /** Jobs finished after `since` (epoch ms, database clock), in finish order, at most `limit`. */
+  historyFinishedSince(req: { since: number; limit: number }): Promise<FinishedJob[]>;
+}
+
+/** A finished job as jobs.subscribe tells it. */
+export interface FinishedJob {
+  id: string;
+  name: string;
+  queue: string;
+  state: 'completed' | 'failed' | 'cancelled' | 'skipped';
+  attempts: number;
+  finishedAt: Date;
+  error: JobError | null;
+  result: unknown;
 }
 
 /** One UTC month of history (./portable/reads.ts, and the partitioned or per-file layouts). */

@@ -11,7 +11,7 @@ import type { Dialect } from '../../lib/driver/store.ts';
 import { leaseRelease, leaseRenew } from '../../lib/driver/portable/leases.ts';
 import { jobsRaise, jobsToAge } from '../../lib/driver/portable/aging.ts';
 import {
-  clockNow, historyMonthCounts, historyNewestBefore, jobAttempts, jobGet, jobLogs, jobsFinishedCounts, jobsList, jobsLiveCounts, jobsThroughput, queueGroupCounts, queueStartsInWindow, queuesPaused, queuesStats,
+  clockNow, historyFinishedSince, historyMonthCounts, historyNewestBefore, jobAttempts, jobGet, jobLogs, jobsFinishedCounts, jobsList, jobsLiveCounts, jobsThroughput, queueGroupCounts, queueStartsInWindow, queuesPaused, queuesStats,
   workersList,
 } from '../../lib/driver/portable/reads.ts';
 import { cancelJob, historyPrune, historyPruneLock, historyPrunePick, jobMakeDue, jobRetry, jobsDelete, queuePause, queueResume, redriveCopy } from '../../lib/driver/portable/admin.ts';
@@ -83,6 +83,7 @@ export function portableStatements(sql: Sql): [string, Statement][] {
     ['scheduleRecordRun', scheduleRecordRun(sql, { key: HOSTILE, jobId: UUID })],
     ['historyNewestBefore', historyNewestBefore(sql, { before: 600_000 })],
     ['historyNewestBefore (newest)', historyNewestBefore(sql, { before: null })],
+    ['historyFinishedSince', historyFinishedSince(sql, { since: 300_000, limit: 1000 })],
     ['historyMonthCounts', historyMonthCounts(sql, { from: 300_000, to: 600_000, cap: 100 })],
     ['historyPruneLock', historyPruneLock(sql, [UUID, TOKEN])],
   ];

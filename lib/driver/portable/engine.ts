@@ -10,7 +10,7 @@ import { claimOrder, toClaimedJob, toAttemptRecord, toJobRecord, toLogRecord, to
 import { listLimit, statesByTable } from '../sql.ts';
 import { mergeQueueStats, type Dialect } from '../store.ts';
 import type {
-  BatchStatus, CancelResult, CheckpointItem, ClaimedJob, CompleteItem, FailItem, Fenced, HistoryMonth, InsertBatch, JobLink, LeaseHeld, QueueGroupCounts, QueueStats, RedriveOutcome,
+  BatchStatus, CancelResult, CheckpointItem, ClaimedJob, CompleteItem, FailItem, Fenced, FinishedJob, HistoryMonth, InsertBatch, JobLink, LeaseHeld, QueueGroupCounts, QueueStats, RedriveOutcome,
   StalledJob, StatusCounts, StoredSchedule, ThroughputBuckets, WorkerInfo, WorkerRecord,
 } from '../store.ts';
 import type { EnqueueResult } from '../../model.ts';
@@ -25,7 +25,7 @@ import { leaseRelease, leaseRenew } from './leases.ts';
 import { jobsRaise, jobsToAge } from './aging.ts';
 import { claimManaged, groupForget, idleGroups, queueSettingsList, saveQueueSettings, toQueueSettingsRow, type ManagedClaim, type ManagedClaimRequest, type QueueSettingsRow, type StoredQueueSettings } from './queues.ts';
 import {
-  clockNow, historyMonthCounts, historyNewestBefore, jobAttempts, jobGet, jobLogs, jobsFinishedCounts, jobsList, jobsLiveCounts, jobsThroughput, queueGroupCounts, queueStartsInWindow, queuesPaused, queuesStats,
+  clockNow, historyFinishedSince, historyMonthCounts, historyNewestBefore, jobAttempts, jobGet, jobLogs, jobsFinishedCounts, jobsList, jobsLiveCounts, jobsThroughput, queueGroupCounts, queueStartsInWindow, queuesPaused, queuesStats,
   workersList, type GroupCountsQuery,
 } from './reads.ts';
 import { scheduleAdvance, scheduleRecordRun, scheduleRemove, scheduleSetEnabled, scheduleTicksRemove, schedulesDue, schedulesList } from './schedules.ts';
@@ -394,6 +394,13 @@ export abstract class PortableStore implements Sql {
       before = month.from.getTime();
     }
     return months;
+  }
+
+  async historyFinishedSince(req: { since: number; limit: number }): Promise<FinishedJob[]> {
+    return (await this.rowsOf(historyFinishedSince(this, req))).map((r) => ({
+      id: String(r.id), name: String(r.name), queue: String(r.queue), state: r.state as FinishedJob['state'], attempts: Number(r.attempts),
+      finishedAt: this.d.codec.date(r.finished_at)!, error: (this.d.codec.json(r.error) as JobError | null) ?? null, result: this.d.codec.json(r.result) ?? null,
+    }));
   }
 
   // ---------------------------------------------------------------- operators' actions

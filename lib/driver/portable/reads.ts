@@ -231,3 +231,13 @@ export function historyMonthCounts({ d, t }: Sql, k: { from: number; to: number;
        WHERE finished_at >= ${b.time(k.from)} AND finished_at < ${b.time(k.to)}${b.limit(k.cap)}) m
      GROUP BY m.state`);
 }
+
+/**
+ * Jobs finished after `since` (epoch ms), in finish order, at most `limit`, from the finish-time
+ * index: what jobs.subscribe hears of jobs other processes finished.
+ */
+export function historyFinishedSince({ d, t }: Sql, k: { since: number; limit: number }): Statement {
+  return read(d, (b) =>
+    `SELECT ${b.top(k.limit)}id, name, queue, state, attempts, finished_at, error, result FROM ${t.history}${d.useIndex(t.historyFinished)}
+     WHERE finished_at > ${b.time(k.since)} ORDER BY finished_at, id${b.limit(k.limit)}`);
+}

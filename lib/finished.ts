@@ -61,31 +61,38 @@ export class FinishedFeed {
   private start(): void {
     const periodic = new Periodic(this.report);
     this.periodic = periodic;
-    periodic.once(async () => {
-      this.cursor = await this.store.clockNow();
-      // Stopped (or restarted) meanwhile: this start's reads never begin.
-      if (this.periodic === periodic) periodic.every(SUBSCRIBE_POLL_MS, () => this.read(periodic));
-    });
+    periodic.once(() => this.read(periodic));
+    periodic.every(SUBSCRIBE_POLL_MS, () => this.read(periodic));
   }
 
-  /** Read what finished since the cursor (less the look-back), page by page, and tell what was not told yet. */
+  /**
+   * Read what finished since the cursor (less the look-back), page by page, and tell what was not
+   * told yet. The first read only takes the database's now as the cursor (a failure: the next read
+   * tries again).
+   */
   private async read(periodic: Periodic): Promise<void> {
-    for (let since = this.cursor! - COMMIT_LAG_MS; this.periodic === periodic; ) {
-      const jobs = await this.store.historyFinishedSince({ since, limit: PAGE });
-      for (const job of jobs) if (!this.told.has(job.id)) this.announce(job);
-      if (jobs.length < PAGE) break;
-      // The next page from the last one's millisecond on (those told already are skipped).
-      const next = jobs[jobs.length - 1].finishedAt.getTime() - 1;
-      if (next <= since) break;
-      since = next;
+    if (this.cursor === null) {
+      const now = await this.store.clockNow();
+      if (this.periodic === periodic) this.cursor ??= now;
+      return;
     }
-    for (const [id, at] of this.told) if (at < this.cursor! - COMMIT_LAG_MS) this.told.delete(id);
+    for (let since = this.cursor - COMMIT_LAG_MS, limit = PAGE; this.periodic === periodic; ) {
+      const jobs = await this.store.historyFinishedSince({ since, limit });
+      for (const job of jobs) if (!this.told.has(job.id)) this.announce(job);
+      if (jobs.length < limit) break;
+      // The next page from the last one's millisecond on (those told already are skipped); a page
+      // all within one millisecond (one statement finished that many) is read again, larger.
+      const next = jobs[jobs.length - 1].finishedAt.getTime() - 1;
+      if (next > since) since = next;
+      else limit *= 2;
+    }
+    if (this.cursor !== null) for (const [id, at] of this.told) if (at < this.cursor - COMMIT_LAG_MS) this.told.delete(id);
   }
 
   private announce(job: FinishedJob): void {
     const at = job.finishedAt.getTime();
     this.told.set(job.id, at);
-    this.cursor = Math.max(this.cursor!, at);
+    this.cursor = Math.max(this.cursor ?? at, at);
     for (const event of [job.state, 'finished'] as const) {
       for (const listener of this.listeners.get(event) ?? []) this.tell(listener, job);
     }

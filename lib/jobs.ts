@@ -6,6 +6,9 @@ import { nextDrop, type HistoryOverview } from './history.ts';
 import { FinishedFeed, SUBSCRIBE_EVENTS, type FinishedJob, type SubscribeEvent } from './finished.ts';
 import { MAX_WAIT_MS, waitForFinished } from './wait.ts';
 
+/** This process's events that end a job (waitFor looks again at once). */
+const FINISHING_EVENTS = ['completed', 'failed', 'cancelled'] as const;
+
 /** What define() set for a job name (jobs.defined); null where it left the default. */
 export interface DefinedOptions {
   queue: string | null;
@@ -684,7 +687,6 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
     };
   }
 
-  /** Graceful shutdown: stop claiming, wait for running jobs up to `timeout` ms, then abort and return them to pending. */
   /**
    * Hear jobs finished by any process (jobs.on hears only this one's): `event` is a terminal state
    * (completed, failed, cancelled, skipped) or `finished` for every one. Read from history every
@@ -711,16 +713,27 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
     return waitForFinished(id, timeout, { get: (jobId) => this.get<K>(jobId), on: (listener) => this.onFinishedHere(listener) });
   }
 
-  /** Every job this process finishes or cancels, by id, until the returned function is called. */
+  /**
+   * Every job this process finishes or cancels, by id, until the returned function is called. One
+   * listener per event serves every waitFor at once (hundreds of waiting requests add none).
+   */
   private onFinishedHere(listener: (id: string) => void): () => void {
-    const events = ['completed', 'failed', 'cancelled'] as const;
-    const heard = (e: { id: string }) => listener(e.id);
-    for (const event of events) this.emitter.on(event, heard);
+    if (!this.finishedHere.size) {
+      for (const event of FINISHING_EVENTS) this.emitter.on(event, this.tellFinishedHere);
+    }
+    this.finishedHere.add(listener);
     return () => {
-      for (const event of events) this.emitter.off(event, heard);
+      this.finishedHere.delete(listener);
+      if (!this.finishedHere.size) for (const event of FINISHING_EVENTS) this.emitter.off(event, this.tellFinishedHere);
     };
   }
 
+  private readonly finishedHere = new Set<(id: string) => void>();
+  private readonly tellFinishedHere = (e: { id: string }): void => {
+    for (const listener of this.finishedHere) listener(e.id);
+  };
+
+  /** Graceful shutdown: stop claiming, wait for running jobs up to `timeout` ms, then abort and return them to pending. */
   async stop(opts: { timeout?: number } = {}): Promise<void> {
     this.finished.stop();
     this.generation++;
@@ -757,6 +770,8 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
     }
   }
 
+  private runningNext = false;
+
   /**
    * One attempt of the next due job (of `name` when given) and no other: a worker of concurrency 1
    * that claims nothing ahead and makes one claim. Answers its id, or null when no job
@@ -766,20 +781,23 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
   async runNext(name?: string): Promise<string | null> {
     await this.migrate();
     if (!this.workerOptions) throw new Error('runOnce: this instance was created with worker: false (producer only)');
-    if (this.worker?.isRunning) throw new Error('runOnce: this instance\'s worker is running: stop it first (runOnce runs exactly one job)');
+    if (this.worker?.isRunning || this.runningNext) throw new Error('runOnce: this instance\'s worker is running (or another runOnce is): let it finish, or stop it (runOnce runs exactly one job)');
     if (name !== undefined && !this.definitions.has(name)) throw new Error(`runOnce: no handler for "${name}" in this process (define it first)`);
     const only = name === undefined ? this.definitions : new Map([[name, this.definitions.get(name)!]]);
     const temp = new Worker(this.store, only, { ...this.workerOptions, concurrency: 1, prefetch: 0, pollInterval: 3_600_000, pollUnheard: 3_600_000 }, this.workerEvents());
     temp.claimsLeft = 1;
     let ran: string | null = null;
     const seen = (e: { id: string }) => void (ran ??= e.id);
-    const events = ['completed', 'failed', 'retrying'] as const;
+    // Every way an attempt ends here: a snooze or an abort (the instance stopping) included.
+    const events = ['completed', 'failed', 'retrying', 'snoozed', 'aborted'] as const;
     for (const event of events) this.on(event, seen);
     this.worker = temp;
+    this.runningNext = true;
     try {
       await temp.start();
       await temp.runOne();
     } finally {
+      this.runningNext = false;
       for (const event of events) this.off(event, seen);
       await temp.stop();
       if (this.worker === temp) this.worker = null;

@@ -4,8 +4,9 @@
  * due (optionally making delayed jobs and retries due as it goes), `runOnce` runs the next due job
  * alone, and `expectEnqueued` asserts a job is waiting, naming what is there when it is not.
  */
-import Database from 'better-sqlite3';
+import { createRequire } from 'node:module';
 import { isDeepStrictEqual } from 'node:util';
+import type BetterSqlite3 from 'better-sqlite3';
 import { createJobs } from './index.ts';
 import type { Jobs, JobMap, JobName, PayloadOf } from './jobs.ts';
 import type { JobRecord, JobState } from './model.ts';
@@ -20,7 +21,13 @@ export type TestJobsOptions = Omit<JobsOptions, 'db'> & { db?: JobsOptions['db']
  */
 export function createTestJobs<M extends JobMap = {}>(options: TestJobsOptions = {}): Jobs<M> {
   const { db, ...rest } = options;
-  return createJobs<M>({ logger: false, ...rest, db: db ?? new Database(':memory:') });
+  return createJobs<M>({ logger: false, ...rest, db: db ?? inMemorySqlite() });
+}
+
+/** better-sqlite3 is an optional peer: loaded only when no `db` was given, so an app on another database imports this module without it. */
+function inMemorySqlite(): BetterSqlite3.Database {
+  const Database = createRequire(import.meta.url)('better-sqlite3') as typeof BetterSqlite3;
+  return new Database(':memory:');
 }
 
 export interface DrainOptions {

@@ -101,7 +101,7 @@ export function parseFilter(all: FieldValues): ParsedFilter {
 /** The month filter (`YYYY-MM`, as an `<input type="month">` sends it): finished within that UTC month. */
 function finishedIn(month: string): Pick<ListFilter, 'finishedAfter' | 'finishedBefore'> {
   const m = /^(\d{4})-(\d{2})$/.exec(month);
-  if (!m || Number(m[1]) < 1970 || Number(m[2]) < 1 || Number(m[2]) > 12) throw new HttpError(400, `month must be a UTC month as YYYY-MM (e.g. 2026-11); got ${JSON.stringify(month.slice(0, 40))}`);
+  if (!m || Number(m[1]) < 1970 || Number(m[1]) > 9998 || Number(m[2]) < 1 || Number(m[2]) > 12) throw new HttpError(400, `month must be a UTC month as YYYY-MM from 1970-01 to 9998-12 (e.g. 2026-11); got ${JSON.stringify(month.slice(0, 40))}`);
   const { from, to } = utcMonth(new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, 1)));
   return { finishedAfter: from, finishedBefore: to };
 }

@@ -414,8 +414,11 @@ export interface WorkerLiveness {
   jobStalledList(req: { stallMs: number; limit: number }): Promise<StalledJob[]>;
   /** Forget the workers whose heartbeat is older than stallMs. */
   workerRemoveStale(stallMs: number): Promise<void>;
-  /** Delete history rows finished more than olderThanMs ago, at most `limit`. */
-  historyPrune(req: { olderThanMs: number; limit: number }): Promise<number>;
+  /**
+   * Delete history rows finished more than olderThanMs ago, at most `limit`. `more`: a later batch
+   * of the same round (where whole months are dropped, they were dropped by the round's first).
+   */
+  historyPrune(req: { olderThanMs: number; limit: number; more?: boolean }): Promise<number>;
   /**
    * Where history is partitioned by month (PostgreSQL): make the current and next month's
    * partitions ahead. Safe to run from several instances at once; absent elsewhere.
@@ -508,8 +511,9 @@ export interface JobReads {
   /**
    * History per UTC month of finished_at, newest first, for the admin's History view: where each
    * month is kept, its jobs per state and its size on disk where the database tells it.
-   * Counts are exact up to `cap` per state; a month larger than that may answer estimates
-   * (`estimated: true`), so the view stays fast however large history grows.
+   * Counts are exact when the month holds fewer than `cap` jobs; a larger month answers the first
+   * `cap` (in finish order) or the database's estimate (`estimated: true`), so the view stays fast
+   * however large history grows.
    */
   historyMonths(req: { cap: number }): Promise<HistoryMonth[]>;
   /** Jobs finished after `since` (epoch ms, database clock), in finish order, at most `limit`. */

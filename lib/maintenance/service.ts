@@ -107,7 +107,9 @@ export class Maintenance {
 
   private async prune(): Promise<void> {
     if (!this.hooks.leads()) return;
-    while (!this.stopping && (await this.store.historyPrune({ olderThanMs: this.opts.retentionMs!, limit: PRUNE_BATCH })) === PRUNE_BATCH);
+    for (let more = false; !this.stopping; more = true) {
+      if ((await this.store.historyPrune({ olderThanMs: this.opts.retentionMs!, limit: PRUNE_BATCH, more })) < PRUNE_BATCH) break;
+    }
   }
 
   private stopping = false;

@@ -124,7 +124,7 @@ forEachDialect('history by month', ({ fresh }) => {
     const json = (await request(app).get(`${BASE}/api/history`).expect(200)).body as { months: { month: string; counts: object }[]; retentionDays: number };
     expect(json.months.map((m) => m.month)).to.deep.equal([now.key, last.key, older.key]);
     expect(json.months[1].counts).to.deep.equal({ completed: 2, failed: 1 });
-    for (const bad of ['2026-13', '26-01', 'yesterday', '1969-12']) {
+    for (const bad of ['2026-13', '26-01', 'yesterday', '1969-12', '9999-12']) {
       const res = await request(app).get(`${BASE}/api/jobs?month=${bad}`).expect(400);
       expect(res.body.error, bad).to.include('month must be a UTC month as YYYY-MM');
     }

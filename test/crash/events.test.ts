@@ -6,6 +6,7 @@
  */
 import { expect } from 'chai';
 import { WaitTimeoutError, type FinishedJob } from '../../lib/index.ts';
+import { createTestJobs } from '../../lib/testing.ts';
 import { forEachDialect, until, type TestDb } from '../helpers/dialects.ts';
 import { spawnWorker } from '../helpers/processes.ts';
 
@@ -72,5 +73,24 @@ forEachDialect('outcomes across processes', ({ fresh }) => {
     expect((await jobs.waitFor(id)).state, 'a cancelled job has finished').to.equal('cancelled');
     expect(() => jobs.subscribe('done' as never, () => undefined)).to.throw(TypeError, /subscribe: event must be one of completed, failed, cancelled, skipped, finished/);
     await jobs.waitFor(id, { timeout: 0 }).then(() => expect.fail('refused'), (e: Error) => expect(e.message).to.match(/waitFor: timeout/));
+  });
+});
+
+describe('outcomes across processes: one statement finishing many jobs [sqlite]', () => {
+  it('subscribe hears every one of 2,500 jobs finished at the same instant (pages within one millisecond)', async function () {
+    this.timeout(30_000);
+    const jobs = createTestJobs();
+    await jobs.migrate();
+    const heard = new Set<string>();
+    jobs.subscribe('cancelled', (job) => void heard.add(job.id));
+    await new Promise((r) => setTimeout(r, 100));
+    const ids = (await jobs.enqueueMany(Array.from({ length: 2500 }, (_, n) => ({ name: 'later', payload: { n }, delay: 3_600_000 })))).map((r) => r.id);
+    // One bulk delete-and-archive, as a bulk cancel writes them: every row the same finished_at.
+    const db = (jobs as unknown as { store: { own: import('better-sqlite3').Database } }).store.own;
+    db.exec(`INSERT INTO sqljobs_history (id, name, queue, state, payload, priority, attempts, max_attempts, run_at, created_at, finished_at)
+      SELECT id, name, queue, 'cancelled', payload, priority, attempts, max_attempts, run_at, created_at, ${Date.now()} FROM sqljobs_jobs;
+      DELETE FROM sqljobs_jobs;`);
+    await until(() => heard.size === ids.length, `all 2,500 to be heard (heard ${heard.size})`, 20_000, 50);
+    await jobs.close();
   });
 });

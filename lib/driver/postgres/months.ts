@@ -145,7 +145,10 @@ export class HistoryMonths {
     const dropped: string[] = [];
     for (const p of expired) if (await this.dropHistory(p)) dropped.push(p.name);
     for (const trail of this.trails) {
-      for (const p of await trail.expired(cutoff)) await trail.drop(p, (q) => this.trailInUse(q, p));
+      for (const p of await trail.expired(cutoff)) {
+        // Checked first on the pool: a month a job still holds is left without taking the table's lock.
+        if (!(await this.trailInUse(this.db.query, p))) await trail.drop(p, (q) => this.trailInUse(q, p));
+      }
     }
     return { dropped, expiredUntil: expired.at(-1)?.to ?? null };
   }

@@ -256,12 +256,21 @@ export class PostgresStore extends PortableStore implements Store {
    * past it in the month that straddles the cutoff go in bounded batches, as elsewhere. A month kept
    * because a live job reads it is kept whole: rows are pruned only after the expired months' end.
    */
-  override async historyPrune(req: { olderThanMs: number; limit: number }): Promise<number> {
-    const { dropped, expiredUntil } = await this.months.dropExpired(req.olderThanMs);
-    const pruned = await super.historyPrune({ ...req, since: expiredUntil?.getTime() });
-    if (dropped.length && pruned === 0) await this.runner.transaction(retentionLeftovers(this, req));
+  override async historyPrune(req: { olderThanMs: number; limit: number; more?: boolean }): Promise<number> {
+    // Whole months once per round (its first batch); later batches prune rows past the same end.
+    if (!req.more || this.expiredUntil === undefined) {
+      const { dropped, expiredUntil } = await this.months.dropExpired(req.olderThanMs);
+      this.expiredUntil = expiredUntil;
+      this.droppedThisRound = dropped.length > 0;
+    }
+    const pruned = await super.historyPrune({ olderThanMs: req.olderThanMs, limit: req.limit, since: this.expiredUntil?.getTime() });
+    if (this.droppedThisRound && pruned === 0) await this.runner.transaction(retentionLeftovers(this, req));
     return pruned;
   }
+
+  /** The end of the newest month past the retention at this round's start (undefined: no round yet). */
+  private expiredUntil: Date | null | undefined;
+  private droppedThisRound = false;
 
   /** Each month with its partition and size; a large month's counts from ANALYZE's estimate rather than a count. */
   override async historyMonths(req: { cap: number }): Promise<HistoryMonth[]> {

@@ -820,12 +820,17 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
     return this.db.attemptList(id);
   }
 
-  async logs(id: string, opts: { afterSeq?: number; limit?: number } = {}): Promise<LogRecord[]> {
+  /**
+   * A job's log lines in order: the first `limit` (default 200, at most 1,000) after `afterSeq`, or
+   * with `last: true` the latest `limit` (a long job's tail).
+   */
+  async logs(id: string, opts: { afterSeq?: number; limit?: number; last?: boolean } = {}): Promise<LogRecord[]> {
     validateId(id);
-    if (opts === null || typeof opts !== 'object') throw new TypeError(`logs: options must be an object { afterSeq, limit }; got ${describe(opts)}`);
+    if (opts === null || typeof opts !== 'object') throw new TypeError(`logs: options must be an object { afterSeq, limit, last }; got ${describe(opts)}`);
     const limit = intInRange('logs: limit', opts.limit, 200, 1, 1000);
     const afterSeq = intInRange('logs: afterSeq', opts.afterSeq, 0, 0, Number.MAX_SAFE_INTEGER);
-    return this.db.logList({ id, afterSeq, limit });
+    if (opts.last !== undefined && typeof opts.last !== 'boolean') throw new TypeError(`logs: last must be true or false; got ${describe(opts.last)}`);
+    return this.db.logList({ id, afterSeq, limit, last: opts.last === true });
   }
 
   /**

@@ -147,7 +147,8 @@ async function batchPage(c: RouteContext) {
 
 /** Everything the job's page shows (partials/job-live): the page at first, then each poll while the job is live. */
 async function jobView(c: RouteContext, job: JobRecord) {
-  const [attempts, logs, links] = await Promise.all([c.jobs.attempts(job.id), c.jobs.logs(job.id, { limit: 1000 }), c.jobs.links(job.id)]);
+  // The latest 1,000 lines: a long job's tail is what its page is opened for.
+  const [attempts, logs, links] = await Promise.all([c.jobs.attempts(job.id), c.jobs.logs(job.id, { limit: 1000, last: true }), c.jobs.links(job.id)]);
   const flow = workflow(job, links);
   // Only a pending job is held, and only a pending job waits on its queue: "Run now" on a paused queue must not look like it ran.
   const holds = await jobHeld(c.jobs, job, flow.parents, Date.now());

@@ -495,7 +495,8 @@ export interface JobReads {
   batchStatus(batchId: string): Promise<BatchStatus | null>;
   jobList(filter: ListFilter): Promise<ListPage>;
   attemptList(id: string): Promise<AttemptRecord[]>;
-  logList(req: { id: string; afterSeq?: number; limit: number }): Promise<LogRecord[]>;
+  /** A job's lines after afterSeq in order, the first `limit`, or with `last` the latest `limit` (still in order). */
+  logList(req: { id: string; afterSeq?: number; limit: number; last?: boolean }): Promise<LogRecord[]>;
   /** For status views: live jobs per state and queue (exact; the hot table is small), finished jobs per state, each counted up to `cap` (capped: true when it reached it). */
   jobCountByState(cap: number): Promise<StatusCounts>;
   workerList(): Promise<WorkerRecord[]>;

@@ -52,6 +52,9 @@ forEachDialect('admin job page', ({ fresh }) => {
     expect(done).to.match(/<dt>finished<\/dt><dd><time datetime="[^"]+Z" title="[^"]+Z">[^<]+Z<\/time><\/dd>/);
     expect(done).to.match(/#1 completed/);
     for (let i = 1; i <= 6; i++) expect(done).to.include(`#1  line ${i}`);
+    // A long job's page shows its latest lines: logs({ last: true }) answers the tail, in order.
+    expect((await jobs.logs(id, { limit: 2, last: true })).map((l) => l.message)).to.deep.equal(['line 5', 'line 6']);
+    expect((await jobs.logs(id, { limit: 2 })).map((l) => l.message)).to.deep.equal(['line 1', 'line 2']);
     expect(done).to.include('<progress id="progress" max="100" value="100" data-state="completed">');
     expect(done).not.to.include('Reload');
     await jobs.stop();

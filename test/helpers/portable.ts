@@ -34,6 +34,7 @@ export function portableStatements(sql: Sql): [string, Statement][] {
     ['jobGet', jobGet(sql, { id: UUID })],
     ['jobAttempts', jobAttempts(sql, { id: UUID })],
     ['jobLogs', jobLogs(sql, { id: UUID, afterSeq: 3, limit: 100 })],
+    ['jobLogs (the latest)', jobLogs(sql, { id: UUID, afterSeq: 0, limit: 100, last: true })],
     ['workersList', workersList(sql)],
     ['clockNow', clockNow(sql)],
     ['jobsLiveCounts', jobsLiveCounts(sql)],

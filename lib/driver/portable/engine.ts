@@ -309,9 +309,10 @@ export abstract class PortableStore implements Sql {
     return withCurrentAttempt(rows.map((r) => toAttemptRecord(r, this.d.codec)), await this.jobGet(id));
   }
 
-  async logList({ id, afterSeq, limit }: { id: string; afterSeq?: number; limit: number }): Promise<LogRecord[]> {
-    const rows = await this.rowsOf(jobLogs(this, { id, afterSeq: afterSeq ?? 0, limit }));
-    return rows.map((r) => toLogRecord(r, this.d.codec));
+  async logList({ id, afterSeq, limit, last }: { id: string; afterSeq?: number; limit: number; last?: boolean }): Promise<LogRecord[]> {
+    const rows = await this.rowsOf(jobLogs(this, { id, afterSeq: afterSeq ?? 0, limit, last: last === true }));
+    const lines = rows.map((r) => toLogRecord(r, this.d.codec));
+    return last ? lines.reverse() : lines;
   }
 
   async workerList(): Promise<WorkerRecord[]> {

@@ -54,11 +54,11 @@ export function jobAttempts({ d, t }: Sql, k: JobId): Statement {
   return read(d, (b) => `SELECT * FROM ${t.attempts} WHERE job_id = ${b.id(k.id)} ORDER BY attempt`);
 }
 
-/** A job's log lines after `afterSeq`, in order, at most `limit`. */
-export function jobLogs({ d, t }: Sql, k: JobId & { afterSeq: number; limit: number }): Statement {
+/** A job's log lines after `afterSeq`, in order, at most `limit`; with `last`, the latest `limit`, newest first. */
+export function jobLogs({ d, t }: Sql, k: JobId & { afterSeq: number; limit: number; last?: boolean }): Statement {
   return read(d, (b) =>
     `SELECT ${b.top(k.limit)}seq, attempt, at, message FROM ${t.logs}
-     WHERE job_id = ${b.id(k.id)} AND seq > ${b.bigint(k.afterSeq)} ORDER BY seq${b.limit(k.limit)}`);
+     WHERE job_id = ${b.id(k.id)} AND seq > ${b.bigint(k.afterSeq)} ORDER BY seq${k.last ? ' DESC' : ''}${b.limit(k.limit)}`);
 }
 
 export function workersList({ d, t }: Sql): Statement {

@@ -6,13 +6,16 @@
  *   sqljobs worker  <module>   run this module's jobs until SIGINT/SIGTERM (graceful stop)
  *   sqljobs migrate <module>   apply the schema and exit
  *   sqljobs status  <module>   live and finished counts, workers, leader  [--json]
+ *   sqljobs history-partitions <module> [--apply]
+ *                              MySQL/MariaDB: print (and with --apply run) the DDL that partitions
+ *                              history by month, or adds the coming months to a partitioned one
  */
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Jobs } from './jobs.ts';
 import { stopOnSignals } from './worker/shutdown.ts';
 
-const USAGE = `usage: sqljobs <worker|migrate|status> <module> [--json]
+const USAGE = `usage: sqljobs <worker|migrate|status|history-partitions> <module> [--json] [--apply]
   <module> exports a Jobs instance (createJobs(...)) as \`jobs\` or as its default export`;
 
 async function load(file: string | undefined): Promise<Jobs> {
@@ -64,18 +67,32 @@ async function status(jobs: Jobs, json: boolean): Promise<void> {
   console.log(`leader: ${s.leader ?? 'none'}`);
 }
 
+/** Print the partition DDL, and run it with --apply (the first run copies history: see the README). */
+async function historyPartitions(jobs: Jobs, apply: boolean): Promise<void> {
+  const ddl = await jobs.historyPartitions({ apply });
+  if (!ddl.length) {
+    console.log('-- history is partitioned, with the current and next month: nothing to do');
+    return;
+  }
+  for (const s of ddl) console.log(`${s};`);
+  console.log(apply ? '-- applied' : '-- not applied: run again with --apply to run it');
+}
+
 async function main(argv: string[]): Promise<void> {
   const [command, file, ...rest] = argv;
   if (!command || command === '--help' || command === '-h') {
     console.log(USAGE);
     return;
   }
-  if (!['worker', 'migrate', 'status'].includes(command)) throw new Error(`unknown command "${command}"\n${USAGE}`);
+  if (!['worker', 'migrate', 'status', 'history-partitions'].includes(command)) throw new Error(`unknown command "${command}"\n${USAGE}`);
   const jobs = await load(file);
   if (command === 'worker') return worker(jobs);
   if (command === 'migrate') {
     await jobs.migrate();
     console.log('[sqljobs] schema is up to date');
+  } else if (command === 'history-partitions') {
+    await jobs.migrate();
+    await historyPartitions(jobs, rest.includes('--apply'));
   } else {
     await status(jobs, rest.includes('--json'));
   }

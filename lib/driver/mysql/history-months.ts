@@ -1,0 +1,29 @@
+/**
+ * The admin's History view on a partitioned MySQL/MariaDB history: the months counted along the
+ * finish-time index (../portable/engine.ts historyMonths) told where they are kept, from
+ * information_schema.PARTITIONS. A partition that holds exactly one month gives its size on disk
+ * (data and indexes) and, where the count was capped, the engine's row estimate in its place.
+ */
+import type { HistoryMonth } from '../store.ts';
+import { utcMonth } from '../month.ts';
+import type { MysqlPartition } from './partitions.ts';
+
+export function historyMonthsOfPartitions(months: HistoryMonth[], parts: MysqlPartition[]): HistoryMonth[] {
+  return months.map((m) => {
+    const month = utcMonth(new Date(`${m.month}-01T00:00:00Z`));
+    const at = parts.findIndex((p) => p.to === null || p.to.getTime() > month.from.getTime());
+    if (at < 0) return m;
+    const part = parts[at];
+    const from = at === 0 ? null : parts[at - 1].to;
+    const own = from !== null && from.getTime() === month.from.getTime() && part.to !== null && part.to.getTime() === month.to.getTime();
+    if (!own) return { ...m, storedIn: part.name };
+    return { ...m, storedIn: part.name, bytes: part.bytes, counts: m.estimated ? scaled(m.counts, part.rows) : m.counts };
+  });
+}
+
+/** Counts cut at a cap scaled to the engine's estimate of the month's rows, keeping the states' proportions (never below what was counted). */
+function scaled(counts: HistoryMonth['counts'], estimate: number): HistoryMonth['counts'] {
+  const counted = Object.values(counts).reduce((sum, n) => sum + (n ?? 0), 0);
+  if (counted === 0 || estimate <= counted) return counts;
+  return Object.fromEntries(Object.entries(counts).map(([state, n]) => [state, Math.round(((n ?? 0) * estimate) / counted)]));
+}

@@ -1,0 +1,220 @@
+/**
+ * MySQL/MariaDB only: history partitioned by month with `sqljobs history-partitions` (README,
+ * "Partitioned history (MySQL/MariaDB, SQL Server)"). A finished job's month is moved by setting
+ * its finished_at through the driver (the database clock cannot be moved): the server moves the row
+ * into that month's partition, as a completion in that month would have written it.
+ */
+import { expect } from 'chai';
+import { spawnSync } from 'node:child_process';
+import { mysqlDialect as factory, requireDatabase, type TestDb } from '../helpers/dialects.ts';
+import { monthPartition, type MonthPartition } from '../../lib/driver/mysql/partitions.ts';
+import type { MysqlStore } from '../../lib/driver/mysql/store.ts';
+import type { Jobs } from '../../lib/index.ts';
+
+const DAY = 86_400_000;
+
+describe('history partitioned by month [mysql]', function () {
+  this.timeout(60_000);
+  before(requireDatabase(factory));
+  let t: TestDb;
+  beforeEach(async () => {
+    t = await factory.create();
+  });
+  afterEach(async () => {
+    await t.cleanup();
+  });
+
+  const store = (jobs: Jobs) => jobs.store as MysqlStore;
+
+  async function dbNow(): Promise<Date> {
+    const [row] = await t.query<{ ms: string }>(`SELECT CAST(TIMESTAMPDIFF(MICROSECOND, '1970-01-01', UTC_TIMESTAMP(3)) DIV 1000 AS CHAR) AS ms`);
+    return new Date(Number(row.ms));
+  }
+
+  async function partitionNames(): Promise<string[]> {
+    const rows = await t.query<{ name: string }>(
+      `SELECT PARTITION_NAME AS name FROM information_schema.PARTITIONS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND PARTITION_NAME IS NOT NULL ORDER BY PARTITION_ORDINAL_POSITION`,
+      [`${t.prefix}history`]);
+    return rows.map((r) => r.name);
+  }
+
+  /** The partition holding a finished job's row (null: not in history). */
+  async function partitionOf(id: string): Promise<string | null> {
+    const found: string[] = [];
+    for (const p of await partitionNames()) {
+      if ((await t.query(`SELECT 1 FROM ${t.prefix}history PARTITION (${p}) WHERE id = ?`, [id])).length) found.push(p);
+    }
+    expect(found.length, `partitions holding ${id}`).to.be.at.most(1);
+    return found[0] ?? null;
+  }
+
+  async function finishAt(id: string, at: Date): Promise<void> {
+    await t.query(`UPDATE ${t.prefix}history SET finished_at = ? WHERE id = ?`, [at.toISOString().slice(0, 23).replace('T', ' '), id]);
+    const [row] = await t.query<{ at: Date }>(`SELECT finished_at AS at FROM ${t.prefix}history WHERE id = ?`, [id]);
+    expect(row?.at.toISOString(), `history row of ${id}`).to.equal(at.toISOString());
+  }
+
+  function cli(args: string[]) {
+    return spawnSync(process.execPath, ['--import', 'tsx', 'lib/cli.ts', ...args], {
+      env: { ...process.env, DIALECT: t.dialect, DRIVER: t.driver, LOCATION: t.location, PREFIX: t.prefix },
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+  }
+
+  it('the script on a history with rows: printed, then applied (rows kept, each month in its partition), then nothing to do', async () => {
+    const jobs = t.jobs({ worker: false });
+    await jobs.migrate();
+    const now = await dbNow();
+    const ids: Record<number, string> = {};
+    for (const k of [-3, -1, 0]) {
+      const { id } = await jobs.enqueue('x', { k }, { tag: `month${k}` });
+      await jobs.cancel(id);
+      await finishAt(id, new Date(monthPartition(now, k).from.getTime() + 3 * DAY));
+      ids[k] = id;
+    }
+    const printed = cli(['history-partitions', 'test/fixtures/cli-jobs.ts']);
+    expect(printed.status, printed.stderr).to.equal(0);
+    expect(printed.stdout).to.match(/ALTER TABLE \S+history DROP PRIMARY KEY, ADD PRIMARY KEY \(id, finished_at\), ALGORITHM = COPY, LOCK = SHARED\s+PARTITION BY RANGE COLUMNS\(finished_at\)/);
+    expect(printed.stdout).to.include('not applied');
+    expect(await partitionNames(), 'printed only').to.deep.equal([]);
+
+    const applied = cli(['history-partitions', 'test/fixtures/cli-jobs.ts', '--apply']);
+    expect(applied.status, applied.stderr).to.equal(0);
+    const expected = [-3, -2, -1, 0, 1].map((k) => monthPartition(now, k).name);
+    expect(await partitionNames()).to.deep.equal([...expected, 'pfuture']);
+    for (const k of [-3, -1, 0]) expect(await partitionOf(ids[k]), `month ${k}`).to.equal(monthPartition(now, k).name);
+    expect((await jobs.get(ids[-3]))!.tag).to.equal('month-3');
+    expect((await jobs.list({ states: ['cancelled'] })).items.map((j) => j.id)).to.deep.equal([ids[0], ids[-1], ids[-3]]);
+
+    const again = cli(['history-partitions', 'test/fixtures/cli-jobs.ts', '--apply']);
+    expect(again.status, again.stderr).to.equal(0);
+    expect(again.stdout).to.include('nothing to do');
+  });
+
+  it('completions across a month boundary: next month\'s partition holds the job, which is read, listed, retried, finished again and deleted', async () => {
+    const jobs = t.jobs({ worker: { pollInterval: 50 } });
+    jobs.define('work', async (n: number) => n * 2);
+    await jobs.migrate();
+    await jobs.historyPartitions({ apply: true });
+    const now = await dbNow();
+    const [current, next] = [monthPartition(now, 0), monthPartition(now, 1)];
+    const a = await jobs.enqueue('work', 1);
+    const b = await jobs.enqueue('work', 2);
+    await jobs.drain();
+    expect(await partitionOf(a.id)).to.equal(current.name);
+    const later = new Date(next.from.getTime() + 2 * DAY);
+    await finishAt(b.id, later);
+    expect(await partitionOf(b.id)).to.equal(next.name);
+
+    const got = await jobs.get(b.id);
+    expect(got).to.deep.include({ state: 'completed', result: 4 });
+    expect(got!.finishedAt!.toISOString()).to.equal(later.toISOString());
+    expect((await jobs.list({ states: ['completed'] })).items.map((i) => i.id)).to.deep.equal([b.id, a.id]);
+
+    await jobs.retry(b.id);
+    expect(await partitionOf(b.id), 'retried: out of history').to.equal(null);
+    await jobs.drain();
+    expect(await partitionOf(b.id), 'finished again, this month').to.equal(current.name);
+    expect(await jobs.delete(b.id)).to.equal(true);
+    expect(await jobs.get(b.id)).to.equal(null);
+  });
+
+  it('the leader\'s upkeep splits a missing next month off pfuture, moving the rows it already holds there', async () => {
+    const jobs = t.jobs({ worker: false });
+    await jobs.migrate();
+    await jobs.historyPartitions({ apply: true });
+    const next = monthPartition(await dbNow(), 1);
+    // As if next month had not been made: merged back into pfuture, holding a job finished then.
+    await t.query(`ALTER TABLE ${t.prefix}history REORGANIZE PARTITION ${next.name}, pfuture INTO (PARTITION pfuture VALUES LESS THAN (MAXVALUE))`);
+    const { id } = await jobs.enqueue('x', {});
+    await jobs.cancel(id);
+    await finishAt(id, new Date(next.from.getTime() + DAY));
+    expect(await partitionOf(id)).to.equal('pfuture');
+    expect(await jobs.historyPartitions(), 'the split, printed').to.have.length(1);
+
+    await jobs.store.historyUpkeep!();
+    expect((await partitionNames()).slice(-2)).to.deep.equal([next.name, 'pfuture']);
+    expect(await partitionOf(id)).to.equal(next.name);
+    await jobs.store.historyUpkeep!(); // again: nothing to do
+    expect((await partitionNames()).slice(-2)).to.deep.equal([next.name, 'pfuture']);
+  });
+
+  it('retention drops whole months past it, never one a waiting dependent or an unfinished batch still reads, and prunes the straddling month by row', async () => {
+    const jobs = t.jobs({ worker: { pollInterval: 50 } });
+    jobs.define('parent', async () => 'from the parent');
+    await jobs.migrate();
+    const now = await dbNow();
+    const m: Record<number, MonthPartition> = Object.fromEntries([-5, -4, -3, -2, -1, 0].map((k) => [k, monthPartition(now, k)]));
+    const within = (k: number, days: number) => new Date(m[k].from.getTime() + days * DAY);
+    const cancelledAt = async (k: number, days: number) => {
+      const { id } = await jobs.enqueue('x', {}, { delay: 3_600_000 });
+      await jobs.cancel(id);
+      await finishAt(id, within(k, days));
+      return id;
+    };
+
+    // -5: one job of a batch whose other job still waits.
+    const { batchId, ids: batchIds } = await jobs.batch([{ name: 'b', payload: 1, delay: 3_600_000 }, { name: 'b', payload: 2, delay: 3_600_000 }], { onComplete: 'after' });
+    await jobs.cancel(batchIds[0]);
+    await finishAt(batchIds[0], within(-5, 3));
+    // -4: nothing refers to it; a failed attempt and a log line of its job are its trail.
+    const plain = await cancelledAt(-4, 3);
+    await t.query(`INSERT INTO ${t.prefix}attempts (job_id, attempt, finished_at) VALUES (?, 1, UTC_TIMESTAMP(3))`, [plain]);
+    await t.query(`INSERT INTO ${t.prefix}logs (job_id, attempt, at, message) VALUES (?, 1, UTC_TIMESTAMP(3), 'line')`, [plain]);
+    // -3: a completed parent of a job still waiting for another parent.
+    const parent = await jobs.enqueue('parent', {});
+    await jobs.drain();
+    await finishAt(parent.id, within(-3, 3));
+    const other = await jobs.enqueue('x', {}, { delay: 3_600_000 });
+    const child = await jobs.enqueue('x', {}, { dependsOn: [parent.id, other.id] });
+    // -2 straddles the cutoff (its 10th day): one row before it, one after.
+    const early = await cancelledAt(-2, 2);
+    const late = await cancelledAt(-2, 20);
+    await jobs.historyPartitions({ apply: true });
+    expect(await partitionNames()).to.include.members([m[-5].name, m[-4].name, m[-3].name, m[-2].name]);
+
+    const olderThanMs = now.getTime() - within(-2, 10).getTime();
+    const prune = () => jobs.store.historyPrune({ olderThanMs, limit: 1000 });
+    expect(await prune(), 'rows pruned one by one').to.equal(1);
+    expect(await partitionNames()).to.not.include(m[-4].name);
+    expect(await partitionNames()).to.include.members([m[-5].name, m[-3].name, m[-2].name, m[-1].name, m[0].name, 'pfuture']);
+    expect(await jobs.get(plain)).to.equal(null);
+    expect(await t.query(`SELECT 1 FROM ${t.prefix}attempts WHERE job_id = ?`, [plain]), 'its attempts').to.have.length(0);
+    expect(await t.query(`SELECT 1 FROM ${t.prefix}logs WHERE job_id = ?`, [plain]), 'its logs').to.have.length(0);
+    expect(await jobs.get(early)).to.equal(null);
+    expect(await jobs.get(late)).to.not.equal(null);
+    expect((await jobs.get(parent.id))!.state).to.equal('completed');
+    expect(await jobs.batchStatus(batchId)).to.deep.include({ total: 2, cancelled: 1, finished: false });
+
+    // Once the dependent and the batch are done, their months go too.
+    await jobs.cancel(other.id); // its dependent is cancelled with it
+    expect((await jobs.get(child.id))!.state).to.equal('cancelled');
+    await jobs.cancel(batchIds[1]);
+    await prune();
+    expect(await partitionNames()).to.not.include.members([m[-5].name, m[-3].name]);
+    expect(await partitionNames()).to.include.members([m[-2].name, m[-1].name, m[0].name, 'pfuture']);
+    expect(await jobs.get(parent.id)).to.equal(null);
+  });
+
+  it('historyMonths: each month with the partition that keeps it and its size; counts exact below the cap, the engine\'s estimate above it', async () => {
+    const jobs = t.jobs({ worker: false });
+    await jobs.migrate();
+    const now = await dbNow();
+    const prev = monthPartition(now, -1);
+    for (let i = 0; i < 3; i++) {
+      const { id } = await jobs.enqueue('x', { i });
+      await jobs.cancel(id);
+      await finishAt(id, new Date(prev.from.getTime() + (i + 1) * DAY));
+    }
+    await jobs.historyPartitions({ apply: true });
+    await t.query(`ANALYZE TABLE ${t.prefix}history`);
+    const [month] = await jobs.store.historyMonths({ cap: 100 });
+    expect(month).to.deep.include({ month: prev.name.slice(1).replace('_', '-'), storedIn: prev.name, estimated: false });
+    expect(month.counts).to.deep.equal({ cancelled: 3 });
+    const capped = await jobs.store.historyMonths({ cap: 2 });
+    expect(capped[0].estimated).to.equal(true);
+    expect(capped[0].counts.cancelled, 'at least the cap').to.be.at.least(2);
+    expect(await store(jobs).historyPartitioned()).to.equal(true);
+  });
+});

@@ -6,7 +6,8 @@
  */
 import { expect } from 'chai';
 import { spawnSync } from 'node:child_process';
-import { mysqlDialect as factory, requireDatabase, type TestDb } from '../helpers/dialects.ts';
+import { MYSQL_URL, mysqlDialect as factory, mysqlPool, requireDatabase, type TestDb } from '../helpers/dialects.ts';
+import { createJobs } from '../../lib/index.ts';
 import { monthPartition, type MonthPartition } from '../../lib/driver/mysql/partitions.ts';
 import type { MysqlStore } from '../../lib/driver/mysql/store.ts';
 import type { Jobs } from '../../lib/index.ts';
@@ -216,5 +217,30 @@ describe('history partitioned by month [mysql]', function () {
     expect(capped[0].estimated).to.equal(true);
     expect(capped[0].counts.cancelled, 'at least the cap').to.be.at.least(2);
     expect(await store(jobs).historyPartitioned()).to.equal(true);
+  });
+
+  it('a jobs database apart from the app\'s: partitioned, kept ahead and pruned there', async () => {
+    const apart = 'sqljobs_apart';
+    await t.query(`CREATE DATABASE IF NOT EXISTS ${apart}`);
+    const url = new URL(MYSQL_URL);
+    url.pathname = `/${apart}`;
+    const pool = mysqlPool(url.toString(), 3);
+    const jobs = createJobs({ db: pool, tablePrefix: t.prefix, worker: false });
+    try {
+      await jobs.migrate();
+      const ddl = await jobs.historyPartitions({ apply: true });
+      expect(ddl[0]).to.include('PARTITION BY RANGE COLUMNS(finished_at)');
+      const { id } = await jobs.enqueue('x', {});
+      await jobs.cancel(id);
+      const [where] = await pool.query(`SELECT TABLE_SCHEMA AS db, COUNT(*) AS n FROM information_schema.PARTITIONS WHERE TABLE_NAME = ? AND PARTITION_NAME IS NOT NULL GROUP BY TABLE_SCHEMA`, [`${t.prefix}history`]);
+      expect(where).to.deep.equal([{ db: apart, n: 3 }]);
+      expect(await jobs.historyPartitions(), 'kept ahead: nothing to do').to.deep.equal([]);
+      expect((await jobs.store.historyMonths({ cap: 10 }))[0].storedIn).to.equal(monthPartition(await dbNow()).name);
+      expect(await jobs.store.historyPrune({ olderThanMs: 0, limit: 10 })).to.equal(1);
+    } finally {
+      await jobs.close();
+      await pool.query(`DROP DATABASE ${apart}`);
+      await pool.end();
+    }
   });
 });

@@ -11,6 +11,7 @@ import { createJobs } from '../../lib/index.ts';
 import { monthPartition, type MonthPartition } from '../../lib/driver/mysql/partitions.ts';
 import type { MysqlStore } from '../../lib/driver/mysql/store.ts';
 import type { Jobs } from '../../lib/index.ts';
+import { expectFirstPrune, releaseReferences, seedMonths } from '../helpers/retention-months.ts';
 
 const DAY = 86_400_000;
 
@@ -147,55 +148,31 @@ describe('history partitioned by month [mysql]', function () {
     await jobs.migrate();
     const now = await dbNow();
     const m: Record<number, MonthPartition> = Object.fromEntries([-5, -4, -3, -2, -1, 0].map((k) => [k, monthPartition(now, k)]));
-    const within = (k: number, days: number) => new Date(m[k].from.getTime() + days * DAY);
-    const cancelledAt = async (k: number, days: number) => {
-      const { id } = await jobs.enqueue('x', {}, { delay: 3_600_000 });
-      await jobs.cancel(id);
-      await finishAt(id, within(k, days));
-      return id;
-    };
-
-    // -5: one job of a batch whose other job still waits.
-    const { batchId, ids: batchIds } = await jobs.batch([{ name: 'b', payload: 1, delay: 3_600_000 }, { name: 'b', payload: 2, delay: 3_600_000 }], { onComplete: 'after' });
-    await jobs.cancel(batchIds[0]);
-    await finishAt(batchIds[0], within(-5, 3));
-    // -4: nothing refers to it; a failed attempt and a log line of its job are its trail.
-    const plain = await cancelledAt(-4, 3);
-    await t.query(`INSERT INTO ${t.prefix}attempts (job_id, attempt, finished_at) VALUES (?, 1, UTC_TIMESTAMP(3))`, [plain]);
-    await t.query(`INSERT INTO ${t.prefix}logs (job_id, attempt, at, message) VALUES (?, 1, UTC_TIMESTAMP(3), 'line')`, [plain]);
-    // -3: a completed parent of a job still waiting for another parent.
-    const parent = await jobs.enqueue('parent', {});
-    await jobs.drain();
-    await finishAt(parent.id, within(-3, 3));
-    const other = await jobs.enqueue('x', {}, { delay: 3_600_000 });
-    const child = await jobs.enqueue('x', {}, { dependsOn: [parent.id, other.id] });
-    // -2 straddles the cutoff (its 10th day): one row before it, one after.
-    const early = await cancelledAt(-2, 2);
-    const late = await cancelledAt(-2, 20);
+    const seeded = await seedMonths(jobs, {
+      finishAt,
+      monthStart: (k) => m[k].from,
+      addTrail: async (id) => {
+        await t.query(`INSERT INTO ${t.prefix}attempts (job_id, attempt, finished_at) VALUES (?, 1, UTC_TIMESTAMP(3))`, [id]);
+        await t.query(`INSERT INTO ${t.prefix}logs (job_id, attempt, at, message) VALUES (?, 1, UTC_TIMESTAMP(3), 'line')`, [id]);
+      },
+    }, now.getTime());
     await jobs.historyPartitions({ apply: true });
     expect(await partitionNames()).to.include.members([m[-5].name, m[-4].name, m[-3].name, m[-2].name]);
 
-    const olderThanMs = now.getTime() - within(-2, 10).getTime();
-    const prune = () => jobs.store.historyPrune({ olderThanMs, limit: 1000 });
+    const prune = () => jobs.store.historyPrune({ olderThanMs: seeded.olderThanMs, limit: 1000 });
     expect(await prune(), 'rows pruned one by one').to.equal(1);
     expect(await partitionNames()).to.not.include(m[-4].name);
     expect(await partitionNames()).to.include.members([m[-5].name, m[-3].name, m[-2].name, m[-1].name, m[0].name, 'pfuture']);
-    expect(await jobs.get(plain)).to.equal(null);
-    expect(await t.query(`SELECT 1 FROM ${t.prefix}attempts WHERE job_id = ?`, [plain]), 'its attempts').to.have.length(0);
-    expect(await t.query(`SELECT 1 FROM ${t.prefix}logs WHERE job_id = ?`, [plain]), 'its logs').to.have.length(0);
-    expect(await jobs.get(early)).to.equal(null);
-    expect(await jobs.get(late)).to.not.equal(null);
-    expect((await jobs.get(parent.id))!.state).to.equal('completed');
-    expect(await jobs.batchStatus(batchId)).to.deep.include({ total: 2, cancelled: 1, finished: false });
+    expect(await t.query(`SELECT 1 FROM ${t.prefix}attempts WHERE job_id = ?`, [seeded.plain]), 'its attempts').to.have.length(0);
+    expect(await t.query(`SELECT 1 FROM ${t.prefix}logs WHERE job_id = ?`, [seeded.plain]), 'its logs').to.have.length(0);
+    await expectFirstPrune(jobs, seeded);
 
     // Once the dependent and the batch are done, their months go too.
-    await jobs.cancel(other.id); // its dependent is cancelled with it
-    expect((await jobs.get(child.id))!.state).to.equal('cancelled');
-    await jobs.cancel(batchIds[1]);
+    await releaseReferences(jobs, seeded);
     await prune();
     expect(await partitionNames()).to.not.include.members([m[-5].name, m[-3].name]);
     expect(await partitionNames()).to.include.members([m[-2].name, m[-1].name, m[0].name, 'pfuture']);
-    expect(await jobs.get(parent.id)).to.equal(null);
+    expect(await jobs.get(seeded.parent)).to.equal(null);
   });
 
   it('historyMonths: each month with the partition that keeps it and its size; counts exact below the cap, the engine\'s estimate above it', async () => {

@@ -8,7 +8,7 @@ import { expect } from 'chai';
 import { spawnSync } from 'node:child_process';
 import { MYSQL_URL, mysqlDialect as factory, mysqlPool, requireDatabase, type TestDb } from '../helpers/dialects.ts';
 import { createJobs } from '../../lib/index.ts';
-import { monthPartition, type MonthPartition } from '../../lib/driver/mysql/partitions.ts';
+import { monthPartition, type MonthPartition } from '../../lib/driver/monthly.ts';
 import type { MysqlStore } from '../../lib/driver/mysql/store.ts';
 import type { Jobs } from '../../lib/index.ts';
 import { expectFirstPrune, releaseReferences, seedMonths } from '../helpers/retention-months.ts';

@@ -9,9 +9,10 @@
  * parent there), so no edge to a dropped row can slip in between the check and the drop.
  */
 import type { Tables } from '../portable/statement.ts';
+import { deleteTrailInBatches, monthsExpired, planMonths } from '../monthly.ts';
 import {
-  dropLock, FUTURE, lockWaitTimeout, monthDrop, monthIds, monthPartition, monthReferenced, monthsSplit, monthTrailDelete, oldestFinish,
-  parseBound, partitionsList, partitionTable, type MonthPartition, type MysqlPartition,
+  dropLock, FUTURE, lockWaitTimeout, monthDrop, monthIds, monthReferenced, monthsSplit, monthTrailDelete, oldestFinish,
+  parseBound, partitionsList, partitionTable, type MysqlPartition,
 } from './partitions.ts';
 
 type Row = Record<string, unknown>;
@@ -63,17 +64,13 @@ export class MysqlHistoryMonths {
   }
 
   private async plan(query: Query): Promise<Sql[]> {
-    const now = await this.db.now();
     const parts = await this.list(query);
-    const ahead = [monthPartition(now, 0), monthPartition(now, 1)];
-    if (!parts.length) {
-      const oldest = (await run(query, oldestFinish(this.t)))[0]?.at;
-      return [partitionTable(this.t, monthsFrom(oldest == null ? now : toDate(oldest), ahead[1]))];
-    }
-    const last = lastBound(parts);
-    const missing = ahead.filter((m) => last === null || m.to.getTime() > last.getTime());
-    if (!missing.length || !parts.some((p) => p.name === FUTURE && p.to === null)) return [];
-    return [monthsSplit(this.t, monthsFrom(last ?? missing[0].from, missing.at(-1)!).filter((m) => last === null || m.to > last))];
+    const oldest = parts.length ? null : (await run(query, oldestFinish(this.t)))[0]?.at;
+    const plan = planMonths(parts, await this.db.now(), oldest == null ? null : toDate(oldest));
+    if (plan === null) return [];
+    if ('partition' in plan) return [partitionTable(this.t, plan.partition)];
+    // A history partitioned by hand, without the catch-all: left as it is.
+    return parts.some((p) => p.name === FUTURE && p.to === null) ? [monthsSplit(this.t, plan.split)] : [];
   }
 
   /** The leader's round: on a partitioned history, the current and next month split off pfuture. Answers the DDL run. */
@@ -91,9 +88,7 @@ export class MysqlHistoryMonths {
   async dropExpired(olderThanMs: number): Promise<{ dropped: string[]; expiredUntil: Date | null }> {
     const parts = await this.list();
     if (!parts.length) return { dropped: [], expiredUntil: null };
-    const cutoff = (await this.db.now()).getTime() - olderThanMs;
-    // The last partition is never dropped (a partitioned table keeps one), nor pfuture.
-    const expired = parts.slice(0, -1).filter((p) => p.to !== null && p.to.getTime() <= cutoff);
+    const expired = monthsExpired(parts, new Date((await this.db.now()).getTime() - olderThanMs));
     const dropped: string[] = [];
     for (const p of expired) if (await this.drop(p.name)) dropped.push(p.name);
     return { dropped, expiredUntil: expired.at(-1)?.to ?? null };
@@ -102,12 +97,13 @@ export class MysqlHistoryMonths {
   /** Its jobs' trail first (in batches, no lock held), then check and drop under LOCK TABLES. */
   private async drop(partition: string): Promise<boolean> {
     if (await this.referenced(this.db.query, partition)) return false;
-    for (let after: string | null = null; ;) {
-      const ids: string[] = (await run(this.db.query, monthIds(this.t, partition, after, TRAIL_BATCH))).map((r) => String(r.id));
-      if (ids.length) for (const s of monthTrailDelete(this.t, ids)) await run(this.db.query, s);
-      if (ids.length < TRAIL_BATCH) break;
-      after = ids.at(-1)!;
-    }
+    await deleteTrailInBatches(
+      async (after, limit) => (await run(this.db.query, monthIds(this.t, partition, after, limit))).map((r) => String(r.id)),
+      async (ids) => {
+        for (const s of monthTrailDelete(this.t, ids)) await run(this.db.query, s);
+      },
+      TRAIL_BATCH,
+    );
     return this.underLock(async (q) => {
       await run(q, dropLock(this.t));
       try {
@@ -145,18 +141,6 @@ export class MysqlHistoryMonths {
       }
     });
   }
-}
-
-/** The bound of the last month partition (null: only pfuture). */
-function lastBound(parts: MysqlPartition[]): Date | null {
-  return parts.filter((p) => p.to !== null).at(-1)?.to ?? null;
-}
-
-/** The months from the one holding `from` to `until`, inclusive. */
-function monthsFrom(from: Date, until: MonthPartition): MonthPartition[] {
-  const out: MonthPartition[] = [];
-  for (let m = monthPartition(from); m.from.getTime() <= until.from.getTime(); m = monthPartition(m.to)) out.push(m);
-  return out;
 }
 
 function toDate(v: unknown): Date {

@@ -9,7 +9,7 @@
  * the validated prefix and from dates, never from input.
  */
 import type { Tables } from '../portable/statement.ts';
-import { utcMonth } from '../month.ts';
+import type { MonthPartition } from '../monthly.ts';
 
 type Sql = { text: string; values: unknown[] };
 
@@ -24,18 +24,6 @@ export interface MysqlPartition {
   rows: number;
   /** Data and indexes. */
   bytes: number;
-}
-
-/** A month's partition: name and the first instant of the next month (its bound). */
-export interface MonthPartition {
-  name: string;
-  from: Date;
-  to: Date;
-}
-
-export function monthPartition(at: Date, plus = 0): MonthPartition {
-  const m = utcMonth(at, plus);
-  return { name: `p${m.key.replace('-', '_')}`, from: m.from, to: m.to };
 }
 
 /** A DATETIME(3) literal of a UTC instant (the column holds UTC; no session time zone applies to a literal). */

@@ -51,11 +51,14 @@ function monthsBetween(from: Date, until: MonthPartition): MonthPartition[] {
   return out;
 }
 
+/** Jobs whose trail is deleted per statement before their month is dropped. */
+export const TRAIL_BATCH = 5000;
+
 /**
  * Delete the trail of a partition's jobs in batches of `batch` ids (no lock held: a job still in
  * the partition is neither live nor finished elsewhere, so its trail is its own to lose).
  */
-export async function deleteTrailInBatches(page: (afterId: string | null, limit: number) => Promise<string[]>, remove: (ids: string[]) => Promise<void>, batch: number): Promise<void> {
+export async function deleteTrailInBatches(page: (afterId: string | null, limit: number) => Promise<string[]>, remove: (ids: string[]) => Promise<void>, batch = TRAIL_BATCH): Promise<void> {
   for (let after: string | null = null; ;) {
     const ids = await page(after, batch);
     if (ids.length) await remove(ids);

@@ -33,8 +33,6 @@ export interface MonthsConnection {
 
 /** How long partition DDL may wait for its metadata lock before it gives up until the next round (s). */
 const DDL_LOCK_WAIT_S = 2;
-/** Jobs whose trail is deleted per statement before their month is dropped. */
-const TRAIL_BATCH = 5000;
 /** The server refused a lock wait longer than lock_wait_timeout: nothing was done. */
 const ER_LOCK_WAIT_TIMEOUT = 1205;
 
@@ -102,7 +100,6 @@ export class MysqlHistoryMonths {
       async (ids) => {
         for (const s of monthTrailDelete(this.t, ids)) await run(this.db.query, s);
       },
-      TRAIL_BATCH,
     );
     return this.underLock(async (q) => {
       await run(q, dropLock(this.t));

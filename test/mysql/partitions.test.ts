@@ -6,8 +6,9 @@
  */
 import { expect } from 'chai';
 import { spawnSync } from 'node:child_process';
-import { MYSQL_URL, mysqlDialect as factory, mysqlPool, requireDatabase, type TestDb } from '../helpers/dialects.ts';
+import { MYSQL_URL, mysqlDialect as factory, mysqlPool, requireDatabase, until, type TestDb } from '../helpers/dialects.ts';
 import { createJobs } from '../../lib/index.ts';
+import { lockName } from '../../lib/driver/mysql/store.ts';
 import { monthPartition, type MonthPartition } from '../../lib/driver/monthly.ts';
 import type { MysqlStore } from '../../lib/driver/mysql/store.ts';
 import type { Jobs } from '../../lib/index.ts';
@@ -94,6 +95,23 @@ describe('history partitioned by month [mysql]', function () {
     expect(again.stdout).to.include('nothing to do');
   });
 
+  it('the script applied while another instance changes the partitions: refused, saying so, nothing changed', async () => {
+    const jobs = t.jobs({ worker: false });
+    await jobs.migrate();
+    const other = await (t.db as import('mysql2/promise').Pool).getConnection();
+    try {
+      await other.query('SELECT GET_LOCK(?, 0)', [lockName(`${t.prefix}history_partitions`)]);
+      const refused = await jobs.historyPartitions({ apply: true }).then(() => 'applied', (err: Error) => err.message);
+      expect(refused).to.match(/history-partitions: nothing was changed: another instance is changing \S+history's partitions/);
+      expect(await partitionNames()).to.deep.equal([]);
+    } finally {
+      await other.query('DO RELEASE_LOCK(?)', [lockName(`${t.prefix}history_partitions`)]);
+      other.release();
+    }
+    expect(await jobs.historyPartitions({ apply: true })).to.have.length(1);
+    expect(await partitionNames()).to.have.length(3);
+  });
+
   it('completions across a month boundary: next month\'s partition holds the job, which is read, listed, retried, finished again and deleted', async () => {
     const jobs = t.jobs({ worker: { pollInterval: 50 } });
     jobs.define('work', async (n: number) => n * 2);
@@ -173,6 +191,35 @@ describe('history partitioned by month [mysql]', function () {
     expect(await partitionNames()).to.not.include.members([m[-5].name, m[-3].name]);
     expect(await partitionNames()).to.include.members([m[-2].name, m[-1].name, m[0].name, 'pfuture']);
     expect(await jobs.get(seeded.parent)).to.equal(null);
+  });
+
+  it('retention never drops a month whose row an enqueue locked as a parent while the drop waited: it checks again once it holds history', async () => {
+    const jobs = t.jobs({ worker: { pollInterval: 50 } });
+    jobs.define('parent', async () => 'from the parent');
+    await jobs.migrate();
+    const now = await dbNow();
+    const old = monthPartition(now, -3);
+    const parent = await jobs.enqueue('parent', {});
+    await jobs.drain();
+    await finishAt(parent.id, new Date(old.from.getTime() + 3 * DAY));
+    await jobs.historyPartitions({ apply: true });
+
+    // An app's transaction enqueues a dependent of that parent (reading its history row under a lock) and stays open.
+    const conn = await (t.db as import('mysql2/promise').Pool).getConnection();
+    try {
+      await conn.beginTransaction();
+      const child = await jobs.enqueue('x', {}, { dependsOn: [parent.id], tx: conn });
+      const prune = jobs.store.historyPrune({ olderThanMs: now.getTime() - monthPartition(now, -1).from.getTime(), limit: 100 });
+      // The drop found no edge yet (uncommitted) and now waits for history behind the app's transaction.
+      await until(async () => (await t.query(`SELECT 1 FROM information_schema.PROCESSLIST WHERE STATE = 'Waiting for table metadata lock' AND INFO LIKE 'LOCK TABLES%'`)).length > 0, 'the drop to wait for history', 5000, 10);
+      await conn.commit();
+      await prune;
+      expect(await partitionNames()).to.include(old.name);
+      expect((await jobs.get(parent.id))!.state).to.equal('completed');
+      expect((await jobs.links(child.id)).parents.map((p) => p.id)).to.deep.equal([parent.id]);
+    } finally {
+      conn.release();
+    }
   });
 
   it('historyMonths: each month with the partition that keeps it and its size; counts exact below the cap, the engine\'s estimate above it', async () => {

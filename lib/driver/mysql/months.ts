@@ -31,8 +31,10 @@ export interface MonthsConnection {
   unlock(query: Query, name: string): Promise<void>;
 }
 
-/** How long partition DDL may wait for its metadata lock before it gives up until the next round (s). */
+/** How long the leader's partition DDL may wait for its metadata lock before it gives up until the next round (s). */
 const DDL_LOCK_WAIT_S = 2;
+/** How long the script run by an operator waits for it (s): a waiting ALTER holds up every later statement on history meanwhile. */
+const SCRIPT_LOCK_WAIT_S = 30;
 /** The server refused a lock wait longer than lock_wait_timeout: nothing was done. */
 const ER_LOCK_WAIT_TIMEOUT = 1205;
 
@@ -51,14 +53,23 @@ export class MysqlHistoryMonths {
 
   /**
    * The DDL that partitions history or, once it is, makes the current and next month ahead
-   * (nothing when they exist); run too when `apply`. Under the partitions lock when applied.
+   * (nothing when they exist); run too when `apply`, under the partitions lock. Run by an operator:
+   * an instance holding the lock, or a metadata lock not granted within SCRIPT_LOCK_WAIT_S, is an
+   * error that says so (nothing was changed).
    */
   async script({ apply }: { apply: boolean }): Promise<Sql[]> {
     if (!apply) return this.plan(this.db.query);
-    return this.underLock((q) => this.plan(q).then(async (ddl) => {
-      for (const s of ddl) await run(q, s);
-      return ddl;
-    }), []);
+    const ran = await this.underLock((q) => this.applyPlan(q), null, SCRIPT_LOCK_WAIT_S);
+    if (ran === null) {
+      throw new Error(`history-partitions: nothing was changed: another instance is changing ${this.t.history}'s partitions, or a transaction held ${this.t.history} for more than ${SCRIPT_LOCK_WAIT_S} s; run it again`);
+    }
+    return ran;
+  }
+
+  private async applyPlan(q: Query): Promise<Sql[]> {
+    const ddl = await this.plan(q);
+    for (const s of ddl) await run(q, s);
+    return ddl;
   }
 
   private async plan(query: Query): Promise<Sql[]> {
@@ -74,7 +85,7 @@ export class MysqlHistoryMonths {
   /** The leader's round: on a partitioned history, the current and next month split off pfuture. Answers the DDL run. */
   async ensureAhead(): Promise<Sql[]> {
     if (!(await this.list()).length) return [];
-    return this.script({ apply: true });
+    return this.underLock((q) => this.applyPlan(q), [], DDL_LOCK_WAIT_S);
   }
 
   /**
@@ -110,7 +121,7 @@ export class MysqlHistoryMonths {
       } finally {
         await q('UNLOCK TABLES', []);
       }
-    }, false);
+    }, false, DDL_LOCK_WAIT_S);
   }
 
   private async referenced(q: Query, partition: string): Promise<boolean> {
@@ -118,16 +129,16 @@ export class MysqlHistoryMonths {
   }
 
   /**
-   * `fn` on one connection holding the prefix's partitions lock, its DDL waiting at most
-   * DDL_LOCK_WAIT_S for a metadata lock; `otherwise` when another instance holds the lock, or the
-   * wait ran out (nothing was done: the next round tries again).
+   * `fn` on one connection holding the prefix's partitions lock, its DDL waiting at most `waitS`
+   * for a metadata lock; `otherwise` when another instance holds the lock, or the wait ran out
+   * (nothing was done: the next round tries again).
    */
-  private underLock<T>(fn: (q: Query) => Promise<T>, otherwise: T): Promise<T> {
-    const name = `${this.t.history}_partitions`;
+  private underLock<T, O>(fn: (q: Query) => Promise<T>, otherwise: O, waitS: number): Promise<T | O> {
+    const name = 'history_partitions';
     return this.db.onConnection(async (q) => {
       if (!(await this.db.lock(q, name))) return otherwise;
       try {
-        await run(q, lockWaitTimeout(DDL_LOCK_WAIT_S));
+        await run(q, lockWaitTimeout(waitS));
         return await fn(q);
       } catch (err) {
         if ((err as { errno?: number }).errno === ER_LOCK_WAIT_TIMEOUT) return otherwise;

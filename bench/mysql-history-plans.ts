@@ -2,16 +2,16 @@
  * MariaDB/MySQL: the plan of every history read the admin and the API make, on a history of
  * 1,000,000 rows (seeded set-based from MariaDB's sequence engine, in a dedicated hx_ prefix): each
  * statement is the one the store runs (built by the same functions), EXPLAINed, with the access
- * type, the index and the rows estimate. A full scan of history (type ALL, or an index walked
- * whole) is flagged. With --partitioned the same run after `sqljobs history-partitions --apply`'s
- * DDL, and the time that DDL took.
+ * type, the index, the planner's estimate and the rows really read (ANALYZE). An access of history
+ * of type ALL, or one that read more than a tenth of it, is flagged FULL SCAN. With --partitioned,
+ * the same after `sqljobs history-partitions --apply`'s DDL, and the time that DDL took.
  *
  *   node --import tsx bench/mysql-history-plans.ts [--rows 1000000] [--partitioned] [--keep]
  */
 import mysql from 'mysql2/promise';
 import { parseArgs } from 'node:util';
 import { createJobs } from '../lib/index.ts';
-import { historyPlanChecks, seedHistory, explainAll } from './lib/mysql-history.ts';
+import { historyPlanChecks, seedHistory, explainAll, UNINDEXED } from './lib/mysql-history.ts';
 import { MysqlStore } from '../lib/driver/mysql/store.ts';
 
 const { values: flags } = parseArgs({
@@ -44,7 +44,8 @@ try {
   const [count] = await pool.query(`SELECT COUNT(*) AS n FROM ${PREFIX}history`);
   const plans = await explainAll(pool, historyPlanChecks(store, await sampleId()), `${PREFIX}history`, Number((count as { n: number }[])[0].n));
   for (const p of plans) console.log(`${p.fullScan ? 'FULL SCAN ' : 'ok        '} ${p.what.padEnd(44)} ${p.plan}`);
-  process.exitCode = plans.some((p) => p.fullScan) ? 1 : 0;
+  // The filters without an index are expected to scan (documented); any other scan fails the run.
+  process.exitCode = plans.some((p) => p.fullScan && !UNINDEXED.test(p.what)) ? 1 : 0;
 } finally {
   if (!flags.keep) await dropPrefix();
   await jobs.close();

@@ -5,13 +5,11 @@
  */
 import { expect } from 'chai';
 import { mysqlDialect as factory, requireDatabase, type TestDb } from '../helpers/dialects.ts';
-import { explainAll, historyPlanChecks, seedHistory } from '../../bench/lib/mysql-history.ts';
+import { explainAll, historyPlanChecks, seedHistory, UNINDEXED } from '../../bench/lib/mysql-history.ts';
 import type { MysqlStore } from '../../lib/driver/mysql/store.ts';
 import type mysql from 'mysql2/promise';
 
 const ROWS = 100_000;
-/** Filters with no index on history, documented as such (README: replyTo and args; createdBy and the created window are API-only). */
-const UNINDEXED = /createdBy|replyTo|args|created in a window/;
 
 describe('history reads at scale: no full scan [mysql]', function () {
   this.timeout(120_000);

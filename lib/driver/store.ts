@@ -417,13 +417,13 @@ export interface WorkerLiveness {
   /** Delete history rows finished more than olderThanMs ago, at most `limit`. */
   historyPrune(req: { olderThanMs: number; limit: number }): Promise<number>;
   /**
-   * Where history is partitioned by month (PostgreSQL; MySQL/MariaDB once `sqljobs
+   * Where history is partitioned by month (PostgreSQL; MySQL/MariaDB and SQL Server once `sqljobs
    * history-partitions` ran): make the current and next month's partitions ahead. Safe to run from
    * several instances at once; absent elsewhere.
    */
   historyUpkeep?(): Promise<void>;
   /**
-   * Where history is partitioned by a script run out of band (MySQL/MariaDB): the DDL that
+   * Where history is partitioned by a script run out of band (MySQL/MariaDB, SQL Server): the DDL that
    * partitions history by month, or, once it is, makes the current and next month ahead (none when
    * they exist); run too when `apply`.
    */

@@ -46,4 +46,17 @@ forEachDialect('sqljobs CLI', ({ fresh }) => {
     expect(bad.status).to.equal(2);
     expect(bad.stderr).to.include('unknown command "frobnicate"');
   });
+
+  it('history-partitions: prints the partition DDL on MySQL/MariaDB (test/mysql/partitions.test.ts applies it); elsewhere says there is none', async function () {
+    this.timeout(60_000);
+    const t = await fresh();
+    const printed = run(t, ['history-partitions', 'test/fixtures/cli-jobs.ts']);
+    if (t.dialect === 'mysql') {
+      expect(printed.status, printed.stderr).to.equal(0);
+      expect(printed.stdout).to.match(/^ALTER TABLE \S+history DROP PRIMARY KEY[\s\S]*-- not applied/);
+    } else {
+      expect(printed.status).to.equal(2);
+      expect(printed.stderr).to.include(`historyPartitions: ${t.dialect} has no partition script`);
+    }
+  });
 });

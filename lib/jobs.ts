@@ -2,6 +2,17 @@
  * The Jobs facade: the public verbs (define, enqueue, start, stop, get, list, cancel, retry, ...)
  * over one store and one in-process worker. No SQL here, no HTTP.
  */
+import { nextDrop, type HistoryOverview } from './history.ts';
+
+/** What define() set for a job name (jobs.defined); null where it left the default. */
+export interface DefinedOptions {
+  queue: string | null;
+  timeoutMs: number | null;
+  maxAttempts: number | null;
+  priority: number | null;
+  deadLetter: string | null;
+  transactional: boolean;
+}
 import { EventEmitter } from 'node:events';
 import {
   JobValidationError, MAX_REDRIVE, buildJobRow, dependsOnList, describe, idsMatching, validateBackoff, validateId, validateIds, validateListFilter, validateName,
@@ -121,6 +132,8 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
   /** What this instance does (see JobsOptions.mode). */
   readonly mode: JobsMode;
   private readonly workerOptions: WorkerOptions | null;
+  /** retentionDays in ms, as the History view shows it (the leader's maintenance applies its own). */
+  private readonly retentionMs: number | null;
   private worker: Worker | null = null;
   private readonly leaderOptions: LeaderOptions | null;
   private elector: LeaderElector | null = null;
@@ -138,6 +151,7 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
     this.options = { defaultQueue: o.defaultQueue, maxPayloadBytes: o.maxPayloadBytes, maxAttempts: o.maxAttempts, reserveTimeout: o.reserveTimeout };
     this.mode = o.mode;
     this.workerOptions = o.worker;
+    this.retentionMs = o.retentionMs;
     this.codeQueues = o.queues;
     const log = new RateLimitedLog(o.logger);
     this.store = createStore(opts.db, {
@@ -549,6 +563,16 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
    */
   readonly queues = {
     list: (): Promise<QueueStats[]> => this.db.queueList(),
+    /**
+     * The queues this process's code names (the default queue, define()'s queue options, the
+     * queues option, worker.queues), sorted: the admin lists them even while they hold no job, so
+     * an idle queue can be paused before its jobs arrive.
+     */
+    known: (): string[] => {
+      const names = new Set([this.options.defaultQueue, ...this.codeQueues.keys(), ...(this.workerOptions?.queues ?? [])]);
+      for (const def of this.definitions.values()) if (def.queue) names.add(def.queue);
+      return [...names].sort();
+    },
     pause: async (queue: string): Promise<void> => {
       validateName(queue, 'queue');
       await this.db.queuePause(queue);
@@ -590,6 +614,20 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
       return this.db.queueGroups({ queue, windowMs: rate?.intervalMs ?? null, groups: opts.groups, limit });
     },
   };
+
+  /**
+   * History per UTC month of its finish time, newest first (at most 36 months): each month's jobs
+   * per state (exact up to `cap`, default 10,000; a larger month answers the database's estimate or
+   * the capped count, `estimated: true`), where it is kept and its size on disk. With this instance's
+   * retentionDays, and the next whole partition or file retention will drop, and when.
+   */
+  async historyMonths(opts: { cap?: number } = {}): Promise<HistoryOverview> {
+    if (opts === null || typeof opts !== 'object') throw new TypeError(`historyMonths: options must be an object { cap }; got ${describe(opts)}`);
+    const cap = intInRange('historyMonths: cap', opts.cap, 10_000, 1, 10_000_000);
+    const months = await this.db.historyMonths({ cap });
+    const retentionMs = this.retentionMs;
+    return { months, retentionDays: retentionMs === null ? null : retentionMs / 86_400_000, nextDrop: nextDrop(months, retentionMs) };
+  }
 
   /** Completed and failed jobs per bucket (default: per minute over the last hour). */
   async throughput(opts: { windowMs?: number; bucketMs?: number } = {}): Promise<ThroughputBuckets> {
@@ -820,6 +858,16 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
   /** Names this instance has handlers for. */
   get names(): string[] {
     return [...this.definitions.keys()];
+  }
+
+  /**
+   * The options this process's define() gave a job name (null: not defined here): what its jobs
+   * run with where the enqueue did not say (the admin shows a defined timeout from it).
+   */
+  defined(name: string): DefinedOptions | null {
+    const def = this.definitions.get(name);
+    if (!def) return null;
+    return { queue: def.queue ?? null, timeoutMs: def.timeout ?? null, maxAttempts: def.maxAttempts ?? null, priority: def.priority ?? null, deadLetter: def.deadLetter ?? null, transactional: def.transactional === true };
   }
 
   get workerId(): string | null {

@@ -30,8 +30,29 @@ export function time(d: Date | null | undefined): string {
   return d.toISOString().replace('T', ' ').replace(/\.\d{3}Z$/, 'Z');
 }
 
+/**
+ * A time as HTML: a <time> holding its UTC text (what a page shows without script), which admin.js
+ * turns into the reader's local time with the UTC text on hover. Nothing in it comes from input.
+ */
+export function when(d: Date | number | null | undefined): string {
+  if (d === null || d === undefined) return '—';
+  const at = d instanceof Date ? d : new Date(d);
+  if (Number.isNaN(at.getTime())) return '—';
+  const utc = time(at);
+  return `<time datetime="${at.toISOString()}" title="${utc}">${utc}</time>`;
+}
+
 export function num(n: number): string {
   return n.toLocaleString('en-US');
+}
+
+/** A size on disk in binary units (1.5 GiB), or — where the database does not tell it. */
+export function bytes(n: number | null): string {
+  if (n === null) return '—';
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  for (; n >= 1024 && i < units.length - 1; i++) n /= 1024;
+  return `${i === 0 ? n : n.toFixed(1)} ${units[i]}`;
 }
 
 /** A payload or result for display: pretty JSON, or a binary's size and the hex of its first bytes. */
@@ -148,4 +169,4 @@ export function jobsHref(base: string, fields: [string, string][]): string {
   return `${base}/jobs?${new URLSearchParams(fields)}`;
 }
 
-export const helpers = { duration, ago, time, num, showValue, scheduleInWords, waiting, runAt, batchHref, queueHref, limits, jobsHref, filterFields };
+export const helpers = { duration, ago, time, when, num, bytes, showValue, scheduleInWords, waiting, runAt, batchHref, queueHref, limits, jobsHref, filterFields };

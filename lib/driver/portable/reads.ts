@@ -206,6 +206,9 @@ function listWhere(sql: Sql, b: Binder, f: ListFilter, states: JobState[], allSt
   for (const [key, value] of Object.entries(f.args ?? {})) where.push(`${b.jsonText('args', key)} = ${b.text(value)}`);
   if (f.createdAfter !== undefined) where.push(`created_at >= ${b.time(f.createdAfter.getTime())}`);
   if (f.createdBefore !== undefined) where.push(`created_at < ${b.time(f.createdBefore.getTime())}`);
+  // Only history's half is read with these (statesByTable): the live table has no finished_at.
+  if (f.finishedAfter !== undefined) where.push(`finished_at >= ${b.time(f.finishedAfter.getTime())}`);
+  if (f.finishedBefore !== undefined) where.push(`finished_at < ${b.time(f.finishedBefore.getTime())}`);
   if (f.reserved) where.push(isReserved(sql));
   if (f.cursor !== undefined) where.push(`id < ${b.id(f.cursor)}`);
   return where.length ? ` WHERE ${where.join(' AND ')}` : '';

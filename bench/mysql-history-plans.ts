@@ -54,7 +54,8 @@ try {
 
 /** A finished job from the middle of history. */
 async function sampleId(): Promise<string> {
-  const [rows] = await pool.query(`SELECT id FROM ${PREFIX}history WHERE ref_id = 'ref-500002'`);
+  // Every 10th seeded job has refId ref-<i>, i ending in 2: the one halfway.
+  const [rows] = await pool.query(`SELECT id FROM ${PREFIX}history WHERE ref_id = ?`, [`ref-${Math.floor(Number(flags.rows) / 20) * 10 + 2}`]);
   return (rows as { id: string }[])[0].id;
 }
 

@@ -301,6 +301,8 @@ function toMysql(sql: string, params: unknown[]): [string, unknown[]] {
  * SQLJOBS_MYSQL_PARTITIONED=1: every MySQL test database starts migrated with history partitioned
  * by month (`sqljobs history-partitions --apply`), so the suites run against a partitioned history.
  */
+export const MYSQL_HISTORY_PARTITIONED = process.env.SQLJOBS_MYSQL_PARTITIONED === '1';
+
 async function partitionHistory(t: TestDb): Promise<void> {
   const jobs = t.jobs({ worker: false });
   await jobs.migrate();
@@ -339,7 +341,7 @@ export const mysqlDialect: DialectFactory = {
       };
     };
     const first = open();
-    if (process.env.SQLJOBS_MYSQL_PARTITIONED === '1') await partitionHistory(first);
+    if (MYSQL_HISTORY_PARTITIONED) await partitionHistory(first);
     const close = first.cleanup;
     first.cleanup = async () => {
       await closeJobs(mine);

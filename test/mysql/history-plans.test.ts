@@ -24,15 +24,13 @@ describe('history reads at scale: no full scan [mysql]', function () {
 
   async function plans(store: MysqlStore) {
     const pool = t.db as mysql.Pool;
-    const [sample] = await t.query<{ id: string }>(`SELECT id FROM ${t.prefix}history WHERE ref_id = 'ref-50002'`);
+    const [sample] = await t.query<{ id: string }>(`SELECT id FROM ${t.prefix}history WHERE ref_id = 'ref-50002'`); // halfway: every 10th seeded job has refId ref-<i>, i ending in 2
     return explainAll(pool, historyPlanChecks(store, sample.id), `${t.prefix}history`, ROWS);
   }
 
   function expectBounded(found: Awaited<ReturnType<typeof plans>>): void {
     const scans = found.filter((p) => p.fullScan && !UNINDEXED.test(p.what)).map((p) => `${p.what}: ${p.plan}`);
     expect(scans, 'reads that scan history').to.deep.equal([]);
-    expect(found.filter((p) => p.what.startsWith('throughput') || p.what.startsWith('retention') || p.what.includes('month counts')).map((p) => p.plan))
-      .to.satisfy((list: string[]) => list.every((plan) => plan.includes('history_finished')), 'time-bounded reads use the finish-time index');
   }
 
   it('plain history, then partitioned by month', async () => {

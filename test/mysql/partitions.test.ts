@@ -235,7 +235,8 @@ describe('history partitioned by month [mysql]', function () {
     await jobs.historyPartitions({ apply: true });
     await t.query(`ANALYZE TABLE ${t.prefix}history`);
     const [month] = await jobs.store.historyMonths({ cap: 100 });
-    expect(month).to.deep.include({ month: prev.name.slice(1).replace('_', '-'), storedIn: prev.name, estimated: false });
+    expect(month).to.deep.include({ month: prev.name.slice(1).replace('_', '-'), storedIn: prev.name, estimated: false, storedUntil: prev.to });
+    expect(month.bytes).to.be.a('number').and.above(0);
     expect(month.counts).to.deep.equal({ cancelled: 3 });
     const capped = await jobs.store.historyMonths({ cap: 2 });
     expect(capped[0].estimated).to.equal(true);

@@ -1,7 +1,8 @@
 /**
  * The admin's History view on a partitioned MySQL/MariaDB history: the months counted along the
  * finish-time index (../portable/engine.ts historyMonths) told where they are kept, from
- * information_schema.PARTITIONS. A partition that holds exactly one month gives its size on disk
+ * information_schema.PARTITIONS, and until when (retention drops the partition once its end is past
+ * it; pfuture is never dropped). A partition that holds exactly one month gives its size on disk
  * (data and indexes) and, where the count was capped, the engine's row estimate in its place.
  */
 import type { HistoryMonth } from '../store.ts';
@@ -16,8 +17,9 @@ export function historyMonthsOfPartitions(months: HistoryMonth[], parts: MysqlPa
     const part = parts[at];
     const from = at === 0 ? null : parts[at - 1].to;
     const own = from !== null && from.getTime() === month.from.getTime() && part.to !== null && part.to.getTime() === month.to.getTime();
-    if (!own) return { ...m, storedIn: part.name };
-    return { ...m, storedIn: part.name, bytes: part.bytes, counts: m.estimated ? scaled(m.counts, part.rows) : m.counts };
+    const placed = { ...m, storedIn: part.name, storedUntil: part.to };
+    if (!own) return placed;
+    return { ...placed, bytes: part.bytes, counts: m.estimated ? scaled(m.counts, part.rows) : m.counts };
   });
 }
 

@@ -45,7 +45,10 @@ export const UNINDEXED = /createdBy|replyTo|args|created in a window/;
 export interface PlanCheck {
   what: string;
   statement: Statement;
-  /** Bounded by a time range: must read it from the finish-time index (however much of history that range holds). */
+  /**
+   * Bounded by a time range: must read it from the finish-time index (however much of history that
+   * range holds), or, partitioned, from the partitions of that range only.
+   */
   byTime?: true;
 }
 
@@ -54,11 +57,11 @@ export interface PlanCheck {
  * list pages with each filter (and a deep keyset page), counts, throughput, get, the History view's
  * month walk, a job's parents and dependents, a batch's counts, and retention's pick.
  */
-export function historyPlanChecks(sql: Sql, sampleId: string, now = Date.now()): PlanCheck[] {
+export function historyPlanChecks(sql: Sql, sampleId: string, historyInMonthPartitions = false, now = Date.now()): PlanCheck[] {
   const month = utcMonth(new Date(now), -1);
   const old = utcMonth(new Date(now), -3);
   const deepCursor = '00000000-0000-7000-8000-000000000000';
-  const list = (what: string, filter: Parameters<typeof jobsList>[1]): PlanCheck => ({ what: `list ${what}`, statement: jobsList(sql, { limit: 50, ...filter }) });
+  const list = (what: string, filter: Parameters<typeof jobsList>[1]): PlanCheck => ({ what: `list ${what}`, statement: jobsList(sql, { limit: 50, ...filter }, { historyInMonthPartitions }) });
   const byTime = (check: PlanCheck): PlanCheck => ({ ...check, byTime: true });
   return [
     { what: 'get (finished job)', statement: jobGet(sql, { id: sampleId }) },
@@ -119,7 +122,8 @@ export async function explainAll(pool: Pool, checks: PlanCheck[], historyTable: 
     const plan = parsePlan(String(Object.values((rows as Record<string, unknown>[])[0])[0]));
     const history = tableAccesses(plan).filter((a) => a.table_name === historyTable || a.table_name === 'h');
     const read = (a: Access) => Math.round(Number(a.r_rows ?? 0) * Number(a.r_loops ?? 1));
-    const fullScan = history.some((a) => a.access_type === 'ALL' || (c.byTime ? !String(a.key).endsWith('history_finished') : read(a) > historyRows / 10));
+    const pruned = (a: Access) => Array.isArray(a.partitions) && a.partitions.length <= 2;
+    const fullScan = history.some((a) => a.access_type === 'ALL' || (c.byTime ? !(String(a.key).endsWith('history_finished') || pruned(a)) : read(a) > historyRows / 10));
     const shown = history.map((a) => `${a.table_name}: ${a.access_type} ${a.key ?? '-'} est=${a.rows} read=${read(a)}`).join('; ');
     out.push({ what: c.what, plan: shown, fullScan });
   }
@@ -141,6 +145,8 @@ interface Access {
   rows?: number;
   r_rows?: number | null;
   r_loops?: number;
+  /** The partitions it reads (absent: the table is not partitioned). */
+  partitions?: string[];
 }
 
 /** Every table access in a plan, at any depth (nested loops, derived tables, subqueries, unions). */

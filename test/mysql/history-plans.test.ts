@@ -25,7 +25,7 @@ describe('history reads at scale: no full scan [mysql]', function () {
   async function plans(store: MysqlStore) {
     const pool = t.db as mysql.Pool;
     const [sample] = await t.query<{ id: string }>(`SELECT id FROM ${t.prefix}history WHERE ref_id = 'ref-50002'`); // halfway: every 10th seeded job has refId ref-<i>, i ending in 2
-    return explainAll(pool, historyPlanChecks(store, sample.id), `${t.prefix}history`, ROWS);
+    return explainAll(pool, historyPlanChecks(store, sample.id, await store.historyPartitioned()), `${t.prefix}history`, ROWS);
   }
 
   function expectBounded(found: Awaited<ReturnType<typeof plans>>): void {

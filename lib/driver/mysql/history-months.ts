@@ -10,17 +10,28 @@ import { utcMonth } from '../month.ts';
 import type { MysqlPartition } from './partitions.ts';
 
 export function historyMonthsOfPartitions(months: HistoryMonth[], parts: MysqlPartition[]): HistoryMonth[] {
-  return months.map((m) => {
-    const month = utcMonth(new Date(`${m.month}-01T00:00:00Z`));
-    const at = parts.findIndex((p) => p.to === null || p.to.getTime() > month.from.getTime());
+  const holder = (m: HistoryMonth) => parts.findIndex((p) => p.to === null || p.to.getTime() > utcMonth(new Date(`${m.month}-01T00:00:00Z`)).from.getTime());
+  const holders = months.map(holder);
+  return months.map((m, i) => {
+    const at = holders[i];
     if (at < 0) return m;
     const part = parts[at];
-    const from = at === 0 ? null : parts[at - 1].to;
-    const own = from !== null && from.getTime() === month.from.getTime() && part.to !== null && part.to.getTime() === month.to.getTime();
     const placed = { ...m, storedIn: part.name, storedUntil: part.to };
-    if (!own) return placed;
+    if (!holdsOnly(m, at, parts, holders)) return placed;
     return { ...placed, bytes: part.bytes, counts: m.estimated ? scaled(m.counts, part.rows) : m.counts };
   });
+}
+
+/**
+ * Whether partition `at` holds month `m` alone: it ends with the month and starts with it, or, the
+ * first partition (from the beginning of time: the script starts it at the oldest finish's month),
+ * no other month with rows falls in it.
+ */
+function holdsOnly(m: HistoryMonth, at: number, parts: MysqlPartition[], holders: number[]): boolean {
+  const month = utcMonth(new Date(`${m.month}-01T00:00:00Z`));
+  if (parts[at].to?.getTime() !== month.to.getTime()) return false;
+  if (at > 0) return parts[at - 1].to?.getTime() === month.from.getTime();
+  return holders.filter((h) => h === 0).length === 1;
 }
 
 /** Counts cut at a cap scaled to the engine's estimate of the month's rows, keeping the states' proportions (never below what was counted). */

@@ -7,13 +7,16 @@
  *   sqljobs migrate <module>   apply the schema and exit
  *   sqljobs status  <module>   live and finished counts, workers, leader  [--json]
  *   sqljobs history <module>   finished jobs per month, where each is kept, retention  [--json]
+ *   sqljobs history-partitions <module> [--apply]
+ *                              MySQL/MariaDB, SQL Server: print (and with --apply run) the DDL that partitions
+ *                              history by month, or adds the coming months to a partitioned one
  */
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Jobs } from './jobs.ts';
 import { stopOnSignals } from './worker/shutdown.ts';
 
-const USAGE = `usage: sqljobs <worker|migrate|status|history> <module> [--json]
+const USAGE = `usage: sqljobs <worker|migrate|status|history|history-partitions> <module> [--json] [--apply]
   <module> exports a Jobs instance (createJobs(...)) as \`jobs\` or as its default export`;
 
 async function load(file: string | undefined): Promise<Jobs> {
@@ -83,13 +86,24 @@ async function history(jobs: Jobs, json: boolean): Promise<void> {
   if (h.nextDrop) console.log(`next drop: ${h.nextDrop.storedIn} after ${h.nextDrop.at.toISOString()}`);
 }
 
+/** Print the partition DDL, and run it with --apply (the first run copies history: see the README). */
+async function historyPartitions(jobs: Jobs, apply: boolean): Promise<void> {
+  const ddl = await jobs.historyPartitions({ apply });
+  if (!ddl.length) {
+    console.log('-- history is partitioned, with the current and next month: nothing to do');
+    return;
+  }
+  for (const s of ddl) console.log(`${s};`);
+  console.log(apply ? '-- applied' : '-- not applied: run again with --apply to run it');
+}
+
 async function main(argv: string[]): Promise<void> {
   const [command, file, ...rest] = argv;
   if (!command || command === '--help' || command === '-h') {
     console.log(USAGE);
     return;
   }
-  if (!['worker', 'migrate', 'status', 'history'].includes(command)) throw new Error(`unknown command "${command}"\n${USAGE}`);
+  if (!['worker', 'migrate', 'status', 'history', 'history-partitions'].includes(command)) throw new Error(`unknown command "${command}"\n${USAGE}`);
   const jobs = await load(file);
   if (command === 'worker') return worker(jobs);
   if (command === 'migrate') {
@@ -97,6 +111,9 @@ async function main(argv: string[]): Promise<void> {
     console.log('[sqljobs] schema is up to date');
   } else if (command === 'history') {
     await history(jobs, rest.includes('--json'));
+  } else if (command === 'history-partitions') {
+    await jobs.migrate();
+    await historyPartitions(jobs, rest.includes('--apply'));
   } else {
     await status(jobs, rest.includes('--json'));
   }

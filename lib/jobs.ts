@@ -644,6 +644,19 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
     return this.db.jobThroughput({ windowMs, bucketMs });
   }
 
+  /**
+   * MySQL/MariaDB and SQL Server: the DDL that partitions history by UTC month (the first run copies the table;
+   * see the README, "Partitioned history (MySQL/MariaDB, SQL Server)"), or that makes the current
+   * and next month of a partitioned history; run too with `apply: true`. Answers the statements.
+   */
+  async historyPartitions(opts: { apply?: boolean } = {}): Promise<string[]> {
+    if (opts.apply !== undefined && typeof opts.apply !== 'boolean') throw new TypeError(`historyPartitions: apply must be a boolean; got ${typeof opts.apply}`);
+    if (!this.db.historyPartitionScript) {
+      throw new Error(`historyPartitions: ${this.db.dialect} has no partition script (PostgreSQL partitions history in its migrations; SQLite keeps one table or monthly files; the script is for MySQL/MariaDB and SQL Server)`);
+    }
+    return (await this.db.historyPartitionScript({ apply: opts.apply === true })).map((s) => s.text);
+  }
+
   /** Make a pending job due now. False when the job is not pending (running, finished or unknown). */
   async runNow(id: string): Promise<boolean> {
     validateId(id);

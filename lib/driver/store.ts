@@ -420,10 +420,17 @@ export interface WorkerLiveness {
    */
   historyPrune(req: { olderThanMs: number; limit: number; more?: boolean }): Promise<number>;
   /**
-   * Where history is partitioned by month (PostgreSQL): make the current and next month's
-   * partitions ahead. Safe to run from several instances at once; absent elsewhere.
+   * Where history is partitioned by month (PostgreSQL; MySQL/MariaDB and SQL Server once `sqljobs
+   * history-partitions` ran): make the current and next month's partitions ahead. Safe to run from
+   * several instances at once; absent elsewhere.
    */
   historyUpkeep?(): Promise<void>;
+  /**
+   * Where history is partitioned by a script run out of band (MySQL/MariaDB, SQL Server): the DDL that
+   * partitions history by month, or, once it is, makes the current and next month ahead (none when
+   * they exist); run too when `apply`.
+   */
+  historyPartitionScript?(req: { apply: boolean }): Promise<{ text: string }[]>;
   /**
    * Milliseconds until the next pending job for these names becomes due (null: none). Managed
    * queues (their limits decide when their jobs start) count only with `managed: true`.

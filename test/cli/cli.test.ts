@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { spawn, spawnSync } from 'node:child_process';
-import { forEachDialect, until, type TestDb } from '../helpers/dialects.ts';
+import { forEachDialect, MYSQL_HISTORY_PARTITIONED, until, type TestDb } from '../helpers/dialects.ts';
 
 const run = (t: TestDb, args: string[]) =>
   spawnSync(process.execPath, ['--import', 'tsx', 'lib/cli.ts', ...args], {
@@ -52,5 +52,20 @@ forEachDialect('sqljobs CLI', ({ fresh }) => {
     const bad = run(t, ['frobnicate', 'x']);
     expect(bad.status).to.equal(2);
     expect(bad.stderr).to.include('unknown command "frobnicate"');
+  });
+
+  it('history-partitions: prints the partition DDL on MySQL/MariaDB (test/mysql/partitions.test.ts applies it); elsewhere says there is none', async function () {
+    this.timeout(60_000);
+    const t = await fresh();
+    const printed = run(t, ['history-partitions', 'test/fixtures/cli-jobs.ts']);
+    if (t.dialect === 'mysql') {
+      expect(printed.status, printed.stderr).to.equal(0);
+      // Under SQLJOBS_MYSQL_PARTITIONED=1 the test database starts partitioned, with this month and the next.
+      if (MYSQL_HISTORY_PARTITIONED) expect(printed.stdout).to.include('nothing to do');
+      else expect(printed.stdout).to.match(/^ALTER TABLE \S+history DROP PRIMARY KEY[\s\S]*-- not applied/);
+    } else {
+      expect(printed.status).to.equal(2);
+      expect(printed.stderr).to.include(`historyPartitions: ${t.dialect} has no partition script`);
+    }
   });
 });

@@ -297,6 +297,18 @@ function toMysql(sql: string, params: unknown[]): [string, unknown[]] {
   return [sql.replace(/\$(\d+)/g, (_, n) => (order.push(params[Number(n) - 1]), '?')), order];
 }
 
+/**
+ * SQLJOBS_MYSQL_PARTITIONED=1: every MySQL test database starts migrated with history partitioned
+ * by month (`sqljobs history-partitions --apply`), so the suites run against a partitioned history.
+ */
+export const MYSQL_HISTORY_PARTITIONED = process.env.SQLJOBS_MYSQL_PARTITIONED === '1';
+
+async function partitionHistory(t: TestDb): Promise<void> {
+  const jobs = t.jobs({ worker: false });
+  await jobs.migrate();
+  await jobs.historyPartitions({ apply: true });
+}
+
 export const mysqlDialect: DialectFactory = {
   name: 'mysql',
   async available() {
@@ -329,6 +341,7 @@ export const mysqlDialect: DialectFactory = {
       };
     };
     const first = open();
+    if (MYSQL_HISTORY_PARTITIONED) await partitionHistory(first);
     const close = first.cleanup;
     first.cleanup = async () => {
       await closeJobs(mine);

@@ -25,6 +25,7 @@ import { MssqlStore, SerialQueue, bind, named, isMssqlPool, isMssqlTransaction }
 import { buildJobRow } from '../../lib/model.ts';
 import { buildSchedule } from '../../lib/schedule/schedule.ts';
 import { createJobs } from '../../lib/index.ts';
+import { partitionStatements } from './partitions.test.ts';
 import { validatePrefix } from '../../lib/driver/store.ts';
 import { loadMigrations, splitStatements } from '../../lib/driver/migrations.ts';
 
@@ -67,6 +68,8 @@ function everyStatement(): [string, Stmt][] {
     ['upsertSchedule', sql.upsertSchedule(schedule, 300_000, HOSTILE)],
     ['upsertSchedule (run-time edit)', sql.upsertSchedule(schedule, 300_000, null)],
     ['fireSchedule', sql.fireSchedule(HOSTILE, 300_000, row(), { message: HOSTILE })],
+    // History partitioned by month (./partitions.test.ts checks their text).
+    ...partitionStatements('app_').map(([name, s]): [string, Stmt] => [`partitions ${name}`, s]),
     // The statements written once for every database, as SQL Server runs them.
     ...portableStatements(sqlFor('mssql')).map(([name, s]): [string, Stmt] => [`portable ${name}`, named(s)]),
   ];

@@ -16,6 +16,8 @@ import type { EnqueueResult } from '../../model.ts';
 import type { ScheduleDef } from '../../schedule/schedule.ts';
 import { checkNotNewer, loadMigrations, splitStatements } from '../migrations.ts';
 import { APP_LOCK_SHOWN, MssqlSql } from './statements.ts';
+import { MssqlHistoryMonths } from './months.ts';
+import { retentionLeftovers } from '../portable/admin.ts';
 import type { Param, ParamType, Stmt } from './tsql.ts';
 import { claimOrder, toClaimedJob } from '../rows.ts';
 import { describeTx } from '../detect.ts';
@@ -180,34 +182,29 @@ export class MssqlStore extends PortableStore implements Store {
   /** Portable statements (../portable/), their values bound as @p1…@pn with their types. */
   protected readonly runner: SqlRunner = {
     run: async (s) => outcome(s, await this.run(named(s))),
-    transaction: async (list) => {
-      if (!this.own.connected) await this.own.connect();
-      const tx = this.own.transaction();
-      await tx.begin(mssql().ISOLATION_LEVEL.READ_COMMITTED);
-      try {
+    transaction: (list) =>
+      this.inTransaction(async (tx) => {
         const out: Outcome[] = [];
         for (const s of list) out.push(outcome(s, await this.run(named(s), tx)));
-        await queueOf(tx).run(() => tx.commit());
         return out;
-      } catch (err) {
-        await queueOf(tx).run(() => tx.rollback()).catch(() => undefined);
-        throw err;
-      }
-    },
-    within: async (steps) => {
-      if (!this.own.connected) await this.own.connect();
-      const tx = this.own.transaction();
-      await tx.begin(mssql().ISOLATION_LEVEL.READ_COMMITTED);
-      try {
-        const out = await drive(steps, async (s) => outcome(s, await this.run(named(s), tx)));
-        await queueOf(tx).run(() => tx.commit());
-        return out;
-      } catch (err) {
-        await queueOf(tx).run(() => tx.rollback()).catch(() => undefined);
-        throw err;
-      }
-    },
+      }),
+    within: (steps) => this.inTransaction((tx) => drive(steps, async (s) => outcome(s, await this.run(named(s), tx)))),
   };
+
+  /** `fn` in a READ COMMITTED transaction of ours: committed after it, rolled back when it throws. */
+  private async inTransaction<T>(fn: (tx: MssqlTransactionLike) => Promise<T>): Promise<T> {
+    if (!this.own.connected) await this.own.connect();
+    const tx = this.own.transaction();
+    await tx.begin(mssql().ISOLATION_LEVEL.READ_COMMITTED);
+    try {
+      const out = await fn(tx);
+      await queueOf(tx).run(() => tx.commit());
+      return out;
+    } catch (err) {
+      await queueOf(tx).run(() => tx.rollback()).catch(() => undefined);
+      throw err;
+    }
+  }
 
   /** Workflow steps in the caller's mssql Transaction, or in one of ours. */
   protected async withinCaller<T>(tx: unknown, steps: Steps<T>): Promise<T> {
@@ -286,6 +283,35 @@ IF @r < 0 THROW 50001, 'sqljobs: could not take the migration lock', 1;`, [{ nam
       await tx.rollback().catch(() => undefined);
       throw err;
     }
+  }
+
+  // ---------------------------------------------------------------- history partitions
+
+  /** Partitioned history (./months.ts, after `sqljobs history-partitions`): nothing is done on an unpartitioned one but finding that out. */
+  private readonly months = new MssqlHistoryMonths(
+    {
+      query: (s) => this.rows(s),
+      transaction: (fn) => this.inTransaction((tx) => fn((s) => this.rows(s, tx))),
+      now: async () => (await this.rows({ text: 'SELECT SYSUTCDATETIME() AS now', params: [] }))[0].now as Date,
+    },
+    this.t,
+    this.prefix,
+  );
+
+  async historyUpkeep(): Promise<void> {
+    await this.months.ensureAhead();
+  }
+
+  historyPartitionScript(req: { apply: boolean }): Promise<{ text: string }[]> {
+    return this.months.script(req);
+  }
+
+  /** Partitioned: whole months past the retention are emptied first; rows are pruned one by one only after the newest expired month. */
+  override async historyPrune(req: { olderThanMs: number; limit: number }): Promise<number> {
+    const { dropped, expiredUntil } = await this.months.dropExpired(req.olderThanMs);
+    const pruned = await super.historyPrune({ ...req, since: expiredUntil?.getTime() });
+    if (dropped.length && pruned === 0) await this.runner.transaction(retentionLeftovers(this, req));
+    return pruned;
   }
 
   // ---------------------------------------------------------------- enqueue

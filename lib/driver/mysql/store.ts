@@ -25,7 +25,9 @@ import { mysql as mysqlDialect, utc } from '../portable/dialect.ts';
 import { PortableStore } from '../portable/engine.ts';
 import type { FlowOutcome } from '../portable/flow.ts';
 import { drive, type Outcome, type SqlRunner, type Statement, type Tables, type Steps } from '../portable/statement.ts';
-import { historyPrune, historyPrunePick } from '../portable/admin.ts';
+import { historyPrune, historyPrunePick, retentionLeftovers } from '../portable/admin.ts';
+import { MysqlHistoryMonths } from './months.ts';
+import { historyMonthsOfPartitions } from './history-months.ts';
 import { jobsByRef, jobsInsert } from './enqueue.ts';
 import { jobsClaimPick, jobsClaimTake } from './claim.ts';
 import { jobsLockRunning, jobsMoveToHistory } from './move.ts';
@@ -39,7 +41,7 @@ import { claimOrder, toClaimedJob } from '../rows.ts';
 import { settleEnqueue } from '../sql.ts';
 import type {
   ClaimedJob, ClaimRequest, CompleteItem, FailItem, Fenced, InsertBatch, LeaseRequest, LogItem,
-  OpenTransaction, PooledStoreOptions, ProgressItem, ReleaseItem, ScheduleTick, SessionLock, Store,
+  HistoryMonth, OpenTransaction, PooledStoreOptions, ProgressItem, ReleaseItem, ScheduleTick, SessionLock, Store,
   StoreCapabilities, TransactionalCompletion,
 } from '../store.ts';
 
@@ -537,21 +539,63 @@ export class MysqlStore extends PortableStore implements Store {
     return `MySQL connection ${row.holder}${proc?.host ? ` from ${proc.host}` : ''} (GET_LOCK)`;
   }
 
-  // ---------------------------------------------------------------- retention
+  // ---------------------------------------------------------------- history partitions and retention
+
+  /** Partitioned history (./months.ts): nothing is done on an unpartitioned one but finding that out. */
+  private readonly months = new MysqlHistoryMonths(
+    {
+      query: (text, values) => this.rows(text, values),
+      onConnection: (fn) => this.onOwnConnection((c) => fn((text, values) => this.rows(text, values, c))),
+      now: async () => codec.date((await this.rows(`SELECT ${NOW} AS now`))[0].now)!,
+      lock: async (q, name) => Number((await q('SELECT GET_LOCK(?, 0) AS got', [lockName(`${this.prefix}${name}`)]))[0].got) === 1,
+      unlock: async (q, name) => void (await q('SELECT RELEASE_LOCK(?)', [lockName(`${this.prefix}${name}`)])),
+    },
+    this.t,
+  );
+
+  async historyUpkeep(): Promise<void> {
+    await this.months.ensureAhead();
+  }
+
+  historyPartitionScript(req: { apply: boolean }): Promise<{ text: string }[]> {
+    return this.months.script(req);
+  }
+
+  /** Whether `sqljobs history-partitions` partitioned history. */
+  async historyPartitioned(): Promise<boolean> {
+    return (await this.months.list()).length > 0;
+  }
+
+  /** A month's job list reads its partition in id order there, the finish-time index on one table. */
+  protected override historyInMonthPartitions(): Promise<boolean> {
+    return this.historyPartitioned();
+  }
+
+  /** Partitioned: each month where it is kept, with its size and the engine's row estimate where a count is capped. */
+  override async historyMonths(req: { cap: number }): Promise<HistoryMonth[]> {
+    const months = await super.historyMonths(req);
+    const parts = await this.months.list();
+    return parts.length ? historyMonthsOfPartitions(months, parts) : months;
+  }
 
   /**
-   * The portable prune with its pick inside the transaction, FOR UPDATE SKIP LOCKED: two pruners
-   * (or a prune and a delete) never wait on each other's rows.
+   * On a partitioned history, whole months past the retention are dropped first (./months.ts), and
+   * rows are pruned one by one only after the newest expired month. The pick is inside the prune's
+   * transaction, FOR UPDATE SKIP LOCKED: two pruners (or a prune and a delete) never wait on each
+   * other's rows.
    */
   override async historyPrune({ olderThanMs, limit }: { olderThanMs: number; limit: number }): Promise<number> {
-    return this.transaction(async (c) => {
-      const pick = historyPrunePick(this, { olderThanMs, limit });
+    const { dropped, expiredUntil } = await this.months.dropExpired(olderThanMs);
+    const pruned = await this.transaction(async (c) => {
+      const pick = historyPrunePick(this, { olderThanMs, limit, since: expiredUntil?.getTime() });
       const [picked] = await runOn(c, [{ ...pick, text: `${pick.text} FOR UPDATE SKIP LOCKED` }]);
       const ids = picked.rows.map((r) => String(r.id));
       if (!ids.length) return 0;
-      const [pruned] = await runOn(c, historyPrune(this, { olderThanMs, ids }));
-      return pruned.changes;
+      const [rows] = await runOn(c, historyPrune(this, { olderThanMs, ids }));
+      return rows.changes;
     });
+    if (dropped.length && pruned === 0) await this.runner.transaction(retentionLeftovers(this, { olderThanMs }));
+    return pruned;
   }
 
   /** A connection from the app's pool inside START TRANSACTION; released once, on commit or rollback. */

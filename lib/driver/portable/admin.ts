@@ -236,7 +236,8 @@ export function historyPrunePick(sql: Sql, k: PruneAge & { limit: number; since?
     const since = k.since === undefined ? '' : ` AND finished_at >= ${b.time(k.since)}`;
     // Bound after the cutoff: TOP (SQL Server, named parameters) comes first in the text, LIMIT (positional elsewhere) last.
     const limit = b.int(k.limit);
-    return `SELECT ${d.top(limit)}id FROM ${t.history} WHERE finished_at < ${cutoff}${since} AND ${noLiveReader(sql, t.history)}${d.limit(limit)}`;
+    // Named where a planner would otherwise walk another index whole (MySQL, with the correlated check below).
+    return `SELECT ${d.top(limit)}id FROM ${t.history}${d.useIndex(t.historyFinished)} WHERE finished_at < ${cutoff}${since} AND ${noLiveReader(sql, t.history)}${d.limit(limit)}`;
   });
 }
 

@@ -72,6 +72,12 @@ export interface SqlDialect {
    * table or sort (SQLite ` INDEXED BY i`, MySQL ` FORCE INDEX (i)`); empty elsewhere.
    */
   useIndex(index: string): string;
+  /**
+   * After a table name: indexes a read must not use where this planner would pick one that reads
+   * far more than another (MySQL ` IGNORE INDEX (…)`, `PRIMARY` for the primary key; empty where
+   * the planner weighs them by cost).
+   */
+  ignoreIndexes(indexes: string[]): string;
   /** A NULL of the column type times (`time`) or JSON documents (`json`) are stored in (a union's other half has the column). */
   nullAs(type: 'time' | 'json'): string;
   /** A bound JSON text where the database would not infer its type (a select list feeding a JSON column). */
@@ -139,6 +145,7 @@ const common = {
   lockHint: '',
   readPast: '',
   useIndex: none,
+  ignoreIndexes: none,
   intDiv: (a: string, b: string) => `(${a} / ${b})`,
   insertionOrder: 'id',
   partialIndexes: true,
@@ -230,6 +237,7 @@ export const mysql: SqlDialect = {
     json: textCodec.json,
   },
   useIndex: (i) => ` FORCE INDEX (${i})`,
+  ignoreIndexes: (indexes) => (indexes.length ? ` IGNORE INDEX (${indexes.join(', ')})` : ''),
   nullAs: (type) => (type === 'time' ? 'CAST(NULL AS DATETIME(3))' : 'NULL'),
   json: (p) => p,
   // Not JSON_VALUE: MySQL 8's returns at most VARCHAR(512) unless told otherwise (RETURNING, which MariaDB lacks).

@@ -300,8 +300,14 @@ export abstract class PortableStore implements Sql {
     const limit = listLimit(filter);
     const { live, history } = statesByTable(filter);
     if (!live && !history) return { items: [], nextCursor: null }; // no state asked for (or none a reserved job has): no job, and no table to read
-    const items = (await this.rowsOf(jobsList(this, filter))).map((r) => toJobRecord(r, this.d.codec));
+    const byMonth = (filter.finishedAfter !== undefined || filter.finishedBefore !== undefined) && (await this.historyInMonthPartitions());
+    const items = (await this.rowsOf(jobsList(this, filter, { historyInMonthPartitions: byMonth }))).map((r) => toJobRecord(r, this.d.codec));
     return { items, nextCursor: items.length === limit ? items[items.length - 1].id : null };
+  }
+
+  /** Whether history is partitioned by month where list statements must know it (MySQL/MariaDB after history-partitions). */
+  protected async historyInMonthPartitions(): Promise<boolean> {
+    return false;
   }
 
   async attemptList(id: string): Promise<AttemptRecord[]> {

@@ -170,7 +170,7 @@ export function jobsThroughput({ d, t }: Sql, k: { windowMs: number; bucketMs: n
  * each table's half walks its id index backward and stops at the limit, then the union is cut
  * to the limit. A state filter touches only the tables that hold those states (at least one).
  */
-export function jobsList(sql: Sql, filter: ListFilter): Statement {
+export function jobsList(sql: Sql, filter: ListFilter, opts: { historyInMonthPartitions?: boolean } = {}): Statement {
   const { d, t } = sql;
   const limit = listLimit(filter);
   const { live, history } = statesByTable(filter);
@@ -181,14 +181,32 @@ export function jobsList(sql: Sql, filter: ListFilter): Statement {
   const historyTail = `finished_at${payload ? ', result' : ''}, 0 AS parents_left, ${d.nullAs('time')} AS reserved_until`;
   return read(d, (b) => {
     const top = b.top(limit);
-    const half = (table: string, tail: string, states: JobState[], allStates: number, alias: string) =>
-      `SELECT * FROM (SELECT ${b.top(limit)}${cols}, ${deadLetterOf(sql, table)} AS dead_letter_of, ${tail} FROM ${table}${listWhere(sql, b, filter, states, allStates)}
+    const half = (table: string, hint: string, tail: string, states: JobState[], allStates: number, alias: string) =>
+      `SELECT * FROM (SELECT ${b.top(limit)}${cols}, ${deadLetterOf(sql, table)} AS dead_letter_of, ${tail} FROM ${table}${hint}${listWhere(sql, b, filter, states, allStates)}
          ORDER BY id DESC${b.limit(limit)}) ${alias}`;
     const halves: string[] = [];
-    if (live) halves.push(half(t.jobs, liveTail, live, 2, 'live'));
-    if (history) halves.push(half(t.history, historyTail, history, TERMINAL_STATES.length, 'finished'));
+    if (live) halves.push(half(t.jobs, '', liveTail, live, 2, 'live'));
+    if (history) halves.push(half(t.history, historyListIndex(sql, filter, history, opts.historyInMonthPartitions === true), historyTail, history, TERMINAL_STATES.length, 'finished'));
     return `SELECT ${top}* FROM (${halves.join('\nUNION ALL\n')}) page ORDER BY id DESC${b.limit(limit)}`;
   });
+}
+
+/**
+ * Where MySQL's planner must be told which index serves history's half of a list (elsewhere the
+ * dialect says nothing). On one history table, a range of finish times (a month of the History
+ * view) is read from the finish-time index, its matches sorted: walking ids (or a state's ids)
+ * newest first would pass every row finished after the month and, to end its last page, every row
+ * finished before; only a selective filter's index (tag, batch, refId, userId) reads less. Where
+ * history is partitioned by month, the range prunes the walk to the month's partitions, where ids
+ * newest first stop at the page. A queue or name filter beside a state filter walks (queue, id) or
+ * (name, id): the planner would intersect it with the state index, reading both ranges whole.
+ */
+function historyListIndex({ d, t }: Sql, f: ListFilter, states: JobState[], inMonthPartitions: boolean): string {
+  const selective = f.tag !== undefined || f.batchId !== undefined || f.refId !== undefined || f.userId !== undefined;
+  const finishedRange = f.finishedAfter !== undefined || f.finishedBefore !== undefined;
+  if (finishedRange && !selective && !inMonthPartitions) return d.useIndex(t.historyFinished);
+  if ((f.queue !== undefined || f.name !== undefined) && states.length < TERMINAL_STATES.length) return d.ignoreIndexes([t.historyState]);
+  return '';
 }
 
 /** The WHERE clause of one table's half of the list: every filter is a bound value. */

@@ -37,9 +37,9 @@ import { holdPgClient, withHeld } from '../lib/driver/held.ts';
 const { values: args } = parseArgs({
   options: {
     rows: { type: 'string', default: '10000000' },
-    jobs: { type: 'string', default: '5000' },
+    jobs: { type: 'string', default: '20000' },
     concurrency: { type: 'string', default: '10' },
-    runs: { type: 'string', default: '3' },
+    runs: { type: 'string', default: '5' },
     requests: { type: 'string', default: '7' },
     keep: { type: 'boolean', default: false },
   },
@@ -197,12 +197,16 @@ async function completionRate(inst: Install): Promise<number> {
   }
 }
 
-async function completionRates(inst: Install, empty: boolean): Promise<number[]> {
-  const rates: number[] = [];
+/** RUNS runs per installation, taking turns (a machine shared with others drifts: both see the drift). */
+async function completionRates(installs: Install[], empty: boolean): Promise<Map<Kind, number[]>> {
+  const rates = new Map<Kind, number[]>(installs.map((i) => [i.kind, []]));
   for (let r = 0; r < RUNS; r++) {
-    // An empty history stays empty: the previous run's jobs go.
-    if (empty) await pool.query(`TRUNCATE ${inst.prefix}history, ${inst.prefix}logs, ${inst.prefix}attempts`);
-    rates.push(await completionRate(inst));
+    for (const inst of installs) {
+      // An empty history stays empty: the previous run's jobs go.
+      if (empty) await pool.query(`TRUNCATE ${inst.prefix}history, ${inst.prefix}logs, ${inst.prefix}attempts`);
+      rates.get(inst.kind)!.push(await completionRate(inst));
+    }
+    log(`    run ${r + 1}/${RUNS}: ${installs.map((i) => `${i.kind} ${fmt(rates.get(i.kind)!.at(-1))}/s`).join(', ')} (load ${load()})`);
   }
   return rates;
 }
@@ -346,9 +350,11 @@ async function main(): Promise<void> {
     await setupPartitioned(installs[0].prefix, now);
     await setupUnpartitioned(installs[1].prefix);
     for (const inst of installs) log(`  ${inst.kind}: ${await layout(inst.prefix)}`);
-    await each('completions, empty history', async (inst, f) => void (f.emptyRate = await completionRates(inst, true)));
+    log(`  completions, empty history, load ${load()}`);
+    for (const [kind, rates] of await completionRates(installs, true)) figures.get(kind)!.emptyRate = rates;
     await each('generating history', async (inst, f) => void (f.generateS = await generate(inst, now)));
-    await each('completions, full history', async (inst, f) => void (f.fullRate = await completionRates(inst, false)));
+    log(`  completions, full history, load ${load()}`);
+    for (const [kind, rates] of await completionRates(installs, false)) figures.get(kind)!.fullRate = rates;
     await each('admin', async (inst, f) => void (f.pages = await adminTimings(inst)));
     await each('retention', async (inst, f) => void (f.retention = await retention(inst, now)));
     log(report(installs, figures));

@@ -3,12 +3,17 @@
  * current schema (history partitioned by UTC month, migration 014) and an unpartitioned one (every
  * migration but 014 applied, so history is the one plain table it was before), each given the same
  * `--rows` finished jobs spread over the 12 past months and the current one. Per installation:
- * completions per second with an empty and with the full history, every admin page and JSON call
- * over HTTP (median and max), and retention of the oldest month the way the leader runs it.
+ * completions per second with the full history and, in a twin installation of the same schema kept
+ * empty, with an empty one (the four take turns run by run, so a machine shared with others drifts
+ * alike for all), every admin page and JSON call over HTTP (median and max), and retention of the
+ * oldest month the way the leader runs it.
  *
- *   node --import tsx bench/history-scale.ts [--rows 10000000] [--jobs 5000] [--concurrency 10]
- *     [--runs 3] [--requests 7] [--keep]
+ *   node --import tsx bench/history-scale.ts [--rows 10000000] [--jobs 20000] [--concurrency 10]
+ *     [--runs 5] [--requests 7] [--keep] [--reuse <partitioned prefix>,<unpartitioned prefix>]
  *   npm run bench:history -- --rows 1000000
+ *
+ * --keep leaves both installations in place (their prefixes are printed); --reuse measures them
+ * again instead of generating (same --rows), first refilling the oldest month retention removed.
  *
  * The unpartitioned installation records 014 as applied without running it: the code is today's,
  * the history table is the pre-014 one (primary key id, the same nine secondary indexes). Its
@@ -42,6 +47,7 @@ const { values: args } = parseArgs({
     runs: { type: 'string', default: '5' },
     requests: { type: 'string', default: '7' },
     keep: { type: 'boolean', default: false },
+    reuse: { type: 'string' },
   },
 });
 const ROWS = Number(args.rows);
@@ -64,11 +70,14 @@ type Kind = 'partitioned' | 'unpartitioned';
 interface Install {
   kind: Kind;
   prefix: string;
+  /** The same schema, its history kept empty: completions with an empty history. */
+  emptyPrefix: string;
   /** Error events of the library on this installation (the unpartitioned one's failed upkeep). */
   errors: string[];
 }
 
 interface Figures {
+  /** Seconds to generate the rows (or, reused, to refill the oldest month). */
   generateS: number;
   emptyRate: number[];
   fullRate: number[];
@@ -101,6 +110,11 @@ async function setupPartitioned(prefix: string, now: Date): Promise<void> {
   await jobs.close();
   await pool.query(`ALTER TABLE ${prefix}history DETACH PARTITION ${prefix}history_legacy`);
   await pool.query(`DROP TABLE ${prefix}history_legacy`);
+  await makeMonths(prefix, now);
+}
+
+/** A partition per month, 12 past to next, where none is yet (retention dropped the oldest one of a reused installation). */
+async function makeMonths(prefix: string, now: Date): Promise<void> {
   const months = new HistoryMonths(monthsRunner, tables(prefix), prefix);
   for (let k = -PAST_MONTHS; k <= 1; k++) await months.create(monthOf(prefix, now, k));
 }
@@ -145,12 +159,13 @@ const COLS = {
 };
 
 /** History, logs (10 % of jobs, 2 lines each) and attempt records of rows [lo, hi), in one statement. */
-function generateChunk(prefix: string, lo: number, hi: number, startMs: number, spanMs: number): string {
+function generateChunk(prefix: string, lo: number, hi: number, startMs: number, spanMs: number, beforeMs = Number.MAX_SAFE_INTEGER): string {
   const c = COLS;
   const at = (e: string) => `to_timestamp((${e}) / 1000.0)`;
   return `WITH src AS (
       SELECT i, ts, ${c.id} AS id, ${c.state} AS state FROM (
-        SELECT i, ${startMs}::bigint + (i * ${spanMs}::numeric / ${ROWS})::bigint AS ts FROM generate_series(${lo}::bigint, ${hi - 1}) i) s),
+        SELECT i, ${startMs}::bigint + (i * ${spanMs}::numeric / ${ROWS})::bigint AS ts FROM generate_series(${lo}::bigint, ${hi - 1}) i) s
+      WHERE ts < ${beforeMs}),
     h AS (INSERT INTO ${prefix}history (id, name, queue, state, payload, priority, attempts, max_attempts, run_at, created_at, started_at, finished_at,
         tag, batch_id, ref_id, worker_id, error, result)
       SELECT id, ${c.name}, ${c.queue}, state, ${c.payload}, i % 3, ${c.attempts}, 3, ${at('ts - 5000')}, ${at('ts - 5000')},
@@ -166,13 +181,18 @@ function generateChunk(prefix: string, lo: number, hi: number, startMs: number, 
     SELECT count(*) AS n FROM src`;
 }
 
-/** ROWS rows in chunks, then ANALYZE; answers seconds taken. */
-async function generate(inst: Install, now: Date): Promise<number> {
+/**
+ * ROWS rows in chunks (or, `refill`, only those of the oldest month: retention removed them), then
+ * ANALYZE; answers seconds taken.
+ */
+async function generate(inst: Install, now: Date, refill = false): Promise<number> {
   const startMs = utcMonth(now, -PAST_MONTHS).from.getTime();
   const spanMs = now.getTime() - 60_000 - startMs;
+  const beforeMs = refill ? utcMonth(now, -PAST_MONTHS).to.getTime() : Number.MAX_SAFE_INTEGER;
+  const rows = refill ? Math.min(ROWS, Math.ceil((ROWS * (beforeMs - startMs)) / spanMs)) : ROWS;
   const t0 = performance.now();
-  for (let lo = 0; lo < ROWS; lo += CHUNK) {
-    await pool.query(generateChunk(inst.prefix, lo, Math.min(ROWS, lo + CHUNK), startMs, spanMs));
+  for (let lo = 0; lo < rows; lo += CHUNK) {
+    await pool.query(generateChunk(inst.prefix, lo, Math.min(rows, lo + CHUNK), startMs, spanMs, beforeMs));
     if (ROWS > CHUNK) log(`    ${inst.kind}: ${Math.min(ROWS, lo + CHUNK).toLocaleString('en-US')} rows, ${fmt((performance.now() - t0) / 1000)} s (load ${load()})`);
   }
   for (const table of ['history', 'logs', 'attempts']) await pool.query(`ANALYZE ${inst.prefix}${table}`);
@@ -182,33 +202,38 @@ async function generate(inst: Install, now: Date): Promise<number> {
 // ---------------------------------------------------------------- completions
 
 /** JOBS no-op jobs enqueued, then run by the library's worker: jobs per second until the hot table is empty. */
-async function completionRate(inst: Install): Promise<number> {
-  const jobs = createJobs<{ noop: { i: number } }>({ db: pool, tablePrefix: inst.prefix, worker: { concurrency: CONCURRENCY }, logger: false })
+async function completionRate(inst: Install, prefix: string): Promise<number> {
+  const jobs = createJobs<{ noop: { i: number } }>({ db: pool, tablePrefix: prefix, worker: { concurrency: CONCURRENCY }, logger: false })
     .define('noop', (p) => ({ ok: true, i: p.i }));
   jobs.on('error', (err) => inst.errors.push(String((err as Error).message ?? err)));
   try {
     await jobs.enqueueMany(Array.from({ length: JOBS }, (_, i) => ({ name: 'noop' as const, payload: { i } })));
     const t0 = performance.now();
     await jobs.start();
-    while (Number((await pool.query(`SELECT count(*) AS n FROM ${inst.prefix}jobs`)).rows[0].n) > 0) await sleep(5);
+    while (Number((await pool.query(`SELECT count(*) AS n FROM ${prefix}jobs`)).rows[0].n) > 0) await sleep(5);
     return (JOBS / (performance.now() - t0)) * 1000;
   } finally {
     await jobs.close();
   }
 }
 
-/** RUNS runs per installation, taking turns (a machine shared with others drifts: both see the drift). */
-async function completionRates(installs: Install[], empty: boolean): Promise<Map<Kind, number[]>> {
-  const rates = new Map<Kind, number[]>(installs.map((i) => [i.kind, []]));
+/**
+ * RUNS runs in each of the four installations (empty and full history, partitioned and not), taking
+ * turns run by run: a machine shared with others drifts, and then all four see the drift.
+ */
+async function completionRates(installs: Install[], figures: Map<Kind, Figures>): Promise<void> {
   for (let r = 0; r < RUNS; r++) {
+    const line: string[] = [];
     for (const inst of installs) {
+      const f = figures.get(inst.kind)!;
       // An empty history stays empty: the previous run's jobs go.
-      if (empty) await pool.query(`TRUNCATE ${inst.prefix}history, ${inst.prefix}logs, ${inst.prefix}attempts`);
-      rates.get(inst.kind)!.push(await completionRate(inst));
+      await pool.query(`TRUNCATE ${inst.emptyPrefix}history, ${inst.emptyPrefix}logs, ${inst.emptyPrefix}attempts`);
+      f.emptyRate.push(await completionRate(inst, inst.emptyPrefix));
+      f.fullRate.push(await completionRate(inst, inst.prefix));
+      line.push(`${inst.kind} empty ${fmt(f.emptyRate.at(-1))}/s, full ${fmt(f.fullRate.at(-1))}/s`);
     }
-    log(`    run ${r + 1}/${RUNS}: ${installs.map((i) => `${i.kind} ${fmt(rates.get(i.kind)!.at(-1))}/s`).join(', ')} (load ${load()})`);
+    log(`    run ${r + 1}/${RUNS}: ${line.join('; ')} (load ${load()})`);
   }
-  return rates;
 }
 
 // ---------------------------------------------------------------- admin
@@ -280,23 +305,26 @@ async function timeCall(label: string, call: () => Promise<unknown>): Promise<Ti
  * attempts deleted first) and the few seconds past its end pruned by row; unpartitioned, every row.
  */
 async function retention(inst: Install, now: Date): Promise<Figures['retention']> {
-  const end = utcMonth(now, -PAST_MONTHS).to;
-  const count = async (): Promise<number> =>
-    Number((await pool.query(`SELECT count(*) AS n FROM ${inst.prefix}history WHERE finished_at < $1`, [end])).rows[0].n);
-  const rows = await count();
+  const rows = await oldestMonthRows(inst, now);
   const jobs = createJobs({ db: pool, tablePrefix: inst.prefix, worker: false, logger: false });
   const store = (jobs as unknown as { store: Store }).store;
   try {
     const dbNow = (await pool.query('SELECT now() AS now')).rows[0].now as Date;
-    const olderThanMs = dbNow.getTime() - end.getTime();
+    const olderThanMs = dbNow.getTime() - utcMonth(now, -PAST_MONTHS).to.getTime();
     let rounds = 0;
     const t0 = performance.now();
     while ((rounds++, await store.historyPrune({ olderThanMs, limit: PRUNE_BATCH })) === PRUNE_BATCH);
     const ms = performance.now() - t0;
-    return { ms, rounds, rows, left: await count() };
+    return { ms, rounds, rows, left: await oldestMonthRows(inst, now) };
   } finally {
     await jobs.close();
   }
+}
+
+/** History rows finished before the end of the oldest month. */
+async function oldestMonthRows(inst: Install, now: Date): Promise<number> {
+  const end = utcMonth(now, -PAST_MONTHS).to;
+  return Number((await pool.query(`SELECT count(*) AS n FROM ${inst.prefix}history WHERE finished_at < $1`, [end])).rows[0].n);
 }
 
 // ---------------------------------------------------------------- report
@@ -309,7 +337,7 @@ function report(installs: Install[], figures: Map<Kind, Figures>): string {
     `\n## History at ${ROWS.toLocaleString('en-US')} rows, PostgreSQL (load average now ${load()})\n`,
     '| figure | partitioned | unpartitioned | partitioned / unpartitioned |',
     '|---|---:|---:|---:|',
-    `| generation of the rows (s) | ${fmt(p.generateS)} | ${fmt(u.generateS)} | ${ratio(p.generateS, u.generateS)} |`,
+    `| ${args.reuse ? 'refill of the oldest month, reused installations' : 'generation of the rows'} (s) | ${fmt(p.generateS)} | ${fmt(u.generateS)} | ${ratio(p.generateS, u.generateS)} |`,
     `| completions/s, empty history, median (runs) | ${rate(p.emptyRate)} | ${rate(u.emptyRate)} | ${ratio(median(p.emptyRate), median(u.emptyRate))} |`,
     `| completions/s, full history, median (runs) | ${rate(p.fullRate)} | ${rate(u.fullRate)} | ${ratio(median(p.fullRate), median(u.fullRate))} |`,
     `| full / empty (target 0.90–1.10) | ${ratio(median(p.fullRate), median(p.emptyRate))} | ${ratio(median(u.fullRate), median(u.emptyRate))} | |`,
@@ -331,12 +359,17 @@ function report(installs: Install[], figures: Map<Kind, Figures>): string {
   return lines.join('\n');
 }
 
+const SETUP: Record<Kind, (prefix: string, now: Date) => Promise<void>> = { partitioned: setupPartitioned, unpartitioned: setupUnpartitioned };
+
 async function main(): Promise<void> {
   const now = (await pool.query('SELECT now() AS now')).rows[0].now as Date;
-  const installs: Install[] = [
-    { kind: 'partitioned', prefix: `${newRunId()}_`, errors: [] },
-    { kind: 'unpartitioned', prefix: `${newRunId()}_`, errors: [] },
-  ];
+  const reused = args.reuse?.split(',') ?? [];
+  if (args.reuse !== undefined && (reused.length !== 2 || !reused.every((p) => /^bx_[a-z0-9_]+_$/.test(p)))) {
+    throw new TypeError(`--reuse must be two kept prefixes, partitioned first: bx_…_,bx_…_; got ${args.reuse}`);
+  }
+  const installs: Install[] = (['partitioned', 'unpartitioned'] as const).map((kind, k) => ({
+    kind, prefix: reused[k] ?? `${newRunId()}_`, emptyPrefix: `${newRunId()}_`, errors: [],
+  }));
   const figures = new Map<Kind, Figures>(installs.map((i) => [i.kind, { generateS: 0, emptyRate: [], fullRate: [], pages: [], retention: { ms: 0, rounds: 0, rows: 0, left: 0 } }]));
   const each = async (what: string, fn: (inst: Install, f: Figures) => Promise<void>) => {
     for (const inst of installs) {
@@ -347,19 +380,24 @@ async function main(): Promise<void> {
   log(`history-scale: ${ROWS.toLocaleString('en-US')} rows, ${JOBS.toLocaleString('en-US')} jobs per completion run, concurrency ${CONCURRENCY}, ${RUNS} runs, ${REQUESTS} requests per page`);
   log(`  ${os.cpus().length} cores, load average ${load()}; ${await describePg(pool)}`);
   try {
-    await setupPartitioned(installs[0].prefix, now);
-    await setupUnpartitioned(installs[1].prefix);
+    for (const inst of installs) {
+      if (!reused.length) await SETUP[inst.kind](inst.prefix, now);
+      await SETUP[inst.kind](inst.emptyPrefix, now);
+    }
+    await each(reused.length ? 'refilling the oldest month' : 'generating history', async (inst, f) => {
+      if (reused.length && (await oldestMonthRows(inst, now)) > 0) return;
+      if (reused.length && inst.kind === 'partitioned') await makeMonths(inst.prefix, now);
+      f.generateS = await generate(inst, now, reused.length > 0);
+    });
     for (const inst of installs) log(`  ${inst.kind}: ${await layout(inst.prefix)}`);
-    log(`  completions, empty history, load ${load()}`);
-    for (const [kind, rates] of await completionRates(installs, true)) figures.get(kind)!.emptyRate = rates;
-    await each('generating history', async (inst, f) => void (f.generateS = await generate(inst, now)));
-    log(`  completions, full history, load ${load()}`);
-    for (const [kind, rates] of await completionRates(installs, false)) figures.get(kind)!.fullRate = rates;
+    log(`  completions, empty and full history, load ${load()}`);
+    await completionRates(installs, figures);
     await each('admin', async (inst, f) => void (f.pages = await adminTimings(inst)));
     await each('retention', async (inst, f) => void (f.retention = await retention(inst, now)));
     log(report(installs, figures));
   } finally {
-    if (args.keep) log(`kept: ${installs.map((i) => `${i.kind} ${i.prefix}`).join(', ')} (drop them with DROP TABLE IF EXISTS … CASCADE)`);
+    for (const inst of installs) await dropByPrefix(inst.emptyPrefix);
+    if (args.keep) log(`kept: --reuse ${installs.map((i) => i.prefix).join(',')} (or drop their tables with DROP TABLE IF EXISTS … CASCADE)`);
     else for (const inst of installs) await dropByPrefix(inst.prefix);
     await pool.end();
   }

@@ -38,6 +38,7 @@ import { fmt, median, sleep } from './lib/stats.ts';
 import { timeRequests, type Timing } from './lib/timing.ts';
 import { SEED_COLS, pgSeedId } from './lib/seed-columns.ts';
 import { holdPgClient, withHeld } from '../lib/driver/held.ts';
+import { jobsComplete } from '../lib/driver/postgres/complete.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -48,6 +49,7 @@ const { values: args } = parseArgs({
     requests: { type: 'string', default: '7' },
     keep: { type: 'boolean', default: false },
     reuse: { type: 'string' },
+    phases: { type: 'string', default: 'completions,cost,admin,retention' },
   },
 });
 const ROWS = Number(args.rows);
@@ -64,6 +66,10 @@ const PARTITIONING_MIGRATION = 14;
 /** As lib/maintenance/service.ts: rows per prune round, rounds until one prunes fewer. */
 const PRUNE_BATCH = 1000;
 const ADMIN_TARGET_MS = 200;
+/** Jobs per measured completion statement, and statements measured per installation. */
+const COST_BATCH = 100;
+const COST_ROUNDS = 15;
+const PHASES = new Set(args.phases!.split(','));
 
 type Kind = 'partitioned' | 'unpartitioned';
 
@@ -82,6 +88,8 @@ interface Figures {
   emptyRate: number[];
   fullRate: number[];
   pages: Timing[];
+  /** The completion statement itself (EXPLAIN ANALYZE of COST_BATCH jobs): medians, empty and full history. */
+  cost: { empty: StatementCost[]; full: StatementCost[] };
   retention: { ms: number; rounds: number; rows: number; left: number };
 }
 
@@ -237,6 +245,43 @@ async function completionRates(installs: Install[], figures: Map<Kind, Figures>)
   }
 }
 
+/** One completion statement's server time, shared buffers touched and WAL written, per job. */
+interface StatementCost {
+  us: number;
+  buffers: number;
+  walBytes: number;
+}
+
+/**
+ * The library's completion statement (./lib/driver/postgres/complete.ts) for COST_BATCH claimed
+ * jobs, under EXPLAIN (ANALYZE, BUFFERS, WAL): it runs as it does for the worker, and the buffers
+ * and WAL it needs do not depend on how busy the machine is, as a rate does.
+ */
+async function completionCost(prefix: string): Promise<StatementCost> {
+  const jobs = createJobs({ db: pool, tablePrefix: prefix, worker: false, logger: false });
+  try {
+    await jobs.enqueueMany(Array.from({ length: COST_BATCH }, (_, i) => ({ name: 'noop', payload: { i } })));
+    const claimed = await (jobs as unknown as { store: Store }).store.jobClaim({ workerId: 'bench', names: ['noop'], limit: COST_BATCH });
+    const s = jobsComplete(tables(prefix))(claimed.map((j) => ({ id: j.id, token: j.token, resultJson: '{"ok":true}' })));
+    const [plan] = (await pool.query(`EXPLAIN (ANALYZE, BUFFERS, WAL, FORMAT JSON) ${s.text}`, s.values)).rows[0]['QUERY PLAN'];
+    const top = plan.Plan;
+    const n = claimed.length;
+    return { us: (plan['Execution Time'] * 1000) / n, buffers: (top['Shared Hit Blocks'] + top['Shared Read Blocks']) / n, walBytes: top['WAL Bytes'] / n };
+  } finally {
+    await jobs.close();
+  }
+}
+
+async function completionCosts(installs: Install[], figures: Map<Kind, Figures>): Promise<void> {
+  for (let r = 0; r < COST_ROUNDS; r++) {
+    for (const inst of installs) {
+      const f = figures.get(inst.kind)!;
+      f.cost.empty.push(await completionCost(inst.emptyPrefix));
+      f.cost.full.push(await completionCost(inst.prefix));
+    }
+  }
+}
+
 // ---------------------------------------------------------------- admin
 
 async function adminTimings(inst: Install): Promise<Timing[]> {
@@ -330,6 +375,17 @@ async function oldestMonthRows(inst: Install, now: Date): Promise<number> {
 
 // ---------------------------------------------------------------- report
 
+/** Medians of the completion statement's cost per job, empty and full history, and full / empty. */
+function costLines(p: Figures, u: Figures): string[] {
+  if (!p.cost.full.length) return [];
+  const m = (xs: StatementCost[], k: keyof StatementCost) => median(xs.map((x) => x[k]));
+  const what: [keyof StatementCost, string][] = [['us', 'server µs'], ['buffers', 'shared buffers'], ['walBytes', 'WAL bytes']];
+  return what.map(([k, label]) => {
+    const cell = (f: Figures) => `${fmt(m(f.cost.empty, k))} → ${fmt(m(f.cost.full, k))} (${(m(f.cost.full, k) / m(f.cost.empty, k)).toFixed(2)}×)`;
+    return `| completion statement per job, ${label}: empty → full (full / empty), median of ${p.cost.full.length} | ${cell(p)} | ${cell(u)} | ${(m(p.cost.full, k) / m(u.cost.full, k)).toFixed(2)}× |`;
+  });
+}
+
 function report(installs: Install[], figures: Map<Kind, Figures>): string {
   const [p, u] = [figures.get('partitioned')!, figures.get('unpartitioned')!];
   const rate = (xs: number[]) => `${fmt(median(xs))} (${xs.map((x) => fmt(x)).join(', ')})`;
@@ -342,6 +398,7 @@ function report(installs: Install[], figures: Map<Kind, Figures>): string {
     `| completions/s, empty history, median (runs) | ${rate(p.emptyRate)} | ${rate(u.emptyRate)} | ${ratio(median(p.emptyRate), median(u.emptyRate))} |`,
     `| completions/s, full history, median (runs) | ${rate(p.fullRate)} | ${rate(u.fullRate)} | ${ratio(median(p.fullRate), median(u.fullRate))} |`,
     `| full / empty (target 0.90–1.10) | ${ratio(median(p.fullRate), median(p.emptyRate))} | ${ratio(median(u.fullRate), median(u.emptyRate))} | |`,
+    ...costLines(p, u),
     `| retention of the oldest month (ms) | ${fmt(p.retention.ms)} | ${fmt(u.retention.ms)} | ${ratio(p.retention.ms, u.retention.ms)} |`,
     `| … rows it removed, rounds, rows left before the cutoff | ${fmt(p.retention.rows, 0)}, ${p.retention.rounds}, ${p.retention.left} | ${fmt(u.retention.rows, 0)}, ${u.retention.rounds}, ${u.retention.left} | |`,
     `\nAdmin over HTTP, median (max) of ${REQUESTS} requests after one warm-up, ms (target < ${ADMIN_TARGET_MS} ms)\n`,
@@ -371,7 +428,7 @@ async function main(): Promise<void> {
   const installs: Install[] = (['partitioned', 'unpartitioned'] as const).map((kind, k) => ({
     kind, prefix: reused[k] ?? `${newRunId()}_`, emptyPrefix: `${newRunId()}_`, errors: [],
   }));
-  const figures = new Map<Kind, Figures>(installs.map((i) => [i.kind, { generateS: 0, emptyRate: [], fullRate: [], pages: [], retention: { ms: 0, rounds: 0, rows: 0, left: 0 } }]));
+  const figures = new Map<Kind, Figures>(installs.map((i) => [i.kind, { generateS: 0, emptyRate: [], fullRate: [], pages: [], cost: { empty: [], full: [] }, retention: { ms: 0, rounds: 0, rows: 0, left: 0 } }]));
   const each = async (what: string, fn: (inst: Install, f: Figures) => Promise<void>) => {
     for (const inst of installs) {
       log(`  ${what}: ${inst.kind} (${inst.prefix}), load ${load()}`);
@@ -391,10 +448,16 @@ async function main(): Promise<void> {
       f.generateS = await generate(inst, now, reused.length > 0);
     });
     for (const inst of installs) log(`  ${inst.kind}: ${await layout(inst.prefix)}`);
-    log(`  completions, empty and full history, load ${load()}`);
-    await completionRates(installs, figures);
-    await each('admin', async (inst, f) => void (f.pages = await adminTimings(inst)));
-    await each('retention', async (inst, f) => void (f.retention = await retention(inst, now)));
+    if (PHASES.has('completions')) {
+      log(`  completions, empty and full history, load ${load()}`);
+      await completionRates(installs, figures);
+    }
+    if (PHASES.has('cost')) {
+      log(`  the completion statement, ${COST_ROUNDS} x ${COST_BATCH} jobs per installation, load ${load()}`);
+      await completionCosts(installs, figures);
+    }
+    if (PHASES.has('admin')) await each('admin', async (inst, f) => void (f.pages = await adminTimings(inst)));
+    if (PHASES.has('retention')) await each('retention', async (inst, f) => void (f.retention = await retention(inst, now)));
     log(report(installs, figures));
   } finally {
     for (const inst of installs) await dropByPrefix(inst.emptyPrefix);

@@ -6,13 +6,14 @@
  *   sqljobs worker  <module>   run this module's jobs until SIGINT/SIGTERM (graceful stop)
  *   sqljobs migrate <module>   apply the schema and exit
  *   sqljobs status  <module>   live and finished counts, workers, leader  [--json]
+ *   sqljobs history <module>   finished jobs per month, where each is kept, retention  [--json]
  */
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Jobs } from './jobs.ts';
 import { stopOnSignals } from './worker/shutdown.ts';
 
-const USAGE = `usage: sqljobs <worker|migrate|status> <module> [--json]
+const USAGE = `usage: sqljobs <worker|migrate|status|history> <module> [--json]
   <module> exports a Jobs instance (createJobs(...)) as \`jobs\` or as its default export`;
 
 async function load(file: string | undefined): Promise<Jobs> {
@@ -64,18 +65,38 @@ async function status(jobs: Jobs, json: boolean): Promise<void> {
   console.log(`leader: ${s.leader ?? 'none'}`);
 }
 
+/** Per month of the finish time (UTC), newest first: counts per state, where it is kept, its size; the retention and the next drop. */
+async function history(jobs: Jobs, json: boolean): Promise<void> {
+  const h = await jobs.historyMonths();
+  if (json) {
+    console.log(JSON.stringify(h, null, 2));
+    return;
+  }
+  console.log('finished jobs per month (UTC):');
+  for (const m of h.months) {
+    const counts = Object.entries(m.counts).map(([state, n]) => `${state} ${m.estimated ? '≈' : ''}${n}`).join(', ') || 'none';
+    const kept = m.storedIn === null ? '' : `  in ${m.storedIn}${m.bytes === null ? '' : ` (${m.bytes} bytes)`}`;
+    console.log(`  ${m.month}  ${counts}${kept}`);
+  }
+  if (!h.months.length) console.log('  none');
+  console.log(`retention: ${h.retentionDays === null ? 'none set (history is kept)' : `${h.retentionDays} days`}`);
+  if (h.nextDrop) console.log(`next drop: ${h.nextDrop.storedIn} after ${h.nextDrop.at.toISOString()}`);
+}
+
 async function main(argv: string[]): Promise<void> {
   const [command, file, ...rest] = argv;
   if (!command || command === '--help' || command === '-h') {
     console.log(USAGE);
     return;
   }
-  if (!['worker', 'migrate', 'status'].includes(command)) throw new Error(`unknown command "${command}"\n${USAGE}`);
+  if (!['worker', 'migrate', 'status', 'history'].includes(command)) throw new Error(`unknown command "${command}"\n${USAGE}`);
   const jobs = await load(file);
   if (command === 'worker') return worker(jobs);
   if (command === 'migrate') {
     await jobs.migrate();
     console.log('[sqljobs] schema is up to date');
+  } else if (command === 'history') {
+    await history(jobs, rest.includes('--json'));
   } else {
     await status(jobs, rest.includes('--json'));
   }

@@ -1,5 +1,6 @@
 /** sqljobs public API. */
 export { Jobs } from './jobs.ts';
+export type { DefinedOptions } from './jobs.ts';
 export { jobsMiddleware } from './http/express.ts';
 export type { JobsMiddlewareOptions } from './http/express.ts';
 export { koaJobs } from './http/koa.ts';
@@ -50,6 +51,9 @@ export function createJobs<M extends JobMap = {}>(options: JobsOptions): Jobs<M>
 }
 export { jobsAdmin, koaJobsAdmin } from './admin/index.ts';
 export type { AdminAccess, AdminOptions, AdminJobs, ExpressLikeRequest, KoaAdminOptions, KoaLikeAdminContext } from './admin/index.ts';
+export type { HistoryMonth, HistoryOverview } from './history.ts';
+export type { FinishedJob, SubscribeEvent } from './finished.ts';
+export { WaitTimeoutError } from './wait.ts';
 export type { BatchStatus, JobLink, QueueGroupCounts, QueueGroupStats, QueueStats, ThroughputBuckets } from './driver/store.ts';
 export type { SqlTransaction } from './driver/orm/caller.ts';
 export type {

@@ -2,6 +2,19 @@
  * The Jobs facade: the public verbs (define, enqueue, start, stop, get, list, cancel, retry, ...)
  * over one store and one in-process worker. No SQL here, no HTTP.
  */
+import { nextDrop, type HistoryOverview } from './history.ts';
+import { FinishedFeed, SUBSCRIBE_EVENTS, type FinishedJob, type SubscribeEvent } from './finished.ts';
+import { MAX_WAIT_MS, waitForFinished } from './wait.ts';
+
+/** What define() set for a job name (jobs.defined); null where it left the default. */
+export interface DefinedOptions {
+  queue: string | null;
+  timeoutMs: number | null;
+  maxAttempts: number | null;
+  priority: number | null;
+  deadLetter: string | null;
+  transactional: boolean;
+}
 import { EventEmitter } from 'node:events';
 import {
   JobValidationError, MAX_REDRIVE, buildJobRow, dependsOnList, describe, idsMatching, validateBackoff, validateId, validateIds, validateListFilter, validateName,
@@ -121,6 +134,10 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
   /** What this instance does (see JobsOptions.mode). */
   readonly mode: JobsMode;
   private readonly workerOptions: WorkerOptions | null;
+  /** Jobs finished by any process, for jobs.subscribe. */
+  private readonly finished: FinishedFeed;
+  /** retentionDays in ms, as the History view shows it (the leader's maintenance applies its own). */
+  private readonly retentionMs: number | null;
   private worker: Worker | null = null;
   private readonly leaderOptions: LeaderOptions | null;
   private elector: LeaderElector | null = null;
@@ -138,6 +155,7 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
     this.options = { defaultQueue: o.defaultQueue, maxPayloadBytes: o.maxPayloadBytes, maxAttempts: o.maxAttempts, reserveTimeout: o.reserveTimeout };
     this.mode = o.mode;
     this.workerOptions = o.worker;
+    this.retentionMs = o.retentionMs;
     this.codeQueues = o.queues;
     const log = new RateLimitedLog(o.logger);
     this.store = createStore(opts.db, {
@@ -152,6 +170,7 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
     this.locks = new Locks(this.store, this.schema.migrate);
     this.leaderOptions = o.leader;
     this.events = new SafeEvents(this.emitter, log);
+    this.finished = new FinishedFeed(this.db, (listener, job) => this.events.call('subscribe', listener, job), (err) => this.events.error(err, 'subscribe'));
     this.scheduling = new Schedules(this.db, {
       row: (name, payload, options) => this.row(name, payload, options),
       enqueue: (rows) => this.writeRows(rows),
@@ -549,6 +568,16 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
    */
   readonly queues = {
     list: (): Promise<QueueStats[]> => this.db.queueList(),
+    /**
+     * The queues this process's code names (the default queue, define()'s queue options, the
+     * queues option, worker.queues), sorted: the admin lists them even while they hold no job, so
+     * an idle queue can be paused before its jobs arrive.
+     */
+    known: (): string[] => {
+      const names = new Set([this.options.defaultQueue, ...this.codeQueues.keys(), ...(this.workerOptions?.queues ?? [])]);
+      for (const def of this.definitions.values()) if (def.queue) names.add(def.queue);
+      return [...names].sort();
+    },
     pause: async (queue: string): Promise<void> => {
       validateName(queue, 'queue');
       await this.db.queuePause(queue);
@@ -590,6 +619,20 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
       return this.db.queueGroups({ queue, windowMs: rate?.intervalMs ?? null, groups: opts.groups, limit });
     },
   };
+
+  /**
+   * History per UTC month of its finish time, newest first (at most 36 months): each month's jobs
+   * per state (exact up to `cap`, default 10,000; a larger month answers the database's estimate or
+   * the capped count, `estimated: true`), where it is kept and its size on disk. With this instance's
+   * retentionDays, and the next whole partition or file retention will drop, and when.
+   */
+  async historyMonths(opts: { cap?: number } = {}): Promise<HistoryOverview> {
+    if (opts === null || typeof opts !== 'object') throw new TypeError(`historyMonths: options must be an object { cap }; got ${describe(opts)}`);
+    const cap = intInRange('historyMonths: cap', opts.cap, 10_000, 1, 10_000_000);
+    const months = await this.db.historyMonths({ cap });
+    const retentionMs = this.retentionMs;
+    return { months, retentionDays: retentionMs === null ? null : retentionMs / 86_400_000, nextDrop: nextDrop(months, retentionMs) };
+  }
 
   /** Completed and failed jobs per bucket (default: per minute over the last hour). */
   async throughput(opts: { windowMs?: number; bucketMs?: number } = {}): Promise<ThroughputBuckets> {
@@ -642,7 +685,44 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
   }
 
   /** Graceful shutdown: stop claiming, wait for running jobs up to `timeout` ms, then abort and return them to pending. */
+  /**
+   * Hear jobs finished by any process (jobs.on hears only this one's): `event` is a terminal state
+   * (completed, failed, cancelled, skipped) or `finished` for every one. Read from history every
+   * 500 ms from when the first listener subscribed, on every database. Answers the function that
+   * stops listening; stop() and close() stop every subscription. A listener's throw is reported
+   * ('error' event), never thrown.
+   */
+  subscribe(event: SubscribeEvent, listener: (job: FinishedJob) => void | Promise<void>): () => void {
+    if (!SUBSCRIBE_EVENTS.includes(event)) throw new TypeError(`subscribe: event must be one of ${SUBSCRIBE_EVENTS.join(', ')}; got ${describe(event)}`);
+    if (typeof listener !== 'function') throw new TypeError(`subscribe: listener must be a function (job) => void; got ${describe(listener)}`);
+    return this.finished.subscribe(event, listener);
+  }
+
+  /**
+   * The job once it finished (completed, failed, cancelled or skipped), by whichever process:
+   * for a request handler or a test that needs the outcome. Looks at once, then again as this
+   * process finishes it or every 25 to 250 ms. Rejects with a WaitTimeoutError after `timeout` ms
+   * (default 30,000), saying the state it was in (or that no such job was found).
+   */
+  async waitFor<K extends JobName<M>>(id: string, opts: { timeout?: number } = {}): Promise<JobRecord<PayloadOf<M, K>>> {
+    validateId(id);
+    if (opts === null || typeof opts !== 'object') throw new TypeError(`waitFor: options must be an object { timeout }; got ${describe(opts)}`);
+    const timeout = intInRange('waitFor: timeout', opts.timeout, 30_000, 1, MAX_WAIT_MS);
+    return waitForFinished(id, timeout, { get: (jobId) => this.get<K>(jobId), on: (listener) => this.onFinishedHere(listener) });
+  }
+
+  /** Every job this process finishes or cancels, by id, until the returned function is called. */
+  private onFinishedHere(listener: (id: string) => void): () => void {
+    const events = ['completed', 'failed', 'cancelled'] as const;
+    const heard = (e: { id: string }) => listener(e.id);
+    for (const event of events) this.emitter.on(event, heard);
+    return () => {
+      for (const event of events) this.emitter.off(event, heard);
+    };
+  }
+
   async stop(opts: { timeout?: number } = {}): Promise<void> {
+    this.finished.stop();
     this.generation++;
     await this.scheduling.stop();
     const maintenance = this.maintenance;
@@ -675,6 +755,36 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
       await temp.stop();
       if (this.worker === temp) this.worker = null;
     }
+  }
+
+  /**
+   * One attempt of the next due job (of `name` when given) and no other: a worker of concurrency 1
+   * that claims nothing ahead and makes one claim. Answers its id, or null when no job
+   * was due. For sqljobs/testing's runOnce.
+   * @internal
+   */
+  async runNext(name?: string): Promise<string | null> {
+    await this.migrate();
+    if (!this.workerOptions) throw new Error('runOnce: this instance was created with worker: false (producer only)');
+    if (this.worker?.isRunning) throw new Error('runOnce: this instance\'s worker is running: stop it first (runOnce runs exactly one job)');
+    if (name !== undefined && !this.definitions.has(name)) throw new Error(`runOnce: no handler for "${name}" in this process (define it first)`);
+    const only = name === undefined ? this.definitions : new Map([[name, this.definitions.get(name)!]]);
+    const temp = new Worker(this.store, only, { ...this.workerOptions, concurrency: 1, prefetch: 0, pollInterval: 3_600_000, pollUnheard: 3_600_000 }, this.workerEvents());
+    temp.claimsLeft = 1;
+    let ran: string | null = null;
+    const seen = (e: { id: string }) => void (ran ??= e.id);
+    const events = ['completed', 'failed', 'retrying'] as const;
+    for (const event of events) this.on(event, seen);
+    this.worker = temp;
+    try {
+      await temp.start();
+      await temp.runOne();
+    } finally {
+      for (const event of events) this.off(event, seen);
+      await temp.stop();
+      if (this.worker === temp) this.worker = null;
+    }
+    return ran;
   }
 
   async get<K extends JobName<M>>(id: string): Promise<JobRecord<PayloadOf<M, K>> | null> {
@@ -807,6 +917,16 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
   /** Names this instance has handlers for. */
   get names(): string[] {
     return [...this.definitions.keys()];
+  }
+
+  /**
+   * The options this process's define() gave a job name (null: not defined here): what its jobs
+   * run with where the enqueue did not say (the admin shows a defined timeout from it).
+   */
+  defined(name: string): DefinedOptions | null {
+    const def = this.definitions.get(name);
+    if (!def) return null;
+    return { queue: def.queue ?? null, timeoutMs: def.timeout ?? null, maxAttempts: def.maxAttempts ?? null, priority: def.priority ?? null, deadLetter: def.deadLetter ?? null, transactional: def.transactional === true };
   }
 
   get workerId(): string | null {

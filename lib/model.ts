@@ -108,7 +108,8 @@ export interface AttemptRecord {
   startedAt: Date | null;
   finishedAt: Date | null;
   workerId: string | null;
-  outcome: 'completed' | 'failed' | 'running';
+  /** `cancelled`: the job was cancelled while this attempt ran (its error says why). */
+  outcome: 'completed' | 'failed' | 'running' | 'cancelled';
   error: JobError | null;
 }
 
@@ -229,6 +230,10 @@ export interface ListFilter {
   args?: Record<string, string>;
   createdAfter?: Date;
   createdBefore?: Date;
+  /** Only finished jobs (history) that finished at or after this instant. */
+  finishedAfter?: Date;
+  /** Only finished jobs (history) that finished before this instant. */
+  finishedBefore?: Date;
   /** Keyset cursor from a previous page's nextCursor. */
   cursor?: string;
   /** Default 50, at most 500. */
@@ -844,7 +849,7 @@ export function isValidId(id: unknown): id is string {
 }
 
 const LIST_KEYS = [
-  'states', 'state', 'queue', 'name', 'tag', 'batchId', 'refId', 'createdBy', 'userId', 'replyTo', 'args', 'createdAfter', 'createdBefore', 'cursor', 'limit',
+  'states', 'state', 'queue', 'name', 'tag', 'batchId', 'refId', 'createdBy', 'userId', 'replyTo', 'args', 'createdAfter', 'createdBefore', 'finishedAfter', 'finishedBefore', 'cursor', 'limit',
   'includePayload', 'reserved',
 ];
 /** The text filters and their longest value (a replyTo may be as long as enqueue allows). */
@@ -878,7 +883,7 @@ export function validateListFilter(f: ListFilter, verb = 'list'): void {
     // An empty object would match every job: more likely a filter built from nothing than meant.
     if (Object.keys(f.args).length === 0) refuse('args', 'must name at least one key (leave args out to match any job)');
   }
-  for (const k of ['createdAfter', 'createdBefore'] as const) {
+  for (const k of ['createdAfter', 'createdBefore', 'finishedAfter', 'finishedBefore'] as const) {
     const problem = f[k] === undefined ? null : storedDateProblem(f[k]);
     if (problem) refuse(k, problem);
   }

@@ -124,6 +124,8 @@ export interface ResolvedOptions {
   mode: JobsMode;
   /** null: this instance runs no worker (mode 'producer'). */
   worker: WorkerOptions | null;
+  /** retentionDays in ms (null: none), validated in every mode. */
+  retentionMs: number | null;
   leader: LeaderOptions | null;
   /** null: silenced. */
   logger: Logger | null;
@@ -154,6 +156,7 @@ export function resolveOptions(opts: JobsOptions): ResolvedOptions {
     sqliteWal: opts.sqliteWal === undefined ? true : checkBoolean('sqliteWal', opts.sqliteWal),
     mode,
     worker,
+    retentionMs: retentionOf(opts.retentionDays),
     leader: buildLeaderOptions(opts.leader),
     logger: buildLogger(opts.logger),
     pooler: buildPooler(opts.pooler),
@@ -225,10 +228,6 @@ function buildWorkerOptions(w: Partial<WorkerOptions>, retentionDays: number | u
     if (n === undefined) throw new TypeError(`createJobs: worker.queueConcurrency.${q} must be a positive integer no greater than ${MAX_CONCURRENCY}; got undefined`);
     positiveInt(`worker.queueConcurrency.${q}`, n, 1, MAX_CONCURRENCY);
   }
-  // Retention older than 100 years keeps everything; beyond it the cut-off date leaves what databases store.
-  if (retentionDays !== undefined && (typeof retentionDays !== 'number' || !(retentionDays > 0) || retentionDays > 36_500)) {
-    throw new TypeError(`createJobs: retentionDays must be a positive number of days, at most 36500; got ${describe(retentionDays)}`);
-  }
   return {
     concurrency: positiveInt('worker.concurrency', w.concurrency, 10, MAX_CONCURRENCY),
     queues: w.queues,
@@ -241,8 +240,17 @@ function buildWorkerOptions(w: Partial<WorkerOptions>, retentionDays: number | u
     logFlushInterval: positiveInt('worker.logFlushInterval', w.logFlushInterval, 200, MAX_TIMER_MS),
     prefetch: intInRange('createJobs: worker.prefetch', w.prefetch, 500, 0, MAX_PREFETCH),
     leaderOnly: w.leaderOnly === undefined ? false : checkBoolean('worker.leaderOnly', w.leaderOnly),
-    retentionMs: retentionDays === undefined ? null : Math.round(retentionDays * 86_400_000),
+    retentionMs: retentionOf(retentionDays),
   };
+}
+
+/** retentionDays in ms (null: keep history). Also kept by a producer, whose admin shows it. */
+export function retentionOf(retentionDays: number | undefined): number | null {
+  // Retention older than 100 years keeps everything; beyond it the cut-off date leaves what databases store.
+  if (retentionDays !== undefined && (typeof retentionDays !== 'number' || !(retentionDays > 0) || retentionDays > 36_500)) {
+    throw new TypeError(`createJobs: retentionDays must be a positive number of days, at most 36500; got ${describe(retentionDays)}`);
+  }
+  return retentionDays === undefined ? null : Math.round(retentionDays * 86_400_000);
 }
 
 /** priorityAging: { everyMs } (at least 100 ms), or null without it. */

@@ -83,15 +83,18 @@ export class SafeEvents {
 
   emit(event: string, payload: unknown): void {
     // rawListeners keeps once() wrappers, so calling them removes them as emit() would.
-    for (const listener of this.emitter.rawListeners(event) as ((p: unknown) => unknown)[]) {
-      try {
-        const result = listener.call(this.emitter, payload);
-        if (result !== null && typeof result === 'object' && typeof (result as PromiseLike<unknown>).then === 'function') {
-          (result as Promise<unknown>).then(undefined, (err: unknown) => this.listenerFailed(event, err));
-        }
-      } catch (err) {
-        this.listenerFailed(event, err);
+    for (const listener of this.emitter.rawListeners(event) as ((p: unknown) => unknown)[]) this.call(event, listener, payload);
+  }
+
+  /** Call one listener (an event's, or one jobs.subscribe was given): a throw or a rejection is reported, never thrown. */
+  call<P>(event: string, listener: (p: P) => unknown, payload: P): void {
+    try {
+      const result = listener.call(this.emitter, payload);
+      if (result !== null && typeof result === 'object' && typeof (result as PromiseLike<unknown>).then === 'function') {
+        (result as Promise<unknown>).then(undefined, (err: unknown) => this.listenerFailed(event, err));
       }
+    } catch (err) {
+      this.listenerFailed(event, err);
     }
   }
 

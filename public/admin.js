@@ -35,3 +35,15 @@ document.addEventListener('htmx:after:request', (event) => {
   const ctx = event.detail.ctx;
   if (banner && !banner.hidden && banner.dataset.method === 'GET' && ctx.response && ctx.response.status < 400) banner.hidden = true;
 });
+// Times come as <time datetime> holding their UTC text: shown in the reader's local time, UTC on hover.
+function localTimes(root) {
+  for (const el of root.querySelectorAll('time[datetime]:not([data-local])')) {
+    const at = new Date(el.getAttribute('datetime'));
+    if (Number.isNaN(at.getTime())) continue;
+    el.title = el.textContent + ' (UTC)';
+    el.textContent = at.toLocaleString(undefined, { year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit' });
+    el.dataset.local = '';
+  }
+}
+document.addEventListener('DOMContentLoaded', () => localTimes(document));
+document.addEventListener('htmx:after:swap', () => localTimes(document));

@@ -22,6 +22,8 @@ export type ShopJobs = {
   'order-complete': { orderId: number };
   'order-failed': { orderId: number };
   'flaky-export': { orderId: number };
+  'sales-report': { windowMinutes: number };
+  'sync-legacy-crm': { system: string };
 };
 
 /** The tag on every job of an order (the callbacks too): its page and the admin's tag filter find them all by it. */
@@ -147,6 +149,29 @@ export function setupShopJobs(db: SupportedDb, options: ShopJobsOptions = {}): J
     },
     { maxAttempts: 5, backoff: { baseMs: 2000 }, timeout: 30_000 },
   );
+
+  // Recurring: every minute, a report of the orders completed in the last hour (the Recurring page
+  // shows its schedule, next run and last outcome).
+  jobs.define('sales-report', async ({ windowMinutes }, ctx) => {
+    const since = new Date(Date.now() - windowMinutes * 60_000);
+    const done = (await jobs.list({ name: 'order-complete', states: ['completed'], finishedAfter: since, limit: 500 })).items.length;
+    ctx.log(`${done} order${done === 1 ? '' : 's'} completed in the last ${windowMinutes} minutes`);
+    return { ordersCompleted: done, windowMinutes };
+  });
+  jobs.recurring('sales-report', '* * * * *', { windowMinutes: 60 });
+
+  // Recurring too, and it fails for good every time: the legacy CRM it syncs with is switched off in
+  // the demo, so every page has a failure to show (its attempts, its error at the top of its page).
+  jobs.define(
+    'sync-legacy-crm',
+    async ({ system }, ctx) => {
+      await step(ctx, 30, `Attempt ${ctx.attempt} of ${ctx.maxAttempts}: pushing customers to ${system}`, 400);
+      ctx.log(`${system} answered 410 Gone`);
+      throw new Error(`${system} is switched off in this demo (410 Gone): this job fails for good, on purpose`);
+    },
+    { maxAttempts: 2, backoff: { baseMs: 1000 }, timeout: 30_000 },
+  );
+  jobs.recurring('legacy-crm-sync', { every: 5, unit: 'minutes' }, { system: 'crm.legacy.example' }, { name: 'sync-legacy-crm' });
 
   // A line in the terminal for each outcome, so the demo is easy to follow there too.
   const tag = options.logPrefix ?? '[jobs]';

@@ -1,4 +1,5 @@
 /** What the pages and the JSON API share: the facade the admin drives, filter parsing, job actions and bulk actions. */
+import { utcMonth } from '../driver/month.ts';
 import type { Jobs } from '../jobs.ts';
 import { JOB_STATES, JobValidationError, idsMatching, isValidId, validateListFilter, validateName, type JobRecord, type JobState, type ListFilter, type RedriveResult } from '../model.ts';
 import type { ScheduleRecord } from '../schedule/schedule.ts';
@@ -8,9 +9,9 @@ import { HttpError, type BodyFields } from './types.ts';
 /** The part of a Jobs instance the admin uses (any job map). */
 export type AdminJobs = Pick<
   Jobs,
-  'list' | 'attempts' | 'logs' | 'cancel' | 'retry' | 'runNow' | 'delete' | 'deleteMany' | 'status' | 'throughput' | 'queues' | 'schedules' | 'links' | 'batchStatus'
+  'list' | 'attempts' | 'logs' | 'cancel' | 'retry' | 'runNow' | 'delete' | 'deleteMany' | 'status' | 'throughput' | 'queues' | 'schedules' | 'links' | 'batchStatus' | 'historyMonths'
   | 'redriveDeadLetters'
-> & { get(id: string): Promise<JobRecord | null> } & Partial<Pick<Jobs, 'transient'>>;
+> & { get(id: string): Promise<JobRecord | null> } & Partial<Pick<Jobs, 'transient' | 'defined'>>;
 
 export const JOB_ACTIONS = ['cancel', 'retry', 'run', 'delete'] as const;
 export type JobAction = (typeof JOB_ACTIONS)[number];
@@ -29,6 +30,8 @@ export interface FilterForm {
   userId: string;
   replyTo: string;
   args: [key: string, value: string][];
+  /** `YYYY-MM`: finished in that UTC month (history only). */
+  month: string;
 }
 
 /** The jobs filter as the form shows it and as list() takes it. */
@@ -51,7 +54,7 @@ const TEXT_FILTERS = [
 
 /** The jobs filter's form with no field set. */
 export function blankForm(): FilterForm {
-  return { state: '', queue: '', name: '', tag: '', batch: '', refId: '', userId: '', replyTo: '', args: [] };
+  return { state: '', queue: '', name: '', tag: '', batch: '', refId: '', userId: '', replyTo: '', args: [], month: '' };
 }
 
 /**
@@ -60,7 +63,7 @@ export function blankForm(): FilterForm {
  */
 export function filterFields(form: FilterForm): [string, string][] {
   const fields: [string, string][] = [];
-  for (const k of ['state', ...TEXT_FILTERS.map(([field]) => field), 'replyTo'] as const) if (form[k]) fields.push([k, form[k]]);
+  for (const k of ['state', ...TEXT_FILTERS.map(([field]) => field), 'replyTo', 'month'] as const) if (form[k]) fields.push([k, form[k]]);
   for (const [key, value] of form.args) fields.push(['argKey', key], ['argValue', value]);
   return fields;
 }
@@ -89,8 +92,18 @@ export function parseFilter(all: FieldValues): ParsedFilter {
   if (form.replyTo) filter.replyTo = form.replyTo;
   form.args = argPairs(all);
   if (form.args.length) filter.args = Object.fromEntries(form.args);
+  form.month = (all('month')[0] ?? '').trim();
+  if (form.month) Object.assign(filter, finishedIn(form.month));
   checkFilter(filter);
   return { form, filter };
+}
+
+/** The month filter (`YYYY-MM`, as an `<input type="month">` sends it): finished within that UTC month. */
+function finishedIn(month: string): Pick<ListFilter, 'finishedAfter' | 'finishedBefore'> {
+  const m = /^(\d{4})-(\d{2})$/.exec(month);
+  if (!m || Number(m[1]) < 1970 || Number(m[2]) < 1 || Number(m[2]) > 12) throw new HttpError(400, `month must be a UTC month as YYYY-MM (e.g. 2026-11); got ${JSON.stringify(month.slice(0, 40))}`);
+  const { from, to } = utcMonth(new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, 1)));
+  return { finishedAfter: from, finishedBefore: to };
 }
 
 /**

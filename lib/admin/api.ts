@@ -123,6 +123,7 @@ async function stats(c: RouteContext) {
 
 export const apiRoutes: Route[] = [
   { method: 'GET', pattern: /^\/api\/jobs$/, handler: listJobs },
+  { method: 'GET', pattern: /^\/api\/history$/, handler: async (c) => json(200, await c.jobs.historyMonths({ cap: c.settings.countCap })) },
   { method: 'POST', pattern: /^\/api\/jobs\/redrive$/, handler: jobsRedrive },
   { method: 'GET', pattern: new RegExp(`^/api/jobs/${ID}$`), handler: jobDetail },
   { method: 'DELETE', pattern: new RegExp(`^/api/jobs/${ID}$`), handler: (c) => jobAction(c, 'delete') },

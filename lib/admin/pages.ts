@@ -71,6 +71,7 @@ function common(c: RouteContext, page: string) {
     css: staticUrl(c.req.base, 'admin.css'),
     htmx: staticUrl(c.req.base, 'htmx.js'),
     js: staticUrl(c.req.base, 'admin.js'),
+    icon: staticUrl(c.req.base, 'favicon.svg'),
   };
 }
 
@@ -105,6 +106,14 @@ async function overviewFragment(c: RouteContext) {
   return html(200, await render('partials/overview-live', { ...common(c, 'overview'), ...(await overviewData(c)) }));
 }
 
+// ------------------------------------------------------------------ history
+
+/** History per month, with the retention and the next drop. */
+async function history(c: RouteContext) {
+  const cap = c.settings.countCap;
+  return page(c, 'history', 'history', { overview: await c.jobs.historyMonths({ cap }), cap });
+}
+
 // ------------------------------------------------------------------ jobs
 
 const query = (c: RouteContext) => (k: string) => c.req.query.get(k) ?? undefined;
@@ -136,16 +145,19 @@ async function batchPage(c: RouteContext) {
   return page(c, 'batch', 'jobs', { batch, form, ...listing, listPath: helpers.batchHref(c.req.base, batch.batchId) });
 }
 
-async function jobDetail(c: RouteContext) {
-  const job = await loadJob(c.jobs, c.params[0]);
+/** Everything the job's page shows (partials/job-live): the page at first, then each poll while the job is live. */
+async function jobView(c: RouteContext, job: JobRecord) {
   const [attempts, logs, links] = await Promise.all([c.jobs.attempts(job.id), c.jobs.logs(job.id, { limit: 1000 }), c.jobs.links(job.id)]);
   const flow = workflow(job, links);
   // Only a pending job is held, and only a pending job waits on its queue: "Run now" on a paused queue must not look like it ran.
   const holds = await jobHeld(c.jobs, job, flow.parents, Date.now());
-  const paused = holds.some((h) => h.kind === 'paused');
-  const data = { job, attempts, logs, tail: logs.slice(-20), queuePaused: paused, holds, ...flow };
-  if (paused && c.req.query.get('done') === 'run') {
-    return page(c, 'job', 'jobs', { ...data, notice: `Job made due now, but its queue ${job.queue} is paused: it runs once the queue is resumed.` });
+  return { job, attempts, logs, queuePaused: holds.some((h) => h.kind === 'paused'), holds, definedTimeout: c.jobs.defined?.(job.name)?.timeoutMs ?? null, ...flow };
+}
+
+async function jobDetail(c: RouteContext) {
+  const data = await jobView(c, await loadJob(c.jobs, c.params[0]));
+  if (data.queuePaused && c.req.query.get('done') === 'run') {
+    return page(c, 'job', 'jobs', { ...data, notice: `Job made due now, but its queue ${data.job.queue} is paused: it runs once the queue is resumed.` });
   }
   return page(c, 'job', 'jobs', data);
 }
@@ -167,14 +179,13 @@ function workflow(job: JobRecord, links: { parents: JobLink[]; dependents: JobLi
   };
 }
 
-/** Progress bar and log tail; keeps polling (itself) while the job is pending or running. A deleted job ends the polling. */
+/** The whole job again; keeps polling (itself) while the job is pending or running. A deleted job ends the polling. */
 async function jobLive(c: RouteContext) {
   const id = checkId(c.params[0]);
   const job = await c.jobs.get(id);
   // 200, not 404: HTMX swaps only 2xx, so a 404 would leave the poller asking forever.
   if (!job) return html(200, await render('partials/job-deleted', { id }));
-  const logs = await c.jobs.logs(id, { limit: 1000 });
-  return html(200, await render('partials/job-live', { ...common(c, 'jobs'), job, tail: logs.slice(-20) }));
+  return html(200, await render('partials/job-live', { ...common(c, 'jobs'), ...(await jobView(c, job)) }));
 }
 
 async function jobAction(c: RouteContext, action: JobAction) {
@@ -296,5 +307,6 @@ export const pageRoutes: Route[] = [
   { method: 'GET', pattern: new RegExp(`^/queues/${ID}$`), handler: (c) => queuePage(c) },
   { method: 'GET', pattern: new RegExp(`^/queues/${ID}/live$`), handler: queueLive },
   { method: 'POST', pattern: new RegExp(`^/queues/${ID}/settings$`), handler: queueSettings },
+  { method: 'GET', pattern: /^\/history\/?$/, handler: history },
   { method: 'GET', pattern: /^\/workers\/?$/, handler: workers },
 ];

@@ -30,8 +30,29 @@ export function time(d: Date | null | undefined): string {
   return d.toISOString().replace('T', ' ').replace(/\.\d{3}Z$/, 'Z');
 }
 
+/**
+ * A time as HTML: a <time> holding its UTC text (what a page shows without script), which admin.js
+ * turns into the reader's local time with the UTC text on hover. Nothing in it comes from input.
+ */
+export function when(d: Date | number | null | undefined): string {
+  if (d === null || d === undefined) return '—';
+  const at = d instanceof Date ? d : new Date(d);
+  if (Number.isNaN(at.getTime())) return '—';
+  const utc = time(at);
+  return `<time datetime="${at.toISOString()}" title="${utc}">${utc}</time>`;
+}
+
 export function num(n: number): string {
   return n.toLocaleString('en-US');
+}
+
+/** A size on disk in binary units (1.5 GiB), or — where the database does not tell it. */
+export function bytes(n: number | null): string {
+  if (n === null) return '—';
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  for (; n >= 1024 && i < units.length - 1; i++) n /= 1024;
+  return `${i === 0 ? n : n.toFixed(1)} ${units[i]}`;
 }
 
 /** A payload or result for display: pretty JSON, or a binary's size and the hex of its first bytes. */
@@ -104,39 +125,72 @@ export interface ChartBar {
   label: string;
 }
 
+export interface ChartTick {
+  /** Along its axis, in the plot's coordinates. */
+  at: number;
+  label: string;
+}
+
 export interface Chart {
+  /** The whole drawing; the plot is inset by `left` (the scale's labels), its floor at `base` (the time's labels below). */
   width: number;
   height: number;
+  left: number;
+  base: number;
+  plotWidth: number;
+  plotHeight: number;
   barWidth: number;
   bars: ChartBar[];
+  /** The scale: 0, half and the top, in jobs per bucket. */
+  yTicks: ChartTick[];
+  /** Every 10 minutes back from now. */
+  xTicks: ChartTick[];
   max: number;
   totalCompleted: number;
   totalFailed: number;
 }
 
-/** Stacked bars (completed below, failed above) per minute over the window, oldest on the left. Numbers only. */
+/** A round top for the scale at or above `n` (1, 2, 5 × a power of ten), so its labels read well. */
+function niceCeiling(n: number): number {
+  const power = 10 ** Math.floor(Math.log10(Math.max(1, n)));
+  return [1, 2, 5, 10].map((f) => f * power).find((v) => v >= n) ?? 10 * power;
+}
+
+/**
+ * Stacked bars (completed below, failed above) per minute over the last hour, the oldest on the
+ * left and every minute in its place (a quiet minute is a gap, not a missing bar), with a scale of
+ * jobs per minute and the time as minutes before now (the reader's clock needs no time zone).
+ */
 export function throughputChart(tp: ThroughputBuckets, bucketMs = 60_000, count = 60): Chart {
-  const width = 600;
-  const height = 120;
-  const barWidth = width / count;
+  // The plot's top is `top` down, so the scale's top label is not cut; its floor is at `base`.
+  const [width, height, left, bottom, top] = [640, 150, 40, 18, 8];
+  const [plotWidth, plotHeight] = [width - left, height - bottom - top];
+  const base = top + plotHeight;
+  const barWidth = plotWidth / count;
   const last = Math.floor(tp.now / bucketMs) * bucketMs;
   const byStart = new Map(tp.buckets.map((b) => [b.start, b]));
   const series = Array.from({ length: count }, (_, i) => {
     const start = last - (count - 1 - i) * bucketMs;
     return { start, completed: byStart.get(start)?.completed ?? 0, failed: byStart.get(start)?.failed ?? 0 };
   });
-  const max = Math.max(1, ...series.map((b) => b.completed + b.failed));
+  const peak = Math.max(0, ...series.map((b) => b.completed + b.failed));
+  const ceiling = niceCeiling(peak);
   const bars: ChartBar[] = [];
   series.forEach((b, i) => {
-    const x = i * barWidth;
-    const hc = (b.completed / max) * height;
-    const hf = (b.failed / max) * height;
-    const when = time(new Date(b.start)).slice(11, 16);
-    if (b.completed) bars.push({ x, y: height - hc, height: hc, cls: 'completed', label: `${when}: ${b.completed} completed` });
-    if (b.failed) bars.push({ x, y: height - hc - hf, height: hf, cls: 'failed', label: `${when}: ${b.failed} failed` });
+    const x = left + i * barWidth;
+    const hc = (b.completed / ceiling) * plotHeight;
+    const hf = (b.failed / ceiling) * plotHeight;
+    const ago = count - 1 - i;
+    const when = ago === 0 ? 'this minute' : `${ago} min ago`;
+    if (b.completed) bars.push({ x, y: base - hc, height: hc, cls: 'completed', label: `${when}: ${b.completed} completed` });
+    if (b.failed) bars.push({ x, y: base - hc - hf, height: hf, cls: 'failed', label: `${when}: ${b.failed} failed` });
   });
+  const minutes = (count * bucketMs) / 60_000;
+  const xTicks = [0, 10, 20, 30, 40, 50, 60].filter((m) => m <= minutes)
+    .map((m) => ({ at: left + plotWidth * (1 - m / minutes), label: m === 0 ? 'now' : `−${m} min` }));
+  const yTicks = (ceiling < 2 ? [0, ceiling] : [0, ceiling / 2, ceiling]).map((v) => ({ at: base - (v / ceiling) * plotHeight, label: num(v) }));
   return {
-    width, height, barWidth, bars, max,
+    width, height, left, base, plotWidth, plotHeight, barWidth, bars, yTicks, xTicks, max: peak,
     totalCompleted: series.reduce((n, b) => n + b.completed, 0),
     totalFailed: series.reduce((n, b) => n + b.failed, 0),
   };
@@ -148,4 +202,4 @@ export function jobsHref(base: string, fields: [string, string][]): string {
   return `${base}/jobs?${new URLSearchParams(fields)}`;
 }
 
-export const helpers = { duration, ago, time, num, showValue, scheduleInWords, waiting, runAt, batchHref, queueHref, limits, jobsHref, filterFields };
+export const helpers = { duration, ago, time, when, num, bytes, showValue, scheduleInWords, waiting, runAt, batchHref, queueHref, limits, jobsHref, filterFields };

@@ -29,7 +29,8 @@ function idle(queue: string): QueueStats {
 export async function queueRows(jobs: AdminJobs): Promise<QueueRow[]> {
   const [stats, settings] = await Promise.all([jobs.queues.list(), jobs.queues.settings()]);
   const byQueue = new Map(stats.map((q) => [q.queue, q]));
-  for (const s of settings) if (!byQueue.has(s.queue)) byQueue.set(s.queue, idle(s.queue));
+  // Queues with limits, and those the serving process's code names: listed (and pausable) while idle.
+  for (const queue of [...settings.map((s) => s.queue), ...jobs.queues.known()]) if (!byQueue.has(queue)) byQueue.set(queue, idle(queue));
   const limits = new Map(settings.map((s) => [s.queue, s]));
   return [...byQueue.values()].map((q) => ({ ...q, settings: limits.get(q.queue) ?? null })).sort((a, b) => (a.queue < b.queue ? -1 : a.queue > b.queue ? 1 : 0));
 }

@@ -51,6 +51,7 @@ export const STATIC: Record<string, StaticFile> = {
   'htmx.js': staticFile(htmxFile, 'text/javascript; charset=utf-8'),
   'admin.css': staticFile(path.join(root, 'public', 'admin.css'), 'text/css; charset=utf-8'),
   'admin.js': staticFile(path.join(root, 'public', 'admin.js'), 'text/javascript; charset=utf-8'),
+  'favicon.svg': staticFile(path.join(root, 'public', 'favicon.svg'), 'image/svg+xml'),
 };
 
 /** The versioned URL of a static file. */
@@ -61,7 +62,7 @@ export function staticUrl(base: string, name: keyof typeof STATIC & string): str
 
 /** The static file a path names, when its version is the current one. */
 export function findStatic(p: string): StaticFile | null {
-  const m = /^\/static\/([a-z]+)-([0-9a-f]{12})\.(js|css)$/.exec(p);
+  const m = /^\/static\/([a-z]+)-([0-9a-f]{12})\.(js|css|svg)$/.exec(p);
   if (!m) return null;
   const file = STATIC[`${m[1]}.${m[3]}`];
   return file && file.version === m[2] ? file : null;

@@ -7,7 +7,7 @@ import type { AdminOptions, AdminRequest, AdminResponse, BodyFields } from './ty
 import { HttpError } from './types.ts';
 import { resolveAccess } from './access.ts';
 import { crossOriginReason, crossSiteFetch, csrfState, csrfValid, firstValue } from './csrf.ts';
-import { findStatic, render } from './render.ts';
+import { findStatic, render, staticUrl } from './render.ts';
 import type { AdminJobs } from './actions.ts';
 import type { Route, Settings } from './route.ts';
 import { pageRoutes } from './pages.ts';
@@ -143,7 +143,7 @@ async function errorResponse(err: unknown, isApi: boolean, req: AdminRequest, se
     message = `internal error (id ${id})`;
   }
   if (isApi) return json(status, { error: message });
-  return html(status, await render('error', { base: req.base, title: settings.title, status, message }));
+  return html(status, await render('error', { base: req.base, title: settings.title, status, message, icon: staticUrl(req.base, 'favicon.svg') }));
 }
 
 /** The headers every answer carries; pages are never cached, and no other origin may load them. */

@@ -144,16 +144,20 @@ export function toAttemptRecord(row: Row, codec: RowCodec): AttemptRecord {
 export function withCurrentAttempt(failed: AttemptRecord[], job: JobRecord | null): AttemptRecord[] {
   if (!job || job.attempts === 0) return failed;
   if (failed.some((a) => a.attempt === job.attempts)) return failed;
-  if (job.state === 'running' || job.state === 'completed') {
+  // The latest attempt has no row of its own unless it failed: it is the job itself, running,
+  // completed, or cancelled while it ran (a job cancelled while pending has no attempt unrecorded:
+  // its last one failed, or it never ran).
+  if (job.state === 'running' || job.state === 'completed' || job.state === 'cancelled') {
+    const finished = job.state !== 'running';
     return [
       ...failed,
       {
         attempt: job.attempts,
         startedAt: job.startedAt,
-        finishedAt: job.state === 'completed' ? job.finishedAt : null,
+        finishedAt: finished ? job.finishedAt : null,
         workerId: job.workerId,
-        outcome: job.state === 'completed' ? 'completed' : 'running',
-        error: null,
+        outcome: job.state,
+        error: job.state === 'cancelled' ? job.error : null,
       },
     ];
   }

@@ -27,8 +27,10 @@ export function statesByTable(filter: ListFilter): { live: JobState[] | null; hi
   const states = filter.states ?? (filter.state ? [filter.state] : null);
   // A reserved job is live and pending: history holds none.
   if (filter.reserved) return { live: !states || states.includes('pending') ? ['pending'] : null, history: null };
-  if (!states) return { live: ['pending', 'running'], history: [...TERMINAL_STATES] };
-  const live = states.filter((s) => s === 'pending' || s === 'running');
+  // A finish time filters history only: no live job has finished.
+  const finished = filter.finishedAfter !== undefined || filter.finishedBefore !== undefined;
+  if (!states) return { live: finished ? null : ['pending', 'running'], history: [...TERMINAL_STATES] };
+  const live = finished ? [] : states.filter((s) => s === 'pending' || s === 'running');
   const history = states.filter((s) => TERMINAL_STATES.includes(s));
   return { live: live.length ? live : null, history: history.length ? history : null };
 }

@@ -478,6 +478,8 @@ export interface ScheduleStore {
   scheduleListDue(): Promise<{ now: number; due: StoredSchedule[] }>;
   /** Fire one tick: null when it was already fired. With skipIfLive (the error to record), a live previous run records the tick as a skipped job. */
   scheduleFire(tick: ScheduleTick): Promise<{ jobId: string; skipped: boolean } | null>;
+  /** A run enqueued outside the ticks (trigger): the schedule's last run and job, one more run; its next run unchanged. */
+  scheduleRecordRun(req: { key: string; jobId: string }): Promise<void>;
   /** Move next_run_at on from `from` (compare-and-set), disabling the schedule when it ended. */
   scheduleAdvance(req: { key: string; from: number; nextRunAt: number | null }): Promise<void>;
 }
@@ -510,6 +512,20 @@ export interface JobReads {
    * (`estimated: true`), so the view stays fast however large history grows.
    */
   historyMonths(req: { cap: number }): Promise<HistoryMonth[]>;
+  /** Jobs finished after `since` (epoch ms, database clock), in finish order, at most `limit`. */
+  historyFinishedSince(req: { since: number; limit: number }): Promise<FinishedJob[]>;
+}
+
+/** A finished job as jobs.subscribe tells it. */
+export interface FinishedJob {
+  id: string;
+  name: string;
+  queue: string;
+  state: 'completed' | 'failed' | 'cancelled' | 'skipped';
+  attempts: number;
+  finishedAt: Date;
+  error: JobError | null;
+  result: unknown;
 }
 
 /** One UTC month of history (./portable/reads.ts, and the partitioned or per-file layouts). */
@@ -524,6 +540,12 @@ export interface HistoryMonth {
   estimated: boolean;
   /** Bytes on disk (partition or file, with its indexes), null where the database does not tell it. */
   bytes: number | null;
+  /**
+   * Where retention removes the month whole (a partition or a file, perhaps holding earlier months
+   * too): the end of what holds it, which goes once that end is past the retention. Null where rows
+   * are deleted one by one.
+   */
+  storedUntil: Date | null;
 }
 
 /** Operators' actions. */

@@ -65,7 +65,10 @@ export class Schedules {
     if (!s) return null;
     const row = this.row(s, Date.now());
     row.runAt = null;
-    return (await this.hooks.enqueue([row]))[0];
+    const enqueued = (await this.hooks.enqueue([row]))[0];
+    // A run like a tick's: its row shows it (a live previous run answered instead is not a new one).
+    if (enqueued && !enqueued.existed) await this.store.scheduleRecordRun({ key, jobId: enqueued.id });
+    return enqueued;
   }
 
   /** Store the schedules defined in code, then fire due ticks while `leads()`; `stopped()`: stop() was called meanwhile. */

@@ -261,12 +261,13 @@ export class Worker {
     try {
       do {
         this.refill = false;
-        if (this.state !== 'running') break;
+        if (this.state !== 'running' || this.claimsLeft <= 0) break;
         if (this.reconcileWanted) await this.reconcile();
         // After a wake-up for new jobs, claim before starting what was claimed earlier: a new job may outrank it.
         if (!this.newJobs) this.startFromBacklog();
         const claimed = await this.claimFree();
         if (claimed === null) break;
+        if (claimed.jobs.length) this.claimsLeft--;
         const seq = ++this.seq;
         for (const job of claimed.jobs) this.backlog.push({ job, seq });
         // Start order across batches: managed queues' jobs first, then a later, higher-priority job before earlier low ones.
@@ -673,6 +674,26 @@ export class Worker {
   async idle(): Promise<void> {
     if (!this.quiet) await new Promise<void>((r) => this.idleWaiters.push(r));
     return this.writer.drain();
+  }
+
+  /**
+   * Claims this worker may still make (each bringing at least one job): unlimited, except for
+   * runOne's worker, which makes one.
+   */
+  claimsLeft = Infinity;
+
+  /**
+   * sqljobs/testing's runOnce, on a started worker of concurrency 1 that claims nothing ahead and
+   * was given claimsLeft = 1: wait for the claim under way (start()'s), make it if none came yet, and
+   * resolve once what it brought ran and its outcome is written.
+   */
+  async runOne(): Promise<void> {
+    while (this.filling) await new Promise((r) => setTimeout(r, 1));
+    if (this.claimsLeft > 0) {
+      this.lookAtOthersNext();
+      await this.fill();
+    }
+    await this.idle();
   }
 
   /** Run until nothing is due, then resolve (for users' tests). */

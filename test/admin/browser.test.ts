@@ -35,6 +35,8 @@ describe('admin in a browser (Chromium)', function () {
   let page: Page;
   let origin: string;
   const cspErrors: string[] = [];
+  /** Every console error and failed request (a favicon 404 is one), per test. */
+  const consoleErrors: string[] = [];
   let failing = true;
 
   before(async function () {
@@ -87,6 +89,7 @@ describe('admin in a browser (Chromium)', function () {
     page = browser.pages()[0] ?? (await browser.newPage());
     page.on('console', (m) => {
       if (/Content Security Policy|Refused to/i.test(m.text())) cspErrors.push(m.text());
+      if (m.type() === 'error') consoleErrors.push(m.text());
     });
     page.on('dialog', (d) => void d.accept());
     fs.mkdirSync(SHOTS, { recursive: true });
@@ -119,20 +122,32 @@ describe('admin in a browser (Chromium)', function () {
     await shot('overview');
   });
 
-  it('shows a running job whose progress bar and log tail advance without a reload', async () => {
+  it('shows a running job whose progress and logs advance, then completed with its result, every log line and no Cancel, without a reload or a console error', async () => {
+    consoleErrors.length = 0;
     const { id } = await jobs.enqueue('slow-report', { pages: 40 });
     await until(async () => ((await jobs.get(id))?.progress ?? 0) > 0, 'the job to report progress');
     await page.goto(`${origin}${BASE}/jobs/${id}`);
     const marker = await page.evaluate(() => ((window as unknown as { marker: number }).marker = Math.random()));
     const first = Number(await page.locator('#progress').getAttribute('value'));
     await page.waitForFunction((v) => Number(document.querySelector('#progress')?.getAttribute('value')) > v + 10, first, { timeout: 15_000 });
-    expect(await page.locator('#log-tail').textContent()).to.include('rendered page');
+    expect(await page.locator('#logs').textContent()).to.include('rendered page');
+    expect(await page.locator('form[action$="/cancel"]').count(), 'Cancel while it runs').to.equal(1);
     expect(await page.evaluate(() => (window as unknown as { marker: number }).marker)).to.equal(marker);
     await shot('job-running');
     // It stops polling once the job finished: the poller is swapped out for a final fragment.
     await page.waitForSelector('#live[data-state="completed"]', { timeout: 20_000 });
     expect(await page.locator('#live[hx-trigger]').count()).to.equal(0);
     expect(await page.locator('#progress').getAttribute('value')).to.equal('100');
+    // The whole job updated: badge, actions, result, times, the attempt and every line.
+    expect(await page.locator('h1 .state').textContent()).to.equal('completed');
+    expect(await page.locator('form[action$="/cancel"]').count(), 'no Cancel once it finished').to.equal(0);
+    expect(await page.locator('#result').textContent()).to.include('"pages": 40');
+    expect(await page.locator('.attempt strong').first().textContent()).to.equal('#1 completed');
+    expect((await page.locator('#logs').textContent())!.match(/rendered page \d+/g)).to.have.length(40);
+    // Times in the reader's local zone, UTC on hover.
+    expect(await page.locator('time[data-local]').count()).to.be.greaterThan(2);
+    expect(await page.evaluate(() => (window as unknown as { marker: number }).marker)).to.equal(marker);
+    expect(consoleErrors, 'no console error (a missing favicon would be one)').to.deep.equal([]);
   });
 
   it('retries a failed job from its page and sees it complete', async () => {
@@ -214,9 +229,26 @@ describe('admin in a browser (Chromium)', function () {
     await page.goto(`${origin}${BASE}/workers`);
     expect(await page.locator('body').textContent()).to.include(String(process.pid));
     await shot('workers');
+    await page.goto(`${origin}${BASE}/history`);
+    expect(await page.locator('table.history tbody tr').count()).to.be.greaterThan(0);
+    await shot('history');
     // The overview again, now that jobs ran, failed and were retried (the README's picture).
     await page.goto(`${origin}${BASE}/`);
     await shot('overview');
     for (const f of fs.readdirSync(SHOTS)) expect(fs.statSync(path.join(SHOTS, f)).size, f).to.be.below(150 * 1024);
+  });
+
+  it('fits a 390 px screen: no page is wider than the phone (a wide table scrolls inside itself)', async () => {
+    await page.setViewportSize({ width: 390, height: 800 });
+    try {
+      const { id } = await jobs.enqueue('send-email', { to: 'narrow@example.com' }, { delay: 3_600_000 });
+      for (const p of ['/', '/jobs', `/jobs/${id}`, '/recurring', '/queues', '/history', '/workers']) {
+        await page.goto(`${origin}${BASE}${p}`);
+        const wide = await page.evaluate(() => document.documentElement.scrollWidth);
+        expect(wide, p).to.be.at.most(390);
+      }
+    } finally {
+      await page.setViewportSize({ width: 1200, height: 860 });
+    }
   });
 });

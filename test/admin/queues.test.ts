@@ -58,8 +58,9 @@ forEachDialect('admin queues: limits', ({ fresh }) => {
     expect(section(list, '<tr data-queue="plain">', '</tr>')).to.include('no limits');
     expect((await request(app).get(`${BASE}/fragments/queues`).expect(200)).text).to.include('at most 4 running');
     const items = (await request(app).get(`${BASE}/api/queues`).expect(200)).body.items;
-    expect(items.map((q: { queue: string }) => q.queue)).to.deep.equal(['plain', 'tenants']);
-    expect(items[1].settings).to.include({ concurrency: 4, groupConcurrency: null, rateLimit: null });
+    // The default queue too: the code names it (idle queues are listed, ./idle-queues.test.ts).
+    expect(items.map((q: { queue: string }) => q.queue)).to.deep.equal(['default', 'plain', 'tenants']);
+    expect(items[2].settings).to.include({ concurrency: 4, groupConcurrency: null, rateLimit: null });
     const page = (await request(app).get(`${BASE}/queues/tenants`).expect(200)).text;
     expect(page).to.include('<p id="limits-now">at most 4 running').and.include('id="settings-form"');
     expect(page).to.include('name="concurrency" min="1" step="1" value="4"').and.include('name="groupConcurrency" min="1" step="1" value=""');

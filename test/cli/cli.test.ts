@@ -10,7 +10,7 @@ const run = (t: TestDb, args: string[]) =>
   });
 
 forEachDialect('sqljobs CLI', ({ fresh }) => {
-  it('migrate, worker and status on the module an app exports', async function () {
+  it('migrate, worker, status and history on the module an app exports', async function () {
     this.timeout(60_000);
     const t = await fresh();
     const migrated = run(t, ['migrate', 'test/fixtures/cli-jobs.ts']);
@@ -42,6 +42,13 @@ forEachDialect('sqljobs CLI', ({ fresh }) => {
     const code = await new Promise((r) => worker.on('exit', r));
     expect(code).to.equal(0);
     expect(out).to.include('stopped: 5 completed, 0 failed');
+    const months = run(t, ['history', 'test/fixtures/cli-jobs.ts']);
+    expect(months.status, months.stderr).to.equal(0);
+    const thisMonth = new Date().toISOString().slice(0, 7);
+    expect(months.stdout).to.match(new RegExp(`finished jobs per month \\(UTC\\):\\n {2}${thisMonth} {2}completed 5`));
+    expect(months.stdout).to.match(/retention: /);
+    const json = run(t, ['history', 'test/fixtures/cli-jobs.ts', '--json']);
+    expect(JSON.parse(json.stdout).months[0]).to.deep.include({ month: thisMonth, counts: { completed: 5 }, estimated: false });
     const bad = run(t, ['frobnicate', 'x']);
     expect(bad.status).to.equal(2);
     expect(bad.stderr).to.include('unknown command "frobnicate"');

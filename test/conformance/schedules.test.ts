@@ -137,7 +137,7 @@ forEachDialect('recurring schedules', ({ fresh }) => {
     expect((await first.schedules.list()).find((x) => x.key === 'adhoc')!.everyMs).to.equal(300_000);
   });
 
-  it('interval with a run limit, toggle, remove and trigger, all persisted', async function () {
+  it('interval with a run limit, toggle, remove and trigger (counted as the last run), all persisted', async function () {
     this.timeout(20_000);
     const t = await fresh();
     const jobs = t.jobs({ worker: { pollInterval: 100 } });
@@ -164,6 +164,11 @@ forEachDialect('recurring schedules', ({ fresh }) => {
     expect(triggered!.existed).to.equal(false);
     await until(async () => (await jobs.get(triggered!.id))?.state === 'completed', 'the triggered run');
     expect((await jobs.get(triggered!.id))!.payload).to.deep.equal({ kind: 'daily' });
+    // Its row shows the triggered run as its last one; the next run stays where it was.
+    const after = (await jobs.schedules.list()).find((s) => s.key === 'daily-report')!;
+    expect(after).to.include({ lastJobId: triggered!.id, runs: 1 });
+    expect(after.lastRunAt!.getTime()).to.be.closeTo(Date.now(), 60_000);
+    expect(after.nextRunAt!.getTime()).to.equal(daily.nextRunAt!.getTime());
     expect(await jobs.schedules.remove('daily-report')).to.equal(true);
     expect((await jobs.schedules.list()).map((s) => s.key)).to.deep.equal(['twice']);
   });

@@ -204,6 +204,33 @@ forEachDialect('workflows', ({ fresh }) => {
     }
   });
 
+  it('retention keeps a finished job a live job still reads (a dependent not run yet, a batch not finished) and prunes it once none does', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ retentionDays: 1, worker: { pollInterval: 60_000 } });
+    jobs.define('p', async () => ({ made: 'by p' }));
+    const parent = (await jobs.enqueue('p', 1)).id;
+    const plain = (await jobs.enqueue('p', 2)).id;
+    const { batchId, ids: [ranInBatch, waitsInBatch] } = await jobs.batch([{ name: 'p', payload: 3 }, { name: 'p', payload: 4, delay: 3_600_000 }]);
+    await jobs.drain();
+    // Its parent completed: the dependent is pending, and reads the parent's result when it runs.
+    const dependent = (await jobs.enqueue('c', 5, { dependsOn: [parent] })).id;
+    const back = t.dialect === 'sqlite' ? 3 * 86_400_000 : t.dialect === 'postgres' ? "interval '3 days'" : 'INTERVAL 3 DAY';
+    await t.query(`UPDATE ${t.prefix}history SET finished_at = finished_at - ${back}`);
+    const store = (jobs as unknown as { store: { historyPrune(r: { olderThanMs: number; limit: number }): Promise<number> } }).store;
+    expect(await store.historyPrune({ olderThanMs: 86_400_000, limit: 100 }), 'only the job nothing reads').to.equal(1);
+    expect(await jobs.get(plain)).to.equal(null);
+    expect((await jobs.get(parent))?.state).to.equal('completed');
+    expect((await jobs.get(ranInBatch))?.state).to.equal('completed');
+    expect(await jobs.batchStatus(batchId)).to.deep.include({ total: 2, completed: 1, finished: false });
+    // Once the dependent is gone and the batch finished, both go.
+    expect(await jobs.delete(dependent)).to.equal(true);
+    expect(await jobs.cancel(waitsInBatch)).to.equal(true);
+    expect(await store.historyPrune({ olderThanMs: 86_400_000, limit: 100 })).to.equal(2);
+    expect(await jobs.get(parent)).to.equal(null);
+    expect(await jobs.get(ranInBatch)).to.equal(null);
+    expect((await jobs.get(waitsInBatch))?.state, 'finished just now: within the retention').to.equal('cancelled');
+  });
+
   it('refuses a callback that is not a job name or spec, or that sets tx or dependsOn', async () => {
     const t = await fresh();
     const jobs = t.jobs({ worker: false });

@@ -11,13 +11,13 @@ import type { Dialect } from '../../lib/driver/store.ts';
 import { leaseRelease, leaseRenew } from '../../lib/driver/portable/leases.ts';
 import { jobsRaise, jobsToAge } from '../../lib/driver/portable/aging.ts';
 import {
-  clockNow, jobAttempts, jobGet, jobLogs, jobsFinishedCounts, jobsList, jobsLiveCounts, jobsThroughput, queueGroupCounts, queueStartsInWindow, queuesPaused, queuesStats,
+  clockNow, historyFinishedSince, historyMonthCounts, historyNewestBefore, jobAttempts, jobGet, jobLogs, jobsFinishedCounts, jobsList, jobsLiveCounts, jobsThroughput, queueGroupCounts, queueStartsInWindow, queuesPaused, queuesStats,
   workersList,
 } from '../../lib/driver/portable/reads.ts';
-import { cancelJob, historyPrune, historyPrunePick, jobMakeDue, jobRetry, jobsDelete, queuePause, queueResume, redriveCopy } from '../../lib/driver/portable/admin.ts';
+import { cancelJob, historyPrune, historyPruneLock, historyPrunePick, jobMakeDue, jobRetry, jobsDelete, queuePause, queueResume, redriveCopy } from '../../lib/driver/portable/admin.ts';
 import { jobSaveCheckpoint, jobsNextDue, jobsOwnedBy, jobsStalled, workerHeartbeat, workerRemove, workersRemoveStale } from '../../lib/driver/portable/workers.ts';
 import { claimManaged, groupForget, idleGroups, lockGroups, queueSettingsList, rankInGroup, saveGroupRanks, saveQueueSettings } from '../../lib/driver/portable/queues.ts';
-import { scheduleAdvance, scheduleRemove, scheduleSetEnabled, scheduleTicksRemove, schedulesDue, schedulesList } from '../../lib/driver/portable/schedules.ts';
+import { scheduleAdvance, scheduleRecordRun, scheduleRemove, scheduleSetEnabled, scheduleTicksRemove, schedulesDue, schedulesList } from '../../lib/driver/portable/schedules.ts';
 
 export const HOSTILE = "x'); DROP TABLE sqljobs_jobs; -- ? $1 @p1 `key` [key]";
 export const UUID = '01936f4e-8a1b-7c2d-9e3f-0a1b2c3d4e5f';
@@ -47,6 +47,7 @@ export function portableStatements(sql: Sql): [string, Statement][] {
     })],
     ['jobsList (live states)', jobsList(sql, { states: ['pending', 'running'], queue: HOSTILE })],
     ['jobsList (some finished states)', jobsList(sql, { states: ['failed', 'cancelled'], cursor: UUID })],
+    ['jobsList (finished in a month)', jobsList(sql, { finishedAfter: new Date(300_000), finishedBefore: new Date(600_000), state: 'failed' })],
     ['jobsList (reserved)', jobsList(sql, { reserved: true, queue: HOSTILE, cursor: UUID })],
     ['queueGroupCounts', queueGroupCounts(sql, { queue: HOSTILE, windowMs: null, limit: 100 })],
     ['queueGroupCounts (rate window, some groups)', queueGroupCounts(sql, { queue: HOSTILE, windowMs: 60_000, groups: [HOSTILE, 'b'], limit: 100 })],
@@ -79,6 +80,12 @@ export function portableStatements(sql: Sql): [string, Statement][] {
     ['scheduleRemove', scheduleRemove(sql, HOSTILE)],
     ['scheduleAdvance', scheduleAdvance(sql, { key: HOSTILE, from: 300_000, nextRunAt: 600_000 })],
     ['scheduleAdvance (ended)', scheduleAdvance(sql, { key: HOSTILE, from: 300_000, nextRunAt: null })],
+    ['scheduleRecordRun', scheduleRecordRun(sql, { key: HOSTILE, jobId: UUID })],
+    ['historyNewestBefore', historyNewestBefore(sql, { before: 600_000 })],
+    ['historyNewestBefore (newest)', historyNewestBefore(sql, { before: null })],
+    ['historyFinishedSince', historyFinishedSince(sql, { since: 300_000, limit: 1000 })],
+    ['historyMonthCounts', historyMonthCounts(sql, { from: 300_000, to: 600_000, cap: 100 })],
+    ['historyPruneLock', historyPruneLock(sql, [UUID, TOKEN])],
   ];
 }
 

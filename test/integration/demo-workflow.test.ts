@@ -3,6 +3,8 @@
  * through its HTTP route runs process-order, then the receipt and the invoice as one batch, then
  * the batch's "order-complete" callback, which sees the batch's counts and both results. The demo
  * runs as the README starts it, in its own process, on a temporary SQLite file and a free port.
+ * Its recurring jobs give every admin page something to show: a report that completes, a sync that
+ * fails for good (issue 16).
  */
 import { expect } from 'chai';
 import Database from 'better-sqlite3';
@@ -11,7 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import request from 'supertest';
 import { createJobs, type JobRecord, type Jobs } from '../../lib/index.ts';
-import type { OrderCompleteResult } from '../../examples/shared/shop-jobs.ts';
+import { setupShopJobs, type OrderCompleteResult } from '../../examples/shared/shop-jobs.ts';
 import { until } from '../helpers/dialects.ts';
 import { spawnWorker, type WorkerProc } from '../helpers/processes.ts';
 
@@ -71,5 +73,27 @@ describe('the demo shop (npm run demo)', () => {
     const batchPage = await request(shop).get(`/admin/jobs/batches/${batchId}`);
     expect(batchPage.status).to.equal(200);
     expect(batchPage.text).to.match(/on success<\/dt><dd><a [^>]*>order-complete<\/a>/);
+
+    // Something on every page: two recurring schedules, stored by the demo's worker at start.
+    expect((await reader.schedules.list()).map((r) => [r.key, r.name, r.enabled])).to.deep.equal([
+      ['legacy-crm-sync', 'sync-legacy-crm', true],
+      ['sales-report', 'sales-report', true],
+    ]);
+  });
+
+  it('its recurring jobs: the sales report completes, the legacy CRM sync fails for good after its attempts', async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sqljobs-demo-'));
+    const db = new Database(path.join(dir, 'shop.db'));
+    const jobs = setupShopJobs(db, { logPrefix: '[test]' });
+    reader = jobs as unknown as Jobs;
+    await jobs.start();
+    const report = await jobs.schedules.trigger('sales-report');
+    const crm = await jobs.schedules.trigger('legacy-crm-sync');
+    await until(async () => (await jobs.get(crm!.id))?.state === 'failed' && (await jobs.get(report!.id))?.state === 'completed', 'both runs to finish', 20_000, 100);
+    expect((await jobs.get(report!.id))!.result).to.deep.equal({ ordersCompleted: 0, windowMinutes: 60 });
+    const failed = (await jobs.get(crm!.id))!;
+    expect(failed.attempts).to.equal(2);
+    expect(failed.error!.message).to.include('fails for good, on purpose');
+    expect((await jobs.attempts(crm!.id)).map((a) => a.outcome)).to.deep.equal(['failed', 'failed']);
   });
 });

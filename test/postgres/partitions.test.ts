@@ -9,7 +9,11 @@ import type pg from 'pg';
 import { DIALECTS, requireDatabase, type TestDb } from '../helpers/dialects.ts';
 import { loadMigrations, splitStatements } from '../../lib/driver/migrations.ts';
 import { HistoryMonths } from '../../lib/driver/postgres/months.ts';
-import { monthOf, type Month } from '../../lib/driver/postgres/partitions.ts';
+import { monthOf, uuidFloor, type Month } from '../../lib/driver/postgres/partitions.ts';
+import { utcMonth } from '../../lib/driver/month.ts';
+
+/** A partition's month as historyMonths names it. */
+const utcKey = (m: Month) => utcMonth(m.from).key;
 import { tables } from '../../lib/driver/portable/statement.ts';
 import { holdPgClient, withHeld } from '../../lib/driver/held.ts';
 
@@ -195,7 +199,7 @@ describe('history partitioned by month [postgres]', function () {
     expect(await partitionNames()).to.not.include(m[-4].name);
     expect(await partitionNames()).to.include.members([m[-5].name, m[-3].name, m[-2].name, m[-1].name, m[0].name]);
     expect(await jobs.get(plain)).to.equal(null);
-    expect(await t.query(`SELECT 1 FROM ${t.prefix}attempts WHERE job_id = $1`, [plain]), 'its trail').to.have.length(0);
+    expect(await t.query(`SELECT 1 FROM ${t.prefix}attempts WHERE job_id = $1`, [plain]), 'its trail goes with the month its job was made (this one)').to.have.length(1);
     expect(await jobs.get(early)).to.equal(null);
     expect(await jobs.get(late)).to.not.equal(null);
     expect((await jobs.get(parent.id))!.state).to.equal('completed');
@@ -223,10 +227,19 @@ describe('history partitioned by month [postgres]', function () {
       SELECT gen_random_uuid(), 'n' || (g % 7), 'default', 'completed', '{"n":1}', 0, 1, 25, f, f, f, CASE WHEN g % 10 = 0 THEN 'ten' END
       FROM generate_series(1, 20000) g, LATERAL (SELECT now() - g * interval '5 minutes' AS f) x`);
     const sample = (await t.query<{ id: string }>(`SELECT id::text AS id FROM ${t.prefix}history WHERE tag = 'ten' LIMIT 1`))[0].id;
+    // Its trail, as version 13 wrote it: the lines' seq from the table's own sequence.
+    for (const message of ['one', 'two']) await pool.query(`INSERT INTO ${t.prefix}logs (job_id, attempt, at, message) VALUES ($1, 1, now(), $2)`, [sample, message]);
+    await pool.query(`INSERT INTO ${t.prefix}attempts (job_id, attempt, finished_at, error) VALUES ($1, 1, now(), '{"message":"once"}')`, [sample]);
 
     const jobs = t.jobs({ worker: { pollInterval: 50 } });
-    jobs.define('after', async () => 'done');
+    jobs.define('after', async (_: unknown, ctx) => ctx.log('after migrating'));
     await jobs.migrate();
+    expect((await jobs.logs(sample)).map((l) => [l.seq, l.message])).to.deep.equal([[1, 'one'], [2, 'two']]);
+    expect((await jobs.attempts(sample))[0].error?.message).to.equal('once');
+    for (const table of ['logs', 'attempts']) {
+      const parts = await t.query<{ p: string }>(`SELECT c.relname AS p FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = $1::regclass ORDER BY 1`, [`${t.prefix}${table}`]);
+      expect(parts.map((r) => r.p)).to.deep.equal([`${t.prefix}${table}_default`, `${t.prefix}${table}_legacy`]);
+    }
     expect((await t.query<{ n: string }>(`SELECT count(*) AS n FROM ${t.prefix}history`))[0].n).to.equal('20000');
     expect(await partitionOf(sample)).to.equal(`${t.prefix}history_legacy`);
     expect((await jobs.get(sample))!.tag).to.equal('ten');
@@ -238,5 +251,75 @@ describe('history partitioned by month [postgres]', function () {
     await jobs.drain();
     expect((await jobs.get(id))!.state).to.equal('completed');
     expect(await partitionOf(id)).to.equal(`${t.prefix}history_legacy`);
+    // The sequence went with the new table: the next line follows the old ones, and dropping legacy keeps it.
+    expect((await jobs.logs(id)).map((l) => [l.seq, l.message])).to.deep.equal([[3, 'after migrating']]);
+    await t.query(`ALTER TABLE ${t.prefix}logs DETACH PARTITION ${t.prefix}logs_legacy`);
+    await t.query(`DROP TABLE ${t.prefix}logs_legacy`);
+    expect(await t.query(`SELECT to_regclass($1) IS NOT NULL AS kept`, [`${t.prefix}logs_seq_seq`])).to.deep.equal([{ kept: true }]);
+  });
+
+  it('historyMonths: each month\'s own partition with its size, made-ahead months with no row, a large month estimated from ANALYZE', async () => {
+    const jobs = t.jobs({ retentionDays: 30, worker: { pollInterval: 60_000 } });
+    await jobs.migrate();
+    await withoutLegacy();
+    await months().ensureAhead();
+    jobs.define('ok', async () => null);
+    await jobs.enqueueMany(Array.from({ length: 30 }, () => ({ name: 'ok', payload: 1 })));
+    await jobs.drain();
+    const [m0, m1] = [monthOf(t.prefix, await dbNow()), monthOf(t.prefix, await dbNow(), 1)];
+    await t.query(`ANALYZE ${m0.name}`);
+    const overview = await jobs.historyMonths({ cap: 5 });
+    const [next, current] = overview.months;
+    expect(next).to.deep.include({ month: utcKey(m1), storedIn: m1.name, counts: {}, estimated: false });
+    expect(current).to.deep.include({ month: utcKey(m0), storedIn: m0.name, estimated: true });
+    expect(current.counts, 'rows × the share of each state, as ANALYZE saw them').to.deep.equal({ completed: 30 });
+    expect(current.bytes).to.be.greaterThan(8192);
+    expect(overview.nextDrop).to.deep.equal({ storedIn: m0.name, at: new Date(m0.to.getTime() + 30 * DAY) });
+    // Within the cap, counted rather than estimated.
+    expect((await jobs.historyMonths({ cap: 100 })).months[1]).to.deep.include({ counts: { completed: 30 }, estimated: false });
+  });
+
+  it('logs and attempts: partitioned by the month their job was made (its UUIDv7), made ahead, dropped once none of that month\'s jobs is left', async () => {
+    const jobs = t.jobs({ worker: false });
+    await jobs.migrate();
+    for (const table of ['logs', 'attempts']) {
+      await t.query(`ALTER TABLE ${t.prefix}${table} DETACH PARTITION ${t.prefix}${table}_legacy`);
+      await t.query(`DROP TABLE ${t.prefix}${table}_legacy`);
+    }
+    const now = await dbNow();
+    const made = (back: number) => uuidFloor(new Date(monthOf(t.prefix, now, -back).from.getTime() + 3 * DAY)).replace(/-0000-0000-0+$/, '-7000-8000-000000000001');
+    const [gone, kept] = [made(3), made(2)];
+    // A job made three months ago whose history is gone, and one made two months ago still in history (finished now).
+    await t.query(`INSERT INTO ${t.prefix}history (id, name, queue, state, payload, priority, attempts, max_attempts, run_at, created_at, finished_at)
+      VALUES ($1, 'x', 'default', 'completed', '1', 0, 1, 1, now(), now(), now())`, [kept]);
+    for (const id of [gone, kept]) {
+      await t.query(`INSERT INTO ${t.prefix}logs (job_id, attempt, at, message) VALUES ($1, 1, now(), 'a line')`, [id]);
+      await t.query(`INSERT INTO ${t.prefix}attempts (job_id, attempt, finished_at) VALUES ($1, 1, now())`, [id]);
+    }
+    const where = async (table: string, id: string) =>
+      (await t.query<{ p: string }>(`SELECT tableoid::regclass::text AS p FROM ${t.prefix}${table} WHERE job_id = $1`, [id]))[0]?.p ?? null;
+    expect(await where('logs', gone), 'no month made yet').to.equal(`${t.prefix}logs_default`);
+    await jobs.store.historyUpkeep!();
+    const monthName = (table: string, back: number) => `${t.prefix}${table}_${monthOf(t.prefix, now, -back).name.slice(-7)}`;
+    for (const table of ['logs', 'attempts']) {
+      expect(await where(table, gone), `${table}: moved out of the default`).to.equal(monthName(table, 3));
+      expect(await where(table, kept)).to.equal(monthName(table, 2));
+      const parts = (await t.query<{ p: string }>(`SELECT c.relname AS p FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = $1::regclass`, [`${t.prefix}${table}`])).map((r) => r.p);
+      expect(parts, `${table}: this and next month made ahead`).to.include.members([monthName(table, 0), monthName(table, -1)]);
+    }
+    expect((await jobs.logs(kept)).map((l) => l.message)).to.deep.equal(['a line']);
+
+    const prune = () => jobs.store.historyPrune({ olderThanMs: 10 * DAY, limit: 1000 });
+    await prune();
+    for (const table of ['logs', 'attempts']) {
+      expect(await where(table, gone), `${table}: no job of that month is left`).to.equal(null);
+      expect(await where(table, kept), `${table}: its job is still in history`).to.equal(monthName(table, 2));
+    }
+    expect(await jobs.delete(kept)).to.equal(true);
+    await prune();
+    for (const table of ['logs', 'attempts']) {
+      expect(await t.query(`SELECT to_regclass($1) IS NULL AS gone`, [monthName(table, 2)])).to.deep.equal([{ gone: true }]);
+      expect(await t.query(`SELECT to_regclass($1) IS NULL AS gone`, [monthName(table, 0)]), 'this month stays').to.deep.equal([{ gone: false }]);
+    }
   });
 });

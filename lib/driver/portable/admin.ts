@@ -229,14 +229,34 @@ export interface PruneAge {
  * only those finished since then: PostgreSQL prunes by row only the month that straddles the
  * cutoff, older months go whole (or stay whole while a live job reads them).
  */
-export function historyPrunePick({ d, t }: Sql, k: PruneAge & { limit: number; since?: number }): Statement {
+export function historyPrunePick(sql: Sql, k: PruneAge & { limit: number; since?: number }): Statement {
+  const { d, t } = sql;
   return read(d, (b) => {
     const cutoff = d.plusMs(d.now, b.bigint(-k.olderThanMs));
     const since = k.since === undefined ? '' : ` AND finished_at >= ${b.time(k.since)}`;
     // Bound after the cutoff: TOP (SQL Server, named parameters) comes first in the text, LIMIT (positional elsewhere) last.
     const limit = b.int(k.limit);
-    return `SELECT ${d.top(limit)}id FROM ${t.history} WHERE finished_at < ${cutoff}${since}${d.limit(limit)}`;
+    return `SELECT ${d.top(limit)}id FROM ${t.history} WHERE finished_at < ${cutoff}${since} AND ${noLiveReader(sql, t.history)}${d.limit(limit)}`;
   });
+}
+
+/**
+ * No live job may still read this finished job: none depends on it (any edge: dependency,
+ * callback, dead letter), whose ctx.parents / ctx.deadLetterOf reads it when it runs, and its
+ * batch, if any, has finished (batchStatus and the batch's callbacks count its finished jobs).
+ * Retention keeps such a job past its age until it is no longer read.
+ */
+function noLiveReader({ t }: Sql, table: string): string {
+  return `NOT EXISTS (SELECT 1 FROM ${t.deps} dp JOIN ${t.jobs} j ON j.id = dp.child_id WHERE dp.parent_id = ${table}.id)
+    AND NOT EXISTS (SELECT 1 FROM ${t.batches} bt WHERE bt.id = ${table}.batch_id AND bt.finished_at IS NULL)`;
+}
+
+/**
+ * Lock the picked jobs before they are deleted (the pick ran outside the transaction): an enqueue
+ * that depends on one locks it too, so the delete, a later statement, sees that enqueue's edge.
+ */
+export function historyPruneLock({ d, t }: Sql, ids: string[]): Statement {
+  return read(d, (b) => `SELECT id FROM ${t.history}${d.lockHint} WHERE id ${b.ids(ids)}${d.forUpdate}`);
 }
 
 /**
@@ -246,7 +266,7 @@ export function historyPrunePick({ d, t }: Sql, k: PruneAge & { limit: number; s
 export function historyPrune(sql: Sql, k: PruneAge & { ids: string[] }): Statement[] {
   const { d, t } = sql;
   return [
-    write(d, (b) => `DELETE FROM ${t.history} WHERE id ${b.ids(k.ids)} AND finished_at < ${d.plusMs(d.now, b.bigint(-k.olderThanMs))}`),
+    write(d, (b) => `DELETE FROM ${t.history} WHERE id ${b.ids(k.ids)} AND finished_at < ${d.plusMs(d.now, b.bigint(-k.olderThanMs))} AND ${noLiveReader(sql, t.history)}`),
     ...jobsDeleteTrail(sql, k.ids),
     ...retentionLeftovers(sql, k),
   ];

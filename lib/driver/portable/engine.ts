@@ -10,7 +10,7 @@ import { claimOrder, toClaimedJob, toAttemptRecord, toJobRecord, toLogRecord, to
 import { listLimit, statesByTable } from '../sql.ts';
 import { mergeQueueStats, type Dialect } from '../store.ts';
 import type {
-  BatchStatus, CancelResult, CheckpointItem, ClaimedJob, CompleteItem, FailItem, Fenced, HistoryMonth, InsertBatch, JobLink, LeaseHeld, QueueGroupCounts, QueueStats, RedriveOutcome,
+  BatchStatus, CancelResult, CheckpointItem, ClaimedJob, CompleteItem, FailItem, Fenced, FinishedJob, HistoryMonth, InsertBatch, JobLink, LeaseHeld, QueueGroupCounts, QueueStats, RedriveOutcome,
   StalledJob, StatusCounts, StoredSchedule, ThroughputBuckets, WorkerInfo, WorkerRecord,
 } from '../store.ts';
 import type { EnqueueResult } from '../../model.ts';
@@ -20,15 +20,15 @@ import type { SqlDialect } from './dialect.ts';
 import type { Sql } from './sql.ts';
 import { utcMonth } from '../month.ts';
 import { tables, type Outcome, type SqlRunner, type Statement, type Steps, type Tables } from './statement.ts';
-import { cancelJob, historyPrune, historyPrunePick, jobMakeDue, jobRetry, jobsDelete, queuePause, queueResume, redriveCopy, reopenWorkflow } from './admin.ts';
+import { cancelJob, historyPrune, historyPruneLock, historyPrunePick, jobMakeDue, jobRetry, jobsDelete, queuePause, queueResume, redriveCopy, reopenWorkflow } from './admin.ts';
 import { leaseRelease, leaseRenew } from './leases.ts';
 import { jobsRaise, jobsToAge } from './aging.ts';
 import { claimManaged, groupForget, idleGroups, queueSettingsList, saveQueueSettings, toQueueSettingsRow, type ManagedClaim, type ManagedClaimRequest, type QueueSettingsRow, type StoredQueueSettings } from './queues.ts';
 import {
-  clockNow, historyMonthCounts, historyNewestBefore, jobAttempts, jobGet, jobLogs, jobsFinishedCounts, jobsList, jobsLiveCounts, jobsThroughput, queueGroupCounts, queueStartsInWindow, queuesPaused, queuesStats,
+  clockNow, historyFinishedSince, historyMonthCounts, historyNewestBefore, jobAttempts, jobGet, jobLogs, jobsFinishedCounts, jobsList, jobsLiveCounts, jobsThroughput, queueGroupCounts, queueStartsInWindow, queuesPaused, queuesStats,
   workersList, type GroupCountsQuery,
 } from './reads.ts';
-import { scheduleAdvance, scheduleRemove, scheduleSetEnabled, scheduleTicksRemove, schedulesDue, schedulesList } from './schedules.ts';
+import { scheduleAdvance, scheduleRecordRun, scheduleRemove, scheduleSetEnabled, scheduleTicksRemove, schedulesDue, schedulesList } from './schedules.ts';
 import { jobSaveCheckpoint, jobsNextDue, jobsOwnedBy, jobsStalled, workerHeartbeat, workerRemove, workersRemoveStale } from './workers.ts';
 
 /** The months of history the admin's History view lists (newest first). */
@@ -267,6 +267,10 @@ export abstract class PortableStore implements Sql {
     return removed.changes === 1;
   }
 
+  async scheduleRecordRun(req: { key: string; jobId: string }): Promise<void> {
+    await this.runner.run(scheduleRecordRun(this, req));
+  }
+
   async scheduleAdvance({ key, from, nextRunAt }: { key: string; from: number; nextRunAt: number | null }): Promise<void> {
     await this.runner.run(scheduleAdvance(this, { key, from, nextRunAt }));
   }
@@ -386,10 +390,17 @@ export abstract class PortableStore implements Sql {
       const rows = await this.rowsOf(historyMonthCounts(this, { from: month.from.getTime(), to: month.to.getTime(), cap }));
       const counts = Object.fromEntries(rows.map((r) => [String(r.state), Number(r.n)]));
       const total = rows.reduce((sum, r) => sum + Number(r.n), 0);
-      months.push({ month: month.key, storedIn: null, counts, estimated: total >= cap, bytes: null });
+      months.push({ month: month.key, storedIn: null, counts, estimated: total >= cap, bytes: null, storedUntil: null });
       before = month.from.getTime();
     }
     return months;
+  }
+
+  async historyFinishedSince(req: { since: number; limit: number }): Promise<FinishedJob[]> {
+    return (await this.rowsOf(historyFinishedSince(this, req))).map((r) => ({
+      id: String(r.id), name: String(r.name), queue: String(r.queue), state: r.state as FinishedJob['state'], attempts: Number(r.attempts),
+      finishedAt: this.d.codec.date(r.finished_at)!, error: (this.d.codec.json(r.error) as JobError | null) ?? null, result: this.d.codec.json(r.result) ?? null,
+    }));
   }
 
   // ---------------------------------------------------------------- operators' actions
@@ -507,7 +518,7 @@ export abstract class PortableStore implements Sql {
     const picked = await this.runner.run(historyPrunePick(this, { olderThanMs, limit, since }));
     const ids = picked.rows.map((r) => String(r.id));
     if (!ids.length) return 0;
-    const [pruned] = await this.runner.transaction(historyPrune(this, { olderThanMs, ids }));
+    const [, pruned] = await this.runner.transaction([historyPruneLock(this, ids), ...historyPrune(this, { olderThanMs, ids })]);
     return pruned.changes;
   }
 }

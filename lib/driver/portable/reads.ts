@@ -206,6 +206,9 @@ function listWhere(sql: Sql, b: Binder, f: ListFilter, states: JobState[], allSt
   for (const [key, value] of Object.entries(f.args ?? {})) where.push(`${b.jsonText('args', key)} = ${b.text(value)}`);
   if (f.createdAfter !== undefined) where.push(`created_at >= ${b.time(f.createdAfter.getTime())}`);
   if (f.createdBefore !== undefined) where.push(`created_at < ${b.time(f.createdBefore.getTime())}`);
+  // Only history's half is read with these (statesByTable): the live table has no finished_at.
+  if (f.finishedAfter !== undefined) where.push(`finished_at >= ${b.time(f.finishedAfter.getTime())}`);
+  if (f.finishedBefore !== undefined) where.push(`finished_at < ${b.time(f.finishedBefore.getTime())}`);
   if (f.reserved) where.push(isReserved(sql));
   if (f.cursor !== undefined) where.push(`id < ${b.id(f.cursor)}`);
   return where.length ? ` WHERE ${where.join(' AND ')}` : '';
@@ -227,4 +230,14 @@ export function historyMonthCounts({ d, t }: Sql, k: { from: number; to: number;
        SELECT ${b.top(k.cap)}state FROM ${t.history}${d.useIndex(t.historyFinished)}
        WHERE finished_at >= ${b.time(k.from)} AND finished_at < ${b.time(k.to)}${b.limit(k.cap)}) m
      GROUP BY m.state`);
+}
+
+/**
+ * Jobs finished after `since` (epoch ms), in finish order, at most `limit`, from the finish-time
+ * index: what jobs.subscribe hears of jobs other processes finished.
+ */
+export function historyFinishedSince({ d, t }: Sql, k: { since: number; limit: number }): Statement {
+  return read(d, (b) =>
+    `SELECT ${b.top(k.limit)}id, name, queue, state, attempts, finished_at, error, result FROM ${t.history}${d.useIndex(t.historyFinished)}
+     WHERE finished_at > ${b.time(k.since)} ORDER BY finished_at, id${b.limit(k.limit)}`);
 }

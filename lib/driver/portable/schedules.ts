@@ -47,3 +47,9 @@ export function scheduleAdvance({ d, t }: Sql, k: { key: string; from: number; n
     `UPDATE ${t.schedules} SET next_run_at = ${b.time(k.nextRunAt)}${k.nextRunAt === null ? `, enabled = ${b.bool(false)}` : ''}
      WHERE ${d.col('key')} = ${b.text(k.key)} AND next_run_at = ${b.time(k.from)}`);
 }
+
+/** A run outside the ticks (trigger now): counted as the schedule's last run, its next run left as it was. */
+export function scheduleRecordRun({ d, t }: Sql, k: { key: string; jobId: string }): Statement {
+  return write(d, (b) =>
+    `UPDATE ${t.schedules} SET last_run_at = ${d.now}, last_job_id = ${b.id(k.jobId)}, runs = runs + 1 WHERE ${d.col('key')} = ${b.text(k.key)}`);
+}

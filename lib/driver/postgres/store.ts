@@ -16,7 +16,7 @@ import { settleEnqueue } from '../sql.ts';
 import type {
   ClaimedJob, ClaimRequest, CompleteItem, FailItem, InsertBatch, LeaseRequest, ListenCallbacks, ListenHandle,
   LogItem, OpenTransaction, PooledStoreOptions, ProgressItem, ReleaseItem, ScheduleTick, SessionLock, Store,
-  StoreCapabilities, TransactionalCompletion,
+  StoreCapabilities, TransactionalCompletion, HistoryMonth,
 } from '../store.ts';
 import { takeSessionLock } from '../session-lock.ts';
 import { pgAppSide, type PgAppSide } from './app.ts';
@@ -261,6 +261,11 @@ export class PostgresStore extends PortableStore implements Store {
     const pruned = await super.historyPrune({ ...req, since: expiredUntil?.getTime() });
     if (dropped.length && pruned === 0) await this.runner.transaction(retentionLeftovers(this, req));
     return pruned;
+  }
+
+  /** Each month with its partition and size; a large month's counts from ANALYZE's estimate rather than a count. */
+  override async historyMonths(req: { cap: number }): Promise<HistoryMonth[]> {
+    return this.months.describe(await super.historyMonths(req));
   }
 
   // ---------------------------------------------------------------- enqueue

@@ -1,0 +1,2 @@
+-- Nothing here: PostgreSQL partitions logs and attempts by month in this version
+-- (migrations/postgres/015_trail_partitions.sql); the file keeps every dialect's versions alike.

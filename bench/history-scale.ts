@@ -1,7 +1,8 @@
 /**
  * History at scale on PostgreSQL (issue 15): two installations side by side in one database, the
- * current schema (history partitioned by UTC month, migration 014) and an unpartitioned one (every
- * migration but 014 applied, so history is the one plain table it was before), each given the same
+ * current schema (history partitioned by UTC month, migration 014, and its logs and attempts by
+ * their job's month, 015) and an unpartitioned one (every migration but those two applied, so each
+ * is the one plain table it was before), each given the same
  * `--rows` finished jobs spread over the 12 past months and the current one. Per installation:
  * completions per second with the full history and, in a twin installation of the same schema kept
  * empty, with an empty one (the four take turns run by run, so a machine shared with others drifts
@@ -15,9 +16,10 @@
  * --keep leaves both installations in place (their prefixes are printed); --reuse measures them
  * again instead of generating (same --rows), first refilling the oldest month retention removed.
  *
- * The unpartitioned installation records 014 as applied without running it: the code is today's,
- * the history table is the pre-014 one (primary key id, the same nine secondary indexes). Its
- * partition upkeep at start fails (there is no history_default to look in): counted and printed.
+ * The unpartitioned installation records 014 and 015 as applied without running them: the code is
+ * today's, the tables are the pre-014 ones (history's primary key id, the same nine secondary
+ * indexes). Its partition upkeep at start fails (there is no history_default to look in): counted
+ * and printed.
  */
 import express from 'express';
 import os from 'node:os';
@@ -28,8 +30,7 @@ import type pg from 'pg';
 import { createJobs, jobsAdmin, type Jobs } from '../lib/index.ts';
 import type { Store } from '../lib/driver/store.ts';
 import { loadMigrations, splitStatements } from '../lib/driver/migrations.ts';
-import { HistoryMonths, type MonthsRunner } from '../lib/driver/postgres/months.ts';
-import { monthOf } from '../lib/driver/postgres/partitions.ts';
+import { historyTable, monthCreate, monthIn, partitionsLock, trailTables } from '../lib/driver/postgres/partitions.ts';
 import { tables } from '../lib/driver/portable/statement.ts';
 import { utcMonth } from '../lib/driver/month.ts';
 import { newRunId } from './lib/config.ts';
@@ -61,8 +62,8 @@ const REQUESTS = Number(args.requests);
 const PAST_MONTHS = 12;
 /** Rows generated per statement (one statement writes their history, logs and attempts). */
 const CHUNK = 500_000;
-/** The migration that partitions history: left out of the unpartitioned installation. */
-const PARTITIONING_MIGRATION = 14;
+/** The migrations that partition history (014) and its trail, logs and attempts (015): left out of the unpartitioned installation. */
+const PARTITIONING_MIGRATIONS = new Set([14, 15]);
 /** As lib/maintenance/service.ts: rows per prune round, rounds until one prunes fewer. */
 const PRUNE_BATCH = 1000;
 const ADMIN_TARGET_MS = 200;
@@ -106,45 +107,61 @@ async function inTransaction<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T
   });
 }
 
-const monthsRunner: MonthsRunner = {
-  query: (text, values) => pool.query(text, values),
-  transaction: (fn) => inTransaction((c) => fn((text, values) => c.query(text, values))),
-};
 
-/** Today's schema, its empty legacy partition replaced by one partition per month (12 past, current, next). */
+/** Today's schema, the empty legacy partitions of history, logs and attempts replaced by one partition per month (12 past, current, next). */
 async function setupPartitioned(prefix: string, now: Date): Promise<void> {
   const jobs = createJobs({ db: pool, tablePrefix: prefix, worker: false, logger: false });
   await jobs.migrate();
   await jobs.close();
-  await pool.query(`ALTER TABLE ${prefix}history DETACH PARTITION ${prefix}history_legacy`);
-  await pool.query(`DROP TABLE ${prefix}history_legacy`);
+  for (const table of monthlyTables(prefix)) {
+    await pool.query(`ALTER TABLE ${table.name} DETACH PARTITION ${table.name}_legacy`);
+    await pool.query(`DROP TABLE ${table.name}_legacy`);
+  }
   await makeMonths(prefix, now);
 }
 
-/** A partition per month, 12 past to next, where none is yet (retention dropped the oldest one of a reused installation). */
+const monthlyTables = (prefix: string) => [historyTable(tables(prefix)), ...trailTables(tables(prefix))];
+
+/**
+ * A partition per month, 12 past to next, of history (by finish time) and of logs and attempts (by
+ * their job's id, made when the job was), as the leader makes them (partitions.ts), where none is yet:
+ * retention dropped the oldest ones of a reused installation.
+ */
 async function makeMonths(prefix: string, now: Date): Promise<void> {
-  const months = new HistoryMonths(monthsRunner, tables(prefix), prefix);
-  for (let k = -PAST_MONTHS; k <= 1; k++) await months.create(monthOf(prefix, now, k));
+  for (const table of monthlyTables(prefix)) {
+    for (let k = -PAST_MONTHS; k <= 1; k++) {
+      const month = monthIn(table, now, k);
+      if ((await pool.query('SELECT to_regclass($1) AS r', [month.name])).rows[0].r !== null) continue;
+      await inTransaction(async (c) => {
+        for (const s of [partitionsLock(prefix), ...monthCreate(table, month)]) await c.query(s.text, s.values);
+      });
+    }
+  }
 }
 
-/** Every migration but 014, applied as the library applies them; 014 recorded, so the library runs none. */
+/** Every migration but 014 and 015, applied as the library applies them; those two recorded, so the library runs neither. */
 async function setupUnpartitioned(prefix: string): Promise<void> {
   const t = tables(prefix);
   await inTransaction(async (c) => {
     await c.query(`CREATE TABLE ${t.migrations} (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);
     for (const m of loadMigrations('postgres', prefix)) {
-      if (m.version !== PARTITIONING_MIGRATION) for (const s of splitStatements(m.sql)) await c.query(s);
+      if (!PARTITIONING_MIGRATIONS.has(m.version)) for (const s of splitStatements(m.sql)) await c.query(s);
       await c.query(`INSERT INTO ${t.migrations} (version, name) VALUES ($1, $2)`, [m.version, m.name]);
     }
   });
 }
 
-/** What history is in the catalog: a plain table, or a partitioned one and its partitions. */
+/** What history, logs and attempts are in the catalog: plain tables, or partitioned ones and their partitions. */
 async function layout(prefix: string): Promise<string> {
-  const kind = (await pool.query(`SELECT relkind FROM pg_class WHERE oid = to_regclass($1)`, [`${prefix}history`])).rows[0].relkind as string;
-  if (kind === 'r') return `${prefix}history is a plain table`;
-  const parts = await new HistoryMonths(monthsRunner, tables(prefix), prefix).list();
-  return `${prefix}history is partitioned (relkind ${kind}): ${parts.length} partitions, ${parts.map((p) => p.name.slice(prefix.length)).sort().join(', ')}`;
+  const described: string[] = [];
+  for (const table of monthlyTables(prefix)) {
+    const { rows } = await pool.query(
+      `SELECT c.relkind, array(SELECT p.relname::text FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhrelid WHERE i.inhparent = c.oid ORDER BY 1) AS parts
+       FROM pg_class c WHERE c.oid = to_regclass($1)`, [table.name]);
+    const parts = (rows[0].parts as string[]).map((p) => p.slice(table.name.length + 1));
+    described.push(rows[0].relkind === 'r' ? `${table.name} plain` : `${table.name} partitioned, ${parts.length} partitions: ${parts.join(' ')}`);
+  }
+  return described.join('; ');
 }
 
 // ---------------------------------------------------------------- the history rows

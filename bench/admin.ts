@@ -19,6 +19,8 @@ import { createJobs, jobsAdmin, type Jobs } from '../lib/index.ts';
 import { buildSchedule } from '../lib/schedule/schedule.ts';
 import { PG_URL, SQLITE_DIR, newRunId } from './lib/config.ts';
 import { dropByPrefix } from './lib/pg.ts';
+import { timeRequests, type Timing } from './lib/timing.ts';
+import { SEED_COLS, pgSeedId } from './lib/seed-columns.ts';
 
 const { values: flags } = parseArgs({
   options: {
@@ -38,16 +40,10 @@ const log = (s: string) => process.stderr.write(`${s}\n`);
 /** Seed rows, shared by both dialects: finished jobs spread over 30 days (UUIDv7-shaped ids in time order), pending ones due over the last hour. */
 const SPREAD_MS = 30 * 86_400_000;
 
-// Column expressions over (i, ts), written once per dialect. 20 names (and one rare one), 5 queues,
-// 10% tagged (1,000 tags), 5% in batches (5,000), 10% with a refId; 90% completed, 8% failed.
+// Column expressions over (i, ts): see ./lib/seed-columns.ts; the id is written once per dialect.
 const SQLITE_COLS = {
+  ...SEED_COLS,
   id: (variant: string) => `substr(printf('%012x', ts), 1, 8) || '-' || substr(printf('%012x', ts), 9, 4) || '-7' || printf('%03x', i % 4096) || '-${variant}' || printf('%03x', (i / 4096) % 4096) || '-' || printf('%012x', i)`,
-  name: `CASE WHEN i % 10000 = 7 THEN 'rare-report' ELSE 'job-' || (i % 20) END`,
-  queue: `'q' || (i % 5)`,
-  tag: `CASE WHEN i % 10 = 0 THEN 'tag-' || (i % 1000) END`,
-  batch: `CASE WHEN i % 20 = 1 THEN 'batch-' || (i % 5000) END`,
-  ref: (p: string) => `CASE WHEN i % 10 = 2 THEN '${p}' || i END`,
-  state: `CASE WHEN i % 200 < 180 THEN 'completed' WHEN i % 200 < 196 THEN 'failed' WHEN i % 200 < 199 THEN 'cancelled' ELSE 'skipped' END`,
 };
 
 function seedSqlite(db: Database.Database, p: string, now: number): void {
@@ -68,15 +64,7 @@ function seedSqlite(db: Database.Database, p: string, now: number): void {
   db.exec('ANALYZE');
 }
 
-const PG_COLS = {
-  id: (variant: string) => `(lpad(to_hex(ts), 12, '0') || '7' || lpad(to_hex(i % 4096), 3, '0') || '${variant}' || lpad(to_hex((i / 4096) % 4096), 3, '0') || lpad(to_hex(i), 12, '0'))::uuid`,
-  name: SQLITE_COLS.name,
-  queue: SQLITE_COLS.queue,
-  tag: SQLITE_COLS.tag,
-  batch: SQLITE_COLS.batch,
-  ref: SQLITE_COLS.ref,
-  state: SQLITE_COLS.state,
-};
+const PG_COLS = { ...SEED_COLS, id: pgSeedId };
 
 async function seedPostgres(pool: pg.Pool, p: string, now: number): Promise<void> {
   const c = PG_COLS;
@@ -100,27 +88,7 @@ async function addSchedules(jobs: Jobs): Promise<void> {
   }
 }
 
-interface Timing {
-  what: string;
-  median: number;
-  max: number;
-}
-
-async function time(label: string, send: () => Promise<Response>): Promise<Timing> {
-  const res = await send(); // warm-up (statement caches, plans)
-  if (res.status >= 400) throw new Error(`${label}: HTTP ${res.status} ${(await res.text()).slice(0, 200)}`);
-  await res.arrayBuffer();
-  const ms: number[] = [];
-  for (let r = 0; r < RUNS; r++) {
-    const t0 = performance.now();
-    const out = await send();
-    await out.arrayBuffer();
-    ms.push(performance.now() - t0);
-    if (out.status >= 400) throw new Error(`${label}: HTTP ${out.status}`);
-  }
-  ms.sort((a, b) => a - b);
-  return { what: label, median: ms[Math.floor(ms.length / 2)], max: ms[ms.length - 1] };
-}
+const time = (label: string, send: () => Promise<Response>) => timeRequests(label, send, RUNS);
 
 async function measure(jobs: Jobs): Promise<Timing[]> {
   const app = express();

@@ -22,9 +22,19 @@ export function classifyError(err: unknown): ErrorClass {
   return isTransientError(err) ? 'transient' : 'systemic';
 }
 
+/**
+ * PostgreSQL: a row routed to a `…_default` partition while the leader made its month's partition
+ * (the write waited for the default's lock, and the month's range left it): the same write
+ * succeeds now, routed to the new partition (lib/driver/postgres/partitions.ts monthCreate).
+ */
+function isRoutedToStaleDefault(e: { code?: unknown; table?: unknown }): boolean {
+  return e.code === '23514' && typeof e.table === 'string' && e.table.endsWith('_default');
+}
+
 function isRefusal(err: unknown, depth = 0): boolean {
   if (err === null || typeof err !== 'object' || depth > 5) return false;
-  const e = err as { code?: unknown; errno?: unknown; number?: unknown; cause?: unknown; originalError?: unknown };
+  const e = err as { code?: unknown; errno?: unknown; number?: unknown; cause?: unknown; originalError?: unknown; table?: unknown };
+  if (isRoutedToStaleDefault(e)) return false;
   if (typeof e.code === 'string') {
     if (REFUSED_FOR_SIZE.has(e.code) || e.code.startsWith('SQLITE_CONSTRAINT') || e.code === 'SQLITE_MISMATCH') return true;
     if (/^[0-9A-Z]{5}$/.test(e.code) && REFUSED_SQLSTATE.test(e.code)) return true;
@@ -71,8 +81,9 @@ const REFUSED_FOR_SIZE = new Set(['ER_NET_PACKET_TOO_LARGE', 'SQLITE_TOOBIG', '5
 
 export function isTransientError(err: unknown, depth = 0): boolean {
   if (err === null || typeof err !== 'object' || depth > 5) return false;
-  const e = err as { code?: unknown; errno?: unknown; number?: unknown; message?: unknown; fatal?: unknown; cause?: unknown; originalError?: unknown };
+  const e = err as { code?: unknown; errno?: unknown; number?: unknown; message?: unknown; fatal?: unknown; cause?: unknown; originalError?: unknown; table?: unknown };
   if ((typeof e.code === 'string' && REFUSED_FOR_SIZE.has(e.code)) || e.errno === 1153) return false;
+  if (isRoutedToStaleDefault(e)) return true;
   if (typeof e.code === 'string' && (TRANSIENT_CODES.has(e.code) || e.code.startsWith('SQLITE_IOERR') || (/^[0-9A-Z]{5}$/.test(e.code) && transientSqlState(e.code)))) return true;
   // mysql2 marks an error after which the connection is unusable as fatal.
   if (e.fatal === true) return true;

@@ -9,7 +9,7 @@ import type pg from 'pg';
 import { DIALECTS, requireDatabase, type TestDb } from '../helpers/dialects.ts';
 import { loadMigrations, splitStatements } from '../../lib/driver/migrations.ts';
 import { HistoryMonths } from '../../lib/driver/postgres/months.ts';
-import { monthOf, uuidFloor, type Month } from '../../lib/driver/postgres/partitions.ts';
+import { monthCreate, monthOf, uuidFloor, type Month } from '../../lib/driver/postgres/partitions.ts';
 import { utcMonth } from '../../lib/driver/month.ts';
 
 /** A partition's month as historyMonths names it. */
@@ -296,6 +296,85 @@ describe('history partitioned by month [postgres]', function () {
     for (const table of ['logs', 'attempts']) {
       expect(await t.query(`SELECT to_regclass($1) IS NULL AS gone`, [monthName(table, 2)])).to.deep.equal([{ gone: true }]);
       expect(await t.query(`SELECT to_regclass($1) IS NULL AS gone`, [monthName(table, 0)]), 'this month stays').to.deep.equal([{ gone: false }]);
+    }
+  });
+
+  it('a completion waiting while its month is made from the default partition is written once that month exists, not failed', async () => {
+    const jobs = t.jobs({ worker: { pollInterval: 50 } });
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    jobs.define('held', async () => (await gate, 'done'));
+    await jobs.migrate();
+    await withoutLegacy();
+    const current = monthOf(t.prefix, await dbNow());
+    const { id } = await jobs.enqueue('held', {});
+    await jobs.start();
+    const pool = t.db as pg.Pool;
+    await withHeld(await holdPgClient(pool), (c) => c.query('ROLLBACK'), async (c) => {
+      await c.query('BEGIN');
+      // The leader making this month, late: the default partition is locked until this commits.
+      for (const s of monthCreate({ name: `${t.prefix}history`, column: 'finished_at' }, current)) await c.query(s.text, s.values);
+      release();
+      // The completion routes its row to the default partition and waits for its lock.
+      const waiting = async () => (await t.query<{ n: string }>(`SELECT count(*) AS n FROM pg_locks WHERE NOT granted AND relation = to_regclass($1)`, [`${t.prefix}history_default`]))[0].n !== '0';
+      const deadline = Date.now() + 10_000;
+      while (!(await waiting()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      expect(await waiting(), 'the completion waits for the default partition').to.equal(true);
+      await c.query('COMMIT');
+    });
+    const deadline = Date.now() + 15_000;
+    while ((await jobs.get(id))?.state !== 'completed' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(await jobs.get(id)).to.deep.include({ state: 'completed', attempts: 1, result: 'done' });
+    expect(await partitionOf(id)).to.equal(current.name);
+    await jobs.stop();
+  });
+
+  it('two pruners at once: one drops a month, the other finds it gone and carries on', async () => {
+    const jobs = t.jobs({ worker: false });
+    await jobs.migrate();
+    await withoutLegacy();
+    const old = monthOf(t.prefix, await dbNow(), -3);
+    expect(await months().create(old)).to.equal(true);
+    const { id } = await jobs.enqueue('x', {}, { delay: 3_600_000 });
+    await jobs.cancel(id);
+    await finishAt(id, new Date(old.from.getTime() + DAY));
+    const other = t.jobs({ worker: false });
+    const prune = (j: typeof jobs) => j.store.historyPrune({ olderThanMs: 30 * DAY, limit: 1000 });
+    const outcomes = await Promise.allSettled([prune(jobs), prune(other), prune(jobs)]);
+    expect(outcomes.map((o) => o.status)).to.deep.equal(['fulfilled', 'fulfilled', 'fulfilled']);
+    expect(await partitionNames()).not.to.include(old.name);
+    expect(await jobs.get(id)).to.equal(null);
+  });
+
+  it('reads partition bounds exactly whatever the session\'s DateStyle and TimeZone', async () => {
+    const jobs = t.jobs({ worker: false });
+    await jobs.migrate();
+    await withoutLegacy();
+    const next = monthOf(t.prefix, await dbNow(), 1);
+    expect(await months().create(next)).to.equal(true);
+    const pool = t.db as pg.Pool;
+    for (const [style, zone] of [['SQL, DMY', 'Asia/Kolkata'], ['Postgres', 'America/St_Johns'], ['German', 'Pacific/Chatham']]) {
+      await pool.query(`ALTER ROLE CURRENT_USER SET DateStyle = '${style}'`);
+      await pool.query(`ALTER ROLE CURRENT_USER SET TimeZone = '${zone}'`);
+      try {
+        const fresh = t.jobs({ worker: false });
+        const held = new HistoryMonths({
+          query: (text, values) => pool.query(text, values),
+          transaction: async (fn) => withHeld(await holdPgClient(pool), (c) => c.query('ROLLBACK'), async (c) => {
+            await c.query('BEGIN');
+            const out = await fn((text, values) => c.query(text, values));
+            await c.query('COMMIT');
+            return out;
+          }),
+        }, tables(t.prefix), t.prefix);
+        const part = (await held.list()).find((p) => p.name === next.name)!;
+        expect([part.from?.toISOString(), part.to?.toISOString()], `${style} ${zone}`).to.deep.equal([next.from.toISOString(), next.to.toISOString()]);
+        expect(await held.create(next), 'covered already').to.equal(false);
+        await fresh.close();
+      } finally {
+        await pool.query('ALTER ROLE CURRENT_USER RESET DateStyle');
+        await pool.query('ALTER ROLE CURRENT_USER RESET TimeZone');
+      }
     }
   });
 });

@@ -240,13 +240,14 @@ export function historyNewestBefore({ d, t }: Sql, k: { before: number | null })
 
 /**
  * Finished jobs per state among the first `cap` of a month (a range of the finish-time index, so
- * never more than `cap` entries read): exact when the month holds fewer.
+ * never more than `cap` entries read; ORDER BY keeps a planner without fresh statistics off a
+ * table scan): exact when the month holds fewer.
  */
 export function historyMonthCounts({ d, t }: Sql, k: { from: number; to: number; cap: number }): Statement {
   return read(d, (b) =>
     `SELECT m.state, COUNT(*) AS n FROM (
        SELECT ${b.top(k.cap)}state FROM ${t.history}${d.useIndex(t.historyFinished)}
-       WHERE finished_at >= ${b.time(k.from)} AND finished_at < ${b.time(k.to)}${b.limit(k.cap)}) m
+       WHERE finished_at >= ${b.time(k.from)} AND finished_at < ${b.time(k.to)} ORDER BY finished_at${b.limit(k.cap)}) m
      GROUP BY m.state`);
 }
 

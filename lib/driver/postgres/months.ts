@@ -8,7 +8,7 @@
 import type { QueryResultRow } from 'pg';
 import type { Tables } from '../portable/statement.ts';
 import {
-  defaultMonths, historyTable, lockTimeout, monthCovered, monthCreate, monthDetach, monthDrop, monthEdgesDelete, monthIn, monthReferenced,
+  boundsReadable, defaultMonths, historyTable, lockTimeout, monthCovered, monthCreate, monthDetach, monthDrop, monthEdgesDelete, monthIn, monthReferenced,
   partitionsList, partitionsLock, partitionsStats, trailMonthInUse, trailTables, uuidTime, type HistoryPartition, type Month, type MonthlyTable,
 } from './partitions.ts';
 import type { HistoryMonth } from '../store.ts';
@@ -24,7 +24,7 @@ export interface MonthsRunner {
 
 /** How long partition DDL may wait for its lock before it gives up until the next round. */
 const DDL_LOCK_TIMEOUT_MS = 2000;
-/** Jobs whose dependency edges are deleted per statement before their month is dropped. */
+/** Dependency edges deleted per statement before their month is dropped. */
 const EDGES_BATCH = 5000;
 
 /** Thrown inside a drop's transaction to roll it back: something still reads the month. */
@@ -38,9 +38,17 @@ class MonthlyPartitions {
     private readonly prefix: string,
   ) {}
 
-  /** On `q`: inside a transaction, on its own connection (the private pool may have only that one). */
-  async list(q: Query = this.db.query): Promise<HistoryPartition[]> {
-    const rows = (await run(q, partitionsList(this.table))).rows;
+  /**
+   * On `q`: inside a transaction, on its own connection (the private pool may have only that one);
+   * else in one of its own. Bounds are read as the catalog prints them, which depends on the
+   * session's DateStyle and TimeZone: both are set for the transaction first.
+   */
+  async list(q?: Query): Promise<HistoryPartition[]> {
+    const read = async (on: Query) => {
+      await run(on, boundsReadable());
+      return (await run(on, partitionsList(this.table))).rows;
+    };
+    const rows = q ? await read(q) : await this.db.transaction(read);
     const at = (v: unknown): Date | null => (v == null ? null : v instanceof Date ? v : uuidTime(String(v)));
     return rows.map((r) => ({ name: String(r.name), isDefault: r.is_default === true, from: at(r.from_at), to: at(r.to_at) }));
   }
@@ -85,6 +93,8 @@ class MonthlyPartitions {
     try {
       return await gaveUpOnLock(this.db.transaction(async (q) => {
         await run(q, partitionsLock(this.prefix));
+        // Another instance may have dropped it while this one waited for the lock.
+        if (!(await this.list(q)).some((part) => part.name === p.name)) return false;
         await run(q, lockTimeout(DDL_LOCK_TIMEOUT_MS));
         await run(q, monthDetach(this.table, p.name));
         if (await stillRead(q)) throw new StillRead();
@@ -153,14 +163,10 @@ export class HistoryMonths {
     return { dropped, expiredUntil: expired.at(-1)?.to ?? null };
   }
 
-  /** Its jobs' dependency edges first (in batches, outside the drop's lock), then detach, check and drop. */
+  /** Its jobs' dependency edges first (in batches, found from the edges, outside the drop's lock), then detach, check and drop. */
   private async dropHistory(p: HistoryPartition): Promise<boolean> {
     if (await this.referenced(this.db.query, p.name)) return false;
-    for (let after: string | null = null; ;) {
-      const page: QueryResultRow = (await run(this.db.query, monthEdgesDelete(this.t, p.name, after, EDGES_BATCH))).rows[0];
-      if (Number(page.n) < EDGES_BATCH) break;
-      after = String(page.last);
-    }
+    while (Number((await run(this.db.query, monthEdgesDelete(this.t, p.name, EDGES_BATCH))).rows[0].n) === EDGES_BATCH);
     return this.history.drop(p, (q) => this.referenced(q, p.name));
   }
 

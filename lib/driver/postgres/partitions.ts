@@ -102,6 +102,11 @@ export function defaultMonths(table: MonthlyTable): Sql {
   };
 }
 
+/** The catalog prints a bound in the session's DateStyle and TimeZone: ISO and UTC, so partitionsList reads it back exactly (SQL-style zone abbreviations are ambiguous). */
+export function boundsReadable(): Sql {
+  return { text: `SELECT set_config('DateStyle', 'ISO, MDY', true), set_config('TimeZone', 'UTC', true)`, values: [] };
+}
+
 /** Partition DDL of one prefix takes turns (two leaders, or a leader and a start). */
 export function partitionsLock(prefix: string): Sql {
   return { text: 'SELECT pg_advisory_xact_lock(hashtext($1))', values: [`${prefix}history_partitions`] };
@@ -148,18 +153,20 @@ export function monthReferenced(t: Tables, partition: string): Sql {
 }
 
 /**
- * The dependency edges of up to `limit` jobs of a history partition about to be dropped (ids after
- * `afterId`, in id order): their logs and attempts are in partitions of their own, dropped with
- * the month their job was made (trailMonthInUse). A job still in the partition is neither live nor
- * finished elsewhere (an id is in one place at a time; a retried job left it), so its edges are its
- * own to lose. Answers the last id looked at and how many (fewer than `limit`: the end).
+ * Up to `limit` dependency edges whose child is a job of a history partition about to be dropped
+ * (found from the edges, usually few, each probing the partition's key): its logs and attempts are
+ * in partitions of their own, dropped with the month their job was made (trailMonthInUse). A job
+ * still in the partition is neither live nor finished elsewhere (an id is in one place at a time; a
+ * retried job left it), so its edges are its own to lose. Column `n`: how many went (fewer than
+ * `limit`: the last batch).
  */
-export function monthEdgesDelete(t: Tables, partition: string, afterId: string | null, limit: number): Sql {
+export function monthEdgesDelete(t: Tables, partition: string, limit: number): Sql {
   return {
-    text: `WITH page AS (SELECT id FROM ${partition} WHERE $1::uuid IS NULL OR id > $1::uuid ORDER BY id LIMIT $2),
-      deps AS (DELETE FROM ${t.deps} WHERE child_id IN (SELECT id FROM page))
-      SELECT max(id::text) AS last, count(*)::int AS n FROM page`,
-    values: [afterId, limit],
+    text: `WITH gone AS (DELETE FROM ${t.deps} WHERE ctid IN (
+        SELECT dp.ctid FROM ${t.deps} dp WHERE EXISTS (SELECT 1 FROM ${partition} h WHERE h.id = dp.child_id) LIMIT $1)
+      RETURNING 1)
+      SELECT count(*)::int AS n FROM gone`,
+    values: [limit],
   };
 }
 

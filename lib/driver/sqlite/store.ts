@@ -24,11 +24,20 @@ import { jobsClaim } from './claim.ts';
 import { jobMoveToHistory } from './move.ts';
 import { attemptRecord, jobRetryLater } from './fail.ts';
 import { jobOwned, jobRelease, jobSaveProgress, logInsert } from './writes.ts';
+import { retryBusy, retryBusySync } from './busy.ts';
+import { MonthFiles } from './months.ts';
+import { utcMonth } from '../month.ts';
+import type { HistoryLayout } from '../../options.ts';
+import type { JobRecord, ListFilter, ListPage } from '../../model.ts';
+import { listLimit, statesByTable } from '../sql.ts';
+import { toJobRecord } from '../rows.ts';
+import { historyMonthCounts, jobGet, jobsFinishedCounts, jobsList } from '../portable/reads.ts';
+import { retentionLeftovers } from '../portable/admin.ts';
 import { drive, driveSync, type Outcome, type SqlRunner, type Statement, type Steps } from '../portable/statement.ts';
 import { insertWithFlow } from '../portable/flow.ts';
 import type {
   ClaimedJob, ClaimRequest, CompleteItem, FailItem, Fenced, InsertBatch, LeaseRequest, LogItem, ProgressItem,
-  ReleaseItem, ScheduleTick, Store, StoreCapabilities, TransactionalCompletion,
+  HistoryMonth, ReleaseItem, ScheduleTick, Store, StoreCapabilities, TransactionalCompletion,
 } from '../store.ts';
 
 type DB = BetterSqlite3.Database;
@@ -41,6 +50,8 @@ export interface SqliteStoreOptions {
   prefix: string;
   /** Put the database file in WAL mode (a property of the file). Default true. */
   wal: boolean;
+  /** One history table, or one file per month beside the database file (./months.ts). Default 'table'. */
+  history?: HistoryLayout;
 }
 
 export class SqliteStore extends PortableStore implements Store {
@@ -50,6 +61,10 @@ export class SqliteStore extends PortableStore implements Store {
   private readonly stmts = new Map<string, Stmt>();
   private readonly appStmts = new Map<string, Stmt>();
   private closed = false;
+  /** History's monthly files (history: 'monthly-files'), or null: one history table. */
+  private readonly months: MonthFiles | null = null;
+  /** Monthly files only: closed months to their files (the leader, hourly). */
+  readonly historyUpkeep?: () => Promise<void>;
 
   /** Portable statements (../portable/) on our handle: prepared once per text; writes in BEGIN IMMEDIATE, SQLITE_BUSY retried. */
   protected readonly runner: SqlRunner = {
@@ -125,6 +140,16 @@ export class SqliteStore extends PortableStore implements Store {
       this.own.pragma('synchronous = NORMAL');
     }
     this.migrateSync();
+    if (opts.history === 'monthly-files') {
+      if (this.singleHandle) {
+        throw new TypeError(`createJobs: history: 'monthly-files' needs a database file (the months are files beside it); db is an in-memory database`);
+      }
+      const Ctor = app.constructor as new (file: string, o?: object) => DB;
+      this.months = new MonthFiles(new Ctor(app.name, { timeout: 20 }), this.t, app.name, opts.prefix);
+      this.historyUpkeep = async () => {
+        await this.months!.roll(await this.clockNow());
+      };
+    }
   }
 
 
@@ -153,26 +178,12 @@ export class SqliteStore extends PortableStore implements Store {
   }
 
   /** Run fn in an IMMEDIATE transaction on our handle, retrying SQLITE_BUSY without blocking the loop. */
-  private async write<T>(fn: () => T): Promise<T> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return this.immediate(fn);
-      } catch (err) {
-        if (!isBusy(err) || attempt > 2000 || this.closed) throw err;
-        await busyPause(attempt);
-      }
-    }
+  private write<T>(fn: () => T): Promise<T> {
+    return retryBusy(() => this.immediate(fn), () => this.closed);
   }
 
-  private async read<T>(fn: () => T): Promise<T> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return fn();
-      } catch (err) {
-        if (!isBusy(err) || attempt > 2000 || this.closed) throw err;
-        await busyPause(attempt);
-      }
-    }
+  private read<T>(fn: () => T): Promise<T> {
+    return retryBusy(fn, () => this.closed);
   }
 
   // ---------------------------------------------------------------- migrations
@@ -435,25 +446,76 @@ export class SqliteStore extends PortableStore implements Store {
     return row ? `${row.owner} (lease, ${row.left_ms} ms left)` : null;
   }
 
+  // ---------------------------------------------------------------- history across monthly files
+
+  override async jobGet(id: string): Promise<JobRecord | null> {
+    const found = await super.jobGet(id);
+    if (found || !this.months) return found;
+    const row = await this.months.findJob((t) => jobGet({ d: this.d, t }, { id }));
+    return row ? toJobRecord(row, this.d.codec) : null;
+  }
+
+  /** Main's page merged with each file's (every source walks its id index from the cursor; newest first, cut to the limit). */
+  override async jobList(filter: ListFilter): Promise<ListPage> {
+    const page = await super.jobList(filter);
+    const { history } = statesByTable(filter);
+    if (!this.months || !history) return page;
+    const fromFiles = await this.months.fromEach((t) => jobsList({ d: this.d, t }, { ...filter, state: undefined, states: history }));
+    const byId = new Map([...page.items, ...fromFiles.flat().map((r) => toJobRecord(r, this.d.codec))].map((j) => [j.id, j]));
+    const limit = listLimit(filter);
+    const items = [...byId.values()].sort((a, b) => (a.id < b.id ? 1 : a.id > b.id ? -1 : 0)).slice(0, limit);
+    return { items, nextCursor: items.length === limit ? items[items.length - 1].id : null };
+  }
+
+  /** Per state, main's and the files' counts, each up to `cap`, summed and cut at `cap`. */
+  protected override async finishedCounts(cap: number): Promise<Record<string, unknown>[]> {
+    const main = await super.finishedCounts(cap);
+    if (!this.months) return main;
+    const sums = new Map(main.map((r) => [String(r.state), Number(r.count)]));
+    for (const r of (await this.months.fromEach((t) => jobsFinishedCounts({ d: this.d, t }, { cap }))).flat()) {
+      sums.set(String(r.state), (sums.get(String(r.state)) ?? 0) + Number(r.count));
+    }
+    return [...sums].map(([state, count]) => ({ state, count: Math.min(count, cap) }));
+  }
+
+  protected override async batchCountRows(batchId: string): Promise<Record<string, unknown>[]> {
+    const main = await super.batchCountRows(batchId);
+    return this.months ? [...main, ...(await this.months.batchCounts(batchId))] : main;
+  }
+
+  /** One entry per month file (its name, size on disk), and the months main still holds (the current one, rows kept for a live job). */
+  override async historyMonths(req: { cap: number }): Promise<HistoryMonth[]> {
+    const main = await super.historyMonths(req);
+    if (!this.months) return main;
+    const mainFile = path.basename(this.app.name);
+    const files = await this.months.describeEach((t, m) => historyMonthCounts({ d: this.d, t }, { from: m.from.getTime(), to: m.to.getTime(), cap: req.cap }));
+    const months = new Map<string, HistoryMonth>(main.map((m) => [m.month, { ...m, storedIn: mainFile }]));
+    for (const f of files) {
+      const counts: Partial<Record<JobState, number>> = { ...months.get(f.month.key)?.counts };
+      for (const r of f.rows) counts[r.state as JobState] = (counts[r.state as JobState] ?? 0) + Number(r.n);
+      const total = Object.values(counts).reduce((sum, n) => sum + n, 0);
+      months.set(f.month.key, { month: f.month.key, storedIn: f.file, counts, estimated: total >= req.cap, bytes: f.bytes });
+    }
+    return [...months.values()].sort((a, b) => (a.month < b.month ? 1 : -1));
+  }
+
+  /** Whole files past the retention first, then rows one by one in main and in the file of the month straddling the cutoff. */
+  override async historyPrune(req: { olderThanMs: number; limit: number; since?: number }): Promise<number> {
+    if (!this.months) return super.historyPrune(req);
+    const nowMs = await this.clockNow();
+    // In main, only the straddling month's rows go one by one: an older row there is one a live job
+    // read when its month was moved; once no job reads it, the next upkeep moves it to its month's file.
+    const since = utcMonth(new Date(nowMs - req.olderThanMs)).from.getTime();
+    const pruned = await super.historyPrune({ ...req, since });
+    const { deleted, rows } = await this.months.prune({ nowMs, olderThanMs: req.olderThanMs, limit: req.limit - pruned });
+    if (deleted.length && pruned + rows === 0) await this.runner.transaction(retentionLeftovers(this, req));
+    return pruned + rows;
+  }
+
   async close(): Promise<void> {
+    this.months?.close();
     this.closed = true;
     if (!this.singleHandle && this.own.open) this.own.close();
-  }
-}
-
-/**
- * Start-up only (createJobs is synchronous on SQLite): retry SQLITE_BUSY with short synchronous
- * waits, for up to 30 s, while other processes open or migrate the same file.
- */
-function retryBusySync<T>(fn: () => T): T {
-  const pause = new Int32Array(new SharedArrayBuffer(4));
-  for (let attempt = 0; ; attempt++) {
-    try {
-      return fn();
-    } catch (err) {
-      if (!isBusy(err) || attempt > 3000) throw err;
-      Atomics.wait(pause, 0, 0, 5 + Math.random() * 10);
-    }
   }
 }
 
@@ -485,22 +547,3 @@ function outcome(st: Stmt, s: Statement): Outcome {
 
 /** Rolls back a transactional completion whose attempt is no longer owned. */
 class NotOwned extends Error {}
-
-function isBusy(err: unknown): boolean {
-  const code = (err as { code?: string })?.code;
-  return code === 'SQLITE_BUSY' || code === 'SQLITE_BUSY_SNAPSHOT' || code === 'SQLITE_LOCKED';
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-/**
- * Wait before retrying SQLITE_BUSY. Short and flat at first so that processes sharing a file
- * take turns fairly (a growing backoff lets the process that holds the lock keep winning it);
- * longer only when the lock stays busy for a long time.
- */
-function busyPause(attempt: number): Promise<void> {
-  return sleep(attempt < 200 ? 1 + Math.random() * 4 : 20 + Math.random() * 30);
-}
-

@@ -1,0 +1,295 @@
+/**
+ * SQLite history in one file per UTC month (`history: 'monthly-files'`; names and SQL in
+ * ./month-files.ts).
+ *
+ * Design. A finished job is first written where it is today: main's history table, in the one
+ * transaction that moves it out of the live table. A month's rows go to that month's file once the
+ * month has closed (the leader's hourly upkeep), in batches, each batch copied into the file in one
+ * transaction and then removed from main in another. Why not write each completion straight into
+ * its month's file (an attached database, or a TEMP VIEW over all of them with INSTEAD OF triggers
+ * so that every portable statement keeps working)?
+ *  - SQLite in WAL mode does not make a transaction atomic across attached files: a crash between
+ *    the two commits could leave a job both live and finished, and it would run again. Main keeps
+ *    the move atomic; the roll to a file is idempotent instead (copy, then remove what the file
+ *    holds; a row copied twice is ignored, one left in both places is resolved the next round).
+ *  - Writes through a view's INSTEAD OF triggers are not counted by sqlite3_changes(), on which
+ *    fenced completion, retry and prune rely; a view takes no INDEXED BY; ATTACH is refused inside
+ *    a transaction, where the app's handle often is when the month turns; a handle attaches at most
+ *    10 files (better-sqlite3's SQLITE_MAX_ATTACHED), fewer than two years of months.
+ *  - The hot path stays as it is: the worker's handle never attaches a file, so a completion never
+ *    locks one, and every statement that reads history for a live job (dependencies, batches,
+ *    unique keys, enqueue on the app's handle or an ORM's) reads main, where those rows stay: a row
+ *    a live job may read (the parent of a live job, a job of an unfinished batch) is not moved
+ *    until no live job reads it.
+ * Reads across months (get, list, counts, the History view, batchStatus) run on a handle of their
+ * own on the main file, attaching the month files a few at a time (read-only), so a closed month's
+ * file is only ever read, except by retention, and can be copied away while the app runs. A file is
+ * written in rollback-journal mode, never WAL: once its month's roll committed, the file alone is
+ * complete. Retention deletes whole files (with their jobs' logs, attempts and edges, kept in main)
+ * once their month ended before the cutoff, and rows one by one only in the month straddling it.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type BetterSqlite3 from 'better-sqlite3';
+import type { Tables, Statement } from '../portable/statement.ts';
+import { utcMonth, type UtcMonth } from '../month.ts';
+import {
+  MonthFileNames, historyColumns, historySchema, historyTableIn, mainNewestBefore, monthBatchCounts, monthReferenced, monthRollCopy, monthRollDedupe, monthRollPick, monthRollRemove,
+  monthTables, monthTrailDelete, monthTrailPage, type MonthFile,
+} from './month-files.ts';
+import { retryBusy } from './busy.ts';
+import { sqlite } from '../portable/dialect.ts';
+import { historyPrune, historyPrunePick } from '../portable/admin.ts';
+
+type DB = BetterSqlite3.Database;
+type Row = Record<string, unknown>;
+
+/** Files attached at once for a read: better-sqlite3 builds SQLite with SQLITE_MAX_ATTACHED=10, and the roll may hold one. */
+const ATTACH_AT_ONCE = 8;
+/** History rows moved to a month's file per transaction (the write lock on main is held for one batch). */
+const ROLL_BATCH = 5000;
+/** Jobs whose logs, attempts and edges are deleted per statement before their file goes. */
+const TRAIL_BATCH = 5000;
+
+export class MonthFiles {
+  readonly names: MonthFileNames;
+  private closed = false;
+
+  /** `db`: a handle of its own on the main file (never the worker's nor the app's), closed with this. */
+  constructor(
+    private readonly db: DB,
+    private readonly t: Tables,
+    mainFile: string,
+    prefix: string,
+  ) {
+    this.names = new MonthFileNames(mainFile, prefix);
+  }
+
+  /** The month files there are now, newest first (another instance's retention may delete one at any time). */
+  list(): MonthFile[] {
+    const found = fs.readdirSync(this.names.dir).map((e) => this.names.parse(e)).filter((f): f is MonthFile => f !== null);
+    return found.sort((a, b) => b.month.from.getTime() - a.month.from.getTime());
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.db.open) this.db.close();
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  /**
+   * `perFile` on each of `files` in turn, attached read-only a few at a time, until it answers
+   * something (then that), or on all of them (then every answer). A file deleted meanwhile is skipped.
+   */
+  private eachFile<T>(files: MonthFile[], perFile: (tables: Tables, f: MonthFile) => T | undefined, firstOnly = false): T[] {
+    const answers: T[] = [];
+    for (let i = 0; i < files.length; i += ATTACH_AT_ONCE) {
+      const group = files.slice(i, i + ATTACH_AT_ONCE);
+      const attached = group.map((f, n) => (this.attach(f.file, `month${n}`) ? `month${n}` : null));
+      try {
+        for (const [n, f] of group.entries()) {
+          const alias = attached[n];
+          if (alias === null) continue;
+          const answer = perFile(monthTables(this.t, alias), f);
+          if (answer === undefined) continue;
+          answers.push(answer);
+          if (firstOnly) return answers;
+        }
+      } finally {
+        for (const alias of attached) if (alias !== null) this.detach(alias);
+      }
+    }
+    return answers;
+  }
+
+  /**
+   * Attach a month's file as `alias`; false when it is gone or holds no history table. (better-sqlite3
+   * opens no URI filenames, so no `mode=ro`: ATTACH would make a file deleted meanwhile again, empty,
+   * and an empty one holds no table: skipped here, deleted by retention with its month.)
+   */
+  private attach(file: string, alias: string): boolean {
+    if (!fs.existsSync(file)) return false;
+    this.db.prepare(`ATTACH DATABASE ? AS ${alias}`).run(file);
+    if (this.rows(historyTableIn(this.t, alias)).length) return true;
+    this.detach(alias);
+    return false;
+  }
+
+  private detach(alias: string): void {
+    this.db.prepare(`DETACH DATABASE ${alias}`).run();
+  }
+
+  private rows(s: Statement): Row[] {
+    return this.db.prepare(s.text).all(...s.values) as Row[];
+  }
+
+  private run(s: Statement): number {
+    return this.db.prepare(s.text).run(...s.values).changes;
+  }
+
+  /** Reads are retried while another process writes a file or main (rare: WAL readers are not blocked). */
+  private read<T>(fn: () => T): Promise<T> {
+    return retryBusy(fn, () => this.closed);
+  }
+
+  /** The first row `byFile` answers in a file, newest month first (a job just finished is most likely in the newest). */
+  async findJob(byFile: (tables: Tables) => Statement): Promise<Row | null> {
+    return this.read(() => this.eachFile(this.list(), (tables) => this.rows(byFile(tables))[0], true)[0] ?? null);
+  }
+
+  /** The rows `byFile` answers in every file (newest month first). */
+  async fromEach(byFile: (tables: Tables) => Statement): Promise<Row[][]> {
+    return this.read(() => this.eachFile(this.list(), (tables) => this.rows(byFile(tables))));
+  }
+
+  /** Per file: its month, name, size on disk (with its journal, if one is left) and what `byFile` answers there. */
+  async describeEach(byFile: (tables: Tables, month: UtcMonth) => Statement): Promise<{ month: UtcMonth; file: string; bytes: number; rows: Row[] }[]> {
+    return this.read(() =>
+      this.eachFile(this.list(), (tables, f) => ({ month: f.month, file: path.basename(f.file), bytes: fileBytes(f.file), rows: this.rows(byFile(tables, f.month)) })));
+  }
+
+  /** A batch's finished jobs by state in every file. */
+  async batchCounts(batchId: string): Promise<Row[]> {
+    return (await this.fromEach((tables) => monthBatchCounts(tables, batchId))).flat();
+  }
+
+  // ---------------------------------------------------------------- upkeep
+
+  /**
+   * Move every closed month's rows from main to its file (a month before the one holding `nowMs`,
+   * the database clock), oldest first. Answers the files written.
+   */
+  async roll(nowMs: number): Promise<string[]> {
+    const current = utcMonth(new Date(nowMs));
+    const written: string[] = [];
+    for (const month of await this.closedMonthsInMain(current)) {
+      if (await this.rollMonth(month)) written.push(path.basename(this.names.of(month.from).file));
+    }
+    return written;
+  }
+
+  /** The months before `current` that main's history still holds rows of, oldest first (one step back along the finish-time index each). */
+  private async closedMonthsInMain(current: UtcMonth): Promise<UtcMonth[]> {
+    const months: UtcMonth[] = [];
+    for (let before = current.from.getTime(); ;) {
+      const [row] = await this.read(() => this.rows(mainNewestBefore(this.t, before)));
+      if (row?.at == null) break;
+      const month = utcMonth(new Date(Number(row.at)));
+      months.unshift(month);
+      before = month.from.getTime();
+    }
+    return months;
+  }
+
+  /** One month's rows not read by a live job, batch by batch, to its file (made when missing). True when any moved. */
+  private async rollMonth(month: UtcMonth): Promise<boolean> {
+    const { file } = this.names.of(month.from);
+    const pick = monthRollPick(this.t, month, ROLL_BATCH);
+    if (!(await this.read(() => this.rows(pick))).length) return false;
+    this.create(file);
+    if (!this.attach(file, 'roll')) return false;
+    try {
+      this.syncColumns('roll');
+      for (;;) {
+        const ids = (await this.read(() => this.rows(pick))).map((r) => String(r.id));
+        if (!ids.length) break;
+        await this.write(() => this.run(monthRollCopy(this.t, 'roll', ids)), false);
+        await this.write(() => this.run(monthRollRemove(this.t, 'roll', ids)), true);
+        if (ids.length < ROLL_BATCH) break;
+      }
+      await this.write(() => this.run(monthRollDedupe(this.t, 'roll', month)), false);
+    } finally {
+      this.detach('roll');
+    }
+    return true;
+  }
+
+  /** fn in a transaction on this handle: IMMEDIATE when it writes main (its write lock first), else deferred (the file alone is written). */
+  private write<T>(fn: () => T, writesMain: boolean): Promise<T> {
+    const tx = this.db.transaction(fn);
+    return retryBusy(() => (writesMain ? tx.immediate() : tx.deferred()), () => this.closed);
+  }
+
+  /** A month's file, made as main's history table is (columns and indexes), in rollback-journal mode. */
+  private create(file: string): void {
+    const ddl = this.rows(historySchema(this.t)).map((r) => String(r.sql));
+    const Ctor = this.db.constructor as new (file: string, o?: object) => DB;
+    const fresh = new Ctor(file, { timeout: 5000 });
+    try {
+      fresh.pragma('journal_mode = DELETE');
+      fresh.transaction(() => {
+        // Another instance may have made it meanwhile: IF NOT EXISTS on each.
+        for (const sql of ddl) fresh.exec(sql.replace(/^CREATE (UNIQUE )?(TABLE|INDEX) /i, 'CREATE $1$2 IF NOT EXISTS '));
+      }).immediate();
+    } finally {
+      fresh.close();
+    }
+  }
+
+  /** Columns main's history gained since the file was made (a later migration) are added to it, so that rows copy as they are. */
+  private syncColumns(alias: string): void {
+    const columns = (schema: string) => this.rows(historyColumns(this.t, schema));
+    const have = new Set(columns(alias).map((c) => String(c.name)));
+    for (const c of columns('main')) {
+      if (have.has(String(c.name))) continue;
+      const dflt = c.dflt === null ? '' : ` DEFAULT ${String(c.dflt)}`;
+      this.db.exec(`ALTER TABLE ${alias}.${this.t.history} ADD COLUMN ${String(c.name)} ${String(c.type)}${c.nn ? ' NOT NULL' : ''}${dflt}`);
+    }
+  }
+
+  /**
+   * Retention: delete the files whose month ended before the cutoff (`olderThanMs` before the
+   * database's `nowMs`), oldest first, unless a live job reads one of their rows; then at most
+   * `limit` rows finished before it in the file of the month straddling it (with their trail).
+   * Answers the files deleted and the rows deleted.
+   */
+  async prune({ nowMs, olderThanMs, limit }: { nowMs: number; olderThanMs: number; limit: number }): Promise<{ deleted: string[]; rows: number }> {
+    const cutoff = nowMs - olderThanMs;
+    const files = this.list().reverse();
+    const deleted: string[] = [];
+    for (const f of files.filter((f) => f.month.to.getTime() <= cutoff)) if (await this.drop(f.file)) deleted.push(path.basename(f.file));
+    const straddling = files.find((f) => f.month.from.getTime() < cutoff && cutoff < f.month.to.getTime());
+    if (!straddling || limit <= 0 || !this.attach(straddling.file, 'retention')) return { deleted, rows: 0 };
+    try {
+      const sql = { d: sqlite, t: monthTables(this.t, 'retention') };
+      const ids = (await this.read(() => this.rows(historyPrunePick(sql, { olderThanMs, limit })))).map((r) => String(r.id));
+      if (!ids.length) return { deleted, rows: 0 };
+      const rows = await this.write(() => historyPrune(sql, { olderThanMs, ids }).map((s) => this.run(s))[0], true);
+      return { deleted, rows };
+    } finally {
+      this.detach('retention');
+    }
+  }
+
+  /** One file: its jobs' trail first (in batches), then the file, unless a live job reads one of its rows. */
+  private async drop(file: string): Promise<boolean> {
+    if (fs.existsSync(file) && this.attach(file, 'expired')) {
+      try {
+        if (!(await this.dropTrail())) return false;
+      } finally {
+        this.detach('expired');
+      }
+    }
+    for (const suffix of ['', '-journal', '-wal', '-shm']) fs.rmSync(file + suffix, { force: true });
+    return true;
+  }
+
+  /** The trail of the jobs in the file attached as `expired`, unless a live job reads one of them (then false). */
+  private async dropTrail(): Promise<boolean> {
+    if ((await this.read(() => this.rows(monthReferenced(this.t, 'expired'))))[0].referenced) return false;
+    for (let after: string | null = null; ;) {
+      const ids: string[] = (await this.read(() => this.rows(monthTrailPage(this.t, 'expired', after, TRAIL_BATCH)))).map((r) => String(r.id));
+      if (ids.length) await this.write(() => monthTrailDelete(this.t, ids).forEach((s) => this.run(s)), true);
+      if (ids.length < TRAIL_BATCH) return true;
+      after = ids[ids.length - 1];
+    }
+  }
+
+}
+
+/** Bytes on disk of a month's file with what SQLite keeps beside it (a journal or WAL left over); 0 when it is gone. */
+function fileBytes(file: string): number {
+  return ['', '-journal', '-wal'].reduce((sum, suffix) => sum + (fs.statSync(file + suffix, { throwIfNoEntry: false })?.size ?? 0), 0);
+}

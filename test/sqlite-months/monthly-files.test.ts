@@ -160,7 +160,7 @@ describe('history in monthly files [sqlite]', function () {
     await jobs.drain();
     const gate = await jobs.enqueue('gate', {}, { delay: 3_600_000 });
     const child = await jobs.enqueue('child', {}, { dependsOn: [parent, gate.id] });
-    const { ids: [batchDone, batchWaiting] } = await jobs.batch([{ name: 'work', payload: { n: 3 } }, { name: 'work', payload: { n: 4 }, delay: 3_600_000 }]);
+    const { batchId, ids: [batchDone, batchWaiting] } = await jobs.batch([{ name: 'work', payload: { n: 3 } }, { name: 'work', payload: { n: 4 }, delay: 3_600_000 }]);
     await jobs.drain();
     for (const id of [parent, loner, batchDone]) await finishAt(id, new Date(prev.from.getTime() + DAY));
 
@@ -175,6 +175,23 @@ describe('history in monthly files [sqlite]', function () {
     expect(await jobs.get(child.id)).to.deep.include({ state: 'completed', result: [{ doubled: 2 }, 'open'] });
     await jobs.store.historyUpkeep!();
     expect(idsInFile(prev)).to.deep.equal([parent, loner, batchDone].sort());
+    // Its finished jobs counted from the file.
+    expect(await jobs.batchStatus(batchId)).to.include({ total: 2, completed: 2, finished: true });
+  });
+
+  it('retry and delete reach a finished job kept in a month\'s file', async () => {
+    const [again, gone] = [await finished(1), await finished(2)];
+    await jobs.drain();
+    for (const id of [again, gone]) await finishAt(id, new Date(prev.from.getTime() + DAY));
+    await jobs.store.historyUpkeep!();
+    expect(idsInFile(prev)).to.deep.equal([again, gone].sort());
+
+    expect(await jobs.retry(again)).to.equal(true);
+    expect(await jobs.delete(gone)).to.equal(true);
+    expect(idsInFile(prev)).to.deep.equal([]);
+    expect(await jobs.get(gone)).to.equal(null);
+    await jobs.drain();
+    expect(await jobs.get(again)).to.include({ state: 'completed', attempts: 2 });
   });
 
   it('retention deletes the files of months past it with their jobs\' logs, and prunes row by row only the month straddling the cutoff', async () => {

@@ -152,3 +152,13 @@ export function historyColumns(t: Tables, schema: string): Statement {
 export function historyTableIn(t: Tables, alias: string): Statement {
   return read(sqlite, (b) => `SELECT 1 FROM ${alias}.sqlite_schema WHERE type = 'table' AND name = ${b.text(t.history)}`);
 }
+
+/** Jobs of the attached file copied back into main's history (operators act on finished jobs there: retry, delete). */
+export function monthRestoreCopy(t: Tables, alias: string, ids: string[]): Statement {
+  return write(sqlite, (b) => `INSERT OR IGNORE INTO main.${t.history} SELECT * FROM ${alias}.${t.history} WHERE id ${b.ids(ids)}`);
+}
+
+/** Then out of the file, those main now holds. */
+export function monthRestoreRemove(t: Tables, alias: string, ids: string[]): Statement {
+  return write(sqlite, (b) => `DELETE FROM ${alias}.${t.history} WHERE id ${b.ids(ids)} AND id IN (SELECT id FROM main.${t.history})`);
+}

@@ -35,7 +35,7 @@ import type BetterSqlite3 from 'better-sqlite3';
 import type { Tables, Statement } from '../portable/statement.ts';
 import { utcMonth, type UtcMonth } from '../month.ts';
 import {
-  MonthFileNames, historyColumns, historySchema, historyTableIn, mainNewestBefore, monthBatchCounts, monthReferenced, monthRollCopy, monthRollDedupe, monthRollPick, monthRollRemove,
+  MonthFileNames, historyColumns, historySchema, historyTableIn, mainNewestBefore, monthBatchCounts, monthReferenced, monthRestoreCopy, monthRestoreRemove, monthRollCopy, monthRollDedupe, monthRollPick, monthRollRemove,
   monthTables, monthTrailDelete, monthTrailPage, type MonthFile,
 } from './month-files.ts';
 import { retryBusy } from './busy.ts';
@@ -153,6 +153,22 @@ export class MonthFiles {
   /** A batch's finished jobs by state in every file. */
   async batchCounts(batchId: string): Promise<Row[]> {
     return (await this.fromEach((tables) => monthBatchCounts(tables, batchId))).flat();
+  }
+
+  /**
+   * Jobs among `ids` kept in a file go back to main's history, where an operator's action (retry,
+   * delete) finds them as it finds any finished job; the next upkeep moves back those still finished.
+   */
+  async restore(ids: string[]): Promise<void> {
+    for (const f of this.list()) {
+      if (!this.attach(f.file, 'restore')) continue;
+      try {
+        if (!(await this.write(() => this.run(monthRestoreCopy(this.t, 'restore', ids)), true))) continue;
+        await this.write(() => this.run(monthRestoreRemove(this.t, 'restore', ids)), false);
+      } finally {
+        this.detach('restore');
+      }
+    }
   }
 
   // ---------------------------------------------------------------- upkeep

@@ -499,6 +499,22 @@ export class SqliteStore extends PortableStore implements Store {
     return [...months.values()].sort((a, b) => (a.month < b.month ? 1 : -1));
   }
 
+  /** A finished job that main does not hold may be in a month's file: back to main first, then retried as any other (./months.ts restore). */
+  override async jobRetry(id: string): Promise<JobState | null> {
+    const state = await super.jobRetry(id);
+    if (state !== null || !this.months) return state;
+    await this.months.restore([id]);
+    return super.jobRetry(id);
+  }
+
+  override async jobDeleteMany(ids: string[]): Promise<string[]> {
+    const deleted = await super.jobDeleteMany(ids);
+    const rest = ids.filter((id) => !deleted.includes(id));
+    if (!rest.length || !this.months) return deleted;
+    await this.months.restore(rest);
+    return [...deleted, ...(await super.jobDeleteMany(rest))];
+  }
+
   /** Whole files past the retention first, then rows one by one in main and in the file of the month straddling the cutoff. */
   override async historyPrune(req: { olderThanMs: number; limit: number; since?: number }): Promise<number> {
     if (!this.months) return super.historyPrune(req);

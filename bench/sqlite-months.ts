@@ -81,7 +81,6 @@ async function run(): Promise<string> {
     const bytes = files.reduce((sum, f) => sum + fs.statSync(path.join(dir, f)).size, 0);
     const kept = (db.prepare(`SELECT COUNT(*) AS n FROM ${prefix}history`).get() as { n: number }).n;
     const moved = `closed months moved to ${files.length} files (${fmt(bytes / 2 ** 20)} MiB) in ${fmt(rollS)} s, ${fmt((HISTORY - kept) / rollS)} rows/s; ${kept.toLocaleString('en-US')} rows of the current month stay in the main file`;
-    log(moved);
     const rows = [...(await measure(jobs, RUNS)), ...(await acrossFiles(jobs))];
     return `${moved}\n${table(`SQLite, monthly files: ${HISTORY.toLocaleString('en-US')} finished + ${PENDING.toLocaleString('en-US')} pending jobs, median of ${RUNS} requests`, rows)}`;
   } finally {

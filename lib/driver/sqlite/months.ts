@@ -21,9 +21,11 @@
  *    unique keys, enqueue on the app's handle or an ORM's) reads main, where those rows stay: a row
  *    a live job may read (the parent of a live job, a job of an unfinished batch) is not moved
  *    until no live job reads it.
- * Reads across months (get, list, counts, the History view, batchStatus) run on a handle of their
- * own on the main file, attaching the month files a few at a time (read-only), so a closed month's
- * file is only ever read, except by retention, and can be copied away while the app runs. A file is
+ * Reads across months (get, list, counts, the History view, batchStatus) run on a handle per month
+ * file, kept open, with the main file attached to it (a handle attaches at most 10 files, and
+ * attaching one per read costs more than the read), so a closed month's file is only ever read,
+ * except by retention, and can be copied away while the app runs. The upkeep (move, retention,
+ * restore) attaches one file at a time to a handle of its own on the main file. A file is
  * written in rollback-journal mode, never WAL: once its month's roll committed, the file alone is
  * complete. Retention deletes whole files (with their jobs' logs, attempts and edges, kept in main)
  * once their month ended before the cutoff, and rows one by one only in the month straddling it.
@@ -39,14 +41,21 @@ import {
   monthTables, monthTrailDelete, monthTrailPage, type MonthFile,
 } from './month-files.ts';
 import { retryBusy } from './busy.ts';
+import { prepared } from './prepared.ts';
 import { sqlite } from '../portable/dialect.ts';
 import { historyPrune, historyPrunePick } from '../portable/admin.ts';
 
 type DB = BetterSqlite3.Database;
 type Row = Record<string, unknown>;
 
-/** Files attached at once for a read: better-sqlite3 builds SQLite with SQLITE_MAX_ATTACHED=10, and the roll may hold one. */
-const ATTACH_AT_ONCE = 8;
+/** A month file's own handle, for reads: its rows for a statement (prepared once per text). */
+interface Reader {
+  db: DB;
+  /** The file's inode when opened: another one under the name means the file was replaced. */
+  ino: number;
+  rows(s: Statement): Row[];
+}
+
 /** History rows moved to a month's file per transaction (the write lock on main is held for one batch). */
 const ROLL_BATCH = 5000;
 /** Jobs whose logs, attempts and edges are deleted per statement before their file goes. */
@@ -55,53 +64,85 @@ const TRAIL_BATCH = 5000;
 export class MonthFiles {
   readonly names: MonthFileNames;
   private closed = false;
+  /** A handle per month file, for reads (see reader()). */
+  private readonly readers = new Map<string, Reader>();
 
   /** `db`: a handle of its own on the main file (never the worker's nor the app's), closed with this. */
   constructor(
     private readonly db: DB,
     private readonly t: Tables,
-    mainFile: string,
+    private readonly mainFile: string,
     prefix: string,
   ) {
     this.names = new MonthFileNames(mainFile, prefix);
   }
 
-  /** The month files there are now, newest first (another instance's retention may delete one at any time). */
+  /** The month files there are now, newest first (another instance's retention may delete one at any time; its reader is closed). */
   list(): MonthFile[] {
     const found = fs.readdirSync(this.names.dir).map((e) => this.names.parse(e)).filter((f): f is MonthFile => f !== null);
+    const present = new Set(found.map((f) => f.file));
+    for (const [file, reader] of this.readers) {
+      if (present.has(file)) continue;
+      reader.db.close();
+      this.readers.delete(file);
+    }
     return found.sort((a, b) => b.month.from.getTime() - a.month.from.getTime());
   }
 
   close(): void {
     this.closed = true;
+    for (const reader of this.readers.values()) reader.db.close();
+    this.readers.clear();
     if (this.db.open) this.db.close();
   }
 
   // ---------------------------------------------------------------- reads
 
   /**
-   * `perFile` on each of `files` in turn, attached read-only a few at a time, until it answers
-   * something (then that), or on all of them (then every answer). A file deleted meanwhile is skipped.
+   * `perFile` on each of `files` in turn, on the file's reader, until it answers something (then
+   * that), or on all of them (then every answer). A file deleted meanwhile is skipped.
    */
-  private eachFile<T>(files: MonthFile[], perFile: (tables: Tables, f: MonthFile) => T | undefined, firstOnly = false): T[] {
+  private eachFile<T>(files: MonthFile[], perFile: (reader: Reader, f: MonthFile) => T | undefined, firstOnly = false): T[] {
     const answers: T[] = [];
-    for (let i = 0; i < files.length; i += ATTACH_AT_ONCE) {
-      const group = files.slice(i, i + ATTACH_AT_ONCE);
-      const attached = group.map((f, n) => (this.attach(f.file, `month${n}`) ? `month${n}` : null));
-      try {
-        for (const [n, f] of group.entries()) {
-          const alias = attached[n];
-          if (alias === null) continue;
-          const answer = perFile(monthTables(this.t, alias), f);
-          if (answer === undefined) continue;
-          answers.push(answer);
-          if (firstOnly) return answers;
-        }
-      } finally {
-        for (const alias of attached) if (alias !== null) this.detach(alias);
-      }
+    for (const f of files) {
+      const reader = this.reader(f.file);
+      const answer = reader && perFile(reader, f);
+      if (answer === undefined || answer === null) continue;
+      answers.push(answer);
+      if (firstOnly) break;
     }
     return answers;
+  }
+
+  /**
+   * The reader of a month's file: a handle on it, kept open, where the main file is attached as
+   * `jobs` (the file's history table resolves first; the live tables a statement names, from main):
+   * every history statement runs there as written, its text prepared once. Opened again when the
+   * file was replaced; none when it is gone or holds no history table yet.
+   */
+  private reader(file: string): Reader | null {
+    const stat = fs.statSync(file, { throwIfNoEntry: false });
+    let reader = this.readers.get(file);
+    if (reader && reader.ino !== stat?.ino) {
+      reader.db.close();
+      this.readers.delete(file);
+      reader = undefined;
+    }
+    if (reader || !stat) return reader ?? null;
+    const Ctor = this.db.constructor as new (file: string, o?: object) => DB;
+    const db = new Ctor(file, { fileMustExist: true, timeout: 20 });
+    const stmts = new Map<string, BetterSqlite3.Statement>();
+    const rows = (s: Statement) => prepared(stmts, db, s.text).all(...s.values) as Row[];
+    if (!rows(historyTableIn(this.t, 'main')).length) {
+      db.close();
+      return null;
+    }
+    // A small page cache each: a file is read by index, a page at a time, and there are many.
+    db.pragma('cache_size = -1024');
+    db.prepare('ATTACH DATABASE ? AS jobs').run(this.mainFile);
+    reader = { db, ino: stat.ino, rows };
+    this.readers.set(file, reader);
+    return reader;
   }
 
   /**
@@ -136,23 +177,25 @@ export class MonthFiles {
 
   /** The first row `byFile` answers in a file, newest month first (a job just finished is most likely in the newest). */
   async findJob(byFile: (tables: Tables) => Statement): Promise<Row | null> {
-    return this.read(() => this.eachFile(this.list(), (tables) => this.rows(byFile(tables))[0], true)[0] ?? null);
+    const s = byFile(this.t);
+    return this.read(() => this.eachFile(this.list(), (r) => r.rows(s)[0], true)[0] ?? null);
   }
 
   /** The rows `byFile` answers in every file (newest month first). */
   async fromEach(byFile: (tables: Tables) => Statement): Promise<Row[][]> {
-    return this.read(() => this.eachFile(this.list(), (tables) => this.rows(byFile(tables))));
+    const s = byFile(this.t);
+    return this.read(() => this.eachFile(this.list(), (r) => r.rows(s)));
   }
 
   /** Per file: its month, name, size on disk (with its journal, if one is left) and what `byFile` answers there. */
   async describeEach(byFile: (tables: Tables, month: UtcMonth) => Statement): Promise<{ month: UtcMonth; file: string; bytes: number; rows: Row[] }[]> {
     return this.read(() =>
-      this.eachFile(this.list(), (tables, f) => ({ month: f.month, file: path.basename(f.file), bytes: fileBytes(f.file), rows: this.rows(byFile(tables, f.month)) })));
+      this.eachFile(this.list(), (r, f) => ({ month: f.month, file: path.basename(f.file), bytes: fileBytes(f.file), rows: r.rows(byFile(this.t, f.month)) })));
   }
 
   /** A batch's finished jobs by state in every file. */
   async batchCounts(batchId: string): Promise<Row[]> {
-    return (await this.fromEach((tables) => monthBatchCounts(tables, batchId))).flat();
+    return (await this.fromEach((t) => monthBatchCounts(t, batchId))).flat();
   }
 
   /**

@@ -26,6 +26,7 @@ import { attemptRecord, jobRetryLater } from './fail.ts';
 import { jobOwned, jobRelease, jobSaveProgress, logInsert } from './writes.ts';
 import { retryBusy, retryBusySync } from './busy.ts';
 import { MonthFiles } from './months.ts';
+import { prepared } from './prepared.ts';
 import { utcMonth } from '../month.ts';
 import type { HistoryLayout } from '../../options.ts';
 import type { JobRecord, ListFilter, ListPage } from '../../model.ts';
@@ -543,15 +544,6 @@ function foreignStatements(db: DB): Map<string, Stmt> {
   return cache;
 }
 
-/** `sql` prepared on `db` once, kept in `cache`. */
-function prepared(cache: Map<string, Stmt>, db: DB, sql: string): Stmt {
-  let s = cache.get(sql);
-  if (!s) {
-    s = db.prepare(sql);
-    cache.set(sql, s);
-  }
-  return s;
-}
 
 function outcome(st: Stmt, s: Statement): Outcome {
   if (st.reader) {

@@ -417,8 +417,9 @@ export interface WorkerLiveness {
   /** Delete history rows finished more than olderThanMs ago, at most `limit`. */
   historyPrune(req: { olderThanMs: number; limit: number }): Promise<number>;
   /**
-   * Where history is partitioned by month (PostgreSQL): make the current and next month's
-   * partitions ahead. Safe to run from several instances at once; absent elsewhere.
+   * Where history is kept by month: make the current and next month's partitions ahead
+   * (PostgreSQL), or move the closed months to their files (SQLite, history: 'monthly-files').
+   * Safe to run from several instances at once; absent elsewhere.
    */
   historyUpkeep?(): Promise<void>;
   /**

@@ -134,6 +134,21 @@ describe('history in monthly files [sqlite]', function () {
     for (const suffix of ['-wal', '-journal']) expect(fs.existsSync(fileOf(prev) + suffix), suffix).to.equal(false);
   });
 
+  it('a started worker moves closed months at start (the maintenance service runs the upkeep); the default layout has no upkeep and no files', async () => {
+    const id = await finished(1);
+    await jobs.drain();
+    await finishAt(id, new Date(prev.from.getTime() + DAY));
+    await jobs.start();
+    try {
+      for (let i = 0; i < 100 && !fs.existsSync(fileOf(prev)); i++) await new Promise((r) => setTimeout(r, 50));
+      expect(idsInFile(prev)).to.deep.equal([id]);
+    } finally {
+      await jobs.stop({ timeout: 1000 });
+    }
+    const plain = t.jobs({ history: 'table', tablePrefix: `${t.prefix}p_` });
+    expect(plain.store.historyUpkeep).to.equal(undefined);
+  });
+
   it('get never answers null for a job while its month moves to its file', async () => {
     const ids = [];
     for (let n = 0; n < 300; n++) ids.push(await finished(n));

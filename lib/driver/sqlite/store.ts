@@ -462,7 +462,8 @@ export class SqliteStore extends PortableStore implements Store {
     const { history } = statesByTable(filter);
     if (!this.months || !history) return page;
     const fromFiles = await this.months.fromEach((t) => jobsList({ d: this.d, t }, { ...filter, state: undefined, states: history }));
-    const byId = new Map([...page.items, ...fromFiles.flat().map((r) => toJobRecord(r, this.d.codec))].map((j) => [j.id, j]));
+    // Main's last, so that it wins over a file's copy of the same job (a move or restore cut short by a crash).
+    const byId = new Map([...fromFiles.flat().map((r) => toJobRecord(r, this.d.codec)), ...page.items].map((j) => [j.id, j]));
     const limit = listLimit(filter);
     const items = [...byId.values()].sort((a, b) => (a.id < b.id ? 1 : a.id > b.id ? -1 : 0)).slice(0, limit);
     return { items, nextCursor: items.length === limit ? items[items.length - 1].id : null };

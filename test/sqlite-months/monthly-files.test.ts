@@ -149,6 +149,23 @@ describe('history in monthly files [sqlite]', function () {
     expect(plain.store.historyUpkeep).to.equal(undefined);
   });
 
+  it('a job left in both places (a move cut short between its two commits) is listed once, and the next upkeep leaves it in its file only', async () => {
+    const id = await finished(1);
+    await jobs.drain();
+    await finishAt(id, new Date(prev.from.getTime() + DAY));
+    const [row] = await t.query<Record<string, unknown>>(`SELECT * FROM ${t.prefix}history WHERE id = ?`, [id]);
+    await jobs.store.historyUpkeep!();
+    // As if the removal from main had not committed.
+    const columns = Object.keys(row);
+    await t.query(`INSERT INTO ${t.prefix}history (${columns.join(', ')}) VALUES (${columns.map(() => '?').join(', ')})`, Object.values(row));
+    expect(idsInFile(prev)).to.deep.equal([id]);
+    expect((await jobs.list({})).items.map((j) => j.id)).to.deep.equal([id]);
+
+    await jobs.store.historyUpkeep!();
+    expect(await idsInMain()).to.deep.equal([]);
+    expect(idsInFile(prev)).to.deep.equal([id]);
+  });
+
   it('get never answers null for a job while its month moves to its file', async () => {
     const ids = [];
     for (let n = 0; n < 300; n++) ids.push(await finished(n));

@@ -81,11 +81,7 @@ export class MonthFiles {
   list(): MonthFile[] {
     const found = fs.readdirSync(this.names.dir).map((e) => this.names.parse(e)).filter((f): f is MonthFile => f !== null);
     const present = new Set(found.map((f) => f.file));
-    for (const [file, reader] of this.readers) {
-      if (present.has(file)) continue;
-      reader.db.close();
-      this.readers.delete(file);
-    }
+    for (const file of this.readers.keys()) if (!present.has(file)) this.forget(file);
     return found.sort((a, b) => b.month.from.getTime() - a.month.from.getTime());
   }
 
@@ -124,8 +120,7 @@ export class MonthFiles {
     const stat = fs.statSync(file, { throwIfNoEntry: false });
     let reader = this.readers.get(file);
     if (reader && reader.ino !== stat?.ino) {
-      reader.db.close();
-      this.readers.delete(file);
+      this.forget(file);
       reader = undefined;
     }
     if (reader || !stat) return reader ?? null;
@@ -143,6 +138,12 @@ export class MonthFiles {
     reader = { db, ino: stat.ino, rows };
     this.readers.set(file, reader);
     return reader;
+  }
+
+  /** Close a file's reader (before the file is deleted: some systems refuse to delete an open file). */
+  private forget(file: string): void {
+    this.readers.get(file)?.db.close();
+    this.readers.delete(file);
   }
 
   /**
@@ -331,6 +332,7 @@ export class MonthFiles {
         this.detach('expired');
       }
     }
+    this.forget(file);
     for (const suffix of ['', '-journal', '-wal', '-shm']) fs.rmSync(file + suffix, { force: true });
     return true;
   }

@@ -121,6 +121,8 @@ describe('history in monthly files [sqlite]', function () {
 
     const counts = await jobs.store.jobCountByState(1000);
     expect(counts.finished).to.deep.include({ state: 'completed', count: 6, capped: false });
+    // Capped across files: 2 in main, then 2 from the newest file, then 1 of the next reaches the cap.
+    expect((await jobs.store.jobCountByState(5)).finished).to.deep.include({ state: 'completed', count: 5, capped: true });
 
     const months = await jobs.store.historyMonths({ cap: 1000 });
     expect(months.map((m) => [m.month, m.storedIn, m.counts.completed])).to.deep.equal([

@@ -162,3 +162,14 @@ export function monthRestoreCopy(t: Tables, alias: string, ids: string[]): State
 export function monthRestoreRemove(t: Tables, alias: string, ids: string[]): Statement {
   return write(sqlite, (b) => `DELETE FROM ${alias}.${t.history} WHERE id ${b.ids(ids)} AND id IN (SELECT id FROM main.${t.history})`);
 }
+
+/**
+ * A file's finished jobs per state, each counted on its (state, id) index range up to its own cap
+ * (what the files read before it left to count), as ../portable/reads.ts jobsFinishedCounts.
+ */
+export function monthStateCounts(t: Tables, caps: [string, number][]): Statement {
+  return read(sqlite, (b) =>
+    caps.map(([state, cap]) =>
+      `SELECT ${b.text(state)} AS state, COUNT(*) AS count FROM (
+         SELECT 1 FROM ${t.history} INDEXED BY ${t.historyState} WHERE state = ${b.text(state)} LIMIT ${b.int(cap)})`).join('\nUNION ALL\n'));
+}

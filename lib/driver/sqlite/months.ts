@@ -38,7 +38,7 @@ import type { Tables, Statement } from '../portable/statement.ts';
 import { utcMonth, type UtcMonth } from '../month.ts';
 import {
   MonthFileNames, historyColumns, historySchema, historyTableIn, mainNewestBefore, monthBatchCounts, monthReferenced, monthRestoreCopy, monthRestoreRemove, monthRollCopy, monthRollDedupe, monthRollPick, monthRollRemove,
-  monthTables, monthTrailDelete, monthTrailPage, type MonthFile,
+  monthStateCounts, monthTables, monthTrailDelete, monthTrailPage, type MonthFile,
 } from './month-files.ts';
 import { retryBusy } from './busy.ts';
 import { prepared } from './prepared.ts';
@@ -194,6 +194,24 @@ export class MonthFiles {
       this.eachFile(this.list(), (r, f) => ({ month: f.month, file: path.basename(f.file), bytes: fileBytes(f.file), rows: r.rows(byFile(this.t, f.month)) })));
   }
 
+  /**
+   * Finished jobs per state across the files, newest first, each state counted up to what `left`
+   * allows it (a state no longer counted once it reached that; the files left unread once all did).
+   */
+  async countStates(left: Map<string, number>): Promise<Map<string, number>> {
+    const counted = new Map<string, number>();
+    return this.read(() => {
+      for (const f of this.list()) {
+        const caps = [...left].map(([state, cap]): [string, number] => [state, cap - (counted.get(state) ?? 0)]).filter(([, cap]) => cap > 0);
+        if (!caps.length) break;
+        for (const r of this.reader(f.file)?.rows(monthStateCounts(this.t, caps)) ?? []) {
+          counted.set(String(r.state), (counted.get(String(r.state)) ?? 0) + Number(r.count));
+        }
+      }
+      return counted;
+    });
+  }
+
   /** A batch's finished jobs by state in every file. */
   async batchCounts(batchId: string): Promise<Row[]> {
     return (await this.fromEach((t) => monthBatchCounts(t, batchId))).flat();
@@ -347,7 +365,6 @@ export class MonthFiles {
       after = ids[ids.length - 1];
     }
   }
-
 }
 
 /** Bytes on disk of a month's file with what SQLite keeps beside it (a journal or WAL left over); 0 when it is gone. */

@@ -32,7 +32,7 @@ import type { HistoryLayout } from '../../options.ts';
 import type { JobRecord, ListFilter, ListPage } from '../../model.ts';
 import { listLimit, statesByTable } from '../sql.ts';
 import { toJobRecord } from '../rows.ts';
-import { historyMonthCounts, jobGet, jobsFinishedCounts, jobsList } from '../portable/reads.ts';
+import { historyMonthCounts, jobGet, jobsList } from '../portable/reads.ts';
 import { retentionLeftovers } from '../portable/admin.ts';
 import { drive, driveSync, type Outcome, type SqlRunner, type Statement, type Steps } from '../portable/statement.ts';
 import { insertWithFlow } from '../portable/flow.ts';
@@ -469,15 +469,13 @@ export class SqliteStore extends PortableStore implements Store {
     return { items, nextCursor: items.length === limit ? items[items.length - 1].id : null };
   }
 
-  /** Per state, main's and the files' counts, each up to `cap`, summed and cut at `cap`. */
+  /** Per state, main's count up to `cap`, then the files' (newest first) up to what main left of it. */
   protected override async finishedCounts(cap: number): Promise<Record<string, unknown>[]> {
     const main = await super.finishedCounts(cap);
     if (!this.months) return main;
-    const sums = new Map(main.map((r) => [String(r.state), Number(r.count)]));
-    for (const r of (await this.months.fromEach((t) => jobsFinishedCounts({ d: this.d, t }, { cap }))).flat()) {
-      sums.set(String(r.state), (sums.get(String(r.state)) ?? 0) + Number(r.count));
-    }
-    return [...sums].map(([state, count]) => ({ state, count: Math.min(count, cap) }));
+    const counts = new Map(main.map((r) => [String(r.state), Number(r.count)]));
+    const more = await this.months.countStates(new Map([...counts].map(([state, n]) => [state, cap - n])));
+    return [...counts].map(([state, n]) => ({ state, count: n + (more.get(state) ?? 0) }));
   }
 
   protected override async batchCountRows(batchId: string): Promise<Record<string, unknown>[]> {

@@ -5,8 +5,8 @@
  * over HTTP, a keyset page deep into the list, get of the oldest job and the History view's months,
  * each median against the 200 ms target.
  *
- *   npx tsx bench/sqlite-months.ts                                   5,000,000 finished + 100,000 pending
- *   npx tsx bench/sqlite-months.ts --history 200000 --pending 20000 --runs 5
+ *   npm run bench:sqlite-months                                         5,000,000 finished + 100,000 pending
+ *   npm run bench:sqlite-months -- --history 200000 --pending 20000 --runs 5
  *   flags: --keep (leave the files in place)
  */
 import Database from 'better-sqlite3';

@@ -213,6 +213,21 @@ describe('history in monthly files [sqlite]', function () {
     expect(await jobs.batchStatus(batchId)).to.include({ total: 2, completed: 2, finished: true });
   });
 
+  it('a new job may depend on a job kept in a month\'s file: the parent comes back to main, and the dependent sees it', async () => {
+    jobs.define('child', async (_p, ctx) => ctx.parents.map((p) => p.result));
+    const parent = await finished(21);
+    await jobs.drain();
+    await finishAt(parent, new Date(prev.from.getTime() + DAY));
+    await jobs.store.historyUpkeep!();
+    expect(idsInFile(prev)).to.deep.equal([parent]);
+
+    const child = await jobs.enqueue('child', {}, { dependsOn: parent });
+    expect(await idsInMain()).to.deep.equal([parent]);
+    expect(idsInFile(prev)).to.deep.equal([]);
+    await jobs.drain();
+    expect(await jobs.get(child.id)).to.deep.include({ state: 'completed', result: [{ doubled: 42 }] });
+  });
+
   it('retry and delete reach a finished job kept in a month\'s file', async () => {
     const [again, gone] = [await finished(1), await finished(2)];
     await jobs.drain();

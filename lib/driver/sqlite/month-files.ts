@@ -173,3 +173,8 @@ export function monthStateCounts(t: Tables, caps: [string, number][]): Statement
       `SELECT ${b.text(state)} AS state, COUNT(*) AS count FROM (
          SELECT 1 FROM ${t.history} INDEXED BY ${t.historyState} WHERE state = ${b.text(state)} LIMIT ${b.int(cap)})`).join('\nUNION ALL\n'));
 }
+
+/** Which of `ids` main holds, live or finished (column `id`). */
+export function mainJobsKnown(t: Tables, ids: string[]): Statement {
+  return read(sqlite, (b) => `SELECT id FROM main.${t.jobs} WHERE id ${b.ids(ids)} UNION ALL SELECT id FROM main.${t.history} WHERE id ${b.ids(ids)}`);
+}

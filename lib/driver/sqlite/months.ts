@@ -40,7 +40,7 @@ import {
   MonthFileNames, historyColumns, historySchema, historyTableIn, mainNewestBefore, monthBatchCounts, monthReferenced, monthRestoreCopy, monthRestoreRemove, monthRollCopy, monthRollDedupe, monthRollPick, monthRollRemove,
   monthStateCounts, monthTables, monthTrailDelete, monthTrailPage, type MonthFile,
 } from './month-files.ts';
-import { retryBusy } from './busy.ts';
+import { retryBusy, retryBusySync } from './busy.ts';
 import { prepared } from './prepared.ts';
 import { sqlite } from '../portable/dialect.ts';
 import { historyPrune, historyPrunePick } from '../portable/admin.ts';
@@ -219,14 +219,16 @@ export class MonthFiles {
 
   /**
    * Jobs among `ids` kept in a file go back to main's history, where an operator's action (retry,
-   * delete) finds them as it finds any finished job; the next upkeep moves back those still finished.
+   * delete) or a new dependent's enqueue finds them as it finds any finished job; the next upkeep
+   * moves back those still finished and read by no live job. Synchronous (an enqueue on SQLite writes
+   * before it returns): a busy file or main is waited for, briefly and rarely.
    */
-  async restore(ids: string[]): Promise<void> {
+  restore(ids: string[]): void {
     for (const f of this.list()) {
       if (!this.attach(f.file, 'restore')) continue;
       try {
-        if (!(await this.write(() => this.run(monthRestoreCopy(this.t, 'restore', ids)), true))) continue;
-        await this.write(() => this.run(monthRestoreRemove(this.t, 'restore', ids)), false);
+        if (!retryBusySync(() => this.transaction(() => this.run(monthRestoreCopy(this.t, 'restore', ids)), true))) continue;
+        retryBusySync(() => this.transaction(() => this.run(monthRestoreRemove(this.t, 'restore', ids)), false));
       } finally {
         this.detach('restore');
       }
@@ -286,8 +288,12 @@ export class MonthFiles {
 
   /** fn in a transaction on this handle: IMMEDIATE when it writes main (its write lock first), else deferred (the file alone is written). */
   private write<T>(fn: () => T, writesMain: boolean): Promise<T> {
+    return retryBusy(() => this.transaction(fn, writesMain), () => this.closed);
+  }
+
+  private transaction<T>(fn: () => T, writesMain: boolean): T {
     const tx = this.db.transaction(fn);
-    return retryBusy(() => (writesMain ? tx.immediate() : tx.deferred()), () => this.closed);
+    return writesMain ? tx.immediate() : tx.deferred();
   }
 
   /** A month's file, made as main's history table is (columns and indexes), in rollback-journal mode. */

@@ -26,6 +26,7 @@ import { attemptRecord, jobRetryLater } from './fail.ts';
 import { jobOwned, jobRelease, jobSaveProgress, logInsert } from './writes.ts';
 import { retryBusy, retryBusySync } from './busy.ts';
 import { MonthFiles } from './months.ts';
+import { mainJobsKnown } from './month-files.ts';
 import { prepared } from './prepared.ts';
 import { utcMonth } from '../month.ts';
 import type { HistoryLayout } from '../../options.ts';
@@ -95,6 +96,7 @@ export class SqliteStore extends PortableStore implements Store {
   /** Workflow enqueue, synchronously, on the app's handle or the Database a caller's transaction runs on (joined as a savepoint, or its own). */
   jobInsertFlowSync({ rows, tx, batches }: InsertBatch): EnqueueResult[] {
     const db = tx === undefined ? this.app : this.callerDatabase(tx);
+    if (this.months && !db.inTransaction) this.restoreParents(rows);
     return db.transaction(() => driveSync(insertWithFlow(this, rows, batches), (s) => outcome(this.prepareOn(db, s.text), s)).value)();
   }
 
@@ -103,6 +105,21 @@ export class SqliteStore extends PortableStore implements Store {
     const caller = await openCallerTx(batch.tx);
     if ('native' in caller) return this.jobInsertFlowSync({ ...batch, tx: caller.native });
     return super.jobInsertFlow(batch);
+  }
+
+  /**
+   * Parents that new jobs name and a month's file keeps go back to main's history first, where the
+   * enqueue's workflow reads them (and where the upkeep leaves them while a dependent waits). Not
+   * inside a transaction of the app's: it may hold the write lock this needs (there they are unknown).
+   */
+  private restoreParents(rows: NewJobRow[]): void {
+    const inCall = new Set(rows.map((r) => r.id));
+    const named = [...new Set(rows.flatMap((r) => r.dependsOn.filter((p) => !inCall.has(p))))];
+    if (!named.length) return;
+    const lookup = mainJobsKnown(this.t, named);
+    const known = new Set((this.q(lookup.text).all(...lookup.values) as { id: string }[]).map((r) => r.id));
+    const missing = named.filter((id) => !known.has(id));
+    if (missing.length) this.months!.restore(missing);
   }
 
   /** A statement prepared on `db`: ours, the app's, or another handle on our file. */
@@ -503,7 +520,7 @@ export class SqliteStore extends PortableStore implements Store {
   override async jobRetry(id: string): Promise<JobState | null> {
     const state = await super.jobRetry(id);
     if (state !== null || !this.months) return state;
-    await this.months.restore([id]);
+    this.months.restore([id]);
     return super.jobRetry(id);
   }
 
@@ -511,7 +528,7 @@ export class SqliteStore extends PortableStore implements Store {
     const deleted = await super.jobDeleteMany(ids);
     const rest = ids.filter((id) => !deleted.includes(id));
     if (!rest.length || !this.months) return deleted;
-    await this.months.restore(rest);
+    this.months.restore(rest);
     return [...deleted, ...(await super.jobDeleteMany(rest))];
   }
 

@@ -124,6 +124,9 @@ describe('history in monthly files [sqlite]', function () {
     // Capped across files: 2 in main, then 2 from the newest file, then 1 of the next reaches the cap.
     expect((await jobs.store.jobCountByState(5)).finished).to.deep.include({ state: 'completed', count: 5, capped: true });
 
+    const { buckets } = await jobs.throughput({ windowMs: 100 * DAY, bucketMs: DAY });
+    expect(buckets.reduce((sum, b) => sum + b.completed, 0), 'completions in the last 100 days').to.equal(6);
+
     const months = await jobs.store.historyMonths({ cap: 1000 });
     expect(months.map((m) => [m.month, m.storedIn, m.counts.completed])).to.deep.equal([
       [now.key, path.basename(t.location), 2],

@@ -33,13 +33,13 @@ import type { HistoryLayout } from '../../options.ts';
 import type { JobRecord, ListFilter, ListPage } from '../../model.ts';
 import { listLimit, statesByTable } from '../sql.ts';
 import { toJobRecord } from '../rows.ts';
-import { historyMonthCounts, jobGet, jobsList } from '../portable/reads.ts';
+import { historyMonthCounts, jobGet, jobsList, jobsThroughput } from '../portable/reads.ts';
 import { retentionLeftovers } from '../portable/admin.ts';
 import { drive, driveSync, type Outcome, type SqlRunner, type Statement, type Steps } from '../portable/statement.ts';
 import { insertWithFlow } from '../portable/flow.ts';
 import type {
   ClaimedJob, ClaimRequest, CompleteItem, FailItem, Fenced, InsertBatch, LeaseRequest, LogItem, ProgressItem,
-  HistoryMonth, ReleaseItem, ScheduleTick, Store, StoreCapabilities, TransactionalCompletion,
+  HistoryMonth, ReleaseItem, ScheduleTick, Store, StoreCapabilities, ThroughputBuckets, TransactionalCompletion,
 } from '../store.ts';
 
 type DB = BetterSqlite3.Database;
@@ -498,6 +498,21 @@ export class SqliteStore extends PortableStore implements Store {
   protected override async batchCountRows(batchId: string): Promise<Record<string, unknown>[]> {
     const main = await super.batchCountRows(batchId);
     return this.months ? [...main, ...(await this.months.batchCounts(batchId))] : main;
+  }
+
+  /** Main's buckets with the files' added (a window reaching back past the month's start; each file answers from its finish-time index). */
+  override async jobThroughput(req: { windowMs: number; bucketMs: number }): Promise<ThroughputBuckets> {
+    const main = await super.jobThroughput(req);
+    if (!this.months) return main;
+    const buckets = new Map(main.buckets.map((b) => [b.start, { ...b }]));
+    for (const r of (await this.months.fromEach((t) => jobsThroughput({ d: this.d, t }, req))).flat()) {
+      if (r.start === null) continue;
+      const bucket = buckets.get(Number(r.start)) ?? { start: Number(r.start), completed: 0, failed: 0 };
+      bucket.completed += Number(r.completed);
+      bucket.failed += Number(r.failed);
+      buckets.set(bucket.start, bucket);
+    }
+    return { now: main.now, buckets: [...buckets.values()].sort((a, b) => a.start - b.start) };
   }
 
   /** One entry per month file (its name, size on disk), and the months main still holds (the current one, rows kept for a live job). */

@@ -216,6 +216,23 @@ describe('history in monthly files [sqlite]', function () {
     expect(await jobs.batchStatus(batchId)).to.include({ total: 2, completed: 2, finished: true });
   });
 
+  it('redrive reaches a dead-letter copy and its original kept in a month\'s file', async () => {
+    jobs.define('boom', async () => {
+      throw new Error('no');
+    }, { deadLetter: 'dlq', maxAttempts: 1 });
+    const { id: original } = await jobs.enqueue('boom', {});
+    await jobs.drain(); // the original fails for good; its copy runs once and fails too
+    const [{ id: copy }] = (await jobs.list({ queue: 'dlq' })).items;
+    for (const id of [original, copy]) await finishAt(id, new Date(prev.from.getTime() + DAY));
+    await jobs.store.historyUpkeep!();
+    expect(idsInFile(prev)).to.deep.equal([original, copy].sort());
+
+    const result = await jobs.redriveDeadLetters([copy]);
+    expect(result).to.include({ redriven: 1 });
+    expect(result.originals).to.deep.equal([original]);
+    expect(await jobs.get(original)).to.include({ state: 'pending' });
+  });
+
   it('a new job may depend on a job kept in a month\'s file: the parent comes back to main, and the dependent sees it', async () => {
     jobs.define('child', async (_p, ctx) => ctx.parents.map((p) => p.result));
     const parent = await finished(21);

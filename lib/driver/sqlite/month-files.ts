@@ -178,3 +178,8 @@ export function monthStateCounts(t: Tables, caps: [string, number][]): Statement
 export function mainJobsKnown(t: Tables, ids: string[]): Statement {
   return read(sqlite, (b) => `SELECT id FROM main.${t.jobs} WHERE id ${b.ids(ids)} UNION ALL SELECT id FROM main.${t.history} WHERE id ${b.ids(ids)}`);
 }
+
+/** A job's parents by any edge (dependency, callback, dead letter), column `id`. */
+export function parentIds(t: Tables, childId: string): Statement {
+  return read(sqlite, (b) => `SELECT parent_id AS id FROM main.${t.deps} WHERE child_id = ${b.text(childId)}`);
+}

@@ -26,11 +26,11 @@ import { attemptRecord, jobRetryLater } from './fail.ts';
 import { jobOwned, jobRelease, jobSaveProgress, logInsert } from './writes.ts';
 import { retryBusy, retryBusySync } from './busy.ts';
 import { MonthFiles } from './months.ts';
-import { mainJobsKnown } from './month-files.ts';
+import { mainJobsKnown, parentIds } from './month-files.ts';
 import { prepared } from './prepared.ts';
 import { utcMonth } from '../month.ts';
 import type { HistoryLayout } from '../../options.ts';
-import type { JobRecord, ListFilter, ListPage } from '../../model.ts';
+import type { JobError, JobRecord, ListFilter, ListPage } from '../../model.ts';
 import { listLimit, statesByTable } from '../sql.ts';
 import { toJobRecord } from '../rows.ts';
 import { historyMonthCounts, jobGet, jobsList, jobsThroughput } from '../portable/reads.ts';
@@ -39,7 +39,7 @@ import { drive, driveSync, type Outcome, type SqlRunner, type Statement, type St
 import { insertWithFlow } from '../portable/flow.ts';
 import type {
   ClaimedJob, ClaimRequest, CompleteItem, FailItem, Fenced, InsertBatch, LeaseRequest, LogItem, ProgressItem,
-  HistoryMonth, ReleaseItem, ScheduleTick, Store, StoreCapabilities, ThroughputBuckets, TransactionalCompletion,
+  HistoryMonth, RedriveOutcome, ReleaseItem, ScheduleTick, Store, StoreCapabilities, ThroughputBuckets, TransactionalCompletion,
 } from '../store.ts';
 
 type DB = BetterSqlite3.Database;
@@ -114,12 +114,16 @@ export class SqliteStore extends PortableStore implements Store {
    */
   private restoreParents(rows: NewJobRow[]): void {
     const inCall = new Set(rows.map((r) => r.id));
-    const named = [...new Set(rows.flatMap((r) => r.dependsOn.filter((p) => !inCall.has(p))))];
-    if (!named.length) return;
-    const lookup = mainJobsKnown(this.t, named);
+    this.restoreMissing([...new Set(rows.flatMap((r) => r.dependsOn.filter((p) => !inCall.has(p))))]);
+  }
+
+  /** Those of `ids` that main holds neither live nor finished, back from the month files that keep them. */
+  private restoreMissing(ids: string[]): void {
+    if (!ids.length || !this.months) return;
+    const lookup = mainJobsKnown(this.t, ids);
     const known = new Set((this.q(lookup.text).all(...lookup.values) as { id: string }[]).map((r) => r.id));
-    const missing = named.filter((id) => !known.has(id));
-    if (missing.length) this.months!.restore(missing);
+    const missing = ids.filter((id) => !known.has(id));
+    if (missing.length) this.months.restore(missing);
   }
 
   /** A statement prepared on `db`: ours, the app's, or another handle on our file. */
@@ -537,6 +541,16 @@ export class SqliteStore extends PortableStore implements Store {
     if (state !== null || !this.months) return state;
     this.months.restore([id]);
     return super.jobRetry(id);
+  }
+
+  /** A dead-letter copy's original (its parent) that a month's file keeps comes back to main first, where the redrive reads it. */
+  override async jobRedrive(copyId: string, error: JobError): Promise<RedriveOutcome> {
+    if (this.months) {
+      const lookup = parentIds(this.t, copyId);
+      const parents = this.q(lookup.text).all(...lookup.values) as { id: string }[];
+      this.restoreMissing([copyId, ...parents.map((p) => p.id)]);
+    }
+    return super.jobRedrive(copyId, error);
   }
 
   override async jobDeleteMany(ids: string[]): Promise<string[]> {

@@ -214,6 +214,8 @@ describe('history in monthly files [sqlite]', function () {
     expect(idsInFile(prev)).to.deep.equal([parent, loner, batchDone].sort());
     // Its finished jobs counted from the file.
     expect(await jobs.batchStatus(batchId)).to.include({ total: 2, completed: 2, finished: true });
+    // The dependent's page still names its parent, now in the file.
+    expect((await jobs.links(child.id)).parents.map((p) => [p.id, p.name, p.state])).to.deep.equal([[parent, 'work', 'completed'], [gate.id, 'gate', 'completed']]);
   });
 
   it('redrive reaches a dead-letter copy and its original kept in a month\'s file', async () => {

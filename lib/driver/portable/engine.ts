@@ -174,8 +174,13 @@ export abstract class PortableStore implements Sql {
   /** Steps in the caller's open transaction `tx`, or (undefined) in one of ours. */
   protected abstract withinCaller<T>(tx: unknown, steps: Steps<T>): Promise<T>;
 
+  /** A job's edges, each with the other job's name and state where it is live or finished (rows of jobParents, jobDependents). */
+  protected linkRows(id: string): Promise<Record<string, unknown>[][]> {
+    return Promise.all([this.rowsOf(jobParents(this, id)), this.rowsOf(jobDependents(this, id))]);
+  }
+
   async jobLinks(id: string): Promise<{ parents: JobLink[]; dependents: JobLink[] }> {
-    const [parents, dependents] = await Promise.all([this.rowsOf(jobParents(this, id)), this.rowsOf(jobDependents(this, id))]);
+    const [parents, dependents] = await this.linkRows(id);
     return {
       parents: parents.map((r) => ({
         id: String(r.parent_id), name: r.name == null ? null : String(r.name), state: r.state == null ? null : (String(r.state) as JobLink['state']),

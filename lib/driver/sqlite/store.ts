@@ -36,7 +36,7 @@ import { toJobRecord } from '../rows.ts';
 import { historyMonthCounts, jobGet, jobsList, jobsThroughput } from '../portable/reads.ts';
 import { retentionLeftovers } from '../portable/admin.ts';
 import { drive, driveSync, type Outcome, type SqlRunner, type Statement, type Steps } from '../portable/statement.ts';
-import { insertWithFlow } from '../portable/flow.ts';
+import { insertWithFlow, jobDependents, jobParents } from '../portable/flow.ts';
 import type {
   ClaimedJob, ClaimRequest, CompleteItem, FailItem, Fenced, InsertBatch, LeaseRequest, LogItem, ProgressItem,
   HistoryMonth, RedriveOutcome, ReleaseItem, ScheduleTick, Store, StoreCapabilities, ThroughputBuckets, TransactionalCompletion,
@@ -517,6 +517,18 @@ export class SqliteStore extends PortableStore implements Store {
       buckets.set(bucket.start, bucket);
     }
     return { now: main.now, buckets: [...buckets.values()].sort((a, b) => a.start - b.start) };
+  }
+
+  /** Edges to jobs kept in month files: each row from where the other job is (main, else the newest file that holds it). */
+  protected override async linkRows(id: string): Promise<Record<string, unknown>[][]> {
+    const [parents, dependents] = await super.linkRows(id);
+    if (!this.months || [...parents, ...dependents].every((r) => r.name != null)) return [parents, dependents];
+    const found = (rows: Record<string, unknown>[], key: string, fromFiles: Record<string, unknown>[][]) =>
+      rows.map((r) => (r.name != null ? r : (fromFiles.flat().find((f) => f[key] === r[key] && f.name != null) ?? r)));
+    return [
+      found(parents, 'parent_id', await this.months.fromEach((t) => jobParents({ d: this.d, t }, id))),
+      found(dependents, 'child_id', await this.months.fromEach((t) => jobDependents({ d: this.d, t }, id))),
+    ];
   }
 
   /** One entry per month file (its name, size on disk), and the months main still holds (the current one, rows kept for a live job). */

@@ -132,9 +132,11 @@ export class MonthFiles {
       db.close();
       return null;
     }
-    // A small page cache each: a file is read by index, a page at a time, and there are many.
+    // A small page cache each: a file is read by index, a page at a time, and there are many
+    // (main's tables are read here only for a dead letter's or a link's edge).
     db.pragma('cache_size = -1024');
     db.prepare('ATTACH DATABASE ? AS jobs').run(this.mainFile);
+    db.pragma('jobs.cache_size = -256');
     reader = { db, ino: stat.ino, rows };
     this.readers.set(file, reader);
     return reader;

@@ -250,6 +250,20 @@ describe('history in monthly files [sqlite]', function () {
     expect(await jobs.get(child.id)).to.deep.include({ state: 'completed', result: [{ doubled: 42 }] });
   });
 
+  it('a unique key taken by a finished job kept in a month\'s file still holds for its states', async () => {
+    const unique = { key: 'report-2026', states: ['pending', 'running', 'completed'] as const };
+    const first = await jobs.enqueue('work', { n: 1 }, { unique: { ...unique, states: [...unique.states] } });
+    await jobs.drain();
+    await finishAt(first.id, new Date(prev.from.getTime() + DAY));
+    await jobs.store.historyUpkeep!();
+    expect(idsInFile(prev)).to.deep.equal([first.id]);
+
+    const again = await jobs.enqueue('work', { n: 2 }, { unique: { ...unique, states: [...unique.states] } });
+    expect(again).to.include({ id: first.id, existed: true });
+    const other = await jobs.enqueue('work', { n: 3 }, { unique: { key: 'report-2026', states: ['failed'] } });
+    expect(other.existed).to.equal(false);
+  });
+
   it('retry and delete reach a finished job kept in a month\'s file', async () => {
     const [again, gone] = [await finished(1), await finished(2)];
     await jobs.drain();

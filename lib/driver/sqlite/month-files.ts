@@ -183,3 +183,13 @@ export function mainJobsKnown(t: Tables, ids: string[]): Statement {
 export function parentIds(t: Tables, childId: string): Statement {
   return read(sqlite, (b) => `SELECT parent_id AS id FROM main.${t.deps} WHERE child_id = ${b.text(childId)}`);
 }
+
+/**
+ * The newest job of a file (`t` as the file's reader sees it) that holds a unique key in one of
+ * `states`, created within `forMs` when given (column `id`), as ../portable/flow.ts looks in history.
+ */
+export function monthUniqueHolder(t: Tables, key: string, states: string[], forMs: number | null): Statement {
+  return read(sqlite, (b) =>
+    `SELECT id FROM ${t.history} WHERE unique_key = ${b.text(key)} AND state ${b.in(states)}${forMs === null ? '' : ` AND created_at > ${sqlite.plusMs(sqlite.now, b.bigint(-forMs))}`}
+     ORDER BY created_at DESC LIMIT 1`);
+}

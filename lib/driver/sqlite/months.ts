@@ -178,10 +178,13 @@ export class MonthFiles {
     return retryBusy(fn, () => this.closed);
   }
 
-  /** The first row `byFile` answers in a file, newest month first (a job just finished is most likely in the newest). */
-  async findJob(byFile: (tables: Tables) => Statement): Promise<Row | null> {
+  /**
+   * The first row `byFile` answers in a file, newest month first (a job just finished is most likely
+   * in the newest). Synchronous, for an enqueue (a file is busy only while a move or retention commits).
+   */
+  findJob(byFile: (tables: Tables) => Statement): Row | null {
     const s = byFile(this.t);
-    return this.read(() => this.eachFile(this.list(), (r) => r.rows(s)[0], true)[0] ?? null);
+    return retryBusySync(() => this.eachFile(this.list(), (r) => r.rows(s)[0], true)[0] ?? null);
   }
 
   /** The rows `byFile` answers in every file (newest month first). */

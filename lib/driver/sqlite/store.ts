@@ -26,11 +26,11 @@ import { attemptRecord, jobRetryLater } from './fail.ts';
 import { jobOwned, jobRelease, jobSaveProgress, logInsert } from './writes.ts';
 import { retryBusy, retryBusySync } from './busy.ts';
 import { MonthFiles } from './months.ts';
-import { mainJobsKnown, parentIds } from './month-files.ts';
+import { mainJobsKnown, monthUniqueHolder, parentIds } from './month-files.ts';
 import { prepared } from './prepared.ts';
 import { utcMonth } from '../month.ts';
 import type { HistoryLayout } from '../../options.ts';
-import type { JobError, JobRecord, ListFilter, ListPage } from '../../model.ts';
+import { TERMINAL_STATES, type JobError, type JobRecord, type ListFilter, type ListPage } from '../../model.ts';
 import { listLimit, statesByTable } from '../sql.ts';
 import { toJobRecord } from '../rows.ts';
 import { historyMonthCounts, jobGet, jobsList, jobsThroughput } from '../portable/reads.ts';
@@ -96,7 +96,7 @@ export class SqliteStore extends PortableStore implements Store {
   /** Workflow enqueue, synchronously, on the app's handle or the Database a caller's transaction runs on (joined as a savepoint, or its own). */
   jobInsertFlowSync({ rows, tx, batches }: InsertBatch): EnqueueResult[] {
     const db = tx === undefined ? this.app : this.callerDatabase(tx);
-    if (this.months && !db.inTransaction) this.restoreParents(rows);
+    if (this.months && !db.inTransaction) this.restoreReadByEnqueue(rows);
     return db.transaction(() => driveSync(insertWithFlow(this, rows, batches), (s) => outcome(this.prepareOn(db, s.text), s)).value)();
   }
 
@@ -108,13 +108,27 @@ export class SqliteStore extends PortableStore implements Store {
   }
 
   /**
-   * Parents that new jobs name and a month's file keeps go back to main's history first, where the
-   * enqueue's workflow reads them (and where the upkeep leaves them while a dependent waits). Not
-   * inside a transaction of the app's: it may hold the write lock this needs (there they are unknown).
+   * Jobs that new jobs' enqueue reads in history and a month's file keeps go back to main's history
+   * first, where the enqueue's workflow reads them: the parents they name (the upkeep then leaves
+   * them while a dependent waits), and the newest holder of a unique key they take with finished
+   * states (the next upkeep moves it back). Not inside a transaction of the app's: it may hold the
+   * write lock this needs (there they are unknown).
    */
-  private restoreParents(rows: NewJobRow[]): void {
+  private restoreReadByEnqueue(rows: NewJobRow[]): void {
     const inCall = new Set(rows.map((r) => r.id));
-    this.restoreMissing([...new Set(rows.flatMap((r) => r.dependsOn.filter((p) => !inCall.has(p))))]);
+    const parents = rows.flatMap((r) => r.dependsOn.filter((p) => !inCall.has(p)));
+    const holders = rows.map((r) => this.uniqueHolderInFiles(r)).filter((id): id is string => id !== null);
+    this.restoreMissing([...new Set([...parents, ...holders])]);
+  }
+
+  /** The job of a month's file that holds a row's unique key in one of its finished states, if any. */
+  private uniqueHolderInFiles(r: NewJobRow): string | null {
+    if (r.dedupe?.kind !== 'unique' || r.uniqueKey === null) return null;
+    const finished = r.dedupe.states.filter((s) => TERMINAL_STATES.includes(s));
+    if (!finished.length) return null;
+    const { uniqueKey: key, dedupe: { forMs } } = r;
+    const row = this.months!.findJob((t) => monthUniqueHolder(t, key, finished, forMs));
+    return row ? String(row.id) : null;
   }
 
   /** Those of `ids` that main holds neither live nor finished, back from the month files that keep them. */
@@ -473,7 +487,7 @@ export class SqliteStore extends PortableStore implements Store {
   override async jobGet(id: string): Promise<JobRecord | null> {
     const found = await super.jobGet(id);
     if (found || !this.months) return found;
-    const row = await this.months.findJob((t) => jobGet({ d: this.d, t }, { id }));
+    const row = this.months.findJob((t) => jobGet({ d: this.d, t }, { id }));
     return row ? toJobRecord(row, this.d.codec) : null;
   }
 

@@ -16,7 +16,7 @@ import { parseArgs } from 'node:util';
 import { createJobs, type Jobs } from '../lib/index.ts';
 import { SQLITE_DIR, newRunId } from './lib/config.ts';
 import { measure, seedSqlite, table, type Timing } from './lib/admin-pages.ts';
-import { fmt } from './lib/stats.ts';
+import { fmt, percentile } from './lib/stats.ts';
 
 const { values: flags } = parseArgs({
   options: {
@@ -62,6 +62,18 @@ async function acrossFiles(jobs: Jobs): Promise<Timing[]> {
   ];
 }
 
+/** How late a 5 ms timer fires while something runs: the longest synchronous stretches of the event loop. */
+function loopStalls(): { stop(): void; max(): number; p99(): number } {
+  const late: number[] = [];
+  let last = performance.now();
+  const timer = setInterval(() => {
+    const now = performance.now();
+    late.push(now - last - 5);
+    last = now;
+  }, 5);
+  return { stop: () => clearInterval(timer), max: () => Math.max(0, ...late), p99: () => percentile(late, 99) };
+}
+
 async function run(): Promise<string> {
   const dir = path.join(SQLITE_DIR, `${newRunId()}-months`);
   fs.mkdirSync(dir, { recursive: true });
@@ -75,12 +87,15 @@ async function run(): Promise<string> {
     seedSqlite(db, prefix, Date.now(), { history: HISTORY, pending: PENDING, spreadMs: SPREAD_MS });
     log(`seeded ${HISTORY.toLocaleString('en-US')} finished jobs in ${fmt((Date.now() - t0) / 1000)} s (${file})`);
     t0 = Date.now();
+    // The move runs each batch's statements synchronously in the leader's process: how long they hold its event loop.
+    const lag = loopStalls();
     await jobs.store.historyUpkeep!();
+    lag.stop();
     const rollS = (Date.now() - t0) / 1000;
     const files = fs.readdirSync(dir).filter((f) => f.includes('history-'));
     const bytes = files.reduce((sum, f) => sum + fs.statSync(path.join(dir, f)).size, 0);
     const kept = (db.prepare(`SELECT COUNT(*) AS n FROM ${prefix}history`).get() as { n: number }).n;
-    const moved = `closed months moved to ${files.length} files (${fmt(bytes / 2 ** 20)} MiB) in ${fmt(rollS)} s, ${fmt((HISTORY - kept) / rollS)} rows/s; ${kept.toLocaleString('en-US')} rows of the current month stay in the main file`;
+    const moved = `closed months moved to ${files.length} files (${fmt(bytes / 2 ** 20)} MiB) in ${fmt(rollS)} s, ${fmt((HISTORY - kept) / rollS)} rows/s (the event loop held up to ${fmt(lag.max())} ms at a time, p99 ${fmt(lag.p99())} ms); ${kept.toLocaleString('en-US')} rows of the current month stay in the main file`;
     const rows = [...(await measure(jobs, RUNS)), ...(await acrossFiles(jobs))];
     return `${moved}\n${table(`SQLite, monthly files: ${HISTORY.toLocaleString('en-US')} finished + ${PENDING.toLocaleString('en-US')} pending jobs, median of ${RUNS} requests`, rows)}`;
   } finally {

@@ -58,7 +58,7 @@ interface Reader {
 
 /**
  * History rows moved to a month's file per transaction: each of its statements holds main's write
- * lock and the leader's event loop (about 40 ms for 1,000 rows, bench/sqlite-months.ts).
+ * lock and the leader's event loop (40 to 80 ms for 1,000 rows on a loaded machine, bench/sqlite-months.ts).
  */
 const ROLL_BATCH = 1000;
 /** Jobs whose logs, attempts and edges are deleted per statement before their file goes. */

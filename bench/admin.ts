@@ -10,26 +10,15 @@
 import Database from 'better-sqlite3';
 import fs from 'node:fs';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { createJobs, type Jobs } from '../lib/index.ts';
 import { buildSchedule } from '../lib/schedule/schedule.ts';
 import { PG_URL, SQLITE_DIR, newRunId } from './lib/config.ts';
 import { dropByPrefix } from './lib/pg.ts';
-import { SPREAD_MS, SQLITE_COLS, measure, seedSqlite, table } from './lib/admin-pages.ts';
+import { SPREAD_MS, SQLITE_COLS, benchFlags, measure, seedSqlite, table } from './lib/admin-pages.ts';
 
-const { values: flags } = parseArgs({
-  options: {
-    dialect: { type: 'string', default: 'both' },
-    history: { type: 'string', default: '1000000' },
-    pending: { type: 'string', default: '100000' },
-    runs: { type: 'string', default: '7' },
-    keep: { type: 'boolean', default: false },
-  },
-});
-const HISTORY = Number(flags.history);
-const PENDING = Number(flags.pending);
-const RUNS = Number(flags.runs);
+const flags = benchFlags(1_000_000);
+const { history: HISTORY, pending: PENDING, runs: RUNS } = flags;
 const log = (s: string) => process.stderr.write(`${s}\n`);
 
 const PG_COLS = {

@@ -12,23 +12,13 @@
 import Database from 'better-sqlite3';
 import fs from 'node:fs';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { createJobs, type Jobs } from '../lib/index.ts';
 import { SQLITE_DIR, newRunId } from './lib/config.ts';
-import { measure, seedSqlite, table, type Timing } from './lib/admin-pages.ts';
+import { benchFlags, measure, seedSqlite, table, type Timing } from './lib/admin-pages.ts';
 import { fmt, percentile } from './lib/stats.ts';
 
-const { values: flags } = parseArgs({
-  options: {
-    history: { type: 'string', default: '5000000' },
-    pending: { type: 'string', default: '100000' },
-    runs: { type: 'string', default: '7' },
-    keep: { type: 'boolean', default: false },
-  },
-});
-const HISTORY = Number(flags.history);
-const PENDING = Number(flags.pending);
-const RUNS = Number(flags.runs);
+const flags = benchFlags(5_000_000);
+const { history: HISTORY, pending: PENDING, runs: RUNS } = flags;
 /** 24 closed months before the current one, and some of the current one. */
 const SPREAD_MS = 24.5 * 30.44 * 86_400_000;
 /** The keyset page timed deep in the list (the pages before it are walked first, untimed). */

@@ -3,9 +3,32 @@ import Database from 'better-sqlite3';
 import express from 'express';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { parseArgs } from 'node:util';
 import { jobsAdmin, type Jobs } from '../../lib/index.ts';
 
 export const TARGET_MS = 200;
+
+/** The command line of both admin benches: --history, --pending, --runs, --keep (and --dialect, where there is a choice). */
+export interface BenchFlags {
+  history: number;
+  pending: number;
+  runs: number;
+  keep: boolean;
+  dialect: string;
+}
+
+export function benchFlags(defaultHistory: number): BenchFlags {
+  const { values } = parseArgs({
+    options: {
+      dialect: { type: 'string', default: 'both' },
+      history: { type: 'string', default: String(defaultHistory) },
+      pending: { type: 'string', default: '100000' },
+      runs: { type: 'string', default: '7' },
+      keep: { type: 'boolean', default: false },
+    },
+  });
+  return { history: Number(values.history), pending: Number(values.pending), runs: Number(values.runs), keep: values.keep, dialect: values.dialect };
+}
 
 export interface SeedSize {
   history: number;

@@ -253,6 +253,7 @@ export class MonthFiles {
     const current = utcMonth(new Date(nowMs));
     const written: string[] = [];
     for (const month of await this.closedMonthsInMain(current)) {
+      await yieldToEventLoop();
       if (await this.rollMonth(month)) written.push(path.basename(this.names.of(month.from).file));
     }
     return written;
@@ -277,6 +278,7 @@ export class MonthFiles {
     const pick = monthRollPick(this.t, month, ROLL_BATCH);
     if (!(await this.read(() => this.rows(pick))).length) return false;
     this.create(file);
+    await yieldToEventLoop();
     if (!this.attach(file, 'roll')) return false;
     try {
       this.syncColumns('roll');
@@ -287,8 +289,8 @@ export class MonthFiles {
         await this.write(() => this.run(monthRollCopy(this.t, 'roll', ids)), false);
         await yieldToEventLoop();
         await this.write(() => this.run(monthRollRemove(this.t, 'roll', ids)), true);
-        if (ids.length < ROLL_BATCH) break;
         await yieldToEventLoop();
+        if (ids.length < ROLL_BATCH) break;
       }
       await this.write(() => this.run(monthRollDedupe(this.t, 'roll', month)), false);
     } finally {

@@ -162,7 +162,7 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
     this.codeQueues = o.queues;
     const log = new RateLimitedLog(o.logger);
     this.store = createStore(opts.db, {
-      prefix: o.prefix, sqliteWal: o.sqliteWal, workerPoolSize: o.workerPoolSize, pooler: o.pooler, directUrl: o.directUrl,
+      prefix: o.prefix, sqliteWal: o.sqliteWal, history: o.history, workerPoolSize: o.workerPoolSize, pooler: o.pooler, directUrl: o.directUrl,
       warn: (message) => log.warnOnce(message),
     });
     // Jobs our own writes made due (a released dependent or serial key): this process's worker looks at once.

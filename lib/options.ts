@@ -76,6 +76,13 @@ export interface JobsOptions {
   worker?: Partial<Omit<WorkerOptions, 'retentionMs' | 'agingMs' | 'maxOutputBytes' | 'pollUnheard'>> | false;
   /** SQLite: put the database file in WAL mode (recommended; a property of the file). Default true. */
   sqliteWal?: boolean;
+  /**
+   * SQLite: where finished jobs are kept. 'table' (default): one history table in the database file.
+   * 'monthly-files': one database file per UTC month beside it (`app.db` → `app.history-2026-12.db`),
+   * filled when the month closes; get, list and the admin read across them; retention deletes whole
+   * files. Needs a database file (not `:memory:`); PostgreSQL partitions history by month on its own.
+   */
+  history?: HistoryLayout;
   /** PostgreSQL, MySQL/MariaDB: size of the private pool the worker uses for claims, outcomes and heartbeats. Default 4. */
   workerPoolSize?: number;
   /**
@@ -101,8 +108,19 @@ export interface JobsOptions {
   directUrl?: string;
 }
 
-const OPTION_KEYS = ['db', 'mode', 'tablePrefix', 'defaultQueue', 'maxPayloadBytes', 'maxOutputBytes', 'logger', 'maxAttempts', 'retentionDays', 'reserveTimeout', 'priorityAging', 'queues', 'worker', 'sqliteWal', 'workerPoolSize', 'leader', 'pooler', 'directUrl'];
+const OPTION_KEYS = ['db', 'mode', 'tablePrefix', 'defaultQueue', 'maxPayloadBytes', 'maxOutputBytes', 'logger', 'maxAttempts', 'retentionDays', 'reserveTimeout', 'priorityAging', 'queues', 'worker', 'sqliteWal', 'history', 'workerPoolSize', 'leader', 'pooler', 'directUrl'];
 const POOLER_MODES: readonly PoolerMode[] = ['auto', 'session', 'transaction'];
+/** SQLite: where finished jobs are kept (see JobsOptions.history). */
+export type HistoryLayout = 'table' | 'monthly-files';
+const HISTORY_LAYOUTS: readonly HistoryLayout[] = ['table', 'monthly-files'];
+
+function buildHistory(history: unknown): HistoryLayout {
+  if (history === undefined) return 'table';
+  if (!HISTORY_LAYOUTS.includes(history as HistoryLayout)) {
+    throw new TypeError(`createJobs: history must be ${HISTORY_LAYOUTS.map((h) => `'${h}'`).join(' or ')}; got ${describe(history)}`);
+  }
+  return history as HistoryLayout;
+}
 /** Poll period when a PostgreSQL worker cannot LISTEN and the app set no pollInterval, ms. */
 const UNHEARD_POLL_MS = 200;
 const WORKER_KEYS = ['concurrency', 'queues', 'queueConcurrency', 'pollInterval', 'heartbeatInterval', 'stallTimeout', 'shutdownTimeout', 'logFlushInterval', 'prefetch', 'leaderOnly'];
@@ -121,6 +139,7 @@ export interface ResolvedOptions {
   queues: ReturnType<typeof resolveQueues>;
   workerPoolSize: number;
   sqliteWal: boolean;
+  history: HistoryLayout;
   mode: JobsMode;
   /** null: this instance runs no worker (mode 'producer'). */
   worker: WorkerOptions | null;
@@ -154,6 +173,7 @@ export function resolveOptions(opts: JobsOptions): ResolvedOptions {
     queues: resolveQueues(opts.queues),
     workerPoolSize: positiveInt('workerPoolSize', opts.workerPoolSize, 4, 100),
     sqliteWal: opts.sqliteWal === undefined ? true : checkBoolean('sqliteWal', opts.sqliteWal),
+    history: buildHistory(opts.history),
     mode,
     worker,
     retentionMs: retentionOf(opts.retentionDays),

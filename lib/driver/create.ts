@@ -1,7 +1,7 @@
 /** The store for the app's database handle, chosen by the driver's shape (never instanceof). */
 import type BetterSqlite3 from 'better-sqlite3';
 import type { Pool as PgPool } from 'pg';
-import type { SupportedDb } from '../options.ts';
+import type { HistoryLayout, SupportedDb } from '../options.ts';
 import { detectDriver } from './detect.ts';
 import { ormDb } from './orm/instances.ts';
 import { MssqlStore, isMssqlPool } from './mssql/store.ts';
@@ -16,6 +16,8 @@ export interface StoreSettings {
   prefix: string;
   /** SQLite: put the file in WAL mode. */
   sqliteWal: boolean;
+  /** SQLite: one history table, or one file per month. */
+  history: HistoryLayout;
   /** Server databases: connections of the worker's private pool. */
   workerPoolSize: number;
   /** PostgreSQL: the pooler in front of `db`, and a direct connection string for the session-scoped connections. */
@@ -29,17 +31,22 @@ export function createStore(given: SupportedDb, settings: StoreSettings): Store 
   const { prefix, sqliteWal, workerPoolSize } = settings;
   const postgres = { prefix, workerPoolSize, pooler: settings.pooler, directUrl: settings.directUrl, warn: settings.warn };
   const orm = ormDb(given);
-  if (orm && 'postgres' in orm) return new PostgresStore(orm.postgres, postgres);
+  if (orm && 'postgres' in orm) {
+    refuseMonthlyFiles(settings, 'pg (through the ORM)');
+    return new PostgresStore(orm.postgres, postgres);
+  }
   if (orm && 'mysql' in orm) {
     refusePostgresOnly(settings, 'mysql2 (through the ORM)');
+    refuseMonthlyFiles(settings, 'mysql2 (through the ORM)');
     return new MysqlStore(orm.mysql, { prefix, workerPoolSize });
   }
   const db = (orm ? orm.native : given) as SupportedDb;
   const kind = detectDriver(db);
   if (kind !== 'pg-pool' && kind !== 'slonik') refusePostgresOnly(settings, kind);
+  if (kind !== 'better-sqlite3') refuseMonthlyFiles(settings, kind);
   switch (kind) {
     case 'better-sqlite3':
-      return new SqliteStore(db as BetterSqlite3.Database, { prefix, wal: sqliteWal });
+      return new SqliteStore(db as BetterSqlite3.Database, { prefix, wal: sqliteWal, history: settings.history });
     case 'pg-pool':
       return new PostgresStore(db as PgPool, postgres);
     case 'mysql2':
@@ -63,4 +70,11 @@ export function createStore(given: SupportedDb, settings: StoreSettings): Store 
 function refusePostgresOnly(settings: StoreSettings, kind: string): void {
   if (settings.directUrl !== undefined) throw new TypeError(`createJobs: directUrl applies to PostgreSQL (a pg Pool or slonik pool) only; db is a ${kind} handle`);
   if (settings.pooler !== 'auto') throw new TypeError(`createJobs: pooler applies to PostgreSQL (a pg Pool or slonik pool) only; db is a ${kind} handle`);
+}
+
+/** Monthly history files are SQLite's; PostgreSQL partitions history by month itself, the others keep one table. */
+function refuseMonthlyFiles(settings: StoreSettings, kind: string): void {
+  if (settings.history === 'monthly-files') {
+    throw new TypeError(`createJobs: history: 'monthly-files' applies to SQLite (a better-sqlite3 Database) only; db is a ${kind} handle (PostgreSQL partitions history by month on its own)`);
+  }
 }

@@ -420,9 +420,10 @@ export interface WorkerLiveness {
    */
   historyPrune(req: { olderThanMs: number; limit: number; more?: boolean }): Promise<number>;
   /**
-   * Where history is partitioned by month (PostgreSQL; MySQL/MariaDB and SQL Server once `sqljobs
-   * history-partitions` ran): make the current and next month's partitions ahead. Safe to run from
-   * several instances at once; absent elsewhere.
+   * Where history is kept by month: make the current and next month's partitions ahead
+   * (PostgreSQL; MySQL/MariaDB and SQL Server once `sqljobs history-partitions` ran), or move the
+   * closed months to their files (SQLite, history: 'monthly-files'). Safe to run from several
+   * instances at once; absent elsewhere.
    */
   historyUpkeep?(): Promise<void>;
   /**

@@ -13,7 +13,8 @@ import { rescueStalled } from './rescuer.ts';
  */
 export const PRUNE_EVERY = { ms: 60_000 };
 /**
- * How often the leader makes the coming months' history partitions, ms (internal, as PRUNE_EVERY).
+ * How often the leader makes the coming months' history partitions, or moves closed months to
+ * their files (SQLite monthly files), ms (internal, as PRUNE_EVERY).
  * Hourly: the next month is made a month ahead, so a leader that misses rounds still has weeks.
  */
 export const UPKEEP_EVERY = { ms: 3_600_000 };

@@ -73,6 +73,12 @@ function track(j: Jobs, mine: Jobs[]): Jobs {
   return j;
 }
 
+/**
+ * SQLJOBS_SQLITE_HISTORY=monthly-files: every SQLite Jobs a test makes keeps history in monthly
+ * files (the conformance suite runs both ways); a test's own `history` option still wins.
+ */
+const SQLITE_HISTORY: { history?: 'monthly-files' } = process.env.SQLJOBS_SQLITE_HISTORY === 'monthly-files' ? { history: 'monthly-files' } : {};
+
 const sqlite: DialectFactory = {
   name: 'sqlite',
   async available() {
@@ -99,7 +105,7 @@ const sqlite: DialectFactory = {
         },
         prefix,
         location: file,
-        jobs: (opts = {}) => track(createJobs({ db, tablePrefix: prefix, ...opts }), mine),
+        jobs: (opts = {}) => track(createJobs({ db, tablePrefix: prefix, ...SQLITE_HISTORY, ...opts }), mine),
         query: async (sql, params = []) => {
           const stmt = db.prepare(sql);
           return (stmt.reader ? stmt.all(...params) : (stmt.run(...params), [])) as never;

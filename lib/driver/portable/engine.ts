@@ -174,8 +174,13 @@ export abstract class PortableStore implements Sql {
   /** Steps in the caller's open transaction `tx`, or (undefined) in one of ours. */
   protected abstract withinCaller<T>(tx: unknown, steps: Steps<T>): Promise<T>;
 
+  /** A job's edges, each with the other job's name and state where it is live or finished (rows of jobParents, jobDependents). */
+  protected linkRows(id: string): Promise<Record<string, unknown>[][]> {
+    return Promise.all([this.rowsOf(jobParents(this, id)), this.rowsOf(jobDependents(this, id))]);
+  }
+
   async jobLinks(id: string): Promise<{ parents: JobLink[]; dependents: JobLink[] }> {
-    const [parents, dependents] = await Promise.all([this.rowsOf(jobParents(this, id)), this.rowsOf(jobDependents(this, id))]);
+    const [parents, dependents] = await this.linkRows(id);
     return {
       parents: parents.map((r) => ({
         id: String(r.parent_id), name: r.name == null ? null : String(r.name), state: r.state == null ? null : (String(r.state) as JobLink['state']),
@@ -190,8 +195,13 @@ export abstract class PortableStore implements Sql {
     };
   }
 
+  /** A batch's jobs per state, live and finished (rows: state, n). */
+  protected batchCountRows(batchId: string): Promise<Record<string, unknown>[]> {
+    return this.rowsOf(batchCounts(this, batchId));
+  }
+
   async batchStatus(batchId: string): Promise<BatchStatus | null> {
-    const [counts, made] = await Promise.all([this.rowsOf(batchCounts(this, batchId)), this.rowsOf(batchRow(this, batchId))]);
+    const [counts, made] = await Promise.all([this.batchCountRows(batchId), this.rowsOf(batchRow(this, batchId))]);
     const n = { pending: 0, running: 0, completed: 0, failed: 0, cancelled: 0 };
     for (const r of counts) {
       const state = String(r.state) === 'skipped' ? 'cancelled' : (String(r.state) as keyof typeof n);
@@ -332,7 +342,7 @@ export abstract class PortableStore implements Sql {
 
   /** Counts come back as numbers, or as text where they are BIGINT or DECIMAL (pg, mysql2). */
   async jobCountByState(cap: number): Promise<StatusCounts> {
-    const [live, finished] = await Promise.all([this.rowsOf(jobsLiveCounts(this)), this.rowsOf(jobsFinishedCounts(this, { cap }))]);
+    const [live, finished] = await Promise.all([this.rowsOf(jobsLiveCounts(this)), this.finishedCounts(cap)]);
     return {
       live: live.map((r) => ({ state: r.state as 'pending' | 'running', queue: String(r.queue), count: Number(r.count) })),
       finished: finished
@@ -340,6 +350,11 @@ export abstract class PortableStore implements Sql {
         .filter((r) => r.count > 0)
         .map((r) => ({ ...r, capped: r.count >= cap })),
     };
+  }
+
+  /** History's jobs per terminal state (rows: state, count), each counted up to `cap`. */
+  protected finishedCounts(cap: number): Promise<Record<string, unknown>[]> {
+    return this.rowsOf(jobsFinishedCounts(this, { cap }));
   }
 
   async queueList(): Promise<QueueStats[]> {

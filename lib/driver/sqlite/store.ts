@@ -24,11 +24,22 @@ import { jobsClaim } from './claim.ts';
 import { jobMoveToHistory } from './move.ts';
 import { attemptRecord, jobRetryLater } from './fail.ts';
 import { jobOwned, jobRelease, jobSaveProgress, logInsert } from './writes.ts';
+import { retryBusy, retryBusySync } from './busy.ts';
+import { MonthFiles } from './months.ts';
+import { mainJobsKnown, monthUniqueHolder, parentIds } from './month-files.ts';
+import { prepared } from './prepared.ts';
+import { utcMonth } from '../month.ts';
+import type { HistoryLayout } from '../../options.ts';
+import { TERMINAL_STATES, type JobError, type JobRecord, type ListFilter, type ListPage } from '../../model.ts';
+import { listLimit, statesByTable } from '../sql.ts';
+import { toJobRecord } from '../rows.ts';
+import { historyMonthCounts, jobGet, jobsList, jobsThroughput } from '../portable/reads.ts';
+import { retentionLeftovers } from '../portable/admin.ts';
 import { drive, driveSync, type Outcome, type SqlRunner, type Statement, type Steps } from '../portable/statement.ts';
-import { insertWithFlow } from '../portable/flow.ts';
+import { insertWithFlow, jobDependents, jobParents } from '../portable/flow.ts';
 import type {
   ClaimedJob, ClaimRequest, CompleteItem, FailItem, Fenced, InsertBatch, LeaseRequest, LogItem, ProgressItem,
-  ReleaseItem, ScheduleTick, Store, StoreCapabilities, TransactionalCompletion,
+  HistoryMonth, RedriveOutcome, ReleaseItem, ScheduleTick, Store, StoreCapabilities, ThroughputBuckets, TransactionalCompletion,
 } from '../store.ts';
 
 type DB = BetterSqlite3.Database;
@@ -41,6 +52,8 @@ export interface SqliteStoreOptions {
   prefix: string;
   /** Put the database file in WAL mode (a property of the file). Default true. */
   wal: boolean;
+  /** One history table, or one file per month beside the database file (./months.ts). Default 'table'. */
+  history?: HistoryLayout;
 }
 
 export class SqliteStore extends PortableStore implements Store {
@@ -50,6 +63,10 @@ export class SqliteStore extends PortableStore implements Store {
   private readonly stmts = new Map<string, Stmt>();
   private readonly appStmts = new Map<string, Stmt>();
   private closed = false;
+  /** History's monthly files (history: 'monthly-files'), or null: one history table. */
+  private readonly months: MonthFiles | null = null;
+  /** Monthly files only: closed months to their files (the leader, hourly). */
+  readonly historyUpkeep?: () => Promise<void>;
 
   /** Portable statements (../portable/) on our handle: prepared once per text; writes in BEGIN IMMEDIATE, SQLITE_BUSY retried. */
   protected readonly runner: SqlRunner = {
@@ -79,6 +96,7 @@ export class SqliteStore extends PortableStore implements Store {
   /** Workflow enqueue, synchronously, on the app's handle or the Database a caller's transaction runs on (joined as a savepoint, or its own). */
   jobInsertFlowSync({ rows, tx, batches }: InsertBatch): EnqueueResult[] {
     const db = tx === undefined ? this.app : this.callerDatabase(tx);
+    if (this.months && !db.inTransaction) this.restoreReadByEnqueue(rows);
     return db.transaction(() => driveSync(insertWithFlow(this, rows, batches), (s) => outcome(this.prepareOn(db, s.text), s)).value)();
   }
 
@@ -87,6 +105,39 @@ export class SqliteStore extends PortableStore implements Store {
     const caller = await openCallerTx(batch.tx);
     if ('native' in caller) return this.jobInsertFlowSync({ ...batch, tx: caller.native });
     return super.jobInsertFlow(batch);
+  }
+
+  /**
+   * Jobs that new jobs' enqueue reads in history and a month's file keeps go back to main's history
+   * first, where the enqueue's workflow reads them: the parents they name (the upkeep then leaves
+   * them while a dependent waits), and the newest holder of a unique key they take with finished
+   * states (the next upkeep moves it back). Not inside a transaction of the app's: it may hold the
+   * write lock this needs (there they are unknown).
+   */
+  private restoreReadByEnqueue(rows: NewJobRow[]): void {
+    const inCall = new Set(rows.map((r) => r.id));
+    const parents = rows.flatMap((r) => r.dependsOn.filter((p) => !inCall.has(p)));
+    const holders = rows.map((r) => this.uniqueHolderInFiles(r)).filter((id): id is string => id !== null);
+    this.restoreMissing([...new Set([...parents, ...holders])]);
+  }
+
+  /** The job of a month's file that holds a row's unique key in one of its finished states, if any. */
+  private uniqueHolderInFiles(r: NewJobRow): string | null {
+    if (r.dedupe?.kind !== 'unique' || r.uniqueKey === null) return null;
+    const finished = r.dedupe.states.filter((s) => TERMINAL_STATES.includes(s));
+    if (!finished.length) return null;
+    const { uniqueKey: key, dedupe: { forMs } } = r;
+    const row = this.months!.findJob((t) => monthUniqueHolder(t, key, finished, forMs));
+    return row ? String(row.id) : null;
+  }
+
+  /** Those of `ids` that main holds neither live nor finished, back from the month files that keep them. */
+  private restoreMissing(ids: string[]): void {
+    if (!ids.length || !this.months) return;
+    const lookup = mainJobsKnown(this.t, ids);
+    const known = new Set((this.q(lookup.text).all(...lookup.values) as { id: string }[]).map((r) => r.id));
+    const missing = ids.filter((id) => !known.has(id));
+    if (missing.length) this.months.restore(missing);
   }
 
   /** A statement prepared on `db`: ours, the app's, or another handle on our file. */
@@ -125,6 +176,16 @@ export class SqliteStore extends PortableStore implements Store {
       this.own.pragma('synchronous = NORMAL');
     }
     this.migrateSync();
+    if (opts.history === 'monthly-files') {
+      if (this.singleHandle) {
+        throw new TypeError(`createJobs: history: 'monthly-files' needs a database file (the months are files beside it); db is an in-memory database`);
+      }
+      const Ctor = app.constructor as new (file: string, o?: object) => DB;
+      this.months = new MonthFiles(new Ctor(app.name, { timeout: 20 }), this.t, app.name, opts.prefix);
+      this.historyUpkeep = async () => {
+        await this.months!.roll(await this.clockNow());
+      };
+    }
   }
 
 
@@ -153,26 +214,12 @@ export class SqliteStore extends PortableStore implements Store {
   }
 
   /** Run fn in an IMMEDIATE transaction on our handle, retrying SQLITE_BUSY without blocking the loop. */
-  private async write<T>(fn: () => T): Promise<T> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return this.immediate(fn);
-      } catch (err) {
-        if (!isBusy(err) || attempt > 2000 || this.closed) throw err;
-        await busyPause(attempt);
-      }
-    }
+  private write<T>(fn: () => T): Promise<T> {
+    return retryBusy(() => this.immediate(fn), () => this.closed);
   }
 
-  private async read<T>(fn: () => T): Promise<T> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return fn();
-      } catch (err) {
-        if (!isBusy(err) || attempt > 2000 || this.closed) throw err;
-        await busyPause(attempt);
-      }
-    }
+  private read<T>(fn: () => T): Promise<T> {
+    return retryBusy(fn, () => this.closed);
   }
 
   // ---------------------------------------------------------------- migrations
@@ -435,25 +482,128 @@ export class SqliteStore extends PortableStore implements Store {
     return row ? `${row.owner} (lease, ${row.left_ms} ms left)` : null;
   }
 
+  // ---------------------------------------------------------------- history across monthly files
+
+  override async jobGet(id: string): Promise<JobRecord | null> {
+    const found = await super.jobGet(id);
+    if (found || !this.months) return found;
+    const row = this.months.findJob((t) => jobGet({ d: this.d, t }, { id }));
+    return row ? toJobRecord(row, this.d.codec) : null;
+  }
+
+  /** Main's page merged with each file's (every source walks its id index from the cursor; newest first, cut to the limit). */
+  override async jobList(filter: ListFilter): Promise<ListPage> {
+    const page = await super.jobList(filter);
+    const { history } = statesByTable(filter);
+    if (!this.months || !history) return page;
+    const fromFiles = await this.months.fromEach((t) => jobsList({ d: this.d, t }, { ...filter, state: undefined, states: history }));
+    // Main's last, so that it wins over a file's copy of the same job (a move or restore cut short by a crash).
+    const byId = new Map([...fromFiles.flat().map((r) => toJobRecord(r, this.d.codec)), ...page.items].map((j) => [j.id, j]));
+    const limit = listLimit(filter);
+    const items = [...byId.values()].sort((a, b) => (a.id < b.id ? 1 : a.id > b.id ? -1 : 0)).slice(0, limit);
+    return { items, nextCursor: items.length === limit ? items[items.length - 1].id : null };
+  }
+
+  /** Per state, main's count up to `cap`, then the files' (newest first) up to what main left of it. */
+  protected override async finishedCounts(cap: number): Promise<Record<string, unknown>[]> {
+    const main = await super.finishedCounts(cap);
+    if (!this.months) return main;
+    const counts = new Map(main.map((r) => [String(r.state), Number(r.count)]));
+    const more = await this.months.countStates(new Map([...counts].map(([state, n]) => [state, cap - n])));
+    return [...counts].map(([state, n]) => ({ state, count: n + (more.get(state) ?? 0) }));
+  }
+
+  protected override async batchCountRows(batchId: string): Promise<Record<string, unknown>[]> {
+    const main = await super.batchCountRows(batchId);
+    return this.months ? [...main, ...(await this.months.batchCounts(batchId))] : main;
+  }
+
+  /** Main's buckets with the files' added (a window reaching back past the month's start; each file answers from its finish-time index). */
+  override async jobThroughput(req: { windowMs: number; bucketMs: number }): Promise<ThroughputBuckets> {
+    const main = await super.jobThroughput(req);
+    if (!this.months) return main;
+    const buckets = new Map(main.buckets.map((b) => [b.start, { ...b }]));
+    for (const r of (await this.months.fromEach((t) => jobsThroughput({ d: this.d, t }, req))).flat()) {
+      if (r.start === null) continue;
+      const bucket = buckets.get(Number(r.start)) ?? { start: Number(r.start), completed: 0, failed: 0 };
+      bucket.completed += Number(r.completed);
+      bucket.failed += Number(r.failed);
+      buckets.set(bucket.start, bucket);
+    }
+    return { now: main.now, buckets: [...buckets.values()].sort((a, b) => a.start - b.start) };
+  }
+
+  /** Edges to jobs kept in month files: each row from where the other job is (main, else the newest file that holds it). */
+  protected override async linkRows(id: string): Promise<Record<string, unknown>[][]> {
+    const [parents, dependents] = await super.linkRows(id);
+    if (!this.months || [...parents, ...dependents].every((r) => r.name != null)) return [parents, dependents];
+    const found = (rows: Record<string, unknown>[], key: string, fromFiles: Record<string, unknown>[][]) =>
+      rows.map((r) => (r.name != null ? r : (fromFiles.flat().find((f) => f[key] === r[key] && f.name != null) ?? r)));
+    return [
+      found(parents, 'parent_id', await this.months.fromEach((t) => jobParents({ d: this.d, t }, id))),
+      found(dependents, 'child_id', await this.months.fromEach((t) => jobDependents({ d: this.d, t }, id))),
+    ];
+  }
+
+  /** One entry per month file (its name, size on disk), and the months main still holds (the current one, rows kept for a live job). */
+  override async historyMonths(req: { cap: number }): Promise<HistoryMonth[]> {
+    const main = await super.historyMonths(req);
+    if (!this.months) return main;
+    const mainFile = path.basename(this.app.name);
+    const files = await this.months.describeEach((t, m) => historyMonthCounts({ d: this.d, t }, { from: m.from.getTime(), to: m.to.getTime(), cap: req.cap }));
+    const months = new Map<string, HistoryMonth>(main.map((m) => [m.month, { ...m, storedIn: mainFile }]));
+    for (const f of files) {
+      const counts: Partial<Record<JobState, number>> = { ...months.get(f.month.key)?.counts };
+      for (const r of f.rows) counts[r.state as JobState] = (counts[r.state as JobState] ?? 0) + Number(r.n);
+      const total = Object.values(counts).reduce((sum, n) => sum + n, 0);
+      months.set(f.month.key, { month: f.month.key, storedIn: f.file, counts, estimated: total >= req.cap, bytes: f.bytes, storedUntil: f.month.to });
+    }
+    return [...months.values()].sort((a, b) => (a.month < b.month ? 1 : -1));
+  }
+
+  /** A finished job that main does not hold may be in a month's file: back to main first, then retried as any other (./months.ts restore). */
+  override async jobRetry(id: string): Promise<JobState | null> {
+    const state = await super.jobRetry(id);
+    if (state !== null || !this.months) return state;
+    this.months.restore([id]);
+    return super.jobRetry(id);
+  }
+
+  /** A dead-letter copy's original (its parent) that a month's file keeps comes back to main first, where the redrive reads it. */
+  override async jobRedrive(copyId: string, error: JobError): Promise<RedriveOutcome> {
+    if (this.months) {
+      const lookup = parentIds(this.t, copyId);
+      const parents = this.q(lookup.text).all(...lookup.values) as { id: string }[];
+      this.restoreMissing([copyId, ...parents.map((p) => p.id)]);
+    }
+    return super.jobRedrive(copyId, error);
+  }
+
+  override async jobDeleteMany(ids: string[]): Promise<string[]> {
+    const deleted = await super.jobDeleteMany(ids);
+    const rest = ids.filter((id) => !deleted.includes(id));
+    if (!rest.length || !this.months) return deleted;
+    this.months.restore(rest);
+    return [...deleted, ...(await super.jobDeleteMany(rest))];
+  }
+
+  /** Whole files past the retention first, then rows one by one in main and in the file of the month straddling the cutoff. */
+  override async historyPrune(req: { olderThanMs: number; limit: number; since?: number }): Promise<number> {
+    if (!this.months) return super.historyPrune(req);
+    const nowMs = await this.clockNow();
+    // In main, only the straddling month's rows go one by one: an older row there is one a live job
+    // read when its month was moved; once no job reads it, the next upkeep moves it to its month's file.
+    const since = utcMonth(new Date(nowMs - req.olderThanMs)).from.getTime();
+    const pruned = await super.historyPrune({ ...req, since });
+    const { deleted, rows } = await this.months.prune({ nowMs, olderThanMs: req.olderThanMs, limit: req.limit - pruned });
+    if (deleted.length && pruned + rows === 0) await this.runner.transaction(retentionLeftovers(this, req));
+    return pruned + rows;
+  }
+
   async close(): Promise<void> {
+    this.months?.close();
     this.closed = true;
     if (!this.singleHandle && this.own.open) this.own.close();
-  }
-}
-
-/**
- * Start-up only (createJobs is synchronous on SQLite): retry SQLITE_BUSY with short synchronous
- * waits, for up to 30 s, while other processes open or migrate the same file.
- */
-function retryBusySync<T>(fn: () => T): T {
-  const pause = new Int32Array(new SharedArrayBuffer(4));
-  for (let attempt = 0; ; attempt++) {
-    try {
-      return fn();
-    } catch (err) {
-      if (!isBusy(err) || attempt > 3000) throw err;
-      Atomics.wait(pause, 0, 0, 5 + Math.random() * 10);
-    }
   }
 }
 
@@ -465,15 +615,6 @@ function foreignStatements(db: DB): Map<string, Stmt> {
   return cache;
 }
 
-/** `sql` prepared on `db` once, kept in `cache`. */
-function prepared(cache: Map<string, Stmt>, db: DB, sql: string): Stmt {
-  let s = cache.get(sql);
-  if (!s) {
-    s = db.prepare(sql);
-    cache.set(sql, s);
-  }
-  return s;
-}
 
 function outcome(st: Stmt, s: Statement): Outcome {
   if (st.reader) {
@@ -485,22 +626,3 @@ function outcome(st: Stmt, s: Statement): Outcome {
 
 /** Rolls back a transactional completion whose attempt is no longer owned. */
 class NotOwned extends Error {}
-
-function isBusy(err: unknown): boolean {
-  const code = (err as { code?: string })?.code;
-  return code === 'SQLITE_BUSY' || code === 'SQLITE_BUSY_SNAPSHOT' || code === 'SQLITE_LOCKED';
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-/**
- * Wait before retrying SQLITE_BUSY. Short and flat at first so that processes sharing a file
- * take turns fairly (a growing backoff lets the process that holds the lock keep winning it);
- * longer only when the lock stays busy for a long time.
- */
-function busyPause(attempt: number): Promise<void> {
-  return sleep(attempt < 200 ? 1 + Math.random() * 4 : 20 + Math.random() * 30);
-}
-

@@ -157,7 +157,7 @@ export class HistoryMonths {
     for (const trail of this.trails) {
       for (const p of await trail.expired(cutoff)) {
         // Checked first on the pool: a month a job still holds is left without taking the table's lock.
-        if (!(await this.trailInUse(this.db.query, p))) await trail.drop(p, (q) => this.trailInUse(q, p));
+        await goneMeanwhile(async () => !(await this.trailInUse(this.db.query, p)) && trail.drop(p, (q) => this.trailInUse(q, p)));
       }
     }
     return { dropped, expiredUntil: expired.at(-1)?.to ?? null };
@@ -165,9 +165,11 @@ export class HistoryMonths {
 
   /** Its jobs' dependency edges first (in batches, found from the edges, outside the drop's lock), then detach, check and drop. */
   private async dropHistory(p: HistoryPartition): Promise<boolean> {
-    if (await this.referenced(this.db.query, p.name)) return false;
-    while (Number((await run(this.db.query, monthEdgesDelete(this.t, p.name, EDGES_BATCH))).rows[0].n) === EDGES_BATCH);
-    return this.history.drop(p, (q) => this.referenced(q, p.name));
+    return goneMeanwhile(async () => {
+      if (await this.referenced(this.db.query, p.name)) return false;
+      while (Number((await run(this.db.query, monthEdgesDelete(this.t, p.name, EDGES_BATCH))).rows[0].n) === EDGES_BATCH);
+      return this.history.drop(p, (q) => this.referenced(q, p.name));
+    });
   }
 
   /**
@@ -215,6 +217,16 @@ function estimatedCounts(stat: QueryResultRow): HistoryMonth['counts'] | null {
   const rows = Number(stat.rows);
   if (!(rows > 0) || !Array.isArray(stat.states) || !Array.isArray(stat.shares)) return null;
   return Object.fromEntries((stat.states as string[]).map((state, i) => [state, Math.round(rows * Number((stat.shares as number[])[i]))]));
+}
+
+/** A partition another instance dropped while this one looked at it (42P01 undefined_table): nothing left to drop. */
+async function goneMeanwhile(drop: () => Promise<boolean>): Promise<boolean> {
+  try {
+    return await drop();
+  } catch (err) {
+    if ((err as { code?: string }).code === '42P01') return false;
+    throw err;
+  }
 }
 
 /** DDL that waited longer than its lock_timeout (55P03) did nothing: false, to try again next round. */

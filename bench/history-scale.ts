@@ -21,13 +21,10 @@
  * indexes). Its partition upkeep at start fails (there is no history_default to look in): counted
  * and printed.
  */
-import express from 'express';
 import os from 'node:os';
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
 import type pg from 'pg';
-import { createJobs, jobsAdmin, type Jobs } from '../lib/index.ts';
+import { createJobs, type Jobs } from '../lib/index.ts';
 import type { Store } from '../lib/driver/store.ts';
 import { loadMigrations, splitStatements } from '../lib/driver/migrations.ts';
 import { historyTable, monthCreate, monthIn, partitionsLock, trailTables } from '../lib/driver/postgres/partitions.ts';
@@ -37,6 +34,7 @@ import { newRunId } from './lib/config.ts';
 import { describePg, dropByPrefix, newPool } from './lib/pg.ts';
 import { fmt, median, sleep } from './lib/stats.ts';
 import { timeRequests, type Timing } from './lib/timing.ts';
+import { serveAdmin } from './lib/admin-pages.ts';
 import { SEED_COLS, pgSeedId } from './lib/seed-columns.ts';
 import { holdPgClient, withHeld } from '../lib/driver/held.ts';
 import { jobsComplete } from '../lib/driver/postgres/complete.ts';
@@ -309,13 +307,8 @@ async function completionCosts(installs: Install[], figures: Map<Kind, Figures>)
 
 async function adminTimings(inst: Install): Promise<Timing[]> {
   const jobs = createJobs({ db: pool, tablePrefix: inst.prefix, worker: false, logger: false });
-  const app = express();
-  app.use('/admin', jobsAdmin(jobs));
-  const server: Server = app.listen(0, '127.0.0.1');
-  await new Promise((r) => server.once('listening', r));
-  const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}/admin`;
+  const { origin, cookie, server } = await serveAdmin(jobs);
   try {
-    const cookie = (await fetch(`${origin}/`)).headers.get('set-cookie')!.split(';')[0];
     const get = (p: string) => () => fetch(origin + p, { headers: { cookie } });
     const finished = (await jobs.list({ state: 'completed', limit: 1 })).items[0].id;
     let cursor: string | undefined;

@@ -1,10 +1,12 @@
-/** The admin at scale, shared by bench/admin.ts and bench/sqlite-months.ts: seeding SQLite set-based, timing every admin page over HTTP. */
+/** The admin at scale, shared by bench/admin.ts and bench/sqlite-months.ts: seeding SQLite set-based, timing every admin page over HTTP (./timing.ts). */
 import Database from 'better-sqlite3';
 import express from 'express';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
 import { jobsAdmin, type Jobs } from '../../lib/index.ts';
+import { timeRequests, type Timing } from './timing.ts';
+import { SEED_COLS } from './seed-columns.ts';
 
 export const TARGET_MS = 200;
 
@@ -40,16 +42,10 @@ export interface SeedSize {
 /** Seed rows, shared by both dialects: finished jobs spread over 30 days (UUIDv7-shaped ids in time order), pending ones due over the last hour. */
 export const SPREAD_MS = 30 * 86_400_000;
 
-// Column expressions over (i, ts), written once per dialect. 20 names (and one rare one), 5 queues,
-// 10% tagged (1,000 tags), 5% in batches (5,000), 10% with a refId; 90% completed, 8% failed.
+// Column expressions over (i, ts): see ./seed-columns.ts; the id is written once per dialect.
 export const SQLITE_COLS = {
+  ...SEED_COLS,
   id: (variant: string) => `substr(printf('%012x', ts), 1, 8) || '-' || substr(printf('%012x', ts), 9, 4) || '-7' || printf('%03x', i % 4096) || '-${variant}' || printf('%03x', (i / 4096) % 4096) || '-' || printf('%012x', i)`,
-  name: `CASE WHEN i % 10000 = 7 THEN 'rare-report' ELSE 'job-' || (i % 20) END`,
-  queue: `'q' || (i % 5)`,
-  tag: `CASE WHEN i % 10 = 0 THEN 'tag-' || (i % 1000) END`,
-  batch: `CASE WHEN i % 20 = 1 THEN 'batch-' || (i % 5000) END`,
-  ref: (p: string) => `CASE WHEN i % 10 = 2 THEN '${p}' || i END`,
-  state: `CASE WHEN i % 200 < 180 THEN 'completed' WHEN i % 200 < 196 THEN 'failed' WHEN i % 200 < 199 THEN 'cancelled' ELSE 'skipped' END`,
 };
 
 /** Finished jobs spread over `spreadMs` before `now`, pending ones due over the last hour, set-based in one transaction. */
@@ -71,40 +67,28 @@ export function seedSqlite(db: Database.Database, p: string, now: number, { hist
   db.exec('ANALYZE');
 }
 
-export interface Timing {
-  what: string;
-  median: number;
-  max: number;
-}
+export type { Timing };
 
-/** The median and max of `runs` calls of `send`, after one to warm up. */
-export async function time(label: string, send: () => Promise<Response>, runs: number): Promise<Timing> {
-  const res = await send(); // warm-up (statement caches, plans)
-  if (res.status >= 400) throw new Error(`${label}: HTTP ${res.status} ${(await res.text()).slice(0, 200)}`);
-  await res.arrayBuffer();
-  const ms: number[] = [];
-  for (let r = 0; r < runs; r++) {
-    const t0 = performance.now();
-    const out = await send();
-    await out.arrayBuffer();
-    ms.push(performance.now() - t0);
-    if (out.status >= 400) throw new Error(`${label}: HTTP ${out.status}`);
-  }
-  ms.sort((a, b) => a - b);
-  return { what: label, median: ms[Math.floor(ms.length / 2)], max: ms[ms.length - 1] };
-}
+/** The median and max of `runs` calls of `send`, after one to warm up (./timing.ts). */
+export const time = timeRequests;
 
-/** Every admin page and JSON API call over HTTP, `runs` times each. */
-export async function measure(jobs: Jobs, runs: number): Promise<Timing[]> {
+/** The admin of `jobs` on a free loopback port (mounted at /admin), with a session: its cookie and CSRF token. */
+export async function serveAdmin(jobs: Jobs): Promise<{ origin: string; cookie: string; token: string; server: Server }> {
   const app = express();
   app.use('/admin', jobsAdmin(jobs));
   const server: Server = app.listen(0, '127.0.0.1');
   await new Promise((r) => server.once('listening', r));
   const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}/admin`;
+  const first = await fetch(`${origin}/`);
+  const cookie = first.headers.get('set-cookie')!.split(';')[0];
+  const token = /name="sqljobs-csrf" content="([^"]+)"/.exec(await first.text())![1];
+  return { origin, cookie, token, server };
+}
+
+/** Every admin page and JSON API call over HTTP, `runs` times each. */
+export async function measure(jobs: Jobs, runs: number): Promise<Timing[]> {
+  const { origin, cookie, token, server } = await serveAdmin(jobs);
   try {
-    const first = await fetch(`${origin}/`);
-    const cookie = first.headers.get('set-cookie')!.split(';')[0];
-    const token = /name="sqljobs-csrf" content="([^"]+)"/.exec(await first.text())![1];
     const get = (p: string) => () => fetch(origin + p, { headers: { cookie } });
     const finished = (await jobs.list({ state: 'completed', limit: 1 })).items[0].id;
     const failed = (await jobs.list({ state: 'failed', limit: runs + 1 })).items.map((j) => j.id);
@@ -130,6 +114,7 @@ export async function measure(jobs: Jobs, runs: number): Promise<Timing[]> {
       ['recurring', '/recurring'],
       ['queues', '/queues'],
       ['workers', '/workers'],
+      ['history (per month)', '/history'],
       ['API list', '/api/jobs'],
       ['API list state=failed queue=q1', '/api/jobs?state=failed&queue=q1'],
       ['API list tag=tag-10', '/api/jobs?tag=tag-10'],
@@ -137,6 +122,7 @@ export async function measure(jobs: Jobs, runs: number): Promise<Timing[]> {
       ['API stats', '/api/stats'],
       ['API queues', '/api/queues'],
       ['API recurring', '/api/recurring'],
+      ['API history', '/api/history'],
     ];
     const out: Timing[] = [];
     for (const [label, p] of pages) out.push(await time(label, get(p), runs));

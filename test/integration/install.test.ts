@@ -13,6 +13,8 @@ import path from 'node:path';
 
 const ROOT = path.resolve(import.meta.dirname, '..', '..');
 const TSC = path.join(ROOT, 'node_modules', '.bin', 'tsc');
+/** The first line of `sqljobs --help`. */
+const USAGE = /^usage: sqljobs <worker\|migrate\|status\|history\|history-partitions> <module>/;
 
 function run(cmd: string, args: string[], cwd: string): string {
   return execFileSync(cmd, args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, npm_config_fund: 'false', npm_config_audit: 'false' } });
@@ -44,11 +46,14 @@ describe('the packed package, installed in a fresh app', function () {
     expect(fs.existsSync(path.join(app, 'node_modules', 'mocha'))).to.equal(false);
   });
 
-  it('imports, and its CLI runs', () => {
+  it('imports (sqljobs and sqljobs/testing), and its CLI runs', () => {
     const out = run(process.execPath, ['--input-type=module', '-e', "const m = await import('sqljobs'); console.log(typeof m.createJobs, typeof m.jobsMiddleware, typeof m.jobsAdmin)"], app);
     expect(out.trim()).to.equal('function function function');
+    // sqljobs/testing, an export of its own (better-sqlite3 loaded only for its in-memory default).
+    const kit = run(process.execPath, ['--input-type=module', '-e', "const t = await import('sqljobs/testing'); console.log(typeof t.createTestJobs, typeof t.drain, typeof t.runOnce, typeof t.expectEnqueued)"], app);
+    expect(kit.trim()).to.equal('function function function function');
     const help = run(process.execPath, [path.join(app, 'node_modules', '.bin', 'sqljobs'), '--help'], app);
-    expect(help).to.match(/^usage: sqljobs <worker\|migrate\|status>/);
+    expect(help).to.match(USAGE);
   });
 
   it('type-checks an app written as the README shows: payloads typed from the job map', () => {
@@ -100,7 +105,7 @@ function expectWorks(app: string): void {
   const out = run(process.execPath, ['--input-type=module', '-e', "const m = await import('sqljobs'); console.log(typeof m.createJobs, typeof m.jobsMiddleware, typeof m.jobsAdmin)"], app);
   expect(out.trim()).to.equal('function function function');
   const help = run(process.execPath, [path.join(app, 'node_modules', '.bin', 'sqljobs'), '--help'], app);
-  expect(help).to.match(/^usage: sqljobs <worker\|migrate\|status>/);
+  expect(help).to.match(USAGE);
   for (const dev of ['typescript', 'mocha', 'tsx']) expect(fs.existsSync(path.join(app, 'node_modules', dev)), dev).to.equal(false);
 }
 
@@ -139,7 +144,7 @@ describe('installed from a fresh clone with nothing installed in it', function (
     const prefix = path.join(dir, 'global');
     run('npm', ['install', '-g', '--prefix', prefix, '--install-links', clone], dir);
     const help = run(path.join(prefix, 'bin', 'sqljobs'), ['--help'], dir);
-    expect(help).to.match(/^usage: sqljobs <worker\|migrate\|status>/);
+    expect(help).to.match(USAGE);
   });
 
   it('npm install <clone folder>: npm links the folder and runs its prepare there', () => {

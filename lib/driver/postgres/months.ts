@@ -8,7 +8,7 @@
 import type { QueryResultRow } from 'pg';
 import type { Tables } from '../portable/statement.ts';
 import {
-  boundsReadable, defaultMonths, historyTable, lockTimeout, monthCovered, monthCreate, monthDetach, monthDrop, monthEdgesDelete, monthIn, monthReferenced,
+  boundsReadable, defaultMonths, historyTable, holds, lockTimeout, monthCovered, monthCreate, monthDetach, monthDrop, monthEdgesDelete, monthIn, monthReferenced,
   partitionsList, partitionsLock, partitionsStats, trailMonthInUse, trailTables, uuidTime, type HistoryPartition, type Month, type MonthlyTable,
 } from './partitions.ts';
 import type { HistoryMonth } from '../store.ts';
@@ -208,8 +208,7 @@ export class HistoryMonths {
 /** The partition a month's rows are in: its own, the legacy one below its bound, else the default. */
 function partitionOf(month: string, parts: HistoryPartition[]): HistoryPartition | undefined {
   const from = new Date(`${month}-01T00:00:00Z`).getTime();
-  const holds = (p: HistoryPartition) => !p.isDefault && (p.from === null || p.from.getTime() <= from) && p.to !== null && from < p.to.getTime();
-  return parts.find(holds) ?? parts.find((p) => p.isDefault);
+  return parts.find((p) => holds(p, from)) ?? parts.find((p) => p.isDefault);
 }
 
 /** Rows per state from ANALYZE's estimate of a partition (null when it was never analyzed). */

@@ -64,8 +64,12 @@ export function uuidTime(uuid: string): Date {
 
 /** Whether one of `parts` already holds the start of `month` (the legacy partition covers the months up to its bound). */
 export function monthCovered(month: Month, parts: HistoryPartition[]): boolean {
-  const at = month.from.getTime();
-  return parts.some((p) => !p.isDefault && (p.from === null || p.from.getTime() <= at) && p.to !== null && at < p.to.getTime());
+  return parts.some((p) => holds(p, month.from.getTime()));
+}
+
+/** Whether a partition other than the default holds the instant `at` (epoch ms). */
+export function holds(p: HistoryPartition, at: number): boolean {
+  return !p.isDefault && (p.from === null || p.from.getTime() <= at) && p.to !== null && at < p.to.getTime();
 }
 
 /** A bound's literal: a timestamptz in explicit UTC (whatever the session's TimeZone), or the first UUID of that instant. */

@@ -19,6 +19,7 @@ export type { MissedPolicy, OverlapPolicy, RecurringOptions, ScheduleRecord, Sch
 export type { HeldLock, LockOptions } from './locks.ts';
 export type { AbortReason, JobContext, JobParent } from './worker/context.ts';
 export type { Logger } from './report.ts';
+export type { ProcessSpanRelation, TracingOptions } from './telemetry/tracing.ts';
 export type { QueueSettings, QueueSettingsRecord } from './queues.ts';
 export { JobValidationError, JOB_STATES } from './model.ts';
 export type {

@@ -48,6 +48,7 @@ import { Maintenance } from './maintenance/service.ts';
 import { migratedStore, type MigratedStore } from './migrated.ts';
 import { validateQueueSettings, type QueueSettings, type QueueSettingsRecord } from './queues.ts';
 import type { BatchStatus, JobLink, QueueGroupCounts, QueueStats, StatusCounts, ThroughputBuckets, WorkerRecord } from './driver/store.ts';
+import { Tracing } from './telemetry/tracing.ts';
 
 /** jobs.batch's options: a callback per outcome of the whole batch, and the caller's transaction. */
 export interface BatchOptions<Tx = TransactionHandle> {
@@ -150,6 +151,8 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
   private maintenance: Maintenance | null = null;
   /** createJobs' queues option: written to the database when this instance starts. */
   private readonly codeQueues: ReturnType<typeof resolveOptions>['queues'];
+  /** OpenTelemetry spans of enqueues and attempts (no-ops without a registered tracer provider). */
+  private readonly tracing: Tracing;
   /** Handlers run now in this process, written nowhere (runTransient). */
   private readonly transients = new TransientRunner((name) => this.definitions.get(name));
 
@@ -173,6 +176,7 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
     this.locks = new Locks(this.store, this.schema.migrate);
     this.leaderOptions = o.leader;
     this.events = new SafeEvents(this.emitter, log);
+    this.tracing = new Tracing(o.tracing, (err) => this.events.error(err, 'tracing'));
     this.finished = new FinishedFeed(this.db, (listener, job) => this.events.call('subscribe', listener, job), (err) => this.events.error(err, 'subscribe'));
     this.scheduling = new Schedules(this.db, {
       row: (name, payload, options) => this.row(name, payload, options),
@@ -227,9 +231,9 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
   async writeRows(rows: NewJobRow[], batches: NewBatch[] = []): Promise<EnqueueResult[]> {
     if (!rows.length) return [];
     markParentsWithin(rows);
-    if (this.db.capabilities.syncEnqueue) return this.afterEnqueue(rows, this.writeSync(rows, undefined, batches), false);
-    const results = batches.length || needsFlow(rows) ? await this.db.jobInsertFlow({ rows, batches }) : await this.db.jobInsertMany({ rows });
-    return this.afterEnqueue(rows, results, false);
+    if (this.db.capabilities.syncEnqueue) return this.afterEnqueue(rows, this.tracing.send(rows, () => this.writeSync(rows, undefined, batches)), false);
+    const write = () => (batches.length || needsFlow(rows) ? this.db.jobInsertFlow({ rows, batches }) : this.db.jobInsertMany({ rows }));
+    return this.afterEnqueue(rows, await this.tracing.send(rows, write), false);
   }
 
   /** Validate and encode one call's items without writing them (enqueueMany through a buffered request). @internal */
@@ -348,9 +352,9 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
    */
   enqueueSync<K extends JobName<M>>(name: K, payload: PayloadOf<M, K>, opts: Omit<EnqueueOptions, 'tx'> = {}): EnqueueResult {
     if (!this.db.jobInsertManySync) throw new Error(`enqueueSync needs a better-sqlite3 database; this instance uses ${this.db.dialect}: use await jobs.enqueue(..., { tx })`);
-    const row = this.row(name, payload, opts);
-    const written = needsFlow([row]) ? this.db.jobInsertFlowSync!({ rows: [row] }) : this.db.jobInsertManySync({ rows: [row] });
-    return this.afterEnqueue([row], written, true)[0];
+    const rows = [this.row(name, payload, opts)];
+    const written = this.tracing.send(rows, () => (needsFlow(rows) ? this.db.jobInsertFlowSync!({ rows }) : this.db.jobInsertManySync!({ rows })));
+    return this.afterEnqueue(rows, written, true)[0];
   }
 
   /** Enqueue many jobs in one round trip per chunk. */
@@ -379,7 +383,8 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
   batchSync(items: EnqueueManyItem<M>[], opts: Omit<BatchOptions, 'tx'> = {}): { batchId: string; ids: string[] } {
     if (!this.db.jobInsertFlowSync) throw new Error(`batchSync needs a better-sqlite3 database; this instance uses ${this.db.dialect}: use await jobs.batch(..., { tx })`);
     const { rows, ids, batch } = this.planBatch(items, opts);
-    return batchResult(batch, rows, ids, this.afterEnqueue(rows, this.db.jobInsertFlowSync({ rows, batches: [batch] }), true));
+    const written = this.tracing.send(rows, () => this.db.jobInsertFlowSync!({ rows, batches: [batch] }));
+    return batchResult(batch, rows, ids, this.afterEnqueue(rows, written, true));
   }
 
   /** A batch's rows (parents first), its items' ids in order, and the batch to make with them. */
@@ -429,6 +434,10 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
    * returns). Anything else (a server database, Knex or Kysely on SQLite) is written asynchronously.
    */
   private insert(rows: NewJobRow[], tx: unknown, batches: NewBatch[] = []): EnqueueResult[] | Promise<EnqueueResult[]> {
+    return this.tracing.send(rows, () => this.write(rows, tx, batches));
+  }
+
+  private write(rows: NewJobRow[], tx: unknown, batches: NewBatch[]): EnqueueResult[] | Promise<EnqueueResult[]> {
     const inTx = tx !== undefined;
     const flow = batches.length > 0 || needsFlow(rows);
     if (this.db.capabilities.syncEnqueue) {
@@ -503,7 +512,7 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
     }
     const elector = this.elector;
     const leads = () => !elector || elector.isLeader;
-    this.worker = new Worker(this.store, this.definitions, this.workerOptions, this.workerEvents(), leads);
+    this.worker = new Worker(this.store, this.definitions, this.workerOptions, this.workerEvents(), leads, this.tracing);
     try {
       await this.worker.start();
     } catch (err) {
@@ -772,7 +781,7 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
     await this.migrate(); // up front, as in start()
     if (!this.workerOptions) throw new Error('drain: this instance was created with worker: false (producer only)');
     if (this.worker?.isRunning) return this.worker.drain();
-    const temp = new Worker(this.store, this.definitions, { ...this.workerOptions, pollInterval: 3_600_000, pollUnheard: 3_600_000 }, this.workerEvents());
+    const temp = new Worker(this.store, this.definitions, { ...this.workerOptions, pollInterval: 3_600_000, pollUnheard: 3_600_000 }, this.workerEvents(), undefined, this.tracing);
     this.worker = temp;
     try {
       await temp.start();
@@ -797,7 +806,7 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
     if (this.worker?.isRunning || this.runningNext) throw new Error('runOnce: this instance\'s worker is running (or another runOnce is): let it finish, or stop it (runOnce runs exactly one job)');
     if (name !== undefined && !this.definitions.has(name)) throw new Error(`runOnce: no handler for "${name}" in this process (define it first)`);
     const only = name === undefined ? this.definitions : new Map([[name, this.definitions.get(name)!]]);
-    const temp = new Worker(this.store, only, { ...this.workerOptions, concurrency: 1, prefetch: 0, pollInterval: 3_600_000, pollUnheard: 3_600_000 }, this.workerEvents());
+    const temp = new Worker(this.store, only, { ...this.workerOptions, concurrency: 1, prefetch: 0, pollInterval: 3_600_000, pollUnheard: 3_600_000 }, this.workerEvents(), undefined, this.tracing);
     temp.claimsLeft = 1;
     let ran: string | null = null;
     const seen = (e: { id: string }) => void (ran ??= e.id);

@@ -542,6 +542,8 @@ export interface NewJobRow {
   replyTo: string | null;
   argsJson: string | null;
   metaJson: string | null;
+  /** The enqueue's trace context (a propagation carrier as JSON, lib/telemetry/tracing.ts), or null. */
+  traceContextJson: string | null;
   /** Parents' ids (resolved by the facade: same-call references become ids). */
   dependsOn: string[];
   /** Bits of ./driver/portable/flow.ts FLOW: what finishing this job must do besides moving it. */
@@ -608,6 +610,7 @@ export function buildJobRow(
     replyTo: optionalText(name, 'replyTo', opts.replyTo, MAX_REPLY_TO),
     argsJson: opts.args === undefined || opts.args === null ? null : argsJson(name, opts.args),
     metaJson: opts.meta === undefined ? null : toJson(name, 'meta', opts.meta),
+    traceContextJson: null,
     dependsOn: [],
     flow: 0,
     callbacksJson: null,

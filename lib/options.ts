@@ -16,6 +16,7 @@ import { validatePrefix } from './driver/store.ts';
 import type { WorkerOptions } from './worker/worker.ts';
 import type { Logger } from './report.ts';
 import { resolveQueues, type QueueSettings } from './queues.ts';
+import type { ProcessSpanRelation, TracingOptions } from './telemetry/tracing.ts';
 
 export type SupportedDb = BetterSqlite3.Database | PgPool | SlonikPoolLike | MysqlPool | MysqlPromisePool | MssqlPoolLike | OrmInstance;
 
@@ -106,9 +107,17 @@ export interface JobsOptions {
    * (ssl, password) are taken from `db`'s.
    */
   directUrl?: string;
+  /**
+   * OpenTelemetry traces through `@opentelemetry/api` (install it and register a tracer provider;
+   * without one nothing is recorded or stored). Each enqueue is a `send <queue>` span in the
+   * caller's trace, stored with the job; each attempt a `process <queue>` span in the process that
+   * runs it, linked to the enqueue (`processSpan: 'link'`, the default) or its child (`'child'`: one
+   * trace from the request to the job). `false`: no spans.
+   */
+  tracing?: TracingOptions | false;
 }
 
-const OPTION_KEYS = ['db', 'mode', 'tablePrefix', 'defaultQueue', 'maxPayloadBytes', 'maxOutputBytes', 'logger', 'maxAttempts', 'retentionDays', 'reserveTimeout', 'priorityAging', 'queues', 'worker', 'sqliteWal', 'history', 'workerPoolSize', 'leader', 'pooler', 'directUrl'];
+const OPTION_KEYS = ['db', 'mode', 'tablePrefix', 'defaultQueue', 'maxPayloadBytes', 'maxOutputBytes', 'logger', 'maxAttempts', 'retentionDays', 'reserveTimeout', 'priorityAging', 'queues', 'worker', 'sqliteWal', 'history', 'workerPoolSize', 'leader', 'pooler', 'directUrl', 'tracing'];
 const POOLER_MODES: readonly PoolerMode[] = ['auto', 'session', 'transaction'];
 /** SQLite: where finished jobs are kept (see JobsOptions.history). */
 export type HistoryLayout = 'table' | 'monthly-files';
@@ -150,6 +159,8 @@ export interface ResolvedOptions {
   logger: Logger | null;
   pooler: PoolerMode;
   directUrl: string | undefined;
+  /** null: tracing off. */
+  tracing: ProcessSpanRelation | null;
 }
 
 export function resolveOptions(opts: JobsOptions): ResolvedOptions {
@@ -181,7 +192,18 @@ export function resolveOptions(opts: JobsOptions): ResolvedOptions {
     logger: buildLogger(opts.logger),
     pooler: buildPooler(opts.pooler),
     directUrl: buildDirectUrl(opts.directUrl),
+    tracing: buildTracing(opts.tracing),
   };
+}
+
+function buildTracing(v: unknown): ProcessSpanRelation | null {
+  if (v === false) return null;
+  if (v === undefined) return 'link';
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new TypeError(`createJobs: tracing must be false or { processSpan: 'link' | 'child' }; got ${describe(v)}`);
+  for (const k of Object.keys(v)) if (k !== 'processSpan') throw new TypeError(`createJobs: tracing.${k} is not a tracing option; allowed: processSpan`);
+  const relation = (v as TracingOptions).processSpan ?? 'link';
+  if (relation !== 'link' && relation !== 'child') throw new TypeError(`createJobs: tracing.processSpan must be 'link' or 'child'; got ${describe(relation)}`);
+  return relation;
 }
 
 function buildPooler(v: unknown): PoolerMode {

@@ -5,7 +5,7 @@
 export const SHARED_COLUMNS = [
   'id', 'name', 'queue', 'payload', 'payload_bin', 'priority', 'attempts', 'max_attempts', 'timeout_ms', 'backoff',
   'run_at', 'created_at', 'started_at', 'ref_id', 'tag', 'batch_id', 'created_by', 'meta', 'progress', 'progress_message',
-  'checkpoint', 'error', 'worker_id', 'user_id', 'reply_to', 'args',
+  'checkpoint', 'error', 'worker_id', 'user_id', 'reply_to', 'args', 'trace_context',
   'flow', 'callbacks', 'callback_batch', 'unique_key', 'serial_key', 'group_key',
 ] as const;
 

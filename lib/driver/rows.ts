@@ -123,6 +123,7 @@ export function toClaimedJob(row: Row, codec: RowCodec): ClaimedJob {
     rowid: row.rowid_ == null ? undefined : Number(row.rowid_),
     flow: row.flow == null ? 0 : Number(row.flow),
     callbackBatch: row.callback_batch == null ? null : String(row.callback_batch),
+    traceContext: row.trace_context == null ? null : String(row.trace_context),
   };
 }
 

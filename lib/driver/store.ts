@@ -48,7 +48,7 @@ export interface ClaimRequest {
 }
 
 /** Columns a claim returns: what running an attempt needs, nothing more (each column costs per row). */
-export const CLAIM_COLUMNS = 'id, token, name, queue, payload, payload_bin, priority, attempts, max_attempts, timeout_ms, backoff, run_at, started_at, checkpoint, user_id, reply_to, args, flow, callback_batch';
+export const CLAIM_COLUMNS = 'id, token, name, queue, payload, payload_bin, priority, attempts, max_attempts, timeout_ms, backoff, run_at, started_at, checkpoint, user_id, reply_to, args, flow, callback_batch, trace_context';
 
 /** A claimed job: what its attempt needs, plus the claim token that fences every write of it. */
 export interface ClaimedJob {
@@ -73,6 +73,8 @@ export interface ClaimedJob {
   flow: number;
   /** The batch whose callback this job is (its ctx.batch), or null. */
   callbackBatch: string | null;
+  /** The enqueue's trace context (JSON propagation carrier), or null. */
+  traceContext: string | null;
 }
 
 export interface Fenced {

@@ -12,6 +12,7 @@ import { DiscardJob, JobAbortError, SnoozeJob, type AbortReason, type JobContext
 import { OutcomeRefusedError, type OutcomeWriter } from './writer.ts';
 import type { BatchStatus, JobReads, JobWrites } from '../driver/store.ts';
 import { FLOW } from '../driver/portable/flow.ts';
+import type { AttemptTrace } from '../telemetry/tracing.ts';
 
 export interface JobDefinition {
   name: string;
@@ -46,6 +47,8 @@ export interface AttemptDeps {
   maxOutputBytes: number;
   /** Where a problem that is not the attempt's own outcome goes (a throwing backoff function, a refused write). */
   report(err: unknown): void;
+  /** The attempt's trace: the handler runs inside it. */
+  trace: AttemptTrace;
 }
 
 export class RunningAttempt {
@@ -198,12 +201,12 @@ export class RunningAttempt {
       this.decide = resolve;
       if (timeout) this.timer = setTimeout(() => this.abort('timeout'), timeout);
       if (this.def.transactional) {
-        this.runTransactional().then(resolve, (err) => resolve(this.classify(err)));
+        this.deps.trace.run(() => this.runTransactional()).then(resolve, (err) => resolve(this.classify(err)));
         return;
       }
       let result: unknown;
       try {
-        result = this.def.handler(this.job.payload as never, this.context());
+        result = this.deps.trace.run(() => this.def.handler(this.job.payload as never, this.context()));
       } catch (err) {
         return resolve(this.classify(err));
       }

@@ -11,6 +11,7 @@ import { uuidv7 } from '../uuid.ts';
 import { isContention } from '../driver/errors.ts';
 import { Periodic } from '../periodic.ts';
 import { RunningAttempt, type AttemptOutcome, type JobDefinition } from './executor.ts';
+import { Tracing } from '../telemetry/tracing.ts';
 import { claimOrder } from '../driver/rows.ts';
 import { OutcomeWriter } from './writer.ts';
 
@@ -111,6 +112,7 @@ export class Worker {
     private readonly events: WorkerEvents,
     /** With leaderOnly, claims are made only while this is true. */
     private readonly leads: () => boolean = () => true,
+    private readonly tracing: Tracing = new Tracing(null),
   ) {
     this.periodic = new Periodic((err) => this.events.error(err));
     this.writer = new OutcomeWriter(
@@ -528,12 +530,14 @@ export class Worker {
   private launch(job: ClaimedJob, seq: number): void {
     const def = this.definitions.get(job.name)!;
     const t0 = performance.now();
+    const trace = this.tracing.attempt(job, this.id);
     const attempt = new RunningAttempt(job, def, {
       store: this.store,
       writer: this.writer,
       seq,
       maxOutputBytes: this.opts.maxOutputBytes,
       report: (err) => this.events.error(err),
+      trace,
     });
     this.running.set(job.id, attempt);
     const base = { id: job.id, name: job.name, queue: job.queue, attempt: job.attempts };
@@ -546,6 +550,7 @@ export class Worker {
     });
     void attempt.done
       .then((outcome) => {
+        trace.end(outcome);
         const ms = performance.now() - t0;
         this.avgRunMs = this.finishedRuns++ ? this.avgRunMs * 0.9 + ms * 0.1 : ms;
         if (outcome.kind === 'unwritten') this.park(attempt, outcome.error);
@@ -560,6 +565,7 @@ export class Worker {
       })
       .catch((err) => {
         // The outcome was not written: the job is still running under this attempt in the database.
+        trace.end({ kind: 'unwritten', error: errorToRecord(err) });
         this.park(attempt, errorToRecord(err));
       })
       .finally(() => {

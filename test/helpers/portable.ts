@@ -106,7 +106,7 @@ function flowStatements(sql: Sql): [string, Statement][] {
   }
   const row = { id: TOKEN, name: HOSTILE, queue: HOSTILE, payloadJson: '{}', payloadBin: null, priority: 0, maxAttempts: 3, timeoutMs: null, backoffJson: null,
     delayMs: 5, runAt: null, refId: HOSTILE, tag: null, batchId: HOSTILE, createdBy: null, userId: null, replyTo: null, argsJson: null, metaJson: null,
-    dependsOn: [UUID, PARENT_FAILED], flow: 8 | 4, callbacksJson: callbacks, callbackBatch: null, uniqueKey: null, dedupe: null, serialKey: HOSTILE, groupKey: HOSTILE, reserveMs: 60_000, bytes: 0 };
+    traceContextJson: HOSTILE, dependsOn: [UUID, PARENT_FAILED], flow: 8 | 4, callbacksJson: callbacks, callbackBatch: null, uniqueKey: null, dedupe: null, serialKey: HOSTILE, groupKey: HOSTILE, reserveMs: 60_000, bytes: 0 };
   out.push(...each('insertWithFlow', played(insertWithFlow(sql, [row], [{ id: HOSTILE, callbacks: JSON.parse(callbacks) }]), answers(sql, callbacks))));
   const unique = { ...row, id: UUID, dependsOn: [], refId: null, flow: 0, uniqueKey: `u:${HOSTILE}`, dedupe: { kind: 'unique' as const, forMs: 60_000, states: ['pending' as const, 'completed' as const] } };
   const debounce = { ...row, id: UUID, dependsOn: [], refId: null, flow: 0, uniqueKey: `d:${HOSTILE}`, dedupe: { kind: 'debounce' as const, ms: 500 } };

@@ -6,7 +6,7 @@ import type { ClaimRequest } from '../store.ts';
 import type { Tables } from '../portable/statement.ts';
 import { NOW, type Stmt } from './tsql.ts';
 
-const CLAIMED = ['id', 'token', 'name', 'queue', 'payload', 'payload_bin', 'priority', 'attempts', 'max_attempts', 'timeout_ms', 'backoff', 'run_at', 'started_at', '[checkpoint]', 'user_id', 'reply_to', 'args', 'flow', 'callback_batch'];
+const CLAIMED = ['id', 'token', 'name', 'queue', 'payload', 'payload_bin', 'priority', 'attempts', 'max_attempts', 'timeout_ms', 'backoff', 'run_at', 'started_at', '[checkpoint]', 'user_id', 'reply_to', 'args', 'flow', 'callback_batch', 'trace_context'];
 
 
 /**

@@ -8,7 +8,7 @@ import type { NewJobRow } from '../../model.ts';
 import type { Tables } from '../portable/statement.ts';
 import { mysql } from '../portable/dialect.ts';
 
-const INSERT_COLUMNS = 'id, name, queue, state, payload, payload_bin, priority, max_attempts, timeout_ms, backoff, run_at, created_at, ref_id, tag, batch_id, created_by, meta, user_id, reply_to, args';
+const INSERT_COLUMNS = 'id, name, queue, state, payload, payload_bin, priority, max_attempts, timeout_ms, backoff, run_at, created_at, ref_id, tag, batch_id, created_by, meta, user_id, reply_to, args, trace_context';
 const NOW = mysql.now;
 
 export function jobsInsert(t: Tables, rows: NewJobRow[]): { text: string; values: unknown[] } {
@@ -16,8 +16,8 @@ export function jobsInsert(t: Tables, rows: NewJobRow[]): { text: string; values
   const tuples = rows.map((r) => {
     values.push(r.id, r.name, r.queue, r.payloadJson, r.payloadBin, r.priority, r.maxAttempts, r.timeoutMs, r.backoffJson,
       r.runAt ? mysql.time(r.runAt.getTime()) : null, r.delayMs * 1000, r.refId, r.tag, r.batchId, r.createdBy, r.metaJson,
-      r.userId, r.replyTo, r.argsJson);
-    return `(?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, COALESCE(?, ${NOW} + INTERVAL ? MICROSECOND), ${NOW}, ?, ?, ?, ?, ?, ?, ?, ?)`;
+      r.userId, r.replyTo, r.argsJson, r.traceContextJson);
+    return `(?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, COALESCE(?, ${NOW} + INTERVAL ? MICROSECOND), ${NOW}, ?, ?, ?, ?, ?, ?, ?, ?, ?)`;
   });
   return { text: `INSERT INTO ${t.jobs} (${INSERT_COLUMNS}) VALUES ${tuples.join(', ')} ON DUPLICATE KEY UPDATE id = id`, values };
 }

@@ -246,6 +246,7 @@ function insertJob(sql: Sql, r: NewJobRow | (StoredCallback & { id: string; payl
       ['created_at', () => d.now], ['ref_id', () => b.text(r.refId)], ['tag', () => b.text(r.tag)], ['batch_id', () => b.text(r.batchId)],
       ['created_by', () => b.text(r.createdBy)], ['meta', () => b.longText(r.metaJson)], ['user_id', () => b.text(r.userId)],
       ['reply_to', () => b.text(r.replyTo)], ['args', () => b.longText(r.argsJson)], ['flow', () => b.int(r.flow)],
+      ['trace_context', () => b.text(r.traceContextJson ?? null)],
       ['parents_left', () => b.int(parentsLeft)], ['callbacks', () => b.longText(r.callbacksJson)], ['callback_batch', () => b.text(r.callbackBatch)],
       ['unique_key', () => b.text(r.uniqueKey ?? null)], ['serial_key', () => b.text(r.serialKey ?? null)],
       ['group_key', () => b.text(r.groupKey ?? null)], ['fair_rank', () => b.bigint(fairRank)],
@@ -519,7 +520,7 @@ function* enqueueCallback(sql: Sql, spec: StoredCallback, of: { parent?: string;
 function* enqueueDeadLetter(sql: Sql, failedId: string, queue: string): Steps<string> {
   const { d, t } = sql;
   const id = uuidv7();
-  const copied = ['name', 'payload', 'payload_bin', 'priority', 'max_attempts', 'timeout_ms', 'backoff', 'tag', 'created_by', 'meta', 'user_id', 'reply_to', 'args'];
+  const copied = ['name', 'payload', 'payload_bin', 'priority', 'max_attempts', 'timeout_ms', 'backoff', 'tag', 'created_by', 'meta', 'user_id', 'reply_to', 'args', 'trace_context'];
   yield write(d, (b) => {
     const newId = b.id(id);
     const toQueue = b.text(queue);

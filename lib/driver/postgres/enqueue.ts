@@ -9,7 +9,7 @@ import type { Tables } from '../portable/statement.ts';
 /** The enqueue input record: one JSON array parameter for any number of jobs. */
 const INPUT = `id uuid, name text, queue text, payload json, payload_b64 text, priority int, max_attempts int,
   timeout_ms int, backoff json, run_at timestamptz, delay_ms bigint, ref_id text, tag text, batch_id text,
-  created_by text, meta json, user_id text, reply_to text, args json`;
+  created_by text, meta json, user_id text, reply_to text, args json, trace_context text`;
 
 /** In the error the guard raises, to tell it from any other. */
 export const NOT_IN_TRANSACTION = 'sqljobs: opts.tx is not inside a transaction';
@@ -38,9 +38,9 @@ export function jobsEnqueue(t: Tables, { inCallerTransaction = false } = {}): (r
   const guard = inCallerTransaction ? ` WHERE ${IN_TRANSACTION_BLOCK}` : '';
   const text = `WITH input AS (SELECT * FROM json_to_recordset($1::json) AS x(${INPUT})${guard}),
     ins AS (
-      INSERT INTO ${t.jobs} (id, name, queue, state, payload, payload_bin, priority, max_attempts, timeout_ms, backoff, run_at, ref_id, tag, batch_id, created_by, meta, user_id, reply_to, args)
+      INSERT INTO ${t.jobs} (id, name, queue, state, payload, payload_bin, priority, max_attempts, timeout_ms, backoff, run_at, ref_id, tag, batch_id, created_by, meta, user_id, reply_to, args, trace_context)
       SELECT id, name, queue, 'pending', payload, decode(payload_b64, 'base64'), priority, max_attempts, timeout_ms, backoff,
-        COALESCE(run_at, now() + delay_ms * interval '1 millisecond'), ref_id, tag, batch_id, created_by, meta, user_id, reply_to, args
+        COALESCE(run_at, now() + delay_ms * interval '1 millisecond'), ref_id, tag, batch_id, created_by, meta, user_id, reply_to, args, trace_context
       FROM input
       ON CONFLICT (ref_id) WHERE ref_id IS NOT NULL DO NOTHING
       RETURNING id, queue, run_at <= now() AS due),
@@ -73,7 +73,7 @@ export function inputJson(rows: NewJobRow[]): string {
         `"max_attempts":${r.maxAttempts},"timeout_ms":${r.timeoutMs},"backoff":${r.backoffJson ?? 'null'},` +
         `"run_at":${r.runAt ? q(r.runAt.toISOString()) : 'null'},"delay_ms":${r.delayMs},"ref_id":${q(r.refId)},` +
         `"tag":${q(r.tag)},"batch_id":${q(r.batchId)},"created_by":${q(r.createdBy)},"meta":${r.metaJson ?? 'null'},` +
-        `"user_id":${q(r.userId)},"reply_to":${q(r.replyTo)},"args":${r.argsJson ?? 'null'}}`,
+        `"user_id":${q(r.userId)},"reply_to":${q(r.replyTo)},"args":${r.argsJson ?? 'null'},"trace_context":${q(r.traceContextJson)}}`,
     )
     .join(',')}]`;
 }

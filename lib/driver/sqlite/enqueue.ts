@@ -13,13 +13,13 @@ import { sqlite } from '../portable/dialect.ts';
  */
 export function jobInsert(t: Tables): { text: string; values(r: NewJobRow): unknown[] } {
   const text = `INSERT INTO ${t.jobs}
-    (id, name, queue, state, payload, payload_bin, priority, max_attempts, timeout_ms, backoff, run_at, created_at, ref_id, tag, batch_id, created_by, meta, user_id, reply_to, args)
-    VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, COALESCE(?, ${sqlite.now} + ?), ${sqlite.now}, ?, ?, ?, ?, ?, ?, ?, ?)
+    (id, name, queue, state, payload, payload_bin, priority, max_attempts, timeout_ms, backoff, run_at, created_at, ref_id, tag, batch_id, created_by, meta, user_id, reply_to, args, trace_context)
+    VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, COALESCE(?, ${sqlite.now} + ?), ${sqlite.now}, ?, ?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (ref_id) WHERE ref_id IS NOT NULL DO NOTHING`;
   return {
     text,
     values: (r) => [r.id, r.name, r.queue, r.payloadJson, r.payloadBin, r.priority, r.maxAttempts, r.timeoutMs, r.backoffJson,
-      r.runAt ? r.runAt.getTime() : null, r.delayMs, r.refId, r.tag, r.batchId, r.createdBy, r.metaJson, r.userId, r.replyTo, r.argsJson],
+      r.runAt ? r.runAt.getTime() : null, r.delayMs, r.refId, r.tag, r.batchId, r.createdBy, r.metaJson, r.userId, r.replyTo, r.argsJson, r.traceContextJson],
   };
 }
 

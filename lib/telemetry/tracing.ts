@@ -1,0 +1,201 @@
+/**
+ * OpenTelemetry traces, through @opentelemetry/api only (an optional peer; no SDK here). An enqueue
+ * is a `send <queue>` span in the caller's active trace; its context is stored with each job it
+ * wrote (the `trace_context` column); each attempt, in whichever process claims it, is a
+ * `process <queue>` span linked to that context (or its child, with `tracing: { processSpan:
+ * 'child' }`), and the handler runs inside it, so the handler's own spans nest under it. Attribute
+ * names follow OpenTelemetry's messaging semantic conventions (still incubating there, hence
+ * written out here rather than imported).
+ *
+ * Without a registered tracer provider the API hands out non-recording spans: nothing is stored
+ * and the handler runs in no extra context.
+ */
+import { createRequire } from 'node:module';
+import type * as OtelApi from '@opentelemetry/api';
+import type { NewJobRow } from '../model.ts';
+import type { ClaimedJob } from '../driver/store.ts';
+import type { AttemptOutcome } from '../worker/executor.ts';
+import { safeString } from '../text.ts';
+
+/** How an attempt's process span relates to its enqueue: a link (its own trace; the conventions' default) or a child. */
+export type ProcessSpanRelation = 'link' | 'child';
+
+export interface TracingOptions {
+  /** Default 'link'. */
+  processSpan?: ProcessSpanRelation;
+}
+
+type Api = typeof OtelApi;
+
+/** The app's @opentelemetry/api, or null when it is not installed. Loaded synchronously so that createJobs stays synchronous. */
+function loadApi(): Api | null {
+  try {
+    return createRequire(import.meta.url)('@opentelemetry/api') as Api;
+  } catch {
+    return null;
+  }
+}
+
+const SYSTEM = 'sqljobs';
+const SCOPE = 'sqljobs';
+
+/** What the worker holds for one attempt: where its handler runs, and how it ends. */
+export interface AttemptTrace {
+  run<T>(fn: () => T): T;
+  end(outcome: AttemptOutcome): void;
+}
+
+const UNTRACED: AttemptTrace = { run: (fn) => fn(), end: () => {} };
+
+/**
+ * The app's tracer provider, samplers and span processors are its code: a throw from them is
+ * reported and the job goes on untraced, never failed by its trace.
+ */
+export class Tracing {
+  private readonly api: Api | null;
+
+  constructor(
+    private readonly relation: ProcessSpanRelation | null,
+    private readonly report: (err: unknown) => void = () => {},
+    api: Api | null = relation === null ? null : loadApi(),
+  ) {
+    this.api = api;
+  }
+
+  /**
+   * Runs `write` (the enqueue's statement, synchronous or not) inside a `send` span, after stamping
+   * each row with the span's context. A failed write is recorded on the span.
+   */
+  send<T>(rows: NewJobRow[], write: () => T): T {
+    const span = this.api && rows.length ? this.contained(() => this.sendSpan(this.api!, rows), null) : null;
+    if (!span) return write();
+    let result: T;
+    try {
+      result = write();
+    } catch (err) {
+      this.fail(span, err);
+      throw err;
+    }
+    if (result instanceof Promise) {
+      return result.then(
+        (value) => (this.contained(() => span.end(), undefined), value),
+        (err: unknown) => {
+          this.fail(span, err);
+          throw err;
+        },
+      ) as T;
+    }
+    this.contained(() => span.end(), undefined);
+    return result;
+  }
+
+  /** The enqueue's span, its context stamped on each row; null when it is not recording. */
+  private sendSpan(api: Api, rows: NewJobRow[]): OtelApi.Span | null {
+    const queues = new Set(rows.map((r) => r.queue));
+    const queue = queues.size === 1 ? rows[0].queue : null;
+    const span = api.trace.getTracer(SCOPE).startSpan(queue ? `send ${queue}` : 'send', {
+      kind: api.SpanKind.PRODUCER,
+      attributes: {
+        'messaging.system': SYSTEM,
+        'messaging.operation.name': 'send',
+        'messaging.operation.type': 'send',
+        ...(queue ? { 'messaging.destination.name': queue } : {}),
+        ...(rows.length === 1 ? { 'messaging.message.id': rows[0].id, 'sqljobs.job.name': rows[0].name } : { 'messaging.batch.message_count': rows.length }),
+      },
+    });
+    if (!span.isRecording()) return null;
+    const carrier: Record<string, string> = {};
+    api.propagation.inject(api.trace.setSpan(api.context.active(), span), carrier);
+    const stored = Object.keys(carrier).length ? JSON.stringify(carrier) : null;
+    for (const row of rows) row.traceContextJson = stored;
+    return span;
+  }
+
+  /** The span of one attempt of a claimed job. Its base is the root context: a claim is never part of whatever woke the worker. */
+  attempt(job: ClaimedJob, workerId: string): AttemptTrace {
+    const api = this.api;
+    if (!api) return UNTRACED;
+    return this.contained(() => this.attemptSpan(api, job, workerId), UNTRACED);
+  }
+
+  private attemptSpan(api: Api, job: ClaimedJob, workerId: string): AttemptTrace {
+    const enqueued = this.enqueueContext(api, job.traceContext);
+    const child = this.relation === 'child' && enqueued !== null;
+    const span = api.trace.getTracer(SCOPE).startSpan(
+      `process ${job.queue}`,
+      {
+        kind: api.SpanKind.CONSUMER,
+        attributes: {
+          'messaging.system': SYSTEM,
+          'messaging.operation.name': 'process',
+          'messaging.operation.type': 'process',
+          'messaging.destination.name': job.queue,
+          'messaging.message.id': job.id,
+          'messaging.client.id': workerId,
+          'sqljobs.job.name': job.name,
+          'sqljobs.job.attempt': job.attempts,
+        },
+        links: enqueued && !child ? [{ context: enqueued }] : [],
+        root: !child,
+      },
+      child ? api.trace.setSpanContext(api.ROOT_CONTEXT, enqueued) : api.ROOT_CONTEXT,
+    );
+    if (!span.isRecording()) return UNTRACED;
+    const active = api.trace.setSpan(api.ROOT_CONTEXT, span);
+    return {
+      run: (fn) => api.context.with(active, fn),
+      end: (outcome) => this.contained(() => this.endAttempt(span, outcome), undefined),
+    };
+  }
+
+  /** The enqueue's span context from the stored carrier, or null (none stored, or unreadable: a trace is never worth failing a job). */
+  private enqueueContext(api: Api, stored: string | null): OtelApi.SpanContext | null {
+    if (!stored) return null;
+    try {
+      const carrier = JSON.parse(stored) as Record<string, string>;
+      const sc = api.trace.getSpanContext(api.propagation.extract(api.ROOT_CONTEXT, carrier));
+      return sc && api.trace.isSpanContextValid(sc) ? sc : null;
+    } catch {
+      return null;
+    }
+  }
+
+  private endAttempt(span: OtelApi.Span, outcome: AttemptOutcome): void {
+    const api = this.api!;
+    span.setAttribute('sqljobs.job.outcome', outcome.kind);
+    switch (outcome.kind) {
+      case 'retrying':
+      case 'failed':
+      case 'unwritten':
+        span.recordException({ name: outcome.error.name ?? 'Error', message: outcome.error.message, stack: outcome.error.stack });
+        span.setStatus({ code: api.SpanStatusCode.ERROR, message: outcome.error.message });
+        if (outcome.kind === 'retrying') span.setAttribute('sqljobs.job.retry_delay_ms', outcome.delayMs);
+        break;
+      case 'aborted':
+        span.setStatus({ code: api.SpanStatusCode.ERROR, message: `aborted: ${outcome.reason}` });
+        break;
+      case 'lost':
+        span.setStatus({ code: api.SpanStatusCode.ERROR, message: 'lost: another worker or a cancel owns the job now' });
+        break;
+    }
+    span.end();
+  }
+
+  private fail(span: OtelApi.Span, err: unknown): void {
+    this.contained(() => {
+      const message = err instanceof Error ? err.message : safeString(err);
+      span.recordException(err instanceof Error ? err : message);
+      span.setStatus({ code: this.api!.SpanStatusCode.ERROR, message });
+      span.end();
+    }, undefined);
+  }
+
+  private contained<T>(fn: () => T, fallback: T): T {
+    try {
+      return fn();
+    } catch (err) {
+      this.report(err);
+      return fallback;
+    }
+  }
+}

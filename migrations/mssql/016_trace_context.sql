@@ -1,0 +1,8 @@
+-- The trace context of the enqueue that made a job (issue 16, OpenTelemetry): the propagation
+-- carrier the app's registered propagator wrote (W3C traceparent and tracestate by default) as a
+-- JSON object of strings, or NULL when no tracer was recording. The attempt that runs the job links
+-- its process span to it (or is parented by it), in whichever process claims it. Live and history
+-- tables alike: a finished job keeps the trace it belonged to.
+-- (T-SQL: ADD without the COLUMN keyword; a nullable column is a metadata-only change.)
+ALTER TABLE {{prefix}}jobs ADD trace_context NVARCHAR(2000);
+ALTER TABLE {{prefix}}history ADD trace_context NVARCHAR(2000);

@@ -36,6 +36,7 @@ const VARIANTS: Record<string, Variant> = {
   reserve: { item: () => ({ reserve: true }), commit: true, what: 'reserve, then commitReserved' },
   deadLetter: { item: () => ({ deadLetter: 'dead' }), what: 'deadLetter set (never used)' },
   aging: { setup: { priorityAging: { everyMs: 1000 } }, what: 'priorityAging every 1 s' },
+  tracingOff: { setup: { tracing: false }, what: 'tracing: false (plain: tracing on, no provider registered)' },
 };
 
 const { values: args } = parseArgs({

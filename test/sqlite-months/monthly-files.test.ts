@@ -281,6 +281,27 @@ describe('history in monthly files [sqlite]', function () {
     expect(await jobs.get(again)).to.include({ state: 'completed', attempts: 2 });
   });
 
+  it('a file made before a migration added a history column: retry and delete reach its jobs, and the file gains the column', async () => {
+    const [again, gone] = [await finished(3), await finished(4)];
+    await jobs.drain();
+    for (const id of [again, gone]) await finishAt(id, new Date(prev.from.getTime() + DAY));
+    await jobs.store.historyUpkeep!();
+    // As a file written before migration 016 (trace_context) looks.
+    const old = new Database(fileOf(prev));
+    old.exec(`ALTER TABLE ${t.prefix}history DROP COLUMN trace_context`);
+    old.close();
+
+    expect(await jobs.retry(again)).to.equal(true);
+    expect(await jobs.delete(gone)).to.equal(true);
+    expect(idsInFile(prev)).to.deep.equal([]);
+    const file = new Database(fileOf(prev), { readonly: true });
+    const columns = (file.prepare(`SELECT name FROM pragma_table_info('${t.prefix}history')`).all() as { name: string }[]).map((c) => c.name);
+    file.close();
+    expect(columns).to.include('trace_context');
+    await jobs.drain();
+    expect(await jobs.get(again)).to.include({ state: 'completed', attempts: 2 });
+  });
+
   it('retention deletes the files of months past it with their jobs\' logs, and prunes row by row only the month straddling the cutoff', async () => {
     const ids = [];
     for (let n = 1; n <= 5; n++) ids.push(await finished(n));

@@ -235,6 +235,8 @@ export class MonthFiles {
     for (const f of this.list()) {
       if (!this.attach(f.file, 'restore')) continue;
       try {
+        // A file made before a migration that added a history column gets it first: rows copy back as they are.
+        retryBusySync(() => this.syncColumns('restore'));
         if (!retryBusySync(() => this.transaction(() => this.run(monthRestoreCopy(this.t, 'restore', ids)), true))) continue;
         retryBusySync(() => this.transaction(() => this.run(monthRestoreRemove(this.t, 'restore', ids)), false));
       } finally {

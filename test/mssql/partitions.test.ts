@@ -14,6 +14,8 @@ import {
   type MssqlPartition,
 } from '../../lib/driver/mssql/partitions.ts';
 import { monthPartition } from '../../lib/driver/monthly.ts';
+import { historyMonthsOfPartitions } from '../../lib/driver/partition-months.ts';
+import type { HistoryMonth } from '../../lib/driver/store.ts';
 import { splitStatements } from '../../lib/driver/migrations.ts';
 import { tables } from '../../lib/driver/portable/statement.ts';
 import { bind, named } from '../../lib/driver/mssql/store.ts';
@@ -26,8 +28,8 @@ const HOSTILE = "x'); DROP TABLE sqljobs_jobs; --";
 const T = tables('app_');
 const NOW = new Date('2026-12-05T09:00:00.000Z');
 const MONTHS = [-2, -1, 0, 1].map((k) => monthPartition(NOW, k));
-/** Partition 3 of a history made for MONTHS: October 2026 (partition 1 is before the first month). */
-const OCTOBER: MssqlPartition = { name: 'partition 3', number: 3, from: MONTHS[1].from, to: MONTHS[1].to, rows: 10 };
+/** Partition 3 of a history made for MONTHS: November 2026 (partition 1 is before the first month, 2 October). */
+const NOVEMBER: MssqlPartition = { name: 'partition 3', number: 3, from: MONTHS[1].from, to: MONTHS[1].to, rows: 10, bytes: 81_920 };
 
 /** Every partition statement, with hostile text where text goes in (the checks in ./statements.test.ts run on them too). */
 export function partitionStatements(prefix: string): [string, Stmt][] {
@@ -38,10 +40,10 @@ export function partitionStatements(prefix: string): [string, Stmt][] {
     ['lock', partitionsLock(prefix)],
     ...partitionTable(t, prefix, MONTHS).map((s, i): [string, Stmt] => [`partition ${i}`, s]),
     ...monthsSplit(prefix, MONTHS.slice(-1)).map((s, i): [string, Stmt] => [`split ${i}`, s]),
-    ['referenced', monthReferenced(t, OCTOBER)],
-    ['ids', monthIds(t, OCTOBER, HOSTILE, 5000)],
+    ['referenced', monthReferenced(t, NOVEMBER)],
+    ['ids', monthIds(t, NOVEMBER, HOSTILE, 5000)],
     ['trail', monthTrailDelete(t, [HOSTILE])],
-    ['drop', monthDrop(t, prefix, OCTOBER)],
+    ['drop', monthDrop(t, prefix, NOVEMBER)],
   ];
 }
 
@@ -88,7 +90,7 @@ describe('SQL Server: history partitioned by month (statement text)', () => {
   });
 
   it('retention: the month is locked, checked for live references, truncated by number and its lower boundary merged away, in one transaction', () => {
-    const drop = monthDrop(T, 'app_', OCTOBER);
+    const drop = monthDrop(T, 'app_', NOVEMBER);
     const at = (s: string) => {
       const i = drop.text.indexOf(s);
       expect(i, s).to.be.greaterThan(-1);
@@ -101,15 +103,15 @@ describe('SQL Server: history partitioned by month (statement text)', () => {
     ];
     expect(order).to.deep.equal([...order].sort((a, b) => a - b));
     expect(drop.text).to.match(/BEGIN CATCH\s+IF @@TRANCOUNT > 0 ROLLBACK;\s+THROW;/);
-    expect(drop.params).to.deep.equal([{ name: 'from', type: 'datetime2', value: OCTOBER.from }, { name: 'to', type: 'datetime2', value: OCTOBER.to }]);
-    expect(() => monthDrop(T, 'app_', { ...OCTOBER, number: 1 }), 'partition 1 (before the first month) is the merge target').to.throw(/partition number 1 is not a month/);
-    expect(() => monthDrop(T, 'app_', { ...OCTOBER, number: 2.5 })).to.throw(/partition number 2.5/);
+    expect(drop.params).to.deep.equal([{ name: 'from', type: 'datetime2', value: NOVEMBER.from }, { name: 'to', type: 'datetime2', value: NOVEMBER.to }]);
+    expect(() => monthDrop(T, 'app_', { ...NOVEMBER, number: 1 }), 'partition 1 (before the first month) is the merge target').to.throw(/partition number 1 is not a month/);
+    expect(() => monthDrop(T, 'app_', { ...NOVEMBER, number: 2.5 })).to.throw(/partition number 2.5/);
   });
 
   it('the trail goes first in batches: ids of the month by its bounds in id order, then logs, attempts and edges by one JSON array', () => {
-    const ids = monthIds(T, OCTOBER, null, 5000);
+    const ids = monthIds(T, NOVEMBER, null, 5000);
     expect(ids.text).to.equal('SELECT TOP (@limit) id FROM app_history h WHERE h.finished_at >= @from AND h.finished_at < @to AND (@after IS NULL OR id > @after) ORDER BY id');
-    expect(ids.params.map((p) => [p.name, p.type, p.value])).to.deep.equal([['from', 'datetime2', OCTOBER.from], ['to', 'datetime2', OCTOBER.to], ['after', 'char36', null], ['limit', 'int', 5000]]);
+    expect(ids.params.map((p) => [p.name, p.type, p.value])).to.deep.equal([['from', 'datetime2', NOVEMBER.from], ['to', 'datetime2', NOVEMBER.to], ['after', 'char36', null], ['limit', 'int', 5000]]);
     const trail = monthTrailDelete(T, ['a', HOSTILE]);
     expect(trail.text.split('\n')).to.deep.equal(['app_logs job_id', 'app_attempts job_id', 'app_deps child_id'].map((x) => {
       const [table, key] = x.split(' ');
@@ -133,6 +135,23 @@ describe('SQL Server: history partitioned by month (statement text)', () => {
       // The column is never inside a function or arithmetic there (that would scan).
       expect(where, r.text).to.not.match(/\(\s*finished_at\b|finished_at\s*[-+*/]/);
     }
+  });
+
+  it('the History view places each month in its partition by number, with its size from the allocation units and its row count where the count was capped', () => {
+    expect(partitionsList(T).text).to.match(/SUM\(a\.used_pages\)[\s\S]+sys\.allocation_units a ON a\.container_id = ap\.partition_id[\s\S]+\* 8192 AS bytes/);
+    const parts: MssqlPartition[] = [
+      { name: 'partition 1', number: 1, from: null, to: MONTHS[0].from, rows: 0, bytes: 0 },
+      { name: 'partition 2', number: 2, from: MONTHS[0].from, to: MONTHS[0].to, rows: 4, bytes: 16_384 },
+      NOVEMBER,
+      { name: 'partition 4', number: 4, from: MONTHS[2].from, to: null, rows: 90_000, bytes: 9_000_000 },
+    ];
+    const month = (m: string, counts: HistoryMonth['counts'], estimated = false): HistoryMonth => ({ month: m, storedIn: null, counts, estimated, bytes: null, storedUntil: null });
+    const placed = historyMonthsOfPartitions(
+      [month('2026-12', { completed: 500, failed: 500 }, true), month('2026-11', { completed: 10 }), month('2026-10', { completed: 3, failed: 1 })], parts);
+    expect(placed[0], 'the open-ended last partition: placed, never dropped, no size of its own').to.deep.include({ storedIn: 'partition 4', storedUntil: null, bytes: null });
+    expect(placed[1], 'November alone in partition 3').to.deep.include({ storedIn: 'partition 3', bytes: 81_920, counts: { completed: 10 } });
+    expect(placed[1].storedUntil).to.deep.equal(MONTHS[1].to);
+    expect(placed[2]).to.deep.include({ storedIn: 'partition 2', bytes: 16_384 });
   });
 
   it('hands each partition statement\'s parameters to a real mssql Request with its driver type', () => {

@@ -40,7 +40,9 @@ export class MssqlHistoryMonths {
     const rows = await q(partitionsList(this.t));
     // One row, partition 1 with no bounds: a table that is not partitioned.
     if (rows.length <= 1) return [];
-    return rows.map((r) => ({ name: `partition ${r.n}`, number: Number(r.n), from: parseBound(r.from_at), to: parseBound(r.to_at), rows: Number(r.rows) }));
+    return rows.map((r) => ({
+      name: `partition ${r.n}`, number: Number(r.n), from: parseBound(r.from_at), to: parseBound(r.to_at), rows: Number(r.rows), bytes: Number(r.bytes ?? 0),
+    }));
   }
 
   /** The DDL that partitions history, or makes the coming months of a partitioned one; run too when `apply` (in one transaction, under the partitions lock). */

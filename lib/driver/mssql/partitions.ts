@@ -18,11 +18,12 @@ import type { Tables } from '../portable/statement.ts';
 import type { MonthPartition, PartitionBounds } from '../monthly.ts';
 import type { Stmt } from './tsql.ts';
 
-/** A partition as sys.partitions describes it: its number, bounds (null: unbounded) and row count. */
+/** A partition as sys.partitions describes it: its number, bounds (null: unbounded), row count and pages used by all its indexes, in bytes. */
 export interface MssqlPartition extends PartitionBounds {
   number: number;
   from: Date | null;
   rows: number;
+  bytes: number;
 }
 
 /** The nonclustered indexes of history as migrations/mssql leave them (the script rebuilds each aligned; test/mssql checks the list against the migrations). */
@@ -51,7 +52,10 @@ function literal(at: Date): string {
 export function partitionsList(t: Tables): Stmt {
   const bound = (alias: string) => `CONVERT(VARCHAR(23), CAST(${alias}.value AS DATETIME2(3)), 126)`;
   return {
-    text: `SELECT p.partition_number AS n, ${bound('lo')} AS from_at, ${bound('hi')} AS to_at, p.rows
+    // Sizes from sys.allocation_units (a catalog view: no VIEW DATABASE STATE needed, unlike sys.dm_db_partition_stats).
+    text: `SELECT p.partition_number AS n, ${bound('lo')} AS from_at, ${bound('hi')} AS to_at, p.rows,
+        (SELECT SUM(a.used_pages) FROM sys.partitions ap JOIN sys.allocation_units a ON a.container_id = ap.partition_id
+          WHERE ap.object_id = p.object_id AND ap.partition_number = p.partition_number) * 8192 AS bytes
       FROM sys.partitions p
       JOIN sys.indexes i ON i.object_id = p.object_id AND i.index_id = p.index_id
       JOIN sys.partition_schemes ps ON ps.data_space_id = i.data_space_id

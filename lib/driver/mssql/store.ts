@@ -17,6 +17,7 @@ import type { ScheduleDef } from '../../schedule/schedule.ts';
 import { checkNotNewer, loadMigrations, splitStatements } from '../migrations.ts';
 import { APP_LOCK_SHOWN, MssqlSql } from './statements.ts';
 import { MssqlHistoryMonths } from './months.ts';
+import { historyMonthsOfPartitions } from '../partition-months.ts';
 import { retentionLeftovers } from '../portable/admin.ts';
 import type { Param, ParamType, Stmt } from './tsql.ts';
 import { claimOrder, toClaimedJob } from '../rows.ts';
@@ -33,7 +34,7 @@ import { PortableStore } from '../portable/engine.ts';
 import type { FlowOutcome } from '../portable/flow.ts';
 import { drive, type Outcome, type SqlRunner, type Statement, type Steps } from '../portable/statement.ts';
 import type {
-  ClaimedJob, ClaimRequest, CompleteItem, FailItem, InsertBatch, LeaseRequest, LogItem, OpenTransaction,
+  ClaimedJob, ClaimRequest, CompleteItem, FailItem, HistoryMonth, InsertBatch, LeaseRequest, LogItem, OpenTransaction,
   PooledStoreOptions, ProgressItem, ReleaseItem, ScheduleTick, SessionLock, Store, StoreCapabilities,
   TransactionalCompletion,
 } from '../store.ts';
@@ -304,6 +305,13 @@ IF @r < 0 THROW 50001, 'sqljobs: could not take the migration lock', 1;`, [{ nam
 
   historyPartitionScript(req: { apply: boolean }): Promise<{ text: string }[]> {
     return this.months.script(req);
+  }
+
+  /** Partitioned: each month where it is kept (partition number), with its size and the row count where a count is capped. */
+  override async historyMonths(req: { cap: number }): Promise<HistoryMonth[]> {
+    const months = await super.historyMonths(req);
+    const parts = await this.months.list();
+    return parts.length ? historyMonthsOfPartitions(months, parts) : months;
   }
 
   /** Partitioned: whole months past the retention are emptied first; rows are pruned one by one only after the newest expired month. */

@@ -10,6 +10,7 @@
  */
 import type { Tables } from '../portable/statement.ts';
 import type { MonthPartition } from '../monthly.ts';
+import type { CatalogPartition } from '../partition-months.ts';
 
 type Sql = { text: string; values: unknown[] };
 
@@ -17,14 +18,8 @@ type Sql = { text: string; values: unknown[] };
 export const FUTURE = 'pfuture';
 
 /** A partition of history as information_schema describes it (`to` null: MAXVALUE). */
-export interface MysqlPartition {
-  name: string;
-  to: Date | null;
-  /** The engine's estimate. */
-  rows: number;
-  /** Data and indexes. */
-  bytes: number;
-}
+/** A partition of history (information_schema.PARTITIONS). */
+export type MysqlPartition = CatalogPartition;
 
 /** A DATETIME(3) literal of a UTC instant (the column holds UTC; no session time zone applies to a literal). */
 function literal(at: Date): string {

@@ -27,7 +27,7 @@ import type { FlowOutcome } from '../portable/flow.ts';
 import { drive, type Outcome, type SqlRunner, type Statement, type Tables, type Steps } from '../portable/statement.ts';
 import { historyPrune, historyPrunePick, retentionLeftovers } from '../portable/admin.ts';
 import { MysqlHistoryMonths } from './months.ts';
-import { historyMonthsOfPartitions } from './history-months.ts';
+import { historyMonthsOfPartitions } from '../partition-months.ts';
 import { jobsByRef, jobsInsert } from './enqueue.ts';
 import { jobsClaimPick, jobsClaimTake } from './claim.ts';
 import { jobsLockRunning, jobsMoveToHistory } from './move.ts';

@@ -10,7 +10,8 @@ import express from 'express';
 import request from 'supertest';
 import { JobValidationError, jobsAdmin, type Jobs } from '../../lib/index.ts';
 import { utcMonth } from '../../lib/driver/month.ts';
-import { forEachDialect, MYSQL_HISTORY_PARTITIONED, type TestDb } from '../helpers/dialects.ts';
+import path from 'node:path';
+import { forEachDialect, MYSQL_HISTORY_PARTITIONED, SQLITE_MONTHLY_FILES, type TestDb } from '../helpers/dialects.ts';
 
 const BASE = '/admin/jobs';
 
@@ -74,7 +75,9 @@ forEachDialect('history by month', ({ fresh }) => {
       for (const m of overview.months) expect([m.storedIn, m.storedUntil?.getTime(), m.bytes], m.month).to.deep.equal([first, now.to.getTime(), null]);
       expect(overview.nextDrop).to.deep.equal({ storedIn: first, at: new Date(now.to.getTime() + 400 * 86_400_000) });
     } else {
-      expect(overview.months.every((m) => m.storedIn === null && m.bytes === null && m.storedUntil === null)).to.equal(true);
+      // SQLJOBS_SQLITE_HISTORY=monthly-files: months not moved yet are named by the main file that holds them.
+      const table = t.dialect === 'sqlite' && SQLITE_MONTHLY_FILES ? path.basename(t.location) : null;
+      expect(overview.months.every((m) => m.storedIn === table && m.bytes === null && m.storedUntil === null)).to.equal(true);
       expect(overview.nextDrop, 'one table: rows go one by one').to.equal(null);
     }
   });

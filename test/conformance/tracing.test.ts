@@ -73,7 +73,9 @@ forEachDialect('tracing', ({ fresh }) => {
       request.end();
       return r;
     });
-    await jobs.drain();
+    await jobs.start();
+    await jobs.waitFor(id, { timeout: 20_000 }); // drain() would stop before the retry is due
+    await jobs.stop();
     const [send] = spans(PRODUCER, id);
     expect(send.name).to.equal('send default');
     expect(send.parentSpanContext?.spanId, 'the caller\'s active span parents the send span').to.equal(exporter.getFinishedSpans().find((s) => s.name === 'request')!.spanContext().spanId);

@@ -78,6 +78,8 @@ function track(j: Jobs, mine: Jobs[]): Jobs {
  * files (the conformance suite runs both ways); a test's own `history` option still wins.
  */
 const SQLITE_HISTORY: { history?: 'monthly-files' } = process.env.SQLJOBS_SQLITE_HISTORY === 'monthly-files' ? { history: 'monthly-files' } : {};
+/** Whether SQLite test databases keep history in monthly files (SQLJOBS_SQLITE_HISTORY=monthly-files). */
+export const SQLITE_MONTHLY_FILES = SQLITE_HISTORY.history === 'monthly-files';
 
 const sqlite: DialectFactory = {
   name: 'sqlite',

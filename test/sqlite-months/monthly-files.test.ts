@@ -171,6 +171,23 @@ describe('history in monthly files [sqlite]', function () {
     expect(idsInFile(prev)).to.deep.equal([id]);
   });
 
+  it('a copy back cut short between its two commits (the job in both places): a retry takes it out of the file and runs it once', async () => {
+    const id = await finished(5);
+    await jobs.drain();
+    await finishAt(id, new Date(prev.from.getTime() + DAY));
+    const [row] = await t.query<Record<string, unknown>>(`SELECT * FROM ${t.prefix}history WHERE id = ?`, [id]);
+    await jobs.store.historyUpkeep!();
+    // As if a copy back into main had committed and its removal from the file had not.
+    const columns = Object.keys(row);
+    await t.query(`INSERT INTO ${t.prefix}history (${columns.join(', ')}) VALUES (${columns.map(() => '?').join(', ')})`, Object.values(row));
+
+    expect(await jobs.retry(id)).to.equal(true);
+    expect(idsInFile(prev), 'the stale copy left the file').to.deep.equal([]);
+    await jobs.drain();
+    expect(await jobs.get(id)).to.include({ state: 'completed', attempts: 2 });
+    expect((await jobs.list({})).items.filter((j) => j.id === id)).to.have.length(1);
+  });
+
   it('get never answers null for a job while its month moves to its file', async () => {
     const ids = [];
     for (let n = 0; n < 300; n++) ids.push(await finished(n));

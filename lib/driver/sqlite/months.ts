@@ -237,7 +237,8 @@ export class MonthFiles {
       try {
         // A file made before a migration that added a history column gets it first: rows copy back as they are.
         retryBusySync(() => this.syncColumns('restore'));
-        if (!retryBusySync(() => this.transaction(() => this.run(monthRestoreCopy(this.t, 'restore', ids)), true))) continue;
+        retryBusySync(() => this.transaction(() => this.run(monthRestoreCopy(this.t, 'restore', ids)), true));
+        // Also when nothing was copied: main may hold the job already (a copy back cut short before this removal).
         retryBusySync(() => this.transaction(() => this.run(monthRestoreRemove(this.t, 'restore', ids)), false));
       } finally {
         this.detach('restore');

@@ -561,11 +561,14 @@ export class SqliteStore extends PortableStore implements Store {
     return [...months.values()].sort((a, b) => (a.month < b.month ? 1 : -1));
   }
 
-  /** A finished job that main does not hold may be in a month's file: back to main first, then retried as any other (./months.ts restore). */
+  /**
+   * A finished job a month's file keeps comes back to main first, then is retried as any other
+   * (./months.ts restore). Also when main holds it: a copy back cut short between its two commits
+   * leaves the job in both places, and the restore takes the file's copy out, so that it does not
+   * outlive the retry as a stale finished record.
+   */
   override async jobRetry(id: string): Promise<JobState | null> {
-    const state = await super.jobRetry(id);
-    if (state !== null || !this.months) return state;
-    this.months.restore([id]);
+    this.months?.restore([id]);
     return super.jobRetry(id);
   }
 
@@ -574,17 +577,15 @@ export class SqliteStore extends PortableStore implements Store {
     if (this.months) {
       const lookup = parentIds(this.t, copyId);
       const parents = this.q(lookup.text).all(...lookup.values) as { id: string }[];
-      this.restoreMissing([copyId, ...parents.map((p) => p.id)]);
+      this.months.restore([copyId, ...parents.map((p) => p.id)]);
     }
     return super.jobRedrive(copyId, error);
   }
 
+  /** As jobRetry: every id back from the files first, so that no file keeps a copy of a deleted job. */
   override async jobDeleteMany(ids: string[]): Promise<string[]> {
-    const deleted = await super.jobDeleteMany(ids);
-    const rest = ids.filter((id) => !deleted.includes(id));
-    if (!rest.length || !this.months) return deleted;
-    this.months.restore(rest);
-    return [...deleted, ...(await super.jobDeleteMany(rest))];
+    this.months?.restore(ids);
+    return super.jobDeleteMany(ids);
   }
 
   /** Whole files past the retention first, then rows one by one in main and in the file of the month straddling the cutoff. */

@@ -154,15 +154,23 @@ describe('history in monthly files [sqlite]', function () {
     expect(plain.store.historyUpkeep).to.equal(undefined);
   });
 
-  it('a job left in both places (a move cut short between its two commits) is listed once, and the next upkeep leaves it in its file only', async () => {
-    const id = await finished(1);
+  /**
+   * A job of last month in its file and in main alike: as a move whose removal from main did not
+   * commit leaves it, or a copy back whose removal from the file did not.
+   */
+  async function leftInBoth(n: number): Promise<string> {
+    const id = await finished(n);
     await jobs.drain();
     await finishAt(id, new Date(prev.from.getTime() + DAY));
     const [row] = await t.query<Record<string, unknown>>(`SELECT * FROM ${t.prefix}history WHERE id = ?`, [id]);
     await jobs.store.historyUpkeep!();
-    // As if the removal from main had not committed.
     const columns = Object.keys(row);
     await t.query(`INSERT INTO ${t.prefix}history (${columns.join(', ')}) VALUES (${columns.map(() => '?').join(', ')})`, Object.values(row));
+    return id;
+  }
+
+  it('a job left in both places (a move cut short between its two commits) is listed once, and the next upkeep leaves it in its file only', async () => {
+    const id = await leftInBoth(1);
     expect(idsInFile(prev)).to.deep.equal([id]);
     expect((await jobs.list({})).items.map((j) => j.id)).to.deep.equal([id]);
 
@@ -172,15 +180,7 @@ describe('history in monthly files [sqlite]', function () {
   });
 
   it('a copy back cut short between its two commits (the job in both places): a retry takes it out of the file and runs it once', async () => {
-    const id = await finished(5);
-    await jobs.drain();
-    await finishAt(id, new Date(prev.from.getTime() + DAY));
-    const [row] = await t.query<Record<string, unknown>>(`SELECT * FROM ${t.prefix}history WHERE id = ?`, [id]);
-    await jobs.store.historyUpkeep!();
-    // As if a copy back into main had committed and its removal from the file had not.
-    const columns = Object.keys(row);
-    await t.query(`INSERT INTO ${t.prefix}history (${columns.join(', ')}) VALUES (${columns.map(() => '?').join(', ')})`, Object.values(row));
-
+    const id = await leftInBoth(5);
     expect(await jobs.retry(id)).to.equal(true);
     expect(idsInFile(prev), 'the stale copy left the file').to.deep.equal([]);
     await jobs.drain();

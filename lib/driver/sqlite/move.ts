@@ -27,3 +27,23 @@ export function jobMoveToHistory(t: Tables): Move {
     return { copy: { text: text.copy, values: [error, state, result, key, item.id, item.token] }, remove: { text: text.remove, values: [key] } };
   };
 }
+
+/**
+ * Many completions at once (the worker's batch): one INSERT … SELECT of the owned running rows
+ * named in a JSON array of [rowid, id, token, result], then one DELETE of the same rows, both in
+ * the caller's transaction (which nothing else writes meanwhile). Fenced as the single move: a
+ * row whose token changed (rescued, cancelled) matches neither. Answers the ids moved. Two
+ * statements per batch instead of two per job: the per-statement cost was about a third of a
+ * completion's.
+ */
+export function jobsMoveCompleted(t: Tables): { copy: string; remove: string; values(items: (Fenced & { resultJson: string | null })[]): [string] } {
+  const owned = `${t.jobs} j JOIN json_each(?) w ON j.rowid = w.value ->> 0 AND j.id = w.value ->> 1 AND j.token = w.value ->> 2
+    WHERE j.state = 'running' AND j.flow = 0`;
+  return {
+    copy: `INSERT INTO ${t.history} (${sharedColumns()}, state, finished_at, result)
+      SELECT ${sharedColumns((c) => `j.${c}`, { error: 'NULL' })}, 'completed', ${sqlite.now}, w.value ->> 3 FROM ${owned}
+      RETURNING id`,
+    remove: `DELETE FROM ${t.jobs} WHERE rowid IN (SELECT j.rowid FROM ${owned})`,
+    values: (items) => [JSON.stringify(items.map((it) => [it.rowid, it.id, it.token, it.resultJson]))],
+  };
+}

@@ -21,7 +21,7 @@ import { sqlite as sqliteDialect } from '../portable/dialect.ts';
 import { PortableStore } from '../portable/engine.ts';
 import { jobByRef, jobInsert } from './enqueue.ts';
 import { jobsClaim } from './claim.ts';
-import { jobMoveToHistory } from './move.ts';
+import { jobMoveToHistory, jobsMoveCompleted } from './move.ts';
 import { attemptRecord, jobRetryLater } from './fail.ts';
 import { jobOwned, jobRelease, jobSaveProgress, logInsert } from './writes.ts';
 import { retryBusy, retryBusySync } from './busy.ts';
@@ -151,6 +151,7 @@ export class SqliteStore extends PortableStore implements Store {
     byRef: jobByRef(this.t),
     claim: jobsClaim(this.t),
     move: jobMoveToHistory(this.t),
+    moveCompleted: jobsMoveCompleted(this.t),
     retryLater: jobRetryLater(this.t),
     attempt: attemptRecord(this.t),
     release: jobRelease(this.t),
@@ -325,10 +326,16 @@ export class SqliteStore extends PortableStore implements Store {
   }
 
   protected async completeFast(items: CompleteItem[]): Promise<Set<string>> {
+    // Every claim tells the rowid; an item without one (none today) takes the single move.
+    if (items.some((it) => it.rowid === undefined)) {
+      return this.write(() => new Set(items.filter((it) => this.moveToHistory(it, 'completed', null, it.resultJson)).map((it) => it.id)));
+    }
+    const { copy, remove, values } = this.hot.moveCompleted;
+    const bound = values(items);
     return this.write(() => {
-      const done = new Set<string>();
-      for (const it of items) if (this.moveToHistory(it, 'completed', null, it.resultJson)) done.add(it.id);
-      return done;
+      const moved = this.q(copy).all(...bound) as { id: string }[];
+      if (moved.length) this.q(remove).run(...bound);
+      return new Set(moved.map((r) => r.id));
     });
   }
 

@@ -971,9 +971,10 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
 
   /**
    * This instance's prom-client Registry: the counters and histograms of sqljobs' metrics from the
-   * first call on, and the queue gauges read from the database at each collection. Null with
-   * `metrics: false`. The admin serves it as `GET metrics`; an app with its own registry merges
-   * them (`Registry.merge([register, jobs.metricsRegistry()])`).
+   * first call on (made then: an instance nobody scrapes pays nothing for it), and the queue
+   * gauges read from the database at each collection. Null with `metrics: false`. The admin serves
+   * it as `GET metrics`; an app with its own registry merges them (`Registry.merge([register,
+   * jobs.metricsRegistry()])`).
    */
   metricsRegistry(): Registry | null {
     return this.metrics.registry();

@@ -5,14 +5,14 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AdminOptions, AdminRequest } from './types.ts';
 import type { AdminJobs } from './actions.ts';
-import { handleAdmin, mountSettings } from './router.ts';
+import { handleAdmin, settingsFrom } from './router.ts';
 import { isEncrypted, originalPath, requestBody, splitUrl, stripCors } from './node.ts';
 
 /** The request Express hands a middleware (only what the admin reads). */
 export type ExpressLikeRequest = IncomingMessage & { baseUrl?: string; originalUrl?: string; body?: unknown };
 
 export function jobsAdmin<Req extends ExpressLikeRequest = ExpressLikeRequest>(jobs: AdminJobs, options: AdminOptions<Req> = {}) {
-  const settings = mountSettings(jobs, options);
+  const settings = settingsFrom(options);
   return function sqljobsAdmin(req: Req, res: ServerResponse, next: (err?: unknown) => void): void {
     // req.url below the mount point, exactly as Express routed it.
     const { path, query } = splitUrl(req.url);

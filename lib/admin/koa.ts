@@ -6,7 +6,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AdminOptions, AdminRequest } from './types.ts';
 import type { AdminJobs } from './actions.ts';
-import { handleAdmin, mountSettings } from './router.ts';
+import { handleAdmin, settingsFrom } from './router.ts';
 import { isEncrypted, originalPath, requestBody, stripCors } from './node.ts';
 
 /** The Koa context the admin reads and writes. */
@@ -34,7 +34,7 @@ export interface KoaAdminOptions<Ctx> extends AdminOptions<Ctx> {
 }
 
 export function koaJobsAdmin<Ctx extends KoaLikeAdminContext = KoaLikeAdminContext>(jobs: AdminJobs, options: KoaAdminOptions<Ctx> = {}) {
-  const settings = mountSettings(jobs, options);
+  const settings = settingsFrom(options);
   const prefix = (options.path ?? '/').replace(/\/$/, '');
   if (prefix && !/^\/[A-Za-z0-9_\-./]*$/.test(prefix)) throw new TypeError(`koaJobsAdmin: path must start with / and hold only letters, digits, _ - . /; got ${JSON.stringify(options.path)}`);
   return async function sqljobsAdmin(ctx: Ctx, next: () => Promise<unknown>): Promise<void> {

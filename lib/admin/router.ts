@@ -50,13 +50,6 @@ export function settingsFrom<Req>(opts: AdminOptions<Req>): Settings {
   };
 }
 
-/** The settings, validated once at mount; and this instance's metrics registry, made now so that `GET metrics` counts from the mount. */
-export function mountSettings<Req>(jobs: AdminJobs, opts: AdminOptions<Req>): Settings {
-  const settings = settingsFrom(opts);
-  jobs.metricsRegistry?.();
-  return settings;
-}
-
 function hostList(v: unknown): string[] {
   if (v === undefined) return [];
   if (!Array.isArray(v) || !v.every((h) => typeof h === 'string' && /^[a-z0-9.-]{1,253}$/i.test(h))) {

@@ -119,7 +119,7 @@ export class JobMetrics {
 
   /** Jobs an enqueue wrote and committed: each new one counts (one that existed was counted when it was made). */
   enqueued(rows: NewJobRow[], results: EnqueueResult[]): void {
-    if (!this.sinks.length) return;
+    if (!this.recording()) return;
     rows.forEach((row, i) => {
       if (!results[i].existed) this.count('enqueued', { queue: row.queue, name: row.name });
     });
@@ -131,7 +131,7 @@ export class JobMetrics {
    * job waits there on purpose, and that wait says nothing about whether workers keep up.
    */
   attempt(job: ClaimedJob): AttemptMeasure {
-    if (!this.sinks.length) return UNMEASURED;
+    if (!this.recording()) return UNMEASURED;
     const labels = { queue: job.queue, name: job.name };
     this.count('started', labels);
     if (job.startedAt) this.observe('start_latency', Math.max(0, job.startedAt.getTime() - job.runAt.getTime()) / 1000, labels);
@@ -146,7 +146,7 @@ export class JobMetrics {
   }
 
   rescued(job: RescuedJob): void {
-    this.count('rescued', { queue: job.queue, name: job.name, outcome: job.outcome });
+    if (this.recording()) this.count('rescued', { queue: job.queue, name: job.name, outcome: job.outcome });
   }
 
   /** This instance's prom-client registry, made at the first call (it counts from then); null with `metrics: false`. */
@@ -165,6 +165,17 @@ export class JobMetrics {
     this.sinks.length = 0;
     this.figures.close();
     this.otel?.detach();
+  }
+
+  /** Whether anything records: without a MeterProvider and a registry, a measurement costs this look alone. */
+  private recording(): boolean {
+    if (this.prometheus) return !this.closed;
+    try {
+      return this.otel?.recording() ?? false;
+    } catch (err) {
+      this.report(err);
+      return false;
+    }
   }
 
   private count(counter: CounterName, labels: Labels): void {
@@ -231,6 +242,8 @@ class QueueFigures {
 const FIGURES_REUSED_MS = 1000;
 
 interface OtelInstruments {
+  /** Made by the API's no-op meter (no MeterProvider registered): nothing is recorded. */
+  noop: boolean;
   counters: Record<CounterName, OtelApi.Counter>;
   histograms: Record<HistogramName, OtelApi.Histogram>;
   /** Stops the gauges' callback on the provider the instruments came from. */
@@ -244,12 +257,15 @@ interface OtelInstruments {
 class OtelSink implements Sink {
   private provider: OtelApi.MeterProvider | null = null;
   private instruments: OtelInstruments | null = null;
+  /** The class of the API's no-op counters. */
+  private readonly noopCounter: abstract new (...args: never[]) => unknown;
 
   constructor(
     private readonly api: Api,
     private readonly collect: GaugeCollector,
     private readonly report: (err: unknown) => void,
   ) {
+    this.noopCounter = (api.createNoopMeter().createCounter('noop') as object).constructor as abstract new (...args: never[]) => unknown;
     try {
       this.current();
     } catch (err) {
@@ -263,6 +279,11 @@ class OtelSink implements Sink {
 
   observe(histogram: HistogramName, seconds: number, labels: Labels): void {
     this.current().histograms[histogram].record(seconds, attributes(labels));
+  }
+
+  /** Whether the global MeterProvider records (the API's default one does not). */
+  recording(): boolean {
+    return !this.current().noop;
   }
 
   detach(): void {
@@ -295,7 +316,8 @@ class OtelSink implements Sink {
       }
     };
     meter.addBatchObservableCallback(callback, observables);
-    return { counters, histograms, detach: () => meter.removeBatchObservableCallback(callback, observables) };
+    const noop = counters.started instanceof this.noopCounter;
+    return { noop, counters, histograms, detach: () => meter.removeBatchObservableCallback(callback, observables) };
   }
 }
 

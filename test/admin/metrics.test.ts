@@ -25,9 +25,12 @@ forEachDialect('admin GET metrics', ({ fresh }) => {
   const app = (opts: AdminOptions<ExpressLikeRequest> = {}, on: Jobs = jobs) => express().use(BASE, jobsAdmin(on, opts));
   const metrics = (a: express.Express) => request(a).get(`${BASE}/metrics`);
 
-  it('counts from the mount: a job run after it is in the first scrape, in the Prometheus text format, with no CSRF cookie', async () => {
+  it('counts from the first scrape (a counter\'s baseline): a job run after it is in the next one, in the Prometheus text format, with no CSRF cookie', async () => {
     const a = app();
     await jobs.start();
+    const first = await metrics(a).expect(200);
+    expect(parsePrometheus(first.text), 'families without samples yet').to.deep.equal({});
+    expect(first.text).to.match(/^# TYPE sqljobs_jobs_completed_total counter$/m);
     const { id } = await jobs.enqueue('ok', {}, { queue: 'mounted' });
     await jobs.waitFor(id);
     const res = await metrics(a).expect(200);

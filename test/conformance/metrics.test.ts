@@ -4,6 +4,7 @@
  * the queue gauges come from the database (every dialect).
  */
 import { expect } from 'chai';
+import { createNoopMeter, metrics } from '@opentelemetry/api';
 import express from 'express';
 import request from 'supertest';
 import { jobsAdmin, type Jobs } from '../../lib/index.ts';
@@ -102,6 +103,7 @@ forEachDialect('metrics', ({ fresh }) => {
     const t = await fresh();
     const jobs = t.jobs({ worker: { pollInterval: 50, heartbeatInterval: 100, stallTimeout: 300 } });
     const app = express().use('/admin/jobs', jobsAdmin(jobs));
+    await request(app).get('/admin/jobs/metrics').expect(200); // Prometheus counts from the first scrape
     const { release } = await workload(jobs);
     let reads = 0;
     const queueLive = jobs.store.queueLive.bind(jobs.store);
@@ -146,6 +148,33 @@ forEachDialect('metrics', ({ fresh }) => {
     expect(errors.map((e) => String(e))).to.deep.equal(['Error: the database is away']);
     const registry = jobs.metricsRegistry()!;
     expect(parsePrometheus(await registry.metrics()).sqljobs_queue_depth, 'nor from the scrape').to.equal(undefined);
+  });
+
+  it('a MeterProvider registered after createJobs gets the instruments at the next measurement; one that throws is reported and fails no job', async () => {
+    const t = await fresh();
+    await otel.stop();
+    const jobs = t.jobs({ worker: { pollInterval: 50 } });
+    jobs.define('ok', async () => 'done');
+    otel = otelMetrics();
+    const first = await jobs.enqueue('ok', {});
+    await jobs.start();
+    const second = await jobs.enqueue('ok', {});
+    for (const { id } of [first, second]) await jobs.waitFor(id);
+    const later = await otel.collect();
+    expect(later.sqljobs_jobs_enqueued_total).to.deep.equal({ [job('default', 'ok')]: 2 });
+    expect(later.sqljobs_jobs_completed_total).to.deep.equal({ [job('default', 'ok')]: 2 });
+
+    const errors: unknown[] = [];
+    jobs.on('error', (err) => errors.push(err));
+    const broken = Object.assign(createNoopMeter(), {
+      createCounter: () => ({ add: () => { throw new Error('the exporter threw'); } }),
+    });
+    metrics.disable();
+    metrics.setGlobalMeterProvider({ getMeter: () => broken });
+    const { id } = await jobs.enqueue('ok', {});
+    expect(await jobs.waitFor(id)).to.include({ state: 'completed', result: 'done' });
+    expect(errors.length, 'each throw reported').to.be.greaterThan(0);
+    expect(errors.map((e) => String(e))).to.satisfy((all: string[]) => all.every((e) => e === 'Error: the exporter threw'));
   });
 
   it('an enqueue in the app\'s transaction is not counted (it may roll back); metrics: false records nothing and serves no registry', async function () {

@@ -169,7 +169,8 @@ export class JobMetrics {
 
   /** Whether anything records: without a MeterProvider and a registry, a measurement costs this look alone. */
   private recording(): boolean {
-    if (this.prometheus) return !this.closed;
+    if (this.closed) return false;
+    if (this.prometheus) return true;
     try {
       return this.otel?.recording() ?? false;
     } catch (err) {
@@ -273,12 +274,15 @@ class OtelSink implements Sink {
     }
   }
 
+  // Beside a Prometheus registry, a no-op provider is still asked: no attributes are built for it.
   count(counter: CounterName, labels: Labels): void {
-    this.current().counters[counter].add(1, attributes(labels));
+    const instruments = this.current();
+    if (!instruments.noop) instruments.counters[counter].add(1, attributes(labels));
   }
 
   observe(histogram: HistogramName, seconds: number, labels: Labels): void {
-    this.current().histograms[histogram].record(seconds, attributes(labels));
+    const instruments = this.current();
+    if (!instruments.noop) instruments.histograms[histogram].record(seconds, attributes(labels));
   }
 
   /** Whether the global MeterProvider records (the API's default one does not). */

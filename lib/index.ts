@@ -51,7 +51,7 @@ export function createJobs<M extends JobMap = {}>(options: JobsOptions): Jobs<M>
   return new Jobs<M>(options);
 }
 export { jobsAdmin, koaJobsAdmin } from './admin/index.ts';
-export type { AdminAccess, AdminOptions, AdminJobs, ExpressLikeRequest, KoaAdminOptions, KoaLikeAdminContext } from './admin/index.ts';
+export type { AdminAccess, AdminOptions, AdminJobs, ExpressLikeRequest, KoaAdminOptions, KoaLikeAdminContext, MetricsAccess } from './admin/index.ts';
 export type { HistoryMonth, HistoryOverview } from './history.ts';
 export type { FinishedJob, SubscribeEvent } from './finished.ts';
 export { WaitTimeoutError } from './wait.ts';

@@ -49,6 +49,8 @@ import { migratedStore, type MigratedStore } from './migrated.ts';
 import { validateQueueSettings, type QueueSettings, type QueueSettingsRecord } from './queues.ts';
 import type { BatchStatus, JobLink, QueueGroupCounts, QueueStats, StatusCounts, ThroughputBuckets, WorkerRecord } from './driver/store.ts';
 import { Tracing } from './telemetry/tracing.ts';
+import { JobMetrics } from './telemetry/metrics.ts';
+import type { Registry } from 'prom-client';
 
 /** jobs.batch's options: a callback per outcome of the whole batch, and the caller's transaction. */
 export interface BatchOptions<Tx = TransactionHandle> {
@@ -153,6 +155,8 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
   private readonly codeQueues: ReturnType<typeof resolveOptions>['queues'];
   /** OpenTelemetry spans of enqueues and attempts (no-ops without a registered tracer provider). */
   private readonly tracing: Tracing;
+  /** Counters, histograms and queue gauges, through OpenTelemetry and (once asked for) prom-client. */
+  private readonly metrics: JobMetrics;
   /** Handlers run now in this process, written nowhere (runTransient). */
   private readonly transients = new TransientRunner((name) => this.definitions.get(name));
 
@@ -177,6 +181,7 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
     this.leaderOptions = o.leader;
     this.events = new SafeEvents(this.emitter, log);
     this.tracing = new Tracing(o.tracing, (err) => this.events.error(err, 'tracing'));
+    this.metrics = new JobMetrics(o.metrics, () => this.db.queueLive(), (err) => this.events.error(err, 'metrics'));
     this.finished = new FinishedFeed(this.db, (listener, job) => this.events.call('subscribe', listener, job), (err) => this.events.error(err, 'subscribe'));
     this.scheduling = new Schedules(this.db, {
       row: (name, payload, options) => this.row(name, payload, options),
@@ -465,7 +470,8 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
       if (inTx) setImmediate(wake);
       else wake();
     }
-    // Inside a caller's transaction the job may still roll back, so 'enqueued' is only told for enqueues we committed.
+    // Inside a caller's transaction the job may still roll back, so 'enqueued' is only told (and counted) for enqueues we committed.
+    if (!inTx) this.metrics.enqueued(rows, results);
     if (!inTx && this.emitter.listenerCount('enqueued')) {
       rows.forEach((r, i) => this.events.emit('enqueued', { id: results[i].id, name: r.name, queue: r.queue, existed: results[i].existed }));
     }
@@ -512,7 +518,7 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
     }
     const elector = this.elector;
     const leads = () => !elector || elector.isLeader;
-    this.worker = new Worker(this.store, this.definitions, this.workerOptions, this.workerEvents(), leads, this.tracing);
+    this.worker = new Worker(this.store, this.definitions, this.workerOptions, this.workerEvents(), leads, this.tracing, this.metrics);
     try {
       await this.worker.start();
     } catch (err) {
@@ -524,7 +530,10 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
     if (stopped()) return;
     this.maintenance = new Maintenance(this.store, this.workerOptions, {
       leads,
-      rescued: (r) => this.events.emit('rescued', r),
+      rescued: (r) => {
+        this.metrics.rescued(r);
+        this.events.emit('rescued', r);
+      },
       wake: () => this.worker?.wake(),
       error: (err) => this.events.error(err, 'maintenance'),
     });
@@ -773,6 +782,7 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
   async close(opts: { timeout?: number } = {}): Promise<void> {
     this.transients.abortAll();
     await this.stop(opts);
+    this.metrics.close();
     await this.store.close();
   }
 
@@ -781,7 +791,7 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
     await this.migrate(); // up front, as in start()
     if (!this.workerOptions) throw new Error('drain: this instance was created with worker: false (producer only)');
     if (this.worker?.isRunning) return this.worker.drain();
-    const temp = new Worker(this.store, this.definitions, { ...this.workerOptions, pollInterval: 3_600_000, pollUnheard: 3_600_000 }, this.workerEvents(), undefined, this.tracing);
+    const temp = new Worker(this.store, this.definitions, { ...this.workerOptions, pollInterval: 3_600_000, pollUnheard: 3_600_000 }, this.workerEvents(), undefined, this.tracing, this.metrics);
     this.worker = temp;
     try {
       await temp.start();
@@ -806,7 +816,7 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
     if (this.worker?.isRunning || this.runningNext) throw new Error('runOnce: this instance\'s worker is running (or another runOnce is): let it finish, or stop it (runOnce runs exactly one job)');
     if (name !== undefined && !this.definitions.has(name)) throw new Error(`runOnce: no handler for "${name}" in this process (define it first)`);
     const only = name === undefined ? this.definitions : new Map([[name, this.definitions.get(name)!]]);
-    const temp = new Worker(this.store, only, { ...this.workerOptions, concurrency: 1, prefetch: 0, pollInterval: 3_600_000, pollUnheard: 3_600_000 }, this.workerEvents(), undefined, this.tracing);
+    const temp = new Worker(this.store, only, { ...this.workerOptions, concurrency: 1, prefetch: 0, pollInterval: 3_600_000, pollUnheard: 3_600_000 }, this.workerEvents(), undefined, this.tracing, this.metrics);
     temp.claimsLeft = 1;
     let ran: string | null = null;
     const seen = (e: { id: string }) => void (ran ??= e.id);
@@ -957,6 +967,17 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
   once<E extends keyof JobsEvents>(event: E, listener: (...args: JobsEvents[E]) => void): this {
     this.emitter.once(event, listener as (...args: unknown[]) => void);
     return this;
+  }
+
+  /**
+   * This instance's prom-client Registry: the counters and histograms of sqljobs' metrics from the
+   * first call on (made then: an instance nobody scrapes pays nothing for it), and the queue
+   * gauges read from the database at each collection. Null with `metrics: false`. The admin serves
+   * it as `GET metrics`; an app with its own registry merges them (`Registry.merge([register,
+   * jobs.metricsRegistry()])`).
+   */
+  metricsRegistry(): Registry | null {
+    return this.metrics.registry();
   }
 
   /** Names this instance has handlers for. */

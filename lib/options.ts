@@ -115,9 +115,16 @@ export interface JobsOptions {
    * trace from the request to the job). `false`: no spans.
    */
   tracing?: TracingOptions | false;
+  /**
+   * Metrics through `@opentelemetry/api` (counters and histograms of enqueues and attempts, gauges
+   * of every queue read from the database when the app's MeterProvider collects; without one,
+   * nothing is recorded or read) and the prom-client registry the admin serves as `GET metrics`
+   * (`jobs.metricsRegistry()`). Default true; `false`: neither.
+   */
+  metrics?: boolean;
 }
 
-const OPTION_KEYS = ['db', 'mode', 'tablePrefix', 'defaultQueue', 'maxPayloadBytes', 'maxOutputBytes', 'logger', 'maxAttempts', 'retentionDays', 'reserveTimeout', 'priorityAging', 'queues', 'worker', 'sqliteWal', 'history', 'workerPoolSize', 'leader', 'pooler', 'directUrl', 'tracing'];
+const OPTION_KEYS = ['db', 'mode', 'tablePrefix', 'defaultQueue', 'maxPayloadBytes', 'maxOutputBytes', 'logger', 'maxAttempts', 'retentionDays', 'reserveTimeout', 'priorityAging', 'queues', 'worker', 'sqliteWal', 'history', 'workerPoolSize', 'leader', 'pooler', 'directUrl', 'tracing', 'metrics'];
 const POOLER_MODES: readonly PoolerMode[] = ['auto', 'session', 'transaction'];
 /** SQLite: where finished jobs are kept (see JobsOptions.history). */
 export type HistoryLayout = 'table' | 'monthly-files';
@@ -161,6 +168,7 @@ export interface ResolvedOptions {
   directUrl: string | undefined;
   /** null: tracing off. */
   tracing: ProcessSpanRelation | null;
+  metrics: boolean;
 }
 
 export function resolveOptions(opts: JobsOptions): ResolvedOptions {
@@ -193,6 +201,7 @@ export function resolveOptions(opts: JobsOptions): ResolvedOptions {
     pooler: buildPooler(opts.pooler),
     directUrl: buildDirectUrl(opts.directUrl),
     tracing: buildTracing(opts.tracing),
+    metrics: opts.metrics === undefined ? true : checkBoolean('metrics', opts.metrics),
   };
 }
 

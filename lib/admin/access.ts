@@ -1,6 +1,6 @@
 /** Who may see the admin, and whether they may act. */
 import type { IncomingHttpHeaders } from 'node:http';
-import type { AdminAccess, AdminOptions, AdminRequest } from './types.ts';
+import type { AdminAccess, AdminOptions, AdminRequest, MetricsAccess } from './types.ts';
 import { HttpError } from './types.ts';
 
 /** Loopback by the socket's own address (IPv4 127/8, IPv6 ::1, and IPv4-mapped loopback). */
@@ -35,6 +35,19 @@ export function proxyHeader(headers: IncomingHttpHeaders): string | null {
     if (name === 'forwarded' || name === 'via' || name === 'x-real-ip' || name.startsWith('x-forwarded-')) return name;
   }
   return null;
+}
+
+/** Whether a request may read `GET metrics`: metricsAuthorize decides alone when given, else the admin's own rules. */
+export async function resolveMetricsAccess<Req>(opts: AdminOptions<Req>, allowedHosts: ReadonlySet<string>, req: AdminRequest, raw: Req): Promise<void> {
+  if (!opts.metricsAuthorize) {
+    await resolveAccess(opts, allowedHosts, req, raw);
+    return;
+  }
+  const granted: MetricsAccess = await opts.metricsAuthorize(raw);
+  if (granted === false) throw new HttpError(403, 'forbidden: metricsAuthorize refused this request');
+  if (granted !== true && granted !== 'view' && granted !== 'manage') {
+    throw new TypeError(`jobsAdmin: metricsAuthorize must return true, 'view', 'manage' or false; got ${JSON.stringify(granted)}`);
+  }
 }
 
 /** The access a request has: the authorize option's answer, or 'manage' for a direct loopback client without one; else a 403. */

@@ -11,7 +11,7 @@ export type AdminJobs = Pick<
   Jobs,
   'list' | 'attempts' | 'logs' | 'cancel' | 'retry' | 'runNow' | 'delete' | 'deleteMany' | 'status' | 'throughput' | 'queues' | 'schedules' | 'links' | 'batchStatus' | 'historyMonths'
   | 'redriveDeadLetters'
-> & { get(id: string): Promise<JobRecord | null> } & Partial<Pick<Jobs, 'transient' | 'defined'>>;
+> & { get(id: string): Promise<JobRecord | null> } & Partial<Pick<Jobs, 'transient' | 'defined' | 'metricsRegistry'>>;
 
 export const JOB_ACTIONS = ['cancel', 'retry', 'run', 'delete'] as const;
 export type JobAction = (typeof JOB_ACTIONS)[number];

@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import type { AdminOptions, AdminRequest, AdminResponse, BodyFields } from './types.ts';
 import { HttpError } from './types.ts';
 import { resolveAccess } from './access.ts';
+import { METRICS_PATH, serveMetrics } from './metrics.ts';
 import { crossOriginReason, crossSiteFetch, csrfState, csrfValid, firstValue } from './csrf.ts';
 import { findStatic, render, staticUrl } from './render.ts';
 import type { AdminJobs } from './actions.ts';
@@ -19,7 +20,7 @@ export const CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img
 
 /** One key per process, shared by every admin it mounts (a cookie with Path=/ serves them all). */
 const PROCESS_SECRET = randomBytes(32);
-const OPTIONS = ['authorize', 'bulkCap', 'countCap', 'title', 'allowedHosts', 'secret', 'onError', 'path'];
+const OPTIONS = ['authorize', 'metricsAuthorize', 'bulkCap', 'countCap', 'title', 'allowedHosts', 'secret', 'onError', 'path'];
 
 const logError: Settings['onError'] = (err, info) => console.error(`sqljobs admin: internal error ${info.id} on ${info.method} ${info.path}:`, err);
 
@@ -35,6 +36,7 @@ export function settingsFrom<Req>(opts: AdminOptions<Req>): Settings {
     if (!OPTIONS.includes(k)) throw new TypeError(`jobsAdmin: unknown option "${k}"; allowed: ${OPTIONS.slice(0, -1).join(', ')} (and path for Koa)`);
   }
   if (opts.authorize !== undefined && typeof opts.authorize !== 'function') throw new TypeError('jobsAdmin: authorize must be a function (req) => "manage" | "view" | false');
+  if (opts.metricsAuthorize !== undefined && typeof opts.metricsAuthorize !== 'function') throw new TypeError('jobsAdmin: metricsAuthorize must be a function (req) => true | false');
   if (opts.title !== undefined && (typeof opts.title !== 'string' || opts.title.length > 100)) throw new TypeError('jobsAdmin: title must be a string of at most 100 characters');
   if (opts.secret !== undefined && (typeof opts.secret !== 'string' || opts.secret.length < 32)) throw new TypeError('jobsAdmin: secret must be a string of at least 32 characters (the same on every instance behind one load balancer)');
   if (opts.onError !== undefined && typeof opts.onError !== 'function') throw new TypeError('jobsAdmin: onError must be a function (err, { id, method, path }) => void');
@@ -58,9 +60,11 @@ function hostList(v: unknown): string[] {
 
 /** Answer one request under the mount point. `raw` is what authorize receives (the framework's request or context). */
 export async function handleAdmin<Req>(jobs: AdminJobs, opts: AdminOptions<Req>, settings: Settings, req: AdminRequest, raw: Req): Promise<AdminResponse> {
-  const isApi = req.path === '/api' || req.path.startsWith('/api/');
+  const isApi = req.path === '/api' || req.path.startsWith('/api/') || req.path === METRICS_PATH;
   try {
     if (crossSiteFetch(req.method, req.headers)) throw new HttpError(403, 'forbidden: a cross-site page may link to the jobs admin, not fetch, embed or post to it');
+    // Read by scrapers, which keep no session: its own access rule, no CSRF cookie.
+    if (req.path === METRICS_PATH) return secure(await serveMetrics(jobs, opts, settings, req, raw), true);
     const access = await resolveAccess(opts, settings.allowedHosts, req, raw);
     checkPath(req.originalPath);
     checkPath(req.path);

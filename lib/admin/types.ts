@@ -4,6 +4,9 @@ import type { IncomingHttpHeaders } from 'node:http';
 /** What an authorize function grants: every page and action, read-only pages, or nothing (403). */
 export type AdminAccess = 'manage' | 'view' | false;
 
+/** What metricsAuthorize answers: true (or what authorize grants) serves `GET metrics`, false is 403. */
+export type MetricsAccess = AdminAccess | true;
+
 export interface AdminOptions<Req> {
   /**
    * Decide per request. 'manage': everything; 'view': read-only (no action buttons, every action
@@ -12,6 +15,12 @@ export interface AdminOptions<Req> {
    * X-Forwarded-*) and its Host is a loopback name. Behind a proxy, pass authorize.
    */
   authorize?: (req: Req) => AdminAccess | Promise<AdminAccess>;
+  /**
+   * Decides alone who may read `GET metrics`, the Prometheus endpoint (a scraper has no session
+   * and no CSRF token; it may send a bearer token): true, 'view' or 'manage' serves it, false is
+   * 403. Without it, `GET metrics` follows authorize, or the loopback rule without authorize.
+   */
+  metricsAuthorize?: (req: Req) => MetricsAccess | Promise<MetricsAccess>;
   /** More Host names (without port) a loopback client may use without authorize, e.g. ['myapp.test']. */
   allowedHosts?: string[];
   /**

@@ -243,6 +243,9 @@ export interface QueueStats {
   pausedAt: Date | null;
 }
 
+/** A queue's live figures alone (QueueStats without its paused state). */
+export type QueueLive = Omit<QueueStats, 'pausedAt'>;
+
 /** One group of a queue's live jobs (group null: its jobs without a group). */
 export interface QueueGroupStats {
   group: string | null;
@@ -512,6 +515,8 @@ export interface JobReads {
   workerList(): Promise<WorkerRecord[]>;
   /** Per queue: pending, due, running, oldest due age and paused state. */
   queueList(): Promise<QueueStats[]>;
+  /** Per queue with live jobs: pending, due, running and oldest due age, in one statement (metrics read it at each collection). */
+  queueLive(): Promise<QueueLive[]>;
   /**
    * One queue's live jobs per group (./portable/reads.ts queueGroupCounts), at most `limit` groups
    * (only `groups` when given), and its starts within `windowMs`, its rate window (null: none).
@@ -610,8 +615,8 @@ export function validatePrefix(prefix: unknown): string {
 }
 
 /** Add the paused queues to the live per-queue figures (a paused queue may have no jobs), sorted by queue. */
-export function mergeQueueStats(live: QueueStats[], paused: { queue: string; pausedAt: Date }[]): QueueStats[] {
-  const byQueue = new Map(live.map((q) => [q.queue, q]));
+export function mergeQueueStats(live: QueueLive[], paused: { queue: string; pausedAt: Date }[]): QueueStats[] {
+  const byQueue = new Map<string, QueueStats>(live.map((q) => [q.queue, { ...q, pausedAt: null }]));
   for (const p of paused) {
     const q = byQueue.get(p.queue);
     if (q) q.pausedAt = p.pausedAt;

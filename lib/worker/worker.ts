@@ -12,6 +12,7 @@ import { isContention } from '../driver/errors.ts';
 import { Periodic } from '../periodic.ts';
 import { RunningAttempt, type AttemptOutcome, type JobDefinition } from './executor.ts';
 import { Tracing } from '../telemetry/tracing.ts';
+import { NO_METRICS, type AttemptMetrics } from '../telemetry/metrics.ts';
 import { claimOrder } from '../driver/rows.ts';
 import { OutcomeWriter } from './writer.ts';
 
@@ -113,6 +114,7 @@ export class Worker {
     /** With leaderOnly, claims are made only while this is true. */
     private readonly leads: () => boolean = () => true,
     private readonly tracing: Tracing = new Tracing(null),
+    private readonly metrics: AttemptMetrics = NO_METRICS,
   ) {
     this.periodic = new Periodic((err) => this.events.error(err));
     this.writer = new OutcomeWriter(
@@ -531,6 +533,7 @@ export class Worker {
     const def = this.definitions.get(job.name)!;
     const t0 = performance.now();
     const trace = this.tracing.attempt(job, this.id);
+    const measure = this.metrics.attempt(job);
     const attempt = new RunningAttempt(job, def, {
       store: this.store,
       writer: this.writer,
@@ -551,6 +554,7 @@ export class Worker {
     void attempt.done
       .then((outcome) => {
         trace.end(outcome);
+        measure.end(outcome);
         const ms = performance.now() - t0;
         this.avgRunMs = this.finishedRuns++ ? this.avgRunMs * 0.9 + ms * 0.1 : ms;
         if (outcome.kind === 'unwritten') this.park(attempt, outcome.error);
@@ -566,6 +570,7 @@ export class Worker {
       .catch((err) => {
         // The outcome was not written: the job is still running under this attempt in the database.
         trace.end({ kind: 'unwritten', error: errorToRecord(err) });
+        measure.end({ kind: 'unwritten', error: errorToRecord(err) });
         this.park(attempt, errorToRecord(err));
       })
       .finally(() => {

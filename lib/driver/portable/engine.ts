@@ -10,7 +10,7 @@ import { claimOrder, toClaimedJob, toAttemptRecord, toJobRecord, toLogRecord, to
 import { listLimit, statesByTable } from '../sql.ts';
 import { mergeQueueStats, type Dialect } from '../store.ts';
 import type {
-  BatchStatus, CancelResult, CheckpointItem, ClaimedJob, CompleteItem, FailItem, Fenced, FinishedJob, HistoryMonth, InsertBatch, JobLink, LeaseHeld, QueueGroupCounts, QueueStats, RedriveOutcome,
+  BatchStatus, CancelResult, CheckpointItem, ClaimedJob, CompleteItem, FailItem, Fenced, FinishedJob, HistoryMonth, InsertBatch, JobLink, LeaseHeld, QueueGroupCounts, QueueLive, QueueStats, RedriveOutcome,
   StalledJob, StatusCounts, StoredSchedule, ThroughputBuckets, WorkerInfo, WorkerRecord,
 } from '../store.ts';
 import type { EnqueueResult } from '../../model.ts';
@@ -358,18 +358,18 @@ export abstract class PortableStore implements Sql {
   }
 
   async queueList(): Promise<QueueStats[]> {
-    const [live, paused] = await Promise.all([this.rowsOf(queuesStats(this)), this.rowsOf(queuesPaused(this))]);
-    return mergeQueueStats(
-      live.map((r) => ({
-        queue: String(r.queue),
-        pending: Number(r.pending),
-        due: Number(r.due),
-        running: Number(r.running),
-        oldestDueAgeMs: r.oldest === null || r.oldest === undefined ? null : Math.max(0, Math.round(Number(r.oldest))),
-        pausedAt: null,
-      })),
-      paused.map((r) => ({ queue: String(r.queue), pausedAt: this.d.codec.date(r.paused_at)! })),
-    );
+    const [live, paused] = await Promise.all([this.queueLive(), this.rowsOf(queuesPaused(this))]);
+    return mergeQueueStats(live, paused.map((r) => ({ queue: String(r.queue), pausedAt: this.d.codec.date(r.paused_at)! })));
+  }
+
+  async queueLive(): Promise<QueueLive[]> {
+    return (await this.rowsOf(queuesStats(this))).map((r) => ({
+      queue: String(r.queue),
+      pending: Number(r.pending),
+      due: Number(r.due),
+      running: Number(r.running),
+      oldestDueAgeMs: r.oldest === null || r.oldest === undefined ? null : Math.max(0, Math.round(Number(r.oldest))),
+    }));
   }
 
   /** Two reads, not one transaction: figures for a page, each exact when it was read. */

@@ -259,8 +259,22 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
   }
 
   /** A transaction that enqueued jobs committed: wake this process's worker. @internal */
-  notifyCommitted(): void {
+  notifyCommitted(tx?: unknown): void {
     this.worker?.wake();
+    const written = tx === undefined ? undefined : this.uncommitted.get(tx as object);
+    if (written) {
+      this.uncommitted.delete(tx as object);
+      for (const { rows, results } of written) this.metrics.enqueued(rows, results);
+    }
+  }
+
+  /**
+   * The request's unit of work began a transaction on `tx`: its enqueues are counted in the
+   * metrics once notifyCommitted(tx) says it committed. A pooled connection carries one
+   * transaction after another, so each begins with nothing to count (a rolled back one's are dropped). @internal
+   */
+  countOnCommit(tx: unknown): void {
+    if (tx !== null && typeof tx === 'object') this.uncommitted.set(tx, []);
   }
 
   /** The database dialect behind this instance. */
@@ -454,8 +468,14 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
       if (!inTx || isBetterSqlite(handle)) return this.afterEnqueue(rows, this.writeSync(rows, handle, batches), inTx);
     }
     const written = flow ? this.db.jobInsertFlow({ rows, tx, batches }) : this.db.jobInsertMany({ rows, tx });
-    return written.then((results) => this.afterEnqueue(rows, results, inTx));
+    return written.then((results) => {
+      if (inTx) this.uncommitted.get(tx as object)?.push({ rows, results });
+      return this.afterEnqueue(rows, results, inTx);
+    });
   }
+
+  /** Enqueues on a request's transaction (the unit of work's), counted once it commits (committed). */
+  private readonly uncommitted = new WeakMap<object, { rows: NewJobRow[]; results: EnqueueResult[] }[]>();
 
   /** Wake this process's worker and emit 'enqueued'; inside a caller's transaction, only after the current tick (it may still roll back). */
   private afterEnqueue(rows: NewJobRow[], results: EnqueueResult[], inTx: boolean): EnqueueResult[] {

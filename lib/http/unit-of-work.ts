@@ -188,6 +188,7 @@ export class RequestJobs<M extends JobMap = {}> {
       this.state = 'open';
       this.opening = this.jobs.beginTransaction().then((tx) => {
         this.tx = tx;
+        this.jobs.countOnCommit(tx.native);
         return tx;
       });
     }
@@ -258,7 +259,7 @@ export class RequestJobs<M extends JobMap = {}> {
         await this.chain;
         const tx = await this.opening;
         await tx.commit();
-        this.jobs.notifyCommitted();
+        this.jobs.notifyCommitted(tx.native);
       }
       this.state = 'committed';
     } catch (err) {

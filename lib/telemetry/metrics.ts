@@ -27,7 +27,7 @@ const JOB_OUTCOME: readonly Label[] = ['queue', 'name', 'outcome'];
 
 /** What each counter counts; a Prometheus counter is `sqljobs_jobs_<key>_total`, an OpenTelemetry one `sqljobs.jobs.<key>`. */
 const COUNTERS = {
-  enqueued: { labels: JOB, help: 'Jobs this process enqueued, once committed (not those inside the app\'s own transaction, nor a refId, unique or debounce key that found its live job)' },
+  enqueued: { labels: JOB, help: 'Jobs this process enqueued, once committed (a request\'s when it commits; not those inside the app\'s own transaction, nor a refId, unique or debounce key that found its live job)' },
   started: { labels: JOB, help: 'Attempts started in this process' },
   completed: { labels: JOB, help: 'Attempts in this process that completed their job' },
   failed: { labels: JOB, help: 'Attempts in this process that failed their job for good (no attempt left, or DiscardJob)' },

@@ -7,7 +7,7 @@ import { expect } from 'chai';
 import { createNoopMeter, metrics } from '@opentelemetry/api';
 import express from 'express';
 import request from 'supertest';
-import { jobsAdmin, type Jobs } from '../../lib/index.ts';
+import { jobsAdmin, jobsMiddleware, type Jobs } from '../../lib/index.ts';
 import { forEachDialect, sleep, until } from '../helpers/dialects.ts';
 import { otelMetrics, parsePrometheus, type Snapshot } from '../helpers/metrics.ts';
 
@@ -197,5 +197,24 @@ forEachDialect('metrics', ({ fresh }) => {
     }
     const snapshot = await otel.collect();
     expect(snapshot.sqljobs_jobs_enqueued_total).to.equal(undefined);
+  });
+
+  it("a request's enqueues (jobsMiddleware) are counted once the request commits, and not when it rolls back", async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: false });
+    const app = express();
+    app.use(jobsMiddleware(jobs));
+    app.post('/ok', async (req, res) => {
+      await req.jobs.enqueueMany([{ name: 'x', payload: {} }, { name: 'x', payload: {} }]);
+      res.status(201).end();
+    });
+    app.post('/fails', async (req, res) => {
+      await req.jobs.enqueue('x', {});
+      res.status(500).end(); // an error status rolls the request back
+    });
+    await request(app).post('/fails').expect(500);
+    expect((await otel.collect()).sqljobs_jobs_enqueued_total, 'rolled back: not counted').to.equal(undefined);
+    await request(app).post('/ok').expect(201);
+    expect((await otel.collect()).sqljobs_jobs_enqueued_total).to.deep.equal({ 'name=x,queue=default': 2 });
   });
 });

@@ -11,6 +11,7 @@
  * OpenTelemetry Prometheus exporter would make of them (`sqljobs_jobs_completed_total`).
  */
 import { createRequire } from 'node:module';
+import { optionalPackage } from './optional.ts';
 import type * as OtelApi from '@opentelemetry/api';
 import type * as PromClient from 'prom-client';
 import type { EnqueueResult, NewJobRow } from '../model.ts';
@@ -62,14 +63,6 @@ const ATTRIBUTES: Record<Label, string> = { queue: 'messaging.destination.name',
 
 const SCOPE = 'sqljobs';
 
-/** A package of the app's, or null when it is not installed. Loaded synchronously so that createJobs stays synchronous. */
-function optionalPackage<T>(name: string): T | null {
-  try {
-    return createRequire(import.meta.url)(name) as T;
-  } catch {
-    return null;
-  }
-}
 
 /** Where measurements go: OpenTelemetry instruments, or a prom-client registry. */
 interface Sink {

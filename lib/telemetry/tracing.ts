@@ -10,7 +10,7 @@
  * Without a registered tracer provider the API hands out non-recording spans: nothing is stored
  * and the handler runs in no extra context.
  */
-import { createRequire } from 'node:module';
+import { optionalPackage } from './optional.ts';
 import type * as OtelApi from '@opentelemetry/api';
 import type { NewJobRow } from '../model.ts';
 import type { ClaimedJob } from '../driver/store.ts';
@@ -27,14 +27,6 @@ export interface TracingOptions {
 
 type Api = typeof OtelApi;
 
-/** The app's @opentelemetry/api, or null when it is not installed. Loaded synchronously so that createJobs stays synchronous. */
-function loadApi(): Api | null {
-  try {
-    return createRequire(import.meta.url)('@opentelemetry/api') as Api;
-  } catch {
-    return null;
-  }
-}
 
 const SYSTEM = 'sqljobs';
 const SCOPE = 'sqljobs';
@@ -57,7 +49,7 @@ export class Tracing {
   constructor(
     private readonly relation: ProcessSpanRelation | null,
     private readonly report: (err: unknown) => void = () => {},
-    api: Api | null = relation === null ? null : loadApi(),
+    api: Api | null = relation === null ? null : optionalPackage<Api>('@opentelemetry/api'),
   ) {
     this.api = api;
   }

@@ -166,7 +166,8 @@ forEachDialect('metrics', ({ fresh }) => {
 
     const errors: unknown[] = [];
     jobs.on('error', (err) => errors.push(err));
-    const broken = Object.assign(createNoopMeter(), {
+    // Over the no-op meter, not into it: createNoopMeter() answers the API's one shared meter (the trace SDK's own metrics use it).
+    const broken = Object.assign(Object.create(createNoopMeter()) as ReturnType<typeof createNoopMeter>, {
       createCounter: () => ({ add: () => { throw new Error('the exporter threw'); } }),
     });
     metrics.disable();

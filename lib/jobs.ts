@@ -373,7 +373,7 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
     if (!this.db.jobInsertManySync) throw new Error(`enqueueSync needs a better-sqlite3 database; this instance uses ${this.db.dialect}: use await jobs.enqueue(..., { tx })`);
     const rows = [this.row(name, payload, opts)];
     const written = this.tracing.send(rows, () => (needsFlow(rows) ? this.db.jobInsertFlowSync!({ rows }) : this.db.jobInsertManySync!({ rows })));
-    return this.afterEnqueue(rows, written, true)[0];
+    return this.afterEnqueue(rows, written, this.db.appInTransaction?.() ?? true)[0];
   }
 
   /** Enqueue many jobs in one round trip per chunk. */
@@ -403,7 +403,7 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
     if (!this.db.jobInsertFlowSync) throw new Error(`batchSync needs a better-sqlite3 database; this instance uses ${this.db.dialect}: use await jobs.batch(..., { tx })`);
     const { rows, ids, batch } = this.planBatch(items, opts);
     const written = this.tracing.send(rows, () => this.db.jobInsertFlowSync!({ rows, batches: [batch] }));
-    return batchResult(batch, rows, ids, this.afterEnqueue(rows, written, true));
+    return batchResult(batch, rows, ids, this.afterEnqueue(rows, written, this.db.appInTransaction?.() ?? true));
   }
 
   /** A batch's rows (parents first), its items' ids in order, and the batch to make with them. */

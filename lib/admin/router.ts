@@ -36,7 +36,7 @@ export function settingsFrom<Req>(opts: AdminOptions<Req>): Settings {
     if (!OPTIONS.includes(k)) throw new TypeError(`jobsAdmin: unknown option "${k}"; allowed: ${OPTIONS.slice(0, -1).join(', ')} (and path for Koa)`);
   }
   if (opts.authorize !== undefined && typeof opts.authorize !== 'function') throw new TypeError('jobsAdmin: authorize must be a function (req) => "manage" | "view" | false');
-  if (opts.metricsAuthorize !== undefined && typeof opts.metricsAuthorize !== 'function') throw new TypeError('jobsAdmin: metricsAuthorize must be a function (req) => true | false');
+  if (opts.metricsAuthorize !== undefined && typeof opts.metricsAuthorize !== 'function') throw new TypeError('jobsAdmin: metricsAuthorize must be a function (req) => true | "view" | "manage" | false (or a promise of one)');
   if (opts.title !== undefined && (typeof opts.title !== 'string' || opts.title.length > 100)) throw new TypeError('jobsAdmin: title must be a string of at most 100 characters');
   if (opts.secret !== undefined && (typeof opts.secret !== 'string' || opts.secret.length < 32)) throw new TypeError('jobsAdmin: secret must be a string of at least 32 characters (the same on every instance behind one load balancer)');
   if (opts.onError !== undefined && typeof opts.onError !== 'function') throw new TypeError('jobsAdmin: onError must be a function (err, { id, method, path }) => void');

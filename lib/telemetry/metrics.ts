@@ -33,7 +33,7 @@ const COUNTERS = {
   completed: { labels: JOB, help: 'Attempts in this process that completed their job' },
   failed: { labels: JOB, help: 'Attempts in this process that failed their job for good (no attempt left, or DiscardJob)' },
   retried: { labels: JOB, help: 'Attempts in this process that failed and left their job to be retried' },
-  rescued: { labels: JOB_OUTCOME, help: 'Jobs this process\'s sweeper took back from a worker that stopped sending heartbeats (outcome: retry or failed)' },
+  rescued: { labels: JOB_OUTCOME, help: 'Jobs this process\'s sweeper took back from a worker that stopped sending heartbeats (outcome: retrying or failed, as on the duration)' },
 } as const;
 type CounterName = keyof typeof COUNTERS;
 
@@ -139,7 +139,8 @@ export class JobMetrics {
   }
 
   rescued(job: RescuedJob): void {
-    if (this.recording()) this.count('rescued', { queue: job.queue, name: job.name, outcome: job.outcome });
+    // The attempt outcomes' words (the duration's outcome label), so that dashboards join on them.
+    if (this.recording()) this.count('rescued', { queue: job.queue, name: job.name, outcome: job.outcome === 'retry' ? 'retrying' : job.outcome });
   }
 
   /** This instance's prom-client registry, made at the first call (it counts from then); null with `metrics: false`. */

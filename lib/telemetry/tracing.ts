@@ -81,7 +81,11 @@ export class Tracing {
     return result;
   }
 
-  /** The enqueue's span, its context stamped on each row; null when it is not recording. */
+  /**
+   * The enqueue's span, its context stamped on each row; null when it has no valid context (no
+   * provider, no trace around). A span sampled out still has one: stored, it carries the decision
+   * to the job's attempts (a ParentBased sampler drops them too, in 'child' mode).
+   */
   private sendSpan(api: Api, rows: NewJobRow[]): OtelApi.Span | null {
     const queues = new Set(rows.map((r) => r.queue));
     const queue = queues.size === 1 ? rows[0].queue : null;
@@ -95,9 +99,14 @@ export class Tracing {
         ...(rows.length === 1 ? { 'messaging.message.id': rows[0].id, 'sqljobs.job.name': rows[0].name } : { 'messaging.batch.message_count': rows.length }),
       },
     });
-    if (!span.isRecording()) return null;
+    if (!api.trace.isSpanContextValid(span.spanContext())) return null;
     const carrier: Record<string, string> = {};
-    api.propagation.inject(api.trace.setSpan(api.context.active(), span), carrier);
+    try {
+      api.propagation.inject(api.trace.setSpan(api.context.active(), span), carrier);
+    } catch (err) {
+      span.end(); // the app's propagator threw: the enqueue goes on, its span ended, nothing stored
+      throw err;
+    }
     const stored = Object.keys(carrier).length ? JSON.stringify(carrier) : null;
     for (const row of rows) row.traceContextJson = stored;
     return span;
@@ -107,7 +116,12 @@ export class Tracing {
   attempt(job: ClaimedJob, workerId: string): AttemptTrace {
     const api = this.api;
     if (!api) return UNTRACED;
-    return this.contained(() => this.attemptSpan(api, job, workerId), UNTRACED);
+    return this.contained(() => this.attemptSpan(api, job, workerId), this.rooted(api));
+  }
+
+  /** No span of ours: the handler still runs in the root context, never in one lent by whatever woke the worker. */
+  private rooted(api: Api): AttemptTrace {
+    return { run: (fn) => api.context.with(api.ROOT_CONTEXT, fn), end: () => {} };
   }
 
   private attemptSpan(api: Api, job: ClaimedJob, workerId: string): AttemptTrace {
@@ -132,11 +146,12 @@ export class Tracing {
       },
       child ? api.trace.setSpanContext(api.ROOT_CONTEXT, enqueued) : api.ROOT_CONTEXT,
     );
-    if (!span.isRecording()) return UNTRACED;
+    if (!api.trace.isSpanContextValid(span.spanContext())) return this.rooted(api);
+    // Sampled out too, the handler runs under it: its own spans follow the same decision.
     const active = api.trace.setSpan(api.ROOT_CONTEXT, span);
     return {
       run: (fn) => api.context.with(active, fn),
-      end: (outcome) => this.contained(() => this.endAttempt(span, outcome), undefined),
+      end: (outcome) => this.contained(() => (span.isRecording() ? this.endAttempt(span, outcome) : span.end()), undefined),
     };
   }
 
@@ -155,19 +170,24 @@ export class Tracing {
   private endAttempt(span: OtelApi.Span, outcome: AttemptOutcome): void {
     const api = this.api!;
     span.setAttribute('sqljobs.job.outcome', outcome.kind);
+    // error.type: the conventions' low-cardinality name of a failure (the error's class, or how the attempt was cut short).
+    const failed = (type: string, message: string) => {
+      span.setAttribute('error.type', type);
+      span.setStatus({ code: api.SpanStatusCode.ERROR, message });
+    };
     switch (outcome.kind) {
       case 'retrying':
       case 'failed':
       case 'unwritten':
         span.recordException({ name: outcome.error.name ?? 'Error', message: outcome.error.message, stack: outcome.error.stack });
-        span.setStatus({ code: api.SpanStatusCode.ERROR, message: outcome.error.message });
+        failed(outcome.error.name || '_OTHER', outcome.error.message);
         if (outcome.kind === 'retrying') span.setAttribute('sqljobs.job.retry_delay_ms', outcome.delayMs);
         break;
       case 'aborted':
-        span.setStatus({ code: api.SpanStatusCode.ERROR, message: `aborted: ${outcome.reason}` });
+        failed(`aborted:${outcome.reason}`, `aborted: ${outcome.reason}`);
         break;
       case 'lost':
-        span.setStatus({ code: api.SpanStatusCode.ERROR, message: 'lost: another worker or a cancel owns the job now' });
+        failed('lost', 'lost: another worker or a cancel owns the job now');
         break;
     }
     span.end();
@@ -176,6 +196,7 @@ export class Tracing {
   private fail(span: OtelApi.Span, err: unknown): void {
     this.contained(() => {
       const message = err instanceof Error ? err.message : safeString(err);
+      span.setAttribute('error.type', err instanceof Error ? err.name : '_OTHER');
       span.recordException(err instanceof Error ? err : message);
       span.setStatus({ code: this.api!.SpanStatusCode.ERROR, message });
       span.end();

@@ -201,7 +201,13 @@ export class RunningAttempt {
       this.decide = resolve;
       if (timeout) this.timer = setTimeout(() => this.abort('timeout'), timeout);
       if (this.def.transactional) {
-        this.deps.trace.run(() => this.runTransactional()).then(resolve, (err) => resolve(this.classify(err)));
+        let transaction: Promise<AttemptOutcome>;
+        try {
+          transaction = this.deps.trace.run(() => this.runTransactional());
+        } catch (err) {
+          return resolve(this.classify(err)); // the app's context manager threw
+        }
+        transaction.then(resolve, (err) => resolve(this.classify(err)));
         return;
       }
       let result: unknown;

@@ -5,6 +5,7 @@
  * it, by a timer for the next delayed job, and by polling as the safety net.
  */
 import os from 'node:os';
+import { AsyncResource } from 'node:async_hooks';
 import { errorToRecord, type JobError } from '../model.ts';
 import type { ClaimRequest, ClaimedJob, Fenced, ListenCallbacks, ListenHandle, Store, WorkerInfo } from '../driver/store.ts';
 import { uuidv7 } from '../uuid.ts';
@@ -217,8 +218,15 @@ export class Worker {
     if (this.starting) return void (this.wokenWhileStarting = true);
     // A new job may outrank what was claimed ahead: look even when the backlog is full.
     this.newJobs = true;
-    void this.fill().catch((err) => this.events.error(err));
+    this.scope.runInAsyncScope(() => void this.fill().catch((err) => this.events.error(err)));
   }
+
+  /**
+   * The async context the worker's claims run in: the one it was made in. Whoever wakes it (an
+   * enqueue inside a request, under that request's trace and its AsyncLocalStorage stores) must not
+   * lend it its context: every later claim and attempt would inherit it.
+   */
+  private readonly scope = new AsyncResource('sqljobs.worker');
 
   /** start() is making its first claim; a wake-up meanwhile is taken after it. */
   private starting = false;
@@ -234,10 +242,10 @@ export class Worker {
     const at = Date.now() + ms;
     if (this.dueTimer && this.dueTimer.at <= at) return;
     if (this.dueTimer) clearTimeout(this.dueTimer.timer);
-    const timer = setTimeout(() => {
+    const timer = setTimeout(this.scope.bind(() => {
       this.dueTimer = null;
       this.wake();
-    }, ms + 1);
+    }), ms + 1);
     timer.unref();
     this.dueTimer = { at, timer };
   }
@@ -248,10 +256,10 @@ export class Worker {
   private refillSoon(): void {
     if (this.refillScheduled) return;
     this.refillScheduled = true;
-    setImmediate(() => {
+    setImmediate(this.scope.bind(() => {
       this.refillScheduled = false;
       void this.fill().catch((err) => this.events.error(err));
-    });
+    }));
   }
 
   /** Claim until the free slots are full or nothing is due. One claim loop at a time. */

@@ -41,7 +41,7 @@ forEachDialect('admin GET metrics', ({ fresh }) => {
     expect(figures.sqljobs_jobs_completed_total['name=ok,queue=mounted']).to.equal(1);
     expect(figures.sqljobs_jobs_duration_seconds_count['name=ok,outcome=completed,queue=mounted']).to.equal(1);
     const head = await request(a).head(`${BASE}/metrics`).expect(200);
-    expect(head.text ?? '').to.equal('');
+    expect(head.headers['content-type'], 'HEAD answers as GET would').to.equal('text/plain; version=0.0.4; charset=utf-8');
   });
 
   it('without metricsAuthorize, the admin\'s rules: loopback only without authorize (no proxy header, a loopback Host); authorize decides otherwise', async () => {

@@ -5,6 +5,7 @@
  * test/integration/tracing.test.ts.
  */
 import { expect } from 'chai';
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { context, propagation, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
@@ -142,6 +143,46 @@ forEachDialect('tracing', ({ fresh }) => {
     await plain.drain();
     expect(await storedContexts(t, [quiet, untraced])).to.deep.equal([null, null]);
     expect(runs).to.deep.equal([false, false]);
+  });
+
+  it("a worker woken from inside a request never runs in the request's context: not its span, not its AsyncLocalStorage stores", async () => {
+    const t = await fresh();
+    const requestStore = new AsyncLocalStorage<string>();
+    const seen: { store: string | undefined; span: string | undefined }[] = [];
+    const handler = () => void seen.push({ store: requestStore.getStore(), span: trace.getActiveSpan()?.spanContext().spanId });
+    const untraced = t.jobs({ tracing: false, worker: { pollInterval: 60_000 } });
+    untraced.define('a', handler);
+    const traced = t.jobs({ worker: { pollInterval: 60_000 } });
+    traced.define('b', handler);
+    await untraced.start();
+    await traced.start();
+    // Each enqueue wakes its worker from inside the request: its claims and the handler must not inherit that.
+    const request = await trace.getTracer('app').startActiveSpan('request', (span) =>
+      requestStore.run('request-42', async () => {
+        const ids = [(await untraced.enqueue('a', {})).id, (await traced.enqueue('b', {})).id];
+        span.end();
+        return { ids, spanId: span.spanContext().spanId };
+      }));
+    for (const [jobs, id] of [[untraced, request.ids[0]], [traced, request.ids[1]]] as const) await jobs.waitFor(id, { timeout: 20_000 });
+    expect(seen).to.have.length(2);
+    for (const s of seen) {
+      expect(s.store, "the request's store").to.equal(undefined);
+      expect(s.span, "the request's span").not.to.equal(request.spanId);
+    }
+    expect(seen.map((s) => s.span === undefined)).to.have.members([true, false]); // tracing: false runs in no span; tracing on, in its process span
+  });
+
+  it("an enqueue sampled out by the app stays sampled out in its job's attempts ('child'): nothing of it is recorded anywhere", async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ tracing: { processSpan: 'child' }, worker: { pollInterval: 50 } });
+    jobs.define('quiet', () => trace.getTracer('app').startActiveSpan('handler work', (span) => span.end()));
+    // A request whose caller decided not to sample it (traceparent flags 00): the default sampler follows its parent.
+    const remote = { traceId: 'a'.repeat(32), spanId: 'b'.repeat(16), traceFlags: 0, isRemote: true };
+    const { id } = await context.with(trace.setSpanContext(context.active(), remote), () => jobs.enqueue('quiet', {}));
+    await jobs.drain();
+    const [stored] = await storedContexts(t, [id]);
+    expect(JSON.parse(stored!).traceparent, 'the decision is stored with the job').to.match(new RegExp(`^00-${remote.traceId}-[0-9a-f]{16}-00$`));
+    expect(exporter.getFinishedSpans().map((s) => s.name), 'no span of the enqueue, the attempt or the handler').to.deep.equal([]);
   });
 
   it("tracing refuses what it does not know, naming the field", () => {

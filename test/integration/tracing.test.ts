@@ -65,6 +65,7 @@ function spansOf(run: { id: string; web: PlainSpan[]; worker: PlainSpan[] }) {
 }
 
 forEachDialect('traces across processes', ({ fresh }) => {
+  // The processes helper kills what is left after each test: a failed assertion leaves none running.
   it('a request enqueues, another process runs it: the process span links to the send span, which the request span parents', async function () {
     this.timeout(90_000);
     const t = await fresh();
@@ -86,8 +87,6 @@ forEachDialect('traces across processes', ({ fresh }) => {
     });
     expect(process.status.code).not.to.equal(ERROR);
     expect(handler.traceId).to.equal(process.traceId);
-    for (const proc of [p.web, p.worker]) proc.kill('SIGTERM');
-    await Promise.all([p.web.exited, p.worker.exited]);
   });
 
   it("with processSpan 'child' the attempt continues the request's trace under the send span; a failure is recorded on it", async function () {
@@ -104,7 +103,5 @@ forEachDialect('traces across processes', ({ fresh }) => {
     expect(failed.process.status).to.deep.equal({ code: ERROR, message: 'the order could not be processed' });
     expect(failed.process.events).to.include('exception');
     expect(failed.process.attributes['sqljobs.job.outcome']).to.equal('failed');
-    for (const proc of [p.web, p.worker]) proc.kill('SIGTERM');
-    await Promise.all([p.web.exited, p.worker.exited]);
   });
 });

@@ -740,10 +740,11 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
 
   /**
    * Hear jobs finished by any process (jobs.on hears only this one's): `event` is a terminal state
-   * (completed, failed, cancelled, skipped) or `finished` for every one. Read from history every
-   * 500 ms from when the first listener subscribed, on every database. Answers the function that
-   * stops listening; stop() and close() stop every subscription. A listener's throw is reported
-   * ('error' event), never thrown.
+   * (completed, failed, cancelled, skipped) or `finished` for every one. Read from history from
+   * when the first listener subscribed: on PostgreSQL as soon as a finishing transaction commits
+   * (pushed by NOTIFY), on every database every 500 ms. Answers the function that stops listening;
+   * stop() and close() stop every subscription. A listener's throw is reported ('error' event),
+   * never thrown.
    */
   subscribe(event: SubscribeEvent, listener: (job: FinishedJob) => void | Promise<void>): () => void {
     if (!SUBSCRIBE_EVENTS.includes(event)) throw new TypeError(`subscribe: event must be one of ${SUBSCRIBE_EVENTS.join(', ')}; got ${describe(event)}`);
@@ -754,7 +755,7 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
   /**
    * The job once it finished (completed, failed, cancelled or skipped), by whichever process:
    * for a request handler or a test that needs the outcome. Looks at once, then again as this
-   * process finishes it or every 25 to 250 ms. Rejects with a WaitTimeoutError after `timeout` ms
+   * process finishes it, as another process's finish is pushed (PostgreSQL), or every 25 to 250 ms. Rejects with a WaitTimeoutError after `timeout` ms
    * (default 30,000), saying the state it was in (or that no such job was found).
    */
   async waitFor<K extends JobName<M>>(id: string, opts: { timeout?: number } = {}): Promise<JobRecord<PayloadOf<M, K>>> {
@@ -765,28 +766,35 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
   }
 
   /**
-   * Every job this process finishes or cancels, by id, until the returned function is called. One
-   * listener per event serves every waitFor at once (hundreds of waiting requests add none).
+   * Every job this process finishes or cancels, by id, and where finished jobs are pushed
+   * (PostgreSQL) every one another process finishes, until the returned function is called. One
+   * listener per event and one subscription serve every waitFor at once (hundreds of waiting
+   * requests add none).
    */
   private onFinishedHere(listener: (id: string) => void): () => void {
     if (!this.finishedHere.size) {
       for (const event of FINISHING_EVENTS) this.emitter.on(event, this.tellFinishedHere);
+      if (this.finished.pushes) this.finishedElsewhereOff = this.finished.subscribe('finished', this.tellFinishedHere);
     }
     this.finishedHere.add(listener);
     return () => {
       this.finishedHere.delete(listener);
-      if (!this.finishedHere.size) for (const event of FINISHING_EVENTS) this.emitter.off(event, this.tellFinishedHere);
+      if (this.finishedHere.size) return;
+      for (const event of FINISHING_EVENTS) this.emitter.off(event, this.tellFinishedHere);
+      this.finishedElsewhereOff?.();
+      this.finishedElsewhereOff = null;
     };
   }
 
   private readonly finishedHere = new Set<(id: string) => void>();
+  private finishedElsewhereOff: (() => void) | null = null;
   private readonly tellFinishedHere = (e: { id: string }): void => {
     for (const listener of this.finishedHere) listener(e.id);
   };
 
   /** Graceful shutdown: stop claiming, wait for running jobs up to `timeout` ms, then abort and return them to pending. */
   async stop(opts: { timeout?: number } = {}): Promise<void> {
-    this.finished.stop();
+    await this.finished.stop();
     this.generation++;
     await this.scheduling.stop();
     const maintenance = this.maintenance;

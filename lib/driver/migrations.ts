@@ -52,10 +52,16 @@ export function checkNotNewer(dialect: Dialect, applied: number[], known: Migrat
   }
 }
 
-/** Split a migration file into statements (no procedural bodies are used in our files). */
+/**
+ * Split a migration file into statements at a `;` that ends a line. A `$$`-quoted body (a
+ * PostgreSQL function's) stays whole, whatever semicolons its lines end with.
+ */
 export function splitStatements(sql: string): string[] {
-  return sql
-    .split(/;\s*(?:\n|$)/)
-    .map((s) => s.replace(/^\s*--.*$/gm, '').trim())
-    .filter(Boolean);
+  const statements = [''];
+  for (const [i, part] of sql.split(/(\$\$[\s\S]*?\$\$)/).entries()) {
+    const pieces = i % 2 ? [part] : part.split(/;\s*(?:\n|$)/);
+    statements[statements.length - 1] += pieces[0];
+    statements.push(...pieces.slice(1));
+  }
+  return statements.map((s) => s.replace(/^\s*--.*$/gm, '').trim()).filter(Boolean);
 }

@@ -318,6 +318,15 @@ export interface ListenCallbacks {
   onError(err: unknown): void;
 }
 
+/** What a store that pushes news of finished jobs tells (see StorePlumbing.listenFinished). */
+export interface FinishedCallbacks {
+  /** Jobs finished somewhere (which ones is not said): read history now. */
+  onFinished(): void;
+  /** The listener (re)connected: news may have been missed; read history now. */
+  onReconnect(): void;
+  onError(err: unknown): void;
+}
+
 /** What every store has: its dialect and prefix, migrations, wake-ups, the app transaction, close. */
 export interface StorePlumbing {
   readonly dialect: Dialect;
@@ -331,6 +340,12 @@ export interface StorePlumbing {
    * the worker then learns by polling.
    */
   listen?(cb: ListenCallbacks): Promise<ListenHandle | null>;
+  /**
+   * Hear, pushed, that jobs finished in any process (jobs.subscribe, jobs.waitFor), until the
+   * handle is closed. Finishing statements push only while some process listens so, anywhere in the
+   * database. null (or absent): this store cannot push, and history is polled.
+   */
+  listenFinished?(cb: FinishedCallbacks): Promise<ListenHandle | null>;
   /**
    * Open a transaction on the app's own database for a request's unit of work (absent on
    * SQLite, whose transactions cannot span an await: there the request's jobs are buffered).

@@ -115,27 +115,9 @@ describe('MySQL/MariaDB specifics [mysql]', function () {
     const jobs = t.jobs({ worker: false });
     await jobs.enqueueMany(Array.from({ length: 5 }, () => ({ name: 'a', payload: {} })));
     // Hold the claim's transaction open right after its SELECT ... FOR UPDATE SKIP LOCKED.
-    const own = (jobs.store as unknown as { own: mysql.Pool }).own;
-    const getConnection = own.getConnection.bind(own);
-    let reached!: () => void;
-    const atLock = new Promise<void>((r) => (reached = r));
-    let proceed!: () => void;
-    const gate = new Promise<void>((r) => (proceed = r));
-    own.getConnection = async () => {
-      const c = await getConnection();
-      const query = c.query.bind(c) as (...a: unknown[]) => Promise<unknown>;
-      (c as unknown as { query: unknown }).query = async (...args: unknown[]) => {
-        const out = await query(...args);
-        if (String(args[0]).includes('SKIP LOCKED')) {
-          reached();
-          await gate;
-        }
-        return out;
-      };
-      return c as PoolConnection;
-    };
+    const { atPick, proceed } = holdClaimsAfterPick(jobs);
     const claiming = jobs.store.jobClaim({ workerId: 'w1', names: ['a'], limit: 10 });
-    await atLock;
+    await atPick;
     // Another app connection that would give up after 1 s of lock wait.
     const app = mysql.createPool({ uri: MYSQL_URL, connectionLimit: 1 });
     app.pool.on('connection', (c) => c.query('SET SESSION innodb_lock_wait_timeout = 1'));
@@ -148,6 +130,53 @@ describe('MySQL/MariaDB specifics [mysql]', function () {
       await app.end();
     }
     expect(await claiming).to.have.length(5);
+  });
+
+  it('fenced writes of running jobs do not wait for another process\'s claim stopped between its pick and its COMMIT', async function () {
+    this.timeout(30_000);
+    const t = await fresh();
+    const jobs = t.jobs({ worker: false });
+    await jobs.migrate();
+    const store = jobs.store;
+    await jobs.enqueue('later', {}, { queue: 'elsewhere' });
+    // Another process's claim of a queue with nothing due, frozen right after its SELECT ... FOR
+    // UPDATE SKIP LOCKED: MariaDB keeps the pending rows that pick scanned locked until its COMMIT.
+    const frozen = (await t.another()).jobs({ worker: false });
+    await frozen.migrate();
+    const { atPick, proceed } = holdClaimsAfterPick(frozen);
+    const claiming = frozen.store.jobClaim({ workerId: 'frozen', names: ['later', 'run'], queues: ['frozen'], limit: 10 });
+    await atPick;
+    const [{ n }] = await t.query<{ n: number }>('SELECT MAX(trx_rows_locked) AS n FROM information_schema.innodb_trx WHERE trx_mysql_thread_id <> CONNECTION_ID()');
+    expect(Number(n), 'the frozen claim holds row locks').to.be.greaterThan(0);
+
+    /** Six jobs running here; a write of all of them at once (such a list of ids, most of a small table, is what the planner reads by a scan). */
+    const running = async (opts: { deadLetter?: string } = {}) => {
+      await jobs.enqueueMany(Array.from({ length: 6 }, (_, n) => ({ name: 'run', payload: n, ...opts })));
+      const claimed = await store.jobClaim({ workerId: 'here', names: ['run'], limit: 6 });
+      expect(claimed).to.have.length(6);
+      return { claimed, fenced: claimed.map((j) => ({ id: j.id, token: j.token, flow: j.flow })), ids: new Set(claimed.map((j) => j.id)) };
+    };
+    /** A write that must not wait for the frozen claim (the server's lock wait is 50 s). */
+    const promptly = <T>(what: string, write: Promise<T>): Promise<T> =>
+      Promise.race([write, sleep(5000).then((): never => { throw new Error(`${what} waited for the row the frozen claim holds locked`); })]);
+    const lines = [{ at: Date.now(), message: 'one' }, { at: Date.now(), message: 'two' }];
+    const error = { name: 'Error', message: 'failed here' };
+    try {
+      const completed = await running();
+      expect(await promptly('logs', store.logAppendMany(completed.fenced.map((f) => ({ ...f, attempt: 1, lines }))))).to.deep.equal(completed.ids);
+      expect(await promptly('progress', store.jobProgressMany(completed.fenced.map((f) => ({ ...f, progress: 50, message: null }))))).to.deep.equal(completed.ids);
+      expect(await promptly('completions', store.jobCompleteMany(completed.fenced.map((f) => ({ ...f, resultJson: '1' }))))).to.deep.equal(completed.ids);
+      const failed = await running();
+      expect(await promptly('failures', store.jobFailMany(failed.fenced.map((f) => ({ ...f, attempt: 1, startedAt: null, error, retryDelayMs: null }))))).to.deep.equal(failed.ids);
+      const flow = await running({ deadLetter: 'dlq' });
+      expect(flow.claimed.every((j) => j.flow > 0), 'finished through the flow transaction').to.equal(true);
+      expect(await promptly('completions with workflow', store.jobCompleteMany(flow.fenced.map((f) => ({ ...f, resultJson: '1' }))))).to.deep.equal(flow.ids);
+      for (const id of completed.ids) expect((await jobs.logs(id)).map((l) => l.message), 'the lines, in order').to.deep.equal(['one', 'two']);
+      for (const id of failed.ids) expect((await jobs.get(id))!.state).to.equal('failed');
+    } finally {
+      proceed();
+    }
+    expect(await claiming).to.deep.equal([]);
   });
 
   it('stores and reads exact UTC milliseconds whatever the app connection\'s time zone', async () => {
@@ -268,6 +297,33 @@ describe('MySQL/MariaDB specifics [mysql]', function () {
 });
 
 /** A producer on another app pool, with the test's table prefix; closed after the test. */
+/**
+ * Hold each claim of `jobs` open right after its SELECT ... FOR UPDATE SKIP LOCKED (its rows
+ * locked, its UPDATE and COMMIT not sent) until `proceed`; `atPick` resolves when one gets there.
+ */
+function holdClaimsAfterPick(jobs: Jobs): { atPick: Promise<void>; proceed: () => void } {
+  const own = (jobs.store as unknown as { own: mysql.Pool }).own;
+  const getConnection = own.getConnection.bind(own);
+  let reached!: () => void;
+  const atPick = new Promise<void>((r) => (reached = r));
+  let proceed!: () => void;
+  const gate = new Promise<void>((r) => (proceed = r));
+  own.getConnection = async () => {
+    const c = await getConnection();
+    const query = c.query.bind(c) as (...a: unknown[]) => Promise<unknown>;
+    (c as unknown as { query: unknown }).query = async (...args: unknown[]) => {
+      const out = await query(...args);
+      if (String(args[0]).includes('SKIP LOCKED')) {
+        reached();
+        await gate;
+      }
+      return out;
+    };
+    return c as PoolConnection;
+  };
+  return { atPick, proceed };
+}
+
 function createFor(t: TestDb, pool: mysql.Pool): Jobs {
   const jobs = createJobs({ db: pool, tablePrefix: t.prefix, worker: false });
   afterEachClose.push(jobs);

@@ -70,8 +70,7 @@ const HOT: Record<'sqlite' | 'postgres' | 'mysql', [string, Built][]> = {
     ['attempts', my.attemptsRecord(t, [[UUID, 1, HOSTILE, null, JSON.stringify(HOSTILE)]])],
     ['release', my.jobRelease(t, { ...fenced, delayMs: 0, refund: true })],
     ['progress', my.jobSaveProgress(t, { ...fenced, progress: 50, message: HOSTILE })],
-    ['lock shared', my.jobsLockShared(t, [UUID])],
-    ['logs', my.logsInsert(t, [[UUID, 1, '1970-01-01 00:00:00.001', HOSTILE]])],
+    ['logs', my.logsAppendOwned(t, { ...fenced, attempt: 1, lines: [{ at: 1, message: HOSTILE }, { at: 2, message: HOSTILE }] })],
   ],
   sqlite: [
     ['enqueue', { text: lite.jobInsert(t).text, values: lite.jobInsert(t).values(row) }],
@@ -93,12 +92,12 @@ const HOT: Record<'sqlite' | 'postgres' | 'mysql', [string, Built][]> = {
 /**
  * Statements that write on behalf of a running attempt, fenced in their own text by the claim
  * token and the running state. The others run in the same transaction after a fenced check
- * (MySQL's retry, attempt rows and log lines follow a locking read of the owned rows; SQLite's
+ * (MySQL's retry and attempt rows follow a locking read of the owned rows; SQLite's
  * log lines follow the `owned` probe), or do not touch a running job.
  */
 const FENCED: Record<keyof typeof HOT, string[]> = {
   postgres: ['complete', 'fail', 'release', 'progress', 'logs'],
-  mysql: ['move to history', 'release', 'progress'],
+  mysql: ['move to history', 'release', 'progress', 'logs'],
   sqlite: ['move to history: copy', 'move to history by rowid: copy', 'retry later', 'release', 'progress', 'owned'],
 };
 
@@ -125,6 +124,11 @@ describe('hot statements, each dialect its own, without a server', () => {
           expect(s.text, name).to.match(/\bstate = 'running'/);
           expect(s.text, name).to.match(/\btoken = (\?|x\.token|j\.token)/);
         }
+      });
+
+      if (dialect === 'mysql') it('locks the rows a list of ids names by the primary key, never by a scan that would wait for rows another transaction holds', () => {
+        const lock = new Map(HOT.mysql).get('lock running')!;
+        expect(lock.text).to.match(/ FORCE INDEX \(PRIMARY\) WHERE id IN \(\?\) AND state = 'running' FOR UPDATE$/);
       });
 
       it('claims due jobs by priority then run time, skipping paused queues and rows another claimer holds', () => {

@@ -7,15 +7,20 @@ import type { Tables } from '../portable/statement.ts';
 import { SHARED_COLUMNS, sharedColumns } from '../columns.ts';
 import { mysql } from '../portable/dialect.ts';
 
-/** Lock the running rows of these attempts (with `extra` columns); the caller keeps those whose token matches. */
+/**
+ * Lock the running rows of these attempts (with `extra` columns); the caller keeps those whose token
+ * matches. By the primary key (see mysql.byKey): planned as a scan, the lock would also wait for rows
+ * it does not want, such as the pending rows a frozen process's claim holds locked.
+ */
 export function jobsLockRunning(t: Tables, ids: string[], extra = ''): { text: string; values: unknown[] } {
-  return { text: `SELECT id, token, flow${extra} FROM ${t.jobs} WHERE id IN (?) AND state = 'running' FOR UPDATE`, values: [ids] };
+  return { text: `SELECT id, token, flow${extra} FROM ${t.jobs}${mysql.byKey} WHERE id IN (?) AND state = 'running' FOR UPDATE`, values: [ids] };
 }
 
 /**
  * Two statements that copy running jobs of these attempts (fenced by id and token) to history
  * as `state`, each with its own value for `column`, then delete them. The DELETE removes only
- * rows history now holds, so nothing in between can lose a job.
+ * rows history now holds, so nothing in between can lose a job. It finds them by the primary key:
+ * a DELETE that joins reads its rows locking, each row a scan reads too (see jobsLockRunning).
  */
 export function jobsMoveToHistory(
   t: Tables,
@@ -34,7 +39,7 @@ export function jobsMoveToHistory(
     text: `INSERT INTO ${t.history} (${sharedColumns()}, state, finished_at, result)
      SELECT ${select}, '${state}', ${mysql.now}, ${column === 'result' ? 'x.v' : 'NULL'}
      FROM ${t.jobs} j JOIN (${input.join(' UNION ALL ')}) x ON x.id = j.id AND x.token = j.token WHERE j.state = 'running' AND j.flow = 0;
-     DELETE j FROM ${t.jobs} j JOIN ${t.history} h ON h.id = j.id WHERE j.id IN (?)`,
+     DELETE j FROM ${t.jobs} j${mysql.byKey} JOIN ${t.history} h ON h.id = j.id WHERE j.id IN (?)`,
     values,
   };
 }

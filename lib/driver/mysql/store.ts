@@ -32,7 +32,7 @@ import { jobsByRef, jobsInsert } from './enqueue.ts';
 import { jobsClaimPick, jobsClaimTake } from './claim.ts';
 import { jobsLockRunning, jobsMoveToHistory } from './move.ts';
 import { attemptsRecord, jobRetryLater } from './fail.ts';
-import { jobRelease, jobSaveProgress, jobsLockShared, logsInsert } from './writes.ts';
+import { jobRelease, jobSaveProgress, logsAppendOwned } from './writes.ts';
 import { describeTx } from '../detect.ts';
 import { ACCEPTED_TX, openCallerTx, runnerQuery } from '../orm/caller.ts';
 import { takeSessionLock } from '../session-lock.ts';
@@ -359,12 +359,12 @@ export class MysqlStore extends PortableStore implements Store {
     return new Set(mine.map((m) => m.id));
   }
 
-  /** One fenced single-row statement per item (no UPDATE … FROM a list of values here); answers the ids it changed. */
+  /** One fenced statement per item (no UPDATE … FROM a list of values here); answers the ids whose statement changed rows. */
   private async eachFenced<I extends Fenced>(items: I[], build: (t: Tables, item: I) => { text: string; values: unknown[] }): Promise<Set<string>> {
     const applied = await Promise.all(
       items.map(async (i) => {
         const q = build(this.t, i);
-        return (await this.exec(q.text, q.values)).affectedRows === 1 ? i.id : null;
+        return (await this.exec(q.text, q.values)).affectedRows > 0 ? i.id : null;
       }),
     );
     return new Set(applied.filter((id): id is string => id !== null));
@@ -378,20 +378,9 @@ export class MysqlStore extends PortableStore implements Store {
     return this.eachFenced(items, jobSaveProgress);
   }
 
-  /** Lines of attempts still owned, in order; the ownership check holds a shared lock until they are in. */
+  /** Lines of attempts still owned, in order: one statement per attempt, which holds no lock past itself (./writes.ts). */
   async logAppendMany(items: LogItem[]): Promise<Set<string>> {
-    if (!items.length) return new Set();
-    return this.transaction(async (c) => {
-      const lock = jobsLockShared(this.t, items.map((i) => i.id));
-      const rows = await this.rows(lock.text, lock.values, c);
-      const live = new Set(rows.map((r) => `${r.id}:${r.token}`));
-      const lines = items.filter((i) => live.has(`${i.id}:${i.token}`)).flatMap((i) => i.lines.map((l) => [i.id, i.attempt, utc(l.at), l.message]));
-      if (lines.length) {
-        const insert = logsInsert(this.t, lines);
-        await c.query(insert.text, insert.values);
-      }
-      return new Set(items.filter((i) => live.has(`${i.id}:${i.token}`) && i.lines.length).map((i) => i.id));
-    });
+    return this.eachFenced(items.filter((i) => i.lines.length), logsAppendOwned);
   }
 
   /** `ctx.tx` is a mysql2 promise connection of ours inside the transaction that completes the job. */

@@ -1,10 +1,12 @@
 /**
  * MySQL/MariaDB fenced writes of one running attempt (there is no UPDATE … FROM a list of
- * values to batch them): release, progress; and the log lines of the attempts still owned.
+ * values to batch them): release, progress, and its log lines. Each is one statement in
+ * autocommit, so no lock it takes outlives it: a process frozen between two statements of one
+ * transaction would keep its job's rescue waiting until it resumed.
  */
-import type { ProgressItem, ReleaseItem } from '../store.ts';
+import type { LogItem, ProgressItem, ReleaseItem } from '../store.ts';
 import type { Tables } from '../portable/statement.ts';
-import { mysql } from '../portable/dialect.ts';
+import { mysql, utc } from '../portable/dialect.ts';
 
 export function jobRelease(t: Tables, i: ReleaseItem): { text: string; values: unknown[] } {
   return {
@@ -21,12 +23,23 @@ export function jobSaveProgress(t: Tables, i: ProgressItem): { text: string; val
   };
 }
 
-/** The running rows of these ids, under a shared lock held until their lines are in. */
-export function jobsLockShared(t: Tables, ids: string[]): { text: string; values: unknown[] } {
-  return { text: `SELECT id, token FROM ${t.jobs} WHERE id IN (?) AND state = 'running' LOCK IN SHARE MODE`, values: [ids] };
-}
-
-/** Log lines (job id, attempt, at as UTC text, message), as one multi-row INSERT (mysql2 expands the nested array). */
-export function logsInsert(t: Tables, lines: unknown[][]): { text: string; values: unknown[] } {
-  return { text: `INSERT INTO ${t.logs} (job_id, attempt, at, message) VALUES ?`, values: [lines] };
+/**
+ * One attempt's log lines, in order, inserted only if the attempt still owns its job: the rows
+ * inserted are the lines, or none when the claim was lost. The job is read as it was committed
+ * when the statement began (INSERT … SELECT reads without locking at READ COMMITTED): a rescue
+ * committed after that comes after these lines, which are the old attempt's (its number) anyway.
+ */
+export function logsAppendOwned(t: Tables, i: LogItem): { text: string; values: unknown[] } {
+  const values: unknown[] = [i.attempt];
+  const lines = i.lines.map((line, n) => {
+    values.push(n, utc(line.at), line.message);
+    return n === 0 ? 'SELECT ? AS n, ? AS at, ? AS message' : 'SELECT ?, ?, ?';
+  });
+  values.push(i.id, i.token);
+  return {
+    text: `INSERT INTO ${t.logs} (job_id, attempt, at, message)
+     SELECT j.id, ?, x.at, x.message FROM ${t.jobs} j JOIN (${lines.join(' UNION ALL ')}) x
+     WHERE j.id = ? AND j.token = ? AND j.state = 'running' ORDER BY x.n`,
+    values,
+  };
 }

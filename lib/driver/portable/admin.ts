@@ -209,9 +209,9 @@ function jobsDeleteTrail(sql: Sql, ids: string[]): Statement[] {
 export function jobsDelete(sql: Sql, ids: string[]): Statement[] {
   const { d, t } = sql;
   return [
-    read(d, (b) => `SELECT id, name, queue, flow, callbacks, batch_id FROM ${t.jobs}${d.lockHint} WHERE id ${b.ids(ids)} AND state = 'pending'${d.forUpdate}`),
+    read(d, (b) => `SELECT id, name, queue, flow, callbacks, batch_id FROM ${t.jobs}${d.byKey}${d.lockHint} WHERE id ${b.ids(ids)} AND state = 'pending'${d.forUpdate}`),
     read(d, (b) => `SELECT id FROM ${t.history}${d.lockHint} WHERE id ${b.ids(ids)}${d.forUpdate}`),
-    write(d, (b) => `DELETE FROM ${t.jobs} WHERE id ${b.ids(ids)} AND state = 'pending'`),
+    write(d, (b) => `${d.deleteByKey(t.jobs)} WHERE id ${b.ids(ids)} AND state = 'pending'`),
     write(d, (b) => `DELETE FROM ${t.history} WHERE id ${b.ids(ids)}`),
     ...jobsDeleteTrail(sql, ids),
   ];

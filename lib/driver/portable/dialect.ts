@@ -49,6 +49,17 @@ export interface SqlDialect {
   readonly returnsRows: boolean;
   /** SQL Server's table hint (after the table name) that keeps the rows a read finds locked for update until commit; empty elsewhere. */
   readonly lockHint: string;
+  /**
+   * After a table name, in a locking read or a write of rows named by a list of ids: find them by
+   * the primary key (MySQL ` FORCE INDEX (PRIMARY)`); empty elsewhere. MySQL/MariaDB plans such a
+   * list as a scan of a small table, and a scan that locks waits for every row another transaction
+   * holds locked, rows it does not want included: a claim in a process frozen before its COMMIT
+   * (MariaDB's pick keeps the pending rows it scanned locked) would hold up every completion,
+   * failure and rescue until that process resumed.
+   */
+  readonly byKey: string;
+  /** The start of a DELETE of rows a list of ids names, by the primary key as byKey says (MySQL: the multi-table form, the one that takes an index hint). */
+  deleteByKey(table: string): string;
   /** SQL Server's table hint that skips rows another transaction holds locked (an uncommitted insert) instead of waiting; empty elsewhere (their reads do not wait). */
   readonly readPast: string;
   /** ` FOR UPDATE` at the end of a SELECT whose rows stay locked until commit (PostgreSQL, MySQL); empty elsewhere. */
@@ -143,6 +154,8 @@ const common = {
   returning: (cols: string[]) => ` RETURNING ${cols.join(', ')}`,
   returnsRows: true,
   lockHint: '',
+  byKey: '',
+  deleteByKey: (table: string) => `DELETE FROM ${table}`,
   readPast: '',
   useIndex: none,
   ignoreIndexes: none,
@@ -227,6 +240,8 @@ export const mysql: SqlDialect = {
   returning: none,
   returnsRows: false,
   forUpdate: ' FOR UPDATE',
+  byKey: ' FORCE INDEX (PRIMARY)',
+  deleteByKey: (table) => `DELETE ${table} FROM ${table} FORCE INDEX (PRIMARY)`,
   upsert: (table, _key, row, set) => insert(table, row, `ON DUPLICATE KEY UPDATE ${set}`),
   // mysql2 expands an array bound to one `?` into a list; an empty list is bound as NULL (matches nothing).
   inList: (p) => `IN (${p})`,

@@ -112,7 +112,7 @@ export function* insertWithFlow(sql: Sql, rows: NewJobRow[], batches: NewBatch[]
   if (outside.length) {
     // Mark the live parents (their row lock also keeps them from finishing until this commits:
     // their completion then sees this dependent), then read where each one is.
-    yield write(d, (b) => `UPDATE ${t.jobs} SET flow = flow | ${FLOW.children} WHERE id ${b.ids(outside)}`);
+    yield write(d, (b) => `UPDATE ${t.jobs}${d.byKey} SET flow = flow | ${FLOW.children} WHERE id ${b.ids(outside)}`);
     const live = new Set(((yield read(d, (b) => `SELECT id FROM ${t.jobs} WHERE id ${b.ids(outside)}`)) as Outcome).rows.map((r) => String(r.id)));
     const gone = outside.filter((id) => !live.has(id));
     if (gone.length) {
@@ -352,7 +352,7 @@ function* moveCompletedToHistory(sql: Sql, items: (FinishItem & { token: string 
   const { d, t } = sql;
   const locked = ((yield read(d, (b) => {
     const owned = items.map((i) => `(id = ${b.id(i.id)} AND token = ${b.id(i.token)})`).join(' OR ');
-    return `SELECT ${ROW_COLUMNS} FROM ${t.jobs}${d.lockHint} WHERE (${owned}) AND state = 'running'${d.forUpdate}`;
+    return `SELECT ${ROW_COLUMNS} FROM ${t.jobs}${d.byKey}${d.lockHint} WHERE (${owned}) AND state = 'running'${d.forUpdate}`;
   })) as Outcome).rows;
   if (!locked.length) return [];
   const ids = locked.map((r) => String(r.id));
@@ -366,7 +366,7 @@ function* moveCompletedToHistory(sql: Sql, items: (FinishItem & { token: string 
     return `INSERT INTO ${t.history} (${sharedColumns(d.col)}, state, finished_at, result)
       SELECT ${sharedColumns(d.col, { error: d.nullAs('json') })}, 'completed', ${d.now}, ${result} FROM ${t.jobs} WHERE id ${b.ids(ids)}`;
   });
-  yield write(d, (b) => `DELETE FROM ${t.jobs} WHERE id ${b.ids(ids)}`);
+  yield write(d, (b) => `${d.deleteByKey(t.jobs)} WHERE id ${b.ids(ids)}`);
   return locked.map((row) => finishedRow(sql, row, 'completed'));
 }
 
@@ -455,18 +455,18 @@ function* releaseDependents(sql: Sql, parentIds: string[], which: 'all' | 'seria
   for (const e of edgeRows) released.set(String(e.child_id), (released.get(String(e.child_id)) ?? 0) + 1);
   if (!released.size) return [];
   const waiting = ((yield read(d, (b) =>
-    `SELECT id, queue, parents_left FROM ${t.jobs}${d.lockHint}
+    `SELECT id, queue, parents_left FROM ${t.jobs}${d.byKey}${d.lockHint}
      WHERE id ${b.ids([...released.keys()])} AND state = 'pending' AND parents_left > 0${d.forUpdate}`)) as Outcome).rows;
   if (!waiting.length) return [];
   const due = waiting.filter((w) => (released.get(String(w.id)) ?? 0) >= Number(w.parents_left));
-  if (due.length) yield write(d, (b) => `UPDATE ${t.jobs} SET parents_left = 0, run_at = ${d.now} WHERE id ${b.ids(due.map((w) => String(w.id)))}`);
+  if (due.length) yield write(d, (b) => `UPDATE ${t.jobs}${d.byKey} SET parents_left = 0, run_at = ${d.now} WHERE id ${b.ids(due.map((w) => String(w.id)))}`);
   // The others, grouped by how many parents fewer they wait for (almost always one group: 1).
   const fewer = new Map<number, string[]>();
   for (const w of waiting) {
     const n = released.get(String(w.id)) ?? 0;
     if (n > 0 && n < Number(w.parents_left)) fewer.set(n, [...(fewer.get(n) ?? []), String(w.id)]);
   }
-  for (const [n, ids] of fewer) yield write(d, (b) => `UPDATE ${t.jobs} SET parents_left = parents_left - ${b.int(n)} WHERE id ${b.ids(ids)}`);
+  for (const [n, ids] of fewer) yield write(d, (b) => `UPDATE ${t.jobs}${d.byKey} SET parents_left = parents_left - ${b.int(n)} WHERE id ${b.ids(ids)}`);
   return due.map((w) => String(w.queue));
 }
 
@@ -605,7 +605,7 @@ export function* commitReserved(sql: Sql, ids: string[]): Steps<FlowOutcome<stri
   // Single-word column names: in a slonik caller's transaction the rows pass the app's row
   // interceptors, and a camelCase one would turn parents_left into parentsLeft.
   const held = ((yield read(d, (b) =>
-    `SELECT id, queue, parents_left AS holds FROM ${t.jobs}${d.lockHint} WHERE id ${b.ids(ids)} AND reserved_until IS NOT NULL${d.forUpdate}`)) as Outcome).rows;
+    `SELECT id, queue, parents_left AS holds FROM ${t.jobs}${d.byKey}${d.lockHint} WHERE id ${b.ids(ids)} AND reserved_until IS NOT NULL${d.forUpdate}`)) as Outcome).rows;
   const wake = new Set<string>();
   for (const r of held) {
     const last = Number(r.holds) <= 1;

@@ -172,6 +172,8 @@ export function tables(prefix: string) {
     /** MySQL only (no partial index): see sideIndex.ts. */
     uniqueJobs: t('unique_jobs'),
     reservations: t('reservations'),
+    /** PostgreSQL only: the processes that hear finished jobs pushed (migration 016). */
+    subscribers: t('subscribers'),
     /** Indexes some statements name (SQLite INDEXED BY, MySQL FORCE INDEX). */
     jobsClaim: t('jobs_claim'),
     jobsQueue: t('jobs_queue'),

@@ -5,8 +5,11 @@
  * the caller's writes; the wake-up NOTIFY is part of the same statement, delivered at commit.
  * Everything the worker does (claim, outcomes, heartbeat, sweeper, migrations) runs on a small
  * private pool built from the app pool's settings, so liveness never waits for a free app
- * connection. LISTEN uses one dedicated client that reconnects and then asks for a catch-up poll.
+ * connection. LISTEN uses one dedicated client that reconnects and then asks for a catch-up poll;
+ * a process that subscribes to finished jobs LISTENs on a second one, under a lease that turns
+ * history's NOTIFY on (migration 018).
  */
+import os from 'node:os';
 import type { Pool, PoolClient, PoolConfig, Client, QueryResultRow } from 'pg';
 import type { EnqueueResult } from '../../model.ts';
 import { checkNotNewer, loadMigrations, splitStatements } from '../migrations.ts';
@@ -14,7 +17,7 @@ import { claimOrder, nativeCodec, toClaimedJob } from '../rows.ts';
 import type { ScheduleDef } from '../../schedule/schedule.ts';
 import { settleEnqueue } from '../sql.ts';
 import type {
-  ClaimedJob, ClaimRequest, CompleteItem, FailItem, InsertBatch, LeaseRequest, ListenCallbacks, ListenHandle,
+  ClaimedJob, ClaimRequest, CompleteItem, FailItem, FinishedCallbacks, InsertBatch, LeaseRequest, ListenCallbacks, ListenHandle,
   LogItem, OpenTransaction, PooledStoreOptions, ProgressItem, ReleaseItem, ScheduleTick, SessionLock, Store,
   StoreCapabilities, TransactionalCompletion, HistoryMonth,
 } from '../store.ts';
@@ -37,6 +40,7 @@ import { insertWithFlow, type FlowOutcome } from '../portable/flow.ts';
 import { holdPgClient, nothingToUndo, withHeld } from '../held.ts';
 import { retentionLeftovers } from '../portable/admin.ts';
 import { HistoryMonths } from './months.ts';
+import { Periodic } from '../../periodic.ts';
 
 /** Claim connections whose session has the planner settings (a replaced connection gets them again). */
 const plannedSessions = new WeakSet<PoolClient>();
@@ -66,6 +70,14 @@ const ADVISORY_KEY_MATCH = `classid = ((hashtext($1)::bigint >> 32) & 4294967295
  */
 const LOCK_SESSION_MARK = '/* sqljobs session lock */';
 
+/**
+ * A subscriber's lease (its row in the subscribers table, which turns history's NOTIFY on): how long
+ * it lasts, and how often it is renewed while the process listens. A process that died leaves its
+ * row for at most the lease (finishing statements NOTIFY for nobody meanwhile, which costs only time).
+ */
+const SUBSCRIBER_LEASE_MS = 60_000;
+const SUBSCRIBER_RENEW_MS = 20_000;
+
 /** How a failed transaction on one of our held clients is undone. */
 const rollback = (c: PoolClient) => c.query('ROLLBACK');
 
@@ -91,6 +103,8 @@ export class PostgresStore extends PortableStore implements Store {
   private readonly preparing = { claims: true, own: false };
   private readonly jobsChannel: string;
   private readonly cancelChannel: string;
+  /** Where history's trigger announces finished jobs (migration 018). */
+  private readonly finishedChannel: string;
   /** The hot statements, one file each, their text built once per prefix. */
   private readonly hot = {
     enqueue: jobsEnqueue(this.t),
@@ -152,6 +166,7 @@ export class PostgresStore extends PortableStore implements Store {
     this.app = 'begin' in app ? app : pgAppSide(app);
     this.jobsChannel = `${opts.prefix}jobs`;
     this.cancelChannel = `${opts.prefix}cancel`;
+    this.finishedChannel = `${opts.prefix}finished`;
     const Ctor = this.app.Pool;
     const base = this.app.config;
     this.own = new Ctor({ ...base, max: opts.workerPoolSize, idleTimeoutMillis: 30_000, allowExitOnIdle: true });
@@ -541,6 +556,30 @@ export class PostgresStore extends PortableStore implements Store {
     return listener;
   }
 
+  /**
+   * LISTEN for finished jobs on a client of its own, then take a subscriber's lease: from then on
+   * every statement that moves jobs to history, in any process, NOTIFYs at its commit (and none does
+   * while no process holds a lease). null behind a transaction pooler, as for listen().
+   */
+  async listenFinished(cb: FinishedCallbacks): Promise<ListenHandle | null> {
+    if (!(await this.sessionScoped())) return null;
+    const listener = new Listener(this.app, this.sessionConfig, [this.finishedChannel], () => cb.onFinished(), cb);
+    await listener.connect();
+    const lease = new SubscriberLease(this.own, this.t.subscribers, cb.onError);
+    try {
+      await lease.take();
+    } catch (err) {
+      await listener.close();
+      throw err;
+    }
+    return {
+      close: async () => {
+        await lease.end();
+        await listener.close();
+      },
+    };
+  }
+
   beginTransaction(): Promise<OpenTransaction> {
     return this.app.begin();
   }
@@ -575,7 +614,7 @@ class Listener implements ListenHandle {
     private readonly config: PoolConfig,
     private readonly channels: string[],
     private readonly onNotify: (channel: string, payload: string) => void,
-    private readonly cb: ListenCallbacks,
+    private readonly cb: Pick<ListenCallbacks, 'onReconnect' | 'onError'>,
   ) {}
 
   async connect(): Promise<void> {
@@ -629,6 +668,50 @@ class Listener implements ListenHandle {
     const c = this.client;
     this.client = null;
     if (c) await c.end().catch(() => undefined);
+  }
+}
+
+/**
+ * A subscribing process's row in the subscribers table, renewed while it listens, deleted when it
+ * stops. Taking one also clears the rows that processes which died left behind.
+ */
+class SubscriberLease {
+  private readonly id = crypto.randomUUID();
+  private readonly renewals: Periodic;
+
+  constructor(
+    private readonly own: Pool,
+    private readonly table: string,
+    onError: (err: unknown) => void,
+  ) {
+    this.renewals = new Periodic(onError);
+  }
+
+  async take(): Promise<void> {
+    await this.own.query(`DELETE FROM ${this.table} WHERE expires_at < now() - $1 * interval '1 millisecond'`, [SUBSCRIBER_LEASE_MS]);
+    await this.renew();
+    this.renewals.every(SUBSCRIBER_RENEW_MS, () => this.renew());
+  }
+
+  /** Insert or extend: a row cleared while this process was stalled past its lease comes back. */
+  private async renew(): Promise<void> {
+    await this.own.query(
+      `INSERT INTO ${this.table} (id, owner, expires_at) VALUES ($1, $2, now() + $3 * interval '1 millisecond')
+       ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at`,
+      [this.id, `${os.hostname()}:${process.pid}`, SUBSCRIBER_LEASE_MS],
+    );
+  }
+
+  /**
+   * Stop renewing and delete the row. Waited for a second at most: a database that does not answer
+   * must not hold up the app's shutdown (the row then expires with its lease).
+   */
+  async end(): Promise<void> {
+    await this.renewals.stop();
+    const deleted = this.own.query(`DELETE FROM ${this.table} WHERE id = $1`, [this.id]).catch(() => undefined);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([deleted, new Promise((resolve) => (timer = setTimeout(resolve, 1000)))]);
+    clearTimeout(timer);
   }
 }
 

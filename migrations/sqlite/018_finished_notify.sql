@@ -1,0 +1,3 @@
+-- Nothing here: only PostgreSQL pushes finished jobs to subscribers, with NOTIFY from a trigger on
+-- history (migrations/postgres/018_finished_notify.sql); elsewhere jobs.subscribe polls history.
+-- The file keeps every dialect's versions alike.

@@ -30,7 +30,7 @@ import { loadMigrations, splitStatements } from '../lib/driver/migrations.ts';
 import { historyTable, monthCreate, monthIn, partitionsLock, trailTables } from '../lib/driver/postgres/partitions.ts';
 import { tables } from '../lib/driver/portable/statement.ts';
 import { utcMonth } from '../lib/driver/month.ts';
-import { newRunId } from './lib/config.ts';
+import { NAME_PREFIX, newRunId } from './lib/config.ts';
 import { describePg, dropByPrefix, newPool } from './lib/pg.ts';
 import { fmt, median, sleep } from './lib/stats.ts';
 import { timeRequests, type Timing } from './lib/timing.ts';
@@ -69,6 +69,13 @@ const ADMIN_TARGET_MS = 200;
 const COST_BATCH = 100;
 const COST_ROUNDS = 15;
 const PHASES = new Set(args.phases!.split(','));
+/**
+ * Not the harness's bx_: its sweep of leftovers (bench/run.ts, which others run on the same server)
+ * drops every bx_ table, and did, mid-generation of a 10,000,000-row installation.
+ */
+const FAMILY = 'bh_';
+const newPrefix = () => `${FAMILY}${newRunId().slice(NAME_PREFIX.length)}_`;
+const drop = (prefix: string) => dropByPrefix(prefix, [], FAMILY);
 
 type Kind = 'partitioned' | 'unpartitioned';
 
@@ -438,11 +445,11 @@ const SETUP: Record<Kind, (prefix: string, now: Date) => Promise<void>> = { part
 async function main(): Promise<void> {
   const now = (await pool.query('SELECT now() AS now')).rows[0].now as Date;
   const reused = args.reuse?.split(',') ?? [];
-  if (args.reuse !== undefined && (reused.length !== 2 || !reused.every((p) => /^bx_[a-z0-9_]+_$/.test(p)))) {
-    throw new TypeError(`--reuse must be two kept prefixes, partitioned first: bx_…_,bx_…_; got ${args.reuse}`);
+  if (args.reuse !== undefined && (reused.length !== 2 || !reused.every((p) => new RegExp(`^${FAMILY}[a-z0-9_]+_$`).test(p)))) {
+    throw new TypeError(`--reuse must be two kept prefixes, partitioned first: ${FAMILY}…_,${FAMILY}…_; got ${args.reuse}`);
   }
   const installs: Install[] = (['partitioned', 'unpartitioned'] as const).map((kind, k) => ({
-    kind, prefix: reused[k] ?? `${newRunId()}_`, emptyPrefix: `${newRunId()}_`, errors: [],
+    kind, prefix: reused[k] ?? newPrefix(), emptyPrefix: newPrefix(), errors: [],
   }));
   const figures = new Map<Kind, Figures>(installs.map((i) => [i.kind, { generateS: 0, emptyRate: [], fullRate: [], pages: [], cost: { empty: [], full: [] }, retention: { ms: 0, rounds: 0, rows: 0, left: 0 } }]));
   const each = async (what: string, fn: (inst: Install, f: Figures) => Promise<void>) => {
@@ -476,9 +483,9 @@ async function main(): Promise<void> {
     if (PHASES.has('retention')) await each('retention', async (inst, f) => void (f.retention = await retention(inst, now)));
     log(report(installs, figures));
   } finally {
-    for (const inst of installs) await dropByPrefix(inst.emptyPrefix);
+    for (const inst of installs) await drop(inst.emptyPrefix);
     if (args.keep) log(`kept: --reuse ${installs.map((i) => i.prefix).join(',')} (or drop their tables with DROP TABLE IF EXISTS … CASCADE)`);
-    else for (const inst of installs) await dropByPrefix(inst.prefix);
+    else for (const inst of installs) await drop(inst.prefix);
     await pool.end();
   }
 }

@@ -25,9 +25,13 @@ import { leaseRelease, leaseRenew } from './leases.ts';
 import { jobsRaise, jobsToAge } from './aging.ts';
 import { claimManaged, groupForget, idleGroups, queueSettingsList, saveQueueSettings, toQueueSettingsRow, type ManagedClaim, type ManagedClaimRequest, type QueueSettingsRow, type StoredQueueSettings } from './queues.ts';
 import {
-  clockNow, historyFinishedSince, historyMonthCounts, historyNewestBefore, jobAttempts, jobGet, jobLogs, jobsFinishedCounts, jobsList, jobsLiveCounts, jobsThroughput, queueGroupCounts, queueStartsInWindow, queuesPaused, queuesStats,
+  clockNow, historyFinishedSince, historyMonthCounts, historyNewestBefore, jobAttempts, jobGet, jobLogs, jobsFinishedCounts, jobsList, jobsLiveCounts, queueGroupCounts, queueStartsInWindow, queuesPaused, queuesStats,
   workersList, type GroupCountsQuery,
 } from './reads.ts';
+import {
+  MINUTE_MS, RECOUNT_MS, ROLLUP_AFRESH_MS, sumBuckets, throughputCounters, throughputCoverage, throughputForget, throughputLastCounted, throughputRead, throughputSave,
+  type ThroughputBucket, type ThroughputRead,
+} from './throughput.ts';
 import { scheduleAdvance, scheduleRecordRun, scheduleRemove, scheduleSetEnabled, scheduleTicksRemove, schedulesDue, schedulesList } from './schedules.ts';
 import { jobSaveCheckpoint, jobsNextDue, jobsOwnedBy, jobsStalled, workerHeartbeat, workerRemove, workersRemoveStale } from './workers.ts';
 
@@ -389,13 +393,56 @@ export abstract class PortableStore implements Sql {
     };
   }
 
+  /**
+   * Completed and failed per bucket over the last windowMs: from the leader's per-minute counters
+   * where they cover minutes of the window without a gap and the buckets hold whole minutes, from
+   * history before and after those minutes (./throughput.ts).
+   */
   async jobThroughput({ windowMs, bucketMs }: { windowMs: number; bucketMs: number }): Promise<ThroughputBuckets> {
-    const rows = await this.rowsOf(jobsThroughput(this, { windowMs, bucketMs }));
-    return {
-      now: Number(rows[0].now),
-      // Without a finished job in the window, the one row carries the clock only.
-      buckets: rows.filter((r) => r.start !== null).map((r) => ({ start: Number(r.start), completed: Number(r.completed), failed: Number(r.failed) })),
-    };
+    const [c] = await this.rowsOf(throughputCoverage(this, { windowMs }));
+    const now = Number(c.now);
+    const [first, last, n] = [Number(c.first), Number(c.last), Number(c.n)];
+    const usable = n > 0 && bucketMs % MINUTE_MS === 0 && last - first === (n - 1) * MINUTE_MS;
+    const counts = await this.throughputCounts({ from: now - windowMs, bucketMs, counted: usable ? { from: first, to: last + MINUTE_MS } : null });
+    return { now, buckets: [...counts.values()].sort((a, b) => a.start - b.start) };
+  }
+
+  /** Completed and failed per bucket start, as `k` reads them. */
+  private async throughputCounts(k: ThroughputRead): Promise<Map<number, ThroughputBucket>> {
+    const [main, elsewhere] = await Promise.all([this.rowsOf(throughputRead(this, k)), this.throughputElsewhere(k)]);
+    return sumBuckets([main, ...elsewhere]);
+  }
+
+  /** The buckets of finished jobs kept outside the history table (SQLite's month files): none here. */
+  protected async throughputElsewhere(_k: ThroughputRead): Promise<Record<string, unknown>[][]> {
+    return [];
+  }
+
+  /**
+   * The leader's round (./throughput.ts): once a minute has closed since the last round, count it
+   * into the counters with the RECOUNT_MS before it (finishes that committed late); a first round,
+   * or the first after an hour without any, counts the last hour afresh. Counters older than keepMs go.
+   */
+  async throughputRollup({ keepMs }: { keepMs: number }): Promise<void> {
+    const [r] = await this.rowsOf(throughputLastCounted(this));
+    const now = Number(r.now);
+    const upTo = Math.floor(now / MINUTE_MS) * MINUTE_MS;
+    const next = r.last == null ? null : Number(r.last) + MINUTE_MS;
+    if (next !== null && next >= upTo) return;
+    const afresh = next === null || next < upTo - ROLLUP_AFRESH_MS;
+    const span = { from: afresh ? upTo - ROLLUP_AFRESH_MS : Math.min(next, upTo - RECOUNT_MS), to: upTo };
+    const [counts, saved] = await Promise.all([
+      this.throughputCounts({ from: span.from, bucketMs: MINUTE_MS, counted: null }),
+      afresh ? new Map<number, ThroughputBucket>() : this.rowsOf(throughputCounters(this, span)).then((rows) => sumBuckets([rows])),
+    ]);
+    const writes = afresh ? [throughputForget(this, { before: null })] : [];
+    for (let start = span.from; start < span.to; start += MINUTE_MS) {
+      const count = counts.get(start) ?? { start, completed: 0, failed: 0 };
+      const was = saved.get(start);
+      if (!was || was.completed !== count.completed || was.failed !== count.failed) writes.push(throughputSave(this, count));
+    }
+    writes.push(throughputForget(this, { before: now - keepMs }));
+    await this.runner.transaction(writes);
   }
 
   /**

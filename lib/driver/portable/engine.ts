@@ -18,7 +18,7 @@ import { sideIndexPrune } from './side-index.ts';
 import { CALLBACK_EDGE, afterRemoved, batchCounts, batchRow, commitReserved, finishJobs, reservationsExpired, insertWithFlow, jobDependents, jobParents, type FinishItem, type FlowOutcome, type StoredCallbacks } from './flow.ts';
 import type { SqlDialect } from './dialect.ts';
 import type { Sql } from './sql.ts';
-import { utcMonth } from '../month.ts';
+import { utcMonth, type UtcMonth } from '../month.ts';
 import { tables, type Outcome, type SqlRunner, type Statement, type Steps, type Tables } from './statement.ts';
 import { cancelJob, historyPrune, historyPruneLock, historyPrunePick, jobMakeDue, jobRetry, jobsDelete, queuePause, queueResume, redriveCopy, reopenWorkflow } from './admin.ts';
 import { leaseRelease, leaseRenew } from './leases.ts';
@@ -445,24 +445,33 @@ export abstract class PortableStore implements Sql {
     await this.runner.transaction(writes);
   }
 
+  async historyMonths({ cap }: { cap: number }): Promise<HistoryMonth[]> {
+    return this.walkHistoryMonths({ cap }, () => false);
+  }
+
   /**
    * One history table: walk its months newest first along the finish-time index (each step finds
    * the newest finish before the month just counted, so empty months cost nothing), at most
-   * HISTORY_MONTHS_SHOWN of them, each counted up to `cap` rows.
+   * HISTORY_MONTHS_SHOWN of them, each counted up to `cap` rows, but for those `estimated` names
+   * (flagged estimated, no count: the caller has a better figure than a capped count).
    */
-  async historyMonths({ cap }: { cap: number }): Promise<HistoryMonth[]> {
+  protected async walkHistoryMonths({ cap }: { cap: number }, estimated: (month: UtcMonth) => boolean): Promise<HistoryMonth[]> {
     const months: HistoryMonth[] = [];
     for (let before: number | null = null; months.length < HISTORY_MONTHS_SHOWN; ) {
       const at = this.d.codec.date((await this.rowsOf(historyNewestBefore(this, { before })))[0]?.at);
       if (!at) break;
       const month = utcMonth(at);
-      const rows = await this.rowsOf(historyMonthCounts(this, { from: month.from.getTime(), to: month.to.getTime(), cap }));
-      const counts = Object.fromEntries(rows.map((r) => [String(r.state), Number(r.n)]));
-      const total = rows.reduce((sum, r) => sum + Number(r.n), 0);
-      months.push({ month: month.key, storedIn: null, counts, estimated: total >= cap, bytes: null, storedUntil: null });
+      months.push(estimated(month) ? { month: month.key, storedIn: null, counts: {}, estimated: true, bytes: null, storedUntil: null } : await this.monthCounted(month, cap));
       before = month.from.getTime();
     }
     return months;
+  }
+
+  private async monthCounted(month: UtcMonth, cap: number): Promise<HistoryMonth> {
+    const rows = await this.rowsOf(historyMonthCounts(this, { from: month.from.getTime(), to: month.to.getTime(), cap }));
+    const counts = Object.fromEntries(rows.map((r) => [String(r.state), Number(r.n)]));
+    const total = rows.reduce((sum, r) => sum + Number(r.n), 0);
+    return { month: month.key, storedIn: null, counts, estimated: total >= cap, bytes: null, storedUntil: null };
   }
 
   async historyFinishedSince(req: { since: number; limit: number }): Promise<FinishedJob[]> {

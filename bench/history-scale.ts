@@ -29,6 +29,8 @@ import type { Store } from '../lib/driver/store.ts';
 import { loadMigrations, splitStatements } from '../lib/driver/migrations.ts';
 import { historyTable, monthCreate, monthIn, partitionsLock, trailTables } from '../lib/driver/postgres/partitions.ts';
 import { tables } from '../lib/driver/portable/statement.ts';
+import { DIALECTS } from '../lib/driver/portable/dialect.ts';
+import { throughputRead } from '../lib/driver/portable/throughput.ts';
 import { utcMonth } from '../lib/driver/month.ts';
 import { NAME_PREFIX, newRunId } from './lib/config.ts';
 import { describePg, dropByPrefix, newPool } from './lib/pg.ts';
@@ -65,6 +67,8 @@ const PARTITIONING_MIGRATIONS = new Set([14, 15]);
 /** As lib/maintenance/service.ts: rows per prune round, rounds until one prunes fewer. */
 const PRUNE_BATCH = 1000;
 const ADMIN_TARGET_MS = 200;
+/** As lib/maintenance/service.ts: how long the leader keeps the throughput counters. */
+const THROUGHPUT_KEEP_MS = 31 * 86_400_000;
 /** Jobs per measured completion statement, and statements measured per installation. */
 const COST_BATCH = 100;
 const COST_ROUNDS = 15;
@@ -347,10 +351,14 @@ async function adminTimings(inst: Install): Promise<Timing[]> {
       if (res.status === 404) log(`    ${inst.kind}: ${p} is not a route here (${res.status})`);
       else pages.push([`history view ${p}`, p]);
     }
+    const store = (jobs as unknown as { store: Store }).store;
+    // What the leader (every 10 s) would have done by now: the closed minutes counted, the chart reads them.
+    await store.throughputRollup({ keepMs: THROUGHPUT_KEEP_MS });
     const out: Timing[] = [];
     for (const [label, p] of pages) out.push(await timeRequests(label, get(p), REQUESTS));
-    const store = (jobs as unknown as { store: Store }).store;
     out.push(await timeCall('store.historyMonths (History view)', () => store.historyMonths({ cap: 10_000 })));
+    const hour = () => throughputRead({ d: DIALECTS.postgres, t: tables(inst.prefix) }, { from: Date.now() - 3_600_000, bucketMs: 60_000, counted: null });
+    out.push(await timeCall('throughput from history alone (before the counters)', () => pool.query(hour().text, hour().values)));
     return out;
   } finally {
     server.close();

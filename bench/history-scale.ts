@@ -357,7 +357,7 @@ async function adminTimings(inst: Install): Promise<Timing[]> {
     const out: Timing[] = [];
     for (const [label, p] of pages) out.push(await timeRequests(label, get(p), REQUESTS));
     out.push(await timeCall('store.historyMonths (History view)', () => store.historyMonths({ cap: 10_000 })));
-    const hour = () => throughputRead({ d: DIALECTS.postgres, t: tables(inst.prefix) }, { from: Date.now() - 3_600_000, bucketMs: 60_000, counted: null });
+    const hour = () => throughputRead({ d: DIALECTS.postgres, t: tables(inst.prefix) }, { from: Date.now() - 3_600_000, to: null, bucketMs: 60_000, counted: null });
     out.push(await timeCall('throughput from history alone (before the counters)', () => pool.query(hour().text, hour().values)));
     return out;
   } finally {

@@ -89,8 +89,8 @@ export function historyPlanChecks(sql: Sql, sampleId: string, historyInMonthPart
     list('created in a window (API only, no index)', { createdAfter: new Date(now - 3 * DAY), createdBefore: new Date(now - 2 * DAY) }),
     { what: 'finished counts (cap 10000)', statement: jobsFinishedCounts(sql, { cap: 10_000 }) },
     // History's part of the throughput read (without the leader's counters, the whole window).
-    { what: 'throughput (1 h, 1 min buckets)', statement: throughputRead(sql, { from: now - 3_600_000, bucketMs: 60_000, counted: null }), byTime: true },
-    { what: 'throughput (24 h, 15 min buckets)', statement: throughputRead(sql, { from: now - DAY, bucketMs: 900_000, counted: null }), byTime: true },
+    { what: 'throughput (1 h, 1 min buckets)', statement: throughputRead(sql, { from: now - 3_600_000, to: null, bucketMs: 60_000, counted: null }), byTime: true },
+    { what: 'throughput (24 h, 15 min buckets)', statement: throughputRead(sql, { from: now - DAY, to: null, bucketMs: 900_000, counted: null }), byTime: true },
     { what: 'historyMonths: newest finish', statement: historyNewestBefore(sql, { before: null }) },
     { what: 'historyMonths: newest before a month', statement: historyNewestBefore(sql, { before: month.from.getTime() }) },
     { what: 'historyMonths: month counts (cap 10000)', statement: historyMonthCounts(sql, { from: month.from.getTime(), to: month.to.getTime(), cap: 10_000 }), byTime: true },

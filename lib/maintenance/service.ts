@@ -19,11 +19,11 @@ export const PRUNE_EVERY = { ms: 60_000 };
  */
 export const UPKEEP_EVERY = { ms: 3_600_000 };
 /**
- * How often the leader looks for a closed minute to count into the throughput counters, ms
- * (internal, as PRUNE_EVERY): the chart counts in history only the minutes since (the current one,
- * and up to this long of the one before).
+ * How often the leader counts what finished into the throughput counters, ms (internal, as
+ * PRUNE_EVERY): the chart counts in history only what finished since (this and a couple of
+ * seconds' worth).
  */
-export const THROUGHPUT_EVERY = { ms: 10_000 };
+export const THROUGHPUT_EVERY = { ms: 5_000 };
 /** Throughput counters are kept this long at most (and no longer than history, with a retention). */
 const THROUGHPUT_KEEP_MS = 31 * 86_400_000;
 /** How often the leader cancels reservations that ran out, ms (internal, as PRUNE_EVERY). */
@@ -104,7 +104,7 @@ export class Maintenance {
     while (!this.stopping && (await this.store.queueGroupsPrune({ idleMs: GROUP_IDLE_MS, limit: PRUNE_BATCH })) === PRUNE_BATCH);
   }
 
-  /** The minutes closed since the last round into the throughput counters (lib/driver/portable/throughput.ts). */
+  /** What finished since the last round into the throughput counters (lib/driver/portable/throughput.ts). */
   private async countThroughput(): Promise<void> {
     if (!this.hooks.leads()) return;
     await this.store.throughputRollup({ keepMs: Math.min(THROUGHPUT_KEEP_MS, this.opts.retentionMs ?? Infinity) });

@@ -2,5 +2,6 @@
 CREATE TABLE {{prefix}}throughput (
   start_ms BIGINT NOT NULL PRIMARY KEY,
   completed BIGINT NOT NULL,
-  failed BIGINT NOT NULL
+  failed BIGINT NOT NULL,
+  counted_to_ms BIGINT NOT NULL
 );

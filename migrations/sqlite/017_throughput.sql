@@ -2,5 +2,6 @@
 CREATE TABLE {{prefix}}throughput (
   start_ms INTEGER PRIMARY KEY,
   completed INTEGER NOT NULL,
-  failed INTEGER NOT NULL
+  failed INTEGER NOT NULL,
+  counted_to_ms INTEGER NOT NULL
 );

@@ -35,15 +35,21 @@ async function finishedAt(t: TestDb, ids: string[], at: number): Promise<void> {
   for (const id of ids) await t.query(`UPDATE ${t.prefix}history SET finished_at = ${p(1)} WHERE id = ${p(2)}`, [t.dialect === 'sqlite' ? at : new Date(at), id]);
 }
 
-async function counters(t: TestDb): Promise<{ start: number; completed: number; failed: number }[]> {
-  const rows = await t.query(`SELECT start_ms, completed, failed FROM ${t.prefix}throughput ORDER BY start_ms`);
-  return rows.map((r) => ({ start: Number(r.start_ms), completed: Number(r.completed), failed: Number(r.failed) }));
+async function counters(t: TestDb): Promise<{ start: number; completed: number; failed: number; countedTo: number }[]> {
+  const rows = await t.query(`SELECT start_ms, completed, failed, counted_to_ms FROM ${t.prefix}throughput ORDER BY start_ms`);
+  return rows.map((r) => ({ start: Number(r.start_ms), completed: Number(r.completed), failed: Number(r.failed), countedTo: Number(r.counted_to_ms) }));
+}
+
+/** Until the clock is between 5 and 35 s into a minute: the rounds of the next 20 s see the same open minute. */
+async function midMinute(): Promise<void> {
+  const into = Date.now() % MINUTE;
+  if (into < 5_000 || into > 35_000) await sleep((MINUTE - into + 5_000) % MINUTE);
 }
 
 const sum = (buckets: { completed: number; failed: number }[], k: 'completed' | 'failed') => buckets.reduce((n, b) => n + b[k], 0);
 
 forEachDialect('throughput counters', ({ fresh }) => {
-  it('a round counts the last hour per minute (zero minutes too); reads then sum the counted minutes and count the rest in history', async () => {
+  it('a first round counts the last hour per minute (zero minutes too) and the open one so far; reads then sum them and count the rest in history', async () => {
     const t = await fresh();
     const jobs = worker(t);
     const { ok, bad } = await finish(jobs, 6, 2);
@@ -61,9 +67,12 @@ forEachDialect('throughput counters', ({ fresh }) => {
     expect([sum(fromHistory.buckets, 'completed'), sum(fromHistory.buckets, 'failed')]).to.deep.equal([5, 2]);
     await jobs.store.throughputRollup({ keepMs: DAY });
     const rows = await counters(t);
-    expect(rows).to.have.length(60);
+    expect(rows).to.have.length(61);
     expect(rows.every((r, i) => i === 0 || r.start - rows[i - 1].start === MINUTE), 'a row for every minute').to.equal(true);
-    expect(rows.at(-1)!.start).to.be.at.least(minute - MINUTE);
+    const open = rows.at(-1)!;
+    expect(open.start).to.be.at.least(minute - MINUTE);
+    expect(open.countedTo - open.start, 'the open minute counted until a couple of seconds ago').to.be.within(0, MINUTE - 1);
+    expect(rows.slice(0, -1).every((r) => r.countedTo === r.start + MINUTE), 'closed minutes counted to their end').to.equal(true);
     expect(rows.find((r) => r.start === minute - 30 * MINUTE)).to.deep.include({ completed: 2, failed: 1 });
     expect(rows.find((r) => r.start === minute - 10 * MINUTE)).to.deep.include({ completed: 1, failed: 1 });
     expect([sum(rows, 'completed'), sum(rows, 'failed')]).to.deep.equal([5, 2]);
@@ -85,13 +94,33 @@ forEachDialect('throughput counters', ({ fresh }) => {
     expect([sum(half.buckets, 'completed'), sum(half.buckets, 'failed')]).to.deep.equal([2, 1]);
   });
 
+  it('while a minute is open, each round adds what finished in it since the last: a read takes that from the counters too', async () => {
+    const t = await fresh();
+    const jobs = worker(t);
+    await midMinute();
+    const { ok } = await finish(jobs, 2, 1);
+    await sleep(2_100); // past the round's settling time
+    await jobs.store.throughputRollup({ keepMs: DAY });
+    const first = (await counters(t)).at(-1)!;
+    expect(first).to.deep.include({ completed: 2, failed: 1 });
+    const { ok: more } = await finish(jobs, 1, 0);
+    await sleep(2_100);
+    await jobs.store.throughputRollup({ keepMs: DAY });
+    const added = (await counters(t)).at(-1)!;
+    expect(added).to.deep.include({ start: first.start, completed: 3, failed: 1 });
+    expect(added.countedTo).to.be.greaterThan(first.countedTo);
+    // Deleted since they were counted: still on the chart, so read from the counters, not history.
+    for (const id of [...ok, ...more]) expect(await jobs.delete(id)).to.equal(true);
+    const now = await jobs.throughput();
+    expect([sum(now.buckets, 'completed'), sum(now.buckets, 'failed')]).to.deep.equal([3, 1]);
+  });
+
   it('the next round recounts the minutes just before (a finish committed late), keeps the rest, and forgets counters past keepMs', async () => {
     const t = await fresh();
     const jobs = worker(t);
     const { ok } = await finish(jobs, 3, 0);
     await jobs.stop();
-    // Both rounds below in one minute (the second must find none closed since the first).
-    if (Date.now() % MINUTE > 50_000) await sleep(MINUTE - (Date.now() % MINUTE));
+    await midMinute(); // both rounds below in one minute: the second must find none closed since the first
     const minute = Math.floor(Date.now() / MINUTE) * MINUTE;
     await finishedAt(t, ok, minute + 60 * MINUTE); // out of the way for now
     await jobs.store.throughputRollup({ keepMs: DAY });
@@ -101,8 +130,8 @@ forEachDialect('throughput counters', ({ fresh }) => {
     await finishedAt(t, [ok[1]], minute - 40 * MINUTE + 15_000);
     await finishedAt(t, [ok[2]], minute - 2 * HOUR);
     await jobs.store.throughputRollup({ keepMs: DAY });
-    expect(sum(await counters(t), 'completed'), 'no minute closed since: nothing to do').to.equal(0);
-    // As if a minute had closed since the last round (its last minute not counted yet).
+    expect(sum(await counters(t), 'completed'), 'no minute closed since: only what finished since is added').to.equal(0);
+    // As if a minute had closed since the last round (the open minute's row not written yet).
     const last = (await counters(t)).at(-1)!.start;
     await t.query(`DELETE FROM ${t.prefix}throughput WHERE start_ms = ${last}`);
     await jobs.store.throughputRollup({ keepMs: 30 * MINUTE });
@@ -122,14 +151,14 @@ forEachDialect('throughput counters', ({ fresh }) => {
       const { ok } = await finish(jobs, 2, 0);
       const minute = Math.floor(Date.now() / MINUTE) * MINUTE;
       await finishedAt(t, ok, minute - 5 * MINUTE);
-      await t.query(`INSERT INTO ${t.prefix}throughput (start_ms, completed, failed) VALUES (${minute - 3 * HOUR}, 7, 7)`);
+      await t.query(`INSERT INTO ${t.prefix}throughput (start_ms, completed, failed, counted_to_ms) VALUES (${minute - 3 * HOUR}, 7, 7, ${minute - 3 * HOUR + MINUTE})`);
       await jobs.start();
-      await until(async () => (await counters(t)).length === 60, 'the leader to count the last hour');
+      await until(async () => (await counters(t)).length >= 61, 'the leader to count the last hour');
       const rows = await counters(t);
       expect(rows[0].start, 'the stale counters went').to.be.at.least(minute - 61 * MINUTE);
       expect(rows.find((r) => r.start === minute - 5 * MINUTE)).to.deep.include({ completed: 2, failed: 0 });
     } finally {
-      THROUGHPUT_EVERY.ms = 10_000;
+      THROUGHPUT_EVERY.ms = 5_000;
     }
   });
 });

@@ -14,7 +14,7 @@ import {
   clockNow, historyFinishedSince, historyMonthCounts, historyNewestBefore, jobAttempts, jobGet, jobLogs, jobsFinishedCounts, jobsList, jobsLiveCounts, queueGroupCounts, queueStartsInWindow, queuesPaused, queuesStats,
   workersList,
 } from '../../lib/driver/portable/reads.ts';
-import { throughputCounters, throughputCoverage, throughputForget, throughputLastCounted, throughputRead, throughputSave } from '../../lib/driver/portable/throughput.ts';
+import { throughputCounters, throughputCoverage, throughputForget, throughputLast, throughputRead, throughputSave } from '../../lib/driver/portable/throughput.ts';
 import { cancelJob, historyPrune, historyPruneLock, historyPrunePick, jobMakeDue, jobRetry, jobsDelete, queuePause, queueResume, redriveCopy } from '../../lib/driver/portable/admin.ts';
 import { jobSaveCheckpoint, jobsNextDue, jobsOwnedBy, jobsStalled, workerHeartbeat, workerRemove, workersRemoveStale } from '../../lib/driver/portable/workers.ts';
 import { claimManaged, groupForget, idleGroups, lockGroups, queueSettingsList, rankInGroup, saveGroupRanks, saveQueueSettings } from '../../lib/driver/portable/queues.ts';
@@ -43,12 +43,13 @@ export function portableStatements(sql: Sql): [string, Statement][] {
     ['queuesStats', queuesStats(sql)],
     ['queuesPaused', queuesPaused(sql)],
     ['throughputCoverage', throughputCoverage(sql, { windowMs: 3_600_000 })],
-    ['throughputRead (history only)', throughputRead(sql, { from: 600_000, bucketMs: 60_000, counted: null })],
-    ['throughputRead (counters within the window)', throughputRead(sql, { from: 630_000, bucketMs: 300_000, counted: { from: 660_000, to: 900_000 } })],
-    ['throughputRead (a month file)', throughputRead(sql, { from: 630_000, bucketMs: 60_000, counted: { from: 660_000, to: 900_000 } }, { counters: false })],
-    ['throughputLastCounted', throughputLastCounted(sql)],
+    ['throughputRead (history only)', throughputRead(sql, { from: 600_000, to: null, bucketMs: 60_000, counted: null })],
+    ['throughputRead (a span of history)', throughputRead(sql, { from: 600_000, to: 645_000, bucketMs: 60_000, counted: null })],
+    ['throughputRead (counters within the window)', throughputRead(sql, { from: 630_000, to: null, bucketMs: 300_000, counted: { from: 660_000, to: 905_000 } })],
+    ['throughputRead (a month file)', throughputRead(sql, { from: 630_000, to: null, bucketMs: 60_000, counted: { from: 660_000, to: 905_000 } }, { counters: false })],
+    ['throughputLast', throughputLast(sql)],
     ['throughputCounters', throughputCounters(sql, { from: 600_000, to: 900_000 })],
-    ['throughputSave', throughputSave(sql, { start: 600_000, completed: 3, failed: 1 })],
+    ['throughputSave', throughputSave(sql, { start: 600_000, completed: 3, failed: 1, countedTo: 645_000 })],
     ['throughputForget', throughputForget(sql, { before: 600_000 })],
     ['throughputForget (all)', throughputForget(sql, { before: null })],
     ['jobsList', jobsList(sql, {

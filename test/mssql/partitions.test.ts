@@ -122,8 +122,9 @@ describe('SQL Server: history partitioned by month (statement text)', () => {
   it('history reads bounded by time compare finished_at itself with a value computed once (a seek on the finish-time index, and partition elimination)', () => {
     const sql = sqlFor('mssql');
     const reads = [
-      throughputRead(sql, { from: NOW.getTime() - 3_600_000, bucketMs: 60_000, counted: null }),
-      throughputRead(sql, { from: NOW.getTime() - 3_600_000, bucketMs: 60_000, counted: { from: NOW.getTime() - 3_540_000, to: NOW.getTime() - 60_000 } }),
+      throughputRead(sql, { from: NOW.getTime() - 3_600_000, to: null, bucketMs: 60_000, counted: null }),
+      throughputRead(sql, { from: NOW.getTime() - 60_000, to: NOW.getTime() - 2_000, bucketMs: 60_000, counted: null }),
+      throughputRead(sql, { from: NOW.getTime() - 3_600_000, to: null, bucketMs: 60_000, counted: { from: NOW.getTime() - 3_540_000, to: NOW.getTime() - 5_000 } }),
       historyNewestBefore(sql, { before: NOW.getTime() }),
       historyMonthCounts(sql, { from: MONTHS[1].from.getTime(), to: MONTHS[1].to.getTime(), cap: 1000 }),
       historyPrunePick(sql, { olderThanMs: 86_400_000, limit: 5000, since: MONTHS[0].from.getTime() }),

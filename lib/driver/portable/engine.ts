@@ -29,8 +29,8 @@ import {
   workersList, type GroupCountsQuery,
 } from './reads.ts';
 import {
-  MINUTE_MS, RECOUNT_MS, ROLLUP_AFRESH_MS, sumBuckets, throughputCounters, throughputCoverage, throughputForget, throughputLastCounted, throughputRead, throughputSave,
-  type ThroughputBucket, type ThroughputRead,
+  MINUTE_MS, RECOUNT_MS, ROLLUP_AFRESH_MS, SETTLE_MS, minuteCount, sumBuckets, throughputCounters, throughputCoverage, throughputForget, throughputLast, throughputRead,
+  throughputSave, type MinuteCount, type ThroughputBucket, type ThroughputRead,
 } from './throughput.ts';
 import { scheduleAdvance, scheduleRecordRun, scheduleRemove, scheduleSetEnabled, scheduleTicksRemove, schedulesDue, schedulesList } from './schedules.ts';
 import { jobSaveCheckpoint, jobsNextDue, jobsOwnedBy, jobsStalled, workerHeartbeat, workerRemove, workersRemoveStale } from './workers.ts';
@@ -396,14 +396,15 @@ export abstract class PortableStore implements Sql {
   /**
    * Completed and failed per bucket over the last windowMs: from the leader's per-minute counters
    * where they cover minutes of the window without a gap and the buckets hold whole minutes, from
-   * history before and after those minutes (./throughput.ts).
+   * history before and after what they hold (./throughput.ts).
    */
   async jobThroughput({ windowMs, bucketMs }: { windowMs: number; bucketMs: number }): Promise<ThroughputBuckets> {
     const [c] = await this.rowsOf(throughputCoverage(this, { windowMs }));
     const now = Number(c.now);
     const [first, last, n] = [Number(c.first), Number(c.last), Number(c.n)];
     const usable = n > 0 && bucketMs % MINUTE_MS === 0 && last - first === (n - 1) * MINUTE_MS;
-    const counts = await this.throughputCounts({ from: now - windowMs, bucketMs, counted: usable ? { from: first, to: last + MINUTE_MS } : null });
+    const counted = usable ? { from: first, to: Number(c.counted_to) } : null;
+    const counts = await this.throughputCounts({ from: now - windowMs, to: null, bucketMs, counted });
     return { now, buckets: [...counts.values()].sort((a, b) => a.start - b.start) };
   }
 
@@ -419,30 +420,42 @@ export abstract class PortableStore implements Sql {
   }
 
   /**
-   * The leader's round (./throughput.ts): once a minute has closed since the last round, count it
-   * into the counters with the RECOUNT_MS before it (finishes that committed late); a first round,
-   * or the first after an hour without any, counts the last hour afresh. Counters older than keepMs go.
+   * The leader's round (./throughput.ts), counting until SETTLE_MS ago: while the minute counted
+   * last is still open, what finished in it since is added; once it closed, the minutes from it (or
+   * RECOUNT_MS back, for finishes that committed late) to the open one are counted whole. A first
+   * round, or the first after a leader-less hour, counts the last hour afresh. Counters older than
+   * keepMs go.
    */
   async throughputRollup({ keepMs }: { keepMs: number }): Promise<void> {
-    const [r] = await this.rowsOf(throughputLastCounted(this));
+    const [r] = await this.rowsOf(throughputLast(this));
     const now = Number(r.now);
-    const upTo = Math.floor(now / MINUTE_MS) * MINUTE_MS;
-    const next = r.last == null ? null : Number(r.last) + MINUTE_MS;
-    if (next !== null && next >= upTo) return;
-    const afresh = next === null || next < upTo - ROLLUP_AFRESH_MS;
-    const span = { from: afresh ? upTo - ROLLUP_AFRESH_MS : Math.min(next, upTo - RECOUNT_MS), to: upTo };
+    const upTo = now - SETTLE_MS;
+    const open = Math.floor(upTo / MINUTE_MS) * MINUTE_MS;
+    const last = r.start_ms == null ? null : minuteCount(r);
+    if (last !== null && last.start >= open) return this.throughputAdd(last, upTo);
+    const afresh = last === null || last.start < open - ROLLUP_AFRESH_MS;
+    const from = afresh ? open - ROLLUP_AFRESH_MS : Math.min(last.start, open - RECOUNT_MS);
     const [counts, saved] = await Promise.all([
-      this.throughputCounts({ from: span.from, bucketMs: MINUTE_MS, counted: null }),
-      afresh ? new Map<number, ThroughputBucket>() : this.rowsOf(throughputCounters(this, span)).then((rows) => sumBuckets([rows])),
+      this.throughputCounts({ from, to: upTo, bucketMs: MINUTE_MS, counted: null }),
+      afresh ? [] : this.rowsOf(throughputCounters(this, { from, to: open + MINUTE_MS })),
     ]);
+    const was = new Map(saved.map((row) => [Number(row.start_ms), minuteCount(row)]));
     const writes = afresh ? [throughputForget(this, { before: null })] : [];
-    for (let start = span.from; start < span.to; start += MINUTE_MS) {
-      const count = counts.get(start) ?? { start, completed: 0, failed: 0 };
-      const was = saved.get(start);
-      if (!was || was.completed !== count.completed || was.failed !== count.failed) writes.push(throughputSave(this, count));
+    for (let start = from; start <= open; start += MINUTE_MS) {
+      const count = { ...(counts.get(start) ?? { start, completed: 0, failed: 0 }), countedTo: start === open ? upTo : start + MINUTE_MS };
+      const w = was.get(start);
+      if (!w || w.completed !== count.completed || w.failed !== count.failed || w.countedTo !== count.countedTo) writes.push(throughputSave(this, count));
     }
     writes.push(throughputForget(this, { before: now - keepMs }));
     await this.runner.transaction(writes);
+  }
+
+  /** The open minute's counters: what finished since they were counted added (nothing written when nothing did). */
+  private async throughputAdd(open: MinuteCount, upTo: number): Promise<void> {
+    if (open.countedTo >= upTo) return;
+    const added = (await this.throughputCounts({ from: open.countedTo, to: upTo, bucketMs: MINUTE_MS, counted: null })).get(open.start);
+    if (!added) return;
+    await this.runner.run(throughputSave(this, { start: open.start, completed: open.completed + added.completed, failed: open.failed + added.failed, countedTo: upTo }));
   }
 
   async historyMonths({ cap }: { cap: number }): Promise<HistoryMonth[]> {

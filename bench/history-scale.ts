@@ -29,8 +29,10 @@ import type { Store } from '../lib/driver/store.ts';
 import { loadMigrations, splitStatements } from '../lib/driver/migrations.ts';
 import { historyTable, monthCreate, monthIn, partitionsLock, trailTables } from '../lib/driver/postgres/partitions.ts';
 import { tables } from '../lib/driver/portable/statement.ts';
+import { DIALECTS } from '../lib/driver/portable/dialect.ts';
+import { throughputRead } from '../lib/driver/portable/throughput.ts';
 import { utcMonth } from '../lib/driver/month.ts';
-import { newRunId } from './lib/config.ts';
+import { NAME_PREFIX, newRunId } from './lib/config.ts';
 import { describePg, dropByPrefix, newPool } from './lib/pg.ts';
 import { fmt, median, sleep } from './lib/stats.ts';
 import { timeRequests, type Timing } from './lib/timing.ts';
@@ -65,10 +67,19 @@ const PARTITIONING_MIGRATIONS = new Set([14, 15]);
 /** As lib/maintenance/service.ts: rows per prune round, rounds until one prunes fewer. */
 const PRUNE_BATCH = 1000;
 const ADMIN_TARGET_MS = 200;
+/** As lib/maintenance/service.ts: how long the leader keeps the throughput counters. */
+const THROUGHPUT_KEEP_MS = 31 * 86_400_000;
 /** Jobs per measured completion statement, and statements measured per installation. */
 const COST_BATCH = 100;
 const COST_ROUNDS = 15;
 const PHASES = new Set(args.phases!.split(','));
+/**
+ * Not the harness's bx_: its sweep of leftovers (bench/run.ts, which others run on the same server)
+ * drops every bx_ table, and did, mid-generation of a 10,000,000-row installation.
+ */
+const FAMILY = 'bh_';
+const newPrefix = () => `${FAMILY}${newRunId().slice(NAME_PREFIX.length)}_`;
+const drop = (prefix: string) => dropByPrefix(prefix, [], FAMILY);
 
 type Kind = 'partitioned' | 'unpartitioned';
 
@@ -340,10 +351,14 @@ async function adminTimings(inst: Install): Promise<Timing[]> {
       if (res.status === 404) log(`    ${inst.kind}: ${p} is not a route here (${res.status})`);
       else pages.push([`history view ${p}`, p]);
     }
+    const store = (jobs as unknown as { store: Store }).store;
+    // What the leader (every 10 s) would have done by now: the closed minutes counted, the chart reads them.
+    await store.throughputRollup({ keepMs: THROUGHPUT_KEEP_MS });
     const out: Timing[] = [];
     for (const [label, p] of pages) out.push(await timeRequests(label, get(p), REQUESTS));
-    const store = (jobs as unknown as { store: Store }).store;
     out.push(await timeCall('store.historyMonths (History view)', () => store.historyMonths({ cap: 10_000 })));
+    const hour = () => throughputRead({ d: DIALECTS.postgres, t: tables(inst.prefix) }, { from: Date.now() - 3_600_000, to: null, bucketMs: 60_000, counted: null });
+    out.push(await timeCall('throughput from history alone (before the counters)', () => pool.query(hour().text, hour().values)));
     return out;
   } finally {
     server.close();
@@ -438,11 +453,11 @@ const SETUP: Record<Kind, (prefix: string, now: Date) => Promise<void>> = { part
 async function main(): Promise<void> {
   const now = (await pool.query('SELECT now() AS now')).rows[0].now as Date;
   const reused = args.reuse?.split(',') ?? [];
-  if (args.reuse !== undefined && (reused.length !== 2 || !reused.every((p) => /^bx_[a-z0-9_]+_$/.test(p)))) {
-    throw new TypeError(`--reuse must be two kept prefixes, partitioned first: bx_…_,bx_…_; got ${args.reuse}`);
+  if (args.reuse !== undefined && (reused.length !== 2 || !reused.every((p) => new RegExp(`^${FAMILY}[a-z0-9_]+_$`).test(p)))) {
+    throw new TypeError(`--reuse must be two kept prefixes, partitioned first: ${FAMILY}…_,${FAMILY}…_; got ${args.reuse}`);
   }
   const installs: Install[] = (['partitioned', 'unpartitioned'] as const).map((kind, k) => ({
-    kind, prefix: reused[k] ?? `${newRunId()}_`, emptyPrefix: `${newRunId()}_`, errors: [],
+    kind, prefix: reused[k] ?? newPrefix(), emptyPrefix: newPrefix(), errors: [],
   }));
   const figures = new Map<Kind, Figures>(installs.map((i) => [i.kind, { generateS: 0, emptyRate: [], fullRate: [], pages: [], cost: { empty: [], full: [] }, retention: { ms: 0, rounds: 0, rows: 0, left: 0 } }]));
   const each = async (what: string, fn: (inst: Install, f: Figures) => Promise<void>) => {
@@ -476,9 +491,9 @@ async function main(): Promise<void> {
     if (PHASES.has('retention')) await each('retention', async (inst, f) => void (f.retention = await retention(inst, now)));
     log(report(installs, figures));
   } finally {
-    for (const inst of installs) await dropByPrefix(inst.emptyPrefix);
+    for (const inst of installs) await drop(inst.emptyPrefix);
     if (args.keep) log(`kept: --reuse ${installs.map((i) => i.prefix).join(',')} (or drop their tables with DROP TABLE IF EXISTS … CASCADE)`);
-    else for (const inst of installs) await dropByPrefix(inst.prefix);
+    else for (const inst of installs) await drop(inst.prefix);
     await pool.end();
   }
 }

@@ -7,7 +7,8 @@
 import type { Pool } from 'mysql2/promise';
 import type { Statement } from '../../lib/driver/portable/statement.ts';
 import type { Sql } from '../../lib/driver/portable/sql.ts';
-import { historyMonthCounts, historyNewestBefore, jobGet, jobsFinishedCounts, jobsList, jobsThroughput } from '../../lib/driver/portable/reads.ts';
+import { historyMonthCounts, historyNewestBefore, jobGet, jobsFinishedCounts, jobsList } from '../../lib/driver/portable/reads.ts';
+import { throughputRead } from '../../lib/driver/portable/throughput.ts';
 import { batchCounts, jobDependents, jobParents } from '../../lib/driver/portable/flow.ts';
 import { historyPrunePick } from '../../lib/driver/portable/admin.ts';
 import { utcMonth } from '../../lib/driver/month.ts';
@@ -87,8 +88,9 @@ export function historyPlanChecks(sql: Sql, sampleId: string, historyInMonthPart
     byTime(list('finished in a month, deep page', { finishedAfter: month.from, finishedBefore: month.to, cursor: sampleId })),
     list('created in a window (API only, no index)', { createdAfter: new Date(now - 3 * DAY), createdBefore: new Date(now - 2 * DAY) }),
     { what: 'finished counts (cap 10000)', statement: jobsFinishedCounts(sql, { cap: 10_000 }) },
-    { what: 'throughput (1 h, 1 min buckets)', statement: jobsThroughput(sql, { windowMs: 3_600_000, bucketMs: 60_000 }), byTime: true },
-    { what: 'throughput (24 h, 15 min buckets)', statement: jobsThroughput(sql, { windowMs: DAY, bucketMs: 900_000 }), byTime: true },
+    // History's part of the throughput read (without the leader's counters, the whole window).
+    { what: 'throughput (1 h, 1 min buckets)', statement: throughputRead(sql, { from: now - 3_600_000, to: null, bucketMs: 60_000, counted: null }), byTime: true },
+    { what: 'throughput (24 h, 15 min buckets)', statement: throughputRead(sql, { from: now - DAY, to: null, bucketMs: 900_000, counted: null }), byTime: true },
     { what: 'historyMonths: newest finish', statement: historyNewestBefore(sql, { before: null }) },
     { what: 'historyMonths: newest before a month', statement: historyNewestBefore(sql, { before: month.from.getTime() }) },
     { what: 'historyMonths: month counts (cap 10000)', statement: historyMonthCounts(sql, { from: month.from.getTime(), to: month.to.getTime(), cap: 10_000 }), byTime: true },

@@ -20,9 +20,13 @@ export async function describePg(q: Pick<pg.Pool, 'query'>): Promise<string> {
   return `synchronous_commit=${await get('synchronous_commit')}, fsync=${await get('fsync')}, wal_level=${await get('wal_level')}`;
 }
 
-/** Drop every table whose name starts with `prefix` in public, and the schemas named in `schemas`. */
-export async function dropByPrefix(prefix: string, schemas: string[] = []): Promise<void> {
-  if (!prefix.startsWith(NAME_PREFIX)) throw new Error(`refusing to drop objects outside ${NAME_PREFIX}*: ${prefix}`);
+/**
+ * Drop every table whose name starts with `prefix` in public, and the schemas named in `schemas`.
+ * `family`: the prefix every name must start with (the harness's own, or a bench's that keeps its
+ * tables out of the harness's sweep).
+ */
+export async function dropByPrefix(prefix: string, schemas: string[] = [], family = NAME_PREFIX): Promise<void> {
+  if (!prefix.startsWith(family)) throw new Error(`refusing to drop objects outside ${family}*: ${prefix}`);
   const c = await newClient();
   try {
     const { rows } = await c.query(
@@ -31,7 +35,7 @@ export async function dropByPrefix(prefix: string, schemas: string[] = []): Prom
     );
     for (const r of rows) await c.query(`DROP TABLE IF EXISTS public."${r.tablename}" CASCADE`);
     for (const s of schemas) {
-      if (!s.startsWith(NAME_PREFIX)) throw new Error(`refusing to drop schema ${s}`);
+      if (!s.startsWith(family)) throw new Error(`refusing to drop schema ${s}`);
       await c.query(`DROP SCHEMA IF EXISTS "${s}" CASCADE`);
     }
   } finally {

@@ -447,6 +447,12 @@ export interface WorkerLiveness {
    */
   historyUpkeep?(): Promise<void>;
   /**
+   * The leader's count of the minutes closed since its last round (and a few before them) into the
+   * per-minute counters the throughput chart reads (./portable/throughput.ts); counters older than
+   * keepMs go.
+   */
+  throughputRollup(req: { keepMs: number }): Promise<void>;
+  /**
    * Where history is partitioned by a script run out of band (MySQL/MariaDB, SQL Server): the DDL that
    * partitions history by month, or, once it is, makes the current and next month ahead (none when
    * they exist); run too when `apply`.

@@ -18,6 +18,14 @@ export const PRUNE_EVERY = { ms: 60_000 };
  * Hourly: the next month is made a month ahead, so a leader that misses rounds still has weeks.
  */
 export const UPKEEP_EVERY = { ms: 3_600_000 };
+/**
+ * How often the leader counts what finished into the throughput counters, ms (internal, as
+ * PRUNE_EVERY): the chart counts in history only what finished since (this and a couple of
+ * seconds' worth).
+ */
+export const THROUGHPUT_EVERY = { ms: 5_000 };
+/** Throughput counters are kept this long at most (and no longer than history, with a retention). */
+const THROUGHPUT_KEEP_MS = 31 * 86_400_000;
 /** How often the leader cancels reservations that ran out, ms (internal, as PRUNE_EVERY). */
 export const RESERVATIONS_EVERY = { ms: 5_000 };
 /** How often the leader forgets idle fair groups, and after how long without an enqueue. */
@@ -72,6 +80,7 @@ export class Maintenance {
       this.periodic.every(UPKEEP_EVERY.ms, () => this.upkeep());
     }
     this.periodic.every(RESERVATIONS_EVERY.ms, () => this.expireReservations());
+    this.periodic.every(THROUGHPUT_EVERY.ms, () => this.countThroughput());
     this.periodic.every(GROUPS_PRUNE_EVERY_MS, () => this.pruneGroups());
     const aging = this.opts.agingMs;
     if (aging !== null) this.periodic.every(agingRoundMs(aging), () => this.age(aging));
@@ -93,6 +102,12 @@ export class Maintenance {
   private async pruneGroups(): Promise<void> {
     if (!this.hooks.leads()) return;
     while (!this.stopping && (await this.store.queueGroupsPrune({ idleMs: GROUP_IDLE_MS, limit: PRUNE_BATCH })) === PRUNE_BATCH);
+  }
+
+  /** What finished since the last round into the throughput counters (lib/driver/portable/throughput.ts). */
+  private async countThroughput(): Promise<void> {
+    if (!this.hooks.leads()) return;
+    await this.store.throughputRollup({ keepMs: Math.min(THROUGHPUT_KEEP_MS, this.opts.retentionMs ?? Infinity) });
   }
 
   private async rescue(): Promise<void> {

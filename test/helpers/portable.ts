@@ -11,9 +11,10 @@ import type { Dialect } from '../../lib/driver/store.ts';
 import { leaseRelease, leaseRenew } from '../../lib/driver/portable/leases.ts';
 import { jobsRaise, jobsToAge } from '../../lib/driver/portable/aging.ts';
 import {
-  clockNow, historyFinishedSince, historyMonthCounts, historyNewestBefore, jobAttempts, jobGet, jobLogs, jobsFinishedCounts, jobsList, jobsLiveCounts, jobsThroughput, queueGroupCounts, queueStartsInWindow, queuesPaused, queuesStats,
+  clockNow, historyFinishedSince, historyMonthCounts, historyNewestBefore, jobAttempts, jobGet, jobLogs, jobsFinishedCounts, jobsList, jobsLiveCounts, queueGroupCounts, queueStartsInWindow, queuesPaused, queuesStats,
   workersList,
 } from '../../lib/driver/portable/reads.ts';
+import { throughputCounters, throughputCoverage, throughputForget, throughputLast, throughputRead, throughputSave } from '../../lib/driver/portable/throughput.ts';
 import { cancelJob, historyPrune, historyPruneLock, historyPrunePick, jobMakeDue, jobRetry, jobsDelete, queuePause, queueResume, redriveCopy } from '../../lib/driver/portable/admin.ts';
 import { jobSaveCheckpoint, jobsNextDue, jobsOwnedBy, jobsStalled, workerHeartbeat, workerRemove, workersRemoveStale } from '../../lib/driver/portable/workers.ts';
 import { claimManaged, groupForget, idleGroups, lockGroups, queueSettingsList, rankInGroup, saveGroupRanks, saveQueueSettings } from '../../lib/driver/portable/queues.ts';
@@ -41,7 +42,16 @@ export function portableStatements(sql: Sql): [string, Statement][] {
     ['jobsFinishedCounts', jobsFinishedCounts(sql, { cap: 1000 })],
     ['queuesStats', queuesStats(sql)],
     ['queuesPaused', queuesPaused(sql)],
-    ['jobsThroughput', jobsThroughput(sql, { windowMs: 3_600_000, bucketMs: 60_000 })],
+    ['throughputCoverage', throughputCoverage(sql, { windowMs: 3_600_000 })],
+    ['throughputRead (history only)', throughputRead(sql, { from: 600_000, to: null, bucketMs: 60_000, counted: null })],
+    ['throughputRead (a span of history)', throughputRead(sql, { from: 600_000, to: 645_000, bucketMs: 60_000, counted: null })],
+    ['throughputRead (counters within the window)', throughputRead(sql, { from: 630_000, to: null, bucketMs: 300_000, counted: { from: 660_000, to: 905_000 } })],
+    ['throughputRead (a month file)', throughputRead(sql, { from: 630_000, to: null, bucketMs: 60_000, counted: { from: 660_000, to: 905_000 } }, { counters: false })],
+    ['throughputLast', throughputLast(sql)],
+    ['throughputCounters', throughputCounters(sql, { from: 600_000, to: 900_000 })],
+    ['throughputSave', throughputSave(sql, { start: 600_000, completed: 3, failed: 1, countedTo: 645_000 })],
+    ['throughputForget', throughputForget(sql, { before: 600_000 })],
+    ['throughputForget (all)', throughputForget(sql, { before: null })],
     ['jobsList', jobsList(sql, {
       queue: HOSTILE, name: HOSTILE, tag: HOSTILE, batchId: HOSTILE, refId: HOSTILE, createdBy: HOSTILE, userId: HOSTILE, replyTo: HOSTILE,
       args: { [HOSTILE]: HOSTILE, 'a."b\\': HOSTILE }, createdAfter: new Date(0), createdBefore: new Date(1), cursor: UUID, limit: 10, includePayload: true,

@@ -20,7 +20,8 @@ import { splitStatements } from '../../lib/driver/migrations.ts';
 import { tables } from '../../lib/driver/portable/statement.ts';
 import { bind, named } from '../../lib/driver/mssql/store.ts';
 import type { Stmt } from '../../lib/driver/mssql/tsql.ts';
-import { historyMonthCounts, historyNewestBefore, jobsThroughput } from '../../lib/driver/portable/reads.ts';
+import { historyMonthCounts, historyNewestBefore } from '../../lib/driver/portable/reads.ts';
+import { throughputRead } from '../../lib/driver/portable/throughput.ts';
 import { historyPrunePick } from '../../lib/driver/portable/admin.ts';
 import { sqlFor } from '../helpers/portable.ts';
 
@@ -123,7 +124,9 @@ describe('SQL Server: history partitioned by month (statement text)', () => {
   it('history reads bounded by time compare finished_at itself with a value computed once (a seek on the finish-time index, and partition elimination)', () => {
     const sql = sqlFor('mssql');
     const reads = [
-      jobsThroughput(sql, { windowMs: 3_600_000, bucketMs: 60_000 }),
+      throughputRead(sql, { from: NOW.getTime() - 3_600_000, to: null, bucketMs: 60_000, counted: null }),
+      throughputRead(sql, { from: NOW.getTime() - 60_000, to: NOW.getTime() - 2_000, bucketMs: 60_000, counted: null }),
+      throughputRead(sql, { from: NOW.getTime() - 3_600_000, to: null, bucketMs: 60_000, counted: { from: NOW.getTime() - 3_540_000, to: NOW.getTime() - 5_000 } }),
       historyNewestBefore(sql, { before: NOW.getTime() }),
       historyMonthCounts(sql, { from: MONTHS[1].from.getTime(), to: MONTHS[1].to.getTime(), cap: 1000 }),
       historyPrunePick(sql, { olderThanMs: 86_400_000, limit: 5000, since: MONTHS[0].from.getTime() }),

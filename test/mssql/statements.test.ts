@@ -16,7 +16,8 @@ import { jobsComplete } from '../../lib/driver/mssql/complete.ts';
 import { jobsFail } from '../../lib/driver/mssql/fail.ts';
 import { jobsRelease, jobsSaveProgress, logsAppend } from '../../lib/driver/mssql/writes.ts';
 import { leaseRelease, leaseRenew } from '../../lib/driver/portable/leases.ts';
-import { jobsFinishedCounts, jobsList, jobsThroughput, queuesPaused, queuesStats } from '../../lib/driver/portable/reads.ts';
+import { jobsFinishedCounts, jobsList, queuesPaused, queuesStats } from '../../lib/driver/portable/reads.ts';
+import { throughputCoverage, throughputLast, throughputRead, throughputSave } from '../../lib/driver/portable/throughput.ts';
 import { cancelJob, jobMakeDue, jobRetry, jobsDelete, queuePause, queueResume } from '../../lib/driver/portable/admin.ts';
 import type { Outcome, Statement, Steps } from '../../lib/driver/portable/statement.ts';
 import { jobSaveCheckpoint, jobsNextDue, jobsStalled, workerHeartbeat, workersRemoveStale } from '../../lib/driver/portable/workers.ts';
@@ -324,17 +325,27 @@ describe('SQL Server statements (no server)', () => {
     expect(named(queuesPaused(portable)).text).to.equal('SELECT queue, paused_at FROM app_paused_queues');
   });
 
-  it('buckets throughput on the epoch from the database clock, over the window only', () => {
-    const { text, params } = named(jobsThroughput(portable, { windowMs: 3_600_000, bucketMs: 60_000 }));
-    expect(text).to.match(/^SELECT DATEDIFF_BIG\(millisecond, CAST\('19700101' AS DATETIME2\(3\)\), clock\.now\) AS now, w\.start, w\.completed, w\.failed FROM \(SELECT SYSUTCDATETIME\(\) AS now\) clock LEFT JOIN \(/);
-    expect(text).to.include("(DATEDIFF_BIG(millisecond, CAST('19700101' AS DATETIME2(3)), finished_at) / @p1) * @p2 AS start");
-    expect(text).to.include('WHERE finished_at > DATEADD(millisecond, (@p3) % 86400000, DATEADD(day, (@p3) / 86400000, SYSUTCDATETIME()))');
-    expect(text).to.match(/GROUP BY f\.start\) w ON 1 = 1\s+ORDER BY w\.start$/);
-    expect(params).to.deep.equal([
-      { name: 'p1', type: 'bigint', value: 60_000 },
-      { name: 'p2', type: 'bigint', value: 60_000 },
-      { name: 'p3', type: 'bigint', value: -3_600_000 },
-    ]);
+  it('buckets throughput on the epoch: what the counters hold from them, history before and after it, the window from the database clock', () => {
+    const coverage = named(throughputCoverage(portable, { windowMs: 3_600_000 }));
+    expect(coverage.text).to.match(/^SELECT DATEDIFF_BIG\(millisecond, CAST\('19700101' AS DATETIME2\(3\)\), MAX\(clock\.now\)\) AS now, MIN\(c\.start_ms\) AS first, MAX\(c\.start_ms\) AS last, COUNT\(c\.start_ms\) AS n,\s+MAX\(c\.counted_to_ms\) AS counted_to/);
+    expect(coverage.text).to.match(/FROM \(SELECT SYSUTCDATETIME\(\) AS now\) clock LEFT JOIN app_throughput c ON c\.start_ms >= DATEDIFF_BIG\(millisecond, CAST\('19700101' AS DATETIME2\(3\)\), clock\.now\) - @p1$/);
+    const { text, params } = named(throughputRead(portable, { from: 630_000, to: null, bucketMs: 300_000, counted: { from: 660_000, to: 905_000 } }));
+    const bucket = (p: number) => `(DATEDIFF_BIG(millisecond, CAST('19700101' AS DATETIME2(3)), finished_at) / @p${p}) * @p${p + 1} AS start`;
+    expect(text).to.include(`${bucket(1)},`);
+    expect(text).to.include("FROM app_history\n       WHERE finished_at >= @p3 AND finished_at < @p4 AND state IN ('completed', 'failed')");
+    expect(text).to.include(`${bucket(5)},`);
+    expect(text).to.include("FROM app_history\n       WHERE finished_at >= @p7 AND state IN ('completed', 'failed')");
+    expect(text).to.match(/SELECT \(start_ms \/ @p8\) \* @p9 AS start, completed, failed FROM app_throughput\s+WHERE start_ms >= @p10 AND start_ms < @p11 AND \(completed > 0 OR failed > 0\)\) f/);
+    expect(text).to.match(/GROUP BY f\.start ORDER BY f\.start$/);
+    expect(params.map((p) => p.value)).to.deep.equal([300_000, 300_000, new Date(630_000), new Date(660_000), 300_000, 300_000, new Date(905_000), 300_000, 300_000, 660_000, 905_000]);
+    // Without counters, one range of history: from the window's start, or a span (a leader's round).
+    expect(named(throughputRead(portable, { from: 630_000, to: null, bucketMs: 60_000, counted: null })).text).to.not.include('app_throughput');
+    expect(named(throughputRead(portable, { from: 630_000, to: 645_000, bucketMs: 60_000, counted: null })).text).to.include('WHERE finished_at >= @p3 AND finished_at < @p4 AND');
+    expect(named(throughputLast(portable)).text).to.match(/LEFT JOIN \(\s+SELECT TOP \(@p1\) start_ms, completed, failed, counted_to_ms FROM app_throughput ORDER BY start_ms DESC\) c ON 1 = 1$/);
+    const save = named(throughputSave(portable, { start: 600_000, completed: 3, failed: 1, countedTo: 645_000 }));
+    expect(save.text).to.equal(`MERGE app_throughput WITH (HOLDLOCK) AS t USING (SELECT @p1 AS start_ms) AS s ON t.start_ms = s.start_ms
+WHEN MATCHED THEN UPDATE SET completed = @p5, failed = @p6, counted_to_ms = @p7
+WHEN NOT MATCHED THEN INSERT (start_ms, completed, failed, counted_to_ms) VALUES (@p1, @p2, @p3, @p4);`);
   });
 
   it('cancels, retries and deletes rows it first read under UPDLOCK, HOLDLOCK (a claim, which reads past locked rows, cannot take them meanwhile)', () => {

@@ -263,7 +263,7 @@ describe('MySQL/MariaDB specifics [mysql]', function () {
     // Back to version 12, as an installation made before 013 has it.
     const p = t.prefix;
     for (const q of [
-      `DROP TABLE ${p}unique_jobs`, `DROP TABLE ${p}reservations`, `DELETE FROM ${p}migrations WHERE version >= 13`,
+      `DROP TABLE ${p}unique_jobs`, `DROP TABLE ${p}reservations`, `DROP TABLE ${p}throughput`, `DELETE FROM ${p}migrations WHERE version >= 13`,
       `CREATE INDEX ${p}jobs_unique ON ${p}jobs (unique_key)`, `CREATE INDEX ${p}history_unique ON ${p}history (unique_key, created_at)`,
       `CREATE INDEX ${p}jobs_reserved ON ${p}jobs (reserved_until)`,
     ]) await t.query(q);

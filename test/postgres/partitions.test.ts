@@ -17,6 +17,7 @@ const utcKey = (m: Month) => utcMonth(m.from).key;
 import { tables } from '../../lib/driver/portable/statement.ts';
 import { holdPgClient, withHeld } from '../../lib/driver/held.ts';
 import { expectFirstPrune, releaseReferences, seedMonths } from '../helpers/retention-months.ts';
+import { countStatements } from '../helpers/statements.ts';
 
 const DAY = 86_400_000;
 
@@ -253,6 +254,16 @@ describe('history partitioned by month [postgres]', function () {
     expect(overview.nextDrop).to.deep.equal({ storedIn: m0.name, at: new Date(m0.to.getTime() + 30 * DAY) });
     // Within the cap, counted rather than estimated.
     expect((await jobs.historyMonths({ cap: 100 })).months[1]).to.deep.include({ counts: { completed: 30 }, estimated: false });
+    // Counted only when ANALYZE's rows are under twice the cap: a count past it would be thrown away for the estimate.
+    const counts = countStatements(/SELECT m\.state, COUNT\(\*\) AS n FROM/);
+    try {
+      expect((await jobs.historyMonths({ cap: 15 })).months[1]).to.deep.include({ counts: { completed: 30 }, estimated: true });
+      expect(counts.count, 'a month of 30 rows, cap 15: estimated, not counted').to.equal(0);
+      expect((await jobs.historyMonths({ cap: 16 })).months[1]).to.deep.include({ counts: { completed: 30 }, estimated: true });
+      expect(counts.count, 'cap 16: counted (16 rows), then estimated').to.equal(1);
+    } finally {
+      counts.stop();
+    }
   });
 
   it('logs and attempts: partitioned by the month their job was made (its UUIDv7), made ahead, dropped once none of that month\'s jobs is left', async () => {

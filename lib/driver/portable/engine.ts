@@ -18,16 +18,20 @@ import { sideIndexPrune } from './side-index.ts';
 import { CALLBACK_EDGE, afterRemoved, batchCounts, batchRow, commitReserved, finishJobs, reservationsExpired, insertWithFlow, jobDependents, jobParents, type FinishItem, type FlowOutcome, type StoredCallbacks } from './flow.ts';
 import type { SqlDialect } from './dialect.ts';
 import type { Sql } from './sql.ts';
-import { utcMonth } from '../month.ts';
+import { utcMonth, type UtcMonth } from '../month.ts';
 import { tables, type Outcome, type SqlRunner, type Statement, type Steps, type Tables } from './statement.ts';
 import { cancelJob, historyPrune, historyPruneLock, historyPrunePick, jobMakeDue, jobRetry, jobsDelete, queuePause, queueResume, redriveCopy, reopenWorkflow } from './admin.ts';
 import { leaseRelease, leaseRenew } from './leases.ts';
 import { jobsRaise, jobsToAge } from './aging.ts';
 import { claimManaged, groupForget, idleGroups, queueSettingsList, saveQueueSettings, toQueueSettingsRow, type ManagedClaim, type ManagedClaimRequest, type QueueSettingsRow, type StoredQueueSettings } from './queues.ts';
 import {
-  clockNow, historyFinishedSince, historyMonthCounts, historyNewestBefore, jobAttempts, jobGet, jobLogs, jobsFinishedCounts, jobsList, jobsLiveCounts, jobsThroughput, queueGroupCounts, queueStartsInWindow, queuesPaused, queuesStats,
+  clockNow, historyFinishedSince, historyMonthCounts, historyNewestBefore, jobAttempts, jobGet, jobLogs, jobsFinishedCounts, jobsList, jobsLiveCounts, queueGroupCounts, queueStartsInWindow, queuesPaused, queuesStats,
   workersList, type GroupCountsQuery,
 } from './reads.ts';
+import {
+  MINUTE_MS, RECOUNT_MS, ROLLUP_AFRESH_MS, SETTLE_MS, minuteCount, sumBuckets, throughputCounters, throughputCoverage, throughputForget, throughputLast, throughputRead,
+  throughputSave, type MinuteCount, type ThroughputBucket, type ThroughputRead,
+} from './throughput.ts';
 import { scheduleAdvance, scheduleRecordRun, scheduleRemove, scheduleSetEnabled, scheduleTicksRemove, schedulesDue, schedulesList } from './schedules.ts';
 import { jobSaveCheckpoint, jobsNextDue, jobsOwnedBy, jobsStalled, workerHeartbeat, workerRemove, workersRemoveStale } from './workers.ts';
 
@@ -389,33 +393,98 @@ export abstract class PortableStore implements Sql {
     };
   }
 
+  /**
+   * Completed and failed per bucket over the last windowMs: from the leader's per-minute counters
+   * where they cover minutes of the window without a gap and the buckets hold whole minutes, from
+   * history before and after what they hold (./throughput.ts).
+   */
   async jobThroughput({ windowMs, bucketMs }: { windowMs: number; bucketMs: number }): Promise<ThroughputBuckets> {
-    const rows = await this.rowsOf(jobsThroughput(this, { windowMs, bucketMs }));
-    return {
-      now: Number(rows[0].now),
-      // Without a finished job in the window, the one row carries the clock only.
-      buckets: rows.filter((r) => r.start !== null).map((r) => ({ start: Number(r.start), completed: Number(r.completed), failed: Number(r.failed) })),
-    };
+    const [c] = await this.rowsOf(throughputCoverage(this, { windowMs }));
+    const now = Number(c.now);
+    const [first, last, n] = [Number(c.first), Number(c.last), Number(c.n)];
+    const usable = n > 0 && bucketMs % MINUTE_MS === 0 && last - first === (n - 1) * MINUTE_MS;
+    const counted = usable ? { from: first, to: Number(c.counted_to) } : null;
+    const counts = await this.throughputCounts({ from: now - windowMs, to: null, bucketMs, counted });
+    return { now, buckets: [...counts.values()].sort((a, b) => a.start - b.start) };
+  }
+
+  /** Completed and failed per bucket start, as `k` reads them. */
+  private async throughputCounts(k: ThroughputRead): Promise<Map<number, ThroughputBucket>> {
+    const [main, elsewhere] = await Promise.all([this.rowsOf(throughputRead(this, k)), this.throughputElsewhere(k)]);
+    return sumBuckets([main, ...elsewhere]);
+  }
+
+  /** The buckets of finished jobs kept outside the history table (SQLite's month files): none here. */
+  protected async throughputElsewhere(_k: ThroughputRead): Promise<Record<string, unknown>[][]> {
+    return [];
+  }
+
+  /**
+   * The leader's round (./throughput.ts), counting until SETTLE_MS ago: while the minute counted
+   * last is still open, what finished in it since is added; once it closed, the minutes from it (or
+   * RECOUNT_MS back, for finishes that committed late) to the open one are counted whole. A first
+   * round, or the first after a leader-less hour, counts the last hour afresh. Counters older than
+   * keepMs go.
+   */
+  async throughputRollup({ keepMs }: { keepMs: number }): Promise<void> {
+    const [r] = await this.rowsOf(throughputLast(this));
+    const now = Number(r.now);
+    const upTo = now - SETTLE_MS;
+    const open = Math.floor(upTo / MINUTE_MS) * MINUTE_MS;
+    const last = r.start_ms == null ? null : minuteCount(r);
+    if (last !== null && last.start >= open) return this.throughputAdd(last, upTo);
+    const afresh = last === null || last.start < open - ROLLUP_AFRESH_MS;
+    const from = afresh ? open - ROLLUP_AFRESH_MS : Math.min(last.start, open - RECOUNT_MS);
+    const [counts, saved] = await Promise.all([
+      this.throughputCounts({ from, to: upTo, bucketMs: MINUTE_MS, counted: null }),
+      afresh ? [] : this.rowsOf(throughputCounters(this, { from, to: open + MINUTE_MS })),
+    ]);
+    const was = new Map(saved.map((row) => [Number(row.start_ms), minuteCount(row)]));
+    const writes = afresh ? [throughputForget(this, { before: null })] : [];
+    for (let start = from; start <= open; start += MINUTE_MS) {
+      const count = { ...(counts.get(start) ?? { start, completed: 0, failed: 0 }), countedTo: start === open ? upTo : start + MINUTE_MS };
+      const w = was.get(start);
+      if (!w || w.completed !== count.completed || w.failed !== count.failed || w.countedTo !== count.countedTo) writes.push(throughputSave(this, count));
+    }
+    writes.push(throughputForget(this, { before: now - keepMs }));
+    await this.runner.transaction(writes);
+  }
+
+  /** The open minute's counters: what finished since they were counted added (nothing written when nothing did). */
+  private async throughputAdd(open: MinuteCount, upTo: number): Promise<void> {
+    if (open.countedTo >= upTo) return;
+    const added = (await this.throughputCounts({ from: open.countedTo, to: upTo, bucketMs: MINUTE_MS, counted: null })).get(open.start);
+    if (!added) return;
+    await this.runner.run(throughputSave(this, { start: open.start, completed: open.completed + added.completed, failed: open.failed + added.failed, countedTo: upTo }));
+  }
+
+  async historyMonths({ cap }: { cap: number }): Promise<HistoryMonth[]> {
+    return this.walkHistoryMonths({ cap }, () => false);
   }
 
   /**
    * One history table: walk its months newest first along the finish-time index (each step finds
    * the newest finish before the month just counted, so empty months cost nothing), at most
-   * HISTORY_MONTHS_SHOWN of them, each counted up to `cap` rows.
+   * HISTORY_MONTHS_SHOWN of them, each counted up to `cap` rows, but for those `estimated` names
+   * (flagged estimated, no count: the caller has a better figure than a capped count).
    */
-  async historyMonths({ cap }: { cap: number }): Promise<HistoryMonth[]> {
+  protected async walkHistoryMonths({ cap }: { cap: number }, estimated: (month: UtcMonth) => boolean): Promise<HistoryMonth[]> {
     const months: HistoryMonth[] = [];
     for (let before: number | null = null; months.length < HISTORY_MONTHS_SHOWN; ) {
       const at = this.d.codec.date((await this.rowsOf(historyNewestBefore(this, { before })))[0]?.at);
       if (!at) break;
       const month = utcMonth(at);
-      const rows = await this.rowsOf(historyMonthCounts(this, { from: month.from.getTime(), to: month.to.getTime(), cap }));
-      const counts = Object.fromEntries(rows.map((r) => [String(r.state), Number(r.n)]));
-      const total = rows.reduce((sum, r) => sum + Number(r.n), 0);
-      months.push({ month: month.key, storedIn: null, counts, estimated: total >= cap, bytes: null, storedUntil: null });
+      months.push(estimated(month) ? { month: month.key, storedIn: null, counts: {}, estimated: true, bytes: null, storedUntil: null } : await this.monthCounted(month, cap));
       before = month.from.getTime();
     }
     return months;
+  }
+
+  private async monthCounted(month: UtcMonth, cap: number): Promise<HistoryMonth> {
+    const rows = await this.rowsOf(historyMonthCounts(this, { from: month.from.getTime(), to: month.to.getTime(), cap }));
+    const counts = Object.fromEntries(rows.map((r) => [String(r.state), Number(r.n)]));
+    const total = rows.reduce((sum, r) => sum + Number(r.n), 0);
+    return { month: month.key, storedIn: null, counts, estimated: total >= cap, bytes: null, storedUntil: null };
   }
 
   async historyFinishedSince(req: { since: number; limit: number }): Promise<FinishedJob[]> {

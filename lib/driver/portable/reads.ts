@@ -150,22 +150,6 @@ export function queueStartsInWindow({ d, t }: Sql, k: { queue: string; windowMs:
 }
 
 /**
- * The database's now (epoch ms) and, beside it, completed and failed per bucket of bucketMs
- * over the last windowMs (buckets aligned on the epoch, read from the (finished_at, state)
- * index; none when the window is empty). The bucket is computed in a derived table, so GROUP BY
- * names a column (SQL Server groups by no alias).
- */
-export function jobsThroughput({ d, t }: Sql, k: { windowMs: number; bucketMs: number }): Statement {
-  return read(d, (b) =>
-    `SELECT ${d.epochMs('clock.now')} AS now, w.start, w.completed, w.failed FROM (SELECT ${d.now} AS now) clock LEFT JOIN (
-       SELECT f.start, SUM(CASE WHEN f.state = 'completed' THEN 1 ELSE 0 END) AS completed, SUM(CASE WHEN f.state = 'failed' THEN 1 ELSE 0 END) AS failed
-       FROM (SELECT ${d.intDiv(d.epochMs('finished_at'), b.bigint(k.bucketMs))} * ${b.bigint(k.bucketMs)} AS start, state
-             FROM ${t.history}${d.useIndex(t.historyFinished)} WHERE finished_at > ${d.plusMs(d.now, b.bigint(-k.windowMs))}) f
-       GROUP BY f.start) w ON 1 = 1
-     ORDER BY w.start`);
-}
-
-/**
  * A keyset page of jobs, newest first (id < cursor, never OFFSET, which rereads what it skips):
  * each table's half walks its id index backward and stops at the limit, then the union is cut
  * to the limit. A state filter touches only the tables that hold those states (at least one).

@@ -169,6 +169,8 @@ export function tables(prefix: string) {
     queues: t('queues'),
     queueGroups: t('queue_groups'),
     starts: t('starts'),
+    /** Completed and failed jobs per minute, counted by the leader (see throughput.ts). */
+    throughput: t('throughput'),
     /** MySQL only (no partial index): see sideIndex.ts. */
     uniqueJobs: t('unique_jobs'),
     reservations: t('reservations'),

@@ -22,6 +22,12 @@ export interface MonthsRunner {
   transaction<T>(fn: (query: Query) => Promise<T>): Promise<T>;
 }
 
+/** History's partitions and ANALYZE's figures of each (by partition name). */
+export interface PartitionsLayout {
+  parts: HistoryPartition[];
+  statsOf: Map<string, QueryResultRow>;
+}
+
 /** How long partition DDL may wait for its lock before it gives up until the next round. */
 const DDL_LOCK_TIMEOUT_MS = 2000;
 /** Dependency edges deleted per statement before their month is dropped. */
@@ -172,14 +178,34 @@ export class HistoryMonths {
     });
   }
 
-  /**
-   * The months walked along the finish-time index (`walked`, counted up to a cap) placed in their
-   * partitions: each month's partition name and size, months made ahead with no row yet, and, for a
-   * month whose count reached the cap, the estimate ANALYZE keeps (rows × each state's share).
-   */
-  async describe(walked: HistoryMonth[]): Promise<HistoryMonth[]> {
+  /** History's partitions, and ANALYZE's figures of each by name: where describe() places the months. */
+  async layout(): Promise<PartitionsLayout> {
     const [parts, stats] = await Promise.all([this.list(), run(this.db.query, partitionsStats(this.t))]);
-    const statsOf = new Map(stats.rows.map((r) => [String(r.name), r]));
+    return { parts, statsOf: new Map(stats.rows.map((r) => [String(r.name), r])) };
+  }
+
+  /**
+   * The months in a partition of their own that ANALYZE puts at `rows` or more, with each state's
+   * share: counted, they would reach a cap of half that (ANALYZE lags a month's deletes by a tenth
+   * or so of its rows), and describe() shows the estimate in place of a capped count.
+   */
+  estimatedMonths({ parts, statsOf }: PartitionsLayout, rows: number): Set<string> {
+    const out = new Set<string>();
+    for (const p of parts) {
+      const stat = statsOf.get(p.name);
+      if (p.isDefault || p.from === null || !stat || Number(stat.rows) < rows || !estimatedCounts(stat)) continue;
+      out.add(utcMonth(p.from).key);
+    }
+    return out;
+  }
+
+  /**
+   * The months walked along the finish-time index (`walked`, counted up to a cap, or not counted and
+   * flagged estimated) placed in their partitions: each month's partition name and size, months made
+   * ahead with no row yet, and, for a month whose count reached the cap, the estimate ANALYZE keeps
+   * (rows × each state's share).
+   */
+  describe(walked: HistoryMonth[], { parts, statsOf }: PartitionsLayout): HistoryMonth[] {
     const byMonth = new Map(walked.map((m) => [m.month, m]));
     for (const p of parts) {
       if (p.isDefault || p.from === null) continue;

@@ -287,9 +287,14 @@ export class PostgresStore extends PortableStore implements Store {
   private expiredUntil: Date | null | undefined;
   private droppedThisRound = false;
 
-  /** Each month with its partition and size; a large month's counts from ANALYZE's estimate rather than a count. */
+  /**
+   * Each month with its partition and size; a large month's counts from ANALYZE's estimate rather
+   * than a count (not even counted when ANALYZE puts it well past the cap).
+   */
   override async historyMonths(req: { cap: number }): Promise<HistoryMonth[]> {
-    return this.months.describe(await super.historyMonths(req));
+    const layout = await this.months.layout();
+    const estimated = this.months.estimatedMonths(layout, 2 * req.cap);
+    return this.months.describe(await this.walkHistoryMonths(req, (month) => estimated.has(month.key)), layout);
   }
 
   // ---------------------------------------------------------------- enqueue

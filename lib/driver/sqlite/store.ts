@@ -33,13 +33,14 @@ import type { HistoryLayout } from '../../options.ts';
 import { TERMINAL_STATES, type JobError, type JobRecord, type ListFilter, type ListPage } from '../../model.ts';
 import { listLimit, statesByTable } from '../sql.ts';
 import { toJobRecord } from '../rows.ts';
-import { historyMonthCounts, jobGet, jobsList, jobsThroughput } from '../portable/reads.ts';
+import { historyMonthCounts, jobGet, jobsList } from '../portable/reads.ts';
+import { throughputRead, type ThroughputRead } from '../portable/throughput.ts';
 import { retentionLeftovers } from '../portable/admin.ts';
 import { drive, driveSync, type Outcome, type SqlRunner, type Statement, type Steps } from '../portable/statement.ts';
 import { insertWithFlow, jobDependents, jobParents } from '../portable/flow.ts';
 import type {
   ClaimedJob, ClaimRequest, CompleteItem, FailItem, Fenced, InsertBatch, LeaseRequest, LogItem, ProgressItem,
-  HistoryMonth, RedriveOutcome, ReleaseItem, ScheduleTick, Store, StoreCapabilities, ThroughputBuckets, TransactionalCompletion,
+  HistoryMonth, RedriveOutcome, ReleaseItem, ScheduleTick, Store, StoreCapabilities, TransactionalCompletion,
 } from '../store.ts';
 
 type DB = BetterSqlite3.Database;
@@ -525,19 +526,13 @@ export class SqliteStore extends PortableStore implements Store {
     return this.months ? [...main, ...(await this.months.batchCounts(batchId))] : main;
   }
 
-  /** Main's buckets with the files' added (a window reaching back past the month's start; each file answers from its finish-time index). */
-  override async jobThroughput(req: { windowMs: number; bucketMs: number }): Promise<ThroughputBuckets> {
-    const main = await super.jobThroughput(req);
-    if (!this.months) return main;
-    const buckets = new Map(main.buckets.map((b) => [b.start, { ...b }]));
-    for (const r of (await this.months.fromEach((t) => jobsThroughput({ d: this.d, t }, req))).flat()) {
-      if (r.start === null) continue;
-      const bucket = buckets.get(Number(r.start)) ?? { start: Number(r.start), completed: 0, failed: 0 };
-      bucket.completed += Number(r.completed);
-      bucket.failed += Number(r.failed);
-      buckets.set(bucket.start, bucket);
-    }
-    return { now: main.now, buckets: [...buckets.values()].sort((a, b) => a.start - b.start) };
+  /**
+   * The files' buckets beside main's (a window reaching back past the month's start; each file answers
+   * from its finish-time index). Not within the counted minutes: main's counters hold those already
+   * (counted while the finishes were in main, or, by a recount after the move, with the files).
+   */
+  protected override async throughputElsewhere(k: ThroughputRead): Promise<Record<string, unknown>[][]> {
+    return this.months ? this.months.fromEach((t) => throughputRead({ d: this.d, t }, k, { counters: false })) : [];
   }
 
   /** Edges to jobs kept in month files: each row from where the other job is (main, else the newest file that holds it). */

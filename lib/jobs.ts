@@ -675,7 +675,11 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
     return { months, retentionDays: retentionMs === null ? null : retentionMs / 86_400_000, nextDrop: nextDrop(months, retentionMs) };
   }
 
-  /** Completed and failed jobs per bucket (default: per minute over the last hour). */
+  /**
+   * Completed and failed jobs per bucket (default: per minute over the last hour): summed from the
+   * leader's per-minute counters where the buckets hold whole minutes, counted in history for the
+   * rest (what finished since the leader's last round, or before its first).
+   */
   async throughput(opts: { windowMs?: number; bucketMs?: number } = {}): Promise<ThroughputBuckets> {
     const windowMs = intInRange('throughput: windowMs', opts.windowMs, 3_600_000, 1, 366 * 86_400_000);
     const bucketMs = intInRange('throughput: bucketMs', opts.bucketMs, 60_000, 1, windowMs);

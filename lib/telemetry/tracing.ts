@@ -59,7 +59,7 @@ export class Tracing {
    * each row with the span's context. A failed write is recorded on the span.
    */
   send<T>(rows: NewJobRow[], write: () => T): T {
-    const span = this.api && rows.length ? this.contained(() => this.sendSpan(this.api!, rows), null) : null;
+    const span = this.api && rows.length && this.provided(this.api) ? this.contained(() => this.sendSpan(this.api!, rows), null) : null;
     if (!span) return write();
     let result: T;
     try {
@@ -116,7 +116,24 @@ export class Tracing {
   attempt(job: ClaimedJob, workerId: string): AttemptTrace {
     const api = this.api;
     if (!api) return UNTRACED;
+    if (!this.provided(api)) return this.rooted(api);
     return this.contained(() => this.attemptSpan(api, job, workerId), this.rooted(api));
+  }
+
+  /**
+   * Whether the app registered a tracer provider: without one, enqueues and attempts build no
+   * span, attributes or carrier (the hot path pays one comparison). The global provider is a proxy
+   * whose delegate is the API's shared no-op provider until one is registered.
+   */
+  private provided(api: Api): boolean {
+    const global = api.trace.getTracerProvider();
+    return !(global instanceof api.ProxyTracerProvider) || global.getDelegate() !== this.noop(api);
+  }
+
+  private noopProvider: OtelApi.TracerProvider | null = null;
+
+  private noop(api: Api): OtelApi.TracerProvider {
+    return (this.noopProvider ??= new api.ProxyTracerProvider().getDelegate());
   }
 
   /** No span of ours: the handler still runs in the root context, never in one lent by whatever woke the worker. */

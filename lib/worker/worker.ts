@@ -577,9 +577,10 @@ export class Worker {
       })
       .catch((err) => {
         // The outcome was not written: the job is still running under this attempt in the database.
-        trace.end({ kind: 'unwritten', error: errorToRecord(err) });
-        measure.end({ kind: 'unwritten', error: errorToRecord(err) });
-        this.park(attempt, errorToRecord(err));
+        const unwritten: AttemptOutcome = { kind: 'unwritten', error: errorToRecord(err) };
+        trace.end(unwritten);
+        measure.end(unwritten);
+        this.park(attempt, unwritten.error);
       })
       .finally(() => {
         this.unsettled.delete(attempt);

@@ -34,6 +34,12 @@ export interface StoreCapabilities {
   notify: boolean;
   /** enqueue can run synchronously (better-sqlite3). */
   syncEnqueue: boolean;
+  /**
+   * While jobs keep finishing, how long their outcomes may wait to be written together and how
+   * many at most (default 1 ms, 100). Where each commit costs far more than a row, a longer wait
+   * writes each page of the tables and indexes once for many jobs.
+   */
+  outcomeBatch?: { windowMs: number; max: number };
 }
 
 export interface ClaimRequest {

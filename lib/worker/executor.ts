@@ -319,14 +319,14 @@ export class RunningAttempt {
 
   private write(outcome: Exclude<AttemptOutcome, { kind: 'aborted' | 'lost' | 'unwritten' }>, resultJson: string | null): Promise<boolean> {
     const { writer } = this.deps;
-    const base = { ...this.fenced, attempt: this.job.attempts, startedAt: this.job.startedAt };
+    const failure = () => ({ ...this.fenced, attempt: this.job.attempts, startedAt: this.job.startedAt });
     switch (outcome.kind) {
       case 'completed':
         return writer.complete({ ...this.fenced, resultJson });
       case 'retrying':
-        return writer.fail({ ...base, error: outcome.error, retryDelayMs: outcome.delayMs });
+        return writer.fail({ ...failure(), error: outcome.error, retryDelayMs: outcome.delayMs });
       case 'failed':
-        return writer.fail({ ...base, error: outcome.error, retryDelayMs: null });
+        return writer.fail({ ...failure(), error: outcome.error, retryDelayMs: null });
       case 'snoozed':
         return writer.release({ ...this.fenced, delayMs: outcome.delayMs, refund: true });
     }

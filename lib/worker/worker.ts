@@ -7,7 +7,7 @@
 import os from 'node:os';
 import { AsyncResource } from 'node:async_hooks';
 import { errorToRecord, type JobError } from '../model.ts';
-import type { ClaimRequest, ClaimedJob, Fenced, ListenCallbacks, ListenHandle, Store, WorkerInfo } from '../driver/store.ts';
+import type { ClaimRequest, ClaimedJob, Fenced, ListenCallbacks, ListenHandle, Store, StoreCapabilities, WorkerInfo } from '../driver/store.ts';
 import { uuidv7 } from '../uuid.ts';
 import { isContention } from '../driver/errors.ts';
 import { Periodic } from '../periodic.ts';
@@ -87,6 +87,12 @@ interface Claimed {
   tried: boolean;
 }
 
+/** How outcomes are batched: the store's choice, else up to 100 within 1 ms. */
+function outcomeBatch(capabilities: StoreCapabilities): { batchWindowMs: number; batchMax: number } {
+  const batch = capabilities.outcomeBatch ?? { windowMs: 1, max: 100 };
+  return { batchWindowMs: batch.windowMs, batchMax: batch.max };
+}
+
 export class Worker {
   readonly id = `${os.hostname()}:${process.pid}:${uuidv7().slice(-12)}`;
   private readonly running = new Map<string, RunningAttempt>();
@@ -120,8 +126,12 @@ export class Worker {
     this.periodic = new Periodic((err) => this.events.error(err));
     this.writer = new OutcomeWriter(
       store,
-      { onLost: (id) => this.running.get(id)?.abort('lost'), onError: (err) => this.events.error(err) },
-      { logFlushMs: opts.logFlushInterval, logBatchLines: 200, batchWindowMs: 1, batchMax: 100 },
+      {
+        onLost: (id) => this.running.get(id)?.abort('lost'),
+        onError: (err) => this.events.error(err),
+        moreComing: () => this.running.size > 0 || this.backlog.length > 0,
+      },
+      { logFlushMs: opts.logFlushInterval, logBatchLines: 200, ...outcomeBatch(store.capabilities) },
     );
   }
 
@@ -256,11 +266,14 @@ export class Worker {
   private refillSoon(): void {
     if (this.refillScheduled) return;
     this.refillScheduled = true;
-    setImmediate(this.scope.bind(() => {
-      this.refillScheduled = false;
-      void this.fill().catch((err) => this.events.error(err));
-    }));
+    setImmediate(this.refillInScope);
   }
+
+  /** Bound once: AsyncResource.bind costs about a microsecond a call, and this runs once per tick of jobs. */
+  private readonly refillInScope = this.scope.bind(() => {
+    this.refillScheduled = false;
+    void this.fill().catch((err) => this.events.error(err));
+  });
 
   /** Claim until the free slots are full or nothing is due. One claim loop at a time. */
   private async fill(): Promise<void> {
@@ -501,6 +514,18 @@ export class Worker {
   /** Start claimed jobs in claim order while slots are free, keeping each queue under its own limit. */
   private startFromBacklog(): void {
     const limits = this.opts.queueConcurrency;
+    if (!limits) {
+      // No queue limits: the first jobs in order, taken in one splice (one per job shifted the
+      // whole backlog, hundreds of claimed jobs, each time).
+      const free = this.state === 'running' ? this.opts.concurrency - this.running.size : 0;
+      const next = free > 0 ? this.backlog.splice(0, free) : [];
+      for (let i = 0; i < next.length; i++) {
+        // A handler may stop the worker synchronously: what it did not start goes back in front.
+        if (this.state !== 'running') return void this.backlog.unshift(...next.slice(i));
+        this.launch(next[i].job, next[i].seq);
+      }
+      return;
+    }
     for (let i = 0; i < this.backlog.length && this.running.size < this.opts.concurrency && this.state === 'running'; ) {
       const { job, seq } = this.backlog[i];
       const limit = limits?.[job.queue];
@@ -556,6 +581,10 @@ export class Worker {
     this.unsettled.add(attempt);
     // The slot frees when the handler is done; the outcome is written in the next batch meanwhile.
     void attempt.handlerDone.then(() => {
+      // How fast slots turn over (what prefetch sizes claims by): the handler's time, not the
+      // outcome's write, which waits for its batch.
+      const ms = performance.now() - t0;
+      this.avgRunMs = this.finishedRuns++ ? this.avgRunMs * 0.9 + ms * 0.1 : ms;
       if (this.running.get(job.id) === attempt) this.running.delete(job.id);
       if (this.state === 'running') this.refillSoon();
     });
@@ -563,8 +592,6 @@ export class Worker {
       .then((outcome) => {
         trace.end(outcome);
         measure.end(outcome);
-        const ms = performance.now() - t0;
-        this.avgRunMs = this.finishedRuns++ ? this.avgRunMs * 0.9 + ms * 0.1 : ms;
         if (outcome.kind === 'unwritten') this.park(attempt, outcome.error);
         // Its queue's limit counts it until its outcome is written: a hold waiting for a slot ends now.
         if (this.heldUntil.get(job.queue) === Infinity) {

@@ -55,6 +55,8 @@ export interface WriterHooks {
   /** A log/progress write found this attempt no longer owned. */
   onLost(id: string): void;
   onError(err: unknown): void;
+  /** Attempts are running or waiting to start: more outcomes are on their way (else no reason to wait for them). */
+  moreComing(): boolean;
 }
 
 interface LogBuffer {
@@ -103,8 +105,9 @@ export class OutcomeWriter {
   private firstQueuedAt = 0;
 
   /**
-   * Outcomes wait a few ticks (at most `batchWindowMs`, or until `batchMax` are queued) so that
-   * one statement or transaction writes many: each commit costs far more than a row.
+   * Outcomes wait a few ticks while more are coming (at most `batchWindowMs`, or until `batchMax`
+   * are queued) so that one statement or transaction writes many: each commit costs far more
+   * than a row. With nothing else running they go at the next tick.
    */
   private schedule(): void {
     if (this.scheduled) return;
@@ -113,7 +116,7 @@ export class OutcomeWriter {
     setImmediate(() => {
       this.scheduled = false;
       const queued = this.queues.complete.length + this.queues.fail.length + this.queues.release.length;
-      if (queued < this.opts.batchMax && performance.now() - this.firstQueuedAt < this.opts.batchWindowMs) return this.schedule();
+      if (queued < this.opts.batchMax && performance.now() - this.firstQueuedAt < this.opts.batchWindowMs && this.hooks.moreComing()) return this.schedule();
       this.firstQueuedAt = 0;
       if (!this.flushing) this.flushing = this.flushOutcomes().finally(() => (this.flushing = null));
       else void this.flushing.then(() => this.schedule());

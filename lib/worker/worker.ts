@@ -12,8 +12,8 @@ import { uuidv7 } from '../uuid.ts';
 import { isContention } from '../driver/errors.ts';
 import { Periodic } from '../periodic.ts';
 import { RunningAttempt, type AttemptOutcome, type JobDefinition } from './executor.ts';
-import { Tracing } from '../telemetry/tracing.ts';
-import { NO_METRICS, type AttemptMetrics } from '../telemetry/metrics.ts';
+import { Tracing, type AttemptTrace } from '../telemetry/tracing.ts';
+import { NO_METRICS, type AttemptMeasure, type AttemptMetrics } from '../telemetry/metrics.ts';
 import { claimOrder } from '../driver/rows.ts';
 import { OutcomeWriter } from './writer.ts';
 
@@ -562,6 +562,8 @@ export class Worker {
     if (due !== null && due < this.pollMs) this.wakeIn(due);
   }
 
+  private readonly reportError = (err: unknown): void => this.events.error(err);
+
   private launch(job: ClaimedJob, seq: number): void {
     const def = this.definitions.get(job.name)!;
     const t0 = performance.now();
@@ -572,7 +574,7 @@ export class Worker {
       writer: this.writer,
       seq,
       maxOutputBytes: this.opts.maxOutputBytes,
-      report: (err) => this.events.error(err),
+      report: this.reportError,
       trace,
     });
     this.running.set(job.id, attempt);
@@ -588,32 +590,52 @@ export class Worker {
       if (this.running.get(job.id) === attempt) this.running.delete(job.id);
       if (this.state === 'running') this.refillSoon();
     });
-    void attempt.done
-      .then((outcome) => {
-        trace.end(outcome);
-        measure.end(outcome);
-        if (outcome.kind === 'unwritten') this.park(attempt, outcome.error);
-        // Its queue's limit counts it until its outcome is written: a hold waiting for a slot ends now.
-        if (this.heldUntil.get(job.queue) === Infinity) {
-          this.releaseHold(job.queue);
-          if (this.state === 'running') this.refillSoon();
+    // One reaction per attempt (then/catch/finally made three promises a job).
+    const settled = () => {
+      this.unsettled.delete(attempt);
+      if (this.running.get(job.id) === attempt) this.running.delete(job.id);
+      this.notifyIdle();
+    };
+    const unwritten = (err: unknown) => {
+      // The outcome was not written: the job is still running under this attempt in the database.
+      const outcome: AttemptOutcome = { kind: 'unwritten', error: errorToRecord(err) };
+      trace.end(outcome);
+      measure.end(outcome);
+      this.park(attempt, outcome.error);
+    };
+    void attempt.done.then(
+      (outcome) => {
+        try {
+          this.ended(attempt, base, outcome, trace, measure);
+        } catch (err) {
+          unwritten(err);
+        } finally {
+          settled();
         }
-        this.report(base, outcome);
-        // A job back in pending runs again here when due (the refill that freed its slot ran before this write).
-        if (outcome.kind === 'retrying' || outcome.kind === 'snoozed') this.wakeIn(outcome.delayMs);
-      })
-      .catch((err) => {
-        // The outcome was not written: the job is still running under this attempt in the database.
-        const unwritten: AttemptOutcome = { kind: 'unwritten', error: errorToRecord(err) };
-        trace.end(unwritten);
-        measure.end(unwritten);
-        this.park(attempt, unwritten.error);
-      })
-      .finally(() => {
-        this.unsettled.delete(attempt);
-        if (this.running.get(job.id) === attempt) this.running.delete(job.id);
-        this.notifyIdle();
-      });
+      },
+      (err) => {
+        try {
+          unwritten(err);
+        } finally {
+          settled();
+        }
+      },
+    );
+  }
+
+  /** An attempt's outcome is written (or refused): trace, metrics, events, and what it frees. */
+  private ended(attempt: RunningAttempt, base: JobEventPayload, outcome: AttemptOutcome, trace: AttemptTrace, measure: AttemptMeasure): void {
+    trace.end(outcome);
+    measure.end(outcome);
+    if (outcome.kind === 'unwritten') this.park(attempt, outcome.error);
+    // Its queue's limit counts it until its outcome is written: a hold waiting for a slot ends now.
+    if (this.heldUntil.get(base.queue) === Infinity) {
+      this.releaseHold(base.queue);
+      if (this.state === 'running') this.refillSoon();
+    }
+    this.report(base, outcome);
+    // A job back in pending runs again here when due (the refill that freed its slot ran before this write).
+    if (outcome.kind === 'retrying' || outcome.kind === 'snoozed') this.wakeIn(outcome.delayMs);
   }
 
   private report(base: { id: string; name: string; queue: string; attempt: number }, o: AttemptOutcome): void {

@@ -179,6 +179,33 @@ describe('MySQL/MariaDB specifics [mysql]', function () {
     expect(await claiming).to.deep.equal([]);
   });
 
+  it('a completion does not wait for another process\'s completion that has moved its jobs to history but not committed', async function () {
+    this.timeout(30_000);
+    const t = await fresh();
+    const jobs = t.jobs({ worker: false });
+    await jobs.migrate();
+    await jobs.enqueueMany(Array.from({ length: 6 }, (_, n) => ({ name: 'run', payload: n })));
+    const claimed = await jobs.store.jobClaim({ workerId: 'here', names: ['run'], limit: 6 });
+    expect(claimed).to.have.length(6);
+    // The other completion, stopped before its COMMIT: a row in history no other transaction may read locking yet.
+    const other = await mysql.createConnection({ uri: MYSQL_URL });
+    other.on('error', () => undefined);
+    try {
+      await other.query('START TRANSACTION');
+      await other.query(
+        `INSERT INTO ${t.prefix}history (id, name, queue, state, priority, attempts, max_attempts, run_at, created_at, finished_at)
+         VALUES ('ffffffff-ffff-7fff-bfff-ffffffffffff', 'run', 'default', 'completed', 0, 1, 1, UTC_TIMESTAMP(3), UTC_TIMESTAMP(3), UTC_TIMESTAMP(3))`,
+      );
+      // The server would wait 50 s for the lock before giving up.
+      const done = jobs.store.jobCompleteMany(claimed.map((j) => ({ id: j.id, token: j.token, flow: j.flow, resultJson: null })));
+      const applied = await Promise.race([done, sleep(5000).then((): never => { throw new Error('the completion waited for the other one\'s uncommitted history row'); })]);
+      expect(applied).to.deep.equal(new Set(claimed.map((j) => j.id)));
+    } finally {
+      await other.query('ROLLBACK').catch(() => undefined);
+      await other.end();
+    }
+  });
+
   it('stores and reads exact UTC milliseconds whatever the app connection\'s time zone', async () => {
     const t = await fresh();
     const app = mysql.createPool({ uri: MYSQL_URL, connectionLimit: 2, timezone: '-05:00' });

@@ -96,6 +96,9 @@ export class Worker {
   private readonly unsettled = new Set<RunningAttempt>();
   private avgRunMs = Infinity;
   private finishedRuns = 0;
+  /** As avgRunMs, up to the handler's return only (stores with claimAheadByHandlerTime size claims ahead by it). */
+  private avgHandlerMs = Infinity;
+  private handlerRuns = 0;
   private readonly writer: OutcomeWriter;
   /** Poll and heartbeat. */
   private readonly periodic: Periodic;
@@ -493,8 +496,9 @@ export class Worker {
    * the `prefetch` cap; none while jobs are long (> 50 ms on average) or under per-queue limits.
    */
   private prefetchRoom(): number {
-    if (this.opts.queueConcurrency || this.finishedRuns < 20 || this.avgRunMs > 50) return 0;
-    const perSecond = (this.opts.concurrency * 1000) / Math.max(this.avgRunMs, 0.01);
+    const avgMs = this.store.capabilities.claimAheadByHandlerTime ? this.avgHandlerMs : this.avgRunMs;
+    if (this.opts.queueConcurrency || this.finishedRuns < 20 || avgMs > 50) return 0;
+    const perSecond = (this.opts.concurrency * 1000) / Math.max(avgMs, 0.01);
     return Math.min(this.opts.prefetch, Math.floor(perSecond / 10));
   }
 
@@ -556,6 +560,8 @@ export class Worker {
     this.unsettled.add(attempt);
     // The slot frees when the handler is done; the outcome is written in the next batch meanwhile.
     void attempt.handlerDone.then(() => {
+      const ms = performance.now() - t0;
+      this.avgHandlerMs = this.handlerRuns++ ? this.avgHandlerMs * 0.9 + ms * 0.1 : ms;
       if (this.running.get(job.id) === attempt) this.running.delete(job.id);
       if (this.state === 'running') this.refillSoon();
     });

@@ -109,7 +109,7 @@ export function mysqlAppSide(appPool: unknown): MysqlAppSide {
 }
 
 export class MysqlStore extends PortableStore implements Store {
-  readonly capabilities: StoreCapabilities = { notify: false, syncEnqueue: false };
+  readonly capabilities: StoreCapabilities = { notify: false, syncEnqueue: false, claimAheadByHandlerTime: true };
   /** Enqueues and request transactions. */
   private readonly app: MysqlAppSide;
   /** Claims, outcomes, heartbeats, sweeps, migrations, reads. */

@@ -226,6 +226,24 @@ describe('MySQL/MariaDB specifics [mysql]', function () {
     expect(Math.max(...limits), 'the largest claim').to.be.greaterThan(50);
   });
 
+  it('completions whose results together exceed the server\'s packet limit are written in one call', async function () {
+    this.timeout(60_000);
+    const t = await fresh();
+    const jobs = t.jobs({ worker: false });
+    await jobs.migrate();
+    const [[{ max }]] = (await (t.db as mysql.Pool).query('SELECT @@max_allowed_packet AS max')) as unknown as [{ max: number }[]];
+    // Results of 1 MiB (maxOutputBytes' default) each: more of them than one packet may carry.
+    const count = Math.ceil(Number(max) / (1024 * 1024)) + 4;
+    await jobs.enqueueMany(Array.from({ length: count }, (_, n) => ({ name: 'big', payload: n })));
+    const claimed = await jobs.store.jobClaim({ workerId: 'here', names: ['big'], limit: count });
+    expect(claimed).to.have.length(count);
+    const resultJson = JSON.stringify('x'.repeat(1024 * 1024 - 2));
+    const applied = await jobs.store.jobCompleteMany(claimed.map((j) => ({ id: j.id, token: j.token, flow: j.flow, resultJson })));
+    expect(applied).to.deep.equal(new Set(claimed.map((j) => j.id)));
+    const [{ n }] = await t.query<{ n: number }>(`SELECT COUNT(*) AS n FROM ${t.prefix}history WHERE state = 'completed' AND LENGTH(result) = ${resultJson.length}`);
+    expect(Number(n)).to.equal(count);
+  });
+
   it('stores and reads exact UTC milliseconds whatever the app connection\'s time zone', async () => {
     const t = await fresh();
     const app = mysql.createPool({ uri: MYSQL_URL, connectionLimit: 2, timezone: '-05:00' });

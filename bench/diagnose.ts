@@ -1,13 +1,13 @@
 /**
  * Where a sqljobs processing run spends its database round trips: wraps the store's verbs and
  * counts calls, rows per call and time inside each, while N pre-enqueued no-op jobs are processed.
- *   node --import tsx bench/diagnose.ts --backend sqlite|postgres --jobs 20000 [--explain] [--analyze]
+ *   node --import tsx bench/diagnose.ts --backend sqlite|postgres|mysql --jobs 20000 [--explain] [--analyze]
  */
 import { parseArgs } from 'node:util';
 import { newRunId } from './lib/config.ts';
 import { newClient } from './lib/pg.ts';
 import { fmt, sleep } from './lib/stats.ts';
-import { SqljobsPg, SqljobsSqlite } from './systems/sqljobs.ts';
+import { SqljobsMysql, SqljobsPg, SqljobsSqlite } from './systems/sqljobs.ts';
 import type { Payload } from './systems/types.ts';
 
 const { values: args } = parseArgs({
@@ -23,7 +23,7 @@ const { values: args } = parseArgs({
 const n = Number(args.jobs);
 let handled = 0;
 const opts = { runId: newRunId(), concurrency: 10, onJob: () => void handled++ };
-const sys = args.backend === 'postgres' ? new SqljobsPg(opts) : new SqljobsSqlite(opts);
+const sys = args.backend === 'postgres' ? new SqljobsPg(opts) : args.backend === 'mysql' ? new SqljobsMysql(opts) : new SqljobsSqlite(opts);
 
 interface Stat { calls: number; rows: number; ms: number; sizes: Map<number, number> }
 const stats = new Map<string, Stat>();
@@ -48,7 +48,7 @@ if (sys instanceof SqljobsPg && (args.analyze || args.explain)) {
   await c.end();
 }
 const store = (sys as unknown as { jobs: { store: Record<string, unknown> } }).jobs.store;
-for (const verb of ['claim', 'complete', 'fail', 'release', 'heartbeat', 'nextDueIn', 'rescueStalled', 'countLive']) {
+for (const verb of ['jobClaim', 'jobCompleteMany', 'jobFailMany', 'jobReleaseMany', 'workerHeartbeat', 'jobNextDueIn', 'queueSettingsList']) {
   const orig = store[verb] as ((...a: unknown[]) => Promise<unknown>) | undefined;
   if (typeof orig !== 'function') continue;
   store[verb] = async (...a: unknown[]) => {

@@ -102,6 +102,9 @@ export class Worker {
   private readonly unsettled = new Set<RunningAttempt>();
   private avgRunMs = Infinity;
   private finishedRuns = 0;
+  /** As avgRunMs, up to the handler's return only (stores with claimAheadByHandlerTime size claims ahead by it). */
+  private avgHandlerMs = Infinity;
+  private handlerRuns = 0;
   private readonly writer: OutcomeWriter;
   /** Poll and heartbeat. */
   private readonly periodic: Periodic;
@@ -506,8 +509,9 @@ export class Worker {
    * the `prefetch` cap; none while jobs are long (> 50 ms on average) or under per-queue limits.
    */
   private prefetchRoom(): number {
-    if (this.opts.queueConcurrency || this.finishedRuns < 20 || this.avgRunMs > 50) return 0;
-    const perSecond = (this.opts.concurrency * 1000) / Math.max(this.avgRunMs, 0.01);
+    const avgMs = this.store.capabilities.claimAheadByHandlerTime ? this.avgHandlerMs : this.avgRunMs;
+    if (this.opts.queueConcurrency || this.finishedRuns < 20 || avgMs > 50) return 0;
+    const perSecond = (this.opts.concurrency * 1000) / Math.max(avgMs, 0.01);
     return Math.min(this.opts.prefetch, Math.floor(perSecond / 10));
   }
 
@@ -583,10 +587,9 @@ export class Worker {
     this.unsettled.add(attempt);
     // The slot frees when the handler is done; the outcome is written in the next batch meanwhile.
     void attempt.handlerDone.then(() => {
-      // How fast slots turn over (what prefetch sizes claims by): the handler's time, not the
-      // outcome's write, which waits for its batch.
+      // How fast slots turn over, for stores that size claims ahead by it (claimAheadByHandlerTime).
       const ms = performance.now() - t0;
-      this.avgRunMs = this.finishedRuns++ ? this.avgRunMs * 0.9 + ms * 0.1 : ms;
+      this.avgHandlerMs = this.handlerRuns++ ? this.avgHandlerMs * 0.9 + ms * 0.1 : ms;
       if (this.running.get(job.id) === attempt) this.running.delete(job.id);
       if (this.state === 'running') this.refillSoon();
     });
@@ -606,7 +609,7 @@ export class Worker {
     void attempt.done.then(
       (outcome) => {
         try {
-          this.ended(attempt, base, outcome, trace, measure);
+          this.ended(attempt, base, outcome, trace, measure, performance.now() - t0);
         } catch (err) {
           unwritten(err);
         } finally {
@@ -624,9 +627,10 @@ export class Worker {
   }
 
   /** An attempt's outcome is written (or refused): trace, metrics, events, and what it frees. */
-  private ended(attempt: RunningAttempt, base: JobEventPayload, outcome: AttemptOutcome, trace: AttemptTrace, measure: AttemptMeasure): void {
+  private ended(attempt: RunningAttempt, base: JobEventPayload, outcome: AttemptOutcome, trace: AttemptTrace, measure: AttemptMeasure, ms: number): void {
     trace.end(outcome);
     measure.end(outcome);
+    this.avgRunMs = this.finishedRuns++ ? this.avgRunMs * 0.9 + ms * 0.1 : ms;
     if (outcome.kind === 'unwritten') this.park(attempt, outcome.error);
     // Its queue's limit counts it until its outcome is written: a hold waiting for a slot ends now.
     if (this.heldUntil.get(base.queue) === Infinity) {

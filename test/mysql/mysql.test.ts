@@ -179,6 +179,71 @@ describe('MySQL/MariaDB specifics [mysql]', function () {
     expect(await claiming).to.deep.equal([]);
   });
 
+  it('a completion does not wait for another process\'s completion that has moved its jobs to history but not committed', async function () {
+    this.timeout(30_000);
+    const t = await fresh();
+    const jobs = t.jobs({ worker: false });
+    await jobs.migrate();
+    await jobs.enqueueMany(Array.from({ length: 6 }, (_, n) => ({ name: 'run', payload: n })));
+    const claimed = await jobs.store.jobClaim({ workerId: 'here', names: ['run'], limit: 6 });
+    expect(claimed).to.have.length(6);
+    // The other completion, stopped before its COMMIT: a row in history no other transaction may read locking yet.
+    const other = await mysql.createConnection({ uri: MYSQL_URL });
+    other.on('error', () => undefined);
+    try {
+      await other.query('START TRANSACTION');
+      await other.query(
+        `INSERT INTO ${t.prefix}history (id, name, queue, state, priority, attempts, max_attempts, run_at, created_at, finished_at)
+         VALUES ('ffffffff-ffff-7fff-bfff-ffffffffffff', 'run', 'default', 'completed', 0, 1, 1, UTC_TIMESTAMP(3), UTC_TIMESTAMP(3), UTC_TIMESTAMP(3))`,
+      );
+      // The server would wait 50 s for the lock before giving up.
+      const done = jobs.store.jobCompleteMany(claimed.map((j) => ({ id: j.id, token: j.token, flow: j.flow, resultJson: null })));
+      const applied = await Promise.race([done, sleep(5000).then((): never => { throw new Error('the completion waited for the other one\'s uncommitted history row'); })]);
+      expect(applied).to.deep.equal(new Set(claimed.map((j) => j.id)));
+    } finally {
+      await other.query('ROLLBACK').catch(() => undefined);
+      await other.end();
+    }
+  });
+
+  it('short jobs are claimed ahead even while their outcomes take long to write (a claim costs round trips and a commit here)', async function () {
+    this.timeout(30_000);
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { concurrency: 2, pollInterval: 60_000 } });
+    await jobs.migrate();
+    jobs.define('quick', () => undefined);
+    await jobs.enqueueMany(Array.from({ length: 300 }, (_, n) => ({ name: 'quick', payload: n })));
+    const store = jobs.store;
+    const claim = store.jobClaim.bind(store);
+    const limits: number[] = [];
+    store.jobClaim = (req) => (limits.push(req.limit), claim(req));
+    // Each outcome is written 80 ms after its handler returned: the slot was free all that time.
+    const complete = store.jobCompleteMany.bind(store);
+    store.jobCompleteMany = async (items) => (await sleep(80), complete(items));
+    await jobs.start();
+    await until(async () => (await t.query<{ n: number }>(`SELECT COUNT(*) AS n FROM ${t.prefix}jobs`))[0].n == 0, 'every job to finish', 25_000);
+    await jobs.stop();
+    expect(Math.max(...limits), 'the largest claim').to.be.greaterThan(50);
+  });
+
+  it('completions whose results together exceed the server\'s packet limit are written in one call', async function () {
+    this.timeout(60_000);
+    const t = await fresh();
+    const jobs = t.jobs({ worker: false });
+    await jobs.migrate();
+    const [[{ max }]] = (await (t.db as mysql.Pool).query('SELECT @@max_allowed_packet AS max')) as unknown as [{ max: number }[]];
+    // Results of 1 MiB (maxOutputBytes' default) each: more of them than one packet may carry.
+    const count = Math.ceil(Number(max) / (1024 * 1024)) + 4;
+    await jobs.enqueueMany(Array.from({ length: count }, (_, n) => ({ name: 'big', payload: n })));
+    const claimed = await jobs.store.jobClaim({ workerId: 'here', names: ['big'], limit: count });
+    expect(claimed).to.have.length(count);
+    const resultJson = JSON.stringify('x'.repeat(1024 * 1024 - 2));
+    const applied = await jobs.store.jobCompleteMany(claimed.map((j) => ({ id: j.id, token: j.token, flow: j.flow, resultJson })));
+    expect(applied).to.deep.equal(new Set(claimed.map((j) => j.id)));
+    const [{ n }] = await t.query<{ n: number }>(`SELECT COUNT(*) AS n FROM ${t.prefix}history WHERE state = 'completed' AND LENGTH(result) = ${resultJson.length}`);
+    expect(Number(n)).to.equal(count);
+  });
+
   it('stores and reads exact UTC milliseconds whatever the app connection\'s time zone', async () => {
     const t = await fresh();
     const app = mysql.createPool({ uri: MYSQL_URL, connectionLimit: 2, timezone: '-05:00' });

@@ -10,6 +10,8 @@ import { Params } from '../sql.ts';
 import { mysql } from '../portable/dialect.ts';
 
 const NOW = mysql.now;
+/** The claim's columns but the two it answers itself: the new token, and started_at (the clock reading, claimed_at). */
+const PICK_COLUMNS = CLAIM_COLUMNS.replace('token, ', '').replace('started_at, ', '');
 
 /** The due jobs to claim, locked; `claimed_at` is the clock reading the UPDATE then writes. */
 export function jobsClaimPick(t: Tables, req: ClaimRequest): { text: string; values: unknown[] } {
@@ -20,7 +22,7 @@ export function jobsClaimPick(t: Tables, req: ClaimRequest): { text: string; val
   // A plain read: FOR UPDATE does not lock the rows of a subquery, so claims never block one another here.
   where.push(`queue NOT IN (SELECT queue FROM ${t.paused})`, `queue NOT IN (SELECT queue FROM ${t.queues})`);
   return {
-    text: `SELECT ${CLAIM_COLUMNS.replace('token, ', '')}, ${NOW} AS claimed_at FROM ${t.jobs} FORCE INDEX (${t.jobsClaim})
+    text: `SELECT ${PICK_COLUMNS}, ${NOW} AS claimed_at FROM ${t.jobs} FORCE INDEX (${t.jobsClaim})
      WHERE ${where.join(' AND ')} ORDER BY priority DESC, run_at, id LIMIT ${p.add(req.limit)} FOR UPDATE SKIP LOCKED`,
     values: p.values,
   };

@@ -21,6 +21,10 @@ export function jobsLockRunning(t: Tables, ids: string[], extra = ''): { text: s
  * as `state`, each with its own value for `column`, then delete them. The DELETE removes only
  * rows history now holds, so nothing in between can lose a job. It finds them by the primary key:
  * a DELETE that joins reads its rows locking, each row a scan reads too (see jobsLockRunning).
+ * STRAIGHT_JOIN keeps that order: the planner, seeing a history whose statistics are stale (a young
+ * one grows faster than they are refreshed), would start from history and scan its whole index,
+ * waiting on every row another completion inserted and has not committed yet (deadlocks between
+ * two processes' completions) and reading more the longer history grows.
  */
 export function jobsMoveToHistory(
   t: Tables,
@@ -39,7 +43,7 @@ export function jobsMoveToHistory(
     text: `INSERT INTO ${t.history} (${sharedColumns()}, state, finished_at, result)
      SELECT ${select}, '${state}', ${mysql.now}, ${column === 'result' ? 'x.v' : 'NULL'}
      FROM ${t.jobs} j JOIN (${input.join(' UNION ALL ')}) x ON x.id = j.id AND x.token = j.token WHERE j.state = 'running' AND j.flow = 0;
-     DELETE j FROM ${t.jobs} j${mysql.byKey} JOIN ${t.history} h ON h.id = j.id WHERE j.id IN (?)`,
+     DELETE j FROM ${t.jobs} j${mysql.byKey} STRAIGHT_JOIN ${t.history} h ON h.id = j.id WHERE j.id IN (?)`,
     values,
   };
 }

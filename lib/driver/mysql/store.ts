@@ -38,7 +38,7 @@ import { ACCEPTED_TX, openCallerTx, runnerQuery } from '../orm/caller.ts';
 import { takeSessionLock } from '../session-lock.ts';
 import { HeldConnection, holdMysqlConnection, openTransaction, withHeld } from '../held.ts';
 import { claimOrder, toClaimedJob } from '../rows.ts';
-import { settleEnqueue } from '../sql.ts';
+import { chunkBy, settleEnqueue } from '../sql.ts';
 import type {
   ClaimedJob, ClaimRequest, CompleteItem, FailItem, Fenced, InsertBatch, LeaseRequest, LogItem,
   HistoryMonth, OpenTransaction, PooledStoreOptions, ProgressItem, ReleaseItem, ScheduleTick, SessionLock, Store,
@@ -50,6 +50,8 @@ const NOW = mysqlDialect.now;
 const CHUNK_BYTES = 4 * 1024 * 1024;
 /** 17 placeholders a row: stay far below the 65,535 placeholder limit. */
 const CHUNK_ROWS = 2000;
+/** A completion's statement text per job besides its result (its id three times, its token, the SELECT around them). */
+const COMPLETE_ROW_BYTES = 200;
 /** GET_LOCK names: MySQL refuses names over 64 characters. */
 const LOCK_NAME_MAX = 64;
 /** KILL of a connection that no longer exists. */
@@ -109,7 +111,7 @@ export function mysqlAppSide(appPool: unknown): MysqlAppSide {
 }
 
 export class MysqlStore extends PortableStore implements Store {
-  readonly capabilities: StoreCapabilities = { notify: false, syncEnqueue: false };
+  readonly capabilities: StoreCapabilities = { notify: false, syncEnqueue: false, claimAheadByHandlerTime: true };
   /** Enqueues and request transactions. */
   private readonly app: MysqlAppSide;
   /** Claims, outcomes, heartbeats, sweeps, migrations, reads. */
@@ -277,10 +279,13 @@ export class MysqlStore extends PortableStore implements Store {
       await c.query(take.text, take.values);
       return rows;
     });
-    // The rows as the UPDATE left them (started at the claim's clock reading).
-    return picked
-      .map((r) => toClaimedJob({ ...r, token, attempts: Number(r.attempts) + 1, started_at: r.claimed_at }, codec))
-      .sort(claimOrder);
+    // The rows as the UPDATE left them (started at the claim's clock reading), set in place: a claim brings hundreds.
+    for (const r of picked) {
+      r.token = token;
+      r.attempts = Number(r.attempts) + 1;
+      r.started_at = r.claimed_at;
+    }
+    return picked.map((r) => toClaimedJob(r, codec)).sort(claimOrder);
   }
 
   private owned(rows: Row[], items: Fenced[]): Map<string, Row> {
@@ -312,17 +317,27 @@ export class MysqlStore extends PortableStore implements Store {
   /**
    * One round trip: START TRANSACTION, lock the rows, copy the owned ones to history, delete
    * them, COMMIT. The lock tells which attempts were still ours; the copy is fenced by token.
+   * Results are up to maxOutputBytes each and a claim brings hundreds of jobs: a batch larger than
+   * a packet goes in several round trips, each within it, of one transaction (a batch retried
+   * after an error finds none of it applied).
    */
   protected async completeFast(items: CompleteItem[]): Promise<Set<string>> {
     if (!items.length) return new Set();
+    const chunks = chunkBy(items, (i) => COMPLETE_ROW_BYTES + (i.resultJson?.length ?? 0), CHUNK_BYTES, CHUNK_ROWS);
     return this.onOwnConnection(async (c) => {
-      const lock = jobsLockRunning(this.t, items.map((i) => i.id));
-      const move = jobsMoveToHistory(this.t, 'completed', 'result', items.map((i) => ({ ...i, value: i.resultJson })));
-      const [results] = await c.query(`START TRANSACTION; ${lock.text}; ${move.text}; COMMIT`, [...lock.values, ...move.values]);
-      const [, locked, copied, deleted] = results as [unknown, Row[], ResultSetHeader, ResultSetHeader];
-      const owned = withoutFlow(this.owned(locked, items));
-      this.checkMoved(copied, deleted, owned.size);
-      return new Set(owned.keys());
+      const applied = new Set<string>();
+      for (const [n, chunk] of chunks.entries()) {
+        const lock = jobsLockRunning(this.t, chunk.map((i) => i.id));
+        const move = jobsMoveToHistory(this.t, 'completed', 'result', chunk.map((i) => ({ ...i, value: i.resultJson })));
+        const begin = n === 0 ? 'START TRANSACTION; ' : '';
+        const commit = n === chunks.length - 1 ? '; COMMIT' : '';
+        const [results] = await c.query(`${begin}${lock.text}; ${move.text}${commit}`, [...lock.values, ...move.values]);
+        const [locked, copied, deleted] = (results as unknown[]).slice(begin ? 1 : 0) as [Row[], ResultSetHeader, ResultSetHeader];
+        const owned = withoutFlow(this.owned(locked, chunk));
+        this.checkMoved(copied, deleted, owned.size);
+        for (const id of owned.keys()) applied.add(id);
+      }
+      return applied;
     });
   }
 

@@ -56,6 +56,7 @@ async function child(prefix: string, concurrency: number): Promise<void> {
     handled++;
   });
   jobs.on('error', (err) => console.error('sqljobs error:', err));
+  const calls = countCalls(jobs.store as unknown as Record<string, unknown>, ['jobClaim', 'jobCompleteMany']);
   await jobs.migrate();
   let cpu0 = process.cpuUsage();
   process.stdout.write('READY\n');
@@ -70,11 +71,25 @@ async function child(prefix: string, concurrency: number): Promise<void> {
         void jobs.start();
       } else if (line === 'STOP') {
         const cpu = process.cpuUsage(cpu0);
-        process.stdout.write(`RESULT ${JSON.stringify({ cpuUs: cpu.user + cpu.system, handled })}\n`);
+        process.stdout.write(`RESULT ${JSON.stringify({ cpuUs: cpu.user + cpu.system, handled, claims: calls.jobClaim, completions: calls.jobCompleteMany })}\n`);
         void jobs.close().then(() => pool.end()).then(() => process.exit(0));
       }
     }
   });
+}
+
+/** Count calls of the store's verbs (the claim and completion round trips). */
+function countCalls(store: Record<string, unknown>, verbs: string[]): Record<string, number> {
+  const calls: Record<string, number> = {};
+  for (const verb of verbs) {
+    const orig = store[verb] as (...a: unknown[]) => Promise<unknown>;
+    calls[verb] = 0;
+    store[verb] = (...a: unknown[]) => {
+      calls[verb]++;
+      return orig.apply(store, a);
+    };
+  }
+  return calls;
 }
 
 /** The children's connections carry this application_name, so their backends can be found. */
@@ -162,6 +177,9 @@ interface RunResult {
   auxUsPerJob: number;
   busyCores: number;
   handled: number[];
+  /** Jobs per claim and per completion statement, over all processes. */
+  perClaim: number;
+  perCompletion: number;
 }
 
 async function enqueue(prefix: string, n: number): Promise<void> {
@@ -207,7 +225,7 @@ async function runOnce(procs: number, n: number, concurrency: number): Promise<R
     const auxNs = sumNs(aux) - aux0;
     for (const w of workers) w.proc.stdin!.write('STOP\n');
     const reports = [];
-    for (const w of workers) reports.push(JSON.parse((await waitLine(w, 'RESULT ')).slice(7)) as { cpuUs: number; handled: number });
+    for (const w of workers) reports.push(JSON.parse((await waitLine(w, 'RESULT ')).slice(7)) as { cpuUs: number; handled: number; claims: number; completions: number });
     await Promise.all(workers.map((w) => new Promise((r) => (w.proc.exitCode !== null ? r(null) : w.proc.on('exit', r)))));
     const nodeUs = reports.reduce((s, r) => s + r.cpuUs, 0);
     return {
@@ -219,6 +237,8 @@ async function runOnce(procs: number, n: number, concurrency: number): Promise<R
       auxUsPerJob: auxNs / 1000 / n,
       busyCores: busyNs / 1e6 / ms,
       handled: reports.map((r) => r.handled),
+      perClaim: n / reports.reduce((s, r) => s + r.claims, 0),
+      perCompletion: n / reports.reduce((s, r) => s + r.completions, 0),
     };
   } finally {
     for (const w of workers) if (w.proc.exitCode === null) w.proc.kill('SIGKILL');
@@ -240,7 +260,7 @@ async function main(): Promise<void> {
       const res = await runOnce(p, n, concurrency);
       results.get(p)!.push(res);
       console.log(
-        `  round ${r + 1} P=${p}: ${fmt(res.rate)} jobs/s (${fmt(res.ms)} ms), Node ${fmt(res.nodeUsPerJob)} µs/job, PG backends ${fmt(res.pgUsPerJob)} + aux ${fmt(res.auxUsPerJob)} µs/job, machine ${res.busyCores.toFixed(2)} cores busy, per process ${res.handled.join('/')}, load ${os.loadavg()[0].toFixed(2)}`,
+        `  round ${r + 1} P=${p}: ${fmt(res.rate)} jobs/s (${fmt(res.ms)} ms), Node ${fmt(res.nodeUsPerJob)} µs/job, PG backends ${fmt(res.pgUsPerJob)} + aux ${fmt(res.auxUsPerJob)} µs/job, jobs per claim ${fmt(res.perClaim)}, per completion ${fmt(res.perCompletion)}, machine ${res.busyCores.toFixed(2)} cores busy, per process ${res.handled.join('/')}, load ${os.loadavg()[0].toFixed(2)}`,
       );
       await sleep(2000);
     }
@@ -251,22 +271,24 @@ async function main(): Promise<void> {
 function report(procList: number[], results: Map<number, RunResult[]>): void {
   const med = (p: number, k: keyof Omit<RunResult, 'handled' | 'procs'>) => median(results.get(p)!.map((r) => r[k]));
   const base = med(procList[0], 'rate');
-  console.log('\n| P | jobs/s (median) | min–max | × P=1 | Node CPU µs/job | PG backends µs/job | PG aux µs/job | machine busy cores |');
-  console.log('|---|---|---|---|---|---|---|---|');
+  console.log('\n| P | jobs/s (median) | min–max | × P=1 | Node CPU µs/job | PG backends µs/job | PG aux µs/job | jobs per claim | jobs per completion | machine busy cores |');
+  console.log('|---|---|---|---|---|---|---|---|---|---|');
   for (const p of procList) {
     const rates = results.get(p)!.map((r) => r.rate);
     console.log(
-      `| ${p} | ${fmt(med(p, 'rate'))} | ${fmt(Math.min(...rates))}–${fmt(Math.max(...rates))} | ${(med(p, 'rate') / base).toFixed(2)} | ${fmt(med(p, 'nodeUsPerJob'))} | ${fmt(med(p, 'pgUsPerJob'))} | ${fmt(med(p, 'auxUsPerJob'))} | ${med(p, 'busyCores').toFixed(2)} |`,
+      `| ${p} | ${fmt(med(p, 'rate'))} | ${fmt(Math.min(...rates))}–${fmt(Math.max(...rates))} | ${(med(p, 'rate') / base).toFixed(2)} | ${fmt(med(p, 'nodeUsPerJob'))} | ${fmt(med(p, 'pgUsPerJob'))} | ${fmt(med(p, 'auxUsPerJob'))} | ${fmt(med(p, 'perClaim'))} | ${fmt(med(p, 'perCompletion'))} | ${med(p, 'busyCores').toFixed(2)} |`,
     );
   }
-  const last = procList[procList.length - 1];
-  const node = med(last, 'nodeUsPerJob');
-  const db = med(last, 'pgUsPerJob') + med(last, 'auxUsPerJob');
-  console.log(`\nProjection from P=${last}'s CPU per job (Node ${fmt(node)} µs, PostgreSQL ${fmt(db)} µs incl. aux), CPU alone, no lock or fsync limits:`);
-  for (const cores of [2, 8, 16]) {
-    console.log(
-      `  ${cores} cores: shared by Node and PG ≤ ${fmt((cores * 1e6) / (node + db))} jobs/s; PG on its own ${cores} cores ≤ ${fmt((cores * 1e6) / db)} jobs/s; Node on ${cores} cores ≤ ${fmt((cores * 1e6) / node)} jobs/s`,
-    );
+  // P=1 has the least contention per job; the largest P shows what more processes add per job.
+  for (const p of [...new Set([procList[0], procList[procList.length - 1]])]) {
+    const node = med(p, 'nodeUsPerJob');
+    const db = med(p, 'pgUsPerJob') + med(p, 'auxUsPerJob');
+    console.log(`\nProjection from P=${p}'s CPU per job (Node ${fmt(node)} µs, PostgreSQL ${fmt(db)} µs incl. aux), CPU alone, no lock or fsync limits:`);
+    for (const cores of [2, 8, 16]) {
+      console.log(
+        `  ${cores} cores: shared by Node and PG ≤ ${fmt((cores * 1e6) / (node + db))} jobs/s; PG on its own ${cores} cores ≤ ${fmt((cores * 1e6) / db)} jobs/s; Node on ${cores} cores ≤ ${fmt((cores * 1e6) / node)} jobs/s`,
+      );
+    }
   }
 }
 

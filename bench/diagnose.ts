@@ -48,7 +48,7 @@ if (sys instanceof SqljobsPg && (args.analyze || args.explain)) {
   await c.end();
 }
 const store = (sys as unknown as { jobs: { store: Record<string, unknown> } }).jobs.store;
-for (const verb of ['jobClaim', 'jobCompleteMany', 'jobFailMany', 'jobReleaseMany', 'workerHeartbeat', 'jobNextDueIn', 'queueSettingsList']) {
+for (const verb of ['jobClaim', 'jobClaimManaged', 'jobCompleteMany', 'jobFailMany', 'jobReleaseMany', 'workerHeartbeat', 'jobNextDueIn', 'jobStalledList', 'jobCountByState', 'queueSettingsList']) {
   const orig = store[verb] as ((...a: unknown[]) => Promise<unknown>) | undefined;
   if (typeof orig !== 'function') continue;
   store[verb] = async (...a: unknown[]) => {

@@ -34,6 +34,7 @@ export async function dropByPrefix(prefix: string, schemas: string[] = [], famil
       [prefix],
     );
     for (const r of rows) await c.query(`DROP TABLE IF EXISTS public."${r.tablename}" CASCADE`);
+    await dropFunctions(c, prefix);
     for (const s of schemas) {
       if (!s.startsWith(family)) throw new Error(`refusing to drop schema ${s}`);
       await c.query(`DROP SCHEMA IF EXISTS "${s}" CASCADE`);
@@ -49,10 +50,21 @@ export async function sweepLeftovers(): Promise<number> {
   try {
     const tables = await c.query(`SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND starts_with(tablename, $1)`, [NAME_PREFIX]);
     for (const r of tables.rows) await c.query(`DROP TABLE IF EXISTS public."${r.tablename}" CASCADE`);
+    await dropFunctions(c, NAME_PREFIX);
     const schemas = await c.query(`SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1)`, [NAME_PREFIX]);
     for (const r of schemas.rows) await c.query(`DROP SCHEMA IF EXISTS "${r.nspname}" CASCADE`);
     return tables.rowCount! + schemas.rowCount!;
   } finally {
     await c.end();
   }
+}
+
+/** Functions the migrations made (history's finished_notify trigger function): dropping the tables leaves them. */
+async function dropFunctions(c: pg.Client, prefix: string): Promise<void> {
+  const { rows } = await c.query(
+    `SELECT p.oid::regprocedure::text AS f FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+     WHERE n.nspname = 'public' AND starts_with(p.proname, $1)`,
+    [prefix],
+  );
+  for (const r of rows) await c.query(`DROP FUNCTION IF EXISTS ${r.f} CASCADE`);
 }

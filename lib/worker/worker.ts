@@ -291,8 +291,9 @@ export class Worker {
         this.refill = false;
         if (this.state !== 'running' || this.claimsLeft <= 0) break;
         if (this.reconcileWanted) await this.reconcile();
-        // After a wake-up for new jobs, claim before starting what was claimed earlier: a new job may outrank it.
-        if (!this.newJobs) this.startFromBacklog();
+        // After a wake-up for new jobs, claim before starting what was claimed earlier: a new job may
+        // outrank it (unless all of it fits the free slots with one to spare: see backlogFits).
+        if (!this.newJobs || this.backlogFits()) this.startFromBacklog();
         const claimed = await this.claimFree();
         if (claimed === null) break;
         if (claimed.jobs.length) this.claimsLeft--;
@@ -300,7 +301,7 @@ export class Worker {
         for (const job of claimed.jobs) this.backlog.push({ job, seq });
         // Start order across batches: managed queues' jobs first, then a later, higher-priority job before earlier low ones.
         if (claimed.jobs.length && this.backlog.length > claimed.jobs.length) this.backlog.sort((a, b) => this.startOrder(a.job, b.job));
-        if (!this.newJobs) this.startFromBacklog();
+        if (!this.newJobs || this.backlogFits()) this.startFromBacklog();
         short = claimed.short;
         if (claimed.more) this.refill = true;
       } while (this.refill || this.newJobs);
@@ -513,6 +514,15 @@ export class Worker {
     if (this.opts.queueConcurrency || this.finishedRuns < 20 || avgMs > 50) return 0;
     const perSecond = (this.opts.concurrency * 1000) / Math.max(avgMs, 0.01);
     return Math.min(this.opts.prefetch, Math.floor(perSecond / 10));
+  }
+
+  /**
+   * Every job claimed so far has a free slot, and one is left over: a new job could displace none of
+   * them, so they start without waiting for another claim (a same-process enqueue's return and its
+   * NOTIFY both wake the worker, and the second would otherwise hold back what the first claimed).
+   */
+  private backlogFits(): boolean {
+    return this.backlog.length < this.opts.concurrency - this.running.size;
   }
 
   /** Start claimed jobs in claim order while slots are free, keeping each queue under its own limit. */

@@ -137,6 +137,41 @@ forEachDialect('processing', ({ fresh }) => {
     expect(lows, 'FIFO within one priority').to.deep.equal([...lows].sort((a, b) => a - b));
   });
 
+  it('a wake-up during a claim does not hold back what it claimed for free slots: those start before the next claim', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { pollInterval: 60_000, concurrency: 10 } });
+    const started: number[] = [];
+    jobs.define('ping', async (p: { n: number }) => {
+      started.push(p.n);
+    });
+    await jobs.start();
+    // The claim that brings the first job hears of another before it answers (as when an enqueue's
+    // NOTIFY starts the claim and the same process's enqueue returns during it); the next claim waits.
+    const claim = jobs.store.jobClaim.bind(jobs.store);
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let woke = false;
+    jobs.store.jobClaim = async (req) => {
+      if (woke) await gate;
+      const got = await claim(req);
+      if (got.length && !woke) {
+        woke = true;
+        await jobs.enqueue('ping', { n: 2 });
+      }
+      return got;
+    };
+    await jobs.enqueue('ping', { n: 1 });
+    try {
+      // Nine slots stay free after it starts, so the new job could outrank nothing it would displace.
+      await until(() => started.length >= 1, 'the claimed job to start while the next claim is pending', 2000);
+      expect(started[0]).to.equal(1);
+    } finally {
+      release();
+    }
+    await until(() => started.length === 2, 'the second job');
+    await jobs.stop();
+  });
+
   it('prefetch 0: a wake-up that comes during a claim claims nothing beyond the free slots', async () => {
     const t = await fresh();
     const jobs = t.jobs({ worker: { pollInterval: 60_000, concurrency: 1, prefetch: 0 } });

@@ -172,6 +172,31 @@ forEachDialect('processing', ({ fresh }) => {
     await jobs.stop();
   });
 
+  it('outcomes queued behind a slow write go in statements of at most 500 (or the store\'s batch size), every job completed once', async function () {
+    this.timeout(60_000);
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { pollInterval: 60_000, concurrency: 50 } });
+    jobs.define('quick', () => undefined);
+    await jobs.enqueueMany(Array.from({ length: 2500 }, (_, n) => ({ name: 'quick' as const, payload: n })));
+    // The first write is held until every other job has run: at least 1,500 outcomes queue behind it.
+    const complete = jobs.store.jobCompleteMany.bind(jobs.store);
+    const sizes: number[] = [];
+    let ran = 0;
+    jobs.on('started', () => void ran++);
+    jobs.store.jobCompleteMany = async (items) => {
+      sizes.push(items.length);
+      if (sizes.length === 1) await until(() => ran === 2500, 'every job to run while the first write waits', 30_000);
+      return complete(items);
+    };
+    await jobs.start();
+    await until(async () => (await count(t, 'history')) === 2500, 'every job in history', 45_000);
+    await jobs.stop();
+    const cap = Math.max(500, jobs.store.capabilities.outcomeBatch?.max ?? 100);
+    expect(Math.max(...sizes), `the largest statement (${sizes.join(', ')})`).to.be.at.most(cap);
+    expect(sizes.reduce((a, b) => a + b, 0)).to.equal(2500);
+    expect(await count(t, 'jobs')).to.equal(0);
+  });
+
   it('prefetch 0: a wake-up that comes during a claim claims nothing beyond the free slots', async () => {
     const t = await fresh();
     const jobs = t.jobs({ worker: { pollInterval: 60_000, concurrency: 1, prefetch: 0 } });

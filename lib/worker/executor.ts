@@ -53,6 +53,8 @@ export interface AttemptDeps {
 
 export class RunningAttempt {
   readonly claimSeq: number;
+  /** What fences this attempt's writes (made once: every write spreads it). */
+  readonly fenced: { readonly id: string; readonly token: string; readonly rowid?: number; readonly flow: number };
   private timer: NodeJS.Timeout | null = null;
   /** Created on first use: most handlers never look at their signal. */
   private abortController: AbortController | null = null;
@@ -71,6 +73,7 @@ export class RunningAttempt {
     private readonly deps: AttemptDeps,
   ) {
     this.claimSeq = deps.seq;
+    this.fenced = { id: job.id, token: job.token, rowid: job.rowid, flow: job.flow };
     this.handlerDone = new Promise((r) => (this.markHandlerDone = r));
     this.done = this.run();
   }
@@ -79,9 +82,7 @@ export class RunningAttempt {
     return this.job.id;
   }
 
-  get fenced(): { id: string; token: string; rowid?: number; flow: number } {
-    return { id: this.job.id, token: this.job.token, rowid: this.job.rowid, flow: this.job.flow };
-  }
+
 
   private get controller(): AbortController {
     if (!this.abortController) {
@@ -114,43 +115,31 @@ export class RunningAttempt {
   }
 
   private context(): JobContext {
-    const { job, deps } = this;
-    const fenced = this.fenced;
-    const self = this;
-    return {
-      id: job.id,
-      name: job.name,
-      queue: job.queue,
-      attempt: job.attempts,
-      maxAttempts: job.maxAttempts,
-      checkpoint: job.checkpoint,
-      userId: job.userId,
-      replyTo: job.replyTo,
-      args: job.args,
-      parents: this.parents,
-      batch: this.batch,
-      deadLetterOf: this.job.flow & FLOW.deadLetter ? (this.parents[0]?.id ?? null) : null,
-      get signal() {
-        return self.controller.signal;
-      },
-      progress: (percent: number, message?: string) => {
-        if (typeof percent !== 'number' || !Number.isFinite(percent)) throw new TypeError(`progress percent must be a number from 0 to 100; got ${percent}`);
-        const text = message === undefined || message === null ? null : this.boundedText('progress message', String(message));
-        deps.writer.progress(fenced, job.attempts, Math.max(0, Math.min(100, percent)), text);
-      },
-      log: (message: string) => deps.writer.log(fenced, job.attempts, this.boundedText('log line', String(message))),
-      saveCheckpoint: async (state: JsonValue) => {
-        const ok = await deps.store.jobCheckpoint({ ...fenced, stateJson: this.boundedJson('checkpoint', state) });
-        if (!ok) this.abort('lost');
-        return ok;
-      },
-      discard: (reason: string) => {
-        throw new DiscardJob(reason);
-      },
-      snooze: (ms: number) => {
-        throw new SnoozeJob(checkDelay('snooze ms', ms));
-      },
-    };
+    return new AttemptContext(this, this.job, this.parents, this.batch);
+  }
+
+  /** The handler's progress(): bounded, clamped, buffered for the next flush. */
+  reportProgress(percent: number, message: string | undefined): void {
+    if (typeof percent !== 'number' || !Number.isFinite(percent)) throw new TypeError(`progress percent must be a number from 0 to 100; got ${percent}`);
+    const text = message === undefined || message === null ? null : this.boundedText('progress message', String(message));
+    this.deps.writer.progress(this.fenced, this.job.attempts, Math.max(0, Math.min(100, percent)), text);
+  }
+
+  /** The handler's log(): bounded, buffered for the next flush. */
+  appendLog(message: string): void {
+    this.deps.writer.log(this.fenced, this.job.attempts, this.boundedText('log line', String(message)));
+  }
+
+  /** The handler's saveCheckpoint(): written now, fenced; a refusal means this attempt lost the job. */
+  async saveCheckpoint(state: JsonValue): Promise<boolean> {
+    const ok = await this.deps.store.jobCheckpoint({ ...this.fenced, stateJson: this.boundedJson('checkpoint', state) });
+    if (!ok) this.abort('lost');
+    return ok;
+  }
+
+  /** The attempt's AbortSignal, made on first use. */
+  get signal(): AbortSignal {
+    return this.controller.signal;
   }
 
   /** Free text a handler writes, refused (the attempt fails unless the handler catches it) over maxOutputBytes. */
@@ -346,4 +335,64 @@ export class RunningAttempt {
     const failure: AttemptOutcome = hasAttemptsLeft(this.job) ? { kind: 'retrying', ...this.retryDelay(error, refused) } : { kind: 'failed', error };
     return this.persist(failure, refusals + 1);
   }
+}
+
+/**
+ * What a handler is given. A class, not an object literal: a literal with a getter (the lazy
+ * signal) is made in dictionary mode, about 1 µs and 1 KB more per attempt (measured for issue
+ * 17). The functions are own properties, so `({ log, signal }) => …` keeps working; `signal` is
+ * read through the prototype.
+ */
+class AttemptContext implements JobContext {
+  readonly #attempt: RunningAttempt;
+  readonly id: string;
+  readonly name: string;
+  readonly queue: string;
+  readonly attempt: number;
+  readonly maxAttempts: number;
+  readonly checkpoint: JsonValue | null;
+  readonly userId: string | null;
+  readonly replyTo: string | null;
+  readonly args: Readonly<Record<string, string>> | null;
+  readonly parents: readonly JobParent[];
+  readonly batch: BatchStatus | null;
+  readonly deadLetterOf: string | null;
+  readonly progress: (percent: number, message?: string) => void;
+  readonly log: (message: string) => void;
+  readonly saveCheckpoint: (state: JsonValue) => Promise<boolean>;
+  readonly discard: (reason: string) => never;
+  readonly snooze: (ms: number) => never;
+
+  constructor(attempt: RunningAttempt, job: ClaimedJob, parents: JobParent[], batch: BatchStatus | null) {
+    this.#attempt = attempt;
+    this.id = job.id;
+    this.name = job.name;
+    this.queue = job.queue;
+    this.attempt = job.attempts;
+    this.maxAttempts = job.maxAttempts;
+    this.checkpoint = job.checkpoint;
+    this.userId = job.userId;
+    this.replyTo = job.replyTo;
+    this.args = job.args;
+    this.parents = parents;
+    this.batch = batch;
+    this.deadLetterOf = job.flow & FLOW.deadLetter ? (parents[0]?.id ?? null) : null;
+    this.progress = (percent, message) => attempt.reportProgress(percent, message);
+    this.log = (message) => attempt.appendLog(message);
+    this.saveCheckpoint = (state) => attempt.saveCheckpoint(state);
+    this.discard = discard;
+    this.snooze = snooze;
+  }
+
+  get signal(): AbortSignal {
+    return this.#attempt.signal;
+  }
+}
+
+function discard(reason: string): never {
+  throw new DiscardJob(reason);
+}
+
+function snooze(ms: number): never {
+  throw new SnoozeJob(checkDelay('snooze ms', ms));
 }

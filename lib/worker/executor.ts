@@ -343,8 +343,11 @@ export class RunningAttempt {
  * 17). The functions are own properties, so `({ log, signal }) => …` keeps working; `signal` is
  * read through the prototype.
  */
+const ATTEMPT: unique symbol = Symbol('sqljobs.attempt');
+
 class AttemptContext implements JobContext {
-  readonly #attempt: RunningAttempt;
+  /** A symbol, not a #private field: a Proxy of the context or an object made from it can still read signal. */
+  readonly [ATTEMPT]: RunningAttempt;
   readonly id: string;
   readonly name: string;
   readonly queue: string;
@@ -364,7 +367,7 @@ class AttemptContext implements JobContext {
   readonly snooze: (ms: number) => never;
 
   constructor(attempt: RunningAttempt, job: ClaimedJob, parents: JobParent[], batch: BatchStatus | null) {
-    this.#attempt = attempt;
+    this[ATTEMPT] = attempt;
     this.id = job.id;
     this.name = job.name;
     this.queue = job.queue;
@@ -385,7 +388,7 @@ class AttemptContext implements JobContext {
   }
 
   get signal(): AbortSignal {
-    return this.#attempt.signal;
+    return this[ATTEMPT].signal;
   }
 }
 

@@ -106,6 +106,7 @@ export class Worker {
   private avgHandlerMs = Infinity;
   private handlerRuns = 0;
   private readonly writer: OutcomeWriter;
+  private readonly writerWindowMs: number;
   /** Poll and heartbeat. */
   private readonly periodic: Periodic;
   private dueTimer: { at: number; timer: NodeJS.Timeout } | null = null;
@@ -127,12 +128,13 @@ export class Worker {
     private readonly metrics: AttemptMetrics = NO_METRICS,
   ) {
     this.periodic = new Periodic((err) => this.events.error(err));
+    this.writerWindowMs = outcomeBatch(store.capabilities).batchWindowMs;
     this.writer = new OutcomeWriter(
       store,
       {
         onLost: (id) => this.running.get(id)?.abort('lost'),
         onError: (err) => this.events.error(err),
-        moreComing: () => this.running.size > 0 || this.backlog.length > 0,
+        moreComing: () => this.moreOutcomesSoon(),
       },
       { logFlushMs: opts.logFlushInterval, logBatchLines: 200, ...outcomeBatch(store.capabilities) },
     );
@@ -528,18 +530,8 @@ export class Worker {
   /** Start claimed jobs in claim order while slots are free, keeping each queue under its own limit. */
   private startFromBacklog(): void {
     const limits = this.opts.queueConcurrency;
-    if (!limits) {
-      // No queue limits: the first jobs in order, taken in one splice (one per job shifted the
-      // whole backlog, hundreds of claimed jobs, each time).
-      const free = this.state === 'running' ? this.opts.concurrency - this.running.size : 0;
-      const next = free > 0 ? this.backlog.splice(0, free) : [];
-      for (let i = 0; i < next.length; i++) {
-        // A handler may stop the worker synchronously: what it did not start goes back in front.
-        if (this.state !== 'running') return void this.backlog.unshift(...next.slice(i));
-        this.launch(next[i].job, next[i].seq);
-      }
-      return;
-    }
+    // One job at a time, re-checking the free slots: a handler may wake the worker synchronously
+    // (enqueueSync on SQLite), and a start inside this loop must not find the slots unchanged.
     for (let i = 0; i < this.backlog.length && this.running.size < this.opts.concurrency && this.state === 'running'; ) {
       const { job, seq } = this.backlog[i];
       const limit = limits?.[job.queue];
@@ -577,6 +569,17 @@ export class Worker {
   }
 
   private readonly reportError = (err: unknown): void => this.events.error(err);
+
+  /**
+   * Whether outcomes written now should wait for more: attempts are running that usually end
+   * within the writer's window, and no claim waits for an outcome to free a queue's slot.
+   * A long job running alone does not hold a short one's outcome back.
+   */
+  private moreOutcomesSoon(): boolean {
+    if (this.running.size === 0 || !(this.avgHandlerMs < this.writerWindowMs)) return false;
+    for (const until of this.heldUntil.values()) if (until === Infinity) return false;
+    return true;
+  }
 
   private launch(job: ClaimedJob, seq: number): void {
     const def = this.definitions.get(job.name)!;

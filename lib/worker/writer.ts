@@ -58,7 +58,7 @@ export interface WriterHooks {
   /** A log/progress write found this attempt no longer owned. */
   onLost(id: string): void;
   onError(err: unknown): void;
-  /** Attempts are running or waiting to start: more outcomes are on their way (else no reason to wait for them). */
+  /** More outcomes are on their way within the window (else no reason to wait for them). */
   moreComing(): boolean;
 }
 
@@ -119,6 +119,8 @@ export class OutcomeWriter {
     setImmediate(() => {
       this.scheduled = false;
       const queued = this.queues.complete.length + this.queues.fail.length + this.queues.release.length;
+      // Nothing left (a flush took it all): no window to wait out.
+      if (!queued) return void (this.firstQueuedAt = 0);
       if (queued < this.opts.batchMax && performance.now() - this.firstQueuedAt < this.opts.batchWindowMs && this.hooks.moreComing()) return this.schedule();
       this.firstQueuedAt = 0;
       if (!this.flushing) this.flushing = this.flushOutcomes().finally(() => (this.flushing = null));

@@ -197,6 +197,59 @@ forEachDialect('processing', ({ fresh }) => {
     expect(await count(t, 'jobs')).to.equal(0);
   });
 
+  it('handlers that enqueue as they start (waking the worker inside a start) never run more than concurrency at once, in claim order', async function () {
+    this.timeout(60_000);
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { pollInterval: 60_000, concurrency: 4 } });
+    let active = 0;
+    let most = 0;
+    const order: number[] = [];
+    jobs.define('parent', async (p: { n: number }) => {
+      active++;
+      // The synchronous part of the handler: what a start inside a start would overlap.
+      most = Math.max(most, active);
+      order.push(p.n);
+      try {
+        // On SQLite the enqueue and its wake-up run synchronously, inside the worker's start of this job.
+        if (t.dialect === 'sqlite') jobs.enqueueSync('child', { n: p.n });
+        else await jobs.enqueue('child', { n: p.n });
+        await sleep(p.n % 3);
+      } finally {
+        active--;
+      }
+    });
+    jobs.define('child', async () => {
+      active++;
+      most = Math.max(most, active);
+      await sleep(1);
+      active--;
+    });
+    await jobs.enqueueMany(Array.from({ length: 300 }, (_, n) => ({ name: 'parent' as const, payload: { n } })));
+    await jobs.start();
+    await until(async () => (await count(t, 'history')) === 600, 'every parent and child', 50_000);
+    await jobs.stop();
+    expect(most, 'handlers running at once').to.be.at.most(4);
+    expect(order, 'parents start in claim order').to.deep.equal([...order].sort((a, b) => a - b));
+  });
+
+  it('the handler context works destructured, through a Proxy and as a prototype: signal, log, progress', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { pollInterval: 60_000 } });
+    const seen: string[] = [];
+    jobs.define('shape', async (_p, ctx) => {
+      const { signal, log, progress, id, attempt } = ctx;
+      seen.push(`${signal instanceof AbortSignal}:${new Proxy(ctx, {}).signal === signal}:${Object.create(ctx).signal === signal}:${id.length > 0}:${attempt}`);
+      log('from a destructured log');
+      progress(50);
+    });
+    await jobs.start();
+    const { id } = await jobs.enqueue('shape', {});
+    await until(async () => (await jobs.get(id))?.state === 'completed', 'the job');
+    await jobs.stop();
+    expect(seen).to.deep.equal(['true:true:true:true:1']);
+    expect((await jobs.logs(id)).map((l) => l.message)).to.deep.equal(['from a destructured log']);
+  });
+
   it('prefetch 0: a wake-up that comes during a claim claims nothing beyond the free slots', async () => {
     const t = await fresh();
     const jobs = t.jobs({ worker: { pollInterval: 60_000, concurrency: 1, prefetch: 0 } });

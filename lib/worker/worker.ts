@@ -571,12 +571,13 @@ export class Worker {
   private readonly reportError = (err: unknown): void => this.events.error(err);
 
   /**
-   * Whether outcomes written now should wait for more: attempts are running that usually end
-   * within the writer's window, and no claim waits for an outcome to free a queue's slot.
+   * Whether outcomes written now should wait for more: attempts are running or claimed that
+   * usually end within the writer's window, and no claim waits for an outcome to free a queue's slot.
    * A long job running alone does not hold a short one's outcome back.
    */
   private moreOutcomesSoon(): boolean {
-    if (this.running.size === 0 || !(this.avgHandlerMs < this.writerWindowMs)) return false;
+    // Short handlers end within the tick they start in: between ticks it is the claimed backlog that is about to run.
+    if ((this.running.size === 0 && this.backlog.length === 0) || !(this.avgHandlerMs < this.writerWindowMs)) return false;
     for (const until of this.heldUntil.values()) if (until === Infinity) return false;
     return true;
   }

@@ -82,8 +82,6 @@ export class RunningAttempt {
     return this.job.id;
   }
 
-
-
   private get controller(): AbortController {
     if (!this.abortController) {
       this.abortController = new AbortController();

@@ -128,7 +128,8 @@ export class Worker {
     private readonly metrics: AttemptMetrics = NO_METRICS,
   ) {
     this.periodic = new Periodic((err) => this.events.error(err));
-    this.writerWindowMs = outcomeBatch(store.capabilities).batchWindowMs;
+    const batch = outcomeBatch(store.capabilities);
+    this.writerWindowMs = batch.batchWindowMs;
     this.writer = new OutcomeWriter(
       store,
       {
@@ -136,7 +137,7 @@ export class Worker {
         onError: (err) => this.events.error(err),
         moreComing: () => this.moreOutcomesSoon(),
       },
-      { logFlushMs: opts.logFlushInterval, logBatchLines: 200, ...outcomeBatch(store.capabilities) },
+      { logFlushMs: opts.logFlushInterval, logBatchLines: 200, ...batch },
     );
   }
 

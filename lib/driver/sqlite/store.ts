@@ -210,9 +210,7 @@ export class SqliteStore extends PortableStore implements Store {
   }
 
   private qRaw(sql: string): Stmt {
-    let s = this.rawStmts.get(sql);
-    if (!s) this.rawStmts.set(sql, (s = this.own.prepare(sql).raw(true)));
-    return s;
+    return prepared(this.rawStmts, this.own, sql, true);
   }
 
   /** A cached statement on the app's handle (enqueue joins the app's transaction). */

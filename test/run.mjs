@@ -105,6 +105,14 @@ try {
   summary(0, 1, 0);
 }
 const runner = mocha.run();
+// Seconds spent per file (tests and hooks), so CI can say where its time goes.
+const secondsByFile = new Map();
+const addTime = (runnable) => {
+  if (!runnable.file || !runnable.duration) return;
+  secondsByFile.set(runnable.file, (secondsByFile.get(runnable.file) ?? 0) + runnable.duration / 1000);
+};
+runner.on('test end', addTime);
+runner.on('hook end', addTime);
 runner.on('fail', (test, err) => failedTitles.push(`${test.fullTitle()}: ${String(err?.message ?? err).split('\n')[0].slice(0, 300)}`));
 runner.on('end', () => {
   const s = runner.stats ?? { passes: 0, failures: 0, pending: 0 };
@@ -112,6 +120,11 @@ runner.on('end', () => {
   if (grep !== undefined && runner.total === 0) {
     console.error(`\n  ✗ -g ${JSON.stringify(grep)} matches no test`);
     failed += 1;
+  }
+  if (isCI() || process.env.SQLJOBS_TEST_TIMES) {
+    const slowest = [...secondsByFile].sort((a, b) => b[1] - a[1]).slice(0, 25);
+    console.log('\nslowest files (seconds in tests and hooks):');
+    for (const [file, seconds] of slowest) console.log(`  ${seconds.toFixed(1).padStart(7)}  ${path.relative(process.cwd(), file)}`);
   }
   // Open handles may keep the process alive; the pause also counts a rejection that surfaces just after the last test.
   setTimeout(() => summary(s.passes, failed, s.pending), 500);

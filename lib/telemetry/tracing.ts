@@ -33,11 +33,12 @@ const SCOPE = 'sqljobs';
 
 /** What the worker holds for one attempt: where its handler runs, and how it ends. */
 export interface AttemptTrace {
-  run<T>(fn: () => T): T;
+  /** fn(a, b) inside the attempt's context (arguments passed on, so the caller makes no closure per attempt). */
+  run<A, B, T>(fn: (a: A, b: B) => T, a: A, b: B): T;
   end(outcome: AttemptOutcome): void;
 }
 
-const UNTRACED: AttemptTrace = { run: (fn) => fn(), end: () => {} };
+const UNTRACED: AttemptTrace = { run: (fn, a, b) => fn(a, b), end: () => {} };
 
 /**
  * The app's tracer provider, samplers and span processors are its code: a throw from them is
@@ -138,8 +139,11 @@ export class Tracing {
 
   /** No span of ours: the handler still runs in the root context, never in one lent by whatever woke the worker. */
   private rooted(api: Api): AttemptTrace {
-    return { run: (fn) => api.context.with(api.ROOT_CONTEXT, fn), end: () => {} };
+    return (this.rootedTrace ??= { run: (fn, a, b) => api.context.with(api.ROOT_CONTEXT, fn, undefined, a, b), end: () => {} });
   }
+
+  /** The same for every attempt without a span of ours: made once. */
+  private rootedTrace: AttemptTrace | null = null;
 
   private attemptSpan(api: Api, job: ClaimedJob, workerId: string): AttemptTrace {
     const enqueued = this.enqueueContext(api, job.traceContext);
@@ -167,7 +171,7 @@ export class Tracing {
     // Sampled out too, the handler runs under it: its own spans follow the same decision.
     const active = api.trace.setSpan(api.ROOT_CONTEXT, span);
     return {
-      run: (fn) => api.context.with(active, fn),
+      run: (fn, a, b) => api.context.with(active, fn, undefined, a, b),
       end: (outcome) => this.contained(() => (span.isRecording() ? this.endAttempt(span, outcome) : span.end()), undefined),
     };
   }

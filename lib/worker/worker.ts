@@ -11,9 +11,9 @@ import type { ClaimRequest, ClaimedJob, Fenced, ListenCallbacks, ListenHandle, S
 import { uuidv7 } from '../uuid.ts';
 import { isContention } from '../driver/errors.ts';
 import { Periodic } from '../periodic.ts';
-import { RunningAttempt, type AttemptOutcome, type JobDefinition } from './executor.ts';
-import { Tracing, type AttemptTrace } from '../telemetry/tracing.ts';
-import { NO_METRICS, type AttemptMeasure, type AttemptMetrics } from '../telemetry/metrics.ts';
+import { RunningAttempt, type AttemptDeps, type AttemptOutcome, type JobDefinition } from './executor.ts';
+import { Tracing } from '../telemetry/tracing.ts';
+import { NO_METRICS, type AttemptMetrics } from '../telemetry/metrics.ts';
 import { claimOrder } from '../driver/rows.ts';
 import { OutcomeWriter } from './writer.ts';
 
@@ -139,6 +139,7 @@ export class Worker {
       },
       { logFlushMs: opts.logFlushInterval, logBatchLines: 200, ...batch },
     );
+    this.attemptDeps = this.makeAttemptDeps();
   }
 
   get isRunning(): boolean {
@@ -585,94 +586,104 @@ export class Worker {
 
   private launch(job: ClaimedJob, seq: number): void {
     const def = this.definitions.get(job.name)!;
-    const t0 = performance.now();
-    const trace = this.tracing.attempt(job, this.id);
-    const measure = this.metrics.attempt(job);
-    const attempt = new RunningAttempt(job, def, {
+    const attempt = new RunningAttempt(job, def, this.attemptDeps, seq, this.tracing.attempt(job, this.id), this.metrics.attempt(job));
+    this.running.set(job.id, attempt);
+    this.events.started({ id: job.id, name: job.name, queue: job.queue, attempt: job.attempts });
+    this.unsettled.add(attempt);
+    attempt.start();
+  }
+
+  /** What each attempt shares with the others and tells the worker (one object for all of them: no closures per attempt). */
+  private readonly attemptDeps: AttemptDeps;
+
+  private makeAttemptDeps(): AttemptDeps {
+    return {
       store: this.store,
       writer: this.writer,
-      seq,
       maxOutputBytes: this.opts.maxOutputBytes,
       report: this.reportError,
-      trace,
-    });
-    this.running.set(job.id, attempt);
-    const base = { id: job.id, name: job.name, queue: job.queue, attempt: job.attempts };
-    this.events.started(base);
-    this.unsettled.add(attempt);
-    // The slot frees when the handler is done; the outcome is written in the next batch meanwhile.
-    void attempt.handlerDone.then(() => {
-      // How fast slots turn over, for stores that size claims ahead by it (claimAheadByHandlerTime).
-      const ms = performance.now() - t0;
-      this.avgHandlerMs = this.handlerRuns++ ? this.avgHandlerMs * 0.9 + ms * 0.1 : ms;
-      if (this.running.get(job.id) === attempt) this.running.delete(job.id);
-      if (this.state === 'running') this.refillSoon();
-    });
-    // One reaction per attempt (then/catch/finally made three promises a job).
-    const settled = () => {
-      this.unsettled.delete(attempt);
-      if (this.running.get(job.id) === attempt) this.running.delete(job.id);
-      this.notifyIdle();
-    };
-    const unwritten = (err: unknown) => {
-      // The outcome was not written: the job is still running under this attempt in the database.
-      const outcome: AttemptOutcome = { kind: 'unwritten', error: errorToRecord(err) };
-      trace.end(outcome);
-      measure.end(outcome);
-      this.park(attempt, outcome.error);
-    };
-    void attempt.done.then(
-      (outcome) => {
-        try {
-          this.ended(attempt, base, outcome, trace, measure, performance.now() - t0);
-        } catch (err) {
-          unwritten(err);
-        } finally {
-          settled();
-        }
+      observer: {
+        // The slot frees when the handler is done; the outcome is written in the next batch meanwhile.
+        handlerEnded: (attempt) => {
+          // How fast slots turn over, for stores that size claims ahead by it (claimAheadByHandlerTime).
+          const ms = performance.now() - attempt.launchedAt;
+          this.avgHandlerMs = this.handlerRuns++ ? this.avgHandlerMs * 0.9 + ms * 0.1 : ms;
+          if (this.running.get(attempt.id) === attempt) this.running.delete(attempt.id);
+          if (this.state === 'running') this.refillSoon();
+        },
+        settled: (attempt, outcome) => {
+          try {
+            this.ended(attempt, outcome);
+          } catch (err) {
+            this.unwrittenOutcome(attempt, err);
+          } finally {
+            this.settled(attempt);
+          }
+        },
+        unwritten: (attempt, err) => {
+          try {
+            this.unwrittenOutcome(attempt, err);
+          } finally {
+            this.settled(attempt);
+          }
+        },
       },
-      (err) => {
-        try {
-          unwritten(err);
-        } finally {
-          settled();
-        }
-      },
-    );
+    };
+  }
+
+  private settled(attempt: RunningAttempt): void {
+    this.unsettled.delete(attempt);
+    if (this.running.get(attempt.id) === attempt) this.running.delete(attempt.id);
+    if (!this.unsettled.size) for (const w of this.settledWaiters.splice(0)) w();
+    this.notifyIdle();
+  }
+
+  /** Resolved each time the last unsettled attempt settles (shutdown waits for it). */
+  private settledWaiters: (() => void)[] = [];
+
+  /** The outcome was not written: the job is still running under this attempt in the database. */
+  private unwrittenOutcome(attempt: RunningAttempt, err: unknown): void {
+    const outcome: AttemptOutcome = { kind: 'unwritten', error: errorToRecord(err) };
+    attempt.trace.end(outcome);
+    attempt.measure.end(outcome);
+    this.park(attempt, outcome.error);
   }
 
   /** An attempt's outcome is written (or refused): trace, metrics, events, and what it frees. */
-  private ended(attempt: RunningAttempt, base: JobEventPayload, outcome: AttemptOutcome, trace: AttemptTrace, measure: AttemptMeasure, ms: number): void {
-    trace.end(outcome);
-    measure.end(outcome);
+  private ended(attempt: RunningAttempt, outcome: AttemptOutcome): void {
+    attempt.trace.end(outcome);
+    attempt.measure.end(outcome);
+    const ms = performance.now() - attempt.launchedAt;
     this.avgRunMs = this.finishedRuns++ ? this.avgRunMs * 0.9 + ms * 0.1 : ms;
     if (outcome.kind === 'unwritten') this.park(attempt, outcome.error);
+    const { job } = attempt;
     // Its queue's limit counts it until its outcome is written: a hold waiting for a slot ends now.
-    if (this.heldUntil.get(base.queue) === Infinity) {
-      this.releaseHold(base.queue);
+    if (this.heldUntil.get(job.queue) === Infinity) {
+      this.releaseHold(job.queue);
       if (this.state === 'running') this.refillSoon();
     }
-    this.report(base, outcome);
+    this.report(job, outcome);
     // A job back in pending runs again here when due (the refill that freed its slot ran before this write).
     if (outcome.kind === 'retrying' || outcome.kind === 'snoozed') this.wakeIn(outcome.delayMs);
   }
 
-  private report(base: { id: string; name: string; queue: string; attempt: number }, o: AttemptOutcome): void {
+  private report(job: ClaimedJob, o: AttemptOutcome): void {
+    const { id, name, queue, attempts: attempt } = job;
     switch (o.kind) {
       case 'completed':
-        return this.events.completed({ ...base, result: o.result });
+        return this.events.completed({ id, name, queue, attempt, result: o.result });
       case 'retrying':
-        return this.events.retrying({ ...base, error: o.error, delayMs: o.delayMs });
+        return this.events.retrying({ id, name, queue, attempt, error: o.error, delayMs: o.delayMs });
       case 'failed':
-        return this.events.failed({ ...base, error: o.error });
+        return this.events.failed({ id, name, queue, attempt, error: o.error });
       case 'snoozed':
-        return this.events.snoozed({ ...base, delayMs: o.delayMs });
+        return this.events.snoozed({ id, name, queue, attempt, delayMs: o.delayMs });
       case 'aborted':
-        return this.events.aborted({ ...base, reason: o.reason });
+        return this.events.aborted({ id, name, queue, attempt, reason: o.reason });
       case 'lost':
-        return this.events.aborted({ ...base, reason: 'lost' });
+        return this.events.aborted({ id, name, queue, attempt, reason: 'lost' });
       case 'unwritten':
-        return this.events.aborted({ ...base, reason: 'unwritten' });
+        return this.events.aborted({ id, name, queue, attempt, reason: 'unwritten' });
     }
   }
 
@@ -838,7 +849,7 @@ export class Worker {
     }
     // Not only the attempts still in their handler: one whose handler just returned may not have
     // queued its outcome yet (it waits for its own log flush), and the writer's drain below would miss it.
-    const all = Promise.all([...this.unsettled].map((a) => a.done.catch(() => undefined)));
+    const all = this.unsettled.size ? new Promise<void>((r) => this.settledWaiters.push(r)) : Promise.resolve();
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([all, new Promise((r) => (timer = setTimeout(r, timeout)))]);
     clearTimeout(timer);

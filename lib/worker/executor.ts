@@ -85,17 +85,7 @@ export class RunningAttempt {
 
   /** Run the handler, then write its outcome; the observer hears each step. */
   start(): void {
-    void this.settle();
-  }
-
-  private async settle(): Promise<void> {
-    let outcome: AttemptOutcome;
-    try {
-      outcome = await this.run();
-    } catch (err) {
-      return this.deps.observer.unwritten(this, err);
-    }
-    this.deps.observer.settled(this, outcome);
+    void this.run();
   }
 
   get id(): string {
@@ -195,26 +185,37 @@ export class RunningAttempt {
     if (this.job.callbackBatch !== null) this.batch = await this.deps.store.batchStatus(this.job.callbackBatch);
   }
 
-  private async run(): Promise<AttemptOutcome> {
-    if (this.job.flow & FLOW.parents || this.job.callbackBatch !== null) {
-      try {
-        await this.loadWorkflow();
-      } catch (err) {
-        this.deps.observer.handlerEnded(this);
-        return this.persist(this.retryOrFail(err));
-      }
+  /** One async function per attempt from the handler to the written outcome (each more cost a promise and its awaits). */
+  private async run(): Promise<void> {
+    let outcome: AttemptOutcome;
+    try {
+      // Awaited even when decided at once: a handler that returns ends a microtask later, as one
+      // that returns a promise does, so the worker starts the rest of its batch first and their
+      // outcomes are written together (ending inside the start loop cost SQLite 25 % more CPU a job).
+      outcome = this.job.flow & FLOW.parents || this.job.callbackBatch !== null ? await this.handleWithWorkflow() : await this.handle();
+      outcome = await this.persist(this.handlerEnded(outcome));
+    } catch (err) {
+      return this.deps.observer.unwritten(this, err);
     }
-    // Awaited even when decided at once: a handler that returns ends a microtask later, as one
-    // that returns a promise does, so the worker starts the rest of its batch first and their
-    // outcomes are written together (ending inside the start loop cost SQLite 25 % more CPU a job).
-    let outcome = await this.handle();
+    this.deps.observer.settled(this, outcome);
+  }
+
+  /** A dependent's or a callback's handler, after its parents' outcomes or its batch's counts are read (a failed read fails the attempt). */
+  private async handleWithWorkflow(): Promise<AttemptOutcome> {
+    try {
+      await this.loadWorkflow();
+    } catch (err) {
+      return this.retryOrFail(err);
+    }
+    return this.handle();
+  }
+
+  /** The handler is done (its slot is free from now on): its outcome, a timeout made a failure. */
+  private handlerEnded(outcome: AttemptOutcome): AttemptOutcome {
     if (this.timer) clearTimeout(this.timer);
     this.decide = null;
     this.deps.observer.handlerEnded(this);
-    if (outcome.kind === 'aborted' && outcome.reason === 'timeout') {
-      outcome = this.retryOrFail(this.abortError('timeout'));
-    }
-    return this.persist(outcome);
+    return outcome.kind === 'aborted' && outcome.reason === 'timeout' ? this.retryOrFail(this.abortError('timeout')) : outcome;
   }
 
   /**
@@ -350,14 +351,13 @@ export class RunningAttempt {
 
   private write(outcome: Exclude<AttemptOutcome, { kind: 'aborted' | 'lost' | 'unwritten' }>, resultJson: string | null): Promise<boolean> {
     const { writer } = this.deps;
-    const failure = () => ({ ...this.fenced, attempt: this.job.attempts, startedAt: this.job.startedAt });
     switch (outcome.kind) {
       case 'completed':
         return writer.complete({ ...this.fenced, resultJson });
       case 'retrying':
-        return writer.fail({ ...failure(), error: outcome.error, retryDelayMs: outcome.delayMs });
+        return writer.fail({ ...this.fenced, attempt: this.job.attempts, startedAt: this.job.startedAt, error: outcome.error, retryDelayMs: outcome.delayMs });
       case 'failed':
-        return writer.fail({ ...failure(), error: outcome.error, retryDelayMs: null });
+        return writer.fail({ ...this.fenced, attempt: this.job.attempts, startedAt: this.job.startedAt, error: outcome.error, retryDelayMs: null });
       case 'snoozed':
         return writer.release({ ...this.fenced, delayMs: outcome.delayMs, refund: true });
     }

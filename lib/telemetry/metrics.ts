@@ -11,7 +11,7 @@
  * OpenTelemetry Prometheus exporter would make of them (`sqljobs_jobs_completed_total`).
  */
 import { createRequire } from 'node:module';
-import { optionalPackage } from './optional.ts';
+import { registeredOtelApi } from './optional.ts';
 import type * as OtelApi from '@opentelemetry/api';
 import type * as PromClient from 'prom-client';
 import type { EnqueueResult, NewJobRow } from '../model.ts';
@@ -96,18 +96,28 @@ export class JobMetrics {
   private readonly sinks: Sink[] = [];
   private readonly figures: QueueFigures;
   private prometheus: PrometheusSink | null = null;
-  private readonly otel: OtelSink | null;
+  private otelSink: OtelSink | null = null;
   private closed = false;
 
   constructor(
     private readonly enabled: boolean,
     readQueues: () => Promise<QueueLive[]>,
     private readonly report: (err: unknown) => void,
-    api: Api | null = enabled ? optionalPackage<Api>('@opentelemetry/api') : null,
+    /** The API to use (tests); by default the app's, once it registered something with it. */
+    private readonly givenApi?: Api | null,
   ) {
     this.figures = new QueueFigures(readQueues, report);
-    this.otel = api ? new OtelSink(api, (emit) => this.collectGauges(emit), report) : null;
-    if (this.otel) this.sinks.push(this.otel);
+    this.otel();
+  }
+
+  /** The OpenTelemetry sink, made once the API is there to record into (see registeredOtelApi). */
+  private otel(): OtelSink | null {
+    if (this.otelSink || !this.enabled || this.closed) return this.otelSink;
+    const api = this.givenApi !== undefined ? this.givenApi : registeredOtelApi();
+    if (!api) return null;
+    this.otelSink = new OtelSink(api, (emit) => this.collectGauges(emit), this.report);
+    this.sinks.push(this.otelSink);
+    return this.otelSink;
   }
 
   /** Jobs an enqueue wrote and committed: each new one counts (one that existed was counted when it was made). */
@@ -158,7 +168,7 @@ export class JobMetrics {
     this.closed = true;
     this.sinks.length = 0;
     this.figures.close();
-    this.otel?.detach();
+    this.otelSink?.detach();
   }
 
   /** Whether anything records: without a MeterProvider and a registry, a measurement costs this look alone. */
@@ -166,7 +176,7 @@ export class JobMetrics {
     if (this.closed) return false;
     if (this.prometheus) return true;
     try {
-      return this.otel?.recording() ?? false;
+      return this.otel()?.recording() ?? false;
     } catch (err) {
       this.report(err);
       return false;

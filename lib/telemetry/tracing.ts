@@ -10,7 +10,7 @@
  * Without a registered tracer provider the API hands out non-recording spans: nothing is stored
  * and the handler runs in no extra context.
  */
-import { optionalPackage } from './optional.ts';
+import { registeredOtelApi } from './optional.ts';
 import type * as OtelApi from '@opentelemetry/api';
 import type { NewJobRow } from '../model.ts';
 import type { ClaimedJob } from '../driver/store.ts';
@@ -45,14 +45,16 @@ const UNTRACED: AttemptTrace = { run: (fn, a, b) => fn(a, b), end: () => {} };
  * reported and the job goes on untraced, never failed by its trace.
  */
 export class Tracing {
-  private readonly api: Api | null;
-
   constructor(
     private readonly relation: ProcessSpanRelation | null,
     private readonly report: (err: unknown) => void = () => {},
-    api: Api | null = relation === null ? null : optionalPackage<Api>('@opentelemetry/api'),
-  ) {
-    this.api = api;
+    /** The API to use (tests); by default the app's, once it registered something with it. */
+    private readonly givenApi?: Api | null,
+  ) {}
+
+  private get api(): Api | null {
+    if (this.givenApi !== undefined) return this.givenApi;
+    return this.relation === null ? null : registeredOtelApi();
   }
 
   /**
@@ -60,7 +62,8 @@ export class Tracing {
    * each row with the span's context. A failed write is recorded on the span.
    */
   send<T>(rows: NewJobRow[], write: () => T): T {
-    const span = this.api && rows.length && this.provided(this.api) ? this.contained(() => this.sendSpan(this.api!, rows), null) : null;
+    const api = this.api;
+    const span = api && rows.length && this.provided(api) ? this.contained(() => this.sendSpan(api, rows), null) : null;
     if (!span) return write();
     let result: T;
     try {

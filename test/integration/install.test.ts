@@ -6,7 +6,7 @@
  * with no node_modules and no dist, so `prepare` must build with nothing installed beforehand.
  */
 import { expect } from 'chai';
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -109,29 +109,51 @@ function expectWorks(app: string): void {
   for (const dev of ['typescript', 'mocha', 'tsx']) expect(fs.existsSync(path.join(app, 'node_modules', dev)), dev).to.equal(false);
 }
 
+/** An install running beside the others (each takes a minute or two, mostly waiting on npm and the compiler). */
+function runAsync(cmd: string, args: string[], cwd: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(cmd, args, { cwd, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024, env: { ...process.env, npm_config_fund: 'false', npm_config_audit: 'false' } }, (err, stdout, stderr) =>
+      err ? reject(new Error(`${cmd} ${args.join(' ')} failed: ${err.message}\n${stderr}`)) : resolve(stdout),
+    );
+  });
+}
+
 describe('installed from a fresh clone with nothing installed in it', function () {
   // npm installs a git dependency's devDependencies (better-sqlite3 builds from source when no
-  // prebuilt binary can be downloaded) before its prepare: about 90 s here.
+  // prebuilt binary can be downloaded) before its prepare: about 90 s here. The four installs
+  // start together in before() (one after another they took 4.5 minutes of CI); each test waits
+  // for its own and checks what it left.
   this.timeout(480_000);
   let dir = '';
-  beforeEach(() => {
+  const installs: Record<'git' | 'links' | 'global' | 'folder', Promise<{ app: string; clone: string }>> = {} as never;
+  before(() => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sqljobs-clone-'));
+    const start = (key: keyof typeof installs, args: (clone: string) => string[]) => {
+      const base = fs.mkdtempSync(path.join(dir, `${key}-`));
+      const clone = freshClone(fs.mkdtempSync(path.join(base, 'sqljobs-')));
+      const app = freshApp(base);
+      installs[key] = runAsync('npm', args(clone), app).then(() => ({ app, clone }));
+      installs[key].catch(() => undefined); // awaited by its test
+    };
+    start('git', (clone) => ['install', '--no-package-lock', `git+file://${clone}`]);
+    start('links', (clone) => ['install', '--no-package-lock', '--install-links', clone]);
+    start('global', (clone) => ['install', '-g', '--prefix', path.join(dir, 'global'), '--install-links', clone]);
+    start('folder', (clone) => ['install', '--no-package-lock', clone]);
   });
-  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+  after(async () => {
+    await Promise.allSettled(Object.values(installs));
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
 
-  it('npm install git+file://<clone>: npm prepares the git dependency and the app gets the build', () => {
-    const clone = freshClone(fs.mkdtempSync(path.join(dir, 'sqljobs-')));
-    const app = freshApp(dir);
-    run('npm', ['install', '--no-package-lock', `git+file://${clone}`], app);
+  it('npm install git+file://<clone>: npm prepares the git dependency and the app gets the build', async () => {
+    const { app } = await installs.git;
     expect(fs.lstatSync(path.join(app, 'node_modules', 'sqljobs')).isSymbolicLink()).to.equal(false);
     expect(fs.existsSync(path.join(app, 'node_modules', 'sqljobs', 'dist', 'lib', 'index.js'))).to.equal(true);
     expectWorks(app);
   });
 
-  it('npm install --install-links <clone folder>: prepare installs what the build needs, and the app gets a copy', () => {
-    const clone = freshClone(fs.mkdtempSync(path.join(dir, 'sqljobs-')));
-    const app = freshApp(dir);
-    run('npm', ['install', '--no-package-lock', '--install-links', clone], app);
+  it('npm install --install-links <clone folder>: prepare installs what the build needs, and the app gets a copy', async () => {
+    const { app } = await installs.links;
     const pkg = path.join(app, 'node_modules', 'sqljobs');
     expect(fs.lstatSync(pkg).isSymbolicLink()).to.equal(false);
     expect(fs.existsSync(path.join(pkg, 'dist', 'lib', 'index.js'))).to.equal(true);
@@ -139,18 +161,14 @@ describe('installed from a fresh clone with nothing installed in it', function (
     expectWorks(app);
   });
 
-  it('npm install -g --install-links <clone folder>: the CLI installed globally (npm hands -g on to prepare)', () => {
-    const clone = freshClone(fs.mkdtempSync(path.join(dir, 'sqljobs-')));
-    const prefix = path.join(dir, 'global');
-    run('npm', ['install', '-g', '--prefix', prefix, '--install-links', clone], dir);
-    const help = run(path.join(prefix, 'bin', 'sqljobs'), ['--help'], dir);
+  it('npm install -g --install-links <clone folder>: the CLI installed globally (npm hands -g on to prepare)', async () => {
+    await installs.global;
+    const help = run(path.join(dir, 'global', 'bin', 'sqljobs'), ['--help'], dir);
     expect(help).to.match(USAGE);
   });
 
-  it('npm install <clone folder>: npm links the folder and runs its prepare there', () => {
-    const clone = freshClone(fs.mkdtempSync(path.join(dir, 'sqljobs-')));
-    const app = freshApp(dir);
-    run('npm', ['install', '--no-package-lock', clone], app);
+  it('npm install <clone folder>: npm links the folder and runs its prepare there', async () => {
+    const { app, clone } = await installs.folder;
     expect(fs.realpathSync(path.join(app, 'node_modules', 'sqljobs'))).to.equal(fs.realpathSync(clone));
     expect(fs.existsSync(path.join(clone, 'dist', 'lib', 'index.js'))).to.equal(true);
     expectWorks(app);

@@ -1,5 +1,6 @@
 /** Formatting for the views: ages, times, JSON, binary previews, schedules in words, the throughput chart. No I/O. */
-import cronstrue from 'cronstrue';
+import { createRequire } from 'node:module';
+import type Cronstrue from 'cronstrue';
 import type { ThroughputBuckets } from '../driver/store.ts';
 import type { ScheduleRecord } from '../schedule/schedule.ts';
 import type { StoredQueueSettings } from '../driver/portable/queues.ts';
@@ -103,12 +104,16 @@ export function queueHref(base: string, queue: string): string {
   return `${base}/queues/${encodeURIComponent(queue)}`;
 }
 
+/** cronstrue, loaded at its first use: at import it cost every process about 5 MB of memory, admin or not (issue 17). */
+let cronWords: typeof Cronstrue | null = null;
+
 /** A schedule's expression in words ("At 02:00 AM, only on Monday (Europe/Paris)", "every 5 min"). */
 export function scheduleInWords(s: Pick<ScheduleRecord, 'cron' | 'everyMs' | 'timezone'>): string {
   if (s.cron) {
     let words: string;
     try {
-      words = cronstrue.toString(s.cron, { use24HourTimeFormat: true, verbose: false });
+      cronWords ??= createRequire(import.meta.url)('cronstrue') as typeof Cronstrue;
+      words = cronWords.toString(s.cron, { use24HourTimeFormat: true, verbose: false });
     } catch {
       words = s.cron;
     }

@@ -7,7 +7,7 @@
 import { expect } from 'chai';
 import { WaitTimeoutError, type FinishedJob } from '../../lib/index.ts';
 import { createTestJobs } from '../../lib/testing.ts';
-import { forEachDialect, until, type TestDb } from '../helpers/dialects.ts';
+import { PROCESS_DIALECTS, forEachDialect, until, type TestDb } from '../helpers/dialects.ts';
 import { spawnWorker } from '../helpers/processes.ts';
 
 const workerEnv = (t: TestDb) => ({ DIALECT: t.dialect, DRIVER: t.driver, LOCATION: t.location, PREFIX: t.prefix, PGAPPNAME: t.prefix, POLL: 50 });
@@ -74,7 +74,7 @@ forEachDialect('outcomes across processes', ({ fresh }) => {
     expect(() => jobs.subscribe('done' as never, () => undefined)).to.throw(TypeError, /subscribe: event must be one of completed, failed, cancelled, skipped, finished/);
     await jobs.waitFor(id, { timeout: 0 }).then(() => expect.fail('refused'), (e: Error) => expect(e.message).to.match(/waitFor: timeout/));
   });
-});
+}, PROCESS_DIALECTS);
 
 describe('outcomes across processes: one statement finishing many jobs [sqlite]', () => {
   it('subscribe hears every one of 2,500 jobs finished at the same instant (pages within one millisecond)', async function () {

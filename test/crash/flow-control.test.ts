@@ -10,7 +10,7 @@ import { expect } from 'chai';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { forEachDialect, sleep, until } from '../helpers/dialects.ts';
+import { PROCESS_DIALECTS, forEachDialect, sleep, until } from '../helpers/dialects.ts';
 import { openExecLog, type Exec, type ExecLog, type Victim } from '../helpers/exec-log.ts';
 import type { EnqueueManyItem, JobMap } from '../../lib/index.ts';
 
@@ -324,4 +324,4 @@ forEachDialect('flow control across processes', ({ fresh }) => {
     expect(bStarts.at(-1)!.start, 'the last of B started before the 100th of A (database clock)').to.be.below(aStarts[99].start);
     expect(perProcess(log), 'both processes ran jobs').to.have.length(2);
   });
-});
+}, PROCESS_DIALECTS);

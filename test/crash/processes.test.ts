@@ -5,7 +5,7 @@
  */
 import { expect } from 'chai';
 import path from 'node:path';
-import { forEachDialect, sleep, until, type TestDb } from '../helpers/dialects.ts';
+import { PROCESS_DIALECTS, forEachDialect, sleep, until, type TestDb } from '../helpers/dialects.ts';
 import { spawnWorker, type WorkerProc } from '../helpers/processes.ts';
 import { liveRow } from '../store/helpers.ts';
 import { loadMigrations } from '../../lib/driver/migrations.ts';
@@ -326,4 +326,4 @@ forEachDialect('separate processes', ({ fresh }) => {
     const rows = await t.query<{ version: number }>(`SELECT version FROM ${t.prefix}migrations ORDER BY version`);
     expect(rows.map((r) => Number(r.version))).to.deep.equal(known);
   });
-});
+}, PROCESS_DIALECTS);

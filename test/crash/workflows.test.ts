@@ -5,7 +5,7 @@
  * database clock (test/fixtures/workflow-process.ts, test/helpers/exec-log.ts); every timing claim is checked on those.
  */
 import { expect } from 'chai';
-import { forEachDialect, until } from '../helpers/dialects.ts';
+import { PROCESS_DIALECTS, forEachDialect, until } from '../helpers/dialects.ts';
 import { openExecLog, type Exec } from '../helpers/exec-log.ts';
 import type { EnqueueManyItem, EnqueueResult, JobMap } from '../../lib/index.ts';
 
@@ -291,4 +291,4 @@ forEachDialect('workflows across processes', ({ fresh }) => {
     }
     console.log(`      gap between the two handlers' ends (database clock, ms): ${spreads.join(', ')}`);
   });
-});
+}, PROCESS_DIALECTS);

@@ -397,6 +397,14 @@ export function requireDatabase(factory: DialectFactory, extra: () => string | n
  * describe() once per dialect (of those in `only`, when given). Unavailable databases are skipped
  * loudly locally and fail in CI.
  */
+/**
+ * The dialects the multi-process suites (test/crash/) run on: every database, each through its
+ * main driver. slonik sends PostgreSQL the same statements as pg, and what is its own (its pool,
+ * transactions, errors, type parsers) is covered by the conformance, store, fault and HTTP suites;
+ * running every crash test through it too cost CI about 2.5 minutes.
+ */
+export const PROCESS_DIALECTS: DialectFactory['name'][] = ['sqlite', 'postgres', 'mysql', 'mssql'];
+
 export function forEachDialect(
   title: string,
   body: (ctx: { factory: DialectFactory; fresh: () => Promise<TestDb> }) => void,

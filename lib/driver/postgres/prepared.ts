@@ -1,9 +1,10 @@
 /**
- * Hot statements as named (prepared) statements: the server parses and plans each once per
- * connection instead of on every call. Planning was about half of the claim's and of the
- * completion's time in the database (EXPLAIN ANALYZE medians over 300 rounds of 10 jobs: the
- * claim 0.32 ms planning + 0.36 ms execution, the completion 0.26 + 0.40), and it grows with every
- * index on the jobs table, partial ones included (their predicates are checked at each planning).
+ * The claim as a named (prepared) statement: the server parses and plans it once per connection
+ * instead of on every call. Planning was about half of the claim's time in the database (EXPLAIN
+ * ANALYZE medians over 300 rounds of 10 jobs: 0.32 ms planning + 0.36 ms execution), and it grows
+ * with every index on the jobs table, partial ones included (their predicates are checked at each
+ * planning). The batch writes are not prepared: their best plan depends on the batch's size (see
+ * PostgresStore.ids).
  *
  * Only on connections that keep their server session: behind a transaction pooler each
  * transaction may run on another server connection, where the statement was never prepared.

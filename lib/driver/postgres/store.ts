@@ -82,7 +82,7 @@ const SUBSCRIBER_RENEW_MS = 20_000;
 const rollback = (c: PoolClient) => c.query('ROLLBACK');
 
 export class PostgresStore extends PortableStore implements Store {
-  readonly capabilities: StoreCapabilities = { notify: true, syncEnqueue: false };
+  readonly capabilities: StoreCapabilities = { notify: true, syncEnqueue: false, claimAheadByHandlerTime: true };
   private readonly own: Pool;
   /**
    * One connection for claims, planned by a session SET to walk the claim index (see CLAIM_PLANNER

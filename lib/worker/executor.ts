@@ -227,9 +227,13 @@ export class RunningAttempt {
    * of ours; otherwise its outcome races its abort (timeout, cancel, shutdown, lost) in one.
    */
   private handle(): AttemptOutcome | Promise<AttemptOutcome> {
+    // Cancelled while its workflow was read: the handler never starts.
+    if (this.abortReason) return { kind: 'aborted', reason: this.abortReason };
+    // The timeout counts from the handler's start, its synchronous part included.
     const timeout = this.timeoutMs;
+    if (timeout) this.timer = setTimeout(() => this.abort('timeout'), timeout);
     if (this.def.transactional) {
-      return this.race(timeout, (resolve) => {
+      return this.race((resolve) => {
         let transaction: Promise<AttemptOutcome>;
         try {
           transaction = this.trace.run(runTransactional, this, undefined);
@@ -251,7 +255,7 @@ export class RunningAttempt {
     // Aborted while it ran (a cancel of its own job): the abort decided first.
     if (this.abortReason) return { kind: 'aborted', reason: this.abortReason };
     if (typeof then !== 'function') return { kind: 'completed', result };
-    return this.race(timeout, (resolve) => {
+    return this.race((resolve) => {
       try {
         (then as PromiseLike<unknown>['then']).call(
           result,
@@ -265,11 +269,10 @@ export class RunningAttempt {
   }
 
   /** The outcome `start` resolves with, unless an abort (or the timeout) decides first. */
-  private race(timeout: number | null, start: (resolve: (o: AttemptOutcome) => void) => void): Promise<AttemptOutcome> {
+  private race(start: (resolve: (o: AttemptOutcome) => void) => void): Promise<AttemptOutcome> {
     return new Promise<AttemptOutcome>((resolve) => {
       this.decide = resolve;
       if (this.abortReason) return resolve({ kind: 'aborted', reason: this.abortReason });
-      if (timeout) this.timer = setTimeout(() => this.abort('timeout'), timeout);
       start(resolve);
     });
   }

@@ -174,12 +174,14 @@ export class JobMetrics {
   /** Whether anything records: without a MeterProvider and a registry, a measurement costs this look alone. */
   private recording(): boolean {
     if (this.closed) return false;
-    if (this.prometheus) return true;
     try {
-      return this.otel()?.recording() ?? false;
+      // Asked first, even with a registry: a MeterProvider registered later joins the sinks here.
+      const otel = this.otel();
+      if (this.prometheus) return true;
+      return otel?.recording() ?? false;
     } catch (err) {
       this.report(err);
-      return false;
+      return this.prometheus !== null;
     }
   }
 

@@ -283,9 +283,10 @@ export class RunningAttempt {
    */
   async runTransactional(): Promise<AttemptOutcome> {
     const ctx = this.context();
+    const { handler } = this.def; // called as a plain function, as a handler outside a transaction is
     const { applied, result } = await this.deps.store.jobCompleteInTransaction({
       item: this.fenced,
-      work: (tx) => this.def.handler(this.job.payload as never, Object.assign(ctx, { tx })),
+      work: (tx) => handler(this.job.payload as never, Object.assign(ctx, { tx })),
       encode: (value) => (value === undefined ? null : this.boundedJson('result', value)),
       beforeComplete: () => (this.deps.writer.hasBuffered(this.job.id) ? this.deps.writer.flushJob(this.job.id) : undefined),
     });

@@ -13,7 +13,7 @@ import os from 'node:os';
 import type { Pool, PoolClient, PoolConfig, Client, QueryResultRow } from 'pg';
 import type { EnqueueResult } from '../../model.ts';
 import { checkNotNewer, loadMigrations, splitStatements } from '../migrations.ts';
-import { claimOrder, nativeCodec, toClaimedJob } from '../rows.ts';
+import { claimOrder, claimedFromColumns, nativeCodec } from '../rows.ts';
 import type { ScheduleDef } from '../../schedule/schedule.ts';
 import { settleEnqueue } from '../sql.ts';
 import type {
@@ -216,7 +216,7 @@ export class PostgresStore extends PortableStore implements Store {
    * claim rather than queued from the pool's 'connect' event, which would run two statements on the
    * client at once (pg deprecates that, and warns in the app's log).
    */
-  private async claimOnPlannedSession(q: { text: string; values: unknown[] }): Promise<QueryResultRow[]> {
+  private async claimOnPlannedSession(q: { text: string; values: unknown[] }): Promise<unknown[][]> {
     return withHeld(await holdPgClient(this.claimPool()), nothingToUndo, async (c) => {
       if (!plannedSessions.has(c)) {
         await c.query(CLAIM_PLANNER);
@@ -226,15 +226,15 @@ export class PostgresStore extends PortableStore implements Store {
     });
   }
 
-  /** The claim on its own connection, prepared while that connection keeps its session. */
-  private async onClaimer(on: PoolClient, q: { text: string; values: unknown[] }): Promise<{ rows: QueryResultRow[] }> {
-    if (!this.preparingClaims) return on.query(q.text, q.values);
+  /** The claim on its own connection, prepared while that connection keeps its session; rows as arrays (see jobClaim). */
+  private async onClaimer(on: PoolClient, q: { text: string; values: unknown[] }): Promise<{ rows: unknown[][] }> {
+    if (!this.preparingClaims) return on.query({ text: q.text, values: q.values, rowMode: 'array' });
     try {
-      return await on.query(prepared(q));
+      return await on.query({ ...prepared(q), rowMode: 'array' });
     } catch (err) {
       if (!preparedStatementLost(err)) throw err;
       this.preparingClaims = false; // a pooler that detection missed: plain statements from now on
-      return on.query(q.text, q.values);
+      return on.query({ text: q.text, values: q.values, rowMode: 'array' });
     }
   }
 
@@ -322,7 +322,8 @@ export class PostgresStore extends PortableStore implements Store {
   async jobClaim(req: ClaimRequest): Promise<ClaimedJob[]> {
     const q = this.hot.claim(req, crypto.randomUUID());
     const rows = (await this.sessionScoped()) ? await this.claimOnPlannedSession(q) : await this.claimPlannedLocally(q);
-    return rows.map((r) => toClaimedJob(r, nativeCodec)).sort(claimOrder);
+    // Rows as arrays in CLAIM_COLUMNS' order (pg builds no object per row, and neither do we).
+    return rows.map((r) => claimedFromColumns(r, nativeCodec)).sort(claimOrder);
   }
 
   /** A managed queue's claim, planned for its transaction as every claim is (see CLAIM_PLANNER): its queue's statistics are as stale. */
@@ -336,10 +337,10 @@ export class PostgresStore extends PortableStore implements Store {
   }
 
   /** Behind a transaction pooler: the planner settings last for the claim's own transaction only. */
-  private async claimPlannedLocally(q: { text: string; values: unknown[] }): Promise<QueryResultRow[]> {
+  private async claimPlannedLocally(q: { text: string; values: unknown[] }): Promise<unknown[][]> {
     return withHeld(await holdPgClient(this.own), rollback, async (c) => {
       await c.query(CLAIM_PLANNER_LOCAL);
-      const res = await c.query(q.text, q.values);
+      const res = await c.query({ text: q.text, values: q.values, rowMode: 'array' });
       await c.query('COMMIT');
       return res.rows;
     });

@@ -65,6 +65,33 @@ forEachDialect('enqueue and read', ({ fresh }) => {
     expect(j!.payload).to.deep.equal({ i: 7 });
   });
 
+  it('enqueueMany mixing new jobs and refIds of live ones answers each item in order, with its own options', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: false });
+    const live = await jobs.enqueue('sync', { v: 0 }, { refId: 'live-a' });
+    const liveB = await jobs.enqueue('sync', { v: 0 }, { refId: 'live-b' });
+    // Runs of rows without a refId longer and shorter than a multi-row statement, broken by refIds old and new.
+    const refAt = new Map([[0, 'live-a'], [51, 'new-1'], [52, 'live-b'], [160, 'new-2']]);
+    const before = Date.now();
+    const items = Array.from({ length: 161 }, (_, i) => ({ name: 'bulk', payload: { i }, priority: i % 4, delay: i % 2 ? 60_000 : 0, refId: refAt.get(i) }));
+    const res = await jobs.enqueueMany(items);
+    expect(res).to.have.length(161);
+    expect(res[0]).to.deep.equal({ id: live.id, existed: true });
+    expect(res[52]).to.deep.equal({ id: liveB.id, existed: true });
+    expect(res.filter((r) => r.existed)).to.have.length(2);
+    expect(new Set(res.map((r) => r.id)).size).to.equal(161);
+    for (const i of [1, 49, 50, 51, 53, 102, 103, 159, 160]) {
+      const j = (await jobs.get(res[i].id))!;
+      expect(j.payload, `item ${i}`).to.deep.equal({ i });
+      expect(j.priority, `item ${i}`).to.equal(i % 4);
+      expect(j.createdAt.getTime(), `item ${i}`).to.be.within(before - 1000, Date.now() + 1000);
+      expect(j.runAt.getTime() - j.createdAt.getTime(), `item ${i}`).to.be.within(i % 2 ? 59_000 : 0, i % 2 ? 61_000 : 1000);
+    }
+    expect((await jobs.get(live.id))!.payload).to.deep.equal({ v: 0 });
+    const rows = await t.query<{ n: number | string }>(`SELECT COUNT(*) AS n FROM ${t.prefix}jobs`);
+    expect(Number(rows[0].n)).to.equal(161);
+  });
+
   it('stores Buffer payloads as binary', async () => {
     const t = await fresh();
     const jobs = t.jobs({ worker: false });

@@ -73,7 +73,8 @@ const HOT: Record<'sqlite' | 'postgres' | 'mysql', [string, Built][]> = {
     ['logs', my.logsAppendOwned(t, { ...fenced, attempt: 1, lines: [{ at: 1, message: HOSTILE }, { at: 2, message: HOSTILE }] })],
   ],
   sqlite: [
-    ['enqueue', { text: lite.jobInsert(t).text, values: lite.jobInsert(t).values(row) }],
+    ['enqueue', { text: lite.jobInsert(t).text, values: lite.jobInsert(t).values(row, 0) }],
+    ['enqueue: rows without refId', { text: lite.jobInsert(t).rowsText, values: liteRows(t, { ...row, refId: null }) }],
     ['enqueue: live job by refId', lite.jobByRef(t)(HOSTILE)],
     ['claim', lite.jobsClaim(t)(request, TOKEN)],
     ['claim (no queue lists)', lite.jobsClaim(t)({ workerId: HOSTILE, names: [HOSTILE], limit: 5 }, TOKEN)],
@@ -88,6 +89,13 @@ const HOT: Record<'sqlite' | 'postgres' | 'mysql', [string, Built][]> = {
     ['log', lite.logInsert(t)(UUID, 1, 1, HOSTILE)],
   ],
 };
+
+/** The multi-row insert's values: ROWS_PER_INSERT copies of \`r\`, each with an id of its own. */
+function liteRows(tables: typeof t, r: typeof row): unknown[] {
+  const values: unknown[] = [];
+  for (let i = 0; i < lite.ROWS_PER_INSERT; i++) lite.jobInsert(tables).pushValues(values, { ...r, id: UUID.slice(0, -4) + String(i).padStart(4, '0') }, 0);
+  return values;
+}
 
 /**
  * Statements that write on behalf of a running attempt, fenced in their own text by the claim

@@ -19,7 +19,7 @@ import { claimOrder, claimedFromColumns, textCodec } from '../rows.ts';
 import type { ScheduleDef } from '../../schedule/schedule.ts';
 import { sqlite as sqliteDialect } from '../portable/dialect.ts';
 import { PortableStore } from '../portable/engine.ts';
-import { jobByRef, jobInsert } from './enqueue.ts';
+import { jobByRef, jobInsert, ROWS_PER_INSERT } from './enqueue.ts';
 import { jobsClaim } from './claim.ts';
 import { jobMoveToHistory, jobsMoveCompleted } from './move.ts';
 import { attemptRecord, jobRetryLater } from './fail.ts';
@@ -279,16 +279,35 @@ export class SqliteStore extends PortableStore implements Store {
   jobInsertManySync({ rows, tx }: InsertBatch): EnqueueResult[] {
     const db = tx === undefined ? this.app : this.callerDatabase(tx);
     const prepare = (sql: string) => (db === this.app ? this.qa(sql) : prepared(foreignStatements(db), db, sql));
-    const insert = prepare(this.hot.insert.text);
+    const insert = this.hot.insert;
+    const now = Date.now();
     const one = (r: NewJobRow): EnqueueResult => {
-      if (insert.run(...this.hot.insert.values(r)).changes === 1) return { id: r.id, existed: false };
+      if (prepare(insert.text).run(...insert.values(r, now)).changes === 1) return { id: r.id, existed: false };
       const byRef = this.hot.byRef(r.refId);
       const row = prepare(byRef.text).get(...byRef.values) as { id: string };
       return { id: row.id, existed: true };
     };
     if (rows.length === 1 && !rows[0].refId) return [one(rows[0])];
     // Joins the open transaction (as a savepoint) or opens its own.
-    return db.transaction(() => rows.map(one))();
+    return db.transaction(() => {
+      const results = new Array<EnqueueResult>(rows.length);
+      for (let i = 0; i < rows.length; ) {
+        const run = withoutRef(rows, i, ROWS_PER_INSERT);
+        if (run < ROWS_PER_INSERT) {
+          results[i] = one(rows[i]);
+          i++;
+          continue;
+        }
+        const values: unknown[] = [];
+        for (let j = i; j < i + run; j++) {
+          insert.pushValues(values, rows[j], now);
+          results[j] = { id: rows[j].id, existed: false };
+        }
+        prepare(insert.rowsText).run(values);
+        i += run;
+      }
+      return results;
+    })();
   }
 
   /** The caller's opts.tx as a Database: the app's handle, or another one on our file inside a transaction. */
@@ -311,7 +330,7 @@ export class SqliteStore extends PortableStore implements Store {
     if ('native' in caller) return this.jobInsertManySync({ rows, tx: caller.native });
     const results: EnqueueResult[] = [];
     for (const r of rows) {
-      await runnerQuery(caller, this.hot.insert.text, this.hot.insert.values(r));
+      await runnerQuery(caller, this.hot.insert.text, this.hot.insert.values(r, Date.now()));
       if (!r.refId) {
         results.push({ id: r.id, existed: false });
         continue;
@@ -498,7 +517,7 @@ export class SqliteStore extends PortableStore implements Store {
 
   /** An enqueue on our own handle, inside a transaction of ours (schedules). */
   private insertOwn(r: NewJobRow): void {
-    this.q(this.hot.insert.text).run(...this.hot.insert.values(r));
+    this.q(this.hot.insert.text).run(this.hot.insert.values(r, Date.now()));
   }
 
   // ---------------------------------------------------------------- status
@@ -647,3 +666,10 @@ function outcome(st: Stmt, s: Statement): Outcome {
 
 /** Rolls back a transactional completion whose attempt is no longer owned. */
 class NotOwned extends Error {}
+
+/** How many rows from \`from\` on, up to \`max\`, have no refId (they can share one multi-row INSERT). */
+function withoutRef(rows: NewJobRow[], from: number, max: number): number {
+  let n = 0;
+  while (n < max && from + n < rows.length && !rows[from + n].refId) n++;
+  return n;
+}

@@ -8,13 +8,18 @@ import type Database from 'better-sqlite3';
 import type pg from 'pg';
 import type { Jobs } from '../../lib/index.ts';
 import { SQLJOBS_ENTRY, type SystemOptions } from '../lib/config.ts';
-import { dropByPrefix, describePg, newClient, newPool } from '../lib/pg.ts';
 import type mysql from 'mysql2/promise';
-import { describeMysql, dropMysqlByPrefix, newMysqlPool } from '../lib/mysql.ts';
 import { describeSqlite, openAppDb, openChecker, removeSqliteFile, sqliteFile } from '../lib/sqlite.ts';
 import type { BenchSystem, Payload, Progress } from './types.ts';
 
 type NoopJobs = Jobs<{ noop: Payload }>;
+
+/**
+ * The server backends' helpers load with the backend's system only: imported at the top they
+ * would put pg and mysql2 (about 22 MB of RSS) into every SQLite memory figure.
+ */
+const pgHelpers = () => import('../lib/pg.ts');
+const mysqlHelpers = () => import('../lib/mysql.ts');
 
 /** lib/index.ts, or the run's snapshot of it (see SQLJOBS_ENTRY). */
 const { createJobs } = (await import(pathToFileURL(SQLJOBS_ENTRY).href)) as typeof import('../../lib/index.ts');
@@ -93,13 +98,13 @@ export class SqljobsPg extends SqljobsBase implements BenchSystem {
   private checker: pg.Client | null = null;
 
   async setup(): Promise<void> {
-    this.pool = newPool();
+    this.pool = (await pgHelpers()).newPool();
     this.make(this.pool);
     await this.jobs.migrate();
   }
 
   async progress(): Promise<Progress> {
-    this.checker ??= await newClient();
+    this.checker ??= await (await pgHelpers()).newClient();
     const { rows } = await this.checker.query(
       `SELECT (SELECT count(*) FROM ${this.prefix}jobs)::int AS hot, (SELECT count(*) FROM ${this.prefix}history)::int AS hist`,
     );
@@ -107,7 +112,7 @@ export class SqljobsPg extends SqljobsBase implements BenchSystem {
   }
 
   async durability(): Promise<Record<string, string>> {
-    return { 'app pool and worker pool': await describePg(this.pool) };
+    return { 'app pool and worker pool': await (await pgHelpers()).describePg(this.pool) };
   }
 
   async close(): Promise<void> {
@@ -118,7 +123,7 @@ export class SqljobsPg extends SqljobsBase implements BenchSystem {
   }
 
   async cleanup(): Promise<void> {
-    await dropByPrefix(this.prefix);
+    await (await pgHelpers()).dropByPrefix(this.prefix);
   }
 }
 
@@ -128,13 +133,13 @@ export class SqljobsMysql extends SqljobsBase implements BenchSystem {
   private checker: mysql.Pool | null = null;
 
   async setup(): Promise<void> {
-    this.pool = newMysqlPool();
+    this.pool = (await mysqlHelpers()).newMysqlPool();
     this.make(this.pool);
     await this.jobs.migrate();
   }
 
   async progress(): Promise<Progress> {
-    this.checker ??= newMysqlPool(1);
+    this.checker ??= (await mysqlHelpers()).newMysqlPool(1);
     const [rows] = await this.checker.query(
       `SELECT (SELECT COUNT(*) FROM ${this.prefix}jobs) AS hot, (SELECT COUNT(*) FROM ${this.prefix}history) AS hist`,
     );
@@ -143,7 +148,7 @@ export class SqljobsMysql extends SqljobsBase implements BenchSystem {
   }
 
   async durability(): Promise<Record<string, string>> {
-    return { 'server (app pool and worker pool)': await describeMysql(this.pool) };
+    return { 'server (app pool and worker pool)': await (await mysqlHelpers()).describeMysql(this.pool) };
   }
 
   async close(): Promise<void> {
@@ -154,6 +159,6 @@ export class SqljobsMysql extends SqljobsBase implements BenchSystem {
   }
 
   async cleanup(): Promise<void> {
-    await dropMysqlByPrefix(this.prefix);
+    await (await mysqlHelpers()).dropMysqlByPrefix(this.prefix);
   }
 }

@@ -189,6 +189,10 @@ export class SqliteStore extends PortableStore implements Store {
       }
       // Per connection: durable at checkpoints, fast commits (the WAL keeps committed data across a crash of the process).
       this.own.pragma('synchronous = NORMAL');
+      // SQLite's own default page cache (2 MiB), not better-sqlite3's 16: the worker's writes touch the
+      // right edges of a few indexes and the claim index's left edge. Same throughput, also under a
+      // 300,000-job backlog (bench/at-scale.ts), and 8 MB less peak RSS (issue 17).
+      this.own.pragma('cache_size = -2000');
     }
     this.migrateSync();
     if (opts.history === 'monthly-files') {

@@ -228,6 +228,7 @@ async function runOnce(procs: number, n: number, concurrency: number): Promise<R
     for (const w of workers) reports.push(JSON.parse((await waitLine(w, 'RESULT ')).slice(7)) as { cpuUs: number; handled: number; claims: number; completions: number });
     await Promise.all(workers.map((w) => new Promise((r) => (w.proc.exitCode !== null ? r(null) : w.proc.on('exit', r)))));
     const nodeUs = reports.reduce((s, r) => s + r.cpuUs, 0);
+    if (process.env.SCALEOUT_STATS) await printStats(checker, prefix, procs, n);
     return {
       procs,
       ms,
@@ -245,6 +246,21 @@ async function runOnce(procs: number, n: number, concurrency: number): Promise<R
     await checker.end();
     await dropByPrefix(prefix, [], NAME_PREFIX);
   }
+}
+
+/**
+ * SCALEOUT_STATS=1: what the claims read per job, from PostgreSQL's counters (read after the
+ * children exit, when their backends have reported): index entries and heap rows read through each
+ * index of the hot table, updates that were HOT, and the buffers touched.
+ */
+async function printStats(c: pg.Client, prefix: string, procs: number, n: number): Promise<void> {
+  await sleep(1200);
+  const idx = await c.query(
+    `SELECT indexrelname AS index, idx_scan, idx_tup_read, idx_tup_fetch FROM pg_stat_user_indexes WHERE relname = $1 ORDER BY indexrelname`, [`${prefix}jobs`]);
+  const tab = await c.query(`SELECT n_tup_upd, n_tup_hot_upd, n_tup_del, n_dead_tup, autovacuum_count FROM pg_stat_user_tables WHERE relname = $1`, [`${prefix}jobs`]);
+  const io = await c.query(`SELECT heap_blks_read + heap_blks_hit AS heap, idx_blks_read + idx_blks_hit AS idx FROM pg_statio_user_tables WHERE relname = $1`, [`${prefix}jobs`]);
+  console.log(`  P=${procs} hot table: ${JSON.stringify(tab.rows[0])}; buffers per job: heap ${fmt(io.rows[0].heap / n, 1)}, index ${fmt(io.rows[0].idx / n, 1)}`);
+  for (const r of idx.rows) console.log(`    ${r.index.replace(prefix, '')}: scans ${r.idx_scan}, entries read per job ${fmt(r.idx_tup_read / n, 2)}, rows fetched per job ${fmt(r.idx_tup_fetch / n, 2)}`);
 }
 
 async function main(): Promise<void> {

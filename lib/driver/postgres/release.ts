@@ -4,13 +4,14 @@
  */
 import type { ReleaseItem } from '../store.ts';
 import type { Tables } from '../portable/statement.ts';
+import { byOwnedTid, ownedRows } from './owned.ts';
 
 export function jobsRelease(t: Tables): (items: ReleaseItem[], channel: string) => { text: string; values: unknown[] } {
-  const text = `WITH back AS (
+  const text = `WITH ${ownedRows(t, 'unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::int[]) AS x(id, token, delay_ms, refund)')},
+    back AS (
       UPDATE ${t.jobs} j SET state = 'pending', run_at = now() + x.delay_ms * interval '1 millisecond',
         attempts = j.attempts - x.refund, token = NULL
-      FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::int[]) AS x(id, token, delay_ms, refund)
-      WHERE j.id = x.id AND j.token = x.token AND j.state = 'running'
+      FROM owned x WHERE ${byOwnedTid('j')} AND x.id = j.id
       RETURNING j.id, j.queue, x.delay_ms),
     wake AS (SELECT pg_notify($5, queue) FROM (SELECT DISTINCT queue FROM back WHERE delay_ms = 0) q)
     SELECT id::text AS id, (SELECT count(*) FROM wake) AS woke FROM back`;

@@ -249,7 +249,7 @@ async function runOnce(procs: number, n: number, concurrency: number): Promise<R
 }
 
 /**
- * SCALEOUT_STATS=1: what the claims read per job, from PostgreSQL's counters (read after the
+ * SCALEOUT_STATS=1: what the claims and batch writes read per job, from PostgreSQL's counters (read after the
  * children exit, when their backends have reported): index entries and heap rows read through each
  * index of the hot table, updates that were HOT, and the buffers touched.
  */

@@ -16,7 +16,7 @@ type NoopJobs = Jobs<{ noop: Payload }>;
 
 /**
  * The server backends' helpers load with the backend's system only: imported at the top they
- * would put pg and mysql2 (about 22 MB of RSS) into every SQLite memory figure.
+ * would put pg and mysql2 (about 12 MB of RSS under the harness) into every SQLite memory figure.
  */
 const pgHelpers = () => import('../lib/pg.ts');
 const mysqlHelpers = () => import('../lib/mysql.ts');

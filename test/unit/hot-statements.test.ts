@@ -73,7 +73,7 @@ const HOT: Record<'sqlite' | 'postgres' | 'mysql', [string, Built][]> = {
     ['logs', my.logsAppendOwned(t, { ...fenced, attempt: 1, lines: [{ at: 1, message: HOSTILE }, { at: 2, message: HOSTILE }] })],
   ],
   sqlite: [
-    ['enqueue', { text: lite.jobInsert(t).text, values: lite.jobInsert(t).values(row, 0) }],
+    ['enqueue', { text: lite.jobInsert(t).text, values: lite.jobInsert(t).values(row) }],
     ['enqueue: rows without refId', { text: lite.jobInsert(t).rowsText, values: liteRows(t, { ...row, refId: null }) }],
     ['enqueue: live job by refId', lite.jobByRef(t)(HOSTILE)],
     ['claim', lite.jobsClaim(t)(request, TOKEN)],
@@ -90,10 +90,11 @@ const HOT: Record<'sqlite' | 'postgres' | 'mysql', [string, Built][]> = {
   ],
 };
 
-/** The multi-row insert's values: ROWS_PER_INSERT copies of \`r\`, each with an id of its own. */
+/** The multi-row insert's values: ROWS_PER_INSERT copies of `r`, each with an id of its own. */
 function liteRows(tables: typeof t, r: typeof row): unknown[] {
   const values: unknown[] = [];
-  for (let i = 0; i < lite.ROWS_PER_INSERT; i++) lite.jobInsert(tables).pushValues(values, { ...r, id: UUID.slice(0, -4) + String(i).padStart(4, '0') }, 0);
+  const insert = lite.jobInsert(tables);
+  for (let i = 0; i < lite.ROWS_PER_INSERT; i++) insert.pushValues(values, { ...r, id: UUID.slice(0, -4) + String(i).padStart(4, '0') }, 0);
   return values;
 }
 
@@ -129,7 +130,8 @@ describe('hot statements, each dialect its own, without a server', () => {
         for (const name of FENCED[dialect]) {
           const s = byName.get(name)!;
           expect(s, name).to.exist;
-          expect(s.text, name).to.match(/\bstate = 'running'/);
+          // PostgreSQL's batch writes say `<> 'pending'`, the same rows, so that the planner cannot read them through the partial index on running rows (lib/driver/postgres/owned.ts).
+          expect(s.text, name).to.match(dialect === 'postgres' ? /\bstate <> 'pending'/ : /\bstate = 'running'/);
           expect(s.text, name).to.match(/\btoken = (\?|x\.token|j\.token)/);
         }
       });

@@ -5,22 +5,20 @@
  */
 import type { FailItem } from '../store.ts';
 import type { Tables } from '../portable/statement.ts';
+import { ownedRunning } from './owned.ts';
 import { sharedColumns } from '../columns.ts';
-import { byOwnedTid, ownedRows } from './owned.ts';
 
 export function jobsFail(t: Tables): (items: FailItem[], channel: string) => { text: string; values: unknown[] } {
-  // A retry needs only the claim; a move to history also no workflow to run (flow = 0).
-  const owned = ownedRows(t, 'unnest($1::uuid[], $2::uuid[], $3::int[], $4::json[], $5::bigint[]) AS x(id, token, attempt, err, delay_ms)', '(x.delay_ms IS NOT NULL OR j.flow = 0)');
-  const text = `WITH ${owned},
+  const text = `WITH x AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::json[], $5::bigint[]) AS x(id, token, attempt, err, delay_ms)),
     retry AS (
       UPDATE ${t.jobs} j SET state = 'pending', run_at = now() + x.delay_ms * interval '1 millisecond', error = x.err, token = NULL
-      FROM owned x WHERE ${byOwnedTid('j', 'delay_ms IS NOT NULL')} AND x.id = j.id
+      FROM x WHERE x.delay_ms IS NOT NULL AND ${ownedRunning('j', 'x', '$1::uuid[]')}
       RETURNING j.id, j.queue, j.worker_id, j.started_at, x.attempt, x.err, x.delay_ms),
     -- A job due again at once (a rescue, a zero backoff) wakes the other processes' workers at commit.
     wake AS (SELECT pg_notify($6, queue) FROM (SELECT DISTINCT queue FROM retry WHERE delay_ms = 0) q),
     dead AS (
-      DELETE FROM ${t.jobs} j USING owned x
-      WHERE ${byOwnedTid('j', 'delay_ms IS NULL')} AND x.id = j.id
+      DELETE FROM ${t.jobs} j USING x
+      WHERE x.delay_ms IS NULL AND ${ownedRunning('j', 'x', '$1::uuid[]')} AND j.flow = 0
       RETURNING j.*, x.err AS new_error, x.attempt AS failed_attempt),
     moved AS (
       INSERT INTO ${t.history} (${sharedColumns()}, state, finished_at, result)

@@ -19,7 +19,7 @@ import { claimOrder, claimedFromColumns, textCodec } from '../rows.ts';
 import type { ScheduleDef } from '../../schedule/schedule.ts';
 import { sqlite as sqliteDialect } from '../portable/dialect.ts';
 import { PortableStore } from '../portable/engine.ts';
-import { jobByRef, jobInsert, ROWS_PER_INSERT } from './enqueue.ts';
+import { CLOCK, jobByRef, jobInsert, ROWS_PER_INSERT } from './enqueue.ts';
 import { jobsClaim } from './claim.ts';
 import { jobMoveToHistory, jobsMoveCompleted } from './move.ts';
 import { attemptRecord, jobRetryLater } from './fail.ts';
@@ -284,9 +284,8 @@ export class SqliteStore extends PortableStore implements Store {
     const db = tx === undefined ? this.app : this.callerDatabase(tx);
     const prepare = (sql: string) => (db === this.app ? this.qa(sql) : prepared(foreignStatements(db), db, sql));
     const insert = this.hot.insert;
-    const now = Date.now();
     const one = (r: NewJobRow): EnqueueResult => {
-      if (prepare(insert.text).run(...insert.values(r, now)).changes === 1) return { id: r.id, existed: false };
+      if (prepare(insert.text).run(...insert.values(r)).changes === 1) return { id: r.id, existed: false };
       const byRef = this.hot.byRef(r.refId);
       const row = prepare(byRef.text).get(...byRef.values) as { id: string };
       return { id: row.id, existed: true };
@@ -294,6 +293,7 @@ export class SqliteStore extends PortableStore implements Store {
     if (rows.length === 1 && !rows[0].refId) return [one(rows[0])];
     // Joins the open transaction (as a savepoint) or opens its own.
     return db.transaction(() => {
+      let now: number | undefined;
       const results = new Array<EnqueueResult>(rows.length);
       for (let i = 0; i < rows.length; ) {
         const run = withoutRef(rows, i, ROWS_PER_INSERT);
@@ -302,6 +302,7 @@ export class SqliteStore extends PortableStore implements Store {
           i++;
           continue;
         }
+        now ??= prepare(CLOCK).pluck().get() as number;
         const values: unknown[] = [];
         for (let j = i; j < i + run; j++) {
           insert.pushValues(values, rows[j], now);
@@ -334,7 +335,7 @@ export class SqliteStore extends PortableStore implements Store {
     if ('native' in caller) return this.jobInsertManySync({ rows, tx: caller.native });
     const results: EnqueueResult[] = [];
     for (const r of rows) {
-      await runnerQuery(caller, this.hot.insert.text, this.hot.insert.values(r, Date.now()));
+      await runnerQuery(caller, this.hot.insert.text, this.hot.insert.values(r));
       if (!r.refId) {
         results.push({ id: r.id, existed: false });
         continue;
@@ -521,7 +522,7 @@ export class SqliteStore extends PortableStore implements Store {
 
   /** An enqueue on our own handle, inside a transaction of ours (schedules). */
   private insertOwn(r: NewJobRow): void {
-    this.q(this.hot.insert.text).run(this.hot.insert.values(r, Date.now()));
+    this.q(this.hot.insert.text).run(...this.hot.insert.values(r));
   }
 
   // ---------------------------------------------------------------- status
@@ -671,7 +672,7 @@ function outcome(st: Stmt, s: Statement): Outcome {
 /** Rolls back a transactional completion whose attempt is no longer owned. */
 class NotOwned extends Error {}
 
-/** How many rows from \`from\` on, up to \`max\`, have no refId (they can share one multi-row INSERT). */
+/** How many rows from `from` on, up to `max`, have no refId (they can share one multi-row INSERT). */
 function withoutRef(rows: NewJobRow[], from: number, max: number): number {
   let n = 0;
   while (n < max && from + n < rows.length && !rows[from + n].refId) n++;

@@ -134,15 +134,17 @@ forEachDialect('flow control: fair groups and queue limits', ({ fresh }) => {
     const order: string[] = [];
     jobs.define('quick', async (p: { queue: string }) => void order.push(p.queue));
     await jobs.migrate();
-    for (let i = 0; i < 4; i++) await jobs.enqueueMany(Array.from({ length: 1000 }, () => ({ name: 'quick' as const, payload: { queue: 'plain' } })));
+    const backlog = 8000;
+    for (let i = 0; i < backlog; i += 1000) await jobs.enqueueMany(Array.from({ length: 1000 }, () => ({ name: 'quick' as const, payload: { queue: 'plain' } })));
     await jobs.start();
     // Once jobs are short the worker claims ahead (prefetch); then the managed queue gets jobs.
     await until(() => order.length >= 200, 'the plain backlog to get going', 30_000);
     await jobs.enqueueMany(Array.from({ length: 5 }, (_, i) => ({ name: 'quick' as const, payload: { queue: 'fair' }, queue: 'fair', group: `g${i}` })));
-    const plainBefore = order.length;
     await until(() => order.filter((q) => q === 'fair').length === 5, 'the managed jobs to run', 30_000);
-    const plainBetween = order.lastIndexOf('fair') - plainBefore;
-    expect(plainBetween, 'plain jobs run before the managed ones got their turn').to.be.below(1500);
+    // Counted in jobs left, not jobs run meanwhile: how many plain jobs a poll interval holds grows
+    // with the worker's speed (1,754 once in CI), while a starved managed queue waits for them all.
+    const plainLeft = backlog - order.slice(0, order.lastIndexOf('fair') + 1).filter((q) => q === 'plain').length;
+    expect(plainLeft, 'plain jobs still waiting when the managed ones had run').to.be.above(backlog / 4);
     await jobs.stop();
   });
 

@@ -284,8 +284,9 @@ export class SqliteStore extends PortableStore implements Store {
     const db = tx === undefined ? this.app : this.callerDatabase(tx);
     const prepare = (sql: string) => (db === this.app ? this.qa(sql) : prepared(foreignStatements(db), db, sql));
     const insert = this.hot.insert;
+    const insertOne = prepare(insert.text);
     const one = (r: NewJobRow): EnqueueResult => {
-      if (prepare(insert.text).run(...insert.values(r)).changes === 1) return { id: r.id, existed: false };
+      if (insertOne.run(...insert.values(r)).changes === 1) return { id: r.id, existed: false };
       const byRef = this.hot.byRef(r.refId);
       const row = prepare(byRef.text).get(...byRef.values) as { id: string };
       return { id: row.id, existed: true };
@@ -298,8 +299,8 @@ export class SqliteStore extends PortableStore implements Store {
       for (let i = 0; i < rows.length; ) {
         const run = withoutRef(rows, i, ROWS_PER_INSERT);
         if (run < ROWS_PER_INSERT) {
-          results[i] = one(rows[i]);
-          i++;
+          // A shorter run (then a row with a refId, or the end), or that row itself: one by one.
+          for (const end = i + Math.max(run, 1); i < end; i++) results[i] = one(rows[i]);
           continue;
         }
         now ??= prepare(CLOCK).pluck().get() as number;

@@ -5,13 +5,15 @@
  *   enqueue-single  N jobs enqueued one by one, awaited in turn (jobs/s)
  *   enqueue-bulk    N jobs in batches of 1000 (jobs/s)
  *   process         N jobs pre-enqueued; jobs / wall time from worker start until the database
- *                   holds no unfinished job (and the finished record holds every job, where kept)
+ *                   holds no unfinished job (and the finished record holds every job, where kept);
+ *                   also the old generation's growth, scavenges, full GCs and GC pauses meanwhile
  *   latency         L jobs enqueued one at a time 20 ms apart to an idle worker in this process:
  *                   enqueue call to handler start, p50/p95/p99
  *   memory          N jobs processed: RSS after the first 10,000 vs at the end
  */
 import { parseArgs } from 'node:util';
 import { newRunId } from './lib/config.ts';
+import { startHeapWatch } from './lib/heap.ts';
 import { startLag } from './lib/lag.ts';
 import { percentile, sleep } from './lib/stats.ts';
 import { systemByName } from './systems/index.ts';
@@ -106,12 +108,14 @@ async function run(): Promise<Record<string, unknown>> {
       };
       const cpu0 = process.cpuUsage();
       const lag = startLag();
+      const heap = startHeapWatch();
       const window0 = hrUs();
       const t0 = performance.now();
       await sys.startWorker();
       const { doneMs, handlersMs } = await waitDone(jobs, () => handled, t0);
       const windowUs = [window0, hrUs()];
       const eld = lag.stop();
+      const gcs = heap.stop();
       const cpu = process.cpuUsage(cpu0);
       return {
         rate: (jobs / doneMs) * 1000,
@@ -122,6 +126,7 @@ async function run(): Promise<Record<string, unknown>> {
         eldMax: eld.max,
         eldSamples: eld.samples,
         maxTimerGap: eld.maxGap,
+        ...gcs,
         windowUs,
         handled,
         durability,

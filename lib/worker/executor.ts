@@ -63,6 +63,9 @@ export class RunningAttempt {
   readonly fenced: { readonly id: string; readonly token: string; readonly rowid?: number; readonly flow: number };
   /** When the worker launched it (performance.now()). */
   readonly launchedAt = performance.now();
+  /** Where the worker's AttemptSets keep it (-1: not in one). */
+  runningSlot = -1;
+  unsettledSlot = -1;
   private timer: NodeJS.Timeout | null = null;
   /** Created on first use: most handlers never look at their signal. */
   private abortController: AbortController | null = null;

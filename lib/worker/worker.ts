@@ -11,6 +11,7 @@ import type { ClaimRequest, ClaimedJob, Fenced, ListenCallbacks, ListenHandle, S
 import { uuidv7 } from '../uuid.ts';
 import { isContention } from '../driver/errors.ts';
 import { Periodic } from '../periodic.ts';
+import { AttemptSet } from './attempts.ts';
 import { RunningAttempt, type AttemptDeps, type AttemptOutcome, type JobDefinition } from './executor.ts';
 import { Tracing } from '../telemetry/tracing.ts';
 import { NO_METRICS, type AttemptMetrics } from '../telemetry/metrics.ts';
@@ -95,11 +96,12 @@ function outcomeBatch(capabilities: StoreCapabilities): { batchWindowMs: number;
 
 export class Worker {
   readonly id = `${os.hostname()}:${process.pid}:${uuidv7().slice(-12)}`;
-  private readonly running = new Map<string, RunningAttempt>();
+  /** Attempts whose handler has not returned yet (two of one job when a lost attempt still runs beside its job's next). */
+  private readonly running = new AttemptSet('runningSlot');
   /** Claimed (ours, under our heartbeat) but not started yet: waiting for a free slot. */
   private readonly backlog: { job: ClaimedJob; seq: number }[] = [];
   /** Every started attempt until its outcome is written (or refused): still here after its handler returned. */
-  private readonly unsettled = new Set<RunningAttempt>();
+  private readonly unsettled = new AttemptSet('unsettledSlot');
   private avgRunMs = Infinity;
   private finishedRuns = 0;
   /** As avgRunMs, up to the handler's return only (stores with claimAheadByHandlerTime size claims ahead by it). */
@@ -133,7 +135,9 @@ export class Worker {
     this.writer = new OutcomeWriter(
       store,
       {
-        onLost: (id) => this.running.get(id)?.abort('lost'),
+        onLost: (lost) => {
+          for (const attempt of this.running) if (attempt.id === lost.id && attempt.job.token === lost.token) attempt.abort('lost');
+        },
         onError: (err) => this.events.error(err),
         moreComing: () => this.moreOutcomesSoon(),
       },
@@ -548,7 +552,7 @@ export class Worker {
 
   private runningIn(queue: string): number {
     let n = 0;
-    for (const r of this.running.values()) if (r.job.queue === queue) n++;
+    for (const r of this.running) if (r.job.queue === queue) n++;
     return n;
   }
 
@@ -560,7 +564,7 @@ export class Worker {
   /** Jobs running here or claimed and waiting for a slot, of the queues `counts` selects. */
   private heldWhere(counts: (queue: string) => boolean): number {
     let n = 0;
-    for (const r of this.running.values()) if (counts(r.job.queue)) n++;
+    for (const r of this.running) if (counts(r.job.queue)) n++;
     for (const b of this.backlog) if (counts(b.job.queue)) n++;
     return n;
   }
@@ -587,7 +591,7 @@ export class Worker {
   private launch(job: ClaimedJob, seq: number): void {
     const def = this.definitions.get(job.name)!;
     const attempt = new RunningAttempt(job, def, this.attemptDeps, seq, this.tracing.attempt(job, this.id), this.metrics.attempt(job));
-    this.running.set(job.id, attempt);
+    this.running.add(attempt);
     this.events.started({ id: job.id, name: job.name, queue: job.queue, attempt: job.attempts });
     this.unsettled.add(attempt);
     attempt.start();
@@ -608,7 +612,7 @@ export class Worker {
           // How fast slots turn over, for stores that size claims ahead by it (claimAheadByHandlerTime).
           const ms = performance.now() - attempt.launchedAt;
           this.avgHandlerMs = this.handlerRuns++ ? this.avgHandlerMs * 0.9 + ms * 0.1 : ms;
-          if (this.running.get(attempt.id) === attempt) this.running.delete(attempt.id);
+          this.running.delete(attempt);
           if (this.state === 'running') this.refillSoon();
         },
         settled: (attempt, outcome) => {
@@ -633,7 +637,7 @@ export class Worker {
 
   private settled(attempt: RunningAttempt): void {
     this.unsettled.delete(attempt);
-    if (this.running.get(attempt.id) === attempt) this.running.delete(attempt.id);
+    this.running.delete(attempt);
     if (!this.unsettled.size) for (const w of this.settledWaiters.splice(0)) w();
     this.notifyIdle();
   }
@@ -701,7 +705,7 @@ export class Worker {
 
   /** A cancel in this process reaches the running attempt at once. */
   abortJob(id: string, reason: 'cancelled'): void {
-    this.running.get(id)?.abort(reason);
+    for (const attempt of this.running) if (attempt.id === id) attempt.abort(reason);
     this.dropFromBacklog((j) => j.id === id);
   }
 
@@ -723,7 +727,7 @@ export class Worker {
   /** Running attempts (and jobs claimed ahead) the database no longer gives to this worker: rescued or cancelled elsewhere. */
   private abortLost(owned: Fenced[], seqAtStart: number): void {
     const ownedKeys = new Set(owned.map((f) => `${f.id}:${f.token}`));
-    for (const attempt of this.running.values()) {
+    for (const attempt of this.running) {
       // Only attempts claimed before this heartbeat was sent can be judged by its answer.
       if (attempt.claimSeq <= seqAtStart && !ownedKeys.has(`${attempt.id}:${attempt.job.token}`)) attempt.abort('lost');
     }
@@ -740,7 +744,7 @@ export class Worker {
     if (this.state !== 'running') return; // a stopping worker gives back what it has itself
     const known = new Set<string>(this.parked);
     for (const a of this.unsettled) known.add(`${a.id}:${a.job.token}`);
-    for (const a of this.running.values()) known.add(`${a.id}:${a.job.token}`);
+    for (const a of this.running) known.add(`${a.id}:${a.job.token}`);
     for (const b of this.backlog) known.add(`${b.job.id}:${b.job.token}`);
     const unknown = owned.filter((f) => !known.has(`${f.id}:${f.token}`));
     this.reconcileWanted = false;
@@ -853,7 +857,7 @@ export class Worker {
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([all, new Promise((r) => (timer = setTimeout(r, timeout)))]);
     clearTimeout(timer);
-    const left = [...this.running.values()];
+    const left = [...this.running];
     for (const attempt of left) attempt.abort('shutdown');
     if (left.length) {
       await this.writer.flushLogs();

@@ -55,8 +55,8 @@ interface Pending<T> {
 type Kind = 'complete' | 'fail' | 'release';
 
 export interface WriterHooks {
-  /** A log/progress write found this attempt no longer owned. */
-  onLost(id: string): void;
+  /** A log/progress write found this attempt (its job and claim token) no longer owned. */
+  onLost(attempt: Fenced): void;
   onError(err: unknown): void;
   /** More outcomes are on their way within the window (else no reason to wait for them). */
   moreComing(): boolean;
@@ -253,10 +253,10 @@ export class OutcomeWriter {
   private async writeLogs(buffers: LogBuffer[]): Promise<void> {
     const lines: LogItem[] = buffers.filter((b) => b.lines.length).map((b) => ({ ...b.fenced, attempt: b.attempt, lines: b.lines }));
     const progress: ProgressItem[] = buffers.filter((b) => b.progress).map((b) => ({ ...b.fenced, ...b.progress! }));
-    const lost = new Set<string>();
+    const lost = new Map<string, Fenced>();
     for (const chunk of chunkLogs(lines)) await this.bestEffort(chunk, (c) => this.store.logAppendMany(c), lost);
     if (progress.length) await this.bestEffort(progress, (p) => this.store.jobProgressMany(p), lost);
-    for (const id of lost) this.hooks.onLost(id);
+    for (const attempt of lost.values()) this.hooks.onLost(attempt);
   }
 
   /**
@@ -264,10 +264,10 @@ export class OutcomeWriter {
    * attempt's outcome is not). A refusal drops only the refused job's part: the batch is
    * written job by job to find it.
    */
-  private async bestEffort<T extends Fenced>(items: T[], write: (items: T[]) => Promise<Set<string>>, lost: Set<string>): Promise<void> {
+  private async bestEffort<T extends Fenced>(items: T[], write: (items: T[]) => Promise<Set<string>>, lost: Map<string, Fenced>): Promise<void> {
     try {
       const ok = await write(items);
-      for (const item of items) if (!ok.has(item.id)) lost.add(item.id);
+      for (const item of items) if (!ok.has(item.id)) lost.set(`${item.id}:${item.token}`, { id: item.id, token: item.token });
     } catch (err) {
       if (items.length > 1 && classifyError(err) === 'refused') {
         for (const item of items) await this.bestEffort([item], write, lost);

@@ -513,6 +513,38 @@ forEachDialect('processing', ({ fresh }) => {
     expect((await jobs.get(id))!.progress).to.equal(100);
   });
 
+  it('a log from an attempt whose job was taken back and claimed again here aborts that attempt, not the new one', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { concurrency: 2, prefetch: 0, pollInterval: 50, logFlushInterval: 20 } });
+    const signals: AbortSignal[] = [];
+    let logFromFirst!: () => void;
+    let finishSecond!: () => void;
+    const secondMayFinish = new Promise<void>((r) => (finishSecond = r));
+    const aborted: string[] = [];
+    jobs.on('aborted', (e) => aborted.push(`${e.attempt}:${e.reason}`));
+    jobs.define('twice', async (_p, ctx: JobContext) => {
+      const attempt = signals.push(ctx.signal);
+      if (attempt > 1) return secondMayFinish;
+      await new Promise<void>((r) => (logFromFirst = r));
+      ctx.log('a late line from the first attempt');
+      await new Promise<void>((r) => ctx.signal.addEventListener('abort', () => r(), { once: true }));
+    });
+    await jobs.start();
+    const { id } = await jobs.enqueue('twice', {});
+    await until(() => signals.length === 1, 'the first attempt');
+    // The database gives the job back (as a rescue of a silent worker would) and this worker claims it again.
+    const [{ token }] = await t.query<{ token: string }>(`SELECT token FROM ${t.prefix}jobs WHERE id = ${t.dialect === 'sqlite' ? '?' : '$1'}`, [id]);
+    expect(await jobs.store.jobReleaseMany([{ id, token, delayMs: 0, refund: false }])).to.have.property('size', 1);
+    await until(() => signals.length === 2, 'the second attempt, in the same worker');
+    logFromFirst();
+    await until(() => signals[0].aborted, 'the first attempt aborted once its log write found it lost', 3000);
+    expect(signals[1].aborted, 'the second attempt').to.equal(false);
+    finishSecond();
+    await until(async () => (await jobs.get(id))?.state === 'completed', 'the second attempt completes');
+    expect((await jobs.get(id))!.attempts).to.equal(2);
+    expect(aborted).to.deep.equal(['1:lost']);
+  });
+
   it('keeps per-worker and per-queue concurrency limits', async () => {
     const t = await fresh();
     const jobs = t.jobs({ worker: { pollInterval: 60_000, concurrency: 6, queueConcurrency: { slow: 2 } } });

@@ -1,0 +1,46 @@
+/**
+ * How much the old generation grew while a measurement ran, and how many scavenges and full
+ * GCs it took. Short-lived objects die in the young generation; what grows the old one between
+ * full GCs is what outlived two scavenges (or was kept reachable that long), so the growth per job
+ * is what a worker makes the process keep until the next full GC (issue 17: the worker's Map and
+ * Set of attempts kept ~1 KB per job there).
+ */
+import { PerformanceObserver, constants } from 'node:perf_hooks';
+import v8 from 'node:v8';
+
+export interface HeapResult {
+  /** Highest old-space use seen minus the use at the start, MB (lowered by any full GC between). */
+  oldGrowthMB: number;
+  scavenges: number;
+  fullGcs: number;
+  /** Time spent in GC pauses, ms. */
+  gcPauseMs: number;
+}
+
+const oldSpaceUsed = () => v8.getHeapSpaceStatistics().find((s) => s.space_name === 'old_space')?.space_used_size ?? 0;
+
+export function startHeapWatch(everyMs = 5): { stop(): HeapResult } {
+  const start = oldSpaceUsed();
+  let peak = start;
+  let scavenges = 0;
+  let fullGcs = 0;
+  let gcPauseMs = 0;
+  const observer = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      const kind = (e as { detail?: { kind?: number } | null }).detail?.kind;
+      if (kind === constants.NODE_PERFORMANCE_GC_MINOR) scavenges++;
+      else if (kind === constants.NODE_PERFORMANCE_GC_MAJOR) fullGcs++;
+      gcPauseMs += e.duration;
+    }
+  });
+  observer.observe({ entryTypes: ['gc'] });
+  const timer = setInterval(() => (peak = Math.max(peak, oldSpaceUsed())), everyMs);
+  return {
+    stop() {
+      clearInterval(timer);
+      peak = Math.max(peak, oldSpaceUsed());
+      observer.disconnect();
+      return { oldGrowthMB: (peak - start) / 1048576, scavenges, fullGcs, gcPauseMs };
+    },
+  };
+}

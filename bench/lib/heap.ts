@@ -5,7 +5,7 @@
  * is what a worker makes the process keep until the next full GC (issue 17: the worker's Map and
  * Set of attempts kept ~1 KB per job there).
  */
-import { PerformanceObserver, constants } from 'node:perf_hooks';
+import { PerformanceObserver, constants, type PerformanceEntry } from 'node:perf_hooks';
 import v8 from 'node:v8';
 
 export interface HeapResult {
@@ -25,20 +25,22 @@ export function startHeapWatch(everyMs = 5): { stop(): HeapResult } {
   let scavenges = 0;
   let fullGcs = 0;
   let gcPauseMs = 0;
-  const observer = new PerformanceObserver((list) => {
-    for (const e of list.getEntries()) {
+  const count = (entries: PerformanceEntry[]) => {
+    for (const e of entries) {
       const kind = (e as { detail?: { kind?: number } | null }).detail?.kind;
       if (kind === constants.NODE_PERFORMANCE_GC_MINOR) scavenges++;
       else if (kind === constants.NODE_PERFORMANCE_GC_MAJOR) fullGcs++;
       gcPauseMs += e.duration;
     }
-  });
+  };
+  const observer = new PerformanceObserver((list) => count(list.getEntries()));
   observer.observe({ entryTypes: ['gc'] });
   const timer = setInterval(() => (peak = Math.max(peak, oldSpaceUsed())), everyMs);
   return {
     stop() {
       clearInterval(timer);
       peak = Math.max(peak, oldSpaceUsed());
+      count(observer.takeRecords()); // entries not delivered yet
       observer.disconnect();
       return { oldGrowthMB: (peak - start) / 1048576, scavenges, fullGcs, gcPauseMs };
     },

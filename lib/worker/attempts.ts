@@ -13,48 +13,55 @@
  */
 import type { RunningAttempt } from './executor.ts';
 
-/** Which of the attempt's slot fields a set uses (an attempt can be in one set of each kind). */
+/** Which of the attempt's slot fields a set uses: an attempt can be in one set of each kind, and two sets must never share a field. */
 type SlotField = 'runningSlot' | 'unsettledSlot';
 
 export class AttemptSet implements Iterable<RunningAttempt> {
   private readonly slots: (RunningAttempt | undefined)[] = [];
-  private count = 0;
+  private used = 0;
 
   constructor(private readonly field: SlotField) {}
 
   get size(): number {
-    return this.count;
+    return this.used;
   }
 
   add(attempt: RunningAttempt): void {
     if (this.has(attempt)) return;
-    attempt[this.field] = this.count;
+    attempt[this.field] = this.used;
     // Grows only past the high-water mark: below it the slot is reused, never reallocated.
-    if (this.count < this.slots.length) this.slots[this.count] = attempt;
+    if (this.used < this.slots.length) this.slots[this.used] = attempt;
     else this.slots.push(attempt);
-    this.count++;
+    this.used++;
   }
 
   has(attempt: RunningAttempt): boolean {
     const slot = attempt[this.field];
-    return slot >= 0 && slot < this.count && this.slots[slot] === attempt;
+    return slot >= 0 && slot < this.used && this.slots[slot] === attempt;
   }
 
   /** Removes this attempt (not another attempt of the same job); false if it was not here. */
   delete(attempt: RunningAttempt): boolean {
     if (!this.has(attempt)) return false;
     const slot = attempt[this.field];
-    const last = this.slots[--this.count]!;
+    const last = this.slots[--this.used]!;
     this.slots[slot] = last;
     last[this.field] = slot;
-    this.slots[this.count] = undefined;
+    this.slots[this.used] = undefined;
     attempt[this.field] = -1;
     return true;
   }
 
+  /** How many members `test` accepts (no copy: for read-only counts on the worker's paths). */
+  count(test: (attempt: RunningAttempt) => boolean): number {
+    let n = 0;
+    for (let i = 0; i < this.used; i++) if (test(this.slots[i]!)) n++;
+    return n;
+  }
+
   *[Symbol.iterator](): Iterator<RunningAttempt> {
     // A copy: callers may remove attempts while they go through them.
-    const present = this.slots.slice(0, this.count) as RunningAttempt[];
+    const present = this.slots.slice(0, this.used) as RunningAttempt[];
     yield* present;
   }
 }

@@ -291,7 +291,7 @@ export class RunningAttempt {
       item: this.fenced,
       work: (tx) => handler(this.job.payload as never, Object.assign(ctx, { tx })),
       encode: (value) => (value === undefined ? null : this.boundedJson('result', value)),
-      beforeComplete: () => (this.deps.writer.hasBuffered(this.job.id) ? this.deps.writer.flushJob(this.job.id) : undefined),
+      beforeComplete: () => (this.deps.writer.hasBuffered(this.fenced) ? this.deps.writer.flushAttempt(this.fenced) : undefined),
     });
     return applied ? { kind: 'completed', result, written: true } : { kind: 'lost' };
   }
@@ -336,7 +336,7 @@ export class RunningAttempt {
   private async persist(outcome: AttemptOutcome, refusals = 0): Promise<AttemptOutcome> {
     if (outcome.kind === 'aborted' || outcome.kind === 'lost' || outcome.kind === 'unwritten' || (outcome.kind === 'completed' && outcome.written)) return outcome;
     const { writer } = this.deps;
-    if (writer.hasBuffered(this.job.id)) await writer.flushJob(this.job.id);
+    if (writer.hasBuffered(this.fenced)) await writer.flushAttempt(this.fenced);
     let resultJson: string | null = null;
     if (outcome.kind === 'completed' && outcome.result !== undefined) {
       try {

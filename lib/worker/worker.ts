@@ -545,15 +545,16 @@ export class Worker {
         i++;
         continue;
       }
-      this.backlog.splice(i, 1);
+      // The head goes by shift(), which V8 does in constant time on a long array; splice(0, 1)
+      // moves every entry behind it (5.6 % of SQLite's profile with 500 jobs claimed ahead).
+      if (i === 0) this.backlog.shift();
+      else this.backlog.splice(i, 1);
       this.launch(job, seq);
     }
   }
 
   private runningIn(queue: string): number {
-    let n = 0;
-    for (const r of this.running) if (r.job.queue === queue) n++;
-    return n;
+    return this.running.count((r) => r.job.queue === queue);
   }
 
   /** Running or claimed and waiting: what counts against a queue's limit when claiming. */
@@ -563,8 +564,7 @@ export class Worker {
 
   /** Jobs running here or claimed and waiting for a slot, of the queues `counts` selects. */
   private heldWhere(counts: (queue: string) => boolean): number {
-    let n = 0;
-    for (const r of this.running) if (counts(r.job.queue)) n++;
+    let n = this.running.count((r) => counts(r.job.queue));
     for (const b of this.backlog) if (counts(b.job.queue)) n++;
     return n;
   }
@@ -705,8 +705,9 @@ export class Worker {
 
   /** A cancel in this process reaches the running attempt at once. */
   abortJob(id: string, reason: 'cancelled'): void {
-    for (const attempt of this.running) if (attempt.id === id) attempt.abort(reason);
+    // The backlog first: an abort listener may wake the worker, whose starts must not include this job.
     this.dropFromBacklog((j) => j.id === id);
+    for (const attempt of this.running) if (attempt.id === id) attempt.abort(reason);
   }
 
   private dropFromBacklog(lost: (job: ClaimedJob) => boolean): void {
@@ -727,12 +728,13 @@ export class Worker {
   /** Running attempts (and jobs claimed ahead) the database no longer gives to this worker: rescued or cancelled elsewhere. */
   private abortLost(owned: Fenced[], seqAtStart: number): void {
     const ownedKeys = new Set(owned.map((f) => `${f.id}:${f.token}`));
+    // The backlog first: an abort listener may wake the worker, whose starts must not include a lost job.
+    const lost = new Set(this.backlog.filter((b) => b.seq <= seqAtStart && !ownedKeys.has(`${b.job.id}:${b.job.token}`)).map((b) => b.job));
+    if (lost.size) this.dropFromBacklog((j) => lost.has(j));
     for (const attempt of this.running) {
       // Only attempts claimed before this heartbeat was sent can be judged by its answer.
       if (attempt.claimSeq <= seqAtStart && !ownedKeys.has(`${attempt.id}:${attempt.job.token}`)) attempt.abort('lost');
     }
-    const lost = new Set(this.backlog.filter((b) => b.seq <= seqAtStart && !ownedKeys.has(`${b.job.id}:${b.job.token}`)).map((b) => b.job));
-    if (lost.size) this.dropFromBacklog((j) => lost.has(j));
   }
 
   /**

@@ -77,6 +77,7 @@ export class OutcomeWriter {
   };
   private scheduled = false;
   private flushing: Promise<void> | null = null;
+  /** Each attempt's buffered lines and progress, by `id:token` (a lost attempt may still log beside its job's next attempt). */
   private readonly logs = new Map<string, LogBuffer>();
   private bufferedLines = 0;
   private logTimer: NodeJS.Timeout | null = null;
@@ -223,11 +224,9 @@ export class OutcomeWriter {
   }
 
   private buffer(fenced: Fenced, attempt: number): LogBuffer {
-    let b = this.logs.get(fenced.id);
-    if (!b || b.fenced.token !== fenced.token) {
-      b = { fenced, attempt, lines: [], progress: null };
-      this.logs.set(fenced.id, b);
-    }
+    const key = attemptKey(fenced);
+    let b = this.logs.get(key);
+    if (!b) this.logs.set(key, (b = { fenced, attempt, lines: [], progress: null }));
     return b;
   }
 
@@ -254,8 +253,9 @@ export class OutcomeWriter {
     const lines: LogItem[] = buffers.filter((b) => b.lines.length).map((b) => ({ ...b.fenced, attempt: b.attempt, lines: b.lines }));
     const progress: ProgressItem[] = buffers.filter((b) => b.progress).map((b) => ({ ...b.fenced, ...b.progress! }));
     const lost = new Map<string, Fenced>();
-    for (const chunk of chunkLogs(lines)) await this.bestEffort(chunk, (c) => this.store.logAppendMany(c), lost);
-    if (progress.length) await this.bestEffort(progress, (p) => this.store.jobProgressMany(p), lost);
+    // A store answers the ids it wrote: two attempts of one job in one statement would hide the lost one.
+    for (const round of distinctIds(lines)) for (const chunk of chunkLogs(round)) await this.bestEffort(chunk, (c) => this.store.logAppendMany(c), lost);
+    for (const round of distinctIds(progress)) await this.bestEffort(round, (p) => this.store.jobProgressMany(p), lost);
     for (const attempt of lost.values()) this.hooks.onLost(attempt);
   }
 
@@ -267,7 +267,7 @@ export class OutcomeWriter {
   private async bestEffort<T extends Fenced>(items: T[], write: (items: T[]) => Promise<Set<string>>, lost: Map<string, Fenced>): Promise<void> {
     try {
       const ok = await write(items);
-      for (const item of items) if (!ok.has(item.id)) lost.set(`${item.id}:${item.token}`, { id: item.id, token: item.token });
+      for (const item of items) if (!ok.has(item.id)) lost.set(attemptKey(item), { id: item.id, token: item.token });
     } catch (err) {
       if (items.length > 1 && classifyError(err) === 'refused') {
         for (const item of items) await this.bestEffort([item], write, lost);
@@ -277,13 +277,14 @@ export class OutcomeWriter {
     }
   }
 
-  hasBuffered(id: string): boolean {
-    return this.logs.has(id) || this.logFlush !== null;
+  /** Whether this attempt has lines or progress not written yet (or a log write is under way). */
+  hasBuffered(fenced: Fenced): boolean {
+    return this.logFlush !== null || (this.logs.size > 0 && this.logs.has(attemptKey(fenced)));
   }
 
-  /** Flush the logs of one job before its outcome is written (after the move to history its fence is gone). */
-  async flushJob(id: string): Promise<void> {
-    if (this.logs.has(id) || this.logFlush) await this.flushLogs();
+  /** Flush the logs of one attempt before its outcome is written (after the move to history its fence is gone). */
+  async flushAttempt(fenced: Fenced): Promise<void> {
+    if (this.hasBuffered(fenced)) await this.flushLogs();
   }
 
   /** Wait until everything buffered so far is written. */
@@ -299,6 +300,22 @@ export class OutcomeWriter {
     if (this.logTimer) clearTimeout(this.logTimer);
     this.logTimer = null;
   }
+}
+
+function attemptKey(fenced: Fenced): string {
+  return `${fenced.id}:${fenced.token}`;
+}
+
+/** Items in rounds where each job id appears once (nearly always one round: two attempts of one job are rare). */
+function distinctIds<T extends Fenced>(items: T[]): T[][] {
+  const rounds: T[][] = [];
+  const seen = new Map<string, number>();
+  for (const item of items) {
+    const round = seen.get(item.id) ?? 0;
+    seen.set(item.id, round + 1);
+    (rounds[round] ??= []).push(item);
+  }
+  return rounds;
 }
 
 /** Split log items so that no statement carries more than LOG_CHUNK_CHARS of text. */

@@ -513,9 +513,10 @@ forEachDialect('processing', ({ fresh }) => {
     expect((await jobs.get(id))!.progress).to.equal(100);
   });
 
-  it('a log from an attempt whose job was taken back and claimed again here aborts that attempt, not the new one', async () => {
+  it('a log from an attempt whose job was taken back and claimed again here aborts that attempt, not the new one, whose lines are kept', async () => {
     const t = await fresh();
-    const jobs = t.jobs({ worker: { concurrency: 2, prefetch: 0, pollInterval: 50, logFlushInterval: 20 } });
+    // No heartbeat within the test (it would find the first attempt lost too): only its log write can.
+    const jobs = t.jobs({ worker: { concurrency: 2, prefetch: 0, pollInterval: 50, logFlushInterval: 200, heartbeatInterval: 60_000 } });
     const signals: AbortSignal[] = [];
     let logFromFirst!: () => void;
     let finishSecond!: () => void;
@@ -524,7 +525,10 @@ forEachDialect('processing', ({ fresh }) => {
     jobs.on('aborted', (e) => aborted.push(`${e.attempt}:${e.reason}`));
     jobs.define('twice', async (_p, ctx: JobContext) => {
       const attempt = signals.push(ctx.signal);
-      if (attempt > 1) return secondMayFinish;
+      if (attempt > 1) {
+        ctx.log('a line from the second attempt');
+        return secondMayFinish;
+      }
       await new Promise<void>((r) => (logFromFirst = r));
       ctx.log('a late line from the first attempt');
       await new Promise<void>((r) => ctx.signal.addEventListener('abort', () => r(), { once: true }));
@@ -536,6 +540,7 @@ forEachDialect('processing', ({ fresh }) => {
     const [{ token }] = await t.query<{ token: string }>(`SELECT token FROM ${t.prefix}jobs WHERE id = ${t.dialect === 'sqlite' ? '?' : '$1'}`, [id]);
     expect(await jobs.store.jobReleaseMany([{ id, token, delayMs: 0, refund: false }])).to.have.property('size', 1);
     await until(() => signals.length === 2, 'the second attempt, in the same worker');
+    // Both attempts' lines wait in the same flush window (200 ms).
     logFromFirst();
     await until(() => signals[0].aborted, 'the first attempt aborted once its log write found it lost', 3000);
     expect(signals[1].aborted, 'the second attempt').to.equal(false);
@@ -543,6 +548,30 @@ forEachDialect('processing', ({ fresh }) => {
     await until(async () => (await jobs.get(id))?.state === 'completed', 'the second attempt completes');
     expect((await jobs.get(id))!.attempts).to.equal(2);
     expect(aborted).to.deep.equal(['1:lost']);
+    expect((await jobs.logs(id)).map((l) => l.message)).to.deep.equal(['a line from the second attempt']);
+  });
+
+  it('the heartbeat aborts an attempt whose job was taken back and claimed again here, not the new one', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { concurrency: 2, prefetch: 0, pollInterval: 50, heartbeatInterval: 100 } });
+    const signals: AbortSignal[] = [];
+    let finishSecond!: () => void;
+    const secondMayFinish = new Promise<void>((r) => (finishSecond = r));
+    jobs.define('twice', async (_p, ctx: JobContext) => {
+      if (signals.push(ctx.signal) > 1) return secondMayFinish;
+      await new Promise<void>((r) => ctx.signal.addEventListener('abort', () => r(), { once: true }));
+    });
+    await jobs.start();
+    const { id } = await jobs.enqueue('twice', {});
+    await until(() => signals.length === 1, 'the first attempt');
+    const [{ token }] = await t.query<{ token: string }>(`SELECT token FROM ${t.prefix}jobs WHERE id = ${t.dialect === 'sqlite' ? '?' : '$1'}`, [id]);
+    expect(await jobs.store.jobReleaseMany([{ id, token, delayMs: 0, refund: false }])).to.have.property('size', 1);
+    await until(() => signals.length === 2, 'the second attempt, in the same worker');
+    await until(() => signals[0].aborted, 'the first attempt aborted by a heartbeat', 3000);
+    await sleep(300); // three more heartbeats
+    expect(signals[1].aborted, 'the second attempt').to.equal(false);
+    finishSecond();
+    await until(async () => (await jobs.get(id))?.state === 'completed', 'the second attempt completes');
   });
 
   it('keeps per-worker and per-queue concurrency limits', async () => {

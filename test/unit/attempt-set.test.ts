@@ -33,9 +33,11 @@ describe('worker: AttemptSet', () => {
     set.add(first);
     set.add(second);
     expect(set.size).to.equal(2);
+    expect(set.count((x) => x.id === 'job')).to.equal(2);
     expect(set.delete(first)).to.equal(true);
     expect(set.has(second)).to.equal(true);
     expect([...set]).to.deep.equal([second]);
+    expect(set.count((x) => x.id === 'job')).to.equal(1);
   });
 
   it('an attempt is in a running set and an unsettled set at once, each keeping its own slot', () => {

@@ -52,6 +52,19 @@ function prunesOf(jobs: Jobs): { calls: number; deleted: number } {
   return seen;
 }
 
+/**
+ * Enqueue a 'twice' job; once its first attempt runs, the database gives the job back (as a rescue
+ * of a silent worker would) and the same worker claims it again while the first attempt still runs.
+ */
+async function runTwiceInOneWorker(t: TestDb, jobs: Jobs, signals: AbortSignal[]): Promise<string> {
+  const { id } = await jobs.enqueue('twice', {});
+  await until(() => signals.length === 1, 'the first attempt');
+  const [{ token }] = await t.query<{ token: string }>(`SELECT token FROM ${t.prefix}jobs WHERE id = ${t.dialect === 'sqlite' ? '?' : '$1'}`, [id]);
+  expect(await jobs.store.jobReleaseMany([{ id, token, delayMs: 0, refund: false }])).to.have.property('size', 1);
+  await until(() => signals.length === 2, 'the second attempt, in the same worker');
+  return id;
+}
+
 forEachDialect('processing', ({ fresh }) => {
   it('runs a job and moves it to history with its result; the hot table ends empty', async () => {
     const t = await fresh();
@@ -534,12 +547,7 @@ forEachDialect('processing', ({ fresh }) => {
       await new Promise<void>((r) => ctx.signal.addEventListener('abort', () => r(), { once: true }));
     });
     await jobs.start();
-    const { id } = await jobs.enqueue('twice', {});
-    await until(() => signals.length === 1, 'the first attempt');
-    // The database gives the job back (as a rescue of a silent worker would) and this worker claims it again.
-    const [{ token }] = await t.query<{ token: string }>(`SELECT token FROM ${t.prefix}jobs WHERE id = ${t.dialect === 'sqlite' ? '?' : '$1'}`, [id]);
-    expect(await jobs.store.jobReleaseMany([{ id, token, delayMs: 0, refund: false }])).to.have.property('size', 1);
-    await until(() => signals.length === 2, 'the second attempt, in the same worker');
+    const id = await runTwiceInOneWorker(t, jobs, signals);
     // Both attempts' lines wait in the same flush window (200 ms).
     logFromFirst();
     await until(() => signals[0].aborted, 'the first attempt aborted once its log write found it lost', 3000);
@@ -562,11 +570,7 @@ forEachDialect('processing', ({ fresh }) => {
       await new Promise<void>((r) => ctx.signal.addEventListener('abort', () => r(), { once: true }));
     });
     await jobs.start();
-    const { id } = await jobs.enqueue('twice', {});
-    await until(() => signals.length === 1, 'the first attempt');
-    const [{ token }] = await t.query<{ token: string }>(`SELECT token FROM ${t.prefix}jobs WHERE id = ${t.dialect === 'sqlite' ? '?' : '$1'}`, [id]);
-    expect(await jobs.store.jobReleaseMany([{ id, token, delayMs: 0, refund: false }])).to.have.property('size', 1);
-    await until(() => signals.length === 2, 'the second attempt, in the same worker');
+    const id = await runTwiceInOneWorker(t, jobs, signals);
     await until(() => signals[0].aborted, 'the first attempt aborted by a heartbeat', 3000);
     await sleep(300); // three more heartbeats
     expect(signals[1].aborted, 'the second attempt').to.equal(false);

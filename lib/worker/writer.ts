@@ -139,10 +139,10 @@ export class OutcomeWriter {
     for (const kind of ['complete', 'fail', 'release'] as const) {
       // What was queued when the flush began (later arrivals wait for the next, so no kind starves).
       for (let left = this.queues[kind].length; left > 0; ) {
-        const batch = this.queues[kind].splice(0, Math.min(left, Math.max(this.opts.batchMax, OUTCOMES_PER_STATEMENT)));
+        const batch = this.queues[kind].splice(0, Math.min(left, Math.max(this.opts.batchMax, OUTCOMES_PER_STATEMENT))) as Pending<CompleteItem & FailItem & ReleaseItem>[];
         left -= batch.length;
-        if (batch.length) await this.writeBatch(kind, batch as Pending<CompleteItem & FailItem & ReleaseItem>[]);
-        else break;
+        if (!batch.length) break;
+        for (const round of oneAttemptPerJob(batch, (p) => p.item.id)) await this.writeBatch(kind, round);
       }
     }
   }
@@ -253,9 +253,8 @@ export class OutcomeWriter {
     const lines: LogItem[] = buffers.filter((b) => b.lines.length).map((b) => ({ ...b.fenced, attempt: b.attempt, lines: b.lines }));
     const progress: ProgressItem[] = buffers.filter((b) => b.progress).map((b) => ({ ...b.fenced, ...b.progress! }));
     const lost = new Map<string, Fenced>();
-    // A store answers the ids it wrote: two attempts of one job in one statement would hide the lost one.
-    for (const round of distinctIds(lines)) for (const chunk of chunkLogs(round)) await this.bestEffort(chunk, (c) => this.store.logAppendMany(c), lost);
-    for (const round of distinctIds(progress)) await this.bestEffort(round, (p) => this.store.jobProgressMany(p), lost);
+    for (const round of oneAttemptPerJob(lines, (l) => l.id)) for (const chunk of chunkLogs(round)) await this.bestEffort(chunk, (c) => this.store.logAppendMany(c), lost);
+    for (const round of oneAttemptPerJob(progress, (p) => p.id)) await this.bestEffort(round, (p) => this.store.jobProgressMany(p), lost);
     for (const attempt of lost.values()) this.hooks.onLost(attempt);
   }
 
@@ -306,13 +305,28 @@ function attemptKey(fenced: Fenced): string {
   return `${fenced.id}:${fenced.token}`;
 }
 
-/** Items in rounds where each job id appears once (nearly always one round: two attempts of one job are rare). */
-function distinctIds<T extends Fenced>(items: T[]): T[][] {
-  const rounds: T[][] = [];
-  const seen = new Map<string, number>();
+/**
+ * The items in rounds where each job id appears once. A store answers the ids it wrote, so two
+ * attempts of one job in one statement (a lost attempt still running beside the job's next one)
+ * would count the lost one's write as done. Nearly always a single round, found by one pass.
+ */
+function oneAttemptPerJob<T>(items: T[], idOf: (item: T) => string): T[][] {
+  const seen = new Set<string>();
   for (const item of items) {
-    const round = seen.get(item.id) ?? 0;
-    seen.set(item.id, round + 1);
+    const id = idOf(item);
+    if (seen.has(id)) return inRounds(items, idOf);
+    seen.add(id);
+  }
+  return items.length ? [items] : [];
+}
+
+function inRounds<T>(items: T[], idOf: (item: T) => string): T[][] {
+  const rounds: T[][] = [];
+  const times = new Map<string, number>();
+  for (const item of items) {
+    const id = idOf(item);
+    const round = times.get(id) ?? 0;
+    times.set(id, round + 1);
     (rounds[round] ??= []).push(item);
   }
   return rounds;

@@ -578,6 +578,30 @@ forEachDialect('processing', ({ fresh }) => {
     await until(async () => (await jobs.get(id))?.state === 'completed', 'the second attempt completes');
   });
 
+  it('an attempt whose job was taken back and claimed again here completes beside the new one: only the new one is completed, the lost one is lost', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { concurrency: 2, prefetch: 0, pollInterval: 50, heartbeatInterval: 60_000 } });
+    const signals: AbortSignal[] = [];
+    let finishBoth!: () => void;
+    const bothMayFinish = new Promise<void>((r) => (finishBoth = r));
+    const seen: string[] = [];
+    jobs.on('completed', (e) => seen.push(`${e.attempt}:completed:${JSON.stringify(e.result)}`));
+    jobs.on('aborted', (e) => seen.push(`${e.attempt}:${e.reason}`));
+    jobs.define('twice', async (_p, ctx: JobContext) => {
+      const attempt = signals.push(ctx.signal);
+      await bothMayFinish;
+      return { attempt };
+    });
+    await jobs.start();
+    const id = await runTwiceInOneWorker(t, jobs, signals);
+    // Both handlers return in the same tick: their completions go in the same batch.
+    finishBoth();
+    await until(async () => (await jobs.get(id))?.state === 'completed', 'the job completed');
+    await until(() => seen.length === 2, 'both attempts heard');
+    expect(seen.sort()).to.deep.equal(['1:lost', '2:completed:{"attempt":2}']);
+    expect((await jobs.get(id))!.result).to.deep.equal({ attempt: 2 });
+  });
+
   it('keeps per-worker and per-queue concurrency limits', async () => {
     const t = await fresh();
     const jobs = t.jobs({ worker: { pollInterval: 60_000, concurrency: 6, queueConcurrency: { slow: 2 } } });

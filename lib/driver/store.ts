@@ -378,7 +378,11 @@ export interface StorePlumbing {
   onJobsDue?: (queue: string) => void;
 }
 
-/** The hot path: enqueue, claim, and every fenced write of a running attempt. */
+/**
+ * The hot path: enqueue, claim, and every fenced write of a running attempt. A batch write answers
+ * the job ids it applied, so a call never carries two attempts of one job (the worker's writer
+ * splits them: lib/worker/writer.ts oneAttemptPerJob).
+ */
 export interface JobWrites {
   /**
    * Insert jobs (one round trip per chunk). Rows with a refId that matches a live job return that
@@ -432,6 +436,12 @@ export interface TransactionalCompletion {
   encode: (result: unknown) => string | null;
   /** Called just before the completion is written (the attempt's buffered logs are flushed first). */
   beforeComplete: () => Promise<void> | void;
+  /**
+   * The attempt's log lines and progress buffered so far, taken out of the writer. A store whose
+   * handler runs inside the write transaction (SQLite) writes them there, before the completion:
+   * flushed afterwards, they would find the job already moved to history.
+   */
+  takeLogs: () => { lines: LogItem | null; progress: ProgressItem | null };
 }
 
 /** Liveness and cleanup: heartbeats, stalled jobs, stale workers, retention, the next due job. */

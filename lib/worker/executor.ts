@@ -292,6 +292,7 @@ export class RunningAttempt {
       work: (tx) => handler(this.job.payload as never, Object.assign(ctx, { tx })),
       encode: (value) => (value === undefined ? null : this.boundedJson('result', value)),
       beforeComplete: () => (this.deps.writer.hasBuffered(this.fenced) ? this.deps.writer.flushAttempt(this.fenced) : undefined),
+      takeLogs: () => this.deps.writer.takeBuffered(this.fenced),
     });
     return applied ? { kind: 'completed', result, written: true } : { kind: 'lost' };
   }

@@ -16,7 +16,7 @@ import { RunningAttempt, type AttemptDeps, type AttemptOutcome, type JobDefiniti
 import { Tracing } from '../telemetry/tracing.ts';
 import { NO_METRICS, type AttemptMetrics } from '../telemetry/metrics.ts';
 import { claimOrder } from '../driver/rows.ts';
-import { OutcomeWriter } from './writer.ts';
+import { OutcomeWriter, oneAttemptPerJob } from './writer.ts';
 
 export interface WorkerOptions {
   /** Jobs run at once by this process. Default 10. */
@@ -863,7 +863,9 @@ export class Worker {
     for (const attempt of left) attempt.abort('shutdown');
     if (left.length) {
       await this.writer.flushLogs();
-      await this.store.jobReleaseMany(left.map((a) => ({ ...a.fenced, delayMs: 0, refund: true }))).catch((err) => this.events.error(err));
+      for (const round of oneAttemptPerJob(left, (a) => a.id)) {
+        await this.store.jobReleaseMany(round.map((a) => ({ ...a.fenced, delayMs: 0, refund: true }))).catch((err) => this.events.error(err));
+      }
     }
     // Past the timeout an outcome that keeps failing is not retried forever (stop would never return): its
     // job stays running under its attempt in the database, and the sweeper rescues it after stallTimeout.

@@ -276,6 +276,19 @@ export class OutcomeWriter {
     }
   }
 
+  /** This attempt's buffered lines and progress, taken out of the buffer (the caller writes them in its own transaction). */
+  takeBuffered(fenced: Fenced): { lines: LogItem | null; progress: ProgressItem | null } {
+    const key = attemptKey(fenced);
+    const b = this.logs.get(key);
+    if (!b) return { lines: null, progress: null };
+    this.logs.delete(key);
+    this.bufferedLines = Math.max(0, this.bufferedLines - b.lines.length);
+    return {
+      lines: b.lines.length ? { ...b.fenced, attempt: b.attempt, lines: b.lines } : null,
+      progress: b.progress ? { ...b.fenced, ...b.progress } : null,
+    };
+  }
+
   /** Whether this attempt has lines or progress not written yet (or a log write is under way). */
   hasBuffered(fenced: Fenced): boolean {
     return this.logFlush !== null || (this.logs.size > 0 && this.logs.has(attemptKey(fenced)));
@@ -310,14 +323,15 @@ function attemptKey(fenced: Fenced): string {
  * attempts of one job in one statement (a lost attempt still running beside the job's next one)
  * would count the lost one's write as done. Nearly always a single round, found by one pass.
  */
-function oneAttemptPerJob<T>(items: T[], idOf: (item: T) => string): T[][] {
+export function oneAttemptPerJob<T>(items: T[], idOf: (item: T) => string): T[][] {
+  if (items.length < 2) return items.length ? [items] : [];
   const seen = new Set<string>();
   for (const item of items) {
     const id = idOf(item);
     if (seen.has(id)) return inRounds(items, idOf);
     seen.add(id);
   }
-  return items.length ? [items] : [];
+  return [items];
 }
 
 function inRounds<T>(items: T[], idOf: (item: T) => string): T[][] {

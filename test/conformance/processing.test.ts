@@ -704,6 +704,27 @@ forEachDialect('processing', ({ fresh }) => {
     expect((await jobs.get(id))!.result).to.deep.equal({ charged: true });
   });
 
+  it('transactional completion keeps what the handler logged and its progress', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { pollInterval: 60_000, logFlushInterval: 60_000 } });
+    // Synchronous, as SQLite requires of a transactional handler (the others accept it too).
+    jobs.define(
+      'noted',
+      (_p, ctx) => {
+        ctx.log('first line');
+        ctx.progress(60, 'most of it');
+        ctx.log('second line');
+        return { noted: true };
+      },
+      { transactional: true },
+    );
+    await jobs.start();
+    const { id } = await jobs.enqueue('noted', {});
+    await until(async () => (await jobs.get(id))?.state === 'completed', 'the job');
+    expect((await jobs.logs(id)).map((l) => l.message)).to.deep.equal(['first line', 'second line']);
+    expect(await jobs.get(id)).to.include({ progress: 60, progressMessage: 'most of it' });
+  });
+
   it('graceful stop gives back what a claim in flight brings back (attempt refunded)', async () => {
     const t = await fresh();
     const jobs = t.jobs({ worker: { pollInterval: 60_000 } });

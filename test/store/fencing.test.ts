@@ -30,6 +30,7 @@ const ENDING: Record<string, Write> = {
       work: (tx) => insertOnJobTx(t, tx, 'effects', [job.id, job.token]),
       encode: () => '"transactional"',
       beforeComplete: () => undefined,
+      takeLogs: () => ({ lines: null, progress: null }),
     });
     return out.applied;
   },

@@ -448,7 +448,7 @@ export class SqliteStore extends PortableStore implements Store {
    * better-sqlite3 cannot hold a transaction across an await, so a transactional handler runs
    * synchronously inside BEGIN IMMEDIATE on our handle, and the completion joins it.
    */
-  async jobCompleteInTransaction({ item, work, encode, beforeComplete }: TransactionalCompletion): Promise<{ applied: boolean; result: unknown }> {
+  async jobCompleteInTransaction({ item, work, encode, beforeComplete, takeLogs }: TransactionalCompletion): Promise<{ applied: boolean; result: unknown }> {
     await beforeComplete();
     try {
       const done = await this.write(() => {
@@ -457,6 +457,8 @@ export class SqliteStore extends PortableStore implements Store {
           throw new TypeError('a transactional handler on SQLite must be synchronous: better-sqlite3 cannot hold a transaction across an await');
         }
         const resultJson = encode(result);
+        // What the handler logged goes in with its completion (fenced by it: a lost attempt's lines roll back).
+        this.writeTakenLogs(takeLogs());
         if (!item.flow && this.moveToHistory(item, 'completed', null, resultJson)) return { applied: true, result, flow: null };
         const flow = driveSync(this.completionSteps(item, resultJson), (s) => outcome(this.q(s.text), s));
         if (!flow.value.has(item.id)) throw new NotOwned();
@@ -468,6 +470,18 @@ export class SqliteStore extends PortableStore implements Store {
     } catch (err) {
       if (err instanceof NotOwned) return { applied: false, result: undefined };
       throw err;
+    }
+  }
+
+  /** A transactional handler's lines and progress, inside its write transaction. */
+  private writeTakenLogs({ lines, progress }: { lines: LogItem | null; progress: ProgressItem | null }): void {
+    for (const line of lines?.lines ?? []) {
+      const insert = this.hot.log(lines!.id, lines!.attempt, line.at, line.message);
+      this.q(insert.text).run(...insert.values);
+    }
+    if (progress) {
+      const q = this.hot.progress(progress);
+      this.q(q.text).run(...q.values);
     }
   }
 

@@ -434,10 +434,7 @@ export class SqliteStore extends PortableStore implements Store {
       for (const it of items) {
         const owned = this.hot.owned(it);
         if (!this.q(owned.text).get(...owned.values)) continue;
-        for (const line of it.lines) {
-          const insert = this.hot.log(it.id, it.attempt, line.at, line.message);
-          this.q(insert.text).run(...insert.values);
-        }
+        this.insertLines(it);
         done.add(it.id);
       }
       return done;
@@ -473,12 +470,17 @@ export class SqliteStore extends PortableStore implements Store {
     }
   }
 
-  /** A transactional handler's lines and progress, inside its write transaction. */
-  private writeTakenLogs({ lines, progress }: { lines: LogItem | null; progress: ProgressItem | null }): void {
-    for (const line of lines?.lines ?? []) {
-      const insert = this.hot.log(lines!.id, lines!.attempt, line.at, line.message);
+  /** An attempt's log lines, in the write transaction under way (its ownership checked by the caller). */
+  private insertLines(item: LogItem): void {
+    for (const line of item.lines) {
+      const insert = this.hot.log(item.id, item.attempt, line.at, line.message);
       this.q(insert.text).run(...insert.values);
     }
+  }
+
+  /** A transactional handler's lines and progress, inside its write transaction. */
+  private writeTakenLogs({ lines, progress }: { lines: LogItem | null; progress: ProgressItem | null }): void {
+    if (lines) this.insertLines(lines);
     if (progress) {
       const q = this.hot.progress(progress);
       this.q(q.text).run(...q.values);

@@ -374,15 +374,20 @@ export class MysqlStore extends PortableStore implements Store {
     return new Set(mine.map((m) => m.id));
   }
 
-  /** One fenced statement per item (no UPDATE … FROM a list of values here); answers the ids whose statement changed rows. */
+  /**
+   * One fenced statement per item (no UPDATE … FROM a list of values here), all in one
+   * transaction and one round trip; answers the ids whose statement changed rows. All or nothing:
+   * the writer answers a refused batch by sending its items one by one, which would write again
+   * any item already committed (a log line twice, a release reported not applied). Items go in
+   * id order, the order a completion locks its rows in, so the two do not deadlock.
+   */
   private async eachFenced<I extends Fenced>(items: I[], build: (t: Tables, item: I) => { text: string; values: unknown[] }): Promise<Set<string>> {
-    const applied = await Promise.all(
-      items.map(async (i) => {
-        const q = build(this.t, i);
-        return (await this.exec(q.text, q.values)).affectedRows > 0 ? i.id : null;
-      }),
-    );
-    return new Set(applied.filter((id): id is string => id !== null));
+    if (!items.length) return new Set();
+    const ordered = [...items].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    const statements = ordered.map((i) => build(this.t, i));
+    const text = ['START TRANSACTION', ...statements.map((q) => q.text), 'COMMIT'].join(';\n');
+    const results = await this.onOwnConnection(async (c) => (await c.query(text, statements.flatMap((q) => q.values)))[0] as ResultSetHeader[]);
+    return new Set(ordered.filter((_, n) => results[n + 1].affectedRows > 0).map((i) => i.id));
   }
 
   async jobReleaseMany(items: ReleaseItem[]): Promise<Set<string>> {

@@ -1,6 +1,6 @@
 /**
  * Scale-out on one PostgreSQL: P worker processes drain one installation.
- *   node --import tsx bench/scale-out.ts [--jobs 40000] [--procs 1,2,4] [--rounds 3] [--concurrency 10]
+ *   node --import tsx bench/scale-out.ts [--jobs 40000] [--procs 1,2,4] [--rounds 3] [--concurrency 10] [--handler-ms 0]
  *
  * Each round and each P (the order of P alternates between rounds): a fresh tablePrefix, N jobs
  * enqueued in batches of 1000, then P child processes each running createJobs({ db, tablePrefix,
@@ -15,6 +15,11 @@
  *         server's own processes (walwriter, checkpointer, background writer, ...) as "aux"
  * The backends' figure includes their connection start-up (a few ms each), since the children's
  * pools connect on first use. It needs this process to read the server's /proc (same machine).
+ *
+ * --handler-ms W: each job waits W ms (a timer, as a job waiting on I/O does) instead of returning
+ * at once. A process then runs at most concurrency / W jobs per second whatever the cores, so the
+ * processes add up until the database (or the machine's CPU) is the bound: the scale-out a
+ * deployment of jobs that wait sees, where no-op jobs on 2 cores show only the CPU bound.
  *
  * Prints the table and a projection for 8 and 16 cores: rate <= cores / (CPU per job).
  */
@@ -34,6 +39,7 @@ const { values: args } = parseArgs({
     procs: { type: 'string', default: '1,2,4' },
     rounds: { type: 'string', default: '3' },
     concurrency: { type: 'string', default: '10' },
+    'handler-ms': { type: 'string', default: '0' },
     child: { type: 'boolean', default: false },
     prefix: { type: 'string' },
   },
@@ -48,11 +54,12 @@ type Noop = { noop: { i: number } };
  * A worker process: connect and migrate, say READY; on GO start the worker; on STOP report its CPU
  * since GO and how many jobs it ran, then stop and exit. Lines on stdin/stdout.
  */
-async function child(prefix: string, concurrency: number): Promise<void> {
+async function child(prefix: string, concurrency: number, handlerMs: number): Promise<void> {
   const pool = new pg.Pool({ connectionString: PG_URL, max: 10, application_name: appName(prefix) });
   pool.on('error', () => undefined);
   let handled = 0;
-  const jobs = createJobs<Noop>({ db: pool, tablePrefix: prefix, worker: { concurrency } }).define('noop', () => {
+  const jobs = createJobs<Noop>({ db: pool, tablePrefix: prefix, worker: { concurrency } }).define('noop', async () => {
+    if (handlerMs > 0) await sleep(handlerMs);
     handled++;
   });
   jobs.on('error', (err) => console.error('sqljobs error:', err));
@@ -105,8 +112,9 @@ interface Worker {
   waiters: (() => void)[];
 }
 
-function spawnWorker(prefix: string, concurrency: number): Worker {
-  const proc = spawn(process.execPath, ['--import', 'tsx', 'bench/scale-out.ts', '--child', '--prefix', prefix, '--concurrency', String(concurrency)], {
+function spawnWorker(prefix: string, concurrency: number, handlerMs: number): Worker {
+  const argv = ['--import', 'tsx', 'bench/scale-out.ts', '--child', '--prefix', prefix, '--concurrency', String(concurrency), '--handler-ms', String(handlerMs)];
+  const proc = spawn(process.execPath, argv, {
     cwd: REPO_DIR,
     stdio: ['pipe', 'pipe', 'inherit'],
   });
@@ -196,13 +204,13 @@ async function enqueue(prefix: string, n: number): Promise<void> {
   await pool.end();
 }
 
-async function runOnce(procs: number, n: number, concurrency: number): Promise<RunResult> {
+async function runOnce(procs: number, n: number, concurrency: number, handlerMs: number): Promise<RunResult> {
   const prefix = `${newRunId()}_`;
   const checker = await newClient();
   const workers: Worker[] = [];
   try {
     await enqueue(prefix, n);
-    for (let i = 0; i < procs; i++) workers.push(spawnWorker(prefix, concurrency));
+    for (let i = 0; i < procs; i++) workers.push(spawnWorker(prefix, concurrency, handlerMs));
     for (const w of workers) await waitLine(w, 'READY');
     const aux = await serverAux(checker);
     const before = new Map((await backendsOf(checker, prefix)).map((p) => [p, cpuNs(p)]));
@@ -268,12 +276,14 @@ async function main(): Promise<void> {
   const concurrency = Number(args.concurrency);
   const procList = args.procs!.split(',').map(Number);
   const rounds = Number(args.rounds);
-  console.log(`scale-out: ${n} jobs, concurrency ${concurrency} per process, P = ${procList.join(', ')}, ${rounds} rounds; ${os.cpus().length} cores, load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+  const handlerMs = Number(args['handler-ms']);
+  const work = handlerMs > 0 ? `jobs that wait ${handlerMs} ms` : 'no-op jobs';
+  console.log(`scale-out: ${n} ${work}, concurrency ${concurrency} per process, P = ${procList.join(', ')}, ${rounds} rounds; ${os.cpus().length} cores, load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
   const results = new Map<number, RunResult[]>(procList.map((p) => [p, []]));
   for (let r = 0; r < rounds; r++) {
     const order = r % 2 ? [...procList].reverse() : procList;
     for (const p of order) {
-      const res = await runOnce(p, n, concurrency);
+      const res = await runOnce(p, n, concurrency, handlerMs);
       results.get(p)!.push(res);
       console.log(
         `  round ${r + 1} P=${p}: ${fmt(res.rate)} jobs/s (${fmt(res.ms)} ms), Node ${fmt(res.nodeUsPerJob)} µs/job, PG backends ${fmt(res.pgUsPerJob)} + aux ${fmt(res.auxUsPerJob)} µs/job, jobs per claim ${fmt(res.perClaim)}, per completion ${fmt(res.perCompletion)}, machine ${res.busyCores.toFixed(2)} cores busy, per process ${res.handled.join('/')}, load ${os.loadavg()[0].toFixed(2)}`,
@@ -309,5 +319,5 @@ function report(procList: number[], results: Map<number, RunResult[]>): void {
 }
 
 // Last: the module's consts above must be initialised before either runs.
-if (args.child) await child(args.prefix!, Number(args.concurrency));
+if (args.child) await child(args.prefix!, Number(args.concurrency), Number(args['handler-ms']));
 else await main();

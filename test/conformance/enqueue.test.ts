@@ -92,6 +92,31 @@ forEachDialect('enqueue and read', ({ fresh }) => {
     expect(Number(rows[0].n)).to.equal(161);
   });
 
+  it('strings that quote, escape or delimit in SQL, JSON and array syntax come back exactly, one job and a batch', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: false });
+    const awkward = ['"', '\\', '\\"', "'", '{a,b}', ',', 'NULL', ' x ', '$1', 'line\nbreak\ttab', 'é漢字🙂', '\\x00ff'];
+    // Keys out of order, and a key repeated in no other: a payload is kept as the JSON text it was sent as.
+    const payload = { z: 1, a: [...awkward, ''], m: { '"k"': '\\', '': null } };
+    const opts = (i: number) => ({ tag: awkward[i % awkward.length], batchId: awkward[(i + 1) % awkward.length], createdBy: awkward[(i + 2) % awkward.length], meta: { note: awkward[i % awkward.length] } });
+    const one = await jobs.enqueue('awkward', payload, { ...opts(0), refId: 'ref "one" \\ {x}' });
+    const many = await jobs.enqueueMany(awkward.map((_, i) => ({ name: 'awkward', payload: { i, s: awkward[i] }, ...opts(i), refId: i % 2 ? `ref ${awkward[i]}` : undefined })));
+    const j = (await jobs.get(one.id))!;
+    expect(j.payload).to.deep.equal(payload);
+    expect(Object.keys(j.payload as object)).to.deep.equal(['z', 'a', 'm']);
+    expect(j).to.include({ tag: awkward[0], batchId: awkward[1], createdBy: awkward[2] });
+    for (const [i, r] of many.entries()) {
+      const got = (await jobs.get(r.id))!;
+      expect(got.payload, `item ${i}`).to.deep.equal({ i, s: awkward[i] });
+      expect(got, `item ${i}`).to.include({ tag: awkward[i], batchId: awkward[(i + 1) % awkward.length], createdBy: awkward[(i + 2) % awkward.length] });
+      expect(got.meta, `item ${i}`).to.deep.equal({ note: awkward[i] });
+    }
+    // The refIds were stored as given: each finds its live job again.
+    const again = await jobs.enqueueMany(awkward.map((_, i) => ({ name: 'awkward', payload: {}, refId: i % 2 ? `ref ${awkward[i]}` : 'ref "one" \\ {x}' })));
+    expect(again.map((r) => r.existed)).to.deep.equal(awkward.map(() => true));
+    expect(again.map((r) => r.id)).to.deep.equal(awkward.map((_, i) => (i % 2 ? many[i].id : one.id)));
+  });
+
   it('stores Buffer payloads as binary', async () => {
     const t = await fresh();
     const jobs = t.jobs({ worker: false });

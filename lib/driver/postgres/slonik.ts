@@ -74,12 +74,15 @@ export function slonikAppSide(pool: SlonikPoolLike): PgAppSide {
  * Our statement text with `$n` placeholders as a slonik query token: split at the placeholders
  * and handed to slonik's own `sql.unsafe` as a template, so slonik binds every value (there is no
  * way to pass a string of SQL to slonik otherwise). A template's `raw` must be a frozen array.
+ * A `$n` inside a string literal is text, not a placeholder: an enqueue on the caller's
+ * transaction carries its values as literals (./enqueue.ts), and a payload may well say "$10".
  */
 export function token(unsafe: UnsafeTag, text: string, values: unknown[]): QueryToken {
   const parts: string[] = [];
   const bound: unknown[] = [];
   let last = 0;
-  for (const m of text.matchAll(/\$(\d+)/g)) {
+  for (const m of text.matchAll(PLACEHOLDER_OR_LITERAL)) {
+    if (m[1] === undefined) continue;
     parts.push(text.slice(last, m.index));
     const n = Number(m[1]);
     if (n < 1 || n > values.length) throw new RangeError(`statement refers to $${n} but ${values.length} values were given`);
@@ -90,6 +93,9 @@ export function token(unsafe: UnsafeTag, text: string, values: unknown[]): Query
   const strings = Object.assign([...parts], { raw: Object.freeze([...parts]) }) as unknown as TemplateStringsArray;
   return unsafe(strings, ...bound);
 }
+
+/** A string literal (E'…' with backslash escapes, or '…' with quotes doubled), or a `$n` placeholder (group 1). */
+const PLACEHOLDER_OR_LITERAL = /(?<![\w$])[Ee]'(?:[^'\\]|\\[\s\S]|'')*'|'(?:[^']|'')*'|\$(\d+)/g;
 
 /**
  * A value as slonik's template binds it: slonik refuses arrays, Buffers and Dates as plain values,

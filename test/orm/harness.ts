@@ -93,6 +93,24 @@ export function ormSuite(c: OrmCase): void {
       }
     });
 
+    it("a payload, tag and refId holding every driver's placeholder syntax and quotes are stored exactly", async () => {
+      const jobs = createJobs({ db: orm.db as never, tablePrefix: prefix, worker: false });
+      try {
+        // $n (pg, slonik), ? and ?? (mysql2, Knex, Sequelize), :name (Sequelize, Knex), @p (mssql), quotes and backslashes.
+        const awkward = `$1 $10 ? ?? :name :1 @p1 it's "q" \\ E'x' {a,b}`;
+        const rowId = `awkward-${crypto.randomUUID()}`;
+        const r = await orm.transaction({ rowId, enqueue: (tx) => jobs.enqueue('orm.job', { rowId, awkward }, { tx: tx as never, tag: awkward, refId: `${rowId} ${awkward}` }) }, false);
+        const job = await jobs.get(r.id);
+        expect(job?.payload).to.deep.equal({ rowId, awkward });
+        expect(job?.tag).to.equal(awkward);
+        expect(await orm.rows()).to.include(rowId);
+        const again = await orm.transaction({ rowId: `${rowId}-again`, enqueue: (tx) => jobs.enqueue('orm.job', { rowId }, { tx: tx as never, refId: `${rowId} ${awkward}` }) }, false);
+        expect(again).to.deep.equal({ id: r.id, existed: true });
+      } finally {
+        await jobs.close();
+      }
+    });
+
     it('refuses the ORM object outside a transaction, saying what it got and what it takes', async () => {
       const jobs = createJobs({ db: orm.db as never, tablePrefix: prefix, worker: false });
       try {

@@ -10,7 +10,8 @@ import type pg from 'pg';
 import type { DatabasePool } from 'slonik';
 import { forEachDialect } from '../helpers/dialects.ts';
 
-const AWKWARD = ['"', '\\', "\\'", "''", '{a,b}', 'NULL', ' x ', '$1', "E'x'", 'line\nbreak', 'é漢字🙂'];
+// `$$`, `$&`, `$'` and `$\`` are patterns in a JavaScript replacement string: once they rewrote or broke out of the literal.
+const AWKWARD = ['"', '\\', "\\'", "''", '{a,b}', 'NULL', ' x ', '$1', "E'x'", 'line\nbreak', 'é漢字🙂', 'a$$b', 'x$&y', 'p$`q', "it$'s"];
 
 forEachDialect('enqueue on the caller\'s transaction, values as literals', ({ fresh }) => {
   it('strings that quote or escape in SQL or JSON, or look like placeholders, come back exactly; a rollback leaves nothing', async () => {

@@ -32,6 +32,13 @@ describe('slonik query tokens from $n statements', () => {
     expect(t.values).to.deep.equal([]);
   });
 
+  it('a literal of megabytes (a large payload) is scanned, not matched by a backtracking regex', () => {
+    const payload = `'${"''".repeat(3_000_000)}${'x'.repeat(9_000_000)}', E'${'\\\\'.repeat(2_000_000)}'`;
+    const t = token(unsafe, `SELECT $1, ${payload}`, ['v']) as unknown as Token;
+    expect(t.sql.length).to.equal(`SELECT $slonik_1, ${payload}`.length);
+    expect(t.values).to.deep.equal(['v']);
+  });
+
   it('a placeholder past the values given is an error naming it', () => {
     expect(() => token(unsafe, 'SELECT $1, $2', ['a'])).to.throw(RangeError, 'statement refers to $2 but 1 values were given');
   });

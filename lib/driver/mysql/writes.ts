@@ -1,8 +1,8 @@
 /**
  * MySQL/MariaDB fenced writes of one running attempt (there is no UPDATE … FROM a list of
- * values to batch them): release, progress, and its log lines. Each is one statement in
- * autocommit, so no lock it takes outlives it: a process frozen between two statements of one
- * transaction would keep its job's rescue waiting until it resumed.
+ * values to batch them): release, progress, and its log lines. A batch of them is sent as one
+ * transaction in one round trip (the store's eachFenced), so a refused item leaves the others
+ * unwritten and no lock waits on this process between two statements.
  */
 import type { LogItem, ProgressItem, ReleaseItem } from '../store.ts';
 import type { Tables } from '../portable/statement.ts';

@@ -51,7 +51,8 @@ export function jobsEnqueue(t: Tables, { inCallerTransaction = false } = {}): (r
     WHERE i.ref_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ins WHERE ins.id = i.id)`;
   if (!inCallerTransaction) return (rows, channel) => ({ text, values: [inputJson(rows), channel] });
   return (rows, channel) => ({
-    text: text.replace('$1::json', `${literal(inputJson(rows))}::json`).replace('pg_notify($2,', `pg_notify(${literal(channel)},`),
+    // Replacement functions: in a replacement string, `$$`, `$&`, `$'` and `$\`` in the data would be patterns.
+    text: text.replace('$1::json', () => `${literal(inputJson(rows))}::json`).replace('pg_notify($2,', () => `pg_notify(${literal(channel)},`),
     values: [],
   });
 }

@@ -81,21 +81,50 @@ export function token(unsafe: UnsafeTag, text: string, values: unknown[]): Query
   const parts: string[] = [];
   const bound: unknown[] = [];
   let last = 0;
-  for (const m of text.matchAll(PLACEHOLDER_OR_LITERAL)) {
-    if (m[1] === undefined) continue;
-    parts.push(text.slice(last, m.index));
-    const n = Number(m[1]);
-    if (n < 1 || n > values.length) throw new RangeError(`statement refers to $${n} but ${values.length} values were given`);
-    bound.push(slonikValue(values[n - 1]));
-    last = m.index! + m[0].length;
+  for (let i = 0; i < text.length; ) {
+    const c = text.charCodeAt(i);
+    if (c === QUOTE) {
+      i = literalEnd(text, i);
+    } else if (c === DOLLAR && isDigit(text.charCodeAt(i + 1))) {
+      let end = i + 1;
+      while (isDigit(text.charCodeAt(end))) end++;
+      const n = Number(text.slice(i + 1, end));
+      if (n < 1 || n > values.length) throw new RangeError(`statement refers to $${n} but ${values.length} values were given`);
+      parts.push(text.slice(last, i));
+      bound.push(slonikValue(values[n - 1]));
+      last = i = end;
+    } else {
+      i++;
+    }
   }
   parts.push(text.slice(last));
   const strings = Object.assign([...parts], { raw: Object.freeze([...parts]) }) as unknown as TemplateStringsArray;
   return unsafe(strings, ...bound);
 }
 
-/** A string literal (E'…' with backslash escapes, or '…' with quotes doubled), or a `$n` placeholder (group 1). */
-const PLACEHOLDER_OR_LITERAL = /(?<![\w$])[Ee]'(?:[^'\\]|\\[\s\S]|'')*'|'(?:[^']|'')*'|\$(\d+)/g;
+const QUOTE = 39;
+const DOLLAR = 36;
+const BACKSLASH = 92;
+const isDigit = (c: number) => c >= 48 && c <= 57;
+
+/**
+ * Where the string literal opening at `open` ends: after its closing quote, a doubled quote being
+ * part of it, and in an E'…' string a backslash escaping the next character. A scan, not a
+ * regular expression: a payload's literal may run to megabytes, past what a regex's backtracking
+ * stack holds.
+ */
+function literalEnd(text: string, open: number): number {
+  const escapes = open > 0 && (text[open - 1] === 'E' || text[open - 1] === 'e') && !/[\w$]/.test(text[open - 2] ?? '');
+  for (let i = open + 1; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (escapes && c === BACKSLASH) i++;
+    else if (c === QUOTE) {
+      if (text.charCodeAt(i + 1) !== QUOTE) return i + 1;
+      i++;
+    }
+  }
+  return text.length;
+}
 
 /**
  * A value as slonik's template binds it: slonik refuses arrays, Buffers and Dates as plain values,

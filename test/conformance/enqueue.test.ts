@@ -7,6 +7,7 @@ import { JobValidationError } from '../../lib/index.ts';
 import mysqlCb from 'mysql2';
 import type mysql from 'mysql2/promise';
 import { MYSQL_URL, forEachDialect, sleep } from '../helpers/dialects.ts';
+import { AWKWARD_STRINGS } from '../helpers/portable.ts';
 
 forEachDialect('enqueue and read', ({ fresh }) => {
   it('enqueues immediate, delayed and scheduled jobs with string ids and reads them back', async () => {
@@ -95,26 +96,26 @@ forEachDialect('enqueue and read', ({ fresh }) => {
   it('strings that quote, escape or delimit in SQL, JSON and array syntax come back exactly, one job and a batch', async () => {
     const t = await fresh();
     const jobs = t.jobs({ worker: false });
-    const awkward = ['"', '\\', '\\"', "'", '{a,b}', ',', 'NULL', ' x ', '$1', 'line\nbreak\ttab', 'é漢字🙂', '\\x00ff'];
     // Keys out of order, and a key repeated in no other: a payload is kept as the JSON text it was sent as.
-    const payload = { z: 1, a: [...awkward, ''], m: { '"k"': '\\', '': null } };
-    const opts = (i: number) => ({ tag: awkward[i % awkward.length], batchId: awkward[(i + 1) % awkward.length], createdBy: awkward[(i + 2) % awkward.length], meta: { note: awkward[i % awkward.length] } });
+    const payload = { z: 1, a: [...AWKWARD_STRINGS, ''], m: { '"k"': '\\', '': null } };
+    const at = (i: number) => AWKWARD_STRINGS[i % AWKWARD_STRINGS.length];
+    const opts = (i: number) => ({ tag: at(i), batchId: at(i + 1), createdBy: at(i + 2), meta: { note: at(i) } });
     const one = await jobs.enqueue('awkward', payload, { ...opts(0), refId: 'ref "one" \\ {x}' });
-    const many = await jobs.enqueueMany(awkward.map((_, i) => ({ name: 'awkward', payload: { i, s: awkward[i] }, ...opts(i), refId: i % 2 ? `ref ${awkward[i]}` : undefined })));
+    const many = await jobs.enqueueMany(AWKWARD_STRINGS.map((_, i) => ({ name: 'awkward', payload: { i, s: AWKWARD_STRINGS[i] }, ...opts(i), refId: i % 2 ? `ref ${AWKWARD_STRINGS[i]}` : undefined })));
     const j = (await jobs.get(one.id))!;
     expect(j.payload).to.deep.equal(payload);
     expect(Object.keys(j.payload as object)).to.deep.equal(['z', 'a', 'm']);
-    expect(j).to.include({ tag: awkward[0], batchId: awkward[1], createdBy: awkward[2] });
+    expect(j).to.include({ tag: at(0), batchId: at(1), createdBy: at(2) });
     for (const [i, r] of many.entries()) {
       const got = (await jobs.get(r.id))!;
-      expect(got.payload, `item ${i}`).to.deep.equal({ i, s: awkward[i] });
-      expect(got, `item ${i}`).to.include({ tag: awkward[i], batchId: awkward[(i + 1) % awkward.length], createdBy: awkward[(i + 2) % awkward.length] });
-      expect(got.meta, `item ${i}`).to.deep.equal({ note: awkward[i] });
+      expect(got.payload, `item ${i}`).to.deep.equal({ i, s: AWKWARD_STRINGS[i] });
+      expect(got, `item ${i}`).to.include({ tag: at(i), batchId: at(i + 1), createdBy: at(i + 2) });
+      expect(got.meta, `item ${i}`).to.deep.equal({ note: AWKWARD_STRINGS[i] });
     }
     // The refIds were stored as given: each finds its live job again.
-    const again = await jobs.enqueueMany(awkward.map((_, i) => ({ name: 'awkward', payload: {}, refId: i % 2 ? `ref ${awkward[i]}` : 'ref "one" \\ {x}' })));
-    expect(again.map((r) => r.existed)).to.deep.equal(awkward.map(() => true));
-    expect(again.map((r) => r.id)).to.deep.equal(awkward.map((_, i) => (i % 2 ? many[i].id : one.id)));
+    const again = await jobs.enqueueMany(AWKWARD_STRINGS.map((_, i) => ({ name: 'awkward', payload: {}, refId: i % 2 ? `ref ${AWKWARD_STRINGS[i]}` : 'ref "one" \\ {x}' })));
+    expect(again.map((r) => r.existed)).to.deep.equal(AWKWARD_STRINGS.map(() => true));
+    expect(again.map((r) => r.id)).to.deep.equal(AWKWARD_STRINGS.map((_, i) => (i % 2 ? many[i].id : one.id)));
   });
 
   it('stores Buffer payloads as binary', async () => {

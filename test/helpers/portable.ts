@@ -21,6 +21,12 @@ import { claimManaged, groupForget, idleGroups, lockGroups, queueSettingsList, r
 import { scheduleAdvance, scheduleRecordRun, scheduleRemove, scheduleSetEnabled, scheduleTicksRemove, schedulesDue, schedulesList } from '../../lib/driver/portable/schedules.ts';
 
 export const HOSTILE = "x'); DROP TABLE sqljobs_jobs; -- ? $1 @p1 `key` [key]";
+/**
+ * Strings that quote, escape or delimit in SQL, JSON, PostgreSQL arrays or a JavaScript
+ * replacement string (`$$`, `$&`, `$'`, `` $` ``), each of which some path once mangled or could:
+ * stored and read back, every one must come back exactly.
+ */
+export const AWKWARD_STRINGS = ['"', '\\', '\\"', "'", "\\'", "''", '{a,b}', ',', 'NULL', ' x ', '$1', "E'x'", 'line\nbreak\ttab', 'é漢字🙂', '\\x00ff', 'a$$b', 'x$&y', 'p$`q', "it$'s"];
 export const UUID = '01936f4e-8a1b-7c2d-9e3f-0a1b2c3d4e5f';
 export const TOKEN = '5b0e7f1a-2c3d-4e5f-8a9b-0c1d2e3f4a5b';
 

@@ -9,16 +9,15 @@ import { expect } from 'chai';
 import type pg from 'pg';
 import type { DatabasePool } from 'slonik';
 import { forEachDialect } from '../helpers/dialects.ts';
+import { AWKWARD_STRINGS } from '../helpers/portable.ts';
 
-// `$$`, `$&`, `$'` and `$\`` are patterns in a JavaScript replacement string: once they rewrote or broke out of the literal.
-const AWKWARD = ['"', '\\', "\\'", "''", '{a,b}', 'NULL', ' x ', '$1', "E'x'", 'line\nbreak', 'é漢字🙂', 'a$$b', 'x$&y', 'p$`q', "it$'s"];
 
 forEachDialect('enqueue on the caller\'s transaction, values as literals', ({ fresh }) => {
   it('strings that quote or escape in SQL or JSON, or look like placeholders, come back exactly; a rollback leaves nothing', async () => {
     const t = await fresh();
     const jobs = t.jobs({ worker: false });
     await jobs.migrate();
-    const items = AWKWARD.map((s, i) => ({ name: 'awkward', payload: { s, i }, tag: s, meta: { s }, refId: `ref ${s}` }));
+    const items = AWKWARD_STRINGS.map((s, i) => ({ name: 'awkward', payload: { s, i }, tag: s, meta: { s }, refId: `ref ${s}` }));
     const inTransaction = async <T>(fn: (tx: unknown) => Promise<T>, commit: boolean): Promise<T | null> => {
       if (t.driver === 'slonik') {
         let out: T | null = null;
@@ -45,11 +44,11 @@ forEachDialect('enqueue on the caller\'s transaction, values as literals', ({ fr
     const kept = (await inTransaction((tx) => jobs.enqueueMany(items, { tx: tx as never }), true))!;
     for (const [i, r] of kept.entries()) {
       const got = (await jobs.get(r.id))!;
-      expect(got.payload, AWKWARD[i]).to.deep.equal({ s: AWKWARD[i], i });
-      expect(got.meta, AWKWARD[i]).to.deep.equal({ s: AWKWARD[i] });
-      expect(got.tag, AWKWARD[i]).to.equal(AWKWARD[i]);
+      expect(got.payload, AWKWARD_STRINGS[i]).to.deep.equal({ s: AWKWARD_STRINGS[i], i });
+      expect(got.meta, AWKWARD_STRINGS[i]).to.deep.equal({ s: AWKWARD_STRINGS[i] });
+      expect(got.tag, AWKWARD_STRINGS[i]).to.equal(AWKWARD_STRINGS[i]);
     }
-    const one = await inTransaction((tx) => jobs.enqueue('awkward', { again: true }, { refId: `ref ${AWKWARD[0]}`, tx: tx as never }), true);
+    const one = await inTransaction((tx) => jobs.enqueue('awkward', { again: true }, { refId: `ref ${AWKWARD_STRINGS[0]}`, tx: tx as never }), true);
     expect(one).to.deep.equal({ id: kept[0].id, existed: true });
   });
 }, ['postgres', 'slonik']);

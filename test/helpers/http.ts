@@ -6,6 +6,7 @@ import type mysql from 'mysql2/promise';
 import type Database from 'better-sqlite3';
 import type { Jobs, RequestJobs, SupportedDb } from '../../lib/index.ts';
 import { MYSQL_URL, PG_URL, mysqlPool, until, type TestDb } from './dialects.ts';
+import { innodbTransactions } from './innodb.ts';
 
 /**
  * The app's own orders table (PostgreSQL: written in the request's transaction, with a deferred
@@ -81,8 +82,8 @@ async function mysqlPoolSettled(t: TestDb): Promise<void> {
     5000,
   );
   const ours = new Set(pool._allConnections.toArray().map((c) => c.threadId));
-  const open = await t.query<{ id: number }>('SELECT trx_mysql_thread_id AS id FROM information_schema.INNODB_TRX');
-  expect(open.filter((r) => ours.has(Number(r.id))), 'sessions left inside a transaction').to.have.length(0);
+  const open = await innodbTransactions((text) => t.query(text));
+  expect(open.filter((trx) => ours.has(trx.threadId)), 'sessions left inside a transaction').to.have.length(0);
 }
 
 /** The app's order row, written in the request's transaction (no table on SQLite, whose jobs are buffered). */

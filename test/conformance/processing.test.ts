@@ -526,6 +526,31 @@ forEachDialect('processing', ({ fresh }) => {
     expect((await jobs.get(id))!.progress).to.equal(100);
   });
 
+  it('a log line and a progress message past 64 KiB come back whole, while running and in history', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { pollInterval: 60_000, logFlushInterval: 20 } });
+    // Past 65,535 by an amount that a length kept modulo 65,536 would show; a pattern, so a cut shows too.
+    const long = (tag: string) => `${tag}:` + Array.from({ length: 10_100 }, (_, i) => `${i % 10}ab¢€𝄞`).join('');
+    const line = long('line');
+    const message = long('progress');
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    jobs.define('verbose', async (_p, ctx: JobContext) => {
+      ctx.log(line);
+      ctx.progress(50, message);
+      await gate;
+    });
+    await jobs.start();
+    const { id } = await jobs.enqueue('verbose', {});
+    await until(async () => (await jobs.get(id))?.progress === 50, 'progress 50 while running');
+    expect((await jobs.get(id))!.progressMessage).to.equal(message);
+    release();
+    await until(async () => (await jobs.get(id))?.state === 'completed', 'completion');
+    expect(line.length).to.be.above(70_000);
+    expect((await jobs.get(id))!.progressMessage).to.equal(message);
+    expect((await jobs.logs(id)).map((l) => l.message)).to.deep.equal([line]);
+  });
+
   it('a log from an attempt whose job was taken back and claimed again here aborts that attempt, not the new one, whose lines are kept', async () => {
     const t = await fresh();
     // No heartbeat within the test (it would find the first attempt lost too): only its log write can.

@@ -227,6 +227,27 @@ describe('MySQL/MariaDB specifics [mysql]', function () {
     expect(Math.max(...limits), 'the largest claim').to.be.greaterThan(50);
   });
 
+  it('one flush of more short log lines than a packet carries is written whole', async function () {
+    this.timeout(120_000);
+    const t = await fresh();
+    const [[{ max }]] = (await (t.db as mysql.Pool).query('SELECT @@max_allowed_packet AS max')) as unknown as [{ max: number }[]];
+    // Each line adds ~50 bytes of statement beside its message: this many make one statement past the packet.
+    const count = Math.ceil(Number(max) / 40);
+    const jobs = t.jobs({ worker: { pollInterval: 60_000, logFlushInterval: 60_000 } });
+    let errors = 0;
+    jobs.on('error', () => errors++);
+    jobs.define('chatty', (_p, ctx) => {
+      for (let i = 0; i < count; i++) ctx.log(`l${i}`);
+    });
+    await jobs.start();
+    const { id } = await jobs.enqueue('chatty', {});
+    await until(async () => (await jobs.get(id))?.state === 'completed', 'completion', 90_000);
+    const [row] = await t.query<{ n: number; distinct: number }>(`SELECT COUNT(*) AS n, COUNT(DISTINCT message) AS \`distinct\` FROM ${t.prefix}logs WHERE job_id = ?`, [id]);
+    expect([Number(row.n), Number(row.distinct)], 'lines stored, each once').to.deep.equal([count, count]);
+    expect(errors, 'error events').to.equal(0);
+    await jobs.stop();
+  });
+
   it('completions whose results together exceed the server\'s packet limit are written in one call', async function () {
     this.timeout(60_000);
     const t = await fresh();

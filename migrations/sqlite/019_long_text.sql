@@ -1,0 +1,2 @@
+-- Nothing here: only MySQL/MariaDB's TEXT stopped log lines and progress messages at 64 KiB
+-- (migrations/mysql/019_long_text.sql). The file keeps every dialect's versions alike.

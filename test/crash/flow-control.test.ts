@@ -12,6 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { PROCESS_DIALECTS, forEachDialect, sleep, until } from '../helpers/dialects.ts';
 import { openExecLog, type Exec, type ExecLog, type Victim } from '../helpers/exec-log.ts';
+import { innodbTransactions } from '../helpers/innodb.ts';
 import type { EnqueueManyItem, JobMap } from '../../lib/index.ts';
 
 /** The most executions under way at one instant (an end and a start at the same ms do not overlap). */
@@ -49,13 +50,10 @@ function readState(pid: number): string {
 async function lockWaits(lab: ExecLog): Promise<number> {
   const { t } = lab;
   if (t.dialect === 'postgres') return lab.count(`SELECT COUNT(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND application_name = $1`, [t.prefix]);
-  // Not information_schema.innodb_trx: InnoDB refreshes that snapshot only when nobody read it for
-  // 0.1 s, so a probe every 20 ms keeps reading the one taken before the wait began. The monitor's
-  // text is made on each call: a transaction in LOCK WAIT, waiting for a lock on any table of the
-  // test's (the rescuer's transaction may wait on the jobs row or on history).
-  const [{ Status }] = await lab.query<{ Status: string }>('SHOW ENGINE INNODB STATUS');
+  // A transaction in LOCK WAIT for a lock on any table of the test's (the rescuer's transaction may
+  // wait on the jobs row or on history), from the monitor's text, made on each call (../helpers/innodb.ts).
   const waiting = new RegExp(`^LOCK WAIT [\\s\\S]*TRX HAS BEEN WAITING [\\s\\S]* of table \`[^\`]*\`\\.\`${t.prefix}`, 'm');
-  return Status.split(/^---TRANSACTION /m).filter((trx) => waiting.test(trx)).length;
+  return (await innodbTransactions((text) => lab.query(text))).filter((trx) => waiting.test(trx.status)).length;
 }
 
 /** Wait until `n` jobs named `name` are in history. */

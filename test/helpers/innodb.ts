@@ -7,18 +7,19 @@
 export interface InnodbTransaction {
   threadId: number;
   rowLocks: number;
-  activeSeconds: number;
+  /** The transaction's own section of the status text (its lock waits, the tables it waits on). */
+  status: string;
 }
 
 export async function innodbTransactions(query: (text: string) => Promise<{ Status: string }[]>): Promise<InnodbTransaction[]> {
   const [{ Status }] = await query('SHOW ENGINE INNODB STATUS');
   const open: InnodbTransaction[] = [];
   for (const trx of Status.split(/^---TRANSACTION /m).slice(1)) {
-    const active = /^\d+, ACTIVE (?:\(PREPARED\) )?(\d+) sec/.exec(trx);
+    const active = /^\d+, ACTIVE /.test(trx);
     const thread = /^(?:MySQL|MariaDB) thread id (\d+)/m.exec(trx);
     if (!active || !thread) continue; // "not started": a session with no transaction open
     const locks = /(\d+) row lock\(s\)/.exec(trx);
-    open.push({ threadId: Number(thread[1]), rowLocks: locks ? Number(locks[1]) : 0, activeSeconds: Number(active[1]) });
+    open.push({ threadId: Number(thread[1]), rowLocks: locks ? Number(locks[1]) : 0, status: trx });
   }
   return open;
 }

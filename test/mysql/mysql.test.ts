@@ -14,6 +14,12 @@ import { innodbTransactions } from '../helpers/innodb.ts';
 import { loadMigrations } from '../../lib/driver/migrations.ts';
 import { createJobs, type Jobs } from '../../lib/index.ts';
 
+/** The server's packet limit in bytes: a statement longer than this is refused. */
+async function maxAllowedPacket(t: TestDb): Promise<number> {
+  const [{ max }] = await t.query<{ max: number }>('SELECT @@max_allowed_packet AS max');
+  return Number(max);
+}
+
 describe('MySQL/MariaDB specifics [mysql]', function () {
   let opened: TestDb[] = [];
   const fresh = async () => {
@@ -230,9 +236,9 @@ describe('MySQL/MariaDB specifics [mysql]', function () {
   it('one flush of more short log lines than a packet carries is written whole', async function () {
     this.timeout(120_000);
     const t = await fresh();
-    const [[{ max }]] = (await (t.db as mysql.Pool).query('SELECT @@max_allowed_packet AS max')) as unknown as [{ max: number }[]];
+    const max = await maxAllowedPacket(t);
     // Each line adds ~50 bytes of statement beside its message: this many make one statement past the packet.
-    const count = Math.ceil(Number(max) / 40);
+    const count = Math.ceil(max / 40);
     const jobs = t.jobs({ worker: { pollInterval: 60_000, logFlushInterval: 60_000 } });
     let errors = 0;
     jobs.on('error', () => errors++);
@@ -253,9 +259,9 @@ describe('MySQL/MariaDB specifics [mysql]', function () {
     const t = await fresh();
     const jobs = t.jobs({ worker: false });
     await jobs.migrate();
-    const [[{ max }]] = (await (t.db as mysql.Pool).query('SELECT @@max_allowed_packet AS max')) as unknown as [{ max: number }[]];
+    const max = await maxAllowedPacket(t);
     // Results of 1 MiB (maxOutputBytes' default) each: more of them than one packet may carry.
-    const count = Math.ceil(Number(max) / (1024 * 1024)) + 4;
+    const count = Math.ceil(max / (1024 * 1024)) + 4;
     await jobs.enqueueMany(Array.from({ length: count }, (_, n) => ({ name: 'big', payload: n })));
     const claimed = await jobs.store.jobClaim({ workerId: 'here', names: ['big'], limit: count });
     expect(claimed).to.have.length(count);

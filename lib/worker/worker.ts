@@ -861,15 +861,16 @@ export class Worker {
     clearTimeout(timer);
     const left = [...this.running];
     for (const attempt of left) attempt.abort('shutdown');
+    // Past the timeout an outcome that keeps failing is not retried forever (stop would never return): its
+    // job stays running under its attempt in the database, and the sweeper rescues it after stallTimeout.
+    // Log writes meeting contention stop retrying too, before the last flush below.
+    this.writer.stopRetrying();
     if (left.length) {
       await this.writer.flushLogs();
       for (const round of oneAttemptPerJob(left, (a) => a.id)) {
         await this.store.jobReleaseMany(round.map((a) => ({ ...a.fenced, delayMs: 0, refund: true }))).catch((err) => this.events.error(err));
       }
     }
-    // Past the timeout an outcome that keeps failing is not retried forever (stop would never return): its
-    // job stays running under its attempt in the database, and the sweeper rescues it after stallTimeout.
-    this.writer.stopRetrying();
     await this.writer.drain();
     this.writer.dispose();
     await this.listener?.close().catch(() => undefined);

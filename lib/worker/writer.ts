@@ -40,6 +40,9 @@ export class OutcomeRefusedError extends Error {
  */
 const TRANSIENT_FAILURES_BEFORE_REFUSAL = 5;
 
+/** Tries of a log or progress write that meets contention (pauses of 50 ms, doubling, in between) before it is dropped. */
+const BEST_EFFORT_CONTENTION_ATTEMPTS = 6;
+
 /** Outcomes written in one statement at most (or the store's own batch size, when larger). */
 const OUTCOMES_PER_STATEMENT = 500;
 
@@ -172,7 +175,8 @@ export class OutcomeWriter {
   }
 
   private retriesStopped = false;
-  private wakeRetry: (() => void) | null = null;
+  /** Pauses under way (outcome batches and log writes can wait at once): stopRetrying ends them all. */
+  private readonly pauses = new Set<() => void>();
 
   /**
    * Run `fn`, retrying transient and systemic errors with backoff. Rethrows a refusal at once,
@@ -191,14 +195,19 @@ export class OutcomeWriter {
         // A dropped connection that keeps coming back while the database answers: a refusal in disguise (not contention).
         if (kind === 'transient' && !isContention(err) && attempt % TRANSIENT_FAILURES_BEFORE_REFUSAL === 0 && (await this.databaseAnswers())) throw err;
         if (this.retriesStopped) throw new GivenUp(err);
-        await new Promise<void>((r) => {
-          const timer = setTimeout(r, Math.min(100 * 2 ** attempt, 5000));
-          this.wakeRetry = () => (clearTimeout(timer), r());
-        });
-        this.wakeRetry = null;
+        await this.pause(Math.min(100 * 2 ** attempt, 5000));
         if (this.retriesStopped) throw new GivenUp(err);
       }
     }
+  }
+
+  /** Wait before trying again; stopRetrying ends the wait at once. */
+  private async pause(ms: number): Promise<void> {
+    await new Promise<void>((r) => {
+      const wake = () => (clearTimeout(timer), this.pauses.delete(wake), r());
+      const timer = setTimeout(wake, ms);
+      this.pauses.add(wake);
+    });
   }
 
   private databaseAnswers(): Promise<boolean> {
@@ -208,7 +217,7 @@ export class OutcomeWriter {
   /** Shutdown past its timeout: a write that fails from now on is given up (its promise rejects) instead of retried. */
   stopRetrying(): void {
     this.retriesStopped = true;
-    this.wakeRetry?.();
+    for (const wake of [...this.pauses]) wake();
   }
 
   // ------------------------------------------------------------ logs and progress
@@ -263,18 +272,24 @@ export class OutcomeWriter {
   /**
    * Logs and progress are best effort: while the database is away they are dropped (the
    * attempt's outcome is not). A refusal drops only the refused job's part: the batch is
-   * written job by job to find it.
+   * written job by job to find it. Contention (a deadlock, a lock wait, a statement timeout) is
+   * tried again a few times first: the database rolled the whole write back and answers, so
+   * writing it again cannot store a line twice, which retrying after a dropped connection could
+   * (its COMMIT may have landed).
    */
-  private async bestEffort<T extends Fenced>(items: T[], write: (items: T[]) => Promise<Set<string>>, lost: Map<string, Fenced>): Promise<void> {
+  private async bestEffort<T extends Fenced>(items: T[], write: (items: T[]) => Promise<Set<string>>, lost: Map<string, Fenced>, attempt = 1): Promise<void> {
     try {
       const ok = await write(items);
       for (const item of items) if (!ok.has(item.id)) lost.set(attemptKey(item), { id: item.id, token: item.token });
     } catch (err) {
       if (items.length > 1 && classifyError(err) === 'refused') {
         for (const item of items) await this.bestEffort([item], write, lost);
-      } else {
-        this.hooks.onError(err);
+        return;
       }
+      this.hooks.onError(err);
+      if (!isContention(err) || attempt >= BEST_EFFORT_CONTENTION_ATTEMPTS || this.retriesStopped) return;
+      await this.pause(Math.min(50 * 2 ** (attempt - 1), 1000));
+      if (!this.retriesStopped) await this.bestEffort(items, write, lost, attempt + 1);
     }
   }
 

@@ -117,3 +117,39 @@ forEachDialect('shutdown', ({ fresh }) => {
     expect(workers.map((w) => w.id), 'the stopped worker is not listed').to.not.include(id);
   });
 });
+
+// The writer's pauses are the same on every database: one is enough to show that stop ends them all.
+forEachDialect('shutdown: writes retrying at once', ({ fresh }) => {
+  it('close() past its timeout ends every retry pause under way (a completion and a log write both meeting contention), not only the last begun', async function () {
+    this.timeout(30_000);
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { concurrency: 2, pollInterval: 60_000, logFlushInterval: 20 } });
+    const tries = { complete: 0, logs: 0 };
+    // Contention: outcomes retry it while the worker runs, log writes a few times per flush.
+    const busy = (kind: keyof typeof tries) => async (): Promise<Set<string>> => {
+      tries[kind]++;
+      throw Object.assign(new Error('database is locked'), { code: 'SQLITE_BUSY' });
+    };
+    jobs.store.jobCompleteMany = busy('complete');
+    jobs.store.logAppendMany = busy('logs');
+    jobs.define('quick', async () => 'done');
+    jobs.define('chatty', async (_p, ctx) => {
+      while (!ctx.signal.aborted) {
+        ctx.log('still here');
+        await sleep(30);
+      }
+    });
+    jobs.on('error', () => undefined);
+    await jobs.start();
+    await jobs.enqueue('chatty', {});
+    await jobs.enqueue('quick', {});
+    // From its sixth try the completion pauses 5 s; log writes pause (50 ms doubling) all along.
+    await until(() => tries.complete >= 6, 'the completion to retry with long pauses', 20_000);
+    const logTries = tries.logs;
+    await until(() => tries.logs > logTries, 'a log write to be retrying too');
+    let closed = false;
+    const closing = jobs.close({ timeout: 200 }).then(() => (closed = true));
+    await until(() => closed, 'close() to return soon after its timeout', 1_500);
+    await closing;
+  });
+}, ['sqlite']);

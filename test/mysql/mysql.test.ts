@@ -233,6 +233,44 @@ describe('MySQL/MariaDB specifics [mysql]', function () {
     expect(Math.max(...limits), 'the largest claim').to.be.greaterThan(50);
   });
 
+  it("a progress write that times out on another session's row lock is written again once the lock is gone", async function () {
+    this.timeout(30_000);
+    const t = await fresh();
+    // The library's connections open after this, with a lock wait of 1 s instead of 50.
+    const [{ was }] = await t.query<{ was: number }>('SELECT @@GLOBAL.innodb_lock_wait_timeout AS was');
+    await t.query('SET GLOBAL innodb_lock_wait_timeout = 1');
+    const other = await mysql.createConnection({ uri: MYSQL_URL });
+    try {
+      const jobs = t.jobs({ worker: { pollInterval: 60_000, logFlushInterval: 20 } });
+      const lockWaits: unknown[] = [];
+      jobs.on('error', (err) => void ((err as { errno?: number }).errno === 1205 && lockWaits.push(err)));
+      let report!: () => void;
+      const mayReport = new Promise<void>((r) => (report = r));
+      let release!: () => void;
+      const gate = new Promise<void>((r) => (release = r));
+      jobs.define('slow', async (_p, ctx) => {
+        await mayReport;
+        ctx.progress(60, 'most of it');
+        await gate;
+      });
+      await jobs.start();
+      const { id } = await jobs.enqueue('slow', {});
+      await until(async () => (await jobs.get(id))?.state === 'running', 'the job to run');
+      await other.query('START TRANSACTION');
+      await other.query(`SELECT id FROM ${t.prefix}jobs WHERE id = ? FOR UPDATE`, [id]);
+      report();
+      await until(() => lockWaits.length > 0, 'the progress write to time out on the lock', 10_000);
+      await other.query('ROLLBACK');
+      await until(async () => (await jobs.get(id))?.progress === 60, 'the progress, written again', 10_000);
+      release();
+      await until(async () => (await jobs.get(id))?.state === 'completed', 'completion');
+      expect((await jobs.get(id))!.progressMessage).to.equal('most of it');
+    } finally {
+      await other.end();
+      await t.query(`SET GLOBAL innodb_lock_wait_timeout = ${Number(was)}`);
+    }
+  });
+
   it('one flush of more short log lines than a packet carries is written whole', async function () {
     this.timeout(120_000);
     const t = await fresh();

@@ -13,6 +13,8 @@ import { countStatements } from '../helpers/statements.ts';
 import { innodbTransactions } from '../helpers/innodb.ts';
 import { loadMigrations } from '../../lib/driver/migrations.ts';
 import { createJobs, type Jobs } from '../../lib/index.ts';
+import { QueryWatchdog, UnansweredQueryError } from '../../lib/driver/mysql/watchdog.ts';
+import { classifyError } from '../../lib/driver/errors.ts';
 
 /** The server's packet limit in bytes: a statement longer than this is refused. */
 async function maxAllowedPacket(t: TestDb): Promise<number> {
@@ -269,6 +271,67 @@ describe('MySQL/MariaDB specifics [mysql]', function () {
       await other.end();
       await t.query(`SET GLOBAL innodb_lock_wait_timeout = ${Number(was)}`);
     }
+  });
+
+  it('the watchdog ends a query whose answer never comes (its thread idle): the transaction and its row locks are gone, and the query fails as a dropped connection', async function () {
+    this.timeout(30_000);
+    const t = await fresh();
+    const jobs = t.jobs({ worker: false });
+    await jobs.migrate();
+    await jobs.enqueue('x', {});
+    const pool = mysql.createPool({ uri: MYSQL_URL, multipleStatements: true });
+    try {
+      const watchdog = new QueryWatchdog(pool);
+      watchdog.checkMs = 300;
+      const c = await pool.getConnection();
+      // The server answers, but nothing reads it: our end waits as it does for a thread MariaDB left "Killed".
+      (c.connection as unknown as { stream: { pause(): void } }).stream.pause();
+      const err = await watchdog.query(c, `START TRANSACTION; SELECT id FROM ${t.prefix}jobs FOR UPDATE`, []).then(() => null, (e: unknown) => e);
+      expect(err).to.be.instanceOf(UnansweredQueryError);
+      expect((err as Error).message).to.match(/its thread: Sleep/);
+      expect(classifyError(err), 'retried like a dropped connection').to.equal('transient');
+      // Its row lock went with its transaction: a read that does not wait gets the row.
+      await until(async () => (await t.query(`SELECT id FROM ${t.prefix}jobs FOR UPDATE NOWAIT`).then(() => true, () => false)), 'the row lock to be released');
+      expect(await t.query('SELECT ID FROM information_schema.PROCESSLIST WHERE ID = ?', [(err as UnansweredQueryError).threadId])).to.deep.equal([]);
+    } finally {
+      await pool.end();
+    }
+  });
+
+  it('a completion left unanswered past the watchdog\'s limit is ended on the server (its transaction and lock wait with it) and written again', async function () {
+    this.timeout(30_000);
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { pollInterval: 60_000 } });
+    // The limit is the server's lock wait timeout + 30 s; a completion waiting for a row lock past 1.5 s stands in for one MariaDB never answers.
+    (jobs.store as unknown as { watchdog: { limitMs: number | null } }).watchdog.limitMs = 1500;
+    const unanswered: { threadId: number }[] = [];
+    const others: unknown[] = [];
+    jobs.on('error', (err) => void ((err as Error).name === 'UnansweredQueryError' ? unanswered.push(err as { threadId: number }) : others.push(err)));
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    jobs.define('held', async () => {
+      await gate;
+      return 'done';
+    });
+    await jobs.start();
+    const { id } = await jobs.enqueue('held', {});
+    await until(async () => (await jobs.get(id))?.state === 'running', 'the job to run');
+    const other = await mysql.createConnection({ uri: MYSQL_URL });
+    try {
+      await other.query('START TRANSACTION');
+      await other.query(`SELECT id FROM ${t.prefix}jobs WHERE id = ? FOR UPDATE`, [id]);
+      release();
+      await until(() => unanswered.length > 0, 'the watchdog to end the waiting completion', 10_000);
+      const ended = unanswered[0].threadId;
+      await until(async () => (await t.query('SELECT ID FROM information_schema.PROCESSLIST WHERE ID = ?', [ended])).length === 0, 'its connection to be gone on the server');
+      await other.query('ROLLBACK');
+    } finally {
+      await other.end();
+    }
+    await until(async () => (await jobs.get(id))?.state === 'completed', 'the completion, written again');
+    expect(await jobs.get(id)).to.include({ state: 'completed', result: 'done', attempts: 1 });
+    expect(await t.query(`SELECT id FROM ${t.prefix}history WHERE id = ?`, [id])).to.have.length(1);
+    expect(others, 'no other error').to.deep.equal([]);
   });
 
   it('one flush of more short log lines than a packet carries is written whole', async function () {

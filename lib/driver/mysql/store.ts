@@ -39,6 +39,7 @@ import { takeSessionLock } from '../session-lock.ts';
 import { HeldConnection, holdMysqlConnection, openTransaction, withHeld } from '../held.ts';
 import { claimOrder, toClaimedJob } from '../rows.ts';
 import { chunkBy, settleEnqueue } from '../sql.ts';
+import { QueryWatchdog } from './watchdog.ts';
 import type {
   ClaimedJob, ClaimRequest, CompleteItem, FailItem, Fenced, InsertBatch, LeaseRequest, LogItem,
   HistoryMonth, OpenTransaction, PooledStoreOptions, ProgressItem, ReleaseItem, ScheduleTick, SessionLock, Store,
@@ -120,6 +121,8 @@ export class MysqlStore extends PortableStore implements Store {
   private readonly lockers: PromisePool;
   /** Whether the server has @@in_transaction (MariaDB) to check a caller's opts.tx with. */
   private canCheckTx = true;
+  /** Bounds the wait for our queries of several statements (./watchdog.ts). */
+  readonly watchdog: QueryWatchdog;
 
   /** Portable statements (../portable/) on the private pool. */
   protected readonly runner: SqlRunner = {
@@ -140,6 +143,7 @@ export class MysqlStore extends PortableStore implements Store {
     this.app = isAppSide(app) ? app : mysqlAppSide(app);
     this.own = privatePool(this.app.template, opts.workerPoolSize);
     this.lockers = privatePool(this.app.template, 0);
+    this.watchdog = new QueryWatchdog(this.lockers);
   }
 
 
@@ -173,7 +177,7 @@ export class MysqlStore extends PortableStore implements Store {
    * statements per call; the app's never see this): the hot paths pay for round trips.
    */
   private async beginWith(c: PoolConnection, text: string, values: unknown[]): Promise<Row[]> {
-    const [results] = await c.query(`START TRANSACTION; ${text}`, values);
+    const results = await this.watchdog.query(c, `START TRANSACTION; ${text}`, values);
     return (results as unknown[])[1] as Row[];
   }
 
@@ -309,7 +313,7 @@ export class MysqlStore extends PortableStore implements Store {
   private async moveToHistory(c: PoolConnection, state: 'completed' | 'failed', column: 'result' | 'error', items: (Fenced & { value: string | null })[]): Promise<void> {
     if (!items.length) return;
     const move = jobsMoveToHistory(this.t, state, column, items);
-    const [results] = await c.query(move.text, move.values);
+    const results = await this.watchdog.query(c, move.text, move.values);
     const [copied, deleted] = results as ResultSetHeader[];
     this.checkMoved(copied, deleted, items.length);
   }
@@ -336,7 +340,7 @@ export class MysqlStore extends PortableStore implements Store {
         const move = jobsMoveToHistory(this.t, 'completed', 'result', chunk.map((i) => ({ ...i, value: i.resultJson })));
         const begin = n === 0 ? 'START TRANSACTION; ' : '';
         const commit = n === chunks.length - 1 ? '; COMMIT' : '';
-        const [results] = await c.query(`${begin}${lock.text}; ${move.text}${commit}`, [...lock.values, ...move.values]);
+        const results = await this.watchdog.query(c, `${begin}${lock.text}; ${move.text}${commit}`, [...lock.values, ...move.values]);
         const [locked, copied, deleted] = (results as unknown[]).slice(begin ? 1 : 0) as [Row[], ResultSetHeader, ResultSetHeader];
         const owned = withoutFlow(this.owned(locked, chunk));
         this.checkMoved(copied, deleted, owned.size);
@@ -391,7 +395,7 @@ export class MysqlStore extends PortableStore implements Store {
     const ordered = [...items].sort(byId);
     const statements = ordered.map((i) => build(this.t, i));
     const text = ['START TRANSACTION', ...statements.map((q) => q.text), 'COMMIT'].join(';\n');
-    const results = await this.onOwnConnection(async (c) => (await c.query(text, statements.flatMap((q) => q.values)))[0] as ResultSetHeader[]);
+    const results = await this.onOwnConnection(async (c) => (await this.watchdog.query(c, text, statements.flatMap((q) => q.values))) as ResultSetHeader[]);
     if (results.length !== ordered.length + 2) throw new Error(`sqljobs: ${ordered.length} fenced statements answered ${results.length - 2} results`);
     return new Set(ordered.filter((_, n) => results[n + 1].affectedRows > 0).map((i) => i.id));
   }

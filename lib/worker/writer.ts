@@ -40,8 +40,10 @@ export class OutcomeRefusedError extends Error {
  */
 const TRANSIENT_FAILURES_BEFORE_REFUSAL = 5;
 
-/** Tries of a log or progress write that meets contention (pauses of 50 ms, doubling, in between) before it is dropped. */
+/** Tries of a log or progress write that meets contention (pauses of 50 ms, doubling, in between) before it is dropped… */
 const BEST_EFFORT_CONTENTION_ATTEMPTS = 6;
+/** …or once this long has passed since its flush began (a lock wait timeout of 50 s is not tried again). */
+const BEST_EFFORT_CONTENTION_MS = 10_000;
 
 /** Outcomes written in one statement at most (or the store's own batch size, when larger). */
 const OUTCOMES_PER_STATEMENT = 500;
@@ -86,7 +88,13 @@ export class OutcomeWriter {
   private readonly logs = new Map<string, LogBuffer>();
   private bufferedLines = 0;
   private logTimer: NodeJS.Timeout | null = null;
+  /** The periodic flush under way (one at a time). */
   private logFlush: Promise<void> | null = null;
+  /**
+   * Attempts whose lines or progress a write under way holds, and that write: an outcome waits
+   * for its own attempt's write only, never for a write of other jobs held up by a lock.
+   */
+  private readonly inFlight = new Map<string, Promise<void>>();
 
   constructor(
     private readonly store: JobWrites & Pick<StorePlumbing, 'clockNow'>,
@@ -252,44 +260,98 @@ export class OutcomeWriter {
   /** Write every buffered log line and progress value (one transaction per kind). */
   async flushLogs(): Promise<void> {
     while (this.logFlush) await this.logFlush;
-    if (!this.logs.size) return;
-    const buffers = [...this.logs.values()];
-    this.logs.clear();
-    this.bufferedLines = 0;
-    this.logFlush = this.writeLogs(buffers).finally(() => (this.logFlush = null));
+    const buffers = this.takeBuffers();
+    if (!buffers.length) return;
+    this.logFlush = this.writeTaken(buffers).finally(() => (this.logFlush = null));
     await this.logFlush;
   }
 
-  private async writeLogs(buffers: LogBuffer[]): Promise<void> {
-    const lines: LogItem[] = buffers.filter((b) => b.lines.length).map((b) => ({ ...b.fenced, attempt: b.attempt, lines: b.lines }));
-    const progress: ProgressItem[] = buffers.filter((b) => b.progress).map((b) => ({ ...b.fenced, ...b.progress! }));
+  /**
+   * The buffers (or `only` this attempt's) not being written already: an attempt's next lines
+   * wait for its write under way, so that they are stored after it. Those left wait for a later flush.
+   */
+  private takeBuffers(only?: string): LogBuffer[] {
+    const taken: LogBuffer[] = [];
+    for (const [key, b] of this.logs) {
+      if ((only !== undefined && key !== only) || this.inFlight.has(key)) continue;
+      this.logs.delete(key);
+      this.bufferedLines -= b.lines.length;
+      taken.push(b);
+    }
+    if (this.logs.size) this.armLogTimer();
+    return taken;
+  }
+
+  /**
+   * Lines first, then progress. An attempt is out of `inFlight` as soon as its own part is
+   * written: one with lines only does not wait for the progress of others (whose row another
+   * session may hold locked).
+   */
+  private writeTaken(buffers: LogBuffer[]): Promise<void> {
     const lost = new Map<string, Fenced>();
-    for (const round of oneAttemptPerJob(lines, (l) => l.id)) for (const chunk of chunkLogs(round)) await this.bestEffort(chunk, (c) => this.store.logAppendMany(c), lost);
-    for (const round of oneAttemptPerJob(progress, (p) => p.id)) await this.bestEffort(round, (p) => this.store.jobProgressMany(p), lost);
-    for (const attempt of lost.values()) this.hooks.onLost(attempt);
+    const deadline = performance.now() + BEST_EFFORT_CONTENTION_MS;
+    const linesWritten = this.writeLines(buffers, lost, deadline);
+    const allWritten = linesWritten.then(() => this.writeProgress(buffers, lost, deadline)).then(() => {
+      for (const attempt of lost.values()) this.hooks.onLost(attempt);
+    });
+    for (const b of buffers) {
+      const key = attemptKey(b.fenced);
+      const written = b.progress ? allWritten : linesWritten;
+      this.inFlight.set(key, written);
+      const done = () => void (this.inFlight.get(key) === written && this.inFlight.delete(key));
+      written.then(done, done);
+    }
+    return allWritten;
+  }
+
+  private async writeLines(buffers: LogBuffer[], lost: Map<string, Fenced>, deadline: number): Promise<void> {
+    const lines: LogItem[] = buffers.filter((b) => b.lines.length).map((b) => ({ ...b.fenced, attempt: b.attempt, lines: b.lines }));
+    for (const round of oneAttemptPerJob(lines, (l) => l.id)) {
+      for (const chunk of chunkLogs(round)) await this.bestEffort(chunk, (c) => this.store.logAppendMany(c), lost, deadline);
+    }
+  }
+
+  private async writeProgress(buffers: LogBuffer[], lost: Map<string, Fenced>, deadline: number): Promise<void> {
+    const progress: ProgressItem[] = buffers.filter((b) => b.progress).map((b) => ({ ...b.fenced, ...b.progress! }));
+    for (const round of oneAttemptPerJob(progress, (p) => p.id)) await this.bestEffort(round, (p) => this.store.jobProgressMany(p), lost, deadline);
   }
 
   /**
    * Logs and progress are best effort: while the database is away they are dropped (the
-   * attempt's outcome is not). A refusal drops only the refused job's part: the batch is
-   * written job by job to find it. Contention (a deadlock, a lock wait, a statement timeout) is
-   * tried again a few times first: the database rolled the whole write back and answers, so
-   * writing it again cannot store a line twice, which retrying after a dropped connection could
-   * (its COMMIT may have landed).
+   * attempt's outcome is not). A refusal or contention (a deadlock, a lock wait, a statement
+   * timeout) drops only the part of the job it is about: the batch is written job by job, so one
+   * job's refused text or locked row does not cost the others theirs. What met contention is tried
+   * again a few times: the database rolled it back and answers, so writing it again cannot store a
+   * line twice, which retrying after a dropped connection could (its COMMIT may have landed).
    */
-  private async bestEffort<T extends Fenced>(items: T[], write: (items: T[]) => Promise<Set<string>>, lost: Map<string, Fenced>, attempt = 1): Promise<void> {
+  private async bestEffort<T extends Fenced>(items: T[], write: (items: T[]) => Promise<Set<string>>, lost: Map<string, Fenced>, deadline: number): Promise<void> {
+    let round: T[][] = [items];
+    for (let attempt = 1; ; attempt++) {
+      const contended: T[] = [];
+      for (const group of round) contended.push(...(await this.writeSplitting(group, write, lost)));
+      if (!contended.length || attempt >= BEST_EFFORT_CONTENTION_ATTEMPTS || performance.now() >= deadline || this.retriesStopped) return;
+      await this.pause(Math.min(50 * 2 ** (attempt - 1), 1000));
+      if (this.retriesStopped) return;
+      round = contended.map((item) => [item]);
+    }
+  }
+
+  /** Write `items`, job by job after a refusal or contention; answers the items that met contention (rolled back, so they can be written again). */
+  private async writeSplitting<T extends Fenced>(items: T[], write: (items: T[]) => Promise<Set<string>>, lost: Map<string, Fenced>): Promise<T[]> {
     try {
       const ok = await write(items);
       for (const item of items) if (!ok.has(item.id)) lost.set(attemptKey(item), { id: item.id, token: item.token });
+      return [];
     } catch (err) {
-      if (items.length > 1 && classifyError(err) === 'refused') {
-        for (const item of items) await this.bestEffort([item], write, lost);
-        return;
+      const contention = isContention(err);
+      if (items.length > 1 && (contention || classifyError(err) === 'refused')) {
+        if (contention) this.hooks.onError(err);
+        const contended: T[] = [];
+        for (const item of items) contended.push(...(await this.writeSplitting([item], write, lost)));
+        return contended;
       }
       this.hooks.onError(err);
-      if (!isContention(err) || attempt >= BEST_EFFORT_CONTENTION_ATTEMPTS || this.retriesStopped) return;
-      await this.pause(Math.min(50 * 2 ** (attempt - 1), 1000));
-      if (!this.retriesStopped) await this.bestEffort(items, write, lost, attempt + 1);
+      return contention ? items : [];
     }
   }
 
@@ -306,19 +368,37 @@ export class OutcomeWriter {
     };
   }
 
-  /** Whether this attempt has lines or progress not written yet (or a log write is under way). */
+  /** Whether this attempt has lines or progress not written yet (buffered, or in a write under way). */
   hasBuffered(fenced: Fenced): boolean {
-    return this.logFlush !== null || (this.logs.size > 0 && this.logs.has(attemptKey(fenced)));
+    const key = attemptKey(fenced);
+    return this.logs.has(key) || this.inFlight.has(key);
   }
 
-  /** Flush the logs of one attempt before its outcome is written (after the move to history its fence is gone). */
+  /**
+   * Write the lines and progress of one attempt before its outcome (after the move to history
+   * its fence is gone): its write under way, then what it buffered since, on its own.
+   */
   async flushAttempt(fenced: Fenced): Promise<void> {
-    if (this.hasBuffered(fenced)) await this.flushLogs();
+    const key = attemptKey(fenced);
+    for (;;) {
+      const writing = this.inFlight.get(key);
+      if (writing) {
+        await writing;
+        continue;
+      }
+      const mine = this.takeBuffers(key);
+      if (!mine.length) return;
+      await this.writeTaken(mine);
+    }
   }
 
   /** Wait until everything buffered so far is written. */
   async drain(): Promise<void> {
-    await this.flushLogs();
+    for (;;) {
+      await this.flushLogs();
+      if (!this.inFlight.size) break;
+      await Promise.all(this.inFlight.values());
+    }
     while (this.flushing || this.scheduled || this.queues.complete.length || this.queues.fail.length || this.queues.release.length) {
       if (this.flushing) await this.flushing;
       else await new Promise((r) => setImmediate(r));

@@ -7,8 +7,10 @@
  * again (a MariaDB batch is one transaction: one deadlock dropped every line of a flush).
  */
 import { expect } from 'chai';
-import { forEachDialect, until, type TestDb } from '../helpers/dialects.ts';
-import type { JobContext } from '../../lib/index.ts';
+import mysql from 'mysql2/promise';
+import pg from 'pg';
+import { MYSQL_URL, PG_URL, forEachDialect, sleep, until, type TestDb } from '../helpers/dialects.ts';
+import { createJobs, type JobContext, type Jobs, type JobsOptions } from '../../lib/index.ts';
 
 /** What each database answers a deadlock victim with (SQLite's busy lock for SQLite). */
 function contentionError(dialect: TestDb['dialect']): Error {
@@ -103,3 +105,111 @@ forEachDialect('faults: a log or progress write rolled back for contention', ({ 
     await jobs.stop();
   });
 });
+
+/** Another session holding one job's row locked until the function returned is called. */
+async function lockJobRow(t: TestDb, id: string): Promise<() => Promise<void>> {
+  if (t.dialect === 'postgres') {
+    const c = await (t.db as pg.Pool).connect();
+    await c.query('BEGIN');
+    await c.query(`SELECT id FROM ${t.prefix}jobs WHERE id = $1 FOR UPDATE`, [id]);
+    return async () => {
+      await c.query('ROLLBACK');
+      c.release();
+    };
+  }
+  const c = await mysql.createConnection({ uri: MYSQL_URL });
+  await c.query('START TRANSACTION');
+  await c.query(`SELECT id FROM ${t.prefix}jobs WHERE id = ? FOR UPDATE`, [id]);
+  return async () => {
+    await c.query('ROLLBACK');
+    await c.end();
+  };
+}
+
+/** Jobs whose connections wait at most 1 s for a lock (PostgreSQL's lock_timeout, MariaDB's innodb_lock_wait_timeout), and how to undo that. */
+async function withShortLockWaits(t: TestDb, opts: Omit<JobsOptions, 'db'>): Promise<{ jobs: Jobs; undo(): Promise<void> }> {
+  if (t.dialect === 'postgres') {
+    const pool = new pg.Pool({ connectionString: PG_URL, options: '-c lock_timeout=1000' });
+    pool.on('error', () => undefined);
+    const jobs = createJobs({ db: pool, tablePrefix: t.prefix, ...opts });
+    return { jobs, undo: async () => (await jobs.close(), await pool.end()) };
+  }
+  // New connections take the global value: the library's open after this.
+  const [{ was }] = await t.query<{ was: number }>('SELECT @@GLOBAL.innodb_lock_wait_timeout AS was');
+  await t.query('SET GLOBAL innodb_lock_wait_timeout = 1');
+  return { jobs: t.jobs(opts), undo: async () => void (await t.query(`SET GLOBAL innodb_lock_wait_timeout = ${Number(was)}`)) };
+}
+
+/** A handler that waits for `go()` before its progress, then for `release()` before returning. */
+function gates() {
+  let go!: () => void;
+  let release!: () => void;
+  const mayGo = new Promise<void>((r) => (go = r));
+  const released = new Promise<void>((r) => (release = r));
+  return { go, release, mayGo, released };
+}
+
+forEachDialect('faults: another session holding one job\'s row locked', ({ fresh }) => {
+  it('costs only that job its progress: the other progress of the same flush is stored while the lock is held', async function () {
+    this.timeout(30_000);
+    const t = await fresh();
+    const { jobs, undo } = await withShortLockWaits(t, { worker: { concurrency: 2, pollInterval: 60_000, logFlushInterval: 100 } });
+    try {
+      const g = gates();
+      jobs.on('error', () => undefined);
+      jobs.define('report', async (_p, ctx: JobContext) => {
+        await g.mayGo;
+        ctx.progress(50, 'half');
+        await g.released;
+      });
+      await jobs.start();
+      const [locked, free] = [await jobs.enqueue('report', {}), await jobs.enqueue('report', {})];
+      await until(async () => (await jobs.get(locked.id))?.state === 'running' && (await jobs.get(free.id))?.state === 'running', 'both to run');
+      const unlock = await lockJobRow(t, locked.id);
+      try {
+        g.go(); // both report at once: one flush, one statement or transaction for the two
+        await until(async () => (await jobs.get(free.id))?.progress === 50, 'the other job\'s progress while the first one\'s row is locked', 8_000);
+      } finally {
+        await unlock();
+      }
+      g.release();
+      await until(async () => (await jobs.get(free.id))?.state === 'completed' && (await jobs.get(locked.id))?.state === 'completed', 'both to complete');
+      expect((await jobs.get(free.id))!.progressMessage).to.equal('half');
+    } finally {
+      await undo();
+    }
+  });
+
+  it("does not hold up another job's outcome: a job that logs and returns completes while the first job's progress waits for the lock", async function () {
+    this.timeout(30_000);
+    const t = await fresh();
+    // The server's own lock wait (PostgreSQL: none; MariaDB: 50 s): the progress write waits all along.
+    const jobs = t.jobs({ worker: { concurrency: 2, pollInterval: 60_000, logFlushInterval: 50 } });
+    const g = gates();
+    jobs.define('slow', async (_p, ctx: JobContext) => {
+      await g.mayGo;
+      ctx.progress(50, 'half');
+      await g.released;
+    });
+    jobs.define('quick', async (_p, ctx: JobContext) => {
+      ctx.log('a line of the quick job');
+      return 'done';
+    });
+    await jobs.start();
+    const slow = await jobs.enqueue('slow', {});
+    await until(async () => (await jobs.get(slow.id))?.state === 'running', 'the slow job to run');
+    const unlock = await lockJobRow(t, slow.id);
+    try {
+      g.go();
+      await sleep(500); // its progress write is waiting for the lock now
+      const quick = await jobs.enqueue('quick', {});
+      await until(async () => (await jobs.get(quick.id))?.state === 'completed', 'the quick job to complete while the lock is held', 8_000);
+      expect((await jobs.logs(quick.id)).map((l) => l.message)).to.deep.equal(['a line of the quick job']);
+    } finally {
+      await unlock();
+    }
+    g.release();
+    await until(async () => (await jobs.get(slow.id))?.state === 'completed', 'the slow job to complete');
+    expect(await jobs.get(slow.id)).to.include({ progress: 50, progressMessage: 'half' });
+  });
+}, ['postgres', 'mysql']);

@@ -56,6 +56,8 @@ const TRANSIENT_CODES = new Set([
   // better-sqlite3: another connection holds the write lock, or the disk is busy or full
   'SQLITE_BUSY', 'SQLITE_BUSY_SNAPSHOT', 'SQLITE_BUSY_RECOVERY', 'SQLITE_BUSY_TIMEOUT', 'SQLITE_LOCKED', 'SQLITE_LOCKED_SHAREDCACHE',
   'SQLITE_PROTOCOL', 'SQLITE_FULL',
+  // ours: a statement that never answered, its connection ended (./mysql/watchdog.ts)
+  'SQLJOBS_UNANSWERED',
 ]);
 
 /** MySQL/MariaDB error numbers: server gone or shutting down, connection killed, lock wait, deadlock, too many connections. */
@@ -108,6 +110,29 @@ export function isContention(err: unknown, depth = 0): boolean {
 }
 
 const CONTENTION_CODES = new Set(['40001', '40P01', '55P03', '57014', 'ER_LOCK_DEADLOCK', 'ER_LOCK_WAIT_TIMEOUT', 'ETIMEOUT']);
+
+/** Whether `err`, or an error it wraps, has this code. */
+function hasCode(err: unknown, code: string, depth = 0): boolean {
+  if (err === null || typeof err !== 'object' || depth > 5) return false;
+  const e = err as { code?: unknown; cause?: unknown; originalError?: unknown };
+  return e.code === code || hasCode(e.cause, code, depth + 1) || hasCode(e.originalError, code, depth + 1);
+}
+
+/**
+ * Contention the server reported, so it rolled the statement or its transaction back: writing it
+ * again cannot apply it twice. Not the driver's own timeout (mssql's ETIMEOUT), after which the
+ * server may have committed.
+ */
+export function isRolledBackContention(err: unknown): boolean {
+  return isContention(err) && !hasCode(err, 'ETIMEOUT');
+}
+
+/** Our own statement that never answered, ended by us (./mysql/watchdog.ts): transient, but no sign of a refusal. */
+export const UNANSWERED_CODE = 'SQLJOBS_UNANSWERED';
+
+export function isUnanswered(err: unknown): boolean {
+  return hasCode(err, UNANSWERED_CODE);
+}
 
 /** A unique key refused the row: PostgreSQL 23505, MySQL 1062, SQL Server 2601/2627, SQLite's UNIQUE or PRIMARY KEY constraint. */
 export function isDuplicateKey(err: unknown, depth = 0): boolean {

@@ -13,7 +13,7 @@
  * promise rejects with OutcomeRefusedError, and the attempt records that instead. One bad row
  * never holds back the writes queued behind it.
  */
-import { classifyError, isContention } from '../driver/errors.ts';
+import { classifyError, isContention, isRolledBackContention, isUnanswered } from '../driver/errors.ts';
 import type { CompleteItem, FailItem, Fenced, JobWrites, LogItem, ProgressItem, ReleaseItem, StorePlumbing } from '../driver/store.ts';
 import { errorToRecord } from '../model.ts';
 import { storable } from '../text.ts';
@@ -200,8 +200,11 @@ export class OutcomeWriter {
         const kind = classifyError(err);
         if (kind === 'refused') throw err;
         this.hooks.onError(err);
-        // A dropped connection that keeps coming back while the database answers: a refusal in disguise (not contention).
-        if (kind === 'transient' && !isContention(err) && attempt % TRANSIENT_FAILURES_BEFORE_REFUSAL === 0 && (await this.databaseAnswers())) throw err;
+        // A dropped connection that keeps coming back while the database answers: a refusal in disguise (not
+        // contention, nor a statement of ours that never answered: a lock on a table's metadata can do that).
+        if (kind === 'transient' && !isContention(err) && !isUnanswered(err) && attempt % TRANSIENT_FAILURES_BEFORE_REFUSAL === 0 && (await this.databaseAnswers())) {
+          throw err;
+        }
         if (this.retriesStopped) throw new GivenUp(err);
         await this.pause(Math.min(100 * 2 ** attempt, 5000));
         if (this.retriesStopped) throw new GivenUp(err);
@@ -267,13 +270,13 @@ export class OutcomeWriter {
   }
 
   /**
-   * The buffers (or `only` this attempt's) not being written already: an attempt's next lines
-   * wait for its write under way, so that they are stored after it. Those left wait for a later flush.
+   * The buffers not being written already: an attempt's next lines wait for its write under way,
+   * so that they are stored after it. Those left wait for a later flush.
    */
-  private takeBuffers(only?: string): LogBuffer[] {
+  private takeBuffers(): LogBuffer[] {
     const taken: LogBuffer[] = [];
     for (const [key, b] of this.logs) {
-      if ((only !== undefined && key !== only) || this.inFlight.has(key)) continue;
+      if (this.inFlight.has(key)) continue;
       this.logs.delete(key);
       this.bufferedLines -= b.lines.length;
       taken.push(b);
@@ -318,17 +321,20 @@ export class OutcomeWriter {
 
   /**
    * Logs and progress are best effort: while the database is away they are dropped (the
-   * attempt's outcome is not). A refusal or contention (a deadlock, a lock wait, a statement
-   * timeout) drops only the part of the job it is about: the batch is written job by job, so one
-   * job's refused text or locked row does not cost the others theirs. What met contention is tried
-   * again a few times: the database rolled it back and answers, so writing it again cannot store a
-   * line twice, which retrying after a dropped connection could (its COMMIT may have landed).
+   * attempt's outcome is not). A refusal drops only the refused job's part: the batch is written
+   * job by job to find it. So does contention (a deadlock, a lock wait, a statement timeout) met
+   * before the deadline: a row another session holds locked then holds back only its own job's
+   * part, where the server gives up waiting for locks in time (a lock_timeout of a few seconds);
+   * a batch that waited past the deadline is dropped instead, so that no lock wait is waited
+   * again for each of its jobs. What met contention is tried again a few times within the
+   * deadline: the server rolled it back, so writing it again cannot store a line twice, which
+   * retrying after a dropped connection could (its COMMIT may have landed).
    */
   private async bestEffort<T extends Fenced>(items: T[], write: (items: T[]) => Promise<Set<string>>, lost: Map<string, Fenced>, deadline: number): Promise<void> {
     let round: T[][] = [items];
     for (let attempt = 1; ; attempt++) {
       const contended: T[] = [];
-      for (const group of round) contended.push(...(await this.writeSplitting(group, write, lost)));
+      for (const group of round) contended.push(...(await this.writeSplitting(group, write, lost, deadline)));
       if (!contended.length || attempt >= BEST_EFFORT_CONTENTION_ATTEMPTS || performance.now() >= deadline || this.retriesStopped) return;
       await this.pause(Math.min(50 * 2 ** (attempt - 1), 1000));
       if (this.retriesStopped) return;
@@ -336,18 +342,18 @@ export class OutcomeWriter {
     }
   }
 
-  /** Write `items`, job by job after a refusal or contention; answers the items that met contention (rolled back, so they can be written again). */
-  private async writeSplitting<T extends Fenced>(items: T[], write: (items: T[]) => Promise<Set<string>>, lost: Map<string, Fenced>): Promise<T[]> {
+  /** Write `items`, job by job after a refusal or (before the deadline) contention; answers the items that met contention the server rolled back. */
+  private async writeSplitting<T extends Fenced>(items: T[], write: (items: T[]) => Promise<Set<string>>, lost: Map<string, Fenced>, deadline: number): Promise<T[]> {
     try {
       const ok = await write(items);
       for (const item of items) if (!ok.has(item.id)) lost.set(attemptKey(item), { id: item.id, token: item.token });
       return [];
     } catch (err) {
-      const contention = isContention(err);
-      if (items.length > 1 && (contention || classifyError(err) === 'refused')) {
+      const contention = isRolledBackContention(err);
+      if (items.length > 1 && ((contention && performance.now() < deadline) || classifyError(err) === 'refused')) {
         if (contention) this.hooks.onError(err);
         const contended: T[] = [];
-        for (const item of items) contended.push(...(await this.writeSplitting([item], write, lost)));
+        for (const item of items) contended.push(...(await this.writeSplitting([item], write, lost, deadline)));
         return contended;
       }
       this.hooks.onError(err);
@@ -376,7 +382,9 @@ export class OutcomeWriter {
 
   /**
    * Write the lines and progress of one attempt before its outcome (after the move to history
-   * its fence is gone): its write under way, then what it buffered since, on its own.
+   * its fence is gone): the write under way that holds them, else a write of every buffer not
+   * being written, its own among them. Not the periodic flush, which may be waiting for a lock
+   * on other jobs' rows; and attempts finishing together share one write, as they share the flush.
    */
   async flushAttempt(fenced: Fenced): Promise<void> {
     const key = attemptKey(fenced);
@@ -386,9 +394,8 @@ export class OutcomeWriter {
         await writing;
         continue;
       }
-      const mine = this.takeBuffers(key);
-      if (!mine.length) return;
-      await this.writeTaken(mine);
+      if (!this.logs.has(key)) return;
+      await this.writeTaken(this.takeBuffers());
     }
   }
 

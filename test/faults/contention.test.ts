@@ -9,8 +9,9 @@
 import { expect } from 'chai';
 import mysql from 'mysql2/promise';
 import pg from 'pg';
-import { MYSQL_URL, PG_URL, forEachDialect, sleep, until, type TestDb } from '../helpers/dialects.ts';
+import { MYSQL_URL, PG_URL, forEachDialect, until, type TestDb } from '../helpers/dialects.ts';
 import { createJobs, type JobContext, type Jobs, type JobsOptions } from '../../lib/index.ts';
+import { innodbTransactions } from '../helpers/innodb.ts';
 
 /** What each database answers a deadlock victim with (SQLite's busy lock for SQLite). */
 function contentionError(dialect: TestDb['dialect']): Error {
@@ -126,6 +127,14 @@ async function lockJobRow(t: TestDb, id: string): Promise<() => Promise<void>> {
   };
 }
 
+/** Whether a statement of the test's tables waits for a row lock now. */
+async function waitsForLock(t: TestDb): Promise<boolean> {
+  if (t.dialect === 'postgres') {
+    return (await t.query(`SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND position($1 in query) > 0`, [`${t.prefix}jobs`])).length > 0;
+  }
+  return (await innodbTransactions((text) => t.query(text))).some((trx) => trx.status.includes('LOCK WAIT') && trx.status.includes(`${t.prefix}jobs`));
+}
+
 /** Jobs whose connections wait at most 1 s for a lock (PostgreSQL's lock_timeout, MariaDB's innodb_lock_wait_timeout), and how to undo that. */
 async function withShortLockWaits(t: TestDb, opts: Omit<JobsOptions, 'db'>): Promise<{ jobs: Jobs; undo(): Promise<void> }> {
   if (t.dialect === 'postgres') {
@@ -167,7 +176,7 @@ forEachDialect('faults: another session holding one job\'s row locked', ({ fresh
       await until(async () => (await jobs.get(locked.id))?.state === 'running' && (await jobs.get(free.id))?.state === 'running', 'both to run');
       const unlock = await lockJobRow(t, locked.id);
       try {
-        g.go(); // both report at once: one flush, one statement or transaction for the two
+        g.go(); // both report in the same tick: one flush, one statement or transaction for the two
         await until(async () => (await jobs.get(free.id))?.progress === 50, 'the other job\'s progress while the first one\'s row is locked', 8_000);
       } finally {
         await unlock();
@@ -201,7 +210,7 @@ forEachDialect('faults: another session holding one job\'s row locked', ({ fresh
     const unlock = await lockJobRow(t, slow.id);
     try {
       g.go();
-      await sleep(500); // its progress write is waiting for the lock now
+      await until(() => waitsForLock(t), 'its progress write to wait for the lock');
       const quick = await jobs.enqueue('quick', {});
       await until(async () => (await jobs.get(quick.id))?.state === 'completed', 'the quick job to complete while the lock is held', 8_000);
       expect((await jobs.logs(quick.id)).map((l) => l.message)).to.deep.equal(['a line of the quick job']);

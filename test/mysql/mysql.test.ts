@@ -13,7 +13,7 @@ import { countStatements } from '../helpers/statements.ts';
 import { innodbTransactions } from '../helpers/innodb.ts';
 import { loadMigrations } from '../../lib/driver/migrations.ts';
 import { createJobs, type Jobs } from '../../lib/index.ts';
-import { QueryWatchdog, UnansweredQueryError } from '../../lib/driver/mysql/watchdog.ts';
+import { QueryWatchdog, UnansweredQueryError, recordIdentity } from '../../lib/driver/mysql/watchdog.ts';
 import { classifyError } from '../../lib/driver/errors.ts';
 
 /** The server's packet limit in bytes: a statement longer than this is refused. */
@@ -280,10 +280,12 @@ describe('MySQL/MariaDB specifics [mysql]', function () {
     await jobs.migrate();
     await jobs.enqueue('x', {});
     const pool = mysql.createPool({ uri: MYSQL_URL, multipleStatements: true });
+    pool.pool.on('connection', recordIdentity); // as the library's own pools do
     try {
       const watchdog = new QueryWatchdog(pool);
       watchdog.checkMs = 300;
       const c = await pool.getConnection();
+      await c.query('SELECT 1'); // answered after the identity the pool asked for when it connected
       // The server answers, but nothing reads it: our end waits as it does for a thread MariaDB left "Killed".
       (c.connection as unknown as { stream: { pause(): void } }).stream.pause();
       const err = await watchdog.query(c, `START TRANSACTION; SELECT id FROM ${t.prefix}jobs FOR UPDATE`, []).then(() => null, (e: unknown) => e);
@@ -303,7 +305,7 @@ describe('MySQL/MariaDB specifics [mysql]', function () {
     const t = await fresh();
     const jobs = t.jobs({ worker: { pollInterval: 60_000 } });
     // The limit is the server's lock wait timeout + 30 s; a completion waiting for a row lock past 1.5 s stands in for one MariaDB never answers.
-    (jobs.store as unknown as { watchdog: { limitMs: number | null } }).watchdog.limitMs = 1500;
+    Object.assign((jobs.store as unknown as { watchdog: object }).watchdog, { limitMs: 1500, checkMs: 500 });
     const unanswered: { threadId: number }[] = [];
     const others: unknown[] = [];
     jobs.on('error', (err) => void ((err as Error).name === 'UnansweredQueryError' ? unanswered.push(err as { threadId: number }) : others.push(err)));

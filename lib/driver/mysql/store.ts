@@ -39,7 +39,7 @@ import { takeSessionLock } from '../session-lock.ts';
 import { HeldConnection, holdMysqlConnection, openTransaction, withHeld } from '../held.ts';
 import { claimOrder, toClaimedJob } from '../rows.ts';
 import { chunkBy, settleEnqueue } from '../sql.ts';
-import { QueryWatchdog } from './watchdog.ts';
+import { QueryWatchdog, recordIdentity } from './watchdog.ts';
 import type {
   ClaimedJob, ClaimRequest, CompleteItem, FailItem, Fenced, InsertBatch, LeaseRequest, LogItem,
   HistoryMonth, OpenTransaction, PooledStoreOptions, ProgressItem, ReleaseItem, ScheduleTick, SessionLock, Store,
@@ -676,6 +676,7 @@ function privatePool(app: CbPool, size: number): PromisePool {
     // Queued before any statement of ours on this connection.
     conn.query('SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED');
     conn.query("SET time_zone = '+00:00'");
+    recordIdentity(conn);
   });
   return pool.promise();
 }

@@ -22,6 +22,15 @@ function contentionError(dialect: TestDb['dialect']): Error {
   return Object.assign(err, { code: 'SQLITE_BUSY' });
 }
 
+/** Gates for a handler: `mayGo` opens at `go()`, `released` at `release()`. */
+function gates() {
+  let go!: () => void;
+  let release!: () => void;
+  const mayGo = new Promise<void>((r) => (go = r));
+  const released = new Promise<void>((r) => (release = r));
+  return { go, release, mayGo, released };
+}
+
 forEachDialect('faults: a claim rolled back for contention', ({ fresh }) => {
   it('is tried again within milliseconds, not at the next poll (60 s)', async () => {
     const t = await fresh();
@@ -68,19 +77,18 @@ forEachDialect('faults: a log or progress write rolled back for contention', ({ 
     const jobs = t.jobs({ worker: { pollInterval: 60_000, logFlushInterval: 20 } });
     const errors: unknown[] = [];
     jobs.on('error', (err) => void errors.push(err));
-    let release!: () => void;
-    const gate = new Promise<void>((r) => (release = r));
+    const g = gates();
     jobs.define('chatty', async (_p, ctx: JobContext) => {
       for (let i = 0; i < 50; i++) ctx.log(`line ${i}`);
       ctx.progress(40, 'two fifths');
-      await gate;
+      await g.released;
     });
     const refusals = refuseWrites(t, jobs.store, 2);
     await jobs.start();
     const { id } = await jobs.enqueue('chatty', {});
     await until(async () => (await jobs.get(id))?.progress === 40, 'the progress, after two refusals');
     expect((await jobs.logs(id)).map((l) => l.message)).to.deep.equal(Array.from({ length: 50 }, (_, i) => `line ${i}`));
-    release();
+    g.release();
     await until(async () => (await jobs.get(id))?.state === 'completed', 'completion');
     expect((await jobs.get(id))!.progressMessage).to.equal('two fifths');
     expect((await jobs.logs(id)).map((l) => l.message), 'in history: each line once').to.have.length(50);
@@ -147,15 +155,6 @@ async function withShortLockWaits(t: TestDb, opts: Omit<JobsOptions, 'db'>): Pro
   const [{ was }] = await t.query<{ was: number }>('SELECT @@GLOBAL.innodb_lock_wait_timeout AS was');
   await t.query('SET GLOBAL innodb_lock_wait_timeout = 1');
   return { jobs: t.jobs(opts), undo: async () => void (await t.query(`SET GLOBAL innodb_lock_wait_timeout = ${Number(was)}`)) };
-}
-
-/** A handler that waits for `go()` before its progress, then for `release()` before returning. */
-function gates() {
-  let go!: () => void;
-  let release!: () => void;
-  const mayGo = new Promise<void>((r) => (go = r));
-  const released = new Promise<void>((r) => (release = r));
-  return { go, release, mayGo, released };
 }
 
 forEachDialect('faults: another session holding one job\'s row locked', ({ fresh }) => {

@@ -29,7 +29,6 @@ const DEFAULT_LOCK_WAIT_MS = 50_000;
 export class UnansweredQueryError extends Error {
   /** Transient (../errors.ts): an outcome is retried; a log or progress batch is dropped, as after a dropped connection. */
   readonly code = UNANSWERED_CODE;
-  readonly fatal = true;
   constructor(
     waitedMs: number,
     /** The server's id of the connection ended. */

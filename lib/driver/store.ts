@@ -103,6 +103,8 @@ export interface Fenced {
 
 export interface CompleteItem extends Fenced {
   resultJson: string | null;
+  /** The claim's attempt number: a completion written again after its connection dropped looks it up in history (jobCompletedBy). */
+  attempt?: number;
 }
 
 export interface FailItem extends Fenced {
@@ -412,6 +414,12 @@ export interface JobWrites {
   jobClaimManaged(req: ManagedClaimRequest): Promise<ManagedClaim<ClaimedJob>>;
   /** Move completed attempts to history. Returns the ids that were still owned. */
   jobCompleteMany(items: CompleteItem[]): Promise<Set<string>>;
+  /**
+   * Of these attempts of this worker, the ids history holds as completed by them. A completion
+   * whose connection dropped may have committed before it did: written again, it finds nothing to
+   * complete, and this tells a completion that landed from a claim that was lost.
+   */
+  jobCompletedBy(req: { workerId: string; attempts: { id: string; attempt: number }[] }): Promise<Set<string>>;
   /** Record failed attempts: retry later or move to history as failed. */
   jobFailMany(items: FailItem[]): Promise<Set<string>>;
   /** Return running attempts to pending (snooze, graceful shutdown). */

@@ -365,7 +365,7 @@ export class RunningAttempt {
     const { writer } = this.deps;
     switch (outcome.kind) {
       case 'completed':
-        return writer.complete({ ...this.fenced, resultJson });
+        return writer.complete({ ...this.fenced, resultJson, attempt: this.job.attempts });
       case 'retrying':
         return writer.fail({ ...this.fenced, attempt: this.job.attempts, startedAt: this.job.startedAt, error: outcome.error, retryDelayMs: outcome.delayMs });
       case 'failed':

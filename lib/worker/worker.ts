@@ -141,7 +141,7 @@ export class Worker {
         onError: (err) => this.events.error(err),
         moreComing: () => this.moreOutcomesSoon(),
       },
-      { logFlushMs: opts.logFlushInterval, logBatchLines: 200, ...batch },
+      { workerId: this.id, logFlushMs: opts.logFlushInterval, logBatchLines: 200, ...batch },
     );
     this.attemptDeps = this.makeAttemptDeps();
   }
@@ -255,6 +255,8 @@ export class Worker {
 
   /** Set by a wake-up for new jobs; the next claim runs even with a full backlog. */
   private newJobs = false;
+  /** The claim under way was made after a wake-up for new jobs: the backlog waits for its answer. */
+  private claimingForNewJobs = false;
 
   /** A delayed job becomes due in `ms`: look again then. */
   wakeIn(ms: number): void {
@@ -290,6 +292,10 @@ export class Worker {
   private async fill(): Promise<void> {
     if (this.filling) {
       this.refill = true;
+      // Slots freed while a claim is under way take from what was claimed before it: waiting for the
+      // claim would leave the claimed-ahead backlog idle for a whole round trip. Unless the claim (or
+      // the next) looks for new jobs that may outrank that backlog.
+      if (!(this.newJobs || this.claimingForNewJobs) || this.backlogFits()) this.startFromBacklog();
       return;
     }
     this.filling = true;
@@ -302,7 +308,8 @@ export class Worker {
         // After a wake-up for new jobs, claim before starting what was claimed earlier: a new job may
         // outrank it (unless all of it fits the free slots with one to spare: see backlogFits).
         if (!this.newJobs || this.backlogFits()) this.startFromBacklog();
-        const claimed = await this.claimFree();
+        this.claimingForNewJobs = this.newJobs;
+        const claimed = await this.claimFree().finally(() => (this.claimingForNewJobs = false));
         if (claimed === null) break;
         if (claimed.jobs.length) this.claimsLeft--;
         const seq = ++this.seq;

@@ -99,7 +99,7 @@ export class OutcomeWriter {
   constructor(
     private readonly store: JobWrites & Pick<StorePlumbing, 'clockNow'>,
     private readonly hooks: WriterHooks,
-    private readonly opts: { logFlushMs: number; logBatchLines: number; batchWindowMs: number; batchMax: number },
+    private readonly opts: { workerId: string; logFlushMs: number; logBatchLines: number; batchWindowMs: number; batchMax: number },
   ) {}
 
   complete(item: CompleteItem): Promise<boolean> {
@@ -167,7 +167,9 @@ export class OutcomeWriter {
   /** Write a batch; on an error that is not transient, item by item, so that only a refused item fails. */
   private async writeBatch(kind: Kind, batch: Pending<CompleteItem & FailItem & ReleaseItem>[]): Promise<void> {
     try {
-      const applied = await this.retrying(() => this.apply(kind, batch.map((b) => b.item)));
+      const tries = { mayHaveLanded: false };
+      const applied = await this.retrying(() => this.apply(kind, batch.map((b) => b.item)), tries);
+      if (tries.mayHaveLanded && kind === 'complete') await this.findLanded(batch, applied);
       for (const b of batch) b.resolve(applied.has(b.item.id));
     } catch (err) {
       if (err instanceof GivenUp) {
@@ -182,6 +184,21 @@ export class OutcomeWriter {
     }
   }
 
+  /**
+   * After a try whose connection dropped (its COMMIT may have landed before the answer was lost),
+   * the completions the retry found nothing to complete for are looked up in history: written by
+   * this very attempt, they are completed, not lost. Best effort: if the look fails, they stay lost.
+   */
+  private async findLanded(batch: Pending<CompleteItem>[], applied: Set<string>): Promise<void> {
+    const attempts = batch.flatMap(({ item }) => (applied.has(item.id) || item.attempt === undefined ? [] : [{ id: item.id, attempt: item.attempt }]));
+    if (!attempts.length) return;
+    try {
+      for (const id of await this.store.jobCompletedBy({ workerId: this.opts.workerId, attempts })) applied.add(id);
+    } catch (err) {
+      this.hooks.onError(err);
+    }
+  }
+
   private retriesStopped = false;
   /** Pauses under way (outcome batches and log writes can wait at once): stopRetrying ends them all. */
   private readonly pauses = new Set<() => void>();
@@ -192,7 +209,7 @@ export class OutcomeWriter {
    * back while the database answers other statements (a refusal that looks like a dropped
    * connection: a server closing it over a packet too large).
    */
-  private async retrying<T>(fn: () => Promise<T>): Promise<T> {
+  private async retrying<T>(fn: () => Promise<T>, tries = { mayHaveLanded: false }): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       try {
         return await fn();
@@ -200,6 +217,7 @@ export class OutcomeWriter {
         const kind = classifyError(err);
         if (kind === 'refused') throw err;
         this.hooks.onError(err);
+        if (!isRolledBackContention(err)) tries.mayHaveLanded = true;
         // A dropped connection that keeps coming back while the database answers: a refusal in disguise (not
         // contention, nor a statement of ours that never answered: a lock on a table's metadata can do that).
         if (kind === 'transient' && !isContention(err) && !isUnanswered(err) && attempt % TRANSIENT_FAILURES_BEFORE_REFUSAL === 0 && (await this.databaseAnswers())) {

@@ -296,6 +296,45 @@ forEachDialect('processing', ({ fresh }) => {
     await jobs.stop();
   });
 
+
+  it('jobs claimed ahead keep starting while the next claim is under way', async () => {
+    const t = await fresh();
+    // Up to 10 claimed ahead of the 2 slots once 20 runs finished; the next claim goes out once half
+    // of those have started. Everything is enqueued before the start: no wake-up for new jobs comes
+    // (one would rightly make the backlog wait for a claim that may hold a job that outranks it).
+    const jobs = t.jobs({ worker: { pollInterval: 60_000, concurrency: 2, prefetch: 10 } });
+    let ran = 0;
+    jobs.define('quick', () => void ran++);
+    await jobs.enqueueMany(Array.from({ length: 200 }, () => ({ name: 'quick' as const, payload: {} })));
+    // Every claim after the first one claimed ahead waits until released.
+    const claim = jobs.store.jobClaim.bind(jobs.store);
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    let ahead = 0;
+    let ranBeforeIt = 0;
+    let claimsHeld = 0;
+    jobs.store.jobClaim = async (req) => {
+      if (ahead) {
+        claimsHeld++;
+        await held;
+      }
+      const got = await claim(req);
+      if (got.length > 2 && !ahead) [ahead, ranBeforeIt] = [got.length, ran];
+      return got;
+    };
+    try {
+      await jobs.start();
+      await until(() => claimsHeld > 0, 'a claim after the first one claimed ahead');
+      expect(ahead, 'claimed ahead of the 2 slots').to.be.within(3, 12);
+      // The slots its first jobs free take the rest of it, not a round trip later.
+      await until(() => ran === ranBeforeIt + ahead, 'every job claimed ahead to run while the next claim waits', 5_000);
+    } finally {
+      release();
+    }
+    await until(() => ran === 200, 'the rest');
+    await jobs.stop();
+  });
+
   it('retries with backoff, records message and stack per attempt, then fails for good', async () => {
     const t = await fresh();
     const jobs = t.jobs({ worker: { pollInterval: 60_000 } });

@@ -331,3 +331,65 @@ forEachDialect('faults: start and stop', ({ fresh }) => {
     expect((await jobs.status()).workers).to.have.length(0);
   });
 });
+
+forEachDialect('faults: a completion whose answer is lost after it committed', ({ fresh }) => {
+  const crashes = trapCrashes();
+
+  /** A worker's jobs, and the ids its attempts completed and aborted (`id:reason`); its errors are expected here. */
+  function watched(t: TestDb): { jobs: Jobs; completed: string[]; aborted: string[] } {
+    const jobs = t.jobs({ worker: { concurrency: 4, pollInterval: 100 } });
+    const completed: string[] = [];
+    const aborted: string[] = [];
+    jobs.on('completed', (e) => void completed.push(e.id));
+    jobs.on('aborted', (e) => void aborted.push(`${e.id}:${e.reason}`));
+    jobs.on('error', () => undefined);
+    return { jobs, completed, aborted };
+  }
+
+  /** The store's completion, its first batch answered by a dropped connection: after `commit` ran (or not), the answer is lost. */
+  function dropFirstAnswer(jobs: Jobs, before: (ids: string[]) => Promise<void>, commit: boolean): void {
+    const complete = jobs.store.jobCompleteMany.bind(jobs.store);
+    let dropped = false;
+    jobs.store.jobCompleteMany = async (items) => {
+      if (dropped || !items.length) return complete(items);
+      dropped = true;
+      await before(items.map((i) => i.id));
+      if (commit) await complete(items);
+      throw Object.assign(new Error('Connection terminated unexpectedly'), { code: 'ECONNRESET' });
+    };
+  }
+
+  it('written again, it finds its own completion in history: the attempt is reported completed, not lost', async () => {
+    const t = await fresh();
+    const { jobs, completed, aborted } = watched(t);
+    jobs.define('x', (p: { n: number }) => ({ n: p.n }));
+    dropFirstAnswer(jobs, async () => undefined, true);
+    const ids = (await jobs.enqueueMany([1, 2, 3, 4, 5].map((n) => ({ name: 'x' as const, payload: { n } })))).map((r) => r.id);
+    await jobs.start();
+    await until(() => completed.length + aborted.length === 5, 'an outcome for each job');
+    expect(aborted, 'no attempt reported lost').to.deep.equal([]);
+    expect([...completed].sort()).to.deep.equal([...ids].sort());
+    const records = await finished(jobs, ids);
+    expect(records.map((r) => [r.state, r.attempts, (r.result as { n: number }).n])).to.deep.equal([1, 2, 3, 4, 5].map((n) => ['completed', 1, n]));
+    await jobs.stop();
+    crashes.expectNone();
+  });
+
+  it('one that did not land, for a job another claim took meanwhile, is still reported lost', async () => {
+    const t = await fresh();
+    const { jobs, completed, aborted } = watched(t);
+    jobs.define('x', () => 'done');
+    // Before the dropped try, each job's claim changes hands (as a rescue and another worker's claim would).
+    const stolen = t.dialect === 'postgres' ? `gen_random_uuid()` : t.dialect === 'mssql' ? 'NEWID()' : `'00000000-0000-7000-8000-000000000000'`;
+    dropFirstAnswer(jobs, async (taken) => {
+      for (const id of taken) await t.query(`UPDATE ${t.prefix}jobs SET token = ${stolen} WHERE id = '${id}'`);
+    }, false);
+    const { id } = await jobs.enqueue('x', {});
+    await jobs.start();
+    await until(() => completed.length + aborted.length === 1, 'its outcome');
+    expect(aborted).to.deep.equal([`${id}:lost`]);
+    expect((await jobs.get(id))!.state, 'the job stays with the claim that took it').to.equal('running');
+    await jobs.stop();
+    crashes.expectNone();
+  });
+});

@@ -20,7 +20,7 @@ import { jobsFinishedCounts, jobsList, queuesPaused, queuesStats } from '../../l
 import { throughputCoverage, throughputLast, throughputRead, throughputSave } from '../../lib/driver/portable/throughput.ts';
 import { cancelJob, jobMakeDue, jobRetry, jobsDelete, queuePause, queueResume } from '../../lib/driver/portable/admin.ts';
 import type { Outcome, Statement, Steps } from '../../lib/driver/portable/statement.ts';
-import { jobSaveCheckpoint, jobsNextDue, jobsStalled, workerHeartbeat, workersRemoveStale } from '../../lib/driver/portable/workers.ts';
+import { jobSaveCheckpoint, jobsCompletedBy, jobsNextDue, jobsStalled, workerHeartbeat, workersRemoveStale } from '../../lib/driver/portable/workers.ts';
 import { scheduleSetEnabled } from '../../lib/driver/portable/schedules.ts';
 import { MssqlStore, SerialQueue, bind, named, isMssqlPool, isMssqlTransaction } from '../../lib/driver/mssql/store.ts';
 import { buildJobRow } from '../../lib/model.ts';
@@ -128,6 +128,15 @@ describe('SQL Server statements (no server)', () => {
     expect(read.text).to.include("j.state = 'running'").and.include('SYSUTCDATETIME()');
     expect(read.params).to.deep.equal([{ name: 'p1', type: 'bigint', value: -30_000 }, { name: 'p2', type: 'int', value: 500 }]);
     expect(named(workersRemoveStale(portable, 30_000)).text).to.match(/^DELETE FROM \w+workers WHERE heartbeat_at <= /);
+  });
+
+  it('looks up completions that landed by job ids, worker and state, all bound', () => {
+    const read = named(jobsCompletedBy(portable, { workerId: HOSTILE, ids: ['0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b'] }));
+    expect(read.text).to.equal("SELECT id, attempts FROM app_history WHERE id IN (SELECT CAST(value AS CHAR(36)) FROM OPENJSON(@p1)) AND worker_id = @p2 AND state = 'completed'");
+    expect(read.params).to.deep.equal([
+      { name: 'p1', type: 'nvarchar(max)', value: '["0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"]' },
+      { name: 'p2', type: 'nvarchar', value: HOSTILE },
+    ]);
   });
 
   it('fences every write of a running attempt by id, token and state', () => {

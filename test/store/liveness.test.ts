@@ -46,6 +46,22 @@ forEachDialect('store: liveness and schedules', ({ fresh }) => {
     expect(await store.jobStalledList({ stallMs: 60_000, limit: 10 })).to.deep.equal([]);
   });
 
+  it('answers which attempts history holds as completed by this worker: not another attempt, worker or outcome', async () => {
+    const t = await fresh();
+    const { jobs, store } = await storeOf(t);
+    await jobs.enqueueMany([{ name: 'x', payload: {} }, { name: 'x', payload: {} }, { name: 'x', payload: {} }]);
+    const done = await claimOne(store, 'x', 'w1');
+    const failed = await claimOne(store, 'x', 'w1');
+    const running = await claimOne(store, 'x', 'w1');
+    expect(await store.jobCompleteMany([{ id: done.id, token: done.token, resultJson: null }])).to.deep.equal(new Set([done.id]));
+    await store.jobFailMany([{ id: failed.id, token: failed.token, attempt: 1, startedAt: failed.startedAt, error: { message: 'no', name: 'Error' }, retryDelayMs: null }]);
+    const attempts = [done, failed, running].map((j) => ({ id: j.id, attempt: j.attempts }));
+    expect(await store.jobCompletedBy({ workerId: 'w1', attempts })).to.deep.equal(new Set([done.id]));
+    expect(await store.jobCompletedBy({ workerId: 'w2', attempts }), 'another worker').to.deep.equal(new Set());
+    expect(await store.jobCompletedBy({ workerId: 'w1', attempts: [{ id: done.id, attempt: 2 }] }), 'another attempt').to.deep.equal(new Set());
+    expect(await store.jobCompletedBy({ workerId: 'w1', attempts: [] })).to.deep.equal(new Set());
+  });
+
   it('advances a schedule only from the next run it read, disables it when it ended, and removes it once', async () => {
     const t = await fresh();
     const { store } = await storeOf(t);

@@ -33,7 +33,7 @@ import {
   throughputSave, type MinuteCount, type ThroughputBucket, type ThroughputRead,
 } from './throughput.ts';
 import { scheduleAdvance, scheduleRecordRun, scheduleRemove, scheduleSetEnabled, scheduleTicksRemove, schedulesDue, schedulesList } from './schedules.ts';
-import { jobSaveCheckpoint, jobsNextDue, jobsOwnedBy, jobsStalled, workerHeartbeat, workerRemove, workersRemoveStale } from './workers.ts';
+import { jobSaveCheckpoint, jobsCompletedBy, jobsNextDue, jobsOwnedBy, jobsStalled, workerHeartbeat, workerRemove, workersRemoveStale } from './workers.ts';
 
 /** The months of history the admin's History view lists (newest first). */
 const HISTORY_MONTHS_SHOWN = 36;
@@ -233,6 +233,13 @@ export abstract class PortableStore implements Sql {
     await this.runner.run(workerHeartbeat(this, w));
     const { rows } = await this.runner.run(jobsOwnedBy(this, w.id));
     return rows.map((r) => ({ id: String(r.id), token: String(r.token) }));
+  }
+
+  async jobCompletedBy(req: { workerId: string; attempts: { id: string; attempt: number }[] }): Promise<Set<string>> {
+    if (!req.attempts.length) return new Set();
+    const { rows } = await this.runner.run(jobsCompletedBy(this, { workerId: req.workerId, ids: req.attempts.map((a) => a.id) }));
+    const found = new Set(rows.map((r) => `${String(r.id)}:${Number(r.attempts)}`));
+    return new Set(req.attempts.filter((a) => found.has(`${a.id}:${a.attempt}`)).map((a) => a.id));
   }
 
   async workerRemove(workerId: string): Promise<void> {

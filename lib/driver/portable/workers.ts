@@ -27,6 +27,15 @@ export function jobsOwnedBy({ d, t }: Sql, workerId: string): Statement {
   return read(d, (b) => `SELECT id, token FROM ${t.jobs} WHERE worker_id = ${b.text(workerId)} AND state = 'running'`);
 }
 
+/**
+ * Of these attempts of one worker, the jobs history holds as completed by them: the job, the
+ * worker and the attempt number together name one claim (a later claim of the job counts one
+ * more attempt), and only its token could complete it.
+ */
+export function jobsCompletedBy({ d, t }: Sql, k: { workerId: string; ids: string[] }): Statement {
+  return read(d, (b) => `SELECT id, attempts FROM ${t.history} WHERE id ${b.ids(k.ids)} AND worker_id = ${b.text(k.workerId)} AND state = 'completed'`);
+}
+
 export function workerRemove({ d, t }: Sql, workerId: string): Statement {
   return write(d, (b) => `DELETE FROM ${t.workers} WHERE id = ${b.text(workerId)}`);
 }

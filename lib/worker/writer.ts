@@ -166,36 +166,41 @@ export class OutcomeWriter {
 
   /** Write a batch; on an error that is not transient, item by item, so that only a refused item fails. */
   private async writeBatch(kind: Kind, batch: Pending<CompleteItem & FailItem & ReleaseItem>[]): Promise<void> {
+    const tries = { mayHaveLanded: false };
     try {
-      const tries = { mayHaveLanded: false };
       const applied = await this.retrying(() => this.apply(kind, batch.map((b) => b.item)), tries);
-      if (tries.mayHaveLanded && kind === 'complete') await this.findLanded(batch, applied);
+      if (tries.mayHaveLanded && kind === 'complete') for (const id of await this.findLanded(batch, applied)) applied.add(id);
       for (const b of batch) b.resolve(applied.has(b.item.id));
     } catch (err) {
+      // Completions an earlier try wrote are done, whatever became of the tries after it.
+      const landed = tries.mayHaveLanded && kind === 'complete' ? await this.findLanded(batch, new Set()) : new Set<string>();
+      const rest = batch.filter((b) => !landed.has(b.item.id));
+      for (const b of batch) if (landed.has(b.item.id)) b.resolve(true);
       if (err instanceof GivenUp) {
-        for (const b of batch) {
+        for (const b of rest) {
           b.reject(new Error(`the ${kind} of job ${b.item.id} was not written before the worker stopped (${err.message}); it stays running under its attempt and is rescued after stallTimeout`));
         }
-      } else if (batch.length > 1) {
-        for (const b of batch) await this.writeBatch(kind, [b]);
-      } else {
-        batch[0].reject(new OutcomeRefusedError(kind, batch[0].item.id, err));
+      } else if (rest.length > 1) {
+        for (const b of rest) await this.writeBatch(kind, [b]);
+      } else if (rest.length) {
+        rest[0].reject(new OutcomeRefusedError(kind, rest[0].item.id, err));
       }
     }
   }
 
   /**
    * After a try whose connection dropped (its COMMIT may have landed before the answer was lost),
-   * the completions the retry found nothing to complete for are looked up in history: written by
-   * this very attempt, they are completed, not lost. Best effort: if the look fails, they stay lost.
+   * the completions not known to be applied are looked up in history: written by this very
+   * attempt, they are completed, not lost. Retried as a write is; if it still fails, they stay lost.
    */
-  private async findLanded(batch: Pending<CompleteItem>[], applied: Set<string>): Promise<void> {
+  private async findLanded(batch: Pending<CompleteItem>[], applied: Set<string>): Promise<Set<string>> {
     const attempts = batch.flatMap(({ item }) => (applied.has(item.id) || item.attempt === undefined ? [] : [{ id: item.id, attempt: item.attempt }]));
-    if (!attempts.length) return;
+    if (!attempts.length) return new Set();
     try {
-      for (const id of await this.store.jobCompletedBy({ workerId: this.opts.workerId, attempts })) applied.add(id);
+      return await this.retrying(() => this.store.jobCompletedBy({ workerId: this.opts.workerId, attempts }));
     } catch (err) {
-      this.hooks.onError(err);
+      if (!(err instanceof GivenUp)) this.hooks.onError(err);
+      return new Set();
     }
   }
 
@@ -217,7 +222,8 @@ export class OutcomeWriter {
         const kind = classifyError(err);
         if (kind === 'refused') throw err;
         this.hooks.onError(err);
-        if (!isRolledBackContention(err)) tries.mayHaveLanded = true;
+        // A dropped connection or a driver's timeout, not a refusal, a missing table or contention the server rolled back.
+        if (kind === 'transient' && !isRolledBackContention(err)) tries.mayHaveLanded = true;
         // A dropped connection that keeps coming back while the database answers: a refusal in disguise (not
         // contention, nor a statement of ours that never answered: a lock on a table's metadata can do that).
         if (kind === 'transient' && !isContention(err) && !isUnanswered(err) && attempt % TRANSIENT_FAILURES_BEFORE_REFUSAL === 0 && (await this.databaseAnswers())) {

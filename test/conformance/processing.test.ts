@@ -324,7 +324,7 @@ forEachDialect('processing', ({ fresh }) => {
     };
     try {
       await jobs.start();
-      await until(() => claimsHeld > 0, 'a claim after the first one claimed ahead');
+      await until(() => claimsHeld > 0, 'a claim after the first one claimed ahead (none came: the worker never claimed ahead, or took every job in one claim)');
       expect(ahead, 'claimed ahead of the 2 slots').to.be.within(3, 12);
       // The slots its first jobs free take the rest of it, not a round trip later.
       await until(() => ran === ranBeforeIt + ahead, 'every job claimed ahead to run while the next claim waits', 5_000);

@@ -287,14 +287,21 @@ export class RunningAttempt {
   async runTransactional(): Promise<AttemptOutcome> {
     const ctx = this.context();
     const { handler } = this.def; // called as a plain function, as a handler outside a transaction is
-    const { applied, result } = await this.deps.store.jobCompleteInTransaction({
-      item: this.fenced,
-      work: (tx) => handler(this.job.payload as never, Object.assign(ctx, { tx })),
-      encode: (value) => (value === undefined ? null : this.boundedJson('result', value)),
-      beforeComplete: () => (this.deps.writer.hasBuffered(this.fenced) ? this.deps.writer.flushAttempt(this.fenced) : undefined),
-      takeLogs: () => this.deps.writer.takeBuffered(this.fenced),
-    });
-    return applied ? { kind: 'completed', result, written: true } : { kind: 'lost' };
+    let returned: unknown;
+    try {
+      const { applied, result } = await this.deps.store.jobCompleteInTransaction({
+        item: this.fenced,
+        work: (tx) => handler(this.job.payload as never, Object.assign(ctx, { tx })),
+        encode: (value) => ((returned = value) === undefined ? null : this.boundedJson('result', value)),
+        beforeComplete: () => (this.deps.writer.hasBuffered(this.fenced) ? this.deps.writer.flushAttempt(this.fenced) : undefined),
+        takeLogs: () => this.deps.writer.takeBuffered(this.fenced),
+      });
+      return applied ? { kind: 'completed', result, written: true } : { kind: 'lost' };
+    } catch (err) {
+      // The connection dropped after the COMMIT landed: the job is completed, by this attempt.
+      if (await this.deps.writer.completedDespite(err, this.fenced, this.job.attempts)) return { kind: 'completed', result: returned, written: true };
+      throw err;
+    }
   }
 
   /** The handler's throw as an outcome. Never throws: the thrown value may be hostile (a revoked Proxy fails even instanceof). */

@@ -76,6 +76,18 @@ interface LogBuffer {
   progress: { progress: number; message: string | null } | null;
 }
 
+/**
+ * A dropped connection or a driver's timeout: not a refusal, a missing table or contention the
+ * server rolled back. Never throws (a handler's thrown value reaches here and may be hostile).
+ */
+function mayHaveCommitted(err: unknown): boolean {
+  try {
+    return classifyError(err) === 'transient' && !isRolledBackContention(err);
+  } catch {
+    return false;
+  }
+}
+
 export class OutcomeWriter {
   private readonly queues: { [K in Kind]: Pending<K extends 'complete' ? CompleteItem : K extends 'fail' ? FailItem : ReleaseItem>[] } = {
     complete: [],
@@ -191,10 +203,23 @@ export class OutcomeWriter {
   /**
    * After a try whose connection dropped (its COMMIT may have landed before the answer was lost),
    * the completions not known to be applied are looked up in history: written by this very
-   * attempt, they are completed, not lost. Retried as a write is; if it still fails, they stay lost.
+   * attempt, they are completed, not lost.
    */
-  private async findLanded(batch: Pending<CompleteItem>[], applied: Set<string>): Promise<Set<string>> {
-    const attempts = batch.flatMap(({ item }) => (applied.has(item.id) || item.attempt === undefined ? [] : [{ id: item.id, attempt: item.attempt }]));
+  private findLanded(batch: Pending<CompleteItem>[], applied: Set<string>): Promise<Set<string>> {
+    return this.completedHere(batch.flatMap(({ item }) => (applied.has(item.id) || item.attempt === undefined ? [] : [{ id: item.id, attempt: item.attempt }])));
+  }
+
+  /**
+   * Whether a transactional completion that failed with `err` is in history all the same: its
+   * connection dropped after the COMMIT landed. Asked only after an error that allows it.
+   */
+  async completedDespite(err: unknown, fenced: Fenced, attempt: number): Promise<boolean> {
+    if (!mayHaveCommitted(err)) return false;
+    return (await this.completedHere([{ id: fenced.id, attempt }])).has(fenced.id);
+  }
+
+  /** Of these attempts, those history holds as completed by this worker. Retried as a write is; if it still fails, none. */
+  private async completedHere(attempts: { id: string; attempt: number }[]): Promise<Set<string>> {
     if (!attempts.length) return new Set();
     try {
       return await this.retrying(() => this.store.jobCompletedBy({ workerId: this.opts.workerId, attempts }));
@@ -222,8 +247,7 @@ export class OutcomeWriter {
         const kind = classifyError(err);
         if (kind === 'refused') throw err;
         this.hooks.onError(err);
-        // A dropped connection or a driver's timeout, not a refusal, a missing table or contention the server rolled back.
-        if (kind === 'transient' && !isRolledBackContention(err)) tries.mayHaveLanded = true;
+        if (mayHaveCommitted(err)) tries.mayHaveLanded = true;
         // A dropped connection that keeps coming back while the database answers: a refusal in disguise (not
         // contention, nor a statement of ours that never answered: a lock on a table's metadata can do that).
         if (kind === 'transient' && !isContention(err) && !isUnanswered(err) && attempt % TRANSIENT_FAILURES_BEFORE_REFUSAL === 0 && (await this.databaseAnswers())) {

@@ -398,4 +398,31 @@ forEachDialect('faults: a completion whose answer is lost after it committed', (
     await jobs.stop();
     crashes.expectNone();
   });
+
+  it('a transactional completion whose answer is lost after it committed is reported completed, with its result', async () => {
+    const t = await fresh();
+    const { jobs, completed, aborted } = watched(t);
+    const results: unknown[] = [];
+    jobs.on('completed', (e) => void results.push(e.result));
+    // Synchronous, as SQLite requires of a transactional handler (the others accept it too).
+    jobs.define('tx', () => ({ charged: true }), { transactional: true });
+    const complete = jobs.store.jobCompleteInTransaction.bind(jobs.store);
+    let dropped = false;
+    jobs.store.jobCompleteInTransaction = async (run) => {
+      const out = await complete(run);
+      if (dropped) return out;
+      dropped = true;
+      throw Object.assign(new Error('Connection terminated unexpectedly'), { code: 'ECONNRESET' });
+    };
+    const { id } = await jobs.enqueue('tx', {});
+    await jobs.start();
+    await until(() => completed.length + aborted.length === 1, 'its outcome');
+    expect(aborted, 'not reported lost').to.deep.equal([]);
+    expect(completed).to.deep.equal([id]);
+    expect(results).to.deep.equal([{ charged: true }]);
+    const record = (await jobs.get(id))!;
+    expect([record.state, record.attempts, record.result]).to.deep.equal(['completed', 1, { charged: true }]);
+    await jobs.stop();
+    crashes.expectNone();
+  });
 });

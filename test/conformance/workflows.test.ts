@@ -314,8 +314,12 @@ forEachDialect('workflows', ({ fresh }) => {
     const jobs = t.jobs({ worker: { pollInterval: 20 } });
     const seen: string[] = [];
     let failing = true;
+    // The retried run waits until the batch has been read unfinished (else it may finish first).
+    let release!: () => void;
+    const readUnfinished = new Promise<void>((r) => (release = r));
     jobs.define('item', async (n: number) => {
       if (n === 2 && failing) throw new Error('two');
+      if (n === 2) await readUnfinished;
       return n;
     });
     for (const name of ['done', 'ok', 'bad']) jobs.define(name, async () => void seen.push(name));
@@ -326,6 +330,7 @@ forEachDialect('workflows', ({ fresh }) => {
     failing = false;
     expect(await jobs.retry(ids[1])).to.equal(true);
     expect(await jobs.batchStatus(batchId)).to.deep.include({ finished: false });
+    release();
     await until(async () => seen.length === 3, 'onSuccess after the retry');
     await new Promise((r) => setTimeout(r, 300));
     expect(seen.sort()).to.deep.equal(['bad', 'done', 'ok']);

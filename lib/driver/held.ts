@@ -58,9 +58,17 @@ export class HeldConnection<C extends Emitter> {
 }
 
 /** A pg client from `pool`, held; pg-pool's `release(err)` ends a client instead of keeping it. */
-export async function holdPgClient(pool: Pool): Promise<HeldConnection<PoolClient>> {
-  const client = await pool.connect();
-  return new HeldConnection(client, (c, broken) => c.release(broken ?? undefined));
+export function holdPgClient(pool: Pool): Promise<HeldConnection<PoolClient>> {
+  // The callback form: pg-pool calls it as it hands the client over, so our listener is on before
+  // pg parses the rest of the read that made the client ready. The promise form resumes us a
+  // microtask later, and a server ending the backend at once (its error in that same read) made
+  // an 'error' nobody heard: 36-38 crashes of the process in a run killing connections (issue 17).
+  return new Promise((resolve, reject) => {
+    pool.connect((err, client) => {
+      if (err || !client) return reject(err ?? new Error('pg-pool handed over no client'));
+      resolve(new HeldConnection(client, (c, broken) => c.release(broken ?? undefined)));
+    });
+  });
 }
 
 /** A mysql2 connection from `pool`, held; a broken one is destroyed (which also drops it from the pool). */

@@ -70,6 +70,8 @@ export class RunningAttempt {
   /** Created on first use: most handlers never look at their signal. */
   private abortController: AbortController | null = null;
   private abortReason: AbortReason | null = null;
+  /** A transactional attempt whose completion is being written (its COMMIT may land at any moment). */
+  private completing = false;
   /** Decides the attempt: the handler's outcome or an abort, whichever comes first. */
   private decide: ((o: AttemptOutcome) => void) | null = null;
 
@@ -116,6 +118,9 @@ export class RunningAttempt {
   /** Fire the attempt's AbortSignal; the attempt stops waiting for its handler at once. */
   abort(reason: AbortReason): void {
     if (this.abortReason) return;
+    // Its transaction is completing it: a look that found the job gone may have seen that very
+    // commit. The completion's answer decides (or history, when that answer is lost).
+    if (reason === 'lost' && this.completing) return;
     this.abortReason = reason;
     this.abortController?.abort(this.abortError(reason));
     this.decide?.({ kind: 'aborted', reason });
@@ -293,7 +298,10 @@ export class RunningAttempt {
         item: this.fenced,
         work: (tx) => handler(this.job.payload as never, Object.assign(ctx, { tx })),
         encode: (value) => ((returned = value) === undefined ? null : this.boundedJson('result', value)),
-        beforeComplete: () => (this.deps.writer.hasBuffered(this.fenced) ? this.deps.writer.flushAttempt(this.fenced) : undefined),
+        beforeComplete: () => {
+          this.completing = true;
+          return this.deps.writer.hasBuffered(this.fenced) ? this.deps.writer.flushAttempt(this.fenced) : undefined;
+        },
         takeLogs: () => this.deps.writer.takeBuffered(this.fenced),
       });
       return applied ? { kind: 'completed', result, written: true } : { kind: 'lost' };

@@ -425,4 +425,28 @@ forEachDialect('faults: a completion whose answer is lost after it committed', (
     await jobs.stop();
     crashes.expectNone();
   });
+
+  it('a transactional completion whose answer is slow is not called lost by a heartbeat that finds the job gone meanwhile', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { concurrency: 4, pollInterval: 100, heartbeatInterval: 20 } });
+    const completed: string[] = [];
+    const aborted: string[] = [];
+    jobs.on('completed', (e) => void completed.push(e.id));
+    jobs.on('aborted', (e) => void aborted.push(`${e.id}:${e.reason}`));
+    jobs.define('tx', () => ({ charged: true }), { transactional: true });
+    // Committed, its answer comes back only after several heartbeats read the live table.
+    const complete = jobs.store.jobCompleteInTransaction.bind(jobs.store);
+    jobs.store.jobCompleteInTransaction = async (run) => {
+      const out = await complete(run);
+      await new Promise((r) => setTimeout(r, 300));
+      return out;
+    };
+    const { id } = await jobs.enqueue('tx', {});
+    await jobs.start();
+    await until(() => completed.length + aborted.length === 1, 'its outcome');
+    expect(aborted, 'not reported lost').to.deep.equal([]);
+    expect(completed).to.deep.equal([id]);
+    await jobs.stop();
+    crashes.expectNone();
+  });
 });

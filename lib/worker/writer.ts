@@ -46,7 +46,7 @@ const BEST_EFFORT_CONTENTION_ATTEMPTS = 6;
 const BEST_EFFORT_CONTENTION_MS = 10_000;
 
 /** Outcomes written in one statement at most (or the store's own batch size, when larger). */
-const OUTCOMES_PER_STATEMENT = 500;
+export const OUTCOMES_PER_STATEMENT = 500;
 
 /** Log lines written in one statement at most (MariaDB's default max_allowed_packet is 16 MiB). */
 const LOG_CHUNK_CHARS = 4 * 1024 * 1024;
@@ -67,6 +67,8 @@ export interface WriterHooks {
   onError(err: unknown): void;
   /** More outcomes are on their way within the window (else no reason to wait for them). */
   moreComing(): boolean;
+  /** A batch of outcomes was written (or given up): fewer wait now. */
+  written(): void;
 }
 
 interface LogBuffer {
@@ -167,9 +169,25 @@ export class OutcomeWriter {
         const batch = this.queues[kind].splice(0, Math.min(left, Math.max(this.opts.batchMax, OUTCOMES_PER_STATEMENT))) as Pending<CompleteItem & FailItem & ReleaseItem>[];
         left -= batch.length;
         if (!batch.length) break;
-        for (const round of oneAttemptPerJob(batch, (p) => p.item.id)) await this.writeBatch(kind, round);
+        this.writing = batch.length;
+        try {
+          for (const round of oneAttemptPerJob(batch, (p) => p.item.id)) await this.writeBatch(kind, round);
+        } finally {
+          this.writing = 0;
+          this.hooks.written();
+        }
       }
     }
+  }
+
+  /** Outcomes of the batch being written. */
+  private writing = 0;
+  /** The last try of an outcome write failed, and none succeeded since: the database is not taking outcomes. */
+  failing = false;
+
+  /** Outcomes handed to the writer and not yet written (queued, or in the batch being written). */
+  get unwritten(): number {
+    return this.queues.complete.length + this.queues.fail.length + this.queues.release.length + this.writing;
   }
 
   private apply(kind: Kind, items: (CompleteItem & FailItem & ReleaseItem)[]): Promise<Set<string>> {
@@ -181,6 +199,7 @@ export class OutcomeWriter {
     const tries = { mayHaveLanded: false };
     try {
       const applied = await this.retrying(() => this.apply(kind, batch.map((b) => b.item)), tries);
+      this.failing = false;
       if (tries.mayHaveLanded && kind === 'complete') for (const id of await this.findLanded(batch, applied)) applied.add(id);
       for (const b of batch) b.resolve(applied.has(b.item.id));
     } catch (err) {
@@ -246,6 +265,7 @@ export class OutcomeWriter {
       } catch (err) {
         const kind = classifyError(err);
         if (kind === 'refused') throw err;
+        this.failing = true;
         this.hooks.onError(err);
         if (mayHaveCommitted(err)) tries.mayHaveLanded = true;
         // A dropped connection that keeps coming back while the database answers: a refusal in disguise (not

@@ -450,3 +450,42 @@ forEachDialect('faults: a completion whose answer is lost after it committed', (
     crashes.expectNone();
   });
 });
+
+forEachDialect('faults: outcomes the database does not take for a while', ({ fresh }) => {
+  const crashes = trapCrashes();
+
+  it('hold back claims once a few batches of outcomes wait (not every job runs meanwhile); then each job completes, run once', async function () {
+    this.timeout(120_000);
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { concurrency: 10, pollInterval: 100 } });
+    jobs.on('error', () => undefined);
+    const runs = new Map<number, number>();
+    jobs.define('x', (n: number) => void runs.set(n, (runs.get(n) ?? 0) + 1));
+    const total = 12_000;
+    for (let i = 0; i < total; i += 2000) await jobs.enqueueMany(Array.from({ length: 2000 }, (_, j) => ({ name: 'x' as const, payload: i + j })));
+    // Completions fail as a dropped connection would (claims go through) until healed.
+    const complete = jobs.store.jobCompleteMany.bind(jobs.store);
+    let healed = false;
+    jobs.store.jobCompleteMany = async (items) => {
+      if (!healed) throw Object.assign(new Error('Connection terminated unexpectedly'), { code: 'ECONNRESET' });
+      return complete(items);
+    };
+    await jobs.start();
+    // Runs stop growing while no outcome is written.
+    let seen = -1;
+    await until(async () => {
+      const now = runs.size;
+      const still = now === seen && now > 0;
+      seen = now;
+      if (!still) await sleep(300);
+      return still;
+    }, 'handlers to stop starting while outcomes wait', 30_000);
+    expect(runs.size, 'jobs run while their outcomes could not be written').to.be.below(total / 2);
+    healed = true;
+    await until(() => runs.size === total, 'every job once the outcomes are written', 90_000);
+    await until(async () => (await jobs.status()).live.length === 0, 'every outcome');
+    expect([...runs.values()].every((n) => n === 1), 'each handler ran once').to.equal(true);
+    await jobs.stop();
+    crashes.expectNone();
+  });
+});

@@ -339,7 +339,12 @@ export class Worker {
         // outrank it (unless all of it fits the free slots with one to spare: see backlogFits).
         if (!this.newJobs || this.backlogFits()) this.startFromBacklog();
         this.claimingForNewJobs = this.newJobs;
-        const claimed = await this.claimFree().finally(() => (this.claimingForNewJobs = false));
+        let claimed: Claimed | null;
+        try {
+          claimed = await this.claimFree();
+        } finally {
+          this.claimingForNewJobs = false;
+        }
         if (claimed === null) break;
         if (claimed.jobs.length) this.claimsLeft--;
         const seq = ++this.seq;

@@ -182,8 +182,12 @@ export class OutcomeWriter {
 
   /** Outcomes of the batch being written. */
   private writing = 0;
+  private failed = false;
+
   /** The last try of an outcome write failed, and none succeeded since: the database is not taking outcomes. */
-  failing = false;
+  get failing(): boolean {
+    return this.failed;
+  }
 
   /** Outcomes handed to the writer and not yet written (queued, or in the batch being written). */
   get unwritten(): number {
@@ -199,7 +203,7 @@ export class OutcomeWriter {
     const tries = { mayHaveLanded: false };
     try {
       const applied = await this.retrying(() => this.apply(kind, batch.map((b) => b.item)), tries);
-      this.failing = false;
+      this.failed = false;
       if (tries.mayHaveLanded && kind === 'complete') for (const id of await this.findLanded(batch, applied)) applied.add(id);
       for (const b of batch) b.resolve(applied.has(b.item.id));
     } catch (err) {
@@ -265,9 +269,9 @@ export class OutcomeWriter {
       } catch (err) {
         const kind = classifyError(err);
         if (kind === 'refused') throw err;
-        this.failing = true;
+        this.failed = true;
         this.hooks.onError(err);
-        if (mayHaveCommitted(err)) tries.mayHaveLanded = true;
+        if (kind === 'transient' && !isRolledBackContention(err)) tries.mayHaveLanded = true;
         // A dropped connection that keeps coming back while the database answers: a refusal in disguise (not
         // contention, nor a statement of ours that never answered: a lock on a table's metadata can do that).
         if (kind === 'transient' && !isContention(err) && !isUnanswered(err) && attempt % TRANSIENT_FAILURES_BEFORE_REFUSAL === 0 && (await this.databaseAnswers())) {

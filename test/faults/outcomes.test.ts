@@ -336,8 +336,8 @@ forEachDialect('faults: a completion whose answer is lost after it committed', (
   const crashes = trapCrashes();
 
   /** A worker's jobs, and the ids its attempts completed and aborted (`id:reason`); its errors are expected here. */
-  function watched(t: TestDb): { jobs: Jobs; completed: string[]; aborted: string[] } {
-    const jobs = t.jobs({ worker: { concurrency: 4, pollInterval: 100 } });
+  function watched(t: TestDb, worker: { heartbeatInterval?: number } = {}): { jobs: Jobs; completed: string[]; aborted: string[] } {
+    const jobs = t.jobs({ worker: { concurrency: 4, pollInterval: 100, ...worker } });
     const completed: string[] = [];
     const aborted: string[] = [];
     jobs.on('completed', (e) => void completed.push(e.id));
@@ -428,11 +428,7 @@ forEachDialect('faults: a completion whose answer is lost after it committed', (
 
   it('a transactional completion whose answer is slow is not called lost by a heartbeat that finds the job gone meanwhile', async () => {
     const t = await fresh();
-    const jobs = t.jobs({ worker: { concurrency: 4, pollInterval: 100, heartbeatInterval: 20 } });
-    const completed: string[] = [];
-    const aborted: string[] = [];
-    jobs.on('completed', (e) => void completed.push(e.id));
-    jobs.on('aborted', (e) => void aborted.push(`${e.id}:${e.reason}`));
+    const { jobs, completed, aborted } = watched(t, { heartbeatInterval: 20 });
     jobs.define('tx', () => ({ charged: true }), { transactional: true });
     // Committed, its answer comes back only after several heartbeats read the live table.
     const complete = jobs.store.jobCompleteInTransaction.bind(jobs.store);

@@ -28,9 +28,10 @@ export function jobsOwnedBy({ d, t }: Sql, workerId: string): Statement {
 }
 
 /**
- * Of these attempts of one worker, the jobs history holds as completed by them: the job, the
- * worker and the attempt number together name one claim (a later claim of the job counts one
- * more attempt), and only its token could complete it.
+ * Of these attempts of one worker, the jobs history holds as completed (their attempt numbers
+ * answered beside them): no other attempt of that worker can have completed a job at the same
+ * number, as a later claim counts one more and the refunds that lower it end attempts that
+ * complete nothing.
  */
 export function jobsCompletedBy({ d, t }: Sql, k: { workerId: string; ids: string[] }): Statement {
   return read(d, (b) => `SELECT id, attempts FROM ${t.history} WHERE id ${b.ids(k.ids)} AND worker_id = ${b.text(k.workerId)} AND state = 'completed'`);

@@ -9,7 +9,8 @@ import { AsyncResource } from 'node:async_hooks';
 import { errorToRecord, type JobError } from '../model.ts';
 import type { ClaimRequest, ClaimedJob, Fenced, ListenCallbacks, ListenHandle, Store, StoreCapabilities, WorkerInfo } from '../driver/store.ts';
 import { uuidv7 } from '../uuid.ts';
-import { isContention } from '../driver/errors.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { isContention, isTransientError } from '../driver/errors.ts';
 import { Periodic } from '../periodic.ts';
 import { AttemptSet } from './attempts.ts';
 import { RunningAttempt, type AttemptDeps, type AttemptOutcome, type JobDefinition } from './executor.ts';
@@ -75,6 +76,13 @@ export interface WorkerEvents {
 
 /** How soon a claim the database rolled back (contention) is tried again, ms. */
 const CONTENTION_RETRY_MS = 20;
+/**
+ * start()'s heartbeat and first claim are tried this many times when the connection drops, the
+ * waits doubling from START_RETRY_MS: a server that refuses connections still refuses them on the
+ * last try (start() rejects after ~0.3 s), and one drop is healed by the next connection.
+ */
+const START_TRIES = 3;
+const START_RETRY_MS = 100;
 
 /** How often drain() looks again at a managed queue a limit holds back until a slot frees (in another process). */
 const DRAIN_HOLD_MS = 250;
@@ -177,7 +185,7 @@ export class Worker {
     this.state = 'running';
     this.starting = true;
     try {
-      await this.store.workerHeartbeat(this.info());
+      await this.whileStarting(() => this.store.workerHeartbeat(this.info()));
       this.pollMs = this.opts.pollInterval;
       if (this.store.listen) {
         this.listener = await this.listenOrPoll({
@@ -187,8 +195,10 @@ export class Worker {
           onError: (err) => this.events.error(err),
         });
       }
-      this.newJobs = true;
-      const failed = await this.fill().then(() => null, (err: unknown) => err);
+      const failed = await this.whileStarting(() => {
+        this.newJobs = true;
+        return this.fill();
+      }).then(() => null, (err: unknown) => err);
       // Jobs already started prove the connections work, and contention (a deadlock, a lock wait)
       // proves it too: then the failure is reported and the poll tries again. Anything else is fatal.
       if (failed && !this.unsettled.size && !isContention(failed)) throw failed;
@@ -211,6 +221,23 @@ export class Worker {
       return this.fill();
     }, true);
     this.periodic.every(this.opts.heartbeatInterval, () => this.heartbeat());
+  }
+
+  /**
+   * A step of start() tried again after a dropped connection: one drop says nothing about whether
+   * the worker can use the database (the next try runs on a new connection; a claim that committed
+   * before its answer was lost is reconciled by the next fill). Contention is left to the caller.
+   */
+  private async whileStarting<T>(step: () => Promise<T>): Promise<T> {
+    for (let tried = 1; ; tried++) {
+      try {
+        return await step();
+      } catch (err) {
+        if (tried >= START_TRIES || !isTransientError(err) || isContention(err) || this.state !== 'running') throw err;
+        this.events.error(err);
+        await sleep(START_RETRY_MS * 2 ** (tried - 1));
+      }
+    }
   }
 
   /** How often the worker looks for jobs nothing told it about. */

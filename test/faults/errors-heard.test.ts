@@ -60,6 +60,70 @@ forEachDialect('faults: errors are heard', ({ fresh }) => {
   });
 });
 
+forEachDialect('faults: start() and a dropped connection', ({ fresh }) => {
+  const dropped = () => Object.assign(new Error('Connection terminated unexpectedly'), { code: 'ECONNRESET' });
+
+  it("its first claim committed, then its answer lost: start() resolves, and every job runs once, its attempt refunded", async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { concurrency: 4, pollInterval: 60_000 } });
+    const errors: unknown[] = [];
+    jobs.on('error', (e) => errors.push(e));
+    const runs: number[] = [];
+    jobs.define('x', (p: { n: number }) => void runs.push(p.n));
+    await jobs.migrate();
+    const ids = (await jobs.enqueueMany([1, 2, 3].map((n) => ({ name: 'x' as const, payload: { n } })))).map((r) => r.id);
+    const claim = jobs.store.jobClaim.bind(jobs.store);
+    let claims = 0;
+    jobs.store.jobClaim = async (req) => {
+      if (++claims > 1) return claim(req);
+      await claim(req);
+      throw dropped();
+    };
+    await jobs.start();
+    await until(async () => (await Promise.all(ids.map((id) => jobs.get(id)))).every((r) => r?.state === 'completed'), 'every job to complete', 10_000);
+    expect(runs.sort()).to.deep.equal([1, 2, 3]);
+    for (const id of ids) expect((await jobs.get(id))!.attempts, 'the lost claim refunded').to.equal(1);
+    expect(errors.map(String)).to.include('Error: Connection terminated unexpectedly');
+  });
+
+  /** A worker polling once a minute, and one job waiting for it. */
+  async function oneJobWaiting() {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { pollInterval: 60_000 } });
+    jobs.on('error', () => undefined);
+    jobs.define('x', () => 'ran');
+    await jobs.migrate();
+    const { id } = await jobs.enqueue('x', {});
+    return { jobs, id };
+  }
+
+  it("its first heartbeat's connection dropped: start() resolves and the worker runs jobs", async () => {
+    const { jobs, id } = await oneJobWaiting();
+    const heartbeat = jobs.store.workerHeartbeat.bind(jobs.store);
+    let beats = 0;
+    jobs.store.workerHeartbeat = async (info) => {
+      if (++beats === 1) throw dropped();
+      return heartbeat(info);
+    };
+    await jobs.start();
+    await until(async () => (await jobs.get(id))?.state === 'completed', 'the job to complete', 10_000);
+  });
+
+  it('a claim connection refused at every try: start() rejects saying so, after three tries, with no worker left registered', async () => {
+    const { jobs, id } = await oneJobWaiting();
+    let claims = 0;
+    jobs.store.jobClaim = async () => {
+      claims++;
+      throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' });
+    };
+    const failure = await jobs.start().then(() => null, (e: Error) => e);
+    expect(failure?.message).to.equal('the worker cannot use the database: connect ECONNREFUSED 127.0.0.1:1');
+    expect(claims).to.equal(3);
+    expect((await jobs.status()).workers, 'no worker left registered').to.have.length(0);
+    expect(await jobs.get(id)).to.include({ state: 'pending', attempts: 0 });
+  });
+});
+
 const postgres = DIALECTS.find((d) => d.name === 'postgres');
 if (postgres) {
   describe('faults: start() rejects when the worker cannot use the database [postgres]', function () {

@@ -1,6 +1,7 @@
 /** PostgreSQL only (pg and slonik): wake-ups from other processes through LISTEN/NOTIFY, and the listener's reconnect. */
 import { expect } from 'chai';
 import { DIALECTS, requireDatabase, sleep, until } from '../helpers/dialects.ts';
+import { median } from '../../bench/lib/stats.ts';
 
 // pg, and slonik (whose listener and worker connections are plain pg clients built from its URI).
 for (const name of ['postgres', 'slonik'] as const) describe(`LISTEN/NOTIFY wake-ups [${name}]`, function () {
@@ -12,7 +13,7 @@ for (const name of ['postgres', 'slonik'] as const) describe(`LISTEN/NOTIFY wake
     cleanups = [];
   });
 
-  it('starts a job enqueued by another process on its NOTIFY, long before the poll, and again after its listener is killed', async () => {
+  it('starts a job enqueued by another process in milliseconds (its NOTIFY, not the poll), and again after its listener is killed', async () => {
     const t = await factory.create();
     cleanups.push(() => t.cleanup());
     const worker = t.jobs({ worker: { pollInterval: 60_000 } });
@@ -31,12 +32,16 @@ for (const name of ['postgres', 'slonik'] as const) describe(`LISTEN/NOTIFY wake
       await until(() => started.has(id), 'the job to start', 5000, 1);
       return started.get(id)! - t0;
     };
-    // The poll comes every 60 s: a start within a second can only be the NOTIFY's. (How many
-    // milliseconds it takes is the benchmark's to say: `bench/measure.ts --measure latency`.)
-    const byNotify = 1000;
+    // The poll comes every 60 s: each start within a second can only be the NOTIFY's, and the
+    // typical one takes milliseconds. Not every one: on a loaded machine one start in ten took
+    // 55 ms (the benchmark measures the figures: `bench/measure.ts --measure latency`).
+    const byNotify = (latencies: number[]) => {
+      expect(Math.max(...latencies), `latencies ${latencies}`).to.be.below(1000);
+      expect(median(latencies), `latencies ${latencies}`).to.be.below(50);
+    };
     const before = [];
     for (let i = 0; i < 10; i++) before.push(await latency());
-    expect(Math.max(...before), `latencies ${before}`).to.be.below(byNotify);
+    byNotify(before);
 
     // Kill the LISTEN connection: the worker reconnects and polls once to catch up.
     const listeners = await t.query<{ pid: number }>(
@@ -55,7 +60,7 @@ for (const name of ['postgres', 'slonik'] as const) describe(`LISTEN/NOTIFY wake
     await sleep(50);
     const after = [];
     for (let i = 0; i < 10; i++) after.push(await latency());
-    expect(Math.max(...after), `latencies ${after}`).to.be.below(byNotify);
+    byNotify(after);
   });
 
   it('close() while the listener reconnects leaves no LISTEN connection behind', async () => {

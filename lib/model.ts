@@ -46,6 +46,9 @@ export interface JobError {
   stack?: string;
 }
 
+/** The error name of an attempt the rescuer ended (its worker stopped sending heartbeats). */
+export const WORKER_LOST = 'WorkerLost';
+
 export interface JobRecord<P = unknown, R = unknown> {
   id: string;
   name: string;

@@ -107,6 +107,12 @@ export interface CompleteItem extends Fenced {
   attempt?: number;
 }
 
+/** Attempts of one worker, each a job id and the attempt number its claim counted. */
+export interface AttemptsOf {
+  workerId: string;
+  attempts: { id: string; attempt: number }[];
+}
+
 export interface FailItem extends Fenced {
   attempt: number;
   startedAt: Date | null;
@@ -419,9 +425,14 @@ export interface JobWrites {
    * whose connection dropped may have committed before it did: written again, it finds nothing to
    * complete, and this tells a completion that landed from a claim that was lost.
    */
-  jobCompletedBy(req: { workerId: string; attempts: { id: string; attempt: number }[] }): Promise<Set<string>>;
+  jobCompletedBy(req: AttemptsOf): Promise<Set<string>>;
   /** Record failed attempts: retry later or move to history as failed. */
   jobFailMany(items: FailItem[]): Promise<Set<string>>;
+  /**
+   * Of these attempts of this worker, the ids whose failure it recorded (retried or failed for
+   * good; not a rescue of them): jobCompletedBy's counterpart for a failure written again.
+   */
+  jobFailedBy(req: AttemptsOf): Promise<Set<string>>;
   /** Return running attempts to pending (snooze, graceful shutdown). */
   jobReleaseMany(items: ReleaseItem[]): Promise<Set<string>>;
   jobProgressMany(items: ProgressItem[]): Promise<Set<string>>;

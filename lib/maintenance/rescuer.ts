@@ -5,14 +5,14 @@
  * through the same fenced jobFailMany() a worker uses, so a rescue races nothing: a worker that comes
  * back and completes first wins, and two rescuers write each job once.
  */
-import { hasAttemptsLeft, type JobError } from '../model.ts';
+import { hasAttemptsLeft, WORKER_LOST, type JobError } from '../model.ts';
 import type { FailItem, JobWrites, RescuedJob, StalledJob, WorkerLiveness } from '../driver/store.ts';
 
 /** Jobs rescued per round at most; the next round takes the rest. */
 const BATCH = 500;
 
 export function workerLostError(job: StalledJob, stallMs: number): JobError {
-  return { message: `worker lost: worker ${job.workerId ?? '?'} stopped sending heartbeats for over ${stallMs} ms`, name: 'WorkerLost' };
+  return { message: `worker lost: worker ${job.workerId ?? '?'} stopped sending heartbeats for over ${stallMs} ms`, name: WORKER_LOST };
 }
 
 export async function rescueStalled(store: Pick<WorkerLiveness, 'jobStalledList' | 'workerRemoveStale'> & Pick<JobWrites, 'jobFailMany'>, stallMs: number): Promise<RescuedJob[]> {

@@ -14,7 +14,7 @@
  * never holds back the writes queued behind it.
  */
 import { classifyError, isContention, isRolledBackContention, isUnanswered } from '../driver/errors.ts';
-import type { CompleteItem, FailItem, Fenced, JobWrites, LogItem, ProgressItem, ReleaseItem, StorePlumbing } from '../driver/store.ts';
+import type { AttemptsOf, CompleteItem, FailItem, Fenced, JobWrites, LogItem, ProgressItem, ReleaseItem, StorePlumbing } from '../driver/store.ts';
 import { errorToRecord } from '../model.ts';
 import { storable } from '../text.ts';
 
@@ -204,11 +204,11 @@ export class OutcomeWriter {
     try {
       const applied = await this.retrying(() => this.apply(kind, batch.map((b) => b.item)), tries);
       this.failed = false;
-      if (tries.mayHaveLanded && kind === 'complete') for (const id of await this.findLanded(batch, applied)) applied.add(id);
+      if (tries.mayHaveLanded) for (const id of await this.findLanded(kind, batch, applied)) applied.add(id);
       for (const b of batch) b.resolve(applied.has(b.item.id));
     } catch (err) {
       // Completions an earlier try wrote are done, whatever became of the tries after it.
-      const landed = tries.mayHaveLanded && kind === 'complete' ? await this.findLanded(batch, new Set()) : new Set<string>();
+      const landed = tries.mayHaveLanded ? await this.findLanded(kind, batch, new Set()) : new Set<string>();
       const rest = batch.filter((b) => !landed.has(b.item.id));
       for (const b of batch) if (landed.has(b.item.id)) b.resolve(true);
       if (err instanceof GivenUp) {
@@ -225,11 +225,14 @@ export class OutcomeWriter {
 
   /**
    * After a try whose connection dropped (its COMMIT may have landed before the answer was lost),
-   * the completions not known to be applied are looked up in history: written by this very
-   * attempt, they are completed, not lost.
+   * the outcomes not known to be applied are looked up: a completion in history, a failure among
+   * the recorded attempts. Written by this very attempt, they are done, not lost. (A release
+   * records nothing to find: one whose answer was lost stays reported lost.)
    */
-  private findLanded(batch: Pending<CompleteItem>[], applied: Set<string>): Promise<Set<string>> {
-    return this.completedHere(batch.flatMap(({ item }) => (applied.has(item.id) || item.attempt === undefined ? [] : [{ id: item.id, attempt: item.attempt }])));
+  private findLanded(kind: Kind, batch: Pending<CompleteItem & FailItem>[], applied: Set<string>): Promise<Set<string>> {
+    if (kind === 'release') return Promise.resolve(new Set());
+    const attempts = batch.flatMap(({ item }) => (applied.has(item.id) || item.attempt === undefined ? [] : [{ id: item.id, attempt: item.attempt }]));
+    return this.foundHere(attempts, (req) => (kind === 'complete' ? this.store.jobCompletedBy(req) : this.store.jobFailedBy(req)));
   }
 
   /**
@@ -238,14 +241,14 @@ export class OutcomeWriter {
    */
   async completedDespite(err: unknown, fenced: Fenced, attempt: number): Promise<boolean> {
     if (!mayHaveCommitted(err)) return false;
-    return (await this.completedHere([{ id: fenced.id, attempt }])).has(fenced.id);
+    return (await this.foundHere([{ id: fenced.id, attempt }], (req) => this.store.jobCompletedBy(req))).has(fenced.id);
   }
 
-  /** Of these attempts, those history holds as completed by this worker. Retried as a write is; if it still fails, none. */
-  private async completedHere(attempts: { id: string; attempt: number }[]): Promise<Set<string>> {
+  /** Of these attempts of this worker, those the look-up finds. Retried as a write is; if it still fails, none. */
+  private async foundHere(attempts: AttemptsOf['attempts'], lookUp: (req: AttemptsOf) => Promise<Set<string>>): Promise<Set<string>> {
     if (!attempts.length) return new Set();
     try {
-      return await this.retrying(() => this.store.jobCompletedBy({ workerId: this.opts.workerId, attempts }));
+      return await this.retrying(() => lookUp({ workerId: this.opts.workerId, attempts }));
     } catch (err) {
       if (!(err instanceof GivenUp)) this.hooks.onError(err);
       return new Set();

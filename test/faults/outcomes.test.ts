@@ -332,7 +332,7 @@ forEachDialect('faults: start and stop', ({ fresh }) => {
   });
 });
 
-forEachDialect('faults: a completion whose answer is lost after it committed', ({ fresh }) => {
+forEachDialect('faults: an outcome whose answer is lost after it committed', ({ fresh }) => {
   const crashes = trapCrashes();
 
   /** A worker's jobs, and the ids its attempts completed and aborted (`id:reason`); its errors are expected here. */
@@ -371,6 +371,37 @@ forEachDialect('faults: a completion whose answer is lost after it committed', (
     expect([...completed].sort()).to.deep.equal([...ids].sort());
     const records = await finished(jobs, ids);
     expect(records.map((r) => [r.state, r.attempts, (r.result as { n: number }).n])).to.deep.equal([1, 2, 3, 4, 5].map((n) => ['completed', 1, n]));
+    await jobs.stop();
+    crashes.expectNone();
+  });
+
+  it('a failure written again finds the attempt it recorded: reported retrying or failed, not lost', async () => {
+    const t = await fresh();
+    const { jobs, aborted } = watched(t);
+    const ended: string[] = [];
+    jobs.on('retrying', (e) => void ended.push(`${e.id}:retrying`));
+    jobs.on('failed', (e) => void ended.push(`${e.id}:failed`));
+    jobs.define('x', () => {
+      throw new Error('no');
+    });
+    // The store's first failure batch commits, then its answer is lost.
+    const fail = jobs.store.jobFailMany.bind(jobs.store);
+    let dropped = false;
+    jobs.store.jobFailMany = async (items) => {
+      if (dropped || !items.length) return fail(items);
+      dropped = true;
+      await fail(items);
+      throw Object.assign(new Error('Connection terminated unexpectedly'), { code: 'ECONNRESET' });
+    };
+    const backoff = { type: 'fixed' as const, baseMs: 60_000 };
+    const retried = (await jobs.enqueueMany([1, 2, 3].map(() => ({ name: 'x' as const, payload: {}, maxAttempts: 2, backoff })))).map((r) => r.id);
+    const failed = (await jobs.enqueueMany([1, 2].map(() => ({ name: 'x' as const, payload: {}, maxAttempts: 1 })))).map((r) => r.id);
+    await jobs.start();
+    await until(() => ended.length + aborted.length === 5, 'an outcome for each job');
+    expect(aborted, 'no attempt reported lost').to.deep.equal([]);
+    expect([...ended].sort()).to.deep.equal([...retried.map((id) => `${id}:retrying`), ...failed.map((id) => `${id}:failed`)].sort());
+    const records = await finished(jobs, [...retried, ...failed]);
+    expect(records.map((r) => [r.state, r.attempts])).to.deep.equal([...retried.map(() => ['pending', 1]), ...failed.map(() => ['failed', 1])]);
     await jobs.stop();
     crashes.expectNone();
   });

@@ -20,7 +20,7 @@ import { jobsFinishedCounts, jobsList, queuesPaused, queuesStats } from '../../l
 import { throughputCoverage, throughputLast, throughputRead, throughputSave } from '../../lib/driver/portable/throughput.ts';
 import { cancelJob, jobMakeDue, jobRetry, jobsDelete, queuePause, queueResume } from '../../lib/driver/portable/admin.ts';
 import type { Outcome, Statement, Steps } from '../../lib/driver/portable/statement.ts';
-import { jobSaveCheckpoint, jobsCompletedBy, jobsNextDue, jobsStalled, workerHeartbeat, workersRemoveStale } from '../../lib/driver/portable/workers.ts';
+import { jobSaveCheckpoint, jobsCompletedBy, jobsFailedBy, jobsNextDue, jobsStalled, workerHeartbeat, workersRemoveStale } from '../../lib/driver/portable/workers.ts';
 import { scheduleSetEnabled } from '../../lib/driver/portable/schedules.ts';
 import { MssqlStore, SerialQueue, bind, named, isMssqlPool, isMssqlTransaction } from '../../lib/driver/mssql/store.ts';
 import { buildJobRow } from '../../lib/model.ts';
@@ -136,6 +136,19 @@ describe('SQL Server statements (no server)', () => {
     expect(read.params).to.deep.equal([
       { name: 'p1', type: 'nvarchar(max)', value: '["0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"]' },
       { name: 'p2', type: 'nvarchar', value: HOSTILE },
+    ]);
+  });
+
+  it("looks up failures that landed by job ids and worker, not the rescuer's, all bound", () => {
+    const read = named(jobsFailedBy(portable, { workerId: HOSTILE, ids: ['0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b'] }));
+    expect(read.text.replace(/\s+/g, ' ')).to.equal(
+      "SELECT job_id AS id, attempt AS attempts FROM app_attempts WHERE job_id IN (SELECT CAST(value AS CHAR(36)) FROM OPENJSON(@p1)) AND worker_id = @p2 AND COALESCE((SELECT value FROM OPENJSON(error) WHERE [key] = @p3), '') <> @p4",
+    );
+    expect(read.params).to.deep.equal([
+      { name: 'p1', type: 'nvarchar(max)', value: '["0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"]' },
+      { name: 'p2', type: 'nvarchar', value: HOSTILE },
+      { name: 'p3', type: 'nvarchar', value: 'name' },
+      { name: 'p4', type: 'nvarchar', value: 'WorkerLost' },
     ]);
   });
 

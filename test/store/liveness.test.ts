@@ -62,6 +62,24 @@ forEachDialect('store: liveness and schedules', ({ fresh }) => {
     expect(await store.jobCompletedBy({ workerId: 'w1', attempts: [] })).to.deep.equal(new Set());
   });
 
+  it('answers which attempts this worker recorded as failed (retried or for good): not a rescue of them, another attempt, worker or outcome', async () => {
+    const t = await fresh();
+    const { jobs, store } = await storeOf(t);
+    await jobs.enqueueMany(Array.from({ length: 5 }, () => ({ name: 'x', payload: {} })));
+    const [retried, dead, rescued, done, running] = [await claimOne(store, 'x', 'w1'), await claimOne(store, 'x', 'w1'), await claimOne(store, 'x', 'w1'), await claimOne(store, 'x', 'w1'), await claimOne(store, 'x', 'w1')];
+    const fail = (j: typeof retried, name: string, retryDelayMs: number | null) =>
+      ({ id: j.id, token: j.token, attempt: j.attempts, startedAt: j.startedAt, error: { message: 'no', name }, retryDelayMs });
+    // The rescuer writes through the same statement, for the same worker, its error named WorkerLost.
+    const applied = await store.jobFailMany([fail(retried, 'Error', 60_000), fail(dead, 'TypeError', null), fail(rescued, 'WorkerLost', 60_000)]);
+    expect(applied).to.deep.equal(new Set([retried.id, dead.id, rescued.id]));
+    await store.jobCompleteMany([{ id: done.id, token: done.token, resultJson: null }]);
+    const attempts = [retried, dead, rescued, done, running].map((j) => ({ id: j.id, attempt: j.attempts }));
+    expect(await store.jobFailedBy({ workerId: 'w1', attempts })).to.deep.equal(new Set([retried.id, dead.id]));
+    expect(await store.jobFailedBy({ workerId: 'w2', attempts }), 'another worker').to.deep.equal(new Set());
+    expect(await store.jobFailedBy({ workerId: 'w1', attempts: [{ id: retried.id, attempt: 2 }] }), 'another attempt').to.deep.equal(new Set());
+    expect(await store.jobFailedBy({ workerId: 'w1', attempts: [] })).to.deep.equal(new Set());
+  });
+
   it('advances a schedule only from the next run it read, disables it when it ended, and removes it once', async () => {
     const t = await fresh();
     const { store } = await storeOf(t);

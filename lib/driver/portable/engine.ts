@@ -10,7 +10,7 @@ import { claimOrder, toClaimedJob, toAttemptRecord, toJobRecord, toLogRecord, to
 import { listLimit, statesByTable } from '../sql.ts';
 import { mergeQueueStats, type Dialect } from '../store.ts';
 import type {
-  BatchStatus, CancelResult, CheckpointItem, ClaimedJob, CompleteItem, FailItem, Fenced, FinishedJob, HistoryMonth, InsertBatch, JobLink, LeaseHeld, QueueGroupCounts, QueueLive, QueueStats, RedriveOutcome,
+  AttemptsOf, BatchStatus, CancelResult, CheckpointItem, ClaimedJob, CompleteItem, FailItem, Fenced, FinishedJob, HistoryMonth, InsertBatch, JobLink, LeaseHeld, QueueGroupCounts, QueueLive, QueueStats, RedriveOutcome,
   StalledJob, StatusCounts, StoredSchedule, ThroughputBuckets, WorkerInfo, WorkerRecord,
 } from '../store.ts';
 import type { EnqueueResult } from '../../model.ts';
@@ -33,7 +33,7 @@ import {
   throughputSave, type MinuteCount, type ThroughputBucket, type ThroughputRead,
 } from './throughput.ts';
 import { scheduleAdvance, scheduleRecordRun, scheduleRemove, scheduleSetEnabled, scheduleTicksRemove, schedulesDue, schedulesList } from './schedules.ts';
-import { jobSaveCheckpoint, jobsCompletedBy, jobsNextDue, jobsOwnedBy, jobsStalled, workerHeartbeat, workerRemove, workersRemoveStale } from './workers.ts';
+import { jobSaveCheckpoint, jobsCompletedBy, jobsFailedBy, jobsNextDue, jobsOwnedBy, jobsStalled, workerHeartbeat, workerRemove, workersRemoveStale } from './workers.ts';
 
 /** The months of history the admin's History view lists (newest first). */
 const HISTORY_MONTHS_SHOWN = 36;
@@ -235,9 +235,18 @@ export abstract class PortableStore implements Sql {
     return rows.map((r) => ({ id: String(r.id), token: String(r.token) }));
   }
 
-  async jobCompletedBy(req: { workerId: string; attempts: { id: string; attempt: number }[] }): Promise<Set<string>> {
+  jobCompletedBy(req: AttemptsOf): Promise<Set<string>> {
+    return this.attemptsFound(jobsCompletedBy, req);
+  }
+
+  jobFailedBy(req: AttemptsOf): Promise<Set<string>> {
+    return this.attemptsFound(jobsFailedBy, req);
+  }
+
+  /** The ids of the attempts asked for that the statement finds (it answers each job's id and attempt number). */
+  private async attemptsFound(find: (sql: Sql, k: { workerId: string; ids: string[] }) => Statement, req: AttemptsOf): Promise<Set<string>> {
     if (!req.attempts.length) return new Set();
-    const { rows } = await this.runner.run(jobsCompletedBy(this, { workerId: req.workerId, ids: req.attempts.map((a) => a.id) }));
+    const { rows } = await this.runner.run(find(this, { workerId: req.workerId, ids: req.attempts.map((a) => a.id) }));
     const found = new Set(rows.map((r) => `${String(r.id)}:${Number(r.attempts)}`));
     return new Set(req.attempts.filter((a) => found.has(`${a.id}:${a.attempt}`)).map((a) => a.id));
   }

@@ -6,6 +6,7 @@
 import { read, write, type Statement } from './statement.ts';
 import type { Sql } from './sql.ts';
 import type { Fenced, WorkerInfo } from '../store.ts';
+import { WORKER_LOST } from '../../model.ts';
 
 /** Refresh a worker's heartbeat, registering it again when a sweeper removed it. */
 export function workerHeartbeat({ d, t }: Sql, w: WorkerInfo): Statement {
@@ -35,6 +36,17 @@ export function jobsOwnedBy({ d, t }: Sql, workerId: string): Statement {
  */
 export function jobsCompletedBy({ d, t }: Sql, k: { workerId: string; ids: string[] }): Statement {
   return read(d, (b) => `SELECT id, attempts FROM ${t.history} WHERE id ${b.ids(k.ids)} AND worker_id = ${b.text(k.workerId)} AND state = 'completed'`);
+}
+
+/**
+ * Of these jobs, the attempts one worker recorded as failed (retried or failed for good), their
+ * attempt numbers answered beside them. Not those the rescuer recorded for that worker: the rescue
+ * and the worker's own failure are fenced by the same claim, so only one of them writes the
+ * attempt, and the rescue's error is named WorkerLost.
+ */
+export function jobsFailedBy({ d, t }: Sql, k: { workerId: string; ids: string[] }): Statement {
+  return read(d, (b) => `SELECT job_id AS id, attempt AS attempts FROM ${t.attempts}
+    WHERE job_id ${b.ids(k.ids)} AND worker_id = ${b.text(k.workerId)} AND COALESCE(${b.jsonText('error', 'name')}, '') <> ${b.text(WORKER_LOST)}`);
 }
 
 export function workerRemove({ d, t }: Sql, workerId: string): Statement {

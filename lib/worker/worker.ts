@@ -184,16 +184,25 @@ export class Worker {
     if (this.state !== 'idle') return;
     this.state = 'running';
     this.starting = true;
+    const started = this.begin();
+    this.startSettled = started.then(() => undefined, () => undefined);
+    return started;
+  }
+
+  /** start()'s work, settled: a stop() during it waits for it, then gives back what it claimed and ends its listener. */
+  private startSettled: Promise<void> = Promise.resolve();
+
+  private async begin(): Promise<void> {
     try {
       await this.whileStarting(() => this.store.workerHeartbeat(this.info()));
       this.pollMs = this.opts.pollInterval;
-      if (this.store.listen) {
-        this.listener = await this.listenOrPoll({
+      if (this.store.listen && this.state === 'running') {
+        this.listener = await this.whileStarting(() => this.listenOrPoll({
           onJob: (queue) => this.wake(queue),
           onCancel: (id) => this.abortJob(id, 'cancelled'),
           onReconnect: () => this.wake(),
           onError: (err) => this.events.error(err),
-        });
+        }));
       }
       const failed = await this.whileStarting(() => {
         this.newJobs = true;
@@ -204,6 +213,7 @@ export class Worker {
       if (failed && !this.unsettled.size && !isContention(failed)) throw failed;
       if (failed) this.events.error(failed);
     } catch (err) {
+      if (this.state !== 'running') return; // stop() took over: it gives back what this start claimed
       await this.abandonStart();
       throw new Error(`the worker cannot use the database: ${errorToRecord(err).message}`, { cause: err });
     } finally {
@@ -224,16 +234,17 @@ export class Worker {
   }
 
   /**
-   * A step of start() tried again after a dropped connection: one drop says nothing about whether
-   * the worker can use the database (the next try runs on a new connection; a claim that committed
-   * before its answer was lost is reconciled by the next fill). Contention is left to the caller.
+   * A step of start() tried again after a dropped connection or contention: one drop says nothing
+   * about whether the worker can use the database (the next try runs on a new connection; a claim
+   * that committed before its answer was lost is reconciled by the next fill). Not after a stop().
    */
   private async whileStarting<T>(step: () => Promise<T>): Promise<T> {
     for (let tried = 1; ; tried++) {
       try {
+        if (this.state !== 'running') throw new Error('the worker was stopped while it started');
         return await step();
       } catch (err) {
-        if (tried >= START_TRIES || !isTransientError(err) || isContention(err) || this.state !== 'running') throw err;
+        if (tried >= START_TRIES || !isTransientError(err) || this.state !== 'running') throw err;
         this.events.error(err);
         await sleep(START_RETRY_MS * 2 ** (tried - 1));
       }
@@ -255,6 +266,7 @@ export class Worker {
     this.state = 'stopping';
     await this.listener?.close().catch(() => undefined);
     this.listener = null;
+    await this.releaseStrangers().catch(() => undefined);
     await this.store.workerRemove(this.id).catch(() => undefined);
     this.state = 'idle';
   }
@@ -812,8 +824,8 @@ export class Worker {
    * answer was lost after its COMMIT): back to pending at once, attempt refunded. Without this
    * the heartbeat would keep them "running" for as long as the process lives.
    */
-  private async releaseUnknown(owned: Fenced[]): Promise<void> {
-    if (this.state !== 'running') return; // a stopping worker gives back what it has itself
+  private async releaseUnknown(owned: Fenced[], stopping = false): Promise<void> {
+    if (this.state !== 'running' && !stopping) return; // a stopping worker gives back what it has itself, then calls releaseStrangers
     const known = new Set<string>(this.parked);
     for (const a of this.unsettled) known.add(`${a.id}:${a.job.token}`);
     for (const a of this.running) known.add(`${a.id}:${a.job.token}`);
@@ -824,8 +836,19 @@ export class Worker {
     const released = await this.store.jobReleaseMany(unknown.map((f) => ({ id: f.id, token: f.token, delayMs: 0, refund: true })));
     if (released.size) {
       this.events.error(new Error(`returned ${released.size} job(s) to pending that the database had given to this worker in a claim whose answer was lost (${[...released].slice(0, 5).join(', ')}${released.size > 5 ? ', …' : ''})`));
-      this.wake();
+      if (!stopping) this.wake();
     }
+  }
+
+  /**
+   * On the way out, after a claim whose answer was lost: its jobs, running under this worker in the
+   * database, go back to pending now rather than after stallTimeout (where the rescue would count
+   * an attempt that never ran). Only once every attempt has settled, so that every job this worker
+   * ran and could not write an outcome for is parked, and stays running for the rescue.
+   */
+  private async releaseStrangers(): Promise<void> {
+    if (!this.reconcileWanted || this.unsettled.size) return;
+    await this.releaseUnknown(await this.store.workerHeartbeat(this.info()), true);
   }
 
   /** Inside the claim loop no claim is in flight: the heartbeat's answer is complete. */
@@ -916,6 +939,8 @@ export class Worker {
   private async shutdown(timeout: number): Promise<void> {
     this.periodic.clear();
     if (this.dueTimer) clearTimeout(this.dueTimer.timer);
+    // A start under way ends first (it stops at its next step), so that its claim and listener are ended here too.
+    await this.startSettled;
     // A claim already sent finishes first, so that what it brings back is given back too.
     while (this.filling) await new Promise((r) => setTimeout(r, 1));
     // Jobs claimed ahead never started: give them back at once, attempt refunded.
@@ -943,6 +968,7 @@ export class Worker {
     }
     await this.writer.drain();
     this.writer.dispose();
+    await this.releaseStrangers().catch((err) => this.events.error(err));
     await this.listener?.close().catch(() => undefined);
     // A heartbeat still in flight would write the worker row back after its removal.
     await this.periodic.stop();

@@ -207,7 +207,7 @@ export class OutcomeWriter {
       if (tries.mayHaveLanded) for (const id of await this.findLanded(kind, batch, applied)) applied.add(id);
       for (const b of batch) b.resolve(applied.has(b.item.id));
     } catch (err) {
-      // Completions an earlier try wrote are done, whatever became of the tries after it.
+      // Outcomes an earlier try wrote are done, whatever became of the tries after it.
       const landed = tries.mayHaveLanded ? await this.findLanded(kind, batch, new Set()) : new Set<string>();
       const rest = batch.filter((b) => !landed.has(b.item.id));
       for (const b of batch) if (landed.has(b.item.id)) b.resolve(true);

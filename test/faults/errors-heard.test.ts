@@ -65,7 +65,8 @@ forEachDialect('faults: start() and a dropped connection', ({ fresh }) => {
 
   it("its first claim committed, then its answer lost: start() resolves, and every job runs once, its attempt refunded", async () => {
     const t = await fresh();
-    const jobs = t.jobs({ worker: { concurrency: 4, pollInterval: 60_000 } });
+    // No poll and no heartbeat during the test: only the retried claim can find the lost claim's jobs.
+    const jobs = t.jobs({ worker: { concurrency: 4, pollInterval: 60_000, heartbeatInterval: 60_000, stallTimeout: 180_000 } });
     const errors: unknown[] = [];
     jobs.on('error', (e) => errors.push(e));
     const runs: number[] = [];
@@ -87,8 +88,8 @@ forEachDialect('faults: start() and a dropped connection', ({ fresh }) => {
   });
 
   /** A worker polling once a minute, and one job waiting for it. */
-  async function oneJobWaiting() {
-    const t = await fresh();
+  async function oneJobWaiting(t?: TestDb) {
+    t ??= await fresh();
     const jobs = t.jobs({ worker: { pollInterval: 60_000 } });
     jobs.on('error', () => undefined);
     jobs.define('x', () => 'ran');
@@ -107,6 +108,62 @@ forEachDialect('faults: start() and a dropped connection', ({ fresh }) => {
     };
     await jobs.start();
     await until(async () => (await jobs.get(id))?.state === 'completed', 'the job to complete', 10_000);
+  });
+
+  it('every claim committed, then its answer lost: start() rejects after three, and the jobs the last one took are pending again, attempts refunded', async () => {
+    const { jobs, id } = await oneJobWaiting();
+    const claim = jobs.store.jobClaim.bind(jobs.store);
+    let claims = 0;
+    jobs.store.jobClaim = async (req) => {
+      claims++;
+      await claim(req);
+      throw dropped();
+    };
+    const failure = await jobs.start().then(() => null, (e: Error) => e);
+    expect(failure?.message).to.equal('the worker cannot use the database: Connection terminated unexpectedly');
+    expect(claims).to.equal(3);
+    expect(await jobs.get(id)).to.include({ state: 'pending', attempts: 0 });
+    expect((await jobs.status()).workers, 'no worker left registered').to.have.length(0);
+  });
+
+  it('stop() while start() waits to try again: both resolve, and nothing of the start is left (no worker registered, no listener)', async () => {
+    const t = await fresh();
+    const { jobs, id } = await oneJobWaiting(t);
+    const heartbeat = jobs.store.workerHeartbeat.bind(jobs.store);
+    let beats = 0;
+    jobs.store.workerHeartbeat = async (info) => {
+      if (++beats === 1) throw dropped();
+      return heartbeat(info);
+    };
+    const starting = jobs.start();
+    await sleep(30);
+    await jobs.stop();
+    await starting;
+    await sleep(300); // past the start's next try, had it been made
+    expect(beats, 'no registration after stop()').to.equal(1);
+    expect((await jobs.status()).workers, 'no worker registered').to.have.length(0);
+    expect(await jobs.get(id)).to.include({ state: 'pending', attempts: 0 });
+    if (t.dialect === 'postgres') {
+      const listening = await t.query(`SELECT 1 FROM pg_stat_activity WHERE query LIKE $1`, [`LISTEN "${t.prefix}%`]);
+      expect(listening, 'no LISTEN connection left').to.have.length(0);
+    }
+  });
+
+  it('stop() just as a claim lost its answer after committing: the jobs it took are pending again, attempts refunded', async () => {
+    const { jobs } = await oneJobWaiting();
+    await jobs.start();
+    const claim = jobs.store.jobClaim.bind(jobs.store);
+    let stopping: Promise<void> | null = null;
+    jobs.store.jobClaim = async (req) => {
+      const got = await claim(req);
+      if (!got.length || stopping) return got;
+      stopping = jobs.stop();
+      throw dropped();
+    };
+    const { id } = await jobs.enqueue('x', {});
+    await until(() => stopping !== null, 'the claim');
+    await stopping;
+    expect(await jobs.get(id)).to.include({ state: 'pending', attempts: 0 });
   });
 
   it('a claim connection refused at every try: start() rejects saying so, after three tries, with no worker left registered', async () => {

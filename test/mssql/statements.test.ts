@@ -142,13 +142,14 @@ describe('SQL Server statements (no server)', () => {
   it("looks up failures that landed by job ids and worker, not the rescuer's, all bound", () => {
     const read = named(jobsFailedBy(portable, { workerId: HOSTILE, ids: ['0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b'] }));
     expect(read.text.replace(/\s+/g, ' ')).to.equal(
-      "SELECT job_id AS id, attempt AS attempts FROM app_attempts WHERE job_id IN (SELECT CAST(value AS CHAR(36)) FROM OPENJSON(@p1)) AND worker_id = @p2 AND COALESCE((SELECT value FROM OPENJSON(error) WHERE [key] = @p3), '') <> @p4",
+      "SELECT job_id AS id, attempt AS attempts FROM app_attempts WHERE job_id IN (SELECT CAST(value AS CHAR(36)) FROM OPENJSON(@p1)) AND worker_id = @p2 AND (COALESCE((SELECT value FROM OPENJSON(error) WHERE [key] = @p3), '') <> @p4 OR (SELECT value FROM OPENJSON(error) WHERE [key] = @p5) IS NOT NULL)",
     );
     expect(read.params).to.deep.equal([
       { name: 'p1', type: 'nvarchar(max)', value: '["0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"]' },
       { name: 'p2', type: 'nvarchar', value: HOSTILE },
       { name: 'p3', type: 'nvarchar', value: 'name' },
       { name: 'p4', type: 'nvarchar', value: 'WorkerLost' },
+      { name: 'p5', type: 'nvarchar', value: 'stack' },
     ]);
   });
 

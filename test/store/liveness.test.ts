@@ -65,16 +65,23 @@ forEachDialect('store: liveness and schedules', ({ fresh }) => {
   it('answers which attempts this worker recorded as failed (retried or for good): not a rescue of them, another attempt, worker or outcome', async () => {
     const t = await fresh();
     const { jobs, store } = await storeOf(t);
-    await jobs.enqueueMany(Array.from({ length: 5 }, () => ({ name: 'x', payload: {} })));
-    const [retried, dead, rescued, done, running] = [await claimOne(store, 'x', 'w1'), await claimOne(store, 'x', 'w1'), await claimOne(store, 'x', 'w1'), await claimOne(store, 'x', 'w1'), await claimOne(store, 'x', 'w1')];
-    const fail = (j: typeof retried, name: string, retryDelayMs: number | null) =>
-      ({ id: j.id, token: j.token, attempt: j.attempts, startedAt: j.startedAt, error: { message: 'no', name }, retryDelayMs });
-    // The rescuer writes through the same statement, for the same worker, its error named WorkerLost.
-    const applied = await store.jobFailMany([fail(retried, 'Error', 60_000), fail(dead, 'TypeError', null), fail(rescued, 'WorkerLost', 60_000)]);
-    expect(applied).to.deep.equal(new Set([retried.id, dead.id, rescued.id]));
+    await jobs.enqueueMany(Array.from({ length: 6 }, () => ({ name: 'x', payload: {} })));
+    const [retried, dead, rescued, named, done, running] = [
+      await claimOne(store, 'x', 'w1'), await claimOne(store, 'x', 'w1'), await claimOne(store, 'x', 'w1'),
+      await claimOne(store, 'x', 'w1'), await claimOne(store, 'x', 'w1'), await claimOne(store, 'x', 'w1'),
+    ];
+    const fail = (j: typeof retried, error: { name: string; stack?: string }, retryDelayMs: number | null) =>
+      ({ id: j.id, token: j.token, attempt: j.attempts, startedAt: j.startedAt, error: { message: 'no', ...error }, retryDelayMs });
+    // The rescuer writes through the same statement, for the same worker, its error named WorkerLost
+    // without a stack; a handler's own error of that name has one.
+    const applied = await store.jobFailMany([
+      fail(retried, { name: 'Error', stack: 'Error: no\n    at x' }, 60_000), fail(dead, { name: 'TypeError' }, null),
+      fail(rescued, { name: 'WorkerLost' }, 60_000), fail(named, { name: 'WorkerLost', stack: 'WorkerLost: no\n    at x' }, null),
+    ]);
+    expect(applied).to.deep.equal(new Set([retried.id, dead.id, rescued.id, named.id]));
     await store.jobCompleteMany([{ id: done.id, token: done.token, resultJson: null }]);
-    const attempts = [retried, dead, rescued, done, running].map((j) => ({ id: j.id, attempt: j.attempts }));
-    expect(await store.jobFailedBy({ workerId: 'w1', attempts })).to.deep.equal(new Set([retried.id, dead.id]));
+    const attempts = [retried, dead, rescued, named, done, running].map((j) => ({ id: j.id, attempt: j.attempts }));
+    expect(await store.jobFailedBy({ workerId: 'w1', attempts })).to.deep.equal(new Set([retried.id, dead.id, named.id]));
     expect(await store.jobFailedBy({ workerId: 'w2', attempts }), 'another worker').to.deep.equal(new Set());
     expect(await store.jobFailedBy({ workerId: 'w1', attempts: [{ id: retried.id, attempt: 2 }] }), 'another attempt').to.deep.equal(new Set());
     expect(await store.jobFailedBy({ workerId: 'w1', attempts: [] })).to.deep.equal(new Set());

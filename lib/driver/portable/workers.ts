@@ -42,11 +42,13 @@ export function jobsCompletedBy({ d, t }: Sql, k: { workerId: string; ids: strin
  * Of these jobs, the attempts one worker recorded as failed (retried or failed for good), their
  * attempt numbers answered beside them. Not those the rescuer recorded for that worker: the rescue
  * and the worker's own failure are fenced by the same claim, so only one of them writes the
- * attempt, and the rescue's error is named WorkerLost.
+ * attempt, and the rescue's error is named WorkerLost and has no stack (an Error a handler throws
+ * has one, whatever its name).
  */
 export function jobsFailedBy({ d, t }: Sql, k: { workerId: string; ids: string[] }): Statement {
   return read(d, (b) => `SELECT job_id AS id, attempt AS attempts FROM ${t.attempts}
-    WHERE job_id ${b.ids(k.ids)} AND worker_id = ${b.text(k.workerId)} AND COALESCE(${b.jsonText('error', 'name')}, '') <> ${b.text(WORKER_LOST)}`);
+    WHERE job_id ${b.ids(k.ids)} AND worker_id = ${b.text(k.workerId)}
+      AND (COALESCE(${b.jsonText('error', 'name')}, '') <> ${b.text(WORKER_LOST)} OR ${b.jsonText('error', 'stack')} IS NOT NULL)`);
 }
 
 export function workerRemove({ d, t }: Sql, workerId: string): Statement {

@@ -102,6 +102,8 @@ async function run(): Promise<Record<string, unknown>> {
     case 'process': {
       await enqueueAll(jobs);
       await expectUnfinished(jobs);
+      // The peak RSS may be reached before any job runs: where the worker's own share begins.
+      const rssEnqueuedMB = process.resourceUsage().maxRSS / 1024;
       let handled = 0;
       onJob = () => {
         handled++;
@@ -127,6 +129,7 @@ async function run(): Promise<Record<string, unknown>> {
         eldSamples: eld.samples,
         maxTimerGap: eld.maxGap,
         ...gcs,
+        rssEnqueuedMB,
         windowUs,
         handled,
         durability,

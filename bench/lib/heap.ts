@@ -15,9 +15,15 @@ export interface HeapResult {
   fullGcs: number;
   /** Time spent in GC pauses, ms. */
   gcPauseMs: number;
+  /**
+   * The young generation's largest size, MB. V8 grows it (up to 2 × 16 MB) as objects keep
+   * surviving scavenges; that growth is much of a fast worker's RSS above a slow one's.
+   */
+  newSpaceMaxMB: number;
 }
 
-const oldSpaceUsed = () => v8.getHeapSpaceStatistics().find((s) => s.space_name === 'old_space')?.space_used_size ?? 0;
+const spaceStat = (name: string, key: 'space_used_size' | 'space_size') => v8.getHeapSpaceStatistics().find((s) => s.space_name === name)?.[key] ?? 0;
+const oldSpaceUsed = () => spaceStat('old_space', 'space_used_size');
 
 export function startHeapWatch(everyMs = 5): { stop(): HeapResult } {
   const start = oldSpaceUsed();
@@ -35,14 +41,18 @@ export function startHeapWatch(everyMs = 5): { stop(): HeapResult } {
   };
   const observer = new PerformanceObserver((list) => count(list.getEntries()));
   observer.observe({ entryTypes: ['gc'] });
-  const timer = setInterval(() => (peak = Math.max(peak, oldSpaceUsed())), everyMs);
+  let newSpaceMax = spaceStat('new_space', 'space_size');
+  const timer = setInterval(() => {
+    peak = Math.max(peak, oldSpaceUsed());
+    newSpaceMax = Math.max(newSpaceMax, spaceStat('new_space', 'space_size'));
+  }, everyMs);
   return {
     stop() {
       clearInterval(timer);
       peak = Math.max(peak, oldSpaceUsed());
       count(observer.takeRecords()); // entries not delivered yet
       observer.disconnect();
-      return { oldGrowthMB: (peak - start) / 1048576, scavenges, fullGcs, gcPauseMs };
+      return { oldGrowthMB: (peak - start) / 1048576, scavenges, fullGcs, gcPauseMs, newSpaceMaxMB: newSpaceMax / 1048576 };
     },
   };
 }

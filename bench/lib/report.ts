@@ -130,7 +130,9 @@ export function computeTargets(res: Results, memoryGrowth: number | null): { tar
   const worst = rssRatios.reduce((a, b) => (b.r > a.r ? b : a));
   add('SQLite peak RSS / plainjob (worst measurement)',
     rssRatios.map(({ me, r }) => `${me} ${fmt(m('sqljobs-sqlite', me, 'peakRssMB'), 0)}/${fmt(m('plainjob', me, 'peakRssMB'), 0)} MB (${fmt(r)}×)`).join('; ') +
-      `; RSS once the library is loaded, before any work: ${fmt(m('sqljobs-sqlite', 'process', 'rssLoaded'), 0)}/${fmt(m('plainjob', 'process', 'rssLoaded'), 0)} MB (both include tsx, ~${fmt(m('sqljobs-sqlite', 'process', 'rssAtImport'), 0)} MB before the library loads)`,
+      `; RSS once the library is loaded, before any work: ${fmt(m('sqljobs-sqlite', 'process', 'rssLoaded'), 0)}/${fmt(m('plainjob', 'process', 'rssLoaded'), 0)} MB (both include tsx, ~${fmt(m('sqljobs-sqlite', 'process', 'rssAtImport'), 0)} MB before the library loads)` +
+      `; peak once the jobs are enqueued, before the worker starts: ${fmt(m('sqljobs-sqlite', 'process', 'rssEnqueuedMB'), 0)}/${fmt(m('plainjob', 'process', 'rssEnqueuedMB'), 0)} MB` +
+      `; young generation at most ${fmt(m('sqljobs-sqlite', 'process', 'newSpaceMaxMB'), 0)}/${fmt(m('plainjob', 'process', 'newSpaceMaxMB'), 0)} MB while processing`,
     worst.r, '<=', 1.2, '×', null);
   if (memoryGrowth !== null) add('200k-job RSS growth (after 10k → end)', `${fmt(memoryGrowth * 100, 1)} %`, memoryGrowth * 100, '<=', 20, '%', null);
   const info = [

@@ -81,6 +81,33 @@ for (const name of ['postgres', 'slonik'] as const) describe(`LISTEN/NOTIFY wake
     }
   });
 
+  // pg's own Client (slonik's listener is one too, from the same module, but its pool is not).
+  if (name === 'postgres') it("a LISTEN that fails while the worker starts: start() tries again on a new connection, and the failed one is closed", async () => {
+    const t = await factory.create();
+    cleanups.push(() => t.cleanup());
+    const pg = (await import('pg')).default;
+    const query = pg.Client.prototype.query;
+    let failed: InstanceType<typeof pg.Client> | null = null;
+    pg.Client.prototype.query = function (this: InstanceType<typeof pg.Client>, ...args: unknown[]) {
+      if (!failed && typeof args[0] === 'string' && args[0].startsWith('LISTEN ')) {
+        failed = this;
+        return Promise.reject(Object.assign(new Error('Connection terminated unexpectedly'), { code: 'ECONNRESET' }));
+      }
+      return (query as (...a: unknown[]) => unknown).apply(this, args);
+    } as typeof query;
+    cleanups.push(async () => void (pg.Client.prototype.query = query));
+    const jobs = t.jobs({ worker: { pollInterval: 60_000 } });
+    jobs.on('error', () => undefined);
+    jobs.define('x', async () => undefined);
+    await jobs.start();
+    pg.Client.prototype.query = query;
+    const pid = (failed as unknown as { processID: number } | null)?.processID;
+    expect(pid, 'a LISTEN failed').to.be.a('number');
+    await until(async () => (await t.query(`SELECT 1 FROM pg_stat_activity WHERE pid = $1`, [pid])).length === 0, 'the failed LISTEN connection to close', 3000);
+    expect(await t.query(`SELECT 1 FROM pg_stat_activity WHERE query = $1`, [`LISTEN "${t.prefix}cancel"`]), 'the worker listens').to.have.length(1);
+    await jobs.close();
+  });
+
   it('sends one NOTIFY per statement and queue, none for jobs not yet due, and none for a rolled-back enqueue', async () => {
     const t = await factory.create();
     cleanups.push(() => t.cleanup());

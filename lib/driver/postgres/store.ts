@@ -562,7 +562,7 @@ export class PostgresStore extends PortableStore implements Store {
       if (channel === this.jobsChannel) cb.onJob(payload);
       else cb.onCancel(payload);
     }, cb);
-    await listener.connect();
+    await connectOrClose(listener);
     return listener;
   }
 
@@ -574,7 +574,7 @@ export class PostgresStore extends PortableStore implements Store {
   async listenFinished(cb: FinishedCallbacks): Promise<ListenHandle | null> {
     if (!(await this.sessionScoped())) return null;
     const listener = new Listener(this.app, this.sessionConfig, [this.finishedChannel], () => cb.onFinished(), cb);
-    await listener.connect();
+    await connectOrClose(listener);
     const lease = new SubscriberLease(this.own, this.t.subscribers, cb.onError);
     try {
       await lease.take();
@@ -614,6 +614,16 @@ function outcome(s: Statement, res: { rows: Record<string, unknown>[]; rowCount:
  * make a new one with backoff, LISTEN again, and ask for a catch-up poll (notifications sent
  * while we were away are lost).
  */
+/** A listener whose first connect fails is closed (its client may have connected before a LISTEN failed): start() tries again with a new one. */
+async function connectOrClose(listener: Listener): Promise<void> {
+  try {
+    await listener.connect();
+  } catch (err) {
+    await listener.close();
+    throw err;
+  }
+}
+
 class Listener implements ListenHandle {
   private client: Client | null = null;
   private closed = false;

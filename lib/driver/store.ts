@@ -360,9 +360,10 @@ export interface StorePlumbing {
   /**
    * Listen for wake-ups and cancellations from other processes. null: this store cannot listen
    * (PostgreSQL behind a transaction pooler, which drops a LISTEN as soon as its transaction ends):
-   * the worker then learns by polling.
+   * the worker then learns by polling. `stopped` gives up a connection still being opened (its
+   * promise rejects): a stop() during a start does not wait for a host that does not answer.
    */
-  listen?(cb: ListenCallbacks): Promise<ListenHandle | null>;
+  listen?(cb: ListenCallbacks, stopped?: AbortSignal): Promise<ListenHandle | null>;
   /**
    * Hear, pushed, that jobs finished in any process (jobs.subscribe, jobs.waitFor), until the
    * handle is closed. Finishing statements push only while some process listens so, anywhere in the

@@ -77,12 +77,20 @@ export interface WorkerEvents {
 /** How soon a claim the database rolled back (contention) is tried again, ms. */
 const CONTENTION_RETRY_MS = 20;
 /**
- * start()'s heartbeat and first claim are tried this many times when the connection drops, the
- * waits doubling from START_RETRY_MS: a server that refuses connections still refuses them on the
- * last try (start() rejects after ~0.3 s), and one drop is healed by the next connection.
+ * Each step of start() (registration, LISTEN, first claim) is tried this many times after a
+ * transient error, the waits doubling from START_RETRY_MS: a server that refuses connections still
+ * refuses them on the last try (start() rejects after ~0.3 s), and one drop is healed by the next
+ * connection.
  */
 const START_TRIES = 3;
 const START_RETRY_MS = 100;
+
+/** A step of start() not taken because stop() was called: not an error of the database. */
+class StartStopped extends Error {
+  constructor() {
+    super('the worker was stopped while it started');
+  }
+}
 
 /** How often drain() looks again at a managed queue a limit holds back until a slot frees (in another process). */
 const DRAIN_HOLD_MS = 250;
@@ -184,37 +192,47 @@ export class Worker {
     if (this.state !== 'idle') return;
     this.state = 'running';
     this.starting = true;
-    const started = this.begin();
+    this.startAborted = new AbortController();
+    const started = this.begin(this.startAborted.signal);
     this.startSettled = started.then(() => undefined, () => undefined);
     return started;
   }
 
   /** start()'s work, settled: a stop() during it waits for it, then gives back what it claimed and ends its listener. */
   private startSettled: Promise<void> = Promise.resolve();
+  /** Aborted by stop(): a LISTEN connection being opened for the start is given up at once. */
+  private startAborted = new AbortController();
 
-  private async begin(): Promise<void> {
+  private async begin(stopped: AbortSignal): Promise<void> {
     try {
-      await this.whileStarting(() => this.store.workerHeartbeat(this.info()));
+      await this.whileStarting(() => this.store.workerHeartbeat(this.info()), true);
       this.pollMs = this.opts.pollInterval;
-      if (this.store.listen && this.state === 'running') {
+      if (this.store.listen) {
         this.listener = await this.whileStarting(() => this.listenOrPoll({
           onJob: (queue) => this.wake(queue),
           onCancel: (id) => this.abortJob(id, 'cancelled'),
           onReconnect: () => this.wake(),
           onError: (err) => this.events.error(err),
-        }));
+        }, stopped), true);
       }
+      // Contention on the first claim is not tried again here: reported, and claimed again in 20 ms.
       const failed = await this.whileStarting(() => {
         this.newJobs = true;
         return this.fill();
-      }).then(() => null, (err: unknown) => err);
+      }, false).then(() => null, (err: unknown) => err);
       // Jobs already started prove the connections work, and contention (a deadlock, a lock wait)
       // proves it too: then the failure is reported and the poll tries again. Anything else is fatal.
       if (failed && !this.unsettled.size && !isContention(failed)) throw failed;
-      if (failed) this.events.error(failed);
+      if (failed && !(failed instanceof StartStopped)) this.events.error(failed);
     } catch (err) {
-      if (this.state !== 'running') return; // stop() took over: it gives back what this start claimed
-      await this.abandonStart();
+      if (this.state !== 'running') {
+        // stop() took over: it gives back what this start claimed and ends its listener.
+        if (!(err instanceof StartStopped) && !stopped.aborted) this.events.error(err);
+        return;
+      }
+      // A stop() meanwhile waits for the abandon, which gives back the jobs of a lost claim.
+      this.stopped = this.abandonStart();
+      await this.stopped;
       throw new Error(`the worker cannot use the database: ${errorToRecord(err).message}`, { cause: err });
     } finally {
       this.starting = false;
@@ -234,17 +252,19 @@ export class Worker {
   }
 
   /**
-   * A step of start() tried again after a dropped connection or contention: one drop says nothing
-   * about whether the worker can use the database (the next try runs on a new connection; a claim
-   * that committed before its answer was lost is reconciled by the next fill). Not after a stop().
+   * A step of start() tried again after a dropped connection (and, where asked, contention): one
+   * drop says nothing about whether the worker can use the database (the next try runs on a new
+   * connection; a claim that committed before its answer was lost is reconciled by the next fill).
+   * Not after a stop().
    */
-  private async whileStarting<T>(step: () => Promise<T>): Promise<T> {
+  private async whileStarting<T>(step: () => Promise<T>, contentionToo: boolean): Promise<T> {
     for (let tried = 1; ; tried++) {
+      if (this.state !== 'running') throw new StartStopped();
       try {
-        if (this.state !== 'running') throw new Error('the worker was stopped while it started');
         return await step();
       } catch (err) {
-        if (tried >= START_TRIES || !isTransientError(err) || this.state !== 'running') throw err;
+        const again = isTransientError(err) && (contentionToo || !isContention(err));
+        if (tried >= START_TRIES || !again || this.state !== 'running') throw err;
         this.events.error(err);
         await sleep(START_RETRY_MS * 2 ** (tried - 1));
       }
@@ -255,8 +275,8 @@ export class Worker {
   private pollMs = 1000;
 
   /** Listen where the store can; where it cannot, poll at the shorter period instead. */
-  private async listenOrPoll(cb: ListenCallbacks): Promise<ListenHandle | null> {
-    const listener = await this.store.listen!(cb);
+  private async listenOrPoll(cb: ListenCallbacks, stopped?: AbortSignal): Promise<ListenHandle | null> {
+    const listener = await this.store.listen!(cb, stopped);
     this.pollMs = listener ? this.opts.pollInterval : this.opts.pollUnheard;
     return listener;
   }
@@ -835,7 +855,8 @@ export class Worker {
     if (!unknown.length) return;
     const released = await this.store.jobReleaseMany(unknown.map((f) => ({ id: f.id, token: f.token, delayMs: 0, refund: true })));
     if (released.size) {
-      this.events.error(new Error(`returned ${released.size} job(s) to pending that the database had given to this worker in a claim whose answer was lost (${[...released].slice(0, 5).join(', ')}${released.size > 5 ? ', …' : ''})`));
+      const why = stopping ? 'a claim whose answer was lost, or a release that failed' : 'a claim whose answer was lost';
+      this.events.error(new Error(`returned ${released.size} job(s) to pending that the database had running under this worker without its knowing (${why}): ${[...released].slice(0, 5).join(', ')}${released.size > 5 ? ', …' : ''}`));
       if (!stopping) this.wake();
     }
   }
@@ -930,6 +951,7 @@ export class Worker {
     }
     if (this.state === 'stopping') return this.stopped;
     this.state = 'stopping';
+    this.startAborted.abort();
     this.stopped = this.shutdown(timeout);
     return this.stopped;
   }

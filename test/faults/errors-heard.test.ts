@@ -10,6 +10,7 @@ import { createJobs } from '../../lib/index.ts';
 import { DIALECTS, PG_URL, forEachDialect, requireDatabase, sleep, uniquePrefix, until, type TestDb } from '../helpers/dialects.ts';
 import { pgbouncerMissing, startPgBouncer, type PgBouncer } from '../helpers/pgbouncer.ts';
 import { isCI } from '../helpers/ci.ts';
+import { dropped, stopAtLostClaim } from '../helpers/lost-answers.ts';
 
 function renameTable(t: TestDb, from: string, to: string): string {
   return t.dialect === 'mysql'
@@ -61,8 +62,6 @@ forEachDialect('faults: errors are heard', ({ fresh }) => {
 });
 
 forEachDialect('faults: start() and a dropped connection', ({ fresh }) => {
-  const dropped = () => Object.assign(new Error('Connection terminated unexpectedly'), { code: 'ECONNRESET' });
-
   it("its first claim committed, then its answer lost: start() resolves, and every job runs once, its attempt refunded", async () => {
     const t = await fresh();
     // No poll and no heartbeat during the test: only the retried claim can find the lost claim's jobs.
@@ -152,18 +151,36 @@ forEachDialect('faults: start() and a dropped connection', ({ fresh }) => {
   it('stop() just as a claim lost its answer after committing: the jobs it took are pending again, attempts refunded', async () => {
     const { jobs } = await oneJobWaiting();
     await jobs.start();
+    const stopped = stopAtLostClaim(jobs);
+    const { id } = await jobs.enqueue('x', {});
+    await stopped();
+    expect(await jobs.get(id)).to.include({ state: 'pending', attempts: 0 });
+  });
+
+  it('stop() while a failed start gives back its lost claim: stop() waits for that, and the job is pending again', async () => {
+    const { jobs, id } = await oneJobWaiting();
     const claim = jobs.store.jobClaim.bind(jobs.store);
-    let stopping: Promise<void> | null = null;
     jobs.store.jobClaim = async (req) => {
-      const got = await claim(req);
-      if (!got.length || stopping) return got;
-      stopping = jobs.stop();
+      await claim(req);
       throw dropped();
     };
-    const { id } = await jobs.enqueue('x', {});
-    await until(() => stopping !== null, 'the claim');
+    const heartbeat = jobs.store.workerHeartbeat.bind(jobs.store);
+    let beats = 0;
+    let stopping: Promise<void> | null = null;
+    jobs.store.workerHeartbeat = async (info) => {
+      // The registration, the reconciliations before the 2nd and 3rd claims, then the abandoned start's.
+      if (++beats === 4) {
+        stopping = jobs.stop();
+        await sleep(200);
+      }
+      return heartbeat(info);
+    };
+    const started = jobs.start().then(() => 'resolved', (e: Error) => e.message);
+    await until(() => stopping !== null, 'the abandoned start');
     await stopping;
     expect(await jobs.get(id)).to.include({ state: 'pending', attempts: 0 });
+    expect((await jobs.status()).workers, 'no worker left registered').to.have.length(0);
+    expect(await started).to.equal('the worker cannot use the database: Connection terminated unexpectedly');
   });
 
   it('a claim connection refused at every try: start() rejects saying so, after three tries, with no worker left registered', async () => {

@@ -8,6 +8,7 @@
 import { expect } from 'chai';
 import { forEachDialect, sleep, until, type TestDb } from '../helpers/dialects.ts';
 import { trapCrashes } from '../helpers/traps.ts';
+import { stopAtLostClaim } from '../helpers/lost-answers.ts';
 import type { Jobs, JobRecord } from '../../lib/index.ts';
 
 /** A trigger that refuses any history row whose result mentions "poison": the database itself says no. */
@@ -81,14 +82,15 @@ forEachDialect('faults: a refused outcome blocks nothing', ({ fresh }) => {
     });
   }
 
-  it('a job whose outcome and failure are both refused runs once and is parked (left running for the sweeper), never run again here', async () => {
+  /** A started worker whose job 'work' ran and was parked: history refuses its every outcome. */
+  async function parkedJob(worker: { pollInterval: number; heartbeatInterval: number; stallTimeout: number }) {
     const t = await fresh();
-    const jobs = t.jobs({ maxAttempts: 1, worker: { concurrency: 2, pollInterval: 50, heartbeatInterval: 200, stallTimeout: 60_000 } });
+    const jobs = t.jobs({ maxAttempts: 1, worker: { concurrency: 2, ...worker } });
     const errors: string[] = [];
     jobs.on('error', (e) => errors.push(String(e)));
-    let runs = 0;
+    const ran = { runs: 0 };
     jobs.define('work', async () => {
-      runs++;
+      ran.runs++;
       return 'done';
     });
     jobs.define('other', async () => 'fine');
@@ -97,12 +99,28 @@ forEachDialect('faults: a refused outcome blocks nothing', ({ fresh }) => {
     const { id } = await jobs.enqueue('work', {});
     await jobs.start();
     await until(() => errors.some((e) => e.includes(`(${id}) ran, but its outcome could not be stored`)), 'the job to be parked', 10_000);
+    return { jobs, id, ran };
+  }
+
+  it('a job whose outcome and failure are both refused runs once and is parked (left running for the sweeper), never run again here', async () => {
+    const { jobs, id, ran } = await parkedJob({ pollInterval: 50, heartbeatInterval: 200, stallTimeout: 60_000 });
     // Several heartbeats (each reconciling) later: still one run, still running under its first attempt.
     await sleep(1500);
-    expect(runs).to.equal(1);
+    expect(ran.runs).to.equal(1);
     expect(await jobs.get(id)).to.include({ state: 'running', attempts: 1 });
     const { id: other } = await jobs.enqueue('other', {});
     await until(async () => (await jobs.get(other))?.state === 'completed', 'another job to run meanwhile');
+    crashes.expectNone();
+  });
+
+  it('a job whose outcome could not be stored stays running through a stop() that gives back a lost claim\'s jobs', async () => {
+    const { jobs, id } = await parkedJob({ pollInterval: 60_000, heartbeatInterval: 60_000, stallTimeout: 180_000 });
+    // The next claim commits, then its answer is lost, and stop() comes at that moment.
+    const stopped = stopAtLostClaim(jobs);
+    const { id: other } = await jobs.enqueue('other', {});
+    await stopped();
+    expect(await jobs.get(other), 'the lost claim\'s job').to.include({ state: 'pending', attempts: 0 });
+    expect(await jobs.get(id), 'the parked job').to.include({ state: 'running', attempts: 1 });
     crashes.expectNone();
   });
 

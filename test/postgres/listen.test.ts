@@ -108,6 +108,37 @@ for (const name of ['postgres', 'slonik'] as const) describe(`LISTEN/NOTIFY wake
     await jobs.close();
   });
 
+  if (name === 'postgres') it('stop() while start() opens its LISTEN connection to a host that never answers: stop() returns at once, start() resolves, nothing is left', async () => {
+    const t = await factory.create();
+    cleanups.push(() => t.cleanup());
+    // directUrl (the LISTEN connection's address) points at a server that accepts and never answers.
+    const net = await import('node:net');
+    const sockets: import('node:net').Socket[] = [];
+    let closedByClient = 0;
+    const silent = net.createServer((s) => {
+      sockets.push(s);
+      s.on('close', () => closedByClient++).resume();
+    });
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    cleanups.push(async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => silent.close(r));
+    });
+    const port = (silent.address() as import('node:net').AddressInfo).port;
+    const jobs = t.jobs({ pooler: 'session', directUrl: `postgres://nobody@127.0.0.1:${port}/test`, worker: { pollInterval: 60_000 } });
+    jobs.on('error', () => undefined);
+    jobs.define('x', async () => undefined);
+    await jobs.migrate();
+    const starting = jobs.start();
+    await until(() => sockets.length > 0, 'the LISTEN connection to be opened');
+    const t0 = performance.now();
+    await jobs.stop({ timeout: 100 });
+    expect(performance.now() - t0, 'stop() waited for the LISTEN connection').to.be.below(1000);
+    await starting;
+    expect((await jobs.status()).workers, 'no worker registered').to.have.length(0);
+    await until(() => closedByClient === sockets.length, 'the LISTEN connection to be given up', 2000);
+  });
+
   it('sends one NOTIFY per statement and queue, none for jobs not yet due, and none for a rolled-back enqueue', async () => {
     const t = await factory.create();
     cleanups.push(() => t.cleanup());

@@ -10,6 +10,7 @@
  * history's NOTIFY on (migration 018).
  */
 import os from 'node:os';
+import type { Socket } from 'node:net';
 import type { Pool, PoolClient, PoolConfig, Client, QueryResultRow } from 'pg';
 import type { EnqueueResult } from '../../model.ts';
 import { checkNotNewer, loadMigrations, splitStatements } from '../migrations.ts';
@@ -556,13 +557,13 @@ export class PostgresStore extends PortableStore implements Store {
 
 
   /** null behind a transaction pooler: a LISTEN there lasts one transaction, and the worker polls instead. */
-  async listen(cb: ListenCallbacks): Promise<ListenHandle | null> {
+  async listen(cb: ListenCallbacks, stopped?: AbortSignal): Promise<ListenHandle | null> {
     if (!(await this.sessionScoped())) return null;
     const listener = new Listener(this.app, this.sessionConfig, [this.jobsChannel, this.cancelChannel], (channel, payload) => {
       if (channel === this.jobsChannel) cb.onJob(payload);
       else cb.onCancel(payload);
     }, cb);
-    await connectOrClose(listener);
+    await connectOrClose(listener, stopped);
     return listener;
   }
 
@@ -604,26 +605,29 @@ function outcome(s: Statement, res: { rows: Record<string, unknown>[]; rowCount:
 }
 
 /**
- * A client from the app's pool, after BEGIN; released once, on commit or rollback. It is held
- * with an error listener while the request runs: the server may end it at any moment (e.g.
- * idle_in_transaction_session_timeout while the handler awaits something else).
+ * A listener's first connect: closed if it fails (its client may have connected before a LISTEN
+ * failed; start() tries again with a new one), and given up when `stopped` fires (close() ends a
+ * client still connecting, which rejects the connect).
  */
+async function connectOrClose(listener: Listener, stopped?: AbortSignal): Promise<void> {
+  const giveUp = () => void listener.close();
+  stopped?.addEventListener('abort', giveUp, { once: true });
+  try {
+    if (stopped?.aborted) throw new Error('the LISTEN connection was given up: the worker is stopping');
+    await listener.connect();
+  } catch (err) {
+    await listener.close();
+    throw err;
+  } finally {
+    stopped?.removeEventListener('abort', giveUp);
+  }
+}
 
 /**
  * One dedicated client for LISTEN. A pg Client never reconnects by itself: on error or end we
  * make a new one with backoff, LISTEN again, and ask for a catch-up poll (notifications sent
  * while we were away are lost).
  */
-/** A listener whose first connect fails is closed (its client may have connected before a LISTEN failed): start() tries again with a new one. */
-async function connectOrClose(listener: Listener): Promise<void> {
-  try {
-    await listener.connect();
-  } catch (err) {
-    await listener.close();
-    throw err;
-  }
-}
-
 class Listener implements ListenHandle {
   private client: Client | null = null;
   private closed = false;
@@ -646,7 +650,8 @@ class Listener implements ListenHandle {
     const drop = (err?: unknown) => {
       if (dropped) return;
       dropped = true;
-      if (err && !this.closed) this.cb.onError(err);
+      // Before it listens, the failure rejects connect() too, and its caller reports it: once.
+      if (err && !this.closed && listening) this.cb.onError(err);
       client.removeAllListeners('notification');
       void client.end().catch(() => undefined);
       if (this.client === client) this.client = null;
@@ -656,7 +661,12 @@ class Listener implements ListenHandle {
     client.on('error', drop);
     client.on('end', () => drop());
     client.on('notification', (m) => this.onNotify(m.channel, m.payload ?? ''));
-    await client.connect();
+    this.connecting = client;
+    try {
+      await client.connect();
+    } finally {
+      if (this.connecting === client) this.connecting = null;
+    }
     for (const ch of this.channels) await client.query(`LISTEN "${ch}"`);
     if (dropped) throw new Error('the LISTEN connection closed while it was being set up');
     listening = true;
@@ -687,8 +697,14 @@ class Listener implements ListenHandle {
     this.closed = true;
     const c = this.client;
     this.client = null;
+    // pg's end() on a client still connecting waits for the server, which may never answer (an
+    // unreachable directUrl): its socket is destroyed instead, which rejects the connect.
+    if (c && c === this.connecting) return void (c as unknown as { connection: { stream: Socket } }).connection.stream.destroy();
     if (c) await c.end().catch(() => undefined);
   }
+
+  /** The client whose connect() is under way, if any. */
+  private connecting: Client | null = null;
 }
 
 /**

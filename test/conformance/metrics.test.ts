@@ -160,6 +160,9 @@ forEachDialect('metrics', ({ fresh }) => {
     await jobs.start();
     const second = await jobs.enqueue('ok', {});
     for (const { id } of [first, second]) await jobs.waitFor(id);
+    // waitFor hears the job in history (on PostgreSQL by NOTIFY at the commit), possibly before the
+    // worker has its answer and counts the completion: drain() waits for the worker's attempts to settle.
+    await jobs.drain();
     const later = await otel.collect();
     expect(later.sqljobs_jobs_enqueued_total).to.deep.equal({ [job('default', 'ok')]: 2 });
     expect(later.sqljobs_jobs_completed_total).to.deep.equal({ [job('default', 'ok')]: 2 });

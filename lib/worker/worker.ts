@@ -208,12 +208,16 @@ export class Worker {
       await this.whileStarting(() => this.store.workerHeartbeat(this.info()), true);
       this.pollMs = this.opts.pollInterval;
       if (this.store.listen) {
-        this.listener = await this.whileStarting(() => this.listenOrPoll({
+        const cb: ListenCallbacks = {
           onJob: (queue) => this.wake(queue),
           onCancel: (id) => this.abortJob(id, 'cancelled'),
           onReconnect: () => this.wake(),
           onError: (err) => this.events.error(err),
-        }, stopped), true);
+        };
+        // A connect that stop() gave up fails for that reason alone: not an error of the database.
+        this.listener = await this.whileStarting(() => this.listenOrPoll(cb, stopped).catch((err: unknown) => {
+          throw stopped.aborted ? new StartStopped() : err;
+        }), true);
       }
       // Contention on the first claim is not tried again here: reported, and claimed again in 20 ms.
       const failed = await this.whileStarting(() => {
@@ -227,7 +231,7 @@ export class Worker {
     } catch (err) {
       if (this.state !== 'running') {
         // stop() took over: it gives back what this start claimed and ends its listener.
-        if (!(err instanceof StartStopped) && !stopped.aborted) this.events.error(err);
+        if (!(err instanceof StartStopped)) this.events.error(err);
         return;
       }
       // A stop() meanwhile waits for the abandon, which gives back the jobs of a lost claim.

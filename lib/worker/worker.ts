@@ -6,10 +6,10 @@
  */
 import os from 'node:os';
 import { AsyncResource } from 'node:async_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { errorToRecord, type JobError } from '../model.ts';
 import type { ClaimRequest, ClaimedJob, Fenced, ListenCallbacks, ListenHandle, Store, StoreCapabilities, WorkerInfo } from '../driver/store.ts';
 import { uuidv7 } from '../uuid.ts';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { isContention, isTransientError } from '../driver/errors.ts';
 import { Periodic } from '../periodic.ts';
 import { AttemptSet } from './attempts.ts';
@@ -279,7 +279,7 @@ export class Worker {
   private pollMs = 1000;
 
   /** Listen where the store can; where it cannot, poll at the shorter period instead. */
-  private async listenOrPoll(cb: ListenCallbacks, stopped?: AbortSignal): Promise<ListenHandle | null> {
+  private async listenOrPoll(cb: ListenCallbacks, stopped: AbortSignal): Promise<ListenHandle | null> {
     const listener = await this.store.listen!(cb, stopped);
     this.pollMs = listener ? this.opts.pollInterval : this.opts.pollUnheard;
     return listener;

@@ -4,7 +4,7 @@
  */
 import { nextDrop, type HistoryOverview } from './history.ts';
 import { FinishedFeed, SUBSCRIBE_EVENTS, type FinishedJob, type SubscribeEvent } from './finished.ts';
-import { MAX_WAIT_MS, waitForFinished } from './wait.ts';
+import { MAX_WAIT_MS, settlesWithin, waitForFinished } from './wait.ts';
 
 /** This process's events that end a job (waitFor looks again at once). */
 const FINISHING_EVENTS = ['completed', 'failed', 'cancelled'] as const;
@@ -37,7 +37,7 @@ import { createStore } from './driver/create.ts';
 import { describeTx, isBetterSqlite } from './driver/detect.ts';
 import { callerHandleSync } from './driver/orm/caller.ts';
 import type { TransactionHandle } from './driver/orm/types.ts';
-import { intInRange, resolveOptions, type JobsMode, type JobsOptions } from './options.ts';
+import { MAX_TIMER_MS, intInRange, resolveOptions, type JobsMode, type JobsOptions } from './options.ts';
 import { uuidv7 } from './uuid.ts';
 import { RateLimitedLog, SafeEvents } from './report.ts';
 import { Locks } from './locks.ts';
@@ -796,18 +796,44 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
     for (const listener of this.finishedHere) listener(e.id);
   };
 
-  /** Graceful shutdown: stop claiming, wait for running jobs up to `timeout` ms, then abort and return them to pending. */
+  /**
+   * Graceful shutdown: stop claiming, wait for running jobs up to `timeout` ms, then abort and
+   * return them to pending. Returns within `timeout` + 5 s whatever the database does: past that,
+   * the connections of its own are dropped (see STOP_GRACE_MS).
+   */
   async stop(opts: { timeout?: number } = {}): Promise<void> {
-    await this.finished.stop();
+    const timeout = intInRange('stop: timeout', opts.timeout, this.workerOptions?.shutdownTimeout ?? 0, 0, MAX_TIMER_MS - STOP_GRACE_MS);
+    const stopping = this.stopEach(timeout);
+    const limit = timeout + STOP_GRACE_MS;
+    if (await settlesWithin(stopping, limit)) return stopping;
+    stopping.catch(() => undefined);
+    this.events.error(new Error(`stop(): the database did not answer within ${limit} ms; its connections were dropped, and jobs still running under this worker return to pending after stallTimeout`), 'stop');
+    this.sever();
+  }
+
+  /** Set once the store's connections were dropped: what then fails for that reason is not news. */
+  private severed = false;
+
+  private sever(): void {
+    this.severed = true;
+    this.store.sever?.();
+  }
+
+  /**
+   * The services stop side by side, the leader's campaign last: one waiting for a database that
+   * does not answer (a sweep under way, say) must not keep the worker claiming and its handlers
+   * running past the timeout.
+   */
+  private async stopEach(timeout: number): Promise<void> {
     this.generation++;
-    await this.scheduling.stop();
     const maintenance = this.maintenance;
     this.maintenance = null;
-    await maintenance?.stop();
-    await this.worker?.stop(opts.timeout);
+    const each = await Promise.allSettled([this.finished.stop(), this.scheduling.stop(), maintenance?.stop(), this.worker?.stop(timeout)]);
     const elector = this.elector;
     this.elector = null;
     await elector?.stop();
+    const failed = each.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
   }
 
   /** Stop the worker and release the library's own connections (not the app's db). */
@@ -815,7 +841,16 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
     this.transients.abortAll();
     await this.stop(opts);
     this.metrics.close();
-    await this.store.close();
+    const closing = this.store.close().catch((err: unknown) => {
+      if (!this.severed) throw err;
+    });
+    // stop() gave up: the pools' ends would wait on connections opened since, to a database that
+    // does not answer. Ending first, the pools open no more.
+    if (this.severed) this.sever();
+    if (await settlesWithin(closing, STOP_GRACE_MS)) return closing;
+    // A pool's end() waits for connections a database that does not answer never gives back.
+    closing.catch(() => undefined);
+    this.sever();
   }
 
   /** Run jobs until nothing is due, then resolve. Handy in tests. */
@@ -1033,6 +1068,15 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
 }
 
 /** A job without same-call parents (shared: never written to). */
+/**
+ * What stop() and close() wait beyond the shutdown timeout for the database to take the shutdown's
+ * writes (the release of aborted jobs, the last outcomes, the worker's row): milliseconds when it
+ * answers. One that does not answer (stopped, or behind a half-open connection) would hold the
+ * app's exit forever; past this the store's connections are dropped and what was not written is
+ * left to the rescue, as after a crash.
+ */
+const STOP_GRACE_MS = 5_000;
+
 const NO_PARENTS: readonly number[] = [];
 
 /** The error a redriven copy is cancelled with: its page says why it will not run. */

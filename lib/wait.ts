@@ -57,3 +57,14 @@ export async function waitForFinished<R extends JobRecord>(id: string, timeoutMs
     off();
   }
 }
+
+/** Whether `work` settles (resolves or rejects) within `ms`; the timer is cleared either way. */
+export async function settlesWithin(work: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const settled = work.then(() => true, () => true);
+  try {
+    return await Promise.race([settled, new Promise<boolean>((resolve) => (timer = setTimeout(resolve, ms, false)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

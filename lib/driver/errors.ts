@@ -134,6 +134,15 @@ export function isUnanswered(err: unknown): boolean {
   return hasCode(err, UNANSWERED_CODE);
 }
 
+/**
+ * A connection of ours dropped on our side because the database does not answer (Store.sever):
+ * its socket destroyed with an error, which the drivers pass to every statement waiting on it (a
+ * socket destroyed without one leaves mysql2's waiting for good).
+ */
+export function severSocket(socket: { destroy(err?: Error): unknown } | undefined): void {
+  socket?.destroy(Object.assign(new Error('sqljobs dropped this connection: the database did not answer'), { code: UNANSWERED_CODE }));
+}
+
 /** A unique key refused the row: PostgreSQL 23505, MySQL 1062, SQL Server 2601/2627, SQLite's UNIQUE or PRIMARY KEY constraint. */
 export function isDuplicateKey(err: unknown, depth = 0): boolean {
   if (err === null || typeof err !== 'object' || depth > 5) return false;

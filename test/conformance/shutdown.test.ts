@@ -97,6 +97,19 @@ forEachDialect('shutdown', ({ fresh }) => {
     expect(await next.get(id)).to.include({ state: 'completed', result: 'again', attempts: 2 });
   });
 
+  it('stop({ timeout }) refuses a timeout that is not a non-negative integer, naming the field, and stops nothing', async () => {
+    const t = await fresh();
+    let ran = 0;
+    const jobs = t.jobs({ worker: { pollInterval: 50 } }).define('after', () => void ran++);
+    await jobs.start();
+    for (const bad of [-1, 1.5, Number.NaN, '100']) {
+      const err = await jobs.stop({ timeout: bad as number }).then(() => null, (e: Error) => e);
+      expect(err?.message, `timeout ${String(bad)}`).to.match(/^stop: timeout must be an integer from 0 to \d+; got /);
+    }
+    await jobs.enqueue('after', {});
+    await until(() => ran === 1, 'the worker, still running, to run a job');
+  });
+
   it('stop() waits for a heartbeat under way, so the worker row does not come back after its removal', async () => {
     const t = await fresh();
     const jobs = t.jobs({ worker: { heartbeatInterval: 100, stallTimeout: 300 } });

@@ -16,11 +16,13 @@
  * in are UTC text, which no connection `timezone` setting can shift.
  */
 import { createHash } from 'node:crypto';
+import type { Socket } from 'node:net';
 import type { Pool as CbPool, PoolConnection as CbPoolConnection } from 'mysql2';
 import type { Pool as PromisePool, PoolConnection, ResultSetHeader } from 'mysql2/promise';
 import type { EnqueueResult, NewJobRow } from '../../model.ts';
 import type { ScheduleDef } from '../../schedule/schedule.ts';
 import { checkNotNewer, loadMigrations, splitStatements } from '../migrations.ts';
+import { severSocket } from '../errors.ts';
 import { mysql as mysqlDialect, utc } from '../portable/dialect.ts';
 import { PortableStore } from '../portable/engine.ts';
 import type { FlowOutcome } from '../portable/flow.ts';
@@ -625,6 +627,22 @@ export class MysqlStore extends PortableStore implements Store {
   async close(): Promise<void> {
     await Promise.all([this.own.end(), this.lockers.end()]);
   }
+
+  /**
+   * Every connection of our pools dropped (see Store.sever), connecting ones too. mysql2's end()
+   * queues its QUIT behind a statement that never answers, and its destroy() only half-closes the
+   * socket (a stopped server never closes its side): the socket itself is destroyed, which fails
+   * what waits on it.
+   */
+  sever(): void {
+    for (const pool of [this.own, this.lockers]) for (const conn of poolConnections(pool)) severSocket(conn.stream);
+  }
+}
+
+/** Every connection of a mysql2 pool, listed by mysql2 from the moment it is made (before its handshake). */
+function poolConnections(pool: PromisePool): { stream?: Socket }[] {
+  const all = (pool as unknown as { pool?: { _allConnections?: { toArray(): unknown[] } } }).pool?._allConnections;
+  return (all?.toArray() ?? []) as { stream?: Socket }[];
 }
 
 /** Portable statements, in order, on one of our connections (inside its transaction). */

@@ -23,7 +23,8 @@ import type {
   StoreCapabilities, TransactionalCompletion, HistoryMonth,
 } from '../store.ts';
 import { takeSessionLock } from '../session-lock.ts';
-import { pgAppSide, type PgAppSide } from './app.ts';
+import { pgAppSide, type ClientCtor, type PgAppSide } from './app.ts';
+import { OwnClients } from './sever.ts';
 import { IN_TRANSACTION_GUARD, NOT_IN_TRANSACTION, jobsEnqueue } from './enqueue.ts';
 import { describeTx, isPgClient } from '../detect.ts';
 import { CLAIM_PLANNER, CLAIM_PLANNER_LOCAL, jobsClaim } from './claim.ts';
@@ -118,6 +119,9 @@ export class PostgresStore extends PortableStore implements Store {
   };
 
   private readonly app: PgAppSide;
+  /** The app's Client class, each instance known (./sever.ts): every connection of ours is made with it. */
+  private readonly Client: ClientCtor;
+  private readonly ours = new OwnClients();
 
   /** History's monthly partitions (migration 014): made ahead and dropped by retention. */
   private readonly months = new HistoryMonths(
@@ -164,12 +168,13 @@ export class PostgresStore extends PortableStore implements Store {
   constructor(app: Pool | PgAppSide, opts: PostgresStoreOptions) {
     super(postgresDialect, opts.prefix);
     this.app = 'begin' in app ? app : pgAppSide(app);
+    this.Client = this.ours.tracking(this.app.Client);
     this.jobsChannel = `${opts.prefix}jobs`;
     this.cancelChannel = `${opts.prefix}cancel`;
     this.finishedChannel = `${opts.prefix}finished`;
     const Ctor = this.app.Pool;
     const base = this.app.config;
-    this.own = new Ctor({ ...base, max: opts.workerPoolSize, idleTimeoutMillis: 30_000, allowExitOnIdle: true });
+    this.own = new Ctor({ ...base, Client: this.Client as never, max: opts.workerPoolSize, idleTimeoutMillis: 30_000, allowExitOnIdle: true });
     this.own.on('error', () => undefined); // an idle private connection dropped by the server is replaced on next use
     this.sessionConfig = opts.directUrl ? directConfig(base, opts.directUrl) : base;
     this.pooler = opts.directUrl ? 'session' : (opts.pooler ?? 'auto');
@@ -184,7 +189,7 @@ export class PostgresStore extends PortableStore implements Store {
    */
   sessionScoped(): Promise<boolean> {
     if (this.pooler !== 'auto') return Promise.resolve(this.pooler === 'session');
-    this.sessionKept ??= keepsSession(this.app.Client, this.sessionConfig).then(
+    this.sessionKept ??= keepsSession(this.Client, this.sessionConfig).then(
       (kept) => {
         if (!kept) {
           this.capabilities.notify = false;
@@ -207,7 +212,7 @@ export class PostgresStore extends PortableStore implements Store {
   /** The claim connection, made on first use with the planner settings for its session. */
   private claimPool(): Pool {
     if (this.claimer) return this.claimer;
-    const claimer = new this.app.Pool({ ...this.sessionConfig, max: 1, idleTimeoutMillis: 30_000, allowExitOnIdle: true });
+    const claimer = new this.app.Pool({ ...this.sessionConfig, Client: this.Client as never, max: 1, idleTimeoutMillis: 30_000, allowExitOnIdle: true });
     claimer.on('error', () => undefined);
     return (this.claimer = claimer);
   }
@@ -434,7 +439,7 @@ export class PostgresStore extends PortableStore implements Store {
    */
   async sessionLockTry(name: string): Promise<SessionLock | null> {
     if (!(await this.sessionScoped())) throw new Error('session locks are off behind a transaction pooler (set directUrl)');
-    const client = dedicatedClient(this.app, this.sessionConfig);
+    const client = dedicatedClient(this.Client, this.sessionConfig);
     const key = `${this.prefix}${name}`;
     let pid: number | null = null;
     return takeSessionLock({
@@ -559,7 +564,7 @@ export class PostgresStore extends PortableStore implements Store {
   /** null behind a transaction pooler: a LISTEN there lasts one transaction, and the worker polls instead. */
   async listen(cb: ListenCallbacks, stopped?: AbortSignal): Promise<ListenHandle | null> {
     if (!(await this.sessionScoped())) return null;
-    const listener = new Listener(this.app, this.sessionConfig, [this.jobsChannel, this.cancelChannel], (channel, payload) => {
+    const listener = new Listener(this.Client, this.sessionConfig, [this.jobsChannel, this.cancelChannel], (channel, payload) => {
       if (channel === this.jobsChannel) cb.onJob(payload);
       else cb.onCancel(payload);
     }, cb);
@@ -574,7 +579,7 @@ export class PostgresStore extends PortableStore implements Store {
    */
   async listenFinished(cb: FinishedCallbacks): Promise<ListenHandle | null> {
     if (!(await this.sessionScoped())) return null;
-    const listener = new Listener(this.app, this.sessionConfig, [this.finishedChannel], () => cb.onFinished(), cb);
+    const listener = new Listener(this.Client, this.sessionConfig, [this.finishedChannel], () => cb.onFinished(), cb);
     await connectOrClose(listener);
     const lease = new SubscriberLease(this.own, this.t.subscribers, cb.onError);
     try {
@@ -597,6 +602,10 @@ export class PostgresStore extends PortableStore implements Store {
 
   async close(): Promise<void> {
     await Promise.all([this.own.end(), this.claimer?.end()]);
+  }
+
+  sever(): void {
+    this.ours.sever();
   }
 }
 
@@ -634,7 +643,7 @@ class Listener implements ListenHandle {
   private retry = 0;
 
   constructor(
-    private readonly app: PgAppSide,
+    private readonly Client: ClientCtor,
     private readonly config: PoolConfig,
     private readonly channels: string[],
     private readonly onNotify: (channel: string, payload: string) => void,
@@ -642,7 +651,7 @@ class Listener implements ListenHandle {
   ) {}
 
   async connect(): Promise<void> {
-    const client = dedicatedClient(this.app, this.config);
+    const client = dedicatedClient(this.Client, this.config);
     // Known from the start, not once it listens: a close() while a reconnect is under way must end it.
     this.client = client;
     let dropped = false;
@@ -766,7 +775,7 @@ function directConfig(base: PoolConfig, directUrl: string): PoolConfig {
   return { ...rest, connectionString: directUrl };
 }
 
-function dedicatedClient(app: PgAppSide, config: PoolConfig): Client {
-  return new app.Client({ ...config, keepAlive: true });
+function dedicatedClient(Ctor: ClientCtor, config: PoolConfig): Client {
+  return new Ctor({ ...config, keepAlive: true });
 }
 

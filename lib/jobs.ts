@@ -802,21 +802,29 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
    * the connections of its own are dropped (see STOP_GRACE_MS).
    */
   async stop(opts: { timeout?: number } = {}): Promise<void> {
-    const timeout = intInRange('stop: timeout', opts.timeout, this.workerOptions?.shutdownTimeout ?? 0, 0, MAX_TIMER_MS - STOP_GRACE_MS);
+    const timeout = this.stopTimeout(opts);
+    this.severed = false;
     const stopping = this.stopEach(timeout);
-    const limit = timeout + STOP_GRACE_MS;
+    // A timer past MAX_TIMER_MS fires at once: a shutdownTimeout meaning "for ever" must not give up.
+    const limit = Math.min(timeout + STOP_GRACE_MS, MAX_TIMER_MS);
     if (await settlesWithin(stopping, limit)) return stopping;
-    stopping.catch(() => undefined);
-    this.events.error(new Error(`stop(): the database did not answer within ${limit} ms; its connections were dropped, and jobs still running under this worker return to pending after stallTimeout`), 'stop');
-    this.sever();
+    const dropped = this.store.sever ? 'its connections were dropped' : 'the shutdown goes on in the background';
+    this.events.error(new Error(`stop(): the database did not answer within ${limit} ms; ${dropped}, and jobs still running under this worker return to pending after stallTimeout`), 'stop');
+    this.events.quietUntil(stopping);
+    this.sever(stopping);
   }
 
-  /** Set once the store's connections were dropped: what then fails for that reason is not news. */
+  private stopTimeout(opts: { timeout?: number }): number {
+    return intInRange('stop: timeout', opts.timeout, this.workerOptions?.shutdownTimeout ?? 0, 0, MAX_TIMER_MS);
+  }
+
+  /** Set once the store's connections were dropped (by this stop or close): what then fails for that reason is not news. */
   private severed = false;
 
-  private sever(): void {
+  /** Drop the store's connections, and those it opens until `until` settles (its steps then fail at once). */
+  private sever(until: Promise<unknown>): void {
     this.severed = true;
-    this.store.sever?.();
+    this.store.sever?.(until);
   }
 
   /**
@@ -838,6 +846,7 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
 
   /** Stop the worker and release the library's own connections (not the app's db). */
   async close(opts: { timeout?: number } = {}): Promise<void> {
+    this.stopTimeout(opts); // a bad timeout throws before anything is stopped
     this.transients.abortAll();
     await this.stop(opts);
     this.metrics.close();
@@ -846,11 +855,10 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
     });
     // stop() gave up: the pools' ends would wait on connections opened since, to a database that
     // does not answer. Ending first, the pools open no more.
-    if (this.severed) this.sever();
+    if (this.severed) this.sever(closing);
     if (await settlesWithin(closing, STOP_GRACE_MS)) return closing;
     // A pool's end() waits for connections a database that does not answer never gives back.
-    closing.catch(() => undefined);
-    this.sever();
+    this.sever(closing);
   }
 
   /** Run jobs until nothing is due, then resolve. Handy in tests. */
@@ -1067,7 +1075,6 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
   }
 }
 
-/** A job without same-call parents (shared: never written to). */
 /**
  * What stop() and close() wait beyond the shutdown timeout for the database to take the shutdown's
  * writes (the release of aborted jobs, the last outcomes, the worker's row): milliseconds when it
@@ -1077,6 +1084,7 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
  */
 const STOP_GRACE_MS = 5_000;
 
+/** A job without same-call parents (shared: never written to). */
 const NO_PARENTS: readonly number[] = [];
 
 /** The error a redriven copy is cancelled with: its page says why it will not run. */

@@ -100,8 +100,21 @@ export class SafeEvents {
 
   /** A problem the library handled: to the 'error' listeners, or to the logger when there are none. */
   error(err: unknown, context = 'error'): void {
+    if (this.quiet > 0) return;
     if (this.emitter.listenerCount('error') === 0) return this.log.error(context, err);
     this.emit('error', err);
+  }
+
+  private quiet = 0;
+
+  /**
+   * Errors met until `work` settles are not reported: what fails once stop() gave up on a database
+   * that does not answer (and dropped its connections) fails for that reason, already said once.
+   */
+  quietUntil(work: Promise<unknown>): void {
+    this.quiet++;
+    const done = () => void this.quiet--;
+    work.then(done, done);
   }
 
   private listenerFailed(event: string, err: unknown): void {

@@ -140,7 +140,12 @@ export function isUnanswered(err: unknown): boolean {
  * socket destroyed without one leaves mysql2's waiting for good).
  */
 export function severSocket(socket: { destroy(err?: Error): unknown } | undefined): void {
-  socket?.destroy(Object.assign(new Error('sqljobs dropped this connection: the database did not answer'), { code: UNANSWERED_CODE }));
+  socket?.destroy(severedError());
+}
+
+/** What a statement on a connection we dropped fails with (transient: no sign of a refusal). */
+export function severedError(): Error {
+  return Object.assign(new Error('sqljobs dropped this connection: the database did not answer'), { code: UNANSWERED_CODE });
 }
 
 /** A unique key refused the row: PostgreSQL 23505, MySQL 1062, SQL Server 2601/2627, SQLite's UNIQUE or PRIMARY KEY constraint. */

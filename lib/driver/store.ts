@@ -380,12 +380,12 @@ export interface StorePlumbing {
   clockNow(): Promise<number>;
   close(): Promise<void>;
   /**
-   * Drop every connection of the store's own at once, without a word to the server: for a stop() or
-   * close() that gave up on a database that does not answer. What waits on them fails as after a
-   * dropped connection. Absent where the store holds no socket (SQLite) or cannot reach its
-   * connections (SQL Server's pool).
+   * Drop every connection of the store's own at once, without a word to the server, and each one
+   * it opens until `until` settles: for a stop() or close() that gave up on a database that does
+   * not answer. What waits on them fails as after a dropped connection. Absent where the store holds
+   * no socket (SQLite) or cannot reach its connections (SQL Server's pool).
    */
-  sever?(): void;
+  sever?(until: Promise<unknown>): void;
   /**
    * Told, after commit, of each queue in which a write of this store made jobs due (a dependent
    * or a serial key's next job released, a callback enqueued, a queue resumed): this process's

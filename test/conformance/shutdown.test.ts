@@ -97,6 +97,24 @@ forEachDialect('shutdown', ({ fresh }) => {
     expect(await next.get(id)).to.include({ state: 'completed', result: 'again', attempts: 2 });
   });
 
+  it('a shutdownTimeout meaning "for ever" (2^31 - 1 ms) waits for the running job: stop() does not give up at once', async () => {
+    const t = await fresh();
+    const errors: unknown[] = [];
+    let finished = false;
+    const jobs = t.jobs({ worker: { pollInterval: 50, shutdownTimeout: 2 ** 31 - 1 } }).define('slow', async () => {
+      await sleep(400);
+      finished = true;
+    });
+    jobs.on('error', (err) => void errors.push(err));
+    await jobs.start();
+    const { id } = await jobs.enqueue('slow', {});
+    await until(async () => (await jobs.get(id))?.state === 'running', 'the job to start');
+    await jobs.stop();
+    expect(finished, 'stop() returned before the job finished').to.equal(true);
+    expect(errors).to.deep.equal([]);
+    expect((await jobs.get(id))?.state).to.equal('completed');
+  });
+
   it('stop({ timeout }) refuses a timeout that is not a non-negative integer, naming the field, and stops nothing', async () => {
     const t = await fresh();
     let ran = 0;

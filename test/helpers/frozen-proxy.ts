@@ -1,7 +1,9 @@
 /**
  * A TCP proxy in front of a database server that can stop answering: frozen, it keeps every
- * connection open and accepts new ones, but passes no byte either way (a server stopped with
- * SIGSTOP, a half-open connection after a failover, a network partition without a reset).
+ * connection open and accepts new ones, but passes no byte either way and never closes its side,
+ * not even after the client's FIN (a server stopped with SIGSTOP, a half-open connection after a
+ * failover, a network partition without a reset). A client that ends a connection politely is then
+ * left waiting; only one that destroys its socket is rid of it.
  */
 import net from 'node:net';
 
@@ -10,34 +12,30 @@ export interface FrozenProxy {
   port: number;
   /** From now on nothing passes, in either direction, on any connection old or new. */
   freeze(): void;
-  /** Connections whose client side is still open. */
-  open(): number;
   close(): Promise<void>;
 }
 
 export async function frozenProxy(target: { host: string; port: number }): Promise<FrozenProxy> {
   let frozen = false;
-  const clients = new Set<net.Socket>();
-  const server = net.createServer((client) => {
-    clients.add(client);
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer({ allowHalfOpen: true }, (client) => {
     const upstream = net.connect(target.port, target.host);
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('error', () => undefined);
+      s.on('close', () => sockets.delete(s));
+    }
     client.on('data', (d) => void (frozen || upstream.write(d)));
     upstream.on('data', (d) => void (frozen || client.write(d)));
-    for (const s of [client, upstream]) s.on('error', () => undefined);
-    // A client that closes is passed on even while frozen: what is counted is what the client left open.
-    client.on('close', () => {
-      clients.delete(client);
-      upstream.destroy();
-    });
-    upstream.on('close', () => void (frozen || client.destroy()));
+    client.on('end', () => void (frozen || upstream.end()));
+    upstream.on('end', () => void (frozen || client.end()));
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
     port: (server.address() as net.AddressInfo).port,
     freeze: () => void (frozen = true),
-    open: () => clients.size,
     close: async () => {
-      for (const c of clients) c.destroy();
+      for (const s of sockets) s.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
@@ -49,4 +47,10 @@ export function throughProxy(url: string, proxy: FrozenProxy): string {
   u.hostname = '127.0.0.1';
   u.port = String(proxy.port);
   return u.toString();
+}
+
+/** Sockets of this process still open towards the proxy: what would keep the process alive. */
+export function socketsTo(proxy: FrozenProxy): number {
+  const handles = (process as unknown as { _getActiveHandles(): unknown[] })._getActiveHandles();
+  return handles.filter((h) => h instanceof net.Socket && !h.destroyed && h.remotePort === proxy.port).length;
 }

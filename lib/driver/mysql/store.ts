@@ -634,10 +634,20 @@ export class MysqlStore extends PortableStore implements Store {
    * socket (a stopped server never closes its side): the socket itself is destroyed, which fails
    * what waits on it.
    */
-  sever(): void {
-    for (const pool of [this.own, this.lockers]) for (const conn of poolConnections(pool)) severSocket(conn.stream);
+  sever(until: Promise<unknown>): void {
+    const severAll = () => {
+      for (const pool of [this.own, this.lockers]) for (const conn of poolConnections(pool)) severSocket(conn.stream);
+    };
+    severAll();
+    // Until `until` settles, connections opened since (a shutdown step that gave up opens new ones) are dropped too.
+    const sweeping = setInterval(severAll, SEVER_SWEEP_MS).unref();
+    const done = () => clearInterval(sweeping);
+    until.then(done, done);
   }
 }
+
+/** How often connections opened after a sever are looked for (mysql2 has no hook before a connection's handshake). */
+const SEVER_SWEEP_MS = 50;
 
 /** Every connection of a mysql2 pool, listed by mysql2 from the moment it is made (before its handshake). */
 function poolConnections(pool: PromisePool): { stream?: Socket }[] {

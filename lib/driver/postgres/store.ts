@@ -24,7 +24,8 @@ import type {
 } from '../store.ts';
 import { takeSessionLock } from '../session-lock.ts';
 import { pgAppSide, type ClientCtor, type PgAppSide } from './app.ts';
-import { OwnClients } from './sever.ts';
+import { OwnClients, severClient } from './own-clients.ts';
+import { StatementWatchdog } from './watchdog.ts';
 import { IN_TRANSACTION_GUARD, NOT_IN_TRANSACTION, jobsEnqueue } from './enqueue.ts';
 import { describeTx, isPgClient } from '../detect.ts';
 import { CLAIM_PLANNER, CLAIM_PLANNER_LOCAL, jobsClaim } from './claim.ts';
@@ -119,9 +120,15 @@ export class PostgresStore extends PortableStore implements Store {
   };
 
   private readonly app: PgAppSide;
-  /** The app's Client class, each instance known (./sever.ts): every connection of ours is made with it. */
+  /** Our statements watched until they answer (./watchdog.ts). Tests shorten its checks. */
+  readonly watchdog = new StatementWatchdog((text, values, ms) => this.askServer(text, values, ms), severClient);
+  private readonly ours = new OwnClients(this.watchdog);
+  /** The app's Client class, each instance known (./own-clients.ts): our pool's connections. */
   private readonly Client: ClientCtor;
-  private readonly ours = new OwnClients();
+  /** The same for the connections made with sessionConfig (claims, LISTEN, session locks), which keep their session. */
+  private readonly SessionClient: ClientCtor;
+  /** Whether our pool's connections keep their session (a direct connection or a session pooler): their backends can be watched. */
+  private ownKeepsSession = false;
 
   /** History's monthly partitions (migration 014): made ahead and dropped by retention. */
   private readonly months = new HistoryMonths(
@@ -168,7 +175,9 @@ export class PostgresStore extends PortableStore implements Store {
   constructor(app: Pool | PgAppSide, opts: PostgresStoreOptions) {
     super(postgresDialect, opts.prefix);
     this.app = 'begin' in app ? app : pgAppSide(app);
-    this.Client = this.ours.tracking(this.app.Client);
+    this.Client = this.ours.tracking(this.app.Client, () => this.ownKeepsSession);
+    this.SessionClient = this.ours.tracking(this.app.Client, () => true);
+    this.ownKeepsSession = !opts.directUrl && opts.pooler === 'session';
     this.jobsChannel = `${opts.prefix}jobs`;
     this.cancelChannel = `${opts.prefix}cancel`;
     this.finishedChannel = `${opts.prefix}finished`;
@@ -191,6 +200,7 @@ export class PostgresStore extends PortableStore implements Store {
     if (this.pooler !== 'auto') return Promise.resolve(this.pooler === 'session');
     this.sessionKept ??= keepsSession(this.Client, this.sessionConfig).then(
       (kept) => {
+        this.ownKeepsSession = kept; // detected only without directUrl: our pool then connects where the probe did
         if (!kept) {
           this.capabilities.notify = false;
           this.warn(TRANSACTION_POOLER_WARNING);
@@ -212,7 +222,7 @@ export class PostgresStore extends PortableStore implements Store {
   /** The claim connection, made on first use with the planner settings for its session. */
   private claimPool(): Pool {
     if (this.claimer) return this.claimer;
-    const claimer = new this.app.Pool({ ...this.sessionConfig, Client: this.Client as never, max: 1, idleTimeoutMillis: 30_000, allowExitOnIdle: true });
+    const claimer = new this.app.Pool({ ...this.sessionConfig, Client: this.SessionClient as never, max: 1, idleTimeoutMillis: 30_000, allowExitOnIdle: true });
     claimer.on('error', () => undefined);
     return (this.claimer = claimer);
   }
@@ -439,7 +449,7 @@ export class PostgresStore extends PortableStore implements Store {
    */
   async sessionLockTry(name: string): Promise<SessionLock | null> {
     if (!(await this.sessionScoped())) throw new Error('session locks are off behind a transaction pooler (set directUrl)');
-    const client = dedicatedClient(this.Client, this.sessionConfig);
+    const client = dedicatedClient(this.SessionClient, this.sessionConfig);
     const key = `${this.prefix}${name}`;
     let pid: number | null = null;
     return takeSessionLock({
@@ -564,7 +574,7 @@ export class PostgresStore extends PortableStore implements Store {
   /** null behind a transaction pooler: a LISTEN there lasts one transaction, and the worker polls instead. */
   async listen(cb: ListenCallbacks, stopped?: AbortSignal): Promise<ListenHandle | null> {
     if (!(await this.sessionScoped())) return null;
-    const listener = new Listener(this.Client, this.sessionConfig, [this.jobsChannel, this.cancelChannel], (channel, payload) => {
+    const listener = new Listener(this.SessionClient, this.sessionConfig, [this.jobsChannel, this.cancelChannel], (channel, payload) => {
       if (channel === this.jobsChannel) cb.onJob(payload);
       else cb.onCancel(payload);
     }, cb);
@@ -579,7 +589,7 @@ export class PostgresStore extends PortableStore implements Store {
    */
   async listenFinished(cb: FinishedCallbacks): Promise<ListenHandle | null> {
     if (!(await this.sessionScoped())) return null;
-    const listener = new Listener(this.Client, this.sessionConfig, [this.finishedChannel], () => cb.onFinished(), cb);
+    const listener = new Listener(this.SessionClient, this.sessionConfig, [this.finishedChannel], () => cb.onFinished(), cb);
     await connectOrClose(listener);
     const lease = new SubscriberLease(this.own, this.t.subscribers, cb.onError);
     try {
@@ -604,8 +614,24 @@ export class PostgresStore extends PortableStore implements Store {
     await Promise.all([this.own.end(), this.claimer?.end()]);
   }
 
-  sever(): void {
-    this.ours.sever();
+  sever(until: Promise<unknown>): void {
+    this.ours.sever(until);
+  }
+
+  /** For the watchdog: one statement on a connection of its own (never watched), given up after `timeoutMs`. */
+  private async askServer(text: string, values: unknown[], timeoutMs: number): Promise<{ state: string | null }[] | null> {
+    const c = new this.app.Client({ ...this.sessionConfig, keepAlive: true });
+    c.on('error', () => undefined);
+    const asked = (async () => {
+      await c.connect();
+      return (await c.query(text, values)).rows as { state: string | null }[];
+    })().catch(() => null);
+    let timer: NodeJS.Timeout | undefined;
+    const rows = await Promise.race([asked, new Promise<null>((resolve) => (timer = setTimeout(resolve, timeoutMs, null)))]);
+    clearTimeout(timer);
+    if (rows === null) severClient(c);
+    else void c.end().catch(() => undefined);
+    return rows;
   }
 }
 

@@ -7,11 +7,10 @@
  *   does not answer, statements waiting on them fail at once, as after a dropped connection, and no
  *   socket of ours keeps the process alive. Without a word to the server: it would not be read.
  */
-import type { Socket } from 'node:net';
 import type { Client } from 'pg';
 import type { ClientCtor } from './app.ts';
 import { severSocket, severedError } from '../errors.ts';
-import { IDENTIFY, type Backend, type StatementWatchdog } from './watchdog.ts';
+import { IDENTIFY, socketOf, type Backend, type StatementWatchdog } from './watchdog.ts';
 
 type Callback = (...args: unknown[]) => void;
 type ConnectCallback = Parameters<Client['connect']>[0] & object;
@@ -45,9 +44,12 @@ export class OwnClients {
       override connect(callback: ConnectCallback): void;
       override connect(callback?: ConnectCallback): Promise<Client> | void {
         const connected = (async () => {
-          if (refusing()) throw severedError();
+          if (refusing()) {
+            clients.delete(this);
+            throw severedError();
+          }
           await (Base.prototype.connect as () => Promise<unknown>).call(this);
-          this.backend = await identify(this, Base);
+          this.backend = await identify(this, Base, 2 * watchdog.checkMs);
           return this as Client;
         })();
         if (!callback) return connected;
@@ -57,21 +59,16 @@ export class OwnClients {
 
       override query(...args: unknown[]): never {
         const send = () => (Base.prototype.query as (...a: unknown[]) => unknown).apply(this, args) as never;
-        const first = args[0] as { submit?: unknown } | null | undefined;
+        const first = args[0] as { submit?: unknown; callback?: unknown } | null | undefined;
         // A cursor or a stream (never ours) answers in its own way.
         if (!this.backend || (first && typeof first.submit === 'function') || !watched()) return send();
         const answered = watchdog.watch(this, this.backend);
-        const last = args.length - 1;
-        if (typeof args[last] === 'function') {
-          const callback = args[last] as Callback;
-          args[last] = (...r: unknown[]) => {
-            answered();
-            callback(...r);
-          };
-        }
+        const heard = hearAnswer(args, answered);
         try {
           const sent = send() as unknown;
-          if (sent instanceof Promise) sent.then(answered, answered);
+          if (isThenable(sent)) sent.then(answered, answered);
+          // An answer this cannot hear is not watched: a statement never seen answering would be taken for one never answered.
+          else if (!heard) answered();
           return sent as never;
         } catch (err) {
           answered();
@@ -93,18 +90,64 @@ export class OwnClients {
     const done = () => void this.refusing--;
     until.then(done, done);
   }
+
+  /** A connection of ours made outside this class (the watchdog's looks): dropped by sever() too. */
+  add(client: Client): void {
+    this.clients.add(client);
+    client.once('end', () => this.clients.delete(client));
+  }
 }
 
 export function severClient(client: Client): void {
-  severSocket((client as unknown as { connection?: { stream?: Socket } }).connection?.stream);
+  severSocket(socketOf(client));
 }
 
-/** The backend the server gave this connection; null when it cannot say (its statements then go unwatched). */
-async function identify(client: Client, Base: ClientCtor): Promise<Backend | null> {
+/**
+ * The backend the server gave this connection, asked before anything else runs on it; null when
+ * the server refuses the statement (its statements then go unwatched). A connection that breaks
+ * meanwhile, or whose answer does not come within `timeoutMs`, fails the connect (pg-pool listens
+ * for its errors only once connected: one heard by nobody would end the process).
+ */
+async function identify(client: Client, Base: ClientCtor, timeoutMs: number): Promise<Backend | null> {
+  let broken: Error | null = null;
+  const onError = (err: Error) => void (broken ??= err);
+  client.on('error', onError);
+  const timer = setTimeout(() => severClient(client), timeoutMs).unref();
   try {
     const { rows } = await (Base.prototype.query as (text: string) => Promise<{ rows: { pid: number; started: string }[] }>).call(client, IDENTIFY);
     return rows[0] ? { pid: Number(rows[0].pid), started: String(rows[0].started) } : null;
-  } catch {
-    return null; // a connection that broke meanwhile fails its next statement, as any dropped one
+  } catch (err) {
+    if (broken || socketOf(client)?.destroyed) throw broken ?? err;
+    return null;
+  } finally {
+    clearTimeout(timer);
+    client.removeListener('error', onError);
   }
+}
+
+/** The statement's answer, heard through its callback (the last argument, or the config's `callback`) when it has one. */
+function hearAnswer(args: unknown[], answered: () => void): boolean {
+  const last = args.length - 1;
+  if (typeof args[last] === 'function') {
+    const callback = args[last] as Callback;
+    args[last] = (...r: unknown[]) => {
+      answered();
+      callback(...r);
+    };
+    return true;
+  }
+  const config = args[0] as { callback?: unknown } | null;
+  if (config && typeof config === 'object' && typeof config.callback === 'function') {
+    const callback = config.callback as Callback;
+    args[0] = { ...config, callback: (...r: unknown[]) => {
+      answered();
+      callback(...r);
+    } };
+    return true;
+  }
+  return false;
+}
+
+function isThenable(v: unknown): v is PromiseLike<unknown> {
+  return v !== null && typeof v === 'object' && typeof (v as PromiseLike<unknown>).then === 'function';
 }

@@ -25,7 +25,7 @@ import type {
 import { takeSessionLock } from '../session-lock.ts';
 import { pgAppSide, type ClientCtor, type PgAppSide } from './app.ts';
 import { OwnClients, severClient } from './own-clients.ts';
-import { StatementWatchdog } from './watchdog.ts';
+import { StatementWatchdog, type LookRow } from './watchdog.ts';
 import { IN_TRANSACTION_GUARD, NOT_IN_TRANSACTION, jobsEnqueue } from './enqueue.ts';
 import { describeTx, isPgClient } from '../detect.ts';
 import { CLAIM_PLANNER, CLAIM_PLANNER_LOCAL, jobsClaim } from './claim.ts';
@@ -619,15 +619,16 @@ export class PostgresStore extends PortableStore implements Store {
   }
 
   /** For the watchdog: one statement on a connection of its own (never watched), given up after `timeoutMs`. */
-  private async askServer(text: string, values: unknown[], timeoutMs: number): Promise<{ state: string | null }[] | null> {
+  private async askServer(text: string, values: unknown[], timeoutMs: number): Promise<LookRow[] | null> {
     const c = new this.app.Client({ ...this.sessionConfig, keepAlive: true });
     c.on('error', () => undefined);
+    this.ours.add(c);
     const asked = (async () => {
       await c.connect();
-      return (await c.query(text, values)).rows as { state: string | null }[];
+      return (await c.query(text, values)).rows as LookRow[];
     })().catch(() => null);
     let timer: NodeJS.Timeout | undefined;
-    const rows = await Promise.race([asked, new Promise<null>((resolve) => (timer = setTimeout(resolve, timeoutMs, null)))]);
+    const rows = await Promise.race([asked, new Promise<null>((resolve) => (timer = setTimeout(resolve, timeoutMs, null).unref()))]);
     clearTimeout(timer);
     if (rows === null) severClient(c);
     else void c.end().catch(() => undefined);

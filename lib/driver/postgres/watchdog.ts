@@ -11,14 +11,21 @@
  *   (the pause doubling up to a minute);
  * - gone (no such backend: the server restarted, or a failover left this socket half-open):
  *   nothing will answer, and the connection is dropped;
- * - idle at two looks in a row (it never read the statement): the backend is terminated, so that a
- *   COMMIT it reads later cannot land after we gave up, and the connection is dropped.
+ * - idle through looks spanning IDLE_LOOKS pauses (30 s), in one idle spell (`state_change`
+ *   unchanged), while no byte moved either way on our socket and nothing of ours waited to be
+ *   sent: it never read the statement, so the backend is terminated (a COMMIT it reads later must
+ *   not land after we gave up) and the connection dropped. Why that long: a backend reading a
+ *   statement sent as plain text shows idle until it has the whole of it, and a large one on a
+ *   slow link can sit in the kernel's buffers, where our socket's counters do not see it (ours
+ *   carry their data as parameters: the backend is active once it has read the short Parse).
+ *   So a backend stopped while idle is given up after ~35 s instead of never.
  * A look that cannot be made (the server does not answer other connections either) changes
  * nothing: the statement is waited for, and stop() and close() bound that wait (../../jobs.ts).
  * A dropped connection fails its statements as a dropped connection does, so the callers' answers
  * to that apply: an outcome is written again, a claim made again (one whose answer was lost after
  * its COMMIT is reconciled by the worker).
  */
+import type { Socket } from 'node:net';
 import type { Client } from 'pg';
 
 /** Which backend a connection is: its pid and the instant it started (to the microsecond, as text). */
@@ -31,17 +38,30 @@ export interface Backend {
 export const IDENTIFY = `SELECT pg_backend_pid() AS pid, extract(epoch FROM backend_start)::text AS started
   FROM pg_stat_activity WHERE pid = pg_backend_pid()`;
 
-/** The backend's state; with $3, terminated when idle. No row: that backend is gone. */
-const LOOK = `SELECT state, CASE WHEN $3::boolean AND state LIKE 'idle%' THEN pg_terminate_backend(pid) END AS ended
+/**
+ * The backend's state and since when; terminated when it is still in the idle spell that began at
+ * $3. No row: that backend is gone.
+ */
+const LOOK = `SELECT state, extract(epoch FROM state_change)::text AS since,
+    CASE WHEN $3::text IS NOT NULL AND state LIKE 'idle%' AND extract(epoch FROM state_change)::text = $3
+      THEN pg_terminate_backend(pid) END AS ended
   FROM pg_stat_activity WHERE pid = $1 AND extract(epoch FROM backend_start)::text = $2`;
 
 /** The first look, after this long without an answer. */
 const CHECK_MS = 5_000;
 /** The longest pause between looks at a statement the server runs. */
 const MAX_CHECK_MS = 60_000;
+/** How many pauses of `checkMs` an idle spell must last, seen quiet at each look, before it is ended. */
+const IDLE_LOOKS = 6;
 
 /** Asks the server on a connection of its own; null when it cannot be asked within `timeoutMs`. */
-export type Ask = (text: string, values: unknown[], timeoutMs: number) => Promise<{ state: string | null }[] | null>;
+export type Ask = (text: string, values: unknown[], timeoutMs: number) => Promise<LookRow[] | null>;
+
+export interface LookRow {
+  state: string | null;
+  since: string | null;
+  ended: boolean | null;
+}
 
 interface Watch {
   backend: Backend;
@@ -49,7 +69,12 @@ interface Watch {
   pending: number;
   /** Bumped by each answer: a look begun before it has nothing to say. */
   answers: number;
-  idleLooks: number;
+  /** The idle spell (its state_change) seen at the last look while our socket was quiet; null: none. */
+  idleSince: string | null;
+  /** When that spell was first seen (our clock). */
+  idleSeenAt: number;
+  /** Our socket's byte counts at the last look. */
+  io: string;
   pauseMs: number;
   timer: NodeJS.Timeout | null;
   /** A look under way: it schedules the next one itself. */
@@ -71,7 +96,7 @@ export class StatementWatchdog {
   watch(client: Client, backend: Backend): () => void {
     let w = this.watches.get(client);
     if (!w) {
-      w = { backend, pending: 0, answers: 0, idleLooks: 0, pauseMs: this.checkMs, timer: null, looking: false };
+      w = { backend, pending: 0, answers: 0, idleSince: null, idleSeenAt: 0, io: '', pauseMs: this.checkMs, timer: null, looking: false };
       this.watches.set(client, w);
     }
     w.pending++;
@@ -88,7 +113,7 @@ export class StatementWatchdog {
   private answered(client: Client, w: Watch): void {
     w.pending--;
     w.answers++;
-    w.idleLooks = 0;
+    w.idleSince = null;
     w.pauseMs = this.checkMs;
     if (w.timer) clearTimeout(w.timer);
     w.timer = null;
@@ -104,23 +129,44 @@ export class StatementWatchdog {
   private async look(client: Client, w: Watch): Promise<void> {
     w.timer = null;
     const answers = w.answers;
-    const terminate = w.idleLooks >= 1;
+    // Bytes moving, or ours still waiting to be sent: whatever the server says, this is not a stall.
+    const io = ioOf(client);
+    const quiet = io !== null && io === w.io;
+    w.io = io ?? '';
+    if (!quiet) w.idleSince = null;
+    const endSpell = w.idleSince !== null && Date.now() - w.idleSeenAt >= IDLE_LOOKS * this.checkMs ? w.idleSince : null;
     w.looking = true;
-    const rows = await this.ask(LOOK, [w.backend.pid, w.backend.started, terminate], this.checkMs).catch(() => null);
+    const rows = await this.ask(LOOK, [w.backend.pid, w.backend.started, endSpell], this.checkMs).catch(() => null);
     w.looking = false;
     if (w.answers !== answers || this.watches.get(client) !== w) return;
-    if (rows !== null && (rows.length === 0 || (terminate && isIdle(rows[0].state)))) {
+    if (rows !== null && (rows.length === 0 || rows[0].ended !== null)) {
       this.watches.delete(client);
       this.drop(client);
       return;
     }
-    if (rows !== null) w.idleLooks = isIdle(rows[0].state) ? w.idleLooks + 1 : 0;
-    // An idle backend is looked at again soon (the second look decides); a busy one less and less often.
-    w.pauseMs = w.idleLooks ? this.checkMs : Math.min(w.pauseMs * 2, MAX_CHECK_MS);
+    if (rows !== null) {
+      const since = quiet && isIdle(rows[0].state) ? rows[0].since : null;
+      if (since === null || since !== w.idleSince) w.idleSeenAt = Date.now();
+      w.idleSince = since;
+    }
+    // An idle backend is looked at again soon (the next look decides); a busy one less and less often.
+    w.pauseMs = w.idleSince !== null || !quiet ? this.checkMs : Math.min(w.pauseMs * 2, MAX_CHECK_MS);
     this.lookLater(client, w);
   }
 }
 
 function isIdle(state: string | null): boolean {
   return state !== null && state.startsWith('idle');
+}
+
+/** Our socket's bytes read and written, or null while some of ours still wait to be sent (or there is no socket). */
+function ioOf(client: Client): string | null {
+  const socket = socketOf(client);
+  if (!socket || socket.writableLength > 0) return null;
+  return `${socket.bytesRead}/${socket.bytesWritten}`;
+}
+
+/** A pg client's socket (none for pg-native's). */
+export function socketOf(client: Client): Socket | undefined {
+  return (client as unknown as { connection?: { stream?: Socket } }).connection?.stream;
 }

@@ -1,0 +1,101 @@
+/**
+ * The watchdog of our PostgreSQL statements (lib/driver/postgres/watchdog.ts) at the driver level:
+ * the statement each connection of ours runs first to name its backend, and how an answer is heard.
+ * (What it does when a backend never answers: test/faults/unanswered.test.ts.)
+ */
+import { expect } from 'chai';
+import net from 'node:net';
+import pg from 'pg';
+import { PostgresStore } from '../../lib/driver/postgres/store.ts';
+import { DIALECTS, PG_URL, requireDatabase, sleep, uniquePrefix } from '../helpers/dialects.ts';
+
+const CHECK_MS = 100;
+
+/** A store on `pool`, its pool's sessions kept (so its connections are watched), looking every CHECK_MS. */
+function storeOn(pool: pg.Pool): { store: PostgresStore; own: pg.Pool } {
+  const store = new PostgresStore(pool, { prefix: uniquePrefix(), pooler: 'session', workerPoolSize: 2 } as never);
+  store.watchdog.checkMs = CHECK_MS;
+  return { store, own: (store as unknown as { own: pg.Pool }).own };
+}
+
+/** A proxy to PostgreSQL that cuts a connection as soon as the client sends bytes containing `marker`. */
+async function cuttingProxy(marker: string): Promise<{ url: string; close(): void }> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(Number(new URL(PG_URL).port || 5432), new URL(PG_URL).hostname);
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('error', () => undefined);
+      s.on('close', () => sockets.delete(s));
+    }
+    client.on('data', (d) => (d.includes(marker) ? (client.destroy(), upstream.destroy()) : upstream.write(d)));
+    upstream.on('data', (d) => client.write(d));
+    client.on('close', () => upstream.destroy());
+    upstream.on('close', () => client.destroy());
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = new URL(PG_URL);
+  url.hostname = '127.0.0.1';
+  url.port = String((server.address() as net.AddressInfo).port);
+  return { url: url.toString(), close: () => (sockets.forEach((s) => s.destroy()), server.close()) };
+}
+
+describe('PostgreSQL: our statements watched until they answer [postgres]', function () {
+  before(requireDatabase(DIALECTS.find((d) => d.name === 'postgres')!));
+
+  it('a connection dropped while it names its backend fails that connect (the caller sees a dropped connection), not the process', async () => {
+    // pg-pool listens for a client's errors only once its connect is done: an error then heard by nobody would end the process.
+    const proxy = await cuttingProxy('pg_backend_pid() AS pid');
+    const app = new pg.Pool({ connectionString: proxy.url, max: 2 });
+    app.on('error', () => undefined);
+    const { store, own } = storeOn(app);
+    try {
+      const err = await own.query('SELECT 1').then(() => null, (e: Error) => e);
+      expect(err?.message).to.match(/Connection terminated|ECONNRESET/);
+    } finally {
+      await store.close().catch(() => undefined);
+      await app.end();
+      proxy.close();
+    }
+  });
+
+  for (const form of ['a config callback', "the app's Promise library"] as const) {
+    it(`an answer heard through ${form}: nothing is left watched, and the idle connection is left alone`, async () => {
+      // A thenable that is no native Promise (as bluebird's): pg builds its promises with the pool's Promise option.
+      class OtherPromise<T> {
+        constructor(private readonly p: Promise<T>) {}
+        static make<T>(ex: (resolve: (v: T) => void, reject: (e: unknown) => void) => void): OtherPromise<T> {
+          return new OtherPromise(new Promise(ex));
+        }
+        then<A, B>(a?: (v: T) => A, b?: (e: unknown) => B): OtherPromise<A | B> {
+          return new OtherPromise(this.p.then(a, b));
+        }
+        catch<B>(b: (e: unknown) => B): OtherPromise<T | B> {
+          return new OtherPromise(this.p.catch(b));
+        }
+      }
+      const PromiseOption = function <T>(ex: (resolve: (v: T) => void, reject: (e: unknown) => void) => void) {
+        return OtherPromise.make(ex);
+      };
+      const app = new pg.Pool({ connectionString: PG_URL, max: 2, ...(form === "the app's Promise library" ? { Promise: PromiseOption as never } : {}) });
+      app.on('error', () => undefined);
+      const { store, own } = storeOn(app);
+      const side = new pg.Client({ connectionString: PG_URL });
+      await side.connect();
+      try {
+        const c = await own.connect();
+        const pid = (await c.query('SELECT pg_backend_pid() AS pid')).rows[0].pid as number;
+        if (form === 'a config callback') await new Promise((resolve) => c.query({ text: 'SELECT 1', callback: resolve } as never));
+        expect((store.watchdog as unknown as { watches: Map<unknown, unknown> }).watches.size, 'statements still watched').to.equal(0);
+        c.release();
+        await sleep(12 * CHECK_MS); // past the idle spell the watchdog ends (6 looks)
+        const { rows } = await side.query('SELECT state FROM pg_stat_activity WHERE pid = $1', [pid]);
+        expect(rows[0]?.state, 'the pooled backend').to.equal('idle');
+      } finally {
+        await side.end();
+        await store.close();
+        await app.end();
+      }
+    });
+  }
+});

@@ -858,6 +858,7 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
     if (this.severed) this.sever(closing);
     if (await settlesWithin(closing, STOP_GRACE_MS)) return closing;
     // A pool's end() waits for connections a database that does not answer never gives back.
+    if (!this.severed) this.events.error(new Error(`close(): the database did not answer within ${STOP_GRACE_MS} ms while its connections were being ended; they were dropped`), 'close');
     this.sever(closing);
   }
 

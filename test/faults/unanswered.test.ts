@@ -109,6 +109,25 @@ forEachDialect('faults: a database that stops answering', ({ fresh }) => {
     await app.end();
     await rescued(t, id);
   });
+
+  it('close() of a producer whose database stopped answering while it was idle returns, and leaves no socket of the library open', async function () {
+    this.timeout(30_000);
+    const t = await fresh();
+    proxy = await frozenProxy({ host: '127.0.0.1', port: Number(new URL(t.location).port) });
+    const app = await appHandle(t, proxy);
+    const producer = createJobs({ db: app.db as never, tablePrefix: t.prefix, logger: false, worker: false });
+    const errors: string[] = [];
+    producer.on('error', (err) => void errors.push((err as Error).message));
+    await producer.migrate(); // on the library's own connections, idle afterwards
+    proxy.freeze();
+    const t0 = Date.now();
+    await producer.close();
+    expect(Date.now() - t0).to.be.below(5_000 + 1_500);
+    // A polite goodbye is never answered here: what is left open would keep the process alive.
+    await until(() => socketsTo(proxy!) === 0, 'no socket of the library towards the database', 1_000);
+    expect(errors.length, errors.join('\n')).to.be.at.most(1);
+    await app.end();
+  });
 }, ['postgres', 'slonik', 'mysql']);
 
 /** Our statements' watchdog (lib/driver/postgres/watchdog.ts), looking every `ms` instead of every 5 s. */
@@ -171,7 +190,9 @@ forEachDialect('faults: a PostgreSQL backend that never answers a statement of o
       await jobs.start();
       const { id } = await jobs.enqueue('locked', {});
       await until(async () => (await t.query(`SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'`, [t.prefix])).length === 1, 'the completion to wait for the lock');
-      await sleep(1_500); // fifteen checks' worth: it is seen running (waiting for the lock) at each look
+      const looks = (jobs.store as PostgresStore).watchdog.looks;
+      await sleep(1_500); // looks at 0.1, 0.3, 0.7 and 1.5 s: seen waiting for the lock at each
+      expect((jobs.store as PostgresStore).watchdog.looks - looks, 'looks at the waiting completion').to.be.at.least(2);
       await side.query('COMMIT');
       const done = await jobs.waitFor(id, { timeout: 10_000 });
       expect(done).to.include({ state: 'completed', attempts: 1 });

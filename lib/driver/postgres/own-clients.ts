@@ -13,6 +13,9 @@ import { severSocket, severedError } from '../errors.ts';
 import { IDENTIFY, socketOf, type Backend, type StatementWatchdog } from './watchdog.ts';
 
 type Callback = (...args: unknown[]) => void;
+
+/** How long a new connection may take to name its backend before its connect fails (a loaded server answers far sooner). */
+const IDENTIFY_TIMEOUT_MS = 10_000;
 type ConnectCallback = Parameters<Client['connect']>[0] & object;
 
 export class OwnClients {
@@ -49,7 +52,7 @@ export class OwnClients {
             throw severedError();
           }
           await (Base.prototype.connect as () => Promise<unknown>).call(this);
-          this.backend = await identify(this, Base, 2 * watchdog.checkMs);
+          this.backend = await identify(this, Base, Math.max(2 * watchdog.checkMs, IDENTIFY_TIMEOUT_MS));
           return this as Client;
         })();
         if (!callback) return connected;

@@ -16,9 +16,9 @@
  *   sent: it never read the statement, so the backend is terminated (a COMMIT it reads later must
  *   not land after we gave up) and the connection dropped. Why that long: a backend reading a
  *   statement sent as plain text shows idle until it has the whole of it, and a large one on a
- *   slow link can sit in the kernel's buffers, where our socket's counters do not see it (ours
- *   carry their data as parameters: the backend is active once it has read the short Parse).
- *   So a backend stopped while idle is given up after ~35 s instead of never.
+ *   slow link can sit in the kernel's buffers, where our socket's counters do not see it (with
+ *   parameters the backend is active once it has read the short Parse). So a backend stopped
+ *   while idle is given up after about 40 s (eight looks) instead of never.
  * A look that cannot be made (the server does not answer other connections either) changes
  * nothing: the statement is waited for, and stop() and close() bound that wait (../../jobs.ts).
  * A dropped connection fails its statements as a dropped connection does, so the callers' answers
@@ -84,6 +84,8 @@ interface Watch {
 export class StatementWatchdog {
   /** The first look after this many ms without an answer. Tests shorten it. */
   checkMs = CHECK_MS;
+  /** Looks made so far (tests show that a wait was looked at). */
+  looks = 0;
   private readonly watches = new Map<Client, Watch>();
 
   constructor(
@@ -129,12 +131,13 @@ export class StatementWatchdog {
   private async look(client: Client, w: Watch): Promise<void> {
     w.timer = null;
     const answers = w.answers;
-    // Bytes moving, or ours still waiting to be sent: whatever the server says, this is not a stall.
+    // Bytes moving either way: whatever the server says, this is not a stall.
     const io = ioOf(client);
     const quiet = io !== null && io === w.io;
     w.io = io ?? '';
     if (!quiet) w.idleSince = null;
-    const endSpell = w.idleSince !== null && Date.now() - w.idleSeenAt >= IDLE_LOOKS * this.checkMs ? w.idleSince : null;
+    const endSpell = w.idleSince !== null && performance.now() - w.idleSeenAt >= IDLE_LOOKS * this.checkMs ? w.idleSince : null;
+    this.looks++;
     w.looking = true;
     const rows = await this.ask(LOOK, [w.backend.pid, w.backend.started, endSpell], this.checkMs).catch(() => null);
     w.looking = false;
@@ -146,7 +149,7 @@ export class StatementWatchdog {
     }
     if (rows !== null) {
       const since = quiet && isIdle(rows[0].state) ? rows[0].since : null;
-      if (since === null || since !== w.idleSince) w.idleSeenAt = Date.now();
+      if (since === null || since !== w.idleSince) w.idleSeenAt = performance.now();
       w.idleSince = since;
     }
     // An idle backend is looked at again soon (the next look decides); a busy one less and less often.
@@ -159,11 +162,15 @@ function isIdle(state: string | null): boolean {
   return state !== null && state.startsWith('idle');
 }
 
-/** Our socket's bytes read and written, or null while some of ours still wait to be sent (or there is no socket). */
+/**
+ * Our socket's bytes read and bytes handed on for sending (what still waits in our buffer left
+ * out: a statement that does not drain towards a stopped backend is no progress); null without a
+ * socket (pg-native).
+ */
 function ioOf(client: Client): string | null {
   const socket = socketOf(client);
-  if (!socket || socket.writableLength > 0) return null;
-  return `${socket.bytesRead}/${socket.bytesWritten}`;
+  if (!socket) return null;
+  return `${socket.bytesRead}/${socket.bytesWritten - socket.writableLength}`;
 }
 
 /** A pg client's socket (none for pg-native's). */

@@ -11,7 +11,7 @@ import { createPool as createSlonikPool } from 'slonik';
 import { createJobs } from '../../lib/index.ts';
 import { forEachDialect, sleep, until, type TestDb } from '../helpers/dialects.ts';
 import type { PostgresStore } from '../../lib/driver/postgres/store.ts';
-import { frozenProxy, socketsTo, throughProxy, type FrozenProxy } from '../helpers/frozen-proxy.ts';
+import { continueStopped, frozenProxy, socketsTo, stopProcess, throughProxy, type FrozenProxy } from '../helpers/frozen-proxy.ts';
 
 type Held = { hold: boolean };
 
@@ -143,11 +143,7 @@ async function backendOf(t: TestDb, start: string): Promise<number> {
 }
 
 forEachDialect('faults: a PostgreSQL backend that never answers a statement of ours', ({ fresh }) => {
-  let stopped: number | null = null;
-  afterEach(() => {
-    if (stopped !== null) process.kill(stopped, 'SIGCONT');
-    stopped = null;
-  });
+  afterEach(() => continueStopped());
 
   it('the claim connection\'s backend stopped (SIGSTOP) while idle: the claim is given up, that backend terminated, and the worker claims on', async function () {
     this.timeout(30_000);
@@ -161,14 +157,12 @@ forEachDialect('faults: a PostgreSQL backend that never answers a statement of o
     await jobs.enqueue('x', {});
     await until(() => ran === 1, 'the first job to run');
     const claimer = await backendOf(t, 'WITH next AS');
-    process.kill(claimer, 'SIGSTOP');
-    stopped = claimer;
+    stopProcess(claimer);
     await jobs.enqueueMany([{ name: 'x', payload: {} }, { name: 'x', payload: {} }]);
     await until(() => ran === 3, 'the jobs enqueued after the stop to run', 15_000);
     expect(errors.join('\n')).to.match(/dropped this connection: the database did not answer/);
     // Terminated as it resumes: a statement it would read then cannot land after the claim was given up.
-    process.kill(claimer, 'SIGCONT');
-    stopped = null;
+    continueStopped(claimer);
     await until(async () => (await t.query(`SELECT 1 FROM pg_stat_activity WHERE pid = $1`, [claimer])).length === 0, 'the stopped backend to end');
   });
 

@@ -54,3 +54,25 @@ export function socketsTo(proxy: FrozenProxy): number {
   const handles = (process as unknown as { _getActiveHandles(): unknown[] })._getActiveHandles();
   return handles.filter((h) => h instanceof net.Socket && !h.destroyed && h.remotePort === proxy.port).length;
 }
+
+/**
+ * SIGSTOP a backend process of this test's; continued by `continueStopped` (each suite's
+ * afterEach) or, whatever happens, when this process exits. A stopped backend left behind holds
+ * up every shutdown of the server (a restart waits for it for ever).
+ */
+const stoppedPids = new Set<number>();
+export function stopProcess(pid: number): void {
+  stoppedPids.add(pid);
+  process.kill(pid, 'SIGSTOP');
+}
+export function continueStopped(pid?: number): void {
+  for (const p of pid === undefined ? [...stoppedPids] : [pid]) {
+    try {
+      process.kill(p, 'SIGCONT');
+    } catch {
+      // gone already
+    }
+    stoppedPids.delete(p);
+  }
+}
+process.on('exit', () => continueStopped());

@@ -7,6 +7,7 @@ import { expect } from 'chai';
 import net from 'node:net';
 import pg from 'pg';
 import { PostgresStore } from '../../lib/driver/postgres/store.ts';
+import { continueStopped, stopProcess } from '../helpers/frozen-proxy.ts';
 import { DIALECTS, PG_URL, requireDatabase, sleep, uniquePrefix, until } from '../helpers/dialects.ts';
 
 const CHECK_MS = 100;
@@ -40,8 +41,47 @@ async function cuttingProxy(marker: string): Promise<{ url: string; close(): voi
   return { url: url.toString(), close: () => (sockets.forEach((s) => s.destroy()), server.close()) };
 }
 
+/**
+ * A proxy to PostgreSQL whose first connection gets, in the same read as the server's first ready
+ * message, the FATAL error the server sends a backend it ends (pg_terminate_backend), then its end.
+ */
+async function endingProxy(): Promise<{ url: string; close(): void }> {
+  const READY = Buffer.from([0x5a, 0, 0, 0, 5, 0x49]); // ReadyForQuery, idle
+  const fields = ['SFATAL', 'VFATAL', 'C57P01', 'Mterminating connection due to administrator command'].map((f) => Buffer.from(`${f}\0`));
+  const body = Buffer.concat([...fields, Buffer.from([0])]);
+  const len = Buffer.alloc(4);
+  len.writeInt32BE(body.length + 4);
+  const fatal = Buffer.concat([Buffer.from('E'), len, body]);
+  let ended = false;
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(Number(new URL(PG_URL).port || 5432), new URL(PG_URL).hostname);
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('error', () => undefined);
+      s.on('close', () => sockets.delete(s));
+    }
+    client.on('data', (d) => upstream.write(d));
+    upstream.on('data', (d) => {
+      if (ended || !d.includes(READY)) return void client.write(d);
+      ended = true;
+      client.end(Buffer.concat([d, fatal]));
+      upstream.destroy();
+    });
+    client.on('close', () => upstream.destroy());
+    upstream.on('close', () => client.destroy());
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = new URL(PG_URL);
+  url.hostname = '127.0.0.1';
+  url.port = String((server.address() as net.AddressInfo).port);
+  return { url: url.toString(), close: () => (sockets.forEach((s) => s.destroy()), server.close()) };
+}
+
 describe('PostgreSQL: our statements watched until they answer [postgres]', function () {
   before(requireDatabase(DIALECTS.find((d) => d.name === 'postgres')!));
+  // A test that timed out never reaches its finally: its stopped backend is continued here.
+  afterEach(() => continueStopped());
 
   it('a connection dropped while it names its backend fails that connect (the caller sees a dropped connection), not the process', async () => {
     // pg-pool listens for a client's errors only once its connect is done: an error then heard by nobody would end the process.
@@ -59,6 +99,22 @@ describe('PostgreSQL: our statements watched until they answer [postgres]', func
     }
   });
 
+  it("a backend ended by the server in the same read as its ready message fails that connect, not the process (pg-pool's listener comes on later)", async () => {
+    const proxy = await endingProxy();
+    const app = new pg.Pool({ connectionString: proxy.url, max: 2 });
+    app.on('error', () => undefined);
+    const { store, own } = storeOn(app);
+    try {
+      const err = await own.query('SELECT 1').then(() => null, (e: Error) => e);
+      expect(err?.message).to.match(/terminating connection due to administrator command|Connection terminated/);
+      expect((await own.query('SELECT 1 AS one')).rows[0].one, 'the next connection').to.equal(1);
+    } finally {
+      await store.close().catch(() => undefined);
+      await app.end();
+      proxy.close();
+    }
+  });
+
   for (const size of ['short', 'of 8 MB (more than the socket takes: most of it stays in our buffer)'] as const) it(`a statement ${size} sent to a backend stopped while idle is given up, and that backend ended before it reads it: its row never lands`, async function () {
     this.timeout(20_000);
     const table = `${uniquePrefix()}landed`;
@@ -69,23 +125,20 @@ describe('PostgreSQL: our statements watched until they answer [postgres]', func
     await side.connect();
     await side.query(`CREATE TABLE ${table} (n int, t text)`);
     const { store, own } = storeOn(app);
-    let stopped: number | null = null;
     try {
       const c = await own.connect();
       c.on('error', () => undefined); // as the library's own holders listen (lib/driver/held.ts)
       const pid = (await c.query('SELECT pg_backend_pid() AS pid')).rows[0].pid as number;
-      process.kill(pid, 'SIGSTOP');
-      stopped = pid;
+      stopProcess(pid);
       const err = await c.query(`INSERT INTO ${table} VALUES (1, $1)`, [text]).then(() => null, (e: Error) => e);
       c.release(err ?? undefined);
       expect(err?.message).to.match(/dropped this connection: the database did not answer/);
-      process.kill(pid, 'SIGCONT');
-      stopped = null;
+      continueStopped(pid);
       // Dropping our socket alone would not do: continued, the backend would first run what it had received.
       await until(async () => (await side.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [pid])).rowCount === 0, 'the backend to end');
       expect((await side.query(`SELECT count(*)::int AS n FROM ${table}`)).rows[0].n).to.equal(0);
     } finally {
-      if (stopped !== null) process.kill(stopped, 'SIGCONT');
+      continueStopped();
       await side.query(`DROP TABLE IF EXISTS ${table}`);
       await side.end();
       await store.close();

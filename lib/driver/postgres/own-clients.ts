@@ -42,10 +42,21 @@ export class OwnClients {
         this.once('end', () => clients.delete(this));
       }
 
-      // pg-pool connects with a callback, everything else of ours with the promise.
+      /**
+       * pg-pool connects with a callback and listens for the client's errors only from its
+       * callback on; everything else of ours listens before it connects. pg calls a connect's
+       * callback as it parses the server's ready message, and an error the server sent in the same
+       * read (a backend ended at once) is emitted right after: pg-pool used to be listening by
+       * then. Naming the backend first puts an await in between, so our own listener covers the
+       * whole connect and comes off in the same tick as pg-pool's goes on. An error it heard fails
+       * the connect (an uncaught one would have ended the process).
+       */
       override connect(): Promise<Client>;
       override connect(callback: ConnectCallback): void;
       override connect(callback?: ConnectCallback): Promise<Client> | void {
+        let broken: Error | null = null;
+        const onError = (err: Error) => void (broken ??= err);
+        this.on('error', onError);
         const connected = (async () => {
           if (refusing()) {
             clients.delete(this);
@@ -53,11 +64,16 @@ export class OwnClients {
           }
           await (Base.prototype.connect as () => Promise<unknown>).call(this);
           this.backend = await identify(this, Base, Math.max(2 * watchdog.checkMs, IDENTIFY_TIMEOUT_MS));
+          if (broken) throw broken;
           return this as Client;
         })();
-        if (!callback) return connected;
+        const handOver = <T>(then: () => T): T => {
+          this.removeListener('error', onError);
+          return then();
+        };
+        if (!callback) return connected.then((c) => handOver(() => c), (err: unknown) => handOver(() => Promise.reject(err)));
         const done = callback as (err: Error | null, c?: Client) => void;
-        connected.then((c) => done(null, c), (err: Error) => done(err));
+        connected.then((c) => handOver(() => done(null, c)), (err: Error) => handOver(() => done(err)));
       }
 
       override query(...args: unknown[]): never {
@@ -108,23 +124,19 @@ export function severClient(client: Client): void {
 /**
  * The backend the server gave this connection, asked before anything else runs on it; null when
  * the server refuses the statement (its statements then go unwatched). A connection that breaks
- * meanwhile, or whose answer does not come within `timeoutMs`, fails the connect (pg-pool listens
- * for its errors only once connected: one heard by nobody would end the process).
+ * meanwhile (the server ended the backend: a FATAL error, or the socket gone), or whose answer does
+ * not come within `timeoutMs`, fails the connect.
  */
 async function identify(client: Client, Base: ClientCtor, timeoutMs: number): Promise<Backend | null> {
-  let broken: Error | null = null;
-  const onError = (err: Error) => void (broken ??= err);
-  client.on('error', onError);
   const timer = setTimeout(() => severClient(client), timeoutMs).unref();
   try {
     const { rows } = await (Base.prototype.query as (text: string) => Promise<{ rows: { pid: number; started: string }[] }>).call(client, IDENTIFY);
     return rows[0] ? { pid: Number(rows[0].pid), started: String(rows[0].started) } : null;
   } catch (err) {
-    if (broken || socketOf(client)?.destroyed) throw broken ?? err;
+    if ((err as { severity?: unknown }).severity === 'FATAL' || socketOf(client)?.destroyed !== false) throw err;
     return null;
   } finally {
     clearTimeout(timer);
-    client.removeListener('error', onError);
   }
 }
 

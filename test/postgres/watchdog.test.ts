@@ -19,8 +19,10 @@ function storeOn(pool: pg.Pool): { store: PostgresStore; own: pg.Pool } {
   return { store, own: (store as unknown as { own: pg.Pool }).own };
 }
 
-/** A proxy to PostgreSQL that cuts a connection as soon as the client sends bytes containing `marker`. */
-async function cuttingProxy(marker: string): Promise<{ url: string; close(): void }> {
+type Pass = (chunk: Buffer, client: net.Socket, upstream: net.Socket) => void;
+
+/** A proxy to PostgreSQL whose bytes each way go through `up` and `down` (both pass them on by default). */
+async function pgProxy(up: Pass = (d, _c, u) => void u.write(d), down: Pass = (d, c) => void c.write(d)): Promise<{ url: string; close(): void }> {
   const sockets = new Set<net.Socket>();
   const server = net.createServer((client) => {
     const upstream = net.connect(Number(new URL(PG_URL).port || 5432), new URL(PG_URL).hostname);
@@ -29,8 +31,8 @@ async function cuttingProxy(marker: string): Promise<{ url: string; close(): voi
       s.on('error', () => undefined);
       s.on('close', () => sockets.delete(s));
     }
-    client.on('data', (d) => (d.includes(marker) ? (client.destroy(), upstream.destroy()) : upstream.write(d)));
-    upstream.on('data', (d) => client.write(d));
+    client.on('data', (d) => up(d, client, upstream));
+    upstream.on('data', (d) => down(d, client, upstream));
     client.on('close', () => upstream.destroy());
     upstream.on('close', () => client.destroy());
   });
@@ -41,11 +43,16 @@ async function cuttingProxy(marker: string): Promise<{ url: string; close(): voi
   return { url: url.toString(), close: () => (sockets.forEach((s) => s.destroy()), server.close()) };
 }
 
+/** Cuts a connection as soon as the client sends bytes containing `marker`. */
+function cuttingProxy(marker: string): ReturnType<typeof pgProxy> {
+  return pgProxy((d, client, upstream) => (d.includes(marker) ? (client.destroy(), upstream.destroy()) : upstream.write(d)));
+}
+
 /**
- * A proxy to PostgreSQL whose first connection gets, in the same read as the server's first ready
- * message, the FATAL error the server sends a backend it ends (pg_terminate_backend), then its end.
+ * Gives its first connection, in the same read as the server's first ready message, the FATAL
+ * error the server sends a backend it ends (pg_terminate_backend), then its end.
  */
-async function endingProxy(): Promise<{ url: string; close(): void }> {
+function endingProxy(): ReturnType<typeof pgProxy> {
   const READY = Buffer.from([0x5a, 0, 0, 0, 5, 0x49]); // ReadyForQuery, idle
   const fields = ['SFATAL', 'VFATAL', 'C57P01', 'Mterminating connection due to administrator command'].map((f) => Buffer.from(`${f}\0`));
   const body = Buffer.concat([...fields, Buffer.from([0])]);
@@ -53,29 +60,12 @@ async function endingProxy(): Promise<{ url: string; close(): void }> {
   len.writeInt32BE(body.length + 4);
   const fatal = Buffer.concat([Buffer.from('E'), len, body]);
   let ended = false;
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((client) => {
-    const upstream = net.connect(Number(new URL(PG_URL).port || 5432), new URL(PG_URL).hostname);
-    for (const s of [client, upstream]) {
-      sockets.add(s);
-      s.on('error', () => undefined);
-      s.on('close', () => sockets.delete(s));
-    }
-    client.on('data', (d) => upstream.write(d));
-    upstream.on('data', (d) => {
-      if (ended || !d.includes(READY)) return void client.write(d);
-      ended = true;
-      client.end(Buffer.concat([d, fatal]));
-      upstream.destroy();
-    });
-    client.on('close', () => upstream.destroy());
-    upstream.on('close', () => client.destroy());
+  return pgProxy(undefined, (d, client, upstream) => {
+    if (ended || !d.includes(READY)) return void client.write(d);
+    ended = true;
+    client.end(Buffer.concat([d, fatal]));
+    upstream.destroy();
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const url = new URL(PG_URL);
-  url.hostname = '127.0.0.1';
-  url.port = String((server.address() as net.AddressInfo).port);
-  return { url: url.toString(), close: () => (sockets.forEach((s) => s.destroy()), server.close()) };
 }
 
 describe('PostgreSQL: our statements watched until they answer [postgres]', function () {

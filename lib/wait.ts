@@ -58,13 +58,17 @@ export async function waitForFinished<R extends JobRecord>(id: string, timeoutMs
   }
 }
 
-/** Whether `work` settles (resolves or rejects) within `ms`; the timer is cleared either way. */
-export async function settlesWithin(work: Promise<unknown>, ms: number): Promise<boolean> {
+/** What `work` resolves to within `ms`, or `late` after them; the timer is cleared either way. */
+export async function within<T, L>(work: Promise<T>, ms: number, late: L): Promise<T | L> {
   let timer: NodeJS.Timeout | undefined;
-  const settled = work.then(() => true, () => true);
   try {
-    return await Promise.race([settled, new Promise<boolean>((resolve) => (timer = setTimeout(resolve, ms, false)))]);
+    return await Promise.race([work, new Promise<L>((resolve) => (timer = setTimeout(resolve, ms, late)))]);
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** Whether `work` settles (resolves or rejects) within `ms`. */
+export function settlesWithin(work: Promise<unknown>, ms: number): Promise<boolean> {
+  return within(work.then(() => true, () => true), ms, false);
 }

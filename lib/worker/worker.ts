@@ -12,6 +12,7 @@ import type { ClaimRequest, ClaimedJob, Fenced, ListenCallbacks, ListenHandle, S
 import { uuidv7 } from '../uuid.ts';
 import { isContention, isTransientError } from '../driver/errors.ts';
 import { Periodic } from '../periodic.ts';
+import { settlesWithin } from '../wait.ts';
 import { AttemptSet } from './attempts.ts';
 import { RunningAttempt, type AttemptDeps, type AttemptOutcome, type JobDefinition } from './executor.ts';
 import { Tracing } from '../telemetry/tracing.ts';
@@ -977,9 +978,7 @@ export class Worker {
     // Not only the attempts still in their handler: one whose handler just returned may not have
     // queued its outcome yet (it waits for its own log flush), and the writer's drain below would miss it.
     const all = this.unsettled.size ? new Promise<void>((r) => this.settledWaiters.push(r)) : Promise.resolve();
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([all, new Promise((r) => (timer = setTimeout(r, timeout)))]);
-    clearTimeout(timer);
+    await settlesWithin(all, timeout);
     const left = [...this.running];
     for (const attempt of left) attempt.abort('shutdown');
     // Past the timeout an outcome that keeps failing is not retried forever (stop would never return): its

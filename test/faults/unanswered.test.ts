@@ -73,11 +73,16 @@ forEachDialect('faults: a database that stops answering', ({ fresh }) => {
     proxy = null;
   });
 
-  it('close({ timeout }) returns within timeout + 5 s, says so once, leaves no socket of the library open, and the job it could not give back is rescued', async function () {
-    this.timeout(60_000);
+  /** A fresh database behind a new proxy, a worker through it holding one job, the proxy frozen. */
+  async function frozenJob() {
     const t = await fresh();
     proxy = await frozenProxy({ host: '127.0.0.1', port: Number(new URL(t.location).port) });
-    const { app, jobs, errors, id } = await frozenWithAJob(t, proxy);
+    return { t, ...(await frozenWithAJob(t, proxy)) };
+  }
+
+  it('close({ timeout }) returns within timeout + 5 s, says so once, leaves no socket of the library open, and the job it could not give back is rescued', async function () {
+    this.timeout(60_000);
+    const { t, app, jobs, errors, id } = await frozenJob();
     const t0 = Date.now();
     await jobs.close({ timeout: 200 });
     expect(Date.now() - t0, 'close() waited for a database that does not answer').to.be.below(200 + 5_000 + 1_500);
@@ -91,9 +96,7 @@ forEachDialect('faults: a database that stops answering', ({ fresh }) => {
 
   it('stop({ timeout }) alone returns within timeout + 5 s and leaves no socket open either: the rest of the shutdown fails at once; a close() after it is quick', async function () {
     this.timeout(60_000);
-    const t = await fresh();
-    proxy = await frozenProxy({ host: '127.0.0.1', port: Number(new URL(t.location).port) });
-    const { app, jobs, errors, id } = await frozenWithAJob(t, proxy);
+    const { t, app, jobs, errors, id } = await frozenJob();
     const t0 = Date.now();
     await jobs.stop({ timeout: 200 });
     expect(Date.now() - t0, 'stop() waited for a database that does not answer').to.be.below(200 + 5_000 + 1_500);

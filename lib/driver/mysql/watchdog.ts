@@ -18,6 +18,7 @@
 import type { Connection as CbConnection } from 'mysql2';
 import type { Pool as PromisePool, PoolConnection } from 'mysql2/promise';
 import { UNANSWERED_CODE } from '../errors.ts';
+import { within } from '../../wait.ts';
 
 /** How often a query that has not answered is looked at. */
 const CHECK_MS = 5_000;
@@ -131,11 +132,9 @@ export class QueryWatchdog {
       if (kill(command)) await asker.query(`KILL CONNECTION ${watched.id}`);
       return command;
     })();
-    let timer: NodeJS.Timeout | undefined;
     try {
-      return await Promise.race([asked.catch(() => null), new Promise<null>((r) => (timer = setTimeout(() => r(null), this.checkMs)))]);
+      return await within(asked.catch(() => null), this.checkMs, null);
     } finally {
-      clearTimeout(timer);
       void asked.finally(() => (asker as PoolConnection | null)?.release()).catch(() => undefined);
     }
   }

@@ -44,6 +44,7 @@ import { holdPgClient, nothingToUndo, withHeld } from '../held.ts';
 import { retentionLeftovers } from '../portable/admin.ts';
 import { HistoryMonths } from './months.ts';
 import { Periodic } from '../../periodic.ts';
+import { settlesWithin, within } from '../../wait.ts';
 
 /** Claim connections whose session has the planner settings (a replaced connection gets them again). */
 const plannedSessions = new WeakSet<PoolClient>();
@@ -627,9 +628,7 @@ export class PostgresStore extends PortableStore implements Store {
       await c.connect();
       return (await c.query(text, values)).rows as LookRow[];
     })().catch(() => null);
-    let timer: NodeJS.Timeout | undefined;
-    const rows = await Promise.race([asked, new Promise<null>((resolve) => (timer = setTimeout(resolve, timeoutMs, null).unref()))]);
-    clearTimeout(timer);
+    const rows = await within(asked, timeoutMs, null);
     if (rows === null) severClient(c);
     else void c.end().catch(() => undefined);
     return rows;
@@ -780,10 +779,7 @@ class SubscriberLease {
    */
   async end(): Promise<void> {
     await this.renewals.stop();
-    const deleted = this.own.query(`DELETE FROM ${this.table} WHERE id = $1`, [this.id]).catch(() => undefined);
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([deleted, new Promise((resolve) => (timer = setTimeout(resolve, 1000)))]);
-    clearTimeout(timer);
+    await settlesWithin(this.own.query(`DELETE FROM ${this.table} WHERE id = $1`, [this.id]), 1000);
   }
 }
 

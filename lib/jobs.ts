@@ -844,9 +844,20 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
     if (failed) throw failed.reason;
   }
 
-  /** Stop the worker and release the library's own connections (not the app's db). */
+  /**
+   * Stop the worker and release the library's own connections (not the app's db). Called again (a
+   * signal handler and the app's own shutdown, say), it answers as the first call does: the pools
+   * are ended once.
+   */
   async close(opts: { timeout?: number } = {}): Promise<void> {
     this.stopTimeout(opts); // a bad timeout throws before anything is stopped
+    this.closing ??= this.closeOnce(opts);
+    return this.closing;
+  }
+
+  private closing: Promise<void> | null = null;
+
+  private async closeOnce(opts: { timeout?: number }): Promise<void> {
     this.transients.abortAll();
     await this.stop(opts);
     this.metrics.close();

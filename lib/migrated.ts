@@ -16,7 +16,7 @@ type SyncVerb = {
  * with them, migrates in its constructor. close() must not migrate a database it is leaving, and
  * migrate() must not wait for itself.
  */
-const PASS_THROUGH: Record<SyncVerb | 'migrate' | 'close', true> = { jobInsertManySync: true, jobInsertFlowSync: true, appInTransaction: true, onJobsDue: true, sever: true, migrate: true, close: true };
+const PASS_THROUGH: Record<SyncVerb | 'migrate' | 'close', true> = { jobInsertManySync: true, jobInsertFlowSync: true, appInTransaction: true, onJobsDue: true, sever: true, prepareClaims: true, migrate: true, close: true };
 
 export interface MigratedStore {
   /** The store, with each verb that answers a promise run after migrate(). */

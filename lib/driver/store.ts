@@ -365,6 +365,13 @@ export interface StorePlumbing {
    */
   listen?(cb: ListenCallbacks, stopped?: AbortSignal): Promise<ListenHandle | null>;
   /**
+   * A worker is starting: make ready, in the background, what its first claim will need, so that
+   * the claim does not wait for it after the listener (a connection, its session's settings). What
+   * fails here is met again, and reported, by the call that needs it. `stopped`: the start was
+   * given up (a connection still being made is then dropped).
+   */
+  prepareClaims?(stopped?: AbortSignal): void;
+  /**
    * Hear, pushed, that jobs finished in any process (jobs.subscribe, jobs.waitFor), until the
    * handle is closed. Finishing statements push only while some process listens so, anywhere in the
    * database. null (or absent): this store cannot push, and history is polled.

@@ -206,6 +206,7 @@ export class Worker {
 
   private async begin(stopped: AbortSignal): Promise<void> {
     try {
+      this.store.prepareClaims?.(stopped);
       await this.whileStarting(() => this.store.workerHeartbeat(this.info()), true);
       this.pollMs = this.opts.pollInterval;
       if (this.store.listen) {

@@ -128,6 +128,15 @@ forEachDialect('shutdown', ({ fresh }) => {
     await until(() => ran === 1, 'the worker, still running, to run a job');
   });
 
+  it('close() called again (twice at once, then once more) resolves each time, as the first does', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { pollInterval: 50 } }).define('any', () => undefined);
+    await jobs.start();
+    const both = await Promise.allSettled([jobs.close(), jobs.close()]);
+    expect(both.map((r) => r.status)).to.deep.equal(['fulfilled', 'fulfilled']);
+    await jobs.close();
+  });
+
   it('stop() waits for a heartbeat under way, so the worker row does not come back after its removal', async () => {
     const t = await fresh();
     const jobs = t.jobs({ worker: { heartbeatInterval: 100, stallTimeout: 300 } });

@@ -62,6 +62,51 @@ describe('PostgreSQL: the claim plan and poolers', function () {
     }
   });
 
+  describe('the claim connection made ready while a worker starts (prepareClaims)', function () {
+    const ours = async (pool: pg.Pool, app: string) =>
+      (await pool.query(`SELECT query FROM pg_stat_activity WHERE application_name = $1 AND pid <> pg_backend_pid()`, [app])).rows.map((r) => String(r.query));
+
+    /** Every statement our connections showed, looked at every few ms for `ms` (a probe's connections live for a few). */
+    async function seenWithin(seen: () => Promise<string[]>, ms: number): Promise<string[]> {
+      const all = new Set<string>();
+      for (const end = Date.now() + ms; Date.now() < end; ) for (const q of await seen()) all.add(q);
+      return [...all];
+    }
+
+    async function withStore(pooler: 'auto' | 'transaction', fn: (store: { prepareClaims(): void }, seen: () => Promise<string[]>, close: () => Promise<void>) => Promise<void>): Promise<void> {
+      const app = `prep_${uniquePrefix()}`;
+      const db = new pg.Pool({ connectionString: PG_URL, max: 2, application_name: app });
+      const watcher = new pg.Pool({ connectionString: PG_URL, max: 1 });
+      const jobs = createJobs({ db, tablePrefix: uniquePrefix(), worker: false, pooler, logger: false });
+      try {
+        await fn(jobs.store as unknown as { prepareClaims(): void }, () => ours(watcher, app), () => jobs.close());
+      } finally {
+        await jobs.close();
+        await db.end();
+        await watcher.end();
+      }
+    }
+
+    it('connects the claim connection and sets its planner settings, once it knows the session is kept', async () => {
+      await withStore('auto', async (store, seen) => {
+        store.prepareClaims();
+        await until(async () => (await seen()).includes(CLAIM_PLANNER), 'the claim connection, planned', 5_000);
+      });
+    });
+
+    it('makes no connection behind a transaction pooler, nor once the store is closed', async () => {
+      await withStore('transaction', async (store, seen) => {
+        store.prepareClaims();
+        expect(await seenWithin(seen, 300)).to.deep.equal([]);
+      });
+      await withStore('auto', async (store, seen, close) => {
+        await close();
+        store.prepareClaims();
+        expect(await seenWithin(seen, 300)).to.deep.equal([]);
+      });
+    });
+  });
+
   describe('behind a stock PgBouncer in session mode', function () {
     this.timeout(60_000);
     before(requireDatabase(postgres, pgbouncerMissing));

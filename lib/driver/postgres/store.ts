@@ -49,6 +49,24 @@ import { settlesWithin, within } from '../../wait.ts';
 /** Claim connections whose session has the planner settings (a replaced connection gets them again). */
 const plannedSessions = new WeakSet<PoolClient>();
 
+/** `Base`, each instance kept in `into` until its connection ends. */
+function recording(Base: ClientCtor, into: Set<Client>): ClientCtor {
+  return class extends Base {
+    constructor(...args: ConstructorParameters<ClientCtor>) {
+      super(...args);
+      into.add(this);
+      this.once('end', () => into.delete(this));
+    }
+  };
+}
+
+/** The claim connection's planner settings (CLAIM_PLANNER), set once per session. */
+async function planSession(c: PoolClient): Promise<void> {
+  if (plannedSessions.has(c)) return;
+  await c.query(CLAIM_PLANNER);
+  plannedSessions.add(c);
+}
+
 /** Keep each enqueue chunk under a few MB of JSON. */
 const CHUNK_BYTES = 4 * 1024 * 1024;
 
@@ -93,6 +111,8 @@ export class PostgresStore extends PortableStore implements Store {
    * in claim.ts); made on first use, once it is known that its session is its own.
    */
   private claimer: Pool | null = null;
+  /** Set by close(): no claim connection is made after it. */
+  private closed = false;
   /** Settings of the session-scoped connections (claims, LISTEN, session locks): directUrl's when given. */
   private readonly sessionConfig: PoolConfig;
   private readonly pooler: PoolerMode;
@@ -223,8 +243,11 @@ export class PostgresStore extends PortableStore implements Store {
   /** The claim connection, made on first use with the planner settings for its session. */
   private claimPool(): Pool {
     if (this.claimer) return this.claimer;
-    const claimer = new this.app.Pool({ ...this.sessionConfig, Client: this.SessionClient as never, max: 1, idleTimeoutMillis: 30_000, allowExitOnIdle: true });
+    if (this.closed) throw new Error('sqljobs: the store is closed');
+    const clients = new Set<Client>();
+    const claimer = new this.app.Pool({ ...this.sessionConfig, Client: recording(this.SessionClient, clients) as never, max: 1, idleTimeoutMillis: 30_000, allowExitOnIdle: true });
     claimer.on('error', () => undefined);
+    this.claimClients.set(claimer, clients);
     return (this.claimer = claimer);
   }
 
@@ -235,12 +258,44 @@ export class PostgresStore extends PortableStore implements Store {
    */
   private async claimOnPlannedSession(q: { text: string; values: unknown[] }): Promise<unknown[][]> {
     return withHeld(await holdPgClient(this.claimPool()), nothingToUndo, async (c) => {
-      if (!plannedSessions.has(c)) {
-        await c.query(CLAIM_PLANNER);
-        plannedSessions.add(c);
-      }
+      await planSession(c);
       return (await this.onClaimer(c, q)).rows;
     });
+  }
+
+  /**
+   * The pooler probe (two connections, 15 round trips) starts beside the worker's heartbeat, and the
+   * claim connection is made and planned beside its listener's: the first claim then waits for
+   * neither. Measured for issue 17 (`bench/measure.ts --system sqljobs-pg --measure process`, the
+   * first handler's start after start() was called, 5 alternated pairs): 45 → 34 ms median. The
+   * connections still open one after another in effect: on 2 cores each new backend is CPU.
+   */
+  prepareClaims(stopped?: AbortSignal): void {
+    if (this.closed) return;
+    void this.sessionScoped()
+      .then(async (kept) => {
+        if (!kept || this.closed || stopped?.aborted) return;
+        const pool = this.claimPool();
+        // A stop() during the start gives up a connect still under way (a host that never answers
+        // would hold its socket for ever), and the pool with it: a later claim makes another.
+        const giveUp = () => this.dropClaimPool(pool);
+        stopped?.addEventListener('abort', giveUp, { once: true });
+        try {
+          await withHeld(await holdPgClient(pool), nothingToUndo, planSession);
+        } finally {
+          stopped?.removeEventListener('abort', giveUp);
+        }
+      })
+      .catch(() => undefined);
+  }
+
+  /** The claim pool's clients, connecting ones too (pg-pool lists none before they connect). */
+  private readonly claimClients = new WeakMap<Pool, Set<Client>>();
+
+  private dropClaimPool(pool: Pool): void {
+    if (this.claimer === pool) this.claimer = null;
+    for (const c of this.claimClients.get(pool) ?? []) severClient(c);
+    void pool.end().catch(() => undefined);
   }
 
   /** The claim on its own connection, prepared while that connection keeps its session; rows as arrays (see jobClaim). */
@@ -612,6 +667,7 @@ export class PostgresStore extends PortableStore implements Store {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     await Promise.all([this.own.end(), this.claimer?.end()]);
   }
 

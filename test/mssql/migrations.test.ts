@@ -111,9 +111,13 @@ describe('migrations across dialects', () => {
     // them; it has none, or indexes those keys in its side tables (lib/driver/portable/side-index.ts).
     const partialOnly: Record<string, string[]> = { mysql: ['p_jobs_aged', 'p_jobs_unique', 'p_history_unique', 'p_jobs_reserved'] };
     const sideOnly: Record<string, string[]> = { mysql: ['p_unique_jobs_job', 'p_reservations_until'] };
+    // Where jobs_queue keeps running jobs too (migration 020 changes nothing there), they are found
+    // by worker in jobs_worker; PostgreSQL and SQLite index them by queue in jobs_running.
+    const runningApart: Record<string, boolean> = { postgres: true, sqlite: true };
     for (const d of dialects) {
       if (d === 'postgres') continue;
-      expect(indexes(d), d).to.deep.equal([...postgres.filter((i) => !partialOnly[d]?.includes(i)), ...(sideOnly[d] ?? [])].sort());
+      const expected = [...postgres.filter((i) => !partialOnly[d]?.includes(i)), ...(sideOnly[d] ?? [])].map((i) => (i === 'p_jobs_running' && !runningApart[d] ? 'p_jobs_worker' : i));
+      expect(indexes(d), d).to.deep.equal(expected.sort());
     }
   });
 });

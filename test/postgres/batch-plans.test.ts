@@ -21,16 +21,9 @@ import { jobsRelease } from '../../lib/driver/postgres/release.ts';
 import { jobsSaveProgress } from '../../lib/driver/postgres/progress.ts';
 import { logsAppend } from '../../lib/driver/postgres/logs.ts';
 import { DIALECTS, PG_URL, requireDatabase, uniquePrefix } from '../helpers/dialects.ts';
+import { scansOf } from '../helpers/pg-plans.ts';
 
 const postgres = DIALECTS.find((d) => d.name === 'postgres')!;
-
-/** Every scan of `table` in a JSON plan: its node type and index, if any. */
-function scansOf(plan: Record<string, unknown>, table: string, out: string[] = []): string[] {
-  const onTable = plan['Relation Name'] === table || (plan['Node Type'] === 'Bitmap Index Scan' && String(plan['Index Name']).startsWith(`${table}_`));
-  if (onTable && String(plan['Node Type']).endsWith('Scan')) out.push(`${plan['Node Type']}${plan['Index Name'] ? ` using ${plan['Index Name']}` : ''}`);
-  for (const child of (plan.Plans as Record<string, unknown>[] | undefined) ?? []) scansOf(child, table, out);
-  return out;
-}
 
 describe('PostgreSQL: batch writes find owned rows by primary key', function () {
   this.timeout(60_000);

@@ -116,6 +116,12 @@ export interface SqlDialect {
    * job without them pays no index entry for them.
    */
   readonly partialIndexes: boolean;
+  /**
+   * Whether jobs_queue indexes running jobs too (MySQL, SQL Server). Where it holds pending rows
+   * only (PostgreSQL, SQLite: migration 020, so a claim writes no entry there), a queue's running
+   * jobs are read from jobs_running, and a read over both states reads each from its own index.
+   */
+  readonly queueIndexHoldsRunning: boolean;
 }
 
 const RESERVED: Record<Dialect, Set<string>> = {
@@ -162,6 +168,7 @@ const common = {
   intDiv: (a: string, b: string) => `(${a} / ${b})`,
   insertionOrder: 'id',
   partialIndexes: true,
+  queueIndexHoldsRunning: false,
   jsonKey: jsonKeyPath,
 } satisfies Partial<SqlDialect>;
 
@@ -228,6 +235,7 @@ export const mysql: SqlDialect = {
   ...common,
   name: 'mysql',
   partialIndexes: false,
+  queueIndexHoldsRunning: true,
   now: 'UTC_TIMESTAMP(3)',
   statementNow: 'UTC_TIMESTAMP(3)',
   placeholder: () => '?',
@@ -265,6 +273,7 @@ export const mysql: SqlDialect = {
 export const mssql: SqlDialect = {
   ...common,
   name: 'mssql',
+  queueIndexHoldsRunning: true,
   now: 'SYSUTCDATETIME()',
   statementNow: 'SYSUTCDATETIME()',
   placeholder: (n) => `@p${n}`,

@@ -70,9 +70,22 @@ export function clockNow({ d }: Sql): Statement {
   return read(d, () => `SELECT ${d.now} AS now`);
 }
 
-/** Live jobs per state and queue: exact (the hot table is small). */
-export function jobsLiveCounts({ d, t }: Sql): Statement {
-  return read(d, () => `SELECT state, queue, COUNT(*) AS count FROM ${t.jobs} GROUP BY state, queue ORDER BY queue, state`);
+/** Live jobs per state and queue: exact (the hot table is small), each state counted from its index. */
+export function jobsLiveCounts(sql: Sql): Statement {
+  const { d, t } = sql;
+  return read(d, () =>
+    `SELECT 'pending' AS state, queue, COUNT(*) AS count FROM ${t.jobs}${d.useIndex(t.jobsQueue)} WHERE state = 'pending' GROUP BY queue
+     UNION ALL
+     SELECT 'running' AS state, queue, COUNT(*) AS count FROM ${t.jobs}${runningByQueue(sql)} WHERE state = 'running' GROUP BY queue
+     ORDER BY queue, state`);
+}
+
+/**
+ * After a table name: the index a queue's running jobs are read from (see
+ * SqlDialect.queueIndexHoldsRunning).
+ */
+export function runningByQueue({ d, t }: Sql): string {
+  return d.useIndex(d.queueIndexHoldsRunning ? t.jobsQueue : t.jobsRunning);
 }
 
 /**
@@ -88,17 +101,21 @@ export function jobsFinishedCounts({ d, t }: Sql, k: { cap: number }): Statement
 }
 
 /**
- * Per queue of the live table, read from its (queue, state, …) index: pending, due, running,
- * and how long the oldest due job has waited. The clock is read once, so every figure compares
- * with the same now (MAX only lifts that one reading into the group).
+ * Per queue of the live table: pending, due, running, and how long the oldest due job has waited;
+ * pending jobs read from jobs_queue, running ones by queue (runningByQueue). The clock is read
+ * once, so every figure compares with the same now (MAX only lifts that one reading into the group).
  */
-export function queuesStats({ d, t }: Sql): Statement {
-  const due = `state = 'pending' AND run_at <= clock.now`;
+export function queuesStats(sql: Sql): Statement {
+  const { d, t } = sql;
+  const due = `run_at <= clock.now`;
   return read(d, () =>
-    `SELECT queue, SUM(CASE WHEN state = 'pending' THEN 1 ELSE 0 END) AS pending, SUM(CASE WHEN ${due} THEN 1 ELSE 0 END) AS due,
-       SUM(CASE WHEN state = 'running' THEN 1 ELSE 0 END) AS running,
-       ${d.msBetween('MAX(clock.now)', `MIN(CASE WHEN ${due} THEN run_at END)`)} AS oldest
-     FROM ${t.jobs}${d.useIndex(t.jobsQueue)} CROSS JOIN (SELECT ${d.now} AS now) clock
+    `SELECT queue, SUM(pending) AS pending, SUM(due) AS due, SUM(running) AS running, MAX(oldest) AS oldest FROM (
+       SELECT queue, COUNT(*) AS pending, SUM(CASE WHEN ${due} THEN 1 ELSE 0 END) AS due, 0 AS running,
+         ${d.msBetween('MAX(clock.now)', `MIN(CASE WHEN ${due} THEN run_at END)`)} AS oldest
+       FROM ${t.jobs}${d.useIndex(t.jobsQueue)} CROSS JOIN (SELECT ${d.now} AS now) clock
+       WHERE state = 'pending' GROUP BY queue
+       UNION ALL
+       SELECT queue, 0, 0, COUNT(*), NULL FROM ${t.jobs}${runningByQueue(sql)} WHERE state = 'running' GROUP BY queue) q
      GROUP BY queue`);
 }
 
@@ -118,21 +135,23 @@ export interface GroupCountsQuery {
 }
 
 /**
- * One queue's live jobs per group (NULL: those without a group): pending, due and running, read
- * from its (queue, state, run_at) index with the clock read once, and beside them the starts its
- * rate limit recorded within the window. Each half is grouped before the union, so the union holds
- * a row per group, not per job. The busiest groups first (then jobs without a group, then by name),
- * at most `limit`.
+ * One queue's live jobs per group (NULL: those without a group): pending and due from jobs_queue
+ * with the clock read once, running by queue (runningByQueue), and beside them the starts its
+ * rate limit recorded within the window. Each part is grouped before the union, so the union holds
+ * a row per group and part, not per job. The busiest groups first (then jobs without a group, then
+ * by name), at most `limit`.
  */
-export function queueGroupCounts({ d, t }: Sql, k: GroupCountsQuery): Statement {
-  const due = `state = 'pending' AND run_at <= clock.now`;
+export function queueGroupCounts(sql: Sql, k: GroupCountsQuery): Statement {
+  const { d, t } = sql;
   const only = (b: Binder) => (k.groups ? ` AND group_key ${b.in(k.groups)}` : '');
   return read(d, (b) => {
     const top = b.top(k.limit);
-    const live = `SELECT group_key, SUM(CASE WHEN state = 'pending' THEN 1 ELSE 0 END) AS n_pending, SUM(CASE WHEN ${due} THEN 1 ELSE 0 END) AS n_due,
-         SUM(CASE WHEN state = 'running' THEN 1 ELSE 0 END) AS n_running, 0 AS n_starts
+    const live = `SELECT group_key, COUNT(*) AS n_pending, SUM(CASE WHEN run_at <= clock.now THEN 1 ELSE 0 END) AS n_due, 0 AS n_running, 0 AS n_starts
        FROM ${t.jobs}${d.useIndex(t.jobsQueue)} CROSS JOIN (SELECT ${d.now} AS now) clock
-       WHERE queue = ${b.text(k.queue)}${only(b)} GROUP BY group_key`;
+       WHERE queue = ${b.text(k.queue)} AND state = 'pending'${only(b)} GROUP BY group_key
+       UNION ALL
+       SELECT group_key, 0, 0, COUNT(*), 0 FROM ${t.jobs}${runningByQueue(sql)}
+       WHERE queue = ${b.text(k.queue)} AND state = 'running'${only(b)} GROUP BY group_key`;
     const starts = k.windowMs === null ? '' : `
        UNION ALL
        SELECT group_key, 0, 0, 0, COUNT(*) FROM ${t.starts}
@@ -151,8 +170,8 @@ export function queueStartsInWindow({ d, t }: Sql, k: { queue: string; windowMs:
 
 /**
  * A keyset page of jobs, newest first (id < cursor, never OFFSET, which rereads what it skips):
- * each table's half walks its id index backward and stops at the limit, then the union is cut
- * to the limit. A state filter touches only the tables that hold those states (at least one).
+ * each half walks its id index backward and stops at the limit, then the union is cut to the
+ * limit. A state filter touches only the tables that hold those states (at least one).
  */
 export function jobsList(sql: Sql, filter: ListFilter, opts: { historyInMonthPartitions?: boolean } = {}): Statement {
   const { d, t } = sql;
@@ -169,7 +188,11 @@ export function jobsList(sql: Sql, filter: ListFilter, opts: { historyInMonthPar
       `SELECT * FROM (SELECT ${b.top(limit)}${cols}, ${deadLetterOf(sql, table)} AS dead_letter_of, ${tail} FROM ${table}${hint}${listWhere(sql, b, filter, states, allStates)}
          ORDER BY id DESC${b.limit(limit)}) ${alias}`;
     const halves: string[] = [];
-    if (live) halves.push(half(t.jobs, '', liveTail, live, 2, 'live'));
+    // Where jobs_queue holds pending rows only, a half per live state: each can read its own index
+    // (a queue's pending jobs from jobs_queue, its running ones from jobs_running).
+    const split = live && live.length > 1 && !d.queueIndexHoldsRunning;
+    if (split) for (const state of live) halves.push(half(t.jobs, '', liveTail, [state], 2, `live_${state}`));
+    else if (live) halves.push(half(t.jobs, '', liveTail, live, 2, 'live'));
     if (history) halves.push(half(t.history, historyListIndex(sql, filter, history, opts.historyInMonthPartitions === true), historyTail, history, TERMINAL_STATES.length, 'finished'));
     return `SELECT ${top}* FROM (${halves.join('\nUNION ALL\n')}) page ORDER BY id DESC${b.limit(limit)}`;
   });

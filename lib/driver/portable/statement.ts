@@ -179,6 +179,7 @@ export function tables(prefix: string) {
     /** Indexes some statements name (SQLite INDEXED BY, MySQL FORCE INDEX). */
     jobsClaim: t('jobs_claim'),
     jobsQueue: t('jobs_queue'),
+    jobsRunning: t('jobs_running'),
     historyState: t('history_state'),
     historyFinished: t('history_finished'),
   };

@@ -7,7 +7,7 @@
  * `state = 'running'` (the same rows: the hot table holds no other state, by its CHECK).
  *
  * Why: `j.state = 'running'` lets the planner read every running row through the partial index
- * on running rows (jobs_worker, WHERE state = 'running') and hash-join them to the items, and a
+ * on running rows (jobs_running, WHERE state = 'running') and hash-join them to the items, and a
  * hot queue table's statistics nearly always say running rows are few. That index keeps the
  * entries of finished jobs until a vacuum, so each batch cost as much as every job finished
  * before it: a completion read 60 of them per job over a run of 40,000, and with 4 worker

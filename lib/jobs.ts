@@ -851,11 +851,24 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
    */
   async close(opts: { timeout?: number } = {}): Promise<void> {
     this.stopTimeout(opts); // a bad timeout throws before anything is stopped
-    this.closing ??= this.closeOnce(opts);
-    return this.closing;
+    if (this.closing) {
+      // Still under way: a shorter timeout given now stops as stop() would; the pools end once.
+      if (!this.closed) await this.stop(opts);
+      return this.closing;
+    }
+    const closing = this.closeOnce(opts).then(
+      () => void (this.closed = true),
+      (err: unknown) => {
+        this.closing = null; // a close that failed may be asked again
+        throw err;
+      },
+    );
+    this.closing = closing;
+    return closing;
   }
 
   private closing: Promise<void> | null = null;
+  private closed = false;
 
   private async closeOnce(opts: { timeout?: number }): Promise<void> {
     this.transients.abortAll();

@@ -1,4 +1,4 @@
--- Nothing here: PostgreSQL and SQLite index pending and running jobs apart, so that a claim writes
+-- Nothing here: PostgreSQL indexes pending and running jobs apart, so that a claim writes
 -- no jobs_queue entry (migrations/postgres/020_claim_indexes.sql). Here jobs_queue keeps both
 -- states (queueIndexHoldsRunning in lib/driver/portable/dialect.ts). The file keeps every
 -- dialect's versions alike.

@@ -112,8 +112,8 @@ describe('migrations across dialects', () => {
     const partialOnly: Record<string, string[]> = { mysql: ['p_jobs_aged', 'p_jobs_unique', 'p_history_unique', 'p_jobs_reserved'] };
     const sideOnly: Record<string, string[]> = { mysql: ['p_unique_jobs_job', 'p_reservations_until'] };
     // Where jobs_queue keeps running jobs too (migration 020 changes nothing there), they are found
-    // by worker in jobs_worker; PostgreSQL and SQLite index them by queue in jobs_running.
-    const runningApart: Record<string, boolean> = { postgres: true, sqlite: true };
+    // by worker in jobs_worker; PostgreSQL indexes them by queue in jobs_running.
+    const runningApart: Record<string, boolean> = { postgres: true };
     for (const d of dialects) {
       if (d === 'postgres') continue;
       const expected = [...postgres.filter((i) => !partialOnly[d]?.includes(i)), ...(sideOnly[d] ?? [])].map((i) => (i === 'p_jobs_running' && !runningApart[d] ? 'p_jobs_worker' : i));

@@ -343,8 +343,8 @@ describe('SQL Server statements (no server)', () => {
     expect(queueResume(sqlFor('mssql'), 'mail').text).to.equal('DELETE FROM app_paused_queues OUTPUT deleted.queue WHERE queue = @p1');
     // One clock reading for every figure of the live table (read from its (queue, state, run_at) index).
     const stats = named(queuesStats(portable)).text;
-    expect(stats).to.include('DATEDIFF_BIG(millisecond, MIN(CASE WHEN run_at <= clock.now THEN run_at END), MAX(clock.now)) AS oldest');
-    expect(stats).to.match(/FROM app_jobs CROSS JOIN \(SELECT SYSUTCDATETIME\(\) AS now\) clock\s+WHERE state = 'pending' GROUP BY queue\s+UNION ALL\s+SELECT queue, 0, 0, COUNT\(\*\), NULL FROM app_jobs WHERE state = 'running' GROUP BY queue\) q\s+GROUP BY queue$/);
+    expect(stats).to.include("DATEDIFF_BIG(millisecond, MIN(CASE WHEN state = 'pending' AND run_at <= clock.now THEN run_at END), MAX(clock.now)) AS oldest");
+    expect(stats).to.match(/FROM app_jobs CROSS JOIN \(SELECT SYSUTCDATETIME\(\) AS now\) clock\s+GROUP BY queue$/);
     expect(named(queuesPaused(portable)).text).to.equal('SELECT queue, paused_at FROM app_paused_queues');
   });
 

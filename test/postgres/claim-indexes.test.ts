@@ -59,13 +59,17 @@ describe('PostgreSQL: pending and running jobs indexed apart (migration 020)', f
     return scansOf((rows[0]['QUERY PLAN'] as { Plan: Record<string, unknown> }[])[0].Plan, `${prefix}jobs`);
   };
 
-  it("a queue's live jobs are read from the two indexes, not by walking the table: its group counts and its list", async () => {
+  it("a queue's live jobs are read from the two indexes, not by walking the table: its group counts, its list, the running jobs", async () => {
     const indexes = (scans: string[]) => scans.map((s) => s.replace(/^.* using /, '')).sort();
     const both = [`${prefix}jobs_queue`, `${prefix}jobs_running`];
     const counts = await plan(queueGroupCounts(sql, { queue: 'rare', windowMs: null, limit: 100 }));
     expect(indexes(counts), counts.join(', ')).to.deep.equal(both);
     const list = await plan(jobsList(sql, { queue: 'rare', limit: 50 }));
     expect(indexes(list), list.join(', ')).to.deep.equal(both);
+    // The running jobs of every queue (the admin's workers page): read from their index, not by
+    // walking the ids of 15,000 pending jobs.
+    const running = await plan(jobsList(sql, { state: 'running', limit: 500 }));
+    expect(indexes(running), running.join(', ')).to.deep.equal([`${prefix}jobs_running`]);
   });
 
   it('the live counts per state and queue answer what the jobs are (30 pending and 10 running in rare; 15,000 pending and 5,000 running in default)', async () => {

@@ -139,6 +139,53 @@ for (const name of ['postgres', 'slonik'] as const) describe(`LISTEN/NOTIFY wake
     await until(() => closedByClient === sockets.length, 'the LISTEN connection to be given up', 2000);
   });
 
+  if (name === 'postgres') it('stop() while the claim connection made ready at start never answers (a claim queued behind it): that connect is dropped, the claim gets its own, stop() and start() settle', async () => {
+    const t = await factory.create();
+    cleanups.push(() => t.cleanup());
+    // directUrl (the claim and LISTEN connections' address) through a proxy that holds its first
+    // connection silent, the claim connection's (made ready first: store.prepareClaims), and
+    // passes the others: the LISTEN connection and the first claim's, queued behind the first.
+    const net = await import('node:net');
+    const target = new URL(t.location);
+    const held: import('node:net').Socket[] = [];
+    const passed: import('node:net').Socket[] = [];
+    const proxy = net.createServer((client) => {
+      client.on('error', () => undefined);
+      if (held.length === 0) {
+        held.push(client.resume());
+        return;
+      }
+      const upstream = net.connect(Number(target.port || 5432), target.hostname).on('error', () => undefined);
+      passed.push(client, upstream);
+      client.pipe(upstream).pipe(client);
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+    cleanups.push(async () => {
+      for (const s of [...held, ...passed]) s.destroy();
+      await new Promise((r) => proxy.close(r));
+    });
+    const direct = new URL(t.location);
+    direct.hostname = '127.0.0.1';
+    direct.port = String((proxy.address() as import('node:net').AddressInfo).port);
+    const jobs = t.jobs({ pooler: 'session', directUrl: direct.toString(), worker: { pollInterval: 60_000 } });
+    const errors: string[] = [];
+    jobs.on('error', (err) => errors.push(err instanceof Error ? err.message : String(err)));
+    jobs.define('x', async () => undefined);
+    await jobs.migrate();
+    let settled = false;
+    const starting = jobs.start().finally(() => (settled = true));
+    await until(() => passed.length >= 2, 'the LISTEN connection');
+    await sleep(200); // the first claim waits behind the held connect
+    const t0 = performance.now();
+    await jobs.stop({ timeout: 100 });
+    expect(performance.now() - t0, 'stop() waited for the held connect').to.be.below(2000);
+    await until(() => settled, 'start() to settle', 2000);
+    await starting;
+    expect(errors.filter((m) => /did not answer/.test(m)), 'stop() gave up').to.deep.equal([]);
+    await until(() => held[0]!.destroyed || held[0]!.readableEnded, 'the held connection to be given up', 2000);
+    await jobs.close();
+  });
+
   it('sends one NOTIFY per statement and queue, none for jobs not yet due, and none for a rolled-back enqueue', async () => {
     const t = await factory.create();
     cleanups.push(() => t.cleanup());

@@ -117,9 +117,10 @@ export interface SqlDialect {
    */
   readonly partialIndexes: boolean;
   /**
-   * Whether jobs_queue indexes running jobs too (MySQL, SQL Server). Where it holds pending rows
-   * only (PostgreSQL, SQLite: migration 020, so a claim writes no entry there), a queue's running
-   * jobs are read from jobs_running, and a read over both states reads each from its own index.
+   * Whether jobs_queue indexes running jobs too (SQLite, MySQL, SQL Server). Where it holds
+   * pending rows only (PostgreSQL: migration 020, so a claim writes no entry there), a queue's
+   * running jobs are read from jobs_running, and a read of one queue's jobs in both states reads
+   * each state from its own index.
    */
   readonly queueIndexHoldsRunning: boolean;
 }
@@ -168,7 +169,7 @@ const common = {
   intDiv: (a: string, b: string) => `(${a} / ${b})`,
   insertionOrder: 'id',
   partialIndexes: true,
-  queueIndexHoldsRunning: false,
+  queueIndexHoldsRunning: true,
   jsonKey: jsonKeyPath,
 } satisfies Partial<SqlDialect>;
 
@@ -203,6 +204,7 @@ export const sqlite: SqlDialect = {
 export const postgres: SqlDialect = {
   ...common,
   name: 'postgres',
+  queueIndexHoldsRunning: false,
   now: 'now()',
   statementNow: 'statement_timestamp()',
   placeholder: (n) => `$${n}`,
@@ -235,7 +237,6 @@ export const mysql: SqlDialect = {
   ...common,
   name: 'mysql',
   partialIndexes: false,
-  queueIndexHoldsRunning: true,
   now: 'UTC_TIMESTAMP(3)',
   statementNow: 'UTC_TIMESTAMP(3)',
   placeholder: () => '?',
@@ -273,7 +274,6 @@ export const mysql: SqlDialect = {
 export const mssql: SqlDialect = {
   ...common,
   name: 'mssql',
-  queueIndexHoldsRunning: true,
   now: 'SYSUTCDATETIME()',
   statementNow: 'SYSUTCDATETIME()',
   placeholder: (n) => `@p${n}`,

@@ -70,22 +70,9 @@ export function clockNow({ d }: Sql): Statement {
   return read(d, () => `SELECT ${d.now} AS now`);
 }
 
-/** Live jobs per state and queue: exact (the hot table is small), each state counted from its index. */
-export function jobsLiveCounts(sql: Sql): Statement {
-  const { d, t } = sql;
-  return read(d, () =>
-    `SELECT 'pending' AS state, queue, COUNT(*) AS count FROM ${t.jobs}${d.useIndex(t.jobsQueue)} WHERE state = 'pending' GROUP BY queue
-     UNION ALL
-     SELECT 'running' AS state, queue, COUNT(*) AS count FROM ${t.jobs}${runningByQueue(sql)} WHERE state = 'running' GROUP BY queue
-     ORDER BY queue, state`);
-}
-
-/**
- * After a table name: the index a queue's running jobs are read from (see
- * SqlDialect.queueIndexHoldsRunning).
- */
-export function runningByQueue({ d, t }: Sql): string {
-  return d.useIndex(d.queueIndexHoldsRunning ? t.jobsQueue : t.jobsRunning);
+/** Live jobs per state and queue: exact (the hot table is small). */
+export function jobsLiveCounts({ d, t }: Sql): Statement {
+  return read(d, () => `SELECT state, queue, COUNT(*) AS count FROM ${t.jobs} GROUP BY state, queue ORDER BY queue, state`);
 }
 
 /**
@@ -101,21 +88,17 @@ export function jobsFinishedCounts({ d, t }: Sql, k: { cap: number }): Statement
 }
 
 /**
- * Per queue of the live table: pending, due, running, and how long the oldest due job has waited;
- * pending jobs read from jobs_queue, running ones by queue (runningByQueue). The clock is read
- * once, so every figure compares with the same now (MAX only lifts that one reading into the group).
+ * Per queue of the live table, read from its (queue, state, …) index: pending, due, running,
+ * and how long the oldest due job has waited. The clock is read once, so every figure compares
+ * with the same now (MAX only lifts that one reading into the group).
  */
-export function queuesStats(sql: Sql): Statement {
-  const { d, t } = sql;
-  const due = `run_at <= clock.now`;
+export function queuesStats({ d, t }: Sql): Statement {
+  const due = `state = 'pending' AND run_at <= clock.now`;
   return read(d, () =>
-    `SELECT queue, SUM(pending) AS pending, SUM(due) AS due, SUM(running) AS running, MAX(oldest) AS oldest FROM (
-       SELECT queue, COUNT(*) AS pending, SUM(CASE WHEN ${due} THEN 1 ELSE 0 END) AS due, 0 AS running,
-         ${d.msBetween('MAX(clock.now)', `MIN(CASE WHEN ${due} THEN run_at END)`)} AS oldest
-       FROM ${t.jobs}${d.useIndex(t.jobsQueue)} CROSS JOIN (SELECT ${d.now} AS now) clock
-       WHERE state = 'pending' GROUP BY queue
-       UNION ALL
-       SELECT queue, 0, 0, COUNT(*), NULL FROM ${t.jobs}${runningByQueue(sql)} WHERE state = 'running' GROUP BY queue) q
+    `SELECT queue, SUM(CASE WHEN state = 'pending' THEN 1 ELSE 0 END) AS pending, SUM(CASE WHEN ${due} THEN 1 ELSE 0 END) AS due,
+       SUM(CASE WHEN state = 'running' THEN 1 ELSE 0 END) AS running,
+       ${d.msBetween('MAX(clock.now)', `MIN(CASE WHEN ${due} THEN run_at END)`)} AS oldest
+     FROM ${t.jobs}${d.useIndex(t.jobsQueue)} CROSS JOIN (SELECT ${d.now} AS now) clock
      GROUP BY queue`);
 }
 
@@ -135,23 +118,18 @@ export interface GroupCountsQuery {
 }
 
 /**
- * One queue's live jobs per group (NULL: those without a group): pending and due from jobs_queue
- * with the clock read once, running by queue (runningByQueue), and beside them the starts its
- * rate limit recorded within the window. Each part is grouped before the union, so the union holds
- * a row per group and part, not per job. The busiest groups first (then jobs without a group, then
- * by name), at most `limit`.
+ * One queue's live jobs per group (NULL: those without a group): pending, due and running, read
+ * from its index with the clock read once, and beside them the starts its rate limit recorded
+ * within the window. Each part is grouped before the union, so the union holds a row per group
+ * and part, not per job. The busiest groups first (then jobs without a group, then by name), at
+ * most `limit`.
  */
 export function queueGroupCounts(sql: Sql, k: GroupCountsQuery): Statement {
   const { d, t } = sql;
   const only = (b: Binder) => (k.groups ? ` AND group_key ${b.in(k.groups)}` : '');
   return read(d, (b) => {
     const top = b.top(k.limit);
-    const live = `SELECT group_key, COUNT(*) AS n_pending, SUM(CASE WHEN run_at <= clock.now THEN 1 ELSE 0 END) AS n_due, 0 AS n_running, 0 AS n_starts
-       FROM ${t.jobs}${d.useIndex(t.jobsQueue)} CROSS JOIN (SELECT ${d.now} AS now) clock
-       WHERE queue = ${b.text(k.queue)} AND state = 'pending'${only(b)} GROUP BY group_key
-       UNION ALL
-       SELECT group_key, 0, 0, COUNT(*), 0 FROM ${t.jobs}${runningByQueue(sql)}
-       WHERE queue = ${b.text(k.queue)} AND state = 'running'${only(b)} GROUP BY group_key`;
+    const live = d.queueIndexHoldsRunning ? liveGroupsOneScan(sql, b, k.queue, only) : liveGroupsByState(sql, b, k.queue, only);
     const starts = k.windowMs === null ? '' : `
        UNION ALL
        SELECT group_key, 0, 0, 0, COUNT(*) FROM ${t.starts}
@@ -160,6 +138,29 @@ export function queueGroupCounts(sql: Sql, k: GroupCountsQuery): Statement {
      FROM (${live}${starts}) g GROUP BY g.group_key
      ORDER BY SUM(g.n_running) DESC, SUM(g.n_due) DESC, SUM(g.n_pending) DESC, CASE WHEN g.group_key IS NULL THEN 0 ELSE 1 END, g.group_key${b.limit(k.limit)}`;
   });
+}
+
+/** A queue's live jobs per group from its (queue, state, …) index, where that index holds both states. */
+function liveGroupsOneScan({ d, t }: Sql, b: Binder, queue: string, only: (b: Binder) => string): string {
+  const due = `state = 'pending' AND run_at <= clock.now`;
+  return `SELECT group_key, SUM(CASE WHEN state = 'pending' THEN 1 ELSE 0 END) AS n_pending, SUM(CASE WHEN ${due} THEN 1 ELSE 0 END) AS n_due,
+         SUM(CASE WHEN state = 'running' THEN 1 ELSE 0 END) AS n_running, 0 AS n_starts
+       FROM ${t.jobs}${d.useIndex(t.jobsQueue)} CROSS JOIN (SELECT ${d.now} AS now) clock
+       WHERE queue = ${b.text(queue)}${only(b)} GROUP BY group_key`;
+}
+
+/**
+ * The same where pending and running jobs are indexed apart (PostgreSQL, migration 020): each
+ * state from its own index, by the literal state its partial index names (`queue = $1` alone
+ * would read the whole table).
+ */
+function liveGroupsByState({ d, t }: Sql, b: Binder, queue: string, only: (b: Binder) => string): string {
+  return `SELECT group_key, COUNT(*) AS n_pending, SUM(CASE WHEN run_at <= clock.now THEN 1 ELSE 0 END) AS n_due, 0 AS n_running, 0 AS n_starts
+       FROM ${t.jobs} CROSS JOIN (SELECT ${d.now} AS now) clock
+       WHERE queue = ${b.text(queue)} AND state = 'pending'${only(b)} GROUP BY group_key
+       UNION ALL
+       SELECT group_key, 0, 0, COUNT(*), 0 FROM ${t.jobs}
+       WHERE queue = ${b.text(queue)} AND state = 'running'${only(b)} GROUP BY group_key`;
 }
 
 /** The starts a queue's rate limit recorded within its window (the claim deletes older ones only when it next claims). */
@@ -184,15 +185,15 @@ export function jobsList(sql: Sql, filter: ListFilter, opts: { historyInMonthPar
   const historyTail = `finished_at${payload ? ', result' : ''}, 0 AS parents_left, ${d.nullAs('time')} AS reserved_until`;
   return read(d, (b) => {
     const top = b.top(limit);
-    const half = (table: string, hint: string, tail: string, states: JobState[], allStates: number, alias: string) =>
+    const half = (table: string, hint: string, tail: string, states: JobState[] | LiveState, allStates: number, alias: string) =>
       `SELECT * FROM (SELECT ${b.top(limit)}${cols}, ${deadLetterOf(sql, table)} AS dead_letter_of, ${tail} FROM ${table}${hint}${listWhere(sql, b, filter, states, allStates)}
          ORDER BY id DESC${b.limit(limit)}) ${alias}`;
     const halves: string[] = [];
-    // Where jobs_queue holds pending rows only, a half per live state: each can read its own index
-    // (a queue's pending jobs from jobs_queue, its running ones from jobs_running).
-    const split = live && live.length > 1 && !d.queueIndexHoldsRunning;
-    if (split) for (const state of live) halves.push(half(t.jobs, '', liveTail, [state], 2, `live_${state}`));
-    else if (live) halves.push(half(t.jobs, '', liveTail, live, 2, 'live'));
+    if (live && !d.queueIndexHoldsRunning) {
+      // Where pending and running jobs are indexed apart (PostgreSQL, migration 020), a half per
+      // live state: a queue's pending jobs read from jobs_queue, its running ones from jobs_running.
+      for (const state of live as LiveState[]) halves.push(half(t.jobs, '', liveTail, state, 2, `live_${state}`));
+    } else if (live) halves.push(half(t.jobs, '', liveTail, live, 2, 'live'));
     if (history) halves.push(half(t.history, historyListIndex(sql, filter, history, opts.historyInMonthPartitions === true), historyTail, history, TERMINAL_STATES.length, 'finished'));
     return `SELECT ${top}* FROM (${halves.join('\nUNION ALL\n')}) page ORDER BY id DESC${b.limit(limit)}`;
   });
@@ -216,10 +217,17 @@ function historyListIndex({ d, t }: Sql, f: ListFilter, states: JobState[], inMo
   return '';
 }
 
-/** The WHERE clause of one table's half of the list: every filter is a bound value. */
-function listWhere(sql: Sql, b: Binder, f: ListFilter, states: JobState[], allStates: number): string {
+type LiveState = 'pending' | 'running';
+
+/**
+ * The WHERE clause of one table's half of the list: every filter is a bound value but one live
+ * state, written as the literal its partial index's predicate names (a plan made for any value
+ * of a bound state could not use that index).
+ */
+function listWhere(sql: Sql, b: Binder, f: ListFilter, states: JobState[] | LiveState, allStates: number): string {
   const where: string[] = [];
-  if (states.length < allStates) where.push(`state IN (${states.map((s) => b.ascii(s)).join(', ')})`);
+  if (typeof states === 'string') where.push(states === 'running' ? `state = 'running'` : `state = 'pending'`);
+  else if (states.length < allStates) where.push(`state IN (${states.map((s) => b.ascii(s)).join(', ')})`);
   if (f.queue !== undefined) where.push(`queue = ${b.text(f.queue)}`);
   if (f.name !== undefined) where.push(`name = ${b.text(f.name)}`);
   if (f.tag !== undefined) where.push(`tag = ${b.text(f.tag)}`);

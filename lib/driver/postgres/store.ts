@@ -276,9 +276,10 @@ export class PostgresStore extends PortableStore implements Store {
       .then(async (kept) => {
         if (!kept || this.closed || stopped?.aborted) return;
         const pool = this.claimPool();
-        // A stop() during the start gives up a connect still under way (a host that never answers
-        // would hold its socket for ever), and the pool with it: a later claim makes another.
-        const giveUp = () => this.dropClaimPool(pool);
+        // A stop() during the start drops the connection being made (a host that never answers
+        // would hold its socket for ever). The pool stays: a claim queued behind this connect is
+        // given a connection of its own, as it would have been without this one.
+        const giveUp = () => this.dropClaimConnections(pool);
         stopped?.addEventListener('abort', giveUp, { once: true });
         try {
           await withHeld(await holdPgClient(pool), nothingToUndo, planSession);
@@ -292,10 +293,8 @@ export class PostgresStore extends PortableStore implements Store {
   /** The claim pool's clients, connecting ones too (pg-pool lists none before they connect). */
   private readonly claimClients = new WeakMap<Pool, Set<Client>>();
 
-  private dropClaimPool(pool: Pool): void {
-    if (this.claimer === pool) this.claimer = null;
+  private dropClaimConnections(pool: Pool): void {
     for (const c of this.claimClients.get(pool) ?? []) severClient(c);
-    void pool.end().catch(() => undefined);
   }
 
   /** The claim on its own connection, prepared while that connection keeps its session; rows as arrays (see jobClaim). */

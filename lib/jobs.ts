@@ -846,29 +846,21 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
 
   /**
    * Stop the worker and release the library's own connections (not the app's db). Called again (a
-   * signal handler and the app's own shutdown, say), it answers as the first call does: the pools
-   * are ended once.
+   * signal handler and the app's own shutdown, say), it answers as the call under way or done does
+   * (its timeout too): the pools are ended once. After a close that failed, it tries again.
    */
   async close(opts: { timeout?: number } = {}): Promise<void> {
     this.stopTimeout(opts); // a bad timeout throws before anything is stopped
-    if (this.closing) {
-      // Still under way: a shorter timeout given now stops as stop() would; the pools end once.
-      if (!this.closed) await this.stop(opts);
-      return this.closing;
-    }
-    const closing = this.closeOnce(opts).then(
-      () => void (this.closed = true),
-      (err: unknown) => {
-        this.closing = null; // a close that failed may be asked again
-        throw err;
-      },
-    );
+    if (this.closing) return this.closing;
+    const closing = this.closeOnce(opts).catch((err: unknown) => {
+      if (this.closing === closing) this.closing = null; // a close that failed may be asked again
+      throw err;
+    });
     this.closing = closing;
     return closing;
   }
 
   private closing: Promise<void> | null = null;
-  private closed = false;
 
   private async closeOnce(opts: { timeout?: number }): Promise<void> {
     this.transients.abortAll();

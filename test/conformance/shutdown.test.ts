@@ -137,6 +137,24 @@ forEachDialect('shutdown', ({ fresh }) => {
     await jobs.close();
   });
 
+  it('close() whose connections refused to end: every call made meanwhile fails with it, and a later close() tries again', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { pollInterval: 50 } }).define('any', () => undefined);
+    await jobs.start();
+    const store = jobs.store as unknown as { close(): Promise<void> };
+    const real = store.close.bind(store);
+    let refusals = 1;
+    store.close = async () => {
+      await new Promise((r) => setTimeout(r, 50));
+      if (refusals-- > 0) throw new Error('refused to end');
+      return real();
+    };
+    const both = await Promise.allSettled([jobs.close(), jobs.close()]);
+    expect(both.map((r) => (r.status === 'rejected' ? (r.reason as Error).message : 'fulfilled'))).to.deep.equal(['refused to end', 'refused to end']);
+    await jobs.close();
+    expect(refusals, 'the store was asked to close again').to.equal(-1);
+  });
+
   it('stop() waits for a heartbeat under way, so the worker row does not come back after its removal', async () => {
     const t = await fresh();
     const jobs = t.jobs({ worker: { heartbeatInterval: 100, stallTimeout: 300 } });

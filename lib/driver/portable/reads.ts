@@ -192,7 +192,7 @@ export function jobsList(sql: Sql, filter: ListFilter, opts: { historyInMonthPar
     if (live && !d.queueIndexHoldsRunning) {
       // Where pending and running jobs are indexed apart (PostgreSQL, migration 020), a half per
       // live state: a queue's pending jobs read from jobs_queue, its running ones from jobs_running.
-      for (const state of live as LiveState[]) halves.push(half(t.jobs, '', liveTail, state, 2, `live_${state}`));
+      for (const state of new Set(live as LiveState[])) halves.push(half(t.jobs, '', liveTail, state, 2, `live_${state}`));
     } else if (live) halves.push(half(t.jobs, '', liveTail, live, 2, 'live'));
     if (history) halves.push(half(t.history, historyListIndex(sql, filter, history, opts.historyInMonthPartitions === true), historyTail, history, TERMINAL_STATES.length, 'finished'));
     return `SELECT ${top}* FROM (${halves.join('\nUNION ALL\n')}) page ORDER BY id DESC${b.limit(limit)}`;

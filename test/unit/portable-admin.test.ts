@@ -68,9 +68,10 @@ describe('operators\' actions and the retention prune, rendered for every dialec
         expect(plain.text).to.not.include('app_starts').and.not.include('group_key IN').and.not.match(/ANY\(/);
         expect(plain.text.split(sql.d.now).length - 1, 'the clock read once').to.equal(1);
         const some = queueGroupCounts(sql, { queue: 'q', windowMs: 60_000, groups: ['a', 'b'], limit: 100 });
-        // Each half filters by the groups (one bound list each), the starts half by the window.
+        // Each part filters by the groups (one bound list each), the starts part by the window;
+        // where pending and running jobs are indexed apart (PostgreSQL), each state is a part.
         const list = JSON.stringify(sql.d.listValue(['a', 'b']));
-        expect(some.values.filter((v) => JSON.stringify(v) === list)).to.have.length(2);
+        expect(some.values.filter((v) => JSON.stringify(v) === list)).to.have.length(sql.d.queueIndexHoldsRunning ? 2 : 3);
         expect(some.values).to.include(-60_000);
         expect(some.text).to.match(/FROM app_starts\s+WHERE queue = \S+ AND started_at > /);
         expect(queueStartsInWindow(sql, { queue: 'q', windowMs: 5000 }).text).to.match(/^SELECT COUNT\(\*\) AS n FROM app_starts WHERE queue = \S+ AND started_at > /);

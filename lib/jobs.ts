@@ -515,16 +515,6 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
   private async startOnce(): Promise<void> {
     const generation = this.generation;
     const stopped = () => generation !== this.generation;
-    try {
-      await this.startServices(stopped);
-    } catch (err) {
-      // A stop() or close() overtook this start: what failed for it (a pool it ended, say) is no
-      // failure of the start, which has nothing left to do.
-      if (!stopped()) throw err;
-    }
-  }
-
-  private async startServices(stopped: () => boolean): Promise<void> {
     // Up front: a migration that fails rejects start() as itself. The services below then use the
     // store itself (their hot path pays for no migration gate).
     await this.migrate();

@@ -137,19 +137,6 @@ forEachDialect('shutdown', ({ fresh }) => {
     await jobs.close();
   });
 
-  it('close() while start() is under way (0, 5 and 20 ms in): both settle, start() without an error (the close overtook it)', async () => {
-    for (const ms of [0, 5, 20]) {
-      // A database of its own each time: a migration cut by the close is left as it is (MySQL
-      // commits each statement of a migration on its own).
-      const t = await fresh();
-      const jobs = t.jobs({ worker: { pollInterval: 50 } }).define('any', () => undefined);
-      const starting = jobs.start().then(() => 'started', (err: Error) => err.message);
-      await new Promise((r) => setTimeout(r, ms));
-      await jobs.close();
-      expect(await starting, `close() ${ms} ms after start()`).to.equal('started');
-    }
-  });
-
   it('close() whose connections refused to end: every call made meanwhile fails with it, and a later close() tries again', async () => {
     const t = await fresh();
     const jobs = t.jobs({ worker: { pollInterval: 50 } }).define('any', () => undefined);

@@ -864,7 +864,8 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
 
   private async closeOnce(opts: { timeout?: number }): Promise<void> {
     this.transients.abortAll();
-    await this.stop(opts);
+    const starting = this.starting;
+    await Promise.all([this.stop(opts), starting && this.startLeftOff(starting, this.stopTimeout(opts) + STOP_GRACE_MS)]);
     this.metrics.close();
     const closing = this.store.close().catch((err: unknown) => {
       if (!this.severed) throw err;
@@ -876,6 +877,17 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
     // A pool's end() waits for connections a database that does not answer never gives back.
     if (!this.severed) this.events.error(new Error(`close(): the database did not answer within ${STOP_GRACE_MS} ms while its connections were being ended; they were dropped`), 'close');
     this.sever(closing);
+  }
+
+  /**
+   * A start() under way when close() came: the pools are ended only once it has left off (the stop
+   * makes it return after its current step), so that step is not cut. A migration cut on MySQL,
+   * which commits each statement on its own, would be left half applied; and the start would fail
+   * with the pool we ended rather than resolve. Its own failure is still its caller's to hear.
+   */
+  private async startLeftOff(starting: Promise<void>, limit: number): Promise<void> {
+    if (await settlesWithin(starting, Math.min(limit, MAX_TIMER_MS))) return;
+    this.events.error(new Error(`close(): start() (its migration, say) was still under way after ${limit} ms; its connections are ended under it`), 'close');
   }
 
   /** Run jobs until nothing is due, then resolve. Handy in tests. */

@@ -21,7 +21,8 @@ import type { Pool as CbPool, PoolConnection as CbPoolConnection } from 'mysql2'
 import type { Pool as PromisePool, PoolConnection, ResultSetHeader } from 'mysql2/promise';
 import type { EnqueueResult, NewJobRow } from '../../model.ts';
 import type { ScheduleDef } from '../../schedule/schedule.ts';
-import { checkNotNewer, loadMigrations, splitStatements } from '../migrations.ts';
+import { checkNotNewer, loadMigrations } from '../migrations.ts';
+import { applyMigrations } from './migrate.ts';
 import { severSocket } from '../errors.ts';
 import { mysql as mysqlDialect, utc } from '../portable/dialect.ts';
 import { PortableStore } from '../portable/engine.ts';
@@ -187,8 +188,8 @@ export class MysqlStore extends PortableStore implements Store {
 
   /**
    * Under GET_LOCK on one connection of ours: concurrent migrators wait, then see the work done.
-   * DDL commits implicitly on these servers, so each file's statements are applied one by one
-   * and its version recorded after the last.
+   * DDL commits implicitly on these servers: ./migrate.ts applies each file statement by statement
+   * and takes up one cut half way where it stopped.
    */
   async migrate(): Promise<void> {
     const known = loadMigrations('mysql', this.prefix);
@@ -203,11 +204,7 @@ export class MysqlStore extends PortableStore implements Store {
       await c.query(`CREATE TABLE IF NOT EXISTS ${this.t.migrations} (version INT NOT NULL PRIMARY KEY, name VARCHAR(255) NOT NULL, applied_at DATETIME(3) NOT NULL) ENGINE = InnoDB`);
       const applied = (await this.rows(`SELECT version FROM ${this.t.migrations}`, [], c)).map((r) => Number(r.version));
       checkNotNewer('mysql', applied, known);
-      for (const m of known) {
-        if (applied.includes(m.version)) continue;
-        for (const stmt of splitStatements(m.sql)) await c.query(stmt);
-        await c.query(`INSERT INTO ${this.t.migrations} (version, name, applied_at) VALUES (?, ?, ${NOW})`, [m.version, m.name]);
-      }
+      await applyMigrations(c, this.t, known.filter((m) => !applied.includes(m.version)));
     } finally {
       // A lock we could not release goes with its connection.
       if (locked) await this.rows('SELECT RELEASE_LOCK(?) AS r', [name], c).catch((err: unknown) => held.markBroken(err));

@@ -163,6 +163,8 @@ export function tables(prefix: string) {
     ticks: t('schedule_ticks'),
     paused: t('paused_queues'),
     migrations: t('migrations'),
+    /** MySQL only: how far a migration cut half way got (see mysql/migrate.ts). */
+    migrationSteps: t('migration_steps'),
     deps: t('deps'),
     batches: t('batches'),
     keys: t('keys'),

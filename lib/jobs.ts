@@ -516,8 +516,15 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
     const generation = this.generation;
     const stopped = () => generation !== this.generation;
     // Up front: a migration that fails rejects start() as itself. The services below then use the
-    // store itself (their hot path pays for no migration gate).
-    await this.migrate();
+    // store itself (their hot path pays for no migration gate). One a close() cut (the store's
+    // close waits a while for a migration applying statements, not for one waiting on another
+    // process's) is no failure of this start, which has nothing left to do.
+    try {
+      await this.migrate();
+    } catch (err) {
+      if (this.closing && stopped()) return;
+      throw err;
+    }
     for (const [queue, q] of this.codeQueues) await this.db.queueSettingsSave({ queue, settings: q.settings, codeHash: q.codeHash });
     if (!this.workerOptions || stopped()) return;
     if (this.worker?.isRunning) return;
@@ -864,8 +871,7 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
 
   private async closeOnce(opts: { timeout?: number }): Promise<void> {
     this.transients.abortAll();
-    const starting = this.starting;
-    await Promise.all([this.stop(opts), starting && this.startLeftOff(starting, this.stopTimeout(opts) + STOP_GRACE_MS)]);
+    await this.stop(opts);
     this.metrics.close();
     const closing = this.store.close().catch((err: unknown) => {
       if (!this.severed) throw err;
@@ -877,17 +883,6 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
     // A pool's end() waits for connections a database that does not answer never gives back.
     if (!this.severed) this.events.error(new Error(`close(): the database did not answer within ${STOP_GRACE_MS} ms while its connections were being ended; they were dropped`), 'close');
     this.sever(closing);
-  }
-
-  /**
-   * A start() under way when close() came: the pools are ended only once it has left off (the stop
-   * makes it return after its current step), so that step is not cut. A migration cut on MySQL,
-   * which commits each statement on its own, would be left half applied; and the start would fail
-   * with the pool we ended rather than resolve. Its own failure is still its caller's to hear.
-   */
-  private async startLeftOff(starting: Promise<void>, limit: number): Promise<void> {
-    if (await settlesWithin(starting, Math.min(limit, MAX_TIMER_MS))) return;
-    this.events.error(new Error(`close(): start() (its migration, say) was still under way after ${limit} ms; its connections are ended under it`), 'close');
   }
 
   /** Run jobs until nothing is due, then resolve. Handy in tests. */

@@ -7,7 +7,7 @@ import { expect } from 'chai';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type mysql from 'mysql2/promise';
-import { MYSQL_URL, mysqlDialect as factory, requireDatabase, uniquePrefix, type TestDb } from '../helpers/dialects.ts';
+import { MYSQL_URL, mysqlDialect as factory, requireDatabase, sleep, uniquePrefix, type TestDb } from '../helpers/dialects.ts';
 import { loadMigrations } from '../../lib/driver/migrations.ts';
 import { applyMigrations, type MigrationConnection } from '../../lib/driver/mysql/migrate.ts';
 import { tables } from '../../lib/driver/portable/statement.ts';
@@ -67,7 +67,7 @@ async function killWhileMigrating(prefix: string, delay: number): Promise<void> 
   await exited;
 }
 
-describe('a migration cut half way is taken up where it stopped [mysql]', function () {
+describe('a migration cut half way is taken up where it stopped; close() waits for one applying [mysql]', function () {
   this.timeout(180_000);
   before(requireDatabase(factory));
   let t: TestDb;
@@ -126,6 +126,78 @@ describe('a migration cut half way is taken up where it stopped [mysql]', functi
       await dropPrefix(t, prefix);
     }
     expect(cuts, 'cut points tried').to.be.greaterThan(30);
+  });
+
+  it('a migration cut under a different text of its file is refused with what to do, not taken up at the wrong statement', async () => {
+    const prefix = uniquePrefix();
+    const known = loadMigrations('mysql', prefix);
+    const c = await pool().getConnection();
+    try {
+      await c.query(`CREATE TABLE ${prefix}migrations (version INT NOT NULL PRIMARY KEY, name VARCHAR(255) NOT NULL, applied_at DATETIME(3) NOT NULL) ENGINE = InnoDB`);
+      await applyMigrations(c, tables(prefix), known.filter((m) => m.version < 13));
+      const dying = cutAfter(c, 10);
+      await applyMigrations(dying, tables(prefix), known.filter((m) => m.version === 13)).catch(() => undefined);
+      expect(dying.cut).to.equal(true);
+    } finally {
+      c.release();
+    }
+    const edited = known.filter((m) => m.version >= 13).map((m) => (m.version === 13 ? { ...m, sql: `-- edited\n${m.sql}` } : m));
+    const again = await pool().getConnection();
+    try {
+      const failure = await applyMigrations(again, tables(prefix), edited).then(() => null, (err: Error) => err.message);
+      expect(failure).to.match(/^sqljobs: migration 13 \(side_indexes\) was cut after \d+ statements of a different text of its file; finish it by hand/);
+    } finally {
+      again.release();
+    }
+    await dropPrefix(t, prefix);
+  });
+
+  /** A schema at version 18, and another session reading `logs` in an open transaction: migration 019's ALTER of it waits for that session's metadata lock. */
+  async function migrationHeldAt019(): Promise<{ prefix: string; release(): Promise<void> }> {
+    const prefix = uniquePrefix();
+    const c = await pool().getConnection();
+    await c.query(`CREATE TABLE ${prefix}migrations (version INT NOT NULL PRIMARY KEY, name VARCHAR(255) NOT NULL, applied_at DATETIME(3) NOT NULL) ENGINE = InnoDB`);
+    await applyMigrations(c, tables(prefix), loadMigrations('mysql', prefix).filter((m) => m.version < 19));
+    await c.query('START TRANSACTION');
+    await c.query(`SELECT * FROM ${prefix}logs LIMIT 1`);
+    return {
+      prefix,
+      release: async () => {
+        await c.query('COMMIT');
+        c.release();
+      },
+    };
+  }
+
+  it('close() while migrate() applies a statement: waits for it (up to 4 s), and the migration completes', async () => {
+    const held = await migrationHeldAt019();
+    const jobs = t.jobs({ worker: false, tablePrefix: held.prefix });
+    const migrating = jobs.migrate().then(() => 'migrated', (err: Error) => err.message);
+    await sleep(300);
+    setTimeout(() => void held.release(), 1_000);
+    const t0 = Date.now();
+    await jobs.close();
+    expect(Date.now() - t0, 'close() ms').to.be.within(700, 3_900);
+    expect(await migrating).to.equal('migrated');
+    expect(await schemaOf(t, held.prefix)).to.deep.equal(reference);
+    await dropPrefix(t, held.prefix);
+  });
+
+  it('close() while migrate() applies a statement that outlasts the wait: returns, and the next migrate() completes the migration', async () => {
+    const held = await migrationHeldAt019();
+    const jobs = t.jobs({ worker: false, tablePrefix: held.prefix });
+    const migrating = jobs.migrate().then(() => 'migrated', (err: Error) => err.message);
+    await sleep(300);
+    const t0 = Date.now();
+    await jobs.close();
+    expect(Date.now() - t0, 'close() ms').to.be.within(3_900, 5_500);
+    expect(await migrating).to.not.equal('migrated');
+    await held.release();
+    const again = t.jobs({ worker: false, tablePrefix: held.prefix });
+    await again.migrate();
+    await again.close();
+    expect(await schemaOf(t, held.prefix)).to.deep.equal(reference);
+    await dropPrefix(t, held.prefix);
   });
 
   it('a process killed (SIGKILL) while it migrates, at points spread over the migration: the next migrate() ends as an uncut run', async () => {

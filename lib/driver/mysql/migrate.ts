@@ -11,6 +11,7 @@
  *
  * The caller holds the migration lock on `c` (GET_LOCK): one migrator at a time.
  */
+import { createHash } from 'node:crypto';
 import { splitStatements, type Migration } from '../migrations.ts';
 import type { Tables } from '../portable/statement.ts';
 import { mysql as mysqlDialect } from '../portable/dialect.ts';
@@ -40,23 +41,28 @@ const ALREADY_DONE = new Set([
 export async function applyMigrations(c: MigrationConnection, t: Tables, pending: Migration[]): Promise<void> {
   if (!pending.length) return;
   await c.query(
-    `CREATE TABLE IF NOT EXISTS ${t.migrationSteps} (version INT NOT NULL PRIMARY KEY, done INT NOT NULL, started TINYINT NOT NULL) ENGINE = InnoDB`,
+    `CREATE TABLE IF NOT EXISTS ${t.migrationSteps} (version INT NOT NULL PRIMARY KEY, done INT NOT NULL, started TINYINT NOT NULL, file_sha1 CHAR(40) NOT NULL) ENGINE = InnoDB`,
   );
   for (const m of pending) await applyMigration(c, t, m);
 }
 
 async function applyMigration(c: MigrationConnection, t: Tables, m: Migration): Promise<void> {
   const statements = splitStatements(m.sql);
-  const resume = await progress(c, t, m.version);
+  const sha1 = createHash('sha1').update(m.sql).digest('hex');
+  const resume = await progress(c, t, m, sha1);
+  const mark = (done: number, started: boolean): [string, unknown[]] => [
+    `REPLACE INTO ${t.migrationSteps} (version, done, started, file_sha1) VALUES (?, ?, ?, ?)`,
+    [m.version, done, started ? 1 : 0, sha1],
+  ];
   for (let i = resume.done; i < statements.length; i++) {
     const stmt = statements[i];
     if (CHANGES_ROWS.test(stmt)) {
-      await inTransaction(c, [[stmt, []], markStep(t, m.version, i + 1, false)]);
+      await inTransaction(c, [[stmt, []], mark(i + 1, false)]);
       continue;
     }
-    await c.query(...markStep(t, m.version, i, true));
+    await c.query(...mark(i, true));
     await runSchemaStatement(c, stmt, i === resume.done && resume.started);
-    await c.query(...markStep(t, m.version, i + 1, false));
+    await c.query(...mark(i + 1, false));
   }
   await inTransaction(c, [
     [`INSERT INTO ${t.migrations} (version, name, applied_at) VALUES (?, ?, ${mysqlDialect.now})`, [m.version, m.name]],
@@ -64,15 +70,21 @@ async function applyMigration(c: MigrationConnection, t: Tables, m: Migration): 
   ]);
 }
 
-/** How far an earlier run of this migration got: statements done, and whether the next one was started. */
-async function progress(c: MigrationConnection, t: Tables, version: number): Promise<{ done: number; started: boolean }> {
-  const [rows] = await c.query(`SELECT done, started FROM ${t.migrationSteps} WHERE version = ?`, [version]);
-  const row = (rows as { done: number | string; started: number | string }[])[0];
-  return row ? { done: Number(row.done), started: Number(row.started) === 1 } : { done: 0, started: false };
-}
-
-function markStep(t: Tables, version: number, done: number, started: boolean): [string, unknown[]] {
-  return [`REPLACE INTO ${t.migrationSteps} (version, done, started) VALUES (?, ?, ?)`, [version, done, started ? 1 : 0]];
+/**
+ * How far an earlier run of this migration got: statements done, and whether the next one was
+ * started. Counted in the file's statements as that run read them: a file that reads otherwise now
+ * (edited since, by hand or by another version of sqljobs) cannot be taken up.
+ */
+async function progress(c: MigrationConnection, t: Tables, m: Migration, sha1: string): Promise<{ done: number; started: boolean }> {
+  const [rows] = await c.query(`SELECT done, started, file_sha1 FROM ${t.migrationSteps} WHERE version = ?`, [m.version]);
+  const row = (rows as { done: number | string; started: number | string; file_sha1: string }[])[0];
+  if (!row) return { done: 0, started: false };
+  if (row.file_sha1 !== sha1) {
+    throw new Error(
+      `sqljobs: migration ${m.version} (${m.name}) was cut after ${row.done} statements of a different text of its file; finish it by hand (migrations/mysql/), record it in ${t.migrations} and delete its row from ${t.migrationSteps}`,
+    );
+  }
+  return { done: Number(row.done), started: Number(row.started) === 1 };
 }
 
 /** A schema statement; one an earlier run may have committed (`mayHaveRun`) is done if it says it already is. */

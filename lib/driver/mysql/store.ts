@@ -43,6 +43,7 @@ import { HeldConnection, holdMysqlConnection, openTransaction, withHeld } from '
 import { claimOrder, toClaimedJob } from '../rows.ts';
 import { chunkBy, settleEnqueue } from '../sql.ts';
 import { QueryWatchdog, recordIdentity } from './watchdog.ts';
+import { settlesWithin } from '../../wait.ts';
 import type {
   ClaimedJob, ClaimRequest, CompleteItem, FailItem, Fenced, InsertBatch, LeaseRequest, LogItem,
   HistoryMonth, OpenTransaction, PooledStoreOptions, ProgressItem, ReleaseItem, ScheduleTick, SessionLock, Store,
@@ -192,24 +193,49 @@ export class MysqlStore extends PortableStore implements Store {
    * and takes up one cut half way where it stopped.
    */
   async migrate(): Promise<void> {
-    const known = loadMigrations('mysql', this.prefix);
     const held = await holdMysqlConnection(this.own);
+    const migration: Migrating = { conn: held.conn, locked: false, done: Promise.resolve() };
+    migration.done = this.migrateOn(held, migration).finally(() => {
+      if (this.migrating === migration) this.migrating = null;
+    });
+    this.migrating = migration;
+    return migration.done;
+  }
+
+  private async migrateOn(held: HeldConnection<PoolConnection>, migration: Migrating): Promise<void> {
+    const known = loadMigrations('mysql', this.prefix);
     const c = held.conn;
     const name = lockName(`${this.prefix}migrate`);
-    let locked = false;
     try {
       const got = await this.rows('SELECT GET_LOCK(?, 60) AS got', [name], c);
       if (Number(got[0].got) !== 1) throw new Error(`sqljobs: could not take the migration lock "${name}" within 60 s (another process is migrating)`);
-      locked = true;
+      migration.locked = true;
       await c.query(`CREATE TABLE IF NOT EXISTS ${this.t.migrations} (version INT NOT NULL PRIMARY KEY, name VARCHAR(255) NOT NULL, applied_at DATETIME(3) NOT NULL) ENGINE = InnoDB`);
       const applied = (await this.rows(`SELECT version FROM ${this.t.migrations}`, [], c)).map((r) => Number(r.version));
       checkNotNewer('mysql', applied, known);
       await applyMigrations(c, this.t, known.filter((m) => !applied.includes(m.version)));
     } finally {
       // A lock we could not release goes with its connection.
-      if (locked) await this.rows('SELECT RELEASE_LOCK(?) AS r', [name], c).catch((err: unknown) => held.markBroken(err));
+      if (migration.locked) await this.rows('SELECT RELEASE_LOCK(?) AS r', [name], c).catch((err: unknown) => held.markBroken(err));
       held.release();
     }
+  }
+
+  /** The migration under way on a connection of ours, if any (see close()). */
+  private migrating: Migrating | null = null;
+
+  /**
+   * Before the pools end: a migration applying statements is waited for a while (cut, it would be
+   * taken up by the next migrate(), but its caller would fail); one still waiting for another
+   * process's migration lock has done nothing, and its connection is dropped at once (mysql2's
+   * end() would wait for the GET_LOCK).
+   */
+  private async migrationLeftOff(): Promise<void> {
+    const m = this.migrating;
+    if (!m) return;
+    if (m.locked && (await settlesWithin(m.done, MIGRATION_WAIT_MS))) return;
+    severSocket((m.conn as unknown as { connection: { stream?: Socket } }).connection.stream);
+    await m.done.catch(() => undefined);
   }
 
   // ---------------------------------------------------------------- enqueue
@@ -622,6 +648,7 @@ export class MysqlStore extends PortableStore implements Store {
   }
 
   async close(): Promise<void> {
+    await this.migrationLeftOff();
     const conns = [this.own, this.lockers].flatMap(poolConnections);
     await Promise.all([this.own.end(), this.lockers.end()]);
     // mysql2's end() is done once its QUITs are written; a server that does not answer never closes
@@ -646,6 +673,16 @@ export class MysqlStore extends PortableStore implements Store {
     until.then(done, done);
   }
 }
+
+/** A migration on one of our connections: `locked` once it holds the migration lock and applies statements. */
+interface Migrating {
+  conn: PoolConnection;
+  locked: boolean;
+  done: Promise<void>;
+}
+
+/** How long close() waits for a migration applying statements (within the 5 s Jobs.close gives the store). */
+const MIGRATION_WAIT_MS = 4_000;
 
 /** How often connections opened after a sever are looked for (mysql2 has no hook before a connection's handshake). */
 const SEVER_SWEEP_MS = 50;

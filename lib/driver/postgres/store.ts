@@ -316,7 +316,12 @@ export class PostgresStore extends PortableStore implements Store {
   async migrate(): Promise<void> {
     const known = loadMigrations('postgres', this.prefix);
     await this.transaction(async (c) => {
-      await c.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`${this.prefix}migrate`]);
+      this.waitingToMigrate = c;
+      try {
+        await c.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`${this.prefix}migrate`]);
+      } finally {
+        this.waitingToMigrate = null;
+      }
       await c.query(`CREATE TABLE IF NOT EXISTS ${this.t.migrations} (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);
       const applied = (await c.query(`SELECT version FROM ${this.t.migrations}`)).rows.map((r) => Number(r.version));
       checkNotNewer('postgres', applied, known);
@@ -665,8 +670,16 @@ export class PostgresStore extends PortableStore implements Store {
     return this.app.begin();
   }
 
+  /**
+   * A migration waiting for another process's (which may take long): it has done nothing, and
+   * close() drops its connection rather than wait (pg-pool's end() waits for every client lent).
+   * One applying statements is waited for: it is one transaction, and short.
+   */
+  private waitingToMigrate: PoolClient | null = null;
+
   async close(): Promise<void> {
     this.closed = true;
+    if (this.waitingToMigrate) severClient(this.waitingToMigrate);
     await Promise.all([this.own.end(), this.claimer?.end()]);
   }
 

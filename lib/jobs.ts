@@ -187,7 +187,12 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
       row: (name, payload, options) => this.row(name, payload, options),
       enqueue: (rows) => this.writeRows(rows),
       running: () => this.worker?.isRunning ?? false,
-      fired: (e) => this.events.emit('scheduled', e),
+      fired: (e) => {
+        // This process's worker runs the tick now, not at its next poll (PostgreSQL's NOTIFY would
+        // wake it too; SQLite and MySQL have none).
+        if (!e.skipped) this.worker?.wake();
+        this.events.emit('scheduled', e);
+      },
       error: (err, context) => this.events.error(err, context),
     });
   }

@@ -32,10 +32,28 @@ export class Scheduler {
   ) {}
 
   start(): void {
-    if (this.timer) return;
-    this.timer = setInterval(() => void this.tick(), this.intervalMs);
-    this.timer.unref();
+    if (this.running) return;
+    this.running = true;
     void this.tick();
+    this.armNextRound();
+  }
+
+  private running = false;
+
+  /**
+   * Ticks fall on whole seconds (cron's finest field): a round just past each boundary fires them
+   * within milliseconds of their slot, where a plain interval started at any instant fired them
+   * up to a whole interval late.
+   */
+  private armNextRound(): void {
+    if (!this.running) return;
+    const now = Date.now();
+    const delay = this.intervalMs - (now % this.intervalMs) + ROUND_AFTER_SLOT_MS;
+    this.timer = setTimeout(() => {
+      void this.tick();
+      this.armNextRound();
+    }, delay);
+    this.timer.unref();
   }
 
   /** Fire whatever is due now (also callable directly). */
@@ -72,11 +90,15 @@ export class Scheduler {
   }
 
   async stop(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
+    this.running = false;
+    if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     await this.busy?.catch(() => undefined);
   }
 }
+
+/** How long after a whole second a round looks: the database's clock may run a little behind ours. */
+const ROUND_AFTER_SLOT_MS = 15;
 
 /** What a tick skipped because its previous run was still live records as its error. */
 export function skippedTickError(key: string): JobError {

@@ -54,6 +54,19 @@ forEachDialect('recurring schedules', ({ fresh }) => {
     expect(dup).to.be.instanceOf(Error);
   });
 
+  it('a tick fired here runs at once on this process\'s worker, not at its next poll', async function () {
+    this.timeout(20_000);
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { pollInterval: 60_000 } });
+    const started: { id: string; at: number }[] = [];
+    jobs.define('tick', async (_p, ctx) => void started.push({ id: ctx.id, at: Date.now() }));
+    jobs.recurring('every-second', '* * * * * *', {}, { name: 'tick' });
+    await jobs.start();
+    await until(() => started.length >= 2, 'two ticks to run', 8_000);
+    await jobs.stop();
+    for (const s of started) expect(s.at - (await jobs.get(s.id))!.runAt.getTime(), 'ms from the slot to the handler').to.be.below(5_000);
+  });
+
   it('records a skipped job when the previous run is still live (overlap: skip)', async function () {
     this.timeout(20_000);
     const t = await fresh();

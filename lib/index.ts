@@ -2,7 +2,7 @@
 export { Jobs } from './jobs.ts';
 export type { DefinedOptions } from './jobs.ts';
 export { jobsMiddleware } from './http/express.ts';
-export type { JobsMiddlewareOptions } from './http/express.ts';
+export type { ExpressRequestLike, JobsMiddlewareOptions } from './http/express.ts';
 export { koaJobs } from './http/koa.ts';
 export type { KoaJobsOptions, KoaLikeContext } from './http/koa.ts';
 export { RequestJobs } from './http/unit-of-work.ts';

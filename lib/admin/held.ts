@@ -6,7 +6,7 @@
  */
 import type { StoredQueueSettings } from '../driver/portable/queues.ts';
 
-export type HoldKind = 'reserved' | 'parents' | 'serial' | 'paused' | 'concurrency' | 'groupConcurrency' | 'rateLimit';
+export type HoldKind = 'reserved' | 'parents' | 'serial' | 'paused' | 'concurrency' | 'groupConcurrency' | 'rateLimit' | 'noWorker';
 
 export interface Hold {
   kind: HoldKind;
@@ -95,19 +95,42 @@ export function groupHolds(q: QueueNow, group: string | null): Hold[] {
   return holds;
 }
 
+/** A live worker as its row says: the job names it has handlers for, the queues it claims from (null: all). */
+export interface LiveWorker {
+  names: readonly string[];
+  queues: readonly string[] | null;
+}
+
+/**
+ * No live worker would claim the job: none has a handler for its name in its queue (a name
+ * misspelt between producer and worker, a queue no worker listens to, or no worker running).
+ * Workers claim only the names they define, so such a job waits, pending, without an error.
+ */
+export function workerHolds(job: { name: string; queue: string }, workers: readonly LiveWorker[]): Hold[] {
+  if (workers.some((w) => w.names.includes(job.name) && (w.queues === null || w.queues.includes(job.queue)))) return [];
+  if (!workers.length) return [{ kind: 'noWorker', text: 'no worker is running' }];
+  const names = [...new Set(workers.flatMap((w) => w.names))].sort();
+  const byName = workers.filter((w) => w.names.includes(job.name));
+  const text = byName.length
+    ? `no live worker claims from queue ${job.queue}; those handling "${job.name}" claim from ${[...new Set(byName.flatMap((w) => w.queues ?? []))].sort().join(', ')}`
+    : `no live worker has a handler for "${job.name}" (they handle: ${names.join(', ') || 'none'})`;
+  return [{ kind: 'noWorker', text }];
+}
+
 /**
  * Why a pending job does not run now: its own holds, then its queue's and its group's. The limits
  * only hold back a job that is due and free of its own holds (the claim never looks at any other);
  * a paused queue holds every one of its jobs. Empty: nothing holds it (not due yet, or next in line).
  */
 export function whyHeld(
-  job: HeldJob & { runAt: Date; group: string | null },
+  job: HeldJob & { name: string; queue: string; runAt: Date; group: string | null },
   q: QueueNow,
-  opts: { now: number; parents?: { total: number; left: number } },
+  opts: { now: number; parents?: { total: number; left: number }; workers?: readonly LiveWorker[] },
 ): Hold[] {
   if (job.state !== 'pending') return [];
   const own = jobHolds(job, opts.parents);
   const queue = queueHolds(q);
-  if (own.length || job.runAt.getTime() > opts.now) return [...own, ...queue.filter((h) => h.kind === 'paused')];
-  return [...queue, ...groupHolds(q, job.group)];
+  const unclaimed = opts.workers ? workerHolds(job, opts.workers) : [];
+  if (own.length || job.runAt.getTime() > opts.now) return [...own, ...queue.filter((h) => h.kind === 'paused'), ...unclaimed];
+  return [...queue, ...groupHolds(q, job.group), ...unclaimed];
 }

@@ -53,9 +53,13 @@ function queueNow(row: QueueRow, counts: QueueGroupCounts[]): QueueNow {
  */
 export async function jobHeld(jobs: AdminJobs, job: JobRecord, parents: JobLink[], now: number): Promise<Hold[]> {
   if (job.state !== 'pending') return [];
-  const [row, counts] = await Promise.all([queueRow(jobs, job.queue), jobs.queues.groups(job.queue, { groups: job.group === null ? [] : [job.group] })]);
+  const [row, counts, { workers }] = await Promise.all([
+    queueRow(jobs, job.queue),
+    jobs.queues.groups(job.queue, { groups: job.group === null ? [] : [job.group] }),
+    jobs.status({ cap: 1 }),
+  ]);
   const left = parents.filter((p) => p.state !== 'completed').length;
-  return whyHeld(job, queueNow(row, [counts]), { now, parents: { total: parents.length, left } });
+  return whyHeld(job, queueNow(row, [counts]), { now, parents: { total: parents.length, left }, workers });
 }
 
 /** A queue's page: its figures, limits, groups, what holds it back, its held and its reserved jobs. */
@@ -73,11 +77,12 @@ export interface QueueDetail {
 }
 
 export async function queueDetail(jobs: AdminJobs, queue: string, now: number): Promise<QueueDetail> {
-  const [row, shown, pending, reserved] = await Promise.all([
+  const [row, shown, pending, reserved, { workers }] = await Promise.all([
     queueRow(jobs, queue),
     jobs.queues.groups(queue, { limit: GROUPS_SHOWN }),
     jobs.list({ queue, state: 'pending', limit: PENDING_SCANNED }),
     jobs.list({ queue, reserved: true, limit: RESERVED_SHOWN }),
+    jobs.status({ cap: 1 }),
   ]);
   // The held jobs' groups beyond the busiest ones shown are read too: each job's holds need its group's counts.
   const listed = new Set(shown.groups.map((g) => g.group));
@@ -90,7 +95,7 @@ export async function queueDetail(jobs: AdminJobs, queue: string, now: number): 
     groups: shown.groups.map((g) => ({ ...g, holds: groupHolds(q, g.group) })),
     groupsCapped: shown.groups.length === GROUPS_SHOWN,
     starts: shown.starts,
-    held: pending.items.map((job) => ({ job, holds: whyHeld(job, q, { now }) })).filter((h) => h.holds.length > 0),
+    held: pending.items.map((job) => ({ job, holds: whyHeld(job, q, { now, workers }) })).filter((h) => h.holds.length > 0),
     pendingScanned: PENDING_SCANNED,
     reserved: reserved.items,
   };

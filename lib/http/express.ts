@@ -40,17 +40,29 @@ declare global {
 type Gated = 'writeHead' | 'write' | 'end' | 'flushHeaders';
 const GATED: Gated[] = ['writeHead', 'write', 'end', 'flushHeaders'];
 
-export function jobsMiddleware<M extends JobMap = {}>(jobsOrDb: Jobs<M> | SupportedDb, options: JobsMiddlewareOptions = {}) {
+/**
+ * The request the options' functions are given: by default Express's (`Express.Request`, with
+ * whatever the app or its auth library declares on it, such as `user`); a function whose
+ * parameter is annotated (`(req: express.Request) => …`) sets it.
+ */
+export type ExpressRequestLike = IncomingMessage & Express.Request;
+
+export function jobsMiddleware<M extends JobMap = {}, Req extends IncomingMessage = ExpressRequestLike>(
+  jobsOrDb: Jobs<M> | SupportedDb,
+  options: JobsMiddlewareOptions<Req> = {},
+) {
   const jobs = resolveJobs(jobsOrDb as unknown as Jobs) as unknown as Jobs<M>;
-  const commitWhen = options.commitWhen ?? ((_req: IncomingMessage, res: ServerResponse) => res.statusCode < 400);
-  return function sqljobs(req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void): void {
+  const commitWhen = options.commitWhen ?? ((_req: Req, res: ServerResponse) => res.statusCode < 400);
+  return function sqljobs(incoming: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void): void {
+    // Express hands every middleware its request: the type the app's options were written for.
+    const req = incoming as Req;
     const uow: RequestJobs<M> = new RequestJobs(
       jobs,
       { transaction: options.transaction && (() => options.transaction!(req)), userId: options.userId && (() => options.userId!(req)) },
-      () => installGate(req, res, uow, () => commitWhen(req, res), options.onCommitError),
+      () => installGate(incoming, res, uow, () => commitWhen(req, res), options.onCommitError && ((err) => options.onCommitError!(err, req))),
       () => res.headersSent || res.writableEnded,
     );
-    (req as IncomingMessage & { jobs: unknown }).jobs = uow;
+    (incoming as IncomingMessage & { jobs: unknown }).jobs = uow;
     next();
   };
 }
@@ -60,7 +72,7 @@ function installGate(
   res: ServerResponse,
   uow: { commit(): Promise<void>; rollback(): Promise<void> },
   shouldCommit: () => boolean,
-  onCommitError?: (err: unknown, req: IncomingMessage) => void,
+  onCommitError?: (err: unknown) => void,
 ): void {
   const original = new Map<Gated, (...args: unknown[]) => unknown>();
   for (const name of GATED) original.set(name, (res as unknown as Record<Gated, (...a: unknown[]) => unknown>)[name]);
@@ -85,7 +97,7 @@ function installGate(
     if (res.destroyed) return;
     if (failed) {
       try {
-        onCommitError?.(failed, req);
+        onCommitError?.(failed);
       } catch {
         // The app's error hook failing changes nothing: the client still gets its 500.
       }

@@ -240,6 +240,24 @@ forEachDialect('admin queues: groups and held jobs', ({ fresh }) => {
     expect(section(jobPage, '<ul id="holds">', '</ul>')).to.include('data-hold="concurrency"').and.not.include('data-hold="paused"');
   });
 
+  it('a job no live worker claims says why: a name no worker handles, a queue none claims from', async () => {
+    const worker = t.jobs({ worker: { queues: ['orders'], pollInterval: 60_000 } });
+    worker.define('step', async () => undefined);
+    await worker.start();
+    try {
+      const misspelt = await jobs.enqueue('stepp', {}, { queue: 'orders' });
+      const elsewhere = await jobs.enqueue('step', {}, { queue: 'bulk', delay: HOUR });
+      const app = appWith(jobs);
+      const page = (await request(app).get(`${BASE}/jobs/${misspelt.id}`).expect(200)).text;
+      expect(section(page, '<ul id="holds">', '</ul>')).to.include('<li data-hold="noWorker">no live worker has a handler for &#34;stepp&#34; (they handle: step)');
+      const api = (await request(app).get(`${BASE}/api/queues/bulk`).expect(200)).body;
+      expect(api.held).to.deep.equal([{ job: api.held[0].job, holds: [{ kind: 'noWorker', text: 'no live worker claims from queue bulk; those handling "step" claim from orders' }] }]);
+      expect(api.held[0].job.id).to.equal(elsewhere.id);
+    } finally {
+      await worker.stop();
+    }
+  });
+
   it('jobs held by their own record: a serial key, parents, a reservation; reserved jobs listed with their reservation', async () => {
     const first = await jobs.enqueue('step', {}, { queue: 'orders', serial: 'acct-7', reserve: true });
     const second = await jobs.enqueue('step', {}, { queue: 'orders', serial: 'acct-7' });
@@ -249,10 +267,11 @@ forEachDialect('admin queues: groups and held jobs', ({ fresh }) => {
 
     const api = (await request(app).get(`${BASE}/api/queues/orders`).expect(200)).body;
     const holds = holdsById(api);
-    expect(holds.get(first.id)).to.deep.equal(['reserved']);
-    expect(holds.get(second.id)).to.deep.equal(['serial']);
-    expect(holds.get(child.id)).to.deep.equal(['parents']);
-    expect(holds.has(parent.id), 'a delayed job is not held').to.equal(false);
+    // No worker runs here: each job says so after its own holds (a delayed one, only that).
+    expect(holds.get(first.id)).to.deep.equal(['reserved', 'noWorker']);
+    expect(holds.get(second.id)).to.deep.equal(['serial', 'noWorker']);
+    expect(holds.get(child.id)).to.deep.equal(['parents', 'noWorker']);
+    expect(holds.get(parent.id), 'a delayed job is held by nothing else').to.deep.equal(['noWorker']);
     expect(api.reserved.map((j: { id: string }) => j.id)).to.deep.equal([first.id]);
     expect(new Date(api.reserved[0].reservedUntil).getTime()).to.be.greaterThan(Date.now());
 

@@ -50,6 +50,9 @@ describe('the packed package, installed in a fresh app', function () {
       expect(fs.existsSync(path.join(pkg, f)), f).to.equal(true);
     }
     for (const f of ['test', 'bench', 'lib', 'examples']) expect(fs.existsSync(path.join(pkg, f)), f).to.equal(false);
+    // The source maps carry their sources (lib/ is not shipped): a stack mapped by them shows code that exists.
+    const map = JSON.parse(fs.readFileSync(path.join(pkg, 'dist/lib/worker/executor.js.map'), 'utf8')) as { sources: string[]; sourcesContent?: string[] };
+    expect(map.sourcesContent?.[0], 'executor.js.map sourcesContent').to.match(/export class/);
     // Only runtime dependencies came with it (no devDependency such as typescript or mocha).
     expect(fs.existsSync(path.join(app, 'node_modules', 'typescript'))).to.equal(false);
     expect(fs.existsSync(path.join(app, 'node_modules', 'mocha'))).to.equal(false);

@@ -3,14 +3,14 @@
  * every hold the issue names, each alone and together, without a database.
  */
 import { expect } from 'chai';
-import { groupHolds, jobHolds, queueHolds, whyHeld, type QueueNow } from '../../lib/admin/held.ts';
+import { groupHolds, jobHolds, queueHolds, whyHeld, workerHolds, type QueueNow } from '../../lib/admin/held.ts';
 import { waiting } from '../../lib/admin/present.ts';
 
 const NOW = Date.UTC(2026, 11, 4, 12);
 const PAST = new Date(NOW - 1000);
 
 function job(over: Partial<Parameters<typeof whyHeld>[0]> = {}): Parameters<typeof whyHeld>[0] {
-  return { state: 'pending', waitingFor: 0, serialKey: null, reservedUntil: null, runAt: PAST, group: null, ...over };
+  return { name: 'send', queue: 'mail', state: 'pending', waitingFor: 0, serialKey: null, reservedUntil: null, runAt: PAST, group: null, ...over };
 }
 
 function queue(over: Partial<QueueNow> = {}): QueueNow {
@@ -25,6 +25,20 @@ describe('admin: why a pending job is not running', () => {
     expect(whyHeld(job(), queue(), { now: NOW })).to.deep.equal([]);
     expect(whyHeld(job({ state: 'running' }), queue({ paused: true }), { now: NOW })).to.deep.equal([]);
     expect(whyHeld(job({ state: 'completed', waitingFor: 2 }), queue(), { now: NOW })).to.deep.equal([]);
+  });
+
+  it('no live worker claims it: none running, none with its name (a misspelt name), none on its queue; held or not yet due, it says so too', () => {
+    const mail = { names: ['send', 'bounce'], queues: ['mail'] };
+    expect(whyHeld(job(), queue(), { now: NOW, workers: [mail] })).to.deep.equal([]);
+    expect(whyHeld(job(), queue(), { now: NOW, workers: [{ names: ['send'], queues: null }] })).to.deep.equal([]);
+    expect(whyHeld(job(), queue(), { now: NOW, workers: [] })).to.deep.equal([{ kind: 'noWorker', text: 'no worker is running' }]);
+    expect(whyHeld(job({ name: 'sendReceipt' }), queue(), { now: NOW, workers: [mail, { names: ['resize'], queues: null }] })).to.deep.equal([
+      { kind: 'noWorker', text: 'no live worker has a handler for "sendReceipt" (they handle: bounce, resize, send)' },
+    ]);
+    expect(workerHolds({ name: 'send', queue: 'bulk' }, [mail])).to.deep.equal([
+      { kind: 'noWorker', text: 'no live worker claims from queue bulk; those handling "send" claim from mail' },
+    ]);
+    expect(kinds(whyHeld(job({ runAt: new Date(NOW + 60_000) }), queue({ paused: true }), { now: NOW, workers: [] }))).to.deep.equal(['paused', 'noWorker']);
   });
 
   it('a paused queue holds every pending job, due or not', () => {

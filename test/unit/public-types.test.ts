@@ -39,13 +39,67 @@ describe('public declarations', function () {
       ...INTERNALS.map((name) => `// @ts-expect-error ${name} is internal\nvoid jobs.${name};`),
       '',
     ].join('\n');
-    fs.writeFileSync(path.join(out, 'app.ts'), app);
-    fs.writeFileSync(path.join(out, 'package.json'), '{ "type": "module" }');
-    const args = ['--noEmit', '--strict', '--module', 'NodeNext', '--moduleResolution', 'NodeNext', '--target', 'ES2022', '--types', 'node', '--skipLibCheck', path.join(out, 'app.ts')];
-    try {
-      execFileSync(TSC, args, { cwd: out, stdio: 'pipe' });
-    } catch (err) {
-      throw new Error(`the app does not compile against the declarations:\n${(err as { stdout?: Buffer }).stdout?.toString()}`);
-    }
+    compiles(out, 'app.ts', app);
+  });
+
+  it("the README's Express options compile as written: req is Express's request, with what the app declares on it", () => {
+    const app = [
+      "import express from 'express';",
+      "import Database from 'better-sqlite3';",
+      "import type pg from 'pg';",
+      "import { createJobs, jobsMiddleware } from './dist/lib/index.js';",
+      'declare global {',
+      '  namespace Express {',
+      '    interface Request { user?: { id: string }; trx?: pg.PoolClient }',
+      '  }',
+      '}',
+      "const jobs = createJobs<{ mail: { to: string } }>({ db: new Database(':memory:') });",
+      'const app = express();',
+      'app.use(jobsMiddleware(jobs, { userId: (req) => req.user?.id }));',
+      'app.use(jobsMiddleware(jobs, { transaction: (req) => req.trx }));',
+      'app.use(jobsMiddleware(jobs, { userId: (req: express.Request) => req.user?.id, commitWhen: (_req, res) => res.statusCode < 300 }));',
+      '// @ts-expect-error no such property on the request',
+      'app.use(jobsMiddleware(jobs, { userId: (req) => req.account?.id }));',
+      '',
+    ].join('\n');
+    compiles(out, 'express-app.ts', app);
+  });
+
+  it("the README's Koa typing compiles as written: ctx.jobs typed by RequestJobMap, the user from ctx.state", () => {
+    const app = [
+      "import Koa from 'koa';",
+      "import Database from 'better-sqlite3';",
+      "import { createJobs, koaJobs, type RequestJobs, type RequestJobMap } from './dist/lib/index.js';",
+      "declare module 'koa' {",
+      '  interface DefaultContext { jobs: RequestJobs<RequestJobMap> }',
+      '}',
+      "declare module './dist/lib/index.js' {",
+      '  interface RequestJobMap { mail: { to: string } }',
+      '}',
+      "const jobs = createJobs<{ mail: { to: string } }>({ db: new Database(':memory:') });",
+      'const app = new Koa();',
+      'app.use(koaJobs(jobs, { userId: (ctx: Koa.Context) => ctx.state.user?.id }));',
+      'app.use(async (ctx) => {',
+      "  await ctx.jobs.enqueue('mail', { to: 'a@example.com' });",
+      '  // @ts-expect-error the payload is typed by RequestJobMap',
+      "  await ctx.jobs.enqueue('mail', { to: 1 });",
+      '  // @ts-expect-error so is the name',
+      "  await ctx.jobs.enqueue('nope', {});",
+      '});',
+      '',
+    ].join('\n');
+    compiles(out, 'koa-app.ts', app);
   });
 });
+
+/** Compile `source` as an app of its own under strict mode against the built declarations. */
+function compiles(out: string, file: string, source: string): void {
+  fs.writeFileSync(path.join(out, file), source);
+  fs.writeFileSync(path.join(out, 'package.json'), '{ "type": "module" }');
+  const args = ['--noEmit', '--strict', '--module', 'NodeNext', '--moduleResolution', 'NodeNext', '--target', 'ES2022', '--types', 'node', '--skipLibCheck', '--esModuleInterop', path.join(out, file)];
+  try {
+    execFileSync(TSC, args, { cwd: out, stdio: 'pipe' });
+  } catch (err) {
+    throw new Error(`${file} does not compile against the declarations:\n${(err as { stdout?: Buffer }).stdout?.toString()}`);
+  }
+}

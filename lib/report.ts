@@ -16,6 +16,22 @@ export interface Logger {
   warn?(message: string, ...details: unknown[]): void;
 }
 
+/**
+ * Call a hook of the app's (a logger, an error reporter) that has nowhere to report its own
+ * failure: a throw, or the rejection of a promise it returns (an async reporter whose service is
+ * down), is dropped. Left alone, the rejection would be unhandled, which ends the process.
+ */
+export function callApp(hook: () => unknown): void {
+  try {
+    const out = hook();
+    if (out !== null && typeof out === 'object' && typeof (out as PromiseLike<unknown>).then === 'function') {
+      (out as PromiseLike<unknown>).then(undefined, () => undefined);
+    }
+  } catch {
+    // Nowhere left to report to.
+  }
+}
+
 const WINDOW_MS = 60_000;
 /** Distinct errors remembered at once (the oldest is forgotten first). */
 const MAX_KEYS = 200;
@@ -32,12 +48,8 @@ export class RateLimitedLog {
   warnOnce(message: string): void {
     if (!this.logger || this.warned.has(message)) return;
     this.warned.add(message);
-    try {
-      if (typeof this.logger.warn === 'function') this.logger.warn(`sqljobs: ${message}`);
-      else this.logger.error(`sqljobs: ${message}`);
-    } catch {
-      // A logger that throws has nowhere left to report to.
-    }
+    const logger = this.logger;
+    callApp(() => (typeof logger.warn === 'function' ? logger.warn(`sqljobs: ${message}`) : logger.error(`sqljobs: ${message}`)));
   }
 
   private readonly warned = new Set<string>();
@@ -57,11 +69,8 @@ export class RateLimitedLog {
     if (this.seen.size >= MAX_KEYS) this.seen.delete(this.seen.keys().next().value!);
     this.seen.set(key, { at: now, repeats: 0 });
     const repeats = last?.repeats ? ` (${last.repeats} more like it in the last minute)` : '';
-    try {
-      this.logger.error(`sqljobs: ${context}: ${message}${repeats}`);
-    } catch {
-      // A logger that throws has nowhere left to report to.
-    }
+    const logger = this.logger;
+    callApp(() => logger.error(`sqljobs: ${context}: ${message}${repeats}`));
   }
 }
 

@@ -12,6 +12,7 @@ import { findStatic, render, staticUrl } from './render.ts';
 import type { AdminJobs } from './actions.ts';
 import type { Route, Settings } from './route.ts';
 import { pageRoutes } from './pages.ts';
+import { callApp } from '../report.ts';
 import { apiRoutes } from './api.ts';
 import { html, json } from './respond.ts';
 
@@ -139,11 +140,8 @@ async function errorResponse(err: unknown, isApi: boolean, req: AdminRequest, se
     message = err.message;
   } else {
     const id = randomBytes(6).toString('hex');
-    try {
-      settings.onError(err, { id, method: req.method, path: req.path.slice(0, 200) });
-    } catch {
-      // A failing logger must not turn the answer into the framework's error page (which may show details).
-    }
+    // A failing logger (a throw, a rejection) must not turn the answer into the framework's error page (which may show details), nor end the process.
+    callApp(() => settings.onError(err, { id, method: req.method, path: req.path.slice(0, 200) }));
     message = `internal error (id ${id})`;
   }
   if (isApi) return json(status, { error: message });

@@ -12,6 +12,7 @@ import type { TransactionHandle } from '../driver/orm/types.ts';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Jobs, JobMap, SupportedDb } from '../jobs.ts';
 import { RequestJobs, resolveJobs, type RequestJobMap } from './unit-of-work.ts';
+import { callApp } from '../report.ts';
 
 export interface JobsMiddlewareOptions<Req = IncomingMessage, Res = ServerResponse> {
   /** Commit when this returns true at the commit point. Default: status < 400. */
@@ -96,11 +97,8 @@ function installGate(
     state = 'done';
     if (res.destroyed) return;
     if (failed) {
-      try {
-        onCommitError?.(failed);
-      } catch {
-        // The app's error hook failing changes nothing: the client still gets its 500.
-      }
+      // The app's error hook failing (a throw, a rejection) changes nothing: the client still gets its 500.
+      if (onCommitError) callApp(() => onCommitError(failed));
       if (res.headersSent) return void res.destroy(failed as Error);
       for (const h of res.getHeaderNames()) res.removeHeader(h);
       res.statusCode = 500;

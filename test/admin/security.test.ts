@@ -392,6 +392,22 @@ describe('admin security review [sqlite]', function () {
       const res = await request(throwing).get(`${BASE}/api/stats`);
       expect(res.status).to.equal(500);
       expect(res.body.error).to.match(/^internal error \(id [0-9a-f]{12}\)$/);
+      // An async reporter whose service is down rejects: nothing reaches the process as an unhandled rejection.
+      const unhandled: unknown[] = [];
+      const trap = (err: unknown) => unhandled.push(err);
+      process.on('unhandledRejection', trap);
+      try {
+        const rejecting = expressApp(express, { onError: async () => {
+          throw new Error('reporter down');
+        }, authorize: () => {
+          throw new Error('secret detail');
+        } });
+        expect((await request(rejecting).get(`${BASE}/api/stats`)).status).to.equal(500);
+        await new Promise((r) => setTimeout(r, 50));
+      } finally {
+        process.off('unhandledRejection', trap);
+      }
+      expect(unhandled).to.deep.equal([]);
       expect(() => jobsAdmin(jobs, { onError: 'console' as never })).to.throw(TypeError, /onError must be a function/);
     });
   });

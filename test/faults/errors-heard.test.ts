@@ -38,6 +38,30 @@ forEachDialect('faults: errors are heard', ({ fresh }) => {
     await until(async () => (await jobs.get(id))?.state === 'completed', 'the job to run after the outage');
   });
 
+  it('an async logger whose promise rejects (its log service down): no unhandled rejection, and the worker goes on', async () => {
+    const t = await fresh();
+    const lines: string[] = [];
+    const unhandled: unknown[] = [];
+    const trap = (err: unknown) => unhandled.push(err);
+    process.on('unhandledRejection', trap);
+    try {
+      const jobs = t.jobs({ logger: { error: async (m: string) => {
+        lines.push(m);
+        throw new Error('log sink unreachable');
+      } }, worker: { pollInterval: 30 } });
+      jobs.define('x', async () => 'done');
+      await jobs.start();
+      await t.query(renameTable(t, 'jobs', 'jobs_away'));
+      await until(() => lines.some((l) => l.startsWith('sqljobs: worker:')), 'the claim error logged', 3000);
+      await t.query(renameTable(t, 'jobs_away', 'jobs'));
+      const { id } = await jobs.enqueue('x', {});
+      await until(async () => (await jobs.get(id))?.state === 'completed', 'the job to run after the outage');
+    } finally {
+      process.off('unhandledRejection', trap);
+    }
+    expect(unhandled).to.deep.equal([]);
+  });
+
   it('the default logger is console.error; an error listener takes the errors instead', async () => {
     const t = await fresh();
     const printed: string[] = [];

@@ -30,12 +30,15 @@ async function order(t: TestDb, jobs: RequestJobs, item: string, route: string):
   if (route === 'lost') await loseConnection(t, jobs);
 }
 
-function expressApp(t: TestDb, jobs: Jobs) {
+function expressApp(t: TestDb, jobs: Jobs, hook: 'throws' | 'rejects' = 'throws') {
   const app = express();
   app.use(jobsMiddleware(jobs, {
     commitWhen: (req) => commitWhen(String(req.url).split('/')[2]),
-    onCommitError: () => {
+    // An async error reporter whose service is down rejects: left unhandled, that ends the process.
+    onCommitError: hook === 'throws' ? () => {
       throw new Error('onCommitError broke');
+    } : async () => {
+      throw new Error('error reporter down');
     },
   }));
   app.post('/bad-status/:item', async (req, res) => {
@@ -95,6 +98,21 @@ forEachDialect('faults: the middleware contains the app hooks', ({ fresh }) => {
       expect(err, 'the client sees its connection end').to.be.instanceOf(Error);
       await poolSettled(t);
       await request(server).post('/ok/ok-4').expect(201);
+    } finally {
+      server.close();
+    }
+    crashes.expectNone();
+  });
+
+  it('Express: an async onCommitError hook whose promise rejects: the client gets its 500, the process no unhandled rejection', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: false });
+    await setupShop(t, jobs);
+    const server = expressApp(t, jobs, 'rejects');
+    try {
+      await request(server).post('/ok/bad-5').expect(500);
+      await poolSettled(t);
+      await new Promise((r) => setTimeout(r, 50)); // an unhandled rejection is reported after the microtasks
     } finally {
       server.close();
     }

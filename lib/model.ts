@@ -601,7 +601,7 @@ export function buildJobRow(
     priority: optionalInt(name, 'priority', opts.priority, -1_000_000, 1_000_000) ?? defaults.priority ?? 0,
     maxAttempts: optionalInt(name, 'maxAttempts', opts.maxAttempts, 1, 1_000_000),
     timeoutMs: optionalInt(name, 'timeout', opts.timeout, 1, 2_147_483_647),
-    backoffJson: opts.backoff === undefined ? null : JSON.stringify(validateBackoff(opts.backoff, 'backoff', name)),
+    backoffJson: opts.backoff === undefined ? null : JSON.stringify(validateStoredBackoff(opts.backoff, name)),
     // A debounced job first runs debounce.ms from now (each later enqueue moves it again).
     delayMs: dedupe.dedupe?.kind === 'debounce' ? dedupe.dedupe.ms : delayMs,
     runAt,
@@ -755,6 +755,12 @@ export function storedDateProblem(v: unknown): string | null {
   const ms = v instanceof Date ? v.getTime() : NaN;
   if (ms >= MIN_STORED_DATE.getTime() && ms <= MAX_STORED_DATE.getTime()) return null;
   return `must be a valid Date from ${MIN_STORED_DATE.toISOString()} to ${MAX_STORED_DATE.toISOString()} (what every supported database stores); got ${describe(v)}`;
+}
+
+/** A backoff stored with the job (enqueue's option): data only, since a function cannot be stored. */
+function validateStoredBackoff(b: unknown, job: string): BackoffOptions {
+  if (typeof b === 'function') fail(job, 'backoff', 'cannot be a function in enqueue (a function cannot be stored with the job): give it to define(), or pass { type, baseMs, maxMs, jitter }');
+  return validateBackoff(b, 'backoff', job);
 }
 
 export function validateBackoff(b: unknown, field: string, job?: string): BackoffOptions {

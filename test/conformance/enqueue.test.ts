@@ -174,6 +174,8 @@ forEachDialect('enqueue and read', ({ fresh }) => {
       ['ok', { queue: '' }, /queue must be 1-200 characters/],
       ['ok', { colour: 'red' }, /colour is not an enqueue option; allowed: delay, runAt/],
       ['ok', { backoff: { type: 'random' } }, /backoff.type must be 'exponential', 'linear' or 'fixed'/],
+      // A function cannot be stored with the job: it was stored as nothing, and the default backoff ran.
+      ['ok', { backoff: () => 10 }, /^job "ok": backoff cannot be a function in enqueue \(a function cannot be stored with the job\): give it to define\(\)/],
       ['ok', { delay: 5, runAt: new Date() }, /delay and runAt cannot both be given/],
     ];
     for (const [name, opts, re] of cases) {

@@ -590,6 +590,29 @@ forEachDialect('processing', ({ fresh }) => {
     expect((await jobs.logs(id)).map((l) => l.message)).to.deep.equal([line]);
   });
 
+  it('progress messages of 1,000,000 characters from 21 running jobs, flushed together, are all stored (one MariaDB packet held 21 MB: the server dropped it)', async function () {
+    this.timeout(60_000);
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { concurrency: 21, prefetch: 0, pollInterval: 60_000, logFlushInterval: 300 } });
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const errors: unknown[] = [];
+    jobs.on('error', (e) => errors.push(e));
+    jobs.define('big', async (p: { n: number }, ctx: JobContext) => {
+      ctx.progress(50, p.n === 0 ? 'tiny' : String(p.n % 10).repeat(1_000_000));
+      await gate;
+    });
+    const ids = (await jobs.enqueueMany(Array.from({ length: 21 }, (_, n) => ({ name: 'big', payload: { n } })))).map((r) => r.id);
+    await jobs.start();
+    await until(async () => (await jobs.list({ state: 'running', limit: 50 })).items.filter((j) => j.progress === 50).length === 21, 'every progress stored while running', 30_000);
+    release();
+    await until(async () => (await jobs.list({ state: 'completed', limit: 50 })).items.length === 21, 'every job completed', 30_000);
+    const tiny = await jobs.get(ids[0]);
+    expect(tiny?.progressMessage).to.equal('tiny');
+    expect((await jobs.get(ids[7]))?.progressMessage).to.equal('7'.repeat(1_000_000));
+    expect(errors).to.deep.equal([]);
+  });
+
   it('a log from an attempt whose job was taken back and claimed again here aborts that attempt, not the new one, whose lines are kept', async () => {
     const t = await fresh();
     // No heartbeat within the test (it would find the first attempt lost too): only its log write can.

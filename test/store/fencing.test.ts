@@ -8,7 +8,7 @@ import { expect } from 'chai';
 import type { Jobs } from '../../lib/index.ts';
 import type { ClaimedJob, Store } from '../../lib/driver/store.ts';
 import { forEachDialect, type TestDb } from '../helpers/dialects.ts';
-import { fenced, insertOnJobTx, liveRow, ph, reclaimed, snapshot, storeOf } from './helpers.ts';
+import { claimOne, fenced, insertOnJobTx, liveRow, ph, reclaimed, snapshot, storeOf } from './helpers.ts';
 
 /** A fenced write made on behalf of one attempt; true when the store applied it. */
 type Write = (t: TestDb, store: Store, job: ClaimedJob) => Promise<boolean>;
@@ -83,6 +83,22 @@ forEachDialect('store: fenced writes', ({ fresh }) => {
     expect(after).to.include({ state: 'running', progress: 99, progressMessage: `by ${current.token}`, attempts: 2 });
     expect(after!.checkpoint).to.deep.equal({ by: current.token });
     expect((await jobs.logs(id)).map((l) => l.message)).to.deep.equal([`by ${current.token}`]);
+  });
+
+  it('a batch of progress items past one round trip (4 × 3 MB: one statement a round trip, a stale one among them): each answered as applied or not, in its own place', async () => {
+    const t = await fresh();
+    const { jobs, store } = await setUp(t);
+    const { id: staleId, stale } = await reclaimed(jobs, 'fenced');
+    const others: ClaimedJob[] = [];
+    for (const name of ['p1', 'p2', 'p3']) {
+      await jobs.enqueue(name, {});
+      others.push(await claimOne(store, name, 'worker-c'));
+    }
+    const big = (job: ClaimedJob) => ({ ...fenced(job), progress: 10, message: job.id.slice(-1).repeat(3_000_000) });
+    const applied = await store.jobProgressMany([...others.map(big), big(stale)]);
+    expect([...applied].sort()).to.deep.equal(others.map((j) => j.id).sort());
+    for (const job of others) expect((await jobs.get(job.id))?.progressMessage?.length).to.equal(3_000_000);
+    expect((await jobs.get(staleId))?.progressMessage ?? null).to.equal(null);
   });
 
   for (const [name, write] of Object.entries(ENDING)) {

@@ -419,10 +419,22 @@ export class MysqlStore extends PortableStore implements Store {
     if (!items.length) return new Set();
     const ordered = [...items].sort(byId);
     const statements = ordered.map((i) => build(this.t, i));
-    const text = ['START TRANSACTION', ...statements.map((q) => q.text), 'COMMIT'].join(';\n');
-    const results = await this.onOwnConnection(async (c) => (await this.watchdog.query(c, text, statements.flatMap((q) => q.values))) as ResultSetHeader[]);
-    if (results.length !== ordered.length + 2) throw new Error(`sqljobs: ${ordered.length} fenced statements answered ${results.length - 2} results`);
-    return new Set(ordered.filter((_, n) => results[n + 1].affectedRows > 0).map((i) => i.id));
+    // Round trips of at most CHUNK_BYTES each, in the one transaction: a batch of large progress
+    // messages in one packet passed the server's max_allowed_packet (16 MiB by default), and the
+    // server dropped the connection, losing every item of it, again at each flush.
+    const parts = chunkBy(statements, statementBytes, CHUNK_BYTES, Infinity);
+    const results = await this.onOwnConnection(async (c) => {
+      const answered: ResultSetHeader[] = [];
+      for (const [n, part] of parts.entries()) {
+        const text = [...(n === 0 ? ['START TRANSACTION'] : []), ...part.map((q) => q.text), ...(n === parts.length - 1 ? ['COMMIT'] : [])].join(';\n');
+        const out = (await this.watchdog.query(c, text, part.flatMap((q) => q.values))) as ResultSetHeader | ResultSetHeader[];
+        const each = Array.isArray(out) ? out : [out]; // one statement alone answers one result, not a list
+        answered.push(...each.slice(n === 0 ? 1 : 0, n === parts.length - 1 ? -1 : undefined));
+      }
+      return answered;
+    });
+    if (results.length !== ordered.length) throw new Error(`sqljobs: ${ordered.length} fenced statements answered ${results.length} results`);
+    return new Set(ordered.filter((_, n) => results[n].affectedRows > 0).map((i) => i.id));
   }
 
   async jobReleaseMany(items: ReleaseItem[]): Promise<Set<string>> {
@@ -672,6 +684,13 @@ export class MysqlStore extends PortableStore implements Store {
     const done = () => clearInterval(sweeping);
     until.then(done, done);
   }
+}
+
+/** What a statement weighs in its packet: its text and its values as sent (strings and buffers count; the rest is small). */
+function statementBytes(q: { text: string; values: unknown[] }): number {
+  let bytes = q.text.length;
+  for (const v of q.values) bytes += typeof v === 'string' ? Buffer.byteLength(v) : Buffer.isBuffer(v) ? v.length : 16;
+  return bytes;
 }
 
 /** A migration on one of our connections: `locked` once it holds the migration lock and applies statements. */

@@ -219,6 +219,15 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
     if (options.transactional !== undefined && typeof options.transactional !== 'boolean') {
       throw new JobValidationError(`job "${name}": transactional must be true or false; got ${describe(options.transactional)}`, 'transactional', name);
     }
+    // Refused at run time too (a promise returned), but by then the handler runs on past its first
+    // await, and what it writes on ctx.tx after that commits on its own, at every attempt.
+    if (options.transactional && this.store.dialect === 'sqlite' && Object.prototype.toString.call(handler) === '[object AsyncFunction]') {
+      throw new JobValidationError(
+        `job "${name}": a transactional handler on SQLite must be synchronous (better-sqlite3 cannot hold a transaction across an await); this one is an async function`,
+        'handler',
+        name,
+      );
+    }
     buildJobRow(uuidv7(), name, undefined, { queue: options.queue, priority: options.priority, maxAttempts: options.maxAttempts, timeout: options.timeout }, {
       queue: this.options.defaultQueue,
       maxPayloadBytes: this.options.maxPayloadBytes,

@@ -791,6 +791,16 @@ forEachDialect('processing', ({ fresh }) => {
     expect((await jobs.get(id))!.result).to.deep.equal({ charged: true });
   });
 
+  it('SQLite: define() refuses an async transactional handler, whose writes after its first await would commit on their own', async function () {
+    const t = await fresh();
+    if (t.dialect !== 'sqlite') return this.skip(); // the others hold a transaction across awaits
+    const jobs = t.jobs({ worker: false });
+    expect(() => jobs.define('charge', async () => undefined, { transactional: true })).to.throw(
+      'job "charge": a transactional handler on SQLite must be synchronous (better-sqlite3 cannot hold a transaction across an await); this one is an async function',
+    );
+    jobs.define('charge', async () => undefined); // not transactional: fine
+  });
+
   it('transactional completion keeps what the handler logged and its progress', async () => {
     const t = await fresh();
     const jobs = t.jobs({ worker: { pollInterval: 60_000, logFlushInterval: 60_000 } });

@@ -17,18 +17,19 @@ export interface Logger {
 }
 
 /**
- * Call a hook of the app's (a logger, an error reporter) that has nowhere to report its own
- * failure: a throw, or the rejection of a promise it returns (an async reporter whose service is
- * down), is dropped. Left alone, the rejection would be unhandled, which ends the process.
+ * Call a hook of the app's (a logger, an error reporter, a listener): a throw, or the rejection of
+ * a promise it returns (an async reporter whose service is down), goes to `failed`, by default
+ * nowhere (a logger has nowhere left to report to). Left alone, the rejection would be unhandled,
+ * which ends the process.
  */
-export function callApp(hook: () => unknown): void {
+export function callApp(hook: () => unknown, failed: (err: unknown) => void = () => undefined): void {
   try {
     const out = hook();
     if (out !== null && typeof out === 'object' && typeof (out as PromiseLike<unknown>).then === 'function') {
-      (out as PromiseLike<unknown>).then(undefined, () => undefined);
+      (out as PromiseLike<unknown>).then(undefined, failed);
     }
-  } catch {
-    // Nowhere left to report to.
+  } catch (err) {
+    failed(err);
   }
 }
 
@@ -97,14 +98,7 @@ export class SafeEvents {
 
   /** Call one listener (an event's, or one jobs.subscribe was given): a throw or a rejection is reported, never thrown. */
   call<P>(event: string, listener: (p: P) => unknown, payload: P): void {
-    try {
-      const result = listener.call(this.emitter, payload);
-      if (result !== null && typeof result === 'object' && typeof (result as PromiseLike<unknown>).then === 'function') {
-        (result as Promise<unknown>).then(undefined, (err: unknown) => this.listenerFailed(event, err));
-      }
-    } catch (err) {
-      this.listenerFailed(event, err);
-    }
+    callApp(() => listener.call(this.emitter, payload), (err) => this.listenerFailed(event, err));
   }
 
   /** A problem the library handled: to the 'error' listeners, or to the logger when there are none. */

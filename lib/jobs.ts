@@ -174,7 +174,7 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
     });
     // Jobs our own writes made due (a released dependent or serial key): this process's worker looks at once.
     this.store.onJobsDue = (queue) => this.worker?.wake(queue);
-    this.schema = migratedStore(this.store);
+    this.schema = migratedStore(this.store, () => this.closeCalled);
     this.db = this.schema.view;
     // Locks is public and takes its gate as a constructor argument (its declared signature stays).
     this.locks = new Locks(this.store, this.schema.migrate);
@@ -569,7 +569,7 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
       throw err;
     }
     if (stopped()) return;
-    this.maintenance = new Maintenance(this.store, this.workerOptions, {
+    this.maintenance = new Maintenance(this.store, { ...this.workerOptions, workerId: this.worker.id }, {
       leads,
       rescued: (r) => {
         this.metrics.rescued(r);
@@ -882,11 +882,14 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
   }
 
   private closing: Promise<void> | null = null;
+  /** close() was called (and may have ended the connections this instance opened). */
+  private closeCalled = false;
 
   private async closeOnce(opts: { timeout?: number }): Promise<void> {
     this.transients.abortAll();
     await this.stop(opts);
     this.metrics.close();
+    this.closeCalled = true;
     const closing = this.store.close().catch((err: unknown) => {
       if (!this.severed) throw err;
     });

@@ -25,7 +25,19 @@ export interface MigratedStore {
   migrate(): Promise<void>;
 }
 
-export function migratedStore(store: Store): MigratedStore {
+/**
+ * What a verb's failure says once close() was called: close() ends the connections the instance
+ * opened (its private pools, SQLite's own connection), and their drivers' words ("Cannot use a
+ * pool after calling end on the pool", "Pool is closed.") do not say why. A verb on the app's own
+ * handle (an enqueue) still works, so only failures are reworded.
+ */
+function afterClose(err: unknown): Error {
+  const said = err instanceof Error ? err.message : String(err);
+  return new Error(`sqljobs: this instance was closed (close()), and the connections it opened with it: create another (createJobs) to read or change jobs (the database driver said: ${said})`, { cause: err });
+}
+
+/** `closed`: whether close() was called (a failure from then on is reworded: see afterClose). */
+export function migratedStore(store: Store, closed: () => boolean): MigratedStore {
   let ready: Promise<void> | null = null;
   const migrate = (): Promise<void> =>
     (ready ??= store.migrate().catch((err: unknown) => {
@@ -40,7 +52,10 @@ export function migratedStore(store: Store): MigratedStore {
       const verb = value as (...args: unknown[]) => unknown;
       // Called on the store itself, so that a verb's own calls do not wait again.
       if (Object.hasOwn(PASS_THROUGH, prop)) return verb.bind(target);
-      return (...args: unknown[]) => migrate().then(() => verb.apply(target, args));
+      return (...args: unknown[]) =>
+        migrate().then(() => verb.apply(target, args)).catch((err: unknown) => {
+          throw closed() ? afterClose(err) : err;
+        });
     },
   });
   return { view, migrate };

@@ -486,6 +486,8 @@ export interface WorkerLiveness {
    */
   workerHeartbeat(worker: WorkerInfo): Promise<Fenced[]>;
   workerRemove(workerId: string): Promise<void>;
+  /** Milliseconds since this worker's last heartbeat (database clock), null when it is not registered. */
+  workerHeartbeatAge(workerId: string): Promise<number | null>;
   /**
    * Running jobs whose worker sent no heartbeat for stallMs (database clock), at most `limit`.
    * Only a read: the rescuer (lib/maintenance/rescuer.ts) decides and writes through jobFailMany().

@@ -4,6 +4,11 @@
  * here, once for every database; the store only reads the stalled jobs and writes the outcome
  * through the same fenced jobFailMany() a worker uses, so a rescue races nothing: a worker that comes
  * back and completes first wins, and two rescuers write each job once.
+ *
+ * A rescue round runs only while the rescuer's own heartbeat is current (heartbeatLate): when
+ * every heartbeat is held back at once (another session locking the workers' rows past the stall
+ * timeout, a database that stops writing, this process frozen), all workers look silent, and
+ * rescuing them would run their jobs a second time.
  */
 import { hasAttemptsLeft, WORKER_LOST, type JobError } from '../model.ts';
 import type { FailItem, JobWrites, RescuedJob, StalledJob, WorkerLiveness } from '../driver/store.ts';
@@ -13,6 +18,21 @@ const BATCH = 500;
 
 export function workerLostError(job: StalledJob, stallMs: number): JobError {
   return { message: `worker lost: worker ${job.workerId ?? '?'} stopped sending heartbeats for over ${stallMs} ms`, name: WORKER_LOST };
+}
+
+/**
+ * How late the rescuer's own heartbeat is, or null when it is current. Current means younger than
+ * stallMs − heartbeatMs: a heartbeat held back as long as a silent worker's (stallMs) has to be at
+ * least that old, since both are written every heartbeatMs. Unregistered (swept by a previous
+ * leader, back at its next heartbeat) counts as late.
+ */
+export async function heartbeatLate(
+  store: Pick<WorkerLiveness, 'workerHeartbeatAge'>,
+  self: { workerId: string; heartbeatMs: number },
+  stallMs: number,
+): Promise<{ ageMs: number | null } | null> {
+  const ageMs = await store.workerHeartbeatAge(self.workerId);
+  return ageMs !== null && ageMs < stallMs - self.heartbeatMs ? null : { ageMs };
 }
 
 export async function rescueStalled(store: Pick<WorkerLiveness, 'jobStalledList' | 'workerRemoveStale'> & Pick<JobWrites, 'jobFailMany'>, stallMs: number): Promise<RescuedJob[]> {

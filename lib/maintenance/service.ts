@@ -5,7 +5,7 @@
  */
 import type { RescuedJob, JobWrites, WorkerLiveness } from '../driver/store.ts';
 import { Periodic } from '../periodic.ts';
-import { rescueStalled } from './rescuer.ts';
+import { heartbeatLate, rescueStalled } from './rescuer.ts';
 
 /**
  * How often the leader prunes history, ms. Not an option (retention is days; a minute is fine
@@ -61,10 +61,12 @@ export interface MaintenanceHooks {
 
 export class Maintenance {
   private readonly periodic: Periodic;
+  /** A rescue round was skipped for a late heartbeat of ours, and said so. */
+  private rescueDeferred = false;
 
   constructor(
     private readonly store: WorkerLiveness & Pick<JobWrites, 'jobFailMany' | 'jobCancelExpiredReservations' | 'jobsAgePriority' | 'queueGroupsPrune'>,
-    private readonly opts: { stallTimeout: number; retentionMs: number | null; agingMs: number | null },
+    private readonly opts: { workerId: string; heartbeatInterval: number; stallTimeout: number; retentionMs: number | null; agingMs: number | null },
     private readonly hooks: MaintenanceHooks,
   ) {
     this.periodic = new Periodic((err) => hooks.error(err));
@@ -112,9 +114,23 @@ export class Maintenance {
 
   private async rescue(): Promise<void> {
     if (!this.hooks.leads()) return;
+    const { workerId, heartbeatInterval: heartbeatMs, stallTimeout } = this.opts;
+    const late = await heartbeatLate(this.store, { workerId, heartbeatMs }, stallTimeout);
+    if (late) return this.deferRescue(late.ageMs);
+    this.rescueDeferred = false;
     const rescued = await rescueStalled(this.store, this.opts.stallTimeout);
     for (const r of rescued) this.hooks.rescued(r);
     if (rescued.some((r) => r.outcome === 'retry')) this.hooks.wake();
+  }
+
+  /** Said once per stretch, and only past stallTimeout (a heartbeat a little late is jitter, not news). */
+  private deferRescue(ageMs: number | null): void {
+    if (this.rescueDeferred || ageMs === null || ageMs < this.opts.stallTimeout) return;
+    this.rescueDeferred = true;
+    this.hooks.error(new Error(
+      `rescue of stalled jobs deferred: this worker's own heartbeat was last written ${Math.round(ageMs)} ms ago (stallTimeout ${this.opts.stallTimeout} ms), ` +
+      'so heartbeats are being held back (a lock on the workers table, a database not writing, or this process paused) and every worker would look silent; ' +
+      'workers still silent once heartbeats are written again are rescued then'));
   }
 
   private async upkeep(): Promise<void> {

@@ -153,6 +153,32 @@ forEachDialect('shutdown', ({ fresh }) => {
     await jobs.close();
   });
 
+  it('after close(), every call either works (on the app\'s own handle) or fails saying the instance is closed, never with a bare driver message', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { pollInterval: 50 } }).define('any', () => undefined);
+    const { id } = await jobs.enqueue('any', {});
+    await jobs.close();
+    const calls: [string, () => Promise<unknown>][] = [
+      ['get', () => jobs.get(id)],
+      ['list', () => jobs.list({})],
+      ['status', () => jobs.status()],
+      ['attempts', () => jobs.attempts(id)],
+      ['cancel', () => jobs.cancel(id)],
+      ['queues.pause', () => jobs.queues.pause('q')],
+      ['schedules.list', () => jobs.schedules.list()],
+      ['enqueue', () => jobs.enqueue('any', {})],
+    ];
+    let refused = 0;
+    for (const [name, call] of calls) {
+      const err = await call().then(() => null, (e: Error) => e);
+      if (!err) continue;
+      refused++;
+      expect(err.message, name).to.match(/^sqljobs: this instance was closed \(close\(\)\), and the connections it opened with it: /);
+      expect(err.message, name).to.include('(the database driver said: ');
+    }
+    expect(refused, 'calls needing the connections the instance opened').to.be.greaterThan(0);
+  });
+
   it('close() while start() is under way (0, 5 and 20 ms in): both settle, start() without an error (the close overtook it)', async () => {
     for (const ms of [0, 5, 20]) {
       // A database of its own each time: each start migrates.

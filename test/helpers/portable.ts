@@ -16,7 +16,7 @@ import {
 } from '../../lib/driver/portable/reads.ts';
 import { throughputCounters, throughputCoverage, throughputForget, throughputLast, throughputRead, throughputSave } from '../../lib/driver/portable/throughput.ts';
 import { cancelJob, historyPrune, historyPruneLock, historyPrunePick, jobMakeDue, jobRetry, jobsDelete, queuePause, queueResume, redriveCopy } from '../../lib/driver/portable/admin.ts';
-import { jobSaveCheckpoint, jobsNextDue, jobsOwnedBy, jobsStalled, workerHeartbeat, workerRemove, workersRemoveStale } from '../../lib/driver/portable/workers.ts';
+import { jobSaveCheckpoint, jobsNextDue, jobsOwnedBy, jobsStalled, workerHeartbeat, workerHeartbeatAge, workerRemove, workersRemoveStale } from '../../lib/driver/portable/workers.ts';
 import { claimManaged, groupForget, idleGroups, lockGroups, queueSettingsList, rankInGroup, saveGroupRanks, saveQueueSettings } from '../../lib/driver/portable/queues.ts';
 import { scheduleAdvance, scheduleRecordRun, scheduleRemove, scheduleSetEnabled, scheduleTicksRemove, schedulesDue, schedulesList } from '../../lib/driver/portable/schedules.ts';
 
@@ -84,6 +84,7 @@ export function portableStatements(sql: Sql): [string, Statement][] {
     ['workerHeartbeat (all queues)', workerHeartbeat(sql, { id: HOSTILE, host: HOSTILE, pid: 1, queues: null, names: [], concurrency: 1 })],
     ['jobsOwnedBy', jobsOwnedBy(sql, HOSTILE)],
     ['workerRemove', workerRemove(sql, HOSTILE)],
+    ['workerHeartbeatAge', workerHeartbeatAge(sql, HOSTILE)],
     ['workersRemoveStale', workersRemoveStale(sql, 30_000)],
     ['jobsStalled', jobsStalled(sql, { stallMs: 30_000, limit: 500 })],
     ['jobsNextDue', jobsNextDue(sql, { names: [HOSTILE], queues: [HOSTILE] })],

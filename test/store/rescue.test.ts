@@ -5,8 +5,8 @@
  * job fails for good with "worker lost".
  */
 import { expect } from 'chai';
-import { rescueStalled } from '../../lib/maintenance/rescuer.ts';
-import { forEachDialect } from '../helpers/dialects.ts';
+import { heartbeatLate, rescueStalled } from '../../lib/maintenance/rescuer.ts';
+import { forEachDialect, sleep } from '../helpers/dialects.ts';
 import { claimOne, storeOf } from './helpers.ts';
 
 const live = { host: 'h', pid: 1, queues: null, names: ['x'], concurrency: 1 };
@@ -43,5 +43,20 @@ forEachDialect('store: rescue', ({ fresh }) => {
     // The silent worker was never registered; the live one stays; another round finds nothing.
     expect((await store.workerList()).map((w) => w.id)).to.deep.equal(['alive']);
     expect(await rescueStalled(store, 60_000)).to.deep.equal([]);
+  });
+
+  it('the rescuer\'s own heartbeat is current only while younger than stallTimeout − heartbeatInterval (database clock)', async () => {
+    const t = await fresh();
+    const { store } = await storeOf(t);
+    const self = { workerId: 'rescuer', heartbeatMs: 100 };
+    expect(await heartbeatLate(store, self, 60_000), 'not registered').to.deep.equal({ ageMs: null });
+    await store.workerHeartbeat({ id: 'rescuer', ...live });
+    expect(await heartbeatLate(store, self, 60_000), 'just written').to.equal(null);
+    await sleep(300);
+    expect(await heartbeatLate(store, self, 1_000), '300 ms old, limit 900').to.equal(null);
+    const late = await heartbeatLate(store, self, 350);
+    expect(late?.ageMs, '300 ms old, limit 250').to.be.within(280, 5_000);
+    await store.workerHeartbeat({ id: 'rescuer', ...live });
+    expect(await heartbeatLate(store, self, 350), 'written again').to.equal(null);
   });
 });

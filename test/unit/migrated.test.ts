@@ -40,7 +40,7 @@ function fakeStore(failures: number) {
 describe('migrated store view', () => {
   it('migrates once before the first verb, shared by concurrent calls', async () => {
     const { store, calls } = fakeStore(0);
-    const { view } = migratedStore(store);
+    const { view } = migratedStore(store, () => false);
     await Promise.all([view.jobGet('a'), view.jobGet('b')]);
     await view.jobGet('c');
     expect(calls).to.deep.equal(['migrate', 'get a', 'get b', 'get c']);
@@ -48,7 +48,7 @@ describe('migrated store view', () => {
 
   it('a failed migration fails the verb, and the next call migrates again', async () => {
     const { store, calls } = fakeStore(1);
-    const { view, migrate } = migratedStore(store);
+    const { view, migrate } = migratedStore(store, () => false);
     const err = await view.jobGet('a').catch((e: Error) => e);
     expect((err as Error).message).to.equal('migration refused');
     await view.jobGet('b');
@@ -58,7 +58,7 @@ describe('migrated store view', () => {
 
   it('calls synchronous verbs, close() and the dialect fields as they are, without migrating', async () => {
     const { store, calls } = fakeStore(0);
-    const { view } = migratedStore(store);
+    const { view } = migratedStore(store, () => false);
     expect(view.jobInsertManySync!({ rows: [] })).to.deep.equal([]);
     expect(view.appInTransaction!()).to.equal(false);
     expect(view.capabilities.syncEnqueue).to.equal(true);
@@ -69,12 +69,28 @@ describe('migrated store view', () => {
 
   it('reads a verb at each call, so that one replaced on the store is used', async () => {
     const { store, calls } = fakeStore(0);
-    const { view } = migratedStore(store);
+    const { view } = migratedStore(store, () => false);
     store.jobGet = async (id) => {
       calls.push(`replaced ${id}`);
       return null;
     };
     await view.jobGet('a');
     expect(calls).to.deep.equal(['migrate', 'replaced a']);
+  });
+
+  it('once close() was called, a failure says so with the driver\'s words; before, and a success after, are as they are', async () => {
+    const { store } = fakeStore(0);
+    let closed = false;
+    const { view } = migratedStore(store, () => closed);
+    store.jobGet = async (id) => {
+      if (id === 'bad') throw new Error('Pool is closed.');
+      return null;
+    };
+    expect((await view.jobGet('bad').catch((e: Error) => e) as Error).message).to.equal('Pool is closed.');
+    closed = true;
+    const err = (await view.jobGet('bad').catch((e: Error) => e)) as Error;
+    expect(err.message).to.equal('sqljobs: this instance was closed (close()), and the connections it opened with it: create another (createJobs) to read or change jobs (the database driver said: Pool is closed.)');
+    expect((err.cause as Error).message).to.equal('Pool is closed.');
+    expect(await view.jobGet('good')).to.equal(null);
   });
 });

@@ -33,7 +33,7 @@ import {
   throughputSave, type MinuteCount, type ThroughputBucket, type ThroughputRead,
 } from './throughput.ts';
 import { scheduleAdvance, scheduleRecordRun, scheduleRemove, scheduleSetEnabled, scheduleTicksRemove, schedulesDue, schedulesList } from './schedules.ts';
-import { jobSaveCheckpoint, jobsCompletedBy, jobsFailedBy, jobsNextDue, jobsOwnedBy, jobsStalled, workerHeartbeat, workerRemove, workersRemoveStale } from './workers.ts';
+import { jobSaveCheckpoint, jobsCompletedBy, jobsFailedBy, jobsNextDue, jobsOwnedBy, jobsStalled, workerHeartbeat, workerHeartbeatAge, workerRemove, workersRemoveStale } from './workers.ts';
 
 /** The months of history the admin's History view lists (newest first). */
 const HISTORY_MONTHS_SHOWN = 36;
@@ -253,6 +253,11 @@ export abstract class PortableStore implements Sql {
 
   async workerRemove(workerId: string): Promise<void> {
     await this.runner.run(workerRemove(this, workerId));
+  }
+
+  async workerHeartbeatAge(workerId: string): Promise<number | null> {
+    const age = (await this.runner.run(workerHeartbeatAge(this, workerId))).rows[0]?.age;
+    return age === null || age === undefined ? null : Number(age);
   }
 
   async jobStalledList({ stallMs, limit }: { stallMs: number; limit: number }): Promise<StalledJob[]> {

@@ -55,6 +55,11 @@ export function workerRemove({ d, t }: Sql, workerId: string): Statement {
   return write(d, (b) => `DELETE FROM ${t.workers} WHERE id = ${b.text(workerId)}`);
 }
 
+/** Milliseconds since this worker's last heartbeat (database clock); no row when it is not registered. */
+export function workerHeartbeatAge({ d, t }: Sql, workerId: string): Statement {
+  return read(d, (b) => `SELECT ${d.msBetween(d.now, 'heartbeat_at')} AS age FROM ${t.workers} WHERE id = ${b.text(workerId)}`);
+}
+
 /** Forget the workers whose heartbeat is older than stallMs (database clock). */
 export function workersRemoveStale({ d, t }: Sql, stallMs: number): Statement {
   return write(d, (b) => `DELETE FROM ${t.workers} WHERE heartbeat_at <= ${d.plusMs(d.now, b.bigint(-stallMs))}`);

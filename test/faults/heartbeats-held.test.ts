@@ -1,0 +1,87 @@
+/**
+ * Heartbeats held back by the database (another session locking the workers' rows past
+ * stallTimeout: a long migration, a backup tool, an operator's open transaction) make every worker
+ * look silent at once, the rescuer's own included. The rescuer must not take that for dead workers:
+ * their jobs are running, and a rescue would run each of them a second time. It rescues only while
+ * its own heartbeat is current.
+ *
+ * SQLite has no row locks (a second writer holds the whole file, and the rescue's write with it):
+ * the guard is checked there at the store level (test/store/rescue.test.ts).
+ */
+import { expect } from 'chai';
+import mysql from 'mysql2/promise';
+import mssql from 'mssql';
+import pg from 'pg';
+import { MSSQL_URL, MYSQL_URL, PG_URL, forEachDialect, sleep, until, type TestDb } from '../helpers/dialects.ts';
+import type { Jobs } from '../../lib/index.ts';
+
+type RescuedJob = { id: string; outcome: string };
+
+/** Lock every row of the workers table in another session until release() (reads still pass). */
+async function lockWorkerRows(t: TestDb): Promise<{ release(): Promise<void> }> {
+  const table = `${t.prefix}workers`;
+  if (t.dialect === 'postgres') {
+    const client = new pg.Client({ connectionString: PG_URL });
+    client.on('error', () => undefined);
+    await client.connect();
+    await client.query('BEGIN');
+    await client.query(`SELECT id FROM ${table} FOR UPDATE`);
+    return { release: async () => void (await client.query('COMMIT'), await client.end()) };
+  }
+  if (t.dialect === 'mysql') {
+    const conn = await mysql.createConnection(MYSQL_URL);
+    conn.on('error', () => undefined);
+    await conn.query('START TRANSACTION');
+    await conn.query(`SELECT id FROM ${table} FOR UPDATE`);
+    return { release: async () => void (await conn.query('COMMIT'), await conn.end()) };
+  }
+  const pool = await new mssql.ConnectionPool(MSSQL_URL!).connect();
+  pool.on('error', () => undefined);
+  const tx = new mssql.Transaction(pool);
+  await tx.begin();
+  await tx.request().query(`SELECT id FROM ${table} WITH (UPDLOCK, HOLDLOCK)`);
+  return { release: async () => void (await tx.commit(), await pool.close()) };
+}
+
+forEachDialect('faults: heartbeats held back by a lock on the workers table', ({ fresh }) => {
+  it('rescue nothing while the rescuer\'s own heartbeat is late: every job runs once', async function () {
+    this.timeout(20_000);
+    const t = await fresh();
+    const instances: Jobs[] = [];
+    const runs = new Map<string, number>();
+    const rescued: RescuedJob[] = [];
+    const errors: string[] = [];
+    let finish!: () => void;
+    const finished = new Promise<void>((r) => (finish = r));
+    for (const handle of [t, await t.another()]) {
+      const jobs = handle.jobs({ leader: { leaseMs: 300 }, worker: { concurrency: 1, pollInterval: 100, heartbeatInterval: 100, stallTimeout: 400 } });
+      jobs.define('long', async (_payload, ctx) => {
+        runs.set(ctx.id, (runs.get(ctx.id) ?? 0) + 1);
+        await finished;
+      });
+      jobs.on('rescued', (r) => void rescued.push(r));
+      jobs.on('error', (err) => void errors.push((err as Error).message));
+      instances.push(jobs);
+    }
+    const ids = [(await instances[0].enqueue('long', {})).id, (await instances[0].enqueue('long', {})).id];
+    for (const jobs of instances) await jobs.start();
+    await until(() => runs.size === 2, 'both jobs running, one on each instance', 5_000);
+    await until(() => instances.some((j) => j.isLeader()), 'a leader', 5_000);
+
+    // Held for over three stall timeouts and two of the leader's rescue rounds (every 1 s at least).
+    const lock = await lockWorkerRows(t);
+    await sleep(2_600);
+    await lock.release();
+    await sleep(1_200); // the heartbeats that waited are written; a rescue round after the lock finds nothing stale
+
+    expect(rescued, 'jobs rescued from live workers').to.deep.equal([]);
+    const deferred = errors.filter((m) => m.startsWith('rescue of stalled jobs deferred'));
+    expect(deferred, 'the deferral is said, once per leader').to.have.length.within(1, 2);
+    expect(deferred[0]).to.match(/own heartbeat was last written \d+ ms ago \(stallTimeout 400 ms\)/);
+    finish();
+    await until(async () => (await Promise.all(ids.map((id) => instances[0].get(id)))).every((j) => j?.state === 'completed'), 'both jobs completed', 5_000);
+    expect([...runs.values()], 'runs per job').to.deep.equal([1, 1]);
+    for (const id of ids) expect((await instances[0].get(id))!.attempts, `attempts of ${id}`).to.equal(1);
+    for (const jobs of instances) await jobs.stop();
+  });
+}, ['postgres', 'slonik', 'mysql', 'mssql']);

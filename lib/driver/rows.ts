@@ -21,6 +21,18 @@ export const nativeCodec: RowCodec = {
 
 type Row = Record<string, unknown>;
 
+/**
+ * A job's payload from its two columns: binary, else the JSON text, which every store reads as
+ * text (PostgreSQL's claim and reads cast it: see SqlDialect.payloadRead) so that a stored JSON
+ * `null` stays null and only an absent payload (SQL NULL) is undefined. (MySQL 8's JSON type is
+ * read as text too: the private pool sets jsonStrings.) A value a driver parsed is taken as it is.
+ */
+function payloadOf(bin: unknown, json: unknown): unknown {
+  if (bin != null) return toBuffer(bin);
+  if (json === null || json === undefined) return undefined;
+  return typeof json === 'string' ? JSON.parse(json) : json;
+}
+
 /** A stalled job as the rescuer reads it (columns id, token, name, queue, attempts, max_attempts, worker_id, started_at). */
 export function toStalledJob(row: Row, codec: RowCodec): StalledJob {
   return {
@@ -72,7 +84,7 @@ export function toJobRecord(row: Row, codec: RowCodec): JobRecord {
     callbacks: callbackNames(codec.json(row.callbacks)),
   };
   if ('payload' in row || 'payload_bin' in row) {
-    rec.payload = row.payload_bin != null ? toBuffer(row.payload_bin) : (codec.json(row.payload) ?? undefined);
+    rec.payload = payloadOf(row.payload_bin, row.payload);
   }
   if ('result' in row) rec.result = codec.json(row.result) ?? null;
   return rec;
@@ -126,7 +138,7 @@ export function claimedFromColumns(v: readonly unknown[], codec: RowCodec): Clai
     token: String(v[AT.token]),
     name: v[AT.name] as string,
     queue: v[AT.queue] as string,
-    payload: payloadBin != null ? toBuffer(payloadBin) : (codec.json(v[AT.payload]) ?? undefined),
+    payload: payloadOf(payloadBin, v[AT.payload]),
     priority: Number(v[AT.priority]),
     attempts: Number(v[AT.attempts]),
     maxAttempts: Number(v[AT.max_attempts]),

@@ -90,6 +90,47 @@ forEachDialect('processing', ({ fresh }) => {
     expect(j!.finishedAt).to.be.instanceOf(Date);
   });
 
+  it('a payload reaches the handler, get() and list() as given: null stays null, none stays undefined, a string or number stays itself (live and in history)', async () => {
+    const t = await fresh();
+    // A queue with a limit is claimed by its own statements (lib/driver/portable/queues.ts).
+    const jobs = t.jobs({ worker: { pollInterval: 60_000 }, queues: { limited: { concurrency: 2 } } });
+    const given: [string, unknown][] = [['null', null], ['none', undefined], ['string', 'abc'], ['json-looking string', '{"a":1}'], ['number', 0], ['false', false], ['object', { a: null }], ['array', [null]]];
+    const seen = new Map<string, unknown>();
+    jobs.define('echo', (payload: unknown, ctx) => void seen.set(ctx.id, payload));
+    const ids = new Map<string, string>();
+    for (const [label, payload] of given) ids.set(label, (await jobs.enqueue('echo', payload as never)).id);
+    // The same through the workflow path's insert (a serial key), and a null among others in one enqueueMany.
+    given.push(['null, serial', null], ['null, in a batch of three', null]);
+    ids.set('null, serial', (await jobs.enqueue('echo', null as never, { serial: 's' })).id);
+    const many = await jobs.enqueueMany([{ name: 'echo', payload: { b: 1 } as never }, { name: 'echo', payload: null as never }, { name: 'echo', payload: undefined as never }]);
+    ids.set('null, in a batch of three', many[1].id);
+    given.push(['object, in a batch of three', { b: 1 }], ['none, in a batch of three', undefined]);
+    ids.set('object, in a batch of three', many[0].id);
+    ids.set('none, in a batch of three', many[2].id);
+    given.push(['null, limited queue', null], ['string, limited queue', 'abc']);
+    ids.set('null, limited queue', (await jobs.enqueue('echo', null as never, { queue: 'limited' })).id);
+    ids.set('string, limited queue', (await jobs.enqueue('echo', 'abc' as never, { queue: 'limited' })).id);
+    const listed = async () => new Map((await jobs.list({ name: 'echo', includePayload: true, limit: 100 })).items.map((j) => [j.id, j]));
+    const before = await listed();
+    for (const [label, payload] of given) {
+      const id = ids.get(label)!;
+      expect((await jobs.get(id))!.payload, `get(), pending: ${label}`).to.deep.equal(payload);
+      expect(before.get(id)!.payload, `list(), pending: ${label}`).to.deep.equal(payload);
+    }
+    await jobs.start();
+    await until(() => seen.size === given.length, 'every job to run');
+    await until(async () => (await jobs.list({ name: 'echo', state: 'completed', limit: 100 })).items.length === given.length, 'every job in history');
+    const after = await listed();
+    for (const [label, payload] of given) {
+      const id = ids.get(label)!;
+      expect(seen.get(id), `handler: ${label}`).to.deep.equal(payload);
+      expect((await jobs.get(id))!.payload, `get(), completed: ${label}`).to.deep.equal(payload);
+      expect(after.get(id)!.payload, `list(), completed: ${label}`).to.deep.equal(payload);
+    }
+    expect(seen.has(ids.get('none')!) && seen.get(ids.get('none')!) === undefined, 'no payload is undefined').to.equal(true);
+    expect(seen.get(ids.get('null')!), 'null is null').to.equal(null);
+  });
+
   it('wakes a same-process worker at once on enqueue (poll interval 60 s)', async () => {
     const t = await fresh();
     const jobs = t.jobs({ worker: { pollInterval: 60_000 } });

@@ -79,6 +79,11 @@ export interface SqlDialect {
   /** How rows come back: times and JSON. */
   readonly codec: RowCodec;
   /**
+   * The payload column as a read selects it, named payload: as text, so that a stored JSON null is
+   * told from SQL NULL (no payload). pg parses a json column itself and answers null for both.
+   */
+  readonly payloadRead: string;
+  /**
    * After a table name: the index a read must use where this planner would otherwise scan the
    * table or sort (SQLite ` INDEXED BY i`, MySQL ` FORCE INDEX (i)`); empty elsewhere.
    */
@@ -155,6 +160,7 @@ const asIs = (key: string) => key;
 /** The spelling most of the databases share; each dialect below overrides what it writes otherwise. */
 const common = {
   col: (c: string) => c,
+  payloadRead: 'payload',
   top: none,
   limit: (n: string) => ` LIMIT ${n}`,
   output: none,
@@ -220,6 +226,7 @@ export const postgres: SqlDialect = {
   // The id columns are uuid: a text[] would not compare with them.
   inIds: (p) => `= ANY(${p}::uuid[])`,
   codec: nativeCodec,
+  payloadRead: 'payload::text AS payload',
   nullAs: (type) => (type === 'time' ? 'NULL::timestamptz' : 'NULL::json'),
   json: (p) => `CAST(${p} AS json)`,
   // ->> looks the key up as given (no path); the cast picks the text form of the operator over the integer (array index) one.

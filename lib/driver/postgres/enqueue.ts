@@ -9,7 +9,7 @@ import type { Tables } from '../portable/statement.ts';
 /** The enqueue input record: one JSON array parameter for any number of jobs. */
 const INPUT = `id uuid, name text, queue text, payload json, payload_b64 text, priority int, max_attempts int,
   timeout_ms int, backoff json, run_at timestamptz, delay_ms bigint, ref_id text, tag text, batch_id text,
-  created_by text, meta json, user_id text, reply_to text, args json, trace_context text`;
+  created_by text, meta json, user_id text, reply_to text, args json, trace_context text, null_payload boolean`;
 
 /** In the error the guard raises, to tell it from any other. */
 export const NOT_IN_TRANSACTION = 'sqljobs: opts.tx is not inside a transaction';
@@ -39,7 +39,7 @@ export function jobsEnqueue(t: Tables, { inCallerTransaction = false } = {}): (r
   const text = `WITH input AS (SELECT * FROM json_to_recordset($1::json) AS x(${INPUT})${guard}),
     ins AS (
       INSERT INTO ${t.jobs} (id, name, queue, state, payload, payload_bin, priority, max_attempts, timeout_ms, backoff, run_at, ref_id, tag, batch_id, created_by, meta, user_id, reply_to, args, trace_context)
-      SELECT id, name, queue, 'pending', payload, decode(payload_b64, 'base64'), priority, max_attempts, timeout_ms, backoff,
+      SELECT id, name, queue, 'pending', CASE WHEN null_payload THEN 'null'::json ELSE payload END, decode(payload_b64, 'base64'), priority, max_attempts, timeout_ms, backoff,
         COALESCE(run_at, now() + delay_ms * interval '1 millisecond'), ref_id, tag, batch_id, created_by, meta, user_id, reply_to, args, trace_context
       FROM input
       ON CONFLICT (ref_id) WHERE ref_id IS NOT NULL DO NOTHING
@@ -63,7 +63,11 @@ export function literal(s: string): string {
   return s.includes('\\') ? ` E'${quoted.replaceAll('\\', '\\\\')}'` : `'${quoted}'`;
 }
 
-/** The rows as the JSON array json_to_recordset reads: JSON fields spliced as the JSON text they already are. */
+/**
+ * The rows as the JSON array json_to_recordset reads: JSON fields spliced as the JSON text they
+ * already are. It reads a field's JSON null as SQL NULL, which is no payload: a null payload is
+ * flagged (null_payload) and stored as JSON null.
+ */
 export function inputJson(rows: NewJobRow[]): string {
   const q = JSON.stringify;
   return `[${rows
@@ -74,7 +78,8 @@ export function inputJson(rows: NewJobRow[]): string {
         `"max_attempts":${r.maxAttempts},"timeout_ms":${r.timeoutMs},"backoff":${r.backoffJson ?? 'null'},` +
         `"run_at":${r.runAt ? q(r.runAt.toISOString()) : 'null'},"delay_ms":${r.delayMs},"ref_id":${q(r.refId)},` +
         `"tag":${q(r.tag)},"batch_id":${q(r.batchId)},"created_by":${q(r.createdBy)},"meta":${r.metaJson ?? 'null'},` +
-        `"user_id":${q(r.userId)},"reply_to":${q(r.replyTo)},"args":${r.argsJson ?? 'null'},"trace_context":${q(r.traceContextJson)}}`,
+        `"user_id":${q(r.userId)},"reply_to":${q(r.replyTo)},"args":${r.argsJson ?? 'null'},"trace_context":${q(r.traceContextJson)}` +
+        `${r.payloadJson === 'null' ? ',"null_payload":true' : ''}}`,
     )
     .join(',')}]`;
 }

@@ -26,13 +26,23 @@ export interface MigratedStore {
 }
 
 /**
- * What a verb's failure says once close() was called: close() ends the connections the instance
- * opened (its private pools, SQLite's own connection), and their drivers' words ("Cannot use a
- * pool after calling end on the pool", "Pool is closed.") do not say why. A verb on the app's own
- * handle (an enqueue) still works, so only failures are reworded.
+ * What each driver says when asked to use a pool or connection that was ended: after close(),
+ * which ends the ones the instance opened (its private pools, SQLite's own connection), these
+ * words do not say why. Only they are reworded: any other failure (a caller's transaction that
+ * ended, say) keeps its own error.
  */
-function afterClose(err: unknown): Error {
-  const said = err instanceof Error ? err.message : String(err);
+const ENDED = [
+  'Cannot use a pool after calling end on the pool', // pg
+  'Pool is closed.', // mysql2
+  'The database connection is not open', // better-sqlite3
+  'Connection is closed.', // mssql
+  'Connection not yet open.', // mssql, a pool closed before it connected
+  'Connection is closing', // mssql
+];
+
+function afterClose(err: unknown): unknown {
+  const said = err instanceof Error ? err.message : '';
+  if (!ENDED.some((words) => said.startsWith(words))) return err;
   return new Error(`sqljobs: this instance was closed (close()), and the connections it opened with it: create another (createJobs) to read or change jobs (the database driver said: ${said})`, { cause: err });
 }
 

@@ -56,9 +56,13 @@ export function bytes(n: number | null): string {
   return `${i === 0 ? n : n.toFixed(1)} ${units[i]}`;
 }
 
-/** A payload or result for display: pretty JSON, or a binary's size and the hex of its first bytes. */
-export function showValue(v: unknown): { kind: 'none' | 'json' | 'binary'; text: string } {
-  if (v === undefined || v === null) return { kind: 'none', text: '' };
+/**
+ * A payload or result for display: pretty JSON, or a binary's size and the hex of its first bytes.
+ * A payload that is null was given as null (none is undefined), so it shows as `null`; a result
+ * record says null for none, so there null is none.
+ */
+export function showValue(v: unknown, nullIsNone = true): { kind: 'none' | 'json' | 'binary'; text: string } {
+  if (v === undefined || (v === null && nullIsNone)) return { kind: 'none', text: '' };
   if (Buffer.isBuffer(v)) {
     const hex = v.subarray(0, 64).toString('hex').replace(/(..)/g, '$1 ').trim();
     return { kind: 'binary', text: `${num(v.length)} bytes: ${hex}${v.length > 64 ? ' …' : ''}` };

@@ -23,7 +23,7 @@ type Row = Record<string, unknown>;
 
 /**
  * A job's payload from its two columns: binary, else the JSON text, which every store reads as
- * text (PostgreSQL's claim and reads cast it: see SqlDialect.payloadRead) so that a stored JSON
+ * text (PostgreSQL's claim and reads cast it: see SqlDialect.payloadText) so that a stored JSON
  * `null` stays null and only an absent payload (SQL NULL) is undefined. (MySQL 8's JSON type is
  * read as text too: the private pool sets jsonStrings.) A value a driver parsed is taken as it is.
  */
@@ -208,7 +208,8 @@ export function toStoredSchedule(row: Row, codec: RowCodec): StoredSchedule {
     startAt: ms(row.start_at),
     endAt: ms(row.end_at),
     maxRuns: row.max_runs == null ? null : Number(row.max_runs),
-    payloadJson: text(row.payload),
+    // As text (payload_text): pg would have parsed it, and a JSON string payload come back unquoted.
+    payloadJson: row.payload_text == null ? null : String(row.payload_text),
     optionsJson: text(row.options),
     overlap: row.overlap as OverlapPolicy,
     missed: row.missed as MissedPolicy,

@@ -5,10 +5,13 @@
  * through the same fenced jobFailMany() a worker uses, so a rescue races nothing: a worker that comes
  * back and completes first wins, and two rescuers write each job once.
  *
- * A rescue round runs only while the rescuer's own heartbeat is current (heartbeatLate): when
- * every heartbeat is held back at once (another session locking the workers' rows past the stall
- * timeout, a database that stops writing, this process frozen), all workers look silent, and
- * rescuing them would run their jobs a second time.
+ * Silence is proof only when heartbeats can be written. A round runs only while the rescuer's own
+ * heartbeat is current (heartbeatLate): when every heartbeat is held back at once (another session
+ * locking the workers' rows past the stall timeout, a database that stops writing, this process
+ * frozen), all workers look silent, and rescuing them would run their jobs a second time. And a
+ * silent worker whose row another session holds locked right now is left alone (workersHeld):
+ * its heartbeat may be waiting behind that lock while the rescuer's own row is free (a rescuer
+ * registered after the lock was taken, or whose row it does not cover).
  */
 import { hasAttemptsLeft, WORKER_LOST, type JobError } from '../model.ts';
 import type { FailItem, JobWrites, RescuedJob, StalledJob, WorkerLiveness } from '../driver/store.ts';
@@ -35,8 +38,8 @@ export async function heartbeatLate(
   return ageMs !== null && ageMs < stallMs - self.heartbeatMs ? null : { ageMs };
 }
 
-export async function rescueStalled(store: Pick<WorkerLiveness, 'jobStalledList' | 'workerRemoveStale'> & Pick<JobWrites, 'jobFailMany'>, stallMs: number): Promise<RescuedJob[]> {
-  const stalled = await store.jobStalledList({ stallMs, limit: BATCH });
+export async function rescueStalled(store: Pick<WorkerLiveness, 'jobStalledList' | 'workersHeld' | 'workerRemoveStale'> & Pick<JobWrites, 'jobFailMany'>, stallMs: number): Promise<RescuedJob[]> {
+  const { stalled, held } = await withoutHeldWorkers(store, await store.jobStalledList({ stallMs, limit: BATCH }));
   let rescued: RescuedJob[] = [];
   if (stalled.length) {
     const items: FailItem[] = stalled.map((job) => ({
@@ -50,6 +53,13 @@ export async function rescueStalled(store: Pick<WorkerLiveness, 'jobStalledList'
     const applied = await store.jobFailMany(items);
     rescued = stalled.filter((job) => applied.has(job.id)).map((job) => ({ id: job.id, name: job.name, queue: job.queue, outcome: hasAttemptsLeft(job) ? 'retry' : 'failed' }));
   }
-  await store.workerRemoveStale(stallMs);
+  await store.workerRemoveStale(stallMs, held);
   return rescued;
+}
+
+/** The stalled jobs but those of workers whose row another session holds locked (see the top of this file), and those workers. */
+async function withoutHeldWorkers(store: Pick<WorkerLiveness, 'workersHeld'>, stalled: StalledJob[]): Promise<{ stalled: StalledJob[]; held: Set<string> }> {
+  const workers = [...new Set(stalled.map((job) => job.workerId).filter((id): id is string => id !== null))];
+  const held = await store.workersHeld(workers);
+  return { stalled: held.size ? stalled.filter((job) => job.workerId === null || !held.has(job.workerId)) : stalled, held };
 }

@@ -61,8 +61,8 @@ export interface MaintenanceHooks {
 
 export class Maintenance {
   private readonly periodic: Periodic;
-  /** A rescue round was skipped for a late heartbeat of ours, and said so. */
-  private rescueDeferred = false;
+  /** Since when rescue rounds are skipped for a late heartbeat of ours (performance.now()), and whether that was said. */
+  private deferred: { since: number; said: boolean } | null = null;
 
   constructor(
     private readonly store: WorkerLiveness & Pick<JobWrites, 'jobFailMany' | 'jobCancelExpiredReservations' | 'jobsAgePriority' | 'queueGroupsPrune'>,
@@ -117,20 +117,26 @@ export class Maintenance {
     const { workerId, heartbeatInterval: heartbeatMs, stallTimeout } = this.opts;
     const late = await heartbeatLate(this.store, { workerId, heartbeatMs }, stallTimeout);
     if (late) return this.deferRescue(late.ageMs);
-    this.rescueDeferred = false;
+    this.deferred = null;
     const rescued = await rescueStalled(this.store, this.opts.stallTimeout);
     for (const r of rescued) this.hooks.rescued(r);
     if (rescued.some((r) => r.outcome === 'retry')) this.hooks.wake();
   }
 
-  /** Said once per stretch, and only past stallTimeout (a heartbeat a little late is jitter, not news). */
+  /**
+   * Said once per stretch of skipped rounds, once it lasts stallTimeout (by the heartbeat's age or
+   * the stretch's own length): a heartbeat a little late is jitter, not news.
+   */
   private deferRescue(ageMs: number | null): void {
-    if (this.rescueDeferred || ageMs === null || ageMs < this.opts.stallTimeout) return;
-    this.rescueDeferred = true;
+    const now = performance.now();
+    const d = (this.deferred ??= { since: now, said: false });
+    if (d.said || Math.max(ageMs ?? 0, now - d.since) < this.opts.stallTimeout) return;
+    d.said = true;
+    const heartbeat = ageMs === null ? 'is not registered (its row was removed, and not written back since)' : `was last written ${Math.round(ageMs)} ms ago`;
     this.hooks.error(new Error(
-      `rescue of stalled jobs deferred: this worker's own heartbeat was last written ${Math.round(ageMs)} ms ago (stallTimeout ${this.opts.stallTimeout} ms), ` +
+      `rescue of stalled jobs deferred: this worker's own heartbeat ${heartbeat} (stallTimeout ${this.opts.stallTimeout} ms), ` +
       'so heartbeats are being held back (a lock on the workers table, a database not writing, or this process paused) and every worker would look silent; ' +
-      'workers still silent once heartbeats are written again are rescued then'));
+      'workers still silent once this one\'s heartbeats are written again are rescued then'));
   }
 
   private async upkeep(): Promise<void> {

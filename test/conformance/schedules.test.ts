@@ -54,6 +54,29 @@ forEachDialect('recurring schedules', ({ fresh }) => {
     expect(dup).to.be.instanceOf(Error);
   });
 
+  it('a schedule\'s payload reaches its jobs as given (null, a string, a JSON-looking string, an object, none); list() shows it', async function () {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { pollInterval: 60_000 } });
+    const seen = new Map<string, unknown>();
+    jobs.define('echo', (payload: unknown, ctx) => void seen.set(ctx.id, payload));
+    const given: [string, unknown][] = [['null', null], ['string', 'abc'], ['json-looking', '{"a":1}'], ['object', { a: [1, null] }], ['none', undefined]];
+    for (const [key, payload] of given) jobs.recurring(key, '0 0 1 1 *', payload as never, { name: 'echo' });
+    await jobs.start();
+    const listed = new Map((await jobs.schedules.list()).map((r) => [r.key, r.payload]));
+    const triggered = new Map<string, string>();
+    for (const [key, payload] of given) {
+      expect(listed.get(key), `list(): ${key}`).to.deep.equal(payload === undefined ? null : payload);
+      triggered.set(key, (await jobs.schedules.trigger(key))!.id);
+    }
+    await until(() => seen.size === given.length, 'every triggered job to run');
+    for (const [key, payload] of given) {
+      const id = triggered.get(key)!;
+      expect(seen.has(id), `ran: ${key}`).to.equal(true);
+      expect(seen.get(id), `handler: ${key}`).to.deep.equal(payload);
+    }
+    await jobs.stop();
+  });
+
   it('a tick fired here runs at once on this process\'s worker, not at its next poll', async function () {
     this.timeout(20_000);
     const t = await fresh();

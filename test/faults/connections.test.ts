@@ -171,7 +171,7 @@ function isSlonik(handle: unknown): boolean {
 }
 
 /** The worker's statements the tests hold and end (their text as the server shows it). */
-const SWEEPER_MARKER = 'AS age FROM'; // a sweep's first statement: the age of the rescuer's own heartbeat
+const SWEEPER_MARKER = 'w.id = j.worker_id';
 
 /**
  * The app a web tier would run: its own pool, with nothing listening for the pool's 'error'
@@ -319,20 +319,21 @@ for (const factory of DIALECTS.filter((d) => NAMES.includes(d.name) && (!only ||
 
     it("the sweeper's transaction, ended mid-statement: the worker goes on and sweeps again", async () => {
       const { t, server } = await fresh();
-      // Heartbeats write the locked table too, and each waits on a private connection: room for them beside the sweep.
+      // Heartbeats read the locked table too (the jobs they own), and each waits on a private connection: room for them beside the sweep.
       const jobs = t.jobs({ workerPoolSize: 10, worker: { pollInterval: 100, heartbeatInterval: 1000, stallTimeout: 3000 } });
       jobs.define('after', async () => 'done');
       const sweeps: ('ok' | 'failed')[] = [];
-      const ownAge = jobs.store.workerHeartbeatAge.bind(jobs.store);
-      jobs.store.workerHeartbeatAge = (id) => ownAge(id).then(
+      const stalled = jobs.store.jobStalledList.bind(jobs.store);
+      jobs.store.jobStalledList = (req) => stalled(req).then(
         (r) => (sweeps.push('ok'), r),
         (err) => (sweeps.push('failed'), Promise.reject(err)),
       );
       await jobs.start();
-      // The sweeper reads the workers table: with it locked, the sweep's statement waits in its transaction.
-      const held = await server.holdTable(`${t.prefix}workers`);
+      // The sweeper reads the jobs table for stalled jobs (after its own heartbeat's age, on the
+      // workers table): with it locked, the sweep's statement waits in its transaction.
+      const held = await server.holdTable(`${t.prefix}jobs`);
       cleanups.push(() => held.release());
-      await server.end(await server.waiting(held, [SWEEPER_MARKER, `${t.prefix}workers`]));
+      await server.end(await server.waiting(held, [SWEEPER_MARKER, `${t.prefix}jobs`]));
       await held.release();
       await until(() => sweeps.includes('failed'), 'the ended sweep to fail', 5000);
       const failedAt = sweeps.lastIndexOf('failed');

@@ -14,32 +14,37 @@ import mssql from 'mssql';
 import pg from 'pg';
 import { MSSQL_URL, MYSQL_URL, PG_URL, forEachDialect, sleep, until, type TestDb } from '../helpers/dialects.ts';
 import type { Jobs } from '../../lib/index.ts';
+import { rescueStalled } from '../../lib/maintenance/rescuer.ts';
+import { claimOne, storeOf } from '../store/helpers.ts';
 
 type RescuedJob = { id: string; outcome: string };
 
-/** Lock every row of the workers table in another session until release() (reads still pass). */
-async function lockWorkerRows(t: TestDb): Promise<{ release(): Promise<void> }> {
+const worker = { host: 'h', pid: 1, queues: null, names: ['x'], concurrency: 1 };
+
+/** Lock the rows of the workers table (those of `ids`, or all) in another session until release() (reads still pass). */
+async function lockWorkerRows(t: TestDb, ids?: string[]): Promise<{ release(): Promise<void> }> {
   const table = `${t.prefix}workers`;
+  const only = ids ? ` WHERE id IN (${ids.map((id) => `'${id}'`).join(', ')})` : '';
   if (t.dialect === 'postgres') {
     const client = new pg.Client({ connectionString: PG_URL });
     client.on('error', () => undefined);
     await client.connect();
     await client.query('BEGIN');
-    await client.query(`SELECT id FROM ${table} FOR UPDATE`);
+    await client.query(`SELECT id FROM ${table}${only} FOR UPDATE`);
     return { release: async () => void (await client.query('COMMIT'), await client.end()) };
   }
   if (t.dialect === 'mysql') {
     const conn = await mysql.createConnection(MYSQL_URL);
     conn.on('error', () => undefined);
     await conn.query('START TRANSACTION');
-    await conn.query(`SELECT id FROM ${table} FOR UPDATE`);
+    await conn.query(`SELECT id FROM ${table}${only} FOR UPDATE`);
     return { release: async () => void (await conn.query('COMMIT'), await conn.end()) };
   }
   const pool = await new mssql.ConnectionPool(MSSQL_URL!).connect();
   pool.on('error', () => undefined);
   const tx = new mssql.Transaction(pool);
   await tx.begin();
-  await tx.request().query(`SELECT id FROM ${table} WITH (UPDLOCK, HOLDLOCK)`);
+  await tx.request().query(`SELECT id FROM ${table} WITH (UPDLOCK, HOLDLOCK)${only}`);
   return { release: async () => void (await tx.commit(), await pool.close()) };
 }
 
@@ -83,5 +88,36 @@ forEachDialect('faults: heartbeats held back by a lock on the workers table', ({
     expect([...runs.values()], 'runs per job').to.deep.equal([1, 1]);
     for (const id of ids) expect((await instances[0].get(id))!.attempts, `attempts of ${id}`).to.equal(1);
     for (const jobs of instances) await jobs.stop();
+  });
+
+  it('a heartbeat that waited behind the lock is dated when written, not when sent', async function () {
+    const t = await fresh();
+    const { store } = await storeOf(t);
+    await store.workerHeartbeat({ id: 'w', ...worker });
+    const lock = await lockWorkerRows(t);
+    const beat = store.workerHeartbeat({ id: 'w', ...worker });
+    await sleep(1_500);
+    await lock.release();
+    await beat;
+    const age = await store.workerHeartbeatAge('w');
+    expect(age, 'the heartbeat\'s age just after it was written').to.be.lessThan(500);
+  });
+
+  it('a silent worker whose row another session holds is not rescued (its heartbeat may be waiting there); once free, it is', async function () {
+    const t = await fresh();
+    const { jobs, store } = await storeOf(t);
+    const { id } = await jobs.enqueue('x', {});
+    await store.workerHeartbeat({ id: 'held', ...worker });
+    await claimOne(store, 'x', 'held');
+    await sleep(300);
+    // The rescuer's own row is free and current (it registered after the lock, say).
+    const lock = await lockWorkerRows(t, ['held']);
+    try {
+      expect(await rescueStalled(store, 200), 'rescued while the row is held').to.deep.equal([]);
+      expect((await jobs.get(id))!.state).to.equal('running');
+    } finally {
+      await lock.release();
+    }
+    expect((await rescueStalled(store, 200)).map((r) => r.id), 'rescued once the row is free').to.deep.equal([id]);
   });
 }, ['postgres', 'slonik', 'mysql', 'mssql']);

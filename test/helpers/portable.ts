@@ -16,7 +16,7 @@ import {
 } from '../../lib/driver/portable/reads.ts';
 import { throughputCounters, throughputCoverage, throughputForget, throughputLast, throughputRead, throughputSave } from '../../lib/driver/portable/throughput.ts';
 import { cancelJob, historyPrune, historyPruneLock, historyPrunePick, jobMakeDue, jobRetry, jobsDelete, queuePause, queueResume, redriveCopy } from '../../lib/driver/portable/admin.ts';
-import { jobSaveCheckpoint, jobsNextDue, jobsOwnedBy, jobsStalled, workerHeartbeat, workerHeartbeatAge, workerRemove, workersRemoveStale } from '../../lib/driver/portable/workers.ts';
+import { jobSaveCheckpoint, jobsNextDue, jobsOwnedBy, jobsStalled, workerHeartbeat, workerHeartbeatAge, workerRemove, workersFound, workersLockable, workersRemoveStale, workersStale } from '../../lib/driver/portable/workers.ts';
 import { claimManaged, groupForget, idleGroups, lockGroups, queueSettingsList, rankInGroup, saveGroupRanks, saveQueueSettings } from '../../lib/driver/portable/queues.ts';
 import { scheduleAdvance, scheduleRecordRun, scheduleRemove, scheduleSetEnabled, scheduleTicksRemove, schedulesDue, schedulesList } from '../../lib/driver/portable/schedules.ts';
 
@@ -86,6 +86,10 @@ export function portableStatements(sql: Sql): [string, Statement][] {
     ['workerRemove', workerRemove(sql, HOSTILE)],
     ['workerHeartbeatAge', workerHeartbeatAge(sql, HOSTILE)],
     ['workersRemoveStale', workersRemoveStale(sql, 30_000)],
+    ['workersRemoveStale (some)', workersRemoveStale(sql, 30_000, [HOSTILE, 'b'])],
+    ['workersStale', workersStale(sql, 30_000)],
+    ['workersFound', workersFound(sql, [HOSTILE, 'b'])],
+    ...(sql.d.skipLocked ? [['workersLockable', workersLockable(sql, [HOSTILE, 'b'], sql.d.skipLocked)] as [string, Statement]] : []),
     ['jobsStalled', jobsStalled(sql, { stallMs: 30_000, limit: 500 })],
     ['jobsNextDue', jobsNextDue(sql, { names: [HOSTILE], queues: [HOSTILE] })],
     ['jobsNextDue (all queues)', jobsNextDue(sql, { names: [HOSTILE] })],

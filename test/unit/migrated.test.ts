@@ -92,5 +92,11 @@ describe('migrated store view', () => {
     expect(err.message).to.equal('sqljobs: this instance was closed (close()), and the connections it opened with it: create another (createJobs) to read or change jobs (the database driver said: Pool is closed.)');
     expect((err.cause as Error).message).to.equal('Pool is closed.');
     expect(await view.jobGet('good')).to.equal(null);
+    // Any other failure after close() is its own (a caller's ended transaction, a refused argument).
+    const own = new TypeError('opts.tx: the pg client is not inside a transaction');
+    store.jobGet = async () => {
+      throw own;
+    };
+    expect(await view.jobGet('x').catch((e: unknown) => e)).to.equal(own);
   });
 });

@@ -79,10 +79,23 @@ export interface SqlDialect {
   /** How rows come back: times and JSON. */
   readonly codec: RowCodec;
   /**
-   * The payload column as a read selects it, named payload: as text, so that a stored JSON null is
-   * told from SQL NULL (no payload). pg parses a json column itself and answers null for both.
+   * A payload column as a read selects it: as text, so that a stored JSON null is told from SQL
+   * NULL (no payload). pg parses a json column itself and answers null for both.
    */
-  readonly payloadRead: string;
+  payloadText(col: string): string;
+  /**
+   * The clock when the expression is evaluated, after any lock its statement waited for: a
+   * heartbeat held behind another session's lock is dated when it is written, not when it was
+   * sent (PostgreSQL's now() and MySQL's UTC_TIMESTAMP() are the statement's start). SQL Server's
+   * SYSUTCDATETIME() is the statement's start too, and has no per-row form.
+   */
+  readonly wallNow: string;
+  /**
+   * A SELECT's table and ending that lock its rows, skipping those another session holds instead
+   * of waiting (FOR UPDATE SKIP LOCKED; SQL Server's UPDLOCK, READPAST); null where rows are not
+   * locked one by one (SQLite).
+   */
+  readonly skipLocked: { hint: string; suffix: string } | null;
   /**
    * After a table name: the index a read must use where this planner would otherwise scan the
    * table or sort (SQLite ` INDEXED BY i`, MySQL ` FORCE INDEX (i)`); empty elsewhere.
@@ -160,7 +173,8 @@ const asIs = (key: string) => key;
 /** The spelling most of the databases share; each dialect below overrides what it writes otherwise. */
 const common = {
   col: (c: string) => c,
-  payloadRead: 'payload',
+  payloadText: asIs,
+  skipLocked: { hint: '', suffix: ' FOR UPDATE SKIP LOCKED' },
   top: none,
   limit: (n: string) => ` LIMIT ${n}`,
   output: none,
@@ -185,6 +199,9 @@ export const sqlite: SqlDialect = {
   insertionOrder: 'rowid',
   now: "CAST(unixepoch('subsec') * 1000 AS INTEGER)",
   statementNow: "CAST(unixepoch('subsec') * 1000 AS INTEGER)",
+  // A statement runs once it has the database's write lock: its clock is already the write's.
+  wallNow: "CAST(unixepoch('subsec') * 1000 AS INTEGER)",
+  skipLocked: null,
   placeholder: () => '?',
   plusMs: (time, ms) => `(${time} + ${ms})`,
   msBetween: (later, earlier) => `(${later} - ${earlier})`,
@@ -213,6 +230,7 @@ export const postgres: SqlDialect = {
   queueIndexHoldsRunning: false,
   now: 'now()',
   statementNow: 'statement_timestamp()',
+  wallNow: 'clock_timestamp()',
   placeholder: (n) => `$${n}`,
   plusMs: (time, ms) => `(${time} + ${ms} * interval '1 millisecond')`,
   msBetween: (later, earlier) => `(EXTRACT(EPOCH FROM (${later} - ${earlier})) * 1000)::float8`,
@@ -226,7 +244,7 @@ export const postgres: SqlDialect = {
   // The id columns are uuid: a text[] would not compare with them.
   inIds: (p) => `= ANY(${p}::uuid[])`,
   codec: nativeCodec,
-  payloadRead: 'payload::text AS payload',
+  payloadText: (col) => `${col}::text`,
   nullAs: (type) => (type === 'time' ? 'NULL::timestamptz' : 'NULL::json'),
   json: (p) => `CAST(${p} AS json)`,
   // ->> looks the key up as given (no path); the cast picks the text form of the operator over the integer (array index) one.
@@ -246,6 +264,8 @@ export const mysql: SqlDialect = {
   partialIndexes: false,
   now: 'UTC_TIMESTAMP(3)',
   statementNow: 'UTC_TIMESTAMP(3)',
+  // SYSDATE() is read when evaluated (UTC_TIMESTAMP() once per statement), in the session's zone.
+  wallNow: "CONVERT_TZ(SYSDATE(3), @@session.time_zone, '+00:00')",
   placeholder: () => '?',
   plusMs: (time, ms) => `(${time} + INTERVAL (${ms}) * 1000 MICROSECOND)`,
   msBetween: (later, earlier) => `(TIMESTAMPDIFF(MICROSECOND, ${earlier}, ${later}) / 1000)`,
@@ -283,6 +303,8 @@ export const mssql: SqlDialect = {
   name: 'mssql',
   now: 'SYSUTCDATETIME()',
   statementNow: 'SYSUTCDATETIME()',
+  wallNow: 'SYSUTCDATETIME()',
+  skipLocked: { hint: ' WITH (UPDLOCK, ROWLOCK, READPAST)', suffix: '' },
   placeholder: (n) => `@p${n}`,
   // DATEADD takes an INT: a BIGINT of milliseconds is split into days and the rest.
   plusMs: (time, ms) => `DATEADD(millisecond, (${ms}) % 86400000, DATEADD(day, (${ms}) / 86400000, ${time}))`,

@@ -33,7 +33,7 @@ import {
   throughputSave, type MinuteCount, type ThroughputBucket, type ThroughputRead,
 } from './throughput.ts';
 import { scheduleAdvance, scheduleRecordRun, scheduleRemove, scheduleSetEnabled, scheduleTicksRemove, schedulesDue, schedulesList } from './schedules.ts';
-import { jobSaveCheckpoint, jobsCompletedBy, jobsFailedBy, jobsNextDue, jobsOwnedBy, jobsStalled, workerHeartbeat, workerHeartbeatAge, workerRemove, workersRemoveStale } from './workers.ts';
+import { jobSaveCheckpoint, jobsCompletedBy, jobsFailedBy, jobsNextDue, jobsOwnedBy, jobsStalled, workerHeartbeat, workerHeartbeatAge, workerRemove, workersFound, workersLockable, workersRemoveStale, workersStale } from './workers.ts';
 
 /** The months of history the admin's History view lists (newest first). */
 const HISTORY_MONTHS_SHOWN = 36;
@@ -260,13 +260,24 @@ export abstract class PortableStore implements Sql {
     return age === null || age === undefined ? null : Number(age);
   }
 
+  async workersHeld(ids: string[]): Promise<Set<string>> {
+    const lock = this.d.skipLocked;
+    if (!ids.length || !lock) return new Set();
+    const found = (await this.runner.run(workersFound(this, ids))).rows.map((r) => String(r.id));
+    if (!found.length) return new Set();
+    const lockable = new Set((await this.runner.run(workersLockable(this, found, lock))).rows.map((r) => String(r.id)));
+    return new Set(found.filter((id) => !lockable.has(id)));
+  }
+
   async jobStalledList({ stallMs, limit }: { stallMs: number; limit: number }): Promise<StalledJob[]> {
     const { rows } = await this.runner.run(jobsStalled(this, { stallMs, limit }));
     return rows.map((r) => toStalledJob(r, this.d.codec));
   }
 
-  async workerRemoveStale(stallMs: number): Promise<void> {
-    await this.runner.run(workersRemoveStale(this, stallMs));
+  async workerRemoveStale(stallMs: number, kept?: Set<string>): Promise<void> {
+    if (!kept?.size) return void (await this.runner.run(workersRemoveStale(this, stallMs)));
+    const ids = (await this.runner.run(workersStale(this, stallMs))).rows.map((r) => String(r.id)).filter((id) => !kept.has(id));
+    if (ids.length) await this.runner.run(workersRemoveStale(this, stallMs, ids));
   }
 
   async jobNextDueIn(req: { names: string[]; queues?: string[]; managed?: boolean }): Promise<number | null> {

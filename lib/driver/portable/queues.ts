@@ -371,7 +371,7 @@ function* takeJobs(sql: Sql, req: ManagedClaimRequest, ids: string[], token: str
     `UPDATE ${t.jobs} SET state = 'running', token = ${b.id(token)}, worker_id = ${b.text(req.workerId)}, attempts = attempts + 1,
        started_at = ${d.statementNow}, progress = NULL, progress_message = NULL
      WHERE id ${b.ids(ids)} AND state = 'pending'`);
-  const columns = CLAIM_COLUMNS.split(', ').map((c) => (c === 'payload' ? d.payloadRead : d.col(c))).join(', ');
+  const columns = CLAIM_COLUMNS.split(', ').map((c) => (c === 'payload' ? `${d.payloadText('payload')} AS payload` : d.col(c))).join(', ');
   return ((yield read(d, (b) => `SELECT ${columns}, group_key FROM ${t.jobs} WHERE id ${b.ids(ids)} AND token = ${b.id(token)}`)) as Outcome).rows;
 }
 

@@ -22,7 +22,7 @@ const PAYLOAD = ['payload', 'payload_bin'];
 const RECORD = [...SUMMARY, ...PAYLOAD, 'backoff'];
 
 function columns(d: SqlDialect, names: string[]): string {
-  return names.map((c) => (c === 'payload' ? d.payloadRead : d.col(c))).join(', ');
+  return names.map((c) => (c === 'payload' ? `${d.payloadText('payload')} AS payload` : d.col(c))).join(', ');
 }
 
 /**

@@ -11,12 +11,12 @@ import { read, write, type Statement } from './statement.ts';
 import type { Sql } from './sql.ts';
 
 export function schedulesList({ d, t }: Sql): Statement {
-  return read(d, () => `SELECT * FROM ${t.schedules} ORDER BY ${d.col('key')}`);
+  return read(d, () => `SELECT *, ${d.payloadText('payload')} AS payload_text FROM ${t.schedules} ORDER BY ${d.col('key')}`);
 }
 
 /** Enabled schedules whose next run is due, each with the database's now (db_now) it was compared with. */
 export function schedulesDue({ d, t }: Sql): Statement {
-  return read(d, () => `SELECT *, ${d.now} AS db_now FROM ${t.schedules} WHERE enabled = ${d.true} AND next_run_at <= ${d.now}`);
+  return read(d, () => `SELECT *, ${d.payloadText('payload')} AS payload_text, ${d.now} AS db_now FROM ${t.schedules} WHERE enabled = ${d.true} AND next_run_at <= ${d.now}`);
 }
 
 /** Enable or disable a schedule, moving its next run when one is given. Changes one row when the schedule exists. */

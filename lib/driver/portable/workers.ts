@@ -8,7 +8,10 @@ import type { Sql } from './sql.ts';
 import type { Fenced, WorkerInfo } from '../store.ts';
 import { WORKER_LOST } from '../../model.ts';
 
-/** Refresh a worker's heartbeat, registering it again when a sweeper removed it. */
+/**
+ * Refresh a worker's heartbeat, registering it again when a sweeper removed it. Dated when written
+ * (wallNow): one that waited behind another session's lock must not land already old.
+ */
 export function workerHeartbeat({ d, t }: Sql, w: WorkerInfo): Statement {
   return write(d, (b) =>
     d.upsert(t.workers, 'id', [
@@ -19,8 +22,8 @@ export function workerHeartbeat({ d, t }: Sql, w: WorkerInfo): Statement {
       ['names', b.longText(JSON.stringify(w.names))],
       ['concurrency', b.int(w.concurrency)],
       ['started_at', d.now],
-      ['heartbeat_at', d.now],
-    ], `heartbeat_at = ${d.now}`));
+      ['heartbeat_at', d.wallNow],
+    ], `heartbeat_at = ${d.wallNow}`));
 }
 
 /** The running attempts this worker still owns (one it lost, to a rescue or a cancel, is absent). */
@@ -60,9 +63,35 @@ export function workerHeartbeatAge({ d, t }: Sql, workerId: string): Statement {
   return read(d, (b) => `SELECT ${d.msBetween(d.now, 'heartbeat_at')} AS age FROM ${t.workers} WHERE id = ${b.text(workerId)}`);
 }
 
-/** Forget the workers whose heartbeat is older than stallMs (database clock). */
-export function workersRemoveStale({ d, t }: Sql, stallMs: number): Statement {
-  return write(d, (b) => `DELETE FROM ${t.workers} WHERE heartbeat_at <= ${d.plusMs(d.now, b.bigint(-stallMs))}`);
+/**
+ * Of these workers, those whose row this statement can lock at once: a row another session holds
+ * locked (a heartbeat of that worker may be waiting behind it) is skipped, not waited for. The
+ * lock ends with the statement. See WorkerLiveness.workersHeld.
+ */
+export function workersLockable({ d, t }: Sql, ids: string[], lock: { hint: string; suffix: string }): Statement {
+  return read(d, (b) => `SELECT id FROM ${t.workers}${lock.hint} WHERE id ${b.in(ids)}${lock.suffix}`);
+}
+
+/** Of these workers, those registered (read without locking). */
+export function workersFound({ d, t }: Sql, ids: string[]): Statement {
+  return read(d, (b) => `SELECT id FROM ${t.workers} WHERE id ${b.in(ids)}`);
+}
+
+/**
+ * Forget the workers whose heartbeat is older than stallMs (database clock); with `ids`, only
+ * those of them, reached by primary key: a scan would wait for a row another session holds
+ * locked (InnoDB locks the rows a DELETE reads, matching or not).
+ */
+export function workersRemoveStale({ d, t }: Sql, stallMs: number, ids?: string[]): Statement {
+  return write(d, (b) => {
+    const stale = `heartbeat_at <= ${d.plusMs(d.now, b.bigint(-stallMs))}`;
+    return `DELETE FROM ${t.workers} WHERE ${ids ? `id ${b.in(ids)} AND ` : ''}${stale}`;
+  });
+}
+
+/** The workers whose heartbeat is older than stallMs (database clock), read without locking. */
+export function workersStale({ d, t }: Sql, stallMs: number): Statement {
+  return read(d, (b) => `SELECT id FROM ${t.workers} WHERE heartbeat_at <= ${d.plusMs(d.now, b.bigint(-stallMs))}`);
 }
 
 /**

@@ -32,7 +32,7 @@ export const CLAIM_PLANNER_LOCAL = `BEGIN; ${CLAIM_PLANNER.replaceAll('SET ', 'S
  * garbage, measured for issue 17).
  */
 function returnedColumn(c: string): string {
-  if (c === 'id' || c === 'token' || c === 'payload') return `j.${c}::text AS ${c}`; // payload: see SqlDialect.payloadRead
+  if (c === 'id' || c === 'token' || c === 'payload') return `j.${c}::text AS ${c}`; // payload: see SqlDialect.payloadText
   if (c === 'run_at' || c === 'started_at') return `(extract(epoch FROM j.${c}) * 1000)::float8 AS ${c}`;
   return `j.${c}`;
 }

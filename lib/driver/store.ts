@@ -489,18 +489,19 @@ export interface WorkerLiveness {
   /** Milliseconds since this worker's last heartbeat (database clock), null when it is not registered. */
   workerHeartbeatAge(workerId: string): Promise<number | null>;
   /**
-   * Of these workers, those whose row another session holds locked right now: their heartbeats
-   * may be waiting behind that lock, so their silence proves nothing. Empty where rows are not
-   * locked one by one (SQLite: a writer holds the whole database, the rescue's write included).
+   * Of these workers, those whose row another session holds locked right now (their heartbeats
+   * may be waiting behind that lock, so their silence proves nothing), or whose heartbeat is no
+   * longer older than stallMs. Empty where rows are not locked one by one (SQLite: a writer holds
+   * the whole database, the rescue's write included).
    */
-  workersHeld(ids: string[]): Promise<Set<string>>;
+  workersHeld(ids: string[], stallMs: number): Promise<Set<string>>;
   /**
    * Running jobs whose worker sent no heartbeat for stallMs (database clock), at most `limit`.
    * Only a read: the rescuer (lib/maintenance/rescuer.ts) decides and writes through jobFailMany().
    */
   jobStalledList(req: { stallMs: number; limit: number }): Promise<StalledJob[]>;
-  /** Forget the workers whose heartbeat is older than stallMs, but those `kept` (held: see workersHeld). */
-  workerRemoveStale(stallMs: number, kept?: Set<string>): Promise<void>;
+  /** Forget the workers whose heartbeat is older than stallMs, but those held (see workersHeld), which are not waited for. */
+  workerRemoveStale(stallMs: number): Promise<void>;
   /**
    * Delete history rows finished more than olderThanMs ago, at most `limit`. `more`: a later batch
    * of the same round (where whole months are dropped, they were dropped by the round's first).

@@ -8,10 +8,12 @@
  * Silence is proof only when heartbeats can be written. A round runs only while the rescuer's own
  * heartbeat is current (heartbeatLate): when every heartbeat is held back at once (another session
  * locking the workers' rows past the stall timeout, a database that stops writing, this process
- * frozen), all workers look silent, and rescuing them would run their jobs a second time. And a
+ * frozen), all workers look silent, and rescuing them would run their jobs a second time. A
  * silent worker whose row another session holds locked right now is left alone (workersHeld):
  * its heartbeat may be waiting behind that lock while the rescuer's own row is free (a rescuer
- * registered after the lock was taken, or whose row it does not cover).
+ * registered after the lock was taken, or whose row it does not cover). And what a round sees is
+ * looked at again a heartbeat interval later before anything is rescued (Confirmation): when a
+ * lock ends, the heartbeats that waited land one by one, the rescuer's own perhaps first.
  */
 import { hasAttemptsLeft, WORKER_LOST, type JobError } from '../model.ts';
 import type { FailItem, JobWrites, RescuedJob, StalledJob, WorkerLiveness } from '../driver/store.ts';
@@ -38,8 +40,25 @@ export async function heartbeatLate(
   return ageMs !== null && ageMs < stallMs - self.heartbeatMs ? null : { ageMs };
 }
 
-export async function rescueStalled(store: Pick<WorkerLiveness, 'jobStalledList' | 'workersHeld' | 'workerRemoveStale'> & Pick<JobWrites, 'jobFailMany'>, stallMs: number): Promise<RescuedJob[]> {
-  const { stalled, held } = await withoutHeldWorkers(store, await store.jobStalledList({ stallMs, limit: BATCH }));
+/**
+ * How a rescue round confirms what it saw: it looks again after `afterMs` (more than a heartbeat
+ * interval), and rescues only the jobs silent both times, if its own heartbeat is still current
+ * then. A heartbeat that waited behind a lock until just now, or was written again with the
+ * clock of when it was sent (a row deleted meanwhile, re-inserted), is followed by a fresh one
+ * within a heartbeat interval; a dead worker's is not.
+ */
+export interface Confirmation {
+  afterMs: number;
+  /** Wait afterMs, or less when the rescuer stops; false when it stopped or its heartbeat is no longer current. */
+  waitAndCheck(ms: number): Promise<boolean>;
+}
+
+type RescueStore = Pick<WorkerLiveness, 'jobStalledList' | 'workersHeld' | 'workerRemoveStale'> & Pick<JobWrites, 'jobFailMany'>;
+
+export async function rescueStalled(store: RescueStore, stallMs: number, confirm?: Confirmation): Promise<RescuedJob[]> {
+  let seen = await store.jobStalledList({ stallMs, limit: BATCH });
+  if (seen.length && confirm) seen = await silentAgain(store, stallMs, seen, confirm);
+  const { stalled } = await withoutHeldWorkers(store, seen, stallMs);
   let rescued: RescuedJob[] = [];
   if (stalled.length) {
     const items: FailItem[] = stalled.map((job) => ({
@@ -53,13 +72,20 @@ export async function rescueStalled(store: Pick<WorkerLiveness, 'jobStalledList'
     const applied = await store.jobFailMany(items);
     rescued = stalled.filter((job) => applied.has(job.id)).map((job) => ({ id: job.id, name: job.name, queue: job.queue, outcome: hasAttemptsLeft(job) ? 'retry' : 'failed' }));
   }
-  await store.workerRemoveStale(stallMs, held);
+  await store.workerRemoveStale(stallMs);
   return rescued;
 }
 
-/** The stalled jobs but those of workers whose row another session holds locked (see the top of this file), and those workers. */
-async function withoutHeldWorkers(store: Pick<WorkerLiveness, 'workersHeld'>, stalled: StalledJob[]): Promise<{ stalled: StalledJob[]; held: Set<string> }> {
+/** Of the jobs seen stalled, those still stalled under the same claim after confirm.afterMs (see Confirmation). */
+async function silentAgain(store: RescueStore, stallMs: number, seen: StalledJob[], confirm: Confirmation): Promise<StalledJob[]> {
+  if (!(await confirm.waitAndCheck(confirm.afterMs))) return [];
+  const again = new Set((await store.jobStalledList({ stallMs, limit: BATCH })).map((job) => `${job.id}:${job.token}`));
+  return seen.filter((job) => again.has(`${job.id}:${job.token}`));
+}
+
+/** The stalled jobs but those of workers whose row another session holds locked or that wrote a heartbeat since (see the top of this file). */
+async function withoutHeldWorkers(store: Pick<WorkerLiveness, 'workersHeld'>, stalled: StalledJob[], stallMs: number): Promise<{ stalled: StalledJob[] }> {
   const workers = [...new Set(stalled.map((job) => job.workerId).filter((id): id is string => id !== null))];
-  const held = await store.workersHeld(workers);
-  return { stalled: held.size ? stalled.filter((job) => job.workerId === null || !held.has(job.workerId)) : stalled, held };
+  const held = await store.workersHeld(workers, stallMs);
+  return { stalled: held.size ? stalled.filter((job) => job.workerId === null || !held.has(job.workerId)) : stalled };
 }

@@ -118,7 +118,10 @@ export class Maintenance {
     const late = await heartbeatLate(this.store, { workerId, heartbeatMs }, stallTimeout);
     if (late) return this.deferRescue(late.ageMs);
     this.deferred = null;
-    const rescued = await rescueStalled(this.store, this.opts.stallTimeout);
+    const rescued = await rescueStalled(this.store, stallTimeout, {
+      afterMs: Math.ceil(heartbeatMs * 1.5),
+      waitAndCheck: async (ms) => (await this.pause(ms)) && this.hooks.leads() && !(await heartbeatLate(this.store, { workerId, heartbeatMs }, stallTimeout)),
+    });
     for (const r of rescued) this.hooks.rescued(r);
     if (rescued.some((r) => r.outcome === 'retry')) this.hooks.wake();
   }
@@ -151,10 +154,27 @@ export class Maintenance {
   }
 
   private stopping = false;
+  /** Ends the pauses under way (a rescue round's confirmation) when the service stops. */
+  private readonly pauses = new Set<() => void>();
+
+  /** Wait ms, or less when the service stops: true when it did not. */
+  private pause(ms: number): Promise<boolean> {
+    if (this.stopping) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const end = () => {
+        clearTimeout(timer);
+        this.pauses.delete(end);
+        resolve(!this.stopping);
+      };
+      const timer = setTimeout(end, ms);
+      this.pauses.add(end);
+    });
+  }
 
   /** Stop, and wait for a round under way (it must not write after its instance stopped). */
   stop(): Promise<void> {
     this.stopping = true;
+    for (const end of [...this.pauses]) end();
     return this.periodic.stop();
   }
 }

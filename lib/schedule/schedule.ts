@@ -6,7 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import { Cron } from 'croner';
-import { describe, JobValidationError, validateName, type EnqueueOptions, type JsonValue } from '../model.ts';
+import { describe, JobValidationError, toJson, validateName, type EnqueueOptions, type JsonValue } from '../model.ts';
 
 export type IntervalUnit = 'seconds' | 'minutes' | 'hours' | 'days';
 const UNIT_MS: Record<IntervalUnit, number> = { seconds: 1000, minutes: 60_000, hours: 3_600_000, days: 86_400_000 };
@@ -85,7 +85,9 @@ export function buildSchedule(key: string, spec: ScheduleSpec, payload: unknown,
   const base = {
     key,
     name,
-    payloadJson: payload === undefined ? null : JSON.stringify(payload),
+    // JSON only, checked as an enqueue checks it: a Buffer, a Date or a Map would be stored as
+    // something else (a schedule keeps its payload as JSON text).
+    payloadJson: payload === undefined ? null : toJson(name, 'payload', payload),
     optionsJson: Object.keys(enqueue).length ? JSON.stringify(enqueue) : null,
     overlap,
     missed,

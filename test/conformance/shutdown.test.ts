@@ -181,6 +181,8 @@ forEachDialect('shutdown', ({ fresh }) => {
     }
     expect(refused, 'calls needing the connections the instance opened').to.be.greaterThan(0);
     expect(await jobs.enqueue('any', {}).then(() => 'written', (e: Error) => e.message), 'enqueue on the app\'s own handle').to.equal('written');
+    const started = await jobs.start().then(() => null, (e: Error) => e.message);
+    expect(started, 'start() after close()').to.match(/^sqljobs: start\(\) after close\(\): this instance was closed/);
   });
 
   it('close() while start() is under way (0, 5 and 20 ms in): both settle, start() without an error (the close overtook it)', async () => {

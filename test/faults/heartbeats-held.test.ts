@@ -120,4 +120,23 @@ forEachDialect('faults: heartbeats held back by a lock on the workers table', ({
     }
     expect((await rescueStalled(store, 200)).map((r) => r.id), 'rescued once the row is free').to.deep.equal([id]);
   });
+
+  it('the sweep of silent workers skips a row another session holds, instead of waiting for it', async function () {
+    const t = await fresh();
+    const { store } = await storeOf(t);
+    await store.workerHeartbeat({ id: 'idle', ...worker });
+    await store.workerHeartbeat({ id: 'gone', ...worker });
+    await sleep(300);
+    const lock = await lockWorkerRows(t, ['idle']);
+    try {
+      const started = Date.now();
+      await store.workerRemoveStale(200);
+      expect(Date.now() - started, 'ms the sweep took').to.be.lessThan(2_000);
+      expect((await store.workerList()).map((w) => w.id), 'the held row stays, the other goes').to.deep.equal(['idle']);
+    } finally {
+      await lock.release();
+    }
+    await store.workerRemoveStale(200);
+    expect(await store.workerList()).to.deep.equal([]);
+  });
 }, ['postgres', 'slonik', 'mysql', 'mssql']);

@@ -89,7 +89,7 @@ export function portableStatements(sql: Sql): [string, Statement][] {
     ['workersRemoveStale (some)', workersRemoveStale(sql, 30_000, [HOSTILE, 'b'])],
     ['workersStale', workersStale(sql, 30_000)],
     ['workersFound', workersFound(sql, [HOSTILE, 'b'])],
-    ...(sql.d.skipLocked ? [['workersLockable', workersLockable(sql, [HOSTILE, 'b'], sql.d.skipLocked)] as [string, Statement]] : []),
+    ...(sql.d.skipLocked ? [['workersLockable', workersLockable(sql, [HOSTILE, 'b'], 30_000, sql.d.skipLocked)] as [string, Statement]] : []),
     ['jobsStalled', jobsStalled(sql, { stallMs: 30_000, limit: 500 })],
     ['jobsNextDue', jobsNextDue(sql, { names: [HOSTILE], queues: [HOSTILE] })],
     ['jobsNextDue (all queues)', jobsNextDue(sql, { names: [HOSTILE] })],

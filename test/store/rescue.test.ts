@@ -59,4 +59,28 @@ forEachDialect('store: rescue', ({ fresh }) => {
     await store.workerHeartbeat({ id: 'rescuer', ...live });
     expect(await heartbeatLate(store, self, 350), 'written again').to.equal(null);
   });
+
+  it('with a confirmation, a round rescues only the jobs still silent under the same claim when it looks again, and nothing if the check fails', async () => {
+    const t = await fresh();
+    const { jobs, store } = await storeOf(t);
+    const late = (await jobs.enqueue('x', { n: 1 })).id;
+    const dead = (await jobs.enqueue('x', { n: 2 })).id;
+    await store.workerHeartbeat({ id: 'late', ...live });
+    await store.workerHeartbeat({ id: 'dead', ...live });
+    await claimOne(store, 'x', 'late');
+    await claimOne(store, 'x', 'dead');
+    await sleep(300);
+    // The check fails (the rescuer stopped, or its heartbeat is late again): nothing.
+    expect(await rescueStalled(store, 200, { afterMs: 10, waitAndCheck: async () => false })).to.deep.equal([]);
+    // While the round waits, the late worker's held-back heartbeat lands; the dead one's never does.
+    const rescued = await rescueStalled(store, 200, {
+      afterMs: 10,
+      waitAndCheck: async () => {
+        await store.workerHeartbeat({ id: 'late', ...live });
+        return true;
+      },
+    });
+    expect(rescued.map((r) => r.id)).to.deep.equal([dead]);
+    expect((await jobs.get(late))!.state).to.equal('running');
+  });
 });

@@ -73,4 +73,12 @@ describe('schedule arithmetic', () => {
     expect(() => buildSchedule('x', { every: 0, unit: 'minutes' }, null, {}, 0)).to.throw(/schedule.every must be a positive integer/);
     expect(() => buildSchedule('x', { every: 1, unit: 'weeks' as never }, null, {}, 0)).to.throw(/schedule.unit must be/);
   });
+
+  it('refuses a payload JSON would change (a Buffer, a Date, a BigInt), as an enqueue does: it was stored as something else', () => {
+    expect(() => buildSchedule('x', '* * * * *', Buffer.from('ab'), {}, 0)).to.throw(/payload is a Buffer, which JSON would silently change/);
+    expect(() => buildSchedule('x', '* * * * *', new Date(0), {}, 0)).to.throw(/payload is a Date/);
+    expect(() => buildSchedule('x', '* * * * *', { a: 1n }, {}, 0)).to.throw(/payload\.a is a BigInt/);
+    expect(buildSchedule('x', '* * * * *', null, {}, 0).payloadJson).to.equal('null');
+    expect(buildSchedule('x', '* * * * *', undefined, {}, 0).payloadJson).to.equal(null);
+  });
 });

@@ -260,12 +260,12 @@ export abstract class PortableStore implements Sql {
     return age === null || age === undefined ? null : Number(age);
   }
 
-  async workersHeld(ids: string[]): Promise<Set<string>> {
+  async workersHeld(ids: string[], stallMs: number): Promise<Set<string>> {
     const lock = this.d.skipLocked;
     if (!ids.length || !lock) return new Set();
     const found = (await this.runner.run(workersFound(this, ids))).rows.map((r) => String(r.id));
     if (!found.length) return new Set();
-    const lockable = new Set((await this.runner.run(workersLockable(this, found, lock))).rows.map((r) => String(r.id)));
+    const lockable = new Set((await this.runner.run(workersLockable(this, found, stallMs, lock))).rows.map((r) => String(r.id)));
     return new Set(found.filter((id) => !lockable.has(id)));
   }
 
@@ -274,10 +274,14 @@ export abstract class PortableStore implements Sql {
     return rows.map((r) => toStalledJob(r, this.d.codec));
   }
 
-  async workerRemoveStale(stallMs: number, kept?: Set<string>): Promise<void> {
-    if (!kept?.size) return void (await this.runner.run(workersRemoveStale(this, stallMs)));
-    const ids = (await this.runner.run(workersStale(this, stallMs))).rows.map((r) => String(r.id)).filter((id) => !kept.has(id));
-    if (ids.length) await this.runner.run(workersRemoveStale(this, stallMs, ids));
+  /** Where rows are locked one by one, only the stale rows no other session holds, reached by key: a scan would wait for a held one. */
+  async workerRemoveStale(stallMs: number): Promise<void> {
+    const lock = this.d.skipLocked;
+    if (!lock) return void (await this.runner.run(workersRemoveStale(this, stallMs)));
+    const stale = (await this.runner.run(workersStale(this, stallMs))).rows.map((r) => String(r.id));
+    if (!stale.length) return;
+    const free = (await this.runner.run(workersLockable(this, stale, stallMs, lock))).rows.map((r) => String(r.id));
+    if (free.length) await this.runner.run(workersRemoveStale(this, stallMs, free));
   }
 
   async jobNextDueIn(req: { names: string[]; queues?: string[]; managed?: boolean }): Promise<number | null> {

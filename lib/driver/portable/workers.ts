@@ -64,12 +64,13 @@ export function workerHeartbeatAge({ d, t }: Sql, workerId: string): Statement {
 }
 
 /**
- * Of these workers, those whose row this statement can lock at once: a row another session holds
- * locked (a heartbeat of that worker may be waiting behind it) is skipped, not waited for. The
- * lock ends with the statement. See WorkerLiveness.workersHeld.
+ * Of these workers, those whose row this statement can lock at once and that are still silent: a
+ * row another session holds locked (a heartbeat of that worker may be waiting behind it) is
+ * skipped, not waited for. The lock ends with the statement. See WorkerLiveness.workersHeld.
  */
-export function workersLockable({ d, t }: Sql, ids: string[], lock: { hint: string; suffix: string }): Statement {
-  return read(d, (b) => `SELECT id FROM ${t.workers}${lock.hint} WHERE id ${b.in(ids)}${lock.suffix}`);
+export function workersLockable({ d, t }: Sql, ids: string[], stallMs: number, lock: { hint: string; suffix: string }): Statement {
+  // Still silent, as the row is once locked: a heartbeat written since the caller looked is alive.
+  return read(d, (b) => `SELECT id FROM ${t.workers}${lock.hint} WHERE id ${b.in(ids)} AND heartbeat_at <= ${d.plusMs(d.now, b.bigint(-stallMs))}${lock.suffix}`);
 }
 
 /** Of these workers, those registered (read without locking). */
@@ -83,10 +84,8 @@ export function workersFound({ d, t }: Sql, ids: string[]): Statement {
  * locked (InnoDB locks the rows a DELETE reads, matching or not).
  */
 export function workersRemoveStale({ d, t }: Sql, stallMs: number, ids?: string[]): Statement {
-  return write(d, (b) => {
-    const stale = `heartbeat_at <= ${d.plusMs(d.now, b.bigint(-stallMs))}`;
-    return `DELETE FROM ${t.workers} WHERE ${ids ? `id ${b.in(ids)} AND ` : ''}${stale}`;
-  });
+  // Bound in the order of the text (positional placeholders): the ids first.
+  return write(d, (b) => `DELETE FROM ${t.workers} WHERE ${ids ? `id ${b.in(ids)} AND ` : ''}heartbeat_at <= ${d.plusMs(d.now, b.bigint(-stallMs))}`);
 }
 
 /** The workers whose heartbeat is older than stallMs (database clock), read without locking. */

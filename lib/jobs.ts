@@ -517,7 +517,7 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
    * `leader`, the campaign for leadership. A producer only makes sure the schema is migrated.
    */
   start(): Promise<void> {
-    if (this.closeCalled) return Promise.reject(new Error('sqljobs: start() after close(): this instance was closed, and the connections it opened with it; create another (createJobs) to run jobs'));
+    if (this.closeCalled || this.closing) return Promise.reject(new Error('sqljobs: start() after close(): this instance was closed, and the connections it opened with it; create another (createJobs) to run jobs'));
     // A second start() while one is under way waits for the same outcome.
     this.starting ??= this.startOnce().finally(() => (this.starting = null));
     return this.starting;

@@ -44,6 +44,7 @@ export function toStalledJob(row: Row, codec: RowCodec): StalledJob {
     maxAttempts: Number(row.max_attempts),
     workerId: row.worker_id === null || row.worker_id === undefined ? null : String(row.worker_id),
     startedAt: codec.date(row.started_at),
+    workerHeartbeatAt: codec.date(row.worker_heartbeat_at)?.getTime() ?? null,
   };
 }
 

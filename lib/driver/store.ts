@@ -224,6 +224,8 @@ export interface StalledJob extends Fenced {
   maxAttempts: number;
   workerId: string | null;
   startedAt: Date | null;
+  /** The worker's heartbeat when read (epoch ms), null when it has no row: any write since proves it alive. */
+  workerHeartbeatAt: number | null;
 }
 
 export interface RescuedJob {

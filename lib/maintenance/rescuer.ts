@@ -12,7 +12,7 @@
  * silent worker whose row another session holds locked right now is left alone (workersHeld):
  * its heartbeat may be waiting behind that lock while the rescuer's own row is free (a rescuer
  * registered after the lock was taken, or whose row it does not cover). And what a round sees is
- * looked at again a heartbeat interval later before anything is rescued (Confirmation): when a
+ * looked at again 1.5 heartbeat intervals later before anything is rescued (Confirmation): when a
  * lock ends, the heartbeats that waited land one by one, the rescuer's own perhaps first.
  */
 import { hasAttemptsLeft, WORKER_LOST, type JobError } from '../model.ts';
@@ -57,7 +57,11 @@ type RescueStore = Pick<WorkerLiveness, 'jobStalledList' | 'workersHeld' | 'work
 
 export async function rescueStalled(store: RescueStore, stallMs: number, confirm?: Confirmation): Promise<RescuedJob[]> {
   let seen = await store.jobStalledList({ stallMs, limit: BATCH });
-  if (seen.length && confirm) seen = await silentAgain(store, stallMs, seen, confirm);
+  if (seen.length && confirm) {
+    // Called off (stopped, no longer leading, own heartbeat late): nothing more this round, not even the sweep.
+    if (!(await confirm.waitAndCheck(confirm.afterMs))) return [];
+    seen = await silentAgain(store, stallMs, seen);
+  }
   const { stalled } = await withoutHeldWorkers(store, seen, stallMs);
   let rescued: RescuedJob[] = [];
   if (stalled.length) {
@@ -76,11 +80,11 @@ export async function rescueStalled(store: RescueStore, stallMs: number, confirm
   return rescued;
 }
 
-/** Of the jobs seen stalled, those still stalled under the same claim after confirm.afterMs (see Confirmation). */
-async function silentAgain(store: RescueStore, stallMs: number, seen: StalledJob[], confirm: Confirmation): Promise<StalledJob[]> {
-  if (!(await confirm.waitAndCheck(confirm.afterMs))) return [];
-  const again = new Set((await store.jobStalledList({ stallMs, limit: BATCH })).map((job) => `${job.id}:${job.token}`));
-  return seen.filter((job) => again.has(`${job.id}:${job.token}`));
+/** Of the jobs seen stalled, those still stalled under the same claim, their worker having written nothing since (see Confirmation). */
+async function silentAgain(store: RescueStore, stallMs: number, seen: StalledJob[]): Promise<StalledJob[]> {
+  const key = (job: StalledJob) => `${job.id}:${job.token}:${job.workerHeartbeatAt}`;
+  const again = new Set((await store.jobStalledList({ stallMs, limit: BATCH })).map(key));
+  return seen.filter((job) => again.has(key(job)));
 }
 
 /** The stalled jobs but those of workers whose row another session holds locked or that wrote a heartbeat since (see the top of this file). */

@@ -167,6 +167,7 @@ export class Maintenance {
         resolve(!this.stopping);
       };
       const timer = setTimeout(end, ms);
+      timer.unref?.(); // as the Periodic's timers: a round's pause keeps no process alive
       this.pauses.add(end);
     });
   }

@@ -7,6 +7,7 @@
 import { expect } from 'chai';
 import { heartbeatLate, rescueStalled } from '../../lib/maintenance/rescuer.ts';
 import { forEachDialect, sleep } from '../helpers/dialects.ts';
+import { DIALECTS } from '../../lib/driver/portable/dialect.ts';
 import { claimOne, storeOf } from './helpers.ts';
 
 const live = { host: 'h', pid: 1, queues: null, names: ['x'], concurrency: 1 };
@@ -82,5 +83,26 @@ forEachDialect('store: rescue', ({ fresh }) => {
     });
     expect(rescued.map((r) => r.id)).to.deep.equal([dead]);
     expect((await jobs.get(late))!.state).to.equal('running');
+  });
+
+  it('with a confirmation, a worker that wrote anything during the wait keeps its job, even a heartbeat dated before it (as SQL Server dates a held one)', async () => {
+    const t = await fresh();
+    const { jobs, store } = await storeOf(t);
+    const id = (await jobs.enqueue('x', {})).id;
+    await store.workerHeartbeat({ id: 'late', ...live });
+    await claimOne(store, 'x', 'late');
+    await sleep(300);
+    const d = DIALECTS[t.dialect];
+    const rescued = await rescueStalled(store, 200, {
+      afterMs: 10,
+      waitAndCheck: async () => {
+        // A heartbeat that lands now dated 1 ms after the last: still older than the stall limit.
+        await t.query(`UPDATE ${t.prefix}workers SET heartbeat_at = ${d.plusMs('heartbeat_at', '1')} WHERE id = 'late'`);
+        return true;
+      },
+    });
+    expect(rescued).to.deep.equal([]);
+    expect((await jobs.get(id))!.state).to.equal('running');
+    expect((await rescueStalled(store, 200)).map((r) => r.id), 'rescued without the second look').to.deep.equal([id]);
   });
 });

@@ -102,9 +102,14 @@ export function jobsStalled({ d, t }: Sql, k: { stallMs: number; limit: number }
     const since = d.plusMs(d.now, b.bigint(-k.stallMs));
     // Bound after the clause above: TOP (SQL Server, named parameters) comes first in the text, LIMIT (positional elsewhere) last.
     const limit = b.int(k.limit);
-    return `SELECT ${d.top(limit)}j.id, j.token, j.name, j.queue, j.attempts, j.max_attempts, j.worker_id, j.started_at FROM ${t.jobs} j
+    // The worker's heartbeat as read (NULL: no row), so that a second look can tell a worker that
+    // wrote anything since, even a heartbeat dated when it was sent; in id order, so that two
+    // looks at a batch of many read the same jobs.
+    return `SELECT ${d.top(limit)}j.id, j.token, j.name, j.queue, j.attempts, j.max_attempts, j.worker_id, j.started_at,
+       (SELECT w.heartbeat_at FROM ${t.workers} w WHERE w.id = j.worker_id) AS worker_heartbeat_at FROM ${t.jobs} j
      WHERE j.state = 'running' AND NOT EXISTS (
-       SELECT 1 FROM ${t.workers} w WHERE w.id = j.worker_id AND w.heartbeat_at > ${since})${d.limit(limit)}`;
+       SELECT 1 FROM ${t.workers} w WHERE w.id = j.worker_id AND w.heartbeat_at > ${since})
+     ORDER BY j.id${d.limit(limit)}`;
   });
 }
 

@@ -33,7 +33,7 @@ function payloadOf(bin: unknown, json: unknown): unknown {
   return typeof json === 'string' ? JSON.parse(json) : json;
 }
 
-/** A stalled job as the rescuer reads it (columns id, token, name, queue, attempts, max_attempts, worker_id, started_at). */
+/** A stalled job as the rescuer reads it (columns id, token, name, queue, attempts, max_attempts, worker_id, started_at, worker_heartbeat_at). */
 export function toStalledJob(row: Row, codec: RowCodec): StalledJob {
   return {
     id: String(row.id),

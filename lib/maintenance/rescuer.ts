@@ -62,7 +62,7 @@ export async function rescueStalled(store: RescueStore, stallMs: number, confirm
     if (!(await confirm.waitAndCheck(confirm.afterMs))) return [];
     seen = await silentAgain(store, stallMs, seen);
   }
-  const { stalled } = await withoutHeldWorkers(store, seen, stallMs);
+  const stalled = await withoutHeldWorkers(store, seen, stallMs);
   let rescued: RescuedJob[] = [];
   if (stalled.length) {
     const items: FailItem[] = stalled.map((job) => ({
@@ -88,8 +88,8 @@ async function silentAgain(store: RescueStore, stallMs: number, seen: StalledJob
 }
 
 /** The stalled jobs but those of workers whose row another session holds locked or that wrote a heartbeat since (see the top of this file). */
-async function withoutHeldWorkers(store: Pick<WorkerLiveness, 'workersHeld'>, stalled: StalledJob[], stallMs: number): Promise<{ stalled: StalledJob[] }> {
+async function withoutHeldWorkers(store: Pick<WorkerLiveness, 'workersHeld'>, stalled: StalledJob[], stallMs: number): Promise<StalledJob[]> {
   const workers = [...new Set(stalled.map((job) => job.workerId).filter((id): id is string => id !== null))];
   const held = await store.workersHeld(workers, stallMs);
-  return { stalled: held.size ? stalled.filter((job) => job.workerId === null || !held.has(job.workerId)) : stalled };
+  return stalled.filter((job) => job.workerId === null || !held.has(job.workerId));
 }

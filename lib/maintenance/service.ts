@@ -115,12 +115,13 @@ export class Maintenance {
   private async rescue(): Promise<void> {
     if (!this.hooks.leads()) return;
     const { workerId, heartbeatInterval: heartbeatMs, stallTimeout } = this.opts;
-    const late = await heartbeatLate(this.store, { workerId, heartbeatMs }, stallTimeout);
+    const ownHeartbeatLate = () => heartbeatLate(this.store, { workerId, heartbeatMs }, stallTimeout);
+    const late = await ownHeartbeatLate();
     if (late) return this.deferRescue(late.ageMs);
     this.deferred = null;
     const rescued = await rescueStalled(this.store, stallTimeout, {
       afterMs: Math.ceil(heartbeatMs * 1.5),
-      waitAndCheck: async (ms) => (await this.pause(ms)) && this.hooks.leads() && !(await heartbeatLate(this.store, { workerId, heartbeatMs }, stallTimeout)),
+      waitAndCheck: async (ms) => (await this.pause(ms)) && this.hooks.leads() && !(await ownHeartbeatLate()),
     });
     for (const r of rescued) this.hooks.rescued(r);
     if (rescued.some((r) => r.outcome === 'retry')) this.hooks.wake();

@@ -170,6 +170,11 @@ export function jsonKeyPath(key: string): string {
 
 const asIs = (key: string) => key;
 
+/** Columns as a read selects them: delimited where the dialect needs it, the payload as text (see payloadText). */
+export function selectColumns(d: SqlDialect, names: readonly string[]): string {
+  return names.map((c) => (c === 'payload' ? `${d.payloadText(c)} AS ${c}` : d.col(c))).join(', ');
+}
+
 /** The spelling most of the databases share; each dialect below overrides what it writes otherwise. */
 const common = {
   col: (c: string) => c,

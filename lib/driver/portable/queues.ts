@@ -21,6 +21,7 @@ import type { ClaimRequest } from '../store.ts';
 import { CLAIM_COLUMNS } from '../store.ts';
 import { read, write, type Binder, type Outcome, type Statement, type Steps } from './statement.ts';
 import type { Sql } from './sql.ts';
+import { selectColumns } from './dialect.ts';
 
 /** A queue's limits as stored (null: no such limit). */
 export interface StoredQueueSettings {
@@ -371,7 +372,7 @@ function* takeJobs(sql: Sql, req: ManagedClaimRequest, ids: string[], token: str
     `UPDATE ${t.jobs} SET state = 'running', token = ${b.id(token)}, worker_id = ${b.text(req.workerId)}, attempts = attempts + 1,
        started_at = ${d.statementNow}, progress = NULL, progress_message = NULL
      WHERE id ${b.ids(ids)} AND state = 'pending'`);
-  const columns = CLAIM_COLUMNS.split(', ').map((c) => (c === 'payload' ? `${d.payloadText('payload')} AS payload` : d.col(c))).join(', ');
+  const columns = selectColumns(d, CLAIM_COLUMNS.split(', '));
   return ((yield read(d, (b) => `SELECT ${columns}, group_key FROM ${t.jobs} WHERE id ${b.ids(ids)} AND token = ${b.id(token)}`)) as Outcome).rows;
 }
 

@@ -6,7 +6,7 @@
 import { TERMINAL_STATES, type JobState, type ListFilter } from '../../model.ts';
 import { listLimit, statesByTable } from '../sql.ts';
 import { CALLBACK_EDGE, FLOW } from './flow.ts';
-import type { SqlDialect } from './dialect.ts';
+import { selectColumns as columns, type SqlDialect } from './dialect.ts';
 import type { Sql } from './sql.ts';
 import { read, type Binder, type Statement } from './statement.ts';
 import { isReserved } from './side-index.ts';
@@ -20,10 +20,6 @@ const SUMMARY = [
 const PAYLOAD = ['payload', 'payload_bin'];
 /** Every column of a job both tables have. */
 const RECORD = [...SUMMARY, ...PAYLOAD, 'backoff'];
-
-function columns(d: SqlDialect, names: string[]): string {
-  return names.map((c) => (c === 'payload' ? `${d.payloadText('payload')} AS payload` : d.col(c))).join(', ');
-}
 
 /**
  * The job a dead-letter copy was made from (its one callback edge), or NULL, read from `table`'s

@@ -177,7 +177,8 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
     this.schema = migratedStore(this.store, () => this.closeCalled);
     this.db = this.schema.view;
     // Locks is public and takes its gate as a constructor argument (its declared signature stays).
-    this.locks = new Locks(this.store, this.schema.migrate);
+    // It is given the view, so that its calls after close() are reworded as the others are.
+    this.locks = new Locks(this.db, this.schema.migrate);
     this.leaderOptions = o.leader;
     this.events = new SafeEvents(this.emitter, log);
     this.tracing = new Tracing(o.tracing, (err) => this.events.error(err, 'tracing'));

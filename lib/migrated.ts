@@ -54,6 +54,9 @@ export function migratedStore(store: Store, closed: () => boolean): MigratedStor
       ready = null;
       throw err;
     }));
+  const reword = (err: unknown): never => {
+    throw closed() ? afterClose(err) : err;
+  };
   const view = new Proxy(store, {
     get(target, prop) {
       // Read at each call, not cached: tests replace a store's verb on the store itself.
@@ -62,11 +65,8 @@ export function migratedStore(store: Store, closed: () => boolean): MigratedStor
       const verb = value as (...args: unknown[]) => unknown;
       // Called on the store itself, so that a verb's own calls do not wait again.
       if (Object.hasOwn(PASS_THROUGH, prop)) return verb.bind(target);
-      return (...args: unknown[]) =>
-        migrate().then(() => verb.apply(target, args)).catch((err: unknown) => {
-          throw closed() ? afterClose(err) : err;
-        });
+      return (...args: unknown[]) => migrate().then(() => verb.apply(target, args)).catch(reword);
     },
   });
-  return { view, migrate };
+  return { view, migrate: () => migrate().catch(reword) };
 }

@@ -72,6 +72,16 @@ function fail(key: string, field: string, what: string): never {
   throw new JobValidationError(`schedule "${key}": ${field} ${what}`, field, key);
 }
 
+/** The payload as an enqueue would store it, refused in the schedule's name (its key), not its job's. */
+function payloadJson(key: string, payload: unknown): string {
+  try {
+    return toJson(undefined, 'payload', payload);
+  } catch (err) {
+    if (err instanceof JobValidationError) fail(key, err.field, err.message.slice(err.field.length + 1));
+    throw err;
+  }
+}
+
 export function buildSchedule(key: string, spec: ScheduleSpec, payload: unknown, opts: RecurringOptions, now: number): ScheduleDef {
   validateName(key, 'key');
   if (opts === null || typeof opts !== 'object') fail(key, 'options', `must be an object; got ${describe(opts)}`);
@@ -87,7 +97,7 @@ export function buildSchedule(key: string, spec: ScheduleSpec, payload: unknown,
     name,
     // JSON only, checked as an enqueue checks it: a Buffer, a Date or a Map would be stored as
     // something else (a schedule keeps its payload as JSON text).
-    payloadJson: payload === undefined ? null : toJson(name, 'payload', payload),
+    payloadJson: payload === undefined ? null : payloadJson(key, payload),
     optionsJson: Object.keys(enqueue).length ? JSON.stringify(enqueue) : null,
     overlap,
     missed,

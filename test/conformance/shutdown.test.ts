@@ -170,6 +170,7 @@ forEachDialect('shutdown', ({ fresh }) => {
       ['cancel', () => jobs.cancel(id)],
       ['queues.pause', () => jobs.queues.pause('q')],
       ['schedules.list', () => jobs.schedules.list()],
+      ['locks.tryAcquire', () => jobs.locks.tryAcquire('report')],
     ];
     let refused = 0;
     for (const [name, call] of calls) {

@@ -48,6 +48,32 @@ async function lockWorkerRows(t: TestDb, ids?: string[]): Promise<{ release(): P
   return { release: async () => void (await tx.commit(), await pool.close()) };
 }
 
+/** Lock every row of the jobs table in another session until release() (reads still pass). */
+async function lockJobRows(t: TestDb): Promise<{ release(): Promise<void> }> {
+  const table = `${t.prefix}jobs`;
+  if (t.dialect === 'postgres') {
+    const client = new pg.Client({ connectionString: PG_URL });
+    client.on('error', () => undefined);
+    await client.connect();
+    await client.query('BEGIN');
+    await client.query(`SELECT id FROM ${table} FOR UPDATE`);
+    return { release: async () => void (await client.query('COMMIT'), await client.end()) };
+  }
+  if (t.dialect === 'mysql') {
+    const conn = await mysql.createConnection(MYSQL_URL);
+    conn.on('error', () => undefined);
+    await conn.query('START TRANSACTION');
+    await conn.query(`SELECT id FROM ${table} FOR UPDATE`);
+    return { release: async () => void (await conn.query('COMMIT'), await conn.end()) };
+  }
+  const pool = await new mssql.ConnectionPool(MSSQL_URL!).connect();
+  pool.on('error', () => undefined);
+  const tx = new mssql.Transaction(pool);
+  await tx.begin();
+  await tx.request().query(`SELECT id FROM ${table} WITH (UPDLOCK, HOLDLOCK)`);
+  return { release: async () => void (await tx.commit(), await pool.close()) };
+}
+
 forEachDialect('faults: heartbeats held back by a lock on the workers table', ({ fresh }) => {
   it('rescue nothing while the rescuer\'s own heartbeat is late: every job runs once', async function () {
     this.timeout(20_000);
@@ -88,6 +114,46 @@ forEachDialect('faults: heartbeats held back by a lock on the workers table', ({
     expect([...runs.values()], 'runs per job').to.deep.equal([1, 1]);
     for (const id of ids) expect((await instances[0].get(id))!.attempts, `attempts of ${id}`).to.equal(1);
     for (const jobs of instances) await jobs.stop();
+  });
+
+  it('a worker whose every pooled connection waits on locked job rows still beats: its jobs are not rescued', async function () {
+    // Checkpoints (or outcomes, log lines) waiting on job rows another session holds each keep one
+    // of the worker's connections; the heartbeat has a connection of its own, so it is not queued
+    // behind them, and the other instance's rescuer sees a live worker.
+    this.timeout(20_000);
+    const t = await fresh();
+    const runs = new Map<string, number>();
+    const rescued: RescuedJob[] = [];
+    let finish!: () => void;
+    const finished = new Promise<void>((r) => (finish = r));
+    const busy = t.jobs({ workerPoolSize: 2, worker: { concurrency: 4, pollInterval: 100, heartbeatInterval: 100, stallTimeout: 600 } });
+    busy.define('saving', async (_payload, ctx) => {
+      runs.set(ctx.id, (runs.get(ctx.id) ?? 0) + 1);
+      while (!ctx.signal.aborted && !(await Promise.race([finished.then(() => true), sleep(50).then(() => false)]))) {
+        await ctx.saveCheckpoint({ at: Date.now() }).catch(() => undefined);
+      }
+    });
+    const watcher = (await t.another()).jobs({ worker: { concurrency: 1, pollInterval: 100, heartbeatInterval: 100, stallTimeout: 600 } });
+    watcher.on('rescued', (r) => void rescued.push(r));
+    busy.on('rescued', (r) => void rescued.push(r));
+    const ids: string[] = [];
+    for (let i = 0; i < 4; i++) ids.push((await busy.enqueue('saving', {})).id);
+    await busy.start();
+    await until(() => runs.size === 4, 'four jobs running', 5_000);
+    await watcher.start();
+
+    // Held for over three stall timeouts, with every checkpoint queued behind it.
+    const lock = await lockJobRows(t);
+    await sleep(2_400);
+    await lock.release();
+    await sleep(800);
+
+    expect(rescued, 'jobs rescued from a live worker').to.deep.equal([]);
+    finish();
+    await until(async () => (await Promise.all(ids.map((id) => busy.get(id)))).every((j) => j?.state === 'completed'), 'all four completed', 5_000);
+    expect([...runs.values()], 'runs per job').to.deep.equal([1, 1, 1, 1]);
+    await watcher.stop();
+    await busy.stop();
   });
 
   it('a heartbeat that waited behind the lock is dated when written, not when sent', async function () {

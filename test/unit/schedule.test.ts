@@ -1,6 +1,7 @@
 /** Schedule arithmetic without a database: DST in two timezones, intervals, missed-tick policies. */
 import { expect } from 'chai';
 import { buildSchedule, nextFireAfter, ticksToFire } from '../../lib/schedule/schedule.ts';
+import { JobValidationError } from '../../lib/model.ts';
 
 const at = (iso: string) => new Date(iso).getTime();
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
@@ -78,6 +79,9 @@ describe('schedule arithmetic', () => {
     expect(() => buildSchedule('x', '* * * * *', Buffer.from('ab'), {}, 0)).to.throw(/payload is a Buffer, which JSON would silently change/);
     expect(() => buildSchedule('x', '* * * * *', new Date(0), {}, 0)).to.throw(/payload is a Date/);
     expect(() => buildSchedule('x', '* * * * *', { a: 1n }, {}, 0)).to.throw(/payload\.a is a BigInt/);
+    // Named by the schedule's key, the name recurring() was given, not by its job's.
+    expect(() => buildSchedule('nightly', '* * * * *', { a: [1n] }, { name: 'report' }, 0)).to.throw(JobValidationError, /^schedule "nightly": payload\.a\[0\] is a BigInt/)
+      .with.property('field', 'payload.a[0]');
     expect(buildSchedule('x', '* * * * *', null, {}, 0).payloadJson).to.equal('null');
     expect(buildSchedule('x', '* * * * *', undefined, {}, 0).payloadJson).to.equal(null);
   });

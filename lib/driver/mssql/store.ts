@@ -179,6 +179,8 @@ export class MssqlStore extends PortableStore implements Store {
   readonly sql: MssqlSql;
   private readonly own: MssqlPoolLike;
   private readCommittedSnapshot: Promise<boolean> | null = null;
+  /** The heartbeat's connection (see PortableStore.beatRunner), made at the first heartbeat. */
+  private beater: MssqlPoolLike | null = null;
 
   /** Portable statements (../portable/), their values bound as @p1…@pn with their types. */
   protected readonly runner: SqlRunner = {
@@ -191,6 +193,15 @@ export class MssqlStore extends PortableStore implements Store {
       }),
     within: (steps) => this.inTransaction((tx) => drive(steps, async (s) => outcome(s, await this.run(named(s), tx)))),
   };
+
+  protected override get beatRunner(): SqlRunner {
+    if (!this.beater) {
+      this.beater = this.privatePool({ max: 1 });
+      this.beater.on('error', () => undefined);
+    }
+    const beater = this.beater;
+    return { ...this.runner, run: async (s) => outcome(s, await this.run(named(s), beater)) };
+  }
 
   /** `fn` in a READ COMMITTED transaction of ours: committed after it, rolled back when it throws. */
   private async inTransaction<T>(fn: (tx: MssqlTransactionLike) => Promise<T>): Promise<T> {
@@ -505,6 +516,6 @@ IF @r < 0 THROW 50001, 'sqljobs: could not take the migration lock', 1;`, [{ nam
   }
 
   async close(): Promise<void> {
-    await this.own.close();
+    await Promise.all([this.own.close(), this.beater?.close()]);
   }
 }

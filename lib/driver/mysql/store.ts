@@ -123,6 +123,8 @@ export class MysqlStore extends PortableStore implements Store {
   private readonly own: PromisePool;
   /** Connections that hold a GET_LOCK: checked out for as long as the lock, then destroyed. */
   private readonly lockers: PromisePool;
+  /** The heartbeat's connection (see PortableStore.beatRunner), made at the first heartbeat. */
+  private beater: PromisePool | null = null;
   /** Whether the server has @@in_transaction (MariaDB) to check a caller's opts.tx with. */
   private canCheckTx = true;
   /** Bounds the wait for our queries of several statements (./watchdog.ts). */
@@ -134,6 +136,12 @@ export class MysqlStore extends PortableStore implements Store {
     transaction: (list) => this.transaction((c) => runOn(c, list)),
     within: (steps) => this.transaction((c) => drive(steps, async (s) => outcome((await c.query(s.text, s.values))[0]))),
   };
+
+  protected override get beatRunner(): SqlRunner {
+    this.beater ??= privatePool(this.app.template, 1);
+    const beater = this.beater;
+    return { ...this.runner, run: async (s) => outcome((await beater.query(s.text, s.values))[0]) };
+  }
 
   /** Workflow steps in the caller's transaction (a mysql2 connection or an ORM's), or in one of ours. */
   protected async withinCaller<T>(tx: unknown, steps: Steps<T>): Promise<T> {
@@ -471,16 +479,23 @@ export class MysqlStore extends PortableStore implements Store {
 
   // ---------------------------------------------------------------- leases
 
-  /** Insert the lease if new, else take it over when ours or expired (locked while we decide). */
+  /**
+   * Take the lease over when ours or expired, locked while we decide; insert it if new. The row is
+   * locked for update before anything else: an INSERT IGNORE meeting the existing key takes a
+   * shared lock, and two takers holding it, each asking for the exclusive one, deadlocked.
+   */
   async leaseAcquire({ name, owner, ttlMs }: LeaseRequest): Promise<number | null> {
     return this.transaction(async (c) => {
-      const fresh = await this.exec(
-        `INSERT IGNORE INTO ${this.t.leases} (name, owner, token, expires_at) VALUES (?, ?, 1, ${NOW} + INTERVAL ? MICROSECOND)`,
-        [name, owner, ttlMs * 1000],
-        c,
-      );
-      if (fresh.affectedRows === 1) return 1;
       const [cur] = await this.rows(`SELECT owner, token, expires_at > ${NOW} AS live FROM ${this.t.leases} WHERE name = ? FOR UPDATE`, [name], c);
+      if (!cur) {
+        const fresh = await this.exec(
+          `INSERT IGNORE INTO ${this.t.leases} (name, owner, token, expires_at) VALUES (?, ?, 1, ${NOW} + INTERVAL ? MICROSECOND)`,
+          [name, owner, ttlMs * 1000],
+          c,
+        );
+        // Not inserted: another taker created it since our read, and holds it now.
+        return fresh.affectedRows === 1 ? 1 : null;
+      }
       const live = Number(cur.live) === 1;
       if (live && cur.owner !== owner) return null;
       const token = live ? Number(cur.token) : Number(cur.token) + 1;
@@ -659,10 +674,15 @@ export class MysqlStore extends PortableStore implements Store {
     return openTransaction(await this.app.hold(), (c, sql) => c.query(sql), 'START TRANSACTION');
   }
 
+  private pools(): PromisePool[] {
+    return this.beater ? [this.own, this.lockers, this.beater] : [this.own, this.lockers];
+  }
+
   async close(): Promise<void> {
     await this.migrationLeftOff();
-    const conns = [this.own, this.lockers].flatMap(poolConnections);
-    await Promise.all([this.own.end(), this.lockers.end()]);
+    const pools = this.pools();
+    const conns = pools.flatMap(poolConnections);
+    await Promise.all(pools.map((pool) => pool.end()));
     // mysql2's end() is done once its QUITs are written; a server that does not answer never closes
     // its side, and the sockets would keep the process alive. The goodbye is sent: ours close now.
     for (const conn of conns) conn.stream?.destroy();
@@ -676,7 +696,7 @@ export class MysqlStore extends PortableStore implements Store {
    */
   sever(until: Promise<unknown>): void {
     const severAll = () => {
-      for (const pool of [this.own, this.lockers]) for (const conn of poolConnections(pool)) severSocket(conn.stream);
+      for (const pool of this.pools()) for (const conn of poolConnections(pool)) severSocket(conn.stream);
     };
     severAll();
     // Until `until` settles, connections opened since (a shutdown step that gave up opens new ones) are dropped too.

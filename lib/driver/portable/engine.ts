@@ -43,6 +43,15 @@ export abstract class PortableStore implements Sql {
   readonly t: Tables;
   /** Runs statements on the store's own connections; set by the dialect's constructor. */
   protected abstract readonly runner: SqlRunner;
+  /**
+   * Runs the heartbeat. Pooled dialects give it a connection of its own: queued behind writes
+   * that wait on job rows another session locks (checkpoints, outcomes, log lines, each holding a
+   * pooled connection), a live worker's heartbeat would go unwritten past stallTimeout and its
+   * jobs be rescued and run again.
+   */
+  protected get beatRunner(): SqlRunner {
+    return this.runner;
+  }
 
   constructor(
     readonly d: SqlDialect,
@@ -230,8 +239,8 @@ export abstract class PortableStore implements Sql {
 
   /** Two statements, not one transaction: which attempts the worker still owns does not depend on its beat. */
   async workerHeartbeat(w: WorkerInfo): Promise<Fenced[]> {
-    await this.runner.run(workerHeartbeat(this, w));
-    const { rows } = await this.runner.run(jobsOwnedBy(this, w.id));
+    await this.beatRunner.run(workerHeartbeat(this, w));
+    const { rows } = await this.beatRunner.run(jobsOwnedBy(this, w.id));
     return rows.map((r) => ({ id: String(r.id), token: String(r.token) }));
   }
 

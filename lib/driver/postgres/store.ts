@@ -111,6 +111,8 @@ export class PostgresStore extends PortableStore implements Store {
    * in claim.ts); made on first use, once it is known that its session is its own.
    */
   private claimer: Pool | null = null;
+  /** The heartbeat's connection (see PortableStore.beatRunner), made at the first heartbeat. */
+  private beater: Pool | null = null;
   /** Set by close(): no claim connection is made after it. */
   private closed = false;
   /** Settings of the session-scoped connections (claims, LISTEN, session locks): directUrl's when given. */
@@ -172,6 +174,19 @@ export class PostgresStore extends PortableStore implements Store {
     within: (steps) => this.transaction((c) => drive(steps, async (s) => outcome(s, await c.query(s.text, s.values)))),
   };
 
+  protected override get beatRunner(): SqlRunner {
+    this.beater ??= this.privatePool(1);
+    const beater = this.beater;
+    return { ...this.runner, run: async (s) => outcome(s, await beater.query(s.text, s.values)) };
+  }
+
+  /** A pool of ours with the app pool's settings (the app's copy of pg builds it). */
+  private privatePool(max: number): Pool {
+    const pool = new this.app.Pool({ ...this.app.config, Client: this.Client as never, max, idleTimeoutMillis: 30_000, allowExitOnIdle: true });
+    pool.on('error', () => undefined); // an idle private connection dropped by the server is replaced on next use
+    return pool;
+  }
+
   /**
    * Workflow steps in the caller's opts.tx (refused outside a transaction, as enqueue is), or in
    * one of ours. (Only reads' rows are looked at on a caller's connection: see ../portable/flow.ts.)
@@ -202,10 +217,8 @@ export class PostgresStore extends PortableStore implements Store {
     this.jobsChannel = `${opts.prefix}jobs`;
     this.cancelChannel = `${opts.prefix}cancel`;
     this.finishedChannel = `${opts.prefix}finished`;
-    const Ctor = this.app.Pool;
     const base = this.app.config;
-    this.own = new Ctor({ ...base, Client: this.Client as never, max: opts.workerPoolSize, idleTimeoutMillis: 30_000, allowExitOnIdle: true });
-    this.own.on('error', () => undefined); // an idle private connection dropped by the server is replaced on next use
+    this.own = this.privatePool(opts.workerPoolSize);
     this.sessionConfig = opts.directUrl ? directConfig(base, opts.directUrl) : base;
     this.pooler = opts.directUrl ? 'session' : (opts.pooler ?? 'auto');
     if (this.pooler === 'transaction') this.capabilities.notify = false;
@@ -680,7 +693,7 @@ export class PostgresStore extends PortableStore implements Store {
   async close(): Promise<void> {
     this.closed = true;
     if (this.waitingToMigrate) severClient(this.waitingToMigrate);
-    await Promise.all([this.own.end(), this.claimer?.end()]);
+    await Promise.all([this.own.end(), this.claimer?.end(), this.beater?.end()]);
   }
 
   sever(until: Promise<unknown>): void {

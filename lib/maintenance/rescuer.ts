@@ -55,14 +55,17 @@ export interface Confirmation {
 
 type RescueStore = Pick<WorkerLiveness, 'jobStalledList' | 'workersHeld' | 'workerRemoveStale'> & Pick<JobWrites, 'jobFailMany'>;
 
-export async function rescueStalled(store: RescueStore, stallMs: number, confirm?: Confirmation): Promise<RescuedJob[]> {
+/** Silent workers left alone this round because another session holds their row, with how many stalled jobs each has. */
+export type HeldWorkers = Map<string, number>;
+
+export async function rescueStalled(store: RescueStore, stallMs: number, confirm?: Confirmation, onHeld?: (held: HeldWorkers) => void): Promise<RescuedJob[]> {
   let seen = await store.jobStalledList({ stallMs, limit: BATCH });
   if (seen.length && confirm) {
     // Called off (stopped, no longer leading, own heartbeat late): nothing more this round, not even the sweep.
     if (!(await confirm.waitAndCheck(confirm.afterMs))) return [];
     seen = await silentAgain(store, stallMs, seen);
   }
-  const stalled = await withoutHeldWorkers(store, seen, stallMs);
+  const stalled = await withoutHeldWorkers(store, seen, stallMs, onHeld);
   let rescued: RescuedJob[] = [];
   if (stalled.length) {
     const items: FailItem[] = stalled.map((job) => ({
@@ -88,8 +91,11 @@ async function silentAgain(store: RescueStore, stallMs: number, seen: StalledJob
 }
 
 /** The stalled jobs but those of workers whose row another session holds locked or that wrote a heartbeat since (see the top of this file). */
-async function withoutHeldWorkers(store: Pick<WorkerLiveness, 'workersHeld'>, stalled: StalledJob[], stallMs: number): Promise<StalledJob[]> {
+async function withoutHeldWorkers(store: Pick<WorkerLiveness, 'workersHeld'>, stalled: StalledJob[], stallMs: number, onHeld?: (held: HeldWorkers) => void): Promise<StalledJob[]> {
   const workers = [...new Set(stalled.map((job) => job.workerId).filter((id): id is string => id !== null))];
   const held = await store.workersHeld(workers, stallMs);
+  const jobsOfHeld: HeldWorkers = new Map();
+  for (const job of stalled) if (job.workerId !== null && held.has(job.workerId)) jobsOfHeld.set(job.workerId, (jobsOfHeld.get(job.workerId) ?? 0) + 1);
+  onHeld?.(jobsOfHeld);
   return stalled.filter((job) => job.workerId === null || !held.has(job.workerId));
 }

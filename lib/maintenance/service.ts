@@ -5,7 +5,7 @@
  */
 import type { RescuedJob, JobWrites, WorkerLiveness } from '../driver/store.ts';
 import { Periodic } from '../periodic.ts';
-import { heartbeatLate, rescueStalled } from './rescuer.ts';
+import { heartbeatLate, rescueStalled, type HeldWorkers } from './rescuer.ts';
 
 /**
  * How often the leader prunes history, ms. Not an option (retention is days; a minute is fine
@@ -63,6 +63,8 @@ export class Maintenance {
   private readonly periodic: Periodic;
   /** Since when rescue rounds are skipped for a late heartbeat of ours (performance.now()), and whether that was said. */
   private deferred: { since: number; said: boolean } | null = null;
+  /** Silent workers whose held row was said to be skipped, until a round finds it free. */
+  private heldSaid = new Set<string>();
 
   constructor(
     private readonly store: WorkerLiveness & Pick<JobWrites, 'jobFailMany' | 'jobCancelExpiredReservations' | 'jobsAgePriority' | 'queueGroupsPrune'>,
@@ -122,7 +124,7 @@ export class Maintenance {
     const rescued = await rescueStalled(this.store, stallTimeout, {
       afterMs: Math.ceil(heartbeatMs * 1.5),
       waitAndCheck: async (ms) => (await this.pause(ms)) && this.hooks.leads() && !(await ownHeartbeatLate()),
-    });
+    }, (held) => this.sayHeld(held));
     for (const r of rescued) this.hooks.rescued(r);
     if (rescued.some((r) => r.outcome === 'retry')) this.hooks.wake();
   }
@@ -141,6 +143,19 @@ export class Maintenance {
       `rescue of stalled jobs deferred: this worker's own heartbeat ${heartbeat} (stallTimeout ${this.opts.stallTimeout} ms), ` +
       'so heartbeats are being held back (a lock on the workers table, a database not writing, or this process paused) and every worker would look silent; ' +
       'workers still silent once this one\'s heartbeats are written again are rescued then'));
+  }
+
+  /** Said once per worker while its row stays held: an operator's open transaction or a backup tool holding it keeps a dead worker's jobs waiting. */
+  private sayHeld(held: HeldWorkers): void {
+    for (const id of this.heldSaid) if (!held.has(id)) this.heldSaid.delete(id);
+    for (const [id, jobs] of held) {
+      if (this.heldSaid.has(id)) continue;
+      this.heldSaid.add(id);
+      this.hooks.error(new Error(
+        `rescue of worker ${id}'s ${jobs} stalled job${jobs === 1 ? '' : 's'} deferred: it sent no heartbeat for over ${this.opts.stallTimeout} ms, ` +
+        'but another session holds its row in the workers table locked, and its heartbeat may be waiting behind that lock; ' +
+        'they are rescued once the row is free if the worker is still silent'));
+    }
   }
 
   private async upkeep(): Promise<void> {

@@ -187,6 +187,33 @@ forEachDialect('faults: heartbeats held back by a lock on the workers table', ({
     expect((await rescueStalled(store, 200)).map((r) => r.id), 'rescued once the row is free').to.deep.equal([id]);
   });
 
+  it('a silent worker left alone for its held row is said once, and rescued once the row is free', async function () {
+    this.timeout(20_000);
+    const t = await fresh();
+    const { jobs: writer, store } = await storeOf(t);
+    const { id } = await writer.enqueue('x', {});
+    await store.workerHeartbeat({ id: 'held', ...worker });
+    await claimOne(store, 'x', 'held');
+    const errors: string[] = [];
+    const rescued: RescuedJob[] = [];
+    const sweeper = t.jobs({ worker: { concurrency: 1, pollInterval: 100, heartbeatInterval: 100, stallTimeout: 400 } });
+    sweeper.on('error', (err) => void errors.push((err as Error).message));
+    sweeper.on('rescued', (r) => void rescued.push(r));
+    const lock = await lockWorkerRows(t, ['held']);
+    try {
+      await sweeper.start();
+      await sleep(2_600); // two rescue rounds at least (every 1 s)
+      expect(rescued, 'rescued while the row is held').to.deep.equal([]);
+      const said = errors.filter((m) => m.startsWith('rescue of worker held'));
+      expect(said, 'what was said of the held worker').to.have.length(1);
+      expect(said[0]).to.match(/^rescue of worker held's 1 stalled job deferred: it sent no heartbeat for over 400 ms, but another session holds its row/);
+    } finally {
+      await lock.release();
+    }
+    await until(() => rescued.some((r) => r.id === id), 'the job rescued once the row is free', 5_000);
+    await sweeper.stop();
+  });
+
   it('the sweep of silent workers skips a row another session holds, instead of waiting for it', async function () {
     const t = await fresh();
     const { store } = await storeOf(t);

@@ -13,13 +13,13 @@ export type {
 export { DiscardJob, JobAbortError, SnoozeJob } from './worker/context.ts';
 export { jobRequest } from './http/app-requests.ts';
 export type { AppLike, JobRequestInfo, JobRequestInit, JobRequestResult } from './http/app-requests.ts';
-export type { TransientOptions, TransientRun } from './worker/transient.ts';
+export type { TransientOptions, TransientRun } from './worker/options.ts';
 export { LockBusyError, Locks } from './locks.ts';
 export type { MissedPolicy, OverlapPolicy, RecurringOptions, ScheduleRecord, ScheduleSpec, IntervalUnit } from './schedule/schedule.ts';
 export type { HeldLock, LockOptions } from './locks.ts';
 export type { AbortReason, JobContext, JobParent } from './worker/context.ts';
 export type { Logger } from './report.ts';
-export type { ProcessSpanRelation, TracingOptions } from './telemetry/tracing.ts';
+export type { ProcessSpanRelation, TracingOptions } from './telemetry/options.ts';
 export type { QueueSettings, QueueSettingsRecord } from './queues.ts';
 export { JobValidationError, JOB_STATES } from './model.ts';
 export type {
@@ -27,13 +27,8 @@ export type {
   ListFilter, ListPage, LogRecord, RedriveFilter, RedriveResult, RedriveSkip,
 } from './model.ts';
 
-import type BetterSqlite3 from 'better-sqlite3';
-import type { Pool as PgPool } from 'pg';
-import type { Pool as MysqlPool } from 'mysql2';
-import type { Pool as MysqlPromisePool } from 'mysql2/promise';
 import { Jobs, type JobMap, type JobsOptions } from './jobs.ts';
-import type { MssqlPoolLike } from './driver/mssql/store.ts';
-import type { SlonikPoolLike } from './driver/postgres/slonik.ts';
+import type { MssqlPoolLike, MysqlPoolLike, PgPoolLike, SlonikPoolLike, SqliteDatabaseLike } from './driver/handles.ts';
 import type {
   MssqlTransactionHandle, MysqlTransactionHandle, PostgresTransactionHandle, SqliteTransactionHandle,
 } from './driver/orm/types.ts';
@@ -42,9 +37,9 @@ import type {
  * Create a Jobs instance on the app's own database handle (better-sqlite3 Database or pg Pool).
  * Type parameter: a map from job name to payload type, e.g. createJobs<{ sendReceipt: { orderId: number } }>({ db }).
  */
-export function createJobs<M extends JobMap = {}>(options: JobsOptions & { db: BetterSqlite3.Database }): Jobs<M, SqliteTransactionHandle>;
-export function createJobs<M extends JobMap = {}>(options: JobsOptions & { db: PgPool | SlonikPoolLike }): Jobs<M, PostgresTransactionHandle>;
-export function createJobs<M extends JobMap = {}>(options: JobsOptions & { db: MysqlPool | MysqlPromisePool }): Jobs<M, MysqlTransactionHandle>;
+export function createJobs<M extends JobMap = {}>(options: JobsOptions & { db: SqliteDatabaseLike }): Jobs<M, SqliteTransactionHandle>;
+export function createJobs<M extends JobMap = {}>(options: JobsOptions & { db: PgPoolLike | SlonikPoolLike }): Jobs<M, PostgresTransactionHandle>;
+export function createJobs<M extends JobMap = {}>(options: JobsOptions & { db: MysqlPoolLike }): Jobs<M, MysqlTransactionHandle>;
 export function createJobs<M extends JobMap = {}>(options: JobsOptions & { db: MssqlPoolLike }): Jobs<M, MssqlTransactionHandle>;
 export function createJobs<M extends JobMap = {}>(options: JobsOptions): Jobs<M>;
 export function createJobs<M extends JobMap = {}>(options: JobsOptions): Jobs<M> {
@@ -63,3 +58,7 @@ export type {
   TypeormDataSourceLike, SequelizeInstanceLike, MikroOrmInstanceLike, SqliteTransactionHandle, PostgresTransactionHandle,
   MysqlTransactionHandle, MssqlTransactionHandle,
 } from './driver/orm/types.ts';
+export type {
+  MssqlPoolLike, MssqlTransactionLike, MysqlConnectionLike, MysqlPoolLike, PgClientLike, PgPoolLike, PoolerMode, SlonikConnectionLike, SlonikPoolLike,
+  SqliteDatabaseLike,
+} from './driver/handles.ts';

@@ -26,11 +26,12 @@ import {
 } from './model.ts';
 import { FLOW, type NewBatch, type StoredCallbacks } from './driver/portable/flow.ts';
 import { callbacksJson, markParentsWithin, needsFlow, orderCall, type PlannedRow } from './workflow.ts';
-import { TransientRunner, type TransientOptions, type TransientRun } from './worker/transient.ts';
+import { TransientRunner } from './worker/transient.ts';
 import { REQUEST_JOB, dispatcherOf, requestHandler, requestPayload, type AppLike, type JobRequestInit } from './http/app-requests.ts';
 import type { JobContext } from './worker/context.ts';
 import type { JobDefinition } from './worker/executor.ts';
-import { Worker, type JobEventPayload, type WorkerOptions } from './worker/worker.ts';
+import { Worker } from './worker/worker.ts';
+import type { JobEventPayload, TransientOptions, TransientRun, WorkerOptions } from './worker/options.ts';
 import { stopOnSignals } from './worker/shutdown.ts';
 import type { OpenTransaction, Store } from './driver/store.ts';
 import { createStore } from './driver/create.ts';
@@ -198,12 +199,18 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
     });
   }
 
-  /** Register a handler. Returns this instance, typed with the new job, for chaining. */
-  define<K extends string, P = K extends keyof M ? M[K] : unknown, R = unknown>(
-    name: K,
+  /**
+   * Register a handler. A name in the job map takes a handler for that payload (a handler typed for
+   * another is a compile error: enqueue would give it what the map says); any other name adds the
+   * job, with the payload the handler declares. Returns this instance, typed with the new job.
+   */
+  define<K extends keyof M & string, R = unknown>(name: K, handler: Handler<M[K], R>, options?: DefineOptions): Jobs<M, Tx>;
+  define<K extends string, P = unknown, R = unknown>(
+    name: K extends keyof M ? never : K,
     handler: Handler<P, R>,
-    options: DefineOptions = {},
-  ): Jobs<M & { [N in K]: P }> {
+    options?: DefineOptions,
+  ): Jobs<M & { [N in K]: P }, Tx>;
+  define(name: string, handler: Handler<never, unknown>, options: DefineOptions = {}): unknown {
     validateName(name, 'name');
     if (this.definitions.has(name)) {
       throw new JobValidationError(`job "${name}": is already defined on this instance; a name has one handler (define each name once, or create another Jobs instance)`, 'name', name);
@@ -234,7 +241,7 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
       maxPayloadBytes: this.options.maxPayloadBytes,
     });
     this.definitions.set(name, { name, handler: handler as JobDefinition['handler'], ...options });
-    return this as unknown as Jobs<M & { [N in K]: P }>;
+    return this;
   }
 
   /** Apply the schema (idempotent; also done lazily on first use). */

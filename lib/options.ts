@@ -2,23 +2,17 @@
  * createJobs options: what they are, and their validation into the settings the facade runs
  * with. Every refusal names the field and what is allowed.
  */
-import type BetterSqlite3 from 'better-sqlite3';
-import type { Pool as PgPool } from 'pg';
-import type { Pool as MysqlPool } from 'mysql2';
-import type { Pool as MysqlPromisePool } from 'mysql2/promise';
 import { describe, validateName } from './model.ts';
 import type { LeaderOptions } from './maintenance/leader.ts';
-import type { PoolerMode } from './driver/postgres/pooler.ts';
-import type { MssqlPoolLike } from './driver/mssql/store.ts';
-import type { SlonikPoolLike } from './driver/postgres/slonik.ts';
+import type { MssqlPoolLike, MysqlPoolLike, PgPoolLike, PoolerMode, SlonikPoolLike, SqliteDatabaseLike } from './driver/handles.ts';
 import type { OrmInstance } from './driver/orm/types.ts';
 import { validatePrefix } from './driver/store.ts';
-import type { WorkerOptions } from './worker/worker.ts';
+import type { WorkerOptions } from './worker/options.ts';
 import type { Logger } from './report.ts';
 import { resolveQueues, type QueueSettings } from './queues.ts';
-import type { ProcessSpanRelation, TracingOptions } from './telemetry/tracing.ts';
+import type { ProcessSpanRelation, TracingOptions } from './telemetry/options.ts';
 
-export type SupportedDb = BetterSqlite3.Database | PgPool | SlonikPoolLike | MysqlPool | MysqlPromisePool | MssqlPoolLike | OrmInstance;
+export type SupportedDb = SqliteDatabaseLike | PgPoolLike | SlonikPoolLike | MysqlPoolLike | MssqlPoolLike | OrmInstance;
 
 export type JobsMode = 'both' | 'producer' | 'consumer';
 

@@ -17,13 +17,8 @@ import type { ClaimedJob } from '../driver/store.ts';
 import type { AttemptOutcome } from '../worker/executor.ts';
 import { safeString } from '../text.ts';
 
-/** How an attempt's process span relates to its enqueue: a link (its own trace; the conventions' default) or a child. */
-export type ProcessSpanRelation = 'link' | 'child';
-
-export interface TracingOptions {
-  /** Default 'link'. */
-  processSpan?: ProcessSpanRelation;
-}
+export type { ProcessSpanRelation, TracingOptions } from './options.ts';
+import type { ProcessSpanRelation } from './options.ts';
 
 type Api = typeof OtelApi;
 

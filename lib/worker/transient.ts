@@ -9,27 +9,8 @@ import { uuidv7 } from '../uuid.ts';
 import { DiscardJob, JobAbortError, type JobContext } from './context.ts';
 import type { JobDefinition } from './executor.ts';
 
-export interface TransientOptions {
-  /** Runs with the same key run one at a time, in call order. */
-  serial?: string;
-  /** Abort the run (its signal fires, the promise rejects) after this many milliseconds. Default: the definition's timeout. */
-  timeout?: number;
-}
-
-/** A transient run as jobs.transient() lists it. */
-export interface TransientRun {
-  id: string;
-  name: string;
-  /** `waiting`: queued behind an earlier run with the same serial key. */
-  state: 'waiting' | 'running';
-  serial: string | null;
-  createdAt: Date;
-  startedAt: Date | null;
-  progress: number | null;
-  progressMessage: string | null;
-  /** The latest log lines (the last 100). */
-  logs: { at: Date; message: string }[];
-}
+export type { TransientOptions, TransientRun } from './options.ts';
+import type { TransientOptions, TransientRun } from './options.ts';
 
 const KEPT_LOG_LINES = 100;
 

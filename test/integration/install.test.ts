@@ -89,6 +89,39 @@ export const wrong = jobs.enqueue('send-receipt', { orderId: '42', email: 'a@exa
     );
     run(TSC, ['-p', 'tsconfig.json'], app);
   });
+
+  it('type-checks a PostgreSQL app with only pg\'s types installed, sqljobs\' declarations checked too (no skipLibCheck)', () => {
+    // The app has none of better-sqlite3's, mysql2's or mssql's types: the
+    // declarations imported them, and such an app failed with "Cannot find module 'better-sqlite3'"
+    // (or, with skipLibCheck, got opts.tx typed any).
+    const pgApp = path.join(dir, 'pg-app');
+    fs.cpSync(app, pgApp, { recursive: true });
+    run('npm', ['install', '--no-package-lock', '@types/pg', '@types/node'], pgApp);
+    // (@opentelemetry/api comes with prom-client, a dependency: test/unit/public-types.test.ts
+    // checks that the declarations do not import it.)
+    for (const absent of ['better-sqlite3', '@types/better-sqlite3', 'mysql2', 'mssql']) {
+      expect(fs.existsSync(path.join(pgApp, 'node_modules', absent)), absent).to.equal(false);
+    }
+    fs.writeFileSync(
+      path.join(pgApp, 'app.ts'),
+      `import pg from 'pg';
+import { createJobs } from 'sqljobs';
+const pool = new pg.Pool();
+const jobs = createJobs<{ 'send-receipt': { orderId: number } }>({ db: pool }).define('send-receipt', async (payload) => payload.orderId);
+const client = await pool.connect();
+export const ok = jobs.enqueue('send-receipt', { orderId: 42 }, { tx: client });
+// @ts-expect-error a number is no transaction
+export const notTx = jobs.enqueue('send-receipt', { orderId: 42 }, { tx: 42 });
+// @ts-expect-error the pool is no transaction
+export const poolTx = jobs.enqueue('send-receipt', { orderId: 42 }, { tx: pool });
+`,
+    );
+    fs.writeFileSync(
+      path.join(pgApp, 'tsconfig.json'),
+      JSON.stringify({ compilerOptions: { strict: true, module: 'nodenext', moduleResolution: 'nodenext', target: 'es2022', noEmit: true, skipLibCheck: false, types: ['node'] }, files: ['app.ts'] }),
+    );
+    run(TSC, ['-p', 'tsconfig.json'], pgApp);
+  });
 });
 
 /** The files git would commit from this tree (also uncommitted edits), as one commit in a new repository: a fresh clone. */

@@ -42,6 +42,58 @@ describe('public declarations', function () {
     compiles(out, 'app.ts', app);
   });
 
+  it('the declarations an app reaches import no driver package nor OpenTelemetry\'s API: an app on one database compiles without the others\' types', () => {
+    const imported = new Set<string>();
+    const seen = new Set<string>();
+    const walk = (file: string) => {
+      if (seen.has(file)) return;
+      seen.add(file);
+      for (const [, spec] of fs.readFileSync(file, 'utf8').matchAll(/(?:from\s+|import\()['"]([^'"]+)['"]/g)) {
+        if (spec.startsWith('.')) walk(path.join(path.dirname(file), spec.replace(/\.(js|ts)$/, '.d.ts')));
+        else imported.add(spec);
+      }
+    };
+    for (const entry of ['index', 'testing']) walk(path.join(out, 'dist/lib', `${entry}.d.ts`));
+    expect(seen.size, 'declaration files reached').to.be.greaterThan(10);
+    // prom-client is a dependency (installed with sqljobs); node: modules come with @types/node.
+    expect([...imported].filter((spec) => spec !== 'prom-client' && !spec.startsWith('node:')), 'packages the public declarations import').to.deep.equal([]);
+  });
+
+  it('opts.tx is typed for the database db is, also after define(); a handler typed for another payload than the job map\'s does not compile', () => {
+    const app = [
+      "import Database from 'better-sqlite3';",
+      "import pg from 'pg';",
+      "import mysql from 'mysql2/promise';",
+      "import { createJobs } from './dist/lib/index.js';",
+      'type Jobs = { mail: { to: string } };',
+      'const pool = new pg.Pool();',
+      "const onPg = createJobs<Jobs>({ db: pool }).define('mail', async (p) => void p.to.toUpperCase()).define('other', (p: { n: number }) => p.n);",
+      'const client = await pool.connect();',
+      "void onPg.enqueue('mail', { to: 'a' }, { tx: client });",
+      "void onPg.enqueue('other', { n: 1 }, { tx: client });",
+      '// @ts-expect-error a number is no transaction',
+      "void onPg.enqueue('mail', { to: 'a' }, { tx: 42 });",
+      '// @ts-expect-error the pool is not a transaction',
+      "void onPg.enqueue('mail', { to: 'a' }, { tx: pool });",
+      "const sqlite = new Database(':memory:');",
+      'const onSqlite = createJobs<Jobs>({ db: sqlite });',
+      "void onSqlite.enqueue('mail', { to: 'a' }, { tx: sqlite });",
+      '// @ts-expect-error a pg client is no SQLite transaction',
+      "void onSqlite.enqueue('mail', { to: 'a' }, { tx: client });",
+      'const mysqlPool = mysql.createPool({});',
+      'const onMysql = createJobs<Jobs>({ db: mysqlPool });',
+      "void onMysql.enqueue('mail', { to: 'a' }, { tx: await mysqlPool.getConnection() });",
+      '// @ts-expect-error the pool is not a transaction',
+      "void onMysql.enqueue('mail', { to: 'a' }, { tx: mysqlPool });",
+      '// @ts-expect-error the job map says mail\'s payload is { to: string }',
+      "createJobs<Jobs>({ db: sqlite }).define('mail', async (p: { to: number }) => p.to.toFixed());",
+      "createJobs<Jobs>({ db: sqlite }).define('mail', async (p: { to: string | number }) => String(p.to)); // wider is fine",
+      'export {};',
+      '',
+    ].join('\n');
+    compiles(out, 'tx-app.ts', app);
+  });
+
   it("the README's Express options compile as written: req is Express's request, with what the app declares on it", () => {
     const app = [
       "import express from 'express';",

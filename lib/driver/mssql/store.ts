@@ -41,37 +41,8 @@ import type {
 
 type Row = Record<string, unknown>;
 
-interface MssqlResult {
-  recordset?: Row[];
-  recordsets: Row[][];
-  rowsAffected: number[];
-}
-
-/** What we use of an mssql Request. */
-export interface MssqlRequestLike {
-  input(name: string, type: unknown, value: unknown): MssqlRequestLike;
-  query(text: string): Promise<MssqlResult>;
-}
-
-/** What we use of an mssql Transaction. */
-export interface MssqlTransactionLike {
-  begin(isolationLevel?: number): Promise<unknown>;
-  commit(): Promise<void>;
-  rollback(): Promise<void>;
-  request(): MssqlRequestLike;
-  readonly parent: unknown;
-}
-
-/** An mssql ConnectionPool (`new sql.ConnectionPool(config)`; the app connects it). */
-export interface MssqlPoolLike {
-  readonly connected: boolean;
-  readonly config: object;
-  connect(): Promise<unknown>;
-  close(): Promise<unknown>;
-  request(): MssqlRequestLike;
-  transaction(): MssqlTransactionLike;
-  on(event: 'error', cb: (err: unknown) => void): unknown;
-}
+export type { MssqlPoolLike, MssqlRequestLike, MssqlTransactionLike } from '../handles.ts';
+import type { MssqlPoolLike, MssqlRequestLike, MssqlResult, MssqlTransactionLike } from '../handles.ts';
 
 /** Rows from tedious: DATETIME2 as UTC Dates, JSON as NVARCHAR text, BIGINT as strings, BIT as booleans. */
 const codec = mssqlDialect.codec;

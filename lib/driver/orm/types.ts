@@ -4,12 +4,7 @@
  * installed for these types to resolve). Anything else, a pool, a string, a plain object, is a
  * compile error; at run time it is refused with what was received.
  */
-import type BetterSqlite3 from 'better-sqlite3';
-import type { ClientBase } from 'pg';
-import type { Connection as MysqlConnection, PoolConnection as MysqlPoolConnection } from 'mysql2';
-import type { Connection as MysqlPromiseConnection } from 'mysql2/promise';
-import type { SlonikConnectionLike } from '../postgres/slonik.ts';
-import type { MssqlTransactionLike } from '../mssql/store.ts';
+import type { MssqlTransactionLike, MysqlConnectionLike, PgClientLike, SlonikConnectionLike, SqliteDatabaseLike } from '../handles.ts';
 import type { SqlTransaction } from './caller.ts';
 
 type Method = (...args: never[]) => unknown;
@@ -63,11 +58,9 @@ export interface MikroOrmEntityManagerLike {
 
 /** Everything opts.tx (and the middleware's `transaction` option) takes. */
 export type TransactionHandle =
-  | ClientBase
-  | BetterSqlite3.Database
-  | MysqlConnection
-  | MysqlPoolConnection
-  | MysqlPromiseConnection
+  | PgClientLike
+  | SqliteDatabaseLike
+  | MysqlConnectionLike
   | SlonikConnectionLike
   | MssqlTransactionLike
   | KnexTransactionLike
@@ -117,7 +110,7 @@ export type OrmInstance = KnexInstanceLike | DrizzleDatabaseLike | TypeormDataSo
 type OrmTransaction = KnexTransactionLike | KyselyTransactionLike | DrizzleTransactionLike | PrismaTransactionLike | TypeormTransactionLike | SqlTransaction;
 
 /** What opts.tx takes on each database (createJobs picks by the db given). */
-export type SqliteTransactionHandle = BetterSqlite3.Database | OrmTransaction;
-export type PostgresTransactionHandle = ClientBase | SlonikConnectionLike | SequelizeTransactionLike | MikroOrmEntityManagerLike | OrmTransaction;
-export type MysqlTransactionHandle = MysqlConnection | MysqlPoolConnection | MysqlPromiseConnection | OrmTransaction;
+export type SqliteTransactionHandle = SqliteDatabaseLike | OrmTransaction;
+export type PostgresTransactionHandle = PgClientLike | SlonikConnectionLike | SequelizeTransactionLike | MikroOrmEntityManagerLike | OrmTransaction;
+export type MysqlTransactionHandle = MysqlConnectionLike | OrmTransaction;
 export type MssqlTransactionHandle = MssqlTransactionLike;

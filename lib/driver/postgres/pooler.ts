@@ -7,7 +7,8 @@
 import type { Client, PoolConfig } from 'pg';
 
 /** `createJobs({ pooler })`: 'auto' asks the server once; the others say what is there. */
-export type PoolerMode = 'auto' | 'session' | 'transaction';
+export type { PoolerMode } from '../handles.ts';
+import type { PoolerMode } from '../handles.ts';
 
 type ClientCtor = new (cfg: PoolConfig) => Client;
 

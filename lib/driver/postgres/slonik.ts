@@ -13,25 +13,11 @@ import type { Client, Pool, PoolConfig } from 'pg';
 import type { OpenTransaction } from '../store.ts';
 import { PostgresStore, type PostgresStoreOptions } from './store.ts';
 import { queryOnCaller, type PgAppSide } from './app.ts';
+import type { SlonikConnectionLike, SlonikPoolLike } from '../handles.ts';
 
 type Row = Record<string, unknown>;
 type QueryToken = unknown;
-
-/** What we use of a slonik connection (pool, pool connection or transaction connection). */
-export interface SlonikConnectionLike {
-  query(token: QueryToken): Promise<{ rows: readonly Row[] }>;
-  transaction<T>(handler: (t: SlonikConnectionLike) => Promise<T>, transactionRetryLimit?: number): Promise<T>;
-  oneFirst(token: QueryToken): Promise<unknown>;
-  maybeOne(token: QueryToken): Promise<unknown>;
-  any(token: QueryToken): Promise<readonly Row[]>;
-}
-
-/** A slonik pool, as createPool() returns it. */
-export interface SlonikPoolLike extends SlonikConnectionLike {
-  readonly configuration: { readonly connectionUri: string };
-  connect<T>(handler: (c: SlonikConnectionLike) => Promise<T>): Promise<T>;
-  end(): Promise<void>;
-}
+export type { SlonikConnectionLike, SlonikPoolLike } from '../handles.ts';
 
 type UnsafeTag = (parts: TemplateStringsArray, ...values: unknown[]) => QueryToken;
 

@@ -108,6 +108,8 @@ function checkLock(name: unknown, opts: LockOptions): number {
   if (typeof name !== 'string' || !NAME_RE.test(name)) {
     throw new TypeError(`lock name must be 1-200 characters of letters, digits, _ . : - /; got ${describe(name)}`);
   }
+  if (opts === null || typeof opts !== 'object') throw new TypeError(`lock options must be an object; got ${describe(opts)}`);
+  for (const key of Object.keys(opts)) if (key !== 'ttl') throw new TypeError(`unknown lock option "${key}"; allowed: ttl (ms)`);
   const ttl = opts.ttl ?? 30_000;
   if (!Number.isInteger(ttl) || ttl < 10 || ttl > 86_400_000) throw new TypeError(`lock ttl must be an integer number of ms from 10 to 86400000; got ${describe(opts.ttl)}`);
   return ttl;

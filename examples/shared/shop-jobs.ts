@@ -171,7 +171,8 @@ export function setupShopJobs(db: SupportedDb, options: ShopJobsOptions = {}): J
     },
     { maxAttempts: 2, backoff: { baseMs: 1000 }, timeout: 30_000 },
   );
-  jobs.recurring('legacy-crm-sync', { every: 5, unit: 'minutes' }, { system: 'crm.legacy.example' }, { name: 'sync-legacy-crm' });
+  // Its first run comes seconds after the demo starts, so the admin has a failure to show at once.
+  jobs.recurring('legacy-crm-sync', { every: 5, unit: 'minutes', startAt: new Date(Date.now() + 5_000) }, { system: 'crm.legacy.example' }, { name: 'sync-legacy-crm' });
 
   // A line in the terminal for each outcome, so the demo is easy to follow there too.
   const tag = options.logPrefix ?? '[jobs]';

@@ -202,20 +202,30 @@ async function jobAction(c: RouteContext, action: JobAction) {
 async function jobsBulk(c: RouteContext) {
   const field = bodyField(c.body);
   const action = parseAction(field('action'));
-  if (field('scope') !== 'all') return bulkDone(c, action, await applyBulk(c.jobs, bodyIds(c.body, c.settings.bulkCap), action));
+  if (field('scope') !== 'all') return bulkDone(c, action, await applyBulk(c.jobs, bodyIds(c.body, c.settings.bulkCap), action), listedWith(c));
   const { form, filter } = parseFilter(bodyValues(c.body));
   if (action === 'redrive' && !filter.queue) throw new HttpError(400, 'redrive all matching needs the list filtered by queue (the dead-letter queue)');
   const { ids, more } = await matchingIds(c.jobs, filter, c.settings.bulkCap);
   if (field('confirm') !== 'yes') {
     return page(c, 'confirm', 'jobs', { action, form, count: ids.length, more, cap: c.settings.bulkCap });
   }
-  return bulkDone(c, action, await applyBulk(c.jobs, ids, action));
+  return bulkDone(c, action, await applyBulk(c.jobs, ids, action), filterFields(form));
 }
 
-/** Back to the jobs list, which tells the counts (a redrive's with its reasons). */
-function bulkDone(c: RouteContext, action: BulkAction, n: BulkCounts) {
-  const why = action === 'redrive' ? `&why=${encodeURIComponent(reasonsParam(n.reasons))}` : '';
-  return redirect(`${c.req.base}/jobs?done=${action === 'redrive' ? 'redrive' : 'bulk'}&n=${n.done},${n.skipped}${why}`);
+/** The list's filter a selection was made under (its form repeats it), or none if it does not parse. */
+function listedWith(c: RouteContext): [string, string][] {
+  try {
+    return filterFields(parseFilter(bodyValues(c.body)).form);
+  } catch {
+    return [];
+  }
+}
+
+/** Back to the jobs list as it was filtered, which tells the counts (a redrive's with its reasons). */
+function bulkDone(c: RouteContext, action: BulkAction, n: BulkCounts, filtered: [string, string][]) {
+  const told: [string, string][] = [['done', action === 'redrive' ? 'redrive' : 'bulk'], ['n', `${n.done},${n.skipped}`]];
+  if (action === 'redrive') told.push(['why', reasonsParam(n.reasons)]);
+  return redirect(helpers.jobsHref(c.req.base, [...filtered, ...told]));
 }
 
 // ------------------------------------------------------------------ recurring, queues, workers

@@ -78,9 +78,12 @@ export function waiting(job: HeldJob): string | null {
   return jobHolds(job).map((h) => h.text).join('; ') || null;
 }
 
-/** When a job runs: a waiting job's stored run_at is the end of time (9999), which says nothing to a reader. */
+/**
+ * When a job runs, as HTML (a <time>, shown in the reader's zone as the other times are): a
+ * waiting job's stored run_at is the end of time (9999), which says nothing to a reader.
+ */
 export function runAt(job: HeldJob & { runAt: Date }): string {
-  if (!waiting(job)) return time(job.runAt);
+  if (!waiting(job)) return when(job.runAt);
   if (job.reservedUntil && job.waitingFor === 1) return 'once committed';
   return job.reservedUntil || job.serialKey ? 'after the jobs it waits for' : 'after its parents';
 }

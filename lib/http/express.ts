@@ -11,7 +11,7 @@
 import type { TransactionHandle } from '../driver/orm/types.ts';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Jobs, JobMap, SupportedDb } from '../jobs.ts';
-import { RequestJobs, resolveJobs, type RequestJobMap } from './unit-of-work.ts';
+import { checkMiddlewareOptions, RequestJobs, resolveJobs, type RequestJobMap } from './unit-of-work.ts';
 import { callApp } from '../report.ts';
 
 export interface JobsMiddlewareOptions<Req = IncomingMessage, Res = ServerResponse> {
@@ -52,6 +52,7 @@ export function jobsMiddleware<M extends JobMap = {}, Req extends IncomingMessag
   jobsOrDb: Jobs<M> | SupportedDb,
   options: JobsMiddlewareOptions<Req> = {},
 ) {
+  checkMiddlewareOptions('jobsMiddleware', options, ['commitWhen', 'transaction', 'onCommitError', 'userId']);
   const jobs = resolveJobs(jobsOrDb as unknown as Jobs) as unknown as Jobs<M>;
   const commitWhen = options.commitWhen ?? ((_req: Req, res: ServerResponse) => res.statusCode < 400);
   return function sqljobs(incoming: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void): void {

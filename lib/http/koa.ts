@@ -7,7 +7,7 @@
  */
 import type { TransactionHandle } from '../driver/orm/types.ts';
 import type { Jobs, JobMap, SupportedDb } from '../jobs.ts';
-import { RequestJobs, resolveJobs, type RequestJobMap } from './unit-of-work.ts';
+import { checkMiddlewareOptions, RequestJobs, resolveJobs, type RequestJobMap } from './unit-of-work.ts';
 
 /** The parts of a Koa context this middleware uses (Koa 2 and 3). */
 export interface KoaLikeContext {
@@ -34,6 +34,7 @@ export function koaJobs<M extends JobMap = {}, Ctx extends KoaLikeContext = KoaL
   jobsOrDb: Jobs<M> | SupportedDb,
   options: KoaJobsOptions<Ctx> = {},
 ) {
+  checkMiddlewareOptions('koaJobs', options, ['commitWhen', 'transaction', 'userId']);
   const jobs = resolveJobs(jobsOrDb as unknown as Jobs) as unknown as Jobs<M>;
   const commitWhen = options.commitWhen ?? ((ctx: Ctx) => ctx.status < 400);
   return async function sqljobs(ctx: Ctx, next: () => Promise<unknown>): Promise<void> {

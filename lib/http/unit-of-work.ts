@@ -14,6 +14,7 @@ import { Jobs, type BatchOptions, type EnqueueManyItem, type JobMap, type JobNam
 import type { NewBatch } from '../driver/portable/flow.ts';
 import type { TransactionHandle } from '../driver/orm/types.ts';
 import type { EnqueueOptions, EnqueueResult, JobRecord, ListFilter, ListPage, NewJobRow } from '../model.ts';
+import { describe } from '../model.ts';
 import type { OpenTransaction } from '../driver/store.ts';
 
 /** Methods of a driver's connection that only the middleware may call on the request's handle. */
@@ -39,6 +40,18 @@ const producers = new WeakMap<object, Jobs>();
  * an mssql Request's (mssql rejects a second request on a transaction while one runs).
  */
 const QUERY_METHODS = new Set(['query', 'any', 'anyFirst', 'exists', 'many', 'manyFirst', 'maybeOne', 'maybeOneFirst', 'one', 'oneFirst', 'execute', 'batch']);
+
+/**
+ * The adapter's options, checked when the middleware is made: a misspelt name was ignored, and a
+ * value that is not a function failed only at the first enqueue, as a bare TypeError in a 500.
+ */
+export function checkMiddlewareOptions(adapter: string, options: unknown, allowed: readonly string[]): void {
+  if (options === null || typeof options !== 'object') throw new TypeError(`${adapter}: options must be an object; got ${describe(options)}`);
+  for (const [key, value] of Object.entries(options)) {
+    if (!allowed.includes(key)) throw new TypeError(`${adapter}: unknown option "${key}"; allowed: ${allowed.join(', ')}`);
+    if (value !== undefined && typeof value !== 'function') throw new TypeError(`${adapter}: ${key} must be a function of the request; got ${describe(value)}`);
+  }
+}
 
 /** A Jobs instance, or a producer-only one for a bare database handle (one per handle). */
 export function resolveJobs(jobsOrDb: Jobs | SupportedDb): Jobs {

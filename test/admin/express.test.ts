@@ -159,6 +159,9 @@ forEachDialect('admin (Express 5)', ({ fresh }) => {
     expect(ask.text).to.include('<strong>2</strong> jobs').and.include('<dt>args.a=b</dt><dd>&amp;</dd>').and.include('<dt>replyTo</dt><dd>r</dd>');
     expect(ask.text).to.include('<input type="hidden" name="argKey" value="a=b"><input type="hidden" name="argValue" value="&amp;">');
     expect(ask.text).to.include(`href="${BASE}/jobs?${filter.replaceAll('&', '&amp;')}">Cancel</a>`);
+    expect(ask.text).to.include('>Yes, cancel 2 jobs</button>');
+    const one = await agent.post(`${BASE}/jobs/bulk`).type('form').send(`_csrf=${token}&action=cancel&scope=all&replyTo=r&argKey=k&argValue=other`).expect(200);
+    expect(one.text).to.include('>Yes, cancel 1 job</button>');
     await agent.post(`${BASE}/jobs/bulk`).type('form').send(`_csrf=${token}&action=cancel&scope=all&${filter}&confirm=yes`).expect(303);
     expect((await jobs.list({ args: { k: 'v' }, state: 'cancelled' })).items).to.have.length(2);
     expect((await jobs.list({ args: { k: 'other' }, state: 'pending' })).items).to.have.length(1);
@@ -290,12 +293,17 @@ forEachDialect('admin (Express 5)', ({ fresh }) => {
     app.use(BASE, jobsAdmin(jobs, { bulkCap: 3 }));
     const { agent, token } = await client(app);
     const sel = await agent.post(`${BASE}/jobs/bulk`).type('form').send(`_csrf=${token}&action=cancel&scope=selected&ids=${ids.pending}&ids=${ids.delayed}&ids=${ids.failed}`).expect(303);
-    expect(sel.headers.location).to.equal(`${BASE}/jobs?done=bulk&n=2,1`);
+    expect(sel.headers.location).to.equal(`${BASE}/jobs?done=bulk&n=2%2C1`);
+    // Back to the list as it was filtered: the list's form repeats its filter.
+    const filtered = await agent.post(`${BASE}/jobs/bulk`).type('form').send(`_csrf=${token}&action=retry&scope=selected&state=failed&ids=${ids.failed}`).expect(303);
+    expect(filtered.headers.location).to.match(new RegExp(`^${BASE}/jobs\\?state=failed&done=bulk&n=\\d%2C\\d$`));
+    expect((await agent.get(filtered.headers.location).expect(200)).text).to.include('Bulk action applied.');
     expect((await jobs.get(ids.pending))?.state).to.equal('cancelled');
     const ask = await agent.post(`${BASE}/jobs/bulk`).type('form').send({ _csrf: token, action: 'delete', scope: 'all', tag: 'many' }).expect(200);
     expect(ask.text).to.include('Confirm').and.include('more match');
     expect((await jobs.list({ tag: 'many' })).items).to.have.length(5);
-    await agent.post(`${BASE}/jobs/bulk`).type('form').send({ _csrf: token, action: 'delete', scope: 'all', tag: 'many', confirm: 'yes' }).expect(303);
+    const all = await agent.post(`${BASE}/jobs/bulk`).type('form').send({ _csrf: token, action: 'delete', scope: 'all', tag: 'many', confirm: 'yes' }).expect(303);
+    expect(all.headers.location).to.equal(`${BASE}/jobs?tag=many&done=bulk&n=3%2C0`);
     expect((await jobs.list({ tag: 'many' })).items).to.have.length(2);
     expect((await agent.post(`${BASE}/jobs/bulk`).type('form').send({ _csrf: token, action: 'explode', scope: 'all' })).status).to.equal(400);
   });

@@ -50,6 +50,8 @@ forEachDialect('admin job page', ({ fresh }) => {
     expect(done).to.match(/<h1>report <span class="state state-completed">completed<\/span>\s*<\/h1>/);
     expect(done).to.include('<pre id="result">{\n  &#34;pages&#34;: 6\n}</pre>');
     expect(done).to.match(/<dt>finished<\/dt><dd><time datetime="[^"]+Z" title="[^"]+Z">[^<]+Z<\/time><\/dd>/);
+    // run at too: it was plain UTC text, never shown in the reader's zone as the times beside it.
+    expect(done).to.match(/<dd id="run-at"><time datetime="[^"]+Z" title="[^"]+Z">[^<]+Z<\/time><\/dd>/);
     expect(done).to.match(/#1 completed/);
     for (let i = 1; i <= 6; i++) expect(done).to.include(`#1  line ${i}`);
     // A long job's page shows its latest lines: logs({ last: true }) answers the tail, in order.

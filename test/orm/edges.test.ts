@@ -51,6 +51,16 @@ describe('ORMs: edges', function () {
       }
     });
 
+    it('a pg client on which BEGIN was never run is refused, saying so (not only that a transaction ended)', async () => {
+      const c = await pool.connect();
+      try {
+        const err = await jobs.enqueue('x', {}, { tx: c }).then(() => null, (e: Error) => e);
+        expect(err?.message).to.match(/^opts\.tx: the pg client is not inside a transaction \(BEGIN was not run on it, /);
+      } finally {
+        c.release();
+      }
+    });
+
     it('the guarded statement carries any payload as literals: quotes, backslashes, unicode', async () => {
       const tricky = `it's a "quote" \\ back\\slash \\n ${'\u00e9\u{1F600}'} '' \\\\' E'x'`;
       for (const s of [tricky, "'", '\\', '']) expect((await pool.query(`SELECT ${literal(s)}::text AS v`)).rows[0].v).to.equal(s);

@@ -75,6 +75,6 @@ export async function queryOnCaller(tx: unknown, text: string, values: unknown[]
   const client = caller.native;
   if (!isPgClient(client)) throw new TypeError(`opts.tx on PostgreSQL must be a pg client (from pool.connect()) inside BEGIN, ${ACCEPTED_TX}; got ${describeTx(tx)}`);
   const status = (client as { getTransactionStatus?: () => string }).getTransactionStatus?.();
-  if (status === 'I') throw new TypeError(`opts.tx: ${client === tx ? 'the pg client' : describeTx(tx)} is not inside a transaction (it has ended), so the job would not be part of it`);
+  if (status === 'I') throw new TypeError(`opts.tx: ${client === tx ? 'the pg client' : describeTx(tx)} is not inside a transaction (BEGIN was not run on it, or it has ended), so the job would not be part of it`);
   return (await (client as PoolClient).query(text, values)).rows;
 }

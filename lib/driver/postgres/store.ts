@@ -402,7 +402,7 @@ export class PostgresStore extends PortableStore implements Store {
     } catch (err) {
       if (!String((err as Error)?.message).includes(NOT_IN_TRANSACTION)) throw err;
       const what = isPgClient(tx) ? 'the pg client' : describeTx(tx);
-      throw new TypeError(`opts.tx: ${what} is not inside a transaction (it ended, or the enqueue was not awaited before it did), so the job was not written`);
+      throw new TypeError(`opts.tx: ${what} is not inside a transaction (BEGIN was not run on it, it has ended, or the enqueue was not awaited before it did), so the job was not written`);
     }
   }
 

@@ -34,7 +34,8 @@ import type {
 } from './driver/orm/types.ts';
 
 /**
- * Create a Jobs instance on the app's own database handle (better-sqlite3 Database or pg Pool).
+ * Create a Jobs instance on the app's own database handle (a better-sqlite3 Database, pg or slonik pool,
+ * mysql2 pool, mssql ConnectionPool, or an ORM instance on one of them).
  * Type parameter: a map from job name to payload type, e.g. createJobs<{ sendReceipt: { orderId: number } }>({ db }).
  */
 export function createJobs<M extends JobMap = {}>(options: JobsOptions & { db: SqliteDatabaseLike }): Jobs<M, SqliteTransactionHandle>;

@@ -78,6 +78,14 @@ export type PayloadOf<M extends JobMap, K extends string> = K extends keyof M ? 
 
 export type Handler<P, R> = (payload: P, ctx: JobContext) => R | Promise<R>;
 
+/**
+ * What define() asks of a name in the job map: a handler whose payload takes the map's (anything
+ * else reads as a compile error on the name, saying why). Names not in the map take any handler.
+ */
+export type HandlerTakes<M, K, P> = K extends keyof M
+  ? [M[K]] extends [P] ? unknown : { 'the handler\'s payload type does not take the job map\'s payload for this name': M[K] }
+  : unknown;
+
 export interface DefineOptions {
   /** Default queue for jobs of this name. */
   queue?: string;
@@ -200,17 +208,15 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
   }
 
   /**
-   * Register a handler. A name in the job map takes a handler for that payload (a handler typed for
-   * another is a compile error: enqueue would give it what the map says); any other name adds the
-   * job, with the payload the handler declares. Returns this instance, typed with the new job.
+   * Register a handler. Its payload is the job map's for that name, or what the handler declares;
+   * a handler declaring a payload that does not take the map's is a compile error (enqueue gives it
+   * what the map says). Returns this instance, typed with the new job, for chaining.
    */
-  define<K extends keyof M & string, R = unknown>(name: K, handler: Handler<M[K], R>, options?: DefineOptions): Jobs<M, Tx>;
-  define<K extends string, P = unknown, R = unknown>(
-    name: K extends keyof M ? never : K,
+  define<K extends string, P = K extends keyof M ? M[K] : unknown, R = unknown>(
+    name: K & HandlerTakes<M, K, P>,
     handler: Handler<P, R>,
-    options?: DefineOptions,
-  ): Jobs<M & { [N in K]: P }, Tx>;
-  define(name: string, handler: Handler<never, unknown>, options: DefineOptions = {}): unknown {
+    options: DefineOptions = {},
+  ): Jobs<M & { [N in K]: P }, Tx> {
     validateName(name, 'name');
     if (this.definitions.has(name)) {
       throw new JobValidationError(`job "${name}": is already defined on this instance; a name has one handler (define each name once, or create another Jobs instance)`, 'name', name);
@@ -241,7 +247,7 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
       maxPayloadBytes: this.options.maxPayloadBytes,
     });
     this.definitions.set(name, { name, handler: handler as JobDefinition['handler'], ...options });
-    return this;
+    return this as unknown as Jobs<M & { [N in K]: P }, Tx>;
   }
 
   /** Apply the schema (idempotent; also done lazily on first use). */

@@ -63,7 +63,8 @@ export class Maintenance {
   private readonly periodic: Periodic;
   /** Since when rescue rounds are skipped for a late heartbeat of ours (performance.now()), and whether that was said. */
   private deferred: { since: number; said: boolean } | null = null;
-  /** Silent workers whose held row was said to be skipped, until a round finds it free. */
+  /** Silent workers whose row the last round found held, and those said to be skipped (until a round finds the row free). */
+  private heldBefore = new Set<string>();
   private heldSaid = new Set<string>();
 
   constructor(
@@ -145,11 +146,18 @@ export class Maintenance {
       'workers still silent once this one\'s heartbeats are written again are rescued then'));
   }
 
-  /** Said once per worker while its row stays held: an operator's open transaction or a backup tool holding it keeps a dead worker's jobs waiting. */
+  /**
+   * Said once per worker while its row stays held: an operator's open transaction or a backup tool
+   * holding it keeps a dead worker's jobs waiting. Only once two rounds in a row found it so: a
+   * worker whose heartbeat landed just as the round looked is counted with the held ones (its
+   * jobs are left alone all the same), and is current by the next round.
+   */
   private sayHeld(held: HeldWorkers): void {
     for (const id of this.heldSaid) if (!held.has(id)) this.heldSaid.delete(id);
+    const before = this.heldBefore;
+    this.heldBefore = new Set(held.keys());
     for (const [id, jobs] of held) {
-      if (this.heldSaid.has(id)) continue;
+      if (this.heldSaid.has(id) || !before.has(id)) continue;
       this.heldSaid.add(id);
       this.hooks.error(new Error(
         `rescue of worker ${id}'s ${jobs} stalled job${jobs === 1 ? '' : 's'} deferred: it sent no heartbeat for over ${this.opts.stallTimeout} ms, ` +

@@ -777,8 +777,27 @@ export class Worker {
     const owned = await this.store.workerHeartbeat(this.info());
     this.abortLost(owned, seqAtStart);
     // Only an answer no claim overlapped can show a job we never received; else the next claim loop looks.
-    if (quiet && this.claimsSent === claimsSent) await this.releaseUnknown(owned);
+    if (quiet && this.claimsSent === claimsSent) this.releaseUnknownAside(owned);
     else this.reconcileWanted = true;
+  }
+
+  private releasingUnknown = false;
+
+  /**
+   * The release of jobs this worker never received, not awaited by the heartbeat: on the worker's
+   * pool, it may wait behind writes that wait on job rows another session locks, and the next
+   * beats would wait for it (a heartbeat never overlaps the last). stop() awaits it (periodic).
+   */
+  private releaseUnknownAside(owned: Fenced[]): void {
+    if (this.releasingUnknown) return void (this.reconcileWanted = true);
+    this.periodic.once(async () => {
+      this.releasingUnknown = true;
+      try {
+        await this.releaseUnknown(owned);
+      } finally {
+        this.releasingUnknown = false;
+      }
+    });
   }
 
   /** Running attempts (and jobs claimed ahead) the database no longer gives to this worker: rescued or cancelled elsewhere. */

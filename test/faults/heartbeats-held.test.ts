@@ -48,29 +48,34 @@ async function lockWorkerRows(t: TestDb, ids?: string[]): Promise<{ release(): P
   return { release: async () => void (await tx.commit(), await pool.close()) };
 }
 
-/** Lock every row of the jobs table in another session until release() (reads still pass). */
-async function lockJobRows(t: TestDb): Promise<{ release(): Promise<void> }> {
+/**
+ * Lock rows of the jobs table (those of `ids`, or all) in another session until release() (reads
+ * still pass). One row at a time by key: MariaDB may scan a small table for an IN list and lock
+ * every row it read.
+ */
+async function lockJobRows(t: TestDb, ids?: string[]): Promise<{ release(): Promise<void> }> {
   const table = `${t.prefix}jobs`;
+  const each = ids ? ids.map((id) => ` WHERE id = '${id}'`) : [''];
   if (t.dialect === 'postgres') {
     const client = new pg.Client({ connectionString: PG_URL });
     client.on('error', () => undefined);
     await client.connect();
     await client.query('BEGIN');
-    await client.query(`SELECT id FROM ${table} FOR UPDATE`);
+    for (const where of each) await client.query(`SELECT id FROM ${table}${where} FOR UPDATE`);
     return { release: async () => void (await client.query('COMMIT'), await client.end()) };
   }
   if (t.dialect === 'mysql') {
     const conn = await mysql.createConnection(MYSQL_URL);
     conn.on('error', () => undefined);
     await conn.query('START TRANSACTION');
-    await conn.query(`SELECT id FROM ${table} FOR UPDATE`);
+    for (const where of each) await conn.query(`SELECT id FROM ${table}${where} FOR UPDATE`);
     return { release: async () => void (await conn.query('COMMIT'), await conn.end()) };
   }
   const pool = await new mssql.ConnectionPool(MSSQL_URL!).connect();
   pool.on('error', () => undefined);
   const tx = new mssql.Transaction(pool);
   await tx.begin();
-  await tx.request().query(`SELECT id FROM ${table} WITH (UPDLOCK, HOLDLOCK)`);
+  for (const where of each) await tx.request().query(`SELECT id FROM ${table} WITH (UPDLOCK, HOLDLOCK)${where}`);
   return { release: async () => void (await tx.commit(), await pool.close()) };
 }
 
@@ -156,6 +161,58 @@ forEachDialect('faults: heartbeats held back by a lock on the workers table', ({
     await busy.stop();
   });
 
+  it('the heartbeat does not wait for its release of a job the worker never received (the release waits for the busy pool)', async function () {
+    // A job running under this worker in the database that it never received (a claim whose answer
+    // was lost after its COMMIT) is released by the heartbeat's answer. On the worker's pool, that
+    // release queued behind the checkpoints waiting on locked rows, and the next beats waited for it.
+    this.timeout(20_000);
+    const t = await fresh();
+    const runs = new Map<string, number>();
+    const rescued: RescuedJob[] = [];
+    let finish!: () => void;
+    const finished = new Promise<void>((r) => (finish = r));
+    const settings = { pollInterval: 100, heartbeatInterval: 100, stallTimeout: 600 };
+    const busy = t.jobs({ workerPoolSize: 2, worker: { concurrency: 4, ...settings } });
+    busy.define('saving', async (_payload, ctx) => {
+      runs.set(ctx.id, (runs.get(ctx.id) ?? 0) + 1);
+      while (!ctx.signal.aborted && !(await Promise.race([finished.then(() => true), sleep(50).then(() => false)]))) {
+        await ctx.saveCheckpoint({ at: Date.now() }).catch(() => undefined);
+      }
+    });
+    const watcher = (await t.another()).jobs({ worker: { concurrency: 1, ...settings } });
+    for (const jobs of [busy, watcher]) jobs.on('rescued', (r) => void rescued.push(r));
+    const ids: string[] = [];
+    for (let i = 0; i < 4; i++) ids.push((await busy.enqueue('saving', {})).id);
+    const stranger = (await busy.enqueue('saving', {}, { delay: 3_600_000 })).id;
+    await busy.start();
+    await until(() => runs.size === 4, 'four jobs running', 5_000);
+    await watcher.start();
+
+    const lock = await lockJobRows(t, ids); // the running rows only
+
+    try {
+      await sleep(300); // every checkpoint waits on the lock now, each holding one of the two pooled connections
+      const p = (n: number) => (t.dialect === 'postgres' ? `$${n}` : '?');
+      const now = t.dialect === 'postgres' ? 'now()' : t.dialect === 'mysql' ? 'UTC_TIMESTAMP(3)' : 'SYSUTCDATETIME()';
+      const [{ worker_id: workerId }] = await t.query(`SELECT worker_id FROM ${t.prefix}jobs WHERE id = ${p(1)}`, [ids[0]]);
+      await t.query(
+        `UPDATE ${t.prefix}jobs SET state = 'running', worker_id = ${p(1)}, token = ${p(2)}, attempts = 1, started_at = ${now} WHERE id = ${p(3)}`,
+        [workerId, crypto.randomUUID(), stranger],
+      );
+      await sleep(2_400);
+    } finally {
+      await lock.release();
+    }
+    await sleep(800);
+
+    expect(rescued.filter((r) => ids.includes(r.id)), 'live jobs rescued').to.deep.equal([]);
+    finish();
+    await until(async () => (await Promise.all(ids.map((id) => busy.get(id)))).every((j) => j?.state === 'completed'), 'all four completed', 5_000);
+    expect(ids.map((id) => runs.get(id)), 'runs per job').to.deep.equal([1, 1, 1, 1]);
+    await watcher.stop();
+    await busy.stop();
+  });
+
   it('a heartbeat that waited behind the lock is dated when written, not when sent', async function () {
     const t = await fresh();
     const { store } = await storeOf(t);
@@ -202,7 +259,7 @@ forEachDialect('faults: heartbeats held back by a lock on the workers table', ({
     const lock = await lockWorkerRows(t, ['held']);
     try {
       await sweeper.start();
-      await sleep(2_600); // two rescue rounds at least (every 1 s)
+      await sleep(3_400); // three rescue rounds at least (every 1 s): said once two rounds found the row held
       expect(rescued, 'rescued while the row is held').to.deep.equal([]);
       const said = errors.filter((m) => m.startsWith('rescue of worker held'));
       expect(said, 'what was said of the held worker').to.have.length(1);

@@ -448,6 +448,20 @@ describe('SQL Server store wiring (no server)', () => {
     expect(pool.config.pool).to.equal(undefined);
   });
 
+  it('gives the heartbeat a pool of one connection, min 0 whatever the app pool\'s min (tarn refused min above max), none after close()', async () => {
+    const pool = new mssql.ConnectionPool({ ...config, pool: { min: 2, max: 10 } });
+    const store = new MssqlStore(pool, { prefix: 'app_', workerPoolSize: 3 });
+    void (store as unknown as { livenessRunner: unknown }).livenessRunner;
+    const liveness = (store as unknown as { liveness: { config: { pool: Record<string, unknown> } } }).liveness;
+    expect(liveness.config.pool).to.deep.include({ min: 0, max: 1 });
+    expect(pool.config.pool).to.deep.equal({ min: 2, max: 10 });
+    await store.close();
+    const closedFirst = new MssqlStore(pool, { prefix: 'app_', workerPoolSize: 3 });
+    await closedFirst.close();
+    void (closedFirst as unknown as { livenessRunner: unknown }).livenessRunner;
+    expect((closedFirst as unknown as { liveness: unknown }).liveness, 'a pool made after close()').to.equal(null);
+  });
+
   it('does not try to evict a leader whose lock name is too long to identify (no statement is sent)', async () => {
     // Never connected: the port refuses, so any statement sent would fail this test.
     const store = new MssqlStore(new mssql.ConnectionPool(config), { prefix: 'p'.repeat(27) + '_', workerPoolSize: 1 });

@@ -88,6 +88,9 @@ describe('public declarations', function () {
       '// @ts-expect-error the job map says mail\'s payload is { to: string }',
       "createJobs<Jobs>({ db: sqlite }).define('mail', async (p: { to: number }) => p.to.toFixed());",
       "createJobs<Jobs>({ db: sqlite }).define('mail', async (p: { to: string | number }) => String(p.to)); // wider is fine",
+      "createJobs<Jobs>({ db: sqlite }).define<'mail', { to: string }>('mail', async (p) => void p.to); // explicit type arguments",
+      "declare const either: 'mail' | 'other';",
+      'createJobs<Jobs>({ db: sqlite }).define(either, async () => undefined); // a union of names',
       'export {};',
       '',
     ].join('\n');

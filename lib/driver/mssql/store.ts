@@ -150,8 +150,9 @@ export class MssqlStore extends PortableStore implements Store {
   readonly sql: MssqlSql;
   private readonly own: MssqlPoolLike;
   private readCommittedSnapshot: Promise<boolean> | null = null;
-  /** The heartbeat's connection (see PortableStore.beatRunner), made at the first heartbeat. */
-  private beater: MssqlPoolLike | null = null;
+  /** The heartbeat's connection (see PortableStore.livenessRunner), made at the first heartbeat. */
+  private liveness: MssqlPoolLike | null = null;
+  private closed = false;
 
   /** Portable statements (../portable/), their values bound as @p1…@pn with their types. */
   protected readonly runner: SqlRunner = {
@@ -165,13 +166,15 @@ export class MssqlStore extends PortableStore implements Store {
     within: (steps) => this.inTransaction((tx) => drive(steps, async (s) => outcome(s, await this.run(named(s), tx)))),
   };
 
-  protected override get beatRunner(): SqlRunner {
-    if (!this.beater) {
-      this.beater = this.privatePool({ max: 1 });
-      this.beater.on('error', () => undefined);
+  protected override get livenessRunner(): SqlRunner {
+    if (this.closed) return this.runner; // no new connection after close(): the ended pool says so
+    if (!this.liveness) {
+      // min 0: the app's pool settings are copied, and a min above 1 is refused beside max 1.
+      this.liveness = this.privatePool({ min: 0, max: 1 });
+      this.liveness.on('error', () => undefined);
     }
-    const beater = this.beater;
-    return { ...this.runner, run: async (s) => outcome(s, await this.run(named(s), beater)) };
+    const liveness = this.liveness;
+    return { ...this.runner, run: async (s) => outcome(s, await this.run(named(s), liveness)) };
   }
 
   /** `fn` in a READ COMMITTED transaction of ours: committed after it, rolled back when it throws. */
@@ -487,6 +490,7 @@ IF @r < 0 THROW 50001, 'sqljobs: could not take the migration lock', 1;`, [{ nam
   }
 
   async close(): Promise<void> {
-    await Promise.all([this.own.close(), this.beater?.close()]);
+    this.closed = true;
+    await Promise.all([this.own.close(), this.liveness?.close()]);
   }
 }

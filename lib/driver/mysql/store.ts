@@ -123,8 +123,9 @@ export class MysqlStore extends PortableStore implements Store {
   private readonly own: PromisePool;
   /** Connections that hold a GET_LOCK: checked out for as long as the lock, then destroyed. */
   private readonly lockers: PromisePool;
-  /** The heartbeat's connection (see PortableStore.beatRunner), made at the first heartbeat. */
-  private beater: PromisePool | null = null;
+  /** The heartbeat's connection (see PortableStore.livenessRunner), made at the first heartbeat. */
+  private liveness: PromisePool | null = null;
+  private closed = false;
   /** Whether the server has @@in_transaction (MariaDB) to check a caller's opts.tx with. */
   private canCheckTx = true;
   /** Bounds the wait for our queries of several statements (./watchdog.ts). */
@@ -137,10 +138,11 @@ export class MysqlStore extends PortableStore implements Store {
     within: (steps) => this.transaction((c) => drive(steps, async (s) => outcome((await c.query(s.text, s.values))[0]))),
   };
 
-  protected override get beatRunner(): SqlRunner {
-    this.beater ??= privatePool(this.app.template, 1);
-    const beater = this.beater;
-    return { ...this.runner, run: async (s) => outcome((await beater.query(s.text, s.values))[0]) };
+  protected override get livenessRunner(): SqlRunner {
+    if (this.closed) return this.runner; // no new connection after close(): the ended pool says so
+    this.liveness ??= privatePool(this.app.template, 1);
+    const liveness = this.liveness;
+    return { ...this.runner, run: async (s) => outcome((await liveness.query(s.text, s.values))[0]) };
   }
 
   /** Workflow steps in the caller's transaction (a mysql2 connection or an ORM's), or in one of ours. */
@@ -675,10 +677,11 @@ export class MysqlStore extends PortableStore implements Store {
   }
 
   private pools(): PromisePool[] {
-    return this.beater ? [this.own, this.lockers, this.beater] : [this.own, this.lockers];
+    return this.liveness ? [this.own, this.lockers, this.liveness] : [this.own, this.lockers];
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     await this.migrationLeftOff();
     const pools = this.pools();
     const conns = pools.flatMap(poolConnections);

@@ -46,10 +46,11 @@ export abstract class PortableStore implements Sql {
   /**
    * Runs the heartbeat. Pooled dialects give it a connection of its own: queued behind writes
    * that wait on job rows another session locks (checkpoints, outcomes, log lines, each holding a
-   * pooled connection), a live worker's heartbeat would go unwritten past stallTimeout and its
-   * jobs be rescued and run again.
+   * pooled connection), a live worker's heartbeat went unwritten past stallTimeout and its jobs
+   * were rescued and run again. Lease renewals stay on the pool: behind a heartbeat held by a lock
+   * on the workers table, the leader would lose its lease too.
    */
-  protected get beatRunner(): SqlRunner {
+  protected get livenessRunner(): SqlRunner {
     return this.runner;
   }
 
@@ -239,8 +240,8 @@ export abstract class PortableStore implements Sql {
 
   /** Two statements, not one transaction: which attempts the worker still owns does not depend on its beat. */
   async workerHeartbeat(w: WorkerInfo): Promise<Fenced[]> {
-    await this.beatRunner.run(workerHeartbeat(this, w));
-    const { rows } = await this.beatRunner.run(jobsOwnedBy(this, w.id));
+    await this.livenessRunner.run(workerHeartbeat(this, w));
+    const { rows } = await this.livenessRunner.run(jobsOwnedBy(this, w.id));
     return rows.map((r) => ({ id: String(r.id), token: String(r.token) }));
   }
 

@@ -111,8 +111,8 @@ export class PostgresStore extends PortableStore implements Store {
    * in claim.ts); made on first use, once it is known that its session is its own.
    */
   private claimer: Pool | null = null;
-  /** The heartbeat's connection (see PortableStore.beatRunner), made at the first heartbeat. */
-  private beater: Pool | null = null;
+  /** The heartbeat's connection (see PortableStore.livenessRunner), made at the first heartbeat. */
+  private liveness: Pool | null = null;
   /** Set by close(): no claim connection is made after it. */
   private closed = false;
   /** Settings of the session-scoped connections (claims, LISTEN, session locks): directUrl's when given. */
@@ -174,10 +174,11 @@ export class PostgresStore extends PortableStore implements Store {
     within: (steps) => this.transaction((c) => drive(steps, async (s) => outcome(s, await c.query(s.text, s.values)))),
   };
 
-  protected override get beatRunner(): SqlRunner {
-    this.beater ??= this.privatePool(1);
-    const beater = this.beater;
-    return { ...this.runner, run: async (s) => outcome(s, await beater.query(s.text, s.values)) };
+  protected override get livenessRunner(): SqlRunner {
+    if (this.closed) return this.runner; // no new connection after close(): the ended pool says so
+    this.liveness ??= this.privatePool(1);
+    const liveness = this.liveness;
+    return { ...this.runner, run: async (s) => outcome(s, await liveness.query(s.text, s.values)) };
   }
 
   /** A pool of ours with the app pool's settings (the app's copy of pg builds it). */
@@ -693,7 +694,7 @@ export class PostgresStore extends PortableStore implements Store {
   async close(): Promise<void> {
     this.closed = true;
     if (this.waitingToMigrate) severClient(this.waitingToMigrate);
-    await Promise.all([this.own.end(), this.claimer?.end(), this.beater?.end()]);
+    await Promise.all([this.own.end(), this.claimer?.end(), this.liveness?.end()]);
   }
 
   sever(until: Promise<unknown>): void {

@@ -79,6 +79,47 @@ async function lockJobRows(t: TestDb, ids?: string[]): Promise<{ release(): Prom
   return { release: async () => void (await tx.commit(), await pool.close()) };
 }
 
+/**
+ * A worker with a pool of two and four running jobs that checkpoint every 50 ms until finish(),
+ * and a second instance whose rescuer watches it; every rescue either reports is collected.
+ */
+async function checkpointingWorker(t: TestDb) {
+  const runs = new Map<string, number>();
+  const rescued: RescuedJob[] = [];
+  let finish!: () => void;
+  const finished = new Promise<void>((r) => (finish = r));
+  const settings = { pollInterval: 100, heartbeatInterval: 100, stallTimeout: 600 };
+  const busy = t.jobs({ workerPoolSize: 2, worker: { concurrency: 4, ...settings } });
+  busy.define('saving', async (_payload, ctx) => {
+    runs.set(ctx.id, (runs.get(ctx.id) ?? 0) + 1);
+    while (!ctx.signal.aborted && !(await Promise.race([finished.then(() => true), sleep(50).then(() => false)]))) {
+      await ctx.saveCheckpoint({ at: Date.now() }).catch(() => undefined);
+    }
+  });
+  const watcher = (await t.another()).jobs({ worker: { concurrency: 1, ...settings } });
+  for (const jobs of [busy, watcher]) jobs.on('rescued', (r) => void rescued.push(r));
+  const ids: string[] = [];
+  for (let i = 0; i < 4; i++) ids.push((await busy.enqueue('saving', {})).id);
+  return {
+    busy,
+    ids,
+    rescued,
+    async start() {
+      await busy.start();
+      await until(() => runs.size === 4, 'four jobs running', 5_000);
+      await watcher.start();
+    },
+    /** Let the jobs finish: each ran once, and completed. */
+    async finishOnce() {
+      finish();
+      await until(async () => (await Promise.all(ids.map((id) => busy.get(id)))).every((j) => j?.state === 'completed'), 'all four completed', 5_000);
+      expect(ids.map((id) => runs.get(id)), 'runs per job').to.deep.equal([1, 1, 1, 1]);
+      await watcher.stop();
+      await busy.stop();
+    },
+  };
+}
+
 forEachDialect('faults: heartbeats held back by a lock on the workers table', ({ fresh }) => {
   it('rescue nothing while the rescuer\'s own heartbeat is late: every job runs once', async function () {
     this.timeout(20_000);
@@ -127,38 +168,15 @@ forEachDialect('faults: heartbeats held back by a lock on the workers table', ({
     // behind them, and the other instance's rescuer sees a live worker.
     this.timeout(20_000);
     const t = await fresh();
-    const runs = new Map<string, number>();
-    const rescued: RescuedJob[] = [];
-    let finish!: () => void;
-    const finished = new Promise<void>((r) => (finish = r));
-    const busy = t.jobs({ workerPoolSize: 2, worker: { concurrency: 4, pollInterval: 100, heartbeatInterval: 100, stallTimeout: 600 } });
-    busy.define('saving', async (_payload, ctx) => {
-      runs.set(ctx.id, (runs.get(ctx.id) ?? 0) + 1);
-      while (!ctx.signal.aborted && !(await Promise.race([finished.then(() => true), sleep(50).then(() => false)]))) {
-        await ctx.saveCheckpoint({ at: Date.now() }).catch(() => undefined);
-      }
-    });
-    const watcher = (await t.another()).jobs({ worker: { concurrency: 1, pollInterval: 100, heartbeatInterval: 100, stallTimeout: 600 } });
-    watcher.on('rescued', (r) => void rescued.push(r));
-    busy.on('rescued', (r) => void rescued.push(r));
-    const ids: string[] = [];
-    for (let i = 0; i < 4; i++) ids.push((await busy.enqueue('saving', {})).id);
-    await busy.start();
-    await until(() => runs.size === 4, 'four jobs running', 5_000);
-    await watcher.start();
-
+    const w = await checkpointingWorker(t);
+    await w.start();
     // Held for over three stall timeouts, with every checkpoint queued behind it.
     const lock = await lockJobRows(t);
     await sleep(2_400);
     await lock.release();
     await sleep(800);
-
-    expect(rescued, 'jobs rescued from a live worker').to.deep.equal([]);
-    finish();
-    await until(async () => (await Promise.all(ids.map((id) => busy.get(id)))).every((j) => j?.state === 'completed'), 'all four completed', 5_000);
-    expect([...runs.values()], 'runs per job').to.deep.equal([1, 1, 1, 1]);
-    await watcher.stop();
-    await busy.stop();
+    expect(w.rescued, 'jobs rescued from a live worker').to.deep.equal([]);
+    await w.finishOnce();
   });
 
   it('the heartbeat does not wait for its release of a job the worker never received (the release waits for the busy pool)', async function () {
@@ -167,34 +185,15 @@ forEachDialect('faults: heartbeats held back by a lock on the workers table', ({
     // release queued behind the checkpoints waiting on locked rows, and the next beats waited for it.
     this.timeout(20_000);
     const t = await fresh();
-    const runs = new Map<string, number>();
-    const rescued: RescuedJob[] = [];
-    let finish!: () => void;
-    const finished = new Promise<void>((r) => (finish = r));
-    const settings = { pollInterval: 100, heartbeatInterval: 100, stallTimeout: 600 };
-    const busy = t.jobs({ workerPoolSize: 2, worker: { concurrency: 4, ...settings } });
-    busy.define('saving', async (_payload, ctx) => {
-      runs.set(ctx.id, (runs.get(ctx.id) ?? 0) + 1);
-      while (!ctx.signal.aborted && !(await Promise.race([finished.then(() => true), sleep(50).then(() => false)]))) {
-        await ctx.saveCheckpoint({ at: Date.now() }).catch(() => undefined);
-      }
-    });
-    const watcher = (await t.another()).jobs({ worker: { concurrency: 1, ...settings } });
-    for (const jobs of [busy, watcher]) jobs.on('rescued', (r) => void rescued.push(r));
-    const ids: string[] = [];
-    for (let i = 0; i < 4; i++) ids.push((await busy.enqueue('saving', {})).id);
-    const stranger = (await busy.enqueue('saving', {}, { delay: 3_600_000 })).id;
-    await busy.start();
-    await until(() => runs.size === 4, 'four jobs running', 5_000);
-    await watcher.start();
-
-    const lock = await lockJobRows(t, ids); // the running rows only
-
+    const w = await checkpointingWorker(t);
+    const stranger = (await w.busy.enqueue('saving', {}, { delay: 3_600_000 })).id;
+    await w.start();
+    const lock = await lockJobRows(t, w.ids); // the running rows only
     try {
       await sleep(300); // every checkpoint waits on the lock now, each holding one of the two pooled connections
       const p = (n: number) => (t.dialect === 'postgres' ? `$${n}` : '?');
       const now = t.dialect === 'postgres' ? 'now()' : t.dialect === 'mysql' ? 'UTC_TIMESTAMP(3)' : 'SYSUTCDATETIME()';
-      const [{ worker_id: workerId }] = await t.query(`SELECT worker_id FROM ${t.prefix}jobs WHERE id = ${p(1)}`, [ids[0]]);
+      const [{ worker_id: workerId }] = await t.query(`SELECT worker_id FROM ${t.prefix}jobs WHERE id = ${p(1)}`, [w.ids[0]]);
       await t.query(
         `UPDATE ${t.prefix}jobs SET state = 'running', worker_id = ${p(1)}, token = ${p(2)}, attempts = 1, started_at = ${now} WHERE id = ${p(3)}`,
         [workerId, crypto.randomUUID(), stranger],
@@ -204,13 +203,8 @@ forEachDialect('faults: heartbeats held back by a lock on the workers table', ({
       await lock.release();
     }
     await sleep(800);
-
-    expect(rescued.filter((r) => ids.includes(r.id)), 'live jobs rescued').to.deep.equal([]);
-    finish();
-    await until(async () => (await Promise.all(ids.map((id) => busy.get(id)))).every((j) => j?.state === 'completed'), 'all four completed', 5_000);
-    expect(ids.map((id) => runs.get(id)), 'runs per job').to.deep.equal([1, 1, 1, 1]);
-    await watcher.stop();
-    await busy.stop();
+    expect(w.rescued.filter((r) => w.ids.includes(r.id)), 'live jobs rescued').to.deep.equal([]);
+    await w.finishOnce();
   });
 
   it('a heartbeat that waited behind the lock is dated when written, not when sent', async function () {

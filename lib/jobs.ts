@@ -82,9 +82,9 @@ export type Handler<P, R> = (payload: P, ctx: JobContext) => R | Promise<R>;
  * What define() asks of a name in the job map: a handler whose payload takes the map's (anything
  * else reads as a compile error on the name, saying why). Names not in the map take any handler.
  */
-export type HandlerTakes<M, K, P> = K extends keyof M
-  ? [M[K]] extends [P] ? unknown : { 'the handler\'s payload type does not take the job map\'s payload for this name': M[K] }
-  : unknown;
+export type HandlerTakes<M, K, P> = [Extract<K, keyof M>] extends [never]
+  ? unknown
+  : [M[Extract<K, keyof M>]] extends [P] ? unknown : { 'the handler\'s payload type does not take the job map\'s payload for this name': M[Extract<K, keyof M>] };
 
 export interface DefineOptions {
   /** Default queue for jobs of this name. */

@@ -116,6 +116,9 @@ export class Maintenance {
   }
 
   private async rescue(): Promise<void> {
+    // Held rows are said once two rounds in a row found them (sayHeld): a round called off forgets them.
+    const heldBefore = this.heldBefore;
+    this.heldBefore = new Set();
     if (!this.hooks.leads()) return;
     const { workerId, heartbeatInterval: heartbeatMs, stallTimeout } = this.opts;
     const ownHeartbeatLate = () => heartbeatLate(this.store, { workerId, heartbeatMs }, stallTimeout);
@@ -125,7 +128,7 @@ export class Maintenance {
     const rescued = await rescueStalled(this.store, stallTimeout, {
       afterMs: Math.ceil(heartbeatMs * 1.5),
       waitAndCheck: async (ms) => (await this.pause(ms)) && this.hooks.leads() && !(await ownHeartbeatLate()),
-    }, (held) => this.sayHeld(held));
+    }, (held) => this.sayHeld(held, heldBefore));
     for (const r of rescued) this.hooks.rescued(r);
     if (rescued.some((r) => r.outcome === 'retry')) this.hooks.wake();
   }
@@ -152,9 +155,8 @@ export class Maintenance {
    * worker whose heartbeat landed just as the round looked is counted with the held ones (its
    * jobs are left alone all the same), and is current by the next round.
    */
-  private sayHeld(held: HeldWorkers): void {
+  private sayHeld(held: HeldWorkers, before: Set<string>): void {
     for (const id of this.heldSaid) if (!held.has(id)) this.heldSaid.delete(id);
-    const before = this.heldBefore;
     this.heldBefore = new Set(held.keys());
     for (const [id, jobs] of held) {
       if (this.heldSaid.has(id) || !before.has(id)) continue;

@@ -789,7 +789,7 @@ export class Worker {
    * beats would wait for it (a heartbeat never overlaps the last). stop() awaits it (periodic).
    */
   private releaseUnknownAside(owned: Fenced[]): void {
-    if (this.releasingUnknown) return void (this.reconcileWanted = true);
+    if (this.releasingUnknown) return; // the next beat after it looks again
     this.periodic.once(async () => {
       this.releasingUnknown = true;
       try {

@@ -202,7 +202,7 @@ forEachDialect('faults: heartbeats held back by a lock on the workers table', ({
     } finally {
       await lock.release();
     }
-    await sleep(800);
+    await until(async () => (await w.busy.get(stranger))?.state === 'pending', 'the job it never received released', 5_000);
     expect(w.rescued.filter((r) => w.ids.includes(r.id)), 'live jobs rescued').to.deep.equal([]);
     await w.finishOnce();
   });

@@ -446,6 +446,9 @@ describe('SQL Server store wiring (no server)', () => {
     expect(own.config.server).to.equal('127.0.0.1');
     expect(own.config.pool).to.deep.include({ max: 3 });
     expect(pool.config.pool).to.equal(undefined);
+    // An app pool's min above workerPoolSize is cut to it: tarn refuses a min above the max when it connects.
+    const large = new MssqlStore(new mssql.ConnectionPool({ ...config, pool: { min: 5, max: 20 } }), { prefix: 'app_', workerPoolSize: 4 });
+    expect((large as unknown as { own: { config: { pool: object } } }).own.config.pool).to.deep.include({ min: 4, max: 4 });
   });
 
   it('gives the heartbeat a pool of one connection, min 0 whatever the app pool\'s min (tarn refused min above max), none after close()', async () => {

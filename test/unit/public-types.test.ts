@@ -91,6 +91,8 @@ describe('public declarations', function () {
       "createJobs<Jobs>({ db: sqlite }).define<'mail', { to: string }>('mail', async (p) => void p.to); // explicit type arguments",
       "declare const either: 'mail' | 'other';",
       'createJobs<Jobs>({ db: sqlite }).define(either, async () => undefined); // a union of names',
+      '// @ts-expect-error a union holding a name of the map takes a handler for that name\'s payload too',
+      'createJobs<Jobs>({ db: sqlite }).define(either, async (p: { q: 1 }) => p);',
       'export {};',
       '',
     ].join('\n');

@@ -169,7 +169,6 @@ export class MssqlStore extends PortableStore implements Store {
   protected override get livenessRunner(): SqlRunner {
     if (this.closed) return this.runner; // no new connection after close(): the ended pool says so
     if (!this.liveness) {
-      // min 0: the app's pool settings are copied, and a min above 1 is refused beside max 1.
       this.liveness = this.privatePool({ min: 0, max: 1 });
       this.liveness.on('error', () => undefined);
     }
@@ -206,11 +205,15 @@ export class MssqlStore extends PortableStore implements Store {
     this.own.on('error', () => undefined); // a broken private connection is replaced on next use
   }
 
-  /** A pool of our own with the app pool's settings (the app's copy of mssql builds it). */
-  private privatePool(pool: object): MssqlPoolLike {
+  /**
+   * A pool of our own with the app pool's settings (the app's copy of mssql builds it). Its `min`
+   * is at most its `max`: the app's is copied, and tarn refuses a min above the max at connect.
+   */
+  private privatePool(pool: { min?: number; max: number; idleTimeoutMillis?: number }): MssqlPoolLike {
     const Ctor = this.app.constructor as new (config: object) => MssqlPoolLike;
-    const config = this.app.config as { pool?: object };
-    return new Ctor({ ...config, pool: { ...config.pool, ...pool } });
+    const config = this.app.config as { pool?: { min?: number } };
+    const min = Math.min(pool.min ?? config.pool?.min ?? 0, pool.max);
+    return new Ctor({ ...config, pool: { ...config.pool, ...pool, min } });
   }
 
   private async run(stmt: Stmt, on: MssqlPoolLike | MssqlTransactionLike = this.own): Promise<MssqlResult> {

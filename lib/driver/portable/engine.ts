@@ -240,8 +240,9 @@ export abstract class PortableStore implements Sql {
 
   /** Two statements, not one transaction: which attempts the worker still owns does not depend on its beat. */
   async workerHeartbeat(w: WorkerInfo): Promise<Fenced[]> {
-    await this.livenessRunner.run(workerHeartbeat(this, w));
-    const { rows } = await this.livenessRunner.run(jobsOwnedBy(this, w.id));
+    const liveness = this.livenessRunner;
+    await liveness.run(workerHeartbeat(this, w));
+    const { rows } = await liveness.run(jobsOwnedBy(this, w.id));
     return rows.map((r) => ({ id: String(r.id), token: String(r.token) }));
   }
 

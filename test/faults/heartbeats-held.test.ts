@@ -239,7 +239,7 @@ forEachDialect('faults: heartbeats held back by a lock on the workers table', ({
   });
 
   it('a silent worker left alone for its held row is said once, and rescued once the row is free', async function () {
-    this.timeout(20_000);
+    this.timeout(30_000);
     const t = await fresh();
     const { jobs: writer, store } = await storeOf(t);
     const { id } = await writer.enqueue('x', {});
@@ -253,9 +253,12 @@ forEachDialect('faults: heartbeats held back by a lock on the workers table', ({
     const lock = await lockWorkerRows(t, ['held']);
     try {
       await sweeper.start();
-      await sleep(3_400); // three rescue rounds at least (every 1 s): said once two rounds found the row held
+      const saidOfHeld = () => errors.filter((m) => m.startsWith('rescue of worker held'));
+      // Said once two rounds (every 1 s) found the row held; a loaded machine starts later.
+      await until(() => saidOfHeld().length > 0, 'the held worker said', 12_000);
+      await sleep(2_400); // two rounds more: not said again
       expect(rescued, 'rescued while the row is held').to.deep.equal([]);
-      const said = errors.filter((m) => m.startsWith('rescue of worker held'));
+      const said = saidOfHeld();
       expect(said, 'what was said of the held worker').to.have.length(1);
       expect(said[0]).to.match(/^rescue of worker held's 1 stalled job deferred: it sent no heartbeat for over 400 ms, but another session holds its row/);
     } finally {

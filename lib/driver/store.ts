@@ -169,6 +169,12 @@ export interface BatchStatus {
   finishedAt: Date | null;
   /** The callbacks given to jobs.batch, by option: the job name each enqueues. */
   callbacks: { onComplete?: string; onSuccess?: string; onFailure?: string };
+  /**
+   * The id of the job each callback enqueued, by option, once it has: a callback whose condition
+   * did not hold (onSuccess when a job failed) never has one. Empty for batches whose callbacks
+   * fired before migration 021 recorded them.
+   */
+  callbackJobs: { onComplete?: string; onSuccess?: string; onFailure?: string };
 }
 
 export interface CheckpointItem extends Fenced {

@@ -35,6 +35,13 @@ const express4 = createRequire(import.meta.url)('express4') as typeof express;
 
 const idsIn = (links: { id: string }[]) => links.map((l) => l.id);
 
+/** What the batch page says of one callback (`onComplete`, …), whitespace folded. */
+function callbackCell(page: string, key: string): string {
+  const cell = new RegExp(`<dd id="callback-${key}">([\\s\\S]*?)</dd>`).exec(page);
+  expect(cell, `the batch page's ${key} callback`).to.not.equal(null);
+  return cell![1].replace(/\s+/g, ' ').trim();
+}
+
 /**
  * The waiting job's stored run_at, the end of time, in any form a page could show it: ISO,
  * locale dates, epoch ms. Not a bare "9999", which a random token or an epoch can hold.
@@ -137,8 +144,10 @@ forEachDialect('admin workflows', ({ fresh }) => {
       expect(page, k).to.include(`<span class="value" id="batch-${k}">${n}</span>`);
     }
     expect(page).to.include('in progress').and.include('<dt>finished</dt><dd>not yet</dd>');
-    expect(page).to.include(`<dt>on complete</dt><dd><a href="${BASE}/jobs?name=notify">notify</a></dd>`).and.include('<dt>on failure</dt>');
-    expect(page).not.to.include('<dt>on success</dt>');
+    // Its callbacks, while it runs: by name, not yet a job (no link to every job of that name).
+    expect(callbackCell(page, 'onComplete')).to.equal('notify <span class="hint">enqueued once the batch finishes</span>');
+    expect(callbackCell(page, 'onFailure')).to.equal('alarm <span class="hint">enqueued once the batch finishes</span>');
+    expect(page).not.to.include('<dt>on success</dt>').and.not.include(`${BASE}/jobs?name=notify`);
     for (const id of ids) expect(page).to.include(`<a href="${BASE}/jobs/${id}">`);
     expect(page).not.to.include(`/jobs/${outside.id}"`);
     // The bulk form acts on the batch's jobs (its filter is the batch).
@@ -160,7 +169,7 @@ forEachDialect('admin workflows', ({ fresh }) => {
 
     // The JSON API.
     const status = (await request(app).get(`${BASE}/api/batches/${batchId}`).expect(200)).body;
-    expect(status).to.deep.include({ batchId, total: 3, pending: 2, completed: 1, finished: false, finishedAt: null, callbacks: { onComplete: 'notify', onFailure: 'alarm' } });
+    expect(status).to.deep.include({ batchId, total: 3, pending: 2, completed: 1, finished: false, finishedAt: null, callbacks: { onComplete: 'notify', onFailure: 'alarm' }, callbackJobs: {} });
     expect(Date.parse(status.createdAt)).to.be.a('number').and.not.NaN;
 
     // The batch finishes: its onComplete callback links back to the batch.
@@ -174,6 +183,11 @@ forEachDialect('admin workflows', ({ fresh }) => {
     const done = (await request(app).get(href).expect(200)).text;
     expect(done).to.include(`<span class="value" id="batch-completed">3</span>`).and.include('>finished</span>');
     expect(done).not.to.include('not yet');
+    // Each callback links the job it enqueued, or says why it enqueued none; the API answers the ids.
+    expect(callbackCell(done, 'onComplete')).to.equal(`<a href="${BASE}/jobs/${callback.id}">notify</a> <span class="hint">enqueued</span>`);
+    expect(callbackCell(done, 'onFailure')).to.equal('alarm <span class="hint">not enqueued: every job completed</span>');
+    expect((await jobs.batchStatus(batchId))!.callbackJobs).to.deep.equal({ onComplete: callback.id });
+    expect((await request(app).get(`${BASE}/api/batches/${batchId}`).expect(200)).body.callbackJobs).to.deep.equal({ onComplete: callback.id });
 
     // Unknown and malformed batch ids.
     const unknown = 'no-such-batch';
@@ -205,7 +219,7 @@ forEachDialect('admin workflows', ({ fresh }) => {
     expect(batchPage).to.include(`<input type="hidden" name="batch" value="${ESCAPED}">`);
     expect(batchPage).to.include(`href="${BASE}/jobs?batch=${encodeURIComponent(XSS).replace(/%20/g, '+')}&amp;state=failed"`);
     const api = (await request(app).get(`${BASE}/api/batches/${encodeURIComponent(XSS)}`).expect(200)).body;
-    expect(api).to.deep.include({ batchId: XSS, total: 2, pending: 2, createdAt: null, callbacks: {} });
+    expect(api).to.deep.include({ batchId: XSS, total: 2, pending: 2, createdAt: null, callbacks: {}, callbackJobs: {} });
     // "." and ".." cannot be a path segment: such a batch links to the jobs list filtered by it.
     const dot = await jobs.enqueue('step', {}, { batchId: '..', delay: HOUR });
     expect((await request(app).get(`${BASE}/jobs/${dot.id}`).expect(200)).text).to.include(`<dd id="batch"><a href="${BASE}/jobs?batch=..">..</a></dd>`);

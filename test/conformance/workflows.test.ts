@@ -253,14 +253,14 @@ forEachDialect('workflows', ({ fresh }) => {
   it('a batch enqueues exactly one callback per option when its last job finishes; batchStatus counts its jobs', async () => {
     const t = await fresh();
     const jobs = t.jobs({ worker: { pollInterval: 50, concurrency: 5 } });
-    const seen: { name: string; batch: unknown }[] = [];
+    const seen: { name: string; batch: unknown; id: string }[] = [];
     jobs.define('item', async (n: number) => {
       if (n === 3) throw new Error('three');
       return n * 2;
     });
     for (const name of ['all-done', 'all-ok', 'some-failed']) {
       jobs.define(name, async (_p: unknown, ctx: JobContext) => {
-        seen.push({ name, batch: ctx.batch });
+        seen.push({ name, batch: ctx.batch, id: ctx.id });
       });
     }
     const items = Array.from({ length: 8 }, (_, n) => ({ name: 'item', payload: n, maxAttempts: 1 }));
@@ -274,6 +274,9 @@ forEachDialect('workflows', ({ fresh }) => {
     const status = await jobs.batchStatus(batchId);
     expect(status).to.deep.include({ total: 8, pending: 0, running: 0, completed: 7, failed: 1, cancelled: 0, finished: true });
     expect(seen[0].batch).to.deep.include({ batchId, total: 8, completed: 7, failed: 1, finished: true });
+    // The job each callback enqueued, by option (none for onSuccess, whose condition did not hold).
+    const ran = Object.fromEntries(seen.map((s) => [s.name, s.id]));
+    expect(status!.callbackJobs).to.deep.equal({ onComplete: ran['all-done'], onFailure: ran['some-failed'] });
     expect(await jobs.batchStatus('no-such-batch')).to.equal(null);
     await jobs.stop();
   });
@@ -322,7 +325,13 @@ forEachDialect('workflows', ({ fresh }) => {
       if (n === 2) await readUnfinished;
       return n;
     });
-    for (const name of ['done', 'ok', 'bad']) jobs.define(name, async () => void seen.push(name));
+    const idOf: Record<string, string> = {};
+    for (const name of ['done', 'ok', 'bad']) {
+      jobs.define(name, async (_p: unknown, ctx: JobContext) => {
+        idOf[name] = ctx.id;
+        seen.push(name);
+      });
+    }
     const { batchId, ids } = await jobs.batch([1, 2, 3].map((n) => ({ name: 'item', payload: n, maxAttempts: 1 })), { onComplete: 'done', onSuccess: 'ok', onFailure: 'bad' });
     await jobs.start();
     await until(async () => seen.length === 2, 'the first round of callbacks');
@@ -334,7 +343,8 @@ forEachDialect('workflows', ({ fresh }) => {
     await until(async () => seen.length === 3, 'onSuccess after the retry');
     await new Promise((r) => setTimeout(r, 300));
     expect(seen.sort()).to.deep.equal(['bad', 'done', 'ok']);
-    expect(await jobs.batchStatus(batchId)).to.deep.include({ completed: 3, failed: 0, finished: true });
+    // The second firing adds its job beside the first firing's.
+    expect(await jobs.batchStatus(batchId)).to.deep.include({ completed: 3, failed: 0, finished: true, callbackJobs: { onComplete: idOf.done, onFailure: idOf.bad, onSuccess: idOf.ok } });
     await jobs.stop();
   });
 

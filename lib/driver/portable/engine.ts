@@ -15,7 +15,7 @@ import type {
 } from '../store.ts';
 import type { EnqueueResult } from '../../model.ts';
 import { sideIndexPrune } from './side-index.ts';
-import { CALLBACK_EDGE, afterRemoved, batchCounts, batchRow, commitReserved, finishJobs, reservationsExpired, insertWithFlow, jobDependents, jobParents, type FinishItem, type FlowOutcome, type StoredCallbacks } from './flow.ts';
+import { CALLBACK_EDGE, afterRemoved, batchCounts, batchRow, commitReserved, finishJobs, reservationsExpired, insertWithFlow, jobDependents, jobParents, type BatchCallbackJobs, type FinishItem, type FlowOutcome, type StoredCallbacks } from './flow.ts';
 import type { SqlDialect } from './dialect.ts';
 import type { Sql } from './sql.ts';
 import { utcMonth, type UtcMonth } from '../month.ts';
@@ -233,6 +233,7 @@ export abstract class PortableStore implements Sql {
       createdAt: row ? this.d.codec.date(row.created_at) : null,
       finishedAt: row ? this.d.codec.date(row.finished_at) : null,
       callbacks: Object.fromEntries((['onComplete', 'onSuccess', 'onFailure'] as const).flatMap((k) => (callbacks[k] ? [[k, callbacks[k]!.name]] : []))),
+      callbackJobs: row ? ((this.d.codec.json(row.callback_jobs) as BatchCallbackJobs | null) ?? {}) : {},
     };
   }
 

@@ -45,6 +45,8 @@ export const WAITING_RUN_AT = Date.UTC(9999, 11, 31);
 /** The bits of the batches table's `fired` column. */
 const FIRED = { onComplete: 1, onSuccess: 2, onFailure: 4 } as const;
 type BatchCallbackKind = keyof typeof FIRED;
+/** The batches table's `callback_jobs`: the id of the job each fired callback enqueued. */
+export type BatchCallbackJobs = Partial<Record<BatchCallbackKind, string>>;
 
 /** A callback as stored with its job: an enqueue row without its id (chosen when it is enqueued). */
 export type StoredCallback = Omit<NewJobRow, 'id' | 'bytes' | 'payloadBin' | 'dependsOn'>;
@@ -429,7 +431,7 @@ function* afterFinish(sql: Sql, finished: FinishedRow[]): Steps<Set<string>> {
     for (const r of round) {
       if (!(r.flow & FLOW.callbacks) || !r.callbacks) continue;
       const spec = r.state === 'completed' ? r.callbacks.onSuccess : r.callbacks.onFailure;
-      if (spec) wake.add(yield* enqueueCallback(sql, spec, { parent: r.id }));
+      if (spec) wake.add((yield* enqueueCallback(sql, spec, { parent: r.id })).queue);
       if (r.state === 'failed' && r.callbacks.deadLetter) wake.add(yield* enqueueDeadLetter(sql, r.id, r.callbacks.deadLetter));
     }
     const batches = new Map<string, FinishedRow[]>();
@@ -500,8 +502,8 @@ function* cancelDependents(sql: Sql, parents: Pick<FinishedRow, 'id' | 'name' | 
   return yield* afterFinish(sql, yield* cancelWaiting(sql, parents));
 }
 
-/** Enqueue a stored callback now, as a dependent of `parent` (already done) or as the callback of a batch. Answers its queue. */
-function* enqueueCallback(sql: Sql, spec: StoredCallback, of: { parent?: string; batch?: string }): Steps<string> {
+/** Enqueue a stored callback now, as a dependent of `parent` (already done) or as the callback of a batch. Answers its id and queue. */
+function* enqueueCallback(sql: Sql, spec: StoredCallback, of: { parent?: string; batch?: string }): Steps<{ id: string; queue: string }> {
   const id = uuidv7();
   const flow = of.parent !== undefined ? FLOW.parents : 0;
   const ranks = yield* lockGroups(sql, [spec]);
@@ -509,7 +511,7 @@ function* enqueueCallback(sql: Sql, spec: StoredCallback, of: { parent?: string;
   yield* saveGroupRanks(sql, ranks);
   yield insertJob(sql, { ...spec, id, flow, callbackBatch: of.batch ?? null, refId: null }, 0, rank);
   if (of.parent !== undefined) yield insertEdges(sql, id, [of.parent], true);
-  return spec.queue;
+  return { id, queue: spec.queue };
 }
 
 /**
@@ -535,15 +537,17 @@ function* enqueueDeadLetter(sql: Sql, failedId: string, queue: string): Steps<st
 /**
  * Count finished jobs in their batch, under the batch row's lock (the UPDATE takes it): the
  * transaction that sees the count reach the total enqueues each callback not fired yet whose
- * condition holds, and marks it fired. Answers the callbacks' queues.
+ * condition holds, marks it fired and records the job it enqueued (callback_jobs, for the
+ * admin's batch page and batchStatus). Answers the callbacks' queues.
  */
 function* countInBatch(sql: Sql, batchId: string, rows: FinishedRow[]): Steps<string[]> {
   const { d, t } = sql;
   const failed = rows.filter((r) => r.state !== 'completed').length;
   yield write(d, (b) => `UPDATE ${t.batches} SET finished = finished + ${b.int(rows.length)}, failed = failed + ${b.int(failed)} WHERE id = ${b.text(batchId)}`);
-  const batch = ((yield read(d, (b) => `SELECT total, finished, failed, callbacks, fired FROM ${t.batches} WHERE id = ${b.text(batchId)}`)) as Outcome).rows[0];
+  const batch = ((yield read(d, (b) => `SELECT total, finished, failed, callbacks, fired, callback_jobs FROM ${t.batches} WHERE id = ${b.text(batchId)}`)) as Outcome).rows[0];
   if (!batch || Number(batch.finished) < Number(batch.total)) return [];
   const callbacks = (sql.d.codec.json(batch.callbacks) as StoredCallbacks | null) ?? {};
+  const enqueued = (sql.d.codec.json(batch.callback_jobs) as BatchCallbackJobs | null) ?? {};
   const anyFailed = Number(batch.failed) > 0;
   let fired = Number(batch.fired);
   const queues: string[] = [];
@@ -551,10 +555,16 @@ function* countInBatch(sql: Sql, batchId: string, rows: FinishedRow[]): Steps<st
     const spec = callbacks[kind];
     if (!spec || fired & FIRED[kind]) continue;
     if ((kind === 'onSuccess' && anyFailed) || (kind === 'onFailure' && !anyFailed)) continue;
-    queues.push(yield* enqueueCallback(sql, spec, { batch: batchId }));
+    const job = yield* enqueueCallback(sql, spec, { batch: batchId });
+    queues.push(job.queue);
+    enqueued[kind] = job.id;
     fired |= FIRED[kind];
   }
-  yield write(d, (b) => `UPDATE ${t.batches} SET fired = ${b.int(fired)}, finished_at = ${d.now} WHERE id = ${b.text(batchId)}`);
+  yield write(d, (b) => {
+    const set = [`fired = ${b.int(fired)}`]; // bound in the order the text reads (positional placeholders)
+    if (queues.length) set.push(`callback_jobs = ${b.longText(JSON.stringify(enqueued))}`);
+    return `UPDATE ${t.batches} SET ${set.join(', ')}, finished_at = ${d.now} WHERE id = ${b.text(batchId)}`;
+  });
   return queues;
 }
 
@@ -652,5 +662,5 @@ export function batchCounts({ d, t }: Sql, batchId: string): Statement {
 
 /** A batch made by jobs.batch: its size, counts and callbacks. */
 export function batchRow({ d, t }: Sql, batchId: string): Statement {
-  return read(d, (b) => `SELECT id, total, finished, failed, callbacks, fired, created_at, finished_at FROM ${t.batches} WHERE id = ${b.text(batchId)}`);
+  return read(d, (b) => `SELECT id, total, finished, failed, callbacks, fired, callback_jobs, created_at, finished_at FROM ${t.batches} WHERE id = ${b.text(batchId)}`);
 }

@@ -6,7 +6,8 @@
  */
 import { expect } from 'chai';
 import type pg from 'pg';
-import { DIALECTS, requireDatabase, type TestDb } from '../helpers/dialects.ts';
+import pgModule from 'pg';
+import { DIALECTS, PG_URL, requireDatabase, type TestDb } from '../helpers/dialects.ts';
 import { loadMigrations, splitStatements } from '../../lib/driver/migrations.ts';
 import { HistoryMonths } from '../../lib/driver/postgres/months.ts';
 import { monthCreate, monthOf, uuidFloor, type Month } from '../../lib/driver/postgres/partitions.ts';
@@ -355,6 +356,38 @@ describe('history partitioned by month [postgres]', function () {
     expect(outcomes.map((o) => (o.status === 'rejected' ? String(o.reason) : o.status))).to.deep.equal(['fulfilled', 'fulfilled', 'fulfilled']);
     expect(await partitionNames()).not.to.include(old.name);
     expect(await jobs.get(id)).to.equal(null);
+  });
+
+  it('makes months ahead and drops expired ones on a pool whose timestamps come back as text (an ORM\'s type parsers: MikroORM\'s)', async () => {
+    const jobs = t.jobs({ worker: false });
+    await jobs.migrate();
+    await withoutLegacy();
+    const asText = (oid: number) => oid === 1184 || oid === 1114;
+    const textual = new pgModule.Pool({
+      connectionString: PG_URL,
+      types: { getTypeParser: ((oid: number, format?: 'text' | 'binary') => (asText(oid) ? (v: string) => v : pgModule.types.getTypeParser(oid, format))) as typeof pgModule.types.getTypeParser },
+    });
+    try {
+      expect(typeof (await textual.query('SELECT now() AS now')).rows[0].now, 'the pool reads a timestamp as').to.equal('string');
+      const upkeep = new HistoryMonths({
+        query: (text, values) => textual.query(text, values),
+        transaction: async (fn) => withHeld(await holdPgClient(textual), (c) => c.query('ROLLBACK'), async (c) => {
+          await c.query('BEGIN');
+          const out = await fn((text, values) => c.query(text, values));
+          await c.query('COMMIT');
+          return out;
+        }),
+      }, tables(t.prefix), t.prefix);
+      const made = await upkeep.ensureAhead();
+      const [current, next] = [monthOf(t.prefix, await dbNow(), 0), monthOf(t.prefix, await dbNow(), 1)];
+      expect(made).to.include.members([current.name, next.name]);
+      expect(await partitionNames()).to.include.members([current.name, next.name]);
+      // A month wholly past the cutoff goes: with a cutoff of "now + 62 days" this month does too.
+      const { dropped } = await upkeep.dropExpired(-62 * DAY);
+      expect(dropped).to.include(current.name);
+    } finally {
+      await textual.end();
+    }
   });
 
   it('reads partition bounds exactly whatever the session\'s DateStyle and TimeZone', async () => {

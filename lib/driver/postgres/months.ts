@@ -13,6 +13,10 @@ import {
 } from './partitions.ts';
 import type { HistoryMonth } from '../store.ts';
 import { utcMonth } from '../month.ts';
+import { nativeCodec } from '../rows.ts';
+
+/** A timestamp read on the app's pool: a Date, or text where the app's type parsers keep it so (an ORM's: MikroORM's). */
+const timeOf = (v: unknown): Date => nativeCodec.date(v)!;
 
 type Query = (text: string, values: unknown[]) => Promise<{ rows: QueryResultRow[] }>;
 
@@ -61,7 +65,7 @@ class MonthlyPartitions {
 
   /** The current and next month of `now`, and the months whose rows the default partition took meanwhile (they move there). */
   async ensureAhead(now: Date): Promise<string[]> {
-    const stray = (await run(this.db.query, defaultMonths(this.table))).rows.map((r) => monthIn(this.table, r.month as Date));
+    const stray = (await run(this.db.query, defaultMonths(this.table))).rows.map((r) => monthIn(this.table, timeOf(r.month)));
     // Listed once for the months (create() checks again under the lock before it makes one).
     const existing = await this.list();
     const made: string[] = [];
@@ -143,7 +147,7 @@ export class HistoryMonths {
    * Answers the names made.
    */
   async ensureAhead(): Promise<string[]> {
-    const now = (await this.db.query('SELECT now() AS now', [])).rows[0].now as Date;
+    const now = timeOf((await this.db.query('SELECT now() AS now', [])).rows[0].now);
     const made: string[] = [];
     for (const table of [this.history, ...this.trails]) made.push(...(await table.ensureAhead(now)));
     return made;
@@ -156,7 +160,7 @@ export class HistoryMonths {
    * partitions dropped, and the end of the newest expired one (dropped or kept).
    */
   async dropExpired(olderThanMs: number): Promise<{ dropped: string[]; expiredUntil: Date | null }> {
-    const cutoff = (await this.db.query(`SELECT now() - $1 * interval '1 millisecond' AS cutoff`, [olderThanMs])).rows[0].cutoff as Date;
+    const cutoff = timeOf((await this.db.query(`SELECT now() - $1 * interval '1 millisecond' AS cutoff`, [olderThanMs])).rows[0].cutoff);
     const expired = await this.history.expired(cutoff);
     const dropped: string[] = [];
     for (const p of expired) if (await this.dropHistory(p)) dropped.push(p.name);

@@ -42,6 +42,35 @@ const producers = new WeakMap<object, Jobs>();
 const QUERY_METHODS = new Set(['query', 'any', 'anyFirst', 'exists', 'many', 'manyFirst', 'maybeOne', 'maybeOneFirst', 'one', 'oneFirst', 'execute', 'batch']);
 
 /**
+ * A statement that begins, commits or rolls back a transaction (pg, MySQL, SQL Server spellings;
+ * not a savepoint's). On the request's connection it would end the request's transaction
+ * silently: PostgreSQL only warns at a second BEGIN, and its COMMIT then commits the request's
+ * writes whatever the response (an ORM's `.transaction()` on a client bound to it sends both).
+ */
+const TRANSACTION_CONTROL = new RegExp(
+  [
+    String.raw`^BEGIN\s*(?:;|$|(?:WORK|TRAN|TRANSACTION|ISOLATION|READ|NOT|DEFERRABLE|DISTRIBUTED)\b)`,
+    String.raw`^START\s+TRANSACTION\b`,
+    String.raw`^(?:COMMIT|ABORT)\b`,
+    String.raw`^END\s*(?:;|$|(?:WORK|TRANSACTION)\b)`,
+    // ROLLBACK TO [SAVEPOINT] x, and SQL Server's ROLLBACK TRAN x, roll back to a savepoint only.
+    String.raw`^ROLLBACK(?:\s+(?:WORK|TRAN|TRANSACTION))?\s*(?:;|$|AND\b)`,
+  ].join('|'),
+  'i',
+);
+
+/** The refusal of a statement that would begin or end the request's transaction, or null. */
+function transactionControlRefusal(statement: unknown): Error | null {
+  const s = statement as { text?: unknown; sql?: unknown } | null;
+  const text = typeof statement === 'string' ? statement : typeof s?.text === 'string' ? s.text : typeof s?.sql === 'string' ? s.sql : null;
+  if (text === null || !TRANSACTION_CONTROL.test(text.replace(/^(?:\s|--[^\n]*\n|\/\*[\s\S]*?\*\/)+/, ''))) return null;
+  return new Error(
+    `do not begin, commit or roll back the request's transaction yourself ("${text.trim().slice(0, 40)}"): the middleware commits it with the response, or rolls it back; ` +
+      'run your statements on the handle as they are, or inside a savepoint (SAVEPOINT … / RELEASE SAVEPOINT …) for a part that may fail alone',
+  );
+}
+
+/**
  * The adapter's options, checked when the middleware is made: a misspelt name was ignored, and a
  * value that is not a function failed only at the first enqueue, as a bare TypeError in a 500.
  */
@@ -83,6 +112,8 @@ export class RequestJobs<M extends JobMap = {}> {
   private chain: Promise<unknown> = Promise.resolve();
   private proxy: unknown = null;
   private user: { id: string | null | undefined } | null = null;
+  /** Set when commit() or rollback() begins: what the unit of work is becoming. */
+  private ending: 'committed' | 'rolled back' | null = null;
 
   constructor(
     readonly jobs: Jobs<M>,
@@ -116,12 +147,33 @@ export class RequestJobs<M extends JobMap = {}> {
     if (this.state === 'idle' && !this.buffered.length) this.state = 'committed';
   }
 
-  private use(): void {
+  /**
+   * What the unit of work has become, or is becoming, once its commit point has passed (the
+   * response started, or commit/rollback began); null while it can still be used.
+   */
+  private ended(): string | null {
     if (this.tooLate()) this.seal();
-    if (this.finished) {
-      throw new Error(`the request's unit of work is already ${this.state}; use jobs.enqueue outside the request's transaction`);
-    }
+    if (this.finished) return this.state;
+    return this.ending ?? (this.tooLate() ? 'committed' : null);
+  }
+
+  private tooLateError(ended: string): Error {
+    return new Error(`the request's unit of work is already ${ended}; use jobs.enqueue outside the request's transaction`);
+  }
+
+  private use(): void {
+    const ended = this.ended();
+    if (ended) throw this.tooLateError(ended);
     if (!this.touched && !this.opts.transaction) this.onFirstUse();
+  }
+
+  /**
+   * Run `fn` in turn on the request's connection, unless commit or rollback began meanwhile (while
+   * the caller awaited the transaction's opening): what was queued before that runs before COMMIT.
+   */
+  private inTurn<T>(fn: () => Promise<T>): Promise<T> {
+    const ended = this.finished ? this.state : this.ending;
+    return ended ? Promise.reject(this.tooLateError(ended)) : this.serial(fn);
   }
 
   private get buffering(): boolean {
@@ -134,7 +186,7 @@ export class RequestJobs<M extends JobMap = {}> {
     opts = this.stamp(opts);
     if (this.buffering) return this.buffer(name, payload, opts);
     const tx = await this.native();
-    return this.serial(() => this.jobs.enqueue(name, payload, { ...opts, tx }));
+    return this.inTurn(() => this.jobs.enqueue(name, payload, { ...opts, tx }));
   }
 
   async enqueueMany(items: EnqueueManyItem<M>[]): Promise<EnqueueResult[]> {
@@ -147,7 +199,7 @@ export class RequestJobs<M extends JobMap = {}> {
       return ids.map((id) => ({ id, existed: false, deferred: true }));
     }
     const tx = await this.native();
-    return this.serial(() => this.jobs.enqueueMany(items, { tx }));
+    return this.inTurn(() => this.jobs.enqueueMany(items, { tx }));
   }
 
   /** jobs.batch as part of the request's unit of work: the batch exists only if the request commits. */
@@ -161,7 +213,7 @@ export class RequestJobs<M extends JobMap = {}> {
       return { batchId: batch.id, ids };
     }
     const tx = await this.native();
-    return this.serial(() => this.jobs.batch(items, { ...opts, tx }));
+    return this.inTurn(() => this.jobs.batch(items, { ...opts, tx }));
   }
 
   /** SQLite: enqueue now, synchronously, joining the app's open db.transaction() if any. */
@@ -206,7 +258,8 @@ export class RequestJobs<M extends JobMap = {}> {
       });
     }
     const tx = await this.opening;
-    if (this.finished) throw new Error(`the request's unit of work is already ${this.state}`);
+    const ended = this.finished ? this.state : this.ending;
+    if (ended) throw this.tooLateError(ended);
     return tx.native as TransactionHandle;
   }
 
@@ -235,10 +288,7 @@ export class RequestJobs<M extends JobMap = {}> {
         }
         const value = target[key];
         if (typeof key === 'string' && QUERY_METHODS.has(key) && typeof value === 'function') {
-          return (...args: unknown[]) => {
-            if (this.finished) return Promise.reject(new Error(`the request's unit of work is already ${this.state}`));
-            return this.serial(() => (value as (...a: unknown[]) => Promise<unknown>).apply(target, args));
-          };
+          return (...args: unknown[]) => this.guardedQuery(target, value as (...a: unknown[]) => unknown, args);
         }
         if (key === 'request' && typeof value === 'function') {
           // mssql: tx.request() makes a Request; its statements join the same serial chain.
@@ -255,6 +305,45 @@ export class RequestJobs<M extends JobMap = {}> {
     return proxy;
   }
 
+  /**
+   * A statement on the request's connection, in turn with ours, refused once the commit point has
+   * passed. Promise calls answer a promise; callback calls (pg's `query(config, cb)`, the form
+   * Knex uses) get the refusal in their callback, and hold the turn until their callback runs.
+   * A pg submittable (pg-cursor, pg-query-stream) cannot be refused later: it is refused now.
+   */
+  private guardedQuery(target: object, query: (...a: unknown[]) => unknown, args: unknown[]): unknown {
+    const ended = this.ended();
+    const refusal = ended ? this.tooLateError(ended) : transactionControlRefusal(args[0]);
+    const last = args.at(-1);
+    if (typeof last === 'function') {
+      const callback = last as (err: unknown, result?: unknown) => void;
+      if (refusal) {
+        queueMicrotask(() => callback(refusal));
+        return undefined;
+      }
+      void this.serial(
+        () =>
+          new Promise<void>((done) => {
+            query.apply(target, [
+              ...args.slice(0, -1),
+              (err: unknown, result?: unknown) => {
+                done();
+                callback(err, result);
+              },
+            ]);
+          }),
+      );
+      return undefined;
+    }
+    const submittable = typeof (args[0] as { submit?: unknown } | null)?.submit === 'function';
+    if (refusal) {
+      if (submittable) throw refusal;
+      return Promise.reject(refusal);
+    }
+    if (submittable) return query.apply(target, args);
+    return this.serial(() => query.apply(target, args) as Promise<unknown>);
+  }
+
   private serial<T>(fn: () => Promise<T>): Promise<T> {
     const run = this.chain.then(fn, fn);
     this.chain = run.catch(() => undefined);
@@ -264,6 +353,7 @@ export class RequestJobs<M extends JobMap = {}> {
   /** Commit point: write buffered jobs (SQLite) or COMMIT the transaction. Throws if the commit fails. */
   async commit(): Promise<void> {
     if (this.finished) return;
+    this.ending ??= 'committed';
     try {
       if (this.buffered.length) {
         await this.jobs.writeRows(this.buffered.splice(0), this.bufferedBatches.splice(0));
@@ -285,6 +375,7 @@ export class RequestJobs<M extends JobMap = {}> {
   /** Roll back and release. Never throws. */
   async rollback(): Promise<void> {
     if (this.finished) return;
+    this.ending = 'rolled back';
     this.state = 'rolled back';
     this.buffered.length = 0;
     this.bufferedBatches.length = 0;

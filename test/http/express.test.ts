@@ -183,6 +183,67 @@ forEachDialect('Express middleware', ({ fresh }) => {
     await poolSettled(t);
   });
 
+  it('pg callback-style queries on the request\'s handle (as Knex sends them) run in turn before COMMIT, and after the response get the refusal in their callback; an enqueue after the response says the unit of work is already committed', async function () {
+    const t = await fresh();
+    if (t.driver !== 'pg') this.skip(); // the callback form is pg's client API
+    const jobs = t.jobs({ worker: false });
+    await setup(t, jobs);
+    const app = express();
+    app.use(jobsMiddleware(jobs));
+    const seen: { during?: unknown; after?: Error; lateEnqueue?: string } = {};
+    app.post('/callbacks', async (req, res) => {
+      await req.jobs.enqueue('receipt', {}, { tag: 'cb' });
+      const c = await req.jobs.transaction<pg.PoolClient>();
+      // Sent and not awaited, as Knex does: it must still run inside the request's transaction.
+      c.query(`INSERT INTO ${t.prefix}orders (item) SELECT 'cb' FROM pg_sleep(0.2)`, (err: Error | null) => void (seen.during = err));
+      res.json({ ok: true });
+      req.jobs.enqueue('receipt', {}, { tag: 'cb-late' }).catch((err: Error) => void (seen.lateEnqueue = err.message));
+      await sleep(300);
+      c.query('SELECT 1', (err: Error | null) => void (seen.after = err ?? undefined));
+    });
+    await request(app).post('/callbacks').expect(200);
+    await until(() => seen.after, 'the refused query\'s callback', 5_000);
+    expect(seen.after!.message).to.match(/^the request's unit of work is already committed/);
+    expect(seen.during, 'the query sent during the request').to.equal(null);
+    expect(seen.lateEnqueue).to.match(/^the request's unit of work is already committed; use jobs.enqueue/);
+    expect(await visible(t, jobs, 'cb')).to.deep.equal({ job: true, row: true });
+    expect((await jobs.list({ tag: 'cb-late' })).items).to.have.length(0);
+    await poolSettled(t);
+  });
+
+  it('the request\'s handle refuses BEGIN, COMMIT and ROLLBACK (an ORM\'s .transaction() on it would commit the request\'s writes whatever the response), and takes savepoints', async function () {
+    const t = await fresh();
+    if (t.dialect === 'sqlite') this.skip(); // no connection handle: better-sqlite3 runs db.transaction() itself
+    const jobs = t.jobs({ worker: false });
+    await setup(t, jobs);
+    const app = express();
+    app.use(jobsMiddleware(jobs));
+    const refused: string[] = [];
+    app.post('/own-commit', async (req, res) => {
+      await req.jobs.enqueue('receipt', {}, { tag: 'own-commit' });
+      const db = await req.jobs.transaction();
+      await writeOrder(t, req.jobs, 'own-commit');
+      for (const statement of ['COMMIT', 'BEGIN', ' /* orm */ ROLLBACK', t.dialect === 'mysql' ? 'START TRANSACTION' : 'END']) {
+        try {
+          await t.appQuery(db, statement);
+        } catch (err) {
+          refused.push((err as Error).message);
+        }
+      }
+      // A savepoint is the request's own business.
+      const savepoint = t.dialect === 'mssql' ? ['SAVE TRANSACTION sp', 'ROLLBACK TRANSACTION sp'] : ['SAVEPOINT sp', 'ROLLBACK TO SAVEPOINT sp'];
+      await t.appQuery(db, savepoint[0]);
+      await t.appQuery(db, savepoint[1]);
+      res.status(500).json({ error: 'payment declined' });
+    });
+    await request(app).post('/own-commit').expect(500);
+    expect(refused).to.have.length(4);
+    for (const message of refused) expect(message).to.match(/^do not begin, commit or roll back the request's transaction yourself/);
+    // The 500 rolled everything back: no COMMIT got through.
+    expect(await visible(t, jobs, 'own-commit')).to.deep.equal({ job: false, row: false });
+    await poolSettled(t);
+  });
+
   it('answers 500, never the 2xx, when the commit fails; nothing is visible', async () => {
     const t = await fresh();
     const jobs = t.jobs({ worker: false });

@@ -1,6 +1,7 @@
 /** ORMs on MySQL/MariaDB (mysql2): their transactions as opts.tx, their instances as db (see harness.ts). */
 import mysql from 'mysql2/promise';
 import { drizzle } from 'drizzle-orm/mysql2';
+import { Sequelize } from 'sequelize';
 import { DIALECTS, MYSQL_URL, requireDatabase } from '../helpers/dialects.ts';
 import { ROLLBACK, ormSuite, type OrmCase } from './harness.ts';
 import { knexCase } from './knex-case.ts';
@@ -93,7 +94,39 @@ const customMysql = sqlTransactionCase({
   close: () => mysqlPool.end(),
 });
 
+/**
+ * Sequelize's mysql dialect runs on mysql2: createJobs is given a mysql2 pool (a Sequelize
+ * instance on MySQL is not taken as db), and Sequelize's transactions are opts.tx.
+ */
+const sequelizeMysql: OrmCase = {
+  orm: 'Sequelize',
+  dialect: 'mysql',
+  finishedRefusal: /^opts\.tx: the Sequelize Transaction has already finished \(commit\)/,
+  unawaitedUndetected:
+    "MariaDB is asked whether the connection is in a transaction just before the write, and Sequelize's ROLLBACK can land between the two on its connection (the INSERT then commits alone); await the enqueue",
+  async open() {
+    await createRowsTable('orm_rows_sequelize');
+    const sequelize = new Sequelize(MYSQL_URL, { dialect: 'mysql', logging: false, pool: { min: 0, max: 2 } });
+    await sequelize.authenticate();
+    const pool = mysql.createPool({ uri: MYSQL_URL, connectionLimit: 2 });
+    return {
+      db: pool,
+      transaction: (body, rollback) =>
+        sequelize.transaction(async (t) => {
+          await sequelize.query('INSERT INTO orm_rows_sequelize (id) VALUES (?)', { replacements: [body.rowId], transaction: t });
+          const r = await body.enqueue(t);
+          return rollback ? ROLLBACK() : r;
+        }),
+      rows: async () => ((await sequelize.query('SELECT id FROM orm_rows_sequelize', { type: 'SELECT' })) as { id: string }[]).map((r) => r.id),
+      close: async () => {
+        await sequelize.close();
+        await pool.end();
+      },
+    };
+  },
+};
+
 describe('ORMs on MySQL/MariaDB', function () {
   before(requireDatabase(mariadb));
-  for (const c of [knexMysql, drizzleMysql, customMysql]) ormSuite(c);
+  for (const c of [knexMysql, drizzleMysql, customMysql, sequelizeMysql]) ormSuite(c);
 });

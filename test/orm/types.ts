@@ -60,3 +60,22 @@ export async function perDatabase(o: { sqlite: import('better-sqlite3').Database
   // @ts-expect-error the payload is still checked
   await onSqlite.enqueue('a', { n: 'one' }, { tx: o.sqlite });
 }
+
+/** On MySQL/MariaDB (createJobs given the mysql2 pool), a Sequelize Transaction of its mysql dialect is a transaction too. */
+export async function onMysql(o: { pool: import('mysql2/promise').Pool; seqT: SequelizeTransaction; conn: import('mysql2/promise').PoolConnection }): Promise<void> {
+  const jobs = createJobs<{ a: { n: number } }>({ db: o.pool });
+  await jobs.enqueue('a', { n: 1 }, { tx: o.seqT });
+  await jobs.enqueue('a', { n: 1 }, { tx: o.conn });
+  // @ts-expect-error the pool: its statements land on any connection
+  await jobs.enqueue('a', { n: 1 }, { tx: o.pool });
+}
+
+/** Prisma: the client of an interactive transaction, never the PrismaClient (its shape, as Prisma 7 generates it). */
+export async function prisma(jobs: Jobs<{ a: { n: number } }>, o: {
+  client: { $queryRawUnsafe(q: string, ...v: unknown[]): Promise<unknown>; $executeRawUnsafe(q: string, ...v: unknown[]): Promise<number>; $transaction(fn: unknown): Promise<unknown>; $connect(): Promise<void>; $disconnect(): Promise<void> };
+  tx: { $queryRawUnsafe(q: string, ...v: unknown[]): Promise<unknown>; $executeRawUnsafe(q: string, ...v: unknown[]): Promise<number>; $transaction(fn: unknown): Promise<unknown> };
+}): Promise<void> {
+  await jobs.enqueue('a', { n: 1 }, { tx: o.tx });
+  // @ts-expect-error the PrismaClient outside a transaction
+  await jobs.enqueue('a', { n: 1 }, { tx: o.client });
+}

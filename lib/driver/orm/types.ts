@@ -37,6 +37,8 @@ export interface DrizzleTransactionLike {
 export interface PrismaTransactionLike {
   $queryRawUnsafe: Method;
   $executeRawUnsafe: Method;
+  /** Prisma leaves it off the transaction's client: the PrismaClient itself is a compile error. */
+  $disconnect?: never;
 }
 
 /** A TypeORM EntityManager inside a transaction, or a QueryRunner after startTransaction(). */
@@ -112,5 +114,5 @@ type OrmTransaction = KnexTransactionLike | KyselyTransactionLike | DrizzleTrans
 /** What opts.tx takes on each database (createJobs picks by the db given). */
 export type SqliteTransactionHandle = SqliteDatabaseLike | OrmTransaction;
 export type PostgresTransactionHandle = PgClientLike | SlonikConnectionLike | SequelizeTransactionLike | MikroOrmEntityManagerLike | OrmTransaction;
-export type MysqlTransactionHandle = MysqlConnectionLike | OrmTransaction;
+export type MysqlTransactionHandle = MysqlConnectionLike | SequelizeTransactionLike | OrmTransaction;
 export type MssqlTransactionHandle = MssqlTransactionLike;

@@ -15,7 +15,7 @@ export interface PlannedRow {
 /** Builds a validated row for a callback (the facade's own row(): definition defaults, encoding). */
 export type RowBuilder = (name: string, payload: unknown, opts: Record<string, unknown>) => NewJobRow;
 
-const NOT_IN_CALLBACK = ['tx', 'dependsOn', 'runAt', 'debounce', 'unique', 'reserve'];
+const NOT_IN_CALLBACK = ['tx', 'dependsOn', 'runAt', 'debounce', 'unique', 'reserve', 'serial'];
 
 /** A callback option as stored with its job: validated now, so a bad one is refused at enqueue, never when the job finishes. */
 export function storedCallback(job: string, field: string, spec: CallbackOption, build: RowBuilder): StoredCallback {

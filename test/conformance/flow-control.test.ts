@@ -601,3 +601,114 @@ forEachDialect('flow control: priority aging', ({ fresh }) => {
     await jobs.stop();
   });
 });
+
+forEachDialect('flow control: keys, dependents and batches combined', ({ fresh }) => {
+  it('a dependent of an item that is an existing unique job counts it done when it completed, is cancelled when it failed, waits while it runs', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { pollInterval: 20 } });
+    const ran: string[] = [];
+    jobs.define('p', async (x: { fail?: boolean }) => {
+      if (x.fail) throw new Error('parent down');
+    }, { maxAttempts: 1 });
+    jobs.define('c', async (x: { of: string }) => void ran.push(x.of));
+    const states = ['pending', 'running', 'completed', 'failed'] as const;
+    const done = await jobs.enqueue('p', {}, { unique: { key: 'u-done', states: [...states] } });
+    const failed = await jobs.enqueue('p', { fail: true }, { unique: { key: 'u-failed', states: [...states] } });
+    await jobs.drain();
+    expect((await jobs.get(done.id))!.state).to.equal('completed');
+    expect((await jobs.get(failed.id))!.state).to.equal('failed');
+    const afterDone = await jobs.enqueueMany([{ name: 'p', payload: {}, unique: { key: 'u-done', states: [...states] } }, { name: 'c', payload: { of: 'done' }, dependsOn: 0 }]);
+    const afterFailed = await jobs.enqueueMany([{ name: 'p', payload: {}, unique: { key: 'u-failed', states: [...states] } }, { name: 'c', payload: { of: 'failed' }, dependsOn: 0 }]);
+    expect(afterDone[0]).to.deep.include({ id: done.id, existed: true });
+    expect(afterFailed[0]).to.deep.include({ id: failed.id, existed: true });
+    expect(await jobs.get(afterDone[1].id)).to.deep.include({ state: 'pending', waitingFor: 0 });
+    expect(await jobs.get(afterFailed[1].id)).to.deep.include({ state: 'cancelled' });
+    // A live holder: its dependent waits for it, and runs once it completed.
+    const live = await jobs.enqueue('p', {}, { unique: { key: 'u-live' }, delay: 60_000 });
+    const afterLive = await jobs.enqueueMany([{ name: 'p', payload: {}, unique: { key: 'u-live' } }, { name: 'c', payload: { of: 'live' }, dependsOn: 0 }]);
+    expect(afterLive[0].id).to.equal(live.id);
+    expect(await jobs.get(afterLive[1].id)).to.deep.include({ state: 'pending', waitingFor: 1 });
+    await jobs.runNow(live.id);
+    await jobs.drain();
+    expect(ran.sort()).to.deep.equal(['done', 'live']);
+  });
+
+  it('enqueueMany calls naming the same unique and serial keys in opposite orders never deadlock (keys are locked in one order)', async () => {
+    const t = await fresh();
+    const a = t.jobs({ worker: false });
+    await a.migrate();
+    const other = await t.another();
+    const b = other.jobs({ worker: false });
+    const call = (jobs: Jobs, keys: string[], i: number) =>
+      jobs.enqueueMany(keys.flatMap((k) => [
+        { name: 'x', payload: { i }, serial: `s-${k}` },
+        { name: 'x', payload: { i }, unique: { key: `u-${k}-${i % 3}` } },
+      ]));
+    const loop = (jobs: Jobs, keys: string[], from: number) => (async () => {
+      for (let i = from; i < from + 15; i++) await call(jobs, keys, i);
+    })();
+    const outcomes = await Promise.allSettled([loop(a, ['x', 'y'], 0), loop(b, ['y', 'x'], 100), loop(a, ['y', 'x'], 200), loop(b, ['x', 'y'], 300)]);
+    expect(outcomes.filter((o) => o.status === 'rejected').map((o) => String((o as PromiseRejectedResult).reason))).to.deep.equal([]);
+    expect(await count(t, 'jobs', "serial_key IS NOT NULL")).to.equal(4 * 15 * 2);
+  });
+
+  it('a job depending on its serial key\'s last job waits for it once (no second edge to it), then runs', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { pollInterval: 20 } });
+    const order: string[] = [];
+    jobs.define('w', async (x: { n: string }) => void order.push(x.n));
+    const first = await jobs.enqueue('w', { n: 'a' }, { serial: 'doc:1', delay: 60_000 });
+    const second = await jobs.enqueue('w', { n: 'b' }, { serial: 'doc:1', dependsOn: first.id });
+    const [third] = await jobs.enqueueMany([{ name: 'w', payload: { n: 'c' }, serial: 'doc:1', dependsOn: second.id }]);
+    expect(await jobs.get(second.id)).to.deep.include({ waitingFor: 1 });
+    expect(await jobs.get(third.id)).to.deep.include({ waitingFor: 1 });
+    await jobs.runNow(first.id);
+    await jobs.drain();
+    expect(order).to.deep.equal(['a', 'b', 'c']);
+  });
+
+  it('debounce on a job waiting for its serial key keeps it waiting: it starts after the job before it, with the last payload', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { pollInterval: 20, concurrency: 4 } });
+    const runs: { n: number; start: number; end: number }[] = [];
+    jobs.define('s', async (x: { n: number }) => {
+      const start = performance.now();
+      await sleep(x.n === 1 ? 800 : 10);
+      runs.push({ n: x.n, start, end: performance.now() });
+    });
+    await jobs.enqueue('s', { n: 1 }, { serial: 'k' });
+    await jobs.start();
+    await until(async () => (await jobs.list({ state: 'running' })).items.length === 1, 'the first job to start');
+    const debounced = await jobs.enqueue('s', { n: 2 }, { serial: 'k', debounce: { key: 'd', ms: 50 } });
+    const again = await jobs.enqueue('s', { n: 3 }, { serial: 'k', debounce: { key: 'd', ms: 50 } });
+    expect(again).to.deep.include({ id: debounced.id, replaced: true });
+    expect(await jobs.get(debounced.id)).to.deep.include({ waitingFor: 1 });
+    await until(() => runs.length === 2, 'both jobs to run', 10_000);
+    expect(runs.map((r) => r.n)).to.deep.equal([1, 3]);
+    expect(runs[1].start, 'the debounced job starts after the job before it ended').to.be.at.least(runs[0].end);
+    await jobs.stop();
+  });
+
+  it('refuses serial on a callback, naming the field', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: false });
+    await jobs.migrate();
+    const err = await jobs.enqueue('x', {}, { onSuccess: { name: 'y', serial: 'K' } as never }).then(() => null, (e: unknown) => e);
+    expect(err).to.be.instanceOf(JobValidationError);
+    expect((err as JobValidationError).field).to.equal('onSuccess.serial');
+  });
+
+  it('a batch whose every item is an existing unique job is finished at once: its onComplete and onSuccess are enqueued', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: false });
+    await jobs.migrate();
+    const held = await jobs.enqueue('x', {}, { unique: { key: 'only' } });
+    const { batchId, ids } = await jobs.batch([{ name: 'x', payload: {}, unique: { key: 'only' } }], { onComplete: 'done', onSuccess: 'ok', onFailure: 'bad' });
+    expect(ids).to.deep.equal([held.id]);
+    const status = (await jobs.batchStatus(batchId))!;
+    expect(status.finishedAt, 'finished when made').to.be.instanceOf(Date);
+    expect(Object.keys(status.callbackJobs).sort()).to.deep.equal(['onComplete', 'onSuccess']);
+    expect((await jobs.list({ name: 'done' })).items).to.have.length(1);
+    expect((await jobs.list({ name: 'bad' })).items).to.have.length(0);
+  });
+});

@@ -112,24 +112,16 @@ export function* insertWithFlow(sql: Sql, rows: NewJobRow[], batches: NewBatch[]
   const done = new Set<string>();
   const ended = new Map<string, { name: string; state: string }>();
   if (outside.length) {
-    // Mark the live parents (their row lock also keeps them from finishing until this commits:
-    // their completion then sees this dependent), then read where each one is.
-    yield write(d, (b) => `UPDATE ${t.jobs}${d.byKey} SET flow = flow | ${FLOW.children} WHERE id ${b.ids(outside)}`);
-    const live = new Set(((yield read(d, (b) => `SELECT id FROM ${t.jobs} WHERE id ${b.ids(outside)}`)) as Outcome).rows.map((r) => String(r.id)));
-    const gone = outside.filter((id) => !live.has(id));
-    if (gone.length) {
-      const finished = (yield read(d, (b) => `SELECT id, name, state FROM ${t.history}${d.lockHint} WHERE id ${b.ids(gone)}${d.forUpdate}`)) as Outcome;
-      for (const r of finished.rows) {
-        if (r.state === 'completed') done.add(String(r.id));
-        else ended.set(String(r.id), { name: String(r.name), state: String(r.state) });
-      }
-      const unknown = gone.find((id) => !done.has(id) && !ended.has(id));
-      if (unknown !== undefined) {
-        const child = rows.find((r) => r.dependsOn.includes(unknown))!;
-        throw new JobValidationError(`job "${child.name}": dependsOn names ${unknown}, which is no job (neither live nor in history)`, 'dependsOn', child.name);
-      }
+    const unknown = yield* whereParentsAre(sql, outside, done, ended);
+    if (unknown !== undefined) {
+      const child = rows.find((r) => r.dependsOn.includes(unknown))!;
+      throw new JobValidationError(`job "${child.name}": dependsOn names ${unknown}, which is no job (neither live nor in history)`, 'dependsOn', child.name);
     }
   }
+  // Keys of several rows are locked in one order first (as groups are): two calls naming the same
+  // keys in another order would otherwise each hold one and wait for the other.
+  const keys = [...new Set(rows.flatMap((r) => [...(r.dedupe !== null ? [r.uniqueKey!] : []), ...(r.serialKey !== null ? [serialLockKey(r.serialKey)] : [])]))];
+  if (keys.length > 1) for (const key of keys.sort()) yield lockKey(sql, key);
   const results: EnqueueResult[] = [];
   // A row whose refId a live job holds is that job: its same-call dependents wait for that one.
   const holderOf = new Map<string, string>();
@@ -144,7 +136,8 @@ export function* insertWithFlow(sql: Sql, rows: NewJobRow[], batches: NewBatch[]
     if (r.dedupe !== null) {
       const found = yield* dedupe(sql, r);
       if (found) {
-        if (r.flow & FLOW.children) yield write(d, (b) => `UPDATE ${t.jobs} SET flow = flow | ${FLOW.children} WHERE id = ${b.id(found.id)}`);
+        // The job that stands for it may have finished: its same-call dependents then count it done, or are cancelled.
+        if (r.flow & FLOW.children) yield* whereParentsAre(sql, [found.id], done, ended);
         holderOf.set(r.id, found.id);
         results.push(found);
         continue;
@@ -165,6 +158,8 @@ export function* insertWithFlow(sql: Sql, rows: NewJobRow[], batches: NewBatch[]
     if (r.serialKey !== null) {
       before = tails.has(r.serialKey) ? tails.get(r.serialKey)! : yield* serialTail(sql, r.serialKey, r.id);
       tails.set(r.serialKey, r.id);
+      // Its parent already: it waits for that one once (a second edge would repeat the key).
+      if (before !== null && parents.includes(before)) before = null;
     }
     const rank = r.groupKey === null ? 0 : yield* rankInGroup(sql, ranks, { queue: r.queue, groupKey: r.groupKey, priority: r.priority });
     // A reserved job has one hold more: jobs.commitReserved takes it away.
@@ -183,6 +178,8 @@ export function* insertWithFlow(sql: Sql, rows: NewJobRow[], batches: NewBatch[]
     const total = rows.filter((r, i) => r.batchId === batch.id && !results[i].existed).length;
     yield write(d, (b) =>
       `INSERT INTO ${t.batches} (id, total, callbacks, created_at) VALUES (${b.text(batch.id)}, ${b.int(total)}, ${b.longText(JSON.stringify(batch.callbacks))}, ${d.now})`);
+    // Every item was an existing job: no job of its own will finish it, so it is finished now.
+    if (total === 0) for (const q of yield* countInBatch(sql, batch.id, [])) due.add(q);
   }
   // A dependent enqueued after its parent failed or was cancelled is cancelled as the parent's
   // dependents were (the same flow, so its own dependents, callbacks and batch follow).
@@ -190,6 +187,28 @@ export function* insertWithFlow(sql: Sql, rows: NewJobRow[], batches: NewBatch[]
     for (const q of yield* cancelDependents(sql, [...ended].map(([id, p]) => ({ id, name: p.name, state: p.state as FinishState })))) due.add(q);
   }
   return { value: results, wake: due };
+}
+
+/**
+ * Where jobs named as parents are: live ones are marked as having a dependent (the UPDATE's row
+ * lock also keeps them from finishing until this commits: their completion then sees it);
+ * finished ones go to `done` (completed) or `ended` (failed, cancelled). Reads lock what they
+ * read, so that they see the latest committed rows, not the snapshot of a caller's REPEATABLE
+ * READ transaction (MySQL's default): a parent finished since the caller's first read looked live
+ * there, and its dependent waited forever. Answers an id that is no job, if any.
+ */
+function* whereParentsAre(sql: Sql, ids: string[], done: Set<string>, ended: Map<string, { name: string; state: string }>): Steps<string | undefined> {
+  const { d, t } = sql;
+  yield write(d, (b) => `UPDATE ${t.jobs}${d.byKey} SET flow = flow | ${FLOW.children} WHERE id ${b.ids(ids)}`);
+  const live = new Set(((yield read(d, (b) => `SELECT id FROM ${t.jobs}${d.lockHint} WHERE id ${b.ids(ids)}${d.forUpdate}`)) as Outcome).rows.map((r) => String(r.id)));
+  const gone = ids.filter((id) => !live.has(id));
+  if (!gone.length) return undefined;
+  const finished = (yield read(d, (b) => `SELECT id, name, state FROM ${t.history}${d.lockHint} WHERE id ${b.ids(gone)}${d.forUpdate}`)) as Outcome;
+  for (const r of finished.rows) {
+    if (r.state === 'completed') done.add(String(r.id));
+    else ended.set(String(r.id), { name: String(r.name), state: String(r.state) });
+  }
+  return gone.find((id) => !done.has(id) && !ended.has(id));
 }
 
 /**
@@ -216,20 +235,23 @@ function* dedupe(sql: Sql, r: NewJobRow): Steps<EnqueueResult | null> {
       `SELECT j.id FROM ${jobsWithUniqueKey(sql, t.jobs, b.text(key), d.lockHint)} AND j.state = 'pending' AND j.attempts = 0${d.forUpdate}`)) as Outcome).rows[0];
     if (!waiting) return null;
     const id = String(waiting.id);
+    // One still waiting (its serial key's job before it, parents, a reservation) keeps waiting: its release makes it due.
     yield write(d, (b) =>
-      `UPDATE ${t.jobs} SET payload = ${b.longText(r.payloadJson)}, payload_bin = ${b.bytes(r.payloadBin)}, run_at = ${d.plusMs(d.now, b.bigint(how.ms))} WHERE id = ${b.id(id)}`);
+      `UPDATE ${t.jobs} SET payload = ${b.longText(r.payloadJson)}, payload_bin = ${b.bytes(r.payloadBin)},
+         run_at = CASE WHEN parents_left > 0 THEN run_at ELSE ${d.plusMs(d.now, b.bigint(how.ms))} END WHERE id = ${b.id(id)}`);
     return { id, existed: true, replaced: true };
   }
   const live = how.states.filter((s) => s === 'pending' || s === 'running');
   const finished = how.states.filter((s) => s !== 'pending' && s !== 'running');
   const recent = (b: Binder) => (how.forMs === null ? '' : ` AND j.created_at > ${d.plusMs(d.now, b.bigint(-how.forMs))}`);
   if (live.length) {
-    const found = ((yield read(d, (b) => `SELECT j.id FROM ${jobsWithUniqueKey(sql, t.jobs, b.text(key))} AND j.state ${b.in(live)}${recent(b)}`)) as Outcome).rows[0];
+    // Locking reads (as in whereParentsAre): the latest committed rows, whatever the caller's snapshot.
+    const found = ((yield read(d, (b) => `SELECT j.id FROM ${jobsWithUniqueKey(sql, t.jobs, b.text(key), d.lockHint)} AND j.state ${b.in(live)}${recent(b)}${d.forUpdate}`)) as Outcome).rows[0];
     if (found) return { id: String(found.id), existed: true };
   }
   if (finished.length) {
     const found = ((yield read(d, (b) =>
-      `SELECT ${b.top(1)}j.id FROM ${jobsWithUniqueKey(sql, t.history, b.text(key))} AND j.state ${b.in(finished)}${recent(b)} ORDER BY j.created_at DESC${b.limit(1)}`)) as Outcome).rows[0];
+      `SELECT ${b.top(1)}j.id FROM ${jobsWithUniqueKey(sql, t.history, b.text(key), d.lockHint)} AND j.state ${b.in(finished)}${recent(b)} ORDER BY j.created_at DESC${b.limit(1)}${d.forUpdate}`)) as Outcome).rows[0];
     if (found) return { id: String(found.id), existed: true };
   }
   return null;
@@ -278,13 +300,14 @@ function serialEdge(sql: Sql, child: string, before: string): Statement {
  */
 function* serialTail(sql: Sql, serialKey: string, id: string): Steps<string | null> {
   const { d, t } = sql;
-  const key = `s:${serialKey}`;
+  const key = serialLockKey(serialKey);
   yield lockKey(sql, key);
   const tail = ((yield read(d, (b) => `SELECT tail_id FROM ${t.keys} WHERE ${d.col('key')} = ${b.text(key)}`)) as Outcome).rows[0]?.tail_id;
   if (tail == null || String(tail) === id) return null;
   const previous = String(tail);
   yield write(d, (b) => `UPDATE ${t.jobs} SET flow = flow | ${FLOW.children} WHERE id = ${b.id(previous)}`);
-  const live = ((yield read(d, (b) => `SELECT id FROM ${t.jobs} WHERE id = ${b.id(previous)}`)) as Outcome).rows.length > 0;
+  // A locking read: the latest committed row, not a caller's REPEATABLE READ snapshot (see whereParentsAre).
+  const live = ((yield read(d, (b) => `SELECT id FROM ${t.jobs}${d.lockHint} WHERE id = ${b.id(previous)}${d.forUpdate}`)) as Outcome).rows.length > 0;
   return live ? previous : null;
 }
 
@@ -296,8 +319,11 @@ function* joinSerialKey(sql: Sql, serialKey: string, id: string): Steps<string |
 }
 
 function setSerialTail({ d, t }: Sql, serialKey: string, id: string): Statement {
-  return write(d, (b) => `UPDATE ${t.keys} SET tail_id = ${b.id(id)} WHERE ${d.col('key')} = ${b.text(`s:${serialKey}`)}`);
+  return write(d, (b) => `UPDATE ${t.keys} SET tail_id = ${b.id(id)} WHERE ${d.col('key')} = ${b.text(serialLockKey(serialKey))}`);
 }
+
+/** A serial key's row in the keys table (beside unique and debounce keys, which are prefixed by their kind too). */
+const serialLockKey = (serialKey: string): string => `s:${serialKey}`;
 
 /**
  * Rows of a call followed by a later row of their serial key are marked as having a dependent

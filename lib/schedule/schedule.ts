@@ -10,6 +10,8 @@ import { describe, JobValidationError, toJson, validateName, type EnqueueOptions
 
 export type IntervalUnit = 'seconds' | 'minutes' | 'hours' | 'days';
 const UNIT_MS: Record<IntervalUnit, number> = { seconds: 1000, minutes: 60_000, hours: 3_600_000, days: 86_400_000 };
+/** The longest interval: 100 years (36,500 days), so that every next run is a date every database stores. */
+const MAX_INTERVAL_MS = 36_500 * UNIT_MS.days;
 
 /** When the previous run of a schedule is still live: run another beside it, skip the tick (recorded as a skipped job), or queue the tick until the previous run finishes. */
 export type OverlapPolicy = 'allow' | 'skip' | 'queue';
@@ -109,27 +111,34 @@ export function buildSchedule(key: string, spec: ScheduleSpec, payload: unknown,
     } catch {
       fail(key, 'timezone', `must be an IANA timezone such as 'Europe/Berlin'; got ${describe(timezone)}`);
     }
+    let cron: Cron | undefined;
     try {
-      new Cron(spec, { timezone });
+      cron = new Cron(spec, { timezone });
     } catch (err) {
       fail(key, 'schedule', `is not a valid cron expression (${(err as Error).message}); got ${describe(spec)}`);
     }
+    // '0 0 30 2 *' (February 30th) or a year gone by would be stored enabled and never run.
+    if (cron.nextRun(new Date(now)) === null) fail(key, 'schedule', `never fires (no date matches it from now on); got ${describe(spec)}`);
     return { ...base, cron: spec, timezone, everyMs: null, startAt: null, endAt: null, maxRuns: null };
   }
   if (spec === null || typeof spec !== 'object') fail(key, 'schedule', `must be a cron expression or { every, unit }; got ${describe(spec)}`);
   if (!Number.isInteger(spec.every) || spec.every < 1) fail(key, 'schedule.every', `must be a positive integer; got ${describe(spec.every)}`);
-  if (!(spec.unit in UNIT_MS)) fail(key, 'schedule.unit', `must be 'seconds', 'minutes', 'hours' or 'days'; got ${describe(spec.unit)}`);
+  // Own keys only: 'toString' or 'constructor' are `in` every object.
+  if (typeof spec.unit !== 'string' || !Object.hasOwn(UNIT_MS, spec.unit)) fail(key, 'schedule.unit', `must be 'seconds', 'minutes', 'hours' or 'days'; got ${describe(spec.unit)}`);
+  if (spec.every * UNIT_MS[spec.unit] > MAX_INTERVAL_MS) fail(key, 'schedule.every', `must be at most ${MAX_INTERVAL_MS / UNIT_MS[spec.unit]} ${spec.unit} (100 years); got ${spec.every}`);
   for (const f of ['startAt', 'endAt'] as const) {
     if (spec[f] !== undefined && (!(spec[f] instanceof Date) || Number.isNaN(spec[f]!.getTime()))) fail(key, `schedule.${f}`, `must be a valid Date; got ${describe(spec[f])}`);
   }
   if (spec.limit !== undefined && (!Number.isInteger(spec.limit) || spec.limit < 1)) fail(key, 'schedule.limit', `must be a positive integer; got ${describe(spec.limit)}`);
+  const startAt = spec.startAt?.getTime() ?? now;
+  if (spec.endAt !== undefined && spec.endAt.getTime() <= startAt) fail(key, 'schedule.endAt', `must be after its start (${new Date(startAt).toISOString()}); got ${spec.endAt.toISOString()}`);
   if (opts.timezone !== undefined) fail(key, 'timezone', 'applies to cron expressions only');
   return {
     ...base,
     cron: null,
     timezone: null,
     everyMs: spec.every * UNIT_MS[spec.unit],
-    startAt: spec.startAt?.getTime() ?? now,
+    startAt,
     endAt: spec.endAt?.getTime() ?? null,
     maxRuns: spec.limit ?? null,
   };
@@ -159,26 +168,44 @@ export function nextFireAfter(def: Pick<ScheduleDef, 'cron' | 'timezone' | 'ever
   return next;
 }
 
+/** The most ticks `missed: 'all'` fires after downtime: the latest ones. */
+const MAX_CATCH_UP = 100;
+
+/**
+ * The last `keep` ticks due by `now` (from `from` on) and the first one after `now`. Ticks are
+ * listed from a window before `now` that widens until it holds `keep` of them or reaches `from`:
+ * after days of downtime a per-second schedule is not walked tick by tick from where it stopped
+ * (a cap on that walk left the answer among the oldest ticks, and `next` in the past).
+ */
+function lastDueTicks(def: ScheduleDef, from: number, now: number, keep: number): { due: number[]; next: number | null } {
+  for (let span = 60_000; ; span *= 4) {
+    const start = Math.max(from, now - span);
+    const due: number[] = [];
+    let t: number | null = start === from ? from : nextFireAfter(def, start - 1);
+    while (t !== null && t <= now) {
+      due.push(t);
+      if (due.length > keep) due.shift();
+      t = nextFireAfter(def, t);
+    }
+    if (due.length >= keep || start === from) return { due, next: t };
+  }
+}
+
 /**
  * Which due ticks to fire now, by the missed-ticks policy, and the next one after them.
  * `waited`: the schedule's due tick waited for its previous run (overlap 'queue'); its ticks then
  * collapse into one queued run ('all': the oldest first, one run at a time).
  */
 export function ticksToFire(def: ScheduleDef, nextRunAt: number, now: number, runsSoFar: number, waited = false): { fire: number[]; next: number | null } {
-  const due: number[] = [];
-  let t: number | null = nextRunAt;
-  while (t !== null && t <= now && due.length < 1000) {
-    due.push(t);
-    t = nextFireAfter(def, t);
-  }
+  const { due, next: after } = lastDueTicks(def, nextRunAt, now, def.missed === 'all' ? MAX_CATCH_UP : 1);
   // A tick is "on time" when it fell within the last few seconds; older ones were missed.
   const onTime = (tick: number) => now - tick < 5000;
   let fire: number[];
   if (waited) fire = def.missed === 'all' ? due.slice(0, 1) : due.slice(-1);
-  else if (def.missed === 'all') fire = due.slice(-100);
+  else if (def.missed === 'all') fire = due;
   else if (def.missed === 'none') fire = due.filter(onTime).slice(-1);
   else fire = due.slice(-1);
-  let next = t;
+  let next = after;
   if (def.overlap === 'queue' && fire.length > 1) {
     // One run at a time: the later ticks stay due and wait for this one.
     next = fire[1];

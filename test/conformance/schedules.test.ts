@@ -90,6 +90,35 @@ forEachDialect('recurring schedules', ({ fresh }) => {
     for (const s of started) expect(s.at - (await jobs.get(s.id))!.runAt.getTime(), 'ms from the slot to the handler').to.be.below(5_000);
   });
 
+  it('retention prunes the ticks fired before it with the jobs they made (they were kept forever)', async function () {
+    this.timeout(20_000);
+    const t = await fresh();
+    const jobs = t.jobs({ retentionDays: 1, worker: { pollInterval: 60_000 } });
+    const started: string[] = [];
+    jobs.define('tick', async (_p, ctx) => void started.push(ctx.id));
+    jobs.recurring('every-second', '* * * * * *', {}, { name: 'tick' });
+    await jobs.start();
+    await until(() => started.length >= 2, 'two ticks to run', 8_000);
+    await jobs.schedules.toggle('every-second', false);
+    await jobs.stop();
+    await jobs.drain();
+    const ticks = async () => Number((await t.query<{ n: number }>(`SELECT COUNT(*) AS n FROM ${t.prefix}schedule_ticks`))[0].n);
+    const fired = await ticks();
+    expect(fired).to.be.at.least(2);
+    const threeDays = t.dialect === 'sqlite' ? 3 * 86_400_000 : t.dialect === 'postgres' ? "interval '3 days'" : t.dialect === 'mssql' ? null : 'INTERVAL 3 DAY';
+    if (t.dialect === 'mssql') {
+      await t.query(`UPDATE ${t.prefix}history SET finished_at = DATEADD(day, -3, finished_at)`);
+      await t.query(`UPDATE ${t.prefix}schedule_ticks SET fire_at = DATEADD(day, -3, fire_at)`);
+    } else {
+      await t.query(`UPDATE ${t.prefix}history SET finished_at = finished_at - ${threeDays}`);
+      // One tick stays recent: kept.
+      await t.query(`UPDATE ${t.prefix}schedule_ticks SET fire_at = fire_at - ${threeDays} WHERE job_id <> '${started[0]}'`);
+    }
+    const store = (jobs as unknown as { store: { historyPrune(r: { olderThanMs: number; limit: number }): Promise<number> } }).store;
+    expect(await store.historyPrune({ olderThanMs: 86_400_000, limit: 100 })).to.be.at.least(2);
+    expect(await ticks(), 'the ticks left').to.equal(t.dialect === 'mssql' ? 0 : 1);
+  });
+
   it('records a skipped job when the previous run is still live (overlap: skip)', async function () {
     this.timeout(20_000);
     const t = await fresh();

@@ -51,6 +51,26 @@ describe('schedule arithmetic', () => {
     expect(iso(ticksToFire(every('all'), due, now, 0).next)).to.equal('2026-01-01T00:11:00.000Z');
   });
 
+  it('after downtime longer than 1,000 intervals: latest fires the last tick once, all the last 100, none only an on-time one; the next tick is in the future', () => {
+    for (const [expr, step] of [['* * * * *', 60_000], ['* * * * * *', 1_000]] as const) {
+      const every = (missed: 'latest' | 'all' | 'none') => buildSchedule('d', expr, null, { missed }, 0);
+      const stopped = at('2026-01-01T00:00:00Z');
+      const now = at('2026-01-04T00:00:00.500Z'); // three days later
+      const last = at('2026-01-04T00:00:00Z');
+      const latest = ticksToFire(every('latest'), stopped, now, 0);
+      expect(latest.fire.map(iso), `${expr} latest`).to.deep.equal([iso(last)]);
+      expect(latest.next, `${expr} latest: next`).to.equal(last + step);
+      const all = ticksToFire(every('all'), stopped, now, 0);
+      expect(all.fire, `${expr} all`).to.have.length(100);
+      expect(all.fire.at(-1)).to.equal(last);
+      expect(all.fire[0]).to.equal(last - 99 * step);
+      expect(all.next).to.equal(last + step);
+      const none = ticksToFire(every('none'), stopped, now, 0);
+      expect(none.fire.map(iso), `${expr} none: the on-time tick`).to.deep.equal([iso(last)]);
+      expect(none.next).to.equal(last + step);
+    }
+  });
+
   it('overlap queue: one run at a time, and ticks that waited collapse into one queued run', () => {
     const queued = (missed: 'latest' | 'all' | 'none') => buildSchedule('q', '*/1 * * * *', null, { missed, overlap: 'queue' }, 0);
     const due = at('2026-01-01T00:00:00Z');
@@ -73,6 +93,17 @@ describe('schedule arithmetic', () => {
     expect(() => buildSchedule('x', '* * * * *', null, { overlap: 'queue-up' as never }, 0)).to.throw(/overlap must be 'allow', 'skip' or 'queue'/);
     expect(() => buildSchedule('x', { every: 0, unit: 'minutes' }, null, {}, 0)).to.throw(/schedule.every must be a positive integer/);
     expect(() => buildSchedule('x', { every: 1, unit: 'weeks' as never }, null, {}, 0)).to.throw(/schedule.unit must be/);
+    // Found by an attacker: inherited names taken as units, intervals past any date, schedules that never fire.
+    for (const unit of ['toString', 'constructor', '__proto__']) {
+      expect(() => buildSchedule('x', { every: 1, unit: unit as never }, null, {}, 0), unit).to.throw(JobValidationError, /schedule "x": schedule.unit must be/);
+    }
+    expect(() => buildSchedule('x', { every: 1e9, unit: 'days' }, null, {}, 0)).to.throw(/schedule "x": schedule.every must be at most 36500 days \(100 years\); got 1000000000/);
+    expect(() => buildSchedule('x', { every: 1, unit: 'hours', startAt: new Date(at('2026-02-01T00:00:00Z')), endAt: new Date(at('2026-01-01T00:00:00Z')) }, null, {}, 0))
+      .to.throw(/schedule "x": schedule.endAt must be after its start/);
+    const now = at('2026-12-07T00:00:00Z');
+    expect(() => buildSchedule('x', '0 0 30 2 *', null, {}, now)).to.throw(/schedule "x": schedule never fires/);
+    expect(() => buildSchedule('x', '0 0 0 1 1 * 2020', null, {}, now)).to.throw(/schedule "x": schedule never fires/);
+    expect(buildSchedule('x', '@daily', null, {}, now).cron).to.equal('@daily');
   });
 
   it('refuses a payload JSON would change (a Buffer, a Date, a BigInt), as an enqueue does: it was stored as something else', () => {

@@ -49,6 +49,7 @@ import type {
   HistoryMonth, OpenTransaction, PooledStoreOptions, ProgressItem, ReleaseItem, ScheduleTick, SessionLock, Store,
   StoreCapabilities, TransactionalCompletion,
 } from '../store.ts';
+import { TICK_IDLE_MS, TICK_LOCK_WAIT_MS } from '../portable/schedules.ts';
 
 const NOW = mysqlDialect.now;
 /** Keep each enqueue statement well under the server's default max_allowed_packet (16 MiB). */
@@ -584,7 +585,22 @@ export class MysqlStore extends PortableStore implements Store {
   }
 
   async scheduleFire({ key, fireAt, row, skipIfLive }: ScheduleTick): Promise<{ jobId: string; skipped: boolean } | null> {
-    return this.transaction(async (c) => {
+    // Limits as on PostgreSQL (see TICK_LOCK_WAIT_MS there), set on this connection for the tick's
+    // transaction and put back after it: the server closes a connection idle past wait_timeout,
+    // in a transaction or not.
+    return this.onOwnConnection(async (c) => {
+      await c.query(`SET SESSION innodb_lock_wait_timeout = ${TICK_LOCK_WAIT_MS / 1000}, SESSION wait_timeout = ${TICK_IDLE_MS / 1000}`);
+      try {
+        return await this.fireTick(c, { key, fireAt, row, skipIfLive });
+      } finally {
+        await c.query('SET SESSION innodb_lock_wait_timeout = @@GLOBAL.innodb_lock_wait_timeout, SESSION wait_timeout = @@GLOBAL.wait_timeout');
+      }
+    });
+  }
+
+  private async fireTick(c: PoolConnection, { key, fireAt, row, skipIfLive }: ScheduleTick): Promise<{ jobId: string; skipped: boolean } | null> {
+    await c.query('START TRANSACTION');
+    const out = await (async () => {
       const tick = await this.exec(`INSERT IGNORE INTO ${this.t.ticks} (schedule_key, fire_at, job_id) VALUES (?, ?, ?)`, [key, utc(fireAt), row.id], c);
       if (tick.affectedRows !== 1) return null;
       const live = skipIfLive !== null && row.refId ? (await this.rows(`SELECT 1 FROM ${this.t.jobs} WHERE ref_id = ? LOCK IN SHARE MODE`, [row.refId], c)).length === 1 : false;
@@ -600,7 +616,9 @@ export class MysqlStore extends PortableStore implements Store {
       }
       await c.query(`UPDATE ${this.t.schedules} SET last_run_at = ?, last_job_id = ?, runs = runs + 1 WHERE \`key\` = ?`, [utc(fireAt), row.id, key]);
       return { jobId: row.id, skipped: live };
-    });
+    })();
+    await c.query('COMMIT');
+    return out;
   }
 
   // ---------------------------------------------------------------- status

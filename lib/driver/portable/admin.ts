@@ -286,5 +286,8 @@ export function retentionLeftovers(sql: Sql, k: PruneAge): Statement[] {
     write(d, (b) =>
       `DELETE FROM ${t.keys} WHERE touched_at < ${d.plusMs(d.now, b.bigint(-k.olderThanMs))}
        AND NOT EXISTS (SELECT 1 FROM ${jobsWithUniqueKey(sql, t.jobs, `${t.keys}.${d.col('key')}`)})`),
+    // Schedules' ticks from before then (by their index, migration 022): each schedule's next run
+    // is past them, so none of those slots is looked at again.
+    write(d, (b) => `DELETE FROM ${t.ticks} WHERE fire_at < ${d.plusMs(d.now, b.bigint(-k.olderThanMs))}`),
   ];
 }

@@ -53,3 +53,13 @@ export function scheduleRecordRun({ d, t }: Sql, k: { key: string; jobId: string
   return write(d, (b) =>
     `UPDATE ${t.schedules} SET last_run_at = ${d.now}, last_job_id = ${b.id(k.jobId)}, runs = runs + 1 WHERE ${d.col('key')} = ${b.text(k.key)}`);
 }
+
+/**
+ * A tick's transaction waits at most TICK_LOCK_WAIT_MS for its row, and a session that holds one
+ * and goes silent (a leader SIGSTOPped, a VM paused mid-tick) is ended by the server after
+ * TICK_IDLE_MS: its successor's tick for the same slot waited on the held key for as long as the
+ * pause lasted, and every schedule behind it in the round with it. The tick that timed out is
+ * tried again next round.
+ */
+export const TICK_LOCK_WAIT_MS = 2_000;
+export const TICK_IDLE_MS = 10_000;

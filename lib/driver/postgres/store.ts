@@ -45,6 +45,7 @@ import { retentionLeftovers } from '../portable/admin.ts';
 import { HistoryMonths } from './months.ts';
 import { Periodic } from '../../periodic.ts';
 import { settlesWithin, within } from '../../wait.ts';
+import { TICK_IDLE_MS, TICK_LOCK_WAIT_MS } from '../portable/schedules.ts';
 
 /** Claim connections whose session has the planner settings (a replaced connection gets them again). */
 const plannedSessions = new WeakSet<PoolClient>();
@@ -99,6 +100,9 @@ const LOCK_SESSION_MARK = '/* sqljobs session lock */';
  */
 const SUBSCRIBER_LEASE_MS = 60_000;
 const SUBSCRIBER_RENEW_MS = 20_000;
+
+/** A tick's limits (see TICK_LOCK_WAIT_MS), for its transaction only. */
+const TICK_LIMITS = `SET LOCAL lock_timeout = '${TICK_LOCK_WAIT_MS}ms'; SET LOCAL idle_in_transaction_session_timeout = '${TICK_IDLE_MS}ms'`;
 
 /** How a failed transaction on one of our held clients is undone. */
 const rollback = (c: PoolClient) => c.query('ROLLBACK');
@@ -593,6 +597,7 @@ export class PostgresStore extends PortableStore implements Store {
 
   async scheduleFire({ key, fireAt, row, skipIfLive }: ScheduleTick): Promise<{ jobId: string; skipped: boolean } | null> {
     return this.transaction(async (c) => {
+      await c.query(TICK_LIMITS);
       const tick = await c.query(
         `INSERT INTO ${this.t.ticks} (schedule_key, fire_at, job_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
         [key, new Date(fireAt), row.id],

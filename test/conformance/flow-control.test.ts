@@ -689,6 +689,35 @@ forEachDialect('flow control: keys, dependents and batches combined', ({ fresh }
     await jobs.stop();
   });
 
+  for (const how of ['cancel', 'delete'] as const) {
+    it(`${how} of a job waiting in the middle or at the end of its serial key: the next waits for the one still running, and a later enqueue too`, async () => {
+      const t = await fresh();
+      const jobs = t.jobs({ worker: { pollInterval: 20, concurrency: 4 } });
+      const runs: { n: string; start: number; end: number }[] = [];
+      jobs.define('s', async (x: { n: string }) => {
+        const start = performance.now();
+        await sleep(x.n === 'a' ? 700 : 10);
+        runs.push({ n: x.n, start, end: performance.now() });
+      });
+      const a = await jobs.enqueue('s', { n: 'a' }, { serial: 'k' });
+      const b = await jobs.enqueue('s', { n: 'b' }, { serial: 'k' });
+      const c = await jobs.enqueue('s', { n: 'c' }, { serial: 'k' });
+      const d = await jobs.enqueue('s', { n: 'd' }, { serial: 'k' });
+      await jobs.start();
+      await until(async () => (await jobs.get(a.id))?.state === 'running', 'a to start');
+      const drop = (id: string) => (how === 'cancel' ? jobs.cancel(id) : jobs.delete(id));
+      expect(await drop(b.id)).to.equal(true);
+      expect(await drop(d.id), 'the key\'s last job').to.equal(true);
+      const e = await jobs.enqueue('s', { n: 'e' }, { serial: 'k' });
+      expect(await jobs.get(c.id)).to.deep.include({ waitingFor: 1 });
+      expect(await jobs.get(e.id), 'enqueued after the last job went').to.deep.include({ waitingFor: 1 });
+      await until(() => runs.length === 3, 'a, c and e to run', 10_000);
+      expect(runs.map((r) => r.n)).to.deep.equal(['a', 'c', 'e']);
+      for (let i = 1; i < runs.length; i++) expect(runs[i].start, `${runs[i].n} starts after ${runs[i - 1].n} ended`).to.be.at.least(runs[i - 1].end);
+      await jobs.stop();
+    });
+  }
+
   it('refuses serial on a callback, naming the field', async () => {
     const t = await fresh();
     const jobs = t.jobs({ worker: false });

@@ -26,7 +26,9 @@ describe('operators\' actions and the retention prune, rendered for every dialec
       const sql = sqlFor(dialect);
 
       it('reads the rows cancel, retry and delete move under a lock first, in the same transaction', () => {
-        const [cancelled] = played(cancelJob(sql, UUID), () => ({ rows: [], changes: 0 }));
+        // (First, unlocked, the job's serial key: its key's row and the job before it are locked before the job.)
+        const [keyRead, cancelled] = played(cancelJob(sql, UUID), () => ({ rows: [], changes: 0 }));
+        expect(keyRead.text).to.match(/^SELECT id, serial_key FROM app_jobs/);
         const [, finished] = jobRetry(sql, UUID);
         const [pending, deleted] = jobsDelete(sql, [UUID]);
         for (const s of [cancelled, finished, pending, deleted]) {

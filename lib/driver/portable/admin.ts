@@ -8,7 +8,7 @@
  * take a job being cancelled or deleted meanwhile (claims skip locked rows).
  */
 import { read, write, type Outcome, type Statement, type Steps } from './statement.ts';
-import { finishJobs, reopenFlow, type FlowOutcome } from './flow.ts';
+import { finishJobs, lockSerialLines, reopenFlow, type FlowOutcome } from './flow.ts';
 import { lockGroups, rankInGroup, saveGroupRanks } from './queues.ts';
 import { deadLetterOf } from './reads.ts';
 import { jobsWithUniqueKey, sideIndexForget } from './side-index.ts';
@@ -48,6 +48,7 @@ function retried(d: SqlDialect): string {
  */
 export function* cancelJob(sql: Sql, id: string): Steps<FlowOutcome<CancelResult | null>> {
   const { d, t } = sql;
+  yield* lockSerialLines(sql, [id]);
   const job = ((yield read(d, (b) => `SELECT state, worker_id FROM ${t.jobs}${d.lockHint} WHERE id = ${b.id(id)}${d.forUpdate}`)) as Outcome).rows[0];
   if (!job) return { value: null, wake: new Set() };
   const { wake } = yield* finishJobs(sql, [{ id, state: 'cancelled' }]);
@@ -209,7 +210,7 @@ function jobsDeleteTrail(sql: Sql, ids: string[]): Statement[] {
 export function jobsDelete(sql: Sql, ids: string[]): Statement[] {
   const { d, t } = sql;
   return [
-    read(d, (b) => `SELECT id, name, queue, flow, callbacks, batch_id FROM ${t.jobs}${d.byKey}${d.lockHint} WHERE id ${b.ids(ids)} AND state = 'pending'${d.forUpdate}`),
+    read(d, (b) => `SELECT id, name, queue, flow, callbacks, batch_id, serial_key FROM ${t.jobs}${d.byKey}${d.lockHint} WHERE id ${b.ids(ids)} AND state = 'pending'${d.forUpdate}`),
     read(d, (b) => `SELECT id FROM ${t.history}${d.lockHint} WHERE id ${b.ids(ids)}${d.forUpdate}`),
     write(d, (b) => `${d.deleteByKey(t.jobs)} WHERE id ${b.ids(ids)} AND state = 'pending'`),
     write(d, (b) => `DELETE FROM ${t.history} WHERE id ${b.ids(ids)}`),

@@ -15,7 +15,7 @@ import type {
 } from '../store.ts';
 import type { EnqueueResult } from '../../model.ts';
 import { sideIndexPrune } from './side-index.ts';
-import { CALLBACK_EDGE, afterRemoved, batchCounts, batchRow, commitReserved, finishJobs, reservationsExpired, insertWithFlow, jobDependents, jobParents, type BatchCallbackJobs, type FinishItem, type FlowOutcome, type StoredCallbacks } from './flow.ts';
+import { CALLBACK_EDGE, afterRemoved, batchCounts, lockSerialLines, batchRow, commitReserved, finishJobs, reservationsExpired, insertWithFlow, jobDependents, jobParents, type BatchCallbackJobs, type FinishItem, type FlowOutcome, type StoredCallbacks } from './flow.ts';
 import type { SqlDialect } from './dialect.ts';
 import type { Sql } from './sql.ts';
 import { utcMonth, type UtcMonth } from '../month.ts';
@@ -641,11 +641,12 @@ export abstract class PortableStore implements Sql {
     // A deleted pending job is cancelled as far as its workflow goes: its waiting dependents are
     // cancelled, its batch counts it, its onFailure is enqueued (in the same transaction).
     function* steps(): Steps<FlowOutcome<Set<string>>> {
+      const before = yield* lockSerialLines(sql, wanted);
       const outcomes: Outcome[] = [];
       for (const s of jobsDelete(sql, wanted)) outcomes.push((yield s) as Outcome);
       const [live, finished] = outcomes;
-      const withFlow = live.rows.filter((r) => Number(r.flow) !== 0);
-      const wake = withFlow.length ? yield* afterRemoved(sql, withFlow) : new Set<string>();
+      const withFlow = live.rows.filter((r) => Number(r.flow) !== 0 || r.serial_key != null);
+      const wake = withFlow.length ? yield* afterRemoved(sql, withFlow, before) : new Set<string>();
       return { value: new Set([...live.rows, ...finished.rows].map((r) => String(r.id))), wake };
     }
     const deleted = await this.withWake(await this.runner.within(steps()));

@@ -82,6 +82,7 @@ interface FinishedRow {
   flow: number;
   callbacks: StoredCallbacks | null;
   batchId: string | null;
+  serialKey: string | null;
 }
 
 export interface FlowOutcome<T> {
@@ -90,7 +91,7 @@ export interface FlowOutcome<T> {
   wake: Set<string>;
 }
 
-const ROW_COLUMNS = 'id, name, queue, state, flow, callbacks, batch_id, worker_id';
+const ROW_COLUMNS = 'id, name, queue, state, flow, callbacks, batch_id, worker_id, serial_key';
 
 // ---------------------------------------------------------------- enqueue
 
@@ -434,19 +435,77 @@ function finishedRow(sql: Sql, row: Record<string, unknown>, state: FinishState)
     flow: Number(row.flow),
     callbacks: (sql.d.codec.json(row.callbacks) as StoredCallbacks | null) ?? null,
     batchId: row.batch_id == null ? null : String(row.batch_id),
+    serialKey: row.serial_key == null ? null : String(row.serial_key),
   };
 }
 
-/** Pending jobs deleted (rows as the delete read them): their workflow goes on as if they were cancelled. */
-export function* afterRemoved(sql: Sql, rows: Record<string, unknown>[]): Steps<Set<string>> {
-  return yield* afterFinish(sql, rows.map((r) => finishedRow(sql, r, 'cancelled')));
+/**
+ * Pending jobs deleted (rows as the delete read them): their workflow goes on as if they were
+ * cancelled. `before`: each one's serial key's job before it, read before its edges went.
+ */
+export function* afterRemoved(sql: Sql, rows: Record<string, unknown>[], before: Map<string, string>): Steps<Set<string>> {
+  return yield* afterFinish(sql, rows.map((r) => finishedRow(sql, r, 'cancelled')), before);
+}
+
+/**
+ * Before a cancel or delete locks its jobs: the rows it will need to hand their serial keys over,
+ * locked in the order an enqueue and a completion take them (the key's row, then the job before,
+ * then the job), so that neither waits for the other in a cycle. Answers each job's serial key's
+ * job before it (by the edges, which a delete removes).
+ */
+export function* lockSerialLines(sql: Sql, ids: string[]): Steps<Map<string, string>> {
+  const { d, t } = sql;
+  const keyed = ((yield read(d, (b) => `SELECT id, serial_key FROM ${t.jobs}${d.byKey} WHERE id ${b.ids(ids)} AND serial_key IS NOT NULL`)) as Outcome).rows;
+  if (!keyed.length) return new Map();
+  for (const key of [...new Set(keyed.map((r) => serialLockKey(String(r.serial_key))))].sort()) yield lockKey(sql, key);
+  const before = yield* serialPredecessors(sql, keyed.map((r) => String(r.id)));
+  if (before.size) yield read(d, (b) => `SELECT id FROM ${t.jobs}${d.byKey}${d.lockHint} WHERE id ${b.ids([...new Set(before.values())].sort())}${d.forUpdate}`);
+  return before;
+}
+
+/** Each job's serial key's job before it (its serial edge), by job id. */
+function* serialPredecessors(sql: Sql, ids: string[]): Steps<Map<string, string>> {
+  const { d, t } = sql;
+  const edges = ((yield read(d, (b) => `SELECT child_id, parent_id FROM ${t.deps} WHERE child_id ${b.ids(ids)} AND position = ${SERIAL_EDGE}`)) as Outcome).rows;
+  return new Map(edges.map((e) => [String(e.child_id), String(e.parent_id)]));
+}
+
+/**
+ * Jobs of serial keys that ended (cancelled, deleted, failed) while the job before them still
+ * lives: they never ran, so the line does not move past them. Their next jobs wait for that job
+ * instead (the edge re-pointed; one that already depends on it keeps that edge, and its serial
+ * edge is released), and a key whose last job one was gets that job back as its last. Releasing
+ * their next jobs instead started them beside the job still running.
+ */
+function* handOverSerialKeys(sql: Sql, ended: FinishedRow[], known?: Map<string, string>): Steps<void> {
+  const { d, t } = sql;
+  const keyed = ended.filter((r) => r.serialKey !== null);
+  if (!keyed.length) return;
+  const before = known ?? (yield* serialPredecessors(sql, keyed.map((r) => r.id)));
+  const wanted = [...new Set(keyed.flatMap((r) => (before.has(r.id) ? [before.get(r.id)!] : [])))];
+  if (!wanted.length) return;
+  const live = new Set(((yield read(d, (b) => `SELECT id FROM ${t.jobs}${d.byKey}${d.lockHint} WHERE id ${b.ids(wanted.sort())}${d.forUpdate}`)) as Outcome).rows.map((r) => String(r.id)));
+  for (const r of keyed) {
+    const previous = before.get(r.id);
+    if (previous === undefined || !live.has(previous)) continue;
+    const next = ((yield read(d, (b) => `SELECT child_id FROM ${t.deps} WHERE parent_id = ${b.id(r.id)} AND position = ${SERIAL_EDGE}`)) as Outcome).rows.map((e) => String(e.child_id));
+    if (next.length) {
+      const already = new Set(((yield read(d, (b) => `SELECT child_id FROM ${t.deps} WHERE parent_id = ${b.id(previous)} AND child_id ${b.ids(next)}`)) as Outcome).rows.map((e) => String(e.child_id)));
+      const moving = next.filter((c) => !already.has(c));
+      if (moving.length) {
+        yield write(d, (b) => `UPDATE ${t.deps} SET parent_id = ${b.id(previous)} WHERE parent_id = ${b.id(r.id)} AND position = ${SERIAL_EDGE} AND child_id ${b.ids(moving)}`);
+      }
+    }
+    yield write(d, (b) => `UPDATE ${t.keys} SET tail_id = ${b.id(previous)} WHERE ${d.col('key')} = ${b.text(serialLockKey(r.serialKey!))} AND tail_id = ${b.id(r.id)}`);
+  }
 }
 
 /** What finishing these jobs sets off, round after round (a cancelled dependent is finished in turn). */
-function* afterFinish(sql: Sql, finished: FinishedRow[]): Steps<Set<string>> {
+function* afterFinish(sql: Sql, finished: FinishedRow[], before?: Map<string, string>): Steps<Set<string>> {
   const wake = new Set<string>();
   let round = finished;
   while (round.length) {
+    yield* handOverSerialKeys(sql, round.filter((r) => r.state !== 'completed'), round === finished ? before : undefined);
     // Completed: every dependent has one parent fewer. Failed or cancelled: only the next job of its serial key.
     const parents = round.filter((r) => r.flow & FLOW.children);
     const completed = parents.filter((r) => r.state === 'completed').map((r) => r.id);

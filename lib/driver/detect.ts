@@ -42,6 +42,25 @@ export function describeTx(tx: unknown): string {
   return ormAdapterOf(tx)?.name ?? ormInstanceName(tx) ?? shape(tx);
 }
 
+/**
+ * describeTx, plus the database an ORM's transaction runs on when that is another one than the
+ * instance's (a Knex transaction on MySQL given to a PostgreSQL instance said only "got a Knex
+ * transaction" where a Knex transaction was asked for).
+ */
+export function describeCallerTx(tx: unknown, native: unknown): string {
+  const what = describeTx(tx);
+  if (native === tx || native == null || typeof native !== 'object') return what;
+  const n = native as Record<string, unknown>;
+  const on = isPgClient(n)
+    ? 'PostgreSQL (a pg client)'
+    : isBetterSqlite(n)
+      ? `SQLite (${String(n.name)})`
+      : fn(n, 'query') && ('threadId' in n || (typeof n.connection === 'object' && n.connection !== null && 'threadId' in n.connection))
+        ? 'MySQL/MariaDB (a mysql2 connection)'
+        : null;
+  return on ? `${what} running on ${on}` : what;
+}
+
 /** An ORM's instance given where its transaction belongs. */
 function ormInstanceName(o: unknown): string | undefined {
   if (isKnexInstance(o)) return 'a Knex instance (not a transaction: pass the trx of knex.transaction())';

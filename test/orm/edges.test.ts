@@ -115,6 +115,31 @@ describe('ORMs: edges', function () {
     });
   });
 
+  describe('a transaction of another database', function () {
+    before(requireDatabase(postgres));
+    before(requireDatabase(mariadb));
+    it('a Knex transaction on MySQL given to a PostgreSQL instance, and one on PostgreSQL given to a MySQL instance, are refused naming the database they run on', async () => {
+      const pool = new pg.Pool({ connectionString: PG_URL, max: 2 });
+      const onPg = createJobs({ db: pool, tablePrefix: uniquePrefix(), worker: false });
+      const myPool = mysql.createPool({ uri: MYSQL_URL, connectionLimit: 2 });
+      const onMysql = createJobs({ db: myPool, tablePrefix: uniquePrefix(), worker: false });
+      const knexMysql = knexLib({ client: 'mysql2', connection: MYSQL_URL, pool: { min: 0, max: 1 } });
+      const knexPg = knexLib({ client: 'pg', connection: PG_URL, pool: { min: 0, max: 1 } });
+      try {
+        const refusal = (jobs: { enqueue(n: string, p: object, o: { tx: never }): Promise<unknown> }, trx: unknown) => jobs.enqueue('x', {}, { tx: trx as never }).then(() => null, (e: Error) => e.message);
+        await knexMysql.transaction(async (trx) => {
+          expect(await refusal(onPg, trx)).to.match(/^opts\.tx on PostgreSQL must be .*; got a Knex transaction running on MySQL\/MariaDB \(a mysql2 connection\)$/);
+        });
+        await knexPg.transaction(async (trx) => {
+          expect(await refusal(onMysql, trx)).to.match(/^opts\.tx on MySQL\/MariaDB must be .*; got a Knex transaction running on PostgreSQL \(a pg client\)$/);
+        });
+      } finally {
+        await Promise.all([onPg.close(), onMysql.close(), knexMysql.destroy(), knexPg.destroy()]);
+        await Promise.all([pool.end(), myPool.end()]);
+      }
+    });
+  });
+
   describe('MySQL/MariaDB', function () {
     before(requireDatabase(mariadb));
     it("a caller's SqlTransaction that binds through execute() enqueues with refIds", async () => {

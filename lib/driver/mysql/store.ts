@@ -36,7 +36,7 @@ import { jobsClaimPick, jobsClaimTake } from './claim.ts';
 import { jobsLockRunning, jobsMoveToHistory } from './move.ts';
 import { attemptsRecord, jobRetryLater } from './fail.ts';
 import { jobRelease, jobSaveProgress, logsAppendOwned } from './writes.ts';
-import { describeTx } from '../detect.ts';
+import { describeCallerTx, describeTx } from '../detect.ts';
 import { ACCEPTED_TX, openCallerTx, runnerQuery } from '../orm/caller.ts';
 import { takeSessionLock } from '../session-lock.ts';
 import { HeldConnection, holdMysqlConnection, openTransaction, withHeld } from '../held.ts';
@@ -262,7 +262,7 @@ export class MysqlStore extends PortableStore implements Store {
     const caller = await openCallerTx(tx);
     if ('runner' in caller) return { query: async (text: string, values: unknown[]) => [await runnerQuery(caller, text, values)] } as unknown as Queryable;
     const c = promiseConnection(caller.native);
-    if (!c) throw new TypeError(`opts.tx on MySQL/MariaDB must be a mysql2 connection (from pool.getConnection()) inside beginTransaction(), ${ACCEPTED_TX}; got ${describeTx(tx)}`);
+    if (!c) throw new TypeError(`opts.tx on MySQL/MariaDB must be a mysql2 connection (from pool.getConnection()) inside beginTransaction(), ${ACCEPTED_TX}; got ${describeCallerTx(tx, caller.native)}`);
     if (this.canCheckTx) {
       try {
         const [rows] = await c.query('SELECT @@in_transaction AS t');

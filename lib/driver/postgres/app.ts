@@ -5,7 +5,7 @@
  * everything the worker does runs on plain pg pools of its own.
  */
 import type { Client, Pool, PoolClient, PoolConfig } from 'pg';
-import { describeTx, isPgClient } from '../detect.ts';
+import { describeCallerTx, describeTx, isPgClient } from '../detect.ts';
 import { HeldConnection, holdPgClient, nothingToUndo, openTransaction, withHeld } from '../held.ts';
 import { ACCEPTED_TX, openCallerTx, runnerQuery } from '../orm/caller.ts';
 import type { OpenTransaction } from '../store.ts';
@@ -73,7 +73,7 @@ export async function queryOnCaller(tx: unknown, text: string, values: unknown[]
   const caller = await openCallerTx(tx);
   if ('runner' in caller) return runnerQuery(caller, text, values);
   const client = caller.native;
-  if (!isPgClient(client)) throw new TypeError(`opts.tx on PostgreSQL must be a pg client (from pool.connect()) inside BEGIN, ${ACCEPTED_TX}; got ${describeTx(tx)}`);
+  if (!isPgClient(client)) throw new TypeError(`opts.tx on PostgreSQL must be a pg client (from pool.connect()) inside BEGIN, ${ACCEPTED_TX}; got ${describeCallerTx(tx, client)}`);
   const status = (client as { getTransactionStatus?: () => string }).getTransactionStatus?.();
   if (status === 'I') throw new TypeError(`opts.tx: ${client === tx ? 'the pg client' : describeTx(tx)} is not inside a transaction (BEGIN was not run on it, or it has ended), so the job would not be part of it`);
   return (await (client as PoolClient).query(text, values)).rows;

@@ -15,7 +15,8 @@ export interface KoaLikeContext {
   state: Record<string, unknown>;
   req: import('node:http').IncomingMessage;
   res: import('node:http').ServerResponse;
-  jobs?: RequestJobs<RequestJobMap>;
+  /** Whatever the app's own context declares it as (RequestJobs of its job map): the middleware sets it. */
+  jobs?: unknown;
 }
 
 export interface KoaJobsOptions<Ctx extends KoaLikeContext = KoaLikeContext> {

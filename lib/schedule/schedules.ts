@@ -23,6 +23,8 @@ export interface SchedulesHooks {
 export class Schedules {
   /** Schedules defined in code, with the hash of their definition. */
   private readonly defined = new Map<string, { def: ScheduleDef; hash: string }>();
+  /** Interval definitions given no startAt (anchored when first stored: see keepAnchor). */
+  private readonly floating = new WeakSet<ScheduleDef>();
   private scheduler: Scheduler | null = null;
 
   constructor(
@@ -95,12 +97,26 @@ export class Schedules {
   /** Validate a schedule and the job it enqueues (payload and options) now, not at its first tick. */
   private build(key: string, spec: ScheduleSpec, payload: unknown, options: RecurringOptions): ScheduleDef {
     const def = buildSchedule(key, spec, payload, options, Date.now());
+    if (typeof spec === 'object' && spec !== null && spec.startAt === undefined) this.floating.add(def);
     this.row({ ...def, enabled: true, nextRunAt: null, lastRunAt: null, lastJobId: null, runs: 0 }, Date.now());
     return def;
   }
 
   private async save(def: ScheduleDef, codeHash: string | null): Promise<void> {
+    def = await this.keepAnchor(def);
     await this.store.scheduleUpsert({ def, nextRunAt: firstRun(def, await this.store.clockNow()), codeHash });
+  }
+
+  /**
+   * An interval given no startAt is anchored when first stored; an edit or a deploy that keeps its
+   * length keeps that anchor (its payload or options changed, not its timing). Anchored anew at
+   * each save, it ran at once or an interval later, at random (which clock read first).
+   */
+  private async keepAnchor(def: ScheduleDef): Promise<ScheduleDef> {
+    if (def.everyMs === null || !this.floating.has(def)) return def;
+    const stored = await this.find(def.key);
+    if (!stored || stored.everyMs !== def.everyMs || stored.startAt === null) return def;
+    return { ...def, startAt: stored.startAt };
   }
 
   private async find(key: string): Promise<StoredSchedule | undefined> {

@@ -119,6 +119,32 @@ forEachDialect('recurring schedules', ({ fresh }) => {
     expect(await ticks(), 'the ticks left').to.equal(t.dialect === 'mssql' ? 0 : 1);
   });
 
+  it('an interval given no startAt keeps its anchor across edits and deploys that change only its payload (it was re-anchored at each: run at once, or a day later)', async function () {
+    const t = await fresh();
+    const next = async (jobs: ReturnType<TestDb['jobs']>) => (await jobs.schedules.list()).find((s) => s.key === 'daily')!.nextRunAt!.getTime();
+    const v1 = t.jobs({ worker: { pollInterval: 60_000 } });
+    v1.define('report', async () => undefined);
+    v1.recurring('daily', { every: 1, unit: 'days' }, { v: 1 }, { name: 'report' });
+    await v1.start();
+    const anchored = await next(v1);
+    for (let i = 2; i < 6; i++) {
+      await new Promise((r) => setTimeout(r, 30));
+      await v1.schedules.set('daily', { every: 1, unit: 'days' }, { v: i }, { name: 'report' });
+      expect(await next(v1), `after edit ${i}`).to.equal(anchored);
+    }
+    await v1.stop();
+    const v2 = t.jobs({ worker: { pollInterval: 60_000 } });
+    v2.define('report', async () => undefined);
+    v2.recurring('daily', { every: 1, unit: 'days' }, { v: 'deployed' }, { name: 'report' });
+    await v2.start();
+    expect(await next(v2), 'after a deploy that changed the payload').to.equal(anchored);
+    expect((await v2.list({ name: 'report' })).items, 'nothing ran at once').to.have.length(0);
+    // A new length is a new timing: anchored anew.
+    await v2.schedules.set('daily', { every: 2, unit: 'days' }, null, { name: 'report' });
+    expect(await next(v2)).to.not.equal(anchored);
+    await v2.stop();
+  });
+
   it('records a skipped job when the previous run is still live (overlap: skip)', async function () {
     this.timeout(20_000);
     const t = await fresh();

@@ -315,8 +315,11 @@ export class RequestJobs<M extends JobMap = {}> {
     const ended = this.ended();
     const refusal = ended ? this.tooLateError(ended) : transactionControlRefusal(args[0]);
     const last = args.at(-1);
-    if (typeof last === 'function') {
-      const callback = last as (err: unknown, result?: unknown) => void;
+    // pg also takes the callback in the query config ({ text, callback }).
+    const config = args[0] as { callback?: unknown; submit?: unknown } | null;
+    const inConfig = typeof last !== 'function' && typeof config === 'object' && config !== null && typeof config.callback === 'function' && typeof config.submit !== 'function';
+    if (typeof last === 'function' || inConfig) {
+      const callback = (inConfig ? config!.callback : last) as (err: unknown, ...results: unknown[]) => void;
       if (refusal) {
         queueMicrotask(() => callback(refusal));
         return undefined;
@@ -324,13 +327,16 @@ export class RequestJobs<M extends JobMap = {}> {
       void this.serial(
         () =>
           new Promise<void>((done) => {
-            query.apply(target, [
-              ...args.slice(0, -1),
-              (err: unknown, result?: unknown) => {
-                done();
-                callback(err, result);
-              },
-            ]);
+            const answered = (err: unknown, ...results: unknown[]) => {
+              done();
+              callback(err, ...results);
+            };
+            const sent = inConfig ? [{ ...config, callback: answered }, ...args.slice(1)] : [...args.slice(0, -1), answered];
+            try {
+              query.apply(target, sent);
+            } catch (err) {
+              answered(err);
+            }
           }),
       );
       return undefined;

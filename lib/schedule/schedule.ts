@@ -117,8 +117,9 @@ export function buildSchedule(key: string, spec: ScheduleSpec, payload: unknown,
     } catch (err) {
       fail(key, 'schedule', `is not a valid cron expression (${(err as Error).message}); got ${describe(spec)}`);
     }
-    // '0 0 30 2 *' (February 30th) or a year gone by would be stored enabled and never run.
-    if (cron.nextRun(new Date(now)) === null) fail(key, 'schedule', `never fires (no date matches it from now on); got ${describe(spec)}`);
+    // '0 0 30 2 *' (February 30th) would be stored enabled and never run. Not one whose year has
+    // gone by: defined in code, it would refuse every start after that date (stored, it has ended).
+    if (cron.nextRun(new Date(0)) === null) fail(key, 'schedule', `never fires (no date matches it); got ${describe(spec)}`);
     return { ...base, cron: spec, timezone, everyMs: null, startAt: null, endAt: null, maxRuns: null };
   }
   if (spec === null || typeof spec !== 'object') fail(key, 'schedule', `must be a cron expression or { every, unit }; got ${describe(spec)}`);
@@ -131,7 +132,11 @@ export function buildSchedule(key: string, spec: ScheduleSpec, payload: unknown,
   }
   if (spec.limit !== undefined && (!Number.isInteger(spec.limit) || spec.limit < 1)) fail(key, 'schedule.limit', `must be a positive integer; got ${describe(spec.limit)}`);
   const startAt = spec.startAt?.getTime() ?? now;
-  if (spec.endAt !== undefined && spec.endAt.getTime() <= startAt) fail(key, 'schedule.endAt', `must be after its start (${new Date(startAt).toISOString()}); got ${spec.endAt.toISOString()}`);
+  // Against a start given only: an end gone by is an ended schedule (defined in code, refusing it
+  // would refuse every start after that date).
+  if (spec.startAt !== undefined && spec.endAt !== undefined && spec.endAt.getTime() <= startAt) {
+    fail(key, 'schedule.endAt', `must be after startAt (${spec.startAt.toISOString()}); got ${spec.endAt.toISOString()}`);
+  }
   if (opts.timezone !== undefined) fail(key, 'timezone', 'applies to cron expressions only');
   return {
     ...base,
@@ -178,6 +183,7 @@ const MAX_CATCH_UP = 100;
  * (a cap on that walk left the answer among the oldest ticks, and `next` in the past).
  */
 function lastDueTicks(def: ScheduleDef, from: number, now: number, keep: number): { due: number[]; next: number | null } {
+  if (def.everyMs !== null) return lastIntervalTicks(def, from, now, keep);
   for (let span = 60_000; ; span *= 4) {
     const start = Math.max(from, now - span);
     const due: number[] = [];
@@ -189,6 +195,18 @@ function lastDueTicks(def: ScheduleDef, from: number, now: number, keep: number)
     }
     if (due.length >= keep || start === from) return { due, next: t };
   }
+}
+
+/** lastDueTicks of an interval, by arithmetic: no walk, however many ticks passed (an end during downtime too). */
+function lastIntervalTicks(def: ScheduleDef, from: number, now: number, keep: number): { due: number[]; next: number | null } {
+  const start = def.startAt!;
+  const every = def.everyMs!;
+  const until = def.endAt === null ? now : Math.min(now, def.endAt);
+  if (from > until) return { due: [], next: from > now ? from : nextFireAfter(def, now) };
+  const last = start + Math.floor((until - start) / every) * every;
+  const due: number[] = [];
+  for (let tick = last; tick >= from && due.length < keep; tick -= every) due.unshift(tick);
+  return { due, next: nextFireAfter(def, now) };
 }
 
 /**

@@ -718,6 +718,80 @@ forEachDialect('flow control: keys, dependents and batches combined', ({ fresh }
     });
   }
 
+  it('several jobs of a line ending together (a delete of two, a cascade from their parent): the next still waits for the one running', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { pollInterval: 20, concurrency: 4 } });
+    const runs: { n: string; start: number; end: number }[] = [];
+    jobs.define('s', async (x: { n: string }) => {
+      const start = performance.now();
+      await sleep(x.n.startsWith('a') ? 600 : 10);
+      runs.push({ n: x.n, start, end: performance.now() });
+    });
+    // A delete of two neighbours; the second the key's last job, so a later enqueue must wait too.
+    const a = await jobs.enqueue('s', { n: 'a1' }, { serial: 'k1' });
+    const b = await jobs.enqueue('s', { n: 'b1' }, { serial: 'k1' });
+    const c = await jobs.enqueue('s', { n: 'c1' }, { serial: 'k1' });
+    // A cascade: both neighbours depend on x, whose cancel cancels them in one round.
+    const x = await jobs.enqueue('s', { n: 'x' }, { delay: 3_600_000 });
+    await jobs.enqueue('s', { n: 'a2' }, { serial: 'k2' });
+    await jobs.enqueue('s', { n: 'b2' }, { serial: 'k2', dependsOn: x.id });
+    await jobs.enqueue('s', { n: 'c2' }, { serial: 'k2', dependsOn: x.id });
+    const d2 = await jobs.enqueue('s', { n: 'd2' }, { serial: 'k2' });
+    await jobs.start();
+    await until(async () => (await jobs.get(a.id))?.state === 'running', 'a1 to start');
+    expect((await jobs.deleteMany([b.id, c.id])).sort()).to.deep.equal([b.id, c.id].sort());
+    const e = await jobs.enqueue('s', { n: 'e1' }, { serial: 'k1' });
+    expect(await jobs.get(e.id), 'enqueued after the last two went').to.deep.include({ waitingFor: 1 });
+    expect(await jobs.cancel(x.id)).to.equal(true);
+    expect(await jobs.get(d2.id)).to.deep.include({ state: 'pending', waitingFor: 1 });
+    await until(() => runs.length === 4, 'a1, e1, a2, d2 to run', 10_000);
+    for (const [first, then] of [['a1', 'e1'], ['a2', 'd2']]) {
+      const [p, q] = [runs.find((r) => r.n === first)!, runs.find((r) => r.n === then)!];
+      expect(q.start, `${then} starts after ${first} ended`).to.be.at.least(p.end);
+    }
+    await jobs.stop();
+  });
+
+  it('a retried job back at the end of its line, then a cancel of the job after its old place: every job runs (they waited for each other)', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { pollInterval: 20, queues: ['qa', 'qb'] } });
+    const ran: string[] = [];
+    jobs.define('s', async (x: { n: string }) => void ran.push(x.n));
+    const p = await jobs.enqueue('s', { n: 'p' }, { serial: 'k', queue: 'qa' });
+    await jobs.queues.pause('qb');
+    const r = await jobs.enqueue('s', { n: 'r' }, { serial: 'k', queue: 'qb' });
+    await jobs.enqueue('s', { n: 'c' }, { serial: 'k', queue: 'qb' });
+    await jobs.start();
+    await until(async () => (await jobs.get(p.id))?.state === 'completed', 'p to complete');
+    expect(await jobs.retry(p.id)).to.equal(true);
+    expect(await jobs.cancel(r.id)).to.equal(true);
+    await jobs.queues.resume('qb');
+    await until(() => ran.length === 3, 'c and p (again) to run', 10_000);
+    expect(ran).to.deep.equal(['p', 'c', 'p']);
+    await jobs.stop();
+  });
+
+  it('enqueues and cancels of one key\'s line, with groups and parents, never deadlock', async () => {
+    const t = await fresh();
+    const a = t.jobs({ worker: false });
+    await a.migrate();
+    const other = await t.another();
+    const b = other.jobs({ worker: false });
+    const before = await a.enqueue('x', {}, { serial: 'line', delay: 3_600_000 });
+    const errors: string[] = [];
+    const note = (p: Promise<unknown>) => p.catch((err: Error) => void errors.push(err.message));
+    for (let i = 0; i < 15; i++) {
+      const waiting = await a.enqueue('x', { i }, { serial: 'line' });
+      await Promise.all([
+        note(a.enqueueMany([{ name: 'x', payload: {}, unique: { key: `u${i % 2}` }, group: 'g' }, { name: 'x', payload: {}, serial: `s${i % 2}` }])),
+        note(b.enqueue('x', {}, { unique: { key: `u${i % 2}` }, group: 'g' })),
+        note(a.cancel(waiting.id)),
+        note(b.enqueue('x', { i }, { serial: 'line', dependsOn: before.id })),
+      ]);
+    }
+    expect(errors).to.deep.equal([]);
+  });
+
   it('refuses serial on a callback, naming the field', async () => {
     const t = await fresh();
     const jobs = t.jobs({ worker: false });

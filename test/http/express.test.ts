@@ -190,7 +190,7 @@ forEachDialect('Express middleware', ({ fresh }) => {
     await setup(t, jobs);
     const app = express();
     app.use(jobsMiddleware(jobs));
-    const seen: { during?: unknown; after?: Error; lateEnqueue?: string } = {};
+    const seen: { during?: unknown; after?: Error; afterInConfig?: Error; lateEnqueue?: string } = {};
     app.post('/callbacks', async (req, res) => {
       await req.jobs.enqueue('receipt', {}, { tag: 'cb' });
       const c = await req.jobs.transaction<pg.PoolClient>();
@@ -200,10 +200,14 @@ forEachDialect('Express middleware', ({ fresh }) => {
       req.jobs.enqueue('receipt', {}, { tag: 'cb-late' }).catch((err: Error) => void (seen.lateEnqueue = err.message));
       await sleep(300);
       c.query('SELECT 1', (err: Error | null) => void (seen.after = err ?? undefined));
+      // The callback in the config ({ text, callback }), as pg also takes it.
+      (c.query as unknown as (config: object) => void)({ text: 'SELECT 1', callback: (err: Error | null) => void (seen.afterInConfig = err ?? undefined) });
     });
     await request(app).post('/callbacks').expect(200);
     await until(() => seen.after, 'the refused query\'s callback', 5_000);
     expect(seen.after!.message).to.match(/^the request's unit of work is already committed/);
+    await until(() => seen.afterInConfig, 'the refused query\'s callback (in its config)', 5_000);
+    expect(seen.afterInConfig!.message).to.match(/^the request's unit of work is already committed/);
     expect(seen.during, 'the query sent during the request').to.equal(null);
     expect(seen.lateEnqueue).to.match(/^the request's unit of work is already committed; use jobs.enqueue/);
     expect(await visible(t, jobs, 'cb')).to.deep.equal({ job: true, row: true });

@@ -1,9 +1,10 @@
 /**
  * MariaDB only: an enqueue in the caller's transaction at MySQL's default REPEATABLE READ, after
- * the app has read anything (its snapshot is taken then), sees jobs as they are now, not as the
- * snapshot has them. Unlocked reads on the caller's connection saw the snapshot: a unique key's
- * job made since was missed (two live jobs of one key), a serial key's tail finished since looked
- * live (or the chain forked), a parent completed since looked live (its dependent waited forever).
+ * the app has read anything (its snapshot is taken then), sees serial tails and parents as they
+ * are now, not as the snapshot has them: a serial key's tail finished since looked live (or the
+ * chain forked), a parent completed since looked live (its dependent waited forever). A unique
+ * key's jobs are read without a lock: one over the key's index range took gap locks there, and
+ * another caller's enqueue of another key waited for the first one's commit.
  */
 import { expect } from 'chai';
 import mysql from 'mysql2/promise';
@@ -27,15 +28,36 @@ forEachDialect('enqueue in a caller\'s REPEATABLE READ transaction', ({ fresh })
       await jobs.drain();
       expect((await jobs.get(tail.id))!.state).to.equal('completed');
       expect((await jobs.get(parent.id))!.state).to.equal('completed');
-      const again = await jobs.enqueue('x', {}, { unique: { key: 'u' }, tx: app });
+      expect(held.existed).to.equal(false);
       const next = await jobs.enqueue('x', {}, { serial: 'k', tx: app });
       const child = await jobs.enqueue('x', {}, { dependsOn: parent.id, tx: app });
       await app.query('COMMIT');
-      expect(again).to.deep.include({ id: held.id, existed: true });
       expect(await jobs.get(next.id), 'the serial job after a finished tail').to.deep.include({ waitingFor: 0 });
       expect(await jobs.get(child.id), 'the dependent of a completed parent').to.deep.include({ waitingFor: 0 });
     } finally {
       await app.end();
+      await jobs.close();
+    }
+  });
+
+  it('two callers\' transactions enqueueing unique jobs of different keys do not wait for each other', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: false });
+    await jobs.migrate();
+    const [first, second] = [await mysql.createConnection(MYSQL_URL), await mysql.createConnection(MYSQL_URL)];
+    try {
+      for (const c of [first, second]) {
+        await c.query('START TRANSACTION');
+        await c.query(`SELECT COUNT(*) FROM ${t.prefix}jobs`);
+      }
+      await jobs.enqueue('x', {}, { unique: { key: 'p' }, tx: first });
+      const started = Date.now();
+      const other = await jobs.enqueue('x', {}, { unique: { key: 'q' }, tx: second });
+      expect(Date.now() - started, 'ms the second caller waited').to.be.below(1_000);
+      expect(other.existed).to.equal(false);
+      await Promise.all([first.query('COMMIT'), second.query('COMMIT')]);
+    } finally {
+      await Promise.all([first.end(), second.end()]);
       await jobs.close();
     }
   });

@@ -460,8 +460,10 @@ describe('MySQL/MariaDB specifics [mysql]', function () {
     const p = t.prefix;
     for (const q of [
       `DROP TABLE ${p}unique_jobs`, `DROP TABLE ${p}reservations`, `DROP TABLE ${p}throughput`, `DELETE FROM ${p}migrations WHERE version >= 13`,
-      // And what the later versions added (016: the trace context; 017: throughput, above; 018 is empty here).
+      // And what the later versions added (016: the trace context; 017: throughput, above; 018 is empty here;
+      // 021: the batches' callback jobs; 022: the ticks' index).
       `ALTER TABLE ${p}jobs DROP COLUMN trace_context`, `ALTER TABLE ${p}history DROP COLUMN trace_context`,
+      `ALTER TABLE ${p}batches DROP COLUMN callback_jobs`, `DROP INDEX ${p}schedule_ticks_fired ON ${p}schedule_ticks`,
       `CREATE INDEX ${p}jobs_unique ON ${p}jobs (unique_key)`, `CREATE INDEX ${p}history_unique ON ${p}history (unique_key, created_at)`,
       `CREATE INDEX ${p}jobs_reserved ON ${p}jobs (reserved_until)`,
     ]) await t.query(q);

@@ -71,6 +71,21 @@ describe('schedule arithmetic', () => {
     }
   });
 
+  it('an interval after long downtime: the last ticks by arithmetic, also when its end fell during the downtime', () => {
+    const start = at('2026-01-01T00:00:00Z');
+    const now = at('2026-01-04T00:00:00.500Z');
+    const perSecond = (missed: 'latest' | 'all', endAt?: number) =>
+      buildSchedule('i', { every: 1, unit: 'seconds', startAt: new Date(start), ...(endAt ? { endAt: new Date(endAt) } : {}) }, null, { missed }, start);
+    const latest = ticksToFire(perSecond('latest'), start, now, 0);
+    expect(latest.fire).to.deep.equal([at('2026-01-04T00:00:00Z')]);
+    expect(latest.next).to.equal(at('2026-01-04T00:00:01Z'));
+    const endAt = at('2026-01-02T12:00:00.250Z');
+    const all = ticksToFire(perSecond('all', endAt), start, now, 0);
+    expect(all.fire).to.have.length(100);
+    expect(all.fire.at(-1)).to.equal(at('2026-01-02T12:00:00Z'));
+    expect(all.next, 'ended').to.equal(null);
+  });
+
   it('overlap queue: one run at a time, and ticks that waited collapse into one queued run', () => {
     const queued = (missed: 'latest' | 'all' | 'none') => buildSchedule('q', '*/1 * * * *', null, { missed, overlap: 'queue' }, 0);
     const due = at('2026-01-01T00:00:00Z');
@@ -99,10 +114,14 @@ describe('schedule arithmetic', () => {
     }
     expect(() => buildSchedule('x', { every: 1e9, unit: 'days' }, null, {}, 0)).to.throw(/schedule "x": schedule.every must be at most 36500 days \(100 years\); got 1000000000/);
     expect(() => buildSchedule('x', { every: 1, unit: 'hours', startAt: new Date(at('2026-02-01T00:00:00Z')), endAt: new Date(at('2026-01-01T00:00:00Z')) }, null, {}, 0))
-      .to.throw(/schedule "x": schedule.endAt must be after its start/);
+      .to.throw(/schedule "x": schedule.endAt must be after startAt/);
     const now = at('2026-12-07T00:00:00Z');
     expect(() => buildSchedule('x', '0 0 30 2 *', null, {}, now)).to.throw(/schedule "x": schedule never fires/);
-    expect(() => buildSchedule('x', '0 0 0 1 1 * 2020', null, {}, now)).to.throw(/schedule "x": schedule never fires/);
+    // Ended ones are not refused: defined in code, that would refuse every start after the date. They never fire.
+    const pastYear = buildSchedule('x', '0 0 0 1 1 * 2020', null, {}, now);
+    expect(nextFireAfter(pastYear, now)).to.equal(null);
+    const ended = buildSchedule('x', { every: 1, unit: 'hours', endAt: new Date(at('2026-01-01T00:00:00Z')) }, null, {}, now);
+    expect(nextFireAfter(ended, now - 1)).to.equal(null);
     expect(buildSchedule('x', '@daily', null, {}, now).cron).to.equal('@daily');
   });
 

@@ -589,12 +589,21 @@ export class MysqlStore extends PortableStore implements Store {
     // transaction and put back after it: the server closes a connection idle past wait_timeout,
     // in a transaction or not.
     return this.onOwnConnection(async (c) => {
-      await c.query(`SET SESSION innodb_lock_wait_timeout = ${TICK_LOCK_WAIT_MS / 1000}, SESSION wait_timeout = ${TICK_IDLE_MS / 1000}`);
+      await c.query(
+        `SET @sqljobs_lock_wait = @@SESSION.innodb_lock_wait_timeout, @sqljobs_wait = @@SESSION.wait_timeout,
+           SESSION innodb_lock_wait_timeout = ${TICK_LOCK_WAIT_MS / 1000}, SESSION wait_timeout = ${TICK_IDLE_MS / 1000}`,
+      );
+      const restore = () => c.query('SET SESSION innodb_lock_wait_timeout = @sqljobs_lock_wait, SESSION wait_timeout = @sqljobs_wait');
+      let fired: { jobId: string; skipped: boolean } | null;
       try {
-        return await this.fireTick(c, { key, fireAt, row, skipIfLive });
-      } finally {
-        await c.query('SET SESSION innodb_lock_wait_timeout = @@GLOBAL.innodb_lock_wait_timeout, SESSION wait_timeout = @@GLOBAL.wait_timeout');
+        fired = await this.fireTick(c, { key, fireAt, row, skipIfLive });
+      } catch (err) {
+        // Put back if the connection still answers (the server may have closed it: the tick's own error is the one to tell).
+        await restore().catch(() => undefined);
+        throw err;
       }
+      await restore();
+      return fired;
     });
   }
 

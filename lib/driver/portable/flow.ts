@@ -112,6 +112,11 @@ export function* insertWithFlow(sql: Sql, rows: NewJobRow[], batches: NewBatch[]
   const outside = [...new Set(rows.flatMap((r) => r.dependsOn.filter((p) => !inCall.has(p))))];
   const done = new Set<string>();
   const ended = new Map<string, { name: string; state: string }>();
+  // The call's unique and serial keys are locked first, in one order, before any job row or group:
+  // cancel and delete take a key before the jobs of its line too, so no two of them wait for each
+  // other in a cycle (keys in two orders, or a key after a group, deadlocked).
+  const keys = [...new Set(rows.flatMap((r) => [...(r.dedupe !== null ? [r.uniqueKey!] : []), ...(r.serialKey !== null ? [serialLockKey(r.serialKey)] : [])]))];
+  for (const key of keys.sort()) yield lockKey(sql, key);
   if (outside.length) {
     const unknown = yield* whereParentsAre(sql, outside, done, ended);
     if (unknown !== undefined) {
@@ -119,10 +124,6 @@ export function* insertWithFlow(sql: Sql, rows: NewJobRow[], batches: NewBatch[]
       throw new JobValidationError(`job "${child.name}": dependsOn names ${unknown}, which is no job (neither live nor in history)`, 'dependsOn', child.name);
     }
   }
-  // Keys of several rows are locked in one order first (as groups are): two calls naming the same
-  // keys in another order would otherwise each hold one and wait for the other.
-  const keys = [...new Set(rows.flatMap((r) => [...(r.dedupe !== null ? [r.uniqueKey!] : []), ...(r.serialKey !== null ? [serialLockKey(r.serialKey)] : [])]))];
-  if (keys.length > 1) for (const key of keys.sort()) yield lockKey(sql, key);
   const results: EnqueueResult[] = [];
   // A row whose refId a live job holds is that job: its same-call dependents wait for that one.
   const holderOf = new Map<string, string>();
@@ -246,13 +247,15 @@ function* dedupe(sql: Sql, r: NewJobRow): Steps<EnqueueResult | null> {
   const finished = how.states.filter((s) => s !== 'pending' && s !== 'running');
   const recent = (b: Binder) => (how.forMs === null ? '' : ` AND j.created_at > ${d.plusMs(d.now, b.bigint(-how.forMs))}`);
   if (live.length) {
-    // Locking reads (as in whereParentsAre): the latest committed rows, whatever the caller's snapshot.
-    const found = ((yield read(d, (b) => `SELECT j.id FROM ${jobsWithUniqueKey(sql, t.jobs, b.text(key), d.lockHint)} AND j.state ${b.in(live)}${recent(b)}${d.forUpdate}`)) as Outcome).rows[0];
+    // Not a locking read: on MySQL, in a caller's REPEATABLE READ transaction, one over the key's
+    // index range takes gap locks, and enqueues of other keys waited for its commit. (Its snapshot
+    // may miss a job of the key committed since its first read: README.)
+    const found = ((yield read(d, (b) => `SELECT j.id FROM ${jobsWithUniqueKey(sql, t.jobs, b.text(key))} AND j.state ${b.in(live)}${recent(b)}`)) as Outcome).rows[0];
     if (found) return { id: String(found.id), existed: true };
   }
   if (finished.length) {
     const found = ((yield read(d, (b) =>
-      `SELECT ${b.top(1)}j.id FROM ${jobsWithUniqueKey(sql, t.history, b.text(key), d.lockHint)} AND j.state ${b.in(finished)}${recent(b)} ORDER BY j.created_at DESC${b.limit(1)}${d.forUpdate}`)) as Outcome).rows[0];
+      `SELECT ${b.top(1)}j.id FROM ${jobsWithUniqueKey(sql, t.history, b.text(key))} AND j.state ${b.in(finished)}${recent(b)} ORDER BY j.created_at DESC${b.limit(1)}`)) as Outcome).rows[0];
     if (found) return { id: String(found.id), existed: true };
   }
   return null;
@@ -482,11 +485,19 @@ function* handOverSerialKeys(sql: Sql, ended: FinishedRow[], known?: Map<string,
   const keyed = ended.filter((r) => r.serialKey !== null);
   if (!keyed.length) return;
   const before = known ?? (yield* serialPredecessors(sql, keyed.map((r) => r.id)));
-  const wanted = [...new Set(keyed.flatMap((r) => (before.has(r.id) ? [before.get(r.id)!] : [])))];
-  if (!wanted.length) return;
-  const live = new Set(((yield read(d, (b) => `SELECT id FROM ${t.jobs}${d.byKey}${d.lockHint} WHERE id ${b.ids(wanted.sort())}${d.forUpdate}`)) as Outcome).rows.map((r) => String(r.id)));
+  // The job before each, past jobs of the line that ended in this round too (a delete of several, a cascade).
+  const endedHere = new Set(keyed.map((r) => r.id));
+  const liveBefore = new Map<string, string>();
   for (const r of keyed) {
-    const previous = before.get(r.id);
+    let previous = before.get(r.id);
+    for (let hops = 0; previous !== undefined && endedHere.has(previous) && hops < keyed.length; hops++) previous = before.get(previous);
+    if (previous !== undefined && !endedHere.has(previous)) liveBefore.set(r.id, previous);
+  }
+  if (!liveBefore.size) return;
+  const wanted = [...new Set(liveBefore.values())].sort();
+  const live = new Set(((yield read(d, (b) => `SELECT id FROM ${t.jobs}${d.byKey}${d.lockHint} WHERE id ${b.ids(wanted)}${d.forUpdate}`)) as Outcome).rows.map((r) => String(r.id)));
+  for (const r of keyed) {
+    const previous = liveBefore.get(r.id);
     if (previous === undefined || !live.has(previous)) continue;
     const next = ((yield read(d, (b) => `SELECT child_id FROM ${t.deps} WHERE parent_id = ${b.id(r.id)} AND position = ${SERIAL_EDGE}`)) as Outcome).rows.map((e) => String(e.child_id));
     if (next.length) {
@@ -680,6 +691,10 @@ export function* reopenFlow(sql: Sql, id: string, previous: { state: string; flo
   }
   if (previous.serialKey !== null) {
     // Back at the end of its key's line: it waits for the key's tail, and becomes it.
+    // The serial edges from the jobs after it in its old place go (released when it finished): a
+    // hand-over would otherwise point one at it again while it waits behind them, each waiting
+    // for the other.
+    yield write(d, (b) => `DELETE FROM ${t.deps} WHERE parent_id = ${b.id(id)} AND position = ${SERIAL_EDGE}`);
     const before = yield* joinSerialKey(sql, previous.serialKey, id);
     if (before) {
       yield write(d, (b) => `DELETE FROM ${t.deps} WHERE child_id = ${b.id(id)} AND position = ${SERIAL_EDGE}`);

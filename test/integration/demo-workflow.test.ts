@@ -67,12 +67,12 @@ describe('the demo shop (npm run demo)', () => {
     expect((await reader.get(jobs.get('order-complete')!.id))!.result).to.deep.equal(expected);
     expect((await reader.list({ name: 'order-failed' })).items, 'no failure callback').to.have.length(0);
 
-    // The order page links the batch; the admin's batch page (loopback) names its callback.
+    // The order page links the batch; the admin's batch page (loopback) links the job its callback enqueued.
     const orderPage = await request(shop).get(`/orders/${orderId}`);
     expect(orderPage.text).to.include(`/admin/jobs/batches/${batchId}`);
     const batchPage = await request(shop).get(`/admin/jobs/batches/${batchId}`);
     expect(batchPage.status).to.equal(200);
-    expect(batchPage.text).to.match(/on success<\/dt><dd><a [^>]*>order-complete<\/a>/);
+    expect(batchPage.text).to.match(new RegExp(`on success</dt><dd id="callback-onSuccess">\\s*<a href="/admin/jobs/jobs/${jobs.get('order-complete')!.id}">order-complete</a>`));
 
     // Something on every page: two recurring schedules, stored by the demo's worker at start.
     expect((await reader.schedules.list()).map((r) => [r.key, r.name, r.enabled])).to.deep.equal([

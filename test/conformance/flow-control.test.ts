@@ -792,6 +792,27 @@ forEachDialect('flow control: keys, dependents and batches combined', ({ fresh }
     expect(errors).to.deep.equal([]);
   });
 
+  it('retention keeps a serial key\'s row while its last job still waits (delayed past the retention): the next job waits for it', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ retentionDays: 1, worker: { pollInterval: 60_000 } });
+    jobs.define('done', async () => undefined);
+    await jobs.migrate();
+    const tail = await jobs.enqueue('x', {}, { serial: 'reminders:7', delay: 5 * 86_400_000 });
+    await jobs.enqueue('x', {}, { serial: 'reminders:8', delay: 5 * 86_400_000 });
+    await jobs.enqueue('done', {});
+    await jobs.drain();
+    await jobs.delete((await jobs.list({ name: 'x' })).items.find((j) => j.id !== tail.id)!.id);
+    const days = (n: number) => (t.dialect === 'sqlite' ? `${n * 86_400_000}` : t.dialect === 'postgres' ? `interval '${n} days'` : `INTERVAL ${n} DAY`);
+    await t.query(`UPDATE ${t.prefix}history SET finished_at = finished_at - ${days(3)}`);
+    await t.query(`UPDATE ${t.prefix}keys SET touched_at = touched_at - ${days(3)}`);
+    const store = (jobs as unknown as { store: { historyPrune(r: { olderThanMs: number; limit: number }): Promise<number> } }).store;
+    expect(await store.historyPrune({ olderThanMs: 86_400_000, limit: 100 })).to.be.at.least(1);
+    const tails = (await t.query<{ tail_id: string }>(`SELECT tail_id FROM ${t.prefix}keys`)).map((r) => String(r.tail_id));
+    expect(tails, 'the key whose last job waits stays; the other (its job deleted) goes').to.deep.equal([tail.id]);
+    const next = await jobs.enqueue('x', {}, { serial: 'reminders:7' });
+    expect(await jobs.get(next.id)).to.deep.include({ waitingFor: 1 });
+  });
+
   it('refuses serial on a callback, naming the field', async () => {
     const t = await fresh();
     const jobs = t.jobs({ worker: false });

@@ -283,10 +283,13 @@ export function retentionLeftovers(sql: Sql, k: PruneAge): Statement[] {
   return [
     // Batches that finished before the retention go with their jobs (batchStatus then finds none).
     write(d, (b) => `DELETE FROM ${t.batches} WHERE finished_at < ${d.plusMs(d.now, b.bigint(-k.olderThanMs))}`),
-    // Unique/debounce keys not used since then and held by no live job (a later enqueue makes the row again).
+    // Unique/debounce keys not used since then and held by no live job, and serial keys whose last
+    // job is gone (a later enqueue makes the row again). A serial key's row whose last job still
+    // waits (delayed past the retention) stays: without it the key's next job would not wait.
     write(d, (b) =>
       `DELETE FROM ${t.keys} WHERE touched_at < ${d.plusMs(d.now, b.bigint(-k.olderThanMs))}
-       AND NOT EXISTS (SELECT 1 FROM ${jobsWithUniqueKey(sql, t.jobs, `${t.keys}.${d.col('key')}`)})`),
+       AND NOT EXISTS (SELECT 1 FROM ${jobsWithUniqueKey(sql, t.jobs, `${t.keys}.${d.col('key')}`)})
+       AND NOT EXISTS (SELECT 1 FROM ${t.jobs} tj WHERE tj.id = ${t.keys}.tail_id)`),
     // Schedules' ticks from before then (by their index, migration 022): each schedule's next run
     // is past them, so none of those slots is looked at again.
     write(d, (b) => `DELETE FROM ${t.ticks} WHERE fire_at < ${d.plusMs(d.now, b.bigint(-k.olderThanMs))}`),

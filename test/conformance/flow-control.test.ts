@@ -813,6 +813,32 @@ forEachDialect('flow control: keys, dependents and batches combined', ({ fresh }
     expect(await jobs.get(next.id)).to.deep.include({ waitingFor: 1 });
   });
 
+  it('a retry of a finished serial job and a delete of the job after it, both waiting on the key held by a caller\'s transaction, do not deadlock', async function () {
+    const t = await fresh();
+    if (t.driver !== 'pg' && t.driver !== 'mysql2') return this.skip(); // a caller's transaction held open across other calls
+    const jobs = t.jobs({ worker: false });
+    await jobs.migrate();
+    for (let round = 0; round < 4; round++) {
+      const r = await jobs.enqueue('x', { round }, { serial: `k${round}` });
+      const x = await jobs.enqueue('x', { round }, { serial: `k${round}` });
+      expect(await jobs.cancel(r.id)).to.equal(true);
+      let release!: () => void;
+      const held = new Promise<void>((done) => (release = done));
+      const caller = inAppTx(t, 'COMMIT', async (tx) => {
+        await jobs.enqueue('x', {}, { serial: `k${round}`, tx });
+        await held;
+      });
+      await sleep(100);
+      const deleting = (round % 2 ? jobs.cancel(x.id) : jobs.delete(x.id)).then(() => 'ok', (err: Error) => err.message);
+      await sleep(150);
+      const retrying = jobs.retry(r.id).then(() => 'ok', (err: Error) => err.message);
+      await sleep(150);
+      release();
+      await caller;
+      expect([await deleting, await retrying], `round ${round}`).to.deep.equal(['ok', 'ok']);
+    }
+  });
+
   it('refuses serial on a callback, naming the field', async () => {
     const t = await fresh();
     const jobs = t.jobs({ worker: false });

@@ -8,7 +8,7 @@
  * take a job being cancelled or deleted meanwhile (claims skip locked rows).
  */
 import { read, write, type Outcome, type Statement, type Steps } from './statement.ts';
-import { finishJobs, lockSerialLines, reopenFlow, type FlowOutcome } from './flow.ts';
+import { finishJobs, lockFinishedSerialKey, lockSerialLines, reopenFlow, type FlowOutcome } from './flow.ts';
 import { lockGroups, rankInGroup, saveGroupRanks } from './queues.ts';
 import { deadLetterOf } from './reads.ts';
 import { jobsWithUniqueKey, sideIndexForget } from './side-index.ts';
@@ -152,6 +152,7 @@ function* readCopy(sql: Sql, id: string): Steps<{ state: string; originalId: str
  */
 function* retryFailed(sql: Sql, id: string): Steps<string | { skip: RedriveSkip }> {
   const { d, t } = sql;
+  yield* lockFinishedSerialKey(sql, id);
   const row = ((yield finishedLocked(sql, id)) as Outcome).rows[0];
   if (!row) {
     const live = ((yield read(d, (b) => `SELECT id FROM ${t.jobs} WHERE id = ${b.id(id)}`)) as Outcome).rows.length > 0;

@@ -15,7 +15,7 @@ import type {
 } from '../store.ts';
 import type { EnqueueResult } from '../../model.ts';
 import { sideIndexPrune } from './side-index.ts';
-import { CALLBACK_EDGE, afterRemoved, batchCounts, lockSerialLines, batchRow, commitReserved, finishJobs, reservationsExpired, insertWithFlow, jobDependents, jobParents, type BatchCallbackJobs, type FinishItem, type FlowOutcome, type StoredCallbacks } from './flow.ts';
+import { CALLBACK_EDGE, afterRemoved, batchCounts, lockFinishedSerialKey, lockSerialLines, batchRow, commitReserved, finishJobs, reservationsExpired, insertWithFlow, jobDependents, jobParents, type BatchCallbackJobs, type FinishItem, type FlowOutcome, type StoredCallbacks } from './flow.ts';
 import type { SqlDialect } from './dialect.ts';
 import type { Sql } from './sql.ts';
 import { utcMonth, type UtcMonth } from '../month.ts';
@@ -585,6 +585,7 @@ export abstract class PortableStore implements Sql {
   private async retrying(id: string): Promise<Outcome[]> {
     const sql: Sql = this;
     function* steps(): Steps<Outcome[]> {
+      yield* lockFinishedSerialKey(sql, id);
       const outcomes: Outcome[] = [];
       for (const s of jobRetry(sql, id)) outcomes.push((yield s) as Outcome);
       const previous = outcomes[1].rows[0];

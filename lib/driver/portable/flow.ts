@@ -462,8 +462,27 @@ export function* lockSerialLines(sql: Sql, ids: string[]): Steps<Map<string, str
   if (!keyed.length) return new Map();
   for (const key of [...new Set(keyed.map((r) => serialLockKey(String(r.serial_key))))].sort()) yield lockKey(sql, key);
   const before = yield* serialPredecessors(sql, keyed.map((r) => String(r.id)));
-  if (before.size) yield read(d, (b) => `SELECT id FROM ${t.jobs}${d.byKey}${d.lockHint} WHERE id ${b.ids([...new Set(before.values())].sort())}${d.forUpdate}`);
+  // One at a time, earliest in its line first, as a completion locks a job and then the one after
+  // it (id order is not line order once a retried job rejoined its line behind newer ones).
+  for (const id of inLineOrder(before)) yield read(d, (b) => `SELECT id FROM ${t.jobs}${d.lockHint} WHERE id = ${b.id(id)}${d.forUpdate}`);
   return before;
+}
+
+/** The jobs `before` names as coming before others, each after the jobs before it (by the same edges). */
+function inLineOrder(before: Map<string, string>): string[] {
+  const depth = (id: string): number => {
+    let n = 0;
+    for (let at = before.get(id); at !== undefined && n <= before.size; at = before.get(at)) n++;
+    return n;
+  };
+  return [...new Set(before.values())].sort((a, b) => depth(a) - depth(b) || (a < b ? -1 : a > b ? 1 : 0));
+}
+
+/** A finished job's serial key's row, locked before it moves back to its line: the order cancel, delete and enqueue take a key and its jobs in. */
+export function* lockFinishedSerialKey(sql: Sql, id: string): Steps<void> {
+  const { d, t } = sql;
+  const row = ((yield read(d, (b) => `SELECT serial_key FROM ${t.history} WHERE id = ${b.id(id)}`)) as Outcome).rows[0];
+  if (row?.serial_key != null) yield lockKey(sql, serialLockKey(String(row.serial_key)));
 }
 
 /** Each job's serial key's job before it (its serial edge), by job id. */

@@ -158,7 +158,7 @@ export function* insertWithFlow(sql: Sql, rows: NewJobRow[], batches: NewBatch[]
     const parents = [...new Set(r.dependsOn.map((p) => holderOf.get(p) ?? p))];
     let before: string | null = null;
     if (r.serialKey !== null) {
-      before = tails.has(r.serialKey) ? tails.get(r.serialKey)! : yield* serialTail(sql, r.serialKey, r.id);
+      before = tails.has(r.serialKey) ? tails.get(r.serialKey)! : yield* serialTail(sql, r.serialKey, r.id, true);
       tails.set(r.serialKey, r.id);
       // Its parent already: it waits for that one once (a second edge would repeat the key).
       if (before !== null && parents.includes(before)) before = null;
@@ -227,10 +227,10 @@ function lockKey({ d, t }: Sql, key: string): Statement {
   return write(d, (b) => d.upsert(t.keys, d.col('key'), [[d.col('key'), b.text(key)], ['touched_at', d.now]], `touched_at = ${d.now}`));
 }
 
+/** (Its key is already locked: insertWithFlow locks every key of its call first.) */
 function* dedupe(sql: Sql, r: NewJobRow): Steps<EnqueueResult | null> {
   const { d, t } = sql;
   const key = r.uniqueKey!;
-  yield lockKey(sql, key);
   const how = r.dedupe!;
   if (how.kind === 'debounce') {
     const waiting = ((yield read(d, (b) =>
@@ -302,10 +302,11 @@ function serialEdge(sql: Sql, child: string, before: string): Statement {
  * completion, fenced on flow, takes the flow that releases the new one. The caller then writes
  * the key's new tail (keys.tail_id).
  */
-function* serialTail(sql: Sql, serialKey: string, id: string): Steps<string | null> {
+function* serialTail(sql: Sql, serialKey: string, id: string, keyLocked = false): Steps<string | null> {
   const { d, t } = sql;
   const key = serialLockKey(serialKey);
-  yield lockKey(sql, key);
+  // (insertWithFlow locked its keys first: not upserted twice on the enqueue path.)
+  if (!keyLocked) yield lockKey(sql, key);
   const tail = ((yield read(d, (b) => `SELECT tail_id FROM ${t.keys} WHERE ${d.col('key')} = ${b.text(key)}`)) as Outcome).rows[0]?.tail_id;
   if (tail == null || String(tail) === id) return null;
   const previous = String(tail);

@@ -35,7 +35,11 @@ describe('history partitioned by month [postgres]', function () {
   });
 
   function months(): HistoryMonths {
-    const pool = t.db as pg.Pool;
+    return monthsOn(t.db as pg.Pool);
+  }
+
+  /** The upkeep on `pool`, running its own transactions as the store does. */
+  function monthsOn(pool: pg.Pool): HistoryMonths {
     return new HistoryMonths(
       {
         query: (text, values) => pool.query(text, values),
@@ -369,15 +373,7 @@ describe('history partitioned by month [postgres]', function () {
     });
     try {
       expect(typeof (await textual.query('SELECT now() AS now')).rows[0].now, 'the pool reads a timestamp as').to.equal('string');
-      const upkeep = new HistoryMonths({
-        query: (text, values) => textual.query(text, values),
-        transaction: async (fn) => withHeld(await holdPgClient(textual), (c) => c.query('ROLLBACK'), async (c) => {
-          await c.query('BEGIN');
-          const out = await fn((text, values) => c.query(text, values));
-          await c.query('COMMIT');
-          return out;
-        }),
-      }, tables(t.prefix), t.prefix);
+      const upkeep = monthsOn(textual);
       const made = await upkeep.ensureAhead();
       const [current, next] = [monthOf(t.prefix, await dbNow(), 0), monthOf(t.prefix, await dbNow(), 1)];
       expect(made).to.include.members([current.name, next.name]);
@@ -402,15 +398,7 @@ describe('history partitioned by month [postgres]', function () {
       await pool.query(`ALTER ROLE CURRENT_USER SET TimeZone = '${zone}'`);
       try {
         const fresh = t.jobs({ worker: false });
-        const held = new HistoryMonths({
-          query: (text, values) => pool.query(text, values),
-          transaction: async (fn) => withHeld(await holdPgClient(pool), (c) => c.query('ROLLBACK'), async (c) => {
-            await c.query('BEGIN');
-            const out = await fn((text, values) => c.query(text, values));
-            await c.query('COMMIT');
-            return out;
-          }),
-        }, tables(t.prefix), t.prefix);
+        const held = monthsOn(pool);
         const part = (await held.list()).find((p) => p.name === next.name)!;
         expect([part.from?.toISOString(), part.to?.toISOString()], `${style} ${zone}`).to.deep.equal([next.from.toISOString(), next.to.toISOString()]);
         expect(await held.create(next), 'covered already').to.equal(false);

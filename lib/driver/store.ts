@@ -515,6 +515,8 @@ export interface WorkerLiveness {
    * of the same round (where whole months are dropped, they were dropped by the round's first).
    */
   historyPrune(req: { olderThanMs: number; limit: number; more?: boolean }): Promise<number>;
+  /** Once a retention round, after its history batches: finished batches, unused keys and schedule ticks older than olderThanMs. */
+  retentionLeftoversPrune(olderThanMs: number): Promise<void>;
   /**
    * Where history is kept by month: make the current and next month's partitions ahead
    * (PostgreSQL; MySQL/MariaDB and SQL Server once `sqljobs history-partitions` ran), or move the

@@ -177,6 +177,7 @@ export class Maintenance {
     for (let more = false; !this.stopping; more = true) {
       if ((await this.store.historyPrune({ olderThanMs: this.opts.retentionMs!, limit: PRUNE_BATCH, more })) < PRUNE_BATCH) break;
     }
+    if (!this.stopping && this.hooks.leads()) await this.store.retentionLeftoversPrune(this.opts.retentionMs!);
   }
 
   private stopping = false;

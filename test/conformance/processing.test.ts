@@ -971,4 +971,34 @@ forEachDialect('processing', ({ fresh }) => {
       PRUNE_EVERY.ms = 60_000;
     }
   });
+
+  it('a retention round prunes history in batches, then the keys, batches and ticks past it once (they were deleted again with every batch of 1,000 jobs: a million-row keys table scanned each time)', async function () {
+    this.timeout(60_000);
+    const t = await fresh();
+    const jobs = t.jobs({ retentionDays: 1, leader: { leaseMs: 1000 }, worker: { pollInterval: 50 } });
+    jobs.define('noop', async () => undefined);
+    await jobs.migrate();
+    await jobs.enqueueMany(Array.from({ length: 2_500 }, (_, i) => ({ name: 'noop' as const, payload: i })));
+    await jobs.enqueue('noop', 'keyed', { unique: { key: 'once-only' } });
+    await jobs.batch([{ name: 'noop', payload: 'in a batch' }]);
+    await jobs.drain();
+    const ago = (column: string) =>
+      t.dialect === 'sqlite' ? `${column} - ${3 * 86_400_000}` : t.dialect === 'postgres' ? `${column} - interval '3 days'` : t.dialect === 'mssql' ? `DATEADD(day, -3, ${column})` : `${column} - INTERVAL 3 DAY`;
+    await t.query(`UPDATE ${t.prefix}history SET finished_at = ${ago('finished_at')}`);
+    await t.query(`UPDATE ${t.prefix}keys SET touched_at = ${ago('touched_at')}`);
+    await t.query(`UPDATE ${t.prefix}batches SET finished_at = ${ago('finished_at')}`);
+    expect([await count(t, 'keys'), await count(t, 'batches')]).to.deep.equal([1, 1]);
+    const deletes = countStatements(new RegExp(`DELETE FROM ${t.prefix}(history|keys)\\b`, 'i'), { perStatement: true });
+    PRUNE_EVERY.ms = 100;
+    try {
+      await jobs.start();
+      await until(async () => (await count(t, 'history')) === 0 && (await count(t, 'keys')) === 0 && (await count(t, 'batches')) === 0, 'history, keys and batches pruned', 30_000);
+      await jobs.stop();
+    } finally {
+      PRUNE_EVERY.ms = 60_000;
+    }
+    const order = deletes.texts.map((text) => (new RegExp(`DELETE FROM ${t.prefix}history`, 'i').test(text) ? 'history' : 'keys'));
+    expect(order.filter((o) => o === 'history').length, 'history deleted in three batches').to.be.at.least(3);
+    expect(order.slice(0, order.lastIndexOf('history') + 1), 'no keys statement between the round\'s history batches').to.not.include('keys');
+  });
 });

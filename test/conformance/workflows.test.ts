@@ -197,8 +197,9 @@ forEachDialect('workflows', ({ fresh }) => {
     // Finished long ago: the prune takes the jobs, their edges and the batch.
     await t.query(`UPDATE ${t.prefix}history SET finished_at = created_at - ${t.dialect === 'sqlite' ? 3 * 86_400_000 : t.dialect === 'postgres' ? "interval '3 days'" : 'INTERVAL 3 DAY'}`);
     await t.query(`UPDATE ${t.prefix}batches SET finished_at = created_at - ${t.dialect === 'sqlite' ? 3 * 86_400_000 : t.dialect === 'postgres' ? "interval '3 days'" : 'INTERVAL 3 DAY'}`);
-    const store = (jobs as unknown as { store: { historyPrune(r: { olderThanMs: number; limit: number }): Promise<number> } }).store;
+    const { store } = jobs;
     expect(await store.historyPrune({ olderThanMs: 86_400_000, limit: 100 })).to.equal(1);
+    await store.retentionLeftoversPrune(86_400_000); // the round's end
     for (const table of ['deps', 'batches']) {
       expect(Number((await t.query<{ n: number }>(`SELECT COUNT(*) AS n FROM ${t.prefix}${table}`))[0].n), table).to.equal(0);
     }
@@ -216,7 +217,7 @@ forEachDialect('workflows', ({ fresh }) => {
     const dependent = (await jobs.enqueue('c', 5, { dependsOn: [parent] })).id;
     const back = t.dialect === 'sqlite' ? 3 * 86_400_000 : t.dialect === 'postgres' ? "interval '3 days'" : 'INTERVAL 3 DAY';
     await t.query(`UPDATE ${t.prefix}history SET finished_at = finished_at - ${back}`);
-    const store = (jobs as unknown as { store: { historyPrune(r: { olderThanMs: number; limit: number }): Promise<number> } }).store;
+    const { store } = jobs;
     expect(await store.historyPrune({ olderThanMs: 86_400_000, limit: 100 }), 'only the job nothing reads').to.equal(1);
     expect(await jobs.get(plain)).to.equal(null);
     expect((await jobs.get(parent))?.state).to.equal('completed');
@@ -226,6 +227,7 @@ forEachDialect('workflows', ({ fresh }) => {
     expect(await jobs.delete(dependent)).to.equal(true);
     expect(await jobs.cancel(waitsInBatch)).to.equal(true);
     expect(await store.historyPrune({ olderThanMs: 86_400_000, limit: 100 })).to.equal(2);
+    await store.retentionLeftoversPrune(86_400_000); // the round's end
     expect(await jobs.get(parent)).to.equal(null);
     expect(await jobs.get(ranInBatch)).to.equal(null);
     expect((await jobs.get(waitsInBatch))?.state, 'finished just now: within the retention').to.equal('cancelled');

@@ -15,7 +15,7 @@ import {
   workersList,
 } from '../../lib/driver/portable/reads.ts';
 import { throughputCounters, throughputCoverage, throughputForget, throughputLast, throughputRead, throughputSave } from '../../lib/driver/portable/throughput.ts';
-import { cancelJob, historyPrune, historyPruneLock, historyPrunePick, jobMakeDue, jobRetry, jobsDelete, queuePause, queueResume, redriveCopy } from '../../lib/driver/portable/admin.ts';
+import { cancelJob, historyPrune, historyPruneLock, historyPrunePick, jobMakeDue, jobRetry, jobsDelete, queuePause, queueResume, redriveCopy, retentionLeftovers } from '../../lib/driver/portable/admin.ts';
 import { jobSaveCheckpoint, jobsNextDue, jobsOwnedBy, jobsStalled, workerHeartbeat, workerHeartbeatAge, workerRemove, workersFound, workersLockable, workersRemoveStale, workersStale } from '../../lib/driver/portable/workers.ts';
 import { claimManaged, groupForget, idleGroups, lockGroups, queueSettingsList, rankInGroup, saveGroupRanks, saveQueueSettings } from '../../lib/driver/portable/queues.ts';
 import { scheduleAdvance, scheduleRecordRun, scheduleRemove, scheduleSetEnabled, scheduleTicksRemove, schedulesDue, schedulesList } from '../../lib/driver/portable/schedules.ts';
@@ -80,6 +80,7 @@ export function portableStatements(sql: Sql): [string, Statement][] {
     ...each('jobsDelete', jobsDelete(sql, [UUID, TOKEN])),
     ['historyPrunePick', historyPrunePick(sql, { olderThanMs: 86_400_000, limit: 100 })],
     ...each('historyPrune', historyPrune(sql, { olderThanMs: 86_400_000, ids: [UUID, TOKEN] })),
+    ...each('retentionLeftovers', retentionLeftovers(sql, { olderThanMs: 86_400_000 })),
     ['workerHeartbeat', workerHeartbeat(sql, { id: HOSTILE, host: HOSTILE, pid: 1, queues: [HOSTILE], names: [HOSTILE], concurrency: 2 })],
     ['workerHeartbeat (all queues)', workerHeartbeat(sql, { id: HOSTILE, host: HOSTILE, pid: 1, queues: null, names: [], concurrency: 1 })],
     ['jobsOwnedBy', jobsOwnedBy(sql, HOSTILE)],

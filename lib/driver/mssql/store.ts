@@ -18,7 +18,6 @@ import { checkNotNewer, loadMigrations, splitStatements } from '../migrations.ts
 import { APP_LOCK_SHOWN, MssqlSql } from './statements.ts';
 import { MssqlHistoryMonths } from './months.ts';
 import { historyMonthsOfPartitions } from '../partition-months.ts';
-import { retentionLeftovers } from '../portable/admin.ts';
 import type { Param, ParamType, Stmt } from './tsql.ts';
 import { claimOrder, toClaimedJob } from '../rows.ts';
 import { describeTx } from '../detect.ts';
@@ -304,10 +303,8 @@ IF @r < 0 THROW 50001, 'sqljobs: could not take the migration lock', 1;`, [{ nam
 
   /** Partitioned: whole months past the retention are emptied first; rows are pruned one by one only after the newest expired month. */
   override async historyPrune(req: { olderThanMs: number; limit: number }): Promise<number> {
-    const { dropped, expiredUntil } = await this.months.dropExpired(req.olderThanMs);
-    const pruned = await super.historyPrune({ ...req, since: expiredUntil?.getTime() });
-    if (dropped.length && pruned === 0) await this.runner.transaction(retentionLeftovers(this, req));
-    return pruned;
+    const { expiredUntil } = await this.months.dropExpired(req.olderThanMs);
+    return super.historyPrune({ ...req, since: expiredUntil?.getTime() });
   }
 
   // ---------------------------------------------------------------- enqueue

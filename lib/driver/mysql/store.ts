@@ -28,7 +28,7 @@ import { mysql as mysqlDialect, utc } from '../portable/dialect.ts';
 import { PortableStore } from '../portable/engine.ts';
 import type { FlowOutcome } from '../portable/flow.ts';
 import { drive, type Outcome, type SqlRunner, type Statement, type Tables, type Steps } from '../portable/statement.ts';
-import { historyPrune, historyPrunePick, retentionLeftovers } from '../portable/admin.ts';
+import { historyPrune, historyPrunePick } from '../portable/admin.ts';
 import { MysqlHistoryMonths } from './months.ts';
 import { historyMonthsOfPartitions } from '../partition-months.ts';
 import { jobsByRef, jobsInsert } from './enqueue.ts';
@@ -685,8 +685,8 @@ export class MysqlStore extends PortableStore implements Store {
    * other's rows.
    */
   override async historyPrune({ olderThanMs, limit }: { olderThanMs: number; limit: number }): Promise<number> {
-    const { dropped, expiredUntil } = await this.months.dropExpired(olderThanMs);
-    const pruned = await this.transaction(async (c) => {
+    const { expiredUntil } = await this.months.dropExpired(olderThanMs);
+    return this.transaction(async (c) => {
       const pick = historyPrunePick(this, { olderThanMs, limit, since: expiredUntil?.getTime() });
       const [picked] = await runOn(c, [{ ...pick, text: `${pick.text} FOR UPDATE SKIP LOCKED` }]);
       const ids = picked.rows.map((r) => String(r.id));
@@ -694,8 +694,6 @@ export class MysqlStore extends PortableStore implements Store {
       const [rows] = await runOn(c, historyPrune(this, { olderThanMs, ids }));
       return rows.changes;
     });
-    if (dropped.length && pruned === 0) await this.runner.transaction(retentionLeftovers(this, { olderThanMs }));
-    return pruned;
   }
 
   /** A connection from the app's pool inside START TRANSACTION; released once, on commit or rollback. */

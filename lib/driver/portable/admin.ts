@@ -271,13 +271,14 @@ export function historyPrune(sql: Sql, k: PruneAge & { ids: string[] }): Stateme
   return [
     write(d, (b) => `DELETE FROM ${t.history} WHERE id ${b.ids(k.ids)} AND finished_at < ${d.plusMs(d.now, b.bigint(-k.olderThanMs))} AND ${noLiveReader(sql, t.history)}`),
     ...jobsDeleteTrail(sql, k.ids),
-    ...retentionLeftovers(sql, k),
   ];
 }
 
 /**
- * What retention removes besides finished jobs: batches and unique/debounce keys past it (also run
- * after PostgreSQL dropped whole months of history, when no row was left to prune one by one).
+ * What retention removes besides finished jobs: batches, unique/debounce/serial keys and schedule
+ * ticks past it. Once a round, after its history batches (each of these tables is read whole or
+ * by a range: run with every batch of 1,000 pruned jobs, a million-row keys table was scanned
+ * again each time), each statement on its own, none reading history.
  */
 export function retentionLeftovers(sql: Sql, k: PruneAge): Statement[] {
   const { d, t } = sql;

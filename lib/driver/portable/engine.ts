@@ -20,7 +20,7 @@ import type { SqlDialect } from './dialect.ts';
 import type { Sql } from './sql.ts';
 import { utcMonth, type UtcMonth } from '../month.ts';
 import { tables, type Outcome, type SqlRunner, type Statement, type Steps, type Tables } from './statement.ts';
-import { cancelJob, historyPrune, historyPruneLock, historyPrunePick, jobMakeDue, jobRetry, jobsDelete, queuePause, queueResume, redriveCopy, reopenWorkflow } from './admin.ts';
+import { cancelJob, historyPrune, historyPruneLock, historyPrunePick, jobMakeDue, jobRetry, jobsDelete, queuePause, queueResume, redriveCopy, reopenWorkflow, retentionLeftovers } from './admin.ts';
 import { leaseRelease, leaseRenew } from './leases.ts';
 import { jobsRaise, jobsToAge } from './aging.ts';
 import { claimManaged, groupForget, idleGroups, queueSettingsList, saveQueueSettings, toQueueSettingsRow, type ManagedClaim, type ManagedClaimRequest, type QueueSettingsRow, type StoredQueueSettings } from './queues.ts';
@@ -661,5 +661,10 @@ export abstract class PortableStore implements Sql {
     if (!ids.length) return 0;
     const [, pruned] = await this.runner.transaction([historyPruneLock(this, ids), ...historyPrune(this, { olderThanMs, ids })]);
     return pruned.changes;
+  }
+
+  /** Once a retention round: batches, keys and ticks past the retention, each statement alone. */
+  async retentionLeftoversPrune(olderThanMs: number): Promise<void> {
+    for (const statement of retentionLeftovers(this, { olderThanMs })) await this.runner.run(statement);
   }
 }

@@ -41,7 +41,6 @@ import { PortableStore } from '../portable/engine.ts';
 import { drive, type Outcome, type SqlRunner, type Statement, type Steps } from '../portable/statement.ts';
 import { insertWithFlow, type FlowOutcome } from '../portable/flow.ts';
 import { holdPgClient, nothingToUndo, withHeld } from '../held.ts';
-import { retentionLeftovers } from '../portable/admin.ts';
 import { HistoryMonths } from './months.ts';
 import { Periodic } from '../../periodic.ts';
 import { settlesWithin, within } from '../../wait.ts';
@@ -365,18 +364,13 @@ export class PostgresStore extends PortableStore implements Store {
   override async historyPrune(req: { olderThanMs: number; limit: number; more?: boolean }): Promise<number> {
     // Whole months once per round (its first batch); later batches prune rows past the same end.
     if (!req.more || this.expiredUntil === undefined) {
-      const { dropped, expiredUntil } = await this.months.dropExpired(req.olderThanMs);
-      this.expiredUntil = expiredUntil;
-      this.droppedThisRound = dropped.length > 0;
+      this.expiredUntil = (await this.months.dropExpired(req.olderThanMs)).expiredUntil;
     }
-    const pruned = await super.historyPrune({ olderThanMs: req.olderThanMs, limit: req.limit, since: this.expiredUntil?.getTime() });
-    if (this.droppedThisRound && pruned === 0) await this.runner.transaction(retentionLeftovers(this, req));
-    return pruned;
+    return super.historyPrune({ olderThanMs: req.olderThanMs, limit: req.limit, since: this.expiredUntil?.getTime() });
   }
 
   /** The end of the newest month past the retention at this round's start (undefined: no round yet). */
   private expiredUntil: Date | null | undefined;
-  private droppedThisRound = false;
 
   /**
    * Each month with its partition and size; a large month's counts from ANALYZE's estimate rather

@@ -35,7 +35,6 @@ import { listLimit, statesByTable } from '../sql.ts';
 import { toJobRecord } from '../rows.ts';
 import { historyMonthCounts, jobGet, jobsList } from '../portable/reads.ts';
 import { throughputRead, type ThroughputRead } from '../portable/throughput.ts';
-import { retentionLeftovers } from '../portable/admin.ts';
 import { drive, driveSync, type Outcome, type SqlRunner, type Statement, type Steps } from '../portable/statement.ts';
 import { insertWithFlow, jobDependents, jobParents } from '../portable/flow.ts';
 import type {
@@ -657,8 +656,7 @@ export class SqliteStore extends PortableStore implements Store {
     // read when its month was moved; once no job reads it, the next upkeep moves it to its month's file.
     const since = utcMonth(new Date(nowMs - req.olderThanMs)).from.getTime();
     const pruned = await super.historyPrune({ ...req, since });
-    const { deleted, rows } = await this.months.prune({ nowMs, olderThanMs: req.olderThanMs, limit: req.limit - pruned });
-    if (deleted.length && pruned + rows === 0) await this.runner.transaction(retentionLeftovers(this, req));
+    const { rows } = await this.months.prune({ nowMs, olderThanMs: req.olderThanMs, limit: req.limit - pruned });
     return pruned + rows;
   }
 

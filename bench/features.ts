@@ -18,7 +18,7 @@ import { fmt, median } from './lib/stats.ts';
 
 interface Variant {
   /** Options of the i-th job. */
-  item?: (i: number) => EnqueueOptions;
+  item?: (i: number) => Omit<EnqueueOptions, 'onSuccess' | 'onFailure'>;
   /** createJobs options. */
   setup?: Partial<JobsOptions>;
   /** Reserved jobs are committed after they are all enqueued (counted in the enqueue time). */

@@ -21,7 +21,7 @@ export interface DefinedOptions {
 import { EventEmitter } from 'node:events';
 import {
   JobValidationError, MAX_REDRIVE, buildJobRow, dependsOnList, describe, idsMatching, validateBackoff, validateId, validateIds, validateListFilter, validateName,
-  validateRedriveFilter, type AttemptRecord, type BackoffOptions, type CallbackOption, type EnqueueOptions, type EnqueueResult, type JobError,
+  validateRedriveFilter, type AttemptRecord, type BackoffOptions, type CallbackOption, type EnqueueOptions, type EnqueueResult, type JobError, untypedCallbacks,
   type JobRecord, type ListFilter, type ListPage, type LogRecord, type NewJobRow, type Payload, type RedriveFilter, type RedriveResult,
 } from './model.ts';
 import { FLOW, type NewBatch, type StoredCallbacks } from './driver/portable/flow.ts';
@@ -54,13 +54,13 @@ import { JobMetrics } from './telemetry/metrics.ts';
 import type { Registry } from 'prom-client';
 
 /** jobs.batch's options: a callback per outcome of the whole batch, and the caller's transaction. */
-export interface BatchOptions<Tx = TransactionHandle> {
+export interface BatchOptions<Tx = TransactionHandle, M extends JobMap = {}> {
   /** Enqueued once, when the batch's last job finished, whatever the outcomes. */
-  onComplete?: CallbackOption;
+  onComplete?: CallbackOption<M>;
   /** Enqueued once every job of the batch completed. */
-  onSuccess?: CallbackOption;
+  onSuccess?: CallbackOption<M>;
   /** Enqueued once, when the batch finished with a job failed or cancelled. */
-  onFailure?: CallbackOption;
+  onFailure?: CallbackOption<M>;
   tx?: Tx;
 }
 
@@ -125,7 +125,7 @@ export interface JobsEvents {
 }
 
 export type EnqueueManyItem<M extends JobMap> = {
-  [K in JobName<M>]: { name: K; payload: PayloadOf<M, K> } & Omit<EnqueueOptions, 'tx'>;
+  [K in JobName<M>]: { name: K; payload: PayloadOf<M, K> } & Omit<EnqueueOptions<TransactionHandle, M>, 'tx'>;
 }[JobName<M>];
 
 /**
@@ -371,8 +371,8 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
   }
 
   /** Enqueue one job. Resolves to its id, and existed = true when a live job with the same refId was returned. */
-  async enqueue<K extends JobName<M>>(name: K, payload: PayloadOf<M, K>, opts: EnqueueOptions<Tx> = {}): Promise<EnqueueResult> {
-    const row = this.row(name, payload, opts ?? {});
+  async enqueue<K extends JobName<M>>(name: K, payload: PayloadOf<M, K>, opts: EnqueueOptions<Tx, M> = {}): Promise<EnqueueResult> {
+    const row = this.row(name, payload, untypedCallbacks(opts ?? {}));
     const tx = givenTx(opts, `job "${name}": opts.tx`, name);
     return (await this.insert([row], tx))[0];
   }
@@ -397,9 +397,9 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
    * SQLite only: enqueue synchronously, so it can run inside the app's own
    * `db.transaction(() => ...)` and commit or roll back with it.
    */
-  enqueueSync<K extends JobName<M>>(name: K, payload: PayloadOf<M, K>, opts: Omit<EnqueueOptions, 'tx'> = {}): EnqueueResult {
+  enqueueSync<K extends JobName<M>>(name: K, payload: PayloadOf<M, K>, opts: Omit<EnqueueOptions<Tx, M>, 'tx'> = {}): EnqueueResult {
     if (!this.db.jobInsertManySync) throw new Error(`enqueueSync needs a better-sqlite3 database; this instance uses ${this.db.dialect}: use await jobs.enqueue(..., { tx })`);
-    const rows = [this.row(name, payload, opts)];
+    const rows = [this.row(name, payload, untypedCallbacks(opts))];
     const written = this.tracing.send(rows, () => (needsFlow(rows) ? this.db.jobInsertFlowSync!({ rows }) : this.db.jobInsertManySync!({ rows })));
     return this.afterEnqueue(rows, written, this.db.appInTransaction?.() ?? true)[0];
   }
@@ -417,8 +417,8 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
    * enqueued, in that job's finishing transaction (onComplete always; onSuccess when every job
    * completed; onFailure when one failed or was cancelled). The callbacks see `ctx.batch`.
    */
-  async batch(items: EnqueueManyItem<M>[], opts: BatchOptions<Tx> = {}): Promise<{ batchId: string; ids: string[] }> {
-    const { rows, ids, batch } = this.planBatch(items, opts);
+  async batch(items: EnqueueManyItem<M>[], opts: BatchOptions<Tx, M> = {}): Promise<{ batchId: string; ids: string[] }> {
+    const { rows, ids, batch } = this.planBatch(items, untypedCallbacks(opts));
     const tx = givenTx(opts, 'batch: opts.tx');
     return batchResult(batch, rows, ids, await this.insert(rows, tx, [batch]));
   }
@@ -427,9 +427,9 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
    * SQLite only: jobs.batch synchronously, so it can run inside the app's own
    * `db.transaction(() => ...)` (beside enqueueSync) and commit or roll back with it.
    */
-  batchSync(items: EnqueueManyItem<M>[], opts: Omit<BatchOptions, 'tx'> = {}): { batchId: string; ids: string[] } {
+  batchSync(items: EnqueueManyItem<M>[], opts: Omit<BatchOptions<Tx, M>, 'tx'> = {}): { batchId: string; ids: string[] } {
     if (!this.db.jobInsertFlowSync) throw new Error(`batchSync needs a better-sqlite3 database; this instance uses ${this.db.dialect}: use await jobs.batch(..., { tx })`);
-    const { rows, ids, batch } = this.planBatch(items, opts);
+    const { rows, ids, batch } = this.planBatch(items, untypedCallbacks(opts));
     const written = this.tracing.send(rows, () => this.db.jobInsertFlowSync!({ rows, batches: [batch] }));
     return batchResult(batch, rows, ids, this.afterEnqueue(rows, written, this.db.appInTransaction?.() ?? true));
   }
@@ -1025,7 +1025,7 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
    * useApp runs it through the app; its result is the response `{ status, headers, body }`. A 5xx
    * or a thrown error is retried; a 4xx fails for good. The app reads the job's user with jobRequest(req).
    */
-  async enqueueRequest(request: JobRequestInit, opts: EnqueueOptions<Tx> = {}): Promise<EnqueueResult> {
+  async enqueueRequest(request: JobRequestInit, opts: EnqueueOptions<Tx, M> = {}): Promise<EnqueueResult> {
     const payload = requestPayload(request);
     const userId = request.userId ?? opts.userId;
     return this.enqueue(REQUEST_JOB as JobName<M>, payload as PayloadOf<M, JobName<M>>, userId === undefined ? opts : { ...opts, userId });

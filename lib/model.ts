@@ -17,6 +17,7 @@
  *   failed|cancelled --retry--> pending  (moved back to the hot table)
  */
 import type { TransactionHandle } from './driver/orm/types.ts';
+import type { JobMap, JobName, PayloadOf } from './jobs.ts';
 import { safeString, storableText } from './text.ts';
 
 export const JOB_STATES = ['pending', 'running', 'completed', 'failed', 'cancelled', 'skipped'] as const;
@@ -123,7 +124,8 @@ export interface LogRecord {
   message: string;
 }
 
-export interface EnqueueOptions<Tx = TransactionHandle> {
+/** Options of an enqueue. M: the job map, which types the callbacks' names and payloads (untyped when empty). */
+export interface EnqueueOptions<Tx = TransactionHandle, M extends JobMap = {}> {
   /** Run after this many milliseconds (measured by the database clock). */
   delay?: number;
   /** Run at or after this instant. */
@@ -154,9 +156,9 @@ export interface EnqueueOptions<Tx = TransactionHandle> {
    */
   dependsOn?: string | number | readonly (string | number)[];
   /** Enqueued in the transaction that completes this job, with this job as its parent (`ctx.parents`). */
-  onSuccess?: CallbackOption;
+  onSuccess?: CallbackOption<M>;
   /** Enqueued in the transaction that fails this job for good or cancels it, with this job as its parent. */
-  onFailure?: CallbackOption;
+  onFailure?: CallbackOption<M>;
   /**
    * Uniqueness: while a job with this key exists in one of `states` (default pending and running)
    * and, with `forMs`, was created within that many milliseconds (finished ones too when `states`
@@ -197,13 +199,30 @@ export interface EnqueueOptions<Tx = TransactionHandle> {
   tx?: Tx;
 }
 
-/** A job to enqueue later: its name, or its name with a payload and enqueue options. */
-export type CallbackOption = string | CallbackSpec;
+/**
+ * A job to enqueue later: its name alone (for a job whose payload may be left out), or its name
+ * with a payload and enqueue options. With a job map, the name is one of its jobs and the payload
+ * that job's.
+ */
+export type CallbackOption<M extends JobMap = {}> = CallbackName<M> | CallbackSpec<M>;
 
-export interface CallbackSpec extends Omit<EnqueueOptions, 'tx' | 'dependsOn' | 'runAt'> {
-  name: string;
-  payload?: unknown;
+/** The names a callback may give alone: jobs whose payload may be undefined. */
+type CallbackName<M extends JobMap> = { [K in JobName<M>]: undefined extends PayloadOf<M, K> ? K : never }[JobName<M>];
+
+export type CallbackSpec<M extends JobMap = {}> = {
+  [K in JobName<M>]: { name: K } & (undefined extends PayloadOf<M, K> ? { payload?: PayloadOf<M, K> } : { payload: PayloadOf<M, K> }) & CallbackEnqueueOptions<M>;
+}[JobName<M>];
+
+type CallbackKey = 'onSuccess' | 'onFailure' | 'onComplete';
+/** @internal Options as the core reads them: the job map types the caller's callbacks, the core checks every callback at run time. */
+export type UntypedCallbacks<O> = Omit<O, CallbackKey> & { [K in CallbackKey & keyof O]?: CallbackOption };
+/** @internal */
+export function untypedCallbacks<O extends object>(opts: O): UntypedCallbacks<O> {
+  return opts as unknown as UntypedCallbacks<O>;
 }
+
+/** What a callback takes of the enqueue options: not those of a job enqueued now (it is enqueued in the transaction that finishes its job). */
+export interface CallbackEnqueueOptions<M extends JobMap = {}> extends Omit<EnqueueOptions<never, M>, 'tx' | 'dependsOn' | 'runAt' | 'debounce' | 'unique' | 'reserve' | 'serial' | 'refId'> {}
 
 export interface EnqueueResult {
   id: string;
@@ -568,7 +587,7 @@ export interface NewJobRow {
   bytes: number;
 }
 
-const ENQUEUE_KEYS = new Set([
+export const ENQUEUE_KEYS: ReadonlySet<string> = new Set([
   'delay', 'runAt', 'priority', 'queue', 'maxAttempts', 'timeout', 'backoff', 'refId', 'tag',
   'batchId', 'createdBy', 'userId', 'replyTo', 'args', 'meta', 'tx', 'name', 'payload', 'dependsOn', 'onSuccess', 'onFailure',
   'unique', 'debounce', 'deadLetter', 'serial', 'reserve', 'group',

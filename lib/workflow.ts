@@ -3,7 +3,7 @@
  * validated and stored with their job, and the jobs of one call put in an order where each
  * parent comes before its dependents, with a cycle refused before anything is written.
  */
-import { JobValidationError, describe, type CallbackOption, type NewJobRow } from './model.ts';
+import { ENQUEUE_KEYS, JobValidationError, describe, type CallbackOption, type NewJobRow } from './model.ts';
 import { FLOW, type StoredCallback, type StoredCallbacks } from './driver/portable/flow.ts';
 
 /** A row of one call, with the other items of the call it depends on (by index). */
@@ -15,7 +15,14 @@ export interface PlannedRow {
 /** Builds a validated row for a callback (the facade's own row(): definition defaults, encoding). */
 export type RowBuilder = (name: string, payload: unknown, opts: Record<string, unknown>) => NewJobRow;
 
-const NOT_IN_CALLBACK = ['tx', 'dependsOn', 'runAt', 'debounce', 'unique', 'reserve', 'serial'];
+const IN_ITS_TRANSACTION = 'a callback runs when the job finishes, in its transaction';
+/** Enqueue options a callback cannot take, and why. */
+const NOT_IN_CALLBACK = new Map<string, string>([
+  ...['tx', 'dependsOn', 'runAt', 'debounce', 'unique', 'reserve', 'serial'].map((k): [string, string] => [k, IN_ITS_TRANSACTION]),
+  // It was dropped (stored as null): kept, a live job holding the same refId would fail the finishing transaction.
+  ['refId', 'a callback is enqueued by the transaction that finishes its job, which a live job holding the same refId would fail'],
+]);
+const CALLBACK_KEYS = [...ENQUEUE_KEYS].filter((k) => k !== 'name' && k !== 'payload' && !NOT_IN_CALLBACK.has(k));
 
 /** A callback option as stored with its job: validated now, so a bad one is refused at enqueue, never when the job finishes. */
 export function storedCallback(job: string, field: string, spec: CallbackOption, build: RowBuilder): StoredCallback {
@@ -25,8 +32,10 @@ export function storedCallback(job: string, field: string, spec: CallbackOption,
   }
   const { name, payload, ...options } = typeof spec === 'string' ? { name: spec, payload: undefined } : (spec as { name: string; payload?: unknown });
   if (typeof name !== 'string') throw new JobValidationError(`job "${job}": ${field}.name must be a job name; got ${describe(name)}`, `${field}.name`, job);
-  for (const key of NOT_IN_CALLBACK) {
-    if (key in options) throw new JobValidationError(`job "${job}": ${field}.${key} is not allowed (a callback runs when the job finishes, in its transaction)`, `${field}.${key}`, job);
+  for (const key of Object.keys(options)) {
+    const why = NOT_IN_CALLBACK.get(key);
+    if (why) throw new JobValidationError(`job "${job}": ${field}.${key} is not allowed (${why})`, `${field}.${key}`, job);
+    if (!ENQUEUE_KEYS.has(key)) throw new JobValidationError(`job "${job}": ${field}.${key} is not a callback option; allowed: ${CALLBACK_KEYS.join(', ')}`, `${field}.${key}`, job);
   }
   const row = build(name, payload, options);
   if (row.payloadBin) throw new JobValidationError(`job "${job}": ${field}.payload must be JSON (a Buffer payload is not stored with a callback)`, `${field}.payload`, job);

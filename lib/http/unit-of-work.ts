@@ -13,7 +13,7 @@
 import { Jobs, type BatchOptions, type EnqueueManyItem, type JobMap, type JobName, type PayloadOf, type SupportedDb } from '../jobs.ts';
 import type { NewBatch } from '../driver/portable/flow.ts';
 import type { TransactionHandle } from '../driver/orm/types.ts';
-import type { EnqueueOptions, EnqueueResult, JobRecord, ListFilter, ListPage, NewJobRow } from '../model.ts';
+import { untypedCallbacks, type EnqueueOptions, type EnqueueResult, type JobRecord, type ListFilter, type ListPage, type NewJobRow } from '../model.ts';
 import { describe } from '../model.ts';
 import type { OpenTransaction } from '../driver/store.ts';
 
@@ -125,7 +125,7 @@ export class RequestJobs<M extends JobMap = {}> {
   ) {}
 
   /** The options with the request's user stamped in (userId and createdBy), where the call left them unset. */
-  private stamp<O extends Omit<EnqueueOptions, 'tx'>>(opts: O): O {
+  private stamp<O extends { userId?: string; createdBy?: string }>(opts: O): O {
     if (!this.opts.userId) return opts;
     this.user ??= { id: this.opts.userId() };
     const id = this.user.id;
@@ -181,10 +181,10 @@ export class RequestJobs<M extends JobMap = {}> {
   }
 
   /** Enqueue as part of the request's unit of work: the job exists only if the request commits. */
-  async enqueue<K extends JobName<M>>(name: K, payload: PayloadOf<M, K>, opts: Omit<EnqueueOptions, 'tx'> = {}): Promise<EnqueueResult> {
+  async enqueue<K extends JobName<M>>(name: K, payload: PayloadOf<M, K>, opts: Omit<EnqueueOptions<never, M>, 'tx'> = {}): Promise<EnqueueResult> {
     this.use();
     opts = this.stamp(opts);
-    if (this.buffering) return this.buffer(name, payload, opts);
+    if (this.buffering) return this.buffer(name, payload, untypedCallbacks(opts));
     const tx = await this.native();
     return this.inTurn(() => this.jobs.enqueue(name, payload, { ...opts, tx }));
   }
@@ -203,11 +203,11 @@ export class RequestJobs<M extends JobMap = {}> {
   }
 
   /** jobs.batch as part of the request's unit of work: the batch exists only if the request commits. */
-  async batch(items: EnqueueManyItem<M>[], opts: Omit<BatchOptions, 'tx'> = {}): Promise<{ batchId: string; ids: string[] }> {
+  async batch(items: EnqueueManyItem<M>[], opts: Omit<BatchOptions<never, M>, 'tx'> = {}): Promise<{ batchId: string; ids: string[] }> {
     this.use();
     items = items.map((it) => this.stamp(it));
     if (this.buffering) {
-      const { rows, ids, batch } = this.jobs.prepareBatch(items, opts);
+      const { rows, ids, batch } = this.jobs.prepareBatch(items, untypedCallbacks(opts));
       this.buffered.push(...rows);
       this.bufferedBatches.push(batch);
       return { batchId: batch.id, ids };
@@ -217,7 +217,7 @@ export class RequestJobs<M extends JobMap = {}> {
   }
 
   /** SQLite: enqueue now, synchronously, joining the app's open db.transaction() if any. */
-  enqueueSync<K extends JobName<M>>(name: K, payload: PayloadOf<M, K>, opts: Omit<EnqueueOptions, 'tx'> = {}): EnqueueResult {
+  enqueueSync<K extends JobName<M>>(name: K, payload: PayloadOf<M, K>, opts: Omit<EnqueueOptions<never, M>, 'tx'> = {}): EnqueueResult {
     if (this.finished) this.use();
     return this.jobs.enqueueSync(name, payload, this.stamp(opts));
   }

@@ -173,6 +173,32 @@ forEachDialect('workflows', ({ fresh }) => {
     await jobs.stop();
   });
 
+  it('a callback\'s own callbacks and dead letter run in turn, a batch callback\'s too (they were stored but never enqueued)', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { pollInterval: 50, queues: ['default'] } }); // the dead letter waits in its queue
+    const ran: string[] = [];
+    jobs.define('step', async (p: { note: string; fail?: boolean }) => {
+      ran.push(p.note);
+      if (p.fail) throw new Error(`${p.note} failed`);
+    }, { maxAttempts: 1 });
+    await jobs.start();
+    await jobs.enqueue('step', { note: 'root' }, {
+      onSuccess: { name: 'step', payload: { note: 'cb' }, onSuccess: { name: 'step', payload: { note: 'cb of cb' } } },
+    });
+    await jobs.enqueue('step', { note: 'root 2' }, {
+      onSuccess: { name: 'step', payload: { note: 'failing cb', fail: true }, onFailure: { name: 'step', payload: { note: 'its onFailure' } }, deadLetter: 'dead' },
+    });
+    await jobs.batch([{ name: 'step', payload: { note: 'in batch' } }], {
+      onComplete: { name: 'step', payload: { note: 'batch done' }, onSuccess: { name: 'step', payload: { note: 'after batch done' } } },
+    });
+    const expected = ['root', 'cb', 'cb of cb', 'root 2', 'failing cb', 'its onFailure', 'in batch', 'batch done', 'after batch done'];
+    await until(() => expected.every((n) => ran.includes(n)), `all of ${expected.join(', ')} to run (ran: ${ran.join(', ')})`, 8_000);
+    await jobs.stop();
+    expect([...ran].sort()).to.deep.equal([...expected].sort());
+    const dead = await jobs.list({ queue: 'dead', includePayload: true });
+    expect(dead.items.map((j) => j.payload), 'the failing callback\'s dead-letter copy').to.deep.equal([{ note: 'failing cb', fail: true }]);
+  });
+
   it('onFailure runs for a cancelled job (pending or running), and for its cancelled dependents', async () => {
     const t = await fresh();
     const jobs = t.jobs({ worker: false });
@@ -233,20 +259,24 @@ forEachDialect('workflows', ({ fresh }) => {
     expect((await jobs.get(waitsInBatch))?.state, 'finished just now: within the retention').to.equal('cancelled');
   });
 
-  it('refuses a callback that is not a job name or spec, or that sets tx or dependsOn', async () => {
+  it('refuses a callback that is not a job name or spec, or that sets tx, dependsOn, serial or refId, or an unknown option (naming the ones it takes)', async () => {
     const t = await fresh();
     const jobs = t.jobs({ worker: false });
     for (const [opts, field] of [
       [{ onSuccess: 42 }, 'onSuccess'],
       [{ onFailure: { payload: 1 } }, 'onFailure.name'],
       [{ onSuccess: { name: 'n', dependsOn: [] } }, 'onSuccess.dependsOn'],
-      [{ onSuccess: { name: 'n', bogus: 1 } }, 'bogus'],
+      [{ onSuccess: { name: 'n', bogus: 1 } }, 'onSuccess.bogus'],
+      [{ onFailure: { name: 'n', refId: 'r1' } }, 'onFailure.refId'],
+      [{ onSuccess: { name: 'n', serial: 'k' } }, 'onSuccess.serial'],
     ] as const) {
       await jobs.enqueue('x', {}, opts as never).then(
         () => expect.fail(`${JSON.stringify(opts)} should be refused`),
         (err) => {
           expect(err, JSON.stringify(opts)).to.be.instanceOf(JobValidationError);
           expect(err.field).to.equal(field);
+          // The options a callback takes, not the enqueue's (tx and dependsOn were listed as allowed).
+          if (field === 'onSuccess.bogus') expect(err.message).to.match(/allowed: .*priority/).and.not.match(/\btx\b|dependsOn|refId/);
         },
       );
     }

@@ -99,6 +99,46 @@ describe('public declarations', function () {
     compiles(out, 'tx-app.ts', app);
   });
 
+  it('callbacks are typed by the job map: a name of it, its payload, required when the job\'s payload is; untyped jobs take any name', () => {
+    const app = [
+      "import Database from 'better-sqlite3';",
+      "import express from 'express';",
+      "import { createJobs, jobsMiddleware, type RequestJobs } from './dist/lib/index.js';",
+      'type Jobs = { order: { id: number }; notify: { to: string }; tick: undefined; maybe: { n: number } | undefined };',
+      "const jobs = createJobs<Jobs>({ db: new Database(':memory:') });",
+      "void jobs.enqueue('order', { id: 1 }, { onSuccess: { name: 'notify', payload: { to: 'ops' } }, onFailure: 'tick' });",
+      "void jobs.enqueue('order', { id: 1 }, { onSuccess: 'maybe', onFailure: { name: 'order', payload: { id: 2 }, onSuccess: 'tick', deadLetter: 'dead' } });",
+      '// @ts-expect-error no such job in the map',
+      "void jobs.enqueue('order', { id: 1 }, { onSuccess: 'no-such-job' });",
+      '// @ts-expect-error notify\'s payload is { to: string }',
+      "void jobs.enqueue('order', { id: 1 }, { onFailure: { name: 'notify', payload: { to: 42 } } });",
+      '// @ts-expect-error notify needs its payload: by name alone it would run with none',
+      "void jobs.enqueue('order', { id: 1 }, { onSuccess: 'notify' });",
+      '// @ts-expect-error a callback takes no serial key (it is refused at run time too)',
+      "void jobs.enqueue('order', { id: 1 }, { onSuccess: { name: 'tick', serial: 'k' } });",
+      "void jobs.enqueueMany([{ name: 'order', payload: { id: 1 }, onSuccess: 'tick' }]);",
+      '// @ts-expect-error in enqueueMany items too',
+      "void jobs.enqueueMany([{ name: 'order', payload: { id: 1 }, onSuccess: { name: 'notify', payload: {} } }]);",
+      "void jobs.batch([{ name: 'order', payload: { id: 1 } }], { onComplete: 'tick', onSuccess: { name: 'notify', payload: { to: 'x' } } });",
+      '// @ts-expect-error a batch\'s callbacks too',
+      "void jobs.batch([{ name: 'order', payload: { id: 1 } }], { onFailure: 'nope' });",
+      "const app = express();",
+      'app.use(jobsMiddleware(jobs));',
+      "app.post('/', async (req, res) => {",
+      "  const rj = req.jobs as unknown as RequestJobs<Jobs>;",
+      "  await rj.enqueue('order', { id: 1 }, { onSuccess: { name: 'notify', payload: { to: 'x' } } });",
+      '  // @ts-expect-error req.jobs\' callbacks too',
+      "  await rj.enqueue('order', { id: 1 }, { onSuccess: 'nope' });",
+      '  res.end();',
+      '});',
+      "const untyped = createJobs({ db: new Database(':memory:') });",
+      "void untyped.enqueue('anything', {}, { onSuccess: 'whatever', onFailure: { name: 'other', payload: [1] } });",
+      'export {};',
+      '',
+    ].join('\n');
+    compiles(out, 'callbacks-app.ts', app);
+  });
+
   it("the README's Express options compile as written: req is Express's request, with what the app declares on it", () => {
     const app = [
       "import express from 'express';",

@@ -621,7 +621,8 @@ function* cancelDependents(sql: Sql, parents: Pick<FinishedRow, 'id' | 'name' | 
 /** Enqueue a stored callback now, as a dependent of `parent` (already done) or as the callback of a batch. Answers its id and queue. */
 function* enqueueCallback(sql: Sql, spec: StoredCallback, of: { parent?: string; batch?: string }): Steps<{ id: string; queue: string }> {
   const id = uuidv7();
-  const flow = of.parent !== undefined ? FLOW.parents : 0;
+  // Its own callbacks (and dead letter) as stored with it; its parent is the job that set it off.
+  const flow = (spec.flow & FLOW.callbacks) | (of.parent !== undefined ? FLOW.parents : 0);
   const ranks = yield* lockGroups(sql, [spec]);
   const rank = spec.groupKey ? yield* rankInGroup(sql, ranks, { queue: spec.queue, groupKey: spec.groupKey, priority: spec.priority }) : 0;
   yield* saveGroupRanks(sql, ranks);

@@ -286,6 +286,11 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
     return this.db.beginTransaction();
   }
 
+  /** An error the library handled outside any call of the app's (a request's failed commit): to the 'error' listeners, or the logger. @internal */
+  reportError(err: unknown, context: string): void {
+    this.events.error(err, context);
+  }
+
   /** A transaction that enqueued jobs committed: wake this process's worker. @internal */
   notifyCommitted(tx?: unknown): void {
     this.worker?.wake();

@@ -61,7 +61,7 @@ export function jobsMiddleware<M extends JobMap = {}, Req extends IncomingMessag
     const uow: RequestJobs<M> = new RequestJobs(
       jobs,
       { transaction: options.transaction && (() => options.transaction!(req)), userId: options.userId && (() => options.userId!(req)) },
-      () => installGate(incoming, res, uow, () => commitWhen(req, res), options.onCommitError && ((err) => options.onCommitError!(err, req))),
+      () => installGate(incoming, res, uow, () => commitWhen(req, res), options.onCommitError ? (err) => options.onCommitError!(err, req) : (err) => uow.jobs.reportError(err, `${req.method} ${req.url}: the request's jobs were not committed`)),
       () => res.headersSent || res.writableEnded,
     );
     (incoming as IncomingMessage & { jobs: unknown }).jobs = uow;

@@ -51,4 +51,32 @@ forEachDialect('workflows in a request', ({ fresh }) => {
     expect((await jobs.get(ok.body.complete))?.result).to.deep.equal({ name: 'complete', parents: ['invoice', 'receipt'] });
     await jobs.stop();
   });
+
+  it('Express: a dependsOn naming no job fails the request, and the error is heard: the instance\'s error listeners hear it without onCommitError (on SQLite it met the commit, and went nowhere)', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: false });
+    const heard: unknown[] = [];
+    jobs.on('error', (err) => heard.push(err));
+    const app = express();
+    app.use(jobsMiddleware(jobs));
+    app.post('/', async (req, res, next) => {
+      try {
+        await (req as unknown as { jobs: RequestJobs }).jobs.enqueue('child', {}, { dependsOn: '0190a4f2-1b2c-7d3e-8f40-123456789abc' });
+        res.status(201).json({ ok: true });
+      } catch (err) {
+        next(err);
+      }
+    });
+    app.use((err: Error, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
+      heard.push(err);
+      res.status(400).json({ error: err.message });
+    });
+    await jobs.migrate();
+    const answer = await request(app).post('/');
+    // PostgreSQL and MariaDB write at enqueue (the app's error middleware answers); SQLite buffers the request's rows until its commit (500).
+    expect(answer.status).to.be.oneOf([400, 500]);
+    expect(heard, 'heard by the app or by the instance\'s error listeners').to.have.length(1);
+    expect(heard[0]).to.have.property('field', 'dependsOn');
+    expect(Number((await t.query<{ n: number }>(`SELECT COUNT(*) AS n FROM ${t.prefix}jobs`))[0].n)).to.equal(0);
+  });
 });

@@ -11,7 +11,7 @@ import path from 'node:path';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const TSC = path.join(ROOT, 'node_modules/.bin/tsc');
-const INTERNALS = ['store', 'prepareRow', 'writeRows', 'beginTransaction', 'notifyCommitted'];
+const INTERNALS = ['store', 'prepareRow', 'writeRows', 'beginTransaction', 'notifyCommitted', 'reportError'];
 
 describe('public declarations', function () {
   this.timeout(120_000);

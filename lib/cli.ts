@@ -29,7 +29,12 @@ async function load(file: string | undefined): Promise<Jobs> {
   return jobs as Jobs;
 }
 
-async function worker(jobs: Jobs): Promise<void> {
+async function worker(jobs: Jobs, file: string): Promise<void> {
+  if (jobs.mode === 'producer') {
+    // It would start, claim nothing and say it runs the jobs it defines (one module for both tiers).
+    throw new Error(`${file}: its instance was created with mode: 'producer' (or worker: false), which runs no jobs; ` +
+      "the worker process needs one made with mode 'both' or 'consumer' (say, mode: process.env.ROLE === 'web' ? 'producer' : 'both')");
+  }
   let done = 0;
   let failed = 0;
   jobs.on('completed', () => done++);
@@ -105,7 +110,7 @@ async function main(argv: string[]): Promise<void> {
   }
   if (!['worker', 'migrate', 'status', 'history', 'history-partitions'].includes(command)) throw new Error(`unknown command "${command}"\n${USAGE}`);
   const jobs = await load(file);
-  if (command === 'worker') return worker(jobs);
+  if (command === 'worker') return worker(jobs, file);
   if (command === 'migrate') {
     await jobs.migrate();
     console.log('[sqljobs] schema is up to date');

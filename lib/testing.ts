@@ -45,19 +45,42 @@ export interface DrainOptions {
 export async function drain<M extends JobMap>(jobs: Jobs<M>, options: DrainOptions = {}): Promise<JobRecord<PayloadOf<M, JobName<M>>>[]> {
   const maxRounds = options.maxRounds ?? 100;
   const finished: string[] = [];
+  const failedIds = new Set<string>();
   const seen = (e: { id: string }) => void finished.push(e.id);
+  const failed = (e: { id: string }) => {
+    finished.push(e.id);
+    failedIds.add(e.id);
+  };
   jobs.on('completed', seen);
-  jobs.on('failed', seen);
+  jobs.on('failed', failed);
   try {
     for (let round = 0; round < maxRounds; round++) {
       await jobs.drain();
-      if (!options.delayed || !(await makeWaitingDue(jobs))) return await records(jobs, finished);
+      if (!options.delayed || !(await makeWaitingDue(jobs))) return await records(jobs, await withCancelledDependents(jobs, finished, failedIds));
     }
     throw new Error(`drain: jobs were still due after ${maxRounds} rounds (maxRounds): a job that enqueues another each time it runs?`);
   } finally {
     jobs.off('completed', seen);
-    jobs.off('failed', seen);
+    jobs.off('failed', failed);
   }
+}
+
+/**
+ * The finished ids, each failed job followed by the waiting dependents its finishing transaction
+ * cancelled, transitively (no worker event says so: read from its links).
+ */
+async function withCancelledDependents<M extends JobMap>(jobs: Jobs<M>, finished: string[], failed: Set<string>): Promise<string[]> {
+  const out: string[] = [];
+  const seen = new Set<string>();
+  const add = async (id: string, cascade: boolean): Promise<void> => {
+    if (seen.has(id)) return;
+    seen.add(id);
+    out.push(id);
+    if (!cascade) return;
+    for (const d of (await jobs.links(id)).dependents) if (d.state === 'cancelled') await add(d.id, true);
+  };
+  for (const id of finished) await add(id, failed.has(id));
+  return out;
 }
 
 /** Make every pending job that waits for a time due now; false when there was none. (A job waiting for its parents is left to them.) */

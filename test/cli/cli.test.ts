@@ -2,9 +2,9 @@ import { expect } from 'chai';
 import { spawn, spawnSync } from 'node:child_process';
 import { forEachDialect, MYSQL_HISTORY_PARTITIONED, until, type TestDb } from '../helpers/dialects.ts';
 
-const run = (t: TestDb, args: string[]) =>
+const run = (t: TestDb, args: string[], env: Record<string, string> = {}) =>
   spawnSync(process.execPath, ['--import', 'tsx', 'lib/cli.ts', ...args], {
-    env: { ...process.env, DIALECT: t.dialect, DRIVER: t.driver, LOCATION: t.location, PREFIX: t.prefix },
+    env: { ...process.env, DIALECT: t.dialect, DRIVER: t.driver, LOCATION: t.location, PREFIX: t.prefix, ...env },
     encoding: 'utf8',
     timeout: 30_000,
   });
@@ -49,6 +49,10 @@ forEachDialect('sqljobs CLI', ({ fresh }) => {
     expect(months.stdout).to.match(/retention: /);
     const json = run(t, ['history', 'test/fixtures/cli-jobs.ts', '--json']);
     expect(JSON.parse(json.stdout).months[0]).to.deep.include({ month: thisMonth, counts: { completed: 5 }, estimated: false });
+    // A module shared by both tiers, made a producer here: the worker says so and exits (it ran nothing, silently).
+    const producerOnly = run(t, ['worker', 'test/fixtures/cli-jobs.ts'], { MODE: 'producer' });
+    expect(producerOnly.status).to.equal(2);
+    expect(producerOnly.stderr).to.include("mode: 'producer'");
     const bad = run(t, ['frobnicate', 'x']);
     expect(bad.status).to.equal(2);
     expect(bad.stderr).to.include('unknown command "frobnicate"');

@@ -47,6 +47,20 @@ describe('sqljobs/testing', () => {
     await jobs.close();
   });
 
+  it('drain answers the dependents a failed job cancelled (they finished meanwhile, with no worker event), after it', async () => {
+    const jobs = createTestJobs<AppJobs>();
+    jobs.define('sync', async ({ n }) => {
+      if (n === 1) throw new Error('sync broke');
+      return n;
+    }, { maxAttempts: 1 });
+    const root = await jobs.enqueue('sync', { n: 1 });
+    const child = await jobs.enqueue('sync', { n: 2 }, { dependsOn: root.id });
+    const grandchild = await jobs.enqueue('sync', { n: 3 }, { dependsOn: child.id });
+    const finished = await drain(jobs);
+    expect(finished.map((j) => [j.id, j.state])).to.deep.equal([[root.id, 'failed'], [child.id, 'cancelled'], [grandchild.id, 'cancelled']]);
+    await jobs.close();
+  });
+
   it('drain with delayed runs retries waiting for their backoff until the job ends', async () => {
     const jobs = createTestJobs<AppJobs>();
     let tries = 0;

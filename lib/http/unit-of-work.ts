@@ -102,6 +102,20 @@ export function resolveJobs(jobsOrDb: Jobs | SupportedDb): Jobs {
 // eslint-disable-next-line @typescript-eslint/no-empty-interface
 export interface RequestJobMap {}
 
+const CALLBACK_OPTIONS = ['onSuccess', 'onFailure', 'onComplete'] as const;
+
+/** `opts` with `id` as its userId and createdBy where unset, and in each callback it names (a name alone becomes { name }). */
+function stampUser<O extends { userId?: string; createdBy?: string }>(opts: O, id: string): O {
+  if (opts === null || typeof opts !== 'object') return opts; // refused by the enqueue, naming the field
+  const out: Record<string, unknown> = { ...opts, userId: opts.userId ?? id, createdBy: opts.createdBy ?? id };
+  for (const key of CALLBACK_OPTIONS) {
+    const spec = out[key];
+    if (typeof spec === 'string') out[key] = stampUser<{ name: string; userId?: string }>({ name: spec }, id);
+    else if (spec !== null && typeof spec === 'object' && !Array.isArray(spec)) out[key] = stampUser(spec as { userId?: string }, id);
+  }
+  return out as O;
+}
+
 export class RequestJobs<M extends JobMap = {}> {
   private state: State = 'idle';
   private tx: OpenTransaction | null = null;
@@ -124,13 +138,15 @@ export class RequestJobs<M extends JobMap = {}> {
     private readonly tooLate: () => boolean = () => false,
   ) {}
 
-  /** The options with the request's user stamped in (userId and createdBy), where the call left them unset. */
+  /**
+   * The options with the request's user stamped in (userId and createdBy), where the call left them
+   * unset: its callbacks' too (a batch's, a callback's own), which run for the same user.
+   */
   private stamp<O extends { userId?: string; createdBy?: string }>(opts: O): O {
     if (!this.opts.userId) return opts;
     this.user ??= { id: this.opts.userId() };
     const id = this.user.id;
-    if (id === undefined || id === null || (opts.userId !== undefined && opts.createdBy !== undefined)) return opts;
-    return { ...opts, userId: opts.userId ?? id, createdBy: opts.createdBy ?? id };
+    return id === undefined || id === null ? opts : stampUser(opts, id);
   }
 
   /** Whether anything was enqueued or the transaction was opened. */

@@ -15,6 +15,12 @@ type KoaCtx = Koa.ParameterizedContext & { jobs: RequestJobs };
 async function enqueueFor(route: string, jobs: RequestJobs): Promise<string[]> {
   if (route === 'own') return [(await jobs.enqueue('r', {}, { userId: 'other', createdBy: 'cron' })).id];
   if (route === 'own-user') return [(await jobs.enqueue('r', {}, { userId: 'other', tag: 't' })).id];
+  if (route === 'callbacks') {
+    return [
+      (await jobs.enqueue('r', {}, { delay: 3_600_000, onFailure: 'cb' })).id,
+      (await jobs.enqueue('r', {}, { delay: 3_600_000, onFailure: { name: 'cb', payload: 2, createdBy: 'ops', onFailure: 'cb-of-cb' } })).id,
+    ];
+  }
   if (route === 'many') return (await jobs.enqueueMany([{ name: 'r', payload: 1 }, { name: 'r', payload: 2, createdBy: 'import' }])).map((r) => r.id);
   return [(await jobs.enqueue('r', {}, { replyTo: 'ws:session-1', args: { a: '1' } })).id];
 }
@@ -29,6 +35,13 @@ async function check(jobs: Jobs, call: (route: string, user?: string) => Promise
   const [m1, m2] = await call('many', 'bob');
   expect(await jobs.get(m1)).to.deep.include({ userId: 'bob', createdBy: 'bob' });
   expect(await jobs.get(m2)).to.deep.include({ userId: 'bob', createdBy: 'import' });
+  // A callback runs for the same user (it was stamped with no user): enqueued when its job is cancelled.
+  const parents = await call('callbacks', 'carol');
+  for (const id of parents) expect(await jobs.cancel(id)).to.equal(true);
+  const callbacks = (await jobs.list({ name: 'cb' })).items;
+  expect(callbacks.map((j) => [j.userId, j.createdBy]).sort()).to.deep.equal([['carol', 'carol'], ['carol', 'ops']]);
+  expect(await jobs.cancel(callbacks.find((j) => j.createdBy === 'ops')!.id)).to.equal(true);
+  expect((await jobs.list({ name: 'cb-of-cb' })).items.map((j) => [j.userId, j.createdBy]), 'a callback\'s own callback').to.deep.equal([['carol', 'carol']]);
   const [anonymous] = await call('plain');
   expect(await jobs.get(anonymous)).to.deep.include({ userId: null, createdBy: null });
   expect((await jobs.list({ userId: 'alice' })).items.map((j) => j.id).sort()).to.deep.equal([plain].sort());

@@ -42,7 +42,8 @@ forEachDialect('workflows', ({ fresh }) => {
       { id: a.id, name: 'a', result: { from: 'a' } },
     ]);
     const links = await jobs.links(a.id);
-    expect(links.dependents.map((l) => l.id)).to.deep.equal([d.id]);
+    // A finished dependent's outcome, as a parent's (it was always null).
+    expect(links.dependents.map((l) => ({ id: l.id, state: l.state, result: l.result, error: l.error }))).to.deep.equal([{ id: d.id, state: 'completed', result: 'd', error: null }]);
     await jobs.stop();
   });
 

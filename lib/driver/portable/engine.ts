@@ -203,7 +203,7 @@ export abstract class PortableStore implements Sql {
       })),
       dependents: dependents.map((r) => ({
         id: String(r.child_id), name: r.name == null ? null : String(r.name), state: r.state == null ? null : (String(r.state) as JobLink['state']),
-        result: null, error: null, waitingFor: r.parents_left == null ? 0 : Number(r.parents_left),
+        result: this.d.codec.json(r.result) ?? null, error: (this.d.codec.json(r.error) as JobLink['error']) ?? null, waitingFor: r.parents_left == null ? 0 : Number(r.parents_left),
         callback: Number(r.position) === CALLBACK_EDGE,
       })),
     };

@@ -769,7 +769,7 @@ export function jobParents({ d, t }: Sql, id: string): Statement {
 /** The jobs that depend on a job. */
 export function jobDependents({ d, t }: Sql, id: string): Statement {
   return read(d, (b) =>
-    `SELECT dp.child_id, dp.position, COALESCE(h.name, j.name) AS name, COALESCE(h.state, j.state) AS state, j.parents_left
+    `SELECT dp.child_id, dp.position, COALESCE(h.name, j.name) AS name, COALESCE(h.state, j.state) AS state, j.parents_left, h.result, h.error
      FROM ${t.deps} dp LEFT JOIN ${t.history} h ON h.id = dp.child_id LEFT JOIN ${t.jobs} j ON j.id = dp.child_id
      WHERE dp.parent_id = ${b.id(id)} ORDER BY dp.child_id`);
 }

@@ -64,11 +64,12 @@ export async function handleAdmin<Req>(jobs: AdminJobs, opts: AdminOptions<Req>,
   const isApi = req.path === '/api' || req.path.startsWith('/api/') || req.path === METRICS_PATH;
   try {
     if (crossSiteFetch(req.method, req.headers)) throw new HttpError(403, 'forbidden: a cross-site page may link to the jobs admin, not fetch, embed or post to it');
+    // Before anything is served, metrics too: Express 4 routes /admin/jobs//metrics here as /metrics, past a host's gate on /admin/jobs/metrics.
+    checkPath(req.originalPath);
+    checkPath(req.path);
     // Read by scrapers, which keep no session: its own access rule, no CSRF cookie.
     if (req.path === METRICS_PATH) return secure(await serveMetrics(jobs, opts, settings, req, raw), true);
     const access = await resolveAccess(opts, settings.allowedHosts, req, raw);
-    checkPath(req.originalPath);
-    checkPath(req.path);
     const file = req.method === 'GET' || req.method === 'HEAD' ? findStatic(req.path) : null;
     if (file) return secure({ status: 200, headers: { 'content-type': file.type, 'cache-control': 'public, max-age=31536000, immutable' }, body: file.body }, false);
     const https = req.encrypted || firstValue(req.headers['x-forwarded-proto'])?.toLowerCase() === 'https';

@@ -313,6 +313,17 @@ describe('admin security review [sqlite]', function () {
         await checkGate(expressApp(framework, {}, (a) => a.use(`${BASE}/api`, (_req, res) => void res.status(401).json({ error: 'API key required' }))));
       });
     }
+    for (const [label, framework] of EXPRESS) {
+      it(`${label}: with a host gate on ${BASE}/metrics, '//metrics' and dot segments are 404, never the exposition (Express 4 served it past the gate)`, async () => {
+        const app = expressApp(framework, { metricsAuthorize: () => true }, (a) => a.use(`${BASE}/metrics`, (_req, res) => void res.status(401).end()));
+        expect((await request(app).get(`${BASE}/metrics`)).status).to.equal(401);
+        for (const p of ['//metrics', '//metrics?x=1', '/./metrics', '/x/../metrics', '/%2e/metrics']) {
+          const res = await request(app).get(BASE + p);
+          expect(res.status, p).to.be.oneOf([401, 404]);
+          expect(res.text, p).not.to.include('# HELP');
+        }
+      });
+    }
     for (const [label, Framework] of KOA) {
       it(`${label}: with a host gate on ${BASE}/api, dot segments and '//' are 404, never the API`, async () => {
         await checkGate(

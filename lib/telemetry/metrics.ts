@@ -212,11 +212,15 @@ export class JobMetrics {
 /**
  * The live per-queue figures for the gauges: one statement per collection, shared by every reader
  * that collects meanwhile or within the next second (an OpenTelemetry reader and a Prometheus
- * scrape at once read once). A failed read is reported, and the gauges show nothing that time.
+ * scrape at once read once). A failed read is reported, and the gauges show nothing that time. So
+ * does a read that has not answered within FIGURES_WAIT_MS (a database that went silent: a scrape
+ * waited for it without end, and every later scrape for the same read): the collection goes on
+ * without gauges, and the next one starts a read of its own, up to MAX_READS_UNANSWERED at once.
  */
 class QueueFigures {
-  /** The latest read; `at` is when it answered (Infinity while it is under way). */
-  private last: { at: number; figures: Promise<QueueLive[] | null> } | null = null;
+  /** The latest read: when it started and answered (`at` Infinity while it is under way). */
+  private last: FiguresRead | null = null;
+  private unanswered = 0;
   private closed = false;
 
   constructor(
@@ -226,18 +230,45 @@ class QueueFigures {
 
   get(): Promise<QueueLive[] | null> {
     if (this.closed) return Promise.resolve(null);
-    if (this.last && performance.now() - this.last.at < FIGURES_REUSED_MS) return this.last.figures;
-    const last: { at: number; figures: Promise<QueueLive[] | null> } = { at: Infinity, figures: Promise.resolve(null) };
-    last.figures = this.read().then(
-      (figures) => ((last.at = performance.now()), figures),
+    const now = performance.now();
+    const last = this.last;
+    const answeredLately = last !== null && last.at !== Infinity && now - last.at < FIGURES_REUSED_MS;
+    const underWay = last !== null && last.at === Infinity && (now - last.started < FIGURES_WAIT_MS.ms || this.unanswered >= MAX_READS_UNANSWERED);
+    if (last && (answeredLately || underWay)) {
+      return this.bounded(last);
+    }
+    const next: FiguresRead = { started: now, at: Infinity, figures: Promise.resolve(null) };
+    this.unanswered++;
+    next.figures = this.read().then(
+      (figures) => figures,
       (err: unknown) => {
-        last.at = performance.now();
         this.report(err);
         return null;
       },
-    );
-    this.last = last;
-    return last.figures;
+    ).finally(() => {
+      next.at = performance.now();
+      this.unanswered--;
+    });
+    this.last = next;
+    return this.bounded(next);
+  }
+
+  /** The read's figures, or null once it has been under way for FIGURES_WAIT_MS. */
+  private bounded(read: FiguresRead): Promise<QueueLive[] | null> {
+    if (read.at !== Infinity) return read.figures;
+    const left = read.started + FIGURES_WAIT_MS.ms - performance.now();
+    if (left <= 0) return Promise.resolve(null);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.report(new Error(`metrics: the queues' figures (one read of the jobs table) did not answer within ${FIGURES_WAIT_MS.ms} ms: this collection has no gauges`));
+        resolve(null);
+      }, left);
+      timer.unref?.();
+      void read.figures.then((figures) => {
+        clearTimeout(timer);
+        resolve(figures);
+      });
+    });
   }
 
   close(): void {
@@ -245,8 +276,18 @@ class QueueFigures {
   }
 }
 
+interface FiguresRead {
+  started: number;
+  at: number;
+  figures: Promise<QueueLive[] | null>;
+}
+
 /** How long one read of the queues serves further collections, ms. */
 const FIGURES_REUSED_MS = 1000;
+/** How long a collection waits for the queues' figures, ms (Prometheus gives a scrape 10 s by default). */
+export const FIGURES_WAIT_MS = { ms: 3000 };
+/** Reads of the figures left unanswered at once before a collection stops starting new ones (each may hold a connection). */
+const MAX_READS_UNANSWERED = 2;
 
 interface OtelInstruments {
   /** Made by the API's no-op meter (no MeterProvider registered): nothing is recorded. */

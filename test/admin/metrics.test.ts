@@ -9,6 +9,7 @@ import request from 'supertest';
 import { jobsAdmin, koaJobsAdmin, type AdminOptions, type ExpressLikeRequest, type Jobs } from '../../lib/index.ts';
 import { forEachDialect, type TestDb } from '../helpers/dialects.ts';
 import { parsePrometheus } from '../helpers/metrics.ts';
+import { FIGURES_WAIT_MS } from '../../lib/telemetry/metrics.ts';
 
 const BASE = '/admin/jobs';
 const bearer = (req: ExpressLikeRequest) => req.headers.authorization === 'Bearer scraper-token';
@@ -75,6 +76,38 @@ forEachDialect('admin GET metrics', ({ fresh }) => {
     await metrics(odd).expect(500);
     expect(String(errors[0])).to.match(/metricsAuthorize must return true, 'view', 'manage' or false/);
     expect(() => jobsAdmin(jobs, { metricsAuthorize: 'token' as never })).to.throw(/metricsAuthorize must be a function/);
+  });
+
+  it('a read of the queues\' figures that does not answer (a silent database): the scrape answers within the wait without gauges, and with them once reads answer (it waited without end, and every later scrape with it)', async () => {
+    const a = app();
+    await jobs.enqueue('ok', {}, { queue: 'waiting' }); // due, and no worker started: depth 1
+    const store = jobs.store;
+    const real = store.queueLive.bind(store);
+    const held: (() => void)[] = [];
+    store.queueLive = () => new Promise((resolve, reject) => held.push(() => void real().then(resolve, reject)));
+    const heard: unknown[] = [];
+    jobs.on('error', (err) => heard.push(err));
+    FIGURES_WAIT_MS.ms = 300;
+    const gauge = /^sqljobs_queue_depth\{queue="waiting"\} 1$/m;
+    try {
+      for (let scrape = 0; scrape < 3; scrape++) {
+        const t0 = performance.now();
+        const res = await metrics(a).expect(200);
+        expect(performance.now() - t0, `scrape ${scrape}`).to.be.below(1500);
+        expect(res.text, 'this process\'s own families are there').to.match(/^# TYPE sqljobs_jobs_completed_total counter$/m);
+        expect(res.text).not.to.match(gauge);
+        await new Promise((r) => setTimeout(r, 350)); // past the wait: the next scrape starts a read of its own (two at most)
+      }
+      expect(held, 'two reads left unanswered at most (each may hold a connection)').to.have.length(2);
+      expect(heard.map(String).join('\n')).to.match(/did not answer within 300 ms: this collection has no gauges/);
+      store.queueLive = real;
+      for (const answer of held) answer();
+      await new Promise((r) => setTimeout(r, 50));
+      expect((await metrics(a).expect(200)).text, 'the gauges once reads answer').to.match(gauge);
+    } finally {
+      FIGURES_WAIT_MS.ms = 3000;
+      store.queueLive = real;
+    }
   });
 
   it('an instance created with metrics: false answers 404', async () => {

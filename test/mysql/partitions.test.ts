@@ -9,6 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { MYSQL_URL, mysqlDialect as factory, mysqlPool, requireDatabase, until, type TestDb } from '../helpers/dialects.ts';
 import { createJobs } from '../../lib/index.ts';
 import { lockName } from '../../lib/driver/mysql/store.ts';
+import { DDL_IDLE_S } from '../../lib/driver/mysql/months.ts';
 import { monthPartition, type MonthPartition } from '../../lib/driver/monthly.ts';
 import type { MysqlStore } from '../../lib/driver/mysql/store.ts';
 import type { Jobs } from '../../lib/index.ts';
@@ -219,6 +220,48 @@ describe('history partitioned by month [mysql]', function () {
       expect((await jobs.links(child.id)).parents.map((p) => p.id)).to.deep.equal([parent.id]);
     } finally {
       conn.release();
+    }
+  });
+
+  it('a drop whose connection goes silent while it holds LOCK TABLES on history (a leader stopped in it) is closed by the server: reads wait about a second, not as long as it is stopped (wait_timeout: 8 hours)', async () => {
+    const jobs = t.jobs({ worker: false });
+    await jobs.migrate();
+    const now = await dbNow();
+    const old = monthPartition(now, -3);
+    const { id } = await jobs.enqueue('x', {});
+    await jobs.cancel(id);
+    await finishAt(id, new Date(old.from.getTime() + 3 * DAY));
+    await jobs.historyPartitions({ apply: true });
+    const months = (store(jobs) as unknown as { months: { referenced(q: unknown, p: string): Promise<boolean> } }).months;
+    const referenced = months.referenced.bind(months);
+    let wake!: () => void;
+    const stopped = new Promise<void>((r) => (wake = r));
+    let held!: () => void;
+    const holding = new Promise<void>((r) => (held = r));
+    let calls = 0;
+    // Its second look is under LOCK TABLES: there the connection sends nothing until woken.
+    months.referenced = async (q, p) => {
+      if (++calls === 2) {
+        held();
+        await stopped;
+      }
+      return referenced(q, p);
+    };
+    DDL_IDLE_S.s = 1;
+    try {
+      const prune = jobs.store.historyPrune({ olderThanMs: now.getTime() - monthPartition(now, -1).from.getTime(), limit: 100 }).catch((err: Error) => err);
+      await holding;
+      const t0 = performance.now();
+      await t.query(`SELECT COUNT(*) FROM ${t.prefix}history`);
+      const waited = performance.now() - t0;
+      wake();
+      expect(waited, 'ms a history read waited behind the silent drop').to.be.below(5000);
+      await prune;
+      expect(await partitionNames(), 'nothing was dropped').to.include(old.name);
+    } finally {
+      DDL_IDLE_S.s = 5;
+      months.referenced = referenced;
+      wake();
     }
   });
 

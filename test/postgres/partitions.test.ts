@@ -9,7 +9,7 @@ import type pg from 'pg';
 import pgModule from 'pg';
 import { DIALECTS, PG_URL, requireDatabase, type TestDb } from '../helpers/dialects.ts';
 import { loadMigrations, splitStatements } from '../../lib/driver/migrations.ts';
-import { HistoryMonths } from '../../lib/driver/postgres/months.ts';
+import { DDL_IDLE_MS, HistoryMonths } from '../../lib/driver/postgres/months.ts';
 import { monthCreate, monthOf, uuidFloor, type Month } from '../../lib/driver/postgres/partitions.ts';
 import { utcMonth } from '../../lib/driver/month.ts';
 
@@ -195,6 +195,40 @@ describe('history partitioned by month [postgres]', function () {
     expect(await partitionNames()).to.not.include.members([m[-5].name, m[-3].name]);
     expect(await partitionNames()).to.include.members([m[-2].name, m[-1].name, m[0].name, `${t.prefix}history_default`]);
     expect(await jobs.get(seeded.parent)).to.equal(null);
+  });
+
+  it('a drop whose session goes silent while it holds history (a leader stopped in it) is ended by the server: history reads and completions wait for it 0.5 s, not as long as it is stopped', async () => {
+    const jobs = t.jobs({ worker: false });
+    await jobs.migrate();
+    await withoutLegacy();
+    const old = monthOf(t.prefix, await dbNow(), -3);
+    expect(await months().create(old)).to.equal(true);
+    const part = (await months().list()).find((p) => p.name === old.name)!;
+    DDL_IDLE_MS.ms = 500;
+    let wake!: () => void;
+    const stopped = new Promise<void>((r) => (wake = r));
+    let held!: () => void;
+    const holding = new Promise<void>((r) => (held = r));
+    try {
+      // The drop detaches the month (ACCESS EXCLUSIVE on history), then its client sends nothing until woken.
+      const history = (months() as unknown as { history: { drop(p: typeof part, stillRead: () => Promise<boolean>): Promise<boolean> } }).history;
+      const drop = history.drop(part, async () => {
+        held();
+        await stopped;
+        return false;
+      }).catch((err: Error) => err);
+      await holding;
+      const t0 = performance.now();
+      await t.query(`SELECT COUNT(*) FROM ${t.prefix}history`);
+      const waited = performance.now() - t0;
+      wake();
+      expect(waited, 'ms a history read waited behind the silent drop').to.be.below(3000);
+      expect(String(await drop), 'the server ended the drop\'s session').to.match(/terminat|idle|Connection/i);
+      expect(await partitionNames(), 'the month is still there: the drop was rolled back').to.include(old.name);
+    } finally {
+      DDL_IDLE_MS.ms = 5000;
+      wake();
+    }
   });
 
   it('migrates an installation with rows: the table becomes the legacy partition, rows and indexes kept, nothing rebuilt twice', async () => {

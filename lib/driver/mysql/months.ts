@@ -33,6 +33,12 @@ export interface MonthsConnection {
 
 /** How long the leader's partition DDL may wait for its metadata lock before it gives up until the next round (s). */
 const DDL_LOCK_WAIT_S = 2;
+/**
+ * How long the connection running partition DDL may sit idle before the server closes it, s: it
+ * holds LOCK TABLES on history (a drop) or a metadata lock, and a leader stopped in it held every
+ * completion, claim and history read for as long (wait_timeout is 8 hours by default).
+ */
+export const DDL_IDLE_S = { s: 5 };
 /** How long the script run by an operator waits for it (s): a waiting ALTER holds up every later statement on history meanwhile. */
 const SCRIPT_LOCK_WAIT_S = 30;
 /** The server refused a lock wait longer than lock_wait_timeout: nothing was done. */
@@ -138,13 +144,14 @@ export class MysqlHistoryMonths {
     return this.db.onConnection(async (q) => {
       if (!(await this.db.lock(q, name))) return otherwise;
       try {
+        await q(`SET @sqljobs_wait = @@SESSION.wait_timeout, SESSION wait_timeout = ${Math.max(1, Math.floor(DDL_IDLE_S.s))}`, []);
         await run(q, lockWaitTimeout(waitS));
         return await fn(q);
       } catch (err) {
         if ((err as { errno?: number }).errno === ER_LOCK_WAIT_TIMEOUT) return otherwise;
         throw err;
       } finally {
-        await q('SET SESSION lock_wait_timeout = DEFAULT', []);
+        await q('SET SESSION lock_wait_timeout = DEFAULT, SESSION wait_timeout = @sqljobs_wait', []);
         await this.db.unlock(q, name);
       }
     });

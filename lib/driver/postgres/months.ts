@@ -8,7 +8,7 @@
 import type { QueryResultRow } from 'pg';
 import type { Tables } from '../portable/statement.ts';
 import {
-  boundsReadable, defaultMonths, historyTable, holds, lockTimeout, monthCovered, monthCreate, monthDetach, monthDrop, monthEdgesDelete, monthIn, monthReferenced,
+  boundsReadable, defaultMonths, historyTable, holds, idleLimit, lockTimeout, monthCovered, monthCreate, monthDetach, monthDrop, monthEdgesDelete, monthIn, monthReferenced,
   partitionsList, partitionsLock, partitionsStats, trailMonthInUse, trailTables, uuidTime, type HistoryPartition, type Month, type MonthlyTable,
 } from './partitions.ts';
 import type { HistoryMonth } from '../store.ts';
@@ -34,6 +34,8 @@ export interface PartitionsLayout {
 
 /** How long partition DDL may wait for its lock before it gives up until the next round. */
 const DDL_LOCK_TIMEOUT_MS = 2000;
+/** How long partition DDL's transaction may sit idle before the server ends it (see idleLimit). */
+export const DDL_IDLE_MS = { ms: 5000 };
 /** Dependency edges deleted per statement before their month is dropped. */
 const EDGES_BATCH = 5000;
 
@@ -79,6 +81,7 @@ class MonthlyPartitions {
   async create(month: Month): Promise<boolean> {
     if (monthCovered(month, await this.list())) return false;
     return gaveUpOnLock(this.db.transaction(async (q) => {
+      await run(q, idleLimit(DDL_IDLE_MS.ms));
       await run(q, partitionsLock(this.prefix));
       // Another instance may have made it while this one waited for the lock.
       if (monthCovered(month, await this.list(q))) return false;
@@ -102,6 +105,7 @@ class MonthlyPartitions {
   async drop(p: HistoryPartition, stillRead: (q: Query) => Promise<boolean>): Promise<boolean> {
     try {
       return await gaveUpOnLock(this.db.transaction(async (q) => {
+        await run(q, idleLimit(DDL_IDLE_MS.ms));
         await run(q, partitionsLock(this.prefix));
         // Another instance may have dropped it while this one waited for the lock.
         if (!(await this.list(q)).some((part) => part.name === p.name)) return false;

@@ -125,6 +125,15 @@ export function lockTimeout(ms: number): Sql {
 }
 
 /**
+ * Partition DDL holds ACCESS EXCLUSIVE on history until its transaction ends: a leader stopped in
+ * it (SIGSTOP, a debugger, a frozen VM) held every completion and history read for as long. The
+ * server ends the transaction's session once it has sent nothing for `ms`.
+ */
+export function idleLimit(ms: number): Sql {
+  return { text: `SET LOCAL idle_in_transaction_session_timeout = '${Math.floor(ms)}ms'`, values: [] };
+}
+
+/**
  * Make a month's partition, in one transaction with partitionsLock: created on its own, given the
  * rows the default partition took for that month meanwhile (normally none: only when no leader ran
  * over the month's start), then attached (which checks the range, and that the default holds no

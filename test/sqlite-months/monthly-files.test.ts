@@ -208,6 +208,26 @@ describe('history in monthly files [sqlite]', function () {
     expect(await idsInMain()).to.deep.equal([]);
   });
 
+  it('get and list find a job coming back from its file between their read of main and of the files (a retry\'s copy back: get answered null)', async () => {
+    const id = await finished(1);
+    await jobs.drain();
+    await finishAt(id, new Date(prev.from.getTime() + DAY));
+    await jobs.store.historyUpkeep!();
+    expect(idsInFile(prev)).to.deep.equal([id]);
+    type Months = { restore(ids: string[]): void; findJob(...a: unknown[]): unknown; fromEach(...a: unknown[]): Promise<unknown> };
+    const months = (jobs.store as unknown as { months: Months }).months;
+    const [findJob, fromEach] = [months.findJob.bind(months), months.fromEach.bind(months)];
+    // The copy back to main and the delete from the file both land just before the files are read.
+    months.findJob = (...a) => (months.restore([id]), findJob(...a));
+    expect(await jobs.get(id), 'get during the copy back').to.not.equal(null);
+    months.findJob = findJob;
+    await jobs.store.historyUpkeep!(); // back to its file
+    expect(idsInFile(prev)).to.deep.equal([id]);
+    months.fromEach = (...a) => (months.restore([id]), fromEach(...a));
+    expect((await jobs.list({})).items.map((j) => j.id), 'list during the copy back').to.include(id);
+    months.fromEach = fromEach;
+  });
+
   it('keeps in main a finished job a waiting dependent or an unfinished batch still reads, and moves it once none does', async () => {
     jobs.define('gate', async () => 'open');
     jobs.define('child', async (_p, ctx) => ctx.parents.map((p) => p.result));

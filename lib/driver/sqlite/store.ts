@@ -550,21 +550,32 @@ export class SqliteStore extends PortableStore implements Store {
 
   // ---------------------------------------------------------------- history across monthly files
 
+  /**
+   * Main, then the files, then main again: a job moves to its month's file by a copy there and
+   * then a delete from main, and back (a retry, a redrive) by a copy to main and then a delete from
+   * the file, each its own commit. A get between main and the files missed a job coming back
+   * (an attacker: 7 in 250,000 gets during retries of a month); the second look at main finds it.
+   */
   override async jobGet(id: string): Promise<JobRecord | null> {
     const found = await super.jobGet(id);
     if (found || !this.months) return found;
     const row = this.months.findJob((t) => jobGet({ d: this.d, t }, { id }));
-    return row ? toJobRecord(row, this.d.codec) : null;
+    return row ? toJobRecord(row, this.d.codec) : super.jobGet(id);
   }
 
-  /** Main's page merged with each file's (every source walks its id index from the cursor; newest first, cut to the limit). */
+  /**
+   * Main's page merged with each file's (every source walks its id index from the cursor; newest
+   * first, cut to the limit), main read again after the files (as jobGet: a job coming back from
+   * its file between the two reads was in neither).
+   */
   override async jobList(filter: ListFilter): Promise<ListPage> {
     const page = await super.jobList(filter);
     const { history } = statesByTable(filter);
     if (!this.months || !history) return page;
     const fromFiles = await this.months.fromEach((t) => jobsList({ d: this.d, t }, { ...filter, state: undefined, states: history }));
+    const again = await super.jobList(filter);
     // Main's last, so that it wins over a file's copy of the same job (a move or restore cut short by a crash).
-    const byId = new Map([...fromFiles.flat().map((r) => toJobRecord(r, this.d.codec)), ...page.items].map((j) => [j.id, j]));
+    const byId = new Map([...fromFiles.flat().map((r) => toJobRecord(r, this.d.codec)), ...page.items, ...again.items].map((j) => [j.id, j]));
     const limit = listLimit(filter);
     const items = [...byId.values()].sort((a, b) => (a.id < b.id ? 1 : a.id > b.id ? -1 : 0)).slice(0, limit);
     return { items, nextCursor: items.length === limit ? items[items.length - 1].id : null };

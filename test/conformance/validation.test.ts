@@ -162,6 +162,8 @@ forEachDialect('validation of bad input', ({ fresh }) => {
     const t = await fresh();
     const cases: [object, RegExp][] = [
       [{ worker: { concurrency: 1e9 } }, /^createJobs: worker.concurrency must be a positive integer no greater than 1000; got 1000000000 \(number\)/],
+      [{ retentionDays: 1e-20 }, /^createJobs: retentionDays must be a number of days from 1 minute \(0\.0007\) to 36500; got 1e-20/],
+      [{ retentionDays: 0 }, /^createJobs: retentionDays must be a number of days from 1 minute/],
       [{ worker: { queueConcurrency: { mail: 1e9 } } }, /^createJobs: worker.queueConcurrency.mail must be a positive integer no greater than 1000/],
       [{ worker: { queueConcurrency: { mail: undefined } } }, /^createJobs: worker.queueConcurrency.mail must be a positive integer .*got undefined/],
       [{ worker: { pollInterval: 2 ** 31 } }, /^createJobs: worker.pollInterval must be a positive integer no greater than 2147483647; got 2147483648/],

@@ -367,6 +367,28 @@ describe('history in monthly files [sqlite]', function () {
     expect(await jobs.logs(late)).to.have.length(1);
   });
 
+  it('a corrupt month file: reads and retention name it; retention still prunes the month straddling its cutoff (it stopped at the corrupt file, in SQLite\'s words alone)', async () => {
+    const ids = [];
+    for (let n = 1; n <= 3; n++) ids.push(await finished(n));
+    await jobs.drain();
+    const [old, early, late] = ids;
+    const cutoff = twoBack.from.getTime() + 10 * DAY;
+    await finishAt(old, new Date(threeBack.from.getTime() + DAY));
+    await finishAt(early, new Date(cutoff - DAY));
+    await finishAt(late, new Date(cutoff + DAY));
+    await jobs.store.historyUpkeep!();
+    // An operator's disk: the expired month's file overwritten past its header.
+    const fd = fs.openSync(fileOf(threeBack), 'r+');
+    fs.writeSync(fd, Buffer.alloc(3000, 0xa5), 0, 3000, 100);
+    fs.closeSync(fd);
+    const named = new RegExp(`history file ${path.basename(fileOf(threeBack)).replace(/\./g, '\\.')} cannot be used`);
+    const read = await jobs.get('0190a4f2-1b2c-7d3e-8f40-123456789abc').catch((err: Error) => err);
+    expect(String(read)).to.match(named);
+    const round = await jobs.store.historyPrune({ olderThanMs: Date.now() - cutoff, limit: 100 }).catch((err: Error) => err);
+    expect(String(round)).to.match(named);
+    expect(idsInFile(twoBack), 'the straddling month pruned all the same').to.deep.equal([late]);
+  });
+
   it('retention keeps a file while a live job reads one of its rows (an edge made after the move)', async () => {
     jobs.define('child', async () => null);
     const moved = await finished(1);

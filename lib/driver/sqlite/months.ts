@@ -40,7 +40,7 @@ import {
   MonthFileNames, historyColumns, historySchema, historyTableIn, mainNewestBefore, monthBatchCounts, monthReferenced, monthRestoreCopy, monthRestoreRemove, monthRollCopy, monthRollDedupe, monthRollPick, monthRollRemove,
   monthStateCounts, monthTables, monthTrailDelete, monthTrailPage, type MonthFile,
 } from './month-files.ts';
-import { retryBusy, retryBusySync } from './busy.ts';
+import { isBusy, retryBusy, retryBusySync } from './busy.ts';
 import { prepared } from './prepared.ts';
 import { sqlite } from '../portable/dialect.ts';
 import { historyPrune, historyPrunePick } from '../portable/admin.ts';
@@ -104,8 +104,10 @@ export class MonthFiles {
   private eachFile<T>(files: MonthFile[], perFile: (reader: Reader, f: MonthFile) => T | undefined, firstOnly = false): T[] {
     const answers: T[] = [];
     for (const f of files) {
-      const reader = this.reader(f.file);
-      const answer = reader && perFile(reader, f);
+      const answer = inFile(f.file, () => {
+        const reader = this.reader(f.file);
+        return reader && perFile(reader, f);
+      });
       if (answer === undefined || answer === null) continue;
       answers.push(answer);
       if (firstOnly) break;
@@ -212,7 +214,7 @@ export class MonthFiles {
       for (const f of this.list()) {
         const caps = [...left].map(([state, cap]): [string, number] => [state, cap - (counted.get(state) ?? 0)]).filter(([, cap]) => cap > 0);
         if (!caps.length) break;
-        for (const r of this.reader(f.file)?.rows(monthStateCounts(this.t, caps)) ?? []) {
+        for (const r of inFile(f.file, () => this.reader(f.file)?.rows(monthStateCounts(this.t, caps))) ?? []) {
           counted.set(String(r.state), (counted.get(String(r.state)) ?? 0) + Number(r.count));
         }
       }
@@ -233,7 +235,7 @@ export class MonthFiles {
    */
   restore(ids: string[]): void {
     for (const f of this.list()) {
-      if (!this.attach(f.file, 'restore')) continue;
+      if (!inFile(f.file, () => this.attach(f.file, 'restore'))) continue;
       try {
         // A file made before a migration that added a history column gets it first: rows copy back as they are.
         retryBusySync(() => this.syncColumns('restore'));
@@ -349,15 +351,30 @@ export class MonthFiles {
     const cutoff = nowMs - olderThanMs;
     const files = this.list().reverse();
     const deleted: string[] = [];
-    for (const f of files.filter((f) => f.month.to.getTime() <= cutoff)) if (await this.drop(f.file)) deleted.push(path.basename(f.file));
+    // A file that cannot be read is said (by the round's error) after the others were done: it held up every later month.
+    let unreadable: unknown = null;
+    for (const f of files.filter((f) => f.month.to.getTime() <= cutoff)) {
+      try {
+        if (await this.drop(f.file)) deleted.push(path.basename(f.file));
+      } catch (err) {
+        if (isBusy(err)) throw err;
+        unreadable ??= err;
+      }
+    }
     const straddling = files.find((f) => f.month.from.getTime() < cutoff && cutoff < f.month.to.getTime());
-    if (!straddling || limit <= 0 || !this.attach(straddling.file, 'retention')) return { deleted, rows: 0 };
+    const pruned = straddling && limit > 0 ? await inFileAsync(straddling.file, () => this.pruneRows(straddling.file, olderThanMs, limit)) : 0;
+    if (unreadable) throw unreadable;
+    return { deleted, rows: pruned };
+  }
+
+  /** At most `limit` rows finished before the cutoff in the month's file straddling it, with their trail. */
+  private async pruneRows(file: string, olderThanMs: number, limit: number): Promise<number> {
+    if (!this.attach(file, 'retention')) return 0;
     try {
       const sql = { d: sqlite, t: monthTables(this.t, 'retention') };
       const ids = (await this.read(() => this.rows(historyPrunePick(sql, { olderThanMs, limit })))).map((r) => String(r.id));
-      if (!ids.length) return { deleted, rows: 0 };
-      const rows = await this.write(() => historyPrune(sql, { olderThanMs, ids }).map((s) => this.run(s))[0], true);
-      return { deleted, rows };
+      if (!ids.length) return 0;
+      return await this.write(() => historyPrune(sql, { olderThanMs, ids }).map((s) => this.run(s))[0], true);
     } finally {
       this.detach('retention');
     }
@@ -365,7 +382,7 @@ export class MonthFiles {
 
   /** One file: its jobs' trail first (in batches), then the file, unless a live job reads one of its rows. */
   private async drop(file: string): Promise<boolean> {
-    if (fs.existsSync(file) && this.attach(file, 'expired')) {
+    if (fs.existsSync(file) && inFile(file, () => this.attach(file, 'expired'))) {
       try {
         if (!(await this.dropTrail())) return false;
       } finally {
@@ -401,4 +418,34 @@ function yieldToEventLoop(): Promise<void> {
 /** Bytes on disk of a month's file with what SQLite keeps beside it (a journal or WAL left over); 0 when it is gone. */
 function fileBytes(file: string): number {
   return ['', '-journal', '-wal'].reduce((sum, suffix) => sum + (fs.statSync(file + suffix, { throwIfNoEntry: false })?.size ?? 0), 0);
+}
+
+/**
+ * `fn` on a month's file, an error it meets said with the file's name (a corrupt file had every
+ * history read and retention fail with SQLite's words alone). Busy is left as it is: retried.
+ */
+function inFile<T>(file: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    throw fileError(file, err);
+  }
+}
+
+async function inFileAsync<T>(file: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw fileError(file, err);
+  }
+}
+
+function fileError(file: string, err: unknown): unknown {
+  if (isBusy(err) || (err as { sqljobsFile?: string })?.sqljobsFile) return err;
+  const e = new Error(
+    `sqljobs: the history file ${path.basename(file)} cannot be used (${(err as Error)?.message ?? String(err)}): restore it from a backup, or move it out of ${path.dirname(file)} to leave its month out`,
+    { cause: err },
+  );
+  Object.assign(e, { code: (err as { code?: unknown })?.code, sqljobsFile: file });
+  return e;
 }

@@ -68,18 +68,28 @@ export function filterFields(form: FilterForm): [string, string][] {
   return fields;
 }
 
+/**
+ * A field that takes one value: its value ('' when absent), refused when repeated (`?state=a&state=b`
+ * answered the first one, as if the second had not been sent).
+ */
+export function once(all: FieldValues, field: string): string {
+  const values = all(field);
+  if (values.length > 1) throw new HttpError(400, `${field} must be given once; got ${values.length} values`);
+  return values[0] ?? '';
+}
+
 /** Parse the jobs filter from query or form fields. Every value reaches SQL as a bound parameter only. */
 export function parseFilter(all: FieldValues): ParsedFilter {
   const form = blankForm();
   const filter: ListFilter = {};
-  const state = (all('state')[0] ?? '').trim();
+  const state = once(all, 'state').trim();
   if (state) {
     if (!(JOB_STATES as readonly string[]).includes(state)) throw new HttpError(400, `state must be one of ${JOB_STATES.join(', ')}; got ${JSON.stringify(state.slice(0, 40))}`);
     filter.state = state as JobState;
     form.state = state;
   }
   for (const [field, key] of TEXT_FILTERS) {
-    const v = (all(field)[0] ?? '').trim();
+    const v = once(all, field).trim();
     if (!v) continue;
     if (v.length > 255) throw new HttpError(400, `${field} must be at most 255 characters`);
     // No stored name, queue, tag, batch, refId or userId holds a control character (PostgreSQL text cannot even hold NUL).
@@ -88,11 +98,11 @@ export function parseFilter(all: FieldValues): ParsedFilter {
     form[field] = v;
   }
   // replyTo and args untrimmed: the job page links to the exact stored text, which may have edge spaces.
-  form.replyTo = all('replyTo')[0] ?? '';
+  form.replyTo = once(all, 'replyTo');
   if (form.replyTo) filter.replyTo = form.replyTo;
   form.args = argPairs(all);
   if (form.args.length) filter.args = Object.fromEntries(form.args);
-  form.month = (all('month')[0] ?? '').trim();
+  form.month = once(all, 'month').trim();
   if (form.month) Object.assign(filter, finishedIn(form.month));
   checkFilter(filter);
   return { form, filter };
@@ -141,7 +151,8 @@ export function parsePage(get: (k: string) => string | undefined, defaultLimit =
   const cursor = get('cursor') || undefined;
   if (cursor !== undefined && !isValidId(cursor)) throw new HttpError(400, 'cursor must be a job id from a previous page');
   const raw = get('limit');
-  const limit = raw === undefined || raw === '' ? defaultLimit : Number(raw);
+  // Digits only: Number() also took 0x2, 0b10 and 1e0.
+  const limit = raw === undefined || raw === '' ? defaultLimit : /^\d{1,4}$/.test(raw) ? Number(raw) : NaN;
   if (!Number.isInteger(limit) || limit < 1 || limit > 500) throw new HttpError(400, `limit must be an integer from 1 to 500; got ${JSON.stringify(String(raw).slice(0, 20))}`);
   return { cursor, limit };
 }
@@ -218,7 +229,12 @@ export function parseAction(v: string | undefined): BulkAction {
 
 /** A form or JSON body's field (the first, when repeated). */
 export function bodyField(body: BodyFields): (k: string) => string | undefined {
-  return (k) => bodyValues(body)(k)[0];
+  return (k) => (bodyValues(body)(k).length ? once(bodyValues(body), k) : undefined);
+}
+
+/** A query's field that takes one value (undefined when absent), refused when repeated. */
+export function queryField(getAll: (k: string) => string[]): (k: string) => string | undefined {
+  return (k) => (getAll(k).length ? once(getAll, k) : undefined);
 }
 
 /** A form or JSON body's field, every value it was given. */

@@ -3,13 +3,13 @@ import { HttpError } from './types.ts';
 import { json } from './respond.ts';
 import type { Route, RouteContext } from './route.ts';
 import {
-  applyJobAction, bodyIds, bodyValues, checkId, checkKey, checkQueue, loadBatch, loadJob, parseFilter, parsePage, queuePaused, redrive, refusal, schedulesWithOutcome,
+  applyJobAction, bodyIds, bodyValues, checkId, checkKey, checkQueue, loadBatch, loadJob, parseFilter, parsePage, queryField, queuePaused, redrive, refusal, schedulesWithOutcome,
   type JobAction,
 } from './actions.ts';
 import { SettingsRefused, configureQueue, jobHeld, queueDetail, queueRow, queueRows } from './queue.ts';
 
 const ID = '([^/]+)';
-const query = (c: RouteContext) => (k: string) => c.req.query.get(k) ?? undefined;
+const query = (c: RouteContext) => queryField((k) => c.req.query.getAll(k));
 
 async function listJobs(c: RouteContext) {
   const { filter } = parseFilter((k) => c.req.query.getAll(k));

@@ -15,7 +15,8 @@ export function fromParsed(body: unknown, depth = 0): BodyFields | null {
   for (const [k, v] of Object.entries(body as Record<string, unknown>)) {
     if (typeof v === 'string') out[k] = v;
     else if (typeof v === 'boolean' || typeof v === 'number') out[k] = String(v);
-    else if (Array.isArray(v)) out[k] = v.filter((x): x is string => typeof x === 'string');
+    // Each item as text, so that validation names what is not one (a number among ids was dropped silently).
+    else if (Array.isArray(v)) out[k] = v.map((x) => (typeof x === 'string' ? x : JSON.stringify(x) ?? String(x)));
     else if (depth === 0) for (const [k2, v2] of Object.entries(fromParsed(v, 1) ?? {})) out[`${k}.${k2}`] = v2;
   }
   return out;

@@ -9,7 +9,7 @@ import { REDRIVE_SKIPS, type JobRecord, type ListFilter, type RedriveSkip } from
 import type { JobLink } from '../driver/store.ts';
 import {
   applyBulk, applyJobAction, blankForm, bodyField, bodyIds, bodyValues, checkId, checkKey, checkQueue, filterFields, loadBatch, loadJob, matchingIds, parseAction, parseFilter, parsePage,
-  refusal, schedulesWithOutcome, type BulkAction, type BulkCounts, type JobAction,
+  queryField, refusal, schedulesWithOutcome, type BulkAction, type BulkCounts, type JobAction,
 } from './actions.ts';
 import { staticUrl } from './render.ts';
 import { SettingsRefused, configureQueue, jobHeld, postedForm, queueDetail, queueRows, settingsForm, type SettingsForm } from './queue.ts';
@@ -116,7 +116,7 @@ async function history(c: RouteContext) {
 
 // ------------------------------------------------------------------ jobs
 
-const query = (c: RouteContext) => (k: string) => c.req.query.get(k) ?? undefined;
+const query = (c: RouteContext) => queryField((k) => c.req.query.getAll(k));
 
 /**
  * One keyset page of jobs for the jobs table (partials/jobs-table), with the query strings of the

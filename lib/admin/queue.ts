@@ -143,6 +143,7 @@ function checkFields(body: BodyFields): void {
 export function postedForm(body: BodyFields): SettingsForm {
   const field = (k: string) => {
     const v = body[k];
+    if (Array.isArray(v) && v.length > 1) throw new SettingsRefused(`${k} must be given once; got ${v.length} values`, k);
     return (Array.isArray(v) ? (v[0] ?? '') : (v ?? '')).trim();
   };
   // rateLimit given as a plain value (not { limit, intervalMs }) is kept, for validation to name it.

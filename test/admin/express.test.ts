@@ -185,6 +185,20 @@ forEachDialect('admin (Express 5)', ({ fresh }) => {
     expect((await request(app).get(`${BASE}/api/jobs?limit=100000`).expect(400)).body.error).to.match(/limit/);
     expect((await request(app).get(`${BASE}/jobs?state=nope`)).status).to.equal(400);
     expect((await request(app).get(`${BASE}/api/jobs?tag=a%00b`).expect(400)).body.error).to.match(/control characters/);
+    // A field that takes one value, given twice, is refused naming it (the first was taken silently).
+    for (const q of ['state=pending&state=failed', 'queue=a&queue=b', 'name=a&name=b', 'limit=2&limit=9999', 'cursor=a&cursor=b']) {
+      const field = q.split('=')[0];
+      const res = await request(app).get(`${BASE}/api/jobs?${q}`).expect(400);
+      expect(res.body.error, q).to.equal(`${field} must be given once; got 2 values`);
+    }
+    for (const limit of ['0x2', '0b10', '1e0', '2.0']) expect((await request(app).get(`${BASE}/api/jobs?limit=${limit}`)).status, limit).to.equal(400);
+    const { agent, token } = await client(app);
+    const settings = await agent.put(`${BASE}/api/queues/q/settings`).set('x-csrf-token', token).send({ concurrency: ['1', '2'] });
+    expect([settings.status, settings.body.field]).to.deep.equal([400, 'concurrency']);
+    const redrive = await agent.post(`${BASE}/api/jobs/redrive`).set('x-csrf-token', token).send({ queue: ['a', 'b'] });
+    expect([redrive.status, redrive.body.error]).to.deep.equal([400, 'queue must be given once; got 2 values']);
+    const ids = await agent.post(`${BASE}/api/jobs/redrive`).set('x-csrf-token', token).send({ ids: ['01890000-0000-7000-8000-000000000000', 123] });
+    expect(ids.status, 'a number among ids is refused, not dropped').to.equal(400);
   });
 
   it('malformed ids are 400 and unknown ids 404, as JSON errors on the API', async () => {

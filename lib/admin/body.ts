@@ -3,6 +3,8 @@ import type { IncomingMessage } from 'node:http';
 import { HttpError, type BodyFields } from './types.ts';
 
 const LIMIT = 256 * 1024;
+/** Read (and dropped) of a body over LIMIT before its 413 is sent: more, and the connection is given up. */
+const DRAIN_LIMIT = 16 * 1024 * 1024;
 
 /**
  * A body the host's own parser already produced (express.urlencoded/json, koa-bodyparser), as
@@ -29,9 +31,13 @@ export async function readBody(req: IncomingMessage): Promise<BodyFields> {
   let size = 0;
   for await (const chunk of req) {
     size += (chunk as Buffer).length;
-    if (size > LIMIT) throw new HttpError(413, `request body over ${LIMIT} bytes`);
-    chunks.push(chunk as Buffer);
+    // Past the limit the rest is read and dropped, so that the 413 reaches a client on a kept-alive
+    // connection (left unread, the client's next writes met a reset: ECONNRESET instead of the
+    // answer); past DRAIN_LIMIT the connection is not worth keeping.
+    if (size <= LIMIT) chunks.push(chunk as Buffer);
+    else if (size > DRAIN_LIMIT) throw new HttpError(413, `request body over ${LIMIT} bytes`);
   }
+  if (size > LIMIT) throw new HttpError(413, `request body over ${LIMIT} bytes`);
   const text = Buffer.concat(chunks).toString('utf8');
   if (!text) return {};
   const type = String(req.headers['content-type'] ?? '');

@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import express from 'express';
 import request from 'supertest';
 import os from 'node:os';
+import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { jobsAdmin, type AdminAccess, type Jobs } from '../../lib/index.ts';
 import { isLoopback } from '../../lib/admin/access.ts';
@@ -199,6 +200,30 @@ forEachDialect('admin (Express 5)', ({ fresh }) => {
     expect([redrive.status, redrive.body.error]).to.deep.equal([400, 'queue must be given once; got 2 values']);
     const ids = await agent.post(`${BASE}/api/jobs/redrive`).set('x-csrf-token', token).send({ ids: ['01890000-0000-7000-8000-000000000000', 123] });
     expect(ids.status, 'a number among ids is refused, not dropped').to.equal(400);
+  });
+
+  it('a body over the limit is 413 on a kept-alive connection too, request after request (the connection was reset mid-body: ECONNRESET)', async () => {
+    const server = appWith(jobs).listen(0, '127.0.0.1');
+    await new Promise((r) => server.once('listening', r));
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const body = JSON.stringify({ ids: ['x'.repeat(780_000)] });
+    try {
+      const answers: (number | string)[] = [];
+      for (let i = 0; i < 4; i++) {
+        answers.push(await new Promise<number | string>((resolve) => {
+          const req = http.request({ port: (server.address() as AddressInfo).port, host: '127.0.0.1', method: 'POST', path: `${BASE}/api/jobs/redrive`, agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
+            res.resume();
+            res.on('end', () => resolve(res.statusCode ?? 0));
+          });
+          req.on('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+          req.end(body);
+        }));
+      }
+      expect(answers).to.deep.equal([413, 413, 413, 413]);
+    } finally {
+      agent.destroy();
+      server.close();
+    }
   });
 
   it('malformed ids are 400 and unknown ids 404, as JSON errors on the API', async () => {

@@ -4,7 +4,7 @@ import { Scheduler } from '../../lib/schedule/scheduler.ts';
 import type { ScheduleStore } from '../../lib/driver/store.ts';
 
 describe('scheduler rounds', () => {
-  it('started half way through a second, its later rounds look within 15–150 ms past each whole second', async function () {
+  it('started half way through a second, its later rounds look within 15–150 ms past each whole second (12: a timer fires early by a millisecond or two)', async function () {
     this.timeout(10_000);
     const phases: number[] = [];
     const store = {
@@ -26,6 +26,7 @@ describe('scheduler rounds', () => {
     await new Promise((r) => setTimeout(r, 3_200));
     await scheduler.stop();
     expect(phases.length, 'rounds: at start, then one per second').to.be.within(4, 5);
-    for (const phase of phases.slice(1)) expect(phase, 'ms past the whole second').to.be.within(15, 150);
+    // Armed for 15 ms past the second; Node's timers may fire a millisecond or two early by Date.now() (14 seen under load).
+    for (const phase of phases.slice(1)) expect(phase, 'ms past the whole second').to.be.within(12, 150);
   });
 });

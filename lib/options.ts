@@ -293,7 +293,7 @@ function buildWorkerOptions(w: Partial<WorkerOptions>, retentionDays: number | u
 export function retentionOf(retentionDays: number | undefined): number | null {
   // Retention older than 100 years keeps everything; beyond it the cut-off date leaves what databases store.
   // At least a minute: 1e-20 was taken, and rounded to 0 ms (every finished job pruned at once).
-  if (retentionDays !== undefined && (typeof retentionDays !== 'number' || !(retentionDays * 86_400_000 >= 60_000) || retentionDays > 36_500)) {
+  if (retentionDays !== undefined && (typeof retentionDays !== 'number' || !(Math.round(retentionDays * 86_400_000) >= 60_000) || retentionDays > 36_500)) {
     throw new TypeError(`createJobs: retentionDays must be a number of days from 1 minute (0.0007) to 36500; got ${describe(retentionDays)}`);
   }
   return retentionDays === undefined ? null : Math.round(retentionDays * 86_400_000);

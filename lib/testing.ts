@@ -77,7 +77,8 @@ async function withCancelledDependents<M extends JobMap>(jobs: Jobs<M>, finished
     seen.add(id);
     out.push(id);
     if (!cascade) return;
-    for (const d of (await jobs.links(id)).dependents) if (d.state === 'cancelled') await add(d.id, true);
+    // Only those this job's end cancelled (their error names it as the parent), not one cancelled otherwise before.
+    for (const d of (await jobs.links(id)).dependents) if (d.state === 'cancelled' && (d.error as { parentId?: string } | null)?.parentId === id) await add(d.id, true);
   };
   for (const id of finished) await add(id, failed.has(id));
   return out;

@@ -61,7 +61,7 @@ export function jobsMiddleware<M extends JobMap = {}, Req extends IncomingMessag
     const uow: RequestJobs<M> = new RequestJobs(
       jobs,
       { transaction: options.transaction && (() => options.transaction!(req)), userId: options.userId && (() => options.userId!(req)) },
-      () => installGate(incoming, res, uow, () => commitWhen(req, res), options.onCommitError ? (err) => options.onCommitError!(err, req) : (err) => uow.jobs.reportError(err, `${req.method} ${req.url}: the request's jobs were not committed`)),
+      () => installGate(incoming, res, uow, () => commitWhen(req, res), options.onCommitError ? (err) => options.onCommitError!(err, req) : (err) => uow.jobs.reportError(err, "a request's jobs were not committed")),
       () => res.headersSent || res.writableEnded,
     );
     (incoming as IncomingMessage & { jobs: unknown }).jobs = uow;
@@ -96,10 +96,11 @@ function installGate(
     }
     restore();
     state = 'done';
+    // Heard also when the client has gone meanwhile: the jobs are lost all the same.
+    // The app's error hook failing (a throw, a rejection) changes nothing: the client still gets its 500.
+    if (failed && onCommitError) callApp(() => onCommitError(failed));
     if (res.destroyed) return;
     if (failed) {
-      // The app's error hook failing (a throw, a rejection) changes nothing: the client still gets its 500.
-      if (onCommitError) callApp(() => onCommitError(failed));
       if (res.headersSent) return void res.destroy(failed as Error);
       for (const h of res.getHeaderNames()) res.removeHeader(h);
       res.statusCode = 500;

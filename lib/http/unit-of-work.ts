@@ -107,7 +107,13 @@ const CALLBACK_OPTIONS = ['onSuccess', 'onFailure', 'onComplete'] as const;
 /** `opts` with `id` as its userId and createdBy where unset, and in each callback it names (a name alone becomes { name }). */
 function stampUser<O extends { userId?: string; createdBy?: string }>(opts: O, id: string): O {
   if (opts === null || typeof opts !== 'object') return opts; // refused by the enqueue, naming the field
-  const out: Record<string, unknown> = { ...opts, userId: opts.userId ?? id, createdBy: opts.createdBy ?? id };
+  return stampCallbacks({ ...opts, userId: opts.userId ?? id, createdBy: opts.createdBy ?? id }, id);
+}
+
+/** The callbacks `opts` names, each stamped with `id` (a name alone becomes { name }). */
+function stampCallbacks<O extends object>(opts: O, id: string): O {
+  if (opts === null || typeof opts !== 'object') return opts;
+  const out = { ...opts } as Record<string, unknown>;
   for (const key of CALLBACK_OPTIONS) {
     const spec = out[key];
     if (typeof spec === 'string') out[key] = stampUser<{ name: string; userId?: string }>({ name: spec }, id);
@@ -143,10 +149,21 @@ export class RequestJobs<M extends JobMap = {}> {
    * unset: its callbacks' too (a batch's, a callback's own), which run for the same user.
    */
   private stamp<O extends { userId?: string; createdBy?: string }>(opts: O): O {
-    if (!this.opts.userId) return opts;
+    const id = this.userId();
+    return id === undefined ? opts : stampUser(opts, id);
+  }
+
+  /** A batch's options: its callbacks stamped (the batch itself takes no user). */
+  private stampCallbacks<O extends object>(opts: O): O {
+    const id = this.userId();
+    return id === undefined ? opts : stampCallbacks(opts, id);
+  }
+
+  /** The request's user, asked once (undefined: none, or anonymous). */
+  private userId(): string | undefined {
+    if (!this.opts.userId) return undefined;
     this.user ??= { id: this.opts.userId() };
-    const id = this.user.id;
-    return id === undefined || id === null ? opts : stampUser(opts, id);
+    return this.user.id ?? undefined;
   }
 
   /** Whether anything was enqueued or the transaction was opened. */
@@ -222,6 +239,7 @@ export class RequestJobs<M extends JobMap = {}> {
   async batch(items: EnqueueManyItem<M>[], opts: Omit<BatchOptions<never, M>, 'tx'> = {}): Promise<{ batchId: string; ids: string[] }> {
     this.use();
     items = items.map((it) => this.stamp(it));
+    opts = this.stampCallbacks(opts);
     if (this.buffering) {
       const { rows, ids, batch } = this.jobs.prepareBatch(items, untypedCallbacks(opts));
       this.buffered.push(...rows);

@@ -174,10 +174,23 @@ export class Maintenance {
 
   private async prune(): Promise<void> {
     if (!this.hooks.leads()) return;
-    for (let more = false; !this.stopping; more = true) {
-      if ((await this.store.historyPrune({ olderThanMs: this.opts.retentionMs!, limit: PRUNE_BATCH, more })) < PRUNE_BATCH) break;
+    try {
+      for (let more = false; !this.stopping; more = true) {
+        if ((await this.store.historyPrune({ olderThanMs: this.opts.retentionMs!, limit: PRUNE_BATCH, more })) < PRUNE_BATCH) break;
+      }
+    } finally {
+      await this.pruneLeftovers();
     }
-    if (!this.stopping && this.hooks.leads()) await this.store.retentionLeftoversPrune(this.opts.retentionMs!);
+  }
+
+  /** Keys, batches and ticks past the retention, also when the round's history failed (an unreadable month file fails every round). */
+  private async pruneLeftovers(): Promise<void> {
+    if (this.stopping || !this.hooks.leads()) return;
+    try {
+      await this.store.retentionLeftoversPrune(this.opts.retentionMs!);
+    } catch (err) {
+      this.hooks.error(err);
+    }
   }
 
   private stopping = false;

@@ -260,6 +260,7 @@ class QueueFigures {
     if (left <= 0) return Promise.resolve(null);
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
+        if (this.closed) return resolve(null);
         this.report(new Error(`metrics: the queues' figures (one read of the jobs table) did not answer within ${FIGURES_WAIT_MS.ms} ms: this collection has no gauges`));
         resolve(null);
       }, left);

@@ -1001,4 +1001,30 @@ forEachDialect('processing', ({ fresh }) => {
     expect(order.filter((o) => o === 'history').length, 'history deleted in three batches').to.be.at.least(3);
     expect(order.slice(0, order.lastIndexOf('history') + 1), 'no keys statement between the round\'s history batches').to.not.include('keys');
   });
+
+  it('keys past the retention are pruned also in rounds whose history fails (they were pruned only after it succeeded)', async function () {
+    this.timeout(30_000);
+    const t = await fresh();
+    const jobs = t.jobs({ retentionDays: 1, leader: { leaseMs: 1000 }, worker: { pollInterval: 50 } });
+    jobs.define('noop', async () => undefined);
+    await jobs.migrate();
+    await jobs.enqueue('noop', 'keyed', { unique: { key: 'old-key' } });
+    await jobs.drain();
+    const ago = t.dialect === 'sqlite' ? `touched_at - ${3 * 86_400_000}` : t.dialect === 'postgres' ? "touched_at - interval '3 days'" : t.dialect === 'mssql' ? 'DATEADD(day, -3, touched_at)' : 'touched_at - INTERVAL 3 DAY';
+    await t.query(`UPDATE ${t.prefix}keys SET touched_at = ${ago}`);
+    const heard: unknown[] = [];
+    jobs.on('error', (err) => heard.push(err));
+    jobs.store.historyPrune = async () => {
+      throw new Error('a month that cannot be read');
+    };
+    PRUNE_EVERY.ms = 100;
+    try {
+      await jobs.start();
+      await until(async () => (await count(t, 'keys')) === 0, 'the old key pruned', 20_000);
+      await jobs.stop();
+    } finally {
+      PRUNE_EVERY.ms = 60_000;
+    }
+    expect(heard.map(String).join('\n')).to.include('a month that cannot be read');
+  });
 });

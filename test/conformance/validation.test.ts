@@ -164,6 +164,7 @@ forEachDialect('validation of bad input', ({ fresh }) => {
       [{ worker: { concurrency: 1e9 } }, /^createJobs: worker.concurrency must be a positive integer no greater than 1000; got 1000000000 \(number\)/],
       [{ retentionDays: 1e-20 }, /^createJobs: retentionDays must be a number of days from 1 minute \(0\.0007\) to 36500; got 1e-20/],
       [{ retentionDays: 0 }, /^createJobs: retentionDays must be a number of days from 1 minute/],
+      [{ retentionDays: 59 / 86_400 }, /^createJobs: retentionDays must be a number of days from 1 minute/],
       [{ worker: { queueConcurrency: { mail: 1e9 } } }, /^createJobs: worker.queueConcurrency.mail must be a positive integer no greater than 1000/],
       [{ worker: { queueConcurrency: { mail: undefined } } }, /^createJobs: worker.queueConcurrency.mail must be a positive integer .*got undefined/],
       [{ worker: { pollInterval: 2 ** 31 } }, /^createJobs: worker.pollInterval must be a positive integer no greater than 2147483647; got 2147483648/],
@@ -182,6 +183,8 @@ forEachDialect('validation of bad input', ({ fresh }) => {
     for (const [opts, re] of cases) await expectRefused(() => t.jobs(opts as never), TypeError, re);
     const edge = t.jobs({ workerPoolSize: 100, worker: { concurrency: 1000, prefetch: 10_000, pollInterval: 2 ** 31 - 1, queueConcurrency: { mail: 1000 } } });
     expect(edge.mode).to.equal('both');
+    // One minute written in days (floating point makes it 59,999.99… ms): taken, as stored (rounded).
+    expect(() => t.jobs({ retentionDays: 1 / 24 / 60, worker: false } as never)).to.not.throw();
   });
 
   it('refuses an explicit tx key that holds null or undefined (it would enqueue outside the transaction)', async () => {

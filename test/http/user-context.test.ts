@@ -21,6 +21,10 @@ async function enqueueFor(route: string, jobs: RequestJobs): Promise<string[]> {
       (await jobs.enqueue('r', {}, { delay: 3_600_000, onFailure: { name: 'cb', payload: 2, createdBy: 'ops', onFailure: 'cb-of-cb' } })).id,
     ];
   }
+  if (route === 'batch') {
+    const { ids } = await jobs.batch([{ name: 'r', payload: 1, delay: 3_600_000 }], { onFailure: 'batch-cb' });
+    return ids;
+  }
   if (route === 'many') return (await jobs.enqueueMany([{ name: 'r', payload: 1 }, { name: 'r', payload: 2, createdBy: 'import' }])).map((r) => r.id);
   return [(await jobs.enqueue('r', {}, { replyTo: 'ws:session-1', args: { a: '1' } })).id];
 }
@@ -42,6 +46,9 @@ async function check(jobs: Jobs, call: (route: string, user?: string) => Promise
   expect(callbacks.map((j) => [j.userId, j.createdBy]).sort()).to.deep.equal([['carol', 'carol'], ['carol', 'ops']]);
   expect(await jobs.cancel(callbacks.find((j) => j.createdBy === 'ops')!.id)).to.equal(true);
   expect((await jobs.list({ name: 'cb-of-cb' })).items.map((j) => [j.userId, j.createdBy]), 'a callback\'s own callback').to.deep.equal([['carol', 'carol']]);
+  const [inBatch] = await call('batch', 'carol');
+  expect(await jobs.cancel(inBatch)).to.equal(true);
+  expect((await jobs.list({ name: 'batch-cb' })).items.map((j) => [j.userId, j.createdBy]), 'a batch\'s callback').to.deep.equal([['carol', 'carol']]);
   const [anonymous] = await call('plain');
   expect(await jobs.get(anonymous)).to.deep.include({ userId: null, createdBy: null });
   expect((await jobs.list({ userId: 'alice' })).items.map((j) => j.id).sort()).to.deep.equal([plain].sort());

@@ -151,7 +151,8 @@ export class MysqlHistoryMonths {
         if ((err as { errno?: number }).errno === ER_LOCK_WAIT_TIMEOUT) return otherwise;
         throw err;
       } finally {
-        await q('SET SESSION lock_wait_timeout = DEFAULT, SESSION wait_timeout = @sqljobs_wait', []);
+        // A connection the server closed (stopped past DDL_IDLE_S) fails these too: the first error is the one said.
+        await q('SET SESSION lock_wait_timeout = DEFAULT, SESSION wait_timeout = @sqljobs_wait', []).catch(() => undefined);
         await this.db.unlock(q, name);
       }
     });

@@ -442,8 +442,13 @@ async function inFileAsync<T>(file: string, fn: () => Promise<T>): Promise<T> {
 
 function fileError(file: string, err: unknown): unknown {
   if (isBusy(err) || (err as { sqljobsFile?: string })?.sqljobsFile) return err;
+  const code = String((err as { code?: unknown })?.code ?? '');
+  const said = (err as Error)?.message ?? String(err);
+  // Only a file SQLite cannot read is blamed: an error of main's met meanwhile (a full disk) is only placed.
   const e = new Error(
-    `sqljobs: the history file ${path.basename(file)} cannot be used (${(err as Error)?.message ?? String(err)}): restore it from a backup, or move it out of ${path.dirname(file)} to leave its month out`,
+    /^SQLITE_(CORRUPT|NOTADB|CANTOPEN)/.test(code)
+      ? `sqljobs: the history file ${path.basename(file)} cannot be used (${said}): restore it from a backup, or move it out of ${path.dirname(file)} to leave its month out`
+      : `sqljobs: on the history file ${path.basename(file)}: ${said}`,
     { cause: err },
   );
   Object.assign(e, { code: (err as { code?: unknown })?.code, sqljobsFile: file });

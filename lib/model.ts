@@ -213,7 +213,9 @@ export type CallbackSpec<M extends JobMap = {}> = {
   [K in JobName<M>]: { name: K } & (undefined extends PayloadOf<M, K> ? { payload?: PayloadOf<M, K> } : { payload: PayloadOf<M, K> }) & CallbackEnqueueOptions<M>;
 }[JobName<M>];
 
-type CallbackKey = 'onSuccess' | 'onFailure' | 'onComplete';
+/** The options that name a callback (onComplete: a batch's). */
+export const CALLBACK_OPTIONS = ['onSuccess', 'onFailure', 'onComplete'] as const;
+export type CallbackKey = (typeof CALLBACK_OPTIONS)[number];
 /** @internal Options as the core reads them: the job map types the caller's callbacks, the core checks every callback at run time. */
 export type UntypedCallbacks<O> = Omit<O, CallbackKey> & { [K in CallbackKey & keyof O]?: CallbackOption };
 /** @internal */

@@ -3,7 +3,7 @@
  * validated and stored with their job, and the jobs of one call put in an order where each
  * parent comes before its dependents, with a cycle refused before anything is written.
  */
-import { ENQUEUE_KEYS, JobValidationError, describe, type CallbackOption, type NewJobRow } from './model.ts';
+import { ENQUEUE_KEYS, JobValidationError, describe, type CallbackKey, type CallbackOption, type NewJobRow } from './model.ts';
 import { FLOW, type StoredCallback, type StoredCallbacks } from './driver/portable/flow.ts';
 
 /** A row of one call, with the other items of the call it depends on (by index). */
@@ -44,7 +44,6 @@ export function storedCallback(job: string, field: string, spec: CallbackOption,
 }
 
 /** The callbacks given in `opts` under `keys`, as stored (JSON), or null. */
-type CallbackKey = 'onSuccess' | 'onFailure' | 'onComplete';
 
 export function callbacksJson(job: string, opts: Partial<Record<CallbackKey, CallbackOption>>, keys: CallbackKey[], build: RowBuilder): StoredCallbacks | null {
   const out: StoredCallbacks = {};

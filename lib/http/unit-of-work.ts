@@ -13,7 +13,7 @@
 import { Jobs, type BatchOptions, type EnqueueManyItem, type JobMap, type JobName, type PayloadOf, type SupportedDb } from '../jobs.ts';
 import type { NewBatch } from '../driver/portable/flow.ts';
 import type { TransactionHandle } from '../driver/orm/types.ts';
-import { untypedCallbacks, type EnqueueOptions, type EnqueueResult, type JobRecord, type ListFilter, type ListPage, type NewJobRow } from '../model.ts';
+import { CALLBACK_OPTIONS, untypedCallbacks, type EnqueueOptions, type EnqueueResult, type JobRecord, type ListFilter, type ListPage, type NewJobRow } from '../model.ts';
 import { describe } from '../model.ts';
 import type { OpenTransaction } from '../driver/store.ts';
 
@@ -101,8 +101,6 @@ export function resolveJobs(jobsOrDb: Jobs | SupportedDb): Jobs {
  */
 // eslint-disable-next-line @typescript-eslint/no-empty-interface
 export interface RequestJobMap {}
-
-const CALLBACK_OPTIONS = ['onSuccess', 'onFailure', 'onComplete'] as const;
 
 /** `opts` with `id` as its userId and createdBy where unset, and in each callback it names (a name alone becomes { name }). */
 function stampUser<O extends { userId?: string; createdBy?: string }>(opts: O, id: string): O {

@@ -239,13 +239,10 @@ class QueueFigures {
     }
     const next: FiguresRead = { started: now, at: Infinity, figures: Promise.resolve(null) };
     this.unanswered++;
-    next.figures = this.read().then(
-      (figures) => figures,
-      (err: unknown) => {
-        this.report(err);
-        return null;
-      },
-    ).finally(() => {
+    next.figures = this.read().catch((err: unknown) => {
+      this.report(err);
+      return null;
+    }).finally(() => {
       next.at = performance.now();
       this.unanswered--;
     });

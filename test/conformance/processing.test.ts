@@ -38,6 +38,13 @@ async function backdate(t: TestDb, ids: string[], agoMs: number): Promise<void> 
   }
 }
 
+/** SQL for a timestamp column's value three days earlier, in the dialect's terms. */
+function threeDaysBefore(t: TestDb, column: string): string {
+  if (t.dialect === 'sqlite') return `${column} - ${3 * 86_400_000}`;
+  if (t.dialect === 'postgres') return `${column} - interval '3 days'`;
+  return t.dialect === 'mssql' ? `DATEADD(day, -3, ${column})` : `${column} - INTERVAL 3 DAY`;
+}
+
 /** Count an instance's history prunes (its store's own statement, wrapped: which instance ran it). */
 function prunesOf(jobs: Jobs): { calls: number; deleted: number } {
   const seen = { calls: 0, deleted: 0 };
@@ -982,8 +989,7 @@ forEachDialect('processing', ({ fresh }) => {
     await jobs.enqueue('noop', 'keyed', { unique: { key: 'once-only' } });
     await jobs.batch([{ name: 'noop', payload: 'in a batch' }]);
     await jobs.drain();
-    const ago = (column: string) =>
-      t.dialect === 'sqlite' ? `${column} - ${3 * 86_400_000}` : t.dialect === 'postgres' ? `${column} - interval '3 days'` : t.dialect === 'mssql' ? `DATEADD(day, -3, ${column})` : `${column} - INTERVAL 3 DAY`;
+    const ago = (column: string) => threeDaysBefore(t, column);
     await t.query(`UPDATE ${t.prefix}history SET finished_at = ${ago('finished_at')}`);
     await t.query(`UPDATE ${t.prefix}keys SET touched_at = ${ago('touched_at')}`);
     await t.query(`UPDATE ${t.prefix}batches SET finished_at = ${ago('finished_at')}`);
@@ -1010,8 +1016,7 @@ forEachDialect('processing', ({ fresh }) => {
     await jobs.migrate();
     await jobs.enqueue('noop', 'keyed', { unique: { key: 'old-key' } });
     await jobs.drain();
-    const ago = t.dialect === 'sqlite' ? `touched_at - ${3 * 86_400_000}` : t.dialect === 'postgres' ? "touched_at - interval '3 days'" : t.dialect === 'mssql' ? 'DATEADD(day, -3, touched_at)' : 'touched_at - INTERVAL 3 DAY';
-    await t.query(`UPDATE ${t.prefix}keys SET touched_at = ${ago}`);
+    await t.query(`UPDATE ${t.prefix}keys SET touched_at = ${threeDaysBefore(t, 'touched_at')}`);
     const heard: unknown[] = [];
     jobs.on('error', (err) => heard.push(err));
     jobs.store.historyPrune = async () => {

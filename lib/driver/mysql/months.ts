@@ -10,8 +10,9 @@
  */
 import type { Tables } from '../portable/statement.ts';
 import { deleteTrailInBatches, monthsExpired, planMonths } from '../monthly.ts';
+import { withSessionLimits } from './session-limits.ts';
 import {
-  dropLock, FUTURE, lockWaitTimeout, monthDrop, monthIds, monthReferenced, monthsSplit, monthTrailDelete, oldestFinish,
+  dropLock, FUTURE, monthDrop, monthIds, monthReferenced, monthsSplit, monthTrailDelete, oldestFinish,
   parseBound, partitionsList, partitionTable, type MysqlPartition,
 } from './partitions.ts';
 
@@ -144,15 +145,11 @@ export class MysqlHistoryMonths {
     return this.db.onConnection(async (q) => {
       if (!(await this.db.lock(q, name))) return otherwise;
       try {
-        await q(`SET @sqljobs_wait = @@SESSION.wait_timeout, SESSION wait_timeout = ${Math.max(1, Math.floor(DDL_IDLE_S.s))}`, []);
-        await run(q, lockWaitTimeout(waitS));
-        return await fn(q);
+        return await withSessionLimits((sql) => q(sql, []), { wait_timeout: DDL_IDLE_S.s, lock_wait_timeout: waitS }, () => fn(q));
       } catch (err) {
         if ((err as { errno?: number }).errno === ER_LOCK_WAIT_TIMEOUT) return otherwise;
         throw err;
       } finally {
-        // A connection the server closed (stopped past DDL_IDLE_S) fails these too: the first error is the one said.
-        await q('SET SESSION lock_wait_timeout = DEFAULT, SESSION wait_timeout = @sqljobs_wait', []).catch(() => undefined);
         await this.db.unlock(q, name);
       }
     });

@@ -123,8 +123,3 @@ export function dropLock(t: Tables): Sql {
 export function monthDrop(t: Tables, partition: string): Sql {
   return { text: `ALTER TABLE ${t.history} DROP PARTITION ${partition}`, values: [] };
 }
-
-/** How long partition DDL waits for its metadata lock (s): a waiting ALTER queues every later statement on history behind it. */
-export function lockWaitTimeout(seconds: number): Sql {
-  return { text: `SET SESSION lock_wait_timeout = ${Math.max(1, Math.floor(seconds))}`, values: [] };
-}

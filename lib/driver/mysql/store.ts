@@ -30,6 +30,7 @@ import type { FlowOutcome } from '../portable/flow.ts';
 import { drive, type Outcome, type SqlRunner, type Statement, type Tables, type Steps } from '../portable/statement.ts';
 import { historyPrune, historyPrunePick } from '../portable/admin.ts';
 import { MysqlHistoryMonths } from './months.ts';
+import { withSessionLimits } from './session-limits.ts';
 import { historyMonthsOfPartitions } from '../partition-months.ts';
 import { jobsByRef, jobsInsert } from './enqueue.ts';
 import { jobsClaimPick, jobsClaimTake } from './claim.ts';
@@ -588,23 +589,9 @@ export class MysqlStore extends PortableStore implements Store {
     // Limits as on PostgreSQL (see TICK_LOCK_WAIT_MS there), set on this connection for the tick's
     // transaction and put back after it: the server closes a connection idle past wait_timeout,
     // in a transaction or not.
-    return this.onOwnConnection(async (c) => {
-      await c.query(
-        `SET @sqljobs_lock_wait = @@SESSION.innodb_lock_wait_timeout, @sqljobs_wait = @@SESSION.wait_timeout,
-           SESSION innodb_lock_wait_timeout = ${TICK_LOCK_WAIT_MS / 1000}, SESSION wait_timeout = ${TICK_IDLE_MS / 1000}`,
-      );
-      const restore = () => c.query('SET SESSION innodb_lock_wait_timeout = @sqljobs_lock_wait, SESSION wait_timeout = @sqljobs_wait');
-      let fired: { jobId: string; skipped: boolean } | null;
-      try {
-        fired = await this.fireTick(c, { key, fireAt, row, skipIfLive });
-      } catch (err) {
-        // Put back if the connection still answers (the server may have closed it: the tick's own error is the one to tell).
-        await restore().catch(() => undefined);
-        throw err;
-      }
-      await restore();
-      return fired;
-    });
+    return this.onOwnConnection((c) =>
+      withSessionLimits((sql) => c.query(sql), { innodb_lock_wait_timeout: TICK_LOCK_WAIT_MS / 1000, wait_timeout: TICK_IDLE_MS / 1000 }, () =>
+        this.fireTick(c, { key, fireAt, row, skipIfLive })));
   }
 
   private async fireTick(c: PoolConnection, { key, fireAt, row, skipIfLive }: ScheduleTick): Promise<{ jobId: string; skipped: boolean } | null> {

@@ -362,7 +362,9 @@ export class MonthFiles {
       }
     }
     const straddling = files.find((f) => f.month.from.getTime() < cutoff && cutoff < f.month.to.getTime());
-    const pruned = straddling && limit > 0 ? await inFileAsync(straddling.file, () => this.pruneRows(straddling.file, olderThanMs, limit)) : 0;
+    const pruned = straddling && limit > 0 ? await this.pruneRows(straddling.file, olderThanMs, limit).catch((err: unknown) => {
+      throw fileError(straddling.file, err);
+    }) : 0;
     if (unreadable) throw unreadable;
     return { deleted, rows: pruned };
   }
@@ -427,14 +429,6 @@ function fileBytes(file: string): number {
 function inFile<T>(file: string, fn: () => T): T {
   try {
     return fn();
-  } catch (err) {
-    throw fileError(file, err);
-  }
-}
-
-async function inFileAsync<T>(file: string, fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
   } catch (err) {
     throw fileError(file, err);
   }

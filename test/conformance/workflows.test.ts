@@ -100,6 +100,40 @@ forEachDialect('workflows', ({ fresh }) => {
     await jobs.stop();
   });
 
+  it('a cancelled parent ends a wide and deep graph at once: each dependent once, naming a parent it waited for, its onFailure enqueued', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: false });
+    const root = await jobs.enqueue('root', {});
+    // 600 dependents of the root (more than one statement's worth), a diamond under the first two, a chain of 30 under the diamond.
+    const wide = await jobs.enqueueMany(Array.from({ length: 600 }, (_, i) => ({
+      name: 'wide', payload: i, dependsOn: root.id, ...(i % 100 === 0 ? { onFailure: { name: 'alert', payload: i } } : {}),
+    })));
+    const [diamond] = await jobs.enqueueMany([{ name: 'diamond', payload: 0, dependsOn: [wide[0].id, wide[1].id], onFailure: 'alert' }]);
+    const chain = await jobs.enqueueMany(Array.from({ length: 30 }, (_, i) => ({ name: 'chain', payload: i, dependsOn: i === 0 ? diamond.id : i - 1 })));
+    // A finished job beside them is not touched.
+    const other = await jobs.enqueue('other', {});
+    expect(await jobs.cancel(root.id)).to.equal(true);
+    const parentOf = new Map<string, string[]>([
+      ...wide.map((w) => [w.id, [root.id]] as [string, string[]]),
+      [diamond.id, [wide[0].id, wide[1].id]],
+      ...chain.map((c, i) => [c.id, [i === 0 ? diamond.id : chain[i - 1].id]] as [string, string[]]),
+    ]);
+    for (const [id, parents] of parentOf) {
+      const rec = await jobs.get(id);
+      expect(rec?.state, id).to.equal('cancelled');
+      expect(rec?.error?.name).to.equal('ParentEnded');
+      const parentId = (rec?.error as { parentId?: string } | null)?.parentId;
+      expect(parents).to.include(parentId);
+      expect(rec?.error?.message).to.include(`cancelled: parent job ${parentId}`);
+    }
+    expect((await jobs.get(other.id))?.state).to.equal('pending');
+    const alerts = (await jobs.list({ name: 'alert', limit: 100 })).items;
+    const payloads = await Promise.all(alerts.map(async (a) => (await jobs.get(a.id))?.payload));
+    expect(payloads.map(String).sort()).to.deep.equal(['0', '100', '200', '300', '400', '500', 'undefined'].sort());
+    const left = await t.query<{ n: number }>(`SELECT COUNT(*) AS n FROM ${t.prefix}jobs WHERE name <> 'alert'`);
+    expect(Number(left[0].n), 'only the unrelated job left').to.equal(1);
+  });
+
   it('refuses an unknown parent, a cycle and a self-dependency with the field named; dependsOn with a delay', async () => {
     const t = await fresh();
     const jobs = t.jobs({ worker: false });

@@ -588,29 +588,65 @@ function* releaseDependents(sql: Sql, parentIds: string[], which: 'all' | 'seria
   return due.map((w) => String(w.queue));
 }
 
-/** Parents that failed or were cancelled: their waiting dependents are cancelled, each naming its parent. */
+/**
+ * Parents that failed or were cancelled: their waiting dependents are cancelled, each naming its
+ * parent, and theirs in turn, level by level: each level's edges are read from rows already
+ * locked (a dependent enqueued meanwhile waits for that lock, then sees its parent ended), and
+ * the level's waiting jobs are locked at once. Then all of them move to history a chunk at a
+ * time: a few statements per level and per chunk, not per job (a 2,000-link chain took 5 s on
+ * PostgreSQL one job at a time).
+ */
 function* cancelWaiting(sql: Sql, parents: Pick<FinishedRow, 'id' | 'name' | 'state'>[]): Steps<FinishedRow[]> {
   const { d, t } = sql;
-  const cancelled: FinishedRow[] = [];
+  const cancelled: { row: Record<string, unknown>; errorJson: string }[] = [];
   const seen = new Set<string>();
-  for (const parent of parents) {
-    const waiting = ((yield read(d, (b) =>
-      `SELECT id FROM ${t.jobs}${d.lockHint}
-       WHERE id IN (SELECT child_id FROM ${t.deps} WHERE parent_id = ${b.id(parent.id)} AND position >= 0) AND state = 'pending' AND parents_left > 0${d.forUpdate}`)) as Outcome).rows;
-    for (const w of waiting) {
-      const id = String(w.id);
-      if (seen.has(id)) continue;
+  let level: Pick<FinishedRow, 'id' | 'name' | 'state'>[] = parents;
+  while (level.length) {
+    const byId = new Map(level.map((p) => [p.id, p]));
+    const edges = ((yield read(d, (b) => `SELECT child_id, parent_id FROM ${t.deps} WHERE parent_id ${b.ids([...byId.keys()])} AND position >= 0`)) as Outcome).rows;
+    // Each dependent names the first of its parents here, in the parents' order.
+    const childrenOf = new Map<string, string[]>();
+    for (const e of edges) {
+      const siblings = childrenOf.get(String(e.parent_id));
+      if (siblings) siblings.push(String(e.child_id));
+      else childrenOf.set(String(e.parent_id), [String(e.child_id)]);
+    }
+    const parentOf = new Map<string, Pick<FinishedRow, 'id' | 'name' | 'state'>>();
+    for (const parent of level) {
+      for (const child of childrenOf.get(parent.id) ?? []) if (!seen.has(child) && !parentOf.has(child)) parentOf.set(child, parent);
+    }
+    if (!parentOf.size) break;
+    const locked = ((yield read(d, (b) =>
+      `SELECT ${ROW_COLUMNS} FROM ${t.jobs}${d.byKey}${d.lockHint}
+       WHERE id ${b.ids([...parentOf.keys()].sort())} AND state = 'pending' AND parents_left > 0${d.forUpdate}`)) as Outcome).rows;
+    level = [];
+    for (const row of locked) {
+      const id = String(row.id);
+      const parent = parentOf.get(id)!;
       seen.add(id);
-      const error: JobError & { parentId: string } = {
-        name: 'ParentEnded',
-        message: `cancelled: parent job ${parent.id} (${parent.name}) ${parent.state}`,
-        parentId: parent.id,
-      };
-      const row = yield* moveToHistory(sql, { id, state: 'cancelled', errorJson: JSON.stringify(error) });
-      if (row) cancelled.push(row);
+      const error: JobError & { parentId: string } = { name: 'ParentEnded', message: `cancelled: parent job ${parent.id} (${parent.name}) ${parent.state}`, parentId: parent.id };
+      cancelled.push({ row, errorJson: JSON.stringify(error) });
+      level.push({ id, name: String(row.name), state: 'cancelled' });
     }
   }
-  return cancelled;
+  for (let i = 0; i < cancelled.length; i += CANCEL_CHUNK) yield* moveCancelledToHistory(sql, cancelled.slice(i, i + CANCEL_CHUNK));
+  return cancelled.map(({ row }) => finishedRow(sql, row, 'cancelled'));
+}
+
+/** Jobs moved to history as cancelled per statement (each binds its error: SQL Server takes 2,100 parameters). */
+const CANCEL_CHUNK = 500;
+
+/** Locked waiting jobs to history as cancelled, each with its own error; then out of the jobs table. */
+function* moveCancelledToHistory(sql: Sql, jobs: { row: Record<string, unknown>; errorJson: string }[]): Steps<void> {
+  const { d, t } = sql;
+  const ids = jobs.map(({ row }) => String(row.id));
+  yield write(d, (b) => {
+    // Placeholders in text order: the CASE's, then the id list.
+    const error = `CASE ${jobs.map(({ row, errorJson }) => `WHEN id = ${b.id(String(row.id))} THEN ${d.json(b.longText(errorJson))}`).join(' ')} END`;
+    return `INSERT INTO ${t.history} (${sharedColumns(d.col)}, state, finished_at, result)
+      SELECT ${sharedColumns(d.col, { error })}, 'cancelled', ${d.now}, ${d.nullAs('json')} FROM ${t.jobs} WHERE id ${b.ids(ids)}`;
+  });
+  yield write(d, (b) => `${d.deleteByKey(t.jobs)} WHERE id ${b.ids(ids)}`);
 }
 
 /** Cancel the waiting dependents of parents that had already ended (a dependent enqueued late), and what follows from that. */

@@ -32,10 +32,13 @@ export function isLoopbackHost(name: string | null, allowed: ReadonlySet<string>
  */
 export function proxyHeader(headers: IncomingHttpHeaders): string | null {
   for (const name of Object.keys(headers)) {
-    if (name === 'forwarded' || name === 'via' || name === 'x-real-ip' || name.startsWith('x-forwarded-')) return name;
+    if (CLIENT_ADDRESS_HEADERS.has(name) || name.startsWith('x-forwarded-') || name.startsWith('x-original-forwarded-')) return name;
   }
   return null;
 }
+
+/** Headers proxies, CDNs and load balancers put the client's address in (Node lowercases names). */
+const CLIENT_ADDRESS_HEADERS = new Set(['forwarded', 'via', 'x-real-ip', 'x-client-ip', 'true-client-ip', 'cf-connecting-ip', 'x-cluster-client-ip', 'fastly-client-ip']);
 
 /** Whether a request may read `GET metrics`: metricsAuthorize decides alone when given, else the admin's own rules. */
 export async function resolveMetricsAccess<Req>(opts: AdminOptions<Req>, allowedHosts: ReadonlySet<string>, req: AdminRequest, raw: Req): Promise<void> {

@@ -107,7 +107,9 @@ describe('admin security review [sqlite]', function () {
   });
 
   describe('2. behind a proxy every request is from 127.0.0.1: a forwarded request is not loopback', () => {
-    const HEADERS = [['Forwarded', 'for=203.0.113.9'], ['X-Forwarded-For', '203.0.113.9'], ['X-Real-IP', '203.0.113.9'], ['X-Forwarded-Host', 'admin.example.com'], ['X-Forwarded-Proto', 'https'], ['Via', '1.1 edge']] as const;
+    const HEADERS = [['Forwarded', 'for=203.0.113.9'], ['X-Forwarded-For', '203.0.113.9'], ['X-Real-IP', '203.0.113.9'], ['X-Forwarded-Host', 'admin.example.com'], ['X-Forwarded-Proto', 'https'], ['Via', '1.1 edge'],
+      // CDNs' and load balancers' own client-address headers (Cloudflare, Akamai, Fastly, others).
+      ['CF-Connecting-IP', '203.0.113.9'], ['True-Client-IP', '203.0.113.9'], ['X-Client-IP', '203.0.113.9'], ['X-Cluster-Client-IP', '203.0.113.9'], ['Fastly-Client-IP', '203.0.113.9'], ['X-Original-Forwarded-For', '203.0.113.9']] as const;
     it('Express and Koa: each proxy header makes a loopback request 403 without authorize; authorize serves it', async () => {
       const apps = [expressApp(express), expressApp(express4), koaApp(Koa), koaApp(Koa2)];
       const authorized = [expressApp(express, { authorize: () => 'view' }), koaApp(Koa, { authorize: () => 'view' })];

@@ -1045,7 +1045,7 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
    * Express app, a Koa app or a (req, res) handler), in-process, with no socket.
    */
   useApp(app: AppLike): this {
-    const handler = requestHandler(dispatcherOf(app));
+    const handler = requestHandler(dispatcherOf(app), this.workerOptions?.maxOutputBytes ?? 1024 * 1024);
     this.definitions.set(REQUEST_JOB, { name: REQUEST_JOB, handler: handler as JobDefinition['handler'] });
     return this;
   }

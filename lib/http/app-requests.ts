@@ -32,8 +32,10 @@ export interface JobRequestInit {
 export interface JobRequestResult {
   status: number;
   headers: Record<string, string | string[] | number | undefined>;
-  /** Parsed JSON when the response says application/json; text otherwise. */
+  /** Parsed JSON when the response says application/json; text otherwise; null when it was over maxOutputBytes. */
   body: unknown;
+  /** Only when the body was not stored (over maxOutputBytes): its size in bytes. */
+  bodyBytes?: number;
 }
 
 /** What the app sees of a request a job runs (jobRequest(req)). */
@@ -47,6 +49,8 @@ export interface JobRequestInfo {
 export type AppLike = RequestListener | ((req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void) => unknown) | { callback(): RequestListener };
 
 const METHODS = new Set(['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS']);
+/** An HTTP field name (RFC 9110 token). */
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 /** The requests a worker injected, with their job: only the worker's own wrapper adds to it. */
 const injected = new WeakMap<IncomingMessage, JobRequestInfo>();
 
@@ -85,12 +89,17 @@ export function requestPayload(init: unknown): Omit<JobRequestInit, 'userId'> {
   }
   const method = typeof r.method === 'string' ? r.method.toUpperCase() : '';
   if (!METHODS.has(method)) throw new JobValidationError(`enqueueRequest: method must be one of ${[...METHODS].join(', ')}; got ${describe(r.method)}`, 'method', REQUEST_JOB);
-  if (typeof r.url !== 'string' || !r.url.startsWith('/') || r.url.startsWith('//') || r.url.length > 8000) {
-    throw new JobValidationError(`enqueueRequest: url must be a path starting with / (at most 8000 characters); got ${describe(r.url)}`, 'url', REQUEST_JOB);
+  // No whitespace or control characters: a request line cannot carry them (Node's own server refuses them).
+  if (typeof r.url !== 'string' || !r.url.startsWith('/') || r.url.startsWith('//') || r.url.length > 8000 || /[\s\x00-\x1f\x7f]/.test(r.url)) {
+    throw new JobValidationError(`enqueueRequest: url must be a path starting with / (at most 8000 characters, no spaces or control characters); got ${describe(r.url)}`, 'url', REQUEST_JOB);
   }
   const headers = r.headers ?? {};
   if (headers === null || typeof headers !== 'object' || Array.isArray(headers) || Object.values(headers).some((v) => typeof v !== 'string')) {
     throw new JobValidationError(`enqueueRequest: headers must be an object of string values; got ${describe(r.headers)}`, 'headers', REQUEST_JOB);
+  }
+  for (const [name, value] of Object.entries(headers as Record<string, string>)) {
+    if (!HEADER_NAME.test(name)) throw new JobValidationError(`enqueueRequest: header name ${JSON.stringify(name)} is not an HTTP token`, 'headers', REQUEST_JOB);
+    if (/[\r\n\x00]/.test(value)) throw new JobValidationError(`enqueueRequest: header ${name}'s value holds a line break or NUL`, 'headers', REQUEST_JOB);
   }
   const out: Omit<JobRequestInit, 'userId'> = { method, url: r.url, headers: headers as Record<string, string> };
   if (r.body !== undefined) out.body = r.body as JsonValue;
@@ -98,13 +107,14 @@ export function requestPayload(init: unknown): Omit<JobRequestInit, 'userId'> {
 }
 
 /** The handler of REQUEST_JOB: the request through the app, its response as the result. */
-export function requestHandler(dispatch: Dispatch) {
+export function requestHandler(dispatch: Dispatch, maxResultBytes: number) {
   return async (payload: Omit<JobRequestInit, 'userId'>, ctx: JobContext): Promise<JobRequestResult> => {
     const info: JobRequestInfo = { jobId: ctx.id, userId: ctx.userId, attempt: ctx.attempt };
     const withInfo: RequestListener = (req, res) => {
       injected.set(req, info);
       keepInjectedMethods(req);
       keepInjectedMethods(res);
+      canDestroySocket(req, res);
       dispatchOrFail(dispatch, req, res);
     };
     const res = await lightMyRequest()(withInfo, {
@@ -115,6 +125,8 @@ export function requestHandler(dispatch: Dispatch) {
       signal: ctx.signal,
     });
     const result: JobRequestResult = { status: res.statusCode, headers: res.headers, body: bodyOf(res.headers['content-type'], res.payload) };
+    // The route ran: a body too large to store must not fail the attempt (a retry would run the route again).
+    if (Buffer.byteLength(JSON.stringify(result), 'utf8') > maxResultBytes) Object.assign(result, { body: null, bodyBytes: Buffer.byteLength(res.payload, 'utf8') });
     const what = `${payload.method} ${payload.url} answered ${res.statusCode}`;
     if (res.statusCode >= 500) throw Object.assign(new Error(what), { status: res.statusCode, body: result.body });
     if (res.statusCode >= 400) throw new DiscardJob(what);
@@ -136,6 +148,22 @@ function dispatchOrFail(dispatch: Dispatch, req: IncomingMessage, res: ServerRes
   } catch (err) {
     fail(err);
   }
+}
+
+/**
+ * light-my-request's socket has no destroy(), which Express's final handler calls on an error
+ * after the response started (next(err) after res.write, res.json twice): an uncaught TypeError
+ * that ended the worker's process, on every retry. Here it ends the response with the error, as
+ * a real socket would (the attempt fails), or does nothing once the response is complete.
+ */
+function canDestroySocket(req: IncomingMessage, res: ServerResponse): void {
+  const socket = req.socket as unknown as Record<string, unknown> | null;
+  if (!socket || typeof socket.destroy === 'function') return;
+  const destroy = (err?: unknown) => {
+    if (!res.writableFinished) res.destroy(err instanceof Error ? err : new Error('the app closed the connection before its response ended'));
+    return socket;
+  };
+  Object.defineProperty(socket, 'destroy', { value: destroy, writable: true, configurable: true });
 }
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {

@@ -196,6 +196,53 @@ forEachDialect('routes as jobs', ({ fresh }) => {
     });
   }
 
+  it('Express: an error after the response started fails the attempt (its final handler destroys the socket) and the process lives', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { pollInterval: 50 } });
+    const app = express();
+    app.set('env', 'test');
+    app.get('/late-error', (_req, res, next) => {
+      res.write('partial');
+      next(new Error('failed mid-stream'));
+    });
+    app.get('/twice', (_req, res) => {
+      res.json({ a: 1 });
+      res.json({ b: 2 });
+    });
+    jobs.useApp(app);
+    await jobs.start();
+    const late = await jobs.enqueueRequest({ method: 'GET', url: '/late-error' }, { maxAttempts: 1 });
+    const twice = await jobs.enqueueRequest({ method: 'GET', url: '/twice' }, { maxAttempts: 1 });
+    await until(async () => (await jobs.get(late.id))?.state === 'failed', 'the late error to fail the attempt');
+    // Express's final handler closes the socket without the error: the attempt says so.
+    expect((await jobs.get(late.id))!.error!.message).to.match(/the app closed the connection before its response ended/);
+    // The first answer was complete: it is the result; the second one's error only closes the socket.
+    await until(async () => (await jobs.get(twice.id))?.state === 'completed', 'the answered request to complete');
+    expect(((await jobs.get(twice.id))!.result as { body: unknown }).body).to.deep.equal({ a: 1 });
+    await jobs.stop();
+  });
+
+  it('a 2xx whose body is over maxOutputBytes completes without the body (the route ran: no retry runs it again)', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { pollInterval: 50 }, maxOutputBytes: 4096 });
+    let runs = 0;
+    const app = express();
+    app.get('/report', (_req, res) => void (runs++, res.type('text').send('x'.repeat(10_000))));
+    app.get('/small', (_req, res) => void res.json({ ok: true }));
+    jobs.useApp(app);
+    await jobs.start();
+    const big = await jobs.enqueueRequest({ method: 'GET', url: '/report' });
+    const small = await jobs.enqueueRequest({ method: 'GET', url: '/small' });
+    await until(async () => (await jobs.get(big.id))?.state === 'completed', 'the big answer to complete');
+    const job = (await jobs.get(big.id))!;
+    expect(job.attempts).to.equal(1);
+    expect(runs).to.equal(1);
+    expect(job.result).to.deep.include({ status: 200, body: null, bodyBytes: 10_000 });
+    await until(async () => (await jobs.get(small.id))?.state === 'completed', 'the small answer to complete');
+    expect((await jobs.get(small.id))!.result).to.deep.include({ body: { ok: true } }).and.not.have.property('bodyBytes');
+    await jobs.stop();
+  });
+
   it('a request from the network never carries a job user, whatever its headers say', async () => {
     const t = await fresh();
     const jobs = t.jobs({ worker: false });
@@ -215,6 +262,10 @@ forEachDialect('routes as jobs', ({ fresh }) => {
       [{ method: 'GET', url: '//evil.example/' }, 'url'],
       [{ method: 'GET', url: '/', headers: { a: 1 } }, 'headers'],
       [{ method: 'GET', url: '/', cookies: {} }, 'cookies'],
+      [{ method: 'GET', url: '/a b' }, 'url'],
+      [{ method: 'GET', url: '/a\r\nX-Injected: 1' }, 'url'],
+      [{ method: 'GET', url: '/', headers: { 'bad name': 'x' } }, 'headers'],
+      [{ method: 'GET', url: '/', headers: { 'x-a': 'one\r\nx-b: two' } }, 'headers'],
     ] as const) {
       await jobs.enqueueRequest(bad as never).then(
         () => expect.fail(`${JSON.stringify(bad)} should be refused`),

@@ -99,8 +99,15 @@ export async function withHeld<C extends Emitter, T>(held: HeldConnection<C>, ro
 /**
  * A request's transaction on a held connection: `begin` now, then COMMIT or ROLLBACK once, after
  * which the connection is given back (destroyed if it broke meanwhile or the statement failed).
+ * `committed` reads COMMIT's answer: PostgreSQL answers a COMMIT of a transaction a failed
+ * statement aborted with ROLLBACK, and no error.
  */
-export async function openTransaction<C extends Emitter>(held: HeldConnection<C>, run: (conn: C, sql: string) => Promise<unknown>, begin: string): Promise<OpenTransaction> {
+export async function openTransaction<C extends Emitter>(
+  held: HeldConnection<C>,
+  run: (conn: C, sql: string) => Promise<unknown>,
+  begin: string,
+  committed: (answer: unknown) => boolean = () => true,
+): Promise<OpenTransaction> {
   try {
     await run(held.conn, begin);
   } catch (err) {
@@ -111,13 +118,34 @@ export async function openTransaction<C extends Emitter>(held: HeldConnection<C>
   const finish = async (sql: 'COMMIT' | 'ROLLBACK') => {
     if (finished) return;
     finished = true;
+    let answer: unknown;
     try {
-      await run(held.conn, sql);
+      answer = await run(held.conn, sql);
       held.release();
     } catch (err) {
       held.release(err);
       throw err;
     }
+    if (sql === 'COMMIT' && !committed(answer)) throw new TransactionAbortedError();
   };
   return { native: held.conn, commit: () => finish('COMMIT'), rollback: () => finish('ROLLBACK') };
 }
+
+/**
+ * A request's transaction that a failed statement had aborted (PostgreSQL refuses every statement
+ * after an error until ROLLBACK, and answers COMMIT with a rollback): nothing in it was committed.
+ */
+export class TransactionAbortedError extends Error {
+  readonly code = '25P02';
+  constructor(cause?: unknown) {
+    super(
+      "the request's transaction was rolled back, not committed: a statement in it failed, after which PostgreSQL refuses the rest of the transaction " +
+        '(run a statement that may fail inside a SAVEPOINT, and ROLLBACK TO SAVEPOINT when it does, to go on after it)',
+      cause === undefined ? undefined : { cause },
+    );
+    this.name = 'TransactionAbortedError';
+  }
+}
+
+/** What pg answers a COMMIT with: `ROLLBACK` when the transaction had been aborted. */
+export const pgCommitted = (answer: unknown): boolean => (answer as { command?: unknown } | null)?.command !== 'ROLLBACK';

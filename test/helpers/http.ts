@@ -93,6 +93,19 @@ export async function writeOrder(t: TestDb, uow: RequestJobs, item: string, code
 }
 
 /**
+ * A statement of the app's own on the request's transaction fails and the app goes on (a
+ * fallback). PostgreSQL has then aborted the transaction: its COMMIT answers ROLLBACK.
+ */
+export async function caughtFailure(t: TestDb, uow: RequestJobs): Promise<string> {
+  try {
+    await t.appQuery(await uow.transaction(), `SELECT 1 / 0 AS boom`, []);
+    return 'no error';
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
+
+/**
  * MySQL/MariaDB check constraints at once (nothing is deferred to COMMIT): a commit that fails is
  * one whose connection died first. Kill the request's connection from outside.
  */

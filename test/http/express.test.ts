@@ -10,7 +10,7 @@ import type mysql from 'mysql2/promise';
 import { createJobs, jobsMiddleware, type Jobs, type TransactionHandle } from '../../lib/index.ts';
 import { createRequire } from 'node:module';
 import { forEachDialect, sleep, until, type TestDb } from '../helpers/dialects.ts';
-import { failingCommitRoute, failingWork, loseConnection, ownHandle, poolSettled, setupShop as setup, visible, writeOrder } from '../helpers/http.ts';
+import { caughtFailure, failingCommitRoute, failingWork, loseConnection, ownHandle, poolSettled, setupShop as setup, visible, writeOrder } from '../helpers/http.ts';
 
 /** Express 4, installed beside 5 as the npm alias express4: the same gate must hold on both. */
 const express4 = createRequire(import.meta.url)('express4') as typeof express;
@@ -50,6 +50,10 @@ function shop(t: TestDb, jobs: Jobs, framework: typeof express = express) {
     await sleep(5);
     res.write('part 2;');
     res.end('end');
+  });
+  app.post('/caught', async (req, res) => {
+    const { id } = await order(req, req.body.item);
+    res.status(201).json({ id, caught: await caughtFailure(t, req.jobs) });
   });
   app.post('/dup', async (req, res) => {
     // Two rows with the same code: the deferred constraint fails only at COMMIT.
@@ -130,6 +134,20 @@ forEachDialect('Express middleware', ({ fresh }) => {
     const streamed = await request(app).post('/stream').send({ item: 'hat' }).expect(200);
     expect(streamed.text).to.equal('part 1;part 2;end');
     expect(await visible(t, jobs, 'hat')).to.deep.equal({ job: true, row: true });
+    await poolSettled(t);
+  });
+
+  it('PostgreSQL: a statement of the app\'s that failed, caught, aborted the transaction: 500, nothing committed (COMMIT answered ROLLBACK)', async function () {
+    const t = await fresh();
+    if (t.dialect !== 'postgres') return this.skip();
+    const jobs = t.jobs({ worker: false });
+    await setup(t, jobs);
+    const app = shop(t, jobs);
+    const res = await request(app).post('/caught').send({ item: 'ink' });
+    expect(res.status).to.equal(500);
+    expect(await visible(t, jobs, 'ink')).to.deep.equal({ job: false, row: false });
+    await request(app).post('/ok').send({ item: 'pad' }).expect(201);
+    expect(await visible(t, jobs, 'pad')).to.deep.equal({ job: true, row: true });
     await poolSettled(t);
   });
 

@@ -5,7 +5,7 @@ import http from 'node:http';
 import { koaJobs, type Jobs, type RequestJobs } from '../../lib/index.ts';
 import { createRequire } from 'node:module';
 import { forEachDialect, sleep, until, type TestDb } from '../helpers/dialects.ts';
-import { failingCommitRoute, loseConnection, poolSettled, setupShop as setup, visible, writeOrder } from '../helpers/http.ts';
+import { caughtFailure, failingCommitRoute, loseConnection, poolSettled, setupShop as setup, visible, writeOrder } from '../helpers/http.ts';
 
 /** Koa 2, installed beside 3 as the npm alias koa2. */
 const Koa2 = createRequire(import.meta.url)('koa2') as typeof Koa;
@@ -33,6 +33,12 @@ function shop(t: TestDb, jobs: Jobs, Framework: typeof Koa = Koa) {
       await order(item);
       await loseConnection(t, ctx.jobs);
       return void (ctx.body = { ok: true });
+    }
+    if (route === 'caught') {
+      const { id } = await order(item);
+      ctx.status = 201;
+      ctx.body = { id, caught: await caughtFailure(t, ctx.jobs) };
+      return;
     }
     if (route === 'slow') {
       await order(item);
@@ -70,6 +76,20 @@ forEachDialect('Koa middleware', ({ fresh }) => {
     expect(failed.status).to.equal(500);
     expect(await visible(t, jobs, 'zip')).to.deep.equal({ job: false, row: false });
     await request(server).get('/plain').expect(200, 'plain');
+    await poolSettled(t);
+  });
+
+  it('PostgreSQL: a statement of the app\'s that failed, caught, aborted the transaction: 500, nothing committed (COMMIT answered ROLLBACK)', async function () {
+    const t = await fresh();
+    if (t.dialect !== 'postgres') return this.skip();
+    const jobs = t.jobs({ worker: false });
+    await setup(t, jobs);
+    const server = http.createServer(shop(t, jobs).callback());
+    const res = await request(server).post('/caught/ink');
+    expect(res.status).to.equal(500);
+    expect(await visible(t, jobs, 'ink')).to.deep.equal({ job: false, row: false });
+    await request(server).post('/ok/pad').expect(201);
+    expect(await visible(t, jobs, 'pad')).to.deep.equal({ job: true, row: true });
     await poolSettled(t);
   });
 

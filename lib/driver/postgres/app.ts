@@ -6,7 +6,7 @@
  */
 import type { Client, Pool, PoolClient, PoolConfig } from 'pg';
 import { describeCallerTx, describeTx, isPgClient } from '../detect.ts';
-import { HeldConnection, holdPgClient, nothingToUndo, openTransaction, withHeld } from '../held.ts';
+import { HeldConnection, holdPgClient, nothingToUndo, openTransaction, pgCommitted, withHeld } from '../held.ts';
 import { ACCEPTED_TX, openCallerTx, runnerQuery } from '../orm/caller.ts';
 import type { OpenTransaction } from '../store.ts';
 
@@ -34,7 +34,7 @@ export function pgAppSide(pool: Pool): PgAppSide {
     Client: (pool as unknown as { Client: ClientCtor }).Client,
     query: async (text, values) => (await pool.query(text, values)).rows,
     queryOn: queryOnCaller,
-    begin: async () => openTransaction(await holdPgClient(pool), (c, sql) => c.query(sql), 'BEGIN'),
+    begin: async () => openTransaction(await holdPgClient(pool), (c, sql) => c.query(sql), 'BEGIN', pgCommitted),
   };
 }
 
@@ -64,7 +64,7 @@ export function lentPgAppSide(pool: LendingPool): PgAppSide {
     Client: pool.driver.Client,
     query: async (text, values) => withHeld(await hold(), nothingToUndo, async (c) => (await c.query(text, values)).rows),
     queryOn: queryOnCaller,
-    begin: async () => openTransaction(await hold(), (c, sql) => c.query(sql), 'BEGIN'),
+    begin: async () => openTransaction(await hold(), (c, sql) => c.query(sql), 'BEGIN', pgCommitted),
   };
 }
 

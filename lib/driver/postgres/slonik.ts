@@ -13,6 +13,7 @@ import type { Client, Pool, PoolConfig } from 'pg';
 import type { OpenTransaction } from '../store.ts';
 import { PostgresStore, type PostgresStoreOptions } from './store.ts';
 import { queryOnCaller, type PgAppSide } from './app.ts';
+import { TransactionAbortedError } from '../held.ts';
 import type { SlonikConnectionLike, SlonikPoolLike } from '../handles.ts';
 
 type Row = Record<string, unknown>;
@@ -52,7 +53,7 @@ export function slonikAppSide(pool: SlonikPoolLike): PgAppSide {
       // A slonik transaction connection, else whatever PostgreSQL takes (a pg client, an ORM's transaction).
       return isSlonikConnection(tx) ? run(tx, text, values) : queryOnCaller(tx, text, values);
     },
-    begin: () => beginOnSlonik(pool),
+    begin: () => beginOnSlonik(pool, (t) => run(t, 'SELECT 1', [])),
   };
 }
 
@@ -133,7 +134,7 @@ const ROLLBACK = Symbol('rollback');
  * off: slonik would re-run the handler on a serialization failure at COMMIT, after the app's
  * writes were already lost, and report success.
  */
-function beginOnSlonik(pool: SlonikPoolLike): Promise<OpenTransaction> {
+function beginOnSlonik(pool: SlonikPoolLike, probe: (t: SlonikConnectionLike) => Promise<unknown>): Promise<OpenTransaction> {
   let decide!: (d: 'commit' | typeof ROLLBACK) => void;
   const decision = new Promise<'commit' | typeof ROLLBACK>((r) => (decide = r));
   return new Promise((resolve, reject) => {
@@ -154,11 +155,24 @@ function beginOnSlonik(pool: SlonikPoolLike): Promise<OpenTransaction> {
         },
       });
       if ((await decision) === ROLLBACK) throw ROLLBACK;
+      // slonik's COMMIT does not read PostgreSQL's answer, which is ROLLBACK for a transaction a
+      // failed statement aborted: a statement first tells (refused with 25P02 in such a one).
+      await probe(t).catch((err: unknown) => {
+        throw isAborted(err) ? new TransactionAbortedError(err) : err;
+      });
     }, 0);
     done.catch((err) => {
       if (!opened) reject(err);
     });
   });
+}
+
+/** PostgreSQL's in_failed_sql_transaction, as pg gives it or slonik wraps it. */
+function isAborted(err: unknown): boolean {
+  for (let e = err as { code?: unknown; cause?: unknown } | null, depth = 0; e && depth < 4; e = e.cause as typeof e, depth++) {
+    if (e.code === '25P02') return true;
+  }
+  return false;
 }
 
 const requireHere = createRequire(import.meta.url);

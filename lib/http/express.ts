@@ -11,7 +11,7 @@
 import type { TransactionHandle } from '../driver/orm/types.ts';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Jobs, JobMap, SupportedDb } from '../jobs.ts';
-import { checkMiddlewareOptions, RequestJobs, resolveJobs, type RequestJobMap } from './unit-of-work.ts';
+import { checkMiddlewareOptions, clientGone, RequestJobs, resolveJobs, type RequestJobMap } from './unit-of-work.ts';
 import { callApp } from '../report.ts';
 
 export interface JobsMiddlewareOptions<Req = IncomingMessage, Res = ServerResponse> {
@@ -126,12 +126,14 @@ function installGate(
       return name === 'write' ? true : res;
     };
   }
-  // A client that went away before the response: roll back and release the connection.
-  res.once('close', () => {
+  // A client that went away before the response (also before this first use): roll back and release the connection.
+  const onClose = () => {
     if (state === 'open') {
       state = 'done';
       restore();
       void uow.rollback();
     }
-  });
+  };
+  if (clientGone(res)) onClose();
+  else res.once('close', onClose);
 }

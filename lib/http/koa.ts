@@ -7,7 +7,7 @@
  */
 import type { TransactionHandle } from '../driver/orm/types.ts';
 import type { Jobs, JobMap, SupportedDb } from '../jobs.ts';
-import { checkMiddlewareOptions, RequestJobs, resolveJobs, type RequestJobMap } from './unit-of-work.ts';
+import { checkMiddlewareOptions, clientGone, RequestJobs, resolveJobs, type RequestJobMap } from './unit-of-work.ts';
 
 /** The parts of a Koa context this middleware uses (Koa 2 and 3). */
 export interface KoaLikeContext {
@@ -49,7 +49,9 @@ export function koaJobs<M extends JobMap = {}, Ctx extends KoaLikeContext = KoaL
     const uow = new RequestJobs<M>(
       jobs,
       { transaction: options.transaction && (() => options.transaction!(ctx)), userId: options.userId && (() => options.userId!(ctx)) },
-      () => ctx.req.once('close', onClose),
+      // The response's close, not the request's (which closes once its body was read). A client
+      // gone before the first use closed it already: nothing will be committed.
+      () => (clientGone(ctx.res) ? onClose() : ctx.res.once('close', onClose)),
     );
     ctx.jobs = uow as unknown as RequestJobs<RequestJobMap>;
     ctx.state.jobs = uow;
@@ -59,7 +61,7 @@ export function koaJobs<M extends JobMap = {}, Ctx extends KoaLikeContext = KoaL
       await uow.rollback();
       throw err;
     } finally {
-      ctx.req.off('close', onClose);
+      ctx.res.off('close', onClose);
     }
     if (!uow.touched) return uow.seal();
     if (aborted) return uow.rollback();

@@ -74,6 +74,11 @@ function transactionControlRefusal(statement: unknown): Error | null {
  * The adapter's options, checked when the middleware is made: a misspelt name was ignored, and a
  * value that is not a function failed only at the first enqueue, as a bare TypeError in a 500.
  */
+/** The client went away before the response ended (the socket closed under it). */
+export function clientGone(res: { destroyed: boolean; writableFinished: boolean }): boolean {
+  return res.destroyed && !res.writableFinished;
+}
+
 export function checkMiddlewareOptions(adapter: string, options: unknown, allowed: readonly string[]): void {
   if (options === null || typeof options !== 'object') throw new TypeError(`${adapter}: options must be an object; got ${describe(options)}`);
   for (const [key, value] of Object.entries(options)) {
@@ -195,7 +200,10 @@ export class RequestJobs<M extends JobMap = {}> {
   private use(): void {
     const ended = this.ended();
     if (ended) throw this.tooLateError(ended);
-    if (!this.touched && !this.opts.transaction) this.onFirstUse();
+    if (this.touched || this.opts.transaction) return;
+    this.onFirstUse();
+    // The gate rolls back at once when the client has already gone.
+    if (this.ending) throw new Error(`the request's unit of work is already ${this.ending}: the client disconnected before the response`);
   }
 
   /**

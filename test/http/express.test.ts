@@ -345,6 +345,13 @@ forEachDialect('Express middleware', ({ fresh }) => {
       await sleep(300);
       res.json({ ok: true });
     });
+    let lateEnqueue: Promise<unknown> | null = null;
+    app.post('/late', async (req, res) => {
+      await sleep(300);
+      lateEnqueue = req.jobs.enqueue('receipt', {}, { tag: 'early' }).catch((err: Error) => err.message);
+      await lateEnqueue;
+      res.json({ ok: true });
+    });
     const server = http.createServer(app).listen(0);
     try {
       const port = (server.address() as { port: number }).port;
@@ -353,8 +360,17 @@ forEachDialect('Express middleware', ({ fresh }) => {
       r.end();
       await until(() => reached, 'the handler to enqueue');
       r.destroy();
-      await sleep(500);
+      // Gone before the first enqueue (the route enqueues 300 ms in): nothing is committed either.
+      const early = http.request({ port, method: 'POST', path: '/late' });
+      early.on('error', () => undefined);
+      early.end();
+      await sleep(100);
+      early.destroy();
+      await until(() => lateEnqueue !== null, 'the late route to enqueue');
+      await lateEnqueue;
+      await sleep(300);
       expect((await jobs.list({ tag: 'gone' })).items).to.have.length(0);
+      expect((await jobs.list({ tag: 'early' })).items).to.have.length(0);
       await poolSettled(t);
     } finally {
       server.close();

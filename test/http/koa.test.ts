@@ -34,6 +34,19 @@ function shop(t: TestDb, jobs: Jobs, Framework: typeof Koa = Koa) {
       await loseConnection(t, ctx.jobs);
       return void (ctx.body = { ok: true });
     }
+    if (route === 'late') {
+      await sleep(300);
+      await order(item);
+      return void (ctx.body = { ok: true });
+    }
+    if (route === 'body-after') {
+      // The request's body read after the enqueue: the request closes when it was read, the response has not.
+      await order(item);
+      let text = '';
+      for await (const chunk of ctx.req) text += String(chunk);
+      ctx.status = 201;
+      return void (ctx.body = { read: text.length });
+    }
     if (route === 'caught') {
       const { id } = await order(item);
       ctx.status = 201;
@@ -140,8 +153,18 @@ forEachDialect('Koa middleware', ({ fresh }) => {
       r.end();
       await sleep(100);
       r.destroy();
+      // Gone before the first enqueue too (the route enqueues 300 ms in).
+      const early = http.request({ port, method: 'POST', path: '/late/early' });
+      early.on('error', () => undefined);
+      early.end();
+      await sleep(100);
+      early.destroy();
       await sleep(600);
       expect(await visible(t, jobs, 'gone')).to.deep.equal({ job: false, row: false });
+      expect(await visible(t, jobs, 'early')).to.deep.equal({ job: false, row: false });
+      const read = await request(server).post('/body-after/late-read').send('x'.repeat(100_000));
+      expect(read.status).to.equal(201);
+      expect(await visible(t, jobs, 'late-read')).to.deep.equal({ job: true, row: true });
       await poolSettled(t);
     } finally {
       server.close();

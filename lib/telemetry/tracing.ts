@@ -106,7 +106,7 @@ export class Tracing {
       span.end(); // the app's propagator threw: the enqueue goes on, its span ended, nothing stored
       throw err;
     }
-    const stored = Object.keys(carrier).length ? JSON.stringify(carrier) : null;
+    const stored = storedCarrier(carrier);
     for (const row of rows) row.traceContextJson = stored;
     return span;
   }
@@ -230,4 +230,26 @@ export class Tracing {
       return fallback;
     }
   }
+}
+
+/** The trace_context column's size in characters (MySQL and SQL Server: VARCHAR(2000)), kept on every database. */
+export const TRACE_CONTEXT_MAX = 2000;
+
+/**
+ * The carrier as stored: whole when it fits, else without baggage (W3C baggage may be 8 KB, set
+ * by any upstream service: an enqueue failed on MySQL with "Data too long"), else only what links
+ * the spans (traceparent, tracestate), else nothing: the job is never refused for its trace.
+ */
+export function storedCarrier(carrier: Record<string, string>): string | null {
+  const tries = [carrier, withoutKeys(carrier, (k) => k.toLowerCase() !== 'baggage'), withoutKeys(carrier, (k) => k === 'traceparent' || k === 'tracestate')];
+  for (const c of tries) {
+    if (!Object.keys(c).length) return null;
+    const json = JSON.stringify(c);
+    if (json.length <= TRACE_CONTEXT_MAX) return json;
+  }
+  return null;
+}
+
+function withoutKeys(carrier: Record<string, string>, keep: (key: string) => boolean): Record<string, string> {
+  return Object.fromEntries(Object.entries(carrier).filter(([k]) => keep(k)));
 }

@@ -8,7 +8,7 @@ import { expect } from 'chai';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { context, propagation, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
-import { W3CTraceContextPropagator } from '@opentelemetry/core';
+import { CompositePropagator, W3CBaggagePropagator, W3CTraceContextPropagator } from '@opentelemetry/core';
 import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider, type ReadableSpan, type SpanProcessor } from '@opentelemetry/sdk-trace';
 import { createJobs } from '../../lib/index.ts';
 import { forEachDialect, type TestDb } from '../helpers/dialects.ts';
@@ -125,6 +125,29 @@ forEachDialect('tracing', ({ fresh }) => {
     await jobs.drain();
     expect((await jobs.get(id))?.state).to.equal('completed');
     expect(errors.map((e) => (e as Error).message)).to.include('a span processor that throws on start');
+  });
+
+  it('a W3C baggage too large for the trace_context column is left out (the job is enqueued); a small one is kept', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: false });
+    propagation.disable(); // a global is set once: the W3C trace context one, from register()
+    propagation.setGlobalPropagator(new CompositePropagator({ propagators: [new W3CTraceContextPropagator(), new W3CBaggagePropagator()] }));
+    const enqueueWith = (value: string) => {
+      const baggage = propagation.createBaggage({ note: { value } });
+      return context.with(propagation.setBaggage(context.active(), baggage), () => jobs.enqueue('work', {}));
+    };
+    // An upstream service may send up to 8 KB of baggage; MySQL and SQL Server store 2,000 characters.
+    const big = await enqueueWith('x'.repeat(3000));
+    const small = await enqueueWith('tiny');
+    const stored = async (id: string) => {
+      const marks = t.dialect === 'postgres' ? '$1' : t.dialect === 'mssql' ? '@p1' : '?';
+      const [row] = await t.query<{ trace_context: string | null }>(`SELECT trace_context FROM ${t.prefix}jobs WHERE id = ${marks}`, [id]);
+      return JSON.parse(String(row.trace_context)) as Record<string, string>;
+    };
+    const bigContext = await stored(big.id);
+    expect(bigContext).to.have.property('traceparent');
+    expect(bigContext).to.not.have.property('baggage');
+    expect(await stored(small.id)).to.include({ baggage: 'note=tiny' });
   });
 
   it('without a registered provider, or with tracing: false, nothing is stored and the handler runs in no span', async () => {

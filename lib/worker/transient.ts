@@ -4,7 +4,8 @@
  * written nowhere, listed while it runs. Runs with the same `serial` key wait for each other, in
  * call order; others run at once.
  */
-import { checkDelay, JobValidationError, describe, type JsonValue } from '../model.ts';
+import { checkDelay, JobValidationError, describe, toJson, type JsonValue } from '../model.ts';
+import { MAX_TIMER_MS } from '../options.ts';
 import { uuidv7 } from '../uuid.ts';
 import { DiscardJob, JobAbortError, type JobContext } from './context.ts';
 import type { JobDefinition } from './executor.ts';
@@ -25,7 +26,16 @@ export class TransientRunner {
 
   constructor(private readonly definitionOf: (name: string) => JobDefinition | undefined) {}
 
+  /** A run's promise; bad input is its rejection too, never a throw. */
   run(name: string, payload: unknown, opts: TransientOptions = {}): Promise<unknown> {
+    try {
+      return this.begin(name, payload, opts);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  private begin(name: string, payload: unknown, opts: TransientOptions): Promise<unknown> {
     const def = this.definitionOf(name);
     if (!def) throw new JobValidationError(`runTransient: job "${name}" is not defined in this process (define it with jobs.define first)`, 'name', name);
     if (opts === null || typeof opts !== 'object') throw new TypeError(`runTransient: options must be an object { serial, timeout }; got ${describe(opts)}`);
@@ -35,7 +45,13 @@ export class TransientRunner {
     if (opts.serial !== undefined && (typeof opts.serial !== 'string' || !opts.serial.length || opts.serial.length > 255)) {
       throw new JobValidationError(`job "${name}": serial must be a key of 1-255 characters; got ${describe(opts.serial)}`, 'serial', name);
     }
+    if (def.transactional) {
+      throw new JobValidationError(`runTransient: job "${name}" is transactional (its handler runs in the transaction that completes it, ctx.tx), which a run that writes nothing has not; enqueue it instead`, 'name', name);
+    }
     const timeout = opts.timeout === undefined ? def.timeout : checkDelay('timeout', opts.timeout);
+    if (timeout !== undefined && timeout > MAX_TIMER_MS) throw new JobValidationError(`runTransient: timeout must be at most ${MAX_TIMER_MS} ms; got ${timeout}`, 'timeout', name);
+    // Checked as a queued job's would be (a Date or BigInt is refused), though nothing is stored.
+    if (payload !== undefined && !Buffer.isBuffer(payload)) toJson(name, 'payload', payload);
     const run: Run = {
       id: uuidv7(), name, state: 'waiting', serial: opts.serial ?? null, createdAt: new Date(), startedAt: null,
       progress: null, progressMessage: null, logs: [], controller: new AbortController(),

@@ -90,8 +90,28 @@ forEachDialect('transient jobs', ({ fresh }) => {
     const t = await fresh();
     const jobs = t.jobs({ worker: false });
     jobs.define('x', async () => 1);
-    expect(() => jobs.runTransient('nope', {})).to.throw(JobValidationError, /not defined in this process/);
-    expect(() => jobs.runTransient('x', {}, { serial: '' })).to.throw(JobValidationError, /serial must be a key/);
-    expect(() => jobs.runTransient('x', {}, { bogus: 1 } as never)).to.throw(JobValidationError, /bogus is not an option/);
+    jobs.define('tx', () => 1, { transactional: true });
+    // A rejected promise, never a throw: a caller's .catch() hears it.
+    const refused = async (run: () => Promise<unknown>, pattern: RegExp, field: string) => {
+      let thrown: unknown = null;
+      let promise: Promise<unknown> | null = null;
+      try {
+        promise = run();
+      } catch (err) {
+        thrown = err;
+      }
+      expect(thrown, 'thrown synchronously').to.equal(null);
+      const err = await promise!.then(() => expect.fail(`should be refused: ${pattern}`), (e: unknown) => e);
+      expect(err).to.be.instanceOf(JobValidationError);
+      expect((err as Error).message).to.match(pattern);
+      expect((err as JobValidationError).field).to.equal(field);
+    };
+    await refused(() => jobs.runTransient('nope', {}), /not defined in this process/, 'name');
+    await refused(() => jobs.runTransient('x', {}, { serial: '' }), /serial must be a key/, 'serial');
+    await refused(() => jobs.runTransient('x', {}, { bogus: 1 } as never), /bogus is not an option/, 'bogus');
+    // Past what a timer holds, a timeout would fire at once (Node clamps it to 1 ms).
+    await refused(() => jobs.runTransient('x', {}, { timeout: 2 ** 31 }), /timeout must be at most 2147483647 ms/, 'timeout');
+    await refused(() => jobs.runTransient('x', { at: new Date() }), /payload\.at is a Date/, 'payload.at');
+    await refused(() => jobs.runTransient('tx', {}), /is transactional/, 'name');
   });
 });

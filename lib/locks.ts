@@ -94,7 +94,7 @@ export class Locks {
           if (Date.now() - lastRenewed >= ttl) lost.abort(err);
         },
       );
-    }, Math.max(10, Math.floor(ttl / 3)));
+    }, Math.floor(ttl / 3));
     try {
       return await fn({ signal: lost.signal, token: lock.token });
     } finally {
@@ -111,6 +111,8 @@ function checkLock(name: unknown, opts: LockOptions): number {
   if (opts === null || typeof opts !== 'object') throw new TypeError(`lock options must be an object; got ${describe(opts)}`);
   for (const key of Object.keys(opts)) if (key !== 'ttl') throw new TypeError(`unknown lock option "${key}"; allowed: ttl (ms)`);
   const ttl = opts.ttl ?? 30_000;
-  if (!Number.isInteger(ttl) || ttl < 10 || ttl > 86_400_000) throw new TypeError(`lock ttl must be an integer number of ms from 10 to 86400000; got ${describe(opts.ttl)}`);
+  // From 100 ms: withLock renews every ttl/3, and a lease shorter than a few round trips ran out
+  // between renewals (at 10 ms, every withLock lost its lock about 16 ms in).
+  if (!Number.isInteger(ttl) || ttl < 100 || ttl > 86_400_000) throw new TypeError(`lock ttl must be an integer number of ms from 100 to 86400000; got ${describe(opts.ttl)}`);
   return ttl;
 }

@@ -63,6 +63,9 @@ forEachDialect('locks', ({ fresh }) => {
     expect(lostSignal).to.equal(true);
     const bad = await a.locks.tryAcquire('bad name!').catch((e: Error) => e);
     expect((bad as Error).message).to.match(/lock name must be/);
+    // A lease shorter than a few round trips would run out between renewals.
+    const short = await a.locks.withLock('tiny', () => 'ran', { ttl: 99 }).catch((e: Error) => e);
+    expect((short as Error).message).to.equal('lock ttl must be an integer number of ms from 100 to 86400000; got 99 (number)');
   });
 
   it('excludes two callers in the same process as well (each acquisition is its own owner)', async () => {

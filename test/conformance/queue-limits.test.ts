@@ -8,6 +8,11 @@ import { expect } from 'chai';
 import { JobValidationError, type Jobs } from '../../lib/index.ts';
 import { forEachDialect, until } from '../helpers/dialects.ts';
 
+interface AppConn {
+  query(sql: string): Promise<unknown>;
+  release(): void;
+}
+
 interface Run {
   group: string | null;
   /** The serial key and the job's place in it, when the payload names them. */
@@ -159,6 +164,33 @@ forEachDialect('flow control: fair groups and queue limits', ({ fresh }) => {
     await until(() => runs.filter((r) => r.end !== Infinity).length === 60, 'every job to run', 60_000);
     expect(peak(runs), 'most running at once').to.equal(3);
     await Promise.all(instances.map((j) => j.stop()));
+  });
+
+  it('a pending job an open transaction holds (it enqueued a dependent of it) does not stall the claims of its managed queue', async function () {
+    const t = await fresh();
+    // SQLite runs one writer at a time: the open transaction holds the whole database.
+    if (t.driver !== 'pg' && t.driver !== 'mysql2') return this.skip();
+    const jobs = t.jobs({ queues: { exports: { concurrency: 5 } }, worker: { concurrency: 5, pollInterval: 30 } });
+    const ran: number[] = [];
+    jobs.define('export', (p: { n: number }) => void ran.push(p.n));
+    jobs.define('after', () => undefined);
+    await jobs.migrate();
+    const [held] = await jobs.enqueueMany(Array.from({ length: 21 }, (_, n) => ({ name: 'export' as const, payload: { n }, queue: 'exports' })));
+    const pool = t.db as unknown as { connect?(): Promise<AppConn>; getConnection?(): Promise<AppConn> };
+    const conn = t.driver === 'pg' ? await pool.connect!() : await pool.getConnection!();
+    await conn.query(t.driver === 'pg' ? 'BEGIN' : 'START TRANSACTION');
+    try {
+      // The dependent's enqueue locks its parent's row until the transaction ends.
+      await jobs.enqueue('after', {}, { dependsOn: held.id, tx: conn as never });
+      await jobs.start();
+      await until(() => ran.length === 20, 'the 20 jobs no transaction holds to run', 10_000);
+      expect(ran).to.not.include(0);
+    } finally {
+      await conn.query('COMMIT');
+      conn.release();
+    }
+    await until(() => ran.length === 21, 'the held one to run once the transaction ended', 10_000);
+    await jobs.stop();
   });
 
   it('groupConcurrency: at most one job per group at once, while groups run side by side', async () => {

@@ -368,6 +368,14 @@ function describeHold(a: Allowance, held: Set<string>, picked: Picked): void {
 /** Turn the picked jobs running under `token` (those still pending) and read them back. */
 function* takeJobs(sql: Sql, req: ManagedClaimRequest, ids: string[], token: string): Steps<Row[]> {
   const { d, t } = sql;
+  // Only rows no other session holds: a caller's open transaction that enqueued a dependent of
+  // one locked it until it ends, and the claim, holding the queue's row, stalled every claim of
+  // the queue in every process while it waited.
+  const lock = d.skipLocked;
+  if (lock) {
+    ids = ((yield read(d, (b) => `SELECT id FROM ${t.jobs}${lock.hint} WHERE id ${b.ids(ids)} AND state = 'pending'${lock.suffix}`)) as Outcome).rows.map((r) => String(r.id));
+    if (!ids.length) return [];
+  }
   yield write(d, (b) =>
     `UPDATE ${t.jobs} SET state = 'running', token = ${b.id(token)}, worker_id = ${b.text(req.workerId)}, attempts = attempts + 1,
        started_at = ${d.statementNow}, progress = NULL, progress_message = NULL

@@ -64,6 +64,13 @@ describe('the packed package, installed in a fresh app', function () {
     // sqljobs/testing, an export of its own (better-sqlite3 loaded only for its in-memory default).
     const kit = run(process.execPath, ['--input-type=module', '-e', "const t = await import('sqljobs/testing'); console.log(typeof t.createTestJobs, typeof t.drain, typeof t.runOnce, typeof t.expectEnqueued)"], app);
     expect(kit.trim()).to.equal('function function function function');
+    // From CommonJS, where Node loads ES modules with require (20.19, 22.12 and later): a CommonJS
+    // app compiled by TypeScript requires it (it once failed: no "exports" main for require).
+    const [major, minor] = process.versions.node.split('.').map(Number);
+    if (major > 22 || (major === 22 && minor >= 12) || (major === 20 && minor >= 19)) {
+      const cjs = run(process.execPath, ['--no-warnings', '-e', "const m = require('sqljobs'); const t = require('sqljobs/testing'); console.log(typeof m.createJobs, typeof t.createTestJobs)"], app);
+      expect(cjs.trim()).to.equal('function function');
+    }
     const help = run(process.execPath, [path.join(app, 'node_modules', '.bin', 'sqljobs'), '--help'], app);
     expect(help).to.match(USAGE);
   });

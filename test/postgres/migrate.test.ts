@@ -2,7 +2,7 @@
 import { expect } from 'chai';
 import { readdirSync } from 'node:fs';
 import type pg from 'pg';
-import { DIALECTS, requireDatabase } from '../helpers/dialects.ts';
+import { DIALECTS, PG_URL, requireDatabase } from '../helpers/dialects.ts';
 
 describe('migrations and the caller\'s transaction [postgres]', function () {
   const factory = DIALECTS.find((d) => d.name === 'postgres')!;
@@ -33,6 +33,32 @@ describe('migrations and the caller\'s transaction [postgres]', function () {
       const err = await newer.migrate().catch((e: Error) => e);
       expect((err as Error).message).to.match(/schema is at version 999, newer than this code knows/);
     } finally {
+      await t.cleanup();
+    }
+  });
+
+  it('an app role that may read and write the tables but not create any enqueues on a schema its owner migrated', async () => {
+    const t = await factory.create();
+    const role = `${t.prefix}app`;
+    const pgm = (await import('pg')).default;
+    let pool: pg.Pool | null = null;
+    try {
+      await t.jobs({ worker: false }).migrate();
+      await t.query(`CREATE ROLE ${role} LOGIN`);
+      // PostgreSQL 15: only the database owner creates in public (a role of its own has no CREATE there).
+      await t.query(`GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO ${role}`);
+      await t.query(`GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO ${role}`);
+      const url = new URL(PG_URL);
+      url.username = role;
+      pool = new pgm.Pool({ connectionString: url.toString(), max: 2 });
+      const jobs = t.jobs({ worker: false, db: pool } as never);
+      const { id } = await jobs.enqueue('x', { n: 1 });
+      expect((await jobs.get(id))?.state).to.equal('pending');
+      await jobs.close();
+    } finally {
+      await pool?.end();
+      await t.query(`DROP OWNED BY ${role}`).catch(() => undefined);
+      await t.query(`DROP ROLE IF EXISTS ${role}`);
       await t.cleanup();
     }
   });

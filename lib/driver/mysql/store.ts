@@ -222,7 +222,11 @@ export class MysqlStore extends PortableStore implements Store {
       const got = await this.rows('SELECT GET_LOCK(?, 60) AS got', [name], c);
       if (Number(got[0].got) !== 1) throw new Error(`sqljobs: could not take the migration lock "${name}" within 60 s (another process is migrating)`);
       migration.locked = true;
-      await c.query(`CREATE TABLE IF NOT EXISTS ${this.t.migrations} (version INT NOT NULL PRIMARY KEY, name VARCHAR(255) NOT NULL, applied_at DATETIME(3) NOT NULL) ENGINE = InnoDB`);
+      // Made only when missing: an app whose user may read and write the tables but not create any runs on a schema its owner migrated.
+      const present = await this.rows('SELECT COUNT(*) AS n FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?', [this.t.migrations], c);
+      if (Number(present[0]?.n) === 0) {
+        await c.query(`CREATE TABLE IF NOT EXISTS ${this.t.migrations} (version INT NOT NULL PRIMARY KEY, name VARCHAR(255) NOT NULL, applied_at DATETIME(3) NOT NULL) ENGINE = InnoDB`);
+      }
       const applied = (await this.rows(`SELECT version FROM ${this.t.migrations}`, [], c)).map((r) => Number(r.version));
       checkNotNewer('mysql', applied, known);
       await applyMigrations(c, this.t, known.filter((m) => !applied.includes(m.version)));

@@ -339,7 +339,10 @@ export class PostgresStore extends PortableStore implements Store {
       } finally {
         this.waitingToMigrate = null;
       }
-      await c.query(`CREATE TABLE IF NOT EXISTS ${this.t.migrations} (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);
+      // Made only when missing: an app whose role may read and write the tables but not create any
+      // runs on a schema its owner migrated (CREATE … IF NOT EXISTS needs CREATE on the schema all the same).
+      const present = (await c.query('SELECT to_regclass($1) IS NOT NULL AS present', [this.t.migrations])).rows[0]?.present === true;
+      if (!present) await c.query(`CREATE TABLE IF NOT EXISTS ${this.t.migrations} (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);
       const applied = (await c.query(`SELECT version FROM ${this.t.migrations}`)).rows.map((r) => Number(r.version));
       checkNotNewer('postgres', applied, known);
       for (const m of known) {

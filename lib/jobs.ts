@@ -46,7 +46,7 @@ import { LeaderElector, leadershipKey, type LeaderOptions } from './maintenance/
 import type { RecurringOptions, ScheduleRecord, ScheduleSpec } from './schedule/schedule.ts';
 import { Schedules } from './schedule/schedules.ts';
 import { Maintenance } from './maintenance/service.ts';
-import { migratedStore, type MigratedStore } from './migrated.ts';
+import { isEndedConnectionError, migratedStore, type MigratedStore } from './migrated.ts';
 import { validateQueueSettings, type QueueSettings, type QueueSettingsRecord } from './queues.ts';
 import type { BatchStatus, JobLink, QueueGroupCounts, QueueStats, StatusCounts, ThroughputBuckets, WorkerRecord } from './driver/store.ts';
 import { Tracing } from './telemetry/tracing.ts';
@@ -794,6 +794,9 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
 
   private workerEvents() {
     const emit = (event: keyof JobsEvents) => (e: unknown) => {
+      // After close(), a handler that outlived it (it ignored its signal) still logs and reports
+      // progress: those writes meet the ended connections, and are dropped as after stop(), unsaid.
+      if (event === 'error' && this.closeCalled && isEndedConnectionError(e)) return;
       if (event === 'error') this.events.error(e, 'worker');
       else this.events.emit(event, e);
     };

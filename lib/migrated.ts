@@ -40,9 +40,15 @@ const ENDED = [
   'Connection is closing', // mssql
 ];
 
-function afterClose(err: unknown): unknown {
+/** A driver's words for a pool or connection that was ended (after close(), the instance's own). */
+export function isEndedConnectionError(err: unknown): boolean {
   const said = err instanceof Error ? err.message : '';
-  if (!ENDED.some((words) => said.startsWith(words))) return err;
+  return ENDED.some((words) => said.startsWith(words));
+}
+
+export function afterClose(err: unknown): unknown {
+  const said = err instanceof Error ? err.message : '';
+  if (!isEndedConnectionError(err)) return err;
   return new Error(`sqljobs: this instance was closed (close()), and the connections it opened with it: create another (createJobs) to read or change jobs (the database driver said: ${said})`, { cause: err });
 }
 

@@ -7,6 +7,7 @@ import {
   type BackoffOptions, type JobError, type JsonValue,
 } from '../model.ts';
 import { safeString } from '../text.ts';
+import { afterClose } from '../migrated.ts';
 import type { ClaimedJob } from '../driver/store.ts';
 import { DiscardJob, JobAbortError, SnoozeJob, type AbortReason, type JobContext, type JobParent } from './context.ts';
 import { OutcomeRefusedError, type OutcomeWriter } from './writer.ts';
@@ -148,7 +149,10 @@ export class RunningAttempt {
 
   /** The handler's saveCheckpoint(): written now, fenced; a refusal means this attempt lost the job. */
   async saveCheckpoint(state: JsonValue): Promise<boolean> {
-    const ok = await this.deps.store.jobCheckpoint({ ...this.fenced, stateJson: this.boundedJson('checkpoint', state) });
+    // The worker's connections end only with close(): a handler that outlived it hears so.
+    const ok = await this.deps.store.jobCheckpoint({ ...this.fenced, stateJson: this.boundedJson('checkpoint', state) }).catch((err: unknown) => {
+      throw afterClose(err);
+    });
     if (!ok) this.abort('lost');
     return ok;
   }

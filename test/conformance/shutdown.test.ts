@@ -3,6 +3,7 @@ import { expect } from 'chai';
 import pg from 'pg';
 import mysql from 'mysql2/promise';
 import { lockName } from '../../lib/driver/mysql/store.ts';
+import type { JobContext } from '../../lib/index.ts';
 import { MYSQL_URL, PG_URL, forEachDialect, sleep, until, type TestDb } from '../helpers/dialects.ts';
 
 /** A started worker running one job whose handler waits for `release()`, then logs a line and returns 'done'. */
@@ -184,6 +185,36 @@ forEachDialect('shutdown', ({ fresh }) => {
     expect(await jobs.enqueue('any', {}).then(() => 'written', (e: Error) => e.message), 'enqueue on the app\'s own handle').to.equal('written');
     const started = await jobs.start().then(() => null, (e: Error) => e.message);
     expect(started, 'start() after close()').to.match(/^sqljobs: start\(\) after close\(\): this instance was closed/);
+  });
+
+  it('a handler that outlives close() (it ignores its signal): its logs and progress are dropped unsaid, its saveCheckpoint says the instance is closed', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: { pollInterval: 50, logFlushInterval: 20 } });
+    const errors: string[] = [];
+    jobs.on('error', (err) => errors.push((err as Error).message));
+    let checkpoint: string | null = null;
+    let started = false;
+    const done = new Promise<void>((resolve) => {
+      jobs.define('chatty', async (_p: unknown, ctx: JobContext) => {
+        started = true;
+        for (let i = 0; i < 20; i++) {
+          ctx.log(`line ${i}`);
+          ctx.progress(i * 5);
+          await sleep(25);
+        }
+        checkpoint = await ctx.saveCheckpoint({ at: 20 }).then(() => 'saved', (e: Error) => e.message);
+        resolve();
+      });
+    });
+    await jobs.enqueue('chatty', {});
+    await jobs.start();
+    await until(() => started, 'the handler to start');
+    await jobs.close({ timeout: 50 });
+    const afterClose = errors.length;
+    await done;
+    await sleep(100);
+    expect(errors.slice(afterClose), 'errors after close()').to.deep.equal([]);
+    expect(checkpoint).to.match(/^sqljobs: this instance was closed \(close\(\)\)/);
   });
 
   it('close() while start() is under way (0, 5 and 20 ms in): both settle, start() without an error (the close overtook it)', async () => {

@@ -808,8 +808,19 @@ export class Worker {
     if (lost.size) this.dropFromBacklog((j) => lost.has(j));
     for (const attempt of this.running) {
       // Only attempts claimed before this heartbeat was sent can be judged by its answer.
-      if (attempt.claimSeq <= seqAtStart && !ownedKeys.has(`${attempt.id}:${attempt.job.token}`)) attempt.abort('lost');
+      if (attempt.claimSeq <= seqAtStart && !ownedKeys.has(`${attempt.id}:${attempt.job.token}`)) this.abortLostAttempt(attempt);
     }
+  }
+
+  /**
+   * Why the database no longer gives it to us: a cancel from another process (where no
+   * notification carries it: MySQL, SQLite) is said as a cancel, as in the process that cancelled.
+   */
+  private abortLostAttempt(attempt: RunningAttempt): void {
+    void this.store.jobGet(attempt.id).then(
+      (job) => attempt.abort(job?.state === 'cancelled' ? 'cancelled' : 'lost'),
+      () => attempt.abort('lost'),
+    );
   }
 
   /**

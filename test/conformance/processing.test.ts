@@ -548,8 +548,12 @@ forEachDialect('processing', ({ fresh }) => {
     const notify = t.jobs({ worker: false }).store.capabilities.notify;
     const worker = t.jobs({ worker: { pollInterval: notify ? 60_000 : 50, heartbeatInterval: 200, stallTimeout: 5000 } });
     let abortedAt = 0;
+    let reason: unknown = null;
+    const heard: string[] = [];
+    worker.on('aborted', (e) => heard.push(e.reason));
     worker.define('long', async (_p, ctx) => {
       await new Promise((r) => ctx.signal.addEventListener('abort', r));
+      reason = (ctx.signal.reason as { reason?: unknown }).reason;
       abortedAt = Date.now();
       return 'ignored';
     });
@@ -561,7 +565,10 @@ forEachDialect('processing', ({ fresh }) => {
     expect(await other.cancel(id)).to.equal(true);
     await until(() => abortedAt, 'the signal in the worker', 2000);
     expect(abortedAt - cancelledAt).to.be.below(notify ? 100 : 450);
+    // Said as a cancel, also where the heartbeat finds it (it was said as lost there).
+    expect(reason).to.equal('cancelled');
     await sleep(100);
+    expect(heard).to.deep.equal(['cancelled']);
     expect((await other.get(id))!.state).to.equal('cancelled');
   });
 

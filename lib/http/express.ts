@@ -11,8 +11,8 @@
 import type { TransactionHandle } from '../driver/orm/types.ts';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Jobs, JobMap, SupportedDb } from '../jobs.ts';
-import { checkMiddlewareOptions, clientGone, RequestJobs, resolveJobs, type RequestJobMap } from './unit-of-work.ts';
-import { callApp } from '../report.ts';
+import { checkMiddlewareOptions, RequestJobs, resolveJobs, type RequestJobMap } from './unit-of-work.ts';
+import { installGate } from './gate.ts';
 
 export interface JobsMiddlewareOptions<Req = IncomingMessage, Res = ServerResponse> {
   /** Commit when this returns true at the commit point. Default: status < 400. */
@@ -37,9 +37,6 @@ declare global {
     }
   }
 }
-
-type Gated = 'writeHead' | 'write' | 'end' | 'flushHeaders';
-const GATED: Gated[] = ['writeHead', 'write', 'end', 'flushHeaders'];
 
 /**
  * The request the options' functions are given: by default Express's (`Express.Request`, with
@@ -67,73 +64,4 @@ export function jobsMiddleware<M extends JobMap = {}, Req extends IncomingMessag
     (incoming as IncomingMessage & { jobs: unknown }).jobs = uow;
     next();
   };
-}
-
-function installGate(
-  req: IncomingMessage,
-  res: ServerResponse,
-  uow: { commit(): Promise<void>; rollback(): Promise<void> },
-  shouldCommit: () => boolean,
-  onCommitError?: (err: unknown) => void,
-): void {
-  const original = new Map<Gated, (...args: unknown[]) => unknown>();
-  for (const name of GATED) original.set(name, (res as unknown as Record<Gated, (...a: unknown[]) => unknown>)[name]);
-  const held: [Gated, unknown[]][] = [];
-  let state: 'open' | 'settling' | 'done' = 'open';
-
-  const restore = () => {
-    for (const [name, fn] of original) (res as unknown as Record<string, unknown>)[name] = fn;
-  };
-  const settle = async () => {
-    let failed: unknown = null;
-    try {
-      // commitWhen is the app's code: if it throws, nothing is committed and the answer is a 500.
-      if (shouldCommit()) await uow.commit();
-      else await uow.rollback();
-    } catch (err) {
-      failed = err;
-      await uow.rollback();
-    }
-    restore();
-    state = 'done';
-    // Heard also when the client has gone meanwhile: the jobs are lost all the same.
-    // The app's error hook failing (a throw, a rejection) changes nothing: the client still gets its 500.
-    if (failed && onCommitError) callApp(() => onCommitError(failed));
-    if (res.destroyed) return;
-    if (failed) {
-      if (res.headersSent) return void res.destroy(failed as Error);
-      for (const h of res.getHeaderNames()) res.removeHeader(h);
-      res.statusCode = 500;
-      res.setHeader('content-type', 'application/json; charset=utf-8');
-      return void res.end(JSON.stringify({ error: 'the request could not be committed' }));
-    }
-    // The held calls are the app's own: one may throw now (an invalid status code or header).
-    // Its connection is ended rather than left hanging, and nothing escapes the gate.
-    try {
-      for (const [name, args] of held) original.get(name)!.apply(res, args);
-    } catch {
-      res.destroy();
-    }
-  };
-
-  for (const name of GATED) {
-    (res as unknown as Record<string, unknown>)[name] = function gated(...args: unknown[]) {
-      held.push([name, args]);
-      if (state === 'open') {
-        state = 'settling';
-        settle().catch(() => res.destroy());
-      }
-      return name === 'write' ? true : res;
-    };
-  }
-  // A client that went away before the response (also before this first use): roll back and release the connection.
-  const onClose = () => {
-    if (state === 'open') {
-      state = 'done';
-      restore();
-      void uow.rollback();
-    }
-  };
-  if (clientGone(res)) onClose();
-  else res.once('close', onClose);
 }

@@ -7,7 +7,8 @@
  */
 import type { TransactionHandle } from '../driver/orm/types.ts';
 import type { Jobs, JobMap, SupportedDb } from '../jobs.ts';
-import { checkMiddlewareOptions, clientGone, RequestJobs, resolveJobs, type RequestJobMap } from './unit-of-work.ts';
+import { installGate } from './gate.ts';
+import { checkMiddlewareOptions, RequestJobs, resolveJobs, type RequestJobMap } from './unit-of-work.ts';
 
 /** The parts of a Koa context this middleware uses (Koa 2 and 3). */
 export interface KoaLikeContext {
@@ -39,19 +40,14 @@ export function koaJobs<M extends JobMap = {}, Ctx extends KoaLikeContext = KoaL
   const jobs = resolveJobs(jobsOrDb as unknown as Jobs) as unknown as Jobs<M>;
   const commitWhen = options.commitWhen ?? ((ctx: Ctx) => ctx.status < 400);
   return async function sqljobs(ctx: Ctx, next: () => Promise<unknown>): Promise<void> {
-    let aborted = false;
-    const onClose = () => {
-      if (!ctx.res.writableFinished) {
-        aborted = true;
-        void uow.rollback();
-      }
-    };
-    const uow = new RequestJobs<M>(
+    // The raw response is gated as Express's is: a handler that writes it itself (ctx.respond =
+    // false) commits before its first byte; a client gone (before the first use too) rolls back.
+    // Otherwise the commit below comes first, and Koa's own writes pass the settled gate.
+    const uow: RequestJobs<M> = new RequestJobs<M>(
       jobs,
       { transaction: options.transaction && (() => options.transaction!(ctx)), userId: options.userId && (() => options.userId!(ctx)) },
-      // The response's close, not the request's (which closes once its body was read). A client
-      // gone before the first use closed it already: nothing will be committed.
-      () => (clientGone(ctx.res) ? onClose() : ctx.res.once('close', onClose)),
+      () => installGate(ctx.req, ctx.res, uow, () => commitWhen(ctx), (err) => uow.jobs.reportError(err, "a request's jobs were not committed")),
+      () => ctx.res.headersSent || ctx.res.writableEnded,
     );
     ctx.jobs = uow as unknown as RequestJobs<RequestJobMap>;
     ctx.state.jobs = uow;
@@ -60,11 +56,10 @@ export function koaJobs<M extends JobMap = {}, Ctx extends KoaLikeContext = KoaL
     } catch (err) {
       await uow.rollback();
       throw err;
-    } finally {
-      ctx.res.off('close', onClose);
     }
     if (!uow.touched) return uow.seal();
-    if (aborted) return uow.rollback();
+    // Settled, or settling, already: by the gate (the handler wrote the response itself, or the client went).
+    if (uow.decided) return;
     let commit: boolean;
     try {
       commit = commitWhen(ctx);

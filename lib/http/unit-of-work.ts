@@ -178,6 +178,11 @@ export class RequestJobs<M extends JobMap = {}> {
     return this.state === 'committed' || this.state === 'rolled back';
   }
 
+  /** Committed, rolled back, or on its way to one of them (its commit gate fired). */
+  get decided(): boolean {
+    return this.finished || this.ending !== null;
+  }
+
   /** The response went out without this unit of work being used: later use is refused. */
   seal(): void {
     if (this.state === 'idle' && !this.buffered.length) this.state = 'committed';

@@ -47,6 +47,22 @@ function shop(t: TestDb, jobs: Jobs, Framework: typeof Koa = Koa) {
       ctx.status = 201;
       return void (ctx.body = { read: text.length });
     }
+    if (route === 'raw') {
+      // The handler writes the response itself: Koa sends nothing after the middleware.
+      const { id } = await order(item);
+      ctx.respond = false;
+      ctx.res.writeHead(201, { 'content-type': 'application/json' });
+      ctx.res.end(JSON.stringify({ id }));
+      return;
+    }
+    if (route === 'raw-dup') {
+      await order(`${item}-a`, item);
+      await order(`${item}-b`, item);
+      ctx.respond = false;
+      ctx.res.writeHead(201, { 'content-type': 'application/json' });
+      ctx.res.end('{"ok":true}');
+      return;
+    }
     if (route === 'caught') {
       const { id } = await order(item);
       ctx.status = 201;
@@ -103,6 +119,25 @@ forEachDialect('Koa middleware', ({ fresh }) => {
     expect(await visible(t, jobs, 'ink')).to.deep.equal({ job: false, row: false });
     await request(server).post('/ok/pad').expect(201);
     expect(await visible(t, jobs, 'pad')).to.deep.equal({ job: true, row: true });
+    await poolSettled(t);
+  });
+
+  it('ctx.respond = false: the handler\'s own response waits for the commit; a failed commit becomes a 500, never its 201', async function () {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: false });
+    const errors: unknown[] = [];
+    jobs.on('error', (err) => errors.push(err));
+    await setup(t, jobs);
+    const server = http.createServer(shop(t, jobs).callback());
+    const ok = await request(server).post('/raw/lamp');
+    expect(ok.status).to.equal(201);
+    expect(await visible(t, jobs, 'lamp')).to.deep.equal({ job: true, row: true });
+    // PostgreSQL's deferred constraint fails at COMMIT (other databases: the commit itself cannot fail here).
+    if (t.dialect !== 'postgres') return;
+    const failed = await request(server).post('/raw-dup/desk');
+    expect(failed.status).to.equal(500);
+    expect(await visible(t, jobs, 'desk')).to.deep.equal({ job: false, row: false });
+    expect(errors, 'the failed commit is heard').to.have.length(1);
     await poolSettled(t);
   });
 

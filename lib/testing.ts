@@ -26,7 +26,12 @@ export function createTestJobs<M extends JobMap = {}>(options: TestJobsOptions =
 
 /** better-sqlite3 is an optional peer: loaded only when no `db` was given, so an app on another database imports this module without it. */
 function inMemorySqlite(): BetterSqlite3.Database {
-  const Database = createRequire(import.meta.url)('better-sqlite3') as typeof BetterSqlite3;
+  let Database: typeof BetterSqlite3;
+  try {
+    Database = createRequire(import.meta.url)('better-sqlite3') as typeof BetterSqlite3;
+  } catch (err) {
+    throw new Error("createTestJobs: without { db } it runs on an in-memory SQLite database, and better-sqlite3 is not installed: npm i -D better-sqlite3, or pass your app's database as { db }", { cause: err });
+  }
   return new Database(':memory:');
 }
 

@@ -24,6 +24,9 @@ export function detectDriver(db: unknown): DriverKind {
   if (fn(o, 'getConnection') && fn(o, 'execute')) return 'mysql2';
   if (fn(o, 'connect') && fn(o, 'query') && typeof o?.totalCount === 'number') return 'pg-pool';
   if (fn(o, 'query') && o && 'connectionParameters' in o && 'processID' in o) return 'pg-client';
+  if (fn(o, 'execute') && fn(o, 'query') && fn(o, 'beginTransaction')) {
+    throw new TypeError('createJobs: db must be a mysql2 pool (mysql.createPool), not a single connection (the worker needs its own connections); pass the connection as opts.tx to enqueue inside its transaction');
+  }
   throw new TypeError(
     `createJobs: db: expected a better-sqlite3 Database, pg Pool, slonik pool, mysql2 pool or mssql ConnectionPool; got ${shape(db)}`,
   );

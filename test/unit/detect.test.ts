@@ -51,6 +51,15 @@ describe('driver detection', () => {
     }
   });
 
+  it('refuses a single mysql2 connection as db, pointing to opts.tx', () => {
+    // Made without connecting: a connection object has the shape the app would pass.
+    for (const conn of [mysql.createConnection({ host: '127.0.0.1', port: 1 }).promise(), mysql.createConnection({ host: '127.0.0.1', port: 1 })]) {
+      (conn as unknown as { on?(e: string, f: () => void): void }).on?.('error', () => undefined);
+      expect(() => createJobs({ db: conn as never, worker: false })).to.throw(TypeError, /must be a mysql2 pool \(mysql\.createPool\), not a single connection.*opts\.tx/);
+      (conn as unknown as { destroy(): void }).destroy();
+    }
+  });
+
   it('refuses wrong objects, naming what is expected and what it got', () => {
     const mssqlPool = new mssql.ConnectionPool(mssqlConfig);
     const wrong: [unknown, RegExp][] = [

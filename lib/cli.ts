@@ -13,15 +13,30 @@
  */
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { createRequire } from 'node:module';
 import { Jobs } from './jobs.ts';
 import { stopOnSignals } from './worker/shutdown.ts';
 
 const USAGE = `usage: sqljobs <worker|migrate|status|history|history-partitions> <module> [--json] [--apply]
   <module> exports a Jobs instance (createJobs(...)) as \`jobs\` or as its default export`;
 
-async function load(file: string | undefined): Promise<Jobs> {
-  if (!file) throw new Error(USAGE);
-  const mod = (await import(pathToFileURL(path.resolve(file)).href)) as { jobs?: unknown; default?: unknown };
+/** The flags each command takes (anything else is a mistake, said rather than ignored). */
+const FLAGS: Record<string, string[]> = { worker: [], migrate: [], status: ['--json'], history: ['--json'], 'history-partitions': ['--apply'] };
+
+/** A usage mistake: said on stderr with the usage, exit code 2. */
+class UsageError extends Error {}
+
+async function load(file: string | undefined, command: string): Promise<Jobs> {
+  if (!file || file.startsWith('-')) throw new UsageError(`sqljobs ${command}: which module? (a file that exports a Jobs instance)`);
+  let mod: { jobs?: unknown; default?: unknown };
+  try {
+    mod = (await import(pathToFileURL(path.resolve(file)).href)) as typeof mod;
+  } catch (err) {
+    if ((err as { code?: unknown }).code === 'ERR_UNKNOWN_FILE_EXTENSION' && /\.[cm]?tsx?$/.test(file)) {
+      throw new Error(`${file} is TypeScript, which node loads with a loader: NODE_OPTIONS="--import tsx" npx sqljobs ${command} ${file}`, { cause: err });
+    }
+    throw err;
+  }
   const jobs = mod.jobs ?? mod.default;
   if (!(jobs instanceof Jobs) && !(jobs && typeof (jobs as Jobs).start === 'function' && typeof (jobs as Jobs).enqueue === 'function')) {
     throw new Error(`${file} must export a Jobs instance (createJobs(...)) as \`jobs\` or as its default export`);
@@ -104,12 +119,22 @@ async function historyPartitions(jobs: Jobs, apply: boolean): Promise<void> {
 
 async function main(argv: string[]): Promise<void> {
   const [command, file, ...rest] = argv;
-  if (!command || command === '--help' || command === '-h') {
+  if (command === '--help' || command === '-h' || command === 'help') {
     console.log(USAGE);
     return;
   }
-  if (!['worker', 'migrate', 'status', 'history', 'history-partitions'].includes(command)) throw new Error(`unknown command "${command}"\n${USAGE}`);
-  const jobs = await load(file);
+  if (command === '--version' || command === '-v' || command === 'version') {
+    console.log(version());
+    return;
+  }
+  if (!command) throw new UsageError('sqljobs: which command?');
+  if (!Object.hasOwn(FLAGS, command)) throw new UsageError(`sqljobs: unknown command "${command}"`);
+  const unknown = rest.filter((arg) => !FLAGS[command].includes(arg));
+  if (unknown.length) {
+    const takes = FLAGS[command].length ? `it takes ${FLAGS[command].join(', ')}` : 'it takes none';
+    throw new UsageError(`sqljobs ${command}: unknown argument${unknown.length > 1 ? 's' : ''} ${unknown.map((a) => `"${a}"`).join(', ')} (${takes})`);
+  }
+  const jobs = await load(file, command);
   if (command === 'worker') return worker(jobs, file);
   if (command === 'migrate') {
     await jobs.migrate();
@@ -126,7 +151,22 @@ async function main(argv: string[]): Promise<void> {
   process.exit(0); // the app's own pool, opened by its module, would keep the process alive
 }
 
+/** This package's version, from its package.json (two folders up from lib/ or dist/lib/). */
+function version(): string {
+  const require = createRequire(import.meta.url);
+  for (const up of ['../package.json', '../../package.json']) {
+    try {
+      const pkg = require(up) as { name?: string; version?: string };
+      if (pkg.name === 'sqljobs') return pkg.version ?? 'unknown';
+    } catch {
+      // the other layout
+    }
+  }
+  return 'unknown';
+}
+
 main(process.argv.slice(2)).catch((err: Error) => {
   console.error(err.message);
+  if (err instanceof UsageError) console.error(USAGE);
   process.exit(2);
 });

@@ -73,3 +73,29 @@ forEachDialect('sqljobs CLI', ({ fresh }) => {
     }
   });
 });
+
+describe('sqljobs CLI arguments', () => {
+  const cli = (args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', 'lib/cli.ts', ...args], { encoding: 'utf8', timeout: 30_000 });
+
+  it('help and version answer; a missing command or module, an unknown command or argument is a usage error (exit 2), never ignored', () => {
+    for (const help of ['--help', '-h', 'help']) {
+      const r = cli([help]);
+      expect(r.status, help).to.equal(0);
+      expect(r.stdout).to.match(/^usage: sqljobs/);
+    }
+    const version = cli(['--version']);
+    expect(version.status).to.equal(0);
+    expect(version.stdout.trim()).to.match(/^\d+\.\d+\.\d+/);
+    for (const [args, said] of [
+      [[], /which command\?/],
+      [['status'], /sqljobs status: which module\?/],
+      [['bogus'], /unknown command "bogus"/],
+      [['status', 'test/fixtures/cli-jobs.ts', '--jsn'], /sqljobs status: unknown argument "--jsn" \(it takes --json\)/],
+      [['migrate', 'test/fixtures/cli-jobs.ts', 'extra'], /sqljobs migrate: unknown argument "extra" \(it takes none\)/],
+    ] as [string[], RegExp][]) {
+      const r = cli(args);
+      expect(r.status, args.join(' ')).to.equal(2);
+      expect(r.stderr, args.join(' ')).to.match(said).and.match(/usage: sqljobs/);
+    }
+  });
+});

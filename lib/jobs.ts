@@ -4,7 +4,7 @@
  */
 import { nextDrop, type HistoryOverview } from './history.ts';
 import { FinishedFeed, SUBSCRIBE_EVENTS, type FinishedJob, type SubscribeEvent } from './finished.ts';
-import { MAX_WAIT_MS, settlesWithin, waitForFinished } from './wait.ts';
+import { MAX_WAIT_MS, settlesWithin, waitForFinished, WaitTimeoutError } from './wait.ts';
 
 /** This process's events that end a job (waitFor looks again at once). */
 const FINISHING_EVENTS = ['completed', 'failed', 'cancelled'] as const;
@@ -835,7 +835,13 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
     validateId(id);
     if (opts === null || typeof opts !== 'object') throw new TypeError(`waitFor: options must be an object { timeout }; got ${describe(opts)}`);
     const timeout = intInRange('waitFor: timeout', opts.timeout, 30_000, 1, MAX_WAIT_MS);
-    return waitForFinished(id, timeout, { get: (jobId) => this.get<K>(jobId), on: (listener) => this.onFinishedHere(listener) });
+    return waitForFinished(id, timeout, { get: (jobId) => this.get<K>(jobId), on: (listener) => this.onFinishedHere(listener) }).catch((err: unknown) => {
+      // A job nobody claims: the usual cause is a worker never started.
+      if (err instanceof WaitTimeoutError && err.state === 'pending' && !this.worker?.isRunning) {
+        throw new WaitTimeoutError(id, err.state, timeout, 'this instance runs no worker (call start(), or run `sqljobs worker` elsewhere with a handler for the job)');
+      }
+      throw err;
+    });
   }
 
   /**

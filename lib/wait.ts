@@ -14,10 +14,12 @@ export class WaitTimeoutError extends Error {
     /** The job's state when the wait ended, null when no job with that id was found. */
     readonly state: JobRecord['state'] | null,
     timeoutMs: number,
+    /** Said after the message: what may explain the wait. */
+    hint?: string,
   ) {
-    super(state === null
+    super((state === null
       ? `waitFor: no job ${jobId} was found within ${timeoutMs} ms (never enqueued, not committed yet, deleted, or pruned by retention)`
-      : `waitFor: job ${jobId} was still ${state} after ${timeoutMs} ms`);
+      : `waitFor: job ${jobId} was still ${state} after ${timeoutMs} ms`) + (hint ? `; ${hint}` : ''));
     this.name = 'WaitTimeoutError';
   }
 }

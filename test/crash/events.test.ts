@@ -65,7 +65,8 @@ forEachDialect('outcomes across processes', ({ fresh }) => {
     const pending = await jobs.waitFor(id, { timeout: 200 }).catch((e: unknown) => e);
     expect(pending).to.be.instanceOf(WaitTimeoutError);
     expect(pending).to.deep.include({ jobId: id, state: 'pending' });
-    expect((pending as Error).message).to.equal(`waitFor: job ${id} was still pending after 200 ms`);
+    // This instance runs no worker (worker: false): the message says so, the usual cause of a job that waits.
+    expect((pending as Error).message).to.equal(`waitFor: job ${id} was still pending after 200 ms; this instance runs no worker (call start(), or run \`sqljobs worker\` elsewhere with a handler for the job)`);
     const unknown = '01900000-0000-7000-8000-000000000000';
     const missing = await jobs.waitFor(unknown, { timeout: 100 }).catch((e: unknown) => e);
     expect(missing).to.deep.include({ jobId: unknown, state: null });

@@ -41,6 +41,9 @@ class StartStopped extends Error {
   }
 }
 
+/** At most this many attempts a heartbeat finds gone are looked up to tell a cancel from a rescue. */
+const LOST_LOOKUPS = 10;
+
 /** How often drain() looks again at a managed queue a limit holds back until a slot frees (in another process). */
 const DRAIN_HOLD_MS = 250;
 
@@ -806,9 +809,12 @@ export class Worker {
     // The backlog first: an abort listener may wake the worker, whose starts must not include a lost job.
     const lost = new Set(this.backlog.filter((b) => b.seq <= seqAtStart && !ownedKeys.has(`${b.job.id}:${b.job.token}`)).map((b) => b.job));
     if (lost.size) this.dropFromBacklog((j) => lost.has(j));
-    for (const attempt of this.running) {
-      // Only attempts claimed before this heartbeat was sent can be judged by its answer.
-      if (attempt.claimSeq <= seqAtStart && !ownedKeys.has(`${attempt.id}:${attempt.job.token}`)) this.abortLostAttempt(attempt);
+    // Only attempts claimed before this heartbeat was sent can be judged by its answer.
+    const gone = [...this.running].filter((a) => a.claimSeq <= seqAtStart && !ownedKeys.has(`${a.id}:${a.job.token}`));
+    // Many at once is a rescue of this worker's jobs (it paused past stallTimeout), not cancels: no look-up each.
+    for (const attempt of gone) {
+      if (gone.length <= LOST_LOOKUPS) this.abortLostAttempt(attempt);
+      else attempt.abort('lost');
     }
   }
 

@@ -170,7 +170,8 @@ forEachDialect('flow control: fair groups and queue limits', ({ fresh }) => {
     const t = await fresh();
     // SQLite runs one writer at a time: the open transaction holds the whole database.
     if (t.driver !== 'pg' && t.driver !== 'mysql2') return this.skip();
-    const jobs = t.jobs({ queues: { exports: { concurrency: 5 } }, worker: { concurrency: 5, pollInterval: 30 } });
+    // Concurrency 1: the held job is at the head of the queue, picked first by every claim.
+    const jobs = t.jobs({ queues: { exports: { concurrency: 1 } }, worker: { concurrency: 5, pollInterval: 30 } });
     const ran: number[] = [];
     jobs.define('export', (p: { n: number }) => void ran.push(p.n));
     jobs.define('after', () => undefined);

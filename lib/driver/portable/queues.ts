@@ -224,11 +224,34 @@ export function* claimManaged(sql: Sql, req: ManagedClaimRequest, token: string)
   if (allowance.budget <= 0) return { rows: [], heldBy: allowance.heldBy, retryInMs: allowance.retryInMs };
   const picked = yield* pickFair(sql, req, allowance);
   const rows = picked.ids.length ? yield* takeJobs(sql, req, picked.ids, token) : [];
+  // Picked jobs another transaction holds were skipped: pick past them, or with a held job at the
+  // head of the queue every claim would pick it again (concurrency 1: nothing ran behind it).
+  const past: string[] = [];
+  let notTaken = untaken(picked.ids, rows);
+  for (let round = 0; notTaken.length && rows.length < allowance.budget && round < PICK_PAST_ROUNDS; round++) {
+    past.push(...notTaken);
+    const more = yield* pickFair(sql, req, { ...allowance, budget: allowance.budget - rows.length }, past);
+    if (!more.ids.length) break;
+    const took = yield* takeJobs(sql, req, more.ids, token);
+    rows.push(...took);
+    picked.topRank = Math.max(picked.topRank, more.topRank);
+    if (more.heldBy) Object.assign(picked, { heldBy: more.heldBy, retryInMs: more.retryInMs });
+    notTaken = untaken(more.ids, took);
+  }
   if (rows.length) yield* recordStarts(sql, req.queue, rows, allowance, picked.topRank);
   if (rows.length === req.limit) return { rows, heldBy: null, retryInMs: null };
   // Fewer than asked: a limit held the rest back, or fewer were due (then nothing holds the queue).
   const held = picked.heldBy ?? allowance.heldBy;
   return { rows, heldBy: held, retryInMs: picked.heldBy ? picked.retryInMs : allowance.retryInMs };
+}
+
+/** Rounds of picking past jobs other transactions hold, in one claim. */
+const PICK_PAST_ROUNDS = 3;
+
+/** The picked ids a take did not turn running (held by another transaction, or no longer pending). */
+function untaken(ids: string[], rows: Row[]): string[] {
+  const taken = new Set(rows.map((r) => String(r.id).toLowerCase()));
+  return ids.filter((id) => !taken.has(id.toLowerCase()));
 }
 
 function* allowanceOf(sql: Sql, req: ManagedClaimRequest): Steps<Allowance | null> {
@@ -323,7 +346,7 @@ interface Picked {
  * row locks (SQL Server: past rows an uncommitted enqueue holds): claims of this queue take turns
  * on its row, and takeJobs re-checks each job's state.
  */
-function* pickFair(sql: Sql, req: ManagedClaimRequest, a: Allowance): Steps<Picked> {
+function* pickFair(sql: Sql, req: ManagedClaimRequest, a: Allowance, past: string[] = []): Steps<Picked> {
   const { d, t } = sql;
   const picked: Picked = { ids: [], topRank: 0, heldBy: null, retryInMs: null };
   const room = a.groupRoom;
@@ -336,7 +359,7 @@ function* pickFair(sql: Sql, req: ManagedClaimRequest, a: Allowance): Steps<Pick
       `SELECT ${b.top(want)}id, group_key, fair_rank FROM ${t.jobs}${d.useIndex(t.jobsQueue)}${d.readPast}
        WHERE queue = ${b.text(req.queue)} AND state = 'pending' AND run_at <= ${d.statementNow} AND name ${b.in(req.names)}
          ${full.length ? `AND (group_key IS NULL OR NOT (group_key ${b.in(full)}))` : ''}
-         ${picked.ids.length ? `AND NOT (id ${b.ids(picked.ids)})` : ''}
+         ${picked.ids.length || past.length ? `AND NOT (id ${b.ids([...past, ...picked.ids])})` : ''}
        ORDER BY priority DESC, fair_rank, run_at, ${d.insertionOrder}${b.limit(want)}`)) as Outcome).rows;
     for (const r of rows) {
       if (picked.ids.length >= a.budget) break;

@@ -10,7 +10,7 @@
  */
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import { createRequire } from 'node:module';
-import { JobValidationError, describe, type JsonValue } from '../model.ts';
+import { JobValidationError, describe, toJson, type JsonValue } from '../model.ts';
 import { DiscardJob, type JobContext } from '../worker/context.ts';
 
 /** The job name requests run under (reserved: useApp defines it). */
@@ -126,7 +126,7 @@ export function requestHandler(dispatch: Dispatch, maxResultBytes: number) {
     });
     const result: JobRequestResult = { status: res.statusCode, headers: res.headers, body: bodyOf(res.headers['content-type'], res.payload) };
     // The route ran: a body too large to store must not fail the attempt (a retry would run the route again).
-    if (Buffer.byteLength(JSON.stringify(result), 'utf8') > maxResultBytes) Object.assign(result, { body: null, bodyBytes: Buffer.byteLength(res.payload, 'utf8') });
+    if (!storable(result, maxResultBytes)) Object.assign(result, { body: null, bodyBytes: Buffer.byteLength(res.payload, 'utf8') });
     const what = `${payload.method} ${payload.url} answered ${res.statusCode}`;
     if (res.statusCode >= 500) throw Object.assign(new Error(what), { status: res.statusCode, body: result.body });
     if (res.statusCode >= 400) throw new DiscardJob(what);
@@ -147,6 +147,15 @@ function dispatchOrFail(dispatch: Dispatch, req: IncomingMessage, res: ServerRes
     if (isThenable(answer)) answer.then(undefined, fail);
   } catch (err) {
     fail(err);
+  }
+}
+
+/** Whether the result can be stored as it is: JSON a database holds (no NUL, at most 31 levels deep), within maxOutputBytes. */
+function storable(result: JobRequestResult, maxBytes: number): boolean {
+  try {
+    return Buffer.byteLength(toJson(REQUEST_JOB, 'result', result), 'utf8') <= maxBytes;
+  } catch {
+    return false; // a binary body (a PDF holds NULs), or JSON nested too deep
   }
 }
 

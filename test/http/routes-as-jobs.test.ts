@@ -229,6 +229,11 @@ forEachDialect('routes as jobs', ({ fresh }) => {
     const app = express();
     app.get('/report', (_req, res) => void (runs++, res.type('text').send('x'.repeat(10_000))));
     app.get('/small', (_req, res) => void res.json({ ok: true }));
+    // A binary body (a PDF holds NUL bytes) and JSON nested past 31 levels cannot be stored either.
+    app.get('/pdf', (_req, res) => void (runs++, res.type('application/pdf').send(Buffer.from('%PDF-1.7\0\x01binary'))));
+    let deep: unknown = 1;
+    for (let i = 0; i < 40; i++) deep = [deep];
+    app.get('/deep', (_req, res) => void (runs++, res.json(deep)));
     jobs.useApp(app);
     await jobs.start();
     const big = await jobs.enqueueRequest({ method: 'GET', url: '/report' });
@@ -238,6 +243,14 @@ forEachDialect('routes as jobs', ({ fresh }) => {
     expect(job.attempts).to.equal(1);
     expect(runs).to.equal(1);
     expect(job.result).to.deep.include({ status: 200, body: null, bodyBytes: 10_000 });
+    const pdf = await jobs.enqueueRequest({ method: 'GET', url: '/pdf' });
+    const nested = await jobs.enqueueRequest({ method: 'GET', url: '/deep' });
+    for (const { id } of [pdf, nested]) {
+      await until(async () => (await jobs.get(id))?.state === 'completed', 'the unstorable answer to complete');
+      expect((await jobs.get(id))!).to.deep.include({ attempts: 1 });
+      expect((await jobs.get(id))!.result).to.deep.include({ status: 200, body: null });
+    }
+    expect(runs, 'each route ran once').to.equal(3);
     await until(async () => (await jobs.get(small.id))?.state === 'completed', 'the small answer to complete');
     expect((await jobs.get(small.id))!.result).to.deep.include({ body: { ok: true } }).and.not.have.property('bodyBytes');
     await jobs.stop();

@@ -16,7 +16,7 @@ const GATED: Gated[] = ['writeHead', 'write', 'end', 'flushHeaders'];
 export function installGate(
   req: IncomingMessage,
   res: ServerResponse,
-  uow: { commit(): Promise<void>; rollback(): Promise<void> },
+  uow: { commit(): Promise<void>; rollback(): Promise<void>; readonly decided: boolean },
   shouldCommit: () => boolean,
   onCommitError?: (err: unknown) => void,
 ): void {
@@ -32,8 +32,11 @@ export function installGate(
     let failed: unknown = null;
     try {
       // commitWhen is the app's code: if it throws, nothing is committed and the answer is a 500.
-      if (shouldCommit()) await uow.commit();
-      else await uow.rollback();
+      // Decided already (Koa's middleware committed before Koa's own response): asked once only.
+      if (!uow.decided) {
+        if (shouldCommit()) await uow.commit();
+        else await uow.rollback();
+      }
     } catch (err) {
       failed = err;
       await uow.rollback();

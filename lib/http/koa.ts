@@ -16,6 +16,8 @@ export interface KoaLikeContext {
   state: Record<string, unknown>;
   req: import('node:http').IncomingMessage;
   res: import('node:http').ServerResponse;
+  /** Koa's: false when the handler writes `res` itself. */
+  respond?: boolean;
   /** Whatever the app's own context declares it as (RequestJobs of its job map): the middleware sets it. */
   jobs?: unknown;
 }
@@ -60,6 +62,8 @@ export function koaJobs<M extends JobMap = {}, Ctx extends KoaLikeContext = KoaL
     if (!uow.touched) return uow.seal();
     // Settled, or settling, already: by the gate (the handler wrote the response itself, or the client went).
     if (uow.decided) return;
+    // The handler answers by itself, later (a stream piped, a write in a callback): its first write decides.
+    if (ctx.respond === false && !ctx.res.headersSent && !ctx.res.writableEnded) return;
     let commit: boolean;
     try {
       commit = commitWhen(ctx);

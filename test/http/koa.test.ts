@@ -55,6 +55,16 @@ function shop(t: TestDb, jobs: Jobs, Framework: typeof Koa = Koa) {
       ctx.res.end(JSON.stringify({ id }));
       return;
     }
+    if (route === 'raw-later') {
+      // The response written after the middleware returned (a callback, a stream piped later).
+      const { id } = await order(item);
+      ctx.respond = false;
+      setImmediate(() => {
+        ctx.res.writeHead(200, { 'content-type': 'application/json' });
+        ctx.res.end(JSON.stringify({ id }));
+      });
+      return;
+    }
     if (route === 'raw-dup') {
       await order(`${item}-a`, item);
       await order(`${item}-b`, item);
@@ -132,6 +142,9 @@ forEachDialect('Koa middleware', ({ fresh }) => {
     const ok = await request(server).post('/raw/lamp');
     expect(ok.status).to.equal(201);
     expect(await visible(t, jobs, 'lamp')).to.deep.equal({ job: true, row: true });
+    const later = await request(server).post('/raw-later/vase');
+    expect(later.status).to.equal(200);
+    expect(await visible(t, jobs, 'vase')).to.deep.equal({ job: true, row: true });
     // PostgreSQL's deferred constraint fails at COMMIT (other databases: the commit itself cannot fail here).
     if (t.dialect !== 'postgres') return;
     const failed = await request(server).post('/raw-dup/desk');
@@ -139,6 +152,24 @@ forEachDialect('Koa middleware', ({ fresh }) => {
     expect(await visible(t, jobs, 'desk')).to.deep.equal({ job: false, row: false });
     expect(errors, 'the failed commit is heard').to.have.length(1);
     await poolSettled(t);
+  });
+
+  it('asks commitWhen once per request (the gate does not ask again as Koa answers)', async () => {
+    const t = await fresh();
+    const jobs = t.jobs({ worker: false });
+    await setup(t, jobs);
+    let asked = 0;
+    const app = new Koa();
+    app.silent = true;
+    app.use(koaJobs(jobs, { commitWhen: (ctx) => (asked++, ctx.status < 400) }));
+    app.use(async (ctx: Ctx) => {
+      await ctx.jobs.enqueue('receipt', { item: 'once' }, { tag: 'once' });
+      ctx.status = 201;
+      ctx.body = { ok: true };
+    });
+    await request(http.createServer(app.callback())).post('/').expect(201);
+    expect(asked).to.equal(1);
+    expect((await jobs.list({ tag: 'once' })).items).to.have.length(1);
   });
 
   it('behaves the same on Koa 2', async () => {

@@ -86,31 +86,6 @@ export type HandlerTakes<M, K, P> = [Extract<K, keyof M>] extends [never]
   ? unknown
   : [M[Extract<K, keyof M>]] extends [P] ? unknown : { 'the handler\'s payload type does not take the job map\'s payload for this name': M[Extract<K, keyof M>] };
 
-/**
- * The part of a handler's result type JSON cannot hold as given (`never` when all of it can):
- * what the worker would refuse when the handler returns, after its work was done (the attempt
- * fails and is retried). BigInt, symbols, functions (a class instance's methods too), Dates,
- * Maps, Sets, buffers, errors and promises; `any` and `unknown` pass (checked when returned).
- */
-export type NotJson<R, Depth extends unknown[] = []> = 0 extends 1 & R
-  ? never
-  : Depth['length'] extends 10
-    ? never
-    : R extends string | number | boolean | null | undefined | void
-      ? never
-      : R extends bigint | symbol | ((...args: never[]) => unknown) | Date | RegExp | Error | PromiseLike<unknown> | ReadonlyMap<unknown, unknown> | ReadonlySet<unknown> | ArrayBufferView | ArrayBuffer
-        ? R
-        : R extends readonly (infer E)[]
-          ? NotJson<E, [...Depth, 0]>
-          : R extends object
-            ? { [K in keyof R]-?: NotJson<R[K], [...Depth, 0]> }[keyof R]
-            : never;
-
-/** What define() asks of a handler's result: JSON (anything else reads as a compile error on the name, naming the part). */
-export type ResultIsJson<R> = [NotJson<R>] extends [never]
-  ? unknown
-  : { 'the handler returns what JSON cannot hold (return plain objects, arrays, strings, numbers, booleans or null)': NotJson<R> };
-
 export interface DefineOptions {
   /** Default queue for jobs of this name. */
   queue?: string;
@@ -238,7 +213,7 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
    * what the map says). Returns this instance, typed with the new job, for chaining.
    */
   define<K extends string, P = K extends keyof M ? M[K] : unknown, R = unknown>(
-    name: K & HandlerTakes<M, K, P> & ResultIsJson<R>,
+    name: K & HandlerTakes<M, K, P>,
     handler: Handler<P, R>,
     options: DefineOptions = {},
   ): Jobs<M & { [N in K]: P }, Tx> {

@@ -99,42 +99,6 @@ describe('public declarations', function () {
     compiles(out, 'tx-app.ts', app);
   });
 
-  it('a handler\'s result is typed as JSON: what the worker would refuse when it returns is a compile error on the name', () => {
-    const app = [
-      "import Database from 'better-sqlite3';",
-      "import { createJobs } from './dist/lib/index.js';",
-      "const jobs = createJobs({ db: new Database(':memory:') });",
-      'interface Receipt { id: string; total: number; lines: { sku: string; qty: number }[]; note?: string | null }',
-      "jobs.define('ok-interface', async (): Promise<Receipt> => ({ id: 'r', total: 1, lines: [] }));",
-      "jobs.define('ok-void', async () => {});",
-      "jobs.define('ok-sync', () => 'done');",
-      "jobs.define('ok-union', async () => (Math.random() > 0.5 ? { a: 1 } : null));",
-      "jobs.define('ok-tuple', async () => [1, 'two', { three: true }] as const);",
-      "jobs.define('ok-record', async (): Promise<Record<string, unknown>> => ({}));",
-      "jobs.define('ok-unknown', async (): Promise<unknown> => 1);",
-      "jobs.define('ok-any', async (): Promise<any> => 1n); // any: left to the run-time check",
-      "type Tree = { name: string; children: Tree[] };",
-      "jobs.define('ok-recursive', async (): Promise<Tree> => ({ name: 'root', children: [] }));",
-      '// @ts-expect-error a BigInt',
-      "jobs.define('bigint', async () => ({ n: 1n }));",
-      '// @ts-expect-error a Date (JSON would make it a string)',
-      "jobs.define('date', async () => ({ at: new Date() }));",
-      '// @ts-expect-error a Map deep inside',
-      "jobs.define('map', async () => ({ a: [{ b: new Map<string, number>() }] }));",
-      '// @ts-expect-error a function',
-      "jobs.define('fn', () => () => 1);",
-      '// @ts-expect-error a class instance with methods',
-      "jobs.define('class', async () => new URL('http://x'));",
-      '// @ts-expect-error a Buffer',
-      "jobs.define('buffer', async () => Buffer.from('x'));",
-      '// @ts-expect-error an optional BigInt',
-      "jobs.define('optional', async (): Promise<{ n?: bigint }> => ({}));",
-      'export {};',
-      '',
-    ].join('\n');
-    compiles(out, 'result-app.ts', app);
-  });
-
   it('callbacks are typed by the job map: a name of it, its payload, required when the job\'s payload is; untyped jobs take any name', () => {
     const app = [
       "import Database from 'better-sqlite3';",

@@ -107,6 +107,8 @@ export async function openTransaction<C extends Emitter>(
   run: (conn: C, sql: string) => Promise<unknown>,
   begin: string,
   committed: (answer: unknown) => boolean = () => true,
+  /** Asked before COMMIT: whether the transaction is still open (MariaDB rolls one back whole at a deadlock). */
+  stillOpen: (conn: C) => Promise<boolean> = async () => true,
 ): Promise<OpenTransaction> {
   try {
     await run(held.conn, begin);
@@ -119,28 +121,31 @@ export async function openTransaction<C extends Emitter>(
     if (finished) return;
     finished = true;
     let answer: unknown;
+    let open = true;
     try {
+      if (sql === 'COMMIT') open = await stillOpen(held.conn);
       answer = await run(held.conn, sql);
       held.release();
     } catch (err) {
       held.release(err);
       throw err;
     }
-    if (sql === 'COMMIT' && !committed(answer)) throw new TransactionAbortedError();
+    if (sql === 'COMMIT' && (!open || !committed(answer))) throw new TransactionAbortedError();
   };
   return { native: held.conn, commit: () => finish('COMMIT'), rollback: () => finish('ROLLBACK') };
 }
 
 /**
- * A request's transaction that a failed statement had aborted (PostgreSQL refuses every statement
- * after an error until ROLLBACK, and answers COMMIT with a rollback): nothing in it was committed.
+ * A request's transaction that a failed statement had ended (PostgreSQL refuses every statement
+ * after an error until ROLLBACK, and answers COMMIT with a rollback; MariaDB rolls the whole
+ * transaction back at a deadlock, and a COMMIT then commits nothing): nothing in it was committed.
  */
 export class TransactionAbortedError extends Error {
   readonly code = '25P02';
   constructor(cause?: unknown) {
     super(
-      "the request's transaction was rolled back, not committed: a statement in it failed, after which PostgreSQL refuses the rest of the transaction " +
-        '(run a statement that may fail inside a SAVEPOINT, and ROLLBACK TO SAVEPOINT when it does, to go on after it)',
+      "the request's transaction was rolled back, not committed: a statement in it failed, and the database ended the transaction (PostgreSQL refuses the rest of " +
+        'a transaction after any error: run a statement that may fail inside a SAVEPOINT, and ROLLBACK TO SAVEPOINT when it does; MariaDB rolls a transaction back whole at a deadlock)',
       cause === undefined ? undefined : { cause },
     );
     this.name = 'TransactionAbortedError';

@@ -151,6 +151,49 @@ forEachDialect('Express middleware', ({ fresh }) => {
     await poolSettled(t);
   });
 
+  it('MariaDB: a deadlock the app caught rolled the whole transaction back: 500, nothing committed (COMMIT would commit nothing, silently)', async function () {
+    const t = await fresh();
+    if (t.dialect !== 'mysql') return this.skip();
+    const jobs = t.jobs({ worker: false });
+    await jobs.migrate();
+    const pool = t.db as unknown as mysql.Pool;
+    await t.query(`CREATE TABLE ${t.prefix}acct (id INT PRIMARY KEY, n INT) ENGINE=InnoDB`);
+    await t.query(`INSERT INTO ${t.prefix}acct VALUES (1, 0), (2, 0)`);
+    await t.query(`CREATE TABLE ${t.prefix}big (id INT PRIMARY KEY, n INT) ENGINE=InnoDB`);
+    await t.query(`INSERT INTO ${t.prefix}big SELECT seq, 0 FROM seq_1_to_2000`);
+    const other = await pool.getConnection();
+    const app = express();
+    app.use(jobsMiddleware(jobs));
+    app.post('/', async (req, res) => {
+      await req.jobs.enqueue('receipt', {}, { tag: 'deadlocked' });
+      const tx = await req.jobs.transaction<mysql.PoolConnection>();
+      await tx.query(`UPDATE ${t.prefix}acct SET n = n + 1 WHERE id = 1`);
+      // Another session, the heavier transaction (not the victim), then wants row 1.
+      await other.query('START TRANSACTION');
+      await other.query(`UPDATE ${t.prefix}big SET n = n + 1`);
+      await other.query(`UPDATE ${t.prefix}acct SET n = n + 1 WHERE id = 2`);
+      const waiting = other.query(`UPDATE ${t.prefix}acct SET n = n + 1 WHERE id = 1`);
+      await sleep(200);
+      let caught = 'none';
+      try {
+        await tx.query(`UPDATE ${t.prefix}acct SET n = n + 1 WHERE id = 2`);
+      } catch (err) {
+        caught = (err as { code?: string }).code ?? 'error';
+      }
+      await waiting;
+      await other.query('COMMIT');
+      res.status(201).json({ caught });
+    });
+    try {
+      const res = await request(app).post('/');
+      expect(res.status, JSON.stringify(res.body)).to.equal(500);
+      expect((await jobs.list({ tag: 'deadlocked' })).items).to.have.length(0);
+    } finally {
+      other.release();
+    }
+    await poolSettled(t);
+  });
+
   it('behaves the same on Express 4', async () => {
     const t = await fresh();
     const jobs = t.jobs({ worker: false });

@@ -689,7 +689,24 @@ export class MysqlStore extends PortableStore implements Store {
 
   /** A connection from the app's pool inside START TRANSACTION; released once, on commit or rollback. */
   async beginTransaction(): Promise<OpenTransaction> {
-    return openTransaction(await this.app.hold(), (c, sql) => c.query(sql), 'START TRANSACTION');
+    return openTransaction(await this.app.hold(), (c, sql) => c.query(sql), 'START TRANSACTION', undefined, (c) => this.stillInTransaction(c));
+  }
+
+  /**
+   * Before a request's COMMIT: whether its transaction is still open. A deadlock rolls back the
+   * whole transaction; the app may have caught the error and answered 2xx, and COMMIT would then
+   * commit nothing, silently. MariaDB tells (@@in_transaction); MySQL cannot, and is trusted.
+   */
+  private async stillInTransaction(c: PoolConnection): Promise<boolean> {
+    if (!this.canCheckTx) return true;
+    try {
+      const [rows] = await c.query('SELECT @@in_transaction AS t');
+      return Number((rows as Row[])[0].t) !== 0;
+    } catch (err) {
+      if ((err as { errno?: number }).errno !== 1193) throw err;
+      this.canCheckTx = false;
+      return true;
+    }
   }
 
   private pools(): PromisePool[] {

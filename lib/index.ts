@@ -51,7 +51,7 @@ export type { AdminAccess, AdminOptions, AdminJobs, ExpressLikeRequest, KoaAdmin
 export type { HistoryMonth, HistoryOverview } from './history.ts';
 export type { FinishedJob, SubscribeEvent } from './finished.ts';
 export { WaitTimeoutError } from './wait.ts';
-export { TransactionAbortedError } from './driver/held.ts';
+export { TransactionAbortedError } from './driver/transaction-aborted.ts';
 export type { BatchStatus, JobLink, QueueGroupCounts, QueueGroupStats, QueueStats, ThroughputBuckets } from './driver/store.ts';
 export type { SqlTransaction } from './driver/orm/caller.ts';
 export type {

@@ -12,6 +12,7 @@
 import type { Pool, PoolClient } from 'pg';
 import type { Pool as PromisePool, PoolConnection } from 'mysql2/promise';
 import type { OpenTransaction } from './store.ts';
+import { TransactionAbortedError } from './transaction-aborted.ts';
 
 interface Emitter {
   on(event: 'error', listener: (err: Error) => void): unknown;
@@ -133,23 +134,6 @@ export async function openTransaction<C extends Emitter>(
     if (sql === 'COMMIT' && (!open || !committed(answer))) throw new TransactionAbortedError();
   };
   return { native: held.conn, commit: () => finish('COMMIT'), rollback: () => finish('ROLLBACK') };
-}
-
-/**
- * A request's transaction that a failed statement had ended (PostgreSQL refuses every statement
- * after an error until ROLLBACK, and answers COMMIT with a rollback; MariaDB rolls the whole
- * transaction back at a deadlock, and a COMMIT then commits nothing): nothing in it was committed.
- */
-export class TransactionAbortedError extends Error {
-  readonly code = '25P02';
-  constructor(cause?: unknown) {
-    super(
-      "the request's transaction was rolled back, not committed: a statement in it failed, and the database ended the transaction (PostgreSQL refuses the rest of " +
-        'a transaction after any error: run a statement that may fail inside a SAVEPOINT, and ROLLBACK TO SAVEPOINT when it does; MariaDB rolls a transaction back whole at a deadlock)',
-      cause === undefined ? undefined : { cause },
-    );
-    this.name = 'TransactionAbortedError';
-  }
 }
 
 /** What pg answers a COMMIT with: `ROLLBACK` when the transaction had been aborted. */

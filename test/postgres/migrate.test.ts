@@ -46,8 +46,13 @@ describe('migrations and the caller\'s transaction [postgres]', function () {
       await t.jobs({ worker: false }).migrate();
       await t.query(`CREATE ROLE ${role} LOGIN`);
       // PostgreSQL 15: only the database owner creates in public (a role of its own has no CREATE there).
-      await t.query(`GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO ${role}`);
-      await t.query(`GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO ${role}`);
+      // On this test's tables and sequences only: other tests' tables come and go meanwhile.
+      const own = await t.query<{ name: string; kind: string }>(
+        `SELECT relname AS name, relkind AS kind FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'p', 'S') AND starts_with(relname, $1)`, [t.prefix]);
+      const tables = own.filter((o) => o.kind !== 'S').map((o) => o.name);
+      const sequences = own.filter((o) => o.kind === 'S').map((o) => o.name);
+      await t.query(`GRANT SELECT, INSERT, UPDATE, DELETE ON ${tables.join(', ')} TO ${role}`);
+      if (sequences.length) await t.query(`GRANT USAGE, SELECT ON SEQUENCE ${sequences.join(', ')} TO ${role}`);
       const url = new URL(PG_URL);
       url.username = role;
       pool = new pgm.Pool({ connectionString: url.toString(), max: 2 });

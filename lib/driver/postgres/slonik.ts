@@ -13,7 +13,7 @@ import type { Client, Pool, PoolConfig } from 'pg';
 import type { OpenTransaction } from '../store.ts';
 import { PostgresStore, type PostgresStoreOptions } from './store.ts';
 import { queryOnCaller, type PgAppSide } from './app.ts';
-import { TransactionAbortedError } from '../held.ts';
+import { TransactionAbortedError } from '../transaction-aborted.ts';
 import type { SlonikConnectionLike, SlonikPoolLike } from '../handles.ts';
 
 type Row = Record<string, unknown>;

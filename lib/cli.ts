@@ -118,7 +118,10 @@ async function historyPartitions(jobs: Jobs, apply: boolean): Promise<void> {
 }
 
 async function main(argv: string[]): Promise<void> {
-  const [command, file, ...rest] = argv;
+  const [command, ...args] = argv;
+  // The module is the first argument that is not a flag; flags may come before or after it.
+  const file = args.find((a) => !a.startsWith('-'));
+  const rest = args.filter((a) => a !== file);
   if (command === '--help' || command === '-h' || command === 'help') {
     console.log(USAGE);
     return;
@@ -135,7 +138,7 @@ async function main(argv: string[]): Promise<void> {
     throw new UsageError(`sqljobs ${command}: unknown argument${unknown.length > 1 ? 's' : ''} ${unknown.map((a) => `"${a}"`).join(', ')} (${takes})`);
   }
   const jobs = await load(file, command);
-  if (command === 'worker') return worker(jobs, file);
+  if (command === 'worker') return worker(jobs, file!);
   if (command === 'migrate') {
     await jobs.migrate();
     console.log('[sqljobs] schema is up to date');

@@ -83,6 +83,9 @@ describe('sqljobs CLI arguments', () => {
       expect(r.status, help).to.equal(0);
       expect(r.stdout).to.match(/^usage: sqljobs/);
     }
+    // A flag before the module is the same flag.
+    const flagFirst = cli(['status', '--jsn', 'test/fixtures/cli-jobs.ts']);
+    expect(flagFirst.stderr).to.match(/unknown argument "--jsn"/);
     const version = cli(['--version']);
     expect(version.status).to.equal(0);
     expect(version.stdout.trim()).to.match(/^\d+\.\d+\.\d+/);

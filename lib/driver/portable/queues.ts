@@ -245,6 +245,15 @@ export function* claimManaged(sql: Sql, req: ManagedClaimRequest, token: string)
   return { rows, heldBy: held, retryInMs: picked.heldBy ? picked.retryInMs : allowance.retryInMs };
 }
 
+/**
+ * Where the pick itself can lock what it reads and skip rows other sessions hold (a suffix:
+ * PostgreSQL, MySQL): the claim then never waits on them, for no statement more. The rows read
+ * beyond those taken (groups at their limit) stay locked until the claim commits, a moment later.
+ */
+function pickLock(d: Sql['d']): string {
+  return d.skipLocked && !d.skipLocked.hint ? d.skipLocked.suffix : '';
+}
+
 /** Rounds of picking past jobs other transactions hold, in one claim. */
 const PICK_PAST_ROUNDS = 3;
 
@@ -360,7 +369,7 @@ function* pickFair(sql: Sql, req: ManagedClaimRequest, a: Allowance, past: strin
        WHERE queue = ${b.text(req.queue)} AND state = 'pending' AND run_at <= ${d.statementNow} AND name ${b.in(req.names)}
          ${full.length ? `AND (group_key IS NULL OR NOT (group_key ${b.in(full)}))` : ''}
          ${picked.ids.length || past.length ? `AND NOT (id ${b.ids([...past, ...picked.ids])})` : ''}
-       ORDER BY priority DESC, fair_rank, run_at, ${d.insertionOrder}${b.limit(want)}`)) as Outcome).rows;
+       ORDER BY priority DESC, fair_rank, run_at, ${d.insertionOrder}${b.limit(want)}${pickLock(d)}`)) as Outcome).rows;
     for (const r of rows) {
       if (picked.ids.length >= a.budget) break;
       const group = r.group_key == null ? null : String(r.group_key);
@@ -394,8 +403,9 @@ function* takeJobs(sql: Sql, req: ManagedClaimRequest, ids: string[], token: str
   // Only rows no other session holds: a caller's open transaction that enqueued a dependent of
   // one locked it until it ends, and the claim, holding the queue's row, stalled every claim of
   // the queue in every process while it waited.
+  // PostgreSQL and MySQL locked them as they picked them (pickLock); SQL Server's pick only read past locks.
   const lock = d.skipLocked;
-  if (lock) {
+  if (lock && !pickLock(d)) {
     ids = ((yield read(d, (b) => `SELECT id FROM ${t.jobs}${lock.hint} WHERE id ${b.ids(ids)} AND state = 'pending'${lock.suffix}`)) as Outcome).rows.map((r) => String(r.id));
     if (!ids.length) return [];
   }

@@ -38,7 +38,7 @@ import { createStore } from './driver/create.ts';
 import { describeTx, isBetterSqlite } from './driver/detect.ts';
 import { callerHandleSync } from './driver/orm/caller.ts';
 import type { TransactionHandle } from './driver/orm/types.ts';
-import { MAX_TIMER_MS, intInRange, resolveOptions, type JobsMode, type JobsOptions } from './options.ts';
+import { DEFAULT_MAX_OUTPUT_BYTES, MAX_TIMER_MS, intInRange, resolveOptions, type JobsMode, type JobsOptions } from './options.ts';
 import { uuidv7 } from './uuid.ts';
 import { RateLimitedLog, SafeEvents } from './report.ts';
 import { Locks } from './locks.ts';
@@ -1029,7 +1029,7 @@ export class Jobs<M extends JobMap = {}, Tx extends TransactionHandle = Transact
    * Express app, a Koa app or a (req, res) handler), in-process, with no socket.
    */
   useApp(app: AppLike): this {
-    const handler = requestHandler(dispatcherOf(app), this.workerOptions?.maxOutputBytes ?? 1024 * 1024);
+    const handler = requestHandler(dispatcherOf(app), this.workerOptions?.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES);
     this.definitions.set(REQUEST_JOB, { name: REQUEST_JOB, handler: handler as JobDefinition['handler'] });
     return this;
   }

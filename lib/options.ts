@@ -171,7 +171,7 @@ export function resolveOptions(opts: JobsOptions): ResolvedOptions {
     if (!OPTION_KEYS.includes(k)) throw new TypeError(`createJobs: unknown option "${k}"; allowed: ${OPTION_KEYS.join(', ')}`);
   }
   const mode = buildMode(opts);
-  const maxOutputBytes = positiveInt('maxOutputBytes', opts.maxOutputBytes, 1024 * 1024, 64 * 1024 * 1024);
+  const maxOutputBytes = positiveInt('maxOutputBytes', opts.maxOutputBytes, DEFAULT_MAX_OUTPUT_BYTES, 64 * 1024 * 1024);
   const worker = mode === 'producer' ? null : { ...buildWorkerOptions(opts.worker || {}, opts.retentionDays), agingMs: buildAging(opts.priorityAging), maxOutputBytes };
   if (worker?.leaderOnly && !opts.leader) {
     throw new TypeError('createJobs: worker.leaderOnly needs leader: true (only the elected leader processes jobs)');
@@ -238,6 +238,8 @@ export function positiveInt(field: string, v: unknown, dflt: number, max = Numbe
 
 /** Node timers fire at once past this many ms (a 32-bit signed delay), so no interval may exceed it. */
 export const MAX_TIMER_MS = 2_147_483_647;
+/** maxOutputBytes when not given: 1 MiB. */
+export const DEFAULT_MAX_OUTPUT_BYTES = 1024 * 1024;
 /** Jobs one process runs at once: far beyond what one event loop or one pool serves well. */
 export const MAX_CONCURRENCY = 1000;
 

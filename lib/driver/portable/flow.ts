@@ -389,18 +389,27 @@ function* moveCompletedToHistory(sql: Sql, items: (FinishItem & { token: string 
   })) as Outcome).rows;
   if (!locked.length) return [];
   const ids = locked.map((r) => String(r.id));
-  const results = new Map(items.map((i) => [i.id, i.resultJson ?? null]));
+  yield* moveLockedToHistory(sql, ids, 'completed', 'result', new Map(items.map((i) => [i.id, i.resultJson ?? null])));
+  return locked.map((row) => finishedRow(sql, row, 'completed'));
+}
+
+/**
+ * Rows this transaction locked, to history in `state`, each with its own JSON in `column` (the
+ * other NULL), then out of the jobs table: two statements for any number of rows.
+ */
+function* moveLockedToHistory(sql: Sql, ids: string[], state: FinishState, column: 'result' | 'error', jsonOf: Map<string, string | null>): Steps<void> {
+  const { d, t } = sql;
   yield write(d, (b) => {
-    const withResult = ids.filter((id) => results.get(id) != null);
-    // Placeholders in text order: the CASE's, then the id list.
-    const result = withResult.length
-      ? `CASE ${withResult.map((id) => `WHEN id = ${b.id(id)} THEN ${d.json(b.longText(results.get(id)!))}`).join(' ')} ELSE ${d.nullAs('json')} END`
+    const given = ids.filter((id) => jsonOf.get(id) != null);
+    // Placeholders in text order: the CASE's (in the select list either way), then the id list.
+    const value = given.length
+      ? `CASE ${given.map((id) => `WHEN id = ${b.id(id)} THEN ${d.json(b.longText(jsonOf.get(id)!))}`).join(' ')} ELSE ${d.nullAs('json')} END`
       : d.nullAs('json');
+    const [error, result] = column === 'error' ? [value, d.nullAs('json')] : [d.nullAs('json'), value];
     return `INSERT INTO ${t.history} (${sharedColumns(d.col)}, state, finished_at, result)
-      SELECT ${sharedColumns(d.col, { error: d.nullAs('json') })}, 'completed', ${d.now}, ${result} FROM ${t.jobs} WHERE id ${b.ids(ids)}`;
+      SELECT ${sharedColumns(d.col, { error })}, '${state}', ${d.now}, ${result} FROM ${t.jobs} WHERE id ${b.ids(ids)}`;
   });
   yield write(d, (b) => `${d.deleteByKey(t.jobs)} WHERE id ${b.ids(ids)}`);
-  return locked.map((row) => finishedRow(sql, row, 'completed'));
 }
 
 /** Lock the job's row (owned by the token, when given), copy it to history as finished, delete it, and record a failed attempt. */
@@ -629,25 +638,16 @@ function* cancelWaiting(sql: Sql, parents: Pick<FinishedRow, 'id' | 'name' | 'st
       level.push({ id, name: String(row.name), state: 'cancelled' });
     }
   }
-  for (let i = 0; i < cancelled.length; i += CANCEL_CHUNK) yield* moveCancelledToHistory(sql, cancelled.slice(i, i + CANCEL_CHUNK));
+  for (let i = 0; i < cancelled.length; i += CANCEL_CHUNK) {
+    const chunk = cancelled.slice(i, i + CANCEL_CHUNK);
+    yield* moveLockedToHistory(sql, chunk.map(({ row }) => String(row.id)), 'cancelled', 'error', new Map(chunk.map(({ row, errorJson }) => [String(row.id), errorJson])));
+  }
   return cancelled.map(({ row }) => finishedRow(sql, row, 'cancelled'));
 }
 
 /** Jobs moved to history as cancelled per statement (each binds its error: SQL Server takes 2,100 parameters). */
 const CANCEL_CHUNK = 500;
 
-/** Locked waiting jobs to history as cancelled, each with its own error; then out of the jobs table. */
-function* moveCancelledToHistory(sql: Sql, jobs: { row: Record<string, unknown>; errorJson: string }[]): Steps<void> {
-  const { d, t } = sql;
-  const ids = jobs.map(({ row }) => String(row.id));
-  yield write(d, (b) => {
-    // Placeholders in text order: the CASE's, then the id list.
-    const error = `CASE ${jobs.map(({ row, errorJson }) => `WHEN id = ${b.id(String(row.id))} THEN ${d.json(b.longText(errorJson))}`).join(' ')} END`;
-    return `INSERT INTO ${t.history} (${sharedColumns(d.col)}, state, finished_at, result)
-      SELECT ${sharedColumns(d.col, { error })}, 'cancelled', ${d.now}, ${d.nullAs('json')} FROM ${t.jobs} WHERE id ${b.ids(ids)}`;
-  });
-  yield write(d, (b) => `${d.deleteByKey(t.jobs)} WHERE id ${b.ids(ids)}`);
-}
 
 /** Cancel the waiting dependents of parents that had already ended (a dependent enqueued late), and what follows from that. */
 function* cancelDependents(sql: Sql, parents: Pick<FinishedRow, 'id' | 'name' | 'state'>[]): Steps<Set<string>> {
